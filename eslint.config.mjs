@@ -1,0 +1,31 @@
+// @ts-check
+import tseslint from 'typescript-eslint';
+
+const cdkImports = {
+  patterns: [
+    { group: ['aws-cdk-lib', 'aws-cdk-lib/*', 'constructs'], message: 'Runtime code never imports CDK (see DESIGN.md, Layout).' },
+    { group: ['../lib', '../lib/*', '../../lib/*'], message: 'Runtime code never imports infrastructure code.' },
+  ],
+};
+
+export default tseslint.config(
+  { ignores: ['node_modules/**', 'cdk.out/**', 'dist/**', 'coverage/**', '**/*.js', '**/*.mjs'] },
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    files: ['core/**/*.ts', 'lambda/**/*.ts', 'service/**/*.ts', 'client/**/*.ts', 'local/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', cdkImports] },
+  },
+  {
+    files: ['lib/**/*.ts', 'bin/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['../core/*', '../lambda/*', '../service/*', '../local/*', '../client/*'], message: 'Infrastructure code points at runtime entry files by path; it never imports them.' }],
+      }],
+    },
+  },
+);

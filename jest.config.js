@@ -1,0 +1,24 @@
+/** Two projects: runtime (real redis-server, real servers and clients) and infra (CDK templates). */
+const transform = {
+  '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }],
+};
+module.exports = {
+  projects: [
+    {
+      displayName: 'runtime',
+      testEnvironment: 'node',
+      transform,
+      testMatch: ['<rootDir>/test/runtime/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/support/global-setup.ts',
+      globalTeardown: '<rootDir>/test/support/global-teardown.ts',
+    },
+    {
+      displayName: 'infra',
+      testEnvironment: 'node',
+      transform,
+      testMatch: ['<rootDir>/test/infra/**/*.test.ts'],
+      snapshotSerializers: ['<rootDir>/test/infra/asset-hash-serializer.ts'],
+    },
+  ],
+  testTimeout: 30000,
+};
