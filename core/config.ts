@@ -1,0 +1,124 @@
+import { z } from 'zod';
+
+/** Who may subscribe to the channels of a namespace. */
+export const SubscribePolicy = z.enum(['public', 'authenticated', 'owner']);
+/** Who may publish to the channels of a namespace (`server` = IAM-signed backends only). */
+export const PublishPolicy = z.enum(['server', 'authenticated']);
+
+export const NamespacePolicySchema = z.strictObject({
+  /** `public`: anyone, no ticket needed; `authenticated`: any ticket holder; `owner`: channel `ns:{sub}` for that sub only. */
+  subscribe: SubscribePolicy,
+  /** Defaults to `server`. */
+  publish: PublishPolicy.default('server'),
+  /** Events kept per channel for resume. 0 keeps none (a resuming client is told `reset`). Defaults to 1000. */
+  historySize: z.number().int().min(0).max(100_000).default(1000),
+  /** Seconds a channel's history lives after its last event. Defaults to 86400. */
+  historyTtlSeconds: z.number().int().min(1).max(30 * 86400).default(86400),
+});
+
+export type NamespacePolicy = z.infer<typeof NamespacePolicySchema>;
+export type Namespaces = Readonly<Record<string, NamespacePolicy>>;
+
+export const NAMESPACE_PATTERN = /^[a-z][a-z0-9-]{0,31}$/;
+
+export const NamespacesSchema = z
+  .record(z.string().regex(NAMESPACE_PATTERN, 'namespace names are lowercase letters, digits and "-", 1-32 chars, starting with a letter'), NamespacePolicySchema)
+  .refine((v) => Object.keys(v).length > 0, 'at least one namespace is required');
+
+/**
+ * The namespaces shipped by default: one of each subscribe kind.
+ * - `scores`: public feed, server publishes (e.g. `scores:42`).
+ * - `chat`: any authenticated user subscribes and publishes (e.g. `chat:room-1`).
+ * - `user`: private per-user channel `user:{sub}`, server publishes (notifications).
+ */
+export const DEFAULT_NAMESPACES: Namespaces = {
+  scores: { subscribe: 'public', publish: 'server', historySize: 1000, historyTtlSeconds: 86400 },
+  chat: { subscribe: 'authenticated', publish: 'authenticated', historySize: 200, historyTtlSeconds: 3600 },
+  user: { subscribe: 'owner', publish: 'server', historySize: 100, historyTtlSeconds: 86400 },
+};
+
+/** Formats zod issues as one readable line: `KEY: message; KEY2: message`. */
+export function formatIssues(error: z.ZodError, prefix = ''): string {
+  return error.issues
+    .map((i) => {
+      const path = i.path.length ? i.path.join('.') : '(root)';
+      return `${prefix}${path}: ${i.message}`;
+    })
+    .join('; ');
+}
+
+/** Thrown when configuration is invalid; the message is one line naming the bad keys. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses NAMESPACES_JSON (or returns the defaults when unset). */
+export function parseNamespaces(json: string | undefined): Namespaces {
+  if (json === undefined || json.trim() === '') return DEFAULT_NAMESPACES;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    throw new ConfigError('NAMESPACES_JSON: not valid JSON');
+  }
+  const parsed = NamespacesSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(formatIssues(parsed.error, 'NAMESPACES_JSON.'));
+  return parsed.data;
+}
+
+const bool = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((v) => v === 'true' || v === '1');
+
+/** Settings shared by every runtime (Lambdas, SSE service, local stack), read from the environment. */
+export const CoreEnvSchema = z.object({
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+  /** Redis AUTH token; on AWS injected as a secret (ECS) or read from REDIS_SECRET_ARN (Lambda). */
+  REDIS_PASSWORD: z.string().min(1).optional(),
+  REDIS_SECRET_ARN: z.string().startsWith('arn:').optional(),
+  KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]{1,32}$/, 'letters, digits, ":", "_" or "-", up to 32 chars').default('rt:'),
+  NAMESPACES_JSON: z.string().optional(),
+  TICKET_TTL_SECONDS: z.coerce.number().int().min(5).max(300).default(30),
+  MAX_PAYLOAD_BYTES: z.coerce.number().int().min(256).max(32768).default(32768),
+  MAX_CHANNELS_PER_CONNECTION: z.coerce.number().int().min(1).max(64).default(16),
+});
+
+export interface CoreConfig {
+  readonly redisUrl: string;
+  readonly redisPassword?: string;
+  readonly redisSecretArn?: string;
+  readonly keyPrefix: string;
+  readonly namespaces: Namespaces;
+  /** Seconds a ticket stays redeemable. Defaults to 30. */
+  readonly ticketTtlSeconds: number;
+  /** Largest serialised event envelope in bytes. Defaults to 32768 (API Gateway's WebSocket frame size). */
+  readonly maxPayloadBytes: number;
+  /** Channels one ticket or connection may name. Defaults to 16. */
+  readonly maxChannelsPerConnection: number;
+}
+
+/** Parses a schema against the environment; one line naming every bad key. */
+export function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) throw new ConfigError(`Invalid configuration: ${formatIssues(parsed.error)}`);
+  return parsed.data;
+}
+
+export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreConfig {
+  const e = parseEnv(CoreEnvSchema, env);
+  return {
+    redisUrl: e.REDIS_URL,
+    redisPassword: e.REDIS_PASSWORD,
+    redisSecretArn: e.REDIS_SECRET_ARN,
+    keyPrefix: e.KEY_PREFIX,
+    namespaces: parseNamespaces(e.NAMESPACES_JSON),
+    ticketTtlSeconds: e.TICKET_TTL_SECONDS,
+    maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
+    maxChannelsPerConnection: e.MAX_CHANNELS_PER_CONNECTION,
+  };
+}
+
+export { bool as envBoolean };

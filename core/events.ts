@@ -1,0 +1,208 @@
+import type { CoreConfig } from './config';
+import { mayPublish, parseChannel, type ParsedChannel } from './channels';
+import { RealtimeError } from './errors';
+import type { Identity } from './identity';
+import { Keys } from './keys';
+import { Script, type RedisLike } from './redis';
+
+/** What every transport delivers: `{channel, id, type, data, ts}`. */
+export interface Envelope<T = unknown> {
+  readonly channel: string;
+  /** The event's cursor: a decimal integer from the deployment-wide sequence. */
+  readonly id: string;
+  readonly type: string;
+  readonly data: T;
+  /** Milliseconds since the epoch, Redis server time at publish. */
+  readonly ts: number;
+}
+
+export const TYPE_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
+/** Event types the transports use for their own signals. */
+export const RESERVED_TYPES = new Set(['ready', 'reset', 'error', 'pong', 'subscribed', 'unsubscribed']);
+const IDEMPOTENCY_PATTERN = /^[\x21-\x7e]{1,128}$/;
+const CURSOR_PATTERN = /^\d{1,16}$/;
+/** How long an idempotency key remembers its first event id. */
+export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+
+/**
+ * One script appends to the channel's stream and publishes, so history and live delivery never
+ * disagree. The id comes from one deployment-wide sequence, seeded from Redis time in microseconds
+ * when missing (first use, or data lost), so ids only grow and one number is a cursor over every
+ * channel. The envelope is serialised once (in Node, around the id and time Redis assigns).
+ *
+ * KEYS: history stream, seq, seq base, idempotency key
+ * ARGV: live channel, envelope head, envelope tail, history size, history TTL, idempotency TTL, use idempotency
+ */
+const PUBLISH = new Script(`
+if ARGV[7] == '1' then
+  local prev = redis.call('GET', KEYS[4])
+  if prev then return {prev, 1} end
+end
+local t = redis.call('TIME')
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local seed = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('SET', KEYS[2], seed)
+  redis.call('SET', KEYS[3], seed)
+end
+local id = string.format('%.0f', redis.call('INCR', KEYS[2]))
+local ts = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+local env = ARGV[2] .. id .. ARGV[3] .. ts .. '}'
+redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[4], id .. '-0', 'e', env)
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', ARGV[1], env)
+if ARGV[7] == '1' then redis.call('SET', KEYS[4], id, 'EX', ARGV[6]) end
+return {id, 0}
+`);
+
+/**
+ * Reads each stream after the cursor. A channel whose trimmed (or disabled) history reaches past
+ * the cursor, or any cursor older than the sequence's seed (Redis lost its data), is reported as
+ * reset instead of being replayed with a gap.
+ *
+ * KEYS: seq base, history streams...   ARGV: cursor, max entries per channel
+ * Returns {base-reset, {reset, {envelope...}}...}
+ */
+const REPLAY = new Script(`
+local cursor = tonumber(ARGV[1])
+local base = redis.call('GET', KEYS[1])
+if base and cursor < tonumber(base) then return {1} end
+local out = {0}
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local reset = 0
+  local envs = {}
+  if redis.call('EXISTS', key) == 1 then
+    local info = redis.call('XINFO', 'STREAM', key)
+    for j = 1, #info, 2 do
+      if info[j] == 'max-deleted-entry-id' then
+        local maxdel = tonumber(string.match(info[j + 1], '^(%d+)'))
+        if maxdel and maxdel > cursor then reset = 1 end
+      end
+    end
+    if reset == 0 then
+      local entries = redis.call('XRANGE', key, '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+      for k = 1, #entries do envs[k] = entries[k][2][2] end
+    end
+  end
+  out[i] = {reset, envs}
+end
+return out
+`);
+
+export interface PublishInput {
+  readonly channel: unknown;
+  readonly type: unknown;
+  readonly data: unknown;
+  readonly idempotencyKey?: unknown;
+}
+
+export interface PublishResult {
+  readonly id: string;
+  readonly channel: string;
+  /** The envelope as published (absent when an idempotent retry returned the first id). */
+  readonly envelope?: string;
+  /** True when `idempotencyKey` matched an earlier publish: nothing was published again. */
+  readonly duplicate: boolean;
+}
+
+export interface EventDeps {
+  readonly redis: RedisLike;
+  readonly config: CoreConfig;
+}
+
+/** Validates a publish request without touching Redis; returns the parsed channel and serialised parts. */
+export function preparePublish(input: PublishInput, identity: Identity, config: CoreConfig) {
+  if (input === null || typeof input !== 'object') throw new RealtimeError('bad_request', 'The body must be a JSON object {"channel","type","data"}.');
+  const ch = parseChannel(input.channel, config.namespaces);
+  if (typeof input.type !== 'string' || !TYPE_PATTERN.test(input.type)) {
+    throw new RealtimeError('invalid_type', '`type` must be 1-64 chars of A-Z a-z 0-9 _ . : -, starting with a letter.');
+  }
+  if (RESERVED_TYPES.has(input.type)) throw new RealtimeError('invalid_type', `\`type\` "${input.type}" is reserved for protocol signals; choose another.`);
+  if (input.data === undefined) throw new RealtimeError('bad_request', '`data` is required (any JSON value; null is fine).');
+  const key = input.idempotencyKey;
+  if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_PATTERN.test(key))) {
+    throw new RealtimeError('bad_request', '`idempotencyKey` must be 1-128 printable ASCII characters.');
+  }
+  if (!mayPublish(identity, ch)) {
+    throw new RealtimeError('forbidden', `Publishing to "${ch.channel}" is not allowed: namespace "${ch.namespace}" accepts events from ${ch.policy.publish === 'server' ? 'backends only' : 'its subscribers only'}.`);
+  }
+  const head = `{"channel":${JSON.stringify(ch.channel)},"id":"`;
+  const tail = `","type":${JSON.stringify(input.type)},"data":${JSON.stringify(input.data)},"ts":`;
+  // 16 digits of id, 13 of ts and the closing brace.
+  const size = Buffer.byteLength(head) + Buffer.byteLength(tail) + 30;
+  if (size > config.maxPayloadBytes) {
+    throw new RealtimeError('payload_too_large', `The event would be ${size} bytes; the limit is ${config.maxPayloadBytes}. Send a reference to the data instead.`);
+  }
+  return { ch, head, tail, idempotencyKey: key as string | undefined };
+}
+
+/** Validates, appends to history and publishes live in one atomic step. Returns the event id. */
+export async function publish(input: PublishInput, identity: Identity, deps: EventDeps): Promise<PublishResult> {
+  const { ch, head, tail, idempotencyKey } = preparePublish(input, identity, deps.config);
+  const keys = new Keys(deps.config.keyPrefix);
+  const res = (await PUBLISH.run(
+    deps.redis,
+    [keys.history(ch.channel), keys.seq, keys.seqBase, idempotencyKey ? keys.idempotency(ch.channel, idempotencyKey) : keys.seq],
+    [keys.live(ch.channel), head, tail, ch.policy.historySize, ch.policy.historyTtlSeconds, IDEMPOTENCY_TTL_SECONDS, idempotencyKey ? '1' : '0'],
+  )) as [string, number];
+  const [id, dup] = res;
+  return dup === 1 ? { id: String(id), channel: ch.channel, duplicate: true } : { id: String(id), channel: ch.channel, duplicate: false };
+}
+
+/** Parses a cursor (`Last-Event-ID`, `lastEventId`, `since`, `cursor`). */
+export function parseCursor(value: unknown): number {
+  if (typeof value !== 'string' || !CURSOR_PATTERN.test(value)) {
+    throw new RealtimeError('invalid_cursor', 'A cursor is the decimal id of the last event received.');
+  }
+  return Number(value);
+}
+
+export interface ReplayResult {
+  /** Envelopes after the cursor on every channel, in id order, as serialised at publish. */
+  readonly events: string[];
+  /** Channels whose history no longer reaches back to the cursor: the client must reload their state. */
+  readonly resets: string[];
+}
+
+/** Reads what `channels` received after `cursor`, or which of them cannot be replayed. */
+export async function replay(channels: readonly ParsedChannel[], cursor: number, deps: EventDeps): Promise<ReplayResult> {
+  const keys = new Keys(deps.config.keyPrefix);
+  const max = Math.max(1, ...channels.map((c) => c.policy.historySize));
+  const res = (await REPLAY.run(deps.redis, [keys.seqBase, ...channels.map((c) => keys.history(c.channel))], [String(cursor), max])) as [
+    number,
+    ...[number, string[]][],
+  ];
+  if (res[0] === 1) return { events: [], resets: channels.map((c) => c.channel) };
+  const resets: string[] = [];
+  const lists: string[][] = [];
+  channels.forEach((c, i) => {
+    const [reset, envs] = res[i + 1] as [number, string[]];
+    if (reset === 1) resets.push(c.channel);
+    else if (envs.length) lists.push(envs);
+  });
+  const events = lists.length === 1 ? lists[0] : lists.flat().sort((a, b) => envelopeSeq(a) - envelopeSeq(b));
+  return { events, resets };
+}
+
+/** The current position of the sequence: a cursor that means "from now on". */
+export async function currentCursor(deps: EventDeps): Promise<number> {
+  const v = await deps.redis.get(new Keys(deps.config.keyPrefix).seq);
+  return v === null ? 0 : Number(v);
+}
+
+const ID_IN_ENVELOPE = /"id":"(\d+)"/;
+
+/** Reads the id out of a serialised envelope without parsing the whole payload. */
+export function envelopeSeq(envelope: string): number {
+  // The id follows the channel, whose grammar cannot contain quotes, so the first match is the id.
+  const m = ID_IN_ENVELOPE.exec(envelope);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Reads the type out of a serialised envelope (it follows the id; its grammar has no quotes). */
+export function envelopeType(envelope: string): string {
+  const i = envelope.indexOf('","type":"');
+  if (i < 0) return 'message';
+  const start = i + 10;
+  return envelope.slice(start, envelope.indexOf('"', start));
+}

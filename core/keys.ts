@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto';
+
+/** Redis key and pub/sub channel names, all under one configurable prefix. */
+export class Keys {
+  constructor(readonly prefix: string) {}
+
+  /** Stream holding a channel's bounded history. */
+  history(channel: string): string {
+    return `${this.prefix}h:${channel}`;
+  }
+  /** Pub/sub channel for live delivery. */
+  live(channel: string): string {
+    return `${this.prefix}ev:${channel}`;
+  }
+  /** Prefix of every live pub/sub channel (to map a message back to its channel). */
+  get livePrefix(): string {
+    return `${this.prefix}ev:`;
+  }
+  /** The deployment-wide event sequence (the cursor space). */
+  get seq(): string {
+    return `${this.prefix}seq`;
+  }
+  /** The value the sequence was (re)seeded with: cursors below it predate a loss of Redis data. */
+  get seqBase(): string {
+    return `${this.prefix}seq:base`;
+  }
+  ticket(ticketHash: string): string {
+    return `${this.prefix}tk:${ticketHash}`;
+  }
+  idempotency(channel: string, key: string): string {
+    return `${this.prefix}idem:${channel}:${sha256(key)}`;
+  }
+}
+
+export function sha256(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}

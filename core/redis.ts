@@ -1,0 +1,86 @@
+import { createHash } from 'node:crypto';
+import Redis, { type RedisOptions } from 'ioredis';
+
+/**
+ * The narrow slice of a Redis client the core needs. ioredis satisfies it;
+ * nothing in core depends on more than this.
+ */
+export interface RedisLike {
+  evalsha(sha: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+  eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+  set(key: string, value: string, ex: 'EX', seconds: number): Promise<unknown>;
+  getdel(key: string): Promise<string | null>;
+  get(key: string): Promise<string | null>;
+  ping(): Promise<string>;
+}
+
+/** A Lua script run by EVALSHA, loaded with EVAL on NOSCRIPT (after a restart or failover). */
+export class Script {
+  readonly sha: string;
+  constructor(readonly source: string) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  async run(redis: RedisLike, keys: string[], args: (string | number)[]): Promise<unknown> {
+    try {
+      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) {
+        return redis.eval(this.source, keys.length, ...keys, ...args);
+      }
+      throw err;
+    }
+  }
+}
+
+export interface RedisConnectOptions {
+  readonly url: string;
+  readonly password?: string;
+  /** Connection name shown by CLIENT LIST. */
+  readonly name?: string;
+  /** Fail commands at once while disconnected instead of queueing them. Defaults to true. */
+  readonly failFast?: boolean;
+}
+
+/**
+ * Creates an ioredis client for a `redis://` or `rediss://` URL (TLS for rediss, as ElastiCache
+ * in-transit encryption needs). Commands fail fast while Redis is unreachable so callers answer
+ * 503 instead of hanging; the client keeps reconnecting with capped backoff.
+ */
+export function createRedis(opts: RedisConnectOptions): Redis {
+  const failFast = opts.failFast ?? true;
+  const options: RedisOptions = {
+    connectionName: opts.name,
+    maxRetriesPerRequest: failFast ? 1 : null,
+    enableOfflineQueue: !failFast,
+    connectTimeout: 5000,
+    commandTimeout: failFast ? 5000 : undefined,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    lazyConnect: false,
+  };
+  if (opts.password) options.password = opts.password;
+  const client = new Redis(opts.url, options);
+  // Errors surface through command rejections and the status; an unhandled 'error' event would crash.
+  client.on('error', () => undefined);
+  return client;
+}
+
+/** Resolves when the client is ready, or rejects after `timeoutMs`. */
+export function waitReady(client: Redis, timeoutMs = 10_000): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`Redis not reachable within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onReady = () => {
+      cleanup();
+      resolve();
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      client.off('ready', onReady);
+    };
+    client.on('ready', onReady);
+  });
+}

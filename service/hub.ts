@@ -1,0 +1,107 @@
+import type Redis from 'ioredis';
+import { envelopeSeq, envelopeType } from '../core/events';
+import type { Keys } from '../core/keys';
+
+/** One event as it arrives from Redis; its SSE frame is encoded once and shared by every stream. */
+export class LiveEvent {
+  private encoded?: Buffer;
+  readonly seq: number;
+  constructor(
+    readonly channel: string,
+    readonly envelope: string,
+  ) {
+    this.seq = envelopeSeq(envelope);
+  }
+
+  /** `id:`, `event:` and `data:` lines. The envelope is JSON, so it never holds a raw line break. */
+  get frame(): Buffer {
+    return (this.encoded ??= Buffer.from(`id: ${this.seq}\nevent: ${envelopeType(this.envelope)}\ndata: ${this.envelope}\n\n`));
+  }
+}
+
+/** Something that wants the live events of some channels: an SSE stream or a waiting long poll. */
+export interface Listener {
+  onEvent(event: LiveEvent): void;
+}
+
+/**
+ * The process's one Redis subscriber connection, shared by every stream and channel: SUBSCRIBE when
+ * the first local listener wants a channel, UNSUBSCRIBE when the last one leaves.
+ */
+export class Hub {
+  private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly subscribing = new Map<string, Promise<unknown>>();
+  /** Called after the subscriber reconnected and resubscribed (events may have been missed meanwhile). */
+  onResubscribed?: () => void;
+  private wasReady = false;
+
+  constructor(
+    private readonly sub: Redis,
+    private readonly keys: Keys,
+  ) {
+    const prefix = keys.livePrefix;
+    sub.on('message', (liveChannel: string, message: string) => {
+      const channel = liveChannel.slice(prefix.length);
+      const set = this.listeners.get(channel);
+      if (!set || set.size === 0) return;
+      const event = new LiveEvent(channel, message);
+      for (const l of set) l.onEvent(event);
+    });
+    sub.on('ready', () => {
+      // ioredis resubscribes every channel on reconnect before 'ready'.
+      if (this.wasReady) this.onResubscribed?.();
+      this.wasReady = true;
+    });
+  }
+
+  /** Channels with at least one local listener. */
+  get channelCount(): number {
+    return this.listeners.size;
+  }
+
+  get ready(): boolean {
+    return this.sub.status === 'ready';
+  }
+
+  /** Adds `listener` to `channels`; resolves once Redis confirmed every subscription. */
+  async add(channels: readonly string[], listener: Listener): Promise<void> {
+    const waits: Promise<unknown>[] = [];
+    const fresh: string[] = [];
+    for (const c of channels) {
+      let set = this.listeners.get(c);
+      if (!set) {
+        set = new Set();
+        this.listeners.set(c, set);
+        fresh.push(c);
+      } else {
+        const inFlight = this.subscribing.get(c);
+        if (inFlight) waits.push(inFlight);
+      }
+      set.add(listener);
+    }
+    if (fresh.length) {
+      const p = this.sub.subscribe(...fresh.map((c) => this.keys.live(c)));
+      for (const c of fresh) this.subscribing.set(c, p);
+      p.finally(() => {
+        for (const c of fresh) if (this.subscribing.get(c) === p) this.subscribing.delete(c);
+      }).catch(() => undefined);
+      waits.push(p);
+    }
+    await Promise.all(waits);
+  }
+
+  /** Removes `listener`; channels left without listeners are unsubscribed. */
+  remove(channels: readonly string[], listener: Listener): void {
+    const empty: string[] = [];
+    for (const c of channels) {
+      const set = this.listeners.get(c);
+      if (!set) continue;
+      set.delete(listener);
+      if (set.size === 0) {
+        this.listeners.delete(c);
+        empty.push(c);
+      }
+    }
+    if (empty.length) this.sub.unsubscribe(...empty.map((c) => this.keys.live(c))).catch(() => undefined);
+  }
+}

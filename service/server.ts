@@ -1,0 +1,337 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type Redis from 'ioredis';
+import pino, { type Logger } from 'pino';
+import { parseChannelList, type ParsedChannel } from '../core/channels';
+import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
+import { currentCursor, envelopeSeq, envelopeType, parseCursor, replay } from '../core/events';
+import { Keys } from '../core/keys';
+import { createRedis, waitReady } from '../core/redis';
+import { authorize } from './auth';
+import type { ServiceConfig } from './config';
+import { Hub, type LiveEvent, type Listener } from './hub';
+import { SseStream, sse } from './stream';
+
+export interface SseServiceDeps {
+  /** Command connection (tickets, history). Defaults to a new fail-fast client for config.core.redisUrl. */
+  readonly redis?: Redis;
+  /** Subscriber connection. Defaults to a new client for config.core.redisUrl. */
+  readonly subscriber?: Redis;
+  readonly logger?: Logger;
+  /** Milliseconds since the epoch. Defaults to Date.now. */
+  readonly now?: () => number;
+}
+
+/**
+ * The SSE service: `GET /events` (streams), `GET /poll` (long-poll fallback), `GET /healthz`.
+ * One Redis subscriber per process feeds every stream; history in Redis makes any instance able
+ * to serve any reconnect.
+ */
+export class SseService {
+  readonly server: Server;
+  readonly hub: Hub;
+  readonly redis: Redis;
+  readonly subscriber: Redis;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly streams = new Set<SseStream>();
+  private readonly polls = new Set<() => void>();
+  private heartbeat?: NodeJS.Timeout;
+  private readonly ownsRedis: boolean;
+
+  constructor(
+    readonly config: ServiceConfig,
+    deps: SseServiceDeps = {},
+  ) {
+    const url = config.core.redisUrl;
+    const password = config.core.redisPassword;
+    this.ownsRedis = !deps.redis;
+    this.redis = deps.redis ?? createRedis({ url, password, name: 'sse-commands' });
+    this.subscriber = deps.subscriber ?? createRedis({ url, password, name: 'sse-subscriber', failFast: false });
+    this.log = deps.logger ?? pino({ level: config.logLevel });
+    this.now = deps.now ?? Date.now;
+    this.hub = new Hub(this.subscriber, new Keys(config.core.keyPrefix));
+    this.hub.onResubscribed = () => this.catchUpAfterReconnect();
+    this.server = createServer((req, res) => this.route(req, res));
+    this.server.keepAliveTimeout = 65_000;
+    this.server.headersTimeout = 66_000;
+    this.server.requestTimeout = 0;
+  }
+
+  /** Number of open SSE streams. */
+  get connections(): number {
+    return this.streams.size;
+  }
+
+  /** Starts listening; resolves with the bound port. Waits for Redis up to `redisTimeoutMs`. */
+  async listen(port = this.config.port, host = this.config.host, redisTimeoutMs = 10_000): Promise<number> {
+    await Promise.all([waitReady(this.redis, redisTimeoutMs), waitReady(this.subscriber, redisTimeoutMs)]);
+    await new Promise<void>((resolve) => this.server.listen(port, host, resolve));
+    this.heartbeat = setInterval(() => this.beat(), this.config.heartbeatMs);
+    this.heartbeat.unref();
+    const bound = (this.server.address() as AddressInfo).port;
+    this.log.info({ port: bound }, 'sse service listening');
+    return bound;
+  }
+
+  /** Closes every stream and poll, the server and (when owned) the Redis connections. */
+  async close(): Promise<void> {
+    clearInterval(this.heartbeat);
+    for (const s of this.streams) s.close(sse.retry(this.config.retryMs));
+    for (const p of this.polls) p();
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+    if (this.ownsRedis) {
+      this.redis.disconnect();
+      this.subscriber.disconnect();
+    }
+  }
+
+  private beat(): void {
+    const now = this.now();
+    const hb = sse.comment('hb');
+    for (const s of this.streams) {
+      if (s.closeAt && now >= s.closeAt) {
+        // Recycle before the reconnect cookie expires: the browser reconnects with it and gets a fresh one.
+        s.close(sse.retry(this.jitter()));
+        continue;
+      }
+      s.write(hb);
+    }
+  }
+
+  private jitter(): number {
+    return Math.round(this.config.retryMs * (0.5 + Math.random()));
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const handle = async () => {
+      if (req.method === 'OPTIONS') return this.preflight(req, res);
+      if (url.pathname === '/healthz') return this.healthz(req, res);
+      if (url.pathname !== '/events' && url.pathname !== '/poll') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll or /healthz.`);
+      if (req.method !== 'GET') throw new RealtimeError('method_not_allowed', `${url.pathname} accepts GET only.`);
+      this.checkOrigin(req, res);
+      if (url.pathname === '/events') return this.events(req, res, url);
+      return this.poll(req, res, url);
+    };
+    handle().catch((err) => this.fail(req, res, url, err));
+  }
+
+  private fail(req: IncomingMessage, res: ServerResponse, url: URL, err: unknown): void {
+    const e = toRealtimeError(err);
+    if (e.status >= 500) this.log.warn({ path: url.pathname, code: e.code, err: e.code === 'internal' ? String(err) : undefined }, 'request failed');
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    // A native EventSource gives up for good on any non-200 answer: when the store is briefly
+    // unreachable, tell it to come back later instead.
+    if (e.code === 'unavailable' && url.pathname === '/events' && (req.headers.accept ?? '').includes('text/event-stream')) {
+      res.writeHead(200, this.streamHeaders(req));
+      res.end(sse.retry(this.jitter() * 2) + sse.comment('unavailable; reconnect later'));
+      return;
+    }
+    const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+    if (e.code === 'unavailable') headers['retry-after'] = '5';
+    res.writeHead(e.status, { ...this.corsHeaders(req), ...headers });
+    res.end(errorBody(e));
+  }
+
+  private async healthz(_req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let ok = this.hub.ready;
+    if (ok) ok = await this.redis.ping().then(() => true, () => false);
+    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(ok ? JSON.stringify({ status: 'ok', connections: this.streams.size }) : errorBody(new RealtimeError('unavailable', 'Redis is unreachable.')));
+  }
+
+  private originAllowed(origin: string): boolean {
+    const list = this.config.allowedOrigins;
+    return list.includes('*') || list.includes(origin);
+  }
+
+  /** Browsers send Origin on cross-origin requests; only listed origins may read streams. */
+  private checkOrigin(req: IncomingMessage, _res: ServerResponse): void {
+    const origin = req.headers.origin;
+    if (origin && !this.originAllowed(origin)) throw new RealtimeError('origin_not_allowed', `Origin ${origin} is not in ALLOWED_ORIGINS.`);
+  }
+
+  private corsHeaders(req: IncomingMessage): Record<string, string> {
+    const origin = req.headers.origin;
+    if (!origin || !this.originAllowed(origin)) return {};
+    return { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true', vary: 'Origin' };
+  }
+
+  private preflight(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(204, {
+      ...this.corsHeaders(req),
+      'access-control-allow-methods': 'GET, OPTIONS',
+      'access-control-allow-headers': 'Last-Event-ID, Cache-Control',
+      'access-control-max-age': '600',
+    });
+    res.end();
+  }
+
+  private streamHeaders(req: IncomingMessage): Record<string, string> {
+    return {
+      ...this.corsHeaders(req),
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+    };
+  }
+
+  private parseRequest(req: IncomingMessage, url: URL, cursorParams: string[]) {
+    const channels = parseChannelList(url.searchParams.get('channels') ?? '', this.config.core.namespaces, this.config.core.maxChannelsPerConnection);
+    let raw: string | undefined;
+    for (const p of cursorParams) {
+      const v = p === 'last-event-id' ? req.headers['last-event-id'] : url.searchParams.get(p);
+      if (typeof v === 'string' && v !== '') {
+        raw = v;
+        break;
+      }
+    }
+    const cursor = raw === undefined ? undefined : parseCursor(raw);
+    return { channels, cursor };
+  }
+
+  private async events(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const { channels, cursor } = this.parseRequest(req, url, ['last-event-id', 'lastEventId']);
+    if (!this.hub.ready) throw new RealtimeError('unavailable', 'Redis is unreachable.');
+    const now = this.now();
+    const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.redis, config: this.config, now });
+    const headers: Record<string, string | string[]> = this.streamHeaders(req);
+    if (auth.setCookie) headers['set-cookie'] = auth.setCookie;
+    res.writeHead(200, headers);
+    res.socket?.setNoDelay(true);
+
+    const names = channels.map((c) => c.channel);
+    const stream = new SseStream({ write: (c) => res.write(c), end: () => res.end() }, names);
+    if (auth.sessionExp) {
+      // Recycle well before the cookie expires (at 80% of its life, jittered) so reconnects stay authorised.
+      const life = auth.sessionExp - now;
+      stream.closeAt = now + Math.round(life * (0.7 + 0.1 * Math.random()));
+    }
+    this.streams.add(stream);
+    const cleanup = () => {
+      stream.closed = true;
+      this.streams.delete(stream);
+      this.hub.remove(names, stream);
+    };
+    res.on('close', cleanup);
+    stream.write(sse.retry(this.config.retryMs));
+
+    try {
+      await this.hub.add(names, stream);
+      await this.catchUp(stream, channels, cursor);
+    } catch (err) {
+      const e = toRealtimeError(err);
+      this.log.warn({ code: e.code }, 'stream setup failed');
+      stream.close(sse.retry(this.jitter() * 2) + sse.comment(e.code));
+    }
+  }
+
+  /** Replays what `stream` missed after `cursor` (or starts it at the current position), then goes live. */
+  private async catchUp(stream: SseStream, channels: readonly ParsedChannel[], cursor: number | undefined): Promise<void> {
+    const deps = { redis: this.redis, config: this.config.core };
+    if (cursor === undefined) {
+      stream.lastSeq = await currentCursor(deps);
+    } else {
+      const r = await replay(channels, cursor, deps);
+      let last = cursor;
+      let out = '';
+      for (const ch of r.resets) out += sse.reset(ch);
+      for (const env of r.events) {
+        last = envelopeSeq(env);
+        out += sse.replayed(last, env, envelopeType(env));
+      }
+      if (r.resets.length) last = Math.max(last, await currentCursor(deps));
+      if (out) stream.write(out);
+      stream.lastSeq = last;
+    }
+    stream.write(sse.ready(stream.lastSeq, stream.channels));
+    stream.goLive();
+  }
+
+  /** After the subscriber reconnects, replay to each live stream what was published while it was away. */
+  private catchUpAfterReconnect(): void {
+    this.log.warn({ streams: this.streams.size }, 'redis subscriber reconnected; catching streams up');
+    const namespaces = this.config.core.namespaces;
+    for (const s of this.streams) {
+      if (s.closed) continue;
+      const channels = parseChannelList(s.channels as string[], namespaces, Number.MAX_SAFE_INTEGER);
+      const since = s.lastSeq;
+      s.hold();
+      this.catchUp(s, channels, since).catch(() => s.close(sse.retry(this.jitter())));
+    }
+  }
+
+  private async poll(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const { channels, cursor } = this.parseRequest(req, url, ['cursor']);
+    if (!this.hub.ready) throw new RealtimeError('unavailable', 'Redis is unreachable.');
+    const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.redis, config: this.config, now: this.now() });
+    const names = channels.map((c) => c.channel);
+    const deps = { redis: this.redis, config: this.config.core };
+    const arrived: LiveEvent[] = [];
+    let wake: () => void = () => undefined;
+    const listener: Listener = {
+      onEvent: (e) => {
+        arrived.push(e);
+        wake();
+      },
+    };
+    let end: () => void = () => undefined;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      this.hub.remove(names, listener);
+      this.polls.delete(end);
+    };
+    res.on('close', finish);
+    try {
+      await this.hub.add(names, listener);
+      let since: number;
+      let events: string[] = [];
+      let resets: string[] = [];
+      if (cursor === undefined) {
+        since = await currentCursor(deps);
+      } else {
+        const r = await replay(channels, cursor, deps);
+        events = r.events;
+        resets = r.resets;
+        since = events.length ? envelopeSeq(events[events.length - 1]) : cursor;
+        if (resets.length) since = Math.max(since, await currentCursor(deps));
+      }
+      if (events.length === 0 && resets.length === 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.config.pollTimeoutMs);
+          end = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+          wake = () => {
+            // Let events published in the same burst join this response.
+            if (arrived.some((e) => e.seq > since)) setImmediate(end);
+          };
+          this.polls.add(end);
+          res.on('close', end);
+          wake();
+        });
+        const fresh = arrived.filter((e) => e.seq > since).sort((a, b) => a.seq - b.seq);
+        events = fresh.map((e) => e.envelope);
+        if (fresh.length) since = fresh[fresh.length - 1].seq;
+      }
+      if (res.writableEnded || res.destroyed) return;
+      const headers: Record<string, string> = { ...this.corsHeaders(req), 'content-type': 'application/json', 'cache-control': 'no-store' };
+      const out: Record<string, string | string[]> = headers;
+      if (auth.setCookie) out['set-cookie'] = auth.setCookie;
+      res.writeHead(200, out);
+      res.end(`{"events":[${events.join(',')}],"cursor":"${since}","resets":${JSON.stringify(resets)}}`);
+    } finally {
+      finish();
+    }
+  }
+}
