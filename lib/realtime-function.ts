@@ -1,0 +1,173 @@
+import * as path from 'node:path';
+import { Duration } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { acknowledgeManagedPolicy, acknowledgeWildcardResource } from './acknowledge';
+import { checkRange, invalid } from './errors';
+
+/** Runtime of every Lambda of the blueprint: the newest Node.js that Lambda runs. */
+export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
+/** Graviton: cheaper per GB-second than x86 for the same work. */
+export const LAMBDA_ARCHITECTURE = lambda.Architecture.ARM_64;
+
+/** Log levels understood by both Powertools (Lambdas) and pino (SSE service). */
+export type RuntimeLogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** Folder of the Lambda entry files, relative to this file. */
+export const LAMBDA_DIR = path.join(__dirname, '..', 'lambda');
+
+/** Properties of a {@link RealtimeFunction}. */
+export interface RealtimeFunctionProps {
+  /** Path of the TypeScript entry file; it must export `handler`. */
+  readonly entry: string;
+  /**
+   * Service name in every log line (`POWERTOOLS_SERVICE_NAME`).
+   * @default - the construct id
+   */
+  readonly serviceName?: string;
+  /** @default - no description */
+  readonly description?: string;
+  /**
+   * Environment of the caller. Mandated keys (`NODE_OPTIONS` gets `--enable-source-maps`) are merged in, never replaced.
+   * @default {}
+   */
+  readonly environment?: Record<string, string>;
+  /**
+   * Memory in MiB (128 to 10240).
+   * @default 256
+   */
+  readonly memorySize?: number;
+  /**
+   * Longest invocation.
+   * @default Duration.seconds(10)
+   */
+  readonly timeout?: Duration;
+  /**
+   * Log level of the handler (`LOG_LEVEL`, `POWERTOOLS_LOG_LEVEL`).
+   * @default 'info'
+   */
+  readonly logLevel?: RuntimeLogLevel;
+  /**
+   * How long the function's log group keeps events.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * X-Ray tracing mode.
+   * @default lambda.Tracing.ACTIVE
+   */
+  readonly tracing?: lambda.Tracing;
+  /**
+   * VPC to run in (needed to reach Redis).
+   * @default - not in a VPC
+   */
+  readonly vpc?: ec2.IVpc;
+  /**
+   * Subnets within `vpc`; they need egress (NAT) to reach Secrets Manager and the API Gateway management endpoint.
+   * @default - the VPC's private subnets with egress
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+}
+
+/**
+ * The one bundling wrapper for every Lambda of the blueprint.
+ *
+ * Mandated: Node.js 24 on ARM64; esbuild bundle, minified, with source maps that `--enable-source-maps` applies to
+ * stack traces; the AWS SDK v3 clients are bundled (not taken from the runtime) so the deployed code runs exactly the
+ * versions the tests ran; a log group with retention; Powertools logger settings.
+ * The caller's settings come next and defaults last.
+ */
+export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.IConnectable {
+  /** The underlying function: pass it to integrations, authorizers and alarms. */
+  public readonly function: nodejs.NodejsFunction;
+  /** The function's log group. */
+  public readonly logGroup: logs.LogGroup;
+  public readonly grantPrincipal: iam.IPrincipal;
+
+  constructor(scope: Construct, id: string, props: RealtimeFunctionProps) {
+    super(scope, id);
+    checkRange(this, 'memorySize', props.memorySize, 128, 10240, ' MiB');
+    if (props.timeout && !props.timeout.isUnresolved() && (props.timeout.toSeconds() < 1 || props.timeout.toSeconds() > 900)) {
+      invalid(this, `timeout (${props.timeout.toSeconds()} s) must be from 1 to 900 seconds`, 'Set a timeout Lambda accepts');
+    }
+    if (props.vpcSubnets && !props.vpc) {
+      invalid(this, 'vpcSubnets is set without vpc', 'Pass vpc as well, or drop vpcSubnets');
+    }
+    const logLevel = props.logLevel ?? 'info';
+    const callerEnv = props.environment ?? {};
+    const tracing = props.tracing ?? lambda.Tracing.ACTIVE;
+
+    this.logGroup = new logs.LogGroup(this, 'LogGroup', {
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+    });
+
+    const environment: Record<string, string> = {
+      // defaults
+      LOG_LEVEL: logLevel,
+      POWERTOOLS_LOG_LEVEL: logLevel.toUpperCase(),
+      POWERTOOLS_SERVICE_NAME: props.serviceName ?? id,
+      // the caller
+      ...callerEnv,
+      // mandated: source maps must apply, whatever else the caller passes to node
+      NODE_OPTIONS: withSourceMaps(callerEnv.NODE_OPTIONS),
+    };
+
+    this.function = new nodejs.NodejsFunction(this, 'Handler', {
+      entry: props.entry,
+      handler: 'handler',
+      description: props.description,
+      runtime: LAMBDA_RUNTIME,
+      architecture: LAMBDA_ARCHITECTURE,
+      memorySize: props.memorySize ?? 256,
+      timeout: props.timeout ?? Duration.seconds(10),
+      tracing,
+      logGroup: this.logGroup,
+      environment,
+      vpc: props.vpc,
+      vpcSubnets: props.vpc ? (props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }) : undefined,
+      bundling: {
+        minify: true,
+        sourceMap: true,
+        sourceMapMode: nodejs.SourceMapMode.DEFAULT,
+        sourcesContent: false,
+        target: 'node24',
+        format: nodejs.OutputFormat.CJS,
+        // Bundle the SDK v3 clients we use: pinned by package-lock, tree-shaken, no surprise from the runtime's copy.
+        bundleAwsSDK: true,
+        externalModules: [],
+      },
+    });
+    this.grantPrincipal = this.function.grantPrincipal;
+
+    const role = this.function.role;
+    if (role) {
+      acknowledgeManagedPolicy(role, 'service-role/AWSLambdaBasicExecutionRole', 'The AWS-maintained minimum for writing the function\'s logs; a hand-written copy would only drift.');
+      if (props.vpc) {
+        acknowledgeManagedPolicy(role, 'service-role/AWSLambdaVPCAccessExecutionRole', 'The AWS-maintained minimum for the network interfaces a function in a VPC needs (Redis is only reachable there).');
+      }
+      if (tracing === lambda.Tracing.ACTIVE) {
+        acknowledgeWildcardResource(role, '*', 'X-Ray PutTraceSegments and PutTelemetryRecords have no resource-level permissions; "*" is the only resource they accept.');
+      }
+    }
+  }
+
+  /** Security groups of the function (it needs `vpc` to have any). */
+  public get connections(): ec2.Connections {
+    return this.function.connections;
+  }
+
+  /** Adds an environment variable; mandated keys set by `connect`/`bind` helpers go through here. */
+  public addEnvironment(key: string, value: string): this {
+    this.function.addEnvironment(key, value);
+    return this;
+  }
+}
+
+function withSourceMaps(nodeOptions: string | undefined): string {
+  if (!nodeOptions) return '--enable-source-maps';
+  return nodeOptions.split(/\s+/).includes('--enable-source-maps') ? nodeOptions : `${nodeOptions} --enable-source-maps`;
+}

@@ -1,0 +1,208 @@
+import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import * as acm from 'aws-cdk-lib/aws-certificatemanager';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import type { Construct } from 'constructs';
+import { checkRange, invalid } from './errors';
+import { Network } from './network';
+import { Observability } from './observability';
+import { PublishApi } from './publish-api';
+import { RedisPubSub } from './redis-pub-sub';
+import { SseService } from './sse-service';
+import type { RealtimeStageConfig } from './stage-config';
+import { TicketApi } from './ticket-api';
+import { RealtimeWebSocketApi } from './websocket-api';
+
+/** Names of the stack outputs; `npm run dev` prints the same names for the local stack. */
+export const OUTPUT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'WebSocketUrl', 'PublishUrl', 'RedisEndpoint'] as const;
+export type OutputName = (typeof OUTPUT_NAMES)[number];
+
+/** Properties of a {@link RealtimeStack}. */
+export interface RealtimeStackProps extends StackProps {
+  /** Stage name (dev, prod, ...): the SSM path `/realtime/{stageName}/...`. */
+  readonly stageName: string;
+  /**
+   * The stage's settings.
+   * @default {} - every construct default
+   */
+  readonly config?: RealtimeStageConfig;
+}
+
+const STAGE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+const RETENTION_DAYS = new Set<number>(Object.values(logs.RetentionDays).filter((v): v is number => typeof v === 'number'));
+
+/**
+ * The realtime blueprint on AWS: network, Redis pub/sub, WebSocket API, SSE service, ticket and publish APIs,
+ * observability, and the endpoints as outputs and SSM parameters. It only composes the constructs.
+ */
+export class RealtimeStack extends Stack {
+  public readonly network: Network;
+  public readonly redis: RedisPubSub;
+  public readonly webSocket: RealtimeWebSocketApi;
+  public readonly sse: SseService;
+  public readonly ticketApi: TicketApi;
+  public readonly publishApi: PublishApi;
+  public readonly observability: Observability;
+  /** Output values by name. */
+  public readonly endpoints: Readonly<Record<OutputName, string>>;
+
+  constructor(scope: Construct, id: string, props: RealtimeStackProps) {
+    super(scope, id, props);
+    const config = props.config ?? {};
+    if (!STAGE_NAME.test(props.stageName)) {
+      invalid(this, `stageName "${props.stageName}" is not valid`, 'Use 1 to 32 lowercase letters, digits or "-", starting with a letter (it becomes the SSM path /realtime/{stageName}/)');
+    }
+    if (config.logRetentionDays !== undefined && !RETENTION_DAYS.has(config.logRetentionDays)) {
+      invalid(this, `logRetentionDays (${config.logRetentionDays}) is not a CloudWatch Logs retention`, `Use one of ${[...RETENTION_DAYS].join(', ')}`);
+    }
+    checkRange(this, 'ticketTtlSeconds', config.ticketTtlSeconds, 5, 300, ' seconds');
+    checkRange(this, 'maxPayloadBytes', config.maxPayloadBytes, 256, 32768, ' bytes');
+    const logRetention = (config.logRetentionDays ?? 30) as logs.RetentionDays;
+    const logLevel = config.logLevel ?? 'info';
+    const origins = config.allowedOrigins ?? [];
+
+    const runtimeEnv: Record<string, string> = {
+      TICKET_TTL_SECONDS: String(config.ticketTtlSeconds ?? 30),
+      MAX_PAYLOAD_BYTES: String(config.maxPayloadBytes ?? 32768),
+    };
+    if (config.namespaces !== undefined) {
+      const json = JSON.stringify(config.namespaces);
+      // Lambda allows 4 KB of environment in total; leave room for the rest.
+      if (json.length > 2048) {
+        invalid(this, `namespaces is ${json.length} bytes as JSON (NAMESPACES_JSON), over 2048`, 'Merge namespaces with the same policy, or shorten their names');
+      }
+      runtimeEnv.NAMESPACES_JSON = json;
+    }
+
+    this.network = new Network(this, 'Network', {
+      vpc: this.existingVpc(config),
+      maxAzs: config.network?.maxAzs,
+      natGateways: config.network?.natGateways,
+      flowLogs: config.network?.flowLogs,
+      flowLogRetention: config.network?.vpcId || config.network?.vpcAttributes ? undefined : logRetention,
+    });
+    const vpc = this.network.vpc;
+
+    this.redis = new RedisPubSub(this, 'Redis', { vpc, ...config.redis });
+
+    this.webSocket = new RealtimeWebSocketApi(this, 'WebSocket', {
+      vpc,
+      redis: this.redis,
+      stageName: config.webSocket?.stageName,
+      throttleRateLimit: config.webSocket?.throttleRateLimit,
+      throttleBurstLimit: config.webSocket?.throttleBurstLimit,
+      environment: runtimeEnv,
+      logLevel,
+      logRetention,
+    });
+
+    const sse = config.sse ?? {};
+    this.sse = new SseService(this, 'Sse', {
+      vpc,
+      redis: this.redis,
+      cpu: sse.cpu,
+      memoryLimitMiB: sse.memoryMiB,
+      minTasks: sse.minTasks,
+      maxTasks: sse.maxTasks,
+      targetConnectionsPerTask: sse.targetConnectionsPerTask,
+      targetCpuPercent: sse.targetCpuPercent,
+      heartbeatMs: sse.heartbeatMs,
+      pollTimeoutMs: sse.pollTimeoutMs,
+      idleTimeout: seconds(sse.idleTimeoutSeconds),
+      deregistrationDelay: seconds(sse.deregistrationDelaySeconds),
+      stickinessDuration: seconds(sse.stickinessSeconds),
+      nofileLimit: sse.nofileLimit,
+      certificate: sse.certificateArn ? acm.Certificate.fromCertificateArn(this, 'Certificate', sse.certificateArn) : undefined,
+      domainName: sse.domainName,
+      containerInsights: sse.containerInsights,
+      allowedOrigins: origins,
+      environment: runtimeEnv,
+      logLevel,
+      logRetention,
+    });
+
+    this.ticketApi = new TicketApi(this, 'TicketApi', {
+      vpc,
+      redis: this.redis,
+      sseUrl: this.sse.eventsUrl,
+      webSocketUrl: this.webSocket.url,
+      auth: config.ticketApi?.auth,
+      allowedOrigins: origins,
+      throttleRateLimit: config.ticketApi?.throttleRateLimit,
+      throttleBurstLimit: config.ticketApi?.throttleBurstLimit,
+      environment: runtimeEnv,
+      logLevel,
+      logRetention,
+    });
+
+    this.publishApi = new PublishApi(this, 'PublishApi', {
+      vpc,
+      redis: this.redis,
+      throttleRateLimit: config.publishApi?.throttleRateLimit,
+      throttleBurstLimit: config.publishApi?.throttleBurstLimit,
+      environment: runtimeEnv,
+      logLevel,
+      logRetention,
+    });
+    // The two functions that fan out to WebSocket connections: publish (here) and the message handler (in RealtimeWebSocketApi).
+    this.webSocket.grantManageConnections(this.publishApi.handler);
+
+    this.observability = new Observability(this, 'Observability', {
+      sse: this.sse,
+      redis: this.redis,
+      webSocket: this.webSocket,
+      httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
+      functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler],
+      alarmTopic: config.alarmTopicArn ? sns.Topic.fromTopicArn(this, 'AlarmTopic', config.alarmTopicArn) : undefined,
+    });
+
+    this.endpoints = {
+      TicketUrl: this.ticketApi.url,
+      SseUrl: this.sse.eventsUrl,
+      PollUrl: this.sse.pollUrl,
+      WebSocketUrl: this.webSocket.url,
+      PublishUrl: this.publishApi.url,
+      RedisEndpoint: `${this.redis.endpointAddress}:${this.redis.endpointPort}`,
+    };
+    const descriptions: Record<OutputName, string> = {
+      TicketUrl: 'POST here (JWT or IAM) for a single-use connect ticket',
+      SseUrl: 'EventSource URL: GET ?channels=a,b&ticket=T',
+      PollUrl: 'Long-poll fallback: GET ?channels=a,b&cursor=C',
+      WebSocketUrl: 'WebSocket URL: connect with ?ticket=T',
+      PublishUrl: 'POST here (IAM-signed) to publish an event',
+      RedisEndpoint: 'Primary endpoint (host:port) of the pub/sub Redis, TLS + AUTH',
+    };
+    for (const name of OUTPUT_NAMES) {
+      new CfnOutput(this, name, { value: this.endpoints[name], description: descriptions[name] });
+      new ssm.StringParameter(this, `${name}Parameter`, {
+        parameterName: `/realtime/${props.stageName}/${name}`,
+        stringValue: this.endpoints[name],
+        description: descriptions[name],
+      });
+    }
+  }
+
+  private existingVpc(config: RealtimeStageConfig): ec2.IVpc | undefined {
+    const network = config.network ?? {};
+    if (network.vpcId && network.vpcAttributes) {
+      invalid(this, 'network.vpcId and network.vpcAttributes are both set', 'Keep one: vpcId looks the VPC up, vpcAttributes describes it');
+    }
+    if (network.vpcId) return ec2.Vpc.fromLookup(this, 'Vpc', { vpcId: network.vpcId });
+    if (network.vpcAttributes) {
+      const a = network.vpcAttributes;
+      return ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
+        vpcId: a.vpcId,
+        availabilityZones: [...a.availabilityZones],
+        publicSubnetIds: [...a.publicSubnetIds],
+        privateSubnetIds: [...a.privateSubnetIds],
+      });
+    }
+    return undefined;
+  }
+}
+
+function seconds(value: number | undefined): Duration | undefined {
+  return value === undefined ? undefined : Duration.seconds(value);
+}

@@ -1,0 +1,223 @@
+import { Duration, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as ecs from 'aws-cdk-lib/aws-ecs';
+import { Secret as EcsSecret } from 'aws-cdk-lib/aws-ecs';
+import * as elasticache from 'aws-cdk-lib/aws-elasticache';
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { checkRange, invalid } from './errors';
+import type { RealtimeFunction } from './realtime-function';
+
+/** Engines of the replication group; both speak the Redis protocol the runtime uses (pub/sub, streams, GETDEL). */
+export type RedisEngine = 'valkey' | 'redis';
+
+/** Properties of a {@link RedisPubSub}. */
+export interface RedisPubSubProps {
+  /** VPC of the replication group. */
+  readonly vpc: ec2.IVpc;
+  /**
+   * Subnets of the cache subnet group.
+   * @default - the VPC's private subnets with egress
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /**
+   * Engine: Valkey (open-source Redis fork, about 20% cheaper on ElastiCache) or Redis OSS.
+   * @default 'valkey'
+   */
+  readonly engine?: RedisEngine;
+  /**
+   * Engine version: Valkey 7.2 or 8.x, or Redis 7.x.
+   * @default '8.0' for valkey, '7.1' for redis
+   */
+  readonly engineVersion?: string;
+  /**
+   * Node type.
+   * @default 'cache.t4g.micro'
+   */
+  readonly nodeType?: string;
+  /**
+   * Nodes (1 primary + replicas, 1 to 6). With more than one, Multi-AZ automatic failover is on.
+   * @default 2
+   */
+  readonly nodes?: number;
+  /**
+   * TCP port.
+   * @default 6379
+   */
+  readonly port?: number;
+  /**
+   * Prefix of every key the runtime writes (`KEY_PREFIX`), so stages or apps can share one cache.
+   * @default 'rt:'
+   */
+  readonly keyPrefix?: string;
+  /**
+   * Days of daily snapshots kept (0 turns snapshots off). History streams survive a failover without them; snapshots
+   * only help after losing every node.
+   * @default 1
+   */
+  readonly snapshotRetentionDays?: number;
+}
+
+const KEY_PREFIX = /^[A-Za-z0-9:_-]{1,32}$/;
+const NODE_TYPE = /^cache\.[a-z0-9]+\.[a-z0-9]+$/;
+
+/**
+ * ElastiCache replication group for pub/sub and channel history: in-transit encryption required, an AUTH token
+ * generated in Secrets Manager, encryption at rest, Multi-AZ failover with more than one node, and a security group
+ * that admits only what {@link connect} and {@link connectContainer} name.
+ */
+export class RedisPubSub extends Construct implements ec2.IConnectable {
+  /** The AUTH token (a plain string secret). */
+  public readonly authToken: secretsmanager.Secret;
+  public readonly connections: ec2.Connections;
+  public readonly securityGroup: ec2.SecurityGroup;
+  public readonly replicationGroup: elasticache.CfnReplicationGroup;
+  /** Primary endpoint host name. */
+  public readonly endpointAddress: string;
+  /** Primary endpoint port. */
+  public readonly endpointPort: string;
+  /** `rediss://host:port` (TLS), as the runtime expects in `REDIS_URL`. */
+  public readonly url: string;
+  public readonly keyPrefix: string;
+  public readonly nodes: number;
+
+  constructor(scope: Construct, id: string, props: RedisPubSubProps) {
+    super(scope, id);
+    const engine = props.engine ?? 'valkey';
+    const engineVersion = props.engineVersion ?? (engine === 'valkey' ? '8.0' : '7.1');
+    const nodeType = props.nodeType ?? 'cache.t4g.micro';
+    const port = props.port ?? 6379;
+    this.nodes = props.nodes ?? 2;
+    this.keyPrefix = props.keyPrefix ?? 'rt:';
+
+    if (engine !== 'valkey' && engine !== 'redis') {
+      invalid(this, `engine "${engine as string}" is not supported`, 'Use "valkey" or "redis"');
+    }
+    const versionOk = engine === 'valkey' ? /^(7\.2|8\.\d+)$/.test(engineVersion) : /^7\.\d+$/.test(engineVersion);
+    if (!versionOk) {
+      invalid(this, `engineVersion "${engineVersion}" is not supported for ${engine}`, engine === 'valkey' ? 'Use Valkey 7.2 or 8.x' : 'Use Redis 7.x');
+    }
+    if (!NODE_TYPE.test(nodeType)) {
+      invalid(this, `nodeType "${nodeType}" is not an ElastiCache node type`, 'Use a name like cache.t4g.micro or cache.r7g.large');
+    }
+    checkRange(this, 'nodes', this.nodes, 1, 6);
+    checkRange(this, 'port', port, 1024, 65535);
+    checkRange(this, 'snapshotRetentionDays', props.snapshotRetentionDays, 0, 35, ' days');
+    if (!KEY_PREFIX.test(this.keyPrefix)) {
+      invalid(this, `keyPrefix "${this.keyPrefix}" is not valid`, 'Use 1 to 32 letters, digits, ":", "_" or "-" (the runtime checks KEY_PREFIX the same way)');
+    }
+
+    this.authToken = new secretsmanager.Secret(this, 'AuthToken', {
+      description: 'ElastiCache AUTH token of the realtime pub/sub replication group',
+      // ElastiCache AUTH tokens: 16-128 printable characters without / " @ or spaces.
+      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+    });
+    Validations.of(this.authToken).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason: 'Rotating an ElastiCache AUTH token needs a ROTATE-then-SET sequence on the replication group that Secrets Manager rotation cannot drive; rotate with a deploy (new token, AuthTokenUpdateStrategy ROTATE).',
+    });
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: 'Realtime Redis: ingress only from the SSE tasks and the Lambdas that connect',
+      allowAllOutbound: false,
+    });
+    this.connections = new ec2.Connections({ securityGroups: [this.securityGroup], defaultPort: ec2.Port.tcp(port) });
+
+    const subnetGroup = new elasticache.CfnSubnetGroup(this, 'SubnetGroup', {
+      description: 'Realtime Redis subnets',
+      subnetIds: props.vpc.selectSubnets(props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }).subnetIds,
+    });
+
+    const multiAz = this.nodes > 1;
+    this.replicationGroup = new elasticache.CfnReplicationGroup(this, 'ReplicationGroup', {
+      replicationGroupDescription: 'Realtime pub/sub and channel history',
+      engine,
+      engineVersion,
+      cacheNodeType: nodeType,
+      numCacheClusters: this.nodes,
+      automaticFailoverEnabled: multiAz,
+      multiAzEnabled: multiAz,
+      port,
+      cacheSubnetGroupName: subnetGroup.ref,
+      securityGroupIds: [this.securityGroup.securityGroupId],
+      transitEncryptionEnabled: true,
+      atRestEncryptionEnabled: true,
+      authToken: this.authToken.secretValue.unsafeUnwrap(),
+      autoMinorVersionUpgrade: true,
+      snapshotRetentionLimit: props.snapshotRetentionDays ?? 1,
+    });
+    if (!multiAz) {
+      Validations.of(this.replicationGroup).acknowledge({
+        id: 'AwsSolutions-AEC4',
+        reason: 'This stage runs a single node by configuration (nodes = 1) to save cost; history streams are rebuilt from new events after a node loss. Set nodes >= 2 for Multi-AZ failover.',
+      });
+    }
+    if (port === 6379) {
+      Validations.of(this.replicationGroup).acknowledge({
+        id: 'AwsSolutions-AEC5',
+        reason: 'A non-default port is obscurity, not control: the cache is reachable only from the listed security groups, over TLS, with an AUTH token.',
+      });
+    }
+
+    this.endpointAddress = this.replicationGroup.attrPrimaryEndPointAddress;
+    this.endpointPort = this.replicationGroup.attrPrimaryEndPointPort;
+    this.url = `rediss://${this.endpointAddress}:${this.endpointPort}`;
+  }
+
+  /** Grants reading the AUTH token. */
+  public grantConnect(grantee: iam.IGrantable): iam.Grant {
+    return this.authToken.grantRead(grantee);
+  }
+
+  /**
+   * Lets a Lambda use Redis: security group ingress, read access to the AUTH token, and the environment the runtime
+   * reads at cold start (`REDIS_URL`, `REDIS_SECRET_ARN`, `KEY_PREFIX`).
+   */
+  public connect(fn: RealtimeFunction): void {
+    this.connections.allowDefaultPortFrom(fn, `from ${fn.node.id}`);
+    this.grantConnect(fn);
+    fn.addEnvironment('REDIS_URL', this.url);
+    fn.addEnvironment('REDIS_SECRET_ARN', this.authToken.secretArn);
+    fn.addEnvironment('KEY_PREFIX', this.keyPrefix);
+  }
+
+  /**
+   * Lets a container use Redis: security group ingress from `peer` (the service), `REDIS_URL` and `KEY_PREFIX`, and the
+   * AUTH token injected as the ECS secret `REDIS_PASSWORD` (the execution role gets read access).
+   */
+  public connectContainer(container: ecs.ContainerDefinition, peer: ec2.IConnectable): void {
+    this.connections.allowDefaultPortFrom(peer, `from ${container.node.id}`);
+    container.addEnvironment('REDIS_URL', this.url);
+    container.addEnvironment('KEY_PREFIX', this.keyPrefix);
+    container.addSecret('REDIS_PASSWORD', EcsSecret.fromSecretsManager(this.authToken));
+  }
+
+  /** Member cluster ids: ElastiCache names them `{replicationGroupId}-001`, `-002`, ... */
+  private memberIds(): string[] {
+    return Array.from({ length: this.nodes }, (_, i) => `${this.replicationGroup.ref}-${String(i + 1).padStart(3, '0')}`);
+  }
+
+  /** Highest value of an ElastiCache node metric across the members (primary and replicas swap on failover). */
+  public metricMax(metricName: string, label: string): cloudwatch.IMetric {
+    const usingMetrics: Record<string, cloudwatch.IMetric> = {};
+    this.memberIds().forEach((cacheClusterId, i) => {
+      usingMetrics[`m${i}`] = new cloudwatch.Metric({
+        namespace: 'AWS/ElastiCache',
+        metricName,
+        dimensionsMap: { CacheClusterId: cacheClusterId },
+        statistic: 'Maximum',
+        period: Duration.minutes(1),
+      });
+    });
+    const ids = Object.keys(usingMetrics);
+    return new cloudwatch.MathExpression({
+      expression: ids.length === 1 ? ids[0] : `MAX([${ids.join(', ')}])`,
+      usingMetrics,
+      label,
+      period: Duration.minutes(1),
+    });
+  }
+}

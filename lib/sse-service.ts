@@ -1,0 +1,440 @@
+import * as path from 'node:path';
+import { Duration, IgnoreMode, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
+import type * as acm from 'aws-cdk-lib/aws-certificatemanager';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { acknowledgeWildcardResource } from './acknowledge';
+import { checkOrigins, checkRange, invalid } from './errors';
+import type { RuntimeLogLevel } from './realtime-function';
+import type { RedisPubSub } from './redis-pub-sub';
+
+/** Port the SSE server listens on inside the task (`PORT`). */
+export const SSE_CONTAINER_PORT = 8080;
+/** Repository root: the Docker build context of service/Dockerfile. */
+export const REPOSITORY_ROOT = path.join(__dirname, '..');
+
+/**
+ * Paths never hashed into the image asset nor sent to the build, on top of the .dockerignore allow-list (which keeps
+ * the image hash tied to the service's inputs only). Big trees are listed here too so no ignore file change can make
+ * `cdk synth` walk them.
+ */
+export const IMAGE_EXCLUDES = ['cdk.out', 'node_modules', '.git', 'dist', 'coverage'];
+
+/** Properties of an {@link SseService}. */
+export interface SseServiceProps {
+  readonly vpc: ec2.IVpc;
+  /** Redis the tasks subscribe to. */
+  readonly redis: RedisPubSub;
+  /**
+   * Container image of the SSE server.
+   * @default - built from service/Dockerfile with the repository root as context (built at deploy, never at synth)
+   */
+  readonly image?: ecs.ContainerImage;
+  /**
+   * Task CPU units (a Fargate size: 256, 512, 1024, ...).
+   * @default 256
+   */
+  readonly cpu?: number;
+  /**
+   * Task memory in MiB (a Fargate size matching cpu).
+   * @default 512
+   */
+  readonly memoryLimitMiB?: number;
+  /**
+   * Fewest running tasks (and the count at first deploy).
+   * @default 2
+   */
+  readonly minTasks?: number;
+  /**
+   * Most running tasks.
+   * @default 10
+   */
+  readonly maxTasks?: number;
+  /**
+   * Target of the connection scaling policy: ALB active connections (client and target side) per healthy task.
+   * @default 10000
+   */
+  readonly targetConnectionsPerTask?: number;
+  /**
+   * Target average CPU of the CPU scaling policy, in percent.
+   * @default 60
+   */
+  readonly targetCpuPercent?: number;
+  /**
+   * Interval of the SSE heartbeat comment in milliseconds (`HEARTBEAT_MS`); at most half the ALB idle timeout.
+   * @default 15000
+   */
+  readonly heartbeatMs?: number;
+  /**
+   * Longest wait of a long-poll request in milliseconds (`POLL_TIMEOUT_MS`); below the ALB idle timeout.
+   * @default 25000
+   */
+  readonly pollTimeoutMs?: number;
+  /**
+   * ALB idle timeout: a connection with no bytes for this long is closed (1 to 4000 s).
+   * @default Duration.seconds(60)
+   */
+  readonly idleTimeout?: Duration;
+  /**
+   * Time a draining task keeps its streams. SSE streams never finish by themselves, so a long delay only slows deploys;
+   * clients reconnect with their cursor and lose nothing (0 to 3600 s).
+   * @default Duration.seconds(30)
+   */
+  readonly deregistrationDelay?: Duration;
+  /**
+   * Duration of the load balancer stickiness cookie (1 s to 7 days).
+   * @default Duration.hours(1)
+   */
+  readonly stickinessDuration?: Duration;
+  /**
+   * Open files per task (`nofile` ulimit, soft and hard): one per connection plus Redis and logs (65536 to 1048576).
+   * @default 65536
+   */
+  readonly nofileLimit?: number;
+  /**
+   * Certificate for an HTTPS listener (HTTP/2, TLS); HTTP on port 80 then redirects to it. Requires `domainName`.
+   * @default - HTTP only on port 80, and the reconnect cookie is not Secure
+   */
+  readonly certificate?: acm.ICertificate;
+  /**
+   * Public host name clients use (a DNS record you point at the load balancer); it must match `certificate`.
+   * @default - the load balancer's DNS name
+   */
+  readonly domainName?: string;
+  /**
+   * Browser origins allowed to read streams (`ALLOWED_ORIGINS`, CORS with credentials).
+   * @default [] - same-origin pages and non-browser clients only
+   */
+  readonly allowedOrigins?: readonly string[];
+  /**
+   * Environment shared by the runtime (namespaces, limits).
+   * @default {}
+   */
+  readonly environment?: Record<string, string>;
+  /** @default 'info' */
+  readonly logLevel?: RuntimeLogLevel;
+  /**
+   * Retention of the container logs.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * Whether the load balancer writes access logs to S3. ELB delivers them from a per-region principal, so the stack's
+   * region must be known (an environment-agnostic stack cannot turn them on).
+   * @default - true when the stack has a concrete region, false otherwise
+   */
+  readonly accessLogs?: boolean;
+  /**
+   * Bucket for the load balancer access logs (SSE-S3 encrypted, in the stack's region).
+   * @default - a new bucket that expires logs after 90 days
+   */
+  readonly accessLogsBucket?: s3.IBucket;
+  /**
+   * ECS Container Insights (per-task CPU, memory and network metrics; billed as CloudWatch metrics).
+   * @default true
+   */
+  readonly containerInsights?: boolean;
+}
+
+/**
+ * The SSE and long-poll server on Fargate (ARM64) behind an internet-facing ALB: sticky sessions by load balancer
+ * cookie, idle timeout above the heartbeat, invalid headers dropped, HTTPS with HTTP/2 when a certificate is given,
+ * Redis AUTH and the session secret injected as ECS secrets, health check on `/healthz`, circuit breaker with rollback,
+ * and scaling on connections per task and on CPU.
+ */
+export class SseService extends Construct {
+  public readonly cluster: ecs.Cluster;
+  public readonly taskDefinition: ecs.FargateTaskDefinition;
+  public readonly container: ecs.ContainerDefinition;
+  public readonly service: ecs.FargateService;
+  public readonly loadBalancer: elbv2.ApplicationLoadBalancer;
+  public readonly targetGroup: elbv2.ApplicationTargetGroup;
+  /** Secret that signs the reconnect cookie (`SESSION_SECRET`). */
+  public readonly sessionSecret: secretsmanager.Secret;
+  /** `http(s)://host` */
+  public readonly baseUrl: string;
+  /** `http(s)://host/events` */
+  public readonly eventsUrl: string;
+  /** `http(s)://host/poll` */
+  public readonly pollUrl: string;
+  /** Tasks the service may scale to. */
+  public readonly maxTasks: number;
+  public readonly targetConnectionsPerTask: number;
+
+  constructor(scope: Construct, id: string, props: SseServiceProps) {
+    super(scope, id);
+    const heartbeatMs = props.heartbeatMs ?? 15_000;
+    const pollTimeoutMs = props.pollTimeoutMs ?? 25_000;
+    const idleTimeout = props.idleTimeout ?? Duration.seconds(60);
+    const deregistrationDelay = props.deregistrationDelay ?? Duration.seconds(30);
+    const stickiness = props.stickinessDuration ?? Duration.hours(1);
+    const nofile = props.nofileLimit ?? 65536;
+    const minTasks = props.minTasks ?? 2;
+    this.maxTasks = props.maxTasks ?? 10;
+    this.targetConnectionsPerTask = props.targetConnectionsPerTask ?? 10_000;
+    const targetCpuPercent = props.targetCpuPercent ?? 60;
+    const origins = props.allowedOrigins ?? [];
+
+    checkRange(this, 'heartbeatMs', heartbeatMs, 1000, 300_000, ' ms');
+    checkRange(this, 'pollTimeoutMs', pollTimeoutMs, 1000, 120_000, ' ms');
+    checkRange(this, 'idleTimeout', idleTimeout.toSeconds(), 1, 4000, ' seconds');
+    checkRange(this, 'deregistrationDelay', deregistrationDelay.toSeconds(), 0, 3600, ' seconds');
+    checkRange(this, 'stickinessDuration', stickiness.toSeconds(), 1, 604_800, ' seconds');
+    checkRange(this, 'nofileLimit', nofile, 65536, 1_048_576);
+    checkRange(this, 'minTasks', minTasks, 1, 1000);
+    checkRange(this, 'maxTasks', this.maxTasks, minTasks, 1000);
+    checkRange(this, 'targetConnectionsPerTask', this.targetConnectionsPerTask, 100, 1_000_000);
+    checkRange(this, 'targetCpuPercent', targetCpuPercent, 10, 95, ' percent');
+    checkOrigins(this, 'allowedOrigins', origins);
+    if (!idleTimeout.isUnresolved() && heartbeatMs * 2 > idleTimeout.toMilliseconds()) {
+      invalid(
+        this,
+        `heartbeatMs (${heartbeatMs}) must be at most half the ALB idle timeout (${idleTimeout.toSeconds()} s), or idle streams are cut between heartbeats`,
+        'Lower heartbeatMs or raise idleTimeout',
+      );
+    }
+    if (!idleTimeout.isUnresolved() && pollTimeoutMs >= idleTimeout.toMilliseconds()) {
+      invalid(
+        this,
+        `pollTimeoutMs (${pollTimeoutMs}) must be below the ALB idle timeout (${idleTimeout.toSeconds()} s), or long polls are cut before they answer`,
+        'Lower pollTimeoutMs or raise idleTimeout',
+      );
+    }
+    if (props.certificate && !props.domainName) {
+      invalid(this, 'certificate is set without domainName', 'Set domainName to the host name the certificate covers (and point its DNS record at the load balancer)');
+    }
+    if (props.domainName && !Token.isUnresolved(props.domainName) && !/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i.test(props.domainName)) {
+      invalid(this, `domainName "${props.domainName}" is not a host name`, 'Set a host name like events.example.com, without scheme or path');
+    }
+    const https = props.certificate !== undefined;
+
+    this.cluster = new ecs.Cluster(this, 'Cluster', {
+      vpc: props.vpc,
+      containerInsightsV2: (props.containerInsights ?? true) ? ecs.ContainerInsights.ENABLED : ecs.ContainerInsights.DISABLED,
+    });
+    if (props.containerInsights === false) {
+      Validations.of(this.cluster).acknowledge({ id: 'AwsSolutions-ECS4', reason: 'Container Insights turned off by configuration (containerInsights: false) to save metric cost.' });
+    }
+
+    this.sessionSecret = new secretsmanager.Secret(this, 'SessionSecret', {
+      description: 'Signs the SSE reconnect cookie (SESSION_SECRET)',
+      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+    });
+    Validations.of(this.sessionSecret).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason: 'Rotation would sign new cookies with a key running tasks do not have until they restart; the runtime accepts a comma list of keys for a planned rotation with a deploy instead.',
+    });
+
+    this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
+      cpu: props.cpu ?? 256,
+      memoryLimitMiB: props.memoryLimitMiB ?? 512,
+      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+    });
+
+    const logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
+    this.container = this.taskDefinition.addContainer('Sse', {
+      image:
+        props.image ??
+        ecs.ContainerImage.fromAsset(REPOSITORY_ROOT, {
+          file: 'service/Dockerfile',
+          platform: Platform.LINUX_ARM64,
+          ignoreMode: IgnoreMode.DOCKER,
+          exclude: IMAGE_EXCLUDES,
+        }),
+      essential: true,
+      readonlyRootFilesystem: true,
+      portMappings: [{ containerPort: SSE_CONTAINER_PORT, protocol: ecs.Protocol.TCP }],
+      logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'sse', logGroup }),
+      ulimits: [{ name: ecs.UlimitName.NOFILE, softLimit: nofile, hardLimit: nofile }],
+      environment: {
+        // defaults
+        LOG_LEVEL: props.logLevel ?? 'info',
+        // the caller
+        ...props.environment,
+        // mandated: these must match the load balancer and listener built here
+        PORT: String(SSE_CONTAINER_PORT),
+        HEARTBEAT_MS: String(heartbeatMs),
+        POLL_TIMEOUT_MS: String(pollTimeoutMs),
+        ALLOWED_ORIGINS: origins.join(','),
+        COOKIE_SECURE: String(https),
+      },
+      secrets: { SESSION_SECRET: ecs.Secret.fromSecretsManager(this.sessionSecret) },
+    });
+    acknowledgeWildcardResource(
+      this.taskDefinition.obtainExecutionRole(),
+      '*',
+      'ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are scoped to the asset repository.',
+    );
+    Validations.of(this.taskDefinition).acknowledge({
+      id: 'AwsSolutions-ECS2',
+      reason: 'The plain environment holds only non-secret settings (port, timeouts, origins, Redis host); the Redis AUTH token and the session secret are ECS secrets from Secrets Manager.',
+    });
+
+    const taskSecurityGroup = new ec2.SecurityGroup(this, 'TaskSecurityGroup', {
+      vpc: props.vpc,
+      description: 'Realtime SSE tasks: ingress from the load balancer only',
+      allowAllOutbound: true,
+    });
+    this.service = new ecs.FargateService(this, 'Service', {
+      cluster: this.cluster,
+      taskDefinition: this.taskDefinition,
+      desiredCount: minTasks,
+      minHealthyPercent: 100,
+      maxHealthyPercent: 200,
+      circuitBreaker: { enable: true, rollback: true },
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      securityGroups: [taskSecurityGroup],
+      assignPublicIp: false,
+      healthCheckGracePeriod: Duration.seconds(60),
+    });
+    props.redis.connectContainer(this.container, this.service);
+
+    this.loadBalancer = new elbv2.ApplicationLoadBalancer(this, 'LoadBalancer', {
+      vpc: props.vpc,
+      internetFacing: true,
+      vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+      http2Enabled: true,
+      idleTimeout,
+      dropInvalidHeaderFields: true,
+    });
+    const regionKnown = !Token.isUnresolved(Stack.of(this).region);
+    if (props.accessLogs && !regionKnown) {
+      invalid(this, 'accessLogs needs the stack\'s region, but the stack is environment-agnostic', 'Give the stack an env (account and region in the stage config), or drop accessLogs');
+    }
+    if (props.accessLogsBucket && props.accessLogs === false) {
+      invalid(this, 'accessLogsBucket is set but accessLogs is false', 'Drop accessLogsBucket, or turn accessLogs on');
+    }
+    if (props.accessLogs ?? regionKnown) {
+      this.loadBalancer.logAccessLogs(props.accessLogsBucket ?? this.createAccessLogsBucket(), 'sse');
+    } else {
+      Validations.of(this.loadBalancer).acknowledge({
+        id: 'AwsSolutions-ELB2',
+        reason: 'Access logs are off because this stack is environment-agnostic: ELB delivers logs from a per-region principal, so the region must be known. Set account and region in the stage config to turn them on.',
+      });
+    }
+    Validations.of(this.loadBalancer).acknowledge({
+      id: 'AwsSolutions-EC23',
+      reason: 'Internet-facing endpoint for browsers: the listener ports are open to everyone by design; tasks admit only this load balancer.',
+    });
+
+    this.targetGroup = new elbv2.ApplicationTargetGroup(this, 'Targets', {
+      vpc: props.vpc,
+      port: SSE_CONTAINER_PORT,
+      protocol: elbv2.ApplicationProtocol.HTTP,
+      targetType: elbv2.TargetType.IP,
+      deregistrationDelay,
+      stickinessCookieDuration: stickiness,
+      healthCheck: {
+        path: '/healthz',
+        healthyHttpCodes: '200',
+        interval: Duration.seconds(15),
+        timeout: Duration.seconds(5),
+        healthyThresholdCount: 2,
+        unhealthyThresholdCount: 3,
+      },
+      targets: [this.service.loadBalancerTarget({ containerName: this.container.containerName, containerPort: SSE_CONTAINER_PORT })],
+    });
+
+    if (props.certificate) {
+      this.loadBalancer.addListener('Https', {
+        protocol: elbv2.ApplicationProtocol.HTTPS,
+        port: 443,
+        certificates: [props.certificate],
+        defaultTargetGroups: [this.targetGroup],
+        open: true,
+      });
+      this.loadBalancer.addRedirect({ sourcePort: 80, sourceProtocol: elbv2.ApplicationProtocol.HTTP, targetPort: 443, targetProtocol: elbv2.ApplicationProtocol.HTTPS });
+    } else {
+      this.loadBalancer.addListener('Http', {
+        protocol: elbv2.ApplicationProtocol.HTTP,
+        port: 80,
+        defaultTargetGroups: [this.targetGroup],
+        open: true,
+      });
+    }
+    const host = props.domainName ?? this.loadBalancer.loadBalancerDnsName;
+    this.baseUrl = `${https ? 'https' : 'http'}://${host}`;
+    this.eventsUrl = `${this.baseUrl}/events`;
+    this.pollUrl = `${this.baseUrl}/poll`;
+
+    this.addScaling(minTasks, targetCpuPercent);
+  }
+
+  /** ALB active connections (client and target side) per healthy task: the metric the connection policy tracks. */
+  private addScaling(minTasks: number, targetCpuPercent: number): void {
+    const scaling = this.service.autoScaleTaskCount({ minCapacity: minTasks, maxCapacity: this.maxTasks });
+    scaling.scaleOnCpuUtilization('Cpu', {
+      targetUtilizationPercent: targetCpuPercent,
+      scaleInCooldown: Duration.minutes(5),
+      scaleOutCooldown: Duration.minutes(1),
+    });
+    // Target tracking on metric math: the L2 policy takes single metrics only.
+    const target = scaling.node.findChild('Target') as appscaling.ScalableTarget;
+    const policy = new appscaling.CfnScalingPolicy(this, 'ConnectionsPerTaskScaling', {
+      policyName: '',
+      policyType: 'TargetTrackingScaling',
+      scalingTargetId: target.scalableTargetId,
+      targetTrackingScalingPolicyConfiguration: {
+        targetValue: this.targetConnectionsPerTask,
+        scaleInCooldown: 300,
+        scaleOutCooldown: 60,
+        customizedMetricSpecification: {
+          metrics: [
+            {
+              id: 'connections',
+              returnData: false,
+              metricStat: {
+                stat: 'Sum',
+                metric: {
+                  namespace: 'AWS/ApplicationELB',
+                  metricName: 'ActiveConnectionCount',
+                  dimensions: [{ name: 'LoadBalancer', value: this.loadBalancer.loadBalancerFullName }],
+                },
+              },
+            },
+            {
+              id: 'tasks',
+              returnData: false,
+              metricStat: {
+                stat: 'Average',
+                metric: {
+                  namespace: 'AWS/ApplicationELB',
+                  metricName: 'HealthyHostCount',
+                  dimensions: [
+                    { name: 'TargetGroup', value: this.targetGroup.targetGroupFullName },
+                    { name: 'LoadBalancer', value: this.loadBalancer.loadBalancerFullName },
+                  ],
+                },
+              },
+            },
+            { id: 'perTask', expression: 'connections / tasks', label: 'ALB connections per healthy task', returnData: true },
+          ],
+        },
+      },
+    });
+    policy.policyName = Names.uniqueId(policy);
+  }
+
+  private createAccessLogsBucket(): s3.Bucket {
+    const bucket = new s3.Bucket(this, 'AccessLogs', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      lifecycleRules: [{ expiration: Duration.days(90) }],
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    Validations.of(bucket).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'This bucket is itself the access log destination of the load balancer; logging it to another bucket would only move the question.',
+    });
+    return bucket;
+  }
+}

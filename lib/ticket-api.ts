@@ -1,0 +1,120 @@
+import * as path from 'node:path';
+import { Token } from 'aws-cdk-lib';
+import type * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpIamAuthorizer, HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { invalid } from './errors';
+import { HttpEndpoint } from './http-endpoint';
+import { LAMBDA_DIR, RealtimeFunction, type RuntimeLogLevel } from './realtime-function';
+import type { RedisPubSub } from './redis-pub-sub';
+
+/** Callers authorised by IAM (SigV4): trusted backends that mint tickets on behalf of their users. */
+export interface TicketIamAuth {
+  readonly type: 'iam';
+}
+
+/** Callers authorised by a JWT from an OpenID Connect issuer (Cognito, Auth0, Entra ID, ...): browsers. */
+export interface TicketJwtAuth {
+  readonly type: 'jwt';
+  /** Issuer URL (`iss`), https. */
+  readonly issuer: string;
+  /** Accepted audiences (`aud`, or `client_id` for Cognito access tokens); at least one. */
+  readonly audience: readonly string[];
+}
+
+/** How `POST /tickets` authenticates callers. There is no unauthenticated option. */
+export type TicketAuth = TicketIamAuth | TicketJwtAuth;
+
+/** Properties of a {@link TicketApi}. */
+export interface TicketApiProps {
+  readonly redis: RedisPubSub;
+  readonly vpc: ec2.IVpc;
+  /** Public `/events` URL handed out with SSE tickets (`SSE_URL`). */
+  readonly sseUrl: string;
+  /** `wss://` URL handed out with WebSocket tickets (`WS_URL`). */
+  readonly webSocketUrl: string;
+  /**
+   * Who may mint tickets.
+   * @default { type: 'iam' }
+   */
+  readonly auth?: TicketAuth;
+  /**
+   * Browser origins allowed by CORS.
+   * @default [] - no CORS
+   */
+  readonly allowedOrigins?: readonly string[];
+  /**
+   * Entry file of the ticket issuer.
+   * @default lambda/ticket-issuer.ts
+   */
+  readonly entry?: string;
+  /** @default 100 */
+  readonly throttleRateLimit?: number;
+  /** @default 200 */
+  readonly throttleBurstLimit?: number;
+  /**
+   * Environment shared by the runtime (namespaces, limits).
+   * @default {}
+   */
+  readonly environment?: Record<string, string>;
+  /** @default 'info' */
+  readonly logLevel?: RuntimeLogLevel;
+  /** @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/** `POST /tickets`: an HTTP API that authenticates the caller (JWT or IAM) and runs the ticket issuer. */
+export class TicketApi extends Construct {
+  public readonly handler: RealtimeFunction;
+  public readonly endpoint: HttpEndpoint;
+  /** `https://.../tickets` */
+  public readonly url: string;
+
+  constructor(scope: Construct, id: string, props: TicketApiProps) {
+    super(scope, id);
+    const auth = props.auth ?? { type: 'iam' };
+    const authorizer = this.authorizer(auth);
+
+    this.handler = new RealtimeFunction(this, 'Issuer', {
+      entry: props.entry ?? path.join(LAMBDA_DIR, 'ticket-issuer.ts'),
+      description: 'POST /tickets: mints single-use connect tickets',
+      vpc: props.vpc,
+      environment: { ...props.environment, SSE_URL: props.sseUrl, WS_URL: props.webSocketUrl },
+      logLevel: props.logLevel,
+      logRetention: props.logRetention,
+    });
+    props.redis.connect(this.handler);
+
+    this.endpoint = new HttpEndpoint(this, 'Http', {
+      description: 'Realtime ticket API',
+      path: '/tickets',
+      handler: this.handler,
+      authorizer,
+      allowedOrigins: props.allowedOrigins,
+      throttleRateLimit: props.throttleRateLimit,
+      throttleBurstLimit: props.throttleBurstLimit,
+      logRetention: props.logRetention,
+    });
+    this.url = this.endpoint.url;
+  }
+
+  private authorizer(auth: TicketAuth): apigwv2.IHttpRouteAuthorizer {
+    switch (auth.type) {
+      case 'iam':
+        return new HttpIamAuthorizer();
+      case 'jwt': {
+        if (!Token.isUnresolved(auth.issuer) && !/^https:\/\/[^\s]+$/.test(auth.issuer)) {
+          invalid(this, `auth.issuer "${auth.issuer}" is not an https URL`, 'Set auth.issuer to the token issuer (iss), e.g. https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf');
+        }
+        if (auth.audience.length === 0) {
+          invalid(this, 'auth.audience is empty', 'List at least one accepted audience (aud, or the Cognito app client id)');
+        }
+        return new HttpJwtAuthorizer('JwtAuthorizer', auth.issuer, { jwtAudience: [...auth.audience] });
+      }
+      default:
+        return invalid(this, `auth.type "${(auth as { type: string }).type}" is not supported`, 'Use { type: "jwt", issuer, audience } or { type: "iam" }');
+    }
+  }
+}

@@ -1,0 +1,180 @@
+import * as path from 'node:path';
+import { Validations } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { WebSocketLambdaAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct, type IConstruct } from 'constructs';
+import { acknowledgeWildcardResource } from './acknowledge';
+import { checkRange, invalid } from './errors';
+import { LAMBDA_DIR, RealtimeFunction, type RuntimeLogLevel } from './realtime-function';
+import type { RedisPubSub } from './redis-pub-sub';
+
+/** The query string parameter that carries the single-use ticket on connect. */
+export const TICKET_IDENTITY_SOURCE = 'route.request.querystring.ticket';
+/** The frame field that selects a route: `{"action": "subscribe", ...}`. */
+export const ROUTE_SELECTION_EXPRESSION = '$request.body.action';
+/** Routes of the WebSocket protocol (besides `$connect`, `$disconnect` and `$default`). */
+export const MESSAGE_ROUTES = ['subscribe', 'unsubscribe', 'publish', 'ping'] as const;
+
+/** Entry files of the WebSocket Lambdas. */
+export interface WebSocketEntries {
+  /** @default lambda/ws-authorizer.ts */
+  readonly authorizer?: string;
+  /** @default lambda/ws-connect.ts */
+  readonly connect?: string;
+  /** @default lambda/ws-disconnect.ts */
+  readonly disconnect?: string;
+  /** @default lambda/ws-message.ts */
+  readonly message?: string;
+}
+
+/** Properties of a {@link RealtimeWebSocketApi}. */
+export interface RealtimeWebSocketApiProps {
+  /** Redis the handlers use; each function is connected to it. */
+  readonly redis: RedisPubSub;
+  /** VPC of the handlers (Redis is only reachable inside it). */
+  readonly vpc: ec2.IVpc;
+  /**
+   * Entry files of the handlers.
+   * @default - the files in lambda/
+   */
+  readonly entries?: WebSocketEntries;
+  /**
+   * Name of the stage, the last path segment of the URL (`wss://{api}.execute-api.{region}.amazonaws.com/{stageName}`).
+   * @default 'live'
+   */
+  readonly stageName?: string;
+  /**
+   * Steady-state messages per second across the stage.
+   * @default 500
+   */
+  readonly throttleRateLimit?: number;
+  /**
+   * Burst of messages across the stage.
+   * @default 1000
+   */
+  readonly throttleBurstLimit?: number;
+  /**
+   * Environment shared by the runtime (namespaces, limits, log level).
+   * @default {}
+   */
+  readonly environment?: Record<string, string>;
+  /** @default 'info' */
+  readonly logLevel?: RuntimeLogLevel;
+  /**
+   * Retention of the access log and the handlers' logs.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+const STAGE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * API Gateway WebSocket API: a REQUEST authorizer that redeems `?ticket=` on `$connect`, the protocol routes selected by
+ * `action`, a throttled stage with access logs, and `execute-api:ManageConnections` on this stage only for the functions
+ * that fan out ({@link grantManageConnections}).
+ */
+export class RealtimeWebSocketApi extends Construct {
+  public readonly api: apigwv2.WebSocketApi;
+  public readonly stage: apigwv2.WebSocketStage;
+  public readonly authorizerFunction: RealtimeFunction;
+  public readonly connectFunction: RealtimeFunction;
+  public readonly disconnectFunction: RealtimeFunction;
+  public readonly messageFunction: RealtimeFunction;
+  /** `wss://...` URL clients connect to. */
+  public readonly url: string;
+  /** `https://...` URL of the management API (`@connections`) of this stage. */
+  public readonly managementEndpoint: string;
+  public readonly accessLogGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: RealtimeWebSocketApiProps) {
+    super(scope, id);
+    const stageName = props.stageName ?? 'live';
+    if (!STAGE_NAME.test(stageName) || stageName === '$default') {
+      invalid(this, `stageName "${stageName}" is not a valid stage name`, 'Use 1 to 64 letters, digits, "-" or "_"');
+    }
+    checkRange(this, 'throttleRateLimit', props.throttleRateLimit, 1, 10000, ' per second');
+    checkRange(this, 'throttleBurstLimit', props.throttleBurstLimit, 1, 5000);
+
+    const fnProps = (entry: string, description: string) => ({
+      entry,
+      description,
+      vpc: props.vpc,
+      environment: props.environment,
+      logLevel: props.logLevel,
+      logRetention: props.logRetention,
+    });
+    const entries = props.entries ?? {};
+    this.authorizerFunction = new RealtimeFunction(this, 'Authorizer', fnProps(entries.authorizer ?? path.join(LAMBDA_DIR, 'ws-authorizer.ts'), 'WebSocket $connect authorizer: redeems the ticket'));
+    this.connectFunction = new RealtimeFunction(this, 'Connect', fnProps(entries.connect ?? path.join(LAMBDA_DIR, 'ws-connect.ts'), 'WebSocket $connect'));
+    this.disconnectFunction = new RealtimeFunction(this, 'Disconnect', fnProps(entries.disconnect ?? path.join(LAMBDA_DIR, 'ws-disconnect.ts'), 'WebSocket $disconnect'));
+    this.messageFunction = new RealtimeFunction(this, 'Message', fnProps(entries.message ?? path.join(LAMBDA_DIR, 'ws-message.ts'), 'WebSocket frames: subscribe, unsubscribe, publish, ping'));
+    for (const fn of this.functions) props.redis.connect(fn);
+
+    const authorizer = new WebSocketLambdaAuthorizer('TicketAuthorizer', this.authorizerFunction.function, {
+      identitySource: [TICKET_IDENTITY_SOURCE],
+    });
+    this.api = new apigwv2.WebSocketApi(this, 'Api', {
+      description: 'Realtime WebSocket API',
+      routeSelectionExpression: ROUTE_SELECTION_EXPRESSION,
+      connectRouteOptions: {
+        integration: new WebSocketLambdaIntegration('ConnectIntegration', this.connectFunction.function),
+        authorizer,
+      },
+      disconnectRouteOptions: { integration: new WebSocketLambdaIntegration('DisconnectIntegration', this.disconnectFunction.function) },
+      defaultRouteOptions: { integration: new WebSocketLambdaIntegration('DefaultIntegration', this.messageFunction.function) },
+    });
+    const routes: IConstruct[] = MESSAGE_ROUTES.map((route) =>
+      this.api.addRoute(route, { integration: new WebSocketLambdaIntegration(`${route}Integration`, this.messageFunction.function) }),
+    );
+    // The built-in routes that WebSocketApi creates from the options above.
+    routes.push(this.api.node.findChild('$disconnect-Route'), this.api.node.findChild('$default-Route'));
+    for (const route of routes) {
+      Validations.of(route).acknowledge({
+        id: 'AwsSolutions-APIG4',
+        reason: 'API Gateway runs WebSocket authorizers on $connect only; every later frame travels on a connection the ticket authorizer already admitted.',
+      });
+    }
+
+    this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
+    this.stage = new apigwv2.WebSocketStage(this, 'Stage', {
+      webSocketApi: this.api,
+      stageName,
+      autoDeploy: true,
+      throttle: {
+        rateLimit: props.throttleRateLimit ?? 500,
+        burstLimit: props.throttleBurstLimit ?? 1000,
+      },
+      accessLogSettings: { destination: new apigwv2.LogGroupLogDestination(this.accessLogGroup) },
+    });
+    this.url = this.stage.url;
+    this.managementEndpoint = this.stage.callbackUrl;
+
+    this.grantManageConnections(this.messageFunction);
+  }
+
+  /** The four WebSocket handlers. */
+  public get functions(): RealtimeFunction[] {
+    return [this.authorizerFunction, this.connectFunction, this.disconnectFunction, this.messageFunction];
+  }
+
+  /**
+   * Lets a function post to, read and close this stage's connections (`execute-api:ManageConnections` on
+   * `{api}/{stage}/POST|GET|DELETE/@connections/*`) and tells it where (`WS_MANAGEMENT_ENDPOINT`).
+   */
+  public grantManageConnections(fn: RealtimeFunction): iam.Grant {
+    fn.addEnvironment('WS_MANAGEMENT_ENDPOINT', this.managementEndpoint);
+    const grant = this.stage.grantManagementApiAccess(fn);
+    const role = fn.function.role;
+    if (role) {
+      for (const arn of grant.principalStatements.flatMap((s) => s.resources)) {
+        acknowledgeWildcardResource(role, arn, `Connection ids are created at runtime; the wildcard covers the @connections of this API's "${this.stage.stageName}" stage only.`);
+      }
+    }
+    return grant;
+  }
+}
