@@ -25,10 +25,10 @@ const JwtAuth = z.strictObject({
 const IamAuth = z.strictObject({ type: z.literal('iam') });
 
 const VpcAttributes = z.strictObject({
-  vpcId: z.string().regex(/^vpc-[0-9a-f]+$/, 'must be a VPC id like vpc-0abc123'),
+  vpcId: z.string().regex(/^vpc-([0-9a-f]{8}|[0-9a-f]{17})$/, 'must be a VPC id like vpc-0abc123'),
   availabilityZones: z.array(z.string()).min(2, 'needs at least 2 Availability Zones'),
-  publicSubnetIds: z.array(z.string().regex(/^subnet-[0-9a-f]+$/, 'must be a subnet id')).min(2),
-  privateSubnetIds: z.array(z.string().regex(/^subnet-[0-9a-f]+$/, 'must be a subnet id')).min(2),
+  publicSubnetIds: z.array(z.string().regex(/^subnet-([0-9a-f]{8}|[0-9a-f]{17})$/, 'must be a subnet id')).min(2),
+  privateSubnetIds: z.array(z.string().regex(/^subnet-([0-9a-f]{8}|[0-9a-f]{17})$/, 'must be a subnet id')).min(2),
 });
 
 /** Schema of one `stages.<name>` entry in cdk.json context. Unknown keys are errors (they are usually typos). */
@@ -41,7 +41,7 @@ export const StageConfigSchema = z
         maxAzs: int().optional(),
         natGateways: int().optional(),
         flowLogs: z.boolean().optional(),
-        vpcId: z.string().regex(/^vpc-[0-9a-f]+$/, 'must be a VPC id like vpc-0abc123').optional(),
+        vpcId: z.string().regex(/^vpc-([0-9a-f]{8}|[0-9a-f]{17})$/, 'must be a VPC id like vpc-0abc123').optional(),
         vpcAttributes: VpcAttributes.optional(),
       })
       .optional(),
