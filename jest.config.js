@@ -21,4 +21,5 @@ module.exports = {
     },
   ],
   testTimeout: 30000,
+  modulePathIgnorePatterns: ['<rootDir>/cdk.out', '<rootDir>/dist'],
 };

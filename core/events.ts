@@ -30,7 +30,10 @@ export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
  * when missing (first use, or data lost), so ids only grow and one number is a cursor over every
  * channel. The envelope is serialised once (in Node, around the id and time Redis assigns).
  *
- * KEYS: history stream, seq, seq base, idempotency key
+ * When the history is full, the id of the newest event trimmed from it is kept beside it (the
+ * horizon), so a replay can tell whether a cursor reaches past what is retained.
+ *
+ * KEYS: history stream, seq, seq base, idempotency key, history horizon
  * ARGV: live channel, envelope head, envelope tail, history size, history TTL, idempotency TTL, use idempotency
  */
 const PUBLISH = new Script(`
@@ -47,8 +50,19 @@ end
 local id = string.format('%.0f', redis.call('INCR', KEYS[2]))
 local ts = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 local env = ARGV[2] .. id .. ARGV[3] .. ts .. '}'
-redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[4], id .. '-0', 'e', env)
-redis.call('EXPIRE', KEYS[1], ARGV[5])
+local size = tonumber(ARGV[4])
+if size == 0 then
+  redis.call('SET', KEYS[5], id, 'EX', ARGV[5])
+else
+  local len = redis.call('XLEN', KEYS[1])
+  if len >= size then
+    local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - size + 1)
+    redis.call('SET', KEYS[5], string.match(gone[#gone][1], '^(%d+)'), 'EX', ARGV[5])
+  end
+  redis.call('XADD', KEYS[1], 'MAXLEN', '=', size, id .. '-0', 'e', env)
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  if len >= size then redis.call('EXPIRE', KEYS[5], ARGV[5]) end
+end
 redis.call('PUBLISH', ARGV[1], env)
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], id, 'EX', ARGV[6]) end
 return {id, 0}
@@ -59,7 +73,7 @@ return {id, 0}
  * the cursor, or any cursor older than the sequence's seed (Redis lost its data), is reported as
  * reset instead of being replayed with a gap.
  *
- * KEYS: seq base, history streams...   ARGV: cursor, max entries per channel
+ * KEYS: seq base, history streams..., history horizons...   ARGV: cursor, max entries per channel
  * Returns {base-reset, {reset, {envelope...}}...}
  */
 const REPLAY = new Script(`
@@ -67,24 +81,17 @@ local cursor = tonumber(ARGV[1])
 local base = redis.call('GET', KEYS[1])
 if base and cursor < tonumber(base) then return {1} end
 local out = {0}
-for i = 2, #KEYS do
-  local key = KEYS[i]
-  local reset = 0
-  local envs = {}
-  if redis.call('EXISTS', key) == 1 then
-    local info = redis.call('XINFO', 'STREAM', key)
-    for j = 1, #info, 2 do
-      if info[j] == 'max-deleted-entry-id' then
-        local maxdel = tonumber(string.match(info[j + 1], '^(%d+)'))
-        if maxdel and maxdel > cursor then reset = 1 end
-      end
-    end
-    if reset == 0 then
-      local entries = redis.call('XRANGE', key, '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
-      for k = 1, #entries do envs[k] = entries[k][2][2] end
-    end
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  local horizon = redis.call('GET', KEYS[1 + n + i])
+  if horizon and tonumber(horizon) > cursor then
+    out[i + 1] = {1, {}}
+  else
+    local envs = {}
+    local entries = redis.call('XRANGE', KEYS[1 + i], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+    for k = 1, #entries do envs[k] = entries[k][2][2] end
+    out[i + 1] = {0, envs}
   end
-  out[i] = {reset, envs}
 end
 return out
 `);
@@ -142,7 +149,7 @@ export async function publish(input: PublishInput, identity: Identity, deps: Eve
   const keys = new Keys(deps.config.keyPrefix);
   const res = (await PUBLISH.run(
     deps.redis,
-    [keys.history(ch.channel), keys.seq, keys.seqBase, idempotencyKey ? keys.idempotency(ch.channel, idempotencyKey) : keys.seq],
+    [keys.history(ch.channel), keys.seq, keys.seqBase, idempotencyKey ? keys.idempotency(ch.channel, idempotencyKey) : keys.seq, keys.horizon(ch.channel)],
     [keys.live(ch.channel), head, tail, ch.policy.historySize, ch.policy.historyTtlSeconds, IDEMPOTENCY_TTL_SECONDS, idempotencyKey ? '1' : '0'],
   )) as [string, number];
   const [id, dup] = res;
@@ -168,7 +175,11 @@ export interface ReplayResult {
 export async function replay(channels: readonly ParsedChannel[], cursor: number, deps: EventDeps): Promise<ReplayResult> {
   const keys = new Keys(deps.config.keyPrefix);
   const max = Math.max(1, ...channels.map((c) => c.policy.historySize));
-  const res = (await REPLAY.run(deps.redis, [keys.seqBase, ...channels.map((c) => keys.history(c.channel))], [String(cursor), max])) as [
+  const res = (await REPLAY.run(
+    deps.redis,
+    [keys.seqBase, ...channels.map((c) => keys.history(c.channel)), ...channels.map((c) => keys.horizon(c.channel))],
+    [String(cursor), max],
+  )) as [
     number,
     ...[number, string[]][],
   ];

@@ -8,6 +8,10 @@ export class Keys {
   history(channel: string): string {
     return `${this.prefix}h:${channel}`;
   }
+  /** The id of the newest event no longer in a channel's history. */
+  horizon(channel: string): string {
+    return `${this.prefix}hx:${channel}`;
+  }
   /** Pub/sub channel for live delivery. */
   live(channel: string): string {
     return `${this.prefix}ev:${channel}`;

@@ -71,7 +71,7 @@ export function waitReady(client: Redis, timeoutMs = 10_000): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`Redis not reachable within ${timeoutMs} ms`));
+      reject(new Error(`Redis not reachable within ${timeoutMs} ms (ETIMEDOUT)`));
     }, timeoutMs);
     const onReady = () => {
       cleanup();

@@ -66,7 +66,13 @@ export class SseService {
   /** Starts listening; resolves with the bound port. Waits for Redis up to `redisTimeoutMs`. */
   async listen(port = this.config.port, host = this.config.host, redisTimeoutMs = 10_000): Promise<number> {
     await Promise.all([waitReady(this.redis, redisTimeoutMs), waitReady(this.subscriber, redisTimeoutMs)]);
-    await new Promise<void>((resolve) => this.server.listen(port, host, resolve));
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
     this.heartbeat = setInterval(() => this.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
     const bound = (this.server.address() as AddressInfo).port;

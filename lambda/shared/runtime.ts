@@ -2,7 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type Redis from 'ioredis';
 import { coreConfigFromEnv, type CoreConfig } from '../../core/config';
-import { createRedis } from '../../core/redis';
+import { createRedis, waitReady } from '../../core/redis';
 
 export interface Runtime {
   readonly config: CoreConfig;
@@ -36,6 +36,12 @@ export function getRuntime(): Promise<Runtime> {
     const config = coreConfigFromEnv();
     const password = config.redisPassword ?? (config.redisSecretArn ? await secretPassword(config.redisSecretArn) : undefined);
     const redis = createRedis({ url: config.redisUrl, password, name: `lambda-${process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'local'}` });
+    try {
+      await waitReady(redis, 5000);
+    } catch (err) {
+      redis.disconnect();
+      throw err;
+    }
     return { config, redis };
   })().catch((err) => {
     runtime = undefined;

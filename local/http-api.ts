@@ -1,0 +1,123 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { HttpEvent, HttpResult } from '../lambda/shared/http';
+
+export type HttpHandler = (event: HttpEvent) => Promise<HttpResult>;
+
+/** How a route is authorised on AWS, and so how the local front builds the authorizer context. */
+export type LocalAuth = 'jwt' | 'iam';
+
+export interface LocalRoute {
+  readonly method: string;
+  readonly path: string;
+  readonly auth: LocalAuth;
+  readonly handler: HttpHandler;
+}
+
+/** Local-only header naming the user a request acts as (stands in for a JWT `sub`). */
+export const LOCAL_USER_HEADER = 'x-local-user';
+/** The IAM caller the local front reports for IAM-authorised routes. */
+export const LOCAL_IAM_ARN = 'arn:aws:iam::000000000000:user/local-backend';
+const MAX_BODY = 10 * 1024 * 1024;
+
+/**
+ * A stand-in for API Gateway's HTTP API (payload format 2.0): it builds the same event shape and
+ * authorizer context the Lambda handlers get on AWS. JWT routes take the user from `x-local-user`
+ * (401 like the JWT authorizer when absent); IAM routes report a fixed local backend principal.
+ * Never expose it beyond loopback: it trusts that header.
+ */
+export function createHttpApi(routes: readonly LocalRoute[]): Server {
+  return createServer((req, res) => {
+    serve(req, res, routes).catch(() => {
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ message: 'Internal Server Error' }));
+    });
+  });
+}
+
+function cors(req: IncomingMessage): Record<string, string> {
+  const origin = req.headers.origin;
+  return origin ? { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true', vary: 'Origin' } : {};
+}
+
+async function serve(req: IncomingMessage, res: ServerResponse, routes: readonly LocalRoute[]): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  if (req.method === 'OPTIONS') {
+    res.writeHead(204, {
+      ...cors(req),
+      'access-control-allow-methods': 'POST, OPTIONS',
+      'access-control-allow-headers': `content-type, authorization, ${LOCAL_USER_HEADER}`,
+      'access-control-max-age': '600',
+    });
+    res.end();
+    return;
+  }
+  const route = routes.find((r) => r.path === url.pathname && r.method === req.method);
+  if (!route) {
+    res.writeHead(404, { 'content-type': 'application/json', ...cors(req) });
+    res.end(JSON.stringify({ message: 'Not Found' }));
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_BODY) {
+      res.writeHead(413, { 'content-type': 'application/json', ...cors(req) });
+      res.end(JSON.stringify({ message: 'Request Entity Too Large' }));
+      return;
+    }
+    chunks.push(c as Buffer);
+  }
+  const user = req.headers[LOCAL_USER_HEADER];
+  let authorizer: HttpEvent['requestContext']['authorizer'];
+  if (route.auth === 'jwt') {
+    if (typeof user !== 'string' || user === '') {
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer', ...cors(req) });
+      res.end(JSON.stringify({ message: 'Unauthorized' }));
+      return;
+    }
+    const now = Math.floor(Date.now() / 1000);
+    authorizer = { jwt: { claims: { sub: user, iss: 'http://localhost/local-issuer', aud: 'realtime-local', iat: now, exp: now + 3600 }, scopes: null } };
+  } else {
+    authorizer = { iam: { userArn: LOCAL_IAM_ARN, callerId: 'AIDALOCALBACKEND', accountId: '000000000000', principalOrgId: null } };
+  }
+  const result = await route.handler(toEvent(req, url, Buffer.concat(chunks), route, authorizer));
+  res.writeHead(result.statusCode, { ...cors(req), ...(result.headers as Record<string, string>) });
+  res.end(result.body ?? '');
+}
+
+function toEvent(req: IncomingMessage, url: URL, body: Buffer, route: LocalRoute, authorizer: HttpEvent['requestContext']['authorizer']): HttpEvent {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && k !== 'cookie') headers[k] = Array.isArray(v) ? v.join(',') : v;
+  const query: Record<string, string> = {};
+  for (const [k, v] of url.searchParams) query[k] = query[k] ? `${query[k]},${v}` : v;
+  const type = headers['content-type'] ?? '';
+  const text = body.length === 0 || /^(text\/|application\/(.+\+)?json)/i.test(type);
+  const now = new Date();
+  const routeKey = `${route.method} ${route.path}`;
+  return {
+    version: '2.0',
+    routeKey,
+    rawPath: url.pathname,
+    rawQueryString: url.search.slice(1),
+    cookies: req.headers.cookie ? req.headers.cookie.split(/;\s*/) : undefined,
+    headers,
+    queryStringParameters: Object.keys(query).length ? query : undefined,
+    requestContext: {
+      accountId: '000000000000',
+      apiId: 'local',
+      domainName: headers.host ?? 'localhost',
+      domainPrefix: (headers.host ?? 'localhost').split('.')[0],
+      http: { method: route.method, path: url.pathname, protocol: `HTTP/${req.httpVersion}`, sourceIp: req.socket.remoteAddress ?? '127.0.0.1', userAgent: headers['user-agent'] ?? '' },
+      requestId: randomUUID(),
+      routeKey,
+      stage: '$default',
+      time: now.toUTCString(),
+      timeEpoch: now.getTime(),
+      authorizer,
+    },
+    body: body.length ? (text ? body.toString('utf8') : body.toString('base64')) : undefined,
+    isBase64Encoded: !text,
+  } as HttpEvent;
+}

@@ -1,0 +1,190 @@
+import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
+import type Redis from 'ioredis';
+import pino from 'pino';
+import { DEFAULT_NAMESPACES, type CoreConfig, type Namespaces } from '../../core/config';
+import { createRedis, waitReady } from '../../core/redis';
+import { issueTicket, type Transport } from '../../core/tickets';
+import { serviceConfigFromEnv } from '../../service/config';
+import { SseService } from '../../service/server';
+
+export const redisUrl = (): string => {
+  const url = process.env.REDIS_URL;
+  if (!url) throw new Error('REDIS_URL is not set: the jest global setup starts redis-server');
+  return url;
+};
+
+/** A random suffix so tests sharing one Redis never see each other's channels. */
+export const uid = (): string => randomBytes(6).toString('hex');
+
+export const TEST_NAMESPACES: Namespaces = {
+  ...DEFAULT_NAMESPACES,
+  tiny: { subscribe: 'authenticated', publish: 'server', historySize: 3, historyTtlSeconds: 600 },
+  nohist: { subscribe: 'authenticated', publish: 'server', historySize: 0, historyTtlSeconds: 600 },
+};
+
+export function coreConfig(overrides: Partial<CoreConfig> = {}): CoreConfig {
+  return {
+    redisUrl: redisUrl(),
+    keyPrefix: 'rt:',
+    namespaces: TEST_NAMESPACES,
+    ticketTtlSeconds: 30,
+    maxPayloadBytes: 32768,
+    maxChannelsPerConnection: 16,
+    ...overrides,
+  };
+}
+
+export async function connectRedis(url = redisUrl()): Promise<Redis> {
+  const r = createRedis({ url, name: 'test' });
+  await waitReady(r);
+  return r;
+}
+
+export const SESSION_SECRET = 'test-session-secret-0123456789abcdef';
+
+/** Starts a real SSE service on a free port against the test Redis. */
+export async function startService(env: Record<string, string> = {}): Promise<{ service: SseService; base: string }> {
+  const config = serviceConfigFromEnv({
+    REDIS_URL: redisUrl(),
+    SESSION_SECRET,
+    NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES),
+    COOKIE_SECURE: 'false',
+    ALLOWED_ORIGINS: 'http://allowed.example',
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+  const service = new SseService(config, { logger: pino({ level: 'silent' }) });
+  const port = await service.listen(0, '127.0.0.1');
+  return { service, base: `http://127.0.0.1:${port}` };
+}
+
+export async function ticketFor(redis: Redis, sub: string, channels: string[], transport: Transport = 'sse', config = coreConfig()): Promise<string> {
+  return (await issueTicket({ identity: { kind: 'user', sub }, channels, transport }, { redis, config })).ticket;
+}
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** A plain HTTP GET that reads the whole body (for error answers and long polls). */
+export function get(url: string, headers: Record<string, string> = {}): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * An SSE stream read raw over HTTP: collects text and lets a test wait for a pattern.
+ * Used where the exact bytes matter (framing, heartbeats, retry hints).
+ */
+export class RawStream {
+  text = '';
+  status = 0;
+  headers: Record<string, string | string[] | undefined> = {};
+  ended = false;
+  private waiters: (() => void)[] = [];
+  private readonly req;
+
+  constructor(url: string, headers: Record<string, string> = {}) {
+    this.req = request(url, { headers: { accept: 'text/event-stream', ...headers } }, (res) => {
+      this.status = res.statusCode ?? 0;
+      this.headers = res.headers;
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        this.text += c;
+        this.notify();
+      });
+      res.on('end', () => {
+        this.ended = true;
+        this.notify();
+      });
+      this.notify();
+    });
+    this.req.on('error', () => {
+      this.ended = true;
+      this.notify();
+    });
+    this.req.end();
+  }
+
+  private notify(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Resolves when `pred` holds; rejects after `timeoutMs` with what was received. */
+  async until(pred: (s: RawStream) => boolean, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pred(this)) {
+      if (Date.now() > deadline) throw new Error(`timed out; status ${this.status}, received:\n${this.text.slice(-2000)}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 100);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Parsed events (blocks with a data line), in order. */
+  events(): { id?: string; event?: string; data: string }[] {
+    const out: { id?: string; event?: string; data: string }[] = [];
+    for (const block of this.text.split('\n\n')) {
+      const ev: { id?: string; event?: string; data?: string } = {};
+      for (const line of block.split('\n')) {
+        const i = line.indexOf(': ');
+        if (line.startsWith(':') || i < 0) continue;
+        const k = line.slice(0, i);
+        const v = line.slice(i + 2);
+        if (k === 'id') ev.id = v;
+        else if (k === 'event') ev.event = v;
+        else if (k === 'data') ev.data = ev.data === undefined ? v : `${ev.data}\n${v}`;
+      }
+      if (ev.data !== undefined) out.push(ev as { id?: string; event?: string; data: string });
+    }
+    return out;
+  }
+
+  close(): void {
+    this.req.destroy();
+  }
+}
+
+/** Polls `pred` until it holds (for state that changes without an event to wait on). */
+export async function eventually(pred: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * A fetch that keeps cookies like a browser does (per origin, HttpOnly included), for the
+ * `eventsource` client so its native reconnects carry the reconnect cookie.
+ */
+export function cookieFetch(): { fetch: typeof fetch; jar: Map<string, string> } {
+  const jar = new Map<string, string>();
+  const f: typeof fetch = async (input, init) => {
+    const headers = new Headers(init?.headers);
+    if (jar.size) headers.set('cookie', [...jar].map(([k, v]) => `${k}=${v}`).join('; '));
+    const res = await fetch(input, { ...init, headers });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(';');
+      const eq = pair.indexOf('=');
+      jar.set(pair.slice(0, eq), pair.slice(eq + 1));
+    }
+    return res;
+  };
+  return { fetch: f, jar };
+}
