@@ -5,6 +5,7 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { readStageConfig, StageConfigError } from '../../bin/config';
 import { BlueprintValidationError } from '../../lib/errors';
@@ -96,7 +97,7 @@ describe('RealtimeFunction (the bundling wrapper)', () => {
       logLevel: 'warn',
       environment: { NODE_OPTIONS: '--max-old-space-size=200', LOG_LEVEL: 'error', EXTRA: 'kept' },
     });
-    const vars = stack.resolve((fn.function.node.defaultChild as { environment: unknown }).environment).variables;
+    const vars = stack.resolve((fn.function.node.defaultChild as lambda.CfnFunction).environment).variables;
     expect(vars).toMatchObject({
       NODE_OPTIONS: '--max-old-space-size=200 --enable-source-maps',
       LOG_LEVEL: 'error', // the caller's value beats the default derived from logLevel
@@ -108,7 +109,7 @@ describe('RealtimeFunction (the bundling wrapper)', () => {
   test('NODE_OPTIONS that already enables source maps is left as the caller wrote it', () => {
     const stack = new Stack(newApp(), 'Fixture');
     const fn = new RealtimeFunction(stack, 'Fn', { entry, environment: { NODE_OPTIONS: '--enable-source-maps --no-warnings' } });
-    expect(stack.resolve((fn.function.node.defaultChild as { environment: unknown }).environment).variables.NODE_OPTIONS).toBe('--enable-source-maps --no-warnings');
+    expect(stack.resolve((fn.function.node.defaultChild as lambda.CfnFunction).environment).variables.NODE_OPTIONS).toBe('--enable-source-maps --no-warnings');
   });
 });
 
