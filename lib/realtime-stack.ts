@@ -182,6 +182,16 @@ export class RealtimeStack extends Stack {
         description: descriptions[name],
       });
     }
+    this.addDnsTargetOutput(sse.domainName);
+  }
+
+  /** With a custom domain, the load balancer's own name is what the DNS record must point at. */
+  private addDnsTargetOutput(domainName: string | undefined): void {
+    if (!domainName) return;
+    new CfnOutput(this, 'SseLoadBalancerDnsName', {
+      value: this.sse.loadBalancer.loadBalancerDnsName,
+      description: `Point ${domainName} (CNAME or Route 53 alias) at this name`,
+    });
   }
 
   private existingVpc(config: RealtimeStageConfig): ec2.IVpc | undefined {

@@ -476,6 +476,10 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
     template.hasOutput('SseUrl', { Value: `https://${prod.sse.domainName}/events` });
   });
 
+  test('custom domain: the load balancer DNS name is an output, for the CNAME or alias record', () => {
+    template.hasOutput('SseLoadBalancerDnsName', { Value: stack.resolve(stack.sse.loadBalancer.loadBalancerDnsName) });
+  });
+
   test('ticket route: JWT authorizer with the configured issuer and audience', () => {
     const auth = (prod.ticketApi as { auth: { issuer: string; audience: string[] } }).auth;
     const authorizerId = onlyLogicalId(template, 'AWS::ApiGatewayV2::Authorizer', { AuthorizerType: 'JWT' });
