@@ -1,5 +1,6 @@
 import type { Node } from 'constructs';
 import { z } from 'zod';
+import { ORIGIN_PATTERN } from '../lib/errors';
 import type { RealtimeStageConfig } from '../lib/stage-config';
 
 /** The stage built when `-c stage=...` is not given. */
@@ -15,7 +16,7 @@ export class StageConfigError extends Error {
 
 const int = () => z.number().int();
 const throttle = { throttleRateLimit: int().optional(), throttleBurstLimit: int().optional() };
-const origin = z.string().regex(/^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/, 'must be an origin like https://app.example.com (scheme and host, no "*", path or trailing slash)');
+const origin = z.string().regex(ORIGIN_PATTERN, 'must be an origin like https://app.example.com (scheme and host, no "*", path or trailing slash)');
 
 const JwtAuth = z.strictObject({
   type: z.literal('jwt'),

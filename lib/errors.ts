@@ -25,7 +25,8 @@ export function checkRange(scope: IConstruct, name: string, value: number | unde
   }
 }
 
-const ORIGIN = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/;
+/** A browser origin: `scheme://host[:port]`, no wildcard, path or trailing slash. */
+export const ORIGIN_PATTERN = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/;
 
 /**
  * Checks browser origins for CORS with credentials: `scheme://host[:port]`, no wildcard, no path.
@@ -34,7 +35,7 @@ const ORIGIN = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/;
 export function checkOrigins(scope: IConstruct, name: string, origins: readonly string[]): void {
   for (const origin of origins) {
     if (Token.isUnresolved(origin)) continue;
-    if (!ORIGIN.test(origin)) {
+    if (!ORIGIN_PATTERN.test(origin)) {
       invalid(scope, `${name} entry "${origin}" is not an origin`, 'List origins as scheme://host[:port] (for example https://app.example.com), without "*", path or trailing slash');
     }
   }
