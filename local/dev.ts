@@ -4,16 +4,18 @@ import pino from 'pino';
 import { LOCAL_USER_HEADER } from './http-api';
 import { LOCAL_STACK_NAME, startLocalStack } from './stack';
 
-const USAGE = `Usage: npm run dev -- [--port 3000] [--sse-port 3001] [--outputs-file PATH]
+const USAGE = `Usage: npm run dev -- [--port 3000] [--sse-port 3001] [--ws-port 3002] [--outputs-file PATH]
 
 Starts the local stack on 127.0.0.1: a private redis-server (unless REDIS_URL is set), the SSE
-service, and the HTTP API stand-in that runs the ticket and publish Lambda handlers.`;
+service, the HTTP API stand-in that runs the ticket and publish Lambda handlers, and the API
+Gateway WebSocket stand-in (with its management API) that runs the WebSocket handlers.`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       port: { type: 'string', default: '3000' },
       'sse-port': { type: 'string', default: '3001' },
+      'ws-port': { type: 'string', default: '3002' },
       'outputs-file': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -24,9 +26,10 @@ async function main(): Promise<void> {
   }
   const port = Number(values.port);
   const ssePort = Number(values['sse-port']);
-  if (!Number.isInteger(port) || !Number.isInteger(ssePort)) throw new Error(`--port and --sse-port take numbers.\n${USAGE}`);
+  const wsPort = Number(values['ws-port']);
+  if (!Number.isInteger(port) || !Number.isInteger(ssePort) || !Number.isInteger(wsPort)) throw new Error(`--port, --sse-port and --ws-port take numbers.\n${USAGE}`);
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
-  const stack = await startLocalStack({ apiPort: port, ssePort, logger });
+  const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger });
   const o = stack.outputs;
   if (values['outputs-file']) writeFileSync(values['outputs-file'], `${JSON.stringify({ [LOCAL_STACK_NAME]: o }, null, 2)}\n`);
   console.log(`
@@ -35,6 +38,7 @@ Realtime Blueprint local stack is up (Ctrl-C stops it).
   TicketUrl      ${o.TicketUrl}
   SseUrl         ${o.SseUrl}
   PollUrl        ${o.PollUrl}
+  WebSocketUrl   ${o.WebSocketUrl}   (management API: ${stack.ws.managementEndpoint})
   PublishUrl     ${o.PublishUrl}
   RedisEndpoint  ${o.RedisEndpoint}${stack.redisServer ? ' (private redis-server)' : ''}
 ${values['outputs-file'] ? `\n  outputs written to ${values['outputs-file']}\n` : ''}
@@ -48,6 +52,13 @@ Round trip (two terminals):
 
   curl -s -X POST ${o.PublishUrl} -H 'content-type: application/json' \\
         -d '{"channel":"chat:lobby","type":"message","data":{"text":"hello"}}'
+
+WebSocket (a "ws" ticket; the ticket's channels are subscribed on connect):
+  T=$(curl -s -X POST ${o.TicketUrl} -H '${LOCAL_USER_HEADER}: bob' -H 'content-type: application/json' \\
+        -d '{"channels":["chat:lobby"],"transport":"ws"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).ticket')
+  node -e 'const ws = new (require("ws"))(process.argv[1]); ws.on("message", (m) => console.log(String(m)));
+    ws.on("open", () => ws.send(JSON.stringify({ action: "publish", channel: "chat:lobby", type: "message", data: { text: "hi from ws" } })))' \\
+    "${o.WebSocketUrl}?ticket=$T"
 `);
   const stop = () => {
     stack.close().then(

@@ -6,6 +6,7 @@ import { serviceConfigFromEnv } from '../service/config';
 import { SseService } from '../service/server';
 import { createHttpApi } from './http-api';
 import { RedisServer } from './redis';
+import { startWsGateway, type WsGateway, type WsGatewayOptions } from './ws-gateway';
 
 /** The stack name under which the local outputs are written (the shape of `cdk deploy --outputs-file`). */
 export const LOCAL_STACK_NAME = 'RealtimeBlueprint-local';
@@ -15,6 +16,10 @@ export interface LocalStackOptions {
   readonly apiPort?: number;
   /** Port of the SSE service. Defaults to 0 (a free port). */
   readonly ssePort?: number;
+  /** Port of the WebSocket gateway (and its management API). Defaults to 0 (a free port). */
+  readonly wsPort?: number;
+  /** Settings of the WebSocket gateway (timeouts, management API throttling). Defaults to API Gateway's. */
+  readonly wsGateway?: Omit<WsGatewayOptions, 'handlers' | 'host' | 'port'>;
   /** Host to bind. Defaults to 127.0.0.1: the local stack trusts `x-local-user` and must not be exposed. */
   readonly host?: string;
   /** Redis to use. Defaults to the REDIS_URL environment variable, else a private redis-server on a free port. */
@@ -28,6 +33,7 @@ export interface LocalOutputs {
   readonly TicketUrl: string;
   readonly SseUrl: string;
   readonly PollUrl: string;
+  readonly WebSocketUrl: string;
   readonly PublishUrl: string;
   readonly RedisEndpoint: string;
 }
@@ -35,6 +41,8 @@ export interface LocalOutputs {
 export interface LocalStack {
   readonly outputs: LocalOutputs;
   readonly sse: SseService;
+  /** The API Gateway WebSocket stand-in (its management API is `ws.managementEndpoint`). */
+  readonly ws: WsGateway;
   readonly redisUrl: string;
   /** The private redis-server, when the stack started one. */
   readonly redisServer?: RedisServer;
@@ -42,8 +50,10 @@ export interface LocalStack {
 }
 
 /**
- * Starts the local stack: Redis (private unless given), the SSE service and an HTTP API stand-in
- * that routes POST /tickets and POST /publish to the same Lambda handlers that run on AWS.
+ * Starts the local stack: Redis (private unless given), the SSE service, an HTTP API stand-in
+ * that routes POST /tickets and POST /publish to the same Lambda handlers that run on AWS, and an
+ * API Gateway WebSocket stand-in running the WebSocket handlers (its management API is where the
+ * publish and message handlers post, through WS_MANAGEMENT_ENDPOINT).
  */
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   const host = options.host ?? '127.0.0.1';
@@ -51,6 +61,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const redisUrl = options.redisUrl ?? process.env.REDIS_URL ?? redisServer!.url;
   let sse: SseService | undefined;
   let api: Server | undefined;
+  let ws: WsGateway | undefined;
   try {
     const baseEnv: Record<string, string> = {
       REDIS_URL: redisUrl,
@@ -63,9 +74,34 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     sse = new SseService(serviceConfigFromEnv(env), { logger: options.logger });
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
     const sseBase = `http://${host}:${ssePort}`;
+    const [{ handler: tickets }, { handler: publishHandler }, wsAuthorizer, wsConnect, wsDisconnect, wsMessage] = await Promise.all([
+      import('../lambda/ticket-issuer'),
+      import('../lambda/publish'),
+      import('../lambda/ws-authorizer'),
+      import('../lambda/ws-connect'),
+      import('../lambda/ws-disconnect'),
+      import('../lambda/ws-message'),
+    ]);
+    ws = await startWsGateway({
+      ...options.wsGateway,
+      host,
+      port: options.wsPort ?? 0,
+      handlers: {
+        authorizer: wsAuthorizer.handler,
+        connect: wsConnect.handler,
+        disconnect: wsDisconnect.handler,
+        default: wsMessage.handler,
+        routes: { subscribe: wsMessage.handler, unsubscribe: wsMessage.handler, publish: wsMessage.handler, ping: wsMessage.handler },
+      },
+    });
     // The Lambda handlers read their configuration from the environment, as on AWS.
-    Object.assign(process.env, { REDIS_URL: redisUrl, SSE_URL: `${sseBase}/events`, ...options.env });
-    const [{ handler: tickets }, { handler: publishHandler }] = await Promise.all([import('../lambda/ticket-issuer'), import('../lambda/publish')]);
+    Object.assign(process.env, {
+      REDIS_URL: redisUrl,
+      SSE_URL: `${sseBase}/events`,
+      WS_URL: ws.url,
+      WS_MANAGEMENT_ENDPOINT: ws.managementEndpoint,
+      ...options.env,
+    });
     api = createHttpApi([
       { method: 'POST', path: '/tickets', auth: 'jwt', handler: tickets },
       { method: 'POST', path: '/publish', auth: 'iam', handler: publishHandler },
@@ -83,13 +119,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       TicketUrl: `${apiBase}/tickets`,
       SseUrl: `${sseBase}/events`,
       PollUrl: `${sseBase}/poll`,
+      WebSocketUrl: ws.url,
       PublishUrl: `${apiBase}/publish`,
       RedisEndpoint: redisUrl.replace(/^rediss?:\/\/(?:[^@]*@)?/, ''),
     };
     const service = sse;
+    const gateway = ws;
     return {
       outputs,
       sse: service,
+      ws: gateway,
       redisUrl,
       redisServer,
       close: async () => {
@@ -97,12 +136,18 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           apiServer.close(() => resolve());
           apiServer.closeAllConnections();
         });
+        await gateway.close();
         await service.close();
+        // The handlers' clients, as if their Lambda containers were shut down.
+        const [{ closeRuntime }, { closeManagementClient }] = await Promise.all([import('../lambda/shared/runtime'), import('../lambda/shared/ws')]);
+        closeManagementClient();
+        await closeRuntime();
         await redisServer?.destroy();
       },
     };
   } catch (err) {
     await sse?.close().catch(() => undefined);
+    await ws?.close().catch(() => undefined);
     api?.close();
     await redisServer?.destroy();
     throw err;

@@ -49,3 +49,11 @@ export function getRuntime(): Promise<Runtime> {
   });
   return runtime;
 }
+
+/** Closes this container's clients and forgets them (the local stack calls it when it stops; Lambda never does). */
+export async function closeRuntime(): Promise<void> {
+  const current = runtime;
+  runtime = undefined;
+  const rt = await current?.catch(() => undefined);
+  rt?.redis.disconnect();
+}

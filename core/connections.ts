@@ -1,0 +1,271 @@
+import type { CoreConfig } from './config';
+import { RealtimeError } from './errors';
+import type { Identity } from './identity';
+import { Keys } from './keys';
+import { Script, type RedisLike } from './redis';
+
+/**
+ * The registry of API Gateway WebSocket connections, in Redis.
+ *
+ * - `{prefix}wc:{connectionId}`: a hash with the identity (`s`), the grant (`g`, JSON list of the
+ *   ticket's channels), the registration time (`a`, epoch ms) and one field `c:{channel}` per
+ *   subscription whose value is the subscription's floor.
+ * - `{prefix}wsub:{channel}`: a set of members `{connectionId}|{floor}`, read in pages by the fan-out.
+ *
+ * The floor is the event sequence at the moment of subscribing, taken in the same atomic step as
+ * the SADD: every event with a higher id was published after the subscription existed, so the
+ * fan-out delivers it; every event up to the floor is skipped by the fan-out and delivered by the
+ * replay of a `since` subscribe instead. That is what makes `since` free of both gaps and
+ * duplicates when a publish races a subscribe.
+ *
+ * Everything expires {@link CONNECTION_TTL_SECONDS} after its last change, beyond API Gateway's
+ * two-hour connection limit, so entries whose `$disconnect` never came (API Gateway does not
+ * guarantee it) disappear even if no fan-out ever meets them.
+ */
+
+/** Seconds a connection's entries outlive their last change: API Gateway's 2 h limit plus an hour. */
+export const CONNECTION_TTL_SECONDS = 3 * 3600;
+
+/** The Redis commands the registry needs beyond scripts: ioredis satisfies it. */
+export interface ConnectionsRedis extends RedisLike {
+  hgetall(key: string): Promise<Record<string, string>>;
+  sscan(key: string, cursor: string, countToken: 'COUNT', count: number): Promise<[cursor: string, elements: string[]]>;
+}
+
+export interface ConnectionDeps {
+  readonly redis: ConnectionsRedis;
+  readonly config: CoreConfig;
+  /** Milliseconds since the epoch. Defaults to Date.now. */
+  readonly now?: () => number;
+}
+
+export interface ConnectionRecord {
+  readonly connectionId: string;
+  readonly identity: Identity & { kind: 'user' };
+  /** The ticket's channels. Public-namespace channels are allowed besides these. */
+  readonly grant: readonly string[];
+  /** Epoch ms when `$connect` registered it. */
+  readonly registeredAt: number;
+  /** Subscribed channels and their floors. */
+  readonly subscriptions: ReadonlyMap<string, number>;
+}
+
+/** One subscriber as listed for a fan-out. */
+export interface Subscriber {
+  readonly connectionId: string;
+  /** Events with an id up to this are not for this subscription (see the module doc). */
+  readonly floor: number;
+  /** The raw set member, to remove exactly this entry. */
+  readonly member: string;
+}
+
+export function connectionKey(keys: Keys, connectionId: string): string {
+  return `${keys.prefix}wc:${connectionId}`;
+}
+export function subscribersKey(keys: Keys, channel: string): string {
+  return `${keys.prefix}wsub:${channel}`;
+}
+const member = (connectionId: string, floor: string | number) => `${connectionId}|${floor}`;
+
+/**
+ * KEYS: record, seq, channel sets...   ARGV: connection id, sub, grant JSON, now, ttl, channels...
+ * Returns the floor of the initial subscriptions.
+ */
+const REGISTER = new Script(`
+local floor = redis.call('GET', KEYS[2]) or '0'
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 's', ARGV[2], 'g', ARGV[3], 'a', ARGV[4])
+for i = 3, #KEYS do
+  redis.call('HSET', KEYS[1], 'c:' .. ARGV[i + 3], floor)
+  redis.call('SADD', KEYS[i], ARGV[1] .. '|' .. floor)
+  redis.call('EXPIRE', KEYS[i], ARGV[5])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return floor
+`);
+
+/**
+ * KEYS: record, seq, channel set   ARGV: connection id, channel, ttl, max subscriptions
+ * Returns {status, floor}: status 0 subscribed, 1 already subscribed (its floor is kept), -1 unknown
+ * connection, -2 too many subscriptions.
+ */
+const SUBSCRIBE = new Script(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, '0'} end
+local field = 'c:' .. ARGV[2]
+local prev = redis.call('HGET', KEYS[1], field)
+if prev then
+  redis.call('SADD', KEYS[3], ARGV[1] .. '|' .. prev)
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return {1, prev}
+end
+if redis.call('HLEN', KEYS[1]) - 3 >= tonumber(ARGV[4]) then return {-2, '0'} end
+local floor = redis.call('GET', KEYS[2]) or '0'
+redis.call('HSET', KEYS[1], field, floor)
+redis.call('SADD', KEYS[3], ARGV[1] .. '|' .. floor)
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {0, floor}
+`);
+
+/** KEYS: record, channel set   ARGV: connection id, channel.  Returns 1 when it was subscribed. */
+const UNSUBSCRIBE = new Script(`
+local field = 'c:' .. ARGV[2]
+local prev = redis.call('HGET', KEYS[1], field)
+if not prev then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1] .. '|' .. prev)
+redis.call('HDEL', KEYS[1], field)
+return 1
+`);
+
+/**
+ * KEYS: record, channel sets...   ARGV: registered-before (epoch ms, or -1 for always), members...
+ * Removes the members and the record, unless the record was registered at or after ARGV[1]
+ * (a connection still inside its `$connect`). Returns 1 when removed.
+ */
+const REMOVE = new Script(`
+if ARGV[1] ~= '-1' then
+  local at = redis.call('HGET', KEYS[1], 'a')
+  if at and tonumber(at) >= tonumber(ARGV[1]) then return 0 end
+end
+for i = 2, #KEYS do redis.call('SREM', KEYS[i], ARGV[i]) end
+redis.call('DEL', KEYS[1])
+return 1
+`);
+
+function parseRecord(connectionId: string, h: Record<string, string>): ConnectionRecord | null {
+  if (!h || typeof h.s !== 'string') return null;
+  const subscriptions = new Map<string, number>();
+  for (const [k, v] of Object.entries(h)) if (k.startsWith('c:')) subscriptions.set(k.slice(2), Number(v));
+  let grant: string[] = [];
+  try {
+    const g = JSON.parse(h.g ?? '[]') as unknown;
+    if (Array.isArray(g)) grant = g.filter((c): c is string => typeof c === 'string');
+  } catch {
+    // an unreadable grant grants nothing beyond public channels
+  }
+  return { connectionId, identity: { kind: 'user', sub: h.s }, grant, registeredAt: Number(h.a ?? 0), subscriptions };
+}
+
+/**
+ * Registers a connection at `$connect` with its identity and grant, subscribed to `channels`
+ * (already validated: the ticket's channels). Returns the floor of those subscriptions.
+ */
+export async function registerConnection(
+  connectionId: string,
+  input: { readonly sub: string; readonly grant: readonly string[]; readonly channels: readonly string[] },
+  deps: ConnectionDeps,
+): Promise<number> {
+  const keys = new Keys(deps.config.keyPrefix);
+  const now = (deps.now ?? Date.now)();
+  const floor = await REGISTER.run(
+    deps.redis,
+    [connectionKey(keys, connectionId), keys.seq, ...input.channels.map((c) => subscribersKey(keys, c))],
+    [connectionId, input.sub, JSON.stringify(input.grant), now, CONNECTION_TTL_SECONDS, ...input.channels],
+  );
+  return Number(floor);
+}
+
+/** The connection's identity, grant and subscriptions; null when unknown (disconnected or expired). */
+export async function getConnection(connectionId: string, deps: Pick<ConnectionDeps, 'redis' | 'config'>): Promise<ConnectionRecord | null> {
+  const keys = new Keys(deps.config.keyPrefix);
+  return parseRecord(connectionId, await deps.redis.hgetall(connectionKey(keys, connectionId)));
+}
+
+export interface SubscribeOutcome {
+  /** The subscription's floor: events up to it come from replay, later ones from the fan-out. */
+  readonly floor: number;
+  /** False when the connection was already subscribed and its floor was kept. */
+  readonly added: boolean;
+}
+
+/**
+ * Adds a subscription, or keeps an existing one with its floor (events after that floor are already
+ * on their way through the fan-out, so a `since` replay stops at the floor either way). The caller
+ * checks the grant first.
+ */
+export async function addSubscription(connectionId: string, channel: string, deps: ConnectionDeps): Promise<SubscribeOutcome> {
+  const keys = new Keys(deps.config.keyPrefix);
+  const [status, floor] = (await SUBSCRIBE.run(
+    deps.redis,
+    [connectionKey(keys, connectionId), keys.seq, subscribersKey(keys, channel)],
+    [connectionId, channel, CONNECTION_TTL_SECONDS, deps.config.maxChannelsPerConnection],
+  )) as [number, string];
+  if (status === -1) throw new RealtimeError('unauthorized', 'This connection is no longer registered; reconnect with a new ticket.');
+  if (status === -2) {
+    throw new RealtimeError('too_many_channels', `At most ${deps.config.maxChannelsPerConnection} channels per connection; unsubscribe from one first.`);
+  }
+  return { floor: Number(floor), added: status === 0 };
+}
+
+/** Removes a subscription; false when there was none. */
+export async function removeSubscription(connectionId: string, channel: string, deps: Pick<ConnectionDeps, 'redis' | 'config'>): Promise<boolean> {
+  const keys = new Keys(deps.config.keyPrefix);
+  const n = await UNSUBSCRIBE.run(deps.redis, [connectionKey(keys, connectionId), subscribersKey(keys, channel)], [connectionId, channel]);
+  return Number(n) === 1;
+}
+
+export interface RemoveOptions {
+  /**
+   * Keep a connection registered at or after this time (epoch ms): API Gateway answers 410 to a post
+   * while the connection is still inside `$connect`, which must not unregister it. Defaults to
+   * removing unconditionally (`$disconnect`).
+   */
+  readonly registeredBefore?: number;
+  /** A set member seen by a fan-out, removed even when the record is already gone. */
+  readonly seen?: { readonly channel: string; readonly member: string };
+}
+
+/**
+ * Removes a connection from every channel it was in and deletes its record. Returns false when a
+ * young connection was kept (see {@link RemoveOptions.registeredBefore}).
+ */
+export async function removeConnection(connectionId: string, deps: Pick<ConnectionDeps, 'redis' | 'config'>, options: RemoveOptions = {}): Promise<boolean> {
+  const keys = new Keys(deps.config.keyPrefix);
+  const record = await getConnection(connectionId, deps);
+  const entries: [string, string][] = [];
+  for (const [channel, floor] of record?.subscriptions ?? []) entries.push([subscribersKey(keys, channel), member(connectionId, floor)]);
+  if (options.seen) entries.push([subscribersKey(keys, options.seen.channel), options.seen.member]);
+  const n = await REMOVE.run(
+    deps.redis,
+    [connectionKey(keys, connectionId), ...entries.map((e) => e[0])],
+    [options.registeredBefore === undefined ? -1 : options.registeredBefore, ...entries.map((e) => e[1])],
+  );
+  return Number(n) === 1;
+}
+
+/** Parses a set member `{connectionId}|{floor}`; null for anything else. */
+export function parseMember(raw: string): Subscriber | null {
+  const bar = raw.lastIndexOf('|');
+  if (bar <= 0) return null;
+  const floor = Number(raw.slice(bar + 1));
+  if (!Number.isFinite(floor)) return null;
+  return { connectionId: raw.slice(0, bar), floor, member: raw };
+}
+
+/**
+ * The channel's subscribers, one SSCAN page at a time (`pageSize` is a COUNT hint). The next page
+ * is requested while the caller works on the current one. SSCAN may return a member twice when the
+ * set is resized during the scan; callers that must deliver once deduplicate by connection id.
+ */
+export async function* subscriberPages(channel: string, deps: Pick<ConnectionDeps, 'redis' | 'config'>, pageSize = 500): AsyncGenerator<Subscriber[]> {
+  const key = subscribersKey(new Keys(deps.config.keyPrefix), channel);
+  // A prefetched page may be abandoned when the caller stops early: never leave its rejection unhandled.
+  const scan = (cursor: string) => {
+    const p = deps.redis.sscan(key, cursor, 'COUNT', pageSize);
+    p.catch(() => undefined);
+    return p;
+  };
+  let next = scan('0');
+  for (;;) {
+    const [cursor, raw] = await next;
+    if (cursor !== '0') next = scan(cursor);
+    const page: Subscriber[] = [];
+    for (const r of raw) {
+      const s = parseMember(r);
+      if (s) page.push(s);
+    }
+    if (page.length) yield page;
+    if (cursor === '0') return;
+  }
+}

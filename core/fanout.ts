@@ -1,0 +1,253 @@
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { ApiGatewayManagementApiClient, PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
+import { removeConnection, subscriberPages, type ConnectionDeps, type Subscriber } from './connections';
+import { envelopeSeq } from './events';
+
+/**
+ * Delivery to API Gateway WebSocket connections through the management API (`PostToConnection`):
+ * the fan-out of one published event to a channel's subscribers, and single frames to one
+ * connection (replies of the message handler).
+ *
+ * - Subscribers are read with SSCAN one page at a time, never with one unbounded read.
+ * - Posts run with bounded concurrency; a connection listed twice by SSCAN gets the event once.
+ * - 410 (`GoneException`) removes the connection from every channel; throttling (429:
+ *   `LimitExceededException`, `TooManyRequestsException`) and 5xx/network errors are retried with
+ *   exponential backoff and full jitter; any other error fails that connection only.
+ * - Nothing that happens to one connection stops delivery to the others.
+ */
+
+/** The slice of `ApiGatewayManagementApiClient` the fan-out uses. */
+export interface ManagementApi {
+  send(command: PostToConnectionCommand): Promise<unknown>;
+}
+
+export interface FanoutOptions {
+  /** Posts in flight at once. Defaults to 32. */
+  readonly concurrency?: number;
+  /** SSCAN COUNT hint: subscribers read per page. Defaults to 500. */
+  readonly pageSize?: number;
+  /** Attempts per post when throttled or failing with a 5xx or network error. Defaults to 6. */
+  readonly maxAttempts?: number;
+  /** Base of the exponential backoff in milliseconds (full jitter). Defaults to 50. */
+  readonly baseDelayMs?: number;
+  /** Largest single backoff delay in milliseconds. Defaults to 2000. */
+  readonly maxDelayMs?: number;
+  /**
+   * Milliseconds after registration during which a 410 does not unregister a connection: API
+   * Gateway answers 410 while a connection is still inside `$connect`, and the entry written there
+   * must survive. Defaults to 10000.
+   */
+  readonly goneGraceMs?: number;
+}
+
+/** Where warnings go (Powertools' Logger fits). */
+export interface FanoutLogger {
+  warn(message: string, attributes: Record<string, unknown>): void;
+}
+
+export interface DeliveryDeps extends ConnectionDeps {
+  readonly management: ManagementApi;
+  readonly logger?: FanoutLogger;
+  readonly options?: FanoutOptions;
+}
+
+export interface FanoutResult {
+  /** Connections the event was posted to. */
+  readonly delivered: number;
+  /** Connections that answered 410 and were unregistered (or kept, inside their grace period). */
+  readonly gone: number;
+  /** Connections the event could not be posted to after retries. */
+  readonly failed: number;
+  /** Subscriptions that began after the event (their floor covers it) or duplicates of the scan. */
+  readonly skipped: number;
+  /** Retried posts (throttling, 5xx, network). */
+  readonly retries: number;
+}
+
+export type PostOutcome = 'delivered' | 'gone' | 'failed';
+
+const THROTTLING = new Set(['LimitExceededException', 'TooManyRequestsException', 'ThrottlingException', 'ThrottledException']);
+
+interface SdkError {
+  name?: string;
+  code?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as SdkError | undefined)?.$metadata?.httpStatusCode;
+}
+
+/** SDK v3: the connection is gone (`GoneException`, HTTP 410). */
+export function isGone(err: unknown): boolean {
+  return (err as SdkError | undefined)?.name === 'GoneException' || statusOf(err) === 410;
+}
+
+/** SDK v3: the management API throttled the call (HTTP 429). */
+export function isThrottled(err: unknown): boolean {
+  const e = err as SdkError | undefined;
+  return THROTTLING.has(e?.name ?? '') || statusOf(err) === 429;
+}
+
+/** Worth another attempt: throttling, a 5xx, or a network error (no HTTP status at all). */
+export function isRetryable(err: unknown): boolean {
+  if (isThrottled(err)) return true;
+  const status = statusOf(err);
+  if (status !== undefined) return status >= 500;
+  const name = (err as SdkError | undefined)?.name ?? '';
+  const code = (err as SdkError | undefined)?.code ?? '';
+  return name === 'TimeoutError' || /^(ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EAI_AGAIN|ENOTFOUND)$/.test(code);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function options(deps: DeliveryDeps) {
+  const o = deps.options ?? {};
+  return {
+    concurrency: Math.max(1, o.concurrency ?? 32),
+    pageSize: Math.max(1, o.pageSize ?? 500),
+    maxAttempts: Math.max(1, o.maxAttempts ?? 6),
+    baseDelayMs: o.baseDelayMs ?? 50,
+    maxDelayMs: o.maxDelayMs ?? 2000,
+    goneGraceMs: o.goneGraceMs ?? 10_000,
+  };
+}
+
+interface Attempted {
+  readonly outcome: PostOutcome;
+  readonly retries: number;
+  readonly error?: unknown;
+}
+
+async function post(connectionId: string, data: Uint8Array, deps: DeliveryDeps): Promise<Attempted> {
+  const o = options(deps);
+  let retries = 0;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await deps.management.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: data }));
+      return { outcome: 'delivered', retries };
+    } catch (err) {
+      if (isGone(err)) return { outcome: 'gone', retries };
+      if (!isRetryable(err) || attempt >= o.maxAttempts) return { outcome: 'failed', retries, error: err };
+      retries++;
+      await sleep(Math.random() * Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** (attempt - 1)));
+    }
+  }
+}
+
+function describeError(err: unknown): Record<string, unknown> {
+  const e = err as SdkError & { message?: string };
+  return { errorName: e?.name, status: statusOf(err), message: e?.message };
+}
+
+/** Unregisters a connection that answered 410, unless it is still young enough to be inside `$connect`. */
+async function dropGone(connectionId: string, deps: DeliveryDeps, seen?: { channel: string; member: string }): Promise<void> {
+  const o = options(deps);
+  const now = (deps.now ?? Date.now)();
+  try {
+    await removeConnection(connectionId, deps, { registeredBefore: now - o.goneGraceMs, seen });
+  } catch (err) {
+    deps.logger?.warn('could not unregister a gone connection', { connectionId, ...describeError(err) });
+  }
+}
+
+/**
+ * Posts one frame to one connection, with the same retries as the fan-out. A 410 unregisters the
+ * connection. Never throws.
+ */
+export async function sendToConnection(connectionId: string, frame: string, deps: DeliveryDeps): Promise<PostOutcome> {
+  const r = await post(connectionId, Buffer.from(frame), deps);
+  if (r.outcome === 'gone') await dropGone(connectionId, deps);
+  else if (r.outcome === 'failed') deps.logger?.warn('post to connection failed', { connectionId, retries: r.retries, ...describeError(r.error) });
+  return r.outcome;
+}
+
+/**
+ * Delivers `envelope` (as serialised by core `publish()`) to every WebSocket connection subscribed
+ * to `channel`. Resolves when every subscriber was tried; rejects only when Redis could not list
+ * the subscribers (after posting to those already listed).
+ */
+export async function fanout(channel: string, envelope: string, deps: DeliveryDeps): Promise<FanoutResult> {
+  const o = options(deps);
+  const seq = envelopeSeq(envelope);
+  const data = Buffer.from(envelope);
+  const seen = new Set<string>();
+  let delivered = 0;
+  let gone = 0;
+  let failed = 0;
+  let skipped = 0;
+  let retries = 0;
+
+  async function* subscribers(): AsyncGenerator<Subscriber> {
+    for await (const page of subscriberPages(channel, deps, o.pageSize)) yield* page;
+  }
+  const it = subscribers();
+  let scanError: unknown;
+
+  const worker = async () => {
+    for (;;) {
+      let next: IteratorResult<Subscriber>;
+      try {
+        next = await it.next();
+      } catch (err) {
+        scanError ??= err;
+        return;
+      }
+      if (next.done) return;
+      const s = next.value;
+      if (s.floor >= seq || seen.has(s.connectionId)) {
+        skipped++;
+        continue;
+      }
+      seen.add(s.connectionId);
+      const r = await post(s.connectionId, data, deps);
+      retries += r.retries;
+      if (r.outcome === 'delivered') delivered++;
+      else if (r.outcome === 'gone') {
+        gone++;
+        await dropGone(s.connectionId, deps, { channel, member: s.member });
+      } else {
+        failed++;
+        deps.logger?.warn('fan-out post failed', { channel, connectionId: s.connectionId, retries: r.retries, ...describeError(r.error) });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: o.concurrency }, worker));
+  if (scanError !== undefined) throw scanError;
+  return { delivered, gone, failed, skipped, retries };
+}
+
+export interface ManagementClientOptions {
+  /** AWS region of the API. Defaults to the one in the endpoint's host name, else AWS_REGION, else us-east-1. */
+  readonly region?: string;
+  /** Sockets kept open to the endpoint. Defaults to 64. */
+  readonly maxSockets?: number;
+  /** Milliseconds before a post times out (and is retried). Defaults to 5000. */
+  readonly requestTimeoutMs?: number;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+
+/**
+ * A management API client for a stage's callback URL (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
+ * The SDK's own retries are off (`maxAttempts: 1`): the fan-out retries with its own budget and
+ * counts them. A loopback endpoint (the local gateway) gets dummy static credentials.
+ */
+export function createManagementClient(endpoint: string, options: ManagementClientOptions = {}): ApiGatewayManagementApiClient {
+  const url = new URL(endpoint);
+  const local = LOOPBACK.has(url.hostname);
+  const region = options.region ?? /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(url.hostname)?.[1] ?? process.env.AWS_REGION ?? 'us-east-1';
+  const maxSockets = options.maxSockets ?? 64;
+  return new ApiGatewayManagementApiClient({
+    endpoint,
+    region,
+    maxAttempts: 1,
+    ...(local ? { credentials: { accessKeyId: 'LOCALACCESSKEY', secretAccessKey: 'local-secret-not-checked' } } : {}),
+    requestHandler: {
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
+      requestTimeout: options.requestTimeoutMs ?? 5000,
+    },
+  });
+}
