@@ -1,5 +1,6 @@
 import { ApiGatewayManagementApiClient, DeleteConnectionCommand, GetConnectionCommand, PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
 import type Redis from 'ioredis';
+import pino from 'pino';
 import { connectionKey, getConnection, subscribersKey } from '../../core/connections';
 import { publish } from '../../core/events';
 import { createManagementClient, isGone } from '../../core/fanout';
@@ -24,7 +25,7 @@ const open: { close(): void }[] = [];
 beforeAll(async () => {
   redis = await connectRedis();
   const { startLocalStack } = await import('../../local/stack');
-  stack = await startLocalStack({ env: { NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES), WS_GONE_GRACE_MS: '0' } });
+  stack = await startLocalStack({ logger: pino({ level: 'silent' }), env: { NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES), WS_GONE_GRACE_MS: '0' } });
   mgmt = createManagementClient(stack.ws.managementEndpoint);
 });
 afterEach(() => {
