@@ -65,32 +65,41 @@ else
 end
 redis.call('PUBLISH', ARGV[1], env)
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], id, 'EX', ARGV[6]) end
-return {id, 0}
+return {id, 0, env}
 `);
 
 /**
- * Reads each stream after the cursor. A channel whose trimmed (or disabled) history reaches past
- * the cursor, or any cursor older than the sequence's seed (Redis lost its data), is reported as
- * reset instead of being replayed with a gap.
+ * Reads each stream after the cursor, with the sequence's current value in the same atomic step
+ * (the position to continue from). A channel whose trimmed (or disabled) history reaches past the
+ * cursor is reported as reset instead of being replayed with a gap. A cursor older than the
+ * sequence's seed means Redis lost its data: every channel is reset and what was published since
+ * the seed is replayed.
  *
- * KEYS: seq base, history streams..., history horizons...   ARGV: cursor, max entries per channel
- * Returns {base-reset, {reset, {envelope...}}...}
+ * KEYS: seq base, seq, history streams..., history horizons...   ARGV: cursor, max entries per channel
+ * Returns {all-reset, seq now, {reset, {envelope...}}...}
  */
 const REPLAY = new Script(`
 local cursor = tonumber(ARGV[1])
+local from = ARGV[1]
+local all = 0
 local base = redis.call('GET', KEYS[1])
-if base and cursor < tonumber(base) then return {1} end
-local out = {0}
-local n = (#KEYS - 1) / 2
+if base and cursor < tonumber(base) then
+  all = 1
+  cursor = tonumber(base)
+  from = base
+end
+local now = redis.call('GET', KEYS[2]) or '0'
+local out = {all, now}
+local n = (#KEYS - 2) / 2
 for i = 1, n do
-  local horizon = redis.call('GET', KEYS[1 + n + i])
+  local horizon = redis.call('GET', KEYS[2 + n + i])
   if horizon and tonumber(horizon) > cursor then
-    out[i + 1] = {1, {}}
+    out[i + 2] = {1, {}}
   else
     local envs = {}
-    local entries = redis.call('XRANGE', KEYS[1 + i], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+    local entries = redis.call('XRANGE', KEYS[2 + i], '(' .. from .. '-0', '+', 'COUNT', ARGV[2])
     for k = 1, #entries do envs[k] = entries[k][2][2] end
-    out[i + 1] = {0, envs}
+    out[i + 2] = {all, envs}
   end
 end
 return out
@@ -151,9 +160,9 @@ export async function publish(input: PublishInput, identity: Identity, deps: Eve
     deps.redis,
     [keys.history(ch.channel), keys.seq, keys.seqBase, idempotencyKey ? keys.idempotency(ch.channel, idempotencyKey) : keys.seq, keys.horizon(ch.channel)],
     [keys.live(ch.channel), head, tail, ch.policy.historySize, ch.policy.historyTtlSeconds, IDEMPOTENCY_TTL_SECONDS, idempotencyKey ? '1' : '0'],
-  )) as [string, number];
-  const [id, dup] = res;
-  return dup === 1 ? { id: String(id), channel: ch.channel, duplicate: true } : { id: String(id), channel: ch.channel, duplicate: false };
+  )) as [string, number, string?];
+  const [id, dup, envelope] = res;
+  return dup === 1 ? { id: String(id), channel: ch.channel, duplicate: true } : { id: String(id), channel: ch.channel, envelope, duplicate: false };
 }
 
 /** Parses a cursor (`Last-Event-ID`, `lastEventId`, `since`, `cursor`). */
@@ -169,6 +178,8 @@ export interface ReplayResult {
   readonly events: string[];
   /** Channels whose history no longer reaches back to the cursor: the client must reload their state. */
   readonly resets: string[];
+  /** Where the reader continues from: the sequence when the replay ran (every event up to it was returned or reset). */
+  readonly position: number;
 }
 
 /** Reads what `channels` received after `cursor`, or which of them cannot be replayed. */
@@ -177,22 +188,19 @@ export async function replay(channels: readonly ParsedChannel[], cursor: number,
   const max = Math.max(1, ...channels.map((c) => c.policy.historySize));
   const res = (await REPLAY.run(
     deps.redis,
-    [keys.seqBase, ...channels.map((c) => keys.history(c.channel)), ...channels.map((c) => keys.horizon(c.channel))],
+    [keys.seqBase, keys.seq, ...channels.map((c) => keys.history(c.channel)), ...channels.map((c) => keys.horizon(c.channel))],
     [String(cursor), max],
-  )) as [
-    number,
-    ...[number, string[]][],
-  ];
-  if (res[0] === 1) return { events: [], resets: channels.map((c) => c.channel) };
+  )) as [number, string, ...[number, string[]][]];
   const resets: string[] = [];
   const lists: string[][] = [];
   channels.forEach((c, i) => {
-    const [reset, envs] = res[i + 1] as [number, string[]];
+    const [reset, envs] = res[i + 2] as [number, string[]];
     if (reset === 1) resets.push(c.channel);
-    else if (envs.length) lists.push(envs);
+    if (envs.length) lists.push(envs);
   });
   const events = lists.length === 1 ? lists[0] : lists.flat().sort((a, b) => envelopeSeq(a) - envelopeSeq(b));
-  return { events, resets };
+  const last = events.length ? envelopeSeq(events[events.length - 1]) : cursor;
+  return { events, resets, position: Math.max(Number(res[1]), last, cursor) };
 }
 
 /** The current position of the sequence: a cursor that means "from now on". */

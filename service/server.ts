@@ -246,16 +246,11 @@ export class SseService {
       stream.lastSeq = await currentCursor(deps);
     } else {
       const r = await replay(channels, cursor, deps);
-      let last = cursor;
       let out = '';
       for (const ch of r.resets) out += sse.reset(ch);
-      for (const env of r.events) {
-        last = envelopeSeq(env);
-        out += sse.replayed(last, env, envelopeType(env));
-      }
-      if (r.resets.length) last = Math.max(last, await currentCursor(deps));
+      for (const env of r.events) out += sse.replayed(envelopeSeq(env), env, envelopeType(env));
       if (out) stream.write(out);
-      stream.lastSeq = last;
+      stream.lastSeq = r.position;
     }
     stream.write(sse.ready(stream.lastSeq, stream.channels));
     stream.goLive();
@@ -265,13 +260,20 @@ export class SseService {
   private catchUpAfterReconnect(): void {
     this.log.warn({ streams: this.streams.size }, 'redis subscriber reconnected; catching streams up');
     const namespaces = this.config.core.namespaces;
-    for (const s of this.streams) {
-      if (s.closed) continue;
-      const channels = parseChannelList(s.channels as string[], namespaces, Number.MAX_SAFE_INTEGER);
-      const since = s.lastSeq;
-      s.hold();
-      this.catchUp(s, channels, since).catch(() => s.close(sse.retry(this.jitter())));
-    }
+    const streams = [...this.streams].filter((s) => !s.closed);
+    // Hold live events from now on, so nothing is written out of order while the replay runs.
+    for (const s of streams) s.hold();
+    const run = async () => {
+      await waitReady(this.redis, 10_000);
+      for (const s of streams) {
+        if (s.closed) continue;
+        const channels = parseChannelList(s.channels as string[], namespaces, Number.MAX_SAFE_INTEGER);
+        await this.catchUp(s, channels, s.lastSeq).catch(() => s.close(sse.retry(this.jitter())));
+      }
+    };
+    run().catch(() => {
+      for (const s of streams) s.close(sse.retry(this.jitter()));
+    });
   }
 
   private async poll(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -308,8 +310,7 @@ export class SseService {
         const r = await replay(channels, cursor, deps);
         events = r.events;
         resets = r.resets;
-        since = events.length ? envelopeSeq(events[events.length - 1]) : cursor;
-        if (resets.length) since = Math.max(since, await currentCursor(deps));
+        since = r.position;
       }
       if (events.length === 0 && resets.length === 0) {
         await new Promise<void>((resolve) => {

@@ -224,6 +224,10 @@ describe('publish and replay', () => {
     await redis.del(...keys);
     const fresh = await publish({ channel: ch.channel, type: 't', data: 2 }, SERVER, d);
     expect(Number(fresh.id)).toBeGreaterThan(Number(old.id));
-    expect((await replay([ch], Number(old.id) - 1, d)).resets).toEqual([ch.channel]);
+    const r = await replay([ch], Number(old.id) - 1, d);
+    expect(r.resets).toEqual([ch.channel]);
+    // What was published after the loss is still delivered.
+    expect(r.events.map((e) => JSON.parse(e).id)).toEqual([fresh.id]);
+    expect(r.position).toBe(Number(fresh.id));
   });
 });
