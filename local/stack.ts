@@ -9,7 +9,7 @@ import { RedisServer } from './redis';
 import { startWsGateway, type WsGateway, type WsGatewayOptions } from './ws-gateway';
 
 /** The stack name under which the local outputs are written (the shape of `cdk deploy --outputs-file`). */
-export const LOCAL_STACK_NAME = 'RealtimeBlueprint-local';
+export const LOCAL_STACK_NAME = 'Realtime-local';
 
 export interface LocalStackOptions {
   /** Port of the HTTP API stand-in (POST /tickets, POST /publish). Defaults to 0 (a free port). */
