@@ -15,6 +15,12 @@ const ServiceEnvSchema = CoreEnvSchema.extend({
   ALLOWED_ORIGINS: z.string().default(''),
   COOKIE_SECURE: envBoolean.default(true),
   COOKIE_SAMESITE: z.enum(['None', 'Lax', 'Strict']).optional(),
+  WRITE_DELAY_MS: z.coerce.number().int().min(0).max(1000).default(0),
+  MAX_QUEUED_BYTES: z.coerce.number().int().min(16_384).max(64 * 1024 * 1024).default(1024 * 1024),
+  MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
+  DRAIN_TIMEOUT_MS: z.coerce.number().int().min(0).max(3_600_000).default(20_000),
+  METRICS_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(60_000),
+  METRICS_NAMESPACE: z.string().min(1).max(255).default('RealtimeBlueprint'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -36,6 +42,21 @@ export interface ServiceConfig {
   readonly cookieSecure: boolean;
   /** Defaults to `None` when the cookie is Secure (cross-site pages), `Lax` otherwise. */
   readonly cookieSameSite: 'None' | 'Lax' | 'Strict';
+  /**
+   * Batching window for socket writes in milliseconds. 0 writes at the end of the current event-loop
+   * turn (events arriving together still share one write); larger values trade latency for CPU.
+   * Defaults to 0.
+   */
+  readonly writeDelayMs: number;
+  /** Bytes a stream may have waiting for a slow reader before it is closed. Defaults to 1048576. */
+  readonly maxQueuedBytes: number;
+  /** Open streams per task; beyond it new ones are turned away. Defaults to 20000. */
+  readonly maxConnections: number;
+  /** On SIGTERM, time to move every stream elsewhere before exiting, in milliseconds (keep it inside the ALB deregistration delay). Defaults to 20000. */
+  readonly drainTimeoutMs: number;
+  /** Interval of the embedded-metric-format lines in milliseconds; 0 disables. Defaults to 60000. */
+  readonly metricsIntervalMs: number;
+  readonly metricsNamespace: string;
   readonly logLevel: string;
 }
 
@@ -57,6 +78,12 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     allowedOrigins: e.ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
     cookieSecure: secure,
     cookieSameSite: sameSite,
+    writeDelayMs: e.WRITE_DELAY_MS,
+    maxQueuedBytes: e.MAX_QUEUED_BYTES,
+    maxConnections: e.MAX_CONNECTIONS,
+    drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
+    metricsIntervalMs: e.METRICS_INTERVAL_MS,
+    metricsNamespace: e.METRICS_NAMESPACE,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -34,6 +34,8 @@ export class Hub {
   /** Called after the subscriber reconnected and resubscribed (events may have been missed meanwhile). */
   onResubscribed?: () => void;
   private wasReady = false;
+  /** Events handed to local listeners since the counter was last reset (for metrics). */
+  deliveries = 0;
 
   constructor(
     private readonly sub: Redis,
@@ -45,7 +47,9 @@ export class Hub {
       const set = this.listeners.get(channel);
       if (!set || set.size === 0) return;
       const event = new LiveEvent(channel, message);
+      this.deliveries += set.size;
       for (const l of set) l.onEvent(event);
+
     });
     sub.on('ready', () => {
       // ioredis resubscribes every channel on reconnect before 'ready'.

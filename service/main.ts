@@ -18,9 +18,10 @@ async function main(): Promise<void> {
   const logger = pino({ level: config.logLevel });
   const service = new SseService(config, { logger });
   await service.listen();
+  // SIGTERM (Fargate stop, deploy, scale-in): drain within DRAIN_TIMEOUT_MS, then exit 0.
   const stop = (signal: string) => {
-    logger.info({ signal }, 'closing');
-    service.close().then(
+    logger.info({ signal }, 'stopping');
+    service.drain().then(
       () => process.exit(0),
       () => process.exit(1),
     );

@@ -10,7 +10,8 @@ import { createRedis, waitReady } from '../core/redis';
 import { authorize } from './auth';
 import type { ServiceConfig } from './config';
 import { Hub, type LiveEvent, type Listener } from './hub';
-import { SseStream, sse } from './stream';
+import { ServiceMetrics } from './metrics';
+import { SseStream, sse, type FlushScheduler } from './stream';
 
 export interface SseServiceDeps {
   /** Command connection (tickets, history). Defaults to a new fail-fast client for config.core.redisUrl. */
@@ -27,7 +28,7 @@ export interface SseServiceDeps {
  * One Redis subscriber per process feeds every stream; history in Redis makes any instance able
  * to serve any reconnect.
  */
-export class SseService {
+export class SseService implements FlushScheduler {
   readonly server: Server;
   readonly hub: Hub;
   readonly redis: Redis;
@@ -38,6 +39,10 @@ export class SseService {
   private readonly polls = new Set<() => void>();
   private heartbeat?: NodeJS.Timeout;
   private readonly ownsRedis: boolean;
+  private dirty: SseStream[] = [];
+  private flushScheduled = false;
+  private draining = false;
+  readonly metrics: ServiceMetrics;
 
   constructor(
     readonly config: ServiceConfig,
@@ -52,6 +57,11 @@ export class SseService {
     this.now = deps.now ?? Date.now;
     this.hub = new Hub(this.subscriber, new Keys(config.core.keyPrefix));
     this.hub.onResubscribed = () => this.catchUpAfterReconnect();
+    this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
+      const deliveries = this.hub.deliveries;
+      this.hub.deliveries = 0;
+      return { open: this.streams.size, deliveries };
+    });
     this.server = createServer((req, res) => this.route(req, res));
     this.server.keepAliveTimeout = 65_000;
     this.server.headersTimeout = 66_000;
@@ -75,14 +85,63 @@ export class SseService {
     });
     this.heartbeat = setInterval(() => this.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
+    this.metrics.start(this.config.metricsIntervalMs);
     const bound = (this.server.address() as AddressInfo).port;
     this.log.info({ port: bound }, 'sse service listening');
     return bound;
   }
 
+  /** Queues `stream` for the next flush window (one socket write per stream per window). */
+  mark(stream: SseStream): void {
+    this.dirty.push(stream);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    if (this.config.writeDelayMs > 0) setTimeout(this.flushAll, this.config.writeDelayMs);
+    else setImmediate(this.flushAll);
+  }
+
+  private readonly flushAll = (): void => {
+    const dirty = this.dirty;
+    this.dirty = [];
+    this.flushScheduled = false;
+    for (const s of dirty) s.flush();
+  };
+
+  /** True once a drain has started: health checks fail and new streams are turned away. */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
+   * Graceful stop (SIGTERM on Fargate): `/healthz` answers 503 at once so the load balancer stops
+   * routing here, no new connections are accepted, and every stream is told to reconnect (jittered
+   * `retry:`) and closed, spread over the first half of `deadlineMs` so the other tasks are not hit
+   * by one wave. Clients resume elsewhere from their `Last-Event-ID`. Resolves when all are gone.
+   */
+  async drain(deadlineMs = this.config.drainTimeoutMs): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.log.info({ streams: this.streams.size, deadlineMs }, 'draining');
+    this.server.close();
+    for (const p of this.polls) p();
+    const streams = [...this.streams];
+    const spread = deadlineMs / 2;
+    const start = Date.now();
+    for (let i = 0; i < streams.length; i++) {
+      const due = start + (streams.length > 1 ? (spread * i) / (streams.length - 1) : 0);
+      const wait = due - Date.now();
+      if (wait > 5) await new Promise((r) => setTimeout(r, wait));
+      streams[i].close(sse.retry(this.jitter()) + sse.comment('draining; reconnect'));
+    }
+    const deadline = start + deadlineMs;
+    while (this.streams.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await this.close();
+  }
+
   /** Closes every stream and poll, the server and (when owned) the Redis connections. */
   async close(): Promise<void> {
     clearInterval(this.heartbeat);
+    this.metrics.stop();
     for (const s of this.streams) s.close(sse.retry(this.config.retryMs));
     for (const p of this.polls) p();
     await new Promise<void>((resolve) => {
@@ -147,10 +206,20 @@ export class SseService {
   }
 
   private async healthz(_req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (this.draining) {
+      res.writeHead(503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(errorBody(new RealtimeError('unavailable', 'Draining: this task is stopping.')));
+      return;
+    }
     let ok = this.hub.ready;
     if (ok) ok = await this.redis.ping().then(() => true, () => false);
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     res.end(ok ? JSON.stringify({ status: 'ok', connections: this.streams.size }) : errorBody(new RealtimeError('unavailable', 'Redis is unreachable.')));
+  }
+
+  private checkAvailable(): void {
+    if (this.draining) throw new RealtimeError('unavailable', 'This task is stopping; retry.');
+    if (!this.hub.ready) throw new RealtimeError('unavailable', 'Redis is unreachable.');
   }
 
   private originAllowed(origin: string): boolean {
@@ -205,7 +274,11 @@ export class SseService {
 
   private async events(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const { channels, cursor } = this.parseRequest(req, url, ['last-event-id', 'lastEventId']);
-    if (!this.hub.ready) throw new RealtimeError('unavailable', 'Redis is unreachable.');
+    this.checkAvailable();
+    if (this.streams.size >= this.config.maxConnections) {
+      this.metrics.rejectedConnections++;
+      throw new RealtimeError('unavailable', `This task holds its maximum of ${this.config.maxConnections} streams; retry shortly.`);
+    }
     const now = this.now();
     const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.redis, config: this.config, now });
     const headers: Record<string, string | string[]> = this.streamHeaders(req);
@@ -214,7 +287,8 @@ export class SseService {
     res.socket?.setNoDelay(true);
 
     const names = channels.map((c) => c.channel);
-    const stream = new SseStream({ write: (c) => res.write(c), end: () => res.end() }, names);
+    const sink = { write: (c: Buffer) => void res.write(c), end: () => res.end(), queuedBytes: () => res.writableLength };
+    const stream = new SseStream(sink, names, this, (s) => this.dropSlow(s, res), this.config.maxQueuedBytes);
     if (auth.sessionExp) {
       // Recycle well before the cookie expires (at 80% of its life, jittered) so reconnects stay authorised.
       const life = auth.sessionExp - now;
@@ -239,6 +313,17 @@ export class SseService {
     }
   }
 
+  /**
+   * A reader that stopped reading: its backlog passed the cap. Close it with a final comment (it
+   * resumes from its last id elsewhere) and free the socket shortly after, whatever it does.
+   */
+  private dropSlow(stream: SseStream, res: ServerResponse): void {
+    this.metrics.slowConsumerDrops++;
+    this.log.warn({ queued: res.writableLength }, 'slow consumer closed');
+    stream.close(sse.comment('slow consumer: reconnect and resume from your last event id'));
+    setTimeout(() => res.destroy(), 1000).unref();
+  }
+
   /** Replays what `stream` missed after `cursor` (or starts it at the current position), then goes live. */
   private async catchUp(stream: SseStream, channels: readonly ParsedChannel[], cursor: number | undefined): Promise<void> {
     const deps = { redis: this.redis, config: this.config.core };
@@ -246,6 +331,8 @@ export class SseService {
       stream.lastSeq = await currentCursor(deps);
     } else {
       const r = await replay(channels, cursor, deps);
+      this.metrics.replays++;
+      this.metrics.resets += r.resets.length;
       let out = '';
       for (const ch of r.resets) out += sse.reset(ch);
       for (const env of r.events) out += sse.replayed(envelopeSeq(env), env, envelopeType(env));
@@ -259,6 +346,7 @@ export class SseService {
   /** After the subscriber reconnects, replay to each live stream what was published while it was away. */
   private catchUpAfterReconnect(): void {
     this.log.warn({ streams: this.streams.size }, 'redis subscriber reconnected; catching streams up');
+    this.metrics.redisReconnects++;
     const namespaces = this.config.core.namespaces;
     const streams = [...this.streams].filter((s) => !s.closed);
     // Hold live events from now on, so nothing is written out of order while the replay runs.
@@ -278,7 +366,7 @@ export class SseService {
 
   private async poll(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const { channels, cursor } = this.parseRequest(req, url, ['cursor']);
-    if (!this.hub.ready) throw new RealtimeError('unavailable', 'Redis is unreachable.');
+    this.checkAvailable();
     const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.redis, config: this.config, now: this.now() });
     const names = channels.map((c) => c.channel);
     const deps = { redis: this.redis, config: this.config.core };

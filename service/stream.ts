@@ -5,8 +5,10 @@ import type { LiveEvent, Listener } from './hub';
  * a test buffer or something else.
  */
 export interface Sink {
-  write(chunk: Buffer | string): void;
+  write(chunk: Buffer): void;
   end(): void;
+  /** Bytes accepted but not yet handed to the kernel (the backlog of a slow reader). */
+  queuedBytes(): number;
 }
 
 /** SSE encoding of the protocol's own signals. */
@@ -18,21 +20,32 @@ export const sse = {
   replayed: (seq: number, envelope: string, type: string) => `id: ${seq}\nevent: ${type}\ndata: ${envelope}\n\n`,
 };
 
+/** Collects the streams with bytes to write and flushes them together: one socket write per stream per window. */
+export interface FlushScheduler {
+  mark(stream: SseStream): void;
+}
+
 /**
- * One SSE connection. Until `goLive`, live events are held back (a replay may be running); after it,
- * events are written at once. Every event's id comes from one sequence, so `lastSeq` alone removes
- * duplicates between replay and live delivery on every channel of the stream.
+ * One SSE connection. Frames are queued and written in one chunk per flush window, so a burst of
+ * events costs one socket write per stream. Until `goLive`, live events are held back (a replay may
+ * be running). Every event id comes from one sequence, so `lastSeq` alone removes duplicates
+ * between replay and live delivery on every channel of the stream.
  */
 export class SseStream implements Listener {
   lastSeq = 0;
   /** Epoch milliseconds after which the stream is recycled (cookie rotation); 0 for never. */
   closeAt = 0;
-  private held: LiveEvent[] | null = [];
   closed = false;
+  private held: LiveEvent[] | null = [];
+  private pending: Buffer[] = [];
 
   constructor(
     readonly sink: Sink,
     readonly channels: readonly string[],
+    private readonly scheduler: FlushScheduler,
+    /** Called when the sink's backlog passes the cap after a flush. */
+    private readonly onBacklog: (stream: SseStream) => void,
+    private readonly maxQueuedBytes: number,
   ) {}
 
   onEvent(event: LiveEvent): void {
@@ -42,7 +55,7 @@ export class SseStream implements Listener {
     }
     if (event.seq <= this.lastSeq || this.closed) return;
     this.lastSeq = event.seq;
-    this.sink.write(event.frame);
+    this.enqueue(event.frame);
   }
 
   /** Holds live events back again (a catch-up replay is about to run). */
@@ -50,7 +63,7 @@ export class SseStream implements Listener {
     this.held ??= [];
   }
 
-  /** Writes what arrived during the replay (after `lastSeq`) and switches to live delivery. */
+  /** Queues what arrived during the replay (after `lastSeq`) and switches to live delivery. */
   goLive(): void {
     const held = this.held ?? [];
     this.held = null;
@@ -58,12 +71,30 @@ export class SseStream implements Listener {
   }
 
   write(chunk: string): void {
-    if (!this.closed) this.sink.write(chunk);
+    if (!this.closed) this.enqueue(Buffer.from(chunk));
   }
 
+  private enqueue(chunk: Buffer): void {
+    if (this.pending.length === 0) this.scheduler.mark(this);
+    this.pending.push(chunk);
+  }
+
+  /** Writes everything queued in one chunk. */
+  flush(): void {
+    if (this.pending.length === 0 || this.closed) return;
+    const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
+    this.pending = [];
+    this.sink.write(chunk);
+    if (this.sink.queuedBytes() > this.maxQueuedBytes) this.onBacklog(this);
+  }
+
+  /** Flushes, writes `finalChunk` and ends the response. */
   close(finalChunk?: string): void {
     if (this.closed) return;
-    if (finalChunk) this.sink.write(finalChunk);
+    if (finalChunk) this.pending.push(Buffer.from(finalChunk));
+    const pending = this.pending;
+    this.pending = [];
+    if (pending.length) this.sink.write(pending.length === 1 ? pending[0] : Buffer.concat(pending));
     this.closed = true;
     this.sink.end();
   }

@@ -1,0 +1,171 @@
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { EventSource } from 'eventsource';
+import type Redis from 'ioredis';
+import { publish } from '../../core/events';
+import type { SseService } from '../../service/server';
+import { connectRedis, cookieFetch, coreConfig, eventually, get, RawStream, redisUrl, SESSION_SECRET, startService, ticketFor, uid } from '../support/harness';
+
+const SERVER = { kind: 'server', principal: 'test-backend' } as const;
+const config = coreConfig();
+let redis: Redis;
+const cleanup: (() => unknown)[] = [];
+
+beforeAll(async () => {
+  redis = await connectRedis();
+});
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+afterAll(() => redis.disconnect());
+
+const pub = (channel: string, data: unknown) => publish({ channel, type: 'update', data }, SERVER, { redis, config });
+const ready = (s: RawStream) => s.events().some((e) => e.event === 'ready');
+const ids = (s: RawStream) => s.events().filter((e) => e.event === 'update').map((e) => e.id!);
+async function service(env: Record<string, string> = {}): Promise<{ service: SseService; base: string }> {
+  const s = await startService(env);
+  cleanup.push(() => s.service.close());
+  return s;
+}
+function stream(url: string, headers: Record<string, string> = {}): RawStream {
+  const s = new RawStream(url, headers);
+  cleanup.push(() => s.close());
+  return s;
+}
+
+describe('slow consumers', () => {
+  test('a reader that stops reading is closed once its backlog passes the cap; others get everything', async () => {
+    const { service: svc, base } = await service({ MAX_QUEUED_BYTES: '65536' });
+    const ch = `scores:${uid()}`;
+    const healthy = stream(`${base}/events?channels=${ch}`);
+    await healthy.until(ready);
+    // A raw client that sends its request and never reads a byte.
+    const port = Number(new URL(base).port);
+    const stalled = connect(port, '127.0.0.1');
+    cleanup.push(() => stalled.destroy());
+    stalled.on('error', () => undefined);
+    stalled.write(`GET /events?channels=${ch} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
+    stalled.pause();
+    await eventually(() => svc.connections === 2, 5000, 'both streams open');
+
+    const payload = 'x'.repeat(30_000);
+    const sent: string[] = [];
+    // Loopback socket buffers absorb a few MB first; publish until the cap trips (bounded at 60 MB).
+    for (let batch = 0; batch < 40 && svc.metrics.slowConsumerDrops === 0; batch++) {
+      for (let i = 0; i < 50; i++) sent.push((await pub(ch, payload)).id);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(svc.metrics.slowConsumerDrops).toBe(1);
+    await eventually(() => svc.connections === 1, 5000, 'slow stream removed');
+    const sockets = () => new Promise<number>((resolve) => svc.server.getConnections((_e, n) => resolve(n)));
+    await eventually(async () => (await sockets()) === 1, 5000, 'slow socket freed');
+    await healthy.until((x) => ids(x).length === sent.length, 30_000);
+    expect(ids(healthy)).toEqual(sent);
+  });
+});
+
+describe('limits', () => {
+  test('per-task connection cap: API clients get 503 + Retry-After, an EventSource gets 200 with a retry hint', async () => {
+    const { service: svc, base } = await service({ MAX_CONNECTIONS: '2' });
+    const ch = `scores:${uid()}`;
+    await Promise.all([stream(`${base}/events?channels=${ch}`), stream(`${base}/events?channels=${ch}`)].map((s) => s.until(ready)));
+    const api = await get(`${base}/events?channels=${ch}`);
+    expect(api.status).toBe(503);
+    expect(api.headers['retry-after']).toBe('5');
+    expect(JSON.parse(api.body).error.code).toBe('unavailable');
+    const es = stream(`${base}/events?channels=${ch}`);
+    await es.until((x) => x.ended);
+    expect(es.status).toBe(200);
+    expect(es.text).toMatch(/^retry: \d+\n\n: unavailable/);
+    expect(svc.metrics.rejectedConnections).toBe(2);
+  });
+
+  test('write batching window: events still arrive complete and in order', async () => {
+    const { base } = await service({ WRITE_DELAY_MS: '50' });
+    const ch = `scores:${uid()}`;
+    const s = stream(`${base}/events?channels=${ch}`);
+    await s.until(ready);
+    const sent = await Promise.all(Array.from({ length: 30 }, (_, i) => pub(ch, i)));
+    await s.until((x) => ids(x).length === 30);
+    expect(ids(s)).toEqual(sent.map((p) => p.id).sort((a, b) => Number(a) - Number(b)));
+  });
+});
+
+describe('graceful drain', () => {
+  test('clients of the draining instance resume on the other with 0 events lost', async () => {
+    const a = await service();
+    const b = await service();
+    const ch = `chat:${uid()}`;
+    // A stand-in for the ALB: route to A until it starts draining (its health check fails), then to B.
+    const jar = cookieFetch();
+    const lb: typeof fetch = (input, init) => {
+      const target = a.service.isDraining ? b.base : a.base;
+      return jar.fetch(String(input).replace(/^http:\/\/[^/]+/, target), init);
+    };
+    const clients = await Promise.all(
+      Array.from({ length: 5 }, async (_, i) => {
+        const es = new EventSource(`${a.base}/events?channels=${ch}&ticket=${await ticketFor(redis, `u${i}`, [ch])}`, { fetch: lb });
+        cleanup.push(() => es.close());
+        const got: string[] = [];
+        let readies = 0;
+        es.addEventListener('update', (e) => got.push(e.lastEventId));
+        es.addEventListener('reset', () => got.push('reset'));
+        es.addEventListener('ready', () => readies++);
+        return { es, got, readies: () => readies };
+      }),
+    );
+    await eventually(() => clients.every((c) => c.readies() === 1), 5000, 'all connected to A');
+    expect(a.service.connections).toBe(5);
+
+    const sent: string[] = [];
+    let publishing = true;
+    const publisher = (async () => {
+      while (publishing) {
+        sent.push((await pub(ch, sent.length)).id);
+        // Slow enough that the channel's history (200 events for chat) covers the whole move.
+        await new Promise((r) => setTimeout(r, 40));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 100));
+    const drained = a.service.drain(1500);
+    expect((await get(`${a.base}/healthz`).catch(() => ({ status: 503 }))).status).toBe(503);
+    await drained;
+    await eventually(() => b.service.connections === 5, 10_000, 'all moved to B');
+    await new Promise((r) => setTimeout(r, 100));
+    publishing = false;
+    await publisher;
+    await eventually(() => clients.every((c) => c.got.length >= sent.length), 10_000, 'every event').catch((e) => {
+      throw new Error(`${e.message}: sent ${sent.length}, got ${clients.map((c) => c.got.length)}; missing ${sent.filter((x) => !clients[0].got.includes(x)).slice(0, 5)} dup ${clients[0].got.length - new Set(clients[0].got).size}`);
+    });
+    for (const c of clients) expect(c.got).toEqual(sent);
+  });
+
+  test('SIGTERM on the real process: health fails, streams are told to reconnect, exit code 0; metrics lines are EMF', async () => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'service/main.ts'], {
+      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', REDIS_URL: redisUrl(), SESSION_SECRET, LOG_LEVEL: 'info', DRAIN_TIMEOUT_MS: '1000', METRICS_INTERVAL_MS: '300' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanup.push(() => {
+      proc.kill('SIGKILL');
+      proc.stdout.destroy();
+      proc.stderr.destroy();
+    });
+    let out = '';
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    await eventually(() => /"port":\d+/.test(out), 20_000, 'service listening');
+    const port = Number(/"port":(\d+)/.exec(out)![1]);
+    const s = stream(`http://127.0.0.1:${port}/events?channels=scores:${uid()}`);
+    await s.until(ready);
+    await eventually(() => out.includes('"OpenConnections"'), 5000, 'an EMF line');
+    const emf = out.split('\n').filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l));
+    expect(emf.at(-1)._aws.CloudWatchMetrics[0]).toMatchObject({ Namespace: 'RealtimeBlueprint' });
+    expect(emf.at(-1)._aws.CloudWatchMetrics[0].Metrics.map((m: { Name: string }) => m.Name)).toEqual(
+      expect.arrayContaining(['OpenConnections', 'Deliveries', 'SlowConsumerDrops', 'Replays', 'Resets', 'RedisReconnects']),
+    );
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    proc.kill('SIGTERM');
+    await s.until((x) => x.ended, 5000);
+    expect(s.text).toMatch(/retry: \d+\n\n: draining; reconnect\n\n$/);
+    expect(await exited).toBe(0);
+  }, 40_000);
+});
