@@ -1,0 +1,350 @@
+'use strict';
+/**
+ * SSE load generator for `npm run bench` (plain JS, forked by bench/run.ts with an IPC channel).
+ *
+ * Opens N raw TCP connections (no HTTP client library), sends one GET per connection, and parses
+ * the responses with a minimal parser: HTTP/1.1 status and headers, chunked transfer decoding, and
+ * SSE frames only as far as the benchmark needs (the `"n":<seq>,"t":<ms>` the publisher embeds in
+ * every message, and the `event: ready` frame of our service). Reads go into one shared buffer
+ * (`onread`), so a read allocates nothing but a latin1 string.
+ *
+ * Latency = receive time - send time, both from CLOCK_MONOTONIC (process.hrtime), which every
+ * process on the machine shares. Kept as a histogram of 0.1 ms buckets (exact to 0.1 ms, bounded
+ * memory for the soak); per connection a byte per message detects loss and duplicates.
+ */
+const net = require('node:net');
+
+const BUCKET_MS = 0.1;
+const MAX_BUCKET = 1_200_000; // 120 s
+let hist = new Uint32Array(MAX_BUCKET + 1);
+let histInterval = new Uint32Array(MAX_BUCKET + 1);
+let maxLatency = 0;
+let maxInterval = 0;
+
+let conns = [];
+let messages = 0; // messages expected per connection in the current window
+let received = 0; // unique deliveries
+let duplicates = 0;
+let unknown = 0; // deliveries with n outside the window
+let lastRecvMs = 0;
+let firstRecvMs = 0;
+let closedUnexpectedly = 0;
+let cpuStart = process.cpuUsage();
+let armed = false;
+
+const nowMs = () => {
+  const t = process.hrtime();
+  return t[0] * 1e3 + t[1] / 1e6;
+};
+
+const shared = Buffer.allocUnsafe(256 * 1024);
+
+class Conn {
+  constructor(i) {
+    this.i = i;
+    this.sock = null;
+    this.phase = 0; // 0 headers, 1 body
+    this.head = '';
+    this.chunked = false;
+    this.rem = 0; // bytes left in the current chunk
+    this.crlf = false; // expecting CRLF after chunk data
+    this.pend = ''; // undecoded chunk-size line fragment
+    this.carry = ''; // SSE text after the last complete frame
+    this.ready = false;
+    this.status = 0;
+    this.seen = null;
+    this.done = false;
+  }
+}
+
+/** Handles one read of `n` bytes in `buf` for `c`. */
+function onData(c, n, buf) {
+  const t = nowMs();
+  let s = buf.latin1Slice(0, n);
+  if (c.phase === 0) {
+    c.head += s;
+    const e = c.head.indexOf('\r\n\r\n');
+    if (e < 0) {
+      if (c.head.length > 16384) c.sock.destroy();
+      return;
+    }
+    const head = c.head.slice(0, e);
+    s = c.head.slice(e + 4);
+    c.head = '';
+    c.phase = 1;
+    c.status = Number(head.slice(9, 12));
+    c.chunked = /\r\ntransfer-encoding:\s*chunked/i.test(head);
+    if (c.status !== 200) {
+      c.fail(`HTTP ${c.status}`);
+      return;
+    }
+    if (!c.needReady) c.markReady();
+    if (!s.length) return;
+  }
+  let text;
+  if (c.chunked) {
+    if (c.pend) {
+      s = c.pend + s;
+      c.pend = '';
+    }
+    text = '';
+    let i = 0;
+    const len = s.length;
+    while (i < len) {
+      if (c.rem > 0) {
+        const take = c.rem < len - i ? c.rem : len - i;
+        text += take === len && i === 0 ? s : s.substr(i, take);
+        i += take;
+        c.rem -= take;
+        if (c.rem === 0) c.crlf = true;
+        continue;
+      }
+      if (c.crlf) {
+        if (len - i < 2) {
+          c.pend = s.slice(i);
+          break;
+        }
+        i += 2;
+        c.crlf = false;
+        continue;
+      }
+      const e = s.indexOf('\r\n', i);
+      if (e < 0) {
+        c.pend = s.slice(i);
+        break;
+      }
+      const size = parseInt(s.slice(i, e), 16);
+      i = e + 2;
+      if (size === 0) break; // end of body
+      c.rem = size;
+    }
+  } else {
+    text = s;
+  }
+  if (!text.length) return;
+  if (c.carry) text = c.carry + text;
+  const end = text.lastIndexOf('\n\n');
+  if (end < 0) {
+    c.carry = text;
+    return;
+  }
+  c.carry = end + 2 < text.length ? text.slice(end + 2) : '';
+  if (!c.ready && c.needReady) {
+    const r = text.indexOf('event: ready');
+    if (r >= 0 && r < end) c.markReady();
+  }
+  let p = text.indexOf('"n":');
+  while (p >= 0 && p < end) {
+    const comma = text.indexOf(',', p + 4);
+    const seq = +text.slice(p + 4, comma);
+    let q = comma + 5; // ,"t":
+    const stop = text.indexOf(',', q);
+    const sent = +text.slice(q, stop);
+    record(c, seq, t - sent, t);
+    p = text.indexOf('"n":', stop);
+  }
+}
+
+function record(c, seq, lat, t) {
+  if (!armed || !(seq >= 0 && seq < messages) || !c.seen) {
+    unknown++;
+    return;
+  }
+  if (c.seen[seq]) {
+    duplicates++;
+    return;
+  }
+  c.seen[seq] = 1;
+  received++;
+  if (!firstRecvMs) firstRecvMs = t;
+  lastRecvMs = t;
+  let b = Math.round(lat / BUCKET_MS);
+  if (b < 0) b = 0;
+  if (b > MAX_BUCKET) b = MAX_BUCKET;
+  hist[b]++;
+  histInterval[b]++;
+  if (lat > maxLatency) maxLatency = lat;
+  if (lat > maxInterval) maxInterval = lat;
+}
+
+function percentile(h, total, q) {
+  if (total === 0) return null;
+  const want = Math.ceil(total * q);
+  let acc = 0;
+  for (let i = 0; i < h.length; i++) {
+    acc += h[i];
+    if (acc >= want) return +(i * BUCKET_MS).toFixed(1);
+  }
+  return null;
+}
+
+function sum(h) {
+  let n = 0;
+  for (let i = 0; i < h.length; i++) n += h[i];
+  return n;
+}
+
+function openOne(c, opts) {
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (ok, err) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ ok, err });
+    };
+    c.needReady = opts.needReady;
+    c.markReady = () => {
+      c.ready = true;
+      finish(true);
+    };
+    c.fail = (err) => {
+      finish(false, err);
+      c.sock.destroy();
+    };
+    const timer = setTimeout(() => c.fail('timeout'), opts.timeoutMs);
+    const sock = net.connect({
+      host: opts.host,
+      port: opts.port,
+      onread: { buffer: shared, callback: (n, buf) => onData(c, n, buf) },
+    });
+    c.sock = sock;
+    sock.setNoDelay(true);
+    sock.on('connect', () => {
+      sock.write(`GET ${opts.paths[c.i]} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`);
+    });
+    sock.on('error', (e) => finish(false, e.code || String(e)));
+    sock.on('close', () => {
+      if (!c.done && c.ready) closedUnexpectedly++;
+      c.done = true;
+      finish(false, 'closed');
+    });
+  });
+}
+
+async function connectAll(opts) {
+  const started = nowMs();
+  let next = 0;
+  let failed = 0;
+  let firstErr;
+  const n = opts.paths.length;
+  conns = [];
+  for (let i = 0; i < n; i++) conns.push(new Conn(i));
+  async function worker() {
+    while (next < n) {
+      const c = conns[next++];
+      const r = await openOne(c, opts);
+      if (!r.ok) {
+        failed++;
+        if (!firstErr) firstErr = r.err;
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(opts.concurrency, n) }, worker));
+  return { ok: n - failed, failed, ms: nowMs() - started, firstErr };
+}
+
+function resetWindow(m) {
+  messages = m;
+  received = 0;
+  duplicates = 0;
+  unknown = 0;
+  lastRecvMs = 0;
+  firstRecvMs = 0;
+  maxLatency = 0;
+  maxInterval = 0;
+  hist = new Uint32Array(MAX_BUCKET + 1);
+  histInterval = new Uint32Array(MAX_BUCKET + 1);
+  for (const c of conns) c.seen = c.ready ? new Uint8Array(m) : null;
+  cpuStart = process.cpuUsage();
+  armed = true;
+}
+
+function cpuMs() {
+  const u = process.cpuUsage(cpuStart);
+  return (u.user + u.system) / 1000;
+}
+
+process.on('message', async (msg) => {
+  try {
+    switch (msg.cmd) {
+      case 'connect': {
+        const r = await connectAll(msg);
+        process.send({ cmd: 'connected', ...r });
+        break;
+      }
+      case 'arm':
+        resetWindow(msg.messages);
+        process.send({ cmd: 'armed', open: conns.filter((c) => c.ready && !c.done).length });
+        break;
+      case 'status': {
+        const n = sum(histInterval);
+        const out = {
+          cmd: 'status',
+          received,
+          duplicates,
+          lastRecvMs,
+          open: conns.filter((c) => c.ready && !c.done).length,
+          closedUnexpectedly,
+          cpuMs: cpuMs(),
+          interval: { n, p50: percentile(histInterval, n, 0.5), p99: percentile(histInterval, n, 0.99), max: +maxInterval.toFixed(1) },
+        };
+        if (msg.resetInterval) {
+          histInterval = new Uint32Array(MAX_BUCKET + 1);
+          maxInterval = 0;
+        }
+        process.send(out);
+        break;
+      }
+      case 'report': {
+        const n = sum(hist);
+        const open = conns.filter((c) => c.seen);
+        let minPerConn = Infinity;
+        let incomplete = 0;
+        for (const c of open) {
+          let k = 0;
+          for (let i = 0; i < c.seen.length; i++) k += c.seen[i];
+          if (k < minPerConn) minPerConn = k;
+          if (k < c.seen.length) incomplete++;
+        }
+        process.send({
+          cmd: 'report',
+          received,
+          duplicates,
+          unknown,
+          firstRecvMs,
+          lastRecvMs,
+          closedUnexpectedly,
+          incompleteConnections: incomplete,
+          minPerConnection: open.length ? minPerConn : 0,
+          p50: percentile(hist, n, 0.5),
+          p90: percentile(hist, n, 0.9),
+          p99: percentile(hist, n, 0.99),
+          max: +maxLatency.toFixed(1),
+          cpuMs: cpuMs(),
+        });
+        break;
+      }
+      case 'close':
+        armed = false;
+        for (const c of conns) {
+          c.done = true;
+          if (c.sock && !c.sock.destroyed) {
+            // RST instead of FIN: no TIME_WAIT on the client side, so runs do not eat ephemeral ports.
+            if (typeof c.sock.resetAndDestroy === 'function' && c.sock.readyState === 'open') c.sock.resetAndDestroy();
+            else c.sock.destroy();
+          }
+        }
+        conns = [];
+        process.send({ cmd: 'closed' });
+        break;
+      case 'exit':
+        process.exit(0);
+    }
+  } catch (err) {
+    process.send({ cmd: 'error', message: String(err && err.stack ? err.stack : err) });
+  }
+});
+
+process.on('disconnect', () => process.exit(0));
+process.send({ cmd: 'hello', pid: process.pid });

@@ -1,0 +1,944 @@
+/**
+ * `npm run bench [-- --quick] [--cases 1k,5k,10k,burst,idle] [--runs 3] [--servers ours,ref,nchan]
+ *                [--service dist|head|worktree|PATH] [--soak] [--cpu-prof] [--out DIR]`
+ *
+ * SSE fan-out benchmark, our service against two peers in the same run:
+ * - ours:  the SSE service bundle (dist/service/main.js by default), every feature on: a ticket per
+ *          connection (issued with core issueTicket, redeemed by the service), history, cursors,
+ *          heartbeats; events published with core publish() (what the publish Lambda calls).
+ * - ref:   bench/ref-server.js, node:http + ioredis, no auth, no ids, no history; Redis PUBLISH.
+ * - nchan: nginx + libnginx-mod-nchan (Debian), Redis-backed; HTTP POST to its publisher location.
+ *          Installed with apt-get when missing.
+ * The peers have no auth: for them the ticket step is skipped.
+ *
+ * Each run starts a fresh server process, and a fresh load generator (bench/loadgen.js) in its own
+ * process; one private redis-server serves the whole bench. Runs alternate servers (A B C A B C) and
+ * the tables show medians. Everything binds 127.0.0.1 and stops by itself (hard time limit).
+ */
+import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { cpus, release, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { build } from 'esbuild';
+import type Redis from 'ioredis';
+import { coreConfigFromEnv } from '../core/config';
+import { publish } from '../core/events';
+import { createRedis, waitReady } from '../core/redis';
+import { issueTicket } from '../core/tickets';
+import { freePort, RedisServer } from '../local/redis';
+import { profileMarkdown } from './profile';
+
+const ROOT = resolve(__dirname, '..');
+const PAYLOAD_BYTES = 256;
+const SESSION_SECRET = 'bench-session-secret-0123456789abcdef';
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    soak: { type: 'boolean', default: false },
+    cases: { type: 'string' },
+    runs: { type: 'string' },
+    servers: { type: 'string' },
+    service: { type: 'string', default: 'dist' },
+    'cpu-prof': { type: 'boolean', default: false },
+    'soak-minutes': { type: 'string', default: '10' },
+    'soak-rate': { type: 'string', default: '5' },
+    'soak-connections': { type: 'string', default: '10000' },
+    out: { type: 'string' },
+    env: { type: 'string', multiple: true },
+    'time-limit-min': { type: 'string' },
+  },
+  strict: true,
+});
+
+interface Case {
+  readonly name: string;
+  readonly n: number;
+  /** Messages per second for `seconds`; absent for burst and idle. */
+  readonly rate?: number;
+  readonly seconds?: number;
+  readonly burst?: number;
+  readonly idle?: boolean;
+}
+const CASES: Record<string, Case> = {
+  '1k': { name: '1k', n: 1000, rate: 20, seconds: 10 },
+  '5k': { name: '5k', n: 5000, rate: 20, seconds: 10 },
+  '10k': { name: '10k', n: 10000, rate: 20, seconds: 10 },
+  burst: { name: 'burst', n: 1000, burst: 200 },
+  idle: { name: 'idle', n: 10000, idle: true },
+};
+const CASE_TITLES: Record<string, string> = {
+  '1k': '1,000 connections × 20 msg/s for 10 s',
+  '5k': '5,000 connections × 20 msg/s for 10 s',
+  '10k': '10,000 connections × 20 msg/s for 10 s',
+  burst: 'burst: 200 messages at once to 1,000 connections',
+  idle: '10,000 idle connections (memory)',
+};
+
+type ServerName = 'ours' | 'ref' | 'nchan';
+const ALL_SERVERS: ServerName[] = ['ours', 'ref', 'nchan'];
+
+const quick = args.quick;
+const soak = args.soak;
+const caseNames = (args.cases ?? (quick ? '1k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
+for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
+const runs = Number(args.runs ?? (quick ? 1 : 3));
+const servers = (args.servers ?? (soak ? 'ours' : ALL_SERVERS.join(','))).split(',').map((s) => s.trim()) as ServerName[];
+for (const s of servers) if (!ALL_SERVERS.includes(s)) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
+const extraEnv = Object.fromEntries((args.env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+
+const outDir = args.out ? resolve(args.out) : mkdtempSync(join(tmpdir(), 'sse-bench-'));
+mkdirSync(outDir, { recursive: true });
+
+function fail(msg: string): never {
+  console.error(`bench: ${msg}`);
+  process.exit(64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes: everything started here is killed on exit, whatever happens.
+
+const children = new Set<ChildProcess>();
+function track(p: ChildProcess): ChildProcess {
+  children.add(p);
+  p.once('exit', () => children.delete(p));
+  return p;
+}
+function killAll(): void {
+  for (const p of children) {
+    try {
+      p.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const hrMs = () => {
+  const [s, ns] = process.hrtime();
+  return s * 1e3 + ns / 1e6;
+};
+
+// ---------------------------------------------------------------------------------------------
+// /proc readings
+
+function procCpuTicks(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(rest[11]) + Number(rest[12]);
+  } catch {
+    return 0;
+  }
+}
+function procMemKB(pid: number, field: 'VmRSS' | 'Pss'): number {
+  try {
+    const file = field === 'Pss' ? `/proc/${pid}/smaps_rollup` : `/proc/${pid}/status`;
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(file, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+function childPids(ppid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(rest[1]) === ppid) out.push(Number(d));
+    } catch {
+      /* exited */
+    }
+  }
+  return out;
+}
+
+async function redisCpuSeconds(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const get = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  return get('used_cpu_sys') + get('used_cpu_user');
+}
+
+function httpGetStatus(port: number, path: string): Promise<number> {
+  return new Promise((resolveP) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'GET', agent: false }, (res) => {
+      res.resume();
+      resolveP(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolveP(0));
+    req.setTimeout(2000, () => req.destroy());
+    req.end();
+  });
+}
+async function waitHealthy(port: number, path: string, timeoutMs: number, proc?: ChildProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc && proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode} before it was healthy`);
+    if ((await httpGetStatus(port, path)) === 200) return;
+    await sleep(100);
+  }
+  throw new Error(`server on ${port} not healthy within ${timeoutMs} ms`);
+}
+
+async function stopProcess(p: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM', graceMs = 8000): Promise<void> {
+  if (!p || p.exitCode !== null || p.signalCode !== null) return;
+  await new Promise<void>((res) => {
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+    }, graceMs);
+    p.once('exit', () => {
+      clearTimeout(t);
+      res();
+    });
+    p.kill(signal);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payloads: 256 bytes of JSON, `{"n":<seq>,"t":<send time, monotonic ms>,"p":"xxx…"}`.
+
+function payload(n: number): { data: { n: number; t: number; p: string }; json: string } {
+  const t = Math.round(hrMs() * 1000) / 1000;
+  const bare = JSON.stringify({ n, t, p: '' });
+  const data = { n, t, p: 'x'.repeat(Math.max(0, PAYLOAD_BYTES - bare.length)) };
+  return { data, json: JSON.stringify(data) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers under test
+
+interface RunCtx {
+  readonly id: number;
+  readonly redisUrl: string;
+  readonly redis: Redis;
+  readonly cpuProfDir?: string;
+}
+
+interface Server {
+  readonly name: ServerName;
+  readonly needReady: boolean;
+  /** Memory is summed PSS over a process tree (nginx) rather than one process's RSS. */
+  readonly multiProcess: boolean;
+  start(ctx: RunCtx): Promise<void>;
+  pids(): number[];
+  /** Request paths for n connections (tickets issued here); resolves with the time spent issuing. */
+  paths(n: number): Promise<{ paths: string[]; ticketMs?: number }>;
+  publish(n: number): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+const ourCore = coreConfigFromEnv({ REDIS_URL: 'redis://127.0.0.1:1', TICKET_TTL_SECONDS: '300' });
+
+class Ours implements Server {
+  readonly name = 'ours' as const;
+  readonly needReady = true;
+  readonly multiProcess = false;
+  private proc?: ChildProcess;
+  private port = 0;
+  private channel = '';
+  private ctx!: RunCtx;
+  constructor(private readonly bundle: string) {}
+
+  async start(ctx: RunCtx): Promise<void> {
+    this.ctx = ctx;
+    this.port = await freePort();
+    this.channel = `chat:bench-${ctx.id}`;
+    const execArgv = ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : [];
+    const env = {
+      PATH: process.env.PATH,
+      PORT: String(this.port),
+      HOST: '127.0.0.1',
+      REDIS_URL: ctx.redisUrl,
+      SESSION_SECRET,
+      COOKIE_SECURE: 'false',
+      LOG_LEVEL: 'silent',
+      TICKET_TTL_SECONDS: '300',
+      ...extraEnv,
+    };
+    this.proc = track(spawn(process.execPath, [...execArgv, this.bundle], { env, stdio: ['ignore', 'ignore', 'inherit'] }));
+    await waitHealthy(this.port, '/healthz', 20_000, this.proc);
+  }
+  pids(): number[] {
+    return this.proc?.pid ? [this.proc.pid] : [];
+  }
+  async paths(n: number) {
+    const config = { ...ourCore, redisUrl: this.ctx.redisUrl };
+    const started = hrMs();
+    const out: string[] = [];
+    for (let i = 0; i < n; i += 500) {
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(500, n - i) }, (_, k) =>
+          issueTicket({ identity: { kind: 'user', sub: `u${i + k}` }, channels: [this.channel], transport: 'sse' }, { redis: this.ctx.redis, config }),
+        ),
+      );
+      for (const t of batch) out.push(`/events?channels=${this.channel}&ticket=${t.ticket}`);
+    }
+    return { paths: out, ticketMs: hrMs() - started };
+  }
+  publish(n: number) {
+    const config = { ...ourCore, redisUrl: this.ctx.redisUrl };
+    const { data } = payload(n);
+    return publish({ channel: this.channel, type: 'bench', data }, { kind: 'server', principal: 'bench' }, { redis: this.ctx.redis, config });
+  }
+  async stop(): Promise<void> {
+    await stopProcess(this.proc, 'SIGTERM', 15_000);
+  }
+  get portNo() {
+    return this.port;
+  }
+}
+
+class Ref implements Server {
+  readonly name = 'ref' as const;
+  readonly needReady = false;
+  readonly multiProcess = false;
+  private proc?: ChildProcess;
+  private channel = '';
+  private ctx!: RunCtx;
+
+  async start(ctx: RunCtx): Promise<void> {
+    this.ctx = ctx;
+    const port = await freePort();
+    this.channel = `refbench-${ctx.id}`;
+    this.port = port;
+    const env = { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: ctx.redisUrl, CHANNEL: this.channel };
+    this.proc = track(spawn(process.execPath, [join(__dirname, 'ref-server.js')], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
+    await waitHealthy(port, '/healthz', 20_000, this.proc);
+  }
+  port = 0;
+  pids(): number[] {
+    return this.proc?.pid ? [this.proc.pid] : [];
+  }
+  async paths(n: number) {
+    return { paths: Array.from({ length: n }, () => '/events') };
+  }
+  publish(n: number) {
+    return this.ctx.redis.publish(this.channel, payload(n).json);
+  }
+  async stop(): Promise<void> {
+    await stopProcess(this.proc);
+  }
+}
+
+class Nchan implements Server {
+  readonly name = 'nchan' as const;
+  readonly needReady = false;
+  readonly multiProcess = true;
+  private proc?: ChildProcess;
+  private dir = '';
+  private channel = '';
+  port = 0;
+  private agent = new Agent({ keepAlive: true, maxSockets: 16 });
+
+  static ensureInstalled(): string | undefined {
+    const ok = () => spawnSync('nginx', ['-v'], { stdio: 'ignore' }).status === 0 && existsSync('/usr/lib/nginx/modules/ngx_nchan_module.so');
+    if (ok()) return undefined;
+    console.log('bench: installing nginx and libnginx-mod-nchan with apt-get…');
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    let r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'nginx', 'libnginx-mod-nchan'], { stdio: 'inherit', env, timeout: 300_000 });
+    if (r.status !== 0) {
+      spawnSync('apt-get', ['update'], { stdio: 'inherit', env, timeout: 300_000 });
+      r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'nginx', 'libnginx-mod-nchan'], { stdio: 'inherit', env, timeout: 300_000 });
+    }
+    return ok() ? undefined : 'nginx + libnginx-mod-nchan could not be installed';
+  }
+
+  async start(ctx: RunCtx): Promise<void> {
+    this.port = await freePort();
+    this.channel = `nchanbench-${ctx.id}`;
+    this.dir = mkdtempSync(join(tmpdir(), 'nchan-bench-'));
+    const conf = `
+daemon off;
+master_process on;
+user root;
+worker_processes auto;
+worker_rlimit_nofile 262144;
+pid ${this.dir}/nginx.pid;
+error_log ${this.dir}/error.log warn;
+load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
+events { worker_connections 65536; use epoll; multi_accept on; }
+http {
+  access_log off;
+  client_body_temp_path ${this.dir}/body;
+  proxy_temp_path ${this.dir}/proxy;
+  fastcgi_temp_path ${this.dir}/fastcgi;
+  uwsgi_temp_path ${this.dir}/uwsgi;
+  scgi_temp_path ${this.dir}/scgi;
+  keepalive_timeout 65s;
+  upstream redis_bench { nchan_redis_server "${ctx.redisUrl}"; }
+  server {
+    listen 127.0.0.1:${this.port} backlog=4096;
+    location ~ ^/sub/([A-Za-z0-9_-]+)$ {
+      nchan_subscriber eventsource;
+      nchan_channel_id $1;
+      nchan_redis_pass redis_bench;
+    }
+    location ~ ^/pub/([A-Za-z0-9_-]+)$ {
+      nchan_publisher;
+      nchan_channel_id $1;
+      nchan_redis_pass redis_bench;
+    }
+    location = /healthz { return 200 "ok"; }
+  }
+}
+`;
+    writeFileSync(join(this.dir, 'nginx.conf'), conf);
+    this.proc = track(spawn('nginx', ['-p', this.dir, '-c', join(this.dir, 'nginx.conf'), '-e', join(this.dir, 'error.log')], { stdio: ['ignore', 'ignore', 'inherit'] }));
+    await waitHealthy(this.port, '/healthz', 20_000, this.proc);
+  }
+  pids(): number[] {
+    const master = this.proc?.pid;
+    return master ? [master, ...childPids(master)] : [];
+  }
+  async paths(n: number) {
+    return { paths: Array.from({ length: n }, () => `/sub/${this.channel}`) };
+  }
+  publish(n: number) {
+    const body = payload(n).json;
+    return new Promise<void>((res, rej) => {
+      const req = request(
+        { host: '127.0.0.1', port: this.port, path: `/pub/${this.channel}`, method: 'POST', agent: this.agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+        (r) => {
+          r.resume();
+          r.on('end', () => (r.statusCode && r.statusCode < 300 ? res() : rej(new Error(`nchan publish ${r.statusCode}`))));
+        },
+      );
+      req.on('error', rej);
+      req.end(body);
+    });
+  }
+  async stop(): Promise<void> {
+    await stopProcess(this.proc, 'SIGTERM');
+    this.agent.destroy();
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generator process
+
+/** What bench/loadgen.js answers (each reply carries a subset). */
+interface LoadGenReply {
+  cmd: string;
+  message?: string;
+  ok: number;
+  failed: number;
+  ms: number;
+  firstErr?: string;
+  open: number;
+  received: number;
+  duplicates: number;
+  firstRecvMs: number;
+  lastRecvMs: number;
+  closedUnexpectedly: number;
+  interval: { n: number; p50: number | null; p99: number | null; max: number };
+  p50: number | null;
+  p99: number | null;
+  max: number;
+  cpuMs: number;
+}
+
+class LoadGen {
+  readonly proc: ChildProcess;
+  private waiting = new Map<string, (m: LoadGenReply) => void>();
+  constructor() {
+    this.proc = track(fork(join(__dirname, 'loadgen.js'), [], { execArgv: ['--max-old-space-size=4096'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    this.proc.on('message', (raw) => {
+      const m = raw as LoadGenReply;
+      if (m.cmd === 'error') console.error(`loadgen: ${m.message}`);
+      const w = this.waiting.get(m.cmd);
+      if (w) {
+        this.waiting.delete(m.cmd);
+        w(m);
+      }
+    });
+  }
+  ask(msg: object, reply: string, timeoutMs = 120_000): Promise<LoadGenReply> {
+    return new Promise((res, rej) => {
+      const t = setTimeout(() => rej(new Error(`loadgen did not answer ${reply} within ${timeoutMs} ms`)), timeoutMs);
+      this.waiting.set(reply, (m) => {
+        clearTimeout(t);
+        res(m);
+      });
+      this.proc.send(msg);
+    });
+  }
+  get pid(): number {
+    return this.proc.pid!;
+  }
+  async stop(): Promise<void> {
+    await this.ask({ cmd: 'close' }, 'closed', 30_000).catch(() => undefined);
+    await stopProcess(this.proc, 'SIGTERM', 3000);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One run
+
+interface RunResult {
+  server: ServerName;
+  case: string;
+  run: number;
+  connections: number;
+  connected: number;
+  connectFailed: number;
+  connectError?: string;
+  ticketMs?: number;
+  connectMs: number;
+  memBaseKB: number;
+  memConnectedKB: number;
+  memPerConnKB: number;
+  messages?: number;
+  expected?: number;
+  delivered?: number;
+  duplicates?: number;
+  deliveredPct?: number;
+  p50?: number | null;
+  p99?: number | null;
+  max?: number;
+  deliveriesPerSec?: number;
+  serverCpuUsPerDelivery?: number;
+  serverCpuPct?: number;
+  redisCpuMs?: number;
+  loadgenCpuPct?: number;
+  loadgenCpuMs?: number;
+  windowMs?: number;
+  closedDuringRun?: number;
+  publishErrors?: number;
+  error?: string;
+}
+
+let runCounter = 0;
+
+function memKB(server: Server): number {
+  return server.pids().reduce((a, pid) => a + procMemKB(pid, server.multiProcess ? 'Pss' : 'VmRSS'), 0);
+}
+function cpuTicks(server: Server): number {
+  return server.pids().reduce((a, pid) => a + procCpuTicks(pid), 0);
+}
+
+async function runOne(server: Server, c: Case, run: number, redisUrl: string, redis: Redis, cpuProfDir?: string): Promise<RunResult> {
+  const ctx: RunCtx = { id: ++runCounter, redisUrl, redis, cpuProfDir };
+  const res: RunResult = { server: server.name, case: c.name, run, connections: c.n, connected: 0, connectFailed: 0, connectMs: 0, memBaseKB: 0, memConnectedKB: 0, memPerConnKB: 0 };
+  let lg: LoadGen | undefined;
+  try {
+    await server.start(ctx);
+    lg = new LoadGen();
+    await sleep(1000);
+    res.memBaseKB = memKB(server);
+    const { paths, ticketMs } = await server.paths(c.n);
+    res.ticketMs = ticketMs;
+    const port = (server as unknown as { port?: number; portNo?: number }).portNo ?? (server as unknown as { port: number }).port;
+    const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: server.needReady, timeoutMs: 60_000 }, 'connected', 300_000);
+    res.connected = conn.ok;
+    res.connectFailed = conn.failed;
+    res.connectError = conn.firstErr;
+    res.connectMs = Math.round(conn.ms);
+    await sleep(c.idle ? 3000 : 1000);
+    res.memConnectedKB = memKB(server);
+    res.memPerConnKB = conn.ok ? +((res.memConnectedKB - res.memBaseKB) / conn.ok).toFixed(2) : 0;
+    if (c.idle) return res;
+
+    const messages = c.burst ?? c.rate! * c.seconds!;
+    res.messages = messages;
+    const armed = await lg.ask({ cmd: 'arm', messages }, 'armed');
+    res.expected = armed.open * messages;
+    await sleep(200);
+    const cpu0 = cpuTicks(server);
+    const redis0 = await redisCpuSeconds(redis);
+    const lgCpu0 = procCpuTicks(lg.pid);
+    const t0 = hrMs();
+    let publishErrors = 0;
+    const pending: Promise<unknown>[] = [];
+    const fire = (i: number) =>
+      pending.push(
+        server.publish(i).catch(() => {
+          publishErrors++;
+        }),
+      );
+    if (c.burst) {
+      for (let i = 0; i < messages; i++) fire(i);
+    } else {
+      const interval = 1000 / c.rate!;
+      for (let i = 0; i < messages; i++) {
+        const due = t0 + i * interval;
+        const wait = due - hrMs();
+        if (wait > 0) await sleep(wait);
+        fire(i);
+      }
+    }
+    await Promise.all(pending);
+    const lastPublish = hrMs();
+    // Drain: until everything arrived, no progress for 5 s, or 60 s after the last publish.
+    let last = -1;
+    let lastProgress = hrMs();
+    for (;;) {
+      const st = await lg.ask({ cmd: 'status' }, 'status');
+      if (st.received >= res.expected) break;
+      if (st.received !== last) {
+        last = st.received;
+        lastProgress = hrMs();
+      }
+      if (hrMs() - lastProgress > 5000 || hrMs() - lastPublish > 60_000) break;
+      await sleep(100);
+    }
+    const cpu1 = cpuTicks(server);
+    const redis1 = await redisCpuSeconds(redis);
+    const lgCpu1 = procCpuTicks(lg.pid);
+    const rep = await lg.ask({ cmd: 'report' }, 'report');
+    const windowMs = (rep.lastRecvMs || hrMs()) - t0;
+    const cpuUs = ((cpu1 - cpu0) * 1e6) / CLK_TCK;
+    Object.assign(res, {
+      delivered: rep.received,
+      duplicates: rep.duplicates,
+      deliveredPct: res.expected ? +((100 * rep.received) / res.expected).toFixed(3) : 0,
+      p50: rep.p50,
+      p99: rep.p99,
+      max: rep.max,
+      windowMs: Math.round(windowMs),
+      deliveriesPerSec: Math.round(rep.received / (windowMs / 1000)),
+      serverCpuUsPerDelivery: rep.received ? +(cpuUs / rep.received).toFixed(2) : undefined,
+      serverCpuPct: Math.round((cpuUs / 1000 / windowMs) * 100),
+      redisCpuMs: Math.round((redis1 - redis0) * 1000),
+      loadgenCpuMs: Math.round(((lgCpu1 - lgCpu0) * 1000) / CLK_TCK),
+      loadgenCpuPct: Math.round(((((lgCpu1 - lgCpu0) * 1000) / CLK_TCK) / windowMs) * 100),
+      closedDuringRun: rep.closedUnexpectedly,
+      publishErrors,
+    });
+    return res;
+  } catch (err) {
+    res.error = err instanceof Error ? err.message : String(err);
+    return res;
+  } finally {
+    await lg?.stop();
+    await server.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Soak: hold N connections at a low rate, memory every 30 s
+
+async function runSoak(server: Server, redisUrl: string, redis: Redis) {
+  const n = Number(args['soak-connections']);
+  const rate = Number(args['soak-rate']);
+  const minutes = Number(args['soak-minutes']);
+  const messages = Math.round(rate * minutes * 60);
+  const ctx: RunCtx = { id: ++runCounter, redisUrl, redis };
+  const rows: Record<string, number | string | null>[] = [];
+  const lg = new LoadGen();
+  try {
+    await server.start(ctx);
+    await sleep(1000);
+    const base = memKB(server);
+    const { paths } = await server.paths(n);
+    const port = (server as unknown as { portNo?: number; port: number }).portNo ?? (server as unknown as { port: number }).port;
+    const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: server.needReady, timeoutMs: 60_000 }, 'connected', 300_000);
+    console.log(`soak ${server.name}: ${conn.ok}/${n} connected in ${Math.round(conn.ms)} ms; ${messages} messages at ${rate}/s`);
+    const armed = await lg.ask({ cmd: 'arm', messages }, 'armed');
+    const t0 = hrMs();
+    let cpuPrev = cpuTicks(server);
+    let nextReport = t0 + 30_000;
+    const interval = 1000 / rate;
+    const pending: Promise<unknown>[] = [];
+    let publishErrors = 0;
+    let prevReceived = 0;
+    const sample = async () => {
+      const st = await lg.ask({ cmd: 'status', resetInterval: true }, 'status');
+      const cpu = cpuTicks(server);
+      const row = {
+        t_s: Math.round((hrMs() - t0) / 1000),
+        memMB: +(memKB(server) / 1024).toFixed(1),
+        perConnKB: +((memKB(server) - base) / Math.max(1, st.open)).toFixed(2),
+        open: st.open,
+        delivered: st.received - prevReceived,
+        p99: st.interval.p99,
+        max: st.interval.max,
+        cpuPct: Math.round((((cpu - cpuPrev) * 1000) / CLK_TCK / 30_000) * 100),
+      };
+      prevReceived = st.received;
+      cpuPrev = cpu;
+      rows.push(row);
+      console.log(`soak ${JSON.stringify(row)}`);
+    };
+    for (let i = 0; i < messages; i++) {
+      const due = t0 + i * interval;
+      while (hrMs() >= nextReport) {
+        await sample();
+        nextReport += 30_000;
+      }
+      const wait = due - hrMs();
+      if (wait > 0) await sleep(wait);
+      const p = server.publish(i).catch(() => {
+        publishErrors++;
+      });
+      pending.push(p);
+      if (pending.length > 1000) pending.splice(0, pending.length - 100);
+    }
+    await Promise.all(pending);
+    await sleep(2000);
+    await sample();
+    const rep = await lg.ask({ cmd: 'report' }, 'report');
+    return {
+      server: server.name,
+      connections: n,
+      connected: conn.ok,
+      rate,
+      minutes,
+      baseMB: +(base / 1024).toFixed(1),
+      expected: armed.open * messages,
+      delivered: rep.received,
+      duplicates: rep.duplicates,
+      closedDuringRun: rep.closedUnexpectedly,
+      p50: rep.p50,
+      p99: rep.p99,
+      max: rep.max,
+      publishErrors,
+      rows,
+    };
+  } finally {
+    await lg.stop();
+    await server.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Our bundle, machine facts
+
+async function ourBundle(): Promise<{ path: string; source: string }> {
+  const how = args.service!;
+  const common = { bundle: true, platform: 'node' as const, target: 'node22', format: 'cjs' as const, minify: false, sourcemap: false, logLevel: 'warning' as const };
+  if (how === 'dist') {
+    const p = join(ROOT, 'dist/service/main.js');
+    if (!existsSync(p)) fail('dist/service/main.js is missing: run `npm run build` (or pass --service head|worktree)');
+    return { path: p, source: 'dist/service/main.js (npm run build)' };
+  }
+  if (how === 'worktree') {
+    const out = join(outDir, 'ours-worktree.js');
+    await build({ ...common, entryPoints: [join(ROOT, 'service/main.ts')], outfile: out });
+    return { path: out, source: 'service/ from the working tree, bundled by the bench' };
+  }
+  if (how === 'head') {
+    const src = join(outDir, 'head-src');
+    mkdirSync(src, { recursive: true });
+    const archive = spawnSync('bash', ['-c', `git -C '${ROOT}' archive HEAD core service | tar -x -C '${src}'`], { stdio: 'inherit' });
+    if (archive.status !== 0) fail('git archive HEAD failed');
+    if (!existsSync(join(src, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
+    const out = join(outDir, 'ours-head.js');
+    await build({ ...common, entryPoints: [join(src, 'service/main.ts')], outfile: out });
+    return { path: out, source: `service/ at HEAD (git archive), bundled by the bench` };
+  }
+  if (!existsSync(how)) fail(`--service ${how}: no such file`);
+  return { path: resolve(how), source: how };
+}
+
+function sh(cmd: string): string {
+  const r = spawnSync('bash', ['-c', cmd], { encoding: 'utf8' });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
+}
+
+async function machineFacts(redis: Redis) {
+  const info = await redis.info('server');
+  return {
+    nproc: cpus().length,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    kernel: release(),
+    node: process.version,
+    redis: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
+    nginx: sh('nginx -v 2>&1').replace('nginx version: ', '') || 'not installed',
+    nchan: sh("dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null") || 'not installed',
+    memGB: +(Number(/MemTotal:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) / 1048576).toFixed(1),
+    portRange: readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().replace(/\s+/, '-'),
+    head: sh(`git -C '${ROOT}' rev-parse --short HEAD`),
+    serviceCommit: sh(`git -C '${ROOT}' log -1 --format=%h -- service`),
+    serviceDirty: sh(`git -C '${ROOT}' status --porcelain -- service core`).length > 0,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting
+
+function median(xs: number[]): number | undefined {
+  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return undefined;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : +((v[m - 1] + v[m]) / 2).toFixed(3);
+}
+
+type Metric = { label: string; get: (r: RunResult) => number | undefined; fmt?: (v: number) => string };
+const fmtInt = (v: number) => Math.round(v).toLocaleString('en-US');
+const fmt1 = (v: number) => (Math.round(v * 10) / 10).toString();
+const fmt2 = (v: number) => (Math.round(v * 100) / 100).toString();
+const LOAD_METRICS: Metric[] = [
+  { label: 'ticket issue for all N, ms', get: (r) => r.ticketMs, fmt: fmtInt },
+  { label: 'connect all N, ms', get: (r) => r.connectMs, fmt: fmtInt },
+  { label: 'delivered / expected, %', get: (r) => r.deliveredPct, fmt: (v) => v.toFixed(2) },
+  { label: 'lost (median count)', get: (r) => (r.expected !== undefined && r.delivered !== undefined ? r.expected - r.delivered : undefined), fmt: fmtInt },
+  { label: 'duplicates', get: (r) => r.duplicates, fmt: fmtInt },
+  { label: 'latency p50, ms', get: (r) => r.p50 ?? undefined, fmt: fmt1 },
+  { label: 'latency p99, ms', get: (r) => r.p99 ?? undefined, fmt: fmt1 },
+  { label: 'latency max, ms', get: (r) => r.max, fmt: fmt1 },
+  { label: 'deliveries/s', get: (r) => r.deliveriesPerSec, fmt: fmtInt },
+  { label: 'server CPU µs / delivery', get: (r) => r.serverCpuUsPerDelivery, fmt: fmt2 },
+  { label: 'server CPU, % of one core', get: (r) => r.serverCpuPct, fmt: fmtInt },
+  { label: 'Redis CPU in window, ms', get: (r) => r.redisCpuMs, fmt: fmtInt },
+  { label: 'load generator CPU, % of one core', get: (r) => r.loadgenCpuPct, fmt: fmtInt },
+  { label: 'memory Δ / connection, KB', get: (r) => r.memPerConnKB, fmt: fmt1 },
+  { label: 'connections closed by server mid-run', get: (r) => r.closedDuringRun, fmt: fmtInt },
+];
+const IDLE_METRICS: Metric[] = [
+  { label: 'ticket issue for all N, ms', get: (r) => r.ticketMs, fmt: fmtInt },
+  { label: 'connect all N, ms', get: (r) => r.connectMs, fmt: fmtInt },
+  { label: 'connected', get: (r) => r.connected, fmt: fmtInt },
+  { label: 'memory before, MB', get: (r) => r.memBaseKB / 1024, fmt: fmt1 },
+  { label: 'memory with N idle, MB', get: (r) => r.memConnectedKB / 1024, fmt: fmt1 },
+  { label: 'memory Δ / idle connection, KB', get: (r) => r.memPerConnKB, fmt: fmt2 },
+];
+
+function caseTable(c: string, results: RunResult[]): string {
+  const cols = servers.filter((s) => results.some((r) => r.server === s && r.case === c));
+  const metrics = CASES[c].idle ? IDLE_METRICS : LOAD_METRICS;
+  const lines = [`| ${CASE_TITLES[c]} | ${cols.join(' | ')} |`, `| --- | ${cols.map(() => '---:').join(' | ')} |`];
+  for (const m of metrics) {
+    const cells = cols.map((s) => {
+      const v = median(results.filter((r) => r.server === s && r.case === c && !r.error).map(m.get) as number[]);
+      return v === undefined ? '–' : (m.fmt ?? String)(v);
+    });
+    lines.push(`| ${m.label} | ${cells.join(' | ')} |`);
+  }
+  const n = cols.map((s) => results.filter((r) => r.server === s && r.case === c && !r.error).length);
+  lines.push(`| runs (median of) | ${n.join(' | ')} |`);
+  const errs = results.filter((r) => r.case === c && r.error);
+  let out = lines.join('\n');
+  if (errs.length) out += `\n\nFailed runs: ${errs.map((e) => `${e.server} run ${e.run}: ${e.error}`).join('; ')}`;
+  return out;
+}
+
+const TARGETS = { deliveredPct: 100, p99: 250, cpuUs: 3, idleKB: 8 };
+
+function summaryTable(results: RunResult[]): string {
+  const cols = servers;
+  const med = (s: ServerName, c: string, get: (r: RunResult) => number | undefined | null) =>
+    median(results.filter((r) => r.server === s && r.case === c && !r.error).map((r) => get(r) ?? undefined) as number[]);
+  const mark = (ok: boolean | undefined) => (ok === undefined ? '' : ok ? ' ✅' : ' ❌');
+  const rows: string[] = [`| | target | ${cols.join(' | ')} |`, `| --- | ---: | ${cols.map(() => '---:').join(' | ')} |`];
+  const big = caseNames.includes('10k') ? '10k' : caseNames.find((c) => !CASES[c].idle && !CASES[c].burst) ?? '1k';
+  const row = (label: string, target: string, get: (s: ServerName) => number | undefined, fmt: (v: number) => string, ok?: (v: number) => boolean) =>
+    rows.push(`| ${label} | ${target} | ${cols.map((s) => {
+      const v = get(s);
+      return v === undefined ? '–' : `${fmt(v)}${ok ? mark(ok(v)) : ''}`;
+    }).join(' | ')} |`);
+  row(`${big}: delivered %`, '100', (s) => med(s, big, (r) => r.deliveredPct), (v) => v.toFixed(2), (v) => v >= TARGETS.deliveredPct);
+  row(`${big}: p99 ms`, '≤ 250', (s) => med(s, big, (r) => r.p99), fmt1, (v) => v <= TARGETS.p99);
+  row(`${big}: server CPU µs / delivery`, '≤ 3', (s) => med(s, big, (r) => r.serverCpuUsPerDelivery), fmt2, (v) => v <= TARGETS.cpuUs);
+  row(`${big}: deliveries/s`, '200,000 offered', (s) => med(s, big, (r) => r.deliveriesPerSec), fmtInt);
+  if (caseNames.includes('idle')) row('idle: KB / connection', '≤ 8', (s) => med(s, 'idle', (r) => r.memPerConnKB), fmt1, (v) => v <= TARGETS.idleKB);
+  if (caseNames.includes('burst')) row('burst 200 → 1k: p99 ms', '', (s) => med(s, 'burst', (r) => r.p99), fmt1);
+  rows.push(`| auth per connection | | ${cols.map((s) => (s === 'ours' ? 'ticket, redeemed' : 'none (skipped)')).join(' | ')} |`);
+  return rows.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const limitMin = Number(args['time-limit-min'] ?? (soak ? Number(args['soak-minutes']) + 10 : quick ? 6 : 10 + runs * servers.length * caseNames.length * 1.5));
+  const hard = setTimeout(() => {
+    console.error(`bench: hard time limit of ${limitMin} min reached; stopping everything`);
+    killAll();
+    process.exit(2);
+  }, limitMin * 60_000);
+  hard.unref();
+
+  // File descriptors: children inherit the limit (10k sockets per side, plus nginx workers).
+  spawnSync('prlimit', ['--pid', String(process.pid), '--nofile=262144:262144']);
+
+  if (servers.includes('nchan')) {
+    const why = Nchan.ensureInstalled();
+    if (why) {
+      console.error(`bench: ${why}; nchan is skipped`);
+      servers.splice(servers.indexOf('nchan'), 1);
+    }
+  }
+  const bundle = servers.includes('ours') ? await ourBundle() : undefined;
+
+  const redisServer = await RedisServer.start();
+  children.add((redisServer as unknown as { proc: ChildProcess }).proc);
+  const redis = createRedis({ url: redisServer.url, name: 'bench', failFast: false });
+  await waitReady(redis);
+  const facts = await machineFacts(redis);
+  const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
+  console.log(`bench: ${JSON.stringify(facts)}`);
+  console.log(`bench: ours = ${bundle?.source ?? '(not run)'}; output in ${outDir}`);
+
+  const make = (s: ServerName): Server => (s === 'ours' ? new Ours(bundle!.path) : s === 'ref' ? new Ref() : new Nchan());
+
+  try {
+    if (soak) {
+      const out = [];
+      for (const s of servers) out.push(await runSoak(make(s), redisServer.url, redis));
+      writeFileSync(join(outDir, 'soak.json'), JSON.stringify({ facts, command, bundle, out }, null, 2));
+      let md = '';
+      for (const o of out) {
+        md += `\n#### Soak: ${o.server}, ${o.connections.toLocaleString('en-US')} connections, ${o.rate} msg/s for ${o.minutes} min\n\n`;
+        md += `Delivered ${o.delivered} of ${o.expected} (${o.duplicates} duplicates, ${o.closedDuringRun} closed by the server); p50 ${o.p50} ms, p99 ${o.p99} ms, max ${o.max} ms; memory before connecting ${o.baseMB} MB.\n\n`;
+        md += '| t (s) | memory MB | KB / connection | open | delivered in interval | p99 ms | max ms | server CPU % |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+        for (const r of o.rows) md += `| ${r.t_s} | ${r.memMB} | ${r.perConnKB} | ${r.open} | ${r.delivered} | ${r.p99} | ${r.max} | ${r.cpuPct} |\n`;
+      }
+      writeFileSync(join(outDir, 'soak.md'), md);
+      console.log(md);
+      return;
+    }
+
+    const results: RunResult[] = [];
+    const cpuProfDir = args['cpu-prof'] ? join(outDir, 'cpuprofile') : undefined;
+    for (const cn of caseNames) {
+      for (let r = 1; r <= runs; r++) {
+        for (const s of servers) {
+          const res = await runOne(make(s), CASES[cn], r, redisServer.url, redis, s === 'ours' ? cpuProfDir : undefined);
+          results.push(res);
+          console.log(`bench: ${JSON.stringify(res)}`);
+          writeFileSync(join(outDir, 'results.json'), JSON.stringify({ facts, command, bundle, results }, null, 2));
+        }
+      }
+    }
+    let md = `Command: \`${command}\`  \nMachine: ${facts.nproc} × ${facts.cpu}, ${facts.memGB} GiB, Linux ${facts.kernel}, Node ${facts.node}, Redis ${facts.redis}, nginx ${facts.nginx}, Nchan ${facts.nchan}.  \n`;
+    md += `Ours: ${bundle?.source ?? '-'}, service/ at ${facts.serviceCommit}${facts.serviceDirty ? ' (working tree differs from the commit)' : ''}, HEAD ${facts.head}.\n`;
+    for (const cn of caseNames) md += `\n${caseTable(cn, results)}\n`;
+    md += `\nSummary (medians; targets from issue 5):\n\n${summaryTable(results)}\n`;
+    if (cpuProfDir && existsSync(cpuProfDir)) {
+      for (const f of readdirSync(cpuProfDir).filter((x) => x.endsWith('.cpuprofile'))) {
+        md += `\nProfile ${f}:\n\n${profileMarkdown(join(cpuProfDir, f), 20)}\n`;
+      }
+    }
+    writeFileSync(join(outDir, 'results.md'), md);
+    console.log(`\n${md}`);
+  } finally {
+    redis.disconnect();
+    await redisServer.destroy();
+    clearTimeout(hard);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err instanceof Error ? err.stack : err);
+    killAll();
+    process.exit(1);
+  },
+);
