@@ -15,6 +15,7 @@ const ServiceEnvSchema = CoreEnvSchema.extend({
   ALLOWED_ORIGINS: z.string().default(''),
   COOKIE_SECURE: envBoolean.default(true),
   COOKIE_SAMESITE: z.enum(['None', 'Lax', 'Strict']).optional(),
+  STREAM_FRAMING: z.enum(['close', 'chunked']).default('close'),
   WRITE_DELAY_MS: z.coerce.number().int().min(0).max(1000).default(0),
   MAX_QUEUED_BYTES: z.coerce.number().int().min(16_384).max(64 * 1024 * 1024).default(1024 * 1024),
   MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
@@ -42,6 +43,11 @@ export interface ServiceConfig {
   readonly cookieSecure: boolean;
   /** Defaults to `None` when the cookie is Secure (cross-site pages), `Lax` otherwise. */
   readonly cookieSameSite: 'None' | 'Lax' | 'Strict';
+  /**
+   * How an HTTP/1.1 stream body is delimited: `close` (the connection's end; no per-write chunk
+   * framing, frames written straight to the socket) or `chunked` (Node's default). Defaults to `close`.
+   */
+  readonly streamFraming: 'close' | 'chunked';
   /**
    * Batching window for socket writes in milliseconds. 0 writes at the end of the current event-loop
    * turn (events arriving together still share one write); larger values trade latency for CPU.
@@ -78,6 +84,7 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     allowedOrigins: e.ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
     cookieSecure: secure,
     cookieSameSite: sameSite,
+    streamFraming: e.STREAM_FRAMING,
     writeDelayMs: e.WRITE_DELAY_MS,
     maxQueuedBytes: e.MAX_QUEUED_BYTES,
     maxConnections: e.MAX_CONNECTIONS,

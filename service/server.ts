@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type Redis from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { parseChannelList, type ParsedChannel } from '../core/channels';
@@ -11,7 +11,7 @@ import { authorize } from './auth';
 import type { ServiceConfig } from './config';
 import { Hub, type LiveEvent, type Listener } from './hub';
 import { ServiceMetrics } from './metrics';
-import { SseStream, sse, type FlushScheduler } from './stream';
+import { SseStream, sse, type FlushScheduler, type Sink } from './stream';
 
 export interface SseServiceDeps {
   /** Command connection (tickets, history). Defaults to a new fail-fast client for config.core.redisUrl. */
@@ -283,12 +283,23 @@ export class SseService implements FlushScheduler {
     const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.redis, config: this.config, now });
     const headers: Record<string, string | string[]> = this.streamHeaders(req);
     if (auth.setCookie) headers['set-cookie'] = auth.setCookie;
-    res.writeHead(200, headers);
-    res.socket?.setNoDelay(true);
+    const socket = req.socket;
+    socket.setNoDelay(true);
+    let sink: Sink;
+    if (this.config.streamFraming === 'close' && req.httpVersion === '1.1') {
+      // A close-delimited body (RFC 9112 §6.3): no chunk header and trailer around every write, and
+      // after the head, frames go straight to the socket. A stream's connection is never reused anyway.
+      res.useChunkedEncodingByDefault = false;
+      res.writeHead(200, { ...headers, connection: 'close' });
+      res.flushHeaders();
+      sink = { write: (c) => void socket.write(c), end: () => socket.end(), queuedBytes: () => socket.writableLength };
+    } else {
+      res.writeHead(200, headers);
+      sink = { write: (c) => void res.write(c), end: () => res.end(), queuedBytes: () => res.writableLength };
+    }
 
     const names = channels.map((c) => c.channel);
-    const sink = { write: (c: Buffer) => void res.write(c), end: () => res.end(), queuedBytes: () => res.writableLength };
-    const stream = new SseStream(sink, names, this, (s) => this.dropSlow(s, res), this.config.maxQueuedBytes);
+    const stream = new SseStream(sink, names, this, (s) => this.dropSlow(s, socket), this.config.maxQueuedBytes);
     if (auth.sessionExp) {
       // Recycle well before the cookie expires (at 80% of its life, jittered) so reconnects stay authorised.
       const life = auth.sessionExp - now;
@@ -300,7 +311,7 @@ export class SseService implements FlushScheduler {
       this.streams.delete(stream);
       this.hub.remove(names, stream);
     };
-    res.on('close', cleanup);
+    socket.once('close', cleanup);
     stream.write(sse.retry(this.config.retryMs));
 
     try {
@@ -317,11 +328,11 @@ export class SseService implements FlushScheduler {
    * A reader that stopped reading: its backlog passed the cap. Close it with a final comment (it
    * resumes from its last id elsewhere) and free the socket shortly after, whatever it does.
    */
-  private dropSlow(stream: SseStream, res: ServerResponse): void {
+  private dropSlow(stream: SseStream, socket: Socket): void {
     this.metrics.slowConsumerDrops++;
-    this.log.warn({ queued: res.writableLength }, 'slow consumer closed');
+    this.log.warn({ queued: socket.writableLength }, 'slow consumer closed');
     stream.close(sse.comment('slow consumer: reconnect and resume from your last event id'));
-    setTimeout(() => res.destroy(), 1000).unref();
+    setTimeout(() => socket.destroy(), 1000).unref();
   }
 
   /** Replays what `stream` missed after `cursor` (or starts it at the current position), then goes live. */
