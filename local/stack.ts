@@ -58,7 +58,7 @@ export interface LocalStack {
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   const host = options.host ?? '127.0.0.1';
   const redisServer = options.redisUrl || process.env.REDIS_URL ? undefined : await RedisServer.start();
-  const redisUrl = options.redisUrl ?? process.env.REDIS_URL ?? redisServer!.url;
+  const redisUrl = options.redisUrl || process.env.REDIS_URL || redisServer!.url;
   let sse: SseService | undefined;
   let api: Server | undefined;
   let ws: WsGateway | undefined;
