@@ -15,10 +15,10 @@ beforeAll(async () => {
 });
 afterAll(() => stack.close());
 
-// Response bodies are read field by field in assertions; `any` keeps those reads short.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const post = async (url: string, body: string, headers: Record<string, string> = {}) => {
   const r = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+  // Response bodies are read field by field in assertions; `any` keeps those reads short.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   return { status: r.status, body: (await r.json()) as Record<string, any> };
 };
 const asAlice = { 'x-local-user': 'alice' };
