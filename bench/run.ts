@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--cases 1k,5k,10k,burst,idle] [--runs 3] [--servers ours,ref,nchan]
+ * `npm run bench [-- --quick] [--cases 1k,5k,10k,burst,idle] [--runs 3] [--servers ours,ref,nchan,ours+WRITE_DELAY_MS=20]
  *                [--service dist|head|worktree|PATH] [--soak] [--cpu-prof] [--out DIR]`
  *
  * SSE fan-out benchmark, our service against two peers in the same run:
@@ -81,8 +81,16 @@ const CASE_TITLES: Record<string, string> = {
   idle: '10,000 idle connections (memory)',
 };
 
-type ServerName = 'ours' | 'ref' | 'nchan';
-const ALL_SERVERS: ServerName[] = ['ours', 'ref', 'nchan'];
+type ServerKind = 'ours' | 'ref' | 'nchan';
+/**
+ * A server as named on the command line: a kind, optionally with settings: environment variables
+ * for `ours` (`ours+WRITE_DELAY_MS=20`), nginx directives for the server block of `nchan`
+ * (`nchan+nchan_message_buffer_length=1000`).
+ */
+type ServerName = string;
+const ALL_SERVERS: ServerKind[] = ['ours', 'ref', 'nchan'];
+const kindOf = (s: ServerName) => s.split('+')[0] as ServerKind;
+const envOf = (s: ServerName) => Object.fromEntries(s.split('+').slice(1).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 const quick = args.quick;
 const soak = args.soak;
@@ -90,7 +98,7 @@ const caseNames = (args.cases ?? (quick ? '1k' : '1k,5k,10k,burst,idle')).split(
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const servers = (args.servers ?? (soak ? 'ours' : ALL_SERVERS.join(','))).split(',').map((s) => s.trim()) as ServerName[];
-for (const s of servers) if (!ALL_SERVERS.includes(s)) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
+for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || (kindOf(s) === 'ref' && s.includes('+'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
 const extraEnv = Object.fromEntries((args.env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 const outDir = args.out ? resolve(args.out) : mkdtempSync(join(tmpdir(), 'sse-bench-'));
@@ -246,14 +254,16 @@ interface Server {
 const ourCore = coreConfigFromEnv({ REDIS_URL: 'redis://127.0.0.1:1', TICKET_TTL_SECONDS: '300' });
 
 class Ours implements Server {
-  readonly name = 'ours' as const;
   readonly needReady = true;
   readonly multiProcess = false;
   private proc?: ChildProcess;
   private port = 0;
   private channel = '';
   private ctx!: RunCtx;
-  constructor(private readonly bundle: string) {}
+  constructor(
+    private readonly bundle: string,
+    readonly name: ServerName = 'ours',
+  ) {}
 
   async start(ctx: RunCtx): Promise<void> {
     this.ctx = ctx;
@@ -270,6 +280,7 @@ class Ours implements Server {
       LOG_LEVEL: 'silent',
       TICKET_TTL_SECONDS: '300',
       ...extraEnv,
+      ...envOf(this.name),
     };
     this.proc = track(spawn(process.execPath, [...execArgv, this.bundle], { env, stdio: ['ignore', 'ignore', 'inherit'] }));
     await waitHealthy(this.port, '/healthz', 20_000, this.proc);
@@ -337,7 +348,6 @@ class Ref implements Server {
 }
 
 class Nchan implements Server {
-  readonly name = 'nchan' as const;
   readonly needReady = false;
   readonly multiProcess = true;
   private proc?: ChildProcess;
@@ -345,6 +355,7 @@ class Nchan implements Server {
   private channel = '';
   port = 0;
   private agent = new Agent({ keepAlive: true, maxSockets: 16 });
+  constructor(readonly name: ServerName = 'nchan') {}
 
   static ensureInstalled(): string | undefined {
     const ok = () => spawnSync('nginx', ['-v'], { stdio: 'ignore' }).status === 0 && existsSync('/usr/lib/nginx/modules/ngx_nchan_module.so');
@@ -384,7 +395,7 @@ http {
   upstream redis_bench { nchan_redis_server "${ctx.redisUrl}"; }
   server {
     listen 127.0.0.1:${this.port} backlog=4096;
-    location ~ ^/sub/([A-Za-z0-9_-]+)$ {
+${Object.entries(envOf(this.name)).map(([k, v]) => `    ${k} ${v};\n`).join('')}    location ~ ^/sub/([A-Za-z0-9_-]+)$ {
       nchan_subscriber eventsource;
       nchan_channel_id $1;
       nchan_redis_pass redis_bench;
@@ -720,7 +731,7 @@ async function runSoak(server: Server, redisUrl: string, redis: Redis) {
 // ---------------------------------------------------------------------------------------------
 // Our bundle, machine facts
 
-async function ourBundle(): Promise<{ path: string; source: string }> {
+async function ourBundle(): Promise<{ path: string; source: string; serviceCommit?: string }> {
   const how = args.service!;
   const common = { bundle: true, platform: 'node' as const, target: 'node22', format: 'cjs' as const, minify: false, sourcemap: false, logLevel: 'warning' as const };
   if (how === 'dist') {
@@ -736,12 +747,14 @@ async function ourBundle(): Promise<{ path: string; source: string }> {
   if (how === 'head') {
     const src = join(outDir, 'head-src');
     mkdirSync(src, { recursive: true });
-    const archive = spawnSync('bash', ['-c', `git -C '${ROOT}' archive HEAD core service | tar -x -C '${src}'`], { stdio: 'inherit' });
+    const commit = sh(`git -C '${ROOT}' rev-parse HEAD`);
+    const serviceCommit = sh(`git -C '${ROOT}' log -1 --format=%h ${commit} -- service`);
+    const archive = spawnSync('bash', ['-c', `git -C '${ROOT}' archive ${commit} core service | tar -x -C '${src}'`], { stdio: 'inherit' });
     if (archive.status !== 0) fail('git archive HEAD failed');
     if (!existsSync(join(src, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
     const out = join(outDir, 'ours-head.js');
     await build({ ...common, entryPoints: [join(src, 'service/main.ts')], outfile: out });
-    return { path: out, source: `service/ at HEAD (git archive), bundled by the bench` };
+    return { path: out, source: `service/ at ${serviceCommit} (HEAD ${commit.slice(0, 7)}, git archive), bundled by the bench`, serviceCommit };
   }
   if (!existsSync(how)) fail(`--service ${how}: no such file`);
   return { path: resolve(how), source: how };
@@ -849,7 +862,7 @@ function summaryTable(results: RunResult[]): string {
   row(`${big}: deliveries/s`, '200,000 offered', (s) => med(s, big, (r) => r.deliveriesPerSec), fmtInt);
   if (caseNames.includes('idle')) row('idle: KB / connection', '≤ 8', (s) => med(s, 'idle', (r) => r.memPerConnKB), fmt1, (v) => v <= TARGETS.idleKB);
   if (caseNames.includes('burst')) row('burst 200 → 1k: p99 ms', '', (s) => med(s, 'burst', (r) => r.p99), fmt1);
-  rows.push(`| auth per connection | | ${cols.map((s) => (s === 'ours' ? 'ticket, redeemed' : 'none (skipped)')).join(' | ')} |`);
+  rows.push(`| auth per connection | | ${cols.map((s) => (kindOf(s) === 'ours' ? 'ticket, redeemed' : 'none (skipped)')).join(' | ')} |`);
   return rows.join('\n');
 }
 
@@ -867,14 +880,14 @@ async function main(): Promise<void> {
   // File descriptors: children inherit the limit (10k sockets per side, plus nginx workers).
   spawnSync('prlimit', ['--pid', String(process.pid), '--nofile=262144:262144']);
 
-  if (servers.includes('nchan')) {
+  if (servers.some((s) => kindOf(s) === 'nchan')) {
     const why = Nchan.ensureInstalled();
     if (why) {
       console.error(`bench: ${why}; nchan is skipped`);
       servers.splice(servers.indexOf('nchan'), 1);
     }
   }
-  const bundle = servers.includes('ours') ? await ourBundle() : undefined;
+  const bundle = servers.some((s) => kindOf(s) === 'ours') ? await ourBundle() : undefined;
 
   const redisServer = await RedisServer.start();
   children.add((redisServer as unknown as { proc: ChildProcess }).proc);
@@ -885,7 +898,7 @@ async function main(): Promise<void> {
   console.log(`bench: ${JSON.stringify(facts)}`);
   console.log(`bench: ours = ${bundle?.source ?? '(not run)'}; output in ${outDir}`);
 
-  const make = (s: ServerName): Server => (s === 'ours' ? new Ours(bundle!.path) : s === 'ref' ? new Ref() : new Nchan());
+  const make = (s: ServerName): Server => (kindOf(s) === 'ours' ? new Ours(bundle!.path, s) : kindOf(s) === 'ref' ? new Ref() : new Nchan(s));
 
   try {
     if (soak) {
@@ -909,7 +922,7 @@ async function main(): Promise<void> {
     for (const cn of caseNames) {
       for (let r = 1; r <= runs; r++) {
         for (const s of servers) {
-          const res = await runOne(make(s), CASES[cn], r, redisServer.url, redis, s === 'ours' ? cpuProfDir : undefined);
+          const res = await runOne(make(s), CASES[cn], r, redisServer.url, redis, kindOf(s) === 'ours' ? cpuProfDir : undefined);
           results.push(res);
           console.log(`bench: ${JSON.stringify(res)}`);
           writeFileSync(join(outDir, 'results.json'), JSON.stringify({ facts, command, bundle, results }, null, 2));
@@ -917,7 +930,9 @@ async function main(): Promise<void> {
       }
     }
     let md = `Command: \`${command}\`  \nMachine: ${facts.nproc} × ${facts.cpu}, ${facts.memGB} GiB, Linux ${facts.kernel}, Node ${facts.node}, Redis ${facts.redis}, nginx ${facts.nginx}, Nchan ${facts.nchan}.  \n`;
-    md += `Ours: ${bundle?.source ?? '-'}, service/ at ${facts.serviceCommit}${facts.serviceDirty ? ' (working tree differs from the commit)' : ''}, HEAD ${facts.head}.\n`;
+    md += bundle?.serviceCommit
+      ? `Ours: ${bundle.source}.\n`
+      : `Ours: ${bundle?.source ?? '-'}, working tree at service/ ${facts.serviceCommit}${facts.serviceDirty ? ' plus uncommitted changes in service/ or core/' : ''}, HEAD ${facts.head}.\n`;
     for (const cn of caseNames) md += `\n${caseTable(cn, results)}\n`;
     md += `\nSummary (medians; targets from issue 5):\n\n${summaryTable(results)}\n`;
     if (cpuProfDir && existsSync(cpuProfDir)) {
