@@ -13,6 +13,9 @@ import { Hub, type LiveEvent, type Listener } from './hub';
 import { ServiceMetrics } from './metrics';
 import { SseStream, sse, type FlushScheduler, type Sink } from './stream';
 
+/** One heartbeat chunk shared by every stream. */
+const HEARTBEAT = Buffer.from(sse.comment('hb'));
+
 export interface SseServiceDeps {
   /** Command connection (tickets, history). Defaults to a new fail-fast client for config.core.redisUrl. */
   readonly redis?: Redis;
@@ -156,7 +159,7 @@ export class SseService implements FlushScheduler {
 
   private beat(): void {
     const now = this.now();
-    const hb = sse.comment('hb');
+    const hb = HEARTBEAT;
     for (const s of this.streams) {
       if (s.closeAt && now >= s.closeAt) {
         // Recycle before the reconnect cookie expires: the browser reconnects with it and gets a fresh one.

@@ -70,8 +70,9 @@ export class SseStream implements Listener {
     for (const e of held) this.onEvent(e);
   }
 
-  write(chunk: string): void {
-    if (!this.closed) this.enqueue(Buffer.from(chunk));
+  /** Queues a protocol chunk (pass a shared Buffer for chunks many streams send, like heartbeats). */
+  write(chunk: string | Buffer): void {
+    if (!this.closed) this.enqueue(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
   }
 
   private enqueue(chunk: Buffer): void {
@@ -83,7 +84,7 @@ export class SseStream implements Listener {
   flush(): void {
     if (this.pending.length === 0 || this.closed) return;
     const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
-    this.pending = [];
+    this.pending.length = 0;
     this.sink.write(chunk);
     if (this.sink.queuedBytes() > this.maxQueuedBytes) this.onBacklog(this);
   }
