@@ -23,9 +23,11 @@ export interface SelfTimeRow {
   where: string;
   selfMs: number;
   pct: number;
+  /** Share of the time the thread was not idle. */
+  busyPct: number;
 }
 
-export function summariseProfile(file: string, top = 25): { totalMs: number; rows: SelfTimeRow[] } {
+export function summariseProfile(file: string, top = 25): { totalMs: number; busyMs: number; rows: SelfTimeRow[] } {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
@@ -43,22 +45,25 @@ export function summariseProfile(file: string, top = 25): { totalMs: number; row
     const url = n.callFrame.url.replace(/^file:\/\//, '');
     const short = url ? `${url.split('/').slice(-2).join('/')}:${n.callFrame.lineNumber + 1}` : '';
     const key = `${fn}@${short}`;
-    const row = agg.get(key) ?? { fn, where: short, selfMs: 0, pct: 0 };
+    const row = agg.get(key) ?? { fn, where: short, selfMs: 0, pct: 0, busyPct: 0 };
     row.selfMs += us / 1000;
     agg.set(key, row);
   }
+  const idleMs = [...agg.values()].filter((r) => r.fn === '(idle)').reduce((a, r) => a + r.selfMs, 0);
+  const busyMs = total / 1000 - idleMs;
   const rows = [...agg.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, top);
   for (const r of rows) {
     r.pct = +((r.selfMs * 1000 * 100) / total).toFixed(1);
+    r.busyPct = r.fn === '(idle)' ? 0 : +((r.selfMs * 100) / busyMs).toFixed(1);
     r.selfMs = +r.selfMs.toFixed(1);
   }
-  return { totalMs: +(total / 1000).toFixed(1), rows };
+  return { totalMs: +(total / 1000).toFixed(1), busyMs: +busyMs.toFixed(1), rows };
 }
 
 export function profileMarkdown(file: string, top = 25): string {
-  const { totalMs, rows } = summariseProfile(file, top);
-  const lines = [`Sampled ${totalMs} ms in total.`, '', '| self ms | self % | function | where |', '| ---: | ---: | --- | --- |'];
-  for (const r of rows) lines.push(`| ${r.selfMs} | ${r.pct} | \`${r.fn}\` | ${r.where} |`);
+  const { totalMs, busyMs, rows } = summariseProfile(file, top);
+  const lines = [`Sampled ${totalMs} ms in total, ${busyMs} ms of it not idle.`, '', '| self ms | % of all | % of busy | function | where |', '| ---: | ---: | ---: | --- | --- |'];
+  for (const r of rows) lines.push(`| ${r.selfMs} | ${r.pct} | ${r.fn === '(idle)' ? '–' : r.busyPct} | \`${r.fn}\` | ${r.where} |`);
   return lines.join('\n');
 }
 
