@@ -4,6 +4,7 @@
  *   --soak [--soak-minutes 10] [--soak-rate 5] [--soak-connections 10000]: hold the connections,
  *          publish at the rate, report server memory, latency and CPU every 30 s (ours by default).
  *   --env KEY=VALUE (repeatable): extra environment for every `ours` server.
+ *   --node-arg=FLAG (repeatable): extra node flags for `ours` (e.g. --node-arg=--trace-gc); its stdout goes to DIR/ours-N.stdout.log.
  *   --time-limit-min N: override the hard time limit (default from the cases and runs).
  *
  * SSE fan-out benchmark, our service against two peers in the same run:
@@ -20,7 +21,7 @@
  * the tables show medians. Everything binds 127.0.0.1 and stops by itself (hard time limit).
  */
 import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -56,6 +57,7 @@ const { values: args } = parseArgs({
     'soak-connections': { type: 'string', default: '10000' },
     out: { type: 'string' },
     env: { type: 'string', multiple: true },
+    'node-arg': { type: 'string', multiple: true },
     'time-limit-min': { type: 'string' },
   },
   strict: true,
@@ -273,7 +275,9 @@ class Ours implements Server {
     this.ctx = ctx;
     this.port = await freePort();
     this.channel = `chat:bench-${ctx.id}`;
-    const execArgv = ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : [];
+    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...(args['node-arg'] ?? [])];
+    // With extra node flags (e.g. --trace-gc) keep the server's stdout, one file per run.
+    const stdout = args['node-arg']?.length ? openSync(join(outDir, `ours-${ctx.id}.stdout.log`), 'w') : 'ignore';
     const env = {
       PATH: process.env.PATH,
       PORT: String(this.port),
@@ -286,7 +290,7 @@ class Ours implements Server {
       ...extraEnv,
       ...envOf(this.name),
     };
-    this.proc = track(spawn(process.execPath, [...execArgv, this.bundle], { env, stdio: ['ignore', 'ignore', 'inherit'] }));
+    this.proc = track(spawn(process.execPath, [...execArgv, this.bundle], { env, stdio: ['ignore', stdout, 'inherit'] }));
     await waitHealthy(this.port, '/healthz', 20_000, this.proc);
   }
   pids(): number[] {
