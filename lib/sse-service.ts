@@ -262,6 +262,8 @@ export class SseService extends Construct {
         PORT: String(SSE_CONTAINER_PORT),
         HEARTBEAT_MS: String(heartbeatMs),
         POLL_TIMEOUT_MS: String(pollTimeoutMs),
+        // SIGTERM drain: finish 5 s inside the deregistration delay, and well inside ECS's 30 s stop timeout.
+        DRAIN_TIMEOUT_MS: String(Math.max(0, Math.min(20, deregistrationDelay.toSeconds() - 5)) * 1000),
         ALLOWED_ORIGINS: origins.join(','),
         COOKIE_SECURE: String(https),
       },

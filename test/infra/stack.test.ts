@@ -56,6 +56,15 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     expect(env).toMatchObject({ HEARTBEAT_MS: '15000', POLL_TIMEOUT_MS: '25000' });
   });
 
+  test('SIGTERM drain: DRAIN_TIMEOUT_MS ends inside the target group deregistration delay', () => {
+    const tgAttrs = new Capture();
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', { TargetGroupAttributes: tgAttrs });
+    const delaySeconds = Number(attributes(tgAttrs.asArray())['deregistration_delay.timeout_seconds']);
+    const env = containerEnv(template);
+    expect(env.DRAIN_TIMEOUT_MS).toBe('20000');
+    expect(Number(env.DRAIN_TIMEOUT_MS)).toBeLessThan(delaySeconds * 1000);
+  });
+
   test('load balancer: internet-facing, HTTP/2 on, invalid header fields dropped', () => {
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
       Scheme: 'internet-facing',
