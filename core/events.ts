@@ -203,6 +203,15 @@ export async function replay(channels: readonly ParsedChannel[], cursor: number,
   return { events, resets, position: Math.max(Number(res[1]), last, cursor) };
 }
 
+/**
+ * What a reader starting at `cursor` must be sent before going live: the replay after it, or, with
+ * no cursor, nothing and the current position ("from now on").
+ */
+export async function backlog(channels: readonly ParsedChannel[], cursor: number | undefined, deps: EventDeps): Promise<ReplayResult> {
+  if (cursor === undefined) return { events: [], resets: [], position: await currentCursor(deps) };
+  return replay(channels, cursor, deps);
+}
+
 /** The current position of the sequence: a cursor that means "from now on". */
 export async function currentCursor(deps: EventDeps): Promise<number> {
   const v = await deps.redis.get(new Keys(deps.config.keyPrefix).seq);

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { serviceConfigFromEnv } from '../service/config';
+import { listen, shutdown } from '../service/net';
 import { SseService } from '../service/server';
 import { createHttpApi } from './http-api';
 import { RedisServer } from './redis';
@@ -107,14 +107,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       { method: 'POST', path: '/publish', auth: 'iam', handler: publishHandler },
     ]);
     const apiServer = api;
-    await new Promise<void>((resolve, reject) => {
-      apiServer.once('error', reject);
-      apiServer.listen(options.apiPort ?? 0, host, () => {
-        apiServer.off('error', reject);
-        resolve();
-      });
-    });
-    const apiBase = `http://${host}:${(api.address() as AddressInfo).port}`;
+    const apiBase = `http://${host}:${await listen(apiServer, options.apiPort ?? 0, host)}`;
     const outputs: LocalOutputs = {
       TicketUrl: `${apiBase}/tickets`,
       SseUrl: `${sseBase}/events`,
@@ -132,10 +125,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       redisUrl,
       redisServer,
       close: async () => {
-        await new Promise<void>((resolve) => {
-          apiServer.close(() => resolve());
-          apiServer.closeAllConnections();
-        });
+        await shutdown(apiServer);
         await gateway.close();
         await service.close();
         // The handlers' clients, as if their Lambda containers were shut down.

@@ -1,8 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { listen, shutdown } from '../service/net';
 import type { WsAuthorizerEvent, WsAuthorizerResult, WsEvent, WsRequestContext, WsResult } from '../lambda/shared/ws';
 
 /**
@@ -154,15 +154,9 @@ export class WsGateway {
   }
 
   /** Starts listening; resolves with the port. */
-  listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.o.port, this.o.host, () => {
-        this.server.off('error', reject);
-        this.port = (this.server.address() as AddressInfo).port;
-        resolve(this.port);
-      });
-    });
+  async listen(): Promise<number> {
+    this.port = await listen(this.server, this.o.port, this.o.host);
+    return this.port;
   }
 
   /** `ws://host:port/{stage}`: what clients connect to (the stack's WebSocketUrl). */
@@ -213,10 +207,7 @@ export class WsGateway {
     for (const c of this.connections.values()) c.ws.terminate();
     await Promise.allSettled([...this.pendingDisconnects]);
     this.wss.close();
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    await shutdown(this.server);
   }
 
   private context(routeKey: string, eventType: WsRequestContext['eventType'], connectionId: string, connectedAt: number, sourceIp: string, userAgent: string): WsRequestContext {

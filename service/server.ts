@@ -1,15 +1,16 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type Redis from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { parseChannelList, type ParsedChannel } from '../core/channels';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
-import { currentCursor, envelopeSeq, envelopeType, parseCursor, replay } from '../core/events';
+import { backlog, envelopeSeq, envelopeType, parseCursor } from '../core/events';
 import { Keys } from '../core/keys';
 import { createRedis, waitReady } from '../core/redis';
 import { authorize } from './auth';
 import type { ServiceConfig } from './config';
 import { Hub, type LiveEvent, type Listener } from './hub';
+import { listen, shutdown } from './net';
 import { ServiceMetrics } from './metrics';
 import { SseStream, sse, type FlushScheduler, type Sink } from './stream';
 
@@ -79,17 +80,10 @@ export class SseService implements FlushScheduler {
   /** Starts listening; resolves with the bound port. Waits for Redis up to `redisTimeoutMs`. */
   async listen(port = this.config.port, host = this.config.host, redisTimeoutMs = 10_000): Promise<number> {
     await Promise.all([waitReady(this.redis, redisTimeoutMs), waitReady(this.subscriber, redisTimeoutMs)]);
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    const bound = await listen(this.server, port, host);
     this.heartbeat = setInterval(() => this.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
     this.metrics.start(this.config.metricsIntervalMs);
-    const bound = (this.server.address() as AddressInfo).port;
     this.log.info({ port: bound }, 'sse service listening');
     return bound;
   }
@@ -147,10 +141,7 @@ export class SseService implements FlushScheduler {
     this.metrics.stop();
     for (const s of this.streams) s.close(sse.retry(this.config.retryMs));
     for (const p of this.polls) p();
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    await shutdown(this.server);
     if (this.ownsRedis) {
       this.redis.disconnect();
       this.subscriber.disconnect();
@@ -181,7 +172,7 @@ export class SseService implements FlushScheduler {
       if (url.pathname === '/healthz') return this.healthz(req, res);
       if (url.pathname !== '/events' && url.pathname !== '/poll') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll or /healthz.`);
       if (req.method !== 'GET') throw new RealtimeError('method_not_allowed', `${url.pathname} accepts GET only.`);
-      this.checkOrigin(req, res);
+      this.checkOrigin(req);
       if (url.pathname === '/events') return this.events(req, res, url);
       return this.poll(req, res, url);
     };
@@ -231,7 +222,7 @@ export class SseService implements FlushScheduler {
   }
 
   /** Browsers send Origin on cross-origin requests; only listed origins may read streams. */
-  private checkOrigin(req: IncomingMessage, _res: ServerResponse): void {
+  private checkOrigin(req: IncomingMessage): void {
     const origin = req.headers.origin;
     if (origin && !this.originAllowed(origin)) throw new RealtimeError('origin_not_allowed', `Origin ${origin} is not in ALLOWED_ORIGINS.`);
   }
@@ -340,19 +331,16 @@ export class SseService implements FlushScheduler {
 
   /** Replays what `stream` missed after `cursor` (or starts it at the current position), then goes live. */
   private async catchUp(stream: SseStream, channels: readonly ParsedChannel[], cursor: number | undefined): Promise<void> {
-    const deps = { redis: this.redis, config: this.config.core };
-    if (cursor === undefined) {
-      stream.lastSeq = await currentCursor(deps);
-    } else {
-      const r = await replay(channels, cursor, deps);
+    const r = await backlog(channels, cursor, { redis: this.redis, config: this.config.core });
+    if (cursor !== undefined) {
       this.metrics.replays++;
       this.metrics.resets += r.resets.length;
-      let out = '';
-      for (const ch of r.resets) out += sse.reset(ch);
-      for (const env of r.events) out += sse.replayed(envelopeSeq(env), env, envelopeType(env));
-      if (out) stream.write(out);
-      stream.lastSeq = r.position;
     }
+    let out = '';
+    for (const ch of r.resets) out += sse.reset(ch);
+    for (const env of r.events) out += sse.replayed(envelopeSeq(env), env, envelopeType(env));
+    if (out) stream.write(out);
+    stream.lastSeq = r.position;
     stream.write(sse.ready(stream.lastSeq, stream.channels));
     stream.goLive();
   }
@@ -383,7 +371,6 @@ export class SseService implements FlushScheduler {
     this.checkAvailable();
     const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.redis, config: this.config, now: this.now() });
     const names = channels.map((c) => c.channel);
-    const deps = { redis: this.redis, config: this.config.core };
     const arrived: LiveEvent[] = [];
     let wake: () => void = () => undefined;
     const listener: Listener = {
@@ -403,17 +390,10 @@ export class SseService implements FlushScheduler {
     res.on('close', finish);
     try {
       await this.hub.add(names, listener);
-      let since: number;
-      let events: string[] = [];
-      let resets: string[] = [];
-      if (cursor === undefined) {
-        since = await currentCursor(deps);
-      } else {
-        const r = await replay(channels, cursor, deps);
-        events = r.events;
-        resets = r.resets;
-        since = r.position;
-      }
+      const r = await backlog(channels, cursor, { redis: this.redis, config: this.config.core });
+      const { resets } = r;
+      let events = r.events;
+      let since = r.position;
       if (events.length === 0 && resets.length === 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, this.config.pollTimeoutMs);
