@@ -26,6 +26,22 @@ const CURSOR_PATTERN = /^\d{1,16}$/;
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 
 /**
+ * Lua: `markLost(key, from, to)` records that ids in (from, to] may have been delivered and then
+ * lost (a failover rolled the sequence back): a reader whose cursor lies in that range must reset.
+ * Successive ranges are merged into one that covers them all (a few extra resets, never a silent loss).
+ */
+const MARK_LOST = `
+local function markLost(key, from, to)
+  local prev = redis.call('GET', key)
+  if prev then
+    local f, t = string.match(prev, '^(%d+) (%d+)$')
+    if f and tonumber(f) < tonumber(from) then from = f end
+    if t and tonumber(t) > tonumber(to) then to = t end
+  end
+  redis.call('SET', key, from .. ' ' .. to)
+end`;
+
+/**
  * One script appends to the channel's stream and publishes, so history and live delivery never
  * disagree. The id comes from one deployment-wide sequence, seeded from Redis time in microseconds
  * when missing (first use, or data lost), so ids only grow and one number is a cursor over every
@@ -40,7 +56,8 @@ export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
  * Horizon and gap are refreshed with the last id, so they live exactly as long as it does.
  *
  * If the sequence is at or below the channel's last id (a failover lost writes and rolled it back),
- * it is moved past that id first: an id is never issued twice on a channel.
+ * it is moved past that id first, so an id is never issued twice on a channel, and the ids in between
+ * are recorded as lost (see MARK_LOST).
  *
  * Users (not backends) are limited before anything is written: events per one-minute window, and
  * new channels (no last id, stream or horizon) per one-hour window; a refusal writes nothing.
@@ -49,14 +66,14 @@ export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
  * (channel, type, data): the same event again is a duplicate, a different one a conflict.
  *
  * KEYS: history stream, seq, seq base, idempotency key, horizon, gap, last id, user publish counter,
- *       user new-channel counter (unused keys repeat seq)
+ *       user new-channel counter (unused keys repeat seq), lost range
  * ARGV: live channel, envelope head, envelope tail, history size, history TTL, idempotency TTL,
  *       use idempotency, event hash, last-id TTL, publishes per minute (0: unlimited),
  *       new channels per hour (0: unlimited)
  * Returns {id, 0, envelope} published, {id, 1} duplicate, {id, 2} idempotency conflict,
  * {'', 3, seconds} rate limited, {'', 4, seconds} channel quota exceeded.
  */
-const PUBLISH = new Script(`
+const PUBLISH = new Script(`${MARK_LOST}
 if ARGV[7] == '1' then
   local prev = redis.call('GET', KEYS[4])
   if prev then
@@ -89,6 +106,7 @@ end
 local last = redis.call('GET', KEYS[7])
 local n = redis.call('INCR', KEYS[2])
 if last and n <= tonumber(last) then
+  markLost(KEYS[10], string.format('%.0f', n - 1), last)
   redis.call('SET', KEYS[2], last)
   n = redis.call('INCR', KEYS[2])
 end
@@ -120,24 +138,18 @@ return {id, 0, env}
 `);
 
 /**
- * Reads each stream after the cursor, with the sequence's current value in the same atomic step
- * (the position to continue from). A channel whose history cannot be proven to reach back to the
- * cursor is reported as reset instead of being replayed with a gap:
- * - trimmed (horizon above the cursor): reset, nothing replayed (the client reloads its state);
- * - expired or evicted and created again (gap above the cursor): reset, and what the stream holds
- *   now (all of it after the gap) is replayed;
- * - expired or evicted, or never kept (history size 0), with a last id above the cursor: reset.
- * A cursor older than the sequence's seed means Redis lost its data: every channel is reset and
- * what was published since the seed is replayed. A cursor ahead of the sequence means a failover
- * lost writes and rolled the sequence back: the sequence is moved up to the cursor (ids the reader
- * has seen are never issued again) and every channel is reset. A cursor while the sequence is
- * missing altogether (data lost, nothing published since) seeds it as a publish would.
- *
- * KEYS: seq base, seq, history streams..., horizons..., gaps..., last ids...
- * ARGV: cursor, max entries per channel
- * Returns {all-reset, seq now, {reset, {envelope...}}...}
+ * Lua shared by the scripts that take a reader's cursor (KEYS[1] seq base, KEYS[2] seq, KEYS[3]
+ * lost range, ARGV[1] cursor). Sets `cursor`/`from` (where to read after), `now` (the sequence) and `all` (1 when every
+ * channel must be reset):
+ * - the sequence is missing (Redis lost its data, nothing published since): seeded as a publish
+ *   would, at least up to the cursor;
+ * - the cursor is below the seed: history lost, read from the seed;
+ * - the cursor is ahead of the sequence (a failover lost writes and rolled it back): the sequence
+ *   is moved up to the cursor and one past it (the reader continues from there), so no id the
+ *   reader has seen is issued again, and (sequence, cursor] is recorded as lost;
+ * - the cursor lies in a range recorded as lost: the reader saw, or missed, events that are gone.
  */
-const REPLAY = new Script(`
+const CURSOR = `${MARK_LOST}
 local cursor = tonumber(ARGV[1])
 local from = ARGV[1]
 local all = 0
@@ -160,26 +172,59 @@ if base and cursor < tonumber(base) then
   from = base
 end
 if cursor > tonumber(now) then
+  markLost(KEYS[3], now, ARGV[1])
   redis.call('SET', KEYS[2], ARGV[1])
-  now = ARGV[1]
+  now = string.format('%.0f', redis.call('INCR', KEYS[2]))
   all = 1
-end
+else
+  local lost = redis.call('GET', KEYS[3])
+  if lost then
+    local f, t = string.match(lost, '^(%d+) (%d+)$')
+    if f and cursor > tonumber(f) and cursor <= tonumber(t) then all = 1 end
+  end
+end`;
+
+/**
+ * KEYS: seq base, seq, lost range   ARGV: cursor.  Returns 1 when the cursor cannot be trusted (see CURSOR):
+ * every channel of the reader must be reset.
+ */
+const CLAIM_CURSOR = new Script(`${CURSOR}
+return all
+`);
+
+/**
+ * Reads each stream after the cursor, with the sequence's current value in the same atomic step
+ * (the position to continue from). A channel whose history cannot be proven to reach back to the
+ * cursor is reported as reset instead of being replayed with a gap:
+ * - trimmed (horizon above the cursor): reset, nothing replayed (the client reloads its state);
+ * - expired or evicted and created again (gap above the cursor): reset, and what the stream holds
+ *   now (all of it after the gap) is replayed;
+ * - expired or evicted, or never kept (history size 0), with a last id above the cursor: reset.
+ * A cursor older than the sequence's seed means Redis lost its data: every channel is reset and
+ * what was published since the seed is replayed. A cursor ahead of the sequence, or in a range of
+ * ids lost that way before, means a failover lost writes: every channel is reset (see CURSOR).
+ *
+ * KEYS: seq base, seq, lost range, history streams..., horizons..., gaps..., last ids...
+ * ARGV: cursor, max entries per channel
+ * Returns {all-reset, seq now, {reset, {envelope...}}...}
+ */
+const REPLAY = new Script(`${CURSOR}
 local out = {all, now}
-local n = (#KEYS - 2) / 4
+local n = (#KEYS - 3) / 4
 for i = 1, n do
-  local stream = KEYS[2 + i]
-  local horizon = redis.call('GET', KEYS[2 + n + i])
+  local stream = KEYS[3 + i]
+  local horizon = redis.call('GET', KEYS[3 + n + i])
   local reset = all
   local replay = true
   if horizon and tonumber(horizon) > cursor then
     reset = 1
     replay = false
   else
-    local gap = redis.call('GET', KEYS[2 + 2 * n + i])
+    local gap = redis.call('GET', KEYS[3 + 2 * n + i])
     if gap and tonumber(gap) > cursor then
       reset = 1
     elseif redis.call('EXISTS', stream) == 0 then
-      local last = redis.call('GET', KEYS[2 + 3 * n + i])
+      local last = redis.call('GET', KEYS[3 + 3 * n + i])
       if last and tonumber(last) > cursor then reset = 1 end
       replay = false
     end
@@ -265,6 +310,7 @@ export async function publish(input: PublishInput, identity: Identity, deps: Eve
       keys.lastId(ch.channel),
       user === undefined ? unused : keys.userPublishes(user),
       user === undefined ? unused : keys.userNewChannels(user),
+      keys.seqLost,
     ],
     [
       keys.live(ch.channel),
@@ -332,6 +378,7 @@ export async function replay(channels: readonly ParsedChannel[], cursor: number,
     [
       keys.seqBase,
       keys.seq,
+      keys.seqLost,
       ...channels.map((c) => keys.history(c.channel)),
       ...channels.map((c) => keys.horizon(c.channel)),
       ...channels.map((c) => keys.gap(c.channel)),
@@ -358,6 +405,17 @@ export async function replay(channels: readonly ParsedChannel[], cursor: number,
 export async function backlog(channels: readonly ParsedChannel[], cursor: number | undefined, deps: EventDeps): Promise<ReplayResult> {
   if (cursor === undefined) return { events: [], resets: [], position: await currentCursor(deps) };
   return replay(channels, cursor, deps);
+}
+
+/**
+ * For a reader that resumes from `cursor` without a replay (a WebSocket subscription whose floor is
+ * below the cursor): true when the cursor is ahead of the sequence, or predates a loss of Redis
+ * data, so the reader must reset its channels. The sequence is moved past the cursor in the same
+ * step, so ids the reader has seen are never issued again.
+ */
+export async function claimCursor(cursor: number, deps: EventDeps): Promise<boolean> {
+  const keys = new Keys(deps.config.keyPrefix);
+  return Number(await CLAIM_CURSOR.run(deps.redis, [keys.seqBase, keys.seq, keys.seqLost], [String(cursor)])) === 1;
 }
 
 /** The current position of the sequence: a cursor that means "from now on". */

@@ -39,6 +39,10 @@ export class Keys {
   get seqBase(): string {
     return `${this.prefix}seq:base`;
   }
+  /** `from to`: ids in (from, to] were issued, then lost when a failover rolled the sequence back. */
+  get seqLost(): string {
+    return `${this.prefix}seq:lost`;
+  }
   ticket(ticketHash: string): string {
     return `${this.prefix}tk:${ticketHash}`;
   }

@@ -1,10 +1,15 @@
 import type Redis from 'ioredis';
+import pino from 'pino';
 import { parseChannel } from '../../core/channels';
 import { LAST_ID_TAIL_SECONDS, type Namespaces } from '../../core/config';
 import { currentCursor, publish, replay } from '../../core/events';
 import { Keys } from '../../core/keys';
+import type { LocalStack } from '../../local/stack';
 import type { SseService } from '../../service/server';
-import { connectRedis, coreConfig, eventually, get, RawStream, startService, TEST_NAMESPACES, uid } from '../support/harness';
+import { connectRedis, coreConfig, eventually, get, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
+import { connectWs, type WsClient } from './ws-support';
+
+process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
 
 const SERVER = { kind: 'server', principal: 'arn:aws:iam::1:role/backend' } as const;
 /** Public (no ticket needed over HTTP), short history TTL, room for a few events. */
@@ -134,11 +139,15 @@ describe('a cursor ahead of the sequence (failover lost writes)', () => {
     const r = await replay([a, b], Number(seen.id), deps);
     expect(r.resets).toEqual([a.channel, b.channel]);
     expect(r.events).toEqual([]);
-    expect(r.position).toBe(Number(seen.id));
+    expect(r.position).toBeGreaterThan(Number(seen.id));
     const next = await publish({ channel: b.channel, type: 't', data: 'after' }, SERVER, deps);
     expect(Number(next.id)).toBeGreaterThan(Number(seen.id));
-    // The reader continues from the cursor and gets the new event.
-    expect(ids((await replay([a, b], r.position, deps)).events)).toEqual([next.id]);
+    // The reader continues from its position and gets the new event, without another reset.
+    expect(await replay([a, b], r.position, deps)).toMatchObject({ resets: [], events: [expect.stringContaining(`"id":"${next.id}"`)] });
+    // Another reader holding an id from the lost range is reset too, although the sequence has moved on.
+    expect((await replay([a], Number(seen.id) - 1, deps)).resets).toEqual([a.channel]);
+    // A reader from before the loss is not.
+    expect((await replay([a], Number(kept.id), deps)).resets).toEqual([]);
   });
 
   test('publish after a roll-back never returns an id at or below the channel\'s last id', async () => {
@@ -152,6 +161,10 @@ describe('a cursor ahead of the sequence (failover lost writes)', () => {
     expect(Number(next.id)).toBeGreaterThan(Number(last.id));
     const hist = await redis.xrange(keys.history(a.channel), '-', '+');
     expect(hist.map((e) => e[0])).toEqual([`${first.id}-0`, `${last.id}-0`, `${next.id}-0`]);
+    // Ids issued before the roll-back may have reached readers on other channels: those readers reset.
+    const other = ch(`brief:${uid()}`);
+    expect((await replay([other], Number(last.id), deps)).resets).toEqual([other.channel]);
+    expect((await replay([other], Number(next.id), deps)).resets).toEqual([]);
   });
 
   test('Redis lost everything and nothing was published since: a cursor gets reset, the sequence is seeded past it', async () => {
@@ -212,10 +225,65 @@ describe('on the wire: long poll and SSE resume', () => {
     await redis.del(keys.history(b), keys.lastId(b));
     const body = JSON.parse((await get(`${base}/poll?channels=${a},${b}&cursor=${seen.id}`)).body);
     expect(body.resets).toEqual([a, b].sort());
-    expect(body.cursor).toBe(seen.id);
+    expect(Number(body.cursor)).toBeGreaterThan(Number(seen.id));
     const next = await publish({ channel: a, type: 't', data: 'next' }, SERVER, deps());
     expect(Number(next.id)).toBeGreaterThan(Number(seen.id));
     const again = JSON.parse((await get(`${base}/poll?channels=${a},${b}&cursor=${body.cursor}`)).body);
     expect(again).toMatchObject({ resets: [], cursor: next.id });
+  });
+});
+
+describe('on the wire: WebSocket subscribe with since', () => {
+  let stack: LocalStack;
+  let keys: Keys;
+  const open: WsClient[] = [];
+  const deps = () => ({ redis, config: coreConfig({ keyPrefix: keys.prefix, namespaces: NAMESPACES }) });
+  const client = async (sub: string, channels: string[]) => {
+    const c = await connectWs(`${stack.outputs.WebSocketUrl}?ticket=${await ticketFor(redis, sub, channels, 'ws', deps().config)}`);
+    open.push(c);
+    return c;
+  };
+  beforeAll(async () => {
+    keys = new Keys(`s${uid()}:`);
+    const { startLocalStack } = await import('../../local/stack');
+    stack = await startLocalStack({ logger: pino({ level: 'silent' }), env: { KEY_PREFIX: keys.prefix, NAMESPACES_JSON: JSON.stringify(NAMESPACES), WS_GONE_GRACE_MS: '0' } });
+  });
+  afterEach(() => {
+    for (const c of open.splice(0)) c.close();
+  });
+  afterAll(() => stack.close());
+
+  test('since before an expired history: reset', async () => {
+    const a = `chat:${uid()}`;
+    const c0 = await publish({ channel: a, type: 't', data: 0 }, SERVER, deps());
+    await publish({ channel: a, type: 't', data: 'missed' }, SERVER, deps());
+    await expireNow(keys.history(a));
+    const c = await client('alice', [a]);
+    await c.request({ action: 'subscribe', channel: a, since: c0.id }, 'subscribed');
+    expect(c.signals('reset')).toEqual([{ type: 'reset', channel: a, reason: 'history_unavailable' }]);
+  });
+
+  test('since ahead of a rolled-back sequence: reset on a new subscription and on one made at $connect; the next id is above it', async () => {
+    const a = `chat:${uid()}`;
+    const b = `chat:${uid()}`;
+    const kept = await publish({ channel: a, type: 't', data: 0 }, SERVER, deps());
+    const c = await client('alice', [a, b]);
+    await c.request({ action: 'unsubscribe', channel: b }, 'unsubscribed');
+    const seen = await publish({ channel: a, type: 't', data: 'lost' }, SERVER, deps());
+    await redis.set(keys.seq, kept.id);
+    // b: a new subscription; a: subscribed at $connect, with a floor below the cursor.
+    await c.request({ action: 'subscribe', channel: b, since: seen.id }, 'subscribed', (f) => f.channel === b);
+    await c.request({ action: 'subscribe', channel: a, since: seen.id }, 'subscribed', (f) => f.channel === a);
+    expect(c.signals('reset').map((f) => f.channel)).toEqual([b, a]);
+    const next = await publish({ channel: a, type: 't', data: 'next' }, SERVER, deps());
+    expect(Number(next.id)).toBeGreaterThan(Number(seen.id));
+  });
+
+  test('since above the floor of a subscription made at $connect, no loss: no reset', async () => {
+    const a = `chat:${uid()}`;
+    const c = await client('alice', [a]);
+    const e = await publish({ channel: a, type: 't', data: 1 }, SERVER, deps());
+    await c.request({ action: 'subscribe', channel: a, since: e.id }, 'subscribed');
+    expect(c.signals('reset')).toEqual([]);
   });
 });
