@@ -55,9 +55,9 @@ end`;
  *   gap, `hg:`): what the stream holds now starts after it.
  * Horizon and gap are refreshed with the last id, so they live exactly as long as it does.
  *
- * If the sequence is at or below the channel's last id (a failover lost writes and rolled it back),
- * it is moved past that id first, so an id is never issued twice on a channel, and the ids in between
- * are recorded as lost (see MARK_LOST).
+ * If the sequence is at or below the channel's last id (or, without one, its newest entry) because a
+ * failover lost writes and rolled it back, it is moved past that id first, so an id is never issued
+ * twice on a channel, and the ids in between are recorded as lost (see MARK_LOST).
  *
  * Users (not backends) are limited before anything is written: events per one-minute window, and
  * new channels (no last id, stream or horizon) per one-hour window; a refusal writes nothing.
@@ -104,6 +104,10 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('SET', KEYS[3], seed)
 end
 local last = redis.call('GET', KEYS[7])
+if not last then
+  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if top[1] then last = string.match(top[1][1], '^(%d+)') end
+end
 local n = redis.call('INCR', KEYS[2])
 if last and n <= tonumber(last) then
   markLost(KEYS[10], string.format('%.0f', n - 1), last)

@@ -165,6 +165,11 @@ describe('a cursor ahead of the sequence (failover lost writes)', () => {
     const other = ch(`brief:${uid()}`);
     expect((await replay([other], Number(last.id), deps)).resets).toEqual([other.channel]);
     expect((await replay([other], Number(next.id), deps)).resets).toEqual([]);
+    // Without its last id (evicted), the channel's newest entry bounds the sequence instead.
+    await redis.del(keys.lastId(a.channel));
+    await redis.set(keys.seq, String(Number(first.id) - 1));
+    const after = await publish({ channel: a.channel, type: 't', data: 4 }, SERVER, deps);
+    expect(Number(after.id)).toBeGreaterThan(Number(next.id));
   });
 
   test('Redis lost everything and nothing was published since: a cursor gets reset, the sequence is seeded past it', async () => {
