@@ -73,6 +73,11 @@ const bool = z
   .enum(['true', 'false', '1', '0'])
   .transform((v) => v === 'true' || v === '1');
 
+/** Default of USER_PUBLISH_PER_MINUTE: events one user may publish per minute. */
+export const DEFAULT_USER_PUBLISH_PER_MINUTE = 300;
+/** Default of USER_NEW_CHANNELS_PER_HOUR: channels one user may start per hour. */
+export const DEFAULT_USER_NEW_CHANNELS_PER_HOUR = 50;
+
 /** Settings shared by every runtime (Lambdas, SSE service, local stack), read from the environment. */
 export const CoreEnvSchema = z.object({
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
@@ -84,6 +89,8 @@ export const CoreEnvSchema = z.object({
   TICKET_TTL_SECONDS: z.coerce.number().int().min(5).max(300).default(30),
   MAX_PAYLOAD_BYTES: z.coerce.number().int().min(256).max(32768).default(32768),
   MAX_CHANNELS_PER_CONNECTION: z.coerce.number().int().min(1).max(64).default(16),
+  USER_PUBLISH_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_USER_PUBLISH_PER_MINUTE),
+  USER_NEW_CHANNELS_PER_HOUR: z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_USER_NEW_CHANNELS_PER_HOUR),
 });
 
 export interface CoreConfig {
@@ -98,7 +105,21 @@ export interface CoreConfig {
   readonly maxPayloadBytes: number;
   /** Channels one ticket or connection may name. Defaults to 16. */
   readonly maxChannelsPerConnection: number;
+  /**
+   * Events one user (a ticket holder, not a backend) may publish per one-minute window, counted from
+   * the first publish of the window; 0 disables the limit. Defaults to 300.
+   */
+  readonly userPublishPerMinute?: number;
+  /**
+   * Channels one user may start (publish the first event of) per one-hour window; 0 disables the
+   * limit. A channel counts as new when it has no event within its history TTL plus
+   * {@link LAST_ID_TAIL_SECONDS}. Defaults to 50.
+   */
+  readonly userNewChannelsPerHour?: number;
 }
+
+/** Seconds a channel's last id (and history horizon) outlive its history: 7 days. */
+export const LAST_ID_TAIL_SECONDS = 7 * 86400;
 
 /** Parses a schema against the environment; one line naming every bad key. */
 export function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
@@ -118,6 +139,8 @@ export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreCon
     ticketTtlSeconds: e.TICKET_TTL_SECONDS,
     maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
     maxChannelsPerConnection: e.MAX_CHANNELS_PER_CONNECTION,
+    userPublishPerMinute: e.USER_PUBLISH_PER_MINUTE,
+    userNewChannelsPerHour: e.USER_NEW_CHANNELS_PER_HOUR,
   };
 }
 

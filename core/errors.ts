@@ -13,9 +13,11 @@ export const ERROR_STATUS = {
   origin_not_allowed: 403,
   not_found: 404,
   method_not_allowed: 405,
+  idempotency_conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
+  channel_quota_exceeded: 429,
   internal: 500,
   unavailable: 503,
 } as const;

@@ -1,7 +1,8 @@
-import type { CoreConfig } from './config';
+import { createHash } from 'node:crypto';
+import { DEFAULT_USER_NEW_CHANNELS_PER_HOUR, DEFAULT_USER_PUBLISH_PER_MINUTE, LAST_ID_TAIL_SECONDS, type CoreConfig } from './config';
 import { mayPublish, parseChannel, type ParsedChannel } from './channels';
 import { RealtimeError } from './errors';
-import type { Identity } from './identity';
+import { describeIdentity, type Identity } from './identity';
 import { Keys } from './keys';
 import { Script, type RedisLike } from './redis';
 
@@ -25,21 +26,76 @@ const CURSOR_PATTERN = /^\d{1,16}$/;
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 
 /**
+ * Lua: `markLost(key, from, to)` records that ids in (from, to] may have been delivered and then
+ * lost (a failover rolled the sequence back): a reader whose cursor lies in that range must reset.
+ * Successive ranges are merged into one that covers them all (a few extra resets, never a silent loss).
+ */
+const MARK_LOST = `
+local function markLost(key, from, to)
+  local prev = redis.call('GET', key)
+  if prev then
+    local f, t = string.match(prev, '^(%d+) (%d+)$')
+    if f and tonumber(f) < tonumber(from) then from = f end
+    if t and tonumber(t) > tonumber(to) then to = t end
+  end
+  redis.call('SET', key, from .. ' ' .. to)
+end`;
+
+/**
  * One script appends to the channel's stream and publishes, so history and live delivery never
  * disagree. The id comes from one deployment-wide sequence, seeded from Redis time in microseconds
  * when missing (first use, or data lost), so ids only grow and one number is a cursor over every
  * channel. The envelope is serialised once (in Node, around the id and time Redis assigns).
  *
- * When the history is full, the id of the newest event trimmed from it is kept beside it (the
- * horizon), so a replay can tell whether a cursor reaches past what is retained.
+ * What a replay needs to prove a cursor is covered, kept beside the stream:
+ * - the channel's last id (`hl:`), which outlives the history by {@link LAST_ID_TAIL_SECONDS}, so a
+ *   history that expired or was evicted is still known to have existed;
+ * - when the history is full, the id of the newest event trimmed from it (the horizon, `hx:`);
+ * - when the stream is created again after it expired or was evicted, the last id before that (the
+ *   gap, `hg:`): what the stream holds now starts after it.
+ * Horizon and gap are refreshed with the last id, so they live exactly as long as it does.
  *
- * KEYS: history stream, seq, seq base, idempotency key, history horizon
- * ARGV: live channel, envelope head, envelope tail, history size, history TTL, idempotency TTL, use idempotency
+ * If the sequence is at or below the channel's last id (or, without one, its newest entry) because a
+ * failover lost writes and rolled it back, it is moved past that id first, so an id is never issued
+ * twice on a channel, and the ids in between are recorded as lost (see MARK_LOST).
+ *
+ * Users (not backends) are limited before anything is written: events per one-minute window, and
+ * new channels (no last id, stream or horizon) per one-hour window; a refusal writes nothing.
+ *
+ * An idempotency key belongs to its principal and remembers the first id with a hash of the event
+ * (channel, type, data): the same event again is a duplicate, a different one a conflict.
+ *
+ * KEYS: history stream, seq, seq base, idempotency key, horizon, gap, last id, user publish counter,
+ *       user new-channel counter (unused keys repeat seq), lost range
+ * ARGV: live channel, envelope head, envelope tail, history size, history TTL, idempotency TTL,
+ *       use idempotency, event hash, last-id TTL, publishes per minute (0: unlimited),
+ *       new channels per hour (0: unlimited)
+ * Returns {id, 0, envelope} published, {id, 1} duplicate, {id, 2} idempotency conflict,
+ * {'', 3, seconds} rate limited, {'', 4, seconds} channel quota exceeded.
  */
-const PUBLISH = new Script(`
+const PUBLISH = new Script(`${MARK_LOST}
 if ARGV[7] == '1' then
   local prev = redis.call('GET', KEYS[4])
-  if prev then return {prev, 1} end
+  if prev then
+    local sp = string.find(prev, ' ', 1, true)
+    if not sp then return {prev, 1} end
+    local pid = string.sub(prev, 1, sp - 1)
+    if string.sub(prev, sp + 1) == ARGV[8] then return {pid, 1} end
+    return {pid, 2}
+  end
+end
+local function wait(key)
+  local s = redis.call('TTL', key)
+  if s < 1 then s = 1 end
+  return s
+end
+local rate = tonumber(ARGV[10])
+if rate > 0 and tonumber(redis.call('GET', KEYS[8]) or '0') >= rate then return {'', 3, wait(KEYS[8])} end
+local quota = tonumber(ARGV[11])
+local fresh = false
+if quota > 0 and redis.call('EXISTS', KEYS[7], KEYS[1], KEYS[5]) == 0 then
+  if tonumber(redis.call('GET', KEYS[9]) or '0') >= quota then return {'', 4, wait(KEYS[9])} end
+  fresh = true
 end
 local t = redis.call('TIME')
 if redis.call('EXISTS', KEYS[2]) == 0 then
@@ -47,60 +103,142 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('SET', KEYS[2], seed)
   redis.call('SET', KEYS[3], seed)
 end
-local id = string.format('%.0f', redis.call('INCR', KEYS[2]))
+local last = redis.call('GET', KEYS[7])
+if not last then
+  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if top[1] then last = string.match(top[1][1], '^(%d+)') end
+end
+local n = redis.call('INCR', KEYS[2])
+if last and n <= tonumber(last) then
+  markLost(KEYS[10], string.format('%.0f', n - 1), last)
+  redis.call('SET', KEYS[2], last)
+  n = redis.call('INCR', KEYS[2])
+end
+local id = string.format('%.0f', n)
 local ts = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 local env = ARGV[2] .. id .. ARGV[3] .. ts .. '}'
 local size = tonumber(ARGV[4])
-if size == 0 then
-  redis.call('SET', KEYS[5], id, 'EX', ARGV[5])
-else
+local keep = ARGV[9]
+if size > 0 then
   local len = redis.call('XLEN', KEYS[1])
-  if len >= size then
+  if len == 0 and last then
+    redis.call('SET', KEYS[6], last, 'EX', keep)
+    redis.call('DEL', KEYS[5])
+  elseif len >= size then
     local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - size + 1)
-    redis.call('SET', KEYS[5], string.match(gone[#gone][1], '^(%d+)'), 'EX', ARGV[5])
+    redis.call('SET', KEYS[5], string.match(gone[#gone][1], '^(%d+)'), 'EX', keep)
   end
   redis.call('XADD', KEYS[1], 'MAXLEN', '=', size, id .. '-0', 'e', env)
   redis.call('EXPIRE', KEYS[1], ARGV[5])
-  if len >= size then redis.call('EXPIRE', KEYS[5], ARGV[5]) end
+  redis.call('EXPIRE', KEYS[5], keep)
+  redis.call('EXPIRE', KEYS[6], keep)
 end
+redis.call('SET', KEYS[7], id, 'EX', keep)
 redis.call('PUBLISH', ARGV[1], env)
-if ARGV[7] == '1' then redis.call('SET', KEYS[4], id, 'EX', ARGV[6]) end
+if ARGV[7] == '1' then redis.call('SET', KEYS[4], id .. ' ' .. ARGV[8], 'EX', ARGV[6]) end
+if rate > 0 and redis.call('INCR', KEYS[8]) == 1 then redis.call('EXPIRE', KEYS[8], 60) end
+if fresh and redis.call('INCR', KEYS[9]) == 1 then redis.call('EXPIRE', KEYS[9], 3600) end
 return {id, 0, env}
 `);
 
 /**
- * Reads each stream after the cursor, with the sequence's current value in the same atomic step
- * (the position to continue from). A channel whose trimmed (or disabled) history reaches past the
- * cursor is reported as reset instead of being replayed with a gap. A cursor older than the
- * sequence's seed means Redis lost its data: every channel is reset and what was published since
- * the seed is replayed.
- *
- * KEYS: seq base, seq, history streams..., history horizons...   ARGV: cursor, max entries per channel
- * Returns {all-reset, seq now, {reset, {envelope...}}...}
+ * Lua shared by the scripts that take a reader's cursor (KEYS[1] seq base, KEYS[2] seq, KEYS[3]
+ * lost range, ARGV[1] cursor). Sets `cursor`/`from` (where to read after), `now` (the sequence) and `all` (1 when every
+ * channel must be reset):
+ * - the sequence is missing (Redis lost its data, nothing published since): seeded as a publish
+ *   would, at least up to the cursor;
+ * - the cursor is below the seed: history lost, read from the seed;
+ * - the cursor is ahead of the sequence (a failover lost writes and rolled it back): the sequence
+ *   is moved up to the cursor and one past it (the reader continues from there), so no id the
+ *   reader has seen is issued again, and (sequence, cursor] is recorded as lost;
+ * - the cursor lies in a range recorded as lost: the reader saw, or missed, events that are gone.
  */
-const REPLAY = new Script(`
+const CURSOR = `${MARK_LOST}
 local cursor = tonumber(ARGV[1])
 local from = ARGV[1]
 local all = 0
 local base = redis.call('GET', KEYS[1])
+local now = redis.call('GET', KEYS[2])
+if not now and cursor > 0 then
+  local t = redis.call('TIME')
+  local seed = t[1] .. string.format('%06d', tonumber(t[2]))
+  if tonumber(seed) < cursor then seed = ARGV[1] end
+  redis.call('SET', KEYS[2], seed)
+  redis.call('SET', KEYS[1], seed)
+  base = seed
+  now = seed
+  all = 1
+end
+now = now or '0'
 if base and cursor < tonumber(base) then
   all = 1
   cursor = tonumber(base)
   from = base
 end
-local now = redis.call('GET', KEYS[2]) or '0'
-local out = {all, now}
-local n = (#KEYS - 2) / 2
-for i = 1, n do
-  local horizon = redis.call('GET', KEYS[2 + n + i])
-  if horizon and tonumber(horizon) > cursor then
-    out[i + 2] = {1, {}}
-  else
-    local envs = {}
-    local entries = redis.call('XRANGE', KEYS[2 + i], '(' .. from .. '-0', '+', 'COUNT', ARGV[2])
-    for k = 1, #entries do envs[k] = entries[k][2][2] end
-    out[i + 2] = {all, envs}
+if cursor > tonumber(now) then
+  markLost(KEYS[3], now, ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[1])
+  now = string.format('%.0f', redis.call('INCR', KEYS[2]))
+  all = 1
+else
+  local lost = redis.call('GET', KEYS[3])
+  if lost then
+    local f, t = string.match(lost, '^(%d+) (%d+)$')
+    if f and cursor > tonumber(f) and cursor <= tonumber(t) then all = 1 end
   end
+end`;
+
+/**
+ * KEYS: seq base, seq, lost range   ARGV: cursor.  Returns 1 when the cursor cannot be trusted (see CURSOR):
+ * every channel of the reader must be reset.
+ */
+const CLAIM_CURSOR = new Script(`${CURSOR}
+return all
+`);
+
+/**
+ * Reads each stream after the cursor, with the sequence's current value in the same atomic step
+ * (the position to continue from). A channel whose history cannot be proven to reach back to the
+ * cursor is reported as reset instead of being replayed with a gap:
+ * - trimmed (horizon above the cursor): reset, nothing replayed (the client reloads its state);
+ * - expired or evicted and created again (gap above the cursor): reset, and what the stream holds
+ *   now (all of it after the gap) is replayed;
+ * - expired or evicted, or never kept (history size 0), with a last id above the cursor: reset.
+ * A cursor older than the sequence's seed means Redis lost its data: every channel is reset and
+ * what was published since the seed is replayed. A cursor ahead of the sequence, or in a range of
+ * ids lost that way before, means a failover lost writes: every channel is reset (see CURSOR).
+ *
+ * KEYS: seq base, seq, lost range, history streams..., horizons..., gaps..., last ids...
+ * ARGV: cursor, max entries per channel
+ * Returns {all-reset, seq now, {reset, {envelope...}}...}
+ */
+const REPLAY = new Script(`${CURSOR}
+local out = {all, now}
+local n = (#KEYS - 3) / 4
+for i = 1, n do
+  local stream = KEYS[3 + i]
+  local horizon = redis.call('GET', KEYS[3 + n + i])
+  local reset = all
+  local replay = true
+  if horizon and tonumber(horizon) > cursor then
+    reset = 1
+    replay = false
+  else
+    local gap = redis.call('GET', KEYS[3 + 2 * n + i])
+    if gap and tonumber(gap) > cursor then
+      reset = 1
+    elseif redis.call('EXISTS', stream) == 0 then
+      local last = redis.call('GET', KEYS[3 + 3 * n + i])
+      if last and tonumber(last) > cursor then reset = 1 end
+      replay = false
+    end
+  end
+  local envs = {}
+  if replay then
+    local entries = redis.call('XRANGE', stream, '(' .. from .. '-0', '+', 'COUNT', ARGV[2])
+    for k = 1, #entries do envs[k] = entries[k][2][2] end
+  end
+  out[i + 2] = {reset, envs}
 end
 return out
 `);
@@ -152,17 +290,70 @@ export function preparePublish(input: PublishInput, identity: Identity, config: 
   return { ch, head, tail, idempotencyKey: key as string | undefined };
 }
 
-/** Validates, appends to history and publishes live in one atomic step. Returns the event id. */
+/**
+ * Validates, appends to history and publishes live in one atomic step. Returns the event id.
+ * Users are held to {@link CoreConfig.userPublishPerMinute} and {@link CoreConfig.userNewChannelsPerHour};
+ * backends are not.
+ */
 export async function publish(input: PublishInput, identity: Identity, deps: EventDeps): Promise<PublishResult> {
   const { ch, head, tail, idempotencyKey } = preparePublish(input, identity, deps.config);
   const keys = new Keys(deps.config.keyPrefix);
+  const user = identity.kind === 'user' ? identity.sub : undefined;
+  const rate = user === undefined ? 0 : (deps.config.userPublishPerMinute ?? DEFAULT_USER_PUBLISH_PER_MINUTE);
+  const quota = user === undefined ? 0 : (deps.config.userNewChannelsPerHour ?? DEFAULT_USER_NEW_CHANNELS_PER_HOUR);
+  const unused = keys.seq;
   const res = (await PUBLISH.run(
     deps.redis,
-    [keys.history(ch.channel), keys.seq, keys.seqBase, idempotencyKey ? keys.idempotency(ch.channel, idempotencyKey) : keys.seq, keys.horizon(ch.channel)],
-    [keys.live(ch.channel), head, tail, ch.policy.historySize, ch.policy.historyTtlSeconds, IDEMPOTENCY_TTL_SECONDS, idempotencyKey ? '1' : '0'],
-  )) as [string, number, string?];
-  const [id, dup, envelope] = res;
-  return dup === 1 ? { id: String(id), channel: ch.channel, duplicate: true } : { id: String(id), channel: ch.channel, envelope, duplicate: false };
+    [
+      keys.history(ch.channel),
+      keys.seq,
+      keys.seqBase,
+      idempotencyKey ? keys.idempotency(describeIdentity(identity), idempotencyKey) : unused,
+      keys.horizon(ch.channel),
+      keys.gap(ch.channel),
+      keys.lastId(ch.channel),
+      user === undefined ? unused : keys.userPublishes(user),
+      user === undefined ? unused : keys.userNewChannels(user),
+      keys.seqLost,
+    ],
+    [
+      keys.live(ch.channel),
+      head,
+      tail,
+      ch.policy.historySize,
+      ch.policy.historyTtlSeconds,
+      IDEMPOTENCY_TTL_SECONDS,
+      idempotencyKey ? '1' : '0',
+      idempotencyKey ? eventHash(head, tail) : '',
+      ch.policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS,
+      rate,
+      quota,
+    ],
+  )) as [string, number, string | number | undefined];
+  const [id, status, extra] = res;
+  switch (status) {
+    case 1:
+      return { id: String(id), channel: ch.channel, duplicate: true };
+    case 2:
+      throw new RealtimeError(
+        'idempotency_conflict',
+        `idempotencyKey ${JSON.stringify(idempotencyKey)} was already used for a different event (id ${String(id)}); send a new key for a new event, or the same channel, type and data to retry.`,
+      );
+    case 3:
+      throw new RealtimeError('rate_limited', `At most ${rate} events per minute per user; retry in ${Number(extra)} s.`);
+    case 4:
+      throw new RealtimeError(
+        'channel_quota_exceeded',
+        `At most ${quota} new channels per hour per user; publish to a channel that already has events, or retry in ${Number(extra)} s.`,
+      );
+    default:
+      return { id: String(id), channel: ch.channel, envelope: extra as string, duplicate: false };
+  }
+}
+
+/** What an idempotency key remembers of its event: a hash of channel, type and data (the envelope around id and time). */
+function eventHash(head: string, tail: string): string {
+  return createHash('sha256').update(head).update('\0').update(tail).digest('base64url');
 }
 
 /** Parses a cursor (`Last-Event-ID`, `lastEventId`, `since`, `cursor`). */
@@ -188,7 +379,15 @@ export async function replay(channels: readonly ParsedChannel[], cursor: number,
   const max = Math.max(1, ...channels.map((c) => c.policy.historySize));
   const res = (await REPLAY.run(
     deps.redis,
-    [keys.seqBase, keys.seq, ...channels.map((c) => keys.history(c.channel)), ...channels.map((c) => keys.horizon(c.channel))],
+    [
+      keys.seqBase,
+      keys.seq,
+      keys.seqLost,
+      ...channels.map((c) => keys.history(c.channel)),
+      ...channels.map((c) => keys.horizon(c.channel)),
+      ...channels.map((c) => keys.gap(c.channel)),
+      ...channels.map((c) => keys.lastId(c.channel)),
+    ],
     [String(cursor), max],
   )) as [number, string, ...[number, string[]][]];
   const resets: string[] = [];
@@ -210,6 +409,17 @@ export async function replay(channels: readonly ParsedChannel[], cursor: number,
 export async function backlog(channels: readonly ParsedChannel[], cursor: number | undefined, deps: EventDeps): Promise<ReplayResult> {
   if (cursor === undefined) return { events: [], resets: [], position: await currentCursor(deps) };
   return replay(channels, cursor, deps);
+}
+
+/**
+ * For a reader that resumes from `cursor` without a replay (a WebSocket subscription whose floor is
+ * below the cursor): true when the cursor is ahead of the sequence, or predates a loss of Redis
+ * data, so the reader must reset its channels. The sequence is moved past the cursor in the same
+ * step, so ids the reader has seen are never issued again.
+ */
+export async function claimCursor(cursor: number, deps: EventDeps): Promise<boolean> {
+  const keys = new Keys(deps.config.keyPrefix);
+  return Number(await CLAIM_CURSOR.run(deps.redis, [keys.seqBase, keys.seq, keys.seqLost], [String(cursor)])) === 1;
 }
 
 /** The current position of the sequence: a cursor that means "from now on". */

@@ -8,9 +8,20 @@ export class Keys {
   history(channel: string): string {
     return `${this.prefix}h:${channel}`;
   }
-  /** The id of the newest event no longer in a channel's history. */
+  /** The id of the newest event trimmed from a channel's history (history starts after it). */
   horizon(channel: string): string {
     return `${this.prefix}hx:${channel}`;
+  }
+  /**
+   * The id of the last event before a channel's history expired or was evicted, written when the
+   * stream is created again: what remains starts after it.
+   */
+  gap(channel: string): string {
+    return `${this.prefix}hg:${channel}`;
+  }
+  /** The id of a channel's last event; outlives the history so an expired history is still known. */
+  lastId(channel: string): string {
+    return `${this.prefix}hl:${channel}`;
   }
   /** Pub/sub channel for live delivery. */
   live(channel: string): string {
@@ -28,11 +39,24 @@ export class Keys {
   get seqBase(): string {
     return `${this.prefix}seq:base`;
   }
+  /** `from to`: ids in (from, to] were issued, then lost when a failover rolled the sequence back. */
+  get seqLost(): string {
+    return `${this.prefix}seq:lost`;
+  }
   ticket(ticketHash: string): string {
     return `${this.prefix}tk:${ticketHash}`;
   }
-  idempotency(channel: string, key: string): string {
-    return `${this.prefix}idem:${channel}:${sha256(key)}`;
+  /** An idempotency key, scoped to the principal that sent it (see `describeIdentity`). */
+  idempotency(principal: string, key: string): string {
+    return `${this.prefix}idem:${sha256(`${principal}\n${key}`)}`;
+  }
+  /** Events a user published in the current one-minute window. */
+  userPublishes(sub: string): string {
+    return `${this.prefix}ur:${sub}`;
+  }
+  /** Channels a user started in the current one-hour window. */
+  userNewChannels(sub: string): string {
+    return `${this.prefix}uc:${sub}`;
   }
 }
 

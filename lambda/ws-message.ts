@@ -2,7 +2,7 @@ import { PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi
 import { maySubscribe, parseChannel } from '../core/channels';
 import { addSubscription, getConnection, removeSubscription, type ConnectionRecord } from '../core/connections';
 import { RealtimeError, toRealtimeError } from '../core/errors';
-import { envelopeSeq, parseCursor, publish, replay } from '../core/events';
+import { claimCursor, envelopeSeq, parseCursor, publish, replay } from '../core/events';
 import { fanout, sendToConnection, type DeliveryDeps } from '../core/fanout';
 import { frames, parseClientFrame, type ClientFrame } from '../core/ws-protocol';
 import { getRuntime, logger } from './shared/runtime';
@@ -67,8 +67,13 @@ async function route(frame: ClientFrame, connectionId: string, deps: DeliveryDep
       // The subscription exists before the replay runs: events after its floor come from the
       // fan-out, events up to it from the replay, so nothing is lost or sent twice. An existing
       // subscription (the ticket's channels, subscribed at $connect) keeps its floor.
-      const { floor } = await addSubscription(connectionId, ch.channel, deps);
-      if (since !== undefined && since < floor) {
+      const { floor, added } = await addSubscription(connectionId, ch.channel, deps);
+      if (since !== undefined && since > floor) {
+        // A cursor above the floor of a new subscription is ahead of the sequence: a failover lost
+        // writes and ids the client has seen may be issued again. claimCursor moves the sequence past
+        // it (and detects the same on an older subscription, whose floor can legitimately be lower).
+        if (((await claimCursor(since, deps)) || added) && (await send(frames.reset(ch.channel))) === 'gone') return;
+      } else if (since !== undefined && since < floor) {
         const r = await replay([ch], since, deps);
         if (r.resets.includes(ch.channel)) {
           if ((await send(frames.reset(ch.channel))) === 'gone') return;
