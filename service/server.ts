@@ -11,6 +11,7 @@ import { authorize } from './auth';
 import type { ServiceConfig } from './config';
 import { Hub, type LiveEvent, type Listener } from './hub';
 import { listen, shutdown } from './net';
+import { watchTaskStop } from './ecs';
 import { ServiceMetrics } from './metrics';
 import { SseStream, sse, type FlushScheduler, type Sink } from './stream';
 
@@ -46,6 +47,10 @@ export class SseService implements FlushScheduler {
   private dirty: SseStream[] = [];
   private flushScheduled = false;
   private draining = false;
+  private drained?: Promise<void>;
+  private stopWatch?: () => void;
+  /** Long polls admitted and not answered yet (they count toward MAX_CONNECTIONS). */
+  private openPolls = 0;
   readonly metrics: ServiceMetrics;
 
   constructor(
@@ -77,13 +82,25 @@ export class SseService implements FlushScheduler {
     return this.streams.size;
   }
 
-  /** Starts listening; resolves with the bound port. Waits for Redis up to `redisTimeoutMs`. */
-  async listen(port = this.config.port, host = this.config.host, redisTimeoutMs = 10_000): Promise<number> {
-    await Promise.all([waitReady(this.redis, redisTimeoutMs), waitReady(this.subscriber, redisTimeoutMs)]);
+  /**
+   * Starts listening; resolves with the bound port. Redis is not required: the service waits up to
+   * `redisWaitMs` for it (so the first requests find it ready), then listens anyway and answers
+   * streams with `retry:` (API clients: 503) until it is reachable. `/healthz` answers 200 meanwhile.
+   */
+  async listen(port = this.config.port, host = this.config.host, redisWaitMs = 5000): Promise<number> {
+    await Promise.all([waitReady(this.redis, redisWaitMs), waitReady(this.subscriber, redisWaitMs)]).catch(() => {
+      this.log.warn({ redisWaitMs }, 'redis not reachable yet; listening anyway (streams are told to retry until it is)');
+    });
     const bound = await listen(this.server, port, host);
     this.heartbeat = setInterval(() => this.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
     this.metrics.start(this.config.metricsIntervalMs);
+    if (this.config.ecsMetadataUri) {
+      this.stopWatch = watchTaskStop(this.config.ecsMetadataUri, this.config.stopPollMs, this.log, () => {
+        this.log.info('ecs task metadata: DesiredStatus STOPPED; draining before SIGTERM');
+        void this.drain();
+      });
+    }
     this.log.info({ port: bound }, 'sse service listening');
     return bound;
   }
@@ -104,22 +121,34 @@ export class SseService implements FlushScheduler {
     for (const s of dirty) s.flush();
   };
 
-  /** True once a drain has started: health checks fail and new streams are turned away. */
+  /** True once a drain has started: new streams and polls are turned away, `/healthz` says `draining`. */
   get isDraining(): boolean {
     return this.draining;
   }
 
+  /** True when both Redis connections (commands and the subscriber) are ready. */
+  get redisUp(): boolean {
+    return this.hub.ready && this.redis.status === 'ready';
+  }
+
   /**
-   * Graceful stop (SIGTERM on Fargate): `/healthz` answers 503 at once so the load balancer stops
-   * routing here, no new connections are accepted, and every stream is told to reconnect (jittered
-   * `retry:`) and closed, spread over the first half of `deadlineMs` so the other tasks are not hit
-   * by one wave. Clients resume elsewhere from their `Last-Event-ID`. Resolves when all are gone.
+   * Graceful stop. Started by the ECS task metadata (`DesiredStatus: STOPPED`, while the ALB still
+   * holds the streams during its deregistration delay) or by SIGTERM, whichever comes first; a
+   * second call returns the same promise. New streams and polls are turned away (an EventSource
+   * with 200 + `retry:`), waiting polls answer at once, and every stream is told to reconnect
+   * (jittered `retry:`) and closed, spread over the first half of `deadlineMs` so the other tasks are
+   * not hit by one wave. Clients resume elsewhere from their `Last-Event-ID`. Resolves when all
+   * streams are gone or `deadlineMs` passed; the server keeps answering `/healthz` until `close()`.
    */
-  async drain(deadlineMs = this.config.drainTimeoutMs): Promise<void> {
-    if (this.draining) return;
+  drain(deadlineMs = this.config.drainTimeoutMs): Promise<void> {
+    this.drained ??= this.runDrain(deadlineMs);
+    return this.drained;
+  }
+
+  private async runDrain(deadlineMs: number): Promise<void> {
     this.draining = true;
+    this.stopWatch?.();
     this.log.info({ streams: this.streams.size, deadlineMs }, 'draining');
-    this.server.close();
     for (const p of this.polls) p();
     const streams = [...this.streams];
     const spread = deadlineMs / 2;
@@ -132,11 +161,13 @@ export class SseService implements FlushScheduler {
     }
     const deadline = start + deadlineMs;
     while (this.streams.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await this.close();
+    this.log.info({ left: this.streams.size }, 'drained');
   }
 
   /** Closes every stream and poll, the server and (when owned) the Redis connections. */
   async close(): Promise<void> {
+    this.draining = true;
+    this.stopWatch?.();
     clearInterval(this.heartbeat);
     this.metrics.stop();
     for (const s of this.streams) s.close(sse.retry(this.config.retryMs));
@@ -169,7 +200,7 @@ export class SseService implements FlushScheduler {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const handle = async () => {
       if (req.method === 'OPTIONS') return this.preflight(req, res);
-      if (url.pathname === '/healthz') return this.healthz(req, res);
+      if (url.pathname === '/healthz') return this.healthz(req, res, url);
       if (url.pathname !== '/events' && url.pathname !== '/poll') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll or /healthz.`);
       if (req.method !== 'GET') throw new RealtimeError('method_not_allowed', `${url.pathname} accepts GET only.`);
       this.checkOrigin(req);
@@ -199,21 +230,31 @@ export class SseService implements FlushScheduler {
     res.end(errorBody(e));
   }
 
-  private async healthz(_req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (this.draining) {
+  /**
+   * `/healthz` is liveness: 200 while the process serves, whatever Redis does (an ALB health check
+   * that failed on a shared dependency would replace every task at once during a Redis outage).
+   * The body reports `redis` (`up`/`down`), `draining` and the open connections.
+   * `/healthz?deep=1` is readiness: 503 while Redis is down or the task is draining.
+   */
+  private async healthz(_req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    let up = this.redisUp;
+    const deep = url.searchParams.has('deep') && url.searchParams.get('deep') !== '0';
+    if (deep && up) up = await this.redis.ping().then(() => true, () => false);
+    const body = { status: 'ok', redis: up ? 'up' : 'down', draining: this.draining, connections: this.streams.size, polls: this.openPolls };
+    const ready = up && !this.draining;
+    if (deep && !ready) {
       res.writeHead(503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(errorBody(new RealtimeError('unavailable', 'Draining: this task is stopping.')));
+      const msg = this.draining ? 'Draining: this task is stopping.' : 'Redis is unreachable.';
+      res.end(JSON.stringify({ ...body, status: 'unavailable', error: { code: 'unavailable', message: msg } }));
       return;
     }
-    let ok = this.hub.ready;
-    if (ok) ok = await this.redis.ping().then(() => true, () => false);
-    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-    res.end(ok ? JSON.stringify({ status: 'ok', connections: this.streams.size }) : errorBody(new RealtimeError('unavailable', 'Redis is unreachable.')));
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(body));
   }
 
   private checkAvailable(): void {
     if (this.draining) throw new RealtimeError('unavailable', 'This task is stopping; retry.');
-    if (!this.hub.ready) throw new RealtimeError('unavailable', 'Redis is unreachable.');
+    if (!this.redisUp) throw new RealtimeError('unavailable', 'Redis is unreachable.');
   }
 
   private originAllowed(origin: string): boolean {
