@@ -12,6 +12,7 @@ import type { ServiceConfig } from './config';
 import { Hub, type LiveEvent, type Listener } from './hub';
 import { listen, shutdown } from './net';
 import { watchTaskStop } from './ecs';
+import { clientIp, FixedWindowLimiter } from './limits';
 import { ServiceMetrics } from './metrics';
 import { SseStream, sse, type FlushScheduler, type Sink } from './stream';
 
@@ -51,6 +52,9 @@ export class SseService implements FlushScheduler {
   private stopWatch?: () => void;
   /** Long polls admitted and not answered yet (they count toward MAX_CONNECTIONS). */
   private openPolls = 0;
+  private readonly anonLimiter: FixedWindowLimiter;
+  /** Retry-After of refusals that carry one (rate limits), in milliseconds. */
+  private readonly retryAfterMs = new WeakMap<RealtimeError, number>();
   readonly metrics: ServiceMetrics;
 
   constructor(
@@ -64,7 +68,8 @@ export class SseService implements FlushScheduler {
     this.subscriber = deps.subscriber ?? createRedis({ url, password, name: 'sse-subscriber', failFast: false });
     this.log = deps.logger ?? pino({ level: config.logLevel });
     this.now = deps.now ?? Date.now;
-    this.hub = new Hub(this.subscriber, new Keys(config.core.keyPrefix));
+    this.hub = new Hub(this.subscriber, new Keys(config.core.keyPrefix), config.maxChannelsPerTask);
+    this.anonLimiter = new FixedWindowLimiter(config.anonRequestsPerMinute, 60_000, this.now);
     this.hub.onResubscribed = () => this.catchUpAfterReconnect();
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
@@ -198,34 +203,40 @@ export class SseService implements FlushScheduler {
 
   private route(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    // What a refusal must still carry: the reconnect cookie of a ticket spent by this request.
+    const ctx: RequestContext = {};
     const handle = async () => {
       if (req.method === 'OPTIONS') return this.preflight(req, res);
       if (url.pathname === '/healthz') return this.healthz(req, res, url);
       if (url.pathname !== '/events' && url.pathname !== '/poll') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll or /healthz.`);
       if (req.method !== 'GET') throw new RealtimeError('method_not_allowed', `${url.pathname} accepts GET only.`);
-      this.checkOrigin(req);
-      if (url.pathname === '/events') return this.events(req, res, url);
-      return this.poll(req, res, url);
+      if (url.pathname === '/events') return this.events(req, res, url, ctx);
+      return this.poll(req, res, url, ctx);
     };
-    handle().catch((err) => this.fail(req, res, url, err));
+    handle().catch((err) => this.fail(req, res, url, err, ctx));
   }
 
-  private fail(req: IncomingMessage, res: ServerResponse, url: URL, err: unknown): void {
+  private fail(req: IncomingMessage, res: ServerResponse, url: URL, err: unknown, ctx: RequestContext = {}): void {
     const e = toRealtimeError(err);
     if (e.status >= 500) this.log.warn({ path: url.pathname, code: e.code, err: e.code === 'internal' ? String(err) : undefined }, 'request failed');
     if (res.headersSent) {
       res.end();
       return;
     }
+    const retryAfterMs = this.retryAfterMs.get(e) ?? (e.code === 'unavailable' ? 5000 : undefined);
+    // The ticket may be spent already (it is redeemed before capacity is checked): a refusal for
+    // capacity or an outage hands over the reconnect cookie, so the next attempt is still authorised.
+    const cookie: Record<string, string> = e.code === 'unavailable' && ctx.setCookie ? { 'set-cookie': ctx.setCookie } : {};
     // A native EventSource gives up for good on any non-200 answer: when the store is briefly
-    // unreachable, tell it to come back later instead.
-    if (e.code === 'unavailable' && url.pathname === '/events' && (req.headers.accept ?? '').includes('text/event-stream')) {
-      res.writeHead(200, this.streamHeaders(req));
-      res.end(sse.retry(this.jitter() * 2) + sse.comment('unavailable; reconnect later'));
+    // unreachable, the task is full or the client is over its rate, tell it to come back later instead.
+    if (retryAfterMs !== undefined && url.pathname === '/events' && (req.headers.accept ?? '').includes('text/event-stream')) {
+      res.writeHead(200, { ...this.streamHeaders(req), ...cookie });
+      const wait = e.code === 'rate_limited' ? retryAfterMs + this.jitter() : this.jitter() * 2;
+      res.end(sse.retry(wait) + sse.comment(`${e.code}; reconnect later`));
       return;
     }
-    const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store' };
-    if (e.code === 'unavailable') headers['retry-after'] = '5';
+    const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store', ...cookie };
+    if (retryAfterMs !== undefined) headers['retry-after'] = String(Math.ceil(retryAfterMs / 1000));
     res.writeHead(e.status, { ...this.corsHeaders(req), ...headers });
     res.end(errorBody(e));
   }
@@ -307,15 +318,45 @@ export class SseService implements FlushScheduler {
     return { channels, cursor };
   }
 
-  private async events(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const { channels, cursor } = this.parseRequest(req, url, ['last-event-id', 'lastEventId']);
-    this.checkAvailable();
-    if (this.streams.size >= this.config.maxConnections) {
-      this.metrics.rejectedConnections++;
-      throw new RealtimeError('unavailable', `This task holds its maximum of ${this.config.maxConnections} streams; retry shortly.`);
-    }
+  /**
+   * The checks every stream and poll passes, in this order: the request parses; an anonymous one
+   * (public channels only) is within its client's rate; the ticket is redeemed (spent on every
+   * attempt, so a refused request never leaves a live ticket behind) or the cookie verified; the
+   * origin is allowed; the task is not draining and Redis is up; the task has room (streams and
+   * polls together under MAX_CONNECTIONS, subscriptions under MAX_CHANNELS_PER_TASK).
+   */
+  private async admit(req: IncomingMessage, url: URL, ctx: RequestContext, cursorParams: string[]) {
+    const { channels, cursor } = this.parseRequest(req, url, cursorParams);
+    if (channels.every((c) => c.policy.subscribe === 'public')) this.limitAnonymous(req);
     const now = this.now();
     const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.redis, config: this.config, now });
+    ctx.setCookie = auth.setCookie;
+    this.checkOrigin(req);
+    this.checkAvailable();
+    const names = channels.map((c) => c.channel);
+    if (this.streams.size + this.openPolls >= this.config.maxConnections) {
+      this.metrics.rejectedConnections++;
+      throw new RealtimeError('unavailable', `This task holds its maximum of ${this.config.maxConnections} streams and polls; retry shortly.`);
+    }
+    if (!this.hub.canAdd(names)) {
+      this.metrics.rejectedConnections++;
+      throw new RealtimeError('unavailable', `This task subscribes to its maximum of ${this.config.maxChannelsPerTask} channels; retry shortly.`);
+    }
+    return { channels, cursor, names, auth, now };
+  }
+
+  /** Requests that need no ticket or cookie: at most ANON_REQUESTS_PER_MINUTE per client IP. */
+  private limitAnonymous(req: IncomingMessage): void {
+    if (this.config.anonRequestsPerMinute === 0) return;
+    const wait = this.anonLimiter.take(clientIp(req, this.config.trustProxyHops));
+    if (wait === 0) return;
+    const e = new RealtimeError('rate_limited', `At most ${this.config.anonRequestsPerMinute} requests per minute without a ticket; retry after the Retry-After seconds.`);
+    this.retryAfterMs.set(e, wait);
+    throw e;
+  }
+
+  private async events(req: IncomingMessage, res: ServerResponse, url: URL, ctx: RequestContext): Promise<void> {
+    const { channels, cursor, names, auth, now } = await this.admit(req, url, ctx, ['last-event-id', 'lastEventId']);
     const headers: Record<string, string | string[]> = this.streamHeaders(req);
     if (auth.setCookie) headers['set-cookie'] = auth.setCookie;
     const socket = req.socket;
@@ -327,14 +368,13 @@ export class SseService implements FlushScheduler {
       res.useChunkedEncodingByDefault = false;
       res.writeHead(200, { ...headers, connection: 'close' });
       res.flushHeaders();
-      sink = { write: (c) => void socket.write(c), end: () => socket.end(), queuedBytes: () => socket.writableLength };
+      sink = { write: (c) => void socket.write(c), end: () => socket.end(), queuedBytes: () => socket.writableLength, onDrain: (cb) => (socket.writableNeedDrain ? void socket.once('drain', cb) : cb()) };
     } else {
       res.writeHead(200, headers);
-      sink = { write: (c) => void res.write(c), end: () => res.end(), queuedBytes: () => res.writableLength };
+      sink = { write: (c) => void res.write(c), end: () => res.end(), queuedBytes: () => res.writableLength, onDrain: (cb) => (res.writableNeedDrain ? void res.once('drain', cb) : cb()) };
     }
 
-    const names = channels.map((c) => c.channel);
-    const stream = new SseStream(sink, names, this, (s) => this.dropSlow(s, socket), this.config.maxQueuedBytes);
+    const stream = new SseStream(sink, names, this, (s) => this.dropSlow(s, socket), this.config.maxQueuedBytes, this.config.maxHeldEvents, (s) => this.dropHeld(s));
     if (auth.sessionExp) {
       // Recycle well before the cookie expires (at 80% of its life, jittered) so reconnects stay authorised.
       const life = auth.sessionExp - now;
@@ -342,7 +382,7 @@ export class SseService implements FlushScheduler {
     }
     this.streams.add(stream);
     const cleanup = () => {
-      stream.closed = true;
+      stream.gone();
       this.streams.delete(stream);
       this.hub.remove(names, stream);
     };
@@ -360,6 +400,16 @@ export class SseService implements FlushScheduler {
   }
 
   /**
+   * More live events arrived during a replay than MAX_HELD_EVENTS: close the stream with a retry
+   * hint. Nothing is lost: what was held was never written, so the client resumes from its last id.
+   */
+  private dropHeld(stream: SseStream): void {
+    this.metrics.heldOverflows++;
+    this.log.warn({ held: this.config.maxHeldEvents }, 'stream closed: too many live events held during its replay');
+    stream.close(sse.retry(this.jitter()) + sse.comment('catching up: reconnect and resume from your last event id'));
+  }
+
+  /**
    * A reader that stopped reading: its backlog passed the cap. Close it with a final comment (it
    * resumes from its last id elsewhere) and free the socket shortly after, whatever it does.
    */
@@ -370,7 +420,11 @@ export class SseService implements FlushScheduler {
     setTimeout(() => socket.destroy(), 1000).unref();
   }
 
-  /** Replays what `stream` missed after `cursor` (or starts it at the current position), then goes live. */
+  /**
+   * Replays what `stream` missed after `cursor` (or starts it at the current position), then goes
+   * live. The replay is written in pages of REPLAY_MAX_EVENTS, each once the reader took the last
+   * one; a reader that falls behind is closed by the slow-consumer cap and resumes by id.
+   */
   private async catchUp(stream: SseStream, channels: readonly ParsedChannel[], cursor: number | undefined): Promise<void> {
     const r = await backlog(channels, cursor, { redis: this.redis, config: this.config.core });
     if (cursor !== undefined) {
@@ -379,14 +433,27 @@ export class SseService implements FlushScheduler {
     }
     let out = '';
     for (const ch of r.resets) out += sse.reset(ch);
-    for (const env of r.events) out += sse.replayed(envelopeSeq(env), env, envelopeType(env));
+    const page = this.config.replayMaxEvents;
+    for (let i = 0; i < r.events.length; i += page) {
+      if (stream.closed) return;
+      if (i > 0) await stream.drained();
+      if (stream.closed) return;
+      for (const env of r.events.slice(i, i + page)) out += sse.replayed(envelopeSeq(env), env, envelopeType(env));
+      stream.write(out);
+      out = '';
+    }
     if (out) stream.write(out);
+    if (stream.closed) return;
     stream.lastSeq = r.position;
     stream.write(sse.ready(stream.lastSeq, stream.channels));
     stream.goLive();
   }
 
-  /** After the subscriber reconnects, replay to each live stream what was published while it was away. */
+  /**
+   * After the subscriber reconnects, replay to each live stream what was published while it was
+   * away: CATCHUP_CONCURRENCY streams at a time; live events are held meanwhile, at most
+   * MAX_HELD_EVENTS per stream (past it the stream is closed and resumes by id).
+   */
   private catchUpAfterReconnect(): void {
     this.log.warn({ streams: this.streams.size }, 'redis subscriber reconnected; catching streams up');
     this.metrics.redisReconnects++;
@@ -394,24 +461,28 @@ export class SseService implements FlushScheduler {
     const streams = [...this.streams].filter((s) => !s.closed);
     // Hold live events from now on, so nothing is written out of order while the replay runs.
     for (const s of streams) s.hold();
-    const run = async () => {
-      await waitReady(this.redis, 10_000);
-      for (const s of streams) {
+    let next = 0;
+    const worker = async () => {
+      while (next < streams.length) {
+        const s = streams[next++];
         if (s.closed) continue;
         const channels = parseChannelList(s.channels as string[], namespaces, Number.MAX_SAFE_INTEGER);
         await this.catchUp(s, channels, s.lastSeq).catch(() => s.close(sse.retry(this.jitter())));
       }
+    };
+    const run = async () => {
+      await waitReady(this.redis, 10_000);
+      await Promise.all(Array.from({ length: Math.min(this.config.catchupConcurrency, streams.length) }, worker));
     };
     run().catch(() => {
       for (const s of streams) s.close(sse.retry(this.jitter()));
     });
   }
 
-  private async poll(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const { channels, cursor } = this.parseRequest(req, url, ['cursor']);
-    this.checkAvailable();
-    const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.redis, config: this.config, now: this.now() });
-    const names = channels.map((c) => c.channel);
+  private async poll(req: IncomingMessage, res: ServerResponse, url: URL, ctx: RequestContext): Promise<void> {
+    const { channels, cursor, names, auth } = await this.admit(req, url, ctx, ['cursor']);
+    // Counted from admission to answer: waiting polls hold a socket and subscriptions like streams.
+    this.openPolls++;
     const arrived: LiveEvent[] = [];
     let wake: () => void = () => undefined;
     const listener: Listener = {
@@ -425,6 +496,7 @@ export class SseService implements FlushScheduler {
     const finish = () => {
       if (done) return;
       done = true;
+      this.openPolls--;
       this.hub.remove(names, listener);
       this.polls.delete(end);
     };
@@ -435,6 +507,14 @@ export class SseService implements FlushScheduler {
       const { resets } = r;
       let events = r.events;
       let since = r.position;
+      // One answer carries at most REPLAY_MAX_EVENTS; `"more": true` and the cursor at the last one
+      // returned tell the client to poll again at once.
+      let more = false;
+      if (events.length > this.config.replayMaxEvents) {
+        events = events.slice(0, this.config.replayMaxEvents);
+        since = envelopeSeq(events[events.length - 1]);
+        more = true;
+      }
       if (events.length === 0 && resets.length === 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, this.config.pollTimeoutMs);
@@ -450,7 +530,11 @@ export class SseService implements FlushScheduler {
           res.on('close', end);
           wake();
         });
-        const fresh = arrived.filter((e) => e.seq > since).sort((a, b) => a.seq - b.seq);
+        let fresh = arrived.filter((e) => e.seq > since).sort((a, b) => a.seq - b.seq);
+        if (fresh.length > this.config.replayMaxEvents) {
+          fresh = fresh.slice(0, this.config.replayMaxEvents);
+          more = true;
+        }
         events = fresh.map((e) => e.envelope);
         if (fresh.length) since = fresh[fresh.length - 1].seq;
       }
@@ -459,9 +543,15 @@ export class SseService implements FlushScheduler {
       const out: Record<string, string | string[]> = headers;
       if (auth.setCookie) out['set-cookie'] = auth.setCookie;
       res.writeHead(200, out);
-      res.end(`{"events":[${events.join(',')}],"cursor":"${since}","resets":${JSON.stringify(resets)}}`);
+      res.end(`{"events":[${events.join(',')}],"cursor":"${since}","resets":${JSON.stringify(resets)}${more ? ',"more":true' : ''}}`);
     } finally {
       finish();
     }
   }
+}
+
+/** Per-request state that an error answer needs. */
+interface RequestContext {
+  /** The reconnect cookie issued when this request redeemed a ticket. */
+  setCookie?: string;
 }
