@@ -34,7 +34,7 @@ export class Hub {
   private readonly subscribing = new Map<string, Promise<unknown>>();
   /** Called after the subscriber reconnected and resubscribed (events may have been missed meanwhile). */
   onResubscribed?: () => void;
-  private wasReady = false;
+  private wasReady: boolean;
   /** Events handed to local listeners since the counter was last reset (for metrics). */
   deliveries = 0;
 
@@ -44,6 +44,8 @@ export class Hub {
     /** Distinct channels subscribed at once (MAX_CHANNELS_PER_TASK). Defaults to unbounded. */
     readonly maxChannels = Number.POSITIVE_INFINITY,
   ) {
+    // A subscriber handed over already connected has had its first 'ready': the next one is a reconnect.
+    this.wasReady = sub.status === 'ready';
     const prefix = keys.livePrefix;
     sub.on('message', (liveChannel: string, message: string) => {
       const channel = liveChannel.slice(prefix.length);
