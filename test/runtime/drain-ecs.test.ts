@@ -77,7 +77,7 @@ describe('drain order on ECS: the task drains when its metadata says STOPPED, be
     const base = `http://127.0.0.1:${/"port":(\d+)/.exec(out)![1]}`;
 
     // A malformed endpoint: logged once, polled on, never fatal.
-    await eventually(() => emulator.polls >= 4, 10_000, 'polls of the malformed endpoint');
+    await eventually(() => emulator.polls >= 4 && out.includes('ecs task metadata unreadable'), 10_000, 'polls of the malformed endpoint');
     expect(out.match(/ecs task metadata unreadable/g)).toHaveLength(1);
     emulator.answer = 'json';
     const seen = emulator.polls;
