@@ -23,6 +23,15 @@ const ServiceEnvSchema = CoreEnvSchema.extend({
   METRICS_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(60_000),
   METRICS_NAMESPACE: z.string().min(1).max(255).default('RealtimeBlueprint'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Set by ECS on Fargate (task metadata endpoint v4); polled to learn the task is being stopped. */
+  ECS_CONTAINER_METADATA_URI_V4: z.url({ protocol: /^https?$/, error: 'must be an http:// URL (ECS sets it)' }).optional(),
+  STOP_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(2000),
+  ANON_REQUESTS_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000).default(120),
+  TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+  REPLAY_MAX_EVENTS: z.coerce.number().int().min(1).max(100_000).default(1000),
+  MAX_CHANNELS_PER_TASK: z.coerce.number().int().min(1).max(10_000_000).default(50_000),
+  CATCHUP_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(16),
+  MAX_HELD_EVENTS: z.coerce.number().int().min(1).max(1_000_000).default(1000),
 });
 
 export interface ServiceConfig {
@@ -56,10 +65,39 @@ export interface ServiceConfig {
   readonly writeDelayMs: number;
   /** Bytes a stream may have waiting for a slow reader before it is closed. Defaults to 1048576. */
   readonly maxQueuedBytes: number;
-  /** Open streams per task; beyond it new ones are turned away. Defaults to 20000. */
+  /** Open streams plus waiting long polls per task; beyond it new ones are turned away. Defaults to 20000. */
   readonly maxConnections: number;
-  /** On SIGTERM, time to move every stream elsewhere before exiting, in milliseconds (keep it inside the ALB deregistration delay). Defaults to 20000. */
+  /**
+   * Time to move every stream elsewhere once the task is stopping (ECS task metadata says
+   * `DesiredStatus: STOPPED`, or SIGTERM), in milliseconds. Must end before the ALB deregistration
+   * delay does (the ALB cuts what is left at its end). Defaults to 20000.
+   */
   readonly drainTimeoutMs: number;
+  /**
+   * ECS task metadata endpoint v4 (`ECS_CONTAINER_METADATA_URI_V4`, set by ECS); its `/task` is polled
+   * to start the drain when the task is being stopped, before SIGTERM. Unset: SIGTERM alone drains.
+   */
+  readonly ecsMetadataUri?: string;
+  /** Interval of that poll in milliseconds. Defaults to 2000. */
+  readonly stopPollMs: number;
+  /**
+   * Requests per minute per client IP that need no ticket or cookie (only public channels), on
+   * `/events` and `/poll` together; past it 429 (an EventSource: 200 + `retry:`). 0 disables. Defaults to 120.
+   */
+  readonly anonRequestsPerMinute: number;
+  /**
+   * Proxies in front of the task that append to X-Forwarded-For: 0 takes the socket's address,
+   * 1 (behind the ALB) the right-most X-Forwarded-For entry, n the n-th from the right. Defaults to 0.
+   */
+  readonly trustProxyHops: number;
+  /** Most events in one long-poll answer (then `"more": true`) or one write of a stream's replay. Defaults to 1000. */
+  readonly replayMaxEvents: number;
+  /** Distinct channels this task subscribes to in Redis; a request needing more gets 503 (EventSource: 200 + `retry:`). Defaults to 50000. */
+  readonly maxChannelsPerTask: number;
+  /** Streams caught up at once after the Redis subscriber reconnects. Defaults to 16. */
+  readonly catchupConcurrency: number;
+  /** Live events a stream may hold while its replay runs; past it the stream is closed with `retry:` and resumes by id. Defaults to 1000. */
+  readonly maxHeldEvents: number;
   /** Interval of the embedded-metric-format lines in milliseconds; 0 disables. Defaults to 60000. */
   readonly metricsIntervalMs: number;
   readonly metricsNamespace: string;
@@ -92,5 +130,13 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     metricsIntervalMs: e.METRICS_INTERVAL_MS,
     metricsNamespace: e.METRICS_NAMESPACE,
     logLevel: e.LOG_LEVEL,
+    ecsMetadataUri: e.ECS_CONTAINER_METADATA_URI_V4,
+    stopPollMs: e.STOP_POLL_MS,
+    anonRequestsPerMinute: e.ANON_REQUESTS_PER_MINUTE,
+    trustProxyHops: e.TRUST_PROXY_HOPS,
+    replayMaxEvents: e.REPLAY_MAX_EVENTS,
+    maxChannelsPerTask: e.MAX_CHANNELS_PER_TASK,
+    catchupConcurrency: e.CATCHUP_CONCURRENCY,
+    maxHeldEvents: e.MAX_HELD_EVENTS,
   };
 }

@@ -1,4 +1,5 @@
 import type Redis from 'ioredis';
+import { RealtimeError } from '../core/errors';
 import { envelopeSeq, envelopeType } from '../core/events';
 import type { Keys } from '../core/keys';
 
@@ -33,14 +34,18 @@ export class Hub {
   private readonly subscribing = new Map<string, Promise<unknown>>();
   /** Called after the subscriber reconnected and resubscribed (events may have been missed meanwhile). */
   onResubscribed?: () => void;
-  private wasReady = false;
+  private wasReady: boolean;
   /** Events handed to local listeners since the counter was last reset (for metrics). */
   deliveries = 0;
 
   constructor(
     private readonly sub: Redis,
     private readonly keys: Keys,
+    /** Distinct channels subscribed at once (MAX_CHANNELS_PER_TASK). Defaults to unbounded. */
+    readonly maxChannels = Number.POSITIVE_INFINITY,
   ) {
+    // A subscriber handed over already connected has had its first 'ready': the next one is a reconnect.
+    this.wasReady = sub.status === 'ready';
     const prefix = keys.livePrefix;
     sub.on('message', (liveChannel: string, message: string) => {
       const channel = liveChannel.slice(prefix.length);
@@ -67,8 +72,21 @@ export class Hub {
     return this.sub.status === 'ready';
   }
 
-  /** Adds `listener` to `channels`; resolves once Redis confirmed every subscription. */
+  /** True when subscribing `channels` keeps this process within `maxChannels` subscriptions. */
+  canAdd(channels: readonly string[]): boolean {
+    let fresh = 0;
+    for (const c of channels) if (!this.listeners.has(c)) fresh++;
+    return this.listeners.size + fresh <= this.maxChannels;
+  }
+
+  /**
+   * Adds `listener` to `channels`; resolves once Redis confirmed every subscription. Throws
+   * `unavailable` (adding nothing) when that would pass `maxChannels` distinct subscriptions.
+   */
   async add(channels: readonly string[], listener: Listener): Promise<void> {
+    if (!this.canAdd(channels)) {
+      throw new RealtimeError('unavailable', `This task subscribes to its maximum of ${this.maxChannels} channels; retry shortly.`);
+    }
     const waits: Promise<unknown>[] = [];
     const fresh: string[] = [];
     for (const c of channels) {

@@ -18,16 +18,24 @@ async function main(): Promise<void> {
   const logger = pino({ level: config.logLevel });
   const service = new SseService(config, { logger });
   await service.listen();
-  // SIGTERM (Fargate stop, deploy, scale-in): drain within DRAIN_TIMEOUT_MS, then exit 0.
+  // The drain starts when ECS task metadata says the task is being stopped (before SIGTERM; see
+  // service/ecs.ts) or on SIGTERM, whichever comes first. SIGTERM then waits for that drain
+  // (DRAIN_TIMEOUT_MS at most), closes and exits 0.
+  let stopping = false;
   const stop = (signal: string) => {
-    logger.info({ signal }, 'stopping');
-    service.drain().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, draining: service.isDraining }, 'stopping');
+    service
+      .drain()
+      .then(() => service.close())
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 main().catch((err) => {

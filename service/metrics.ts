@@ -7,6 +7,8 @@ export class ServiceMetrics {
   resets = 0;
   redisReconnects = 0;
   rejectedConnections = 0;
+  /** Streams closed because too many live events waited for their replay (MAX_HELD_EVENTS). */
+  heldOverflows = 0;
   private readonly metrics: Metrics;
   private timer?: NodeJS.Timeout;
 
@@ -40,7 +42,8 @@ export class ServiceMetrics {
     m.addMetric('Resets', MetricUnit.Count, this.resets);
     m.addMetric('RedisReconnects', MetricUnit.Count, this.redisReconnects);
     m.addMetric('RejectedConnections', MetricUnit.Count, this.rejectedConnections);
+    m.addMetric('HeldOverflows', MetricUnit.Count, this.heldOverflows);
     m.publishStoredMetrics();
-    this.slowConsumerDrops = this.replays = this.resets = this.redisReconnects = this.rejectedConnections = 0;
+    this.slowConsumerDrops = this.replays = this.resets = this.redisReconnects = this.rejectedConnections = this.heldOverflows = 0;
   }
 }

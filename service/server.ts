@@ -11,6 +11,8 @@ import { authorize } from './auth';
 import type { ServiceConfig } from './config';
 import { Hub, type LiveEvent, type Listener } from './hub';
 import { listen, shutdown } from './net';
+import { watchTaskStop } from './ecs';
+import { clientIp, FixedWindowLimiter } from './limits';
 import { ServiceMetrics } from './metrics';
 import { SseStream, sse, type FlushScheduler, type Sink } from './stream';
 
@@ -46,6 +48,13 @@ export class SseService implements FlushScheduler {
   private dirty: SseStream[] = [];
   private flushScheduled = false;
   private draining = false;
+  private drained?: Promise<void>;
+  private stopWatch?: () => void;
+  /** Long polls admitted and not answered yet (they count toward MAX_CONNECTIONS). */
+  private openPolls = 0;
+  private readonly anonLimiter: FixedWindowLimiter;
+  /** Retry-After of refusals that carry one (rate limits), in milliseconds. */
+  private readonly retryAfterMs = new WeakMap<RealtimeError, number>();
   readonly metrics: ServiceMetrics;
 
   constructor(
@@ -59,7 +68,8 @@ export class SseService implements FlushScheduler {
     this.subscriber = deps.subscriber ?? createRedis({ url, password, name: 'sse-subscriber', failFast: false });
     this.log = deps.logger ?? pino({ level: config.logLevel });
     this.now = deps.now ?? Date.now;
-    this.hub = new Hub(this.subscriber, new Keys(config.core.keyPrefix));
+    this.hub = new Hub(this.subscriber, new Keys(config.core.keyPrefix), config.maxChannelsPerTask);
+    this.anonLimiter = new FixedWindowLimiter(config.anonRequestsPerMinute, 60_000, this.now);
     this.hub.onResubscribed = () => this.catchUpAfterReconnect();
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
@@ -77,13 +87,25 @@ export class SseService implements FlushScheduler {
     return this.streams.size;
   }
 
-  /** Starts listening; resolves with the bound port. Waits for Redis up to `redisTimeoutMs`. */
-  async listen(port = this.config.port, host = this.config.host, redisTimeoutMs = 10_000): Promise<number> {
-    await Promise.all([waitReady(this.redis, redisTimeoutMs), waitReady(this.subscriber, redisTimeoutMs)]);
+  /**
+   * Starts listening; resolves with the bound port. Redis is not required: the service waits up to
+   * `redisWaitMs` for it (so the first requests find it ready), then listens anyway and answers
+   * streams with `retry:` (API clients: 503) until it is reachable. `/healthz` answers 200 meanwhile.
+   */
+  async listen(port = this.config.port, host = this.config.host, redisWaitMs = 5000): Promise<number> {
+    await Promise.all([waitReady(this.redis, redisWaitMs), waitReady(this.subscriber, redisWaitMs)]).catch(() => {
+      this.log.warn({ redisWaitMs }, 'redis not reachable yet; listening anyway (streams are told to retry until it is)');
+    });
     const bound = await listen(this.server, port, host);
     this.heartbeat = setInterval(() => this.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
     this.metrics.start(this.config.metricsIntervalMs);
+    if (this.config.ecsMetadataUri) {
+      this.stopWatch = watchTaskStop(this.config.ecsMetadataUri, this.config.stopPollMs, this.log, () => {
+        this.log.info('ecs task metadata: DesiredStatus STOPPED; draining before SIGTERM');
+        void this.drain();
+      });
+    }
     this.log.info({ port: bound }, 'sse service listening');
     return bound;
   }
@@ -104,22 +126,34 @@ export class SseService implements FlushScheduler {
     for (const s of dirty) s.flush();
   };
 
-  /** True once a drain has started: health checks fail and new streams are turned away. */
+  /** True once a drain has started: new streams and polls are turned away, `/healthz` says `draining`. */
   get isDraining(): boolean {
     return this.draining;
   }
 
+  /** True when both Redis connections (commands and the subscriber) are ready. */
+  get redisUp(): boolean {
+    return this.hub.ready && this.redis.status === 'ready';
+  }
+
   /**
-   * Graceful stop (SIGTERM on Fargate): `/healthz` answers 503 at once so the load balancer stops
-   * routing here, no new connections are accepted, and every stream is told to reconnect (jittered
-   * `retry:`) and closed, spread over the first half of `deadlineMs` so the other tasks are not hit
-   * by one wave. Clients resume elsewhere from their `Last-Event-ID`. Resolves when all are gone.
+   * Graceful stop. Started by the ECS task metadata (`DesiredStatus: STOPPED`, while the ALB still
+   * holds the streams during its deregistration delay) or by SIGTERM, whichever comes first; a
+   * second call returns the same promise. New streams and polls are turned away (an EventSource
+   * with 200 + `retry:`), waiting polls answer at once, and every stream is told to reconnect
+   * (jittered `retry:`) and closed, spread over the first half of `deadlineMs` so the other tasks are
+   * not hit by one wave. Clients resume elsewhere from their `Last-Event-ID`. Resolves when all
+   * streams are gone or `deadlineMs` passed; the server keeps answering `/healthz` until `close()`.
    */
-  async drain(deadlineMs = this.config.drainTimeoutMs): Promise<void> {
-    if (this.draining) return;
+  drain(deadlineMs = this.config.drainTimeoutMs): Promise<void> {
+    this.drained ??= this.runDrain(deadlineMs);
+    return this.drained;
+  }
+
+  private async runDrain(deadlineMs: number): Promise<void> {
     this.draining = true;
+    this.stopWatch?.();
     this.log.info({ streams: this.streams.size, deadlineMs }, 'draining');
-    this.server.close();
     for (const p of this.polls) p();
     const streams = [...this.streams];
     const spread = deadlineMs / 2;
@@ -132,11 +166,13 @@ export class SseService implements FlushScheduler {
     }
     const deadline = start + deadlineMs;
     while (this.streams.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await this.close();
+    this.log.info({ left: this.streams.size }, 'drained');
   }
 
   /** Closes every stream and poll, the server and (when owned) the Redis connections. */
   async close(): Promise<void> {
+    this.draining = true;
+    this.stopWatch?.();
     clearInterval(this.heartbeat);
     this.metrics.stop();
     for (const s of this.streams) s.close(sse.retry(this.config.retryMs));
@@ -167,53 +203,69 @@ export class SseService implements FlushScheduler {
 
   private route(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    // What a refusal must still carry: the reconnect cookie of a ticket spent by this request.
+    const ctx: RequestContext = {};
     const handle = async () => {
       if (req.method === 'OPTIONS') return this.preflight(req, res);
-      if (url.pathname === '/healthz') return this.healthz(req, res);
+      if (url.pathname === '/healthz') return this.healthz(req, res, url);
       if (url.pathname !== '/events' && url.pathname !== '/poll') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll or /healthz.`);
       if (req.method !== 'GET') throw new RealtimeError('method_not_allowed', `${url.pathname} accepts GET only.`);
-      this.checkOrigin(req);
-      if (url.pathname === '/events') return this.events(req, res, url);
-      return this.poll(req, res, url);
+      if (url.pathname === '/events') return this.events(req, res, url, ctx);
+      return this.poll(req, res, url, ctx);
     };
-    handle().catch((err) => this.fail(req, res, url, err));
+    handle().catch((err) => this.fail(req, res, url, err, ctx));
   }
 
-  private fail(req: IncomingMessage, res: ServerResponse, url: URL, err: unknown): void {
+  private fail(req: IncomingMessage, res: ServerResponse, url: URL, err: unknown, ctx: RequestContext = {}): void {
     const e = toRealtimeError(err);
     if (e.status >= 500) this.log.warn({ path: url.pathname, code: e.code, err: e.code === 'internal' ? String(err) : undefined }, 'request failed');
     if (res.headersSent) {
       res.end();
       return;
     }
+    const retryAfterMs = this.retryAfterMs.get(e) ?? (e.code === 'unavailable' ? 5000 : undefined);
+    // The ticket may be spent already (it is redeemed before capacity is checked): a refusal for
+    // capacity or an outage hands over the reconnect cookie, so the next attempt is still authorised.
+    const cookie: Record<string, string> = e.code === 'unavailable' && ctx.setCookie ? { 'set-cookie': ctx.setCookie } : {};
     // A native EventSource gives up for good on any non-200 answer: when the store is briefly
-    // unreachable, tell it to come back later instead.
-    if (e.code === 'unavailable' && url.pathname === '/events' && (req.headers.accept ?? '').includes('text/event-stream')) {
-      res.writeHead(200, this.streamHeaders(req));
-      res.end(sse.retry(this.jitter() * 2) + sse.comment('unavailable; reconnect later'));
+    // unreachable, the task is full or the client is over its rate, tell it to come back later instead.
+    if (retryAfterMs !== undefined && url.pathname === '/events' && (req.headers.accept ?? '').includes('text/event-stream')) {
+      res.writeHead(200, { ...this.streamHeaders(req), ...cookie });
+      const wait = e.code === 'rate_limited' ? retryAfterMs + this.jitter() : this.jitter() * 2;
+      res.end(sse.retry(wait) + sse.comment(`${e.code}; reconnect later`));
       return;
     }
-    const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store' };
-    if (e.code === 'unavailable') headers['retry-after'] = '5';
+    const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store', ...cookie };
+    if (retryAfterMs !== undefined) headers['retry-after'] = String(Math.ceil(retryAfterMs / 1000));
     res.writeHead(e.status, { ...this.corsHeaders(req), ...headers });
     res.end(errorBody(e));
   }
 
-  private async healthz(_req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (this.draining) {
+  /**
+   * `/healthz` is liveness: 200 while the process serves, whatever Redis does (an ALB health check
+   * that failed on a shared dependency would replace every task at once during a Redis outage).
+   * The body reports `redis` (`up`/`down`), `draining` and the open connections.
+   * `/healthz?deep=1` is readiness: 503 while Redis is down or the task is draining.
+   */
+  private async healthz(_req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    let up = this.redisUp;
+    const deep = url.searchParams.has('deep') && url.searchParams.get('deep') !== '0';
+    if (deep && up) up = await this.redis.ping().then(() => true, () => false);
+    const body = { status: 'ok', redis: up ? 'up' : 'down', draining: this.draining, connections: this.streams.size, polls: this.openPolls };
+    const ready = up && !this.draining;
+    if (deep && !ready) {
       res.writeHead(503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(errorBody(new RealtimeError('unavailable', 'Draining: this task is stopping.')));
+      const msg = this.draining ? 'Draining: this task is stopping.' : 'Redis is unreachable.';
+      res.end(JSON.stringify({ ...body, status: 'unavailable', error: { code: 'unavailable', message: msg } }));
       return;
     }
-    let ok = this.hub.ready;
-    if (ok) ok = await this.redis.ping().then(() => true, () => false);
-    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-    res.end(ok ? JSON.stringify({ status: 'ok', connections: this.streams.size }) : errorBody(new RealtimeError('unavailable', 'Redis is unreachable.')));
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(body));
   }
 
   private checkAvailable(): void {
     if (this.draining) throw new RealtimeError('unavailable', 'This task is stopping; retry.');
-    if (!this.hub.ready) throw new RealtimeError('unavailable', 'Redis is unreachable.');
+    if (!this.redisUp) throw new RealtimeError('unavailable', 'Redis is unreachable.');
   }
 
   private originAllowed(origin: string): boolean {
@@ -266,15 +318,45 @@ export class SseService implements FlushScheduler {
     return { channels, cursor };
   }
 
-  private async events(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const { channels, cursor } = this.parseRequest(req, url, ['last-event-id', 'lastEventId']);
-    this.checkAvailable();
-    if (this.streams.size >= this.config.maxConnections) {
-      this.metrics.rejectedConnections++;
-      throw new RealtimeError('unavailable', `This task holds its maximum of ${this.config.maxConnections} streams; retry shortly.`);
-    }
+  /**
+   * The checks every stream and poll passes, in this order: the request parses; an anonymous one
+   * (public channels only) is within its client's rate; the ticket is redeemed (spent on every
+   * attempt, so a refused request never leaves a live ticket behind) or the cookie verified; the
+   * origin is allowed; the task is not draining and Redis is up; the task has room (streams and
+   * polls together under MAX_CONNECTIONS, subscriptions under MAX_CHANNELS_PER_TASK).
+   */
+  private async admit(req: IncomingMessage, url: URL, ctx: RequestContext, cursorParams: string[]) {
+    const { channels, cursor } = this.parseRequest(req, url, cursorParams);
+    if (channels.every((c) => c.policy.subscribe === 'public')) this.limitAnonymous(req);
     const now = this.now();
     const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.redis, config: this.config, now });
+    ctx.setCookie = auth.setCookie;
+    this.checkOrigin(req);
+    this.checkAvailable();
+    const names = channels.map((c) => c.channel);
+    if (this.streams.size + this.openPolls >= this.config.maxConnections) {
+      this.metrics.rejectedConnections++;
+      throw new RealtimeError('unavailable', `This task holds its maximum of ${this.config.maxConnections} streams and polls; retry shortly.`);
+    }
+    if (!this.hub.canAdd(names)) {
+      this.metrics.rejectedConnections++;
+      throw new RealtimeError('unavailable', `This task subscribes to its maximum of ${this.config.maxChannelsPerTask} channels; retry shortly.`);
+    }
+    return { channels, cursor, names, auth, now };
+  }
+
+  /** Requests that need no ticket or cookie: at most ANON_REQUESTS_PER_MINUTE per client IP. */
+  private limitAnonymous(req: IncomingMessage): void {
+    if (this.config.anonRequestsPerMinute === 0) return;
+    const wait = this.anonLimiter.take(clientIp(req, this.config.trustProxyHops));
+    if (wait === 0) return;
+    const e = new RealtimeError('rate_limited', `At most ${this.config.anonRequestsPerMinute} requests per minute without a ticket; retry after the Retry-After seconds.`);
+    this.retryAfterMs.set(e, wait);
+    throw e;
+  }
+
+  private async events(req: IncomingMessage, res: ServerResponse, url: URL, ctx: RequestContext): Promise<void> {
+    const { channels, cursor, names, auth, now } = await this.admit(req, url, ctx, ['last-event-id', 'lastEventId']);
     const headers: Record<string, string | string[]> = this.streamHeaders(req);
     if (auth.setCookie) headers['set-cookie'] = auth.setCookie;
     const socket = req.socket;
@@ -286,14 +368,13 @@ export class SseService implements FlushScheduler {
       res.useChunkedEncodingByDefault = false;
       res.writeHead(200, { ...headers, connection: 'close' });
       res.flushHeaders();
-      sink = { write: (c) => void socket.write(c), end: () => socket.end(), queuedBytes: () => socket.writableLength };
+      sink = { write: (c) => void socket.write(c), end: () => socket.end(), queuedBytes: () => socket.writableLength, onDrain: (cb) => (socket.writableNeedDrain ? void socket.once('drain', cb) : cb()) };
     } else {
       res.writeHead(200, headers);
-      sink = { write: (c) => void res.write(c), end: () => res.end(), queuedBytes: () => res.writableLength };
+      sink = { write: (c) => void res.write(c), end: () => res.end(), queuedBytes: () => res.writableLength, onDrain: (cb) => (res.writableNeedDrain ? void res.once('drain', cb) : cb()) };
     }
 
-    const names = channels.map((c) => c.channel);
-    const stream = new SseStream(sink, names, this, (s) => this.dropSlow(s, socket), this.config.maxQueuedBytes);
+    const stream = new SseStream(sink, names, this, (s) => this.dropSlow(s, socket), this.config.maxQueuedBytes, this.config.maxHeldEvents, (s) => this.dropHeld(s));
     if (auth.sessionExp) {
       // Recycle well before the cookie expires (at 80% of its life, jittered) so reconnects stay authorised.
       const life = auth.sessionExp - now;
@@ -301,7 +382,7 @@ export class SseService implements FlushScheduler {
     }
     this.streams.add(stream);
     const cleanup = () => {
-      stream.closed = true;
+      stream.gone();
       this.streams.delete(stream);
       this.hub.remove(names, stream);
     };
@@ -319,6 +400,16 @@ export class SseService implements FlushScheduler {
   }
 
   /**
+   * More live events arrived during a replay than MAX_HELD_EVENTS: close the stream with a retry
+   * hint. Nothing is lost: what was held was never written, so the client resumes from its last id.
+   */
+  private dropHeld(stream: SseStream): void {
+    this.metrics.heldOverflows++;
+    this.log.warn({ held: this.config.maxHeldEvents }, 'stream closed: too many live events held during its replay');
+    stream.close(sse.retry(this.jitter()) + sse.comment('catching up: reconnect and resume from your last event id'));
+  }
+
+  /**
    * A reader that stopped reading: its backlog passed the cap. Close it with a final comment (it
    * resumes from its last id elsewhere) and free the socket shortly after, whatever it does.
    */
@@ -329,7 +420,11 @@ export class SseService implements FlushScheduler {
     setTimeout(() => socket.destroy(), 1000).unref();
   }
 
-  /** Replays what `stream` missed after `cursor` (or starts it at the current position), then goes live. */
+  /**
+   * Replays what `stream` missed after `cursor` (or starts it at the current position), then goes
+   * live. The replay is written in pages of REPLAY_MAX_EVENTS, each once the reader took the last
+   * one; a reader that falls behind is closed by the slow-consumer cap and resumes by id.
+   */
   private async catchUp(stream: SseStream, channels: readonly ParsedChannel[], cursor: number | undefined): Promise<void> {
     const r = await backlog(channels, cursor, { redis: this.redis, config: this.config.core });
     if (cursor !== undefined) {
@@ -338,14 +433,27 @@ export class SseService implements FlushScheduler {
     }
     let out = '';
     for (const ch of r.resets) out += sse.reset(ch);
-    for (const env of r.events) out += sse.replayed(envelopeSeq(env), env, envelopeType(env));
+    const page = this.config.replayMaxEvents;
+    for (let i = 0; i < r.events.length; i += page) {
+      if (stream.closed) return;
+      if (i > 0) await stream.drained();
+      if (stream.closed) return;
+      for (const env of r.events.slice(i, i + page)) out += sse.replayed(envelopeSeq(env), env, envelopeType(env));
+      stream.write(out);
+      out = '';
+    }
     if (out) stream.write(out);
+    if (stream.closed) return;
     stream.lastSeq = r.position;
     stream.write(sse.ready(stream.lastSeq, stream.channels));
     stream.goLive();
   }
 
-  /** After the subscriber reconnects, replay to each live stream what was published while it was away. */
+  /**
+   * After the subscriber reconnects, replay to each live stream what was published while it was
+   * away: CATCHUP_CONCURRENCY streams at a time; live events are held meanwhile, at most
+   * MAX_HELD_EVENTS per stream (past it the stream is closed and resumes by id).
+   */
   private catchUpAfterReconnect(): void {
     this.log.warn({ streams: this.streams.size }, 'redis subscriber reconnected; catching streams up');
     this.metrics.redisReconnects++;
@@ -353,24 +461,28 @@ export class SseService implements FlushScheduler {
     const streams = [...this.streams].filter((s) => !s.closed);
     // Hold live events from now on, so nothing is written out of order while the replay runs.
     for (const s of streams) s.hold();
-    const run = async () => {
-      await waitReady(this.redis, 10_000);
-      for (const s of streams) {
+    let next = 0;
+    const worker = async () => {
+      while (next < streams.length) {
+        const s = streams[next++];
         if (s.closed) continue;
         const channels = parseChannelList(s.channels as string[], namespaces, Number.MAX_SAFE_INTEGER);
         await this.catchUp(s, channels, s.lastSeq).catch(() => s.close(sse.retry(this.jitter())));
       }
+    };
+    const run = async () => {
+      await waitReady(this.redis, 10_000);
+      await Promise.all(Array.from({ length: Math.min(this.config.catchupConcurrency, streams.length) }, worker));
     };
     run().catch(() => {
       for (const s of streams) s.close(sse.retry(this.jitter()));
     });
   }
 
-  private async poll(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const { channels, cursor } = this.parseRequest(req, url, ['cursor']);
-    this.checkAvailable();
-    const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.redis, config: this.config, now: this.now() });
-    const names = channels.map((c) => c.channel);
+  private async poll(req: IncomingMessage, res: ServerResponse, url: URL, ctx: RequestContext): Promise<void> {
+    const { channels, cursor, names, auth } = await this.admit(req, url, ctx, ['cursor']);
+    // Counted from admission to answer: waiting polls hold a socket and subscriptions like streams.
+    this.openPolls++;
     const arrived: LiveEvent[] = [];
     let wake: () => void = () => undefined;
     const listener: Listener = {
@@ -384,6 +496,7 @@ export class SseService implements FlushScheduler {
     const finish = () => {
       if (done) return;
       done = true;
+      this.openPolls--;
       this.hub.remove(names, listener);
       this.polls.delete(end);
     };
@@ -394,6 +507,14 @@ export class SseService implements FlushScheduler {
       const { resets } = r;
       let events = r.events;
       let since = r.position;
+      // One answer carries at most REPLAY_MAX_EVENTS; `"more": true` and the cursor at the last one
+      // returned tell the client to poll again at once.
+      let more = false;
+      if (events.length > this.config.replayMaxEvents) {
+        events = events.slice(0, this.config.replayMaxEvents);
+        since = envelopeSeq(events[events.length - 1]);
+        more = true;
+      }
       if (events.length === 0 && resets.length === 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, this.config.pollTimeoutMs);
@@ -409,7 +530,11 @@ export class SseService implements FlushScheduler {
           res.on('close', end);
           wake();
         });
-        const fresh = arrived.filter((e) => e.seq > since).sort((a, b) => a.seq - b.seq);
+        let fresh = arrived.filter((e) => e.seq > since).sort((a, b) => a.seq - b.seq);
+        if (fresh.length > this.config.replayMaxEvents) {
+          fresh = fresh.slice(0, this.config.replayMaxEvents);
+          more = true;
+        }
         events = fresh.map((e) => e.envelope);
         if (fresh.length) since = fresh[fresh.length - 1].seq;
       }
@@ -418,9 +543,15 @@ export class SseService implements FlushScheduler {
       const out: Record<string, string | string[]> = headers;
       if (auth.setCookie) out['set-cookie'] = auth.setCookie;
       res.writeHead(200, out);
-      res.end(`{"events":[${events.join(',')}],"cursor":"${since}","resets":${JSON.stringify(resets)}}`);
+      res.end(`{"events":[${events.join(',')}],"cursor":"${since}","resets":${JSON.stringify(resets)}${more ? ',"more":true' : ''}}`);
     } finally {
       finish();
     }
   }
+}
+
+/** Per-request state that an error answer needs. */
+interface RequestContext {
+  /** The reconnect cookie issued when this request redeemed a ticket. */
+  setCookie?: string;
 }

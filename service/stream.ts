@@ -9,6 +9,8 @@ export interface Sink {
   end(): void;
   /** Bytes accepted but not yet handed to the kernel (the backlog of a slow reader). */
   queuedBytes(): number;
+  /** Calls `cb` once the backlog has been handed to the kernel: at the next 'drain', or at once when none is pending. */
+  onDrain(cb: () => void): void;
 }
 
 /** SSE encoding of the protocol's own signals. */
@@ -38,6 +40,7 @@ export class SseStream implements Listener {
   closed = false;
   private held: LiveEvent[] | null = [];
   private pending: Buffer[] = [];
+  private drainWaiters: (() => void)[] = [];
 
   constructor(
     readonly sink: Sink,
@@ -46,10 +49,20 @@ export class SseStream implements Listener {
     /** Called when the sink's backlog passes the cap after a flush. */
     private readonly onBacklog: (stream: SseStream) => void,
     private readonly maxQueuedBytes: number,
+    /** Live events held during a replay before `onHeldOverflow` is called. Defaults to unbounded. */
+    private readonly maxHeld = Number.POSITIVE_INFINITY,
+    /** Called once when more than `maxHeld` live events wait for a replay to finish. */
+    private readonly onHeldOverflow: (stream: SseStream) => void = () => undefined,
   ) {}
 
   onEvent(event: LiveEvent): void {
+    if (this.closed) return;
     if (this.held) {
+      if (this.held.length >= this.maxHeld) {
+        this.held = [];
+        this.onHeldOverflow(this);
+        return;
+      }
       this.held.push(event);
       return;
     }
@@ -80,6 +93,29 @@ export class SseStream implements Listener {
     this.pending.push(chunk);
   }
 
+  /**
+   * Writes what is queued now and resolves once the sink has handed it to the kernel (or the stream
+   * closed): a replay writes its next page only when the reader kept up with the last one.
+   */
+  drained(): Promise<void> {
+    this.flush();
+    if (this.closed || this.sink.queuedBytes() === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.drainWaiters.push(resolve);
+      this.sink.onDrain(() => this.wake());
+    });
+  }
+
+  /** Marks the stream gone (its socket closed) and releases anything waiting on it. */
+  gone(): void {
+    this.closed = true;
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const w of this.drainWaiters.splice(0)) w();
+  }
+
   /** Writes everything queued in one chunk. */
   flush(): void {
     if (this.pending.length === 0 || this.closed) return;
@@ -97,6 +133,8 @@ export class SseStream implements Listener {
     this.pending = [];
     if (pending.length) this.sink.write(pending.length === 1 ? pending[0] : Buffer.concat(pending));
     this.closed = true;
+    this.held = null;
     this.sink.end();
+    this.wake();
   }
 }

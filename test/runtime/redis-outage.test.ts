@@ -32,7 +32,7 @@ describe('Redis stopped and restarted under a running service', () => {
     await redisServer.destroy();
   });
 
-  test('healthz 503 and clean JSON errors while down; streams kept; recovers and delivers what is published after', async () => {
+  test('healthz 200 (liveness) with redis down, ?deep=1 503, clean JSON errors while down; streams kept; recovers and delivers what is published after', async () => {
     const redis = createRedis({ url: redisServer.url, name: 'test-publisher' });
     await waitReady(redis);
     const deps = { redis, config: coreConfig({ redisUrl: redisServer.url }) };
@@ -44,9 +44,13 @@ describe('Redis stopped and restarted under a running service', () => {
     await s.until((x) => x.text.includes(`"id":"${before.id}"`));
 
     await redisServer.stop();
-    await eventually(async () => (await get(`${base}/healthz`)).status === 503, 10_000, 'healthz 503');
+    // Liveness stays 200 (an ALB check failing on Redis would replace every task at once); readiness says 503.
+    await eventually(async () => (await get(`${base}/healthz?deep=1`)).status === 503, 10_000, 'healthz?deep=1 503');
     const health = await get(`${base}/healthz`);
-    expect(JSON.parse(health.body)).toEqual({ error: { code: 'unavailable', message: expect.any(String) } });
+    expect(health.status).toBe(200);
+    expect(JSON.parse(health.body)).toMatchObject({ status: 'ok', redis: 'down', draining: false, connections: 1 });
+    const deep = await get(`${base}/healthz?deep=1`);
+    expect(JSON.parse(deep.body)).toMatchObject({ redis: 'down', error: { code: 'unavailable', message: expect.any(String) } });
 
     // Non-stream clients get a JSON 503 with Retry-After; an EventSource gets a 200 that tells it when to come back.
     const poll = await get(`${base}/poll?channels=${ch}&cursor=1`);
@@ -66,7 +70,7 @@ describe('Redis stopped and restarted under a running service', () => {
     await expect(publish({ channel: ch, type: 'update', data: 'lost' }, SERVER, deps)).rejects.toThrow();
 
     await redisServer.restart();
-    await eventually(async () => (await get(`${base}/healthz`)).status === 200, 15_000, 'healthz 200');
+    await eventually(async () => (await get(`${base}/healthz?deep=1`)).status === 200, 15_000, 'healthz?deep=1 200');
     await waitReady(redis, 10_000);
     const after = await publish({ channel: ch, type: 'update', data: 'after' }, SERVER, deps);
     await s.until((x) => x.text.includes(`"id":"${after.id}"`), 10_000);

@@ -1,0 +1,129 @@
+import Redis from 'ioredis';
+import pino from 'pino';
+import { publish } from '../../core/events';
+import { createRedis, waitReady } from '../../core/redis';
+import { serviceConfigFromEnv } from '../../service/config';
+import { SseService } from '../../service/server';
+import { connectRedis, coreConfig, eventually, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid } from '../support/harness';
+import { TcpProxy } from '../support/tcp-proxy';
+
+const SERVER = { kind: 'server', principal: 'test-backend' } as const;
+const config = coreConfig();
+let redis: Redis;
+const cleanup: (() => unknown)[] = [];
+
+beforeAll(async () => {
+  redis = await connectRedis();
+});
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+afterAll(() => redis.disconnect());
+
+const pub = async (channel: string, data: unknown) => (await publish({ channel, type: 'update', data }, SERVER, { redis, config })).id;
+const ready = (s: RawStream) => s.events().some((e) => e.event === 'ready');
+const ids = (s: RawStream) => s.events().filter((e) => e.event === 'update').map((e) => e.id!);
+/** Replay commands (EVALSHA, or EVAL after NOSCRIPT) a stalled proxy holds. */
+const replaysHeld = (p: TcpProxy) => (p.held().match(/\$7\r\nevalsha\r\n|\$4\r\neval\r\n/gi) ?? []).length;
+
+/**
+ * A service whose two Redis connections go through proxies the test controls: the subscriber's
+ * can be cut (a Redis reconnect, as in a failover), the command connection's stalled (so the
+ * catch-up replays wait while live events keep coming).
+ */
+async function service(env: Record<string, string>) {
+  const port = Number(new URL(redisUrl()).port);
+  const subProxy = new TcpProxy(port);
+  const cmdProxy = new TcpProxy(port);
+  const [subUrl, cmdUrl] = [await subProxy.start(), await cmdProxy.start()];
+  // The command client as the service makes it, without the 5 s command timeout: a stall here lasts as long as the test needs.
+  const commands = new Redis(cmdUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => 50 });
+  commands.on('error', () => undefined);
+  const subscriber = createRedis({ url: subUrl, name: 'sse-subscriber', failFast: false });
+  await Promise.all([waitReady(commands), waitReady(subscriber)]);
+  const svc = new SseService(
+    serviceConfigFromEnv({ REDIS_URL: redisUrl(), SESSION_SECRET, NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES), COOKIE_SECURE: 'false', LOG_LEVEL: 'silent', METRICS_INTERVAL_MS: '0', ...env }),
+    { redis: commands, subscriber, logger: pino({ level: 'silent' }) },
+  );
+  const base = `http://127.0.0.1:${await svc.listen(0, '127.0.0.1')}`;
+  cleanup.push(async () => {
+    await svc.close();
+    commands.disconnect();
+    subscriber.disconnect();
+    await subProxy.close();
+    await cmdProxy.close();
+  });
+  return { svc, base, subProxy, cmdProxy };
+}
+function stream(url: string, headers: Record<string, string> = {}): RawStream {
+  const s = new RawStream(url, headers);
+  cleanup.push(() => s.close());
+  return s;
+}
+
+/** Cuts the subscriber's connection, publishes what it will miss, then lets it back in with the command connection stalled. */
+async function reconnectWithStalledCommands(svc: SseService, subProxy: TcpProxy, cmdProxy: TcpProxy, whileDown: () => Promise<void>) {
+  subProxy.cut();
+  await eventually(() => !svc.hub.ready, 10_000, 'subscriber down');
+  await whileDown();
+  cmdProxy.stall();
+  subProxy.restore();
+  await eventually(() => svc.metrics.redisReconnects === 1, 15_000, 'subscriber reconnected');
+}
+
+describe('catch-up after a Redis reconnect', () => {
+  test('many streams: caught up CATCHUP_CONCURRENCY at a time, every event once and in order', async () => {
+    const { svc, base, subProxy, cmdProxy } = await service({ CATCHUP_CONCURRENCY: '4' });
+    const channels = [uid(), uid(), uid(), uid()].map((x) => `scores:${x}`);
+    const streams = Array.from({ length: 40 }, (_, i) => ({ ch: channels[i % 4], s: stream(`${base}/events?channels=${channels[i % 4]}`) }));
+    await Promise.all(streams.map(({ s }) => s.until(ready)));
+    const sent = new Map<string, string[]>(channels.map((c) => [c, []]));
+    const send = async (n: number) => {
+      for (let i = 0; i < n; i++) for (const c of channels) sent.get(c)!.push(await pub(c, i));
+    };
+    await send(2);
+    await Promise.all(streams.map(({ ch, s }) => s.until((x) => ids(x).length === sent.get(ch)!.length)));
+
+    await reconnectWithStalledCommands(svc, subProxy, cmdProxy, () => send(3));
+    // 40 streams wait for a catch-up; only CATCHUP_CONCURRENCY replays are in flight.
+    await eventually(() => replaysHeld(cmdProxy) >= 4, 10_000, '4 replays in flight');
+    const delivered = svc.hub.deliveries;
+    await send(2); // live while the replays wait: held by every stream
+    await eventually(() => svc.hub.deliveries >= delivered + 2 * 4 * 10, 10_000, 'live events held');
+    expect(replaysHeld(cmdProxy)).toBe(4);
+    cmdProxy.resume();
+
+    await Promise.all(streams.map(({ ch, s }) => s.until((x) => ids(x).length >= sent.get(ch)!.length, 15_000)));
+    for (const { ch, s } of streams) {
+      expect(ids(s)).toEqual(sent.get(ch));
+      expect(s.ended).toBe(false);
+    }
+    expect(svc.metrics.heldOverflows).toBe(0);
+  });
+
+  test('a stream holding more than MAX_HELD_EVENTS during its catch-up is closed with retry:, and a resume from its Last-Event-ID gets everything', async () => {
+    const { svc, base, subProxy, cmdProxy } = await service({ CATCHUP_CONCURRENCY: '1', MAX_HELD_EVENTS: '5' });
+    const ch = `scores:${uid()}`;
+    const streams = [0, 1, 2].map(() => stream(`${base}/events?channels=${ch}`));
+    await Promise.all(streams.map((s) => s.until(ready)));
+    const sent = [await pub(ch, 'before')];
+    await Promise.all(streams.map((s) => s.until((x) => ids(x).length === 1)));
+
+    await reconnectWithStalledCommands(svc, subProxy, cmdProxy, async () => {
+      sent.push(await pub(ch, 'missed'));
+    });
+    await eventually(() => replaysHeld(cmdProxy) >= 1, 10_000, 'a replay in flight');
+    for (let i = 0; i < 8; i++) sent.push(await pub(ch, i));
+    await Promise.all(streams.map((s) => s.until((x) => x.ended, 15_000)));
+    for (const s of streams) {
+      expect(s.text).toMatch(/retry: \d+\n\n: catching up: reconnect and resume from your last event id\n\n$/);
+      expect(ids(s)).toEqual(sent.slice(0, 1));
+    }
+    expect(svc.metrics.heldOverflows).toBe(3);
+    cmdProxy.resume();
+
+    const resumed = streams.map((s) => stream(`${base}/events?channels=${ch}`, { 'last-event-id': ids(s).at(-1)! }));
+    await Promise.all(resumed.map((s) => s.until(ready)));
+    for (const s of resumed) expect(ids(s)).toEqual(sent.slice(1));
+  });
+});
