@@ -71,7 +71,9 @@ export class Observability extends Construct {
 
     this.alarm('SseElb5xx', elb5xx, 10, 'Load balancer 5xx answers (no healthy target, timeouts) on the SSE endpoint');
     this.alarm('SseTarget5xx', target5xx, 10, 'SSE tasks answering 5xx');
-    this.alarm('SseUnhealthyTargets', unhealthy, 1, 'An SSE task fails its /healthz check (Redis unreachable?)', { evaluationPeriods: 3 });
+    this.alarm('SseUnhealthyTargets', unhealthy, 1, 'An SSE task fails its /healthz liveness check: the process is stuck or out of resources (Redis outages do not fail it; see the Redis alarms and the 5xx alarms)', {
+      evaluationPeriods: 3,
+    });
     this.alarm('SseNoHealthyTargets', healthy, 1, 'No healthy SSE task behind the load balancer', {
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       evaluationPeriods: 2,

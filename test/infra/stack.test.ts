@@ -3,6 +3,7 @@
  * and on a few configs that switch behaviour. Each template is built once per describe.
  */
 import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
+import { DRAIN_MARGIN_MS, drainTiming, EXIT_MARGIN_SECONDS, FARGATE_MAX_STOP_TIMEOUT_SECONDS } from '../../lib/drain-timing';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { MESSAGE_ROUTES, TICKET_IDENTITY_SOURCE } from '../../lib/websocket-api';
 import { buildStack, buildStageApp, CDK_CONTEXT, logicalIdOf, onlyLogicalId, templateOf } from './support';
@@ -19,6 +20,35 @@ function containerEnv(template: Template): Record<string, unknown> {
   const [taskDef] = Object.values(template.findResources('AWS::ECS::TaskDefinition')) as Resources[string][];
   const [container] = taskDef.Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
   return Object.fromEntries(container.Environment.map((e) => [e.Name, e.Value]));
+}
+
+/** The SSE container definition (the task has one container). */
+function container(template: Template): Record<string, unknown> {
+  const [taskDef] = Object.values(template.findResources('AWS::ECS::TaskDefinition')) as Resources[string][];
+  const [c] = taskDef.Properties.ContainerDefinitions as Record<string, unknown>[];
+  return c;
+}
+
+/** The stop sequence as deployed: target group deregistration delay, drain window, poll interval, container stopTimeout. */
+function stopSequence(template: Template) {
+  const [tg] = Object.values(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup')) as Resources[string][];
+  const env = containerEnv(template);
+  return {
+    delaySeconds: Number(attributes(tg.Properties.TargetGroupAttributes)['deregistration_delay.timeout_seconds']),
+    drainTimeoutMs: Number(env.DRAIN_TIMEOUT_MS),
+    stopPollMs: Number(env.STOP_POLL_MS),
+    stopTimeoutSeconds: container(template).StopTimeout as number,
+  };
+}
+
+/** Checks the relations drainTiming promises, on a deployed stop sequence. */
+function expectDrainInsideDelay(seq: ReturnType<typeof stopSequence>): void {
+  // metadata path: seen STOPPED within one poll, drained, with a margin, before the ALB cuts the streams
+  expect(seq.stopPollMs + seq.drainTimeoutMs + DRAIN_MARGIN_MS).toBeLessThanOrEqual(seq.delaySeconds * 1000);
+  // SIGTERM fallback: the drain and the exit fit between SIGTERM and SIGKILL, within Fargate's ceiling
+  expect(seq.stopTimeoutSeconds * 1000).toBeGreaterThanOrEqual(seq.drainTimeoutMs + EXIT_MARGIN_SECONDS * 1000);
+  expect(seq.stopTimeoutSeconds).toBeLessThanOrEqual(FARGATE_MAX_STOP_TIMEOUT_SECONDS);
+  expect(seq.drainTimeoutMs).toBeGreaterThan(0);
 }
 
 /** The blueprint's own functions (the CDK custom resource provider is not one): they all carry NODE_OPTIONS. */
@@ -56,13 +86,14 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     expect(env).toMatchObject({ HEARTBEAT_MS: '15000', POLL_TIMEOUT_MS: '25000' });
   });
 
-  test('SIGTERM drain: DRAIN_TIMEOUT_MS ends inside the target group deregistration delay', () => {
-    const tgAttrs = new Capture();
-    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', { TargetGroupAttributes: tgAttrs });
-    const delaySeconds = Number(attributes(tgAttrs.asArray())['deregistration_delay.timeout_seconds']);
-    const env = containerEnv(template);
-    expect(env.DRAIN_TIMEOUT_MS).toBe('20000');
-    expect(Number(env.DRAIN_TIMEOUT_MS)).toBeLessThan(delaySeconds * 1000);
+  test('drain timing: DRAIN_TIMEOUT_MS, STOP_POLL_MS, container StopTimeout and the deregistration delay agree (30 s default)', () => {
+    const seq = stopSequence(template);
+    expect(seq).toEqual({ delaySeconds: 30, ...drainTiming(30) });
+    expectDrainInsideDelay(seq);
+  });
+
+  test('TRUST_PROXY_HOPS: 1 behind the ALB (client IP = right-most X-Forwarded-For entry)', () => {
+    expect(containerEnv(template).TRUST_PROXY_HOPS).toBe('1');
   });
 
   test('load balancer: internet-facing, HTTP/2 on, invalid header fields dropped', () => {
@@ -83,6 +114,25 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
       DefaultActions: [Match.objectLike({ Type: 'forward' })],
     });
     expect(containerEnv(template).COOKIE_SECURE).toBe('false');
+  });
+
+  test('health checks: the target group checks /healthz (liveness), and no health check uses the deep Redis readiness check', () => {
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', { HealthCheckPath: '/healthz' });
+    for (const tg of Object.values(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup'))) {
+      expect(tg.Properties.HealthCheckPath).toBe('/healthz');
+    }
+    // an ECS container health check, if one is ever added, must use liveness too
+    const healthCheck = container(template).HealthCheck;
+    expect(JSON.stringify(healthCheck ?? {})).not.toMatch(/deep/);
+    if (healthCheck) expect(JSON.stringify(healthCheck)).toMatch(/\/healthz/);
+    expect(JSON.stringify(template.toJSON())).not.toMatch(/healthz\?deep/);
+  });
+
+  test('SseUnhealthyTargets alarm: describes a liveness failure, not Redis (a Redis outage no longer fails /healthz)', () => {
+    const description = new Capture();
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'UnHealthyHostCount', AlarmDescription: description });
+    expect(description.asString()).toMatch(/liveness/);
+    expect(description.asString()).not.toMatch(/Redis unreachable/);
   });
 
   test('target group: health check on /healthz, short deregistration delay for endless streams', () => {
@@ -545,6 +595,12 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
 });
 
 describe('configs that switch behaviour', () => {
+  test.each([10, 90, 300])('drain timing with deregistrationDelaySeconds %i: DRAIN_TIMEOUT_MS, StopTimeout and the delay agree', (delay) => {
+    const seq = stopSequence(templateOf(buildStack({ sse: { deregistrationDelaySeconds: delay } })));
+    expect(seq).toEqual({ delaySeconds: delay, ...drainTiming(delay) });
+    expectDrainInsideDelay(seq);
+  });
+
   test('namespaces: passed through as NAMESPACES_JSON to every Lambda and the SSE task', () => {
     const namespaces = { scores: { subscribe: 'public' }, room: { subscribe: 'authenticated', publish: 'authenticated' } };
     const stack = buildStack({ namespaces });

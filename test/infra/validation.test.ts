@@ -170,6 +170,11 @@ describe('SseService validation', () => {
     ['nofile below 65536', { nofileLimit: 1024 }, /^Fixture\/Sse: nofileLimit \(1024\) must be an integer from 65536 to 1048576\. Set nofileLimit within that range$/],
     ['nofile above the Fargate maximum', { nofileLimit: 2_000_000 }, /nofileLimit \(2000000\) must be an integer from 65536 to 1048576/],
     ['deregistration delay above 3600 s', { deregistrationDelay: Duration.seconds(3601) }, /deregistrationDelay \(3601\) must be an integer from 0 to 3600 seconds/],
+    [
+      'deregistration delay too short to drain',
+      { deregistrationDelay: Duration.seconds(5) },
+      /^Fixture\/Sse: deregistrationDelay \(5 s\) leaves no time to drain the streams: .*\. Set deregistrationDelay \(sse\.deregistrationDelaySeconds\) to at least 10 seconds$/,
+    ],
     ['stickiness above 7 days', { stickinessDuration: Duration.days(8) }, /stickinessDuration \(691200\) must be an integer from 1 to 604800 seconds/],
     ['maxTasks below minTasks', { minTasks: 5, maxTasks: 3 }, /maxTasks \(3\) must be an integer from 5 to 1000/],
     ['no tasks', { minTasks: 0 }, /minTasks \(0\) must be an integer from 1 to 1000/],
