@@ -55,6 +55,7 @@ export const StageConfigSchema = z
         port: int().optional(),
         keyPrefix: z.string().optional(),
         snapshotRetentionDays: int().optional(),
+        removalPolicy: z.enum(['snapshot', 'destroy']).optional(),
       })
       .optional(),
     sse: z
@@ -79,6 +80,7 @@ export const StageConfigSchema = z
     webSocket: z.strictObject({ stageName: z.string().optional(), ...throttle }).optional(),
     ticketApi: z.strictObject({ auth: z.discriminatedUnion('type', [JwtAuth, IamAuth]).optional(), ...throttle }).optional(),
     publishApi: z.strictObject(throttle).optional(),
+    limits: z.strictObject({ userPublishPerMinute: int().positive().optional(), userNewChannelsPerHour: int().positive().optional() }).optional(),
     allowedOrigins: z.array(origin).optional(),
     namespaces: z.record(z.string(), z.unknown()).optional(),
     ticketTtlSeconds: int().optional(),

@@ -36,13 +36,14 @@ export interface ObservabilityProps {
    */
   readonly redisCpuPercent?: number;
   /**
-   * Redis memory alarm threshold (DatabaseMemoryUsagePercentage), percent.
+   * Redis memory alarm threshold (DatabaseMemoryUsagePercentage at or above it for 3 minutes), percent. With
+   * `maxmemory-policy` noeviction, writes fail at 100%.
    * @default 80
    */
   readonly redisMemoryPercent?: number;
 }
 
-/** A CloudWatch dashboard of the whole path and alarms for 5xx, target health, Lambda errors, Redis CPU/memory and connections. */
+/** A CloudWatch dashboard of the whole path and alarms for 5xx, target health, Lambda errors, Redis CPU/memory/evictions and connections. */
 export class Observability extends Construct {
   public readonly dashboard: cloudwatch.Dashboard;
   /** Every alarm, to attach further actions. */
@@ -104,9 +105,14 @@ export class Observability extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       evaluationPeriods: 5,
     });
-    this.alarm('RedisMemory', redisMemory, props.redisMemoryPercent ?? 80, 'Redis memory high: history streams or subscriber buffers growing', {
+    // maxmemory-policy is noeviction: at 100% every write (publish, ticket, connect) fails, so warn well before.
+    this.alarm('RedisMemory', redisMemory, props.redisMemoryPercent ?? 80, 'Redis memory high: at 100% writes fail (noeviction); history streams or subscriber buffers growing', {
+      evaluationPeriods: 3,
+    });
+    // Any eviction means keys were lost (tickets, connection registry, history): noeviction should make this impossible.
+    const redisEvictions = redis.metricMax('Evictions', 'Redis evictions (max over nodes)');
+    this.alarm('RedisEvictions', redisEvictions, 0, 'Redis evicted keys: the maxmemory-policy is not noeviction (parameter group changed?); tickets, connections or history were lost', {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 5,
     });
 
     if (props.alarmTopic) {
@@ -136,6 +142,7 @@ export class Observability extends Construct {
       new cloudwatch.TextWidget({ markdown: '## Redis', width: 24, height: 1 }),
       graph('Engine CPU %', [redisCpu]),
       graph('Memory %', [redisMemory]),
+      graph('Evictions (should stay 0: noeviction)', [redisEvictions]),
       graph('Client connections', [redisConnections]),
     );
   }

@@ -59,6 +59,8 @@ export class RealtimeStack extends Stack {
     }
     checkRange(this, 'ticketTtlSeconds', config.ticketTtlSeconds, 5, 300, ' seconds');
     checkRange(this, 'maxPayloadBytes', config.maxPayloadBytes, 256, 32768, ' bytes');
+    checkRange(this, 'limits.userPublishPerMinute', config.limits?.userPublishPerMinute, 1, 100_000);
+    checkRange(this, 'limits.userNewChannelsPerHour', config.limits?.userNewChannelsPerHour, 1, 100_000);
     const logRetention = (config.logRetentionDays ?? 30) as logs.RetentionDays;
     const logLevel = config.logLevel ?? 'info';
     const origins = config.allowedOrigins ?? [];
@@ -148,6 +150,10 @@ export class RealtimeStack extends Stack {
     });
     // The two functions that fan out to WebSocket connections: publish (here) and the message handler (in RealtimeWebSocketApi).
     this.webSocket.grantManageConnections(this.publishApi.handler);
+    // The functions that publish get the per-user publish limits; unset keys leave the runtime's defaults.
+    for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) {
+      for (const [key, value] of Object.entries(publishLimitsEnvironment(config))) publisher.addEnvironment(key, value);
+    }
 
     this.observability = new Observability(this, 'Observability', {
       sse: this.sse,
@@ -216,6 +222,14 @@ export class RealtimeStack extends Stack {
     }
     return undefined;
   }
+}
+
+/** `USER_PUBLISH_PER_MINUTE` and `USER_NEW_CHANNELS_PER_HOUR` from the stage's `limits`, only those that are set. */
+function publishLimitsEnvironment(config: RealtimeStageConfig): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (config.limits?.userPublishPerMinute !== undefined) env.USER_PUBLISH_PER_MINUTE = String(config.limits.userPublishPerMinute);
+  if (config.limits?.userNewChannelsPerHour !== undefined) env.USER_NEW_CHANNELS_PER_HOUR = String(config.limits.userNewChannelsPerHour);
+  return env;
 }
 
 function seconds(value: number | undefined): Duration | undefined {

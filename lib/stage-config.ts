@@ -1,5 +1,5 @@
 import type { RuntimeLogLevel } from './realtime-function';
-import type { RedisEngine } from './redis-pub-sub';
+import type { RedisEngine, RedisRemovalPolicy } from './redis-pub-sub';
 import type { TicketAuth } from './ticket-api';
 
 /** An existing VPC described by ids (no lookup, no credentials needed). */
@@ -48,6 +48,28 @@ export interface RedisConfig {
   readonly keyPrefix?: string;
   /** @default 1 */
   readonly snapshotRetentionDays?: number;
+  /**
+   * `snapshot`: a final snapshot before the replication group is deleted or replaced; `destroy`: delete it with its data.
+   * @default 'snapshot'
+   */
+  readonly removalPolicy?: RedisRemovalPolicy;
+}
+
+/**
+ * Per-user limits of the runtime on publishing, for the functions that publish (publish API, WebSocket messages).
+ * An unset key leaves the variable unset, so the runtime's own default applies.
+ */
+export interface LimitsConfig {
+  /**
+   * Events one user may publish per minute (`USER_PUBLISH_PER_MINUTE`, 1 to 100000).
+   * @default - the runtime's default
+   */
+  readonly userPublishPerMinute?: number;
+  /**
+   * Channels one user may bring into existence per hour (`USER_NEW_CHANNELS_PER_HOUR`, 1 to 100000).
+   * @default - the runtime's default
+   */
+  readonly userNewChannelsPerHour?: number;
 }
 
 /** SSE service settings of a stage (see {@link SseServiceProps}). */
@@ -126,6 +148,8 @@ export interface RealtimeStageConfig {
   readonly webSocket?: WebSocketConfig;
   readonly ticketApi?: TicketApiConfig;
   readonly publishApi?: ThrottleConfig;
+  /** @default - the runtime's defaults */
+  readonly limits?: LimitsConfig;
   /**
    * Browser origins allowed to call the ticket API and read SSE streams.
    * @default []

@@ -256,6 +256,36 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     });
   });
 
+  test('Redis memory: a valkey8 parameter group with maxmemory-policy noeviction, used by the replication group', () => {
+    template.hasResourceProperties('AWS::ElastiCache::ParameterGroup', {
+      CacheParameterGroupFamily: 'valkey8',
+      Properties: { 'maxmemory-policy': 'noeviction' },
+    });
+    template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {
+      CacheParameterGroupName: { Ref: onlyLogicalId(template, 'AWS::ElastiCache::ParameterGroup') },
+    });
+  });
+
+  test('Redis alarms: Evictions above 0 and DatabaseMemoryUsagePercentage at or above 80 %, max over the nodes', () => {
+    const metricIn = (name: string) => Match.arrayWith([Match.objectLike({ MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: name }) }) })]);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Metrics: metricIn('Evictions'),
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Metrics: metricIn('DatabaseMemoryUsagePercentage'),
+      Threshold: 80,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    });
+  });
+
+  test('Redis removal policy (dev: destroy): deleted with the stack, no final snapshot', () => {
+    const [group] = Object.values(template.findResources('AWS::ElastiCache::ReplicationGroup'));
+    expect(group.DeletionPolicy ?? 'Delete').toBe('Delete');
+    expect(group.UpdateReplacePolicy ?? 'Delete').toBe('Delete');
+  });
+
   test('Redis security group: ingress only from the SSE task and the Lambda security groups, on the Redis port', () => {
     const redisSg = stack.resolve(stack.redis.securityGroup.securityGroupId);
     const allowed = [
@@ -470,6 +500,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     expect(has(/"MetricName":"5xx"/)).toBe(2);
     expect(has(/EngineCPUUtilization/)).toBe(1);
     expect(has(/DatabaseMemoryUsagePercentage/)).toBe(1);
+    expect(has(/"MetricName":"Evictions"/)).toBe(1);
   });
 
   test('no alarm topic configured: alarms carry no actions', () => {
@@ -559,6 +590,10 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
     });
   });
 
+  test('Redis removal policy (prod: snapshot): a final snapshot before deletion or replacement', () => {
+    template.hasResource('AWS::ElastiCache::ReplicationGroup', { DeletionPolicy: 'Snapshot', UpdateReplacePolicy: 'Snapshot' });
+  });
+
   test('access logs: on, to an encrypted, SSL-only bucket (the region is known)', () => {
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
       LoadBalancerAttributes: Match.arrayWith([{ Key: 'access_logs.s3.enabled', Value: 'true' }]),
@@ -609,6 +644,36 @@ describe('configs that switch behaviour', () => {
       expect((fn.Properties.Environment as { Variables: Record<string, string> }).Variables.NAMESPACES_JSON).toBe(JSON.stringify(namespaces));
     }
     expect(containerEnv(template).NAMESPACES_JSON).toBe(JSON.stringify(namespaces));
+  });
+
+  test.each<[string, string | undefined, string]>([
+    ['valkey', undefined, 'valkey8'],
+    ['valkey', '7.2', 'valkey7'],
+    ['redis', undefined, 'redis7'],
+    ['redis', '7.0', 'redis7'],
+  ])('Redis parameter group for %s %s: family %s, maxmemory-policy noeviction', (engine, engineVersion, family) => {
+    const template = templateOf(buildStack({ redis: { engine: engine as 'valkey' | 'redis', engineVersion } }));
+    template.hasResourceProperties('AWS::ElastiCache::ParameterGroup', { CacheParameterGroupFamily: family, Properties: { 'maxmemory-policy': 'noeviction' } });
+  });
+
+  test('Redis removal policy by default: a final snapshot before deletion or replacement', () => {
+    templateOf(buildStack()).hasResource('AWS::ElastiCache::ReplicationGroup', { DeletionPolicy: 'Snapshot', UpdateReplacePolicy: 'Snapshot' });
+  });
+
+  test('limits: USER_PUBLISH_PER_MINUTE and USER_NEW_CHANNELS_PER_HOUR on the functions that publish (publish API, WebSocket messages)', () => {
+    const stack = buildStack({ limits: { userPublishPerMinute: 120, userNewChannelsPerHour: 30 } });
+    const template = templateOf(stack);
+    for (const fn of [stack.publishApi.handler, stack.webSocket.messageFunction]) {
+      const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(vars).toMatchObject({ USER_PUBLISH_PER_MINUTE: '120', USER_NEW_CHANNELS_PER_HOUR: '30' });
+    }
+  });
+
+  test('limits: only the keys set are passed; none set leaves the runtime defaults', () => {
+    const only = templateOf(buildStack({ limits: { userNewChannelsPerHour: 30 } }));
+    only.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ USER_NEW_CHANNELS_PER_HOUR: '30', USER_PUBLISH_PER_MINUTE: Match.absent() }) } });
+    const none = JSON.stringify(templateOf(buildStack()).toJSON());
+    expect(none).not.toMatch(/USER_PUBLISH_PER_MINUTE|USER_NEW_CHANNELS_PER_HOUR/);
   });
 
   test('no namespaces configured: NAMESPACES_JSON is left unset (the runtime defaults apply)', () => {

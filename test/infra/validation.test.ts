@@ -70,6 +70,7 @@ describe('RedisPubSub validation', () => {
     ['privileged port', { port: 80 }, /port \(80\) must be an integer from 1024 to 65535/],
     ['key prefix with a space', { keyPrefix: 'my app:' }, /keyPrefix "my app:" is not valid\. Use 1 to 32 letters, digits, ":", "_" or "-"/],
     ['snapshots kept too long', { snapshotRetentionDays: 36 }, /snapshotRetentionDays \(36\) must be an integer from 0 to 35 days/],
+    ['removal policy retain', { removalPolicy: 'retain' as never }, /^Fixture\/Redis: removalPolicy "retain" is not supported\. Use "snapshot" \(a final snapshot before deletion\) or "destroy"$/],
   ])('%s: fails', (_name, props, message) => {
     expect(make(props)).toThrow(message);
   });
@@ -248,6 +249,8 @@ describe('RealtimeStack validation', () => {
       },
       /^Realtime\/Network: natGateways only apply to a new VPC/,
     ],
+    ['publish limit of 0', { limits: { userPublishPerMinute: 0 } }, /^Realtime: limits\.userPublishPerMinute \(0\) must be an integer from 1 to 100000\. Set limits\.userPublishPerMinute within that range$/],
+    ['new-channel limit too high', { limits: { userNewChannelsPerHour: 100_001 } }, /^Realtime: limits\.userNewChannelsPerHour \(100001\) must be an integer from 1 to 100000/],
     ['SSE heartbeat too close to the idle timeout', { sse: { heartbeatMs: 20_000, idleTimeoutSeconds: 30 } }, /^Realtime\/Sse: heartbeatMs \(20000\) must be at most half the ALB idle timeout \(30 s\)/],
   ])('%s: fails', (_name, config, message) => {
     expect(make(config)).toThrow(message);
@@ -295,6 +298,9 @@ describe('stage config (cdk.json context, zod)', () => {
     ['bad log level', { logLevel: 'verbose' }, /^Invalid stage config stages\.x\.logLevel: /],
     ['bad alarm topic ARN', { alarmTopicArn: 'ops' }, /^Invalid stage config stages\.x\.alarmTopicArn: must be an SNS topic ARN$/],
     ['unknown Redis engine', { redis: { engine: 'memcached' } }, /^Invalid stage config stages\.x\.redis\.engine: /],
+    ['Redis removal policy retain', { redis: { removalPolicy: 'retain' } }, /^Invalid stage config stages\.x\.redis\.removalPolicy: /],
+    ['publish limit as a string', { limits: { userPublishPerMinute: '60' } }, /^Invalid stage config stages\.x\.limits\.userPublishPerMinute: .*expected number, received string$/],
+    ['unknown limit (a typo)', { limits: { publishPerMinute: 60 } }, /^Invalid stage config stages\.x\.limits\.publishPerMinute: unknown key/],
   ])('%s: fails with one line naming the key', (_name, config, message) => {
     const run = readConfig(config);
     expect(run).toThrow(StageConfigError);
