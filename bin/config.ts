@@ -77,9 +77,9 @@ export const StageConfigSchema = z
         containerInsights: z.boolean().optional(),
       })
       .optional(),
-    webSocket: z.strictObject({ stageName: z.string().optional(), ...throttle }).optional(),
+    webSocket: z.strictObject({ stageName: z.string().optional(), messageReservedConcurrency: int().optional(), ...throttle }).optional(),
     ticketApi: z.strictObject({ auth: z.discriminatedUnion('type', [JwtAuth, IamAuth]).optional(), ...throttle }).optional(),
-    publishApi: z.strictObject(throttle).optional(),
+    publishApi: z.strictObject({ reservedConcurrency: int().optional(), ...throttle }).optional(),
     limits: z.strictObject({ userPublishPerMinute: int().positive().optional(), userNewChannelsPerHour: int().positive().optional() }).optional(),
     allowedOrigins: z.array(origin).optional(),
     namespaces: z.record(z.string(), z.unknown()).optional(),

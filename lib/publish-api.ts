@@ -18,6 +18,17 @@ export interface PublishApiProps {
    * @default lambda/publish.ts
    */
   readonly entry?: string;
+  /**
+   * Entry file of the revoker (`POST /revoke`).
+   * @default lambda/revoke.ts
+   */
+  readonly revokeEntry?: string;
+  /**
+   * Reserved concurrency of the publisher, which fans events out to WebSocket connections: a flood of publishes
+   * throttles it instead of taking the account's whole concurrency (1 to 10000).
+   * @default 100
+   */
+  readonly reservedConcurrency?: number;
   /** @default 200 */
   readonly throttleRateLimit?: number;
   /** @default 400 */
@@ -34,15 +45,20 @@ export interface PublishApiProps {
 }
 
 /**
- * `POST /publish` for trusted backends: an HTTP API with IAM (SigV4) authorisation in front of the publish Lambda.
- * Grant a backend with {@link grantPublish}; give the function WebSocket fan-out with
- * `RealtimeWebSocketApi.grantManageConnections(publishApi.handler)`.
+ * `POST /publish` and `POST /revoke` for trusted backends: an HTTP API with IAM (SigV4) authorisation in front of the
+ * publish and revoke Lambdas. Grant a backend with {@link grantPublish} and {@link grantRevoke}; give the publisher
+ * WebSocket fan-out with `RealtimeWebSocketApi.grantPostToConnections(publishApi.handler)` and the revoker the closing
+ * of connections with `RealtimeWebSocketApi.grantCloseConnections(publishApi.revokeHandler)`.
  */
 export class PublishApi extends Construct {
   public readonly handler: RealtimeFunction;
+  /** The function behind `POST /revoke`: revokes a user's access and closes their WebSocket connections. */
+  public readonly revokeHandler: RealtimeFunction;
   public readonly endpoint: HttpEndpoint;
   /** `https://.../publish` */
   public readonly url: string;
+  /** `https://.../revoke` */
+  public readonly revokeUrl: string;
 
   constructor(scope: Construct, id: string, props: PublishApiProps) {
     super(scope, id);
@@ -56,8 +72,19 @@ export class PublishApi extends Construct {
       // Fan-out to many WebSocket connections takes longer than a ticket; HTTP APIs wait at most 30 s.
       memorySize: 512,
       timeout: Duration.seconds(25),
+      reservedConcurrentExecutions: props.reservedConcurrency ?? 100,
     });
     props.redis.connect(this.handler);
+
+    this.revokeHandler = new RealtimeFunction(this, 'Revoker', {
+      entry: props.revokeEntry ?? path.join(LAMBDA_DIR, 'revoke.ts'),
+      description: 'POST /revoke: revokes a user\'s tickets and sessions and closes their WebSocket connections',
+      vpc: props.vpc,
+      environment: props.environment,
+      logLevel: props.logLevel,
+      logRetention: props.logRetention,
+    });
+    props.redis.connect(this.revokeHandler);
 
     this.endpoint = new HttpEndpoint(this, 'Http', {
       description: 'Realtime publish API (IAM)',
@@ -69,14 +96,25 @@ export class PublishApi extends Construct {
       logRetention: props.logRetention,
     });
     this.url = this.endpoint.url;
+    this.endpoint.addPostRoute('RevokeIntegration', '/revoke', this.revokeHandler);
+    this.revokeUrl = `${this.endpoint.api.apiEndpoint}/revoke`;
   }
 
   /** Lets a backend principal call `POST /publish` (`execute-api:Invoke` on that route of this API only). */
   public grantPublish(grantee: iam.IGrantable): iam.Grant {
+    return this.grantInvoke(grantee, '/publish');
+  }
+
+  /** Lets a backend principal call `POST /revoke` (`execute-api:Invoke` on that route of this API only). */
+  public grantRevoke(grantee: iam.IGrantable): iam.Grant {
+    return this.grantInvoke(grantee, '/revoke');
+  }
+
+  private grantInvoke(grantee: iam.IGrantable, routePath: string): iam.Grant {
     return iam.Grant.addToPrincipal({
       grantee,
       actions: ['execute-api:Invoke'],
-      resourceArns: [this.endpoint.api.arnForExecuteApi('POST', '/publish', this.endpoint.stage.stageName)],
+      resourceArns: [this.endpoint.api.arnForExecuteApi('POST', routePath, this.endpoint.stage.stageName)],
     });
   }
 }

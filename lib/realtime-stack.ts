@@ -95,6 +95,7 @@ export class RealtimeStack extends Stack {
       stageName: config.webSocket?.stageName,
       throttleRateLimit: config.webSocket?.throttleRateLimit,
       throttleBurstLimit: config.webSocket?.throttleBurstLimit,
+      messageReservedConcurrency: config.webSocket?.messageReservedConcurrency,
       environment: runtimeEnv,
       logLevel,
       logRetention,
@@ -144,12 +145,15 @@ export class RealtimeStack extends Stack {
       redis: this.redis,
       throttleRateLimit: config.publishApi?.throttleRateLimit,
       throttleBurstLimit: config.publishApi?.throttleBurstLimit,
+      reservedConcurrency: config.publishApi?.reservedConcurrency,
       environment: runtimeEnv,
       logLevel,
       logRetention,
     });
-    // The two functions that fan out to WebSocket connections: publish (here) and the message handler (in RealtimeWebSocketApi).
-    this.webSocket.grantManageConnections(this.publishApi.handler);
+    // The two functions that fan out to WebSocket connections, POST only: publish (here) and the message handler (in
+    // RealtimeWebSocketApi). The revoker closes connections, DELETE only.
+    this.webSocket.grantPostToConnections(this.publishApi.handler);
+    this.webSocket.grantCloseConnections(this.publishApi.revokeHandler);
     // The functions that publish get the per-user publish limits; unset keys leave the runtime's defaults.
     for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) {
       for (const [key, value] of Object.entries(publishLimitsEnvironment(config))) publisher.addEnvironment(key, value);
@@ -160,7 +164,7 @@ export class RealtimeStack extends Stack {
       redis: this.redis,
       webSocket: this.webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
-      functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler],
+      functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler],
       alarmTopic: config.alarmTopicArn ? sns.Topic.fromTopicArn(this, 'AlarmTopic', config.alarmTopicArn) : undefined,
     });
 

@@ -122,6 +122,20 @@ export interface ThrottleConfig {
 export interface WebSocketConfig extends ThrottleConfig {
   /** @default 'live' */
   readonly stageName?: string;
+  /**
+   * Reserved concurrency of the WebSocket message handler (it fans out published events).
+   * @default 100
+   */
+  readonly messageReservedConcurrency?: number;
+}
+
+/** Publish API settings of a stage. */
+export interface PublishApiConfig extends ThrottleConfig {
+  /**
+   * Reserved concurrency of the publish function (it fans out to WebSocket connections).
+   * @default 100
+   */
+  readonly reservedConcurrency?: number;
 }
 
 /** Ticket API settings of a stage. */
@@ -147,7 +161,7 @@ export interface RealtimeStageConfig {
   readonly sse?: SseConfig;
   readonly webSocket?: WebSocketConfig;
   readonly ticketApi?: TicketApiConfig;
-  readonly publishApi?: ThrottleConfig;
+  readonly publishApi?: PublishApiConfig;
   /** @default - the runtime's defaults */
   readonly limits?: LimitsConfig;
   /**

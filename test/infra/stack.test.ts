@@ -290,7 +290,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     const redisSg = stack.resolve(stack.redis.securityGroup.securityGroupId);
     const allowed = [
       stack.resolve(stack.sse.service.connections.securityGroups[0].securityGroupId),
-      ...[...stack.webSocket.functions, stack.ticketApi.handler, stack.publishApi.handler].map((f) => stack.resolve(f.connections.securityGroups[0].securityGroupId)),
+      ...[...stack.webSocket.functions, stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler].map((f) => stack.resolve(f.connections.securityGroups[0].securityGroupId)),
     ];
     const ingress = Object.values(template.findResources('AWS::EC2::SecurityGroupIngress', { Properties: { GroupId: redisSg } })) as Resources[string][];
     expect(ingress.map((r) => r.Properties.SourceSecurityGroupId)).toEqual(expect.arrayContaining(allowed));
@@ -373,9 +373,9 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     });
   });
 
-  test('Lambdas: six, all Node.js 24 on ARM64, bundled with source maps enabled, traced, in the VPC', () => {
+  test('Lambdas: seven, all Node.js 24 on ARM64, bundled with source maps enabled, traced, in the VPC', () => {
     const fns = Object.values(blueprintFunctions(template));
-    expect(fns).toHaveLength(6);
+    expect(fns).toHaveLength(7);
     for (const fn of fns) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs24.x',
@@ -412,7 +412,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
 
   test('Lambdas read the Redis AUTH token: every function role may GetSecretValue on that secret only', () => {
     const secret = stack.resolve(stack.redis.authToken.secretArn);
-    for (const fn of [...stack.webSocket.functions, stack.ticketApi.handler, stack.publishApi.handler]) {
+    for (const fn of [...stack.webSocket.functions, stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler]) {
       const role = logicalIdOf(fn.function.role!);
       template.hasResourceProperties('AWS::IAM::Policy', {
         Roles: [{ Ref: role }],
@@ -421,29 +421,50 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     }
   });
 
-  test('execute-api:ManageConnections: only publish and ws-message, only on this API\'s stage', () => {
-    const policies = template.findResources('AWS::IAM::Policy', {
-      Properties: { PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: 'execute-api:ManageConnections' })]) } },
-    }) as Resources;
-    const roles = Object.values(policies).flatMap((p) => p.Properties.Roles as unknown[]);
-    const expectedRoles = [stack.publishApi.handler, stack.webSocket.messageFunction].map((f) => ({ Ref: logicalIdOf(f.function.role!) }));
-    expect(roles).toHaveLength(2);
-    expect(roles).toEqual(expect.arrayContaining(expectedRoles));
+  test('execute-api:ManageConnections: POST only for publish and ws-message, DELETE only for revoke, on this API\'s stage, nothing else', () => {
+    const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p) =>
+      (p.Properties.PolicyDocument.Statement as { Action: unknown; Resource: unknown }[])
+        .filter((st) => JSON.stringify(st.Action).includes('execute-api:ManageConnections') || JSON.stringify(st.Action).includes('execute-api:*'))
+        .map((st) => ({ roles: p.Properties.Roles as unknown[], action: st.Action, resource: st.Resource })),
+    );
     const apiRef = stack.resolve(stack.webSocket.api.apiId);
-    for (const policy of Object.values(policies)) {
-      const statement = (policy.Properties.PolicyDocument as { Statement: { Action: unknown; Resource: unknown }[] }).Statement.find((s) => s.Action === 'execute-api:ManageConnections');
-      expect(statement?.Resource).toEqual({
-        'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':execute-api:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':', apiRef, '/live/*/@connections/*']],
-      });
+    const arn = (method: string) => ({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':execute-api:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':', apiRef, `/live/${method}/@connections/*`]],
+    });
+    const role = (f: { function: { role?: unknown } }) => ({ Ref: logicalIdOf(f.function.role as never) });
+    expect(statements).toEqual(
+      expect.arrayContaining([
+        { roles: [role(stack.publishApi.handler)], action: 'execute-api:ManageConnections', resource: arn('POST') },
+        { roles: [role(stack.webSocket.messageFunction)], action: 'execute-api:ManageConnections', resource: arn('POST') },
+        { roles: [role(stack.publishApi.revokeHandler)], action: 'execute-api:ManageConnections', resource: arn('DELETE') },
+      ]),
+    );
+    expect(statements).toHaveLength(3);
+    expect(JSON.stringify(statements)).not.toMatch(/\/(GET|\*)\/@connections/);
+  });
+
+  test('revoke route: POST /revoke with IAM authorisation, on the publish API, to its own function', () => {
+    const publishApi = stack.resolve(stack.publishApi.endpoint.api.apiId);
+    template.hasResourceProperties('AWS::ApiGatewayV2::Route', { ApiId: publishApi, RouteKey: 'POST /revoke', AuthorizationType: 'AWS_IAM' });
+    template.hasResourceProperties('AWS::ApiGatewayV2::Integration', {
+      ApiId: publishApi,
+      IntegrationUri: stack.resolve(stack.publishApi.revokeHandler.function.functionArn),
+    });
+  });
+
+  test('reserved concurrency: 100 on each fan-out function (publish, ws-message), none on the others', () => {
+    const fanOut = [stack.publishApi.handler, stack.webSocket.messageFunction].map((f) => logicalIdOf(f.function));
+    for (const [id, fn] of Object.entries(blueprintFunctions(template))) {
+      expect([id, fn.Properties.ReservedConcurrentExecutions]).toEqual([id, fanOut.includes(id) ? 100 : undefined]);
     }
   });
 
-  test('WS_MANAGEMENT_ENDPOINT: set on exactly the functions that fan out, to https://{api}.execute-api.{region}/{stage}', () => {
+  test('WS_MANAGEMENT_ENDPOINT: set on exactly the functions that fan out or close connections, to https://{api}.execute-api.{region}/{stage}', () => {
     const withEndpoint = Object.keys(blueprintFunctions(template)).filter((id) => {
       const vars = (template.toJSON().Resources[id].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
       return 'WS_MANAGEMENT_ENDPOINT' in vars;
     });
-    expect(withEndpoint.sort()).toEqual([logicalIdOf(stack.publishApi.handler.function), logicalIdOf(stack.webSocket.messageFunction.function)].sort());
+    expect(withEndpoint.sort()).toEqual([stack.publishApi.handler, stack.webSocket.messageFunction, stack.publishApi.revokeHandler].map((f) => logicalIdOf(f.function)).sort());
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: {
         Variables: Match.objectLike({
@@ -496,7 +517,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     expect(has(/UnHealthyHostCount/)).toBe(1);
     expect(has(/"MetricName":"HealthyHostCount"/)).toBe(1);
     expect(has(/ActiveConnectionCount/)).toBe(1);
-    expect(has(/"MetricName":"Errors"/)).toBe(6);
+    expect(has(/"MetricName":"Errors"/)).toBe(7);
     expect(has(/"MetricName":"5xx"/)).toBe(2);
     expect(has(/EngineCPUUtilization/)).toBe(1);
     expect(has(/DatabaseMemoryUsagePercentage/)).toBe(1);
@@ -617,7 +638,7 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
         Statement: Match.arrayWith([
           Match.objectLike({
             Action: 'execute-api:ManageConnections',
-            Resource: { 'Fn::Join': ['', [`arn:aws:execute-api:${prod.region}:${prod.account}:`, stack.resolve(stack.webSocket.api.apiId), '/live/*/@connections/*']] },
+            Resource: { 'Fn::Join': ['', [`arn:aws:execute-api:${prod.region}:${prod.account}:`, stack.resolve(stack.webSocket.api.apiId), '/live/POST/@connections/*']] },
           }),
         ]),
       },
@@ -674,6 +695,14 @@ describe('configs that switch behaviour', () => {
     only.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ USER_NEW_CHANNELS_PER_HOUR: '30', USER_PUBLISH_PER_MINUTE: Match.absent() }) } });
     const none = JSON.stringify(templateOf(buildStack()).toJSON());
     expect(none).not.toMatch(/USER_PUBLISH_PER_MINUTE|USER_NEW_CHANNELS_PER_HOUR/);
+  });
+
+  test('reserved concurrency: publishApi.reservedConcurrency and webSocket.messageReservedConcurrency set the fan-out functions', () => {
+    const stack = buildStack({ publishApi: { reservedConcurrency: 40 }, webSocket: { messageReservedConcurrency: 60 } });
+    const template = templateOf(stack);
+    const reserved = (f: { function: import('aws-cdk-lib/aws-lambda').Function }) => template.toJSON().Resources[logicalIdOf(f.function)].Properties.ReservedConcurrentExecutions;
+    expect(reserved(stack.publishApi.handler)).toBe(40);
+    expect(reserved(stack.webSocket.messageFunction)).toBe(60);
   });
 
   test('no namespaces configured: NAMESPACES_JSON is left unset (the runtime defaults apply)', () => {

@@ -83,6 +83,7 @@ describe('RealtimeFunction (the bundling wrapper)', () => {
   test.each<[string, Partial<RealtimeFunctionProps>, RegExp]>([
     ['memory below 128 MiB', { memorySize: 64 }, /^Fixture\/Fn: memorySize \(64\) must be an integer from 128 to 10240 MiB/],
     ['timeout above 15 minutes', { timeout: Duration.seconds(901) }, /^Fixture\/Fn: timeout \(901 s\) must be from 1 to 900 seconds\. Set a timeout Lambda accepts$/],
+    ['reserved concurrency of 0 (would throttle every call)', { reservedConcurrentExecutions: 0 }, /^Fixture\/Fn: reservedConcurrentExecutions \(0\) must be an integer from 1 to 10000\. Set reservedConcurrentExecutions within that range$/],
   ])('%s: fails', (_name, props, message) => {
     expect(make(props)).toThrow(message);
   });
@@ -249,6 +250,8 @@ describe('RealtimeStack validation', () => {
       },
       /^Realtime\/Network: natGateways only apply to a new VPC/,
     ],
+    ['publish reserved concurrency of 0', { publishApi: { reservedConcurrency: 0 } }, /^Realtime\/PublishApi\/Publisher: reservedConcurrentExecutions \(0\) must be an integer from 1 to 10000/],
+    ['WebSocket message reserved concurrency above 10000', { webSocket: { messageReservedConcurrency: 20_000 } }, /^Realtime\/WebSocket\/Message: reservedConcurrentExecutions \(20000\) must be an integer from 1 to 10000/],
     ['publish limit of 0', { limits: { userPublishPerMinute: 0 } }, /^Realtime: limits\.userPublishPerMinute \(0\) must be an integer from 1 to 100000\. Set limits\.userPublishPerMinute within that range$/],
     ['new-channel limit too high', { limits: { userNewChannelsPerHour: 100_001 } }, /^Realtime: limits\.userNewChannelsPerHour \(100001\) must be an integer from 1 to 100000/],
     ['SSE heartbeat too close to the idle timeout', { sse: { heartbeatMs: 20_000, idleTimeoutSeconds: 30 } }, /^Realtime\/Sse: heartbeatMs \(20000\) must be at most half the ALB idle timeout \(30 s\)/],
@@ -301,6 +304,7 @@ describe('stage config (cdk.json context, zod)', () => {
     ['Redis removal policy retain', { redis: { removalPolicy: 'retain' } }, /^Invalid stage config stages\.x\.redis\.removalPolicy: /],
     ['publish limit as a string', { limits: { userPublishPerMinute: '60' } }, /^Invalid stage config stages\.x\.limits\.userPublishPerMinute: .*expected number, received string$/],
     ['unknown limit (a typo)', { limits: { publishPerMinute: 60 } }, /^Invalid stage config stages\.x\.limits\.publishPerMinute: unknown key/],
+    ['reserved concurrency as a fraction', { publishApi: { reservedConcurrency: 2.5 } }, /^Invalid stage config stages\.x\.publishApi\.reservedConcurrency: .*expected int/],
   ])('%s: fails with one line naming the key', (_name, config, message) => {
     const run = readConfig(config);
     expect(run).toThrow(StageConfigError);
