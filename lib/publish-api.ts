@@ -5,6 +5,7 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { checkTrustedPrincipals } from './errors';
 import { HttpEndpoint } from './http-endpoint';
 import { LAMBDA_DIR, RealtimeFunction, type RuntimeLogLevel } from './realtime-function';
 import type { RedisPubSub } from './redis-pub-sub';
@@ -13,6 +14,14 @@ import type { RedisPubSub } from './redis-pub-sub';
 export interface PublishApiProps {
   readonly redis: RedisPubSub;
   readonly vpc: ec2.IVpc;
+  /**
+   * IAM principals (role or user ARNs) trusted to publish and revoke (`TRUSTED_PRINCIPALS`): an IAM-signed caller may
+   * publish anywhere and revoke any user, so the functions refuse IAM callers not listed here; an assumed-role session
+   * (`arn:aws:sts::ACCT:assumed-role/NAME/SESSION`) matches its role (`arn:aws:iam::ACCT:role/NAME`). HTTP APIs have no
+   * resource policies, so the check is in the functions; {@link grantPublish} alone is not enough.
+   * @default [] - no IAM caller is trusted: IAM-signed calls are refused
+   */
+  readonly trustedPrincipals?: readonly string[];
   /**
    * Entry file of the publisher.
    * @default lambda/publish.ts
@@ -62,6 +71,8 @@ export class PublishApi extends Construct {
 
   constructor(scope: Construct, id: string, props: PublishApiProps) {
     super(scope, id);
+    const trusted = props.trustedPrincipals ?? [];
+    checkTrustedPrincipals(this, 'trustedPrincipals', trusted);
     this.handler = new RealtimeFunction(this, 'Publisher', {
       entry: props.entry ?? path.join(LAMBDA_DIR, 'publish.ts'),
       description: 'POST /publish: validates, appends to history, publishes and fans out',
@@ -85,6 +96,8 @@ export class PublishApi extends Construct {
       logRetention: props.logRetention,
     });
     props.redis.connect(this.revokeHandler);
+    // mandated after the caller's environment: who may publish and revoke ('' trusts no IAM caller)
+    for (const fn of [this.handler, this.revokeHandler]) fn.addEnvironment('TRUSTED_PRINCIPALS', trusted.join(','));
 
     this.endpoint = new HttpEndpoint(this, 'Http', {
       description: 'Realtime publish API (IAM)',

@@ -165,6 +165,14 @@ export interface RealtimeStageConfig {
   /** @default - the runtime's defaults */
   readonly limits?: LimitsConfig;
   /**
+   * IAM role or user ARNs trusted by the IAM-authorised routes (`POST /publish`, `POST /revoke`, and `POST /tickets`
+   * with IAM auth), as `TRUSTED_PRINCIPALS` of the ticket issuer, publish and revoke functions. Such a caller may mint
+   * tickets for, publish as and revoke any user. An assumed-role session matches its role. No wildcard, no account-wide
+   * token: every trusted backend is named.
+   * @default [] - no IAM caller is trusted: IAM-signed calls are refused
+   */
+  readonly trustedPrincipals?: readonly string[];
+  /**
    * Browser origins allowed to call the ticket API and read SSE streams.
    * @default []
    */

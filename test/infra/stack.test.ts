@@ -452,6 +452,14 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     });
   });
 
+  test('TRUSTED_PRINCIPALS: on the ticket issuer, publish and revoke functions only; dev trusts no IAM caller (explicit [] in cdk.json)', () => {
+    const withVar = Object.entries(blueprintFunctions(template))
+      .filter(([, fn]) => 'TRUSTED_PRINCIPALS' in (fn.Properties.Environment as { Variables: object }).Variables)
+      .map(([id, fn]) => [id, (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables.TRUSTED_PRINCIPALS]);
+    const expected = [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler].map((f) => [logicalIdOf(f.function), '']);
+    expect(withVar.sort()).toEqual(expected.sort());
+  });
+
   test('reserved concurrency: 100 on each fan-out function (publish, ws-message), none on the others', () => {
     const fanOut = [stack.publishApi.handler, stack.webSocket.messageFunction].map((f) => logicalIdOf(f.function));
     for (const [id, fn] of Object.entries(blueprintFunctions(template))) {
@@ -645,6 +653,15 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
     });
   });
 
+  test('TRUSTED_PRINCIPALS: the stage\'s trustedPrincipals on the ticket issuer, publish and revoke functions', () => {
+    const trusted = (prod.trustedPrincipals as unknown as string[]).join(',');
+    expect(trusted).toMatch(/^arn:aws:iam::\d{12}:role\//);
+    for (const fn of [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler]) {
+      const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(vars.TRUSTED_PRINCIPALS).toBe(trusted);
+    }
+  });
+
   test('SSM parameters: under /realtime/prod/', () => {
     template.hasResourceProperties('AWS::SSM::Parameter', { Name: '/realtime/prod/TicketUrl' });
   });
@@ -703,6 +720,23 @@ describe('configs that switch behaviour', () => {
     const reserved = (f: { function: import('aws-cdk-lib/aws-lambda').Function }) => template.toJSON().Resources[logicalIdOf(f.function)].Properties.ReservedConcurrentExecutions;
     expect(reserved(stack.publishApi.handler)).toBe(40);
     expect(reserved(stack.webSocket.messageFunction)).toBe(60);
+  });
+
+  test('trustedPrincipals unset (secure default): TRUSTED_PRINCIPALS is set, empty, on the ticket issuer, publish and revoke functions', () => {
+    const stack = buildStack();
+    const template = templateOf(stack);
+    for (const fn of [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler]) {
+      const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(vars.TRUSTED_PRINCIPALS).toBe('');
+    }
+  });
+
+  test('trustedPrincipals: several ARNs joined with commas, role paths kept', () => {
+    const arns = ['arn:aws:iam::123456789012:role/service/publisher', 'arn:aws:iam::123456789012:user/ops-bot'];
+    const stack = buildStack({ trustedPrincipals: arns });
+    templateOf(stack).hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ TRUSTED_PRINCIPALS: arns.join(','), WS_MANAGEMENT_ENDPOINT: Match.absent(), SSE_URL: Match.anyValue() }) },
+    });
   });
 
   test('no namespaces configured: NAMESPACES_JSON is left unset (the runtime defaults apply)', () => {

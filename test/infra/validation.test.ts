@@ -144,6 +144,18 @@ describe('TicketApi and HttpEndpoint validation', () => {
     ['wildcard origin', { allowedOrigins: ['*'] }, /^Fixture\/TicketApi\/Http: allowedOrigins entry "\*" is not an origin\. List origins as scheme:\/\/host\[:port\]/],
     ['origin with a path', { allowedOrigins: ['https://app.example.com/'] }, /allowedOrigins entry "https:\/\/app\.example\.com\/" is not an origin/],
     ['zero rate limit', { throttleRateLimit: 0 }, /^Fixture\/TicketApi\/Http: throttleRateLimit \(0\) must be an integer from 1 to 10000 per second/],
+    ['trusted principal that is not an ARN', { trustedPrincipals: ['my-backend'] }, /^Fixture\/TicketApi: trustedPrincipals entry "my-backend" is not an IAM role or user ARN\. List IAM role or user ARNs, like arn:aws:iam::123456789012:role\/my-backend$/],
+    ['trusted principal with a wildcard', { trustedPrincipals: ['arn:aws:iam::123456789012:role/*'] }, /trustedPrincipals entry "arn:aws:iam::123456789012:role\/\*" is not an IAM role or user ARN/],
+    [
+      'trusted principal given as an assumed-role session',
+      { trustedPrincipals: ['arn:aws:sts::123456789012:assumed-role/backend/i-0abc'] },
+      /is not an IAM role or user ARN\. List the role of that session instead: arn:aws:iam::123456789012:role\/backend$/,
+    ],
+    [
+      'trusted principals too long for the Lambda environment',
+      { trustedPrincipals: Array.from({ length: 20 }, (_, i) => `arn:aws:iam::123456789012:role/some/long/path/backend-service-number-${i}`) },
+      /^Fixture\/TicketApi: trustedPrincipals is \d+ characters as TRUSTED_PRINCIPALS, over 1024\. Trust fewer principals/,
+    ],
   ])('%s: fails', (_name, props, message) => {
     expect(make(props)).toThrow(message);
   });
@@ -304,6 +316,13 @@ describe('stage config (cdk.json context, zod)', () => {
     ['Redis removal policy retain', { redis: { removalPolicy: 'retain' } }, /^Invalid stage config stages\.x\.redis\.removalPolicy: /],
     ['publish limit as a string', { limits: { userPublishPerMinute: '60' } }, /^Invalid stage config stages\.x\.limits\.userPublishPerMinute: .*expected number, received string$/],
     ['unknown limit (a typo)', { limits: { publishPerMinute: 60 } }, /^Invalid stage config stages\.x\.limits\.publishPerMinute: unknown key/],
+    ['trusted principal that is not an ARN', { trustedPrincipals: ['backend'] }, /^Invalid stage config stages\.x\.trustedPrincipals\.0: must be an IAM role or user ARN \(List IAM role or user ARNs, like arn:aws:iam::123456789012:role\/my-backend\)$/],
+    [
+      'trusted principal given as an assumed-role session',
+      { trustedPrincipals: ['arn:aws:iam::123456789012:role/ok', 'arn:aws:sts::123456789012:assumed-role/backend/session'] },
+      /^Invalid stage config stages\.x\.trustedPrincipals\.1: must be an IAM role or user ARN \(List the role of that session instead: arn:aws:iam::123456789012:role\/backend\)$/,
+    ],
+    ['trustedPrincipals as one string', { trustedPrincipals: 'arn:aws:iam::123456789012:role/ok' }, /^Invalid stage config stages\.x\.trustedPrincipals: .*expected array/],
     ['reserved concurrency as a fraction', { publishApi: { reservedConcurrency: 2.5 } }, /^Invalid stage config stages\.x\.publishApi\.reservedConcurrency: .*expected int/],
   ])('%s: fails with one line naming the key', (_name, config, message) => {
     const run = readConfig(config);
