@@ -84,7 +84,7 @@ export const StageConfigSchema = z
     webSocket: z.strictObject({ stageName: z.string().optional(), messageReservedConcurrency: int().optional(), ...throttle }).optional(),
     ticketApi: z.strictObject({ auth: z.discriminatedUnion('type', [JwtAuth, IamAuth]).optional(), ...throttle }).optional(),
     publishApi: z.strictObject({ reservedConcurrency: int().optional(), ...throttle }).optional(),
-    limits: z.strictObject({ userPublishPerMinute: int().positive().optional(), userNewChannelsPerHour: int().positive().optional() }).optional(),
+    limits: z.strictObject({ userPublishPerMinute: int().optional(), userNewChannelsPerHour: int().optional() }).optional(),
     trustedPrincipals: z.array(trustedPrincipal).optional(),
     allowedOrigins: z.array(origin).optional(),
     namespaces: z.record(z.string(), z.unknown()).optional(),

@@ -59,8 +59,9 @@ export class RealtimeStack extends Stack {
     }
     checkRange(this, 'ticketTtlSeconds', config.ticketTtlSeconds, 5, 300, ' seconds');
     checkRange(this, 'maxPayloadBytes', config.maxPayloadBytes, 256, 32768, ' bytes');
-    checkRange(this, 'limits.userPublishPerMinute', config.limits?.userPublishPerMinute, 1, 100_000);
-    checkRange(this, 'limits.userNewChannelsPerHour', config.limits?.userNewChannelsPerHour, 1, 100_000);
+    // The runtime's range: 0 turns a limit off.
+    checkRange(this, 'limits.userPublishPerMinute', config.limits?.userPublishPerMinute, 0, 1_000_000);
+    checkRange(this, 'limits.userNewChannelsPerHour', config.limits?.userNewChannelsPerHour, 0, 1_000_000);
     const logRetention = (config.logRetentionDays ?? 30) as logs.RetentionDays;
     const logLevel = config.logLevel ?? 'info';
     const origins = config.allowedOrigins ?? [];

@@ -61,13 +61,15 @@ export interface RedisConfig {
  */
 export interface LimitsConfig {
   /**
-   * Events one user may publish per minute (`USER_PUBLISH_PER_MINUTE`, 1 to 100000).
-   * @default - the runtime's default
+   * Events one user may publish per minute (`USER_PUBLISH_PER_MINUTE`, 0 to 1000000; 0 turns the limit off).
+   * Backends (trusted IAM callers) are not limited.
+   * @default - the runtime's default (300)
    */
   readonly userPublishPerMinute?: number;
   /**
-   * Channels one user may bring into existence per hour (`USER_NEW_CHANNELS_PER_HOUR`, 1 to 100000).
-   * @default - the runtime's default
+   * Channels one user may bring into existence per hour (`USER_NEW_CHANNELS_PER_HOUR`, 0 to 1000000; 0 turns the
+   * limit off).
+   * @default - the runtime's default (50)
    */
   readonly userNewChannelsPerHour?: number;
 }

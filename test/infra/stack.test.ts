@@ -707,9 +707,9 @@ describe('configs that switch behaviour', () => {
     }
   });
 
-  test('limits: only the keys set are passed; none set leaves the runtime defaults', () => {
-    const only = templateOf(buildStack({ limits: { userNewChannelsPerHour: 30 } }));
-    only.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ USER_NEW_CHANNELS_PER_HOUR: '30', USER_PUBLISH_PER_MINUTE: Match.absent() }) } });
+  test('limits: only the keys set are passed (0 = off is passed too); none set leaves the runtime defaults', () => {
+    const only = templateOf(buildStack({ limits: { userNewChannelsPerHour: 0 } }));
+    only.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ USER_NEW_CHANNELS_PER_HOUR: '0', USER_PUBLISH_PER_MINUTE: Match.absent() }) } });
     const none = JSON.stringify(templateOf(buildStack()).toJSON());
     expect(none).not.toMatch(/USER_PUBLISH_PER_MINUTE|USER_NEW_CHANNELS_PER_HOUR/);
   });

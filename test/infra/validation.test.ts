@@ -264,8 +264,8 @@ describe('RealtimeStack validation', () => {
     ],
     ['publish reserved concurrency of 0', { publishApi: { reservedConcurrency: 0 } }, /^Realtime\/PublishApi\/Publisher: reservedConcurrentExecutions \(0\) must be an integer from 1 to 10000/],
     ['WebSocket message reserved concurrency above 10000', { webSocket: { messageReservedConcurrency: 20_000 } }, /^Realtime\/WebSocket\/Message: reservedConcurrentExecutions \(20000\) must be an integer from 1 to 10000/],
-    ['publish limit of 0', { limits: { userPublishPerMinute: 0 } }, /^Realtime: limits\.userPublishPerMinute \(0\) must be an integer from 1 to 100000\. Set limits\.userPublishPerMinute within that range$/],
-    ['new-channel limit too high', { limits: { userNewChannelsPerHour: 100_001 } }, /^Realtime: limits\.userNewChannelsPerHour \(100001\) must be an integer from 1 to 100000/],
+    ['negative publish limit', { limits: { userPublishPerMinute: -1 } }, /^Realtime: limits\.userPublishPerMinute \(-1\) must be an integer from 0 to 1000000\. Set limits\.userPublishPerMinute within that range$/],
+    ['new-channel limit above the runtime maximum', { limits: { userNewChannelsPerHour: 1_000_001 } }, /^Realtime: limits\.userNewChannelsPerHour \(1000001\) must be an integer from 0 to 1000000/],
     ['SSE heartbeat too close to the idle timeout', { sse: { heartbeatMs: 20_000, idleTimeoutSeconds: 30 } }, /^Realtime\/Sse: heartbeatMs \(20000\) must be at most half the ALB idle timeout \(30 s\)/],
   ])('%s: fails', (_name, config, message) => {
     expect(make(config)).toThrow(message);
