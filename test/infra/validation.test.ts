@@ -161,6 +161,15 @@ describe('TicketApi and HttpEndpoint validation', () => {
   });
 });
 
+describe('HttpEndpoint.addPostRoute validation', () => {
+  test('path with two segments: fails', () => {
+    const stack = buildStack();
+    expect(() => stack.publishApi.endpoint.addPostRoute('Extra', '/a/b', stack.publishApi.handler)).toThrow(
+      /^Realtime-test\/PublishApi\/Http: path "\/a\/b" is not a single path segment\. Use a path like \/revoke$/,
+    );
+  });
+});
+
 describe('SseService validation', () => {
   const make = (props: Partial<SseServiceProps>, env?: { account: string; region: string }) => () => {
     const { stack, vpc, redis } = fixture(env);
