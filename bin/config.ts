@@ -1,6 +1,6 @@
 import type { Node } from 'constructs';
 import { z } from 'zod';
-import { ORIGIN_PATTERN } from '../lib/errors';
+import { IAM_PRINCIPAL_ARN_PATTERN, ORIGIN_PATTERN, trustedPrincipalFix } from '../lib/errors';
 import type { RealtimeStageConfig } from '../lib/stage-config';
 
 /** The stage built when `-c stage=...` is not given. */
@@ -17,6 +17,10 @@ export class StageConfigError extends Error {
 const int = () => z.number().int();
 const throttle = { throttleRateLimit: int().optional(), throttleBurstLimit: int().optional() };
 const origin = z.string().regex(ORIGIN_PATTERN, 'must be an origin like https://app.example.com (scheme and host, no "*", path or trailing slash)');
+
+const trustedPrincipal = z.string().superRefine((arn, ctx) => {
+  if (!IAM_PRINCIPAL_ARN_PATTERN.test(arn)) ctx.addIssue({ code: 'custom', message: `must be an IAM role or user ARN (${trustedPrincipalFix(arn)})` });
+});
 
 const JwtAuth = z.strictObject({
   type: z.literal('jwt'),
@@ -55,6 +59,7 @@ export const StageConfigSchema = z
         port: int().optional(),
         keyPrefix: z.string().optional(),
         snapshotRetentionDays: int().optional(),
+        removalPolicy: z.enum(['snapshot', 'destroy']).optional(),
       })
       .optional(),
     sse: z
@@ -76,9 +81,11 @@ export const StageConfigSchema = z
         containerInsights: z.boolean().optional(),
       })
       .optional(),
-    webSocket: z.strictObject({ stageName: z.string().optional(), ...throttle }).optional(),
+    webSocket: z.strictObject({ stageName: z.string().optional(), messageReservedConcurrency: int().optional(), ...throttle }).optional(),
     ticketApi: z.strictObject({ auth: z.discriminatedUnion('type', [JwtAuth, IamAuth]).optional(), ...throttle }).optional(),
-    publishApi: z.strictObject(throttle).optional(),
+    publishApi: z.strictObject({ reservedConcurrency: int().optional(), ...throttle }).optional(),
+    limits: z.strictObject({ userPublishPerMinute: int().optional(), userNewChannelsPerHour: int().optional() }).optional(),
+    trustedPrincipals: z.array(trustedPrincipal).optional(),
     allowedOrigins: z.array(origin).optional(),
     namespaces: z.record(z.string(), z.unknown()).optional(),
     ticketTtlSeconds: int().optional(),

@@ -40,3 +40,37 @@ export function checkOrigins(scope: IConstruct, name: string, origins: readonly 
     }
   }
 }
+
+/**
+ * An IAM role or user ARN (with an optional path), as `TRUSTED_PRINCIPALS` lists them. An STS assumed-role session ARN
+ * (`arn:aws:sts::ACCT:assumed-role/NAME/SESSION`) is not one: the runtime matches sessions to their role, so list the role.
+ */
+export const IAM_PRINCIPAL_ARN_PATTERN = /^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/([\w+=,.@-]+\/)*[\w+=,.@-]{1,128}$/;
+/** An STS assumed-role session ARN: its role is `arn:aws:iam::{1}:role/{2}`. */
+export const ASSUMED_ROLE_SESSION_PATTERN = /^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role\/([\w+=,.@-]+)\/[\w+=,.@-]+$/;
+/** Room for `TRUSTED_PRINCIPALS` in a Lambda environment (4 KB in all, shared with the other variables). */
+export const TRUSTED_PRINCIPALS_MAX_CHARS = 1024;
+
+/** What to list instead of `arn`: the role of an assumed-role session ARN, or a generic hint. */
+export function trustedPrincipalFix(arn: string): string {
+  const session = ASSUMED_ROLE_SESSION_PATTERN.exec(arn);
+  if (session) return `List the role of that session instead: arn:${session[1]}:iam::${session[2]}:role/${session[3]}`;
+  return 'List IAM role or user ARNs, like arn:aws:iam::123456789012:role/my-backend';
+}
+
+/**
+ * Checks IAM principals trusted by the HTTP API Lambdas (`TRUSTED_PRINCIPALS`): role or user ARNs, no wildcards, no
+ * session ARNs, short enough for the Lambda environment. Tokens are skipped.
+ */
+export function checkTrustedPrincipals(scope: IConstruct, name: string, arns: readonly string[]): void {
+  for (const arn of arns) {
+    if (Token.isUnresolved(arn)) continue;
+    if (!IAM_PRINCIPAL_ARN_PATTERN.test(arn)) {
+      invalid(scope, `${name} entry "${arn}" is not an IAM role or user ARN`, trustedPrincipalFix(arn));
+    }
+  }
+  const joined = arns.filter((a) => !Token.isUnresolved(a)).join(',');
+  if (joined.length > TRUSTED_PRINCIPALS_MAX_CHARS) {
+    invalid(scope, `${name} is ${joined.length} characters as TRUSTED_PRINCIPALS, over ${TRUSTED_PRINCIPALS_MAX_CHARS}`, 'Trust fewer principals (one role per backend service), or shorter role paths');
+  }
+}

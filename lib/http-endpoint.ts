@@ -3,7 +3,7 @@ import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { checkOrigins, checkRange } from './errors';
+import { checkOrigins, checkRange, invalid } from './errors';
 import type { RealtimeFunction } from './realtime-function';
 
 /** Properties of an {@link HttpEndpoint}. */
@@ -39,8 +39,9 @@ export interface HttpEndpointProps {
 }
 
 /**
- * One HTTP API with one authorised `POST` route to one Lambda, on a `$default` stage with throttling and access logs.
- * The building block of {@link TicketApi} and {@link PublishApi}.
+ * One HTTP API with an authorised `POST` route to one Lambda (and more with {@link addPostRoute}, behind the same
+ * authorizer), on a `$default` stage with throttling and access logs. The building block of {@link TicketApi} and
+ * {@link PublishApi}.
  */
 export class HttpEndpoint extends Construct {
   public readonly api: apigwv2.HttpApi;
@@ -49,6 +50,7 @@ export class HttpEndpoint extends Construct {
   public readonly accessLogGroup: logs.LogGroup;
   /** `https://{api}.execute-api.{region}.amazonaws.com{path}` */
   public readonly url: string;
+  private readonly authorizer: apigwv2.IHttpRouteAuthorizer;
 
   constructor(scope: Construct, id: string, props: HttpEndpointProps) {
     super(scope, id);
@@ -56,6 +58,7 @@ export class HttpEndpoint extends Construct {
     checkRange(this, 'throttleBurstLimit', props.throttleBurstLimit, 1, 5000);
     const origins = props.allowedOrigins ?? [];
     checkOrigins(this, 'allowedOrigins', origins);
+    this.authorizer = props.authorizer;
 
     this.api = new apigwv2.HttpApi(this, 'Api', {
       description: props.description,
@@ -88,5 +91,19 @@ export class HttpEndpoint extends Construct {
       authorizer: props.authorizer,
     });
     this.url = `${this.api.apiEndpoint}${props.path}`;
+  }
+
+  /** Adds `POST {path}` to `handler` behind the same authorizer; returns the route. `path` must start with `/`. */
+  public addPostRoute(id: string, path: string, handler: RealtimeFunction): apigwv2.HttpRoute {
+    if (!/^\/[A-Za-z0-9._-]+$/.test(path)) {
+      invalid(this, `path "${path}" is not a single path segment`, 'Use a path like /revoke');
+    }
+    const [route] = this.api.addRoutes({
+      path,
+      methods: [apigwv2.HttpMethod.POST],
+      integration: new HttpLambdaIntegration(id, handler.function),
+      authorizer: this.authorizer,
+    });
+    return route;
   }
 }

@@ -1,3 +1,4 @@
+export * from './drain-timing';
 export * from './errors';
 export * from './http-endpoint';
 export * from './network';

@@ -36,13 +36,14 @@ export interface ObservabilityProps {
    */
   readonly redisCpuPercent?: number;
   /**
-   * Redis memory alarm threshold (DatabaseMemoryUsagePercentage), percent.
+   * Redis memory alarm threshold (DatabaseMemoryUsagePercentage at or above it for 3 minutes), percent. With
+   * `maxmemory-policy` noeviction, writes fail at 100%.
    * @default 80
    */
   readonly redisMemoryPercent?: number;
 }
 
-/** A CloudWatch dashboard of the whole path and alarms for 5xx, target health, Lambda errors, Redis CPU/memory and connections. */
+/** A CloudWatch dashboard of the whole path and alarms for 5xx, target health, Lambda errors, Redis CPU/memory/evictions and connections. */
 export class Observability extends Construct {
   public readonly dashboard: cloudwatch.Dashboard;
   /** Every alarm, to attach further actions. */
@@ -71,7 +72,9 @@ export class Observability extends Construct {
 
     this.alarm('SseElb5xx', elb5xx, 10, 'Load balancer 5xx answers (no healthy target, timeouts) on the SSE endpoint');
     this.alarm('SseTarget5xx', target5xx, 10, 'SSE tasks answering 5xx');
-    this.alarm('SseUnhealthyTargets', unhealthy, 1, 'An SSE task fails its /healthz check (Redis unreachable?)', { evaluationPeriods: 3 });
+    this.alarm('SseUnhealthyTargets', unhealthy, 1, 'An SSE task fails its /healthz liveness check: the process is stuck or out of resources (Redis outages do not fail it; see the Redis alarms and the 5xx alarms)', {
+      evaluationPeriods: 3,
+    });
     this.alarm('SseNoHealthyTargets', healthy, 1, 'No healthy SSE task behind the load balancer', {
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       evaluationPeriods: 2,
@@ -102,9 +105,14 @@ export class Observability extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       evaluationPeriods: 5,
     });
-    this.alarm('RedisMemory', redisMemory, props.redisMemoryPercent ?? 80, 'Redis memory high: history streams or subscriber buffers growing', {
+    // maxmemory-policy is noeviction: at 100% every write (publish, ticket, connect) fails, so warn well before.
+    this.alarm('RedisMemory', redisMemory, props.redisMemoryPercent ?? 80, 'Redis memory high: at 100% writes fail (noeviction); history streams or subscriber buffers growing', {
+      evaluationPeriods: 3,
+    });
+    // Any eviction means keys were lost (tickets, connection registry, history): noeviction should make this impossible.
+    const redisEvictions = redis.metricMax('Evictions', 'Redis evictions (max over nodes)');
+    this.alarm('RedisEvictions', redisEvictions, 0, 'Redis evicted keys: the maxmemory-policy is not noeviction (parameter group changed?); tickets, connections or history were lost', {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 5,
     });
 
     if (props.alarmTopic) {
@@ -134,6 +142,7 @@ export class Observability extends Construct {
       new cloudwatch.TextWidget({ markdown: '## Redis', width: 24, height: 1 }),
       graph('Engine CPU %', [redisCpu]),
       graph('Memory %', [redisMemory]),
+      graph('Evictions (should stay 0: noeviction)', [redisEvictions]),
       graph('Client connections', [redisConnections]),
     );
   }

@@ -5,6 +5,7 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { checkTrustedPrincipals } from './errors';
 import { HttpEndpoint } from './http-endpoint';
 import { LAMBDA_DIR, RealtimeFunction, type RuntimeLogLevel } from './realtime-function';
 import type { RedisPubSub } from './redis-pub-sub';
@@ -14,10 +15,29 @@ export interface PublishApiProps {
   readonly redis: RedisPubSub;
   readonly vpc: ec2.IVpc;
   /**
+   * IAM principals (role or user ARNs) trusted to publish and revoke (`TRUSTED_PRINCIPALS`): an IAM-signed caller may
+   * publish anywhere and revoke any user, so the functions refuse IAM callers not listed here; an assumed-role session
+   * (`arn:aws:sts::ACCT:assumed-role/NAME/SESSION`) matches its role (`arn:aws:iam::ACCT:role/NAME`). HTTP APIs have no
+   * resource policies, so the check is in the functions; {@link grantPublish} alone is not enough.
+   * @default [] - no IAM caller is trusted: IAM-signed calls are refused
+   */
+  readonly trustedPrincipals?: readonly string[];
+  /**
    * Entry file of the publisher.
    * @default lambda/publish.ts
    */
   readonly entry?: string;
+  /**
+   * Entry file of the revoker (`POST /revoke`).
+   * @default lambda/revoke.ts
+   */
+  readonly revokeEntry?: string;
+  /**
+   * Reserved concurrency of the publisher, which fans events out to WebSocket connections: a flood of publishes
+   * throttles it instead of taking the account's whole concurrency (1 to 10000).
+   * @default 100
+   */
+  readonly reservedConcurrency?: number;
   /** @default 200 */
   readonly throttleRateLimit?: number;
   /** @default 400 */
@@ -34,18 +54,25 @@ export interface PublishApiProps {
 }
 
 /**
- * `POST /publish` for trusted backends: an HTTP API with IAM (SigV4) authorisation in front of the publish Lambda.
- * Grant a backend with {@link grantPublish}; give the function WebSocket fan-out with
- * `RealtimeWebSocketApi.grantManageConnections(publishApi.handler)`.
+ * `POST /publish` and `POST /revoke` for trusted backends: an HTTP API with IAM (SigV4) authorisation in front of the
+ * publish and revoke Lambdas. Grant a backend with {@link grantPublish} and {@link grantRevoke}; give the publisher
+ * WebSocket fan-out with `RealtimeWebSocketApi.grantPostToConnections(publishApi.handler)` and the revoker the closing
+ * of connections with `RealtimeWebSocketApi.grantCloseConnections(publishApi.revokeHandler)`.
  */
 export class PublishApi extends Construct {
   public readonly handler: RealtimeFunction;
+  /** The function behind `POST /revoke`: revokes a user's access and closes their WebSocket connections. */
+  public readonly revokeHandler: RealtimeFunction;
   public readonly endpoint: HttpEndpoint;
   /** `https://.../publish` */
   public readonly url: string;
+  /** `https://.../revoke` */
+  public readonly revokeUrl: string;
 
   constructor(scope: Construct, id: string, props: PublishApiProps) {
     super(scope, id);
+    const trusted = props.trustedPrincipals ?? [];
+    checkTrustedPrincipals(this, 'trustedPrincipals', trusted);
     this.handler = new RealtimeFunction(this, 'Publisher', {
       entry: props.entry ?? path.join(LAMBDA_DIR, 'publish.ts'),
       description: 'POST /publish: validates, appends to history, publishes and fans out',
@@ -56,8 +83,21 @@ export class PublishApi extends Construct {
       // Fan-out to many WebSocket connections takes longer than a ticket; HTTP APIs wait at most 30 s.
       memorySize: 512,
       timeout: Duration.seconds(25),
+      reservedConcurrentExecutions: props.reservedConcurrency ?? 100,
     });
     props.redis.connect(this.handler);
+
+    this.revokeHandler = new RealtimeFunction(this, 'Revoker', {
+      entry: props.revokeEntry ?? path.join(LAMBDA_DIR, 'revoke.ts'),
+      description: 'POST /revoke: revokes a user\'s tickets and sessions and closes their WebSocket connections',
+      vpc: props.vpc,
+      environment: props.environment,
+      logLevel: props.logLevel,
+      logRetention: props.logRetention,
+    });
+    props.redis.connect(this.revokeHandler);
+    // mandated after the caller's environment: who may publish and revoke ('' trusts no IAM caller)
+    for (const fn of [this.handler, this.revokeHandler]) fn.addEnvironment('TRUSTED_PRINCIPALS', trusted.join(','));
 
     this.endpoint = new HttpEndpoint(this, 'Http', {
       description: 'Realtime publish API (IAM)',
@@ -69,14 +109,25 @@ export class PublishApi extends Construct {
       logRetention: props.logRetention,
     });
     this.url = this.endpoint.url;
+    this.endpoint.addPostRoute('RevokeIntegration', '/revoke', this.revokeHandler);
+    this.revokeUrl = `${this.endpoint.api.apiEndpoint}/revoke`;
   }
 
   /** Lets a backend principal call `POST /publish` (`execute-api:Invoke` on that route of this API only). */
   public grantPublish(grantee: iam.IGrantable): iam.Grant {
+    return this.grantInvoke(grantee, '/publish');
+  }
+
+  /** Lets a backend principal call `POST /revoke` (`execute-api:Invoke` on that route of this API only). */
+  public grantRevoke(grantee: iam.IGrantable): iam.Grant {
+    return this.grantInvoke(grantee, '/revoke');
+  }
+
+  private grantInvoke(grantee: iam.IGrantable, routePath: string): iam.Grant {
     return iam.Grant.addToPrincipal({
       grantee,
       actions: ['execute-api:Invoke'],
-      resourceArns: [this.endpoint.api.arnForExecuteApi('POST', '/publish', this.endpoint.stage.stageName)],
+      resourceArns: [this.endpoint.api.arnForExecuteApi('POST', routePath, this.endpoint.stage.stageName)],
     });
   }
 }

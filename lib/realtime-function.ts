@@ -57,6 +57,12 @@ export interface RealtimeFunctionProps {
    */
   readonly logRetention?: logs.RetentionDays;
   /**
+   * Concurrency reserved for (and capping) this function (1 to 10000): a flood of calls then throttles this function
+   * instead of taking the account's whole concurrency. Lambda keeps at least 100 unreserved in the account.
+   * @default - none: the function draws on the account's unreserved pool
+   */
+  readonly reservedConcurrentExecutions?: number;
+  /**
    * X-Ray tracing mode.
    * @default lambda.Tracing.ACTIVE
    */
@@ -91,6 +97,7 @@ export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.I
   constructor(scope: Construct, id: string, props: RealtimeFunctionProps) {
     super(scope, id);
     checkRange(this, 'memorySize', props.memorySize, 128, 10240, ' MiB');
+    checkRange(this, 'reservedConcurrentExecutions', props.reservedConcurrentExecutions, 1, 10000);
     if (props.timeout && !props.timeout.isUnresolved() && (props.timeout.toSeconds() < 1 || props.timeout.toSeconds() > 900)) {
       invalid(this, `timeout (${props.timeout.toSeconds()} s) must be from 1 to 900 seconds`, 'Set a timeout Lambda accepts');
     }
@@ -124,6 +131,7 @@ export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.I
       architecture: LAMBDA_ARCHITECTURE,
       memorySize: props.memorySize ?? 256,
       timeout: props.timeout ?? Duration.seconds(10),
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       tracing,
       logGroup: this.logGroup,
       environment,

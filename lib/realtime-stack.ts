@@ -59,6 +59,9 @@ export class RealtimeStack extends Stack {
     }
     checkRange(this, 'ticketTtlSeconds', config.ticketTtlSeconds, 5, 300, ' seconds');
     checkRange(this, 'maxPayloadBytes', config.maxPayloadBytes, 256, 32768, ' bytes');
+    // The runtime's range: 0 turns a limit off.
+    checkRange(this, 'limits.userPublishPerMinute', config.limits?.userPublishPerMinute, 0, 1_000_000);
+    checkRange(this, 'limits.userNewChannelsPerHour', config.limits?.userNewChannelsPerHour, 0, 1_000_000);
     const logRetention = (config.logRetentionDays ?? 30) as logs.RetentionDays;
     const logLevel = config.logLevel ?? 'info';
     const origins = config.allowedOrigins ?? [];
@@ -93,6 +96,7 @@ export class RealtimeStack extends Stack {
       stageName: config.webSocket?.stageName,
       throttleRateLimit: config.webSocket?.throttleRateLimit,
       throttleBurstLimit: config.webSocket?.throttleBurstLimit,
+      messageReservedConcurrency: config.webSocket?.messageReservedConcurrency,
       environment: runtimeEnv,
       logLevel,
       logRetention,
@@ -129,6 +133,7 @@ export class RealtimeStack extends Stack {
       sseUrl: this.sse.eventsUrl,
       webSocketUrl: this.webSocket.url,
       auth: config.ticketApi?.auth,
+      trustedPrincipals: config.trustedPrincipals,
       allowedOrigins: origins,
       throttleRateLimit: config.ticketApi?.throttleRateLimit,
       throttleBurstLimit: config.ticketApi?.throttleBurstLimit,
@@ -142,19 +147,27 @@ export class RealtimeStack extends Stack {
       redis: this.redis,
       throttleRateLimit: config.publishApi?.throttleRateLimit,
       throttleBurstLimit: config.publishApi?.throttleBurstLimit,
+      reservedConcurrency: config.publishApi?.reservedConcurrency,
+      trustedPrincipals: config.trustedPrincipals,
       environment: runtimeEnv,
       logLevel,
       logRetention,
     });
-    // The two functions that fan out to WebSocket connections: publish (here) and the message handler (in RealtimeWebSocketApi).
-    this.webSocket.grantManageConnections(this.publishApi.handler);
+    // The two functions that fan out to WebSocket connections, POST only: publish (here) and the message handler (in
+    // RealtimeWebSocketApi). The revoker closes connections, DELETE only.
+    this.webSocket.grantPostToConnections(this.publishApi.handler);
+    this.webSocket.grantCloseConnections(this.publishApi.revokeHandler);
+    // The functions that publish get the per-user publish limits; unset keys leave the runtime's defaults.
+    for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) {
+      for (const [key, value] of Object.entries(publishLimitsEnvironment(config))) publisher.addEnvironment(key, value);
+    }
 
     this.observability = new Observability(this, 'Observability', {
       sse: this.sse,
       redis: this.redis,
       webSocket: this.webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
-      functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler],
+      functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler],
       alarmTopic: config.alarmTopicArn ? sns.Topic.fromTopicArn(this, 'AlarmTopic', config.alarmTopicArn) : undefined,
     });
 
@@ -216,6 +229,14 @@ export class RealtimeStack extends Stack {
     }
     return undefined;
   }
+}
+
+/** `USER_PUBLISH_PER_MINUTE` and `USER_NEW_CHANNELS_PER_HOUR` from the stage's `limits`, only those that are set. */
+function publishLimitsEnvironment(config: RealtimeStageConfig): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (config.limits?.userPublishPerMinute !== undefined) env.USER_PUBLISH_PER_MINUTE = String(config.limits.userPublishPerMinute);
+  if (config.limits?.userNewChannelsPerHour !== undefined) env.USER_NEW_CHANNELS_PER_HOUR = String(config.limits.userNewChannelsPerHour);
+  return env;
 }
 
 function seconds(value: number | undefined): Duration | undefined {

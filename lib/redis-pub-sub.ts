@@ -1,4 +1,4 @@
-import { Duration, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -58,6 +58,30 @@ export interface RedisPubSubProps {
    * @default 1
    */
   readonly snapshotRetentionDays?: number;
+  /**
+   * What happens to the replication group when it leaves the stack (stack deletion, or a change that replaces it):
+   * `snapshot` takes a final snapshot first (CloudFormation DeletionPolicy and UpdateReplacePolicy `Snapshot`),
+   * `destroy` deletes it with its data.
+   * @default 'snapshot'
+   */
+  readonly removalPolicy?: RedisRemovalPolicy;
+}
+
+/**
+ * What CloudFormation does with the replication group when it leaves the stack. There is no `retain`: a retained group
+ * would keep its subnet group, security group and parameter group in use, and deleting the stack would fail on them.
+ */
+export type RedisRemovalPolicy = 'snapshot' | 'destroy';
+
+/**
+ * The eviction policy the runtime needs: at maxmemory, writes fail loudly instead of Redis silently evicting tickets,
+ * the connection registry or history. (ElastiCache's default parameter groups use volatile-lru.)
+ */
+export const MAXMEMORY_POLICY = 'noeviction';
+
+/** ElastiCache parameter group family of an engine version: valkey8, valkey7 or redis7. */
+export function parameterGroupFamily(engine: RedisEngine, engineVersion: string): string {
+  return `${engine}${engineVersion.split('.')[0]}`;
 }
 
 const KEY_PREFIX = /^[A-Za-z0-9:_-]{1,32}$/;
@@ -65,8 +89,9 @@ const NODE_TYPE = /^cache\.[a-z0-9]+\.[a-z0-9]+$/;
 
 /**
  * ElastiCache replication group for pub/sub and channel history: in-transit encryption required, an AUTH token
- * generated in Secrets Manager, encryption at rest, Multi-AZ failover with more than one node, and a security group
- * that admits only what {@link connect} and {@link connectContainer} name.
+ * generated in Secrets Manager, encryption at rest, Multi-AZ failover with more than one node, `maxmemory-policy`
+ * noeviction, a final snapshot before deletion (by default), and a security group that admits only what
+ * {@link connect} and {@link connectContainer} name.
  */
 export class RedisPubSub extends Construct implements ec2.IConnectable {
   /** The AUTH token (a plain string secret). */
@@ -74,6 +99,8 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
   public readonly connections: ec2.Connections;
   public readonly securityGroup: ec2.SecurityGroup;
   public readonly replicationGroup: elasticache.CfnReplicationGroup;
+  /** Parameter group of the replication group: `maxmemory-policy` {@link MAXMEMORY_POLICY}. */
+  public readonly parameterGroup: elasticache.CfnParameterGroup;
   /** Primary endpoint host name. */
   public readonly endpointAddress: string;
   /** Primary endpoint port. */
@@ -105,6 +132,10 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
     checkRange(this, 'nodes', this.nodes, 1, 6);
     checkRange(this, 'port', port, 1024, 65535);
     checkRange(this, 'snapshotRetentionDays', props.snapshotRetentionDays, 0, 35, ' days');
+    const removalPolicy = props.removalPolicy ?? 'snapshot';
+    if (removalPolicy !== 'snapshot' && removalPolicy !== 'destroy') {
+      invalid(this, `removalPolicy "${removalPolicy as string}" is not supported`, 'Use "snapshot" (a final snapshot before deletion) or "destroy"');
+    }
     if (!KEY_PREFIX.test(this.keyPrefix)) {
       invalid(this, `keyPrefix "${this.keyPrefix}" is not valid`, 'Use 1 to 32 letters, digits, ":", "_" or "-" (the runtime checks KEY_PREFIX the same way)');
     }
@@ -131,6 +162,12 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
       subnetIds: props.vpc.selectSubnets(props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }).subnetIds,
     });
 
+    this.parameterGroup = new elasticache.CfnParameterGroup(this, 'Parameters', {
+      cacheParameterGroupFamily: parameterGroupFamily(engine, engineVersion),
+      description: 'Realtime pub/sub: noeviction (writes fail at maxmemory instead of evicting tickets, connections or history)',
+      properties: { 'maxmemory-policy': MAXMEMORY_POLICY },
+    });
+
     const multiAz = this.nodes > 1;
     this.replicationGroup = new elasticache.CfnReplicationGroup(this, 'ReplicationGroup', {
       replicationGroupDescription: 'Realtime pub/sub and channel history',
@@ -142,6 +179,7 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
       multiAzEnabled: multiAz,
       port,
       cacheSubnetGroupName: subnetGroup.ref,
+      cacheParameterGroupName: this.parameterGroup.ref,
       securityGroupIds: [this.securityGroup.securityGroupId],
       transitEncryptionEnabled: true,
       atRestEncryptionEnabled: true,
@@ -149,6 +187,10 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
       autoMinorVersionUpgrade: true,
       snapshotRetentionLimit: props.snapshotRetentionDays ?? 1,
     });
+    if (removalPolicy === 'snapshot') {
+      // CloudFormation has no final-snapshot property on a replication group: DeletionPolicy Snapshot is the way.
+      this.replicationGroup.applyRemovalPolicy(RemovalPolicy.SNAPSHOT);
+    }
     if (!multiAz) {
       Validations.of(this.replicationGroup).acknowledge({
         id: 'AwsSolutions-AEC4',

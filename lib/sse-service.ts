@@ -11,12 +11,21 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { acknowledgeWildcardResource } from './acknowledge';
+import { drainTiming, MIN_DEREGISTRATION_DELAY_SECONDS, STOP_POLL_MS } from './drain-timing';
 import { checkOrigins, checkRange, invalid } from './errors';
 import type { RuntimeLogLevel } from './realtime-function';
 import type { RedisPubSub } from './redis-pub-sub';
 
 /** Port the SSE server listens on inside the task (`PORT`). */
 export const SSE_CONTAINER_PORT = 8080;
+/**
+ * Path of the SSE server's LIVENESS check: 200 while the process is sound, even when Redis is down. The load balancer
+ * health check uses it and nothing else: `/healthz?deep=1` (Redis readiness, 503 when Redis is down) would make the
+ * load balancer replace every task at once during a Redis outage, the outage it should ride out.
+ */
+export const SSE_LIVENESS_PATH = '/healthz';
+/** Load balancers in front of the tasks: the runtime takes the client IP from this entry of X-Forwarded-For, from the right. */
+export const SSE_PROXY_HOPS = 1;
 /** Repository root: the Docker build context of service/Dockerfile. */
 export const REPOSITORY_ROOT = path.join(__dirname, '..');
 
@@ -83,8 +92,10 @@ export interface SseServiceProps {
    */
   readonly idleTimeout?: Duration;
   /**
-   * Time a draining task keeps its streams. SSE streams never finish by themselves, so a long delay only slows deploys;
-   * clients reconnect with their cursor and lose nothing (0 to 3600 s).
+   * Time a stopping task stays registered while the load balancer keeps its open streams (10 to 3600 s). The task's
+   * drain window (`DRAIN_TIMEOUT_MS`) and the container `stopTimeout` are derived from it by `drainTiming()`: the drain
+   * starts when the ECS task metadata reports the task STOPPED and ends inside the delay. A longer delay spreads the
+   * reconnects of a stopping task over more time but slows deploys; clients resume with their cursor either way.
    * @default Duration.seconds(30)
    */
   readonly deregistrationDelay?: Duration;
@@ -146,8 +157,9 @@ export interface SseServiceProps {
 /**
  * The SSE and long-poll server on Fargate (ARM64) behind an internet-facing ALB: sticky sessions by load balancer
  * cookie, idle timeout above the heartbeat, invalid headers dropped, HTTPS with HTTP/2 when a certificate is given,
- * Redis AUTH and the session secret injected as ECS secrets, health check on `/healthz`, circuit breaker with rollback,
- * and scaling on connections per task and on CPU.
+ * Redis AUTH and the session secret injected as ECS secrets, a liveness health check on `/healthz` (never the deep
+ * Redis readiness check), a drain that ends inside the deregistration delay (see `drainTiming`), circuit breaker with
+ * rollback, and scaling on connections per task and on CPU.
  */
 export class SseService extends Construct {
   public readonly cluster: ecs.Cluster;
@@ -186,6 +198,14 @@ export class SseService extends Construct {
     checkRange(this, 'pollTimeoutMs', pollTimeoutMs, 1000, 120_000, ' ms');
     checkRange(this, 'idleTimeout', idleTimeout.toSeconds(), 1, 4000, ' seconds');
     checkRange(this, 'deregistrationDelay', deregistrationDelay.toSeconds(), 0, 3600, ' seconds');
+    const timing = drainTiming(deregistrationDelay.toSeconds());
+    if (!timing) {
+      invalid(
+        this,
+        `deregistrationDelay (${deregistrationDelay.toSeconds()} s) leaves no time to drain the streams: the drain starts up to ${STOP_POLL_MS / 1000} s after ECS deregisters the task and must end before the load balancer cuts the streams`,
+        `Set deregistrationDelay (sse.deregistrationDelaySeconds) to at least ${MIN_DEREGISTRATION_DELAY_SECONDS} seconds`,
+      );
+    }
     checkRange(this, 'stickinessDuration', stickiness.toSeconds(), 1, 604_800, ' seconds');
     checkRange(this, 'nofileLimit', nofile, 65536, 1_048_576);
     checkRange(this, 'minTasks', minTasks, 1, 1000);
@@ -253,6 +273,8 @@ export class SseService extends Construct {
       portMappings: [{ containerPort: SSE_CONTAINER_PORT, protocol: ecs.Protocol.TCP }],
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'sse', logGroup }),
       ulimits: [{ name: ecs.UlimitName.NOFILE, softLimit: nofile, hardLimit: nofile }],
+      // SIGTERM to SIGKILL: covers a drain started by SIGTERM when the metadata signal never came (drainTiming).
+      stopTimeout: Duration.seconds(timing.stopTimeoutSeconds),
       environment: {
         // defaults
         LOG_LEVEL: props.logLevel ?? 'info',
@@ -262,8 +284,11 @@ export class SseService extends Construct {
         PORT: String(SSE_CONTAINER_PORT),
         HEARTBEAT_MS: String(heartbeatMs),
         POLL_TIMEOUT_MS: String(pollTimeoutMs),
-        // SIGTERM drain: finish 5 s inside the deregistration delay, and well inside ECS's 30 s stop timeout.
-        DRAIN_TIMEOUT_MS: String(Math.max(0, Math.min(20, deregistrationDelay.toSeconds() - 5)) * 1000),
+        // Drain when the task metadata says STOPPED (polled every STOP_POLL_MS), ending inside the deregistration delay.
+        DRAIN_TIMEOUT_MS: String(timing.drainTimeoutMs),
+        STOP_POLL_MS: String(timing.stopPollMs),
+        // Exactly one proxy (the ALB) appends to X-Forwarded-For: the client IP for per-IP limits is that entry.
+        TRUST_PROXY_HOPS: String(SSE_PROXY_HOPS),
         ALLOWED_ORIGINS: origins.join(','),
         COOKIE_SECURE: String(https),
       },
@@ -334,7 +359,7 @@ export class SseService extends Construct {
       deregistrationDelay,
       stickinessCookieDuration: stickiness,
       healthCheck: {
-        path: '/healthz',
+        path: SSE_LIVENESS_PATH,
         healthyHttpCodes: '200',
         interval: Duration.seconds(15),
         timeout: Duration.seconds(5),

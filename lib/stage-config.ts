@@ -1,5 +1,5 @@
 import type { RuntimeLogLevel } from './realtime-function';
-import type { RedisEngine } from './redis-pub-sub';
+import type { RedisEngine, RedisRemovalPolicy } from './redis-pub-sub';
 import type { TicketAuth } from './ticket-api';
 
 /** An existing VPC described by ids (no lookup, no credentials needed). */
@@ -48,6 +48,30 @@ export interface RedisConfig {
   readonly keyPrefix?: string;
   /** @default 1 */
   readonly snapshotRetentionDays?: number;
+  /**
+   * `snapshot`: a final snapshot before the replication group is deleted or replaced; `destroy`: delete it with its data.
+   * @default 'snapshot'
+   */
+  readonly removalPolicy?: RedisRemovalPolicy;
+}
+
+/**
+ * Per-user limits of the runtime on publishing, for the functions that publish (publish API, WebSocket messages).
+ * An unset key leaves the variable unset, so the runtime's own default applies.
+ */
+export interface LimitsConfig {
+  /**
+   * Events one user may publish per minute (`USER_PUBLISH_PER_MINUTE`, 0 to 1000000; 0 turns the limit off).
+   * Backends (trusted IAM callers) are not limited.
+   * @default - the runtime's default (300)
+   */
+  readonly userPublishPerMinute?: number;
+  /**
+   * Channels one user may bring into existence per hour (`USER_NEW_CHANNELS_PER_HOUR`, 0 to 1000000; 0 turns the
+   * limit off).
+   * @default - the runtime's default (50)
+   */
+  readonly userNewChannelsPerHour?: number;
 }
 
 /** SSE service settings of a stage (see {@link SseServiceProps}). */
@@ -100,6 +124,20 @@ export interface ThrottleConfig {
 export interface WebSocketConfig extends ThrottleConfig {
   /** @default 'live' */
   readonly stageName?: string;
+  /**
+   * Reserved concurrency of the WebSocket message handler (it fans out published events).
+   * @default 100
+   */
+  readonly messageReservedConcurrency?: number;
+}
+
+/** Publish API settings of a stage. */
+export interface PublishApiConfig extends ThrottleConfig {
+  /**
+   * Reserved concurrency of the publish function (it fans out to WebSocket connections).
+   * @default 100
+   */
+  readonly reservedConcurrency?: number;
 }
 
 /** Ticket API settings of a stage. */
@@ -125,7 +163,17 @@ export interface RealtimeStageConfig {
   readonly sse?: SseConfig;
   readonly webSocket?: WebSocketConfig;
   readonly ticketApi?: TicketApiConfig;
-  readonly publishApi?: ThrottleConfig;
+  readonly publishApi?: PublishApiConfig;
+  /** @default - the runtime's defaults */
+  readonly limits?: LimitsConfig;
+  /**
+   * IAM role or user ARNs trusted by the IAM-authorised routes (`POST /publish`, `POST /revoke`, and `POST /tickets`
+   * with IAM auth), as `TRUSTED_PRINCIPALS` of the ticket issuer, publish and revoke functions. Such a caller may mint
+   * tickets for, publish as and revoke any user. An assumed-role session matches its role. No wildcard, no account-wide
+   * token: every trusted backend is named.
+   * @default [] - no IAM caller is trusted: IAM-signed calls are refused
+   */
+  readonly trustedPrincipals?: readonly string[];
   /**
    * Browser origins allowed to call the ticket API and read SSE streams.
    * @default []

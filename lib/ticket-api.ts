@@ -5,7 +5,7 @@ import { HttpIamAuthorizer, HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigateway
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { invalid } from './errors';
+import { checkTrustedPrincipals, invalid } from './errors';
 import { HttpEndpoint } from './http-endpoint';
 import { LAMBDA_DIR, RealtimeFunction, type RuntimeLogLevel } from './realtime-function';
 import type { RedisPubSub } from './redis-pub-sub';
@@ -40,6 +40,14 @@ export interface TicketApiProps {
    * @default { type: 'iam' }
    */
   readonly auth?: TicketAuth;
+  /**
+   * IAM principals (role or user ARNs) trusted to mint tickets for any user (`TRUSTED_PRINCIPALS`). An IAM-signed caller
+   * names the user it asks a ticket for, so the issuer refuses IAM callers not listed here; an assumed-role session
+   * (`arn:aws:sts::ACCT:assumed-role/NAME/SESSION`) matches its role (`arn:aws:iam::ACCT:role/NAME`). HTTP APIs have no
+   * resource policies, so the check is in the function. JWT callers are not affected.
+   * @default [] - no IAM caller is trusted: IAM-signed calls are refused
+   */
+  readonly trustedPrincipals?: readonly string[];
   /**
    * Browser origins allowed by CORS.
    * @default [] - no CORS
@@ -76,12 +84,15 @@ export class TicketApi extends Construct {
     super(scope, id);
     const auth = props.auth ?? { type: 'iam' };
     const authorizer = this.authorizer(auth);
+    const trusted = props.trustedPrincipals ?? [];
+    checkTrustedPrincipals(this, 'trustedPrincipals', trusted);
 
     this.handler = new RealtimeFunction(this, 'Issuer', {
       entry: props.entry ?? path.join(LAMBDA_DIR, 'ticket-issuer.ts'),
       description: 'POST /tickets: mints single-use connect tickets',
       vpc: props.vpc,
-      environment: { ...props.environment, SSE_URL: props.sseUrl, WS_URL: props.webSocketUrl },
+      // mandated after the caller's: the URLs handed out and who may mint tickets ('' trusts no IAM caller)
+      environment: { ...props.environment, SSE_URL: props.sseUrl, WS_URL: props.webSocketUrl, TRUSTED_PRINCIPALS: trusted.join(',') },
       logLevel: props.logLevel,
       logRetention: props.logRetention,
     });

@@ -1,10 +1,10 @@
 import * as path from 'node:path';
-import { Validations } from 'aws-cdk-lib';
+import { Stack, Validations } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { WebSocketLambdaAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
-import type * as iam from 'aws-cdk-lib/aws-iam';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct, type IConstruct } from 'constructs';
 import { acknowledgeWildcardResource } from './acknowledge';
@@ -58,6 +58,12 @@ export interface RealtimeWebSocketApiProps {
    */
   readonly throttleBurstLimit?: number;
   /**
+   * Reserved concurrency of the message handler, which fans published events out to connections: a flood of frames
+   * throttles it instead of taking the account's whole concurrency (1 to 10000).
+   * @default 100
+   */
+  readonly messageReservedConcurrency?: number;
+  /**
    * Environment shared by the runtime (namespaces, limits, log level).
    * @default {}
    */
@@ -75,8 +81,9 @@ const STAGE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
  * API Gateway WebSocket API: a REQUEST authorizer that redeems `?ticket=` on `$connect`, the protocol routes selected by
- * `action`, a throttled stage with access logs, and `execute-api:ManageConnections` on this stage only for the functions
- * that fan out ({@link grantManageConnections}).
+ * `action`, a throttled stage with access logs, reserved concurrency on the message handler (it fans out), and
+ * `execute-api:ManageConnections` on this stage only, per method: POST for the functions that fan out
+ * ({@link grantPostToConnections}), DELETE for the one that closes connections ({@link grantCloseConnections}).
  */
 export class RealtimeWebSocketApi extends Construct {
   public readonly api: apigwv2.WebSocketApi;
@@ -112,7 +119,10 @@ export class RealtimeWebSocketApi extends Construct {
     this.authorizerFunction = new RealtimeFunction(this, 'Authorizer', fnProps(entries.authorizer ?? path.join(LAMBDA_DIR, 'ws-authorizer.ts'), 'WebSocket $connect authorizer: redeems the ticket'));
     this.connectFunction = new RealtimeFunction(this, 'Connect', fnProps(entries.connect ?? path.join(LAMBDA_DIR, 'ws-connect.ts'), 'WebSocket $connect'));
     this.disconnectFunction = new RealtimeFunction(this, 'Disconnect', fnProps(entries.disconnect ?? path.join(LAMBDA_DIR, 'ws-disconnect.ts'), 'WebSocket $disconnect'));
-    this.messageFunction = new RealtimeFunction(this, 'Message', fnProps(entries.message ?? path.join(LAMBDA_DIR, 'ws-message.ts'), 'WebSocket frames: subscribe, unsubscribe, publish, ping'));
+    this.messageFunction = new RealtimeFunction(this, 'Message', {
+      ...fnProps(entries.message ?? path.join(LAMBDA_DIR, 'ws-message.ts'), 'WebSocket frames: subscribe, unsubscribe, publish, ping'),
+      reservedConcurrentExecutions: props.messageReservedConcurrency ?? 100,
+    });
     for (const fn of this.functions) props.redis.connect(fn);
 
     const authorizer = new WebSocketLambdaAuthorizer('TicketAuthorizer', this.authorizerFunction.function, {
@@ -154,7 +164,7 @@ export class RealtimeWebSocketApi extends Construct {
     this.url = this.stage.url;
     this.managementEndpoint = this.stage.callbackUrl;
 
-    this.grantManageConnections(this.messageFunction);
+    this.grantPostToConnections(this.messageFunction);
   }
 
   /** The four WebSocket handlers. */
@@ -163,17 +173,32 @@ export class RealtimeWebSocketApi extends Construct {
   }
 
   /**
-   * Lets a function post to, read and close this stage's connections (`execute-api:ManageConnections` on
-   * `{api}/{stage}/POST|GET|DELETE/@connections/*`) and tells it where (`WS_MANAGEMENT_ENDPOINT`).
+   * Lets a function send frames to this stage's connections, and nothing else: `execute-api:ManageConnections` on
+   * `{api}/{stage}/POST/@connections/*` only (GET and DELETE stay denied). Sets `WS_MANAGEMENT_ENDPOINT`.
    */
-  public grantManageConnections(fn: RealtimeFunction): iam.Grant {
+  public grantPostToConnections(fn: RealtimeFunction): iam.Grant {
+    return this.grantConnectionsMethod(fn, 'POST');
+  }
+
+  /**
+   * Lets a function close this stage's connections, and nothing else: `execute-api:ManageConnections` on
+   * `{api}/{stage}/DELETE/@connections/*` only. Sets `WS_MANAGEMENT_ENDPOINT`.
+   */
+  public grantCloseConnections(fn: RealtimeFunction): iam.Grant {
+    return this.grantConnectionsMethod(fn, 'DELETE');
+  }
+
+  private grantConnectionsMethod(fn: RealtimeFunction, method: 'POST' | 'DELETE'): iam.Grant {
     fn.addEnvironment('WS_MANAGEMENT_ENDPOINT', this.managementEndpoint);
-    const grant = this.stage.grantManagementApiAccess(fn);
+    const arn = Stack.of(this).formatArn({
+      service: 'execute-api',
+      resource: this.api.apiId,
+      resourceName: `${this.stage.stageName}/${method}/@connections/*`,
+    });
+    const grant = iam.Grant.addToPrincipal({ grantee: fn, actions: ['execute-api:ManageConnections'], resourceArns: [arn] });
     const role = fn.function.role;
     if (role) {
-      for (const arn of grant.principalStatements.flatMap((s) => s.resources)) {
-        acknowledgeWildcardResource(role, arn, `Connection ids are created at runtime; the wildcard covers the @connections of this API's "${this.stage.stageName}" stage only.`);
-      }
+      acknowledgeWildcardResource(role, arn, `Connection ids are created at runtime; the wildcard covers ${method} on the @connections of this API's "${this.stage.stageName}" stage only.`);
     }
     return grant;
   }

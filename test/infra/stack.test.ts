@@ -3,6 +3,7 @@
  * and on a few configs that switch behaviour. Each template is built once per describe.
  */
 import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
+import { DRAIN_MARGIN_MS, drainTiming, EXIT_MARGIN_SECONDS, FARGATE_MAX_STOP_TIMEOUT_SECONDS } from '../../lib/drain-timing';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { MESSAGE_ROUTES, TICKET_IDENTITY_SOURCE } from '../../lib/websocket-api';
 import { buildStack, buildStageApp, CDK_CONTEXT, logicalIdOf, onlyLogicalId, templateOf } from './support';
@@ -19,6 +20,35 @@ function containerEnv(template: Template): Record<string, unknown> {
   const [taskDef] = Object.values(template.findResources('AWS::ECS::TaskDefinition')) as Resources[string][];
   const [container] = taskDef.Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
   return Object.fromEntries(container.Environment.map((e) => [e.Name, e.Value]));
+}
+
+/** The SSE container definition (the task has one container). */
+function container(template: Template): Record<string, unknown> {
+  const [taskDef] = Object.values(template.findResources('AWS::ECS::TaskDefinition')) as Resources[string][];
+  const [c] = taskDef.Properties.ContainerDefinitions as Record<string, unknown>[];
+  return c;
+}
+
+/** The stop sequence as deployed: target group deregistration delay, drain window, poll interval, container stopTimeout. */
+function stopSequence(template: Template) {
+  const [tg] = Object.values(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup')) as Resources[string][];
+  const env = containerEnv(template);
+  return {
+    delaySeconds: Number(attributes(tg.Properties.TargetGroupAttributes)['deregistration_delay.timeout_seconds']),
+    drainTimeoutMs: Number(env.DRAIN_TIMEOUT_MS),
+    stopPollMs: Number(env.STOP_POLL_MS),
+    stopTimeoutSeconds: container(template).StopTimeout as number,
+  };
+}
+
+/** Checks the relations drainTiming promises, on a deployed stop sequence. */
+function expectDrainInsideDelay(seq: ReturnType<typeof stopSequence>): void {
+  // metadata path: seen STOPPED within one poll, drained, with a margin, before the ALB cuts the streams
+  expect(seq.stopPollMs + seq.drainTimeoutMs + DRAIN_MARGIN_MS).toBeLessThanOrEqual(seq.delaySeconds * 1000);
+  // SIGTERM fallback: the drain and the exit fit between SIGTERM and SIGKILL, within Fargate's ceiling
+  expect(seq.stopTimeoutSeconds * 1000).toBeGreaterThanOrEqual(seq.drainTimeoutMs + EXIT_MARGIN_SECONDS * 1000);
+  expect(seq.stopTimeoutSeconds).toBeLessThanOrEqual(FARGATE_MAX_STOP_TIMEOUT_SECONDS);
+  expect(seq.drainTimeoutMs).toBeGreaterThan(0);
 }
 
 /** The blueprint's own functions (the CDK custom resource provider is not one): they all carry NODE_OPTIONS. */
@@ -56,13 +86,14 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     expect(env).toMatchObject({ HEARTBEAT_MS: '15000', POLL_TIMEOUT_MS: '25000' });
   });
 
-  test('SIGTERM drain: DRAIN_TIMEOUT_MS ends inside the target group deregistration delay', () => {
-    const tgAttrs = new Capture();
-    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', { TargetGroupAttributes: tgAttrs });
-    const delaySeconds = Number(attributes(tgAttrs.asArray())['deregistration_delay.timeout_seconds']);
-    const env = containerEnv(template);
-    expect(env.DRAIN_TIMEOUT_MS).toBe('20000');
-    expect(Number(env.DRAIN_TIMEOUT_MS)).toBeLessThan(delaySeconds * 1000);
+  test('drain timing: DRAIN_TIMEOUT_MS, STOP_POLL_MS, container StopTimeout and the deregistration delay agree (30 s default)', () => {
+    const seq = stopSequence(template);
+    expect(seq).toEqual({ delaySeconds: 30, ...drainTiming(30) });
+    expectDrainInsideDelay(seq);
+  });
+
+  test('TRUST_PROXY_HOPS: 1 behind the ALB (client IP = right-most X-Forwarded-For entry)', () => {
+    expect(containerEnv(template).TRUST_PROXY_HOPS).toBe('1');
   });
 
   test('load balancer: internet-facing, HTTP/2 on, invalid header fields dropped', () => {
@@ -83,6 +114,25 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
       DefaultActions: [Match.objectLike({ Type: 'forward' })],
     });
     expect(containerEnv(template).COOKIE_SECURE).toBe('false');
+  });
+
+  test('health checks: the target group checks /healthz (liveness), and no health check uses the deep Redis readiness check', () => {
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', { HealthCheckPath: '/healthz' });
+    for (const tg of Object.values(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup'))) {
+      expect(tg.Properties.HealthCheckPath).toBe('/healthz');
+    }
+    // an ECS container health check, if one is ever added, must use liveness too
+    const healthCheck = container(template).HealthCheck;
+    expect(JSON.stringify(healthCheck ?? {})).not.toMatch(/deep/);
+    if (healthCheck) expect(JSON.stringify(healthCheck)).toMatch(/\/healthz/);
+    expect(JSON.stringify(template.toJSON())).not.toMatch(/healthz\?deep/);
+  });
+
+  test('SseUnhealthyTargets alarm: describes a liveness failure, not Redis (a Redis outage no longer fails /healthz)', () => {
+    const description = new Capture();
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'UnHealthyHostCount', AlarmDescription: description });
+    expect(description.asString()).toMatch(/liveness/);
+    expect(description.asString()).not.toMatch(/Redis unreachable/);
   });
 
   test('target group: health check on /healthz, short deregistration delay for endless streams', () => {
@@ -206,11 +256,41 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     });
   });
 
+  test('Redis memory: a valkey8 parameter group with maxmemory-policy noeviction, used by the replication group', () => {
+    template.hasResourceProperties('AWS::ElastiCache::ParameterGroup', {
+      CacheParameterGroupFamily: 'valkey8',
+      Properties: { 'maxmemory-policy': 'noeviction' },
+    });
+    template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {
+      CacheParameterGroupName: { Ref: onlyLogicalId(template, 'AWS::ElastiCache::ParameterGroup') },
+    });
+  });
+
+  test('Redis alarms: Evictions above 0 and DatabaseMemoryUsagePercentage at or above 80 %, max over the nodes', () => {
+    const metricIn = (name: string) => Match.arrayWith([Match.objectLike({ MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: name }) }) })]);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Metrics: metricIn('Evictions'),
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Metrics: metricIn('DatabaseMemoryUsagePercentage'),
+      Threshold: 80,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    });
+  });
+
+  test('Redis removal policy (dev: destroy): deleted with the stack, no final snapshot', () => {
+    const [group] = Object.values(template.findResources('AWS::ElastiCache::ReplicationGroup'));
+    expect(group.DeletionPolicy ?? 'Delete').toBe('Delete');
+    expect(group.UpdateReplacePolicy ?? 'Delete').toBe('Delete');
+  });
+
   test('Redis security group: ingress only from the SSE task and the Lambda security groups, on the Redis port', () => {
     const redisSg = stack.resolve(stack.redis.securityGroup.securityGroupId);
     const allowed = [
       stack.resolve(stack.sse.service.connections.securityGroups[0].securityGroupId),
-      ...[...stack.webSocket.functions, stack.ticketApi.handler, stack.publishApi.handler].map((f) => stack.resolve(f.connections.securityGroups[0].securityGroupId)),
+      ...[...stack.webSocket.functions, stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler].map((f) => stack.resolve(f.connections.securityGroups[0].securityGroupId)),
     ];
     const ingress = Object.values(template.findResources('AWS::EC2::SecurityGroupIngress', { Properties: { GroupId: redisSg } })) as Resources[string][];
     expect(ingress.map((r) => r.Properties.SourceSecurityGroupId)).toEqual(expect.arrayContaining(allowed));
@@ -293,9 +373,9 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     });
   });
 
-  test('Lambdas: six, all Node.js 24 on ARM64, bundled with source maps enabled, traced, in the VPC', () => {
+  test('Lambdas: seven, all Node.js 24 on ARM64, bundled with source maps enabled, traced, in the VPC', () => {
     const fns = Object.values(blueprintFunctions(template));
-    expect(fns).toHaveLength(6);
+    expect(fns).toHaveLength(7);
     for (const fn of fns) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs24.x',
@@ -332,7 +412,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
 
   test('Lambdas read the Redis AUTH token: every function role may GetSecretValue on that secret only', () => {
     const secret = stack.resolve(stack.redis.authToken.secretArn);
-    for (const fn of [...stack.webSocket.functions, stack.ticketApi.handler, stack.publishApi.handler]) {
+    for (const fn of [...stack.webSocket.functions, stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler]) {
       const role = logicalIdOf(fn.function.role!);
       template.hasResourceProperties('AWS::IAM::Policy', {
         Roles: [{ Ref: role }],
@@ -341,29 +421,58 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     }
   });
 
-  test('execute-api:ManageConnections: only publish and ws-message, only on this API\'s stage', () => {
-    const policies = template.findResources('AWS::IAM::Policy', {
-      Properties: { PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: 'execute-api:ManageConnections' })]) } },
-    }) as Resources;
-    const roles = Object.values(policies).flatMap((p) => p.Properties.Roles as unknown[]);
-    const expectedRoles = [stack.publishApi.handler, stack.webSocket.messageFunction].map((f) => ({ Ref: logicalIdOf(f.function.role!) }));
-    expect(roles).toHaveLength(2);
-    expect(roles).toEqual(expect.arrayContaining(expectedRoles));
+  test('execute-api:ManageConnections: POST only for publish and ws-message, DELETE only for revoke, on this API\'s stage, nothing else', () => {
+    const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p) =>
+      (p.Properties.PolicyDocument.Statement as { Action: unknown; Resource: unknown }[])
+        .filter((st) => JSON.stringify(st.Action).includes('execute-api:ManageConnections') || JSON.stringify(st.Action).includes('execute-api:*'))
+        .map((st) => ({ roles: p.Properties.Roles as unknown[], action: st.Action, resource: st.Resource })),
+    );
     const apiRef = stack.resolve(stack.webSocket.api.apiId);
-    for (const policy of Object.values(policies)) {
-      const statement = (policy.Properties.PolicyDocument as { Statement: { Action: unknown; Resource: unknown }[] }).Statement.find((s) => s.Action === 'execute-api:ManageConnections');
-      expect(statement?.Resource).toEqual({
-        'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':execute-api:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':', apiRef, '/live/*/@connections/*']],
-      });
+    const arn = (method: string) => ({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':execute-api:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':', apiRef, `/live/${method}/@connections/*`]],
+    });
+    const role = (f: { function: { role?: unknown } }) => ({ Ref: logicalIdOf(f.function.role as never) });
+    expect(statements).toEqual(
+      expect.arrayContaining([
+        { roles: [role(stack.publishApi.handler)], action: 'execute-api:ManageConnections', resource: arn('POST') },
+        { roles: [role(stack.webSocket.messageFunction)], action: 'execute-api:ManageConnections', resource: arn('POST') },
+        { roles: [role(stack.publishApi.revokeHandler)], action: 'execute-api:ManageConnections', resource: arn('DELETE') },
+      ]),
+    );
+    expect(statements).toHaveLength(3);
+    expect(JSON.stringify(statements)).not.toMatch(/\/(GET|\*)\/@connections/);
+  });
+
+  test('revoke route: POST /revoke with IAM authorisation, on the publish API, to its own function', () => {
+    const publishApi = stack.resolve(stack.publishApi.endpoint.api.apiId);
+    template.hasResourceProperties('AWS::ApiGatewayV2::Route', { ApiId: publishApi, RouteKey: 'POST /revoke', AuthorizationType: 'AWS_IAM' });
+    template.hasResourceProperties('AWS::ApiGatewayV2::Integration', {
+      ApiId: publishApi,
+      IntegrationUri: stack.resolve(stack.publishApi.revokeHandler.function.functionArn),
+    });
+  });
+
+  test('TRUSTED_PRINCIPALS: on the ticket issuer, publish and revoke functions only; dev trusts no IAM caller (explicit [] in cdk.json)', () => {
+    const withVar = Object.entries(blueprintFunctions(template))
+      .filter(([, fn]) => 'TRUSTED_PRINCIPALS' in (fn.Properties.Environment as { Variables: object }).Variables)
+      .map(([id, fn]) => [id, (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables.TRUSTED_PRINCIPALS]);
+    const expected = [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler].map((f) => [logicalIdOf(f.function), '']);
+    expect(withVar.sort()).toEqual(expected.sort());
+  });
+
+  test('reserved concurrency: 100 on each fan-out function (publish, ws-message), none on the others', () => {
+    const fanOut = [stack.publishApi.handler, stack.webSocket.messageFunction].map((f) => logicalIdOf(f.function));
+    for (const [id, fn] of Object.entries(blueprintFunctions(template))) {
+      expect([id, fn.Properties.ReservedConcurrentExecutions]).toEqual([id, fanOut.includes(id) ? 100 : undefined]);
     }
   });
 
-  test('WS_MANAGEMENT_ENDPOINT: set on exactly the functions that fan out, to https://{api}.execute-api.{region}/{stage}', () => {
+  test('WS_MANAGEMENT_ENDPOINT: set on exactly the functions that fan out or close connections, to https://{api}.execute-api.{region}/{stage}', () => {
     const withEndpoint = Object.keys(blueprintFunctions(template)).filter((id) => {
       const vars = (template.toJSON().Resources[id].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
       return 'WS_MANAGEMENT_ENDPOINT' in vars;
     });
-    expect(withEndpoint.sort()).toEqual([logicalIdOf(stack.publishApi.handler.function), logicalIdOf(stack.webSocket.messageFunction.function)].sort());
+    expect(withEndpoint.sort()).toEqual([stack.publishApi.handler, stack.webSocket.messageFunction, stack.publishApi.revokeHandler].map((f) => logicalIdOf(f.function)).sort());
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: {
         Variables: Match.objectLike({
@@ -416,10 +525,11 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     expect(has(/UnHealthyHostCount/)).toBe(1);
     expect(has(/"MetricName":"HealthyHostCount"/)).toBe(1);
     expect(has(/ActiveConnectionCount/)).toBe(1);
-    expect(has(/"MetricName":"Errors"/)).toBe(6);
+    expect(has(/"MetricName":"Errors"/)).toBe(7);
     expect(has(/"MetricName":"5xx"/)).toBe(2);
     expect(has(/EngineCPUUtilization/)).toBe(1);
     expect(has(/DatabaseMemoryUsagePercentage/)).toBe(1);
+    expect(has(/"MetricName":"Evictions"/)).toBe(1);
   });
 
   test('no alarm topic configured: alarms carry no actions', () => {
@@ -509,6 +619,10 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
     });
   });
 
+  test('Redis removal policy (prod: snapshot): a final snapshot before deletion or replacement', () => {
+    template.hasResource('AWS::ElastiCache::ReplicationGroup', { DeletionPolicy: 'Snapshot', UpdateReplacePolicy: 'Snapshot' });
+  });
+
   test('access logs: on, to an encrypted, SSL-only bucket (the region is known)', () => {
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
       LoadBalancerAttributes: Match.arrayWith([{ Key: 'access_logs.s3.enabled', Value: 'true' }]),
@@ -532,11 +646,20 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
         Statement: Match.arrayWith([
           Match.objectLike({
             Action: 'execute-api:ManageConnections',
-            Resource: { 'Fn::Join': ['', [`arn:aws:execute-api:${prod.region}:${prod.account}:`, stack.resolve(stack.webSocket.api.apiId), '/live/*/@connections/*']] },
+            Resource: { 'Fn::Join': ['', [`arn:aws:execute-api:${prod.region}:${prod.account}:`, stack.resolve(stack.webSocket.api.apiId), '/live/POST/@connections/*']] },
           }),
         ]),
       },
     });
+  });
+
+  test('TRUSTED_PRINCIPALS: the stage\'s trustedPrincipals on the ticket issuer, publish and revoke functions', () => {
+    const trusted = (prod.trustedPrincipals as unknown as string[]).join(',');
+    expect(trusted).toMatch(/^arn:aws:iam::\d{12}:role\//);
+    for (const fn of [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler]) {
+      const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(vars.TRUSTED_PRINCIPALS).toBe(trusted);
+    }
   });
 
   test('SSM parameters: under /realtime/prod/', () => {
@@ -545,6 +668,12 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
 });
 
 describe('configs that switch behaviour', () => {
+  test.each([10, 90, 300])('drain timing with deregistrationDelaySeconds %i: DRAIN_TIMEOUT_MS, StopTimeout and the delay agree', (delay) => {
+    const seq = stopSequence(templateOf(buildStack({ sse: { deregistrationDelaySeconds: delay } })));
+    expect(seq).toEqual({ delaySeconds: delay, ...drainTiming(delay) });
+    expectDrainInsideDelay(seq);
+  });
+
   test('namespaces: passed through as NAMESPACES_JSON to every Lambda and the SSE task', () => {
     const namespaces = { scores: { subscribe: 'public' }, room: { subscribe: 'authenticated', publish: 'authenticated' } };
     const stack = buildStack({ namespaces });
@@ -553,6 +682,61 @@ describe('configs that switch behaviour', () => {
       expect((fn.Properties.Environment as { Variables: Record<string, string> }).Variables.NAMESPACES_JSON).toBe(JSON.stringify(namespaces));
     }
     expect(containerEnv(template).NAMESPACES_JSON).toBe(JSON.stringify(namespaces));
+  });
+
+  test.each<[string, string | undefined, string]>([
+    ['valkey', undefined, 'valkey8'],
+    ['valkey', '7.2', 'valkey7'],
+    ['redis', undefined, 'redis7'],
+    ['redis', '7.0', 'redis7'],
+  ])('Redis parameter group for %s %s: family %s, maxmemory-policy noeviction', (engine, engineVersion, family) => {
+    const template = templateOf(buildStack({ redis: { engine: engine as 'valkey' | 'redis', engineVersion } }));
+    template.hasResourceProperties('AWS::ElastiCache::ParameterGroup', { CacheParameterGroupFamily: family, Properties: { 'maxmemory-policy': 'noeviction' } });
+  });
+
+  test('Redis removal policy by default: a final snapshot before deletion or replacement', () => {
+    templateOf(buildStack()).hasResource('AWS::ElastiCache::ReplicationGroup', { DeletionPolicy: 'Snapshot', UpdateReplacePolicy: 'Snapshot' });
+  });
+
+  test('limits: USER_PUBLISH_PER_MINUTE and USER_NEW_CHANNELS_PER_HOUR on the functions that publish (publish API, WebSocket messages)', () => {
+    const stack = buildStack({ limits: { userPublishPerMinute: 120, userNewChannelsPerHour: 30 } });
+    const template = templateOf(stack);
+    for (const fn of [stack.publishApi.handler, stack.webSocket.messageFunction]) {
+      const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(vars).toMatchObject({ USER_PUBLISH_PER_MINUTE: '120', USER_NEW_CHANNELS_PER_HOUR: '30' });
+    }
+  });
+
+  test('limits: only the keys set are passed (0 = off is passed too); none set leaves the runtime defaults', () => {
+    const only = templateOf(buildStack({ limits: { userNewChannelsPerHour: 0 } }));
+    only.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ USER_NEW_CHANNELS_PER_HOUR: '0', USER_PUBLISH_PER_MINUTE: Match.absent() }) } });
+    const none = JSON.stringify(templateOf(buildStack()).toJSON());
+    expect(none).not.toMatch(/USER_PUBLISH_PER_MINUTE|USER_NEW_CHANNELS_PER_HOUR/);
+  });
+
+  test('reserved concurrency: publishApi.reservedConcurrency and webSocket.messageReservedConcurrency set the fan-out functions', () => {
+    const stack = buildStack({ publishApi: { reservedConcurrency: 40 }, webSocket: { messageReservedConcurrency: 60 } });
+    const template = templateOf(stack);
+    const reserved = (f: { function: import('aws-cdk-lib/aws-lambda').Function }) => template.toJSON().Resources[logicalIdOf(f.function)].Properties.ReservedConcurrentExecutions;
+    expect(reserved(stack.publishApi.handler)).toBe(40);
+    expect(reserved(stack.webSocket.messageFunction)).toBe(60);
+  });
+
+  test('trustedPrincipals unset (secure default): TRUSTED_PRINCIPALS is set, empty, on the ticket issuer, publish and revoke functions', () => {
+    const stack = buildStack();
+    const template = templateOf(stack);
+    for (const fn of [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler]) {
+      const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(vars.TRUSTED_PRINCIPALS).toBe('');
+    }
+  });
+
+  test('trustedPrincipals: several ARNs joined with commas, role paths kept', () => {
+    const arns = ['arn:aws:iam::123456789012:role/service/publisher', 'arn:aws:iam::123456789012:user/ops-bot'];
+    const stack = buildStack({ trustedPrincipals: arns });
+    templateOf(stack).hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ TRUSTED_PRINCIPALS: arns.join(','), WS_MANAGEMENT_ENDPOINT: Match.absent(), SSE_URL: Match.anyValue() }) },
+    });
   });
 
   test('no namespaces configured: NAMESPACES_JSON is left unset (the runtime defaults apply)', () => {

@@ -70,6 +70,7 @@ describe('RedisPubSub validation', () => {
     ['privileged port', { port: 80 }, /port \(80\) must be an integer from 1024 to 65535/],
     ['key prefix with a space', { keyPrefix: 'my app:' }, /keyPrefix "my app:" is not valid\. Use 1 to 32 letters, digits, ":", "_" or "-"/],
     ['snapshots kept too long', { snapshotRetentionDays: 36 }, /snapshotRetentionDays \(36\) must be an integer from 0 to 35 days/],
+    ['removal policy retain', { removalPolicy: 'retain' as never }, /^Fixture\/Redis: removalPolicy "retain" is not supported\. Use "snapshot" \(a final snapshot before deletion\) or "destroy"$/],
   ])('%s: fails', (_name, props, message) => {
     expect(make(props)).toThrow(message);
   });
@@ -82,6 +83,7 @@ describe('RealtimeFunction (the bundling wrapper)', () => {
   test.each<[string, Partial<RealtimeFunctionProps>, RegExp]>([
     ['memory below 128 MiB', { memorySize: 64 }, /^Fixture\/Fn: memorySize \(64\) must be an integer from 128 to 10240 MiB/],
     ['timeout above 15 minutes', { timeout: Duration.seconds(901) }, /^Fixture\/Fn: timeout \(901 s\) must be from 1 to 900 seconds\. Set a timeout Lambda accepts$/],
+    ['reserved concurrency of 0 (would throttle every call)', { reservedConcurrentExecutions: 0 }, /^Fixture\/Fn: reservedConcurrentExecutions \(0\) must be an integer from 1 to 10000\. Set reservedConcurrentExecutions within that range$/],
   ])('%s: fails', (_name, props, message) => {
     expect(make(props)).toThrow(message);
   });
@@ -142,8 +144,29 @@ describe('TicketApi and HttpEndpoint validation', () => {
     ['wildcard origin', { allowedOrigins: ['*'] }, /^Fixture\/TicketApi\/Http: allowedOrigins entry "\*" is not an origin\. List origins as scheme:\/\/host\[:port\]/],
     ['origin with a path', { allowedOrigins: ['https://app.example.com/'] }, /allowedOrigins entry "https:\/\/app\.example\.com\/" is not an origin/],
     ['zero rate limit', { throttleRateLimit: 0 }, /^Fixture\/TicketApi\/Http: throttleRateLimit \(0\) must be an integer from 1 to 10000 per second/],
+    ['trusted principal that is not an ARN', { trustedPrincipals: ['my-backend'] }, /^Fixture\/TicketApi: trustedPrincipals entry "my-backend" is not an IAM role or user ARN\. List IAM role or user ARNs, like arn:aws:iam::123456789012:role\/my-backend$/],
+    ['trusted principal with a wildcard', { trustedPrincipals: ['arn:aws:iam::123456789012:role/*'] }, /trustedPrincipals entry "arn:aws:iam::123456789012:role\/\*" is not an IAM role or user ARN/],
+    [
+      'trusted principal given as an assumed-role session',
+      { trustedPrincipals: ['arn:aws:sts::123456789012:assumed-role/backend/i-0abc'] },
+      /is not an IAM role or user ARN\. List the role of that session instead: arn:aws:iam::123456789012:role\/backend$/,
+    ],
+    [
+      'trusted principals too long for the Lambda environment',
+      { trustedPrincipals: Array.from({ length: 20 }, (_, i) => `arn:aws:iam::123456789012:role/some/long/path/backend-service-number-${i}`) },
+      /^Fixture\/TicketApi: trustedPrincipals is \d+ characters as TRUSTED_PRINCIPALS, over 1024\. Trust fewer principals/,
+    ],
   ])('%s: fails', (_name, props, message) => {
     expect(make(props)).toThrow(message);
+  });
+});
+
+describe('HttpEndpoint.addPostRoute validation', () => {
+  test('path with two segments: fails', () => {
+    const stack = buildStack();
+    expect(() => stack.publishApi.endpoint.addPostRoute('Extra', '/a/b', stack.publishApi.handler)).toThrow(
+      /^Realtime-test\/PublishApi\/Http: path "\/a\/b" is not a single path segment\. Use a path like \/revoke$/,
+    );
   });
 });
 
@@ -170,6 +193,11 @@ describe('SseService validation', () => {
     ['nofile below 65536', { nofileLimit: 1024 }, /^Fixture\/Sse: nofileLimit \(1024\) must be an integer from 65536 to 1048576\. Set nofileLimit within that range$/],
     ['nofile above the Fargate maximum', { nofileLimit: 2_000_000 }, /nofileLimit \(2000000\) must be an integer from 65536 to 1048576/],
     ['deregistration delay above 3600 s', { deregistrationDelay: Duration.seconds(3601) }, /deregistrationDelay \(3601\) must be an integer from 0 to 3600 seconds/],
+    [
+      'deregistration delay too short to drain',
+      { deregistrationDelay: Duration.seconds(5) },
+      /^Fixture\/Sse: deregistrationDelay \(5 s\) leaves no time to drain the streams: .*\. Set deregistrationDelay \(sse\.deregistrationDelaySeconds\) to at least 10 seconds$/,
+    ],
     ['stickiness above 7 days', { stickinessDuration: Duration.days(8) }, /stickinessDuration \(691200\) must be an integer from 1 to 604800 seconds/],
     ['maxTasks below minTasks', { minTasks: 5, maxTasks: 3 }, /maxTasks \(3\) must be an integer from 5 to 1000/],
     ['no tasks', { minTasks: 0 }, /minTasks \(0\) must be an integer from 1 to 1000/],
@@ -243,6 +271,10 @@ describe('RealtimeStack validation', () => {
       },
       /^Realtime\/Network: natGateways only apply to a new VPC/,
     ],
+    ['publish reserved concurrency of 0', { publishApi: { reservedConcurrency: 0 } }, /^Realtime\/PublishApi\/Publisher: reservedConcurrentExecutions \(0\) must be an integer from 1 to 10000/],
+    ['WebSocket message reserved concurrency above 10000', { webSocket: { messageReservedConcurrency: 20_000 } }, /^Realtime\/WebSocket\/Message: reservedConcurrentExecutions \(20000\) must be an integer from 1 to 10000/],
+    ['negative publish limit', { limits: { userPublishPerMinute: -1 } }, /^Realtime: limits\.userPublishPerMinute \(-1\) must be an integer from 0 to 1000000\. Set limits\.userPublishPerMinute within that range$/],
+    ['new-channel limit above the runtime maximum', { limits: { userNewChannelsPerHour: 1_000_001 } }, /^Realtime: limits\.userNewChannelsPerHour \(1000001\) must be an integer from 0 to 1000000/],
     ['SSE heartbeat too close to the idle timeout', { sse: { heartbeatMs: 20_000, idleTimeoutSeconds: 30 } }, /^Realtime\/Sse: heartbeatMs \(20000\) must be at most half the ALB idle timeout \(30 s\)/],
   ])('%s: fails', (_name, config, message) => {
     expect(make(config)).toThrow(message);
@@ -290,6 +322,17 @@ describe('stage config (cdk.json context, zod)', () => {
     ['bad log level', { logLevel: 'verbose' }, /^Invalid stage config stages\.x\.logLevel: /],
     ['bad alarm topic ARN', { alarmTopicArn: 'ops' }, /^Invalid stage config stages\.x\.alarmTopicArn: must be an SNS topic ARN$/],
     ['unknown Redis engine', { redis: { engine: 'memcached' } }, /^Invalid stage config stages\.x\.redis\.engine: /],
+    ['Redis removal policy retain', { redis: { removalPolicy: 'retain' } }, /^Invalid stage config stages\.x\.redis\.removalPolicy: /],
+    ['publish limit as a string', { limits: { userPublishPerMinute: '60' } }, /^Invalid stage config stages\.x\.limits\.userPublishPerMinute: .*expected number, received string$/],
+    ['unknown limit (a typo)', { limits: { publishPerMinute: 60 } }, /^Invalid stage config stages\.x\.limits\.publishPerMinute: unknown key/],
+    ['trusted principal that is not an ARN', { trustedPrincipals: ['backend'] }, /^Invalid stage config stages\.x\.trustedPrincipals\.0: must be an IAM role or user ARN \(List IAM role or user ARNs, like arn:aws:iam::123456789012:role\/my-backend\)$/],
+    [
+      'trusted principal given as an assumed-role session',
+      { trustedPrincipals: ['arn:aws:iam::123456789012:role/ok', 'arn:aws:sts::123456789012:assumed-role/backend/session'] },
+      /^Invalid stage config stages\.x\.trustedPrincipals\.1: must be an IAM role or user ARN \(List the role of that session instead: arn:aws:iam::123456789012:role\/backend\)$/,
+    ],
+    ['trustedPrincipals as one string', { trustedPrincipals: 'arn:aws:iam::123456789012:role/ok' }, /^Invalid stage config stages\.x\.trustedPrincipals: .*expected array/],
+    ['reserved concurrency as a fraction', { publishApi: { reservedConcurrency: 2.5 } }, /^Invalid stage config stages\.x\.publishApi\.reservedConcurrency: .*expected int/],
   ])('%s: fails with one line naming the key', (_name, config, message) => {
     const run = readConfig(config);
     expect(run).toThrow(StageConfigError);
