@@ -9,10 +9,10 @@ import { ConfigError } from './config';
  *
  * - `arn:aws:iam::ACCOUNT:role/[path/]NAME` matches that role and its sessions
  *   (`arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`, which is what the IAM authorizer reports);
- * - `arn:aws:iam::ACCOUNT:user/[path/]NAME` matches that user;
- * - `arn:aws:iam::ACCOUNT:root` matches every principal of that account (say so on purpose).
+ * - `arn:aws:iam::ACCOUNT:user/[path/]NAME` matches that user.
  *
- * An empty list trusts no IAM caller.
+ * There is no account-wide entry: every trusted backend is named (the stage schema in `lib/errors.ts` accepts the same
+ * two forms). An empty list trusts no IAM caller.
  */
 export interface TrustedPrincipals {
   /** True when `callerArn` (the IAM authorizer's `userArn`) is trusted. */
@@ -20,13 +20,13 @@ export interface TrustedPrincipals {
   readonly entries: readonly string[];
 }
 
-const ENTRY = /^arn:(aws[a-z-]*):iam::(\d{12}):(root|role\/(?:[\w+=,.@-]+\/)*([\w+=,.@-]+)|user\/(?:[\w+=,.@-]+\/)*([\w+=,.@-]+))$/;
+const ENTRY = /^arn:(aws[a-z-]*):iam::(\d{12}):(role\/(?:[\w+=,.@-]+\/)*([\w+=,.@-]+)|user\/(?:[\w+=,.@-]+\/)*([\w+=,.@-]+))$/;
 const CALLER = /^arn:(aws[a-z-]*):(iam|sts)::(\d{12}):(.+)$/;
 
 interface Rule {
   readonly partition: string;
   readonly account: string;
-  readonly kind: 'root' | 'role' | 'user';
+  readonly kind: 'role' | 'user';
   readonly name: string;
 }
 
@@ -38,8 +38,8 @@ export function parseTrustedPrincipals(value: string | undefined): TrustedPrinci
     .filter(Boolean);
   const rules: Rule[] = entries.map((e) => {
     const m = ENTRY.exec(e);
-    if (!m) throw new ConfigError(`Invalid configuration: TRUSTED_PRINCIPALS: "${e}" is not an IAM role, user or account-root ARN`);
-    const kind = m[3] === 'root' ? 'root' : m[3].startsWith('role/') ? 'role' : 'user';
+    if (!m) throw new ConfigError(`Invalid configuration: TRUSTED_PRINCIPALS: "${e}" is not an IAM role or user ARN`);
+    const kind = m[3].startsWith('role/') ? 'role' : 'user';
     return { partition: m[1], account: m[2], kind, name: m[4] ?? m[5] ?? '' };
   });
   return {
@@ -50,7 +50,6 @@ export function parseTrustedPrincipals(value: string | undefined): TrustedPrinci
       const [, partition, service, account, resource] = m;
       return rules.some((r) => {
         if (r.partition !== partition || r.account !== account) return false;
-        if (r.kind === 'root') return true;
         if (r.kind === 'user') return service === 'iam' && resource.startsWith('user/') && resource.split('/').pop() === r.name;
         if (service === 'sts') {
           const parts = resource.split('/');
