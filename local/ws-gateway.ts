@@ -3,6 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { listen, shutdown } from '../service/net';
+import { errorBody } from '../core/errors';
+import { LocalGuard, refuse } from './guard';
 import type { WsAuthorizerEvent, WsAuthorizerResult, WsEvent, WsRequestContext, WsResult } from '../lambda/shared/ws';
 
 /**
@@ -24,6 +26,10 @@ import type { WsAuthorizerEvent, WsAuthorizerResult, WsEvent, WsRequestContext, 
  *   and optionally 429 `LimitExceededException` (what PostToConnection answers when throttled) by a
  *   deterministic rule, to exercise retries: the first n calls, or every k-th call. The rule counts
  *   calls, not time, so a test gets the same number of 429s on a loaded machine as on an idle one.
+ *
+ * - Browsers: an upgrade or request whose `Origin` the guard does not list, or whose `Host` is not a
+ *   loopback name, is refused with 403 JSON before the authorizer runs (API Gateway itself checks no
+ *   Origin: on AWS the ticket is the only key; locally any page could otherwise use the stack).
  *
  * Loopback only: it trusts whatever the authorizer allows and checks no signatures.
  */
@@ -71,6 +77,11 @@ export interface WsGatewayOptions {
   readonly maxPostBytes?: number;
   /** Management API throttling: which calls get 429 `LimitExceededException`. Defaults to none. */
   readonly managementThrottle?: ManagementThrottle;
+  /**
+   * Which browsers may connect (Origin list, loopback Host). Defaults to a guard listing only this
+   * gateway's own origins; the local stack passes its shared one.
+   */
+  readonly guard?: LocalGuard;
   /** Called with errors of handlers (besides the frame the client gets). Defaults to none. */
   readonly onHandlerError?: (routeKey: string, err: unknown) => void;
 }
@@ -132,7 +143,8 @@ export class WsGateway {
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, Connection>();
   private readonly pendingDisconnects = new Set<Promise<unknown>>();
-  private readonly o: Required<Omit<WsGatewayOptions, 'managementThrottle' | 'onHandlerError' | 'handlers'>>;
+  private readonly o: Required<Omit<WsGatewayOptions, 'managementThrottle' | 'onHandlerError' | 'handlers' | 'guard'>>;
+  private readonly guard: LocalGuard;
   private throttle?: ManagementThrottle;
   private throttleCalls = 0;
   private throttled = 0;
@@ -151,8 +163,11 @@ export class WsGateway {
       maxPostBytes: options.maxPostBytes ?? 128 * 1024,
     };
     this.setManagementThrottle(options.managementThrottle);
+    this.guard = options.guard ?? new LocalGuard({ hosts: [this.o.host] });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.o.maxFrameBytes, perMessageDeflate: false });
     this.server = createServer((req, res) => {
+      const refusal = this.guard.check(req);
+      if (refusal) return refuse(res, refusal);
       this.management(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
         res.end('{"message":"Internal server error"}');
@@ -168,6 +183,7 @@ export class WsGateway {
   /** Starts listening; resolves with the port. */
   async listen(): Promise<number> {
     this.port = await listen(this.server, this.o.port, this.o.host);
+    this.guard.addOwnPort(this.port);
     return this.port;
   }
 
@@ -256,6 +272,8 @@ export class WsGateway {
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     if (this.closing) return rejectUpgrade(socket, 503, '{"message":"Service Unavailable"}');
+    const refusal = this.guard.check(req);
+    if (refusal) return rejectUpgrade(socket, refusal.status, errorBody(refusal));
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== `/${this.stage}` && url.pathname !== `/${this.stage}/`) return rejectUpgrade(socket, 404, '{"message":"Not Found"}');
     const ticket = url.searchParams.get('ticket');
