@@ -2,8 +2,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { listen, shutdown } from '../service/net';
 import { errorBody } from '../core/errors';
+import { listen, shutdown } from '../service/net';
 import { LocalGuard, refuse } from './guard';
 import type { WsAuthorizerEvent, WsAuthorizerResult, WsEvent, WsRequestContext, WsResult } from '../lambda/shared/ws';
 

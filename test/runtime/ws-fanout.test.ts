@@ -125,6 +125,12 @@ describe('fan-out', () => {
     for (const c of clients) expect(c.events(ch).map((e) => e.id)).toEqual([p1.id, p2.id, id3, marker]);
   });
 
+  test('throttle rules are checked: refuseEvery below 2 or a negative refuseFirst is refused with a readable error', () => {
+    expect(() => stack.ws.setManagementThrottle({ refuseEvery: 1 })).toThrow(/refuseEvery must be a whole number >= 2/);
+    expect(() => stack.ws.setManagementThrottle({ refuseFirst: -1 })).toThrow(/refuseFirst must be a whole number >= 0/);
+    expect(() => stack.ws.setManagementThrottle({ refuseFirst: 1.5 })).toThrow(/refuseFirst/);
+  });
+
   test('error classification: SDK v3 names and $metadata.httpStatusCode', () => {
     expect(isThrottled({ name: 'LimitExceededException', $metadata: { httpStatusCode: 429 } })).toBe(true);
     expect(isThrottled({ name: 'Whatever', $metadata: { httpStatusCode: 429 } })).toBe(true);
