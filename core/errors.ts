@@ -48,13 +48,18 @@ export function toRealtimeError(err: unknown): RealtimeError {
   return new RealtimeError('internal', 'Internal error.');
 }
 
-/** True for the errors ioredis raises while the connection is down or a command timed out. */
+/**
+ * True for the errors ioredis raises while the connection is down or a command timed out, and for
+ * `READONLY` (a write that reached a primary demoted by a failover: the client reconnects to the new
+ * one, so a retry succeeds).
+ */
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const m = err.message;
   return (
     err.name === 'MaxRetriesPerRequestError' ||
-    /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|ETIMEDOUT|Command timed out|connect ETIMEDOUT|LOADING|enableOfflineQueue/.test(m)
+    /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|ETIMEDOUT|Command timed out|connect ETIMEDOUT|LOADING|enableOfflineQueue/.test(m) ||
+    m.startsWith('READONLY')
   );
 }
 

@@ -43,9 +43,25 @@ export interface RedisConnectOptions {
 }
 
 /**
+ * True for a `READONLY` error reply: the node this connection is on was demoted to a replica. On an
+ * ElastiCache failover the primary endpoint's DNS name moves to the promoted replica, but TCP
+ * connections opened before stay on the old primary, whose every write then fails this way.
+ */
+export function isReadOnlyError(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('READONLY');
+}
+
+/**
  * Creates an ioredis client for a `redis://` or `rediss://` URL (TLS for rediss, as ElastiCache
  * in-transit encryption needs). Commands fail fast while Redis is unreachable so callers answer
  * 503 instead of hanging; the client keeps reconnecting with capped backoff.
+ *
+ * After a failover the client reconnects by itself on the first `READONLY` reply: a new connection
+ * resolves the endpoint again and reaches the new primary. Without `failFast` the command that met
+ * `READONLY` waits in the offline queue and is resent there, so it succeeds. With `failFast` it is
+ * rejected with that `READONLY` error, which maps to `unavailable` (503 + Retry-After): a resend
+ * would find the connection closing and fail anyway, only with a message that hides the cause.
+ * Commands after the reconnect go to the new primary.
  */
 export function createRedis(opts: RedisConnectOptions): Redis {
   const failFast = opts.failFast ?? true;
@@ -56,6 +72,8 @@ export function createRedis(opts: RedisConnectOptions): Redis {
     connectTimeout: 5000,
     commandTimeout: failFast ? 5000 : undefined,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    // 1: reconnect and reject the command; 2: reconnect and resend it (through the offline queue).
+    reconnectOnError: (err) => (isReadOnlyError(err) ? (failFast ? 1 : 2) : false),
     lazyConnect: false,
   };
   if (opts.password) options.password = opts.password;

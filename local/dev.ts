@@ -1,14 +1,21 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { parseOrigin } from './guard';
 import { LOCAL_USER_HEADER } from './http-api';
 import { LOCAL_STACK_NAME, startLocalStack } from './stack';
 
 const USAGE = `Usage: npm run dev -- [--port 3000] [--sse-port 3001] [--ws-port 3002] [--outputs-file PATH]
+                      [--allow-origin ORIGIN]...
 
 Starts the local stack on 127.0.0.1: a private redis-server (unless REDIS_URL is set), the SSE
 service, the HTTP API stand-in that runs the ticket and publish Lambda handlers, and the API
-Gateway WebSocket stand-in (with its management API) that runs the WebSocket handlers.`;
+Gateway WebSocket stand-in (with its management API) that runs the WebSocket handlers.
+
+Browsers: only pages on the stack's own origins and on each --allow-origin (e.g.
+--allow-origin http://localhost:5173, your app's dev server; repeat for more) may call it; other
+pages get 403 origin_not_allowed. Requests with a Host other than 127.0.0.1, localhost or [::1]
+get 403 (DNS rebinding). curl and other clients that send no Origin are not affected.`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -17,6 +24,7 @@ async function main(): Promise<void> {
       'sse-port': { type: 'string', default: '3001' },
       'ws-port': { type: 'string', default: '3002' },
       'outputs-file': { type: 'string' },
+      'allow-origin': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -29,7 +37,8 @@ async function main(): Promise<void> {
   const wsPort = Number(values['ws-port']);
   if (!Number.isInteger(port) || !Number.isInteger(ssePort) || !Number.isInteger(wsPort)) throw new Error(`--port, --sse-port and --ws-port take numbers.\n${USAGE}`);
   const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
-  const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger });
+  const extra = (values['allow-origin'] ?? []).map(parseOrigin);
+  const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger, allowedOrigins: extra });
   const o = stack.outputs;
   if (values['outputs-file']) writeFileSync(values['outputs-file'], `${JSON.stringify({ [LOCAL_STACK_NAME]: o }, null, 2)}\n`);
   console.log(`
@@ -41,6 +50,9 @@ Realtime Blueprint local stack is up (Ctrl-C stops it).
   WebSocketUrl   ${o.WebSocketUrl}   (management API: ${stack.ws.managementEndpoint})
   PublishUrl     ${o.PublishUrl}
   RedisEndpoint  ${o.RedisEndpoint}${stack.redisServer ? ' (private redis-server)' : ''}
+
+Browser pages allowed: the stack's own origins${extra.length ? ` and ${extra.join(', ')}` : ' only (add yours with --allow-origin ORIGIN)'};
+any other page gets 403 origin_not_allowed.
 ${values['outputs-file'] ? `\n  outputs written to ${values['outputs-file']}\n` : ''}
 Act as a user with the local-only header "${LOCAL_USER_HEADER}: <sub>" (the JWT authorizer on AWS).
 /publish acts as an IAM-signed backend.

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { HttpEvent, HttpResult } from '../lambda/shared/http';
+import { LocalGuard, refuse } from './guard';
 
 export type HttpHandler = (event: HttpEvent) => Promise<HttpResult>;
 
@@ -24,27 +25,28 @@ const MAX_BODY = 10 * 1024 * 1024;
  * A stand-in for API Gateway's HTTP API (payload format 2.0): it builds the same event shape and
  * authorizer context the Lambda handlers get on AWS. JWT routes take the user from `x-local-user`
  * (401 like the JWT authorizer when absent); IAM routes report a fixed local backend principal.
- * Never expose it beyond loopback: it trusts that header.
+ * Never expose it beyond loopback: it trusts that header. Browsers get only what `guard` allows:
+ * another page's Origin or a non-loopback Host is refused with 403 before any handler runs, and CORS
+ * is granted (with credentials) to the listed origins only. Defaults to a guard that lists no
+ * origin (the stack passes one that lists its own and the configured ones).
  */
-export function createHttpApi(routes: readonly LocalRoute[]): Server {
+export function createHttpApi(routes: readonly LocalRoute[], guard: LocalGuard = new LocalGuard()): Server {
   return createServer((req, res) => {
-    serve(req, res, routes).catch(() => {
+    const refusal = guard.check(req);
+    if (refusal) return refuse(res, refusal);
+    const cors = () => guard.cors(req);
+    serve(req, res, routes, cors).catch(() => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ message: 'Internal Server Error' }));
     });
   });
 }
 
-function cors(req: IncomingMessage): Record<string, string> {
-  const origin = req.headers.origin;
-  return origin ? { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true', vary: 'Origin' } : {};
-}
-
-async function serve(req: IncomingMessage, res: ServerResponse, routes: readonly LocalRoute[]): Promise<void> {
+async function serve(req: IncomingMessage, res: ServerResponse, routes: readonly LocalRoute[], cors: () => Record<string, string>): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   if (req.method === 'OPTIONS') {
     res.writeHead(204, {
-      ...cors(req),
+      ...cors(),
       'access-control-allow-methods': 'POST, OPTIONS',
       'access-control-allow-headers': `content-type, authorization, ${LOCAL_USER_HEADER}`,
       'access-control-max-age': '600',
@@ -54,7 +56,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, routes: readonly
   }
   const route = routes.find((r) => r.path === url.pathname && r.method === req.method);
   if (!route) {
-    res.writeHead(404, { 'content-type': 'application/json', ...cors(req) });
+    res.writeHead(404, { 'content-type': 'application/json', ...cors() });
     res.end(JSON.stringify({ message: 'Not Found' }));
     return;
   }
@@ -63,7 +65,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, routes: readonly
   for await (const c of req) {
     size += (c as Buffer).length;
     if (size > MAX_BODY) {
-      res.writeHead(413, { 'content-type': 'application/json', ...cors(req) });
+      res.writeHead(413, { 'content-type': 'application/json', ...cors() });
       res.end(JSON.stringify({ message: 'Request Entity Too Large' }));
       return;
     }
@@ -73,7 +75,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, routes: readonly
   let authorizer: HttpEvent['requestContext']['authorizer'];
   if (route.auth === 'jwt') {
     if (typeof user !== 'string' || user === '') {
-      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer', ...cors(req) });
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer', ...cors() });
       res.end(JSON.stringify({ message: 'Unauthorized' }));
       return;
     }
@@ -83,7 +85,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, routes: readonly
     authorizer = { iam: { userArn: LOCAL_IAM_ARN, callerId: 'AIDALOCALBACKEND', accountId: '000000000000', principalOrgId: null } };
   }
   const result = await route.handler(toEvent(req, url, Buffer.concat(chunks), route, authorizer));
-  res.writeHead(result.statusCode, { ...cors(req), ...(result.headers as Record<string, string>) });
+  res.writeHead(result.statusCode, { ...cors(), ...(result.headers as Record<string, string>) });
   res.end(result.body ?? '');
 }
 

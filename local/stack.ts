@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { serviceConfigFromEnv } from '../service/config';
 import { listen, shutdown } from '../service/net';
 import { SseService } from '../service/server';
+import { guardServer, LocalGuard } from './guard';
 import { createHttpApi } from './http-api';
 import { RedisServer } from './redis';
 import { startWsGateway, type WsGateway, type WsGatewayOptions } from './ws-gateway';
@@ -22,6 +23,13 @@ export interface LocalStackOptions {
   readonly wsGateway?: Omit<WsGatewayOptions, 'handlers' | 'host' | 'port'>;
   /** Host to bind. Defaults to 127.0.0.1: the local stack trusts `x-local-user` and must not be exposed. */
   readonly host?: string;
+  /**
+   * Origins of web pages (e.g. `http://localhost:5173`, your app's dev server) that may call the
+   * stack from a browser: mint tickets, publish, open streams and WebSockets, with credentials. The
+   * stack's own origins are always allowed; any other page's requests get 403 `origin_not_allowed`.
+   * `*` is refused. Defaults to none.
+   */
+  readonly allowedOrigins?: readonly string[];
   /** Redis to use. Defaults to the REDIS_URL environment variable, else a private redis-server on a free port. */
   readonly redisUrl?: string;
   /** Extra environment for the service and handlers (e.g. HEARTBEAT_MS). */
@@ -40,6 +48,8 @@ export interface LocalOutputs {
 
 export interface LocalStack {
   readonly outputs: LocalOutputs;
+  /** The origins whose pages may call the stack (its own, then the configured ones). */
+  readonly allowedOrigins: readonly string[];
   readonly sse: SseService;
   /** The API Gateway WebSocket stand-in (its management API is `ws.managementEndpoint`). */
   readonly ws: WsGateway;
@@ -54,9 +64,16 @@ export interface LocalStack {
  * that routes POST /tickets and POST /publish to the same Lambda handlers that run on AWS, and an
  * API Gateway WebSocket stand-in running the WebSocket handlers (its management API is where the
  * publish and message handlers post, through WS_MANAGEMENT_ENDPOINT).
+ *
+ * Every server of the stack answers browsers through one guard: only the stack's own origins and
+ * `allowedOrigins` may call it (others get 403 `origin_not_allowed`, no CORS headers), and only
+ * loopback Host names are served (403 otherwise: DNS rebinding). Requests without Origin pass.
  */
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   const host = options.host ?? '127.0.0.1';
+  // Before anything starts: a bad origin is a readable error, not a half-started stack.
+  const guard = new LocalGuard({ allowedOrigins: options.allowedOrigins, hosts: [host] });
+  const configured = new Set(guard.allowedOrigins);
   const redisServer = options.redisUrl || process.env.REDIS_URL ? undefined : await RedisServer.start();
   const redisUrl = options.redisUrl || process.env.REDIS_URL || redisServer!.url;
   let sse: SseService | undefined;
@@ -66,13 +83,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const baseEnv: Record<string, string> = {
       REDIS_URL: redisUrl,
       SESSION_SECRET: randomBytes(32).toString('base64url'),
+      // The guard in front of the service decides which origins reach it; those get CORS.
       ALLOWED_ORIGINS: '*',
       COOKIE_SECURE: 'false',
       ...options.env,
     };
     const env = { ...process.env, ...baseEnv };
     sse = new SseService(serviceConfigFromEnv(env), { logger: options.logger });
+    guardServer(sse.server, guard);
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
+    guard.addOwnPort(ssePort);
     const sseBase = `http://${host}:${ssePort}`;
     const [{ handler: tickets }, { handler: publishHandler }, wsAuthorizer, wsConnect, wsDisconnect, wsMessage] = await Promise.all([
       import('../lambda/ticket-issuer'),
@@ -86,6 +106,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ...options.wsGateway,
       host,
       port: options.wsPort ?? 0,
+      guard,
       handlers: {
         authorizer: wsAuthorizer.handler,
         connect: wsConnect.handler,
@@ -105,9 +126,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     api = createHttpApi([
       { method: 'POST', path: '/tickets', auth: 'jwt', handler: tickets },
       { method: 'POST', path: '/publish', auth: 'iam', handler: publishHandler },
-    ]);
+    ], guard);
     const apiServer = api;
-    const apiBase = `http://${host}:${await listen(apiServer, options.apiPort ?? 0, host)}`;
+    const apiPort = await listen(apiServer, options.apiPort ?? 0, host);
+    guard.addOwnPort(apiPort);
+    const apiBase = `http://${host}:${apiPort}`;
     const outputs: LocalOutputs = {
       TicketUrl: `${apiBase}/tickets`,
       SseUrl: `${sseBase}/events`,
@@ -118,8 +141,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     };
     const service = sse;
     const gateway = ws;
+    // The stack's own origins (its servers on 127.0.0.1, localhost and [::1]), then the configured ones.
+    const own = guard.allowedOrigins.filter((o) => !configured.has(o));
     return {
       outputs,
+      allowedOrigins: [...own, ...configured],
       sse: service,
       ws: gateway,
       redisUrl,

@@ -2,7 +2,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { errorBody } from '../core/errors';
 import { listen, shutdown } from '../service/net';
+import { LocalGuard, refuse } from './guard';
 import type { WsAuthorizerEvent, WsAuthorizerResult, WsEvent, WsRequestContext, WsResult } from '../lambda/shared/ws';
 
 /**
@@ -21,7 +23,13 @@ import type { WsAuthorizerEvent, WsAuthorizerResult, WsEvent, WsRequestContext, 
  * - The management API of the stage on the same port: `POST|GET|DELETE /{stage}/@connections/{id}`,
  *   410 `GoneException` for unknown connections (and for a connection still inside `$connect`),
  *   413 over 128 KB, 403 without a SigV4 `Authorization` header (not verified: any credentials do),
- *   and optionally 429 `LimitExceededException` past a rate limit, to exercise retries.
+ *   and optionally 429 `LimitExceededException` (what PostToConnection answers when throttled) by a
+ *   deterministic rule, to exercise retries: the first n calls, or every k-th call. The rule counts
+ *   calls, not time, so a test gets the same number of 429s on a loaded machine as on an idle one.
+ *
+ * - Browsers: an upgrade or request whose `Origin` the guard does not list, or whose `Host` is not a
+ *   loopback name, is refused with 403 JSON before the authorizer runs (API Gateway itself checks no
+ *   Origin: on AWS the ticket is the only key; locally any page could otherwise use the stack).
  *
  * Loopback only: it trusts whatever the authorizer allows and checks no signatures.
  */
@@ -37,6 +45,18 @@ export interface WsGatewayHandlers {
   readonly default: RouteHandler;
   /** Routes by action value. */
   readonly routes?: Readonly<Record<string, RouteHandler>>;
+}
+
+/**
+ * Which management API calls are refused with 429 `LimitExceededException`, counted in calls (those
+ * with an `Authorization` header) from the moment the rule is set. Both fields may be combined:
+ * the first `refuseFirst` calls are refused, then every `refuseEvery`-th call after them.
+ */
+export interface ManagementThrottle {
+  /** Refuse this many calls, then let calls through. Defaults to 0. */
+  readonly refuseFirst?: number;
+  /** Refuse every k-th call (k >= 2; counted after the `refuseFirst` ones). Defaults to none. */
+  readonly refuseEvery?: number;
 }
 
 export interface WsGatewayOptions {
@@ -55,11 +75,13 @@ export interface WsGatewayOptions {
   readonly maxFrameBytes?: number;
   /** Largest PostToConnection payload in bytes. Defaults to 131072. */
   readonly maxPostBytes?: number;
+  /** Management API throttling: which calls get 429 `LimitExceededException`. Defaults to none. */
+  readonly managementThrottle?: ManagementThrottle;
   /**
-   * Management API throttling (token bucket): posts per second and burst. Past it, 429
-   * `LimitExceededException`. Defaults to none.
+   * Which browsers may connect (Origin list, loopback Host). Defaults to a guard listing only this
+   * gateway's own origins; the local stack passes its shared one.
    */
-  readonly managementRateLimit?: { readonly perSecond: number; readonly burst: number };
+  readonly guard?: LocalGuard;
   /** Called with errors of handlers (besides the frame the client gets). Defaults to none. */
   readonly onHandlerError?: (routeKey: string, err: unknown) => void;
 }
@@ -121,9 +143,11 @@ export class WsGateway {
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, Connection>();
   private readonly pendingDisconnects = new Set<Promise<unknown>>();
-  private readonly o: Required<Omit<WsGatewayOptions, 'managementRateLimit' | 'onHandlerError' | 'handlers'>>;
-  private bucket?: { tokens: number; at: number };
-  private rateLimit: WsGatewayOptions['managementRateLimit'];
+  private readonly o: Required<Omit<WsGatewayOptions, 'managementThrottle' | 'onHandlerError' | 'handlers' | 'guard'>>;
+  private readonly guard: LocalGuard;
+  private throttle?: ManagementThrottle;
+  private throttleCalls = 0;
+  private throttled = 0;
   private port = 0;
   private closing = false;
 
@@ -138,9 +162,12 @@ export class WsGateway {
       maxFrameBytes: options.maxFrameBytes ?? 32 * 1024,
       maxPostBytes: options.maxPostBytes ?? 128 * 1024,
     };
-    this.setManagementRateLimit(options.managementRateLimit);
+    this.setManagementThrottle(options.managementThrottle);
+    this.guard = options.guard ?? new LocalGuard({ hosts: [this.o.host] });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.o.maxFrameBytes, perMessageDeflate: false });
     this.server = createServer((req, res) => {
+      const refusal = this.guard.check(req);
+      if (refusal) return refuse(res, refusal);
       this.management(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
         res.end('{"message":"Internal server error"}');
@@ -156,6 +183,7 @@ export class WsGateway {
   /** Starts listening; resolves with the port. */
   async listen(): Promise<number> {
     this.port = await listen(this.server, this.o.port, this.o.host);
+    this.guard.addOwnPort(this.port);
     return this.port;
   }
 
@@ -179,10 +207,23 @@ export class WsGateway {
     return [...this.connections.keys()];
   }
 
-  /** Changes (or with undefined, removes) the management API's throttling at run time. */
-  setManagementRateLimit(limit: WsGatewayOptions['managementRateLimit']): void {
-    this.rateLimit = limit;
-    this.bucket = limit ? { tokens: limit.burst, at: Date.now() } : undefined;
+  /**
+   * Changes (or with undefined, removes) the management API's throttling at run time; the call
+   * count and `managementThrottled` restart from zero.
+   */
+  setManagementThrottle(throttle: ManagementThrottle | undefined): void {
+    const first = throttle?.refuseFirst ?? 0;
+    const every = throttle?.refuseEvery;
+    if (!Number.isInteger(first) || first < 0) throw new Error(`managementThrottle.refuseFirst must be a whole number >= 0, got ${first}.`);
+    if (every !== undefined && (!Number.isInteger(every) || every < 2)) throw new Error(`managementThrottle.refuseEvery must be a whole number >= 2 (1 would refuse every call), got ${every}.`);
+    this.throttle = throttle;
+    this.throttleCalls = 0;
+    this.throttled = 0;
+  }
+
+  /** Management API calls refused with 429 since the throttle was last set. */
+  get managementThrottled(): number {
+    return this.throttled;
   }
 
   /**
@@ -231,6 +272,8 @@ export class WsGateway {
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     if (this.closing) return rejectUpgrade(socket, 503, '{"message":"Service Unavailable"}');
+    const refusal = this.guard.check(req);
+    if (refusal) return rejectUpgrade(socket, refusal.status, errorBody(refusal));
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== `/${this.stage}` && url.pathname !== `/${this.stage}/`) return rejectUpgrade(socket, 404, '{"message":"Not Found"}');
     const ticket = url.searchParams.get('ticket');
@@ -381,15 +424,15 @@ export class WsGateway {
     });
   }
 
-  private takeToken(): boolean {
-    const limit = this.rateLimit;
-    if (!limit || !this.bucket) return true;
-    const now = Date.now();
-    this.bucket.tokens = Math.min(limit.burst, this.bucket.tokens + ((now - this.bucket.at) / 1000) * limit.perSecond);
-    this.bucket.at = now;
-    if (this.bucket.tokens < 1) return false;
-    this.bucket.tokens -= 1;
-    return true;
+  /** Counts a management call; false when the throttle rule refuses it. */
+  private admit(): boolean {
+    const t = this.throttle;
+    if (!t) return true;
+    const n = ++this.throttleCalls;
+    const first = t.refuseFirst ?? 0;
+    const refuse = n <= first || (t.refuseEvery !== undefined && (n - first) % t.refuseEvery === 0);
+    if (refuse) this.throttled++;
+    return !refuse;
   }
 
   /** The management API: `/{stage}/@connections/{connectionId}`. */
@@ -411,7 +454,7 @@ export class WsGateway {
       if (size <= this.o.maxPostBytes) chunks.push(c as Buffer);
     }
     if (!/^AWS4-HMAC-SHA256 /.test(req.headers.authorization ?? '')) return reply(403, 'ForbiddenException', '{"message":"Missing Authentication Token"}');
-    if (!this.takeToken()) return reply(429, 'LimitExceededException', '{"message":"Rate exceeded"}');
+    if (!this.admit()) return reply(429, 'LimitExceededException', '{"message":"Rate exceeded"}');
     let connectionId: string;
     try {
       connectionId = decodeURIComponent(url.pathname.slice(prefix.length));

@@ -24,11 +24,9 @@ let page: Page;
 
 beforeAll(async () => {
   const { startLocalStack } = await import('../../local/stack');
-  [browser, stack, pageServer] = await Promise.all([
-    launchChromium(),
-    startLocalStack({ logger: pino({ level: 'silent' }), env: { RETRY_MS: String(RETRY_MS), LOG_LEVEL: 'silent' } }),
-    startPageServer(),
-  ]);
+  [browser, pageServer] = await Promise.all([launchChromium(), startPageServer()]);
+  // The page's origin is another port: the local stack lets it in only when told to.
+  stack = await startLocalStack({ logger: pino({ level: 'silent' }), allowedOrigins: [pageServer.origin], env: { RETRY_MS: String(RETRY_MS), LOG_LEVEL: 'silent' } });
   sseRequests = recordRequests(stack.sse.server);
 });
 beforeEach(async () => {

@@ -28,7 +28,7 @@ beforeAll(async () => {
   mgmt = createManagementClient(stack.ws.managementEndpoint);
 });
 afterEach(() => {
-  stack.ws.setManagementRateLimit(undefined);
+  stack.ws.setManagementThrottle(undefined);
   for (const o of open.splice(0)) o.close();
 });
 afterAll(async () => {
@@ -92,21 +92,43 @@ describe('fan-out', () => {
     expect(await redis.smembers(subscribersKey(keys, ch))).toHaveLength(1);
   });
 
-  test('throttled management API (429 LimitExceededException): retried with backoff, every connection gets the event once', async () => {
+  test('throttled management API (429 LimitExceededException): each refused post is retried, the retry count is exactly the number of 429s, every connection gets each event once', async () => {
     const ch = `chat:${uid()}`;
     const { clients } = await connectMany(ch, 60);
-    stack.ws.setManagementRateLimit({ perSecond: 400, burst: 10 });
-    const p = await publish({ channel: ch, type: 'update', data: 'throttled' }, SERVER, { redis, config });
-    const r = await fanout(ch, p.envelope!, { redis, config, management: mgmt, options: { concurrency: 16, maxAttempts: 10 } });
-    expect(r).toMatchObject({ delivered: 60, gone: 0, failed: 0 });
-    expect(r.retries).toBeGreaterThan(0);
-    await Promise.all(clients.map((c) => c.until((x) => x.events(ch).length === 1)));
-    // Through POST /publish as well (the Lambda's own fan-out, with its default retry budget of 6
-    // attempts: a looser limit that still throttles a burst of 16 in flight).
-    stack.ws.setManagementRateLimit({ perSecond: 2000, burst: 20 });
-    const id = await postPublish(ch, 'throttled again');
-    await Promise.all(clients.map((c) => c.until((x) => x.events(ch).length === 2)));
-    for (const c of clients) expect(c.events(ch).map((e) => e.id)).toEqual([p.id, id]);
+    // The first 20 calls are refused. A post is retried once per 429, and none can be refused
+    // maxAttempts (10) times when only 20 calls are, so: exactly 20 retries, nothing fails.
+    stack.ws.setManagementThrottle({ refuseFirst: 20 });
+    const p1 = await publish({ channel: ch, type: 'update', data: 'throttled' }, SERVER, { redis, config });
+    const r1 = await fanout(ch, p1.envelope!, { redis, config, management: mgmt, options: { concurrency: 16, maxAttempts: 10 } });
+    expect(r1).toMatchObject({ delivered: 60, gone: 0, failed: 0, retries: 20 });
+    expect(stack.ws.managementThrottled).toBe(20);
+
+    // Every 4th call refused, posts one at a time: a retry always lands on an admitted call, so
+    // 60 deliveries take 79 calls (79 - floor(79 / 4) = 60), 19 of them refused and retried.
+    stack.ws.setManagementThrottle({ refuseEvery: 4 });
+    const p2 = await publish({ channel: ch, type: 'update', data: 'every fourth' }, SERVER, { redis, config });
+    const r2 = await fanout(ch, p2.envelope!, { redis, config, management: mgmt, options: { concurrency: 1, maxAttempts: 2 } });
+    expect(r2).toMatchObject({ delivered: 60, gone: 0, failed: 0, retries: 19 });
+    expect(stack.ws.managementThrottled).toBe(19);
+
+    // Through POST /publish: the Lambda's own fan-out (32 in flight, 6 attempts) with the first 5
+    // calls refused; it answers after the fan-out, so every post is done by then.
+    stack.ws.setManagementThrottle({ refuseFirst: 5 });
+    const id3 = await postPublish(ch, 'throttled again');
+    expect(stack.ws.managementThrottled).toBe(5);
+    stack.ws.setManagementThrottle(undefined);
+
+    // Every post completed before the fan-outs resolved; a marker event published last arrives after
+    // anything still on the wire, so a duplicate would be seen before it.
+    const marker = await postPublish(ch, 'marker');
+    await Promise.all(clients.map((c) => c.until((x) => x.events(ch).some((e) => e.id === marker))));
+    for (const c of clients) expect(c.events(ch).map((e) => e.id)).toEqual([p1.id, p2.id, id3, marker]);
+  });
+
+  test('throttle rules are checked: refuseEvery below 2 or a negative refuseFirst is refused with a readable error', () => {
+    expect(() => stack.ws.setManagementThrottle({ refuseEvery: 1 })).toThrow(/refuseEvery must be a whole number >= 2/);
+    expect(() => stack.ws.setManagementThrottle({ refuseFirst: -1 })).toThrow(/refuseFirst must be a whole number >= 0/);
+    expect(() => stack.ws.setManagementThrottle({ refuseFirst: 1.5 })).toThrow(/refuseFirst/);
   });
 
   test('error classification: SDK v3 names and $metadata.httpStatusCode', () => {
