@@ -1,5 +1,5 @@
 import type { CoreConfig } from './config';
-import { mayPublish, parseChannel, type ParsedChannel } from './channels';
+import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from './channels';
 import { RealtimeError } from './errors';
 import type { Identity } from './identity';
 import { Keys } from './keys';
@@ -126,8 +126,11 @@ export interface EventDeps {
   readonly config: CoreConfig;
 }
 
-/** Validates a publish request without touching Redis; returns the parsed channel and serialised parts. */
-export function preparePublish(input: PublishInput, identity: Identity, config: CoreConfig) {
+/**
+ * Validates a publish request without touching Redis; returns the parsed channel and serialised parts.
+ * `grant` is what the publishing connection's ticket granted (it opens `granted` namespaces).
+ */
+export function preparePublish(input: PublishInput, identity: Identity, config: CoreConfig, grant?: ChannelGrant) {
   if (input === null || typeof input !== 'object') throw new RealtimeError('bad_request', 'The body must be a JSON object {"channel","type","data"}.');
   const ch = parseChannel(input.channel, config.namespaces);
   if (typeof input.type !== 'string' || !TYPE_PATTERN.test(input.type)) {
@@ -139,7 +142,7 @@ export function preparePublish(input: PublishInput, identity: Identity, config: 
   if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_PATTERN.test(key))) {
     throw new RealtimeError('bad_request', '`idempotencyKey` must be 1-128 printable ASCII characters.');
   }
-  if (!mayPublish(identity, ch)) {
+  if (!mayPublish(identity, ch, grant)) {
     throw new RealtimeError('forbidden', `Publishing to "${ch.channel}" is not allowed: namespace "${ch.namespace}" accepts events from ${ch.policy.publish === 'server' ? 'backends only' : 'its subscribers only'}.`);
   }
   const head = `{"channel":${JSON.stringify(ch.channel)},"id":"`;
@@ -153,8 +156,8 @@ export function preparePublish(input: PublishInput, identity: Identity, config: 
 }
 
 /** Validates, appends to history and publishes live in one atomic step. Returns the event id. */
-export async function publish(input: PublishInput, identity: Identity, deps: EventDeps): Promise<PublishResult> {
-  const { ch, head, tail, idempotencyKey } = preparePublish(input, identity, deps.config);
+export async function publish(input: PublishInput, identity: Identity, deps: EventDeps, grant?: ChannelGrant): Promise<PublishResult> {
+  const { ch, head, tail, idempotencyKey } = preparePublish(input, identity, deps.config, grant);
   const keys = new Keys(deps.config.keyPrefix);
   const res = (await PUBLISH.run(
     deps.redis,

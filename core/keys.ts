@@ -31,6 +31,18 @@ export class Keys {
   ticket(ticketHash: string): string {
     return `${this.prefix}tk:${ticketHash}`;
   }
+  /** A user's revocation epoch: tickets and reconnect cookies carrying an older one are refused. */
+  revocation(sub: string): string {
+    return `${this.prefix}rv:${sub}`;
+  }
+  /** Pub/sub channel on which revocations reach every SSE service instance. */
+  get revokeControl(): string {
+    return `${this.prefix}ctl:revoke`;
+  }
+  /** Set of a user's API Gateway WebSocket connection ids (to close them on revocation). */
+  userConnections(sub: string): string {
+    return `${this.prefix}wu:${sub}`;
+  }
   idempotency(channel: string, key: string): string {
     return `${this.prefix}idem:${channel}:${sha256(key)}`;
   }

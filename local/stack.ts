@@ -74,9 +74,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     sse = new SseService(serviceConfigFromEnv(env), { logger: options.logger });
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
     const sseBase = `http://${host}:${ssePort}`;
-    const [{ handler: tickets }, { handler: publishHandler }, wsAuthorizer, wsConnect, wsDisconnect, wsMessage] = await Promise.all([
+    const [{ handler: tickets }, { handler: publishHandler }, { handler: revokeHandler }, wsAuthorizer, wsConnect, wsDisconnect, wsMessage] = await Promise.all([
       import('../lambda/ticket-issuer'),
       import('../lambda/publish'),
+      import('../lambda/revoke'),
       import('../lambda/ws-authorizer'),
       import('../lambda/ws-connect'),
       import('../lambda/ws-disconnect'),
@@ -105,6 +106,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     api = createHttpApi([
       { method: 'POST', path: '/tickets', auth: 'jwt', handler: tickets },
       { method: 'POST', path: '/publish', auth: 'iam', handler: publishHandler },
+      { method: 'POST', path: '/revoke', auth: 'iam', handler: revokeHandler },
     ]);
     const apiServer = api;
     const apiBase = `http://${host}:${await listen(apiServer, options.apiPort ?? 0, host)}`;

@@ -7,6 +7,7 @@ import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
 import { backlog, envelopeSeq, envelopeType, parseCursor } from '../core/events';
 import { Keys } from '../core/keys';
 import { createRedis, waitReady } from '../core/redis';
+import { parseRevocation } from '../core/revocation';
 import { authorize } from './auth';
 import type { ServiceConfig } from './config';
 import { Hub, type LiveEvent, type Listener } from './hub';
@@ -41,6 +42,9 @@ export class SseService implements FlushScheduler {
   private readonly now: () => number;
   private readonly streams = new Set<SseStream>();
   private readonly polls = new Set<() => void>();
+  /** Streams and polls per user, each with its revocation epoch and how to end it (POST /revoke). */
+  private readonly byUser = new Map<string, Map<() => void, number>>();
+  private readonly keys: Keys;
   private heartbeat?: NodeJS.Timeout;
   private readonly ownsRedis: boolean;
   private dirty: SseStream[] = [];
@@ -59,7 +63,14 @@ export class SseService implements FlushScheduler {
     this.subscriber = deps.subscriber ?? createRedis({ url, password, name: 'sse-subscriber', failFast: false });
     this.log = deps.logger ?? pino({ level: config.logLevel });
     this.now = deps.now ?? Date.now;
-    this.hub = new Hub(this.subscriber, new Keys(config.core.keyPrefix));
+    this.keys = new Keys(config.core.keyPrefix);
+    this.hub = new Hub(this.subscriber, this.keys);
+    // Revocations reach every instance on the control channel (ioredis resubscribes it after a reconnect).
+    this.subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.keys.revokeControl) return;
+      const r = parseRevocation(message);
+      if (r) this.closeUser(r.sub, r.epoch);
+    });
     this.hub.onResubscribed = () => this.catchUpAfterReconnect();
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
@@ -80,6 +91,7 @@ export class SseService implements FlushScheduler {
   /** Starts listening; resolves with the bound port. Waits for Redis up to `redisTimeoutMs`. */
   async listen(port = this.config.port, host = this.config.host, redisTimeoutMs = 10_000): Promise<number> {
     await Promise.all([waitReady(this.redis, redisTimeoutMs), waitReady(this.subscriber, redisTimeoutMs)]);
+    await this.subscriber.subscribe(this.keys.revokeControl);
     const bound = await listen(this.server, port, host);
     this.heartbeat = setInterval(() => this.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
@@ -146,6 +158,35 @@ export class SseService implements FlushScheduler {
       this.redis.disconnect();
       this.subscriber.disconnect();
     }
+  }
+
+  /**
+   * Ends the streams and polls of `sub` whose session predates revocation `epoch`. Streams end without
+   * a new `retry:` hint; their reconnect is refused (401), which ends a native EventSource for good.
+   * Polls answer 401.
+   */
+  closeUser(sub: string, epoch: number): number {
+    const open = this.byUser.get(sub);
+    if (!open) return 0;
+    let n = 0;
+    for (const [end, e] of [...open]) {
+      if (e < epoch) {
+        end();
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Registers how to end a stream or poll of `sub` on revocation; returns its unregistration. */
+  private trackUser(sub: string, epoch: number, end: () => void): () => void {
+    let open = this.byUser.get(sub);
+    if (!open) this.byUser.set(sub, (open = new Map()));
+    open.set(end, epoch);
+    return () => {
+      open.delete(end);
+      if (open.size === 0 && this.byUser.get(sub) === open) this.byUser.delete(sub);
+    };
   }
 
   private beat(): void {
@@ -295,15 +336,19 @@ export class SseService implements FlushScheduler {
     const names = channels.map((c) => c.channel);
     const stream = new SseStream(sink, names, this, (s) => this.dropSlow(s, socket), this.config.maxQueuedBytes);
     if (auth.sessionExp) {
-      // Recycle well before the cookie expires (at 80% of its life, jittered) so reconnects stay authorised.
+      // Recycle well before the cookie expires (at 80% of its life, jittered) so reconnects stay authorised;
+      // a cookie that reached the session's absolute end cannot be renewed: the stream ends with it.
       const life = auth.sessionExp - now;
-      stream.closeAt = now + Math.round(life * (0.7 + 0.1 * Math.random()));
+      stream.closeAt = auth.sessionFinal ? auth.sessionExp : now + Math.round(life * (0.7 + 0.1 * Math.random()));
     }
     this.streams.add(stream);
+    const untrack =
+      auth.identity.kind === 'user' ? this.trackUser(auth.identity.sub, auth.epoch ?? 0, () => stream.close(sse.comment('revoked: get a new ticket'))) : () => undefined;
     const cleanup = () => {
       stream.closed = true;
       this.streams.delete(stream);
       this.hub.remove(names, stream);
+      untrack();
     };
     socket.once('close', cleanup);
     stream.write(sse.retry(this.config.retryMs));
@@ -381,11 +426,20 @@ export class SseService implements FlushScheduler {
     };
     let end: () => void = () => undefined;
     let done = false;
+    let revoked = false;
+    const untrack =
+      auth.identity.kind === 'user'
+        ? this.trackUser(auth.identity.sub, auth.epoch ?? 0, () => {
+            revoked = true;
+            end();
+          })
+        : () => undefined;
     const finish = () => {
       if (done) return;
       done = true;
       this.hub.remove(names, listener);
       this.polls.delete(end);
+      untrack();
     };
     res.on('close', finish);
     try {
@@ -394,7 +448,7 @@ export class SseService implements FlushScheduler {
       const { resets } = r;
       let events = r.events;
       let since = r.position;
-      if (events.length === 0 && resets.length === 0) {
+      if (events.length === 0 && resets.length === 0 && !revoked) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, this.config.pollTimeoutMs);
           end = () => {
@@ -414,6 +468,7 @@ export class SseService implements FlushScheduler {
         if (fresh.length) since = fresh[fresh.length - 1].seq;
       }
       if (res.writableEnded || res.destroyed) return;
+      if (revoked) throw new RealtimeError('unauthorized', "This user's sessions were revoked; get a new ticket from POST /tickets.");
       const headers: Record<string, string> = { ...this.corsHeaders(req), 'content-type': 'application/json', 'cache-control': 'no-store' };
       const out: Record<string, string | string[]> = headers;
       if (auth.setCookie) out['set-cookie'] = auth.setCookie;

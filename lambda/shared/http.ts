@@ -28,6 +28,16 @@ export function callerIdentity(event: HttpEvent): Identity {
   return { kind: 'anonymous' };
 }
 
+/**
+ * When the caller's credentials end (epoch ms): the JWT `exp` claim the HTTP API's JWT authorizer
+ * passes (seconds, as a number or a numeric string); undefined when unknown (IAM callers).
+ */
+export function callerNotAfter(event: HttpEvent): number | undefined {
+  const exp = event.requestContext.authorizer?.jwt?.claims?.exp;
+  const n = typeof exp === 'number' ? exp : typeof exp === 'string' && /^\d+$/.test(exp) ? Number(exp) : undefined;
+  return n !== undefined && Number.isFinite(n) ? n * 1000 : undefined;
+}
+
 /** Parses the JSON body; a clear 400/415 for anything else. */
 export function jsonBody(event: HttpEvent): Record<string, unknown> {
   const type = event.headers?.['content-type'] ?? event.headers?.['Content-Type'];
