@@ -1,0 +1,171 @@
+import type Redis from 'ioredis';
+import pino from 'pino';
+import { Keys, sha256 } from '../../core/keys';
+import { decodeSession } from '../../core/session';
+import { issueTicket } from '../../core/tickets';
+import type { HttpEvent } from '../../lambda/shared/http';
+import { serviceConfigFromEnv } from '../../service/config';
+import { SseService } from '../../service/server';
+import { connectRedis, coreConfig, get, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid } from '../support/harness';
+
+/**
+ * Item 7 (a, b): the reconnect cookie has an absolute lifetime fixed when its ticket is redeemed, and
+ * a presented ticket always wins over a cookie. The service runs on an injected clock: sessions of
+ * hours are walked through without waiting.
+ */
+
+process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+
+const config = coreConfig();
+const keys = new Keys(config.keyPrefix);
+const TTL_S = 900;
+const MAX_AGE_S = 3600;
+
+let redis: Redis;
+let service: SseService;
+let base: string;
+let clock = Date.now();
+const open: { close(): void }[] = [];
+
+beforeAll(async () => {
+  redis = await connectRedis();
+  const cfg = serviceConfigFromEnv({
+    REDIS_URL: redisUrl(),
+    SESSION_SECRET,
+    NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES),
+    COOKIE_SECURE: 'false',
+    LOG_LEVEL: 'silent',
+    HEARTBEAT_MS: '1000',
+    SESSION_TTL_SECONDS: String(TTL_S),
+    SESSION_MAX_AGE_SECONDS: String(MAX_AGE_S),
+  });
+  service = new SseService(cfg, { logger: pino({ level: 'silent' }), now: () => clock });
+  base = `http://127.0.0.1:${await service.listen(0, '127.0.0.1')}`;
+});
+afterEach(() => {
+  for (const o of open.splice(0)) o.close();
+});
+afterAll(async () => {
+  await service.close();
+  const { closeRuntime } = await import('../../lambda/shared/runtime');
+  await closeRuntime();
+  redis.disconnect();
+});
+
+/** A ticket issued at the service's clock. */
+const ticketAt = async (sub: string, channels: string[]) => (await issueTicket({ identity: { kind: 'user', sub }, channels }, { redis, config, now: () => clock })).ticket;
+
+/** Opens a stream and waits for its answer; returns it with the reconnect cookie it set. */
+async function connect(url: string, cookie?: string): Promise<{ s: RawStream; cookie: string; maxAge: number; setCookie: string[] }> {
+  const s = new RawStream(url, cookie ? { cookie } : {});
+  open.push(s);
+  await s.until((x) => x.status > 0 || x.ended);
+  const setCookie = ([] as string[]).concat((s.headers['set-cookie'] as string[] | undefined) ?? []);
+  const first = setCookie[0] ?? '';
+  return { s, cookie: first.split(';')[0], maxAge: Number(/Max-Age=(\d+)/.exec(first)?.[1] ?? NaN), setCookie };
+}
+
+const errorOf = async (url: string, cookie: string) => {
+  const r = await get(url, { cookie });
+  return { status: r.status, code: (JSON.parse(r.body) as { error: { code: string } }).error.code };
+};
+
+describe('absolute session lifetime (SESSION_MAX_AGE_SECONDS)', () => {
+  test('renewals keep the end fixed at the ticket issue time; past it the cookie is refused with 401', async () => {
+    const ch = `chat:${uid()}`;
+    const t0 = clock;
+    const ticket = await ticketAt('alice', [ch]);
+    const url = `${base}/events?channels=${ch}&ticket=${ticket}`;
+    let { cookie, maxAge } = await connect(url);
+    expect(maxAge).toBe(TTL_S);
+    // Native reconnects every 800 s (the spent ticket stays in the URL): each renews the cookie...
+    const ages: number[] = [];
+    for (let at = 800; at <= 3200; at += 800) {
+      clock = t0 + at * 1000;
+      const r = await connect(url, cookie);
+      expect(r.s.status).toBe(200);
+      ({ cookie } = r);
+      ages.push(r.maxAge);
+      r.s.close();
+    }
+    // ...but never past t0 + 3600 s.
+    expect(ages).toEqual([TTL_S, TTL_S, TTL_S, MAX_AGE_S - 3200]);
+    clock = t0 + (MAX_AGE_S + 1) * 1000;
+    expect(await errorOf(url, cookie)).toEqual({ status: 401, code: 'unauthorized' });
+  });
+
+  test('a stream whose cookie reached the end closes at that end, and its reconnect is refused', async () => {
+    const ch = `chat:${uid()}`;
+    const t0 = clock;
+    const ticket = await ticketAt('alice', [ch]);
+    // Redeemed 100 s before the session's end: the cookie cannot last its 900 s.
+    clock = t0 + (MAX_AGE_S - 100) * 1000;
+    const url = `${base}/events?channels=${ch}&ticket=${ticket}`;
+    const first = await connect(url);
+    expect({ status: first.s.status, maxAge: first.maxAge }).toEqual({ status: 200, maxAge: 100 });
+    await first.s.until((x) => x.text.includes('event: ready'));
+    clock = t0 + MAX_AGE_S * 1000 + 1;
+    // The next heartbeat tick finds the stream at its end and closes it.
+    await first.s.until((x) => x.ended, 5000);
+    expect(await errorOf(url, first.cookie)).toEqual({ status: 401, code: 'unauthorized' });
+  });
+
+  test("the caller's JWT exp caps the session (POST /tickets through the real ticket issuer)", async () => {
+    const { handler: ticketHandler } = await import('../../lambda/ticket-issuer');
+    const ch = `chat:${uid()}`;
+    clock = Date.now();
+    const exp = Math.floor(clock / 1000) + 600;
+    const res = await ticketHandler({
+      version: '2.0',
+      routeKey: 'POST /tickets',
+      rawPath: '/tickets',
+      rawQueryString: '',
+      headers: { 'content-type': 'application/json' },
+      requestContext: { http: { method: 'POST', path: '/tickets' }, authorizer: { jwt: { claims: { sub: 'alice', exp }, scopes: null } } },
+      body: JSON.stringify({ channels: [ch] }),
+      isBase64Encoded: false,
+    } as unknown as HttpEvent);
+    expect(res.statusCode).toBe(201);
+    const url = `${base}/events?channels=${ch}&ticket=${(JSON.parse(res.body!) as { ticket: string }).ticket}`;
+    const first = await connect(url);
+    expect(first.s.status).toBe(200);
+    expect(first.maxAge).toBeLessThanOrEqual(600);
+    clock = exp * 1000 - 50_000;
+    const renewed = await connect(url, first.cookie);
+    expect(renewed.s.status).toBe(200);
+    expect(renewed.maxAge).toBeLessThanOrEqual(50);
+    clock = exp * 1000 + 1000;
+    expect(await errorOf(url, renewed.cookie)).toEqual({ status: 401, code: 'unauthorized' });
+  });
+});
+
+describe('a presented ticket wins over the cookie', () => {
+  test("Bob's fresh ticket with Alice's cookie: the stream is Bob's, and Bob's ticket is spent", async () => {
+    clock = Date.now();
+    const ch = `chat:${uid()}`;
+    const alice = await connect(`${base}/events?channels=${ch}&ticket=${await ticketAt('alice', [ch])}`);
+    expect(alice.s.status).toBe(200);
+    const bobTicket = await ticketAt('bob', [ch]);
+    const mixed = await connect(`${base}/events?channels=${ch}&ticket=${bobTicket}`, alice.cookie);
+    expect(mixed.s.status).toBe(200);
+    const session = decodeSession(mixed.cookie.slice(mixed.cookie.indexOf('=') + 1), [SESSION_SECRET]);
+    expect(session?.sub).toBe('bob');
+    expect(await redis.exists(keys.ticket(sha256(bobTicket)))).toBe(0);
+  });
+
+  test('the ticket the cookie came from (a native reconnect) takes the cookie path; any other ticket is redeemed and refused when unknown', async () => {
+    clock = Date.now();
+    const ch = `chat:${uid()}`;
+    const ticket = await ticketAt('alice', [ch]);
+    const first = await connect(`${base}/events?channels=${ch}&ticket=${ticket}`);
+    expect(first.s.status).toBe(200);
+    // The spent ticket of the URL with its cookie: allowed, no ticket needed in Redis.
+    const again = await connect(`${base}/events?channels=${ch}&ticket=${ticket}`, first.cookie);
+    expect(again.s.status).toBe(200);
+    // No ticket at all with the cookie: allowed.
+    const bare = await connect(`${base}/events?channels=${ch}`, again.cookie);
+    expect(bare.s.status).toBe(200);
+    // Another ticket (unknown) with the cookie: that ticket is what counts, and it is invalid.
+    expect(await errorOf(`${base}/events?channels=${ch}&ticket=${'B'.repeat(43)}`, again.cookie)).toEqual({ status: 401, code: 'ticket_invalid' });
+  });
+});
