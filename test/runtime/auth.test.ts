@@ -5,7 +5,7 @@ import { issueTicket } from '../../core/tickets';
 import type { HttpEvent } from '../../lambda/shared/http';
 import { serviceConfigFromEnv } from '../../service/config';
 import { SseService } from '../../service/server';
-import { connectRedis, coreConfig, get, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid } from '../support/harness';
+import { connectRedis, coreConfig, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid } from '../support/harness';
 
 /**
  * Item 7 (a, b): the reconnect cookie has an absolute lifetime fixed when its ticket is redeemed, and
@@ -67,9 +67,14 @@ async function connect(url: string, cookie?: string): Promise<{ s: RawStream; co
 /** The user a reconnect cookie (`name=version.payload.signature`) names. */
 const cookieSub = (cookie: string) => (JSON.parse(Buffer.from(cookie.split('=')[1].split('.')[1], 'base64url').toString('utf8')) as { s: string }).s;
 
+/** Status and error code of a request expected to be refused (a stream that opens answers 200 and no code). */
 const errorOf = async (url: string, cookie: string) => {
-  const r = await get(url, { cookie });
-  return { status: r.status, code: (JSON.parse(r.body) as { error: { code: string } }).error.code };
+  const s = new RawStream(url, { cookie });
+  open.push(s);
+  await s.until((x) => x.ended || x.status === 200);
+  if (s.status === 200) return { status: 200, code: undefined };
+  await s.until((x) => x.ended);
+  return { status: s.status, code: (JSON.parse(s.text) as { error: { code: string } }).error.code };
 };
 
 describe('absolute session lifetime (SESSION_MAX_AGE_SECONDS)', () => {
