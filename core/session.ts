@@ -64,8 +64,8 @@ export function signSession(grant: SessionGrant, secrets: readonly string[]): st
   return `${payload}.${mac(secrets[0], payload).toString('base64url')}`;
 }
 
-/** Checks the signature against every secret (so secrets can rotate) and decodes; null when invalid. Expiry is not checked. */
-export function decodeSession(value: string | undefined, secrets: readonly string[]): SessionGrant | null {
+/** The signed JSON body of a cookie of `version`; null when the signature or version does not match. */
+function signedBody(value: string | undefined, secrets: readonly string[], version: string): Record<string, unknown> | null {
   if (!value || value.length > 4096) return null;
   const dot = value.lastIndexOf('.');
   if (dot < 0) return null;
@@ -76,16 +76,41 @@ export function decodeSession(value: string | undefined, secrets: readonly strin
     const want = Buffer.from(mac(s, payload).toString('base64url'));
     return want.length === sig.length && timingSafeEqual(want, sig);
   });
-  if (!ok || !payload.startsWith(`${VERSION}.`)) return null;
+  if (!ok || !payload.startsWith(`${version}.`)) return null;
   try {
-    const b = JSON.parse(Buffer.from(payload.slice(VERSION.length + 1), 'base64url').toString('utf8')) as Record<string, unknown>;
-    const { s, h, t, e, m, v } = b;
-    if (typeof s !== 'string' || typeof h !== 'string' || typeof t !== 'string') return null;
-    if (typeof e !== 'number' || typeof m !== 'number' || typeof v !== 'number') return null;
-    return { sub: s, set: h, ticket: t, exp: e, maxExp: m, epoch: v, byBackend: b.b === 1 };
+    const b = JSON.parse(Buffer.from(payload.slice(version.length + 1), 'base64url').toString('utf8')) as unknown;
+    return b !== null && typeof b === 'object' && !Array.isArray(b) ? (b as Record<string, unknown>) : null;
   } catch {
     return null;
   }
+}
+
+/** Checks the signature against every secret (so secrets can rotate) and decodes; null when invalid. Expiry is not checked. */
+export function decodeSession(value: string | undefined, secrets: readonly string[]): SessionGrant | null {
+  const b = signedBody(value, secrets, VERSION);
+  if (!b) return null;
+  const { s, h, t, e, m, v } = b;
+  if (typeof s !== 'string' || typeof h !== 'string' || typeof t !== 'string') return null;
+  if (typeof e !== 'number' || typeof m !== 'number' || typeof v !== 'number') return null;
+  return { sub: s, set: h, ticket: t, exp: e, maxExp: m, epoch: v, byBackend: b.b === 1 };
+}
+
+/** A cookie of the first format (`v1`: user, channel list, expiry), issued before sessions had an absolute end. */
+export interface LegacySession {
+  readonly sub: string;
+  readonly channels: readonly string[];
+  readonly exp: number;
+}
+
+/**
+ * Verifies a `v1` cookie (so streams open during an upgrade keep reconnecting); null when invalid or
+ * expired. It binds no ticket and no absolute end: the caller decides how far to honour it.
+ */
+export function verifyLegacySession(value: string | undefined, secrets: readonly string[], now: number): LegacySession | null {
+  const b = signedBody(value, secrets, 'v1');
+  if (!b || typeof b.s !== 'string' || typeof b.e !== 'number' || b.e <= now || !Array.isArray(b.c)) return null;
+  const channels = b.c.filter((c): c is string => typeof c === 'string');
+  return { sub: b.s, channels, exp: b.e };
 }
 
 /** Verifies a cookie value; null when invalid, expired or past the session's absolute end. */

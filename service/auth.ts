@@ -4,8 +4,8 @@ import { RealtimeError } from '../core/errors';
 import { ANONYMOUS, type Identity } from '../core/identity';
 import type { RedisLike } from '../core/redis';
 import { assertNotRevoked, currentEpoch } from '../core/revocation';
-import { channelSetHash, decodeSession, isSessionCookieName, parseCookies, sessionCookieName, signSession, ticketTag } from '../core/session';
-import { redeemTicket } from '../core/tickets';
+import { channelSetHash, decodeSession, isSessionCookieName, parseCookies, sessionCookieName, signSession, ticketTag, verifyLegacySession } from '../core/session';
+import { redeemTicket, type Grant } from '../core/tickets';
 import type { ServiceConfig } from './config';
 
 /**
@@ -73,11 +73,28 @@ export async function authorize(
     assertNotRevoked(cookie.epoch, await currentEpoch(cookie.sub, { redis: deps.redis, config: core }));
     session = { sub: cookie.sub, grant: { channels: names, byBackend: cookie.byBackend }, maxExp: cookie.maxExp, epoch: cookie.epoch, ticketTag: cookie.ticket };
   } else {
-    if (!presented) throw new RealtimeError('unauthorized', 'These channels need a ticket: get one from POST /tickets and pass it as ?ticket=.');
-    const grant = await redeemTicket(presented, 'sse', { redis: deps.redis, config: core, now: () => now });
-    const maxExp = Math.min(grant.issuedAt + config.sessionMaxAgeSeconds * 1000, grant.notAfter ?? Infinity);
-    if (maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
-    session = { sub: grant.sub, grant, maxExp, epoch: grant.epoch, ticketTag: ticketTag(presented) };
+    // A cookie of the first format (issued before an upgrade): used only when no valid ticket is presented.
+    const legacy = cookie ? null : verifyLegacySession(cookies.get(cookieName), config.sessionSecrets, now);
+    const legacyOk = legacy !== null && legacy.channels.join(',') === names.join(',');
+    if (!presented && !legacyOk) throw new RealtimeError('unauthorized', 'These channels need a ticket: get one from POST /tickets and pass it as ?ticket=.');
+    let grant: Grant | undefined;
+    if (presented) {
+      try {
+        grant = await redeemTicket(presented, 'sse', { redis: deps.redis, config: core, now: () => now });
+      } catch (err) {
+        if (!legacyOk || !(err instanceof RealtimeError) || err.code !== 'ticket_invalid') throw err;
+      }
+    }
+    if (grant) {
+      const maxExp = Math.min(grant.issuedAt + config.sessionMaxAgeSeconds * 1000, grant.notAfter ?? Infinity);
+      if (maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
+      session = { sub: grant.sub, grant, maxExp, epoch: grant.epoch, ticketTag: ticketTag(presented!) };
+    } else {
+      // Its session is taken to have started when the cookie was last renewed; it predates revocation epochs.
+      assertNotRevoked(0, await currentEpoch(legacy!.sub, { redis: deps.redis, config: core }));
+      const maxExp = legacy!.exp - config.sessionTtlSeconds * 1000 + config.sessionMaxAgeSeconds * 1000;
+      session = { sub: legacy!.sub, grant: { channels: names, byBackend: false }, maxExp, epoch: 0, ticketTag: presented ? ticketTag(presented) : '' };
+    }
   }
   const identity: Identity = { kind: 'user', sub: session.sub };
   const grantedSet = new Set(session.grant.channels);

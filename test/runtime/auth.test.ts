@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { Keys, sha256 } from '../../core/keys';
@@ -175,5 +176,34 @@ describe('a presented ticket wins over the cookie', () => {
     expect(bare.s.status).toBe(200);
     // Another ticket (unknown) with the cookie: that ticket is what counts, and it is invalid.
     expect(await errorOf(`${base}/events?channels=${ch}&ticket=${'B'.repeat(43)}`, again.cookie)).toEqual({ status: 401, code: 'ticket_invalid' });
+  });
+});
+
+describe('cookies of the first format (v1), during an upgrade', () => {
+  /** A cookie as the previous release wrote it: user, channel list and expiry, HMAC-signed. */
+  const v1Cookie = (sub: string, channels: string[], exp: number) => {
+    const payload = `v1.${Buffer.from(JSON.stringify({ s: sub, c: channels, e: exp })).toString('base64url')}`;
+    const name = `rt_${sha256(channels.join(',')).slice(0, 16)}`;
+    return `${name}=${payload}.${createHmac('sha256', SESSION_SECRET).update(payload).digest('base64url')}`;
+  };
+
+  test('a native reconnect with a v1 cookie and its spent ticket still opens, and gets a v2 cookie; a valid ticket still wins', async () => {
+    clock = Date.now();
+    const ch = `chat:${uid()}`;
+    const cookie = v1Cookie('alice', [ch], clock + 600_000);
+    const spent = 'S'.repeat(43);
+    const r = await connect(`${base}/events?channels=${ch}&ticket=${spent}`, cookie);
+    expect(r.s.status).toBe(200);
+    expect(r.cookie.split('=')[1].startsWith('v2.')).toBe(true);
+    expect(cookieSub(r.cookie)).toBe('alice');
+    // The renewed cookie is bound to that ticket: the next native reconnect takes the v2 path.
+    expect((await connect(`${base}/events?channels=${ch}&ticket=${spent}`, r.cookie)).s.status).toBe(200);
+    const bob = await connect(`${base}/events?channels=${ch}&ticket=${await ticketAt('bob', [ch])}`, cookie);
+    expect(cookieSub(bob.cookie)).toBe('bob');
+    // A v1 cookie for another channel set opens nothing.
+    expect(await errorOf(`${base}/events?channels=${ch}&ticket=${spent}`, v1Cookie('alice', [`chat:${uid()}`], clock + 600_000).replace(/^rt_\w+/, cookie.split('=')[0]))).toEqual({
+      status: 401,
+      code: 'ticket_invalid',
+    });
   });
 });
