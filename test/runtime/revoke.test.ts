@@ -1,6 +1,7 @@
 import { EventSource } from 'eventsource';
 import type Redis from 'ioredis';
 import pino from 'pino';
+import { getConnection } from '../../core/connections';
 import { Keys } from '../../core/keys';
 import type { HttpEvent } from '../../lambda/shared/http';
 import type { LocalStack } from '../../local/stack';
@@ -119,6 +120,22 @@ describe('POST /revoke', () => {
     expect((await revoke({ sub: frank })).status).toBe(202);
     await eventually(() => es.readyState === EventSource.CLOSED, 10_000, 'EventSource closed');
     expect({ readies, errors: errors > 0 }).toEqual({ readies: 1, errors: true });
+  });
+
+  test('a WebSocket $connect racing a revocation (authorized before it, registered after it) is refused and unregistered', async () => {
+    const { handler } = await import('../../lambda/ws-connect');
+    const hank = `hank-${uid()}`;
+    const ch = `chat:${uid()}`;
+    expect((await revoke({ sub: hank })).status).toBe(202);
+    const connectionId = `race-${uid()}`;
+    // What API Gateway hands $connect after the authorizer allowed a ticket issued before the revocation.
+    const r = await handler({
+      requestContext: { routeKey: '$connect', eventType: 'CONNECT', connectionId, authorizer: { sub: hank, channels: ch, byBackend: false, epoch: 0 } },
+      isBase64Encoded: false,
+    } as never);
+    expect({ status: r.statusCode, code: JSON.parse(r.body!).error.code }).toEqual({ status: 401, code: 'unauthorized' });
+    expect(await getConnection(connectionId, { redis, config: coreConfig() })).toBeNull();
+    expect(await redis.scard(keys.userConnections(hank))).toBe(0);
   });
 
   test('only backends revoke: a signed-in user gets 403; a missing or malformed sub is 400', async () => {
