@@ -44,6 +44,8 @@ export class SseService implements FlushScheduler {
   private readonly polls = new Set<() => void>();
   /** Streams and polls per user, each with its revocation epoch and how to end it (POST /revoke). */
   private readonly byUser = new Map<string, Map<() => void, number>>();
+  /** Revocations of the last minute: a stream authorised just before one, but registered after it arrived, still ends. */
+  private readonly recentRevocations = new Map<string, { epoch: number; at: number }>();
   private readonly keys: Keys;
   private heartbeat?: NodeJS.Timeout;
   private readonly ownsRedis: boolean;
@@ -69,7 +71,11 @@ export class SseService implements FlushScheduler {
     this.subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.keys.revokeControl) return;
       const r = parseRevocation(message);
-      if (r) this.closeUser(r.sub, r.epoch);
+      if (!r) return;
+      const at = Date.now();
+      for (const [sub, v] of this.recentRevocations) if (at - v.at > 60_000) this.recentRevocations.delete(sub);
+      this.recentRevocations.set(r.sub, { epoch: r.epoch, at });
+      this.closeUser(r.sub, r.epoch);
     });
     this.hub.onResubscribed = () => this.catchUpAfterReconnect();
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
@@ -183,6 +189,8 @@ export class SseService implements FlushScheduler {
     let open = this.byUser.get(sub);
     if (!open) this.byUser.set(sub, (open = new Map()));
     open.set(end, epoch);
+    const recent = this.recentRevocations.get(sub);
+    if (recent && epoch < recent.epoch) queueMicrotask(end);
     return () => {
       open.delete(end);
       if (open.size === 0 && this.byUser.get(sub) === open) this.byUser.delete(sub);

@@ -138,6 +138,21 @@ describe('POST /revoke', () => {
     expect(await redis.scard(keys.userConnections(hank))).toBe(0);
   });
 
+  test('a stream authorised just before a revocation arrived, and registered just after, still ends', async () => {
+    const ivy = `ivy-${uid()}`;
+    const ch = `chat:${uid()}`;
+    // The control message reaches the service while the epoch it read for this stream was the old one:
+    // announce a revocation without moving the stored epoch, then open the stream.
+    await redis.publish(keys.revokeControl, JSON.stringify({ sub: ivy, epoch: Date.now() }));
+    await eventually(async () => {
+      const probe = new RawStream(`${stack.outputs.SseUrl}?channels=${ch}&ticket=${await ticket(ivy, [ch])}`);
+      open.push(probe);
+      await probe.until((x) => x.ended || ready(x));
+      await probe.until((x) => x.ended, 2000).catch(() => undefined);
+      return probe.ended && probe.status === 200;
+    }, 5000, 'the new stream to end');
+  });
+
   test('only backends revoke: a signed-in user gets 403; a missing or malformed sub is 400', async () => {
     const { handler } = await import('../../lambda/revoke');
     const event = (authorizer: unknown, body: unknown) =>
