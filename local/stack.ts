@@ -105,6 +105,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     api = createHttpApi([
       { method: 'POST', path: '/tickets', auth: 'jwt', handler: tickets },
+      // Backends (IAM) mint tickets naming the user, e.g. for `granted` namespaces, beside the users' JWT route.
+      { method: 'POST', path: '/backend/tickets', auth: 'iam', handler: tickets },
       { method: 'POST', path: '/publish', auth: 'iam', handler: publishHandler },
       { method: 'POST', path: '/revoke', auth: 'iam', handler: revokeHandler },
     ]);

@@ -87,8 +87,18 @@ describe('POST /tickets for a granted channel', () => {
     expect(body.error.message).toMatch(/your backend asks for the ticket/);
   });
 
-  test('the backend asking for the user: 201', async () => {
-    await expect(backendTicket('alice', [`room:${uid()}`])).resolves.toMatch(/^[\w-]{43}$/);
+  test('the backend asking for the user (POST /backend/tickets, IAM-signed, naming "sub"): 201', async () => {
+    const room = `room:${uid()}`;
+    const r = await fetch(stack.outputs.TicketUrl.replace(/\/tickets$/, '/backend/tickets'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ sub: 'alice', channels: [room] }),
+    });
+    expect(r.status).toBe(201);
+    const t = (await r.json()) as { sseUrl: string };
+    const s = stream(t.sseUrl);
+    await s.until(ready);
+    expect(s.status).toBe(200);
   });
 });
 
