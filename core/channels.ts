@@ -52,8 +52,22 @@ export function parseChannelList(input: unknown, namespaces: Namespaces, max: nu
   return unique.sort().map((c) => parseChannel(c, namespaces));
 }
 
-/** True when `identity` may subscribe to `ch` under its namespace policy. */
-export function maySubscribe(identity: Identity, ch: ParsedChannel): boolean {
+/**
+ * What a ticket, reconnect cookie or WebSocket connection grants: its channels, and whether a trusted
+ * backend (an IAM-signed caller naming the user) chose them. Only a backend's grant opens channels of
+ * a `granted` namespace: the backend checked membership before asking for the ticket.
+ */
+export interface ChannelGrant {
+  readonly channels: readonly string[];
+  /** True when a trusted backend minted the ticket this grant comes from. */
+  readonly byBackend: boolean;
+}
+
+/**
+ * True when `identity` may subscribe to `ch` under its namespace policy. `granted` channels need
+ * `grant`: a backend's grant that names the channel (servers themselves always may).
+ */
+export function maySubscribe(identity: Identity, ch: ParsedChannel, grant?: ChannelGrant): boolean {
   switch (ch.policy.subscribe) {
     case 'public':
       return true;
@@ -61,12 +75,17 @@ export function maySubscribe(identity: Identity, ch: ParsedChannel): boolean {
       return identity.kind !== 'anonymous';
     case 'owner':
       return identity.kind === 'server' || (identity.kind === 'user' && identity.sub === ch.name);
+    case 'granted':
+      return identity.kind === 'server' || (identity.kind === 'user' && grant !== undefined && grant.byBackend && grant.channels.includes(ch.channel));
   }
 }
 
-/** True when `identity` may publish to `ch`: servers always; users where the namespace allows and they may subscribe. */
-export function mayPublish(identity: Identity, ch: ParsedChannel): boolean {
+/**
+ * True when `identity` may publish to `ch`: servers always; users where the namespace allows and
+ * they may subscribe (for a `granted` namespace: with `grant` naming the channel).
+ */
+export function mayPublish(identity: Identity, ch: ParsedChannel, grant?: ChannelGrant): boolean {
   if (identity.kind === 'server') return true;
   if (identity.kind === 'anonymous') return false;
-  return ch.policy.publish === 'authenticated' && maySubscribe(identity, ch);
+  return ch.policy.publish === 'authenticated' && maySubscribe(identity, ch, grant);
 }

@@ -1,12 +1,15 @@
 import { z } from 'zod';
 
 /** Who may subscribe to the channels of a namespace. */
-export const SubscribePolicy = z.enum(['public', 'authenticated', 'owner']);
+export const SubscribePolicy = z.enum(['public', 'authenticated', 'owner', 'granted']);
 /** Who may publish to the channels of a namespace (`server` = IAM-signed backends only). */
 export const PublishPolicy = z.enum(['server', 'authenticated']);
 
 export const NamespacePolicySchema = z.strictObject({
-  /** `public`: anyone, no ticket needed; `authenticated`: any ticket holder; `owner`: channel `ns:{sub}` for that sub only. */
+  /**
+   * `public`: anyone, no ticket needed; `authenticated`: any ticket holder; `owner`: channel `ns:{sub}`
+   * for that sub only; `granted`: only with a ticket a trusted backend (IAM) asked for, naming the channel.
+   */
   subscribe: SubscribePolicy,
   /** Defaults to `server`. */
   publish: PublishPolicy.default('server'),

@@ -1,3 +1,4 @@
+import type { ChannelGrant } from './channels';
 import type { CoreConfig } from './config';
 import { RealtimeError } from './errors';
 import type { Identity } from './identity';
@@ -8,9 +9,11 @@ import { Script, type RedisLike } from './redis';
  * The registry of API Gateway WebSocket connections, in Redis.
  *
  * - `{prefix}wc:{connectionId}`: a hash with the identity (`s`), the grant (`g`, JSON list of the
- *   ticket's channels), the registration time (`a`, epoch ms) and one field `c:{channel}` per
- *   subscription whose value is the subscription's floor.
+ *   ticket's channels, or `{"c": [...], "b": true}` when a backend asked for the ticket), the
+ *   registration time (`a`, epoch ms) and one field `c:{channel}` per subscription whose value is
+ *   the subscription's floor.
  * - `{prefix}wsub:{channel}`: a set of members `{connectionId}|{floor}`, read in pages by the fan-out.
+ * - `{prefix}wu:{sub}`: a set of the user's connection ids, to close them when the user is revoked.
  *
  * The floor is the event sequence at the moment of subscribing, taken in the same atomic step as
  * the SADD: every event with a higher id was published after the subscription existed, so the
@@ -44,6 +47,8 @@ export interface ConnectionRecord {
   readonly identity: Identity & { kind: 'user' };
   /** The ticket's channels. Public-namespace channels are allowed besides these. */
   readonly grant: readonly string[];
+  /** True when a trusted backend asked for the ticket (it opens `granted` namespaces). */
+  readonly grantedByBackend: boolean;
   /** Epoch ms when `$connect` registered it. */
   readonly registeredAt: number;
   /** Subscribed channels and their floors. */
@@ -68,19 +73,21 @@ export function subscribersKey(keys: Keys, channel: string): string {
 const member = (connectionId: string, floor: string | number) => `${connectionId}|${floor}`;
 
 /**
- * KEYS: record, seq, channel sets...   ARGV: connection id, sub, grant JSON, now, ttl, channels...
+ * KEYS: record, seq, user set, channel sets...   ARGV: connection id, sub, grant JSON, now, ttl, channels...
  * Returns the floor of the initial subscriptions.
  */
 const REGISTER = new Script(`
 local floor = redis.call('GET', KEYS[2]) or '0'
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 's', ARGV[2], 'g', ARGV[3], 'a', ARGV[4])
-for i = 3, #KEYS do
-  redis.call('HSET', KEYS[1], 'c:' .. ARGV[i + 3], floor)
+for i = 4, #KEYS do
+  redis.call('HSET', KEYS[1], 'c:' .. ARGV[i + 2], floor)
   redis.call('SADD', KEYS[i], ARGV[1] .. '|' .. floor)
   redis.call('EXPIRE', KEYS[i], ARGV[5])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
 return floor
 `);
 
@@ -119,16 +126,17 @@ return 1
 `);
 
 /**
- * KEYS: record, channel sets...   ARGV: registered-before (epoch ms, or -1 for always), members...
- * Removes the members and the record, unless the record was registered at or after ARGV[1]
- * (a connection still inside its `$connect`). Returns 1 when removed.
+ * KEYS: record, user set, channel sets...   ARGV: registered-before (epoch ms, or -1 for always), connection id, members...
+ * Removes the members, the user-set entry and the record, unless the record was registered at or
+ * after ARGV[1] (a connection still inside its `$connect`). Returns 1 when removed.
  */
 const REMOVE = new Script(`
 if ARGV[1] ~= '-1' then
   local at = redis.call('HGET', KEYS[1], 'a')
   if at and tonumber(at) >= tonumber(ARGV[1]) then return 0 end
 end
-for i = 2, #KEYS do redis.call('SREM', KEYS[i], ARGV[i]) end
+for i = 3, #KEYS do redis.call('SREM', KEYS[i], ARGV[i]) end
+redis.call('SREM', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[1])
 return 1
 `);
@@ -138,13 +146,23 @@ function parseRecord(connectionId: string, h: Record<string, string>): Connectio
   const subscriptions = new Map<string, number>();
   for (const [k, v] of Object.entries(h)) if (k.startsWith('c:')) subscriptions.set(k.slice(2), Number(v));
   let grant: string[] = [];
+  let byBackend = false;
   try {
-    const g = JSON.parse(h.g ?? '[]') as unknown;
+    let g = JSON.parse(h.g ?? '[]') as unknown;
+    if (g !== null && typeof g === 'object' && !Array.isArray(g)) {
+      byBackend = (g as { b?: unknown }).b === true;
+      g = (g as { c?: unknown }).c;
+    }
     if (Array.isArray(g)) grant = g.filter((c): c is string => typeof c === 'string');
   } catch {
     // an unreadable grant grants nothing beyond public channels
   }
-  return { connectionId, identity: { kind: 'user', sub: h.s }, grant, registeredAt: Number(h.a ?? 0), subscriptions };
+  return { connectionId, identity: { kind: 'user', sub: h.s }, grant, grantedByBackend: byBackend, registeredAt: Number(h.a ?? 0), subscriptions };
+}
+
+/** The grant of a registered connection, as the channel policies take it. */
+export function connectionGrant(conn: ConnectionRecord): ChannelGrant {
+  return { channels: conn.grant, byBackend: conn.grantedByBackend };
 }
 
 /**
@@ -153,15 +171,16 @@ function parseRecord(connectionId: string, h: Record<string, string>): Connectio
  */
 export async function registerConnection(
   connectionId: string,
-  input: { readonly sub: string; readonly grant: readonly string[]; readonly channels: readonly string[] },
+  input: { readonly sub: string; readonly grant: readonly string[]; readonly grantedByBackend?: boolean; readonly channels: readonly string[] },
   deps: ConnectionDeps,
 ): Promise<number> {
   const keys = new Keys(deps.config.keyPrefix);
   const now = (deps.now ?? Date.now)();
+  const grant = input.grantedByBackend ? { c: input.grant, b: true } : input.grant;
   const floor = await REGISTER.run(
     deps.redis,
-    [connectionKey(keys, connectionId), keys.seq, ...input.channels.map((c) => subscribersKey(keys, c))],
-    [connectionId, input.sub, JSON.stringify(input.grant), now, CONNECTION_TTL_SECONDS, ...input.channels],
+    [connectionKey(keys, connectionId), keys.seq, keys.userConnections(input.sub), ...input.channels.map((c) => subscribersKey(keys, c))],
+    [connectionId, input.sub, JSON.stringify(grant), now, CONNECTION_TTL_SECONDS, ...input.channels],
   );
   return Number(floor);
 }
@@ -226,10 +245,12 @@ export async function removeConnection(connectionId: string, deps: Pick<Connecti
   const entries: [string, string][] = [];
   for (const [channel, floor] of record?.subscriptions ?? []) entries.push([subscribersKey(keys, channel), member(connectionId, floor)]);
   if (options.seen) entries.push([subscribersKey(keys, options.seen.channel), options.seen.member]);
+  // Without a record the user is unknown: `{prefix}wu:` names no set, so its SREM does nothing.
+  const userSet = keys.userConnections(record?.identity.sub ?? '');
   const n = await REMOVE.run(
     deps.redis,
-    [connectionKey(keys, connectionId), ...entries.map((e) => e[0])],
-    [options.registeredBefore === undefined ? -1 : options.registeredBefore, ...entries.map((e) => e[1])],
+    [connectionKey(keys, connectionId), userSet, ...entries.map((e) => e[0])],
+    [options.registeredBefore === undefined ? -1 : options.registeredBefore, connectionId, ...entries.map((e) => e[1])],
   );
   return Number(n) === 1;
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { DEFAULT_USER_NEW_CHANNELS_PER_HOUR, DEFAULT_USER_PUBLISH_PER_MINUTE, LAST_ID_TAIL_SECONDS, type CoreConfig } from './config';
-import { mayPublish, parseChannel, type ParsedChannel } from './channels';
+import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from './channels';
 import { RealtimeError } from './errors';
 import { describeIdentity, type Identity } from './identity';
 import { Keys } from './keys';
@@ -264,8 +264,11 @@ export interface EventDeps {
   readonly config: CoreConfig;
 }
 
-/** Validates a publish request without touching Redis; returns the parsed channel and serialised parts. */
-export function preparePublish(input: PublishInput, identity: Identity, config: CoreConfig) {
+/**
+ * Validates a publish request without touching Redis; returns the parsed channel and serialised parts.
+ * `grant` is what the publishing connection's ticket granted (it opens `granted` namespaces).
+ */
+export function preparePublish(input: PublishInput, identity: Identity, config: CoreConfig, grant?: ChannelGrant) {
   if (input === null || typeof input !== 'object') throw new RealtimeError('bad_request', 'The body must be a JSON object {"channel","type","data"}.');
   const ch = parseChannel(input.channel, config.namespaces);
   if (typeof input.type !== 'string' || !TYPE_PATTERN.test(input.type)) {
@@ -277,7 +280,7 @@ export function preparePublish(input: PublishInput, identity: Identity, config: 
   if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_PATTERN.test(key))) {
     throw new RealtimeError('bad_request', '`idempotencyKey` must be 1-128 printable ASCII characters.');
   }
-  if (!mayPublish(identity, ch)) {
+  if (!mayPublish(identity, ch, grant)) {
     throw new RealtimeError('forbidden', `Publishing to "${ch.channel}" is not allowed: namespace "${ch.namespace}" accepts events from ${ch.policy.publish === 'server' ? 'backends only' : 'its subscribers only'}.`);
   }
   const head = `{"channel":${JSON.stringify(ch.channel)},"id":"`;
@@ -293,10 +296,10 @@ export function preparePublish(input: PublishInput, identity: Identity, config: 
 /**
  * Validates, appends to history and publishes live in one atomic step. Returns the event id.
  * Users are held to {@link CoreConfig.userPublishPerMinute} and {@link CoreConfig.userNewChannelsPerHour};
- * backends are not.
+ * backends are not. `grant` is what the publishing connection's ticket granted (it opens `granted` namespaces).
  */
-export async function publish(input: PublishInput, identity: Identity, deps: EventDeps): Promise<PublishResult> {
-  const { ch, head, tail, idempotencyKey } = preparePublish(input, identity, deps.config);
+export async function publish(input: PublishInput, identity: Identity, deps: EventDeps, grant?: ChannelGrant): Promise<PublishResult> {
+  const { ch, head, tail, idempotencyKey } = preparePublish(input, identity, deps.config, grant);
   const keys = new Keys(deps.config.keyPrefix);
   const user = identity.kind === 'user' ? identity.sub : undefined;
   const rate = user === undefined ? 0 : (deps.config.userPublishPerMinute ?? DEFAULT_USER_PUBLISH_PER_MINUTE);

@@ -7,6 +7,9 @@ export type Identity =
   | { readonly kind: 'server'; readonly principal: string }
   | { readonly kind: 'anonymous' };
 
+/** A user id as tickets, cookies and POST /revoke accept it: 1-128 characters. */
+export const SUB_PATTERN = /^[A-Za-z0-9_.\-=@|:]{1,128}$/;
+
 export const ANONYMOUS: Identity = { kind: 'anonymous' };
 
 /** A short, log-safe description of an identity. */

@@ -46,6 +46,18 @@ export class Keys {
   ticket(ticketHash: string): string {
     return `${this.prefix}tk:${ticketHash}`;
   }
+  /** A user's revocation epoch: tickets and reconnect cookies carrying an older one are refused. */
+  revocation(sub: string): string {
+    return `${this.prefix}rv:${sub}`;
+  }
+  /** Pub/sub channel on which revocations reach every SSE service instance. */
+  get revokeControl(): string {
+    return `${this.prefix}ctl:revoke`;
+  }
+  /** Set of a user's API Gateway WebSocket connection ids (to close them on revocation). */
+  userConnections(sub: string): string {
+    return `${this.prefix}wu:${sub}`;
+  }
   /** An idempotency key, scoped to the principal that sent it (see `describeIdentity`). */
   idempotency(principal: string, key: string): string {
     return `${this.prefix}idem:${sha256(`${principal}\n${key}`)}`;

@@ -4,21 +4,52 @@ import { sha256 } from './keys';
 /**
  * The reconnect session: what the first redemption of a ticket leaves the browser so that native
  * `EventSource` reconnects (which resend the spent ticket) keep working. It is a signed, short-lived,
- * HttpOnly cookie bound to the identity and the exact channel set of the connection; its name is
- * derived from that set, so several streams of one page never overwrite each other's cookie.
+ * HttpOnly cookie bound to the identity, the exact channel set of the connection (by a hash: the
+ * cookie stays small however long the channel names are) and the ticket it came from (by a hash:
+ * only a request presenting that ticket, or none, may use the cookie instead of a ticket). Its name
+ * is derived from the channel set, so several streams of one page never overwrite each other's cookie.
+ *
+ * Lifetimes: each cookie lives `SESSION_TTL_SECONDS` and is renewed on every reconnect, but never past
+ * the session's absolute end (`maxExp`), fixed when the ticket was redeemed: `SESSION_MAX_AGE_SECONDS`
+ * after the ticket was issued, or the caller's JWT `exp` when that is sooner.
  */
 export interface SessionGrant {
   readonly sub: string;
-  readonly channels: readonly string[];
-  /** Expiry, milliseconds since the epoch. */
+  /** Hash of the sorted channel set this cookie opens ({@link channelSetHash}). */
+  readonly set: string;
+  /** Hash of the ticket the session came from ({@link ticketTag}). */
+  readonly ticket: string;
+  /** Expiry of this cookie, milliseconds since the epoch. */
   readonly exp: number;
+  /** Absolute end of the session, milliseconds since the epoch: renewals never pass it. */
+  readonly maxExp: number;
+  /** The user's revocation epoch when the ticket was issued. */
+  readonly epoch: number;
+  /** True when a trusted backend asked for the ticket (it opens `granted` namespaces). */
+  readonly byBackend: boolean;
 }
 
-const VERSION = 'v1';
+const VERSION = 'v2';
+const NAME_PATTERN = /^rt_[0-9a-f]{16}$/;
+
+/** Short hash of a (sorted) channel set. */
+export function channelSetHash(channels: readonly string[]): string {
+  return sha256(channels.join(',')).slice(0, 16);
+}
 
 /** Cookie name for a (sorted) channel set. */
 export function sessionCookieName(channels: readonly string[]): string {
-  return `rt_${sha256(channels.join(',')).slice(0, 16)}`;
+  return `rt_${channelSetHash(channels)}`;
+}
+
+/** True for the name of a reconnect cookie. */
+export function isSessionCookieName(name: string): boolean {
+  return NAME_PATTERN.test(name);
+}
+
+/** Short hash binding a session to the ticket it came from (not enough to redeem anything). */
+export function ticketTag(ticket: string): string {
+  return sha256(`session:${ticket}`).slice(0, 16);
 }
 
 function mac(secret: string, payload: string): Buffer {
@@ -27,12 +58,14 @@ function mac(secret: string, payload: string): Buffer {
 
 /** Signs a grant with the first secret. */
 export function signSession(grant: SessionGrant, secrets: readonly string[]): string {
-  const payload = `${VERSION}.${Buffer.from(JSON.stringify({ s: grant.sub, c: grant.channels, e: grant.exp })).toString('base64url')}`;
+  const body: Record<string, string | number> = { s: grant.sub, h: grant.set, t: grant.ticket, e: grant.exp, m: grant.maxExp, v: grant.epoch };
+  if (grant.byBackend) body.b = 1;
+  const payload = `${VERSION}.${Buffer.from(JSON.stringify(body)).toString('base64url')}`;
   return `${payload}.${mac(secrets[0], payload).toString('base64url')}`;
 }
 
-/** Verifies a cookie value against every secret (so secrets can rotate); null when invalid or expired. */
-export function verifySession(value: string | undefined, secrets: readonly string[], now: number): SessionGrant | null {
+/** The signed JSON body of a cookie of `version`; null when the signature or version does not match. */
+function signedBody(value: string | undefined, secrets: readonly string[], version: string): Record<string, unknown> | null {
   if (!value || value.length > 4096) return null;
   const dot = value.lastIndexOf('.');
   if (dot < 0) return null;
@@ -43,14 +76,47 @@ export function verifySession(value: string | undefined, secrets: readonly strin
     const want = Buffer.from(mac(s, payload).toString('base64url'));
     return want.length === sig.length && timingSafeEqual(want, sig);
   });
-  if (!ok || !payload.startsWith(`${VERSION}.`)) return null;
+  if (!ok || !payload.startsWith(`${version}.`)) return null;
   try {
-    const body = JSON.parse(Buffer.from(payload.slice(VERSION.length + 1), 'base64url').toString('utf8')) as { s: string; c: string[]; e: number };
-    if (typeof body.e !== 'number' || body.e <= now || typeof body.s !== 'string' || !Array.isArray(body.c)) return null;
-    return { sub: body.s, channels: body.c, exp: body.e };
+    const b = JSON.parse(Buffer.from(payload.slice(version.length + 1), 'base64url').toString('utf8')) as unknown;
+    return b !== null && typeof b === 'object' && !Array.isArray(b) ? (b as Record<string, unknown>) : null;
   } catch {
     return null;
   }
+}
+
+/** Checks the signature against every secret (so secrets can rotate) and decodes; null when invalid. Expiry is not checked. */
+export function decodeSession(value: string | undefined, secrets: readonly string[]): SessionGrant | null {
+  const b = signedBody(value, secrets, VERSION);
+  if (!b) return null;
+  const { s, h, t, e, m, v } = b;
+  if (typeof s !== 'string' || typeof h !== 'string' || typeof t !== 'string') return null;
+  if (typeof e !== 'number' || typeof m !== 'number' || typeof v !== 'number') return null;
+  return { sub: s, set: h, ticket: t, exp: e, maxExp: m, epoch: v, byBackend: b.b === 1 };
+}
+
+/** A cookie of the first format (`v1`: user, channel list, expiry), issued before sessions had an absolute end. */
+export interface LegacySession {
+  readonly sub: string;
+  readonly channels: readonly string[];
+  readonly exp: number;
+}
+
+/**
+ * Verifies a `v1` cookie (so streams open during an upgrade keep reconnecting); null when invalid or
+ * expired. It binds no ticket and no absolute end: the caller decides how far to honour it.
+ */
+export function verifyLegacySession(value: string | undefined, secrets: readonly string[], now: number): LegacySession | null {
+  const b = signedBody(value, secrets, 'v1');
+  if (!b || typeof b.s !== 'string' || typeof b.e !== 'number' || b.e <= now || !Array.isArray(b.c)) return null;
+  const channels = b.c.filter((c): c is string => typeof c === 'string');
+  return { sub: b.s, channels, exp: b.e };
+}
+
+/** Verifies a cookie value; null when invalid, expired or past the session's absolute end. */
+export function verifySession(value: string | undefined, secrets: readonly string[], now: number): SessionGrant | null {
+  const g = decodeSession(value, secrets);
+  return g && g.exp > now && g.maxExp > now ? g : null;
 }
 
 /** Parses a Cookie header into a map (first occurrence wins). */

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { CoreConfig } from './config';
-import { maySubscribe, parseChannelList } from './channels';
+import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
 import { RealtimeError } from './errors';
 import type { Identity } from './identity';
 import { Keys, sha256 } from './keys';
 import type { RedisLike } from './redis';
+import { assertNotRevoked, currentEpoch } from './revocation';
 
 /** `sse` tickets open `/events` and `/poll` on the SSE service; `ws` tickets open the WebSocket API. */
 export type Transport = 'sse' | 'ws';
@@ -21,6 +22,16 @@ export interface IssueTicketInput {
   readonly identity: Identity;
   readonly channels: unknown;
   readonly transport?: unknown;
+  /**
+   * True when a trusted backend (an IAM-signed caller naming the user) asks for the ticket: only
+   * such tickets open channels of `granted` namespaces. Defaults to false.
+   */
+  readonly byBackend?: boolean;
+  /**
+   * Epoch ms after which no session may come from this ticket (the `exp` of the caller's JWT, when
+   * known). Reconnect cookies never outlive it. Defaults to none.
+   */
+  readonly notAfter?: number;
 }
 
 export interface IssuedTicket {
@@ -31,10 +42,33 @@ export interface IssuedTicket {
 }
 
 /** What a redeemed ticket grants. */
-export interface Grant {
+export interface Grant extends ChannelGrant {
   readonly sub: string;
-  readonly channels: readonly string[];
   readonly transport: Transport;
+  /** Epoch ms when the ticket was issued (sessions from it end SESSION_MAX_AGE_SECONDS later). */
+  readonly issuedAt: number;
+  /** The user's revocation epoch when the ticket was issued. */
+  readonly epoch: number;
+  /** Epoch ms after which no session may come from it (the caller's JWT `exp`), when known. */
+  readonly notAfter?: number;
+}
+
+/** The ticket record in Redis (short keys: it is written for every connection). */
+interface TicketRecord {
+  /** sub */
+  s: string;
+  /** channels */
+  c: string[];
+  /** transport */
+  t: Transport;
+  /** issued at, epoch ms */
+  i: number;
+  /** revocation epoch (absent in tickets issued before revocation existed: 0) */
+  v?: number;
+  /** 1 when a backend asked for it */
+  b?: 1;
+  /** not after, epoch ms */
+  x?: number;
 }
 
 /** 32 random bytes, base64url: 256 bits of entropy. */
@@ -54,29 +88,52 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
     throw new RealtimeError('bad_request', '`transport` must be "sse" or "ws".');
   }
   const channels = parseChannelList(input.channels, deps.config.namespaces, deps.config.maxChannelsPerConnection);
-  const denied = channels.filter((c) => !maySubscribe(identity, c)).map((c) => c.channel);
-  if (denied.length) throw new RealtimeError('channel_not_granted', `Not allowed to subscribe to: ${denied.join(', ')}.`);
+  const names = channels.map((c) => c.channel);
+  const byBackend = input.byBackend === true;
+  const denied = channels.filter((c) => !maySubscribe(identity, c, { channels: names, byBackend }));
+  if (denied.length) {
+    const needBackend = denied.filter((c) => c.policy.subscribe === 'granted').map((c) => c.channel);
+    const others = denied.filter((c) => c.policy.subscribe !== 'granted').map((c) => c.channel);
+    const parts: string[] = [];
+    if (others.length) parts.push(`Not allowed to subscribe to: ${others.join(', ')}.`);
+    if (needBackend.length) {
+      parts.push(
+        `Only your backend can grant ${needBackend.join(', ')}: your backend asks for the ticket (POST /tickets signed with IAM, naming the user in "sub") after checking the user may join.`,
+      );
+    }
+    throw new RealtimeError('channel_not_granted', parts.join(' '));
+  }
+  const notAfter = input.notAfter;
+  if (notAfter !== undefined && !Number.isFinite(notAfter)) throw new RealtimeError('bad_request', '`notAfter` must be a time in epoch milliseconds.');
 
   const ticket = randomBytes(32).toString('base64url');
   const now = (deps.now ?? Date.now)();
+  if (notAfter !== undefined && notAfter <= now) throw new RealtimeError('unauthorized', 'The credentials have expired; sign in again.');
   const ttl = deps.config.ticketTtlSeconds;
-  const names = channels.map((c) => c.channel);
-  const record = JSON.stringify({ s: identity.sub, c: names, t: transport, i: now });
-  await deps.redis.set(new Keys(deps.config.keyPrefix).ticket(sha256(ticket)), record, 'EX', ttl);
+  const epoch = await currentEpoch(identity.sub, deps);
+  const rec: TicketRecord = { s: identity.sub, c: names, t: transport, i: now, v: epoch };
+  if (byBackend) rec.b = 1;
+  if (notAfter !== undefined) rec.x = notAfter;
+  await deps.redis.set(new Keys(deps.config.keyPrefix).ticket(sha256(ticket)), JSON.stringify(rec), 'EX', ttl);
   return { ticket, expiresAt: new Date(now + ttl * 1000).toISOString(), channels: names, transport };
 }
 
 /**
  * Redeems a ticket once (GETDEL: of two concurrent redemptions exactly one wins).
- * A ticket redeemed on the wrong transport is spent all the same.
+ * A ticket redeemed on the wrong transport, or after its user was revoked, is spent all the same.
  */
-export async function redeemTicket(ticket: unknown, transport: Transport, deps: Pick<TicketDeps, 'redis' | 'config'>): Promise<Grant> {
+export async function redeemTicket(ticket: unknown, transport: Transport, deps: Pick<TicketDeps, 'redis' | 'config' | 'now'>): Promise<Grant> {
   if (typeof ticket !== 'string' || !TICKET_PATTERN.test(ticket)) {
     throw new RealtimeError('ticket_invalid', 'The ticket is missing or malformed; get a new one from POST /tickets.');
   }
   const raw = await deps.redis.getdel(new Keys(deps.config.keyPrefix).ticket(sha256(ticket)));
   if (raw === null) throw new RealtimeError('ticket_invalid', 'The ticket is unknown, expired or already used; get a new one from POST /tickets.');
-  const rec = JSON.parse(raw) as { s: string; c: string[]; t: Transport };
+  const rec = JSON.parse(raw) as TicketRecord;
   if (rec.t !== transport) throw new RealtimeError('ticket_invalid', `This ticket was issued for ${rec.t}, not ${transport}.`);
-  return { sub: rec.s, channels: rec.c, transport: rec.t };
+  if (rec.x !== undefined && rec.x <= (deps.now ?? Date.now)()) {
+    throw new RealtimeError('ticket_invalid', 'The sign-in this ticket came from has expired; sign in again and get a new ticket.');
+  }
+  const epoch = rec.v ?? 0;
+  assertNotRevoked(epoch, await currentEpoch(rec.s, deps));
+  return { sub: rec.s, channels: rec.c, transport: rec.t, byBackend: rec.b === 1, issuedAt: rec.i, epoch, notAfter: rec.x };
 }

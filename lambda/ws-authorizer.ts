@@ -22,7 +22,7 @@ export async function handler(event: WsAuthorizerEvent): Promise<WsAuthorizerRes
   try {
     const { config, redis } = await getRuntime();
     const grant = await redeemTicket(event.queryStringParameters?.ticket, 'ws', { redis, config });
-    return policy(grant.sub, 'Allow', event.methodArn, { sub: grant.sub, channels: grant.channels.join(',') });
+    return policy(grant.sub, 'Allow', event.methodArn, { sub: grant.sub, channels: grant.channels.join(','), byBackend: grant.byBackend, epoch: grant.epoch });
   } catch (err) {
     const e = toRealtimeError(err);
     if (e.status >= 500) logger.error('authorizer failed', { error: err as Error });

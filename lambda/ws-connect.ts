@@ -1,6 +1,7 @@
-import { maySubscribe, parseChannel } from '../core/channels';
-import { registerConnection } from '../core/connections';
+import { maySubscribe, parseChannel, type ChannelGrant } from '../core/channels';
+import { registerConnection, removeConnection } from '../core/connections';
 import { errorBody, RealtimeError, toRealtimeError } from '../core/errors';
+import { assertNotRevoked, currentEpoch } from '../core/revocation';
 import { getRuntime, logger } from './shared/runtime';
 import type { WsEvent, WsResult } from './shared/ws';
 
@@ -16,18 +17,29 @@ export async function handler(event: WsEvent): Promise<WsResult> {
     const sub = ctx.authorizer?.sub;
     if (typeof sub !== 'string' || sub === '') throw new RealtimeError('unauthorized', 'Connect with ?ticket= from POST /tickets.');
     const { config, redis } = await getRuntime();
-    const grant = (ctx.authorizer?.channels ?? '').split(',').filter((c) => c.length > 0);
+    const channels = (ctx.authorizer?.channels ?? '').split(',').filter((c) => c.length > 0);
+    const byBackend = ctx.authorizer?.byBackend === true || ctx.authorizer?.byBackend === 'true';
+    const grant: ChannelGrant = { channels, byBackend };
     // The namespace policy may have changed since the ticket was issued: subscribe only what it still allows.
     const identity = { kind: 'user', sub } as const;
-    const channels = grant.filter((c) => {
+    const allowed = channels.filter((c) => {
       try {
-        return maySubscribe(identity, parseChannel(c, config.namespaces));
+        return maySubscribe(identity, parseChannel(c, config.namespaces), grant);
       } catch {
         return false;
       }
     });
-    await registerConnection(ctx.connectionId, { sub, grant, channels }, { redis, config });
-    logger.info('connected', { connectionId: ctx.connectionId, sub, channels: channels.length });
+    await registerConnection(ctx.connectionId, { sub, grant: channels, grantedByBackend: byBackend, channels: allowed }, { redis, config });
+    // A revocation that ran between the authorizer and this registration did not see this connection:
+    // check again now that it is registered (a later revocation finds it in the user's set).
+    const epoch = Number(ctx.authorizer?.epoch ?? 0);
+    try {
+      assertNotRevoked(Number.isFinite(epoch) ? epoch : 0, await currentEpoch(sub, { redis, config }));
+    } catch (err) {
+      await removeConnection(ctx.connectionId, { redis, config });
+      throw err;
+    }
+    logger.info('connected', { connectionId: ctx.connectionId, sub, channels: allowed.length });
     return { statusCode: 200 };
   } catch (err) {
     const e = toRealtimeError(err);

@@ -1,6 +1,6 @@
 import { PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
 import { maySubscribe, parseChannel } from '../core/channels';
-import { addSubscription, getConnection, removeSubscription, type ConnectionRecord } from '../core/connections';
+import { addSubscription, connectionGrant, getConnection, removeSubscription, type ConnectionRecord } from '../core/connections';
 import { RealtimeError, toRealtimeError } from '../core/errors';
 import { claimCursor, envelopeSeq, parseCursor, publish, replay } from '../core/events';
 import { fanout, sendToConnection, type DeliveryDeps } from '../core/fanout';
@@ -62,7 +62,7 @@ async function route(frame: ClientFrame, connectionId: string, deps: DeliveryDep
       const ch = parseChannel(frame.channel, deps.config.namespaces);
       const since = frame.since === undefined || frame.since === null ? undefined : parseCursor(frame.since);
       const conn = await connection(connectionId, deps);
-      const granted = ch.policy.subscribe === 'public' || (conn.grant.includes(ch.channel) && maySubscribe(conn.identity, ch));
+      const granted = ch.policy.subscribe === 'public' || (conn.grant.includes(ch.channel) && maySubscribe(conn.identity, ch, connectionGrant(conn)));
       if (!granted) throw new RealtimeError('channel_not_granted', `The ticket does not grant "${ch.channel}"; get a ticket that names it.`);
       // The subscription exists before the replay runs: events after its floor come from the
       // fan-out, events up to it from the replay, so nothing is lost or sent twice. An existing
@@ -97,8 +97,14 @@ async function route(frame: ClientFrame, connectionId: string, deps: DeliveryDep
 
     case 'publish': {
       const conn = await connection(connectionId, deps);
-      // The same core publish as POST /publish: the namespace policy decides whether a user may publish.
-      const result = await publish({ channel: frame.channel, type: frame.type, data: frame.data, idempotencyKey: frame.idempotencyKey }, conn.identity, deps);
+      // The same core publish as POST /publish: the namespace policy decides whether a user may publish
+      // (to a `granted` channel: only with the channel in a backend's grant).
+      const result = await publish(
+        { channel: frame.channel, type: frame.type, data: frame.data, idempotencyKey: frame.idempotencyKey },
+        conn.identity,
+        deps,
+        connectionGrant(conn),
+      );
       await send(frames.published(result.id, result.channel));
       if (!result.duplicate && result.envelope) {
         try {

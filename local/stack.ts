@@ -5,7 +5,7 @@ import { serviceConfigFromEnv } from '../service/config';
 import { listen, shutdown } from '../service/net';
 import { SseService } from '../service/server';
 import { guardServer, LocalGuard } from './guard';
-import { createHttpApi } from './http-api';
+import { createHttpApi, LOCAL_IAM_ARN } from './http-api';
 import { RedisServer } from './redis';
 import { startWsGateway, type WsGateway, type WsGatewayOptions } from './ws-gateway';
 
@@ -94,9 +94,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
     guard.addOwnPort(ssePort);
     const sseBase = `http://${host}:${ssePort}`;
-    const [{ handler: tickets }, { handler: publishHandler }, wsAuthorizer, wsConnect, wsDisconnect, wsMessage] = await Promise.all([
+    const [{ handler: tickets }, { handler: publishHandler }, { handler: revokeHandler }, wsAuthorizer, wsConnect, wsDisconnect, wsMessage] = await Promise.all([
       import('../lambda/ticket-issuer'),
       import('../lambda/publish'),
+      import('../lambda/revoke'),
       import('../lambda/ws-authorizer'),
       import('../lambda/ws-connect'),
       import('../lambda/ws-disconnect'),
@@ -121,11 +122,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       SSE_URL: `${sseBase}/events`,
       WS_URL: ws.url,
       WS_MANAGEMENT_ENDPOINT: ws.managementEndpoint,
+      // The local IAM caller is the one trusted backend (as a stage's trustedPrincipals lists its backends).
+      TRUSTED_PRINCIPALS: LOCAL_IAM_ARN,
       ...options.env,
     });
     api = createHttpApi([
       { method: 'POST', path: '/tickets', auth: 'jwt', handler: tickets },
+      // Backends (IAM) mint tickets naming the user, e.g. for `granted` namespaces, beside the users' JWT route.
+      { method: 'POST', path: '/backend/tickets', auth: 'iam', handler: tickets },
       { method: 'POST', path: '/publish', auth: 'iam', handler: publishHandler },
+      { method: 'POST', path: '/revoke', auth: 'iam', handler: revokeHandler },
     ], guard);
     const apiServer = api;
     const apiPort = await listen(apiServer, options.apiPort ?? 0, host);

@@ -1,25 +1,51 @@
 import type { IncomingMessage } from 'node:http';
-import { maySubscribe, type ParsedChannel } from '../core/channels';
+import { maySubscribe, type ChannelGrant, type ParsedChannel } from '../core/channels';
 import { RealtimeError } from '../core/errors';
 import { ANONYMOUS, type Identity } from '../core/identity';
 import type { RedisLike } from '../core/redis';
-import { parseCookies, sessionCookieName, signSession, verifySession } from '../core/session';
-import { redeemTicket } from '../core/tickets';
+import { assertNotRevoked, currentEpoch } from '../core/revocation';
+import { channelSetHash, decodeSession, isSessionCookieName, parseCookies, sessionCookieName, signSession, ticketTag, verifyLegacySession } from '../core/session';
+import { redeemTicket, type Grant } from '../core/tickets';
 import type { ServiceConfig } from './config';
+
+/**
+ * Reconnect cookies one client keeps at most. Each channel set has its own cookie (so two streams
+ * opened at once by one page never overwrite each other's), so a page that opens ever new channel
+ * sets would pile them up until the Cookie header passes the server's limit (16 KB: every request
+ * then fails with 431). When a request already carries this many, issuing a new cookie expires the
+ * least recently renewed ones.
+ */
+export const MAX_SESSION_COOKIES = 8;
 
 export interface Authorized {
   readonly identity: Identity;
-  /** A fresh reconnect cookie (Set-Cookie value), when the stream needs one. */
-  readonly setCookie?: string;
+  /** Set-Cookie values: a fresh reconnect cookie, and the expiry of old ones past {@link MAX_SESSION_COOKIES}. */
+  readonly setCookie?: string[];
   /** When that cookie expires (epoch ms). */
   readonly sessionExp?: number;
+  /** True when `sessionExp` is the session's absolute end: the stream cannot be renewed past it. */
+  readonly sessionFinal?: boolean;
+  /** The user's revocation epoch the session carries. */
+  readonly epoch?: number;
 }
+
+interface Session {
+  readonly sub: string;
+  readonly grant: ChannelGrant;
+  readonly maxExp: number;
+  readonly epoch: number;
+  readonly ticketTag: string;
+}
+
+const ENDED = 'The session reached its end (SESSION_MAX_AGE_SECONDS after its ticket was issued, or the sign-in expired); get a new ticket from POST /tickets.';
 
 /**
  * Decides who opens a stream of `channels`:
  * 1. only public channels: anyone, no ticket, no cookie;
- * 2. a valid reconnect cookie for exactly this channel set (native EventSource reconnects);
- * 3. otherwise the `ticket`, redeemed once.
+ * 2. a valid reconnect cookie for exactly this channel set, when the request presents no ticket or
+ *    the very ticket the cookie came from (a native EventSource reconnect resends its URL) and the
+ *    user was not revoked since;
+ * 3. otherwise the `ticket`, redeemed once: a presented ticket always wins over a cookie and is spent.
  * Every non-public channel must be in the grant and still allowed by its namespace policy.
  */
 export async function authorize(
@@ -29,31 +55,78 @@ export async function authorize(
   deps: { redis: RedisLike; config: ServiceConfig; now: number },
 ): Promise<Authorized> {
   const { config, now } = deps;
+  const core = config.core;
   const restricted = channels.filter((c) => c.policy.subscribe !== 'public');
   if (restricted.length === 0) return { identity: ANONYMOUS };
 
   const names = channels.map((c) => c.channel);
   const cookieName = sessionCookieName(names);
-  const session = verifySession(parseCookies(req.headers.cookie).get(cookieName), config.sessionSecrets, now);
-  let sub: string;
-  let granted: readonly string[];
-  if (session) {
-    sub = session.sub;
-    granted = session.channels;
+  const cookies = parseCookies(req.headers.cookie);
+  let cookie = decodeSession(cookies.get(cookieName), config.sessionSecrets);
+  // The name is not signed; the channel set inside is.
+  if (cookie && cookie.set !== channelSetHash(names)) cookie = null;
+  const presented = ticket !== null && ticket !== '' ? ticket : undefined;
+  let session: Session;
+  if (cookie && (presented === undefined || ticketTag(presented) === cookie.ticket)) {
+    if (cookie.maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
+    if (cookie.exp <= now) throw new RealtimeError('unauthorized', 'The reconnect cookie expired; get a new ticket from POST /tickets.');
+    assertNotRevoked(cookie.epoch, await currentEpoch(cookie.sub, { redis: deps.redis, config: core }));
+    session = { sub: cookie.sub, grant: { channels: names, byBackend: cookie.byBackend }, maxExp: cookie.maxExp, epoch: cookie.epoch, ticketTag: cookie.ticket };
   } else {
-    if (!ticket) throw new RealtimeError('unauthorized', 'These channels need a ticket: get one from POST /tickets and pass it as ?ticket=.');
-    const grant = await redeemTicket(ticket, 'sse', { redis: deps.redis, config: config.core });
-    sub = grant.sub;
-    granted = grant.channels;
+    // A cookie of the first format (issued before an upgrade): used only when no valid ticket is presented.
+    const legacy = cookie ? null : verifyLegacySession(cookies.get(cookieName), config.sessionSecrets, now);
+    const legacyOk = legacy !== null && legacy.channels.join(',') === names.join(',');
+    if (!presented && !legacyOk) throw new RealtimeError('unauthorized', 'These channels need a ticket: get one from POST /tickets and pass it as ?ticket=.');
+    let grant: Grant | undefined;
+    if (presented) {
+      try {
+        grant = await redeemTicket(presented, 'sse', { redis: deps.redis, config: core, now: () => now });
+      } catch (err) {
+        if (!legacyOk || !(err instanceof RealtimeError) || err.code !== 'ticket_invalid') throw err;
+      }
+    }
+    if (grant) {
+      const maxExp = Math.min(grant.issuedAt + config.sessionMaxAgeSeconds * 1000, grant.notAfter ?? Infinity);
+      if (maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
+      session = { sub: grant.sub, grant, maxExp, epoch: grant.epoch, ticketTag: ticketTag(presented!) };
+    } else {
+      // Its session is taken to have started when the cookie was last renewed; it predates revocation epochs.
+      assertNotRevoked(0, await currentEpoch(legacy!.sub, { redis: deps.redis, config: core }));
+      const maxExp = legacy!.exp - config.sessionTtlSeconds * 1000 + config.sessionMaxAgeSeconds * 1000;
+      session = { sub: legacy!.sub, grant: { channels: names, byBackend: false }, maxExp, epoch: 0, ticketTag: presented ? ticketTag(presented) : '' };
+    }
   }
-  const identity: Identity = { kind: 'user', sub };
-  const grantedSet = new Set(granted);
-  const denied = restricted.filter((c) => !grantedSet.has(c.channel) || !maySubscribe(identity, c)).map((c) => c.channel);
+  const identity: Identity = { kind: 'user', sub: session.sub };
+  const grantedSet = new Set(session.grant.channels);
+  const denied = restricted.filter((c) => !grantedSet.has(c.channel) || !maySubscribe(identity, c, session.grant)).map((c) => c.channel);
   if (denied.length) throw new RealtimeError('channel_not_granted', `The ticket does not grant: ${denied.join(', ')}.`);
 
-  const exp = now + config.sessionTtlSeconds * 1000;
-  const value = signSession({ sub, channels: names, exp }, config.sessionSecrets);
-  const attrs = [`${cookieName}=${value}`, 'Path=/', `Max-Age=${config.sessionTtlSeconds}`, 'HttpOnly', `SameSite=${config.cookieSameSite}`];
+  const exp = Math.min(now + config.sessionTtlSeconds * 1000, session.maxExp);
+  const value = signSession(
+    { sub: session.sub, set: channelSetHash(names), ticket: session.ticketTag, exp, maxExp: session.maxExp, epoch: session.epoch, byBackend: session.grant.byBackend },
+    config.sessionSecrets,
+  );
+  // Whole seconds, rounded down: the browser drops the cookie no later than the server stops accepting it.
+  const maxAge = Math.max(1, Math.floor((exp - now) / 1000));
+  const setCookie = [cookieHeader(config, cookieName, value, maxAge), ...evictions(config, cookies, cookieName)];
+  return { identity, setCookie, sessionExp: exp, sessionFinal: exp === session.maxExp, epoch: session.epoch };
+}
+
+function cookieHeader(config: ServiceConfig, name: string, value: string, maxAge: number): string {
+  const attrs = [`${name}=${value}`, 'Path=/', `Max-Age=${maxAge}`, 'HttpOnly', `SameSite=${config.cookieSameSite}`];
   if (config.cookieSecure) attrs.push('Secure');
-  return { identity, setCookie: attrs.join('; '), sessionExp: exp };
+  return attrs.join('; ');
+}
+
+/**
+ * Expiries (Max-Age=0) for the least recently renewed reconnect cookies of this request beyond
+ * {@link MAX_SESSION_COOKIES} - 1, so that with the one being issued the client keeps at most that many.
+ */
+function evictions(config: ServiceConfig, cookies: ReadonlyMap<string, string>, issuing: string): string[] {
+  const others = [...cookies].filter(([name]) => name !== issuing && isSessionCookieName(name));
+  const excess = others.length - (MAX_SESSION_COOKIES - 1);
+  if (excess <= 0) return [];
+  // Unreadable cookies (old format, rotated-out secret) rank first: they open nothing.
+  const ranked = others.map(([name, value]) => ({ name, exp: decodeSession(value, config.sessionSecrets)?.exp ?? 0 })).sort((a, b) => a.exp - b.exp);
+  return ranked.slice(0, excess).map((c) => cookieHeader(config, c.name, '', 0));
 }

@@ -9,6 +9,7 @@ const ServiceEnvSchema = CoreEnvSchema.extend({
     .string({ error: 'is required (32+ random characters; on AWS it comes from Secrets Manager)' })
     .refine((v) => v.split(',').every((s) => s.length >= 32), 'each secret must be at least 32 characters'),
   SESSION_TTL_SECONDS: z.coerce.number().int().min(60).max(86400).default(900),
+  SESSION_MAX_AGE_SECONDS: z.coerce.number().int().min(60).max(7 * 86400).default(43200),
   HEARTBEAT_MS: z.coerce.number().int().min(1000).max(300_000).default(15_000),
   RETRY_MS: z.coerce.number().int().min(100).max(60_000).default(3000),
   POLL_TIMEOUT_MS: z.coerce.number().int().min(1000).max(120_000).default(25_000),
@@ -41,6 +42,12 @@ export interface ServiceConfig {
   readonly sessionSecrets: readonly string[];
   /** Lifetime of the reconnect cookie in seconds; streams are recycled before it ends. Defaults to 900. */
   readonly sessionTtlSeconds: number;
+  /**
+   * Absolute lifetime of a session in seconds, counted from the ticket's issue time (or up to the
+   * caller's JWT `exp` when sooner): renewals never pass it; then the client needs a new ticket.
+   * At most 604800 (7 days). Defaults to 43200 (12 h).
+   */
+  readonly sessionMaxAgeSeconds: number;
   /** Heartbeat comment interval in milliseconds. Defaults to 15000 (the ALB idle timeout defaults to 60 s). */
   readonly heartbeatMs: number;
   /** Reconnect delay sent as `retry:` in milliseconds. Defaults to 3000. */
@@ -50,7 +57,7 @@ export interface ServiceConfig {
   /** Origins allowed to read streams (CORS with credentials). Empty: same-origin and non-browser clients only. `*`: any (local development). */
   readonly allowedOrigins: readonly string[];
   readonly cookieSecure: boolean;
-  /** Defaults to `None` when the cookie is Secure (cross-site pages), `Lax` otherwise. */
+  /** Defaults to `None` when ALLOWED_ORIGINS lists origins (cross-site pages) and the cookie is Secure, `Lax` otherwise. */
   readonly cookieSameSite: 'None' | 'Lax' | 'Strict';
   /**
    * How an HTTP/1.1 stream body is delimited: `close` (the connection's end; no per-write chunk
@@ -108,7 +115,9 @@ export interface ServiceConfig {
 export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ServiceConfig {
   const e = parseEnv(ServiceEnvSchema, env);
   const secure = e.COOKIE_SECURE;
-  const sameSite = e.COOKIE_SAMESITE ?? (secure ? 'None' : 'Lax');
+  const allowedOrigins = e.ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean);
+  // Lax unless pages of other origins read the streams (a cross-site page sends only SameSite=None cookies).
+  const sameSite = e.COOKIE_SAMESITE ?? (secure && allowedOrigins.length > 0 ? 'None' : 'Lax');
   if (sameSite === 'None' && !secure) throw new ConfigError('Invalid configuration: COOKIE_SAMESITE: None requires COOKIE_SECURE=true');
   return {
     core: coreConfigFromEnv(env),
@@ -116,10 +125,11 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     host: e.HOST,
     sessionSecrets: e.SESSION_SECRET.split(','),
     sessionTtlSeconds: e.SESSION_TTL_SECONDS,
+    sessionMaxAgeSeconds: e.SESSION_MAX_AGE_SECONDS,
     heartbeatMs: e.HEARTBEAT_MS,
     retryMs: e.RETRY_MS,
     pollTimeoutMs: e.POLL_TIMEOUT_MS,
-    allowedOrigins: e.ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean),
+    allowedOrigins,
     cookieSecure: secure,
     cookieSameSite: sameSite,
     streamFraming: e.STREAM_FRAMING,

@@ -7,6 +7,7 @@ import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
 import { backlog, envelopeSeq, envelopeType, parseCursor } from '../core/events';
 import { Keys } from '../core/keys';
 import { createRedis, waitReady } from '../core/redis';
+import { parseRevocation } from '../core/revocation';
 import { authorize } from './auth';
 import type { ServiceConfig } from './config';
 import { Hub, type LiveEvent, type Listener } from './hub';
@@ -43,6 +44,11 @@ export class SseService implements FlushScheduler {
   private readonly now: () => number;
   private readonly streams = new Set<SseStream>();
   private readonly polls = new Set<() => void>();
+  /** Streams and polls per user, each with its revocation epoch and how to end it (POST /revoke). */
+  private readonly byUser = new Map<string, Map<() => void, number>>();
+  /** Revocations of the last minute: a stream authorised just before one, but registered after it arrived, still ends. */
+  private readonly recentRevocations = new Map<string, { epoch: number; at: number }>();
+  private readonly keys: Keys;
   private heartbeat?: NodeJS.Timeout;
   private readonly ownsRedis: boolean;
   private dirty: SseStream[] = [];
@@ -68,8 +74,19 @@ export class SseService implements FlushScheduler {
     this.subscriber = deps.subscriber ?? createRedis({ url, password, name: 'sse-subscriber', failFast: false });
     this.log = deps.logger ?? pino({ level: config.logLevel });
     this.now = deps.now ?? Date.now;
-    this.hub = new Hub(this.subscriber, new Keys(config.core.keyPrefix), config.maxChannelsPerTask);
+    this.keys = new Keys(config.core.keyPrefix);
+    this.hub = new Hub(this.subscriber, this.keys, config.maxChannelsPerTask);
     this.anonLimiter = new FixedWindowLimiter(config.anonRequestsPerMinute, 60_000, this.now);
+    // Revocations reach every instance on the control channel (ioredis resubscribes it after a reconnect).
+    this.subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.keys.revokeControl) return;
+      const r = parseRevocation(message);
+      if (!r) return;
+      const at = Date.now();
+      for (const [sub, v] of this.recentRevocations) if (at - v.at > 60_000) this.recentRevocations.delete(sub);
+      this.recentRevocations.set(r.sub, { epoch: r.epoch, at });
+      this.closeUser(r.sub, r.epoch);
+    });
     this.hub.onResubscribed = () => this.catchUpAfterReconnect();
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
@@ -96,6 +113,10 @@ export class SseService implements FlushScheduler {
     await Promise.all([waitReady(this.redis, redisWaitMs), waitReady(this.subscriber, redisWaitMs)]).catch(() => {
       this.log.warn({ redisWaitMs }, 'redis not reachable yet; listening anyway (streams are told to retry until it is)');
     });
+    // Revocations reach every instance on the control channel; ioredis resubscribes it after a reconnect
+    // and queues it while Redis is away (the service listens without Redis).
+    const control = this.subscriber.subscribe(this.keys.revokeControl).catch(() => undefined);
+    if (this.subscriber.status === 'ready') await control;
     const bound = await listen(this.server, port, host);
     this.heartbeat = setInterval(() => this.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
@@ -184,6 +205,37 @@ export class SseService implements FlushScheduler {
     }
   }
 
+  /**
+   * Ends the streams and polls of `sub` whose session predates revocation `epoch`. Streams end without
+   * a new `retry:` hint; their reconnect is refused (401), which ends a native EventSource for good.
+   * Polls answer 401.
+   */
+  closeUser(sub: string, epoch: number): number {
+    const open = this.byUser.get(sub);
+    if (!open) return 0;
+    let n = 0;
+    for (const [end, e] of [...open]) {
+      if (e < epoch) {
+        end();
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Registers how to end a stream or poll of `sub` on revocation; returns its unregistration. */
+  private trackUser(sub: string, epoch: number, end: () => void): () => void {
+    let open = this.byUser.get(sub);
+    if (!open) this.byUser.set(sub, (open = new Map()));
+    open.set(end, epoch);
+    const recent = this.recentRevocations.get(sub);
+    if (recent && epoch < recent.epoch) queueMicrotask(end);
+    return () => {
+      open.delete(end);
+      if (open.size === 0 && this.byUser.get(sub) === open) this.byUser.delete(sub);
+    };
+  }
+
   private beat(): void {
     const now = this.now();
     const hb = HEARTBEAT;
@@ -226,7 +278,7 @@ export class SseService implements FlushScheduler {
     const retryAfterMs = this.retryAfterMs.get(e) ?? (e.code === 'unavailable' ? 5000 : undefined);
     // The ticket may be spent already (it is redeemed before capacity is checked): a refusal for
     // capacity or an outage hands over the reconnect cookie, so the next attempt is still authorised.
-    const cookie: Record<string, string> = e.code === 'unavailable' && ctx.setCookie ? { 'set-cookie': ctx.setCookie } : {};
+    const cookie: Record<string, string[]> = e.code === 'unavailable' && ctx.setCookie ? { 'set-cookie': ctx.setCookie } : {};
     // A native EventSource gives up for good on any non-200 answer: when the store is briefly
     // unreachable, the task is full or the client is over its rate, tell it to come back later instead.
     if (retryAfterMs !== undefined && url.pathname === '/events' && (req.headers.accept ?? '').includes('text/event-stream')) {
@@ -235,7 +287,7 @@ export class SseService implements FlushScheduler {
       res.end(sse.retry(wait) + sse.comment(`${e.code}; reconnect later`));
       return;
     }
-    const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store', ...cookie };
+    const headers: Record<string, string | string[]> = { 'content-type': 'application/json', 'cache-control': 'no-store', ...cookie };
     if (retryAfterMs !== undefined) headers['retry-after'] = String(Math.ceil(retryAfterMs / 1000));
     res.writeHead(e.status, { ...this.corsHeaders(req), ...headers });
     res.end(errorBody(e));
@@ -376,15 +428,19 @@ export class SseService implements FlushScheduler {
 
     const stream = new SseStream(sink, names, this, (s) => this.dropSlow(s, socket), this.config.maxQueuedBytes, this.config.maxHeldEvents, (s) => this.dropHeld(s));
     if (auth.sessionExp) {
-      // Recycle well before the cookie expires (at 80% of its life, jittered) so reconnects stay authorised.
+      // Recycle well before the cookie expires (at 80% of its life, jittered) so reconnects stay authorised;
+      // a cookie that reached the session's absolute end cannot be renewed: the stream ends with it.
       const life = auth.sessionExp - now;
-      stream.closeAt = now + Math.round(life * (0.7 + 0.1 * Math.random()));
+      stream.closeAt = auth.sessionFinal ? auth.sessionExp : now + Math.round(life * (0.7 + 0.1 * Math.random()));
     }
     this.streams.add(stream);
+    const untrack =
+      auth.identity.kind === 'user' ? this.trackUser(auth.identity.sub, auth.epoch ?? 0, () => stream.close(sse.comment('revoked: get a new ticket'))) : () => undefined;
     const cleanup = () => {
       stream.gone();
       this.streams.delete(stream);
       this.hub.remove(names, stream);
+      untrack();
     };
     socket.once('close', cleanup);
     stream.write(sse.retry(this.config.retryMs));
@@ -493,12 +549,21 @@ export class SseService implements FlushScheduler {
     };
     let end: () => void = () => undefined;
     let done = false;
+    let revoked = false;
+    const untrack =
+      auth.identity.kind === 'user'
+        ? this.trackUser(auth.identity.sub, auth.epoch ?? 0, () => {
+            revoked = true;
+            end();
+          })
+        : () => undefined;
     const finish = () => {
       if (done) return;
       done = true;
       this.openPolls--;
       this.hub.remove(names, listener);
       this.polls.delete(end);
+      untrack();
     };
     res.on('close', finish);
     try {
@@ -515,7 +580,7 @@ export class SseService implements FlushScheduler {
         since = envelopeSeq(events[events.length - 1]);
         more = true;
       }
-      if (events.length === 0 && resets.length === 0) {
+      if (events.length === 0 && resets.length === 0 && !revoked) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, this.config.pollTimeoutMs);
           end = () => {
@@ -539,6 +604,7 @@ export class SseService implements FlushScheduler {
         if (fresh.length) since = fresh[fresh.length - 1].seq;
       }
       if (res.writableEnded || res.destroyed) return;
+      if (revoked) throw new RealtimeError('unauthorized', "This user's sessions were revoked; get a new ticket from POST /tickets.");
       const headers: Record<string, string> = { ...this.corsHeaders(req), 'content-type': 'application/json', 'cache-control': 'no-store' };
       const out: Record<string, string | string[]> = headers;
       if (auth.setCookie) out['set-cookie'] = auth.setCookie;
@@ -552,6 +618,6 @@ export class SseService implements FlushScheduler {
 
 /** Per-request state that an error answer needs. */
 interface RequestContext {
-  /** The reconnect cookie issued when this request redeemed a ticket. */
-  setCookie?: string;
+  /** The reconnect cookie issued when this request redeemed a ticket (and older ones expired). */
+  setCookie?: string[];
 }

@@ -14,6 +14,10 @@ export interface WsAuthorizerContext {
   readonly sub: string;
   /** The ticket's channels, comma-separated (authorizer context values are strings, numbers or booleans). */
   readonly channels: string;
+  /** True when a trusted backend asked for the ticket (API Gateway may hand it over as "true"). */
+  readonly byBackend: boolean | string;
+  /** The user's revocation epoch the ticket carried (possibly as a numeric string). */
+  readonly epoch: number | string;
 }
 
 export interface WsRequestContext {

@@ -15,7 +15,7 @@ describe('runtime configuration from the environment', () => {
       sessionTtlSeconds: 900,
       allowedOrigins: [],
       cookieSecure: true,
-      cookieSameSite: 'None',
+      cookieSameSite: 'Lax',
       streamFraming: 'close',
       writeDelayMs: 0,
       maxQueuedBytes: 1048576,

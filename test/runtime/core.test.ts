@@ -79,7 +79,14 @@ describe('tickets', () => {
 
   test('redeem: once, bound to the identity, channels and transport', async () => {
     const t = await issueTicket({ identity: alice, channels: ['chat:x'], transport: 'ws' }, deps);
-    await expect(redeemTicket(t.ticket, 'ws', deps)).resolves.toEqual({ sub: 'alice', channels: ['chat:x'], transport: 'ws' });
+    await expect(redeemTicket(t.ticket, 'ws', deps)).resolves.toEqual({
+      sub: 'alice',
+      channels: ['chat:x'],
+      transport: 'ws',
+      byBackend: false,
+      issuedAt: expect.any(Number),
+      epoch: expect.any(Number),
+    });
     await expect(redeemTicket(t.ticket, 'ws', deps)).rejects.toMatchObject({ code: 'ticket_invalid', status: 401 });
   });
 

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { EventSource } from 'eventsource';
 import { handler as ticketHandler } from '../../lambda/ticket-issuer';
 import type { HttpEvent } from '../../lambda/shared/http';
+import { LOCAL_IAM_ARN } from '../../local/http-api';
 import { startLocalStack, type LocalStack } from '../../local/stack';
 import { cookieFetch, eventually, uid } from '../support/harness';
 
@@ -83,7 +84,7 @@ describe('POST /tickets through the HTTP API stand-in and the real handler', () 
         rawPath: '/tickets',
         rawQueryString: '',
         headers: { 'content-type': 'application/json' },
-        requestContext: { http: { method: 'POST', path: '/tickets' }, authorizer: { iam: { userArn: 'arn:aws:iam::1:role/backend' } } },
+        requestContext: { http: { method: 'POST', path: '/tickets' }, authorizer: { iam: { userArn: LOCAL_IAM_ARN } } },
         body: JSON.stringify(body),
         isBase64Encoded: false,
       }) as unknown as HttpEvent;

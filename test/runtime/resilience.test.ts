@@ -97,14 +97,14 @@ describe('graceful drain', () => {
     const b = await service();
     const ch = `chat:${uid()}`;
     // A stand-in for the ALB: route to A until it starts draining (its health check fails), then to B.
-    const jar = cookieFetch();
-    const lb: typeof fetch = (input, init) => {
+    // Each client is its own browser, with its own cookie jar.
+    const lb = (jar = cookieFetch()): typeof fetch => (input, init) => {
       const target = a.service.isDraining ? b.base : a.base;
       return jar.fetch(String(input).replace(/^http:\/\/[^/]+/, target), init);
     };
     const clients = await Promise.all(
       Array.from({ length: 5 }, async (_, i) => {
-        const es = new EventSource(`${a.base}/events?channels=${ch}&ticket=${await ticketFor(redis, `u${i}`, [ch])}`, { fetch: lb });
+        const es = new EventSource(`${a.base}/events?channels=${ch}&ticket=${await ticketFor(redis, `u${i}`, [ch])}`, { fetch: lb() });
         cleanup.push(() => es.close());
         const got: string[] = [];
         let readies = 0;

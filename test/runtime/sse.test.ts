@@ -127,7 +127,8 @@ describe('resume', () => {
   test('Last-Event-ID on a two-channel stream: exactly the missed events of both, in order, then live', async () => {
     const a = `chat:${uid()}`;
     const b = `chat:${uid()}`;
-    const first = stream(`${base}/events?channels=${a},${b}&ticket=${await ticketFor(redis, 'alice', [a, b])}`);
+    const ticket = await ticketFor(redis, 'alice', [a, b]);
+    const first = stream(`${base}/events?channels=${a},${b}&ticket=${ticket}`);
     await first.until(ready);
     const seen = [(await pub(a, 1)).id, (await pub(b, 2)).id];
     await first.until((x) => ids(x).length === 2);
@@ -135,8 +136,8 @@ describe('resume', () => {
     first.close();
     const missed: string[] = [];
     for (let i = 0; i < 6; i++) missed.push((await pub(i % 2 ? a : b, `m${i}`)).id);
-    // The reconnect carries the cookie of the first response (the ticket in the URL is spent).
-    const again = stream(`${base}/events?channels=${a},${b}&ticket=spent`, { 'last-event-id': last, cookie: cookieOf(first) });
+    // The reconnect carries the cookie of the first response and, like a native reconnect, the spent ticket.
+    const again = stream(`${base}/events?channels=${a},${b}&ticket=${ticket}`, { 'last-event-id': last, cookie: cookieOf(first) });
     await again.until(ready);
     expect(again.status).toBe(200);
     expect(ids(again)).toEqual(missed);
