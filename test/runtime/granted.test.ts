@@ -4,6 +4,7 @@ import { maySubscribe, mayPublish, parseChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
 import { issueTicket } from '../../core/tickets';
 import type { HttpEvent } from '../../lambda/shared/http';
+import { LOCAL_IAM_ARN } from '../../local/http-api';
 import type { LocalStack } from '../../local/stack';
 import type { SseService } from '../../service/server';
 import { connectRedis, coreConfig, get, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
@@ -51,7 +52,7 @@ const httpEvent = (path: string, authorizer: unknown, body: unknown) =>
     body: JSON.stringify(body),
     isBase64Encoded: false,
   }) as unknown as HttpEvent;
-const IAM = { iam: { userArn: 'arn:aws:iam::1:role/backend' } };
+const IAM = { iam: { userArn: LOCAL_IAM_ARN } };
 
 /** The backend asks for the user's ticket (POST /tickets, IAM-signed, naming the user). */
 async function backendTicket(sub: string, channels: string[], transport: 'sse' | 'ws' = 'sse'): Promise<string> {
