@@ -45,6 +45,8 @@ export class RealtimeError extends Error {
 export function toRealtimeError(err: unknown): RealtimeError {
   if (err instanceof RealtimeError) return err;
   if (isRedisUnavailable(err)) return new RealtimeError('unavailable', 'The event store is unreachable; retry shortly.');
+  // maxmemory-policy noeviction: a full Redis refuses writes instead of evicting tickets, connections or history.
+  if (err instanceof Error && /^OOM\b/.test(err.message)) return new RealtimeError('unavailable', 'The event store is out of memory; nothing was written. Retry later.');
   return new RealtimeError('internal', 'Internal error.');
 }
 
