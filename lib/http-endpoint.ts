@@ -93,16 +93,19 @@ export class HttpEndpoint extends Construct {
     this.url = `${this.api.apiEndpoint}${props.path}`;
   }
 
-  /** Adds `POST {path}` to `handler` behind the same authorizer; returns the route. `path` must start with `/`. */
-  public addPostRoute(id: string, path: string, handler: RealtimeFunction): apigwv2.HttpRoute {
-    if (!/^\/[A-Za-z0-9._-]+$/.test(path)) {
-      invalid(this, `path "${path}" is not a single path segment`, 'Use a path like /revoke');
+  /**
+   * Adds `POST {path}` to `handler`, behind the endpoint's authorizer unless another is given; returns the route.
+   * `path` is one or more literal segments, like `/revoke` or `/backend/tickets`.
+   */
+  public addPostRoute(id: string, path: string, handler: RealtimeFunction, authorizer: apigwv2.IHttpRouteAuthorizer = this.authorizer): apigwv2.HttpRoute {
+    if (!/^(\/[A-Za-z0-9._-]+)+$/.test(path)) {
+      invalid(this, `path "${path}" is not literal path segments`, 'Use a path like /revoke or /backend/tickets');
     }
     const [route] = this.api.addRoutes({
       path,
       methods: [apigwv2.HttpMethod.POST],
       integration: new HttpLambdaIntegration(id, handler.function),
-      authorizer: this.authorizer,
+      authorizer,
     });
     return route;
   }

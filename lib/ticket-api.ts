@@ -3,6 +3,7 @@ import { Token } from 'aws-cdk-lib';
 import type * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer, HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { checkTrustedPrincipals, invalid } from './errors';
@@ -73,12 +74,19 @@ export interface TicketApiProps {
   readonly logRetention?: logs.RetentionDays;
 }
 
-/** `POST /tickets`: an HTTP API that authenticates the caller (JWT or IAM) and runs the ticket issuer. */
+/**
+ * `POST /tickets`: an HTTP API that authenticates the caller (JWT or IAM) and runs the ticket issuer. With JWT auth,
+ * `POST /backend/tickets` (IAM) runs the same issuer for trusted backends that name the user, which is how tickets for
+ * `granted` namespaces are minted ("your backend asks for the ticket"); with IAM auth `/tickets` itself serves them.
+ */
 export class TicketApi extends Construct {
   public readonly handler: RealtimeFunction;
   public readonly endpoint: HttpEndpoint;
   /** `https://.../tickets` */
   public readonly url: string;
+  /** Where trusted backends (IAM) mint tickets naming a user: `https://.../backend/tickets` with JWT auth, else {@link url}. */
+  public readonly backendUrl: string;
+  private readonly backendPath: string;
 
   constructor(scope: Construct, id: string, props: TicketApiProps) {
     super(scope, id);
@@ -109,6 +117,26 @@ export class TicketApi extends Construct {
       logRetention: props.logRetention,
     });
     this.url = this.endpoint.url;
+    if (auth.type === 'jwt') {
+      this.backendPath = '/backend/tickets';
+      this.endpoint.addPostRoute('BackendIntegration', this.backendPath, this.handler, new HttpIamAuthorizer());
+      this.backendUrl = `${this.endpoint.api.apiEndpoint}${this.backendPath}`;
+    } else {
+      this.backendPath = '/tickets';
+      this.backendUrl = this.url;
+    }
+  }
+
+  /**
+   * Lets a backend principal mint tickets naming a user (`execute-api:Invoke` on the IAM route of this API only). It
+   * must also be listed in {@link TicketApiProps.trustedPrincipals}.
+   */
+  public grantBackendTickets(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: [this.endpoint.api.arnForExecuteApi('POST', this.backendPath, this.endpoint.stage.stageName)],
+    });
   }
 
   private authorizer(auth: TicketAuth): apigwv2.IHttpRouteAuthorizer {

@@ -343,6 +343,13 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /tickets', AuthorizationType: 'AWS_IAM' });
   });
 
+  test('backend tickets (IAM stage): POST /tickets itself serves backends, no second route', () => {
+    const ticketApi = stack.resolve(stack.ticketApi.endpoint.api.apiId);
+    const keys = Object.values(template.findResources('AWS::ApiGatewayV2::Route', { Properties: { ApiId: ticketApi } })).map((r) => r.Properties.RouteKey);
+    expect(keys).toEqual(['POST /tickets']);
+    expect(stack.ticketApi.backendUrl).toBe(stack.ticketApi.url);
+  });
+
   test('no unauthenticated route: every HTTP route is IAM or JWT; on the WebSocket only $connect is entered, through the authorizer', () => {
     const wsApi = JSON.stringify(stack.resolve(stack.webSocket.api.apiId));
     for (const route of Object.values(template.findResources('AWS::ApiGatewayV2::Route')) as Resources[string][]) {
@@ -608,6 +615,14 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
       IdentitySource: ['$request.header.Authorization'],
     });
     template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /tickets', AuthorizationType: 'JWT', AuthorizerId: { Ref: authorizerId } });
+  });
+
+  test('backend ticket route (JWT stage): POST /backend/tickets with IAM on the same API and issuer, for granted namespaces', () => {
+    const ticketApi = stack.resolve(stack.ticketApi.endpoint.api.apiId);
+    template.hasResourceProperties('AWS::ApiGatewayV2::Route', { ApiId: ticketApi, RouteKey: 'POST /backend/tickets', AuthorizationType: 'AWS_IAM' });
+    const issuer = stack.resolve(stack.ticketApi.handler.function.functionArn);
+    const integrations = Object.values(template.findResources('AWS::ApiGatewayV2::Integration', { Properties: { ApiId: ticketApi } }));
+    expect(integrations.map((i) => stack.resolve(i.Properties.IntegrationUri))).toEqual([issuer, issuer]);
   });
 
   test('Redis with two nodes: Multi-AZ with automatic failover', () => {

@@ -162,11 +162,12 @@ describe('TicketApi and HttpEndpoint validation', () => {
 });
 
 describe('HttpEndpoint.addPostRoute validation', () => {
-  test('path with two segments: fails', () => {
+  test('path with a parameter or a trailing slash: fails', () => {
     const stack = buildStack();
-    expect(() => stack.publishApi.endpoint.addPostRoute('Extra', '/a/b', stack.publishApi.handler)).toThrow(
-      /^Realtime-test\/PublishApi\/Http: path "\/a\/b" is not a single path segment\. Use a path like \/revoke$/,
+    expect(() => stack.publishApi.endpoint.addPostRoute('Extra', '/a/{id}', stack.publishApi.handler)).toThrow(
+      /^Realtime-test\/PublishApi\/Http: path "\/a\/\{id\}" is not literal path segments\. Use a path like \/revoke or \/backend\/tickets$/,
     );
+    expect(() => stack.publishApi.endpoint.addPostRoute('Extra2', '/a/', stack.publishApi.handler)).toThrow(/is not literal path segments/);
   });
 });
 
