@@ -372,14 +372,23 @@ export interface ReplayResult {
   readonly events: string[];
   /** Channels whose history no longer reaches back to the cursor: the client must reload their state. */
   readonly resets: string[];
-  /** Where the reader continues from: the sequence when the replay ran (every event up to it was returned or reset). */
+  /**
+   * Where the reader continues from: the sequence when the replay ran (every event up to it was returned or reset),
+   * or, when `more` is true, the id of the last event returned.
+   */
   readonly position: number;
+  /** True when the replay stopped at `limit` events: read again from `position` for the rest. */
+  readonly more: boolean;
 }
 
-/** Reads what `channels` received after `cursor`, or which of them cannot be replayed. */
-export async function replay(channels: readonly ParsedChannel[], cursor: number, deps: EventDeps): Promise<ReplayResult> {
+/**
+ * Reads what `channels` received after `cursor`, or which of them cannot be replayed: at most `limit` events (the
+ * oldest first), so one request never reads a whole history into memory. Each channel's stream is read up to `limit`
+ * entries; the first `limit` of their merge are then complete up to the last one returned.
+ */
+export async function replay(channels: readonly ParsedChannel[], cursor: number, deps: EventDeps, limit = Number.MAX_SAFE_INTEGER): Promise<ReplayResult> {
   const keys = new Keys(deps.config.keyPrefix);
-  const max = Math.max(1, ...channels.map((c) => c.policy.historySize));
+  const max = Math.min(Math.max(1, limit), Math.max(1, ...channels.map((c) => c.policy.historySize)));
   const res = (await REPLAY.run(
     deps.redis,
     [
@@ -400,18 +409,21 @@ export async function replay(channels: readonly ParsedChannel[], cursor: number,
     if (reset === 1) resets.push(c.channel);
     if (envs.length) lists.push(envs);
   });
-  const events = lists.length === 1 ? lists[0] : lists.flat().sort((a, b) => envelopeSeq(a) - envelopeSeq(b));
+  let events = lists.length === 1 ? lists[0] : lists.flat().sort((a, b) => envelopeSeq(a) - envelopeSeq(b));
+  // More after this page: the merge passed `limit`, or a channel filled a read cut short by `limit` (it may hold more).
+  const more = events.length > limit || (max === limit && lists.some((l) => l.length === limit));
+  if (events.length > limit) events = events.slice(0, limit);
   const last = events.length ? envelopeSeq(events[events.length - 1]) : cursor;
-  return { events, resets, position: Math.max(Number(res[1]), last, cursor) };
+  return { events, resets, position: more ? last : Math.max(Number(res[1]), last, cursor), more };
 }
 
 /**
  * What a reader starting at `cursor` must be sent before going live: the replay after it, or, with
  * no cursor, nothing and the current position ("from now on").
  */
-export async function backlog(channels: readonly ParsedChannel[], cursor: number | undefined, deps: EventDeps): Promise<ReplayResult> {
-  if (cursor === undefined) return { events: [], resets: [], position: await currentCursor(deps) };
-  return replay(channels, cursor, deps);
+export async function backlog(channels: readonly ParsedChannel[], cursor: number | undefined, deps: EventDeps, limit?: number): Promise<ReplayResult> {
+  if (cursor === undefined) return { events: [], resets: [], position: await currentCursor(deps), more: false };
+  return replay(channels, cursor, deps, limit);
 }
 
 /**

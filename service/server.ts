@@ -4,7 +4,7 @@ import type Redis from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { parseChannelList, type ParsedChannel } from '../core/channels';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
-import { backlog, envelopeSeq, envelopeType, parseCursor } from '../core/events';
+import { backlog, envelopeSeq, envelopeType, parseCursor, replay } from '../core/events';
 import { Keys } from '../core/keys';
 import { createRedis, waitReady } from '../core/redis';
 import { parseRevocation } from '../core/revocation';
@@ -482,24 +482,27 @@ export class SseService implements FlushScheduler {
    * one; a reader that falls behind is closed by the slow-consumer cap and resumes by id.
    */
   private async catchUp(stream: SseStream, channels: readonly ParsedChannel[], cursor: number | undefined): Promise<void> {
-    const r = await backlog(channels, cursor, { redis: this.redis, config: this.config.core });
+    const deps = { redis: this.redis, config: this.config.core };
+    let r = await backlog(channels, cursor, deps, this.config.replayMaxEvents);
     if (cursor !== undefined) {
       this.metrics.replays++;
       this.metrics.resets += r.resets.length;
     }
     let out = '';
     for (const ch of r.resets) out += sse.reset(ch);
-    const page = this.config.replayMaxEvents;
-    for (let i = 0; i < r.events.length; i += page) {
-      if (stream.closed) return;
-      if (i > 0) await stream.drained();
-      if (stream.closed) return;
-      for (const env of r.events.slice(i, i + page)) out += sse.replayed(envelopeSeq(env), env, envelopeType(env));
-      stream.write(out);
+    // Pages of REPLAY_MAX_EVENTS, each read from Redis once the reader took the last one.
+    for (;;) {
+      for (const env of r.events) out += sse.replayed(envelopeSeq(env), env, envelopeType(env));
+      if (out) stream.write(out);
       out = '';
+      if (stream.closed) return;
+      if (!r.more) break;
+      await stream.drained();
+      if (stream.closed) return;
+      r = await replay(channels, r.position, deps, this.config.replayMaxEvents);
+      // A later page may find history gone meanwhile (trimmed or expired while the reader was slow).
+      for (const ch of r.resets) out += sse.reset(ch);
     }
-    if (out) stream.write(out);
-    if (stream.closed) return;
     stream.lastSeq = r.position;
     stream.write(sse.ready(stream.lastSeq, stream.channels));
     stream.goLive();
@@ -568,18 +571,13 @@ export class SseService implements FlushScheduler {
     res.on('close', finish);
     try {
       await this.hub.add(names, listener);
-      const r = await backlog(channels, cursor, { redis: this.redis, config: this.config.core });
+      // One answer carries at most REPLAY_MAX_EVENTS (and reads no more than that from Redis); `"more": true`
+      // and the cursor at the last one returned tell the client to poll again at once.
+      const r = await backlog(channels, cursor, { redis: this.redis, config: this.config.core }, this.config.replayMaxEvents);
       const { resets } = r;
       let events = r.events;
       let since = r.position;
-      // One answer carries at most REPLAY_MAX_EVENTS; `"more": true` and the cursor at the last one
-      // returned tell the client to poll again at once.
-      let more = false;
-      if (events.length > this.config.replayMaxEvents) {
-        events = events.slice(0, this.config.replayMaxEvents);
-        since = envelopeSeq(events[events.length - 1]);
-        more = true;
-      }
+      let more = r.more;
       if (events.length === 0 && resets.length === 0 && !revoked) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, this.config.pollTimeoutMs);
