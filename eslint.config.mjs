@@ -21,6 +21,11 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', cdkImports] },
   },
   {
+    // The contract between infrastructure and runtime (variable names): depends on nothing.
+    files: ['contract/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['*'], message: 'contract/ depends on nothing: infrastructure and runtime both import it.' }] }] },
+  },
+  {
     files: ['lib/**/*.ts', 'bin/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
