@@ -1,4 +1,4 @@
-/** Two projects: runtime (real redis-server, real servers and clients) and infra (CDK templates). */
+/** Three projects: runtime (real redis-server, real servers and clients), infra (CDK templates), cost (the planner). */
 const transform = {
   '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }],
 };
@@ -18,6 +18,12 @@ module.exports = {
       transform,
       testMatch: ['<rootDir>/test/infra/**/*.test.ts'],
       snapshotSerializers: ['<rootDir>/test/infra/asset-hash-serializer.ts'],
+    },
+    {
+      displayName: 'cost',
+      testEnvironment: 'node',
+      transform,
+      testMatch: ['<rootDir>/test/cost/**/*.test.ts'],
     },
   ],
   testTimeout: 30000,

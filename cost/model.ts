@@ -1,0 +1,459 @@
+/**
+ * The cost and capacity planner behind `npm run cost`: monthly cost of each transport for a load,
+ * with its breakdown per AWS item, and the Fargate tasks and Redis node it implies.
+ *
+ * Pure functions over three inputs: the load, the stage's settings, and two committed files:
+ * `cost/prices.json` (list prices with their sources and date) and `cost/figures.json` (what one
+ * task does, from this project's own benchmark). Egress to the internet is the same for every
+ * transport that delivers the same bytes, so it is shown apart and left out of the totals.
+ */
+import figuresFile from './figures.json';
+import pricesFile from './prices.json';
+
+export type Transport = 'sse' | 'ws-tasks' | 'ws-apigw' | 'poll-tasks' | 'poll-lambda' | 'appsync';
+export const TRANSPORTS: readonly Transport[] = ['sse', 'ws-tasks', 'ws-apigw', 'poll-tasks', 'poll-lambda', 'appsync'];
+
+export const TRANSPORT_NAMES: Record<Transport, string> = {
+  sse: 'SSE on Fargate tasks',
+  'ws-tasks': 'WebSocket on Fargate tasks (projected)',
+  'ws-apigw': 'WebSocket on API Gateway',
+  'poll-tasks': 'Long poll on Fargate tasks',
+  'poll-lambda': 'Short poll, HTTP API + Lambda',
+  appsync: 'AppSync Events (managed reference)',
+};
+
+/** The audience and its traffic. */
+export interface Load {
+  /** Concurrent connections, held all month. */
+  readonly connections: number;
+  /** Messages each connection receives per second. */
+  readonly rate: number;
+  /** Bytes of one message as delivered (the envelope). Defaults to 1024. */
+  readonly size: number;
+  /** Connections one published message reaches (publishes/s = connections × rate / fanout). Defaults to all connections. */
+  readonly fanout: number;
+}
+
+/** What the stage deploys (cdk.json `stages.<name>` with the constructs' defaults). */
+export interface StageSettings {
+  readonly name: string;
+  /** Fargate task CPU units (1024 = 1 vCPU). */
+  readonly taskCpu: number;
+  readonly taskMemoryMiB: number;
+  readonly minTasks: number;
+  readonly maxTasks: number;
+  readonly targetConnectionsPerTask: number;
+  readonly targetCpuPercent: number;
+  readonly heartbeatMs: number;
+  readonly sessionTtlSeconds: number;
+  readonly redisEngine: 'valkey' | 'redis';
+  readonly redisNodeType: string;
+  readonly redisNodes: number;
+  readonly natGateways: number;
+  readonly maxAzs: number;
+  readonly lambdaMemoryMiB: number;
+  /** Alarms and dashboards the stack creates (CloudWatch). */
+  readonly alarms: number;
+}
+
+export interface LineItem {
+  readonly item: string;
+  readonly monthly: number;
+  /** How it was computed, in words a reviewer can redo. */
+  readonly basis: string;
+}
+
+export interface TransportEstimate {
+  readonly transport: Transport;
+  readonly name: string;
+  /** Monthly total, egress excluded. */
+  readonly total: number;
+  readonly items: readonly LineItem[];
+  /** Fargate tasks needed (task transports). */
+  readonly tasks?: number;
+  /** What bounds the task count: connections per task, CPU, or the stage's minimum. */
+  readonly tasksBoundBy?: 'connections' | 'cpu' | 'minTasks';
+  readonly notes: readonly string[];
+}
+
+export interface Estimate {
+  readonly load: Load;
+  readonly stage: StageSettings;
+  readonly region: string;
+  readonly pricesChecked: string;
+  readonly transports: readonly TransportEstimate[];
+  /** Egress to the internet, the same for every transport (excluded from the totals). */
+  readonly egress: LineItem;
+  /** The Redis node the load needs (memory), and whether the stage's node is enough. */
+  readonly redis: { readonly nodeType: string; readonly neededMiB: number; readonly stageNodeEnough: boolean };
+}
+
+type Tiered = { readonly tiers: readonly { readonly upTo?: number; readonly price: number }[] };
+
+export const PRICES = pricesFile.items;
+export const HOURS = pricesFile.hoursPerMonth;
+export const SECONDS = HOURS * 3600;
+export const MINUTES = HOURS * 60;
+
+export interface Figures {
+  readonly sseDeliveryCpuUs: number;
+  readonly sseIdleKbPerConnection: number;
+  readonly processBaseMb: number;
+  readonly sseConnectCpuUs: number;
+  readonly apiGatewayPostCpuMs: number;
+  readonly pollRequestCpuUs: number;
+}
+
+/** The committed figures; a figure not measured yet is an error, not a silent guess. */
+export function committedFigures(): Figures {
+  const m = figuresFile.measured as Record<string, { value: number | null }>;
+  const get = (k: keyof Figures): number => {
+    const v = m[k]?.value;
+    if (typeof v !== 'number') throw new Error(`cost/figures.json has no measured ${k}: run the benchmark that writes it (see its "from")`);
+    return v;
+  };
+  return {
+    sseDeliveryCpuUs: get('sseDeliveryCpuUs'),
+    sseIdleKbPerConnection: get('sseIdleKbPerConnection'),
+    processBaseMb: get('processBaseMb'),
+    sseConnectCpuUs: get('sseConnectCpuUs'),
+    apiGatewayPostCpuMs: get('apiGatewayPostCpuMs'),
+    pollRequestCpuUs: get('pollRequestCpuUs'),
+  };
+}
+
+/** Cost of `count` units priced per million in tiers (each tier's `upTo` is cumulative units). */
+export function tieredPerMillion(count: number, t: Tiered): number {
+  let left = count;
+  let prev = 0;
+  let total = 0;
+  for (const tier of t.tiers) {
+    const cap = tier.upTo === undefined ? Infinity : tier.upTo - prev;
+    const n = Math.min(left, cap);
+    total += (n / 1e6) * tier.price;
+    left -= n;
+    if (tier.upTo !== undefined) prev = tier.upTo;
+    if (left <= 0) break;
+  }
+  return total;
+}
+
+/** Messages API Gateway bills for one message of `bytes` (32 KB increments). */
+export function meteredMessages(bytes: number): number {
+  return Math.max(1, Math.ceil(bytes / PRICES.apiGatewayWebSocketMessages.meteredBytes));
+}
+
+/** Monthly egress cost of `gb` to the internet (first 100 GB free, then tiers). */
+export function egressCost(gb: number): number {
+  const p = PRICES.dataTransferOut;
+  let left = Math.max(0, gb - p.freeGb);
+  let prev = 0;
+  let total = 0;
+  for (const tier of p.tiers as { upToGb?: number; price: number }[]) {
+    const cap = tier.upToGb === undefined ? Infinity : tier.upToGb - prev;
+    const n = Math.min(left, cap);
+    total += n * tier.price;
+    left -= n;
+    if (tier.upToGb !== undefined) prev = tier.upToGb;
+    if (left <= 0) break;
+  }
+  return total;
+}
+
+export interface LcuInput {
+  readonly newConnectionsPerSecond: number;
+  readonly activeConnections: number;
+  readonly processedGbPerHour: number;
+  readonly ruleEvaluationsPerSecond: number;
+}
+
+/** ALB capacity units: the largest of the four dimensions (at least the hourly charge's worth of nothing). */
+export function lcus(x: LcuInput): { lcu: number; dimension: keyof LcuInput } {
+  const d = PRICES.albLcuDimensions;
+  const dims: [keyof LcuInput, number][] = [
+    ['newConnectionsPerSecond', x.newConnectionsPerSecond / d.newConnectionsPerSecond],
+    ['activeConnections', x.activeConnections / d.activeConnections],
+    ['processedGbPerHour', x.processedGbPerHour / d.processedGbPerHour],
+    ['ruleEvaluationsPerSecond', x.ruleEvaluationsPerSecond / d.ruleEvaluationsPerSecond],
+  ];
+  const [dimension, lcu] = dims.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return { lcu, dimension };
+}
+
+/** A unit price as written on the price page: up to 5 decimals, trailing zeros dropped. */
+const money = (n: number) => `$${Number(n.toFixed(5))}`;
+const fmt = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} B` : n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : `${Math.round(n * 100) / 100}`);
+
+function redisNodeHour(stage: StageSettings, nodeType: string): number {
+  const nodes = PRICES.elastiCacheNodeHour.nodes as Record<string, { price: number }>;
+  const node = nodes[nodeType];
+  if (!node) throw new Error(`No price for ElastiCache node type ${nodeType}; known: ${Object.keys(nodes).join(', ')}`);
+  return node.price * (stage.redisEngine === 'redis' ? PRICES.elastiCacheNodeHour.redisOssFactor : 1);
+}
+
+/** Items every deployment of the blueprint pays whatever the transport carries: network, Redis, secrets, alarms. */
+function sharedItems(stage: StageSettings, redisNodeType: string, opts: { alb: boolean }): LineItem[] {
+  const items: LineItem[] = [];
+  items.push({ item: 'NAT gateways', monthly: stage.natGateways * PRICES.natGatewayHour.price * HOURS, basis: `${stage.natGateways} × ${money(PRICES.natGatewayHour.price)}/h` });
+  const ips = stage.natGateways + (opts.alb ? stage.maxAzs : 0);
+  items.push({ item: 'public IPv4 addresses', monthly: ips * PRICES.publicIpv4Hour.price * HOURS, basis: `${ips} (${stage.natGateways} NAT${opts.alb ? `, ${stage.maxAzs} ALB` : ''}) × ${money(PRICES.publicIpv4Hour.price)}/h` });
+  const nodeHour = redisNodeHour(stage, redisNodeType);
+  items.push({ item: `ElastiCache ${stage.redisEngine} ${redisNodeType}`, monthly: stage.redisNodes * nodeHour * HOURS, basis: `${stage.redisNodes} node(s) × $${nodeHour.toFixed(4)}/h` });
+  items.push({ item: 'Secrets Manager', monthly: 2 * PRICES.secretsManagerSecretMonth.price, basis: '2 secrets (Redis AUTH, session)' });
+  items.push({ item: 'CloudWatch alarms, dashboard', monthly: stage.alarms * PRICES.cloudWatchAlarmMonth.price + PRICES.cloudWatchDashboardMonth.price, basis: `${stage.alarms} alarms, 1 dashboard` });
+  return items;
+}
+
+/** Tickets: one per connection per hour (a browser session), through the ticket HTTP API and its Lambda. */
+function ticketItems(load: Load, stage: StageSettings, perHour = 1): LineItem[] {
+  const tickets = load.connections * perHour * HOURS;
+  if (tickets === 0) return [];
+  const gbs = tickets * (stage.lambdaMemoryMiB / 1024) * 0.01;
+  return [
+    {
+      item: 'ticket API (HTTP API + Lambda)',
+      monthly: tieredPerMillion(tickets, PRICES.httpApiRequests) + (tickets / 1e6) * PRICES.lambdaRequests.price + gbs * PRICES.lambdaArmGbSecond.price,
+      basis: `${fmt(tickets)} tickets (one per connection per hour), 10 ms each at ${stage.lambdaMemoryMiB} MB`,
+    },
+  ];
+}
+
+/** Publishes through POST /publish (HTTP API + Lambda, 20 ms each). */
+function publishItems(publishesPerSecond: number, stage: StageSettings, postCost = 0): LineItem[] {
+  const pubs = publishesPerSecond * SECONDS;
+  if (pubs === 0) return [];
+  const gbs = pubs * (stage.lambdaMemoryMiB / 1024) * 0.02;
+  return [
+    {
+      item: 'publish API (HTTP API + Lambda)',
+      monthly: tieredPerMillion(pubs, PRICES.httpApiRequests) + (pubs / 1e6) * PRICES.lambdaRequests.price + gbs * PRICES.lambdaArmGbSecond.price + postCost,
+      basis: `${fmt(pubs)} publishes, 20 ms each at ${stage.lambdaMemoryMiB} MB`,
+    },
+  ];
+}
+
+interface TaskPlan {
+  readonly tasks: number;
+  readonly boundBy: 'connections' | 'cpu' | 'minTasks';
+  readonly connectionsPerTask: number;
+  readonly cpuPerTaskUsPerSecond: number;
+  readonly notes: string[];
+}
+
+/** Fargate tasks for `connections` held and `cpuUsPerSecond` of work, within the stage's task size and scaling targets. */
+export function planTasks(connections: number, cpuUsPerSecond: number, stage: StageSettings, figures: Figures): TaskPlan {
+  const vcpu = stage.taskCpu / 1024;
+  const cpuPerTask = vcpu * 1e6 * (stage.targetCpuPercent / 100);
+  const memoryKb = stage.taskMemoryMiB * 1024 * 0.8 - figures.processBaseMb * 1024;
+  const byMemory = Math.max(0, Math.floor(memoryKb / figures.sseIdleKbPerConnection));
+  const connectionsPerTask = Math.max(1, Math.min(byMemory, stage.targetConnectionsPerTask));
+  const forConnections = Math.ceil(connections / connectionsPerTask);
+  const forCpu = Math.ceil(cpuUsPerSecond / cpuPerTask);
+  const tasks = Math.max(stage.minTasks, forConnections, forCpu);
+  const boundBy = tasks === stage.minTasks && stage.minTasks >= Math.max(forConnections, forCpu) ? 'minTasks' : forCpu > forConnections ? 'cpu' : 'connections';
+  const notes: string[] = [];
+  if (tasks > stage.maxTasks) notes.push(`needs ${tasks} tasks, above the stage's sse.maxTasks (${stage.maxTasks}): raise it, or use bigger tasks (sse.cpu/sse.memoryMiB)`);
+  return { tasks, boundBy, connectionsPerTask, cpuPerTaskUsPerSecond: cpuPerTask, notes };
+}
+
+function fargateItem(plan: TaskPlan, stage: StageSettings): LineItem {
+  const hourly = (stage.taskCpu / 1024) * PRICES.fargateArmVcpuHour.price + (stage.taskMemoryMiB / 1024) * PRICES.fargateArmGbHour.price;
+  return {
+    item: 'Fargate tasks (ARM64)',
+    monthly: plan.tasks * hourly * HOURS,
+    basis: `${plan.tasks} × ${stage.taskCpu / 1024} vCPU/${stage.taskMemoryMiB / 1024} GB at $${hourly.toFixed(5)}/h (${plan.connectionsPerTask ? `bound by ${plan.boundBy}; ${fmt(plan.connectionsPerTask)} connections per task` : 'sse.minTasks'})`,
+  };
+}
+
+function albItem(x: LcuInput): LineItem {
+  const { lcu, dimension } = lcus(x);
+  return {
+    item: 'Application Load Balancer',
+    monthly: (PRICES.albHour.price + lcu * PRICES.albLcuHour.price) * HOURS,
+    basis: `$${PRICES.albHour.price}/h + ${lcu.toFixed(2)} LCU (by ${dimension}) × $${PRICES.albLcuHour.price}/h`,
+  };
+}
+
+function total(items: readonly LineItem[]): number {
+  return items.reduce((a, i) => a + i.monthly, 0);
+}
+
+/** Bytes one SSE frame adds around the envelope (`id:`, `event:`, `data:` lines). */
+const SSE_FRAME_OVERHEAD = 40;
+/** Bytes of HTTP request + response headers of one poll. */
+const POLL_HTTP_OVERHEAD = 600;
+/** WebSocket frame header (server to client, unmasked) for messages up to 64 KB. */
+const WS_FRAME_OVERHEAD = 4;
+/** A projection until the WebSocket transport on the tasks (issue 4/8) has its own benchmark: its target is within 1.2× of SSE's CPU per delivery. */
+export const WS_TASKS_CPU_FACTOR = 1.2;
+
+/** Redis memory the load needs: history of every channel, tickets in flight, the WebSocket registry on API Gateway. */
+export function redisNeeds(load: Load, stage: StageSettings, historySize = 200): { nodeType: string; neededMiB: number; stageNodeEnough: boolean } {
+  const channels = load.connections === 0 ? 0 : Math.max(1, Math.ceil(load.connections / load.fanout));
+  const historyBytes = channels * (5 * 1024 + historySize * (load.size + 60));
+  const registryBytes = load.connections * 1200;
+  const neededMiB = (historyBytes + registryBytes) / (1024 * 1024) + 5;
+  const nodes = PRICES.elastiCacheNodeHour.nodes as Record<string, { price: number; memoryGiB: number }>;
+  // ElastiCache reserves 25 % of a node's memory by default (reserved-memory-percent).
+  const fits = (type: string) => nodes[type].memoryGiB * 1024 * 0.75 >= neededMiB;
+  const byPrice = Object.keys(nodes).sort((a, b) => nodes[a].price - nodes[b].price);
+  const nodeType = byPrice.find(fits) ?? byPrice[byPrice.length - 1];
+  return { nodeType, neededMiB, stageNodeEnough: nodes[stage.redisNodeType] ? fits(stage.redisNodeType) : false };
+}
+
+/** The whole estimate: every transport for one load on one stage. */
+export function estimate(load: Load, stage: StageSettings, figures: Figures = committedFigures()): Estimate {
+  const n = load.connections;
+  const deliveriesPerSecond = n * load.rate;
+  const deliveries = deliveriesPerSecond * SECONDS;
+  const publishesPerSecond = n === 0 ? 0 : deliveriesPerSecond / load.fanout;
+  const redis = redisNeeds(load, stage);
+  const redisType = redis.stageNodeEnough ? stage.redisNodeType : redis.nodeType;
+  const redisNote = redis.stageNodeEnough ? [] : [`Redis needs ~${Math.ceil(redis.neededMiB)} MiB: priced as ${redis.nodeType} instead of the stage's ${stage.redisNodeType}`];
+  const out: TransportEstimate[] = [];
+
+  // SSE on the tasks: streams held by the tasks, one frame per delivery, reconnects when the cookie-bound stream recycles.
+  {
+    const recycleSeconds = stage.sessionTtlSeconds * 0.75;
+    const connectsPerSecond = n / recycleSeconds;
+    const cpu = deliveriesPerSecond * figures.sseDeliveryCpuUs + connectsPerSecond * figures.sseConnectCpuUs;
+    const plan = planTasks(n, cpu, stage, figures);
+    const bytesPerSecond = deliveriesPerSecond * (load.size + SSE_FRAME_OVERHEAD) + (n * 6) / (stage.heartbeatMs / 1000);
+    const items = [
+      fargateItem(plan, stage),
+      albItem({ newConnectionsPerSecond: connectsPerSecond, activeConnections: n, processedGbPerHour: (bytesPerSecond * 3600) / 1e9, ruleEvaluationsPerSecond: 0 }),
+      ...sharedItems(stage, redisType, { alb: true }),
+      ...ticketItems(load, stage),
+      ...publishItems(publishesPerSecond, stage),
+    ];
+    out.push({ transport: 'sse', name: TRANSPORT_NAMES.sse, total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...plan.notes, ...redisNote] });
+  }
+
+  // WebSocket on the tasks: like SSE, with the 4/8 target of at most 1.2× SSE's CPU per delivery (projected).
+  {
+    const connectsPerSecond = n / (2 * 3600);
+    const cpu = deliveriesPerSecond * figures.sseDeliveryCpuUs * WS_TASKS_CPU_FACTOR + connectsPerSecond * figures.sseConnectCpuUs;
+    const plan = planTasks(n, cpu, stage, figures);
+    const bytesPerSecond = deliveriesPerSecond * (load.size + WS_FRAME_OVERHEAD) + (n * 2 * 6) / (stage.heartbeatMs / 1000);
+    const items = [
+      fargateItem(plan, stage),
+      albItem({ newConnectionsPerSecond: connectsPerSecond, activeConnections: n, processedGbPerHour: (bytesPerSecond * 3600) / 1e9, ruleEvaluationsPerSecond: 0 }),
+      ...sharedItems(stage, redisType, { alb: true }),
+      ...ticketItems(load, stage),
+      ...publishItems(publishesPerSecond, stage),
+    ];
+    out.push({
+      transport: 'ws-tasks',
+      name: TRANSPORT_NAMES['ws-tasks'],
+      total: total(items),
+      items,
+      tasks: plan.tasks,
+      tasksBoundBy: plan.boundBy,
+      notes: [`projected: CPU per delivery taken as ${WS_TASKS_CPU_FACTOR}× SSE's until the WebSocket transport on the tasks (issue 4/8) is built and benchmarked`, ...plan.notes, ...redisNote],
+    });
+  }
+
+  // API Gateway WebSocket: every delivery is a billed message (32 KB steps) posted by a fan-out Lambda; connection-minutes; pings inside the 10-minute idle limit.
+  {
+    const pingsPerConnectionPerMonth = MINUTES / 9;
+    const messages = deliveries * meteredMessages(load.size) + n * pingsPerConnectionPerMonth * 2;
+    const connMinutes = n * MINUTES;
+    const fanoutGbs = deliveries * (figures.apiGatewayPostCpuMs / 1000) * (stage.lambdaMemoryMiB / 1024);
+    const reconnects = n * (HOURS / 2);
+    const connectInvocations = reconnects * 3;
+    const items = [
+      { item: 'API Gateway WebSocket messages', monthly: tieredPerMillion(messages, PRICES.apiGatewayWebSocketMessages), basis: `${fmt(messages)} messages (${fmt(deliveries)} deliveries × ${meteredMessages(load.size)}, pings every 9 min each way)` },
+      { item: 'API Gateway connection-minutes', monthly: (connMinutes / 1e6) * PRICES.apiGatewayWebSocketConnectionMinutes.price, basis: `${fmt(connMinutes)} connection-minutes` },
+      {
+        item: 'Lambda fan-out (PostToConnection)',
+        monthly: fanoutGbs * PRICES.lambdaArmGbSecond.price,
+        basis: `${fmt(deliveries)} posts × ${figures.apiGatewayPostCpuMs} ms at ${stage.lambdaMemoryMiB} MB`,
+      },
+      {
+        item: 'Lambda $connect/authorizer/$disconnect',
+        monthly: (connectInvocations / 1e6) * PRICES.lambdaRequests.price + connectInvocations * 0.02 * (stage.lambdaMemoryMiB / 1024) * PRICES.lambdaArmGbSecond.price,
+        basis: `a reconnect every 2 h (API Gateway's limit): ${fmt(connectInvocations)} invocations`,
+      },
+      ...sharedItems(stage, redisType, { alb: false }),
+      ...ticketItems(load, stage, 0.5),
+      ...publishItems(publishesPerSecond, stage),
+    ];
+    out.push({ transport: 'ws-apigw', name: TRANSPORT_NAMES['ws-apigw'], total: total(items), items, notes: redisNote });
+  }
+
+  // Long poll on the tasks: one request per delivery (a poll answers when an event arrives), or one per POLL_TIMEOUT when quiet.
+  {
+    const requestsPerSecond = n * Math.max(load.rate, 1 / 25);
+    const cpu = requestsPerSecond * figures.pollRequestCpuUs;
+    const plan = planTasks(n, cpu, stage, figures);
+    const bytesPerSecond = requestsPerSecond * (POLL_HTTP_OVERHEAD + load.size * Math.min(1, load.rate * 25));
+    const items = [
+      fargateItem(plan, stage),
+      albItem({ newConnectionsPerSecond: n / 60, activeConnections: n, processedGbPerHour: (bytesPerSecond * 3600) / 1e9, ruleEvaluationsPerSecond: 0 }),
+      ...sharedItems(stage, redisType, { alb: true }),
+      ...ticketItems(load, stage),
+      ...publishItems(publishesPerSecond, stage),
+    ];
+    out.push({ transport: 'poll-tasks', name: TRANSPORT_NAMES['poll-tasks'], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...plan.notes, ...redisNote] });
+  }
+
+  // Short poll through the HTTP API and a Lambda: one request per connection per message interval (at least every 25 s).
+  {
+    const requests = n * Math.max(load.rate, 1 / 25) * SECONDS;
+    const gbs = requests * 0.01 * (stage.lambdaMemoryMiB / 1024);
+    const items = [
+      { item: 'HTTP API requests', monthly: tieredPerMillion(requests, PRICES.httpApiRequests), basis: `${fmt(requests)} polls` },
+      { item: 'Lambda (poll handler)', monthly: (requests / 1e6) * PRICES.lambdaRequests.price + gbs * PRICES.lambdaArmGbSecond.price, basis: `${fmt(requests)} invocations × 10 ms at ${stage.lambdaMemoryMiB} MB` },
+      ...sharedItems(stage, redisType, { alb: false }),
+      ...publishItems(publishesPerSecond, stage),
+    ];
+    out.push({ transport: 'poll-lambda', name: TRANSPORT_NAMES['poll-lambda'], total: total(items), items, notes: ['a reference: the blueprint does not deploy it (polls go to the tasks)', ...redisNote] });
+  }
+
+  // AppSync Events: each publish and each delivery is an operation, plus connection-minutes; nothing of ours to run.
+  {
+    const ops = deliveries + publishesPerSecond * SECONDS;
+    const connMinutes = n * MINUTES;
+    const items = [
+      { item: 'AppSync Events operations', monthly: (ops / 1e6) * PRICES.appSyncEventsOperations.price, basis: `${fmt(ops)} operations (deliveries + publishes)` },
+      { item: 'AppSync Events connection-minutes', monthly: (connMinutes / 1e6) * PRICES.appSyncEventsConnectionMinutes.price, basis: `${fmt(connMinutes)} connection-minutes` },
+    ];
+    out.push({ transport: 'appsync', name: TRANSPORT_NAMES.appsync, total: total(items), items, notes: ['a managed reference: no Redis, tasks or NAT of ours'] });
+  }
+
+  const gb = (deliveries * load.size) / 1e9;
+  return {
+    load,
+    stage,
+    region: pricesFile.region,
+    pricesChecked: pricesFile.checked,
+    transports: out,
+    egress: { item: 'data transfer out (every transport)', monthly: egressCost(gb), basis: `${gb.toFixed(0)} GB of messages to the internet, first 100 GB free` },
+    redis,
+  };
+}
+
+/**
+ * The audience size below which `a` (API Gateway WebSockets) costs less than `b` (SSE on the tasks), for one broadcast
+ * channel at this rate and size, found by bisection; undefined when one is cheaper at every size up to 10 M.
+ */
+export function crossover(load: { readonly rate: number; readonly size: number }, stage: StageSettings, a: Transport = 'ws-apigw', b: Transport = 'sse', figures = committedFigures()): number | undefined {
+  const cost = (n: number, t: Transport) => estimate({ ...load, connections: n, fanout: Math.max(1, n) }, stage, figures).transports.find((x) => x.transport === t)!.total;
+  let lo = 1;
+  let hi = 10_000_000;
+  if (cost(lo, a) >= cost(lo, b)) return undefined;
+  if (cost(hi, a) < cost(hi, b)) return undefined;
+  while (hi - lo > Math.max(1, lo * 0.005)) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (cost(mid, a) < cost(mid, b)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The idle bill of a deployed stage (no connections, no traffic), as docs/DEPLOY.md shows it. */
+export function idleCost(stage: StageSettings): LineItem[] {
+  const plan: TaskPlan = { tasks: stage.minTasks, boundBy: 'minTasks', connectionsPerTask: 0, cpuPerTaskUsPerSecond: 0, notes: [] };
+  const alb: LineItem = { item: 'Application Load Balancer', monthly: PRICES.albHour.price * HOURS, basis: `$${PRICES.albHour.price}/h (LCUs near zero)` };
+  return [fargateItem(plan, stage), alb, ...sharedItems(stage, stage.redisNodeType, { alb: true })];
+}

@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { StageSettings } from './model';
+
+/**
+ * The settings of a stage that drive its cost: `cdk.json` `stages.<name>` over the constructs'
+ * defaults (the same defaults docs/DEPLOY.md's configuration table lists; a test keeps them equal).
+ */
+export const STAGE_DEFAULTS: Omit<StageSettings, 'name'> = {
+  taskCpu: 256,
+  taskMemoryMiB: 512,
+  minTasks: 2,
+  maxTasks: 10,
+  targetConnectionsPerTask: 10000,
+  targetCpuPercent: 60,
+  heartbeatMs: 15000,
+  sessionTtlSeconds: 900,
+  redisEngine: 'valkey',
+  redisNodeType: 'cache.t4g.micro',
+  redisNodes: 2,
+  natGateways: 1,
+  maxAzs: 2,
+  lambdaMemoryMiB: 256,
+  alarms: 18,
+};
+
+/** Thrown for a stage that does not exist; the message is one line. */
+export class UnknownStageError extends Error {}
+
+interface RawStage {
+  network?: { natGateways?: number; maxAzs?: number };
+  redis?: { engine?: 'valkey' | 'redis'; nodeType?: string; nodes?: number };
+  sse?: { cpu?: number; memoryMiB?: number; minTasks?: number; maxTasks?: number; targetConnectionsPerTask?: number; targetCpuPercent?: number; heartbeatMs?: number };
+}
+
+/** Reads a stage from cdk.json (`root` is the repository). */
+export function loadStage(name: string, root = join(__dirname, '..')): StageSettings {
+  const cdk = JSON.parse(readFileSync(join(root, 'cdk.json'), 'utf8')) as { context?: { stages?: Record<string, RawStage> } };
+  const stages = cdk.context?.stages ?? {};
+  if (!Object.prototype.hasOwnProperty.call(stages, name)) {
+    throw new UnknownStageError(`unknown stage "${name}": cdk.json defines ${Object.keys(stages).join(', ') || 'no stages'}`);
+  }
+  const s = stages[name];
+  const d = STAGE_DEFAULTS;
+  return {
+    ...d,
+    name,
+    taskCpu: s.sse?.cpu ?? d.taskCpu,
+    taskMemoryMiB: s.sse?.memoryMiB ?? d.taskMemoryMiB,
+    minTasks: s.sse?.minTasks ?? d.minTasks,
+    maxTasks: s.sse?.maxTasks ?? d.maxTasks,
+    targetConnectionsPerTask: s.sse?.targetConnectionsPerTask ?? d.targetConnectionsPerTask,
+    targetCpuPercent: s.sse?.targetCpuPercent ?? d.targetCpuPercent,
+    heartbeatMs: s.sse?.heartbeatMs ?? d.heartbeatMs,
+    redisEngine: s.redis?.engine ?? d.redisEngine,
+    redisNodeType: s.redis?.nodeType ?? d.redisNodeType,
+    redisNodes: s.redis?.nodes ?? d.redisNodes,
+    natGateways: s.network?.natGateways ?? d.natGateways,
+    maxAzs: s.network?.maxAzs ?? d.maxAzs,
+  };
+}

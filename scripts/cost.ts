@@ -1,0 +1,121 @@
+/**
+ * `npm run cost -- --connections N --rate R [--size B] [--fanout F] [--stage NAME] [--region us-east-1] [--json]`
+ *
+ * What each transport costs per month for this load, with the breakdown per AWS item, the Fargate
+ * tasks and Redis node it implies, and where API Gateway WebSockets stop being cheaper than SSE on
+ * the tasks. Needs no AWS account: prices come from cost/prices.json, capacity from cost/figures.json.
+ * Bad input: one line on stderr, exit code 2.
+ */
+import { parseArgs } from 'node:util';
+import { crossover, estimate, type Estimate, type Load } from '../cost/model';
+import pricesFile from '../cost/prices.json';
+import { loadStage } from '../cost/stage';
+import { idleTable, readmeTable } from '../cost/tables';
+
+export class UsageError extends Error {}
+
+const USAGE = 'usage: npm run cost -- --connections N --rate R [--size BYTES] [--fanout F] [--stage NAME] [--region us-east-1] [--json]';
+
+function number(name: string, raw: string | undefined, opts: { min: number; integer?: boolean; fallback?: number }): number {
+  if (raw === undefined) {
+    if (opts.fallback !== undefined) return opts.fallback;
+    throw new UsageError(`--${name} is required (${USAGE})`);
+  }
+  const v = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(v)) throw new UsageError(`--${name} must be a number, got "${raw}"`);
+  if (v < opts.min) throw new UsageError(`--${name} must be at least ${opts.min}, got ${raw}`);
+  if (opts.integer && !Number.isInteger(v)) throw new UsageError(`--${name} must be a whole number, got ${raw}`);
+  return v;
+}
+
+export interface CostArgs {
+  readonly load: Load;
+  readonly stage: string;
+  readonly json: boolean;
+}
+
+export function parseCostArgs(argv: readonly string[]): CostArgs {
+  let values: Record<string, string | boolean | undefined>;
+  // `--rate -1` reads as an option without a value to parseArgs: join negative numbers to their option.
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i].startsWith('--') && !argv[i].includes('=') && /^-\d/.test(argv[i + 1] ?? '')) args.push(`${argv[i]}=${argv[++i]}`);
+    else args.push(argv[i]);
+  }
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        connections: { type: 'string' },
+        rate: { type: 'string' },
+        size: { type: 'string' },
+        fanout: { type: 'string' },
+        stage: { type: 'string' },
+        region: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.split('\n')[0]} (${USAGE})`);
+  }
+  const region = (values.region as string | undefined) ?? pricesFile.region;
+  if (region !== pricesFile.region) throw new UsageError(`no prices for region "${region}": cost/prices.json holds ${pricesFile.region} only`);
+  const connections = number('connections', values.connections as string | undefined, { min: 0, integer: true });
+  const rate = number('rate', values.rate as string | undefined, { min: 0 });
+  const size = number('size', values.size as string | undefined, { min: 1, integer: true, fallback: 1024 });
+  if (size > 131072) throw new UsageError(`--size must be at most 131072 (API Gateway's 128 KB message limit), got ${size}`);
+  const fanout = number('fanout', values.fanout as string | undefined, { min: 1, integer: true, fallback: Math.max(1, connections) });
+  if (connections > 0 && fanout > connections) throw new UsageError(`--fanout (${fanout}) cannot exceed --connections (${connections})`);
+  return { load: { connections, rate, size, fanout }, stage: (values.stage as string | undefined) ?? 'dev', json: values.json === true };
+}
+
+const usd = (n: number) => `$${n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(2)}`;
+
+/** The table a person reads. */
+export function render(e: Estimate, cross: number | undefined): string {
+  const lines: string[] = [];
+  const { load, stage } = e;
+  lines.push(`${load.connections.toLocaleString('en-US')} connections × ${load.rate} msg/s of ${load.size} B, fan-out ${load.fanout.toLocaleString('en-US')}; stage ${stage.name} (${stage.taskCpu / 1024} vCPU/${stage.taskMemoryMiB} MiB tasks, ${stage.redisNodes} × ${stage.redisNodeType}, ${stage.natGateways} NAT); ${e.region} list prices of ${e.pricesChecked}, per month, egress excluded`);
+  lines.push('');
+  lines.push('| transport | per month | Fargate tasks |');
+  lines.push('| --- | ---: | ---: |');
+  const sorted = [...e.transports].sort((a, b) => a.total - b.total);
+  for (const t of sorted) lines.push(`| ${t.name} | ${usd(t.total)} | ${t.tasks === undefined ? '–' : `${t.tasks} (${t.tasksBoundBy})`} |`);
+  lines.push('');
+  lines.push(`Data transfer out, the same for every transport: ${usd(e.egress.monthly)} (${e.egress.basis}).`);
+  lines.push(`Redis: the load needs ~${Math.ceil(e.redis.neededMiB)} MiB: ${e.redis.stageNodeEnough ? `the stage's ${stage.redisNodeType} is enough` : `needs ${e.redis.nodeType}`}.`);
+  lines.push(cross === undefined ? 'Crossover: API Gateway WebSockets are not cheaper than SSE on the tasks at this rate and size for any audience up to 10 M.' : `Crossover: below ~${cross.toLocaleString('en-US')} connections (same rate and size, one broadcast channel) API Gateway WebSockets cost less than SSE on the tasks.`);
+  for (const t of sorted) {
+    lines.push('');
+    lines.push(`${t.name}: ${usd(t.total)}`);
+    for (const i of t.items) lines.push(`  ${usd(i.monthly).padStart(10)}  ${i.item}: ${i.basis}`);
+    for (const n of t.notes) lines.push(`  note: ${n}`);
+  }
+  return lines.join('\n');
+}
+
+export function run(argv: readonly string[]): { code: number; stdout: string; stderr: string } {
+  // The tables the docs carry, printed by the same code (tests keep README.md and docs/DEPLOY.md equal to them).
+  if (argv[0] === '--readme-table') return { code: 0, stdout: readmeTable(), stderr: '' };
+  if (argv[0] === '--idle-table') return { code: 0, stdout: idleTable(), stderr: '' };
+  try {
+    const a = parseCostArgs(argv);
+    const stage = loadStage(a.stage);
+    const e = estimate(a.load, stage);
+    const cross = crossover({ rate: a.load.rate, size: a.load.size }, stage);
+    return { code: 0, stdout: a.json ? JSON.stringify({ ...e, crossoverConnections: cross ?? null }, null, 2) : render(e, cross), stderr: '' };
+  } catch (err) {
+    if (err instanceof UsageError || (err instanceof Error && err.name !== 'Error') || (err instanceof Error && /unknown stage/.test(err.message))) {
+      return { code: 2, stdout: '', stderr: `npm run cost: ${err.message}` };
+    }
+    throw err;
+  }
+}
+
+if (require.main === module) {
+  const r = run(process.argv.slice(2));
+  if (r.stdout) process.stdout.write(`${r.stdout}\n`);
+  if (r.stderr) process.stderr.write(`${r.stderr}\n`);
+  process.exitCode = r.code;
+}

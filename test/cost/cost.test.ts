@@ -1,0 +1,167 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { egressCost, estimate, lcus, meteredMessages, PRICES, SECONDS, MINUTES, HOURS, tieredPerMillion, type Figures, type Load, type Transport } from '../../cost/model';
+import { loadStage, STAGE_DEFAULTS } from '../../cost/stage';
+import { idleTable, readmeTable } from '../../cost/tables';
+import { run } from '../../scripts/cost';
+
+/** Fixed figures, so these cases do not move when a benchmark rewrites cost/figures.json. */
+const FIGURES: Figures = { sseDeliveryCpuUs: 5, sseIdleKbPerConnection: 12, processBaseMb: 70, sseConnectCpuUs: 350, apiGatewayPostCpuMs: 0.5, pollRequestCpuUs: 250 };
+const dev = loadStage('dev');
+const load = (connections: number, rate: number, size = 1024): Load => ({ connections, rate, size, fanout: Math.max(1, connections) });
+const item = (t: Transport, name: string, l: Load, stage = dev) => {
+  const e = estimate(l, stage, FIGURES).transports.find((x) => x.transport === t)!;
+  const i = e.items.find((x) => x.item.startsWith(name));
+  if (!i) throw new Error(`no item ${name} in ${t}: ${e.items.map((x) => x.item).join(', ')}`);
+  return i.monthly;
+};
+const total = (t: Transport, l: Load, stage = dev) => estimate(l, stage, FIGURES).transports.find((x) => x.transport === t)!.total;
+
+describe('unit boundaries', () => {
+  test('API Gateway meters WebSocket messages in 32 KB steps', () => {
+    expect(meteredMessages(1)).toBe(1);
+    expect(meteredMessages(32768)).toBe(1);
+    expect(meteredMessages(32769)).toBe(2);
+    expect(meteredMessages(131072)).toBe(4);
+  });
+
+  test('tiers: HTTP API $1.00/M up to 300 M then $0.90/M; WebSocket messages $1.00/M up to 1 B then $0.80/M', () => {
+    expect(tieredPerMillion(300e6, PRICES.httpApiRequests)).toBeCloseTo(300, 6);
+    expect(tieredPerMillion(301e6, PRICES.httpApiRequests)).toBeCloseTo(300.9, 6);
+    expect(tieredPerMillion(2e9, PRICES.apiGatewayWebSocketMessages)).toBeCloseTo(1000 + 800, 6);
+  });
+
+  test('egress: the first 100 GB free, then $0.09/GB', () => {
+    expect(egressCost(100)).toBe(0);
+    expect(egressCost(110)).toBeCloseTo(0.9, 6);
+    expect(egressCost(100 + 10240)).toBeCloseTo(10240 * 0.09, 6);
+    expect(egressCost(100 + 10240 + 100)).toBeCloseTo(10240 * 0.09 + 100 * 0.085, 6);
+  });
+
+  test('ALB LCU: the largest of its four dimensions', () => {
+    expect(lcus({ newConnectionsPerSecond: 50, activeConnections: 0, processedGbPerHour: 0, ruleEvaluationsPerSecond: 0 })).toEqual({ lcu: 2, dimension: 'newConnectionsPerSecond' });
+    expect(lcus({ newConnectionsPerSecond: 1, activeConnections: 9000, processedGbPerHour: 0, ruleEvaluationsPerSecond: 0 })).toEqual({ lcu: 3, dimension: 'activeConnections' });
+    expect(lcus({ newConnectionsPerSecond: 1, activeConnections: 9000, processedGbPerHour: 4, ruleEvaluationsPerSecond: 0 })).toEqual({ lcu: 4, dimension: 'processedGbPerHour' });
+    expect(lcus({ newConnectionsPerSecond: 0, activeConnections: 0, processedGbPerHour: 0, ruleEvaluationsPerSecond: 5000 })).toEqual({ lcu: 5, dimension: 'ruleEvaluationsPerSecond' });
+  });
+});
+
+describe('10,000 connections, each receiving one 1 KB message per second (the scenarios of issue 7/8)', () => {
+  const l = load(10_000, 1);
+  const deliveries = 10_000 * SECONDS; // 26.28 B
+
+  test('API Gateway WebSocket: messages (first 1 B at $1, the rest at $0.80, pings every 9 min both ways) and connection-minutes', () => {
+    const messages = deliveries + 10_000 * (MINUTES / 9) * 2;
+    expect(item('ws-apigw', 'API Gateway WebSocket messages', l)).toBeCloseTo(1000 + ((messages - 1e9) / 1e6) * 0.8, 4);
+    expect(item('ws-apigw', 'API Gateway connection-minutes', l)).toBeCloseTo(((10_000 * MINUTES) / 1e6) * 0.25, 6);
+    // About $22,000 a month, almost all message fees.
+    expect(total('ws-apigw', l)).toBeGreaterThan(21_000);
+    expect(total('ws-apigw', l)).toBeLessThan(22_500);
+  });
+
+  test('AppSync Events: every delivery and publish an operation at $1/M, plus connection-minutes at $0.08/M', () => {
+    const ops = deliveries + 1 * SECONDS;
+    expect(total('appsync', l)).toBeCloseTo((ops / 1e6) * 1 + ((10_000 * MINUTES) / 1e6) * 0.08, 4);
+  });
+
+  test('short poll through the HTTP API and Lambda: one request per connection per second', () => {
+    expect(item('poll-lambda', 'HTTP API requests', l)).toBeCloseTo(300 + ((deliveries - 300e6) / 1e6) * 0.9, 4);
+    expect(item('poll-lambda', 'Lambda (poll handler)', l)).toBeCloseTo((deliveries / 1e6) * 0.2 + deliveries * 0.01 * 0.25 * 0.0000133334, 4);
+    expect(total('poll-lambda', l)).toBeGreaterThan(29_000);
+  });
+
+  test('SSE on the tasks: the CPU of 10k deliveries/s fits the stage minimum; the ALB is billed by processed bytes', () => {
+    const e = estimate(l, dev, FIGURES).transports.find((x) => x.transport === 'sse')!;
+    // CPU: 10,000 × 5 µs + reconnects (10,000 / 675 s × 350 µs) = 55.2 ms/s, under one 0.25 vCPU task at 60 % (150 ms/s).
+    expect(e.tasks).toBe(1);
+    // Processed: 10,000 × 1,064 B/s + heartbeats, per hour, in GB: ≈ 38.3 LCU.
+    const gbPerHour = ((10_000 * (1024 + 40) + (10_000 * 6) / 15) * 3600) / 1e9;
+    expect(item('sse', 'Application Load Balancer', l)).toBeCloseTo((0.0225 + gbPerHour * 0.008) * HOURS, 4);
+    expect(item('sse', 'Fargate tasks', l)).toBeCloseTo((0.25 * 0.03238 + 0.5 * 0.00356) * HOURS, 6);
+    // About $355 in the issue's round figures; two orders of magnitude under API Gateway.
+    expect(e.total).toBeGreaterThan(250);
+    expect(e.total).toBeLessThan(400);
+  });
+
+  test('long poll on the tasks: one request per delivery, the tasks bound by CPU', () => {
+    const e = estimate(l, dev, FIGURES).transports.find((x) => x.transport === 'poll-tasks')!;
+    // 10,000 requests/s × 250 µs = 2.5 s of CPU per second over 0.15 vCPU of each task: 17 tasks.
+    expect(e.tasks).toBe(17);
+    expect(e.tasksBoundBy).toBe('cpu');
+    expect(e.notes.join(' ')).toMatch(/above the stage's sse.maxTasks \(4\)/);
+    expect(e.total).toBeGreaterThan(400);
+    expect(e.total).toBeLessThan(700);
+  });
+});
+
+test('a small, bursty audience: API Gateway WebSockets cost less than SSE tasks (no ALB, no always-on task)', () => {
+  const l = load(100, 0.01);
+  expect(total('ws-apigw', l)).toBeLessThan(total('sse', l));
+  // 100 × 0.01/s × 2.628 M s = 2.628 M deliveries + pings; the rest is NAT, Redis and the ticket API.
+  expect(item('ws-apigw', 'API Gateway WebSocket messages', l)).toBeCloseTo(((100 * 0.01 * SECONDS + 100 * (MINUTES / 9) * 2) / 1e6) * 1, 6);
+});
+
+test('task count bound by connections per task: 100,000 idle-ish connections on dev tasks need ten', () => {
+  const e = estimate(load(100_000, 0.01), dev, FIGURES).transports.find((x) => x.transport === 'sse')!;
+  expect(e.tasks).toBe(10);
+  expect(e.tasksBoundBy).toBe('connections');
+});
+
+test('--stage prod prices that stage: two NAT gateways, two t4g.small nodes, 0.5 vCPU tasks', () => {
+  const prod = loadStage('prod');
+  expect(prod).toMatchObject({ natGateways: 2, redisNodes: 2, redisNodeType: 'cache.t4g.small', taskCpu: 512, taskMemoryMiB: 1024, minTasks: 2, maxTasks: 20 });
+  expect(item('sse', 'NAT gateways', load(10, 1), prod)).toBeCloseTo(2 * 0.045 * HOURS, 6);
+  expect(item('sse', 'ElastiCache', load(10, 1), prod)).toBeCloseTo(2 * 0.0256 * HOURS, 6);
+});
+
+describe('npm run cost', () => {
+  test('prints the table with the breakdown and task counts', () => {
+    const r = run(['--connections', '10000', '--rate', '1']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\| SSE on Fargate tasks \| \$\d+ \| \d+ \((minTasks|cpu|connections)\) \|/);
+    expect(r.stdout).toMatch(/\| WebSocket on API Gateway \| \$2\d,\d{3} \| – \|/);
+    expect(r.stdout).toContain('Application Load Balancer: $0.0225/h');
+    expect(r.stdout).toMatch(/Crossover: below ~\d+ connections/);
+    const j = JSON.parse(run(['--connections', '10000', '--rate', '1', '--json']).stdout);
+    expect(j.transports.map((t: { transport: string }) => t.transport).sort()).toEqual(['appsync', 'poll-lambda', 'poll-tasks', 'sse', 'ws-apigw', 'ws-tasks']);
+  });
+
+  test.each([
+    [['--connections', '-5', '--rate', '1'], /--connections must be at least 0, got -5/],
+    [['--connections', 'ten', '--rate', '1'], /--connections must be a number, got "ten"/],
+    [['--connections', '10', '--rate', '1.5x'], /--rate must be a number/],
+    [['--connections', '10.5', '--rate', '1'], /--connections must be a whole number/],
+    [['--rate', '1'], /--connections is required/],
+    [['--connections', '10', '--rate', '1', '--stage', 'staging'], /unknown stage "staging": cdk.json defines dev, prod/],
+    [['--connections', '10', '--rate', '1', '--region', 'eu-west-1'], /no prices for region "eu-west-1"/],
+    [['--connections', '10', '--rate', '1', '--fanout', '20'], /--fanout \(20\) cannot exceed --connections \(10\)/],
+    [['--connections', '10', '--rate', '1', '--size', '200000'], /--size must be at most 131072/],
+    [['--connections', '10', '--rate', '1', '--frobnicate'], /Unknown option '--frobnicate'/],
+  ])('bad input %j: one line on stderr, exit code 2', (argv, message) => {
+    const r = run(argv);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.split('\n')).toHaveLength(1);
+  });
+});
+
+describe('the docs carry the planner\'s own tables', () => {
+  const root = join(__dirname, '..', '..');
+  test('README "What it costs" equals npm run cost -- --readme-table', () => {
+    expect(readFileSync(join(root, 'README.md'), 'utf8')).toContain(readmeTable());
+  });
+  test('docs/DEPLOY.md idle cost equals npm run cost -- --idle-table', () => {
+    expect(readFileSync(join(root, 'docs/DEPLOY.md'), 'utf8')).toContain(idleTable());
+  });
+  test('the stage defaults the planner assumes are the ones docs/DEPLOY.md documents', () => {
+    const deploy = readFileSync(join(root, 'docs/DEPLOY.md'), 'utf8');
+    const row = (key: string) => deploy.split('\n').find((l) => l.startsWith(`| \`${key}\``)) ?? '';
+    expect(row('sse.cpu')).toContain(`\`${STAGE_DEFAULTS.taskCpu}\` / \`${STAGE_DEFAULTS.taskMemoryMiB}\``);
+    expect(row('sse.minTasks')).toContain(`\`${STAGE_DEFAULTS.minTasks}\` / \`${STAGE_DEFAULTS.maxTasks}\``);
+    expect(row('sse.targetConnectionsPerTask')).toContain(`\`${STAGE_DEFAULTS.targetConnectionsPerTask}\``);
+    expect(row('redis.nodeType')).toContain(`"${STAGE_DEFAULTS.redisNodeType}"`);
+    expect(row('redis.nodes')).toContain(`\`${STAGE_DEFAULTS.redisNodes}\``);
+    expect(row('network.natGateways')).toContain(`\`${STAGE_DEFAULTS.natGateways}\``);
+  });
+});
