@@ -51,7 +51,6 @@ export const LambdaEnvSchema = z.object({
   [LAMBDA_ENV.wsManagementEndpoint]: url(/^https?:\/\/[^\s]+$/, 'http(s)'),
   [LAMBDA_ENV.wsFanoutConcurrency]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(1000).default(DEFAULT_WS_FANOUT_CONCURRENCY)),
   [LAMBDA_ENV.wsGoneGraceMs]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(600_000).default(DEFAULT_WS_GONE_GRACE_MS)),
-  [LAMBDA_ENV.trustedPrincipals]: z.string().optional(),
   [CORE_ENV.logLevel]: z.preprocess(
     (v) => (typeof v === 'string' && v !== '' ? v.toLowerCase() : undefined),
     z.enum(Object.keys(LOG_LEVELS) as [keyof typeof LOG_LEVELS, ...(keyof typeof LOG_LEVELS)[]]).optional(),
@@ -74,13 +73,11 @@ export function lambdaConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Lambd
   const parsed = LambdaEnvSchema.safeParse(env);
   if (!parsed.success) problems.push(formatIssues(parsed.error));
   let trustedPrincipals: TrustedPrincipals | undefined;
-  if (parsed.success) {
-    try {
-      trustedPrincipals = parseTrustedPrincipals(parsed.data[LAMBDA_ENV.trustedPrincipals]);
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      problems.push(err.message.replace(/^Invalid configuration: /, ''));
-    }
+  try {
+    trustedPrincipals = parseTrustedPrincipals(env[LAMBDA_ENV.trustedPrincipals]);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(err.message.replace(/^Invalid configuration: /, ''));
   }
   if (problems.length || !core || !parsed.success || !trustedPrincipals) throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
   const e = parsed.data;
