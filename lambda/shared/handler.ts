@@ -22,6 +22,10 @@ export interface HandlerSpec<E, R> {
   readonly answer: ErrorAnswer<E, R>;
   /** Fields of the event logged with a failure (connection id, route). Defaults to none. */
   readonly context?: (event: E) => Record<string, unknown>;
+  /** Level of the failure (5xx) line, for best-effort work whose failure is repaired elsewhere. Defaults to `error`. */
+  readonly failureLevel?: 'error' | 'warn';
+  /** Said after the failure line's name: what happens instead. Defaults to none. */
+  readonly failureNote?: string;
 }
 
 export function wrapHandler<E, R>(runtime: LambdaRuntime, spec: HandlerSpec<E, R>): (event: E) => Promise<R> {
@@ -31,7 +35,7 @@ export function wrapHandler<E, R>(runtime: LambdaRuntime, spec: HandlerSpec<E, R
     } catch (err) {
       const e = toRealtimeError(err);
       const context = spec.context?.(event) ?? {};
-      if (e.status >= 500) runtime.logger.error(`${spec.name} failed`, { error: err as Error, code: e.code, ...context });
+      if (e.status >= 500) runtime.logger[spec.failureLevel ?? 'error'](`${spec.name} failed${spec.failureNote ? `; ${spec.failureNote}` : ''}`, { error: err as Error, code: e.code, ...context });
       else runtime.logger.debug(`${spec.name} refused`, { code: e.code, ...context });
       return spec.answer(e, event, runtime);
     }
@@ -65,7 +69,14 @@ export function wsConnectHandler(runtime: LambdaRuntime, name: string, run: (eve
 
 /** `$disconnect`: nothing can be answered; 200 either way (the failure is logged). */
 export function wsDisconnectHandler(runtime: LambdaRuntime, name: string, run: (event: WsEvent) => Promise<WsResult>): (event: WsEvent) => Promise<WsResult> {
-  return wrapHandler(runtime, { name, run, answer: () => ({ statusCode: 200 }), context: wsContext });
+  return wrapHandler(runtime, {
+    name,
+    run,
+    answer: () => ({ statusCode: 200 }),
+    context: wsContext,
+    failureLevel: 'warn',
+    failureNote: 'the fan-out removes the connection on its first 410',
+  });
 }
 
 /** An authorizer's policy for the `$connect` request. */
