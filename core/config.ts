@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CORE_ENV } from '../contract/env';
 
 /** Who may subscribe to the channels of a namespace. */
 export const SubscribePolicy = z.enum(['public', 'authenticated', 'owner', 'granted']);
@@ -65,10 +66,10 @@ export function parseNamespaces(json: string | undefined): Namespaces {
   try {
     raw = JSON.parse(json);
   } catch {
-    throw new ConfigError('NAMESPACES_JSON: not valid JSON');
+    throw new ConfigError(`${CORE_ENV.namespacesJson}: not valid JSON`);
   }
   const parsed = NamespacesSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(formatIssues(parsed.error, 'NAMESPACES_JSON.'));
+  if (!parsed.success) throw new ConfigError(formatIssues(parsed.error, `${CORE_ENV.namespacesJson}.`));
   return parsed.data;
 }
 
@@ -81,19 +82,19 @@ export const DEFAULT_USER_PUBLISH_PER_MINUTE = 300;
 /** Default of USER_NEW_CHANNELS_PER_HOUR: channels one user may start per hour. */
 export const DEFAULT_USER_NEW_CHANNELS_PER_HOUR = 50;
 
-/** Settings shared by every runtime (Lambdas, SSE service, local stack), read from the environment. */
+/** Settings shared by every runtime (Lambdas, SSE service, local stack), read from the environment (names: `contract/env.ts`). */
 export const CoreEnvSchema = z.object({
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+  [CORE_ENV.redisUrl]: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
   /** Redis AUTH token; on AWS injected as a secret (ECS) or read from REDIS_SECRET_ARN (Lambda). */
-  REDIS_PASSWORD: z.string().min(1).optional(),
-  REDIS_SECRET_ARN: z.string().startsWith('arn:').optional(),
-  KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]{1,32}$/, 'letters, digits, ":", "_" or "-", up to 32 chars').default('rt:'),
-  NAMESPACES_JSON: z.string().optional(),
-  TICKET_TTL_SECONDS: z.coerce.number().int().min(5).max(300).default(30),
-  MAX_PAYLOAD_BYTES: z.coerce.number().int().min(256).max(32768).default(32768),
-  MAX_CHANNELS_PER_CONNECTION: z.coerce.number().int().min(1).max(64).default(16),
-  USER_PUBLISH_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_USER_PUBLISH_PER_MINUTE),
-  USER_NEW_CHANNELS_PER_HOUR: z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_USER_NEW_CHANNELS_PER_HOUR),
+  [CORE_ENV.redisPassword]: z.string().min(1).optional(),
+  [CORE_ENV.redisSecretArn]: z.string().startsWith('arn:').optional(),
+  [CORE_ENV.keyPrefix]: z.string().regex(/^[A-Za-z0-9:_-]{1,32}$/, 'letters, digits, ":", "_" or "-", up to 32 chars').default('rt:'),
+  [CORE_ENV.namespacesJson]: z.string().optional(),
+  [CORE_ENV.ticketTtlSeconds]: z.coerce.number().int().min(5).max(300).default(30),
+  [CORE_ENV.maxPayloadBytes]: z.coerce.number().int().min(256).max(32768).default(32768),
+  [CORE_ENV.maxChannelsPerConnection]: z.coerce.number().int().min(1).max(64).default(16),
+  [CORE_ENV.userPublishPerMinute]: z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_USER_PUBLISH_PER_MINUTE),
+  [CORE_ENV.userNewChannelsPerHour]: z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_USER_NEW_CHANNELS_PER_HOUR),
 });
 
 export interface CoreConfig {
@@ -134,16 +135,16 @@ export function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv)
 export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreConfig {
   const e = parseEnv(CoreEnvSchema, env);
   return {
-    redisUrl: e.REDIS_URL,
-    redisPassword: e.REDIS_PASSWORD,
-    redisSecretArn: e.REDIS_SECRET_ARN,
-    keyPrefix: e.KEY_PREFIX,
-    namespaces: parseNamespaces(e.NAMESPACES_JSON),
-    ticketTtlSeconds: e.TICKET_TTL_SECONDS,
-    maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
-    maxChannelsPerConnection: e.MAX_CHANNELS_PER_CONNECTION,
-    userPublishPerMinute: e.USER_PUBLISH_PER_MINUTE,
-    userNewChannelsPerHour: e.USER_NEW_CHANNELS_PER_HOUR,
+    redisUrl: e[CORE_ENV.redisUrl],
+    redisPassword: e[CORE_ENV.redisPassword],
+    redisSecretArn: e[CORE_ENV.redisSecretArn],
+    keyPrefix: e[CORE_ENV.keyPrefix],
+    namespaces: parseNamespaces(e[CORE_ENV.namespacesJson]),
+    ticketTtlSeconds: e[CORE_ENV.ticketTtlSeconds],
+    maxPayloadBytes: e[CORE_ENV.maxPayloadBytes],
+    maxChannelsPerConnection: e[CORE_ENV.maxChannelsPerConnection],
+    userPublishPerMinute: e[CORE_ENV.userPublishPerMinute],
+    userNewChannelsPerHour: e[CORE_ENV.userNewChannelsPerHour],
   };
 }
 

@@ -64,11 +64,13 @@ export interface Subscriber {
   readonly member: string;
 }
 
+/** The connection's record (`Keys.connection`). */
 export function connectionKey(keys: Keys, connectionId: string): string {
-  return `${keys.prefix}wc:${connectionId}`;
+  return keys.connection(connectionId);
 }
+/** The channel's subscriber set (`Keys.channelSubscribers`). */
 export function subscribersKey(keys: Keys, channel: string): string {
-  return `${keys.prefix}wsub:${channel}`;
+  return keys.channelSubscribers(channel);
 }
 const member = (connectionId: string, floor: string | number) => `${connectionId}|${floor}`;
 

@@ -58,6 +58,17 @@ export class Keys {
   userConnections(sub: string): string {
     return `${this.prefix}wu:${sub}`;
   }
+  /**
+   * An API Gateway WebSocket connection's record: identity, grant, registration time and one field
+   * per subscription with its floor (see `core/connections.ts`).
+   */
+  connection(connectionId: string): string {
+    return `${this.prefix}wc:${connectionId}`;
+  }
+  /** Set of a channel's WebSocket subscribers, members `{connectionId}|{floor}`. */
+  channelSubscribers(channel: string): string {
+    return `${this.prefix}wsub:${channel}`;
+  }
   /** An idempotency key, scoped to the principal that sent it (see `describeIdentity`). */
   idempotency(principal: string, key: string): string {
     return `${this.prefix}idem:${sha256(`${principal}\n${key}`)}`;

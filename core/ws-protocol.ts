@@ -1,3 +1,4 @@
+import { WS_ACTIONS, type WsAction } from '../contract/ws';
 import { RealtimeError, toRealtimeError } from './errors';
 
 /**
@@ -7,9 +8,12 @@ import { RealtimeError, toRealtimeError } from './errors';
  * client tells them apart by `type` alone.
  */
 
-/** The actions API Gateway routes on (`$request.body.action`); anything else reaches `$default`. */
-export const ACTIONS = ['subscribe', 'unsubscribe', 'publish', 'ping'] as const;
-export type Action = (typeof ACTIONS)[number];
+/**
+ * The actions API Gateway routes on (`$request.body.action`); anything else reaches `$default`.
+ * The one list lives in `contract/ws.ts`, where the infrastructure reads it too.
+ */
+export const ACTIONS = WS_ACTIONS;
+export type Action = WsAction;
 
 export type ClientFrame =
   | { readonly action: 'subscribe'; readonly channel: unknown; readonly since?: unknown }

@@ -1,44 +1,5 @@
-import { DeleteConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
-import { RealtimeError } from '../core/errors';
-import { isGone } from '../core/fanout';
-import { SUB_PATTERN } from '../core/identity';
-import { revokeUser } from '../core/revocation';
-import { callerIdentity, errorResult, json, jsonBody, type HttpEvent, type HttpResult } from './shared/http';
-import { getRuntime, logger } from './shared/runtime';
-import { managementClient } from './shared/ws';
+import { createRevokeHandler } from './handlers/revoke';
+import { environmentRuntime } from './shared/runtime';
 
-/**
- * `POST /revoke` `{"sub"}` (IAM-signed backends only) → `202 {"sub","epoch"}`.
- * Every ticket and reconnect cookie of the user issued before now stops working (401), the user's
- * SSE streams and long polls end on every service instance, and the user's WebSocket connections
- * are closed (when WS_MANAGEMENT_ENDPOINT is set). The user signs in again through POST /tickets.
- */
-export async function handler(event: HttpEvent): Promise<HttpResult> {
-  try {
-    const identity = callerIdentity(event);
-    if (identity.kind === 'anonymous') throw new RealtimeError('unauthorized', 'Sign the request (IAM SigV4) to revoke.');
-    if (identity.kind !== 'server') throw new RealtimeError('forbidden', 'Only a backend (an IAM-signed request) may revoke sessions.');
-    const body = jsonBody(event);
-    if (typeof body.sub !== 'string' || !SUB_PATTERN.test(body.sub)) {
-      throw new RealtimeError('bad_request', 'Name the user whose sessions end in "sub" (1-128 chars).');
-    }
-    const { config, redis } = await getRuntime();
-    const client = managementClient();
-    const closeConnection = client
-      ? async (connectionId: string) => {
-          try {
-            await client.send(new DeleteConnectionCommand({ ConnectionId: connectionId }));
-          } catch (err) {
-            if (!isGone(err)) logger.warn('could not close a revoked connection; it is unregistered and gets nothing more', { error: err as Error, connectionId });
-          }
-        }
-      : undefined;
-    const r = await revokeUser(body.sub, { redis, config, closeConnection });
-    logger.info('revoked', { sub: r.sub, epoch: r.epoch, by: identity.principal, connections: r.connections });
-    return json(202, { sub: r.sub, epoch: r.epoch });
-  } catch (err) {
-    const res = errorResult(err);
-    if (res.statusCode >= 500) logger.error('revoke failed', { error: err as Error });
-    return res;
-  }
-}
+/** The Lambda entry: the handler over this container's runtime, configured from the environment at cold start. */
+export const handler = createRevokeHandler(environmentRuntime());

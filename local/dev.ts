@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { CORE_ENV } from '../contract/env';
 import { parseOrigin } from './guard';
 import { LOCAL_USER_HEADER } from './http-api';
 import { LOCAL_STACK_NAME, startLocalStack } from './stack';
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
   const ssePort = Number(values['sse-port']);
   const wsPort = Number(values['ws-port']);
   if (!Number.isInteger(port) || !Number.isInteger(ssePort) || !Number.isInteger(wsPort)) throw new Error(`--port, --sse-port and --ws-port take numbers.\n${USAGE}`);
-  const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+  const logger = pino({ level: process.env[CORE_ENV.logLevel] ?? 'info' });
   const extra = (values['allow-origin'] ?? []).map(parseOrigin);
   const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger, allowedOrigins: extra });
   const o = stack.outputs;

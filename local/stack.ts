@@ -1,13 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
+import { CORE_ENV, LAMBDA_ENV } from '../contract/env';
+import { WS_ACTIONS } from '../contract/ws';
+import type { CoreConfig } from '../core/config';
+import { lambdaConfigFromEnv, type LambdaConfig, type LambdaSettings } from '../lambda/shared/config';
+import { createPublishHandler } from '../lambda/handlers/publish';
+import { createRevokeHandler } from '../lambda/handlers/revoke';
+import { createTicketIssuer } from '../lambda/handlers/ticket-issuer';
+import { createWsAuthorizer } from '../lambda/handlers/ws-authorizer';
+import { createWsConnect } from '../lambda/handlers/ws-connect';
+import { createWsDisconnect } from '../lambda/handlers/ws-disconnect';
+import { createWsMessage } from '../lambda/handlers/ws-message';
+import { LambdaRuntime } from '../lambda/shared/runtime';
+import { parseTrustedPrincipals } from '../core/principals';
 import { serviceConfigFromEnv } from '../service/config';
 import { listen, shutdown } from '../service/net';
 import { SseService } from '../service/server';
 import { guardServer, LocalGuard } from './guard';
-import { createHttpApi, LOCAL_IAM_ARN } from './http-api';
+import { createHttpApi, LOCAL_IAM_ARN, type HttpHandler } from './http-api';
 import { RedisServer } from './redis';
-import { startWsGateway, type WsGateway, type WsGatewayOptions } from './ws-gateway';
+import type { WsEvent, WsResult } from '../lambda/shared/ws';
+import { startWsGateway, type AuthorizerHandler, type WsGateway, type WsGatewayHandlers, type WsGatewayOptions } from './ws-gateway';
 
 /** The stack name under which the local outputs are written (the shape of `cdk deploy --outputs-file`). */
 export const LOCAL_STACK_NAME = 'Realtime-local';
@@ -32,8 +46,24 @@ export interface LocalStackOptions {
   readonly allowedOrigins?: readonly string[];
   /** Redis to use. Defaults to the REDIS_URL environment variable, else a private redis-server on a free port. */
   readonly redisUrl?: string;
-  /** Extra environment for the service and handlers (e.g. HEARTBEAT_MS). */
+  /**
+   * Settings in the environment's vocabulary (names from `contract/env.ts`, e.g. HEARTBEAT_MS,
+   * NAMESPACES_JSON, TRUSTED_PRINCIPALS), over the process environment. They are parsed into this
+   * stack's config objects, like a deployment's environment at cold start; `process.env` is never
+   * written, so stacks with different settings run side by side. Defaults to none.
+   */
   readonly env?: Record<string, string>;
+  /**
+   * Core settings of this stack's service and handlers, over those parsed from `env` (e.g.
+   * `{ keyPrefix: 'a:', namespaces }`). Defaults to none.
+   */
+  readonly core?: Partial<CoreConfig>;
+  /**
+   * Settings of this stack's Lambda handlers, over those parsed from `env` (e.g.
+   * `{ trustedPrincipals: ['arn:aws:iam::123456789012:role/backend'] }`). The endpoints (SSE, WebSocket,
+   * management API) are the stack's own. Defaults to none: the local IAM caller is the one trusted backend.
+   */
+  readonly lambda?: Partial<Pick<LambdaSettings, 'trustedPrincipals' | 'wsFanoutConcurrency' | 'wsGoneGraceMs' | 'logLevel'>>;
   readonly logger?: Logger;
 }
 
@@ -46,8 +76,26 @@ export interface LocalOutputs {
   readonly RedisEndpoint: string;
 }
 
+/** A WebSocket route handler as the Lambda factories build it. */
+export type WsHandler = (event: WsEvent) => Promise<WsResult>;
+
+/** The Lambda handlers of one local stack, built from its config (the same factories the Lambda entries use). */
+export interface LocalHandlers {
+  readonly tickets: HttpHandler;
+  readonly publish: HttpHandler;
+  readonly revoke: HttpHandler;
+  readonly wsAuthorizer: AuthorizerHandler;
+  readonly wsConnect: WsHandler;
+  readonly wsDisconnect: WsHandler;
+  readonly wsMessage: WsHandler;
+}
+
 export interface LocalStack {
   readonly outputs: LocalOutputs;
+  /** The handlers' runtime: their config object, logger and clients (as one Lambda container's). */
+  readonly lambda: LambdaRuntime;
+  /** The handlers this stack serves, to call directly with hand-built events. */
+  readonly handlers: LocalHandlers;
   /** The origins whose pages may call the stack (its own, then the configured ones). */
   readonly allowedOrigins: readonly string[];
   readonly sse: SseService;
@@ -57,6 +105,30 @@ export interface LocalStack {
   /** The private redis-server, when the stack started one. */
   readonly redisServer?: RedisServer;
   close(): Promise<void>;
+}
+
+/** The WebSocket gateway's handler table: one route per action of `contract/ws.ts`, as the CDK stack creates. */
+export function gatewayHandlers(h: Pick<LocalHandlers, 'wsAuthorizer' | 'wsConnect' | 'wsDisconnect' | 'wsMessage'>): WsGatewayHandlers {
+  return {
+    authorizer: h.wsAuthorizer,
+    connect: h.wsConnect,
+    disconnect: h.wsDisconnect,
+    default: h.wsMessage,
+    routes: Object.fromEntries(WS_ACTIONS.map((action) => [action, h.wsMessage])),
+  };
+}
+
+/** Builds the handlers over one runtime. */
+export function createHandlers(runtime: LambdaRuntime): LocalHandlers {
+  return {
+    tickets: createTicketIssuer(runtime),
+    publish: createPublishHandler(runtime),
+    revoke: createRevokeHandler(runtime),
+    wsAuthorizer: createWsAuthorizer(runtime),
+    wsConnect: createWsConnect(runtime),
+    wsDisconnect: createWsDisconnect(runtime),
+    wsMessage: createWsMessage(runtime),
+  };
 }
 
 /**
@@ -74,14 +146,15 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   // Before anything starts: a bad origin is a readable error, not a half-started stack.
   const guard = new LocalGuard({ allowedOrigins: options.allowedOrigins, hosts: [host] });
   const configured = new Set(guard.allowedOrigins);
-  const redisServer = options.redisUrl || process.env.REDIS_URL ? undefined : await RedisServer.start();
-  const redisUrl = options.redisUrl || process.env.REDIS_URL || redisServer!.url;
+  const redisServer = options.redisUrl || process.env[CORE_ENV.redisUrl] ? undefined : await RedisServer.start();
+  const redisUrl = options.redisUrl || process.env[CORE_ENV.redisUrl] || redisServer!.url;
   let sse: SseService | undefined;
   let api: Server | undefined;
   let ws: WsGateway | undefined;
+  let runtime: LambdaRuntime | undefined;
   try {
     const baseEnv: Record<string, string> = {
-      REDIS_URL: redisUrl,
+      [CORE_ENV.redisUrl]: redisUrl,
       SESSION_SECRET: randomBytes(32).toString('base64url'),
       // The guard in front of the service decides which origins reach it; those get CORS.
       ALLOWED_ORIGINS: '*',
@@ -89,43 +162,48 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ...options.env,
     };
     const env = { ...process.env, ...baseEnv };
-    sse = new SseService(serviceConfigFromEnv(env), { logger: options.logger });
+    const serviceConfig = serviceConfigFromEnv(env);
+    sse = new SseService({ ...serviceConfig, core: { ...serviceConfig.core, ...options.core } }, { logger: options.logger });
     guardServer(sse.server, guard);
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
     guard.addOwnPort(ssePort);
     const sseBase = `http://${host}:${ssePort}`;
-    const [{ handler: tickets }, { handler: publishHandler }, { handler: revokeHandler }, wsAuthorizer, wsConnect, wsDisconnect, wsMessage] = await Promise.all([
-      import('../lambda/ticket-issuer'),
-      import('../lambda/publish'),
-      import('../lambda/revoke'),
-      import('../lambda/ws-authorizer'),
-      import('../lambda/ws-connect'),
-      import('../lambda/ws-disconnect'),
-      import('../lambda/ws-message'),
-    ]);
+    // The gateway needs its handlers before it listens, the handlers its URL after: they are bound once both exist.
+    const late: { handlers?: LocalHandlers } = {};
+    const bound = () => late.handlers!;
     ws = await startWsGateway({
       ...options.wsGateway,
       host,
       port: options.wsPort ?? 0,
       guard,
-      handlers: {
-        authorizer: wsAuthorizer.handler,
-        connect: wsConnect.handler,
-        disconnect: wsDisconnect.handler,
-        default: wsMessage.handler,
-        routes: { subscribe: wsMessage.handler, unsubscribe: wsMessage.handler, publish: wsMessage.handler, ping: wsMessage.handler },
-      },
+      handlers: gatewayHandlers({
+        wsAuthorizer: (e) => bound().wsAuthorizer(e),
+        wsConnect: (e) => bound().wsConnect(e),
+        wsDisconnect: (e) => bound().wsDisconnect(e),
+        wsMessage: (e) => bound().wsMessage(e),
+      }),
     });
-    // The Lambda handlers read their configuration from the environment, as on AWS.
-    Object.assign(process.env, {
-      REDIS_URL: redisUrl,
-      SSE_URL: `${sseBase}/events`,
-      WS_URL: ws.url,
-      WS_MANAGEMENT_ENDPOINT: ws.managementEndpoint,
+    // The handlers' config, as a deployment's environment gives it (lib/ sets these names), then the caller's objects.
+    const fromEnv = lambdaConfigFromEnv({
+      ...process.env,
+      [CORE_ENV.redisUrl]: redisUrl,
+      [LAMBDA_ENV.sseUrl]: `${sseBase}/events`,
+      [LAMBDA_ENV.wsUrl]: ws.url,
+      [LAMBDA_ENV.wsManagementEndpoint]: ws.managementEndpoint,
       // The local IAM caller is the one trusted backend (as a stage's trustedPrincipals lists its backends).
-      TRUSTED_PRINCIPALS: LOCAL_IAM_ARN,
+      [LAMBDA_ENV.trustedPrincipals]: LOCAL_IAM_ARN,
       ...options.env,
     });
+    const lambdaConfig: LambdaConfig = {
+      ...fromEnv,
+      ...options.lambda,
+      core: { ...fromEnv.core, ...options.core },
+      trustedPrincipals: options.lambda?.trustedPrincipals ? parseTrustedPrincipals(options.lambda.trustedPrincipals.join(',')) : fromEnv.trustedPrincipals,
+    };
+    runtime = new LambdaRuntime(lambdaConfig);
+    const handlers = createHandlers(runtime);
+    late.handlers = handlers;
+    const { tickets, publish: publishHandler, revoke: revokeHandler } = handlers;
     api = createHttpApi([
       { method: 'POST', path: '/tickets', auth: 'jwt', handler: tickets },
       // Backends (IAM) mint tickets naming the user, e.g. for `granted` namespaces, beside the users' JWT route.
@@ -147,11 +225,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     };
     const service = sse;
     const gateway = ws;
+    const lambda = runtime;
     // The stack's own origins (its servers on 127.0.0.1, localhost and [::1]), then the configured ones.
     const own = guard.allowedOrigins.filter((o) => !configured.has(o));
     return {
       outputs,
       allowedOrigins: [...own, ...configured],
+      lambda,
+      handlers,
       sse: service,
       ws: gateway,
       redisUrl,
@@ -161,9 +242,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         await gateway.close();
         await service.close();
         // The handlers' clients, as if their Lambda containers were shut down.
-        const [{ closeRuntime }, { closeManagementClient }] = await Promise.all([import('../lambda/shared/runtime'), import('../lambda/shared/ws')]);
-        closeManagementClient();
-        await closeRuntime();
+        await lambda.close();
         await redisServer?.destroy();
       },
     };
@@ -171,6 +250,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await sse?.close().catch(() => undefined);
     await ws?.close().catch(() => undefined);
     api?.close();
+    await runtime?.close();
     await redisServer?.destroy();
     throw err;
   }

@@ -1,7 +1,7 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { RealtimeError, errorBody, toRealtimeError } from '../../core/errors';
 import type { Identity } from '../../core/identity';
-import { parseTrustedPrincipals, type TrustedPrincipals } from '../../core/principals';
+import type { TrustedPrincipals } from '../../core/principals';
 
 /** The HTTP API (payload v2) event with either authorizer context: JWT, IAM or a Lambda authorizer. */
 export type HttpEvent = APIGatewayProxyEventV2 & {
@@ -16,28 +16,19 @@ export type HttpEvent = APIGatewayProxyEventV2 & {
 
 export type HttpResult = APIGatewayProxyStructuredResultV2 & { statusCode: number };
 
-let trusted: { readonly source: string; readonly list: TrustedPrincipals } | undefined;
-
-/** `TRUSTED_PRINCIPALS`, parsed once per value (the local stack sets it after the handlers load). */
-function trustedPrincipals(): TrustedPrincipals {
-  const source = process.env.TRUSTED_PRINCIPALS ?? '';
-  if (trusted?.source !== source) trusted = { source, list: parseTrustedPrincipals(source) };
-  return trusted.list;
-}
-
 /**
  * Who called, from the authorizer context only (never from headers the caller controls):
  * a JWT `sub` is a user; an IAM-signed call is a backend (`server`), trusted only when its role or
  * user is listed in `TRUSTED_PRINCIPALS` (HTTP APIs have no resource policies, so any principal
  * allowed `execute-api:Invoke` reaches here): any other IAM caller gets 403.
  */
-export function callerIdentity(event: HttpEvent): Identity {
+export function callerIdentity(event: HttpEvent, trusted: TrustedPrincipals): Identity {
   const auth = event.requestContext.authorizer;
   const sub = auth?.jwt?.claims?.sub ?? auth?.lambda?.sub;
   if (typeof sub === 'string' && sub.length > 0) return { kind: 'user', sub };
   const arn = auth?.iam?.userArn;
   if (typeof arn === 'string' && arn.length > 0) {
-    if (!trustedPrincipals().trusts(arn)) {
+    if (!trusted.trusts(arn)) {
       throw new RealtimeError('forbidden', `The IAM principal ${arn} is not a trusted backend: list its role in the stage's trustedPrincipals (TRUSTED_PRINCIPALS).`);
     }
     return { kind: 'server', principal: arn };

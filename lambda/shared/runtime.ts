@@ -1,17 +1,18 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import { PostToConnectionCommand, type ApiGatewayManagementApiClient } from '@aws-sdk/client-apigatewaymanagementapi';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type Redis from 'ioredis';
-import { coreConfigFromEnv, type CoreConfig } from '../../core/config';
+import type { CoreConfig } from '../../core/config';
+import { createManagementClient, fanout, sendToConnection, type DeliveryDeps } from '../../core/fanout';
 import { createRedis, waitReady } from '../../core/redis';
+import type { WsSessionDeps } from '../../core/ws-session';
+import { lambdaConfigFromEnv, type LambdaConfig } from './config';
 
+/** The started clients of a runtime. */
 export interface Runtime {
   readonly config: CoreConfig;
   readonly redis: Redis;
 }
-
-export const logger = new Logger({ serviceName: 'realtime' });
-
-let runtime: Promise<Runtime> | undefined;
 
 /** Reads the Redis AUTH token from Secrets Manager: a plain string or JSON with `password`/`authToken`. */
 async function secretPassword(arn: string): Promise<string> {
@@ -27,33 +28,150 @@ async function secretPassword(arn: string): Promise<string> {
   return raw;
 }
 
-/**
- * The clients of this Lambda container, created on first use and reused across invocations.
- * A failed start is not cached, so the next invocation tries again.
- */
-export function getRuntime(): Promise<Runtime> {
-  runtime ??= (async () => {
-    const config = coreConfigFromEnv();
-    const password = config.redisPassword ?? (config.redisSecretArn ? await secretPassword(config.redisSecretArn) : undefined);
-    const redis = createRedis({ url: config.redisUrl, password, name: `lambda-${process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'local'}` });
-    try {
-      await waitReady(redis, 5000);
-    } catch (err) {
-      redis.disconnect();
-      throw err;
-    }
-    return { config, redis };
-  })().catch((err) => {
-    runtime = undefined;
-    throw err;
-  });
-  return runtime;
+export interface LambdaRuntimeOptions {
+  /** The Redis client name (CLIENT SETNAME). Defaults to `lambda-local`. */
+  readonly name?: string;
+  /** Where the handlers log. Defaults to a Powertools Logger (service `realtime`) at the config's level. */
+  readonly logger?: Logger;
 }
 
-/** Closes this container's clients and forgets them (the local stack calls it when it stops; Lambda never does). */
+/**
+ * What the handlers of one deployment share: the parsed configuration, the logger, and the clients
+ * (Redis, the management API), created on first use and reused across invocations. On AWS there is
+ * one per Lambda container, built from the environment at cold start ({@link environmentRuntime});
+ * the local stack builds one per stack from config objects, so stacks with different settings run
+ * side by side in one process.
+ */
+export class LambdaRuntime {
+  readonly logger: Logger;
+  private readonly name: string;
+  private starting?: Promise<Runtime>;
+  private started?: Runtime;
+  private management?: ApiGatewayManagementApiClient;
+
+  constructor(
+    readonly config: LambdaConfig,
+    options: LambdaRuntimeOptions = {},
+  ) {
+    this.name = options.name ?? 'lambda-local';
+    this.logger = options.logger ?? new Logger({ serviceName: 'realtime', ...(config.logLevel ? { logLevel: config.logLevel } : {}) });
+  }
+
+  /** Parses the environment (names from `contract/env.ts`); throws one ConfigError line naming every bad key. */
+  static fromEnv(env: NodeJS.ProcessEnv = process.env): LambdaRuntime {
+    // AWS_LAMBDA_FUNCTION_NAME is AWS's own variable, not part of our contract.
+    return new LambdaRuntime(lambdaConfigFromEnv(env), { name: `lambda-${env.AWS_LAMBDA_FUNCTION_NAME ?? 'local'}` });
+  }
+
+  /** The core configuration. */
+  get core(): CoreConfig {
+    return this.config.core;
+  }
+
+  /**
+   * The Redis client, connected. A failed start is not cached, so the next invocation tries again.
+   */
+  clients(): Promise<Runtime> {
+    this.starting ??= (async () => {
+      const config = this.config.core;
+      const password = config.redisPassword ?? (config.redisSecretArn ? await secretPassword(config.redisSecretArn) : undefined);
+      const redis = createRedis({ url: config.redisUrl, password, name: this.name });
+      try {
+        await waitReady(redis, 5000);
+      } catch (err) {
+        redis.disconnect();
+        throw err;
+      }
+      this.started = { config, redis };
+      return this.started;
+    })().catch((err) => {
+      this.starting = undefined;
+      throw err;
+    });
+    return this.starting;
+  }
+
+  /** The management API client of the configured endpoint; undefined without one. */
+  managementClient(): ApiGatewayManagementApiClient | undefined {
+    const endpoint = this.config.wsManagementEndpoint;
+    if (!endpoint) return undefined;
+    this.management ??= createManagementClient(endpoint);
+    return this.management;
+  }
+
+  /** Fan-out dependencies over the management API. */
+  delivery(rt: Runtime, management: ApiGatewayManagementApiClient): DeliveryDeps {
+    return {
+      redis: rt.redis,
+      config: rt.config,
+      management,
+      logger: this.logger,
+      options: { concurrency: this.config.wsFanoutConcurrency, goneGraceMs: this.config.wsGoneGraceMs },
+    };
+  }
+
+  /**
+   * What the WebSocket use-cases need on API Gateway: `send` is PostToConnection (with the fan-out's
+   * retries; a 410 unregisters the connection), `fanout` posts to every subscriber. Without a
+   * management endpoint there is no `fanout` and `send` fails every frame.
+   */
+  sessionDeps(rt: Runtime): WsSessionDeps {
+    const management = this.managementClient();
+    const delivery = management ? this.delivery(rt, management) : undefined;
+    return {
+      redis: rt.redis,
+      config: rt.config,
+      logger: this.logger,
+      send: async (connectionId, frame) => (delivery ? sendToConnection(connectionId, frame, delivery) : 'failed'),
+      fanout: delivery ? (channel, envelope) => fanout(channel, envelope, delivery).then((r) => ({ ...r })) : undefined,
+    };
+  }
+
+  /**
+   * Posts one frame, also when Redis is unavailable (an error frame answering a frame that could not
+   * run): through the registry-aware `sendToConnection` once the clients started, else a bare post.
+   */
+  async postFrame(connectionId: string, frame: string): Promise<void> {
+    const management = this.managementClient();
+    if (!management) return;
+    if (this.started) {
+      await sendToConnection(connectionId, frame, this.delivery(this.started, management));
+      return;
+    }
+    await management.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: Buffer.from(frame) })).catch(() => undefined);
+  }
+
+  /** Closes the clients (the local stack calls it when it stops; Lambda never does). */
+  async close(): Promise<void> {
+    const current = this.starting;
+    this.starting = undefined;
+    this.started = undefined;
+    this.management?.destroy();
+    this.management = undefined;
+    const rt = await current?.catch(() => undefined);
+    rt?.redis.disconnect();
+  }
+}
+
+let fromEnvironment: LambdaRuntime | undefined;
+
+/**
+ * The runtime of this Lambda container, built from the environment on first call (at module load
+ * of each entry, that is cold start): a bad variable fails the init with one line naming it.
+ */
+export function environmentRuntime(): LambdaRuntime {
+  fromEnvironment ??= LambdaRuntime.fromEnv(process.env);
+  return fromEnvironment;
+}
+
+/** The clients of the environment runtime (see {@link LambdaRuntime.clients}). */
+export function getRuntime(): Promise<Runtime> {
+  return environmentRuntime().clients();
+}
+
+/** Closes the environment runtime's clients, if it was built. */
 export async function closeRuntime(): Promise<void> {
-  const current = runtime;
-  runtime = undefined;
-  const rt = await current?.catch(() => undefined);
-  rt?.redis.disconnect();
+  const rt = fromEnvironment;
+  fromEnvironment = undefined;
+  await rt?.close();
 }

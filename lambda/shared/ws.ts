@@ -1,12 +1,4 @@
-import type { ApiGatewayManagementApiClient } from '@aws-sdk/client-apigatewaymanagementapi';
-import { createManagementClient, type DeliveryDeps } from '../../core/fanout';
-import type { Runtime } from './runtime';
-import { logger } from './runtime';
-
-/**
- * API Gateway WebSocket event shapes (Lambda proxy integration) as the handlers read them, and the
- * management API client of this container.
- */
+/** API Gateway WebSocket event shapes (Lambda proxy integration) as the handlers read them. */
 
 /** Context values an authorizer returns; API Gateway passes them to every route as `requestContext.authorizer`. */
 export interface WsAuthorizerContext {
@@ -75,41 +67,4 @@ export interface WsAuthorizerResult {
     readonly Statement: readonly { readonly Action: 'execute-api:Invoke'; readonly Effect: 'Allow' | 'Deny'; readonly Resource: string }[];
   };
   readonly context?: Record<string, string | number | boolean>;
-}
-
-let management: { endpoint: string; client: ApiGatewayManagementApiClient } | undefined;
-
-/**
- * The management API client for WS_MANAGEMENT_ENDPOINT (the stage's callback URL), created once per
- * container; undefined when the variable is unset (a deployment without the WebSocket API).
- */
-export function managementClient(): ApiGatewayManagementApiClient | undefined {
-  const endpoint = process.env.WS_MANAGEMENT_ENDPOINT;
-  if (!endpoint) return undefined;
-  if (management?.endpoint !== endpoint) {
-    management?.client.destroy();
-    management = { endpoint, client: createManagementClient(endpoint) };
-  }
-  return management.client;
-}
-
-/** Closes the management API client (its kept-alive sockets); the local stack calls it when it stops. */
-export function closeManagementClient(): void {
-  management?.client.destroy();
-  management = undefined;
-}
-
-/**
- * Delivery dependencies for a runtime. WS_FANOUT_CONCURRENCY and WS_GONE_GRACE_MS tune the fan-out
- * (defaults: 32 posts in flight; 10000 ms during which a 410 keeps a just-registered connection).
- */
-export function deliveryDeps(rt: Runtime, client: ApiGatewayManagementApiClient): DeliveryDeps {
-  const num = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined);
-  return {
-    redis: rt.redis,
-    config: rt.config,
-    management: client,
-    logger,
-    options: { concurrency: num(process.env.WS_FANOUT_CONCURRENCY), goneGraceMs: num(process.env.WS_GONE_GRACE_MS) },
-  };
 }

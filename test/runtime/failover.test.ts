@@ -174,7 +174,6 @@ describe('Redis primary failover (old primary demoted, endpoint moved)', () => {
 
   test('the local stack on the endpoint (SSE service + publish Lambda): POST /publish answers 503 + Retry-After once, then 202; a stream opened before the failover gets both events', async () => {
     const { startLocalStack } = await import('../../local/stack');
-    const { getRuntime } = await import('../../lambda/shared/runtime');
     const stack = await startLocalStack({ redisUrl: endpoint.url, logger: pino({ level: 'silent' }), env: { NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES), LOG_LEVEL: 'silent' } });
     const channel = `scores:${uid()}`;
     const stream = new RawStream(`${stack.outputs.SseUrl}?channels=${channel}`);
@@ -184,7 +183,7 @@ describe('Redis primary failover (old primary demoted, endpoint moved)', () => {
         fetch(stack.outputs.PublishUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ channel, type: 'update', data }) });
       const before = await post('before');
       expect(before.status).toBe(202);
-      const { redis } = await getRuntime();
+      const { redis } = await stack.lambda.clients();
       await failover();
 
       const readyAgain = nextReady(redis);

@@ -56,8 +56,7 @@ const IAM = { iam: { userArn: LOCAL_IAM_ARN } };
 
 /** The backend asks for the user's ticket (POST /tickets, IAM-signed, naming the user). */
 async function backendTicket(sub: string, channels: string[], transport: 'sse' | 'ws' = 'sse'): Promise<string> {
-  const { handler } = await import('../../lambda/ticket-issuer');
-  const r = await handler(httpEvent('/tickets', IAM, { sub, channels, transport }));
+  const r = await stack.handlers.tickets(httpEvent('/tickets', IAM, { sub, channels, transport }));
   expect(r.statusCode).toBe(201);
   return (JSON.parse(r.body!) as { ticket: string }).ticket;
 }
@@ -166,8 +165,7 @@ describe('WebSocket', () => {
 
 describe('POST /publish as a signed-in user', () => {
   test('a granted channel: forbidden (a user has no grant there)', async () => {
-    const { handler } = await import('../../lambda/publish');
-    const r = await handler(httpEvent('/publish', { jwt: { claims: { sub: 'alice' }, scopes: null } }, { channel: `room:${uid()}`, type: 'msg', data: 1 }));
+    const r = await stack.handlers.publish(httpEvent('/publish', { jwt: { claims: { sub: 'alice' }, scopes: null } }, { channel: `room:${uid()}`, type: 'msg', data: 1 }));
     expect({ status: r.statusCode, code: JSON.parse(r.body!).error.code }).toEqual({ status: 403, code: 'forbidden' });
   });
 });

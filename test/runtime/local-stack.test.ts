@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { EventSource } from 'eventsource';
-import { handler as ticketHandler } from '../../lambda/ticket-issuer';
 import type { HttpEvent } from '../../lambda/shared/http';
 import { LOCAL_IAM_ARN } from '../../local/http-api';
 import { startLocalStack, type LocalStack } from '../../local/stack';
@@ -88,6 +87,7 @@ describe('POST /tickets through the HTTP API stand-in and the real handler', () 
         body: JSON.stringify(body),
         isBase64Encoded: false,
       }) as unknown as HttpEvent;
+    const ticketHandler = stack.handlers.tickets;
     const ok = await ticketHandler(event({ sub: 'bob', channels: ['user:bob'] }));
     expect(ok.statusCode).toBe(201);
     expect(JSON.parse(ok.body!).channels).toEqual(['user:bob']);

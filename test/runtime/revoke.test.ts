@@ -123,7 +123,7 @@ describe('POST /revoke', () => {
   });
 
   test('a WebSocket $connect racing a revocation (authorized before it, registered after it) is refused and unregistered', async () => {
-    const { handler } = await import('../../lambda/ws-connect');
+    const handler = stack.handlers.wsConnect;
     const hank = `hank-${uid()}`;
     const ch = `chat:${uid()}`;
     expect((await revoke({ sub: hank })).status).toBe(202);
@@ -154,7 +154,7 @@ describe('POST /revoke', () => {
   });
 
   test('only backends revoke: a signed-in user gets 403; a missing or malformed sub is 400', async () => {
-    const { handler } = await import('../../lambda/revoke');
+    const handler = stack.handlers.revoke;
     const event = (authorizer: unknown, body: unknown) =>
       ({
         version: '2.0',

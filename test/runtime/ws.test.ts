@@ -331,11 +331,11 @@ describe('management API (real ApiGatewayManagementApiClient against the local g
 describe('timeouts', () => {
   let gw: WsGateway;
   beforeAll(async () => {
-    const [a, cn, d, m] = await Promise.all([import('../../lambda/ws-authorizer'), import('../../lambda/ws-connect'), import('../../lambda/ws-disconnect'), import('../../lambda/ws-message')]);
+    const h = stack.handlers;
     gw = await startWsGateway({
       idleTimeoutMs: 400,
       maxConnectionMs: 1200,
-      handlers: { authorizer: a.handler, connect: cn.handler, disconnect: d.handler, default: m.handler, routes: { ping: m.handler } },
+      handlers: { authorizer: h.wsAuthorizer, connect: h.wsConnect, disconnect: h.wsDisconnect, default: h.wsMessage, routes: { ping: h.wsMessage } },
     });
   });
   afterAll(() => gw.close());

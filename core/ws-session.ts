@@ -1,0 +1,164 @@
+import { maySubscribe, parseChannel, type ChannelGrant } from './channels';
+import { addSubscription, connectionGrant, getConnection, registerConnection, removeConnection, removeSubscription, type ConnectionDeps, type ConnectionRecord } from './connections';
+import { RealtimeError } from './errors';
+import { claimCursor, envelopeSeq, parseCursor, replay, type PublishResult } from './events';
+import { publishAndFanout, type Fanout, type UseCaseLogger } from './publishing';
+import { assertNotRevoked, currentEpoch } from './revocation';
+import { frames, parseClientFrame, type ClientFrame } from './ws-protocol';
+
+/**
+ * What a WebSocket connection can do, independent of who holds the socket: API Gateway (the Lambda
+ * handlers, which deliver through the management API) today, the Fargate tasks next. The transport
+ * gives two things: `send(connectionId, frame)` (one frame to one connection) and, for publishes,
+ * `fanout(channel, envelope)`. Errors are thrown as `RealtimeError`s; the transport's adapter turns
+ * them into `error` frames (`frames.error`).
+ */
+
+/** What happened to one frame handed to a connection: `gone` when the connection no longer exists. */
+export type SendOutcome = 'delivered' | 'gone' | 'failed';
+
+/** Delivers one frame to one connection; never throws. */
+export type SendFrame = (connectionId: string, frame: string) => Promise<SendOutcome>;
+
+export interface WsSessionDeps extends ConnectionDeps {
+  readonly send: SendFrame;
+  /** Delivery of published events to subscribed connections. Defaults to none. */
+  readonly fanout?: Fanout;
+  readonly logger?: UseCaseLogger;
+}
+
+/** Sends frames in order and stops at the first `gone` (nothing more can reach that connection). */
+export async function sendAll(connectionId: string, list: readonly string[], send: SendFrame): Promise<SendOutcome> {
+  let last: SendOutcome = 'delivered';
+  for (const frame of list) {
+    last = await send(connectionId, frame);
+    if (last === 'gone') return last;
+  }
+  return last;
+}
+
+/** What an authorizer established for a connection: the ticket's user, channels and grant. */
+export interface ConnectGrant {
+  readonly sub: string;
+  readonly channels: readonly string[];
+  /** True when a trusted backend asked for the ticket (it opens `granted` namespaces). */
+  readonly byBackend: boolean;
+  /** The user's revocation epoch the ticket carried. */
+  readonly epoch: number;
+}
+
+/**
+ * Registers a new connection with its identity and grant, subscribed to the ticket's channels that
+ * the namespace policies still allow (they may have changed since the ticket was issued). A
+ * revocation that ran between the ticket's redemption and this registration did not see the
+ * connection, so the epoch is checked again once it is registered (a later revocation finds it in
+ * the user's set): a revoked connection is unregistered and refused with `unauthorized`.
+ * Returns the channels subscribed.
+ */
+export async function connectSession(connectionId: string, grant: ConnectGrant, deps: ConnectionDeps): Promise<string[]> {
+  const identity = { kind: 'user', sub: grant.sub } as const;
+  const channelGrant: ChannelGrant = { channels: grant.channels, byBackend: grant.byBackend };
+  const allowed = grant.channels.filter((c) => {
+    try {
+      return maySubscribe(identity, parseChannel(c, deps.config.namespaces), channelGrant);
+    } catch {
+      return false;
+    }
+  });
+  await registerConnection(connectionId, { sub: grant.sub, grant: grant.channels, grantedByBackend: grant.byBackend, channels: allowed }, deps);
+  try {
+    assertNotRevoked(Number.isFinite(grant.epoch) ? grant.epoch : 0, await currentEpoch(grant.sub, deps));
+  } catch (err) {
+    await removeConnection(connectionId, deps);
+    throw err;
+  }
+  return allowed;
+}
+
+/** Unregisters a connection from every channel (the transport saw it close). */
+export async function disconnectSession(connectionId: string, deps: ConnectionDeps): Promise<void> {
+  await removeConnection(connectionId, deps);
+}
+
+async function registered(connectionId: string, deps: ConnectionDeps): Promise<ConnectionRecord> {
+  const conn = await getConnection(connectionId, deps);
+  if (!conn) throw new RealtimeError('unauthorized', 'This connection is no longer registered; reconnect with a new ticket.');
+  return conn;
+}
+
+/**
+ * Subscribes a connection to `channel`, resuming after `since` when given, and returns the frames
+ * to send, in order: `reset` when the history cannot cover `since`, the missed envelopes, then
+ * `subscribed` with the subscription's floor.
+ *
+ * The subscription exists before the replay runs: events after its floor come from the fan-out,
+ * events up to it from this replay, so nothing is lost or sent twice. An existing subscription (the
+ * ticket's channels, subscribed at connect) keeps its floor.
+ */
+export async function subscribeFrom(connectionId: string, channel: unknown, since: unknown, deps: ConnectionDeps): Promise<string[]> {
+  const ch = parseChannel(channel, deps.config.namespaces);
+  const cursor = since === undefined || since === null ? undefined : parseCursor(since);
+  const conn = await registered(connectionId, deps);
+  const granted = ch.policy.subscribe === 'public' || (conn.grant.includes(ch.channel) && maySubscribe(conn.identity, ch, connectionGrant(conn)));
+  if (!granted) throw new RealtimeError('channel_not_granted', `The ticket does not grant "${ch.channel}"; get a ticket that names it.`);
+  const { floor, added } = await addSubscription(connectionId, ch.channel, deps);
+  const out: string[] = [];
+  if (cursor !== undefined && cursor > floor) {
+    // A cursor above the floor of a new subscription is ahead of the sequence: a failover lost
+    // writes and ids the client has seen may be issued again. claimCursor moves the sequence past
+    // it (and detects the same on an older subscription, whose floor can legitimately be lower).
+    if ((await claimCursor(cursor, deps)) || added) out.push(frames.reset(ch.channel));
+  } else if (cursor !== undefined && cursor < floor) {
+    const r = await replay([ch], cursor, deps);
+    if (r.resets.includes(ch.channel)) out.push(frames.reset(ch.channel));
+    for (const envelope of r.events) {
+      const seq = envelopeSeq(envelope);
+      if (seq > cursor && seq <= floor) out.push(envelope);
+    }
+  }
+  out.push(frames.subscribed(ch.channel, floor));
+  return out;
+}
+
+/** Ends a connection's subscription to `channel` (none is fine); returns the frames to send. */
+export async function unsubscribeFrom(connectionId: string, channel: unknown, deps: ConnectionDeps): Promise<string[]> {
+  const ch = parseChannel(channel, deps.config.namespaces);
+  await removeSubscription(connectionId, ch.channel, deps);
+  return [frames.unsubscribed(ch.channel)];
+}
+
+/**
+ * Publishes for a connection's user, through the same path as `POST /publish`: the namespace
+ * policy decides (a `granted` channel only with the channel in a backend's grant). The connection
+ * gets `published` before the fan-out, so its own copy of the event follows the acknowledgement.
+ */
+export async function publishFrom(connectionId: string, frame: Extract<ClientFrame, { action: 'publish' }>, deps: WsSessionDeps): Promise<PublishResult> {
+  const conn = await registered(connectionId, deps);
+  return publishAndFanout(frame, conn.identity, deps, connectionGrant(conn), {
+    acknowledge: (r) => deps.send(connectionId, frames.published(r.id, r.channel)),
+    logAttributes: { by: connectionId },
+  });
+}
+
+/**
+ * Handles one client frame (the raw text of a WebSocket message): parses it, runs the action and
+ * sends the answers through `deps.send`. Throws a `RealtimeError` for anything the client must be
+ * told (send it as `frames.error(err)`); the connection stays usable.
+ */
+export async function handleFrame(connectionId: string, body: string | undefined, deps: WsSessionDeps): Promise<void> {
+  const frame = parseClientFrame(body);
+  switch (frame.action) {
+    case 'ping':
+      await deps.send(connectionId, frames.pong());
+      return;
+    case 'subscribe':
+      await sendAll(connectionId, await subscribeFrom(connectionId, frame.channel, frame.since, deps), deps.send);
+      return;
+    case 'unsubscribe':
+      await sendAll(connectionId, await unsubscribeFrom(connectionId, frame.channel, deps), deps.send);
+      return;
+    case 'publish':
+      await publishFrom(connectionId, frame, deps);
+      return;
+  }
+}

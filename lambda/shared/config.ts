@@ -1,0 +1,128 @@
+import { z } from 'zod';
+import { CORE_ENV, LAMBDA_ENV } from '../../contract/env';
+import { ConfigError, coreConfigFromEnv, formatIssues, type CoreConfig } from '../../core/config';
+import { parseTrustedPrincipals, type TrustedPrincipals } from '../../core/principals';
+
+/**
+ * The Lambda handlers' configuration: the core settings plus the few only the handlers read, parsed
+ * once from the environment at cold start ({@link lambdaConfigFromEnv}, names from
+ * `contract/env.ts`) or given as an object (the local stack, tests).
+ */
+
+/** Powertools log levels; LOG_LEVEL also takes pino's names (`fatal` is Powertools' `CRITICAL`). */
+const LOG_LEVELS = { trace: 'TRACE', debug: 'DEBUG', info: 'INFO', warn: 'WARN', error: 'ERROR', fatal: 'CRITICAL', critical: 'CRITICAL', silent: 'SILENT' } as const;
+export type LambdaLogLevel = (typeof LOG_LEVELS)[keyof typeof LOG_LEVELS];
+
+export interface LambdaConfig {
+  readonly core: CoreConfig;
+  /** The SSE endpoint (`…/events`) a `sse` ticket's `sseUrl` points at. Defaults to none: `sseUrl` is null. */
+  readonly sseUrl?: string;
+  /** The WebSocket URL a `ws` ticket's `wsUrl` points at. Defaults to none: `wsUrl` is null. */
+  readonly wsUrl?: string;
+  /**
+   * The WebSocket API stage's callback URL (management API). Defaults to none: publishes are not
+   * fanned out to WebSockets, revocations only unregister connections, and the message handler
+   * cannot answer frames (it logs an error).
+   */
+  readonly wsManagementEndpoint?: string;
+  /** Posts to the management API in flight per fan-out. Defaults to 32. */
+  readonly wsFanoutConcurrency: number;
+  /**
+   * Milliseconds after registration during which a 410 keeps a connection (API Gateway answers 410
+   * while `$connect` still runs). Defaults to 10000.
+   */
+  readonly wsGoneGraceMs: number;
+  /** IAM principals trusted as backends. Defaults to none: every IAM caller gets 403. */
+  readonly trustedPrincipals: TrustedPrincipals;
+  /** Log level of the handlers' logger. Defaults to Powertools' own (POWERTOOLS_LOG_LEVEL, else INFO). */
+  readonly logLevel?: LambdaLogLevel;
+}
+
+export const DEFAULT_WS_FANOUT_CONCURRENCY = 32;
+export const DEFAULT_WS_GONE_GRACE_MS = 10_000;
+
+/** An unset or empty variable takes the default. */
+const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
+const url = (schemes: RegExp, what: string) => z.preprocess(unsetIfEmpty, z.string().regex(schemes, `must be a ${what} URL`).optional());
+
+export const LambdaEnvSchema = z.object({
+  [LAMBDA_ENV.sseUrl]: url(/^https?:\/\/[^\s]+$/, 'http(s)'),
+  [LAMBDA_ENV.wsUrl]: url(/^wss?:\/\/[^\s]+$/, 'ws(s)'),
+  [LAMBDA_ENV.wsManagementEndpoint]: url(/^https?:\/\/[^\s]+$/, 'http(s)'),
+  [LAMBDA_ENV.wsFanoutConcurrency]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(1000).default(DEFAULT_WS_FANOUT_CONCURRENCY)),
+  [LAMBDA_ENV.wsGoneGraceMs]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(600_000).default(DEFAULT_WS_GONE_GRACE_MS)),
+  [CORE_ENV.logLevel]: z.preprocess(
+    (v) => (typeof v === 'string' && v !== '' ? v.toLowerCase() : undefined),
+    z.enum(Object.keys(LOG_LEVELS) as [keyof typeof LOG_LEVELS, ...(keyof typeof LOG_LEVELS)[]]).optional(),
+  ),
+});
+
+/**
+ * Parses the handlers' environment once. Every bad key, core or Lambda, is named in one line:
+ * `Invalid configuration: WS_FANOUT_CONCURRENCY: …; REDIS_URL: …`.
+ */
+export function lambdaConfigFromEnv(env: NodeJS.ProcessEnv = process.env): LambdaConfig {
+  const problems: string[] = [];
+  let core: CoreConfig | undefined;
+  try {
+    core = coreConfigFromEnv(env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(err.message.replace(/^Invalid configuration: /, ''));
+  }
+  const parsed = LambdaEnvSchema.safeParse(env);
+  if (!parsed.success) problems.push(formatIssues(parsed.error));
+  let trustedPrincipals: TrustedPrincipals | undefined;
+  try {
+    trustedPrincipals = parseTrustedPrincipals(env[LAMBDA_ENV.trustedPrincipals]);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(err.message.replace(/^Invalid configuration: /, ''));
+  }
+  if (problems.length || !core || !parsed.success || !trustedPrincipals) throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+  const e = parsed.data;
+  const level = e[CORE_ENV.logLevel];
+  return {
+    core,
+    sseUrl: e[LAMBDA_ENV.sseUrl],
+    wsUrl: e[LAMBDA_ENV.wsUrl],
+    wsManagementEndpoint: e[LAMBDA_ENV.wsManagementEndpoint],
+    wsFanoutConcurrency: e[LAMBDA_ENV.wsFanoutConcurrency],
+    wsGoneGraceMs: e[LAMBDA_ENV.wsGoneGraceMs],
+    trustedPrincipals,
+    logLevel: level === undefined ? undefined : LOG_LEVELS[level],
+  };
+}
+
+/** The settings a {@link LambdaConfig} is built from, with the same defaults as the environment. */
+export interface LambdaSettings {
+  readonly core: CoreConfig;
+  readonly sseUrl?: string;
+  readonly wsUrl?: string;
+  readonly wsManagementEndpoint?: string;
+  /** Defaults to 32. */
+  readonly wsFanoutConcurrency?: number;
+  /** Defaults to 10000. */
+  readonly wsGoneGraceMs?: number;
+  /** IAM role or user ARNs (see `core/principals.ts`). Defaults to none. */
+  readonly trustedPrincipals?: readonly string[];
+  readonly logLevel?: LambdaLogLevel;
+}
+
+/** A config object from settings (for callers that do not read an environment: the local stack, tests). */
+export function lambdaConfig(settings: LambdaSettings): LambdaConfig {
+  const concurrency = settings.wsFanoutConcurrency ?? DEFAULT_WS_FANOUT_CONCURRENCY;
+  const grace = settings.wsGoneGraceMs ?? DEFAULT_WS_GONE_GRACE_MS;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigError(`Invalid configuration: wsFanoutConcurrency: a whole number of at least 1 (got ${concurrency})`);
+  if (!Number.isInteger(grace) || grace < 0) throw new ConfigError(`Invalid configuration: wsGoneGraceMs: a whole number of milliseconds, 0 or more (got ${grace})`);
+  return {
+    core: settings.core,
+    sseUrl: settings.sseUrl,
+    wsUrl: settings.wsUrl,
+    wsManagementEndpoint: settings.wsManagementEndpoint,
+    wsFanoutConcurrency: concurrency,
+    wsGoneGraceMs: grace,
+    trustedPrincipals: parseTrustedPrincipals((settings.trustedPrincipals ?? []).join(',')),
+    logLevel: settings.logLevel,
+  };
+}
