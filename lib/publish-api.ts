@@ -4,6 +4,7 @@ import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
+import { LAMBDA_ENV } from '../contract/env';
 import { Construct } from 'constructs';
 import { checkTrustedPrincipals } from './errors';
 import { HttpEndpoint } from './http-endpoint';
@@ -97,7 +98,7 @@ export class PublishApi extends Construct {
     });
     props.redis.connect(this.revokeHandler);
     // mandated after the caller's environment: who may publish and revoke ('' trusts no IAM caller)
-    for (const fn of [this.handler, this.revokeHandler]) fn.addEnvironment('TRUSTED_PRINCIPALS', trusted.join(','));
+    for (const fn of [this.handler, this.revokeHandler]) fn.addEnvironment(LAMBDA_ENV.trustedPrincipals, trusted.join(','));
 
     this.endpoint = new HttpEndpoint(this, 'Http', {
       description: 'Realtime publish API (IAM)',

@@ -5,6 +5,7 @@ import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import { CORE_ENV } from '../contract/env';
 import { Construct } from 'constructs';
 import { acknowledgeManagedPolicy, acknowledgeWildcardResource } from './acknowledge';
 import { checkRange, invalid } from './errors';
@@ -13,6 +14,16 @@ import { checkRange, invalid } from './errors';
 export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
 /** Graviton: cheaper per GB-second than x86 for the same work. */
 export const LAMBDA_ARCHITECTURE = lambda.Architecture.ARM_64;
+
+/**
+ * Variables read by the Lambda platform and its libraries (Node.js itself, Powertools), not by the blueprint's runtime
+ * parsers: so they are not part of `contract/env.ts`, but they are still spelled once, here.
+ */
+export const PLATFORM_ENV = {
+  nodeOptions: 'NODE_OPTIONS',
+  powertoolsLogLevel: 'POWERTOOLS_LOG_LEVEL',
+  powertoolsServiceName: 'POWERTOOLS_SERVICE_NAME',
+} as const;
 
 /** Log levels understood by both Powertools (Lambdas) and pino (SSE service). */
 export type RuntimeLogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -114,13 +125,13 @@ export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.I
 
     const environment: Record<string, string> = {
       // defaults
-      LOG_LEVEL: logLevel,
-      POWERTOOLS_LOG_LEVEL: logLevel.toUpperCase(),
-      POWERTOOLS_SERVICE_NAME: props.serviceName ?? id,
+      [CORE_ENV.logLevel]: logLevel,
+      [PLATFORM_ENV.powertoolsLogLevel]: logLevel.toUpperCase(),
+      [PLATFORM_ENV.powertoolsServiceName]: props.serviceName ?? id,
       // the caller
       ...callerEnv,
       // mandated: source maps must apply, whatever else the caller passes to node
-      NODE_OPTIONS: withSourceMaps(callerEnv.NODE_OPTIONS),
+      [PLATFORM_ENV.nodeOptions]: withSourceMaps(callerEnv[PLATFORM_ENV.nodeOptions]),
     };
 
     this.function = new nodejs.NodejsFunction(this, 'Handler', {

@@ -5,6 +5,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
+import { CORE_ENV } from '../contract/env';
 import { checkRange, invalid } from './errors';
 import { Network } from './network';
 import { Observability } from './observability';
@@ -67,16 +68,16 @@ export class RealtimeStack extends Stack {
     const origins = config.allowedOrigins ?? [];
 
     const runtimeEnv: Record<string, string> = {
-      TICKET_TTL_SECONDS: String(config.ticketTtlSeconds ?? 30),
-      MAX_PAYLOAD_BYTES: String(config.maxPayloadBytes ?? 32768),
+      [CORE_ENV.ticketTtlSeconds]: String(config.ticketTtlSeconds ?? 30),
+      [CORE_ENV.maxPayloadBytes]: String(config.maxPayloadBytes ?? 32768),
     };
     if (config.namespaces !== undefined) {
       const json = JSON.stringify(config.namespaces);
       // Lambda allows 4 KB of environment in total; leave room for the rest.
       if (json.length > 2048) {
-        invalid(this, `namespaces is ${json.length} bytes as JSON (NAMESPACES_JSON), over 2048`, 'Merge namespaces with the same policy, or shorten their names');
+        invalid(this, `namespaces is ${json.length} bytes as JSON (${CORE_ENV.namespacesJson}), over 2048`, 'Merge namespaces with the same policy, or shorten their names');
       }
-      runtimeEnv.NAMESPACES_JSON = json;
+      runtimeEnv[CORE_ENV.namespacesJson] = json;
     }
 
     this.network = new Network(this, 'Network', {
@@ -234,8 +235,8 @@ export class RealtimeStack extends Stack {
 /** `USER_PUBLISH_PER_MINUTE` and `USER_NEW_CHANNELS_PER_HOUR` from the stage's `limits`, only those that are set. */
 function publishLimitsEnvironment(config: RealtimeStageConfig): Record<string, string> {
   const env: Record<string, string> = {};
-  if (config.limits?.userPublishPerMinute !== undefined) env.USER_PUBLISH_PER_MINUTE = String(config.limits.userPublishPerMinute);
-  if (config.limits?.userNewChannelsPerHour !== undefined) env.USER_NEW_CHANNELS_PER_HOUR = String(config.limits.userNewChannelsPerHour);
+  if (config.limits?.userPublishPerMinute !== undefined) env[CORE_ENV.userPublishPerMinute] = String(config.limits.userPublishPerMinute);
+  if (config.limits?.userNewChannelsPerHour !== undefined) env[CORE_ENV.userNewChannelsPerHour] = String(config.limits.userNewChannelsPerHour);
   return env;
 }
 

@@ -6,6 +6,7 @@ import { Secret as EcsSecret } from 'aws-cdk-lib/aws-ecs';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { CORE_ENV } from '../contract/env';
 import { Construct } from 'constructs';
 import { checkRange, invalid } from './errors';
 import type { RealtimeFunction } from './realtime-function';
@@ -137,7 +138,7 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
       invalid(this, `removalPolicy "${removalPolicy as string}" is not supported`, 'Use "snapshot" (a final snapshot before deletion) or "destroy"');
     }
     if (!KEY_PREFIX.test(this.keyPrefix)) {
-      invalid(this, `keyPrefix "${this.keyPrefix}" is not valid`, 'Use 1 to 32 letters, digits, ":", "_" or "-" (the runtime checks KEY_PREFIX the same way)');
+      invalid(this, `keyPrefix "${this.keyPrefix}" is not valid`, `Use 1 to 32 letters, digits, ":", "_" or "-" (the runtime checks ${CORE_ENV.keyPrefix} the same way)`);
     }
 
     this.authToken = new secretsmanager.Secret(this, 'AuthToken', {
@@ -221,9 +222,9 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
   public connect(fn: RealtimeFunction): void {
     this.connections.allowDefaultPortFrom(fn, `from ${fn.node.id}`);
     this.grantConnect(fn);
-    fn.addEnvironment('REDIS_URL', this.url);
-    fn.addEnvironment('REDIS_SECRET_ARN', this.authToken.secretArn);
-    fn.addEnvironment('KEY_PREFIX', this.keyPrefix);
+    fn.addEnvironment(CORE_ENV.redisUrl, this.url);
+    fn.addEnvironment(CORE_ENV.redisSecretArn, this.authToken.secretArn);
+    fn.addEnvironment(CORE_ENV.keyPrefix, this.keyPrefix);
   }
 
   /**
@@ -232,9 +233,9 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
    */
   public connectContainer(container: ecs.ContainerDefinition, peer: ec2.IConnectable): void {
     this.connections.allowDefaultPortFrom(peer, `from ${container.node.id}`);
-    container.addEnvironment('REDIS_URL', this.url);
-    container.addEnvironment('KEY_PREFIX', this.keyPrefix);
-    container.addSecret('REDIS_PASSWORD', EcsSecret.fromSecretsManager(this.authToken));
+    container.addEnvironment(CORE_ENV.redisUrl, this.url);
+    container.addEnvironment(CORE_ENV.keyPrefix, this.keyPrefix);
+    container.addSecret(CORE_ENV.redisPassword, EcsSecret.fromSecretsManager(this.authToken));
   }
 
   /** Member cluster ids: ElastiCache names them `{replicationGroupId}-001`, `-002`, ... */

@@ -9,6 +9,7 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { CORE_ENV, SERVICE_ENV } from '../contract/env';
 import { Construct } from 'constructs';
 import { acknowledgeWildcardResource } from './acknowledge';
 import { drainTiming, MIN_DEREGISTRATION_DELAY_SECONDS, STOP_POLL_MS } from './drain-timing';
@@ -244,7 +245,7 @@ export class SseService extends Construct {
     }
 
     this.sessionSecret = new secretsmanager.Secret(this, 'SessionSecret', {
-      description: 'Signs the SSE reconnect cookie (SESSION_SECRET)',
+      description: `Signs the SSE reconnect cookie (${SERVICE_ENV.sessionSecret})`,
       generateSecretString: { passwordLength: 64, excludePunctuation: true },
     });
     Validations.of(this.sessionSecret).acknowledge({
@@ -277,22 +278,22 @@ export class SseService extends Construct {
       stopTimeout: Duration.seconds(timing.stopTimeoutSeconds),
       environment: {
         // defaults
-        LOG_LEVEL: props.logLevel ?? 'info',
+        [CORE_ENV.logLevel]: props.logLevel ?? 'info',
         // the caller
         ...props.environment,
         // mandated: these must match the load balancer and listener built here
-        PORT: String(SSE_CONTAINER_PORT),
-        HEARTBEAT_MS: String(heartbeatMs),
-        POLL_TIMEOUT_MS: String(pollTimeoutMs),
+        [SERVICE_ENV.port]: String(SSE_CONTAINER_PORT),
+        [SERVICE_ENV.heartbeatMs]: String(heartbeatMs),
+        [SERVICE_ENV.pollTimeoutMs]: String(pollTimeoutMs),
         // Drain when the task metadata says STOPPED (polled every STOP_POLL_MS), ending inside the deregistration delay.
-        DRAIN_TIMEOUT_MS: String(timing.drainTimeoutMs),
-        STOP_POLL_MS: String(timing.stopPollMs),
+        [SERVICE_ENV.drainTimeoutMs]: String(timing.drainTimeoutMs),
+        [SERVICE_ENV.stopPollMs]: String(timing.stopPollMs),
         // Exactly one proxy (the ALB) appends to X-Forwarded-For: the client IP for per-IP limits is that entry.
-        TRUST_PROXY_HOPS: String(SSE_PROXY_HOPS),
-        ALLOWED_ORIGINS: origins.join(','),
-        COOKIE_SECURE: String(https),
+        [SERVICE_ENV.trustProxyHops]: String(SSE_PROXY_HOPS),
+        [SERVICE_ENV.allowedOrigins]: origins.join(','),
+        [SERVICE_ENV.cookieSecure]: String(https),
       },
-      secrets: { SESSION_SECRET: ecs.Secret.fromSecretsManager(this.sessionSecret) },
+      secrets: { [SERVICE_ENV.sessionSecret]: ecs.Secret.fromSecretsManager(this.sessionSecret) },
     });
     acknowledgeWildcardResource(
       this.taskDefinition.obtainExecutionRole(),

@@ -5,6 +5,7 @@ import { HttpIamAuthorizer, HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigateway
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
+import { LAMBDA_ENV } from '../contract/env';
 import { Construct } from 'constructs';
 import { checkTrustedPrincipals, invalid } from './errors';
 import { HttpEndpoint } from './http-endpoint';
@@ -100,7 +101,12 @@ export class TicketApi extends Construct {
       description: 'POST /tickets: mints single-use connect tickets',
       vpc: props.vpc,
       // mandated after the caller's: the URLs handed out and who may mint tickets ('' trusts no IAM caller)
-      environment: { ...props.environment, SSE_URL: props.sseUrl, WS_URL: props.webSocketUrl, TRUSTED_PRINCIPALS: trusted.join(',') },
+      environment: {
+        ...props.environment,
+        [LAMBDA_ENV.sseUrl]: props.sseUrl,
+        [LAMBDA_ENV.wsUrl]: props.webSocketUrl,
+        [LAMBDA_ENV.trustedPrincipals]: trusted.join(','),
+      },
       logLevel: props.logLevel,
       logRetention: props.logRetention,
     });

@@ -6,6 +6,7 @@ import { WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integra
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import { LAMBDA_ENV } from '../contract/env';
 import { Construct, type IConstruct } from 'constructs';
 import { acknowledgeWildcardResource } from './acknowledge';
 import { checkRange, invalid } from './errors';
@@ -16,7 +17,11 @@ import type { RedisPubSub } from './redis-pub-sub';
 export const TICKET_IDENTITY_SOURCE = 'route.request.querystring.ticket';
 /** The frame field that selects a route: `{"action": "subscribe", ...}`. */
 export const ROUTE_SELECTION_EXPRESSION = '$request.body.action';
-/** Routes of the WebSocket protocol (besides `$connect`, `$disconnect` and `$default`). */
+/**
+ * Routes of the WebSocket protocol (besides `$connect`, `$disconnect` and `$default`). The runtime parses the same
+ * actions from its own list, `ACTIONS` in `core/ws-protocol.ts` (lib/ never imports runtime code); an action the runtime
+ * knows but the API lacks still reaches the message handler through `$default`, it only loses its own route metrics.
+ */
 export const MESSAGE_ROUTES = ['subscribe', 'unsubscribe', 'publish', 'ping'] as const;
 
 /** Entry files of the WebSocket Lambdas. */
@@ -189,7 +194,7 @@ export class RealtimeWebSocketApi extends Construct {
   }
 
   private grantConnectionsMethod(fn: RealtimeFunction, method: 'POST' | 'DELETE'): iam.Grant {
-    fn.addEnvironment('WS_MANAGEMENT_ENDPOINT', this.managementEndpoint);
+    fn.addEnvironment(LAMBDA_ENV.wsManagementEndpoint, this.managementEndpoint);
     const arn = Stack.of(this).formatArn({
       service: 'execute-api',
       resource: this.api.apiId,
