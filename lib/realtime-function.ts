@@ -9,6 +9,7 @@ import { CORE_ENV } from '../contract/env';
 import { ESBUILD_OPTIONS } from '../scripts/esbuild-options';
 import { Construct } from 'constructs';
 import { acknowledgeManagedPolicy, acknowledgeWildcardResource } from './acknowledge';
+import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
 
 /** Runtime of every Lambda of the blueprint: the newest Node.js that Lambda runs, the one the bundles target. */
@@ -134,7 +135,7 @@ export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.I
     if (props.vpcSubnets && !props.vpc) {
       invalid(this, 'vpcSubnets is set without vpc', 'Pass vpc as well, or drop vpcSubnets');
     }
-    const logLevel = props.logLevel ?? 'info';
+    const logLevel = props.logLevel ?? DEFAULTS.logLevel;
     const callerEnv = props.environment ?? {};
     const tracing = props.tracing ?? lambda.Tracing.ACTIVE;
 

@@ -8,6 +8,7 @@ import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { CORE_ENV } from '../contract/env';
 import { Construct } from 'constructs';
+import { DEFAULTS, REDIS_ENGINE_VERSION_DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
 import type { RealtimeFunction } from './realtime-function';
 
@@ -113,12 +114,12 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
 
   constructor(scope: Construct, id: string, props: RedisPubSubProps) {
     super(scope, id);
-    const engine = props.engine ?? 'valkey';
-    const engineVersion = props.engineVersion ?? (engine === 'valkey' ? '8.0' : '7.1');
-    const nodeType = props.nodeType ?? 'cache.t4g.micro';
-    const port = props.port ?? 6379;
-    this.nodes = props.nodes ?? 2;
-    this.keyPrefix = props.keyPrefix ?? 'rt:';
+    const engine = props.engine ?? DEFAULTS.redis.engine;
+    const engineVersion = props.engineVersion ?? REDIS_ENGINE_VERSION_DEFAULTS[engine];
+    const nodeType = props.nodeType ?? DEFAULTS.redis.nodeType;
+    const port = props.port ?? DEFAULTS.redis.port;
+    this.nodes = props.nodes ?? DEFAULTS.redis.nodes;
+    this.keyPrefix = props.keyPrefix ?? DEFAULTS.redis.keyPrefix;
 
     if (engine !== 'valkey' && engine !== 'redis') {
       invalid(this, `engine "${engine as string}" is not supported`, 'Use "valkey" or "redis"');
@@ -133,7 +134,7 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
     checkRange(this, 'nodes', this.nodes, 1, 6);
     checkRange(this, 'port', port, 1024, 65535);
     checkRange(this, 'snapshotRetentionDays', props.snapshotRetentionDays, 0, 35, ' days');
-    const removalPolicy = props.removalPolicy ?? 'snapshot';
+    const removalPolicy = props.removalPolicy ?? DEFAULTS.redis.removalPolicy;
     if (removalPolicy !== 'snapshot' && removalPolicy !== 'destroy') {
       invalid(this, `removalPolicy "${removalPolicy as string}" is not supported`, 'Use "snapshot" (a final snapshot before deletion) or "destroy"');
     }
@@ -186,7 +187,7 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
       atRestEncryptionEnabled: true,
       authToken: this.authToken.secretValue.unsafeUnwrap(),
       autoMinorVersionUpgrade: true,
-      snapshotRetentionLimit: props.snapshotRetentionDays ?? 1,
+      snapshotRetentionLimit: props.snapshotRetentionDays ?? DEFAULTS.redis.snapshotRetentionDays,
     });
     if (removalPolicy === 'snapshot') {
       // CloudFormation has no final-snapshot property on a replication group: DeletionPolicy Snapshot is the way.

@@ -12,6 +12,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { CORE_ENV, SERVICE_ENV } from '../contract/env';
 import { Construct } from 'constructs';
 import { acknowledgeWildcardResource } from './acknowledge';
+import { DEFAULTS } from './defaults';
 import { drainTiming, MIN_DEREGISTRATION_DELAY_SECONDS, STOP_POLL_MS } from './drain-timing';
 import { checkOrigins, checkRange, invalid } from './errors';
 import type { RuntimeLogLevel } from './realtime-function';
@@ -183,17 +184,18 @@ export class SseService extends Construct {
 
   constructor(scope: Construct, id: string, props: SseServiceProps) {
     super(scope, id);
-    const heartbeatMs = props.heartbeatMs ?? 15_000;
-    const pollTimeoutMs = props.pollTimeoutMs ?? 25_000;
-    const idleTimeout = props.idleTimeout ?? Duration.seconds(60);
-    const deregistrationDelay = props.deregistrationDelay ?? Duration.seconds(30);
-    const stickiness = props.stickinessDuration ?? Duration.hours(1);
-    const nofile = props.nofileLimit ?? 65536;
-    const minTasks = props.minTasks ?? 2;
-    this.maxTasks = props.maxTasks ?? 10;
-    this.targetConnectionsPerTask = props.targetConnectionsPerTask ?? 10_000;
-    const targetCpuPercent = props.targetCpuPercent ?? 60;
-    const origins = props.allowedOrigins ?? [];
+    const d = DEFAULTS.sse;
+    const heartbeatMs = props.heartbeatMs ?? d.heartbeatMs;
+    const pollTimeoutMs = props.pollTimeoutMs ?? d.pollTimeoutMs;
+    const idleTimeout = props.idleTimeout ?? Duration.seconds(d.idleTimeoutSeconds);
+    const deregistrationDelay = props.deregistrationDelay ?? Duration.seconds(d.deregistrationDelaySeconds);
+    const stickiness = props.stickinessDuration ?? Duration.seconds(d.stickinessDurationSeconds);
+    const nofile = props.nofileLimit ?? d.nofileLimit;
+    const minTasks = props.minTasks ?? d.minTasks;
+    this.maxTasks = props.maxTasks ?? d.maxTasks;
+    this.targetConnectionsPerTask = props.targetConnectionsPerTask ?? d.targetConnectionsPerTask;
+    const targetCpuPercent = props.targetCpuPercent ?? d.targetCpuPercent;
+    const origins = props.allowedOrigins ?? DEFAULTS.allowedOrigins;
 
     checkRange(this, 'heartbeatMs', heartbeatMs, 1000, 300_000, ' ms');
     checkRange(this, 'pollTimeoutMs', pollTimeoutMs, 1000, 120_000, ' ms');
@@ -238,7 +240,7 @@ export class SseService extends Construct {
 
     this.cluster = new ecs.Cluster(this, 'Cluster', {
       vpc: props.vpc,
-      containerInsightsV2: (props.containerInsights ?? true) ? ecs.ContainerInsights.ENABLED : ecs.ContainerInsights.DISABLED,
+      containerInsightsV2: (props.containerInsights ?? d.containerInsights) ? ecs.ContainerInsights.ENABLED : ecs.ContainerInsights.DISABLED,
     });
     if (props.containerInsights === false) {
       Validations.of(this.cluster).acknowledge({ id: 'AwsSolutions-ECS4', reason: 'Container Insights turned off by configuration (containerInsights: false) to save metric cost.' });
@@ -254,8 +256,8 @@ export class SseService extends Construct {
     });
 
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
-      cpu: props.cpu ?? 256,
-      memoryLimitMiB: props.memoryLimitMiB ?? 512,
+      cpu: props.cpu ?? d.cpu,
+      memoryLimitMiB: props.memoryLimitMiB ?? d.memoryLimitMiB,
       runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
     });
 
@@ -278,7 +280,7 @@ export class SseService extends Construct {
       stopTimeout: Duration.seconds(timing.stopTimeoutSeconds),
       environment: {
         // defaults
-        [CORE_ENV.logLevel]: props.logLevel ?? 'info',
+        [CORE_ENV.logLevel]: props.logLevel ?? DEFAULTS.logLevel,
         // the caller
         ...props.environment,
         // mandated: these must match the load balancer and listener built here

@@ -1,0 +1,206 @@
+/**
+ * The stage config (lib/stage-config.ts, read by bin/config.ts): one vocabulary. The zod schema is the only definition
+ * of the keys, DEFAULTS (lib/defaults.ts) the only table of defaults, and docs/DEPLOY.md's configuration table is
+ * checked against both, key by key.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Match } from 'aws-cdk-lib/assertions';
+import { z } from 'zod';
+import { DEFAULTS, REDIS_ENGINE_VERSION_DEFAULTS } from '../../lib/defaults';
+import { StageConfigSchema } from '../../lib/stage-config';
+import { buildStack, REPO_ROOT, templateOf } from './support';
+
+/** Every key a stage may set, as a dotted path: top-level keys, and the keys of each section (one level down). */
+function schemaKeys(): string[] {
+  return Object.entries(StageConfigSchema.shape).flatMap(([key, schema]) => {
+    const inner = schema instanceof z.ZodOptional ? schema.unwrap() : schema;
+    return inner instanceof z.ZodObject ? Object.keys(inner.shape).map((k) => `${key}.${k}`) : [key];
+  });
+}
+
+/** DEFAULTS flattened the same way (a section's object-valued key, like ticketApi.auth, is one value). */
+function defaultsByKey(): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  for (const [key, value] of Object.entries(DEFAULTS)) {
+    if (value && typeof value === 'object' && !Array.isArray(value)) {
+      for (const [k, v] of Object.entries(value)) out.set(`${key}.${k}`, v);
+    } else {
+      out.set(key, value);
+    }
+  }
+  return out;
+}
+
+const DEPLOY_MD = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'DEPLOY.md'), 'utf8');
+
+/** The rows of the configuration table of a DEPLOY.md: key → default cell. */
+function deployTable(markdown: string): Map<string, string> {
+  const lines = markdown.split('\n');
+  const header = lines.indexOf('| key | default | meaning |');
+  if (header < 0) throw new Error('DEPLOY.md has no configuration table (| key | default | meaning |)');
+  const rows = new Map<string, string>();
+  for (const line of lines.slice(header + 2)) {
+    if (!line.startsWith('|')) break;
+    const [keyCell, defaultCell] = line.replace(/^\|\s*|\s*\|$/g, '').split(/\s+\|\s+/);
+    const key = /^`([A-Za-z.]+)`$/.exec(keyCell)?.[1];
+    if (!key) throw new Error(`DEPLOY.md configuration table: the key cell "${keyCell}" is not one \`key\``);
+    if (rows.has(key)) throw new Error(`DEPLOY.md configuration table: ${key} has two rows`);
+    rows.set(key, defaultCell);
+  }
+  return rows;
+}
+
+/** The backticked values of a default cell, as JSON. */
+function documentedValues(cell: string): unknown[] {
+  return [...cell.matchAll(/`([^`]+)`/g)].map((m) => JSON.parse(m[1]));
+}
+
+/** Every disagreement between a DEPLOY.md configuration table and the schema and DEFAULTS, one line each. */
+function tableProblems(markdown: string): string[] {
+  const table = deployTable(markdown);
+  const defaults = defaultsByKey();
+  const keys = schemaKeys();
+  const problems = [
+    ...keys.filter((k) => !table.has(k)).map((k) => `${k}: no row`),
+    ...[...table.keys()].filter((k) => !keys.includes(k)).map((k) => `${k}: not a stage key`),
+  ];
+  for (const key of keys.filter((k) => table.has(k) && k !== 'redis.engineVersion')) {
+    const cell = table.get(key) as string;
+    if (!defaults.has(key)) {
+      if (!/^unset\b/.test(cell)) problems.push(`${key}: documented "${cell}", but DEFAULTS has none (write "unset (...)")`);
+    } else if (!cell.startsWith('`') || JSON.stringify(documentedValues(cell)[0]) !== JSON.stringify(defaults.get(key))) {
+      problems.push(`${key}: documented "${cell}", DEFAULTS says ${JSON.stringify(defaults.get(key))}`);
+    }
+  }
+  return problems;
+}
+
+describe('one vocabulary: schema, DEFAULTS and docs/DEPLOY.md', () => {
+  const table = deployTable(DEPLOY_MD);
+  const defaults = defaultsByKey();
+
+  test('docs/DEPLOY.md: no disagreement with the schema or DEFAULTS', () => {
+    expect(tableProblems(DEPLOY_MD)).toEqual([]);
+  });
+
+  test('docs/DEPLOY.md: one row per schema key, no more, no fewer', () => {
+    expect([...table.keys()].sort()).toEqual(schemaKeys().sort());
+  });
+
+  test('DEFAULTS: every key is a schema key', () => {
+    const keys = new Set(schemaKeys());
+    expect([...defaults.keys()].filter((k) => !keys.has(k))).toEqual([]);
+  });
+
+  test.each(schemaKeys().filter((k) => k !== 'redis.engineVersion'))('%s: the documented default is DEFAULTS\' (or "unset" when it has none)', (key) => {
+    const cell = table.get(key) ?? '';
+    if (defaults.has(key)) {
+      expect(cell.startsWith('`')).toBe(true);
+      expect(documentedValues(cell)[0]).toEqual(defaults.get(key));
+    } else {
+      expect(cell).toMatch(/^unset\b/);
+    }
+  });
+
+  test('redis.engineVersion: documented per engine, as REDIS_ENGINE_VERSION_DEFAULTS', () => {
+    const expected = Object.entries(REDIS_ENGINE_VERSION_DEFAULTS).map(([engine, version]) => `\`${JSON.stringify(version)}\` for ${engine}`).join(', ');
+    expect(table.get('redis.engineVersion')).toBe(expected);
+    expect(Object.keys(REDIS_ENGINE_VERSION_DEFAULTS)).toEqual(StageConfigSchema.shape.redis.unwrap().shape.engine.unwrap().options);
+  });
+
+  test('the check bites: a wrong default, a default documented as unset, a missing row and an unknown key are reported', () => {
+    const doctored = DEPLOY_MD.replace('| `sse.cpu` | `256` |', '| `sse.cpu` | `512` |')
+      .replace(/^\| `sse.nofileLimit` \| `65536` \|/m, '| `sse.nofileLimit` | unset |')
+      .replace(/^\| `sse.domainName` .*\n/m, '')
+      .replace('| `sse.containerInsights` |', '| `sse.insights` |');
+    expect(tableProblems(doctored)).toEqual([
+      'sse.domainName: no row',
+      'sse.containerInsights: no row',
+      'sse.insights: not a stage key',
+      'sse.cpu: documented "`512`", DEFAULTS says 256',
+      'sse.nofileLimit: documented "unset", DEFAULTS says 65536',
+    ]);
+  });
+});
+
+describe('the constructs apply DEFAULTS (empty stage config)', () => {
+  const stack = buildStack();
+  const template = templateOf(stack);
+
+  test('SSE service: task size, scaling bounds and targets, timings', () => {
+    const d = DEFAULTS.sse;
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', { Cpu: String(d.cpu), Memory: String(d.memoryLimitMiB) });
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: d.minTasks, MaxCapacity: d.maxTasks });
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+      TargetTrackingScalingPolicyConfiguration: Match.objectLike({ TargetValue: d.targetConnectionsPerTask }),
+    });
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+      TargetTrackingScalingPolicyConfiguration: Match.objectLike({ TargetValue: d.targetCpuPercent }),
+    });
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
+      LoadBalancerAttributes: Match.arrayWith([{ Key: 'idle_timeout.timeout_seconds', Value: String(d.idleTimeoutSeconds) }]),
+    });
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+      TargetGroupAttributes: Match.arrayWith([
+        { Key: 'deregistration_delay.timeout_seconds', Value: String(d.deregistrationDelaySeconds) },
+        { Key: 'stickiness.lb_cookie.duration_seconds', Value: String(d.stickinessDurationSeconds) },
+      ]),
+    });
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Ulimits: [{ Name: 'nofile', SoftLimit: d.nofileLimit, HardLimit: d.nofileLimit }],
+          Environment: Match.arrayWith([{ Name: 'LOG_LEVEL', Value: DEFAULTS.logLevel }]),
+        }),
+      ],
+    });
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [Match.objectLike({ Environment: Match.arrayWith([{ Name: 'HEARTBEAT_MS', Value: String(d.heartbeatMs) }]) })],
+    });
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [Match.objectLike({ Environment: Match.arrayWith([{ Name: 'POLL_TIMEOUT_MS', Value: String(d.pollTimeoutMs) }]) })],
+    });
+    template.hasResourceProperties('AWS::ECS::Cluster', { ClusterSettings: [{ Name: 'containerInsights', Value: d.containerInsights ? 'enabled' : 'disabled' }] });
+  });
+
+  test('Redis, network and log retention', () => {
+    const r = DEFAULTS.redis;
+    template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {
+      Engine: r.engine,
+      EngineVersion: REDIS_ENGINE_VERSION_DEFAULTS[r.engine],
+      CacheNodeType: r.nodeType,
+      NumCacheClusters: r.nodes,
+      Port: r.port,
+      SnapshotRetentionLimit: r.snapshotRetentionDays,
+    });
+    template.hasResource('AWS::ElastiCache::ReplicationGroup', { DeletionPolicy: 'Snapshot' });
+    expect(r.removalPolicy).toBe('snapshot');
+    template.resourceCountIs('AWS::EC2::NatGateway', DEFAULTS.network.natGateways);
+    template.resourcePropertiesCountIs('AWS::EC2::Subnet', { MapPublicIpOnLaunch: true }, DEFAULTS.network.maxAzs);
+    template.resourceCountIs('AWS::EC2::FlowLog', DEFAULTS.network.flowLogs ? 1 : 0);
+    template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: DEFAULTS.logRetentionDays });
+  });
+
+  test('APIs: stage name, throttles, reserved concurrency, IAM tickets, runtime limits', () => {
+    const stage = (api: unknown, rate: number, burst: number) =>
+      template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+        ApiId: stack.resolve(api),
+        DefaultRouteSettings: Match.objectLike({ ThrottlingRateLimit: rate, ThrottlingBurstLimit: burst }),
+      });
+    stage(stack.webSocket.api.apiId, DEFAULTS.webSocket.throttleRateLimit, DEFAULTS.webSocket.throttleBurstLimit);
+    stage(stack.ticketApi.endpoint.api.apiId, DEFAULTS.ticketApi.throttleRateLimit, DEFAULTS.ticketApi.throttleBurstLimit);
+    stage(stack.publishApi.endpoint.api.apiId, DEFAULTS.publishApi.throttleRateLimit, DEFAULTS.publishApi.throttleBurstLimit);
+    template.hasResourceProperties('AWS::ApiGatewayV2::Stage', { StageName: DEFAULTS.webSocket.stageName });
+    const resources = template.toJSON().Resources;
+    const reserved = (fn: { function: { node: { defaultChild?: unknown } } }) =>
+      resources[stack.resolve((fn.function.node.defaultChild as { logicalId: string }).logicalId)].Properties.ReservedConcurrentExecutions;
+    expect(reserved(stack.webSocket.messageFunction)).toBe(DEFAULTS.webSocket.messageReservedConcurrency);
+    expect(reserved(stack.publishApi.handler)).toBe(DEFAULTS.publishApi.reservedConcurrency);
+    expect(DEFAULTS.ticketApi.auth).toEqual({ type: 'iam' });
+    template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /tickets', AuthorizationType: 'AWS_IAM' });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ TICKET_TTL_SECONDS: String(DEFAULTS.ticketTtlSeconds), MAX_PAYLOAD_BYTES: String(DEFAULTS.maxPayloadBytes) }) },
+    });
+  });
+});
