@@ -9,6 +9,7 @@ export * from './realtime-function';
 export * from './realtime-stack';
 export * from './redis-pub-sub';
 export * from './runtime-api-props';
+export * from './sse-load-balancer';
 export * from './sse-service';
 export * from './stage-config';
 export * from './ticket-api';
