@@ -9,7 +9,9 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { z } from 'zod';
 import { DEFAULTS, REDIS_ENGINE_VERSION_DEFAULTS } from '../../lib/defaults';
 import { StageConfigSchema } from '../../lib/stage-config';
-import { buildStack, REPO_ROOT, templateOf } from './support';
+import { App } from 'aws-cdk-lib';
+import { readStageConfig, StageConfigError } from '../../bin/config';
+import { buildStack, CDK_CONTEXT, REPO_ROOT, STAGES, templateOf } from './support';
 
 /** Every key a stage may set, as a dotted path: top-level keys, and the keys of each section (one level down). */
 function schemaKeys(): string[] {
@@ -202,5 +204,69 @@ describe('the constructs apply DEFAULTS (empty stage config)', () => {
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: Match.objectLike({ TICKET_TTL_SECONDS: String(DEFAULTS.ticketTtlSeconds), MAX_PAYLOAD_BYTES: String(DEFAULTS.maxPayloadBytes) }) },
     });
+  });
+});
+
+describe('stage config (cdk.json context, zod)', () => {
+  const read = (stage: unknown, stages: unknown = { [String(stage)]: {} }) => () =>
+    readStageConfig(new App({ context: { stages, ...(stage === undefined ? {} : { stage }) } }).node);
+  const readConfig = (config: unknown) => read('x', { x: config });
+
+  test('no stage given: the dev stage is read', () => {
+    expect(read(undefined, { dev: { logLevel: 'warn' } })()).toEqual({ stageName: 'dev', config: { logLevel: 'warn' } });
+  });
+
+  test('unknown stage: fails naming the stages that exist', () => {
+    expect(read('typo', { dev: {}, prod: {} })).toThrow(
+      /^Unknown stage "typo": cdk\.json context "stages" defines dev, prod\. Pass -c stage=<one of those>, or add "typo" to "stages"\.$/,
+    );
+  });
+
+  test('no stages in the context: fails saying what to add', () => {
+    expect(read('dev', null)).toThrow(/^cdk\.json context has no "stages" object: add "stages": \{ "dev": \{\} \} to the context of cdk\.json$/);
+  });
+
+  test.each<[string, unknown, RegExp]>([
+    ['unknown key (a typo)', { sse: { heartbeat: 1000 } }, /^Invalid stage config stages\.x\.sse\.heartbeat: unknown key/],
+    ['unknown top-level key', { origins: [] }, /^Invalid stage config stages\.x\.origins: unknown key/],
+    ['string where a number goes', { sse: { heartbeatMs: '15000' } }, /^Invalid stage config stages\.x\.sse\.heartbeatMs: .*expected number, received string$/],
+    ['fractional number', { redis: { nodes: 1.5 } }, /^Invalid stage config stages\.x\.redis\.nodes: .*expected int/],
+    ['bad account id', { account: '1234', region: 'eu-west-1' }, /^Invalid stage config stages\.x\.account: must be a 12-digit AWS account id$/],
+    ['bad region', { account: '123456789012', region: 'Europe' }, /^Invalid stage config stages\.x\.region: must be a region like eu-west-1$/],
+    ['account without region', { account: '123456789012' }, /^Invalid stage config stages\.x\.region: set account and region together, or neither \(environment-agnostic\)$/],
+    ['VPC lookup without an environment', { network: { vpcId: 'vpc-0123456789abcdef0' } }, /^Invalid stage config stages\.x\.network\.vpcId: looking a VPC up needs the stage's account and region/],
+    ['bad VPC id', { network: { vpcId: 'my-vpc' } }, /^Invalid stage config stages\.x\.network\.vpcId: must be a VPC id like vpc-0abc123/],
+    ['wildcard origin', { allowedOrigins: ['*'] }, /^Invalid stage config stages\.x\.allowedOrigins\.0: must be an origin like https:\/\/app\.example\.com/],
+    ['JWT without audience', { ticketApi: { auth: { type: 'jwt', issuer: 'https://issuer.example.com' } } }, /^Invalid stage config stages\.x\.ticketApi\.auth\.audience: /],
+    ['JWT issuer over http', { ticketApi: { auth: { type: 'jwt', issuer: 'http://issuer.example.com', audience: ['a'] } } }, /^Invalid stage config stages\.x\.ticketApi\.auth\.issuer: must be the https URL of the token issuer \(iss\)$/],
+    ['unknown auth type', { ticketApi: { auth: { type: 'none' } } }, /^Invalid stage config stages\.x\.ticketApi\.auth\.type: /],
+    ['bad certificate ARN', { sse: { certificateArn: 'my-cert' } }, /^Invalid stage config stages\.x\.sse\.certificateArn: must be an ACM certificate ARN$/],
+    ['bad log level', { logLevel: 'verbose' }, /^Invalid stage config stages\.x\.logLevel: /],
+    ['bad alarm topic ARN', { alarmTopicArn: 'ops' }, /^Invalid stage config stages\.x\.alarmTopicArn: must be an SNS topic ARN$/],
+    ['unknown Redis engine', { redis: { engine: 'memcached' } }, /^Invalid stage config stages\.x\.redis\.engine: /],
+    ['Redis removal policy retain', { redis: { removalPolicy: 'retain' } }, /^Invalid stage config stages\.x\.redis\.removalPolicy: /],
+    ['publish limit as a string', { limits: { userPublishPerMinute: '60' } }, /^Invalid stage config stages\.x\.limits\.userPublishPerMinute: .*expected number, received string$/],
+    ['unknown limit (a typo)', { limits: { publishPerMinute: 60 } }, /^Invalid stage config stages\.x\.limits\.publishPerMinute: unknown key/],
+    ['trusted principal that is not an ARN', { trustedPrincipals: ['backend'] }, /^Invalid stage config stages\.x\.trustedPrincipals\.0: must be an IAM role or user ARN \(List IAM role or user ARNs, like arn:aws:iam::123456789012:role\/my-backend\)$/],
+    [
+      'trusted principal given as an assumed-role session',
+      { trustedPrincipals: ['arn:aws:iam::123456789012:role/ok', 'arn:aws:sts::123456789012:assumed-role/backend/session'] },
+      /^Invalid stage config stages\.x\.trustedPrincipals\.1: must be an IAM role or user ARN \(List the role of that session instead: arn:aws:iam::123456789012:role\/backend\)$/,
+    ],
+    ['trustedPrincipals as one string', { trustedPrincipals: 'arn:aws:iam::123456789012:role/ok' }, /^Invalid stage config stages\.x\.trustedPrincipals: .*expected array/],
+    ['reserved concurrency as a fraction', { publishApi: { reservedConcurrency: 2.5 } }, /^Invalid stage config stages\.x\.publishApi\.reservedConcurrency: .*expected int/],
+  ])('%s: fails with one line naming the key', (_name, config, message) => {
+    const run = readConfig(config);
+    expect(run).toThrow(StageConfigError);
+    expect(run).toThrow(message);
+    expect(run).toThrow(/^[^\n]+$/); // one line
+  });
+
+  test('several problems: the first is named, the rest counted', () => {
+    expect(readConfig({ logLevel: 'loud', sse: { cpu: 'big' }, redis: { nodez: 2 } })).toThrow(/^Invalid stage config stages\.x\.\S+: .* \(and 2 more\)$/);
+  });
+
+  test('every stage in cdk.json parses', () => {
+    for (const name of STAGES) expect(read(name, CDK_CONTEXT.stages)().stageName).toBe(name);
   });
 });
