@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Match } from 'aws-cdk-lib/assertions';
+import ts from 'typescript';
 import { z } from 'zod';
 import { DEFAULTS, REDIS_ENGINE_VERSION_DEFAULTS } from '../../lib/defaults';
 import { StageConfigSchema } from '../../lib/stage-config';
@@ -123,6 +124,87 @@ describe('one vocabulary: schema, DEFAULTS and docs/DEPLOY.md', () => {
       'sse.cpu: documented "`512`", DEFAULTS says 256',
       'sse.nofileLimit: documented "unset", DEFAULTS says 65536',
     ]);
+  });
+});
+
+/** `@default` tags of every interface property in lib/: `Interface.prop` → tag text. */
+function propDefaults(): Map<string, string> {
+  const out = new Map<string, string>();
+  const dir = path.join(REPO_ROOT, 'lib');
+  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
+    const source = ts.createSourceFile(file, fs.readFileSync(path.join(dir, file), 'utf8'), ts.ScriptTarget.ES2022, true);
+    source.forEachChild((node) => {
+      if (!ts.isInterfaceDeclaration(node)) return;
+      for (const member of node.members) {
+        if (!ts.isPropertySignature(member) || !ts.isIdentifier(member.name)) continue;
+        const tag = ts.getJSDocTags(member).find((t) => t.tagName.text === 'default');
+        if (tag) out.set(`${node.name.text}.${member.name.text}`, ts.getTextOfJSDocComment(tag.comment)?.replace(/\s+/g, ' ') ?? '');
+      }
+    });
+  }
+  return out;
+}
+
+/** The props interfaces each stage section passes through to (the first that declares a prop documents it). */
+const SECTION_PROPS: Record<string, string[]> = {
+  network: ['NetworkProps'],
+  redis: ['RedisPubSubProps'],
+  sse: ['SseServiceProps', 'SseLoadBalancerProps'],
+  webSocket: ['RealtimeWebSocketApiProps', 'RuntimeApiProps'],
+  ticketApi: ['TicketApiProps', 'TrustedCallerApiProps', 'RuntimeApiProps'],
+  publishApi: ['PublishApiProps', 'TrustedCallerApiProps', 'RuntimeApiProps'],
+};
+const API_LABELS: Record<string, string> = { webSocket: 'the WebSocket API', ticketApi: 'the ticket API', publishApi: 'the publish API' };
+
+/** A `@default` value as written in TypeScript (`'valkey'`, `{ type: 'iam' }`, `Duration.hours(1)`), as JSON-comparable data. */
+function parseDocValue(text: string): unknown {
+  const duration = /^Duration\.(seconds|minutes|hours|days)\((\d+)\)/.exec(text);
+  if (duration) return Number(duration[2]) * { seconds: 1, minutes: 60, hours: 3600, days: 86_400 }[duration[1] as 'seconds'];
+  const literal = /^(\{[^}]*\}|\[[^\]]*\]|'[^']*'|-?\d+|true|false)/.exec(text)?.[1];
+  if (literal === undefined) return undefined;
+  return JSON.parse(literal.replace(/'/g, '"').replace(/([{,]\s*)([A-Za-z]\w*)\s*:/g, '$1"$2":'));
+}
+
+describe('the construct props document DEFAULTS', () => {
+  const docs = propDefaults();
+  const sectionKeys = [...defaultsByKey().keys()].filter((k) => k.includes('.') && k.split('.')[0] in SECTION_PROPS);
+
+  test.each(sectionKeys)('%s: the @default of the prop it passes through to', (key) => {
+    const [section, name] = key.split('.');
+    const seconds = name.endsWith('Seconds') ? name.slice(0, -'Seconds'.length) : undefined;
+    const found = SECTION_PROPS[section]
+      .flatMap((iface) => [`${iface}.${name}`, ...(seconds ? [`${iface}.${seconds}`] : [])])
+      .find((k) => docs.has(k));
+    expect([key, found]).toEqual([key, expect.any(String)]);
+    const text = docs.get(found as string) as string;
+    const value = defaultsByKey().get(key);
+    if (text.startsWith('- ') && section in API_LABELS) {
+      // shared props document every API's default in one sentence
+      expect(text).toContain(`${JSON.stringify(value)} for ${API_LABELS[section]}`);
+    } else {
+      expect([found, parseDocValue(text)]).toEqual([found, value]);
+    }
+  });
+
+  test('redis.engineVersion: documented per engine, as REDIS_ENGINE_VERSION_DEFAULTS', () => {
+    const expected = Object.entries(REDIS_ENGINE_VERSION_DEFAULTS).map(([engine, version]) => `'${version}' for ${engine}`).join(', ');
+    expect(docs.get('RedisPubSubProps.engineVersion')).toBe(expected);
+  });
+
+  test('stage-wide keys: logLevel, trustedPrincipals and allowedOrigins documented as DEFAULTS on the props that take them', () => {
+    expect(parseDocValue(docs.get('RuntimeApiProps.logLevel') ?? '')).toEqual(DEFAULTS.logLevel);
+    expect(parseDocValue(docs.get('SseServiceProps.logLevel') ?? '')).toEqual(DEFAULTS.logLevel);
+    expect(parseDocValue(docs.get('TrustedCallerApiProps.trustedPrincipals') ?? '')).toEqual(DEFAULTS.trustedPrincipals);
+    expect(parseDocValue(docs.get('SseServiceProps.allowedOrigins') ?? '')).toEqual(DEFAULTS.allowedOrigins);
+    expect(parseDocValue(docs.get('TicketApiProps.allowedOrigins') ?? '')).toEqual(DEFAULTS.allowedOrigins);
+  });
+
+  test('the check reads TypeScript defaults', () => {
+    expect(parseDocValue("{ type: 'iam' }")).toEqual({ type: 'iam' });
+    expect(parseDocValue('Duration.hours(1)')).toBe(3600);
+    expect(parseDocValue("[] - no CORS")).toEqual([]);
+    expect(parseDocValue("'rt:'")).toBe('rt:');
+    expect(parseDocValue('- a new VPC')).toBeUndefined();
   });
 });
 
