@@ -1,7 +1,5 @@
-import { CfnOutput, Stack, type StackProps, Validations } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
 import { CORE_ENV } from '../contract/env';
@@ -12,7 +10,7 @@ import { Observability } from './observability';
 import { PublishApi } from './publish-api';
 import { RedisPubSub } from './redis-pub-sub';
 import { SseService } from './sse-service';
-import { networkProps, type RealtimeStageConfig, sseServiceProps } from './stage-config';
+import { alarmTopic, logRetentionOf, networkProps, type RealtimeStageConfig, sseServiceProps } from './stage-config';
 import { TicketApi } from './ticket-api';
 import { RealtimeWebSocketApi } from './websocket-api';
 
@@ -63,7 +61,7 @@ export class RealtimeStack extends Stack {
     // The runtime's range: 0 turns a limit off.
     checkRange(this, 'limits.userPublishPerMinute', config.limits?.userPublishPerMinute, 0, 1_000_000);
     checkRange(this, 'limits.userNewChannelsPerHour', config.limits?.userNewChannelsPerHour, 0, 1_000_000);
-    const logRetention = (config.logRetentionDays ?? DEFAULTS.logRetentionDays) as logs.RetentionDays;
+    const logRetention = logRetentionOf(config.logRetentionDays);
     const logLevel = config.logLevel ?? DEFAULTS.logLevel;
     const allowedOrigins = config.allowedOrigins ?? DEFAULTS.allowedOrigins;
     const trustedPrincipals = config.trustedPrincipals ?? DEFAULTS.trustedPrincipals;
@@ -83,12 +81,7 @@ export class RealtimeStack extends Stack {
 
     // Each stage section is named like its construct's props (lib/stage-config.ts) and passes through; only the
     // settings every construct shares are added here.
-    const existingVpc = this.existingVpc(config);
-    this.network = new Network(this, 'Network', {
-      ...networkProps(config.network),
-      vpc: existingVpc,
-      flowLogRetention: existingVpc ? undefined : logRetention,
-    });
+    this.network = new Network(this, 'Network', networkProps(this, config.network, logRetention));
     const vpc = this.network.vpc;
 
     this.redis = new RedisPubSub(this, 'Redis', { vpc, ...config.redis });
@@ -123,7 +116,7 @@ export class RealtimeStack extends Stack {
       webSocket: this.webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
       functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler],
-      alarmTopic: config.alarmTopicArn ? sns.Topic.fromTopicArn(this, 'AlarmTopic', config.alarmTopicArn) : undefined,
+      alarmTopic: alarmTopic(this, config.alarmTopicArn),
     });
 
     this.endpoints = {
@@ -160,29 +153,6 @@ export class RealtimeStack extends Stack {
       value: this.sse.loadBalancer.loadBalancerDnsName,
       description: `Point ${domainName} (CNAME or Route 53 alias) at this name`,
     });
-  }
-
-  private existingVpc(config: RealtimeStageConfig): ec2.IVpc | undefined {
-    const network = config.network ?? {};
-    if (network.vpcId && network.vpcAttributes) {
-      invalid(this, 'network.vpcId and network.vpcAttributes are both set', 'Keep one: vpcId looks the VPC up, vpcAttributes describes it');
-    }
-    if (network.vpcId) return ec2.Vpc.fromLookup(this, 'Vpc', { vpcId: network.vpcId });
-    if (network.vpcAttributes) {
-      const a = network.vpcAttributes;
-      const vpc = ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
-        vpcId: a.vpcId,
-        availabilityZones: [...a.availabilityZones],
-        publicSubnetIds: [...a.publicSubnetIds],
-        privateSubnetIds: [...a.privateSubnetIds],
-      });
-      Validations.of(vpc).acknowledge({
-        id: 'Annotation::@aws-cdk/aws-ec2:noSubnetRouteTableId',
-        reason: 'Nothing in this stack reads the route tables of the imported subnets (no gateway endpoints or routes are added to them).',
-      });
-      return vpc;
-    }
-    return undefined;
   }
 }
 

@@ -1,8 +1,12 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Validations } from 'aws-cdk-lib';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
 import { z } from 'zod';
-import { IAM_PRINCIPAL_ARN_PATTERN, ORIGIN_PATTERN, trustedPrincipalFix } from './errors';
+import { DEFAULTS } from './defaults';
+import { IAM_PRINCIPAL_ARN_PATTERN, invalid, ORIGIN_PATTERN, trustedPrincipalFix } from './errors';
 import type { NetworkProps } from './network';
 import type { PublishApiProps } from './publish-api';
 import type { RedisPubSubProps } from './redis-pub-sub';
@@ -19,8 +23,9 @@ import type { RealtimeWebSocketApiProps } from './websocket-api';
  * {@link NetworkProps}, `redis` → {@link RedisPubSubProps}, `sse` → {@link SseServiceProps}, `webSocket` →
  * {@link RealtimeWebSocketApiProps}, `ticketApi` → {@link TicketApiProps}, `publishApi` → {@link PublishApiProps}. JSON
  * has no `Duration` or construct references, so those few keys carry their unit or kind in the name and are converted
- * in one place, {@link sseServiceProps} and {@link networkProps}: `<prop>Seconds` → `Duration`, `<prop>Arn` → an
- * imported resource, `vpcId`/`vpcAttributes` → `vpc`. The type checks at the bottom of this file fail to compile if a
+ * here, in the functions at the end of this file ({@link sseServiceProps}, {@link networkProps}, {@link logRetentionOf},
+ * {@link alarmTopic}): `<prop>Seconds` → `Duration`, `<prop>Days` → `RetentionDays`, `<prop>Arn` → an imported
+ * resource, `vpcId`/`vpcAttributes` → `vpc`. The type checks at the bottom of this file fail to compile if a
  * section key is not a prop of its construct.
  */
 
@@ -172,10 +177,41 @@ export function sseServiceProps(scope: Construct, sse: SseConfig = {}): Partial<
   };
 }
 
-/** The `network` section as {@link NetworkProps}, without `vpcId`/`vpcAttributes` (the stack turns those into `vpc`). */
-export function networkProps(network: NetworkConfig = {}): Partial<NetworkProps> {
-  const { vpcId: _vpcId, vpcAttributes: _vpcAttributes, ...same } = network;
-  return same;
+/**
+ * The `network` section as {@link NetworkProps}: `vpcId` (a lookup) or `vpcAttributes` (offline) become `vpc`, imported
+ * in `scope` as construct `Vpc`; a new VPC's flow logs keep `flowLogRetention`.
+ */
+export function networkProps(scope: Construct, network: NetworkConfig = {}, flowLogRetention?: logs.RetentionDays): NetworkProps {
+  const { vpcId, vpcAttributes, ...same } = network;
+  if (vpcId && vpcAttributes) {
+    invalid(scope, 'network.vpcId and network.vpcAttributes are both set', 'Keep one: vpcId looks the VPC up, vpcAttributes describes it');
+  }
+  const vpc = vpcId ? ec2.Vpc.fromLookup(scope, 'Vpc', { vpcId }) : vpcAttributes ? importVpc(scope, vpcAttributes) : undefined;
+  return { ...same, vpc, flowLogRetention: vpc ? undefined : flowLogRetention };
+}
+
+function importVpc(scope: Construct, a: VpcAttributesConfig): ec2.IVpc {
+  const vpc = ec2.Vpc.fromVpcAttributes(scope, 'Vpc', {
+    vpcId: a.vpcId,
+    availabilityZones: [...a.availabilityZones],
+    publicSubnetIds: [...a.publicSubnetIds],
+    privateSubnetIds: [...a.privateSubnetIds],
+  });
+  Validations.of(vpc).acknowledge({
+    id: 'Annotation::@aws-cdk/aws-ec2:noSubnetRouteTableId',
+    reason: 'Nothing in this stack reads the route tables of the imported subnets (no gateway endpoints or routes are added to them).',
+  });
+  return vpc;
+}
+
+/** `logRetentionDays` as the `logRetention` of every construct (the stack checks it is a CloudWatch Logs value). */
+export function logRetentionOf(days: number | undefined): logs.RetentionDays {
+  return (days ?? DEFAULTS.logRetentionDays) as logs.RetentionDays;
+}
+
+/** `alarmTopicArn` as the `alarmTopic` of Observability, imported in `scope` as construct `AlarmTopic`. */
+export function alarmTopic(scope: Construct, arn: string | undefined): sns.ITopic | undefined {
+  return arn ? sns.Topic.fromTopicArn(scope, 'AlarmTopic', arn) : undefined;
 }
 
 function seconds(value: number | undefined): Duration | undefined {
