@@ -29,7 +29,7 @@ export const DEFAULTS = {
   },
   sse: {
     cpu: 256,
-    memoryLimitMiB: 512,
+    memoryMiB: 512,
     minTasks: 2,
     maxTasks: 10,
     targetConnectionsPerTask: 10_000,

@@ -43,10 +43,10 @@ export interface SseServiceProps extends SseLoadBalancerProps {
    */
   readonly cpu?: number;
   /**
-   * Task memory in MiB (a Fargate size matching cpu).
+   * Task memory in MiB (a Fargate size matching cpu): the task definition's `memoryLimitMiB`.
    * @default 512
    */
-  readonly memoryLimitMiB?: number;
+  readonly memoryMiB?: number;
   /**
    * Fewest running tasks (and the count at first deploy).
    * @default 2
@@ -188,7 +188,7 @@ export class SseService extends SseLoadBalancerBase {
 
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: props.cpu ?? d.cpu,
-      memoryLimitMiB: props.memoryLimitMiB ?? d.memoryLimitMiB,
+      memoryLimitMiB: props.memoryMiB ?? d.memoryMiB,
       runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
     });
 

@@ -82,7 +82,7 @@ const RedisSection = z.strictObject({
 /** `sse`: {@link SseServiceProps}; `idleTimeoutSeconds`, `deregistrationDelaySeconds`, `stickinessDurationSeconds` and `certificateArn` are converted. */
 const SseSection = z.strictObject({
   cpu: int().optional(),
-  memoryLimitMiB: int().optional(),
+  memoryMiB: int().optional(),
   minTasks: int().optional(),
   maxTasks: int().optional(),
   targetConnectionsPerTask: int().optional(),

@@ -37,7 +37,11 @@ function defaultsByKey(): Map<string, unknown> {
 
 const DEPLOY_MD = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'DEPLOY.md'), 'utf8');
 
-/** The rows of the configuration table of a DEPLOY.md: key → default cell. */
+/**
+ * The configuration table of a DEPLOY.md: key → its default cell. A row may document several keys with their defaults
+ * side by side: `` `sse.cpu` / `sse.memoryMiB` `` with `` `256` / `512` ``, a second key without a section taking the
+ * first one's (`` `webSocket.throttleRateLimit` / `throttleBurstLimit` ``), or `` `account`, `region` `` sharing one cell.
+ */
 function deployTable(markdown: string): Map<string, string> {
   const lines = markdown.split('\n');
   const header = lines.indexOf('| key | default | meaning |');
@@ -46,10 +50,16 @@ function deployTable(markdown: string): Map<string, string> {
   for (const line of lines.slice(header + 2)) {
     if (!line.startsWith('|')) break;
     const [keyCell, defaultCell] = line.replace(/^\|\s*|\s*\|$/g, '').split(/\s+\|\s+/);
-    const key = /^`([A-Za-z.]+)`$/.exec(keyCell)?.[1];
-    if (!key) throw new Error(`DEPLOY.md configuration table: the key cell "${keyCell}" is not one \`key\``);
-    if (rows.has(key)) throw new Error(`DEPLOY.md configuration table: ${key} has two rows`);
-    rows.set(key, defaultCell);
+    const keys = keyCell.split(/\s*[/,]\s*/).map((k) => /^`([A-Za-z.]+)`$/.exec(k)?.[1]);
+    if (keys.some((k) => k === undefined)) throw new Error(`DEPLOY.md configuration table: the key cell "${keyCell}" is not \`key\` [/ \`key\`]`);
+    const section = (keys[0] as string).includes('.') ? (keys[0] as string).split('.')[0] : undefined;
+    const full = keys.map((k) => (section && !(k as string).includes('.') ? `${section}.${k}` : (k as string)));
+    const side = keyCell.includes(' / ') ? defaultCell.split(/\s+\/\s+/) : full.map(() => defaultCell);
+    if (side.length !== full.length) throw new Error(`DEPLOY.md configuration table: ${full.join(', ')} need ${full.length} defaults, "${defaultCell}" has ${side.length}`);
+    full.forEach((key, i) => {
+      if (rows.has(key)) throw new Error(`DEPLOY.md configuration table: ${key} has two rows`);
+      rows.set(key, side[i]);
+    });
   }
   return rows;
 }
@@ -107,13 +117,13 @@ describe('one vocabulary: schema, DEFAULTS and docs/DEPLOY.md', () => {
   });
 
   test('redis.engineVersion: documented per engine, as REDIS_ENGINE_VERSION_DEFAULTS', () => {
-    const expected = Object.entries(REDIS_ENGINE_VERSION_DEFAULTS).map(([engine, version]) => `\`${JSON.stringify(version)}\` for ${engine}`).join(', ');
+    const expected = Object.entries(REDIS_ENGINE_VERSION_DEFAULTS).map(([engine, version]) => `\`${JSON.stringify(version)}\` (${engine})`).join(', ');
     expect(table.get('redis.engineVersion')).toBe(expected);
     expect(Object.keys(REDIS_ENGINE_VERSION_DEFAULTS)).toEqual(StageConfigSchema.shape.redis.unwrap().shape.engine.unwrap().options);
   });
 
   test('the check bites: a wrong default, a default documented as unset, a missing row and an unknown key are reported', () => {
-    const doctored = DEPLOY_MD.replace('| `sse.cpu` | `256` |', '| `sse.cpu` | `512` |')
+    const doctored = DEPLOY_MD.replace('| `sse.cpu` / `sse.memoryMiB` | `256` / `512` |', '| `sse.cpu` / `sse.memoryMiB` | `512` / `512` |')
       .replace(/^\| `sse.nofileLimit` \| `65536` \|/m, '| `sse.nofileLimit` | unset |')
       .replace(/^\| `sse.domainName` .*\n/m, '')
       .replace('| `sse.containerInsights` |', '| `sse.insights` |');
@@ -214,7 +224,7 @@ describe('the constructs apply DEFAULTS (empty stage config)', () => {
 
   test('SSE service: task size, scaling bounds and targets, timings', () => {
     const d = DEFAULTS.sse;
-    template.hasResourceProperties('AWS::ECS::TaskDefinition', { Cpu: String(d.cpu), Memory: String(d.memoryLimitMiB) });
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', { Cpu: String(d.cpu), Memory: String(d.memoryMiB) });
     template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: d.minTasks, MaxCapacity: d.maxTasks });
     template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
       TargetTrackingScalingPolicyConfiguration: Match.objectLike({ TargetValue: d.targetConnectionsPerTask }),
