@@ -10,7 +10,7 @@ import { Observability } from './observability';
 import { PublishApi } from './publish-api';
 import { RedisPubSub } from './redis-pub-sub';
 import { SseService } from './sse-service';
-import { alarmTopic, logRetentionOf, networkProps, type RealtimeStageConfig, sseServiceProps } from './stage-config';
+import { alarmTopicOf, logRetentionOf, networkProps, type RealtimeStageConfig, sseServiceProps } from './stage-config';
 import { TicketApi } from './ticket-api';
 import { RealtimeWebSocketApi } from './websocket-api';
 
@@ -116,7 +116,7 @@ export class RealtimeStack extends Stack {
       webSocket: this.webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
       functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler],
-      alarmTopic: alarmTopic(this, config.alarmTopicArn),
+      alarmTopic: alarmTopicOf(this, config.alarmTopicArn),
     });
 
     this.endpoints = {

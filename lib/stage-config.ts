@@ -24,7 +24,7 @@ import type { RealtimeWebSocketApiProps } from './websocket-api';
  * {@link RealtimeWebSocketApiProps}, `ticketApi` → {@link TicketApiProps}, `publishApi` → {@link PublishApiProps}. JSON
  * has no `Duration` or construct references, so those few keys carry their unit or kind in the name and are converted
  * here, in the functions at the end of this file ({@link sseServiceProps}, {@link networkProps}, {@link logRetentionOf},
- * {@link alarmTopic}): `<prop>Seconds` → `Duration`, `<prop>Days` → `RetentionDays`, `<prop>Arn` → an imported
+ * {@link alarmTopicOf}): `<prop>Seconds` → `Duration`, `<prop>Days` → `RetentionDays`, `<prop>Arn` → an imported
  * resource, `vpcId`/`vpcAttributes` → `vpc`. The type checks at the bottom of this file fail to compile if a
  * section key is not a prop of its construct.
  */
@@ -210,7 +210,7 @@ export function logRetentionOf(days: number | undefined): logs.RetentionDays {
 }
 
 /** `alarmTopicArn` as the `alarmTopic` of Observability, imported in `scope` as construct `AlarmTopic`. */
-export function alarmTopic(scope: Construct, arn: string | undefined): sns.ITopic | undefined {
+export function alarmTopicOf(scope: Construct, arn: string | undefined): sns.ITopic | undefined {
   return arn ? sns.Topic.fromTopicArn(scope, 'AlarmTopic', arn) : undefined;
 }
 
