@@ -12,17 +12,17 @@ import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
 import { LAMBDA_DIR, RealtimeFunction } from './realtime-function';
 import type { RuntimeApiProps } from './runtime-api-props';
+import { WS_ACTIONS } from '../contract/ws';
 
 /** The query string parameter that carries the single-use ticket on connect. */
 export const TICKET_IDENTITY_SOURCE = 'route.request.querystring.ticket';
 /** The frame field that selects a route: `{"action": "subscribe", ...}`. */
 export const ROUTE_SELECTION_EXPRESSION = '$request.body.action';
 /**
- * Routes of the WebSocket protocol (besides `$connect`, `$disconnect` and `$default`). The runtime parses the same
- * actions from its own list, `ACTIONS` in `core/ws-protocol.ts` (lib/ never imports runtime code); an action the runtime
- * knows but the API lacks still reaches the message handler through `$default`, it only loses its own route metrics.
+ * Routes of the WebSocket protocol (besides `$connect`, `$disconnect` and `$default`): the actions of `contract/ws.ts`,
+ * the one list the runtime parses and the local gateway routes too.
  */
-export const MESSAGE_ROUTES = ['subscribe', 'unsubscribe', 'publish', 'ping'] as const;
+export const MESSAGE_ROUTES = WS_ACTIONS;
 
 /** Entry files of the WebSocket Lambdas. */
 export interface WebSocketEntries {
