@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { serviceConfigFromEnv } from '../service/config';
 import { listen, shutdown } from '../service/net';
-import { SseService } from '../service/server';
+import { RealtimeServer as SseService } from '../service/realtime-server';
 import { guardServer, LocalGuard } from './guard';
 import { createHttpApi, LOCAL_IAM_ARN } from './http-api';
 import { RedisServer } from './redis';
