@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { RealtimeError } from '../core/errors';
 import type { LiveEvent } from './hub';
-import type { Ending, Transport } from './transport';
+import type { Ending, Transport, TransportOwner } from './transport';
 
 /** The long-poll answer: `{"events":[…],"cursor":"…","resets":[…],"more"?:true}` (envelopes are already JSON). */
 export function encodePollAnswer(envelopes: readonly string[], cursor: number, resets: readonly string[], more: boolean): string {
@@ -18,7 +18,7 @@ export function encodePollAnswer(envelopes: readonly string[], cursor: number, r
  */
 export class PollTransport implements Transport {
   closed = false;
-  onSlow?: () => void;
+  owner?: TransportOwner;
   readonly answered: Promise<void>;
   private resolve!: () => void;
   private reject!: (err: RealtimeError) => void;

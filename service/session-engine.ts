@@ -9,7 +9,7 @@ import type { ServiceConfig } from './config';
 import type { Hub } from './hub';
 import type { ServiceMetrics } from './metrics';
 import { Revocations } from './revocations';
-import { Session, type SessionKind } from './session';
+import { Session, type SessionKind, type SessionPolicy } from './session';
 import { jitter, type Transport } from './transport';
 
 /** What admission established about a request (service/admission.ts). */
@@ -45,11 +45,16 @@ export class SessionEngine {
   /** Long polls admitted and not answered yet (they count toward MAX_CONNECTIONS with the streams). */
   readonly polls = new Set<Session>();
   readonly revocations = new Revocations();
-  private readonly untrack = new Map<Session, () => void>();
   private readonly config: ServiceConfig;
+  private readonly policies: Record<SessionKind, SessionPolicy>;
 
   constructor(private readonly deps: SessionEngineDeps) {
     this.config = deps.config;
+    const slow = (s: Session) => this.dropSlow(s);
+    this.policies = {
+      stream: { maxHeld: deps.config.maxHeldEvents, heldOverflow: (s) => this.dropHeld(s), slow },
+      poll: { maxHeld: Number.POSITIVE_INFINITY, heldOverflow: () => undefined, slow },
+    };
     deps.hub.onResubscribed = () => this.catchUpAfterReconnect();
   }
 
@@ -65,14 +70,7 @@ export class SessionEngine {
    */
   open(kind: SessionKind, transport: Transport, a: Admitted): Session {
     const stream = kind === 'stream';
-    const session = new Session(
-      kind,
-      transport,
-      a.names,
-      stream ? this.config.maxHeldEvents : Number.POSITIVE_INFINITY,
-      (s) => this.dropHeld(s),
-      (s) => this.dropSlow(s),
-    );
+    const session = new Session(kind, transport, a.names, this.policies[kind]);
     if (stream && a.auth.sessionExp) {
       // Recycle well before the cookie expires (at 70-80% of its life, jittered) so reconnects stay authorised;
       // a cookie that reached the session's absolute end cannot be renewed: the stream ends with it.
@@ -81,7 +79,7 @@ export class SessionEngine {
     }
     (stream ? this.streams : this.polls).add(session);
     const id = a.auth.identity;
-    if (id.kind === 'user') this.untrack.set(session, this.revocations.track(id.sub, a.auth.epoch ?? 0, () => session.end({ reason: 'revoked' })));
+    if (id.kind === 'user') session.untrack = this.revocations.track(id.sub, a.auth.epoch ?? 0, () => session.end({ reason: 'revoked' }));
     return session;
   }
 
@@ -106,8 +104,7 @@ export class SessionEngine {
     this.streams.delete(session);
     this.polls.delete(session);
     this.deps.hub.remove(session.channels, session);
-    this.untrack.get(session)?.();
-    this.untrack.delete(session);
+    session.untrack?.();
   }
 
   /** A revocation arrived (control channel): ends the sessions of `sub` that predate `epoch`. */

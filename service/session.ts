@@ -1,5 +1,15 @@
 import type { LiveEvent, Listener } from './hub';
-import type { Ending, Transport } from './transport';
+import type { Ending, Transport, TransportOwner } from './transport';
+
+/** What the sessions of one kind share: the held-events cap and what to do when a session overflows it or its reader is slow. */
+export interface SessionPolicy {
+  /** Live events held during a replay before `heldOverflow` is called (MAX_HELD_EVENTS; unbounded for polls). */
+  readonly maxHeld: number;
+  /** More than `maxHeld` live events wait for the session's replay to finish. */
+  heldOverflow(session: Session): void;
+  /** The session's reader fell behind past its transport's cap. */
+  slow(session: Session): void;
+}
 
 /** A long-lived stream (SSE; later a WebSocket) or a long poll that answers once. */
 export type SessionKind = 'stream' | 'poll';
@@ -11,27 +21,25 @@ export type SessionKind = 'stream' | 'poll';
  * delivery on every channel of the session. The session decides what to deliver; its transport
  * (service/transport.ts) encodes and writes it.
  */
-export class Session implements Listener {
+export class Session implements Listener, TransportOwner {
   /** The last event id delivered (or the replay's position once it finished). */
   lastSeq = 0;
   /** Epoch milliseconds after which the session is recycled (cookie rotation); 0 for never. */
   closeAt = 0;
   /** True once the engine stopped tracking it (its peer left or it was answered). */
   released = false;
+  /** Unregisters it from revocation tracking. */
+  untrack?: () => void;
   private held: LiveEvent[] | null = [];
 
   constructor(
     readonly kind: SessionKind,
     readonly transport: Transport,
     readonly channels: readonly string[],
-    /** Live events held during a replay before `onHeldOverflow` is called. Defaults to unbounded. */
-    private readonly maxHeld = Number.POSITIVE_INFINITY,
-    /** Called once when more than `maxHeld` live events wait for a replay to finish. */
-    private readonly onHeldOverflow: (session: Session) => void = () => undefined,
-    /** Called when the transport's reader fell behind past its cap. */
-    onSlow: (session: Session) => void = () => undefined,
+    /** Shared by every session of a kind (no closures per connection). */
+    private readonly policy: SessionPolicy,
   ) {
-    transport.onSlow = () => onSlow(this);
+    transport.owner = this;
   }
 
   get closed(): boolean {
@@ -41,9 +49,9 @@ export class Session implements Listener {
   onEvent(event: LiveEvent): void {
     if (this.transport.closed) return;
     if (this.held) {
-      if (this.held.length >= this.maxHeld) {
+      if (this.held.length >= this.policy.maxHeld) {
         this.held = [];
-        this.onHeldOverflow(this);
+        this.policy.heldOverflow(this);
         return;
       }
       this.held.push(event);
@@ -52,6 +60,11 @@ export class Session implements Listener {
     if (event.seq <= this.lastSeq) return;
     this.lastSeq = event.seq;
     this.transport.event(event);
+  }
+
+  /** The transport's reader fell behind past its cap. */
+  slow(): void {
+    this.policy.slow(this);
   }
 
   /** Holds live events back again (a catch-up replay is about to run). */

@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { envelopeSeq, envelopeType } from '../core/events';
 import type { FlushWindow, Flushable } from './flush-window';
 import type { LiveEvent } from './hub';
 import * as sse from './sse-encoding';
-import type { EndReason, Ending, Transport } from './transport';
+import type { EndReason, Ending, Transport, TransportOwner } from './transport';
 
 /**
  * Where a stream's bytes go: a Node response, its bare socket, or a test buffer. The transport does
@@ -33,22 +34,52 @@ export function openSink(req: IncomingMessage, res: ServerResponse, headers: Rec
     res.useChunkedEncodingByDefault = false;
     res.writeHead(200, { ...headers, connection: 'close' });
     res.flushHeaders();
-    return {
-      write: (c) => void socket.write(c),
-      end: () => socket.end(),
-      destroy: () => socket.destroy(),
-      queuedBytes: () => socket.writableLength,
-      onDrain: (cb) => (socket.writableNeedDrain ? void socket.once('drain', cb) : cb()),
-    };
+    return new SocketSink(socket);
   }
   res.writeHead(200, headers);
-  return {
-    write: (c) => void res.write(c),
-    end: () => res.end(),
-    destroy: () => socket.destroy(),
-    queuedBytes: () => res.writableLength,
-    onDrain: (cb) => (res.writableNeedDrain ? void res.once('drain', cb) : cb()),
-  };
+  return new ResponseSink(res);
+}
+
+/** Frames straight to the socket (a close-delimited body). */
+class SocketSink implements Sink {
+  constructor(private readonly socket: Socket) {}
+  write(chunk: Buffer): void {
+    this.socket.write(chunk);
+  }
+  end(): void {
+    this.socket.end();
+  }
+  destroy(): void {
+    this.socket.destroy();
+  }
+  queuedBytes(): number {
+    return this.socket.writableLength;
+  }
+  onDrain(cb: () => void): void {
+    if (this.socket.writableNeedDrain) this.socket.once('drain', cb);
+    else cb();
+  }
+}
+
+/** Frames through the Node response (its own framing: chunked on HTTP/1.1). */
+class ResponseSink implements Sink {
+  constructor(private readonly res: ServerResponse) {}
+  write(chunk: Buffer): void {
+    this.res.write(chunk);
+  }
+  end(): void {
+    this.res.end();
+  }
+  destroy(): void {
+    this.res.socket?.destroy();
+  }
+  queuedBytes(): number {
+    return this.res.writableLength;
+  }
+  onDrain(cb: () => void): void {
+    if (this.res.writableNeedDrain) this.res.once('drain', cb);
+    else cb();
+  }
 }
 
 /** The SSE frame of a live event (one per event, shared by every stream through {@link LiveEvent.encoded}). */
@@ -71,14 +102,14 @@ const END_COMMENTS: Record<EndReason, ((detail?: string) => string | undefined) 
  */
 export class SseTransport implements Transport, Flushable {
   closed = false;
-  onSlow?: () => void;
+  owner?: TransportOwner;
   private pending: Buffer[] = [];
   private drainWaiters: (() => void)[] = [];
 
   constructor(
     readonly sink: Sink,
     private readonly window: FlushWindow,
-    /** Bytes the sink may hold for a slow reader after a flush before `onSlow` is called (MAX_QUEUED_BYTES). */
+    /** Bytes the sink may hold for a slow reader after a flush before its owner is told it is slow (MAX_QUEUED_BYTES). */
     private readonly maxQueuedBytes: number,
     /** The reconnect delay sent first, in milliseconds (RETRY_MS). */
     retryMs: number,
@@ -152,7 +183,7 @@ export class SseTransport implements Transport, Flushable {
     const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
     this.pending.length = 0;
     this.sink.write(chunk);
-    if (this.sink.queuedBytes() > this.maxQueuedBytes) this.onSlow?.();
+    if (this.sink.queuedBytes() > this.maxQueuedBytes) this.owner?.slow();
   }
 
   /** Queues a chunk (pass a shared Buffer for chunks many streams send, like heartbeats). */

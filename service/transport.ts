@@ -28,6 +28,12 @@ export interface Ending {
   readonly detail?: string;
 }
 
+/** What a transport reports back to its session. */
+export interface TransportOwner {
+  /** The peer stopped reading: its backlog passed the transport's cap. */
+  slow(): void;
+}
+
 /**
  * The seam between a session (what to deliver, service/session.ts) and the wire (how to encode and
  * write it). A session hands its transport, in this order: replay pages, then `ready`, then live
@@ -38,8 +44,8 @@ export interface Ending {
 export interface Transport {
   /** True once the transport ended or its peer went away: nothing more is written. */
   readonly closed: boolean;
-  /** Set by the session: called when the peer stopped reading and its backlog passed the cap. */
-  onSlow?: () => void;
+  /** Set by the session that drives it; told when the peer stopped reading and its backlog passed the cap. */
+  owner?: TransportOwner;
   /** One page of a replay: channels whose history cannot cover the cursor, then the envelopes after it, oldest first. */
   page(resets: readonly string[], envelopes: readonly string[]): void;
   /**

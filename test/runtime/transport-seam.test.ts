@@ -12,7 +12,7 @@ import { ServiceMetrics } from '../../service/metrics';
 import { SessionEngine } from '../../service/session-engine';
 import * as sse from '../../service/sse-encoding';
 import { SseTransport, type Sink } from '../../service/sse-transport';
-import type { Ending, Transport } from '../../service/transport';
+import type { Ending, Transport, TransportOwner } from '../../service/transport';
 import { connectRedis, eventually, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid } from '../support/harness';
 
 /**
@@ -48,7 +48,7 @@ class BufferSink implements Sink {
 /** A transport that records what its session hands it: what a WebSocket transport would encode. */
 class RecordingTransport implements Transport {
   closed = false;
-  onSlow?: () => void;
+  owner?: TransportOwner;
   readonly calls: string[] = [];
   page(resets: readonly string[], envelopes: readonly string[]): void {
     this.calls.push(`page ${resets.length} resets ${envelopes.map((e) => JSON.parse(e).data).join(',')}`);
