@@ -37,7 +37,7 @@ export function openSink(req: IncomingMessage, res: ServerResponse, headers: Rec
     return new SocketSink(socket);
   }
   res.writeHead(200, headers);
-  return new ResponseSink(res);
+  return new ResponseSink(res, socket);
 }
 
 /** Frames straight to the socket (a close-delimited body). */
@@ -63,7 +63,11 @@ class SocketSink implements Sink {
 
 /** Frames through the Node response (its own framing: chunked on HTTP/1.1). */
 class ResponseSink implements Sink {
-  constructor(private readonly res: ServerResponse) {}
+  constructor(
+    private readonly res: ServerResponse,
+    /** Kept: the response lets go of its socket once it finished. */
+    private readonly socket: Socket,
+  ) {}
   write(chunk: Buffer): void {
     this.res.write(chunk);
   }
@@ -71,7 +75,7 @@ class ResponseSink implements Sink {
     this.res.end();
   }
   destroy(): void {
-    this.res.socket?.destroy();
+    this.socket.destroy();
   }
   queuedBytes(): number {
     return this.res.writableLength;

@@ -13,7 +13,7 @@ import { SessionEngine } from '../../service/session-engine';
 import * as sse from '../../service/sse-encoding';
 import { SseTransport, type Sink } from '../../service/sse-transport';
 import type { Ending, Transport, TransportOwner } from '../../service/transport';
-import { connectRedis, eventually, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid } from '../support/harness';
+import { connectRedis, eventually, RawStream, redisUrl, SESSION_SECRET, startService, TEST_NAMESPACES, uid } from '../support/harness';
 
 /**
  * The seam between sessions and transports (service/transport.ts): the session engine drives any
@@ -134,5 +134,34 @@ describe('session engine over a transport of its own', () => {
     engine.release(session);
     expect(engine.size).toBe(0);
     expect(hub.channelCount).toBe(0);
+  });
+});
+
+describe('both sinks: close-delimited socket writes (default) and chunked responses (STREAM_FRAMING=chunked)', () => {
+  let redis: Redis;
+  beforeAll(async () => {
+    redis = await connectRedis();
+  });
+  afterAll(() => redis.disconnect());
+
+  test.each(['close', 'chunked'])('%s: retry hint, ready, an event, the same bytes on the wire', async (framing) => {
+    const { service, base } = await startService({ STREAM_FRAMING: framing });
+    try {
+      const ch = `scores:${uid()}`;
+      const s = new RawStream(`${base}/events?channels=${ch}`);
+      try {
+        await s.until((x) => x.events().some((e) => e.event === 'ready'));
+        expect(s.headers['transfer-encoding']).toBe(framing === 'chunked' ? 'chunked' : undefined);
+        const p = await publish({ channel: ch, type: 'score', data: 1 }, SERVER, { redis, config: service.config.core });
+        await s.until((x) => x.text.includes(`id: ${p.id}\n`));
+        const env = s.events().find((e) => e.event === 'score')!.data;
+        expect(s.text).toMatch(/^retry: 3000\n\nid: \d+\nevent: ready\n/);
+        expect(s.text.endsWith(sse.event(Number(p.id), 'score', env))).toBe(true);
+      } finally {
+        s.close();
+      }
+    } finally {
+      await service.close();
+    }
   });
 });
