@@ -16,7 +16,7 @@ import { LambdaRuntime } from '../lambda/shared/runtime';
 import { parseTrustedPrincipals } from '../core/principals';
 import { serviceConfigFromEnv } from '../service/config';
 import { listen, shutdown } from '../service/net';
-import { SseService } from '../service/server';
+import { RealtimeServer as SseService } from '../service/realtime-server';
 import { guardServer, LocalGuard } from './guard';
 import { createHttpApi, LOCAL_IAM_ARN, type HttpHandler } from './http-api';
 import { RedisServer } from './redis';
