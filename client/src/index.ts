@@ -386,6 +386,7 @@ export class Client<M extends EventMap = EventMap> {
       let r: Ended | undefined;
       for (const t of this.order()) {
         r = await this.attempt(t);
+        if (r.error && !r.fatal) this.emit('error', r.error);
         if (r.opened || r.planned || r.ticketFailed || r.fatal || this.closed) break;
       }
       if (this.closed || !r) break;
@@ -394,7 +395,6 @@ export class Client<M extends EventMap = EventMap> {
         this.close();
         break;
       }
-      if (r.error) this.emit('error', r.error);
       if (r.planned) continue;
       this.setState(this.subs.size ? 'reconnecting' : 'connecting');
       if (r.opened && r.uptime >= this.o.stableMs) n = 0;
