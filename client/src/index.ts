@@ -306,7 +306,8 @@ export class Client<M extends EventMap = EventMap> {
   private answer(err: RealtimeClientError | undefined, v?: unknown): void {
     const p = this.inflight;
     this.inflight = undefined;
-    if (p) err ? p.reject(err) : p.resolve(v);
+    if (p && err) p.reject(err);
+    else if (p) p.resolve(v);
     else if (err) this.emit('error', err);
     this.pump();
   }
@@ -487,11 +488,14 @@ export class Client<M extends EventMap = EventMap> {
       const WS = this.o.WebSocket ?? (globalThis as unknown as { WebSocket: ClientOptions['WebSocket'] }).WebSocket;
       const ws = new WS!(tk.wsUrl ?? `${this.o.wsUrl}?ticket=${encodeURIComponent(tk.ticket)}`);
       let lastSent = T.now();
-      let pong: unknown;
+      // When the unanswered ping was sent (0: none). Deadlines are compared with the clock, not trusted to timers.
+      let pingAt = 0;
+      const dead = () => pingAt && T.now() - pingAt >= this.o.pongTimeoutMs && end({ floor: 0, error: new RealtimeClientError('dead', 'no pong') });
       const ping = () => {
-        if (pong === undefined && ws.readyState === 1) {
+        if (!pingAt && ws.readyState === 1) {
           conn.send!({ action: 'ping' });
-          pong = after(this.o.pongTimeoutMs, () => end({ floor: 0, error: new RealtimeClientError('dead', 'no pong') }));
+          pingAt = T.now();
+          after(this.o.pongTimeoutMs, dead);
         }
       };
       const keepalive = () => after(Math.max(0, lastSent + this.o.pingMs - T.now()), () => (T.now() - lastSent >= this.o.pingMs ? (ping(), keepalive()) : keepalive()));
@@ -499,9 +503,10 @@ export class Client<M extends EventMap = EventMap> {
         lastSent = T.now();
         ws.send(JSON.stringify(f));
       };
+      // After a wake-up: past the age cap, reconnect; a ping in flight too long, dead; else ask the server now.
       conn.check = () => {
         if (opened && T.now() - opened >= this.o.maxConnectionMs) conn.stop(true);
-        else ping();
+        else if (!dead()) ping();
       };
       cleanups.push(() => {
         ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
@@ -527,11 +532,7 @@ export class Client<M extends EventMap = EventMap> {
         after(this.o.maxConnectionMs, () => conn.stop(true));
       };
       ws.onmessage = (ev) => {
-        if (pong !== undefined) {
-          T.clear(pong);
-          timers.delete(pong);
-          pong = undefined;
-        }
+        pingAt = 0;
         let m: Record<string, unknown> & { type?: string; channel: string; error?: { code: string; message: string } };
         try {
           m = JSON.parse(String(ev.data));
@@ -563,54 +564,58 @@ export class Client<M extends EventMap = EventMap> {
       cleanups.push(() => ac.abort());
       let last = T.now();
       const watch = () => after(Math.max(0, last + this.o.deadAfterMs - T.now()), () => conn.check());
-      conn.check = () => (T.now() - last >= this.o.deadAfterMs ? end({ floor: 0, error: new RealtimeClientError('dead', 'no heartbeat') }) : void watch());
       let floor = 0;
-      try {
-        const r = await f(base(tk, tk.sseUrl?.split('?')[0] ?? this.o.sseUrl) + q({ lastEventId: this.cursor() }), { headers: { accept: 'text/event-stream' }, cache: 'no-store', signal: ac.signal });
-        if (r.status !== 200) {
-          await httpFail(r);
-          return ended;
-        }
-        const reader = r.body!.getReader();
-        const dec = new TextDecoder();
-        let buf = '';
-        let data = '';
-        let type = '';
-        watch();
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done || stopped) break;
-          last = T.now();
-          buf += dec.decode(value, { stream: true });
-          let i: number;
-          while ((i = buf.search(/\r\n|[\r\n]/)) >= 0) {
-            const line = buf.slice(0, i);
-            buf = buf.slice(buf[i] === '\r' && buf[i + 1] === '\n' ? i + 2 : i + 1);
-            if (line === '') {
-              if (data) {
-                const d = JSON.parse(data.slice(1));
-                if (type === 'ready') {
-                  T.clear(openTimer);
-                  this.caughtUp(d.cursor, channels);
-                  if (!opened) open();
-                } else if (type === 'reset') this.reset(d.channel);
-                else this.deliver(d);
+      conn.check = () => (T.now() - last >= this.o.deadAfterMs ? end({ floor, error: new RealtimeClientError('dead', 'no heartbeat') }) : void watch());
+      // The stream is read in the background: `ended` settles when the connection ends, whether or not the body ever errors.
+      void (async () => {
+        try {
+          const r = await f(base(tk, tk.sseUrl?.split('?')[0] ?? this.o.sseUrl) + q({ lastEventId: this.cursor() }), { headers: { accept: 'text/event-stream' }, cache: 'no-store', signal: ac.signal });
+          if (r.status !== 200) {
+            await httpFail(r);
+            return;
+          }
+          const reader = r.body!.getReader();
+          cleanups.push(() => void reader.cancel().catch(() => undefined));
+          const dec = new TextDecoder();
+          let buf = '';
+          let data = '';
+          let type = '';
+          watch();
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done || stopped) break;
+            last = T.now();
+            buf += dec.decode(value, { stream: true });
+            let i: number;
+            while ((i = buf.search(/\r\n|[\r\n]/)) >= 0) {
+              const line = buf.slice(0, i);
+              buf = buf.slice(buf[i] === '\r' && buf[i + 1] === '\n' ? i + 2 : i + 1);
+              if (line === '') {
+                if (data) {
+                  const d = JSON.parse(data.slice(1));
+                  if (type === 'ready') {
+                    T.clear(openTimer);
+                    this.caughtUp(d.cursor, channels);
+                    if (!opened) open();
+                  } else if (type === 'reset') this.reset(d.channel);
+                  else this.deliver(d);
+                }
+                data = type = '';
+              } else if (line[0] !== ':') {
+                const c = line.indexOf(':');
+                const k = c < 0 ? line : line.slice(0, c);
+                const v = c < 0 ? '' : line.slice(line[c + 1] === ' ' ? c + 2 : c + 1);
+                if (k === 'data') data += '\n' + v;
+                else if (k === 'event') type = v;
+                else if (k === 'retry') floor = Number(v) || 0;
               }
-              data = type = '';
-            } else if (line[0] !== ':') {
-              const c = line.indexOf(':');
-              const k = c < 0 ? line : line.slice(0, c);
-              const v = c < 0 ? '' : line.slice(line[c + 1] === ' ' ? c + 2 : c + 1);
-              if (k === 'data') data += '\n' + v;
-              else if (k === 'event') type = v;
-              else if (k === 'retry') floor = Number(v) || 0;
             }
           }
+        } catch {
+          // network error or abort: the connection ended
         }
-      } catch {
-        // network error or abort: the connection ended
-      }
-      end({ floor });
+        end({ floor });
+      })();
       return ended;
     }
 

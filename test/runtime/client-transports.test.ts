@@ -218,7 +218,8 @@ describe('tickets', () => {
           seen.push(status);
           const code = { 401: 'unauthorized', 403: 'forbidden', 429: 'rate_limited', 500: 'internal' }[status] ?? 'x';
           res.writeHead(status, { 'content-type': 'application/json', ...(status === 429 ? { 'retry-after': '1' } : {}) });
-          return res.end(JSON.stringify({ error: { code, message: 'scripted' } }));
+          res.end(JSON.stringify({ error: { code, message: 'scripted' } }));
+          return;
         }
         const r = await fetch(stack.outputs.TicketUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-local-user': 'jo' }, body: Buffer.concat(chunks) });
         seen.push(r.status);
