@@ -619,7 +619,9 @@ export class Client<M extends EventMap = EventMap> {
       return ended;
     }
 
-    // Long poll: one ticket per poll (Node has no cookie jar); open once the first ticket is in hand.
+    // Long poll: one ticket per poll (Node has no cookie jar). Open once the first poll answers: only
+    // then is it certain the server was listening (without a cursor a poll starts "from now"); the
+    // open timeout covers the ticket only, since a quiet channel answers at the server's poll timeout.
     let ac: AbortController | undefined;
     let started = 0;
     cleanups.push(() => ac?.abort());
@@ -627,7 +629,6 @@ export class Client<M extends EventMap = EventMap> {
       if (started && T.now() - started >= this.o.pollTimeoutMs) ac?.abort();
     };
     T.clear(openTimer);
-    open();
     let next: TicketAnswer | undefined = tk;
     while (!stopped) {
       const t = next ?? (await ticket());
@@ -647,6 +648,7 @@ export class Client<M extends EventMap = EventMap> {
         for (const c of b.resets) this.reset(c);
         for (const e of b.events) this.deliver(e);
         this.caughtUp(b.cursor, channels);
+        if (!opened) open();
       } catch {
         end({ floor: 0, error: new RealtimeClientError('network', 'poll failed') });
       } finally {

@@ -20,7 +20,7 @@ const relays: Relay[] = [];
 
 beforeAll(async () => {
   const { startLocalStack } = await import('../../local/stack');
-  stack = await startLocalStack({ logger: pino({ level: 'silent' }), env: { RETRY_MS: '200', HEARTBEAT_MS: '1000', LOG_LEVEL: 'silent' } });
+  stack = await startLocalStack({ logger: pino({ level: 'silent' }), env: { RETRY_MS: '200', HEARTBEAT_MS: '1000', POLL_TIMEOUT_MS: '2000', LOG_LEVEL: 'silent' } });
 });
 afterEach(async () => {
   for (const r of clients.splice(0)) r.client.close();

@@ -77,8 +77,8 @@ export class Relay {
 }
 
 /** Publishes through POST /publish (a backend); returns the event id. */
-export async function publish(publishUrl: string, channel: string, data: unknown, type = 'update'): Promise<string> {
-  const r = await fetch(publishUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ channel, type, data }) });
+export async function publish(publishUrl: string, channel: string, data: unknown, type = 'update', idempotencyKey?: string): Promise<string> {
+  const r = await fetch(publishUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ channel, type, data, idempotencyKey }) });
   const body = (await r.json()) as { id: string };
   if (r.status !== 202) throw new Error(`publish answered ${r.status}: ${JSON.stringify(body)}`);
   return body.id;
@@ -93,10 +93,12 @@ export function startPublisher(publishUrl: string, channel: string, n: number, g
   let stopped = false;
   const done = (async () => {
     for (let i = 0; i < n && !stopped; i++) {
-      // A publish that meets an outage is retried: the publisher runs throughout.
+      // A publish that meets an outage is retried under the same idempotency key (its answer may
+      // have been lost after the write): the publisher runs throughout and publishes each item once.
+      const key = `${channel}-${i}`;
       for (;;) {
         try {
-          ids.push(await publish(publishUrl, channel, { i }));
+          ids.push(await publish(publishUrl, channel, { i }, 'update', key));
           break;
         } catch {
           await new Promise((r) => setTimeout(r, 100));
