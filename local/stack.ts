@@ -6,6 +6,7 @@ import { listen, shutdown } from '../service/net';
 import { SseService } from '../service/server';
 import { guardServer, LocalGuard } from './guard';
 import { createHttpApi, LOCAL_IAM_ARN } from './http-api';
+import { demoPages } from './demo/pages';
 import { RedisServer } from './redis';
 import { startWsGateway, type WsGateway, type WsGatewayOptions } from './ws-gateway';
 
@@ -132,7 +133,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       { method: 'POST', path: '/backend/tickets', auth: 'iam', handler: tickets },
       { method: 'POST', path: '/publish', auth: 'iam', handler: publishHandler },
       { method: 'POST', path: '/revoke', auth: 'iam', handler: revokeHandler },
-    ], guard);
+    ], guard, demoPages()); // the demo page at the API's root (client/demo)
     const apiServer = api;
     const apiPort = await listen(apiServer, options.apiPort ?? 0, host);
     guard.addOwnPort(apiPort);
