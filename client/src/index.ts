@@ -202,8 +202,9 @@ export class Client<M extends EventMap = EventMap> {
       stableMs: 5000,
       timers: realTimers,
       random: Math.random,
-      ...options,
-    };
+    } as Client<M>['o'];
+    // Options left undefined keep their defaults.
+    for (const [k, v] of Object.entries(options)) if (v !== undefined) (this.o as unknown as Record<string, unknown>)[k] = v;
     const g = globalThis as unknown as ClientOptions['events'] & { localStorage?: ClientOptions['storage'] };
     if (this.o.storage === undefined) {
       try {
