@@ -459,6 +459,8 @@ export class Client<M extends EventMap = EventMap> {
       this.transport = kind;
       this.remember(kind);
       this.setState('open');
+      // Publishes waited for a connection; only a WebSocket can carry them.
+      if (kind !== 'ws') this.failAll(new RealtimeClientError('not_websocket', 'Publishing needs the WebSocket transport.'), true);
       this.pump();
     };
     const ticket = async (): Promise<TicketAnswer | undefined> => {

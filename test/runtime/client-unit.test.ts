@@ -177,6 +177,20 @@ describe('resume and dedupe (WebSocket)', () => {
   });
 });
 
+describe('publish on a connection that is not a WebSocket', () => {
+  it('a publish waiting for a connection is rejected with not_websocket when SSE wins the fallback', async () => {
+    const fetchFake = (async () => new Response(new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode('id: 5\nevent: ready\ndata: {"cursor":"5"}\n\n')) }), { status: 200 })) as unknown as typeof fetch;
+    make({ transports: ['ws', 'sse'], fetch: fetchFake, ticket: async (r) => ({ ticket: 't', wsUrl: r.transport === 'ws' ? 'ws://x/live?ticket=t' : null, sseUrl: 'http://sse/events?ticket=t' }) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const p = client!.publish('chat:a', 'm', {}).catch((e: unknown) => e);
+    await settle();
+    FakeWebSocket.last.close(); // the WebSocket never opens
+    await settle();
+    expect(client!.transport).toBe('sse');
+    expect(await p).toMatchObject({ code: 'not_websocket' });
+  });
+});
+
 describe('deadlines', () => {
   it('keepalive ping inside the idle limit; an unanswered ping means a dead socket', async () => {
     make({ pingMs: 60000, pongTimeoutMs: 10000 });
