@@ -110,6 +110,8 @@ export const backoff = (n: number, random: () => number = Math.random): number =
 /** Compares two decimal ids. */
 const cmp = (a: string, b: string): number => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 const maxId = (a: string | undefined, b: string | undefined): string | undefined => (a === undefined ? b : b === undefined || cmp(a, b) >= 0 ? a : b);
+/** Error codes of a subscribe that may succeed on another try. */
+const RETRYABLE = ['unavailable', 'internal', 'rate_limited'];
 const SIGNALS = new Set(['subscribed', 'unsubscribed', 'reset', 'published', 'pong', 'error']);
 
 async function httpError(r: Response): Promise<RealtimeClientError> {
@@ -524,7 +526,11 @@ export class Client<M extends EventMap = EventMap> {
           const s = this.subs.get(c);
           if (!s) continue;
           s.held = [];
+          // A subscribe the server could not serve now (its replay failed) would leave a gap behind the
+          // live events: reconnect and resume from the unchanged cursor. A refusal (not granted, bad
+          // channel) stops that channel's holding and is reported.
           const reject = (e: RealtimeClientError) => {
+            if (RETRYABLE.includes(e.code)) return end({ floor: 0, error: e });
             s.held = undefined;
             if (e.code !== 'disconnected' && e.code !== 'closed') this.emit('error', e);
           };

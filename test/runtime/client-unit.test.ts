@@ -155,6 +155,24 @@ describe('resume and dedupe (WebSocket)', () => {
     expect(ws2.sent[0]).toEqual({ action: 'subscribe', channel: 'chat:a', since: '106' });
   });
 
+  it('a subscribe the server could not serve (unavailable) reconnects from the unchanged cursor instead of leaving a gap', async () => {
+    make();
+    const got: string[] = [];
+    client!.subscribe('chat:a', { onEvent: (e) => got.push(e.id), since: '50' });
+    await settle();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    await settle();
+    ws.receive(env({ id: '60' })); // live, while the replay of 51..59 failed
+    ws.receive({ type: 'error', error: { code: 'unavailable', message: 'The event store is unreachable; retry shortly.' } });
+    await settle();
+    expect(got).toEqual([]);
+    expect(client!.state).toBe('reconnecting');
+    await clock.advance(500);
+    const ws2 = await openWs();
+    expect(ws2.sent[0]).toEqual({ action: 'subscribe', channel: 'chat:a', since: '50' });
+  });
+
   it('publish frames are answered one at a time and resent after a drop with the same idempotency key', async () => {
     make();
     client!.subscribe('chat:a', { onEvent: () => undefined });
