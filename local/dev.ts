@@ -50,6 +50,7 @@ Realtime Blueprint local stack is up (Ctrl-C stops it).
   PollUrl        ${o.PollUrl}
   WebSocketUrl   ${o.WebSocketUrl}   (management API: ${stack.ws.managementEndpoint})
   PublishUrl     ${o.PublishUrl}
+  Demo page      ${new URL(o.TicketUrl).origin}/   (chat over WebSocket, scoreboard over SSE, built client)
   RedisEndpoint  ${o.RedisEndpoint}${stack.redisServer ? ' (private redis-server)' : ''}
 
 Browser pages allowed: the stack's own origins${extra.length ? ` and ${extra.join(', ')}` : ' only (add yours with --allow-origin ORIGIN)'};

@@ -30,10 +30,11 @@ const MAX_BODY = 10 * 1024 * 1024;
  * is granted (with credentials) to the listed origins only. Defaults to a guard that lists no
  * origin (the stack passes one that lists its own and the configured ones).
  */
-export function createHttpApi(routes: readonly LocalRoute[], guard: LocalGuard = new LocalGuard()): Server {
+export function createHttpApi(routes: readonly LocalRoute[], guard: LocalGuard = new LocalGuard(), pages?: (req: IncomingMessage, res: ServerResponse) => boolean): Server {
   return createServer((req, res) => {
     const refusal = guard.check(req);
     if (refusal) return refuse(res, refusal);
+    if (pages?.(req, res)) return; // GET pages of the local stack (the demo), behind the same guard
     const cors = () => guard.cors(req);
     serve(req, res, routes, cors).catch(() => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });

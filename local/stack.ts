@@ -18,6 +18,7 @@ import { serviceConfigFromEnv } from '../service/config';
 import { listen, shutdown } from '../service/net';
 import { RealtimeServer } from '../service/realtime-server';
 import { guardServer, LocalGuard } from './guard';
+import { demoPages } from './demo/pages';
 import { createHttpApi, LOCAL_IAM_ARN, type HttpHandler } from './http-api';
 import { RedisServer } from './redis';
 import type { WsEvent, WsResult } from '../lambda/shared/ws';
@@ -210,7 +211,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       { method: 'POST', path: '/backend/tickets', auth: 'iam', handler: tickets },
       { method: 'POST', path: '/publish', auth: 'iam', handler: publishHandler },
       { method: 'POST', path: '/revoke', auth: 'iam', handler: revokeHandler },
-    ], guard);
+    ], guard, demoPages()); // the demo page at the API's root (client/demo)
     const apiServer = api;
     const apiPort = await listen(apiServer, options.apiPort ?? 0, host);
     guard.addOwnPort(apiPort);

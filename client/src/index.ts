@@ -1,0 +1,675 @@
+/**
+ * Realtime Blueprint client: one connection per client over WebSocket, SSE (fetch streaming) or
+ * long poll, several channels on it, resume by event id across reconnects and transport switches.
+ * Dependency-free; browsers and Node >= 20 (inject `WebSocket` there).
+ */
+
+export type Transport = 'ws' | 'sse' | 'poll';
+export type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
+/** Event type → data type of the events an app expects. */
+export type EventMap = Record<string, unknown>;
+
+/** An event as every transport delivers it. `id` is the deployment-wide cursor (a decimal string). */
+export interface Envelope<D = unknown, T extends string = string> {
+  channel: string;
+  id: string;
+  type: T;
+  data: D;
+  ts: number | string;
+}
+export type EventOf<M extends EventMap> = { [K in keyof M & string]: Envelope<M[K], K> }[keyof M & string];
+
+/** What `POST /tickets` answers (only `ticket` is required; the URLs come from it or the options). */
+export interface TicketAnswer {
+  ticket: string;
+  sseUrl?: string | null;
+  wsUrl?: string | null;
+  expiresAt?: string;
+}
+/** What the ticket function is asked for: one ticket for one connection attempt (or one poll). */
+export interface TicketRequest {
+  transport: 'sse' | 'ws';
+  channels: string[];
+}
+
+export interface Timers {
+  now(): number;
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+/** The part of the WebSocket API the client uses (the browser's, or the `ws` package's). */
+export interface WebSocketLike {
+  readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: unknown) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number): void;
+}
+
+export interface ClientOptions {
+  /** Gets a new ticket; called once per connection attempt (and once per long poll). Throw a {@link RealtimeClientError} with `status` (see {@link ticketFrom}): 401/403 end the client, others are retried. */
+  ticket(req: TicketRequest): Promise<TicketAnswer>;
+  /** Transports in the order to try them. Default `['ws', 'sse', 'poll']`. */
+  transports?: Transport[];
+  /** Used when the ticket answer carries no URL: the stack outputs SseUrl, WebSocketUrl, PollUrl. */
+  sseUrl?: string;
+  wsUrl?: string;
+  pollUrl?: string;
+  fetch?: typeof fetch;
+  WebSocket?: new (url: string) => WebSocketLike;
+  /** A transport that does not open within this is given up for the next one. Default 4000. */
+  openTimeoutMs?: number;
+  /** SSE: a stream that sent no byte (heartbeats included) for this long is dead. Default 25000. */
+  deadAfterMs?: number;
+  /** WebSocket: ping when nothing was sent for this long (API Gateway closes sockets idle 10 min). Default 240000. */
+  pingMs?: number;
+  /** WebSocket: a ping unanswered for this long means the socket is dead. Default 10000. */
+  pongTimeoutMs?: number;
+  /** WebSocket: reconnect (resuming) after this long, before API Gateway's 2-hour cap. Default 7020000 (1 h 57 min). */
+  maxConnectionMs?: number;
+  /** Long poll: abort a poll that has not answered for this long. Default 35000. */
+  pollTimeoutMs?: number;
+  /** How long the transport that last opened is tried first. Default 1800000 (30 min). */
+  rememberMs?: number;
+  /** Uptime after which a connection counts as stable (backoff restarts). Default 5000. */
+  stableMs?: number;
+  /** Where the winning transport is remembered (default `localStorage` when present, else memory). */
+  storage?: { getItem(k: string): string | null; setItem(k: string, v: string): void } | null;
+  /** Source of `visibilitychange` and `online` events (default `globalThis` when it has addEventListener). */
+  events?: { addEventListener(t: string, f: () => void): void; removeEventListener(t: string, f: () => void): void } | null;
+  timers?: Timers;
+  random?: () => number;
+}
+
+export interface SubscribeOptions<M extends EventMap> {
+  onEvent(event: EventOf<M>): void;
+  /** History could not cover the gap: reload this channel's state. */
+  onReset?(channel: string): void;
+  /** Deliver events after this id (an id this app already has). */
+  since?: string;
+}
+
+/** An error of the client: `code` is the server's error code (or `disconnected`, `closed`, `not_websocket`, `network`). */
+export class RealtimeClientError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status?: number,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Reconnect delay after `n` failed attempts: full jitter, min(20 s, 0.5 s + U(0, min(20 s, 0.5 s·2^n))). */
+export const backoff = (n: number, random: () => number = Math.random): number => Math.min(20000, 500 + random() * Math.min(20000, 500 * 2 ** n));
+
+/** Compares two decimal ids. */
+const cmp = (a: string, b: string): number => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+const maxId = (a: string | undefined, b: string | undefined): string | undefined => (a === undefined ? b : b === undefined || cmp(a, b) >= 0 ? a : b);
+/** Error codes of a subscribe that may succeed on another try. */
+const RETRYABLE = ['unavailable', 'internal', 'rate_limited'];
+const SIGNALS = new Set(['subscribed', 'unsubscribed', 'reset', 'published', 'pong', 'error']);
+
+async function httpError(r: Response): Promise<RealtimeClientError> {
+  let code = 'http_' + r.status;
+  let message = r.statusText;
+  try {
+    const b = (await r.json()) as { error?: { code: string; message: string } };
+    if (b.error) ({ code, message } = b.error);
+  } catch {
+    // not JSON
+  }
+  const ra = Number(r.headers.get('retry-after'));
+  return new RealtimeClientError(code, message, r.status, ra > 0 ? ra * 1000 : undefined);
+}
+
+/** A ticket function for `POST TicketUrl`: `ticketFrom(outputs.TicketUrl, { headers: { authorization: 'Bearer …' } })`. */
+export function ticketFrom(url: string, init: { headers?: Record<string, string>; credentials?: RequestCredentials; fetch?: typeof fetch } = {}) {
+  return async (req: TicketRequest): Promise<TicketAnswer> => {
+    const r = await (init.fetch ?? fetch)(url, { method: 'POST', credentials: init.credentials, headers: { 'content-type': 'application/json', ...init.headers }, body: JSON.stringify(req) });
+    if (r.status > 201) throw await httpError(r);
+    return r.json() as Promise<TicketAnswer>;
+  };
+}
+
+interface Sub {
+  cursor?: string;
+  h: SubscribeOptions<EventMap>;
+  /** WebSocket: subscribe sent, `subscribed` not yet: events are held and released in id order. */
+  held?: Envelope[];
+}
+interface Conn {
+  kind: Transport;
+  channels: string[];
+  /** Ends the connection; `planned`: reconnect at once (channel set changed, age cap). */
+  stop(planned?: boolean): void;
+  /** Wall-clock check after a wake-up (visibility, online). */
+  check(): void;
+  send?(frame: object): void;
+}
+interface Ended {
+  opened: boolean;
+  uptime: number;
+  floor: number;
+  planned?: boolean;
+  error?: RealtimeClientError;
+  fatal?: boolean;
+  ticketFailed?: boolean;
+}
+interface Pending {
+  frame: Record<string, unknown>;
+  resolve(v: unknown): void;
+  reject(e: RealtimeClientError): void;
+  /** Publishes survive reconnects (their idempotency key makes a resend safe). */
+  keep?: boolean;
+}
+
+const realTimers: Timers = { now: () => Date.now(), set: (f, ms) => setTimeout(f, ms), clear: (h) => clearTimeout(h as ReturnType<typeof setTimeout>) };
+const KEY = 'rt:transport';
+
+export class Client<M extends EventMap = EventMap> {
+  /** The current connection state. */
+  state: State = 'connecting';
+  /** The transport of the open connection. */
+  transport?: Transport;
+  private readonly o: Required<Omit<ClientOptions, 'sseUrl' | 'wsUrl' | 'pollUrl' | 'WebSocket' | 'storage' | 'events'>> & ClientOptions;
+  private readonly subs = new Map<string, Sub>();
+  private readonly listeners: { [k: string]: Set<(v: never) => void> } = { state: new Set(), error: new Set() };
+  private readonly queue: Pending[] = [];
+  private inflight?: Pending;
+  private conn?: Conn;
+  private pos?: string;
+  private closed = false;
+  private running = false;
+  private wakeup?: (now: boolean) => void;
+  private mem?: Transport;
+  private readonly onWake = () => this.check(false);
+  private readonly onOnline = () => this.check(true);
+
+  constructor(options: ClientOptions) {
+    this.o = {
+      transports: ['ws', 'sse', 'poll'],
+      fetch: (...a: Parameters<typeof fetch>) => fetch(...a),
+      openTimeoutMs: 4000,
+      deadAfterMs: 25000,
+      pingMs: 240000,
+      pongTimeoutMs: 10000,
+      maxConnectionMs: 7020000,
+      pollTimeoutMs: 35000,
+      rememberMs: 1800000,
+      stableMs: 5000,
+      timers: realTimers,
+      random: Math.random,
+    } as Client<M>['o'];
+    // Options left undefined keep their defaults.
+    for (const [k, v] of Object.entries(options)) if (v !== undefined) (this.o as unknown as Record<string, unknown>)[k] = v;
+    const g = globalThis as unknown as ClientOptions['events'] & { localStorage?: ClientOptions['storage'] };
+    if (this.o.storage === undefined) {
+      try {
+        this.o.storage = g?.localStorage ?? null;
+      } catch {
+        this.o.storage = null;
+      }
+    }
+    if (this.o.events === undefined) this.o.events = typeof g?.addEventListener === 'function' ? g : null;
+    this.o.events?.addEventListener('visibilitychange', this.onWake);
+    this.o.events?.addEventListener('online', this.onOnline);
+  }
+
+  /** Listens to `state` changes or `error`s; returns the function that stops listening. */
+  on(type: 'state', f: (s: State) => void): () => void;
+  on(type: 'error', f: (e: RealtimeClientError) => void): () => void;
+  on(type: 'state' | 'error', f: (v: never) => void): () => void {
+    this.listeners[type].add(f);
+    return () => this.listeners[type].delete(f);
+  }
+
+  /** Receives the events of `channel` (one handler set per channel; a second call replaces it). Returns its unsubscription. */
+  subscribe(channel: string, h: SubscribeOptions<M>): () => void {
+    const old = this.subs.get(channel);
+    this.subs.set(channel, { cursor: h.since ?? old?.cursor ?? this.pos, h: h as SubscribeOptions<EventMap> });
+    if (!old) {
+      if (this.conn && !this.conn.channels.includes(channel)) this.conn.stop(true);
+      void this.run();
+    }
+    return () => this.unsubscribe(channel);
+  }
+
+  unsubscribe(channel: string): void {
+    if (!this.subs.delete(channel)) return;
+    if (this.conn?.kind === 'ws') this.request({ action: 'unsubscribe', channel }).catch(() => undefined);
+    if (!this.subs.size) this.conn?.stop(true);
+  }
+
+  /** Publishes over the WebSocket; resolves with the server's `published` answer, rejects with its error code. Resent after a reconnect under the same idempotency key. */
+  publish<K extends keyof M & string>(channel: string, type: K, data: M[K], opts: { idempotencyKey?: string } = {}): Promise<{ id: string; channel: string }> {
+    const idempotencyKey = opts.idempotencyKey ?? (this.o.random() * 2 ** 52).toString(36) + this.o.timers.now().toString(36);
+    if (this.closed) return Promise.reject(new RealtimeClientError('closed', 'The client is closed.'));
+    if (!this.o.transports.includes('ws') || (this.state === 'open' && this.transport !== 'ws')) return Promise.reject(new RealtimeClientError('not_websocket', 'Publishing needs the WebSocket transport.'));
+    return this.request({ action: 'publish', channel, type, data, idempotencyKey }, true) as Promise<{ id: string; channel: string }>;
+  }
+
+  /** Ends the connection for good. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.o.events?.removeEventListener('visibilitychange', this.onWake);
+    this.o.events?.removeEventListener('online', this.onOnline);
+    this.conn?.stop();
+    this.wakeup?.(true);
+    this.failAll(new RealtimeClientError('closed', 'The client is closed.'), true);
+    this.setState('closed');
+  }
+
+  private emit(type: string, v: unknown): void {
+    for (const f of this.listeners[type]) (f as (v: unknown) => void)(v);
+  }
+
+  private setState(s: State): void {
+    if (s === this.state) return;
+    this.state = s;
+    this.emit('state', s);
+  }
+
+  /** Deadlines are kept against the wall clock: a throttled timer of a background tab or a sleeping laptop is caught up here. */
+  private check(online: boolean): void {
+    this.conn?.check();
+    this.wakeup?.(online);
+  }
+
+  /** Rejects the requests waiting (all, or those that do not survive a reconnect); an answer in flight is moved back to the queue first. */
+  private failAll(e: RealtimeClientError, all: boolean): void {
+    if (this.inflight) this.queue.unshift(this.inflight);
+    this.inflight = undefined;
+    const q = this.queue.splice(0);
+    for (const p of q) {
+      if (all || !p.keep) p.reject(e);
+      else this.queue.push(p);
+    }
+  }
+
+  private request(frame: Record<string, unknown>, keep?: boolean): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ frame, resolve, reject, keep });
+      this.pump();
+    });
+  }
+
+  /** The server answers frames without naming the request: one request frame in flight at a time. */
+  private pump(): void {
+    if (this.inflight || !this.conn?.send || this.state !== 'open') return;
+    const p = (this.inflight = this.queue.shift());
+    if (p) this.conn.send(p.frame);
+  }
+
+  private answer(err: RealtimeClientError | undefined, v?: unknown): void {
+    const p = this.inflight;
+    this.inflight = undefined;
+    if (p && err) p.reject(err);
+    else if (p) p.resolve(v);
+    else if (err) this.emit('error', err);
+    this.pump();
+  }
+
+  private deliver(e: Envelope): void {
+    const s = this.subs.get(e.channel);
+    if (!s) return;
+    if (s.held) s.held.push(e);
+    else if (s.cursor === undefined || cmp(e.id, s.cursor) > 0) {
+      s.cursor = e.id;
+      this.pos = maxId(this.pos, e.id);
+      s.h.onEvent(e);
+    }
+  }
+
+  /** Every channel of the connection is caught up to `id`. */
+  private caughtUp(id: string, channels: string[]): void {
+    this.pos = maxId(this.pos, id);
+    for (const c of channels) {
+      const s = this.subs.get(c);
+      if (s) s.cursor = maxId(s.cursor, id);
+    }
+  }
+
+  private reset(channel: string): void {
+    this.subs.get(channel)?.h.onReset?.(channel);
+  }
+
+  /** The cursor a new connection resumes from: the oldest of its channels'. */
+  private cursor(): string | undefined {
+    let c: string | undefined;
+    for (const s of this.subs.values()) if (s.cursor !== undefined && (c === undefined || cmp(s.cursor, c) < 0)) c = s.cursor;
+    return c;
+  }
+
+  private order(): Transport[] {
+    const list = this.o.transports;
+    let t: Transport | undefined = this.mem as Transport | undefined;
+    try {
+      const r = JSON.parse(this.o.storage?.getItem(KEY) ?? 'null') as { t: Transport; at: number } | null;
+      if (r && this.o.timers.now() - r.at < this.o.rememberMs) t = r.t;
+    } catch {
+      // unreadable: ignore
+    }
+    return t && list.includes(t) ? [t, ...list.filter((x) => x !== t)] : list;
+  }
+
+  private remember(t: Transport): void {
+    this.mem = t;
+    try {
+      this.o.storage?.setItem(KEY, JSON.stringify({ t, at: this.o.timers.now() }));
+    } catch {
+      // full or blocked: memory only
+    }
+  }
+
+  /** Waits `ms` (against the wall clock); a wake-up resolves early when due, or at once when `now`. */
+  private sleep(ms: number): Promise<void> {
+    const T = this.o.timers;
+    const due = T.now() + ms;
+    return new Promise((resolve) => {
+      const h = T.set(() => done(), ms);
+      const done = () => {
+        T.clear(h);
+        this.wakeup = undefined;
+        resolve();
+      };
+      this.wakeup = (now) => (now || T.now() >= due) && done();
+    });
+  }
+
+  private async run(): Promise<void> {
+    if (this.running || this.closed) return;
+    this.running = true;
+    let n = 0;
+    while (!this.closed && this.subs.size) {
+      let r: Ended | undefined;
+      for (const t of this.order()) {
+        r = await this.attempt(t);
+        if (r.error && !r.fatal) this.emit('error', r.error);
+        if (r.opened || r.planned || r.ticketFailed || r.fatal || this.closed) break;
+      }
+      if (this.closed || !r) break;
+      if (r.fatal) {
+        this.emit('error', r.error);
+        this.close();
+        break;
+      }
+      if (r.planned) continue;
+      this.setState(this.subs.size ? 'reconnecting' : 'connecting');
+      if (r.opened && r.uptime >= this.o.stableMs) n = 0;
+      const delay = r.opened && n === 0 ? this.o.random() * 1000 : backoff(n, this.o.random);
+      n++;
+      await this.sleep(Math.max(delay, r.floor));
+    }
+    this.running = false;
+    if (!this.closed) this.setState('connecting');
+  }
+
+  /** One connection attempt on `kind`: resolves when the connection ends (or never opened). */
+  private async attempt(kind: Transport): Promise<Ended> {
+    const T = this.o.timers;
+    const channels = [...this.subs.keys()];
+    let stopped = false;
+    let planned = false;
+    let opened = 0;
+    let end!: (r: Omit<Ended, 'opened' | 'uptime'>) => void;
+    const ended = new Promise<Ended>((res) => {
+      end = (r) => {
+        if (stopped) return;
+        stopped = true;
+        cleanup();
+        res({ ...r, opened: opened > 0, uptime: opened ? T.now() - opened : 0, planned: planned || r.planned });
+      };
+    });
+    const timers = new Set<unknown>();
+    const after = (ms: number, f: () => void) => {
+      const h = T.set(() => {
+        timers.delete(h);
+        f();
+      }, ms);
+      timers.add(h);
+      return h;
+    };
+    const cleanups: (() => void)[] = [];
+    const cleanup = () => {
+      for (const h of timers) T.clear(h);
+      for (const f of cleanups) f();
+      if (this.conn === conn) {
+        this.conn = undefined;
+        this.transport = undefined;
+        for (const s of this.subs.values()) s.held = undefined;
+        this.failAll(new RealtimeClientError('disconnected', 'The connection ended before the answer.'), false);
+      }
+    };
+    const conn: Conn = {
+      kind,
+      channels,
+      stop: (p) => {
+        planned = !!p;
+        end({ floor: 0 });
+      },
+      check: () => undefined,
+    };
+    this.conn = conn;
+    const open = () => {
+      opened = T.now();
+      this.transport = kind;
+      this.remember(kind);
+      this.setState('open');
+      // Publishes waited for a connection; only a WebSocket can carry them.
+      if (kind !== 'ws') this.failAll(new RealtimeClientError('not_websocket', 'Publishing needs the WebSocket transport.'), true);
+      this.pump();
+    };
+    const ticket = async (): Promise<TicketAnswer | undefined> => {
+      try {
+        return await this.o.ticket({ transport: kind === 'ws' ? 'ws' : 'sse', channels });
+      } catch (e) {
+        const err = e instanceof RealtimeClientError ? e : new RealtimeClientError('network', String(e));
+        end({ floor: err.retryAfterMs ?? 0, error: err, ticketFailed: true, fatal: err.status === 401 || err.status === 403 });
+        return undefined;
+      }
+    };
+    const q = (extra: Record<string, string | undefined>) => {
+      let s = '';
+      for (const [k, v] of Object.entries(extra)) if (v !== undefined) s += `&${k}=${encodeURIComponent(v)}`;
+      return s;
+    };
+    const base = (tk: TicketAnswer, url: string | undefined) => `${url}?channels=${encodeURIComponent(channels.join(','))}&ticket=${encodeURIComponent(tk.ticket)}`;
+    const httpFail = async (r: Response) => {
+      const err = await httpError(r);
+      end({ floor: err.retryAfterMs ?? 0, error: err, fatal: r.status === 400 || r.status === 403 });
+    };
+
+    const tk = await ticket();
+    if (!tk || stopped) return ended;
+    const openTimer = after(this.o.openTimeoutMs, () => !opened && end({ floor: 0, error: new RealtimeClientError('open_timeout', `${kind} did not open in time`) }));
+
+    if (kind === 'ws') {
+      const WS = this.o.WebSocket ?? (globalThis as unknown as { WebSocket: ClientOptions['WebSocket'] }).WebSocket;
+      const ws = new WS!(tk.wsUrl ?? `${this.o.wsUrl}?ticket=${encodeURIComponent(tk.ticket)}`);
+      let lastSent = T.now();
+      // When the unanswered ping was sent (0: none). Deadlines are compared with the clock, not trusted to timers.
+      let pingAt = 0;
+      const dead = () => pingAt && T.now() - pingAt >= this.o.pongTimeoutMs && end({ floor: 0, error: new RealtimeClientError('dead', 'no pong') });
+      const ping = () => {
+        if (!pingAt && ws.readyState === 1) {
+          conn.send!({ action: 'ping' });
+          pingAt = T.now();
+          after(this.o.pongTimeoutMs, dead);
+        }
+      };
+      const keepalive = () => after(Math.max(0, lastSent + this.o.pingMs - T.now()), () => (T.now() - lastSent >= this.o.pingMs ? (ping(), keepalive()) : keepalive()));
+      conn.send = (f) => {
+        lastSent = T.now();
+        ws.send(JSON.stringify(f));
+      };
+      // After a wake-up: past the age cap, reconnect; a ping in flight too long, dead; else ask the server now.
+      conn.check = () => {
+        if (opened && T.now() - opened >= this.o.maxConnectionMs) conn.stop(true);
+        else if (!dead()) ping();
+      };
+      cleanups.push(() => {
+        ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+        ws.onerror = () => undefined;
+        if (ws.readyState < 2) ws.close(1000);
+      });
+      ws.onopen = () => {
+        T.clear(openTimer);
+        // The ticket's channels are subscribed at $connect; subscribe again with `since` to replay
+        // what was missed. Events are held until `subscribed` and released in id order.
+        for (const c of channels) {
+          const s = this.subs.get(c);
+          if (!s) continue;
+          s.held = [];
+          // A subscribe the server could not serve now (its replay failed) would leave a gap behind the
+          // live events: reconnect and resume from the unchanged cursor. A refusal (not granted, bad
+          // channel) stops that channel's holding and is reported.
+          const reject = (e: RealtimeClientError) => {
+            if (RETRYABLE.includes(e.code)) return end({ floor: 0, error: e });
+            s.held = undefined;
+            if (e.code !== 'disconnected' && e.code !== 'closed') this.emit('error', e);
+          };
+          this.queue.unshift({ frame: { action: 'subscribe', channel: c, since: s.cursor }, resolve: () => undefined, reject });
+        }
+        open();
+        keepalive();
+        after(this.o.maxConnectionMs, () => conn.stop(true));
+      };
+      ws.onmessage = (ev) => {
+        pingAt = 0;
+        let m: Record<string, unknown> & { type?: string; channel: string; error?: { code: string; message: string } };
+        try {
+          m = JSON.parse(String(ev.data));
+        } catch {
+          return;
+        }
+        const t = m.type as string;
+        if (t === 'subscribed') {
+          const s = this.subs.get(m.channel);
+          if (s?.held) {
+            const held = s.held.sort((a, b) => cmp(a.id, b.id));
+            s.held = undefined;
+            for (const e of held) this.deliver(e);
+            this.caughtUp(m.cursor as string, [m.channel]);
+          }
+          this.answer(undefined);
+        } else if (t === 'reset') this.reset(m.channel);
+        else if (t === 'error' || (t === undefined && m.message)) this.answer(new RealtimeClientError(m.error?.code ?? 'internal', m.error?.message ?? String(m.message)));
+        else if (t === 'published' || t === 'unsubscribed') this.answer(undefined, t === 'published' ? { id: m.id, channel: m.channel } : undefined);
+        else if (!SIGNALS.has(t) && m.id !== undefined) this.deliver(m as unknown as Envelope);
+      };
+      ws.onclose = ws.onerror = () => end({ floor: 0 });
+      return ended;
+    }
+
+    const f = this.o.fetch;
+    if (kind === 'sse') {
+      const ac = new AbortController();
+      cleanups.push(() => ac.abort());
+      let last = T.now();
+      const watch = () => after(Math.max(0, last + this.o.deadAfterMs - T.now()), () => conn.check());
+      let floor = 0;
+      conn.check = () => (T.now() - last >= this.o.deadAfterMs ? end({ floor, error: new RealtimeClientError('dead', 'no heartbeat') }) : void watch());
+      // The stream is read in the background: `ended` settles when the connection ends, whether or not the body ever errors.
+      void (async () => {
+        try {
+          const r = await f(base(tk, tk.sseUrl?.split('?')[0] ?? this.o.sseUrl) + q({ lastEventId: this.cursor() }), { headers: { accept: 'text/event-stream' }, cache: 'no-store', signal: ac.signal });
+          if (r.status !== 200) {
+            await httpFail(r);
+            return;
+          }
+          const reader = r.body!.getReader();
+          cleanups.push(() => void reader.cancel().catch(() => undefined));
+          const dec = new TextDecoder();
+          let buf = '';
+          let data = '';
+          let type = '';
+          watch();
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done || stopped) break;
+            last = T.now();
+            buf += dec.decode(value, { stream: true });
+            let i: number;
+            while ((i = buf.search(/\r\n|[\r\n]/)) >= 0) {
+              const line = buf.slice(0, i);
+              buf = buf.slice(buf[i] === '\r' && buf[i + 1] === '\n' ? i + 2 : i + 1);
+              if (line === '') {
+                if (data) {
+                  const d = JSON.parse(data.slice(1));
+                  if (type === 'ready') {
+                    T.clear(openTimer);
+                    this.caughtUp(d.cursor, channels);
+                    if (!opened) open();
+                  } else if (type === 'reset') this.reset(d.channel);
+                  else this.deliver(d);
+                }
+                data = type = '';
+              } else if (line[0] !== ':') {
+                const c = line.indexOf(':');
+                const k = c < 0 ? line : line.slice(0, c);
+                const v = c < 0 ? '' : line.slice(line[c + 1] === ' ' ? c + 2 : c + 1);
+                if (k === 'data') data += '\n' + v;
+                else if (k === 'event') type = v;
+                else if (k === 'retry') floor = Number(v) || 0;
+              }
+            }
+          }
+        } catch {
+          // network error or abort: the connection ended
+        }
+        end({ floor });
+      })();
+      return ended;
+    }
+
+    // Long poll: one ticket per poll (Node has no cookie jar). Open once the first poll answers: only
+    // then is it certain the server was listening (without a cursor a poll starts "from now"); the
+    // open timeout covers the ticket only, since a quiet channel answers at the server's poll timeout.
+    let ac: AbortController | undefined;
+    let started = 0;
+    cleanups.push(() => ac?.abort());
+    conn.check = () => {
+      if (started && T.now() - started >= this.o.pollTimeoutMs) ac?.abort();
+    };
+    T.clear(openTimer);
+    let next: TicketAnswer | undefined = tk;
+    while (!stopped) {
+      const t = next ?? (await ticket());
+      next = undefined;
+      if (!t || stopped) break;
+      ac = new AbortController();
+      started = T.now();
+      const h = after(this.o.pollTimeoutMs, () => ac?.abort());
+      try {
+        const r = await f(base(t, this.o.pollUrl ?? t.sseUrl?.split('?')[0].replace(/\/events$/, '/poll') ?? this.o.sseUrl?.replace(/\/events$/, '/poll')) + q({ cursor: this.cursor() }), { cache: 'no-store', signal: ac.signal });
+        if (r.status !== 200) {
+          await httpFail(r);
+          break;
+        }
+        const b = (await r.json()) as { events: Envelope[]; cursor: string; resets: string[] };
+        if (stopped) break;
+        for (const c of b.resets) this.reset(c);
+        for (const e of b.events) this.deliver(e);
+        this.caughtUp(b.cursor, channels);
+        if (!opened) open();
+      } catch {
+        end({ floor: 0, error: new RealtimeClientError('network', 'poll failed') });
+      } finally {
+        T.clear(h);
+        timers.delete(h);
+      }
+    }
+    return ended;
+  }
+}
+
+/** Creates a client; nothing connects until the first `subscribe`. */
+export function createClient<M extends EventMap = EventMap>(options: ClientOptions): Client<M> {
+  return new Client<M>(options);
+}

@@ -1,0 +1,325 @@
+/**
+ * The client SDK against the local stack, in Node: every transport, every fallback, resume across
+ * transport switches under a publisher that runs throughout, ticket failures, server-side drops.
+ * Real servers (SSE service, WebSocket gateway with the Lambda handlers, HTTP API, Redis); the
+ * network is failed with TCP relays, the ticket endpoint with a small HTTP proxy.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import type { LocalStack } from '../../local/stack';
+import type { TicketAnswer } from '../../client/src/index';
+import { localTickets, nodeClient, publish, record, Relay, sameIds, startPublisher, until, type Recorder } from '../support/client-kit';
+import { uid } from '../support/harness';
+
+process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+
+let stack: LocalStack;
+const clients: Recorder[] = [];
+const relays: Relay[] = [];
+
+beforeAll(async () => {
+  const { startLocalStack } = await import('../../local/stack');
+  stack = await startLocalStack({ logger: pino({ level: 'silent' }), env: { RETRY_MS: '200', HEARTBEAT_MS: '1000', POLL_TIMEOUT_MS: '2000', LOG_LEVEL: 'silent' } });
+});
+afterEach(async () => {
+  for (const r of clients.splice(0)) r.client.close();
+  for (const r of relays.splice(0)) await r.close();
+});
+afterAll(async () => {
+  await stack?.close();
+});
+
+const relay = async (url: string): Promise<Relay> => {
+  const r = new Relay(Number(new URL(url).port));
+  await r.start();
+  relays.push(r);
+  return r;
+};
+const track = (r: Recorder): Recorder => {
+  clients.push(r);
+  return r;
+};
+/** A port nothing listens on (a relay that refuses every connection). */
+const deadEnd = async (url: string): Promise<string> => {
+  const r = await relay(url);
+  r.cut();
+  return r.via(url);
+};
+
+describe('each transport', () => {
+  it.each(['ws', 'sse', 'poll'] as const)('%s: delivers events in order, typed, with the connection state as events', async (transport) => {
+    const ch = `chat:t-${uid()}`;
+    const tickets = localTickets(stack.outputs.TicketUrl, 'alice');
+    const rec = track(record(nodeClient({ ticket: tickets, transports: [transport] }), [ch]));
+    await until(() => rec.client.state === 'open', 'open');
+    expect(rec.client.transport).toBe(transport);
+    expect(rec.states[0]).toBe('open');
+    expect(tickets.calls[0].req).toEqual({ transport: transport === 'ws' ? 'ws' : 'sse', channels: [ch] });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await publish(stack.outputs.PublishUrl, ch, { i }));
+    await until(() => rec.events.length >= 5, '5 events', 20_000, () => rec.events);
+    sameIds(rec.ids(), ids);
+    expect(rec.events.map((e) => e.data)).toEqual([0, 1, 2, 3, 4].map((i) => ({ i })));
+    expect(rec.events[0]).toMatchObject({ channel: ch, type: 'update' });
+    rec.client.close();
+    expect(rec.client.state).toBe('closed');
+  });
+
+  it.each(['ws', 'sse', 'poll'] as const)('%s: several channels over one connection; since replays; unsubscribe stops delivery', async (transport) => {
+    const a = `chat:a-${uid()}`;
+    const b = `chat:b-${uid()}`;
+    const before = await publish(stack.outputs.PublishUrl, a, { n: 'before' });
+    const missed = await publish(stack.outputs.PublishUrl, a, { n: 'missed' });
+    const client = nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'bob'), transports: [transport] });
+    const rec = track(record(client, []));
+    const got: Record<string, string[]> = { [a]: [], [b]: [] };
+    client.subscribe(a, { onEvent: (e) => got[a].push(e.id), since: before });
+    client.subscribe(b, { onEvent: (e) => got[b].push(e.id) });
+    await until(() => got[a].length === 1 && client.state === 'open', 'the missed event', 20_000, () => got);
+    expect(got[a]).toEqual([missed]);
+    const opens = rec.opens.length;
+    const x = await publish(stack.outputs.PublishUrl, b, { n: 1 });
+    const y = await publish(stack.outputs.PublishUrl, a, { n: 2 });
+    await until(() => got[a].length === 2 && got[b].length === 1, 'both channels', 20_000, () => got);
+    expect(got).toEqual({ [a]: [missed, y], [b]: [x] });
+    expect(rec.opens.length).toBe(opens);
+    client.unsubscribe(b);
+    await publish(stack.outputs.PublishUrl, b, { n: 'after' });
+    const z = await publish(stack.outputs.PublishUrl, a, { n: 3 });
+    await until(() => got[a].length === 3, 'a after unsubscribing b', 20_000, () => got);
+    expect(got).toEqual({ [a]: [missed, y, z], [b]: [x] });
+  });
+});
+
+describe('publish over WebSocket', () => {
+  it('resolves with the server’s published answer and reaches other clients; rejects with the server’s error code', async () => {
+    const ch = `chat:p-${uid()}`;
+    const sender = nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'carol'), transports: ['ws'] });
+    const rs = track(record(sender, [ch]));
+    const other = track(record(nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'dave'), transports: ['sse'] }), [ch]));
+    await until(() => sender.state === 'open' && other.client.state === 'open', 'both open');
+    const answers = await Promise.all([sender.publish(ch, 'message', { text: 'one' }), sender.publish(ch, 'message', { text: 'two' }, { idempotencyKey: `k-${uid()}` })]);
+    expect(answers.map((a) => a.channel)).toEqual([ch, ch]);
+    await until(() => other.events.length === 2 && rs.events.length === 2, 'both events on both clients', 20_000, () => [other.events, rs.events]);
+    sameIds(other.ids(), answers.map((a) => a.id));
+    sameIds(rs.ids(), answers.map((a) => a.id));
+    // `scores` is published by backends only.
+    await expect(sender.publish(`scores:${uid()}`, 'goal', {})).rejects.toMatchObject({ code: 'forbidden' });
+    await expect(sender.publish(ch, 'ready', {})).rejects.toMatchObject({ code: expect.stringMatching(/^(bad_request|invalid_type)$/) });
+    // Still usable after the errors.
+    await expect(sender.publish(ch, 'message', { text: 'three' })).resolves.toMatchObject({ channel: ch });
+  });
+
+  it('a publish sent while the socket drops is resent on the next connection under the same key: exactly one event', async () => {
+    const ch = `chat:r-${uid()}`;
+    const wsRelay = await relay(stack.outputs.WebSocketUrl);
+    const client = nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'erin', (t) => ({ ...t, wsUrl: wsRelay.via(t.wsUrl!) })), transports: ['ws'] });
+    const rec = track(record(client, [ch]));
+    await until(() => client.state === 'open', 'open');
+    wsRelay.cut();
+    const p = client.publish(ch, 'message', { text: 'during the drop' });
+    await until(() => client.state === 'reconnecting', 'reconnecting');
+    wsRelay.restore();
+    const answer = await p;
+    await until(() => rec.events.length >= 1, 'the event', 20_000, () => rec.events);
+    sameIds(rec.ids(), [answer.id]);
+  });
+
+  it('rejects publish on a client without the WebSocket transport', async () => {
+    const client = nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'fay'), transports: ['sse'] });
+    track(record(client, []));
+    await expect(client.publish('chat:x', 'message', {})).rejects.toMatchObject({ code: 'not_websocket' });
+  });
+});
+
+describe('fallback', () => {
+  it('WebSocket refused: falls back to SSE, remembers the winner for the next client', async () => {
+    const ch = `chat:f-${uid()}`;
+    const dead = await deadEnd(stack.outputs.WebSocketUrl);
+    const store = new Map<string, string>();
+    const storage = { getItem: (k: string) => store.get(k) ?? null, setItem: (k: string, v: string) => void store.set(k, v) };
+    const tickets = localTickets(stack.outputs.TicketUrl, 'gus', (t) => (t.wsUrl ? { ...t, wsUrl: `${dead.split('?')[0]}?ticket=${t.ticket}` } : t));
+    const rec = track(record(nodeClient({ ticket: tickets, transports: ['ws', 'sse', 'poll'], storage }), [ch]));
+    await until(() => rec.client.state === 'open', 'open', 20_000, () => rec);
+    expect(rec.client.transport).toBe('sse');
+    expect(tickets.calls.map((c) => c.req.transport)).toEqual(['ws', 'sse']);
+    const id = await publish(stack.outputs.PublishUrl, ch, {});
+    await until(() => rec.events.length === 1, 'event');
+    expect(rec.ids()).toEqual([id]);
+    // A second client with the same storage starts with the winner.
+    const t2 = localTickets(stack.outputs.TicketUrl, 'gus');
+    const rec2 = track(record(nodeClient({ ticket: t2, transports: ['ws', 'sse', 'poll'], storage }), [ch]));
+    await until(() => rec2.client.state === 'open', 'second open');
+    expect(t2.calls.map((c) => c.req.transport)).toEqual(['sse']);
+  });
+
+  it('streams blocked (WebSocket refused, SSE never answers): falls back to long polling after the open timeout', async () => {
+    const ch = `chat:g-${uid()}`;
+    const dead = await deadEnd(stack.outputs.WebSocketUrl);
+    // An SSE endpoint behind a proxy that buffers streams forever: the request is accepted, nothing comes back.
+    const silent: Server = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const silentBase = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/events`;
+    try {
+      const tickets = localTickets(stack.outputs.TicketUrl, 'hal', (t): TicketAnswer => (t.wsUrl ? { ...t, wsUrl: `${dead.split('?')[0]}?ticket=${t.ticket}` } : { ...t, sseUrl: `${silentBase}?x=1` }));
+      const rec = track(record(nodeClient({ ticket: tickets, transports: ['ws', 'sse', 'poll'], pollUrl: stack.outputs.PollUrl, openTimeoutMs: 1500 }), [ch]));
+      await until(() => rec.client.state === 'open', 'open', 20_000, () => rec);
+      expect(rec.client.transport).toBe('poll');
+      const ids = [await publish(stack.outputs.PublishUrl, ch, { n: 1 }), await publish(stack.outputs.PublishUrl, ch, { n: 2 })];
+      await until(() => rec.events.length === 2, 'events over poll', 20_000, () => rec.events);
+      sameIds(rec.ids(), ids);
+      expect(rec.errors).toContain('open_timeout');
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
+  });
+});
+
+describe('resume', () => {
+  it('WS → SSE → poll under a publisher running throughout: 0 lost, 0 duplicates, in order', async () => {
+    const ch = `chat:s-${uid()}`;
+    const wsRelay = await relay(stack.outputs.WebSocketUrl);
+    const sseRelay = await relay(stack.outputs.SseUrl);
+    const tickets = localTickets(stack.outputs.TicketUrl, 'ivy', (t) => (t.wsUrl ? { ...t, wsUrl: wsRelay.via(t.wsUrl) } : { ...t, sseUrl: sseRelay.via(t.sseUrl!) }));
+    const rec = track(record(nodeClient({ ticket: tickets, transports: ['ws', 'sse', 'poll'], pollUrl: stack.outputs.PollUrl, random: () => 0.5 }), [ch]));
+    await until(() => rec.client.state === 'open', 'open');
+    const pub = startPublisher(stack.outputs.PublishUrl, ch, 120, 15);
+    const step = async (n: number) => until(() => pub.ids.length >= n, `${n} published`, 30_000);
+    await step(20);
+    wsRelay.cut();
+    await until(() => rec.client.transport === 'sse', 'switch to SSE', 30_000, () => rec.opens);
+    await step(50);
+    sseRelay.cut();
+    await until(() => rec.client.transport === 'poll', 'switch to poll', 30_000, () => rec.opens);
+    await step(80);
+    wsRelay.restore();
+    sseRelay.restore();
+    await pub.done;
+    await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length }));
+    sameIds(rec.ids(), pub.ids);
+    expect(rec.opens.slice(0, 3)).toEqual(['ws', 'sse', 'poll']);
+    // Every connection attempt took its own ticket.
+    expect(new Set(tickets.calls.map((c) => c.ticket)).size).toBe(tickets.calls.length);
+  });
+});
+
+describe('tickets', () => {
+  /** A ticket endpoint in front of the real one that answers `script` first (status per call), then forwards. */
+  const ticketProxy = async (script: number[]) => {
+    const seen: number[] = [];
+    const server = createServer((req, res) => {
+      const status = script.shift();
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', async () => {
+        if (status !== undefined) {
+          seen.push(status);
+          const code = { 401: 'unauthorized', 403: 'forbidden', 429: 'rate_limited', 500: 'internal' }[status] ?? 'x';
+          res.writeHead(status, { 'content-type': 'application/json', ...(status === 429 ? { 'retry-after': '1' } : {}) });
+          res.end(JSON.stringify({ error: { code, message: 'scripted' } }));
+          return;
+        }
+        const r = await fetch(stack.outputs.TicketUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-local-user': 'jo' }, body: Buffer.concat(chunks) });
+        seen.push(r.status);
+        res.writeHead(r.status, { 'content-type': 'application/json' });
+        res.end(await r.text());
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/tickets`, seen, close: () => server.close() };
+  };
+
+  it('500 and 429 (Retry-After) are retried with backoff, then the client opens', async () => {
+    const proxy = await ticketProxy([500, 429]);
+    try {
+      const { ticketFrom } = await import('../../client/src/index');
+      const rec = track(record(nodeClient({ ticket: ticketFrom(proxy.url), transports: ['sse'] }), [`chat:k-${uid()}`]));
+      await until(() => rec.client.state === 'open', 'open', 20_000, () => rec);
+      expect(proxy.seen).toEqual([500, 429, 201]);
+      expect(rec.errors).toEqual(['internal', 'rate_limited']);
+      expect(rec.states).toEqual(['reconnecting', 'open']);
+    } finally {
+      proxy.close();
+    }
+  });
+
+  it.each([401, 403])('%i from the ticket call is terminal: the client closes with that error', async (status) => {
+    const proxy = await ticketProxy([status]);
+    try {
+      const { ticketFrom } = await import('../../client/src/index');
+      const rec = track(record(nodeClient({ ticket: ticketFrom(proxy.url), transports: ['ws', 'sse'] }), [`chat:k-${uid()}`]));
+      await until(() => rec.client.state === 'closed', 'closed', 20_000, () => rec);
+      expect(proxy.seen).toEqual([status]);
+      expect(rec.errors).toEqual([status === 401 ? 'unauthorized' : 'forbidden']);
+    } finally {
+      proxy.close();
+    }
+  });
+});
+
+describe('server-side drops', () => {
+  const managementHeaders = { authorization: 'AWS4-HMAC-SHA256 Credential=local/20260101/local/execute-api/aws4_request' };
+
+  it('the gateway closes the socket (management API DELETE @connections): reconnects with since, nothing lost', async () => {
+    const ch = `chat:d-${uid()}`;
+    const rec = track(record(nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'kim'), transports: ['ws'] }), [ch]));
+    await until(() => rec.client.state === 'open' && stack.ws.connectionCount > 0, 'open');
+    const pub = startPublisher(stack.outputs.PublishUrl, ch, 40, 20);
+    await until(() => pub.ids.length >= 10, '10 published');
+    for (const id of stack.ws.connectionIds()) {
+      const r = await fetch(`${stack.ws.managementEndpoint}/@connections/${encodeURIComponent(id)}`, { method: 'DELETE', headers: managementHeaders });
+      expect([204, 410]).toContain(r.status);
+    }
+    await pub.done;
+    await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length }));
+    sameIds(rec.ids(), pub.ids);
+    expect(rec.opens.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('the gateway drops the TCP connection without a close frame: reconnects, nothing lost', async () => {
+    const ch = `chat:e-${uid()}`;
+    const rec = track(record(nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'lee'), transports: ['ws'] }), [ch]));
+    await until(() => rec.client.state === 'open', 'open');
+    const pub = startPublisher(stack.outputs.PublishUrl, ch, 30, 20);
+    await until(() => pub.ids.length >= 10, '10 published');
+    for (const id of stack.ws.connectionIds()) stack.ws.kill(id);
+    await pub.done;
+    await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length }));
+    sameIds(rec.ids(), pub.ids);
+  });
+
+  it('SSE: the network drops the stream, then a dead stream (no heartbeat) is detected: resumes by lastEventId, nothing lost', async () => {
+    const ch = `chat:h-${uid()}`;
+    const sseRelay = await relay(stack.outputs.SseUrl);
+    const rec = track(record(nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'max', (t) => ({ ...t, sseUrl: sseRelay.via(t.sseUrl!) })), transports: ['sse'], deadAfterMs: 4000 }), [ch]));
+    await until(() => rec.client.state === 'open', 'open');
+    const pub = startPublisher(stack.outputs.PublishUrl, ch, 60, 20);
+    await until(() => pub.ids.length >= 10, '10 published');
+    sseRelay.cut();
+    sseRelay.restore();
+    await until(() => pub.ids.length >= 30 && rec.opens.length >= 2, 'reconnected', 30_000, () => rec.opens);
+    // The stream stays open but nothing arrives any more: only the client's heartbeat deadline can tell.
+    sseRelay.freeze();
+    await pub.done;
+    await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length }));
+    sameIds(rec.ids(), pub.ids);
+    expect(rec.errors).toContain('dead');
+  });
+
+  it('long poll: the network drops a waiting poll, the client polls again from its cursor', async () => {
+    const ch = `chat:l-${uid()}`;
+    const pollRelay = await relay(stack.outputs.PollUrl);
+    const rec = track(record(nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'ned'), transports: ['poll'], pollUrl: pollRelay.via(stack.outputs.PollUrl) }), [ch]));
+    await until(() => rec.client.state === 'open', 'open');
+    const pub = startPublisher(stack.outputs.PublishUrl, ch, 40, 20);
+    await until(() => pub.ids.length >= 10, '10 published');
+    pollRelay.cut();
+    await until(() => pub.ids.length >= 20, '20 published');
+    pollRelay.restore();
+    await pub.done;
+    await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length }));
+    sameIds(rec.ids(), pub.ids);
+  });
+});

@@ -1,0 +1,306 @@
+/**
+ * The client's timing rules, deterministic: an injected clock (timers run only when the test moves
+ * it; the wall clock can jump without them, like a background tab or a sleeping laptop), a WebSocket
+ * and a fetch the test drives. No real time passes and nothing depends on machine load.
+ */
+import { backoff, createClient, RealtimeClientError, type Client, type ClientOptions, type Envelope, type TicketAnswer } from '../../client/src/index';
+import { FakeClock, FakeWebSocket, FakeWindow, settle } from '../support/client-fakes';
+
+let clock: FakeClock;
+let win: FakeWindow;
+let client: Client | undefined;
+
+beforeEach(() => {
+  clock = new FakeClock();
+  win = new FakeWindow();
+  FakeWebSocket.all = [];
+});
+afterEach(() => client?.close());
+
+const env = (e: Partial<Envelope> & { id: string }): Envelope => ({ channel: 'chat:a', type: 'm', data: {}, ts: 0, ...e });
+const wsTicket = async (): Promise<TicketAnswer> => ({ ticket: 't', wsUrl: 'ws://test/live?ticket=t' });
+
+function make(o: Partial<ClientOptions> = {}): Client {
+  client = createClient({
+    ticket: wsTicket,
+    transports: ['ws'],
+    WebSocket: FakeWebSocket,
+    timers: clock,
+    random: () => 0.5,
+    storage: null,
+    events: win,
+    ...o,
+  });
+  return client;
+}
+
+/** Opens the current fake socket and answers its subscribes. */
+async function openWs(cursor = '100'): Promise<FakeWebSocket> {
+  await settle();
+  const ws = FakeWebSocket.last;
+  ws.open();
+  await settle();
+  ws.ackSubscribes(cursor);
+  await settle();
+  return ws;
+}
+
+describe('backoff', () => {
+  it('is min(20 s, 0.5 s + U(0, min(20 s, 0.5 s·2^n)))', () => {
+    for (let n = 0; n < 12; n++) {
+      for (const r of [0, 0.25, 0.5, 0.999]) {
+        const d = backoff(n, () => r);
+        expect(d).toBeCloseTo(Math.min(20000, 500 + r * Math.min(20000, 500 * 2 ** n)), 6);
+        expect(d).toBeGreaterThanOrEqual(500);
+        expect(d).toBeLessThanOrEqual(20000);
+      }
+    }
+    expect(backoff(30, () => 1)).toBe(20000);
+  });
+
+  it('failed attempts back off with growing full-jitter delays', async () => {
+    let calls = 0;
+    make({ ticket: async () => (calls++, Promise.reject(new RealtimeClientError('internal', 'x', 500))) });
+    const states: string[] = [];
+    client!.on('state', (s) => states.push(s));
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const sleeps: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      await settle();
+      expect(clock.pendingDelays()).toHaveLength(1);
+      sleeps.push(clock.pendingDelays()[0]);
+      await clock.advance(clock.pendingDelays()[0]);
+    }
+    expect(sleeps).toEqual([0, 1, 2, 3, 4, 5, 6, 7].map((n) => backoff(n, () => 0.5)));
+    expect(sleeps).toEqual([750, 1000, 1500, 2500, 4500, 8500, 10500, 10500]);
+    expect(calls).toBe(9);
+    expect(states).toEqual(['reconnecting']);
+  });
+
+  it('Retry-After from the ticket call is a floor', async () => {
+    make({ ticket: () => Promise.reject(new RealtimeClientError('rate_limited', 'x', 429, 7000)) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    expect(clock.pendingDelays()).toEqual([7000]);
+  });
+
+  it.each([401, 403])('%i from the ticket call closes the client', async (status) => {
+    const errors: string[] = [];
+    make({ ticket: () => Promise.reject(new RealtimeClientError('unauthorized', 'x', status)) });
+    client!.on('error', (e) => errors.push(e.code));
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    expect(client!.state).toBe('closed');
+    expect(errors).toEqual(['unauthorized']);
+    expect(clock.pendingDelays()).toEqual([]);
+  });
+
+  it('first retry after a live drop within U(0, 1 s); quick drops back off; 5 s of uptime resets the backoff', async () => {
+    make();
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    let ws = await openWs();
+    expect(client!.state).toBe('open');
+    await clock.advance(6000);
+    ws.close();
+    await settle();
+    expect(client!.state).toBe('reconnecting');
+    const sleep = () => clock.pendingDelays().filter((d) => d <= 20000);
+    expect(sleep()).toEqual([500]); // U(0, 1 s) with random 0.5
+    await clock.advance(500);
+    ws = await openWs();
+    ws.close(); // up for 0 s
+    await settle();
+    expect(sleep()).toEqual([backoff(1, () => 0.5)]);
+    await clock.advance(sleep()[0]);
+    await settle();
+    await clock.advance(4000); // never opens: the open timeout
+    expect(sleep()).toEqual([backoff(2, () => 0.5)]);
+    await clock.advance(sleep()[0]);
+    ws = await openWs();
+    await clock.advance(5000);
+    ws.close();
+    await settle();
+    expect(sleep()).toEqual([500]);
+  });
+});
+
+describe('resume and dedupe (WebSocket)', () => {
+  it('subscribes with since, holds events until subscribed, delivers in id order once, and resumes from the last id', async () => {
+    make();
+    const got: string[] = [];
+    const resets: string[] = [];
+    client!.subscribe('chat:a', { onEvent: (e) => got.push(e.id), onReset: (c) => resets.push(c), since: '50' });
+    await settle();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    await settle();
+    expect(ws.sent).toEqual([{ action: 'subscribe', channel: 'chat:a', since: '50' }]);
+    // Live and replayed events interleave until `subscribed`.
+    ws.receive(env({ id: '105' }));
+    ws.receive({ type: 'reset', channel: 'chat:a', reason: 'history_unavailable' });
+    ws.receive(env({ id: '51' }));
+    ws.receive(env({ id: '52' }));
+    expect(got).toEqual([]);
+    ws.receive({ type: 'subscribed', channel: 'chat:a', cursor: '104' });
+    expect(got).toEqual(['51', '52', '105']);
+    expect(resets).toEqual(['chat:a']);
+    ws.receive(env({ id: '105' }));
+    ws.receive(env({ id: '52' }));
+    ws.receive(env({ id: '106' }));
+    expect(got).toEqual(['51', '52', '105', '106']);
+    ws.close();
+    await settle();
+    await clock.advance(500);
+    const ws2 = await openWs();
+    expect(ws2.sent[0]).toEqual({ action: 'subscribe', channel: 'chat:a', since: '106' });
+  });
+
+  it('a subscribe the server could not serve (unavailable) reconnects from the unchanged cursor instead of leaving a gap', async () => {
+    make();
+    const got: string[] = [];
+    client!.subscribe('chat:a', { onEvent: (e) => got.push(e.id), since: '50' });
+    await settle();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    await settle();
+    ws.receive(env({ id: '60' })); // live, while the replay of 51..59 failed
+    ws.receive({ type: 'error', error: { code: 'unavailable', message: 'The event store is unreachable; retry shortly.' } });
+    await settle();
+    expect(got).toEqual([]);
+    expect(client!.state).toBe('reconnecting');
+    await clock.advance(500);
+    const ws2 = await openWs();
+    expect(ws2.sent[0]).toEqual({ action: 'subscribe', channel: 'chat:a', since: '50' });
+  });
+
+  it('publish frames are answered one at a time and resent after a drop with the same idempotency key', async () => {
+    make();
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const ws = await openWs();
+    const p1 = client!.publish('chat:a', 'm', { n: 1 });
+    const p2 = client!.publish('chat:a', 'm', { n: 2 }, { idempotencyKey: 'k2' });
+    await settle();
+    expect(ws.actions().filter((a) => a === 'publish')).toHaveLength(1);
+    ws.receive({ type: 'published', id: '200', channel: 'chat:a' });
+    await expect(p1).resolves.toEqual({ id: '200', channel: 'chat:a' });
+    expect(ws.actions().filter((a) => a === 'publish')).toHaveLength(2);
+    ws.close();
+    await settle();
+    await clock.advance(500);
+    const ws2 = await openWs();
+    const resent = ws2.sent.filter((f) => f.action === 'publish');
+    expect(resent).toEqual([{ action: 'publish', channel: 'chat:a', type: 'm', data: { n: 2 }, idempotencyKey: 'k2' }]);
+    ws2.receive({ type: 'error', error: { code: 'rate_limited', message: 'slow down' } });
+    await expect(p2).rejects.toMatchObject({ code: 'rate_limited' });
+  });
+});
+
+describe('publish on a connection that is not a WebSocket', () => {
+  it('a publish waiting for a connection is rejected with not_websocket when SSE wins the fallback', async () => {
+    const fetchFake = (async () => new Response(new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode('id: 5\nevent: ready\ndata: {"cursor":"5"}\n\n')) }), { status: 200 })) as unknown as typeof fetch;
+    make({ transports: ['ws', 'sse'], fetch: fetchFake, ticket: async (r) => ({ ticket: 't', wsUrl: r.transport === 'ws' ? 'ws://x/live?ticket=t' : null, sseUrl: 'http://sse/events?ticket=t' }) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const p = client!.publish('chat:a', 'm', {}).catch((e: unknown) => e);
+    await settle();
+    FakeWebSocket.last.close(); // the WebSocket never opens
+    await settle();
+    expect(client!.transport).toBe('sse');
+    expect(await p).toMatchObject({ code: 'not_websocket' });
+  });
+});
+
+describe('deadlines', () => {
+  it('keepalive ping inside the idle limit; an unanswered ping means a dead socket', async () => {
+    make({ pingMs: 60000, pongTimeoutMs: 10000 });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const ws = await openWs();
+    await clock.advance(60000);
+    expect(ws.actions().filter((a) => a === 'ping')).toHaveLength(1);
+    ws.receive({ type: 'pong' });
+    await clock.advance(10000);
+    expect(client!.state).toBe('open');
+    await clock.advance(50000);
+    expect(ws.actions().filter((a) => a === 'ping')).toHaveLength(2);
+    await clock.advance(10000);
+    expect(client!.state).toBe('reconnecting');
+  });
+
+  it('background tab: timers never ran, visibilitychange checks the wall clock (ping now, then dead) and reconnects when the backoff is due', async () => {
+    const errors: string[] = [];
+    make({ pingMs: 60000, pongTimeoutMs: 10000 });
+    client!.on('error', (e) => errors.push(e.code));
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const ws = await openWs();
+    clock.jump(120000);
+    expect(ws.actions()).not.toContain('ping');
+    win.dispatch('visibilitychange');
+    expect(ws.actions()).toContain('ping');
+    clock.jump(10000);
+    win.dispatch('visibilitychange');
+    await settle();
+    expect(client!.state).toBe('reconnecting');
+    expect(errors).toEqual(['dead']);
+    const before = FakeWebSocket.all.length;
+    clock.jump(1000);
+    win.dispatch('visibilitychange');
+    await settle();
+    expect(FakeWebSocket.all.length).toBe(before + 1);
+  });
+
+  it('online wakes a backoff sleep at once', async () => {
+    let calls = 0;
+    make({ ticket: async () => (calls++, Promise.reject(new RealtimeClientError('network', 'offline'))) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    expect(calls).toBe(1);
+    win.dispatch('visibilitychange'); // not due yet: no new attempt
+    await settle();
+    expect(calls).toBe(1);
+    win.dispatch('online');
+    await settle();
+    expect(calls).toBe(2);
+  });
+
+  it('reconnects before the connection age cap without a state change, resuming with since', async () => {
+    make({ maxConnectionMs: 30000 });
+    const states: string[] = [];
+    client!.on('state', (s) => states.push(s));
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const ws = await openWs('300');
+    await clock.advance(30000);
+    expect(ws.readyState).toBe(3);
+    const ws2 = await openWs();
+    expect(ws2.sent[0]).toEqual({ action: 'subscribe', channel: 'chat:a', since: '300' });
+    expect(states).toEqual(['open']);
+  });
+
+  it('SSE: a stream silent past deadAfterMs is dead (checked on wake); retry: is a floor; the next request carries lastEventId', async () => {
+    const urls: string[] = [];
+    const controllers: ReadableStreamDefaultController<Uint8Array>[] = [];
+    const fetchFake = (async (url: string) => {
+      urls.push(url);
+      const body = new ReadableStream<Uint8Array>({ start: (c) => void controllers.push(c) });
+      return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+    }) as unknown as typeof fetch;
+    make({ transports: ['sse'], fetch: fetchFake, deadAfterMs: 25000, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events?channels=chat%3Aa&ticket=t' }) });
+    const got: string[] = [];
+    client!.subscribe('chat:a', { onEvent: (e) => got.push(e.id) });
+    await settle();
+    const enc = new TextEncoder();
+    controllers[0].enqueue(enc.encode('retry: 3000\n\nid: 10\nevent: ready\ndata: {"cursor":"10","channels":["chat:a"]}\n\n: hb\n\nid: 11\nevent: m\ndata: {"channel":"chat:a","id":"11","type":"m","data":{},"ts":1}\n\n'));
+    await settle();
+    expect(client!.state).toBe('open');
+    expect(got).toEqual(['11']);
+    clock.jump(24000);
+    win.dispatch('visibilitychange');
+    await settle();
+    expect(client!.state).toBe('open');
+    clock.jump(1000);
+    win.dispatch('visibilitychange');
+    await settle();
+    expect(client!.state).toBe('reconnecting');
+    expect(clock.pendingDelays()).toContain(3000);
+    await clock.advance(3000);
+    expect(urls[1]).toBe('http://sse/events?channels=chat%3Aa&ticket=t&lastEventId=11');
+  });
+});
