@@ -6,7 +6,7 @@
 import pino from 'pino';
 import { RedisServer } from '../../local/redis';
 import type { LocalStack } from '../../local/stack';
-import type { SseService } from '../../service/server';
+import type { RealtimeServer } from '../../service/realtime-server';
 import { localTickets, nodeClient, record, sameIds, startPublisher, until, type Recorder } from '../support/client-kit';
 import { startService, uid } from '../support/harness';
 
@@ -102,7 +102,7 @@ describe('Redis restart', () => {
 });
 
 describe('SSE task drain', () => {
-  let other: SseService | undefined;
+  let other: RealtimeServer | undefined;
   afterAll(async () => {
     await other?.close();
   });
