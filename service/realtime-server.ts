@@ -96,6 +96,11 @@ export class RealtimeServer {
     return this.engine.streams.size;
   }
 
+  /** Number of long polls waiting for an answer. */
+  get polls(): number {
+    return this.engine.polls.size;
+  }
+
   /**
    * Starts listening; resolves with the bound port. Redis is not required: the server waits up to
    * `redisWaitMs` for it (so the first requests find it ready), then listens anyway and answers

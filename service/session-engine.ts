@@ -153,6 +153,8 @@ export class SessionEngine {
     log.warn({ streams: this.streams.size }, 'redis subscriber reconnected; catching streams up');
     metrics.redisReconnects++;
     const namespaces = this.config.core.namespaces;
+    // Waiting long polls missed what was published while the subscriber was away: answer them now.
+    for (const p of [...this.polls]) p.end({ reason: 'resync' });
     const streams = [...this.streams].filter((s) => !s.closed);
     // Hold live events from now on, so nothing is written out of order while the replay runs.
     for (const s of streams) s.hold();

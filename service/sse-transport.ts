@@ -93,6 +93,7 @@ const sseFrame = (e: LiveEvent): Buffer => Buffer.from(sse.event(e.seq, e.type, 
 const END_COMMENTS: Record<EndReason, ((detail?: string) => string | undefined) | undefined> = {
   drain: () => 'draining; reconnect',
   shutdown: undefined,
+  resync: () => 'redis reconnected; reconnect and resume from your last event id',
   recycle: undefined,
   revoked: () => 'revoked: get a new ticket',
   'held-overflow': () => 'catching up: reconnect and resume from your last event id',

@@ -9,6 +9,12 @@ export type EndReason =
   | 'drain'
   /** The service is closing. */
   | 'shutdown'
+  /**
+   * The Redis subscriber reconnected: live events published meanwhile never arrived. Streams catch up
+   * by replay; a waiting long poll answers now, so its client polls again from its cursor and the
+   * replay brings them.
+   */
+  | 'resync'
   /** Recycled before its reconnect cookie expires: reconnect with it and get a fresh one. */
   | 'recycle'
   /** The user's sessions were revoked (POST /revoke): do not come back with this session. */

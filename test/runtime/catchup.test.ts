@@ -127,3 +127,24 @@ describe('catch-up after a Redis reconnect', () => {
     for (const s of resumed) expect(ids(s)).toEqual(sent.slice(1));
   });
 });
+
+describe('long polls across a Redis reconnect', () => {
+  test('a waiting poll answers when the subscriber is back (not at its timeout), and the next poll from its cursor replays what was published meanwhile', async () => {
+    // POLL_TIMEOUT_MS far beyond the test's own timeout: without the fix the poll would only answer then.
+    const { svc, base, subProxy } = await service({ POLL_TIMEOUT_MS: '120000' });
+    const ch = `scores:${uid()}`;
+    const first = await pub(ch, 0);
+    const answered = fetch(`${base}/poll?channels=${ch}&cursor=${first}`).then(async (r) => ({ status: r.status, body: (await r.json()) as { events: { id: string }[]; cursor: string } }));
+    await eventually(() => svc.polls === 1, 10_000, 'poll waiting');
+    subProxy.cut();
+    await eventually(() => !svc.hub.ready, 10_000, 'subscriber down');
+    const missed = [await pub(ch, 1), await pub(ch, 2)];
+    subProxy.restore();
+    const a = await answered;
+    expect(a.status).toBe(200);
+    // Whatever it carries, nothing is lost: the next poll from its cursor brings the rest, in order.
+    const got = a.body.events.map((e) => e.id);
+    const r2 = (await (await fetch(`${base}/poll?channels=${ch}&cursor=${a.body.cursor}`)).json()) as { events: { id: string }[] };
+    expect([...got, ...r2.events.map((e) => e.id)]).toEqual(missed);
+  }, 60_000);
+});
