@@ -6,6 +6,8 @@
  *   --env KEY=VALUE (repeatable): extra environment for every `ours` server.
  *   --node-arg=FLAG (repeatable): extra node flags for `ours` (e.g. --node-arg=--trace-gc); its stdout goes to DIR/ours-N.stdout.log.
  *   --time-limit-min N: override the hard time limit (default from the cases and runs).
+ *   --write-figures: write ours' medians (CPU per delivery, KB per idle connection, base memory, CPU per connect)
+ *          into cost/figures.json, the capacity figures `npm run cost` sizes tasks by.
  *   ours@COMMIT (in --servers): our service as of COMMIT (any git revision), bundled by the bench from
  *          `git archive COMMIT core service contract` in a temporary directory, run in the same
  *          alternation as `ours` (which is still chosen by --service): a same-run before/after
@@ -60,6 +62,7 @@ const { values: args } = parseArgs({
     'soak-rate': { type: 'string', default: '5' },
     'soak-connections': { type: 'string', default: '10000' },
     out: { type: 'string' },
+    'write-figures': { type: 'boolean', default: false },
     env: { type: 'string', multiple: true },
     'node-arg': { type: 'string', multiple: true },
     'time-limit-min': { type: 'string' },
@@ -527,6 +530,8 @@ interface RunResult {
   ticketMs?: number;
   connectMs: number;
   memBaseKB: number;
+  /** Server CPU while the connections opened, per connection (ticket redemption, cookie, catch-up check). */
+  connectCpuUsPerConnection?: number;
   memConnectedKB: number;
   memPerConnKB: number;
   messages?: number;
@@ -570,11 +575,14 @@ async function runOne(server: Server, c: Case, run: number, redisUrl: string, re
     const { paths, ticketMs } = await server.paths(c.n);
     res.ticketMs = ticketMs;
     const port = (server as unknown as { port?: number; portNo?: number }).portNo ?? (server as unknown as { port: number }).port;
+    const connectCpu0 = cpuTicks(server);
     const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: server.needReady, timeoutMs: 60_000 }, 'connected', 300_000);
+    const connectCpu1 = cpuTicks(server);
     res.connected = conn.ok;
     res.connectFailed = conn.failed;
     res.connectError = conn.firstErr;
     res.connectMs = Math.round(conn.ms);
+    if (conn.ok) res.connectCpuUsPerConnection = +((((connectCpu1 - connectCpu0) * 1e6) / CLK_TCK) / conn.ok).toFixed(1);
     await sleep(c.idle ? 3000 : 1000);
     res.memConnectedKB = memKB(server);
     res.memPerConnKB = conn.ok ? +((res.memConnectedKB - res.memBaseKB) / conn.ok).toFixed(2) : 0;
@@ -763,7 +771,7 @@ async function ourBundle(): Promise<{ path: string; source: string; serviceCommi
     mkdirSync(src, { recursive: true });
     const commit = sh(`git -C '${ROOT}' rev-parse HEAD`);
     const serviceCommit = sh(`git -C '${ROOT}' log -1 --format=%h ${commit} -- service`);
-    const archive = spawnSync('bash', ['-c', `git -C '${ROOT}' archive ${commit} core service | tar -x -C '${src}'`], { stdio: 'inherit' });
+    const archive = spawnSync('bash', ['-c', `git -C '${ROOT}' archive ${commit} core service contract | tar -x -C '${src}'`], { stdio: 'inherit' });
     if (archive.status !== 0) fail('git archive HEAD failed');
     if (!existsSync(join(src, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
     const out = join(outDir, 'ours-head.js');
@@ -857,6 +865,7 @@ const IDLE_METRICS: Metric[] = [
   { label: 'memory before, MB', get: (r) => r.memBaseKB / 1024, fmt: fmt1 },
   { label: 'memory with N idle, MB', get: (r) => r.memConnectedKB / 1024, fmt: fmt1 },
   { label: 'memory Δ / idle connection, KB', get: (r) => r.memPerConnKB, fmt: fmt2 },
+  { label: 'server CPU µs / connect', get: (r) => r.connectCpuUsPerConnection, fmt: fmt1 },
 ];
 
 function caseTable(c: string, results: RunResult[]): string {
@@ -986,6 +995,7 @@ async function main(): Promise<void> {
     }
     writeFileSync(join(outDir, 'results.md'), md);
     console.log(`\n${md}`);
+    if (args['write-figures']) writeFigures(results, command, facts);
   } finally {
     redis.disconnect();
     await redisServer.destroy();
@@ -1001,3 +1011,32 @@ main().then(
     process.exit(1);
   },
 );
+
+/**
+ * `--write-figures`: the medians of `ours` that the cost planner sizes tasks by (CPU per delivery at the
+ * largest loaded case, KB per idle connection and the process's base memory from the idle case, CPU per
+ * connect), written into cost/figures.json with the command and machine they come from.
+ */
+function writeFigures(results: RunResult[], command: string, facts: { nproc: number; cpu: string; memGB: number; head: string }): void {
+  const ours = results.filter((r) => r.server === 'ours' && !r.error);
+  const loaded = ['10k', '5k', '1k'].find((c) => caseNames.includes(c) && ours.some((r) => r.case === c));
+  const file = join(ROOT, 'cost/figures.json');
+  const figures = JSON.parse(readFileSync(file, 'utf8')) as { measured: Record<string, { value: number | null; from: string }>; machine: string };
+  const from = (what: string) => `${command} at ${facts.head} on ${new Date().toISOString().slice(0, 10)}: ${what}`;
+  const set = (key: string, value: number | undefined, what: string) => {
+    if (value !== undefined && Number.isFinite(value)) figures.measured[key] = { value: +value.toFixed(2), from: from(what) };
+  };
+  if (loaded) {
+    set('sseDeliveryCpuUs', median(ours.filter((r) => r.case === loaded).map((r) => r.serverCpuUsPerDelivery as number)), `median server CPU per delivery, case ${loaded}`);
+  }
+  const idle = ours.filter((r) => r.case === 'idle');
+  if (idle.length) {
+    set('sseIdleKbPerConnection', median(idle.map((r) => r.memPerConnKB)), 'median RSS growth per idle connection, case idle');
+    set('processBaseMb', median(idle.map((r) => r.memBaseKB / 1024)), 'median RSS before connections, case idle');
+    const connects = idle.filter((r) => r.connectCpuUsPerConnection !== undefined).map((r) => r.connectCpuUsPerConnection as number);
+    if (connects.length) set('sseConnectCpuUs', median(connects), 'median server CPU per connect (ticket redemption, cookie, catch-up check), case idle');
+  }
+  figures.machine = `${facts.nproc} × ${facts.cpu}, ${facts.memGB} GiB, loopback (the server's CPU includes kernel work of the receiving side); Fargate ARM64 vCPUs are taken as equal to these cores, an assumption.`;
+  writeFileSync(file, `${JSON.stringify(figures, null, 2)}\n`);
+  console.log(`bench: wrote ${file}`);
+}
