@@ -4,22 +4,14 @@ import { publish } from '../../core/events';
 import { Keys } from '../../core/keys';
 import { serviceConfigFromEnv } from '../../service/config';
 import { RealtimeServer, type RealtimeServerDeps } from '../../service/realtime-server';
-import { connectRedis, coreConfig, eventually, get, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
+import { coreConfig, eventually, get, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, ticketFor, uid, useRedis } from '../support/harness';
 
 const SERVER = { kind: 'server', principal: 'test-backend' } as const;
 /** A public namespace with a long history, for replays bigger than one page. */
 const NAMESPACES = { ...TEST_NAMESPACES, big: { subscribe: 'public', publish: 'server', historySize: 500, historyTtlSeconds: 600 } } as const;
 const config = coreConfig({ namespaces: NAMESPACES });
 let redis: Redis;
-const cleanup: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  redis = await connectRedis();
-});
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c();
-});
-afterAll(() => redis.disconnect());
+const cleanup = useRedis((r) => (redis = r));
 
 const pub = (channel: string, data: unknown) => publish({ channel, type: 'update', data }, SERVER, { redis, config });
 const ready = (s: RawStream) => s.events().some((e) => e.event === 'ready');

@@ -4,21 +4,13 @@ import { publish } from '../../core/events';
 import { createRedis, waitReady } from '../../core/redis';
 import { serviceConfigFromEnv } from '../../service/config';
 import { RealtimeServer } from '../../service/realtime-server';
-import { connectRedis, coreConfig, eventually, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid } from '../support/harness';
+import { coreConfig, eventually, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid, useRedis } from '../support/harness';
 import { TcpProxy } from '../support/tcp-proxy';
 
 const SERVER = { kind: 'server', principal: 'test-backend' } as const;
 const config = coreConfig();
 let redis: Redis;
-const cleanup: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  redis = await connectRedis();
-});
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c();
-});
-afterAll(() => redis.disconnect());
+const cleanup = useRedis((r) => (redis = r));
 
 const pub = async (channel: string, data: unknown) => (await publish({ channel, type: 'update', data }, SERVER, { redis, config })).id;
 const ready = (s: RawStream) => s.events().some((e) => e.event === 'ready');

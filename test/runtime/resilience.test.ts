@@ -4,20 +4,12 @@ import { EventSource } from 'eventsource';
 import type Redis from 'ioredis';
 import { publish } from '../../core/events';
 import type { RealtimeServer } from '../../service/realtime-server';
-import { connectRedis, cookieFetch, coreConfig, eventually, get, RawStream, redisUrl, SESSION_SECRET, startService, ticketFor, uid } from '../support/harness';
+import { cookieFetch, coreConfig, eventually, get, RawStream, redisUrl, SESSION_SECRET, startService, ticketFor, uid, useRedis } from '../support/harness';
 
 const SERVER = { kind: 'server', principal: 'test-backend' } as const;
 const config = coreConfig();
 let redis: Redis;
-const cleanup: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  redis = await connectRedis();
-});
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c();
-});
-afterAll(() => redis.disconnect());
+const cleanup = useRedis((r) => (redis = r));
 
 const pub = (channel: string, data: unknown) => publish({ channel, type: 'update', data }, SERVER, { redis, config });
 const ready = (s: RawStream) => s.events().some((e) => e.event === 'ready');

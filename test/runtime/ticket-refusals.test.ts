@@ -1,18 +1,10 @@
 import type Redis from 'ioredis';
 import { publish } from '../../core/events';
 import type { RealtimeServer } from '../../service/realtime-server';
-import { connectRedis, coreConfig, eventually, get, RawStream, startService, ticketFor, uid } from '../support/harness';
+import { coreConfig, eventually, get, RawStream, startService, ticketFor, uid, useRedis } from '../support/harness';
 
 let redis: Redis;
-const cleanup: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  redis = await connectRedis();
-});
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c();
-});
-afterAll(() => redis.disconnect());
+const cleanup = useRedis((r) => (redis = r));
 
 const ready = (s: RawStream) => s.events().some((e) => e.event === 'ready');
 async function service(env: Record<string, string> = {}): Promise<{ service: RealtimeServer; base: string }> {

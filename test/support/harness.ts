@@ -188,3 +188,21 @@ export function cookieFetch(): { fetch: typeof fetch; jar: Map<string, string> }
   };
   return { fetch: f, jar };
 }
+
+/**
+ * The fixture most runtime suites share: one Redis connection for the file (handed to `onReady`), and
+ * a list of clean-ups (servers, streams, sockets) run after each test, last registered first.
+ */
+export function useRedis(onReady: (redis: Redis) => void): (() => unknown)[] {
+  const cleanup: (() => unknown)[] = [];
+  let redis: Redis | undefined;
+  beforeAll(async () => {
+    redis = await connectRedis();
+    onReady(redis);
+  });
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+  afterAll(() => redis?.disconnect());
+  return cleanup;
+}
