@@ -89,6 +89,7 @@ export class SqsFifoQueue implements WorkQueue {
   /** Sends one batch; resolves with the indexes still refused after the retries. */
   private async sendBatch(entries: readonly (readonly [number, QueueMessage])[]): Promise<number[]> {
     let pending = entries;
+    const refused: number[] = [];
     const attempts = this.options.maxAttempts ?? 3;
     for (let attempt = 1; ; attempt++) {
       let answer: BatchAnswer | undefined;
@@ -100,8 +101,9 @@ export class SqsFifoQueue implements WorkQueue {
       const retry = answer
         ? pending.filter(([i]) => answer!.Failed?.some((f) => f.Id === String(i) && !f.SenderFault))
         : pending;
-      const refused = answer ? pending.filter(([i]) => answer!.Failed?.some((f) => f.Id === String(i) && f.SenderFault)) : [];
-      if (!retry.length || attempt >= attempts) return [...refused, ...retry].map(([i]) => i);
+      // The sender's faults (a bad entry) would fail again: reported at once, not retried.
+      if (answer) refused.push(...pending.filter(([i]) => answer!.Failed?.some((f) => f.Id === String(i) && f.SenderFault)).map(([i]) => i));
+      if (!retry.length || attempt >= attempts) return [...refused, ...retry.map(([i]) => i)].sort((x, y) => x - y);
       pending = retry;
       await new Promise((r) => setTimeout(r, Math.random() * 50 * 2 ** attempt));
     }
