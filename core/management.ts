@@ -112,11 +112,25 @@ export class ManagementPoster {
     return this.key;
   }
 
+  private dateSecond = -1;
+  private dateText = '';
+
+  /** `YYYYMMDDTHHMMSSZ`, formatted once per second. */
+  private amzDate(): string {
+    const now = this.options.now?.() ?? new Date();
+    const second = Math.floor(now.getTime() / 1000);
+    if (second !== this.dateSecond) {
+      this.dateSecond = second;
+      this.dateText = now.toISOString().replace(/[:-]|\.\d{3}/g, '');
+    }
+    return this.dateText;
+  }
+
   /** Posts `data` to one connection; resolves on 2xx, rejects with a {@link ManagementApiError} otherwise. */
   async postToConnection(connectionId: string, data: Uint8Array): Promise<void> {
     const creds = this.creds && (!this.creds.expiration || this.creds.expiration.getTime() - Date.now() > 300_000) ? this.creds : await this.credentials();
     const path = `${this.basePath}/@connections/${encodeSegment(connectionId)}`;
-    const amzDate = (this.options.now?.() ?? new Date()).toISOString().replace(/[:-]|\.\d{3}/g, '');
+    const amzDate = this.amzDate();
     const date = amzDate.slice(0, 8);
     const payloadHash = data.length === 0 ? EMPTY_HASH : createHash('sha256').update(data).digest('hex');
     const host = this.url.host;
