@@ -1,11 +1,15 @@
 /**
- * `npm run bench [-- --quick] [--cases 1k,5k,10k,burst,idle] [--runs 3] [--servers ours,ref,nchan,ours+WRITE_DELAY_MS=20]
+ * `npm run bench [-- --quick] [--cases 1k,5k,10k,burst,idle] [--runs 3] [--servers ours,ref,nchan,ours+WRITE_DELAY_MS=20,ours@COMMIT]
  *                [--service dist|head|worktree|PATH] [--soak] [--cpu-prof] [--out DIR]`
  *   --soak [--soak-minutes 10] [--soak-rate 5] [--soak-connections 10000]: hold the connections,
  *          publish at the rate, report server memory, latency and CPU every 30 s (ours by default).
  *   --env KEY=VALUE (repeatable): extra environment for every `ours` server.
  *   --node-arg=FLAG (repeatable): extra node flags for `ours` (e.g. --node-arg=--trace-gc); its stdout goes to DIR/ours-N.stdout.log.
  *   --time-limit-min N: override the hard time limit (default from the cases and runs).
+ *   ours@COMMIT (in --servers): our service as of COMMIT (any git revision), bundled by the bench from
+ *          `git archive COMMIT core service contract` in a temporary directory, run in the same
+ *          alternation as `ours` (which is still chosen by --service): a same-run before/after
+ *          comparison, e.g. `--service worktree --servers ours,ours@main`.
  *
  * SSE fan-out benchmark, our service against two peers in the same run:
  * - ours:  the SSE service bundle (dist/service/main.js by default), every feature on: a ticket per
@@ -95,7 +99,9 @@ type ServerKind = 'ours' | 'ref' | 'nchan';
  */
 type ServerName = string;
 const ALL_SERVERS: ServerKind[] = ['ours', 'ref', 'nchan'];
-const kindOf = (s: ServerName) => s.split('+')[0] as ServerKind;
+const kindOf = (s: ServerName) => s.split('+')[0].split('@')[0] as ServerKind;
+/** The git revision of `ours@REV[+…]`; undefined for plain `ours` (built as --service says). */
+const revOf = (s: ServerName): string | undefined => /^ours@([^+]+)/.exec(s)?.[1];
 const envOf = (s: ServerName) => Object.fromEntries(s.split('+').slice(1).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 const quick = args.quick;
@@ -104,7 +110,7 @@ const caseNames = (args.cases ?? (quick ? '1k' : '1k,5k,10k,burst,idle')).split(
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const servers = (args.servers ?? (soak ? 'ours' : ALL_SERVERS.join(','))).split(',').map((s) => s.trim()) as ServerName[];
-for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || (kindOf(s) === 'ref' && s.includes('+'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
+for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || (kindOf(s) === 'ref' && s.includes('+')) || (kindOf(s) !== 'ours' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
 const extraEnv = Object.fromEntries((args.env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 const outDir = args.out ? resolve(args.out) : mkdtempSync(join(tmpdir(), 'sse-bench-'));
@@ -768,6 +774,28 @@ async function ourBundle(): Promise<{ path: string; source: string; serviceCommi
   return { path: resolve(how), source: how };
 }
 
+/**
+ * Our service as of git revision `rev` (for `ours@REV`): core/, service/ and contract/ (where the
+ * revision has it) extracted with `git archive` into a temporary directory beside the output, with
+ * this checkout's node_modules, and bundled like `--service head`.
+ */
+async function revisionBundle(rev: string): Promise<{ path: string; source: string; serviceCommit: string }> {
+  const commit = sh(`git -C '${ROOT}' rev-parse --verify --quiet '${rev}^{commit}'`);
+  if (!/^[0-9a-f]{40}$/.test(commit)) fail(`ours@${rev}: not a commit of this repository`);
+  const short = commit.slice(0, 7);
+  const src = join(outDir, `rev-${short}-src`);
+  mkdirSync(src, { recursive: true });
+  const top = sh(`git -C '${ROOT}' ls-tree --name-only ${commit}`).split('\n');
+  const dirs = ['core', 'service', 'contract'].filter((d) => top.includes(d));
+  const archive = spawnSync('bash', ['-c', `git -C '${ROOT}' archive ${commit} ${dirs.join(' ')} | tar -x -C '${src}'`], { stdio: 'inherit' });
+  if (archive.status !== 0) fail(`git archive ${rev} failed`);
+  if (!existsSync(join(src, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
+  const out = join(outDir, `ours-${short}.js`);
+  await build({ bundle: true, platform: 'node', target: 'node22', format: 'cjs', minify: false, sourcemap: false, logLevel: 'warning', entryPoints: [join(src, 'service/main.ts')], outfile: out });
+  const serviceCommit = sh(`git -C '${ROOT}' log -1 --format=%h ${commit} -- service`);
+  return { path: out, source: `service/ at ${serviceCommit} (${rev} = ${short}, git archive), bundled by the bench`, serviceCommit };
+}
+
 function sh(cmd: string): string {
   const r = spawnSync('bash', ['-c', cmd], { encoding: 'utf8' });
   return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
@@ -895,7 +923,12 @@ async function main(): Promise<void> {
       servers.splice(servers.indexOf('nchan'), 1);
     }
   }
-  const bundle = servers.some((s) => kindOf(s) === 'ours') ? await ourBundle() : undefined;
+  const bundle = servers.some((s) => kindOf(s) === 'ours' && !revOf(s)) ? await ourBundle() : undefined;
+  const revBundles = new Map<string, { path: string; source: string; serviceCommit: string }>();
+  for (const s of servers) {
+    const rev = revOf(s);
+    if (rev && !revBundles.has(rev)) revBundles.set(rev, await revisionBundle(rev));
+  }
 
   const redisServer = await RedisServer.start();
   children.add((redisServer as unknown as { proc: ChildProcess }).proc);
@@ -905,8 +938,10 @@ async function main(): Promise<void> {
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
   console.log(`bench: ${JSON.stringify(facts)}`);
   console.log(`bench: ours = ${bundle?.source ?? '(not run)'}; output in ${outDir}`);
+  for (const [rev, b] of revBundles) console.log(`bench: ours@${rev} = ${b.source}`);
 
-  const make = (s: ServerName): Server => (kindOf(s) === 'ours' ? new Ours(bundle!.path, s) : kindOf(s) === 'ref' ? new Ref() : new Nchan(s));
+  const ourPath = (s: ServerName) => (revOf(s) ? revBundles.get(revOf(s)!)!.path : bundle!.path);
+  const make = (s: ServerName): Server => (kindOf(s) === 'ours' ? new Ours(ourPath(s), s) : kindOf(s) === 'ref' ? new Ref() : new Nchan(s));
 
   try {
     if (soak) {
@@ -933,7 +968,7 @@ async function main(): Promise<void> {
           const res = await runOne(make(s), CASES[cn], r, redisServer.url, redis, kindOf(s) === 'ours' ? cpuProfDir : undefined);
           results.push(res);
           console.log(`bench: ${JSON.stringify(res)}`);
-          writeFileSync(join(outDir, 'results.json'), JSON.stringify({ facts, command, bundle, results }, null, 2));
+          writeFileSync(join(outDir, 'results.json'), JSON.stringify({ facts, command, bundle, revBundles: Object.fromEntries(revBundles), results }, null, 2));
         }
       }
     }
@@ -941,6 +976,7 @@ async function main(): Promise<void> {
     md += bundle?.serviceCommit
       ? `Ours: ${bundle.source}.\n`
       : `Ours: ${bundle?.source ?? '-'}, working tree at service/ ${facts.serviceCommit}${facts.serviceDirty ? ' plus uncommitted changes in service/ or core/' : ''}, HEAD ${facts.head}.\n`;
+    for (const [rev, b] of revBundles) md += `ours@${rev}: ${b.source}.\n`;
     for (const cn of caseNames) md += `\n${caseTable(cn, results)}\n`;
     md += `\nSummary (medians; targets from issue 5):\n\n${summaryTable(results)}\n`;
     if (cpuProfDir && existsSync(cpuProfDir)) {

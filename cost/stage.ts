@@ -1,25 +1,28 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULTS } from '../lib/defaults';
 import type { StageSettings } from './model';
 
 /**
- * The settings of a stage that drive its cost: `cdk.json` `stages.<name>` over the constructs'
- * defaults (the same defaults docs/DEPLOY.md's configuration table lists; a test keeps them equal).
+ * The settings of a stage that drive its cost: `cdk.json` `stages.<name>` over the constructs' own
+ * defaults (`lib/defaults.ts`, the table docs/DEPLOY.md is checked against). Three are not stage keys:
+ * the reconnect cookie's life (the runtime's SESSION_TTL_SECONDS default), the Lambda memory size and
+ * the alarm count (what the constructs create).
  */
 export const STAGE_DEFAULTS: Omit<StageSettings, 'name'> = {
-  taskCpu: 256,
-  taskMemoryMiB: 512,
-  minTasks: 2,
-  maxTasks: 10,
-  targetConnectionsPerTask: 10000,
-  targetCpuPercent: 60,
-  heartbeatMs: 15000,
+  taskCpu: DEFAULTS.sse.cpu,
+  taskMemoryMiB: DEFAULTS.sse.memoryMiB,
+  minTasks: DEFAULTS.sse.minTasks,
+  maxTasks: DEFAULTS.sse.maxTasks,
+  targetConnectionsPerTask: DEFAULTS.sse.targetConnectionsPerTask,
+  targetCpuPercent: DEFAULTS.sse.targetCpuPercent,
+  heartbeatMs: DEFAULTS.sse.heartbeatMs,
   sessionTtlSeconds: 900,
-  redisEngine: 'valkey',
-  redisNodeType: 'cache.t4g.micro',
-  redisNodes: 2,
-  natGateways: 1,
-  maxAzs: 2,
+  redisEngine: DEFAULTS.redis.engine,
+  redisNodeType: DEFAULTS.redis.nodeType,
+  redisNodes: DEFAULTS.redis.nodes,
+  natGateways: DEFAULTS.network.natGateways,
+  maxAzs: DEFAULTS.network.maxAzs,
   lambdaMemoryMiB: 256,
   alarms: 18,
 };

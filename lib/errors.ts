@@ -1,5 +1,6 @@
 import { Token } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
+import { LAMBDA_ENV } from '../contract/env';
 
 /** The one error class of the infrastructure code: a construct prop or stage setting that cannot work. */
 export class BlueprintValidationError extends Error {
@@ -71,6 +72,6 @@ export function checkTrustedPrincipals(scope: IConstruct, name: string, arns: re
   }
   const joined = arns.filter((a) => !Token.isUnresolved(a)).join(',');
   if (joined.length > TRUSTED_PRINCIPALS_MAX_CHARS) {
-    invalid(scope, `${name} is ${joined.length} characters as TRUSTED_PRINCIPALS, over ${TRUSTED_PRINCIPALS_MAX_CHARS}`, 'Trust fewer principals (one role per backend service), or shorter role paths');
+    invalid(scope, `${name} is ${joined.length} characters as ${LAMBDA_ENV.trustedPrincipals}, over ${TRUSTED_PRINCIPALS_MAX_CHARS}`, 'Trust fewer principals (one role per backend service), or shorter role paths');
   }
 }

@@ -1,3 +1,4 @@
+export * from './defaults';
 export * from './drain-timing';
 export * from './errors';
 export * from './http-endpoint';
@@ -7,6 +8,8 @@ export * from './publish-api';
 export * from './realtime-function';
 export * from './realtime-stack';
 export * from './redis-pub-sub';
+export * from './runtime-api-props';
+export * from './sse-load-balancer';
 export * from './sse-service';
 export * from './stage-config';
 export * from './ticket-api';

@@ -1,6 +1,7 @@
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
 
 /** Properties of a {@link Network}. */
@@ -52,8 +53,8 @@ export class Network extends Construct {
       this.vpc = props.vpc;
       return;
     }
-    const maxAzs = props.maxAzs ?? 2;
-    const natGateways = props.natGateways ?? 1;
+    const maxAzs = props.maxAzs ?? DEFAULTS.network.maxAzs;
+    const natGateways = props.natGateways ?? DEFAULTS.network.natGateways;
     checkRange(this, 'maxAzs', maxAzs, 2, 6);
     checkRange(this, 'natGateways', natGateways, 1, maxAzs);
 
@@ -65,7 +66,7 @@ export class Network extends Construct {
         { name: 'Private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 22 },
       ],
     });
-    if (props.flowLogs ?? true) {
+    if (props.flowLogs ?? DEFAULTS.network.flowLogs) {
       vpc.addFlowLog('FlowLog', {
         destination: ec2.FlowLogDestination.toCloudWatchLogs(
           new logs.LogGroup(this, 'FlowLogGroup', { retention: props.flowLogRetention ?? logs.RetentionDays.ONE_MONTH }),

@@ -1,27 +1,17 @@
 import * as path from 'node:path';
 import { Duration } from 'aws-cdk-lib';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
-import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import type * as logs from 'aws-cdk-lib/aws-logs';
+import { LAMBDA_ENV } from '../contract/env';
 import { Construct } from 'constructs';
+import { DEFAULTS } from './defaults';
 import { checkTrustedPrincipals } from './errors';
 import { HttpEndpoint } from './http-endpoint';
-import { LAMBDA_DIR, RealtimeFunction, type RuntimeLogLevel } from './realtime-function';
-import type { RedisPubSub } from './redis-pub-sub';
+import { LAMBDA_DIR, RealtimeFunction } from './realtime-function';
+import type { TrustedCallerApiProps } from './runtime-api-props';
 
-/** Properties of a {@link PublishApi}. */
-export interface PublishApiProps {
-  readonly redis: RedisPubSub;
-  readonly vpc: ec2.IVpc;
-  /**
-   * IAM principals (role or user ARNs) trusted to publish and revoke (`TRUSTED_PRINCIPALS`): an IAM-signed caller may
-   * publish anywhere and revoke any user, so the functions refuse IAM callers not listed here; an assumed-role session
-   * (`arn:aws:sts::ACCT:assumed-role/NAME/SESSION`) matches its role (`arn:aws:iam::ACCT:role/NAME`). HTTP APIs have no
-   * resource policies, so the check is in the functions; {@link grantPublish} alone is not enough.
-   * @default [] - no IAM caller is trusted: IAM-signed calls are refused
-   */
-  readonly trustedPrincipals?: readonly string[];
+/** Properties of a {@link PublishApi}. Grant callers with {@link PublishApi.grantPublish} and {@link PublishApi.grantRevoke}, and list them in `trustedPrincipals`. */
+export interface PublishApiProps extends TrustedCallerApiProps {
   /**
    * Entry file of the publisher.
    * @default lambda/publish.ts
@@ -38,19 +28,6 @@ export interface PublishApiProps {
    * @default 100
    */
   readonly reservedConcurrency?: number;
-  /** @default 200 */
-  readonly throttleRateLimit?: number;
-  /** @default 400 */
-  readonly throttleBurstLimit?: number;
-  /**
-   * Environment shared by the runtime (namespaces, limits).
-   * @default {}
-   */
-  readonly environment?: Record<string, string>;
-  /** @default 'info' */
-  readonly logLevel?: RuntimeLogLevel;
-  /** @default logs.RetentionDays.ONE_MONTH */
-  readonly logRetention?: logs.RetentionDays;
 }
 
 /**
@@ -71,7 +48,7 @@ export class PublishApi extends Construct {
 
   constructor(scope: Construct, id: string, props: PublishApiProps) {
     super(scope, id);
-    const trusted = props.trustedPrincipals ?? [];
+    const trusted = props.trustedPrincipals ?? DEFAULTS.trustedPrincipals;
     checkTrustedPrincipals(this, 'trustedPrincipals', trusted);
     this.handler = new RealtimeFunction(this, 'Publisher', {
       entry: props.entry ?? path.join(LAMBDA_DIR, 'publish.ts'),
@@ -83,7 +60,7 @@ export class PublishApi extends Construct {
       // Fan-out to many WebSocket connections takes longer than a ticket; HTTP APIs wait at most 30 s.
       memorySize: 512,
       timeout: Duration.seconds(25),
-      reservedConcurrentExecutions: props.reservedConcurrency ?? 100,
+      reservedConcurrentExecutions: props.reservedConcurrency ?? DEFAULTS.publishApi.reservedConcurrency,
     });
     props.redis.connect(this.handler);
 
@@ -97,15 +74,15 @@ export class PublishApi extends Construct {
     });
     props.redis.connect(this.revokeHandler);
     // mandated after the caller's environment: who may publish and revoke ('' trusts no IAM caller)
-    for (const fn of [this.handler, this.revokeHandler]) fn.addEnvironment('TRUSTED_PRINCIPALS', trusted.join(','));
+    for (const fn of [this.handler, this.revokeHandler]) fn.addEnvironment(LAMBDA_ENV.trustedPrincipals, trusted.join(','));
 
     this.endpoint = new HttpEndpoint(this, 'Http', {
       description: 'Realtime publish API (IAM)',
       path: '/publish',
       handler: this.handler,
       authorizer: new HttpIamAuthorizer(),
-      throttleRateLimit: props.throttleRateLimit ?? 200,
-      throttleBurstLimit: props.throttleBurstLimit ?? 400,
+      throttleRateLimit: props.throttleRateLimit ?? DEFAULTS.publishApi.throttleRateLimit,
+      throttleBurstLimit: props.throttleBurstLimit ?? DEFAULTS.publishApi.throttleBurstLimit,
       logRetention: props.logRetention,
     });
     this.url = this.endpoint.url;

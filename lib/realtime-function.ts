@@ -5,14 +5,45 @@ import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import { CORE_ENV } from '../contract/env';
+import { ESBUILD_OPTIONS } from '../scripts/esbuild-options';
 import { Construct } from 'constructs';
 import { acknowledgeManagedPolicy, acknowledgeWildcardResource } from './acknowledge';
+import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
 
-/** Runtime of every Lambda of the blueprint: the newest Node.js that Lambda runs. */
+/** Runtime of every Lambda of the blueprint: the newest Node.js that Lambda runs, the one the bundles target. */
 export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
+
+/**
+ * The bundling options of every Lambda: `scripts/esbuild-options.ts` (shared with `npm run build` and the SSE image)
+ * in `NodejsFunction` terms. The AWS SDK v3 is bundled on purpose (`bundleAwsSDK`, no external modules): pinned by
+ * package-lock and tree-shaken, no surprise from the runtime's copy.
+ */
+export const LAMBDA_BUNDLING: nodejs.BundlingOptions = {
+  minify: ESBUILD_OPTIONS.minify,
+  sourceMap: ESBUILD_OPTIONS.sourcemap,
+  // DEFAULT is esbuild's `--sourcemap`: a linked .map file, as `sourcemap: true` in the build script.
+  sourceMapMode: nodejs.SourceMapMode.DEFAULT,
+  sourcesContent: ESBUILD_OPTIONS.sourcesContent,
+  target: ESBUILD_OPTIONS.target,
+  format: ESBUILD_OPTIONS.format === 'cjs' ? nodejs.OutputFormat.CJS : nodejs.OutputFormat.ESM,
+  bundleAwsSDK: ESBUILD_OPTIONS.external.length === 0,
+  externalModules: [...ESBUILD_OPTIONS.external],
+  esbuildArgs: { '--legal-comments': ESBUILD_OPTIONS.legalComments },
+};
 /** Graviton: cheaper per GB-second than x86 for the same work. */
 export const LAMBDA_ARCHITECTURE = lambda.Architecture.ARM_64;
+
+/**
+ * Variables read by the Lambda platform and its libraries (Node.js itself, Powertools), not by the blueprint's runtime
+ * parsers: so they are not part of `contract/env.ts`, but they are still spelled once, here.
+ */
+export const PLATFORM_ENV = {
+  nodeOptions: 'NODE_OPTIONS',
+  powertoolsLogLevel: 'POWERTOOLS_LOG_LEVEL',
+  powertoolsServiceName: 'POWERTOOLS_SERVICE_NAME',
+} as const;
 
 /** Log levels understood by both Powertools (Lambdas) and pino (SSE service). */
 export type RuntimeLogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -82,9 +113,9 @@ export interface RealtimeFunctionProps {
 /**
  * The one bundling wrapper for every Lambda of the blueprint.
  *
- * Mandated: Node.js 24 on ARM64; esbuild bundle, minified, with source maps that `--enable-source-maps` applies to
- * stack traces; the AWS SDK v3 clients are bundled (not taken from the runtime) so the deployed code runs exactly the
- * versions the tests ran; a log group with retention; Powertools logger settings.
+ * Mandated: Node.js 24 on ARM64; the esbuild settings of `scripts/esbuild-options.ts` ({@link LAMBDA_BUNDLING}: minified,
+ * with source maps that `--enable-source-maps` applies to stack traces, the AWS SDK v3 clients bundled so the deployed
+ * code runs exactly the versions the tests ran); a log group with retention; Powertools logger settings.
  * The caller's settings come next and defaults last.
  */
 export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.IConnectable {
@@ -104,7 +135,7 @@ export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.I
     if (props.vpcSubnets && !props.vpc) {
       invalid(this, 'vpcSubnets is set without vpc', 'Pass vpc as well, or drop vpcSubnets');
     }
-    const logLevel = props.logLevel ?? 'info';
+    const logLevel = props.logLevel ?? DEFAULTS.logLevel;
     const callerEnv = props.environment ?? {};
     const tracing = props.tracing ?? lambda.Tracing.ACTIVE;
 
@@ -114,13 +145,13 @@ export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.I
 
     const environment: Record<string, string> = {
       // defaults
-      LOG_LEVEL: logLevel,
-      POWERTOOLS_LOG_LEVEL: logLevel.toUpperCase(),
-      POWERTOOLS_SERVICE_NAME: props.serviceName ?? id,
+      [CORE_ENV.logLevel]: logLevel,
+      [PLATFORM_ENV.powertoolsLogLevel]: logLevel.toUpperCase(),
+      [PLATFORM_ENV.powertoolsServiceName]: props.serviceName ?? id,
       // the caller
       ...callerEnv,
       // mandated: source maps must apply, whatever else the caller passes to node
-      NODE_OPTIONS: withSourceMaps(callerEnv.NODE_OPTIONS),
+      [PLATFORM_ENV.nodeOptions]: withSourceMaps(callerEnv[PLATFORM_ENV.nodeOptions]),
     };
 
     this.function = new nodejs.NodejsFunction(this, 'Handler', {
@@ -137,17 +168,7 @@ export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.I
       environment,
       vpc: props.vpc,
       vpcSubnets: props.vpc ? (props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }) : undefined,
-      bundling: {
-        minify: true,
-        sourceMap: true,
-        sourceMapMode: nodejs.SourceMapMode.DEFAULT,
-        sourcesContent: false,
-        target: 'node24',
-        format: nodejs.OutputFormat.CJS,
-        // Bundle the SDK v3 clients we use: pinned by package-lock, tree-shaken, no surprise from the runtime's copy.
-        bundleAwsSDK: true,
-        externalModules: [],
-      },
+      bundling: LAMBDA_BUNDLING,
     });
     this.grantPrincipal = this.function.grantPrincipal;
 

@@ -1,17 +1,16 @@
-import { CfnOutput, Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib';
-import * as acm from 'aws-cdk-lib/aws-certificatemanager';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
+import { CORE_ENV } from '../contract/env';
+import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
 import { Network } from './network';
 import { Observability } from './observability';
 import { PublishApi } from './publish-api';
 import { RedisPubSub } from './redis-pub-sub';
 import { SseService } from './sse-service';
-import type { RealtimeStageConfig } from './stage-config';
+import { alarmTopicOf, logRetentionOf, networkProps, type RealtimeStageConfig, sseServiceProps } from './stage-config';
 import { TicketApi } from './ticket-api';
 import { RealtimeWebSocketApi } from './websocket-api';
 
@@ -62,97 +61,46 @@ export class RealtimeStack extends Stack {
     // The runtime's range: 0 turns a limit off.
     checkRange(this, 'limits.userPublishPerMinute', config.limits?.userPublishPerMinute, 0, 1_000_000);
     checkRange(this, 'limits.userNewChannelsPerHour', config.limits?.userNewChannelsPerHour, 0, 1_000_000);
-    const logRetention = (config.logRetentionDays ?? 30) as logs.RetentionDays;
-    const logLevel = config.logLevel ?? 'info';
-    const origins = config.allowedOrigins ?? [];
+    const logRetention = logRetentionOf(config.logRetentionDays);
+    const logLevel = config.logLevel ?? DEFAULTS.logLevel;
+    const allowedOrigins = config.allowedOrigins ?? DEFAULTS.allowedOrigins;
+    const trustedPrincipals = config.trustedPrincipals ?? DEFAULTS.trustedPrincipals;
 
     const runtimeEnv: Record<string, string> = {
-      TICKET_TTL_SECONDS: String(config.ticketTtlSeconds ?? 30),
-      MAX_PAYLOAD_BYTES: String(config.maxPayloadBytes ?? 32768),
+      [CORE_ENV.ticketTtlSeconds]: String(config.ticketTtlSeconds ?? DEFAULTS.ticketTtlSeconds),
+      [CORE_ENV.maxPayloadBytes]: String(config.maxPayloadBytes ?? DEFAULTS.maxPayloadBytes),
     };
     if (config.namespaces !== undefined) {
       const json = JSON.stringify(config.namespaces);
       // Lambda allows 4 KB of environment in total; leave room for the rest.
       if (json.length > 2048) {
-        invalid(this, `namespaces is ${json.length} bytes as JSON (NAMESPACES_JSON), over 2048`, 'Merge namespaces with the same policy, or shorten their names');
+        invalid(this, `namespaces is ${json.length} bytes as JSON (${CORE_ENV.namespacesJson}), over 2048`, 'Merge namespaces with the same policy, or shorten their names');
       }
-      runtimeEnv.NAMESPACES_JSON = json;
+      runtimeEnv[CORE_ENV.namespacesJson] = json;
     }
 
-    this.network = new Network(this, 'Network', {
-      vpc: this.existingVpc(config),
-      maxAzs: config.network?.maxAzs,
-      natGateways: config.network?.natGateways,
-      flowLogs: config.network?.flowLogs,
-      flowLogRetention: config.network?.vpcId || config.network?.vpcAttributes ? undefined : logRetention,
-    });
+    // Each stage section is named like its construct's props (lib/stage-config.ts) and passes through; only the
+    // settings every construct shares are added here.
+    this.network = new Network(this, 'Network', networkProps(this, config.network, logRetention));
     const vpc = this.network.vpc;
 
     this.redis = new RedisPubSub(this, 'Redis', { vpc, ...config.redis });
 
-    this.webSocket = new RealtimeWebSocketApi(this, 'WebSocket', {
-      vpc,
-      redis: this.redis,
-      stageName: config.webSocket?.stageName,
-      throttleRateLimit: config.webSocket?.throttleRateLimit,
-      throttleBurstLimit: config.webSocket?.throttleBurstLimit,
-      messageReservedConcurrency: config.webSocket?.messageReservedConcurrency,
-      environment: runtimeEnv,
-      logLevel,
-      logRetention,
-    });
+    const runtime = { vpc, redis: this.redis, environment: runtimeEnv, logLevel, logRetention };
+    this.webSocket = new RealtimeWebSocketApi(this, 'WebSocket', { ...runtime, ...config.webSocket });
 
-    const sse = config.sse ?? {};
-    this.sse = new SseService(this, 'Sse', {
-      vpc,
-      redis: this.redis,
-      cpu: sse.cpu,
-      memoryLimitMiB: sse.memoryMiB,
-      minTasks: sse.minTasks,
-      maxTasks: sse.maxTasks,
-      targetConnectionsPerTask: sse.targetConnectionsPerTask,
-      targetCpuPercent: sse.targetCpuPercent,
-      heartbeatMs: sse.heartbeatMs,
-      pollTimeoutMs: sse.pollTimeoutMs,
-      idleTimeout: seconds(sse.idleTimeoutSeconds),
-      deregistrationDelay: seconds(sse.deregistrationDelaySeconds),
-      stickinessDuration: seconds(sse.stickinessSeconds),
-      nofileLimit: sse.nofileLimit,
-      certificate: sse.certificateArn ? acm.Certificate.fromCertificateArn(this, 'Certificate', sse.certificateArn) : undefined,
-      domainName: sse.domainName,
-      containerInsights: sse.containerInsights,
-      allowedOrigins: origins,
-      environment: runtimeEnv,
-      logLevel,
-      logRetention,
-    });
+    this.sse = new SseService(this, 'Sse', { ...runtime, ...sseServiceProps(this, config.sse), allowedOrigins });
 
     this.ticketApi = new TicketApi(this, 'TicketApi', {
-      vpc,
-      redis: this.redis,
+      ...runtime,
+      ...config.ticketApi,
       sseUrl: this.sse.eventsUrl,
       webSocketUrl: this.webSocket.url,
-      auth: config.ticketApi?.auth,
-      trustedPrincipals: config.trustedPrincipals,
-      allowedOrigins: origins,
-      throttleRateLimit: config.ticketApi?.throttleRateLimit,
-      throttleBurstLimit: config.ticketApi?.throttleBurstLimit,
-      environment: runtimeEnv,
-      logLevel,
-      logRetention,
+      trustedPrincipals,
+      allowedOrigins,
     });
 
-    this.publishApi = new PublishApi(this, 'PublishApi', {
-      vpc,
-      redis: this.redis,
-      throttleRateLimit: config.publishApi?.throttleRateLimit,
-      throttleBurstLimit: config.publishApi?.throttleBurstLimit,
-      reservedConcurrency: config.publishApi?.reservedConcurrency,
-      trustedPrincipals: config.trustedPrincipals,
-      environment: runtimeEnv,
-      logLevel,
-      logRetention,
-    });
+    this.publishApi = new PublishApi(this, 'PublishApi', { ...runtime, ...config.publishApi, trustedPrincipals });
     // The two functions that fan out to WebSocket connections, POST only: publish (here) and the message handler (in
     // RealtimeWebSocketApi). The revoker closes connections, DELETE only.
     this.webSocket.grantPostToConnections(this.publishApi.handler);
@@ -168,7 +116,7 @@ export class RealtimeStack extends Stack {
       webSocket: this.webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
       functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler],
-      alarmTopic: config.alarmTopicArn ? sns.Topic.fromTopicArn(this, 'AlarmTopic', config.alarmTopicArn) : undefined,
+      alarmTopic: alarmTopicOf(this, config.alarmTopicArn),
     });
 
     this.endpoints = {
@@ -195,7 +143,7 @@ export class RealtimeStack extends Stack {
         description: descriptions[name],
       });
     }
-    this.addDnsTargetOutput(sse.domainName);
+    this.addDnsTargetOutput(config.sse?.domainName);
   }
 
   /** With a custom domain, the load balancer's own name is what the DNS record must point at. */
@@ -206,39 +154,12 @@ export class RealtimeStack extends Stack {
       description: `Point ${domainName} (CNAME or Route 53 alias) at this name`,
     });
   }
-
-  private existingVpc(config: RealtimeStageConfig): ec2.IVpc | undefined {
-    const network = config.network ?? {};
-    if (network.vpcId && network.vpcAttributes) {
-      invalid(this, 'network.vpcId and network.vpcAttributes are both set', 'Keep one: vpcId looks the VPC up, vpcAttributes describes it');
-    }
-    if (network.vpcId) return ec2.Vpc.fromLookup(this, 'Vpc', { vpcId: network.vpcId });
-    if (network.vpcAttributes) {
-      const a = network.vpcAttributes;
-      const vpc = ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
-        vpcId: a.vpcId,
-        availabilityZones: [...a.availabilityZones],
-        publicSubnetIds: [...a.publicSubnetIds],
-        privateSubnetIds: [...a.privateSubnetIds],
-      });
-      Validations.of(vpc).acknowledge({
-        id: 'Annotation::@aws-cdk/aws-ec2:noSubnetRouteTableId',
-        reason: 'Nothing in this stack reads the route tables of the imported subnets (no gateway endpoints or routes are added to them).',
-      });
-      return vpc;
-    }
-    return undefined;
-  }
 }
 
 /** `USER_PUBLISH_PER_MINUTE` and `USER_NEW_CHANNELS_PER_HOUR` from the stage's `limits`, only those that are set. */
 function publishLimitsEnvironment(config: RealtimeStageConfig): Record<string, string> {
   const env: Record<string, string> = {};
-  if (config.limits?.userPublishPerMinute !== undefined) env.USER_PUBLISH_PER_MINUTE = String(config.limits.userPublishPerMinute);
-  if (config.limits?.userNewChannelsPerHour !== undefined) env.USER_NEW_CHANNELS_PER_HOUR = String(config.limits.userNewChannelsPerHour);
+  if (config.limits?.userPublishPerMinute !== undefined) env[CORE_ENV.userPublishPerMinute] = String(config.limits.userPublishPerMinute);
+  if (config.limits?.userNewChannelsPerHour !== undefined) env[CORE_ENV.userNewChannelsPerHour] = String(config.limits.userNewChannelsPerHour);
   return env;
-}
-
-function seconds(value: number | undefined): Duration | undefined {
-  return value === undefined ? undefined : Duration.seconds(value);
 }

@@ -6,7 +6,9 @@ import { Secret as EcsSecret } from 'aws-cdk-lib/aws-ecs';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { CORE_ENV } from '../contract/env';
 import { Construct } from 'constructs';
+import { DEFAULTS, REDIS_ENGINE_VERSION_DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
 import type { RealtimeFunction } from './realtime-function';
 
@@ -112,12 +114,12 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
 
   constructor(scope: Construct, id: string, props: RedisPubSubProps) {
     super(scope, id);
-    const engine = props.engine ?? 'valkey';
-    const engineVersion = props.engineVersion ?? (engine === 'valkey' ? '8.0' : '7.1');
-    const nodeType = props.nodeType ?? 'cache.t4g.micro';
-    const port = props.port ?? 6379;
-    this.nodes = props.nodes ?? 2;
-    this.keyPrefix = props.keyPrefix ?? 'rt:';
+    const engine = props.engine ?? DEFAULTS.redis.engine;
+    const engineVersion = props.engineVersion ?? REDIS_ENGINE_VERSION_DEFAULTS[engine];
+    const nodeType = props.nodeType ?? DEFAULTS.redis.nodeType;
+    const port = props.port ?? DEFAULTS.redis.port;
+    this.nodes = props.nodes ?? DEFAULTS.redis.nodes;
+    this.keyPrefix = props.keyPrefix ?? DEFAULTS.redis.keyPrefix;
 
     if (engine !== 'valkey' && engine !== 'redis') {
       invalid(this, `engine "${engine as string}" is not supported`, 'Use "valkey" or "redis"');
@@ -132,12 +134,12 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
     checkRange(this, 'nodes', this.nodes, 1, 6);
     checkRange(this, 'port', port, 1024, 65535);
     checkRange(this, 'snapshotRetentionDays', props.snapshotRetentionDays, 0, 35, ' days');
-    const removalPolicy = props.removalPolicy ?? 'snapshot';
+    const removalPolicy = props.removalPolicy ?? DEFAULTS.redis.removalPolicy;
     if (removalPolicy !== 'snapshot' && removalPolicy !== 'destroy') {
       invalid(this, `removalPolicy "${removalPolicy as string}" is not supported`, 'Use "snapshot" (a final snapshot before deletion) or "destroy"');
     }
     if (!KEY_PREFIX.test(this.keyPrefix)) {
-      invalid(this, `keyPrefix "${this.keyPrefix}" is not valid`, 'Use 1 to 32 letters, digits, ":", "_" or "-" (the runtime checks KEY_PREFIX the same way)');
+      invalid(this, `keyPrefix "${this.keyPrefix}" is not valid`, `Use 1 to 32 letters, digits, ":", "_" or "-" (the runtime checks ${CORE_ENV.keyPrefix} the same way)`);
     }
 
     this.authToken = new secretsmanager.Secret(this, 'AuthToken', {
@@ -185,7 +187,7 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
       atRestEncryptionEnabled: true,
       authToken: this.authToken.secretValue.unsafeUnwrap(),
       autoMinorVersionUpgrade: true,
-      snapshotRetentionLimit: props.snapshotRetentionDays ?? 1,
+      snapshotRetentionLimit: props.snapshotRetentionDays ?? DEFAULTS.redis.snapshotRetentionDays,
     });
     if (removalPolicy === 'snapshot') {
       // CloudFormation has no final-snapshot property on a replication group: DeletionPolicy Snapshot is the way.
@@ -221,9 +223,9 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
   public connect(fn: RealtimeFunction): void {
     this.connections.allowDefaultPortFrom(fn, `from ${fn.node.id}`);
     this.grantConnect(fn);
-    fn.addEnvironment('REDIS_URL', this.url);
-    fn.addEnvironment('REDIS_SECRET_ARN', this.authToken.secretArn);
-    fn.addEnvironment('KEY_PREFIX', this.keyPrefix);
+    fn.addEnvironment(CORE_ENV.redisUrl, this.url);
+    fn.addEnvironment(CORE_ENV.redisSecretArn, this.authToken.secretArn);
+    fn.addEnvironment(CORE_ENV.keyPrefix, this.keyPrefix);
   }
 
   /**
@@ -232,9 +234,9 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
    */
   public connectContainer(container: ecs.ContainerDefinition, peer: ec2.IConnectable): void {
     this.connections.allowDefaultPortFrom(peer, `from ${container.node.id}`);
-    container.addEnvironment('REDIS_URL', this.url);
-    container.addEnvironment('KEY_PREFIX', this.keyPrefix);
-    container.addSecret('REDIS_PASSWORD', EcsSecret.fromSecretsManager(this.authToken));
+    container.addEnvironment(CORE_ENV.redisUrl, this.url);
+    container.addEnvironment(CORE_ENV.keyPrefix, this.keyPrefix);
+    container.addSecret(CORE_ENV.redisPassword, EcsSecret.fromSecretsManager(this.authToken));
   }
 
   /** Member cluster ids: ElastiCache names them `{replicationGroupId}-001`, `-002`, ... */

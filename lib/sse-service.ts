@@ -1,31 +1,23 @@
 import * as path from 'node:path';
-import { Duration, IgnoreMode, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { Duration, IgnoreMode, Names, Validations } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
-import type * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
-import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { Construct } from 'constructs';
+import type { Construct } from 'constructs';
+import { CORE_ENV, SERVICE_ENV } from '../contract/env';
 import { acknowledgeWildcardResource } from './acknowledge';
+import { DEFAULTS } from './defaults';
 import { drainTiming, MIN_DEREGISTRATION_DELAY_SECONDS, STOP_POLL_MS } from './drain-timing';
 import { checkOrigins, checkRange, invalid } from './errors';
 import type { RuntimeLogLevel } from './realtime-function';
 import type { RedisPubSub } from './redis-pub-sub';
+import { SSE_CONTAINER_PORT, SSE_PROXY_HOPS, SseLoadBalancerBase, type SseLoadBalancerProps } from './sse-load-balancer';
 
-/** Port the SSE server listens on inside the task (`PORT`). */
-export const SSE_CONTAINER_PORT = 8080;
-/**
- * Path of the SSE server's LIVENESS check: 200 while the process is sound, even when Redis is down. The load balancer
- * health check uses it and nothing else: `/healthz?deep=1` (Redis readiness, 503 when Redis is down) would make the
- * load balancer replace every task at once during a Redis outage, the outage it should ride out.
- */
-export const SSE_LIVENESS_PATH = '/healthz';
-/** Load balancers in front of the tasks: the runtime takes the client IP from this entry of X-Forwarded-For, from the right. */
-export const SSE_PROXY_HOPS = 1;
+export { SSE_CONTAINER_PORT, SSE_LIVENESS_PATH, SSE_PROXY_HOPS } from './sse-load-balancer';
+
 /** Repository root: the Docker build context of service/Dockerfile. */
 export const REPOSITORY_ROOT = path.join(__dirname, '..');
 
@@ -36,9 +28,8 @@ export const REPOSITORY_ROOT = path.join(__dirname, '..');
  */
 export const IMAGE_EXCLUDES = ['cdk.out', 'node_modules', '.git', 'dist', 'coverage'];
 
-/** Properties of an {@link SseService}. */
-export interface SseServiceProps {
-  readonly vpc: ec2.IVpc;
+/** Properties of an {@link SseService}: its load-balancer part ({@link SseLoadBalancerProps}) and its tasks. */
+export interface SseServiceProps extends SseLoadBalancerProps {
   /** Redis the tasks subscribe to. */
   readonly redis: RedisPubSub;
   /**
@@ -52,10 +43,10 @@ export interface SseServiceProps {
    */
   readonly cpu?: number;
   /**
-   * Task memory in MiB (a Fargate size matching cpu).
+   * Task memory in MiB (a Fargate size matching cpu): the task definition's `memoryLimitMiB`.
    * @default 512
    */
-  readonly memoryLimitMiB?: number;
+  readonly memoryMiB?: number;
   /**
    * Fewest running tasks (and the count at first deploy).
    * @default 2
@@ -87,38 +78,10 @@ export interface SseServiceProps {
    */
   readonly pollTimeoutMs?: number;
   /**
-   * ALB idle timeout: a connection with no bytes for this long is closed (1 to 4000 s).
-   * @default Duration.seconds(60)
-   */
-  readonly idleTimeout?: Duration;
-  /**
-   * Time a stopping task stays registered while the load balancer keeps its open streams (10 to 3600 s). The task's
-   * drain window (`DRAIN_TIMEOUT_MS`) and the container `stopTimeout` are derived from it by `drainTiming()`: the drain
-   * starts when the ECS task metadata reports the task STOPPED and ends inside the delay. A longer delay spreads the
-   * reconnects of a stopping task over more time but slows deploys; clients resume with their cursor either way.
-   * @default Duration.seconds(30)
-   */
-  readonly deregistrationDelay?: Duration;
-  /**
-   * Duration of the load balancer stickiness cookie (1 s to 7 days).
-   * @default Duration.hours(1)
-   */
-  readonly stickinessDuration?: Duration;
-  /**
    * Open files per task (`nofile` ulimit, soft and hard): one per connection plus Redis and logs (65536 to 1048576).
    * @default 65536
    */
   readonly nofileLimit?: number;
-  /**
-   * Certificate for an HTTPS listener (HTTP/2, TLS); HTTP on port 80 then redirects to it. Requires `domainName`.
-   * @default - HTTP only on port 80, and the reconnect cookie is not Secure
-   */
-  readonly certificate?: acm.ICertificate;
-  /**
-   * Public host name clients use (a DNS record you point at the load balancer); it must match `certificate`.
-   * @default - the load balancer's DNS name
-   */
-  readonly domainName?: string;
   /**
    * Browser origins allowed to read streams (`ALLOWED_ORIGINS`, CORS with credentials).
    * @default [] - same-origin pages and non-browser clients only
@@ -137,17 +100,6 @@ export interface SseServiceProps {
    */
   readonly logRetention?: logs.RetentionDays;
   /**
-   * Whether the load balancer writes access logs to S3. ELB delivers them from a per-region principal, so the stack's
-   * region must be known (an environment-agnostic stack cannot turn them on).
-   * @default - true when the stack has a concrete region, false otherwise
-   */
-  readonly accessLogs?: boolean;
-  /**
-   * Bucket for the load balancer access logs (SSE-S3 encrypted, in the stack's region).
-   * @default - a new bucket that expires logs after 90 days
-   */
-  readonly accessLogsBucket?: s3.IBucket;
-  /**
    * ECS Container Insights (per-task CPU, memory and network metrics; billed as CloudWatch metrics).
    * @default true
    */
@@ -155,49 +107,39 @@ export interface SseServiceProps {
 }
 
 /**
- * The SSE and long-poll server on Fargate (ARM64) behind an internet-facing ALB: sticky sessions by load balancer
- * cookie, idle timeout above the heartbeat, invalid headers dropped, HTTPS with HTTP/2 when a certificate is given,
- * Redis AUTH and the session secret injected as ECS secrets, a liveness health check on `/healthz` (never the deep
- * Redis readiness check), a drain that ends inside the deregistration delay (see `drainTiming`), circuit breaker with
- * rollback, and scaling on connections per task and on CPU.
+ * The SSE and long-poll server on Fargate (ARM64) behind an internet-facing ALB. The load-balancer part (listeners,
+ * target group with sticky sessions and the liveness health check, access logs, URLs) is {@link SseLoadBalancerBase};
+ * this class adds the tasks: cluster, task definition and container (Redis AUTH and the session secret as ECS secrets,
+ * `nofile` ulimit, read-only root), the service (circuit breaker with rollback) registered in the target group, a drain
+ * that ends inside the deregistration delay (see `drainTiming`), and scaling on connections per task and on CPU.
  */
-export class SseService extends Construct {
+export class SseService extends SseLoadBalancerBase {
   public readonly cluster: ecs.Cluster;
   public readonly taskDefinition: ecs.FargateTaskDefinition;
   public readonly container: ecs.ContainerDefinition;
   public readonly service: ecs.FargateService;
-  public readonly loadBalancer: elbv2.ApplicationLoadBalancer;
-  public readonly targetGroup: elbv2.ApplicationTargetGroup;
   /** Secret that signs the reconnect cookie (`SESSION_SECRET`). */
   public readonly sessionSecret: secretsmanager.Secret;
-  /** `http(s)://host` */
-  public readonly baseUrl: string;
-  /** `http(s)://host/events` */
-  public readonly eventsUrl: string;
-  /** `http(s)://host/poll` */
-  public readonly pollUrl: string;
   /** Tasks the service may scale to. */
   public readonly maxTasks: number;
   public readonly targetConnectionsPerTask: number;
 
   constructor(scope: Construct, id: string, props: SseServiceProps) {
-    super(scope, id);
-    const heartbeatMs = props.heartbeatMs ?? 15_000;
-    const pollTimeoutMs = props.pollTimeoutMs ?? 25_000;
-    const idleTimeout = props.idleTimeout ?? Duration.seconds(60);
-    const deregistrationDelay = props.deregistrationDelay ?? Duration.seconds(30);
-    const stickiness = props.stickinessDuration ?? Duration.hours(1);
-    const nofile = props.nofileLimit ?? 65536;
-    const minTasks = props.minTasks ?? 2;
-    this.maxTasks = props.maxTasks ?? 10;
-    this.targetConnectionsPerTask = props.targetConnectionsPerTask ?? 10_000;
-    const targetCpuPercent = props.targetCpuPercent ?? 60;
-    const origins = props.allowedOrigins ?? [];
+    super(scope, id, props);
+    const d = DEFAULTS.sse;
+    const heartbeatMs = props.heartbeatMs ?? d.heartbeatMs;
+    const pollTimeoutMs = props.pollTimeoutMs ?? d.pollTimeoutMs;
+    const nofile = props.nofileLimit ?? d.nofileLimit;
+    const minTasks = props.minTasks ?? d.minTasks;
+    this.maxTasks = props.maxTasks ?? d.maxTasks;
+    this.targetConnectionsPerTask = props.targetConnectionsPerTask ?? d.targetConnectionsPerTask;
+    const targetCpuPercent = props.targetCpuPercent ?? d.targetCpuPercent;
+    const origins = props.allowedOrigins ?? DEFAULTS.allowedOrigins;
+    const idleTimeout = this.idleTimeout;
+    const deregistrationDelay = this.deregistrationDelay;
 
     checkRange(this, 'heartbeatMs', heartbeatMs, 1000, 300_000, ' ms');
     checkRange(this, 'pollTimeoutMs', pollTimeoutMs, 1000, 120_000, ' ms');
-    checkRange(this, 'idleTimeout', idleTimeout.toSeconds(), 1, 4000, ' seconds');
-    checkRange(this, 'deregistrationDelay', deregistrationDelay.toSeconds(), 0, 3600, ' seconds');
     const timing = drainTiming(deregistrationDelay.toSeconds());
     if (!timing) {
       invalid(
@@ -206,7 +148,6 @@ export class SseService extends Construct {
         `Set deregistrationDelay (sse.deregistrationDelaySeconds) to at least ${MIN_DEREGISTRATION_DELAY_SECONDS} seconds`,
       );
     }
-    checkRange(this, 'stickinessDuration', stickiness.toSeconds(), 1, 604_800, ' seconds');
     checkRange(this, 'nofileLimit', nofile, 65536, 1_048_576);
     checkRange(this, 'minTasks', minTasks, 1, 1000);
     checkRange(this, 'maxTasks', this.maxTasks, minTasks, 1000);
@@ -227,24 +168,17 @@ export class SseService extends Construct {
         'Lower pollTimeoutMs or raise idleTimeout',
       );
     }
-    if (props.certificate && !props.domainName) {
-      invalid(this, 'certificate is set without domainName', 'Set domainName to the host name the certificate covers (and point its DNS record at the load balancer)');
-    }
-    if (props.domainName && !Token.isUnresolved(props.domainName) && !/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i.test(props.domainName)) {
-      invalid(this, `domainName "${props.domainName}" is not a host name`, 'Set a host name like events.example.com, without scheme or path');
-    }
-    const https = props.certificate !== undefined;
 
     this.cluster = new ecs.Cluster(this, 'Cluster', {
       vpc: props.vpc,
-      containerInsightsV2: (props.containerInsights ?? true) ? ecs.ContainerInsights.ENABLED : ecs.ContainerInsights.DISABLED,
+      containerInsightsV2: (props.containerInsights ?? d.containerInsights) ? ecs.ContainerInsights.ENABLED : ecs.ContainerInsights.DISABLED,
     });
     if (props.containerInsights === false) {
       Validations.of(this.cluster).acknowledge({ id: 'AwsSolutions-ECS4', reason: 'Container Insights turned off by configuration (containerInsights: false) to save metric cost.' });
     }
 
     this.sessionSecret = new secretsmanager.Secret(this, 'SessionSecret', {
-      description: 'Signs the SSE reconnect cookie (SESSION_SECRET)',
+      description: `Signs the SSE reconnect cookie (${SERVICE_ENV.sessionSecret})`,
       generateSecretString: { passwordLength: 64, excludePunctuation: true },
     });
     Validations.of(this.sessionSecret).acknowledge({
@@ -253,8 +187,8 @@ export class SseService extends Construct {
     });
 
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
-      cpu: props.cpu ?? 256,
-      memoryLimitMiB: props.memoryLimitMiB ?? 512,
+      cpu: props.cpu ?? d.cpu,
+      memoryLimitMiB: props.memoryMiB ?? d.memoryMiB,
       runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
     });
 
@@ -277,22 +211,22 @@ export class SseService extends Construct {
       stopTimeout: Duration.seconds(timing.stopTimeoutSeconds),
       environment: {
         // defaults
-        LOG_LEVEL: props.logLevel ?? 'info',
+        [CORE_ENV.logLevel]: props.logLevel ?? DEFAULTS.logLevel,
         // the caller
         ...props.environment,
-        // mandated: these must match the load balancer and listener built here
-        PORT: String(SSE_CONTAINER_PORT),
-        HEARTBEAT_MS: String(heartbeatMs),
-        POLL_TIMEOUT_MS: String(pollTimeoutMs),
+        // mandated: these must match the load balancer and listener of the load-balancer part
+        [SERVICE_ENV.port]: String(SSE_CONTAINER_PORT),
+        [SERVICE_ENV.heartbeatMs]: String(heartbeatMs),
+        [SERVICE_ENV.pollTimeoutMs]: String(pollTimeoutMs),
         // Drain when the task metadata says STOPPED (polled every STOP_POLL_MS), ending inside the deregistration delay.
-        DRAIN_TIMEOUT_MS: String(timing.drainTimeoutMs),
-        STOP_POLL_MS: String(timing.stopPollMs),
+        [SERVICE_ENV.drainTimeoutMs]: String(timing.drainTimeoutMs),
+        [SERVICE_ENV.stopPollMs]: String(timing.stopPollMs),
         // Exactly one proxy (the ALB) appends to X-Forwarded-For: the client IP for per-IP limits is that entry.
-        TRUST_PROXY_HOPS: String(SSE_PROXY_HOPS),
-        ALLOWED_ORIGINS: origins.join(','),
-        COOKIE_SECURE: String(https),
+        [SERVICE_ENV.trustProxyHops]: String(SSE_PROXY_HOPS),
+        [SERVICE_ENV.allowedOrigins]: origins.join(','),
+        [SERVICE_ENV.cookieSecure]: String(this.https),
       },
-      secrets: { SESSION_SECRET: ecs.Secret.fromSecretsManager(this.sessionSecret) },
+      secrets: { [SERVICE_ENV.sessionSecret]: ecs.Secret.fromSecretsManager(this.sessionSecret) },
     });
     acknowledgeWildcardResource(
       this.taskDefinition.obtainExecutionRole(),
@@ -322,74 +256,8 @@ export class SseService extends Construct {
       healthCheckGracePeriod: Duration.seconds(60),
     });
     props.redis.connectContainer(this.container, this.service);
-
-    this.loadBalancer = new elbv2.ApplicationLoadBalancer(this, 'LoadBalancer', {
-      vpc: props.vpc,
-      internetFacing: true,
-      vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
-      http2Enabled: true,
-      idleTimeout,
-      dropInvalidHeaderFields: true,
-    });
-    const regionKnown = !Token.isUnresolved(Stack.of(this).region);
-    if (props.accessLogs && !regionKnown) {
-      invalid(this, 'accessLogs needs the stack\'s region, but the stack is environment-agnostic', 'Give the stack an env (account and region in the stage config), or drop accessLogs');
-    }
-    if (props.accessLogsBucket && props.accessLogs === false) {
-      invalid(this, 'accessLogsBucket is set but accessLogs is false', 'Drop accessLogsBucket, or turn accessLogs on');
-    }
-    if (props.accessLogs ?? regionKnown) {
-      this.loadBalancer.logAccessLogs(props.accessLogsBucket ?? this.createAccessLogsBucket(), 'sse');
-    } else {
-      Validations.of(this.loadBalancer).acknowledge({
-        id: 'AwsSolutions-ELB2',
-        reason: 'Access logs are off because this stack is environment-agnostic: ELB delivers logs from a per-region principal, so the region must be known. Set account and region in the stage config to turn them on.',
-      });
-    }
-    Validations.of(this.loadBalancer).acknowledge({
-      id: 'AwsSolutions-EC23',
-      reason: 'Internet-facing endpoint for browsers: the listener ports are open to everyone by design; tasks admit only this load balancer.',
-    });
-
-    this.targetGroup = new elbv2.ApplicationTargetGroup(this, 'Targets', {
-      vpc: props.vpc,
-      port: SSE_CONTAINER_PORT,
-      protocol: elbv2.ApplicationProtocol.HTTP,
-      targetType: elbv2.TargetType.IP,
-      deregistrationDelay,
-      stickinessCookieDuration: stickiness,
-      healthCheck: {
-        path: SSE_LIVENESS_PATH,
-        healthyHttpCodes: '200',
-        interval: Duration.seconds(15),
-        timeout: Duration.seconds(5),
-        healthyThresholdCount: 2,
-        unhealthyThresholdCount: 3,
-      },
-      targets: [this.service.loadBalancerTarget({ containerName: this.container.containerName, containerPort: SSE_CONTAINER_PORT })],
-    });
-
-    if (props.certificate) {
-      this.loadBalancer.addListener('Https', {
-        protocol: elbv2.ApplicationProtocol.HTTPS,
-        port: 443,
-        certificates: [props.certificate],
-        defaultTargetGroups: [this.targetGroup],
-        open: true,
-      });
-      this.loadBalancer.addRedirect({ sourcePort: 80, sourceProtocol: elbv2.ApplicationProtocol.HTTP, targetPort: 443, targetProtocol: elbv2.ApplicationProtocol.HTTPS });
-    } else {
-      this.loadBalancer.addListener('Http', {
-        protocol: elbv2.ApplicationProtocol.HTTP,
-        port: 80,
-        defaultTargetGroups: [this.targetGroup],
-        open: true,
-      });
-    }
-    const host = props.domainName ?? this.loadBalancer.loadBalancerDnsName;
-    this.baseUrl = `${https ? 'https' : 'http'}://${host}`;
-    this.eventsUrl = `${this.baseUrl}/events`;
-    this.pollUrl = `${this.baseUrl}/poll`;
+    // Join the load-balancer part: the tasks register in its target group (ingress from the load balancer follows).
+    this.targetGroup.addTarget(this.service.loadBalancerTarget({ containerName: this.container.containerName, containerPort: SSE_CONTAINER_PORT }));
 
     this.addScaling(minTasks, targetCpuPercent);
   }
@@ -447,21 +315,5 @@ export class SseService extends Construct {
       },
     });
     policy.policyName = Names.uniqueId(policy);
-  }
-
-  private createAccessLogsBucket(): s3.Bucket {
-    const bucket = new s3.Bucket(this, 'AccessLogs', {
-      encryption: s3.BucketEncryption.S3_MANAGED,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      enforceSSL: true,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      lifecycleRules: [{ expiration: Duration.days(90) }],
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-    Validations.of(bucket).acknowledge({
-      id: 'AwsSolutions-S1',
-      reason: 'This bucket is itself the access log destination of the load balancer; logging it to another bucket would only move the question.',
-    });
-    return bucket;
   }
 }

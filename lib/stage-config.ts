@@ -1,200 +1,234 @@
-import type { RuntimeLogLevel } from './realtime-function';
-import type { RedisEngine, RedisRemovalPolicy } from './redis-pub-sub';
-import type { TicketAuth } from './ticket-api';
+import { Duration, Validations } from 'aws-cdk-lib';
+import * as acm from 'aws-cdk-lib/aws-certificatemanager';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import type { Construct } from 'constructs';
+import { z } from 'zod';
+import { DEFAULTS } from './defaults';
+import { IAM_PRINCIPAL_ARN_PATTERN, invalid, ORIGIN_PATTERN, trustedPrincipalFix } from './errors';
+import type { NetworkProps } from './network';
+import type { PublishApiProps } from './publish-api';
+import type { RedisPubSubProps } from './redis-pub-sub';
+import type { SseServiceProps } from './sse-service';
+import type { TicketApiProps } from './ticket-api';
+import type { RealtimeWebSocketApiProps } from './websocket-api';
+
+/**
+ * The stage config: what `stages.<name>` in cdk.json may hold, as one zod schema. The types below are inferred from it
+ * (there is no second, hand-written copy), defaults live in `DEFAULTS` (lib/defaults.ts), and the meaning of each key is
+ * the construct prop of the same name (and the table in docs/DEPLOY.md).
+ *
+ * Each section is named and shaped like the props of its construct, so the stack passes it through: `network` →
+ * {@link NetworkProps}, `redis` → {@link RedisPubSubProps}, `sse` → {@link SseServiceProps}, `webSocket` →
+ * {@link RealtimeWebSocketApiProps}, `ticketApi` → {@link TicketApiProps}, `publishApi` → {@link PublishApiProps}. JSON
+ * has no `Duration` or construct references, so those few keys carry their unit or kind in the name and are converted
+ * here, in the functions at the end of this file ({@link sseServiceProps}, {@link networkProps}, {@link logRetentionOf},
+ * {@link alarmTopicOf}): `<prop>Seconds` → `Duration`, `<prop>Days` → `RetentionDays`, `<prop>Arn` → an imported
+ * resource, `vpcId`/`vpcAttributes` → `vpc`. The type checks at the bottom of this file fail to compile if a
+ * section key is not a prop of its construct.
+ */
+
+const int = () => z.number().int();
+const throttle = { throttleRateLimit: int().optional(), throttleBurstLimit: int().optional() };
+const origin = z.string().regex(ORIGIN_PATTERN, 'must be an origin like https://app.example.com (scheme and host, no "*", path or trailing slash)');
+const VPC_ID = /^vpc-([0-9a-f]{8}|[0-9a-f]{17})$/;
+const SUBNET_ID = /^subnet-([0-9a-f]{8}|[0-9a-f]{17})$/;
+
+const trustedPrincipal = z.string().superRefine((arn, ctx) => {
+  if (!IAM_PRINCIPAL_ARN_PATTERN.test(arn)) ctx.addIssue({ code: 'custom', message: `must be an IAM role or user ARN (${trustedPrincipalFix(arn)})` });
+});
+
+const JwtAuth = z.strictObject({
+  type: z.literal('jwt'),
+  issuer: z.string().regex(/^https:\/\/\S+$/, 'must be the https URL of the token issuer (iss)'),
+  audience: z.array(z.string().min(1)).min(1, 'needs at least one audience (aud, or the Cognito app client id)'),
+});
+const IamAuth = z.strictObject({ type: z.literal('iam') });
 
 /** An existing VPC described by ids (no lookup, no credentials needed). */
-export interface VpcAttributesConfig {
-  readonly vpcId: string;
-  readonly availabilityZones: readonly string[];
+const VpcAttributes = z.strictObject({
+  vpcId: z.string().regex(VPC_ID, 'must be a VPC id like vpc-0abc123'),
+  availabilityZones: z.array(z.string()).min(2, 'needs at least 2 Availability Zones'),
   /** One per AZ, in the order of availabilityZones: the load balancer's subnets. */
-  readonly publicSubnetIds: readonly string[];
+  publicSubnetIds: z.array(z.string().regex(SUBNET_ID, 'must be a subnet id')).min(2),
   /** One per AZ, in the order of availabilityZones: private subnets with a NAT route. */
-  readonly privateSubnetIds: readonly string[];
-}
+  privateSubnetIds: z.array(z.string().regex(SUBNET_ID, 'must be a subnet id')).min(2),
+});
 
-/** Network settings of a stage. */
-export interface NetworkConfig {
-  /** @default 2 */
-  readonly maxAzs?: number;
-  /** @default 1 */
-  readonly natGateways?: number;
-  /** @default true */
-  readonly flowLogs?: boolean;
-  /**
-   * Use this existing VPC, found by `Vpc.fromLookup` (needs the stage's account and region, and credentials at synth).
-   * @default - a new VPC
-   */
-  readonly vpcId?: string;
-  /**
-   * Use this existing VPC, described by ids (works offline).
-   * @default - a new VPC
-   */
-  readonly vpcAttributes?: VpcAttributesConfig;
-}
+/** `network`: {@link NetworkProps}, with the existing VPC given by id (lookup) or by attributes (offline). */
+const NetworkSection = z.strictObject({
+  maxAzs: int().optional(),
+  natGateways: int().optional(),
+  flowLogs: z.boolean().optional(),
+  /** Use this existing VPC, found by `Vpc.fromLookup` (needs the stage's account and region, and credentials at synth). */
+  vpcId: z.string().regex(VPC_ID, 'must be a VPC id like vpc-0abc123').optional(),
+  /** Use this existing VPC, described by ids (works offline). */
+  vpcAttributes: VpcAttributes.optional(),
+});
 
-/** Redis settings of a stage (see {@link RedisPubSubProps}). */
-export interface RedisConfig {
-  /** @default 'valkey' */
-  readonly engine?: RedisEngine;
-  /** @default '8.0' for valkey, '7.1' for redis */
-  readonly engineVersion?: string;
-  /** @default 'cache.t4g.micro' */
-  readonly nodeType?: string;
-  /** @default 2 */
-  readonly nodes?: number;
-  /** @default 6379 */
-  readonly port?: number;
-  /** @default 'rt:' */
-  readonly keyPrefix?: string;
-  /** @default 1 */
-  readonly snapshotRetentionDays?: number;
-  /**
-   * `snapshot`: a final snapshot before the replication group is deleted or replaced; `destroy`: delete it with its data.
-   * @default 'snapshot'
-   */
-  readonly removalPolicy?: RedisRemovalPolicy;
+/** `redis`: {@link RedisPubSubProps}. */
+const RedisSection = z.strictObject({
+  engine: z.enum(['valkey', 'redis']).optional(),
+  engineVersion: z.string().optional(),
+  nodeType: z.string().optional(),
+  nodes: int().optional(),
+  port: int().optional(),
+  keyPrefix: z.string().optional(),
+  snapshotRetentionDays: int().optional(),
+  removalPolicy: z.enum(['snapshot', 'destroy']).optional(),
+});
+
+/** `sse`: {@link SseServiceProps}; `idleTimeoutSeconds`, `deregistrationDelaySeconds`, `stickinessDurationSeconds` and `certificateArn` are converted. */
+const SseSection = z.strictObject({
+  cpu: int().optional(),
+  memoryMiB: int().optional(),
+  minTasks: int().optional(),
+  maxTasks: int().optional(),
+  targetConnectionsPerTask: int().optional(),
+  targetCpuPercent: int().optional(),
+  heartbeatMs: int().optional(),
+  pollTimeoutMs: int().optional(),
+  idleTimeoutSeconds: int().optional(),
+  deregistrationDelaySeconds: int().optional(),
+  stickinessDurationSeconds: int().optional(),
+  nofileLimit: int().optional(),
+  certificateArn: z.string().regex(/^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[0-9a-f-]+$/, 'must be an ACM certificate ARN').optional(),
+  domainName: z.string().optional(),
+  containerInsights: z.boolean().optional(),
+});
+
+/** `webSocket`: {@link RealtimeWebSocketApiProps}. */
+const WebSocketSection = z.strictObject({ stageName: z.string().optional(), messageReservedConcurrency: int().optional(), ...throttle });
+/** `ticketApi`: {@link TicketApiProps}. */
+const TicketApiSection = z.strictObject({ auth: z.discriminatedUnion('type', [JwtAuth, IamAuth]).optional(), ...throttle });
+/** `publishApi`: {@link PublishApiProps}. */
+const PublishApiSection = z.strictObject({ reservedConcurrency: int().optional(), ...throttle });
+/** `limits`: per-user limits of the runtime on publishing (`USER_PUBLISH_PER_MINUTE`, `USER_NEW_CHANNELS_PER_HOUR`); unset keys leave the runtime's defaults. */
+const LimitsSection = z.strictObject({ userPublishPerMinute: int().optional(), userNewChannelsPerHour: int().optional() });
+
+/** Schema of one `stages.<name>` entry in cdk.json context. Unknown keys are errors (they are usually typos). */
+export const StageConfigSchema = z
+  .strictObject({
+    /** Account to deploy to; with region, pins the stack's environment (needed for vpcId lookup and ALB access logs). */
+    account: z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id').optional(),
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be a region like eu-west-1').optional(),
+    network: NetworkSection.optional(),
+    redis: RedisSection.optional(),
+    sse: SseSection.optional(),
+    webSocket: WebSocketSection.optional(),
+    ticketApi: TicketApiSection.optional(),
+    publishApi: PublishApiSection.optional(),
+    limits: LimitsSection.optional(),
+    /** IAM role or user ARNs trusted by the IAM-authorised routes: `trustedPrincipals` of TicketApi and PublishApi. */
+    trustedPrincipals: z.array(trustedPrincipal).optional(),
+    /** Browser origins: `allowedOrigins` of TicketApi and SseService. */
+    allowedOrigins: z.array(origin).optional(),
+    /** Channel namespace policies, passed to the runtime as `NAMESPACES_JSON`. */
+    namespaces: z.record(z.string(), z.unknown()).optional(),
+    ticketTtlSeconds: int().optional(),
+    maxPayloadBytes: int().optional(),
+    /** `logLevel` of every construct. */
+    logLevel: z.enum(['debug', 'info', 'warn', 'error']).optional(),
+    /** `logRetention` of every construct, in days. */
+    logRetentionDays: int().optional(),
+    /** SNS topic every alarm notifies: `alarmTopic` of Observability. */
+    alarmTopicArn: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$/, 'must be an SNS topic ARN').optional(),
+  })
+  .superRefine((c, ctx) => {
+    if ((c.account === undefined) !== (c.region === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [c.account === undefined ? 'account' : 'region'], message: 'set account and region together, or neither (environment-agnostic)' });
+    }
+    if (c.network?.vpcId && (c.account === undefined || c.region === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['network', 'vpcId'], message: 'looking a VPC up needs the stage\'s account and region; set both, or describe the VPC with vpcAttributes (works offline)' });
+    }
+  });
+
+/**
+ * Everything a stage (dev, prod, ...) may set, as written under `stages.<name>` in cdk.json context, inferred from
+ * {@link StageConfigSchema}. Every field is optional; a missing field takes its `DEFAULTS` entry, or stays unset.
+ */
+export type RealtimeStageConfig = z.infer<typeof StageConfigSchema>;
+export type NetworkConfig = z.infer<typeof NetworkSection>;
+export type VpcAttributesConfig = z.infer<typeof VpcAttributes>;
+export type RedisConfig = z.infer<typeof RedisSection>;
+export type SseConfig = z.infer<typeof SseSection>;
+export type WebSocketConfig = z.infer<typeof WebSocketSection>;
+export type TicketApiConfig = z.infer<typeof TicketApiSection>;
+export type PublishApiConfig = z.infer<typeof PublishApiSection>;
+export type LimitsConfig = z.infer<typeof LimitsSection>;
+
+/** Keys converted at the boundary (JSON cannot hold a `Duration` or a construct). */
+type SseConverted = 'idleTimeoutSeconds' | 'deregistrationDelaySeconds' | 'stickinessDurationSeconds' | 'certificateArn';
+type NetworkConverted = 'vpcId' | 'vpcAttributes';
+
+/**
+ * The `sse` section as {@link SseServiceProps}: every key passes through under its own name but the converted ones,
+ * `<prop>Seconds` → `Duration.seconds`, `certificateArn` → an imported certificate (construct `Certificate` in `scope`).
+ */
+export function sseServiceProps(scope: Construct, sse: SseConfig = {}): Partial<SseServiceProps> {
+  const { idleTimeoutSeconds, deregistrationDelaySeconds, stickinessDurationSeconds, certificateArn, ...same } = sse;
+  return {
+    ...same,
+    idleTimeout: seconds(idleTimeoutSeconds),
+    deregistrationDelay: seconds(deregistrationDelaySeconds),
+    stickinessDuration: seconds(stickinessDurationSeconds),
+    certificate: certificateArn ? acm.Certificate.fromCertificateArn(scope, 'Certificate', certificateArn) : undefined,
+  };
 }
 
 /**
- * Per-user limits of the runtime on publishing, for the functions that publish (publish API, WebSocket messages).
- * An unset key leaves the variable unset, so the runtime's own default applies.
+ * The `network` section as {@link NetworkProps}: `vpcId` (a lookup) or `vpcAttributes` (offline) become `vpc`, imported
+ * in `scope` as construct `Vpc`; a new VPC's flow logs keep `flowLogRetention`.
  */
-export interface LimitsConfig {
-  /**
-   * Events one user may publish per minute (`USER_PUBLISH_PER_MINUTE`, 0 to 1000000; 0 turns the limit off).
-   * Backends (trusted IAM callers) are not limited.
-   * @default - the runtime's default (300)
-   */
-  readonly userPublishPerMinute?: number;
-  /**
-   * Channels one user may bring into existence per hour (`USER_NEW_CHANNELS_PER_HOUR`, 0 to 1000000; 0 turns the
-   * limit off).
-   * @default - the runtime's default (50)
-   */
-  readonly userNewChannelsPerHour?: number;
+export function networkProps(scope: Construct, network: NetworkConfig = {}, flowLogRetention?: logs.RetentionDays): NetworkProps {
+  const { vpcId, vpcAttributes, ...same } = network;
+  if (vpcId && vpcAttributes) {
+    invalid(scope, 'network.vpcId and network.vpcAttributes are both set', 'Keep one: vpcId looks the VPC up, vpcAttributes describes it');
+  }
+  const vpc = vpcId ? ec2.Vpc.fromLookup(scope, 'Vpc', { vpcId }) : vpcAttributes ? importVpc(scope, vpcAttributes) : undefined;
+  return { ...same, vpc, flowLogRetention: vpc ? undefined : flowLogRetention };
 }
 
-/** SSE service settings of a stage (see {@link SseServiceProps}). */
-export interface SseConfig {
-  /** @default 256 */
-  readonly cpu?: number;
-  /** @default 512 */
-  readonly memoryMiB?: number;
-  /** @default 2 */
-  readonly minTasks?: number;
-  /** @default 10 */
-  readonly maxTasks?: number;
-  /** @default 10000 */
-  readonly targetConnectionsPerTask?: number;
-  /** @default 60 */
-  readonly targetCpuPercent?: number;
-  /** @default 15000 */
-  readonly heartbeatMs?: number;
-  /** @default 25000 */
-  readonly pollTimeoutMs?: number;
-  /** @default 60 */
-  readonly idleTimeoutSeconds?: number;
-  /** @default 30 */
-  readonly deregistrationDelaySeconds?: number;
-  /** @default 3600 */
-  readonly stickinessSeconds?: number;
-  /** @default 65536 */
-  readonly nofileLimit?: number;
-  /**
-   * ACM certificate ARN for HTTPS (HTTP/2); requires domainName.
-   * @default - HTTP only
-   */
-  readonly certificateArn?: string;
-  /**
-   * Public host name of the SSE endpoint (your DNS record pointing at the load balancer).
-   * @default - the load balancer's DNS name
-   */
-  readonly domainName?: string;
-  /** @default true */
-  readonly containerInsights?: boolean;
+function importVpc(scope: Construct, a: VpcAttributesConfig): ec2.IVpc {
+  const vpc = ec2.Vpc.fromVpcAttributes(scope, 'Vpc', {
+    vpcId: a.vpcId,
+    availabilityZones: [...a.availabilityZones],
+    publicSubnetIds: [...a.publicSubnetIds],
+    privateSubnetIds: [...a.privateSubnetIds],
+  });
+  Validations.of(vpc).acknowledge({
+    id: 'Annotation::@aws-cdk/aws-ec2:noSubnetRouteTableId',
+    reason: 'Nothing in this stack reads the route tables of the imported subnets (no gateway endpoints or routes are added to them).',
+  });
+  return vpc;
 }
 
-/** Throttling of an API stage. */
-export interface ThrottleConfig {
-  readonly throttleRateLimit?: number;
-  readonly throttleBurstLimit?: number;
+/** `logRetentionDays` as the `logRetention` of every construct (the stack checks it is a CloudWatch Logs value). */
+export function logRetentionOf(days: number | undefined): logs.RetentionDays {
+  return (days ?? DEFAULTS.logRetentionDays) as logs.RetentionDays;
 }
 
-/** WebSocket settings of a stage. */
-export interface WebSocketConfig extends ThrottleConfig {
-  /** @default 'live' */
-  readonly stageName?: string;
-  /**
-   * Reserved concurrency of the WebSocket message handler (it fans out published events).
-   * @default 100
-   */
-  readonly messageReservedConcurrency?: number;
+/** `alarmTopicArn` as the `alarmTopic` of Observability, imported in `scope` as construct `AlarmTopic`. */
+export function alarmTopicOf(scope: Construct, arn: string | undefined): sns.ITopic | undefined {
+  return arn ? sns.Topic.fromTopicArn(scope, 'AlarmTopic', arn) : undefined;
 }
 
-/** Publish API settings of a stage. */
-export interface PublishApiConfig extends ThrottleConfig {
-  /**
-   * Reserved concurrency of the publish function (it fans out to WebSocket connections).
-   * @default 100
-   */
-  readonly reservedConcurrency?: number;
-}
-
-/** Ticket API settings of a stage. */
-export interface TicketApiConfig extends ThrottleConfig {
-  /** @default { type: 'iam' } */
-  readonly auth?: TicketAuth;
+function seconds(value: number | undefined): Duration | undefined {
+  return value === undefined ? undefined : Duration.seconds(value);
 }
 
 /**
- * Everything a stage (dev, prod, ...) may set, as written under `stages.<name>` in cdk.json context.
- * Every field is optional; a missing field takes the construct's default.
+ * Compile-time checks that each section is named like its construct's props: every key that passes through must be a
+ * prop of the same name and a compatible type. A section key renamed on one side only fails to compile here.
  */
-export interface RealtimeStageConfig {
-  /**
-   * Account to deploy to; with region, pins the stack's environment (needed for vpcId lookup).
-   * @default - environment-agnostic: the account of the deploying credentials
-   */
-  readonly account?: string;
-  /** @default - environment-agnostic: the region of the deploying credentials */
-  readonly region?: string;
-  readonly network?: NetworkConfig;
-  readonly redis?: RedisConfig;
-  readonly sse?: SseConfig;
-  readonly webSocket?: WebSocketConfig;
-  readonly ticketApi?: TicketApiConfig;
-  readonly publishApi?: PublishApiConfig;
-  /** @default - the runtime's defaults */
-  readonly limits?: LimitsConfig;
-  /**
-   * IAM role or user ARNs trusted by the IAM-authorised routes (`POST /publish`, `POST /revoke`, and `POST /tickets`
-   * with IAM auth), as `TRUSTED_PRINCIPALS` of the ticket issuer, publish and revoke functions. Such a caller may mint
-   * tickets for, publish as and revoke any user. An assumed-role session matches its role. No wildcard, no account-wide
-   * token: every trusted backend is named.
-   * @default [] - no IAM caller is trusted: IAM-signed calls are refused
-   */
-  readonly trustedPrincipals?: readonly string[];
-  /**
-   * Browser origins allowed to call the ticket API and read SSE streams.
-   * @default []
-   */
-  readonly allowedOrigins?: readonly string[];
-  /**
-   * Channel namespace policies, passed to the runtime as `NAMESPACES_JSON`.
-   * @default - the runtime's built-in namespaces (scores, chat, user)
-   */
-  readonly namespaces?: Readonly<Record<string, unknown>>;
-  /** @default 30 */
-  readonly ticketTtlSeconds?: number;
-  /** @default 32768 */
-  readonly maxPayloadBytes?: number;
-  /** @default 'info' */
-  readonly logLevel?: RuntimeLogLevel;
-  /** @default 30 */
-  readonly logRetentionDays?: number;
-  /**
-   * SNS topic ARN every alarm notifies.
-   * @default - alarms without actions
-   */
-  readonly alarmTopicArn?: string;
-}
+type PassesThrough<Section, Props> = { [K in keyof Section]-?: K extends keyof Props ? (NonNullable<Section[K]> extends NonNullable<Props[K]> ? true : false) : false }[keyof Section];
+type Check<T extends true> = T;
+export type StageSectionsMatchProps = [
+  Check<PassesThrough<Omit<NetworkConfig, NetworkConverted>, NetworkProps>>,
+  Check<PassesThrough<RedisConfig, RedisPubSubProps>>,
+  Check<PassesThrough<Omit<SseConfig, SseConverted>, SseServiceProps>>,
+  Check<PassesThrough<WebSocketConfig, RealtimeWebSocketApiProps>>,
+  Check<PassesThrough<TicketApiConfig, TicketApiProps>>,
+  Check<PassesThrough<PublishApiConfig, PublishApiProps>>,
+];

@@ -2,14 +2,14 @@ import * as path from 'node:path';
 import { Token } from 'aws-cdk-lib';
 import type * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer, HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
-import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import type * as logs from 'aws-cdk-lib/aws-logs';
+import { LAMBDA_ENV } from '../contract/env';
 import { Construct } from 'constructs';
 import { checkTrustedPrincipals, invalid } from './errors';
 import { HttpEndpoint } from './http-endpoint';
-import { LAMBDA_DIR, RealtimeFunction, type RuntimeLogLevel } from './realtime-function';
-import type { RedisPubSub } from './redis-pub-sub';
+import { DEFAULTS } from './defaults';
+import { LAMBDA_DIR, RealtimeFunction } from './realtime-function';
+import type { TrustedCallerApiProps } from './runtime-api-props';
 
 /** Callers authorised by IAM (SigV4): trusted backends that mint tickets on behalf of their users. */
 export interface TicketIamAuth {
@@ -29,9 +29,7 @@ export interface TicketJwtAuth {
 export type TicketAuth = TicketIamAuth | TicketJwtAuth;
 
 /** Properties of a {@link TicketApi}. */
-export interface TicketApiProps {
-  readonly redis: RedisPubSub;
-  readonly vpc: ec2.IVpc;
+export interface TicketApiProps extends TrustedCallerApiProps {
   /** Public `/events` URL handed out with SSE tickets (`SSE_URL`). */
   readonly sseUrl: string;
   /** `wss://` URL handed out with WebSocket tickets (`WS_URL`). */
@@ -42,14 +40,6 @@ export interface TicketApiProps {
    */
   readonly auth?: TicketAuth;
   /**
-   * IAM principals (role or user ARNs) trusted to mint tickets for any user (`TRUSTED_PRINCIPALS`). An IAM-signed caller
-   * names the user it asks a ticket for, so the issuer refuses IAM callers not listed here; an assumed-role session
-   * (`arn:aws:sts::ACCT:assumed-role/NAME/SESSION`) matches its role (`arn:aws:iam::ACCT:role/NAME`). HTTP APIs have no
-   * resource policies, so the check is in the function. JWT callers are not affected.
-   * @default [] - no IAM caller is trusted: IAM-signed calls are refused
-   */
-  readonly trustedPrincipals?: readonly string[];
-  /**
    * Browser origins allowed by CORS.
    * @default [] - no CORS
    */
@@ -59,19 +49,6 @@ export interface TicketApiProps {
    * @default lambda/ticket-issuer.ts
    */
   readonly entry?: string;
-  /** @default 100 */
-  readonly throttleRateLimit?: number;
-  /** @default 200 */
-  readonly throttleBurstLimit?: number;
-  /**
-   * Environment shared by the runtime (namespaces, limits).
-   * @default {}
-   */
-  readonly environment?: Record<string, string>;
-  /** @default 'info' */
-  readonly logLevel?: RuntimeLogLevel;
-  /** @default logs.RetentionDays.ONE_MONTH */
-  readonly logRetention?: logs.RetentionDays;
 }
 
 /**
@@ -90,9 +67,9 @@ export class TicketApi extends Construct {
 
   constructor(scope: Construct, id: string, props: TicketApiProps) {
     super(scope, id);
-    const auth = props.auth ?? { type: 'iam' };
+    const auth: TicketAuth = props.auth ?? DEFAULTS.ticketApi.auth;
     const authorizer = this.authorizer(auth);
-    const trusted = props.trustedPrincipals ?? [];
+    const trusted = props.trustedPrincipals ?? DEFAULTS.trustedPrincipals;
     checkTrustedPrincipals(this, 'trustedPrincipals', trusted);
 
     this.handler = new RealtimeFunction(this, 'Issuer', {
@@ -100,7 +77,12 @@ export class TicketApi extends Construct {
       description: 'POST /tickets: mints single-use connect tickets',
       vpc: props.vpc,
       // mandated after the caller's: the URLs handed out and who may mint tickets ('' trusts no IAM caller)
-      environment: { ...props.environment, SSE_URL: props.sseUrl, WS_URL: props.webSocketUrl, TRUSTED_PRINCIPALS: trusted.join(',') },
+      environment: {
+        ...props.environment,
+        [LAMBDA_ENV.sseUrl]: props.sseUrl,
+        [LAMBDA_ENV.wsUrl]: props.webSocketUrl,
+        [LAMBDA_ENV.trustedPrincipals]: trusted.join(','),
+      },
       logLevel: props.logLevel,
       logRetention: props.logRetention,
     });
@@ -112,8 +94,8 @@ export class TicketApi extends Construct {
       handler: this.handler,
       authorizer,
       allowedOrigins: props.allowedOrigins,
-      throttleRateLimit: props.throttleRateLimit,
-      throttleBurstLimit: props.throttleBurstLimit,
+      throttleRateLimit: props.throttleRateLimit ?? DEFAULTS.ticketApi.throttleRateLimit,
+      throttleBurstLimit: props.throttleBurstLimit ?? DEFAULTS.ticketApi.throttleBurstLimit,
       logRetention: props.logRetention,
     });
     this.url = this.endpoint.url;

@@ -3,21 +3,26 @@ import { Stack, Validations } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { WebSocketLambdaAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
-import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import { LAMBDA_ENV } from '../contract/env';
 import { Construct, type IConstruct } from 'constructs';
 import { acknowledgeWildcardResource } from './acknowledge';
+import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
-import { LAMBDA_DIR, RealtimeFunction, type RuntimeLogLevel } from './realtime-function';
-import type { RedisPubSub } from './redis-pub-sub';
+import { LAMBDA_DIR, RealtimeFunction } from './realtime-function';
+import type { RuntimeApiProps } from './runtime-api-props';
+import { WS_ACTIONS } from '../contract/ws';
 
 /** The query string parameter that carries the single-use ticket on connect. */
 export const TICKET_IDENTITY_SOURCE = 'route.request.querystring.ticket';
 /** The frame field that selects a route: `{"action": "subscribe", ...}`. */
 export const ROUTE_SELECTION_EXPRESSION = '$request.body.action';
-/** Routes of the WebSocket protocol (besides `$connect`, `$disconnect` and `$default`). */
-export const MESSAGE_ROUTES = ['subscribe', 'unsubscribe', 'publish', 'ping'] as const;
+/**
+ * Routes of the WebSocket protocol (besides `$connect`, `$disconnect` and `$default`): the actions of `contract/ws.ts`,
+ * the one list the runtime parses and the local gateway routes too.
+ */
+export const MESSAGE_ROUTES = WS_ACTIONS;
 
 /** Entry files of the WebSocket Lambdas. */
 export interface WebSocketEntries {
@@ -32,11 +37,7 @@ export interface WebSocketEntries {
 }
 
 /** Properties of a {@link RealtimeWebSocketApi}. */
-export interface RealtimeWebSocketApiProps {
-  /** Redis the handlers use; each function is connected to it. */
-  readonly redis: RedisPubSub;
-  /** VPC of the handlers (Redis is only reachable inside it). */
-  readonly vpc: ec2.IVpc;
+export interface RealtimeWebSocketApiProps extends RuntimeApiProps {
   /**
    * Entry files of the handlers.
    * @default - the files in lambda/
@@ -48,33 +49,11 @@ export interface RealtimeWebSocketApiProps {
    */
   readonly stageName?: string;
   /**
-   * Steady-state messages per second across the stage.
-   * @default 500
-   */
-  readonly throttleRateLimit?: number;
-  /**
-   * Burst of messages across the stage.
-   * @default 1000
-   */
-  readonly throttleBurstLimit?: number;
-  /**
    * Reserved concurrency of the message handler, which fans published events out to connections: a flood of frames
    * throttles it instead of taking the account's whole concurrency (1 to 10000).
    * @default 100
    */
   readonly messageReservedConcurrency?: number;
-  /**
-   * Environment shared by the runtime (namespaces, limits, log level).
-   * @default {}
-   */
-  readonly environment?: Record<string, string>;
-  /** @default 'info' */
-  readonly logLevel?: RuntimeLogLevel;
-  /**
-   * Retention of the access log and the handlers' logs.
-   * @default logs.RetentionDays.ONE_MONTH
-   */
-  readonly logRetention?: logs.RetentionDays;
 }
 
 const STAGE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -100,7 +79,7 @@ export class RealtimeWebSocketApi extends Construct {
 
   constructor(scope: Construct, id: string, props: RealtimeWebSocketApiProps) {
     super(scope, id);
-    const stageName = props.stageName ?? 'live';
+    const stageName = props.stageName ?? DEFAULTS.webSocket.stageName;
     if (!STAGE_NAME.test(stageName) || stageName === '$default') {
       invalid(this, `stageName "${stageName}" is not a valid stage name`, 'Use 1 to 64 letters, digits, "-" or "_"');
     }
@@ -121,7 +100,7 @@ export class RealtimeWebSocketApi extends Construct {
     this.disconnectFunction = new RealtimeFunction(this, 'Disconnect', fnProps(entries.disconnect ?? path.join(LAMBDA_DIR, 'ws-disconnect.ts'), 'WebSocket $disconnect'));
     this.messageFunction = new RealtimeFunction(this, 'Message', {
       ...fnProps(entries.message ?? path.join(LAMBDA_DIR, 'ws-message.ts'), 'WebSocket frames: subscribe, unsubscribe, publish, ping'),
-      reservedConcurrentExecutions: props.messageReservedConcurrency ?? 100,
+      reservedConcurrentExecutions: props.messageReservedConcurrency ?? DEFAULTS.webSocket.messageReservedConcurrency,
     });
     for (const fn of this.functions) props.redis.connect(fn);
 
@@ -156,8 +135,8 @@ export class RealtimeWebSocketApi extends Construct {
       stageName,
       autoDeploy: true,
       throttle: {
-        rateLimit: props.throttleRateLimit ?? 500,
-        burstLimit: props.throttleBurstLimit ?? 1000,
+        rateLimit: props.throttleRateLimit ?? DEFAULTS.webSocket.throttleRateLimit,
+        burstLimit: props.throttleBurstLimit ?? DEFAULTS.webSocket.throttleBurstLimit,
       },
       accessLogSettings: { destination: new apigwv2.LogGroupLogDestination(this.accessLogGroup) },
     });
@@ -189,7 +168,7 @@ export class RealtimeWebSocketApi extends Construct {
   }
 
   private grantConnectionsMethod(fn: RealtimeFunction, method: 'POST' | 'DELETE'): iam.Grant {
-    fn.addEnvironment('WS_MANAGEMENT_ENDPOINT', this.managementEndpoint);
+    fn.addEnvironment(LAMBDA_ENV.wsManagementEndpoint, this.managementEndpoint);
     const arn = Stack.of(this).formatArn({
       service: 'execute-api',
       resource: this.api.apiId,

@@ -19,7 +19,7 @@ import { LambdaRuntime } from '../lambda/shared/runtime';
 import { parseTrustedPrincipals } from '../core/principals';
 import { serviceConfigFromEnv } from '../service/config';
 import { listen, shutdown } from '../service/net';
-import { SseService } from '../service/server';
+import { RealtimeServer } from '../service/realtime-server';
 import { guardServer, LocalGuard } from './guard';
 import { createHttpApi, LOCAL_IAM_ARN, type HttpHandler } from './http-api';
 import { RedisServer } from './redis';
@@ -108,7 +108,7 @@ export interface LocalStack {
   readonly handlers: LocalHandlers;
   /** The origins whose pages may call the stack (its own, then the configured ones). */
   readonly allowedOrigins: readonly string[];
-  readonly sse: SseService;
+  readonly sse: RealtimeServer;
   /** The API Gateway WebSocket stand-in (its management API is `ws.managementEndpoint`). */
   readonly ws: WsGateway;
   /** The fan-out queue, when `fanoutQueue` was given (its dead letters, counters and faults). */
@@ -161,7 +161,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const configured = new Set(guard.allowedOrigins);
   const redisServer = options.redisUrl || process.env[CORE_ENV.redisUrl] ? undefined : await RedisServer.start();
   const redisUrl = options.redisUrl || process.env[CORE_ENV.redisUrl] || redisServer!.url;
-  let sse: SseService | undefined;
+  let sse: RealtimeServer | undefined;
   let api: Server | undefined;
   let ws: WsGateway | undefined;
   let runtime: LambdaRuntime | undefined;
@@ -177,7 +177,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     };
     const env = { ...process.env, ...baseEnv };
     const serviceConfig = serviceConfigFromEnv(env);
-    sse = new SseService({ ...serviceConfig, core: { ...serviceConfig.core, ...options.core } }, { logger: options.logger });
+    sse = new RealtimeServer({ ...serviceConfig, core: { ...serviceConfig.core, ...options.core } }, { logger: options.logger });
     guardServer(sse.server, guard);
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
     guard.addOwnPort(ssePort);

@@ -1,38 +1,40 @@
 import { z } from 'zod';
+import { CORE_ENV, SERVICE_ENV } from '../contract/env';
 import { ConfigError, CoreEnvSchema, coreConfigFromEnv, envBoolean, parseEnv, type CoreConfig } from '../core/config';
 
+/** The service's variables (names from contract/env.ts), on top of the core ones. */
 const ServiceEnvSchema = CoreEnvSchema.extend({
-  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
-  HOST: z.string().default('0.0.0.0'),
+  [SERVICE_ENV.port]: z.coerce.number().int().min(0).max(65535).default(8080),
+  [SERVICE_ENV.host]: z.string().default('0.0.0.0'),
   /** Comma-separated HMAC secrets for the reconnect cookie; the first signs, all verify (rotation). */
-  SESSION_SECRET: z
+  [SERVICE_ENV.sessionSecret]: z
     .string({ error: 'is required (32+ random characters; on AWS it comes from Secrets Manager)' })
     .refine((v) => v.split(',').every((s) => s.length >= 32), 'each secret must be at least 32 characters'),
-  SESSION_TTL_SECONDS: z.coerce.number().int().min(60).max(86400).default(900),
-  SESSION_MAX_AGE_SECONDS: z.coerce.number().int().min(60).max(7 * 86400).default(43200),
-  HEARTBEAT_MS: z.coerce.number().int().min(1000).max(300_000).default(15_000),
-  RETRY_MS: z.coerce.number().int().min(100).max(60_000).default(3000),
-  POLL_TIMEOUT_MS: z.coerce.number().int().min(1000).max(120_000).default(25_000),
-  ALLOWED_ORIGINS: z.string().default(''),
-  COOKIE_SECURE: envBoolean.default(true),
-  COOKIE_SAMESITE: z.enum(['None', 'Lax', 'Strict']).optional(),
-  STREAM_FRAMING: z.enum(['close', 'chunked']).default('close'),
-  WRITE_DELAY_MS: z.coerce.number().int().min(0).max(1000).default(0),
-  MAX_QUEUED_BYTES: z.coerce.number().int().min(16_384).max(64 * 1024 * 1024).default(1024 * 1024),
-  MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
-  DRAIN_TIMEOUT_MS: z.coerce.number().int().min(0).max(3_600_000).default(20_000),
-  METRICS_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(60_000),
-  METRICS_NAMESPACE: z.string().min(1).max(255).default('RealtimeBlueprint'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  [SERVICE_ENV.sessionTtlSeconds]: z.coerce.number().int().min(60).max(86400).default(900),
+  [SERVICE_ENV.sessionMaxAgeSeconds]: z.coerce.number().int().min(60).max(7 * 86400).default(43200),
+  [SERVICE_ENV.heartbeatMs]: z.coerce.number().int().min(1000).max(300_000).default(15_000),
+  [SERVICE_ENV.retryMs]: z.coerce.number().int().min(100).max(60_000).default(3000),
+  [SERVICE_ENV.pollTimeoutMs]: z.coerce.number().int().min(1000).max(120_000).default(25_000),
+  [SERVICE_ENV.allowedOrigins]: z.string().default(''),
+  [SERVICE_ENV.cookieSecure]: envBoolean.default(true),
+  [SERVICE_ENV.cookieSameSite]: z.enum(['None', 'Lax', 'Strict']).optional(),
+  [SERVICE_ENV.streamFraming]: z.enum(['close', 'chunked']).default('close'),
+  [SERVICE_ENV.writeDelayMs]: z.coerce.number().int().min(0).max(1000).default(0),
+  [SERVICE_ENV.maxQueuedBytes]: z.coerce.number().int().min(16_384).max(64 * 1024 * 1024).default(1024 * 1024),
+  [SERVICE_ENV.maxConnections]: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
+  [SERVICE_ENV.drainTimeoutMs]: z.coerce.number().int().min(0).max(3_600_000).default(20_000),
+  [SERVICE_ENV.metricsIntervalMs]: z.coerce.number().int().min(0).max(3_600_000).default(60_000),
+  [SERVICE_ENV.metricsNamespace]: z.string().min(1).max(255).default('RealtimeBlueprint'),
+  [CORE_ENV.logLevel]: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Set by ECS on Fargate (task metadata endpoint v4); polled to learn the task is being stopped. */
-  ECS_CONTAINER_METADATA_URI_V4: z.url({ protocol: /^https?$/, error: 'must be an http:// URL (ECS sets it)' }).optional(),
-  STOP_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(2000),
-  ANON_REQUESTS_PER_MINUTE: z.coerce.number().int().min(0).max(1_000_000).default(120),
-  TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
-  REPLAY_MAX_EVENTS: z.coerce.number().int().min(1).max(100_000).default(1000),
-  MAX_CHANNELS_PER_TASK: z.coerce.number().int().min(1).max(10_000_000).default(50_000),
-  CATCHUP_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(16),
-  MAX_HELD_EVENTS: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  [SERVICE_ENV.ecsMetadataUri]: z.url({ protocol: /^https?$/, error: 'must be an http:// URL (ECS sets it)' }).optional(),
+  [SERVICE_ENV.stopPollMs]: z.coerce.number().int().min(50).max(60_000).default(2000),
+  [SERVICE_ENV.anonRequestsPerMinute]: z.coerce.number().int().min(0).max(1_000_000).default(120),
+  [SERVICE_ENV.trustProxyHops]: z.coerce.number().int().min(0).max(10).default(0),
+  [SERVICE_ENV.replayMaxEvents]: z.coerce.number().int().min(1).max(100_000).default(1000),
+  [SERVICE_ENV.maxChannelsPerTask]: z.coerce.number().int().min(1).max(10_000_000).default(50_000),
+  [SERVICE_ENV.catchupConcurrency]: z.coerce.number().int().min(1).max(1024).default(16),
+  [SERVICE_ENV.maxHeldEvents]: z.coerce.number().int().min(1).max(1_000_000).default(1000),
 });
 
 export interface ServiceConfig {
@@ -114,39 +116,39 @@ export interface ServiceConfig {
 /** Reads and validates the service configuration; throws ConfigError with one line naming the bad keys. */
 export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ServiceConfig {
   const e = parseEnv(ServiceEnvSchema, env);
-  const secure = e.COOKIE_SECURE;
-  const allowedOrigins = e.ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean);
+  const secure = e[SERVICE_ENV.cookieSecure];
+  const allowedOrigins = e[SERVICE_ENV.allowedOrigins].split(',').map((s) => s.trim()).filter(Boolean);
   // Lax unless pages of other origins read the streams (a cross-site page sends only SameSite=None cookies).
-  const sameSite = e.COOKIE_SAMESITE ?? (secure && allowedOrigins.length > 0 ? 'None' : 'Lax');
-  if (sameSite === 'None' && !secure) throw new ConfigError('Invalid configuration: COOKIE_SAMESITE: None requires COOKIE_SECURE=true');
+  const sameSite = e[SERVICE_ENV.cookieSameSite] ?? (secure && allowedOrigins.length > 0 ? 'None' : 'Lax');
+  if (sameSite === 'None' && !secure) throw new ConfigError(`Invalid configuration: ${SERVICE_ENV.cookieSameSite}: None requires ${SERVICE_ENV.cookieSecure}=true`);
   return {
     core: coreConfigFromEnv(env),
-    port: e.PORT,
-    host: e.HOST,
-    sessionSecrets: e.SESSION_SECRET.split(','),
-    sessionTtlSeconds: e.SESSION_TTL_SECONDS,
-    sessionMaxAgeSeconds: e.SESSION_MAX_AGE_SECONDS,
-    heartbeatMs: e.HEARTBEAT_MS,
-    retryMs: e.RETRY_MS,
-    pollTimeoutMs: e.POLL_TIMEOUT_MS,
+    port: e[SERVICE_ENV.port],
+    host: e[SERVICE_ENV.host],
+    sessionSecrets: e[SERVICE_ENV.sessionSecret].split(','),
+    sessionTtlSeconds: e[SERVICE_ENV.sessionTtlSeconds],
+    sessionMaxAgeSeconds: e[SERVICE_ENV.sessionMaxAgeSeconds],
+    heartbeatMs: e[SERVICE_ENV.heartbeatMs],
+    retryMs: e[SERVICE_ENV.retryMs],
+    pollTimeoutMs: e[SERVICE_ENV.pollTimeoutMs],
     allowedOrigins,
     cookieSecure: secure,
     cookieSameSite: sameSite,
-    streamFraming: e.STREAM_FRAMING,
-    writeDelayMs: e.WRITE_DELAY_MS,
-    maxQueuedBytes: e.MAX_QUEUED_BYTES,
-    maxConnections: e.MAX_CONNECTIONS,
-    drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
-    metricsIntervalMs: e.METRICS_INTERVAL_MS,
-    metricsNamespace: e.METRICS_NAMESPACE,
-    logLevel: e.LOG_LEVEL,
-    ecsMetadataUri: e.ECS_CONTAINER_METADATA_URI_V4,
-    stopPollMs: e.STOP_POLL_MS,
-    anonRequestsPerMinute: e.ANON_REQUESTS_PER_MINUTE,
-    trustProxyHops: e.TRUST_PROXY_HOPS,
-    replayMaxEvents: e.REPLAY_MAX_EVENTS,
-    maxChannelsPerTask: e.MAX_CHANNELS_PER_TASK,
-    catchupConcurrency: e.CATCHUP_CONCURRENCY,
-    maxHeldEvents: e.MAX_HELD_EVENTS,
+    streamFraming: e[SERVICE_ENV.streamFraming],
+    writeDelayMs: e[SERVICE_ENV.writeDelayMs],
+    maxQueuedBytes: e[SERVICE_ENV.maxQueuedBytes],
+    maxConnections: e[SERVICE_ENV.maxConnections],
+    drainTimeoutMs: e[SERVICE_ENV.drainTimeoutMs],
+    metricsIntervalMs: e[SERVICE_ENV.metricsIntervalMs],
+    metricsNamespace: e[SERVICE_ENV.metricsNamespace],
+    logLevel: e[CORE_ENV.logLevel],
+    ecsMetadataUri: e[SERVICE_ENV.ecsMetadataUri],
+    stopPollMs: e[SERVICE_ENV.stopPollMs],
+    anonRequestsPerMinute: e[SERVICE_ENV.anonRequestsPerMinute],
+    trustProxyHops: e[SERVICE_ENV.trustProxyHops],
+    replayMaxEvents: e[SERVICE_ENV.replayMaxEvents],
+    maxChannelsPerTask: e[SERVICE_ENV.maxChannelsPerTask],
+    catchupConcurrency: e[SERVICE_ENV.catchupConcurrency],
+    maxHeldEvents: e[SERVICE_ENV.maxHeldEvents],
   };
 }

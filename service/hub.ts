@@ -3,10 +3,18 @@ import { RealtimeError } from '../core/errors';
 import { envelopeSeq, envelopeType } from '../core/events';
 import type { Keys } from '../core/keys';
 
-/** One event as it arrives from Redis; its SSE frame is encoded once and shared by every stream. */
+/** Encodes a live event for one transport (e.g. the SSE frame); see {@link LiveEvent.encoded}. */
+export type EventEncoder = (event: LiveEvent) => Buffer;
+
+/**
+ * One event as it arrives from Redis. Each transport's encoding of it is computed once and shared by
+ * every connection that writes it.
+ */
 export class LiveEvent {
-  private encoded?: Buffer;
   readonly seq: number;
+  private encoder?: EventEncoder;
+  private bytes?: Buffer;
+  private others?: Map<EventEncoder, Buffer>;
   constructor(
     readonly channel: string,
     readonly envelope: string,
@@ -14,20 +22,34 @@ export class LiveEvent {
     this.seq = envelopeSeq(envelope);
   }
 
-  /** `id:`, `event:` and `data:` lines. The envelope is JSON, so it never holds a raw line break. */
-  get frame(): Buffer {
-    return (this.encoded ??= Buffer.from(`id: ${this.seq}\nevent: ${envelopeType(this.envelope)}\ndata: ${this.envelope}\n\n`));
+  /** The event's type, read from the envelope. */
+  get type(): string {
+    return envelopeType(this.envelope);
+  }
+
+  /** `encode(this)`, computed on the first call per encoder and shared afterwards. */
+  encoded(encode: EventEncoder): Buffer {
+    if (this.encoder === encode) return this.bytes!;
+    if (this.encoder === undefined) {
+      this.encoder = encode;
+      return (this.bytes = encode(this));
+    }
+    // A second transport on the same task (rare): a small map.
+    this.others ??= new Map();
+    let b = this.others.get(encode);
+    if (!b) this.others.set(encode, (b = encode(this)));
+    return b;
   }
 }
 
-/** Something that wants the live events of some channels: an SSE stream or a waiting long poll. */
+/** Something that wants the live events of some channels: a session (service/session.ts). */
 export interface Listener {
   onEvent(event: LiveEvent): void;
 }
 
 /**
- * The process's one Redis subscriber connection, shared by every stream and channel: SUBSCRIBE when
- * the first local listener wants a channel, UNSUBSCRIBE when the last one leaves.
+ * This process's registry of live listeners, fed by its one Redis subscriber connection: one
+ * SUBSCRIBE per channel when the first local listener wants it, UNSUBSCRIBE when the last one leaves.
  */
 export class Hub {
   private readonly listeners = new Map<string, Set<Listener>>();
@@ -54,7 +76,6 @@ export class Hub {
       const event = new LiveEvent(channel, message);
       this.deliveries += set.size;
       for (const l of set) l.onEvent(event);
-
     });
     sub.on('ready', () => {
       // ioredis resubscribes every channel on reconnect before 'ready'.

@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { ConfigError } from '../core/config';
 import { serviceConfigFromEnv } from './config';
-import { SseService } from './server';
+import { RealtimeServer } from './realtime-server';
 
 /** Entry point of the SSE task: validate the environment, listen, close cleanly on SIGTERM. */
 async function main(): Promise<void> {
@@ -16,7 +16,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = pino({ level: config.logLevel });
-  const service = new SseService(config, { logger });
+  const service = new RealtimeServer(config, { logger });
   await service.listen();
   // The drain starts when ECS task metadata says the task is being stopped (before SIGTERM; see
   // service/ecs.ts) or on SIGTERM, whichever comes first. SIGTERM then waits for that drain

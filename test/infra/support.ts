@@ -4,9 +4,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { App, type CfnElement, Stack } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { buildRealtimeApp } from '../../bin/realtime-app';
+import { DRAIN_MARGIN_MS, EXIT_MARGIN_SECONDS, FARGATE_MAX_STOP_TIMEOUT_SECONDS } from '../../lib/drain-timing';
+import { Network } from '../../lib/network';
 import { RealtimeStack } from '../../lib/realtime-stack';
+import { RedisPubSub } from '../../lib/redis-pub-sub';
 import type { RealtimeStageConfig } from '../../lib/stage-config';
 
 export const REPO_ROOT = path.join(__dirname, '..', '..');
@@ -58,4 +61,66 @@ export function onlyLogicalId(template: Template, type: string, props?: Record<s
 /** The logical id of the CloudFormation resource behind an L2 construct. */
 export function logicalIdOf(construct: IConstruct): string {
   return Stack.of(construct).resolve((construct.node.defaultChild as CfnElement).logicalId);
+}
+
+/** Resources of a template, as `findResources` returns them. */
+export type Resources = Record<string, { Type: string; Properties: Record<string, unknown> }>;
+
+/** A stack with a VPC and Redis, for constructing one construct under test (`Fixture/<id>`). */
+export function fixture(env?: { account: string; region: string }) {
+  const stack = new Stack(newApp(), 'Fixture', { env });
+  const vpc = new Network(stack, 'Network').vpc;
+  const redis = new RedisPubSub(stack, 'Redis', { vpc });
+  return { stack, vpc, redis };
+}
+
+/** An ACM certificate ARN of the example account (the prod stage's). */
+export const CERT = 'arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000';
+
+/** Attributes of a load balancer or target group as a map. */
+export function attributes(list: unknown): Record<string, string> {
+  return Object.fromEntries((list as { Key: string; Value: string }[]).map((a) => [a.Key, a.Value]));
+}
+
+/** The environment of the SSE container as a map. */
+export function containerEnv(template: Template): Record<string, unknown> {
+  const [taskDef] = Object.values(template.findResources('AWS::ECS::TaskDefinition')) as Resources[string][];
+  const [container] = taskDef.Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[];
+  return Object.fromEntries(container.Environment.map((e) => [e.Name, e.Value]));
+}
+
+/** The SSE container definition (the task has one container). */
+export function container(template: Template): Record<string, unknown> {
+  const [taskDef] = Object.values(template.findResources('AWS::ECS::TaskDefinition')) as Resources[string][];
+  const [c] = taskDef.Properties.ContainerDefinitions as Record<string, unknown>[];
+  return c;
+}
+
+/** The stop sequence as deployed: target group deregistration delay, drain window, poll interval, container stopTimeout. */
+export function stopSequence(template: Template) {
+  const [tg] = Object.values(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup')) as Resources[string][];
+  const env = containerEnv(template);
+  return {
+    delaySeconds: Number(attributes(tg.Properties.TargetGroupAttributes)['deregistration_delay.timeout_seconds']),
+    drainTimeoutMs: Number(env.DRAIN_TIMEOUT_MS),
+    stopPollMs: Number(env.STOP_POLL_MS),
+    stopTimeoutSeconds: container(template).StopTimeout as number,
+  };
+}
+
+/** Checks the relations drainTiming promises, on a deployed stop sequence. */
+export function expectDrainInsideDelay(seq: ReturnType<typeof stopSequence>): void {
+  // metadata path: seen STOPPED within one poll, drained, with a margin, before the ALB cuts the streams
+  expect(seq.stopPollMs + seq.drainTimeoutMs + DRAIN_MARGIN_MS).toBeLessThanOrEqual(seq.delaySeconds * 1000);
+  // SIGTERM fallback: the drain and the exit fit between SIGTERM and SIGKILL, within Fargate's ceiling
+  expect(seq.stopTimeoutSeconds * 1000).toBeGreaterThanOrEqual(seq.drainTimeoutMs + EXIT_MARGIN_SECONDS * 1000);
+  expect(seq.stopTimeoutSeconds).toBeLessThanOrEqual(FARGATE_MAX_STOP_TIMEOUT_SECONDS);
+  expect(seq.drainTimeoutMs).toBeGreaterThan(0);
+}
+
+/** The blueprint's own functions (the CDK custom resource provider is not one): they all carry NODE_OPTIONS. */
+export function blueprintFunctions(template: Template): Resources {
+  return template.findResources('AWS::Lambda::Function', {
+    Properties: { Environment: { Variables: { NODE_OPTIONS: Match.stringLikeRegexp('--enable-source-maps') } } },
+  }) as Resources;
 }

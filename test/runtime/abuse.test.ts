@@ -3,7 +3,7 @@ import pino from 'pino';
 import { publish } from '../../core/events';
 import { Keys } from '../../core/keys';
 import { serviceConfigFromEnv } from '../../service/config';
-import { SseService, type SseServiceDeps } from '../../service/server';
+import { RealtimeServer, type RealtimeServerDeps } from '../../service/realtime-server';
 import { connectRedis, coreConfig, eventually, get, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 
 const SERVER = { kind: 'server', principal: 'test-backend' } as const;
@@ -25,8 +25,8 @@ const pub = (channel: string, data: unknown) => publish({ channel, type: 'update
 const ready = (s: RawStream) => s.events().some((e) => e.event === 'ready');
 const numsub = async (channel: string) => Number(((await redis.pubsub('NUMSUB', new Keys('rt:').live(channel))) as [string, number])[1]);
 
-async function service(env: Record<string, string> = {}, deps: SseServiceDeps = {}): Promise<{ service: SseService; base: string }> {
-  const svc = new SseService(
+async function service(env: Record<string, string> = {}, deps: RealtimeServerDeps = {}): Promise<{ service: RealtimeServer; base: string }> {
+  const svc = new RealtimeServer(
     serviceConfigFromEnv({
       REDIS_URL: redisUrl(),
       SESSION_SECRET,

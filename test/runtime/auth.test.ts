@@ -5,7 +5,7 @@ import { Keys, sha256 } from '../../core/keys';
 import { issueTicket } from '../../core/tickets';
 import type { HttpEvent } from '../../lambda/shared/http';
 import { serviceConfigFromEnv } from '../../service/config';
-import { SseService } from '../../service/server';
+import { RealtimeServer } from '../../service/realtime-server';
 import { connectRedis, coreConfig, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid } from '../support/harness';
 
 /**
@@ -22,7 +22,7 @@ const TTL_S = 900;
 const MAX_AGE_S = 3600;
 
 let redis: Redis;
-let service: SseService;
+let service: RealtimeServer;
 let base: string;
 let clock = Date.now();
 const open: { close(): void }[] = [];
@@ -39,7 +39,7 @@ beforeAll(async () => {
     SESSION_TTL_SECONDS: String(TTL_S),
     SESSION_MAX_AGE_SECONDS: String(MAX_AGE_S),
   });
-  service = new SseService(cfg, { logger: pino({ level: 'silent' }), now: () => clock });
+  service = new RealtimeServer(cfg, { logger: pino({ level: 'silent' }), now: () => clock });
   base = `http://127.0.0.1:${await service.listen(0, '127.0.0.1')}`;
 });
 afterEach(() => {

@@ -6,7 +6,7 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import pino from 'pino';
 import type { LocalStack } from '../../local/stack';
-import type { SseService } from '../../service/server';
+import type { RealtimeServer } from '../../service/realtime-server';
 import { launchChromium, recordRequests, startPageServer, waitForCount, type SeenRequest, type SseState } from '../support/browser';
 import { get, RawStream, startService, uid } from '../support/harness';
 
@@ -210,7 +210,7 @@ describe('native EventSource in Chromium, page on its own origin', () => {
   });
 
   describe('origin not in ALLOWED_ORIGINS', () => {
-    let other: { service: SseService; base: string };
+    let other: { service: RealtimeServer; base: string };
     let seen: ReturnType<typeof recordRequests>;
     beforeAll(async () => {
       other = await startService({ ALLOWED_ORIGINS: 'http://127.0.0.1:1', RETRY_MS: '100' });

@@ -3,7 +3,7 @@ import pino from 'pino';
 import { publish } from '../../core/events';
 import { createRedis, waitReady } from '../../core/redis';
 import { serviceConfigFromEnv } from '../../service/config';
-import { SseService } from '../../service/server';
+import { RealtimeServer } from '../../service/realtime-server';
 import { connectRedis, coreConfig, eventually, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid } from '../support/harness';
 import { TcpProxy } from '../support/tcp-proxy';
 
@@ -41,7 +41,7 @@ async function service(env: Record<string, string>) {
   commands.on('error', () => undefined);
   const subscriber = createRedis({ url: subUrl, name: 'sse-subscriber', failFast: false });
   await Promise.all([waitReady(commands), waitReady(subscriber)]);
-  const svc = new SseService(
+  const svc = new RealtimeServer(
     serviceConfigFromEnv({ REDIS_URL: redisUrl(), SESSION_SECRET, NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES), COOKIE_SECURE: 'false', LOG_LEVEL: 'silent', METRICS_INTERVAL_MS: '0', ...env }),
     { redis: commands, subscriber, logger: pino({ level: 'silent' }) },
   );
@@ -62,7 +62,7 @@ function stream(url: string, headers: Record<string, string> = {}): RawStream {
 }
 
 /** Cuts the subscriber's connection, publishes what it will miss, then lets it back in with the command connection stalled. */
-async function reconnectWithStalledCommands(svc: SseService, subProxy: TcpProxy, cmdProxy: TcpProxy, whileDown: () => Promise<void>) {
+async function reconnectWithStalledCommands(svc: RealtimeServer, subProxy: TcpProxy, cmdProxy: TcpProxy, whileDown: () => Promise<void>) {
   subProxy.cut();
   await eventually(() => !svc.hub.ready, 10_000, 'subscriber down');
   await whileDown();

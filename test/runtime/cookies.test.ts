@@ -3,7 +3,7 @@ import type Redis from 'ioredis';
 import { publish } from '../../core/events';
 import { MAX_SESSION_COOKIES } from '../../service/auth';
 import { serviceConfigFromEnv } from '../../service/config';
-import type { SseService } from '../../service/server';
+import type { RealtimeServer } from '../../service/realtime-server';
 import { connectRedis, coreConfig, eventually, startService, ticketFor, uid } from '../support/harness';
 
 /**
@@ -52,7 +52,7 @@ function jarFetch() {
 
 describe('many channel sets from one cookie jar', () => {
   let redis: Redis;
-  let service: SseService;
+  let service: RealtimeServer;
   let base: string;
   const sources: EventSource[] = [];
 

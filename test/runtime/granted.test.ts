@@ -6,7 +6,7 @@ import { issueTicket } from '../../core/tickets';
 import type { HttpEvent } from '../../lambda/shared/http';
 import { LOCAL_IAM_ARN } from '../../local/http-api';
 import type { LocalStack } from '../../local/stack';
-import type { SseService } from '../../service/server';
+import type { RealtimeServer } from '../../service/realtime-server';
 import { connectRedis, coreConfig, get, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { connectWs, type WsClient } from './ws-support';
 
@@ -174,8 +174,8 @@ describe('the grant says who chose the channels', () => {
   const club = { publish: 'server', historySize: 10, historyTtlSeconds: 60 } as const;
   const beforeNs: Namespaces = { ...NAMESPACES, club: { ...club, subscribe: 'authenticated' } };
   const afterNs: Namespaces = { ...NAMESPACES, club: { ...club, subscribe: 'granted' } };
-  let before: { service: SseService; base: string };
-  let after: { service: SseService; base: string };
+  let before: { service: RealtimeServer; base: string };
+  let after: { service: RealtimeServer; base: string };
   beforeAll(async () => {
     // The same deployment before and after the namespace became `granted` (same cookie secret).
     before = await startService({ NAMESPACES_JSON: JSON.stringify(beforeNs) });

@@ -3,7 +3,7 @@ import { publish } from '../../core/events';
 import { createRedis, waitReady } from '../../core/redis';
 import { freePort, RedisServer } from '../../local/redis';
 import { serviceConfigFromEnv } from '../../service/config';
-import { SseService } from '../../service/server';
+import { RealtimeServer } from '../../service/realtime-server';
 import { coreConfig, eventually, get, RawStream, SESSION_SECRET, TEST_NAMESPACES, uid } from '../support/harness';
 
 const SERVER = { kind: 'server', principal: 'test-backend' } as const;
@@ -25,7 +25,7 @@ describe('/healthz is liveness; the service starts and serves without Redis', ()
       COOKIE_SECURE: 'false',
       LOG_LEVEL: 'silent',
     });
-    const service = new SseService(config, { logger: pino({ level: 'silent' }) });
+    const service = new RealtimeServer(config, { logger: pino({ level: 'silent' }) });
     cleanup.push(() => service.close());
     const base = `http://127.0.0.1:${await service.listen(0, '127.0.0.1', 100)}`;
 

@@ -5,7 +5,7 @@ import { LAST_ID_TAIL_SECONDS, type Namespaces } from '../../core/config';
 import { currentCursor, publish, replay } from '../../core/events';
 import { Keys } from '../../core/keys';
 import type { LocalStack } from '../../local/stack';
-import type { SseService } from '../../service/server';
+import type { RealtimeServer } from '../../service/realtime-server';
 import { connectRedis, coreConfig, eventually, get, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { connectWs, type WsClient } from './ws-support';
 
@@ -186,7 +186,7 @@ describe('a cursor ahead of the sequence (failover lost writes)', () => {
 });
 
 describe('on the wire: long poll and SSE resume', () => {
-  let service: SseService;
+  let service: RealtimeServer;
   let base: string;
   let keys: Keys;
   const deps = () => ({ redis, config: coreConfig({ keyPrefix: keys.prefix, namespaces: NAMESPACES }) });

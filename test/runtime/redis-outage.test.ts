@@ -3,14 +3,14 @@ import { publish } from '../../core/events';
 import { createRedis, waitReady } from '../../core/redis';
 import { RedisServer } from '../../local/redis';
 import { serviceConfigFromEnv } from '../../service/config';
-import { SseService } from '../../service/server';
+import { RealtimeServer } from '../../service/realtime-server';
 import { coreConfig, eventually, get, RawStream, SESSION_SECRET, TEST_NAMESPACES, uid } from '../support/harness';
 
 const SERVER = { kind: 'server', principal: 'test-backend' } as const;
 
 describe('Redis stopped and restarted under a running service', () => {
   let redisServer: RedisServer;
-  let service: SseService;
+  let service: RealtimeServer;
   let base: string;
   const streams: RawStream[] = [];
 
@@ -23,7 +23,7 @@ describe('Redis stopped and restarted under a running service', () => {
       COOKIE_SECURE: 'false',
       LOG_LEVEL: 'silent',
     });
-    service = new SseService(config, { logger: pino({ level: 'silent' }) });
+    service = new RealtimeServer(config, { logger: pino({ level: 'silent' }) });
     base = `http://127.0.0.1:${await service.listen(0, '127.0.0.1')}`;
   });
   afterAll(async () => {

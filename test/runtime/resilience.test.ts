@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { EventSource } from 'eventsource';
 import type Redis from 'ioredis';
 import { publish } from '../../core/events';
-import type { SseService } from '../../service/server';
+import type { RealtimeServer } from '../../service/realtime-server';
 import { connectRedis, cookieFetch, coreConfig, eventually, get, RawStream, redisUrl, SESSION_SECRET, startService, ticketFor, uid } from '../support/harness';
 
 const SERVER = { kind: 'server', principal: 'test-backend' } as const;
@@ -22,7 +22,7 @@ afterAll(() => redis.disconnect());
 const pub = (channel: string, data: unknown) => publish({ channel, type: 'update', data }, SERVER, { redis, config });
 const ready = (s: RawStream) => s.events().some((e) => e.event === 'ready');
 const ids = (s: RawStream) => s.events().filter((e) => e.event === 'update').map((e) => e.id!);
-async function service(env: Record<string, string> = {}): Promise<{ service: SseService; base: string }> {
+async function service(env: Record<string, string> = {}): Promise<{ service: RealtimeServer; base: string }> {
   const s = await startService(env);
   cleanup.push(() => s.service.close());
   return s;

@@ -2,14 +2,14 @@ import { EventSource } from 'eventsource';
 import type Redis from 'ioredis';
 import { publish } from '../../core/events';
 import { issueTicket } from '../../core/tickets';
-import type { SseService } from '../../service/server';
+import type { RealtimeServer } from '../../service/realtime-server';
 import { connectRedis, cookieFetch, coreConfig, eventually, get, RawStream, startService, ticketFor, uid } from '../support/harness';
 
 const SERVER = { kind: 'server', principal: 'test-backend' } as const;
 const config = coreConfig();
 
 let redis: Redis;
-let service: SseService;
+let service: RealtimeServer;
 let base: string;
 const open: { close(): void }[] = [];
 
@@ -251,7 +251,7 @@ describe('GET /poll', () => {
 });
 
 describe('two service instances', () => {
-  let other: { service: SseService; base: string };
+  let other: { service: RealtimeServer; base: string };
   beforeAll(async () => {
     other = await startService();
   });

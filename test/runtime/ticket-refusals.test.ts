@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { publish } from '../../core/events';
-import type { SseService } from '../../service/server';
+import type { RealtimeServer } from '../../service/realtime-server';
 import { connectRedis, coreConfig, eventually, get, RawStream, startService, ticketFor, uid } from '../support/harness';
 
 let redis: Redis;
@@ -15,7 +15,7 @@ afterEach(async () => {
 afterAll(() => redis.disconnect());
 
 const ready = (s: RawStream) => s.events().some((e) => e.event === 'ready');
-async function service(env: Record<string, string> = {}): Promise<{ service: SseService; base: string }> {
+async function service(env: Record<string, string> = {}): Promise<{ service: RealtimeServer; base: string }> {
   const s = await startService(env);
   cleanup.push(() => s.service.close());
   return s;

@@ -1,0 +1,43 @@
+/**
+ * The esbuild settings of every bundle the blueprint ships, in one dependency-free module, read by all three builds:
+ *
+ * - `npm run build` (`scripts/build.ts`): the Lambda bundles and the SSE service into `dist/`;
+ * - the CDK bundling wrapper (`lib/realtime-function.ts`), which maps them onto `NodejsFunction` bundling options;
+ * - the SSE image (`service/Dockerfile`), which runs `npm run build -- service`, and takes its Node.js base image from
+ *   {@link NODE_MAJOR} (a test reads the Dockerfile and checks both).
+ *
+ * It imports nothing, so the Docker build stage and `lib/` can load it without pulling anything else in.
+ */
+
+/** Node.js major version of every runtime: the Lambda runtime (`nodejs24.x`) and the SSE image (`node:24`). */
+export const NODE_MAJOR = 24;
+
+/** Settings shared by every bundle (esbuild `BuildOptions` names). */
+export const ESBUILD_OPTIONS = {
+  bundle: true,
+  platform: 'node',
+  /** The runtime's own Node.js: no down-levelling of syntax it already runs. */
+  target: `node${NODE_MAJOR}`,
+  /** CommonJS: what the Lambda `index.handler` loader and `node dist/service/main.js` both take without a package.json. */
+  format: 'cjs',
+  minify: true,
+  /** A linked `.map` next to each bundle; `node --enable-source-maps` applies it to stack traces. */
+  sourcemap: true,
+  /** The map carries positions, not a second copy of the sources. */
+  sourcesContent: false,
+  legalComments: 'none',
+  /**
+   * Nothing is left to the runtime: the AWS SDK v3 clients are bundled (pinned by package-lock, tree-shaken) rather
+   * than taken from the Lambda runtime's copy, so the deployed code runs exactly the versions the tests ran.
+   */
+  external: [] as readonly string[],
+} as const;
+
+/**
+ * The SSE service's bundle: the shared settings, not minified. A long-lived task is not size-bound the way a Lambda
+ * package is (no cold start per request), and readable code in `docker exec` sessions and heap snapshots is worth more.
+ */
+export const SERVICE_ESBUILD_OPTIONS = { ...ESBUILD_OPTIONS, minify: false } as const;
+
+/** Entry and output of the SSE service bundle (the Dockerfile copies `dist/service` and runs `main.js`). */
+export const SERVICE_BUNDLE = { entry: 'service/main.ts', outfile: 'dist/service/main.js' } as const;

@@ -1,0 +1,103 @@
+import type { IncomingMessage } from 'node:http';
+import type Redis from 'ioredis';
+import { parseChannelList } from '../core/channels';
+import { RealtimeError } from '../core/errors';
+import { parseCursor } from '../core/events';
+import { authorize } from './auth';
+import type { ServiceConfig } from './config';
+import type { Cors } from './cors';
+import type { Hub } from './hub';
+import { clientIp, FixedWindowLimiter } from './limits';
+import type { ServiceMetrics } from './metrics';
+import type { Admitted } from './session-engine';
+
+/** Retry-After of refusals that carry one (rate limits), in milliseconds; read by the error answer. */
+export const retryAfterMs = new WeakMap<RealtimeError, number>();
+
+/** Per-request state that an error answer needs. */
+export interface RequestContext {
+  /** The reconnect cookie issued when this request redeemed a ticket (and older ones expired). */
+  setCookie?: string[];
+}
+
+export interface AdmissionDeps {
+  readonly config: ServiceConfig;
+  readonly redis: Redis;
+  readonly hub: Hub;
+  readonly cors: Cors;
+  readonly metrics: ServiceMetrics;
+  /** Milliseconds since the epoch. */
+  readonly now: () => number;
+  /** Streams and polls open now. */
+  readonly open: () => number;
+  readonly draining: () => boolean;
+  readonly redisUp: () => boolean;
+}
+
+/**
+ * Decides whether a stream or poll request gets a session. The checks, in this order: the request
+ * parses; an anonymous one (public channels only) is within its client's rate; the ticket is
+ * redeemed (spent on every attempt, so a refused request never leaves a live ticket behind) or the
+ * cookie verified; the origin is allowed; the task is not draining and Redis is up; the task has
+ * room (streams and polls together under MAX_CONNECTIONS, subscriptions under MAX_CHANNELS_PER_TASK).
+ */
+export class Admission {
+  private readonly anonLimiter: FixedWindowLimiter;
+
+  constructor(private readonly deps: AdmissionDeps) {
+    this.anonLimiter = new FixedWindowLimiter(deps.config.anonRequestsPerMinute, 60_000, deps.now);
+  }
+
+  /** Admits `req` or throws the refusal; `cursorParams` name where its cursor may come from, first match wins. */
+  async admit(req: IncomingMessage, url: URL, ctx: RequestContext, cursorParams: readonly string[]): Promise<Admitted> {
+    const { config, metrics } = this.deps;
+    const { channels, cursor } = this.parseRequest(req, url, cursorParams);
+    if (channels.every((c) => c.policy.subscribe === 'public')) this.limitAnonymous(req);
+    const now = this.deps.now();
+    const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.deps.redis, config, now });
+    ctx.setCookie = auth.setCookie;
+    this.deps.cors.check(req);
+    this.checkAvailable();
+    const names = channels.map((c) => c.channel);
+    if (this.deps.open() >= config.maxConnections) {
+      metrics.rejectedConnections++;
+      throw new RealtimeError('unavailable', `This task holds its maximum of ${config.maxConnections} streams and polls; retry shortly.`);
+    }
+    if (!this.deps.hub.canAdd(names)) {
+      metrics.rejectedConnections++;
+      throw new RealtimeError('unavailable', `This task subscribes to its maximum of ${config.maxChannelsPerTask} channels; retry shortly.`);
+    }
+    return { channels, cursor, names, auth, now };
+  }
+
+  private parseRequest(req: IncomingMessage, url: URL, cursorParams: readonly string[]) {
+    const core = this.deps.config.core;
+    const channels = parseChannelList(url.searchParams.get('channels') ?? '', core.namespaces, core.maxChannelsPerConnection);
+    let raw: string | undefined;
+    for (const p of cursorParams) {
+      const v = p === 'last-event-id' ? req.headers['last-event-id'] : url.searchParams.get(p);
+      if (typeof v === 'string' && v !== '') {
+        raw = v;
+        break;
+      }
+    }
+    const cursor = raw === undefined ? undefined : parseCursor(raw);
+    return { channels, cursor };
+  }
+
+  private checkAvailable(): void {
+    if (this.deps.draining()) throw new RealtimeError('unavailable', 'This task is stopping; retry.');
+    if (!this.deps.redisUp()) throw new RealtimeError('unavailable', 'Redis is unreachable.');
+  }
+
+  /** Requests that need no ticket or cookie: at most ANON_REQUESTS_PER_MINUTE per client IP. */
+  private limitAnonymous(req: IncomingMessage): void {
+    const config = this.deps.config;
+    if (config.anonRequestsPerMinute === 0) return;
+    const wait = this.anonLimiter.take(clientIp(req, config.trustProxyHops));
+    if (wait === 0) return;
+    const e = new RealtimeError('rate_limited', `At most ${config.anonRequestsPerMinute} requests per minute without a ticket; retry after the Retry-After seconds.`);
+    retryAfterMs.set(e, wait);
+    throw e;
+  }
+}

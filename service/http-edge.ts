@@ -1,0 +1,124 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
+import { retryAfterMs, type Admission, type RequestContext } from './admission';
+import type { ServiceConfig } from './config';
+import type { Cors } from './cors';
+import type { FlushWindow } from './flush-window';
+import { healthz, type HealthState } from './health';
+import { PollTransport } from './poll-transport';
+import type { SessionEngine } from './session-engine';
+import * as sse from './sse-encoding';
+import { openSink, SseTransport } from './sse-transport';
+import { jitter } from './transport';
+
+/** The head of every `text/event-stream` answer, before CORS and cookies. */
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  'x-accel-buffering': 'no',
+} as const;
+
+export interface HttpEdgeDeps {
+  readonly config: ServiceConfig;
+  readonly admission: Admission;
+  readonly engine: SessionEngine;
+  readonly cors: Cors;
+  readonly window: FlushWindow;
+  readonly health: HealthState;
+  readonly log: Logger;
+}
+
+/**
+ * The HTTP side of the service (node:http): routes (`GET /events`, `GET /poll`, `GET /healthz`,
+ * CORS preflights), JSON errors, and the hand-over of each admitted request to the session engine
+ * over its transport (an SSE stream or a long poll). Refusals of an EventSource are `200` +
+ * `retry:` where a non-200 would end it for good.
+ */
+export class HttpEdge {
+  readonly server: Server;
+
+  constructor(private readonly deps: HttpEdgeDeps) {
+    this.server = createServer((req, res) => this.route(req, res));
+    this.server.keepAliveTimeout = 65_000;
+    this.server.headersTimeout = 66_000;
+    this.server.requestTimeout = 0;
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    // What a refusal must still carry: the reconnect cookie of a ticket spent by this request.
+    const ctx: RequestContext = {};
+    const handle = async () => {
+      if (req.method === 'OPTIONS') return this.deps.cors.preflight(req, res);
+      if (url.pathname === '/healthz') return healthz(res, url, this.deps.health);
+      if (url.pathname !== '/events' && url.pathname !== '/poll') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll or /healthz.`);
+      if (req.method !== 'GET') throw new RealtimeError('method_not_allowed', `${url.pathname} accepts GET only.`);
+      if (url.pathname === '/events') return this.events(req, res, url, ctx);
+      return this.poll(req, res, url, ctx);
+    };
+    handle().catch((err) => this.fail(req, res, url, err, ctx));
+  }
+
+  /** `GET /events`: an SSE stream. */
+  private async events(req: IncomingMessage, res: ServerResponse, url: URL, ctx: RequestContext): Promise<void> {
+    const { config, engine } = this.deps;
+    const admitted = await this.deps.admission.admit(req, url, ctx, ['last-event-id', 'lastEventId']);
+    const headers: Record<string, string | string[]> = this.streamHeaders(req);
+    if (admitted.auth.setCookie) headers['set-cookie'] = admitted.auth.setCookie;
+    const sink = openSink(req, res, headers, config.streamFraming);
+    const transport = new SseTransport(sink, this.deps.window, config.maxQueuedBytes, config.retryMs);
+    const session = engine.open('stream', transport, admitted);
+    req.socket.once('close', () => engine.release(session));
+    await engine.start(session, admitted.channels, admitted.cursor).catch((err) => engine.failed(session, err));
+  }
+
+  /** `GET /poll`: one JSON answer, a page of the replay or the live events of up to POLL_TIMEOUT_MS. */
+  private async poll(req: IncomingMessage, res: ServerResponse, url: URL, ctx: RequestContext): Promise<void> {
+    const { config, engine } = this.deps;
+    const admitted = await this.deps.admission.admit(req, url, ctx, ['cursor']);
+    const headers: Record<string, string | string[]> = { ...this.deps.cors.headers(req), 'content-type': 'application/json', 'cache-control': 'no-store' };
+    if (admitted.auth.setCookie) headers['set-cookie'] = admitted.auth.setCookie;
+    const transport = new PollTransport(res, headers, config.replayMaxEvents, config.pollTimeoutMs);
+    // Counted from admission to answer: waiting polls hold a socket and subscriptions like streams.
+    const session = engine.open('poll', transport, admitted);
+    res.on('close', () => engine.release(session));
+    try {
+      await engine.start(session, admitted.channels, admitted.cursor);
+      await transport.answered;
+    } finally {
+      engine.release(session);
+    }
+  }
+
+  private streamHeaders(req: IncomingMessage): Record<string, string> {
+    return { ...this.deps.cors.headers(req), ...SSE_HEADERS };
+  }
+
+  /** Answers a refused or failed request: JSON `{"error"}` with its status, or 200 + `retry:` for an EventSource that should come back. */
+  private fail(req: IncomingMessage, res: ServerResponse, url: URL, err: unknown, ctx: RequestContext = {}): void {
+    const e = toRealtimeError(err);
+    if (e.status >= 500) this.deps.log.warn({ path: url.pathname, code: e.code, err: e.code === 'internal' ? String(err) : undefined }, 'request failed');
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    const retryMs = this.deps.config.retryMs;
+    const wait = retryAfterMs.get(e) ?? (e.code === 'unavailable' ? 5000 : undefined);
+    // The ticket may be spent already (it is redeemed before capacity is checked): a refusal for
+    // capacity or an outage hands over the reconnect cookie, so the next attempt is still authorised.
+    const cookie: Record<string, string[]> = e.code === 'unavailable' && ctx.setCookie ? { 'set-cookie': ctx.setCookie } : {};
+    // A native EventSource gives up for good on any non-200 answer: when the store is briefly
+    // unreachable, the task is full or the client is over its rate, tell it to come back later instead.
+    if (wait !== undefined && url.pathname === '/events' && (req.headers.accept ?? '').includes('text/event-stream')) {
+      res.writeHead(200, { ...this.streamHeaders(req), ...cookie });
+      const hint = e.code === 'rate_limited' ? wait + jitter(retryMs) : jitter(retryMs) * 2;
+      res.end(sse.retry(hint) + sse.comment(`${e.code}; reconnect later`));
+      return;
+    }
+    const headers: Record<string, string | string[]> = { 'content-type': 'application/json', 'cache-control': 'no-store', ...cookie };
+    if (wait !== undefined) headers['retry-after'] = String(Math.ceil(wait / 1000));
+    res.writeHead(e.status, { ...this.deps.cors.headers(req), ...headers });
+    res.end(errorBody(e));
+  }
+}

@@ -1,0 +1,178 @@
+import type { Server } from 'node:http';
+import type Redis from 'ioredis';
+import pino, { type Logger } from 'pino';
+import { Keys } from '../core/keys';
+import { createRedis, waitReady } from '../core/redis';
+import { parseRevocation } from '../core/revocation';
+import { Admission } from './admission';
+import type { ServiceConfig } from './config';
+import { Cors } from './cors';
+import { watchTaskStop } from './ecs';
+import { FlushWindow } from './flush-window';
+import { HttpEdge } from './http-edge';
+import { Hub } from './hub';
+import { ServiceMetrics } from './metrics';
+import { listen, shutdown } from './net';
+import { SessionEngine } from './session-engine';
+
+export interface RealtimeServerDeps {
+  /** Command connection (tickets, history). Defaults to a new fail-fast client for config.core.redisUrl. */
+  readonly redis?: Redis;
+  /** Subscriber connection. Defaults to a new client for config.core.redisUrl. */
+  readonly subscriber?: Redis;
+  readonly logger?: Logger;
+  /** Milliseconds since the epoch. Defaults to Date.now. */
+  readonly now?: () => number;
+}
+
+/**
+ * The realtime server of a Fargate task (the runtime behind the `SseService` construct of lib/):
+ * `GET /events` (SSE streams), `GET /poll` (long-poll fallback), `GET /healthz`. It composes the
+ * parts and owns their life cycle (listen, drain, close); each part has one role:
+ * - {@link HttpEdge} (http-edge.ts): routes, JSON errors; with cors.ts, health.ts and admission.ts;
+ * - {@link SessionEngine} (session-engine.ts): sessions, catch-up, heartbeats, recycling, revocation, drain;
+ * - {@link Hub} (hub.ts): this process's listeners and its one Redis subscription per channel;
+ * - transports (sse-transport.ts, poll-transport.ts) behind transport.ts; the SSE format in sse-encoding.ts.
+ * History in Redis makes any instance able to serve any reconnect.
+ */
+export class RealtimeServer {
+  readonly server: Server;
+  readonly hub: Hub;
+  readonly redis: Redis;
+  readonly subscriber: Redis;
+  readonly metrics: ServiceMetrics;
+  private readonly engine: SessionEngine;
+  private readonly log: Logger;
+  private readonly keys: Keys;
+  private readonly ownsRedis: boolean;
+  private heartbeat?: NodeJS.Timeout;
+  private draining = false;
+  private drained?: Promise<void>;
+  private stopWatch?: () => void;
+
+  constructor(
+    readonly config: ServiceConfig,
+    deps: RealtimeServerDeps = {},
+  ) {
+    const url = config.core.redisUrl;
+    const password = config.core.redisPassword;
+    this.ownsRedis = !deps.redis;
+    this.redis = deps.redis ?? createRedis({ url, password, name: 'sse-commands' });
+    this.subscriber = deps.subscriber ?? createRedis({ url, password, name: 'sse-subscriber', failFast: false });
+    this.log = deps.logger ?? pino({ level: config.logLevel });
+    const now = deps.now ?? Date.now;
+    this.keys = new Keys(config.core.keyPrefix);
+    this.hub = new Hub(this.subscriber, this.keys, config.maxChannelsPerTask);
+    this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
+      const deliveries = this.hub.deliveries;
+      this.hub.deliveries = 0;
+      return { open: this.engine.streams.size, deliveries };
+    });
+    this.engine = new SessionEngine({ config, redis: this.redis, hub: this.hub, metrics: this.metrics, log: this.log, now });
+    // Revocations reach every instance on the control channel (ioredis resubscribes it after a reconnect).
+    this.subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.keys.revokeControl) return;
+      const r = parseRevocation(message);
+      if (r) this.engine.revoked(r.sub, r.epoch);
+    });
+    const cors = new Cors(config.allowedOrigins);
+    const state = {
+      draining: () => this.draining,
+      redisUp: () => this.redisUp,
+    };
+    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, ...state });
+    const health = {
+      ...state,
+      ping: () => this.redis.ping().then(() => true, () => false),
+      connections: () => this.engine.streams.size,
+      polls: () => this.engine.polls.size,
+    };
+    const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window: new FlushWindow(config.writeDelayMs), health, log: this.log });
+    this.server = edge.server;
+  }
+
+  /** Number of open SSE streams. */
+  get connections(): number {
+    return this.engine.streams.size;
+  }
+
+  /**
+   * Starts listening; resolves with the bound port. Redis is not required: the server waits up to
+   * `redisWaitMs` for it (so the first requests find it ready), then listens anyway and answers
+   * streams with `retry:` (API clients: 503) until it is reachable. `/healthz` answers 200 meanwhile.
+   */
+  async listen(port = this.config.port, host = this.config.host, redisWaitMs = 5000): Promise<number> {
+    await Promise.all([waitReady(this.redis, redisWaitMs), waitReady(this.subscriber, redisWaitMs)]).catch(() => {
+      this.log.warn({ redisWaitMs }, 'redis not reachable yet; listening anyway (streams are told to retry until it is)');
+    });
+    // Revocations reach every instance on the control channel; ioredis resubscribes it after a reconnect
+    // and queues it while Redis is away (the service listens without Redis).
+    const control = this.subscriber.subscribe(this.keys.revokeControl).catch(() => undefined);
+    if (this.subscriber.status === 'ready') await control;
+    const bound = await listen(this.server, port, host);
+    this.heartbeat = setInterval(() => this.engine.beat(), this.config.heartbeatMs);
+    this.heartbeat.unref();
+    this.metrics.start(this.config.metricsIntervalMs);
+    if (this.config.ecsMetadataUri) {
+      this.stopWatch = watchTaskStop(this.config.ecsMetadataUri, this.config.stopPollMs, this.log, () => {
+        this.log.info('ecs task metadata: DesiredStatus STOPPED; draining before SIGTERM');
+        void this.drain();
+      });
+    }
+    this.log.info({ port: bound }, 'sse service listening');
+    return bound;
+  }
+
+  /** True once a drain has started: new streams and polls are turned away, `/healthz` says `draining`. */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** True when both Redis connections (commands and the subscriber) are ready. */
+  get redisUp(): boolean {
+    return this.hub.ready && this.redis.status === 'ready';
+  }
+
+  /**
+   * Graceful stop. Started by the ECS task metadata (`DesiredStatus: STOPPED`, while the ALB still
+   * holds the streams during its deregistration delay) or by SIGTERM, whichever comes first; a
+   * second call returns the same promise. New streams and polls are turned away (an EventSource
+   * with 200 + `retry:`), waiting polls answer at once, and every stream is told to reconnect
+   * (jittered `retry:`) and closed, spread over the first half of `deadlineMs` so the other tasks are
+   * not hit by one wave. Clients resume elsewhere from their `Last-Event-ID`. Resolves when all
+   * streams are gone or `deadlineMs` passed; the server keeps answering `/healthz` until `close()`.
+   */
+  drain(deadlineMs = this.config.drainTimeoutMs): Promise<void> {
+    this.drained ??= this.runDrain(deadlineMs);
+    return this.drained;
+  }
+
+  private async runDrain(deadlineMs: number): Promise<void> {
+    this.draining = true;
+    this.stopWatch?.();
+    await this.engine.drain(deadlineMs);
+  }
+
+  /** Closes every stream and poll, the server and (when owned) the Redis connections. */
+  async close(): Promise<void> {
+    this.draining = true;
+    this.stopWatch?.();
+    clearInterval(this.heartbeat);
+    this.metrics.stop();
+    this.engine.endAll();
+    await shutdown(this.server);
+    if (this.ownsRedis) {
+      this.redis.disconnect();
+      this.subscriber.disconnect();
+    }
+  }
+
+  /**
+   * Ends the streams and polls of `sub` whose session predates revocation `epoch`. Streams end without
+   * a new `retry:` hint; their reconnect is refused (401), which ends a native EventSource for good.
+   * Polls answer 401.
+   */
+  closeUser(sub: string, epoch: number): number {
+    return this.engine.revocations.revoke(sub, epoch);
+  }
+}

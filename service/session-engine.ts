@@ -1,0 +1,236 @@
+import type Redis from 'ioredis';
+import type { Logger } from 'pino';
+import { parseChannelList, type ParsedChannel } from '../core/channels';
+import { toRealtimeError } from '../core/errors';
+import { backlog, replay } from '../core/events';
+import { waitReady } from '../core/redis';
+import type { Authorized } from './auth';
+import type { ServiceConfig } from './config';
+import type { Hub } from './hub';
+import type { ServiceMetrics } from './metrics';
+import { Revocations } from './revocations';
+import { Session, type SessionKind, type SessionPolicy } from './session';
+import { jitter, type Transport } from './transport';
+
+/** What admission established about a request (service/admission.ts). */
+export interface Admitted {
+  readonly channels: readonly ParsedChannel[];
+  /** The client's cursor; none: start at the current position. */
+  readonly cursor?: number;
+  readonly names: readonly string[];
+  readonly auth: Authorized;
+  /** When it was admitted, epoch milliseconds. */
+  readonly now: number;
+}
+
+export interface SessionEngineDeps {
+  readonly config: ServiceConfig;
+  readonly redis: Redis;
+  readonly hub: Hub;
+  readonly metrics: ServiceMetrics;
+  readonly log: Logger;
+  /** Milliseconds since the epoch. */
+  readonly now: () => number;
+}
+
+/**
+ * Every session of this process, whatever its transport: opening one (hub subscription, catch-up
+ * replay in pages, then live), catching streams up after the Redis subscriber reconnects,
+ * heartbeats and recycling before the reconnect cookie expires, revocation, and ending them all
+ * when the task drains or closes. The wire is the transports' business (service/transport.ts).
+ */
+export class SessionEngine {
+  /** Long-lived streams (they count as connections, get heartbeats, are caught up and drained in a spread). */
+  readonly streams = new Set<Session>();
+  /** Long polls admitted and not answered yet (they count toward MAX_CONNECTIONS with the streams). */
+  readonly polls = new Set<Session>();
+  readonly revocations = new Revocations();
+  private readonly config: ServiceConfig;
+  private readonly policies: Record<SessionKind, SessionPolicy>;
+
+  constructor(private readonly deps: SessionEngineDeps) {
+    this.config = deps.config;
+    const slow = (s: Session) => this.dropSlow(s);
+    this.policies = {
+      stream: { maxHeld: deps.config.maxHeldEvents, heldOverflow: (s) => this.dropHeld(s), slow },
+      poll: { maxHeld: Number.POSITIVE_INFINITY, heldOverflow: () => undefined, slow },
+    };
+    deps.hub.onResubscribed = () => this.catchUpAfterReconnect();
+  }
+
+  /** Streams and polls open now. */
+  get size(): number {
+    return this.streams.size + this.polls.size;
+  }
+
+  /**
+   * Registers a session of `kind` over `transport` for an admitted request: tracked for revocation,
+   * and (streams with a reconnect cookie) due for recycling before the cookie expires. Start it with
+   * {@link start}; call {@link release} when its peer leaves.
+   */
+  open(kind: SessionKind, transport: Transport, a: Admitted): Session {
+    const stream = kind === 'stream';
+    const session = new Session(kind, transport, a.names, this.policies[kind]);
+    if (stream && a.auth.sessionExp) {
+      // Recycle well before the cookie expires (at 70-80% of its life, jittered) so reconnects stay authorised;
+      // a cookie that reached the session's absolute end cannot be renewed: the stream ends with it.
+      const life = a.auth.sessionExp - a.now;
+      session.closeAt = a.auth.sessionFinal ? a.auth.sessionExp : a.now + Math.round(life * (0.7 + 0.1 * Math.random()));
+    }
+    (stream ? this.streams : this.polls).add(session);
+    const id = a.auth.identity;
+    if (id.kind === 'user') session.untrack = this.revocations.track(id.sub, a.auth.epoch ?? 0, () => session.end({ reason: 'revoked' }));
+    return session;
+  }
+
+  /** Subscribes the session's channels, replays what it missed after `cursor` and goes live. */
+  async start(session: Session, channels: readonly ParsedChannel[], cursor: number | undefined): Promise<void> {
+    await this.deps.hub.add(session.channels, session);
+    await this.catchUp(session, channels, cursor);
+  }
+
+  /** A stream whose setup failed: tell it to come back later. */
+  failed(session: Session, err: unknown): void {
+    const e = toRealtimeError(err);
+    this.deps.log.warn({ code: e.code }, 'stream setup failed');
+    session.end({ reason: 'failed', retryMs: jitter(this.config.retryMs) * 2, detail: e.code });
+  }
+
+  /** The session's peer left (or it was answered): stop tracking it. Idempotent. */
+  release(session: Session): void {
+    if (session.released) return;
+    session.released = true;
+    session.gone();
+    this.streams.delete(session);
+    this.polls.delete(session);
+    this.deps.hub.remove(session.channels, session);
+    session.untrack?.();
+  }
+
+  /** A revocation arrived (control channel): ends the sessions of `sub` that predate `epoch`. */
+  revoked(sub: string, epoch: number): number {
+    return this.revocations.heard(sub, epoch);
+  }
+
+  /**
+   * Replays what `session` missed after `cursor` (or starts it at the current position), then goes
+   * live. The replay is read in pages of REPLAY_MAX_EVENTS, each once the transport took the last
+   * one (a stream: once its reader kept up; a reader that falls behind is closed by the slow-consumer
+   * cap and resumes by id); a long poll takes one page and answers `more`.
+   */
+  private async catchUp(session: Session, channels: readonly ParsedChannel[], cursor: number | undefined): Promise<void> {
+    const deps = { redis: this.deps.redis, config: this.config.core };
+    const limit = this.config.replayMaxEvents;
+    let r = await backlog(channels, cursor, deps, limit);
+    if (cursor !== undefined && session.kind === 'stream') {
+      this.deps.metrics.replays++;
+      this.deps.metrics.resets += r.resets.length;
+    }
+    let more = false;
+    for (;;) {
+      // A later page may find history gone meanwhile (trimmed or expired while the reader was slow): its resets come first.
+      session.page(r.resets, r.events);
+      if (session.closed) return;
+      if (!r.more) break;
+      const next = await session.transport.nextPage();
+      if (session.closed) return;
+      if (!next) {
+        more = true;
+        break;
+      }
+      r = await replay(channels, r.position, deps, limit);
+    }
+    session.goLive(r.position, more);
+  }
+
+  /**
+   * After the subscriber reconnects, replay to each live stream what was published while it was
+   * away: CATCHUP_CONCURRENCY streams at a time; live events are held meanwhile, at most
+   * MAX_HELD_EVENTS per stream (past it the stream is closed and resumes by id).
+   */
+  private catchUpAfterReconnect(): void {
+    const { log, metrics } = this.deps;
+    log.warn({ streams: this.streams.size }, 'redis subscriber reconnected; catching streams up');
+    metrics.redisReconnects++;
+    const namespaces = this.config.core.namespaces;
+    const streams = [...this.streams].filter((s) => !s.closed);
+    // Hold live events from now on, so nothing is written out of order while the replay runs.
+    for (const s of streams) s.hold();
+    const retry = () => ({ reason: 'failed' as const, retryMs: jitter(this.config.retryMs) });
+    let next = 0;
+    const worker = async () => {
+      while (next < streams.length) {
+        const s = streams[next++];
+        if (s.closed) continue;
+        const channels = parseChannelList(s.channels as string[], namespaces, Number.MAX_SAFE_INTEGER);
+        await this.catchUp(s, channels, s.lastSeq).catch(() => s.end(retry()));
+      }
+    };
+    const run = async () => {
+      await waitReady(this.deps.redis, 10_000);
+      await Promise.all(Array.from({ length: Math.min(this.config.catchupConcurrency, streams.length) }, worker));
+    };
+    run().catch(() => {
+      for (const s of streams) s.end(retry());
+    });
+  }
+
+  /** Heartbeat tick: a keep-alive to every stream, or its recycling once due. */
+  beat(): void {
+    const now = this.deps.now();
+    for (const s of this.streams) {
+      if (s.closeAt && now >= s.closeAt) {
+        // Recycle before the reconnect cookie expires: the browser reconnects with it and gets a fresh one.
+        s.end({ reason: 'recycle', retryMs: jitter(this.config.retryMs) });
+        continue;
+      }
+      s.heartbeat();
+    }
+  }
+
+  /**
+   * Moves every session away: polls answer at once; streams are told to reconnect (jittered
+   * `retry:`) and closed, spread over the first half of `deadlineMs` so the other tasks are not hit
+   * by one wave. Resolves when all streams are gone or `deadlineMs` passed.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    const log = this.deps.log;
+    log.info({ streams: this.streams.size, deadlineMs }, 'draining');
+    for (const p of this.polls) p.end({ reason: 'drain' });
+    const streams = [...this.streams];
+    const spread = deadlineMs / 2;
+    const start = Date.now();
+    for (let i = 0; i < streams.length; i++) {
+      const due = start + (streams.length > 1 ? (spread * i) / (streams.length - 1) : 0);
+      const wait = due - Date.now();
+      if (wait > 5) await new Promise((r) => setTimeout(r, wait));
+      streams[i].end({ reason: 'drain', retryMs: jitter(this.config.retryMs) });
+    }
+    const deadline = start + deadlineMs;
+    while (this.streams.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    log.info({ left: this.streams.size }, 'drained');
+  }
+
+  /** Ends every session at once (the service is closing). */
+  endAll(): void {
+    for (const s of this.streams) s.end({ reason: 'shutdown', retryMs: this.config.retryMs });
+    for (const p of this.polls) p.end({ reason: 'shutdown' });
+  }
+
+  /**
+   * More live events arrived during a replay than MAX_HELD_EVENTS: end the stream with a retry
+   * hint. Nothing is lost: what was held was never written, so the client resumes from its last id.
+   */
+  private dropHeld(session: Session): void {
+    this.deps.metrics.heldOverflows++;
+    this.deps.log.warn({ held: this.config.maxHeldEvents }, 'stream closed: too many live events held during its replay');
+    session.end({ reason: 'held-overflow', retryMs: jitter(this.config.retryMs) });
+  }
+
+  /** A reader that stopped reading: its backlog passed the cap. It resumes from its last id elsewhere. */
+  private dropSlow(session: Session): void {
+    this.deps.metrics.slowConsumerDrops++;
+    this.deps.log.warn({ queued: session.transport.queuedBytes() }, 'slow consumer closed');
+    session.end({ reason: 'slow' });
+  }
+}

@@ -1,0 +1,207 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { envelopeSeq, envelopeType } from '../core/events';
+import type { FlushWindow, Flushable } from './flush-window';
+import type { LiveEvent } from './hub';
+import * as sse from './sse-encoding';
+import type { EndReason, Ending, Transport, TransportOwner } from './transport';
+
+/**
+ * Where a stream's bytes go: a Node response, its bare socket, or a test buffer. The transport does
+ * not care which (model: better-sse `src/adapters/Connection.ts`).
+ */
+export interface Sink {
+  write(chunk: Buffer): void;
+  end(): void;
+  /** Frees the connection at once, whatever the peer does. */
+  destroy(): void;
+  /** Bytes accepted but not yet handed to the kernel (the backlog of a slow reader). */
+  queuedBytes(): number;
+  /** Calls `cb` once the backlog has been handed to the kernel: at the next 'drain', or at once when none is pending. */
+  onDrain(cb: () => void): void;
+}
+
+/**
+ * Opens the stream's response with `headers` and returns its sink. With `framing` `close` on
+ * HTTP/1.1, the body is close-delimited (RFC 9112 §6.3): no chunk header and trailer around every
+ * write, and after the head, frames go straight to the socket (a stream's connection is never
+ * reused anyway). Otherwise Node's default (chunked on HTTP/1.1).
+ */
+export function openSink(req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>, framing: 'close' | 'chunked'): Sink {
+  const socket = req.socket;
+  socket.setNoDelay(true);
+  if (framing === 'close' && req.httpVersion === '1.1') {
+    res.useChunkedEncodingByDefault = false;
+    res.writeHead(200, { ...headers, connection: 'close' });
+    res.flushHeaders();
+    return new SocketSink(socket);
+  }
+  res.writeHead(200, headers);
+  return new ResponseSink(res, socket);
+}
+
+/** Frames straight to the socket (a close-delimited body). */
+class SocketSink implements Sink {
+  constructor(private readonly socket: Socket) {}
+  write(chunk: Buffer): void {
+    this.socket.write(chunk);
+  }
+  end(): void {
+    this.socket.end();
+  }
+  destroy(): void {
+    this.socket.destroy();
+  }
+  queuedBytes(): number {
+    return this.socket.writableLength;
+  }
+  onDrain(cb: () => void): void {
+    if (this.socket.writableNeedDrain) this.socket.once('drain', cb);
+    else cb();
+  }
+}
+
+/** Frames through the Node response (its own framing: chunked on HTTP/1.1). */
+class ResponseSink implements Sink {
+  constructor(
+    private readonly res: ServerResponse,
+    /** Kept: the response lets go of its socket once it finished. */
+    private readonly socket: Socket,
+  ) {}
+  write(chunk: Buffer): void {
+    this.res.write(chunk);
+  }
+  end(): void {
+    this.res.end();
+  }
+  destroy(): void {
+    this.socket.destroy();
+  }
+  queuedBytes(): number {
+    return this.res.writableLength;
+  }
+  onDrain(cb: () => void): void {
+    if (this.res.writableNeedDrain) this.res.once('drain', cb);
+    else cb();
+  }
+}
+
+/** The SSE frame of a live event (one per event, shared by every stream through {@link LiveEvent.encoded}). */
+const sseFrame = (e: LiveEvent): Buffer => Buffer.from(sse.event(e.seq, e.type, e.envelope));
+
+/** The comment that says why a stream ends (none: the `retry:` hint says it all). */
+const END_COMMENTS: Record<EndReason, ((detail?: string) => string | undefined) | undefined> = {
+  drain: () => 'draining; reconnect',
+  shutdown: undefined,
+  recycle: undefined,
+  revoked: () => 'revoked: get a new ticket',
+  'held-overflow': () => 'catching up: reconnect and resume from your last event id',
+  slow: () => 'slow consumer: reconnect and resume from your last event id',
+  failed: (detail) => detail,
+};
+
+/**
+ * An SSE stream over a {@link Sink}. Frames are queued and written in one chunk per flush window,
+ * so a burst of events costs one socket write per stream. The first frame is the `retry:` hint.
+ */
+export class SseTransport implements Transport, Flushable {
+  closed = false;
+  owner?: TransportOwner;
+  private pending: Buffer[] = [];
+  private drainWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly sink: Sink,
+    private readonly window: FlushWindow,
+    /** Bytes the sink may hold for a slow reader after a flush before its owner is told it is slow (MAX_QUEUED_BYTES). */
+    private readonly maxQueuedBytes: number,
+    /** The reconnect delay sent first, in milliseconds (RETRY_MS). */
+    retryMs: number,
+  ) {
+    this.write(sse.retry(retryMs));
+  }
+
+  page(resets: readonly string[], envelopes: readonly string[]): void {
+    let out = '';
+    for (const ch of resets) out += sse.reset(ch);
+    for (const env of envelopes) out += sse.event(envelopeSeq(env), envelopeType(env), env);
+    this.write(out);
+  }
+
+  /**
+   * Writes what is queued now and resolves once the sink has handed it to the kernel (or the stream
+   * closed): a replay writes its next page only when the reader kept up with the last one.
+   */
+  async nextPage(): Promise<boolean> {
+    this.flush();
+    if (!this.closed && this.sink.queuedBytes() > 0) {
+      await new Promise<void>((resolve) => {
+        this.drainWaiters.push(resolve);
+        this.sink.onDrain(() => this.wake());
+      });
+    }
+    return !this.closed;
+  }
+
+  ready(cursor: number, channels: readonly string[]): void {
+    this.write(sse.ready(cursor, channels));
+  }
+
+  event(event: LiveEvent): void {
+    this.enqueue(event.encoded(sseFrame));
+  }
+
+  heartbeat(): void {
+    this.write(sse.HEARTBEAT);
+  }
+
+  /** Flushes, writes why the stream ends and ends the response. A slow reader's socket is freed a second later, whatever it does. */
+  end(ending: Ending): void {
+    if (this.closed) return;
+    const text = END_COMMENTS[ending.reason]?.(ending.detail);
+    let last = ending.retryMs !== undefined ? sse.retry(ending.retryMs) : '';
+    if (text) last += sse.comment(text);
+    if (last) this.pending.push(Buffer.from(last));
+    const pending = this.pending;
+    this.pending = [];
+    if (pending.length) this.sink.write(pending.length === 1 ? pending[0] : Buffer.concat(pending));
+    this.closed = true;
+    this.sink.end();
+    this.wake();
+    if (ending.reason === 'slow') setTimeout(() => this.sink.destroy(), 1000).unref();
+  }
+
+  gone(): void {
+    this.closed = true;
+    this.wake();
+  }
+
+  /** Bytes waiting for the reader. */
+  queuedBytes(): number {
+    return this.sink.queuedBytes();
+  }
+
+  /** Writes everything queued in one chunk. */
+  flush(): void {
+    if (this.pending.length === 0 || this.closed) return;
+    const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
+    this.pending.length = 0;
+    this.sink.write(chunk);
+    if (this.sink.queuedBytes() > this.maxQueuedBytes) this.owner?.slow();
+  }
+
+  /** Queues a chunk (pass a shared Buffer for chunks many streams send, like heartbeats). */
+  private write(chunk: string | Buffer): void {
+    if (!this.closed && chunk.length) this.enqueue(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  }
+
+  private enqueue(chunk: Buffer): void {
+    if (this.closed) return;
+    if (this.pending.length === 0) this.window.mark(this);
+    this.pending.push(chunk);
+  }
+
+  private wake(): void {
+    for (const w of this.drainWaiters.splice(0)) w();
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * PublishApi: POST /publish and POST /revoke with IAM, each to its own function.
+ */
+import type { Template } from 'aws-cdk-lib/assertions';
+import type { RealtimeStack } from '../../lib/realtime-stack';
+import { buildStageApp, templateOf } from './support';
+
+describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
+  let stack: RealtimeStack;
+  let template: Template;
+  beforeAll(() => {
+    stack = buildStageApp('dev').stack;
+    template = templateOf(stack);
+  });
+
+  test('publish route: POST /publish with IAM authorisation', () => {
+    template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /publish', AuthorizationType: 'AWS_IAM' });
+  });
+
+  test('revoke route: POST /revoke with IAM authorisation, on the publish API, to its own function', () => {
+    const publishApi = stack.resolve(stack.publishApi.endpoint.api.apiId);
+    template.hasResourceProperties('AWS::ApiGatewayV2::Route', { ApiId: publishApi, RouteKey: 'POST /revoke', AuthorizationType: 'AWS_IAM' });
+    template.hasResourceProperties('AWS::ApiGatewayV2::Integration', {
+      ApiId: publishApi,
+      IntegrationUri: stack.resolve(stack.publishApi.revokeHandler.function.functionArn),
+    });
+  });
+});

@@ -1,0 +1,247 @@
+/**
+ * RealtimeStack, which composes the constructs: what crosses them (the stage's trustedPrincipals, reserved
+ * concurrency, namespaces and limits, no unauthenticated route), outputs and SSM parameters, no physical names,
+ * the pinned environment, and the checks on stage-wide settings.
+ */
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { RealtimeStack } from '../../lib/realtime-stack';
+import type { RealtimeStageConfig } from '../../lib/stage-config';
+import { blueprintFunctions, buildStack, buildStageApp, CDK_CONTEXT, containerEnv, logicalIdOf, newApp, type Resources, templateOf } from './support';
+
+describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
+  let stack: RealtimeStack;
+  let template: Template;
+  beforeAll(() => {
+    stack = buildStageApp('dev').stack;
+    template = templateOf(stack);
+  });
+
+  test('no unauthenticated route: every HTTP route is IAM or JWT; on the WebSocket only $connect is entered, through the authorizer', () => {
+    const wsApi = JSON.stringify(stack.resolve(stack.webSocket.api.apiId));
+    for (const route of Object.values(template.findResources('AWS::ApiGatewayV2::Route')) as Resources[string][]) {
+      const p = route.Properties;
+      if (JSON.stringify(p.ApiId) !== wsApi) {
+        expect([p.RouteKey, p.AuthorizationType]).toEqual([p.RouteKey, expect.stringMatching(/^(AWS_IAM|JWT)$/)]);
+      } else if (p.RouteKey === '$connect') {
+        expect(p.AuthorizationType).toBe('CUSTOM');
+        expect(p.AuthorizerId).toBeDefined();
+      } else {
+        // API Gateway only authorises $connect; later frames ride the admitted connection.
+        expect(p.AuthorizationType).toBe('NONE');
+      }
+    }
+  });
+
+  test('TRUSTED_PRINCIPALS: on the ticket issuer, publish and revoke functions only; dev trusts no IAM caller (explicit [] in cdk.json)', () => {
+    const withVar = Object.entries(blueprintFunctions(template))
+      .filter(([, fn]) => 'TRUSTED_PRINCIPALS' in (fn.Properties.Environment as { Variables: object }).Variables)
+      .map(([id, fn]) => [id, (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables.TRUSTED_PRINCIPALS]);
+    const expected = [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler].map((f) => [logicalIdOf(f.function), '']);
+    expect(withVar.sort()).toEqual(expected.sort());
+  });
+
+  test('reserved concurrency: 100 on each fan-out function (publish, ws-message), none on the others', () => {
+    const fanOut = [stack.publishApi.handler, stack.webSocket.messageFunction].map((f) => logicalIdOf(f.function));
+    for (const [id, fn] of Object.entries(blueprintFunctions(template))) {
+      expect([id, fn.Properties.ReservedConcurrentExecutions]).toEqual([id, fanOut.includes(id) ? 100 : undefined]);
+    }
+  });
+
+  test('outputs: TicketUrl, SseUrl, PollUrl, WebSocketUrl, PublishUrl, RedisEndpoint', () => {
+    const outputs = template.findOutputs('*');
+    expect(Object.keys(outputs).sort()).toEqual(['PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
+    template.hasOutput('TicketUrl', { Value: stack.resolve(stack.ticketApi.url) });
+    template.hasOutput('PublishUrl', { Value: stack.resolve(stack.publishApi.url) });
+    template.hasOutput('WebSocketUrl', { Value: stack.resolve(stack.webSocket.url) });
+    template.hasOutput('SseUrl', { Value: stack.resolve(stack.sse.eventsUrl) });
+  });
+
+  test('SSM parameters: the same values under /realtime/dev/{OutputName}', () => {
+    const outputs = template.findOutputs('*');
+    for (const [name, output] of Object.entries(outputs)) {
+      template.hasResourceProperties('AWS::SSM::Parameter', { Name: `/realtime/dev/${name}`, Type: 'String', Value: output.Value });
+    }
+    template.resourceCountIs('AWS::SSM::Parameter', Object.keys(outputs).length);
+  });
+
+  test('log retention: every log group keeps events for the stage\'s logRetentionDays', () => {
+    const groups = Object.values(template.findResources('AWS::Logs::LogGroup'));
+    expect(groups.length).toBeGreaterThanOrEqual(11);
+    for (const g of groups) expect(g.Properties.RetentionInDays).toBe(7);
+  });
+
+  test('no physical names: CloudFormation names every resource, so stages deploy side by side', () => {
+    const nameKeys: Record<string, string> = {
+      'AWS::Lambda::Function': 'FunctionName',
+      'AWS::IAM::Role': 'RoleName',
+      'AWS::SecretsManager::Secret': 'Name',
+      'AWS::Logs::LogGroup': 'LogGroupName',
+      'AWS::EC2::SecurityGroup': 'GroupName',
+      'AWS::ElastiCache::ReplicationGroup': 'ReplicationGroupId',
+      'AWS::ElasticLoadBalancingV2::LoadBalancer': 'Name',
+      'AWS::ElasticLoadBalancingV2::TargetGroup': 'Name',
+      'AWS::ECS::Cluster': 'ClusterName',
+      'AWS::ECS::Service': 'ServiceName',
+      'AWS::ApiGatewayV2::Api': 'Name',
+      'AWS::CloudWatch::Dashboard': 'DashboardName',
+      'AWS::CloudWatch::Alarm': 'AlarmName',
+    };
+    for (const [type, key] of Object.entries(nameKeys)) {
+      for (const r of Object.values(template.findResources(type))) {
+        // API Gateway requires Name and CDK derives it from the construct path, unique per stack.
+        if (type === 'AWS::ApiGatewayV2::Api') expect(r.Properties[key]).toMatch(/^Realtimedev|^Api$/);
+        else expect([type, r.Properties?.[key]]).toEqual([type, undefined]);
+      }
+    }
+  });
+});
+
+describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)', () => {
+  let stack: RealtimeStack;
+  let template: Template;
+  const prod = (CDK_CONTEXT.stages as Record<string, Record<string, Record<string, unknown>>>).prod;
+  beforeAll(() => {
+    stack = buildStageApp('prod').stack;
+    template = templateOf(stack);
+  });
+
+  test('environment: pinned to the stage\'s account and region', () => {
+    expect(stack.account).toBe(prod.account);
+    expect(stack.region).toBe(prod.region);
+  });
+
+  test('custom domain: the load balancer DNS name is an output, for the CNAME or alias record', () => {
+    template.hasOutput('SseLoadBalancerDnsName', { Value: stack.resolve(stack.sse.loadBalancer.loadBalancerDnsName) });
+  });
+
+  test('TRUSTED_PRINCIPALS: the stage\'s trustedPrincipals on the ticket issuer, publish and revoke functions', () => {
+    const trusted = (prod.trustedPrincipals as unknown as string[]).join(',');
+    expect(trusted).toMatch(/^arn:aws:iam::\d{12}:role\//);
+    for (const fn of [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler]) {
+      const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(vars.TRUSTED_PRINCIPALS).toBe(trusted);
+    }
+  });
+
+  test('SSM parameters: under /realtime/prod/', () => {
+    template.hasResourceProperties('AWS::SSM::Parameter', { Name: '/realtime/prod/TicketUrl' });
+  });
+});
+
+describe('configs that switch behaviour', () => {
+  test('namespaces: passed through as NAMESPACES_JSON to every Lambda and the SSE task', () => {
+    const namespaces = { scores: { subscribe: 'public' }, room: { subscribe: 'authenticated', publish: 'authenticated' } };
+    const stack = buildStack({ namespaces });
+    const template = templateOf(stack);
+    for (const fn of Object.values(blueprintFunctions(template))) {
+      expect((fn.Properties.Environment as { Variables: Record<string, string> }).Variables.NAMESPACES_JSON).toBe(JSON.stringify(namespaces));
+    }
+    expect(containerEnv(template).NAMESPACES_JSON).toBe(JSON.stringify(namespaces));
+  });
+
+  test('limits: USER_PUBLISH_PER_MINUTE and USER_NEW_CHANNELS_PER_HOUR on the functions that publish (publish API, WebSocket messages)', () => {
+    const stack = buildStack({ limits: { userPublishPerMinute: 120, userNewChannelsPerHour: 30 } });
+    const template = templateOf(stack);
+    for (const fn of [stack.publishApi.handler, stack.webSocket.messageFunction]) {
+      const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(vars).toMatchObject({ USER_PUBLISH_PER_MINUTE: '120', USER_NEW_CHANNELS_PER_HOUR: '30' });
+    }
+  });
+
+  test('limits: only the keys set are passed (0 = off is passed too); none set leaves the runtime defaults', () => {
+    const only = templateOf(buildStack({ limits: { userNewChannelsPerHour: 0 } }));
+    only.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ USER_NEW_CHANNELS_PER_HOUR: '0', USER_PUBLISH_PER_MINUTE: Match.absent() }) } });
+    const none = JSON.stringify(templateOf(buildStack()).toJSON());
+    expect(none).not.toMatch(/USER_PUBLISH_PER_MINUTE|USER_NEW_CHANNELS_PER_HOUR/);
+  });
+
+  test('reserved concurrency: publishApi.reservedConcurrency and webSocket.messageReservedConcurrency set the fan-out functions', () => {
+    const stack = buildStack({ publishApi: { reservedConcurrency: 40 }, webSocket: { messageReservedConcurrency: 60 } });
+    const template = templateOf(stack);
+    const reserved = (f: { function: import('aws-cdk-lib/aws-lambda').Function }) => template.toJSON().Resources[logicalIdOf(f.function)].Properties.ReservedConcurrentExecutions;
+    expect(reserved(stack.publishApi.handler)).toBe(40);
+    expect(reserved(stack.webSocket.messageFunction)).toBe(60);
+  });
+
+  test('trustedPrincipals unset (secure default): TRUSTED_PRINCIPALS is set, empty, on the ticket issuer, publish and revoke functions', () => {
+    const stack = buildStack();
+    const template = templateOf(stack);
+    for (const fn of [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler]) {
+      const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(vars.TRUSTED_PRINCIPALS).toBe('');
+    }
+  });
+
+  test('trustedPrincipals: several ARNs joined with commas, role paths kept', () => {
+    const arns = ['arn:aws:iam::123456789012:role/service/publisher', 'arn:aws:iam::123456789012:user/ops-bot'];
+    const stack = buildStack({ trustedPrincipals: arns });
+    templateOf(stack).hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ TRUSTED_PRINCIPALS: arns.join(','), WS_MANAGEMENT_ENDPOINT: Match.absent(), SSE_URL: Match.anyValue() }) },
+    });
+  });
+
+  test('no namespaces configured: NAMESPACES_JSON is left unset (the runtime defaults apply)', () => {
+    const template = templateOf(buildStack());
+    for (const fn of Object.values(blueprintFunctions(template))) {
+      expect((fn.Properties.Environment as { Variables: Record<string, string> }).Variables).not.toHaveProperty('NAMESPACES_JSON');
+    }
+  });
+
+  test('defaults (empty config): 2 SSE tasks to 10, 2 Redis nodes, IAM tickets, no CORS, 30-day logs', () => {
+    const template = templateOf(buildStack());
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: 2, MaxCapacity: 10 });
+    template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', { NumCacheClusters: 2, MultiAZEnabled: true, Engine: 'valkey', EngineVersion: '8.0' });
+    template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /tickets', AuthorizationType: 'AWS_IAM' });
+    template.allResourcesProperties('AWS::ApiGatewayV2::Api', { CorsConfiguration: Match.absent() });
+    template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
+  });
+
+  test('two stages in one app: both synthesise side by side', () => {
+    const { app } = buildStageApp('dev');
+    const { RealtimeStack } = jest.requireActual('../../lib/realtime-stack') as typeof import('../../lib/realtime-stack');
+    new RealtimeStack(app, 'Realtime-second', { stageName: 'second', config: {} });
+    const assembly = app.synth();
+    expect(assembly.stacks.map((s) => s.stackName).sort()).toEqual(['Realtime-dev', 'Realtime-second']);
+  });
+});
+
+describe('RealtimeStack validation', () => {
+  const make = (config: RealtimeStageConfig, stageName = 'test') => () => new RealtimeStack(newApp(), 'Realtime', { stageName, config });
+
+  test.each<[string, RealtimeStageConfig, RegExp]>([
+    ['log retention that CloudWatch does not offer', { logRetentionDays: 8 }, /^Realtime: logRetentionDays \(8\) is not a CloudWatch Logs retention\. Use one of 1, 3, 5, 7, 14, 30/],
+    ['ticket TTL below 5 s', { ticketTtlSeconds: 2 }, /^Realtime: ticketTtlSeconds \(2\) must be an integer from 5 to 300 seconds/],
+    ['payload above the WebSocket frame size', { maxPayloadBytes: 40_000 }, /maxPayloadBytes \(40000\) must be an integer from 256 to 32768 bytes/],
+    [
+      'namespaces too big for the Lambda environment',
+      { namespaces: Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`namespace-${i}`, { subscribe: 'authenticated', publish: 'authenticated' }])) },
+      /^Realtime: namespaces is \d+ bytes as JSON \(NAMESPACES_JSON\), over 2048\. Merge namespaces/,
+    ],
+    [
+      'vpcId and vpcAttributes together',
+      { network: { vpcId: 'vpc-0123456789abcdef0', vpcAttributes: { vpcId: 'vpc-0123456789abcdef0', availabilityZones: [], publicSubnetIds: [], privateSubnetIds: [] } } },
+      /^Realtime: network\.vpcId and network\.vpcAttributes are both set\. Keep one/,
+    ],
+    [
+      'new-VPC options on an existing VPC',
+      {
+        network: {
+          natGateways: 2,
+          vpcAttributes: { vpcId: 'vpc-0123456789abcdef0', availabilityZones: ['a', 'b'], publicSubnetIds: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0aaaaaaaaaaaaaaa2'], privateSubnetIds: ['subnet-0bbbbbbbbbbbbbbb1', 'subnet-0bbbbbbbbbbbbbbb2'] },
+        },
+      },
+      /^Realtime\/Network: natGateways only apply to a new VPC/,
+    ],
+    ['publish reserved concurrency of 0', { publishApi: { reservedConcurrency: 0 } }, /^Realtime\/PublishApi\/Publisher: reservedConcurrentExecutions \(0\) must be an integer from 1 to 10000/],
+    ['WebSocket message reserved concurrency above 10000', { webSocket: { messageReservedConcurrency: 20_000 } }, /^Realtime\/WebSocket\/Message: reservedConcurrentExecutions \(20000\) must be an integer from 1 to 10000/],
+    ['negative publish limit', { limits: { userPublishPerMinute: -1 } }, /^Realtime: limits\.userPublishPerMinute \(-1\) must be an integer from 0 to 1000000\. Set limits\.userPublishPerMinute within that range$/],
+    ['new-channel limit above the runtime maximum', { limits: { userNewChannelsPerHour: 1_000_001 } }, /^Realtime: limits\.userNewChannelsPerHour \(1000001\) must be an integer from 0 to 1000000/],
+    ['SSE heartbeat too close to the idle timeout', { sse: { heartbeatMs: 20_000, idleTimeoutSeconds: 30 } }, /^Realtime\/Sse: heartbeatMs \(20000\) must be at most half the ALB idle timeout \(30 s\)/],
+  ])('%s: fails', (_name, config, message) => {
+    expect(make(config)).toThrow(message);
+  });
+
+  test('stage name that cannot be an SSM path segment: fails', () => {
+    expect(make({}, 'Prod_1')).toThrow(/^Realtime: stageName "Prod_1" is not valid\. Use 1 to 32 lowercase letters, digits or "-", starting with a letter/);
+  });
+});

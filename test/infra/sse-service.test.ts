@@ -1,0 +1,177 @@
+/**
+ * The tasks part of the SSE service (SseService): task, container environment and secrets, drain timing against the
+ * load balancer, ECS service, autoscaling, and the checks on its props.
+ */
+import { Duration } from 'aws-cdk-lib';
+import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
+import { drainTiming } from '../../lib/drain-timing';
+import type { RealtimeStack } from '../../lib/realtime-stack';
+import { SseService, type SseServiceProps } from '../../lib/sse-service';
+import { attributes, buildStack, buildStageApp, containerEnv, expectDrainInsideDelay, fixture, stopSequence, templateOf } from './support';
+
+describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
+  let stack: RealtimeStack;
+  let template: Template;
+  beforeAll(() => {
+    stack = buildStageApp('dev').stack;
+    template = templateOf(stack);
+  });
+
+  test('ALB idle timeout: at least twice the heartbeat, above the long-poll timeout', () => {
+    const lbAttrs = new Capture();
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', { LoadBalancerAttributes: lbAttrs });
+    const idleSeconds = Number(attributes(lbAttrs.asArray())['idle_timeout.timeout_seconds']);
+    const env = containerEnv(template);
+    expect(idleSeconds * 1000).toBeGreaterThanOrEqual(2 * Number(env.HEARTBEAT_MS));
+    expect(idleSeconds * 1000).toBeGreaterThan(Number(env.POLL_TIMEOUT_MS));
+    expect(env).toMatchObject({ HEARTBEAT_MS: '15000', POLL_TIMEOUT_MS: '25000' });
+  });
+
+  test('drain timing: DRAIN_TIMEOUT_MS, STOP_POLL_MS, container StopTimeout and the deregistration delay agree (30 s default)', () => {
+    const seq = stopSequence(template);
+    expect(seq).toEqual({ delaySeconds: 30, ...drainTiming(30) });
+    expectDrainInsideDelay(seq);
+  });
+
+  test('TRUST_PROXY_HOPS: 1 behind the ALB (client IP = right-most X-Forwarded-For entry)', () => {
+    expect(containerEnv(template).TRUST_PROXY_HOPS).toBe('1');
+  });
+
+  test('SSE task: ARM64, nofile ulimit of at least 65536, port 8080, read-only root filesystem', () => {
+    const ulimits = new Capture();
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
+      RequiresCompatibilities: ['FARGATE'],
+      ContainerDefinitions: [
+        Match.objectLike({
+          Ulimits: ulimits,
+          PortMappings: [{ ContainerPort: 8080, Protocol: 'tcp' }],
+          ReadonlyRootFilesystem: true,
+        }),
+      ],
+    });
+    const nofile = (ulimits.asArray() as { Name: string; SoftLimit: number; HardLimit: number }[]).find((u) => u.Name === 'nofile');
+    expect(nofile?.SoftLimit).toBeGreaterThanOrEqual(65536);
+    expect(nofile?.HardLimit).toBeGreaterThanOrEqual(65536);
+  });
+
+  test('SSE task: Redis AUTH and the session secret come in as ECS secrets, never as plain environment', () => {
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Secrets: Match.arrayWith([
+            { Name: 'SESSION_SECRET', ValueFrom: stack.resolve(stack.sse.sessionSecret.secretArn) },
+            { Name: 'REDIS_PASSWORD', ValueFrom: stack.resolve(stack.redis.authToken.secretArn) },
+          ]),
+        }),
+      ],
+    });
+    const env = containerEnv(template);
+    expect(Object.keys(env)).not.toEqual(expect.arrayContaining(['REDIS_PASSWORD']));
+    expect(Object.keys(env)).not.toEqual(expect.arrayContaining(['SESSION_SECRET']));
+    expect(env).toMatchObject({
+      PORT: '8080',
+      REDIS_URL: stack.resolve(stack.redis.url),
+      KEY_PREFIX: 'rt:',
+      ALLOWED_ORIGINS: 'http://localhost:5173',
+      LOG_LEVEL: 'debug',
+    });
+  });
+
+  test('session secret: generated, at least 32 characters, no commas (the runtime splits on them)', () => {
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      Description: Match.stringLikeRegexp('SESSION_SECRET'),
+      GenerateSecretString: { PasswordLength: Match.anyValue(), ExcludePunctuation: true },
+    });
+    const secrets = template.findResources('AWS::SecretsManager::Secret');
+    for (const s of Object.values(secrets)) {
+      expect(s.Properties.GenerateSecretString.PasswordLength).toBeGreaterThanOrEqual(32);
+    }
+  });
+
+  test('ECS service: circuit breaker with rollback, no public IP, private subnets', () => {
+    template.hasResourceProperties('AWS::ECS::Service', {
+      LaunchType: 'FARGATE',
+      DeploymentConfiguration: Match.objectLike({
+        DeploymentCircuitBreaker: { Enable: true, Rollback: true },
+        MinimumHealthyPercent: 100,
+      }),
+      NetworkConfiguration: { AwsvpcConfiguration: Match.objectLike({ AssignPublicIp: 'DISABLED' }) },
+    });
+  });
+
+  test('autoscaling: target tracking on ALB connections per healthy task and on CPU', () => {
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+      MinCapacity: 1,
+      MaxCapacity: 4,
+      ScalableDimension: 'ecs:service:DesiredCount',
+    });
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+      PolicyType: 'TargetTrackingScaling',
+      TargetTrackingScalingPolicyConfiguration: Match.objectLike({
+        PredefinedMetricSpecification: { PredefinedMetricType: 'ECSServiceAverageCPUUtilization' },
+      }),
+    });
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+      PolicyType: 'TargetTrackingScaling',
+      TargetTrackingScalingPolicyConfiguration: Match.objectLike({
+        TargetValue: 10000,
+        CustomizedMetricSpecification: {
+          Metrics: Match.arrayWith([
+            Match.objectLike({ Id: 'connections', MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: 'ActiveConnectionCount' }) }) }),
+            Match.objectLike({ Id: 'tasks', MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: 'HealthyHostCount' }) }) }),
+            Match.objectLike({ Expression: 'connections / tasks', ReturnData: true }),
+          ]),
+        },
+      }),
+    });
+  });
+});
+
+describe('configs that switch behaviour', () => {
+  test.each([10, 90, 300])('drain timing with deregistrationDelaySeconds %i: DRAIN_TIMEOUT_MS, StopTimeout and the delay agree', (delay) => {
+    const seq = stopSequence(templateOf(buildStack({ sse: { deregistrationDelaySeconds: delay } })));
+    expect(seq).toEqual({ delaySeconds: delay, ...drainTiming(delay) });
+    expectDrainInsideDelay(seq);
+  });
+});
+
+describe('SseService validation', () => {
+  const make = (props: Partial<SseServiceProps>, env?: { account: string; region: string }) => () => {
+    const { stack, vpc, redis } = fixture(env);
+    new SseService(stack, 'Sse', { vpc, redis, ...props });
+  };
+
+  test.each<[string, Partial<SseServiceProps>, RegExp]>([
+    [
+      'heartbeat above half the idle timeout',
+      { heartbeatMs: 40_000 },
+      /^Fixture\/Sse: heartbeatMs \(40000\) must be at most half the ALB idle timeout \(60 s\), or idle streams are cut between heartbeats\. Lower heartbeatMs or raise idleTimeout$/,
+    ],
+    ['heartbeat with a short idle timeout', { idleTimeout: Duration.seconds(20) }, /heartbeatMs \(15000\) must be at most half the ALB idle timeout \(20 s\)/],
+    [
+      'long-poll longer than the idle timeout',
+      { pollTimeoutMs: 60_000 },
+      /^Fixture\/Sse: pollTimeoutMs \(60000\) must be below the ALB idle timeout \(60 s\), or long polls are cut before they answer\. Lower pollTimeoutMs or raise idleTimeout$/,
+    ],
+    ['nofile below 65536', { nofileLimit: 1024 }, /^Fixture\/Sse: nofileLimit \(1024\) must be an integer from 65536 to 1048576\. Set nofileLimit within that range$/],
+    ['nofile above the Fargate maximum', { nofileLimit: 2_000_000 }, /nofileLimit \(2000000\) must be an integer from 65536 to 1048576/],
+    [
+      'deregistration delay too short to drain',
+      { deregistrationDelay: Duration.seconds(5) },
+      /^Fixture\/Sse: deregistrationDelay \(5 s\) leaves no time to drain the streams: .*\. Set deregistrationDelay \(sse\.deregistrationDelaySeconds\) to at least 10 seconds$/,
+    ],
+    ['maxTasks below minTasks', { minTasks: 5, maxTasks: 3 }, /maxTasks \(3\) must be an integer from 5 to 1000/],
+    ['no tasks', { minTasks: 0 }, /minTasks \(0\) must be an integer from 1 to 1000/],
+    ['connection target too low', { targetConnectionsPerTask: 10 }, /targetConnectionsPerTask \(10\) must be an integer from 100 to 1000000/],
+    ['CPU target too low', { targetCpuPercent: 5 }, /targetCpuPercent \(5\) must be an integer from 10 to 95 percent/],
+    ['heartbeat below 1 s', { heartbeatMs: 500 }, /heartbeatMs \(500\) must be an integer from 1000 to 300000 ms/],
+    ['wildcard origin', { allowedOrigins: ['*'] }, /^Fixture\/Sse: allowedOrigins entry "\*" is not an origin/],
+  ])('%s: fails', (_name, props, message) => {
+    expect(make(props)).toThrow(message);
+  });
+
+  test('valid settings at the limits: builds', () => {
+    expect(make({ heartbeatMs: 30_000, pollTimeoutMs: 59_000, idleTimeout: Duration.seconds(60), nofileLimit: 1_048_576 })).not.toThrow();
+  });
+});

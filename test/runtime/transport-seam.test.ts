@@ -1,0 +1,167 @@
+import type Redis from 'ioredis';
+import pino from 'pino';
+import { parseChannel } from '../../core/channels';
+import { publish } from '../../core/events';
+import { ANONYMOUS } from '../../core/identity';
+import { Keys } from '../../core/keys';
+import { createRedis, waitReady } from '../../core/redis';
+import { serviceConfigFromEnv } from '../../service/config';
+import { FlushWindow } from '../../service/flush-window';
+import { Hub, LiveEvent } from '../../service/hub';
+import { ServiceMetrics } from '../../service/metrics';
+import { SessionEngine } from '../../service/session-engine';
+import * as sse from '../../service/sse-encoding';
+import { SseTransport, type Sink } from '../../service/sse-transport';
+import type { Ending, Transport, TransportOwner } from '../../service/transport';
+import { connectRedis, eventually, RawStream, redisUrl, SESSION_SECRET, startService, TEST_NAMESPACES, uid } from '../support/harness';
+
+/**
+ * The seam between sessions and transports (service/transport.ts): the session engine drives any
+ * transport the same way (replay pages, `ready`, live events, an ending), and the SSE encoding is
+ * one module, so a replayed event and the same event delivered live are the same bytes.
+ */
+
+/** A Sink that keeps what it is given (a test buffer instead of a socket). */
+class BufferSink implements Sink {
+  readonly chunks: Buffer[] = [];
+  ended = false;
+  write(chunk: Buffer): void {
+    this.chunks.push(chunk);
+  }
+  end(): void {
+    this.ended = true;
+  }
+  destroy(): void {
+    this.ended = true;
+  }
+  queuedBytes(): number {
+    return 0;
+  }
+  onDrain(cb: () => void): void {
+    cb();
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString();
+  }
+}
+
+/** A transport that records what its session hands it: what a WebSocket transport would encode. */
+class RecordingTransport implements Transport {
+  closed = false;
+  owner?: TransportOwner;
+  readonly calls: string[] = [];
+  page(resets: readonly string[], envelopes: readonly string[]): void {
+    this.calls.push(`page ${resets.length} resets ${envelopes.map((e) => JSON.parse(e).data).join(',')}`);
+  }
+  nextPage(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+  ready(cursor: number): void {
+    this.calls.push(`ready ${cursor}`);
+  }
+  event(event: LiveEvent): void {
+    this.calls.push(`event ${JSON.parse(event.envelope).data}`);
+  }
+  queuedBytes(): number {
+    return 0;
+  }
+  heartbeat(): void {
+    this.calls.push('heartbeat');
+  }
+  end(ending: Ending): void {
+    this.closed = true;
+    this.calls.push(`end ${ending.reason}`);
+  }
+  gone(): void {
+    this.closed = true;
+  }
+}
+
+const SERVER = { kind: 'server', principal: 'test' } as const;
+const envelope = (seq: number, channel: string) => JSON.stringify({ channel, id: String(seq), type: 'score', data: { n: seq }, ts: 1 });
+
+test('SSE encoding: a replayed event and the same event delivered live are the same bytes', () => {
+  const window = new FlushWindow(0);
+  const replayed = new BufferSink();
+  const live = new BufferSink();
+  const a = new SseTransport(replayed, window, 1 << 20, 3000);
+  const b = new SseTransport(live, window, 1 << 20, 3000);
+  const env = envelope(42, 'scores:1');
+  a.page([], [env]);
+  b.event(new LiveEvent('scores:1', env));
+  a.flush();
+  b.flush();
+  expect(replayed.text()).toBe(`retry: 3000\n\n${sse.event(42, 'score', env)}`);
+  expect(live.text()).toBe(replayed.text());
+  expect(sse.event(42, 'score', env)).toBe(`id: 42\nevent: score\ndata: ${env}\n\n`);
+});
+
+describe('session engine over a transport of its own', () => {
+  let redis: Redis;
+  let subscriber: Redis;
+  let engine: SessionEngine;
+  let hub: Hub;
+  const config = serviceConfigFromEnv({ REDIS_URL: redisUrl(), SESSION_SECRET, NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES), LOG_LEVEL: 'silent', RETRY_MS: '1000' });
+
+  beforeAll(async () => {
+    redis = await connectRedis();
+    subscriber = createRedis({ url: redisUrl(), name: 'test-sub', failFast: false });
+    await waitReady(subscriber);
+    hub = new Hub(subscriber, new Keys(config.core.keyPrefix));
+    const metrics = new ServiceMetrics('test', () => ({ open: 0, deliveries: 0 }));
+    engine = new SessionEngine({ config, redis, hub, metrics, log: pino({ level: 'silent' }), now: Date.now });
+  });
+  afterAll(() => {
+    redis.disconnect();
+    subscriber.disconnect();
+  });
+
+  test('replay page, ready at the position, then live events once each, heartbeats, and an ending with its reason', async () => {
+    const ch = parseChannel(`scores:${uid()}`, TEST_NAMESPACES);
+    const deps = { redis, config: config.core };
+    const first = await publish({ channel: ch.channel, type: 'score', data: 1 }, SERVER, deps);
+    const second = await publish({ channel: ch.channel, type: 'score', data: 2 }, SERVER, deps);
+    const t = new RecordingTransport();
+    const admitted = { channels: [ch], cursor: Number(first.id) - 1, names: [ch.channel], auth: { identity: ANONYMOUS }, now: Date.now() };
+    const session = engine.open('stream', t, admitted);
+    await engine.start(session, admitted.channels, admitted.cursor);
+    expect(t.calls).toEqual(['page 0 resets 1,2', `ready ${second.id}`]);
+    await publish({ channel: ch.channel, type: 'score', data: 3 }, SERVER, deps);
+    await eventually(() => t.calls.length === 3, 5000, 'live event');
+    engine.beat();
+    await engine.drain(0);
+    expect(t.calls.slice(2)).toEqual(['event 3', 'heartbeat', 'end drain']);
+    engine.release(session);
+    expect(engine.size).toBe(0);
+    expect(hub.channelCount).toBe(0);
+  });
+});
+
+describe('both sinks: close-delimited socket writes (default) and chunked responses (STREAM_FRAMING=chunked)', () => {
+  let redis: Redis;
+  beforeAll(async () => {
+    redis = await connectRedis();
+  });
+  afterAll(() => redis.disconnect());
+
+  test.each(['close', 'chunked'])('%s: retry hint, ready, an event, the same bytes on the wire', async (framing) => {
+    const { service, base } = await startService({ STREAM_FRAMING: framing });
+    try {
+      const ch = `scores:${uid()}`;
+      const s = new RawStream(`${base}/events?channels=${ch}`);
+      try {
+        await s.until((x) => x.events().some((e) => e.event === 'ready'));
+        expect(s.headers['transfer-encoding']).toBe(framing === 'chunked' ? 'chunked' : undefined);
+        const p = await publish({ channel: ch, type: 'score', data: 1 }, SERVER, { redis, config: service.config.core });
+        await s.until((x) => x.text.includes(`id: ${p.id}\n`));
+        const env = s.events().find((e) => e.event === 'score')!.data;
+        expect(s.text).toMatch(/^retry: 3000\n\nid: \d+\nevent: ready\n/);
+        expect(s.text.endsWith(sse.event(Number(p.id), 'score', env))).toBe(true);
+      } finally {
+        s.close();
+      }
+    } finally {
+      await service.close();
+    }
+  });
+});
