@@ -52,6 +52,13 @@ export interface WebSocketFanoutProps extends Omit<RuntimeApiProps, 'throttleRat
    * @default Duration.seconds(60)
    */
   readonly workerTimeout?: Duration;
+  /**
+   * Memory of the worker in MiB; Lambda gives CPU in proportion (1769 MiB is one vCPU). A post costs about 0.1 ms of
+   * one core (docs/BENCHMARKS.md), so 1024 MiB (~0.58 vCPU) keeps a worker's CPU above the ~2,000 posts/s its 32
+   * posts in flight reach at AWS round trips.
+   * @default 1024
+   */
+  readonly workerMemorySize?: number;
 }
 
 /**
@@ -114,6 +121,7 @@ export class WebSocketFanout extends Construct {
       logLevel: props.logLevel,
       logRetention: props.logRetention,
       timeout,
+      memorySize: props.workerMemorySize ?? 1024,
     });
     props.redis.connect(this.worker);
     props.webSocket.grantPostToConnections(this.worker);

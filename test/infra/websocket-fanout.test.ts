@@ -59,6 +59,7 @@ describe('dev stage (cdk.json)', () => {
       ScalingConfig: { MaximumConcurrency: 4 },
     });
     template.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
+    template.hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('fan-out worker'), MemorySize: 1024, Timeout: 60 });
   });
 
   test('worker IAM: execute-api:ManageConnections POST on this API\'s stage only, receive/delete on its queue, no SendMessage', () => {
