@@ -29,6 +29,11 @@ export const LAMBDA_ENV = {
   wsManagementEndpoint: 'WS_MANAGEMENT_ENDPOINT',
   wsFanoutConcurrency: 'WS_FANOUT_CONCURRENCY',
   wsGoneGraceMs: 'WS_GONE_GRACE_MS',
+  /** The SQS FIFO queue of fan-out work items (publishers send, the fan-out worker receives). */
+  wsFanoutQueueUrl: 'WS_FANOUT_QUEUE_URL',
+  wsFanoutShards: 'WS_FANOUT_SHARDS',
+  wsFanoutInlineMax: 'WS_FANOUT_INLINE_MAX',
+  wsReplayInlineMax: 'WS_REPLAY_INLINE_MAX',
   trustedPrincipals: 'TRUSTED_PRINCIPALS',
 } as const;
 

@@ -3,6 +3,8 @@ import { Agent as HttpsAgent } from 'node:https';
 import { ApiGatewayManagementApiClient, PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
 import { removeConnection, subscriberPages, type ConnectionDeps, type Subscriber } from './connections';
 import { envelopeSeq } from './events';
+import { ManagementPoster } from './management';
+import { shardOf } from './shard';
 
 /**
  * Delivery to API Gateway WebSocket connections through the management API (`PostToConnection`):
@@ -17,9 +19,13 @@ import { envelopeSeq } from './events';
  * - Nothing that happens to one connection stops delivery to the others.
  */
 
-/** The slice of `ApiGatewayManagementApiClient` the fan-out uses. */
+/**
+ * The slice of `ApiGatewayManagementApiClient` the fan-out uses. A client that also has
+ * `postToConnection` (the lean {@link ManagementPoster}) is called through it, without building a command.
+ */
 export interface ManagementApi {
   send(command: PostToConnectionCommand): Promise<unknown>;
+  postToConnection?(connectionId: string, data: Uint8Array): Promise<void>;
 }
 
 export interface FanoutOptions {
@@ -39,6 +45,11 @@ export interface FanoutOptions {
    * must survive. Defaults to 10000.
    */
   readonly goneGraceMs?: number;
+  /**
+   * Deliver only to the connections of one shard (`shardOf(connectionId, count) === index`, see
+   * `core/sharding.ts`): a fan-out worker's share of a channel. Defaults to every connection.
+   */
+  readonly shard?: { readonly index: number; readonly count: number };
 }
 
 /** Where warnings go (Powertools' Logger fits). */
@@ -111,6 +122,7 @@ function options(deps: DeliveryDeps) {
     baseDelayMs: o.baseDelayMs ?? 50,
     maxDelayMs: o.maxDelayMs ?? 2000,
     goneGraceMs: o.goneGraceMs ?? 10_000,
+    shard: o.shard && o.shard.count > 1 ? o.shard : undefined,
   };
 }
 
@@ -125,7 +137,8 @@ async function post(connectionId: string, data: Uint8Array, deps: DeliveryDeps):
   let retries = 0;
   for (let attempt = 1; ; attempt++) {
     try {
-      await deps.management.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: data }));
+      if (deps.management.postToConnection) await deps.management.postToConnection(connectionId, data);
+      else await deps.management.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: data }));
       return { outcome: 'delivered', retries };
     } catch (err) {
       if (isGone(err)) return { outcome: 'gone', retries };
@@ -168,7 +181,14 @@ export async function sendToConnection(connectionId: string, frame: string, deps
  * to `channel`. Resolves when every subscriber was tried; rejects only when Redis could not list
  * the subscribers (after posting to those already listed).
  */
-export async function fanout(channel: string, envelope: string, deps: DeliveryDeps): Promise<FanoutResult> {
+export interface FanoutSelection {
+  /** Post only to these connections (a redelivered work item retrying what failed). Defaults to all. */
+  readonly only?: ReadonlySet<string>;
+  /** Receives the ids of connections whose post failed after its retries. Defaults to none. */
+  readonly failedIds?: string[];
+}
+
+export async function fanout(channel: string, envelope: string, deps: DeliveryDeps, select: FanoutSelection = {}): Promise<FanoutResult> {
   const o = options(deps);
   const seq = envelopeSeq(envelope);
   const data = Buffer.from(envelope);
@@ -196,6 +216,8 @@ export async function fanout(channel: string, envelope: string, deps: DeliveryDe
       }
       if (next.done) return;
       const s = next.value;
+      if (o.shard && shardOf(s.connectionId, o.shard.count) !== o.shard.index) continue;
+      if (select.only && !select.only.has(s.connectionId)) continue;
       if (s.floor >= seq || seen.has(s.connectionId)) {
         skipped++;
         continue;
@@ -209,6 +231,7 @@ export async function fanout(channel: string, envelope: string, deps: DeliveryDe
         await dropGone(s.connectionId, deps, { channel, member: s.member });
       } else {
         failed++;
+        select.failedIds?.push(s.connectionId);
         deps.logger?.warn('fan-out post failed', { channel, connectionId: s.connectionId, retries: r.retries, ...describeError(r.error) });
       }
     }
@@ -250,4 +273,41 @@ export function createManagementClient(endpoint: string, options: ManagementClie
       requestTimeout: options.requestTimeoutMs ?? 5000,
     },
   });
+}
+
+/**
+ * The fan-out's client for a stage's callback URL: the lean {@link ManagementPoster} (one signed
+ * request per post on keep-alive sockets, about a third of the SDK's CPU per call, see
+ * docs/BENCHMARKS.md), with credentials from the SDK's default chain (the Lambda role), or dummy
+ * ones for a loopback endpoint. It also answers `send(PostToConnectionCommand)`, so it stands
+ * wherever the fan-out takes a {@link ManagementApi}.
+ */
+export function createManagementPoster(endpoint: string, options: ManagementClientOptions = {}): ManagementApi & { postToConnection(connectionId: string, data: Uint8Array): Promise<void>; destroy(): void } {
+  const url = new URL(endpoint);
+  const local = LOOPBACK.has(url.hostname);
+  const region = options.region ?? /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(url.hostname)?.[1] ?? process.env.AWS_REGION ?? 'us-east-1';
+  // The SDK client is only the credential chain here (environment, then container/instance roles); it sends nothing.
+  const sdk = local ? undefined : new ApiGatewayManagementApiClient({ region });
+  const poster = new ManagementPoster(endpoint, {
+    region,
+    maxSockets: options.maxSockets ?? 64,
+    requestTimeoutMs: options.requestTimeoutMs,
+    credentials: local
+      ? async () => ({ accessKeyId: 'LOCALACCESSKEY', secretAccessKey: 'local-secret-not-checked' })
+      : async () => {
+          const c = await sdk!.config.credentials();
+          return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, expiration: c.expiration };
+        },
+  });
+  return {
+    postToConnection: (connectionId, data) => poster.postToConnection(connectionId, data),
+    send: (command) => {
+      const d = command.input.Data ?? new Uint8Array();
+      return poster.postToConnection(command.input.ConnectionId!, typeof d === 'string' ? Buffer.from(d) : (d as Uint8Array));
+    },
+    destroy: () => {
+      poster.destroy();
+      sdk?.destroy();
+    },
+  };
 }

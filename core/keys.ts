@@ -69,6 +69,22 @@ export class Keys {
   channelSubscribers(channel: string): string {
     return `${this.prefix}wsub:${channel}`;
   }
+  /**
+   * Which parts of an event's WebSocket fan-out were handed over (a hash: one field per shard whose
+   * work item was enqueued, or `inline` once an inline fan-out finished): an idempotent retry of the
+   * publish completes what is missing (see `core/fanout-queue.ts`).
+   */
+  fanoutMarker(eventId: string | number): string {
+    return `${this.prefix}fo:${eventId}`;
+  }
+  /** Connection ids a fan-out work item could not post to: its redelivery posts only to these. */
+  fanoutRetry(eventId: string | number, shard: number): string {
+    return `${this.prefix}fr:${eventId}:${shard}`;
+  }
+  /** The last event id a queued `since` replay posted to a connection (its redelivery resumes after it). */
+  replayProgress(connectionId: string, channel: string, floor: number): string {
+    return `${this.prefix}rp:${connectionId}:${floor}:${channel}`;
+  }
   /** An idempotency key, scoped to the principal that sent it (see `describeIdentity`). */
   idempotency(principal: string, key: string): string {
     return `${this.prefix}idem:${sha256(`${principal}\n${key}`)}`;

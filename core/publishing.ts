@@ -1,5 +1,6 @@
 import type { ChannelGrant } from './channels';
 import { publish, type EventDeps, type PublishInput, type PublishResult } from './events';
+import { RealtimeError } from './errors';
 import type { Identity } from './identity';
 
 /**
@@ -23,11 +24,19 @@ export type FanoutStats = Readonly<Record<string, number>>;
  * PostToConnection on API Gateway). Resolves with counts to log; rejects only when the subscribers
  * could not be listed.
  */
-export type Fanout = (channel: string, envelope: string) => Promise<FanoutStats | void>;
+export type Fanout = (channel: string, envelope: string, options?: { readonly track?: boolean }) => Promise<FanoutStats | void>;
+
+/**
+ * Completes the WebSocket delivery of an event published earlier under the same idempotency key,
+ * when its first fan-out was not completely handed over (see `core/fanout-queue.ts` `resumeFanout`).
+ */
+export type ResumeFanout = (channel: string, id: string) => Promise<FanoutStats | void>;
 
 export interface PublishAndFanoutDeps extends EventDeps {
   /** WebSocket delivery. Defaults to none (a deployment without WebSockets). */
   readonly fanout?: Fanout;
+  /** Completion of an interrupted delivery on an idempotent retry. Defaults to none (a retry is not fanned out again). */
+  readonly resumeFanout?: ResumeFanout;
   readonly logger?: UseCaseLogger;
 }
 
@@ -42,10 +51,12 @@ export interface PublishAndFanoutOptions {
 }
 
 /**
- * Publishes and fans out once: an idempotent retry (`duplicate`) was fanned out by the first
- * publish. A failed fan-out is logged, not thrown: the event is stored and SSE subscribers got it,
- * so the publisher is told it was published. `grant` is the publishing connection's ticket grant
- * (it opens `granted` namespaces).
+ * Publishes and fans out. An idempotent retry (`duplicate`) completes a fan-out the first attempt
+ * did not hand over completely (`resumeFanout`), and does nothing more when it did. A failed
+ * fan-out is logged, not thrown: the event is stored and SSE subscribers got it, so the publisher
+ * is told it was published; except when the publish carried an idempotency key and the queue
+ * refused work items (`unavailable`): then the publisher is told to retry, and its retry enqueues
+ * what is missing. `grant` is the publishing connection's ticket grant (it opens `granted` namespaces).
  */
 export async function publishAndFanout(input: PublishInput, identity: Identity, deps: PublishAndFanoutDeps, grant?: ChannelGrant, options: PublishAndFanoutOptions = {}): Promise<PublishResult> {
   const result = await publish(
@@ -56,12 +67,13 @@ export async function publishAndFanout(input: PublishInput, identity: Identity, 
   );
   await options.acknowledge?.(result);
   let stats: FanoutStats | void = undefined;
-  if (deps.fanout && !result.duplicate && result.envelope) {
-    try {
-      stats = await deps.fanout(result.channel, result.envelope);
-    } catch (err) {
-      deps.logger?.error('fan-out failed; SSE subscribers still received the event', { error: err as Error, channel: result.channel, id: result.id });
-    }
+  const tracked = input.idempotencyKey !== undefined && input.idempotencyKey !== null;
+  try {
+    if (deps.fanout && !result.duplicate && result.envelope) stats = await deps.fanout(result.channel, result.envelope, { track: tracked });
+    else if (deps.resumeFanout && result.duplicate) stats = await deps.resumeFanout(result.channel, result.id);
+  } catch (err) {
+    deps.logger?.error('fan-out failed; SSE subscribers still received the event', { error: err as Error, channel: result.channel, id: result.id });
+    if (tracked && err instanceof RealtimeError && err.code === 'unavailable') throw err;
   }
   deps.logger?.info('published', { channel: result.channel, id: result.id, duplicate: result.duplicate, ...options.logAttributes, ...(stats ?? {}) });
   return result;

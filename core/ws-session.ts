@@ -2,7 +2,7 @@ import { maySubscribe, parseChannel, type ChannelGrant } from './channels';
 import { addSubscription, connectionGrant, getConnection, registerConnection, removeConnection, removeSubscription, type ConnectionDeps, type ConnectionRecord } from './connections';
 import { RealtimeError } from './errors';
 import { claimCursor, envelopeSeq, parseCursor, replay, type PublishResult } from './events';
-import { publishAndFanout, type Fanout, type UseCaseLogger } from './publishing';
+import { publishAndFanout, type Fanout, type ResumeFanout, type UseCaseLogger } from './publishing';
 import { assertNotRevoked, currentEpoch } from './revocation';
 import { frames, parseClientFrame, type ClientFrame } from './ws-protocol';
 
@@ -24,6 +24,16 @@ export interface WsSessionDeps extends ConnectionDeps {
   readonly send: SendFrame;
   /** Delivery of published events to subscribed connections. Defaults to none. */
   readonly fanout?: Fanout;
+  /** Completion of an interrupted fan-out on an idempotent retry. Defaults to none. */
+  readonly resumeFanout?: ResumeFanout;
+  /**
+   * Hands the rest of a long `since` replay (events after `after` up to the floor, then the
+   * `subscribed` frame) to a worker, so a replay is not bound to one request's timeout. Defaults to
+   * none: the whole replay is sent by the caller.
+   */
+  readonly deferReplay?: (connectionId: string, channel: string, after: number, floor: number) => Promise<void>;
+  /** Events of a `since` replay sent by the caller before the rest is deferred. Defaults to 100. */
+  readonly replayInlineMax?: number;
   readonly logger?: UseCaseLogger;
 }
 
@@ -96,6 +106,21 @@ async function registered(connectionId: string, deps: ConnectionDeps): Promise<C
  * ticket's channels, subscribed at connect) keeps its floor.
  */
 export async function subscribeFrom(connectionId: string, channel: unknown, since: unknown, deps: ConnectionDeps): Promise<string[]> {
+  return (await planSubscribe(connectionId, channel, since, deps)).frames;
+}
+
+/** A subscribe's frames to send now and, with `limit`, the rest of the replay to hand to a worker. */
+export interface SubscribePlan {
+  readonly frames: string[];
+  /** Events after `after` up to `floor`, then `subscribed`, are still to be sent. */
+  readonly rest?: { readonly channel: string; readonly after: number; readonly floor: number };
+}
+
+/**
+ * {@link subscribeFrom} with the replay cut at `limit` events: when more remain, `frames` holds the
+ * first ones (without `subscribed`) and `rest` says what a worker must send after them.
+ */
+export async function planSubscribe(connectionId: string, channel: unknown, since: unknown, deps: ConnectionDeps, limit?: number): Promise<SubscribePlan> {
   const ch = parseChannel(channel, deps.config.namespaces);
   const cursor = since === undefined || since === null ? undefined : parseCursor(since);
   const conn = await registered(connectionId, deps);
@@ -109,15 +134,20 @@ export async function subscribeFrom(connectionId: string, channel: unknown, sinc
     // it (and detects the same on an older subscription, whose floor can legitimately be lower).
     if ((await claimCursor(cursor, deps)) || added) out.push(frames.reset(ch.channel));
   } else if (cursor !== undefined && cursor < floor) {
-    const r = await replay([ch], cursor, deps);
+    const r = await replay([ch], cursor, deps, limit);
     if (r.resets.includes(ch.channel)) out.push(frames.reset(ch.channel));
+    let last = cursor;
     for (const envelope of r.events) {
       const seq = envelopeSeq(envelope);
-      if (seq > cursor && seq <= floor) out.push(envelope);
+      if (seq > cursor && seq <= floor) {
+        out.push(envelope);
+        last = seq;
+      }
     }
+    if (r.more && r.position < floor) return { frames: out, rest: { channel: ch.channel, after: Math.max(last, r.position), floor } };
   }
   out.push(frames.subscribed(ch.channel, floor));
-  return out;
+  return { frames: out };
 }
 
 /** Ends a connection's subscription to `channel` (none is fine); returns the frames to send. */
@@ -151,9 +181,13 @@ export async function handleFrame(connectionId: string, body: string | undefined
     case 'ping':
       await deps.send(connectionId, frames.pong());
       return;
-    case 'subscribe':
-      await sendAll(connectionId, await subscribeFrom(connectionId, frame.channel, frame.since, deps), deps.send);
+    case 'subscribe': {
+      const plan = await planSubscribe(connectionId, frame.channel, frame.since, deps, deps.deferReplay ? (deps.replayInlineMax ?? 100) : undefined);
+      const outcome = await sendAll(connectionId, plan.frames, deps.send);
+      // The rest goes through the connection's shard of the fan-out queue, after what was just sent.
+      if (plan.rest && outcome !== 'gone') await deps.deferReplay!(connectionId, plan.rest.channel, plan.rest.after, plan.rest.floor);
       return;
+    }
     case 'unsubscribe':
       await sendAll(connectionId, await unsubscribeFrom(connectionId, frame.channel, deps), deps.send);
       return;

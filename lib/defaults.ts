@@ -48,6 +48,13 @@ export const DEFAULTS = {
     throttleBurstLimit: 1000,
     messageReservedConcurrency: 100,
   },
+  webSocketFanout: {
+    shards: 4,
+    inlineMax: 200,
+    replayInlineMax: 100,
+    maxReceiveCount: 5,
+    batchSize: 10,
+  },
   ticketApi: {
     auth: { type: 'iam' },
     throttleRateLimit: 100,

@@ -14,3 +14,4 @@ export * from './sse-service';
 export * from './stage-config';
 export * from './ticket-api';
 export * from './websocket-api';
+export * from './websocket-fanout';

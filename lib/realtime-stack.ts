@@ -13,6 +13,8 @@ import { SseService } from './sse-service';
 import { alarmTopicOf, logRetentionOf, networkProps, type RealtimeStageConfig, sseServiceProps } from './stage-config';
 import { TicketApi } from './ticket-api';
 import { RealtimeWebSocketApi } from './websocket-api';
+import { WebSocketFanout } from './websocket-fanout';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 
 /** Names of the stack outputs; `npm run dev` prints the same names for the local stack. */
 export const OUTPUT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'WebSocketUrl', 'PublishUrl', 'RedisEndpoint'] as const;
@@ -44,6 +46,8 @@ export class RealtimeStack extends Stack {
   public readonly ticketApi: TicketApi;
   public readonly publishApi: PublishApi;
   public readonly observability: Observability;
+  /** The sharded WebSocket fan-out: queue, dead-letter queue, worker. */
+  public readonly webSocketFanout: WebSocketFanout;
   /** Output values by name. */
   public readonly endpoints: Readonly<Record<OutputName, string>>;
 
@@ -105,19 +109,31 @@ export class RealtimeStack extends Stack {
     // RealtimeWebSocketApi). The revoker closes connections, DELETE only.
     this.webSocket.grantPostToConnections(this.publishApi.handler);
     this.webSocket.grantCloseConnections(this.publishApi.revokeHandler);
+    // Large audiences and long replays go through the fan-out queue: both publishers may enqueue, the worker posts.
+    this.webSocketFanout = new WebSocketFanout(this, 'WebSocketFanout', { ...runtime, ...config.webSocketFanout, webSocket: this.webSocket });
+    for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) this.webSocketFanout.connectPublisher(publisher);
     // The functions that publish get the per-user publish limits; unset keys leave the runtime's defaults.
     for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) {
       for (const [key, value] of Object.entries(publishLimitsEnvironment(config))) publisher.addEnvironment(key, value);
     }
 
+    const alarmTopic = alarmTopicOf(this, config.alarmTopicArn);
     this.observability = new Observability(this, 'Observability', {
       sse: this.sse,
       redis: this.redis,
       webSocket: this.webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
-      functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler],
-      alarmTopic: alarmTopicOf(this, config.alarmTopicArn),
+      functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, this.webSocketFanout.worker],
+      alarmTopic,
     });
+    // The fan-out's own alarms (dead letters, waiting work) notify the same topic and are listed with the others.
+    if (alarmTopic) {
+      for (const alarm of this.webSocketFanout.alarms) {
+        alarm.addAlarmAction(new SnsAction(alarmTopic));
+        alarm.addOkAction(new SnsAction(alarmTopic));
+      }
+    }
+    this.observability.alarms.push(...this.webSocketFanout.alarms);
 
     this.endpoints = {
       TicketUrl: this.ticketApi.url,

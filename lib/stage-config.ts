@@ -100,6 +100,14 @@ const SseSection = z.strictObject({
 
 /** `webSocket`: {@link RealtimeWebSocketApiProps}. */
 const WebSocketSection = z.strictObject({ stageName: z.string().optional(), messageReservedConcurrency: int().optional(), ...throttle });
+/** `webSocketFanout`: {@link WebSocketFanoutProps}. */
+const WebSocketFanoutSection = z.strictObject({
+  shards: int().optional(),
+  inlineMax: int().optional(),
+  replayInlineMax: int().optional(),
+  maxReceiveCount: int().optional(),
+  batchSize: int().optional(),
+});
 /** `ticketApi`: {@link TicketApiProps}. */
 const TicketApiSection = z.strictObject({ auth: z.discriminatedUnion('type', [JwtAuth, IamAuth]).optional(), ...throttle });
 /** `publishApi`: {@link PublishApiProps}. */
@@ -117,6 +125,7 @@ export const StageConfigSchema = z
     redis: RedisSection.optional(),
     sse: SseSection.optional(),
     webSocket: WebSocketSection.optional(),
+    webSocketFanout: WebSocketFanoutSection.optional(),
     ticketApi: TicketApiSection.optional(),
     publishApi: PublishApiSection.optional(),
     limits: LimitsSection.optional(),

@@ -12,6 +12,9 @@ import { createWsAuthorizer } from '../lambda/handlers/ws-authorizer';
 import { createWsConnect } from '../lambda/handlers/ws-connect';
 import { createWsDisconnect } from '../lambda/handlers/ws-disconnect';
 import { createWsMessage } from '../lambda/handlers/ws-message';
+import { createFanoutWorker } from '../lambda/handlers/fanout-worker';
+import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { LocalFifoQueue, type LocalQueueOptions } from './queue';
 import { LambdaRuntime } from '../lambda/shared/runtime';
 import { parseTrustedPrincipals } from '../core/principals';
 import { serviceConfigFromEnv } from '../service/config';
@@ -64,7 +67,13 @@ export interface LocalStackOptions {
    * `{ trustedPrincipals: ['arn:aws:iam::123456789012:role/backend'] }`). The endpoints (SSE, WebSocket,
    * management API) are the stack's own. Defaults to none: the local IAM caller is the one trusted backend.
    */
-  readonly lambda?: Partial<Pick<LambdaSettings, 'trustedPrincipals' | 'wsFanoutConcurrency' | 'wsGoneGraceMs' | 'logLevel'>>;
+  readonly lambda?: Partial<Pick<LambdaSettings, 'trustedPrincipals' | 'wsFanoutConcurrency' | 'wsGoneGraceMs' | 'logLevel' | 'wsFanoutShards' | 'wsFanoutInlineMax' | 'wsReplayInlineMax'>>;
+  /**
+   * Run the sharded fan-out: an in-process FIFO queue (`local/queue.ts`) consumed by the fan-out
+   * worker handler, as SQS FIFO and its event source do on AWS. Shards and thresholds come from
+   * `lambda` (or `env`). Defaults to none: every fan-out is inline.
+   */
+  readonly fanoutQueue?: LocalQueueOptions;
   readonly logger?: Logger;
 }
 
@@ -89,6 +98,7 @@ export interface LocalHandlers {
   readonly wsConnect: WsHandler;
   readonly wsDisconnect: WsHandler;
   readonly wsMessage: WsHandler;
+  readonly fanoutWorker: (event: SQSEvent) => Promise<SQSBatchResponse>;
 }
 
 export interface LocalStack {
@@ -102,6 +112,8 @@ export interface LocalStack {
   readonly sse: RealtimeServer;
   /** The API Gateway WebSocket stand-in (its management API is `ws.managementEndpoint`). */
   readonly ws: WsGateway;
+  /** The fan-out queue, when `fanoutQueue` was given (its dead letters, counters and faults). */
+  readonly queue?: LocalFifoQueue;
   readonly redisUrl: string;
   /** The private redis-server, when the stack started one. */
   readonly redisServer?: RedisServer;
@@ -129,6 +141,7 @@ export function createHandlers(runtime: LambdaRuntime): LocalHandlers {
     wsConnect: createWsConnect(runtime),
     wsDisconnect: createWsDisconnect(runtime),
     wsMessage: createWsMessage(runtime),
+    fanoutWorker: createFanoutWorker(runtime),
   };
 }
 
@@ -153,6 +166,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let api: Server | undefined;
   let ws: WsGateway | undefined;
   let runtime: LambdaRuntime | undefined;
+  const queue = options.fanoutQueue ? new LocalFifoQueue(options.fanoutQueue) : undefined;
   try {
     const baseEnv: Record<string, string> = {
       [CORE_ENV.redisUrl]: redisUrl,
@@ -201,9 +215,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       core: { ...fromEnv.core, ...options.core },
       trustedPrincipals: options.lambda?.trustedPrincipals ? parseTrustedPrincipals(options.lambda.trustedPrincipals.join(',')) : fromEnv.trustedPrincipals,
     };
-    runtime = new LambdaRuntime(lambdaConfig);
+    runtime = new LambdaRuntime(lambdaConfig, { queue });
     const handlers = createHandlers(runtime);
     late.handlers = handlers;
+    queue?.start(handlers.fanoutWorker);
     const { tickets, publish: publishHandler, revoke: revokeHandler } = handlers;
     api = createHttpApi([
       { method: 'POST', path: '/tickets', auth: 'jwt', handler: tickets },
@@ -236,12 +251,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       handlers,
       sse: service,
       ws: gateway,
+      queue,
       redisUrl,
       redisServer,
       close: async () => {
         await shutdown(apiServer);
         await gateway.close();
         await service.close();
+        await queue?.stop();
         // The handlers' clients, as if their Lambda containers were shut down.
         await lambda.close();
         await redisServer?.destroy();
@@ -251,6 +268,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await sse?.close().catch(() => undefined);
     await ws?.close().catch(() => undefined);
     api?.close();
+    await queue?.stop();
     await runtime?.close();
     await redisServer?.destroy();
     throw err;

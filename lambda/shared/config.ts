@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { CORE_ENV, LAMBDA_ENV } from '../../contract/env';
 import { ConfigError, coreConfigFromEnv, formatIssues, type CoreConfig } from '../../core/config';
 import { parseTrustedPrincipals, type TrustedPrincipals } from '../../core/principals';
+import { MAX_SHARDS } from '../../core/shard';
 
 /**
  * The Lambda handlers' configuration: the core settings plus the few only the handlers read, parsed
@@ -32,6 +33,17 @@ export interface LambdaConfig {
    * while `$connect` still runs). Defaults to 10000.
    */
   readonly wsGoneGraceMs: number;
+  /**
+   * The SQS FIFO queue URL of fan-out work items. Defaults to none: every fan-out is inline (one
+   * Lambda's loop) and `since` replays are sent whole by the message handler.
+   */
+  readonly wsFanoutQueueUrl?: string;
+  /** Shards (FIFO message groups, parallel workers) of the fan-out. Defaults to 1. */
+  readonly wsFanoutShards: number;
+  /** Channels with fewer WebSocket subscribers than this are posted inline. Defaults to 200. */
+  readonly wsFanoutInlineMax: number;
+  /** Events of a `since` replay the message handler sends before a worker takes over. Defaults to 100. */
+  readonly wsReplayInlineMax: number;
   /** IAM principals trusted as backends. Defaults to none: every IAM caller gets 403. */
   readonly trustedPrincipals: TrustedPrincipals;
   /** Log level of the handlers' logger. Defaults to Powertools' own (POWERTOOLS_LOG_LEVEL, else INFO). */
@@ -40,6 +52,9 @@ export interface LambdaConfig {
 
 export const DEFAULT_WS_FANOUT_CONCURRENCY = 32;
 export const DEFAULT_WS_GONE_GRACE_MS = 10_000;
+export const DEFAULT_WS_FANOUT_SHARDS = 1;
+export const DEFAULT_WS_FANOUT_INLINE_MAX = 200;
+export const DEFAULT_WS_REPLAY_INLINE_MAX = 100;
 
 /** An unset or empty variable takes the default. */
 const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
@@ -51,6 +66,10 @@ export const LambdaEnvSchema = z.object({
   [LAMBDA_ENV.wsManagementEndpoint]: url(/^https?:\/\/[^\s]+$/, 'http(s)'),
   [LAMBDA_ENV.wsFanoutConcurrency]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(1000).default(DEFAULT_WS_FANOUT_CONCURRENCY)),
   [LAMBDA_ENV.wsGoneGraceMs]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(600_000).default(DEFAULT_WS_GONE_GRACE_MS)),
+  [LAMBDA_ENV.wsFanoutQueueUrl]: z.preprocess(unsetIfEmpty, z.string().regex(/^https?:\/\/[^\s]+\.fifo$/, 'must be the http(s) URL of a FIFO queue (ending in .fifo)').optional()),
+  [LAMBDA_ENV.wsFanoutShards]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(MAX_SHARDS).default(DEFAULT_WS_FANOUT_SHARDS)),
+  [LAMBDA_ENV.wsFanoutInlineMax]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_WS_FANOUT_INLINE_MAX)),
+  [LAMBDA_ENV.wsReplayInlineMax]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(10_000).default(DEFAULT_WS_REPLAY_INLINE_MAX)),
   [CORE_ENV.logLevel]: z.preprocess(
     (v) => (typeof v === 'string' && v !== '' ? v.toLowerCase() : undefined),
     z.enum(Object.keys(LOG_LEVELS) as [keyof typeof LOG_LEVELS, ...(keyof typeof LOG_LEVELS)[]]).optional(),
@@ -89,6 +108,10 @@ export function lambdaConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Lambd
     wsManagementEndpoint: e[LAMBDA_ENV.wsManagementEndpoint],
     wsFanoutConcurrency: e[LAMBDA_ENV.wsFanoutConcurrency],
     wsGoneGraceMs: e[LAMBDA_ENV.wsGoneGraceMs],
+    wsFanoutQueueUrl: e[LAMBDA_ENV.wsFanoutQueueUrl],
+    wsFanoutShards: e[LAMBDA_ENV.wsFanoutShards],
+    wsFanoutInlineMax: e[LAMBDA_ENV.wsFanoutInlineMax],
+    wsReplayInlineMax: e[LAMBDA_ENV.wsReplayInlineMax],
     trustedPrincipals,
     logLevel: level === undefined ? undefined : LOG_LEVELS[level],
   };
@@ -104,6 +127,13 @@ export interface LambdaSettings {
   readonly wsFanoutConcurrency?: number;
   /** Defaults to 10000. */
   readonly wsGoneGraceMs?: number;
+  readonly wsFanoutQueueUrl?: string;
+  /** Defaults to 1. */
+  readonly wsFanoutShards?: number;
+  /** Defaults to 200. */
+  readonly wsFanoutInlineMax?: number;
+  /** Defaults to 100. */
+  readonly wsReplayInlineMax?: number;
   /** IAM role or user ARNs (see `core/principals.ts`). Defaults to none. */
   readonly trustedPrincipals?: readonly string[];
   readonly logLevel?: LambdaLogLevel;
@@ -114,6 +144,8 @@ export function lambdaConfig(settings: LambdaSettings): LambdaConfig {
   const concurrency = settings.wsFanoutConcurrency ?? DEFAULT_WS_FANOUT_CONCURRENCY;
   const grace = settings.wsGoneGraceMs ?? DEFAULT_WS_GONE_GRACE_MS;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new ConfigError(`Invalid configuration: wsFanoutConcurrency: a whole number of at least 1 (got ${concurrency})`);
+  const shards = settings.wsFanoutShards ?? DEFAULT_WS_FANOUT_SHARDS;
+  if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS) throw new ConfigError(`Invalid configuration: wsFanoutShards: a whole number from 1 to ${MAX_SHARDS} (got ${shards})`);
   if (!Number.isInteger(grace) || grace < 0) throw new ConfigError(`Invalid configuration: wsGoneGraceMs: a whole number of milliseconds, 0 or more (got ${grace})`);
   return {
     core: settings.core,
@@ -122,6 +154,10 @@ export function lambdaConfig(settings: LambdaSettings): LambdaConfig {
     wsManagementEndpoint: settings.wsManagementEndpoint,
     wsFanoutConcurrency: concurrency,
     wsGoneGraceMs: grace,
+    wsFanoutQueueUrl: settings.wsFanoutQueueUrl,
+    wsFanoutShards: settings.wsFanoutShards ?? DEFAULT_WS_FANOUT_SHARDS,
+    wsFanoutInlineMax: settings.wsFanoutInlineMax ?? DEFAULT_WS_FANOUT_INLINE_MAX,
+    wsReplayInlineMax: settings.wsReplayInlineMax ?? DEFAULT_WS_REPLAY_INLINE_MAX,
     trustedPrincipals: parseTrustedPrincipals((settings.trustedPrincipals ?? []).join(',')),
     logLevel: settings.logLevel,
   };

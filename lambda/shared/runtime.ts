@@ -1,9 +1,11 @@
 import { Logger } from '@aws-lambda-powertools/logger';
-import { PostToConnectionCommand, type ApiGatewayManagementApiClient } from '@aws-sdk/client-apigatewaymanagementapi';
+import { ApiGatewayManagementApiClient, PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type Redis from 'ioredis';
 import type { CoreConfig } from '../../core/config';
-import { createManagementClient, fanout, sendToConnection, type DeliveryDeps } from '../../core/fanout';
+import { createManagementClient, createManagementPoster, sendToConnection, type ManagementApi } from '../../core/fanout';
+import { deferReplay, dispatchFanout, resumeFanout, type DispatchDeps, type WorkQueue } from '../../core/fanout-queue';
+import { SqsFifoQueue } from '../../core/sqs';
 import { createRedis, waitReady } from '../../core/redis';
 import type { WsSessionDeps } from '../../core/ws-session';
 import { lambdaConfigFromEnv, type LambdaConfig } from './config';
@@ -33,6 +35,11 @@ export interface LambdaRuntimeOptions {
   readonly name?: string;
   /** Where the handlers log. Defaults to a Powertools Logger (service `realtime`) at the config's level. */
   readonly logger?: Logger;
+  /**
+   * The fan-out queue. Defaults to SQS FIFO at the config's `wsFanoutQueueUrl`, else none (the
+   * local stack passes its in-process queue).
+   */
+  readonly queue?: WorkQueue;
 }
 
 /**
@@ -48,12 +55,15 @@ export class LambdaRuntime {
   private starting?: Promise<Runtime>;
   private started?: Runtime;
   private management?: ApiGatewayManagementApiClient;
+  private poster?: ManagementApi & { destroy(): void };
+  private queue?: WorkQueue & { destroy?(): void };
 
   constructor(
     readonly config: LambdaConfig,
     options: LambdaRuntimeOptions = {},
   ) {
     this.name = options.name ?? 'lambda-local';
+    this.queue = options.queue;
     this.logger = options.logger ?? new Logger({ serviceName: 'realtime', ...(config.logLevel ? { logLevel: config.logLevel } : {}) });
   }
 
@@ -99,13 +109,42 @@ export class LambdaRuntime {
     return this.management;
   }
 
-  /** Fan-out dependencies over the management API. */
-  delivery(rt: Runtime, management: ApiGatewayManagementApiClient): DeliveryDeps {
+  /**
+   * The client the fan-out posts with: one per container, the lean SigV4 poster on keep-alive
+   * sockets (as many as posts in flight). Undefined without an endpoint.
+   */
+  postClient(): ManagementApi | undefined {
+    const endpoint = this.config.wsManagementEndpoint;
+    if (!endpoint) return undefined;
+    this.poster ??= createManagementPoster(endpoint, { maxSockets: this.config.wsFanoutConcurrency });
+    return this.poster;
+  }
+
+  /** The fan-out queue (SQS FIFO from `wsFanoutQueueUrl`, or the one given); undefined without one. */
+  fanoutQueue(): WorkQueue | undefined {
+    if (this.queue) return this.queue;
+    const url = this.config.wsFanoutQueueUrl;
+    if (!url) return undefined;
+    // The SDK client only lends its credential chain (the Lambda role); the poster and the queue sign themselves.
+    const sdk = this.managementClient() ?? new ApiGatewayManagementApiClient({});
+    this.queue = new SqsFifoQueue(url, {
+      credentials: async () => {
+        const c = await sdk.config.credentials();
+        return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, expiration: c.expiration };
+      },
+    });
+    return this.queue;
+  }
+
+  /** Fan-out dependencies over the management API (and the queue, with one). */
+  delivery(rt: Runtime, management: ManagementApi): DispatchDeps {
     return {
       redis: rt.redis,
       config: rt.config,
       management,
       logger: this.logger,
+      queue: this.fanoutQueue(),
+      dispatch: { shards: this.config.wsFanoutShards, inlineMax: this.config.wsFanoutInlineMax, replayInlineMax: this.config.wsReplayInlineMax },
       options: { concurrency: this.config.wsFanoutConcurrency, goneGraceMs: this.config.wsGoneGraceMs },
     };
   }
@@ -116,14 +155,17 @@ export class LambdaRuntime {
    * management endpoint there is no `fanout` and `send` fails every frame.
    */
   sessionDeps(rt: Runtime): WsSessionDeps {
-    const management = this.managementClient();
+    const management = this.postClient();
     const delivery = management ? this.delivery(rt, management) : undefined;
     return {
       redis: rt.redis,
       config: rt.config,
       logger: this.logger,
       send: async (connectionId, frame) => (delivery ? sendToConnection(connectionId, frame, delivery) : 'failed'),
-      fanout: delivery ? (channel, envelope) => fanout(channel, envelope, delivery).then((r) => ({ ...r })) : undefined,
+      fanout: delivery ? (channel, envelope, o) => dispatchFanout(channel, envelope, delivery, { track: o?.track }) : undefined,
+      resumeFanout: delivery ? (channel, id) => resumeFanout(channel, id, delivery) : undefined,
+      deferReplay: delivery?.queue ? (connectionId, channel, after, floor) => deferReplay(connectionId, channel, after, floor, delivery) : undefined,
+      replayInlineMax: this.config.wsReplayInlineMax,
     };
   }
 
@@ -132,13 +174,13 @@ export class LambdaRuntime {
    * run): through the registry-aware `sendToConnection` once the clients started, else a bare post.
    */
   async postFrame(connectionId: string, frame: string): Promise<void> {
-    const management = this.managementClient();
+    const management = this.postClient();
     if (!management) return;
     if (this.started) {
       await sendToConnection(connectionId, frame, this.delivery(this.started, management));
       return;
     }
-    await management.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: Buffer.from(frame) })).catch(() => undefined);
+    await Promise.resolve(management.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: Buffer.from(frame) }))).catch(() => undefined);
   }
 
   /** Closes the clients (the local stack calls it when it stops; Lambda never does). */
@@ -148,6 +190,12 @@ export class LambdaRuntime {
     this.started = undefined;
     this.management?.destroy();
     this.management = undefined;
+    this.poster?.destroy();
+    this.poster = undefined;
+    if (this.queue instanceof SqsFifoQueue) {
+      this.queue.destroy();
+      this.queue = undefined;
+    }
     const rt = await current?.catch(() => undefined);
     rt?.redis.disconnect();
   }

@@ -42,7 +42,10 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     expect(has(/UnHealthyHostCount/)).toBe(1);
     expect(has(/"MetricName":"HealthyHostCount"/)).toBe(1);
     expect(has(/ActiveConnectionCount/)).toBe(1);
-    expect(has(/"MetricName":"Errors"/)).toBe(7);
+    expect(has(/"MetricName":"Errors"/)).toBe(8);
+    // The fan-out's dead letters and waiting work items.
+    expect(has(/ApproximateNumberOfMessagesVisible/)).toBe(1);
+    expect(has(/ApproximateAgeOfOldestMessage/)).toBe(1);
     expect(has(/"MetricName":"5xx"/)).toBe(2);
     expect(has(/EngineCPUUtilization/)).toBe(1);
     expect(has(/DatabaseMemoryUsagePercentage/)).toBe(1);

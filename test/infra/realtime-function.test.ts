@@ -18,9 +18,9 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     template = templateOf(stack);
   });
 
-  test('Lambdas: seven, all Node.js 24 on ARM64, bundled with source maps enabled, traced, in the VPC', () => {
+  test('Lambdas: eight (with the fan-out worker), all Node.js 24 on ARM64, bundled with source maps enabled, traced, in the VPC', () => {
     const fns = Object.values(blueprintFunctions(template));
-    expect(fns).toHaveLength(7);
+    expect(fns).toHaveLength(8);
     for (const fn of fns) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs24.x',

@@ -45,7 +45,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     });
   });
 
-  test('execute-api:ManageConnections: POST only for publish and ws-message, DELETE only for revoke, on this API\'s stage, nothing else', () => {
+  test('execute-api:ManageConnections: POST only for publish, ws-message and the fan-out worker, DELETE only for revoke, on this API\'s stage, nothing else', () => {
     const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p) =>
       (p.Properties.PolicyDocument.Statement as { Action: unknown; Resource: unknown }[])
         .filter((st) => JSON.stringify(st.Action).includes('execute-api:ManageConnections') || JSON.stringify(st.Action).includes('execute-api:*'))
@@ -60,10 +60,11 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
       expect.arrayContaining([
         { roles: [role(stack.publishApi.handler)], action: 'execute-api:ManageConnections', resource: arn('POST') },
         { roles: [role(stack.webSocket.messageFunction)], action: 'execute-api:ManageConnections', resource: arn('POST') },
+        { roles: [role(stack.webSocketFanout.worker)], action: 'execute-api:ManageConnections', resource: arn('POST') },
         { roles: [role(stack.publishApi.revokeHandler)], action: 'execute-api:ManageConnections', resource: arn('DELETE') },
       ]),
     );
-    expect(statements).toHaveLength(3);
+    expect(statements).toHaveLength(4);
     expect(JSON.stringify(statements)).not.toMatch(/\/(GET|\*)\/@connections/);
   });
 
@@ -72,7 +73,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
       const vars = (template.toJSON().Resources[id].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
       return 'WS_MANAGEMENT_ENDPOINT' in vars;
     });
-    expect(withEndpoint.sort()).toEqual([stack.publishApi.handler, stack.webSocket.messageFunction, stack.publishApi.revokeHandler].map((f) => logicalIdOf(f.function)).sort());
+    expect(withEndpoint.sort()).toEqual([stack.publishApi.handler, stack.webSocket.messageFunction, stack.publishApi.revokeHandler, stack.webSocketFanout.worker].map((f) => logicalIdOf(f.function)).sort());
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: {
         Variables: Match.objectLike({

@@ -1,0 +1,157 @@
+import * as path from 'node:path';
+import { Duration, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { LAMBDA_ENV } from '../contract/env';
+import { DEFAULTS } from './defaults';
+import { checkRange } from './errors';
+import { LAMBDA_DIR, RealtimeFunction } from './realtime-function';
+import type { RuntimeApiProps } from './runtime-api-props';
+import type { RealtimeWebSocketApi } from './websocket-api';
+
+/** Properties of a {@link WebSocketFanout}. */
+export interface WebSocketFanoutProps extends Omit<RuntimeApiProps, 'throttleRateLimit' | 'throttleBurstLimit'> {
+  /** The WebSocket API whose connections the worker posts to (POST on its `@connections` only). */
+  readonly webSocket: RealtimeWebSocketApi;
+  /**
+   * Entry file of the worker.
+   * @default - lambda/fanout-worker.ts
+   */
+  readonly entry?: string;
+  /**
+   * Shards of the connections: work items per large publish, FIFO message groups, and so the most worker invocations
+   * that run at once (1 to 256).
+   * @default 4
+   */
+  readonly shards?: number;
+  /**
+   * Channels with fewer WebSocket subscribers than this are posted inline by the publisher (lower latency), larger
+   * ones through the queue (0 to 1000000; 0 queues every publish).
+   * @default 200
+   */
+  readonly inlineMax?: number;
+  /**
+   * Events of a `since` replay the message handler sends before the worker takes over (1 to 10000).
+   * @default 100
+   */
+  readonly replayInlineMax?: number;
+  /**
+   * Receipts of a work item before it moves to the dead-letter queue (1 to 1000).
+   * @default 5
+   */
+  readonly maxReceiveCount?: number;
+  /**
+   * Work items per worker invocation (1 to 10, the FIFO maximum).
+   * @default 10
+   */
+  readonly batchSize?: number;
+  /**
+   * Timeout of the worker. The queue's visibility timeout is six times this, as Lambda advises for SQS sources.
+   * @default Duration.seconds(60)
+   */
+  readonly workerTimeout?: Duration;
+  /**
+   * Memory of the worker in MiB; Lambda gives CPU in proportion (1769 MiB is one vCPU). A post costs about 0.1 ms of
+   * one core (docs/BENCHMARKS.md), so 1024 MiB (~0.58 vCPU) keeps a worker's CPU above the ~2,000 posts/s its 32
+   * posts in flight reach at AWS round trips.
+   * @default 1024
+   */
+  readonly workerMemorySize?: number;
+}
+
+/**
+ * The sharded WebSocket fan-out: an SQS FIFO queue of work items (one per event and shard, the shard as message group),
+ * a dead-letter queue with an alarm, and the worker function consuming the queue (batch item failures reported, at
+ * most `max(2, shards)` invocations at once) with `execute-api:ManageConnections` POST on the API's connections only.
+ * {@link connectPublisher} lets a function enqueue (the publish and message handlers).
+ */
+export class WebSocketFanout extends Construct {
+  public readonly queue: sqs.Queue;
+  public readonly deadLetterQueue: sqs.Queue;
+  public readonly worker: RealtimeFunction;
+  /** Alarms: anything in the dead-letter queue; the oldest work item waiting too long. */
+  public readonly alarms: cloudwatch.Alarm[] = [];
+  private readonly environment: Record<string, string>;
+
+  constructor(scope: Construct, id: string, props: WebSocketFanoutProps) {
+    super(scope, id);
+    const d = DEFAULTS.webSocketFanout;
+    const shards = props.shards ?? d.shards;
+    const inlineMax = props.inlineMax ?? d.inlineMax;
+    const replayInlineMax = props.replayInlineMax ?? d.replayInlineMax;
+    const maxReceiveCount = props.maxReceiveCount ?? d.maxReceiveCount;
+    const batchSize = props.batchSize ?? d.batchSize;
+    checkRange(this, 'shards', shards, 1, 256);
+    checkRange(this, 'inlineMax', inlineMax, 0, 1_000_000);
+    checkRange(this, 'replayInlineMax', replayInlineMax, 1, 10_000);
+    checkRange(this, 'maxReceiveCount', maxReceiveCount, 1, 1000);
+    checkRange(this, 'batchSize', batchSize, 1, 10);
+    const timeout = props.workerTimeout ?? Duration.seconds(60);
+
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      fifo: true,
+      retentionPeriod: Duration.days(14),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+    });
+    this.queue = new sqs.Queue(this, 'Queue', {
+      fifo: true,
+      // Deduplication ids are explicit (`{event}-{shard}`): a retried publish does not enqueue a shard twice in 5 minutes.
+      contentBasedDeduplication: false,
+      visibilityTimeout: Token.isUnresolved(timeout.toSeconds()) ? Duration.minutes(6) : Duration.seconds(Math.min(43_200, timeout.toSeconds() * 6)),
+      retentionPeriod: Duration.days(1),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount },
+    });
+
+    this.environment = {
+      [LAMBDA_ENV.wsFanoutQueueUrl]: this.queue.queueUrl,
+      [LAMBDA_ENV.wsFanoutShards]: String(shards),
+      [LAMBDA_ENV.wsFanoutInlineMax]: String(inlineMax),
+      [LAMBDA_ENV.wsReplayInlineMax]: String(replayInlineMax),
+    };
+    this.worker = new RealtimeFunction(this, 'Worker', {
+      entry: props.entry ?? path.join(LAMBDA_DIR, 'fanout-worker.ts'),
+      description: 'WebSocket fan-out worker: posts queued events to one shard of a channel\'s connections',
+      vpc: props.vpc,
+      environment: { ...props.environment, [LAMBDA_ENV.wsFanoutShards]: String(shards) },
+      logLevel: props.logLevel,
+      logRetention: props.logRetention,
+      timeout,
+      memorySize: props.workerMemorySize ?? 1024,
+    });
+    props.redis.connect(this.worker);
+    props.webSocket.grantPostToConnections(this.worker);
+    this.worker.function.addEventSource(
+      new SqsEventSource(this.queue, { batchSize, reportBatchItemFailures: true, maxConcurrency: Math.max(2, Math.min(1000, shards)) }),
+    );
+
+    this.alarms.push(
+      new cloudwatch.Alarm(this, 'DeadLetters', {
+        metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: `${this.node.path}: WebSocket fan-out work items failed ${maxReceiveCount} times and wait in the dead-letter queue; their subscribers missed those events (they get them on reconnect with since). Inspect, fix, then redrive.`,
+      }),
+      new cloudwatch.Alarm(this, 'OldestWorkItem', {
+        metric: this.queue.metricApproximateAgeOfOldestMessage({ period: Duration.minutes(1), statistic: 'Maximum' }),
+        threshold: 60,
+        evaluationPeriods: 3,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: `${this.node.path}: WebSocket fan-out work items wait over a minute: workers throttled (management API quota, Lambda concurrency) or failing.`,
+      }),
+    );
+  }
+
+  /** Lets a function hand fan-outs and long replays to the queue: sets the queue's variables and grants SendMessage. */
+  public connectPublisher(fn: RealtimeFunction): void {
+    for (const [k, v] of Object.entries(this.environment)) fn.addEnvironment(k, v);
+    this.queue.grantSendMessages(fn);
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * WebSocketFanout: the SQS FIFO work queue and its dead-letter queue, the alarm on dead letters, the worker's event
+ * source (batch item failures), its permissions (POST on this API's connections only; receive on the queue), the
+ * publishers' SendMessage and variables, and the checks on its props.
+ */
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { LAMBDA_ENV } from '../../contract/env';
+import type { RealtimeStack } from '../../lib/realtime-stack';
+import { RealtimeWebSocketApi } from '../../lib/websocket-api';
+import { WebSocketFanout, type WebSocketFanoutProps } from '../../lib/websocket-fanout';
+import { buildStack, buildStageApp, fixture, logicalIdOf, templateOf } from './support';
+
+describe('dev stage (cdk.json)', () => {
+  let stack: RealtimeStack;
+  let template: Template;
+  const policiesOf = (fn: { function: { role?: unknown } }) =>
+    Object.values(template.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: logicalIdOf(fn.function.role as never) }]))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Effect: string }[]);
+  beforeAll(() => {
+    stack = buildStageApp('dev').stack;
+    template = templateOf(stack);
+  });
+
+  test('queue: FIFO, explicit deduplication ids, SQS-managed encryption, TLS only, visibility six times the worker timeout, dead letters after 5 receipts', () => {
+    template.hasResourceProperties('AWS::SQS::Queue', {
+      FifoQueue: true,
+      ContentBasedDeduplication: false,
+      SqsManagedSseEnabled: true,
+      VisibilityTimeout: 360,
+      RedrivePolicy: { deadLetterTargetArn: stack.resolve(stack.webSocketFanout.deadLetterQueue.queueArn), maxReceiveCount: 5 },
+    });
+    template.hasResourceProperties('AWS::SQS::Queue', { FifoQueue: true, MessageRetentionPeriod: 14 * 24 * 3600, SqsManagedSseEnabled: true });
+    template.resourceCountIs('AWS::SQS::Queue', 2);
+    // enforceSSL: both queues deny non-TLS access.
+    const denies = Object.values(template.findResources('AWS::SQS::QueuePolicy')).filter((p) => JSON.stringify(p).includes('"aws:SecureTransport":"false"'));
+    expect(denies).toHaveLength(2);
+  });
+
+  test('dead letters: an alarm at one message, notifying nothing unless a topic is set; the oldest work item over a minute alarms too', () => {
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Namespace: 'AWS/SQS',
+      Dimensions: [{ Name: 'QueueName', Value: stack.resolve(stack.webSocketFanout.deadLetterQueue.queueName) }],
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ApproximateAgeOfOldestMessage', Threshold: 60 });
+    expect(stack.observability.alarms).toEqual(expect.arrayContaining(stack.webSocketFanout.alarms));
+  });
+
+  test('event source mapping: the worker reads the queue, 10 per batch, batch item failures reported, concurrency capped at the shard count', () => {
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: stack.resolve(stack.webSocketFanout.queue.queueArn),
+      FunctionName: stack.resolve(stack.webSocketFanout.worker.function.functionName),
+      BatchSize: 10,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 4 },
+    });
+    template.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
+    template.hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('fan-out worker'), MemorySize: 1024, Timeout: 60 });
+  });
+
+  test('worker IAM: execute-api:ManageConnections POST on this API\'s stage only, receive/delete on its queue, no SendMessage', () => {
+    const statements = policiesOf(stack.webSocketFanout.worker);
+    const manage = statements.filter((s) => JSON.stringify(s.Action).includes('execute-api'));
+    expect(manage).toEqual([
+      expect.objectContaining({
+        Action: 'execute-api:ManageConnections',
+        Effect: 'Allow',
+        Resource: {
+          'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':execute-api:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':', stack.resolve(stack.webSocket.api.apiId), '/live/POST/@connections/*']],
+        },
+      }),
+    ]);
+    const sqsActions = statements.filter((s) => JSON.stringify(s.Action).includes('sqs:')).flatMap((s) => [s.Action].flat());
+    expect(sqsActions).toEqual(expect.arrayContaining(['sqs:ReceiveMessage', 'sqs:DeleteMessage']));
+    expect(sqsActions).not.toContain('sqs:SendMessage');
+    expect(JSON.stringify(statements)).not.toMatch(/\/(GET|DELETE|\*)\/@connections/);
+  });
+
+  test('publishers: publish and ws-message may SendMessage to the queue and get its variables; nothing else may', () => {
+    const senders = Object.values(template.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.PolicyDocument).includes('sqs:SendMessage'))
+      .flatMap((p) => p.Properties.Roles as unknown[]);
+    const role = (f: { function: { role?: unknown } }) => ({ Ref: logicalIdOf(f.function.role as never) });
+    expect(senders).toHaveLength(2);
+    expect(senders).toEqual(expect.arrayContaining([role(stack.publishApi.handler), role(stack.webSocket.messageFunction)]));
+    for (const fn of [stack.publishApi.handler, stack.webSocket.messageFunction]) {
+      template.hasResourceProperties('AWS::Lambda::Function', {
+        FunctionName: Match.absent(),
+        Environment: {
+          Variables: Match.objectLike({
+            [LAMBDA_ENV.wsFanoutQueueUrl]: stack.resolve(stack.webSocketFanout.queue.queueUrl),
+            [LAMBDA_ENV.wsFanoutShards]: '4',
+            [LAMBDA_ENV.wsFanoutInlineMax]: '200',
+            [LAMBDA_ENV.wsReplayInlineMax]: '100',
+          }),
+        },
+      });
+      const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(vars[LAMBDA_ENV.wsFanoutQueueUrl]).toEqual(stack.resolve(stack.webSocketFanout.queue.queueUrl));
+    }
+    const worker = (template.toJSON().Resources[logicalIdOf(stack.webSocketFanout.worker.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    expect(worker[LAMBDA_ENV.wsFanoutQueueUrl]).toBeUndefined();
+    expect(worker[LAMBDA_ENV.wsManagementEndpoint]).toBeDefined();
+  });
+});
+
+describe('stage keys', () => {
+  test('webSocketFanout.shards, inlineMax, maxReceiveCount, batchSize pass through to the queue, the mapping and the variables', () => {
+    const stack = buildStack({ webSocketFanout: { shards: 16, inlineMax: 50, maxReceiveCount: 3, batchSize: 5 } });
+    const template = templateOf(stack);
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { BatchSize: 5, ScalingConfig: { MaximumConcurrency: 16 } });
+    template.hasResourceProperties('AWS::SQS::Queue', { RedrivePolicy: Match.objectLike({ maxReceiveCount: 3 }) });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ [LAMBDA_ENV.wsFanoutShards]: '16', [LAMBDA_ENV.wsFanoutInlineMax]: '50' }) },
+    });
+  });
+
+  test('one shard: the mapping still allows two invocations (the SQS minimum of MaximumConcurrency)', () => {
+    templateOf(buildStack({ webSocketFanout: { shards: 1 } })).hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 2 } });
+  });
+});
+
+describe('WebSocketFanout validation', () => {
+  const make = (props: Partial<WebSocketFanoutProps>) => () => {
+    const { stack, vpc, redis } = fixture();
+    const webSocket = new RealtimeWebSocketApi(stack, 'WebSocket', { vpc, redis });
+    new WebSocketFanout(stack, 'Fanout', { vpc, redis, webSocket, ...props });
+  };
+
+  test.each<[string, Partial<WebSocketFanoutProps>, RegExp]>([
+    ['zero shards', { shards: 0 }, /^Fixture\/Fanout: shards \(0\) must be an integer from 1 to 256\. Set shards within that range$/],
+    ['too many shards', { shards: 257 }, /shards \(257\) must be an integer from 1 to 256/],
+    ['negative inlineMax', { inlineMax: -1 }, /inlineMax \(-1\) must be an integer from 0 to 1000000/],
+    ['batch above the FIFO maximum', { batchSize: 11 }, /batchSize \(11\) must be an integer from 1 to 10/],
+    ['zero receipts', { maxReceiveCount: 0 }, /maxReceiveCount \(0\) must be an integer from 1 to 1000/],
+    ['zero replay', { replayInlineMax: 0 }, /replayInlineMax \(0\) must be an integer from 1 to 10000/],
+  ])('%s: fails', (_name, props, message) => {
+    expect(make(props)).toThrow(message);
+  });
+
+  test('defaults: valid', () => {
+    expect(make({})).not.toThrow();
+  });
+});

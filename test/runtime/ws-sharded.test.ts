@@ -1,0 +1,262 @@
+import type Redis from 'ioredis';
+import pino from 'pino';
+import { publish } from '../../core/events';
+import { parseWork } from '../../core/fanout-queue';
+import { shardOf } from '../../core/shard';
+import type { LocalStack } from '../../local/stack';
+import { connectRedis, coreConfig, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
+import { connectWs, type WsClient } from './ws-support';
+
+/**
+ * The sharded fan-out on the local stack: the publish handler enqueues work items on the local FIFO
+ * queue (`local/queue.ts`), the fan-out worker handler consumes them with parallel invocations, the
+ * gateway emulator's management API delivers to real `ws` clients. Faults are injected by counts.
+ *
+ * The delivery contract under test is at least once, in order per connection: a client keeps an
+ * envelope only when its `id` is above the last id it kept (ids grow), which drops every redelivery.
+ */
+
+process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+
+const SERVER = { kind: 'server', principal: 'test-backend' } as const;
+const config = coreConfig();
+const SHARDS = 4;
+const MAX_RECEIVES = 3;
+
+let redis: Redis;
+let stack: LocalStack;
+const open: WsClient[] = [];
+
+beforeAll(async () => {
+  redis = await connectRedis();
+  const { startLocalStack } = await import('../../local/stack');
+  stack = await startLocalStack({
+    logger: pino({ level: 'silent' }),
+    env: { NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES) },
+    lambda: { wsFanoutShards: SHARDS, wsFanoutInlineMax: 10, wsReplayInlineMax: 5 },
+    fanoutQueue: { workers: SHARDS, batchSize: 10, maxReceiveCount: MAX_RECEIVES },
+  });
+});
+afterEach(async () => {
+  stack.ws.setManagementThrottle(undefined);
+  stack.queue!.refuseNext = 0;
+  stack.queue!.loseNext = 0;
+  await stack.queue!.idle();
+  for (const o of open.splice(0)) o.close();
+});
+afterAll(async () => {
+  await stack.close();
+  redis.disconnect();
+});
+
+const postPublish = async (channel: string, data: unknown, idempotencyKey?: string) => {
+  const r = await fetch(stack.outputs.PublishUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ channel, type: 'update', data, idempotencyKey }) });
+  return { status: r.status, body: (await r.json()) as { id: string; duplicate: boolean } };
+};
+const pub = async (channel: string, data: unknown) => {
+  const r = await postPublish(channel, data);
+  expect(r.status).toBe(202);
+  return r.body.id;
+};
+
+async function connectMany(s: LocalStack, channel: string, n: number): Promise<{ clients: WsClient[]; ids: string[] }> {
+  const before = new Set(s.ws.connectionIds());
+  const clients: WsClient[] = [];
+  for (let i = 0; i < n; i += 25) {
+    const tickets = await Promise.all(Array.from({ length: Math.min(25, n - i) }, (_, k) => ticketFor(redis, `u${i + k}`, [channel], 'ws')));
+    clients.push(...(await Promise.all(tickets.map((t) => connectWs(`${s.outputs.WebSocketUrl}?ticket=${t}`)))));
+  }
+  open.push(...clients);
+  const ids = s.ws.connectionIds().filter((id) => !before.has(id));
+  expect(ids).toHaveLength(n);
+  return { clients, ids };
+}
+
+/** What a client keeps: envelopes whose id is above the last one kept (the documented client rule). */
+const kept = (c: WsClient, channel: string) => {
+  let last = 0;
+  const out: string[] = [];
+  for (const e of c.events(channel)) {
+    if (Number(e.id) > last) {
+      out.push(e.id);
+      last = Number(e.id);
+    }
+  }
+  return out;
+};
+
+describe('sharded fan-out', () => {
+  test(`order per connection with ${SHARDS} shards and ${SHARDS} parallel workers while two publishers run: every client gets every event once, in publish order`, async () => {
+    const a = `chat:${uid()}`;
+    const b = `chat:${uid()}`;
+    const ca = await connectMany(stack, a, 48);
+    const cb = await connectMany(stack, b, 24);
+    const sentBefore = stack.queue!.stats.sent;
+    // Two publishers at once, each awaiting its publish (202 once enqueued) before the next.
+    const run = async (ch: string, n: number) => {
+      const ids: string[] = [];
+      for (let i = 0; i < n; i++) ids.push(await pub(ch, { i }));
+      return ids;
+    };
+    const [idsA, idsB] = await Promise.all([run(a, 30), run(b, 20)]);
+    // One work item per (event, shard) went through the queue.
+    expect(stack.queue!.stats.sent - sentBefore).toBe((30 + 20) * SHARDS);
+    await stack.queue!.idle();
+    await Promise.all(ca.clients.map((c) => c.until((x) => x.events(a).length >= idsA.length, 20_000, 'every event of a')));
+    await Promise.all(cb.clients.map((c) => c.until((x) => x.events(b).length >= idsB.length, 20_000, 'every event of b')));
+    // Nothing was redelivered here, so not even the client rule had to drop anything.
+    for (const c of ca.clients) expect(c.events(a).map((e) => e.id)).toEqual(idsA);
+    for (const c of cb.clients) expect(c.events(b).map((e) => e.id)).toEqual(idsB);
+    expect(stack.queue!.deadLetters).toHaveLength(0);
+  }, 60_000);
+
+  test('small audiences (below WS_FANOUT_INLINE_MAX) are posted inline: nothing is enqueued', async () => {
+    const ch = `chat:${uid()}`;
+    const { clients } = await connectMany(stack, ch, 3);
+    const sentBefore = stack.queue!.stats.sent;
+    const id = await pub(ch, 'small');
+    // Inline: delivered before the publish answered.
+    for (const c of clients) expect(c.events(ch).map((e) => e.id)).toEqual([id]);
+    expect(stack.queue!.stats.sent).toBe(sentBefore);
+  });
+
+  test('a worker crash after posting (its answer lost): the batch is redelivered, the clients of that shard see repeated ids, and the client rule keeps each event once, in order', async () => {
+    const ch = `chat:${uid()}`;
+    const { clients, ids: connIds } = await connectMany(stack, ch, 40);
+    stack.queue!.loseNext = 1;
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push(await pub(ch, { i }));
+    await stack.queue!.idle();
+    expect(stack.queue!.stats.lost).toBeGreaterThanOrEqual(1);
+    await Promise.all(clients.map((c) => c.until((x) => kept(x, ch).length === ids.length, 20_000, 'every event kept')));
+    let repeated = 0;
+    for (const c of clients) {
+      expect(kept(c, ch)).toEqual(ids);
+      const got = c.events(ch).map((e) => e.id);
+      // Whatever arrived twice arrived again after the first copy, and only ids of this channel.
+      expect(new Set(got)).toEqual(new Set(ids));
+      repeated += got.length - ids.length;
+    }
+    // The lost batch held 1-6 items of one shard: its connections got those items twice, nobody else did.
+    expect(repeated).toBeGreaterThan(0);
+    const shardSizes = Array.from({ length: SHARDS }, (_, k) => connIds.filter((id) => shardOf(id, SHARDS) === k).length);
+    expect(shardSizes.some((size) => size > 0 && repeated % size === 0 && repeated / size <= ids.length)).toBe(true);
+    expect(stack.queue!.deadLetters).toHaveLength(0);
+  }, 60_000);
+
+  test('throttling storm (the first 200 management calls refused): retried with backoff and jitter (a post out of attempts fails its item, redelivered to those connections only); every client gets every event once, in order', async () => {
+    const ch = `chat:${uid()}`;
+    const { clients } = await connectMany(stack, ch, 40);
+    stack.ws.setManagementThrottle({ refuseFirst: 200 });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await pub(ch, { i }));
+    await stack.queue!.idle();
+    expect(stack.ws.managementThrottled).toBe(200);
+    await Promise.all(clients.map((c) => c.until((x) => x.events(ch).length >= ids.length, 30_000, 'every event')));
+    for (const c of clients) expect(c.events(ch).map((e) => e.id)).toEqual(ids);
+    expect(stack.queue!.deadLetters).toHaveLength(0);
+  }, 60_000);
+
+  test('a poisoned item is received maxReceiveCount times, lands in the DLQ, and its shard moves on', async () => {
+    const ch = `chat:${uid()}`;
+    const { clients } = await connectMany(stack, ch, 20);
+    const dlqBefore = stack.queue!.deadLetters.length;
+    // An item no worker can run, ahead of real items in every shard's group.
+    await stack.queue!.send(Array.from({ length: SHARDS }, (_, k) => ({ body: '{"v":1,"kind":"nonsense"', groupId: `shard-${k}`, deduplicationId: `poison-${uid()}` })));
+    const id = await pub(ch, 'after the poison');
+    await stack.queue!.idle();
+    const dead = stack.queue!.deadLetters.slice(dlqBefore);
+    expect(dead).toHaveLength(SHARDS);
+    for (const d of dead) expect(d.receiveCount).toBe(MAX_RECEIVES);
+    expect(() => parseWork(dead[0].body)).toThrow(/not JSON/);
+    await Promise.all(clients.map((c) => c.until((x) => x.events(ch).length === 1)));
+    for (const c of clients) expect(c.events(ch).map((e) => e.id)).toEqual([id]);
+  }, 60_000);
+
+  test('an idempotent publish whose items were partly refused answers 503; its retry answers duplicate and enqueues only the missing shards: every client gets the event once', async () => {
+    const ch = `chat:${uid()}`;
+    const { clients } = await connectMany(stack, ch, 24);
+    const key = `k-${uid()}`;
+    const sentBefore = stack.queue!.stats.sent;
+    stack.queue!.refuseNext = 2;
+    const first = await postPublish(ch, 'once', key);
+    expect(first.status).toBe(503);
+    expect(stack.queue!.stats.sent - sentBefore).toBe(SHARDS - 2);
+    const retry = await postPublish(ch, 'once', key);
+    expect(retry.status).toBe(202);
+    expect(retry.body.duplicate).toBe(true);
+    expect(stack.queue!.stats.sent - sentBefore).toBe(SHARDS);
+    // A second retry finds the fan-out complete: nothing more is enqueued.
+    expect((await postPublish(ch, 'once', key)).status).toBe(202);
+    expect(stack.queue!.stats.sent - sentBefore).toBe(SHARDS);
+    await stack.queue!.idle();
+    await Promise.all(clients.map((c) => c.until((x) => x.events(ch).length === 1)));
+    const marker = await pub(ch, 'marker');
+    await stack.queue!.idle();
+    await Promise.all(clients.map((c) => c.until((x) => x.events(ch).some((e) => e.id === marker))));
+    for (const c of clients) expect(c.events(ch).map((e) => e.id)).toEqual([retry.body.id, marker]);
+  }, 60_000);
+
+  test('a since replay longer than WS_REPLAY_INLINE_MAX: the first events come from the message handler, the rest from a worker, then subscribed; in order, without gaps', async () => {
+    const ch = `chat:${uid()}`;
+    const ids: string[] = [];
+    for (let i = 0; i < 23; i++) ids.push((await publish({ channel: ch, type: 'update', data: { i } }, SERVER, { redis, config })).id);
+    // Subscribed at connect (the ticket names the channel): the subscribe keeps that floor and replays up to it.
+    const c = (await connectMany(stack, ch, 1)).clients[0];
+    const sentBefore = stack.queue!.stats.sent;
+    c.send({ action: 'subscribe', channel: ch, since: String(Number(ids[0]) - 1) });
+    await c.until((x) => x.signals('subscribed').some((f) => f.channel === ch), 20_000, 'subscribed');
+    expect(stack.queue!.stats.sent - sentBefore).toBe(1);
+    expect(c.events(ch).map((e) => e.id)).toEqual(ids);
+    // `subscribed` comes after the last replayed event.
+    const lastEvent = c.frames.findIndex((f) => f.id === ids[ids.length - 1]);
+    const subscribed = c.frames.findIndex((f) => f.type === 'subscribed' && f.channel === ch);
+    expect(subscribed).toBeGreaterThan(lastEvent);
+    // Live events follow.
+    const live = await pub(ch, 'live');
+    await c.until((x) => x.events(ch).some((e) => e.id === live));
+    expect(c.events(ch).map((e) => e.id)).toEqual([...ids, live]);
+  }, 60_000);
+});
+
+describe('sharded fan-out: one shard, one post at a time', () => {
+  let solo: LocalStack;
+  beforeAll(async () => {
+    const { startLocalStack } = await import('../../local/stack');
+    solo = await startLocalStack({
+      logger: pino({ level: 'silent' }),
+      env: { NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES) },
+      lambda: { wsFanoutShards: 1, wsFanoutInlineMax: 1, wsFanoutConcurrency: 1 },
+      fanoutQueue: { workers: 1, maxReceiveCount: MAX_RECEIVES },
+    });
+  });
+  afterAll(async () => {
+    for (const o of open.splice(0)) o.close();
+    await solo.close();
+  });
+
+  test('a post refused more times than its attempts fails the item; the redelivery posts to that connection only: everyone gets the event exactly once', async () => {
+    const ch = `chat:${uid()}`;
+    const { clients } = await connectMany(solo, ch, 5);
+    // One post in flight: the first six calls are the first connection's six attempts (the fan-out's maxAttempts).
+    solo.ws.setManagementThrottle({ refuseFirst: 6 });
+    const id = await pub2(solo, ch);
+    await solo.queue!.idle();
+    expect(solo.ws.managementThrottled).toBe(6);
+    // One item, received twice: the first receipt failed one connection, the second posted to it alone.
+    expect(solo.queue!.stats.received).toBe(2);
+    expect(solo.queue!.stats.deleted).toBe(1);
+    await Promise.all(clients.map((c) => c.until((x) => x.events(ch).length === 1)));
+    const marker = await pub2(solo, ch);
+    await solo.queue!.idle();
+    await Promise.all(clients.map((c) => c.until((x) => x.events(ch).some((e) => e.id === marker))));
+    for (const c of clients) expect(c.events(ch).map((e) => e.id)).toEqual([id, marker]);
+  }, 60_000);
+});
+
+async function pub2(s: LocalStack, channel: string): Promise<string> {
+  const r = await fetch(s.outputs.PublishUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ channel, type: 'update', data: 'x' }) });
+  expect(r.status).toBe(202);
+  return ((await r.json()) as { id: string }).id;
+}
+
