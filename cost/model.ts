@@ -7,6 +7,7 @@
  * task does, from this project's own benchmark). Egress to the internet is the same for every
  * transport that delivers the same bytes, so it is shown apart and left out of the totals.
  */
+import { DEFAULTS } from '../lib/defaults';
 import figuresFile from './figures.json';
 import pricesFile from './prices.json';
 
@@ -286,6 +287,10 @@ const POLL_HTTP_OVERHEAD = 600;
 const WS_FRAME_OVERHEAD = 4;
 /** A projection until the WebSocket transport on the tasks (issue 4/8) has its own benchmark: its target is within 1.2× of SSE's CPU per delivery. */
 export const WS_TASKS_CPU_FACTOR = 1.2;
+/** API Gateway fan-out (lib/websocket-fanout.ts): audiences from this size go through the queue, in this many shards, posted by workers of this size. */
+const FANOUT_INLINE_MAX = DEFAULTS.webSocketFanout.inlineMax;
+const FANOUT_SHARDS = DEFAULTS.webSocketFanout.shards;
+const FANOUT_WORKER_MIB = 1024;
 
 /** Redis memory the load needs: history of every channel, tickets in flight, the WebSocket registry on API Gateway. */
 export function redisNeeds(load: Load, stage: StageSettings, historySize = 200): { nodeType: string; neededMiB: number; stageNodeEnough: boolean } {
@@ -358,7 +363,8 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
     const pingsPerConnectionPerMonth = MINUTES / 9;
     const messages = deliveries * meteredMessages(load.size) + n * pingsPerConnectionPerMonth * 2;
     const connMinutes = n * MINUTES;
-    const fanoutGbs = deliveries * (figures.apiGatewayPostCpuMs / 1000) * (stage.lambdaMemoryMiB / 1024);
+    const fanoutGbs = deliveries * (figures.apiGatewayPostCpuMs / 1000) * (FANOUT_WORKER_MIB / 1024);
+    const queueRequests = load.fanout >= FANOUT_INLINE_MAX ? publishesPerSecond * SECONDS * FANOUT_SHARDS : 0;
     const reconnects = n * (HOURS / 2);
     const connectInvocations = reconnects * 3;
     const items = [
@@ -367,7 +373,12 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       {
         item: 'Lambda fan-out (PostToConnection)',
         monthly: fanoutGbs * PRICES.lambdaArmGbSecond.price,
-        basis: `${fmt(deliveries)} posts × ${figures.apiGatewayPostCpuMs} ms at ${stage.lambdaMemoryMiB} MB`,
+        basis: `${fmt(deliveries)} posts × ${figures.apiGatewayPostCpuMs} ms of worker time at ${FANOUT_WORKER_MIB} MB`,
+      },
+      {
+        item: 'SQS FIFO fan-out queue',
+        monthly: ((queueRequests * 2) / 1e6) * PRICES.sqsFifoRequests.price,
+        basis: `${fmt(queueRequests)} work items (one per event and shard when an audience passes ${FANOUT_INLINE_MAX}), sent and received`,
       },
       {
         item: 'Lambda $connect/authorizer/$disconnect',
