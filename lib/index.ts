@@ -5,6 +5,7 @@ export * from './http-endpoint';
 export * from './network';
 export * from './observability';
 export * from './publish-api';
+export * from './realtime-api';
 export * from './realtime-function';
 export * from './realtime-stack';
 export * from './redis-pub-sub';
