@@ -12,10 +12,12 @@ import { Construct } from 'constructs';
 import { CORE_ENV } from '../contract/env';
 import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
+import { LoadBalancerWaf, type LoadBalancerWafProps } from './load-balancer-waf';
 import { Network, type NetworkProps } from './network';
 import { Observability } from './observability';
 import { PublishApi, type PublishApiProps } from './publish-api';
 import { PACKAGE_ROOT, type RuntimeLogLevel } from './realtime-function';
+import { RealtimeDomain, type RealtimeDomainProps } from './realtime-domain';
 import { RedisPubSub, type RedisPubSubProps } from './redis-pub-sub';
 import { SseService, type SseServiceProps } from './sse-service';
 import { TicketApi, type TicketApiProps, type TicketAuth } from './ticket-api';
@@ -63,6 +65,15 @@ export interface RealtimeTicketApiOptions extends Omit<TicketApiProps, Shared | 
 }
 /** `publishApi` of {@link RealtimeApiProps}. */
 export type RealtimePublishApiOptions = Omit<PublishApiProps, Shared | 'trustedPrincipals'>;
+
+/** `waf` of {@link RealtimeApiProps}: {@link LoadBalancerWafProps} and whether to create the web ACL at all. */
+export interface RealtimeWafOptions extends Omit<LoadBalancerWafProps, 'loadBalancer'> {
+  /**
+   * Whether AWS WAF protects the SSE load balancer (a web ACL costs a monthly fee per ACL and rule, and per request).
+   * @default true
+   */
+  readonly enabled?: boolean;
+}
 
 /** Per-user limits of the runtime on publishing. */
 export interface RealtimeLimits {
@@ -162,6 +173,19 @@ export interface RealtimeApiProps {
    */
   readonly alarmTopic?: sns.ITopic;
   /**
+   * One domain for every endpoint: a hosted zone and a name; one DNS-validated certificate, HTTPS on the load balancer,
+   * API Gateway custom domains with API mappings, alias records, and the outputs on these hosts. Excludes
+   * `sse.certificate` and `sse.domainName`.
+   * @default - the endpoints keep their AWS names (the load balancer over HTTP unless `sse.certificate` is given)
+   */
+  readonly domain?: RealtimeDomainProps;
+  /**
+   * AWS WAF on the SSE load balancer: the AWS managed common rule set and a per-IP rate limit on `/events` and `/poll`.
+   * The API Gateway APIs cannot take a web ACL; their stage throttling protects them.
+   * @default - on, 1000 requests per IP per 5 minutes on the stream and poll paths
+   */
+  readonly waf?: RealtimeWafOptions;
+  /**
    * Whether to add the endpoints as stack outputs (`TicketUrl`, `SseUrl`, `PollUrl`, `WebSocketUrl`, `PublishUrl`,
    * `RedisEndpoint`), which `cdk deploy --outputs-file` writes and `npm run smoke` reads.
    * @default true
@@ -192,6 +216,10 @@ export class RealtimeApi extends Construct {
   public readonly ticketApi: TicketApi;
   public readonly publishApi: PublishApi;
   public readonly observability: Observability;
+  /** The custom domain, when `domain` is set. */
+  public readonly domain?: RealtimeDomain;
+  /** AWS WAF on the load balancer, unless `waf.enabled` is false. */
+  public readonly waf?: LoadBalancerWaf;
   /** Endpoint values by output name. */
   public readonly endpoints: Readonly<Record<OutputName, string>>;
 
@@ -205,6 +233,9 @@ export class RealtimeApi extends Construct {
     // The runtime's range: 0 turns a limit off.
     checkRange(this, 'limits.userPublishPerMinute', props.limits?.userPublishPerMinute, 0, 1_000_000);
     checkRange(this, 'limits.userNewChannelsPerHour', props.limits?.userNewChannelsPerHour, 0, 1_000_000);
+    if (props.domain && (props.sse?.certificate || props.sse?.domainName)) {
+      invalid(this, 'domain is set together with sse.certificate or sse.domainName', 'Drop sse.certificate and sse.domainName: domain gives the load balancer its certificate and host');
+    }
     if (props.parameterPath !== undefined && !PARAMETER_PATH.test(props.parameterPath)) {
       invalid(this, `parameterPath "${props.parameterPath}" is not an SSM path`, 'Use a path like /realtime/prod (leading "/", no trailing "/")');
     }
@@ -235,14 +266,18 @@ export class RealtimeApi extends Construct {
     const runtime = { vpc, redis: this.redis, environment: runtimeEnv, logLevel, logRetention };
     this.webSocket = new RealtimeWebSocketApi(this, 'WebSocket', { ...runtime, ...props.webSocket });
 
-    this.sse = new SseService(this, 'Sse', { image: prebuiltServiceImage(), ...runtime, ...props.sse, allowedOrigins });
+    const domain = props.domain ? new RealtimeDomain(this, 'Domain', props.domain) : undefined;
+    this.domain = domain;
+    const sseDomain = domain ? { certificate: domain.certificate, domainName: domain.sseHost } : {};
+    this.sse = new SseService(this, 'Sse', { image: prebuiltServiceImage(), ...runtime, ...props.sse, ...sseDomain, allowedOrigins });
+    const webSocketUrl = domain ? domain.mapWebSocketApi(this.webSocket.api, this.webSocket.stage) : this.webSocket.url;
 
     this.ticketApi = new TicketApi(this, 'TicketApi', {
       ...runtime,
       ...props.ticketApi,
       auth: ticketAuth(props.ticketApi?.auth),
       sseUrl: this.sse.eventsUrl,
-      webSocketUrl: this.webSocket.url,
+      webSocketUrl,
       trustedPrincipals,
       allowedOrigins,
     });
@@ -266,12 +301,24 @@ export class RealtimeApi extends Construct {
       alarmTopic: props.alarmTopic,
     });
 
+    if (props.waf?.enabled ?? DEFAULTS.waf.enabled) {
+      const { enabled: _enabled, ...wafProps } = props.waf ?? {};
+      this.waf = new LoadBalancerWaf(this, 'Waf', { ...wafProps, loadBalancer: this.sse.loadBalancer });
+    }
+
+    let ticketUrl = this.ticketApi.url;
+    let publishUrl = this.publishApi.url;
+    if (domain) {
+      domain.aliasLoadBalancer(this.sse.loadBalancer);
+      ticketUrl = `${domain.mapHttpApi('Tickets', domain.ticketHost, this.ticketApi.endpoint.api, this.ticketApi.endpoint.stage)}/tickets`;
+      publishUrl = `${domain.mapHttpApi('Publish', domain.publishHost, this.publishApi.endpoint.api, this.publishApi.endpoint.stage)}/publish`;
+    }
     this.endpoints = {
-      TicketUrl: this.ticketApi.url,
+      TicketUrl: ticketUrl,
       SseUrl: this.sse.eventsUrl,
       PollUrl: this.sse.pollUrl,
-      WebSocketUrl: this.webSocket.url,
-      PublishUrl: this.publishApi.url,
+      WebSocketUrl: webSocketUrl,
+      PublishUrl: publishUrl,
       RedisEndpoint: `${this.redis.endpointAddress}:${this.redis.endpointPort}`,
     };
     for (const name of OUTPUT_NAMES) {
