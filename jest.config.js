@@ -27,5 +27,5 @@ module.exports = {
     },
   ],
   testTimeout: 30000,
-  modulePathIgnorePatterns: ['<rootDir>/cdk.out', '<rootDir>/dist'],
+  modulePathIgnorePatterns: ['<rootDir>/cdk.out', '<rootDir>/dist', '<rootDir>/dist-lib'],
 };

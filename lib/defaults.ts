@@ -65,6 +65,11 @@ export const DEFAULTS = {
     throttleRateLimit: 200,
     throttleBurstLimit: 400,
   },
+  waf: {
+    enabled: true,
+    rateLimit: 1000,
+    rateLimitWindowSeconds: 300,
+  },
   trustedPrincipals: [],
   allowedOrigins: [],
   ticketTtlSeconds: 30,

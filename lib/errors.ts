@@ -15,7 +15,18 @@ export class BlueprintValidationError extends Error {
  * `Realtime-dev/SseService: heartbeatMs (40000) must be at most half the ALB idle timeout (60 s). Lower heartbeatMs or raise idleTimeout.`
  */
 export function invalid(scope: IConstruct, problem: string, fix: string): never {
-  throw new BlueprintValidationError(`${scope.node.path}: ${problem}. ${fix}`);
+  throw new BlueprintValidationError(`${displayPath(scope)}: ${problem}. ${fix}`);
+}
+
+/**
+ * The construct path as logical ids see it: CDK leaves a construct with the id `Default` out of the logical ids below
+ * it, and so do these messages (`RealtimeStack` holds its `RealtimeApi` as `Default`, so its paths read as before).
+ */
+function displayPath(scope: IConstruct): string {
+  return scope.node.scopes
+    .filter((c, i) => i > 0 && c.node.id !== 'Default')
+    .map((c) => c.node.id)
+    .join('/');
 }
 
 /** Checks an integer prop is within [min, max]; tokens are skipped (they resolve at deploy time). */

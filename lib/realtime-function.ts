@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Duration } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -50,6 +51,30 @@ export type RuntimeLogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /** Folder of the Lambda entry files, relative to this file. */
 export const LAMBDA_DIR = path.join(__dirname, '..', 'lambda');
+
+/**
+ * Root of this package: the nearest folder above this file with a package.json. In the repository that is the
+ * repository; installed, `node_modules/realtime-blueprint` (this file is then `dist-lib/lib/realtime-function.js`).
+ */
+export const PACKAGE_ROOT = packageRoot(__dirname);
+
+/**
+ * The prebuilt bundle of a Lambda entry that the package ships (`dist/lambda/<name>/index.js`, written by
+ * `npm run build` with the same esbuild settings), used only when the TypeScript entry itself is absent: installed from
+ * the package, the functions deploy these bundles and need no esbuild; in the repository they bundle from source.
+ */
+export function prebuiltBundle(entry: string): string | undefined {
+  if (fs.existsSync(entry)) return undefined;
+  const dir = path.join(PACKAGE_ROOT, 'dist', 'lambda', path.basename(entry).replace(/\.[cm]?[jt]s$/, ''));
+  return fs.existsSync(path.join(dir, 'index.js')) ? dir : undefined;
+}
+
+function packageRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return path.join(__dirname, '..');
+  }
+}
 
 /** Properties of a {@link RealtimeFunction}. */
 export interface RealtimeFunctionProps {
@@ -119,8 +144,11 @@ export interface RealtimeFunctionProps {
  * The caller's settings come next and defaults last.
  */
 export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.IConnectable {
-  /** The underlying function: pass it to integrations, authorizers and alarms. */
-  public readonly function: nodejs.NodejsFunction;
+  /**
+   * The underlying function: pass it to integrations, authorizers and alarms. A `NodejsFunction` bundled at synth in
+   * the repository; a `lambda.Function` on the prebuilt bundle when installed from the package ({@link prebuiltBundle}).
+   */
+  public readonly function: lambda.Function;
   /** The function's log group. */
   public readonly logGroup: logs.LogGroup;
   public readonly grantPrincipal: iam.IPrincipal;
@@ -154,9 +182,7 @@ export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.I
       [PLATFORM_ENV.nodeOptions]: withSourceMaps(callerEnv[PLATFORM_ENV.nodeOptions]),
     };
 
-    this.function = new nodejs.NodejsFunction(this, 'Handler', {
-      entry: props.entry,
-      handler: 'handler',
+    const common = {
       description: props.description,
       runtime: LAMBDA_RUNTIME,
       architecture: LAMBDA_ARCHITECTURE,
@@ -168,8 +194,11 @@ export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.I
       environment,
       vpc: props.vpc,
       vpcSubnets: props.vpc ? (props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }) : undefined,
-      bundling: LAMBDA_BUNDLING,
-    });
+    };
+    const prebuilt = prebuiltBundle(props.entry);
+    this.function = prebuilt
+      ? new lambda.Function(this, 'Handler', { ...common, code: lambda.Code.fromAsset(prebuilt), handler: 'index.handler' })
+      : new nodejs.NodejsFunction(this, 'Handler', { ...common, entry: props.entry, handler: 'handler', bundling: LAMBDA_BUNDLING });
     this.grantPrincipal = this.function.grantPrincipal;
 
     const role = this.function.role;

@@ -1,24 +1,11 @@
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { Stack, type StackProps } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as ssm from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
-import { CORE_ENV } from '../contract/env';
-import { DEFAULTS } from './defaults';
-import { checkRange, invalid } from './errors';
-import { Network } from './network';
-import { Observability } from './observability';
-import { PublishApi } from './publish-api';
-import { RedisPubSub } from './redis-pub-sub';
-import { SseService } from './sse-service';
+import { invalid } from './errors';
+import { type OutputName, RealtimeApi } from './realtime-api';
 import { alarmTopicOf, logRetentionOf, networkProps, type RealtimeStageConfig, sseServiceProps } from './stage-config';
-import { TicketApi } from './ticket-api';
-import { RealtimeWebSocketApi } from './websocket-api';
-import { WebSocketFanout } from './websocket-fanout';
-import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 
-/** Names of the stack outputs; `npm run dev` prints the same names for the local stack. */
-export const OUTPUT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'WebSocketUrl', 'PublishUrl', 'RedisEndpoint'] as const;
-export type OutputName = (typeof OUTPUT_NAMES)[number];
+export { OUTPUT_NAMES, type OutputName } from './realtime-api';
 
 /** Properties of a {@link RealtimeStack}. */
 export interface RealtimeStackProps extends StackProps {
@@ -35,21 +22,13 @@ const STAGE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 const RETENTION_DAYS = new Set<number>(Object.values(logs.RetentionDays).filter((v): v is number => typeof v === 'number'));
 
 /**
- * The realtime blueprint on AWS: network, Redis pub/sub, WebSocket API, SSE service, ticket and publish APIs,
- * observability, and the endpoints as outputs and SSM parameters. It only composes the constructs.
+ * The blueprint's own stack: one {@link RealtimeApi} built from a stage of cdk.json. It converts the JSON stage config
+ * into construct props (`lib/stage-config.ts`: durations, imported VPC, certificate and alarm topic) and writes the
+ * endpoints to SSM under `/realtime/{stageName}/`. The construct's id is `Default`, which CDK leaves out of logical ids,
+ * so every resource keeps the logical id it had when the stack composed the parts itself.
  */
 export class RealtimeStack extends Stack {
-  public readonly network: Network;
-  public readonly redis: RedisPubSub;
-  public readonly webSocket: RealtimeWebSocketApi;
-  public readonly sse: SseService;
-  public readonly ticketApi: TicketApi;
-  public readonly publishApi: PublishApi;
-  public readonly observability: Observability;
-  /** The sharded WebSocket fan-out: queue, dead-letter queue, worker. */
-  public readonly webSocketFanout: WebSocketFanout;
-  /** Output values by name. */
-  public readonly endpoints: Readonly<Record<OutputName, string>>;
+  public readonly api: RealtimeApi;
 
   constructor(scope: Construct, id: string, props: RealtimeStackProps) {
     super(scope, id, props);
@@ -60,122 +39,48 @@ export class RealtimeStack extends Stack {
     if (config.logRetentionDays !== undefined && !RETENTION_DAYS.has(config.logRetentionDays)) {
       invalid(this, `logRetentionDays (${config.logRetentionDays}) is not a CloudWatch Logs retention`, `Use one of ${[...RETENTION_DAYS].join(', ')}`);
     }
-    checkRange(this, 'ticketTtlSeconds', config.ticketTtlSeconds, 5, 300, ' seconds');
-    checkRange(this, 'maxPayloadBytes', config.maxPayloadBytes, 256, 32768, ' bytes');
-    // The runtime's range: 0 turns a limit off.
-    checkRange(this, 'limits.userPublishPerMinute', config.limits?.userPublishPerMinute, 0, 1_000_000);
-    checkRange(this, 'limits.userNewChannelsPerHour', config.limits?.userNewChannelsPerHour, 0, 1_000_000);
     const logRetention = logRetentionOf(config.logRetentionDays);
-    const logLevel = config.logLevel ?? DEFAULTS.logLevel;
-    const allowedOrigins = config.allowedOrigins ?? DEFAULTS.allowedOrigins;
-    const trustedPrincipals = config.trustedPrincipals ?? DEFAULTS.trustedPrincipals;
+    // The stack is the scope of the imports (construct ids Vpc, Certificate, AlarmTopic), as before.
+    const { vpc, flowLogRetention: _flowLogRetention, ...network } = networkProps(this, config.network, logRetention);
+    const { account: _account, region: _region, network: _network, sse, alarmTopicArn, logRetentionDays: _days, ...rest } = config;
 
-    const runtimeEnv: Record<string, string> = {
-      [CORE_ENV.ticketTtlSeconds]: String(config.ticketTtlSeconds ?? DEFAULTS.ticketTtlSeconds),
-      [CORE_ENV.maxPayloadBytes]: String(config.maxPayloadBytes ?? DEFAULTS.maxPayloadBytes),
-    };
-    if (config.namespaces !== undefined) {
-      const json = JSON.stringify(config.namespaces);
-      // Lambda allows 4 KB of environment in total; leave room for the rest.
-      if (json.length > 2048) {
-        invalid(this, `namespaces is ${json.length} bytes as JSON (${CORE_ENV.namespacesJson}), over 2048`, 'Merge namespaces with the same policy, or shorten their names');
-      }
-      runtimeEnv[CORE_ENV.namespacesJson] = json;
-    }
-
-    // Each stage section is named like its construct's props (lib/stage-config.ts) and passes through; only the
-    // settings every construct shares are added here.
-    this.network = new Network(this, 'Network', networkProps(this, config.network, logRetention));
-    const vpc = this.network.vpc;
-
-    this.redis = new RedisPubSub(this, 'Redis', { vpc, ...config.redis });
-
-    const runtime = { vpc, redis: this.redis, environment: runtimeEnv, logLevel, logRetention };
-    this.webSocket = new RealtimeWebSocketApi(this, 'WebSocket', { ...runtime, ...config.webSocket });
-
-    this.sse = new SseService(this, 'Sse', { ...runtime, ...sseServiceProps(this, config.sse), allowedOrigins });
-
-    this.ticketApi = new TicketApi(this, 'TicketApi', {
-      ...runtime,
-      ...config.ticketApi,
-      sseUrl: this.sse.eventsUrl,
-      webSocketUrl: this.webSocket.url,
-      trustedPrincipals,
-      allowedOrigins,
-    });
-
-    this.publishApi = new PublishApi(this, 'PublishApi', { ...runtime, ...config.publishApi, trustedPrincipals });
-    // The two functions that fan out to WebSocket connections, POST only: publish (here) and the message handler (in
-    // RealtimeWebSocketApi). The revoker closes connections, DELETE only.
-    this.webSocket.grantPostToConnections(this.publishApi.handler);
-    this.webSocket.grantCloseConnections(this.publishApi.revokeHandler);
-    // Large audiences and long replays go through the fan-out queue: both publishers may enqueue, the worker posts.
-    this.webSocketFanout = new WebSocketFanout(this, 'WebSocketFanout', { ...runtime, ...config.webSocketFanout, webSocket: this.webSocket });
-    for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) this.webSocketFanout.connectPublisher(publisher);
-    // The functions that publish get the per-user publish limits; unset keys leave the runtime's defaults.
-    for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) {
-      for (const [key, value] of Object.entries(publishLimitsEnvironment(config))) publisher.addEnvironment(key, value);
-    }
-
-    const alarmTopic = alarmTopicOf(this, config.alarmTopicArn);
-    this.observability = new Observability(this, 'Observability', {
-      sse: this.sse,
-      redis: this.redis,
-      webSocket: this.webSocket,
-      httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
-      functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, this.webSocketFanout.worker],
-      alarmTopic,
-    });
-    // The fan-out's own alarms (dead letters, waiting work) notify the same topic and are listed with the others.
-    if (alarmTopic) {
-      for (const alarm of this.webSocketFanout.alarms) {
-        alarm.addAlarmAction(new SnsAction(alarmTopic));
-        alarm.addOkAction(new SnsAction(alarmTopic));
-      }
-    }
-    this.observability.alarms.push(...this.webSocketFanout.alarms);
-
-    this.endpoints = {
-      TicketUrl: this.ticketApi.url,
-      SseUrl: this.sse.eventsUrl,
-      PollUrl: this.sse.pollUrl,
-      WebSocketUrl: this.webSocket.url,
-      PublishUrl: this.publishApi.url,
-      RedisEndpoint: `${this.redis.endpointAddress}:${this.redis.endpointPort}`,
-    };
-    const descriptions: Record<OutputName, string> = {
-      TicketUrl: 'POST here (JWT or IAM) for a single-use connect ticket',
-      SseUrl: 'EventSource URL: GET ?channels=a,b&ticket=T',
-      PollUrl: 'Long-poll fallback: GET ?channels=a,b&cursor=C',
-      WebSocketUrl: 'WebSocket URL: connect with ?ticket=T',
-      PublishUrl: 'POST here (IAM-signed) to publish an event',
-      RedisEndpoint: 'Primary endpoint (host:port) of the pub/sub Redis, TLS + AUTH',
-    };
-    for (const name of OUTPUT_NAMES) {
-      new CfnOutput(this, name, { value: this.endpoints[name], description: descriptions[name] });
-      new ssm.StringParameter(this, `${name}Parameter`, {
-        parameterName: `/realtime/${props.stageName}/${name}`,
-        stringValue: this.endpoints[name],
-        description: descriptions[name],
-      });
-    }
-    this.addDnsTargetOutput(config.sse?.domainName);
-  }
-
-  /** With a custom domain, the load balancer's own name is what the DNS record must point at. */
-  private addDnsTargetOutput(domainName: string | undefined): void {
-    if (!domainName) return;
-    new CfnOutput(this, 'SseLoadBalancerDnsName', {
-      value: this.sse.loadBalancer.loadBalancerDnsName,
-      description: `Point ${domainName} (CNAME or Route 53 alias) at this name`,
+    this.api = new RealtimeApi(this, 'Default', {
+      ...rest,
+      vpc,
+      network,
+      sse: sseServiceProps(this, sse),
+      logRetention,
+      alarmTopic: alarmTopicOf(this, alarmTopicArn),
+      parameterPath: `/realtime/${props.stageName}`,
     });
   }
-}
 
-/** `USER_PUBLISH_PER_MINUTE` and `USER_NEW_CHANNELS_PER_HOUR` from the stage's `limits`, only those that are set. */
-function publishLimitsEnvironment(config: RealtimeStageConfig): Record<string, string> {
-  const env: Record<string, string> = {};
-  if (config.limits?.userPublishPerMinute !== undefined) env[CORE_ENV.userPublishPerMinute] = String(config.limits.userPublishPerMinute);
-  if (config.limits?.userNewChannelsPerHour !== undefined) env[CORE_ENV.userNewChannelsPerHour] = String(config.limits.userNewChannelsPerHour);
-  return env;
+  public get network() {
+    return this.api.network;
+  }
+  public get redis() {
+    return this.api.redis;
+  }
+  public get webSocket() {
+    return this.api.webSocket;
+  }
+  public get sse() {
+    return this.api.sse;
+  }
+  public get ticketApi() {
+    return this.api.ticketApi;
+  }
+  public get publishApi() {
+    return this.api.publishApi;
+  }
+  public get observability() {
+    return this.api.observability;
+  }
+  public get webSocketFanout() {
+    return this.api.webSocketFanout;
+  }
+  /** Output values by name. */
+  public get endpoints(): Readonly<Record<OutputName, string>> {
+    return this.api.endpoints;
+  }
 }

@@ -7,6 +7,7 @@ import type { Construct } from 'constructs';
 import { z } from 'zod';
 import { DEFAULTS } from './defaults';
 import { IAM_PRINCIPAL_ARN_PATTERN, invalid, ORIGIN_PATTERN, trustedPrincipalFix } from './errors';
+import type { LoadBalancerWafProps } from './load-balancer-waf';
 import type { NetworkProps } from './network';
 import type { PublishApiProps } from './publish-api';
 import type { RedisPubSubProps } from './redis-pub-sub';
@@ -112,6 +113,8 @@ const WebSocketFanoutSection = z.strictObject({
 const TicketApiSection = z.strictObject({ auth: z.discriminatedUnion('type', [JwtAuth, IamAuth]).optional(), ...throttle });
 /** `publishApi`: {@link PublishApiProps}. */
 const PublishApiSection = z.strictObject({ reservedConcurrency: int().optional(), ...throttle });
+/** `waf`: AWS WAF on the SSE load balancer, `waf` of RealtimeApi ({@link LoadBalancerWafProps} and `enabled`). */
+const WafSection = z.strictObject({ enabled: z.boolean().optional(), rateLimit: int().optional(), rateLimitWindowSeconds: int().optional() });
 /** `limits`: per-user limits of the runtime on publishing (`USER_PUBLISH_PER_MINUTE`, `USER_NEW_CHANNELS_PER_HOUR`); unset keys leave the runtime's defaults. */
 const LimitsSection = z.strictObject({ userPublishPerMinute: int().optional(), userNewChannelsPerHour: int().optional() });
 
@@ -129,6 +132,7 @@ export const StageConfigSchema = z
     ticketApi: TicketApiSection.optional(),
     publishApi: PublishApiSection.optional(),
     limits: LimitsSection.optional(),
+    waf: WafSection.optional(),
     /** IAM role or user ARNs trusted by the IAM-authorised routes: `trustedPrincipals` of TicketApi and PublishApi. */
     trustedPrincipals: z.array(trustedPrincipal).optional(),
     /** Browser origins: `allowedOrigins` of TicketApi and SseService. */
@@ -166,6 +170,7 @@ export type WebSocketConfig = z.infer<typeof WebSocketSection>;
 export type TicketApiConfig = z.infer<typeof TicketApiSection>;
 export type PublishApiConfig = z.infer<typeof PublishApiSection>;
 export type LimitsConfig = z.infer<typeof LimitsSection>;
+export type WafConfig = z.infer<typeof WafSection>;
 
 /** Keys converted at the boundary (JSON cannot hold a `Duration` or a construct). */
 type SseConverted = 'idleTimeoutSeconds' | 'deregistrationDelaySeconds' | 'stickinessDurationSeconds' | 'certificateArn';
@@ -240,4 +245,5 @@ export type StageSectionsMatchProps = [
   Check<PassesThrough<WebSocketConfig, RealtimeWebSocketApiProps>>,
   Check<PassesThrough<TicketApiConfig, TicketApiProps>>,
   Check<PassesThrough<PublishApiConfig, PublishApiProps>>,
+  Check<PassesThrough<Omit<WafConfig, 'enabled'>, LoadBalancerWafProps>>,
 ];

@@ -1,0 +1,391 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CfnOutput } from 'aws-cdk-lib';
+import type * as cognito from 'aws-cdk-lib/aws-cognito';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+import { CORE_ENV } from '../contract/env';
+import { DEFAULTS } from './defaults';
+import { checkRange, invalid } from './errors';
+import { LoadBalancerWaf, type LoadBalancerWafProps } from './load-balancer-waf';
+import { Network, type NetworkProps } from './network';
+import { Observability } from './observability';
+import { PublishApi, type PublishApiProps } from './publish-api';
+import { PACKAGE_ROOT, type RuntimeLogLevel } from './realtime-function';
+import { RealtimeDomain, type RealtimeDomainProps } from './realtime-domain';
+import { RedisPubSub, type RedisPubSubProps } from './redis-pub-sub';
+import { SseService, type SseServiceProps } from './sse-service';
+import { TicketApi, type TicketApiProps, type TicketAuth } from './ticket-api';
+import { RealtimeWebSocketApi, type RealtimeWebSocketApiProps } from './websocket-api';
+import { WebSocketFanout, type WebSocketFanoutProps } from './websocket-fanout';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+
+/** Names of the endpoint outputs; `npm run dev` prints the same names for the local stack and `npm run smoke` reads them. */
+export const OUTPUT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'WebSocketUrl', 'PublishUrl', 'RedisEndpoint'] as const;
+export type OutputName = (typeof OUTPUT_NAMES)[number];
+
+const OUTPUT_DESCRIPTIONS: Record<OutputName, string> = {
+  TicketUrl: 'POST here (JWT or IAM) for a single-use connect ticket',
+  SseUrl: 'EventSource URL: GET ?channels=a,b&ticket=T',
+  PollUrl: 'Long-poll fallback: GET ?channels=a,b&cursor=C',
+  WebSocketUrl: 'WebSocket URL: connect with ?ticket=T',
+  PublishUrl: 'POST here (IAM-signed) to publish an event',
+  RedisEndpoint: 'Primary endpoint (host:port) of the pub/sub Redis, TLS + AUTH',
+};
+
+/** Tickets for users of a Cognito user pool: the ticket API's JWT authorizer trusts the pool's tokens for these app clients. */
+export interface TicketCognitoAuth {
+  readonly type: 'cognito';
+  /** The pool whose ID or access tokens browsers send (`Authorization: Bearer ...`). */
+  readonly userPool: cognito.IUserPool;
+  /** App clients whose tokens are accepted (`aud` of ID tokens, `client_id` of access tokens); at least one. */
+  readonly userPoolClients: readonly cognito.IUserPoolClient[];
+}
+
+/** How `POST /tickets` authenticates callers: IAM, a JWT issuer, or a Cognito user pool. */
+export type RealtimeTicketAuth = TicketAuth | TicketCognitoAuth;
+
+/** Props every runtime construct gets from {@link RealtimeApi} itself. */
+type Shared = 'vpc' | 'redis' | 'environment' | 'logLevel' | 'logRetention';
+
+/** `sse` of {@link RealtimeApiProps}: {@link SseServiceProps} without what RealtimeApi passes. */
+export type RealtimeSseOptions = Omit<SseServiceProps, Shared | 'allowedOrigins'>;
+/** `webSocket` of {@link RealtimeApiProps}. */
+export type RealtimeWebSocketOptions = Omit<RealtimeWebSocketApiProps, Shared>;
+/** `ticketApi` of {@link RealtimeApiProps}: {@link TicketApiProps} without the URLs RealtimeApi fills in, `auth` widened to Cognito. */
+export interface RealtimeTicketApiOptions extends Omit<TicketApiProps, Shared | 'sseUrl' | 'webSocketUrl' | 'trustedPrincipals' | 'allowedOrigins' | 'auth'> {
+  /**
+   * Who may mint tickets.
+   * @default { type: 'iam' }
+   */
+  readonly auth?: RealtimeTicketAuth;
+}
+/** `publishApi` of {@link RealtimeApiProps}. */
+export type RealtimePublishApiOptions = Omit<PublishApiProps, Shared | 'trustedPrincipals'>;
+
+/** `waf` of {@link RealtimeApiProps}: {@link LoadBalancerWafProps} and whether to create the web ACL at all. */
+export interface RealtimeWafOptions extends Omit<LoadBalancerWafProps, 'loadBalancer'> {
+  /**
+   * Whether AWS WAF protects the SSE load balancer (a web ACL costs a monthly fee per ACL and rule, and per request).
+   * @default true
+   */
+  readonly enabled?: boolean;
+}
+
+/** Per-user limits of the runtime on publishing. */
+export interface RealtimeLimits {
+  /**
+   * Events one user may publish per minute (`USER_PUBLISH_PER_MINUTE`, 0 to 1000000, 0 = no limit).
+   * @default - the runtime's default, 300
+   */
+  readonly userPublishPerMinute?: number;
+  /**
+   * Channels one user may bring into existence per hour (`USER_NEW_CHANNELS_PER_HOUR`, 0 to 1000000, 0 = no limit).
+   * @default - the runtime's default, 50
+   */
+  readonly userNewChannelsPerHour?: number;
+}
+
+/** Properties of a {@link RealtimeApi}. Every part is created unless the caller passes its own. */
+export interface RealtimeApiProps {
+  /**
+   * An existing VPC: public subnets for the load balancer, private subnets with egress (NAT) for the tasks, Lambdas
+   * and Redis. Excludes the settings of `network`.
+   * @default - a new VPC ({@link Network} with `network`)
+   */
+  readonly vpc?: ec2.IVpc;
+  /**
+   * Settings of the new VPC.
+   * @default - {@link NetworkProps} defaults: 2 AZs, 1 NAT gateway, flow logs
+   */
+  readonly network?: Omit<NetworkProps, 'vpc' | 'flowLogRetention'>;
+  /**
+   * Settings of the Redis replication group.
+   * @default - {@link RedisPubSubProps} defaults: Valkey 8.0, 2 cache.t4g.micro nodes, final snapshot on deletion
+   */
+  readonly redis?: Omit<RedisPubSubProps, 'vpc'>;
+  /**
+   * Settings of the SSE service: tasks, load balancer, and `certificate` with `domainName` for HTTPS on the ALB.
+   * @default - {@link SseServiceProps} defaults: 2 to 10 tasks, HTTP on port 80
+   */
+  readonly sse?: RealtimeSseOptions;
+  /**
+   * Settings of the WebSocket API.
+   * @default - {@link RealtimeWebSocketApiProps} defaults: stage `live`, 500 messages/s
+   */
+  readonly webSocket?: RealtimeWebSocketOptions;
+  /**
+   * Settings of the ticket API, `auth` included (IAM, a JWT issuer, or a Cognito user pool).
+   * @default - IAM tickets, 100 requests/s
+   */
+  readonly ticketApi?: RealtimeTicketApiOptions;
+  /**
+   * Settings of the publish API.
+   * @default - 200 requests/s, reserved concurrency 100
+   */
+  readonly publishApi?: RealtimePublishApiOptions;
+  /**
+   * IAM role or user ARNs trusted by the IAM-authorised routes (ticket, publish, revoke): such a caller acts for any user.
+   * @default [] - every IAM-signed call is refused
+   */
+  readonly trustedPrincipals?: readonly string[];
+  /**
+   * Browser origins for CORS on `POST /tickets` and the SSE service (`https://host[:port]`, no `*`).
+   * @default [] - same-origin pages and backends only
+   */
+  readonly allowedOrigins?: readonly string[];
+  /**
+   * Channel namespace policies (`NAMESPACES_JSON`, at most 2048 bytes as JSON).
+   * @default - the runtime's: `scores` (public), `chat` (authenticated), `user` (owner)
+   */
+  readonly namespaces?: Record<string, unknown>;
+  /**
+   * Ticket lifetime in seconds (`TICKET_TTL_SECONDS`, 5 to 300).
+   * @default 30
+   */
+  readonly ticketTtlSeconds?: number;
+  /**
+   * Largest event envelope in bytes (`MAX_PAYLOAD_BYTES`, 256 to 32768).
+   * @default 32768
+   */
+  readonly maxPayloadBytes?: number;
+  /**
+   * Per-user publish limits of the functions that publish (publish API, WebSocket messages).
+   * @default - the runtime's defaults
+   */
+  readonly limits?: RealtimeLimits;
+  /**
+   * Log level of the Lambdas and the SSE service.
+   * @default 'info'
+   */
+  readonly logLevel?: RuntimeLogLevel;
+  /**
+   * Retention of every log group (and of a new VPC's flow logs).
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * Topic every alarm notifies (on ALARM and on OK).
+   * @default - alarms without actions (on the dashboard)
+   */
+  readonly alarmTopic?: sns.ITopic;
+  /**
+   * The sharded WebSocket fan-out of large audiences (SQS FIFO queue, dead-letter queue, worker): shards, inline
+   * threshold, replay threshold, receive count, batch size.
+   * @default - {@link DEFAULTS}.webSocketFanout
+   */
+  readonly webSocketFanout?: Omit<WebSocketFanoutProps, 'webSocket' | 'vpc' | 'redis' | 'environment' | 'logLevel' | 'logRetention'>;
+  /**
+   * One domain for every endpoint: a hosted zone and a name; one DNS-validated certificate, HTTPS on the load balancer,
+   * API Gateway custom domains with API mappings, alias records, and the outputs on these hosts. Excludes
+   * `sse.certificate` and `sse.domainName`.
+   * @default - the endpoints keep their AWS names (the load balancer over HTTP unless `sse.certificate` is given)
+   */
+  readonly domain?: RealtimeDomainProps;
+  /**
+   * AWS WAF on the SSE load balancer: the AWS managed common rule set and a per-IP rate limit on `/events` and `/poll`.
+   * The API Gateway APIs cannot take a web ACL; their stage throttling protects them.
+   * @default - on, 1000 requests per IP per 5 minutes on the stream and poll paths
+   */
+  readonly waf?: RealtimeWafOptions;
+  /**
+   * Whether to add the endpoints as stack outputs (`TicketUrl`, `SseUrl`, `PollUrl`, `WebSocketUrl`, `PublishUrl`,
+   * `RedisEndpoint`), which `cdk deploy --outputs-file` writes and `npm run smoke` reads.
+   * @default true
+   */
+  readonly outputs?: boolean;
+  /**
+   * SSM Parameter Store path under which each endpoint is written as `{parameterPath}/{OutputName}`, e.g. `/realtime/prod`.
+   * @default - no parameters
+   */
+  readonly parameterPath?: string;
+}
+
+const RETENTION_DAYS = new Set<number>(Object.values(logs.RetentionDays).filter((v): v is number => typeof v === 'number'));
+const PARAMETER_PATH = /^(\/[A-Za-z0-9_.-]+)+$/;
+
+/**
+ * The whole realtime blueprint as one construct, to drop into any CDK app: network (or your VPC), Redis pub/sub, the
+ * WebSocket API, the SSE service on Fargate, the ticket and publish APIs, observability (alarms to your topic), and the
+ * endpoints as outputs and SSM parameters. It only composes the constructs of this package; `RealtimeStack` is a thin
+ * user of it. Installed from the package, it deploys the prebuilt Lambda bundles and SSE service bundle the package ships
+ * (no esbuild, no repository layout needed); in the repository it bundles from source.
+ */
+export class RealtimeApi extends Construct {
+  public readonly network: Network;
+  public readonly redis: RedisPubSub;
+  public readonly webSocket: RealtimeWebSocketApi;
+  public readonly sse: SseService;
+  public readonly ticketApi: TicketApi;
+  public readonly publishApi: PublishApi;
+  public readonly observability: Observability;
+  /** The sharded WebSocket fan-out: queue, dead-letter queue, worker. */
+  public readonly webSocketFanout: WebSocketFanout;
+  /** The custom domain, when `domain` is set. */
+  public readonly domain?: RealtimeDomain;
+  /** AWS WAF on the load balancer, unless `waf.enabled` is false. */
+  public readonly waf?: LoadBalancerWaf;
+  /** Endpoint values by output name. */
+  public readonly endpoints: Readonly<Record<OutputName, string>>;
+
+  constructor(scope: Construct, id: string, props: RealtimeApiProps = {}) {
+    super(scope, id);
+    if (props.logRetention !== undefined && !RETENTION_DAYS.has(props.logRetention)) {
+      invalid(this, `logRetention (${props.logRetention}) is not a CloudWatch Logs retention`, `Use one of ${[...RETENTION_DAYS].join(', ')}`);
+    }
+    checkRange(this, 'ticketTtlSeconds', props.ticketTtlSeconds, 5, 300, ' seconds');
+    checkRange(this, 'maxPayloadBytes', props.maxPayloadBytes, 256, 32768, ' bytes');
+    // The runtime's range: 0 turns a limit off.
+    checkRange(this, 'limits.userPublishPerMinute', props.limits?.userPublishPerMinute, 0, 1_000_000);
+    checkRange(this, 'limits.userNewChannelsPerHour', props.limits?.userNewChannelsPerHour, 0, 1_000_000);
+    if (props.domain && (props.sse?.certificate || props.sse?.domainName)) {
+      invalid(this, 'domain is set together with sse.certificate or sse.domainName', 'Drop sse.certificate and sse.domainName: domain gives the load balancer its certificate and host');
+    }
+    if (props.parameterPath !== undefined && !PARAMETER_PATH.test(props.parameterPath)) {
+      invalid(this, `parameterPath "${props.parameterPath}" is not an SSM path`, 'Use a path like /realtime/prod (leading "/", no trailing "/")');
+    }
+    const logRetention = props.logRetention ?? (DEFAULTS.logRetentionDays as logs.RetentionDays);
+    const logLevel = props.logLevel ?? DEFAULTS.logLevel;
+    const allowedOrigins = props.allowedOrigins ?? DEFAULTS.allowedOrigins;
+    const trustedPrincipals = props.trustedPrincipals ?? DEFAULTS.trustedPrincipals;
+
+    const runtimeEnv: Record<string, string> = {
+      [CORE_ENV.ticketTtlSeconds]: String(props.ticketTtlSeconds ?? DEFAULTS.ticketTtlSeconds),
+      [CORE_ENV.maxPayloadBytes]: String(props.maxPayloadBytes ?? DEFAULTS.maxPayloadBytes),
+    };
+    if (props.namespaces !== undefined) {
+      const json = JSON.stringify(props.namespaces);
+      // Lambda allows 4 KB of environment in total; leave room for the rest.
+      if (json.length > 2048) {
+        invalid(this, `namespaces is ${json.length} bytes as JSON (${CORE_ENV.namespacesJson}), over 2048`, 'Merge namespaces with the same policy, or shorten their names');
+      }
+      runtimeEnv[CORE_ENV.namespacesJson] = json;
+    }
+
+    // Network refuses new-VPC settings next to an existing vpc.
+    this.network = new Network(this, 'Network', { ...props.network, vpc: props.vpc, flowLogRetention: props.vpc ? undefined : logRetention });
+    const vpc = this.network.vpc;
+
+    this.redis = new RedisPubSub(this, 'Redis', { vpc, ...props.redis });
+
+    const runtime = { vpc, redis: this.redis, environment: runtimeEnv, logLevel, logRetention };
+    this.webSocket = new RealtimeWebSocketApi(this, 'WebSocket', { ...runtime, ...props.webSocket });
+
+    const domain = props.domain ? new RealtimeDomain(this, 'Domain', props.domain) : undefined;
+    this.domain = domain;
+    const sseDomain = domain ? { certificate: domain.certificate, domainName: domain.sseHost } : {};
+    this.sse = new SseService(this, 'Sse', { image: prebuiltServiceImage(), ...runtime, ...props.sse, ...sseDomain, allowedOrigins });
+    const webSocketUrl = domain ? domain.mapWebSocketApi(this.webSocket.api, this.webSocket.stage) : this.webSocket.url;
+
+    this.ticketApi = new TicketApi(this, 'TicketApi', {
+      ...runtime,
+      ...props.ticketApi,
+      auth: ticketAuth(props.ticketApi?.auth),
+      sseUrl: this.sse.eventsUrl,
+      webSocketUrl,
+      trustedPrincipals,
+      allowedOrigins,
+    });
+
+    this.publishApi = new PublishApi(this, 'PublishApi', { ...runtime, ...props.publishApi, trustedPrincipals });
+    // The two functions that fan out to WebSocket connections, POST only: publish (here) and the message handler (in
+    // RealtimeWebSocketApi). The revoker closes connections, DELETE only.
+    this.webSocket.grantPostToConnections(this.publishApi.handler);
+    this.webSocket.grantCloseConnections(this.publishApi.revokeHandler);
+    // Large audiences and long replays go through the fan-out queue: both publishers may enqueue, the worker posts.
+    this.webSocketFanout = new WebSocketFanout(this, 'WebSocketFanout', { ...runtime, ...props.webSocketFanout, webSocket: this.webSocket });
+    for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) this.webSocketFanout.connectPublisher(publisher);
+    // The functions that publish get the per-user publish limits; unset keys leave the runtime's defaults.
+    for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) {
+      for (const [key, value] of Object.entries(publishLimitsEnvironment(props.limits))) publisher.addEnvironment(key, value);
+    }
+
+    this.observability = new Observability(this, 'Observability', {
+      sse: this.sse,
+      redis: this.redis,
+      webSocket: this.webSocket,
+      httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
+      functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, this.webSocketFanout.worker],
+      alarmTopic: props.alarmTopic,
+    });
+    // The fan-out's own alarms (dead letters, waiting work) notify the same topic and are listed with the others.
+    if (props.alarmTopic) {
+      for (const alarm of this.webSocketFanout.alarms) {
+        alarm.addAlarmAction(new SnsAction(props.alarmTopic));
+        alarm.addOkAction(new SnsAction(props.alarmTopic));
+      }
+    }
+    this.observability.alarms.push(...this.webSocketFanout.alarms);
+
+    if (props.waf?.enabled ?? DEFAULTS.waf.enabled) {
+      const { enabled: _enabled, ...wafProps } = props.waf ?? {};
+      this.waf = new LoadBalancerWaf(this, 'Waf', { ...wafProps, loadBalancer: this.sse.loadBalancer });
+    }
+
+    let ticketUrl = this.ticketApi.url;
+    let publishUrl = this.publishApi.url;
+    if (domain) {
+      domain.aliasLoadBalancer(this.sse.loadBalancer);
+      ticketUrl = `${domain.mapHttpApi('Tickets', domain.ticketHost, this.ticketApi.endpoint.api, this.ticketApi.endpoint.stage)}/tickets`;
+      publishUrl = `${domain.mapHttpApi('Publish', domain.publishHost, this.publishApi.endpoint.api, this.publishApi.endpoint.stage)}/publish`;
+    }
+    this.endpoints = {
+      TicketUrl: ticketUrl,
+      SseUrl: this.sse.eventsUrl,
+      PollUrl: this.sse.pollUrl,
+      WebSocketUrl: webSocketUrl,
+      PublishUrl: publishUrl,
+      RedisEndpoint: `${this.redis.endpointAddress}:${this.redis.endpointPort}`,
+    };
+    for (const name of OUTPUT_NAMES) {
+      if (props.outputs ?? true) new CfnOutput(this, name, { value: this.endpoints[name], description: OUTPUT_DESCRIPTIONS[name] });
+      if (props.parameterPath !== undefined) {
+        new ssm.StringParameter(this, `${name}Parameter`, {
+          parameterName: `${props.parameterPath}/${name}`,
+          stringValue: this.endpoints[name],
+          description: OUTPUT_DESCRIPTIONS[name],
+        });
+      }
+    }
+    if (props.sse?.domainName && (props.outputs ?? true)) {
+      // With a custom domain, the load balancer's own name is what the DNS record must point at.
+      new CfnOutput(this, 'SseLoadBalancerDnsName', {
+        value: this.sse.loadBalancer.loadBalancerDnsName,
+        description: `Point ${props.sse.domainName} (CNAME or Route 53 alias) at this name`,
+      });
+    }
+  }
+
+  /** Lets a backend principal call `POST /publish`; list it in `trustedPrincipals` too. */
+  public grantPublish(grantee: Parameters<PublishApi['grantPublish']>[0]) {
+    return this.publishApi.grantPublish(grantee);
+  }
+}
+
+function ticketAuth(auth: RealtimeTicketAuth | undefined): TicketAuth | undefined {
+  if (auth?.type !== 'cognito') return auth;
+  return { type: 'jwt', issuer: `https://${auth.userPool.userPoolProviderName}`, audience: auth.userPoolClients.map((c) => c.userPoolClientId) };
+}
+
+/** `USER_PUBLISH_PER_MINUTE` and `USER_NEW_CHANNELS_PER_HOUR`, only those that are set. */
+function publishLimitsEnvironment(limits: RealtimeLimits | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (limits?.userPublishPerMinute !== undefined) env[CORE_ENV.userPublishPerMinute] = String(limits.userPublishPerMinute);
+  if (limits?.userNewChannelsPerHour !== undefined) env[CORE_ENV.userNewChannelsPerHour] = String(limits.userNewChannelsPerHour);
+  return env;
+}
+
+/**
+ * The SSE image from the package's prebuilt bundle (`dist/service/`, with its runtime-only Dockerfile) when this code
+ * runs from the installed package; undefined in the repository, where {@link SseService} builds service/Dockerfile.
+ */
+function prebuiltServiceImage(): ecs.ContainerImage | undefined {
+  const dir = path.join(PACKAGE_ROOT, 'dist', 'service');
+  if (fs.existsSync(path.join(PACKAGE_ROOT, 'service', 'main.ts')) || !fs.existsSync(path.join(dir, 'Dockerfile'))) return undefined;
+  return ecs.ContainerImage.fromAsset(dir, { platform: Platform.LINUX_ARM64 });
+}

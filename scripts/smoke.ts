@@ -1,0 +1,620 @@
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
+import { SignatureV4 } from '@smithy/signature-v4';
+import WebSocket from 'ws';
+
+/**
+ * `npm run smoke -- --outputs-file outputs.json`: the wire contract of README.md checked against a deployed stack (the
+ * file `cdk deploy --outputs-file` writes) or the local stack (`npm run dev -- --outputs-file`). One line per check
+ * (PASS, FAIL or SKIP with what was seen), a summary line, and the exit code a pipeline gates on: 0 all passed, 1 a
+ * check failed, 2 the tool could not start (usage, outputs file, no way to get a ticket).
+ *
+ * Tickets: a JWT in `SMOKE_JWT` (the ticket API's JWT authorizer), or `--iam-user SUB` (the AWS credentials of the
+ * environment sign the call, SigV4, as a trusted backend naming SUB; the caller must be in the stage's
+ * `trustedPrincipals`), or `--local-user SUB` (the local stack's `x-local-user` header: refused unless every endpoint is
+ * on loopback).
+ */
+
+const USAGE = `Usage: npm run smoke -- --outputs-file PATH [--stack NAME] [--channel NS:NAME]
+                        [--local-user SUB | --iam-user SUB] [--ticket-url URL] [--region REGION]
+                        [--sign-publish] [--timeout-ms 10000]
+
+How the smoke test gets tickets, first that applies:
+  --local-user SUB   the local stack (npm run dev) only: acts as SUB with its x-local-user header
+  SMOKE_JWT=<jwt>    Authorization: Bearer <jwt> (a ticket API with JWT auth)
+  --iam-user SUB     SigV4-signed with the AWS credentials of the environment, naming SUB (a trusted principal;
+                     with JWT auth pass --ticket-url <TicketUrl with /backend/tickets>)
+The publish API check is SigV4-signed (--iam-user, or --sign-publish with SMOKE_JWT), unsigned locally, else skipped.
+Exit code: 0 every check passed, 1 a check failed, 2 the smoke test could not run.`;
+
+/** A reason the tool cannot run at all (exit code 2). */
+export class SmokeUsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SmokeUsageError';
+  }
+}
+
+/** The stack outputs the checks read (names of `OUTPUT_NAMES` in lib/realtime-stack.ts). */
+export interface SmokeEndpoints {
+  readonly TicketUrl: string;
+  readonly SseUrl: string;
+  readonly PollUrl: string;
+  readonly WebSocketUrl: string;
+  readonly PublishUrl: string;
+}
+const ENDPOINT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'WebSocketUrl', 'PublishUrl'] as const;
+
+/** How the smoke test authenticates. */
+export type SmokeAuth =
+  | { readonly kind: 'local'; readonly sub: string }
+  | { readonly kind: 'jwt'; readonly token: string }
+  | { readonly kind: 'iam'; readonly sub: string };
+
+export interface SmokeOptions {
+  readonly endpoints: SmokeEndpoints;
+  readonly auth: SmokeAuth;
+  /** Channel used by every check; needs a namespace any ticket holder may subscribe and publish to. Defaults to `chat:smoke-<random>`. */
+  readonly channel?: string;
+  /** Where tickets are minted. Defaults to `TicketUrl`. */
+  readonly ticketUrl?: string;
+  /** Sign the publish API call with the environment's AWS credentials even with JWT tickets. Defaults to false. */
+  readonly signPublish?: boolean;
+  /** Region for SigV4 when the host does not name it (custom domains). Defaults to the host's, then AWS_REGION. */
+  readonly region?: string;
+  /** Longest wait for one answer or event, in milliseconds. Defaults to 10000. */
+  readonly timeoutMs?: number;
+}
+
+export type SmokeStatus = 'PASS' | 'FAIL' | 'SKIP';
+export interface SmokeResult {
+  readonly check: string;
+  readonly status: SmokeStatus;
+  readonly detail: string;
+  readonly ms: number;
+}
+
+/** Reads the endpoints from a `cdk deploy --outputs-file` file. Output keys may carry a construct prefix and hash suffix. */
+export function readOutputs(file: string, stackName?: string): SmokeEndpoints {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new SmokeUsageError(`cannot read outputs file ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null) throw new SmokeUsageError(`${file} is not a cdk outputs file ({"<stack>": {"TicketUrl": ...}})`);
+  const stacks = Object.entries(parsed as Record<string, Record<string, string>>).filter(([, o]) => typeof o === 'object' && o !== null && Object.keys(o).some((k) => /TicketUrl/.test(k)));
+  const chosen = stackName ? stacks.filter(([name]) => name === stackName) : stacks;
+  if (chosen.length !== 1) {
+    const names = stacks.map(([n]) => n).join(', ') || '(none)';
+    throw new SmokeUsageError(stackName ? `stack "${stackName}" has no realtime outputs in ${file} (stacks with them: ${names})` : `${file} has ${chosen.length} stacks with realtime outputs (${names}); pass --stack NAME`);
+  }
+  const outputs = chosen[0][1];
+  const found: Partial<Record<(typeof ENDPOINT_NAMES)[number], string>> = {};
+  for (const name of ENDPOINT_NAMES) {
+    const keys = Object.keys(outputs).filter((k) => k === name || new RegExp(`^[A-Za-z0-9]*${name}[0-9A-F]{8}$`).test(k));
+    if (keys.length !== 1) throw new SmokeUsageError(`${file}: expected one output named ${name}, found ${keys.length} (${keys.join(', ') || 'none'})`);
+    found[name] = outputs[keys[0]];
+  }
+  return found as SmokeEndpoints;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/** Whether every endpoint is on loopback (the only place `--local-user` may be sent). */
+export function allLoopback(endpoints: SmokeEndpoints): boolean {
+  return ENDPOINT_NAMES.every((n) => LOOPBACK.has(new URL(endpoints[n]).hostname));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// SigV4 (service execute-api) with @smithy/signature-v4 and credentials from the default provider chain.
+
+type SourceData = string | ArrayBuffer | ArrayBufferView;
+const bytes = (d: SourceData): string | Uint8Array => (typeof d === 'string' ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+
+/** SHA-256 and HMAC-SHA-256 from node:crypto, in the shape `@smithy/signature-v4` takes (as `@smithy/hash-node`). */
+class NodeSha256 {
+  private readonly hash: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
+  constructor(secret?: SourceData) {
+    this.hash = secret ? createHmac('sha256', bytes(secret)) : createHash('sha256');
+  }
+  update(data: SourceData): void {
+    this.hash.update(bytes(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+  reset(): void {
+    throw new Error('not used');
+  }
+}
+
+function regionOf(url: URL, fallback?: string): string {
+  const m = /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(url.hostname);
+  const region = m?.[1] ?? fallback ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  if (!region) throw new SmokeUsageError(`cannot tell the region of ${url.host} for SigV4: pass --region or set AWS_REGION`);
+  return region;
+}
+
+export async function signedHeaders(method: string, url: URL, body: string, region?: string): Promise<Record<string, string>> {
+  const signer = new SignatureV4({ service: 'execute-api', region: regionOf(url, region), credentials: defaultProvider(), sha256: NodeSha256 });
+  const query: Record<string, string> = {};
+  for (const [k, v] of url.searchParams) query[k] = v;
+  const signed = await signer.sign({
+    method,
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: url.port ? Number(url.port) : undefined,
+    path: url.pathname,
+    query,
+    headers: { host: url.host, 'content-type': 'application/json' },
+    body,
+  });
+  return signed.headers as Record<string, string>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Small clients: JSON over fetch, an SSE reader, a WebSocket that collects frames.
+
+interface JsonAnswer {
+  readonly status: number;
+  // Answers are read field by field; `any` keeps those reads short.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly body: any;
+  readonly text: string;
+}
+
+async function request(url: string, init: RequestInit, timeoutMs: number): Promise<JsonAnswer> {
+  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+  const text = await r.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  return { status: r.status, body, text };
+}
+
+interface SseEvent {
+  readonly event: string;
+  readonly id?: string;
+  readonly data: string;
+}
+
+/** One SSE connection read with fetch: events as they come, and a wait for one that matches. */
+class SseReader {
+  readonly events: SseEvent[] = [];
+  status = 0;
+  contentType = '';
+  private readonly abort = new AbortController();
+  private waiters: (() => void)[] = [];
+  private ended = false;
+
+  constructor(url: string, headers: Record<string, string>) {
+    void this.read(url, headers).catch(() => undefined);
+  }
+
+  private async read(url: string, headers: Record<string, string>): Promise<void> {
+    try {
+      const r = await fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal: this.abort.signal });
+      this.status = r.status;
+      this.contentType = r.headers.get('content-type') ?? '';
+      if (!r.body) return;
+      const decoder = new TextDecoder();
+      let buffer = '';
+      for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let end: number;
+        while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, '');
+          this.parse(block);
+        }
+      }
+    } finally {
+      this.ended = true;
+      this.wake();
+    }
+  }
+
+  private parse(block: string): void {
+    let event = 'message';
+    let id: string | undefined;
+    const data: string[] = [];
+    for (const line of block.split(/\r?\n/)) {
+      if (line.startsWith(':')) continue;
+      const i = line.indexOf(':');
+      const field = i < 0 ? line : line.slice(0, i);
+      const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+      if (field === 'event') event = value;
+      else if (field === 'id') id = value;
+      else if (field === 'data') data.push(value);
+    }
+    if (data.length === 0 && id === undefined) return;
+    this.events.push({ event, id, data: data.join('\n') });
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Waits for an event matching `pred`; rejects with what was seen when the stream ends or time runs out. */
+  async waitFor(pred: (e: SseEvent) => boolean, what: string, timeoutMs: number): Promise<SseEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.events.find(pred);
+      if (hit) return hit;
+      if (this.ended) throw new Error(`stream ended (HTTP ${this.status || 'no answer'}) before ${what}; got ${this.seen()}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms (HTTP ${this.status}, ${this.contentType || 'no content type'}); got ${this.seen()}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  private seen(): string {
+    return this.events.length ? this.events.map((e) => e.event).join(', ') : 'no events';
+  }
+
+  close(): void {
+    this.abort.abort();
+  }
+}
+
+/** A WebSocket client that keeps every frame (parsed JSON) and waits for one that matches. */
+class WsClient {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly frames: any[] = [];
+  private readonly socket: WebSocket;
+  private waiters: (() => void)[] = [];
+  private closed = false;
+
+  private constructor(socket: WebSocket) {
+    this.socket = socket;
+    socket.on('message', (m) => {
+      try {
+        this.frames.push(JSON.parse(String(m)));
+      } catch {
+        this.frames.push({ unparsed: String(m) });
+      }
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+  }
+
+  static open(url: string, timeoutMs: number): Promise<WsClient> {
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(url, { handshakeTimeout: timeoutMs });
+      const client = new WsClient(socket);
+      socket.once('open', () => resolve(client));
+      socket.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused with HTTP ${res.statusCode}`)));
+      socket.once('error', reject);
+    });
+  }
+
+  send(frame: unknown): void {
+    this.socket.send(JSON.stringify(frame));
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  async waitFor(pred: (f: any) => boolean, what: string, timeoutMs: number, from = 0): Promise<any> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.frames.slice(from).find(pred);
+      if (hit) return hit;
+      const seen = this.frames.slice(from).map((f) => f.type ?? 'envelope').join(', ') || 'no frames';
+      if (this.closed) throw new Error(`connection closed before ${what}; got ${seen}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms; got ${seen}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The checks.
+
+const isErrorBody = (b: unknown, code?: string): boolean => {
+  const e = (b as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  return typeof e?.code === 'string' && typeof e.message === 'string' && (code === undefined || e.code === code);
+};
+const show = (a: JsonAnswer) => `HTTP ${a.status} ${a.text.slice(0, 160)}`;
+
+/** Runs every check in order; `report` is called with each result as it is known. Never throws for a failed check. */
+export async function runSmoke(options: SmokeOptions, report: (r: SmokeResult) => void = () => undefined): Promise<SmokeResult[]> {
+  const e = options.endpoints;
+  const auth = options.auth;
+  const timeout = options.timeoutMs ?? 10_000;
+  const channel = options.channel ?? `chat:smoke-${randomBytes(6).toString('hex')}`;
+  const ticketUrl = options.ticketUrl ?? e.TicketUrl;
+  if (auth.kind === 'local' && !allLoopback(e)) {
+    throw new SmokeUsageError('--local-user only works against the local stack (every endpoint on 127.0.0.1, localhost or [::1]); on AWS use SMOKE_JWT or --iam-user');
+  }
+  const results: SmokeResult[] = [];
+  const state: { firstId?: string; secondId?: string; spentUrl?: string; stream?: SseReader; ws?: WsClient } = {};
+
+  async function check(name: string, fn: () => Promise<string | { skip: string }>): Promise<void> {
+    const started = Date.now();
+    let result: SmokeResult;
+    try {
+      const out = await fn();
+      result = typeof out === 'string' ? { check: name, status: 'PASS', detail: out, ms: Date.now() - started } : { check: name, status: 'SKIP', detail: out.skip, ms: 0 };
+    } catch (err) {
+      result = { check: name, status: 'FAIL', detail: err instanceof Error ? err.message : String(err), ms: Date.now() - started };
+    }
+    results.push(result);
+    report(result);
+  }
+  const need = (ok: unknown, message: string) => {
+    if (!ok) throw new Error(message);
+  };
+
+  async function ticket(transport: 'sse' | 'ws', body: string = JSON.stringify({ channels: [channel], transport })): Promise<JsonAnswer> {
+    const url = new URL(ticketUrl);
+    let headers: Record<string, string> = { 'content-type': 'application/json' };
+    let payload = body;
+    if (auth.kind === 'local') headers['x-local-user'] = auth.sub;
+    else if (auth.kind === 'jwt') headers.authorization = `Bearer ${auth.token}`;
+    else {
+      const parsed = safeJson(body);
+      payload = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? JSON.stringify({ sub: auth.sub, ...parsed }) : body;
+      headers = await signedHeaders('POST', url, payload, options.region);
+    }
+    return request(url.toString(), { method: 'POST', headers, body: payload }, timeout);
+  }
+  async function mint(transport: 'sse' | 'ws'): Promise<{ ticket: string; url: string }> {
+    const r = await ticket(transport);
+    need(r.status === 201 && typeof r.body?.ticket === 'string', `POST ${ticketUrl} for a ${transport} ticket: ${show(r)}`);
+    return { ticket: r.body.ticket, url: transport === 'sse' ? r.body.sseUrl : r.body.wsUrl };
+  }
+
+  try {
+    await check('ticket', async () => {
+      const r = await ticket('sse');
+      need(r.status === 201, `POST ${ticketUrl}: expected 201, got ${show(r)}`);
+      need(typeof r.body?.ticket === 'string' && typeof r.body.expiresAt === 'string', `no ticket/expiresAt in ${r.text}`);
+      need(typeof r.body.sseUrl === 'string' && r.body.sseUrl.startsWith(`${e.SseUrl}?`), `sseUrl ${r.body.sseUrl} does not start with the SseUrl output ${e.SseUrl}`);
+      need(r.body.wsUrl === null, `wsUrl should be null for an SSE ticket, got ${r.body.wsUrl}`);
+      state.spentUrl = r.body.sseUrl;
+      return `201, single-use SSE ticket for ${channel}, expires ${r.body.expiresAt}`;
+    });
+
+    await check('stream', async () => {
+      need(state.spentUrl, 'no ticket (the ticket check failed)');
+      const stream = new SseReader(state.spentUrl!, {});
+      state.stream = stream;
+      const ready = await stream.waitFor((ev) => ev.event === 'ready', 'event: ready', timeout);
+      need(stream.contentType.startsWith('text/event-stream'), `content-type ${stream.contentType}`);
+      return `200 text/event-stream, "ready" (${ready.data.slice(0, 60)})`;
+    });
+
+    await check('ticket single use', async () => {
+      need(state.spentUrl, 'no ticket (the ticket check failed)');
+      const r = await request(state.spentUrl!, {}, timeout);
+      need(r.status === 401 && isErrorBody(r.body, 'ticket_invalid'), `the spent ticket again: expected 401 ticket_invalid, got ${show(r)}`);
+      return '401 ticket_invalid for the spent ticket';
+    });
+
+    await check('ws subscribe', async () => {
+      const t = await mint('ws');
+      need(t.url?.startsWith(`${e.WebSocketUrl}?ticket=`), `wsUrl ${t.url} does not start with the WebSocketUrl output ${e.WebSocketUrl}`);
+      const ws = await WsClient.open(t.url, timeout);
+      state.ws = ws;
+      ws.send({ action: 'subscribe', channel });
+      const f = await ws.waitFor((m) => m.type === 'subscribed' && m.channel === channel, `subscribed ${channel}`, timeout);
+      return `connected with a ws ticket, subscribed ${channel} at cursor ${f.cursor}`;
+    });
+
+    await check('ws ping', async () => {
+      need(state.ws, 'no connection (ws subscribe failed)');
+      const from = state.ws!.frames.length;
+      state.ws!.send({ action: 'ping' });
+      await state.ws!.waitFor((m) => m.type === 'pong', 'pong', timeout, from);
+      return 'pong';
+    });
+
+    await check('ws publish', async () => {
+      need(state.ws, 'no connection (ws subscribe failed)');
+      const ws = state.ws!;
+      const from = ws.frames.length;
+      ws.send({ action: 'publish', channel, type: 'smoke', data: { n: 1 } });
+      const ack = await ws.waitFor((m) => m.type === 'published' || m.type === 'error', 'published', timeout, from);
+      need(ack.type === 'published', `publish refused: ${JSON.stringify(ack)}`);
+      state.firstId = ack.id;
+      await ws.waitFor((m) => m.id === ack.id && m.channel === channel && m.type === 'smoke', `envelope ${ack.id} on the WebSocket`, timeout, from);
+      need(state.stream, 'published, but no SSE stream to receive it (stream failed)');
+      await state.stream!.waitFor((ev) => ev.id === ack.id, `event ${ack.id} on the SSE stream`, timeout);
+      return `published id ${ack.id}; delivered to the WebSocket and to the SSE stream`;
+    });
+
+    await check('resume with Last-Event-ID', async () => {
+      need(state.ws && state.firstId, 'no first event (ws publish failed)');
+      state.stream?.close();
+      const from = state.ws!.frames.length;
+      state.ws!.send({ action: 'publish', channel, type: 'smoke', data: { n: 2 } });
+      const ack = await state.ws!.waitFor((m) => m.type === 'published' || m.type === 'error', 'published', timeout, from);
+      need(ack.type === 'published', `second publish refused: ${JSON.stringify(ack)}`);
+      state.secondId = ack.id;
+      const t = await mint('sse');
+      const stream = new SseReader(t.url, { 'last-event-id': state.firstId! });
+      try {
+        await stream.waitFor((ev) => ev.event === 'ready', 'event: ready', timeout);
+        const ids = stream.events.filter((ev) => ev.id !== undefined && ev.event !== 'ready').map((ev) => ev.id);
+        need(ids.includes(ack.id) && !ids.includes(state.firstId), `replay after ${state.firstId}: expected ${ack.id} before "ready" and not ${state.firstId}, got [${ids.join(', ')}]`);
+      } finally {
+        stream.close();
+      }
+      return `Last-Event-ID ${state.firstId}: replayed ${ack.id} before "ready", nothing twice`;
+    });
+
+    await check('poll', async () => {
+      need(state.firstId && state.secondId, 'no events to poll (the publish checks failed)');
+      const t = await mint('sse');
+      const url = `${e.PollUrl}?channels=${encodeURIComponent(channel)}&cursor=${state.firstId}&ticket=${t.ticket}`;
+      const r = await request(url, {}, timeout);
+      need(r.status === 200 && Array.isArray(r.body?.events), `GET /poll: expected 200 {"events"}, got ${show(r)}`);
+      const ids = (r.body.events as { id: string }[]).map((ev) => ev.id);
+      need(ids.includes(state.secondId!) && !ids.includes(state.firstId!), `poll from cursor ${state.firstId}: expected ${state.secondId}, got [${ids.join(', ')}]`);
+      return `200, events after cursor ${state.firstId}: [${ids.join(', ')}], cursor ${r.body.cursor}`;
+    });
+
+    await check('publish api', async () => {
+      const signed = auth.kind === 'iam' || (auth.kind === 'jwt' && options.signPublish);
+      if (auth.kind !== 'local' && !signed) return { skip: 'POST /publish needs SigV4: pass --iam-user, or --sign-publish with AWS credentials of a trusted principal' };
+      need(state.ws, 'no WebSocket to receive it (ws subscribe failed)');
+      const body = JSON.stringify({ channel, type: 'smoke', data: { n: 3 } });
+      const url = new URL(e.PublishUrl);
+      const headers = signed ? await signedHeaders('POST', url, body, options.region) : { 'content-type': 'application/json' };
+      const from = state.ws!.frames.length;
+      const r = await request(url.toString(), { method: 'POST', headers, body }, timeout);
+      need(r.status === 202 && typeof r.body?.id === 'string', `POST ${e.PublishUrl}: expected 202 {"id"}, got ${show(r)}`);
+      await state.ws!.waitFor((m) => m.id === r.body.id, `envelope ${r.body.id} on the WebSocket`, timeout, from);
+      return `202 id ${r.body.id}, delivered to the WebSocket`;
+    });
+
+    await check('bad input: JSON errors', async () => {
+      const answers: [string, JsonAnswer, number, string][] = [
+        ['POST /tickets with malformed JSON', await ticket('sse', '{"channels":'), 400, 'invalid_json'],
+        ['POST /tickets with an invalid channel', await ticket('sse', JSON.stringify({ channels: ['Bad Name'] })), 400, 'invalid_channel'],
+        ['GET /events with an invalid channel', await request(`${e.SseUrl}?channels=${encodeURIComponent('Bad Name')}`, {}, timeout), 400, 'invalid_channel'],
+        ['GET /poll with an invalid channel', await request(`${e.PollUrl}?channels=${encodeURIComponent('Bad Name')}&cursor=0`, {}, timeout), 400, 'invalid_channel'],
+        ['GET /events without a ticket', await request(`${e.SseUrl}?channels=${encodeURIComponent(channel)}`, {}, timeout), 401, 'unauthorized'],
+      ];
+      for (const [what, a, status, code] of answers) need(a.status === status && isErrorBody(a.body, code), `${what}: expected ${status} ${code}, got ${show(a)}`);
+      if (state.ws) {
+        const from = state.ws.frames.length;
+        state.ws.send({ action: 'subscribe', channel: 'Bad Name' });
+        const f = await state.ws.waitFor((m) => m.type === 'error', 'an error frame', timeout, from);
+        need(typeof f.code === 'string' || typeof f.error === 'object', `error frame without a code: ${JSON.stringify(f)}`);
+      }
+      return `${answers.map(([, , s, c]) => `${s} ${c}`).join(', ')}${state.ws ? ', WebSocket error frame' : ''}`;
+    });
+  } finally {
+    state.stream?.close();
+    state.ws?.close();
+  }
+  return results;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** One line per result, aligned: `PASS  ticket  201, ... (12 ms)`. */
+export function formatResult(r: SmokeResult): string {
+  return `${r.status}  ${r.check.padEnd(26)} ${r.detail}${r.status === 'SKIP' ? '' : ` (${r.ms} ms)`}`;
+}
+
+/** The summary line and the exit code for a run. */
+export function summarise(results: readonly SmokeResult[]): { line: string; exitCode: number } {
+  const count = (s: SmokeStatus) => results.filter((r) => r.status === s).length;
+  const failed = count('FAIL');
+  return { line: `smoke: ${count('PASS')} passed, ${failed} failed, ${count('SKIP')} skipped`, exitCode: failed > 0 ? 1 : 0 };
+}
+
+/** Parses the command line and the environment into options. Throws {@link SmokeUsageError}. */
+export function parseSmokeArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): SmokeOptions | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      options: {
+        'outputs-file': { type: 'string' },
+        stack: { type: 'string' },
+        channel: { type: 'string' },
+        'local-user': { type: 'string' },
+        'iam-user': { type: 'string' },
+        'ticket-url': { type: 'string' },
+        region: { type: 'string' },
+        'sign-publish': { type: 'boolean' },
+        'timeout-ms': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new SmokeUsageError(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help) return 'help';
+  if (!values['outputs-file']) throw new SmokeUsageError('--outputs-file is required (the file of `cdk deploy --outputs-file` or `npm run dev -- --outputs-file`)');
+  const endpoints = readOutputs(values['outputs-file'], values.stack);
+  let auth: SmokeAuth;
+  if (values['local-user']) auth = { kind: 'local', sub: values['local-user'] };
+  else if (env.SMOKE_JWT) auth = { kind: 'jwt', token: env.SMOKE_JWT };
+  else if (values['iam-user']) auth = { kind: 'iam', sub: values['iam-user'] };
+  else throw new SmokeUsageError('no way to get a ticket: set SMOKE_JWT, or pass --iam-user SUB (AWS credentials of a trusted principal), or --local-user SUB (local stack)');
+  const timeoutMs = values['timeout-ms'] === undefined ? undefined : Number(values['timeout-ms']);
+  if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs > 0)) throw new SmokeUsageError('--timeout-ms takes a positive whole number of milliseconds');
+  if (values.channel !== undefined && !/^[a-z][a-z0-9-]{0,31}:[A-Za-z0-9_.=@|-]{1,128}$/.test(values.channel)) {
+    throw new SmokeUsageError(`--channel "${values.channel}" is not a channel name (namespace:name)`);
+  }
+  return {
+    endpoints,
+    auth,
+    channel: values.channel,
+    ticketUrl: values['ticket-url'],
+    region: values.region,
+    signPublish: values['sign-publish'],
+    timeoutMs,
+  };
+}
+
+async function main(): Promise<number> {
+  let options: SmokeOptions | 'help';
+  try {
+    options = parseSmokeArgs(process.argv.slice(2));
+  } catch (err) {
+    console.error(`smoke: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  try {
+    const results = await runSmoke(options, (r) => console.log(formatResult(r)));
+    const { line, exitCode } = summarise(results);
+    console.log(line);
+    return exitCode;
+  } catch (err) {
+    console.error(`smoke: ${err instanceof Error ? err.message : String(err)}`);
+    return 2;
+  }
+}
+
+if (require.main === module) {
+  main().then((code) => process.exit(code));
+}
