@@ -10,12 +10,15 @@ import { Observability } from './observability';
 import { PublishApi } from './publish-api';
 import { RedisPubSub } from './redis-pub-sub';
 import { SseService } from './sse-service';
-import { alarmTopicOf, logRetentionOf, networkProps, type RealtimeStageConfig, sseServiceProps } from './stage-config';
+import { alarmTopicOf, logRetentionOf, networkProps, type RealtimeStageConfig, sseServiceProps, type WebSocketMode, webSocketSetup } from './stage-config';
 import { TicketApi } from './ticket-api';
 import { RealtimeWebSocketApi } from './websocket-api';
 
-/** Names of the stack outputs; `npm run dev` prints the same names for the local stack. */
-export const OUTPUT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'WebSocketUrl', 'PublishUrl', 'RedisEndpoint'] as const;
+/**
+ * Names of the stack outputs; `npm run dev` prints the same names for the local stack. `WebSocketUrl` (API Gateway)
+ * exists with `webSocket.mode` `apigateway` and `both`, `LiveUrl` (the tasks' `/live`) with `tasks` and `both`.
+ */
+export const OUTPUT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'WebSocketUrl', 'LiveUrl', 'PublishUrl', 'RedisEndpoint'] as const;
 export type OutputName = (typeof OUTPUT_NAMES)[number];
 
 /** Properties of a {@link RealtimeStack}. */
@@ -39,13 +42,16 @@ const RETENTION_DAYS = new Set<number>(Object.values(logs.RetentionDays).filter(
 export class RealtimeStack extends Stack {
   public readonly network: Network;
   public readonly redis: RedisPubSub;
-  public readonly webSocket: RealtimeWebSocketApi;
+  /** Where WebSockets terminate (`webSocket.mode`). */
+  public readonly webSocketMode: WebSocketMode;
+  /** The API Gateway WebSocket API; none with `webSocket.mode` `tasks`. */
+  public readonly webSocket?: RealtimeWebSocketApi;
   public readonly sse: SseService;
   public readonly ticketApi: TicketApi;
   public readonly publishApi: PublishApi;
   public readonly observability: Observability;
-  /** Output values by name. */
-  public readonly endpoints: Readonly<Record<OutputName, string>>;
+  /** Output values by name (those of this stage's mode). */
+  public readonly endpoints: Readonly<Partial<Record<OutputName, string>>>;
 
   constructor(scope: Construct, id: string, props: RealtimeStackProps) {
     super(scope, id, props);
@@ -87,15 +93,20 @@ export class RealtimeStack extends Stack {
     this.redis = new RedisPubSub(this, 'Redis', { vpc, ...config.redis });
 
     const runtime = { vpc, redis: this.redis, environment: runtimeEnv, logLevel, logRetention };
-    this.webSocket = new RealtimeWebSocketApi(this, 'WebSocket', { ...runtime, ...config.webSocket });
+    const ws = webSocketSetup(this, config.webSocket);
+    this.webSocketMode = ws.mode;
+    if (ws.api) this.webSocket = new RealtimeWebSocketApi(this, 'WebSocket', { ...runtime, ...ws.api });
+    const webSocket = this.webSocket;
 
     this.sse = new SseService(this, 'Sse', { ...runtime, ...sseServiceProps(this, config.sse), allowedOrigins });
+    // Tickets name the tasks' endpoint whenever it serves (`both`: new connections move there; API Gateway keeps the rest).
+    const onTasks = ws.mode !== 'apigateway';
 
     this.ticketApi = new TicketApi(this, 'TicketApi', {
       ...runtime,
       ...config.ticketApi,
       sseUrl: this.sse.eventsUrl,
-      webSocketUrl: this.webSocket.url,
+      webSocketUrl: onTasks ? this.sse.liveUrl : webSocket!.url,
       trustedPrincipals,
       allowedOrigins,
     });
@@ -103,19 +114,19 @@ export class RealtimeStack extends Stack {
     this.publishApi = new PublishApi(this, 'PublishApi', { ...runtime, ...config.publishApi, trustedPrincipals });
     // The two functions that fan out to WebSocket connections, POST only: publish (here) and the message handler (in
     // RealtimeWebSocketApi). The revoker closes connections, DELETE only.
-    this.webSocket.grantPostToConnections(this.publishApi.handler);
-    this.webSocket.grantCloseConnections(this.publishApi.revokeHandler);
+    webSocket?.grantPostToConnections(this.publishApi.handler);
+    webSocket?.grantCloseConnections(this.publishApi.revokeHandler);
     // The functions that publish get the per-user publish limits; unset keys leave the runtime's defaults.
-    for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) {
+    for (const publisher of webSocket ? [this.publishApi.handler, webSocket.messageFunction] : [this.publishApi.handler]) {
       for (const [key, value] of Object.entries(publishLimitsEnvironment(config))) publisher.addEnvironment(key, value);
     }
 
     this.observability = new Observability(this, 'Observability', {
       sse: this.sse,
       redis: this.redis,
-      webSocket: this.webSocket,
+      webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
-      functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler],
+      functions: [...(webSocket?.functions ?? []), this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler],
       alarmTopic: alarmTopicOf(this, config.alarmTopicArn),
     });
 
@@ -123,7 +134,8 @@ export class RealtimeStack extends Stack {
       TicketUrl: this.ticketApi.url,
       SseUrl: this.sse.eventsUrl,
       PollUrl: this.sse.pollUrl,
-      WebSocketUrl: this.webSocket.url,
+      WebSocketUrl: webSocket?.url,
+      LiveUrl: onTasks ? this.sse.liveUrl : undefined,
       PublishUrl: this.publishApi.url,
       RedisEndpoint: `${this.redis.endpointAddress}:${this.redis.endpointPort}`,
     };
@@ -131,15 +143,18 @@ export class RealtimeStack extends Stack {
       TicketUrl: 'POST here (JWT or IAM) for a single-use connect ticket',
       SseUrl: 'EventSource URL: GET ?channels=a,b&ticket=T',
       PollUrl: 'Long-poll fallback: GET ?channels=a,b&cursor=C',
-      WebSocketUrl: 'WebSocket URL: connect with ?ticket=T',
+      WebSocketUrl: 'WebSocket URL on API Gateway: connect with ?ticket=T',
+      LiveUrl: 'WebSocket URL on the tasks (same protocol): connect with ?ticket=T',
       PublishUrl: 'POST here (IAM-signed) to publish an event',
       RedisEndpoint: 'Primary endpoint (host:port) of the pub/sub Redis, TLS + AUTH',
     };
     for (const name of OUTPUT_NAMES) {
-      new CfnOutput(this, name, { value: this.endpoints[name], description: descriptions[name] });
+      const value = this.endpoints[name];
+      if (value === undefined) continue;
+      new CfnOutput(this, name, { value, description: descriptions[name] });
       new ssm.StringParameter(this, `${name}Parameter`, {
         parameterName: `/realtime/${props.stageName}/${name}`,
-        stringValue: this.endpoints[name],
+        stringValue: value,
         description: descriptions[name],
       });
     }
