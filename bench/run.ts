@@ -991,7 +991,7 @@ function summaryTable(results: RunResult[]): string {
   row(`${big}: deliveries/s`, `${(CASES[big].n * (CASES[big].rate ?? 0)).toLocaleString('en-US')} offered`, (s) => med(s, big, (r) => r.deliveriesPerSec), fmtInt);
   if (caseNames.includes('idle')) row('idle: KB / connection', '≤ 8', (s) => med(s, 'idle', (r) => r.memPerConnKB), fmt1, (v) => v <= TARGETS.idleKB);
   if (caseNames.includes('burst')) row('burst 200 → 1k: p99 ms', '', (s) => med(s, 'burst', (r) => r.p99), fmt1);
-  rows.push(`| auth per connection | | ${cols.map((s) => (kindOf(s) === 'ours' ? 'ticket, redeemed' : 'none (skipped)')).join(' | ')} |`);
+  rows.push(`| auth per connection | | ${cols.map((s) => (kindOf(s) === 'ours' || kindOf(s) === 'ours-ws' ? 'ticket, redeemed' : 'none (skipped)')).join(' | ')} |`);
   return rows.join('\n');
 }
 
