@@ -110,9 +110,8 @@ export class WsEdge {
       metrics.rejectedConnections++;
       throw new RealtimeError('unavailable', `This task subscribes to its maximum of ${config.maxChannelsPerTask} channels; retry shortly.`);
     }
-    const ws = await new Promise<WebSocket>((resolve) => this.wss.handleUpgrade(req, socket, head, resolve));
     const identity = { kind: 'user', sub: grant.sub } as const;
-    const s = new WsSocket(ws, socket, identity, { channels: grant.channels, byBackend: grant.byBackend }, {
+    const s = new WsSocket(socket, identity, { channels: grant.channels, byBackend: grant.byBackend }, {
       config,
       redis: this.deps.redis,
       hub,
@@ -120,6 +119,22 @@ export class WsEdge {
       fanout: this.deps.fanout,
       slow: (x) => this.slow(x),
     });
+    // The ticket's subscriptions exist before the 101, as API Gateway's $connect runs before its own.
+    let gone = false;
+    const early = () => (gone = true);
+    socket.once('close', early);
+    try {
+      await s.start(channels);
+    } catch (err) {
+      s.released();
+      throw err;
+    }
+    socket.off('close', early);
+    if (gone || !socket.writable) {
+      s.released();
+      return;
+    }
+    const ws = await new Promise<WebSocket>((resolve) => this.wss.handleUpgrade(req, socket, head, resolve));
     this.sockets.add(s);
     ws.on('error', () => undefined);
     ws.on('pong', () => (s.alive = true));
@@ -128,12 +143,7 @@ export class WsEdge {
       s.released();
     });
     s.untrack = this.deps.revocations.track(grant.sub, grant.epoch, () => s.close(WS_CLOSE.revoked, closeReason('revoked')));
-    try {
-      await s.start(channels);
-    } catch (err) {
-      this.deps.log.warn({ code: toRealtimeError(err).code }, 'websocket setup failed');
-      s.close(WS_CLOSE.tryAgainLater, closeReason('failed', jitter(config.retryMs) * 2));
-    }
+    s.attach(ws);
   }
 
   /** Answers a refused upgrade on the raw socket: the status and a JSON `{"error"}`. */

@@ -68,19 +68,33 @@ export class WsSocket implements Listener, Flushable {
   private readonly subs = new Map<string, Subscription>();
   private pending: Buffer[] = [];
   private queue: Promise<void> = Promise.resolve();
+  private socketOf?: WebSocket;
 
   constructor(
-    readonly ws: WebSocket,
-    /** The upgraded socket: frames built here are written to it directly. */
+    /** The connection being upgraded: frames built here are written to it directly once {@link attach}ed. */
     private readonly socket: Duplex,
     readonly identity: Identity & { kind: 'user' },
     readonly grant: ChannelGrant,
     private readonly deps: WsSocketDeps,
-  ) {
+  ) {}
+
+  /** The WebSocket, once the upgrade completed. */
+  get ws(): WebSocket {
+    if (!this.socketOf) throw new Error('WsSocket: not attached yet');
+    return this.socketOf;
+  }
+
+  /**
+   * The upgrade completed: client frames are handled from now on, and what arrived since {@link start}
+   * (live events above the floor) is written after the 101.
+   */
+  attach(ws: WebSocket): void {
+    this.socketOf = ws;
     ws.on('message', (data, isBinary) => {
       const text = isBinary ? undefined : String(data);
       this.queue = this.queue.then(() => this.handle(text));
     });
+    if (this.pending.length) this.deps.window.mark(this);
   }
 
   /** Channels subscribed now. */
@@ -89,19 +103,15 @@ export class WsSocket implements Listener, Flushable {
   }
 
   /**
-   * Subscribes the ticket's channels at connect (already filtered by the namespace policies): their
-   * floor is the sequence once the hub's subscriptions are confirmed, as API Gateway's `$connect` does.
-   * Call it once, right after construction.
+   * Subscribes the ticket's channels at connect (already filtered by the namespace policies), before
+   * the upgrade completes, as API Gateway's `$connect` runs before its 101: their floor is the
+   * sequence once the hub's subscriptions are confirmed, so what is published after the client
+   * sees the socket open reaches it. Call it once, before {@link attach}.
    */
-  start(channels: readonly string[]): Promise<void> {
-    const started = (async () => {
-      await this.deps.hub.add(channels, this);
-      const floor = await currentCursor({ redis: this.deps.redis, config: this.deps.config.core });
-      for (const c of channels) this.subs.set(c, { floor, last: floor, held: null });
-    })();
-    // The client's first frames wait for these subscriptions (an early `unsubscribe` finds them).
-    this.queue = started.catch(() => undefined);
-    return started;
+  async start(channels: readonly string[]): Promise<void> {
+    await this.deps.hub.add(channels, this);
+    const floor = await currentCursor({ redis: this.deps.redis, config: this.deps.config.core });
+    for (const c of channels) this.subs.set(c, { floor, last: floor, held: null });
   }
 
   onEvent(event: LiveEvent): void {
@@ -127,7 +137,8 @@ export class WsSocket implements Listener, Flushable {
 
   /** Writes everything queued in one chunk; a reader past MAX_QUEUED_BYTES is reported slow. */
   flush(): void {
-    if (this.pending.length === 0 || this.closed) return;
+    // Before the upgrade completed nothing may be written (the 101 comes first): attach() flushes.
+    if (this.pending.length === 0 || this.closed || !this.socketOf) return;
     const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
     this.pending = [];
     this.socket.write(chunk);
@@ -147,8 +158,10 @@ export class WsSocket implements Listener, Flushable {
     if (this.closed) return;
     this.flush();
     this.closed = true;
-    this.ws.close(code, reason);
-    if (hard) setTimeout(() => this.ws.terminate(), 1000).unref();
+    const ws = this.socketOf;
+    if (!ws) return void this.socket.destroy();
+    ws.close(code, reason);
+    if (hard) setTimeout(() => ws.terminate(), 1000).unref();
   }
 
   /** The peer went away: drop the hub subscriptions. Idempotent. */

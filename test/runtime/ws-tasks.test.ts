@@ -190,3 +190,22 @@ describe('drain', () => {
     expect(await upgradeStatus(`${url}?ticket=${await ticketFor(redis, 'd', [`chat:${uid()}`], 'ws')}`)).toBe(503);
   });
 });
+
+describe('Redis subscriber reconnects', () => {
+  test('sockets are told to reconnect (1012, jittered hint) and resume with since: nothing published meanwhile is lost', async () => {
+    const { url, service: svc } = await service({ RETRY_MS: '1000' });
+    const ch = `chat:${uid()}`;
+    const c = await socket(url, 'alice', [ch]);
+    const reason = new Promise<string>((resolve) => c.ws.once('close', (_code, r) => resolve(String(r))));
+    const before = await publish({ channel: ch, type: 'm', data: 0 }, SERVER, { redis, config });
+    await c.until((x) => x.events(ch).length === 1);
+    svc.subscriber.disconnect(true);
+    const during = await publish({ channel: ch, type: 'm', data: 1 }, SERVER, { redis, config });
+    expect(await c.closed).toBe(1012);
+    expect(JSON.parse(await reason)).toEqual({ reason: 'resubscribe', retryMs: expect.any(Number) });
+    await eventually(() => svc.redisUp, 10_000, 'the subscriber back');
+    const again = await socket(url, 'alice', [ch]);
+    await again.request({ action: 'subscribe', channel: ch, since: before.id }, 'subscribed');
+    expect(again.events(ch).map((e) => e.id)).toEqual([during.id]);
+  });
+});
