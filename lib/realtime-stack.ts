@@ -120,6 +120,8 @@ export class RealtimeStack extends Stack {
     for (const publisher of webSocket ? [this.publishApi.handler, webSocket.messageFunction] : [this.publishApi.handler]) {
       for (const [key, value] of Object.entries(publishLimitsEnvironment(config))) publisher.addEnvironment(key, value);
     }
+    // WebSocket clients on the tasks publish there too (`/live`): the same limits.
+    if (onTasks) for (const [key, value] of Object.entries(publishLimitsEnvironment(config))) this.sse.container.addEnvironment(key, value);
 
     this.observability = new Observability(this, 'Observability', {
       sse: this.sse,

@@ -326,3 +326,14 @@ describe('webSocket.mode: where WebSockets terminate', () => {
     });
   });
 });
+
+describe('webSocket.mode and the per-user publish limits', () => {
+  test('limits: with WebSockets on the tasks, the task container gets USER_PUBLISH_PER_MINUTE and USER_NEW_CHANNELS_PER_HOUR too', () => {
+    const env = containerEnv(templateOf(buildStack({ webSocket: { mode: 'tasks' }, limits: { userPublishPerMinute: 7, userNewChannelsPerHour: 9 } })));
+    expect(env).toMatchObject({ USER_PUBLISH_PER_MINUTE: '7', USER_NEW_CHANNELS_PER_HOUR: '9' });
+  });
+  test('limits: mode apigateway leaves the task container without them (nothing publishes there)', () => {
+    const env = containerEnv(templateOf(buildStack({ webSocket: { mode: 'apigateway' }, limits: { userPublishPerMinute: 7 } })));
+    expect(env.USER_PUBLISH_PER_MINUTE).toBeUndefined();
+  });
+});
