@@ -8,6 +8,12 @@
  * every message, and the `event: ready` frame of our service). Reads go into one shared buffer
  * (`onread`), so a read allocates nothing but a latin1 string.
  *
+ * With `proto` `ws` (our `/live`, the `ws` reference) or `socketio` (Engine.IO 4 over WebSocket),
+ * it opens raw WebSockets instead: the upgrade by hand, unmasked server frames parsed from the read
+ * buffer, client frames masked with a zero key. `ws` with needReady sends `{"action":"ping"}` and is
+ * ready at the `pong` (the subscriptions of the ticket exist by then); `socketio` sends the
+ * namespace connect `40` after the open packet, is ready at its `40` answer, and answers pings `2` with `3`.
+ *
  * Latency = receive time - send time, both from CLOCK_MONOTONIC (process.hrtime), which every
  * process on the machine shares. Kept as a histogram of 0.1 ms buckets (exact to 0.1 ms, bounded
  * memory for the soak); per connection a byte per message detects loss and duplicates.
@@ -57,10 +63,106 @@ class Conn {
   }
 }
 
+/** A masked client text frame (mask key 0: the payload goes as is). */
+function clientFrame(text, opcode = 1) {
+  const payload = Buffer.from(text);
+  const n = payload.length;
+  const head = n < 126 ? Buffer.from([0x80 | opcode, 0x80 | n, 0, 0, 0, 0]) : Buffer.from([0x80 | opcode, 0x80 | 126, n >> 8, n & 0xff, 0, 0, 0, 0]);
+  return Buffer.concat([head, payload]);
+}
+
+/** Finds `"n":<seq>,"t":<sent>` pairs in `text` before `end` and records them. */
+function scan(c, text, end, t) {
+  let p = text.indexOf('"n":');
+  while (p >= 0 && p < end) {
+    const comma = text.indexOf(',', p + 4);
+    const seq = +text.slice(p + 4, comma);
+    const q = comma + 5; // ,"t":
+    const stop = text.indexOf(',', q);
+    const sent = +text.slice(q, stop);
+    record(c, seq, t - sent, t);
+    p = text.indexOf('"n":', stop);
+  }
+}
+
+/** One WebSocket message (text, as latin1) for `c`. */
+function onMessage(c, opcode, text, t) {
+  if (opcode === 9) {
+    c.sock.write(clientFrame(text, 10));
+    return;
+  }
+  if (opcode !== 1) return;
+  if (c.proto === 'socketio') {
+    const k = text.charCodeAt(0);
+    if (k === 0x32 /* 2: ping */ && text.length === 1) c.sock.write(clientFrame('3'));
+    else if (k === 0x30 /* 0: open */ && !c.sentConnect) {
+      c.sentConnect = true;
+      c.sock.write(clientFrame('40'));
+    } else if (text.startsWith('40')) {
+      if (!c.ready) c.markReady();
+    } else if (text.startsWith('42')) scan(c, text, text.length, t);
+    return;
+  }
+  if (!c.ready && c.needReady) {
+    if (text.includes('"pong"')) c.markReady();
+    return;
+  }
+  scan(c, text, text.length, t);
+}
+
+/** A read on a WebSocket connection: the upgrade answer, then frames. */
+function onWsData(c, s, t) {
+  if (c.phase === 0) {
+    c.head += s;
+    const e = c.head.indexOf('\r\n\r\n');
+    if (e < 0) return;
+    const head = c.head.slice(0, e);
+    s = c.head.slice(e + 4);
+    c.head = '';
+    c.phase = 1;
+    c.status = Number(head.slice(9, 12));
+    if (c.status !== 101) {
+      c.fail(`HTTP ${c.status}`);
+      return;
+    }
+    if (c.proto === 'ws') {
+      if (c.needReady) c.sock.write(clientFrame('{"action":"ping"}'));
+      else c.markReady();
+    }
+  }
+  if (c.carry) s = c.carry + s;
+  const len = s.length;
+  let i = 0;
+  for (;;) {
+    if (len - i < 2) break;
+    const b1 = s.charCodeAt(i + 1) & 0x7f;
+    let hdr = 2;
+    let plen = b1;
+    if (b1 === 126) {
+      if (len - i < 4) break;
+      hdr = 4;
+      plen = (s.charCodeAt(i + 2) << 8) | s.charCodeAt(i + 3);
+    } else if (b1 === 127) {
+      if (len - i < 10) break;
+      hdr = 10;
+      plen = 0;
+      for (let k = 2; k < 10; k++) plen = plen * 256 + s.charCodeAt(i + k);
+    }
+    if (len - i < hdr + plen) break;
+    onMessage(c, s.charCodeAt(i) & 0x0f, s.substr(i + hdr, plen), t);
+    i += hdr + plen;
+  }
+  c.carry = i < len ? s.slice(i) : '';
+}
+
 /** Handles one read of `n` bytes in `buf` for `c`. */
 function onData(c, n, buf) {
   const t = nowMs();
   let s = buf.latin1Slice(0, n);
+  if (c.proto !== 'sse') {
+    onWsData(c, s, t);
+    return;
+  }
   if (c.phase === 0) {
     c.head += s;
     const e = c.head.indexOf('\r\n\r\n');
@@ -133,16 +235,7 @@ function onData(c, n, buf) {
     const r = text.indexOf('event: ready');
     if (r >= 0 && r < end) c.markReady();
   }
-  let p = text.indexOf('"n":');
-  while (p >= 0 && p < end) {
-    const comma = text.indexOf(',', p + 4);
-    const seq = +text.slice(p + 4, comma);
-    let q = comma + 5; // ,"t":
-    const stop = text.indexOf(',', q);
-    const sent = +text.slice(q, stop);
-    record(c, seq, t - sent, t);
-    p = text.indexOf('"n":', stop);
-  }
+  scan(c, text, end, t);
 }
 
 function record(c, seq, lat, t) {
@@ -194,6 +287,7 @@ function openOne(c, opts) {
       resolve({ ok, err });
     };
     c.needReady = opts.needReady;
+    c.proto = opts.proto || 'sse';
     c.markReady = () => {
       c.ready = true;
       finish(true);
@@ -211,7 +305,11 @@ function openOne(c, opts) {
     c.sock = sock;
     sock.setNoDelay(true);
     sock.on('connect', () => {
-      sock.write(`GET ${opts.paths[c.i]} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`);
+      if (c.proto === 'sse') sock.write(`GET ${opts.paths[c.i]} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`);
+      else {
+        const key = Buffer.from(`loadgen-key-${String(c.i).padStart(4, '0')}`).subarray(0, 16).toString('base64');
+        sock.write(`GET ${opts.paths[c.i]} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      }
     });
     sock.on('error', (e) => finish(false, e.code || String(e)));
     sock.on('close', () => {

@@ -8,6 +8,10 @@
  *   --time-limit-min N: override the hard time limit (default from the cases and runs).
  *   --write-figures: write ours' medians (CPU per delivery, KB per idle connection, base memory, CPU per connect)
  *          into cost/figures.json, the capacity figures `npm run cost` sizes tasks by.
+ *   --ws: the WebSocket fan-out comparison instead: servers ours (SSE), ours-ws (our `/live` on the
+ *          same service), socketio (Socket.IO 4 + @socket.io/redis-adapter, bench/socketio-server.js)
+ *          and ws-ref (bench/ws-ref-server.js, `ws` + ioredis), cases 1k,5k,10k; the WebSocket
+ *          clients are raw sockets in bench/loadgen.js (`proto` ws / socketio).
  *   ours@COMMIT (in --servers): our service as of COMMIT (any git revision), bundled by the bench from
  *          `git archive COMMIT core service contract` in a temporary directory, run in the same
  *          alternation as `ours` (which is still chosen by --service): a same-run before/after
@@ -66,6 +70,7 @@ const { values: args } = parseArgs({
     env: { type: 'string', multiple: true },
     'node-arg': { type: 'string', multiple: true },
     'time-limit-min': { type: 'string' },
+    ws: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -94,25 +99,27 @@ const CASE_TITLES: Record<string, string> = {
   idle: '10,000 idle connections (memory)',
 };
 
-type ServerKind = 'ours' | 'ref' | 'nchan';
+type ServerKind = 'ours' | 'ref' | 'nchan' | 'ours-ws' | 'socketio' | 'ws-ref';
 /**
  * A server as named on the command line: a kind, optionally with settings: environment variables
  * for `ours` (`ours+WRITE_DELAY_MS=20`), nginx directives for the server block of `nchan`
  * (`nchan+nchan_message_buffer_length=1000`).
  */
 type ServerName = string;
-const ALL_SERVERS: ServerKind[] = ['ours', 'ref', 'nchan'];
+const ALL_SERVERS: ServerKind[] = ['ours', 'ref', 'nchan', 'ours-ws', 'socketio', 'ws-ref'];
+const SSE_SERVERS = 'ours,ref,nchan';
+const WS_SERVERS = 'ours,ours-ws,socketio,ws-ref';
 const kindOf = (s: ServerName) => s.split('+')[0].split('@')[0] as ServerKind;
 /** The git revision of `ours@REV[+…]`; undefined for plain `ours` (built as --service says). */
-const revOf = (s: ServerName): string | undefined => /^ours@([^+]+)/.exec(s)?.[1];
+const revOf = (s: ServerName): string | undefined => /^ours(?:-ws)?@([^+]+)/.exec(s)?.[1];
 const envOf = (s: ServerName) => Object.fromEntries(s.split('+').slice(1).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 const quick = args.quick;
 const soak = args.soak;
-const caseNames = (args.cases ?? (quick ? '1k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
+const caseNames = (args.cases ?? (quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
-const servers = (args.servers ?? (soak ? 'ours' : ALL_SERVERS.join(','))).split(',').map((s) => s.trim()) as ServerName[];
+const servers = (args.servers ?? (soak ? 'ours' : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
 for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || (kindOf(s) === 'ref' && s.includes('+')) || (kindOf(s) !== 'ours' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
 const extraEnv = Object.fromEntries((args.env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
@@ -258,6 +265,8 @@ interface Server {
   readonly needReady: boolean;
   /** Memory is summed PSS over a process tree (nginx) rather than one process's RSS. */
   readonly multiProcess: boolean;
+  /** What the load generator speaks: SSE (default), our WebSocket protocol / a bare WebSocket, or Engine.IO. */
+  readonly proto?: 'sse' | 'ws' | 'socketio';
   start(ctx: RunCtx): Promise<void>;
   pids(): number[];
   /** Request paths for n connections (tickets issued here); resolves with the time spent issuing. */
@@ -271,6 +280,8 @@ const ourCore = coreConfigFromEnv({ REDIS_URL: 'redis://127.0.0.1:1', TICKET_TTL
 class Ours implements Server {
   readonly needReady = true;
   readonly multiProcess = false;
+  /** `ours-ws`: WebSockets at `/live` with `ws` tickets; otherwise SSE streams. */
+  readonly proto: 'sse' | 'ws';
   private proc?: ChildProcess;
   private port = 0;
   private channel = '';
@@ -278,7 +289,9 @@ class Ours implements Server {
   constructor(
     private readonly bundle: string,
     readonly name: ServerName = 'ours',
-  ) {}
+  ) {
+    this.proto = kindOf(name) === 'ours-ws' ? 'ws' : 'sse';
+  }
 
   async start(ctx: RunCtx): Promise<void> {
     this.ctx = ctx;
@@ -312,10 +325,10 @@ class Ours implements Server {
     for (let i = 0; i < n; i += 500) {
       const batch = await Promise.all(
         Array.from({ length: Math.min(500, n - i) }, (_, k) =>
-          issueTicket({ identity: { kind: 'user', sub: `u${i + k}` }, channels: [this.channel], transport: 'sse' }, { redis: this.ctx.redis, config }),
+          issueTicket({ identity: { kind: 'user', sub: `u${i + k}` }, channels: [this.channel], transport: this.proto }, { redis: this.ctx.redis, config }),
         ),
       );
-      for (const t of batch) out.push(`/events?channels=${this.channel}&ticket=${t.ticket}`);
+      for (const t of batch) out.push(this.proto === 'ws' ? `/live?ticket=${t.ticket}` : `/events?channels=${this.channel}&ticket=${t.ticket}`);
     }
     return { paths: out, ticketMs: hrMs() - started };
   }
@@ -360,6 +373,86 @@ class Ref implements Server {
     return this.ctx.redis.publish(this.channel, payload(n).json);
   }
   async stop(): Promise<void> {
+    await stopProcess(this.proc);
+  }
+}
+
+/** bench/ws-ref-server.js: `ws` + ioredis, one Redis channel, `ws.send` to every socket. */
+class WsRef implements Server {
+  readonly name = 'ws-ref' as const;
+  readonly needReady = false;
+  readonly multiProcess = false;
+  readonly proto = 'ws' as const;
+  private proc?: ChildProcess;
+  private channel = '';
+  private ctx!: RunCtx;
+  port = 0;
+
+  async start(ctx: RunCtx): Promise<void> {
+    this.ctx = ctx;
+    this.port = await freePort();
+    this.channel = `wsrefbench-${ctx.id}`;
+    const env = { PATH: process.env.PATH, PORT: String(this.port), HOST: '127.0.0.1', REDIS_URL: ctx.redisUrl, CHANNEL: this.channel };
+    this.proc = track(spawn(process.execPath, [join(__dirname, 'ws-ref-server.js')], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
+    await waitHealthy(this.port, '/healthz', 20_000, this.proc);
+  }
+  pids(): number[] {
+    return this.proc?.pid ? [this.proc.pid] : [];
+  }
+  async paths(n: number) {
+    return { paths: Array.from({ length: n }, () => '/') };
+  }
+  publish(n: number) {
+    return this.ctx.redis.publish(this.channel, payload(n).json);
+  }
+  async stop(): Promise<void> {
+    await stopProcess(this.proc);
+  }
+}
+
+/**
+ * bench/socketio-server.js: Socket.IO 4 + @socket.io/redis-adapter. Events are emitted from a second
+ * Socket.IO server in this process on the same adapter (another "node" without clients), so each
+ * crosses Redis as between nodes.
+ */
+class SocketIo implements Server {
+  readonly name = 'socketio' as const;
+  readonly needReady = true;
+  readonly multiProcess = false;
+  readonly proto = 'socketio' as const;
+  private proc?: ChildProcess;
+  private channel = '';
+  private emitter?: { to(room: string): { emit(ev: string, data: unknown): boolean } };
+  private clients: Redis[] = [];
+  port = 0;
+
+  async start(ctx: RunCtx): Promise<void> {
+    this.port = await freePort();
+    this.channel = `siobench-${ctx.id}`;
+    const env = { PATH: process.env.PATH, PORT: String(this.port), HOST: '127.0.0.1', REDIS_URL: ctx.redisUrl, CHANNEL: this.channel };
+    this.proc = track(spawn(process.execPath, [join(__dirname, 'socketio-server.js')], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
+    await waitHealthy(this.port, '/healthz', 20_000, this.proc);
+    const { Server: IoServer } = await import('socket.io');
+    const { createAdapter } = await import('@socket.io/redis-adapter');
+    const pub = createRedis({ url: ctx.redisUrl, name: 'sio-pub', failFast: false });
+    const sub = createRedis({ url: ctx.redisUrl, name: 'sio-sub', failFast: false });
+    this.clients = [pub, sub];
+    await Promise.all([waitReady(pub), waitReady(sub)]);
+    this.emitter = new IoServer({ adapter: createAdapter(pub, sub) });
+    await sleep(500);
+  }
+  pids(): number[] {
+    return this.proc?.pid ? [this.proc.pid] : [];
+  }
+  async paths(n: number) {
+    return { paths: Array.from({ length: n }, () => '/socket.io/?EIO=4&transport=websocket') };
+  }
+  async publish(n: number) {
+    this.emitter!.to(this.channel).emit('m', payload(n).data);
+  }
+  async stop(): Promise<void> {
+    // The emitter has no engine (no HTTP server) to close: its adapter goes with its Redis clients.
+    for (const c of this.clients) c.disconnect();
     await stopProcess(this.proc);
   }
 }
@@ -576,7 +669,7 @@ async function runOne(server: Server, c: Case, run: number, redisUrl: string, re
     res.ticketMs = ticketMs;
     const port = (server as unknown as { port?: number; portNo?: number }).portNo ?? (server as unknown as { port: number }).port;
     const connectCpu0 = cpuTicks(server);
-    const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: server.needReady, timeoutMs: 60_000 }, 'connected', 300_000);
+    const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: server.needReady, proto: server.proto ?? 'sse', timeoutMs: 60_000 }, 'connected', 300_000);
     const connectCpu1 = cpuTicks(server);
     res.connected = conn.ok;
     res.connectFailed = conn.failed;
@@ -681,7 +774,7 @@ async function runSoak(server: Server, redisUrl: string, redis: Redis) {
     const base = memKB(server);
     const { paths } = await server.paths(n);
     const port = (server as unknown as { portNo?: number; port: number }).portNo ?? (server as unknown as { port: number }).port;
-    const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: server.needReady, timeoutMs: 60_000 }, 'connected', 300_000);
+    const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: server.needReady, proto: server.proto ?? 'sse', timeoutMs: 60_000 }, 'connected', 300_000);
     console.log(`soak ${server.name}: ${conn.ok}/${n} connected in ${Math.round(conn.ms)} ms; ${messages} messages at ${rate}/s`);
     const armed = await lg.ask({ cmd: 'arm', messages }, 'armed');
     const t0 = hrMs();
@@ -907,7 +1000,7 @@ function summaryTable(results: RunResult[]): string {
   row(`${big}: deliveries/s`, `${(CASES[big].n * (CASES[big].rate ?? 0)).toLocaleString('en-US')} offered`, (s) => med(s, big, (r) => r.deliveriesPerSec), fmtInt);
   if (caseNames.includes('idle')) row('idle: KB / connection', '≤ 8', (s) => med(s, 'idle', (r) => r.memPerConnKB), fmt1, (v) => v <= TARGETS.idleKB);
   if (caseNames.includes('burst')) row('burst 200 → 1k: p99 ms', '', (s) => med(s, 'burst', (r) => r.p99), fmt1);
-  rows.push(`| auth per connection | | ${cols.map((s) => (kindOf(s) === 'ours' ? 'ticket, redeemed' : 'none (skipped)')).join(' | ')} |`);
+  rows.push(`| auth per connection | | ${cols.map((s) => (kindOf(s) === 'ours' || kindOf(s) === 'ours-ws' ? 'ticket, redeemed' : 'none (skipped)')).join(' | ')} |`);
   return rows.join('\n');
 }
 
@@ -932,7 +1025,8 @@ async function main(): Promise<void> {
       servers.splice(servers.indexOf('nchan'), 1);
     }
   }
-  const bundle = servers.some((s) => kindOf(s) === 'ours' && !revOf(s)) ? await ourBundle() : undefined;
+  const isOurs = (s: ServerName) => kindOf(s) === 'ours' || kindOf(s) === 'ours-ws';
+  const bundle = servers.some((s) => isOurs(s) && !revOf(s)) ? await ourBundle() : undefined;
   const revBundles = new Map<string, { path: string; source: string; serviceCommit: string }>();
   for (const s of servers) {
     const rev = revOf(s);
@@ -950,7 +1044,21 @@ async function main(): Promise<void> {
   for (const [rev, b] of revBundles) console.log(`bench: ours@${rev} = ${b.source}`);
 
   const ourPath = (s: ServerName) => (revOf(s) ? revBundles.get(revOf(s)!)!.path : bundle!.path);
-  const make = (s: ServerName): Server => (kindOf(s) === 'ours' ? new Ours(ourPath(s), s) : kindOf(s) === 'ref' ? new Ref() : new Nchan(s));
+  const make = (s: ServerName): Server => {
+    switch (kindOf(s)) {
+      case 'ours':
+      case 'ours-ws':
+        return new Ours(ourPath(s), s);
+      case 'ref':
+        return new Ref();
+      case 'ws-ref':
+        return new WsRef();
+      case 'socketio':
+        return new SocketIo();
+      default:
+        return new Nchan(s);
+    }
+  };
 
   try {
     if (soak) {

@@ -1,7 +1,9 @@
-import { maySubscribe, parseChannel, type ChannelGrant } from './channels';
+import { maySubscribe, parseChannel, type ChannelGrant, type ParsedChannel } from './channels';
+import type { Namespaces } from './config';
 import { addSubscription, connectionGrant, getConnection, registerConnection, removeConnection, removeSubscription, type ConnectionDeps, type ConnectionRecord } from './connections';
 import { RealtimeError } from './errors';
-import { claimCursor, envelopeSeq, parseCursor, replay, type PublishResult } from './events';
+import { claimCursor, envelopeSeq, parseCursor, replay, type EventDeps, type PublishResult } from './events';
+import type { Identity } from './identity';
 import { publishAndFanout, type Fanout, type ResumeFanout, type UseCaseLogger } from './publishing';
 import { assertNotRevoked, currentEpoch } from './revocation';
 import { frames, parseClientFrame, type ClientFrame } from './ws-protocol';
@@ -66,15 +68,7 @@ export interface ConnectGrant {
  * Returns the channels subscribed.
  */
 export async function connectSession(connectionId: string, grant: ConnectGrant, deps: ConnectionDeps): Promise<string[]> {
-  const identity = { kind: 'user', sub: grant.sub } as const;
-  const channelGrant: ChannelGrant = { channels: grant.channels, byBackend: grant.byBackend };
-  const allowed = grant.channels.filter((c) => {
-    try {
-      return maySubscribe(identity, parseChannel(c, deps.config.namespaces), channelGrant);
-    } catch {
-      return false;
-    }
-  });
+  const allowed = connectChannels(grant, deps.config.namespaces);
   await registerConnection(connectionId, { sub: grant.sub, grant: grant.channels, grantedByBackend: grant.byBackend, channels: allowed }, deps);
   try {
     assertNotRevoked(Number.isFinite(grant.epoch) ? grant.epoch : 0, await currentEpoch(grant.sub, deps));
@@ -83,6 +77,67 @@ export async function connectSession(connectionId: string, grant: ConnectGrant, 
     throw err;
   }
   return allowed;
+}
+
+/**
+ * The rules both WebSocket paths share (API Gateway's registry here, the tasks' hub in
+ * service/ws-socket.ts): which channels a connection starts with, who may subscribe to what, and
+ * what a `since` subscribe replays below its floor.
+ */
+
+/** The ticket's channels that the namespace policies still allow (they may have changed since the ticket was issued). */
+export function connectChannels(grant: Pick<ConnectGrant, 'sub' | 'channels' | 'byBackend'>, namespaces: Namespaces): string[] {
+  const identity = { kind: 'user', sub: grant.sub } as const;
+  const channelGrant: ChannelGrant = { channels: grant.channels, byBackend: grant.byBackend };
+  return grant.channels.filter((c) => {
+    try {
+      return maySubscribe(identity, parseChannel(c, namespaces), channelGrant);
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Throws `channel_not_granted` unless the channel is public or in the ticket's grant and allowed by its namespace policy. */
+export function assertMaySubscribe(identity: Identity, ch: ParsedChannel, grant: ChannelGrant): void {
+  const granted = ch.policy.subscribe === 'public' || (grant.channels.includes(ch.channel) && maySubscribe(identity, ch, grant));
+  if (!granted) throw new RealtimeError('channel_not_granted', `The ticket does not grant "${ch.channel}"; get a ticket that names it.`);
+}
+
+/**
+ * What a subscription whose live delivery starts after `floor` sends first for a `since` cursor:
+ * `reset` when the history cannot cover it, then the missed envelopes up to the floor, in order
+ * (`subscribed` is the caller's to send). `added`: the subscription is new (not kept from before).
+ */
+export async function catchUpFrames(
+  ch: ParsedChannel,
+  cursor: number | undefined,
+  floor: number,
+  added: boolean,
+  deps: EventDeps,
+  limit?: number,
+): Promise<{ frames: string[]; rest?: SubscribePlan['rest'] }> {
+  const out: string[] = [];
+  if (cursor !== undefined && cursor > floor) {
+    // A cursor above the floor of a new subscription is ahead of the sequence: a failover lost
+    // writes and ids the client has seen may be issued again. claimCursor moves the sequence past
+    // it (and detects the same on an older subscription, whose floor can legitimately be lower).
+    if ((await claimCursor(cursor, deps)) || added) out.push(frames.reset(ch.channel));
+  } else if (cursor !== undefined && cursor < floor) {
+    const r = await replay([ch], cursor, deps, limit);
+    if (r.resets.includes(ch.channel)) out.push(frames.reset(ch.channel));
+    let last = cursor;
+    for (const envelope of r.events) {
+      const seq = envelopeSeq(envelope);
+      if (seq > cursor && seq <= floor) {
+        out.push(envelope);
+        last = seq;
+      }
+    }
+    // Cut at `limit`: the rest (after the last one sent, up to the floor) is for a worker to send.
+    if (r.more && r.position < floor) return { frames: out, rest: { channel: ch.channel, after: Math.max(last, r.position), floor } };
+  }
+  return { frames: out };
 }
 
 /** Unregisters a connection from every channel (the transport saw it close). */
@@ -124,28 +179,10 @@ export async function planSubscribe(connectionId: string, channel: unknown, sinc
   const ch = parseChannel(channel, deps.config.namespaces);
   const cursor = since === undefined || since === null ? undefined : parseCursor(since);
   const conn = await registered(connectionId, deps);
-  const granted = ch.policy.subscribe === 'public' || (conn.grant.includes(ch.channel) && maySubscribe(conn.identity, ch, connectionGrant(conn)));
-  if (!granted) throw new RealtimeError('channel_not_granted', `The ticket does not grant "${ch.channel}"; get a ticket that names it.`);
+  assertMaySubscribe(conn.identity, ch, connectionGrant(conn));
   const { floor, added } = await addSubscription(connectionId, ch.channel, deps);
-  const out: string[] = [];
-  if (cursor !== undefined && cursor > floor) {
-    // A cursor above the floor of a new subscription is ahead of the sequence: a failover lost
-    // writes and ids the client has seen may be issued again. claimCursor moves the sequence past
-    // it (and detects the same on an older subscription, whose floor can legitimately be lower).
-    if ((await claimCursor(cursor, deps)) || added) out.push(frames.reset(ch.channel));
-  } else if (cursor !== undefined && cursor < floor) {
-    const r = await replay([ch], cursor, deps, limit);
-    if (r.resets.includes(ch.channel)) out.push(frames.reset(ch.channel));
-    let last = cursor;
-    for (const envelope of r.events) {
-      const seq = envelopeSeq(envelope);
-      if (seq > cursor && seq <= floor) {
-        out.push(envelope);
-        last = seq;
-      }
-    }
-    if (r.more && r.position < floor) return { frames: out, rest: { channel: ch.channel, after: Math.max(last, r.position), floor } };
-  }
+  const { frames: out, rest } = await catchUpFrames(ch, cursor, floor, added, deps, limit);
+  if (rest) return { frames: out, rest };
   out.push(frames.subscribed(ch.channel, floor));
   return { frames: out };
 }

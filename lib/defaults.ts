@@ -43,6 +43,7 @@ export const DEFAULTS = {
     containerInsights: true,
   },
   webSocket: {
+    mode: 'both',
     stageName: 'live',
     throttleRateLimit: 500,
     throttleBurstLimit: 1000,

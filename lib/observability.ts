@@ -15,7 +15,11 @@ import type { RealtimeWebSocketApi } from './websocket-api';
 export interface ObservabilityProps {
   readonly sse: SseService;
   readonly redis: RedisPubSub;
-  readonly webSocket: RealtimeWebSocketApi;
+  /**
+   * The API Gateway WebSocket API: its integration-error alarm and dashboard graph.
+   * @default - none (`webSocket.mode` `tasks`: WebSockets are on the SSE tasks, watched with them)
+   */
+  readonly webSocket?: RealtimeWebSocketApi;
   /** The HTTP APIs (tickets, publish). */
   readonly httpEndpoints: readonly HttpEndpoint[];
   /** Every Lambda of the stack. */
@@ -89,8 +93,8 @@ export class Observability extends Construct {
     for (const endpoint of props.httpEndpoints) {
       this.alarm(`${ownedId(endpoint)}5xx`, endpoint.api.metricServerError(fiveMinutes), 5, `${endpoint.node.path}: 5xx answers`);
     }
-    const wsErrors = webSocket.stage.metric('IntegrationError', fiveMinutes);
-    this.alarm('WebSocketIntegrationErrors', wsErrors, 5, 'WebSocket routes whose Lambda integration failed');
+    const wsErrors = webSocket?.stage.metric('IntegrationError', fiveMinutes);
+    if (wsErrors) this.alarm('WebSocketIntegrationErrors', wsErrors, 5, 'WebSocket routes whose Lambda integration failed');
 
     // Lambdas
     for (const fn of props.functions) {
@@ -135,7 +139,9 @@ export class Observability extends Construct {
     this.dashboard.addWidgets(
       new cloudwatch.TextWidget({ markdown: '## APIs and WebSocket', width: 24, height: 1 }),
       graph('HTTP APIs: requests and 5xx', props.httpEndpoints.map((e) => e.api.metricCount(fiveMinutes)), props.httpEndpoints.map((e) => e.api.metricServerError(fiveMinutes))),
-      graph('WebSocket: connects and messages', [webSocket.stage.metric('ConnectCount', fiveMinutes), webSocket.stage.metric('MessageCount', fiveMinutes)], [wsErrors]),
+      ...(webSocket && wsErrors
+        ? [graph('WebSocket: connects and messages', [webSocket.stage.metric('ConnectCount', fiveMinutes), webSocket.stage.metric('MessageCount', fiveMinutes)], [wsErrors])]
+        : []),
       graph('Lambda errors', props.functions.map((f) => f.function.metricErrors({ ...fiveMinutes, label: ownedId(f) }))),
     );
     this.dashboard.addWidgets(

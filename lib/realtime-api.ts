@@ -23,17 +23,20 @@ import { SseService, type SseServiceProps } from './sse-service';
 import { TicketApi, type TicketApiProps, type TicketAuth } from './ticket-api';
 import { RealtimeWebSocketApi, type RealtimeWebSocketApiProps } from './websocket-api';
 import { WebSocketFanout, type WebSocketFanoutProps } from './websocket-fanout';
+import { webSocketSetup, type WebSocketMode } from './stage-config';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 
 /** Names of the endpoint outputs; `npm run dev` prints the same names for the local stack and `npm run smoke` reads them. */
-export const OUTPUT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'WebSocketUrl', 'PublishUrl', 'RedisEndpoint'] as const;
+/** `WebSocketUrl` (API Gateway) exists with `webSocket.mode` `apigateway` and `both`, `LiveUrl` (the tasks' `/live`) with `tasks` and `both`. */
+export const OUTPUT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'WebSocketUrl', 'LiveUrl', 'PublishUrl', 'RedisEndpoint'] as const;
 export type OutputName = (typeof OUTPUT_NAMES)[number];
 
 const OUTPUT_DESCRIPTIONS: Record<OutputName, string> = {
   TicketUrl: 'POST here (JWT or IAM) for a single-use connect ticket',
   SseUrl: 'EventSource URL: GET ?channels=a,b&ticket=T',
   PollUrl: 'Long-poll fallback: GET ?channels=a,b&cursor=C',
-  WebSocketUrl: 'WebSocket URL: connect with ?ticket=T',
+  WebSocketUrl: 'WebSocket URL on API Gateway: connect with ?ticket=T',
+  LiveUrl: 'WebSocket URL on the tasks (same protocol): connect with ?ticket=T',
   PublishUrl: 'POST here (IAM-signed) to publish an event',
   RedisEndpoint: 'Primary endpoint (host:port) of the pub/sub Redis, TLS + AUTH',
 };
@@ -56,7 +59,15 @@ type Shared = 'vpc' | 'redis' | 'environment' | 'logLevel' | 'logRetention';
 /** `sse` of {@link RealtimeApiProps}: {@link SseServiceProps} without what RealtimeApi passes. */
 export type RealtimeSseOptions = Omit<SseServiceProps, Shared | 'allowedOrigins'>;
 /** `webSocket` of {@link RealtimeApiProps}. */
-export type RealtimeWebSocketOptions = Omit<RealtimeWebSocketApiProps, Shared>;
+export interface RealtimeWebSocketOptions extends Partial<Omit<RealtimeWebSocketApiProps, Shared>> {
+  /**
+   * Where WebSockets terminate: `apigateway` (the API Gateway WebSocket API and its Lambdas), `tasks` (`/live` on the SSE
+   * tasks, behind the same ALB listener; no API Gateway WebSocket resources), or `both` (both endpoints; tickets name
+   * the tasks' one, and API Gateway keeps serving what was connected to it).
+   * @default 'both'
+   */
+  readonly mode?: WebSocketMode;
+}
 /** `ticketApi` of {@link RealtimeApiProps}: {@link TicketApiProps} without the URLs RealtimeApi fills in, `auth` widened to Cognito. */
 export interface RealtimeTicketApiOptions extends Omit<TicketApiProps, Shared | 'sseUrl' | 'webSocketUrl' | 'trustedPrincipals' | 'allowedOrigins' | 'auth'> {
   /**
@@ -219,19 +230,22 @@ const PARAMETER_PATH = /^(\/[A-Za-z0-9_.-]+)+$/;
 export class RealtimeApi extends Construct {
   public readonly network: Network;
   public readonly redis: RedisPubSub;
-  public readonly webSocket: RealtimeWebSocketApi;
+  /** Where WebSockets terminate (`webSocket.mode`). */
+  public readonly webSocketMode: WebSocketMode;
+  /** The API Gateway WebSocket API; none with `webSocket.mode` `tasks`. */
+  public readonly webSocket?: RealtimeWebSocketApi;
   public readonly sse: SseService;
   public readonly ticketApi: TicketApi;
   public readonly publishApi: PublishApi;
   public readonly observability: Observability;
   /** The sharded WebSocket fan-out: queue, dead-letter queue, worker. */
-  public readonly webSocketFanout: WebSocketFanout;
+  public readonly webSocketFanout?: WebSocketFanout;
   /** The custom domain, when `domain` is set. */
   public readonly domain?: RealtimeDomain;
   /** AWS WAF on the load balancer, unless `waf.enabled` is false. */
   public readonly waf?: LoadBalancerWaf;
   /** Endpoint values by output name. */
-  public readonly endpoints: Readonly<Record<OutputName, string>>;
+  public readonly endpoints: Readonly<Partial<Record<OutputName, string>>>;
 
   constructor(scope: Construct, id: string, props: RealtimeApiProps = {}) {
     super(scope, id);
@@ -274,13 +288,19 @@ export class RealtimeApi extends Construct {
     this.redis = new RedisPubSub(this, 'Redis', { vpc, ...props.redis });
 
     const runtime = { vpc, redis: this.redis, environment: runtimeEnv, logLevel, logRetention };
-    this.webSocket = new RealtimeWebSocketApi(this, 'WebSocket', { ...runtime, ...props.webSocket });
+    const ws = webSocketSetup(this, props.webSocket);
+    this.webSocketMode = ws.mode;
+    if (ws.api) this.webSocket = new RealtimeWebSocketApi(this, 'WebSocket', { ...runtime, ...ws.api });
+    const webSocket = this.webSocket;
+    // Tickets name the tasks' endpoint whenever it serves (`both`: new connections move there; API Gateway keeps the rest).
+    const onTasks = ws.mode !== 'apigateway';
 
     const domain = props.domain ? new RealtimeDomain(this, 'Domain', props.domain) : undefined;
     this.domain = domain;
     const sseDomain = domain ? { certificate: domain.certificate, domainName: domain.sseHost } : {};
     this.sse = new SseService(this, 'Sse', { image: prebuiltServiceImage(), ...runtime, ...props.sse, ...sseDomain, allowedOrigins });
-    const webSocketUrl = domain ? domain.mapWebSocketApi(this.webSocket.api, this.webSocket.stage) : this.webSocket.url;
+    const apiGatewayUrl = webSocket ? (domain ? domain.mapWebSocketApi(webSocket.api, webSocket.stage) : webSocket.url) : undefined;
+    const webSocketUrl = onTasks ? this.sse.liveUrl : apiGatewayUrl!;
 
     this.ticketApi = new TicketApi(this, 'TicketApi', {
       ...runtime,
@@ -295,32 +315,37 @@ export class RealtimeApi extends Construct {
     this.publishApi = new PublishApi(this, 'PublishApi', { ...runtime, ...props.publishApi, trustedPrincipals });
     // The two functions that fan out to WebSocket connections, POST only: publish (here) and the message handler (in
     // RealtimeWebSocketApi). The revoker closes connections, DELETE only.
-    this.webSocket.grantPostToConnections(this.publishApi.handler);
-    this.webSocket.grantCloseConnections(this.publishApi.revokeHandler);
+    webSocket?.grantPostToConnections(this.publishApi.handler);
+    webSocket?.grantCloseConnections(this.publishApi.revokeHandler);
     // Large audiences and long replays go through the fan-out queue: both publishers may enqueue, the worker posts.
-    this.webSocketFanout = new WebSocketFanout(this, 'WebSocketFanout', { ...runtime, ...props.webSocketFanout, webSocket: this.webSocket });
-    for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) this.webSocketFanout.connectPublisher(publisher);
+    // Large audiences and long replays of the API Gateway path go through the fan-out queue: both publishers may enqueue, the worker posts.
+    const fanout = webSocket ? new WebSocketFanout(this, 'WebSocketFanout', { ...runtime, ...props.webSocketFanout, webSocket }) : undefined;
+    this.webSocketFanout = fanout;
+    const publishers = webSocket ? [this.publishApi.handler, webSocket.messageFunction] : [this.publishApi.handler];
+    if (fanout) for (const publisher of publishers) fanout.connectPublisher(publisher);
     // The functions that publish get the per-user publish limits; unset keys leave the runtime's defaults.
-    for (const publisher of [this.publishApi.handler, this.webSocket.messageFunction]) {
+    for (const publisher of publishers) {
       for (const [key, value] of Object.entries(publishLimitsEnvironment(props.limits))) publisher.addEnvironment(key, value);
     }
+    // WebSocket clients on the tasks publish there too (`/live`): the same limits.
+    if (onTasks) for (const [key, value] of Object.entries(publishLimitsEnvironment(props.limits))) this.sse.container.addEnvironment(key, value);
 
     this.observability = new Observability(this, 'Observability', {
       sse: this.sse,
       redis: this.redis,
-      webSocket: this.webSocket,
+      webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
-      functions: [...this.webSocket.functions, this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, this.webSocketFanout.worker],
+      functions: [...(webSocket?.functions ?? []), this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, ...(fanout ? [fanout.worker] : [])],
       alarmTopic: props.alarmTopic,
     });
     // The fan-out's own alarms (dead letters, waiting work) notify the same topic and are listed with the others.
-    if (props.alarmTopic) {
-      for (const alarm of this.webSocketFanout.alarms) {
+    for (const alarm of fanout?.alarms ?? []) {
+      if (props.alarmTopic) {
         alarm.addAlarmAction(new SnsAction(props.alarmTopic));
         alarm.addOkAction(new SnsAction(props.alarmTopic));
       }
+      this.observability.alarms.push(alarm);
     }
-    this.observability.alarms.push(...this.webSocketFanout.alarms);
 
     if (props.waf?.enabled ?? DEFAULTS.waf.enabled) {
       const { enabled: _enabled, ...wafProps } = props.waf ?? {};
@@ -338,16 +363,19 @@ export class RealtimeApi extends Construct {
       TicketUrl: ticketUrl,
       SseUrl: this.sse.eventsUrl,
       PollUrl: this.sse.pollUrl,
-      WebSocketUrl: webSocketUrl,
+      WebSocketUrl: apiGatewayUrl,
+      LiveUrl: onTasks ? this.sse.liveUrl : undefined,
       PublishUrl: publishUrl,
       RedisEndpoint: `${this.redis.endpointAddress}:${this.redis.endpointPort}`,
     };
     for (const name of OUTPUT_NAMES) {
-      if (props.outputs ?? true) new CfnOutput(this, name, { value: this.endpoints[name], description: OUTPUT_DESCRIPTIONS[name] });
+      const value = this.endpoints[name];
+      if (value === undefined) continue;
+      if (props.outputs ?? true) new CfnOutput(this, name, { value, description: OUTPUT_DESCRIPTIONS[name] });
       if (props.parameterPath !== undefined) {
         new ssm.StringParameter(this, `${name}Parameter`, {
           parameterName: `${props.parameterPath}/${name}`,
-          stringValue: this.endpoints[name],
+          stringValue: value,
           description: OUTPUT_DESCRIPTIONS[name],
         });
       }

@@ -64,6 +64,9 @@ export class RealtimeStack extends Stack {
   public get webSocket() {
     return this.api.webSocket;
   }
+  public get webSocketMode() {
+    return this.api.webSocketMode;
+  }
   public get sse() {
     return this.api.sse;
   }
@@ -80,7 +83,7 @@ export class RealtimeStack extends Stack {
     return this.api.webSocketFanout;
   }
   /** Output values by name. */
-  public get endpoints(): Readonly<Record<OutputName, string>> {
+  public get endpoints(): Readonly<Partial<Record<OutputName, string>>> {
     return this.api.endpoints;
   }
 }

@@ -90,6 +90,11 @@ export abstract class SseLoadBalancerBase extends Construct {
   public readonly eventsUrl: string;
   /** `http(s)://host/poll` */
   public readonly pollUrl: string;
+  /**
+   * `ws(s)://host/live`: WebSockets on the tasks. The ALB forwards upgrades on the same listener and target group (no
+   * listener rule: every path goes to the tasks); the tasks' WebSocket pings (`HEARTBEAT_MS`) keep it inside the idle timeout.
+   */
+  public readonly liveUrl: string;
 
   constructor(scope: Construct, id: string, props: SseLoadBalancerProps) {
     super(scope, id);
@@ -174,6 +179,7 @@ export abstract class SseLoadBalancerBase extends Construct {
     this.baseUrl = `${this.https ? 'https' : 'http'}://${host}`;
     this.eventsUrl = `${this.baseUrl}/events`;
     this.pollUrl = `${this.baseUrl}/poll`;
+    this.liveUrl = `${this.https ? 'wss' : 'ws'}://${host}/live`;
   }
 
   private createAccessLogsBucket(): s3.Bucket {

@@ -99,8 +99,25 @@ const SseSection = z.strictObject({
   containerInsights: z.boolean().optional(),
 });
 
-/** `webSocket`: {@link RealtimeWebSocketApiProps}. */
-const WebSocketSection = z.strictObject({ stageName: z.string().optional(), messageReservedConcurrency: int().optional(), ...throttle });
+/**
+ * Where WebSockets terminate: `apigateway` (the API Gateway WebSocket API and its Lambdas), `tasks` (`/live` on the SSE
+ * tasks, behind the same ALB listener; no API Gateway WebSocket resources), or `both` (both endpoints; tickets name the
+ * tasks' one, and API Gateway keeps serving what was connected to it).
+ */
+export const WEB_SOCKET_MODES = ['apigateway', 'tasks', 'both'] as const;
+export type WebSocketMode = (typeof WEB_SOCKET_MODES)[number];
+
+/** What the stack reads from the `webSocket` section itself (the rest passes through to {@link RealtimeWebSocketApiProps}). */
+export interface WebSocketModeProps {
+  /**
+   * Where WebSockets terminate (see {@link WEB_SOCKET_MODES}).
+   * @default 'both'
+   */
+  readonly mode?: WebSocketMode;
+}
+
+/** `webSocket`: `mode` ({@link WebSocketModeProps}, read by the stack), the rest {@link RealtimeWebSocketApiProps}. */
+const WebSocketSection = z.strictObject({ mode: z.enum(WEB_SOCKET_MODES).optional(), stageName: z.string().optional(), messageReservedConcurrency: int().optional(), ...throttle });
 /** `webSocketFanout`: {@link WebSocketFanoutProps}. */
 const WebSocketFanoutSection = z.strictObject({
   shards: int().optional(),
@@ -175,6 +192,24 @@ export type WafConfig = z.infer<typeof WafSection>;
 /** Keys converted at the boundary (JSON cannot hold a `Duration` or a construct). */
 type SseConverted = 'idleTimeoutSeconds' | 'deregistrationDelaySeconds' | 'stickinessDurationSeconds' | 'certificateArn';
 type NetworkConverted = 'vpcId' | 'vpcAttributes';
+/** Keys the stack reads itself. */
+type WebSocketOwn = 'mode';
+
+/**
+ * The `webSocket` section: its `mode` (default `DEFAULTS.webSocket.mode`) and, unless the mode is `tasks`, the props of
+ * the API Gateway WebSocket API. API keys with mode `tasks` are refused: they would configure nothing.
+ */
+export function webSocketSetup(scope: Construct, webSocket: WebSocketConfig = {}): { mode: WebSocketMode; api?: Partial<RealtimeWebSocketApiProps> } {
+  const { mode = DEFAULTS.webSocket.mode, ...api } = webSocket;
+  if (mode === 'tasks') {
+    const set = Object.keys(api).filter((k) => api[k as keyof typeof api] !== undefined);
+    if (set.length) {
+      invalid(scope, `webSocket.mode is "tasks" but webSocket.${set.join(', webSocket.')} configure the API Gateway WebSocket API, which this mode does not create`, 'Drop those keys, or use mode "both" or "apigateway"');
+    }
+    return { mode };
+  }
+  return { mode, api };
+}
 
 /**
  * The `sse` section as {@link SseServiceProps}: every key passes through under its own name but the converted ones,
@@ -242,7 +277,7 @@ export type StageSectionsMatchProps = [
   Check<PassesThrough<Omit<NetworkConfig, NetworkConverted>, NetworkProps>>,
   Check<PassesThrough<RedisConfig, RedisPubSubProps>>,
   Check<PassesThrough<Omit<SseConfig, SseConverted>, SseServiceProps>>,
-  Check<PassesThrough<WebSocketConfig, RealtimeWebSocketApiProps>>,
+  Check<PassesThrough<Omit<WebSocketConfig, WebSocketOwn>, RealtimeWebSocketApiProps>>,
   Check<PassesThrough<TicketApiConfig, TicketApiProps>>,
   Check<PassesThrough<PublishApiConfig, PublishApiProps>>,
   Check<PassesThrough<Omit<WafConfig, 'enabled'>, LoadBalancerWafProps>>,

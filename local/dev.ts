@@ -7,11 +7,14 @@ import { LOCAL_USER_HEADER } from './http-api';
 import { LOCAL_STACK_NAME, startLocalStack } from './stack';
 
 const USAGE = `Usage: npm run dev -- [--port 3000] [--sse-port 3001] [--ws-port 3002] [--outputs-file PATH]
-                      [--allow-origin ORIGIN]...
+                      [--allow-origin ORIGIN]... [--ws-mode both|tasks|apigateway]
 
 Starts the local stack on 127.0.0.1: a private redis-server (unless REDIS_URL is set), the SSE
-service, the HTTP API stand-in that runs the ticket and publish Lambda handlers, and the API
-Gateway WebSocket stand-in (with its management API) that runs the WebSocket handlers.
+service (SSE, long poll, and WebSockets at /live: LiveUrl), the HTTP API stand-in that runs the
+ticket and publish Lambda handlers, and the API Gateway WebSocket stand-in (with its management
+API) that runs the WebSocket handlers (WebSocketUrl). Both WebSocket endpoints speak the same
+protocol; --ws-mode (a stage's webSocket.mode, default both) picks which one a ticket's wsUrl names:
+both and tasks: LiveUrl; apigateway: WebSocketUrl.
 
 Browsers: only pages on the stack's own origins and on each --allow-origin (e.g.
 --allow-origin http://localhost:5173, your app's dev server; repeat for more) may call it; other
@@ -26,6 +29,7 @@ async function main(): Promise<void> {
       'ws-port': { type: 'string', default: '3002' },
       'outputs-file': { type: 'string' },
       'allow-origin': { type: 'string', multiple: true },
+      'ws-mode': { type: 'string', default: 'both' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -37,9 +41,11 @@ async function main(): Promise<void> {
   const ssePort = Number(values['sse-port']);
   const wsPort = Number(values['ws-port']);
   if (!Number.isInteger(port) || !Number.isInteger(ssePort) || !Number.isInteger(wsPort)) throw new Error(`--port, --sse-port and --ws-port take numbers.\n${USAGE}`);
+  const mode = values['ws-mode'];
+  if (mode !== 'both' && mode !== 'tasks' && mode !== 'apigateway') throw new Error(`--ws-mode takes both, tasks or apigateway.\n${USAGE}`);
   const logger = pino({ level: process.env[CORE_ENV.logLevel] ?? 'info' });
   const extra = (values['allow-origin'] ?? []).map(parseOrigin);
-  const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger, allowedOrigins: extra });
+  const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger, allowedOrigins: extra, webSocketMode: mode });
   const o = stack.outputs;
   if (values['outputs-file']) writeFileSync(values['outputs-file'], `${JSON.stringify({ [LOCAL_STACK_NAME]: o }, null, 2)}\n`);
   console.log(`
@@ -48,7 +54,8 @@ Realtime Blueprint local stack is up (Ctrl-C stops it).
   TicketUrl      ${o.TicketUrl}
   SseUrl         ${o.SseUrl}
   PollUrl        ${o.PollUrl}
-  WebSocketUrl   ${o.WebSocketUrl}   (management API: ${stack.ws.managementEndpoint})
+  WebSocketUrl   ${o.WebSocketUrl}   (API Gateway stand-in; management API: ${stack.ws.managementEndpoint})
+  LiveUrl        ${o.LiveUrl}   (WebSockets on the service; tickets' wsUrl: ${mode === 'apigateway' ? 'WebSocketUrl' : 'LiveUrl'}, --ws-mode ${mode})
   PublishUrl     ${o.PublishUrl}
   Demo page      ${new URL(o.TicketUrl).origin}/   (chat over WebSocket, scoreboard over SSE, built client)
   RedisEndpoint  ${o.RedisEndpoint}${stack.redisServer ? ' (private redis-server)' : ''}
@@ -72,7 +79,7 @@ WebSocket (a "ws" ticket; the ticket's channels are subscribed on connect):
         -d '{"channels":["chat:lobby"],"transport":"ws"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).ticket')
   node -e 'const ws = new (require("ws"))(process.argv[1]); ws.on("message", (m) => console.log(String(m)));
     ws.on("open", () => ws.send(JSON.stringify({ action: "publish", channel: "chat:lobby", type: "message", data: { text: "hi from ws" } })))' \\
-    "${o.WebSocketUrl}?ticket=$T"
+    "${mode === 'apigateway' ? o.WebSocketUrl : o.LiveUrl}?ticket=$T"   # the ticket's wsUrl; the other endpoint takes the same frames
 `);
   const stop = () => {
     stack.close().then(

@@ -1,4 +1,5 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { errorBody, RealtimeError } from '../core/errors';
 
 /** The host names the local stack answers to (the Host header's name, without the port). */
@@ -113,5 +114,18 @@ export function guardServer(server: Server, guard: LocalGuard): void {
     const refusal = guard.check(req);
     if (refusal) return refuse(res, refusal);
     for (const h of handlers) h.call(server, req, res);
+  });
+  // WebSocket upgrades (the service's `/live`) pass the same guard.
+  const upgrades = server.listeners('upgrade') as ((req: IncomingMessage, socket: Duplex, head: Buffer) => void)[];
+  server.removeAllListeners('upgrade');
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const refusal = guard.check(req);
+    if (refusal) {
+      const body = errorBody(refusal);
+      socket.on('error', () => undefined);
+      socket.end(`HTTP/1.1 ${refusal.status} Forbidden\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      return;
+    }
+    for (const h of upgrades) h.call(server, req, socket, head);
   });
 }

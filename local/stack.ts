@@ -75,13 +75,26 @@ export interface LocalStackOptions {
    */
   readonly fanoutQueue?: LocalQueueOptions;
   readonly logger?: Logger;
+  /**
+   * Which WebSocket endpoint the ticket issuer hands out as `wsUrl` (a stage's `webSocket.mode`):
+   * `apigateway` the API Gateway stand-in (`WebSocketUrl`), `tasks` or `both` the service's `/live`
+   * (`LiveUrl`). Both endpoints are served either way. Defaults to `apigateway`, so harnesses written
+   * against the stand-in keep their URLs; `npm run dev` passes the stage default, `both`.
+   */
+  readonly webSocketMode?: WebSocketMode;
 }
+
+/** Where WebSockets terminate (lib/stage-config.ts `webSocket.mode`). */
+export type WebSocketMode = 'apigateway' | 'tasks' | 'both';
 
 export interface LocalOutputs {
   readonly TicketUrl: string;
   readonly SseUrl: string;
   readonly PollUrl: string;
+  /** The API Gateway WebSocket stand-in. */
   readonly WebSocketUrl: string;
+  /** The service's WebSocket endpoint (`/live` on the tasks). */
+  readonly LiveUrl: string;
   readonly PublishUrl: string;
   readonly RedisEndpoint: string;
 }
@@ -183,6 +196,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
     guard.addOwnPort(ssePort);
     const sseBase = `http://${host}:${ssePort}`;
+    const liveUrl = `ws://${host}:${ssePort}/live`;
+    const mode = options.webSocketMode ?? 'apigateway';
     // The gateway needs its handlers before it listens, the handlers its URL after: they are bound once both exist.
     const late: { handlers?: LocalHandlers } = {};
     const bound = () => late.handlers!;
@@ -203,7 +218,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ...process.env,
       [CORE_ENV.redisUrl]: redisUrl,
       [LAMBDA_ENV.sseUrl]: `${sseBase}/events`,
-      [LAMBDA_ENV.wsUrl]: ws.url,
+      [LAMBDA_ENV.wsUrl]: mode === 'apigateway' ? ws.url : liveUrl,
       [LAMBDA_ENV.wsManagementEndpoint]: ws.managementEndpoint,
       // The local IAM caller is the one trusted backend (as a stage's trustedPrincipals lists its backends).
       [LAMBDA_ENV.trustedPrincipals]: LOCAL_IAM_ARN,
@@ -236,6 +251,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       SseUrl: `${sseBase}/events`,
       PollUrl: `${sseBase}/poll`,
       WebSocketUrl: ws.url,
+      LiveUrl: liveUrl,
       PublishUrl: `${apiBase}/publish`,
       RedisEndpoint: redisUrl.replace(/^rediss?:\/\/(?:[^@]*@)?/, ''),
     };

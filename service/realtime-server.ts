@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type Redis from 'ioredis';
+import type { Fanout } from '../core/publishing';
 import pino, { type Logger } from 'pino';
 import { Keys } from '../core/keys';
 import { createRedis, waitReady } from '../core/redis';
@@ -14,6 +15,7 @@ import { Hub } from './hub';
 import { ServiceMetrics } from './metrics';
 import { listen, shutdown } from './net';
 import { SessionEngine } from './session-engine';
+import { WsEdge } from './ws-edge';
 
 export interface RealtimeServerDeps {
   /** Command connection (tickets, history). Defaults to a new fail-fast client for config.core.redisUrl. */
@@ -23,16 +25,19 @@ export interface RealtimeServerDeps {
   readonly logger?: Logger;
   /** Milliseconds since the epoch. Defaults to Date.now. */
   readonly now?: () => number;
+  /** Delivery to API Gateway WebSocket connections of publishes made on `/live` (mode `both`). Defaults to none. */
+  readonly fanout?: Fanout;
 }
 
 /**
  * The realtime server of a Fargate task (the runtime behind the `SseService` construct of lib/):
- * `GET /events` (SSE streams), `GET /poll` (long-poll fallback), `GET /healthz`. It composes the
+ * `GET /events` (SSE streams), `GET /poll` (long-poll fallback), `GET /live` (WebSocket upgrades), `GET /healthz`. It composes the
  * parts and owns their life cycle (listen, drain, close); each part has one role:
  * - {@link HttpEdge} (http-edge.ts): routes, JSON errors; with cors.ts, health.ts and admission.ts;
  * - {@link SessionEngine} (session-engine.ts): sessions, catch-up, heartbeats, recycling, revocation, drain;
  * - {@link Hub} (hub.ts): this process's listeners and its one Redis subscription per channel;
- * - transports (sse-transport.ts, poll-transport.ts) behind transport.ts; the SSE format in sse-encoding.ts.
+ * - transports (sse-transport.ts, poll-transport.ts) behind transport.ts; the SSE format in sse-encoding.ts;
+ * - {@link WsEdge} (ws-edge.ts, ws-socket.ts): WebSockets at `/live`, the API Gateway protocol fed by the hub.
  * History in Redis makes any instance able to serve any reconnect.
  */
 export class RealtimeServer {
@@ -42,6 +47,8 @@ export class RealtimeServer {
   readonly subscriber: Redis;
   readonly metrics: ServiceMetrics;
   private readonly engine: SessionEngine;
+  /** The WebSocket endpoint (`/live`). */
+  readonly ws: WsEdge;
   private readonly log: Logger;
   private readonly keys: Keys;
   private readonly ownsRedis: boolean;
@@ -66,7 +73,7 @@ export class RealtimeServer {
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
       this.hub.deliveries = 0;
-      return { open: this.engine.streams.size, deliveries };
+      return { open: this.engine.streams.size + this.ws.size, deliveries };
     });
     this.engine = new SessionEngine({ config, redis: this.redis, hub: this.hub, metrics: this.metrics, log: this.log, now });
     // Revocations reach every instance on the control channel (ioredis resubscribes it after a reconnect).
@@ -80,15 +87,39 @@ export class RealtimeServer {
       draining: () => this.draining,
       redisUp: () => this.redisUp,
     };
-    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, ...state });
+    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size + this.ws.size, ...state });
     const health = {
       ...state,
       ping: () => this.redis.ping().then(() => true, () => false),
       connections: () => this.engine.streams.size,
       polls: () => this.engine.polls.size,
     };
-    const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window: new FlushWindow(config.writeDelayMs), health, log: this.log });
+    const window = new FlushWindow(config.writeDelayMs);
+    const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window, health, log: this.log });
     this.server = edge.server;
+    this.ws = new WsEdge(this.server, {
+      config,
+      redis: this.redis,
+      hub: this.hub,
+      cors,
+      window,
+      metrics: this.metrics,
+      revocations: this.engine.revocations,
+      log: this.log,
+      open: () => this.engine.size,
+      fanout: deps.fanout,
+      ...state,
+    });
+    const caughtUp = this.hub.onResubscribed;
+    this.hub.onResubscribed = () => {
+      caughtUp?.();
+      this.ws.resubscribed();
+    };
+  }
+
+  /** Number of open WebSockets on `/live`. */
+  get sockets(): number {
+    return this.ws.size;
   }
 
   /** Number of open SSE streams. */
@@ -115,7 +146,10 @@ export class RealtimeServer {
     const control = this.subscriber.subscribe(this.keys.revokeControl).catch(() => undefined);
     if (this.subscriber.status === 'ready') await control;
     const bound = await listen(this.server, port, host);
-    this.heartbeat = setInterval(() => this.engine.beat(), this.config.heartbeatMs);
+    this.heartbeat = setInterval(() => {
+      this.engine.beat();
+      this.ws.beat();
+    }, this.config.heartbeatMs);
     this.heartbeat.unref();
     this.metrics.start(this.config.metricsIntervalMs);
     if (this.config.ecsMetadataUri) {
@@ -155,7 +189,7 @@ export class RealtimeServer {
   private async runDrain(deadlineMs: number): Promise<void> {
     this.draining = true;
     this.stopWatch?.();
-    await this.engine.drain(deadlineMs);
+    await Promise.all([this.engine.drain(deadlineMs), this.ws.drain(deadlineMs)]);
   }
 
   /** Closes every stream and poll, the server and (when owned) the Redis connections. */
@@ -165,6 +199,7 @@ export class RealtimeServer {
     clearInterval(this.heartbeat);
     this.metrics.stop();
     this.engine.endAll();
+    this.ws.closeAll();
     await shutdown(this.server);
     if (this.ownsRedis) {
       this.redis.disconnect();

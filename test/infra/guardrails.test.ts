@@ -36,6 +36,24 @@ function acknowledgements(root: IConstruct): { path: string; id: string; reason:
   );
 }
 
+/** The stage of cdk.json with its `webSocket.mode` replaced (other modes than the stage's own). */
+function stagesWithMode(stage: string, mode: string): Record<string, unknown> {
+  const stages = CDK_CONTEXT.stages as Record<string, Record<string, unknown>>;
+  const { webSocket: _ignored, ...rest } = stages[stage];
+  return { ...stages, [stage]: { ...rest, webSocket: { mode } } };
+}
+
+describe.each(['tasks', 'apigateway'])('webSocket.mode %s (dev stage): cdk-nag and the CloudFormation validator', (mode) => {
+  test('synthesis: no unacknowledged finding of any plugin', () => {
+    const { app } = buildStageApp('dev', { context: { stages: stagesWithMode('dev', mode) } });
+    app.synth();
+    const findings = readReport(app.outdir).pluginReports.flatMap((r) =>
+      r.violations.map((v) => `${r.pluginName} ${v.severity ?? ''} ${v.ruleName} at ${(v.violatingConstructs ?? []).map((c) => c.constructPath).join(', ')}`),
+    );
+    expect(findings).toEqual([]);
+  });
+});
+
 describe.each(STAGES)('stage %s: cdk-nag and the CloudFormation validator', (stage) => {
   let outdir: string;
   let missingContext: unknown[];

@@ -38,16 +38,16 @@ describe('defaults: new RealtimeApi(stack, id) in any stack', () => {
     t.resourceCountIs('AWS::WAFv2::WebACLAssociation', 1);
   });
 
-  test('outputs: the six endpoints, named with the construct\'s prefix; no SSM parameters without parameterPath', () => {
+  test('outputs: the seven endpoints, named with the construct\'s prefix; no SSM parameters without parameterPath', () => {
     const names = Object.keys(built.template.findOutputs('*')).map((k) => k.replace(/^Realtime/, '').replace(/[0-9A-F]{8}$/, ''));
-    expect(names.sort()).toEqual(['PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
+    expect(names.sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
     built.template.resourceCountIs('AWS::SSM::Parameter', 0);
   });
 
   test('endpoints: the AWS names (execute-api, the load balancer over HTTP)', () => {
     const s = built.stack;
     expect(s.resolve(built.api.endpoints.TicketUrl)).toEqual(s.resolve(built.api.ticketApi.url));
-    expect(s.resolve(built.api.endpoints.WebSocketUrl)).toEqual(s.resolve(built.api.webSocket.url));
+    expect(s.resolve(built.api.endpoints.WebSocketUrl)).toEqual(s.resolve(built.api.webSocket!.url));
     expect(JSON.stringify(s.resolve(built.api.endpoints.SseUrl))).toMatch(/^\{"Fn::Join":\["",\["http:\/\//);
   });
 
@@ -128,7 +128,7 @@ describe('domain: one certificate and one name for every endpoint', () => {
     const mappings = Object.values(built.template.findResources('AWS::ApiGatewayV2::ApiMapping')).map((m) => [m.Properties.ApiId, m.Properties.Stage, m.Properties.ApiMappingKey]);
     expect(mappings).toEqual(
       expect.arrayContaining([
-        [s.resolve(built.api.webSocket.api.apiId), s.resolve(built.api.webSocket.stage.stageName), undefined],
+        [s.resolve(built.api.webSocket!.api.apiId), s.resolve(built.api.webSocket!.stage.stageName), undefined],
         [s.resolve(built.api.ticketApi.endpoint.api.apiId), s.resolve(built.api.ticketApi.endpoint.stage.stageName), undefined],
         [s.resolve(built.api.publishApi.endpoint.api.apiId), s.resolve(built.api.publishApi.endpoint.stage.stageName), undefined],
       ]),
@@ -156,10 +156,12 @@ describe('domain: one certificate and one name for every endpoint', () => {
       SseUrl: 'https://events.rt.example.com/events',
       PollUrl: 'https://events.rt.example.com/poll',
       WebSocketUrl: 'wss://ws.rt.example.com',
+      LiveUrl: 'wss://events.rt.example.com/live',
       PublishUrl: 'https://publish.rt.example.com/publish',
     });
+    // webSocket.mode both (the default): tickets name the tasks' /live on the domain.
     built.template.hasResourceProperties('AWS::Lambda::Function', {
-      Environment: { Variables: Match.objectLike({ SSE_URL: 'https://events.rt.example.com/events', WS_URL: 'wss://ws.rt.example.com' }) },
+      Environment: { Variables: Match.objectLike({ SSE_URL: 'https://events.rt.example.com/events', WS_URL: 'wss://events.rt.example.com/live' }) },
     });
     expect(Object.keys(built.template.findOutputs('*')).some((k) => /SseLoadBalancerDnsName/.test(k))).toBe(false);
   });

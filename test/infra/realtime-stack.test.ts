@@ -6,7 +6,7 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { RealtimeStack } from '../../lib/realtime-stack';
 import type { RealtimeStageConfig } from '../../lib/stage-config';
-import { blueprintFunctions, buildStack, buildStageApp, CDK_CONTEXT, containerEnv, logicalIdOf, newApp, type Resources, templateOf } from './support';
+import { attributes, blueprintFunctions, buildStack, buildStageApp, CDK_CONTEXT, CERT, containerEnv, logicalIdOf, newApp, type Resources, templateOf } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
@@ -17,7 +17,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
   });
 
   test('no unauthenticated route: every HTTP route is IAM or JWT; on the WebSocket only $connect is entered, through the authorizer', () => {
-    const wsApi = JSON.stringify(stack.resolve(stack.webSocket.api.apiId));
+    const wsApi = JSON.stringify(stack.resolve(stack.webSocket!.api.apiId));
     for (const route of Object.values(template.findResources('AWS::ApiGatewayV2::Route')) as Resources[string][]) {
       const p = route.Properties;
       if (JSON.stringify(p.ApiId) !== wsApi) {
@@ -41,18 +41,19 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
   });
 
   test('reserved concurrency: 100 on each fan-out function (publish, ws-message), none on the others', () => {
-    const fanOut = [stack.publishApi.handler, stack.webSocket.messageFunction].map((f) => logicalIdOf(f.function));
+    const fanOut = [stack.publishApi.handler, stack.webSocket!.messageFunction].map((f) => logicalIdOf(f.function));
     for (const [id, fn] of Object.entries(blueprintFunctions(template))) {
       expect([id, fn.Properties.ReservedConcurrentExecutions]).toEqual([id, fanOut.includes(id) ? 100 : undefined]);
     }
   });
 
-  test('outputs: TicketUrl, SseUrl, PollUrl, WebSocketUrl, PublishUrl, RedisEndpoint', () => {
+  test('outputs (webSocket.mode both, the default): TicketUrl, SseUrl, PollUrl, WebSocketUrl, LiveUrl, PublishUrl, RedisEndpoint', () => {
     const outputs = template.findOutputs('*');
-    expect(Object.keys(outputs).sort()).toEqual(['PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
+    expect(Object.keys(outputs).sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
+    template.hasOutput('LiveUrl', { Value: stack.resolve(stack.sse.liveUrl) });
     template.hasOutput('TicketUrl', { Value: stack.resolve(stack.ticketApi.url) });
     template.hasOutput('PublishUrl', { Value: stack.resolve(stack.publishApi.url) });
-    template.hasOutput('WebSocketUrl', { Value: stack.resolve(stack.webSocket.url) });
+    template.hasOutput('WebSocketUrl', { Value: stack.resolve(stack.webSocket!.url) });
     template.hasOutput('SseUrl', { Value: stack.resolve(stack.sse.eventsUrl) });
   });
 
@@ -142,7 +143,7 @@ describe('configs that switch behaviour', () => {
   test('limits: USER_PUBLISH_PER_MINUTE and USER_NEW_CHANNELS_PER_HOUR on the functions that publish (publish API, WebSocket messages)', () => {
     const stack = buildStack({ limits: { userPublishPerMinute: 120, userNewChannelsPerHour: 30 } });
     const template = templateOf(stack);
-    for (const fn of [stack.publishApi.handler, stack.webSocket.messageFunction]) {
+    for (const fn of [stack.publishApi.handler, stack.webSocket!.messageFunction]) {
       const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
       expect(vars).toMatchObject({ USER_PUBLISH_PER_MINUTE: '120', USER_NEW_CHANNELS_PER_HOUR: '30' });
     }
@@ -160,7 +161,7 @@ describe('configs that switch behaviour', () => {
     const template = templateOf(stack);
     const reserved = (f: { function: import('aws-cdk-lib/aws-lambda').Function }) => template.toJSON().Resources[logicalIdOf(f.function)].Properties.ReservedConcurrentExecutions;
     expect(reserved(stack.publishApi.handler)).toBe(40);
-    expect(reserved(stack.webSocket.messageFunction)).toBe(60);
+    expect(reserved(stack.webSocket!.messageFunction)).toBe(60);
   });
 
   test('trustedPrincipals unset (secure default): TRUSTED_PRINCIPALS is set, empty, on the ticket issuer, publish and revoke functions', () => {
@@ -243,5 +244,96 @@ describe('RealtimeStack validation', () => {
 
   test('stage name that cannot be an SSM path segment: fails', () => {
     expect(make({}, 'Prod_1')).toThrow(/^Realtime: stageName "Prod_1" is not valid\. Use 1 to 32 lowercase letters, digits or "-", starting with a letter/);
+  });
+});
+describe('webSocket.mode: where WebSockets terminate', () => {
+  const wsApis = (t: Template) => Object.values(t.findResources('AWS::ApiGatewayV2::Api')).filter((r) => r.Properties.ProtocolType === 'WEBSOCKET');
+  const issuerWsUrl = (t: Template) =>
+    Object.values(blueprintFunctions(t))
+      .map((fn) => (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables)
+      .filter((v) => 'SSE_URL' in v)
+      .map((v) => v.WS_URL);
+
+  describe('tasks', () => {
+    let stack: RealtimeStack;
+    let template: Template;
+    beforeAll(() => {
+      stack = buildStack({ webSocket: { mode: 'tasks' } });
+      template = templateOf(stack);
+    });
+
+    test('mode tasks: no API Gateway WebSocket resources (API, routes, authorizer, its functions, its alarm)', () => {
+      expect(stack.webSocket).toBeUndefined();
+      expect(wsApis(template)).toEqual([]);
+      template.resourceCountIs('AWS::ApiGatewayV2::Authorizer', Object.keys(template.findResources('AWS::ApiGatewayV2::Authorizer', { Properties: { AuthorizerType: 'JWT' } })).length);
+      expect(Object.keys(template.findResources('AWS::CloudWatch::Alarm')).filter((id) => id.includes('WebSocketIntegrationErrors'))).toEqual([]);
+      expect(Object.keys(blueprintFunctions(template)).filter((id) => /^WebSocket/.test(id))).toEqual([]);
+    });
+
+    test('mode tasks: outputs and SSM parameters name LiveUrl (ws://…/live on the ALB), no WebSocketUrl', () => {
+      const outputs = template.findOutputs('*');
+      expect(Object.keys(outputs).sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl']);
+      template.hasOutput('LiveUrl', { Value: stack.resolve(stack.sse.liveUrl) });
+      expect(JSON.stringify(stack.resolve(stack.sse.liveUrl))).toMatch(/"ws:\/\/".*"\/live"/);
+      template.hasResourceProperties('AWS::SSM::Parameter', { Name: '/realtime/test/LiveUrl', Value: stack.resolve(stack.sse.liveUrl) });
+      template.resourceCountIs('AWS::SSM::Parameter', 6);
+    });
+
+    test('mode tasks: the ticket issuer hands out the tasks\' URL', () => {
+      expect(issuerWsUrl(template)).toEqual([stack.resolve(stack.sse.liveUrl)]);
+    });
+
+    test('mode tasks: upgrades ride the one listener to the tasks (no listener rule), idle timeout >= 2 x heartbeat', () => {
+      template.resourceCountIs('AWS::ElasticLoadBalancingV2::ListenerRule', 0);
+      template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', { DefaultActions: [Match.objectLike({ Type: 'forward' })] });
+      const idle = Number(attributes(Object.values(template.findResources('AWS::ElasticLoadBalancingV2::LoadBalancer'))[0].Properties.LoadBalancerAttributes)['idle_timeout.timeout_seconds']);
+      expect(idle * 1000).toBeGreaterThanOrEqual(2 * Number(containerEnv(template).HEARTBEAT_MS));
+    });
+
+    test('mode tasks: an HTTPS stage hands out wss://', () => {
+      const https = buildStack({ webSocket: { mode: 'tasks' }, sse: { certificateArn: CERT, domainName: 'rt.example.com' } });
+      expect(https.sse.liveUrl).toBe('wss://rt.example.com/live');
+    });
+
+    test('mode tasks with API Gateway keys: fails naming the keys and the fix', () => {
+      expect(() => buildStack({ webSocket: { mode: 'tasks', throttleRateLimit: 10 } })).toThrow(/webSocket\.mode is "tasks" but webSocket\.throttleRateLimit .*Drop those keys, or use mode "both" or "apigateway"/s);
+    });
+  });
+
+  describe('apigateway', () => {
+    let stack: RealtimeStack;
+    let template: Template;
+    beforeAll(() => {
+      stack = buildStack({ webSocket: { mode: 'apigateway' } });
+      template = templateOf(stack);
+    });
+
+    test('mode apigateway: the WebSocket API, WebSocketUrl only, and the ticket issuer hands out its URL', () => {
+      expect(wsApis(template)).toHaveLength(1);
+      expect(Object.keys(template.findOutputs('*')).sort()).toEqual(['PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
+      expect(issuerWsUrl(template)).toEqual([stack.resolve(stack.webSocket!.url)]);
+    });
+  });
+
+  describe('both (the default)', () => {
+    test('mode both: the WebSocket API and LiveUrl; tickets name the tasks', () => {
+      const stack = buildStack();
+      const template = templateOf(stack);
+      expect(stack.webSocketMode).toBe('both');
+      expect(wsApis(template)).toHaveLength(1);
+      expect(Object.keys(template.findOutputs('*'))).toEqual(expect.arrayContaining(['WebSocketUrl', 'LiveUrl']));
+      expect(issuerWsUrl(template)).toEqual([stack.resolve(stack.sse.liveUrl)]);
+    });
+  });
+});
+
+describe('webSocket.mode and the per-user publish limits', () => {
+  test('limits: with WebSockets on the tasks, the task container gets USER_PUBLISH_PER_MINUTE and USER_NEW_CHANNELS_PER_HOUR too', () => {
+    const env = containerEnv(templateOf(buildStack({ webSocket: { mode: 'tasks' }, limits: { userPublishPerMinute: 7, userNewChannelsPerHour: 9 } })));
+    expect(env).toMatchObject({ USER_PUBLISH_PER_MINUTE: '7', USER_NEW_CHANNELS_PER_HOUR: '9' });
+  });
+  test('limits: mode apigateway leaves the task container without them (nothing publishes there)', () => {
+    const env = containerEnv(templateOf(buildStack({ webSocket: { mode: 'apigateway' }, limits: { userPublishPerMinute: 7 } })));
+    expect(env.USER_PUBLISH_PER_MINUTE).toBeUndefined();
   });
 });

@@ -160,7 +160,7 @@ const SECTION_PROPS: Record<string, string[]> = {
   network: ['NetworkProps'],
   redis: ['RedisPubSubProps'],
   sse: ['SseServiceProps', 'SseLoadBalancerProps'],
-  webSocket: ['RealtimeWebSocketApiProps', 'RuntimeApiProps'],
+  webSocket: ['WebSocketModeProps', 'RealtimeWebSocketApiProps', 'RuntimeApiProps'],
   ticketApi: ['TicketApiProps', 'TrustedCallerApiProps', 'RuntimeApiProps'],
   publishApi: ['PublishApiProps', 'TrustedCallerApiProps', 'RuntimeApiProps'],
 };
@@ -282,14 +282,14 @@ describe('the constructs apply DEFAULTS (empty stage config)', () => {
         ApiId: stack.resolve(api),
         DefaultRouteSettings: Match.objectLike({ ThrottlingRateLimit: rate, ThrottlingBurstLimit: burst }),
       });
-    stage(stack.webSocket.api.apiId, DEFAULTS.webSocket.throttleRateLimit, DEFAULTS.webSocket.throttleBurstLimit);
+    stage(stack.webSocket!.api.apiId, DEFAULTS.webSocket.throttleRateLimit, DEFAULTS.webSocket.throttleBurstLimit);
     stage(stack.ticketApi.endpoint.api.apiId, DEFAULTS.ticketApi.throttleRateLimit, DEFAULTS.ticketApi.throttleBurstLimit);
     stage(stack.publishApi.endpoint.api.apiId, DEFAULTS.publishApi.throttleRateLimit, DEFAULTS.publishApi.throttleBurstLimit);
     template.hasResourceProperties('AWS::ApiGatewayV2::Stage', { StageName: DEFAULTS.webSocket.stageName });
     const resources = template.toJSON().Resources;
     const reserved = (fn: { function: { node: { defaultChild?: unknown } } }) =>
       resources[stack.resolve((fn.function.node.defaultChild as { logicalId: string }).logicalId)].Properties.ReservedConcurrentExecutions;
-    expect(reserved(stack.webSocket.messageFunction)).toBe(DEFAULTS.webSocket.messageReservedConcurrency);
+    expect(reserved(stack.webSocket!.messageFunction)).toBe(DEFAULTS.webSocket.messageReservedConcurrency);
     expect(reserved(stack.publishApi.handler)).toBe(DEFAULTS.publishApi.reservedConcurrency);
     expect(DEFAULTS.ticketApi.auth).toEqual({ type: 'iam' });
     template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /tickets', AuthorizationType: 'AWS_IAM' });

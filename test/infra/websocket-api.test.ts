@@ -31,17 +31,17 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
 
   test('WebSocket routes: selection by $request.body.action, the protocol routes of 2/4 and $default', () => {
     template.hasResourceProperties('AWS::ApiGatewayV2::Api', { ProtocolType: 'WEBSOCKET', RouteSelectionExpression: '$request.body.action' });
-    const wsApi = stack.resolve(stack.webSocket.api.apiId);
+    const wsApi = stack.resolve(stack.webSocket!.api.apiId);
     const keys = Object.values(template.findResources('AWS::ApiGatewayV2::Route', { Properties: { ApiId: wsApi } })).map((r) => r.Properties.RouteKey);
     expect(keys.sort()).toEqual(['$connect', '$default', '$disconnect', ...MESSAGE_ROUTES].sort());
   });
 
   test('WebSocket stage: throttled, with access logs', () => {
     template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
-      ApiId: stack.resolve(stack.webSocket.api.apiId),
+      ApiId: stack.resolve(stack.webSocket!.api.apiId),
       StageName: 'live',
       DefaultRouteSettings: Match.objectLike({ ThrottlingRateLimit: 500, ThrottlingBurstLimit: 1000 }),
-      AccessLogSettings: Match.objectLike({ DestinationArn: stack.resolve(stack.webSocket.accessLogGroup.logGroupArn) }),
+      AccessLogSettings: Match.objectLike({ DestinationArn: stack.resolve(stack.webSocket!.accessLogGroup.logGroupArn) }),
     });
   });
 
@@ -51,7 +51,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
         .filter((st) => JSON.stringify(st.Action).includes('execute-api:ManageConnections') || JSON.stringify(st.Action).includes('execute-api:*'))
         .map((st) => ({ roles: p.Properties.Roles as unknown[], action: st.Action, resource: st.Resource })),
     );
-    const apiRef = stack.resolve(stack.webSocket.api.apiId);
+    const apiRef = stack.resolve(stack.webSocket!.api.apiId);
     const arn = (method: string) => ({
       'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':execute-api:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':', apiRef, `/live/${method}/@connections/*`]],
     });
@@ -59,8 +59,8 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     expect(statements).toEqual(
       expect.arrayContaining([
         { roles: [role(stack.publishApi.handler)], action: 'execute-api:ManageConnections', resource: arn('POST') },
-        { roles: [role(stack.webSocket.messageFunction)], action: 'execute-api:ManageConnections', resource: arn('POST') },
-        { roles: [role(stack.webSocketFanout.worker)], action: 'execute-api:ManageConnections', resource: arn('POST') },
+        { roles: [role(stack.webSocket!.messageFunction)], action: 'execute-api:ManageConnections', resource: arn('POST') },
+        { roles: [role(stack.webSocketFanout!.worker)], action: 'execute-api:ManageConnections', resource: arn('POST') },
         { roles: [role(stack.publishApi.revokeHandler)], action: 'execute-api:ManageConnections', resource: arn('DELETE') },
       ]),
     );
@@ -73,12 +73,12 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
       const vars = (template.toJSON().Resources[id].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
       return 'WS_MANAGEMENT_ENDPOINT' in vars;
     });
-    expect(withEndpoint.sort()).toEqual([stack.publishApi.handler, stack.webSocket.messageFunction, stack.publishApi.revokeHandler, stack.webSocketFanout.worker].map((f) => logicalIdOf(f.function)).sort());
+    expect(withEndpoint.sort()).toEqual([stack.publishApi.handler, stack.webSocket!.messageFunction, stack.publishApi.revokeHandler, stack.webSocketFanout!.worker].map((f) => logicalIdOf(f.function)).sort());
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: {
         Variables: Match.objectLike({
           WS_MANAGEMENT_ENDPOINT: {
-            'Fn::Join': ['', ['https://', stack.resolve(stack.webSocket.api.apiId), '.execute-api.', { Ref: 'AWS::Region' }, '.', { Ref: 'AWS::URLSuffix' }, '/live']],
+            'Fn::Join': ['', ['https://', stack.resolve(stack.webSocket!.api.apiId), '.execute-api.', { Ref: 'AWS::Region' }, '.', { Ref: 'AWS::URLSuffix' }, '/live']],
           },
         }),
       },
@@ -101,7 +101,7 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
         Statement: Match.arrayWith([
           Match.objectLike({
             Action: 'execute-api:ManageConnections',
-            Resource: { 'Fn::Join': ['', [`arn:aws:execute-api:${prod.region}:${prod.account}:`, stack.resolve(stack.webSocket.api.apiId), '/live/POST/@connections/*']] },
+            Resource: { 'Fn::Join': ['', [`arn:aws:execute-api:${prod.region}:${prod.account}:`, stack.resolve(stack.webSocket!.api.apiId), '/live/POST/@connections/*']] },
           }),
         ]),
       },

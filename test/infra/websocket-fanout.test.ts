@@ -28,7 +28,7 @@ describe('dev stage (cdk.json)', () => {
       ContentBasedDeduplication: false,
       SqsManagedSseEnabled: true,
       VisibilityTimeout: 360,
-      RedrivePolicy: { deadLetterTargetArn: stack.resolve(stack.webSocketFanout.deadLetterQueue.queueArn), maxReceiveCount: 5 },
+      RedrivePolicy: { deadLetterTargetArn: stack.resolve(stack.webSocketFanout!.deadLetterQueue.queueArn), maxReceiveCount: 5 },
     });
     template.hasResourceProperties('AWS::SQS::Queue', { FifoQueue: true, MessageRetentionPeriod: 14 * 24 * 3600, SqsManagedSseEnabled: true });
     template.resourceCountIs('AWS::SQS::Queue', 2);
@@ -41,19 +41,19 @@ describe('dev stage (cdk.json)', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'ApproximateNumberOfMessagesVisible',
       Namespace: 'AWS/SQS',
-      Dimensions: [{ Name: 'QueueName', Value: stack.resolve(stack.webSocketFanout.deadLetterQueue.queueName) }],
+      Dimensions: [{ Name: 'QueueName', Value: stack.resolve(stack.webSocketFanout!.deadLetterQueue.queueName) }],
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       TreatMissingData: 'notBreaching',
     });
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ApproximateAgeOfOldestMessage', Threshold: 60 });
-    expect(stack.observability.alarms).toEqual(expect.arrayContaining(stack.webSocketFanout.alarms));
+    expect(stack.observability.alarms).toEqual(expect.arrayContaining(stack.webSocketFanout!.alarms));
   });
 
   test('event source mapping: the worker reads the queue, 10 per batch, batch item failures reported, concurrency capped at the shard count', () => {
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
-      EventSourceArn: stack.resolve(stack.webSocketFanout.queue.queueArn),
-      FunctionName: stack.resolve(stack.webSocketFanout.worker.function.functionName),
+      EventSourceArn: stack.resolve(stack.webSocketFanout!.queue.queueArn),
+      FunctionName: stack.resolve(stack.webSocketFanout!.worker.function.functionName),
       BatchSize: 10,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       ScalingConfig: { MaximumConcurrency: 4 },
@@ -63,14 +63,14 @@ describe('dev stage (cdk.json)', () => {
   });
 
   test('worker IAM: execute-api:ManageConnections POST on this API\'s stage only, receive/delete on its queue, no SendMessage', () => {
-    const statements = policiesOf(stack.webSocketFanout.worker);
+    const statements = policiesOf(stack.webSocketFanout!.worker);
     const manage = statements.filter((s) => JSON.stringify(s.Action).includes('execute-api'));
     expect(manage).toEqual([
       expect.objectContaining({
         Action: 'execute-api:ManageConnections',
         Effect: 'Allow',
         Resource: {
-          'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':execute-api:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':', stack.resolve(stack.webSocket.api.apiId), '/live/POST/@connections/*']],
+          'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':execute-api:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':', stack.resolve(stack.webSocket!.api.apiId), '/live/POST/@connections/*']],
         },
       }),
     ]);
@@ -86,13 +86,13 @@ describe('dev stage (cdk.json)', () => {
       .flatMap((p) => p.Properties.Roles as unknown[]);
     const role = (f: { function: { role?: unknown } }) => ({ Ref: logicalIdOf(f.function.role as never) });
     expect(senders).toHaveLength(2);
-    expect(senders).toEqual(expect.arrayContaining([role(stack.publishApi.handler), role(stack.webSocket.messageFunction)]));
-    for (const fn of [stack.publishApi.handler, stack.webSocket.messageFunction]) {
+    expect(senders).toEqual(expect.arrayContaining([role(stack.publishApi.handler), role(stack.webSocket!.messageFunction)]));
+    for (const fn of [stack.publishApi.handler, stack.webSocket!.messageFunction]) {
       template.hasResourceProperties('AWS::Lambda::Function', {
         FunctionName: Match.absent(),
         Environment: {
           Variables: Match.objectLike({
-            [LAMBDA_ENV.wsFanoutQueueUrl]: stack.resolve(stack.webSocketFanout.queue.queueUrl),
+            [LAMBDA_ENV.wsFanoutQueueUrl]: stack.resolve(stack.webSocketFanout!.queue.queueUrl),
             [LAMBDA_ENV.wsFanoutShards]: '4',
             [LAMBDA_ENV.wsFanoutInlineMax]: '200',
             [LAMBDA_ENV.wsReplayInlineMax]: '100',
@@ -100,9 +100,9 @@ describe('dev stage (cdk.json)', () => {
         },
       });
       const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
-      expect(vars[LAMBDA_ENV.wsFanoutQueueUrl]).toEqual(stack.resolve(stack.webSocketFanout.queue.queueUrl));
+      expect(vars[LAMBDA_ENV.wsFanoutQueueUrl]).toEqual(stack.resolve(stack.webSocketFanout!.queue.queueUrl));
     }
-    const worker = (template.toJSON().Resources[logicalIdOf(stack.webSocketFanout.worker.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const worker = (template.toJSON().Resources[logicalIdOf(stack.webSocketFanout!.worker.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
     expect(worker[LAMBDA_ENV.wsFanoutQueueUrl]).toBeUndefined();
     expect(worker[LAMBDA_ENV.wsManagementEndpoint]).toBeDefined();
   });

@@ -275,4 +275,26 @@ describe('native WebSocket in Chromium', () => {
     const published = (await page.evaluate((nm) => window.rt.ws(nm), 'w')).log.flatMap((e) => (e.kind === 'frame' && e.frame.type === 'published' ? [e.frame] : []));
     expect(events(await state('s'), 'update').map((e) => e.data)).toEqual([{ channel: ch, id: published[0].id, type: 'update', data: 'from-ws', ts: expect.any(Number) }]);
   });
+
+  test('the tasks\' endpoint (LiveUrl) from the page\'s origin: subscribe, a backend publish arrives, ping answers pong, a browser publish is acknowledged then delivered', async () => {
+    const ch = `chat:${uid()}`;
+    const t = await page.evaluate((a) => window.rt.ticket(a.url, 'alice', a.channels, 'ws'), { url: stack.outputs.TicketUrl, channels: [ch] });
+    expect(t.status).toBe(201);
+    await page.evaluate(([nm, u]) => window.rt.openWs(nm, u), ['l', `${stack.outputs.LiveUrl}?ticket=${t.body.ticket as string}`] as const);
+    await waitForCount(page, 'l', 'open', undefined, 1);
+    await page.evaluate(([nm, c]) => window.rt.sendWs(nm, { action: 'subscribe', channel: c }), ['l', ch] as const);
+    await waitForCount(page, 'l', 'frame', 'subscribed', 1);
+    const id = await publish(ch, { text: 'hi' }, 'message');
+    await waitForCount(page, 'l', 'frame', 'message', 1);
+    await page.evaluate((nm) => window.rt.sendWs(nm, { action: 'ping' }), 'l');
+    await waitForCount(page, 'l', 'frame', 'pong', 1);
+    await page.evaluate(([nm, c]) => window.rt.sendWs(nm, { action: 'publish', channel: c, type: 'update', data: 'from-live' }), ['l', ch] as const);
+    await waitForCount(page, 'l', 'frame', 'update', 1);
+    const frames = (await page.evaluate((nm) => window.rt.ws(nm), 'l')).log.flatMap((e) => (e.kind === 'frame' ? [e.frame] : []));
+    expect(frames.filter((f) => f.type === 'message')).toEqual([{ channel: ch, id, type: 'message', data: { text: 'hi' }, ts: expect.any(Number) }]);
+    const ack = frames.findIndex((f) => f.type === 'published');
+    expect(ack).toBeGreaterThanOrEqual(0);
+    expect(frames.findIndex((f) => f.type === 'update')).toBeGreaterThan(ack);
+    expect(frames.filter((f) => f.type === 'error')).toEqual([]);
+  });
 });

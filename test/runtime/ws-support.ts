@@ -1,4 +1,4 @@
-import { WebSocket } from 'ws';
+import { WebSocket, type ClientOptions } from 'ws';
 
 /** Frames a test WebSocket client received, parsed, with ways to wait for them. */
 export class WsClient {
@@ -12,8 +12,8 @@ export class WsClient {
   readonly closed: Promise<number>;
   private waiters: (() => void)[] = [];
 
-  constructor(url: string) {
-    this.ws = new WebSocket(url);
+  constructor(url: string, options?: ClientOptions) {
+    this.ws = new WebSocket(url, options);
     this.ws.on('message', (m) => {
       const text = String(m);
       this.raw.push(text);

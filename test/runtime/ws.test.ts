@@ -55,15 +55,251 @@ const pubCore = (channel: string, data: unknown, type = 'update') => publish({ c
 /** The connection id the gateway gave the newest connection. */
 const newestConnectionId = (before: string[]) => stack.ws.connectionIds().find((id) => !before.includes(id))!;
 
-describe('connect', () => {
-  test('valid ticket: upgrade succeeds and the ticket channels are subscribed (a POST /publish arrives)', async () => {
-    const ch = `chat:${uid()}`;
-    const c = await client('alice', [ch]);
-    const { body } = await postPublish({ channel: ch, type: 'message', data: { text: 'hi' } });
-    await c.until((x) => x.events().length === 1);
-    expect(c.raw[0]).toBe(JSON.stringify({ channel: ch, id: body.id, type: 'message', data: { text: 'hi' }, ts: c.events()[0].ts }));
+/**
+ * The WebSocket protocol, one suite for both endpoints so they never drift: the API Gateway stand-in
+ * running the Lambda handlers (`WebSocketUrl`) and the service's own endpoint on the tasks
+ * (`LiveUrl`, service/ws-edge.ts). What only one of them has (the connection registry, the
+ * management API, API Gateway's timeouts; the tasks' drain and heartbeats in ws-tasks.test.ts) is
+ * tested apart.
+ */
+const TARGETS = ['apigateway', 'tasks'] as const;
+
+describe.each(TARGETS)('%s', (target) => {
+  const base = () => (target === 'apigateway' ? stack.outputs.WebSocketUrl : stack.outputs.LiveUrl);
+  const wsUrl = (ticket?: string) => (ticket === undefined ? base() : `${base()}?ticket=${ticket}`);
+  const client = async (sub: string, channels: string[]) => {
+    const c = await connectWs(wsUrl(await wsTicket(sub, channels)));
+    open.push(c);
+    return c;
+  };
+  /** Open sockets of this target (the gateway's connections, or the service's sockets). */
+  const openCount = () => (target === 'apigateway' ? stack.ws.connectionIds().length : stack.sse.sockets);
+
+  test('a frame over 32 KB closes the socket with 1009; the connection is released', async () => {
+    const c = await client('alice', [`chat:${uid()}`]);
+    const before = openCount();
+    c.send({ action: 'ping', pad: 'x'.repeat(33 * 1024) });
+    expect(await c.closed).toBe(1009);
+    await eventually(() => openCount() === before - 1, 5000, 'connection released');
   });
 
+  describe('connect', () => {
+    test('valid ticket: upgrade succeeds and the ticket channels are subscribed (a POST /publish arrives)', async () => {
+      const ch = `chat:${uid()}`;
+      const c = await client('alice', [ch]);
+      const { body } = await postPublish({ channel: ch, type: 'message', data: { text: 'hi' } });
+      await c.until((x) => x.events().length === 1);
+      expect(c.raw[0]).toBe(JSON.stringify({ channel: ch, id: body.id, type: 'message', data: { text: 'hi' }, ts: c.events()[0].ts }));
+    });
+
+    test('no ticket: 401 (the identity source is missing; the authorizer is not called)', async () => {
+      expect(await upgradeStatus(wsUrl())).toBe(401);
+    });
+    test('unknown ticket: 403 (Deny)', async () => {
+      expect(await upgradeStatus(wsUrl('A'.repeat(43)))).toBe(403);
+    });
+    test('spent ticket: 403', async () => {
+      const ch = `chat:${uid()}`;
+      const t = await wsTicket('alice', [ch]);
+      open.push(await connectWs(wsUrl(t)));
+      expect(await upgradeStatus(wsUrl(t))).toBe(403);
+    });
+    test('expired ticket: 403', async () => {
+      const ch = `chat:${uid()}`;
+      const t = (await issueTicket({ identity: { kind: 'user', sub: 'alice' }, channels: [ch], transport: 'ws' }, { redis, config: coreConfig({ ticketTtlSeconds: 1 }) })).ticket;
+      await new Promise((r) => setTimeout(r, 1300));
+      expect(await upgradeStatus(wsUrl(t))).toBe(403);
+    });
+    test('sse ticket on the WebSocket API: 403', async () => {
+      expect(await upgradeStatus(wsUrl(await ticketFor(redis, 'alice', [`chat:${uid()}`], 'sse')))).toBe(403);
+    });
+    test('wrong stage path: 404', async () => {
+      expect(await upgradeStatus(`${base().replace(/\/live$/, '/nope')}?ticket=${await wsTicket('alice', ['chat:x'])}`)).toBe(404);
+    });
+  });
+
+  describe('subscribe', () => {
+    test('within the grant: subscribed with a cursor, then live events', async () => {
+      const ch = `chat:${uid()}`;
+      const c = await client('alice', [ch]);
+      const s = await c.request({ action: 'subscribe', channel: ch }, 'subscribed');
+      expect(s).toEqual({ type: 'subscribed', channel: ch, cursor: expect.stringMatching(/^\d+$/) });
+      const p = await pub(ch, 1);
+      await c.until((x) => x.events(ch).length === 1);
+      expect(c.events(ch)[0].id).toBe(p.id);
+      expect(BigInt(p.id) > BigInt(s.cursor as string)).toBe(true);
+    });
+
+    test('a public-namespace channel outside the ticket: allowed', async () => {
+      const c = await client('alice', [`chat:${uid()}`]);
+      const ch = `scores:${uid()}`;
+      await c.request({ action: 'subscribe', channel: ch }, 'subscribed');
+      await pub(ch, 'goal');
+      await c.until((x) => x.events(ch).length === 1);
+    });
+
+    test('outside the grant: error channel_not_granted; nothing is delivered from it', async () => {
+      const c = await client('alice', [`chat:${uid()}`]);
+      const other = `chat:${uid()}`;
+      const e = await c.request({ action: 'subscribe', channel: other }, 'error');
+      expect(e).toEqual({ type: 'error', error: { code: 'channel_not_granted', message: expect.any(String) } });
+      await pub(other, 'secret');
+      const ch2 = `scores:${uid()}`;
+      await c.request({ action: 'subscribe', channel: ch2 }, 'subscribed');
+      await pub(ch2, 'after');
+      await c.until((x) => x.events(ch2).length === 1);
+      expect(c.events(other)).toEqual([]);
+    });
+
+    test("another user's owner channel, even when named: channel_not_granted", async () => {
+      const c = await client('alice', ['user:alice']);
+      expect((await c.request({ action: 'subscribe', channel: 'user:bob' }, 'error')).error).toMatchObject({ code: 'channel_not_granted' });
+    });
+
+    test('invalid channel and invalid cursor: error frames', async () => {
+      const c = await client('alice', [`chat:${uid()}`]);
+      expect((await c.request({ action: 'subscribe', channel: 'Bad Name' }, 'error')).error).toMatchObject({ code: 'invalid_channel' });
+      expect((await c.request({ action: 'subscribe', channel: 'scores:1', since: 'abc' }, 'error')).error).toMatchObject({ code: 'invalid_cursor' });
+    });
+
+    const raceSince = async (subscribedAtConnect: boolean) => {
+      const ch = `chat:${uid()}`;
+      const before: string[] = [];
+      for (let i = 0; i < 5; i++) before.push((await pubCore(ch, `old-${i}`)).id);
+      // The ticket grants the channel; with subscribedAtConnect the connection is subscribed from $connect on.
+      const c = await client('alice', subscribedAtConnect ? [ch] : [ch, 'user:alice']);
+      if (!subscribedAtConnect) await c.request({ action: 'unsubscribe', channel: ch }, 'unsubscribed');
+      // Resume from the second event while 30 more are being published.
+      const racing = (async () => {
+        const ids: string[] = [];
+        for (let i = 0; i < 30; i++) ids.push((await postPublish({ channel: ch, type: 'update', data: `new-${i}` })).body.id);
+        return ids;
+      })();
+      await new Promise((r) => setTimeout(r, 5));
+      c.send({ action: 'subscribe', channel: ch, since: before[1] });
+      const want = [...before.slice(2), ...(await racing)];
+      await c.until((x) => x.events(ch).length >= want.length && x.signals('subscribed').length === 1, 10_000, 'every event');
+      await new Promise((r) => setTimeout(r, 200));
+      const got = c.events(ch).map((e) => e.id);
+      expect(new Set(got).size).toBe(got.length);
+      expect([...got].sort()).toEqual([...want].sort());
+      // What the replay sent (up to the cursor of `subscribed`) came in order, before `subscribed`.
+      const sIdx = c.frames.findIndex((f) => f.type === 'subscribed');
+      const cursor = BigInt(c.frames[sIdx].cursor as string);
+      const early = c.frames.slice(0, sIdx).filter((f) => typeof f.id === 'string' && BigInt(f.id as string) <= cursor).map((f) => f.id);
+      expect(early).toEqual(want.filter((id) => BigInt(id) <= cursor));
+    };
+    test('since: the missed events, no loss and no duplicate while publishes race the subscribe', () => raceSince(false));
+    test('since on a channel already subscribed at $connect: no loss and no duplicate either', () => raceSince(true));
+
+    test('since older than the retained history: reset, then what is retained is not replayed with a gap', async () => {
+      const ch = `tiny:${uid()}`;
+      const first = await pubCore(ch, 0);
+      for (let i = 1; i <= 5; i++) await pubCore(ch, i);
+      const c = await client('alice', [ch]);
+      await c.request({ action: 'subscribe', channel: ch, since: first.id }, 'subscribed');
+      expect(c.signals('reset')).toEqual([{ type: 'reset', channel: ch, reason: 'history_unavailable' }]);
+      expect(c.events(ch)).toEqual([]);
+    });
+
+    test('unsubscribe: unsubscribed, and the channel is no longer delivered', async () => {
+      const ch = `chat:${uid()}`;
+      const marker = `scores:${uid()}`;
+      const c = await client('alice', [ch, marker]);
+      expect(await c.request({ action: 'unsubscribe', channel: ch }, 'unsubscribed')).toEqual({ type: 'unsubscribed', channel: ch });
+      await postPublish({ channel: ch, type: 'message', data: 1 });
+      await postPublish({ channel: marker, type: 'message', data: 2 });
+      await c.until((x) => x.events(marker).length === 1);
+      expect(c.events(ch)).toEqual([]);
+    });
+
+    test('too many channels per connection: too_many_channels', async () => {
+      const c = await client('alice', [`chat:${uid()}`]);
+      for (let i = 0; i < 15; i++) await c.request({ action: 'subscribe', channel: `scores:${i}-${uid()}` }, 'subscribed');
+      expect((await c.request({ action: 'subscribe', channel: `scores:${uid()}` }, 'error')).error).toMatchObject({ code: 'too_many_channels' });
+    });
+  });
+
+  describe('publish', () => {
+    test('one POST /publish reaches an SSE client and a WebSocket client of the same channel, byte for byte', async () => {
+      const ch = `chat:${uid()}`;
+      const c = await client('alice', [ch]);
+      const s = new RawStream(`${stack.outputs.SseUrl}?channels=${ch}&ticket=${await ticketFor(redis, 'bob', [ch])}`);
+      open.push(s);
+      await s.until((x) => x.events().some((e) => e.event === 'ready'));
+      const { status, body } = await postPublish({ channel: ch, type: 'message', data: { text: 'both' } });
+      expect(status).toBe(202);
+      await c.until((x) => x.events().length === 1);
+      await s.until((x) => x.events().some((e) => e.id === body.id));
+      expect(s.events().find((e) => e.id === body.id)!.data).toBe(c.raw[0]);
+    });
+
+    test('client publish where the namespace allows it: ack, delivered to WebSocket and SSE subscribers', async () => {
+      const ch = `chat:${uid()}`;
+      const sender = await client('alice', [ch]);
+      const other = await client('bob', [ch]);
+      const s = new RawStream(`${stack.outputs.SseUrl}?channels=${ch}&ticket=${await ticketFor(redis, 'carol', [ch])}`);
+      open.push(s);
+      await s.until((x) => x.events().some((e) => e.event === 'ready'));
+      const ack = await sender.request({ action: 'publish', channel: ch, type: 'message', data: { text: 'from ws' } }, 'published');
+      expect(ack).toEqual({ type: 'published', id: expect.stringMatching(/^\d+$/), channel: ch });
+      await other.until((x) => x.events(ch).length === 1);
+      expect(other.events(ch)[0]).toEqual({ channel: ch, id: ack.id, type: 'message', data: { text: 'from ws' }, ts: expect.any(Number) });
+      await sender.until((x) => x.events(ch).length === 1);
+      await s.until((x) => x.events().some((e) => e.id === ack.id));
+    });
+
+    test('client publish with an idempotency key: the retry acks the same id and is delivered once', async () => {
+      const ch = `chat:${uid()}`;
+      const c = await client('alice', [ch]);
+      const frame = { action: 'publish', channel: ch, type: 'message', data: 1, idempotencyKey: `k-${uid()}` };
+      const a = await c.request(frame, 'published');
+      const b = await c.request(frame, 'published', (f) => f !== c.signals('published')[0]);
+      expect(b.id).toBe(a.id);
+      await postPublish({ channel: ch, type: 'message', data: 'marker' });
+      await c.until((x) => x.events(ch).length === 2);
+      expect(c.events(ch).map((e) => e.data)).toEqual([1, 'marker']);
+    });
+
+    test('client publish where the namespace does not allow it: forbidden, nothing published', async () => {
+      const ch = `scores:${uid()}`;
+      const c = await client('alice', [ch]);
+      expect((await c.request({ action: 'publish', channel: ch, type: 'goal', data: 1 }, 'error')).error).toMatchObject({ code: 'forbidden' });
+      expect((await c.request({ action: 'publish', channel: 'user:alice', type: 'note', data: 1 }, 'error')).error).toMatchObject({ code: 'forbidden' });
+      expect(await redis.exists(keys.history(ch))).toBe(0);
+    });
+
+    test('client publish validation: reserved type, missing data, oversized payload', async () => {
+      const ch = `chat:${uid()}`;
+      const c = await client('alice', [ch]);
+      expect((await c.request({ action: 'publish', channel: ch, type: 'pong', data: 1 }, 'error')).error).toMatchObject({ code: 'invalid_type' });
+      expect((await c.request({ action: 'publish', channel: ch, type: 'message' }, 'error')).error).toMatchObject({ code: 'bad_request' });
+      // A frame just under the 32 KB frame limit whose envelope (id and ts added) is just over the payload limit.
+      const frame = { action: 'publish', channel: ch, type: 'message', data: '' };
+      frame.data = 'x'.repeat(32_760 - JSON.stringify(frame).length);
+      expect((await c.request(frame, 'error')).error).toMatchObject({ code: 'payload_too_large' });
+    });
+  });
+
+  describe('frames', () => {
+    test('ping: pong', async () => {
+      const c = await client('alice', [`chat:${uid()}`]);
+      expect(await c.request({ action: 'ping' }, 'pong')).toEqual({ type: 'pong' });
+    });
+
+    test('malformed JSON, a non-object, no action and an unknown action: error frames; the socket stays usable', async () => {
+      const c = await client('alice', [`chat:${uid()}`]);
+      expect((await c.request('{nope', 'error')).error).toMatchObject({ code: 'invalid_json' });
+      expect((await c.request('[1,2]', 'error')).error).toMatchObject({ code: 'invalid_json' });
+      expect((await c.request({ channel: 'chat:x' }, 'error')).error).toMatchObject({ code: 'bad_request' });
+      expect((await c.request({ action: 'shout' }, 'error')).error).toMatchObject({ code: 'bad_request', message: expect.stringContaining('shout') });
+      expect(await c.request({ action: 'ping' }, 'pong')).toEqual({ type: 'pong' });
+      expect(c.ws.readyState).toBe(c.ws.OPEN);
+    });
+  });
+});
+
+describe('API Gateway only: the connection registry', () => {
   test('registry: identity, grant and subscriptions stored with an expiry beyond 2 h; removed on $disconnect', async () => {
     const ch = `chat:${uid()}`;
     const before = stack.ws.connectionIds();
@@ -80,30 +316,16 @@ describe('connect', () => {
     expect(await redis.smembers(subscribersKey(keys, ch))).toEqual([]);
   });
 
-  test('no ticket: 401 (the identity source is missing; the authorizer is not called)', async () => {
-    expect(await upgradeStatus(wsUrl())).toBe(401);
+
+  test('a frame over 32 KB runs $disconnect (the registry entry goes)', async () => {
+    const before = stack.ws.connectionIds();
+    const c = await client('alice', [`chat:${uid()}`]);
+    const id = newestConnectionId(before);
+    c.send({ action: 'ping', pad: 'x'.repeat(33 * 1024) });
+    expect(await c.closed).toBe(1009);
+    await eventually(async () => (await redis.exists(connectionKey(keys, id))) === 0, 5000, '$disconnect');
   });
-  test('unknown ticket: 403 (Deny)', async () => {
-    expect(await upgradeStatus(wsUrl('A'.repeat(43)))).toBe(403);
-  });
-  test('spent ticket: 403', async () => {
-    const ch = `chat:${uid()}`;
-    const t = await wsTicket('alice', [ch]);
-    open.push(await connectWs(wsUrl(t)));
-    expect(await upgradeStatus(wsUrl(t))).toBe(403);
-  });
-  test('expired ticket: 403', async () => {
-    const ch = `chat:${uid()}`;
-    const t = (await issueTicket({ identity: { kind: 'user', sub: 'alice' }, channels: [ch], transport: 'ws' }, { redis, config: coreConfig({ ticketTtlSeconds: 1 }) })).ticket;
-    await new Promise((r) => setTimeout(r, 1300));
-    expect(await upgradeStatus(wsUrl(t))).toBe(403);
-  });
-  test('sse ticket on the WebSocket API: 403', async () => {
-    expect(await upgradeStatus(wsUrl(await ticketFor(redis, 'alice', [`chat:${uid()}`], 'sse')))).toBe(403);
-  });
-  test('wrong stage path: 404', async () => {
-    expect(await upgradeStatus(`${stack.outputs.WebSocketUrl.replace(/\/live$/, '/nope')}?ticket=${await wsTicket('alice', ['chat:x'])}`)).toBe(404);
-  });
+
   test('POST /tickets with transport ws answers the wsUrl of the gateway', async () => {
     const r = await fetch(stack.outputs.TicketUrl, {
       method: 'POST',
@@ -113,195 +335,6 @@ describe('connect', () => {
     const t = (await r.json()) as { ticket: string; wsUrl: string };
     expect(t.wsUrl).toBe(`${stack.outputs.WebSocketUrl}?ticket=${t.ticket}`);
     open.push(await connectWs(t.wsUrl));
-  });
-});
-
-describe('subscribe', () => {
-  test('within the grant: subscribed with a cursor, then live events', async () => {
-    const ch = `chat:${uid()}`;
-    const c = await client('alice', [ch]);
-    const s = await c.request({ action: 'subscribe', channel: ch }, 'subscribed');
-    expect(s).toEqual({ type: 'subscribed', channel: ch, cursor: expect.stringMatching(/^\d+$/) });
-    const p = await pub(ch, 1);
-    await c.until((x) => x.events(ch).length === 1);
-    expect(c.events(ch)[0].id).toBe(p.id);
-    expect(BigInt(p.id) > BigInt(s.cursor as string)).toBe(true);
-  });
-
-  test('a public-namespace channel outside the ticket: allowed', async () => {
-    const c = await client('alice', [`chat:${uid()}`]);
-    const ch = `scores:${uid()}`;
-    await c.request({ action: 'subscribe', channel: ch }, 'subscribed');
-    await pub(ch, 'goal');
-    await c.until((x) => x.events(ch).length === 1);
-  });
-
-  test('outside the grant: error channel_not_granted; nothing is delivered from it', async () => {
-    const c = await client('alice', [`chat:${uid()}`]);
-    const other = `chat:${uid()}`;
-    const e = await c.request({ action: 'subscribe', channel: other }, 'error');
-    expect(e).toEqual({ type: 'error', error: { code: 'channel_not_granted', message: expect.any(String) } });
-    await pub(other, 'secret');
-    const ch2 = `scores:${uid()}`;
-    await c.request({ action: 'subscribe', channel: ch2 }, 'subscribed');
-    await pub(ch2, 'after');
-    await c.until((x) => x.events(ch2).length === 1);
-    expect(c.events(other)).toEqual([]);
-  });
-
-  test("another user's owner channel, even when named: channel_not_granted", async () => {
-    const c = await client('alice', ['user:alice']);
-    expect((await c.request({ action: 'subscribe', channel: 'user:bob' }, 'error')).error).toMatchObject({ code: 'channel_not_granted' });
-  });
-
-  test('invalid channel and invalid cursor: error frames', async () => {
-    const c = await client('alice', [`chat:${uid()}`]);
-    expect((await c.request({ action: 'subscribe', channel: 'Bad Name' }, 'error')).error).toMatchObject({ code: 'invalid_channel' });
-    expect((await c.request({ action: 'subscribe', channel: 'scores:1', since: 'abc' }, 'error')).error).toMatchObject({ code: 'invalid_cursor' });
-  });
-
-  const raceSince = async (subscribedAtConnect: boolean) => {
-    const ch = `chat:${uid()}`;
-    const before: string[] = [];
-    for (let i = 0; i < 5; i++) before.push((await pubCore(ch, `old-${i}`)).id);
-    // The ticket grants the channel; with subscribedAtConnect the connection is subscribed from $connect on.
-    const c = await client('alice', subscribedAtConnect ? [ch] : [ch, 'user:alice']);
-    if (!subscribedAtConnect) await c.request({ action: 'unsubscribe', channel: ch }, 'unsubscribed');
-    // Resume from the second event while 30 more are being published.
-    const racing = (async () => {
-      const ids: string[] = [];
-      for (let i = 0; i < 30; i++) ids.push((await postPublish({ channel: ch, type: 'update', data: `new-${i}` })).body.id);
-      return ids;
-    })();
-    await new Promise((r) => setTimeout(r, 5));
-    c.send({ action: 'subscribe', channel: ch, since: before[1] });
-    const want = [...before.slice(2), ...(await racing)];
-    await c.until((x) => x.events(ch).length >= want.length && x.signals('subscribed').length === 1, 10_000, 'every event');
-    await new Promise((r) => setTimeout(r, 200));
-    const got = c.events(ch).map((e) => e.id);
-    expect(new Set(got).size).toBe(got.length);
-    expect([...got].sort()).toEqual([...want].sort());
-    // What the replay sent (up to the cursor of `subscribed`) came in order, before `subscribed`.
-    const sIdx = c.frames.findIndex((f) => f.type === 'subscribed');
-    const cursor = BigInt(c.frames[sIdx].cursor as string);
-    const early = c.frames.slice(0, sIdx).filter((f) => typeof f.id === 'string' && BigInt(f.id as string) <= cursor).map((f) => f.id);
-    expect(early).toEqual(want.filter((id) => BigInt(id) <= cursor));
-  };
-  test('since: the missed events, no loss and no duplicate while publishes race the subscribe', () => raceSince(false));
-  test('since on a channel already subscribed at $connect: no loss and no duplicate either', () => raceSince(true));
-
-  test('since older than the retained history: reset, then what is retained is not replayed with a gap', async () => {
-    const ch = `tiny:${uid()}`;
-    const first = await pubCore(ch, 0);
-    for (let i = 1; i <= 5; i++) await pubCore(ch, i);
-    const c = await client('alice', [ch]);
-    await c.request({ action: 'subscribe', channel: ch, since: first.id }, 'subscribed');
-    expect(c.signals('reset')).toEqual([{ type: 'reset', channel: ch, reason: 'history_unavailable' }]);
-    expect(c.events(ch)).toEqual([]);
-  });
-
-  test('unsubscribe: unsubscribed, and the channel is no longer delivered', async () => {
-    const ch = `chat:${uid()}`;
-    const marker = `scores:${uid()}`;
-    const c = await client('alice', [ch, marker]);
-    expect(await c.request({ action: 'unsubscribe', channel: ch }, 'unsubscribed')).toEqual({ type: 'unsubscribed', channel: ch });
-    await postPublish({ channel: ch, type: 'message', data: 1 });
-    await postPublish({ channel: marker, type: 'message', data: 2 });
-    await c.until((x) => x.events(marker).length === 1);
-    expect(c.events(ch)).toEqual([]);
-  });
-
-  test('too many channels per connection: too_many_channels', async () => {
-    const c = await client('alice', [`chat:${uid()}`]);
-    for (let i = 0; i < 15; i++) await c.request({ action: 'subscribe', channel: `scores:${i}-${uid()}` }, 'subscribed');
-    expect((await c.request({ action: 'subscribe', channel: `scores:${uid()}` }, 'error')).error).toMatchObject({ code: 'too_many_channels' });
-  });
-});
-
-describe('publish', () => {
-  test('one POST /publish reaches an SSE client and a WebSocket client of the same channel, byte for byte', async () => {
-    const ch = `chat:${uid()}`;
-    const c = await client('alice', [ch]);
-    const s = new RawStream(`${stack.outputs.SseUrl}?channels=${ch}&ticket=${await ticketFor(redis, 'bob', [ch])}`);
-    open.push(s);
-    await s.until((x) => x.events().some((e) => e.event === 'ready'));
-    const { status, body } = await postPublish({ channel: ch, type: 'message', data: { text: 'both' } });
-    expect(status).toBe(202);
-    await c.until((x) => x.events().length === 1);
-    await s.until((x) => x.events().some((e) => e.id === body.id));
-    expect(s.events().find((e) => e.id === body.id)!.data).toBe(c.raw[0]);
-  });
-
-  test('client publish where the namespace allows it: ack, delivered to WebSocket and SSE subscribers', async () => {
-    const ch = `chat:${uid()}`;
-    const sender = await client('alice', [ch]);
-    const other = await client('bob', [ch]);
-    const s = new RawStream(`${stack.outputs.SseUrl}?channels=${ch}&ticket=${await ticketFor(redis, 'carol', [ch])}`);
-    open.push(s);
-    await s.until((x) => x.events().some((e) => e.event === 'ready'));
-    const ack = await sender.request({ action: 'publish', channel: ch, type: 'message', data: { text: 'from ws' } }, 'published');
-    expect(ack).toEqual({ type: 'published', id: expect.stringMatching(/^\d+$/), channel: ch });
-    await other.until((x) => x.events(ch).length === 1);
-    expect(other.events(ch)[0]).toEqual({ channel: ch, id: ack.id, type: 'message', data: { text: 'from ws' }, ts: expect.any(Number) });
-    await sender.until((x) => x.events(ch).length === 1);
-    await s.until((x) => x.events().some((e) => e.id === ack.id));
-  });
-
-  test('client publish with an idempotency key: the retry acks the same id and is delivered once', async () => {
-    const ch = `chat:${uid()}`;
-    const c = await client('alice', [ch]);
-    const frame = { action: 'publish', channel: ch, type: 'message', data: 1, idempotencyKey: `k-${uid()}` };
-    const a = await c.request(frame, 'published');
-    const b = await c.request(frame, 'published', (f) => f !== c.signals('published')[0]);
-    expect(b.id).toBe(a.id);
-    await postPublish({ channel: ch, type: 'message', data: 'marker' });
-    await c.until((x) => x.events(ch).length === 2);
-    expect(c.events(ch).map((e) => e.data)).toEqual([1, 'marker']);
-  });
-
-  test('client publish where the namespace does not allow it: forbidden, nothing published', async () => {
-    const ch = `scores:${uid()}`;
-    const c = await client('alice', [ch]);
-    expect((await c.request({ action: 'publish', channel: ch, type: 'goal', data: 1 }, 'error')).error).toMatchObject({ code: 'forbidden' });
-    expect((await c.request({ action: 'publish', channel: 'user:alice', type: 'note', data: 1 }, 'error')).error).toMatchObject({ code: 'forbidden' });
-    expect(await redis.exists(keys.history(ch))).toBe(0);
-  });
-
-  test('client publish validation: reserved type, missing data, oversized payload', async () => {
-    const ch = `chat:${uid()}`;
-    const c = await client('alice', [ch]);
-    expect((await c.request({ action: 'publish', channel: ch, type: 'pong', data: 1 }, 'error')).error).toMatchObject({ code: 'invalid_type' });
-    expect((await c.request({ action: 'publish', channel: ch, type: 'message' }, 'error')).error).toMatchObject({ code: 'bad_request' });
-    // A frame just under the 32 KB frame limit whose envelope (id and ts added) is just over the payload limit.
-    const frame = { action: 'publish', channel: ch, type: 'message', data: '' };
-    frame.data = 'x'.repeat(32_760 - JSON.stringify(frame).length);
-    expect((await c.request(frame, 'error')).error).toMatchObject({ code: 'payload_too_large' });
-  });
-});
-
-describe('frames', () => {
-  test('ping: pong', async () => {
-    const c = await client('alice', [`chat:${uid()}`]);
-    expect(await c.request({ action: 'ping' }, 'pong')).toEqual({ type: 'pong' });
-  });
-
-  test('malformed JSON, a non-object, no action and an unknown action: error frames; the socket stays usable', async () => {
-    const c = await client('alice', [`chat:${uid()}`]);
-    expect((await c.request('{nope', 'error')).error).toMatchObject({ code: 'invalid_json' });
-    expect((await c.request('[1,2]', 'error')).error).toMatchObject({ code: 'invalid_json' });
-    expect((await c.request({ channel: 'chat:x' }, 'error')).error).toMatchObject({ code: 'bad_request' });
-    expect((await c.request({ action: 'shout' }, 'error')).error).toMatchObject({ code: 'bad_request', message: expect.stringContaining('shout') });
-    expect(await c.request({ action: 'ping' }, 'pong')).toEqual({ type: 'pong' });
-    expect(c.ws.readyState).toBe(c.ws.OPEN);
-  });
-
-  test('a frame over 32 KB closes the socket with 1009 and runs $disconnect', async () => {
-    const before = stack.ws.connectionIds();
-    const c = await client('alice', [`chat:${uid()}`]);
-    const id = newestConnectionId(before);
-    c.send({ action: 'ping', pad: 'x'.repeat(33 * 1024) });
-    expect(await c.closed).toBe(1009);
-    await eventually(async () => (await redis.exists(connectionKey(keys, id))) === 0, 5000, '$disconnect');
   });
 });
 
