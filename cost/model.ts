@@ -16,7 +16,7 @@ export const TRANSPORTS: readonly Transport[] = ['sse', 'ws-tasks', 'ws-apigw', 
 
 export const TRANSPORT_NAMES: Record<Transport, string> = {
   sse: 'SSE on Fargate tasks',
-  'ws-tasks': 'WebSocket on Fargate tasks (projected)',
+  'ws-tasks': 'WebSocket on Fargate tasks',
   'ws-apigw': 'WebSocket on API Gateway',
   'poll-tasks': 'Long poll on Fargate tasks',
   'poll-lambda': 'Short poll, HTTP API + Lambda',
@@ -103,6 +103,8 @@ export interface Figures {
   readonly sseConnectCpuUs: number;
   readonly apiGatewayPostCpuMs: number;
   readonly pollRequestCpuUs: number;
+  /** Server CPU per delivery of a WebSocket on the tasks (`/live`), relative to an SSE stream's, same run. */
+  readonly wsTasksCpuFactor: number;
 }
 
 /** The committed figures; a figure not measured yet is an error, not a silent guess. */
@@ -120,6 +122,7 @@ export function committedFigures(): Figures {
     sseConnectCpuUs: get('sseConnectCpuUs'),
     apiGatewayPostCpuMs: get('apiGatewayPostCpuMs'),
     pollRequestCpuUs: get('pollRequestCpuUs'),
+    wsTasksCpuFactor: get('wsTasksCpuFactor'),
   };
 }
 
@@ -285,8 +288,6 @@ const SSE_FRAME_OVERHEAD = 40;
 const POLL_HTTP_OVERHEAD = 600;
 /** WebSocket frame header (server to client, unmasked) for messages up to 64 KB. */
 const WS_FRAME_OVERHEAD = 4;
-/** A projection until the WebSocket transport on the tasks (issue 4/8) has its own benchmark: its target is within 1.2× of SSE's CPU per delivery. */
-export const WS_TASKS_CPU_FACTOR = 1.2;
 /** API Gateway fan-out (lib/websocket-fanout.ts): audiences from this size go through the queue, in this many shards, posted by workers of this size. */
 const FANOUT_INLINE_MAX = DEFAULTS.webSocketFanout.inlineMax;
 const FANOUT_SHARDS = DEFAULTS.webSocketFanout.shards;
@@ -334,10 +335,10 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
     out.push({ transport: 'sse', name: TRANSPORT_NAMES.sse, total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...plan.notes, ...redisNote] });
   }
 
-  // WebSocket on the tasks: like SSE, with the 4/8 target of at most 1.2× SSE's CPU per delivery (projected).
+  // WebSocket on the tasks (`/live`): like SSE, at the measured ratio of its CPU per delivery to SSE's.
   {
     const connectsPerSecond = n / (2 * 3600);
-    const cpu = deliveriesPerSecond * figures.sseDeliveryCpuUs * WS_TASKS_CPU_FACTOR + connectsPerSecond * figures.sseConnectCpuUs;
+    const cpu = deliveriesPerSecond * figures.sseDeliveryCpuUs * figures.wsTasksCpuFactor + connectsPerSecond * figures.sseConnectCpuUs;
     const plan = planTasks(n, cpu, stage, figures);
     const bytesPerSecond = deliveriesPerSecond * (load.size + WS_FRAME_OVERHEAD) + (n * 2 * 6) / (stage.heartbeatMs / 1000);
     const items = [
@@ -354,7 +355,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       items,
       tasks: plan.tasks,
       tasksBoundBy: plan.boundBy,
-      notes: [`projected: CPU per delivery taken as ${WS_TASKS_CPU_FACTOR}× SSE's until the WebSocket transport on the tasks (issue 4/8) is built and benchmarked`, ...plan.notes, ...redisNote],
+      notes: [`CPU per delivery ${figures.wsTasksCpuFactor}× SSE's (cost/figures.json)`, ...plan.notes, ...redisNote],
     });
   }
 

@@ -9,7 +9,7 @@ const COLUMNS: readonly Transport[] = ['sse', 'ws-tasks', 'ws-apigw', 'poll-task
 /** README "What it costs": 1k/10k/100k connections at 0.1 and 1 msg/s of 1 KB, one broadcast channel, on a stage. */
 export function readmeTable(stageName = 'prod'): string {
   const stage = loadStage(stageName);
-  const rows = ['| connections × msg/s | SSE on tasks | WebSocket on tasks (projected) | WebSocket on API Gateway | long poll on tasks | AppSync Events | SSE tasks |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  const rows = ['| connections × msg/s | SSE on tasks | WebSocket on tasks | WebSocket on API Gateway | long poll on tasks | AppSync Events | SSE tasks |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'];
   for (const connections of [1000, 10_000, 100_000]) {
     for (const rate of [0.1, 1]) {
       const e = estimate({ connections, rate, size: 1024, fanout: connections }, stage);

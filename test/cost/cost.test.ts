@@ -6,7 +6,7 @@ import { idleTable, readmeTable } from '../../cost/tables';
 import { run } from '../../scripts/cost';
 
 /** Fixed figures, so these cases do not move when a benchmark rewrites cost/figures.json. */
-const FIGURES: Figures = { sseDeliveryCpuUs: 5, sseIdleKbPerConnection: 12, processBaseMb: 70, sseConnectCpuUs: 350, apiGatewayPostCpuMs: 0.5, pollRequestCpuUs: 250 };
+const FIGURES: Figures = { sseDeliveryCpuUs: 5, sseIdleKbPerConnection: 12, processBaseMb: 70, sseConnectCpuUs: 350, apiGatewayPostCpuMs: 0.5, pollRequestCpuUs: 250, wsTasksCpuFactor: 1.1 };
 const dev = loadStage('dev');
 const load = (connections: number, rate: number, size = 1024): Load => ({ connections, rate, size, fanout: Math.max(1, connections) });
 const item = (t: Transport, name: string, l: Load, stage = dev) => {
