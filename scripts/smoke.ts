@@ -42,10 +42,15 @@ export interface SmokeEndpoints {
   readonly TicketUrl: string;
   readonly SseUrl: string;
   readonly PollUrl: string;
-  readonly WebSocketUrl: string;
+  /** The API Gateway WebSocket endpoint (`webSocket.mode` apigateway or both). */
+  readonly WebSocketUrl?: string;
+  /** The tasks' WebSocket endpoint, `/live` (`webSocket.mode` tasks or both). */
+  readonly LiveUrl?: string;
   readonly PublishUrl: string;
 }
-const ENDPOINT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'WebSocketUrl', 'PublishUrl'] as const;
+const ENDPOINT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'PublishUrl'] as const;
+/** At least one of these exists, as the stage's `webSocket.mode` says. */
+const WS_ENDPOINT_NAMES = ['WebSocketUrl', 'LiveUrl'] as const;
 
 /** How the smoke test authenticates. */
 export type SmokeAuth =
@@ -92,20 +97,28 @@ export function readOutputs(file: string, stackName?: string): SmokeEndpoints {
     throw new SmokeUsageError(stackName ? `stack "${stackName}" has no realtime outputs in ${file} (stacks with them: ${names})` : `${file} has ${chosen.length} stacks with realtime outputs (${names}); pass --stack NAME`);
   }
   const outputs = chosen[0][1];
-  const found: Partial<Record<(typeof ENDPOINT_NAMES)[number], string>> = {};
+  const found: Record<string, string> = {};
+  const keysOf = (name: string) => Object.keys(outputs).filter((k) => k === name || new RegExp(`^[A-Za-z0-9]*${name}[0-9A-F]{8}$`).test(k));
   for (const name of ENDPOINT_NAMES) {
-    const keys = Object.keys(outputs).filter((k) => k === name || new RegExp(`^[A-Za-z0-9]*${name}[0-9A-F]{8}$`).test(k));
+    const keys = keysOf(name);
     if (keys.length !== 1) throw new SmokeUsageError(`${file}: expected one output named ${name}, found ${keys.length} (${keys.join(', ') || 'none'})`);
     found[name] = outputs[keys[0]];
   }
-  return found as SmokeEndpoints;
+  for (const name of WS_ENDPOINT_NAMES) {
+    const keys = keysOf(name);
+    if (keys.length > 1) throw new SmokeUsageError(`${file}: expected at most one output named ${name}, found ${keys.join(', ')}`);
+    if (keys.length === 1) found[name] = outputs[keys[0]];
+  }
+  if (!WS_ENDPOINT_NAMES.some((n) => found[n])) throw new SmokeUsageError(`${file}: no WebSocket endpoint (an output named WebSocketUrl or LiveUrl)`);
+  return found as unknown as SmokeEndpoints;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
 /** Whether every endpoint is on loopback (the only place `--local-user` may be sent). */
 export function allLoopback(endpoints: SmokeEndpoints): boolean {
-  return ENDPOINT_NAMES.every((n) => LOOPBACK.has(new URL(endpoints[n]).hostname));
+  const urls = [...ENDPOINT_NAMES.map((n) => endpoints[n]), ...WS_ENDPOINT_NAMES.map((n) => endpoints[n]).filter((u): u is string => !!u)];
+  return urls.every((u) => LOOPBACK.has(new URL(u).hostname));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -427,7 +440,8 @@ export async function runSmoke(options: SmokeOptions, report: (r: SmokeResult) =
 
     await check('ws subscribe', async () => {
       const t = await mint('ws');
-      need(t.url?.startsWith(`${e.WebSocketUrl}?ticket=`), `wsUrl ${t.url} does not start with the WebSocketUrl output ${e.WebSocketUrl}`);
+      const wsEndpoints = [e.LiveUrl, e.WebSocketUrl].filter((u): u is string => !!u);
+      need(wsEndpoints.some((u) => t.url?.startsWith(`${u}?ticket=`)), `wsUrl ${t.url} does not start with the LiveUrl or WebSocketUrl output (${wsEndpoints.join(', ')})`);
       const ws = await WsClient.open(t.url, timeout);
       state.ws = ws;
       ws.send({ action: 'subscribe', channel });
