@@ -3,15 +3,12 @@
  */
 import type { Template } from 'aws-cdk-lib/assertions';
 import type { RealtimeStack } from '../../lib/realtime-stack';
-import { buildStageApp, templateOf } from './support';
+import { useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
   let template: Template;
-  beforeAll(() => {
-    stack = buildStageApp('dev').stack;
-    template = templateOf(stack);
-  });
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
 
   test('publish route: POST /publish with IAM authorisation', () => {
     template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /publish', AuthorizationType: 'AWS_IAM' });

@@ -8,15 +8,12 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { LAMBDA_DIR, RealtimeFunction, type RealtimeFunctionProps } from '../../lib/realtime-function';
 import type { RealtimeStack } from '../../lib/realtime-stack';
-import { blueprintFunctions, buildStageApp, newApp, templateOf } from './support';
+import { blueprintFunctions, newApp, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
   let template: Template;
-  beforeAll(() => {
-    stack = buildStageApp('dev').stack;
-    template = templateOf(stack);
-  });
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
 
   test('Lambdas: eight (with the fan-out worker), all Node.js 24 on ARM64, bundled with source maps enabled, traced, in the VPC', () => {
     const fns = Object.values(blueprintFunctions(template));

@@ -6,15 +6,12 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { RealtimeStack } from '../../lib/realtime-stack';
 import type { RealtimeStageConfig } from '../../lib/stage-config';
-import { attributes, blueprintFunctions, buildStack, buildStageApp, CDK_CONTEXT, CERT, containerEnv, logicalIdOf, newApp, type Resources, templateOf } from './support';
+import { attributes, blueprintFunctions, buildStack, buildStageApp, CDK_CONTEXT, CERT, containerEnv, logicalIdOf, newApp, templateOf, type Resources, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
   let template: Template;
-  beforeAll(() => {
-    stack = buildStageApp('dev').stack;
-    template = templateOf(stack);
-  });
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
 
   test('no unauthenticated route: every HTTP route is IAM or JWT; on the WebSocket only $connect is entered, through the authorizer', () => {
     const wsApi = JSON.stringify(stack.resolve(stack.webSocket!.api.apiId));

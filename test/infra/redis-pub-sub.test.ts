@@ -7,15 +7,12 @@ import { Match, type Template } from 'aws-cdk-lib/assertions';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { Network } from '../../lib/network';
 import { RedisPubSub, type RedisPubSubProps } from '../../lib/redis-pub-sub';
-import { buildStack, buildStageApp, logicalIdOf, newApp, onlyLogicalId, type Resources, templateOf } from './support';
+import { buildStack, buildStageApp, logicalIdOf, newApp, onlyLogicalId, templateOf, type Resources, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
   let template: Template;
-  beforeAll(() => {
-    stack = buildStageApp('dev').stack;
-    template = templateOf(stack);
-  });
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
 
   test('Redis: in-transit encryption and an AUTH token resolved from Secrets Manager, encrypted at rest', () => {
     template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {

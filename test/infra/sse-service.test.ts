@@ -7,15 +7,12 @@ import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import { drainTiming } from '../../lib/drain-timing';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { SseService, type SseServiceProps } from '../../lib/sse-service';
-import { attributes, buildStack, buildStageApp, containerEnv, expectDrainInsideDelay, fixture, stopSequence, templateOf } from './support';
+import { attributes, buildStack, containerEnv, expectDrainInsideDelay, fixture, stopSequence, templateOf, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
   let template: Template;
-  beforeAll(() => {
-    stack = buildStageApp('dev').stack;
-    template = templateOf(stack);
-  });
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
 
   test('ALB idle timeout: at least twice the heartbeat, above the long-poll timeout', () => {
     const lbAttrs = new Capture();

@@ -124,3 +124,11 @@ export function blueprintFunctions(template: Template): Resources {
     Properties: { Environment: { Variables: { NODE_OPTIONS: Match.stringLikeRegexp('--enable-source-maps') } } },
   }) as Resources;
 }
+
+/** A `describe`'s stage fixture: the stage's stack and its template, built once before its tests. */
+export function useStageTemplate(stage: string, use: (stack: RealtimeStack, template: Template) => void): void {
+  beforeAll(() => {
+    const { stack } = buildStageApp(stage);
+    use(stack, templateOf(stack));
+  });
+}

@@ -5,15 +5,12 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { TicketApi, type TicketApiProps } from '../../lib/ticket-api';
-import { buildStageApp, CDK_CONTEXT, fixture, onlyLogicalId, templateOf } from './support';
+import { buildStageApp, CDK_CONTEXT, fixture, onlyLogicalId, templateOf, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
   let template: Template;
-  beforeAll(() => {
-    stack = buildStageApp('dev').stack;
-    template = templateOf(stack);
-  });
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
 
   test('ticket route (dev default): POST /tickets with IAM authorisation', () => {
     template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /tickets', AuthorizationType: 'AWS_IAM' });

@@ -5,15 +5,12 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { MESSAGE_ROUTES, RealtimeWebSocketApi, type RealtimeWebSocketApiProps, TICKET_IDENTITY_SOURCE } from '../../lib/websocket-api';
-import { blueprintFunctions, buildStageApp, CDK_CONTEXT, fixture, logicalIdOf, onlyLogicalId, templateOf } from './support';
+import { blueprintFunctions, buildStageApp, CDK_CONTEXT, fixture, logicalIdOf, onlyLogicalId, templateOf, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
   let template: Template;
-  beforeAll(() => {
-    stack = buildStageApp('dev').stack;
-    template = templateOf(stack);
-  });
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
 
   test('WebSocket authorizer: REQUEST type, identity source is the ticket query string, on $connect', () => {
     template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
