@@ -14,7 +14,7 @@ import { createWsDisconnect } from '../lambda/handlers/ws-disconnect';
 import { createWsMessage } from '../lambda/handlers/ws-message';
 import { createFanoutWorker } from '../lambda/handlers/fanout-worker';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { LocalFifoQueue, type LocalQueueOptions } from './queue';
+import { LocalFifoQueue, type LocalQueueOptions, type QueueConsumer } from './queue';
 import { LambdaRuntime } from '../lambda/shared/runtime';
 import { parseTrustedPrincipals } from '../core/principals';
 import { serviceConfigFromEnv } from '../service/config';
@@ -74,6 +74,12 @@ export interface LocalStackOptions {
    * `lambda` (or `env`). Defaults to none: every fan-out is inline.
    */
   readonly fanoutQueue?: LocalQueueOptions;
+  /**
+   * Who consumes `fanoutQueue`: defaults to this stack's own fan-out worker handler, in process. The
+   * benchmark passes Lambda "containers" on worker threads (`bench/lambda-containers.ts`) so parallel
+   * invocations run on parallel CPUs, as separate Lambda execution environments do.
+   */
+  readonly fanoutConsumer?: QueueConsumer;
   readonly logger?: Logger;
   /**
    * Which WebSocket endpoint the ticket issuer hands out as `wsUrl` (a stage's `webSocket.mode`):
@@ -233,7 +239,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     runtime = new LambdaRuntime(lambdaConfig, { queue });
     const handlers = createHandlers(runtime);
     late.handlers = handlers;
-    queue?.start(handlers.fanoutWorker);
+    queue?.start(options.fanoutConsumer ?? handlers.fanoutWorker);
     const { tickets, publish: publishHandler, revoke: revokeHandler } = handlers;
     api = createHttpApi([
       { method: 'POST', path: '/tickets', auth: 'jwt', handler: tickets },
