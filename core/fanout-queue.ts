@@ -2,7 +2,7 @@ import { parseChannel } from './channels';
 import { subscribersKey } from './connections';
 import { RealtimeError } from './errors';
 import { envelopeSeq, IDEMPOTENCY_TTL_SECONDS, replay } from './events';
-import { fanout, sendToConnection, type DeliveryDeps, type FanoutResult } from './fanout';
+import { closeMissed, fanout, sendToConnection, type DeliveryDeps, type FanoutResult } from './fanout';
 import { Keys, sha256 } from './keys';
 import { shardGroup, shardOf } from './shard';
 import { frames } from './ws-protocol';
@@ -23,6 +23,9 @@ import { frames } from './ws-protocol';
  *   leaves no record, so the redelivery posts to the whole shard again: clients drop an envelope
  *   whose `id` they already have (ids grow per channel, so "id ≤ last id seen" is the test).
  * - an item that fails `maxReceiveCount` times moves to the dead-letter queue (alarmed).
+ * - an inline post that still fails after its retries has no queue to come back from: that
+ *   connection is closed (`DeleteConnection`, `closeMissed`), and its client reconnects and resumes
+ *   with `since` from the history, in order. One that cannot even be closed is logged.
  * - the event's fan-out is recorded as handed over (`Keys.fanoutMarker`) only per shard whose item
  *   the queue accepted; an idempotent retry of the publish (`duplicate`) enqueues what is missing.
  */
@@ -94,7 +97,13 @@ export interface DispatchDeps extends DeliveryDeps {
 const INLINE_CLAIM_SECONDS = 60;
 
 /** Counts of one dispatch, logged with the publish. */
-export type DispatchResult = Partial<FanoutResult> & { readonly subscribers?: number; readonly queued?: number; readonly inline?: number };
+export type DispatchResult = Partial<FanoutResult> & {
+  readonly subscribers?: number;
+  readonly queued?: number;
+  readonly inline?: number;
+  /** Inline: connections closed because their post failed after every retry (they resume with `since`). */
+  readonly closed?: number;
+};
 
 function settings(deps: DispatchDeps): DispatchSettings {
   return { ...DEFAULT_DISPATCH, ...deps.dispatch };
@@ -122,12 +131,15 @@ export async function dispatchFanout(channel: string, envelope: string, deps: Di
     // A retry arriving while this runs must not post again; one arriving after a cut-off run (the
     // Lambda timed out) finds the claim expired and does.
     if (options.track) await deps.redis.set(`${marker}:claim`, '1', 'EX', INLINE_CLAIM_SECONDS);
-    const r = await fanout(channel, envelope, deps);
+    const failedIds: string[] = [];
+    const r = await fanout(channel, envelope, deps, { failedIds });
+    // No queue redelivers an inline post: a connection that missed the event is closed, and its client resumes in order.
+    const closed = failedIds.length ? await closeMissed(failedIds, seq, deps) : 0;
     if (options.track) {
       await deps.redis.hset(marker, 'inline', '1');
       await deps.redis.expire(marker, IDEMPOTENCY_TTL_SECONDS);
     }
-    return { ...r, subscribers, inline: 1 };
+    return { ...r, subscribers, inline: 1, ...(failedIds.length ? { closed } : {}) };
   }
   const shards: number[] = [];
   for (let k = 0; k < s.shards; k++) if (!options.skipShards?.has(k)) shards.push(k);

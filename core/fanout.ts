@@ -26,6 +26,8 @@ import { shardOf } from './shard';
 export interface ManagementApi {
   send(command: PostToConnectionCommand): Promise<unknown>;
   postToConnection?(connectionId: string, data: Uint8Array): Promise<void>;
+  /** `DeleteConnection`: closes one connection (the lean poster has it). */
+  deleteConnection?(connectionId: string): Promise<void>;
 }
 
 export interface FanoutOptions {
@@ -132,21 +134,46 @@ interface Attempted {
   readonly error?: unknown;
 }
 
-async function post(connectionId: string, data: Uint8Array, deps: DeliveryDeps): Promise<Attempted> {
+/** Runs one management API call with the fan-out's retries (throttling, 5xx, network; exponential backoff, full jitter). */
+async function attempt(call: () => Promise<unknown>, deps: DeliveryDeps): Promise<Attempted> {
   const o = options(deps);
   let retries = 0;
-  for (let attempt = 1; ; attempt++) {
+  for (let n = 1; ; n++) {
     try {
-      if (deps.management.postToConnection) await deps.management.postToConnection(connectionId, data);
-      else await deps.management.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: data }));
+      await call();
       return { outcome: 'delivered', retries };
     } catch (err) {
       if (isGone(err)) return { outcome: 'gone', retries };
-      if (!isRetryable(err) || attempt >= o.maxAttempts) return { outcome: 'failed', retries, error: err };
+      if (!isRetryable(err) || n >= o.maxAttempts) return { outcome: 'failed', retries, error: err };
       retries++;
-      await sleep(Math.random() * Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** (attempt - 1)));
+      await sleep(Math.random() * Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** (n - 1)));
     }
   }
+}
+
+function post(connectionId: string, data: Uint8Array, deps: DeliveryDeps): Promise<Attempted> {
+  const m = deps.management;
+  return attempt(() => (m.postToConnection ? m.postToConnection(connectionId, data) : m.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: data }))), deps);
+}
+
+/**
+ * Closes connections that missed an event (their post failed after every retry), so that their
+ * clients reconnect and resume with `since` from the history, in order, instead of going on without
+ * the event. With the fan-out's retries; a 410 counts as closed. Returns how many were closed; the
+ * others are logged (they missed the event and are still open).
+ */
+export async function closeMissed(connectionIds: readonly string[], seq: number, deps: DeliveryDeps & { readonly channel?: string }): Promise<number> {
+  const m = deps.management;
+  let closed = 0;
+  for (const connectionId of connectionIds) {
+    const r = m.deleteConnection ? await attempt(() => m.deleteConnection!(connectionId), deps) : { outcome: 'failed' as const, retries: 0, error: new Error('the management client cannot close connections') };
+    if (r.outcome === 'failed') deps.logger?.warn('a connection missed an event and could not be closed', { connectionId, id: String(seq), retries: r.retries, ...describeError(r.error) });
+    else {
+      closed++;
+      deps.logger?.warn('closed a connection that missed an event: its client resumes with since', { connectionId, id: String(seq) });
+    }
+  }
+  return closed;
 }
 
 function describeError(err: unknown): Record<string, unknown> {
@@ -282,7 +309,7 @@ export function createManagementClient(endpoint: string, options: ManagementClie
  * ones for a loopback endpoint. It also answers `send(PostToConnectionCommand)`, so it stands
  * wherever the fan-out takes a {@link ManagementApi}.
  */
-export function createManagementPoster(endpoint: string, options: ManagementClientOptions = {}): ManagementApi & { postToConnection(connectionId: string, data: Uint8Array): Promise<void>; destroy(): void } {
+export function createManagementPoster(endpoint: string, options: ManagementClientOptions = {}): ManagementApi & { postToConnection(connectionId: string, data: Uint8Array): Promise<void>; deleteConnection(connectionId: string): Promise<void>; destroy(): void } {
   const url = new URL(endpoint);
   const local = LOOPBACK.has(url.hostname);
   const region = options.region ?? /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(url.hostname)?.[1] ?? process.env.AWS_REGION ?? 'us-east-1';
@@ -301,6 +328,7 @@ export function createManagementPoster(endpoint: string, options: ManagementClie
   });
   return {
     postToConnection: (connectionId, data) => poster.postToConnection(connectionId, data),
+    deleteConnection: (connectionId) => poster.deleteConnection(connectionId),
     send: (command) => {
       const d = command.input.Data ?? new Uint8Array();
       return poster.postToConnection(command.input.ConnectionId!, typeof d === 'string' ? Buffer.from(d) : (d as Uint8Array));

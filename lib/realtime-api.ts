@@ -313,9 +313,10 @@ export class RealtimeApi extends Construct {
     });
 
     this.publishApi = new PublishApi(this, 'PublishApi', { ...runtime, ...props.publishApi, trustedPrincipals });
-    // The two functions that fan out to WebSocket connections, POST only: publish (here) and the message handler (in
-    // RealtimeWebSocketApi). The revoker closes connections, DELETE only.
-    webSocket?.grantPostToConnections(this.publishApi.handler);
+    // The two functions that fan out inline to WebSocket connections, POST and DELETE (to close a connection that missed
+    // an event): publish (here) and the message handler (in RealtimeWebSocketApi). The revoker closes connections,
+    // DELETE only; the queue's worker posts, POST only.
+    webSocket?.grantInlineFanout(this.publishApi.handler);
     webSocket?.grantCloseConnections(this.publishApi.revokeHandler);
     // Large audiences and long replays go through the fan-out queue: both publishers may enqueue, the worker posts.
     // Large audiences and long replays of the API Gateway path go through the fan-out queue: both publishers may enqueue, the worker posts.

@@ -143,7 +143,7 @@ export class RealtimeWebSocketApi extends Construct {
     this.url = this.stage.url;
     this.managementEndpoint = this.stage.callbackUrl;
 
-    this.grantPostToConnections(this.messageFunction);
+    this.grantInlineFanout(this.messageFunction);
   }
 
   /** The four WebSocket handlers. */
@@ -157,6 +157,16 @@ export class RealtimeWebSocketApi extends Construct {
    */
   public grantPostToConnections(fn: RealtimeFunction): iam.Grant {
     return this.grantConnectionsMethod(fn, 'POST');
+  }
+
+  /**
+   * What an inline fan-out needs: POST to this stage's connections, and DELETE to close a connection whose post failed
+   * after every retry, so that its client resumes with `since` instead of missing the event (`core/fanout.ts`
+   * `closeMissed`). GET stays denied.
+   */
+  public grantInlineFanout(fn: RealtimeFunction): void {
+    this.grantPostToConnections(fn);
+    this.grantCloseConnections(fn);
   }
 
   /**

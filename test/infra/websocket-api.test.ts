@@ -42,7 +42,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     });
   });
 
-  test('execute-api:ManageConnections: POST only for publish, ws-message and the fan-out worker, DELETE only for revoke, on this API\'s stage, nothing else', () => {
+  test('execute-api:ManageConnections: POST and DELETE for the inline fan-outs (publish, ws-message), POST only for the fan-out worker, DELETE only for revoke, on this API\'s stage, nothing else', () => {
     const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p) =>
       (p.Properties.PolicyDocument.Statement as { Action: unknown; Resource: unknown }[])
         .filter((st) => JSON.stringify(st.Action).includes('execute-api:ManageConnections') || JSON.stringify(st.Action).includes('execute-api:*'))
@@ -55,8 +55,9 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     const role = (f: { function: { role?: unknown } }) => ({ Ref: logicalIdOf(f.function.role as never) });
     expect(statements).toEqual(
       expect.arrayContaining([
-        { roles: [role(stack.publishApi.handler)], action: 'execute-api:ManageConnections', resource: arn('POST') },
-        { roles: [role(stack.webSocket!.messageFunction)], action: 'execute-api:ManageConnections', resource: arn('POST') },
+        // One statement each (CDK merges the two grants): DELETE closes a connection whose post failed after every retry.
+        { roles: [role(stack.publishApi.handler)], action: 'execute-api:ManageConnections', resource: [arn('DELETE'), arn('POST')] },
+        { roles: [role(stack.webSocket!.messageFunction)], action: 'execute-api:ManageConnections', resource: [arn('DELETE'), arn('POST')] },
         { roles: [role(stack.webSocketFanout!.worker)], action: 'execute-api:ManageConnections', resource: arn('POST') },
         { roles: [role(stack.publishApi.revokeHandler)], action: 'execute-api:ManageConnections', resource: arn('DELETE') },
       ]),

@@ -3,7 +3,8 @@ import type Redis from 'ioredis';
 import pino from 'pino';
 import { connectionKey, registerConnection, subscribersKey } from '../../core/connections';
 import { publish } from '../../core/events';
-import { createManagementClient, fanout, isRetryable, isThrottled } from '../../core/fanout';
+import { createManagementClient, createManagementPoster, fanout, isRetryable, isThrottled } from '../../core/fanout';
+import { dispatchFanout } from '../../core/fanout-queue';
 import { Keys } from '../../core/keys';
 import type { LocalStack } from '../../local/stack';
 import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
@@ -123,6 +124,38 @@ describe('fan-out', () => {
     const marker = await postPublish(ch, 'marker');
     await Promise.all(clients.map((c) => c.until((x) => x.events(ch).some((e) => e.id === marker))));
     for (const c of clients) expect(c.events(ch).map((e) => e.id)).toEqual([p1.id, p2.id, id3, marker]);
+  });
+
+  test('an inline post that fails after every retry closes that connection (DeleteConnection), and its client resumes with since and gets the event in order; nothing is skipped silently', async () => {
+    const ch = `chat:${uid()}`;
+    const { clients } = await connectMany(ch, 2, 1);
+    const [a, b] = clients;
+    const p0 = await publish({ channel: ch, type: 'update', data: 'before' }, SERVER, { redis, config });
+    const poster = createManagementPoster(stack.ws.managementEndpoint);
+    const deps = { redis, config, management: poster, options: { concurrency: 1, maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1 } };
+    await dispatchFanout(ch, p0.envelope!, deps);
+    await Promise.all(clients.map((c) => c.until((x) => x.events(ch).length === 1)));
+    // One post at a time: the first connection's three attempts are refused (calls 1-3); the
+    // second's post is call 4; the DeleteConnection of the first is call 5.
+    stack.ws.setManagementThrottle({ refuseFirst: 3 });
+    const p1 = await publish({ channel: ch, type: 'update', data: 'missed once' }, SERVER, { redis, config });
+    const r = await dispatchFanout(ch, p1.envelope!, deps);
+    expect(r).toMatchObject({ delivered: 1, failed: 1, closed: 1, inline: 1 });
+    expect(stack.ws.managementThrottled).toBe(3);
+    // Whichever was posted first was refused: it is closed by the gateway (1000 from DeleteConnection),
+    // not left open without the event; the other stays open and has both events.
+    const missed = await Promise.race([a.closed.then(() => a), b.closed.then(() => b)]);
+    const other = missed === a ? b : a;
+    expect(await missed.closed).toBe(1000);
+    await other.until((x) => x.events(ch).length === 2);
+    expect(missed.events(ch).map((e) => e.id)).toEqual([p0.id]);
+    // The client reconnects and resumes from the last id it has: it gets the event it missed.
+    const again = await connectWs(`${stack.outputs.WebSocketUrl}?ticket=${await ticketFor(redis, 'user-again', [ch], 'ws')}`);
+    open.push(again);
+    again.send({ action: 'subscribe', channel: ch, since: p0.id });
+    await again.until((x) => x.signals('subscribed').length === 1);
+    expect(again.events(ch).map((e) => e.id)).toEqual([p1.id]);
+    poster.destroy();
   });
 
   test('throttle rules are checked: refuseEvery below 2 or a negative refuseFirst is refused with a readable error', () => {
