@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--cases 1k,5k,10k,burst,idle] [--runs 3] [--servers ours,ref,nchan,ours+WRITE_DELAY_MS=20,ours@COMMIT]
+ * `npm run bench [-- --quick] [--cases 1k,5k,10k,10k50,burst,idle] [--runs 3] [--servers ours,ref,nchan,ours+WRITE_DELAY_MS=20,ours@COMMIT]
  *                [--service dist|head|worktree|PATH] [--soak] [--cpu-prof] [--out DIR]`
  *   --soak [--soak-minutes 10] [--soak-rate 5] [--soak-connections 10000]: hold the connections,
  *          publish at the rate, report server memory, latency and CPU every 30 s (ours by default).
@@ -12,6 +12,10 @@
  *          same service), socketio (Socket.IO 4 + @socket.io/redis-adapter, bench/socketio-server.js)
  *          and ws-ref (bench/ws-ref-server.js, `ws` + ioredis), cases 1k,5k,10k; the WebSocket
  *          clients are raw sockets in bench/loadgen.js (`proto` ws / socketio).
+ *   Write windows of ours: `ours` (adaptive, the default), `ours+MAX_WRITE_DELAY_MS=0` (fixed 0: every
+ *          write at the end of its event-loop turn), `ours+WRITE_DELAY_MS=50` (fixed 50 ms); the
+ *          CPU-latency curve: --cases 1k,5k,10k,10k50 --servers ours+MAX_WRITE_DELAY_MS=0,ours+WRITE_DELAY_MS=50,ours
+ *          (10k50: 10,000 connections × 50 msg/s, not in the default set).
  *   ours@COMMIT (in --servers): our service as of COMMIT (any git revision), bundled by the bench from
  *          `git archive COMMIT core service contract` in a temporary directory, run in the same
  *          alternation as `ours` (which is still chosen by --service): a same-run before/after
@@ -88,6 +92,7 @@ const CASES: Record<string, Case> = {
   '1k': { name: '1k', n: 1000, rate: 20, seconds: 10 },
   '5k': { name: '5k', n: 5000, rate: 20, seconds: 10 },
   '10k': { name: '10k', n: 10000, rate: 20, seconds: 10 },
+  '10k50': { name: '10k50', n: 10000, rate: 50, seconds: 10 },
   burst: { name: 'burst', n: 1000, burst: 200 },
   idle: { name: 'idle', n: 10000, idle: true },
 };
@@ -95,6 +100,7 @@ const CASE_TITLES: Record<string, string> = {
   '1k': '1,000 connections × 20 msg/s for 10 s',
   '5k': '5,000 connections × 20 msg/s for 10 s',
   '10k': '10,000 connections × 20 msg/s for 10 s',
+  '10k50': '10,000 connections × 50 msg/s for 10 s',
   burst: 'burst: 200 messages at once to 1,000 connections',
   idle: '10,000 idle connections (memory)',
 };
@@ -976,9 +982,14 @@ function caseTable(c: string, results: RunResult[]): string {
   lines.push(`| runs (median of) | ${n.join(' | ')} |`);
   const errs = results.filter((r) => r.case === c && r.error);
   let out = lines.join('\n');
+  const saturated = results.filter((r) => r.case === c && (r.loadgenCpuPct ?? 0) >= LOADGEN_SATURATED_PCT);
+  if (saturated.length) out += `\n\nThe load generator used ${LOADGEN_SATURATED_PCT} % or more of a core in ${saturated.map((r) => `${r.server} run ${r.run}`).join(', ')}: there, latencies include its own queueing.`;
   if (errs.length) out += `\n\nFailed runs: ${errs.map((e) => `${e.server} run ${e.run}: ${e.error}`).join('; ')}`;
   return out;
 }
+
+/** Load generator CPU (% of one core) from which its own queueing shows in the latencies: flagged in the output. */
+const LOADGEN_SATURATED_PCT = 90;
 
 const TARGETS = { deliveredPct: 100, p99: 250, cpuUs: 3, idleKB: 8 };
 
@@ -1085,6 +1096,7 @@ async function main(): Promise<void> {
           const res = await runOne(make(s), CASES[cn], r, redisServer.url, redis, kindOf(s) === 'ours' ? cpuProfDir : undefined);
           results.push(res);
           console.log(`bench: ${JSON.stringify(res)}`);
+          if ((res.loadgenCpuPct ?? 0) >= LOADGEN_SATURATED_PCT) console.error(`bench: warning: the load generator used ${res.loadgenCpuPct} % of a core in ${s} ${cn} run ${r}: latencies include its own queueing`);
           writeFileSync(join(outDir, 'results.json'), JSON.stringify({ facts, command, bundle, revBundles: Object.fromEntries(revBundles), results }, null, 2));
         }
       }

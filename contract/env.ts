@@ -52,6 +52,7 @@ export const SERVICE_ENV = {
   cookieSameSite: 'COOKIE_SAMESITE',
   streamFraming: 'STREAM_FRAMING',
   writeDelayMs: 'WRITE_DELAY_MS',
+  maxWriteDelayMs: 'MAX_WRITE_DELAY_MS',
   maxQueuedBytes: 'MAX_QUEUED_BYTES',
   maxConnections: 'MAX_CONNECTIONS',
   maxChannelsPerTask: 'MAX_CHANNELS_PER_TASK',

@@ -3,35 +3,118 @@ export interface Flushable {
   flush(): void;
 }
 
+/** How a window runs its flush later: Node's setImmediate and setTimeout, or a test's virtual time. */
+export interface FlushScheduler {
+  /** Runs `fn` at the end of the current event-loop turn. */
+  immediate(fn: () => void): void;
+  /** Runs `fn` once `ms` milliseconds have passed. */
+  timeout(fn: () => void, ms: number): void;
+}
+
+export const NODE_SCHEDULER: FlushScheduler = {
+  immediate: (fn) => void setImmediate(fn),
+  timeout: (fn, ms) => void setTimeout(fn, ms),
+};
+
+/**
+ * Flushes shorter than this never make the next window wait: a wait below it buys little coalescing
+ * (timers have a 1 ms resolution) and would only add latency.
+ */
+export const ADAPTIVE_MIN_FLUSH_MS = 2;
+
+export interface FlushWindowOptions {
+  /**
+   * Fixed window in milliseconds (WRITE_DELAY_MS, the manual override): every window waits this long
+   * after its first mark. 0 (the default): the window is adaptive, or immediate when
+   * `maxWriteDelayMs` is 0.
+   */
+  readonly writeDelayMs?: number;
+  /**
+   * Latency budget of the adaptive window in milliseconds (MAX_WRITE_DELAY_MS): no transport waits
+   * longer than this from its first mark to the start of its flush. 0 turns adaptation off (every
+   * window flushes at the end of the turn). Defaults to 0.
+   */
+  readonly maxWriteDelayMs?: number;
+  /** A monotonic clock in milliseconds. Defaults to performance.now. */
+  readonly now?: () => number;
+  /** Defaults to Node's setImmediate and setTimeout. */
+  readonly scheduler?: FlushScheduler;
+}
+
 /**
  * Collects the transports with bytes to write and flushes them together: one socket write per
  * transport per window, however many events arrived in it.
+ *
+ * Adaptive (the default, WRITE_DELAY_MS=0 and MAX_WRITE_DELAY_MS > 0): each flush of all dirty
+ * transports is timed (`d` ms, the last one). A window opens at its first mark and flushes
+ * - at the end of the current turn when the loop has spare time: the last flush was short
+ *   (`d` < {@link ADAPTIVE_MIN_FLUSH_MS}), or the loop went at least `d` ms after it without
+ *   anything to write (the first mark came `d` ms or more after the last flush ended);
+ * - otherwise `min(d, MAX_WRITE_DELAY_MS)` ms after the first mark: events that arrive meanwhile join
+ *   their transport's queue, and each transport writes them in one chunk.
+ * So a transport waits at most MAX_WRITE_DELAY_MS from its first mark to the start of its flush
+ * (plus whatever else holds the event loop), and under saturation the loop spends about as long
+ * waiting as flushing: the longer a flush of everything takes, the more events each write carries.
+ * Nothing here is allocated per event or per transport: a mark is a push onto a reused array.
  */
 export class FlushWindow {
   private dirty: Flushable[] = [];
+  /** The other array, swapped in while `dirty` is flushed. */
+  private spare: Flushable[] = [];
   private scheduled = false;
+  private readonly writeDelayMs: number;
+  private readonly maxWriteDelayMs: number;
+  private readonly now: () => number;
+  private readonly scheduler: FlushScheduler;
+  /** How long the last flush of all dirty transports took, in ms. */
+  lastFlushMs = 0;
+  /** When the last flush ended (clock ms); -Infinity before the first. */
+  private lastFlushEnd = Number.NEGATIVE_INFINITY;
+  /** Windows that waited (adaptive) since the counter was last reset. */
+  waits = 0;
 
-  constructor(
-    /**
-     * Window length in milliseconds (WRITE_DELAY_MS). 0 flushes at the end of the current event-loop
-     * turn (events arriving together still share one write). Defaults to 0.
-     */
-    private readonly delayMs = 0,
-  ) {}
+  constructor(options: FlushWindowOptions = {}) {
+    this.writeDelayMs = options.writeDelayMs ?? 0;
+    this.maxWriteDelayMs = options.maxWriteDelayMs ?? 0;
+    this.now = options.now ?? performance.now.bind(performance);
+    this.scheduler = options.scheduler ?? NODE_SCHEDULER;
+  }
 
   /** Queues `t` for the next flush (call once per window: when its queue goes from empty to not). */
   mark(t: Flushable): void {
     this.dirty.push(t);
     if (this.scheduled) return;
     this.scheduled = true;
-    if (this.delayMs > 0) setTimeout(this.flushAll, this.delayMs);
-    else setImmediate(this.flushAll);
+    if (this.writeDelayMs > 0) return this.scheduler.timeout(this.flushAll, this.writeDelayMs);
+    const wait = this.adaptiveWait();
+    if (wait > 0) {
+      this.waits++;
+      this.scheduler.timeout(this.flushAll, wait);
+    } else this.scheduler.immediate(this.flushAll);
+  }
+
+  /** Milliseconds the window opening now waits before it flushes (0: the end of this turn). */
+  private adaptiveWait(): number {
+    const d = this.lastFlushMs;
+    if (this.maxWriteDelayMs === 0 || d < ADAPTIVE_MIN_FLUSH_MS) return 0;
+    if (this.now() - this.lastFlushEnd >= d) return 0;
+    // Whole milliseconds, rounded down: never past the budget.
+    return Math.max(1, Math.floor(Math.min(d, this.maxWriteDelayMs)));
   }
 
   private readonly flushAll = (): void => {
     const dirty = this.dirty;
-    this.dirty = [];
+    this.dirty = this.spare;
     this.scheduled = false;
-    for (const t of dirty) t.flush();
+    const start = this.now();
+    try {
+      for (let i = 0; i < dirty.length; i++) dirty[i].flush();
+    } finally {
+      dirty.length = 0;
+      this.spare = dirty;
+      const end = this.now();
+      this.lastFlushMs = end - start;
+      this.lastFlushEnd = end;
+    }
   };
 }

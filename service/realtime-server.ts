@@ -27,6 +27,8 @@ export interface RealtimeServerDeps {
   readonly now?: () => number;
   /** Delivery to API Gateway WebSocket connections of publishes made on `/live` (mode `both`). Defaults to none. */
   readonly fanout?: Fanout;
+  /** Batches socket writes (SSE and `/live`). Defaults to one built from WRITE_DELAY_MS and MAX_WRITE_DELAY_MS. */
+  readonly window?: FlushWindow;
 }
 
 /**
@@ -94,7 +96,7 @@ export class RealtimeServer {
       connections: () => this.engine.streams.size,
       polls: () => this.engine.polls.size,
     };
-    const window = new FlushWindow(config.writeDelayMs);
+    const window = deps.window ?? new FlushWindow({ writeDelayMs: config.writeDelayMs, maxWriteDelayMs: config.maxWriteDelayMs });
     const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window, health, log: this.log });
     this.server = edge.server;
     this.ws = new WsEdge(this.server, {

@@ -18,6 +18,7 @@ describe('runtime configuration from the environment', () => {
       cookieSameSite: 'Lax',
       streamFraming: 'close',
       writeDelayMs: 0,
+      maxWriteDelayMs: 100,
       maxQueuedBytes: 1048576,
       maxConnections: 20000,
       drainTimeoutMs: 20000,

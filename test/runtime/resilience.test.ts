@@ -3,8 +3,10 @@ import { connect } from 'node:net';
 import { EventSource } from 'eventsource';
 import type Redis from 'ioredis';
 import { publish } from '../../core/events';
-import type { RealtimeServer } from '../../service/realtime-server';
+import { FlushWindow, type Flushable } from '../../service/flush-window';
+import type { RealtimeServer, RealtimeServerDeps } from '../../service/realtime-server';
 import { cookieFetch, coreConfig, eventually, get, RawStream, redisUrl, SESSION_SECRET, startService, ticketFor, uid, useRedis } from '../support/harness';
+import { WsClient } from './ws-support';
 
 const SERVER = { kind: 'server', principal: 'test-backend' } as const;
 const config = coreConfig();
@@ -14,8 +16,8 @@ const cleanup = useRedis((r) => (redis = r));
 const pub = (channel: string, data: unknown) => publish({ channel, type: 'update', data }, SERVER, { redis, config });
 const ready = (s: RawStream) => s.events().some((e) => e.event === 'ready');
 const ids = (s: RawStream) => s.events().filter((e) => e.event === 'update').map((e) => e.id!);
-async function service(env: Record<string, string> = {}): Promise<{ service: RealtimeServer; base: string }> {
-  const s = await startService(env);
+async function service(env: Record<string, string> = {}, deps: Omit<RealtimeServerDeps, 'logger'> = {}): Promise<{ service: RealtimeServer; base: string }> {
+  const s = await startService(env, deps);
   cleanup.push(() => s.service.close());
   return s;
 }
@@ -80,6 +82,71 @@ describe('limits', () => {
     const sent = await Promise.all(Array.from({ length: 30 }, (_, i) => pub(ch, i)));
     await s.until((x) => ids(x).length === 30);
     expect(ids(s)).toEqual(sent.map((p) => p.id).sort((a, b) => Number(a) - Number(b)));
+  });
+});
+
+describe('adaptive write window (the default: MAX_WRITE_DELAY_MS=100)', () => {
+  /**
+   * Streams on two channels and sockets on `/live`, a publisher firing batches of events: each
+   * connection gets every event of its channel once, in order.
+   */
+  async function orderAndNoLoss(base: string, during?: () => void): Promise<void> {
+    const chs = [`scores:${uid()}`, `scores:${uid()}`];
+    const streams = Array.from({ length: 12 }, (_, i) => ({ ch: chs[i % 2], s: stream(`${base}/events?channels=${chs[i % 2]}`) }));
+    await Promise.all(streams.map(({ s }) => s.until(ready)));
+    const sockets = await Promise.all(
+      Array.from({ length: 4 }, async (_, i) => {
+        const c = new WsClient(`${base.replace(/^http/, 'ws')}/live?ticket=${await ticketFor(redis, `u${i}`, [chs[i % 2]], 'ws')}`);
+        cleanup.push(() => c.ws.close());
+        await c.opened;
+        await c.request({ action: 'ping' }, 'pong');
+        return { ch: chs[i % 2], c };
+      }),
+    );
+    const sent = new Map<string, string[]>(chs.map((c) => [c, []]));
+    for (let batch = 0; batch < 6; batch++) {
+      const ps = await Promise.all(Array.from({ length: 40 }, (_, i) => pub(chs[i % 2], batch * 40 + i)));
+      for (const p of ps) sent.get(p.channel)!.push(p.id);
+      during?.();
+    }
+    for (const list of sent.values()) list.sort((a, b) => Number(a) - Number(b));
+    for (const { ch, s } of streams) {
+      await s.until((x) => ids(x).length >= 120);
+      expect(ids(s)).toEqual(sent.get(ch));
+    }
+    for (const { ch, c } of sockets) {
+      await c.until((x) => x.events().length >= 120);
+      expect(c.events().map((e) => e.id)).toEqual(sent.get(ch));
+    }
+  }
+
+  test('SSE and /live: every event once, in order, per connection', async () => {
+    const { service: svc, base } = await service();
+    expect(svc.config.writeDelayMs).toBe(0);
+    expect(svc.config.maxWriteDelayMs).toBe(100);
+    await orderAndNoLoss(base);
+  });
+
+  test('with every window made to wait (flushes that look slow): every event once, in order, per connection', async () => {
+    // A clock that a ballast transport moves 1 s ahead on each flush: every flush looks 1 s long, and
+    // the ballast marks itself again, so each window opens at once and waits MAX_WRITE_DELAY_MS (10 ms).
+    let skew = 0;
+    let active = true;
+    const window = new FlushWindow({ maxWriteDelayMs: 10, now: () => performance.now() + skew });
+    const ballast: Flushable = {
+      flush() {
+        if (active) window.mark(ballast);
+        skew += 1000;
+      },
+    };
+    cleanup.push(() => {
+      active = false;
+    });
+    window.mark(ballast);
+    const { base } = await service({}, { window });
+    const before = window.waits;
+    await orderAndNoLoss(base);
+    expect(window.waits - before).toBeGreaterThan(0);
   });
 });
 

@@ -81,7 +81,7 @@ const SERVER = { kind: 'server', principal: 'test' } as const;
 const envelope = (seq: number, channel: string) => JSON.stringify({ channel, id: String(seq), type: 'score', data: { n: seq }, ts: 1 });
 
 test('SSE encoding: a replayed event and the same event delivered live are the same bytes', () => {
-  const window = new FlushWindow(0);
+  const window = new FlushWindow();
   const replayed = new BufferSink();
   const live = new BufferSink();
   const a = new SseTransport(replayed, window, 1 << 20, 3000);

@@ -6,7 +6,7 @@ import { DEFAULT_NAMESPACES, type CoreConfig, type Namespaces } from '../../core
 import { createRedis, waitReady } from '../../core/redis';
 import { issueTicket, type Transport } from '../../core/tickets';
 import { serviceConfigFromEnv } from '../../service/config';
-import { RealtimeServer } from '../../service/realtime-server';
+import { RealtimeServer, type RealtimeServerDeps } from '../../service/realtime-server';
 
 export const redisUrl = (): string => {
   const url = process.env.REDIS_URL;
@@ -43,8 +43,8 @@ export async function connectRedis(url = redisUrl()): Promise<Redis> {
 
 export const SESSION_SECRET = 'test-session-secret-0123456789abcdef';
 
-/** Starts a real SSE service on a free port against the test Redis. */
-export async function startService(env: Record<string, string> = {}): Promise<{ service: RealtimeServer; base: string }> {
+/** Starts a real SSE service on a free port against the test Redis (`deps`: parts to hand it, e.g. its write window). */
+export async function startService(env: Record<string, string> = {}, deps: Omit<RealtimeServerDeps, 'logger'> = {}): Promise<{ service: RealtimeServer; base: string }> {
   const config = serviceConfigFromEnv({
     REDIS_URL: redisUrl(),
     SESSION_SECRET,
@@ -54,7 +54,7 @@ export async function startService(env: Record<string, string> = {}): Promise<{ 
     LOG_LEVEL: 'silent',
     ...env,
   });
-  const service = new RealtimeServer(config, { logger: pino({ level: 'silent' }) });
+  const service = new RealtimeServer(config, { ...deps, logger: pino({ level: 'silent' }) });
   const port = await service.listen(0, '127.0.0.1');
   return { service, base: `http://127.0.0.1:${port}` };
 }

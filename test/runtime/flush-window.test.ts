@@ -1,0 +1,283 @@
+import { ADAPTIVE_MIN_FLUSH_MS, FlushWindow, type Flushable, type FlushScheduler } from '../../service/flush-window';
+import { LiveEvent } from '../../service/hub';
+import { SseTransport, type Sink } from '../../service/sse-transport';
+
+/**
+ * The write window (service/flush-window.ts) on virtual time: an injected clock and scheduler, so
+ * every wait is exact and nothing here depends on how fast the machine is. A flush "takes time" because
+ * the test's sinks advance the clock on every write.
+ */
+
+/** A single-threaded event loop on virtual time: tasks at times, end-of-turn callbacks after each. */
+class VirtualLoop implements FlushScheduler {
+  t = 0;
+  /** Waits the window asked for (its setTimeout calls), in order. */
+  readonly waits: number[] = [];
+  /** Windows flushed at the end of a turn (its setImmediate calls). */
+  immediates = 0;
+  /** When the flush now running started (undefined outside a flush). */
+  flushStart?: number;
+  private turnEnd: (() => void)[] = [];
+  private tasks: { at: number; seq: number; fn: () => void }[] = [];
+  private seq = 0;
+
+  readonly now = (): number => this.t;
+
+  immediate(fn: () => void): void {
+    this.immediates++;
+    this.turnEnd.push(this.flushing(fn));
+  }
+
+  timeout(fn: () => void, ms: number): void {
+    this.waits.push(ms);
+    this.at(this.t + ms, this.flushing(fn));
+  }
+
+  /** Runs `fn` at virtual time `at` (or as soon after it as the loop is free). */
+  at(at: number, fn: () => void): void {
+    this.tasks.push({ at, seq: this.seq++, fn });
+  }
+
+  /** Ends the current turn: runs what was scheduled for its end. */
+  endTurn(): void {
+    while (this.turnEnd.length) this.turnEnd.shift()!();
+  }
+
+  /** Runs everything due up to `until` (a task due while the loop was busy runs late, as on Node), then sets the clock to it. */
+  runUntil(until: number): void {
+    this.endTurn();
+    for (;;) {
+      this.tasks.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      const next = this.tasks[0];
+      if (!next || next.at > until) break;
+      this.tasks.shift();
+      this.t = Math.max(this.t, next.at);
+      next.fn();
+      this.endTurn();
+    }
+    this.t = Math.max(this.t, until);
+  }
+
+  private flushing(fn: () => void): () => void {
+    return () => {
+      this.flushStart = this.t;
+      fn();
+      this.flushStart = undefined;
+    };
+  }
+}
+
+/** A transport stand-in that records when it was marked and when its flush began; each flush costs `costMs`. */
+class Probe implements Flushable {
+  markedAt?: number;
+  /** First mark to the start of the flush that wrote it, per window. */
+  readonly delays: number[] = [];
+  flushes = 0;
+  constructor(
+    private readonly loop: VirtualLoop,
+    private readonly window: FlushWindow,
+    private readonly costMs: number,
+  ) {}
+  /** What a transport does when its queue goes from empty to not. */
+  dirty(): void {
+    if (this.markedAt !== undefined) return;
+    this.markedAt = this.loop.t;
+    this.window.mark(this);
+  }
+  flush(): void {
+    if (this.markedAt === undefined) return;
+    this.delays.push(this.loop.flushStart! - this.markedAt);
+    this.markedAt = undefined;
+    this.flushes++;
+    this.loop.t += this.costMs;
+  }
+}
+
+/** A socket that takes `costMs` of the loop per write (the syscall) and keeps what it got. */
+class CostSink implements Sink {
+  readonly writes: Buffer[] = [];
+  constructor(
+    private readonly loop: VirtualLoop,
+    private readonly costMs: number,
+  ) {}
+  write(chunk: Buffer): void {
+    this.writes.push(chunk);
+    this.loop.t += this.costMs;
+  }
+  end(): void {}
+  destroy(): void {}
+  queuedBytes(): number {
+    return 0;
+  }
+  onDrain(cb: () => void): void {
+    cb();
+  }
+  ids(): number[] {
+    return [...Buffer.concat(this.writes).toString().matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+  }
+}
+
+const envelope = (seq: number, channel: string) => JSON.stringify({ channel, id: String(seq), type: 'score', data: { n: seq }, ts: 1 });
+
+/** A deterministic pseudo-random sequence (mulberry32), so a "random" load is the same on every run. */
+function prng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const adaptive = (loop: VirtualLoop, maxWriteDelayMs = 100) => new FlushWindow({ maxWriteDelayMs, now: loop.now, scheduler: loop });
+
+describe('adaptive write window (virtual time)', () => {
+  test('at zero load nothing waits: a mark flushes at the end of the current turn', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop);
+    const probes = Array.from({ length: 10 }, () => new Probe(loop, window, 0.01));
+    // One event every second, to all ten: each window is a tenth of a millisecond of writes.
+    for (let i = 0; i < 20; i++) loop.at(i * 1000, () => probes.forEach((p) => p.dirty()));
+    loop.runUntil(30_000);
+    expect(loop.waits).toEqual([]);
+    expect(loop.immediates).toBe(20);
+    for (const p of probes) expect(p.delays).toEqual(Array(20).fill(0));
+  });
+
+  test('a slow flush followed by spare time does not delay the next event', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop);
+    const probes = Array.from({ length: 160 }, () => new Probe(loop, window, 0.25));
+    loop.at(0, () => probes.forEach((p) => p.dirty()));
+    loop.runUntil(100); // the flush took 40 ms and ended at 40; nothing since
+    expect(window.lastFlushMs).toBe(40);
+    loop.at(1000, () => probes[0].dirty());
+    loop.runUntil(2000);
+    expect(loop.waits).toEqual([]);
+    expect(probes[0].delays).toEqual([0, 0]);
+  });
+
+  test('after a slow flush d, a window opened before the loop had d ms to spare waits min(d, MAX_WRITE_DELAY_MS)', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100);
+    const probes = Array.from({ length: 160 }, () => new Probe(loop, window, 0.25));
+    loop.at(0, () => probes.forEach((p) => p.dirty()));
+    // Arrives during the 40-ms flush: handled at its end, the window waits 40 ms.
+    loop.at(10, () => probes[0].dirty());
+    loop.runUntil(10);
+    expect(loop.t).toBe(40);
+    expect(loop.waits).toEqual([40]);
+    loop.runUntil(79);
+    expect(probes[0].delays).toEqual([0]);
+    loop.runUntil(81);
+    expect(probes[0].delays).toEqual([0, 40]);
+
+    // A flush of 250 ms: the next window is capped at the budget.
+    const many = Array.from({ length: 500 }, () => new Probe(loop, window, 0.5));
+    loop.at(200, () => many.forEach((p) => p.dirty()));
+    loop.at(300, () => probes[1].dirty());
+    loop.runUntil(300);
+    expect(window.lastFlushMs).toBe(250);
+    expect(loop.waits).toEqual([40, 100]);
+    loop.runUntil(1000);
+    expect(probes[1].delays).toEqual([0, 100]);
+  });
+
+  test('flushes shorter than the threshold never make a window wait', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop);
+    const probes = Array.from({ length: 10 }, () => new Probe(loop, window, (ADAPTIVE_MIN_FLUSH_MS * 0.99) / 10));
+    // Back to back: every event arrives while the previous flush runs, but each flush is short.
+    for (let i = 0; i < 50; i++) loop.at(i * 0.1, () => probes.forEach((p) => p.dirty()));
+    loop.runUntil(1000);
+    expect(loop.waits).toEqual([]);
+  });
+
+  test.each([1, 2, 3, 4, 5])('under load (seed %i) no transport waits longer than the budget from its first mark to its flush', (seed) => {
+    const rnd = prng(seed);
+    const loop = new VirtualLoop();
+    const budget = 20 + Math.floor(rnd() * 80);
+    const window = adaptive(loop, budget);
+    const probes = Array.from({ length: 200 + Math.floor(rnd() * 800) }, () => new Probe(loop, window, 0.05 + rnd() * 0.2));
+    // Bursts to random subsets at random moments, some of them faster than the loop can flush.
+    let t = 0;
+    for (let i = 0; i < 400; i++) {
+      t += rnd() < 0.2 ? rnd() * 500 : rnd() * 30;
+      const from = Math.floor(rnd() * probes.length);
+      const to = Math.min(probes.length, from + Math.floor(rnd() * probes.length));
+      loop.at(t, () => {
+        for (let j = from; j < to; j++) probes[j].dirty();
+      });
+    }
+    loop.runUntil(t + 10_000);
+    const delays = probes.flatMap((p) => p.delays);
+    expect(loop.waits.length).toBeGreaterThan(0); // the adaptive path ran
+    expect(Math.max(...loop.waits)).toBeLessThanOrEqual(budget);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(budget);
+    expect(probes.every((p) => p.markedAt === undefined)).toBe(true); // everything flushed
+  });
+
+  test('per-connection order and no loss across adaptive windows with a publisher running', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100);
+    const channels = ['scores:a', 'scores:b', 'scores:c'];
+    // 2,000 streams, each on one of three channels; 0.02 ms per socket write: a flush of all is 40 ms.
+    const streams = Array.from({ length: 2000 }, (_, i) => {
+      const sink = new CostSink(loop, 0.02);
+      return { channel: channels[i % 3], sink, t: new SseTransport(sink, window, 1 << 20, 3000) };
+    });
+    loop.runUntil(0);
+    const sent = new Map<string, number[]>(channels.map((c) => [c, []]));
+    // A publisher at 60 events/s across the channels for 2 s (each event to a third of the streams).
+    let seq = 0;
+    for (let i = 0; i < 120; i++) {
+      const channel = channels[i % 3];
+      const id = ++seq;
+      sent.get(channel)!.push(id);
+      loop.at(i * (1000 / 60), () => {
+        const e = new LiveEvent(channel, envelope(id, channel));
+        for (const s of streams) if (s.channel === channel) s.t.event(e);
+      });
+      if (i % 40 === 39) loop.at(i * (1000 / 60), () => streams.forEach((s) => s.t.heartbeat()));
+    }
+    loop.runUntil(5000);
+    expect(loop.waits.length).toBeGreaterThan(0);
+    expect(Math.max(...loop.waits)).toBeLessThanOrEqual(100);
+    let writes = 0;
+    for (const s of streams) {
+      expect(s.sink.ids()).toEqual(sent.get(s.channel));
+      writes += s.sink.writes.length;
+    }
+    // Coalesced: fewer socket writes than frames (each stream got 40 events, 3 heartbeats and its retry hint).
+    expect(writes).toBeLessThan(streams.length * 44);
+  });
+});
+
+describe('fixed windows', () => {
+  test('WRITE_DELAY_MS > 0 (manual override): every window waits that long, loaded or not', () => {
+    const loop = new VirtualLoop();
+    const window = new FlushWindow({ writeDelayMs: 50, maxWriteDelayMs: 10, now: loop.now, scheduler: loop });
+    const probes = Array.from({ length: 160 }, () => new Probe(loop, window, 0.25));
+    loop.at(0, () => probes[0].dirty());
+    loop.at(1000, () => probes.forEach((p) => p.dirty()));
+    loop.at(1060, () => probes[1].dirty()); // during the 40-ms flush that started at 1050: handled at 1090
+    loop.runUntil(5000);
+    expect(loop.waits).toEqual([50, 50, 50]);
+    expect(loop.immediates).toBe(0);
+    expect(probes[0].delays).toEqual([50, 50]);
+    expect(probes[1].delays).toEqual([50, 50]);
+  });
+
+  test('MAX_WRITE_DELAY_MS=0 turns adaptation off: every window flushes at the end of its turn, however slow the last flush', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 0);
+    const probes = Array.from({ length: 500 }, () => new Probe(loop, window, 0.5));
+    for (let i = 0; i < 10; i++) loop.at(i * 10, () => probes.forEach((p) => p.dirty()));
+    loop.runUntil(10_000);
+    expect(window.lastFlushMs).toBe(250);
+    expect(loop.waits).toEqual([]);
+    expect(loop.immediates).toBe(10);
+    expect(window.waits).toBe(0);
+  });
+});
