@@ -22,11 +22,11 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
-import { PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
 import pino from 'pino';
 import { coreConfigFromEnv } from '../core/config';
 import { publish } from '../core/events';
-import { createManagementClient, createManagementPoster, type ManagementApi } from '../core/fanout';
+import { createManagementPoster, type ManagementApi } from '../core/fanout';
+import { createManagementClient } from '../core/management-sdk';
 import { dispatchFanout } from '../core/fanout-queue';
 import { createRedis, waitReady } from '../core/redis';
 import { issueTicket } from '../core/tickets';
@@ -132,7 +132,7 @@ server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port +
 /** This process's CPU (user + system, every thread) per PostToConnection through `client`, in microseconds. */
 async function cpuPerPost(client: ManagementApi, posts: number, concurrency: number): Promise<{ usPerPost: number; postsPerSec: number }> {
   const data = Buffer.from(JSON.stringify({ channel: 'chat:x', id: '1', type: 'tick', data: 'x'.repeat(200), ts: 1 }));
-  const one = (i: number) => (client.postToConnection ? client.postToConnection(`conn${i}=`, data) : client.send(new PostToConnectionCommand({ ConnectionId: `conn${i}=`, Data: data })));
+  const one = (i: number) => client.postToConnection(`conn${i}=`, data);
   // Warm up: sockets, credentials, JIT.
   await Promise.all(Array.from({ length: 200 }, (_, i) => one(i)));
   const cpu0 = process.cpuUsage();

@@ -1,4 +1,3 @@
-import { DeleteConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
 import { RealtimeError } from '../../core/errors';
 import { isGone } from '../../core/fanout';
 import { SUB_PATTERN } from '../../core/identity';
@@ -23,11 +22,11 @@ export function createRevokeHandler(runtime: LambdaRuntime): (event: HttpEvent) 
       throw new RealtimeError('bad_request', 'Name the user whose sessions end in "sub" (1-128 chars).');
     }
     const { config, redis } = await runtime.clients();
-    const client = runtime.managementClient();
+    const client = runtime.postClient();
     const closeConnection = client
       ? async (connectionId: string) => {
           try {
-            await client.send(new DeleteConnectionCommand({ ConnectionId: connectionId }));
+            await client.deleteConnection(connectionId);
           } catch (err) {
             if (!isGone(err)) runtime.logger.warn('could not close a revoked connection; it is unregistered and gets nothing more', { error: err as Error, connectionId });
           }

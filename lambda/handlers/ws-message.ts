@@ -11,7 +11,7 @@ import type { WsEvent, WsResult } from '../shared/ws';
  */
 export function createWsMessage(runtime: LambdaRuntime): (event: WsEvent) => Promise<WsResult> {
   return wsMessageHandler(runtime, 'frame', async (event) => {
-    if (!runtime.managementClient()) {
+    if (!runtime.postClient()) {
       runtime.logger.error('no management endpoint (WS_MANAGEMENT_ENDPOINT): cannot answer WebSocket frames', { connectionId: event.requestContext.connectionId });
       return { statusCode: 500 };
     }

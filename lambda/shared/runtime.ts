@@ -1,12 +1,12 @@
 import { Logger } from '@aws-lambda-powertools/logger';
-import { ApiGatewayManagementApiClient, PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type Redis from 'ioredis';
+import { environmentCredentials } from '../../core/aws';
 import type { CoreConfig } from '../../core/config';
-import { createManagementClient, createManagementPoster, sendToConnection, type ManagementApi } from '../../core/fanout';
+import { createManagementPoster, sendToConnection, type ManagementApi } from '../../core/fanout';
 import { deferReplay, dispatchFanout, resumeFanout, type DispatchDeps, type WorkQueue } from '../../core/fanout-queue';
 import { SqsFifoQueue } from '../../core/sqs';
 import { createRedis, waitReady } from '../../core/redis';
+import { secretPassword } from '../../core/secrets';
 import type { WsSessionDeps } from '../../core/ws-session';
 import { lambdaConfigFromEnv, type LambdaConfig } from './config';
 
@@ -14,20 +14,6 @@ import { lambdaConfigFromEnv, type LambdaConfig } from './config';
 export interface Runtime {
   readonly config: CoreConfig;
   readonly redis: Redis;
-}
-
-/** Reads the Redis AUTH token from Secrets Manager: a plain string or JSON with `password`/`authToken`. */
-async function secretPassword(arn: string): Promise<string> {
-  const out = await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: arn }));
-  const raw = out.SecretString ?? '';
-  try {
-    const obj = JSON.parse(raw) as Record<string, unknown>;
-    const v = obj.password ?? obj.authToken ?? obj.token;
-    if (typeof v === 'string') return v;
-  } catch {
-    // a plain-string secret
-  }
-  return raw;
 }
 
 export interface LambdaRuntimeOptions {
@@ -40,6 +26,11 @@ export interface LambdaRuntimeOptions {
    * local stack passes its in-process queue).
    */
   readonly queue?: WorkQueue;
+  /**
+   * The environment AWS calls read: credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`),
+   * `AWS_REGION` and endpoint overrides (`AWS_ENDPOINT_URL_SECRETS_MANAGER`). Defaults to `process.env`.
+   */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -54,7 +45,7 @@ export class LambdaRuntime {
   private readonly name: string;
   private starting?: Promise<Runtime>;
   private started?: Runtime;
-  private management?: ApiGatewayManagementApiClient;
+  private readonly env: NodeJS.ProcessEnv;
   private poster?: ManagementApi & { destroy(): void };
   private queue?: WorkQueue & { destroy?(): void };
 
@@ -64,13 +55,14 @@ export class LambdaRuntime {
   ) {
     this.name = options.name ?? 'lambda-local';
     this.queue = options.queue;
+    this.env = options.env ?? process.env;
     this.logger = options.logger ?? new Logger({ serviceName: 'realtime', ...(config.logLevel ? { logLevel: config.logLevel } : {}) });
   }
 
   /** Parses the environment (names from `contract/env.ts`); throws one ConfigError line naming every bad key. */
   static fromEnv(env: NodeJS.ProcessEnv = process.env): LambdaRuntime {
     // AWS_LAMBDA_FUNCTION_NAME is AWS's own variable, not part of our contract.
-    return new LambdaRuntime(lambdaConfigFromEnv(env), { name: `lambda-${env.AWS_LAMBDA_FUNCTION_NAME ?? 'local'}` });
+    return new LambdaRuntime(lambdaConfigFromEnv(env), { name: `lambda-${env.AWS_LAMBDA_FUNCTION_NAME ?? 'local'}`, env });
   }
 
   /** The core configuration. */
@@ -84,7 +76,7 @@ export class LambdaRuntime {
   clients(): Promise<Runtime> {
     this.starting ??= (async () => {
       const config = this.config.core;
-      const password = config.redisPassword ?? (config.redisSecretArn ? await secretPassword(config.redisSecretArn) : undefined);
+      const password = config.redisPassword ?? (config.redisSecretArn ? await secretPassword(config.redisSecretArn, { env: this.env }) : undefined);
       const redis = createRedis({ url: config.redisUrl, password, name: this.name });
       try {
         await waitReady(redis, 5000);
@@ -101,22 +93,14 @@ export class LambdaRuntime {
     return this.starting;
   }
 
-  /** The management API client of the configured endpoint; undefined without one. */
-  managementClient(): ApiGatewayManagementApiClient | undefined {
-    const endpoint = this.config.wsManagementEndpoint;
-    if (!endpoint) return undefined;
-    this.management ??= createManagementClient(endpoint);
-    return this.management;
-  }
-
   /**
-   * The client the fan-out posts with: one per container, the lean SigV4 poster on keep-alive
-   * sockets (as many as posts in flight). Undefined without an endpoint.
+   * The management API client: one per container, the lean SigV4 poster on keep-alive sockets (as
+   * many as posts in flight), for posts and revocations' DeleteConnection. Undefined without an endpoint.
    */
   postClient(): ManagementApi | undefined {
     const endpoint = this.config.wsManagementEndpoint;
     if (!endpoint) return undefined;
-    this.poster ??= createManagementPoster(endpoint, { maxSockets: this.config.wsFanoutConcurrency });
+    this.poster ??= createManagementPoster(endpoint, { maxSockets: this.config.wsFanoutConcurrency, env: this.env });
     return this.poster;
   }
 
@@ -125,14 +109,8 @@ export class LambdaRuntime {
     if (this.queue) return this.queue;
     const url = this.config.wsFanoutQueueUrl;
     if (!url) return undefined;
-    // The SDK client only lends its credential chain (the Lambda role); the poster and the queue sign themselves.
-    const sdk = this.managementClient() ?? new ApiGatewayManagementApiClient({});
-    this.queue = new SqsFifoQueue(url, {
-      credentials: async () => {
-        const c = await sdk.config.credentials();
-        return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, expiration: c.expiration };
-      },
-    });
+    // Signed with the Lambda role's credentials from the environment, like the poster.
+    this.queue = new SqsFifoQueue(url, { credentials: environmentCredentials(this.env) });
     return this.queue;
   }
 
@@ -180,7 +158,7 @@ export class LambdaRuntime {
       await sendToConnection(connectionId, frame, this.delivery(this.started, management));
       return;
     }
-    await Promise.resolve(management.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: Buffer.from(frame) }))).catch(() => undefined);
+    await management.postToConnection(connectionId, Buffer.from(frame)).catch(() => undefined);
   }
 
   /** Closes the clients (the local stack calls it when it stops; Lambda never does). */
@@ -188,8 +166,6 @@ export class LambdaRuntime {
     const current = this.starting;
     this.starting = undefined;
     this.started = undefined;
-    this.management?.destroy();
-    this.management = undefined;
     this.poster?.destroy();
     this.poster = undefined;
     if (this.queue instanceof SqsFifoQueue) {

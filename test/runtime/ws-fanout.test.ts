@@ -1,9 +1,9 @@
-import type { ApiGatewayManagementApiClient } from '@aws-sdk/client-apigatewaymanagementapi';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { connectionKey, registerConnection, subscribersKey } from '../../core/connections';
 import { publish } from '../../core/events';
-import { createManagementClient, fanout, isRetryable, isThrottled } from '../../core/fanout';
+import { fanout, isRetryable, isThrottled } from '../../core/fanout';
+import { createManagementClient } from '../../core/management-sdk';
 import { Keys } from '../../core/keys';
 import type { LocalStack } from '../../local/stack';
 import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
@@ -18,7 +18,7 @@ const GRACE_MS = 300;
 
 let redis: Redis;
 let stack: LocalStack;
-let mgmt: ApiGatewayManagementApiClient;
+let mgmt: ReturnType<typeof createManagementClient>;
 const open: WsClient[] = [];
 
 beforeAll(async () => {

@@ -1,0 +1,23 @@
+/**
+ * The size budget of each Lambda bundle (minified bytes of `dist/lambda/<name>/index.js`), in one table read by
+ * `npm run bundles` (`scripts/bundle-report.ts`) and by the test that fails when a bundle passes its budget
+ * (`test/infra/bundle-budgets.test.ts`).
+ *
+ * - The ticket issuer and the `$connect` authorizer are on every connection's path (a cold one is felt by the user):
+ *   250 KB.
+ * - The handlers that post to connections (publish, ws-message, the fan-out worker) and revoke (DeleteConnection) carry
+ *   the management API's signed calls: 700 KB.
+ * - `$connect` and `$disconnect` only touch Redis: 250 KB, like the ticket path.
+ */
+export const KB = 1000;
+
+export const LAMBDA_BUNDLE_BUDGETS: Readonly<Record<string, number>> = {
+  'ticket-issuer': 250 * KB,
+  'ws-authorizer': 250 * KB,
+  'ws-connect': 250 * KB,
+  'ws-disconnect': 250 * KB,
+  revoke: 700 * KB,
+  publish: 700 * KB,
+  'ws-message': 700 * KB,
+  'fanout-worker': 700 * KB,
+};
