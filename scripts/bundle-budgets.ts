@@ -5,9 +5,10 @@
  *
  * - The ticket issuer and the `$connect` authorizer are on every connection's path (a cold one is felt by the user):
  *   250 KB.
- * - The handlers that post to connections (publish, ws-message, the fan-out worker) and revoke (DeleteConnection) carry
- *   the management API's signed calls: 700 KB.
  * - `$connect` and `$disconnect` only touch Redis: 250 KB, like the ticket path.
+ * - The handlers that post to connections (publish, ws-message, the fan-out worker) and revoke (DeleteConnection): the
+ *   issue allowed them 700 KB with the SDK's management API client; they sign their calls themselves now (about 250 KB),
+ *   so 350 KB keeps room to grow and still fails if the SDK (about 400 KB) or full zod (about 430 KB) comes back.
  */
 export const KB = 1000;
 
@@ -16,8 +17,8 @@ export const LAMBDA_BUNDLE_BUDGETS: Readonly<Record<string, number>> = {
   'ws-authorizer': 250 * KB,
   'ws-connect': 250 * KB,
   'ws-disconnect': 250 * KB,
-  revoke: 700 * KB,
-  publish: 700 * KB,
-  'ws-message': 700 * KB,
-  'fanout-worker': 700 * KB,
+  revoke: 350 * KB,
+  publish: 350 * KB,
+  'ws-message': 350 * KB,
+  'fanout-worker': 350 * KB,
 };
