@@ -4,7 +4,7 @@ import { SUB_PATTERN } from '../../core/identity';
 import { revokeUser } from '../../core/revocation';
 import { httpHandler } from '../shared/handler';
 import { callerIdentity, json, jsonBody, type HttpEvent, type HttpResult } from '../shared/http';
-import type { LambdaRuntime } from '../shared/runtime';
+import type { FanoutRuntime } from '../shared/fanout-runtime';
 
 /**
  * `POST /revoke` `{"sub"}` (IAM-signed backends only) → `202 {"sub","epoch"}`.
@@ -12,7 +12,7 @@ import type { LambdaRuntime } from '../shared/runtime';
  * SSE streams and long polls end on every service instance, and the user's WebSocket connections
  * are closed (with a management endpoint). The user signs in again through POST /tickets.
  */
-export function createRevokeHandler(runtime: LambdaRuntime): (event: HttpEvent) => Promise<HttpResult> {
+export function createRevokeHandler(runtime: FanoutRuntime): (event: HttpEvent) => Promise<HttpResult> {
   return httpHandler(runtime, 'revoke', async (event) => {
     const identity = callerIdentity(event, runtime.config.trustedPrincipals);
     if (identity.kind === 'anonymous') throw new RealtimeError('unauthorized', 'Sign the request (IAM SigV4) to revoke.');
