@@ -6,7 +6,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
  * The little of AWS the runtime calls itself, without the SDK: credentials from the Lambda environment and SigV4 for
  * the JSON protocols (AWS JSON 1.0 and 1.1: one `POST /` with `X-Amz-Target`). The Lambda bundles call three APIs
  * (PostToConnection/DeleteConnection in `management.ts`, SQS SendMessageBatch in `sqs.ts`, Secrets Manager
- * GetSecretValue in `secrets.ts`); the SDK clients for them were about 400 KB of every bundle and most of its module
+ * GetSecretValue in `secrets.ts`); the SDK clients for them were about 460 KB of every bundle and most of its module
  * init (docs/BENCHMARKS.md, "Lambda bundles and cold start").
  */
 

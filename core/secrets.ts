@@ -3,7 +3,7 @@ import { environmentCredentials, postText, signJsonPost, type CredentialProvider
 /**
  * Secrets Manager `GetSecretValue` as one signed request (AWS JSON 1.1, `X-Amz-Target: secretsmanager.GetSecretValue`),
  * without `@aws-sdk/client-secrets-manager`: the Lambdas read one secret once per container (the Redis AUTH token,
- * `REDIS_SECRET_ARN`), and the SDK client was about 300 KB of every bundle. Like the SDK: the region is `AWS_REGION`
+ * `REDIS_SECRET_ARN`), and the SDK client with its credential chain was most of the 460 KB the SDK took in every bundle. Like the SDK: the region is `AWS_REGION`
  * (else the secret ARN's), the endpoint `https://secretsmanager.{region}.amazonaws.com` unless
  * `AWS_ENDPOINT_URL_SECRETS_MANAGER` or `AWS_ENDPOINT_URL` names another, credentials come from the environment, and
  * throttling, 5xx answers and network errors are tried three times in all with jittered backoff.

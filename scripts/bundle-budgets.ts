@@ -8,7 +8,7 @@
  * - `$connect` and `$disconnect` only touch Redis: 250 KB, like the ticket path.
  * - The handlers that post to connections (publish, ws-message, the fan-out worker) and revoke (DeleteConnection): the
  *   issue allowed them 700 KB with the SDK's management API client; they sign their calls themselves now (about 250 KB),
- *   so 350 KB keeps room to grow and still fails if the SDK (about 400 KB) or full zod (about 430 KB) comes back.
+ *   so 350 KB keeps room to grow and still fails if the SDK (about 460 KB) or full zod (about 430 KB more than zod/mini) comes back.
  */
 export const KB = 1000;
 
