@@ -23,17 +23,17 @@ import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
 import pino from 'pino';
 import { coreConfigFromEnv } from '../core/config';
 import { publish } from '../core/events';
-import { createManagementClient, createManagementPoster, type ManagementApi } from '../core/fanout';
+import { createManagementPoster, type ManagementApi } from '../core/fanout';
+import { createManagementClient } from '../core/management-sdk';
 import { dispatchFanout, type DispatchDeps } from '../core/fanout-queue';
 import { registerConnection } from '../core/connections';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { CORE_ENV, LAMBDA_ENV } from '../contract/env';
 import { lambdaConfigFromEnv } from '../lambda/shared/config';
-import { LambdaRuntime } from '../lambda/shared/runtime';
+import { FanoutRuntime } from '../lambda/shared/fanout-runtime';
 import { LocalFifoQueue } from '../local/queue';
 import { RedisServer } from '../local/redis';
 import { LambdaContainers } from './lambda-containers';
@@ -141,7 +141,7 @@ server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port +
 /** This process's CPU (user + system, every thread) per PostToConnection through `client`, in microseconds. */
 async function cpuPerPost(client: ManagementApi, posts: number, concurrency: number): Promise<{ usPerPost: number; postsPerSec: number }> {
   const data = Buffer.from(JSON.stringify({ channel: 'chat:x', id: '1', type: 'tick', data: 'x'.repeat(200), ts: 1 }));
-  const one = (i: number) => (client.postToConnection ? client.postToConnection(`conn${i}=`, data) : client.send(new PostToConnectionCommand({ ConnectionId: `conn${i}=`, Data: data })));
+  const one = (i: number) => client.postToConnection(`conn${i}=`, data);
   // Warm up: sockets, credentials, JIT.
   await Promise.all(Array.from({ length: 200 }, (_, i) => one(i)));
   const cpu0 = process.cpuUsage();
@@ -342,7 +342,7 @@ async function runStub(sizes: number[], shardCounts: number[], ctx: Ctx, redisUr
       for (const shards of shardCounts) {
         const queue = new LocalFifoQueue({ workers: Math.max(1, shards), batchSize: 10 });
         const containers = shards > 0 ? await LambdaContainers.start<SQSEvent, SQSBatchResponse>('fanout-worker', shards, env) : undefined;
-        const runtime = new LambdaRuntime(lambdaConfigFromEnv({ ...process.env, ...env }), { queue });
+        const runtime = new FanoutRuntime(lambdaConfigFromEnv({ ...process.env, ...env }), { queue });
         try {
           const rt = await runtime.clients();
           const delivery = runtime.delivery(rt, runtime.postClient()!);

@@ -1,5 +1,14 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import { en } from 'zod/locales';
+import type { $ZodType, output } from 'zod/v4/core';
 import { CORE_ENV } from '../contract/env';
+
+/*
+ * zod/mini, not zod: the same checks and messages over tree-shakable functions, so a Lambda bundle carries about
+ * 25 KB of validator instead of 450 KB (docs/BENCHMARKS.md, "Lambda bundles and cold start"). zod/mini loads no
+ * locale by itself: English is set here, the messages of full zod (which the SSE service also loads).
+ */
+z.config(en());
 
 /** Who may subscribe to the channels of a namespace. */
 export const SubscribePolicy = z.enum(['public', 'authenticated', 'owner', 'granted']);
@@ -13,11 +22,11 @@ export const NamespacePolicySchema = z.strictObject({
    */
   subscribe: SubscribePolicy,
   /** Defaults to `server`. */
-  publish: PublishPolicy.default('server'),
+  publish: z._default(PublishPolicy, 'server'),
   /** Events kept per channel for resume. 0 keeps none (a resuming client is told `reset`). Defaults to 1000. */
-  historySize: z.number().int().min(0).max(100_000).default(1000),
+  historySize: z._default(z.number().check(z.int(), z.minimum(0), z.maximum(100_000)), 1000),
   /** Seconds a channel's history lives after its last event. Defaults to 86400. */
-  historyTtlSeconds: z.number().int().min(1).max(30 * 86400).default(86400),
+  historyTtlSeconds: z._default(z.number().check(z.int(), z.minimum(1), z.maximum(30 * 86400)), 86400),
 });
 
 export type NamespacePolicy = z.infer<typeof NamespacePolicySchema>;
@@ -26,8 +35,8 @@ export type Namespaces = Readonly<Record<string, NamespacePolicy>>;
 export const NAMESPACE_PATTERN = /^[a-z][a-z0-9-]{0,31}$/;
 
 export const NamespacesSchema = z
-  .record(z.string().regex(NAMESPACE_PATTERN, 'namespace names are lowercase letters, digits and "-", 1-32 chars, starting with a letter'), NamespacePolicySchema)
-  .refine((v) => Object.keys(v).length > 0, 'at least one namespace is required');
+  .record(z.string().check(z.regex(NAMESPACE_PATTERN, 'namespace names are lowercase letters, digits and "-", 1-32 chars, starting with a letter')), NamespacePolicySchema)
+  .check(z.refine((v) => Object.keys(v).length > 0, 'at least one namespace is required'));
 
 /**
  * The namespaces shipped by default: one of each subscribe kind.
@@ -41,8 +50,13 @@ export const DEFAULT_NAMESPACES: Namespaces = {
   user: { subscribe: 'owner', publish: 'server', historySize: 100, historyTtlSeconds: 86400 },
 };
 
+/** The part of a zod error (full or mini) {@link formatIssues} reads. */
+export interface ValidationIssues {
+  readonly issues: readonly { readonly path: readonly PropertyKey[]; readonly message: string }[];
+}
+
 /** Formats zod issues as one readable line: `KEY: message; KEY2: message`. */
-export function formatIssues(error: z.ZodError, prefix = ''): string {
+export function formatIssues(error: ValidationIssues, prefix = ''): string {
   return error.issues
     .map((i) => {
       const path = i.path.length ? i.path.join('.') : '(root)';
@@ -73,28 +87,29 @@ export function parseNamespaces(json: string | undefined): Namespaces {
   return parsed.data;
 }
 
-const bool = z
-  .enum(['true', 'false', '1', '0'])
-  .transform((v) => v === 'true' || v === '1');
-
 /** Default of USER_PUBLISH_PER_MINUTE: events one user may publish per minute. */
 export const DEFAULT_USER_PUBLISH_PER_MINUTE = 300;
 /** Default of USER_NEW_CHANNELS_PER_HOUR: channels one user may start per hour. */
 export const DEFAULT_USER_NEW_CHANNELS_PER_HOUR = 50;
 
+/** A whole number from a variable (`z.coerce.number().int().min(min).max(max)`), `dflt` when unset. */
+export function envInt(min: number, max: number, dflt: number) {
+  return z._default(z.coerce.number().check(z.int(), z.minimum(min), z.maximum(max)), dflt);
+}
+
 /** Settings shared by every runtime (Lambdas, SSE service, local stack), read from the environment (names: `contract/env.ts`). */
 export const CoreEnvSchema = z.object({
-  [CORE_ENV.redisUrl]: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+  [CORE_ENV.redisUrl]: z._default(z.string().check(z.regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')), 'redis://127.0.0.1:6379'),
   /** Redis AUTH token; on AWS injected as a secret (ECS) or read from REDIS_SECRET_ARN (Lambda). */
-  [CORE_ENV.redisPassword]: z.string().min(1).optional(),
-  [CORE_ENV.redisSecretArn]: z.string().startsWith('arn:').optional(),
-  [CORE_ENV.keyPrefix]: z.string().regex(/^[A-Za-z0-9:_-]{1,32}$/, 'letters, digits, ":", "_" or "-", up to 32 chars').default('rt:'),
-  [CORE_ENV.namespacesJson]: z.string().optional(),
-  [CORE_ENV.ticketTtlSeconds]: z.coerce.number().int().min(5).max(300).default(30),
-  [CORE_ENV.maxPayloadBytes]: z.coerce.number().int().min(256).max(32768).default(32768),
-  [CORE_ENV.maxChannelsPerConnection]: z.coerce.number().int().min(1).max(64).default(16),
-  [CORE_ENV.userPublishPerMinute]: z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_USER_PUBLISH_PER_MINUTE),
-  [CORE_ENV.userNewChannelsPerHour]: z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_USER_NEW_CHANNELS_PER_HOUR),
+  [CORE_ENV.redisPassword]: z.optional(z.string().check(z.minLength(1))),
+  [CORE_ENV.redisSecretArn]: z.optional(z.string().check(z.startsWith('arn:'))),
+  [CORE_ENV.keyPrefix]: z._default(z.string().check(z.regex(/^[A-Za-z0-9:_-]{1,32}$/, 'letters, digits, ":", "_" or "-", up to 32 chars')), 'rt:'),
+  [CORE_ENV.namespacesJson]: z.optional(z.string()),
+  [CORE_ENV.ticketTtlSeconds]: envInt(5, 300, 30),
+  [CORE_ENV.maxPayloadBytes]: envInt(256, 32768, 32768),
+  [CORE_ENV.maxChannelsPerConnection]: envInt(1, 64, 16),
+  [CORE_ENV.userPublishPerMinute]: envInt(0, 1_000_000, DEFAULT_USER_PUBLISH_PER_MINUTE),
+  [CORE_ENV.userNewChannelsPerHour]: envInt(0, 1_000_000, DEFAULT_USER_NEW_CHANNELS_PER_HOUR),
 });
 
 export interface CoreConfig {
@@ -126,8 +141,8 @@ export interface CoreConfig {
 export const LAST_ID_TAIL_SECONDS = 7 * 86400;
 
 /** Parses a schema against the environment; one line naming every bad key. */
-export function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
-  const parsed = schema.safeParse(env);
+export function parseEnv<T extends $ZodType>(schema: T, env: NodeJS.ProcessEnv): output<T> {
+  const parsed = z.safeParse(schema, env);
   if (!parsed.success) throw new ConfigError(`Invalid configuration: ${formatIssues(parsed.error)}`);
   return parsed.data;
 }
@@ -148,4 +163,3 @@ export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreCon
   };
 }
 
-export { bool as envBoolean };

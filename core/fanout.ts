@@ -1,6 +1,4 @@
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
-import { ApiGatewayManagementApiClient, PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
+import { environmentCredentials, type CredentialProvider } from './aws';
 import { removeConnection, subscriberPages, type ConnectionDeps, type Subscriber } from './connections';
 import { envelopeSeq } from './events';
 import { ManagementPoster } from './management';
@@ -20,14 +18,14 @@ import { shardOf } from './shard';
  */
 
 /**
- * The slice of `ApiGatewayManagementApiClient` the fan-out uses. A client that also has
- * `postToConnection` (the lean {@link ManagementPoster}) is called through it, without building a command.
+ * What the fan-out and the handlers call on the management API: the lean {@link ManagementPoster} on AWS
+ * ({@link createManagementPoster}), or the SDK client adapted by `createManagementClient` (`core/management-sdk.ts`,
+ * tests and benchmarks). Errors carry the SDK's shape, so `isGone`/`isThrottled`/`isRetryable` classify both alike.
  */
 export interface ManagementApi {
-  send(command: PostToConnectionCommand): Promise<unknown>;
-  postToConnection?(connectionId: string, data: Uint8Array): Promise<void>;
-  /** `DeleteConnection`: closes one connection (the lean poster has it). */
-  deleteConnection?(connectionId: string): Promise<void>;
+  postToConnection(connectionId: string, data: Uint8Array): Promise<void>;
+  /** Closes one connection (revocations; an inline post that failed after every retry). */
+  deleteConnection(connectionId: string): Promise<void>;
 }
 
 export interface FanoutOptions {
@@ -153,7 +151,7 @@ async function attempt(call: () => Promise<unknown>, deps: DeliveryDeps): Promis
 
 function post(connectionId: string, data: Uint8Array, deps: DeliveryDeps): Promise<Attempted> {
   const m = deps.management;
-  return attempt(() => (m.postToConnection ? m.postToConnection(connectionId, data) : m.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: data }))), deps);
+  return attempt(() => m.postToConnection(connectionId, data), deps);
 }
 
 /**
@@ -166,7 +164,7 @@ export async function closeMissed(connectionIds: readonly string[], seq: number,
   const m = deps.management;
   let closed = 0;
   for (const connectionId of connectionIds) {
-    const r = m.deleteConnection ? await attempt(() => m.deleteConnection!(connectionId), deps) : { outcome: 'failed' as const, retries: 0, error: new Error('the management client cannot close connections') };
+    const r = await attempt(() => m.deleteConnection(connectionId), deps);
     if (r.outcome === 'failed') deps.logger?.warn('a connection missed an event and could not be closed', { connectionId, id: String(seq), retries: r.retries, ...describeError(r.error) });
     else {
       closed++;
@@ -275,67 +273,47 @@ export interface ManagementClientOptions {
   readonly maxSockets?: number;
   /** Milliseconds before a post times out (and is retried). Defaults to 5000. */
   readonly requestTimeoutMs?: number;
+  /**
+   * Where the poster's credentials come from. Defaults to the environment (the Lambda role's variables, see
+   * `core/aws.ts`), or dummy ones for a loopback endpoint (the local gateway checks none).
+   */
+  readonly credentials?: CredentialProvider;
+  /** The environment the default credentials are read from. Defaults to `process.env`. */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
-/**
- * A management API client for a stage's callback URL (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
- * The SDK's own retries are off (`maxAttempts: 1`): the fan-out retries with its own budget and
- * counts them. A loopback endpoint (the local gateway) gets dummy static credentials.
- */
-export function createManagementClient(endpoint: string, options: ManagementClientOptions = {}): ApiGatewayManagementApiClient {
-  const url = new URL(endpoint);
-  const local = LOOPBACK.has(url.hostname);
-  const region = options.region ?? /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(url.hostname)?.[1] ?? process.env.AWS_REGION ?? 'us-east-1';
-  const maxSockets = options.maxSockets ?? 64;
-  return new ApiGatewayManagementApiClient({
-    endpoint,
-    region,
-    maxAttempts: 1,
-    ...(local ? { credentials: { accessKeyId: 'LOCALACCESSKEY', secretAccessKey: 'local-secret-not-checked' } } : {}),
-    requestHandler: {
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
-      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
-      requestTimeout: options.requestTimeoutMs ?? 5000,
-    },
-  });
+/** True for the local gateway's endpoints (dummy credentials). */
+export function isLoopbackEndpoint(endpoint: string): boolean {
+  return LOOPBACK.has(new URL(endpoint).hostname);
 }
 
+/** The region of a stage's callback URL: the options', else the host name's, else AWS_REGION, else us-east-1. */
+export function managementRegion(endpoint: string, options: { readonly region?: string } = {}): string {
+  return options.region ?? /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(new URL(endpoint).hostname)?.[1] ?? process.env.AWS_REGION ?? 'us-east-1';
+}
+
+/** Credentials of the local gateway, which checks none. */
+export const LOCAL_CREDENTIALS = { accessKeyId: 'LOCALACCESSKEY', secretAccessKey: 'local-secret-not-checked' } as const;
+
 /**
- * The fan-out's client for a stage's callback URL: the lean {@link ManagementPoster} (one signed
- * request per post on keep-alive sockets, about a third of the SDK's CPU per call, see
- * docs/BENCHMARKS.md), with credentials from the SDK's default chain (the Lambda role), or dummy
- * ones for a loopback endpoint. It also answers `send(PostToConnectionCommand)`, so it stands
- * wherever the fan-out takes a {@link ManagementApi}.
+ * The fan-out's client for a stage's callback URL (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`): the
+ * lean {@link ManagementPoster} (one signed request per post on keep-alive sockets, about a third of the SDK's CPU per
+ * call, see docs/BENCHMARKS.md), with credentials from the environment (the Lambda role), or dummy ones for a loopback
+ * endpoint. It also closes connections (`deleteConnection`, for revocations).
  */
-export function createManagementPoster(endpoint: string, options: ManagementClientOptions = {}): ManagementApi & { postToConnection(connectionId: string, data: Uint8Array): Promise<void>; deleteConnection(connectionId: string): Promise<void>; destroy(): void } {
-  const url = new URL(endpoint);
-  const local = LOOPBACK.has(url.hostname);
-  const region = options.region ?? /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(url.hostname)?.[1] ?? process.env.AWS_REGION ?? 'us-east-1';
-  // The SDK client is only the credential chain here (environment, then container/instance roles); it sends nothing.
-  const sdk = local ? undefined : new ApiGatewayManagementApiClient({ region });
+export function createManagementPoster(endpoint: string, options: ManagementClientOptions = {}): ManagementApi & { destroy(): void } {
+  const local = isLoopbackEndpoint(endpoint);
   const poster = new ManagementPoster(endpoint, {
-    region,
+    region: managementRegion(endpoint, options),
     maxSockets: options.maxSockets ?? 64,
     requestTimeoutMs: options.requestTimeoutMs,
-    credentials: local
-      ? async () => ({ accessKeyId: 'LOCALACCESSKEY', secretAccessKey: 'local-secret-not-checked' })
-      : async () => {
-          const c = await sdk!.config.credentials();
-          return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, expiration: c.expiration };
-        },
+    credentials: options.credentials ?? (local ? async () => LOCAL_CREDENTIALS : environmentCredentials(options.env)),
   });
   return {
     postToConnection: (connectionId, data) => poster.postToConnection(connectionId, data),
     deleteConnection: (connectionId) => poster.deleteConnection(connectionId),
-    send: (command) => {
-      const d = command.input.Data ?? new Uint8Array();
-      return poster.postToConnection(command.input.ConnectionId!, typeof d === 'string' ? Buffer.from(d) : (d as Uint8Array));
-    },
-    destroy: () => {
-      poster.destroy();
-      sdk?.destroy();
-    },
+    destroy: () => poster.destroy(),
   };
 }

@@ -1,9 +1,12 @@
 import { createHash, createHmac } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { CredentialProvider, Credentials } from './aws';
+
+export type { CredentialProvider, Credentials } from './aws';
 
 /**
- * A lean `PostToConnection` for the fan-out: one signed HTTP request on a keep-alive socket, without
+ * A lean `PostToConnection` (and `DeleteConnection`, for revocations) for the fan-out: one signed HTTP request on a keep-alive socket, without
  * the SDK's middleware stack, endpoint rules and retry machinery. `npm run bench:ws` measured the SDK
  * client at about 0.35 ms of CPU per post on this project's 2-vCPU machine, almost all of it outside
  * the network: middleware, endpoint resolution and a full SigV4 pass per request. Here the SigV4
@@ -15,15 +18,6 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
  * a provider (the SDK client's resolved chain on AWS: the Lambda role's variables), refreshed before
  * they expire.
  */
-
-export interface Credentials {
-  readonly accessKeyId: string;
-  readonly secretAccessKey: string;
-  readonly sessionToken?: string;
-  readonly expiration?: Date;
-}
-
-export type CredentialProvider = () => Promise<Credentials>;
 
 export interface ManagementPosterOptions {
   /** AWS region the endpoint is in (signing scope). Required. */
@@ -132,12 +126,13 @@ export class ManagementPoster {
     return this.call('POST', connectionId, data);
   }
 
-  /** Closes one connection (`DeleteConnection`); resolves on 2xx, rejects with a {@link ManagementApiError} otherwise (410: already gone). */
+  /** Closes one connection (`DELETE @connections/{id}`); resolves on 2xx, rejects with a {@link ManagementApiError} otherwise. */
   deleteConnection(connectionId: string): Promise<void> {
     return this.call('DELETE', connectionId, EMPTY);
   }
 
   private async call(method: 'POST' | 'DELETE', connectionId: string, data: Uint8Array): Promise<void> {
+    const action = method === 'POST' ? 'PostToConnection' : 'DeleteConnection';
     const creds = this.creds && (!this.creds.expiration || this.creds.expiration.getTime() - Date.now() > 300_000) ? this.creds : await this.credentials();
     const path = `${this.basePath}/@connections/${encodeSegment(connectionId)}`;
     const amzDate = this.amzDate();
@@ -155,8 +150,7 @@ export class ManagementPoster {
     const headers: Record<string, string | number> = {
       host,
       'x-amz-date': amzDate,
-      ...(method === 'POST' ? { 'content-type': 'application/json' } : {}),
-      'content-length': data.length,
+      ...(method === 'POST' ? { 'content-type': 'application/json', 'content-length': data.length } : {}),
       authorization: `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`,
     };
     if (creds.sessionToken) headers['x-amz-security-token'] = creds.sessionToken;
@@ -183,13 +177,14 @@ export class ManagementPoster {
               // not JSON
             }
             const name = type || (status === 410 ? 'GoneException' : status === 429 ? 'LimitExceededException' : status >= 500 ? 'InternalServerError' : 'UnknownError');
-            reject(new ManagementApiError(name, message || `${method === 'POST' ? 'PostToConnection' : 'DeleteConnection'} answered ${status}`, status));
+            reject(new ManagementApiError(name, message || `${action} answered ${status}`, status));
           });
         },
       );
-      req.once('timeout', () => req.destroy(new ManagementApiError('TimeoutError', `${method === 'POST' ? 'PostToConnection' : 'DeleteConnection'} took over ${this.timeoutMs} ms`)));
+      req.once('timeout', () => req.destroy(new ManagementApiError('TimeoutError', `${action} took over ${this.timeoutMs} ms`)));
       req.once('error', (err: Error & { code?: string }) => reject(err instanceof ManagementApiError ? err : new ManagementApiError(err.name, err.message, undefined, err.code)));
-      req.end(data);
+      if (method === 'POST') req.end(data);
+      else req.end();
     });
   }
 

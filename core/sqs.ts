@@ -1,7 +1,6 @@
-import { createHash, createHmac } from 'node:crypto';
 import { Agent } from 'node:https';
 import { Agent as HttpAgent } from 'node:http';
-import type { CredentialProvider, Credentials } from './management';
+import { postText, signJsonPost, type CredentialProvider } from './aws';
 import type { QueueMessage, WorkQueue } from './fanout-queue';
 
 /**
@@ -32,24 +31,7 @@ interface BatchAnswer {
 const MAX_ENTRIES = 10;
 const MAX_BATCH_BYTES = 200_000;
 
-function hmac(key: string | Buffer, data: string): Buffer {
-  return createHmac('sha256', key).update(data).digest();
-}
-
-/** SigV4 headers of a POST to `/` with a JSON body (the only request this client makes). */
-export function signJsonPost(host: string, target: string, body: string, region: string, service: string, creds: Credentials, now: Date): Record<string, string> {
-  const amzDate = now.toISOString().replace(/[:-]|\.\d{3}/g, '');
-  const date = amzDate.slice(0, 8);
-  const headers: Record<string, string> = { 'content-type': 'application/x-amz-json-1.0', host, 'x-amz-date': amzDate, 'x-amz-target': target };
-  if (creds.sessionToken) headers['x-amz-security-token'] = creds.sessionToken;
-  const names = Object.keys(headers).sort();
-  const canonical = ['POST', '/', '', ...names.map((n) => `${n}:${headers[n]}`), '', names.join(';'), createHash('sha256').update(body).digest('hex')].join('\n');
-  const scope = `${date}/${region}/${service}/aws4_request`;
-  const toSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope}\n${createHash('sha256').update(canonical).digest('hex')}`;
-  const key = hmac(hmac(hmac(hmac(`AWS4${creds.secretAccessKey}`, date), region), service), 'aws4_request');
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${createHmac('sha256', key).update(toSign).digest('hex')}`;
-  return headers;
-}
+export { signJsonPost };
 
 export class SqsFifoQueue implements WorkQueue {
   private readonly endpoint: URL;
@@ -116,7 +98,7 @@ export class SqsFifoQueue implements WorkQueue {
     });
     const creds = await this.options.credentials();
     const headers = signJsonPost(this.endpoint.host, 'AmazonSQS.SendMessageBatch', body, this.region, 'sqs', creds, this.options.now?.() ?? new Date());
-    const res = await fetchWithAgent(this.endpoint, headers, body, this.agent);
+    const res = await postText(this.endpoint, headers, body, { agent: this.agent, what: 'SendMessageBatch' });
     if (res.status < 200 || res.status > 299) throw new Error(`SendMessageBatch answered ${res.status}: ${res.text.slice(0, 200)}`);
     return JSON.parse(res.text) as BatchAnswer;
   }
@@ -125,19 +107,4 @@ export class SqsFifoQueue implements WorkQueue {
   destroy(): void {
     this.agent.destroy();
   }
-}
-
-async function fetchWithAgent(url: URL, headers: Record<string, string>, body: string, agent: Agent | HttpAgent): Promise<{ status: number; text: string }> {
-  const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) }, agent, timeout: 5000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      res.once('error', reject);
-    });
-    req.once('timeout', () => req.destroy(new Error('SendMessageBatch timed out')));
-    req.once('error', reject);
-    req.end(body);
-  });
 }

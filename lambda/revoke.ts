@@ -1,5 +1,6 @@
 import { createRevokeHandler } from './handlers/revoke';
+import { FanoutRuntime } from './shared/fanout-runtime';
 import { environmentRuntime } from './shared/runtime';
 
-/** The Lambda entry: the handler over this container's runtime, configured from the environment at cold start. */
-export const handler = createRevokeHandler(environmentRuntime());
+/** The Lambda entry: the handler over this container's runtime (with the management API), configured from the environment at cold start. */
+export const handler = createRevokeHandler(environmentRuntime(FanoutRuntime));

@@ -15,7 +15,7 @@ import { createWsMessage } from '../lambda/handlers/ws-message';
 import { createFanoutWorker } from '../lambda/handlers/fanout-worker';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { LocalFifoQueue, type LocalQueueOptions, type QueueConsumer } from './queue';
-import { LambdaRuntime } from '../lambda/shared/runtime';
+import { FanoutRuntime } from '../lambda/shared/fanout-runtime';
 import { parseTrustedPrincipals } from '../core/principals';
 import { serviceConfigFromEnv } from '../service/config';
 import { listen, shutdown } from '../service/net';
@@ -123,7 +123,7 @@ export interface LocalHandlers {
 export interface LocalStack {
   readonly outputs: LocalOutputs;
   /** The handlers' runtime: their config object, logger and clients (as one Lambda container's). */
-  readonly lambda: LambdaRuntime;
+  readonly lambda: FanoutRuntime;
   /** The handlers this stack serves, to call directly with hand-built events. */
   readonly handlers: LocalHandlers;
   /** The origins whose pages may call the stack (its own, then the configured ones). */
@@ -151,7 +151,7 @@ export function gatewayHandlers(h: Pick<LocalHandlers, 'wsAuthorizer' | 'wsConne
 }
 
 /** Builds the handlers over one runtime. */
-export function createHandlers(runtime: LambdaRuntime): LocalHandlers {
+export function createHandlers(runtime: FanoutRuntime): LocalHandlers {
   return {
     tickets: createTicketIssuer(runtime),
     publish: createPublishHandler(runtime),
@@ -184,7 +184,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let sse: RealtimeServer | undefined;
   let api: Server | undefined;
   let ws: WsGateway | undefined;
-  let runtime: LambdaRuntime | undefined;
+  let runtime: FanoutRuntime | undefined;
   const queue = options.fanoutQueue ? new LocalFifoQueue(options.fanoutQueue) : undefined;
   try {
     const baseEnv: Record<string, string> = {
@@ -236,7 +236,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       core: { ...fromEnv.core, ...options.core },
       trustedPrincipals: options.lambda?.trustedPrincipals ? parseTrustedPrincipals(options.lambda.trustedPrincipals.join(',')) : fromEnv.trustedPrincipals,
     };
-    runtime = new LambdaRuntime(lambdaConfig, { queue });
+    runtime = new FanoutRuntime(lambdaConfig, { queue });
     const handlers = createHandlers(runtime);
     late.handlers = handlers;
     queue?.start(options.fanoutConsumer ?? handlers.fanoutWorker);

@@ -1,9 +1,15 @@
 import { z } from 'zod';
 import { CORE_ENV, SERVICE_ENV } from '../contract/env';
-import { ConfigError, CoreEnvSchema, coreConfigFromEnv, envBoolean, parseEnv, type CoreConfig } from '../core/config';
+import { ConfigError, CoreEnvSchema, coreConfigFromEnv, parseEnv, type CoreConfig } from '../core/config';
 
-/** The service's variables (names from contract/env.ts), on top of the core ones. */
-const ServiceEnvSchema = CoreEnvSchema.extend({
+const envBoolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+/**
+ * The service's variables (names from contract/env.ts), on top of the core ones. The core's schemas are zod/mini
+ * (`core/config.ts`, kept small for the Lambdas); a full zod object takes them as they are, with the same messages.
+ */
+const ServiceEnvSchema = z.object({
+  ...CoreEnvSchema.shape,
   [SERVICE_ENV.port]: z.coerce.number().int().min(0).max(65535).default(8080),
   [SERVICE_ENV.host]: z.string().default('0.0.0.0'),
   /** Comma-separated HMAC secrets for the reconnect cookie; the first signs, all verify (rotation). */

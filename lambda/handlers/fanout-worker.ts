@@ -1,7 +1,7 @@
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { parseWork, runWork } from '../../core/fanout-queue';
 import { wrapHandler } from '../shared/handler';
-import type { LambdaRuntime } from '../shared/runtime';
+import type { FanoutRuntime } from '../shared/fanout-runtime';
 
 /**
  * The fan-out worker: the SQS FIFO queue's event source (`ReportBatchItemFailures` on). Each record
@@ -15,7 +15,7 @@ import type { LambdaRuntime } from '../shared/runtime';
  * unreachable, no management endpoint) reports every record. After `maxReceiveCount` receipts an
  * item moves to the dead-letter queue, which is alarmed.
  */
-export function createFanoutWorker(runtime: LambdaRuntime): (event: SQSEvent) => Promise<SQSBatchResponse> {
+export function createFanoutWorker(runtime: FanoutRuntime): (event: SQSEvent) => Promise<SQSBatchResponse> {
   const all = (event: SQSEvent): SQSBatchResponse => ({ batchItemFailures: (event.Records ?? []).map((r) => ({ itemIdentifier: r.messageId })) });
   return wrapHandler<SQSEvent, SQSBatchResponse>(runtime, {
     name: 'fan-out worker',

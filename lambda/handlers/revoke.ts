@@ -1,11 +1,10 @@
-import { DeleteConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
 import { RealtimeError } from '../../core/errors';
 import { isGone } from '../../core/fanout';
 import { SUB_PATTERN } from '../../core/identity';
 import { revokeUser } from '../../core/revocation';
 import { httpHandler } from '../shared/handler';
 import { callerIdentity, json, jsonBody, type HttpEvent, type HttpResult } from '../shared/http';
-import type { LambdaRuntime } from '../shared/runtime';
+import type { FanoutRuntime } from '../shared/fanout-runtime';
 
 /**
  * `POST /revoke` `{"sub"}` (IAM-signed backends only) → `202 {"sub","epoch"}`.
@@ -13,7 +12,7 @@ import type { LambdaRuntime } from '../shared/runtime';
  * SSE streams and long polls end on every service instance, and the user's WebSocket connections
  * are closed (with a management endpoint). The user signs in again through POST /tickets.
  */
-export function createRevokeHandler(runtime: LambdaRuntime): (event: HttpEvent) => Promise<HttpResult> {
+export function createRevokeHandler(runtime: FanoutRuntime): (event: HttpEvent) => Promise<HttpResult> {
   return httpHandler(runtime, 'revoke', async (event) => {
     const identity = callerIdentity(event, runtime.config.trustedPrincipals);
     if (identity.kind === 'anonymous') throw new RealtimeError('unauthorized', 'Sign the request (IAM SigV4) to revoke.');
@@ -23,11 +22,11 @@ export function createRevokeHandler(runtime: LambdaRuntime): (event: HttpEvent) 
       throw new RealtimeError('bad_request', 'Name the user whose sessions end in "sub" (1-128 chars).');
     }
     const { config, redis } = await runtime.clients();
-    const client = runtime.managementClient();
+    const client = runtime.postClient();
     const closeConnection = client
       ? async (connectionId: string) => {
           try {
-            await client.send(new DeleteConnectionCommand({ ConnectionId: connectionId }));
+            await client.deleteConnection(connectionId);
           } catch (err) {
             if (!isGone(err)) runtime.logger.warn('could not close a revoked connection; it is unregistered and gets nothing more', { error: err as Error, connectionId });
           }

@@ -1,6 +1,6 @@
 import { handleFrame } from '../../core/ws-session';
 import { wsMessageHandler } from '../shared/handler';
-import type { LambdaRuntime } from '../shared/runtime';
+import type { FanoutRuntime } from '../shared/fanout-runtime';
 import type { WsEvent, WsResult } from '../shared/ws';
 
 /**
@@ -9,9 +9,9 @@ import type { WsEvent, WsResult } from '../shared/ws';
  * routes have no route responses); every failure reaches the client as an `error` frame and the
  * connection stays usable. It never throws.
  */
-export function createWsMessage(runtime: LambdaRuntime): (event: WsEvent) => Promise<WsResult> {
+export function createWsMessage(runtime: FanoutRuntime): (event: WsEvent) => Promise<WsResult> {
   return wsMessageHandler(runtime, 'frame', async (event) => {
-    if (!runtime.managementClient()) {
+    if (!runtime.postClient()) {
       runtime.logger.error('no management endpoint (WS_MANAGEMENT_ENDPOINT): cannot answer WebSocket frames', { connectionId: event.requestContext.connectionId });
       return { statusCode: 500 };
     }

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { CORE_ENV, LAMBDA_ENV } from '../../contract/env';
 import { ConfigError, coreConfigFromEnv, formatIssues, type CoreConfig } from '../../core/config';
 import { parseTrustedPrincipals, type TrustedPrincipals } from '../../core/principals';
@@ -58,21 +58,25 @@ export const DEFAULT_WS_REPLAY_INLINE_MAX = 100;
 
 /** An unset or empty variable takes the default. */
 const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
-const url = (schemes: RegExp, what: string) => z.preprocess(unsetIfEmpty, z.string().regex(schemes, `must be a ${what} URL`).optional());
+/** zod's `preprocess(fn, schema)`, which zod/mini spells as a pipe. */
+const preprocess = <T extends z.ZodMiniType>(fn: (v: unknown) => unknown, schema: T) => z.pipe(z.transform(fn), schema);
+const url = (schemes: RegExp, what: string) => preprocess(unsetIfEmpty, z.optional(z.string().check(z.regex(schemes, `must be a ${what} URL`))));
+/** A whole number from min to max, the default when unset or empty. */
+const int = (min: number, max: number, dflt: number) => preprocess(unsetIfEmpty, z._default(z.coerce.number().check(z.int(), z.minimum(min), z.maximum(max)), dflt));
 
 export const LambdaEnvSchema = z.object({
   [LAMBDA_ENV.sseUrl]: url(/^https?:\/\/[^\s]+$/, 'http(s)'),
   [LAMBDA_ENV.wsUrl]: url(/^wss?:\/\/[^\s]+$/, 'ws(s)'),
   [LAMBDA_ENV.wsManagementEndpoint]: url(/^https?:\/\/[^\s]+$/, 'http(s)'),
-  [LAMBDA_ENV.wsFanoutConcurrency]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(1000).default(DEFAULT_WS_FANOUT_CONCURRENCY)),
-  [LAMBDA_ENV.wsGoneGraceMs]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(600_000).default(DEFAULT_WS_GONE_GRACE_MS)),
-  [LAMBDA_ENV.wsFanoutQueueUrl]: z.preprocess(unsetIfEmpty, z.string().regex(/^https?:\/\/[^\s]+\.fifo$/, 'must be the http(s) URL of a FIFO queue (ending in .fifo)').optional()),
-  [LAMBDA_ENV.wsFanoutShards]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(MAX_SHARDS).default(DEFAULT_WS_FANOUT_SHARDS)),
-  [LAMBDA_ENV.wsFanoutInlineMax]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_WS_FANOUT_INLINE_MAX)),
-  [LAMBDA_ENV.wsReplayInlineMax]: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(10_000).default(DEFAULT_WS_REPLAY_INLINE_MAX)),
-  [CORE_ENV.logLevel]: z.preprocess(
+  [LAMBDA_ENV.wsFanoutConcurrency]: int(1, 1000, DEFAULT_WS_FANOUT_CONCURRENCY),
+  [LAMBDA_ENV.wsGoneGraceMs]: int(0, 600_000, DEFAULT_WS_GONE_GRACE_MS),
+  [LAMBDA_ENV.wsFanoutQueueUrl]: preprocess(unsetIfEmpty, z.optional(z.string().check(z.regex(/^https?:\/\/[^\s]+\.fifo$/, 'must be the http(s) URL of a FIFO queue (ending in .fifo)')))),
+  [LAMBDA_ENV.wsFanoutShards]: int(1, MAX_SHARDS, DEFAULT_WS_FANOUT_SHARDS),
+  [LAMBDA_ENV.wsFanoutInlineMax]: int(0, 1_000_000, DEFAULT_WS_FANOUT_INLINE_MAX),
+  [LAMBDA_ENV.wsReplayInlineMax]: int(1, 10_000, DEFAULT_WS_REPLAY_INLINE_MAX),
+  [CORE_ENV.logLevel]: preprocess(
     (v) => (typeof v === 'string' && v !== '' ? v.toLowerCase() : undefined),
-    z.enum(Object.keys(LOG_LEVELS) as [keyof typeof LOG_LEVELS, ...(keyof typeof LOG_LEVELS)[]]).optional(),
+    z.optional(z.enum(Object.keys(LOG_LEVELS) as [keyof typeof LOG_LEVELS, ...(keyof typeof LOG_LEVELS)[]])),
   ),
 });
 

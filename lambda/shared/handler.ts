@@ -1,6 +1,7 @@
 import { errorBody, RealtimeError, toRealtimeError } from '../../core/errors';
 import { frames } from '../../core/ws-protocol';
 import { errorResult, type HttpEvent, type HttpResult } from './http';
+import type { FanoutRuntime } from './fanout-runtime';
 import type { LambdaRuntime } from './runtime';
 import type { WsAuthorizerEvent, WsAuthorizerResult, WsEvent, WsResult } from './ws';
 
@@ -50,12 +51,12 @@ export function httpHandler(runtime: LambdaRuntime, name: string, run: (event: H
 const wsContext = (event: WsEvent | WsAuthorizerEvent) => ({ connectionId: event.requestContext.connectionId, routeKey: event.requestContext.routeKey });
 
 /** WebSocket message routes: an `error` frame to the connection; the invocation itself succeeds (200). */
-export function wsMessageHandler(runtime: LambdaRuntime, name: string, run: (event: WsEvent) => Promise<WsResult>): (event: WsEvent) => Promise<WsResult> {
+export function wsMessageHandler(runtime: FanoutRuntime, name: string, run: (event: WsEvent) => Promise<WsResult>): (event: WsEvent) => Promise<WsResult> {
   return wrapHandler(runtime, {
     name,
     run,
-    answer: async (e, event, rt) => {
-      await rt.postFrame(event.requestContext.connectionId, frames.error(e));
+    answer: async (e, event) => {
+      await runtime.postFrame(event.requestContext.connectionId, frames.error(e));
       return { statusCode: 200 };
     },
     context: wsContext,

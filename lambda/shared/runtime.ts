@@ -1,33 +1,15 @@
 import { Logger } from '@aws-lambda-powertools/logger';
-import { ApiGatewayManagementApiClient, PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type Redis from 'ioredis';
 import type { CoreConfig } from '../../core/config';
-import { createManagementClient, createManagementPoster, sendToConnection, type ManagementApi } from '../../core/fanout';
-import { deferReplay, dispatchFanout, resumeFanout, type DispatchDeps, type WorkQueue } from '../../core/fanout-queue';
-import { SqsFifoQueue } from '../../core/sqs';
+import type { WorkQueue } from '../../core/fanout-queue';
 import { createRedis, waitReady } from '../../core/redis';
-import type { WsSessionDeps } from '../../core/ws-session';
+import { secretPassword } from '../../core/secrets';
 import { lambdaConfigFromEnv, type LambdaConfig } from './config';
 
 /** The started clients of a runtime. */
 export interface Runtime {
   readonly config: CoreConfig;
   readonly redis: Redis;
-}
-
-/** Reads the Redis AUTH token from Secrets Manager: a plain string or JSON with `password`/`authToken`. */
-async function secretPassword(arn: string): Promise<string> {
-  const out = await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: arn }));
-  const raw = out.SecretString ?? '';
-  try {
-    const obj = JSON.parse(raw) as Record<string, unknown>;
-    const v = obj.password ?? obj.authToken ?? obj.token;
-    if (typeof v === 'string') return v;
-  } catch {
-    // a plain-string secret
-  }
-  return raw;
 }
 
 export interface LambdaRuntimeOptions {
@@ -40,23 +22,33 @@ export interface LambdaRuntimeOptions {
    * local stack passes its in-process queue).
    */
   readonly queue?: WorkQueue;
+  /**
+   * The environment AWS calls read: credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`),
+   * `AWS_REGION` and endpoint overrides (`AWS_ENDPOINT_URL_SECRETS_MANAGER`). Defaults to `process.env`.
+   */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /**
- * What the handlers of one deployment share: the parsed configuration, the logger, and the clients
- * (Redis, the management API), created on first use and reused across invocations. On AWS there is
- * one per Lambda container, built from the environment at cold start ({@link environmentRuntime});
- * the local stack builds one per stack from config objects, so stacks with different settings run
- * side by side in one process.
+ * What the handlers of one deployment share: the parsed configuration, the logger, and the Redis
+ * client, created on first use and reused across invocations. On AWS there is one per Lambda
+ * container, built from the environment at cold start ({@link environmentRuntime}); the local stack
+ * builds one per stack from config objects, so stacks with different settings run side by side in
+ * one process.
+ *
+ * The handlers that post to WebSocket connections take a {@link FanoutRuntime}
+ * (`fanout-runtime.ts`), which adds the management API and the fan-out queue. The split keeps that
+ * code out of the bundles on every connection's path (ticket issuer, authorizer, `$connect`,
+ * `$disconnect`; see `scripts/bundle-budgets.ts`).
  */
 export class LambdaRuntime {
   readonly logger: Logger;
   private readonly name: string;
   private starting?: Promise<Runtime>;
-  private started?: Runtime;
-  private management?: ApiGatewayManagementApiClient;
-  private poster?: ManagementApi & { destroy(): void };
-  private queue?: WorkQueue & { destroy?(): void };
+  /** The clients once started (for subclasses that post without waiting on Redis). */
+  protected started?: Runtime;
+  protected readonly env: NodeJS.ProcessEnv;
+  protected queue?: WorkQueue & { destroy?(): void };
 
   constructor(
     readonly config: LambdaConfig,
@@ -64,13 +56,16 @@ export class LambdaRuntime {
   ) {
     this.name = options.name ?? 'lambda-local';
     this.queue = options.queue;
+    this.env = options.env ?? process.env;
     this.logger = options.logger ?? new Logger({ serviceName: 'realtime', ...(config.logLevel ? { logLevel: config.logLevel } : {}) });
   }
 
-  /** Parses the environment (names from `contract/env.ts`); throws one ConfigError line naming every bad key. */
-  static fromEnv(env: NodeJS.ProcessEnv = process.env): LambdaRuntime {
-    // AWS_LAMBDA_FUNCTION_NAME is AWS's own variable, not part of our contract.
-    return new LambdaRuntime(lambdaConfigFromEnv(env), { name: `lambda-${env.AWS_LAMBDA_FUNCTION_NAME ?? 'local'}` });
+  /**
+   * Parses the environment (names from `contract/env.ts`); throws one ConfigError line naming every
+   * bad key. Builds the class it is called on (`FanoutRuntime.fromEnv` builds a FanoutRuntime).
+   */
+  static fromEnv<R extends LambdaRuntime>(this: RuntimeClass<R>, env: NodeJS.ProcessEnv = process.env): R {
+    return runtimeFromEnv(this, env);
   }
 
   /** The core configuration. */
@@ -84,7 +79,7 @@ export class LambdaRuntime {
   clients(): Promise<Runtime> {
     this.starting ??= (async () => {
       const config = this.config.core;
-      const password = config.redisPassword ?? (config.redisSecretArn ? await secretPassword(config.redisSecretArn) : undefined);
+      const password = config.redisPassword ?? (config.redisSecretArn ? await secretPassword(config.redisSecretArn, { env: this.env }) : undefined);
       const redis = createRedis({ url: config.redisUrl, password, name: this.name });
       try {
         await waitReady(redis, 5000);
@@ -101,115 +96,40 @@ export class LambdaRuntime {
     return this.starting;
   }
 
-  /** The management API client of the configured endpoint; undefined without one. */
-  managementClient(): ApiGatewayManagementApiClient | undefined {
-    const endpoint = this.config.wsManagementEndpoint;
-    if (!endpoint) return undefined;
-    this.management ??= createManagementClient(endpoint);
-    return this.management;
-  }
-
-  /**
-   * The client the fan-out posts with: one per container, the lean SigV4 poster on keep-alive
-   * sockets (as many as posts in flight). Undefined without an endpoint.
-   */
-  postClient(): ManagementApi | undefined {
-    const endpoint = this.config.wsManagementEndpoint;
-    if (!endpoint) return undefined;
-    this.poster ??= createManagementPoster(endpoint, { maxSockets: this.config.wsFanoutConcurrency });
-    return this.poster;
-  }
-
-  /** The fan-out queue (SQS FIFO from `wsFanoutQueueUrl`, or the one given); undefined without one. */
-  fanoutQueue(): WorkQueue | undefined {
-    if (this.queue) return this.queue;
-    const url = this.config.wsFanoutQueueUrl;
-    if (!url) return undefined;
-    // The SDK client only lends its credential chain (the Lambda role); the poster and the queue sign themselves.
-    const sdk = this.managementClient() ?? new ApiGatewayManagementApiClient({});
-    this.queue = new SqsFifoQueue(url, {
-      credentials: async () => {
-        const c = await sdk.config.credentials();
-        return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, expiration: c.expiration };
-      },
-    });
-    return this.queue;
-  }
-
-  /** Fan-out dependencies over the management API (and the queue, with one). */
-  delivery(rt: Runtime, management: ManagementApi): DispatchDeps {
-    return {
-      redis: rt.redis,
-      config: rt.config,
-      management,
-      logger: this.logger,
-      queue: this.fanoutQueue(),
-      dispatch: { shards: this.config.wsFanoutShards, inlineMax: this.config.wsFanoutInlineMax, replayInlineMax: this.config.wsReplayInlineMax },
-      options: { concurrency: this.config.wsFanoutConcurrency, goneGraceMs: this.config.wsGoneGraceMs },
-    };
-  }
-
-  /**
-   * What the WebSocket use-cases need on API Gateway: `send` is PostToConnection (with the fan-out's
-   * retries; a 410 unregisters the connection), `fanout` posts to every subscriber. Without a
-   * management endpoint there is no `fanout` and `send` fails every frame.
-   */
-  sessionDeps(rt: Runtime): WsSessionDeps {
-    const management = this.postClient();
-    const delivery = management ? this.delivery(rt, management) : undefined;
-    return {
-      redis: rt.redis,
-      config: rt.config,
-      logger: this.logger,
-      send: async (connectionId, frame) => (delivery ? sendToConnection(connectionId, frame, delivery) : 'failed'),
-      fanout: delivery ? (channel, envelope, o) => dispatchFanout(channel, envelope, delivery, { track: o?.track }) : undefined,
-      resumeFanout: delivery ? (channel, id) => resumeFanout(channel, id, delivery) : undefined,
-      deferReplay: delivery?.queue ? (connectionId, channel, after, floor) => deferReplay(connectionId, channel, after, floor, delivery) : undefined,
-      replayInlineMax: this.config.wsReplayInlineMax,
-    };
-  }
-
-  /**
-   * Posts one frame, also when Redis is unavailable (an error frame answering a frame that could not
-   * run): through the registry-aware `sendToConnection` once the clients started, else a bare post.
-   */
-  async postFrame(connectionId: string, frame: string): Promise<void> {
-    const management = this.postClient();
-    if (!management) return;
-    if (this.started) {
-      await sendToConnection(connectionId, frame, this.delivery(this.started, management));
-      return;
-    }
-    await Promise.resolve(management.send(new PostToConnectionCommand({ ConnectionId: connectionId, Data: Buffer.from(frame) }))).catch(() => undefined);
-  }
-
   /** Closes the clients (the local stack calls it when it stops; Lambda never does). */
   async close(): Promise<void> {
     const current = this.starting;
     this.starting = undefined;
     this.started = undefined;
-    this.management?.destroy();
-    this.management = undefined;
-    this.poster?.destroy();
-    this.poster = undefined;
-    if (this.queue instanceof SqsFifoQueue) {
-      this.queue.destroy();
-      this.queue = undefined;
-    }
     const rt = await current?.catch(() => undefined);
     rt?.redis.disconnect();
   }
 }
 
-let fromEnvironment: LambdaRuntime | undefined;
+/** A runtime class: {@link LambdaRuntime} or one that extends it. */
+export type RuntimeClass<R extends LambdaRuntime> = new (config: LambdaConfig, options?: LambdaRuntimeOptions) => R;
+
+function runtimeFromEnv<R extends LambdaRuntime>(kind: RuntimeClass<R>, env: NodeJS.ProcessEnv): R {
+  // AWS_LAMBDA_FUNCTION_NAME is AWS's own variable, not part of our contract.
+  return new kind(lambdaConfigFromEnv(env), { name: `lambda-${env.AWS_LAMBDA_FUNCTION_NAME ?? 'local'}`, env });
+}
+
+const fromEnvironment = new Map<RuntimeClass<LambdaRuntime>, LambdaRuntime>();
 
 /**
  * The runtime of this Lambda container, built from the environment on first call (at module load
- * of each entry, that is cold start): a bad variable fails the init with one line naming it.
+ * of each entry, that is cold start): a bad variable fails the init with one line naming it. The
+ * fan-out handlers ask for a {@link FanoutRuntime} (`environmentRuntime(FanoutRuntime)`).
  */
-export function environmentRuntime(): LambdaRuntime {
-  fromEnvironment ??= LambdaRuntime.fromEnv(process.env);
-  return fromEnvironment;
+export function environmentRuntime(): LambdaRuntime;
+export function environmentRuntime<R extends LambdaRuntime>(kind: RuntimeClass<R>): R;
+export function environmentRuntime(kind: RuntimeClass<LambdaRuntime> = LambdaRuntime): LambdaRuntime {
+  let rt = fromEnvironment.get(kind);
+  if (!rt) {
+    rt = runtimeFromEnv(kind, process.env);
+    fromEnvironment.set(kind, rt);
+  }
+  return rt;
 }
 
 /** The clients of the environment runtime (see {@link LambdaRuntime.clients}). */
@@ -217,9 +137,9 @@ export function getRuntime(): Promise<Runtime> {
   return environmentRuntime().clients();
 }
 
-/** Closes the environment runtime's clients, if it was built. */
+/** Closes the environment runtimes' clients, those that were built. */
 export async function closeRuntime(): Promise<void> {
-  const rt = fromEnvironment;
-  fromEnvironment = undefined;
-  await rt?.close();
+  const built = [...fromEnvironment.values()];
+  fromEnvironment.clear();
+  await Promise.all(built.map((rt) => rt.close()));
 }

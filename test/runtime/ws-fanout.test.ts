@@ -1,10 +1,10 @@
-import type { ApiGatewayManagementApiClient } from '@aws-sdk/client-apigatewaymanagementapi';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { connectionKey, registerConnection, subscribersKey } from '../../core/connections';
 import { publish } from '../../core/events';
-import { createManagementClient, createManagementPoster, fanout, isRetryable, isThrottled } from '../../core/fanout';
+import { createManagementPoster, fanout, isRetryable, isThrottled } from '../../core/fanout';
 import { dispatchFanout } from '../../core/fanout-queue';
+import { createManagementClient } from '../../core/management-sdk';
 import { Keys } from '../../core/keys';
 import type { LocalStack } from '../../local/stack';
 import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
@@ -19,7 +19,7 @@ const GRACE_MS = 300;
 
 let redis: Redis;
 let stack: LocalStack;
-let mgmt: ApiGatewayManagementApiClient;
+let mgmt: ReturnType<typeof createManagementClient>;
 const open: WsClient[] = [];
 
 beforeAll(async () => {

@@ -1,9 +1,10 @@
-import { ApiGatewayManagementApiClient, DeleteConnectionCommand, GetConnectionCommand, PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
+import { DeleteConnectionCommand, GetConnectionCommand, PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { connectionKey, getConnection, subscribersKey } from '../../core/connections';
 import { publish } from '../../core/events';
-import { createManagementClient, isGone } from '../../core/fanout';
+import { isGone } from '../../core/fanout';
+import { createManagementClient } from '../../core/management-sdk';
 import { Keys } from '../../core/keys';
 import { issueTicket } from '../../core/tickets';
 import type { LocalStack } from '../../local/stack';
@@ -19,7 +20,7 @@ const keys = new Keys(config.keyPrefix);
 
 let redis: Redis;
 let stack: LocalStack;
-let mgmt: ApiGatewayManagementApiClient;
+let mgmt: ReturnType<typeof createManagementClient>;
 const open: { close(): void }[] = [];
 
 beforeAll(async () => {

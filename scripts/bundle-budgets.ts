@@ -1,0 +1,24 @@
+/**
+ * The size budget of each Lambda bundle (minified bytes of `dist/lambda/<name>/index.js`), in one table read by
+ * `npm run bundles` (`scripts/bundle-report.ts`) and by the test that fails when a bundle passes its budget
+ * (`test/infra/bundle-budgets.test.ts`).
+ *
+ * - The ticket issuer and the `$connect` authorizer are on every connection's path (a cold one is felt by the user):
+ *   250 KB.
+ * - `$connect` and `$disconnect` only touch Redis: 250 KB, like the ticket path.
+ * - The handlers that post to connections (publish, ws-message, the fan-out worker) and revoke (DeleteConnection): the
+ *   issue allowed them 700 KB with the SDK's management API client; they sign their calls themselves now (about 250 KB),
+ *   so 350 KB keeps room to grow and still fails if the SDK (about 460 KB) or full zod (about 430 KB more than zod/mini) comes back.
+ */
+export const KB = 1000;
+
+export const LAMBDA_BUNDLE_BUDGETS: Readonly<Record<string, number>> = {
+  'ticket-issuer': 250 * KB,
+  'ws-authorizer': 250 * KB,
+  'ws-connect': 250 * KB,
+  'ws-disconnect': 250 * KB,
+  revoke: 350 * KB,
+  publish: 350 * KB,
+  'ws-message': 350 * KB,
+  'fanout-worker': 350 * KB,
+};
