@@ -83,7 +83,8 @@ export class HttpEdge {
     if (sink.takenOver) this.taken.add(socket);
     const transport = new SseTransport(sink, this.deps.window, config.maxQueuedBytes, config.retryMs);
     const session = engine.open('stream', transport, admitted);
-    socket.once('close', () => {
+    // 'close' comes once: `on` spares the once-wrapper per stream.
+    socket.on('close', () => {
       this.taken.delete(socket);
       engine.release(session);
     });
