@@ -88,7 +88,7 @@ export class HttpEdge {
       this.taken.delete(socket);
       engine.release(session);
     });
-    await engine.start(session, admitted.channels, admitted.cursor).catch((err) => engine.failed(session, err));
+    await engine.start(session, admitted.channels, admitted.cursor, admitted).catch((err) => engine.failed(session, err));
   }
 
 
