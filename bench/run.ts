@@ -6,6 +6,10 @@
  *   --env KEY=VALUE (repeatable): extra environment for every `ours` server.
  *   --node-arg=FLAG (repeatable): extra node flags for `ours` (e.g. --node-arg=--trace-gc); its stdout goes to DIR/ours-N.stdout.log.
  *   --time-limit-min N: override the hard time limit (default from the cases and runs).
+ *   --gc: servers ours and ref run with --expose-gc and bench/gc-preload.js; memory is read after full
+ *          GCs (SIGUSR2), before and with the connections open.
+ *   --heap-snapshot (implies --gc): ours also writes a heap snapshot at both points (DIR/heap/RUN/), and
+ *          results.md gets the heap growth per connection by constructor (bench/heap-summary.ts).
  *   --write-figures: write ours' medians (CPU per delivery, KB per idle connection, base memory, CPU per connect)
  *          into cost/figures.json, the capacity figures `npm run cost` sizes tasks by.
  *   --ws: the WebSocket fan-out comparison instead: servers ours (SSE), ours-ws (our `/live` on the
@@ -47,6 +51,7 @@ import { publish } from '../core/events';
 import { createRedis, waitReady } from '../core/redis';
 import { issueTicket } from '../core/tickets';
 import { freePort, RedisServer } from '../local/redis';
+import { heapDiffMarkdown } from './heap-summary';
 import { profileMarkdown } from './profile';
 
 const ROOT = resolve(__dirname, '..');
@@ -75,6 +80,8 @@ const { values: args } = parseArgs({
     'node-arg': { type: 'string', multiple: true },
     'time-limit-min': { type: 'string' },
     ws: { type: 'boolean', default: false },
+    gc: { type: 'boolean', default: false },
+    'heap-snapshot': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -127,6 +134,10 @@ for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Ob
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const servers = (args.servers ?? (soak ? 'ours' : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
 for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || (kindOf(s) === 'ref' && s.includes('+')) || (kindOf(s) !== 'ours' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
+const heapSnapshots = args['heap-snapshot'];
+const fullGc = args.gc || heapSnapshots;
+/** Node flags for a server whose memory is read after full GCs (--gc). */
+const gcArgv = (): string[] => (fullGc ? ['--expose-gc', '--require', join(__dirname, 'gc-preload.js')] : []);
 const extraEnv = Object.fromEntries((args.env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 const outDir = args.out ? resolve(args.out) : mkdtempSync(join(tmpdir(), 'sse-bench-'));
@@ -303,7 +314,7 @@ class Ours implements Server {
     this.ctx = ctx;
     this.port = await freePort();
     this.channel = `chat:bench-${ctx.id}`;
-    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...(args['node-arg'] ?? [])];
+    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gcArgv(), ...(args['node-arg'] ?? [])];
     // With extra node flags (e.g. --trace-gc) keep the server's stdout, one file per run.
     const stdout = args['node-arg']?.length ? openSync(join(outDir, `ours-${ctx.id}.stdout.log`), 'w') : 'ignore';
     const env = {
@@ -315,6 +326,7 @@ class Ours implements Server {
       COOKIE_SECURE: 'false',
       LOG_LEVEL: 'silent',
       TICKET_TTL_SECONDS: '300',
+      ...(heapSnapshots && this.proto === 'sse' ? { BENCH_HEAP_DIR: heapDir(ctx.id) } : {}),
       ...extraEnv,
       ...envOf(this.name),
     };
@@ -365,7 +377,7 @@ class Ref implements Server {
     this.channel = `refbench-${ctx.id}`;
     this.port = port;
     const env = { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: ctx.redisUrl, CHANNEL: this.channel };
-    this.proc = track(spawn(process.execPath, [join(__dirname, 'ref-server.js')], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
+    this.proc = track(spawn(process.execPath, [...gcArgv(), join(__dirname, 'ref-server.js')], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
     await waitHealthy(port, '/healthz', 20_000, this.proc);
   }
   port = 0;
@@ -629,6 +641,8 @@ interface RunResult {
   ticketMs?: number;
   connectMs: number;
   memBaseKB: number;
+  /** With --heap-snapshot: the heap growth per connection by constructor (markdown). */
+  heapSummary?: string;
   /** Server CPU while the connections opened, per connection (ticket redemption, cookie, catch-up check). */
   connectCpuUsPerConnection?: number;
   memConnectedKB: number;
@@ -658,6 +672,30 @@ let runCounter = 0;
 function memKB(server: Server): number {
   return server.pids().reduce((a, pid) => a + procMemKB(pid, server.multiProcess ? 'Pss' : 'VmRSS'), 0);
 }
+/** Where ours writes the heap snapshots of run `id` (--heap-snapshot). */
+function heapDir(id: number): string {
+  const d = join(outDir, 'heap', String(id));
+  mkdirSync(d, { recursive: true });
+  return d;
+}
+
+/** With --gc: full GCs in the server (and, with --heap-snapshot, its snapshot `n` written) before memory is read. */
+async function collect(server: Server, ctx: RunCtx, n: number): Promise<string | undefined> {
+  if (!fullGc || (kindOf(server.name) !== 'ours' && kindOf(server.name) !== 'ref')) return undefined;
+  for (const pid of server.pids()) process.kill(pid, 'SIGUSR2');
+  const file = heapSnapshots && kindOf(server.name) === 'ours' ? join(heapDir(ctx.id), `${server.pids()[0]}-${n}.heapsnapshot`) : undefined;
+  if (!file) {
+    await sleep(1500);
+    return undefined;
+  }
+  // The snapshot is written synchronously: done once the server answers again.
+  const deadline = hrMs() + 120_000;
+  while (!existsSync(file) && hrMs() < deadline) await sleep(200);
+  await waitHealthy((server as unknown as { portNo: number }).portNo, '/healthz', 120_000);
+  await sleep(500);
+  return file;
+}
+
 function cpuTicks(server: Server): number {
   return server.pids().reduce((a, pid) => a + procCpuTicks(pid), 0);
 }
@@ -670,6 +708,7 @@ async function runOne(server: Server, c: Case, run: number, redisUrl: string, re
     await server.start(ctx);
     lg = new LoadGen();
     await sleep(1000);
+    const heapBefore = await collect(server, ctx, 1);
     res.memBaseKB = memKB(server);
     const { paths, ticketMs } = await server.paths(c.n);
     res.ticketMs = ticketMs;
@@ -683,8 +722,10 @@ async function runOne(server: Server, c: Case, run: number, redisUrl: string, re
     res.connectMs = Math.round(conn.ms);
     if (conn.ok) res.connectCpuUsPerConnection = +((((connectCpu1 - connectCpu0) * 1e6) / CLK_TCK) / conn.ok).toFixed(1);
     await sleep(c.idle ? 3000 : 1000);
+    const heapAfter = await collect(server, ctx, 2);
     res.memConnectedKB = memKB(server);
     res.memPerConnKB = conn.ok ? +((res.memConnectedKB - res.memBaseKB) / conn.ok).toFixed(2) : 0;
+    if (heapBefore && heapAfter && conn.ok) res.heapSummary = heapDiffMarkdown(heapBefore, heapAfter, conn.ok, 20);
     if (c.idle) return res;
 
     const messages = c.burst ?? c.rate! * c.seconds!;
@@ -1108,6 +1149,7 @@ async function main(): Promise<void> {
     for (const [rev, b] of revBundles) md += `ours@${rev}: ${b.source}.\n`;
     for (const cn of caseNames) md += `\n${caseTable(cn, results)}\n`;
     md += `\nSummary (medians; targets from issue 5):\n\n${summaryTable(results)}\n`;
+    for (const r of results) if (r.heapSummary) md += `\nHeap, ${r.server} run ${r.run}:\n\n${r.heapSummary}\n`;
     if (cpuProfDir && existsSync(cpuProfDir)) {
       for (const f of readdirSync(cpuProfDir).filter((x) => x.endsWith('.cpuprofile'))) {
         md += `\nProfile ${f}:\n\n${profileMarkdown(join(cpuProfDir, f), 20)}\n`;

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 
 /** Redis key and pub/sub channel names, all under one configurable prefix. */
 export class Keys {
@@ -99,6 +99,10 @@ export class Keys {
   }
 }
 
+/** `crypto.hash` (Node 20.12+, 21.7+): a one-shot digest without a Hash object; absent on older Node. */
+const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
+
+/** Hex SHA-256 of `s` (UTF-8). */
 export function sha256(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
+  return oneShot ? oneShot('sha256', s, 'hex') : crypto.createHash('sha256').update(s).digest('hex');
 }

@@ -40,8 +40,12 @@ return epoch
 
 /** The user's current epoch (0 when never revoked, or long ago). */
 export async function currentEpoch(sub: string, deps: { readonly redis: RedisLike; readonly config: CoreConfig }): Promise<number> {
-  const raw = await deps.redis.get(new Keys(deps.config.keyPrefix).revocation(sub));
-  const n = raw === null ? 0 : Number(raw);
+  return parseEpoch(await deps.redis.get(new Keys(deps.config.keyPrefix).revocation(sub)));
+}
+
+/** The epoch stored in a revocation key (0 when none or unreadable). */
+export function parseEpoch(raw: string | null | undefined): number {
+  const n = raw === null || raw === undefined ? 0 : Number(raw);
   return Number.isFinite(n) ? n : 0;
 }
 

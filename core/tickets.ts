@@ -4,8 +4,8 @@ import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
 import { RealtimeError } from './errors';
 import type { Identity } from './identity';
 import { Keys, sha256 } from './keys';
-import type { RedisLike } from './redis';
-import { assertNotRevoked, currentEpoch } from './revocation';
+import { Script, type RedisLike } from './redis';
+import { assertNotRevoked, currentEpoch, parseEpoch } from './revocation';
 
 /** `sse` tickets open `/events` and `/poll` on the SSE service; `ws` tickets open the WebSocket API. */
 export type Transport = 'sse' | 'ws';
@@ -51,6 +51,11 @@ export interface Grant extends ChannelGrant {
   readonly epoch: number;
   /** Epoch ms after which no session may come from it (the caller's JWT `exp`), when known. */
   readonly notAfter?: number;
+  /**
+   * The event sequence's position when the ticket was redeemed, read in the same step: a cursor
+   * meaning "from now on" for a reader already subscribed then (service/hub.ts `mark`).
+   */
+  readonly position?: number;
 }
 
 /** The ticket record in Redis (short keys: it is written for every connection). */
@@ -119,21 +124,40 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
 }
 
 /**
- * Redeems a ticket once (GETDEL: of two concurrent redemptions exactly one wins).
+ * GETDEL of a ticket and, in the same round trip, its user's current revocation epoch (the user is
+ * in the record; ARGV[1] is the prefix of the epoch keys) and the event sequence's position (KEYS[2]).
+ * The epoch key is not declared in KEYS: this relies on one Redis primary, as the event sequence
+ * does. Replies [record, epoch or nil, position or nil]; [record] when Lua cannot read the user out
+ * of it (the epoch is then read apart); nil when the ticket is unknown.
+ */
+const REDEEM = new Script(`
+local raw = redis.call('GETDEL', KEYS[1])
+if not raw then return nil end
+local ok, rec = pcall(cjson.decode, raw)
+if not ok or type(rec) ~= 'table' or type(rec.s) ~= 'string' then return {raw} end
+return {raw, redis.call('GET', ARGV[1] .. rec.s), redis.call('GET', KEYS[2])}
+`);
+
+/**
+ * Redeems a ticket once (GETDEL: of two concurrent redemptions exactly one wins), reading its user's
+ * revocation epoch and the sequence's position in the same round trip (one Lua script).
  * A ticket redeemed on the wrong transport, or after its user was revoked, is spent all the same.
  */
 export async function redeemTicket(ticket: unknown, transport: Transport, deps: Pick<TicketDeps, 'redis' | 'config' | 'now'>): Promise<Grant> {
   if (typeof ticket !== 'string' || !TICKET_PATTERN.test(ticket)) {
     throw new RealtimeError('ticket_invalid', 'The ticket is missing or malformed; get a new one from POST /tickets.');
   }
-  const raw = await deps.redis.getdel(new Keys(deps.config.keyPrefix).ticket(sha256(ticket)));
-  if (raw === null) throw new RealtimeError('ticket_invalid', 'The ticket is unknown, expired or already used; get a new one from POST /tickets.');
+  const keys = new Keys(deps.config.keyPrefix);
+  const reply = (await REDEEM.run(deps.redis, [keys.ticket(sha256(ticket)), keys.seq], [keys.revocation('')])) as [string, (string | null)?, (string | null)?] | null;
+  if (reply === null) throw new RealtimeError('ticket_invalid', 'The ticket is unknown, expired or already used; get a new one from POST /tickets.');
+  const raw = reply[0];
   const rec = JSON.parse(raw) as TicketRecord;
   if (rec.t !== transport) throw new RealtimeError('ticket_invalid', `This ticket was issued for ${rec.t}, not ${transport}.`);
   if (rec.x !== undefined && rec.x <= (deps.now ?? Date.now)()) {
     throw new RealtimeError('ticket_invalid', 'The sign-in this ticket came from has expired; sign in again and get a new ticket.');
   }
   const epoch = rec.v ?? 0;
-  assertNotRevoked(epoch, await currentEpoch(rec.s, deps));
-  return { sub: rec.s, channels: rec.c, transport: rec.t, byBackend: rec.b === 1, issuedAt: rec.i, epoch, notAfter: rec.x };
+  assertNotRevoked(epoch, reply.length > 1 ? parseEpoch(reply[1]) : await currentEpoch(rec.s, deps));
+  const position = reply.length > 2 ? Number(reply[2] ?? 0) : undefined;
+  return { sub: rec.s, channels: rec.c, transport: rec.t, byBackend: rec.b === 1, issuedAt: rec.i, epoch, notAfter: rec.x, position };
 }

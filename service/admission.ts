@@ -53,12 +53,14 @@ export class Admission {
     const { config, metrics } = this.deps;
     const { channels, cursor } = this.parseRequest(req, url, cursorParams);
     if (channels.every((c) => c.policy.subscribe === 'public')) this.limitAnonymous(req);
+    const names = channels.map((c) => c.channel);
+    // Taken before the ticket's redemption reads the sequence's position (service/hub.ts `addAt`).
+    const mark = cursor === undefined ? this.deps.hub.mark(names) : undefined;
     const now = this.deps.now();
     const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.deps.redis, config, now });
     ctx.setCookie = auth.setCookie;
     this.deps.cors.check(req);
     this.checkAvailable();
-    const names = channels.map((c) => c.channel);
     if (this.deps.open() >= config.maxConnections) {
       metrics.rejectedConnections++;
       throw new RealtimeError('unavailable', `This task holds its maximum of ${config.maxConnections} streams and polls; retry shortly.`);
@@ -67,7 +69,7 @@ export class Admission {
       metrics.rejectedConnections++;
       throw new RealtimeError('unavailable', `This task subscribes to its maximum of ${config.maxChannelsPerTask} channels; retry shortly.`);
     }
-    return { channels, cursor, names, auth, now };
+    return { channels, cursor, names, auth, now, mark };
   }
 
   private parseRequest(req: IncomingMessage, url: URL, cursorParams: readonly string[]) {

@@ -27,6 +27,8 @@ export interface Authorized {
   readonly sessionFinal?: boolean;
   /** The user's revocation epoch the session carries. */
   readonly epoch?: number;
+  /** The event sequence's position read with the ticket's redemption (none when no ticket was redeemed). */
+  readonly position?: number;
 }
 
 interface Session {
@@ -67,6 +69,7 @@ export async function authorize(
   if (cookie && cookie.set !== channelSetHash(names)) cookie = null;
   const presented = ticket !== null && ticket !== '' ? ticket : undefined;
   let session: Session;
+  let position: number | undefined;
   if (cookie && (presented === undefined || ticketTag(presented) === cookie.ticket)) {
     if (cookie.maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
     if (cookie.exp <= now) throw new RealtimeError('unauthorized', 'The reconnect cookie expired; get a new ticket from POST /tickets.');
@@ -89,6 +92,7 @@ export async function authorize(
       const maxExp = Math.min(grant.issuedAt + config.sessionMaxAgeSeconds * 1000, grant.notAfter ?? Infinity);
       if (maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
       session = { sub: grant.sub, grant, maxExp, epoch: grant.epoch, ticketTag: ticketTag(presented!) };
+      position = grant.position;
     } else {
       // Its session is taken to have started when the cookie was last renewed; it predates revocation epochs.
       assertNotRevoked(0, await currentEpoch(legacy!.sub, { redis: deps.redis, config: core }));
@@ -109,7 +113,7 @@ export async function authorize(
   // Whole seconds, rounded down: the browser drops the cookie no later than the server stops accepting it.
   const maxAge = Math.max(1, Math.floor((exp - now) / 1000));
   const setCookie = [cookieHeader(config, cookieName, value, maxAge), ...evictions(config, cookies, cookieName)];
-  return { identity, setCookie, sessionExp: exp, sessionFinal: exp === session.maxExp, epoch: session.epoch };
+  return { identity, setCookie, sessionExp: exp, sessionFinal: exp === session.maxExp, epoch: session.epoch, position };
 }
 
 function cookieHeader(config: ServiceConfig, name: string, value: string, maxAge: number): string {

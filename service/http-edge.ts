@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
 import { retryAfterMs, type Admission, type RequestContext } from './admission';
@@ -37,9 +38,20 @@ export interface HttpEdgeDeps {
  */
 export class HttpEdge {
   readonly server: Server;
+  /**
+   * Sockets of the streams taken over from node:http (service/sse-transport.ts `takeOver`): node:http
+   * no longer lists them, so the server's `closeAllConnections` closes them from here.
+   */
+  private readonly taken = new Set<Socket>();
 
   constructor(private readonly deps: HttpEdgeDeps) {
     this.server = createServer((req, res) => this.route(req, res));
+    const closeAll = this.server.closeAllConnections.bind(this.server);
+    this.server.closeAllConnections = () => {
+      closeAll();
+      for (const s of this.taken) s.destroy();
+      this.taken.clear();
+    };
     this.server.keepAliveTimeout = 65_000;
     this.server.headersTimeout = 66_000;
     this.server.requestTimeout = 0;
@@ -66,12 +78,19 @@ export class HttpEdge {
     const admitted = await this.deps.admission.admit(req, url, ctx, ['last-event-id', 'lastEventId']);
     const headers: Record<string, string | string[]> = this.streamHeaders(req);
     if (admitted.auth.setCookie) headers['set-cookie'] = admitted.auth.setCookie;
+    const socket = req.socket;
     const sink = openSink(req, res, headers, config.streamFraming);
+    if (sink.takenOver) this.taken.add(socket);
     const transport = new SseTransport(sink, this.deps.window, config.maxQueuedBytes, config.retryMs);
     const session = engine.open('stream', transport, admitted);
-    req.socket.once('close', () => engine.release(session));
-    await engine.start(session, admitted.channels, admitted.cursor).catch((err) => engine.failed(session, err));
+    // 'close' comes once: `on` spares the once-wrapper per stream.
+    socket.on('close', () => {
+      this.taken.delete(socket);
+      engine.release(session);
+    });
+    await engine.start(session, admitted.channels, admitted.cursor, admitted).catch((err) => engine.failed(session, err));
   }
+
 
   /** `GET /poll`: one JSON answer, a page of the replay or the live events of up to POLL_TIMEOUT_MS. */
   private async poll(req: IncomingMessage, res: ServerResponse, url: URL, ctx: RequestContext): Promise<void> {

@@ -59,6 +59,13 @@ export class Hub {
   private wasReady: boolean;
   /** Events handed to local listeners since the counter was last reset (for metrics). */
   deliveries = 0;
+  /**
+   * Bumped whenever a subscription may have lapsed: a channel was unsubscribed, or the subscriber
+   * connection closed or came back. A {@link mark} from an older generation is void.
+   */
+  private generation = 0;
+  /** Per subscribed channel, the id of the last event that arrived on it. */
+  private readonly lastSeq = new Map<string, number>();
 
   constructor(
     private readonly sub: Redis,
@@ -74,14 +81,17 @@ export class Hub {
       const set = this.listeners.get(channel);
       if (!set || set.size === 0) return;
       const event = new LiveEvent(channel, message);
+      this.lastSeq.set(channel, event.seq);
       this.deliveries += set.size;
       for (const l of set) l.onEvent(event);
     });
     sub.on('ready', () => {
+      this.generation++;
       // ioredis resubscribes every channel on reconnect before 'ready'.
       if (this.wasReady) this.onResubscribed?.();
       this.wasReady = true;
     });
+    sub.on('close', () => this.generation++);
   }
 
   /** Channels with at least one local listener. */
@@ -133,6 +143,32 @@ export class Hub {
     await Promise.all(waits);
   }
 
+  /**
+   * A mark for {@link addAt}, taken before a Redis command that reads the sequence's position: set
+   * when every one of `channels` is subscribed now (confirmed by Redis, so that command runs after
+   * the SUBSCRIBE), undefined otherwise.
+   */
+  mark(channels: readonly string[]): number | undefined {
+    if (this.sub.status !== 'ready') return undefined;
+    for (const c of channels) if (!this.listeners.has(c) || this.subscribing.has(c)) return undefined;
+    return this.generation;
+  }
+
+  /**
+   * Adds `listener` to `channels` without a Redis round trip, when it misses nothing by starting at
+   * `position` (the sequence read after `mark` was taken): every channel stayed subscribed since the
+   * mark, and no event above `position` has arrived on them (one that arrives later is delivered).
+   * Returns false, adding nothing, otherwise: then {@link add} and read the position again.
+   */
+  addAt(channels: readonly string[], listener: Listener, mark: number, position: number): boolean {
+    if (mark !== this.generation || this.sub.status !== 'ready') return false;
+    for (const c of channels) {
+      if (!this.listeners.has(c) || this.subscribing.has(c) || (this.lastSeq.get(c) ?? 0) > position) return false;
+    }
+    for (const c of channels) this.listeners.get(c)!.add(listener);
+    return true;
+  }
+
   /** Removes `listener`; channels left without listeners are unsubscribed. */
   remove(channels: readonly string[], listener: Listener): void {
     const empty: string[] = [];
@@ -142,9 +178,11 @@ export class Hub {
       set.delete(listener);
       if (set.size === 0) {
         this.listeners.delete(c);
+        this.lastSeq.delete(c);
         empty.push(c);
       }
     }
+    if (empty.length) this.generation++;
     if (empty.length) this.sub.unsubscribe(...empty.map((c) => this.keys.live(c))).catch(() => undefined);
   }
 }

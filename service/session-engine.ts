@@ -21,6 +21,8 @@ export interface Admitted {
   readonly auth: Authorized;
   /** When it was admitted, epoch milliseconds. */
   readonly now: number;
+  /** The hub's mark taken before the ticket was redeemed (no cursor, every channel subscribed then). */
+  readonly mark?: number;
 }
 
 export interface SessionEngineDeps {
@@ -83,8 +85,18 @@ export class SessionEngine {
     return session;
   }
 
-  /** Subscribes the session's channels, replays what it missed after `cursor` and goes live. */
-  async start(session: Session, channels: readonly ParsedChannel[], cursor: number | undefined): Promise<void> {
+  /**
+   * Subscribes the session's channels, replays what it missed after `cursor` and goes live. A session
+   * without a cursor whose ticket's redemption read the sequence's position while its channels were
+   * subscribed (`admitted`: the hub's mark and that position) goes live at that position at once,
+   * when the hub confirms nothing above it arrived meanwhile: no further round trip to Redis.
+   */
+  async start(session: Session, channels: readonly ParsedChannel[], cursor: number | undefined, admitted?: Admitted): Promise<void> {
+    const position = admitted?.auth.position;
+    if (cursor === undefined && admitted?.mark !== undefined && position !== undefined && this.deps.hub.addAt(session.channels, session, admitted.mark, position)) {
+      session.goLive(position);
+      return;
+    }
     await this.deps.hub.add(session.channels, session);
     await this.catchUp(session, channels, cursor);
   }

@@ -19,20 +19,28 @@ export interface Sink {
   queuedBytes(): number;
   /** Calls `cb` once the backlog has been handed to the kernel: at the next 'drain', or at once when none is pending. */
   onDrain(cb: () => void): void;
+  /** True when the stream took its socket over from node:http ({@link takeOver}). */
+  readonly takenOver?: boolean;
 }
 
 /**
  * Opens the stream's response with `headers` and returns its sink. With `framing` `close` on
  * HTTP/1.1, the body is close-delimited (RFC 9112 §6.3): no chunk header and trailer around every
- * write, and after the head, frames go straight to the socket (a stream's connection is never
- * reused anyway). Otherwise Node's default (chunked on HTTP/1.1).
+ * write, a stream's connection is never reused, so the stream takes its socket over from node:http
+ * ({@link takeOver}): the head goes out with the first frames in one write, and the request, the
+ * response and the HTTP parser are let go (an idle stream then holds its socket, its session and
+ * little else). Otherwise Node's default (chunked on HTTP/1.1) through the response.
  */
 export function openSink(req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>, framing: 'close' | 'chunked'): Sink {
   const socket = req.socket;
   socket.setNoDelay(true);
   if (framing === 'close' && req.httpVersion === '1.1') {
     res.useChunkedEncodingByDefault = false;
+    // Node builds (and checks) the head; it is sent by the sink, with the first frames.
     res.writeHead(200, { ...headers, connection: 'close' });
+    const head = (res as { _header?: unknown })._header;
+    if (typeof head === 'string' && takeOver(req, res, socket)) return new SocketSink(socket, Buffer.from(head, 'latin1'));
+    // node:http's internals are not the ones takeOver knows: Node writes the head and keeps its objects.
     res.flushHeaders();
     return new SocketSink(socket);
   }
@@ -40,13 +48,90 @@ export function openSink(req: IncomingMessage, res: ServerResponse, headers: Rec
   return new ResponseSink(res, socket);
 }
 
-/** Frames straight to the socket (a close-delimited body). */
+/** node:http's per-connection internals that {@link takeOver} reads (undocumented; checked before use). */
+interface HttpSocket extends Socket {
+  parser?: { _consumed?: boolean; unconsume(): void; finish(): unknown } | null;
+  _httpMessage?: ServerResponse | null;
+}
+
+/**
+ * The listeners node:http puts on each connection (lib/_http_server.js `connectionListener`), by
+ * function name; `onServerResponseClose` goes with `res.detachSocket`.
+ */
+const HTTP_LISTENERS: readonly (readonly [string, string, boolean])[] = [
+  ['data', 'bound socketOnData', true],
+  ['end', 'bound socketOnEnd', true],
+  ['close', 'bound socketOnClose', true],
+  ['error', 'socketOnError', true],
+  ['drain', 'bound socketOnDrain', false],
+  ['timeout', 'socketOnTimeout', false],
+  ['resume', 'onSocketResume', false],
+  ['pause', 'onSocketPause', false],
+];
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const freeParser = (require('node:_http_common') as { freeParser?: (parser: unknown, req: unknown, socket: unknown) => void }).freeParser;
+
+/**
+ * Takes the socket of a complete request over from node:http, as it does itself for an `upgrade`:
+ * its listeners come off the socket, its parser goes back to the pool (and off the server's list of
+ * connections that `headersTimeout`/`requestTimeout` check: a stream is never timed out), and the
+ * response lets go of the socket; nothing then refers to the request or the response, and they are
+ * collected. The socket keeps reading (and drops what it reads) so that the peer's leaving is
+ * seen: its end closes the socket ('close' releases the session), an error destroys it. Returns
+ * false, touching nothing, when the internals are not the ones known here (then the caller answers
+ * through the response as before).
+ */
+export function takeOver(req: IncomingMessage, res: ServerResponse, socket: Socket): boolean {
+  const s = socket as HttpSocket;
+  const parser = s.parser;
+  if (!freeParser || !parser || s._httpMessage !== res || !req.complete || typeof res.detachSocket !== 'function') return false;
+  const found: [string, (...a: unknown[]) => void][] = [];
+  for (const [event, name, required] of HTTP_LISTENERS) {
+    const fns = socket.listeners(event).filter((f) => f.name === name) as ((...a: unknown[]) => void)[];
+    if (fns.length > 1 || (required && fns.length === 0)) return false;
+    if (fns.length) found.push([event, fns[0]]);
+  }
+  res.detachSocket(socket);
+  for (const [event, fn] of found) socket.removeListener(event, fn);
+  parser.finish();
+  freeParser(parser, req, socket);
+  socket.on('end', peerEnded);
+  socket.on('error', ignoreError);
+  socket.resume();
+  return true;
+}
+
+/** The peer closed its side: close ours (what node:http does for a server without half-open connections). */
+function peerEnded(this: Socket): void {
+  this.end();
+}
+
+/** A reset or a write to a closed peer: the socket is destroyed and 'close' follows. */
+function ignoreError(): void {}
+
+/**
+ * Frames straight to the socket (a close-delimited body). `head`, when given, is the response head,
+ * sent with the first write.
+ */
 class SocketSink implements Sink {
-  constructor(private readonly socket: Socket) {}
+  readonly takenOver: boolean;
+  constructor(
+    private readonly socket: Socket,
+    private head?: Buffer,
+  ) {
+    this.takenOver = head !== undefined;
+  }
   write(chunk: Buffer): void {
+    const head = this.head;
+    if (head) {
+      this.head = undefined;
+      chunk = Buffer.concat([head, chunk], head.length + chunk.length);
+    }
     this.socket.write(chunk);
   }
   end(): void {
+    if (this.head) this.write(Buffer.alloc(0));
     this.socket.end();
   }
   destroy(): void {

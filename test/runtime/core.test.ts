@@ -86,6 +86,7 @@ describe('tickets', () => {
       byBackend: false,
       issuedAt: expect.any(Number),
       epoch: expect.any(Number),
+      position: expect.any(Number),
     });
     await expect(redeemTicket(t.ticket, 'ws', deps)).rejects.toMatchObject({ code: 'ticket_invalid', status: 401 });
   });

@@ -1,0 +1,137 @@
+import type Redis from 'ioredis';
+import { currentCursor, publish } from '../../core/events';
+import { Keys } from '../../core/keys';
+import { createRedis, waitReady } from '../../core/redis';
+import { redeemTicket } from '../../core/tickets';
+import { Hub, type LiveEvent } from '../../service/hub';
+import { connectRedis, coreConfig, eventually, RawStream, startService, ticketFor, uid } from '../support/harness';
+
+/**
+ * The connect path's round trips: a ticket's redemption reads the user's revocation epoch and the
+ * sequence's position in the same Lua script, and a stream without a cursor on channels the task is
+ * already subscribed to goes live at that position (service/hub.ts `mark`/`addAt`) with no further
+ * round trip, unless anything could have been missed since the mark.
+ */
+
+const SERVER = { kind: 'server', principal: 'test' } as const;
+const config = coreConfig();
+
+class Recorder {
+  readonly seqs: number[] = [];
+  onEvent(e: LiveEvent): void {
+    this.seqs.push(e.seq);
+  }
+}
+
+describe('redemption reads the position in the same step', () => {
+  let redis: Redis;
+  beforeAll(async () => {
+    redis = await connectRedis();
+  });
+  afterAll(() => redis.disconnect());
+
+  test('the grant carries the sequence position at redemption', async () => {
+    const ch = `chat:${uid()}`;
+    await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config });
+    const t = await ticketFor(redis, 'pos', [ch]);
+    const before = await currentCursor({ redis, config });
+    const grant = await redeemTicket(t, 'sse', { redis, config });
+    expect(grant.position).toBeGreaterThanOrEqual(before);
+    expect(grant.position).toBeLessThanOrEqual(await currentCursor({ redis, config }));
+  });
+});
+
+describe('hub: mark and addAt', () => {
+  let redis: Redis;
+  let subscriber: Redis;
+  let hub: Hub;
+  beforeAll(async () => {
+    redis = await connectRedis();
+    subscriber = createRedis({ url: config.redisUrl, name: 'test-sub', failFast: false });
+    await waitReady(subscriber);
+    hub = new Hub(subscriber, new Keys(config.keyPrefix));
+  });
+  afterAll(() => {
+    subscriber.disconnect();
+    redis.disconnect();
+  });
+
+  test('no mark for a channel not subscribed yet', async () => {
+    expect(hub.mark([`chat:${uid()}`])).toBeUndefined();
+  });
+
+  test('nothing arrived since the mark: added at the position, later events delivered', async () => {
+    const ch = `chat:${uid()}`;
+    const first = new Recorder();
+    await hub.add([ch], first);
+    const mark = hub.mark([ch])!;
+    expect(mark).toBeDefined();
+    const position = await currentCursor({ redis, config });
+    const second = new Recorder();
+    expect(hub.addAt([ch], second, mark, position)).toBe(true);
+    const p = await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config });
+    await eventually(() => second.seqs.length === 1, 5000, 'the event');
+    expect(second.seqs).toEqual([Number(p.id)]);
+    hub.remove([ch], first);
+    hub.remove([ch], second);
+  });
+
+  test('an event above the position arrived since the mark: refused (the caller reads the position again)', async () => {
+    const ch = `chat:${uid()}`;
+    const first = new Recorder();
+    await hub.add([ch], first);
+    const mark = hub.mark([ch])!;
+    const position = await currentCursor({ redis, config });
+    await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config });
+    await eventually(() => first.seqs.length === 1, 5000, 'the event at the hub');
+    const second = new Recorder();
+    expect(hub.addAt([ch], second, mark, position)).toBe(false);
+    hub.remove([ch], first);
+  });
+
+  test('a subscription lapsed since the mark (a channel unsubscribed): refused', async () => {
+    const ch = `chat:${uid()}`;
+    const other = `chat:${uid()}`;
+    const first = new Recorder();
+    await hub.add([ch, other], first);
+    const mark = hub.mark([ch])!;
+    const position = await currentCursor({ redis, config });
+    hub.remove([other], first);
+    expect(hub.addAt([ch], new Recorder(), mark, position)).toBe(false);
+    hub.remove([ch], first);
+  });
+});
+
+describe('a stream joining a subscribed channel', () => {
+  test('goes live at the redemption position and misses nothing published around its connect', async () => {
+    const redis = await connectRedis();
+    const { service, base } = await startService();
+    try {
+      const ch = `chat:${uid()}`;
+      const a = new RawStream(`${base}/events?channels=${ch}&ticket=${await ticketFor(redis, 'a', [ch])}`);
+      await a.until((x) => x.events().some((e) => e.event === 'ready'));
+      // Publish continuously while the second stream connects: every event after its ready cursor reaches it.
+      let publishing = true;
+      const ids: number[] = [];
+      const loop = (async () => {
+        while (publishing) ids.push(Number((await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config: service.config.core })).id));
+      })();
+      const b = new RawStream(`${base}/events?channels=${ch}&ticket=${await ticketFor(redis, 'b', [ch])}`);
+      await b.until((x) => x.events().some((e) => e.event === 'ready'));
+      await new Promise((r) => setTimeout(r, 100));
+      publishing = false;
+      await loop;
+      const last = ids[ids.length - 1];
+      await b.until((x) => x.text.includes(`id: ${last}\n`));
+      const evs = b.events();
+      const cursor = Number(evs.find((e) => e.event === 'ready')!.id);
+      const got = evs.filter((e) => e.event === 'x').map((e) => Number(e.id));
+      expect(got).toEqual(ids.filter((id) => id > cursor));
+      a.close();
+      b.close();
+    } finally {
+      await service.close();
+      redis.disconnect();
+    }
+  });
+});

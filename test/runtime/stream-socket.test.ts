@@ -1,0 +1,142 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type Redis from 'ioredis';
+import { publish } from '../../core/events';
+import type { RealtimeServer } from '../../service/realtime-server';
+import { connectRedis, eventually, RawStream, startService, ticketFor, uid } from '../support/harness';
+
+/**
+ * A close-delimited stream (STREAM_FRAMING=close, the default) takes its socket over from node:http
+ * once admitted (service/sse-transport.ts `takeOver`): the HTTP parser, the request and the response
+ * are let go, and the stream still sees its peer leave, gets heartbeats, events and its ending.
+ */
+
+// A full GC on demand, for the collectability check (the flag can be set at run time; `gc` then exists in a new context).
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+const SERVER = { kind: 'server', principal: 'test' } as const;
+
+interface Seen {
+  socket: Socket & { parser?: unknown; _httpMessage?: unknown };
+  req: WeakRef<IncomingMessage>;
+  res: WeakRef<ServerResponse>;
+}
+
+/** Records the server side of each request to /events (weakly for the request and response). */
+function watch(service: RealtimeServer): Seen[] {
+  const seen: Seen[] = [];
+  service.server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url?.startsWith('/events')) seen.push({ socket: req.socket, req: new WeakRef(req), res: new WeakRef(res) });
+  });
+  return seen;
+}
+
+describe('a close-delimited stream owns its socket after the head', () => {
+  let redis: Redis;
+  let service: RealtimeServer;
+  let base: string;
+  beforeAll(async () => {
+    redis = await connectRedis();
+    ({ service, base } = await startService({ HEARTBEAT_MS: '1000' }));
+  });
+  afterAll(async () => {
+    await service.close();
+    redis.disconnect();
+  });
+
+  test('node:http lets go: no parser, no response, none of its listeners on the socket; the request and response are collected', async () => {
+    const seen = watch(service);
+    const ch = `chat:${uid()}`;
+    const s = new RawStream(`${base}/events?channels=${ch}&ticket=${await ticketFor(redis, 'ann', [ch])}`);
+    try {
+      await s.until((x) => x.events().some((e) => e.event === 'ready'));
+      expect(s.status).toBe(200);
+      expect(s.headers).toMatchObject({ 'content-type': 'text/event-stream; charset=utf-8', connection: 'close' });
+      expect(s.headers['set-cookie']).toBeDefined();
+      expect(s.headers['transfer-encoding']).toBeUndefined();
+      const [{ socket, req, res }] = seen;
+      expect(socket.parser).toBeNull();
+      expect(socket._httpMessage).toBeNull();
+      expect(socket.listeners('data')).toEqual([]);
+      expect(socket.listeners('close').map((f) => f.name)).not.toContain('bound socketOnClose');
+      // WeakRefs hold their target until the end of the job that created or read them: GC in a later one.
+      await new Promise((r) => setTimeout(r, 10));
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+      gc();
+      expect({ req: req.deref() === undefined, res: res.deref() === undefined }).toEqual({ req: true, res: true });
+      // Still a stream: an event arrives.
+      const p = await publish({ channel: ch, type: 'update', data: 1 }, SERVER, { redis, config: service.config.core });
+      await s.until((x) => x.text.includes(`id: ${p.id}\n`));
+    } finally {
+      s.close();
+    }
+  });
+
+  test('the peer leaving is seen: the stream is released and its subscription dropped', async () => {
+    // The stream of the last test is gone first.
+    await eventually(() => service.connections === 0 && service.hub.channelCount === 0, 5000, 'no stream left');
+    const seen = watch(service);
+    const ch = `chat:${uid()}`;
+    const before = service.connections;
+    const channels = service.hub.channelCount;
+    const s = new RawStream(`${base}/events?channels=${ch}&ticket=${await ticketFor(redis, 'bea', [ch])}`);
+    await s.until((x) => x.events().some((e) => e.event === 'ready'));
+    expect(seen[0].socket.parser).toBeNull();
+    expect(service.connections).toBe(before + 1);
+    expect(service.hub.channelCount).toBe(channels + 1);
+    s.close();
+    await eventually(() => service.connections === before && service.hub.channelCount === channels, 5000, 'the stream released');
+    expect(seen[0].socket.destroyed).toBe(true);
+  });
+
+  test('heartbeats reach it, and a drain ends it with its reconnect hint and closes the connection', async () => {
+    const { service: svc, base: b } = await startService({ HEARTBEAT_MS: '1000' });
+    try {
+      const seen = watch(svc);
+      const ch = `chat:${uid()}`;
+      const s = new RawStream(`${b}/events?channels=${ch}&ticket=${await ticketFor(redis, 'cy', [ch])}`);
+      await s.until((x) => x.events().some((e) => e.event === 'ready'));
+      expect(seen[0].socket.parser).toBeNull();
+      await s.until((x) => x.text.includes(': hb\n\n'));
+      await svc.drain(0);
+      await s.until((x) => x.ended);
+      expect(s.text).toMatch(/retry: \d+\n\n: draining; reconnect\n\n$/);
+      await eventually(() => svc.connections === 0, 5000, 'the drained stream released');
+    } finally {
+      await svc.close();
+    }
+  });
+
+  test('close() ends a taken-over stream whose reader stopped reading (node:http no longer lists it)', async () => {
+    const { service: svc, base: b } = await startService();
+    const seen = watch(svc);
+    const s = new RawStream(`${b}/events?channels=scores:${uid()}`);
+    await s.until((x) => x.events().some((e) => e.event === 'ready'));
+    expect(seen[0].socket.parser).toBeNull();
+    await svc.close();
+    expect(seen[0].socket.destroyed).toBe(true);
+    await eventually(() => svc.connections === 0, 5000, 'the stream released');
+    s.close();
+  });
+
+  test('STREAM_FRAMING=chunked keeps the response (Node frames each write)', async () => {
+    const { service: svc, base: b } = await startService({ STREAM_FRAMING: 'chunked' });
+    try {
+      const seen = watch(svc);
+      const s = new RawStream(`${b}/events?channels=scores:${uid()}`);
+      try {
+        await s.until((x) => x.events().some((e) => e.event === 'ready'));
+        expect(s.headers['transfer-encoding']).toBe('chunked');
+        expect(seen[0].socket._httpMessage).toBe(seen[0].res.deref());
+      } finally {
+        s.close();
+      }
+    } finally {
+      await svc.close();
+    }
+  });
+});
