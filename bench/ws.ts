@@ -1,22 +1,28 @@
 /**
- * `npm run bench:ws [-- --sizes 1000,5000,10000 --shards 0,1,2,4 --events 20 --concurrency 32 --cpu-posts 5000]`
+ * `npm run bench:ws [-- --targets stub,gateway --sizes 1000,5000 --shards 0,1,2,4 --events 20 --concurrency 32 --cpu-posts 5000]`
  *
- * Fan-out through the local API Gateway management API to N WebSocket connections: starts the
- * local stack (private redis-server, the local WebSocket gateway running the real handlers, the
- * local FIFO queue with 4 fan-out worker invocations), opens N connections with `ws` tickets from a
- * worker thread (so clients and the gateway use both cores), then for each shard count publishes
- * events with core `publish()` and hands each to core `dispatchFanout()`, as the publish Lambda does:
- * shards 0 is the inline fan-out (one loop, each event finished before the next publish), S ≥ 1 the
- * queue (S work items per event, consumed by S parallel worker invocations, events published
- * back to back). Posts go through the lean SigV4 poster (`core/management.ts`) one per runtime.
+ * API Gateway WebSocket fan-out. For each size and shard count, publishes events with core
+ * `publish()` and hands each to core `dispatchFanout()`, as the publish Lambda does: shards 0 is the
+ * inline fan-out (the publisher posts on the main thread, each event finished before the next
+ * publish), S ≥ 1 the queue (S work items per event on the local FIFO queue, events published back
+ * to back). The queue's consumer is the fan-out worker as Lambda containers
+ * (`bench/lambda-containers.ts`): worker threads that load the real bundle, one invocation each at a
+ * time, so parallel invocations run on parallel CPUs as Lambda execution environments do.
  *
- * First, a CPU probe: `--cpu-posts` PostToConnection calls against a do-nothing HTTP server in a
- * worker thread, through the AWS SDK client and through the lean poster; main-thread CPU per call
- * is the event loop's active time (`performance.eventLoopUtilization`) over the calls.
+ * Targets:
+ * - `stub`: the workers' side alone. Connections registered in Redis as `$connect` does (no
+ *   sockets); S containers post to a raw-TCP sink in a child process that answers 200, counts posts
+ *   and fails any id at or below a connection's last one (order, duplicates).
+ * - `gateway`: end to end. The local stack's API Gateway stand-in (main thread) holds N `ws`
+ *   connections opened with tickets from a worker thread; 4 containers consume the queue.
  *
- * Reports per size: connect rate, deliveries per second (all deliveries over the time from the
- * first publish to the last receipt), publish→receive latency p50/p99/max, and failures (posts that
- * failed, deliveries missing or duplicated). Loopback only; stops by itself (hard limit 10 minutes).
+ * First, a CPU probe: `--cpu-posts` PostToConnection calls against a do-nothing HTTP server in
+ * another process, through the AWS SDK client and through the lean poster; process CPU per call.
+ *
+ * Reports per row: deliveries per second (all deliveries over the time from the first publish to
+ * the last receipt), publish→receive latency p50/p99/max, worker CPU per post, main-thread CPU per
+ * delivery and failures (posts failed, deliveries missing, duplicated or out of order, dead letters,
+ * connections not opened). Loopback only; stops by itself (hard limit 10 minutes).
  */
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -290,6 +296,29 @@ function summarise(received: [string, number[]][], sent: Map<string, number>, fi
   return { got, seconds: (last - first) / 1000, latencies };
 }
 
+/** One result row from what a run measured. */
+function toRow(
+  target: Row['target'],
+  m: { connections: number; shards: number; events: number; publishMs: number; workerMs: number; posts: number; mainActiveMs: number; failures: number },
+  s: ReturnType<typeof summarise>,
+): Row {
+  return {
+    target,
+    connections: m.connections,
+    shards: m.shards === 0 ? 'inline' : m.shards,
+    events: m.events,
+    deliveries: s.got,
+    deliveriesPerSec: Math.round(s.got / s.seconds),
+    publishMsPerEvent: Math.round(m.publishMs / m.events),
+    p50Ms: +pct(s.latencies, 50).toFixed(1),
+    p99Ms: +pct(s.latencies, 99).toFixed(1),
+    maxMs: +pct(s.latencies, 100).toFixed(1),
+    workerCpuMsPerPost: +(m.workerMs / Math.max(1, m.posts)).toFixed(3),
+    mainCpuMsPerDelivery: +(m.mainActiveMs / Math.max(1, s.got)).toFixed(3),
+    failures: m.failures,
+  };
+}
+
 interface Ctx {
   readonly redis: ReturnType<typeof createRedis>;
   readonly config: ReturnType<typeof coreConfigFromEnv>;
@@ -363,22 +392,9 @@ async function runStub(sizes: number[], shardCounts: number[], ctx: Ctx, redisUr
           const elu = performance.eventLoopUtilization(elu0);
           const workerMs = containers ? (await containers.activeMs()).reduce((a, b) => a + b, 0) : elu.active;
           const report = await sink.report();
-          const { got, seconds, latencies } = summarise(report.received, sent, first);
-          rows.push({
-            target: 'stub',
-            connections: size,
-            shards: shards === 0 ? 'inline' : shards,
-            events: ctx.events,
-            deliveries: got,
-            deliveriesPerSec: Math.round(got / seconds),
-            publishMsPerEvent: Math.round(publishMs / ctx.events),
-            p50Ms: +pct(latencies, 50).toFixed(1),
-            p99Ms: +pct(latencies, 99).toFixed(1),
-            maxMs: +pct(latencies, 100).toFixed(1),
-            workerCpuMsPerPost: +(workerMs / Math.max(1, report.posts)).toFixed(3),
-            mainCpuMsPerDelivery: +(elu.active / Math.max(1, got)).toFixed(3),
-            failures: failed + (expected - got) + report.duplicates + report.outOfOrder + report.bad + queue.deadLetters.length,
-          });
+          const summary = summarise(report.received, sent, first);
+          const failures = failed + (expected - summary.got) + report.duplicates + report.outOfOrder + report.bad + queue.deadLetters.length;
+          rows.push(toRow('stub', { connections: size, shards, events: ctx.events, publishMs, workerMs, posts: report.posts, mainActiveMs: elu.active, failures }, summary));
           console.log(JSON.stringify(rows[rows.length - 1]));
         } finally {
           await queue.stop();
@@ -444,22 +460,9 @@ async function runGateway(sizes: number[], shardCounts: number[], ctx: Ctx, conc
         const elu = performance.eventLoopUtilization(elu0);
         const workerMs = shards > 0 ? (await containers.activeMs()).reduce((a, b) => a + b, 0) : elu.active;
         const report = await clients.report();
-        const { got, seconds, latencies } = summarise(report.received, sent, first);
-        rows.push({
-          target: 'gateway',
-          connections: connected,
-          shards: shards === 0 ? 'inline' : shards,
-          events: ctx.events,
-          deliveries: got,
-          deliveriesPerSec: Math.round(got / seconds),
-          publishMsPerEvent: Math.round(publishMs / ctx.events),
-          p50Ms: +pct(latencies, 50).toFixed(1),
-          p99Ms: +pct(latencies, 99).toFixed(1),
-          maxMs: +pct(latencies, 100).toFixed(1),
-          workerCpuMsPerPost: +(workerMs / Math.max(1, got)).toFixed(3),
-          mainCpuMsPerDelivery: +(elu.active / Math.max(1, got)).toFixed(3),
-          failures: failed + (expected - got) + report.duplicates + conn.failed + (stack.queue!.deadLetters.length - dlq0),
-        });
+        const summary = summarise(report.received, sent, first);
+        const failures = failed + (expected - summary.got) + report.duplicates + conn.failed + (stack.queue!.deadLetters.length - dlq0);
+        rows.push(toRow('gateway', { connections: connected, shards, events: ctx.events, publishMs, workerMs, posts: summary.got, mainActiveMs: elu.active, failures }, summary));
         console.log(JSON.stringify(rows[rows.length - 1]));
         await clients.close();
         // Let the gateway run $disconnect for every connection before the next run.
