@@ -36,6 +36,8 @@ export const DEFAULTS = {
     targetCpuPercent: 60,
     heartbeatMs: 15_000,
     pollTimeoutMs: 25_000,
+    maxWriteDelayMs: 100,
+    writeDelayMs: 0,
     idleTimeoutSeconds: 60,
     deregistrationDelaySeconds: 30,
     stickinessDurationSeconds: 3600,

@@ -73,6 +73,20 @@ export interface SseServiceProps extends SseLoadBalancerProps {
    */
   readonly heartbeatMs?: number;
   /**
+   * Latency budget of the adaptive write window in milliseconds (`MAX_WRITE_DELAY_MS`, 0 to 1000): with spare time a
+   * task writes each event at once; once flushing every stream takes long enough that events queue, it lets a stream's
+   * next events gather into one write for at most this long. Higher spends less CPU per delivery under load, lower keeps
+   * latency down; 0 writes every event at once (docs/BENCHMARKS.md has the curve).
+   * @default 100
+   */
+  readonly maxWriteDelayMs?: number;
+  /**
+   * A fixed write window in milliseconds (`WRITE_DELAY_MS`, 0 to 1000), the manual override of the adaptive one: every
+   * window waits this long, at any load. 0 leaves the window adaptive.
+   * @default 0
+   */
+  readonly writeDelayMs?: number;
+  /**
    * Longest wait of a long-poll request in milliseconds (`POLL_TIMEOUT_MS`); below the ALB idle timeout.
    * @default 25000
    */
@@ -129,6 +143,8 @@ export class SseService extends SseLoadBalancerBase {
     const d = DEFAULTS.sse;
     const heartbeatMs = props.heartbeatMs ?? d.heartbeatMs;
     const pollTimeoutMs = props.pollTimeoutMs ?? d.pollTimeoutMs;
+    const maxWriteDelayMs = props.maxWriteDelayMs ?? d.maxWriteDelayMs;
+    const writeDelayMs = props.writeDelayMs ?? d.writeDelayMs;
     const nofile = props.nofileLimit ?? d.nofileLimit;
     const minTasks = props.minTasks ?? d.minTasks;
     this.maxTasks = props.maxTasks ?? d.maxTasks;
@@ -140,6 +156,8 @@ export class SseService extends SseLoadBalancerBase {
 
     checkRange(this, 'heartbeatMs', heartbeatMs, 1000, 300_000, ' ms');
     checkRange(this, 'pollTimeoutMs', pollTimeoutMs, 1000, 120_000, ' ms');
+    checkRange(this, 'maxWriteDelayMs', maxWriteDelayMs, 0, 1000, ' ms');
+    checkRange(this, 'writeDelayMs', writeDelayMs, 0, 1000, ' ms');
     const timing = drainTiming(deregistrationDelay.toSeconds());
     if (!timing) {
       invalid(
@@ -218,6 +236,8 @@ export class SseService extends SseLoadBalancerBase {
         [SERVICE_ENV.port]: String(SSE_CONTAINER_PORT),
         [SERVICE_ENV.heartbeatMs]: String(heartbeatMs),
         [SERVICE_ENV.pollTimeoutMs]: String(pollTimeoutMs),
+        [SERVICE_ENV.maxWriteDelayMs]: String(maxWriteDelayMs),
+        [SERVICE_ENV.writeDelayMs]: String(writeDelayMs),
         // Drain when the task metadata says STOPPED (polled every STOP_POLL_MS), ending inside the deregistration delay.
         [SERVICE_ENV.drainTimeoutMs]: String(timing.drainTimeoutMs),
         [SERVICE_ENV.stopPollMs]: String(timing.stopPollMs),

@@ -90,6 +90,8 @@ const SseSection = z.strictObject({
   targetCpuPercent: int().optional(),
   heartbeatMs: int().optional(),
   pollTimeoutMs: int().optional(),
+  maxWriteDelayMs: int().optional(),
+  writeDelayMs: int().optional(),
   idleTimeoutSeconds: int().optional(),
   deregistrationDelaySeconds: int().optional(),
   stickinessDurationSeconds: int().optional(),

@@ -163,12 +163,14 @@ describe('SseService validation', () => {
     ['connection target too low', { targetConnectionsPerTask: 10 }, /targetConnectionsPerTask \(10\) must be an integer from 100 to 1000000/],
     ['CPU target too low', { targetCpuPercent: 5 }, /targetCpuPercent \(5\) must be an integer from 10 to 95 percent/],
     ['heartbeat below 1 s', { heartbeatMs: 500 }, /heartbeatMs \(500\) must be an integer from 1000 to 300000 ms/],
+    ['write budget above 1 s', { maxWriteDelayMs: 1500 }, /maxWriteDelayMs \(1500\) must be an integer from 0 to 1000 ms/],
+    ['negative fixed write window', { writeDelayMs: -1 }, /writeDelayMs \(-1\) must be an integer from 0 to 1000 ms/],
     ['wildcard origin', { allowedOrigins: ['*'] }, /^Fixture\/Sse: allowedOrigins entry "\*" is not an origin/],
   ])('%s: fails', (_name, props, message) => {
     expect(make(props)).toThrow(message);
   });
 
   test('valid settings at the limits: builds', () => {
-    expect(make({ heartbeatMs: 30_000, pollTimeoutMs: 59_000, idleTimeout: Duration.seconds(60), nofileLimit: 1_048_576 })).not.toThrow();
+    expect(make({ heartbeatMs: 30_000, pollTimeoutMs: 59_000, idleTimeout: Duration.seconds(60), nofileLimit: 1_048_576, maxWriteDelayMs: 1000, writeDelayMs: 0 })).not.toThrow();
   });
 });

@@ -255,6 +255,17 @@ describe('the constructs apply DEFAULTS (empty stage config)', () => {
     template.hasResourceProperties('AWS::ECS::TaskDefinition', {
       ContainerDefinitions: [Match.objectLike({ Environment: Match.arrayWith([{ Name: 'POLL_TIMEOUT_MS', Value: String(d.pollTimeoutMs) }]) })],
     });
+    // The write window: adaptive with its budget, no fixed window.
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Environment: Match.arrayWith([
+            { Name: 'MAX_WRITE_DELAY_MS', Value: String(d.maxWriteDelayMs) },
+            { Name: 'WRITE_DELAY_MS', Value: String(d.writeDelayMs) },
+          ]),
+        }),
+      ],
+    });
     template.hasResourceProperties('AWS::ECS::Cluster', { ClusterSettings: [{ Name: 'containerInsights', Value: d.containerInsights ? 'enabled' : 'disabled' }] });
   });
 
