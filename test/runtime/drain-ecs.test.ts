@@ -100,6 +100,9 @@ describe('drain order on ECS: the task drains when its metadata says STOPPED, be
     for (const h of hints) expect(h).toBeGreaterThanOrEqual(1500);
     expect(new Set(hints).size).toBeGreaterThan(1);
 
+    // Each stream is released when its socket closes, which follows the peer's side of the close
+    // (the client saw our end first): wait for that, it is not ordered before the client's view.
+    await eventually(async () => JSON.parse((await get(`${base}/healthz`)).body).connections === 0, 10_000, 'the drained streams released');
     const health = await get(`${base}/healthz`);
     expect(health.status).toBe(200);
     expect(JSON.parse(health.body)).toMatchObject({ draining: true, connections: 0 });
