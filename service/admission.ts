@@ -63,7 +63,7 @@ export class Admission {
     this.checkAvailable();
     if (this.deps.open() >= config.maxConnections) {
       metrics.rejectedConnections++;
-      throw new RealtimeError('unavailable', `This task holds its maximum of ${config.maxConnections} streams and polls; retry shortly.`);
+      throw new RealtimeError('unavailable', `This task holds its maximum of ${config.maxConnections} streams, polls and sockets; retry shortly.`);
     }
     if (!this.deps.hub.canAdd(names)) {
       metrics.rejectedConnections++;
