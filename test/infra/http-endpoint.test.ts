@@ -4,13 +4,11 @@
  */
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { TicketApi, type TicketApiProps } from '../../lib/ticket-api';
-import { buildStack, buildStageApp, fixture, templateOf } from './support';
+import { buildStack, fixture, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let template: Template;
-  beforeAll(() => {
-    template = templateOf(buildStageApp('dev').stack);
-  });
+  useStageTemplate('dev', (_s, t) => (template = t));
 
   test('HTTP API stages: throttled and access-logged; CORS on the ticket API from allowedOrigins, none on publish', () => {
     template.resourcePropertiesCountIs('AWS::ApiGatewayV2::Stage', { StageName: '$default', DefaultRouteSettings: Match.objectLike({ ThrottlingRateLimit: Match.anyValue() }), AccessLogSettings: Match.anyValue() }, 2);

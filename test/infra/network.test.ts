@@ -6,13 +6,11 @@ import { Match, type Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { BlueprintValidationError } from '../../lib/errors';
 import { Network, type NetworkProps } from '../../lib/network';
-import { buildStack, buildStageApp, newApp, templateOf } from './support';
+import { buildStack, newApp, templateOf, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let template: Template;
-  beforeAll(() => {
-    template = templateOf(buildStageApp('dev').stack);
-  });
+  useStageTemplate('dev', (_s, t) => (template = t));
 
   test('network: a new VPC over 2 AZs, private subnets with a NAT route, one NAT gateway, flow logs on', () => {
     template.resourceCountIs('AWS::EC2::VPC', 1);
@@ -26,9 +24,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
 
 describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)', () => {
   let template: Template;
-  beforeAll(() => {
-    template = templateOf(buildStageApp('prod').stack);
-  });
+  useStageTemplate('prod', (_s, t) => (template = t));
 
   test('network: one NAT gateway per AZ', () => {
     template.resourceCountIs('AWS::EC2::NatGateway', 2);

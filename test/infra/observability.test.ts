@@ -4,13 +4,11 @@
  */
 import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import { Observability } from '../../lib/observability';
-import { buildStack, buildStageApp, templateOf } from './support';
+import { buildStack, templateOf, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let template: Template;
-  beforeAll(() => {
-    template = templateOf(buildStageApp('dev').stack);
-  });
+  useStageTemplate('dev', (_s, t) => (template = t));
 
   test('SseUnhealthyTargets alarm: describes a liveness failure, not Redis (a Redis outage no longer fails /healthz)', () => {
     const description = new Capture();

@@ -6,7 +6,7 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { RealtimeStack } from '../../lib/realtime-stack';
 import type { RealtimeStageConfig } from '../../lib/stage-config';
-import { attributes, blueprintFunctions, buildStack, buildStageApp, CDK_CONTEXT, CERT, containerEnv, logicalIdOf, newApp, templateOf, type Resources, useStageTemplate } from './support';
+import { attributes, blueprintFunctions, buildStack, buildStageApp, CERT, containerEnv, logicalIdOf, newApp, PROD_STAGE, type Resources, templateOf, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
@@ -97,11 +97,8 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
 describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)', () => {
   let stack: RealtimeStack;
   let template: Template;
-  const prod = (CDK_CONTEXT.stages as Record<string, Record<string, Record<string, unknown>>>).prod;
-  beforeAll(() => {
-    stack = buildStageApp('prod').stack;
-    template = templateOf(stack);
-  });
+  const prod = PROD_STAGE;
+  useStageTemplate('prod', (s, t) => ((stack = s), (template = t)));
 
   test('environment: pinned to the stage\'s account and region', () => {
     expect(stack.account).toBe(prod.account);

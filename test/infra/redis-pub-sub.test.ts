@@ -7,7 +7,7 @@ import { Match, type Template } from 'aws-cdk-lib/assertions';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { Network } from '../../lib/network';
 import { RedisPubSub, type RedisPubSubProps } from '../../lib/redis-pub-sub';
-import { buildStack, buildStageApp, logicalIdOf, newApp, onlyLogicalId, templateOf, type Resources, useStageTemplate } from './support';
+import { buildStack, logicalIdOf, newApp, onlyLogicalId, type Resources, templateOf, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
@@ -82,9 +82,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
 
 describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)', () => {
   let template: Template;
-  beforeAll(() => {
-    template = templateOf(buildStageApp('prod').stack);
-  });
+  useStageTemplate('prod', (_s, t) => (template = t));
 
   test('Redis with two nodes: Multi-AZ with automatic failover', () => {
     template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {

@@ -7,13 +7,11 @@ import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { SseService, type SseServiceProps } from '../../lib/sse-service';
-import { attributes, buildStageApp, CDK_CONTEXT, CERT, container, containerEnv, fixture, templateOf } from './support';
+import { attributes, CERT, container, containerEnv, fixture, PROD_STAGE, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let template: Template;
-  beforeAll(() => {
-    template = templateOf(buildStageApp('dev').stack);
-  });
+  useStageTemplate('dev', (_s, t) => (template = t));
 
   test('load balancer stickiness: on, by load balancer cookie', () => {
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
@@ -71,10 +69,8 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
 
 describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)', () => {
   let template: Template;
-  const prod = (CDK_CONTEXT.stages as Record<string, Record<string, Record<string, unknown>>>).prod;
-  beforeAll(() => {
-    template = templateOf(buildStageApp('prod').stack);
-  });
+  const prod = PROD_STAGE;
+  useStageTemplate('prod', (_s, t) => (template = t));
 
   test('certificate: HTTPS listener on 443 with the certificate, and HTTP on 80 redirecting to it', () => {
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {

@@ -125,6 +125,9 @@ export function blueprintFunctions(template: Template): Resources {
   }) as Resources;
 }
 
+/** The `prod` stage as cdk.json gives it (what its tests compare the template with). */
+export const PROD_STAGE = (CDK_CONTEXT.stages as Record<string, Record<string, Record<string, unknown>>>).prod;
+
 /** A `describe`'s stage fixture: the stage's stack and its template, built once before its tests. */
 export function useStageTemplate(stage: string, use: (stack: RealtimeStack, template: Template) => void): void {
   beforeAll(() => {

@@ -5,7 +5,7 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { TicketApi, type TicketApiProps } from '../../lib/ticket-api';
-import { buildStageApp, CDK_CONTEXT, fixture, onlyLogicalId, templateOf, useStageTemplate } from './support';
+import { fixture, onlyLogicalId, PROD_STAGE, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
@@ -36,11 +36,8 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
 describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)', () => {
   let stack: RealtimeStack;
   let template: Template;
-  const prod = (CDK_CONTEXT.stages as Record<string, Record<string, Record<string, unknown>>>).prod;
-  beforeAll(() => {
-    stack = buildStageApp('prod').stack;
-    template = templateOf(stack);
-  });
+  const prod = PROD_STAGE;
+  useStageTemplate('prod', (s, t) => ((stack = s), (template = t)));
 
   test('ticket route: JWT authorizer with the configured issuer and audience', () => {
     const auth = (prod.ticketApi as { auth: { issuer: string; audience: string[] } }).auth;

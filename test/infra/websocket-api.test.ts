@@ -5,7 +5,7 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { MESSAGE_ROUTES, RealtimeWebSocketApi, type RealtimeWebSocketApiProps, TICKET_IDENTITY_SOURCE } from '../../lib/websocket-api';
-import { blueprintFunctions, buildStageApp, CDK_CONTEXT, fixture, logicalIdOf, onlyLogicalId, templateOf, useStageTemplate } from './support';
+import { blueprintFunctions, fixture, logicalIdOf, onlyLogicalId, PROD_STAGE, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
@@ -87,11 +87,8 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
 describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)', () => {
   let stack: RealtimeStack;
   let template: Template;
-  const prod = (CDK_CONTEXT.stages as Record<string, Record<string, Record<string, unknown>>>).prod;
-  beforeAll(() => {
-    stack = buildStageApp('prod').stack;
-    template = templateOf(stack);
-  });
+  const prod = PROD_STAGE;
+  useStageTemplate('prod', (s, t) => ((stack = s), (template = t)));
 
   test('execute-api:ManageConnections: still only this API\'s stage with a pinned account and region', () => {
     template.hasResourceProperties('AWS::IAM::Policy', {

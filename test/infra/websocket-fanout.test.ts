@@ -8,7 +8,7 @@ import { LAMBDA_ENV } from '../../contract/env';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { RealtimeWebSocketApi } from '../../lib/websocket-api';
 import { WebSocketFanout, type WebSocketFanoutProps } from '../../lib/websocket-fanout';
-import { buildStack, buildStageApp, fixture, logicalIdOf, templateOf } from './support';
+import { buildStack, fixture, logicalIdOf, templateOf, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json)', () => {
   let stack: RealtimeStack;
@@ -17,10 +17,7 @@ describe('dev stage (cdk.json)', () => {
     Object.values(template.findResources('AWS::IAM::Policy'))
       .filter((p) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: logicalIdOf(fn.function.role as never) }]))
       .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Effect: string }[]);
-  beforeAll(() => {
-    stack = buildStageApp('dev').stack;
-    template = templateOf(stack);
-  });
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
 
   test('queue: FIFO, explicit deduplication ids, SQS-managed encryption, TLS only, visibility six times the worker timeout, dead letters after 5 receipts', () => {
     template.hasResourceProperties('AWS::SQS::Queue', {
