@@ -28,7 +28,7 @@ export interface AdmissionDeps {
   readonly metrics: ServiceMetrics;
   /** Milliseconds since the epoch. */
   readonly now: () => number;
-  /** Streams and polls open now. */
+  /** Connections open now: streams, polls and `/live` sockets (MAX_CONNECTIONS counts them together). */
   readonly open: () => number;
   readonly draining: () => boolean;
   readonly redisUp: () => boolean;
@@ -38,8 +38,9 @@ export interface AdmissionDeps {
  * Decides whether a stream or poll request gets a session. The checks, in this order: the request
  * parses; an anonymous one (public channels only) is within its client's rate; the ticket is
  * redeemed (spent on every attempt, so a refused request never leaves a live ticket behind) or the
- * cookie verified; the origin is allowed; the task is not draining and Redis is up; the task has
- * room (streams and polls together under MAX_CONNECTIONS, subscriptions under MAX_CHANNELS_PER_TASK).
+ * cookie verified; the origin is allowed; then {@link checkRoom}: the task is not draining, Redis is
+ * up, and it has room (streams, polls and sockets together under MAX_CONNECTIONS, subscriptions under
+ * MAX_CHANNELS_PER_TASK).
  */
 export class Admission {
   private readonly anonLimiter: FixedWindowLimiter;
@@ -50,7 +51,7 @@ export class Admission {
 
   /** Admits `req` or throws the refusal; `cursorParams` name where its cursor may come from, first match wins. */
   async admit(req: IncomingMessage, url: URL, ctx: RequestContext, cursorParams: readonly string[]): Promise<Admitted> {
-    const { config, metrics } = this.deps;
+    const { config } = this.deps;
     const { channels, cursor } = this.parseRequest(req, url, cursorParams);
     if (channels.every((c) => c.policy.subscribe === 'public')) this.limitAnonymous(req);
     const names = channels.map((c) => c.channel);
@@ -60,16 +61,27 @@ export class Admission {
     const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.deps.redis, config, now });
     ctx.setCookie = auth.setCookie;
     this.deps.cors.check(req);
-    this.checkAvailable();
+    this.checkRoom(names);
+    return { channels, cursor, names, auth, now, mark };
+  }
+
+  /**
+   * Whether this task takes one more connection subscribed to `channels`, for every transport (the
+   * `/live` upgrade too): not draining, Redis up, under MAX_CONNECTIONS and MAX_CHANNELS_PER_TASK.
+   * Throws the refusal (`unavailable`).
+   */
+  checkRoom(channels: readonly string[]): void {
+    const { config, metrics } = this.deps;
+    if (this.deps.draining()) throw new RealtimeError('unavailable', 'This task is stopping; retry.');
+    if (!this.deps.redisUp()) throw new RealtimeError('unavailable', 'Redis is unreachable.');
     if (this.deps.open() >= config.maxConnections) {
       metrics.rejectedConnections++;
       throw new RealtimeError('unavailable', `This task holds its maximum of ${config.maxConnections} streams, polls and sockets; retry shortly.`);
     }
-    if (!this.deps.hub.canAdd(names)) {
+    if (!this.deps.hub.canAdd(channels)) {
       metrics.rejectedConnections++;
       throw new RealtimeError('unavailable', `This task subscribes to its maximum of ${config.maxChannelsPerTask} channels; retry shortly.`);
     }
-    return { channels, cursor, names, auth, now, mark };
   }
 
   private parseRequest(req: IncomingMessage, url: URL, cursorParams: readonly string[]) {
@@ -85,11 +97,6 @@ export class Admission {
     }
     const cursor = raw === undefined ? undefined : parseCursor(raw);
     return { channels, cursor };
-  }
-
-  private checkAvailable(): void {
-    if (this.deps.draining()) throw new RealtimeError('unavailable', 'This task is stopping; retry.');
-    if (!this.deps.redisUp()) throw new RealtimeError('unavailable', 'Redis is unreachable.');
   }
 
   /** Requests that need no ticket or cookie: at most ANON_REQUESTS_PER_MINUTE per client IP. */

@@ -108,9 +108,8 @@ export class RealtimeServer {
       metrics: this.metrics,
       revocations: this.engine.revocations,
       log: this.log,
-      open: () => this.engine.size,
+      room: (channels) => admission.checkRoom(channels),
       fanout: deps.fanout,
-      ...state,
     });
     const caughtUp = this.hub.onResubscribed;
     this.hub.onResubscribed = () => {

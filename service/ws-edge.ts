@@ -43,10 +43,8 @@ export interface WsEdgeDeps {
   readonly metrics: ServiceMetrics;
   readonly revocations: Revocations;
   readonly log: Logger;
-  /** Streams and polls open now (the connection cap counts them with the sockets). */
-  readonly open: () => number;
-  readonly draining: () => boolean;
-  readonly redisUp: () => boolean;
+  /** Throws the refusal when the task takes no more connections on `channels` (Admission.checkRoom: the same checks as streams and polls). */
+  readonly room: (channels: readonly string[]) => void;
   /** Delivery to API Gateway connections of publishes made here (mode `both`). Defaults to none. */
   readonly fanout?: Fanout;
 }
@@ -85,7 +83,7 @@ export class WsEdge {
   }
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const { config, hub, metrics } = this.deps;
+    const { config, hub } = this.deps;
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== WS_PATH) throw new RealtimeError('not_found', `No WebSocket endpoint at ${url.pathname}; connect to ${WS_PATH}.`);
     const ticket = url.searchParams.get('ticket');
@@ -99,17 +97,8 @@ export class WsEdge {
       throw e.status === 401 ? new RealtimeError('forbidden', e.message) : e;
     }
     this.deps.cors.check(req);
-    if (this.deps.draining()) throw new RealtimeError('unavailable', 'This task is stopping; retry.');
-    if (!this.deps.redisUp()) throw new RealtimeError('unavailable', 'Redis is unreachable.');
-    if (this.deps.open() + this.sockets.size >= config.maxConnections) {
-      metrics.rejectedConnections++;
-      throw new RealtimeError('unavailable', `This task holds its maximum of ${config.maxConnections} streams, polls and sockets; retry shortly.`);
-    }
     const channels = connectChannels(grant, config.core.namespaces);
-    if (!hub.canAdd(channels)) {
-      metrics.rejectedConnections++;
-      throw new RealtimeError('unavailable', `This task subscribes to its maximum of ${config.maxChannelsPerTask} channels; retry shortly.`);
-    }
+    this.deps.room(channels);
     const identity = { kind: 'user', sub: grant.sub } as const;
     const s = new WsSocket(socket, identity, { channels: grant.channels, byBackend: grant.byBackend }, {
       config,
