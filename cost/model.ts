@@ -318,46 +318,38 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
   const redisNote = redis.stageNodeEnough ? [] : [`Redis needs ~${Math.ceil(redis.neededMiB)} MiB: priced as ${redis.nodeType} instead of the stage's ${stage.redisNodeType}`];
   const out: TransportEstimate[] = [];
 
-  // SSE on the tasks: streams held by the tasks, one frame per delivery, reconnects when the cookie-bound stream recycles.
-  {
-    const recycleSeconds = stage.sessionTtlSeconds * 0.75;
-    const connectsPerSecond = n / recycleSeconds;
-    const cpu = deliveriesPerSecond * figures.sseDeliveryCpuUs + connectsPerSecond * figures.sseConnectCpuUs;
+  // A transport held by the Fargate tasks behind the ALB: task CPU for deliveries and connects, ALB connections and bytes.
+  const onTasks = (
+    transport: 'sse' | 'ws-tasks',
+    t: { connectsPerSecond: number; cpuFactor: number; frameOverhead: number; heartbeatBytes: number; notes: readonly string[] },
+  ): TransportEstimate => {
+    const cpu = deliveriesPerSecond * figures.sseDeliveryCpuUs * t.cpuFactor + t.connectsPerSecond * figures.sseConnectCpuUs;
     const plan = planTasks(n, cpu, stage, figures);
-    const bytesPerSecond = deliveriesPerSecond * (load.size + SSE_FRAME_OVERHEAD) + (n * 6) / (stage.heartbeatMs / 1000);
+    const bytesPerSecond = deliveriesPerSecond * (load.size + t.frameOverhead) + (n * t.heartbeatBytes) / (stage.heartbeatMs / 1000);
     const items = [
       fargateItem(plan, stage),
-      albItem({ newConnectionsPerSecond: connectsPerSecond, activeConnections: n, processedGbPerHour: (bytesPerSecond * 3600) / 1e9, ruleEvaluationsPerSecond: 0 }),
+      albItem({ newConnectionsPerSecond: t.connectsPerSecond, activeConnections: n, processedGbPerHour: (bytesPerSecond * 3600) / 1e9, ruleEvaluationsPerSecond: 0 }),
       ...sharedItems(stage, redisType, { alb: true }),
       ...ticketItems(load, stage),
       ...publishItems(publishesPerSecond, stage),
     ];
-    out.push({ transport: 'sse', name: TRANSPORT_NAMES.sse, total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...plan.notes, ...redisNote] });
-  }
+    return { transport, name: TRANSPORT_NAMES[transport], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...t.notes, ...plan.notes, ...redisNote] };
+  };
 
-  // WebSocket on the tasks (`/live`): like SSE, at the measured ratio of its CPU per delivery to SSE's.
-  {
-    const connectsPerSecond = n / (2 * 3600);
-    const cpu = deliveriesPerSecond * figures.sseDeliveryCpuUs * figures.wsTasksCpuFactor + connectsPerSecond * figures.sseConnectCpuUs;
-    const plan = planTasks(n, cpu, stage, figures);
-    const bytesPerSecond = deliveriesPerSecond * (load.size + WS_FRAME_OVERHEAD) + (n * 2 * 6) / (stage.heartbeatMs / 1000);
-    const items = [
-      fargateItem(plan, stage),
-      albItem({ newConnectionsPerSecond: connectsPerSecond, activeConnections: n, processedGbPerHour: (bytesPerSecond * 3600) / 1e9, ruleEvaluationsPerSecond: 0 }),
-      ...sharedItems(stage, redisType, { alb: true }),
-      ...ticketItems(load, stage),
-      ...publishItems(publishesPerSecond, stage),
-    ];
-    out.push({
-      transport: 'ws-tasks',
-      name: TRANSPORT_NAMES['ws-tasks'],
-      total: total(items),
-      items,
-      tasks: plan.tasks,
-      tasksBoundBy: plan.boundBy,
-      notes: [`CPU per delivery ${figures.wsTasksCpuFactor}× SSE's (cost/figures.json)`, ...plan.notes, ...redisNote],
-    });
-  }
+  // SSE on the tasks: one frame per delivery, a 6-byte heartbeat, reconnects when the cookie-bound stream recycles.
+  out.push(onTasks('sse', { connectsPerSecond: n / (stage.sessionTtlSeconds * 0.75), cpuFactor: 1, frameOverhead: SSE_FRAME_OVERHEAD, heartbeatBytes: 6, notes: [] }));
+
+  // WebSocket on the tasks (`/live`): like SSE, at the measured ratio of its CPU per delivery to SSE's; a ping and its
+  // pong per heartbeat; a reconnect about every 2 hours (the client SDK renews a connection before it is 2 hours old).
+  out.push(
+    onTasks('ws-tasks', {
+      connectsPerSecond: n / (2 * 3600),
+      cpuFactor: figures.wsTasksCpuFactor,
+      frameOverhead: WS_FRAME_OVERHEAD,
+      heartbeatBytes: 2 * 6,
+      notes: [`CPU per delivery ${figures.wsTasksCpuFactor}× SSE's (cost/figures.json)`],
+    }),
+  );
 
   // API Gateway WebSocket: every delivery is a billed message (32 KB steps) posted by a fan-out Lambda; connection-minutes; pings inside the 10-minute idle limit.
   {
