@@ -160,7 +160,7 @@ function post(connectionId: string, data: Uint8Array, deps: DeliveryDeps): Promi
  * the event. With the fan-out's retries; a 410 counts as closed. Returns how many were closed; the
  * others are logged (they missed the event and are still open).
  */
-export async function closeMissed(connectionIds: readonly string[], seq: number, deps: DeliveryDeps & { readonly channel?: string }): Promise<number> {
+export async function closeMissed(connectionIds: readonly string[], seq: number, deps: DeliveryDeps): Promise<number> {
   const m = deps.management;
   let closed = 0;
   for (const connectionId of connectionIds) {
