@@ -40,6 +40,26 @@ parentPort.on('message', async (m) => {
 parentPort.postMessage({ cmd: 'ready' });
 `;
 
+const built = new Map<string, Promise<string>>();
+let buildDir: string | undefined;
+
+/** The bundle of `lambda/<entry>.ts`, built on first use with the shipped settings into a directory removed at exit. */
+function bundleOf(entry: string): Promise<string> {
+  let p = built.get(entry);
+  if (!p) {
+    if (!buildDir) {
+      const dir = mkdtempSync(join(tmpdir(), 'rt-containers-'));
+      buildDir = dir;
+      process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    }
+    const outfile = join(buildDir, `${entry}.js`);
+    // The shipped target is the Lambda runtime's Node; build for the Node running the bench.
+    p = build({ ...lambdaBuildOptions(`${entry}.ts`), outfile, sourcemap: false, target: `node${process.versions.node.split('.')[0]}`, logLevel: 'error' }).then(() => outfile);
+    built.set(entry, p);
+  }
+  return p;
+}
+
 interface Pending {
   resolve(v: unknown): void;
   reject(e: Error): void;
@@ -90,23 +110,16 @@ export class LambdaContainers<E, R> {
   private readonly free: Container[];
   private waiters: ((c: Container) => void)[] = [];
 
-  private constructor(
-    private readonly all: Container[],
-    private readonly dir: string,
-  ) {
+  private constructor(private readonly all: Container[]) {
     this.free = [...all];
   }
 
-  /** Builds `lambda/<entry>.ts` once and starts `count` containers with `env` over this process's environment. */
+  /** Starts `count` containers of `lambda/<entry>.ts` (built once per process) with `env` over this process's environment. */
   static async start<E, R>(entry: string, count: number, env: Record<string, string>): Promise<LambdaContainers<E, R>> {
-    const dir = mkdtempSync(join(tmpdir(), 'rt-containers-'));
-    const bundle = join(dir, `${entry}.js`);
-    const options = lambdaBuildOptions(`${entry}.ts`);
-    // The shipped target is the Lambda runtime's Node; build for the Node running the bench.
-    await build({ ...options, outfile: bundle, sourcemap: false, target: `node${process.versions.node.split('.')[0]}`, logLevel: 'error' });
+    const bundle = await bundleOf(entry);
     const all = Array.from({ length: count }, () => new Container(bundle, entry, env));
     await Promise.all(all.map((c) => c.ready));
-    return new LambdaContainers<E, R>(all, dir);
+    return new LambdaContainers<E, R>(all);
   }
 
   get size(): number {
@@ -137,6 +150,5 @@ export class LambdaContainers<E, R> {
 
   async close(): Promise<void> {
     await Promise.all(this.all.map((c) => c.worker.terminate()));
-    rmSync(this.dir, { recursive: true, force: true });
   }
 }

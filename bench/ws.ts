@@ -326,6 +326,17 @@ interface Ctx {
   readonly concurrency: number;
 }
 
+/** The fan-out worker containers' environment, as the stack sets it on the Lambda (loopback endpoints: local credentials). */
+function workerEnv(redisUrl: string, managementEndpoint: string, concurrency: number): Record<string, string> {
+  return {
+    [CORE_ENV.redisUrl]: redisUrl,
+    [LAMBDA_ENV.wsManagementEndpoint]: managementEndpoint,
+    [LAMBDA_ENV.wsFanoutConcurrency]: String(concurrency),
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+    AWS_LAMBDA_FUNCTION_NAME: 'bench-fanout-worker',
+  };
+}
+
 /** Publishes `events` events to `channel` and hands each to dispatchFanout, as the publish Lambda does. */
 async function publishAll(channel: string, shards: number, delivery: DispatchDeps, ctx: Ctx) {
   const sent = new Map<string, number>();
@@ -351,13 +362,7 @@ async function publishAll(channel: string, shards: number, delivery: DispatchDep
 async function runStub(sizes: number[], shardCounts: number[], ctx: Ctx, redisUrl: string): Promise<Row[]> {
   const rows: Row[] = [];
   const sink = await Sink.start();
-  const env = {
-    [CORE_ENV.redisUrl]: redisUrl,
-    [LAMBDA_ENV.wsManagementEndpoint]: sink.endpoint,
-    [LAMBDA_ENV.wsFanoutConcurrency]: String(ctx.concurrency),
-    POWERTOOLS_LOG_LEVEL: 'SILENT',
-    AWS_LAMBDA_FUNCTION_NAME: 'bench-fanout-worker',
-  };
+  const env = workerEnv(redisUrl, sink.endpoint, ctx.concurrency);
   try {
     for (const size of sizes) {
       const channel = `chat:stub-${size}-${Date.now()}`;
@@ -414,7 +419,7 @@ async function runStub(sizes: number[], shardCounts: number[], ctx: Ctx, redisUr
  * WebSocket connections (clients in a worker thread); fan-out workers run in 4 containers (worker
  * threads), of which S at a time have work (one per shard's message group).
  */
-async function runGateway(sizes: number[], shardCounts: number[], ctx: Ctx, concurrency: number): Promise<Row[]> {
+async function runGateway(sizes: number[], shardCounts: number[], events: number, concurrency: number): Promise<Row[]> {
   const rows: Row[] = [];
   const holder: { containers?: LambdaContainers<SQSEvent, SQSBatchResponse> } = {};
   const stack = await startLocalStack({
@@ -424,18 +429,12 @@ async function runGateway(sizes: number[], shardCounts: number[], ctx: Ctx, conc
     fanoutQueue: { workers: 4, batchSize: 10 },
     fanoutConsumer: (event) => holder.containers!.invoke(event),
   });
-  holder.containers = await LambdaContainers.start<SQSEvent, SQSBatchResponse>('fanout-worker', 4, {
-    [CORE_ENV.redisUrl]: stack.redisUrl,
-    [LAMBDA_ENV.wsManagementEndpoint]: stack.ws.managementEndpoint,
-    [LAMBDA_ENV.wsFanoutConcurrency]: String(concurrency),
-    POWERTOOLS_LOG_LEVEL: 'SILENT',
-    AWS_LAMBDA_FUNCTION_NAME: 'bench-fanout-worker',
-  });
+  holder.containers = await LambdaContainers.start<SQSEvent, SQSBatchResponse>('fanout-worker', 4, workerEnv(stack.redisUrl, stack.ws.managementEndpoint, concurrency));
   const containers = holder.containers;
   await Promise.all(Array.from({ length: 4 }, () => containers.invoke({ Records: [] })));
   const redis = createRedis({ url: stack.redisUrl, name: 'bench' });
   await waitReady(redis);
-  const gctx: Ctx = { ...ctx, redis };
+  const ctx: Ctx = { redis, config: coreConfigFromEnv({ ...process.env, [CORE_ENV.redisUrl]: stack.redisUrl }), events, concurrency };
   const rt = await stack.lambda.clients();
   const delivery = stack.lambda.delivery(rt, stack.lambda.postClient()!);
   const clients = new Clients();
@@ -452,7 +451,7 @@ async function runGateway(sizes: number[], shardCounts: number[], ctx: Ctx, conc
         await containers.mark();
         const elu0 = performance.eventLoopUtilization();
         const first = now();
-        const { sent, failed, publishMs } = await publishAll(channel, shards, delivery, gctx);
+        const { sent, failed, publishMs } = await publishAll(channel, shards, delivery, ctx);
         const expected = connected * ctx.events;
         const deadline = Date.now() + 120_000;
         while ((await clients.count()).n < expected && Date.now() < deadline) await sleep(50);
@@ -535,8 +534,7 @@ async function main(): Promise<void> {
     }
   }
   if (targets.includes('gateway')) {
-    const config = coreConfigFromEnv({ ...process.env, [CORE_ENV.redisUrl]: 'redis://127.0.0.1:1' });
-    rows.push(...(await runGateway(sizes, shardCounts, { redis: undefined as never, config, events, concurrency }, concurrency)));
+    rows.push(...(await runGateway(sizes, shardCounts, events, concurrency)));
   }
   if (cpuRows.length) {
     console.log(`\nCPU per PostToConnection (${cpuPosts} posts, ${concurrency} in flight, stub server in another process; process CPU, user + system):\n`);
