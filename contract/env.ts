@@ -19,6 +19,7 @@ export const CORE_ENV = {
   maxChannelsPerConnection: 'MAX_CHANNELS_PER_CONNECTION',
   userPublishPerMinute: 'USER_PUBLISH_PER_MINUTE',
   userNewChannelsPerHour: 'USER_NEW_CHANNELS_PER_HOUR',
+  replayMaxBytes: 'REPLAY_MAX_BYTES',
   logLevel: 'LOG_LEVEL',
 } as const;
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { DEFAULT_USER_NEW_CHANNELS_PER_HOUR, DEFAULT_USER_PUBLISH_PER_MINUTE, LAST_ID_TAIL_SECONDS, type CoreConfig } from './config';
+import { DEFAULT_REPLAY_MAX_BYTES, DEFAULT_USER_NEW_CHANNELS_PER_HOUR, DEFAULT_USER_PUBLISH_PER_MINUTE, LAST_ID_TAIL_SECONDS, type CoreConfig } from './config';
 import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from './channels';
 import { RealtimeError } from './errors';
 import { describeIdentity, type Identity } from './identity';
@@ -26,26 +26,58 @@ const CURSOR_PATTERN = /^\d{1,16}$/;
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 
 /**
- * Lua: `markLost(key, from, to)` records that ids in (from, to] may have been delivered and then
- * lost (a failover rolled the sequence back): a reader whose cursor lies in that range must reset.
- * Successive ranges are merged into one that covers them all (a few extra resets, never a silent loss).
+ * How far ahead of Redis time a cursor may be and still be an id this deployment issued: ids are Redis time in
+ * microseconds (see PUBLISH), so a real id was issued at or before the moment its primary's clock read it; after a
+ * failover the new primary's clock may be behind the old one's by their skew (both synchronised by the Amazon Time
+ * Sync Service). One second is far above that skew and far below what a reader could do with it. A cursor further
+ * ahead cannot be real, however much asynchronous replication lost: it is refused, not treated as a roll-back.
+ */
+export const CLOCK_ALLOWANCE_US = 1_000_000;
+/** Lost ranges remembered (the newest); a reader in an older one resumes without a reset. */
+export const LOST_RANGES_KEPT = 64;
+
+/**
+ * Lua: `markLost(key, from, to)` records that ids in (from, to] may have been issued and then lost (a failover rolled
+ * the sequence back): a reader whose cursor lies in that range must reset. Ranges live in a sorted set (member
+ * `from to`, score `to`); a new range is merged only with ranges it overlaps or touches (no id was issued between
+ * them), so ids issued between two losses stay valid. The newest {@link LOST_RANGES_KEPT} are kept.
+ * `isLost(key, cursor)` tells whether a cursor lies in a recorded range.
  */
 const MARK_LOST = `
 local function markLost(key, from, to)
-  local prev = redis.call('GET', key)
-  if prev then
-    local f, t = string.match(prev, '^(%d+) (%d+)$')
-    if f and tonumber(f) < tonumber(from) then from = f end
-    if t and tonumber(t) > tonumber(to) then to = t end
+  local f, t = tonumber(from), tonumber(to)
+  local near = redis.call('ZRANGEBYSCORE', key, string.format('%.0f', f - 1), '+inf')
+  for _, m in ipairs(near) do
+    local a, b = string.match(m, '^(%d+) (%d+)$')
+    a, b = tonumber(a), tonumber(b)
+    if a and a <= t + 1 then
+      if a < f then f = a end
+      if b > t then t = b end
+      redis.call('ZREM', key, m)
+    end
   end
-  redis.call('SET', key, from .. ' ' .. to)
+  local ts = string.format('%.0f', t)
+  redis.call('ZADD', key, ts, string.format('%.0f', f) .. ' ' .. ts)
+  redis.call('ZREMRANGEBYRANK', key, 0, -${LOST_RANGES_KEPT + 1})
+end
+local function isLost(key, c)
+  local r = redis.call('ZRANGEBYSCORE', key, string.format('%.0f', c), '+inf', 'LIMIT', 0, 1)
+  if not r[1] then return false end
+  local f = tonumber(string.match(r[1], '^(%d+) '))
+  return f ~= nil and c > f
+end
+local function clockUs(t)
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end`;
 
 /**
  * One script appends to the channel's stream and publishes, so history and live delivery never
- * disagree. The id comes from one deployment-wide sequence, seeded from Redis time in microseconds
- * when missing (first use, or data lost), so ids only grow and one number is a cursor over every
- * channel. The envelope is serialised once (in Node, around the id and time Redis assigns).
+ * disagree. The id comes from one deployment-wide sequence: Redis time in microseconds, or one more
+ * than the last id when that is not below it (two publishes in one microsecond, a clock that went
+ * back), so ids only grow, one number is a cursor over every channel, and no real id is ever ahead of
+ * Redis time (by more than the skew between two primaries' clocks): what bounds a reader's cursor
+ * (see CURSOR). The sequence's seed (when it is missing: first use, or data lost) is Redis time too.
+ * The envelope is serialised once (in Node, around the id and time Redis assigns).
  *
  * What a replay needs to prove a cursor is covered, kept beside the stream:
  * - the channel's last id (`hl:`), which outlives the history by {@link LAST_ID_TAIL_SECONDS}, so a
@@ -55,7 +87,7 @@ end`;
  *   gap, `hg:`): what the stream holds now starts after it.
  * Horizon and gap are refreshed with the last id, so they live exactly as long as it does.
  *
- * If the sequence is at or below the channel's last id (or, without one, its newest entry) because a
+ * If the sequence is below the channel's last id (or, without one, its newest entry) because a
  * failover lost writes and rolled it back, it is moved past that id first, so an id is never issued
  * twice on a channel, and the ids in between are recorded as lost (see MARK_LOST).
  *
@@ -98,23 +130,25 @@ if quota > 0 and redis.call('EXISTS', KEYS[7], KEYS[1], KEYS[5]) == 0 then
   fresh = true
 end
 local t = redis.call('TIME')
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  local seed = t[1] .. string.format('%06d', tonumber(t[2]))
-  redis.call('SET', KEYS[2], seed)
-  redis.call('SET', KEYS[3], seed)
+local clock = clockUs(t)
+local cur = tonumber(redis.call('GET', KEYS[2]) or '')
+if not cur then
+  cur = clock
+  redis.call('SET', KEYS[3], string.format('%.0f', cur))
 end
 local last = redis.call('GET', KEYS[7])
 if not last then
   local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
   if top[1] then last = string.match(top[1][1], '^(%d+)') end
 end
-local n = redis.call('INCR', KEYS[2])
-if last and n <= tonumber(last) then
-  markLost(KEYS[10], string.format('%.0f', n - 1), last)
-  redis.call('SET', KEYS[2], last)
-  n = redis.call('INCR', KEYS[2])
+if last and cur < tonumber(last) then
+  markLost(KEYS[10], string.format('%.0f', cur), last)
+  cur = tonumber(last)
 end
+local n = cur + 1
+if n < clock then n = clock end
 local id = string.format('%.0f', n)
+redis.call('SET', KEYS[2], id)
 local ts = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 local env = ARGV[2] .. id .. ARGV[3] .. ts .. '}'
 local size = tonumber(ARGV[4])
@@ -143,26 +177,33 @@ return {id, 0, env}
 
 /**
  * Lua shared by the scripts that take a reader's cursor (KEYS[1] seq base, KEYS[2] seq, KEYS[3]
- * lost range, ARGV[1] cursor). Sets `cursor`/`from` (where to read after), `now` (the sequence) and `all` (1 when every
- * channel must be reset):
+ * lost ranges, ARGV[1] cursor). A cursor further ahead of Redis time than {@link CLOCK_ALLOWANCE_US}
+ * cannot be an id this deployment issued: the script returns `invalid` and writes nothing. Otherwise
+ * it sets `cursor`/`from` (where to read after), `now` (the sequence) and `all` (1 when every channel
+ * must be reset):
  * - the sequence is missing (Redis lost its data, nothing published since): seeded as a publish
  *   would, at least up to the cursor;
  * - the cursor is below the seed: history lost, read from the seed;
  * - the cursor is ahead of the sequence (a failover lost writes and rolled it back): the sequence
  *   is moved up to the cursor and one past it (the reader continues from there), so no id the
- *   reader has seen is issued again, and (sequence, cursor] is recorded as lost;
+ *   reader has seen is issued again, and (sequence, cursor] is recorded as lost. This is the one
+ *   write a reader can cause, and it is bounded: ids are Redis time, so a cursor within the
+ *   allowance is one a failover at this moment could have lost, and it moves the sequence no
+ *   further than a publish now would (plus the allowance);
  * - the cursor lies in a range recorded as lost: the reader saw, or missed, events that are gone.
  */
 const CURSOR = `${MARK_LOST}
 local cursor = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local clock = clockUs(t)
+if cursor > clock + ${CLOCK_ALLOWANCE_US} then return 'invalid' end
 local from = ARGV[1]
 local all = 0
 local base = redis.call('GET', KEYS[1])
 local now = redis.call('GET', KEYS[2])
 if not now and cursor > 0 then
-  local t = redis.call('TIME')
-  local seed = t[1] .. string.format('%06d', tonumber(t[2]))
-  if tonumber(seed) < cursor then seed = ARGV[1] end
+  local seed = string.format('%.0f', clock)
+  if clock < cursor then seed = ARGV[1] end
   redis.call('SET', KEYS[2], seed)
   redis.call('SET', KEYS[1], seed)
   base = seed
@@ -180,12 +221,8 @@ if cursor > tonumber(now) then
   redis.call('SET', KEYS[2], ARGV[1])
   now = string.format('%.0f', redis.call('INCR', KEYS[2]))
   all = 1
-else
-  local lost = redis.call('GET', KEYS[3])
-  if lost then
-    local f, t = string.match(lost, '^(%d+) (%d+)$')
-    if f and cursor > tonumber(f) and cursor <= tonumber(t) then all = 1 end
-  end
+elseif isLost(KEYS[3], cursor) then
+  all = 1
 end`;
 
 /**
@@ -196,10 +233,17 @@ const CLAIM_CURSOR = new Script(`${CURSOR}
 return all
 `);
 
+/** Bytes a replayed event costs beyond its envelope in a page's budget: the SSE lines around it (`id:`, `event:` with a type of up to 64 characters, `data:`), or a poll answer's comma. */
+export const REPLAY_FRAME_BYTES = 128;
+/** Default of REPLAY_MAX_EVENTS: events in one replay page. */
+export const DEFAULT_REPLAY_MAX_EVENTS = 1000;
+export { DEFAULT_REPLAY_MAX_BYTES };
+
 /**
- * Reads each stream after the cursor, with the sequence's current value in the same atomic step
- * (the position to continue from). A channel whose history cannot be proven to reach back to the
- * cursor is reported as reset instead of being replayed with a gap:
+ * Reads one page of what the channels received after the cursor, merged in id order, with the
+ * sequence's current value in the same atomic step (the position to continue from). A channel whose
+ * history cannot be proven to reach back to the cursor is reported as reset instead of being
+ * replayed with a gap:
  * - trimmed (horizon above the cursor): reset, nothing replayed (the client reloads its state);
  * - expired or evicted and created again (gap above the cursor): reset, and what the stream holds
  *   now (all of it after the gap) is replayed;
@@ -208,13 +252,21 @@ return all
  * what was published since the seed is replayed. A cursor ahead of the sequence, or in a range of
  * ids lost that way before, means a failover lost writes: every channel is reset (see CURSOR).
  *
- * KEYS: seq base, seq, lost range, history streams..., horizons..., gaps..., last ids...
- * ARGV: cursor, max entries per channel
- * Returns {all-reset, seq now, {reset, {envelope...}}...}
+ * The page ends at `max events` or `max bytes` (each event costs its envelope plus
+ * {@link REPLAY_FRAME_BYTES}; the first event is taken whatever its size, so a page always moves
+ * on). The merge runs here, reading each stream in chunks sized so that what the page cannot take
+ * stays small: a chunk is the budget left shared among the channels, counted in the largest entry
+ * (`entry bytes`), at least one entry; a channel is read again only once its chunk was taken. What
+ * is read beyond the page is then at most one budget or one entry per channel, whichever is larger.
+ *
+ * KEYS: seq base, seq, lost ranges, history streams..., horizons..., gaps..., last ids...
+ * ARGV: cursor, max events, max bytes, entry bytes (the largest envelope plus its frame)
+ * Returns `invalid` (see CURSOR), or {all-reset, seq now, more, {reset per channel}, {envelope...}}
  */
 const REPLAY = new Script(`${CURSOR}
-local out = {all, now}
 local n = (#KEYS - 3) / 4
+local resets = {}
+local src = {}
 for i = 1, n do
   local stream = KEYS[3 + i]
   local horizon = redis.call('GET', KEYS[3 + n + i])
@@ -233,14 +285,49 @@ for i = 1, n do
       replay = false
     end
   end
-  local envs = {}
-  if replay then
-    local entries = redis.call('XRANGE', stream, '(' .. from .. '-0', '+', 'COUNT', ARGV[2])
-    for k = 1, #entries do envs[k] = entries[k][2][2] end
-  end
-  out[i + 2] = {reset, envs}
+  resets[i] = reset
+  if replay then src[#src + 1] = {key = stream, after = from, buf = {}, k = 1, done = false} end
 end
-return out
+local maxN, maxB, unit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local events, count, bytes, more = {}, 0, 0, 0
+local function head(s)
+  if s.k > #s.buf then
+    if s.done then return nil end
+    local chunk = math.floor((maxB - bytes) / (unit * #src))
+    if chunk > maxN - count then chunk = maxN - count end
+    if chunk < 1 then chunk = 1 end
+    s.buf = redis.call('XRANGE', s.key, '(' .. s.after .. '-0', '+', 'COUNT', chunk)
+    s.k = 1
+    if #s.buf < chunk then s.done = true end
+  end
+  return s.buf[s.k]
+end
+while true do
+  local best, bestId
+  for _, s in ipairs(src) do
+    local e = head(s)
+    if e then
+      local id = tonumber(string.match(e[1], '^(%d+)'))
+      if not best or id < bestId then
+        best = s
+        bestId = id
+      end
+    end
+  end
+  if not best then break end
+  local e = best.buf[best.k]
+  local size = #e[2][2] + ${REPLAY_FRAME_BYTES}
+  if count >= maxN or (count > 0 and bytes + size > maxB) then
+    more = 1
+    break
+  end
+  count = count + 1
+  bytes = bytes + size
+  events[count] = e[2][2]
+  best.after = string.match(e[1], '^(%d+)')
+  best.k = best.k + 1
+end
+return {all, now, more, resets, events}
 `);
 
 export interface PublishInput {
@@ -359,12 +446,31 @@ function eventHash(head: string, tail: string): string {
   return createHash('sha256').update(head).update('\0').update(tail).digest('base64url');
 }
 
-/** Parses a cursor (`Last-Event-ID`, `lastEventId`, `since`, `cursor`). */
+/** Parses a cursor (`Last-Event-ID`, `lastEventId`, `since`, `cursor`): 1 to 16 decimal digits. See also {@link cursorCannotBeReal}. */
 export function parseCursor(value: unknown): number {
   if (typeof value !== 'string' || !CURSOR_PATTERN.test(value)) {
     throw new RealtimeError('invalid_cursor', 'A cursor is the decimal id of the last event received.');
   }
   return Number(value);
+}
+
+/**
+ * True when `cursor` cannot be an id this deployment issued: past 2^53 (no id is), or further ahead of this clock than
+ * {@link CLOCK_ALLOWANCE_US} (ids are Redis time in microseconds). A check without a round trip; the replay and
+ * claim scripts check the same against Redis time and write nothing for such a cursor.
+ */
+export function cursorCannotBeReal(cursor: number, nowMs: number = Date.now()): boolean {
+  return !Number.isSafeInteger(cursor) || cursor < 0 || cursor > nowMs * 1000 + CLOCK_ALLOWANCE_US;
+}
+
+/** The refusal of a cursor that cannot be real (`400 invalid_cursor`; a native stream or a WebSocket subscribe gets `reset` instead). */
+export function impossibleCursor(): RealtimeError {
+  return new RealtimeError('invalid_cursor', 'The cursor is ahead of every id this service issued; resume without it (from now) and reload the state.');
+}
+
+/** True for the error of a cursor that cannot be real (or is malformed). */
+export function isInvalidCursor(err: unknown): boolean {
+  return err instanceof RealtimeError && err.code === 'invalid_cursor';
 }
 
 export interface ReplayResult {
@@ -377,18 +483,30 @@ export interface ReplayResult {
    * or, when `more` is true, the id of the last event returned.
    */
   readonly position: number;
-  /** True when the replay stopped at `limit` events: read again from `position` for the rest. */
+  /** True when the page ended at its count or byte budget: read again from `position` for the rest. */
   readonly more: boolean;
 }
 
+/** A replay page's budget: events and bytes (each event counts its envelope plus {@link REPLAY_FRAME_BYTES}). */
+export interface PageBudget {
+  /** Defaults to {@link DEFAULT_REPLAY_MAX_EVENTS}. */
+  readonly maxEvents?: number;
+  /** Defaults to the config's `replayMaxBytes`, or {@link DEFAULT_REPLAY_MAX_BYTES}. */
+  readonly maxBytes?: number;
+}
+
 /**
- * Reads what `channels` received after `cursor`, or which of them cannot be replayed: at most `limit` events (the
- * oldest first), so one request never reads a whole history into memory. Each channel's stream is read up to `limit`
- * entries; the first `limit` of their merge are then complete up to the last one returned.
+ * Reads one page of what `channels` received after `cursor`, or which of them cannot be replayed: the oldest events
+ * first, until `limit` events or the byte budget (REPLAY_MAX_BYTES), so one request never reads a whole history into
+ * memory, and Redis reads little more than the page (see REPLAY). Throws `invalid_cursor`, writing nothing, for a
+ * cursor that cannot be real (see CURSOR).
  */
-export async function replay(channels: readonly ParsedChannel[], cursor: number, deps: EventDeps, limit = Number.MAX_SAFE_INTEGER): Promise<ReplayResult> {
+export async function replay(channels: readonly ParsedChannel[], cursor: number, deps: EventDeps, limit: number | PageBudget = {}): Promise<ReplayResult> {
+  if (cursorCannotBeReal(cursor)) throw impossibleCursor();
+  const budget = typeof limit === 'number' ? { maxEvents: limit } : limit;
+  const maxEvents = Math.max(1, budget.maxEvents ?? DEFAULT_REPLAY_MAX_EVENTS);
+  const maxBytes = Math.max(1, budget.maxBytes ?? deps.config.replayMaxBytes ?? DEFAULT_REPLAY_MAX_BYTES);
   const keys = new Keys(deps.config.keyPrefix);
-  const max = Math.min(Math.max(1, limit), Math.max(1, ...channels.map((c) => c.policy.historySize)));
   const res = (await REPLAY.run(
     deps.redis,
     [
@@ -400,28 +518,21 @@ export async function replay(channels: readonly ParsedChannel[], cursor: number,
       ...channels.map((c) => keys.gap(c.channel)),
       ...channels.map((c) => keys.lastId(c.channel)),
     ],
-    [String(cursor), max],
-  )) as [number, string, ...[number, string[]][]];
-  const resets: string[] = [];
-  const lists: string[][] = [];
-  channels.forEach((c, i) => {
-    const [reset, envs] = res[i + 2] as [number, string[]];
-    if (reset === 1) resets.push(c.channel);
-    if (envs.length) lists.push(envs);
-  });
-  let events = lists.length === 1 ? lists[0] : lists.flat().sort((a, b) => envelopeSeq(a) - envelopeSeq(b));
-  // More after this page: the merge passed `limit`, or a channel filled a read cut short by `limit` (it may hold more).
-  const more = events.length > limit || (max === limit && lists.some((l) => l.length === limit));
-  if (events.length > limit) events = events.slice(0, limit);
+    [String(cursor), maxEvents, maxBytes, deps.config.maxPayloadBytes + REPLAY_FRAME_BYTES],
+  )) as 'invalid' | [number, string, number, number[], string[]];
+  if (res === 'invalid') throw impossibleCursor();
+  const [, now, moreFlag, flags, events] = res;
+  const resets = channels.filter((_, i) => flags[i] === 1).map((c) => c.channel);
+  const more = moreFlag === 1;
   const last = events.length ? envelopeSeq(events[events.length - 1]) : cursor;
-  return { events, resets, position: more ? last : Math.max(Number(res[1]), last, cursor), more };
+  return { events, resets, position: more ? last : Math.max(Number(now), last, cursor), more };
 }
 
 /**
  * What a reader starting at `cursor` must be sent before going live: the replay after it, or, with
  * no cursor, nothing and the current position ("from now on").
  */
-export async function backlog(channels: readonly ParsedChannel[], cursor: number | undefined, deps: EventDeps, limit?: number): Promise<ReplayResult> {
+export async function backlog(channels: readonly ParsedChannel[], cursor: number | undefined, deps: EventDeps, limit?: number | PageBudget): Promise<ReplayResult> {
   if (cursor === undefined) return { events: [], resets: [], position: await currentCursor(deps), more: false };
   return replay(channels, cursor, deps, limit);
 }
@@ -430,11 +541,15 @@ export async function backlog(channels: readonly ParsedChannel[], cursor: number
  * For a reader that resumes from `cursor` without a replay (a WebSocket subscription whose floor is
  * below the cursor): true when the cursor is ahead of the sequence, or predates a loss of Redis
  * data, so the reader must reset its channels. The sequence is moved past the cursor in the same
- * step, so ids the reader has seen are never issued again.
+ * step, so ids the reader has seen are never issued again. Throws `invalid_cursor` (nothing written)
+ * for a cursor that cannot be real (see CURSOR).
  */
 export async function claimCursor(cursor: number, deps: EventDeps): Promise<boolean> {
   const keys = new Keys(deps.config.keyPrefix);
-  return Number(await CLAIM_CURSOR.run(deps.redis, [keys.seqBase, keys.seq, keys.seqLost], [String(cursor)])) === 1;
+  if (cursorCannotBeReal(cursor)) throw impossibleCursor();
+  const r = await CLAIM_CURSOR.run(deps.redis, [keys.seqBase, keys.seq, keys.seqLost], [String(cursor)]);
+  if (r === 'invalid') throw impossibleCursor();
+  return Number(r) === 1;
 }
 
 /** The current position of the sequence: a cursor that means "from now on". */

@@ -39,9 +39,12 @@ export class Keys {
   get seqBase(): string {
     return `${this.prefix}seq:base`;
   }
-  /** `from to`: ids in (from, to] were issued, then lost when a failover rolled the sequence back. */
+  /**
+   * Sorted set of ranges `from to` (scored by `to`): ids in (from, to] were issued, then lost when a failover rolled the
+   * sequence back. (`seq:lost`, one merged range as a string, was its form before: it is no longer read.)
+   */
   get seqLost(): string {
-    return `${this.prefix}seq:lost`;
+    return `${this.prefix}seq:lost-ranges`;
   }
   ticket(ticketHash: string): string {
     return `${this.prefix}tk:${ticketHash}`;

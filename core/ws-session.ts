@@ -2,7 +2,7 @@ import { maySubscribe, parseChannel, type ChannelGrant, type ParsedChannel } fro
 import type { Namespaces } from './config';
 import { addSubscription, connectionGrant, getConnection, registerConnection, removeConnection, removeSubscription, type ConnectionDeps, type ConnectionRecord } from './connections';
 import { RealtimeError } from './errors';
-import { claimCursor, envelopeSeq, parseCursor, replay, type EventDeps, type PublishResult } from './events';
+import { claimCursor, cursorCannotBeReal, envelopeSeq, isInvalidCursor, parseCursor, replay, type EventDeps, type PageBudget, type PublishResult } from './events';
 import type { Identity } from './identity';
 import { publishAndFanout, type Fanout, type ResumeFanout, type UseCaseLogger } from './publishing';
 import { assertNotRevoked, currentEpoch } from './revocation';
@@ -106,8 +106,11 @@ export function assertMaySubscribe(identity: Identity, ch: ParsedChannel, grant:
 
 /**
  * What a subscription whose live delivery starts after `floor` sends first for a `since` cursor:
- * `reset` when the history cannot cover it, then the missed envelopes up to the floor, in order
- * (`subscribed` is the caller's to send). `added`: the subscription is new (not kept from before).
+ * `reset` when the history cannot cover it, then the first page of the missed envelopes up to the
+ * floor, in order (`subscribed` is the caller's to send). `added`: the subscription is new (not kept
+ * from before). The page ends at its budget (`limit`: events, or events and bytes; the config's
+ * REPLAY_MAX_BYTES and 1000 events by default); `rest` then says what is left (send it with
+ * {@link replayPages}). A cursor that cannot be real gets `reset` and nothing is written.
  */
 export async function catchUpFrames(
   ch: ParsedChannel,
@@ -115,14 +118,21 @@ export async function catchUpFrames(
   floor: number,
   added: boolean,
   deps: EventDeps,
-  limit?: number,
+  limit?: number | PageBudget,
 ): Promise<{ frames: string[]; rest?: SubscribePlan['rest'] }> {
   const out: string[] = [];
-  if (cursor !== undefined && cursor > floor) {
+  if (cursor !== undefined && cursorCannotBeReal(cursor)) {
+    out.push(frames.reset(ch.channel));
+  } else if (cursor !== undefined && cursor > floor) {
     // A cursor above the floor of a new subscription is ahead of the sequence: a failover lost
     // writes and ids the client has seen may be issued again. claimCursor moves the sequence past
     // it (and detects the same on an older subscription, whose floor can legitimately be lower).
-    if ((await claimCursor(cursor, deps)) || added) out.push(frames.reset(ch.channel));
+    // One that cannot be real (Redis's clock decides) is reset without moving anything.
+    const reset = await claimCursor(cursor, deps).catch((err: unknown) => {
+      if (isInvalidCursor(err)) return true;
+      throw err;
+    });
+    if (reset || added) out.push(frames.reset(ch.channel));
   } else if (cursor !== undefined && cursor < floor) {
     const r = await replay([ch], cursor, deps, limit);
     if (r.resets.includes(ch.channel)) out.push(frames.reset(ch.channel));
@@ -134,10 +144,28 @@ export async function catchUpFrames(
         last = seq;
       }
     }
-    // Cut at `limit`: the rest (after the last one sent, up to the floor) is for a worker to send.
+    // Cut at the page's budget: the rest (after the last one sent, up to the floor) is for a worker, or the next pages.
     if (r.more && r.position < floor) return { frames: out, rest: { channel: ch.channel, after: Math.max(last, r.position), floor } };
   }
   return { frames: out };
+}
+
+/**
+ * The rest of a `since` replay cut by its page budget: pages of frames (a `reset` if the history was trimmed
+ * meanwhile, then envelopes after `after` up to `floor`), each read once the caller took the last.
+ */
+export async function* replayPages(ch: ParsedChannel, after: number, floor: number, deps: EventDeps, limit?: number | PageBudget): AsyncGenerator<string[]> {
+  for (;;) {
+    const r = await replay([ch], after, deps, limit);
+    const page: string[] = r.resets.includes(ch.channel) ? [frames.reset(ch.channel)] : [];
+    for (const envelope of r.events) {
+      const seq = envelopeSeq(envelope);
+      if (seq > after && seq <= floor) page.push(envelope);
+    }
+    if (page.length) yield page;
+    if (!r.more || r.position >= floor) return;
+    after = Math.max(after, r.position);
+  }
 }
 
 /** Unregisters a connection from every channel (the transport saw it close). */
@@ -161,7 +189,17 @@ async function registered(connectionId: string, deps: ConnectionDeps): Promise<C
  * ticket's channels, subscribed at connect) keeps its floor.
  */
 export async function subscribeFrom(connectionId: string, channel: unknown, since: unknown, deps: ConnectionDeps): Promise<string[]> {
-  return (await planSubscribe(connectionId, channel, since, deps)).frames;
+  const plan = await planSubscribe(connectionId, channel, since, deps);
+  if (!plan.rest) return plan.frames;
+  const out = [...plan.frames];
+  for await (const page of restOf(plan.rest, deps)) out.push(...page);
+  return out;
+}
+
+/** The pages of a plan's `rest`, then its `subscribed` frame. */
+async function* restOf(rest: NonNullable<SubscribePlan['rest']>, deps: ConnectionDeps): AsyncGenerator<string[]> {
+  yield* replayPages(parseChannel(rest.channel, deps.config.namespaces), rest.after, rest.floor, deps);
+  yield [frames.subscribed(rest.channel, rest.floor)];
 }
 
 /** A subscribe's frames to send now and, with `limit`, the rest of the replay to hand to a worker. */
@@ -172,10 +210,11 @@ export interface SubscribePlan {
 }
 
 /**
- * {@link subscribeFrom} with the replay cut at `limit` events: when more remain, `frames` holds the
- * first ones (without `subscribed`) and `rest` says what a worker must send after them.
+ * {@link subscribeFrom} with the replay cut at one page (`limit`: events, or events and bytes; by default 1000 events
+ * and REPLAY_MAX_BYTES): when more remain, `frames` holds the first ones (without `subscribed`) and `rest` says what
+ * must be sent after them (by a worker, or page by page).
  */
-export async function planSubscribe(connectionId: string, channel: unknown, since: unknown, deps: ConnectionDeps, limit?: number): Promise<SubscribePlan> {
+export async function planSubscribe(connectionId: string, channel: unknown, since: unknown, deps: ConnectionDeps, limit?: number | PageBudget): Promise<SubscribePlan> {
   const ch = parseChannel(channel, deps.config.namespaces);
   const cursor = since === undefined || since === null ? undefined : parseCursor(since);
   const conn = await registered(connectionId, deps);
@@ -220,9 +259,15 @@ export async function handleFrame(connectionId: string, body: string | undefined
       return;
     case 'subscribe': {
       const plan = await planSubscribe(connectionId, frame.channel, frame.since, deps, deps.deferReplay ? (deps.replayInlineMax ?? 100) : undefined);
-      const outcome = await sendAll(connectionId, plan.frames, deps.send);
-      // The rest goes through the connection's shard of the fan-out queue, after what was just sent.
-      if (plan.rest && outcome !== 'gone') await deps.deferReplay!(connectionId, plan.rest.channel, plan.rest.after, plan.rest.floor);
+      let outcome = await sendAll(connectionId, plan.frames, deps.send);
+      if (!plan.rest || outcome === 'gone') return;
+      // The rest goes through the connection's shard of the fan-out queue, after what was just sent; without a
+      // queue, page by page from here.
+      if (deps.deferReplay) return deps.deferReplay(connectionId, plan.rest.channel, plan.rest.after, plan.rest.floor);
+      for await (const page of restOf(plan.rest, deps)) {
+        outcome = await sendAll(connectionId, page, deps.send);
+        if (outcome === 'gone') return;
+      }
       return;
     }
     case 'unsubscribe':

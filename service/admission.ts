@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type Redis from 'ioredis';
 import { parseChannelList } from '../core/channels';
 import { RealtimeError } from '../core/errors';
-import { parseCursor } from '../core/events';
+import { cursorCannotBeReal, impossibleCursor, parseCursor } from '../core/events';
 import { authorize } from './auth';
 import type { ServiceConfig } from './config';
 import type { Cors } from './cors';
@@ -49,10 +49,15 @@ export class Admission {
     this.anonLimiter = new FixedWindowLimiter(deps.config.anonRequestsPerMinute, 60_000, deps.now);
   }
 
-  /** Admits `req` or throws the refusal; `cursorParams` name where its cursor may come from, first match wins. */
-  async admit(req: IncomingMessage, url: URL, ctx: RequestContext, cursorParams: readonly string[]): Promise<Admitted> {
+  /**
+   * Admits `req` or throws the refusal; `cursorParams` name where its cursor may come from, first match wins. A cursor
+   * that is malformed or cannot be real (see `cursorCannotBeReal`) is refused (`invalid_cursor`), or, with
+   * `resetBadCursor` (a native EventSource, which a 400 would end for good), dropped: the session starts from now
+   * with every channel reset.
+   */
+  async admit(req: IncomingMessage, url: URL, ctx: RequestContext, cursorParams: readonly string[], resetBadCursor = false): Promise<Admitted> {
     const { config } = this.deps;
-    const { channels, cursor } = this.parseRequest(req, url, cursorParams);
+    const { channels, cursor, resetAll } = this.parseRequest(req, url, cursorParams, resetBadCursor);
     if (channels.every((c) => c.policy.subscribe === 'public')) this.limitAnonymous(req);
     const names = channels.map((c) => c.channel);
     // Taken before the ticket's redemption reads the sequence's position (service/hub.ts `addAt`).
@@ -62,7 +67,7 @@ export class Admission {
     ctx.setCookie = auth.setCookie;
     this.deps.cors.check(req);
     this.checkRoom(names);
-    return { channels, cursor, names, auth, now, mark };
+    return { channels, cursor, names, auth, now, mark, resetAll };
   }
 
   /**
@@ -84,7 +89,7 @@ export class Admission {
     }
   }
 
-  private parseRequest(req: IncomingMessage, url: URL, cursorParams: readonly string[]) {
+  private parseRequest(req: IncomingMessage, url: URL, cursorParams: readonly string[], resetBadCursor: boolean) {
     const core = this.deps.config.core;
     const channels = parseChannelList(url.searchParams.get('channels') ?? '', core.namespaces, core.maxChannelsPerConnection);
     let raw: string | undefined;
@@ -95,8 +100,15 @@ export class Admission {
         break;
       }
     }
-    const cursor = raw === undefined ? undefined : parseCursor(raw);
-    return { channels, cursor };
+    if (raw === undefined) return { channels, cursor: undefined };
+    try {
+      const cursor = parseCursor(raw);
+      if (cursorCannotBeReal(cursor, this.deps.now())) throw impossibleCursor();
+      return { channels, cursor };
+    } catch (err) {
+      if (!resetBadCursor) throw err;
+      return { channels, cursor: undefined, resetAll: true };
+    }
   }
 
   /** Requests that need no ticket or cookie: at most ANON_REQUESTS_PER_MINUTE per client IP. */

@@ -136,8 +136,10 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
   // Lax unless pages of other origins read the streams (a cross-site page sends only SameSite=None cookies).
   const sameSite = e[SERVICE_ENV.cookieSameSite] ?? (secure && allowedOrigins.length > 0 ? 'None' : 'Lax');
   if (sameSite === 'None' && !secure) throw new ConfigError(`Invalid configuration: ${SERVICE_ENV.cookieSameSite}: None requires ${SERVICE_ENV.cookieSecure}=true`);
+  const core = coreConfigFromEnv(env);
   return {
-    core: coreConfigFromEnv(env),
+    // A replay page is written at once: it never passes what a stream may hold for its reader (MAX_QUEUED_BYTES).
+    core: { ...core, replayMaxBytes: Math.min(core.replayMaxBytes ?? e[SERVICE_ENV.maxQueuedBytes], e[SERVICE_ENV.maxQueuedBytes]) },
     port: e[SERVICE_ENV.port],
     host: e[SERVICE_ENV.host],
     sessionSecrets: e[SERVICE_ENV.sessionSecret].split(','),

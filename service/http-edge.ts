@@ -75,7 +75,9 @@ export class HttpEdge {
   /** `GET /events`: an SSE stream. */
   private async events(req: IncomingMessage, res: ServerResponse, url: URL, ctx: RequestContext): Promise<void> {
     const { config, engine } = this.deps;
-    const admitted = await this.deps.admission.admit(req, url, ctx, ['last-event-id', 'lastEventId']);
+    // A native EventSource ends for good on a 400: a cursor that cannot be real resets its channels instead.
+    const native = (req.headers.accept ?? '').includes('text/event-stream');
+    const admitted = await this.deps.admission.admit(req, url, ctx, ['last-event-id', 'lastEventId'], native);
     const headers: Record<string, string | string[]> = this.streamHeaders(req);
     if (admitted.auth.setCookie) headers['set-cookie'] = admitted.auth.setCookie;
     const socket = req.socket;

@@ -2,7 +2,7 @@ import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 import { parseChannelList, type ParsedChannel } from '../core/channels';
 import { toRealtimeError } from '../core/errors';
-import { backlog, replay } from '../core/events';
+import { backlog, currentCursor, isInvalidCursor, replay, type ReplayResult } from '../core/events';
 import { waitReady } from '../core/redis';
 import type { Authorized } from './auth';
 import type { ServiceConfig } from './config';
@@ -23,6 +23,8 @@ export interface Admitted {
   readonly now: number;
   /** The hub's mark taken before the ticket was redeemed (no cursor, every channel subscribed then). */
   readonly mark?: number;
+  /** The client's cursor could not be real (a native stream): start from now with every channel reset. */
+  readonly resetAll?: boolean;
 }
 
 export interface SessionEngineDeps {
@@ -93,12 +95,12 @@ export class SessionEngine {
    */
   async start(session: Session, channels: readonly ParsedChannel[], cursor: number | undefined, admitted?: Admitted): Promise<void> {
     const position = admitted?.auth.position;
-    if (cursor === undefined && admitted?.mark !== undefined && position !== undefined && this.deps.hub.addAt(session.channels, session, admitted.mark, position)) {
+    if (cursor === undefined && !admitted?.resetAll && admitted?.mark !== undefined && position !== undefined && this.deps.hub.addAt(session.channels, session, admitted.mark, position)) {
       session.goLive(position);
       return;
     }
     await this.deps.hub.add(session.channels, session);
-    await this.catchUp(session, channels, cursor);
+    await this.catchUp(session, channels, cursor, admitted?.resetAll);
   }
 
   /** A stream whose setup failed: tell it to come back later. */
@@ -130,10 +132,19 @@ export class SessionEngine {
    * one (a stream: once its reader kept up; a reader that falls behind is closed by the slow-consumer
    * cap and resumes by id); a long poll takes one page and answers `more`.
    */
-  private async catchUp(session: Session, channels: readonly ParsedChannel[], cursor: number | undefined): Promise<void> {
+  private async catchUp(session: Session, channels: readonly ParsedChannel[], cursor: number | undefined, resetAll = false): Promise<void> {
     const deps = { redis: this.deps.redis, config: this.config.core };
     const limit = this.config.replayMaxEvents;
-    let r = await backlog(channels, cursor, deps, limit);
+    // A cursor that cannot be real (found by Redis, whose clock decides): a long poll is refused (400); a stream,
+    // whose head is out, starts from now with every channel reset. Nothing shared was written either way.
+    const fromNow = async (): Promise<ReplayResult> => ({ events: [], resets: [...session.channels], position: await currentCursor(deps), more: false });
+    let r: ReplayResult;
+    try {
+      r = resetAll ? await fromNow() : await backlog(channels, cursor, deps, limit);
+    } catch (err) {
+      if (session.kind !== 'stream' || !isInvalidCursor(err)) throw err;
+      r = await fromNow();
+    }
     if (cursor !== undefined && session.kind === 'stream') {
       this.deps.metrics.replays++;
       this.deps.metrics.resets += r.resets.length;

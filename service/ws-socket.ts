@@ -1,12 +1,12 @@
 import type { Duplex } from 'node:stream';
 import type Redis from 'ioredis';
 import type { WebSocket } from 'ws';
-import { parseChannel, type ChannelGrant } from '../core/channels';
+import { parseChannel, type ChannelGrant, type ParsedChannel } from '../core/channels';
 import { RealtimeError } from '../core/errors';
-import { currentCursor, parseCursor } from '../core/events';
+import { currentCursor, parseCursor, type EventDeps } from '../core/events';
 import type { Identity } from '../core/identity';
 import { publishAndFanout, type Fanout } from '../core/publishing';
-import { assertMaySubscribe, catchUpFrames } from '../core/ws-session';
+import { assertMaySubscribe, catchUpFrames, replayPages } from '../core/ws-session';
 import { frames, parseClientFrame } from '../core/ws-protocol';
 import type { ServiceConfig } from './config';
 import type { FlushWindow, Flushable } from './flush-window';
@@ -218,7 +218,7 @@ export class WsSocket implements Listener, Flushable {
     const deps = { redis: this.deps.redis, config: core };
     const existing = this.subs.get(ch.channel);
     if (existing) {
-      for (const f of (await catchUpFrames(ch, cursor, existing.floor, false, deps)).frames) this.sendText(f);
+      await this.catchUp(ch, cursor, existing.floor, false, deps);
       this.sendText(frames.subscribed(ch.channel, existing.floor));
       return;
     }
@@ -234,7 +234,7 @@ export class WsSocket implements Listener, Flushable {
       const floor = await currentCursor(deps);
       sub = { floor, last: floor, held };
       this.subs.set(ch.channel, sub);
-      for (const f of (await catchUpFrames(ch, cursor, floor, true, deps)).frames) this.sendText(f);
+      await this.catchUp(ch, cursor, floor, true, deps);
     } catch (err) {
       if (this.subs.get(ch.channel)?.held === held) {
         this.subs.delete(ch.channel);
@@ -244,6 +244,37 @@ export class WsSocket implements Listener, Flushable {
     }
     this.sendText(frames.subscribed(ch.channel, sub.floor));
     this.release(sub);
+  }
+
+  /**
+   * Sends what a `since` subscribe missed up to `floor`, a page at a time (REPLAY_MAX_EVENTS, REPLAY_MAX_BYTES): the
+   * next page is read once the socket handed the last one to the kernel, so a replay holds one page in memory.
+   */
+  private async catchUp(ch: ParsedChannel, cursor: number | undefined, floor: number, added: boolean, deps: EventDeps): Promise<void> {
+    const budget = { maxEvents: this.deps.config.replayMaxEvents };
+    const { frames: first, rest } = await catchUpFrames(ch, cursor, floor, added, deps, budget);
+    for (const f of first) this.sendText(f);
+    if (!rest) return;
+    for await (const page of replayPages(ch, rest.after, rest.floor, deps, budget)) {
+      await this.drained();
+      if (this.closed) return;
+      for (const f of page) this.sendText(f);
+    }
+  }
+
+  /** Writes what is queued and resolves once the socket handed it to the kernel (or closed). */
+  private async drained(): Promise<void> {
+    this.flush();
+    if (this.closed || this.socket.writableLength === 0) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
   }
 
   private unsubscribe(channel: unknown): void {
