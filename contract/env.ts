@@ -20,6 +20,7 @@ export const CORE_ENV = {
   userPublishPerMinute: 'USER_PUBLISH_PER_MINUTE',
   userNewChannelsPerHour: 'USER_NEW_CHANNELS_PER_HOUR',
   replayMaxBytes: 'REPLAY_MAX_BYTES',
+  userRetainedBytes: 'USER_RETAINED_BYTES',
   logLevel: 'LOG_LEVEL',
 } as const;
 

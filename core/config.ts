@@ -91,6 +91,8 @@ export function parseNamespaces(json: string | undefined): Namespaces {
 export const DEFAULT_USER_PUBLISH_PER_MINUTE = 300;
 /** Default of USER_NEW_CHANNELS_PER_HOUR: channels one user may start per hour. */
 export const DEFAULT_USER_NEW_CHANNELS_PER_HOUR = 50;
+/** Default of USER_RETAINED_BYTES: bytes of events one user may publish per namespace per history TTL (8 MiB). */
+export const DEFAULT_USER_RETAINED_BYTES = 8 * 1024 * 1024;
 /** Default of REPLAY_MAX_BYTES: bytes in one replay page (every replay: /poll, /events, /live, the API Gateway subscribe). */
 export const DEFAULT_REPLAY_MAX_BYTES = 1024 * 1024;
 
@@ -112,6 +114,7 @@ export const CoreEnvSchema = z.object({
   [CORE_ENV.maxChannelsPerConnection]: envInt(1, 64, 16),
   [CORE_ENV.userPublishPerMinute]: envInt(0, 1_000_000, DEFAULT_USER_PUBLISH_PER_MINUTE),
   [CORE_ENV.userNewChannelsPerHour]: envInt(0, 1_000_000, DEFAULT_USER_NEW_CHANNELS_PER_HOUR),
+  [CORE_ENV.userRetainedBytes]: envInt(0, 1024 * 1024 * 1024, DEFAULT_USER_RETAINED_BYTES),
   [CORE_ENV.replayMaxBytes]: envInt(16_384, 16 * 1024 * 1024, DEFAULT_REPLAY_MAX_BYTES),
 });
 
@@ -138,6 +141,13 @@ export interface CoreConfig {
    * {@link LAST_ID_TAIL_SECONDS}. Defaults to 50.
    */
   readonly userNewChannelsPerHour?: number;
+  /**
+   * Bytes of events one user may publish to one namespace within one window of that namespace's history TTL (counted
+   * from the window's first publish; envelopes as stored); 0 disables. Events leave history once older than the TTL
+   * (at the channel's next publish, or with the stream), so what one user keeps in Redis per namespace is at most
+   * three windows' worth. Defaults to 8388608 (8 MiB).
+   */
+  readonly userRetainedBytes?: number;
   /**
    * Bytes in one replay page: a page ends at this many bytes of envelopes (plus 128 per event for framing) or at its
    * event count, whichever comes first; the first event of a page is taken whatever its size. Defaults to 1048576.
@@ -168,6 +178,7 @@ export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreCon
     maxChannelsPerConnection: e[CORE_ENV.maxChannelsPerConnection],
     userPublishPerMinute: e[CORE_ENV.userPublishPerMinute],
     userNewChannelsPerHour: e[CORE_ENV.userNewChannelsPerHour],
+    userRetainedBytes: e[CORE_ENV.userRetainedBytes],
     replayMaxBytes: e[CORE_ENV.replayMaxBytes],
   };
 }

@@ -18,6 +18,7 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   rate_limited: 429,
   channel_quota_exceeded: 429,
+  retained_bytes_exceeded: 429,
   internal: 500,
   unavailable: 503,
 } as const;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { DEFAULT_REPLAY_MAX_BYTES, DEFAULT_USER_NEW_CHANNELS_PER_HOUR, DEFAULT_USER_PUBLISH_PER_MINUTE, LAST_ID_TAIL_SECONDS, type CoreConfig } from './config';
+import { DEFAULT_REPLAY_MAX_BYTES, DEFAULT_USER_NEW_CHANNELS_PER_HOUR, DEFAULT_USER_PUBLISH_PER_MINUTE, DEFAULT_USER_RETAINED_BYTES, LAST_ID_TAIL_SECONDS, type CoreConfig } from './config';
 import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from './channels';
 import { RealtimeError } from './errors';
 import { describeIdentity, type Identity } from './identity';
@@ -91,19 +91,26 @@ end`;
  * failover lost writes and rolled it back, it is moved past that id first, so an id is never issued
  * twice on a channel, and the ids in between are recorded as lost (see MARK_LOST).
  *
- * Users (not backends) are limited before anything is written: events per one-minute window, and
- * new channels (no last id, stream or horizon) per one-hour window; a refusal writes nothing.
+ * An event leaves the history once it is older than the history TTL: each publish trims by id
+ * (`MINID`, ids being Redis time) as well as by count, so publishing to a channel keeps its own
+ * event for a TTL, not the channel's whole history (the stream's own TTL still ends it all a TTL
+ * after its last event). The horizon is the newest event trimmed either way.
+ *
+ * Users (not backends) are limited before anything is written: events per one-minute window, new
+ * channels (no last id, stream or horizon) per one-hour window, and bytes per namespace per window
+ * of one history TTL (what the user can keep in Redis); a refusal writes nothing.
  *
  * An idempotency key belongs to its principal and remembers the first id with a hash of the event
  * (channel, type, data): the same event again is a duplicate, a different one a conflict.
  *
  * KEYS: history stream, seq, seq base, idempotency key, horizon, gap, last id, user publish counter,
- *       user new-channel counter (unused keys repeat seq), lost range
+ *       user new-channel counter, lost ranges, user retained-bytes counter (unused keys repeat seq)
  * ARGV: live channel, envelope head, envelope tail, history size, history TTL, idempotency TTL,
  *       use idempotency, event hash, last-id TTL, publishes per minute (0: unlimited),
- *       new channels per hour (0: unlimited)
+ *       new channels per hour (0: unlimited), retained bytes per history TTL (0: unlimited)
  * Returns {id, 0, envelope} published, {id, 1} duplicate, {id, 2} idempotency conflict,
- * {'', 3, seconds} rate limited, {'', 4, seconds} channel quota exceeded.
+ * {'', 3, seconds} rate limited, {'', 4, seconds} channel quota exceeded,
+ * {'', 5, seconds} retained bytes exceeded.
  */
 const PUBLISH = new Script(`${MARK_LOST}
 if ARGV[7] == '1' then
@@ -129,6 +136,9 @@ if quota > 0 and redis.call('EXISTS', KEYS[7], KEYS[1], KEYS[5]) == 0 then
   if tonumber(redis.call('GET', KEYS[9]) or '0') >= quota then return {'', 4, wait(KEYS[9])} end
   fresh = true
 end
+local budget = tonumber(ARGV[12])
+local bytes = #ARGV[2] + #ARGV[3] + 30
+if budget > 0 and tonumber(redis.call('GET', KEYS[11]) or '0') + bytes > budget then return {'', 5, wait(KEYS[11])} end
 local t = redis.call('TIME')
 local clock = clockUs(t)
 local cur = tonumber(redis.call('GET', KEYS[2]) or '')
@@ -158,9 +168,20 @@ if size > 0 then
   if len == 0 and last then
     redis.call('SET', KEYS[6], last, 'EX', keep)
     redis.call('DEL', KEYS[5])
-  elseif len >= size then
-    local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - size + 1)
-    redis.call('SET', KEYS[5], string.match(gone[#gone][1], '^(%d+)'), 'EX', keep)
+  else
+    local horizon
+    if len >= size then
+      local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - size + 1)
+      horizon = tonumber(string.match(gone[#gone][1], '^(%d+)'))
+    end
+    local minid = string.format('%.0f', clock - tonumber(ARGV[5]) * 1000000)
+    local aged = redis.call('XREVRANGE', KEYS[1], '(' .. minid .. '-0', '-', 'COUNT', 1)
+    if aged[1] then
+      local a = tonumber(string.match(aged[1][1], '^(%d+)'))
+      if not horizon or a > horizon then horizon = a end
+      redis.call('XTRIM', KEYS[1], 'MINID', minid .. '-0')
+    end
+    if horizon then redis.call('SET', KEYS[5], string.format('%.0f', horizon), 'EX', keep) end
   end
   redis.call('XADD', KEYS[1], 'MAXLEN', '=', size, id .. '-0', 'e', env)
   redis.call('EXPIRE', KEYS[1], ARGV[5])
@@ -172,6 +193,7 @@ redis.call('PUBLISH', ARGV[1], env)
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], id .. ' ' .. ARGV[8], 'EX', ARGV[6]) end
 if rate > 0 and redis.call('INCR', KEYS[8]) == 1 then redis.call('EXPIRE', KEYS[8], 60) end
 if fresh and redis.call('INCR', KEYS[9]) == 1 then redis.call('EXPIRE', KEYS[9], 3600) end
+if budget > 0 and redis.call('INCRBY', KEYS[11], bytes) == bytes then redis.call('EXPIRE', KEYS[11], ARGV[5]) end
 return {id, 0, env}
 `);
 
@@ -382,8 +404,8 @@ export function preparePublish(input: PublishInput, identity: Identity, config: 
 
 /**
  * Validates, appends to history and publishes live in one atomic step. Returns the event id.
- * Users are held to {@link CoreConfig.userPublishPerMinute} and {@link CoreConfig.userNewChannelsPerHour};
- * backends are not. `grant` is what the publishing connection's ticket granted (it opens `granted` namespaces).
+ * Users are held to {@link CoreConfig.userPublishPerMinute}, {@link CoreConfig.userNewChannelsPerHour} and
+ * {@link CoreConfig.userRetainedBytes}; backends are not. `grant` is what the publishing connection's ticket granted (it opens `granted` namespaces).
  */
 export async function publish(input: PublishInput, identity: Identity, deps: EventDeps, grant?: ChannelGrant): Promise<PublishResult> {
   const { ch, head, tail, idempotencyKey } = preparePublish(input, identity, deps.config, grant);
@@ -391,6 +413,7 @@ export async function publish(input: PublishInput, identity: Identity, deps: Eve
   const user = identity.kind === 'user' ? identity.sub : undefined;
   const rate = user === undefined ? 0 : (deps.config.userPublishPerMinute ?? DEFAULT_USER_PUBLISH_PER_MINUTE);
   const quota = user === undefined ? 0 : (deps.config.userNewChannelsPerHour ?? DEFAULT_USER_NEW_CHANNELS_PER_HOUR);
+  const retained = user === undefined ? 0 : (deps.config.userRetainedBytes ?? DEFAULT_USER_RETAINED_BYTES);
   const unused = keys.seq;
   const res = (await PUBLISH.run(
     deps.redis,
@@ -405,6 +428,7 @@ export async function publish(input: PublishInput, identity: Identity, deps: Eve
       user === undefined ? unused : keys.userPublishes(user),
       user === undefined ? unused : keys.userNewChannels(user),
       keys.seqLost,
+      user === undefined ? unused : keys.userRetained(ch.namespace, user),
     ],
     [
       keys.live(ch.channel),
@@ -418,6 +442,7 @@ export async function publish(input: PublishInput, identity: Identity, deps: Eve
       ch.policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS,
       rate,
       quota,
+      retained,
     ],
   )) as [string, number, string | number | undefined];
   const [id, status, extra] = res;
@@ -435,6 +460,11 @@ export async function publish(input: PublishInput, identity: Identity, deps: Eve
       throw new RealtimeError(
         'channel_quota_exceeded',
         `At most ${quota} new channels per hour per user; publish to a channel that already has events, or retry in ${Number(extra)} s.`,
+      );
+    case 5:
+      throw new RealtimeError(
+        'retained_bytes_exceeded',
+        `Redis keeps at most ${retained} bytes of events per user in namespace "${ch.namespace}" per ${ch.policy.historyTtlSeconds} s (its history TTL); send smaller events or a reference to the data, or retry in ${Number(extra)} s.`,
       );
     default:
       return { id: String(id), channel: ch.channel, envelope: extra as string, duplicate: false };

@@ -96,6 +96,13 @@ export class Keys {
   userPublishes(sub: string): string {
     return `${this.prefix}ur:${sub}`;
   }
+  /**
+   * Bytes of events a user published to a namespace in the current window (one history TTL of that namespace): what
+   * USER_RETAINED_BYTES bounds.
+   */
+  userRetained(namespace: string, sub: string): string {
+    return `${this.prefix}ub:${namespace}:${sub}`;
+  }
   /** Channels a user started in the current one-hour window. */
   userNewChannels(sub: string): string {
     return `${this.prefix}uc:${sub}`;

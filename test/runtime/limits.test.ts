@@ -94,6 +94,48 @@ describe('per-user quota of new channels (USER_NEW_CHANNELS_PER_HOUR)', () => {
   });
 });
 
+describe('retained bytes per user (USER_RETAINED_BYTES, issue 20 item 6)', () => {
+  const big = (n: number) => 'x'.repeat(n);
+
+  test('a user past the budget: retained_bytes_exceeded 429, nothing written; backends and other users unaffected', async () => {
+    // 100 KB per user and namespace per history TTL: three events of about 32 KB fit, the fourth does not.
+    const { prefix, keys, deps } = isolated({ userRetainedBytes: 100_000 });
+    const alice = user();
+    const channels = [`chat:${uid()}`, `chat:${uid()}`];
+    for (let i = 0; i < 3; i++) await publish({ channel: channels[i % 2], type: 't', data: big(32_000) }, alice, deps);
+    const before = await keysUnder(prefix);
+    const seq = await redis.get(keys.seq);
+    await expect(publish({ channel: channels[0], type: 't', data: big(32_000) }, alice, deps)).rejects.toMatchObject({
+      code: 'retained_bytes_exceeded',
+      status: 429,
+      message: expect.stringMatching(/keeps at most 100000 bytes of events per user in namespace "chat"/),
+    });
+    expect(await redis.get(keys.seq)).toBe(seq);
+    expect(await keysUnder(prefix)).toEqual(before);
+    // A small event still fits; another user and a backend have budgets of their own (backends: none).
+    await expect(publish({ channel: channels[0], type: 't', data: 'short' }, alice, deps)).resolves.toMatchObject({ duplicate: false });
+    await expect(publish({ channel: channels[0], type: 't', data: big(32_000) }, user(), deps)).resolves.toMatchObject({ duplicate: false });
+    for (let i = 0; i < 5; i++) await publish({ channel: channels[1], type: 't', data: big(32_000) }, SERVER, deps);
+  });
+
+  test('one publish no longer keeps a channel\'s old events alive: events older than the history TTL leave at the next publish, and a resume before them is reset', async () => {
+    const { keys, deps } = isolated();
+    const alice = user();
+    const channel = `chat:${uid()}`;
+    const old = await publish({ channel, type: 't', data: big(30_000) }, alice, deps);
+    await publish({ channel, type: 't', data: big(30_000) }, alice, deps);
+    // Make the two events an hour and a minute old: rewrite their ids (Redis time in microseconds) into the past.
+    const hourAgo = Number(old.id) - 3660 * 1_000_000;
+    const entries = await redis.xrange(keys.history(channel), '-', '+');
+    await redis.del(keys.history(channel));
+    for (const [i, [, fields]] of entries.entries()) await redis.xadd(keys.history(channel), `${hourAgo + i}-0`, ...fields);
+    await redis.set(keys.lastId(channel), String(hourAgo + 1));
+    const keep = await publish({ channel, type: 't', data: 'keep-alive' }, alice, deps);
+    expect((await redis.xrange(keys.history(channel), '-', '+')).map((e) => e[0])).toEqual([`${keep.id}-0`]);
+    expect(await redis.get(keys.horizon(channel))).toBe(String(hourAgo + 1));
+  });
+});
+
 describe('idempotency keys belong to their principal', () => {
   test('a user cannot squat a backend key: same key, different principals, independent events', async () => {
     const { keys, deps } = isolated();
