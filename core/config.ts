@@ -2,6 +2,7 @@ import * as z from 'zod/mini';
 import { en } from 'zod/locales';
 import type { $ZodType, output } from 'zod/v4/core';
 import { CORE_ENV } from '../contract/env';
+import { MAX_HISTORY_BYTES_PER_CHANNEL, MAX_HISTORY_SIZE } from '../contract/limits';
 
 /*
  * zod/mini, not zod: the same checks and messages over tree-shakable functions, so a Lambda bundle carries about
@@ -23,8 +24,11 @@ export const NamespacePolicySchema = z.strictObject({
   subscribe: SubscribePolicy,
   /** Defaults to `server`. */
   publish: z._default(PublishPolicy, 'server'),
-  /** Events kept per channel for resume. 0 keeps none (a resuming client is told `reset`). Defaults to 1000. */
-  historySize: z._default(z.number().check(z.int(), z.minimum(0), z.maximum(100_000)), 1000),
+  /**
+   * Events kept per channel for resume. 0 keeps none (a resuming client is told `reset`). At most 10000, and at most
+   * 64 MiB per channel with MAX_PAYLOAD_BYTES (contract/limits.ts). Defaults to 1000.
+   */
+  historySize: z._default(z.number().check(z.int(), z.minimum(0), z.maximum(MAX_HISTORY_SIZE)), 1000),
   /** Seconds a channel's history lives after its last event. Defaults to 86400. */
   historyTtlSeconds: z._default(z.number().check(z.int(), z.minimum(1), z.maximum(30 * 86400)), 86400),
 });
@@ -165,8 +169,20 @@ export function parseEnv<T extends $ZodType>(schema: T, env: NodeJS.ProcessEnv):
   return parsed.data;
 }
 
+/** Throws when a namespace's full history per channel would pass {@link MAX_HISTORY_BYTES_PER_CHANNEL} with events of `maxPayloadBytes`. */
+export function checkHistoryBytes(namespaces: Namespaces, maxPayloadBytes: number): void {
+  const over = Object.entries(namespaces).filter(([, p]) => p.historySize * maxPayloadBytes > MAX_HISTORY_BYTES_PER_CHANNEL);
+  if (over.length === 0) return;
+  throw new ConfigError(
+    `Invalid configuration: ${over
+      .map(([ns, p]) => `${CORE_ENV.namespacesJson}.${ns}.historySize: ${p.historySize} events of up to ${maxPayloadBytes} bytes (${CORE_ENV.maxPayloadBytes}) is over ${MAX_HISTORY_BYTES_PER_CHANNEL} bytes per channel; keep at most ${Math.floor(MAX_HISTORY_BYTES_PER_CHANNEL / maxPayloadBytes)}`)
+      .join('; ')}`,
+  );
+}
+
 export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreConfig {
   const e = parseEnv(CoreEnvSchema, env);
+  checkHistoryBytes(parseNamespaces(e[CORE_ENV.namespacesJson]), e[CORE_ENV.maxPayloadBytes]);
   return {
     redisUrl: e[CORE_ENV.redisUrl],
     redisPassword: e[CORE_ENV.redisPassword],

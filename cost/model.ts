@@ -7,6 +7,7 @@
  * task does, from this project's own benchmark). Egress to the internet is the same for every
  * transport that delivers the same bytes, so it is shown apart and left out of the totals.
  */
+import { DEFAULT_NAMESPACES, DEFAULT_USER_PUBLISH_PER_MINUTE, DEFAULT_USER_RETAINED_BYTES, type Namespaces } from '../core/config';
 import { DEFAULTS } from '../lib/defaults';
 import figuresFile from './figures.json';
 import pricesFile from './prices.json';
@@ -55,6 +56,44 @@ export interface StageSettings {
   readonly lambdaMemoryMiB: number;
   /** Alarms and dashboards the stack creates (CloudWatch). */
   readonly alarms: number;
+  /** The stage's namespaces (`namespaces` in cdk.json). Defaults to the runtime's (`DEFAULT_NAMESPACES`). */
+  readonly namespaces?: Namespaces;
+  /** The per-user limits the stage sets (`limits` in cdk.json); unset ones are the runtime's defaults. */
+  readonly limits?: { readonly userPublishPerMinute?: number; readonly userRetainedBytes?: number };
+  /** Largest envelope in bytes (`maxPayloadBytes`). Defaults to 32768. */
+  readonly maxPayloadBytes?: number;
+}
+
+/** The worst case one user can keep in Redis in one namespace that users publish to. */
+export interface RetainedPerUser {
+  readonly namespace: string;
+  /** USER_RETAINED_BYTES: bytes per window of one history TTL (0: no budget). */
+  readonly budgetBytes: number;
+  readonly windowSeconds: number;
+  /** What the user can keep at most: three windows of the budget, or what the publish rate allows if less. */
+  readonly worstBytes: number;
+  /** What the publish rate alone would allow (events live up to two history TTLs): the bound without the budget. */
+  readonly rateBoundBytes: number;
+}
+
+/**
+ * Worst-case bytes one user keeps in Redis, per namespace users may publish to (`publish: authenticated`). An event
+ * leaves the history once older than the TTL (at the channel's next publish) or with the stream (a TTL after its last
+ * event), so it lives less than two TTLs; the budget counts a fixed window of one TTL, and two TTLs span at most three
+ * windows. Without a budget, the publish rate bounds it: rate × two TTLs × the largest envelope.
+ */
+export function retainedPerUser(stage: StageSettings): RetainedPerUser[] {
+  const namespaces = stage.namespaces ?? DEFAULT_NAMESPACES;
+  const budget = stage.limits?.userRetainedBytes ?? DEFAULT_USER_RETAINED_BYTES;
+  const rate = stage.limits?.userPublishPerMinute ?? DEFAULT_USER_PUBLISH_PER_MINUTE;
+  const payload = stage.maxPayloadBytes ?? DEFAULTS.maxPayloadBytes;
+  return Object.entries(namespaces)
+    .filter(([, p]) => p.publish === 'authenticated' && p.historySize > 0)
+    .map(([namespace, p]) => {
+      const rateBoundBytes = rate === 0 ? Number.POSITIVE_INFINITY : rate * ((2 * p.historyTtlSeconds) / 60) * payload;
+      const worstBytes = budget === 0 ? rateBoundBytes : Math.min(3 * budget, rateBoundBytes);
+      return { namespace, budgetBytes: budget, windowSeconds: p.historyTtlSeconds, worstBytes, rateBoundBytes };
+    });
 }
 
 export interface LineItem {
@@ -87,6 +126,8 @@ export interface Estimate {
   readonly egress: LineItem;
   /** The Redis node the load needs (memory), and whether the stage's node is enough. */
   readonly redis: { readonly nodeType: string; readonly neededMiB: number; readonly stageNodeEnough: boolean };
+  /** What one (hostile) user can keep in Redis at worst, per namespace users publish to. */
+  readonly retainedPerUser: readonly RetainedPerUser[];
 }
 
 type Tiered = { readonly tiers: readonly { readonly upTo?: number; readonly price: number }[] };
@@ -434,6 +475,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
     transports: out,
     egress: { item: 'data transfer out (every transport)', monthly: egressCost(gb), basis: `${gb.toFixed(0)} GB of messages to the internet, first 100 GB free` },
     redis,
+    retainedPerUser: retainedPerUser(stage),
   };
 }
 

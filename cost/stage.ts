@@ -34,6 +34,9 @@ interface RawStage {
   network?: { natGateways?: number; maxAzs?: number };
   redis?: { engine?: 'valkey' | 'redis'; nodeType?: string; nodes?: number };
   sse?: { cpu?: number; memoryMiB?: number; minTasks?: number; maxTasks?: number; targetConnectionsPerTask?: number; targetCpuPercent?: number; heartbeatMs?: number };
+  namespaces?: StageSettings['namespaces'];
+  limits?: StageSettings['limits'];
+  maxPayloadBytes?: number;
 }
 
 /** Reads a stage from cdk.json (`root` is the repository). */
@@ -60,5 +63,8 @@ export function loadStage(name: string, root = join(__dirname, '..')): StageSett
     redisNodes: s.redis?.nodes ?? d.redisNodes,
     natGateways: s.network?.natGateways ?? d.natGateways,
     maxAzs: s.network?.maxAzs ?? d.maxAzs,
+    namespaces: s.namespaces,
+    limits: s.limits,
+    maxPayloadBytes: s.maxPayloadBytes,
   };
 }

@@ -10,6 +10,7 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { CORE_ENV } from '../contract/env';
+import { MAX_HISTORY_BYTES_PER_CHANNEL, MAX_HISTORY_SIZE } from '../contract/limits';
 import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
 import { LoadBalancerWaf, type LoadBalancerWafProps } from './load-balancer-waf';
@@ -279,6 +280,16 @@ export class RealtimeApi extends Construct {
         invalid(this, `namespaces is ${json.length} bytes as JSON (${CORE_ENV.namespacesJson}), over 2048`, 'Merge namespaces with the same policy, or shorten their names');
       }
       runtimeEnv[CORE_ENV.namespacesJson] = json;
+      // What one replay page and one channel's memory allow (the runtime checks the same at start).
+      const payload = props.maxPayloadBytes ?? DEFAULTS.maxPayloadBytes;
+      for (const [ns, policy] of Object.entries(props.namespaces)) {
+        const size = (policy as { historySize?: unknown } | null)?.historySize;
+        if (typeof size !== 'number') continue;
+        checkRange(this, `namespaces.${ns}.historySize`, size, 0, MAX_HISTORY_SIZE, ' events');
+        if (size * payload > MAX_HISTORY_BYTES_PER_CHANNEL) {
+          invalid(this, `namespaces.${ns}.historySize (${size}) × maxPayloadBytes (${payload}) is over ${MAX_HISTORY_BYTES_PER_CHANNEL} bytes per channel`, `Keep at most ${Math.floor(MAX_HISTORY_BYTES_PER_CHANNEL / payload)} events, or lower maxPayloadBytes`);
+        }
+      }
     }
 
     // Network refuses new-VPC settings next to an existing vpc.

@@ -70,6 +70,7 @@ export function parseCostArgs(argv: readonly string[]): CostArgs {
   return { load: { connections, rate, size, fanout }, stage: (values.stage as string | undefined) ?? 'dev', json: values.json === true };
 }
 
+const mib = (n: number) => (Number.isFinite(n) ? `${(n / (1024 * 1024)).toFixed(n < 10 * 1024 * 1024 ? 1 : 0)} MiB` : 'unbounded');
 const usd = (n: number) => `$${n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(2)}`;
 
 /** The table a person reads. */
@@ -85,6 +86,10 @@ export function render(e: Estimate, cross: number | undefined): string {
   lines.push('');
   lines.push(`Data transfer out, the same for every transport: ${usd(e.egress.monthly)} (${e.egress.basis}).`);
   lines.push(`Redis: the load needs ~${Math.ceil(e.redis.neededMiB)} MiB: ${e.redis.stageNodeEnough ? `the stage's ${stage.redisNodeType} is enough` : `needs ${e.redis.nodeType}`}.`);
+  for (const r of e.retainedPerUser) {
+    const budget = r.budgetBytes === 0 ? 'no USER_RETAINED_BYTES budget' : `3 windows of USER_RETAINED_BYTES ${mib(r.budgetBytes)} per ${r.windowSeconds} s`;
+    lines.push(`Retained bytes per user, worst case, namespace ${r.namespace}: ${mib(r.worstBytes)} (${budget}; the publish rate alone would allow ${mib(r.rateBoundBytes)}).`);
+  }
   lines.push(cross === undefined ? 'Crossover: API Gateway WebSockets are not cheaper than SSE on the tasks at this rate and size for any audience up to 10 M.' : `Crossover: below ~${cross.toLocaleString('en-US')} connections (same rate and size, one broadcast channel) API Gateway WebSockets cost less than SSE on the tasks.`);
   for (const t of sorted) {
     lines.push('');

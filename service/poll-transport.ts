@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { RealtimeError } from '../core/errors';
+import { DEFAULT_REPLAY_MAX_BYTES, REPLAY_FRAME_BYTES } from '../core/events';
 import type { LiveEvent } from './hub';
 import type { Ending, Transport, TransportOwner } from './transport';
 
@@ -26,6 +27,7 @@ export class PollTransport implements Transport {
   private readonly resets: string[] = [];
   private cursor = 0;
   private more = false;
+  private liveBytes = 0;
   /** The replay is done: live events are collected. */
   private live = false;
   /** A drain or shutdown asked for the answer before the replay was done. */
@@ -41,6 +43,8 @@ export class PollTransport implements Transport {
     private readonly maxEvents: number,
     /** Longest wait for a live event, in milliseconds (POLL_TIMEOUT_MS). */
     private readonly timeoutMs: number,
+    /** Most bytes of live events in one answer (REPLAY_MAX_BYTES). Defaults to 1 MiB. */
+    private readonly maxBytes: number = DEFAULT_REPLAY_MAX_BYTES,
   ) {
     this.answered = new Promise<void>((resolve, reject) => {
       this.resolve = resolve;
@@ -70,10 +74,13 @@ export class PollTransport implements Transport {
 
   event(event: LiveEvent): void {
     if (this.closed || !this.live) return;
-    if (this.envelopes.length >= this.maxEvents) {
+    const size = Buffer.byteLength(event.envelope) + REPLAY_FRAME_BYTES;
+    // The same budget as a replay page: events and bytes (the first event always fits).
+    if (this.envelopes.length >= this.maxEvents || (this.envelopes.length > 0 && this.liveBytes + size > this.maxBytes)) {
       this.more = true;
       return;
     }
+    this.liveBytes += size;
     this.envelopes.push(event.envelope);
     this.cursor = event.seq;
     // Let events published in the same burst join this answer.

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { egressCost, estimate, lcus, meteredMessages, PRICES, SECONDS, MINUTES, HOURS, tieredPerMillion, type Figures, type Load, type Transport } from '../../cost/model';
+import { egressCost, estimate, lcus, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, tieredPerMillion, type Figures, type Load, type Transport } from '../../cost/model';
 import { loadStage, STAGE_DEFAULTS } from '../../cost/stage';
 import { idleTable, readmeTable } from '../../cost/tables';
 import { run } from '../../scripts/cost';
@@ -163,5 +163,26 @@ describe('the docs carry the planner\'s own tables', () => {
     expect(row('redis.nodeType')).toContain(`"${STAGE_DEFAULTS.redisNodeType}"`);
     expect(row('redis.nodes')).toContain(`\`${STAGE_DEFAULTS.redisNodes}\``);
     expect(row('network.natGateways')).toContain(`\`${STAGE_DEFAULTS.natGateways}\``);
+  });
+});
+
+describe('retained bytes per user (issue 20, item 6)', () => {
+  test('chat defaults: three windows of USER_RETAINED_BYTES (8 MiB per 3600 s), where the publish rate alone allowed 300/min × 2 h × 32 KB', () => {
+    expect(retainedPerUser(dev)).toEqual([{ namespace: 'chat', budgetBytes: 8 * 1024 * 1024, windowSeconds: 3600, worstBytes: 24 * 1024 * 1024, rateBoundBytes: 300 * 120 * 32768 }]);
+  });
+  test('a stage\'s limits and namespaces: no budget leaves the rate bound; server-only and history-less namespaces keep nothing for users', () => {
+    const stage = {
+      ...dev,
+      limits: { userRetainedBytes: 0, userPublishPerMinute: 10 },
+      namespaces: {
+        room: { subscribe: 'granted', publish: 'authenticated', historySize: 50, historyTtlSeconds: 600 },
+        feed: { subscribe: 'public', publish: 'server', historySize: 50, historyTtlSeconds: 600 },
+        ping: { subscribe: 'authenticated', publish: 'authenticated', historySize: 0, historyTtlSeconds: 600 },
+      },
+    } as const;
+    expect(retainedPerUser(stage)).toEqual([{ namespace: 'room', budgetBytes: 0, windowSeconds: 600, worstBytes: 10 * 20 * 32768, rateBoundBytes: 10 * 20 * 32768 }]);
+  });
+  test('npm run cost prints the worst case per user', () => {
+    expect(run(['--connections', '1000', '--rate', '1']).stdout).toContain('Retained bytes per user, worst case, namespace chat: 24 MiB (3 windows of USER_RETAINED_BYTES 8.0 MiB per 3600 s');
   });
 });

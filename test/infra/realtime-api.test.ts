@@ -189,6 +189,8 @@ describe('RealtimeApi validation', () => {
     ['a domain outside the zone', (s) => ({ domain: { hostedZone: zoneOf(s), domainName: 'rt.example.org' } }), /^Consumer\/Realtime\/Domain: domainName "rt\.example\.org" is not in the hosted zone example\.com/],
     ['two endpoints on one host label', (s) => ({ domain: { hostedZone: zoneOf(s), domainName: 'example.com', hostLabels: { tickets: 'ws' } } }), /^Consumer\/Realtime\/Domain: hostLabels must differ/],
     ['a WAF rate window WAF does not offer', () => ({ waf: { rateLimitWindowSeconds: 90 } }), /^Consumer\/Realtime\/Waf: rateLimitWindowSeconds \(90\) is not a rate-based rule window\. Use 60, 120, 300 or 600/],
+    ['a history size over what one replay allows', () => ({ namespaces: { feed: { subscribe: 'public', historySize: 20_000 } } }), /^Consumer\/Realtime: namespaces\.feed\.historySize \(20000\) must be an integer from 0 to 10000 events/],
+    ['a history over 64 MiB per channel', () => ({ namespaces: { feed: { subscribe: 'public', historySize: 4000 } } }), /^Consumer\/Realtime: namespaces\.feed\.historySize \(4000\) × maxPayloadBytes \(32768\) is over 67108864 bytes per channel\. Keep at most 2048 events/],
   ])('%s: fails', (_what, props, message) => {
     expect(() => build(props)).toThrow(message);
   });

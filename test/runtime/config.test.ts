@@ -40,6 +40,13 @@ describe('runtime configuration from the environment', () => {
     for (const key of ['SESSION_SECRET', 'REDIS_URL', 'HEARTBEAT_MS', 'PORT']) expect(msg).toContain(key);
   });
 
+  test('historySize bounded by one replay and one channel\'s memory: at most 10000 events and 64 MiB with MAX_PAYLOAD_BYTES (issue 20, item 2)', () => {
+    const ns = (historySize: number) => JSON.stringify({ feed: { subscribe: 'public', historySize } });
+    expect(() => coreConfigFromEnv({ NAMESPACES_JSON: ns(20_000) })).toThrow(/NAMESPACES_JSON\.feed\.historySize: Too big: expected number to be <=10000/);
+    expect(() => coreConfigFromEnv({ NAMESPACES_JSON: ns(4000) })).toThrow('Invalid configuration: NAMESPACES_JSON.feed.historySize: 4000 events of up to 32768 bytes (MAX_PAYLOAD_BYTES) is over 67108864 bytes per channel; keep at most 2048');
+    expect(coreConfigFromEnv({ NAMESPACES_JSON: ns(4000), MAX_PAYLOAD_BYTES: '16384' }).namespaces.feed.historySize).toBe(4000);
+  });
+
   test('missing SESSION_SECRET and SameSite=None without Secure are refused', () => {
     expect(() => serviceConfigFromEnv({})).toThrow(/SESSION_SECRET: is required/);
     expect(() => serviceConfigFromEnv({ SESSION_SECRET: SECRET, COOKIE_SECURE: 'false', COOKIE_SAMESITE: 'None' })).toThrow(/COOKIE_SAMESITE: None requires COOKIE_SECURE=true/);
