@@ -101,6 +101,12 @@ export interface RealtimeLimits {
    * @default - the runtime's default, 50
    */
   readonly userNewChannelsPerHour?: number;
+  /**
+   * Bytes of events one user may publish per namespace within one window of its history TTL (`USER_RETAINED_BYTES`,
+   * 0 to 1073741824, 0 = no limit): one user then keeps at most three times this in Redis per namespace.
+   * @default - the runtime's default, 8388608 (8 MiB)
+   */
+  readonly userRetainedBytes?: number;
 }
 
 /** Properties of a {@link RealtimeApi}. Every part is created unless the caller passes its own. */
@@ -258,6 +264,7 @@ export class RealtimeApi extends Construct {
     // The runtime's range: 0 turns a limit off.
     checkRange(this, 'limits.userPublishPerMinute', props.limits?.userPublishPerMinute, 0, 1_000_000);
     checkRange(this, 'limits.userNewChannelsPerHour', props.limits?.userNewChannelsPerHour, 0, 1_000_000);
+    checkRange(this, 'limits.userRetainedBytes', props.limits?.userRetainedBytes, 0, 1024 * 1024 * 1024, ' bytes');
     if (props.domain && (props.sse?.certificate || props.sse?.domainName)) {
       invalid(this, 'domain is set together with sse.certificate or sse.domainName', 'Drop sse.certificate and sse.domainName: domain gives the load balancer its certificate and host');
     }
@@ -412,11 +419,12 @@ function ticketAuth(auth: RealtimeTicketAuth | undefined): TicketAuth | undefine
   return { type: 'jwt', issuer: `https://${auth.userPool.userPoolProviderName}`, audience: auth.userPoolClients.map((c) => c.userPoolClientId) };
 }
 
-/** `USER_PUBLISH_PER_MINUTE` and `USER_NEW_CHANNELS_PER_HOUR`, only those that are set. */
+/** `USER_PUBLISH_PER_MINUTE`, `USER_NEW_CHANNELS_PER_HOUR` and `USER_RETAINED_BYTES`, only those that are set. */
 function publishLimitsEnvironment(limits: RealtimeLimits | undefined): Record<string, string> {
   const env: Record<string, string> = {};
   if (limits?.userPublishPerMinute !== undefined) env[CORE_ENV.userPublishPerMinute] = String(limits.userPublishPerMinute);
   if (limits?.userNewChannelsPerHour !== undefined) env[CORE_ENV.userNewChannelsPerHour] = String(limits.userNewChannelsPerHour);
+  if (limits?.userRetainedBytes !== undefined) env[CORE_ENV.userRetainedBytes] = String(limits.userRetainedBytes);
   return env;
 }
 

@@ -134,8 +134,8 @@ const TicketApiSection = z.strictObject({ auth: z.discriminatedUnion('type', [Jw
 const PublishApiSection = z.strictObject({ reservedConcurrency: int().optional(), ...throttle });
 /** `waf`: AWS WAF on the SSE load balancer, `waf` of RealtimeApi ({@link LoadBalancerWafProps} and `enabled`). */
 const WafSection = z.strictObject({ enabled: z.boolean().optional(), rateLimit: int().optional(), rateLimitWindowSeconds: int().optional() });
-/** `limits`: per-user limits of the runtime on publishing (`USER_PUBLISH_PER_MINUTE`, `USER_NEW_CHANNELS_PER_HOUR`); unset keys leave the runtime's defaults. */
-const LimitsSection = z.strictObject({ userPublishPerMinute: int().optional(), userNewChannelsPerHour: int().optional() });
+/** `limits`: per-user limits of the runtime on publishing (`USER_PUBLISH_PER_MINUTE`, `USER_NEW_CHANNELS_PER_HOUR`, `USER_RETAINED_BYTES`); unset keys leave the runtime's defaults. */
+const LimitsSection = z.strictObject({ userPublishPerMinute: int().optional(), userNewChannelsPerHour: int().optional(), userRetainedBytes: int().optional() });
 
 /** Schema of one `stages.<name>` entry in cdk.json context. Unknown keys are errors (they are usually typos). */
 export const StageConfigSchema = z

@@ -134,12 +134,12 @@ describe('configs that switch behaviour', () => {
     expect(containerEnv(template).NAMESPACES_JSON).toBe(JSON.stringify(namespaces));
   });
 
-  test('limits: USER_PUBLISH_PER_MINUTE and USER_NEW_CHANNELS_PER_HOUR on the functions that publish (publish API, WebSocket messages)', () => {
-    const stack = buildStack({ limits: { userPublishPerMinute: 120, userNewChannelsPerHour: 30 } });
+  test('limits: USER_PUBLISH_PER_MINUTE, USER_NEW_CHANNELS_PER_HOUR and USER_RETAINED_BYTES on the functions that publish (publish API, WebSocket messages)', () => {
+    const stack = buildStack({ limits: { userPublishPerMinute: 120, userNewChannelsPerHour: 30, userRetainedBytes: 1_000_000 } });
     const template = templateOf(stack);
     for (const fn of [stack.publishApi.handler, stack.webSocket!.messageFunction]) {
       const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
-      expect(vars).toMatchObject({ USER_PUBLISH_PER_MINUTE: '120', USER_NEW_CHANNELS_PER_HOUR: '30' });
+      expect(vars).toMatchObject({ USER_PUBLISH_PER_MINUTE: '120', USER_NEW_CHANNELS_PER_HOUR: '30', USER_RETAINED_BYTES: '1000000' });
     }
   });
 
@@ -231,6 +231,7 @@ describe('RealtimeStack validation', () => {
     ['WebSocket message reserved concurrency above 10000', { webSocket: { messageReservedConcurrency: 20_000 } }, /^Realtime\/WebSocket\/Message: reservedConcurrentExecutions \(20000\) must be an integer from 1 to 10000/],
     ['negative publish limit', { limits: { userPublishPerMinute: -1 } }, /^Realtime: limits\.userPublishPerMinute \(-1\) must be an integer from 0 to 1000000\. Set limits\.userPublishPerMinute within that range$/],
     ['new-channel limit above the runtime maximum', { limits: { userNewChannelsPerHour: 1_000_001 } }, /^Realtime: limits\.userNewChannelsPerHour \(1000001\) must be an integer from 0 to 1000000/],
+    ['retained-bytes limit above the runtime maximum', { limits: { userRetainedBytes: 2 ** 31 } }, /^Realtime: limits\.userRetainedBytes \(2147483648\) must be an integer from 0 to 1073741824 bytes/],
     ['SSE heartbeat too close to the idle timeout', { sse: { heartbeatMs: 20_000, idleTimeoutSeconds: 30 } }, /^Realtime\/Sse: heartbeatMs \(20000\) must be at most half the ALB idle timeout \(30 s\)/],
   ])('%s: fails', (_name, config, message) => {
     expect(make(config)).toThrow(message);
