@@ -247,11 +247,14 @@ export class WsSocket implements Listener, Flushable {
   }
 
   /**
-   * Sends what a `since` subscribe missed up to `floor`, a page at a time (REPLAY_MAX_EVENTS, REPLAY_MAX_BYTES): the
-   * next page is read once the socket handed the last one to the kernel, so a replay holds one page in memory.
+   * Sends what a `since` subscribe missed up to `floor`, a page at a time (REPLAY_MAX_EVENTS, REPLAY_MAX_BYTES): each
+   * page is read once the socket handed what was written before (an earlier subscribe's pages too) to the kernel, so
+   * the socket never holds more than a page for its reader and a replay holds one page in memory.
    */
   private async catchUp(ch: ParsedChannel, cursor: number | undefined, floor: number, added: boolean, deps: EventDeps): Promise<void> {
     const budget = { maxEvents: this.deps.config.replayMaxEvents };
+    if (cursor !== undefined) await this.drained();
+    if (this.closed) return;
     const { frames: first, rest } = await catchUpFrames(ch, cursor, floor, added, deps, budget);
     for (const f of first) this.sendText(f);
     if (!rest) return;

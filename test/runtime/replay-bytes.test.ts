@@ -4,6 +4,7 @@
  * envelopes) on 16 channels: each page stays within the budget, and resuming from each page's cursor gives every
  * event once, in id order.
  */
+import { connect } from 'node:net';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { parseChannel } from '../../core/channels';
@@ -11,7 +12,8 @@ import type { Namespaces } from '../../core/config';
 import { publish, replay, REPLAY_FRAME_BYTES } from '../../core/events';
 import { Keys } from '../../core/keys';
 import type { LocalStack } from '../../local/stack';
-import { connectRedis, coreConfig, get, RawStream, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
+import type { Session } from '../../service/session';
+import { connectRedis, coreConfig, eventually, get, RawStream, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { connectWs, type WsClient } from './ws-support';
 
 process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
@@ -41,7 +43,8 @@ beforeAll(async () => {
   stack = await startLocalStack({
     logger: pino({ level: 'silent' }),
     webSocketMode: 'both',
-    env: { KEY_PREFIX: keys.prefix, NAMESPACES_JSON: JSON.stringify(NAMESPACES), WS_GONE_GRACE_MS: '0', LOG_LEVEL: 'silent', ANON_REQUESTS_PER_MINUTE: '0' },
+    // METRICS_INTERVAL_MS 0: the counters are never reset, so a test can read SlowConsumerDrops.
+    env: { KEY_PREFIX: keys.prefix, NAMESPACES_JSON: JSON.stringify(NAMESPACES), WS_GONE_GRACE_MS: '0', LOG_LEVEL: 'silent', ANON_REQUESTS_PER_MINUTE: '0', METRICS_INTERVAL_MS: '0' },
   });
 });
 afterEach(() => {
@@ -53,12 +56,12 @@ afterAll(async () => {
 });
 
 /** Publishes PER_CHANNEL events of the largest size on each of CHANNELS channels of `ns`, interleaved; returns channels, ids and the cursor before them. */
-async function largest(ns: string): Promise<{ channels: string[]; ids: string[]; before: number }> {
+async function largest(ns: string, perChannel = PER_CHANNEL): Promise<{ channels: string[]; ids: string[]; before: number }> {
   const channels = Array.from({ length: CHANNELS }, () => `${ns}:${uid()}`);
   const config = deps().config;
   const ids: string[] = [];
   let envelopeBytes = 0;
-  for (let i = 0; i < PER_CHANNEL; i++) {
+  for (let i = 0; i < perChannel; i++) {
     for (const channel of channels) {
       // An envelope of just under MAX_PAYLOAD_BYTES (32768): channel, id, type, ts and quotes take about 100 bytes.
       const r = await publish({ channel, type: 't', data: 'x'.repeat(config.maxPayloadBytes - 120) }, SERVER, deps());
@@ -142,4 +145,54 @@ test('API Gateway subscribe with since on 16 channels: every event once, in orde
   const c = await subscribeAll(stack.outputs.WebSocketUrl, channels, Number(ids[0]) - 1);
   await c.until((x) => x.events().length >= TOTAL, 30_000, 'every replayed event');
   for (const ch of channels) expect(c.events(ch).map((e) => e.id)).toEqual(ids.filter((_, i) => channels[i % CHANNELS] === ch));
+});
+
+/**
+ * A reader that stops reading while its replay is written: the server must hold one page, wait for the socket to
+ * drain, and go on when the reader reads again; it must not write the whole replay at once (the backlog then passes
+ * MAX_QUEUED_BYTES, 1 MiB, and the stream is cut as a slow consumer, 1013 on /live).
+ */
+describe('a reader that pauses during its replay (12 MB of 32 KB events on 16 channels)', () => {
+  const PAUSED_PER_CHANNEL = 24;
+  const streamsOf = () => (stack.sse as unknown as { engine: { streams: Set<Session> } }).engine.streams;
+
+  test('/events: the server waits with at most a page queued; nothing is cut as slow, and every event arrives once, in order', async () => {
+    const { channels, ids, before } = await largest('big', PAUSED_PER_CHANNEL);
+    const drops = stack.sse.metrics.slowConsumerDrops;
+    const u = new URL(stack.outputs.SseUrl);
+    const sock = connect(Number(u.port), u.hostname);
+    sock.pause();
+    let text = '';
+    sock.setEncoding('utf8');
+    sock.write(`GET ${u.pathname}?channels=${channels.join(',')}&lastEventId=${before} HTTP/1.1\r\nHost: ${u.host}\r\nAccept: text/event-stream\r\n\r\n`);
+    try {
+      // Either the server cut the stream (the whole replay at once), or it holds bytes it could not hand to the kernel.
+      await eventually(() => stack.sse.metrics.slowConsumerDrops > drops || [...streamsOf()].some((s) => s.transport.queuedBytes() > 0), 20_000, 'the server to block on the paused reader');
+      expect(stack.sse.metrics.slowConsumerDrops).toBe(drops);
+      for (const s of streamsOf()) expect(s.transport.queuedBytes()).toBeLessThanOrEqual(MiB + 64 * 1024);
+      sock.on('data', (c: string) => (text += c));
+      sock.resume();
+      await eventually(() => text.includes('event: ready'), 30_000, 'the whole replay and ready');
+      expect([...text.matchAll(/^id: (\d+)\nevent: t\n/gm)].map((m) => m[1])).toEqual(ids);
+      expect(stack.sse.metrics.slowConsumerDrops).toBe(drops);
+    } finally {
+      sock.destroy();
+    }
+  });
+
+  test('/live subscribe with since: the server waits with at most a page queued; no 1013, every event once, in order per channel', async () => {
+    const { channels, ids, before } = await largest('bigchat', PAUSED_PER_CHANNEL);
+    const drops = stack.sse.metrics.slowConsumerDrops;
+    const c = await connectWs(`${stack.outputs.LiveUrl}?ticket=${await ticketFor(redis, 'alice', channels, 'ws', deps().config)}`);
+    open.push(c);
+    c.ws.pause();
+    for (const channel of channels) c.send({ action: 'subscribe', channel, since: String(before) });
+    await eventually(() => stack.sse.metrics.slowConsumerDrops > drops || [...stack.sse.ws.sockets].some((s) => s.queuedBytes() > 0), 20_000, 'the server to block on the paused reader');
+    expect(stack.sse.metrics.slowConsumerDrops).toBe(drops);
+    for (const s of stack.sse.ws.sockets) expect(s.queuedBytes()).toBeLessThanOrEqual(MiB + 64 * 1024);
+    c.ws.resume();
+    await c.until((x) => x.signals('subscribed').length === channels.length || x.closeCode !== undefined, 30_000, 'every subscribed frame');
+    expect(c.closeCode).toBeUndefined();
+    for (const ch of channels) expect(c.events(ch).map((e) => e.id)).toEqual(ids.filter((_, i) => channels[i % CHANNELS] === ch));
+  });
 });
