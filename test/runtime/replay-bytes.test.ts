@@ -4,7 +4,8 @@
  * envelopes) on 16 channels: each page stays within the budget, and resuming from each page's cursor gives every
  * event once, in id order.
  */
-import { connect } from 'node:net';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { parseChannel } from '../../core/channels';
@@ -12,6 +13,8 @@ import type { Namespaces } from '../../core/config';
 import { publish, replay, REPLAY_FRAME_BYTES } from '../../core/events';
 import { Keys } from '../../core/keys';
 import type { LocalStack } from '../../local/stack';
+import { LiveEvent } from '../../service/hub';
+import { PollTransport } from '../../service/poll-transport';
 import type { Session } from '../../service/session';
 import { connectRedis, coreConfig, eventually, get, RawStream, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { connectWs, type WsClient } from './ws-support';
@@ -195,4 +198,25 @@ describe('a reader that pauses during its replay (12 MB of 32 KB events on 16 ch
     expect(c.closeCode).toBeUndefined();
     for (const ch of channels) expect(c.events(ch).map((e) => e.id)).toEqual(ids.filter((_, i) => channels[i % CHANNELS] === ch));
   });
+});
+
+test('a long poll collecting live events stops at the byte budget too: a burst of 32 KB events answers a page, "more", and the cursor of its last event', async () => {
+  const envelope = (id: number) => JSON.stringify({ channel: 'big:x', id: String(id), type: 't', data: 'x'.repeat(32_000), ts: 1 });
+  const server = createServer((_req, res) => {
+    // REPLAY_MAX_EVENTS 1000, POLL_TIMEOUT_MS 5000, REPLAY_MAX_BYTES 100000: three of these events fit.
+    const t = new PollTransport(res, { 'content-type': 'application/json' }, 1000, 5000, 100_000);
+    t.ready(1, ['big:x'], false);
+    // Ten events in one burst (one turn of the event loop: they would all join one answer).
+    for (let i = 2; i <= 11; i++) t.event(new LiveEvent('big:x', envelope(i)));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const res = await get(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+    const body = JSON.parse(res.body) as { events: { id: string }[]; cursor: string; more?: boolean };
+    expect(body.events.map((e) => e.id)).toEqual(['2', '3', '4']);
+    expect(body).toMatchObject({ cursor: '4', more: true });
+    expect(Buffer.byteLength(res.body)).toBeLessThanOrEqual(100_000);
+  } finally {
+    server.close();
+  }
 });
