@@ -485,12 +485,21 @@ export function parseCursor(value: unknown): number {
 }
 
 /**
- * True when `cursor` cannot be an id this deployment issued: past 2^53 (no id is), or further ahead of this clock than
- * {@link CLOCK_ALLOWANCE_US} (ids are Redis time in microseconds). A check without a round trip; the replay and
- * claim scripts check the same against Redis time and write nothing for such a cursor.
+ * How far ahead of this process's clock a cursor may be before {@link cursorCannotBeReal} refuses it without asking
+ * Redis: 60 s, looser than {@link CLOCK_ALLOWANCE_US} because this clock is not the one that issued the ids (a task's
+ * or a Lambda's clock a little behind Redis's must not refuse a client that just received an id). Redis decides the
+ * rest with its own clock.
+ */
+export const LOCAL_CLOCK_ALLOWANCE_US = 60_000_000;
+
+/**
+ * True when `cursor` cannot be an id this deployment issued, judged without a round trip: past 2^53 (no id is), or
+ * further ahead of this process's clock than {@link LOCAL_CLOCK_ALLOWANCE_US} (ids are Redis time in microseconds).
+ * The replay and claim scripts then check it against Redis time with {@link CLOCK_ALLOWANCE_US} and write nothing
+ * for a cursor beyond it.
  */
 export function cursorCannotBeReal(cursor: number, nowMs: number = Date.now()): boolean {
-  return !Number.isSafeInteger(cursor) || cursor < 0 || cursor > nowMs * 1000 + CLOCK_ALLOWANCE_US;
+  return !Number.isSafeInteger(cursor) || cursor < 0 || cursor > nowMs * 1000 + LOCAL_CLOCK_ALLOWANCE_US;
 }
 
 /** The refusal of a cursor that cannot be real (`400 invalid_cursor`; a native stream or a WebSocket subscribe gets `reset` instead). */

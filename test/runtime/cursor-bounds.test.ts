@@ -147,6 +147,32 @@ describe('on the wire: /poll, /events, /live and the API Gateway subscribe', () 
     }
   });
 
+  /** 10 s ahead of Redis time: within the callers' own allowance (60 s), so Redis's clock refuses it, in the scripts. */
+  const aheadOfRedis = async () => {
+    const [sec, us] = (await redis.time()) as [number | string, number | string];
+    return String(Number(sec) * 1_000_000 + Number(us) + 10_000_000);
+  };
+
+  test('GET /poll with a cursor 10 s ahead of Redis time (refused by the script, not the pre-check): 400, shared state untouched', async () => {
+    const { a, before } = await seeded();
+    const res = await get(`${sseBase}/poll?channels=${a}&cursor=${await aheadOfRedis()}`);
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'invalid_cursor' } });
+    expect(await sharedState(keys)).toEqual(before);
+  });
+
+  test('native SSE with Last-Event-ID 10 s ahead of Redis time (refused by the script): reset per channel, ready; shared state untouched', async () => {
+    const { a, before } = await seeded();
+    const s = new RawStream(`${sseBase}/events?channels=${a}`, { 'last-event-id': await aheadOfRedis() });
+    try {
+      await s.until((x) => x.events().some((e) => e.event === 'ready'));
+      expect(s.events().filter((e) => e.event === 'reset').map((e) => JSON.parse(e.data).channel)).toEqual([a]);
+      expect(await sharedState(keys)).toEqual(before);
+    } finally {
+      s.close();
+    }
+  });
+
   const subscribeWithSince = async (url: string, since: string) => {
     const a = `chat:${uid()}`;
     await publish({ channel: a, type: 't', data: 0 }, SERVER, deps());
@@ -162,11 +188,11 @@ describe('on the wire: /poll, /events, /live and the API Gateway subscribe', () 
     await c.until((x) => x.events(a).some((e) => e.id === next));
   };
 
-  test.each([FAR, PAST_2_53])('/live subscribe with since %s: reset, shared state untouched, publishes go on', async (since) => {
-    await subscribeWithSince(stack.outputs.LiveUrl, since);
+  test.each([FAR, PAST_2_53, 'redis+10s'])('/live subscribe with since %s: reset, shared state untouched, publishes go on', async (since) => {
+    await subscribeWithSince(stack.outputs.LiveUrl, since === 'redis+10s' ? await aheadOfRedis() : since);
   });
 
-  test.each([FAR, PAST_2_53])('API Gateway subscribe with since %s: reset, shared state untouched, publishes go on', async (since) => {
-    await subscribeWithSince(stack.outputs.WebSocketUrl, since);
+  test.each([FAR, PAST_2_53, 'redis+10s'])('API Gateway subscribe with since %s: reset, shared state untouched, publishes go on', async (since) => {
+    await subscribeWithSince(stack.outputs.WebSocketUrl, since === 'redis+10s' ? await aheadOfRedis() : since);
   });
 });
