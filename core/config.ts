@@ -29,7 +29,10 @@ export const NamespacePolicySchema = z.strictObject({
    * 64 MiB per channel with MAX_PAYLOAD_BYTES (contract/limits.ts). Defaults to 1000.
    */
   historySize: z._default(z.number().check(z.int(), z.minimum(0), z.maximum(MAX_HISTORY_SIZE)), 1000),
-  /** Seconds a channel's history lives after its last event. Defaults to 86400. */
+  /**
+   * Seconds an event stays in its channel's history: it leaves at the channel's next publish after that, or with the
+   * whole history this long after the channel's last event. Defaults to 86400.
+   */
   historyTtlSeconds: z._default(z.number().check(z.int(), z.minimum(1), z.maximum(30 * 86400)), 86400),
 });
 
