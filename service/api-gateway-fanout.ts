@@ -3,9 +3,9 @@ import type { CoreConfig } from '../core/config';
 import { subscribersKey } from '../core/connections';
 import { RealtimeError } from '../core/errors';
 import type { ManagementApi } from '../core/fanout';
-import { dispatchFanout, type WorkQueue } from '../core/fanout-queue';
+import { dispatchFanout, resumeFanout, type WorkQueue } from '../core/fanout-queue';
 import { Keys } from '../core/keys';
-import type { Fanout } from '../core/publishing';
+import type { Fanout, ResumeFanout } from '../core/publishing';
 
 /**
  * `webSocket.mode` `both`: a publish made on a task's `/live` socket must also reach the connections still on API
@@ -33,8 +33,11 @@ export interface ApiGatewayFanoutDeps {
   readonly shards: number;
 }
 
-/** The {@link Fanout} of a task in mode `both`: every API Gateway audience goes through the queue. */
-export function apiGatewayFanout(deps: ApiGatewayFanoutDeps): Fanout {
+/**
+ * The delivery of a task in mode `both`: `fanout` sends every API Gateway audience through the queue; `resumeFanout`
+ * completes it on an idempotent retry (`duplicate`) when the queue refused items the first time.
+ */
+export function apiGatewayDelivery(deps: ApiGatewayFanoutDeps): { readonly fanout: Fanout; readonly resumeFanout: ResumeFanout } {
   const keys = new Keys(deps.config.keyPrefix);
   const delivery = {
     redis: deps.redis,
@@ -44,8 +47,11 @@ export function apiGatewayFanout(deps: ApiGatewayFanoutDeps): Fanout {
     // inlineMax 0: never inline, whatever the audience.
     dispatch: { shards: deps.shards, inlineMax: 0 },
   };
-  return async (channel, envelope, options) => {
-    if ((await deps.redis.scard(subscribersKey(keys, channel))) === 0) return { subscribers: 0 };
-    return dispatchFanout(channel, envelope, delivery, { track: options?.track });
+  return {
+    fanout: async (channel, envelope, options) => {
+      if ((await deps.redis.scard(subscribersKey(keys, channel))) === 0) return { subscribers: 0 };
+      return dispatchFanout(channel, envelope, delivery, { track: options?.track });
+    },
+    resumeFanout: (channel, id) => resumeFanout(channel, id, delivery),
   };
 }

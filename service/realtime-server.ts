@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type Redis from 'ioredis';
-import type { Fanout } from '../core/publishing';
+import type { Fanout, ResumeFanout } from '../core/publishing';
 import pino, { type Logger } from 'pino';
 import { runtimeCredentials, type CredentialProvider } from '../core/aws';
 import { TargetHealthClient } from '../core/elb';
@@ -12,7 +12,7 @@ import { parseRevocation } from '../core/revocation';
 import { Admission } from './admission';
 import type { ServiceConfig } from './config';
 import { Cors } from './cors';
-import { apiGatewayFanout } from './api-gateway-fanout';
+import { apiGatewayDelivery } from './api-gateway-fanout';
 import { watchTaskStop } from './ecs';
 import { FlushWindow } from './flush-window';
 import { HttpEdge } from './http-edge';
@@ -32,7 +32,7 @@ export interface RealtimeServerDeps {
   readonly now?: () => number;
   /**
    * Delivery to API Gateway WebSocket connections of publishes made on `/live` (mode `both`). Defaults to the fan-out
-   * queue's ({@link apiGatewayFanout}) when there is one (`fanoutQueue`, or `wsFanoutQueueUrl` in the config), else none.
+   * queue's ({@link apiGatewayDelivery}) when there is one (`fanoutQueue`, or `wsFanoutQueueUrl` in the config), else none.
    */
   readonly fanout?: Fanout;
   /** The API Gateway fan-out queue. Defaults to SQS FIFO at `wsFanoutQueueUrl` when set (signed with `credentials`), else none. */
@@ -97,7 +97,9 @@ export class RealtimeServer {
     this.credentials = () => (credentials ??= runtimeCredentials(this.env));
     if (!deps.fanoutQueue && config.wsFanoutQueueUrl) this.ownQueue = new SqsFifoQueue(config.wsFanoutQueueUrl, { credentials: () => this.credentials()() });
     const fanoutQueue = deps.fanoutQueue ?? this.ownQueue;
-    const fanout = deps.fanout ?? (fanoutQueue ? apiGatewayFanout({ redis: this.redis, config: config.core, queue: fanoutQueue, shards: config.wsFanoutShards }) : undefined);
+    const queued = fanoutQueue ? apiGatewayDelivery({ redis: this.redis, config: config.core, queue: fanoutQueue, shards: config.wsFanoutShards }) : undefined;
+    const fanout = deps.fanout ?? queued?.fanout;
+    const resumeFanout: ResumeFanout | undefined = deps.fanout ? undefined : queued?.resumeFanout;
     this.hub = new Hub(this.subscriber, this.keys, config.maxChannelsPerTask);
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
@@ -137,6 +139,7 @@ export class RealtimeServer {
       log: this.log,
       room: (channels) => admission.checkRoom(channels),
       fanout,
+      resumeFanout,
     });
     const caughtUp = this.hub.onResubscribed;
     this.hub.onResubscribed = () => {

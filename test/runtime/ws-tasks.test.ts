@@ -103,6 +103,20 @@ describe('local stack in mode both', () => {
     expect(stack.queue!.deadLetters).toEqual([]);
   });
 
+  test('the queue refuses a /live publish with an idempotencyKey: the publisher is told to retry, and its retry (duplicate) enqueues what is missing', async () => {
+    const ch = `chat:${uid()}`;
+    const onTasks = await connectWs((await wsTicket('ida', [ch])).wsUrl);
+    open.push(onTasks);
+    const onGateway = await connectWs(`${stack.outputs.WebSocketUrl}?ticket=${(await wsTicket('jay', [ch])).ticket}`);
+    open.push(onGateway);
+    const frame = { action: 'publish', channel: ch, type: 'm', data: 'retried', idempotencyKey: `k-${uid()}` };
+    stack.queue!.refuseNext = 1;
+    expect(await onTasks.request(frame, 'error')).toMatchObject({ error: { code: 'unavailable' } });
+    const again = await onTasks.request(frame, 'published');
+    await onGateway.until((c) => c.events(ch).some((e) => e.id === again.id), 10_000, 'the retried publish on the API Gateway connection');
+    expect(onGateway.events(ch).map((e) => e.data)).toEqual(['retried']);
+  });
+
   test('a /live publish on a channel without API Gateway subscribers enqueues nothing', async () => {
     const ch = `chat:${uid()}`;
     const onTasks = await connectWs((await wsTicket('hal', [ch])).wsUrl);
