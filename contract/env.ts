@@ -67,6 +67,14 @@ export const SERVICE_ENV = {
   stopPollMs: 'STOP_POLL_MS',
   /** Set by ECS itself on every task; never by the stack. */
   ecsMetadataUri: 'ECS_CONTAINER_METADATA_URI_V4',
+  /** The ALB target group the tasks register in: each task polls its own target's health there (drain signal). */
+  targetGroupArn: 'TARGET_GROUP_ARN',
+  /**
+   * `webSocket.mode` `both` only: the fan-out queue and its shard count, the same variables the publishers read, so a
+   * publish on `/live` reaches the connections still on API Gateway (through the fan-out worker).
+   */
+  wsFanoutQueueUrl: LAMBDA_ENV.wsFanoutQueueUrl,
+  wsFanoutShards: LAMBDA_ENV.wsFanoutShards,
   metricsIntervalMs: 'METRICS_INTERVAL_MS',
   metricsNamespace: 'METRICS_NAMESPACE',
 } as const;

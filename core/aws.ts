@@ -1,10 +1,12 @@
 import { createHash, createHmac } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 
 /**
- * The little of AWS the runtime calls itself, without the SDK: credentials from the Lambda environment and SigV4 for
- * the JSON protocols (AWS JSON 1.0 and 1.1: one `POST /` with `X-Amz-Target`). The Lambda bundles call three APIs
+ * The little of AWS the runtime calls itself, without the SDK: credentials from the Lambda environment or, on ECS, from
+ * the container credentials endpoint (the task role), and SigV4 for the JSON protocols (AWS JSON 1.0 and 1.1: one
+ * `POST /` with `X-Amz-Target`) and the Query protocol (a form-encoded `POST /`, for Elastic Load Balancing). The Lambda bundles call three APIs
  * (PostToConnection/DeleteConnection in `management.ts`, SQS SendMessageBatch in `sqs.ts`, Secrets Manager
  * GetSecretValue in `secrets.ts`); the SDK clients for them were about 460 KB of every bundle and most of its module
  * init (docs/BENCHMARKS.md, "Lambda bundles and cold start").
@@ -39,6 +41,119 @@ export function environmentCredentials(env: NodeJS.ProcessEnv = process.env): Cr
   };
 }
 
+/** What went wrong fetching credentials; never carries a secret. */
+function credentialsError(message: string): Error {
+  return Object.assign(new Error(message), { name: 'CredentialsProviderError' });
+}
+
+/** The ECS agent's credentials endpoint, where `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` is rooted. */
+export const ECS_CREDENTIALS_HOST = 'http://169.254.170.2';
+
+export interface ContainerCredentialsOptions {
+  /** Where the variables are read. Defaults to `process.env`. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Root of `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`. Defaults to {@link ECS_CREDENTIALS_HOST} (tests point it at a stand-in). */
+  readonly host?: string;
+  /** Milliseconds before a request to the endpoint is abandoned. Defaults to 2000. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Credentials of the ECS task role from the container credentials endpoint, as the SDK's `fromContainerMetadata` and
+ * `fromHttp` read them (Amazon ECS developer guide, "Amazon ECS task IAM role"): `GET 169.254.170.2` +
+ * `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (what ECS and Fargate set), else `AWS_CONTAINER_CREDENTIALS_FULL_URI` with
+ * the `Authorization` header from `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` (read on every call: it is rotated) or
+ * `AWS_CONTAINER_AUTHORIZATION_TOKEN`. The answer is `{AccessKeyId, SecretAccessKey, Token, Expiration}`. One request per
+ * call: wrap it in {@link refreshingCredentials}, which keeps them until shortly before `Expiration`.
+ */
+export function containerCredentials(options: ContainerCredentialsOptions = {}): CredentialProvider {
+  const env = options.env ?? process.env;
+  return async () => {
+    const relative = env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI;
+    const full = env.AWS_CONTAINER_CREDENTIALS_FULL_URI;
+    const url = relative ? `${options.host ?? ECS_CREDENTIALS_HOST}${relative.startsWith('/') ? '' : '/'}${relative}` : full;
+    if (!url) throw credentialsError('no container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_CREDENTIALS_FULL_URI are not set (ECS sets the first from the task role)');
+    const headers: Record<string, string> = {};
+    if (!relative) {
+      const file = env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;
+      const token = file ? (await readFile(file, 'utf8')).trim() : env.AWS_CONTAINER_AUTHORIZATION_TOKEN;
+      if (token) headers.authorization = token;
+    }
+    let res: Response;
+    try {
+      res = await fetch(url, { headers, signal: AbortSignal.timeout(options.timeoutMs ?? 2000) });
+    } catch (err) {
+      throw credentialsError(`the container credentials endpoint did not answer: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const text = await res.text();
+    if (!res.ok) throw credentialsError(`the container credentials endpoint answered ${res.status}`);
+    let body: { AccessKeyId?: unknown; SecretAccessKey?: unknown; Token?: unknown; Expiration?: unknown };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      throw credentialsError('the container credentials endpoint answered something other than JSON');
+    }
+    if (typeof body?.AccessKeyId !== 'string' || typeof body.SecretAccessKey !== 'string' || !body.AccessKeyId || !body.SecretAccessKey) {
+      throw credentialsError('the container credentials endpoint answered without AccessKeyId and SecretAccessKey');
+    }
+    const expiration = typeof body.Expiration === 'string' ? new Date(body.Expiration) : undefined;
+    if (expiration && Number.isNaN(expiration.getTime())) throw credentialsError('the container credentials endpoint answered an Expiration that is not a date');
+    return { accessKeyId: body.AccessKeyId, secretAccessKey: body.SecretAccessKey, sessionToken: typeof body.Token === 'string' && body.Token ? body.Token : undefined, expiration };
+  };
+}
+
+export interface RefreshOptions {
+  /** The clock, in milliseconds since the epoch. Defaults to `Date.now` (tests inject one). */
+  readonly now?: () => number;
+  /** Credentials are fetched again this many milliseconds before their `Expiration`. Defaults to 300000 (5 minutes, as the SDK). */
+  readonly refreshBeforeMs?: number;
+}
+
+/**
+ * Caches what `provider` returns until `refreshBeforeMs` before its `expiration` (credentials without one are kept),
+ * with one fetch in flight at a time. When a refresh fails while the cached credentials have not expired yet, those are
+ * returned and the next call tries again; once they expired, the failure is thrown.
+ */
+export function refreshingCredentials(provider: CredentialProvider, options: RefreshOptions = {}): CredentialProvider {
+  const now = options.now ?? Date.now;
+  const before = options.refreshBeforeMs ?? 300_000;
+  let cached: Credentials | undefined;
+  let pending: Promise<Credentials> | undefined;
+  return async () => {
+    const c = cached;
+    if (c && (!c.expiration || c.expiration.getTime() - now() > before)) return c;
+    pending ??= provider().then(
+      (fresh) => {
+        cached = fresh;
+        pending = undefined;
+        return fresh;
+      },
+      (err: unknown) => {
+        pending = undefined;
+        throw err;
+      },
+    );
+    try {
+      return await pending;
+    } catch (err) {
+      if (c?.expiration && c.expiration.getTime() > now()) return c;
+      throw err;
+    }
+  };
+}
+
+/**
+ * The credentials of wherever the runtime runs, in the order of the SDK's default chain for these two places: the
+ * environment's (Lambda sets them from the function role) when `AWS_ACCESS_KEY_ID` is set, else the container
+ * credentials endpoint's (ECS: the task role), refreshed before they expire; else the environment's, which rejects
+ * with a clear error.
+ */
+export function runtimeCredentials(env: NodeJS.ProcessEnv = process.env, options: ContainerCredentialsOptions & RefreshOptions = {}): CredentialProvider {
+  if (env.AWS_ACCESS_KEY_ID) return environmentCredentials(env);
+  if (env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI || env.AWS_CONTAINER_CREDENTIALS_FULL_URI) return refreshingCredentials(containerCredentials({ ...options, env }), options);
+  return environmentCredentials(env);
+}
+
 function hmac(key: string | Buffer, data: string): Buffer {
   return createHmac('sha256', key).update(data).digest();
 }
@@ -58,9 +173,23 @@ export function signJsonPost(
   now: Date,
   contentType = 'application/x-amz-json-1.0',
 ): Record<string, string> {
+  return signPost(host, { 'content-type': contentType, 'x-amz-target': target }, body, region, service, creds, now);
+}
+
+/**
+ * SigV4 headers of a POST to `/` with a form-encoded body: the AWS Query protocol (Elastic Load Balancing v2:
+ * `Action=…&Version=2015-12-01&…`, an XML answer). Signs content-type, host, x-amz-date and, with a session token,
+ * x-amz-security-token.
+ */
+export function signFormPost(host: string, body: string, region: string, service: string, creds: Credentials, now: Date): Record<string, string> {
+  return signPost(host, { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' }, body, region, service, creds, now);
+}
+
+/** SigV4 of a POST to `/` with `headers` (lower-case names) signed beside host, x-amz-date and the session token. */
+function signPost(host: string, extra: Record<string, string>, body: string, region: string, service: string, creds: Credentials, now: Date): Record<string, string> {
   const amzDate = now.toISOString().replace(/[:-]|\.\d{3}/g, '');
   const date = amzDate.slice(0, 8);
-  const headers: Record<string, string> = { 'content-type': contentType, host, 'x-amz-date': amzDate, 'x-amz-target': target };
+  const headers: Record<string, string> = { ...extra, host, 'x-amz-date': amzDate };
   if (creds.sessionToken) headers['x-amz-security-token'] = creds.sessionToken;
   const names = Object.keys(headers).sort();
   const canonical = ['POST', '/', '', ...names.map((n) => `${n}:${headers[n]}`), '', names.join(';'), createHash('sha256').update(body).digest('hex')].join('\n');

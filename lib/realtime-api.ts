@@ -342,6 +342,8 @@ export class RealtimeApi extends Construct {
     this.webSocketFanout = fanout;
     const publishers = webSocket ? [this.publishApi.handler, webSocket.messageFunction] : [this.publishApi.handler];
     if (fanout) for (const publisher of publishers) fanout.connectPublisher(publisher);
+    // Mode both: a publish on the tasks' /live reaches the connections still on API Gateway through the same queue.
+    if (fanout && ws.mode === 'both') fanout.connectTasks(this.sse.container, this.sse.taskDefinition.taskRole);
     // The functions that publish get the per-user publish limits; unset keys leave the runtime's defaults.
     for (const publisher of publishers) {
       for (const [key, value] of Object.entries(publishLimitsEnvironment(props.limits))) publisher.addEnvironment(key, value);

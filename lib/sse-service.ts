@@ -4,6 +4,7 @@ import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
@@ -238,9 +239,11 @@ export class SseService extends SseLoadBalancerBase {
         [SERVICE_ENV.pollTimeoutMs]: String(pollTimeoutMs),
         [SERVICE_ENV.maxWriteDelayMs]: String(maxWriteDelayMs),
         [SERVICE_ENV.writeDelayMs]: String(writeDelayMs),
-        // Drain when the task metadata says STOPPED (polled every STOP_POLL_MS), ending inside the deregistration delay.
+        // Drain when the task metadata says STOPPED or the target is draining in its target group (both polled every
+        // STOP_POLL_MS), ending inside the deregistration delay.
         [SERVICE_ENV.drainTimeoutMs]: String(timing.drainTimeoutMs),
         [SERVICE_ENV.stopPollMs]: String(timing.stopPollMs),
+        [SERVICE_ENV.targetGroupArn]: this.targetGroup.targetGroupArn,
         // Exactly one proxy (the ALB) appends to X-Forwarded-For: the client IP for per-IP limits is that entry.
         [SERVICE_ENV.trustProxyHops]: String(SSE_PROXY_HOPS),
         [SERVICE_ENV.allowedOrigins]: origins.join(','),
@@ -252,6 +255,13 @@ export class SseService extends SseLoadBalancerBase {
       this.taskDefinition.obtainExecutionRole(),
       '*',
       'ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are scoped to the asset repository.',
+    );
+    // The drain's second signal: the task reads its own target's health (TargetHealth.State `draining`).
+    this.taskDefinition.addToTaskRolePolicy(new iam.PolicyStatement({ actions: ['elasticloadbalancing:DescribeTargetHealth'], resources: ['*'] }));
+    acknowledgeWildcardResource(
+      this.taskDefinition.taskRole,
+      '*',
+      'elasticloadbalancing:DescribeTargetHealth has no resource type in the Service Authorization Reference (Elastic Load Balancing V2: Describe actions take Resource "*" only); it is read-only, and the task asks only for its own target.',
     );
     Validations.of(this.taskDefinition).acknowledge({
       id: 'AwsSolutions-ECS2',

@@ -4,7 +4,9 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { LAMBDA_ENV } from '../contract/env';
+import type * as ecs from 'aws-cdk-lib/aws-ecs';
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import { LAMBDA_ENV, SERVICE_ENV } from '../contract/env';
 import { DEFAULTS } from './defaults';
 import { checkRange } from './errors';
 import { LAMBDA_DIR, RealtimeFunction } from './realtime-function';
@@ -147,6 +149,17 @@ export class WebSocketFanout extends Construct {
         alarmDescription: `${this.node.path}: WebSocket fan-out work items wait over a minute: workers throttled (management API quota, Lambda concurrency) or failing.`,
       }),
     );
+  }
+
+  /**
+   * `webSocket.mode` `both`: lets the SSE tasks hand a `/live` publish to the queue for the connections still on API
+   * Gateway (the worker posts it). Sets the queue URL and the shard count on the container and grants `sqs:SendMessage`
+   * on this queue only: the tasks get nothing on the management API.
+   */
+  public connectTasks(container: ecs.ContainerDefinition, taskRole: iam.IGrantable): void {
+    container.addEnvironment(SERVICE_ENV.wsFanoutQueueUrl, this.queue.queueUrl);
+    container.addEnvironment(SERVICE_ENV.wsFanoutShards, this.environment[LAMBDA_ENV.wsFanoutShards]);
+    this.queue.grant(taskRole, 'sqs:SendMessage');
   }
 
   /** Lets a function hand fan-outs and long replays to the queue: sets the queue's variables and grants SendMessage. */

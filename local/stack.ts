@@ -71,7 +71,8 @@ export interface LocalStackOptions {
   /**
    * Run the sharded fan-out: an in-process FIFO queue (`local/queue.ts`) consumed by the fan-out
    * worker handler, as SQS FIFO and its event source do on AWS. Shards and thresholds come from
-   * `lambda` (or `env`). Defaults to none: every fan-out is inline.
+   * `lambda` (or `env`). Defaults to none (every fan-out is inline), except with `webSocketMode`
+   * `both`, which always has one (with these options): the tasks hand `/live` publishes to it.
    */
   readonly fanoutQueue?: LocalQueueOptions;
   /**
@@ -185,7 +186,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let api: Server | undefined;
   let ws: WsGateway | undefined;
   let runtime: FanoutRuntime | undefined;
-  const queue = options.fanoutQueue ? new LocalFifoQueue(options.fanoutQueue) : undefined;
+  const mode = options.webSocketMode ?? 'apigateway';
+  // Mode `both` always has the fan-out queue, as the deployed stack does: the tasks hand `/live` publishes to it for the
+  // connections still on API Gateway.
+  const queue = options.fanoutQueue || mode === 'both' ? new LocalFifoQueue(options.fanoutQueue) : undefined;
   try {
     const baseEnv: Record<string, string> = {
       [CORE_ENV.redisUrl]: redisUrl,
@@ -197,13 +201,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     };
     const env = { ...process.env, ...baseEnv };
     const serviceConfig = serviceConfigFromEnv(env);
-    sse = new RealtimeServer({ ...serviceConfig, core: { ...serviceConfig.core, ...options.core } }, { logger: options.logger });
+    sse = new RealtimeServer(
+      { ...serviceConfig, core: { ...serviceConfig.core, ...options.core }, wsFanoutShards: options.lambda?.wsFanoutShards ?? serviceConfig.wsFanoutShards },
+      // Mode `both`: a `/live` publish reaches the API Gateway stand-in's connections through the queue and its worker.
+      { logger: options.logger, fanoutQueue: mode === 'both' ? queue : undefined },
+    );
     guardServer(sse.server, guard);
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
     guard.addOwnPort(ssePort);
     const sseBase = `http://${host}:${ssePort}`;
     const liveUrl = `ws://${host}:${ssePort}/live`;
-    const mode = options.webSocketMode ?? 'apigateway';
     // The gateway needs its handlers before it listens, the handlers its URL after: they are bound once both exist.
     const late: { handlers?: LocalHandlers } = {};
     const bound = () => late.handlers!;

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { CORE_ENV, SERVICE_ENV } from '../contract/env';
 import { ConfigError, CoreEnvSchema, coreConfigFromEnv, parseEnv, type CoreConfig } from '../core/config';
+import { parseTargetGroupArn } from '../core/elb';
+import { MAX_SHARDS } from '../core/shard';
 
 const envBoolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
@@ -36,6 +38,13 @@ const ServiceEnvSchema = z.object({
   /** Set by ECS on Fargate (task metadata endpoint v4); polled to learn the task is being stopped. */
   [SERVICE_ENV.ecsMetadataUri]: z.url({ protocol: /^https?$/, error: 'must be an http:// URL (ECS sets it)' }).optional(),
   [SERVICE_ENV.stopPollMs]: z.coerce.number().int().min(50).max(60_000).default(2000),
+  /** Set by the stack: the task polls its own target's health there to learn it is being drained. */
+  [SERVICE_ENV.targetGroupArn]: z
+    .string()
+    .refine((v) => parseTargetGroupArn(v) !== undefined, 'must be a target group ARN (arn:aws:elasticloadbalancing:<region>:<account>:targetgroup/<name>/<id>)')
+    .optional(),
+  [SERVICE_ENV.wsFanoutQueueUrl]: z.string().regex(/^https?:\/\/[^\s]+\.fifo$/, 'must be the http(s) URL of a FIFO queue (ending in .fifo)').optional(),
+  [SERVICE_ENV.wsFanoutShards]: z.coerce.number().int().min(1).max(MAX_SHARDS).default(1),
   [SERVICE_ENV.anonRequestsPerMinute]: z.coerce.number().int().min(0).max(1_000_000).default(120),
   [SERVICE_ENV.trustProxyHops]: z.coerce.number().int().min(0).max(10).default(0),
   [SERVICE_ENV.replayMaxEvents]: z.coerce.number().int().min(1).max(100_000).default(1000),
@@ -105,6 +114,20 @@ export interface ServiceConfig {
   /** Interval of that poll in milliseconds. Defaults to 2000. */
   readonly stopPollMs: number;
   /**
+   * The target group the task registers in (`TARGET_GROUP_ARN`, set by the stack): with the metadata endpoint, the task
+   * also polls its own target's health there (`DescribeTargetHealth`, signed with the task role) and drains when it is
+   * `draining`, whichever signal comes first. Unset: the metadata alone.
+   */
+  readonly targetGroupArn?: string;
+  /**
+   * The API Gateway fan-out queue (`WS_FANOUT_QUEUE_URL`, `webSocket.mode` `both` only): a publish on `/live` is handed
+   * to it, one work item per shard, so the connections still on API Gateway get it from the fan-out worker. Unset:
+   * `/live` publishes reach SSE, long polls and `/live` only.
+   */
+  readonly wsFanoutQueueUrl?: string;
+  /** Shards of that queue (`WS_FANOUT_SHARDS`, the worker's). Defaults to 1. */
+  readonly wsFanoutShards: number;
+  /**
    * Requests per minute per client IP that need no ticket or cookie (only public channels), on
    * `/events` and `/poll` together; past it 429 (an EventSource: 200 + `retry:`). 0 disables. Defaults to 120.
    */
@@ -162,6 +185,9 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     logLevel: e[CORE_ENV.logLevel],
     ecsMetadataUri: e[SERVICE_ENV.ecsMetadataUri],
     stopPollMs: e[SERVICE_ENV.stopPollMs],
+    targetGroupArn: e[SERVICE_ENV.targetGroupArn],
+    wsFanoutQueueUrl: e[SERVICE_ENV.wsFanoutQueueUrl],
+    wsFanoutShards: e[SERVICE_ENV.wsFanoutShards],
     anonRequestsPerMinute: e[SERVICE_ENV.anonRequestsPerMinute],
     trustProxyHops: e[SERVICE_ENV.trustProxyHops],
     replayMaxEvents: e[SERVICE_ENV.replayMaxEvents],

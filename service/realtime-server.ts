@@ -1,13 +1,18 @@
 import type { Server } from 'node:http';
 import type Redis from 'ioredis';
-import type { Fanout } from '../core/publishing';
+import type { Fanout, ResumeFanout } from '../core/publishing';
 import pino, { type Logger } from 'pino';
+import { runtimeCredentials, type CredentialProvider } from '../core/aws';
+import { TargetHealthClient } from '../core/elb';
+import type { WorkQueue } from '../core/fanout-queue';
 import { Keys } from '../core/keys';
+import { SqsFifoQueue } from '../core/sqs';
 import { createRedis, waitReady } from '../core/redis';
 import { parseRevocation } from '../core/revocation';
 import { Admission } from './admission';
 import type { ServiceConfig } from './config';
 import { Cors } from './cors';
+import { apiGatewayDelivery } from './api-gateway-fanout';
 import { watchTaskStop } from './ecs';
 import { FlushWindow } from './flush-window';
 import { HttpEdge } from './http-edge';
@@ -25,8 +30,20 @@ export interface RealtimeServerDeps {
   readonly logger?: Logger;
   /** Milliseconds since the epoch. Defaults to Date.now. */
   readonly now?: () => number;
-  /** Delivery to API Gateway WebSocket connections of publishes made on `/live` (mode `both`). Defaults to none. */
+  /**
+   * Delivery to API Gateway WebSocket connections of publishes made on `/live` (mode `both`). Defaults to the fan-out
+   * queue's ({@link apiGatewayDelivery}) when there is one (`fanoutQueue`, or `wsFanoutQueueUrl` in the config), else none.
+   */
   readonly fanout?: Fanout;
+  /** The API Gateway fan-out queue. Defaults to SQS FIFO at `wsFanoutQueueUrl` when set (signed with `credentials`), else none. */
+  readonly fanoutQueue?: WorkQueue;
+  /**
+   * Credentials of the task's own AWS calls (SendMessageBatch, DescribeTargetHealth). Defaults to the environment's,
+   * else the ECS container credentials endpoint's (the task role), refreshed before they expire (`core/aws.ts`).
+   */
+  readonly credentials?: CredentialProvider;
+  /** Where AWS endpoint overrides are read (`AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2`). Defaults to `process.env`. */
+  readonly env?: NodeJS.ProcessEnv;
   /** Batches socket writes (SSE and `/live`). Defaults to one built from WRITE_DELAY_MS and MAX_WRITE_DELAY_MS. */
   readonly window?: FlushWindow;
 }
@@ -58,6 +75,10 @@ export class RealtimeServer {
   private draining = false;
   private drained?: Promise<void>;
   private stopWatch?: () => void;
+  private readonly credentials: () => CredentialProvider;
+  private readonly env: NodeJS.ProcessEnv;
+  /** The SQS queue this server created (closed with it). */
+  private ownQueue?: SqsFifoQueue;
 
   constructor(
     readonly config: ServiceConfig,
@@ -71,6 +92,14 @@ export class RealtimeServer {
     this.log = deps.logger ?? pino({ level: config.logLevel });
     const now = deps.now ?? Date.now;
     this.keys = new Keys(config.core.keyPrefix);
+    this.env = deps.env ?? process.env;
+    let credentials = deps.credentials;
+    this.credentials = () => (credentials ??= runtimeCredentials(this.env));
+    if (!deps.fanoutQueue && config.wsFanoutQueueUrl) this.ownQueue = new SqsFifoQueue(config.wsFanoutQueueUrl, { credentials: () => this.credentials()() });
+    const fanoutQueue = deps.fanoutQueue ?? this.ownQueue;
+    const queued = fanoutQueue ? apiGatewayDelivery({ redis: this.redis, config: config.core, queue: fanoutQueue, shards: config.wsFanoutShards }) : undefined;
+    const fanout = deps.fanout ?? queued?.fanout;
+    const resumeFanout: ResumeFanout | undefined = deps.fanout ? undefined : queued?.resumeFanout;
     this.hub = new Hub(this.subscriber, this.keys, config.maxChannelsPerTask);
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
@@ -109,7 +138,8 @@ export class RealtimeServer {
       revocations: this.engine.revocations,
       log: this.log,
       room: (channels) => admission.checkRoom(channels),
-      fanout: deps.fanout,
+      fanout,
+      resumeFanout,
     });
     const caughtUp = this.hub.onResubscribed;
     this.hub.onResubscribed = () => {
@@ -154,9 +184,18 @@ export class RealtimeServer {
     this.heartbeat.unref();
     this.metrics.start(this.config.metricsIntervalMs);
     if (this.config.ecsMetadataUri) {
-      this.stopWatch = watchTaskStop(this.config.ecsMetadataUri, this.config.stopPollMs, this.log, () => {
-        this.log.info('ecs task metadata: DesiredStatus STOPPED; draining before SIGTERM');
-        void this.drain();
+      const arn = this.config.targetGroupArn;
+      const client = arn ? new TargetHealthClient({ targetGroupArn: arn, credentials: this.credentials(), env: this.env }) : undefined;
+      this.stopWatch = watchTaskStop({
+        metadataUri: this.config.ecsMetadataUri,
+        intervalMs: this.config.stopPollMs,
+        log: this.log,
+        // The target is the task's private IP on the container port (the port this server listens on).
+        targetHealth: client ? { port: this.config.port || bound, describe: (id, p) => client.describe(id, p) } : undefined,
+        onStopping: (signal) => {
+          this.log.info({ signal }, signal === 'metadata' ? 'ecs task metadata: DesiredStatus STOPPED; draining before SIGTERM' : 'target health: draining; draining before SIGTERM');
+          void this.drain();
+        },
       });
     }
     this.log.info({ port: bound }, 'sse service listening');
@@ -202,6 +241,7 @@ export class RealtimeServer {
     this.engine.endAll();
     this.ws.closeAll();
     await shutdown(this.server);
+    this.ownQueue?.destroy();
     if (this.ownsRedis) {
       this.redis.disconnect();
       this.subscriber.disconnect();

@@ -4,7 +4,7 @@ import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
-import type { Fanout } from '../core/publishing';
+import type { Fanout, ResumeFanout } from '../core/publishing';
 import { redeemTicket } from '../core/tickets';
 import { connectChannels } from '../core/ws-session';
 import type { ServiceConfig } from './config';
@@ -47,6 +47,8 @@ export interface WsEdgeDeps {
   readonly room: (channels: readonly string[]) => void;
   /** Delivery to API Gateway connections of publishes made here (mode `both`). Defaults to none. */
   readonly fanout?: Fanout;
+  /** Completes that delivery on an idempotent retry (`duplicate`). Defaults to none. */
+  readonly resumeFanout?: ResumeFanout;
 }
 
 /** A close reason the client can read: why, and when to come back (jittered). */
@@ -106,6 +108,7 @@ export class WsEdge {
       hub,
       window: this.deps.window,
       fanout: this.deps.fanout,
+      resumeFanout: this.deps.resumeFanout,
       slow: (x) => this.slow(x),
     });
     // The ticket's subscriptions exist before the 101, as API Gateway's $connect runs before its own.

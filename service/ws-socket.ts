@@ -5,7 +5,7 @@ import { parseChannel, type ChannelGrant, type ParsedChannel } from '../core/cha
 import { RealtimeError } from '../core/errors';
 import { currentCursor, parseCursor, type EventDeps } from '../core/events';
 import type { Identity } from '../core/identity';
-import { publishAndFanout, type Fanout } from '../core/publishing';
+import { publishAndFanout, type Fanout, type ResumeFanout } from '../core/publishing';
 import { assertMaySubscribe, catchUpFrames, replayPages } from '../core/ws-session';
 import { frames, parseClientFrame } from '../core/ws-protocol';
 import type { ServiceConfig } from './config';
@@ -38,6 +38,8 @@ export interface WsSocketDeps {
   readonly window: FlushWindow;
   /** WebSocket delivery beyond this task's hub (e.g. API Gateway connections in mode `both`). Defaults to none. */
   readonly fanout?: Fanout;
+  /** Completes that delivery on an idempotent retry (`duplicate`) when the first attempt did not hand it over. Defaults to none. */
+  readonly resumeFanout?: ResumeFanout;
   /** The socket's reader fell behind past MAX_QUEUED_BYTES. */
   slow(socket: WsSocket): void;
 }
@@ -299,7 +301,7 @@ export class WsSocket implements Listener, Flushable {
       await publishAndFanout(
         frame,
         this.identity,
-        { redis: this.deps.redis, config: this.deps.config.core, fanout: this.deps.fanout },
+        { redis: this.deps.redis, config: this.deps.config.core, fanout: this.deps.fanout, resumeFanout: this.deps.resumeFanout },
         this.grant,
         {
           acknowledge: async (r) => this.sendText(frames.published(r.id, r.channel)),

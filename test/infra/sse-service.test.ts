@@ -7,7 +7,7 @@ import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import { drainTiming } from '../../lib/drain-timing';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { SseService, type SseServiceProps } from '../../lib/sse-service';
-import { attributes, buildStack, containerEnv, expectDrainInsideDelay, fixture, stopSequence, templateOf, useStageTemplate } from './support';
+import { attributes, buildStack, containerEnv, expectDrainInsideDelay, fixture, logicalIdOf, stopSequence, templateOf, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
   let stack: RealtimeStack;
@@ -122,6 +122,20 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
         },
       }),
     });
+  });
+});
+
+describe('drain on the target\'s health', () => {
+  test('the container gets its target group\'s ARN; the task role may elasticloadbalancing:DescribeTargetHealth (on "*": the action has no resource type), acknowledged for cdk-nag on that role only', () => {
+    const stack = buildStack();
+    const template = templateOf(stack);
+    expect(containerEnv(template).TARGET_GROUP_ARN).toEqual(stack.resolve(stack.sse.targetGroup.targetGroupArn));
+    const statements = Object.values(template.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: logicalIdOf(stack.sse.taskDefinition.taskRole) }]))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]);
+    expect(statements.filter((s) => JSON.stringify(s.Action).includes('elasticloadbalancing'))).toEqual([
+      expect.objectContaining({ Action: 'elasticloadbalancing:DescribeTargetHealth', Effect: 'Allow', Resource: '*' }),
+    ]);
   });
 });
 

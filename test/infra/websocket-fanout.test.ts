@@ -4,11 +4,11 @@
  * publishers' SendMessage and variables, and the checks on its props.
  */
 import { Match, type Template } from 'aws-cdk-lib/assertions';
-import { LAMBDA_ENV } from '../../contract/env';
+import { LAMBDA_ENV, SERVICE_ENV } from '../../contract/env';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { RealtimeWebSocketApi } from '../../lib/websocket-api';
 import { WebSocketFanout, type WebSocketFanoutProps } from '../../lib/websocket-fanout';
-import { buildStack, fixture, logicalIdOf, templateOf, useStageTemplate } from './support';
+import { buildStack, containerEnv, fixture, logicalIdOf, templateOf, useStageTemplate } from './support';
 
 describe('dev stage (cdk.json)', () => {
   let stack: RealtimeStack;
@@ -77,13 +77,14 @@ describe('dev stage (cdk.json)', () => {
     expect(JSON.stringify(statements)).not.toMatch(/\/(GET|DELETE|\*)\/@connections/);
   });
 
-  test('publishers: publish and ws-message may SendMessage to the queue and get its variables; nothing else may', () => {
+  test('publishers: publish and ws-message may SendMessage to the queue and get its variables; nothing else may (but the tasks in mode both)', () => {
     const senders = Object.values(template.findResources('AWS::IAM::Policy'))
       .filter((p) => JSON.stringify(p.Properties.PolicyDocument).includes('sqs:SendMessage'))
       .flatMap((p) => p.Properties.Roles as unknown[]);
     const role = (f: { function: { role?: unknown } }) => ({ Ref: logicalIdOf(f.function.role as never) });
-    expect(senders).toHaveLength(2);
-    expect(senders).toEqual(expect.arrayContaining([role(stack.publishApi.handler), role(stack.webSocket!.messageFunction)]));
+    const tasks = stack.webSocketMode === 'both' ? [{ Ref: logicalIdOf(stack.sse.taskDefinition.taskRole) }] : [];
+    expect(senders).toHaveLength(2 + tasks.length);
+    expect(senders).toEqual(expect.arrayContaining([role(stack.publishApi.handler), role(stack.webSocket!.messageFunction), ...tasks]));
     for (const fn of [stack.publishApi.handler, stack.webSocket!.messageFunction]) {
       template.hasResourceProperties('AWS::Lambda::Function', {
         FunctionName: Match.absent(),
@@ -102,6 +103,29 @@ describe('dev stage (cdk.json)', () => {
     const worker = (template.toJSON().Resources[logicalIdOf(stack.webSocketFanout!.worker.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
     expect(worker[LAMBDA_ENV.wsFanoutQueueUrl]).toBeUndefined();
     expect(worker[LAMBDA_ENV.wsManagementEndpoint]).toBeDefined();
+  });
+});
+
+describe('webSocket.mode both: a publish on the tasks\' /live reaches API Gateway connections through the queue', () => {
+  const taskRoleStatements = (stack: RealtimeStack, template: Template) =>
+    Object.values(template.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: logicalIdOf(stack.sse.taskDefinition.taskRole) }]))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]);
+
+  test('mode both: the container gets the queue URL and shard count; the task role may sqs:SendMessage on that queue only, and nothing on the management API', () => {
+    const stack = buildStack({ webSocket: { mode: 'both' }, webSocketFanout: { shards: 8 } });
+    const template = templateOf(stack);
+    expect(containerEnv(template)).toMatchObject({ [SERVICE_ENV.wsFanoutQueueUrl]: stack.resolve(stack.webSocketFanout!.queue.queueUrl), [SERVICE_ENV.wsFanoutShards]: '8' });
+    const sqs = taskRoleStatements(stack, template).filter((s) => JSON.stringify(s.Action).includes('sqs:'));
+    expect(sqs).toEqual([expect.objectContaining({ Action: 'sqs:SendMessage', Resource: stack.resolve(stack.webSocketFanout!.queue.queueArn) })]);
+    expect(JSON.stringify(taskRoleStatements(stack, template))).not.toContain('execute-api');
+  });
+
+  test.each(['apigateway', 'tasks'] as const)('mode %s: no queue variables on the container, no SQS permission on the task role', (mode) => {
+    const stack = buildStack({ webSocket: { mode } });
+    const template = templateOf(stack);
+    expect(containerEnv(template)[SERVICE_ENV.wsFanoutQueueUrl]).toBeUndefined();
+    expect(JSON.stringify(taskRoleStatements(stack, template))).not.toContain('sqs:');
   });
 });
 

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ContainerCredentialsEndpoint, ElbEndpoint, TaskMetadataEndpoint } from '../support/aws-stand-ins';
 import { eventually, get, RawStream, redisUrl, SESSION_SECRET, uid } from '../support/harness';
 
 /**
@@ -119,5 +120,85 @@ describe('drain order on ECS: the task drains when its metadata says STOPPED, be
     signalled = true;
     proc.kill('SIGTERM');
     expect(await exited).toEqual({ code: 0, signalled: true });
+  }, 60_000);
+});
+
+describe('drain order on ECS: the target\'s own health (draining) is a second signal, whichever comes first', () => {
+  const TARGET_GROUP = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/Realt-SseTa-1A2B3C/0123456789abcdef';
+  const cleanup: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+
+  /** The service as ECS runs it: the metadata endpoint, the task role's credentials endpoint, the target group, an ELB endpoint. */
+  async function ecsTask() {
+    const metadata = new TaskMetadataEndpoint();
+    const creds = new ContainerCredentialsEndpoint();
+    const elb = new ElbEndpoint(TARGET_GROUP, 'eu-west-1', creds);
+    for (const s of [metadata, creds, elb]) {
+      await s.start();
+      cleanup.push(() => s.close());
+    }
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'service/main.ts'], {
+      env: {
+        ...process.env,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        REDIS_URL: redisUrl(),
+        SESSION_SECRET,
+        LOG_LEVEL: 'info',
+        METRICS_INTERVAL_MS: '0',
+        DRAIN_TIMEOUT_MS: '1000',
+        STOP_POLL_MS: '50',
+        ECS_CONTAINER_METADATA_URI_V4: metadata.uri(),
+        TARGET_GROUP_ARN: TARGET_GROUP,
+        // What Fargate gives a task with a task role (the full-URI form, as the relative one is rooted at 169.254.170.2).
+        AWS_CONTAINER_CREDENTIALS_FULL_URI: `${creds.base}${creds.fullPath}`,
+        AWS_CONTAINER_AUTHORIZATION_TOKEN: creds.token,
+        AWS_ACCESS_KEY_ID: '',
+        AWS_SECRET_ACCESS_KEY: '',
+        AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2: elb.base,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanup.push(() => {
+      proc.kill('SIGKILL');
+      proc.stdout.destroy();
+      proc.stderr.destroy();
+    });
+    const log = { text: '' };
+    proc.stdout.on('data', (c: Buffer) => (log.text += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (log.text += c.toString()));
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    await eventually(() => /"port":\d+/.test(log.text), 20_000, 'service listening');
+    const port = Number(/"port":(\d+)/.exec(log.text)![1]);
+    return { metadata, creds, elb, proc, log, exited, port, base: `http://127.0.0.1:${port}` };
+  }
+
+  test.each(['target-health', 'metadata'] as const)('%s first: the streams drain before any signal; the target is the task IP on the container port; every ELB call signed with the task role', async (first) => {
+    const t = await ecsTask();
+    const target = `${t.metadata.ip}:${t.port}`;
+    t.elb.states.set(target, { state: 'healthy' });
+    await eventually(() => t.elb.answered >= 3, 10_000, 'DescribeTargetHealth polls answered (signed with the task role)');
+    const ch = `scores:${uid()}`;
+    const streams = [0, 1].map(() => new RawStream(`${t.base}/events?channels=${ch}`));
+    for (const s of streams) cleanup.push(() => s.close());
+    await Promise.all(streams.map((s) => s.until(ready)));
+
+    if (first === 'target-health') t.elb.states.set(target, { state: 'draining', reason: 'Target.DeregistrationInProgress' });
+    else t.metadata.desired = 'STOPPED';
+    await Promise.all(streams.map((s) => s.until((x) => x.ended, 15_000)));
+    for (const s of streams) expect(s.text).toMatch(/retry: \d+\n\n: draining; reconnect\n\n$/);
+    expect(t.proc.exitCode).toBeNull();
+    expect(t.log.text).toContain(`"signal":"${first}"`);
+    // Not a single call refused: the stand-in checks each signature against the credentials it issued.
+    expect(t.log.text).not.toContain('target health unreadable');
+    const calls = t.elb.requests.map((r) => Object.fromEntries(new URLSearchParams(r.body)));
+    expect(new Set(calls.map((c) => `${c['Targets.member.1.Id']}:${c['Targets.member.1.Port']}`))).toEqual(new Set([target]));
+    expect(t.creds.issued.length).toBe(1);
+    expect(JSON.parse((await get(`${t.base}/healthz`)).body)).toMatchObject({ draining: true });
+
+    t.proc.kill('SIGTERM');
+    expect(await t.exited).toBe(0);
   }, 60_000);
 });

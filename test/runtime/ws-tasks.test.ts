@@ -80,6 +80,53 @@ describe('local stack in mode both', () => {
     expect(onTasks.raw[0]).toBe(onGateway.raw[0]);
   });
 
+  test('a publish on a /live socket reaches a client still on API Gateway (through the fan-out queue and its worker), and one on API Gateway reaches /live: each once, the same bytes', async () => {
+    const ch = `chat:${uid()}`;
+    const onTasks = await connectWs((await wsTicket('fay', [ch])).wsUrl);
+    open.push(onTasks);
+    const onGateway = await connectWs(`${stack.outputs.WebSocketUrl}?ticket=${(await wsTicket('gus', [ch])).ticket}`);
+    open.push(onGateway);
+    const queued = stack.queue!.stats.sent;
+
+    const fromLive = await onTasks.request({ action: 'publish', channel: ch, type: 'm', data: 'from-live' }, 'published');
+    await onGateway.until((c) => c.events(ch).some((e) => e.id === fromLive.id), 10_000, 'the /live publish on the API Gateway connection');
+    await onTasks.until((c) => c.events(ch).some((e) => e.id === fromLive.id));
+    // The tasks handed it to the queue (one item per shard), the worker posted it.
+    expect(stack.queue!.stats.sent).toBe(queued + 1);
+
+    const fromGateway = await onGateway.request({ action: 'publish', channel: ch, type: 'm', data: 'from-gateway' }, 'published');
+    await onTasks.until((c) => c.events(ch).some((e) => e.id === fromGateway.id), 10_000, 'the API Gateway publish on /live');
+    await onGateway.until((c) => c.events(ch).some((e) => e.id === fromGateway.id));
+
+    for (const c of [onTasks, onGateway]) expect(c.events(ch).map((e) => [e.id, e.data])).toEqual([[fromLive.id, 'from-live'], [fromGateway.id, 'from-gateway']]);
+    expect(onTasks.raw.filter((r) => r.includes('"from-live"'))).toEqual(onGateway.raw.filter((r) => r.includes('"from-live"')));
+    expect(stack.queue!.deadLetters).toEqual([]);
+  });
+
+  test('the queue refuses a /live publish with an idempotencyKey: the publisher is told to retry, and its retry (duplicate) enqueues what is missing', async () => {
+    const ch = `chat:${uid()}`;
+    const onTasks = await connectWs((await wsTicket('ida', [ch])).wsUrl);
+    open.push(onTasks);
+    const onGateway = await connectWs(`${stack.outputs.WebSocketUrl}?ticket=${(await wsTicket('jay', [ch])).ticket}`);
+    open.push(onGateway);
+    const frame = { action: 'publish', channel: ch, type: 'm', data: 'retried', idempotencyKey: `k-${uid()}` };
+    stack.queue!.refuseNext = 1;
+    expect(await onTasks.request(frame, 'error')).toMatchObject({ error: { code: 'unavailable' } });
+    const again = await onTasks.request(frame, 'published');
+    await onGateway.until((c) => c.events(ch).some((e) => e.id === again.id), 10_000, 'the retried publish on the API Gateway connection');
+    expect(onGateway.events(ch).map((e) => e.data)).toEqual(['retried']);
+  });
+
+  test('a /live publish on a channel without API Gateway subscribers enqueues nothing', async () => {
+    const ch = `chat:${uid()}`;
+    const onTasks = await connectWs((await wsTicket('hal', [ch])).wsUrl);
+    open.push(onTasks);
+    const queued = stack.queue!.stats.sent;
+    const r = await onTasks.request({ action: 'publish', channel: ch, type: 'm', data: 1 }, 'published');
+    await onTasks.until((c) => c.events(ch).some((e) => e.id === r.id));
+    expect(stack.queue!.stats.sent).toBe(queued);
+  });
+
   test('POST /revoke closes the user\'s sockets on the tasks with 1008; a ticket issued before it is refused (403)', async () => {
     const ch = `chat:${uid()}`;
     const c = await connectWs((await wsTicket('erin', [ch])).wsUrl);
