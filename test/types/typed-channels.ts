@@ -63,7 +63,7 @@ void client.publish('score:1', 'goal', { team: 'home', minute: 3 });
 
 // unsubscribe takes names of the schema too.
 client.unsubscribe('chat:lobby');
-// @ts-expect-error
+// @ts-expect-error a namespace alone is not a channel
 client.unsubscribe('chat');
 
 // The typed view of a client created elsewhere; the rest of the client is unchanged.
