@@ -7,18 +7,9 @@
  * `createClient` with the typed view.
  */
 import { createClient, type Client, type ClientOptions, type EventMap, type EventOf, type SubscribeOptions } from './index';
+import type { ChannelOf, ChannelSchema, EventsOf } from './schema';
 
-/** Channel patterns (or exact names) → event type → data. */
-export type ChannelSchema = { readonly [pattern: string]: EventMap };
-
-/** The channel names a pattern stands for: `chat:*` → `` `chat:${string}` ``; an exact name stands for itself. */
-export type ChannelName<P extends string> = P extends `${infer Head}*` ? `${Head}${string}` : P;
-
-/** Every channel name a schema allows. */
-export type ChannelOf<S extends ChannelSchema> = { [P in keyof S & string]: ChannelName<P> }[keyof S & string];
-
-/** The event map of channel `C`: the map of the pattern it matches (a channel matching several gets the union). */
-export type EventsOf<S extends ChannelSchema, C extends string> = { [P in keyof S & string]: C extends ChannelName<P> ? S[P] : never }[keyof S & string];
+export type { ChannelName, ChannelOf, ChannelSchema, EventsOf } from './schema';
 
 /** An event of channel `C` as `onEvent` receives it. */
 export type ChannelEvent<S extends ChannelSchema, C extends string> = EventOf<EventsOf<S, C>>;

@@ -6,10 +6,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import type { ChannelOf, ChannelSchema, EventsOf } from '../../client/src/channels';
+import type { ChannelOf, ChannelSchema, EventsOf } from '../../client/src/schema';
 import { jsonRequest, regionOfHost, signRequest, type AwsCredentials, type AwsCredentialsProvider } from './sigv4';
 
-export type { ChannelName, ChannelOf, ChannelSchema, EventsOf } from '../../client/src/channels';
+export type { ChannelName, ChannelOf, ChannelSchema, EventsOf } from '../../client/src/schema';
 export type { AwsCredentials, AwsCredentialsProvider } from './sigv4';
 
 /** What went wrong, in one class. `code` is the stack's error code (`bad_request`, `forbidden`, `rate_limited`, `unavailable`…), or `network`, `timeout`, `credentials` when no answer came. */

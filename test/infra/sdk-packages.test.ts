@@ -69,7 +69,7 @@ beforeAll(() => {
 describe('npm pack: @realtime-blueprint/client', () => {
   test('tarball: ESM and declarations for "." and "./react", the README; no sources', () => {
     expect(client.filename).toBe('realtime-blueprint-client-0.1.0.tgz');
-    expect(client.files.map((f) => f.path).sort()).toEqual(['README.md', 'dist/channels.d.ts', 'dist/index.d.ts', 'dist/index.js', 'dist/index.js.map', 'dist/react.d.ts', 'dist/react.js', 'dist/react.js.map', 'package.json']);
+    expect(client.files.map((f) => f.path).sort()).toEqual(['README.md', 'dist/channels.d.ts', 'dist/index.d.ts', 'dist/index.js', 'dist/index.js.map', 'dist/react.d.ts', 'dist/react.js', 'dist/react.js.map', 'dist/schema.d.ts', 'package.json']);
   });
 
   test('package.json: an ESM package whose exports map names types and code per entry; React an optional peer', () => {
@@ -99,7 +99,7 @@ describe('npm pack: @realtime-blueprint/client', () => {
 });
 
 describe('npm pack: @realtime-blueprint/server', () => {
-  test('tarball: ESM, CommonJS and declarations (with the channel types it shares), the README; no sources', () => {
+  test('tarball: ESM, CommonJS and declarations (with the channel schema types it shares, nothing of the client else), the README; no sources', () => {
     expect(server.filename).toBe('realtime-blueprint-server-0.1.0.tgz');
     expect(server.files.map((f) => f.path).sort()).toEqual([
       'README.md',
@@ -107,8 +107,7 @@ describe('npm pack: @realtime-blueprint/server', () => {
       'dist/index.cjs.map',
       'dist/index.js',
       'dist/index.js.map',
-      'dist/types/client/src/channels.d.ts',
-      'dist/types/client/src/index.d.ts',
+      'dist/types/client/src/schema.d.ts',
       'dist/types/server-sdk/src/index.d.ts',
       'dist/types/server-sdk/src/sigv4.d.ts',
       'package.json',
@@ -149,8 +148,10 @@ describe('examples/chat-app on the packed packages', () => {
     }
   });
 
-  test('builds: tsc (strict, NodeNext, skipLibCheck off) against the packed declarations, the page bundled by esbuild through the exports maps', () => {
-    run(process.execPath, [path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', appDir], appDir);
+  test('builds: tsc (strict, NodeNext, skipLibCheck off) against the packed declarations, the backend also without the DOM lib; the page bundled by esbuild through the exports maps', () => {
+    const tsc = path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+    run(process.execPath, [tsc, '-p', path.join(appDir, 'tsconfig.node.json')], appDir);
+    run(process.execPath, [tsc, '-p', appDir], appDir);
     expect(fs.existsSync(path.join(appDir, 'dist', 'backend.js'))).toBe(true);
     run(path.join(REPO_ROOT, 'node_modules', '.bin', 'esbuild'), ['src/web/main.tsx', '--bundle', '--format=esm', '--minify', '--outfile=dist/public/app.js'], appDir);
     const bundle = fs.readFileSync(path.join(appDir, 'dist', 'public', 'app.js'), 'utf8');
