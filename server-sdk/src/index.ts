@@ -174,8 +174,13 @@ export class ServerClient<S extends ChannelSchema = ChannelSchema> {
     try {
       res = await (this.o.fetch ?? fetch)(url, { method: 'POST', headers, body: payload, signal: AbortSignal.timeout(this.o.timeoutMs) });
     } catch (err) {
-      const timeout = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
-      return timeout ? fail('timeout', `No answer from ${url.origin}${url.pathname} within ${this.o.timeoutMs} ms.`, 0) : fail('network', `${url.origin}${url.pathname}: ${err instanceof Error ? (err.cause as Error | undefined)?.message ?? err.message : String(err)}`, 0);
+      // A DOMException (AbortSignal.timeout), which need not be an `Error` of this realm.
+      const name = (err as { name?: string } | undefined)?.name;
+      const timeout = name === 'TimeoutError' || name === 'AbortError';
+      if (timeout) return fail('timeout', `No answer from ${url.origin}${url.pathname} within ${this.o.timeoutMs} ms.`, 0);
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const why = [cause?.code, cause?.message || (err instanceof Error ? err.message : String(err))].filter(Boolean).join(' ');
+      return fail('network', `${url.origin}${url.pathname}: ${why}`, 0);
     }
     const text = await res.text();
     let parsed: { error?: { code?: string; message?: string }; message?: string } | undefined;

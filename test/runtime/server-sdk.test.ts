@@ -4,6 +4,8 @@
  * signed with static local credentials and checked by the stack as API Gateway's IAM authorisation would; retries
  * meet real 503s (a Redis at maxmemory under `noeviction`) and queued 429s/503s, and always carry one key.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type Redis from 'ioredis';
 import { createServerClient, RealtimeServerError, type RetryInfo, type ServerClientOptions } from '../../server-sdk/src/index';
 import { jsonRequest, signRequest } from '../../server-sdk/src/sigv4';
@@ -208,6 +210,28 @@ describe('retries: 429 and 503 with Retry-After, one idempotency key on every at
     const from = faults.seen.length;
     await expect(sdk().publish(`chat:${uid()}`, 'm', 1)).rejects.toMatchObject({ code: 'rate_limited', status: 429, retryAfter: 120, attempts: 1 });
     expect(faults.seen.length - from).toBe(1);
+  });
+
+  test('no answer: a refused connection (network) and a server that never answers (timeout) are retried, then thrown with status 0', async () => {
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    try {
+      const retries: RetryInfo[] = [];
+      const refused = await sdk({ publishUrl: `http://127.0.0.1:${closedPort}/publish`, maxAttempts: 2, onRetry: (r) => void retries.push(r) }).publish('chat:x', 'm', 1).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ code: 'network', status: 0, attempts: 2, message: expect.stringMatching(/ECONNREFUSED/) });
+      const hung = await sdk({ publishUrl: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/publish`, maxAttempts: 2, timeoutMs: 300, onRetry: (r) => void retries.push(r) }).publish('chat:x', 'm', 1).catch((e: unknown) => e);
+      expect(hung).toMatchObject({ code: 'timeout', status: 0, attempts: 2 });
+      expect(retries.map((r) => r.error.code)).toEqual(['network', 'timeout']);
+      // One key for both attempts of each publish.
+      expect(retries.map((r) => r.idempotencyKey)).toEqual([(refused as RealtimeServerError).idempotencyKey, (hung as RealtimeServerError).idempotencyKey]);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   test('tickets and revoke are retried too', async () => {
