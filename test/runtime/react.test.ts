@@ -60,7 +60,8 @@ const tickets = () => {
   const inner = ticketFrom(stack.outputs.TicketUrl, { headers: { 'x-local-user': 'react-user' } });
   return Object.assign((req: TicketRequest) => (calls.push(req), inner(req)), { calls });
 };
-const clientOn = (transports: Transport[], ticket = tickets()) => createClient({ ticket, transports, storage: null });
+// A generous open timeout: the tests count tickets, and a slow first open on a loaded machine would cost a second.
+const clientOn = (transports: Transport[], ticket = tickets()) => createClient({ ticket, transports, storage: null, openTimeoutMs: 20_000 });
 
 function Status() {
   return createElement('p', { id: 'state' }, useConnectionState());
@@ -162,7 +163,7 @@ test('a new handler on each render is called without resubscribing; StrictMode\'
 test('typed hooks: createRealtimeHooks<Schema>() with a typed client; a backend goal and useClient().publish over the WebSocket reach useChannel', async () => {
   type Schema = { 'chat:*': { message: { text: string } }; 'scores:*': { goal: { team: 'home' | 'away' } } };
   const hooks = createRealtimeHooks<Schema>();
-  const typedClient = createTypedClient<Schema>({ ticket: tickets(), transports: ['ws'], storage: null });
+  const typedClient = createTypedClient<Schema>({ ticket: tickets(), transports: ['ws'], storage: null, openTimeoutMs: 20_000 });
   client = typedClient as unknown as Client;
   const scores = `scores:react-${process.pid}` as const;
   const chat = `chat:react-typed-${process.pid}` as const;
