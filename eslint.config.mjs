@@ -9,7 +9,7 @@ const cdkImports = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'cdk.out/**', 'dist/**', 'dist-lib/**', 'coverage/**', '**/*.js', '**/*.mjs'] },
+  { ignores: ['node_modules/**', 'cdk.out/**', 'dist/**', '**/dist/**', 'dist-lib/**', 'coverage/**', '**/*.js', '**/*.mjs', '**/*.cjs'] },
   ...tseslint.configs.recommended,
   {
     rules: {
@@ -17,7 +17,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['core/**/*.ts', 'lambda/**/*.ts', 'service/**/*.ts', 'client/**/*.ts', 'local/**/*.ts'],
+    files: ['core/**/*.ts', 'lambda/**/*.ts', 'service/**/*.ts', 'client/**/*.ts', 'server-sdk/**/*.ts', 'local/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', cdkImports] },
   },
   {

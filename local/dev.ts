@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import pino from 'pino';
 import { CORE_ENV } from '../contract/env';
 import { parseOrigin } from './guard';
@@ -8,6 +9,7 @@ import { LOCAL_STACK_NAME, startLocalStack } from './stack';
 
 const USAGE = `Usage: npm run dev -- [--port 3000] [--sse-port 3001] [--ws-port 3002] [--outputs-file PATH]
                       [--allow-origin ORIGIN]... [--ws-mode both|tasks|apigateway]
+                      [--verify-signatures [--region REGION]]
 
 Starts the local stack on 127.0.0.1: a private redis-server (unless REDIS_URL is set), the SSE
 service (SSE, long poll, and WebSockets at /live: LiveUrl), the HTTP API stand-in that runs the
@@ -19,7 +21,12 @@ both and tasks: LiveUrl; apigateway: WebSocketUrl.
 Browsers: only pages on the stack's own origins and on each --allow-origin (e.g.
 --allow-origin http://localhost:5173, your app's dev server; repeat for more) may call it; other
 pages get 403 origin_not_allowed. Requests with a Host other than 127.0.0.1, localhost or [::1]
-get 403 (DNS rebinding). curl and other clients that send no Origin are not affected.`;
+get 403 (DNS rebinding). curl and other clients that send no Origin are not affected.
+
+--verify-signatures: the IAM routes (/publish, /revoke, /backend/tickets) check SigV4 signatures as API
+Gateway does, against your AWS credentials (the AWS SDK's chain: AWS_PROFILE, AWS_ACCESS_KEY_ID, SSO...)
+and the region of --region (else AWS_REGION, else us-east-1): unsigned or wrongly signed calls get 403
+{"message":...}. Without it those routes take any caller as the local backend.`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -30,6 +37,8 @@ async function main(): Promise<void> {
       'outputs-file': { type: 'string' },
       'allow-origin': { type: 'string', multiple: true },
       'ws-mode': { type: 'string', default: 'both' },
+      'verify-signatures': { type: 'boolean' },
+      region: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -45,7 +54,17 @@ async function main(): Promise<void> {
   if (mode !== 'both' && mode !== 'tasks' && mode !== 'apigateway') throw new Error(`--ws-mode takes both, tasks or apigateway.\n${USAGE}`);
   const logger = pino({ level: process.env[CORE_ENV.logLevel] ?? 'info' });
   const extra = (values['allow-origin'] ?? []).map(parseOrigin);
-  const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger, allowedOrigins: extra, webSocketMode: mode });
+  const region = values.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+  let verifySignatures: { credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }; region: string } | undefined;
+  if (values['verify-signatures']) {
+    try {
+      const c = await defaultProvider()();
+      verifySignatures = { credentials: { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken }, region };
+    } catch (err) {
+      throw new Error(`--verify-signatures needs AWS credentials to verify against (the AWS SDK's chain found none: ${err instanceof Error ? err.message : String(err)}); set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY`);
+    }
+  }
+  const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger, allowedOrigins: extra, webSocketMode: mode, verifySignatures });
   const o = stack.outputs;
   if (values['outputs-file']) writeFileSync(values['outputs-file'], `${JSON.stringify({ [LOCAL_STACK_NAME]: o }, null, 2)}\n`);
   console.log(`
@@ -64,7 +83,7 @@ Browser pages allowed: the stack's own origins${extra.length ? ` and ${extra.joi
 any other page gets 403 origin_not_allowed.
 ${values['outputs-file'] ? `\n  outputs written to ${values['outputs-file']}\n` : ''}
 Act as a user with the local-only header "${LOCAL_USER_HEADER}: <sub>" (the JWT authorizer on AWS).
-/publish acts as an IAM-signed backend.
+${verifySignatures ? `IAM routes (/publish, /revoke, /backend/tickets) verify SigV4 (service execute-api, region ${region}) against access key ${verifySignatures.credentials.accessKeyId.slice(0, 4)}…: sign with @realtime-blueprint/server.` : '/publish acts as an IAM-signed backend (unsigned calls are accepted; --verify-signatures checks them).'}
 
 Round trip (two terminals):
   T=$(curl -s -X POST ${o.TicketUrl} -H '${LOCAL_USER_HEADER}: alice' -H 'content-type: application/json' \\

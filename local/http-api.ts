@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { HttpEvent, HttpResult } from '../lambda/shared/http';
+import { LocalFaults, type LocalFault } from './faults';
 import { LocalGuard, refuse } from './guard';
+import { verifySignature, type LocalSignatureOptions } from './sigv4';
 
 export type HttpHandler = (event: HttpEvent) => Promise<HttpResult>;
 
@@ -21,6 +23,14 @@ export const LOCAL_USER_HEADER = 'x-local-user';
 export const LOCAL_IAM_ARN = 'arn:aws:iam::000000000000:user/local-backend';
 const MAX_BODY = 10 * 1024 * 1024;
 
+/** What the HTTP API stand-in does beyond routing. */
+export interface HttpApiOptions {
+  /** Verify SigV4 on IAM routes against these credentials (unsigned or wrongly signed: 403). Defaults to none: IAM routes take any caller as the local backend. */
+  readonly signatures?: LocalSignatureOptions;
+  /** Queued fault answers (tests). Defaults to none. */
+  readonly faults?: LocalFaults;
+}
+
 /**
  * A stand-in for API Gateway's HTTP API (payload format 2.0): it builds the same event shape and
  * authorizer context the Lambda handlers get on AWS. JWT routes take the user from `x-local-user`
@@ -30,20 +40,20 @@ const MAX_BODY = 10 * 1024 * 1024;
  * is granted (with credentials) to the listed origins only. Defaults to a guard that lists no
  * origin (the stack passes one that lists its own and the configured ones).
  */
-export function createHttpApi(routes: readonly LocalRoute[], guard: LocalGuard = new LocalGuard(), pages?: (req: IncomingMessage, res: ServerResponse) => boolean): Server {
+export function createHttpApi(routes: readonly LocalRoute[], guard: LocalGuard = new LocalGuard(), pages?: (req: IncomingMessage, res: ServerResponse) => boolean, options: HttpApiOptions = {}): Server {
   return createServer((req, res) => {
     const refusal = guard.check(req);
     if (refusal) return refuse(res, refusal);
     if (pages?.(req, res)) return; // GET pages of the local stack (the demo), behind the same guard
     const cors = () => guard.cors(req);
-    serve(req, res, routes, cors).catch(() => {
+    serve(req, res, routes, cors, options).catch(() => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ message: 'Internal Server Error' }));
     });
   });
 }
 
-async function serve(req: IncomingMessage, res: ServerResponse, routes: readonly LocalRoute[], cors: () => Record<string, string>): Promise<void> {
+async function serve(req: IncomingMessage, res: ServerResponse, routes: readonly LocalRoute[], cors: () => Record<string, string>, options: HttpApiOptions): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   if (req.method === 'OPTIONS') {
     res.writeHead(204, {
@@ -83,11 +93,30 @@ async function serve(req: IncomingMessage, res: ServerResponse, routes: readonly
     const now = Math.floor(Date.now() / 1000);
     authorizer = { jwt: { claims: { sub: user, iss: 'http://localhost/local-issuer', aud: 'realtime-local', iat: now, exp: now + 3600 }, scopes: null } };
   } else {
+    // API Gateway's IAM authorisation runs before the route: a refused signature never reaches the handler.
+    const refusal = options.signatures && (await verifySignature(req, url, Buffer.concat(chunks), options.signatures));
+    if (refusal) {
+      options.faults?.seen.push({ path: url.pathname, body: Buffer.concat(chunks).toString('utf8'), status: 403, faulted: false });
+      res.writeHead(403, { 'content-type': 'application/json', ...cors() });
+      res.end(JSON.stringify({ message: refusal }));
+      return;
+    }
     authorizer = { iam: { userArn: LOCAL_IAM_ARN, callerId: 'AIDALOCALBACKEND', accountId: '000000000000', principalOrgId: null } };
   }
-  const result = await route.handler(toEvent(req, url, Buffer.concat(chunks), route, authorizer));
+  const body = Buffer.concat(chunks);
+  const fault = options.faults?.take(url.pathname);
+  if (fault && !fault.afterHandler) return answerFault(res, fault, cors, options.faults!, url.pathname, body);
+  const result = await route.handler(toEvent(req, url, body, route, authorizer));
+  if (fault) return answerFault(res, fault, cors, options.faults!, url.pathname, body);
+  options.faults?.seen.push({ path: url.pathname, body: body.toString('utf8'), status: result.statusCode, faulted: false });
   res.writeHead(result.statusCode, { ...cors(), ...(result.headers as Record<string, string>) });
   res.end(result.body ?? '');
+}
+
+function answerFault(res: ServerResponse, fault: LocalFault, cors: () => Record<string, string>, faults: LocalFaults, path: string, body: Buffer): void {
+  faults.seen.push({ path, body: body.toString('utf8'), status: fault.status, faulted: true });
+  res.writeHead(fault.status, { 'content-type': 'application/json', ...cors(), ...fault.headers });
+  res.end(LocalFaults.bodyOf(fault));
 }
 
 function toEvent(req: IncomingMessage, url: URL, body: Buffer, route: LocalRoute, authorizer: HttpEvent['requestContext']['authorizer']): HttpEvent {

@@ -22,7 +22,9 @@ import { listen, shutdown } from '../service/net';
 import { RealtimeServer } from '../service/realtime-server';
 import { guardServer, LocalGuard } from './guard';
 import { demoPages } from './demo/pages';
+import type { LocalFaults } from './faults';
 import { createHttpApi, LOCAL_IAM_ARN, type HttpHandler } from './http-api';
+import type { LocalSignatureOptions } from './sigv4';
 import { RedisServer } from './redis';
 import type { WsEvent, WsResult } from '../lambda/shared/ws';
 import { startWsGateway, type AuthorizerHandler, type WsGateway, type WsGatewayHandlers, type WsGatewayOptions } from './ws-gateway';
@@ -89,6 +91,15 @@ export interface LocalStackOptions {
    * against the stand-in keep their URLs; `npm run dev` passes the stage default, `both`.
    */
   readonly webSocketMode?: WebSocketMode;
+  /**
+   * Verify SigV4 signatures on the IAM routes (`/publish`, `/revoke`, `/backend/tickets`) against these local
+   * credentials and region, as API Gateway's IAM authorisation does: unsigned or wrongly signed requests get 403
+   * `{"message"}` and never reach a handler (`local/sigv4.ts`). `npm run dev -- --verify-signatures` passes the
+   * credentials of the AWS SDK's chain. Defaults to none: IAM routes take any caller as the local backend.
+   */
+  readonly verifySignatures?: LocalSignatureOptions;
+  /** Deterministic fault answers on the HTTP API (`local/faults.ts`), for tests. Defaults to none. */
+  readonly faults?: LocalFaults;
 }
 
 /** Where WebSockets terminate (lib/stage-config.ts `webSocket.mode`). */
@@ -254,7 +265,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       { method: 'POST', path: '/backend/tickets', auth: 'iam', handler: tickets },
       { method: 'POST', path: '/publish', auth: 'iam', handler: publishHandler },
       { method: 'POST', path: '/revoke', auth: 'iam', handler: revokeHandler },
-    ], guard, demoPages()); // the demo page at the API's root (client/demo)
+    ], guard, demoPages(), { signatures: options.verifySignatures, faults: options.faults }); // the demo page at the API's root (client/demo)
     const apiServer = api;
     const apiPort = await listen(apiServer, options.apiPort ?? 0, host);
     guard.addOwnPort(apiPort);

@@ -1,9 +1,9 @@
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import { SignatureV4 } from '@smithy/signature-v4';
 import WebSocket from 'ws';
+import { jsonRequest, regionOfHost, signRequest } from '../server-sdk/src/sigv4';
 
 /**
  * `npm run smoke -- --outputs-file outputs.json`: the wire contract of README.md checked against a deployed stack (the
@@ -26,7 +26,8 @@ How the smoke test gets tickets, first that applies:
   SMOKE_JWT=<jwt>    Authorization: Bearer <jwt> (a ticket API with JWT auth)
   --iam-user SUB     SigV4-signed with the AWS credentials of the environment, naming SUB (a trusted principal;
                      with JWT auth pass --ticket-url <TicketUrl with /backend/tickets>)
-The publish API check is SigV4-signed (--iam-user, or --sign-publish with SMOKE_JWT), unsigned locally, else skipped.
+The publish API check is SigV4-signed (--iam-user, or --sign-publish), unsigned with --local-user alone (a local
+stack without --verify-signatures), else skipped.
 Exit code: 0 every check passed, 1 a check failed, 2 the smoke test could not run.`;
 
 /** A reason the tool cannot run at all (exit code 2). */
@@ -65,7 +66,7 @@ export interface SmokeOptions {
   readonly channel?: string;
   /** Where tickets are minted. Defaults to `TicketUrl`. */
   readonly ticketUrl?: string;
-  /** Sign the publish API call with the environment's AWS credentials even with JWT tickets. Defaults to false. */
+  /** Sign the publish API call with the environment's AWS credentials even with JWT or local tickets (a local stack that verifies signatures). Defaults to false. */
   readonly signPublish?: boolean;
   /** Region for SigV4 when the host does not name it (custom domains). Defaults to the host's, then AWS_REGION. */
   readonly region?: string;
@@ -122,50 +123,17 @@ export function allLoopback(endpoints: SmokeEndpoints): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// SigV4 (service execute-api) with @smithy/signature-v4 and credentials from the default provider chain.
-
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-const bytes = (d: SourceData): string | Uint8Array => (typeof d === 'string' ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-
-/** SHA-256 and HMAC-SHA-256 from node:crypto, in the shape `@smithy/signature-v4` takes (as `@smithy/hash-node`). */
-class NodeSha256 {
-  private readonly hash: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
-  constructor(secret?: SourceData) {
-    this.hash = secret ? createHmac('sha256', bytes(secret)) : createHash('sha256');
-  }
-  update(data: SourceData): void {
-    this.hash.update(bytes(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-  reset(): void {
-    throw new Error('not used');
-  }
-}
+// SigV4 (service execute-api): the backend SDK's signer (server-sdk/src/sigv4.ts, @smithy/signature-v4) with credentials
+// from the AWS SDK's default provider chain.
 
 function regionOf(url: URL, fallback?: string): string {
-  const m = /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(url.hostname);
-  const region = m?.[1] ?? fallback ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  const region = regionOfHost(url.hostname) ?? fallback ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
   if (!region) throw new SmokeUsageError(`cannot tell the region of ${url.host} for SigV4: pass --region or set AWS_REGION`);
   return region;
 }
 
 export async function signedHeaders(method: string, url: URL, body: string, region?: string): Promise<Record<string, string>> {
-  const signer = new SignatureV4({ service: 'execute-api', region: regionOf(url, region), credentials: defaultProvider(), sha256: NodeSha256 });
-  const query: Record<string, string> = {};
-  for (const [k, v] of url.searchParams) query[k] = v;
-  const signed = await signer.sign({
-    method,
-    protocol: url.protocol,
-    hostname: url.hostname,
-    port: url.port ? Number(url.port) : undefined,
-    path: url.pathname,
-    query,
-    headers: { host: url.host, 'content-type': 'application/json' },
-    body,
-  });
-  return signed.headers as Record<string, string>;
+  return signRequest(jsonRequest(method, url, body), regionOf(url, region), defaultProvider());
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -503,7 +471,7 @@ export async function runSmoke(options: SmokeOptions, report: (r: SmokeResult) =
     });
 
     await check('publish api', async () => {
-      const signed = auth.kind === 'iam' || (auth.kind === 'jwt' && options.signPublish);
+      const signed = auth.kind === 'iam' || !!options.signPublish;
       if (auth.kind !== 'local' && !signed) return { skip: 'POST /publish needs SigV4: pass --iam-user, or --sign-publish with AWS credentials of a trusted principal' };
       need(state.ws, 'no WebSocket to receive it (ws subscribe failed)');
       const body = JSON.stringify({ channel, type: 'smoke', data: { n: 3 } });

@@ -673,3 +673,5 @@ export class Client<M extends EventMap = EventMap> {
 export function createClient<M extends EventMap = EventMap>(options: ClientOptions): Client<M> {
   return new Client<M>(options);
 }
+
+export * from './channels';

@@ -1,6 +1,8 @@
 /**
  * `npm run smoke` against `npm run dev`'s outputs file: the real CLI (`tsx scripts/smoke.ts`) run on the file that
- * `tsx local/dev.ts --outputs-file` writes, its exit codes and its one line per check; then the ways it refuses to run.
+ * `tsx local/dev.ts --outputs-file --verify-signatures` writes, its exit codes and its one line per check; then the
+ * ways it refuses to run. The stack verifies SigV4 on its IAM routes (against the static keys both processes get), as
+ * API Gateway does, so a smoke tool that stopped signing fails here instead of passing on a stack that trusts anyone.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,6 +13,9 @@ import { eventually } from '../support/harness';
 
 const ROOT = join(__dirname, '..', '..');
 const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
+/** The local stack's credentials (what `--verify-signatures` resolves from the environment) and the smoke tool's. */
+const KEYS = { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' };
+const REGION = 'eu-west-1';
 const CHECKS = ['ticket', 'stream', 'ticket single use', 'ws subscribe', 'ws ping', 'ws publish', 'resume with Last-Event-ID', 'poll', 'publish api', 'bad input: JSON errors'];
 
 let dev: ChildProcess;
@@ -18,17 +23,24 @@ let dir: string;
 let outputsFile: string;
 
 /** Runs the smoke CLI; no AWS settings leak in from the machine (fake static keys where a test signs). */
-function smoke(args: string[], env: Record<string, string> = {}) {
+function cleanEnv(): NodeJS.ProcessEnv {
   const clean: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!/^AWS_|^SMOKE_/.test(k)) clean[k] = v;
-  const r = spawnSync(TSX, ['scripts/smoke.ts', ...args], { cwd: ROOT, env: { ...clean, AWS_EC2_METADATA_DISABLED: 'true', ...env }, encoding: 'utf8', timeout: 90_000 });
+  return { ...clean, AWS_EC2_METADATA_DISABLED: 'true', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_CONFIG_FILE: '/nonexistent' };
+}
+function smoke(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(TSX, ['scripts/smoke.ts', ...args], { cwd: ROOT, env: { ...cleanEnv(), ...env }, encoding: 'utf8', timeout: 90_000 });
   return { status: r.status, lines: r.stdout.trim().split('\n'), stderr: r.stderr };
 }
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'realtime-smoke-'));
   outputsFile = join(dir, 'outputs.json');
-  dev = spawn(TSX, ['local/dev.ts', '--port', '0', '--sse-port', '0', '--ws-port', '0', '--outputs-file', outputsFile], { cwd: ROOT, stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn' } });
+  dev = spawn(TSX, ['local/dev.ts', '--port', '0', '--sse-port', '0', '--ws-port', '0', '--outputs-file', outputsFile, '--verify-signatures', '--region', REGION], {
+    cwd: ROOT,
+    stdio: 'ignore',
+    env: { ...cleanEnv(), ...KEYS, LOG_LEVEL: 'warn' },
+  });
   await eventually(() => existsSync(outputsFile), 30_000, 'npm run dev writes the outputs file');
 }, 40_000);
 
@@ -41,8 +53,8 @@ afterAll(async () => {
 });
 
 describe('against `npm run dev --outputs-file`', () => {
-  test('--local-user: every check passes, one PASS line each in order, the summary, exit code 0', () => {
-    const r = smoke(['--outputs-file', outputsFile, '--local-user', 'smoke-user']);
+  test('--local-user --sign-publish: every check passes, one PASS line each in order, the summary, exit code 0', () => {
+    const r = smoke(['--outputs-file', outputsFile, '--local-user', 'smoke-user', '--sign-publish', '--region', REGION], KEYS);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.lines.slice(0, -1).map((l) => /^(PASS|FAIL|SKIP) {2}(.+?) {2,}/.exec(l)?.slice(1, 3))).toEqual(CHECKS.map((c) => ['PASS', c]));
@@ -51,19 +63,26 @@ describe('against `npm run dev --outputs-file`', () => {
 
   test('--iam-user with --ticket-url on the IAM route: tickets and publishes are SigV4-signed (static keys), every check passes', () => {
     const outputs = JSON.parse(readFileSync(outputsFile, 'utf8'))['Realtime-local'];
-    const r = smoke(['--outputs-file', outputsFile, '--iam-user', 'smoke-backend-user', '--ticket-url', outputs.TicketUrl.replace(/\/tickets$/, '/backend/tickets'), '--region', 'eu-west-1'], {
-      AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
-      AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY',
-    });
+    const r = smoke(['--outputs-file', outputsFile, '--iam-user', 'smoke-backend-user', '--ticket-url', outputs.TicketUrl.replace(/\/tickets$/, '/backend/tickets'), '--region', REGION], KEYS);
     expect(r.lines.at(-1)).toBe(`smoke: ${CHECKS.length} passed, 0 failed, 0 skipped`);
     expect(r.status).toBe(0);
+  }, 90_000);
+
+  test('the stack checks what the smoke tool signs: an unsigned publish, or keys it does not know, FAIL with 403', () => {
+    const unsigned = smoke(['--outputs-file', outputsFile, '--local-user', 'smoke-user']);
+    expect(unsigned.lines.find((l) => l.startsWith('FAIL  publish api'))).toMatch(/expected 202 \{"id"\}, got HTTP 403 \{"message":"Forbidden"\}/);
+    expect(unsigned.status).toBe(1);
+    const outputs = JSON.parse(readFileSync(outputsFile, 'utf8'))['Realtime-local'];
+    const wrongKeys = smoke(['--outputs-file', outputsFile, '--iam-user', 'smoke-backend-user', '--ticket-url', outputs.TicketUrl.replace(/\/tickets$/, '/backend/tickets'), '--region', REGION], { ...KEYS, AWS_SECRET_ACCESS_KEY: 'not-the-secret' });
+    expect(wrongKeys.lines[0]).toMatch(/^FAIL {2}ticket .*expected 201, got HTTP 403 \{"message":"The request signature we calculated does not match/);
+    expect(wrongKeys.status).toBe(1);
   }, 90_000);
 
   test('a broken endpoint: its check FAILs with what was seen, the others still run, exit code 1', () => {
     const outputs = JSON.parse(readFileSync(outputsFile, 'utf8'));
     const broken = join(dir, 'broken.json');
     writeFileSync(broken, JSON.stringify({ 'Realtime-local': { ...outputs['Realtime-local'], PollUrl: outputs['Realtime-local'].PollUrl.replace(/\/poll$/, '/nowhere') } }));
-    const r = smoke(['--outputs-file', broken, '--local-user', 'smoke-user']);
+    const r = smoke(['--outputs-file', broken, '--local-user', 'smoke-user', '--sign-publish', '--region', REGION], KEYS);
     expect(r.status).toBe(1);
     expect(r.lines.find((l) => l.startsWith('FAIL  poll'))).toMatch(/expected 200 \{"events"\}, got HTTP 404/);
     expect(r.lines.filter((l) => l.startsWith('PASS'))).toHaveLength(CHECKS.length - 2); // poll, and the bad-input poll probe
