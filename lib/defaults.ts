@@ -45,11 +45,11 @@ export const DEFAULTS = {
     containerInsights: true,
   },
   webSocket: {
-    mode: 'both',
+    mode: 'tasks',
     stageName: 'live',
     throttleRateLimit: 500,
     throttleBurstLimit: 1000,
-    messageReservedConcurrency: 100,
+    accessLogs: false,
   },
   webSocketFanout: {
     shards: 4,
@@ -64,7 +64,6 @@ export const DEFAULTS = {
     throttleBurstLimit: 200,
   },
   publishApi: {
-    reservedConcurrency: 100,
     throttleRateLimit: 200,
     throttleBurstLimit: 400,
   },

@@ -63,8 +63,8 @@ export interface RealtimeWebSocketOptions extends Partial<Omit<RealtimeWebSocket
   /**
    * Where WebSockets terminate: `apigateway` (the API Gateway WebSocket API and its Lambdas), `tasks` (`/live` on the SSE
    * tasks, behind the same ALB listener; no API Gateway WebSocket resources), or `both` (both endpoints; tickets name
-   * the tasks' one, and API Gateway keeps serving what was connected to it).
-   * @default 'both'
+   * the tasks' one, and API Gateway keeps serving what was connected to it: the migration mode).
+   * @default 'tasks'
    */
   readonly mode?: WebSocketMode;
 }
@@ -126,8 +126,8 @@ export interface RealtimeApiProps {
    */
   readonly sse?: RealtimeSseOptions;
   /**
-   * Settings of the WebSocket API.
-   * @default - {@link RealtimeWebSocketApiProps} defaults: stage `live`, 500 messages/s
+   * Where WebSockets terminate (`mode`) and, with `apigateway` or `both`, settings of the API Gateway WebSocket API.
+   * @default - mode `tasks`: `/live` on the SSE tasks, no API Gateway WebSocket API
    */
   readonly webSocket?: RealtimeWebSocketOptions;
   /**
@@ -137,7 +137,7 @@ export interface RealtimeApiProps {
   readonly ticketApi?: RealtimeTicketApiOptions;
   /**
    * Settings of the publish API.
-   * @default - 200 requests/s, reserved concurrency 100
+   * @default - 200 requests/s, no reserved concurrency
    */
   readonly publishApi?: RealtimePublishApiOptions;
   /**

@@ -48,7 +48,8 @@ export interface SseServiceProps extends SseLoadBalancerProps {
    */
   readonly memoryMiB?: number;
   /**
-   * Fewest running tasks (and the count at first deploy).
+   * Fewest running tasks: the scalable target's minimum, which raises a new service (ECS starts it at 1) and is never
+   * sent as the service's `DesiredCount` (a deploy keeps the count autoscaling reached).
    * @default 2
    */
   readonly minTasks?: number;
@@ -266,7 +267,8 @@ export class SseService extends SseLoadBalancerBase {
     this.service = new ecs.FargateService(this, 'Service', {
       cluster: this.cluster,
       taskDefinition: this.taskDefinition,
-      desiredCount: minTasks,
+      // No desiredCount: CloudFormation would send it on every update and reset an autoscaled fleet to it. ECS starts
+      // a new service at 1 task and the scalable target (minTasks) raises it; later updates keep the current count.
       minHealthyPercent: 100,
       maxHealthyPercent: 200,
       circuitBreaker: { enable: true, rollback: true },

@@ -112,14 +112,21 @@ export type WebSocketMode = (typeof WEB_SOCKET_MODES)[number];
 /** What the stack reads from the `webSocket` section itself (the rest passes through to {@link RealtimeWebSocketApiProps}). */
 export interface WebSocketModeProps {
   /**
-   * Where WebSockets terminate (see {@link WEB_SOCKET_MODES}).
-   * @default 'both'
+   * Where WebSockets terminate (see {@link WEB_SOCKET_MODES}). New stacks use `tasks`; `both` is the migration mode of a
+   * stack that served WebSockets on API Gateway (its connections stay there until they end).
+   * @default 'tasks'
    */
   readonly mode?: WebSocketMode;
 }
 
 /** `webSocket`: `mode` ({@link WebSocketModeProps}, read by the stack), the rest {@link RealtimeWebSocketApiProps}. */
-const WebSocketSection = z.strictObject({ mode: z.enum(WEB_SOCKET_MODES).optional(), stageName: z.string().optional(), messageReservedConcurrency: int().optional(), ...throttle });
+const WebSocketSection = z.strictObject({
+  mode: z.enum(WEB_SOCKET_MODES).optional(),
+  stageName: z.string().optional(),
+  messageReservedConcurrency: int().optional(),
+  accessLogs: z.boolean().optional(),
+  ...throttle,
+});
 /** `webSocketFanout`: {@link WebSocketFanoutProps}. */
 const WebSocketFanoutSection = z.strictObject({
   shards: int().optional(),
