@@ -71,6 +71,7 @@ export const DEFAULTS = {
     enabled: true,
     rateLimit: 1000,
     rateLimitWindowSeconds: 300,
+    healthCheckRateLimit: 100,
   },
   trustedPrincipals: [],
   allowedOrigins: [],

@@ -199,9 +199,10 @@ export interface RealtimeApiProps {
    */
   readonly domain?: RealtimeDomainProps;
   /**
-   * AWS WAF on the SSE load balancer: the AWS managed common rule set and a per-IP rate limit on `/events` and `/poll`.
-   * The API Gateway APIs cannot take a web ACL; their stage throttling protects them.
-   * @default - on, 1000 requests per IP per 5 minutes on the stream and poll paths
+   * AWS WAF on the SSE load balancer: the AWS managed common rule set (scoped for the streaming paths) and per-IP rate
+   * limits on `/events`, `/poll`, `/live` and `/healthz`. The API Gateway APIs cannot take a web ACL; their stage
+   * throttling protects them.
+   * @default - on, 1000 requests per IP per 5 minutes on the streaming paths, 100 on /healthz
    */
   readonly waf?: RealtimeWafOptions;
   /**

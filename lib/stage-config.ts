@@ -140,7 +140,7 @@ const TicketApiSection = z.strictObject({ auth: z.discriminatedUnion('type', [Jw
 /** `publishApi`: {@link PublishApiProps}. */
 const PublishApiSection = z.strictObject({ reservedConcurrency: int().optional(), ...throttle });
 /** `waf`: AWS WAF on the SSE load balancer, `waf` of RealtimeApi ({@link LoadBalancerWafProps} and `enabled`). */
-const WafSection = z.strictObject({ enabled: z.boolean().optional(), rateLimit: int().optional(), rateLimitWindowSeconds: int().optional() });
+const WafSection = z.strictObject({ enabled: z.boolean().optional(), rateLimit: int().optional(), rateLimitWindowSeconds: int().optional(), healthCheckRateLimit: int().optional() });
 /** `limits`: per-user limits of the runtime on publishing (`USER_PUBLISH_PER_MINUTE`, `USER_NEW_CHANNELS_PER_HOUR`); unset keys leave the runtime's defaults. */
 const LimitsSection = z.strictObject({ userPublishPerMinute: int().optional(), userNewChannelsPerHour: int().optional() });
 
