@@ -17,6 +17,7 @@ export const DEFAULTS = {
     maxAzs: 2,
     natGateways: 1,
     flowLogs: true,
+    interfaceEndpoints: false,
   },
   redis: {
     engine: 'valkey',
@@ -43,6 +44,7 @@ export const DEFAULTS = {
     stickinessDurationSeconds: 3600,
     nofileLimit: 65_536,
     containerInsights: true,
+    deletionProtection: false,
   },
   webSocket: {
     mode: 'tasks',

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { LAMBDA_ENV } from '../contract/env';
@@ -78,6 +78,7 @@ export class PublishApi extends Construct {
     for (const fn of [this.handler, this.revokeHandler]) fn.addEnvironment(LAMBDA_ENV.trustedPrincipals, trusted.join(','));
 
     this.endpoint = new HttpEndpoint(this, 'Http', {
+      apiName: `${Stack.of(this).stackName}-publish`,
       description: 'Realtime publish API (IAM)',
       path: '/publish',
       handler: this.handler,

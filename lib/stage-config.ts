@@ -62,6 +62,7 @@ const NetworkSection = z.strictObject({
   maxAzs: int().optional(),
   natGateways: int().optional(),
   flowLogs: z.boolean().optional(),
+  interfaceEndpoints: z.boolean().optional(),
   /** Use this existing VPC, found by `Vpc.fromLookup` (needs the stage's account and region, and credentials at synth). */
   vpcId: z.string().regex(VPC_ID, 'must be a VPC id like vpc-0abc123').optional(),
   /** Use this existing VPC, described by ids (works offline). */
@@ -99,6 +100,7 @@ const SseSection = z.strictObject({
   certificateArn: z.string().regex(/^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[0-9a-f-]+$/, 'must be an ACM certificate ARN').optional(),
   domainName: z.string().optional(),
   containerInsights: z.boolean().optional(),
+  deletionProtection: z.boolean().optional(),
 });
 
 /**

@@ -119,6 +119,7 @@ export class RealtimeWebSocketApi extends Construct {
       identitySource: [TICKET_IDENTITY_SOURCE],
     });
     this.api = new apigwv2.WebSocketApi(this, 'Api', {
+      apiName: `${Stack.of(this).stackName}-websocket`,
       description: 'Realtime WebSocket API',
       routeSelectionExpression: ROUTE_SELECTION_EXPRESSION,
       connectRouteOptions: {

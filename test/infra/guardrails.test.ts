@@ -37,13 +37,14 @@ function acknowledgements(root: IConstruct): { path: string; id: string; reason:
   );
 }
 
-describe.each<[string, RealtimeStageConfig['webSocket']]>([
-  ['mode both', { mode: 'both' }],
-  ['mode apigateway', { mode: 'apigateway' }],
-  ['mode both, accessLogs true', { mode: 'both', accessLogs: true }],
-])('webSocket %s (dev stage): cdk-nag and the CloudFormation validator', (_name, webSocket) => {
+describe.each<[string, RealtimeStageConfig]>([
+  ['webSocket.mode both', { webSocket: { mode: 'both' } }],
+  ['webSocket.mode apigateway', { webSocket: { mode: 'apigateway' } }],
+  ['webSocket.mode both with accessLogs', { webSocket: { mode: 'both', accessLogs: true } }],
+  ['network.interfaceEndpoints', { network: { interfaceEndpoints: true } }],
+])('%s (dev stage): cdk-nag and the CloudFormation validator', (_name, override) => {
   test('synthesis: no unacknowledged finding of any plugin', () => {
-    const { app } = buildStageApp('dev', { context: { stages: stagesWith('dev', { webSocket }) } });
+    const { app } = buildStageApp('dev', { context: { stages: stagesWith('dev', override) } });
     app.synth();
     const findings = readReport(app.outdir).pluginReports.flatMap((r) =>
       r.violations.map((v) => `${r.pluginName} ${v.severity ?? ''} ${v.ruleName} at ${(v.violatingConstructs ?? []).map((c) => c.constructPath).join(', ')}`),
