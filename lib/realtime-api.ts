@@ -206,8 +206,8 @@ export interface RealtimeApiProps {
    */
   readonly waf?: RealtimeWafOptions;
   /**
-   * Whether to add the endpoints as stack outputs (`TicketUrl`, `SseUrl`, `PollUrl`, `WebSocketUrl`, `PublishUrl`,
-   * `RedisEndpoint`), which `cdk deploy --outputs-file` writes and `npm run smoke` reads.
+   * Whether to add the endpoints as stack outputs (`TicketUrl`, `SseUrl`, `PollUrl`, `LiveUrl` and/or `WebSocketUrl` by
+   * `webSocket.mode`, `PublishUrl`, `RedisEndpoint`), which `cdk deploy --outputs-file` writes and `npm run smoke` reads.
    * @default true
    */
   readonly outputs?: boolean;

@@ -85,8 +85,8 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
     };
     for (const [type, key] of Object.entries(nameKeys)) {
       for (const r of Object.values(template.findResources(type))) {
-        // API Gateway requires Name and CDK derives it from the construct path, unique per stack.
-        if (type === 'AWS::ApiGatewayV2::Api') expect(r.Properties[key]).toMatch(/^Realtimedev|^Api$/);
+        // API Gateway requires Name (not an identifier: names may repeat); each says its stack and its role.
+        if (type === 'AWS::ApiGatewayV2::Api') expect(r.Properties[key]).toMatch(/^Realtime-dev-(tickets|publish|websocket)$/);
         else expect([type, r.Properties?.[key]]).toEqual([type, undefined]);
       }
     }
