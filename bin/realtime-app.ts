@@ -13,7 +13,7 @@ export function buildRealtimeApp(app: App): RealtimeStack {
     stageName,
     config,
     env: config.account && config.region ? { account: config.account, region: config.region } : undefined,
-    description: `Realtime blueprint, stage ${stageName}: SSE on Fargate, API Gateway WebSockets, Redis pub/sub`,
+    description: `Realtime blueprint, stage ${stageName}: SSE and WebSockets on Fargate (or API Gateway, webSocket.mode), Redis pub/sub`,
   });
   Tags.of(stack).add('realtime:stage', stageName);
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

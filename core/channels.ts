@@ -1,3 +1,4 @@
+import { CHANNEL_NAME_MAX_LENGTH, CHANNEL_NAMESPACE_MAX_LENGTH, MAX_CHANNEL_LENGTH } from '../contract/limits';
 import type { NamespacePolicy, Namespaces } from './config';
 import { RealtimeError } from './errors';
 import type { Identity } from './identity';
@@ -6,8 +7,8 @@ import type { Identity } from './identity';
  * Channel names are `namespace:name`: a namespace from the config (lowercase, 1-32 chars)
  * and a name of 1-128 characters from `A-Z a-z 0-9 _ . - = @ |`.
  */
-export const CHANNEL_PATTERN = /^([a-z][a-z0-9-]{0,31}):([A-Za-z0-9_.\-=@|]{1,128})$/;
-export const MAX_CHANNEL_LENGTH = 161;
+export const CHANNEL_PATTERN = new RegExp(`^([a-z][a-z0-9-]{0,${CHANNEL_NAMESPACE_MAX_LENGTH - 1}}):([A-Za-z0-9_.\\-=@|]{1,${CHANNEL_NAME_MAX_LENGTH}})$`);
+export { MAX_CHANNEL_LENGTH };
 
 export interface ParsedChannel {
   readonly channel: string;

@@ -2,7 +2,7 @@ import * as z from 'zod/mini';
 import { en } from 'zod/locales';
 import type { $ZodType, output } from 'zod/v4/core';
 import { CORE_ENV } from '../contract/env';
-import { MAX_HISTORY_BYTES_PER_CHANNEL, MAX_HISTORY_SIZE } from '../contract/limits';
+import { DEFAULT_MAX_CHANNELS_PER_CONNECTION, MAX_HISTORY_BYTES_PER_CHANNEL, MAX_HISTORY_SIZE } from '../contract/limits';
 
 /*
  * zod/mini, not zod: the same checks and messages over tree-shakable functions, so a Lambda bundle carries about
@@ -118,7 +118,7 @@ export const CoreEnvSchema = z.object({
   [CORE_ENV.namespacesJson]: z.optional(z.string()),
   [CORE_ENV.ticketTtlSeconds]: envInt(5, 300, 30),
   [CORE_ENV.maxPayloadBytes]: envInt(256, 32768, 32768),
-  [CORE_ENV.maxChannelsPerConnection]: envInt(1, 64, 16),
+  [CORE_ENV.maxChannelsPerConnection]: envInt(1, 64, DEFAULT_MAX_CHANNELS_PER_CONNECTION),
   [CORE_ENV.userPublishPerMinute]: envInt(0, 1_000_000, DEFAULT_USER_PUBLISH_PER_MINUTE),
   [CORE_ENV.userNewChannelsPerHour]: envInt(0, 1_000_000, DEFAULT_USER_NEW_CHANNELS_PER_HOUR),
   [CORE_ENV.userRetainedBytes]: envInt(0, 1024 * 1024 * 1024, DEFAULT_USER_RETAINED_BYTES),

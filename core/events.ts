@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { MAX_CURSOR_DIGITS } from '../contract/limits';
 import { DEFAULT_REPLAY_MAX_BYTES, DEFAULT_USER_NEW_CHANNELS_PER_HOUR, DEFAULT_USER_PUBLISH_PER_MINUTE, DEFAULT_USER_RETAINED_BYTES, LAST_ID_TAIL_SECONDS, type CoreConfig } from './config';
 import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from './channels';
 import { RealtimeError } from './errors';
@@ -21,7 +22,7 @@ export const TYPE_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
 /** Event types the transports use for their own signals. */
 export const RESERVED_TYPES = new Set(['ready', 'reset', 'error', 'pong', 'subscribed', 'unsubscribed']);
 const IDEMPOTENCY_PATTERN = /^[\x21-\x7e]{1,128}$/;
-const CURSOR_PATTERN = /^\d{1,16}$/;
+const CURSOR_PATTERN = new RegExp(`^\\d{1,${MAX_CURSOR_DIGITS}}$`);
 /** How long an idempotency key remembers its first event id. */
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 

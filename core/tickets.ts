@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { TICKET_BYTES, TICKET_LENGTH } from '../contract/limits';
 import type { CoreConfig } from './config';
 import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
 import { RealtimeError } from './errors';
@@ -77,7 +78,7 @@ interface TicketRecord {
 }
 
 /** 32 random bytes, base64url: 256 bits of entropy. */
-const TICKET_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+const TICKET_PATTERN = new RegExp(`^[A-Za-z0-9_-]{${TICKET_LENGTH}}$`);
 
 /**
  * Issues a single-use ticket for `channels`, each checked against its namespace policy for `identity`.
@@ -111,7 +112,7 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   const notAfter = input.notAfter;
   if (notAfter !== undefined && !Number.isFinite(notAfter)) throw new RealtimeError('bad_request', '`notAfter` must be a time in epoch milliseconds.');
 
-  const ticket = randomBytes(32).toString('base64url');
+  const ticket = randomBytes(TICKET_BYTES).toString('base64url');
   const now = (deps.now ?? Date.now)();
   if (notAfter !== undefined && notAfter <= now) throw new RealtimeError('unauthorized', 'The credentials have expired; sign in again.');
   const ttl = deps.config.ticketTtlSeconds;

@@ -24,7 +24,7 @@ export const STAGE_DEFAULTS: Omit<StageSettings, 'name'> = {
   natGateways: DEFAULTS.network.natGateways,
   maxAzs: DEFAULTS.network.maxAzs,
   lambdaMemoryMiB: 256,
-  alarms: 18,
+  alarms: 13,
 };
 
 /** Thrown for a stage that does not exist; the message is one line. */

@@ -17,6 +17,7 @@ export const DEFAULTS = {
     maxAzs: 2,
     natGateways: 1,
     flowLogs: true,
+    interfaceEndpoints: false,
   },
   redis: {
     engine: 'valkey',
@@ -43,13 +44,14 @@ export const DEFAULTS = {
     stickinessDurationSeconds: 3600,
     nofileLimit: 65_536,
     containerInsights: true,
+    deletionProtection: false,
   },
   webSocket: {
-    mode: 'both',
+    mode: 'tasks',
     stageName: 'live',
     throttleRateLimit: 500,
     throttleBurstLimit: 1000,
-    messageReservedConcurrency: 100,
+    accessLogs: false,
   },
   webSocketFanout: {
     shards: 4,
@@ -64,7 +66,6 @@ export const DEFAULTS = {
     throttleBurstLimit: 200,
   },
   publishApi: {
-    reservedConcurrency: 100,
     throttleRateLimit: 200,
     throttleBurstLimit: 400,
   },
@@ -72,6 +73,7 @@ export const DEFAULTS = {
     enabled: true,
     rateLimit: 1000,
     rateLimitWindowSeconds: 300,
+    healthCheckRateLimit: 100,
   },
   trustedPrincipals: [],
   allowedOrigins: [],

@@ -10,6 +10,11 @@ import type { RealtimeFunction } from './realtime-function';
 export interface HttpEndpointProps {
   /** What the API is for (the API description). */
   readonly description: string;
+  /**
+   * Name of the API (what the console and CLI list; not unique, not an identifier).
+   * @default - the construct id, the same for every endpoint
+   */
+  readonly apiName?: string;
   /** Path of the one route, e.g. `/tickets`. */
   readonly path: string;
   /** The function behind `POST {path}`. */
@@ -61,6 +66,7 @@ export class HttpEndpoint extends Construct {
     this.authorizer = props.authorizer;
 
     this.api = new apigwv2.HttpApi(this, 'Api', {
+      apiName: props.apiName,
       description: props.description,
       createDefaultStage: false,
       corsPreflight:

@@ -1,3 +1,4 @@
+import { CfnResource, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
@@ -29,11 +30,36 @@ export interface NetworkProps {
    */
   readonly flowLogs?: boolean;
   /**
-   * Retention of the flow log group.
+   * Whether a new VPC gets endpoints for what the tasks and functions call besides Redis, so that traffic stays off the
+   * NAT gateway: interface endpoints (private DNS) for ECR (`ecr.api`, `ecr.dkr`), CloudWatch Logs, SQS and Secrets
+   * Manager, and the S3 gateway endpoint (ECR image layers). Each interface endpoint is billed per hour and AZ. Never
+   * `execute-api`: with private DNS it would send the WebSocket management calls (PostToConnection) to private APIs only.
+   * @default false
+   */
+  readonly interfaceEndpoints?: boolean;
+  /**
+   * Retention of the log groups of a new VPC: its flow logs, and the CDK custom resource that empties its default
+   * security group (`@aws-cdk/aws-ec2:restrictDefaultSecurityGroup`), which would otherwise log to a group that never
+   * expires.
    * @default logs.RetentionDays.ONE_MONTH
    */
   readonly flowLogRetention?: logs.RetentionDays;
 }
+
+/** Interface endpoints of {@link NetworkProps.interfaceEndpoints}, by construct id. */
+export const INTERFACE_ENDPOINTS: Readonly<Record<string, ec2.InterfaceVpcEndpointAwsService>> = {
+  EcrApi: ec2.InterfaceVpcEndpointAwsService.ECR,
+  EcrDocker: ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+  Logs: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+  Sqs: ec2.InterfaceVpcEndpointAwsService.SQS,
+  SecretsManager: ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+};
+
+/** Address range of a new VPC (ec2.Vpc's default, spelled out so rules can name it). */
+export const VPC_CIDR = '10.0.0.0/16';
+
+/** Construct id (in the stack) of the provider behind `@aws-cdk/aws-ec2:restrictDefaultSecurityGroup`. */
+const RESTRICT_DEFAULT_SG_PROVIDER = 'Custom::VpcRestrictDefaultSGCustomResourceProvider';
 
 /** The VPC of the blueprint: a new one (public + private-with-egress subnets) or an existing one. */
 export class Network extends Construct {
@@ -46,7 +72,7 @@ export class Network extends Construct {
   constructor(scope: Construct, id: string, props: NetworkProps = {}) {
     super(scope, id);
     if (props.vpc) {
-      const extra = (['maxAzs', 'natGateways', 'flowLogs', 'flowLogRetention'] as const).filter((k) => props[k] !== undefined);
+      const extra = (['maxAzs', 'natGateways', 'flowLogs', 'interfaceEndpoints', 'flowLogRetention'] as const).filter((k) => props[k] !== undefined);
       if (extra.length > 0) {
         invalid(this, `${extra.join(', ')} only apply to a new VPC, but an existing vpc was given`, `Drop ${extra.join(', ')}, or drop vpc to create one`);
       }
@@ -59,6 +85,7 @@ export class Network extends Construct {
     checkRange(this, 'natGateways', natGateways, 1, maxAzs);
 
     const vpc = new ec2.Vpc(this, 'Vpc', {
+      ipAddresses: ec2.IpAddresses.cidr(VPC_CIDR),
       maxAzs,
       natGateways,
       subnetConfiguration: [
@@ -74,6 +101,28 @@ export class Network extends Construct {
         trafficType: ec2.FlowLogTrafficType.ALL,
       });
     }
+    if (props.interfaceEndpoints ?? DEFAULTS.network.interfaceEndpoints) {
+      const subnets = { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS };
+      vpc.addGatewayEndpoint('S3Endpoint', { service: ec2.GatewayVpcEndpointAwsService.S3, subnets: [subnets] });
+      for (const [id, service] of Object.entries(INTERFACE_ENDPOINTS)) {
+        // HTTPS from inside the VPC only (the literal CIDR, so the rule reads as what it is).
+        const endpoint = vpc.addInterfaceEndpoint(`${id}Endpoint`, { service, privateDnsEnabled: true, subnets, open: false });
+        endpoint.connections.allowDefaultPortFrom(ec2.Peer.ipv4(VPC_CIDR), 'HTTPS from the VPC');
+      }
+    }
+    retainProviderLogs(Stack.of(this), props.flowLogRetention ?? logs.RetentionDays.ONE_MONTH);
     this.vpc = vpc;
   }
+}
+
+/**
+ * Gives the provider of the default-security-group custom resource (one per stack, created by `ec2.Vpc`) a log group
+ * with a retention: CDK creates its function without one, and Lambda would then log to `/aws/lambda/{name}`, kept forever.
+ */
+function retainProviderLogs(stack: Stack, retention: logs.RetentionDays): void {
+  const provider = stack.node.tryFindChild(RESTRICT_DEFAULT_SG_PROVIDER);
+  const handler = provider?.node.tryFindChild('Handler');
+  if (!provider || !(handler instanceof CfnResource) || provider.node.tryFindChild('LogGroup')) return;
+  const logGroup = new logs.LogGroup(provider, 'LogGroup', { retention });
+  handler.addPropertyOverride('LoggingConfig', { LogGroup: logGroup.logGroupName });
 }

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { LAMBDA_ENV } from '../contract/env';
@@ -7,7 +7,7 @@ import { Construct } from 'constructs';
 import { DEFAULTS } from './defaults';
 import { checkTrustedPrincipals } from './errors';
 import { HttpEndpoint } from './http-endpoint';
-import { LAMBDA_DIR, RealtimeFunction } from './realtime-function';
+import { LAMBDA_DIR, RealtimeFunction, reservation } from './realtime-function';
 import type { TrustedCallerApiProps } from './runtime-api-props';
 
 /** Properties of a {@link PublishApi}. Grant callers with {@link PublishApi.grantPublish} and {@link PublishApi.grantRevoke}, and list them in `trustedPrincipals`. */
@@ -23,9 +23,10 @@ export interface PublishApiProps extends TrustedCallerApiProps {
    */
   readonly revokeEntry?: string;
   /**
-   * Reserved concurrency of the publisher, which fans events out to WebSocket connections: a flood of publishes
-   * throttles it instead of taking the account's whole concurrency (1 to 10000).
-   * @default 100
+   * Reserved concurrency of the publisher, which fans events out to WebSocket connections (0 to 10000; 0 = none): an
+   * opt-in cap, taken from the account's concurrency quota (Lambda keeps 100 of it unreserved). Without it the
+   * publisher's concurrency is bounded by the stage throttle (`throttleRateLimit` times the call's duration).
+   * @default - none
    */
   readonly reservedConcurrency?: number;
 }
@@ -60,7 +61,7 @@ export class PublishApi extends Construct {
       // Fan-out to many WebSocket connections takes longer than a ticket; HTTP APIs wait at most 30 s.
       memorySize: 512,
       timeout: Duration.seconds(25),
-      reservedConcurrentExecutions: props.reservedConcurrency ?? DEFAULTS.publishApi.reservedConcurrency,
+      reservedConcurrentExecutions: reservation(this, 'reservedConcurrency', props.reservedConcurrency),
     });
     props.redis.connect(this.handler);
 
@@ -77,6 +78,7 @@ export class PublishApi extends Construct {
     for (const fn of [this.handler, this.revokeHandler]) fn.addEnvironment(LAMBDA_ENV.trustedPrincipals, trusted.join(','));
 
     this.endpoint = new HttpEndpoint(this, 'Http', {
+      apiName: `${Stack.of(this).stackName}-publish`,
       description: 'Realtime publish API (IAM)',
       path: '/publish',
       handler: this.handler,

@@ -64,8 +64,8 @@ export interface RealtimeWebSocketOptions extends Partial<Omit<RealtimeWebSocket
   /**
    * Where WebSockets terminate: `apigateway` (the API Gateway WebSocket API and its Lambdas), `tasks` (`/live` on the SSE
    * tasks, behind the same ALB listener; no API Gateway WebSocket resources), or `both` (both endpoints; tickets name
-   * the tasks' one, and API Gateway keeps serving what was connected to it).
-   * @default 'both'
+   * the tasks' one, and API Gateway keeps serving what was connected to it: the migration mode).
+   * @default 'tasks'
    */
   readonly mode?: WebSocketMode;
 }
@@ -133,8 +133,8 @@ export interface RealtimeApiProps {
    */
   readonly sse?: RealtimeSseOptions;
   /**
-   * Settings of the WebSocket API.
-   * @default - {@link RealtimeWebSocketApiProps} defaults: stage `live`, 500 messages/s
+   * Where WebSockets terminate (`mode`) and, with `apigateway` or `both`, settings of the API Gateway WebSocket API.
+   * @default - mode `tasks`: `/live` on the SSE tasks, no API Gateway WebSocket API
    */
   readonly webSocket?: RealtimeWebSocketOptions;
   /**
@@ -144,7 +144,7 @@ export interface RealtimeApiProps {
   readonly ticketApi?: RealtimeTicketApiOptions;
   /**
    * Settings of the publish API.
-   * @default - 200 requests/s, reserved concurrency 100
+   * @default - 200 requests/s, no reserved concurrency
    */
   readonly publishApi?: RealtimePublishApiOptions;
   /**
@@ -206,14 +206,15 @@ export interface RealtimeApiProps {
    */
   readonly domain?: RealtimeDomainProps;
   /**
-   * AWS WAF on the SSE load balancer: the AWS managed common rule set and a per-IP rate limit on `/events` and `/poll`.
-   * The API Gateway APIs cannot take a web ACL; their stage throttling protects them.
-   * @default - on, 1000 requests per IP per 5 minutes on the stream and poll paths
+   * AWS WAF on the SSE load balancer: the AWS managed common rule set (scoped for the streaming paths) and per-IP rate
+   * limits on `/events`, `/poll`, `/live` and `/healthz`. The API Gateway APIs cannot take a web ACL; their stage
+   * throttling protects them.
+   * @default - on, 1000 requests per IP per 5 minutes on the streaming paths, 100 on /healthz
    */
   readonly waf?: RealtimeWafOptions;
   /**
-   * Whether to add the endpoints as stack outputs (`TicketUrl`, `SseUrl`, `PollUrl`, `WebSocketUrl`, `PublishUrl`,
-   * `RedisEndpoint`), which `cdk deploy --outputs-file` writes and `npm run smoke` reads.
+   * Whether to add the endpoints as stack outputs (`TicketUrl`, `SseUrl`, `PollUrl`, `LiveUrl` and/or `WebSocketUrl` by
+   * `webSocket.mode`, `PublishUrl`, `RedisEndpoint`), which `cdk deploy --outputs-file` writes and `npm run smoke` reads.
    * @default true
    */
   readonly outputs?: boolean;

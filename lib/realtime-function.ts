@@ -114,7 +114,8 @@ export interface RealtimeFunctionProps {
   readonly logRetention?: logs.RetentionDays;
   /**
    * Concurrency reserved for (and capping) this function (1 to 10000): a flood of calls then throttles this function
-   * instead of taking the account's whole concurrency. Lambda keeps at least 100 unreserved in the account.
+   * instead of taking the account's whole concurrency. It is taken from the account's quota, of which Lambda keeps at
+   * least 100 unreserved, so a reservation fails to deploy on an account whose quota is below it plus 100.
    * @default - none: the function draws on the account's unreserved pool
    */
   readonly reservedConcurrentExecutions?: number;
@@ -223,6 +224,18 @@ export class RealtimeFunction extends Construct implements iam.IGrantable, ec2.I
     this.function.addEnvironment(key, value);
     return this;
   }
+}
+
+/**
+ * A stage's reservation as the function's `reservedConcurrentExecutions`: 0 and unset both mean no reservation (the
+ * property absent), never Lambda's 0, which throttles every call. Checks 0 to 10000 under `name` in `scope`.
+ *
+ * A reservation is taken from the account's concurrency quota, of which Lambda keeps 100 unreserved: the reservations
+ * of a stack plus 100 must fit the quota (`aws lambda get-account-settings`), so none is the default.
+ */
+export function reservation(scope: Construct, name: string, value: number | undefined): number | undefined {
+  checkRange(scope, name, value, 0, 10000);
+  return value === 0 ? undefined : value;
 }
 
 function withSourceMaps(nodeOptions: string | undefined): string {

@@ -149,7 +149,8 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
     });
     Validations.of(this.authToken).acknowledge({
       id: 'AwsSolutions-SMG4',
-      reason: 'Rotating an ElastiCache AUTH token needs a ROTATE-then-SET sequence on the replication group that Secrets Manager rotation cannot drive; rotate with a deploy (new token, AuthTokenUpdateStrategy ROTATE).',
+      reason:
+        'Rotating an AUTH token is an ordered change on the replication group: ModifyReplicationGroup with AuthTokenUpdateStrategy ROTATE (old and new token both valid), then the secret, the tasks and the functions move to the new token, then SET (old token refused). CloudFormation cannot express it (AWS::ElastiCache::ReplicationGroup has no update strategy, and a changed secret alone changes no template), and no rotation function here drives it; the manual path is docs/DEPLOY.md, "Rotating the Redis AUTH token".',
     });
 
     this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {

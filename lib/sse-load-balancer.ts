@@ -56,6 +56,13 @@ export interface SseLoadBalancerProps {
    */
   readonly accessLogs?: boolean;
   /**
+   * Whether the load balancer refuses to be deleted (`deletion_protection.enabled`): deleting the stack, or a change
+   * that replaces the load balancer, then fails until it is turned off. On for production stages: the load balancer's
+   * DNS name is what clients and DNS records point at.
+   * @default false
+   */
+  readonly deletionProtection?: boolean;
+  /**
    * Bucket for the load balancer access logs (SSE-S3 encrypted, in the stack's region).
    * @default - a new bucket that expires logs after 90 days
    */
@@ -127,6 +134,7 @@ export abstract class SseLoadBalancerBase extends Construct {
       http2Enabled: true,
       idleTimeout: this.idleTimeout,
       dropInvalidHeaderFields: true,
+      deletionProtection: props.deletionProtection ?? d.deletionProtection,
     });
     if (props.accessLogs ?? regionKnown) {
       this.loadBalancer.logAccessLogs(props.accessLogsBucket ?? this.createAccessLogsBucket(), 'sse');

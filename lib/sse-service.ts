@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Duration, IgnoreMode, Names, Validations } from 'aws-cdk-lib';
+import { Duration, IgnoreMode, Names, Token, Validations } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
@@ -29,6 +29,44 @@ export const REPOSITORY_ROOT = path.join(__dirname, '..');
  */
 export const IMAGE_EXCLUDES = ['cdk.out', 'node_modules', '.git', 'dist', 'coverage'];
 
+/**
+ * Fargate task sizes: the task memories (MiB) each task CPU accepts, as the ECS developer guide lists them ("Task CPU
+ * and memory"; "Troubleshoot Amazon ECS task definition invalid CPU or memory errors"). 8192 and 16384 need Linux
+ * platform 1.4.0, which is the default.
+ */
+export const FARGATE_MEMORY_BY_CPU: Readonly<Record<number, readonly number[]>> = {
+  256: [512, 1024, 2048],
+  512: [1024, 2048, 3072, 4096],
+  1024: [2048, 3072, 4096, 5120, 6144, 7168, 8192],
+  2048: steps(4096, 16_384, 1024),
+  4096: steps(8192, 30_720, 1024),
+  8192: steps(16_384, 61_440, 4096),
+  16_384: steps(32_768, 122_880, 8192),
+};
+
+function steps(from: number, to: number, by: number): number[] {
+  return Array.from({ length: (to - from) / by + 1 }, (_, i) => from + i * by);
+}
+
+/** `a, b or c`, or `a to z in steps of n` for a longer run. */
+function listMemories(m: readonly number[]): string {
+  if (m.length > 7) return `${m[0]} to ${m[m.length - 1]} in steps of ${m[1] - m[0]}`;
+  return `${m.slice(0, -1).join(', ')} or ${m[m.length - 1]}`;
+}
+
+/** Checks `cpu` and `memoryMiB` form a Fargate task size; one line naming the valid memories for the CPU when not. */
+function checkFargateSize(scope: Construct, cpu: number, memoryMiB: number): void {
+  if (Token.isUnresolved(cpu) || Token.isUnresolved(memoryMiB)) return;
+  const memories = FARGATE_MEMORY_BY_CPU[cpu];
+  if (!memories) {
+    const cpus = Object.keys(FARGATE_MEMORY_BY_CPU).map(Number);
+    invalid(scope, `cpu ${cpu} is not a Fargate task CPU`, `Use ${cpus.slice(0, -1).join(', ')} or ${cpus[cpus.length - 1]}`);
+  }
+  if (!memories.includes(memoryMiB)) {
+    invalid(scope, `cpu ${cpu} with memoryMiB ${memoryMiB} is not a Fargate task size`, `For cpu ${cpu} use memoryMiB ${listMemories(memories)}`);
+  }
+}
+
 /** Properties of an {@link SseService}: its load-balancer part ({@link SseLoadBalancerProps}) and its tasks. */
 export interface SseServiceProps extends SseLoadBalancerProps {
   /** Redis the tasks subscribe to. */
@@ -49,7 +87,8 @@ export interface SseServiceProps extends SseLoadBalancerProps {
    */
   readonly memoryMiB?: number;
   /**
-   * Fewest running tasks (and the count at first deploy).
+   * Fewest running tasks: the scalable target's minimum, which raises a new service (ECS starts it at 1) and is never
+   * sent as the service's `DesiredCount` (a deploy keeps the count autoscaling reached).
    * @default 2
    */
   readonly minTasks?: number;
@@ -155,6 +194,7 @@ export class SseService extends SseLoadBalancerBase {
     const idleTimeout = this.idleTimeout;
     const deregistrationDelay = this.deregistrationDelay;
 
+    checkFargateSize(this, props.cpu ?? d.cpu, props.memoryMiB ?? d.memoryMiB);
     checkRange(this, 'heartbeatMs', heartbeatMs, 1000, 300_000, ' ms');
     checkRange(this, 'pollTimeoutMs', pollTimeoutMs, 1000, 120_000, ' ms');
     checkRange(this, 'maxWriteDelayMs', maxWriteDelayMs, 0, 1000, ' ms');
@@ -276,7 +316,8 @@ export class SseService extends SseLoadBalancerBase {
     this.service = new ecs.FargateService(this, 'Service', {
       cluster: this.cluster,
       taskDefinition: this.taskDefinition,
-      desiredCount: minTasks,
+      // No desiredCount: CloudFormation would send it on every update and reset an autoscaled fleet to it. ECS starts
+      // a new service at 1 task and the scalable target (minTasks) raises it; later updates keep the current count.
       minHealthyPercent: 100,
       maxHealthyPercent: 200,
       circuitBreaker: { enable: true, rollback: true },

@@ -62,6 +62,7 @@ const NetworkSection = z.strictObject({
   maxAzs: int().optional(),
   natGateways: int().optional(),
   flowLogs: z.boolean().optional(),
+  interfaceEndpoints: z.boolean().optional(),
   /** Use this existing VPC, found by `Vpc.fromLookup` (needs the stage's account and region, and credentials at synth). */
   vpcId: z.string().regex(VPC_ID, 'must be a VPC id like vpc-0abc123').optional(),
   /** Use this existing VPC, described by ids (works offline). */
@@ -99,6 +100,7 @@ const SseSection = z.strictObject({
   certificateArn: z.string().regex(/^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[0-9a-f-]+$/, 'must be an ACM certificate ARN').optional(),
   domainName: z.string().optional(),
   containerInsights: z.boolean().optional(),
+  deletionProtection: z.boolean().optional(),
 });
 
 /**
@@ -112,14 +114,21 @@ export type WebSocketMode = (typeof WEB_SOCKET_MODES)[number];
 /** What the stack reads from the `webSocket` section itself (the rest passes through to {@link RealtimeWebSocketApiProps}). */
 export interface WebSocketModeProps {
   /**
-   * Where WebSockets terminate (see {@link WEB_SOCKET_MODES}).
-   * @default 'both'
+   * Where WebSockets terminate (see {@link WEB_SOCKET_MODES}). New stacks use `tasks`; `both` is the migration mode of a
+   * stack that served WebSockets on API Gateway (its connections stay there until they end).
+   * @default 'tasks'
    */
   readonly mode?: WebSocketMode;
 }
 
 /** `webSocket`: `mode` ({@link WebSocketModeProps}, read by the stack), the rest {@link RealtimeWebSocketApiProps}. */
-const WebSocketSection = z.strictObject({ mode: z.enum(WEB_SOCKET_MODES).optional(), stageName: z.string().optional(), messageReservedConcurrency: int().optional(), ...throttle });
+const WebSocketSection = z.strictObject({
+  mode: z.enum(WEB_SOCKET_MODES).optional(),
+  stageName: z.string().optional(),
+  messageReservedConcurrency: int().optional(),
+  accessLogs: z.boolean().optional(),
+  ...throttle,
+});
 /** `webSocketFanout`: {@link WebSocketFanoutProps}. */
 const WebSocketFanoutSection = z.strictObject({
   shards: int().optional(),
@@ -133,7 +142,7 @@ const TicketApiSection = z.strictObject({ auth: z.discriminatedUnion('type', [Jw
 /** `publishApi`: {@link PublishApiProps}. */
 const PublishApiSection = z.strictObject({ reservedConcurrency: int().optional(), ...throttle });
 /** `waf`: AWS WAF on the SSE load balancer, `waf` of RealtimeApi ({@link LoadBalancerWafProps} and `enabled`). */
-const WafSection = z.strictObject({ enabled: z.boolean().optional(), rateLimit: int().optional(), rateLimitWindowSeconds: int().optional() });
+const WafSection = z.strictObject({ enabled: z.boolean().optional(), rateLimit: int().optional(), rateLimitWindowSeconds: int().optional(), healthCheckRateLimit: int().optional() });
 /** `limits`: per-user limits of the runtime on publishing (`USER_PUBLISH_PER_MINUTE`, `USER_NEW_CHANNELS_PER_HOUR`, `USER_RETAINED_BYTES`); unset keys leave the runtime's defaults. */
 const LimitsSection = z.strictObject({ userPublishPerMinute: int().optional(), userNewChannelsPerHour: int().optional(), userRetainedBytes: int().optional() });
 

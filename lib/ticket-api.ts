@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Token } from 'aws-cdk-lib';
+import { Stack, Token } from 'aws-cdk-lib';
 import type * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer, HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -89,6 +89,7 @@ export class TicketApi extends Construct {
     props.redis.connect(this.handler);
 
     this.endpoint = new HttpEndpoint(this, 'Http', {
+      apiName: `${Stack.of(this).stackName}-tickets`,
       description: 'Realtime ticket API',
       path: '/tickets',
       handler: this.handler,

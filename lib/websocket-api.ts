@@ -10,7 +10,7 @@ import { Construct, type IConstruct } from 'constructs';
 import { acknowledgeWildcardResource } from './acknowledge';
 import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
-import { LAMBDA_DIR, RealtimeFunction } from './realtime-function';
+import { LAMBDA_DIR, RealtimeFunction, reservation } from './realtime-function';
 import type { RuntimeApiProps } from './runtime-api-props';
 import { WS_ACTIONS } from '../contract/ws';
 
@@ -49,18 +49,28 @@ export interface RealtimeWebSocketApiProps extends RuntimeApiProps {
    */
   readonly stageName?: string;
   /**
-   * Reserved concurrency of the message handler, which fans published events out to connections: a flood of frames
-   * throttles it instead of taking the account's whole concurrency (1 to 10000).
-   * @default 100
+   * Reserved concurrency of the message handler, which fans published events out to connections (0 to 10000; 0 =
+   * none): an opt-in cap, taken from the account's concurrency quota (Lambda keeps 100 of it unreserved). Without it
+   * the handler's concurrency is bounded by the stage throttle (`throttleRateLimit` times the frame's duration).
+   * @default - none
    */
   readonly messageReservedConcurrency?: number;
+  /**
+   * Whether the stage writes access logs to CloudWatch Logs. API Gateway refuses them on a WebSocket stage until the
+   * account's CloudWatch Logs role is set in this region (`BadRequestException: CloudWatch Logs role ARN must be set
+   * in account settings`): a one-time account setting that this construct never creates (`AWS::ApiGateway::Account` is
+   * one per account and region, overwritten by whoever sets it last, and deleting its stack does not reset it). Set
+   * true once the account has it (docs/DEPLOY.md, "Before the first deploy").
+   * @default false
+   */
+  readonly accessLogs?: boolean;
 }
 
 const STAGE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
  * API Gateway WebSocket API: a REQUEST authorizer that redeems `?ticket=` on `$connect`, the protocol routes selected by
- * `action`, a throttled stage with access logs, reserved concurrency on the message handler (it fans out), and
+ * `action`, a throttled stage (access logs once the account allows them: `accessLogs`), optional reserved concurrency on the message handler (it fans out), and
  * `execute-api:ManageConnections` on this stage only, per method: POST for the functions that fan out
  * ({@link grantPostToConnections}), DELETE for the one that closes connections ({@link grantCloseConnections}).
  */
@@ -75,7 +85,8 @@ export class RealtimeWebSocketApi extends Construct {
   public readonly url: string;
   /** `https://...` URL of the management API (`@connections`) of this stage. */
   public readonly managementEndpoint: string;
-  public readonly accessLogGroup: logs.LogGroup;
+  /** The access log group; none unless `accessLogs` is true. */
+  public readonly accessLogGroup?: logs.LogGroup;
 
   constructor(scope: Construct, id: string, props: RealtimeWebSocketApiProps) {
     super(scope, id);
@@ -100,7 +111,7 @@ export class RealtimeWebSocketApi extends Construct {
     this.disconnectFunction = new RealtimeFunction(this, 'Disconnect', fnProps(entries.disconnect ?? path.join(LAMBDA_DIR, 'ws-disconnect.ts'), 'WebSocket $disconnect'));
     this.messageFunction = new RealtimeFunction(this, 'Message', {
       ...fnProps(entries.message ?? path.join(LAMBDA_DIR, 'ws-message.ts'), 'WebSocket frames: subscribe, unsubscribe, publish, ping'),
-      reservedConcurrentExecutions: props.messageReservedConcurrency ?? DEFAULTS.webSocket.messageReservedConcurrency,
+      reservedConcurrentExecutions: reservation(this, 'messageReservedConcurrency', props.messageReservedConcurrency),
     });
     for (const fn of this.functions) props.redis.connect(fn);
 
@@ -108,6 +119,7 @@ export class RealtimeWebSocketApi extends Construct {
       identitySource: [TICKET_IDENTITY_SOURCE],
     });
     this.api = new apigwv2.WebSocketApi(this, 'Api', {
+      apiName: `${Stack.of(this).stackName}-websocket`,
       description: 'Realtime WebSocket API',
       routeSelectionExpression: ROUTE_SELECTION_EXPRESSION,
       connectRouteOptions: {
@@ -129,7 +141,9 @@ export class RealtimeWebSocketApi extends Construct {
       });
     }
 
-    this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
+    if (props.accessLogs ?? DEFAULTS.webSocket.accessLogs) {
+      this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
+    }
     this.stage = new apigwv2.WebSocketStage(this, 'Stage', {
       webSocketApi: this.api,
       stageName,
@@ -138,8 +152,14 @@ export class RealtimeWebSocketApi extends Construct {
         rateLimit: props.throttleRateLimit ?? DEFAULTS.webSocket.throttleRateLimit,
         burstLimit: props.throttleBurstLimit ?? DEFAULTS.webSocket.throttleBurstLimit,
       },
-      accessLogSettings: { destination: new apigwv2.LogGroupLogDestination(this.accessLogGroup) },
+      accessLogSettings: this.accessLogGroup ? { destination: new apigwv2.LogGroupLogDestination(this.accessLogGroup) } : undefined,
     });
+    if (!this.accessLogGroup) {
+      Validations.of(this.stage).acknowledge({
+        id: 'AwsSolutions-APIG1',
+        reason: 'Access logs on a WebSocket stage need the account\'s API Gateway CloudWatch Logs role, an account-wide setting a stack should not own; they stay off until the stage sets webSocket.accessLogs (docs/DEPLOY.md). The Lambdas log every connect, frame and disconnect.',
+      });
+    }
     this.url = this.stage.url;
     this.managementEndpoint = this.stage.callbackUrl;
 

@@ -102,6 +102,10 @@ export class WebSocketFanout extends Construct {
       fifo: true,
       // Deduplication ids are explicit (`{event}-{shard}`): a retried publish does not enqueue a shard twice in 5 minutes.
       contentBasedDeduplication: false,
+      // High-throughput FIFO: the quota applies per message group (the shard), not per queue, and deduplication ids are
+      // unique within their group ({event}-{shard} with the shard as the group).
+      fifoThroughputLimit: sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
+      deduplicationScope: sqs.DeduplicationScope.MESSAGE_GROUP,
       visibilityTimeout: Token.isUnresolved(timeout.toSeconds()) ? Duration.minutes(6) : Duration.seconds(Math.min(43_200, timeout.toSeconds() * 6)),
       retentionPeriod: Duration.days(1),
       encryption: sqs.QueueEncryption.SQS_MANAGED,

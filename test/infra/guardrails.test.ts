@@ -11,7 +11,8 @@ import { CfnResource, Stack, Validations } from 'aws-cdk-lib';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
-import { buildStageApp, CDK_CONTEXT, newApp, REPO_ROOT, STAGES } from './support';
+import type { RealtimeStageConfig } from '../../lib/stage-config';
+import { buildStageApp, CDK_CONTEXT, newApp, REPO_ROOT, STAGES, stagesWith } from './support';
 
 interface ReportViolation {
   readonly ruleName: string;
@@ -36,16 +37,14 @@ function acknowledgements(root: IConstruct): { path: string; id: string; reason:
   );
 }
 
-/** The stage of cdk.json with its `webSocket.mode` replaced (other modes than the stage's own). */
-function stagesWithMode(stage: string, mode: string): Record<string, unknown> {
-  const stages = CDK_CONTEXT.stages as Record<string, Record<string, unknown>>;
-  const { webSocket: _ignored, ...rest } = stages[stage];
-  return { ...stages, [stage]: { ...rest, webSocket: { mode } } };
-}
-
-describe.each(['tasks', 'apigateway'])('webSocket.mode %s (dev stage): cdk-nag and the CloudFormation validator', (mode) => {
+describe.each<[string, RealtimeStageConfig]>([
+  ['webSocket.mode both', { webSocket: { mode: 'both' } }],
+  ['webSocket.mode apigateway', { webSocket: { mode: 'apigateway' } }],
+  ['webSocket.mode both with accessLogs', { webSocket: { mode: 'both', accessLogs: true } }],
+  ['network.interfaceEndpoints', { network: { interfaceEndpoints: true } }],
+])('%s (dev stage): cdk-nag and the CloudFormation validator', (_name, override) => {
   test('synthesis: no unacknowledged finding of any plugin', () => {
-    const { app } = buildStageApp('dev', { context: { stages: stagesWithMode('dev', mode) } });
+    const { app } = buildStageApp('dev', { context: { stages: stagesWith('dev', override) } });
     app.synth();
     const findings = readReport(app.outdir).pluginReports.flatMap((r) =>
       r.violations.map((v) => `${r.pluginName} ${v.severity ?? ''} ${v.ruleName} at ${(v.violatingConstructs ?? []).map((c) => c.constructPath).join(', ')}`),
@@ -122,7 +121,7 @@ describe('the CDK CLI', () => {
     const result = cdk([]);
     expect(result.status).toBe(0);
     const template = JSON.parse(fs.readFileSync(path.join(result.outdir, 'Realtime-dev.template.json'), 'utf8'));
-    expect(Object.keys(template.Outputs)).toEqual(expect.arrayContaining(['TicketUrl', 'SseUrl', 'WebSocketUrl', 'PublishUrl', 'RedisEndpoint']));
+    expect(Object.keys(template.Outputs)).toEqual(expect.arrayContaining(['TicketUrl', 'SseUrl', 'LiveUrl', 'PublishUrl', 'RedisEndpoint']));
   }, 120_000);
 
   test('`cdk synth -c stage=typo`: fails with one readable line naming the stage', () => {

@@ -4,11 +4,19 @@
  */
 import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import { Observability } from '../../lib/observability';
-import { buildStack, templateOf, useStageTemplate } from './support';
+import { STAGE_DEFAULTS } from '../../cost/stage';
+import { buildStack, buildStageApp, templateOf, useStageTemplate, WITH_API_GATEWAY_WEBSOCKETS } from './support';
 
-describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
+describe('the stages of cdk.json as they are (webSocket.mode tasks)', () => {
+  test.each(['dev', 'prod'])('%s: as many alarms as the cost planner prices (cost/stage.ts STAGE_DEFAULTS.alarms)', (stage) => {
+    const alarms = Object.keys(templateOf(buildStageApp(stage).stack).findResources('AWS::CloudWatch::Alarm'));
+    expect(alarms).toHaveLength(STAGE_DEFAULTS.alarms);
+  });
+});
+
+describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) with webSocket.mode both', () => {
   let template: Template;
-  useStageTemplate('dev', (_s, t) => (template = t));
+  useStageTemplate('dev', (_s, t) => (template = t), WITH_API_GATEWAY_WEBSOCKETS);
 
   test('SseUnhealthyTargets alarm: describes a liveness failure, not Redis (a Redis outage no longer fails /healthz)', () => {
     const description = new Capture();

@@ -72,10 +72,11 @@ describe('npm pack', () => {
 describe('examples/basic synthesised from the packed package', () => {
   test('functions: every one deploys a prebuilt bundle (index.handler from an asset of dist/lambda/NAME), none bundled at synth', () => {
     const fns = ofType('AWS::Lambda::Function').filter((f) => (f.Properties.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables?.NODE_OPTIONS);
-    expect(fns).toHaveLength(8);
+    // webSocket.mode tasks (the default): ticket issuer, publisher, revoker; the WebSocket Lambdas exist with apigateway or both.
+    expect(fns).toHaveLength(3);
     for (const fn of fns) expect([fn.Properties.Handler, fn.Properties.Runtime, fn.Properties.Architectures]).toEqual(['index.handler', 'nodejs24.x', ['arm64']]);
     const bundles = Object.values(assets.files).map((a) => path.join(appDir, 'cdk.out', a.source.path)).filter((p) => fs.existsSync(path.join(p, 'index.js')));
-    expect(bundles).toHaveLength(8);
+    expect(bundles).toHaveLength(3);
     for (const dir of bundles) expect(fs.readdirSync(dir).sort()).toEqual(['index.js', 'index.js.map']);
   });
 
@@ -98,8 +99,8 @@ describe('examples/basic synthesised from the packed package', () => {
     expect(JSON.stringify(jwt.Properties.JwtConfiguration)).toContain('/eu-west-1_EXAMPLE');
   });
 
-  test('outputs: the seven endpoints under the construct\'s prefix (npm run smoke finds them by name)', () => {
+  test('outputs: the six endpoints under the construct\'s prefix (npm run smoke finds them by name)', () => {
     const names = Object.keys(template.Outputs).map((k) => k.replace(/^Realtime/, '').replace(/[0-9A-F]{8}$/, ''));
-    expect(names.sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
+    expect(names.sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl']);
   });
 });

@@ -29,32 +29,35 @@ describe('defaults: new RealtimeApi(stack, id) in any stack', () => {
     built = build();
   });
 
-  test('parts: a new VPC, Redis, the WebSocket, ticket and publish APIs, the SSE service, WAF on its load balancer', () => {
+  test('parts: a new VPC, Redis, the ticket and publish APIs, the SSE service (WebSockets on its tasks), WAF on its load balancer; no API Gateway WebSocket API', () => {
     const t = built.template;
     t.resourceCountIs('AWS::EC2::VPC', 1);
     t.resourceCountIs('AWS::ElastiCache::ReplicationGroup', 1);
-    t.resourceCountIs('AWS::ApiGatewayV2::Api', 3);
+    t.resourceCountIs('AWS::ApiGatewayV2::Api', 2);
+    t.resourcePropertiesCountIs('AWS::ApiGatewayV2::Api', { ProtocolType: 'WEBSOCKET' }, 0);
+    expect(built.api.webSocketMode).toBe('tasks');
     t.resourceCountIs('AWS::ECS::Service', 1);
     t.resourceCountIs('AWS::WAFv2::WebACLAssociation', 1);
   });
 
-  test('outputs: the seven endpoints, named with the construct\'s prefix; no SSM parameters without parameterPath', () => {
+  test('outputs: the six endpoints, named with the construct\'s prefix; no SSM parameters without parameterPath', () => {
     const names = Object.keys(built.template.findOutputs('*')).map((k) => k.replace(/^Realtime/, '').replace(/[0-9A-F]{8}$/, ''));
-    expect(names.sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
+    expect(names.sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl']);
     built.template.resourceCountIs('AWS::SSM::Parameter', 0);
   });
 
   test('endpoints: the AWS names (execute-api, the load balancer over HTTP)', () => {
     const s = built.stack;
     expect(s.resolve(built.api.endpoints.TicketUrl)).toEqual(s.resolve(built.api.ticketApi.url));
-    expect(s.resolve(built.api.endpoints.WebSocketUrl)).toEqual(s.resolve(built.api.webSocket!.url));
+    expect(built.api.endpoints.WebSocketUrl).toBeUndefined();
+    expect(s.resolve(built.api.endpoints.LiveUrl)).toEqual(s.resolve(built.api.sse.liveUrl));
     expect(JSON.stringify(s.resolve(built.api.endpoints.SseUrl))).toMatch(/^\{"Fn::Join":\["",\["http:\/\//);
   });
 
   test('outputs: false adds none; parameterPath writes one parameter per endpoint under it', () => {
     const { template } = build(() => ({ outputs: false, parameterPath: '/realtime/shop' }));
     expect(template.findOutputs('*')).toEqual({});
-    for (const name of ['TicketUrl', 'SseUrl', 'PollUrl', 'WebSocketUrl', 'PublishUrl', 'RedisEndpoint']) {
+    for (const name of ['TicketUrl', 'SseUrl', 'PollUrl', 'LiveUrl', 'PublishUrl', 'RedisEndpoint']) {
       template.hasResourceProperties('AWS::SSM::Parameter', { Name: `/realtime/shop/${name}` });
     }
   });
@@ -103,7 +106,8 @@ describe("the caller's parts", () => {
 describe('domain: one certificate and one name for every endpoint', () => {
   let built: ReturnType<typeof build>;
   beforeAll(() => {
-    built = build((stack) => ({ domain: { hostedZone: zoneOf(stack), domainName: 'rt.example.com' } }));
+    // webSocket.mode both: the API Gateway WebSocket API gets its custom domain too.
+    built = build((stack) => ({ webSocket: { mode: 'both' }, domain: { hostedZone: zoneOf(stack), domainName: 'rt.example.com' } }));
   });
 
   test('certificate: one, for the name and *.name, DNS-validated in the zone', () => {
@@ -159,7 +163,7 @@ describe('domain: one certificate and one name for every endpoint', () => {
       LiveUrl: 'wss://events.rt.example.com/live',
       PublishUrl: 'https://publish.rt.example.com/publish',
     });
-    // webSocket.mode both (the default): tickets name the tasks' /live on the domain.
+    // webSocket.mode both: tickets name the tasks' /live on the domain.
     built.template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: Match.objectLike({ SSE_URL: 'https://events.rt.example.com/events', WS_URL: 'wss://events.rt.example.com/live' }) },
     });

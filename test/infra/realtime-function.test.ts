@@ -8,12 +8,12 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { LAMBDA_DIR, RealtimeFunction, type RealtimeFunctionProps } from '../../lib/realtime-function';
 import type { RealtimeStack } from '../../lib/realtime-stack';
-import { blueprintFunctions, newApp, useStageTemplate } from './support';
+import { blueprintFunctions, newApp, useStageTemplate, WITH_API_GATEWAY_WEBSOCKETS } from './support';
 
-describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
+describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) with webSocket.mode both', () => {
   let stack: RealtimeStack;
   let template: Template;
-  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)), WITH_API_GATEWAY_WEBSOCKETS);
 
   test('Lambdas: eight (with the fan-out worker), all Node.js 24 on ARM64, bundled with source maps enabled, traced, in the VPC', () => {
     const fns = Object.values(blueprintFunctions(template));

@@ -6,12 +6,12 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { RealtimeStack } from '../../lib/realtime-stack';
 import type { RealtimeStageConfig } from '../../lib/stage-config';
-import { attributes, blueprintFunctions, buildStack, buildStageApp, CERT, containerEnv, logicalIdOf, newApp, PROD_STAGE, type Resources, templateOf, useStageTemplate } from './support';
+import { attributes, blueprintFunctions, buildStack, buildStageApp, CERT, containerEnv, logicalIdOf, newApp, PROD_STAGE, type Resources, templateOf, useStageTemplate, WITH_API_GATEWAY_WEBSOCKETS } from './support';
 
-describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
+describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) with webSocket.mode both', () => {
   let stack: RealtimeStack;
   let template: Template;
-  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)), WITH_API_GATEWAY_WEBSOCKETS);
 
   test('no unauthenticated route: every HTTP route is IAM or JWT; on the WebSocket only $connect is entered, through the authorizer', () => {
     const wsApi = JSON.stringify(stack.resolve(stack.webSocket!.api.apiId));
@@ -37,14 +37,13 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     expect(withVar.sort()).toEqual(expected.sort());
   });
 
-  test('reserved concurrency: 100 on each fan-out function (publish, ws-message), none on the others', () => {
-    const fanOut = [stack.publishApi.handler, stack.webSocket!.messageFunction].map((f) => logicalIdOf(f.function));
-    for (const [id, fn] of Object.entries(blueprintFunctions(template))) {
-      expect([id, fn.Properties.ReservedConcurrentExecutions]).toEqual([id, fanOut.includes(id) ? 100 : undefined]);
-    }
+  test('reserved concurrency: none by default, the fan-out functions (publish, ws-message) included (an account with a quota of 10 deploys)', () => {
+    const fns = Object.entries(blueprintFunctions(template));
+    expect(fns.map(([id]) => id)).toEqual(expect.arrayContaining([stack.publishApi.handler, stack.webSocket!.messageFunction].map((f) => logicalIdOf(f.function))));
+    for (const [id, fn] of fns) expect([id, fn.Properties.ReservedConcurrentExecutions]).toEqual([id, undefined]);
   });
 
-  test('outputs (webSocket.mode both, the default): TicketUrl, SseUrl, PollUrl, WebSocketUrl, LiveUrl, PublishUrl, RedisEndpoint', () => {
+  test('outputs (webSocket.mode both): TicketUrl, SseUrl, PollUrl, WebSocketUrl, LiveUrl, PublishUrl, RedisEndpoint', () => {
     const outputs = template.findOutputs('*');
     expect(Object.keys(outputs).sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
     template.hasOutput('LiveUrl', { Value: stack.resolve(stack.sse.liveUrl) });
@@ -86,8 +85,8 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     };
     for (const [type, key] of Object.entries(nameKeys)) {
       for (const r of Object.values(template.findResources(type))) {
-        // API Gateway requires Name and CDK derives it from the construct path, unique per stack.
-        if (type === 'AWS::ApiGatewayV2::Api') expect(r.Properties[key]).toMatch(/^Realtimedev|^Api$/);
+        // API Gateway requires Name (not an identifier: names may repeat); each says its stack and its role.
+        if (type === 'AWS::ApiGatewayV2::Api') expect(r.Properties[key]).toMatch(/^Realtime-dev-(tickets|publish|websocket)$/);
         else expect([type, r.Properties?.[key]]).toEqual([type, undefined]);
       }
     }
@@ -135,7 +134,7 @@ describe('configs that switch behaviour', () => {
   });
 
   test('limits: USER_PUBLISH_PER_MINUTE, USER_NEW_CHANNELS_PER_HOUR and USER_RETAINED_BYTES on the functions that publish (publish API, WebSocket messages)', () => {
-    const stack = buildStack({ limits: { userPublishPerMinute: 120, userNewChannelsPerHour: 30, userRetainedBytes: 1_000_000 } });
+    const stack = buildStack({ webSocket: { mode: 'both' }, limits: { userPublishPerMinute: 120, userNewChannelsPerHour: 30, userRetainedBytes: 1_000_000 } });
     const template = templateOf(stack);
     for (const fn of [stack.publishApi.handler, stack.webSocket!.messageFunction]) {
       const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
@@ -150,12 +149,20 @@ describe('configs that switch behaviour', () => {
     expect(none).not.toMatch(/USER_PUBLISH_PER_MINUTE|USER_NEW_CHANNELS_PER_HOUR/);
   });
 
-  test('reserved concurrency: publishApi.reservedConcurrency and webSocket.messageReservedConcurrency set the fan-out functions', () => {
-    const stack = buildStack({ publishApi: { reservedConcurrency: 40 }, webSocket: { messageReservedConcurrency: 60 } });
+  test('reserved concurrency (opt-in): publishApi.reservedConcurrency and webSocket.messageReservedConcurrency set the fan-out functions', () => {
+    const stack = buildStack({ publishApi: { reservedConcurrency: 40 }, webSocket: { mode: 'both', messageReservedConcurrency: 60 } });
     const template = templateOf(stack);
     const reserved = (f: { function: import('aws-cdk-lib/aws-lambda').Function }) => template.toJSON().Resources[logicalIdOf(f.function)].Properties.ReservedConcurrentExecutions;
     expect(reserved(stack.publishApi.handler)).toBe(40);
     expect(reserved(stack.webSocket!.messageFunction)).toBe(60);
+  });
+
+  test('reserved concurrency 0: no reservation (the property absent), never Lambda\'s 0 that throttles every call', () => {
+    const stack = buildStack({ publishApi: { reservedConcurrency: 0 }, webSocket: { mode: 'both', messageReservedConcurrency: 0 } });
+    const template = templateOf(stack);
+    const reserved = (f: { function: import('aws-cdk-lib/aws-lambda').Function }) => template.toJSON().Resources[logicalIdOf(f.function)].Properties;
+    expect(reserved(stack.publishApi.handler)).not.toHaveProperty('ReservedConcurrentExecutions');
+    expect(reserved(stack.webSocket!.messageFunction)).not.toHaveProperty('ReservedConcurrentExecutions');
   });
 
   test('trustedPrincipals unset (secure default): TRUSTED_PRINCIPALS is set, empty, on the ticket issuer, publish and revoke functions', () => {
@@ -227,8 +234,8 @@ describe('RealtimeStack validation', () => {
       },
       /^Realtime\/Network: natGateways only apply to a new VPC/,
     ],
-    ['publish reserved concurrency of 0', { publishApi: { reservedConcurrency: 0 } }, /^Realtime\/PublishApi\/Publisher: reservedConcurrentExecutions \(0\) must be an integer from 1 to 10000/],
-    ['WebSocket message reserved concurrency above 10000', { webSocket: { messageReservedConcurrency: 20_000 } }, /^Realtime\/WebSocket\/Message: reservedConcurrentExecutions \(20000\) must be an integer from 1 to 10000/],
+    ['negative publish reserved concurrency', { publishApi: { reservedConcurrency: -1 } }, /^Realtime\/PublishApi: reservedConcurrency \(-1\) must be an integer from 0 to 10000/],
+    ['WebSocket message reserved concurrency above 10000', { webSocket: { mode: 'both', messageReservedConcurrency: 20_000 } }, /^Realtime\/WebSocket: messageReservedConcurrency \(20000\) must be an integer from 0 to 10000/],
     ['negative publish limit', { limits: { userPublishPerMinute: -1 } }, /^Realtime: limits\.userPublishPerMinute \(-1\) must be an integer from 0 to 1000000\. Set limits\.userPublishPerMinute within that range$/],
     ['new-channel limit above the runtime maximum', { limits: { userNewChannelsPerHour: 1_000_001 } }, /^Realtime: limits\.userNewChannelsPerHour \(1000001\) must be an integer from 0 to 1000000/],
     ['retained-bytes limit above the runtime maximum', { limits: { userRetainedBytes: 2 ** 31 } }, /^Realtime: limits\.userRetainedBytes \(2147483648\) must be an integer from 0 to 1073741824 bytes/],
@@ -310,9 +317,21 @@ describe('webSocket.mode: where WebSockets terminate', () => {
     });
   });
 
-  describe('both (the default)', () => {
-    test('mode both: the WebSocket API and LiveUrl; tickets name the tasks', () => {
+  describe('the default: tasks', () => {
+    test('an empty stage: mode tasks, no API Gateway WebSocket API, LiveUrl, tickets name the tasks', () => {
       const stack = buildStack();
+      const template = templateOf(stack);
+      expect(stack.webSocketMode).toBe('tasks');
+      expect(stack.webSocket).toBeUndefined();
+      expect(wsApis(template)).toEqual([]);
+      expect(Object.keys(template.findOutputs('*'))).not.toContain('WebSocketUrl');
+      expect(issuerWsUrl(template)).toEqual([stack.resolve(stack.sse.liveUrl)]);
+    });
+  });
+
+  describe('both (the migration mode)', () => {
+    test('mode both: the WebSocket API and LiveUrl; tickets name the tasks', () => {
+      const stack = buildStack({ webSocket: { mode: 'both' } });
       const template = templateOf(stack);
       expect(stack.webSocketMode).toBe('both');
       expect(wsApis(template)).toHaveLength(1);

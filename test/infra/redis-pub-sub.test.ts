@@ -7,12 +7,12 @@ import { Match, type Template } from 'aws-cdk-lib/assertions';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { Network } from '../../lib/network';
 import { RedisPubSub, type RedisPubSubProps } from '../../lib/redis-pub-sub';
-import { buildStack, logicalIdOf, newApp, onlyLogicalId, type Resources, templateOf, useStageTemplate } from './support';
+import { buildStack, logicalIdOf, newApp, onlyLogicalId, type Resources, templateOf, useStageTemplate, WITH_API_GATEWAY_WEBSOCKETS } from './support';
 
-describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
+describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) with webSocket.mode both', () => {
   let stack: RealtimeStack;
   let template: Template;
-  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)), WITH_API_GATEWAY_WEBSOCKETS);
 
   test('Redis: in-transit encryption and an AUTH token resolved from Secrets Manager, encrypted at rest', () => {
     template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {

@@ -97,6 +97,17 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     });
   });
 
+  test('ECS service: no DesiredCount (every update would reset an autoscaled fleet to it); the scalable target, created after the service, raises it to minTasks', () => {
+    const services = Object.entries(template.findResources('AWS::ECS::Service'));
+    expect(services).toHaveLength(1);
+    const [serviceId, service] = services[0];
+    expect(service.Properties).not.toHaveProperty('DesiredCount');
+    const [target] = Object.values(template.findResources('AWS::ApplicationAutoScaling::ScalableTarget'));
+    expect(target.Properties.MinCapacity).toBe(1);
+    // The target names the service (Fn::GetAtt Name), so CloudFormation registers it, and applies MinCapacity, after the service exists.
+    expect(JSON.stringify(target.Properties.ResourceId)).toContain(`"${serviceId}"`);
+  });
+
   test('autoscaling: target tracking on ALB connections per healthy task and on CPU', () => {
     template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
       MinCapacity: 1,

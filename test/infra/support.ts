@@ -128,10 +128,25 @@ export function blueprintFunctions(template: Template): Resources {
 /** The `prod` stage as cdk.json gives it (what its tests compare the template with). */
 export const PROD_STAGE = (CDK_CONTEXT.stages as Record<string, Record<string, Record<string, unknown>>>).prod;
 
-/** A `describe`'s stage fixture: the stage's stack and its template, built once before its tests. */
-export function useStageTemplate(stage: string, use: (stack: RealtimeStack, template: Template) => void): void {
+/**
+ * The stages of cdk.json with `stage`'s sections shallow-merged with `override` (a section of `override` replaces the
+ * stage's section of the same name): the context a test passes to {@link buildStageApp} for a variant of a stage.
+ */
+export function stagesWith(stage: string, override: RealtimeStageConfig): Record<string, unknown> {
+  const stages = CDK_CONTEXT.stages as Record<string, Record<string, unknown>>;
+  return { ...stages, [stage]: { ...stages[stage], ...override } };
+}
+
+/** The API Gateway WebSocket path of a stage (its tests): `webSocket.mode` `both`, the migration mode. */
+export const WITH_API_GATEWAY_WEBSOCKETS: RealtimeStageConfig = { webSocket: { mode: 'both' } };
+
+/**
+ * A `describe`'s stage fixture: the stage's stack and its template, built once before its tests; `override` replaces
+ * sections of the stage (e.g. {@link WITH_API_GATEWAY_WEBSOCKETS}).
+ */
+export function useStageTemplate(stage: string, use: (stack: RealtimeStack, template: Template) => void, override?: RealtimeStageConfig): void {
   beforeAll(() => {
-    const { stack } = buildStageApp(stage);
+    const { stack } = buildStageApp(stage, override ? { context: { stages: stagesWith(stage, override) } } : {});
     use(stack, templateOf(stack));
   });
 }

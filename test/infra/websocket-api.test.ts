@@ -5,12 +5,13 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { MESSAGE_ROUTES, RealtimeWebSocketApi, type RealtimeWebSocketApiProps, TICKET_IDENTITY_SOURCE } from '../../lib/websocket-api';
-import { blueprintFunctions, fixture, logicalIdOf, onlyLogicalId, PROD_STAGE, useStageTemplate } from './support';
+import { DEFAULTS } from '../../lib/defaults';
+import { blueprintFunctions, buildStack, fixture, logicalIdOf, onlyLogicalId, PROD_STAGE, templateOf, useStageTemplate, WITH_API_GATEWAY_WEBSOCKETS } from './support';
 
-describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', () => {
+describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) with webSocket.mode both', () => {
   let stack: RealtimeStack;
   let template: Template;
-  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)), WITH_API_GATEWAY_WEBSOCKETS);
 
   test('WebSocket authorizer: REQUEST type, identity source is the ticket query string, on $connect', () => {
     template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
@@ -33,13 +34,16 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     expect(keys.sort()).toEqual(['$connect', '$default', '$disconnect', ...MESSAGE_ROUTES].sort());
   });
 
-  test('WebSocket stage: throttled, with access logs', () => {
+  test('WebSocket stage: throttled; no access logs by default (API Gateway refuses AccessLogSettings until the account has a CloudWatch Logs role)', () => {
     template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       ApiId: stack.resolve(stack.webSocket!.api.apiId),
       StageName: 'live',
       DefaultRouteSettings: Match.objectLike({ ThrottlingRateLimit: 500, ThrottlingBurstLimit: 1000 }),
-      AccessLogSettings: Match.objectLike({ DestinationArn: stack.resolve(stack.webSocket!.accessLogGroup.logGroupArn) }),
+      AccessLogSettings: Match.absent(),
     });
+    // Nothing in the template depends on the account-level setting: no stage logs anywhere, no AWS::ApiGateway::Account.
+    template.resourceCountIs('AWS::ApiGateway::Account', 0);
+    expect(stack.webSocket!.accessLogGroup).toBeUndefined();
   });
 
   test('execute-api:ManageConnections: POST and DELETE for the inline fan-outs (publish, ws-message), POST only for the fan-out worker, DELETE only for revoke, on this API\'s stage, nothing else', () => {
@@ -84,11 +88,11 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
   });
 });
 
-describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)', () => {
+describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env) with webSocket.mode both', () => {
   let stack: RealtimeStack;
   let template: Template;
   const prod = PROD_STAGE;
-  useStageTemplate('prod', (s, t) => ((stack = s), (template = t)));
+  useStageTemplate('prod', (s, t) => ((stack = s), (template = t)), WITH_API_GATEWAY_WEBSOCKETS);
 
   test('execute-api:ManageConnections: still only this API\'s stage with a pinned account and region', () => {
     template.hasResourceProperties('AWS::IAM::Policy', {
@@ -101,6 +105,27 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
         ]),
       },
     });
+  });
+});
+
+describe('webSocket.accessLogs: the stage says the account\'s API Gateway CloudWatch Logs role is set', () => {
+  test('accessLogs true: AccessLogSettings to a log group with the stage\'s retention; still no AWS::ApiGateway::Account (the account setting is not the stack\'s)', () => {
+    const stack = buildStack({ webSocket: { mode: 'both', accessLogs: true }, logRetentionDays: 14 });
+    const template = templateOf(stack);
+    const group = stack.webSocket!.accessLogGroup!;
+    template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+      ApiId: stack.resolve(stack.webSocket!.api.apiId),
+      AccessLogSettings: Match.objectLike({ DestinationArn: stack.resolve(group.logGroupArn) }),
+    });
+    template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 14 });
+    expect(Object.keys(template.findResources('AWS::Logs::LogGroup'))).toContain(logicalIdOf(group));
+    template.resourceCountIs('AWS::ApiGateway::Account', 0);
+  });
+
+  test('accessLogs false (the default, DEFAULTS.webSocket.accessLogs): no log settings on the stage', () => {
+    expect(DEFAULTS.webSocket.accessLogs).toBe(false);
+    const template = templateOf(buildStack({ webSocket: { mode: 'apigateway', accessLogs: false } }));
+    template.hasResourceProperties('AWS::ApiGatewayV2::Stage', { StageName: 'live', AccessLogSettings: Match.absent() });
   });
 });
 

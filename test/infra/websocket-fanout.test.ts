@@ -8,16 +8,16 @@ import { LAMBDA_ENV, SERVICE_ENV } from '../../contract/env';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { RealtimeWebSocketApi } from '../../lib/websocket-api';
 import { WebSocketFanout, type WebSocketFanoutProps } from '../../lib/websocket-fanout';
-import { buildStack, containerEnv, fixture, logicalIdOf, templateOf, useStageTemplate } from './support';
+import { buildStack, containerEnv, fixture, logicalIdOf, templateOf, useStageTemplate, WITH_API_GATEWAY_WEBSOCKETS } from './support';
 
-describe('dev stage (cdk.json)', () => {
+describe('dev stage (cdk.json) with webSocket.mode both', () => {
   let stack: RealtimeStack;
   let template: Template;
   const policiesOf = (fn: { function: { role?: unknown } }) =>
     Object.values(template.findResources('AWS::IAM::Policy'))
       .filter((p) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: logicalIdOf(fn.function.role as never) }]))
       .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Effect: string }[]);
-  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)));
+  useStageTemplate('dev', (s, t) => ((stack = s), (template = t)), WITH_API_GATEWAY_WEBSOCKETS);
 
   test('queue: FIFO, explicit deduplication ids, SQS-managed encryption, TLS only, visibility six times the worker timeout, dead letters after 5 receipts', () => {
     template.hasResourceProperties('AWS::SQS::Queue', {
@@ -131,7 +131,7 @@ describe('webSocket.mode both: a publish on the tasks\' /live reaches API Gatewa
 
 describe('stage keys', () => {
   test('webSocketFanout.shards, inlineMax, maxReceiveCount, batchSize pass through to the queue, the mapping and the variables', () => {
-    const stack = buildStack({ webSocketFanout: { shards: 16, inlineMax: 50, maxReceiveCount: 3, batchSize: 5 } });
+    const stack = buildStack({ ...WITH_API_GATEWAY_WEBSOCKETS, webSocketFanout: { shards: 16, inlineMax: 50, maxReceiveCount: 3, batchSize: 5 } });
     const template = templateOf(stack);
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { BatchSize: 5, ScalingConfig: { MaximumConcurrency: 16 } });
     template.hasResourceProperties('AWS::SQS::Queue', { RedrivePolicy: Match.objectLike({ maxReceiveCount: 3 }) });
@@ -141,7 +141,7 @@ describe('stage keys', () => {
   });
 
   test('one shard: the mapping still allows two invocations (the SQS minimum of MaximumConcurrency)', () => {
-    templateOf(buildStack({ webSocketFanout: { shards: 1 } })).hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 2 } });
+    templateOf(buildStack({ ...WITH_API_GATEWAY_WEBSOCKETS, webSocketFanout: { shards: 1 } })).hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 2 } });
   });
 });
 
