@@ -65,6 +65,8 @@ export const SERVICE_ENV = {
   maxHeldEvents: 'MAX_HELD_EVENTS',
   drainTimeoutMs: 'DRAIN_TIMEOUT_MS',
   stopPollMs: 'STOP_POLL_MS',
+  /** The `DescribeTargetHealth` poll interval: computed by the stack from `maxTasks` and the ELB API budget. */
+  targetHealthPollMs: 'TARGET_HEALTH_POLL_MS',
   /** Set by ECS itself on every task; never by the stack. */
   ecsMetadataUri: 'ECS_CONTAINER_METADATA_URI_V4',
   /** The ALB target group the tasks register in: each task polls its own target's health there (drain signal). */

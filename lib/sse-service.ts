@@ -11,7 +11,7 @@ import type { Construct } from 'constructs';
 import { CORE_ENV, SERVICE_ENV } from '../contract/env';
 import { acknowledgeWildcardResource } from './acknowledge';
 import { DEFAULTS } from './defaults';
-import { drainTiming, MIN_DEREGISTRATION_DELAY_SECONDS, STOP_POLL_MS } from './drain-timing';
+import { drainTiming, maxTasksForDelay, minDeregistrationDelaySeconds, TARGET_HEALTH_BUDGET_PER_SECOND, targetHealthPollMs } from './drain-timing';
 import { checkOrigins, checkRange, invalid } from './errors';
 import type { RuntimeLogLevel } from './realtime-function';
 import type { RedisPubSub } from './redis-pub-sub';
@@ -199,17 +199,23 @@ export class SseService extends SseLoadBalancerBase {
     checkRange(this, 'pollTimeoutMs', pollTimeoutMs, 1000, 120_000, ' ms');
     checkRange(this, 'maxWriteDelayMs', maxWriteDelayMs, 0, 1000, ' ms');
     checkRange(this, 'writeDelayMs', writeDelayMs, 0, 1000, ' ms');
-    const timing = drainTiming(deregistrationDelay.toSeconds());
-    if (!timing) {
-      invalid(
-        this,
-        `deregistrationDelay (${deregistrationDelay.toSeconds()} s) leaves no time to drain the streams: the drain starts up to ${STOP_POLL_MS / 1000} s after ECS deregisters the task and must end before the load balancer cuts the streams`,
-        `Set deregistrationDelay (sse.deregistrationDelaySeconds) to at least ${MIN_DEREGISTRATION_DELAY_SECONDS} seconds`,
-      );
-    }
     checkRange(this, 'nofileLimit', nofile, 65536, 1_048_576);
     checkRange(this, 'minTasks', minTasks, 1, 1000);
     checkRange(this, 'maxTasks', this.maxTasks, minTasks, 1000);
+    const delaySeconds = deregistrationDelay.toSeconds();
+    const timing = drainTiming(delaySeconds, this.maxTasks);
+    if (!timing) {
+      const pollSeconds = targetHealthPollMs(this.maxTasks) / 1000;
+      const fewer = maxTasksForDelay(delaySeconds);
+      invalid(
+        this,
+        `deregistrationDelay (${delaySeconds} s) leaves no time to drain the streams${this.maxTasks > 1 ? ` with maxTasks ${this.maxTasks}` : ''}: ` +
+          `each task polls DescribeTargetHealth every ${pollSeconds} s (so that ${this.maxTasks} ${this.maxTasks === 1 ? 'task makes' : 'tasks make'} at most ${TARGET_HEALTH_BUDGET_PER_SECOND} request/s account-wide), ` +
+          `so the drain starts up to ${pollSeconds} s after ECS deregisters the task and must end before the load balancer cuts the streams`,
+        `Raise deregistrationDelay (sse.deregistrationDelaySeconds) to at least ${minDeregistrationDelaySeconds(this.maxTasks)} seconds` +
+          (fewer >= minTasks && fewer < this.maxTasks ? ` or lower maxTasks (sse.maxTasks) to at most ${fewer}` : ''),
+      );
+    }
     checkRange(this, 'targetConnectionsPerTask', this.targetConnectionsPerTask, 100, 1_000_000);
     checkRange(this, 'targetCpuPercent', targetCpuPercent, 10, 95, ' percent');
     checkOrigins(this, 'allowedOrigins', origins);
@@ -279,10 +285,12 @@ export class SseService extends SseLoadBalancerBase {
         [SERVICE_ENV.pollTimeoutMs]: String(pollTimeoutMs),
         [SERVICE_ENV.maxWriteDelayMs]: String(maxWriteDelayMs),
         [SERVICE_ENV.writeDelayMs]: String(writeDelayMs),
-        // Drain when the task metadata says STOPPED or the target is draining in its target group (both polled every
-        // STOP_POLL_MS), ending inside the deregistration delay.
+        // Drain when the task metadata says STOPPED (polled every STOP_POLL_MS, a local endpoint) or the target is
+        // draining in its target group (DescribeTargetHealth every TARGET_HEALTH_POLL_MS: the fleet at maxTasks within
+        // the ELB API budget), ending inside the deregistration delay after the later of the two (drainTiming).
         [SERVICE_ENV.drainTimeoutMs]: String(timing.drainTimeoutMs),
         [SERVICE_ENV.stopPollMs]: String(timing.stopPollMs),
+        [SERVICE_ENV.targetHealthPollMs]: String(timing.targetHealthPollMs),
         [SERVICE_ENV.targetGroupArn]: this.targetGroup.targetGroupArn,
         // Exactly one proxy (the ALB) appends to X-Forwarded-For: the client IP for per-IP limits is that entry.
         [SERVICE_ENV.trustProxyHops]: String(SSE_PROXY_HOPS),

@@ -38,6 +38,7 @@ const ServiceEnvSchema = z.object({
   /** Set by ECS on Fargate (task metadata endpoint v4); polled to learn the task is being stopped. */
   [SERVICE_ENV.ecsMetadataUri]: z.url({ protocol: /^https?$/, error: 'must be an http:// URL (ECS sets it)' }).optional(),
   [SERVICE_ENV.stopPollMs]: z.coerce.number().int().min(50).max(60_000).default(2000),
+  [SERVICE_ENV.targetHealthPollMs]: z.coerce.number().int().min(50).max(3_600_000).default(10_000),
   /** Set by the stack: the task polls its own target's health there to learn it is being drained. */
   [SERVICE_ENV.targetGroupArn]: z
     .string()
@@ -114,6 +115,12 @@ export interface ServiceConfig {
   /** Interval of that poll in milliseconds. Defaults to 2000. */
   readonly stopPollMs: number;
   /**
+   * Interval of the `DescribeTargetHealth` poll in milliseconds (`TARGET_HEALTH_POLL_MS`): set by the stack from
+   * `maxTasks` so the fleet stays within its share of the account's ELB API rate (`lib/drain-timing.ts`); the first
+   * call is jittered over one interval and throttled answers back off beyond it. Defaults to 10000 (10 tasks at 1/s).
+   */
+  readonly targetHealthPollMs: number;
+  /**
    * The target group the task registers in (`TARGET_GROUP_ARN`, set by the stack): with the metadata endpoint, the task
    * also polls its own target's health there (`DescribeTargetHealth`, signed with the task role) and drains when it is
    * `draining`, whichever signal comes first. Unset: the metadata alone.
@@ -185,6 +192,7 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     logLevel: e[CORE_ENV.logLevel],
     ecsMetadataUri: e[SERVICE_ENV.ecsMetadataUri],
     stopPollMs: e[SERVICE_ENV.stopPollMs],
+    targetHealthPollMs: e[SERVICE_ENV.targetHealthPollMs],
     targetGroupArn: e[SERVICE_ENV.targetGroupArn],
     wsFanoutQueueUrl: e[SERVICE_ENV.wsFanoutQueueUrl],
     wsFanoutShards: e[SERVICE_ENV.wsFanoutShards],

@@ -191,7 +191,7 @@ export class RealtimeServer {
         intervalMs: this.config.stopPollMs,
         log: this.log,
         // The target is the task's private IP on the container port (the port this server listens on).
-        targetHealth: client ? { port: this.config.port || bound, describe: (id, p) => client.describe(id, p) } : undefined,
+        targetHealth: client ? { port: this.config.port || bound, intervalMs: this.config.targetHealthPollMs, describe: (id, p) => client.describe(id, p) } : undefined,
         onStopping: (signal) => {
           this.log.info({ signal }, signal === 'metadata' ? 'ecs task metadata: DesiredStatus STOPPED; draining before SIGTERM' : 'target health: draining; draining before SIGTERM');
           void this.drain();

@@ -4,7 +4,7 @@
  */
 import { Duration } from 'aws-cdk-lib';
 import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
-import { drainTiming } from '../../lib/drain-timing';
+import { drainTiming, TARGET_HEALTH_BUDGET_PER_SECOND } from '../../lib/drain-timing';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { SseService, type SseServiceProps } from '../../lib/sse-service';
 import { attributes, buildStack, containerEnv, expectDrainInsideDelay, fixture, logicalIdOf, stopSequence, templateOf, useStageTemplate } from './support';
@@ -24,9 +24,10 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node)', 
     expect(env).toMatchObject({ HEARTBEAT_MS: '15000', POLL_TIMEOUT_MS: '25000' });
   });
 
-  test('drain timing: DRAIN_TIMEOUT_MS, STOP_POLL_MS, container StopTimeout and the deregistration delay agree (30 s default)', () => {
+  test('drain timing: DRAIN_TIMEOUT_MS, STOP_POLL_MS, TARGET_HEALTH_POLL_MS, container StopTimeout and the deregistration delay agree (30 s, dev maxTasks 4)', () => {
     const seq = stopSequence(template);
-    expect(seq).toEqual({ delaySeconds: 30, ...drainTiming(30) });
+    expect(seq).toEqual({ delaySeconds: 30, ...drainTiming(30, 4) });
+    expect(seq.targetHealthPollMs).toBe(4000);
     expectDrainInsideDelay(seq);
   });
 
@@ -151,10 +152,23 @@ describe('drain on the target\'s health', () => {
 });
 
 describe('configs that switch behaviour', () => {
-  test.each([10, 90, 300])('drain timing with deregistrationDelaySeconds %i: DRAIN_TIMEOUT_MS, StopTimeout and the delay agree', (delay) => {
-    const seq = stopSequence(templateOf(buildStack({ sse: { deregistrationDelaySeconds: delay } })));
-    expect(seq).toEqual({ delaySeconds: delay, ...drainTiming(delay) });
+  test.each([
+    [10, 2],
+    [30, 10],
+    [90, 10],
+    [300, 10],
+    [30, 22],
+    [60, 50],
+  ])('drain timing with deregistrationDelaySeconds %i and maxTasks %i: DRAIN_TIMEOUT_MS, TARGET_HEALTH_POLL_MS, StopTimeout and the delay agree', (delay, maxTasks) => {
+    const seq = stopSequence(templateOf(buildStack({ sse: { deregistrationDelaySeconds: delay, minTasks: 1, maxTasks } })));
+    expect(seq).toEqual({ delaySeconds: delay, ...drainTiming(delay, maxTasks) });
+    // The task's environment carries the computed interval: the fleet at maxTasks stays within the ELB API budget.
+    expect((maxTasks * 1000) / seq.targetHealthPollMs).toBeLessThanOrEqual(TARGET_HEALTH_BUDGET_PER_SECOND);
     expectDrainInsideDelay(seq);
+  });
+
+  test('default stage (no sse config): maxTasks 10 polls DescribeTargetHealth every 10 s and drains for 17 s in the 30 s delay', () => {
+    expect(stopSequence(templateOf(buildStack()))).toEqual({ delaySeconds: 30, drainTimeoutMs: 17_000, stopPollMs: 2000, targetHealthPollMs: 10_000, stopTimeoutSeconds: 22 });
   });
 });
 
@@ -180,8 +194,13 @@ describe('SseService validation', () => {
     ['nofile above the Fargate maximum', { nofileLimit: 2_000_000 }, /nofileLimit \(2000000\) must be an integer from 65536 to 1048576/],
     [
       'deregistration delay too short to drain',
-      { deregistrationDelay: Duration.seconds(5) },
-      /^Fixture\/Sse: deregistrationDelay \(5 s\) leaves no time to drain the streams: .*\. Set deregistrationDelay \(sse\.deregistrationDelaySeconds\) to at least 10 seconds$/,
+      { deregistrationDelay: Duration.seconds(5), minTasks: 1, maxTasks: 1 },
+      /^Fixture\/Sse: deregistrationDelay \(5 s\) leaves no time to drain the streams: .*\. Raise deregistrationDelay \(sse\.deregistrationDelaySeconds\) to at least 10 seconds$/,
+    ],
+    [
+      'maxTasks too many for the delay: their DescribeTargetHealth polls, at the ELB API budget, come too late to drain',
+      { deregistrationDelay: Duration.seconds(30), maxTasks: 40 },
+      /^Fixture\/Sse: deregistrationDelay \(30 s\) leaves no time to drain the streams with maxTasks 40: each task polls DescribeTargetHealth every 40 s \(so that 40 tasks make at most 1 request\/s account-wide\), so the drain starts up to 40 s after ECS deregisters the task and must end before the load balancer cuts the streams\. Raise deregistrationDelay \(sse\.deregistrationDelaySeconds\) to at least 48 seconds or lower maxTasks \(sse\.maxTasks\) to at most 22$/,
     ],
     ['maxTasks below minTasks', { minTasks: 5, maxTasks: 3 }, /maxTasks \(3\) must be an integer from 5 to 1000/],
     ['no tasks', { minTasks: 0 }, /minTasks \(0\) must be an integer from 1 to 1000/],

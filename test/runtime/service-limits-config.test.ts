@@ -9,6 +9,7 @@ describe('configuration of the drain, abuse limits and catch-up', () => {
     expect(c).toMatchObject({
       ecsMetadataUri: undefined,
       stopPollMs: 2000,
+      targetHealthPollMs: 10_000,
       anonRequestsPerMinute: 120,
       trustProxyHops: 0,
       replayMaxEvents: 1000,
@@ -27,6 +28,7 @@ describe('configuration of the drain, abuse limits and catch-up', () => {
       SESSION_SECRET: SECRET,
       ECS_CONTAINER_METADATA_URI_V4: 'file:///etc/passwd',
       STOP_POLL_MS: '0',
+      TARGET_HEALTH_POLL_MS: '10',
       ANON_REQUESTS_PER_MINUTE: '-1',
       TRUST_PROXY_HOPS: 'one',
       REPLAY_MAX_EVENTS: '0',

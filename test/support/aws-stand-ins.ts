@@ -195,6 +195,13 @@ export class ElbEndpoint extends StandIn {
   readonly states = new Map<string, { state: string; reason?: string }>();
   /** Requests that were answered 200. */
   answered = 0;
+  /**
+   * Set: every signed `DescribeTargetHealth` is refused as over the account's request rate, `400` with this code and
+   * `Rate exceeded` ("Request throttling for the ELB API" names `ThrottlingException`; the Query API answers `Throttling`).
+   */
+  throttle: 'Throttling' | 'ThrottlingException' | undefined;
+  /** Requests refused by {@link throttle}. */
+  throttled = 0;
 
   constructor(
     readonly targetGroupArn: string,
@@ -217,6 +224,11 @@ export class ElbEndpoint extends StandIn {
     const bad = await verify(seen, 'elasticloadbalancing', this.region, this.creds);
     if (bad) {
       this.error(res, 403, bad, 'The request signature we calculated does not match the signature you provided.');
+      return;
+    }
+    if (this.throttle) {
+      this.throttled++;
+      this.error(res, 400, this.throttle, 'Rate exceeded');
       return;
     }
     const p = new URLSearchParams(seen.body);
