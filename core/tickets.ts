@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { CoreConfig } from './config';
 import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
 import { RealtimeError } from './errors';
-import type { Identity } from './identity';
+import { SUB_PATTERN, SUB_RULE, type Identity } from './identity';
 import { Keys, sha256 } from './keys';
 import { Script, type RedisLike } from './redis';
 import { assertNotRevoked, currentEpoch, parseEpoch } from './revocation';
@@ -88,6 +88,8 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   if (identity.kind !== 'user') {
     throw new RealtimeError('unauthorized', 'Tickets are issued to a user: sign the request with a user token (or name the user as a trusted backend).');
   }
+  // A session that POST /revoke could not name would be irrevocable: refuse it here, for JWT subs too.
+  if (!SUB_PATTERN.test(identity.sub)) throw new RealtimeError('forbidden', `This user id cannot be served: a sub has ${SUB_RULE}.`);
   const transport = input.transport ?? 'sse';
   if (transport !== 'sse' && transport !== 'ws') {
     throw new RealtimeError('bad_request', '`transport` must be "sse" or "ws".');
