@@ -57,6 +57,7 @@ export const SERVICE_ENV = {
   maxConnections: 'MAX_CONNECTIONS',
   maxChannelsPerTask: 'MAX_CHANNELS_PER_TASK',
   anonRequestsPerMinute: 'ANON_REQUESTS_PER_MINUTE',
+  headersTimeoutMs: 'HEADERS_TIMEOUT_MS',
   trustProxyHops: 'TRUST_PROXY_HOPS',
   replayMaxEvents: 'REPLAY_MAX_EVENTS',
   catchupConcurrency: 'CATCHUP_CONCURRENCY',

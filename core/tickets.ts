@@ -126,6 +126,17 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
 }
 
 /**
+ * Spends a presented ticket without redeeming it, for a request refused before its redemption (a bad
+ * cursor or channel list, a wrong path) or one that needs no ticket (public channels only): a ticket
+ * is single-use whatever the request was, so one seen in a log or a refused URL is spent. GETDEL frees
+ * memory, so it works when Redis is full. Never throws: a failure leaves the ticket to its 30 s TTL.
+ */
+export async function spendTicket(ticket: string | null | undefined, deps: Pick<TicketDeps, 'redis' | 'config'>): Promise<void> {
+  if (typeof ticket !== 'string' || !TICKET_PATTERN.test(ticket)) return;
+  await deps.redis.getdel(new Keys(deps.config.keyPrefix).ticket(sha256(ticket))).catch(() => undefined);
+}
+
+/**
  * GETDEL of a ticket and, in the same round trip, its user's current revocation epoch (the user is
  * in the record; ARGV[1] is the prefix of the epoch keys) and the event sequence's position (KEYS[2]).
  * The epoch key is not declared in KEYS: this relies on one Redis primary, as the event sequence

@@ -38,6 +38,7 @@ const ServiceEnvSchema = z.object({
   [SERVICE_ENV.stopPollMs]: z.coerce.number().int().min(50).max(60_000).default(2000),
   [SERVICE_ENV.anonRequestsPerMinute]: z.coerce.number().int().min(0).max(1_000_000).default(120),
   [SERVICE_ENV.trustProxyHops]: z.coerce.number().int().min(0).max(10).default(0),
+  [SERVICE_ENV.headersTimeoutMs]: z.coerce.number().int().min(1000).max(120_000).default(10_000),
   [SERVICE_ENV.replayMaxEvents]: z.coerce.number().int().min(1).max(100_000).default(1000),
   [SERVICE_ENV.maxChannelsPerTask]: z.coerce.number().int().min(1).max(10_000_000).default(50_000),
   [SERVICE_ENV.catchupConcurrency]: z.coerce.number().int().min(1).max(1024).default(16),
@@ -114,6 +115,13 @@ export interface ServiceConfig {
    * 1 (behind the ALB) the right-most X-Forwarded-For entry, n the n-th from the right. Defaults to 0.
    */
   readonly trustProxyHops: number;
+  /**
+   * Time a client has to send a request's headers (and the whole request: every route is a GET), in
+   * milliseconds, on every path including WebSocket upgrades; past it node:http answers 408 and closes
+   * the socket, which otherwise holds a file descriptor outside MAX_CONNECTIONS. Admitted streams are no
+   * longer subject to it. Defaults to 10000.
+   */
+  readonly headersTimeoutMs: number;
   /** Most events in one long-poll answer (then `"more": true`) or one write of a stream's replay. Defaults to 1000. */
   readonly replayMaxEvents: number;
   /** Distinct channels this task subscribes to in Redis; a request needing more gets 503 (EventSource: 200 + `retry:`). Defaults to 50000. */
@@ -162,6 +170,7 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     stopPollMs: e[SERVICE_ENV.stopPollMs],
     anonRequestsPerMinute: e[SERVICE_ENV.anonRequestsPerMinute],
     trustProxyHops: e[SERVICE_ENV.trustProxyHops],
+    headersTimeoutMs: e[SERVICE_ENV.headersTimeoutMs],
     replayMaxEvents: e[SERVICE_ENV.replayMaxEvents],
     maxChannelsPerTask: e[SERVICE_ENV.maxChannelsPerTask],
     catchupConcurrency: e[SERVICE_ENV.catchupConcurrency],

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
 import type { Fanout } from '../core/publishing';
-import { redeemTicket } from '../core/tickets';
+import { redeemTicket, spendTicket } from '../core/tickets';
 import { connectChannels } from '../core/ws-session';
 import type { ServiceConfig } from './config';
 import type { Cors } from './cors';
@@ -85,8 +85,12 @@ export class WsEdge {
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const { config, hub } = this.deps;
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname !== WS_PATH) throw new RealtimeError('not_found', `No WebSocket endpoint at ${url.pathname}; connect to ${WS_PATH}.`);
     const ticket = url.searchParams.get('ticket');
+    if (url.pathname !== WS_PATH) {
+      // Tickets are single-use whatever the request: one presented on a wrong path is spent too.
+      await spendTicket(ticket, { redis: this.deps.redis, config: config.core });
+      throw new RealtimeError('not_found', `No WebSocket endpoint at ${url.pathname}; connect to ${WS_PATH}.`);
+    }
     if (!ticket) throw new RealtimeError('unauthorized', `Connect with ${WS_PATH}?ticket= (a "ws" ticket from POST /tickets).`);
     let grant;
     try {
