@@ -19,6 +19,7 @@ export const CORE_ENV = {
   maxChannelsPerConnection: 'MAX_CHANNELS_PER_CONNECTION',
   userPublishPerMinute: 'USER_PUBLISH_PER_MINUTE',
   userNewChannelsPerHour: 'USER_NEW_CHANNELS_PER_HOUR',
+  userTicketsPerMinute: 'USER_TICKETS_PER_MINUTE',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -57,6 +58,9 @@ export const SERVICE_ENV = {
   maxConnections: 'MAX_CONNECTIONS',
   maxChannelsPerTask: 'MAX_CHANNELS_PER_TASK',
   anonRequestsPerMinute: 'ANON_REQUESTS_PER_MINUTE',
+  anonConnectionsPerIp: 'ANON_CONNECTIONS_PER_IP',
+  anonChannelsPerIp: 'ANON_CHANNELS_PER_IP',
+  userConnections: 'USER_CONNECTIONS',
   headersTimeoutMs: 'HEADERS_TIMEOUT_MS',
   trustProxyHops: 'TRUST_PROXY_HOPS',
   replayMaxEvents: 'REPLAY_MAX_EVENTS',

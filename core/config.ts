@@ -91,6 +91,8 @@ export function parseNamespaces(json: string | undefined): Namespaces {
 export const DEFAULT_USER_PUBLISH_PER_MINUTE = 300;
 /** Default of USER_NEW_CHANNELS_PER_HOUR: channels one user may start per hour. */
 export const DEFAULT_USER_NEW_CHANNELS_PER_HOUR = 50;
+/** Default of USER_TICKETS_PER_MINUTE: tickets one user may get per minute. */
+export const DEFAULT_USER_TICKETS_PER_MINUTE = 60;
 
 /** A whole number from a variable (`z.coerce.number().int().min(min).max(max)`), `dflt` when unset. */
 export function envInt(min: number, max: number, dflt: number) {
@@ -110,6 +112,7 @@ export const CoreEnvSchema = z.object({
   [CORE_ENV.maxChannelsPerConnection]: envInt(1, 64, 16),
   [CORE_ENV.userPublishPerMinute]: envInt(0, 1_000_000, DEFAULT_USER_PUBLISH_PER_MINUTE),
   [CORE_ENV.userNewChannelsPerHour]: envInt(0, 1_000_000, DEFAULT_USER_NEW_CHANNELS_PER_HOUR),
+  [CORE_ENV.userTicketsPerMinute]: envInt(0, 1_000_000, DEFAULT_USER_TICKETS_PER_MINUTE),
 });
 
 export interface CoreConfig {
@@ -135,6 +138,11 @@ export interface CoreConfig {
    * {@link LAST_ID_TAIL_SECONDS}. Defaults to 50.
    */
   readonly userNewChannelsPerHour?: number;
+  /**
+   * Tickets one user may get per one-minute window (counted from the first of the window, whoever asks
+   * for them: the user or a backend naming the user); 0 disables the limit. Defaults to 60.
+   */
+  readonly userTicketsPerMinute?: number;
 }
 
 /** Seconds a channel's last id (and history horizon) outlive its history: 7 days. */
@@ -160,6 +168,7 @@ export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreCon
     maxChannelsPerConnection: e[CORE_ENV.maxChannelsPerConnection],
     userPublishPerMinute: e[CORE_ENV.userPublishPerMinute],
     userNewChannelsPerHour: e[CORE_ENV.userNewChannelsPerHour],
+    userTicketsPerMinute: e[CORE_ENV.userTicketsPerMinute],
   };
 }
 

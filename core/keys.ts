@@ -93,6 +93,10 @@ export class Keys {
   userPublishes(sub: string): string {
     return `${this.prefix}ur:${sub}`;
   }
+  /** Tickets a user was issued in the current one-minute window. */
+  userTickets(sub: string): string {
+    return `${this.prefix}ut:${sub}`;
+  }
   /** Channels a user started in the current one-hour window. */
   userNewChannels(sub: string): string {
     return `${this.prefix}uc:${sub}`;

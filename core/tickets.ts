@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { CoreConfig } from './config';
+import { DEFAULT_USER_TICKETS_PER_MINUTE, type CoreConfig } from './config';
 import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
 import { RealtimeError } from './errors';
 import { SUB_PATTERN, SUB_RULE, type Identity } from './identity';
@@ -80,6 +80,27 @@ interface TicketRecord {
 const TICKET_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 
 /**
+ * Stores a ticket record, counting it against its user's tickets of the current one-minute window
+ * (from the first one). KEYS: ticket, the user's counter   ARGV: record, ticket TTL, tickets per minute
+ * (0: no limit). Returns 0, or the seconds until the window ends when the user is over the limit
+ * (nothing is written then).
+ */
+const ISSUE = new Script(`
+local limit = tonumber(ARGV[3])
+if limit > 0 then
+  local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if n >= limit then
+    local ttl = redis.call('TTL', KEYS[2])
+    if ttl < 0 then redis.call('EXPIRE', KEYS[2], 60) ttl = 60 end
+    return math.max(ttl, 1)
+  end
+  if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], 60) end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 0
+`);
+
+/**
  * Issues a single-use ticket for `channels`, each checked against its namespace policy for `identity`.
  * Only the ticket's SHA-256 is stored, with a TTL, so a Redis dump never holds a usable ticket.
  */
@@ -121,7 +142,10 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   const rec: TicketRecord = { s: identity.sub, c: names, t: transport, i: now, v: epoch };
   if (byBackend) rec.b = 1;
   if (notAfter !== undefined) rec.x = notAfter;
-  await deps.redis.set(new Keys(deps.config.keyPrefix).ticket(sha256(ticket)), JSON.stringify(rec), 'EX', ttl);
+  const keys = new Keys(deps.config.keyPrefix);
+  const rate = deps.config.userTicketsPerMinute ?? DEFAULT_USER_TICKETS_PER_MINUTE;
+  const wait = Number(await ISSUE.run(deps.redis, [keys.ticket(sha256(ticket)), keys.userTickets(identity.sub)], [JSON.stringify(rec), ttl, rate]));
+  if (wait > 0) throw new RealtimeError('rate_limited', `At most ${rate} tickets per minute per user; retry in ${wait} s.`, wait);
   return { ticket, expiresAt: new Date(now + ttl * 1000).toISOString(), channels: names, transport };
 }
 

@@ -9,6 +9,7 @@ import type { ServiceConfig } from './config';
 import type { Cors } from './cors';
 import type { Hub } from './hub';
 import { clientIp, FixedWindowLimiter } from './limits';
+import { ClientQuotas, type Lease } from './quotas';
 import type { ServiceMetrics } from './metrics';
 import type { Admitted } from './session-engine';
 
@@ -44,13 +45,17 @@ export interface AdmissionDeps {
  * presented with public channels only, or to a request refused before its redemption, is spent by
  * {@link spendTicket}) or the cookie verified; the origin is allowed; then {@link checkRoom}: the task is not draining, Redis is
  * up, and it has room (streams, polls and sockets together under MAX_CONNECTIONS, subscriptions under
- * MAX_CHANNELS_PER_TASK).
+ * MAX_CHANNELS_PER_TASK); last, the client's own caps on this task ({@link ClientQuotas}: per IP without
+ * a ticket, per user with one), whose lease the session gives back when it ends.
  */
 export class Admission {
   private readonly anonLimiter: FixedWindowLimiter;
+  /** What each client IP (anonymous) and user holds on this task: ANON_CONNECTIONS_PER_IP, ANON_CHANNELS_PER_IP, USER_CONNECTIONS. */
+  readonly quotas: ClientQuotas;
 
   constructor(private readonly deps: AdmissionDeps) {
     this.anonLimiter = new FixedWindowLimiter(deps.config.anonRequestsPerMinute, 60_000, deps.now);
+    this.quotas = new ClientQuotas(deps.config);
   }
 
   /** Admits `req` or throws the refusal; `cursorParams` name where its cursor may come from, first match wins. */
@@ -70,7 +75,10 @@ export class Admission {
     ctx.setCookie = auth.setCookie;
     this.deps.cors.check(req);
     this.checkRoom(names);
-    return { channels, cursor, names, auth, now, mark };
+    // Last: nothing after it may refuse, so a lease taken is a session opened (released with it).
+    const id = auth.identity;
+    const lease: Lease = id.kind === 'user' ? this.quotas.user(id.sub) : this.quotas.anonymous(clientIp(req, config.trustProxyHops), names);
+    return { channels, cursor, names, auth, now, mark, lease };
   }
 
   /**

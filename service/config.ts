@@ -38,6 +38,9 @@ const ServiceEnvSchema = z.object({
   [SERVICE_ENV.stopPollMs]: z.coerce.number().int().min(50).max(60_000).default(2000),
   [SERVICE_ENV.anonRequestsPerMinute]: z.coerce.number().int().min(0).max(1_000_000).default(120),
   [SERVICE_ENV.trustProxyHops]: z.coerce.number().int().min(0).max(10).default(0),
+  [SERVICE_ENV.anonConnectionsPerIp]: z.coerce.number().int().min(0).max(1_000_000).default(100),
+  [SERVICE_ENV.anonChannelsPerIp]: z.coerce.number().int().min(0).max(1_000_000).default(200),
+  [SERVICE_ENV.userConnections]: z.coerce.number().int().min(0).max(1_000_000).default(32),
   [SERVICE_ENV.headersTimeoutMs]: z.coerce.number().int().min(1000).max(120_000).default(10_000),
   [SERVICE_ENV.replayMaxEvents]: z.coerce.number().int().min(1).max(100_000).default(1000),
   [SERVICE_ENV.maxChannelsPerTask]: z.coerce.number().int().min(1).max(10_000_000).default(50_000),
@@ -111,6 +114,21 @@ export interface ServiceConfig {
    */
   readonly anonRequestsPerMinute: number;
   /**
+   * Streams and polls without a ticket (public channels only) one client IP may hold at once on a task;
+   * past it 429 + Retry-After (an EventSource: 200 + `retry:`). 0 disables. Defaults to 100.
+   */
+  readonly anonConnectionsPerIp: number;
+  /**
+   * Distinct channels the streams and polls without a ticket of one client IP may subscribe to at once on
+   * a task (each costs the task a Redis subscription); past it answered as above. 0 disables. Defaults to 200.
+   */
+  readonly anonChannelsPerIp: number;
+  /**
+   * Streams, polls and `/live` sockets one user (ticket or reconnect cookie) may hold at once on a task;
+   * past it answered as above (an EventSource keeps its reconnect cookie). 0 disables. Defaults to 32.
+   */
+  readonly userConnections: number;
+  /**
    * Proxies in front of the task that append to X-Forwarded-For: 0 takes the socket's address,
    * 1 (behind the ALB) the right-most X-Forwarded-For entry, n the n-th from the right. Defaults to 0.
    */
@@ -169,6 +187,9 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     ecsMetadataUri: e[SERVICE_ENV.ecsMetadataUri],
     stopPollMs: e[SERVICE_ENV.stopPollMs],
     anonRequestsPerMinute: e[SERVICE_ENV.anonRequestsPerMinute],
+    anonConnectionsPerIp: e[SERVICE_ENV.anonConnectionsPerIp],
+    anonChannelsPerIp: e[SERVICE_ENV.anonChannelsPerIp],
+    userConnections: e[SERVICE_ENV.userConnections],
     trustProxyHops: e[SERVICE_ENV.trustProxyHops],
     headersTimeoutMs: e[SERVICE_ENV.headersTimeoutMs],
     replayMaxEvents: e[SERVICE_ENV.replayMaxEvents],

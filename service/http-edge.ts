@@ -144,8 +144,8 @@ export class HttpEdge {
     const retryMs = this.deps.config.retryMs;
     const wait = retryAfterMs.get(e) ?? (e.code === 'unavailable' ? 5000 : undefined);
     // The ticket may be spent already (it is redeemed before capacity is checked): a refusal for
-    // capacity or an outage hands over the reconnect cookie, so the next attempt is still authorised.
-    const cookie: Record<string, string[]> = e.code === 'unavailable' && ctx.setCookie ? { 'set-cookie': ctx.setCookie } : {};
+    // capacity, a client cap or an outage hands over the reconnect cookie, so the next attempt is still authorised.
+    const cookie: Record<string, string[]> = wait !== undefined && ctx.setCookie ? { 'set-cookie': ctx.setCookie } : {};
     // A native EventSource gives up for good on any non-200 answer: when the store is briefly
     // unreachable, the task is full or the client is over its rate, tell it to come back later instead.
     if (wait !== undefined && url.pathname === '/events' && (req.headers.accept ?? '').includes('text/event-stream')) {

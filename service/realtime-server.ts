@@ -110,6 +110,7 @@ export class RealtimeServer {
       revocations: this.engine.revocations,
       log: this.log,
       room: (channels) => admission.checkRoom(channels),
+      userLease: (sub) => admission.quotas.user(sub),
       fanout: deps.fanout,
     });
     const caughtUp = this.hub.onResubscribed;

@@ -23,6 +23,8 @@ export interface Admitted {
   readonly now: number;
   /** The hub's mark taken before the ticket was redeemed (no cursor, every channel subscribed then). */
   readonly mark?: number;
+  /** Gives back the client's place under its caps (service/quotas.ts); called when the session is released. */
+  readonly lease?: () => void;
 }
 
 export interface SessionEngineDeps {
@@ -80,6 +82,7 @@ export class SessionEngine {
       session.closeAt = a.auth.sessionFinal ? a.auth.sessionExp : a.now + Math.round(life * recyclePoint());
     }
     (stream ? this.streams : this.polls).add(session);
+    session.lease = a.lease;
     const id = a.auth.identity;
     if (id.kind === 'user') session.untrack = this.revocations.track(id.sub, a.auth.epoch ?? 0, () => session.end({ reason: 'revoked' }));
     return session;
@@ -117,6 +120,7 @@ export class SessionEngine {
     this.polls.delete(session);
     this.deps.hub.remove(session.channels, session);
     session.untrack?.();
+    session.lease?.();
   }
 
   /** A revocation arrived (control channel): ends the sessions of `sub` that predate `epoch`. */

@@ -47,6 +47,8 @@ export interface WsEdgeDeps {
   readonly room: (channels: readonly string[]) => void;
   /** Delivery to API Gateway connections of publishes made here (mode `both`). Defaults to none. */
   readonly fanout?: Fanout;
+  /** Takes a place under the user's USER_CONNECTIONS cap (service/quotas.ts) or throws the refusal; returns its release. */
+  readonly userLease: (sub: string) => () => void;
 }
 
 /** A close reason the client can read: why, and when to come back (jittered). */
@@ -103,6 +105,7 @@ export class WsEdge {
     this.deps.cors.check(req);
     const channels = connectChannels(grant, config.core.namespaces);
     this.deps.room(channels);
+    const lease = this.deps.userLease(grant.sub);
     const identity = { kind: 'user', sub: grant.sub } as const;
     const s = new WsSocket(socket, identity, { channels: grant.channels, byBackend: grant.byBackend }, {
       config,
@@ -120,11 +123,13 @@ export class WsEdge {
       await s.start(channels);
     } catch (err) {
       s.released();
+      lease();
       throw err;
     }
     socket.off('close', early);
     if (gone || !socket.writable) {
       s.released();
+      lease();
       return;
     }
     const ws = await new Promise<WebSocket>((resolve) => this.wss.handleUpgrade(req, socket, head, resolve));
@@ -134,6 +139,7 @@ export class WsEdge {
     ws.on('close', () => {
       this.sockets.delete(s);
       s.released();
+      lease();
     });
     s.untrack = this.deps.revocations.track(grant.sub, grant.epoch, () => s.close(WS_CLOSE.revoked, closeReason('revoked')));
     s.attach(ws);
@@ -145,7 +151,7 @@ export class WsEdge {
     if (e.status >= 500) this.deps.log.warn({ code: e.code }, 'websocket upgrade refused');
     if (!socket.writable) return void socket.destroy();
     const body = errorBody(e);
-    const retry = e.code === 'unavailable' ? 'retry-after: 5\r\n' : '';
+    const retry = e.code === 'unavailable' || e.code === 'rate_limited' ? 'retry-after: 5\r\n' : '';
     socket.end(
       `HTTP/1.1 ${e.status} ${e.code}\r\nconnection: close\r\ncontent-type: application/json\r\ncache-control: no-store\r\n${retry}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
