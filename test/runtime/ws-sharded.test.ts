@@ -197,6 +197,20 @@ describe('sharded fan-out', () => {
     await again.until((x) => x.events(ch).some((e) => e.id === id), 20_000, 'the missed event');
   }, 60_000);
 
+  test('an item dead-lettered with no failed post recorded (every receipt a crashed worker): the DLQ consumer closes its whole shard\'s subscribers of the channel', async () => {
+    const ch = `chat:${uid()}`;
+    const { clients } = await connectMany(stack, ch, 12);
+    const dlqBefore = stack.queue!.deadLetters.length;
+    // One item per shard, each received MAX_RECEIVES times, every answer lost: no receipt records which posts failed.
+    stack.queue!.loseNext = SHARDS * MAX_RECEIVES;
+    await pub(ch, 'answers lost');
+    await stack.queue!.idle();
+    expect(stack.queue!.deadLetters.length - dlqBefore).toBe(SHARDS);
+    await Promise.all(clients.map((c) => c.until((x) => x.closeCode !== undefined, 20_000, 'the connection to be closed')));
+    expect(clients.map((c) => c.closeCode)).toEqual(Array(clients.length).fill(1000));
+    await stack.deadLetterQueue!.idle();
+  }, 60_000);
+
   test('an idempotent publish whose items were partly refused answers 503; its retry answers duplicate and enqueues only the missing shards: every client gets the event once', async () => {
     const ch = `chat:${uid()}`;
     const { clients } = await connectMany(stack, ch, 24);
