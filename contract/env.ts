@@ -21,6 +21,7 @@ export const CORE_ENV = {
   userNewChannelsPerHour: 'USER_NEW_CHANNELS_PER_HOUR',
   replayMaxBytes: 'REPLAY_MAX_BYTES',
   userRetainedBytes: 'USER_RETAINED_BYTES',
+  userTicketsPerMinute: 'USER_TICKETS_PER_MINUTE',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -59,6 +60,10 @@ export const SERVICE_ENV = {
   maxConnections: 'MAX_CONNECTIONS',
   maxChannelsPerTask: 'MAX_CHANNELS_PER_TASK',
   anonRequestsPerMinute: 'ANON_REQUESTS_PER_MINUTE',
+  anonConnectionsPerIp: 'ANON_CONNECTIONS_PER_IP',
+  anonChannelsPerIp: 'ANON_CHANNELS_PER_IP',
+  userConnections: 'USER_CONNECTIONS',
+  headersTimeoutMs: 'HEADERS_TIMEOUT_MS',
   trustProxyHops: 'TRUST_PROXY_HOPS',
   replayMaxEvents: 'REPLAY_MAX_EVENTS',
   catchupConcurrency: 'CATCHUP_CONCURRENCY',

@@ -32,7 +32,7 @@ export function parseChannel(channel: unknown, namespaces: Namespaces): ParsedCh
   }
   const policy = Object.prototype.hasOwnProperty.call(namespaces, m[1]) ? namespaces[m[1]] : undefined;
   if (!policy) {
-    throw new RealtimeError('invalid_channel', `Channel ${JSON.stringify(shown)} names unknown namespace "${m[1]}"; known: ${Object.keys(namespaces).join(', ')}.`);
+    throw new RealtimeError('invalid_channel', `Channel ${JSON.stringify(shown)} names unknown namespace "${m[1]}" (the namespaces are in the deployment's NAMESPACES_JSON).`);
   }
   return { channel, namespace: m[1], name: m[2], policy };
 }

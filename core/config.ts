@@ -102,6 +102,8 @@ export const DEFAULT_USER_NEW_CHANNELS_PER_HOUR = 50;
 export const DEFAULT_USER_RETAINED_BYTES = 8 * 1024 * 1024;
 /** Default of REPLAY_MAX_BYTES: bytes in one replay page (every replay: /poll, /events, /live, the API Gateway subscribe). */
 export const DEFAULT_REPLAY_MAX_BYTES = 1024 * 1024;
+/** Default of USER_TICKETS_PER_MINUTE: tickets one user may get per minute. */
+export const DEFAULT_USER_TICKETS_PER_MINUTE = 60;
 
 /** A whole number from a variable (`z.coerce.number().int().min(min).max(max)`), `dflt` when unset. */
 export function envInt(min: number, max: number, dflt: number) {
@@ -123,6 +125,7 @@ export const CoreEnvSchema = z.object({
   [CORE_ENV.userNewChannelsPerHour]: envInt(0, 1_000_000, DEFAULT_USER_NEW_CHANNELS_PER_HOUR),
   [CORE_ENV.userRetainedBytes]: envInt(0, 1024 * 1024 * 1024, DEFAULT_USER_RETAINED_BYTES),
   [CORE_ENV.replayMaxBytes]: envInt(16_384, 16 * 1024 * 1024, DEFAULT_REPLAY_MAX_BYTES),
+  [CORE_ENV.userTicketsPerMinute]: envInt(0, 1_000_000, DEFAULT_USER_TICKETS_PER_MINUTE),
 });
 
 export interface CoreConfig {
@@ -160,6 +163,11 @@ export interface CoreConfig {
    * event count, whichever comes first; the first event of a page is taken whatever its size. Defaults to 1048576.
    */
   readonly replayMaxBytes?: number;
+  /**
+   * Tickets one user may get per one-minute window (counted from the first of the window, whoever asks
+   * for them: the user or a backend naming the user); 0 disables the limit. Defaults to 60.
+   */
+  readonly userTicketsPerMinute?: number;
 }
 
 /** Seconds a channel's last id (and history horizon) outlive its history: 7 days. */
@@ -199,6 +207,7 @@ export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreCon
     userNewChannelsPerHour: e[CORE_ENV.userNewChannelsPerHour],
     userRetainedBytes: e[CORE_ENV.userRetainedBytes],
     replayMaxBytes: e[CORE_ENV.replayMaxBytes],
+    userTicketsPerMinute: e[CORE_ENV.userTicketsPerMinute],
   };
 }
 

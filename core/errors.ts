@@ -30,7 +30,12 @@ export class RealtimeError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
 
-  constructor(code: ErrorCode, message: string) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    /** Seconds after which a refused caller may retry (the `Retry-After` of a 429); none when unknown. */
+    readonly retryAfterSeconds?: number,
+  ) {
     super(message);
     this.name = 'RealtimeError';
     this.code = code;

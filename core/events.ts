@@ -3,6 +3,7 @@ import { MAX_CURSOR_DIGITS } from '../contract/limits';
 import { DEFAULT_REPLAY_MAX_BYTES, DEFAULT_USER_NEW_CHANNELS_PER_HOUR, DEFAULT_USER_PUBLISH_PER_MINUTE, DEFAULT_USER_RETAINED_BYTES, LAST_ID_TAIL_SECONDS, type CoreConfig } from './config';
 import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from './channels';
 import { RealtimeError } from './errors';
+import { assertDataDepth } from './json-depth';
 import { describeIdentity, type Identity } from './identity';
 import { Keys } from './keys';
 import { Script, type RedisLike } from './redis';
@@ -386,6 +387,7 @@ export function preparePublish(input: PublishInput, identity: Identity, config: 
   }
   if (RESERVED_TYPES.has(input.type)) throw new RealtimeError('invalid_type', `\`type\` "${input.type}" is reserved for protocol signals; choose another.`);
   if (input.data === undefined) throw new RealtimeError('bad_request', '`data` is required (any JSON value; null is fine).');
+  assertDataDepth(input.data);
   const key = input.idempotencyKey;
   if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_PATTERN.test(key))) {
     throw new RealtimeError('bad_request', '`idempotencyKey` must be 1-128 printable ASCII characters.');

@@ -1,5 +1,5 @@
 import { parseChannel } from './channels';
-import { subscribersKey } from './connections';
+import { subscriberPages, subscribersKey } from './connections';
 import { RealtimeError } from './errors';
 import { envelopeSeq, IDEMPOTENCY_TTL_SECONDS, replay } from './events';
 import { closeMissed, fanout, sendToConnection, type DeliveryDeps, type FanoutResult } from './fanout';
@@ -22,7 +22,10 @@ import { frames } from './ws-protocol';
  *   the item, whose redelivery posts to those connections only. A worker that crashes mid-item
  *   leaves no record, so the redelivery posts to the whole shard again: clients drop an envelope
  *   whose `id` they already have (ids grow per channel, so "id ≤ last id seen" is the test).
- * - an item that fails `maxReceiveCount` times moves to the dead-letter queue (alarmed).
+ * - an item that fails `maxReceiveCount` times moves to the dead-letter queue, whose consumer
+ *   (`lambda/handlers/fanout-dead-letters.ts`, {@link settleDeadLetter}) closes the connections that
+ *   missed it (`DeleteConnection`): their clients reconnect and resume with `since`. No connection
+ *   stays open without an event it was due.
  * - an inline post that still fails after its retries has no queue to come back from: that
  *   connection is closed (`DeleteConnection`, `closeMissed`), and its client reconnects and resumes
  *   with `since` from the history, in order. One that cannot even be closed is logged.
@@ -281,4 +284,50 @@ export async function deferReplay(connectionId: string, channel: string, after: 
   const work: FanoutWork = { v: 1, kind: 'replay', connectionId, channel, after, floor, shard, shards: s.shards };
   const { failed } = await deps.queue.send([{ body: JSON.stringify(work), groupId: shardGroup(shard), deduplicationId: `r-${sha256(`${connectionId}\n${channel}\n${floor}\n${after}`)}` }]);
   if (failed.length) throw new RealtimeError('unavailable', 'The replay could not be queued; subscribe again with the same `since`.');
+}
+
+/** What settling one dead-lettered work item did. */
+export interface DeadLetterOutcome {
+  /** Connections that missed the item's event(s). */
+  readonly missed: number;
+  /** Of those, the ones closed (or already gone). */
+  readonly closed: number;
+}
+
+/**
+ * Settles a work item the queue gave up on (it reached the dead-letter queue after `maxReceiveCount`
+ * receipts): every connection that missed what it carried is closed with `DeleteConnection`, so its
+ * client reconnects and resumes with `since` from the history, in order (or gets `reset` when the
+ * history no longer reaches back). Nothing is posted: the poster is what failed.
+ *
+ * - `fanout`: the connections its failed receipts recorded (`Keys.fanoutRetry`); when none were
+ *   recorded (a worker crashed or timed out mid-item), every subscriber of the channel in the item's
+ *   shard whose floor is below the event (the fan-out skips the others).
+ * - `replay`: the connection the replay was for.
+ *
+ * Throws a {@link FanoutWorkError} when a connection could not be closed (the DLQ consumer's event
+ * source redelivers; closing again is harmless: a gone connection answers 410).
+ */
+export async function settleDeadLetter(work: FanoutWork, deps: DispatchDeps): Promise<DeadLetterOutcome> {
+  const keys = new Keys(deps.config.keyPrefix);
+  if (work.kind === 'replay') {
+    const closed = await closeMissed([work.connectionId], work.after, deps);
+    if (closed < 1) throw new FanoutWorkError(`could not close ${work.connectionId}, whose replay was dead-lettered`);
+    await deps.redis.del(keys.replayProgress(work.connectionId, work.channel, work.floor));
+    return { missed: 1, closed };
+  }
+  const seq = envelopeSeq(work.envelope);
+  const retryKey = keys.fanoutRetry(seq, work.shard);
+  const recorded = await deps.redis.get(retryKey);
+  const ids = new Set<string>();
+  if (recorded) for (const id of JSON.parse(recorded) as string[]) ids.add(id);
+  else {
+    for await (const page of subscriberPages(work.channel, deps)) {
+      for (const s of page) if (s.floor < seq && shardOf(s.connectionId, work.shards) === work.shard) ids.add(s.connectionId);
+    }
+  }
+  const closed = await closeMissed([...ids], seq, deps);
+  if (closed < ids.size) throw new FanoutWorkError(`${ids.size - closed} of ${ids.size} connections that missed event ${seq} (shard ${work.shard}) could not be closed`);
+  await deps.redis.del(retryKey);
+  return { missed: ids.size, closed };
 }

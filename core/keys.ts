@@ -103,6 +103,10 @@ export class Keys {
   userRetained(namespace: string, sub: string): string {
     return `${this.prefix}ub:${namespace}:${sub}`;
   }
+  /** Tickets a user was issued in the current one-minute window. */
+  userTickets(sub: string): string {
+    return `${this.prefix}ut:${sub}`;
+  }
   /** Channels a user started in the current one-hour window. */
   userNewChannels(sub: string): string {
     return `${this.prefix}uc:${sub}`;

@@ -27,8 +27,16 @@ export interface RevocationMessage {
   readonly epoch: number;
 }
 
-/** KEYS: epoch   ARGV: sub, control channel, ttl.  Returns the new epoch. */
-const REVOKE = new Script(`
+/**
+ * KEYS: epoch   ARGV: sub, control channel, ttl.  Returns the new epoch.
+ *
+ * Flagged `allow-oom`: under `maxmemory` with `noeviction` Redis refuses every write command flagged
+ * `denyoom` (SET too, even over an existing key of the same size), and a script without flags fails at
+ * its SET. A revocation must not wait for memory: this script may write its one key (about 100 bytes,
+ * at most one per revoked user per 30 days; only trusted backends revoke) past `maxmemory`. Its PUBLISH
+ * needs no memory either way. Redis 7.0+ (ElastiCache Redis 7.x, Valkey 7.2+).
+ */
+const REVOKE = new Script(`#!lua flags=allow-oom
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prev = tonumber(redis.call('GET', KEYS[1]) or '0') or 0

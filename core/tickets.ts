@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { TICKET_BYTES, TICKET_LENGTH } from '../contract/limits';
-import type { CoreConfig } from './config';
+import { DEFAULT_USER_TICKETS_PER_MINUTE, type CoreConfig } from './config';
 import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
 import { RealtimeError } from './errors';
-import type { Identity } from './identity';
+import { SUB_PATTERN, SUB_RULE, type Identity } from './identity';
 import { Keys, sha256 } from './keys';
 import { Script, type RedisLike } from './redis';
 import { assertNotRevoked, currentEpoch, parseEpoch } from './revocation';
@@ -81,6 +81,27 @@ interface TicketRecord {
 const TICKET_PATTERN = new RegExp(`^[A-Za-z0-9_-]{${TICKET_LENGTH}}$`);
 
 /**
+ * Stores a ticket record, counting it against its user's tickets of the current one-minute window
+ * (from the first one). KEYS: ticket, the user's counter   ARGV: record, ticket TTL, tickets per minute
+ * (0: no limit). Returns 0, or the seconds until the window ends when the user is over the limit
+ * (nothing is written then).
+ */
+const ISSUE = new Script(`
+local limit = tonumber(ARGV[3])
+if limit > 0 then
+  local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if n >= limit then
+    local ttl = redis.call('TTL', KEYS[2])
+    if ttl < 0 then redis.call('EXPIRE', KEYS[2], 60) ttl = 60 end
+    return math.max(ttl, 1)
+  end
+  if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], 60) end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 0
+`);
+
+/**
  * Issues a single-use ticket for `channels`, each checked against its namespace policy for `identity`.
  * Only the ticket's SHA-256 is stored, with a TTL, so a Redis dump never holds a usable ticket.
  */
@@ -89,6 +110,8 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   if (identity.kind !== 'user') {
     throw new RealtimeError('unauthorized', 'Tickets are issued to a user: sign the request with a user token (or name the user as a trusted backend).');
   }
+  // A session that POST /revoke could not name would be irrevocable: refuse it here, for JWT subs too.
+  if (!SUB_PATTERN.test(identity.sub)) throw new RealtimeError('forbidden', `This user id cannot be served: a sub has ${SUB_RULE}.`);
   const transport = input.transport ?? 'sse';
   if (transport !== 'sse' && transport !== 'ws') {
     throw new RealtimeError('bad_request', '`transport` must be "sse" or "ws".');
@@ -120,8 +143,22 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   const rec: TicketRecord = { s: identity.sub, c: names, t: transport, i: now, v: epoch };
   if (byBackend) rec.b = 1;
   if (notAfter !== undefined) rec.x = notAfter;
-  await deps.redis.set(new Keys(deps.config.keyPrefix).ticket(sha256(ticket)), JSON.stringify(rec), 'EX', ttl);
+  const keys = new Keys(deps.config.keyPrefix);
+  const rate = deps.config.userTicketsPerMinute ?? DEFAULT_USER_TICKETS_PER_MINUTE;
+  const wait = Number(await ISSUE.run(deps.redis, [keys.ticket(sha256(ticket)), keys.userTickets(identity.sub)], [JSON.stringify(rec), ttl, rate]));
+  if (wait > 0) throw new RealtimeError('rate_limited', `At most ${rate} tickets per minute per user; retry in ${wait} s.`, wait);
   return { ticket, expiresAt: new Date(now + ttl * 1000).toISOString(), channels: names, transport };
+}
+
+/**
+ * Spends a presented ticket without redeeming it, for a request refused before its redemption (a bad
+ * cursor or channel list, a wrong path) or one that needs no ticket (public channels only): a ticket
+ * is single-use whatever the request was, so one seen in a log or a refused URL is spent. GETDEL frees
+ * memory, so it works when Redis is full. Never throws: a failure leaves the ticket to its 30 s TTL.
+ */
+export async function spendTicket(ticket: string | null | undefined, deps: Pick<TicketDeps, 'redis' | 'config'>): Promise<void> {
+  if (typeof ticket !== 'string' || !TICKET_PATTERN.test(ticket)) return;
+  await deps.redis.getdel(new Keys(deps.config.keyPrefix).ticket(sha256(ticket))).catch(() => undefined);
 }
 
 /**

@@ -246,7 +246,7 @@ export class RealtimeApi extends Construct {
   public readonly ticketApi: TicketApi;
   public readonly publishApi: PublishApi;
   public readonly observability: Observability;
-  /** The sharded WebSocket fan-out: queue, dead-letter queue, worker. */
+  /** The sharded WebSocket fan-out: queue, dead-letter queue, worker, dead-letter consumer. */
   public readonly webSocketFanout?: WebSocketFanout;
   /** The custom domain, when `domain` is set. */
   public readonly domain?: RealtimeDomain;
@@ -357,7 +357,7 @@ export class RealtimeApi extends Construct {
       redis: this.redis,
       webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
-      functions: [...(webSocket?.functions ?? []), this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, ...(fanout ? [fanout.worker] : [])],
+      functions: [...(webSocket?.functions ?? []), this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, ...(fanout ? [fanout.worker, fanout.deadLetterConsumer] : [])],
       alarmTopic: props.alarmTopic,
     });
     // The fan-out's own alarms (dead letters, waiting work) notify the same topic and are listed with the others.

@@ -23,6 +23,11 @@ export interface WebSocketFanoutProps extends Omit<RuntimeApiProps, 'throttleRat
    */
   readonly entry?: string;
   /**
+   * Entry file of the dead-letter consumer.
+   * @default - lambda/fanout-dead-letters.ts
+   */
+  readonly deadLetterEntry?: string;
+  /**
    * Shards of the connections: work items per large publish, FIFO message groups, and so the most worker invocations
    * that run at once (1 to 256).
    * @default 4
@@ -65,14 +70,18 @@ export interface WebSocketFanoutProps extends Omit<RuntimeApiProps, 'throttleRat
 
 /**
  * The sharded WebSocket fan-out: an SQS FIFO queue of work items (one per event and shard, the shard as message group),
- * a dead-letter queue with an alarm, and the worker function consuming the queue (batch item failures reported, at
- * most `max(2, shards)` invocations at once) with `execute-api:ManageConnections` POST on the API's connections only.
+ * the worker function consuming the queue (batch item failures reported, at most `max(2, shards)` invocations at once)
+ * with `execute-api:ManageConnections` POST on the API's connections only, and a dead-letter queue whose consumer
+ * closes the connections an item never reached (`execute-api:ManageConnections` DELETE only): their clients resume
+ * with `since`, so no connection stays open without an event it was due. Dead letters alarm.
  * {@link connectPublisher} lets a function enqueue (the publish and message handlers).
  */
 export class WebSocketFanout extends Construct {
   public readonly queue: sqs.Queue;
   public readonly deadLetterQueue: sqs.Queue;
   public readonly worker: RealtimeFunction;
+  /** Consumes the dead-letter queue: closes the connections a dead-lettered item never reached (DeleteConnection). */
+  public readonly deadLetterConsumer: RealtimeFunction;
   /** Alarms: anything in the dead-letter queue; the oldest work item waiting too long. */
   public readonly alarms: cloudwatch.Alarm[] = [];
   private readonly environment: Record<string, string>;
@@ -92,8 +101,11 @@ export class WebSocketFanout extends Construct {
     checkRange(this, 'batchSize', batchSize, 1, 10);
     const timeout = props.workerTimeout ?? Duration.seconds(60);
 
+    // Six times the function timeout, as Lambda advises for SQS sources (both queues have a consumer of that timeout).
+    const visibilityTimeout = Token.isUnresolved(timeout.toSeconds()) ? Duration.minutes(6) : Duration.seconds(Math.min(43_200, timeout.toSeconds() * 6));
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
       fifo: true,
+      visibilityTimeout,
       retentionPeriod: Duration.days(14),
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
@@ -106,7 +118,7 @@ export class WebSocketFanout extends Construct {
       // unique within their group ({event}-{shard} with the shard as the group).
       fifoThroughputLimit: sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
       deduplicationScope: sqs.DeduplicationScope.MESSAGE_GROUP,
-      visibilityTimeout: Token.isUnresolved(timeout.toSeconds()) ? Duration.minutes(6) : Duration.seconds(Math.min(43_200, timeout.toSeconds() * 6)),
+      visibilityTimeout,
       retentionPeriod: Duration.days(1),
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
@@ -135,14 +147,35 @@ export class WebSocketFanout extends Construct {
       new SqsEventSource(this.queue, { batchSize, reportBatchItemFailures: true, maxConcurrency: Math.max(2, Math.min(1000, shards)) }),
     );
 
+    // A dead-lettered item's connections missed its event: the consumer closes them (DeleteConnection only) and their
+    // clients resume with `since`. One at a time is enough (dead letters are rare), and the FIFO order does not matter:
+    // closing is idempotent.
+    this.deadLetterConsumer = new RealtimeFunction(this, 'DeadLetterConsumer', {
+      entry: props.deadLetterEntry ?? path.join(LAMBDA_DIR, 'fanout-dead-letters.ts'),
+      description: 'WebSocket fan-out dead letters: closes the connections a failed work item never reached, so they resume with since',
+      vpc: props.vpc,
+      environment: { ...props.environment },
+      logLevel: props.logLevel,
+      logRetention: props.logRetention,
+      timeout,
+    });
+    props.redis.connect(this.deadLetterConsumer);
+    props.webSocket.grantCloseConnections(this.deadLetterConsumer);
+    this.deadLetterConsumer.function.addEventSource(
+      new SqsEventSource(this.deadLetterQueue, { batchSize: 10, reportBatchItemFailures: true, maxConcurrency: 2 }),
+    );
+
     this.alarms.push(
+      // The consumer takes dead letters at once, so the queue's visible count stays near 0: count receipts instead (a
+      // message moved to a DLQ by its redrive policy is not counted in NumberOfMessagesSent). A consumer that fails to
+      // settle one receives it again, so the alarm stays on until it does.
       new cloudwatch.Alarm(this, 'DeadLetters', {
-        metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }),
+        metric: this.deadLetterQueue.metricNumberOfMessagesReceived({ period: Duration.minutes(1), statistic: 'Sum' }),
         threshold: 1,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-        alarmDescription: `${this.node.path}: WebSocket fan-out work items failed ${maxReceiveCount} times and wait in the dead-letter queue; their subscribers missed those events (they get them on reconnect with since). Inspect, fix, then redrive.`,
+        alarmDescription: `${this.node.path}: WebSocket fan-out work items failed ${maxReceiveCount} times and reached the dead-letter queue; its consumer closes the connections that missed them (they resume with since). Inspect the worker's and the consumer's logs for why the posts failed.`,
       }),
       new cloudwatch.Alarm(this, 'OldestWorkItem', {
         metric: this.queue.metricApproximateAgeOfOldestMessage({ period: Duration.minutes(1), statistic: 'Maximum' }),

@@ -15,7 +15,7 @@ import type { QueueMessage, WorkQueue } from '../core/fanout-queue';
  *   are deleted. A handler that throws, or an invocation "lost" by `loseNext` (a crashed worker: its
  *   posts happened, its answer never came), returns the whole batch.
  * - `maxReceiveCount`: a message received that many times and failed again moves to `deadLetters`
- *   (the DLQ), unblocking its group.
+ *   (and to `deadLetterQueue` when given: the DLQ, with its own consumer), unblocking its group.
  * - Content deduplication by `MessageDeduplicationId` within `dedupWindowMs` (SQS: 5 minutes).
  * - Deterministic faults by count: `refuseNext` refuses the next n sends (SendMessageBatch entries
  *   failed), `loseNext` loses the next n invocations' answers.
@@ -38,6 +38,12 @@ export interface LocalQueueOptions {
   readonly dedupWindowMs?: number;
   /** Milliseconds before a failed message is received again. Defaults to 10. */
   readonly redeliveryDelayMs?: number;
+  /**
+   * The dead-letter queue: a message that reached `maxReceiveCount` is sent there too (SQS's redrive
+   * policy moves it, keeping its message group), where a consumer of its own may take it. Defaults to
+   * none (dead letters are only listed in `deadLetters`).
+   */
+  readonly deadLetterQueue?: LocalFifoQueue;
 }
 
 interface Message {
@@ -66,7 +72,8 @@ export class LocalFifoQueue implements WorkQueue {
   private readonly groups = new Map<string, Message[]>();
   private readonly inFlight = new Set<string>();
   private readonly dedup = new Map<string, number>();
-  private readonly o: Required<LocalQueueOptions>;
+  private readonly o: Required<Omit<LocalQueueOptions, 'deadLetterQueue'>>;
+  private readonly dlq?: LocalFifoQueue;
   private sequence = 0;
   private running = false;
   private loops: Promise<void>[] = [];
@@ -81,6 +88,7 @@ export class LocalFifoQueue implements WorkQueue {
       dedupWindowMs: options.dedupWindowMs ?? 300_000,
       redeliveryDelayMs: options.redeliveryDelayMs ?? 10,
     };
+    this.dlq = options.deadLetterQueue;
     if (!Number.isInteger(this.o.maxReceiveCount) || this.o.maxReceiveCount < 1) throw new Error(`maxReceiveCount must be a whole number >= 1, got ${this.o.maxReceiveCount}.`);
     if (!Number.isInteger(this.o.batchSize) || this.o.batchSize < 1 || this.o.batchSize > 10) throw new Error(`batchSize must be 1-10 (SQS FIFO), got ${this.o.batchSize}.`);
     if (!Number.isInteger(this.o.workers) || this.o.workers < 1) throw new Error(`workers must be a whole number >= 1, got ${this.o.workers}.`);
@@ -225,6 +233,7 @@ export class LocalFifoQueue implements WorkQueue {
       }
       if (m.receiveCount >= this.o.maxReceiveCount) {
         this.deadLetters.push({ body: m.body, groupId: m.groupId, receiveCount: m.receiveCount });
+        void this.dlq?.send([{ body: m.body, groupId: m.groupId, deduplicationId: m.messageId }]);
         continue;
       }
       m.visibleAt = Date.now() + this.o.redeliveryDelayMs;

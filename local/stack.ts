@@ -12,6 +12,7 @@ import { createWsAuthorizer } from '../lambda/handlers/ws-authorizer';
 import { createWsConnect } from '../lambda/handlers/ws-connect';
 import { createWsDisconnect } from '../lambda/handlers/ws-disconnect';
 import { createWsMessage } from '../lambda/handlers/ws-message';
+import { createFanoutDeadLetterHandler } from '../lambda/handlers/fanout-dead-letters';
 import { createFanoutWorker } from '../lambda/handlers/fanout-worker';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { LocalFifoQueue, type LocalQueueOptions, type QueueConsumer } from './queue';
@@ -130,6 +131,7 @@ export interface LocalHandlers {
   readonly wsDisconnect: WsHandler;
   readonly wsMessage: WsHandler;
   readonly fanoutWorker: (event: SQSEvent) => Promise<SQSBatchResponse>;
+  readonly fanoutDeadLetters: (event: SQSEvent) => Promise<SQSBatchResponse>;
 }
 
 export interface LocalStack {
@@ -143,6 +145,8 @@ export interface LocalStack {
   readonly sse: RealtimeServer;
   /** The API Gateway WebSocket stand-in (its management API is `ws.managementEndpoint`). */
   readonly ws: WsGateway;
+  /** The fan-out queue's dead-letter queue, when `fanoutQueue` was given; consumed by the dead-letter handler. */
+  readonly deadLetterQueue?: LocalFifoQueue;
   /** The fan-out queue, when `fanoutQueue` was given (its dead letters, counters and faults). */
   readonly queue?: LocalFifoQueue;
   readonly redisUrl: string;
@@ -173,6 +177,7 @@ export function createHandlers(runtime: FanoutRuntime): LocalHandlers {
     wsDisconnect: createWsDisconnect(runtime),
     wsMessage: createWsMessage(runtime),
     fanoutWorker: createFanoutWorker(runtime),
+    fanoutDeadLetters: createFanoutDeadLetterHandler(runtime),
   };
 }
 
@@ -200,7 +205,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const mode = options.webSocketMode ?? 'apigateway';
   // Mode `both` always has the fan-out queue, as the deployed stack does: the tasks hand `/live` publishes to it for the
   // connections still on API Gateway.
-  const queue = options.fanoutQueue || mode === 'both' ? new LocalFifoQueue(options.fanoutQueue) : undefined;
+  const withQueue = options.fanoutQueue !== undefined || mode === 'both';
+  // The DLQ has no redrive of its own (as on AWS): its consumer gets a record until it settles it.
+  const deadLetterQueue = withQueue ? new LocalFifoQueue({ maxReceiveCount: Number.MAX_SAFE_INTEGER, workers: 1 }) : undefined;
+  const queue = withQueue ? new LocalFifoQueue({ ...options.fanoutQueue, deadLetterQueue }) : undefined;
   try {
     const baseEnv: Record<string, string> = {
       [CORE_ENV.redisUrl]: redisUrl,
@@ -258,6 +266,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const handlers = createHandlers(runtime);
     late.handlers = handlers;
     queue?.start(options.fanoutConsumer ?? handlers.fanoutWorker);
+    deadLetterQueue?.start(handlers.fanoutDeadLetters);
     const { tickets, publish: publishHandler, revoke: revokeHandler } = handlers;
     api = createHttpApi([
       { method: 'POST', path: '/tickets', auth: 'jwt', handler: tickets },
@@ -292,6 +301,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       sse: service,
       ws: gateway,
       queue,
+      deadLetterQueue,
       redisUrl,
       redisServer,
       close: async () => {
@@ -299,6 +309,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         await gateway.close();
         await service.close();
         await queue?.stop();
+        await deadLetterQueue?.stop();
         // The handlers' clients, as if their Lambda containers were shut down.
         await lambda.close();
         await redisServer?.destroy();
@@ -309,6 +320,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await ws?.close().catch(() => undefined);
     api?.close();
     await queue?.stop();
+    await deadLetterQueue?.stop();
     await runtime?.close();
     await redisServer?.destroy();
     throw err;

@@ -57,6 +57,8 @@ export interface ManagementThrottle {
   readonly refuseFirst?: number;
   /** Refuse every k-th call (k >= 2; counted after the `refuseFirst` ones). Defaults to none. */
   readonly refuseEvery?: number;
+  /** The methods the rule counts and refuses (e.g. `['POST']`: a poster that fails while DeleteConnection works). Defaults to all. */
+  readonly methods?: readonly ('POST' | 'GET' | 'DELETE')[];
 }
 
 export interface WsGatewayOptions {
@@ -425,9 +427,10 @@ export class WsGateway {
   }
 
   /** Counts a management call; false when the throttle rule refuses it. */
-  private admit(): boolean {
+  private admit(method: string | undefined): boolean {
     const t = this.throttle;
     if (!t) return true;
+    if (t.methods && !t.methods.includes(method as 'POST')) return true;
     const n = ++this.throttleCalls;
     const first = t.refuseFirst ?? 0;
     const refuse = n <= first || (t.refuseEvery !== undefined && (n - first) % t.refuseEvery === 0);
@@ -454,7 +457,7 @@ export class WsGateway {
       if (size <= this.o.maxPostBytes) chunks.push(c as Buffer);
     }
     if (!/^AWS4-HMAC-SHA256 /.test(req.headers.authorization ?? '')) return reply(403, 'ForbiddenException', '{"message":"Missing Authentication Token"}');
-    if (!this.admit()) return reply(429, 'LimitExceededException', '{"message":"Rate exceeded"}');
+    if (!this.admit(req.method)) return reply(429, 'LimitExceededException', '{"message":"Rate exceeded"}');
     let connectionId: string;
     try {
       connectionId = decodeURIComponent(url.pathname.slice(prefix.length));

@@ -6,7 +6,8 @@
  * - The ticket issuer and the `$connect` authorizer are on every connection's path (a cold one is felt by the user):
  *   250 KB.
  * - `$connect` and `$disconnect` only touch Redis: 250 KB, like the ticket path.
- * - The handlers that post to connections (publish, ws-message, the fan-out worker) and revoke (DeleteConnection): the
+ * - The handlers that post to connections (publish, ws-message, the fan-out worker), revoke and the fan-out dead-letter
+ *   consumer (DeleteConnection): the
  *   issue allowed them 700 KB with the SDK's management API client; they sign their calls themselves now (about 250 KB),
  *   so 350 KB keeps room to grow and still fails if the SDK (about 460 KB) or full zod (about 430 KB more than zod/mini) comes back.
  */
@@ -21,4 +22,5 @@ export const LAMBDA_BUNDLE_BUDGETS: Readonly<Record<string, number>> = {
   publish: 350 * KB,
   'ws-message': 350 * KB,
   'fanout-worker': 350 * KB,
+  'fanout-dead-letters': 350 * KB,
 };

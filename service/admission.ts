@@ -3,11 +3,13 @@ import type Redis from 'ioredis';
 import { parseChannelList } from '../core/channels';
 import { RealtimeError } from '../core/errors';
 import { cursorCannotBeReal, impossibleCursor, parseCursor } from '../core/events';
+import { spendTicket } from '../core/tickets';
 import { authorize } from './auth';
 import type { ServiceConfig } from './config';
 import type { Cors } from './cors';
 import type { Hub } from './hub';
 import { clientIp, FixedWindowLimiter } from './limits';
+import { ClientQuotas, type Lease } from './quotas';
 import type { ServiceMetrics } from './metrics';
 import type { Admitted } from './session-engine';
 
@@ -18,6 +20,8 @@ export const retryAfterMs = new WeakMap<RealtimeError, number>();
 export interface RequestContext {
   /** The reconnect cookie issued when this request redeemed a ticket (and older ones expired). */
   setCookie?: string[];
+  /** True once the presented ticket went to its redemption (spent, or already spent): a refusal need not spend it. */
+  ticketSettled?: boolean;
 }
 
 export interface AdmissionDeps {
@@ -37,16 +41,21 @@ export interface AdmissionDeps {
 /**
  * Decides whether a stream or poll request gets a session. The checks, in this order: the request
  * parses; an anonymous one (public channels only) is within its client's rate; the ticket is
- * redeemed (spent on every attempt, so a refused request never leaves a live ticket behind) or the
- * cookie verified; the origin is allowed; then {@link checkRoom}: the task is not draining, Redis is
+ * redeemed (spent on every attempt, so a refused request never leaves a live ticket behind; one
+ * presented with public channels only, or to a request refused before its redemption, is spent by
+ * {@link spendTicket}) or the cookie verified; the origin is allowed; then {@link checkRoom}: the task is not draining, Redis is
  * up, and it has room (streams, polls and sockets together under MAX_CONNECTIONS, subscriptions under
- * MAX_CHANNELS_PER_TASK).
+ * MAX_CHANNELS_PER_TASK); last, the client's own caps on this task ({@link ClientQuotas}: per IP without
+ * a ticket, per user with one), whose lease the session gives back when it ends.
  */
 export class Admission {
   private readonly anonLimiter: FixedWindowLimiter;
+  /** What each client IP (anonymous) and user holds on this task: ANON_CONNECTIONS_PER_IP, ANON_CHANNELS_PER_IP, USER_CONNECTIONS. */
+  readonly quotas: ClientQuotas;
 
   constructor(private readonly deps: AdmissionDeps) {
     this.anonLimiter = new FixedWindowLimiter(deps.config.anonRequestsPerMinute, 60_000, deps.now);
+    this.quotas = new ClientQuotas(deps.config);
   }
 
   /**
@@ -63,11 +72,18 @@ export class Admission {
     // Taken before the ticket's redemption reads the sequence's position (service/hub.ts `addAt`).
     const mark = cursor === undefined ? this.deps.hub.mark(names) : undefined;
     const now = this.deps.now();
-    const auth = await authorize(req, url.searchParams.get('ticket'), channels, { redis: this.deps.redis, config, now });
+    const ticket = url.searchParams.get('ticket');
+    ctx.ticketSettled = true;
+    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now });
+    // Public channels need no ticket; one presented all the same is spent, as on every other request.
+    if (auth.identity.kind === 'anonymous') await spendTicket(ticket, { redis: this.deps.redis, config: config.core });
     ctx.setCookie = auth.setCookie;
     this.deps.cors.check(req);
     this.checkRoom(names);
-    return { channels, cursor, names, auth, now, mark, resetAll };
+    // Last: nothing after it may refuse, so a lease taken is a session opened (released with it).
+    const id = auth.identity;
+    const lease: Lease = id.kind === 'user' ? this.quotas.user(id.sub) : this.quotas.anonymous(clientIp(req, config.trustProxyHops), names);
+    return { channels, cursor, names, auth, now, mark, resetAll, lease };
   }
 
   /**

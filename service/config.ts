@@ -48,6 +48,10 @@ const ServiceEnvSchema = z.object({
   [SERVICE_ENV.wsFanoutShards]: z.coerce.number().int().min(1).max(MAX_SHARDS).default(1),
   [SERVICE_ENV.anonRequestsPerMinute]: z.coerce.number().int().min(0).max(1_000_000).default(120),
   [SERVICE_ENV.trustProxyHops]: z.coerce.number().int().min(0).max(10).default(0),
+  [SERVICE_ENV.anonConnectionsPerIp]: z.coerce.number().int().min(0).max(1_000_000).default(100),
+  [SERVICE_ENV.anonChannelsPerIp]: z.coerce.number().int().min(0).max(1_000_000).default(200),
+  [SERVICE_ENV.userConnections]: z.coerce.number().int().min(0).max(1_000_000).default(32),
+  [SERVICE_ENV.headersTimeoutMs]: z.coerce.number().int().min(1000).max(120_000).default(10_000),
   [SERVICE_ENV.replayMaxEvents]: z.coerce.number().int().min(1).max(100_000).default(1000),
   [SERVICE_ENV.maxChannelsPerTask]: z.coerce.number().int().min(1).max(10_000_000).default(50_000),
   [SERVICE_ENV.catchupConcurrency]: z.coerce.number().int().min(1).max(1024).default(16),
@@ -140,10 +144,32 @@ export interface ServiceConfig {
    */
   readonly anonRequestsPerMinute: number;
   /**
+   * Streams and polls without a ticket (public channels only) one client IP may hold at once on a task;
+   * past it 429 + Retry-After (an EventSource: 200 + `retry:`). 0 disables. Defaults to 100.
+   */
+  readonly anonConnectionsPerIp: number;
+  /**
+   * Distinct channels the streams and polls without a ticket of one client IP may subscribe to at once on
+   * a task (each costs the task a Redis subscription); past it answered as above. 0 disables. Defaults to 200.
+   */
+  readonly anonChannelsPerIp: number;
+  /**
+   * Streams, polls and `/live` sockets one user (ticket or reconnect cookie) may hold at once on a task;
+   * past it answered as above (an EventSource keeps its reconnect cookie). 0 disables. Defaults to 32.
+   */
+  readonly userConnections: number;
+  /**
    * Proxies in front of the task that append to X-Forwarded-For: 0 takes the socket's address,
    * 1 (behind the ALB) the right-most X-Forwarded-For entry, n the n-th from the right. Defaults to 0.
    */
   readonly trustProxyHops: number;
+  /**
+   * Time a client has to send a request's headers (and the whole request: every route is a GET), in
+   * milliseconds, on every path including WebSocket upgrades; past it node:http answers 408 and closes
+   * the socket, which otherwise holds a file descriptor outside MAX_CONNECTIONS. Admitted streams are no
+   * longer subject to it. Defaults to 10000.
+   */
+  readonly headersTimeoutMs: number;
   /** Most events in one long-poll answer (then `"more": true`) or one write of a stream's replay. Defaults to 1000. */
   readonly replayMaxEvents: number;
   /** Distinct channels this task subscribes to in Redis; a request needing more gets 503 (EventSource: 200 + `retry:`). Defaults to 50000. */
@@ -197,7 +223,11 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     wsFanoutQueueUrl: e[SERVICE_ENV.wsFanoutQueueUrl],
     wsFanoutShards: e[SERVICE_ENV.wsFanoutShards],
     anonRequestsPerMinute: e[SERVICE_ENV.anonRequestsPerMinute],
+    anonConnectionsPerIp: e[SERVICE_ENV.anonConnectionsPerIp],
+    anonChannelsPerIp: e[SERVICE_ENV.anonChannelsPerIp],
+    userConnections: e[SERVICE_ENV.userConnections],
     trustProxyHops: e[SERVICE_ENV.trustProxyHops],
+    headersTimeoutMs: e[SERVICE_ENV.headersTimeoutMs],
     replayMaxEvents: e[SERVICE_ENV.replayMaxEvents],
     maxChannelsPerTask: e[SERVICE_ENV.maxChannelsPerTask],
     catchupConcurrency: e[SERVICE_ENV.catchupConcurrency],

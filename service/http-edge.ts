@@ -2,11 +2,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
+import type { RedisLike } from '../core/redis';
+import { spendTicket } from '../core/tickets';
 import { retryAfterMs, type Admission, type RequestContext } from './admission';
 import type { ServiceConfig } from './config';
 import type { Cors } from './cors';
 import type { FlushWindow } from './flush-window';
-import { healthz, type HealthState } from './health';
+import { Health, type HealthState } from './health';
 import { PollTransport } from './poll-transport';
 import type { SessionEngine } from './session-engine';
 import * as sse from './sse-encoding';
@@ -28,6 +30,8 @@ export interface HttpEdgeDeps {
   readonly window: FlushWindow;
   readonly health: HealthState;
   readonly log: Logger;
+  /** Spends tickets presented to refused requests. */
+  readonly redis: RedisLike;
 }
 
 /**
@@ -43,18 +47,28 @@ export class HttpEdge {
    * no longer lists them, so the server's `closeAllConnections` closes them from here.
    */
   private readonly taken = new Set<Socket>();
+  private readonly health: Health;
 
   constructor(private readonly deps: HttpEdgeDeps) {
-    this.server = createServer((req, res) => this.route(req, res));
+    this.health = new Health(deps.health);
+    const headersTimeout = deps.config.headersTimeoutMs;
+    // node:http checks these timeouts every `connectionsCheckingInterval` (30 s by default): a slow
+    // client is cut off between HEADERS_TIMEOUT_MS and that much later.
+    const connectionsCheckingInterval = Math.max(250, Math.min(5000, Math.floor(headersTimeout / 4)));
+    this.server = createServer({ connectionsCheckingInterval }, (req, res) => this.route(req, res));
     const closeAll = this.server.closeAllConnections.bind(this.server);
     this.server.closeAllConnections = () => {
       closeAll();
       for (const s of this.taken) s.destroy();
       this.taken.clear();
     };
+    // Above the ALB's idle timeout (60 s), so the ALB, not the task, closes idle keep-alive connections.
     this.server.keepAliveTimeout = 65_000;
-    this.server.headersTimeout = 66_000;
-    this.server.requestTimeout = 0;
+    // A request (every route is a GET; an upgrade too) must arrive whole within HEADERS_TIMEOUT_MS: a
+    // client dripping header lines would otherwise hold its socket for 66 s outside MAX_CONNECTIONS.
+    // A keep-alive connection's timer starts with each request's first byte, so idle ones are not cut.
+    this.server.headersTimeout = headersTimeout;
+    this.server.requestTimeout = headersTimeout;
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {
@@ -63,13 +77,18 @@ export class HttpEdge {
     const ctx: RequestContext = {};
     const handle = async () => {
       if (req.method === 'OPTIONS') return this.deps.cors.preflight(req, res);
-      if (url.pathname === '/healthz') return healthz(res, url, this.deps.health);
+      if (url.pathname === '/healthz') return this.health.answer(req, res, url);
       if (url.pathname !== '/events' && url.pathname !== '/poll') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll or /healthz.`);
       if (req.method !== 'GET') throw new RealtimeError('method_not_allowed', `${url.pathname} accepts GET only.`);
       if (url.pathname === '/events') return this.events(req, res, url, ctx);
       return this.poll(req, res, url, ctx);
     };
-    handle().catch((err) => this.fail(req, res, url, err, ctx));
+    handle().catch(async (err) => {
+      // A ticket presented to a request refused before its redemption (a wrong path, a bad cursor or
+      // channel list, a rate limit) is spent all the same: tickets are single-use whatever happens.
+      if (!ctx.ticketSettled) await spendTicket(url.searchParams.get('ticket'), { redis: this.deps.redis, config: this.deps.config.core });
+      this.fail(req, res, url, err, ctx);
+    });
   }
 
   /** `GET /events`: an SSE stream. */
@@ -127,8 +146,8 @@ export class HttpEdge {
     const retryMs = this.deps.config.retryMs;
     const wait = retryAfterMs.get(e) ?? (e.code === 'unavailable' ? 5000 : undefined);
     // The ticket may be spent already (it is redeemed before capacity is checked): a refusal for
-    // capacity or an outage hands over the reconnect cookie, so the next attempt is still authorised.
-    const cookie: Record<string, string[]> = e.code === 'unavailable' && ctx.setCookie ? { 'set-cookie': ctx.setCookie } : {};
+    // capacity, a client cap or an outage hands over the reconnect cookie, so the next attempt is still authorised.
+    const cookie: Record<string, string[]> = wait !== undefined && ctx.setCookie ? { 'set-cookie': ctx.setCookie } : {};
     // A native EventSource gives up for good on any non-200 answer: when the store is briefly
     // unreachable, the task is full or the client is over its rate, tell it to come back later instead.
     if (wait !== undefined && url.pathname === '/events' && (req.headers.accept ?? '').includes('text/event-stream')) {

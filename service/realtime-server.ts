@@ -124,9 +124,10 @@ export class RealtimeServer {
       ping: () => this.redis.ping().then(() => true, () => false),
       connections: () => this.engine.streams.size,
       polls: () => this.engine.polls.size,
+      now,
     };
     const window = deps.window ?? new FlushWindow({ writeDelayMs: config.writeDelayMs, maxWriteDelayMs: config.maxWriteDelayMs });
-    const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window, health, log: this.log });
+    const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window, health, log: this.log, redis: this.redis });
     this.server = edge.server;
     this.ws = new WsEdge(this.server, {
       config,
@@ -138,6 +139,7 @@ export class RealtimeServer {
       revocations: this.engine.revocations,
       log: this.log,
       room: (channels) => admission.checkRoom(channels),
+      userLease: (sub) => admission.quotas.user(sub),
       fanout,
       resumeFanout,
     });

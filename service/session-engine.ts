@@ -25,6 +25,8 @@ export interface Admitted {
   readonly mark?: number;
   /** The client's cursor could not be real (a native stream): start from now with every channel reset. */
   readonly resetAll?: boolean;
+  /** Gives back the client's place under its caps (service/quotas.ts); called when the session is released. */
+  readonly lease?: () => void;
 }
 
 export interface SessionEngineDeps {
@@ -82,6 +84,7 @@ export class SessionEngine {
       session.closeAt = a.auth.sessionFinal ? a.auth.sessionExp : a.now + Math.round(life * recyclePoint());
     }
     (stream ? this.streams : this.polls).add(session);
+    session.lease = a.lease;
     const id = a.auth.identity;
     if (id.kind === 'user') session.untrack = this.revocations.track(id.sub, a.auth.epoch ?? 0, () => session.end({ reason: 'revoked' }));
     return session;
@@ -119,6 +122,7 @@ export class SessionEngine {
     this.polls.delete(session);
     this.deps.hub.remove(session.channels, session);
     session.untrack?.();
+    session.lease?.();
   }
 
   /** A revocation arrived (control channel): ends the sessions of `sub` that predate `epoch`. */

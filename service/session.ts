@@ -30,6 +30,8 @@ export class Session implements Listener, TransportOwner {
   released = false;
   /** Unregisters it from revocation tracking. */
   untrack?: () => void;
+  /** Gives back the client's place under its caps (service/quotas.ts). */
+  lease?: () => void;
   private held: LiveEvent[] | null = [];
 
   constructor(

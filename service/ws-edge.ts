@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
 import type { Fanout, ResumeFanout } from '../core/publishing';
-import { redeemTicket } from '../core/tickets';
+import { redeemTicket, spendTicket } from '../core/tickets';
 import { connectChannels } from '../core/ws-session';
 import type { ServiceConfig } from './config';
 import type { Cors } from './cors';
@@ -49,6 +49,8 @@ export interface WsEdgeDeps {
   readonly fanout?: Fanout;
   /** Completes that delivery on an idempotent retry (`duplicate`). Defaults to none. */
   readonly resumeFanout?: ResumeFanout;
+  /** Takes a place under the user's USER_CONNECTIONS cap (service/quotas.ts) or throws the refusal; returns its release. */
+  readonly userLease: (sub: string) => () => void;
 }
 
 /** A close reason the client can read: why, and when to come back (jittered). */
@@ -87,8 +89,12 @@ export class WsEdge {
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const { config, hub } = this.deps;
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname !== WS_PATH) throw new RealtimeError('not_found', `No WebSocket endpoint at ${url.pathname}; connect to ${WS_PATH}.`);
     const ticket = url.searchParams.get('ticket');
+    if (url.pathname !== WS_PATH) {
+      // Tickets are single-use whatever the request: one presented on a wrong path is spent too.
+      await spendTicket(ticket, { redis: this.deps.redis, config: config.core });
+      throw new RealtimeError('not_found', `No WebSocket endpoint at ${url.pathname}; connect to ${WS_PATH}.`);
+    }
     if (!ticket) throw new RealtimeError('unauthorized', `Connect with ${WS_PATH}?ticket= (a "ws" ticket from POST /tickets).`);
     let grant;
     try {
@@ -101,6 +107,7 @@ export class WsEdge {
     this.deps.cors.check(req);
     const channels = connectChannels(grant, config.core.namespaces);
     this.deps.room(channels);
+    const lease = this.deps.userLease(grant.sub);
     const identity = { kind: 'user', sub: grant.sub } as const;
     const s = new WsSocket(socket, identity, { channels: grant.channels, byBackend: grant.byBackend }, {
       config,
@@ -119,11 +126,13 @@ export class WsEdge {
       await s.start(channels);
     } catch (err) {
       s.released();
+      lease();
       throw err;
     }
     socket.off('close', early);
     if (gone || !socket.writable) {
       s.released();
+      lease();
       return;
     }
     const ws = await new Promise<WebSocket>((resolve) => this.wss.handleUpgrade(req, socket, head, resolve));
@@ -133,6 +142,7 @@ export class WsEdge {
     ws.on('close', () => {
       this.sockets.delete(s);
       s.released();
+      lease();
     });
     s.untrack = this.deps.revocations.track(grant.sub, grant.epoch, () => s.close(WS_CLOSE.revoked, closeReason('revoked')));
     s.attach(ws);
@@ -144,7 +154,7 @@ export class WsEdge {
     if (e.status >= 500) this.deps.log.warn({ code: e.code }, 'websocket upgrade refused');
     if (!socket.writable) return void socket.destroy();
     const body = errorBody(e);
-    const retry = e.code === 'unavailable' ? 'retry-after: 5\r\n' : '';
+    const retry = e.code === 'unavailable' || e.code === 'rate_limited' ? 'retry-after: 5\r\n' : '';
     socket.end(
       `HTTP/1.1 ${e.status} ${e.code}\r\nconnection: close\r\ncontent-type: application/json\r\ncache-control: no-store\r\n${retry}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );

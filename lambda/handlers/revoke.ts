@@ -1,6 +1,6 @@
 import { RealtimeError } from '../../core/errors';
 import { isGone } from '../../core/fanout';
-import { SUB_PATTERN } from '../../core/identity';
+import { SUB_PATTERN, SUB_RULE } from '../../core/identity';
 import { revokeUser } from '../../core/revocation';
 import { httpHandler } from '../shared/handler';
 import { callerIdentity, json, jsonBody, type HttpEvent, type HttpResult } from '../shared/http';
@@ -19,7 +19,7 @@ export function createRevokeHandler(runtime: FanoutRuntime): (event: HttpEvent) 
     if (identity.kind !== 'server') throw new RealtimeError('forbidden', 'Only a backend (an IAM-signed request) may revoke sessions.');
     const body = jsonBody(event);
     if (typeof body.sub !== 'string' || !SUB_PATTERN.test(body.sub)) {
-      throw new RealtimeError('bad_request', 'Name the user whose sessions end in "sub" (1-128 chars).');
+      throw new RealtimeError('bad_request', `Name the user whose sessions end in "sub" (${SUB_RULE}).`);
     }
     const { config, redis } = await runtime.clients();
     const client = runtime.postClient();

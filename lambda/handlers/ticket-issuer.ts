@@ -1,5 +1,5 @@
 import { RealtimeError } from '../../core/errors';
-import { SUB_PATTERN, type Identity } from '../../core/identity';
+import { SUB_PATTERN, SUB_RULE, type Identity } from '../../core/identity';
 import { issueTicket } from '../../core/tickets';
 import { httpHandler } from '../shared/handler';
 import { callerIdentity, callerNotAfter, json, jsonBody, type HttpEvent, type HttpResult } from '../shared/http';
@@ -19,7 +19,7 @@ export function createTicketIssuer(runtime: LambdaRuntime): (event: HttpEvent) =
     const byBackend = identity.kind === 'server';
     if (identity.kind === 'server') {
       if (typeof body.sub !== 'string' || !SUB_PATTERN.test(body.sub)) {
-        throw new RealtimeError('bad_request', 'A backend issuing a ticket names the user in "sub" (1-128 chars).');
+        throw new RealtimeError('bad_request', `A backend issuing a ticket names the user in "sub" (${SUB_RULE}).`);
       }
       identity = { kind: 'user', sub: body.sub };
     } else if (identity.kind === 'anonymous') {

@@ -74,6 +74,7 @@ export function json(statusCode: number, body: unknown): HttpResult {
 export function errorResult(err: unknown): HttpResult {
   const e = toRealtimeError(err);
   const res: HttpResult = { statusCode: e.status, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: errorBody(e) };
-  if (e.code === 'unavailable') res.headers = { ...res.headers, 'retry-after': '2' };
+  const retry = e.code === 'unavailable' ? 2 : e.retryAfterSeconds;
+  if (retry !== undefined) res.headers = { ...res.headers, 'retry-after': String(retry) };
   return res;
 }

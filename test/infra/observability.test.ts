@@ -48,9 +48,9 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
     expect(has(/UnHealthyHostCount/)).toBe(1);
     expect(has(/"MetricName":"HealthyHostCount"/)).toBe(1);
     expect(has(/ActiveConnectionCount/)).toBe(1);
-    expect(has(/"MetricName":"Errors"/)).toBe(8);
-    // The fan-out's dead letters and waiting work items.
-    expect(has(/ApproximateNumberOfMessagesVisible/)).toBe(1);
+    expect(has(/"MetricName":"Errors"/)).toBe(9);
+    // The fan-out's dead letters (received by their consumer) and waiting work items.
+    expect(has(/NumberOfMessagesReceived/)).toBe(1);
     expect(has(/ApproximateAgeOfOldestMessage/)).toBe(1);
     expect(has(/"MetricName":"5xx"/)).toBe(2);
     expect(has(/EngineCPUUtilization/)).toBe(1);

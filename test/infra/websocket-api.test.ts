@@ -46,7 +46,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
     expect(stack.webSocket!.accessLogGroup).toBeUndefined();
   });
 
-  test('execute-api:ManageConnections: POST and DELETE for the inline fan-outs (publish, ws-message), POST only for the fan-out worker, DELETE only for revoke, on this API\'s stage, nothing else', () => {
+  test('execute-api:ManageConnections: POST and DELETE for the inline fan-outs (publish, ws-message), POST only for the fan-out worker, DELETE only for revoke and the fan-out dead-letter consumer, on this API\'s stage, nothing else', () => {
     const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p) =>
       (p.Properties.PolicyDocument.Statement as { Action: unknown; Resource: unknown }[])
         .filter((st) => JSON.stringify(st.Action).includes('execute-api:ManageConnections') || JSON.stringify(st.Action).includes('execute-api:*'))
@@ -64,9 +64,10 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
         { roles: [role(stack.webSocket!.messageFunction)], action: 'execute-api:ManageConnections', resource: [arn('DELETE'), arn('POST')] },
         { roles: [role(stack.webSocketFanout!.worker)], action: 'execute-api:ManageConnections', resource: arn('POST') },
         { roles: [role(stack.publishApi.revokeHandler)], action: 'execute-api:ManageConnections', resource: arn('DELETE') },
+        { roles: [role(stack.webSocketFanout!.deadLetterConsumer)], action: 'execute-api:ManageConnections', resource: arn('DELETE') },
       ]),
     );
-    expect(statements).toHaveLength(4);
+    expect(statements).toHaveLength(5);
     expect(JSON.stringify(statements)).not.toMatch(/\/(GET|\*)\/@connections/);
   });
 
@@ -75,7 +76,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
       const vars = (template.toJSON().Resources[id].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
       return 'WS_MANAGEMENT_ENDPOINT' in vars;
     });
-    expect(withEndpoint.sort()).toEqual([stack.publishApi.handler, stack.webSocket!.messageFunction, stack.publishApi.revokeHandler, stack.webSocketFanout!.worker].map((f) => logicalIdOf(f.function)).sort());
+    expect(withEndpoint.sort()).toEqual([stack.publishApi.handler, stack.webSocket!.messageFunction, stack.publishApi.revokeHandler, stack.webSocketFanout!.worker, stack.webSocketFanout!.deadLetterConsumer].map((f) => logicalIdOf(f.function)).sort());
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: {
         Variables: Match.objectLike({

@@ -34,9 +34,10 @@ describe('dev stage (cdk.json) with webSocket.mode both', () => {
     expect(denies).toHaveLength(2);
   });
 
-  test('dead letters: an alarm at one message, notifying nothing unless a topic is set; the oldest work item over a minute alarms too', () => {
+  test('dead letters: an alarm at one message received from the DLQ (its consumer takes them at once: the visible count stays 0), notifying nothing unless a topic is set; the oldest work item over a minute alarms too', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      MetricName: 'ApproximateNumberOfMessagesVisible',
+      MetricName: 'NumberOfMessagesReceived',
+      Statistic: 'Sum',
       Namespace: 'AWS/SQS',
       Dimensions: [{ Name: 'QueueName', Value: stack.resolve(stack.webSocketFanout!.deadLetterQueue.queueName) }],
       Threshold: 1,
@@ -55,7 +56,8 @@ describe('dev stage (cdk.json) with webSocket.mode both', () => {
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       ScalingConfig: { MaximumConcurrency: 4 },
     });
-    template.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
+    // The worker's and the dead-letter consumer's.
+    template.resourceCountIs('AWS::Lambda::EventSourceMapping', 2);
     template.hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('fan-out worker'), MemorySize: 1024, Timeout: 60 });
   });
 
@@ -75,6 +77,40 @@ describe('dev stage (cdk.json) with webSocket.mode both', () => {
     expect(sqsActions).toEqual(expect.arrayContaining(['sqs:ReceiveMessage', 'sqs:DeleteMessage']));
     expect(sqsActions).not.toContain('sqs:SendMessage');
     expect(JSON.stringify(statements)).not.toMatch(/\/(GET|DELETE|\*)\/@connections/);
+  });
+
+  test('dead-letter consumer: reads the DLQ (10 per batch, batch item failures reported, at most 2 at once); its visibility covers six times the timeout', () => {
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: stack.resolve(stack.webSocketFanout!.deadLetterQueue.queueArn),
+      FunctionName: stack.resolve(stack.webSocketFanout!.deadLetterConsumer.function.functionName),
+      BatchSize: 10,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 2 },
+    });
+    template.hasResourceProperties('AWS::SQS::Queue', { FifoQueue: true, MessageRetentionPeriod: 14 * 24 * 3600, VisibilityTimeout: 360 });
+    template.hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('dead letters: closes the connections'), Timeout: 60 });
+  });
+
+  test("dead-letter consumer IAM: execute-api:ManageConnections DELETE on this API's stage only (no POST), receive/delete on the DLQ only, no SendMessage", () => {
+    const statements = policiesOf(stack.webSocketFanout!.deadLetterConsumer);
+    const manage = statements.filter((s) => JSON.stringify(s.Action).includes('execute-api'));
+    expect(manage).toEqual([
+      expect.objectContaining({
+        Action: 'execute-api:ManageConnections',
+        Effect: 'Allow',
+        Resource: {
+          'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':execute-api:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':', stack.resolve(stack.webSocket!.api.apiId), '/live/DELETE/@connections/*']],
+        },
+      }),
+    ]);
+    expect(JSON.stringify(statements)).not.toMatch(/\/(GET|POST|\*)\/@connections/);
+    const sqs = statements.filter((s) => JSON.stringify(s.Action).includes('sqs:'));
+    expect(sqs.flatMap((s) => [s.Action].flat())).toEqual(expect.arrayContaining(['sqs:ReceiveMessage', 'sqs:DeleteMessage']));
+    expect(sqs.flatMap((s) => [s.Action].flat())).not.toContain('sqs:SendMessage');
+    for (const s of sqs) expect(s.Resource).toEqual(stack.resolve(stack.webSocketFanout!.deadLetterQueue.queueArn));
+    // It finds the connections in Redis and closes them through the management endpoint of this API.
+    const fn = Object.values(template.findResources('AWS::Lambda::Function')).find((f) => /dead letters: closes/.test(String(f.Properties.Description)));
+    expect(Object.keys(fn!.Properties.Environment.Variables)).toEqual(expect.arrayContaining([LAMBDA_ENV.wsManagementEndpoint]));
   });
 
   test('publishers: publish and ws-message may SendMessage to the queue and get its variables; nothing else may (but the tasks in mode both)', () => {

@@ -168,10 +168,56 @@ describe('POST /revoke', () => {
       }) as unknown as HttpEvent;
     const asUser = await handler(event({ jwt: { claims: { sub: 'mallory' }, scopes: null } }, { sub: 'alice' }));
     expect({ status: asUser.statusCode, code: JSON.parse(asUser.body!).error.code }).toEqual({ status: 403, code: 'forbidden' });
-    for (const body of [{}, { sub: 'a b' }, { sub: 42 }]) {
+    for (const body of [{}, { sub: 'a\nb' }, { sub: 'z'.repeat(256) }, { sub: 42 }]) {
       const bad = await revoke(body);
       expect({ status: bad.status, code: (bad.body.error as { code: string }).code }).toEqual({ status: 400, code: 'bad_request' });
     }
+  });
+
+  describe('every sub a ticket is issued to can be revoked (OIDC: up to 255 characters)', () => {
+    /** POST /tickets as a JWT caller whose token carries `sub` (the handler with the authorizer context the HTTP API gives it). */
+    const jwtTicket = async (sub: string, channels: string[]) => {
+      const r = await stack.handlers.tickets({
+        version: '2.0',
+        routeKey: 'POST /tickets',
+        rawPath: '/tickets',
+        rawQueryString: '',
+        headers: { 'content-type': 'application/json' },
+        requestContext: { http: { method: 'POST', path: '/tickets' }, authorizer: { jwt: { claims: { sub }, scopes: null } } },
+        body: JSON.stringify({ channels }),
+        isBase64Encoded: false,
+      } as unknown as HttpEvent);
+      return { status: r.statusCode, body: JSON.parse(r.body!) as { ticket: string; error?: { code: string } } };
+    };
+    const longest = '\u{1F600}'.repeat(255); // 255 characters of 4 UTF-8 bytes each: the longest cookie
+    test.each([
+      ['a plus and an at sign', `alice+rt-${uid()}@example.com`],
+      ['a non-ASCII letter', `José-${uid()}`],
+      ['200 characters', `${uid()}${'x'.repeat(188)}`],
+      ['255 characters of 4 bytes', longest],
+    ])('%s: the ticket opens a stream, the cookie stays under 4 KB, revoke answers 202 and ends it', async (_what, sub) => {
+      const ch = `chat:${uid()}`;
+      const t = await jwtTicket(sub, [ch]);
+      expect(t.status).toBe(201);
+      const s = stream(`${stack.outputs.SseUrl}?channels=${ch}&ticket=${t.body.ticket}`);
+      await s.until(ready);
+      const setCookie = String((s.headers['set-cookie'] as string[])[0]);
+      const cookie = setCookie.split(';')[0];
+      expect(setCookie.length).toBeLessThan(4096);
+      const r = await revoke({ sub });
+      expect(r).toEqual({ status: 202, body: { sub, epoch: expect.any(Number) } });
+      await s.until((x) => x.ended, 5000);
+      expect(errorOf(await get(`${stack.outputs.SseUrl}?channels=${ch}&ticket=${t.body.ticket}`, { cookie }))).toEqual({ status: 401, code: 'unauthorized' });
+    });
+
+    test('a sub no one can revoke gets no ticket: 256 characters, a control character (403 forbidden)', async () => {
+      for (const sub of ['y'.repeat(256), 'bad\nsub']) {
+        const t = await jwtTicket(sub, [`chat:${uid()}`]);
+        expect({ status: t.status, code: t.body.error?.code }).toEqual({ status: 403, code: 'forbidden' });
+        const r = await revoke({ sub });
+        expect({ status: r.status, code: (r.body.error as { code: string }).code }).toEqual({ status: 400, code: 'bad_request' });
+      }
+    });
   });
 
   test('epochs only move forward, and the key expires (bounded memory) without letting old sessions back in', async () => {

@@ -173,6 +173,44 @@ describe('sharded fan-out', () => {
     for (const c of clients) expect(c.events(ch).map((e) => e.id)).toEqual([id]);
   }, 60_000);
 
+  test('an item that reaches the DLQ: its connections are closed (DeleteConnection) and resume with since; other channels keep their sockets', async () => {
+    const ch = `chat:${uid()}`;
+    const calm = `chat:${uid()}`;
+    const { clients } = await connectMany(stack, ch, 16);
+    const bystander = (await connectMany(stack, calm, 1)).clients[0];
+    const dlqBefore = stack.queue!.deadLetters.length;
+    // A poster that always fails: every PostToConnection is refused (429), DeleteConnection goes through.
+    stack.ws.setManagementThrottle({ refuseFirst: Number.MAX_SAFE_INTEGER, methods: ['POST'] });
+    const id = await pub(ch, 'never posted');
+    await stack.queue!.idle();
+    expect(stack.queue!.deadLetters.length).toBeGreaterThan(dlqBefore);
+    // Every client of the channel is told by a close (1000: DeleteConnection), none is left open without the event.
+    await Promise.all(clients.map((c) => c.until((x) => x.closeCode !== undefined, 20_000, 'the connection to be closed')));
+    expect(clients.map((c) => c.closeCode)).toEqual(Array(clients.length).fill(1000));
+    for (const c of clients) expect(c.events(ch)).toEqual([]);
+    await stack.deadLetterQueue!.idle();
+    stack.ws.setManagementThrottle(undefined);
+    expect(bystander.ws.readyState).toBe(bystander.ws.OPEN);
+    // A client that reconnects and resumes with since gets the event it missed.
+    const again = (await connectMany(stack, ch, 1)).clients[0];
+    again.send({ action: 'subscribe', channel: ch, since: String(Number(id) - 1) });
+    await again.until((x) => x.events(ch).some((e) => e.id === id), 20_000, 'the missed event');
+  }, 60_000);
+
+  test('an item dead-lettered with no failed post recorded (every receipt a crashed worker): the DLQ consumer closes its whole shard\'s subscribers of the channel', async () => {
+    const ch = `chat:${uid()}`;
+    const { clients } = await connectMany(stack, ch, 12);
+    const dlqBefore = stack.queue!.deadLetters.length;
+    // One item per shard, each received MAX_RECEIVES times, every answer lost: no receipt records which posts failed.
+    stack.queue!.loseNext = SHARDS * MAX_RECEIVES;
+    await pub(ch, 'answers lost');
+    await stack.queue!.idle();
+    expect(stack.queue!.deadLetters.length - dlqBefore).toBe(SHARDS);
+    await Promise.all(clients.map((c) => c.until((x) => x.closeCode !== undefined, 20_000, 'the connection to be closed')));
+    expect(clients.map((c) => c.closeCode)).toEqual(Array(clients.length).fill(1000));
+    await stack.deadLetterQueue!.idle();
+  }, 60_000);
+
   test('an idempotent publish whose items were partly refused answers 503; its retry answers duplicate and enqueues only the missing shards: every client gets the event once', async () => {
     const ch = `chat:${uid()}`;
     const { clients } = await connectMany(stack, ch, 24);

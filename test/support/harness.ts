@@ -31,6 +31,8 @@ export function coreConfig(overrides: Partial<CoreConfig> = {}): CoreConfig {
     ticketTtlSeconds: 30,
     maxPayloadBytes: 32768,
     maxChannelsPerConnection: 16,
+    // Suites share one Redis and user names: no per-user ticket rate unless a test sets one.
+    userTicketsPerMinute: 0,
     ...overrides,
   };
 }
