@@ -55,18 +55,34 @@ const STREAM_NODE_MAX_ENTRIES = 100;
 const STREAM_NODE_BASE = 7 + 2 + 2 + 2 + 3 + 2;
 
 /**
- * A channel's history stream holding `events` envelopes of `envelopeBytes` each, after `published`
+ * Default gap between two events of one channel for {@link historyBytes}, in microseconds: one event a second. A busier
+ * channel's entries are a byte or two smaller, a quieter one's up to two bytes larger (ids are Redis time in µs).
+ */
+export const DEFAULT_EVENT_GAP_US = 1_000_000;
+
+/** Bytes of a listpack integer entry's encoding (without its back length): 7-bit, 13-, 16-, 24-, 32- or 64-bit. */
+function lpIntBytes(v: number): number {
+  if (v >= 0 && v < 128) return 1;
+  if (v >= -4096 && v < 4096) return 2;
+  if (v >= -32768 && v < 32768) return 3;
+  if (v >= -8388608 && v < 8388608) return 4;
+  if (v >= -2147483648 && v < 2147483648) return 5;
+  return 9;
+}
+
+/**
+ * A channel's history stream holding `events` envelopes of `envelopeBytes` each, `gapUs` apart, after `published`
  * events in all (more than `events` once the history is full: trimming drops whole nodes only, so
  * the oldest node may still hold trimmed entries). Models Redis 7.0's stream layout: nodes of at
  * most 4096 bytes or 100 entries, the last one preallocated to 4096 bytes, a radix tree of about two
  * nodes per listpack.
  */
-export function historyBytes(keyLength: number, events: number, envelopeBytes: number, published = events): number {
+export function historyBytes(keyLength: number, events: number, envelopeBytes: number, published = events, gapUs = DEFAULT_EVENT_GAP_US): number {
   if (events <= 0) return 0;
-  // flags, id difference to the node's first entry, sequence difference, value, element count. The id
-  // difference takes 2 bytes while the channel's consecutive ids are less than 128 apart; a channel
-  // interleaved with many busier ones takes up to 8 bytes more per event.
-  const entry = 2 + 2 + 2 + lpStringBytes(envelopeBytes) + 2;
+  // flags, id difference to the node's first entry, sequence difference, value, element count (each with its
+  // one-byte back length). Ids are Redis time in microseconds, so the id difference is the time since the node's
+  // first entry: its listpack integer grows with the gap between the channel's events (lpIntBytes).
+  const fixed = 2 + 2 + lpStringBytes(envelopeBytes) + 2;
   const fieldBytes = envelopeBytes + 1;
   const nodes: { used: number; count: number; first: number }[] = [];
   let node: { used: number; count: number; first: number } | undefined;
@@ -75,7 +91,7 @@ export function historyBytes(keyLength: number, events: number, envelopeBytes: n
       node = { used: STREAM_NODE_BASE, count: 0, first: i };
       nodes.push(node);
     }
-    node.used += entry;
+    node.used += fixed + lpIntBytes((i - node.first) * gapUs) + 1;
     node.count++;
   }
   // Trimming removes only nodes whose every entry is older than the retained ones.
@@ -118,9 +134,11 @@ export function estimateChannel(input: {
   readonly historySize: number;
   readonly envelopeBytes: number;
   readonly published?: number;
+  /** Microseconds between two events of the channel (ids are Redis time); defaults to {@link DEFAULT_EVENT_GAP_US}. */
+  readonly gapUs?: number;
 }): ChannelEstimate {
   const name = input.prefixLength + 3 + input.channelLength;
-  const history = historyBytes(input.prefixLength + 2 + input.channelLength, input.historySize, input.envelopeBytes, input.published ?? Math.ceil(input.historySize * 1.5));
+  const history = historyBytes(input.prefixLength + 2 + input.channelLength, input.historySize, input.envelopeBytes, input.published ?? Math.ceil(input.historySize * 1.5), input.gapUs);
   const markers = 3 * stringKeyBytes(name, 'int');
   // `idem:` + SHA-256 hex; the value is `<id> <event hash, 43 chars>`.
   const perIdempotencyKey = stringKeyBytes(input.prefixLength + 5 + 64, 16 + 1 + 43) + KEY_BOOKKEEPING_BYTES;

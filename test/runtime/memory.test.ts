@@ -49,7 +49,11 @@ describe('memory estimates against MEMORY USAGE of the keys a real publish, regi
     const env = envelopeBytes(channel.length, 'message'.length, dataBytes + 2);
     expect((await redis.xrange(keys.history(channel), '-', '+', 'COUNT', 1))[0][1][1]).toHaveLength(env);
     const kept = Math.min(historySize, published);
-    close(historyBytes(keys.history(channel).length, kept, env, published), await usage(keys.history(channel)));
+    // Ids are Redis time in µs: the estimate takes the channel's mean gap between events (what sizes each entry's id).
+    const [[first]] = await redis.xrange(keys.history(channel), '-', '+', 'COUNT', 1);
+    const [[last]] = await redis.xrevrange(keys.history(channel), '+', '-', 'COUNT', 1);
+    const gapUs = kept > 1 ? (parseInt(last, 10) - parseInt(first, 10)) / (kept - 1) : 0;
+    close(historyBytes(keys.history(channel).length, kept, env, published, gapUs), await usage(keys.history(channel)));
     const est = estimateChannel({ prefixLength: keys.prefix.length, channelLength: channel.length, historySize: kept, envelopeBytes: env, published });
     const markers = [keys.lastId(channel), keys.horizon(channel), keys.gap(channel)];
     if (published > historySize) {
