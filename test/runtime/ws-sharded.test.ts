@@ -4,7 +4,7 @@ import { publish } from '../../core/events';
 import { parseWork } from '../../core/fanout-queue';
 import { shardOf } from '../../core/shard';
 import type { LocalStack } from '../../local/stack';
-import { connectRedis, coreConfig, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
+import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { connectWs, type WsClient } from './ws-support';
 
 /**
@@ -216,6 +216,31 @@ describe('sharded fan-out', () => {
     const live = await pub(ch, 'live');
     await c.until((x) => x.events(ch).some((e) => e.id === live));
     expect(c.events(ch).map((e) => e.id)).toEqual([...ids, live]);
+  }, 60_000);
+
+  test('a since replay finished by a worker after the history was trimmed past it: the worker sends reset for the channel before subscribed (no silent gap)', async () => {
+    const ch = `chat:${uid()}`;
+    const ids: string[] = [];
+    for (let i = 0; i < 23; i++) ids.push((await publish({ channel: ch, type: 'update', data: { i } }, SERVER, { redis, config })).id);
+    const c = (await connectMany(stack, ch, 1)).clients[0];
+    // The workers stop, so the deferred rest waits in the queue while the history moves on.
+    await stack.queue!.stop();
+    try {
+      c.send({ action: 'subscribe', channel: ch, since: String(Number(ids[0]) - 1) });
+      await c.until((x) => x.events(ch).length === 5, 20_000, 'the inline page (WS_REPLAY_INLINE_MAX)');
+      await eventually(() => stack.queue!.depth === 1, 10_000, 'the rest of the replay queued');
+      // chat keeps 200 events: 200 more trim every event the worker was to send.
+      for (let i = 0; i < 200; i++) await publish({ channel: ch, type: 'update', data: { later: i } }, SERVER, { redis, config });
+    } finally {
+      stack.queue!.start(stack.handlers.fanoutWorker);
+    }
+    await c.until((x) => x.signals('subscribed').some((f) => f.channel === ch), 20_000, 'subscribed');
+    expect(c.events(ch).map((e) => e.id)).toEqual(ids.slice(0, 5));
+    const reset = c.frames.findIndex((f) => f.type === 'reset' && f.channel === ch);
+    const subscribed = c.frames.findIndex((f) => f.type === 'subscribed' && f.channel === ch);
+    const lastInline = c.frames.findIndex((f) => f.id === ids[4]);
+    expect(reset).toBeGreaterThan(lastInline);
+    expect(subscribed).toBeGreaterThan(reset);
   }, 60_000);
 });
 
