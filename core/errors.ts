@@ -29,17 +29,15 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 export class RealtimeError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
+  /** Seconds until a retry can succeed, for refusals that know it (the 429s of a window): the HTTP answer's `Retry-After`. */
+  readonly retryAfterSeconds?: number;
 
-  constructor(
-    code: ErrorCode,
-    message: string,
-    /** Seconds after which a refused caller may retry (the `Retry-After` of a 429); none when unknown. */
-    readonly retryAfterSeconds?: number,
-  ) {
+  constructor(code: ErrorCode, message: string, options: { retryAfterSeconds?: number } = {}) {
     super(message);
     this.name = 'RealtimeError';
     this.code = code;
     this.status = ERROR_STATUS[code];
+    if (options.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   toJSON(): { error: { code: ErrorCode; message: string } } {

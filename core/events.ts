@@ -458,16 +458,18 @@ export async function publish(input: PublishInput, identity: Identity, deps: Eve
         `idempotencyKey ${JSON.stringify(idempotencyKey)} was already used for a different event (id ${String(id)}); send a new key for a new event, or the same channel, type and data to retry.`,
       );
     case 3:
-      throw new RealtimeError('rate_limited', `At most ${rate} events per minute per user; retry in ${Number(extra)} s.`);
+      throw new RealtimeError('rate_limited', `At most ${rate} events per minute per user; retry in ${Number(extra)} s.`, { retryAfterSeconds: Number(extra) });
     case 4:
       throw new RealtimeError(
         'channel_quota_exceeded',
         `At most ${quota} new channels per hour per user; publish to a channel that already has events, or retry in ${Number(extra)} s.`,
+        { retryAfterSeconds: Number(extra) },
       );
     case 5:
       throw new RealtimeError(
         'retained_bytes_exceeded',
         `Redis keeps at most ${retained} bytes of events per user in namespace "${ch.namespace}" per ${ch.policy.historyTtlSeconds} s (its history TTL); send smaller events or a reference to the data, or retry in ${Number(extra)} s.`,
+        { retryAfterSeconds: Number(extra) },
       );
     default:
       return { id: String(id), channel: ch.channel, envelope: extra as string, duplicate: false };

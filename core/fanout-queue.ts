@@ -251,6 +251,16 @@ async function runReplay(work: Extract<FanoutWork, { kind: 'replay' }>, deps: Di
   let delivered = 0;
   for (;;) {
     const page = await replay([ch], after, deps, REPLAY_PAGE);
+    // The history was trimmed past `after` since the replay began (or since the last page): the client must be
+    // told, as on the first page, or it would take what follows for a complete catch-up.
+    if (page.resets.includes(work.channel)) {
+      const outcome = await sendToConnection(work.connectionId, frames.reset(work.channel), deps);
+      if (outcome === 'gone') return { delivered, gone: 1 };
+      if (outcome === 'failed') {
+        await deps.redis.set(progressKey, String(after), 'EX', RETRY_TTL_SECONDS);
+        throw new FanoutWorkError(`reset frame to ${work.connectionId} failed`);
+      }
+    }
     for (const envelope of page.events) {
       const seq = envelopeSeq(envelope);
       if (seq <= after) continue;

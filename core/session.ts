@@ -113,12 +113,6 @@ export function verifyLegacySession(value: string | undefined, secrets: readonly
   return { sub: b.s, channels, exp: b.e };
 }
 
-/** Verifies a cookie value; null when invalid, expired or past the session's absolute end. */
-export function verifySession(value: string | undefined, secrets: readonly string[], now: number): SessionGrant | null {
-  const g = decodeSession(value, secrets);
-  return g && g.exp > now && g.maxExp > now ? g : null;
-}
-
 /** Parses a Cookie header into a map (first occurrence wins). */
 export function parseCookies(header: string | undefined): Map<string, string> {
   const out = new Map<string, string>();

@@ -146,7 +146,7 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   const keys = new Keys(deps.config.keyPrefix);
   const rate = deps.config.userTicketsPerMinute ?? DEFAULT_USER_TICKETS_PER_MINUTE;
   const wait = Number(await ISSUE.run(deps.redis, [keys.ticket(sha256(ticket)), keys.userTickets(identity.sub)], [JSON.stringify(rec), ttl, rate]));
-  if (wait > 0) throw new RealtimeError('rate_limited', `At most ${rate} tickets per minute per user; retry in ${wait} s.`, wait);
+  if (wait > 0) throw new RealtimeError('rate_limited', `At most ${rate} tickets per minute per user; retry in ${wait} s.`, { retryAfterSeconds: wait });
   return { ticket, expiresAt: new Date(now + ttl * 1000).toISOString(), channels: names, transport };
 }
 

@@ -9,10 +9,9 @@ import { RealtimeError, toRealtimeError } from './errors';
  */
 
 /**
- * The actions API Gateway routes on (`$request.body.action`); anything else reaches `$default`.
- * The one list lives in `contract/ws.ts`, where the infrastructure reads it too.
+ * An action API Gateway routes on (`$request.body.action`); anything else reaches `$default`.
+ * The one list, `WS_ACTIONS`, lives in `contract/ws.ts`, where the infrastructure reads it too.
  */
-export const ACTIONS = WS_ACTIONS;
 export type Action = WsAction;
 
 export type ClientFrame =
@@ -49,7 +48,7 @@ export function parseClientFrame(body: string | undefined): ClientFrame {
       return { action: 'ping' };
     default: {
       const shown = typeof f.action === 'string' ? JSON.stringify(f.action.slice(0, 32)) : 'missing';
-      throw new RealtimeError('bad_request', `Unknown action (${shown}); use one of: ${ACTIONS.join(', ')}.`);
+      throw new RealtimeError('bad_request', `Unknown action (${shown}); use one of: ${WS_ACTIONS.join(', ')}.`);
     }
   }
 }

@@ -24,8 +24,10 @@ import type { WsAuthorizerEvent, WsAuthorizerResult, WsEvent, WsRequestContext, 
  *   410 `GoneException` for unknown connections (and for a connection still inside `$connect`),
  *   413 over 128 KB, 403 without a SigV4 `Authorization` header (not verified: any credentials do),
  *   and optionally 429 `LimitExceededException` (what PostToConnection answers when throttled) by a
- *   deterministic rule, to exercise retries: the first n calls, or every k-th call. The rule counts
- *   calls, not time, so a test gets the same number of 429s on a loaded machine as on an idle one.
+ *   deterministic rule, to exercise retries: the first n calls, every k-th call, or the first n calls
+ *   for one connection. The rule counts calls, not time, so a test gets the same number of 429s on a
+ *   loaded machine as on an idle one. While a rule is set, every call is logged (`managementCalls`:
+ *   connection, event id, arrival time, refused or not), so a test can read retries and their spacing.
  *
  * - Browsers: an upgrade or request whose `Origin` the guard does not list, or whose `Host` is not a
  *   loopback name, is refused with 403 JSON before the authorizer runs (API Gateway itself checks no
@@ -59,6 +61,24 @@ export interface ManagementThrottle {
   readonly refuseEvery?: number;
   /** The methods the rule counts and refuses (e.g. `['POST']`: a poster that fails while DeleteConnection works). Defaults to all. */
   readonly methods?: readonly ('POST' | 'GET' | 'DELETE')[];
+  /**
+   * Refuse the first `times` calls for one connection (counted per connection, whatever the other
+   * rules did), e.g. more than the fan-out's attempts, so that one post certainly runs out of them.
+   * Defaults to none.
+   */
+  readonly refuseConnection?: { readonly connectionId: string; readonly times: number };
+}
+
+/** One management API call, as the gateway's log keeps it while a throttle rule is set. */
+export interface ManagementCall {
+  readonly connectionId: string;
+  readonly method: string;
+  /** True when the throttle refused the call (429 `LimitExceededException`). */
+  readonly refused: boolean;
+  /** `performance.now()` when the call arrived. */
+  readonly at: number;
+  /** The `id` of the posted frame, when it is an event envelope. */
+  readonly eventId?: string;
 }
 
 export interface WsGatewayOptions {
@@ -150,6 +170,8 @@ export class WsGateway {
   private throttle?: ManagementThrottle;
   private throttleCalls = 0;
   private throttled = 0;
+  private connectionCalls = 0;
+  private calls: ManagementCall[] = [];
   private port = 0;
   private closing = false;
 
@@ -218,14 +240,23 @@ export class WsGateway {
     const every = throttle?.refuseEvery;
     if (!Number.isInteger(first) || first < 0) throw new Error(`managementThrottle.refuseFirst must be a whole number >= 0, got ${first}.`);
     if (every !== undefined && (!Number.isInteger(every) || every < 2)) throw new Error(`managementThrottle.refuseEvery must be a whole number >= 2 (1 would refuse every call), got ${every}.`);
+    const times = throttle?.refuseConnection?.times ?? 0;
+    if (!Number.isInteger(times) || times < 0) throw new Error(`managementThrottle.refuseConnection.times must be a whole number >= 0, got ${times}.`);
     this.throttle = throttle;
     this.throttleCalls = 0;
     this.throttled = 0;
+    this.connectionCalls = 0;
+    this.calls = [];
   }
 
   /** Management API calls refused with 429 since the throttle was last set. */
   get managementThrottled(): number {
     return this.throttled;
+  }
+
+  /** The management API calls since a throttle rule was last set, in arrival order (none are kept without a rule). */
+  get managementCalls(): readonly ManagementCall[] {
+    return this.calls;
   }
 
   /**
@@ -426,15 +457,17 @@ export class WsGateway {
     });
   }
 
-  /** Counts a management call; false when the throttle rule refuses it. */
-  private admit(method: string | undefined): boolean {
+  /** Counts a management call (and logs it); false when the throttle rule refuses it. */
+  private admit(connectionId: string, method: string, body: Buffer[]): boolean {
     const t = this.throttle;
     if (!t) return true;
     if (t.methods && !t.methods.includes(method as 'POST')) return true;
     const n = ++this.throttleCalls;
     const first = t.refuseFirst ?? 0;
-    const refuse = n <= first || (t.refuseEvery !== undefined && (n - first) % t.refuseEvery === 0);
+    let refuse = n <= first || (t.refuseEvery !== undefined && (n - first) % t.refuseEvery === 0);
+    if (t.refuseConnection?.connectionId === connectionId && ++this.connectionCalls <= t.refuseConnection.times) refuse = true;
     if (refuse) this.throttled++;
+    this.calls.push({ connectionId, method, refused: refuse, at: performance.now(), eventId: eventIdOf(method, body) });
     return !refuse;
   }
 
@@ -457,13 +490,14 @@ export class WsGateway {
       if (size <= this.o.maxPostBytes) chunks.push(c as Buffer);
     }
     if (!/^AWS4-HMAC-SHA256 /.test(req.headers.authorization ?? '')) return reply(403, 'ForbiddenException', '{"message":"Missing Authentication Token"}');
-    if (!this.admit(req.method)) return reply(429, 'LimitExceededException', '{"message":"Rate exceeded"}');
-    let connectionId: string;
+    let connectionId: string | undefined;
     try {
       connectionId = decodeURIComponent(url.pathname.slice(prefix.length));
     } catch {
-      return reply(400, 'BadRequestException', '{"message":"Invalid connectionId"}');
+      connectionId = undefined;
     }
+    if (!this.admit(connectionId ?? '', req.method ?? '', chunks)) return reply(429, 'LimitExceededException', '{"message":"Rate exceeded"}');
+    if (connectionId === undefined) return reply(400, 'BadRequestException', '{"message":"Invalid connectionId"}');
     const conn = this.connections.get(connectionId);
     if (!conn || conn.ws.readyState !== WebSocket.OPEN) return reply(410, 'GoneException', '{"message":"GoneException"}');
     switch (req.method) {
@@ -488,6 +522,17 @@ export class WsGateway {
       default:
         return reply(405, 'MethodNotAllowedException', '{"message":"Method Not Allowed"}');
     }
+  }
+}
+
+/** The `id` of a posted frame that is an event envelope (for the call log). */
+function eventIdOf(method: string, body: Buffer[]): string | undefined {
+  if (method !== 'POST') return undefined;
+  try {
+    const f = JSON.parse(Buffer.concat(body).toString('utf8')) as { id?: unknown };
+    return typeof f.id === 'string' ? f.id : undefined;
+  } catch {
+    return undefined;
   }
 }
 

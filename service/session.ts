@@ -11,7 +11,7 @@ export interface SessionPolicy {
   slow(session: Session): void;
 }
 
-/** A long-lived stream (SSE; later a WebSocket) or a long poll that answers once. */
+/** A long-lived SSE stream or a long poll that answers once (`/live` WebSockets do not run as sessions: service/ws-socket.ts). */
 export type SessionKind = 'stream' | 'poll';
 
 /**

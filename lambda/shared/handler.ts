@@ -43,7 +43,7 @@ export function wrapHandler<E, R>(runtime: LambdaRuntime, spec: HandlerSpec<E, R
   };
 }
 
-/** HTTP API routes: the JSON error body with its status (`503` adds `Retry-After`). */
+/** HTTP API routes: the JSON error body with its status (`503` and the publish 429s add `Retry-After`). */
 export function httpHandler(runtime: LambdaRuntime, name: string, run: (event: HttpEvent) => Promise<HttpResult>): (event: HttpEvent) => Promise<HttpResult> {
   return wrapHandler(runtime, { name, run, answer: (e) => errorResult(e), context: (event) => ({ routeKey: event.routeKey }) });
 }

@@ -70,11 +70,14 @@ export function json(statusCode: number, body: unknown): HttpResult {
   return { statusCode, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: JSON.stringify(body) };
 }
 
-/** Maps an error to its JSON response; unknown errors become a 500 without details. */
+/**
+ * Maps an error to its JSON response; unknown errors become a 500 without details. `Retry-After`:
+ * the seconds a refusal names (the 429s of a publish window), or 2 for `503 unavailable`.
+ */
 export function errorResult(err: unknown): HttpResult {
   const e = toRealtimeError(err);
   const res: HttpResult = { statusCode: e.status, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: errorBody(e) };
-  const retry = e.code === 'unavailable' ? 2 : e.retryAfterSeconds;
-  if (retry !== undefined) res.headers = { ...res.headers, 'retry-after': String(retry) };
+  const after = e.retryAfterSeconds ?? (e.code === 'unavailable' ? 2 : undefined);
+  if (after !== undefined) res.headers = { ...res.headers, 'retry-after': String(Math.max(1, Math.ceil(after))) };
   return res;
 }

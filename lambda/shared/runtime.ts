@@ -132,11 +132,6 @@ export function environmentRuntime(kind: RuntimeClass<LambdaRuntime> = LambdaRun
   return rt;
 }
 
-/** The clients of the environment runtime (see {@link LambdaRuntime.clients}). */
-export function getRuntime(): Promise<Runtime> {
-  return environmentRuntime().clients();
-}
-
 /** Closes the environment runtimes' clients, those that were built. */
 export async function closeRuntime(): Promise<void> {
   const built = [...fromEnvironment.values()];

@@ -8,6 +8,25 @@ import { RealtimeStack } from '../../lib/realtime-stack';
 import type { RealtimeStageConfig } from '../../lib/stage-config';
 import { attributes, blueprintFunctions, buildStack, buildStageApp, CERT, containerEnv, logicalIdOf, newApp, PROD_STAGE, type Resources, templateOf, useStageTemplate, WITH_API_GATEWAY_WEBSOCKETS } from './support';
 
+/**
+ * The blueprint's Lambda functions as the stack names them (ticket issuer, publish, revoke, the WebSocket API's four, the
+ * fan-out worker and its dead-letter consumer when there are), and the template's functions checked to be exactly those: loops over them then
+ * cannot pass on an empty list, or miss a function added later.
+ */
+function functionsOf(stack: RealtimeStack, template: Template): Resources {
+  const named = [
+    stack.ticketApi.handler,
+    stack.publishApi.handler,
+    stack.publishApi.revokeHandler,
+    ...(stack.webSocket ? [stack.webSocket.authorizerFunction, stack.webSocket.connectFunction, stack.webSocket.disconnectFunction, stack.webSocket.messageFunction] : []),
+    ...(stack.webSocketFanout ? [stack.webSocketFanout.worker, stack.webSocketFanout.deadLetterConsumer] : []),
+  ].map((f) => logicalIdOf(f.function));
+  const found = blueprintFunctions(template);
+  expect(Object.keys(found).sort()).toEqual([...new Set(named)].sort());
+  expect(named.length).toBeGreaterThanOrEqual(3);
+  return found;
+}
+
 describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) with webSocket.mode both', () => {
   let stack: RealtimeStack;
   let template: Template;
@@ -15,7 +34,10 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
 
   test('no unauthenticated route: every HTTP route is IAM or JWT; on the WebSocket only $connect is entered, through the authorizer', () => {
     const wsApi = JSON.stringify(stack.resolve(stack.webSocket!.api.apiId));
-    for (const route of Object.values(template.findResources('AWS::ApiGatewayV2::Route')) as Resources[string][]) {
+    const routes = Object.values(template.findResources('AWS::ApiGatewayV2::Route')) as Resources[string][];
+    // The loop below sees the HTTP routes and the WebSocket's (not an empty list).
+    expect(routes.map((r) => r.Properties.RouteKey)).toEqual(expect.arrayContaining(['POST /tickets', 'POST /publish', 'POST /revoke', '$connect', '$disconnect', '$default']));
+    for (const route of routes) {
       const p = route.Properties;
       if (JSON.stringify(p.ApiId) !== wsApi) {
         expect([p.RouteKey, p.AuthorizationType]).toEqual([p.RouteKey, expect.stringMatching(/^(AWS_IAM|JWT)$/)]);
@@ -30,7 +52,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
   });
 
   test('TRUSTED_PRINCIPALS: on the ticket issuer, publish and revoke functions only; dev trusts no IAM caller (explicit [] in cdk.json)', () => {
-    const withVar = Object.entries(blueprintFunctions(template))
+    const withVar = Object.entries(functionsOf(stack, template))
       .filter(([, fn]) => 'TRUSTED_PRINCIPALS' in (fn.Properties.Environment as { Variables: object }).Variables)
       .map(([id, fn]) => [id, (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables.TRUSTED_PRINCIPALS]);
     const expected = [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler].map((f) => [logicalIdOf(f.function), '']);
@@ -38,7 +60,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
   });
 
   test('reserved concurrency: none by default, the fan-out functions (publish, ws-message) included (an account with a quota of 10 deploys)', () => {
-    const fns = Object.entries(blueprintFunctions(template));
+    const fns = Object.entries(functionsOf(stack, template));
     expect(fns.map(([id]) => id)).toEqual(expect.arrayContaining([stack.publishApi.handler, stack.webSocket!.messageFunction].map((f) => logicalIdOf(f.function))));
     for (const [id, fn] of fns) expect([id, fn.Properties.ReservedConcurrentExecutions]).toEqual([id, undefined]);
   });
@@ -55,6 +77,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
 
   test('SSM parameters: the same values under /realtime/dev/{OutputName}', () => {
     const outputs = template.findOutputs('*');
+    expect(Object.keys(outputs)).toHaveLength(7);
     for (const [name, output] of Object.entries(outputs)) {
       template.hasResourceProperties('AWS::SSM::Parameter', { Name: `/realtime/dev/${name}`, Type: 'String', Value: output.Value });
     }
@@ -127,7 +150,7 @@ describe('configs that switch behaviour', () => {
     const namespaces = { scores: { subscribe: 'public' }, room: { subscribe: 'authenticated', publish: 'authenticated' } };
     const stack = buildStack({ namespaces });
     const template = templateOf(stack);
-    for (const fn of Object.values(blueprintFunctions(template))) {
+    for (const fn of Object.values(functionsOf(stack, template))) {
       expect((fn.Properties.Environment as { Variables: Record<string, string> }).Variables.NAMESPACES_JSON).toBe(JSON.stringify(namespaces));
     }
     expect(containerEnv(template).NAMESPACES_JSON).toBe(JSON.stringify(namespaces));
@@ -183,8 +206,9 @@ describe('configs that switch behaviour', () => {
   });
 
   test('no namespaces configured: NAMESPACES_JSON is left unset (the runtime defaults apply)', () => {
-    const template = templateOf(buildStack());
-    for (const fn of Object.values(blueprintFunctions(template))) {
+    const stack = buildStack();
+    const template = templateOf(stack);
+    for (const fn of Object.values(functionsOf(stack, template))) {
       expect((fn.Properties.Environment as { Variables: Record<string, string> }).Variables).not.toHaveProperty('NAMESPACES_JSON');
     }
   });
@@ -269,7 +293,7 @@ describe('webSocket.mode: where WebSockets terminate', () => {
       expect(wsApis(template)).toEqual([]);
       template.resourceCountIs('AWS::ApiGatewayV2::Authorizer', Object.keys(template.findResources('AWS::ApiGatewayV2::Authorizer', { Properties: { AuthorizerType: 'JWT' } })).length);
       expect(Object.keys(template.findResources('AWS::CloudWatch::Alarm')).filter((id) => id.includes('WebSocketIntegrationErrors'))).toEqual([]);
-      expect(Object.keys(blueprintFunctions(template)).filter((id) => /^WebSocket/.test(id))).toEqual([]);
+      expect(Object.keys(functionsOf(stack, template)).filter((id) => /^WebSocket/.test(id))).toEqual([]);
     });
 
     test('mode tasks: outputs and SSM parameters name LiveUrl (ws://…/live on the ALB), no WebSocketUrl', () => {

@@ -5,7 +5,7 @@ import { RealtimeError } from '../../core/errors';
 import { currentCursor, publish, replay } from '../../core/events';
 import { Keys, sha256 } from '../../core/keys';
 import { issueTicket, redeemTicket } from '../../core/tickets';
-import { connectRedis, coreConfig, TEST_NAMESPACES, uid } from '../support/harness';
+import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, uid } from '../support/harness';
 
 const SERVER = { kind: 'server', principal: 'arn:aws:iam::1:role/backend' } as const;
 const alice = { kind: 'user', sub: 'alice' } as const;
@@ -137,7 +137,8 @@ describe('publish and replay', () => {
     const channel = `chat:${uid()}`;
     const sub = await connectRedis();
     const got: string[] = [];
-    await sub.subscribe(new Keys('rt:').live(channel));
+    const live = new Keys('rt:').live(channel);
+    await sub.subscribe(live);
     sub.on('message', (_c, m) => got.push(m));
     const before = await currentCursor(deps);
     const r = await publish({ channel, type: 'message', data: { text: 'hi', n: 1 } }, SERVER, deps);
@@ -147,8 +148,11 @@ describe('publish and replay', () => {
     const env = JSON.parse(hist[0][1][1]);
     expect(env).toEqual({ channel, id: r.id, type: 'message', data: { text: 'hi', n: 1 }, ts: expect.any(Number) });
     expect(Math.abs(env.ts - Date.now())).toBeLessThan(5000);
-    await new Promise((res) => setTimeout(res, 100));
-    expect(got).toEqual([hist[0][1][1]]);
+    // Exactly one PUBLISH, proved by order rather than by waiting: Redis delivers a channel's messages in order,
+    // so once a marker published after it arrives, everything the publish sent has arrived before it.
+    await redis.publish(live, 'marker');
+    await eventually(() => got.includes('marker'), 5000, 'the marker');
+    expect(got).toEqual([hist[0][1][1], 'marker']);
     sub.disconnect();
   });
 

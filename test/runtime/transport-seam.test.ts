@@ -45,7 +45,7 @@ class BufferSink implements Sink {
   }
 }
 
-/** A transport that records what its session hands it: what a WebSocket transport would encode. */
+/** A transport that records what its session hands it, in order, instead of encoding it. */
 class RecordingTransport implements Transport {
   closed = false;
   owner?: TransportOwner;

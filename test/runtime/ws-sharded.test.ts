@@ -4,7 +4,7 @@ import { publish } from '../../core/events';
 import { parseWork } from '../../core/fanout-queue';
 import { shardOf } from '../../core/shard';
 import type { LocalStack } from '../../local/stack';
-import { connectRedis, coreConfig, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
+import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { connectWs, type WsClient } from './ws-support';
 
 /**
@@ -22,6 +22,11 @@ const SERVER = { kind: 'server', principal: 'test-backend' } as const;
 const config = coreConfig();
 const SHARDS = 4;
 const MAX_RECEIVES = 3;
+/** The fan-out's attempts per post and its backoff caps (core/fanout.ts defaults: 6 attempts, 50 ms doubling, at most 2 s). */
+const MAX_ATTEMPTS = 6;
+const CAPS = [50, 100, 200, 400, 800];
+/** Random draws for the storm: each cap times each is a fraction no other timer asks for. */
+const DRAWS = [0.3713, 0.6127, 0.8291];
 
 let redis: Redis;
 let stack: LocalStack;
@@ -144,14 +149,56 @@ describe('sharded fan-out', () => {
     expect(stack.queue!.deadLetters).toHaveLength(0);
   }, 60_000);
 
-  test('throttling storm (the first 200 management calls refused): retried with backoff and jitter (a post out of attempts fails its item, redelivered to those connections only); every client gets every event once, in order', async () => {
+  test('throttling storm (the first 200 management calls refused, and one connection\'s first 6): retried with backoff and jitter (a post out of attempts fails its item, redelivered to those connections only); every client gets every event once, in order', async () => {
     const ch = `chat:${uid()}`;
-    const { clients } = await connectMany(stack, ch, 40);
-    stack.ws.setManagementThrottle({ refuseFirst: 200 });
+    const { clients, ids: connIds } = await connectMany(stack, ch, 40);
+    // One connection is refused as often as a post has attempts (the fan-out's maxAttempts, 6): its first
+    // post certainly runs out of them, whatever the interleaving of the storm.
+    const victim = connIds[0];
+    stack.ws.setManagementThrottle({ refuseFirst: 200, refuseConnection: { connectionId: victim, times: MAX_ATTEMPTS } });
+    // Math.random drawn from a fixed cycle, so each backoff wait is recognisable as draw × cap; setTimeout is
+    // watched (and still runs) to read the waits asked for.
+    let draws = 0;
+    const random = jest.spyOn(Math, 'random').mockImplementation(() => DRAWS[draws++ % DRAWS.length]);
+    const timers = jest.spyOn(globalThis, 'setTimeout');
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push(await pub(ch, { i }));
-    await stack.queue!.idle();
-    expect(stack.ws.managementThrottled).toBe(200);
+    try {
+      for (let i = 0; i < 5; i++) ids.push(await pub(ch, { i }));
+      await stack.queue!.idle();
+    } finally {
+      random.mockRestore();
+    }
+    const waits = timers.mock.calls.map((c) => Number(c[1]));
+    timers.mockRestore();
+    const calls = stack.ws.managementCalls.filter((c) => c.method === 'POST' && c.eventId !== undefined && ids.includes(c.eventId));
+    expect(stack.ws.managementThrottled).toBeGreaterThanOrEqual(200);
+
+    // Backoff and jitter: every retry waited draw × min(2000, 50 × 2^(n-1)) ms before attempt n+1 (full jitter).
+    const backoffs = waits.flatMap((ms) => DRAWS.flatMap((r, di) => CAPS.map((cap, k) => ({ r: di, k, hit: Math.abs(ms - r * cap) < 1e-9 }))).filter((x) => x.hit));
+    // Exponential: the victim's five retries alone asked for the caps 50, 100, 200, 400 and 800.
+    expect(new Set(backoffs.map((b) => b.k))).toEqual(new Set([0, 1, 2, 3, 4]));
+    // Jittered: the waits follow the random draws (more than one multiplier of the cap), not the cap itself.
+    expect(new Set(backoffs.map((b) => b.r)).size).toBeGreaterThan(1);
+    expect(draws).toBeGreaterThanOrEqual(backoffs.length);
+    // And each wait happened: the victim's attempts of its first event are spaced at least by the smallest draw × cap.
+    const first = calls.filter((c) => c.connectionId === victim && c.eventId === ids[0]);
+    expect(first.slice(0, MAX_ATTEMPTS).every((c) => c.refused)).toBe(true);
+    for (let n = 1; n < MAX_ATTEMPTS; n++) expect(first[n].at - first[n - 1].at).toBeGreaterThanOrEqual(Math.min(...DRAWS) * CAPS[n - 1] - 2);
+
+    // Redelivery: the victim's post ran out of attempts, so its item failed and came back; the redelivery posted
+    // the event to the victim (accepted), and to no connection that had it already.
+    expect(first.length).toBeGreaterThan(MAX_ATTEMPTS);
+    expect(first.filter((c) => !c.refused)).toHaveLength(1);
+    expect(stack.queue!.stats.received).toBeGreaterThan(stack.queue!.stats.deleted);
+    for (const id of ids) {
+      for (const conn of connIds) {
+        const mine = calls.filter((c) => c.connectionId === conn && c.eventId === id);
+        const accepted = mine.findIndex((c) => !c.refused);
+        // Exactly one accepted post per connection and event, and no call after it.
+        expect({ conn, id, accepted, after: mine.length - 1 - accepted }).toEqual({ conn, id, accepted: expect.any(Number), after: 0 });
+        expect(accepted).toBeGreaterThanOrEqual(0);
+      }
+    }
     await Promise.all(clients.map((c) => c.until((x) => x.events(ch).length >= ids.length, 30_000, 'every event')));
     for (const c of clients) expect(c.events(ch).map((e) => e.id)).toEqual(ids);
     expect(stack.queue!.deadLetters).toHaveLength(0);
@@ -254,6 +301,31 @@ describe('sharded fan-out', () => {
     const live = await pub(ch, 'live');
     await c.until((x) => x.events(ch).some((e) => e.id === live));
     expect(c.events(ch).map((e) => e.id)).toEqual([...ids, live]);
+  }, 60_000);
+
+  test('a since replay finished by a worker after the history was trimmed past it: the worker sends reset for the channel before subscribed (no silent gap)', async () => {
+    const ch = `chat:${uid()}`;
+    const ids: string[] = [];
+    for (let i = 0; i < 23; i++) ids.push((await publish({ channel: ch, type: 'update', data: { i } }, SERVER, { redis, config })).id);
+    const c = (await connectMany(stack, ch, 1)).clients[0];
+    // The workers stop, so the deferred rest waits in the queue while the history moves on.
+    await stack.queue!.stop();
+    try {
+      c.send({ action: 'subscribe', channel: ch, since: String(Number(ids[0]) - 1) });
+      await c.until((x) => x.events(ch).length === 5, 20_000, 'the inline page (WS_REPLAY_INLINE_MAX)');
+      await eventually(() => stack.queue!.depth === 1, 10_000, 'the rest of the replay queued');
+      // chat keeps 200 events: 200 more trim every event the worker was to send.
+      for (let i = 0; i < 200; i++) await publish({ channel: ch, type: 'update', data: { later: i } }, SERVER, { redis, config });
+    } finally {
+      stack.queue!.start(stack.handlers.fanoutWorker);
+    }
+    await c.until((x) => x.signals('subscribed').some((f) => f.channel === ch), 20_000, 'subscribed');
+    expect(c.events(ch).map((e) => e.id)).toEqual(ids.slice(0, 5));
+    const reset = c.frames.findIndex((f) => f.type === 'reset' && f.channel === ch);
+    const subscribed = c.frames.findIndex((f) => f.type === 'subscribed' && f.channel === ch);
+    const lastInline = c.frames.findIndex((f) => f.id === ids[4]);
+    expect(reset).toBeGreaterThan(lastInline);
+    expect(subscribed).toBeGreaterThan(reset);
   }, 60_000);
 });
 

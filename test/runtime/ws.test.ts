@@ -363,19 +363,25 @@ describe('management API (real ApiGatewayManagementApiClient against the local g
 });
 
 describe('timeouts', () => {
-  let gw: WsGateway;
-  beforeAll(async () => {
+  // One limit per gateway, the other far away: a 1001 then can only come from the limit under test, however
+  // late the machine runs the client's timers.
+  let idleGw: WsGateway;
+  let hardGw: WsGateway;
+  const handlers = () => {
     const h = stack.handlers;
-    gw = await startWsGateway({
-      idleTimeoutMs: 400,
-      maxConnectionMs: 1200,
-      handlers: { authorizer: h.wsAuthorizer, connect: h.wsConnect, disconnect: h.wsDisconnect, default: h.wsMessage, routes: { ping: h.wsMessage } },
-    });
+    return { authorizer: h.wsAuthorizer, connect: h.wsConnect, disconnect: h.wsDisconnect, default: h.wsMessage, routes: { ping: h.wsMessage } };
+  };
+  beforeAll(async () => {
+    idleGw = await startWsGateway({ idleTimeoutMs: 400, maxConnectionMs: 600_000, handlers: handlers() });
+    hardGw = await startWsGateway({ idleTimeoutMs: 600_000, maxConnectionMs: 1200, handlers: handlers() });
   });
-  afterAll(() => gw.close());
+  afterAll(async () => {
+    await idleGw.close();
+    await hardGw.close();
+  });
 
   test('idle: closed with 1001 when the client sends nothing', async () => {
-    const c = new WsClient(`${gw.url}?ticket=${await wsTicket('alice', [`chat:${uid()}`])}`);
+    const c = new WsClient(`${idleGw.url}?ticket=${await wsTicket('alice', [`chat:${uid()}`])}`);
     open.push(c);
     await c.opened;
     const t0 = Date.now();
@@ -384,14 +390,28 @@ describe('timeouts', () => {
   });
 
   test('hard limit: closed with 1001 even while the client keeps sending', async () => {
-    const c = new WsClient(`${gw.url}?ticket=${await wsTicket('alice', [`chat:${uid()}`])}`);
+    const c = new WsClient(`${hardGw.url}?ticket=${await wsTicket('alice', [`chat:${uid()}`])}`);
     open.push(c);
     await c.opened;
     const t0 = Date.now();
-    const timer = setInterval(() => c.ws.readyState === c.ws.OPEN && c.send('{"action":"ping"}'), 150);
-    const code = await c.closed;
-    clearInterval(timer);
+    // A frame every 150 ms: the client is never quiet, and the idle limit is ten minutes away (however late the
+    // timer runs). The pongs do not come back here: the handlers post to the stack's own gateway.
+    let pings = 0;
+    const ping = () => {
+      if (c.ws.readyState !== c.ws.OPEN) return;
+      pings++;
+      c.send('{"action":"ping"}');
+    };
+    ping();
+    const timer = setInterval(ping, 150);
+    let code: number;
+    try {
+      code = await c.closed;
+    } finally {
+      clearInterval(timer);
+    }
     expect(code).toBe(1001);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1100);
+    expect(pings).toBeGreaterThanOrEqual(1);
   });
 });
