@@ -168,7 +168,7 @@ export function localTickets(ticketUrl: string, user: string, rewrite: (t: Ticke
 
 /** A client for Node: the `ws` package as WebSocket, no storage, no window events. */
 export function nodeClient(options: ClientOptions): Client {
-  return createClient({ WebSocket: NodeWebSocket as unknown as ClientOptions['WebSocket'], storage: null, events: null, ...options });
+  return createClient({ WebSocket: NodeWebSocket, storage: null, events: null, ...options });
 }
 
 /** Asserts `got` is exactly `want` (0 lost, 0 duplicates, in order) with a readable message. */
