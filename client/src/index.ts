@@ -123,7 +123,7 @@ const cmp = (a: string, b: string): number => a.length - b.length || (a < b ? -1
 const maxId = (a: string | undefined, b: string | undefined): string | undefined => (a === undefined ? b : b === undefined || cmp(a, b) >= 0 ? a : b);
 /** Error codes of a subscribe that may succeed on another try. */
 const RETRYABLE = ['unavailable', 'internal', 'rate_limited'];
-const SIGNALS = new Set(['subscribed', 'unsubscribed', 'reset', 'published', 'pong', 'heartbeat', 'error']);
+const SIGNALS = new Set(['subscribed', 'unsubscribed', 'reset', 'published', 'pong', 'error']);
 /** WebSocket: longest time without sending before a `ping`, inside API Gateway's 10-minute idle timeout. */
 const IDLE_SEND_MS = 540000;
 
