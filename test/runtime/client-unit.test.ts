@@ -357,6 +357,36 @@ describe('long poll', () => {
   });
 });
 
+describe('long poll without cookies', () => {
+  it('a poll whose cookie did not come back (401 ticket_invalid) takes a new ticket at once, and one per poll from then on', async () => {
+    const urls: string[] = [];
+    const redeemed = new Set<string>();
+    let answers = 0;
+    // The server as it is when the browser drops the cookie: a spent ticket without it is refused.
+    const f = (async (url: string, init?: RequestInit) => {
+      urls.push(url);
+      // After four answers the next poll waits (until aborted), as a quiet channel's does.
+      if (answers === 4) return new Promise<Response>((_, reject) => init?.signal?.addEventListener('abort', () => reject(new Error('aborted'))));
+      const t = new URL(url).searchParams.get('ticket')!;
+      if (redeemed.has(t)) return new Response('{"error":{"code":"ticket_invalid","message":"spent"}}', { status: 401 });
+      redeemed.add(t);
+      answers++;
+      return new Response(`{"events":[],"cursor":"${40 + answers}","resets":[]}`, { status: 200 });
+    }) as unknown as typeof fetch;
+    let n = 0;
+    make({ transports: ['poll'], fetch: f, pollUrl: 'http://sse/poll', ticket: async () => ({ ticket: `t${++n}` }) });
+    const errors: string[] = [];
+    client!.on('error', (e) => errors.push(e.code));
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    const tickets = urls.map((u) => new URL(u).searchParams.get('ticket'));
+    // t1 answered, t1 again refused, then a fresh ticket per poll, without a backoff in between.
+    expect(tickets).toEqual(['t1', 't1', 't2', 't3', 't4', 't5']);
+    expect(errors).toEqual([]);
+    expect(clock.pendingDelays().filter((d) => d < 20000)).toEqual([]);
+  });
+});
+
 describe('liveness (WebSocket)', () => {
   it('defaults: a silent dead path is noticed 30 s after the last frame heard (ping at 20 s, 10 s for the pong)', async () => {
     const errors: string[] = [];
