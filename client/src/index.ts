@@ -587,7 +587,11 @@ export class Client<M extends EventMap = EventMap> {
       };
       ws.onmessage = (ev: { data: unknown }) => {
         heard = T.now();
-        pingAt = 0;
+        // The ping is answered: the next deadline is the silence one again, not the pong's.
+        if (pingAt) {
+          pingAt = 0;
+          watchdog();
+        }
         let m: Record<string, unknown> & { type?: string; channel: string; error?: { code: string; message: string } };
         try {
           m = JSON.parse(String(ev.data));

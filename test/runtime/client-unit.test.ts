@@ -388,6 +388,17 @@ describe('long poll without cookies', () => {
 });
 
 describe('liveness (WebSocket)', () => {
+  it('a ping interval shorter than the pong timeout: the next ping follows the answer by pingMs, not by the pong timeout', async () => {
+    make({ pingMs: 500, pongTimeoutMs: 10_000 });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const ws = await openWs();
+    for (let i = 1; i <= 4; i++) {
+      await clock.advance(500);
+      expect(ws.actions().filter((a) => a === 'ping')).toHaveLength(i);
+      ws.receive({ type: 'pong' });
+    }
+  });
+
   it('defaults: a silent dead path is noticed 30 s after the last frame heard (ping at 20 s, 10 s for the pong)', async () => {
     const errors: string[] = [];
     make();
