@@ -60,6 +60,8 @@ export const frames = {
   reset: (channel: string): string => JSON.stringify({ type: 'reset', channel, reason: 'history_unavailable' }),
   published: (id: string, channel: string): string => JSON.stringify({ type: 'published', id, channel }),
   pong: (): string => '{"type":"pong"}',
+  /** The `/live` endpoint's heartbeat, a data frame every HEARTBEAT_MS: a browser cannot see WebSocket pings, clients tell a quiet socket from a dead one by it. */
+  heartbeat: (): string => '{"type":"heartbeat"}',
   /** An error frame; unknown errors are reported as `internal` without their message. */
   error: (err: unknown): string => {
     const e = toRealtimeError(err);

@@ -249,16 +249,37 @@ function sharedItems(stage: StageSettings, redisNodeType: string, opts: { alb: b
   return items;
 }
 
-/** Tickets: one per connection per hour (a browser session), through the ticket HTTP API and its Lambda. */
-function ticketItems(load: Load, stage: StageSettings, perHour = 1): LineItem[] {
-  const tickets = load.connections * perHour * HOURS;
+/**
+ * Ticket calls (`POST /tickets`: an HTTP API request and a Lambda invocation) per connection per
+ * hour, by transport, as browsers and the client SDK make them.
+ */
+export const TICKETS_PER_CONNECTION_HOUR: Readonly<Record<'sse' | 'ws-tasks' | 'ws-apigw' | 'poll-tasks', { readonly perHour: number; readonly why: string }>> = {
+  sse: { perHour: 1, why: 'one per page session: EventSource reconnects ride the reconnect cookie' },
+  'ws-tasks': { perHour: 0.5, why: 'one per connection; the client SDK renews it before 2 h' },
+  'ws-apigw': { perHour: 0.5, why: "one per connection; renewed before API Gateway's 2-hour cap" },
+  'poll-tasks': { perHour: 1, why: 'one per poll session: later polls ride the reconnect cookie, not one per answer' },
+};
+
+/** The client SDK's WebSocket liveness defaults: a `ping` after PING_MS without hearing anything, and after IDLE_SEND_MS without sending. */
+export const SDK_PING_MS = 20_000;
+export const SDK_IDLE_SEND_MS = 540_000;
+
+/** Liveness pings per connection per second on API Gateway: one per quiet PING_MS, at least one per IDLE_SEND_MS. */
+export function apiGatewayPingsPerSecond(rate: number): number {
+  return Math.max(1000 / SDK_PING_MS - rate, 1000 / SDK_IDLE_SEND_MS);
+}
+
+/** Tickets through the ticket HTTP API and its Lambda, at the transport's rate. */
+function ticketItems(load: Load, stage: StageSettings, transport: keyof typeof TICKETS_PER_CONNECTION_HOUR): LineItem[] {
+  const t = TICKETS_PER_CONNECTION_HOUR[transport];
+  const tickets = load.connections * t.perHour * HOURS;
   if (tickets === 0) return [];
   const gbs = tickets * (stage.lambdaMemoryMiB / 1024) * 0.01;
   return [
     {
       item: 'ticket API (HTTP API + Lambda)',
       monthly: tieredPerMillion(tickets, PRICES.httpApiRequests) + (tickets / 1e6) * PRICES.lambdaRequests.price + gbs * PRICES.lambdaArmGbSecond.price,
-      basis: `${fmt(tickets)} tickets (one per connection per hour), 10 ms each at ${stage.lambdaMemoryMiB} MB`,
+      basis: `${fmt(tickets)} tickets (${t.perHour} per connection per hour: ${t.why}), 10 ms each at ${stage.lambdaMemoryMiB} MB`,
     },
   ];
 }
@@ -371,7 +392,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       fargateItem(plan, stage),
       albItem({ newConnectionsPerSecond: t.connectsPerSecond, activeConnections: n, processedGbPerHour: (bytesPerSecond * 3600) / 1e9, ruleEvaluationsPerSecond: 0 }),
       ...sharedItems(stage, redisType, { alb: true }),
-      ...ticketItems(load, stage),
+      ...ticketItems(load, stage, transport),
       ...publishItems(publishesPerSecond, stage),
     ];
     return { transport, name: TRANSPORT_NAMES[transport], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...t.notes, ...plan.notes, ...redisNote] };
@@ -392,17 +413,23 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
     }),
   );
 
-  // API Gateway WebSocket: every delivery is a billed message (32 KB steps) posted by a fan-out Lambda; connection-minutes; pings inside the 10-minute idle limit.
+  // API Gateway WebSocket: every delivery is a billed message (32 KB steps) posted by a fan-out Lambda; connection-minutes;
+  // the client SDK's liveness pings (each a message each way and a ws-message invocation): one per 20 s without an event, at least one per 9 min.
   {
-    const pingsPerConnectionPerMonth = MINUTES / 9;
-    const messages = deliveries * meteredMessages(load.size) + n * pingsPerConnectionPerMonth * 2;
+    const pings = n * apiGatewayPingsPerSecond(load.rate) * SECONDS;
+    const messages = deliveries * meteredMessages(load.size) + pings * 2;
     const connMinutes = n * MINUTES;
     const fanoutGbs = deliveries * (figures.apiGatewayPostCpuMs / 1000) * (FANOUT_WORKER_MIB / 1024);
     const queueRequests = load.fanout >= FANOUT_INLINE_MAX ? publishesPerSecond * SECONDS * FANOUT_SHARDS : 0;
     const reconnects = n * (HOURS / 2);
     const connectInvocations = reconnects * 3;
     const items = [
-      { item: 'API Gateway WebSocket messages', monthly: tieredPerMillion(messages, PRICES.apiGatewayWebSocketMessages), basis: `${fmt(messages)} messages (${fmt(deliveries)} deliveries × ${meteredMessages(load.size)}, pings every 9 min each way)` },
+      { item: 'API Gateway WebSocket messages', monthly: tieredPerMillion(messages, PRICES.apiGatewayWebSocketMessages), basis: `${fmt(messages)} messages (${fmt(deliveries)} deliveries × ${meteredMessages(load.size)}, ${fmt(pings)} pings each way)` },
+      {
+        item: 'Lambda ws-message (pings)',
+        monthly: (pings / 1e6) * PRICES.lambdaRequests.price + pings * 0.01 * (stage.lambdaMemoryMiB / 1024) * PRICES.lambdaArmGbSecond.price,
+        basis: `${fmt(pings)} pings (the client SDK pings after 20 s without an event, at least every 9 min), 10 ms each`,
+      },
       { item: 'API Gateway connection-minutes', monthly: (connMinutes / 1e6) * PRICES.apiGatewayWebSocketConnectionMinutes.price, basis: `${fmt(connMinutes)} connection-minutes` },
       {
         item: 'Lambda fan-out (PostToConnection)',
@@ -420,7 +447,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
         basis: `a reconnect every 2 h (API Gateway's limit): ${fmt(connectInvocations)} invocations`,
       },
       ...sharedItems(stage, redisType, { alb: false }),
-      ...ticketItems(load, stage, 0.5),
+      ...ticketItems(load, stage, 'ws-apigw'),
       ...publishItems(publishesPerSecond, stage),
     ];
     out.push({ transport: 'ws-apigw', name: TRANSPORT_NAMES['ws-apigw'], total: total(items), items, notes: redisNote });
@@ -436,7 +463,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       fargateItem(plan, stage),
       albItem({ newConnectionsPerSecond: n / 60, activeConnections: n, processedGbPerHour: (bytesPerSecond * 3600) / 1e9, ruleEvaluationsPerSecond: 0 }),
       ...sharedItems(stage, redisType, { alb: true }),
-      ...ticketItems(load, stage),
+      ...ticketItems(load, stage, 'poll-tasks'),
       ...publishItems(publishesPerSecond, stage),
     ];
     out.push({ transport: 'poll-tasks', name: TRANSPORT_NAMES['poll-tasks'], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...plan.notes, ...redisNote] });

@@ -85,20 +85,22 @@ ${values['outputs-file'] ? `\n  outputs written to ${values['outputs-file']}\n` 
 Act as a user with the local-only header "${LOCAL_USER_HEADER}: <sub>" (the JWT authorizer on AWS).
 ${verifySignatures ? `IAM routes (/publish, /revoke, /backend/tickets) verify SigV4 (service execute-api, region ${region}) against access key ${verifySignatures.credentials.accessKeyId.slice(0, 4)}…: sign with @realtime-blueprint/server.` : '/publish acts as an IAM-signed backend (unsigned calls are accepted; --verify-signatures checks them).'}
 
-Round trip (two terminals):
+Round trip (two terminals; chat:demo is the demo page's chat):
   T=$(curl -s -X POST ${o.TicketUrl} -H '${LOCAL_USER_HEADER}: alice' -H 'content-type: application/json' \\
-        -d '{"channels":["chat:lobby"]}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).ticket')
-  curl -N "${o.SseUrl}?channels=chat:lobby&ticket=$T"
+        -d '{"channels":["chat:demo"]}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).ticket')
+  curl -N "${o.SseUrl}?channels=chat:demo&ticket=$T"
 
   curl -s -X POST ${o.PublishUrl} -H 'content-type: application/json' \\
-        -d '{"channel":"chat:lobby","type":"message","data":{"text":"hello"}}'
+        -d '{"channel":"chat:demo","type":"message","data":{"from":"curl","text":"hello"}}'
 
-WebSocket (a "ws" ticket; the ticket's channels are subscribed on connect):
+WebSocket (a "ws" ticket; the ticket's channels are subscribed on connect). Node's own WebSocket: built in
+from Node 22, behind --experimental-websocket on Node 20 and 21 (or: npx -y wscat -c "<url>?ticket=$T"):
   T=$(curl -s -X POST ${o.TicketUrl} -H '${LOCAL_USER_HEADER}: bob' -H 'content-type: application/json' \\
-        -d '{"channels":["chat:lobby"],"transport":"ws"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).ticket')
-  node -e 'const ws = new (require("ws"))(process.argv[1]); ws.on("message", (m) => console.log(String(m)));
-    ws.on("open", () => ws.send(JSON.stringify({ action: "publish", channel: "chat:lobby", type: "message", data: { text: "hi from ws" } })))' \\
-    "${mode === 'apigateway' ? o.WebSocketUrl : o.LiveUrl}?ticket=$T"   # the ticket's wsUrl; the other endpoint takes the same frames
+        -d '{"channels":["chat:demo"],"transport":"ws"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).ticket')
+  node ${wsFlag()}-e 'const ws = new WebSocket(process.argv[1]); ws.onmessage = (m) => console.log(String(m.data));
+    ws.onopen = () => ws.send(JSON.stringify({ action: "publish", channel: "chat:demo", type: "message", data: { from: "ws", text: "hi" } }))' \\
+    "${mode === 'apigateway' ? o.WebSocketUrl : o.LiveUrl}?ticket=$T"
+  (the ticket's wsUrl; the other WebSocket endpoint takes the same frames)
 `);
   const stop = () => {
     stack.close().then(
@@ -108,6 +110,11 @@ WebSocket (a "ws" ticket; the ticket's channels are subscribed on connect):
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+}
+
+/** The flag Node needs for its global WebSocket: none from Node 22, `--experimental-websocket` on 20.10+ and 21. */
+function wsFlag(): string {
+  return Number(process.versions.node.split('.')[0]) >= 22 ? '' : '--experimental-websocket ';
 }
 
 main().catch((err) => {

@@ -265,7 +265,7 @@ export class WsGateway {
    */
   kill(connectionId: string): void {
     const c = this.connections.get(connectionId);
-    if (!c) return;
+    if (!c) throw new Error(`kill: no open connection ${connectionId}`);
     this.forget(c);
     c.ws.removeAllListeners('close');
     c.ws.on('close', () => undefined);

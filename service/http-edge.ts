@@ -119,7 +119,8 @@ export class HttpEdge {
     const admitted = await this.deps.admission.admit(req, url, ctx, ['cursor']);
     const headers: Record<string, string | string[]> = { ...this.deps.cors.headers(req), 'content-type': 'application/json', 'cache-control': 'no-store' };
     if (admitted.auth.setCookie) headers['set-cookie'] = admitted.auth.setCookie;
-    const transport = new PollTransport(res, headers, config.replayMaxEvents, config.pollTimeoutMs, config.core.replayMaxBytes);
+    // `wait=0`: answer at once with what there is (the first poll of a client: it learns the position and is open).
+    const transport = new PollTransport(res, headers, config.replayMaxEvents, url.searchParams.get('wait') === '0' ? 0 : config.pollTimeoutMs, config.core.replayMaxBytes);
     // Counted from admission to answer: waiting polls hold a socket and subscriptions like streams.
     const session = engine.open('poll', transport, admitted);
     res.on('close', () => engine.release(session));

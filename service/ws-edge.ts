@@ -7,6 +7,7 @@ import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
 import type { Fanout, ResumeFanout } from '../core/publishing';
 import { redeemTicket, spendTicket } from '../core/tickets';
 import { connectChannels } from '../core/ws-session';
+import { frames } from '../core/ws-protocol';
 import type { ServiceConfig } from './config';
 import type { Cors } from './cors';
 import type { FlushWindow } from './flush-window';
@@ -65,7 +66,8 @@ export function closeReason(reason: string, retryMs?: number): string {
  * Gateway's authorizer answers); the Origin (ALLOWED_ORIGINS); the task not draining and Redis up;
  * room under MAX_CONNECTIONS (streams, polls and sockets together) and MAX_CHANNELS_PER_TASK.
  * Sockets get a WebSocket ping every HEARTBEAT_MS (inside the ALB idle timeout); one that missed the
- * last one is terminated.
+ * last one is terminated. A `{"type":"heartbeat"}` frame goes with each ping: browsers do not show
+ * pings to scripts, and the client SDK takes a quiet socket that still hears these as alive (no `ping`).
  */
 export class WsEdge {
   readonly sockets = new Set<WsSocket>();
@@ -166,7 +168,7 @@ export class WsEdge {
     s.close(WS_CLOSE.tryAgainLater, closeReason('slow'), true);
   }
 
-  /** Heartbeat tick: a WebSocket ping to every socket; one that did not answer the last one is terminated. */
+  /** Heartbeat tick: a WebSocket ping and a heartbeat frame to every socket; one that did not answer the last ping is terminated. */
   beat(): void {
     for (const s of this.sockets) {
       if (!s.alive) {
@@ -175,6 +177,7 @@ export class WsEdge {
       }
       s.alive = false;
       s.ws.ping();
+      s.sendText(frames.heartbeat());
     }
   }
 

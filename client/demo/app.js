@@ -16,7 +16,40 @@ const CHAT = params.get('chat') || 'chat:demo';
 const SCORES = params.get('scores') || 'scores:demo';
 
 /** What the page received, for a look in the console (and for the end-to-end test). */
-const demo = (window.demo = { chat: [], scores: [], states: { chat: [], score: [] }, resets: 0 });
+const demo = (window.demo = { chat: [], scores: [], states: { chat: [], score: [] }, resets: 0, rebuilds: 0 });
+
+/**
+ * Keeps a view equal to the fold of `channel`'s retained history and its live events. On load (no
+ * `since`) and after a `reset` (history could not cover the gap, or ids were lost in a failover) it
+ * clears the view and subscribes again from the first retained event: `since: '0'` replays the whole
+ * retained history, then live. A `reset` before anything was applied is that replay's own (history
+ * no longer reaches back to the start): the view is already cleared. (Until a history API, issue
+ * 25, this is how to read history.) With `since` (a transport switch) it resumes instead.
+ */
+function follow(client, channel, { clear, apply }, since) {
+  let applied = 0;
+  const start = (from) => {
+    applied = 0;
+    if (from === '0') {
+      clear();
+      demo.rebuilds++;
+    }
+    client.unsubscribe(channel);
+    client.subscribe(channel, {
+      since: from,
+      onEvent: (e) => {
+        applied++;
+        apply(e);
+      },
+      onReset: () => {
+        demo.resets++;
+        // After the current frame: the client finishes delivering it to the handler being replaced.
+        if (applied) queueMicrotask(() => start('0'));
+      },
+    });
+  };
+  start(since ?? '0');
+}
 
 const showState = (el, s) => {
   el.textContent = s;
@@ -30,8 +63,12 @@ chat.on('state', (s) => {
   showState($('chat-state'), s);
 });
 chat.on('error', (e) => ($('chat-error').textContent = `${e.code}: ${e.message}`));
-chat.subscribe(CHAT, {
-  onEvent: (e) => {
+follow(chat, CHAT, {
+  clear: () => {
+    demo.chat = [];
+    $('messages').replaceChildren();
+  },
+  apply: (e) => {
     demo.chat.push(e.data);
     const li = document.createElement('li');
     const who = document.createElement('b');
@@ -58,6 +95,12 @@ $('send').addEventListener('submit', async (ev) => {
 const board = { home: 0, away: 0 };
 let scoreClient;
 let since;
+const showBoard = () => {
+  $('home').textContent = board.home;
+  $('away').textContent = board.away;
+  $('count').textContent = demo.scores.length;
+  $('last').textContent = since ?? 'none';
+};
 function connectScores(transport) {
   scoreClient?.close();
   scoreClient = createClient({ ticket, transports: [transport, 'sse', 'poll'].filter((t, i, a) => a.indexOf(t) === i), storage: null });
@@ -66,19 +109,25 @@ function connectScores(transport) {
     showState($('score-state'), s);
     $('score-transport').textContent = scoreClient.transport || 'none';
   });
-  scoreClient.subscribe(SCORES, {
-    since,
-    onEvent: (e) => {
-      since = e.id;
-      demo.scores.push(e.data);
-      if (e.data.team in board) board[e.data.team]++;
-      $('home').textContent = board.home;
-      $('away').textContent = board.away;
-      $('count').textContent = demo.scores.length;
-      $('last').textContent = e.id;
+  follow(
+    scoreClient,
+    SCORES,
+    {
+      clear: () => {
+        board.home = board.away = 0;
+        demo.scores = [];
+        since = undefined;
+        showBoard();
+      },
+      apply: (e) => {
+        since = e.id;
+        demo.scores.push(e.data);
+        if (e.data.team in board) board[e.data.team]++;
+        showBoard();
+      },
     },
-    onReset: () => demo.resets++,
-  });
+    since,
+  );
 }
 $('transport').value = params.get('transport') || 'sse';
 connectScores($('transport').value);

@@ -38,19 +38,24 @@ export interface Timers {
   clear(handle: unknown): void;
 }
 
-/** The part of the WebSocket API the client uses (the browser's, or the `ws` package's). */
+/**
+ * The part of the WebSocket API the client uses (the browser's, or the `ws` package's). The client
+ * only assigns the `on…` handlers (it reads `data` of a message event, nothing of the others); their
+ * parameter is `never` so that every platform's handler types fit (`ws` types them with its own
+ * `Event` and `MessageEvent` classes, which a narrower parameter here would reject under strict TS).
+ */
 export interface WebSocketLike {
   readyState: number;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: unknown) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
+  onopen: ((ev: never) => void) | null;
+  onmessage: ((ev: never) => void) | null;
+  onclose: ((ev: never) => void) | null;
+  onerror: ((ev: never) => void) | null;
   send(data: string): void;
   close(code?: number): void;
 }
 
 export interface ClientOptions {
-  /** Gets a new ticket; called once per connection attempt (and once per long poll). Throw a {@link RealtimeClientError} with `status` (see {@link ticketFrom}): 401/403 end the client, others are retried. */
+  /** Gets a new ticket; called once per connection attempt (a long-poll connection keeps polling on the reconnect cookie its first poll got). Throw a {@link RealtimeClientError} with `status` (see {@link ticketFrom}): 401/403 end the client, others are retried. */
   ticket(req: TicketRequest): Promise<TicketAnswer>;
   /** Transports in the order to try them. Default `['ws', 'sse', 'poll']`. */
   transports?: Transport[];
@@ -64,7 +69,13 @@ export interface ClientOptions {
   openTimeoutMs?: number;
   /** SSE: a stream that sent no byte (heartbeats included) for this long is dead. Default 25000. */
   deadAfterMs?: number;
-  /** WebSocket: ping when nothing was sent for this long (API Gateway closes sockets idle 10 min). Default 240000. */
+  /**
+   * WebSocket: send a `ping` when nothing was received for this long (events, answers and the `/live`
+   * endpoint's heartbeat frames all count, so a busy or heartbeating connection sends none). With
+   * `pongTimeoutMs` it bounds how long a silent dead path goes unnoticed: 30 s by default. A `ping`
+   * also goes out after 9 minutes without sending anything (API Gateway closes sockets idle 10 min).
+   * Default 20000.
+   */
   pingMs?: number;
   /** WebSocket: a ping unanswered for this long means the socket is dead. Default 10000. */
   pongTimeoutMs?: number;
@@ -113,6 +124,8 @@ const maxId = (a: string | undefined, b: string | undefined): string | undefined
 /** Error codes of a subscribe that may succeed on another try. */
 const RETRYABLE = ['unavailable', 'internal', 'rate_limited'];
 const SIGNALS = new Set(['subscribed', 'unsubscribed', 'reset', 'published', 'pong', 'error']);
+/** WebSocket: longest time without sending before a `ping`, inside API Gateway's 10-minute idle timeout. */
+const IDLE_SEND_MS = 540000;
 
 async function httpError(r: Response): Promise<RealtimeClientError> {
   let code = 'http_' + r.status;
@@ -174,6 +187,8 @@ const KEY = 'rt:transport';
 export class Client<M extends EventMap = EventMap> {
   /** The current connection state. */
   state: State = 'connecting';
+  /** The state the listeners were last told. */
+  private told?: State;
   /** The transport of the open connection. */
   transport?: Transport;
   private readonly o: Required<Omit<ClientOptions, 'sseUrl' | 'wsUrl' | 'pollUrl' | 'WebSocket' | 'storage' | 'events'>> & ClientOptions;
@@ -187,6 +202,10 @@ export class Client<M extends EventMap = EventMap> {
   private running = false;
   private wakeup?: (now: boolean) => void;
   private mem?: Transport;
+  /** Long poll: reconnect cookies the server set (Node; a browser keeps them itself). */
+  private readonly jar = new Map<string, string>();
+  /** Long poll: cookies do not come back (blocked), so every poll takes a new ticket. */
+  private perPoll = false;
   private readonly onWake = () => this.check(false);
   private readonly onOnline = () => this.check(true);
 
@@ -196,7 +215,7 @@ export class Client<M extends EventMap = EventMap> {
       fetch: (...a: Parameters<typeof fetch>) => fetch(...a),
       openTimeoutMs: 4000,
       deadAfterMs: 25000,
-      pingMs: 240000,
+      pingMs: 20000,
       pongTimeoutMs: 10000,
       maxConnectionMs: 7020000,
       pollTimeoutMs: 35000,
@@ -270,8 +289,9 @@ export class Client<M extends EventMap = EventMap> {
   }
 
   private setState(s: State): void {
-    if (s === this.state) return;
     this.state = s;
+    if (s === this.told) return;
+    this.told = s;
     this.emit('state', s);
   }
 
@@ -339,6 +359,16 @@ export class Client<M extends EventMap = EventMap> {
     this.subs.get(channel)?.h.onReset?.(channel);
   }
 
+  /** Keeps the `set-cookie`s of an answer where they are readable (Node's fetch); `Max-Age=0` removes. */
+  private keepCookies(r: Response): void {
+    for (const c of (r.headers as Headers & { getSetCookie?(): string[] }).getSetCookie?.() ?? []) {
+      const m = /^([^=;\s]+)=([^;]*)/.exec(c);
+      if (!m) continue;
+      if (/;\s*max-age=0(;|$)/i.test(c)) this.jar.delete(m[1]);
+      else this.jar.set(m[1], m[2]);
+    }
+  }
+
   /** The cursor a new connection resumes from: the oldest of its channels'. */
   private cursor(): string | undefined {
     let c: string | undefined;
@@ -385,6 +415,10 @@ export class Client<M extends EventMap = EventMap> {
   private async run(): Promise<void> {
     if (this.running || this.closed) return;
     this.running = true;
+    // Subscribes of the same tick join this start: one ticket naming them all.
+    await Promise.resolve();
+    // Listeners hear the start (`connecting`) whatever the transport, then `open`.
+    if (!this.closed) this.setState('connecting');
     let n = 0;
     while (!this.closed && this.subs.size) {
       let r: Ended | undefined;
@@ -492,26 +526,36 @@ export class Client<M extends EventMap = EventMap> {
     if (kind === 'ws') {
       const WS = this.o.WebSocket ?? (globalThis as unknown as { WebSocket: ClientOptions['WebSocket'] }).WebSocket;
       const ws = new WS!(tk.wsUrl ?? `${this.o.wsUrl}?ticket=${encodeURIComponent(tk.ticket)}`);
+      // Liveness: anything received proves the path (events, answers, the /live heartbeat frames); a
+      // `ping` goes out only after `pingMs` of silence (or IDLE_SEND_MS without sending, for API
+      // Gateway's idle timeout), so connections that hear from the server cost no messages. When the
+      // unanswered ping was sent: pingAt (0: none). Deadlines are compared with the clock, not trusted to timers.
       let lastSent = T.now();
-      // When the unanswered ping was sent (0: none). Deadlines are compared with the clock, not trusted to timers.
+      let heard = T.now();
       let pingAt = 0;
-      const dead = () => pingAt && T.now() - pingAt >= this.o.pongTimeoutMs && end({ floor: 0, error: new RealtimeClientError('dead', 'no pong') });
-      const ping = () => {
-        if (!pingAt && ws.readyState === 1) {
+      let watch: unknown;
+      const watchdog = () => {
+        if (stopped || ws.readyState !== 1) return;
+        const now = T.now();
+        if (pingAt && now - pingAt >= this.o.pongTimeoutMs) return end({ floor: 0, error: new RealtimeClientError('dead', 'no pong') });
+        if (!pingAt && now >= Math.min(heard + this.o.pingMs, lastSent + IDLE_SEND_MS)) {
           conn.send!({ action: 'ping' });
-          pingAt = T.now();
-          after(this.o.pongTimeoutMs, dead);
+          pingAt = now;
         }
+        if (watch !== undefined) {
+          T.clear(watch);
+          timers.delete(watch);
+        }
+        watch = after(Math.max(0, (pingAt ? pingAt + this.o.pongTimeoutMs : Math.min(heard + this.o.pingMs, lastSent + IDLE_SEND_MS)) - now), watchdog);
       };
-      const keepalive = () => after(Math.max(0, lastSent + this.o.pingMs - T.now()), () => (T.now() - lastSent >= this.o.pingMs ? (ping(), keepalive()) : keepalive()));
       conn.send = (f) => {
         lastSent = T.now();
         ws.send(JSON.stringify(f));
       };
-      // After a wake-up: past the age cap, reconnect; a ping in flight too long, dead; else ask the server now.
+      // After a wake-up: past the age cap, reconnect; else the deadlines against the wall clock (dead, or ping now).
       conn.check = () => {
         if (opened && T.now() - opened >= this.o.maxConnectionMs) conn.stop(true);
-        else if (!dead()) ping();
+        else watchdog();
       };
       cleanups.push(() => {
         ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
@@ -536,12 +580,18 @@ export class Client<M extends EventMap = EventMap> {
           };
           this.queue.unshift({ frame: { action: 'subscribe', channel: c, since: s.cursor }, resolve: () => undefined, reject });
         }
+        heard = T.now();
         open();
-        keepalive();
+        watchdog();
         after(this.o.maxConnectionMs, () => conn.stop(true));
       };
-      ws.onmessage = (ev) => {
-        pingAt = 0;
+      ws.onmessage = (ev: { data: unknown }) => {
+        heard = T.now();
+        // The ping is answered: the next deadline is the silence one again, not the pong's.
+        if (pingAt) {
+          pingAt = 0;
+          watchdog();
+        }
         let m: Record<string, unknown> & { type?: string; channel: string; error?: { code: string; message: string } };
         try {
           m = JSON.parse(String(ev.data));
@@ -628,9 +678,13 @@ export class Client<M extends EventMap = EventMap> {
       return ended;
     }
 
-    // Long poll: one ticket per poll (Node has no cookie jar). Open once the first poll answers: only
-    // then is it certain the server was listening (without a cursor a poll starts "from now"); the
-    // open timeout covers the ticket only, since a quiet channel answers at the server's poll timeout.
+    // Long poll. The first poll of a connection asks the server not to wait (`wait=0`): it answers at
+    // once with its position, so the connection is open (the server listens from there on) and the
+    // next polls wait from that cursor. The open timeout covers the ticket only. One ticket per
+    // connection: later polls present the spent ticket with the reconnect cookie the first answer set
+    // (kept here in Node, where `set-cookie` is readable; by the browser, `credentials: 'include'`).
+    // A poll whose cookie did not come back (cookies blocked) gets `ticket_invalid`: from then on one
+    // ticket per poll, at once. Revocation or the session's end answer `unauthorized`: a new connection.
     let ac: AbortController | undefined;
     let started = 0;
     cleanups.push(() => ac?.abort());
@@ -638,22 +692,39 @@ export class Client<M extends EventMap = EventMap> {
       if (started && T.now() - started >= this.o.pollTimeoutMs) ac?.abort();
     };
     T.clear(openTimer);
-    let next: TicketAnswer | undefined = tk;
+    let t: TicketAnswer | undefined = tk;
+    let spent = false;
     while (!stopped) {
-      const t = next ?? (await ticket());
-      next = undefined;
+      t ??= await ticket();
       if (!t || stopped) break;
       ac = new AbortController();
       started = T.now();
       const h = after(this.o.pollTimeoutMs, () => ac?.abort());
       try {
-        const r = await f(base(t, this.o.pollUrl ?? t.sseUrl?.split('?')[0].replace(/\/events$/, '/poll') ?? this.o.sseUrl?.replace(/\/events$/, '/poll')) + q({ cursor: this.cursor() }), { cache: 'no-store', signal: ac.signal });
+        const headers: Record<string, string> = {};
+        if (this.jar.size) headers.cookie = [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ');
+        const url = base(t, this.o.pollUrl ?? t.sseUrl?.split('?')[0].replace(/\/events$/, '/poll') ?? this.o.sseUrl?.replace(/\/events$/, '/poll')) + q({ cursor: this.cursor(), wait: opened ? undefined : '0' });
+        const r = await f(url, { cache: 'no-store', credentials: 'include', headers, signal: ac.signal });
+        this.keepCookies(r);
+        if (r.status === 401 && spent) {
+          const err = await httpError(r);
+          if (err.code !== 'ticket_invalid') {
+            end({ floor: 0, error: err });
+            break;
+          }
+          this.perPoll = true;
+          t = undefined;
+          spent = false;
+          continue;
+        }
         if (r.status !== 200) {
           await httpFail(r);
           break;
         }
         const b = (await r.json()) as { events: Envelope[]; cursor: string; resets: string[] };
         if (stopped) break;
+        spent = true;
+        if (this.perPoll) t = undefined;
         for (const c of b.resets) this.reset(c);
         for (const e of b.events) this.deliver(e);
         this.caughtUp(b.cursor, channels);

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { egressCost, estimate, lcus, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, tieredPerMillion, type Figures, type Load, type Transport } from '../../cost/model';
+import { apiGatewayPingsPerSecond, egressCost, estimate, lcus, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type Transport } from '../../cost/model';
 import { loadStage, STAGE_DEFAULTS } from '../../cost/stage';
 import { idleTable, readmeTable } from '../../cost/tables';
 import { run } from '../../scripts/cost';
@@ -97,8 +97,39 @@ describe('10,000 connections, each receiving one 1 KB message per second (the sc
 test('a small, bursty audience: API Gateway WebSockets cost less than SSE tasks (no ALB, no always-on task)', () => {
   const l = load(100, 0.01);
   expect(total('ws-apigw', l)).toBeLessThan(total('sse', l));
-  // 100 × 0.01/s × 2.628 M s = 2.628 M deliveries + pings; the rest is NAT, Redis and the ticket API.
-  expect(item('ws-apigw', 'API Gateway WebSocket messages', l)).toBeCloseTo(((100 * 0.01 * SECONDS + 100 * (MINUTES / 9) * 2) / 1e6) * 1, 6);
+  // 100 × 0.01/s × 2.628 M s = 2.628 M deliveries + the SDK's liveness pings each way: an event every 100 s leaves
+  // four quiet 20 s stretches, a ping each (0.05 - 0.01 per second); the rest is NAT, Redis and the ticket API.
+  expect(item('ws-apigw', 'API Gateway WebSocket messages', l)).toBeCloseTo(((100 * 0.01 * SECONDS + 100 * (0.05 - 0.01) * SECONDS * 2) / 1e6) * 1, 6);
+});
+
+describe('ticket calls per transport (each a POST /tickets: HTTP API request + Lambda invocation)', () => {
+  const ticketCost = (calls: number) => (calls / 1e6) * 1 + (calls / 1e6) * 0.2 + calls * 0.01 * 0.25 * 0.0000133334;
+  test.each([
+    ['sse', 1],
+    ['ws-tasks', 0.5],
+    ['ws-apigw', 0.5],
+    ['poll-tasks', 1],
+  ] as const)('%s: %f per connection per hour, whatever the message rate', (t, perHour) => {
+    expect(TICKETS_PER_CONNECTION_HOUR[t].perHour).toBe(perHour);
+    for (const rate of [0.01, 1, 10]) expect(item(t, 'ticket API', load(10_000, rate))).toBeCloseTo(ticketCost(10_000 * perHour * HOURS), 4);
+  });
+
+  test('long poll: one ticket per poll session (the reconnect cookie carries the later polls), not one per answer', () => {
+    const l = load(10_000, 1);
+    const perAnswer = 10_000 * 1 * SECONDS; // what one ticket per poll answer would have cost
+    expect(item('poll-tasks', 'ticket API', l)).toBeLessThan(ticketCost(perAnswer) / 1000);
+    const e = estimate(l, dev, FIGURES).transports.find((x) => x.transport === 'poll-tasks')!;
+    expect(e.items.find((i) => i.item.startsWith('ticket API'))!.basis).toMatch(/1 per connection per hour: one per poll session/);
+  });
+});
+
+test('API Gateway liveness pings follow the client SDK: none beyond one per 9 min while events come every 20 s or faster; one per quiet 20 s otherwise', () => {
+  expect(apiGatewayPingsPerSecond(1)).toBeCloseTo(1 / 540, 9);
+  expect(apiGatewayPingsPerSecond(0.05)).toBeCloseTo(1 / 540, 9);
+  expect(apiGatewayPingsPerSecond(0)).toBeCloseTo(1 / 20, 9);
+  // Each costs a message each way and a ws-message invocation.
+  const idle = load(1000, 0);
+  expect(item('ws-apigw', 'Lambda ws-message (pings)', idle)).toBeCloseTo(((1000 * SECONDS) / 20 / 1e6) * 0.2 + ((1000 * SECONDS) / 20) * 0.01 * 0.25 * 0.0000133334, 4);
 });
 
 test('task count bound by connections per task: 100,000 idle-ish connections on dev tasks need ten', () => {

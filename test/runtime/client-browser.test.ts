@@ -6,6 +6,7 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import pino from 'pino';
 import type { LocalStack } from '../../local/stack';
+import { Keys } from '../../core/keys';
 import { launchChromium } from '../support/browser';
 import { publish, Relay, until } from '../support/client-kit';
 import { uid } from '../support/harness';
@@ -193,6 +194,7 @@ interface DemoState {
   scores: { n: number; team: string }[];
   states: { chat: string[]; score: string[] };
   resets: number;
+  rebuilds: number;
 }
 const demoState = (page: Page): Promise<DemoState> => page.evaluate(() => (window as unknown as { demo: DemoState }).demo);
 async function demoUntil(page: Page, pred: (d: DemoState) => boolean, what: string, timeoutMs = 30_000): Promise<DemoState> {
@@ -254,6 +256,47 @@ describe('the demo page (npm run dev, GET /)', () => {
     expect(await page.locator('#home').textContent()).toBe(String(home));
     expect(await page.locator('#away').textContent()).toBe(String(N - home));
   }, 90_000);
+});
+
+describe('the demo page rebuilds its state from history', () => {
+  it('on load: board and chat from the channels’ retained history; on reset: the board starts over from what is retained; no 404 (favicon)', async () => {
+    const scores = `scores:demo-${uid()}`;
+    const room = `chat:demo-${uid()}`;
+    // What happened before the page was opened: 2 goals home, 4 away, two chat messages.
+    for (const [n, team] of ['home', 'away', 'away', 'home', 'away', 'away'].entries()) await publish(stack.outputs.PublishUrl, scores, { n, team }, 'goal');
+    await publish(stack.outputs.PublishUrl, room, { from: 'alice', text: 'first' }, 'message');
+    await publish(stack.outputs.PublishUrl, room, { from: 'bob', text: 'second' }, 'message');
+    const context = await browser.newContext();
+    contexts.push(context);
+    const page = await context.newPage();
+    const failed: string[] = [];
+    page.on('response', (r) => void (r.status() >= 400 && failed.push(`${r.status()} ${r.url()}`)));
+    page.on('console', (m) => void (m.type() === 'error' && failed.push(m.text())));
+    await page.goto(`${origin}/?user=fan&scores=${scores}&chat=${room}`);
+    let d = await demoUntil(page, (x) => x.scores.length === 6 && x.chat.length === 2, 'the history on the board and in the chat');
+    expect(await page.locator('#home').textContent()).toBe('2');
+    expect(await page.locator('#away').textContent()).toBe('4');
+    expect(await page.locator('#messages li').allTextContents()).toEqual(['alicefirst', 'bobsecond']);
+    expect(d.rebuilds).toBe(2);
+
+    // A reset: while the page is away a goal is published, then the board's history is evicted and
+    // another goal published; the resume from the board's last id cannot be covered (goal 6 is gone).
+    // The board starts over from what is retained: goal 7.
+    await context.setOffline(true);
+    stack.sse.server.closeAllConnections();
+    await demoUntil(page, (x) => x.states.score.includes('reconnecting'), 'the drop');
+    await publish(stack.outputs.PublishUrl, scores, { n: 6, team: 'away' }, 'goal');
+    const { redis, config } = await stack.lambda.clients();
+    await redis.del(new Keys(config.keyPrefix).history(scores));
+    await publish(stack.outputs.PublishUrl, scores, { n: 7, team: 'home' }, 'goal');
+    const resetsBefore = d.resets;
+    await context.setOffline(false);
+    d = await demoUntil(page, (x) => x.resets > resetsBefore && x.rebuilds === 3 && x.scores.length === 1, 'the rebuild after the reset');
+    expect(d.scores).toEqual([{ n: 7, team: 'home' }]);
+    expect(await page.locator('#home').textContent()).toBe('1');
+    expect(await page.locator('#away').textContent()).toBe('0');
+    expect(failed).toEqual([]);
+  }, 60_000);
 });
 
 /** Publishes goals n = 0..N-1 from a backend, alternating teams, one after the other. */

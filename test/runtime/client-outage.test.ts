@@ -78,7 +78,7 @@ describe('API Gateway limits', () => {
     await pub.done;
     await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length }));
     sameIds(rec.ids(), pub.ids);
-    expect(rec.states).toEqual(['open']);
+    expect(rec.states).toEqual(['connecting', 'open']);
   });
 });
 

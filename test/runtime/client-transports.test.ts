@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import type { LocalStack } from '../../local/stack';
-import type { TicketAnswer } from '../../client/src/index';
+import { RealtimeClientError, type TicketAnswer, type TicketRequest } from '../../client/src/index';
 import { localTickets, nodeClient, publish, record, Relay, sameIds, startPublisher, until, type Recorder } from '../support/client-kit';
 import { uid } from '../support/harness';
 
@@ -54,7 +54,7 @@ describe('each transport', () => {
     const rec = track(record(nodeClient({ ticket: tickets, transports: [transport] }), [ch]));
     await until(() => rec.client.state === 'open', 'open');
     expect(rec.client.transport).toBe(transport);
-    expect(rec.states[0]).toBe('open');
+    expect(rec.states.slice(0, 2)).toEqual(['connecting', 'open']);
     expect(tickets.calls[0].req).toEqual({ transport: transport === 'ws' ? 'ws' : 'sse', channels: [ch] });
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push(await publish(stack.outputs.PublishUrl, ch, { i }));
@@ -111,19 +111,29 @@ describe('publish over WebSocket', () => {
     await expect(sender.publish(ch, 'message', { text: 'three' })).resolves.toMatchObject({ channel: ch });
   });
 
-  it('a publish sent while the socket drops is resent on the next connection under the same key: exactly one event', async () => {
+  it('a publish that reached the server but whose answer was lost is resent under the same key: one event (a later marker shows no duplicate)', async () => {
     const ch = `chat:r-${uid()}`;
     const wsRelay = await relay(stack.outputs.WebSocketUrl);
     const client = nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'erin', (t) => ({ ...t, wsUrl: wsRelay.via(t.wsUrl!) })), transports: ['ws'] });
     const rec = track(record(client, [ch]));
-    await until(() => client.state === 'open', 'open');
+    const observer = track(record(nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'eli'), transports: ['sse'] }), [ch]));
+    await until(() => client.state === 'open' && observer.client.state === 'open', 'both open');
+    // Answered once its subscribe was (one request frame at a time): nothing is waiting before the next.
+    const first = await client.publish(ch, 'message', { text: 'first' });
+    // The server hears the publish; its `published` answer never comes back.
+    wsRelay.deafen();
+    const p = client.publish(ch, 'message', { text: 'answer lost' });
+    await until(() => observer.events.length === 2, 'the publish reached the server', 20_000, () => observer.events);
     wsRelay.cut();
-    const p = client.publish(ch, 'message', { text: 'during the drop' });
-    await until(() => client.state === 'reconnecting', 'reconnecting');
     wsRelay.restore();
+    // Sent again on the next connection under the same key: the server answers with the first id.
     const answer = await p;
-    await until(() => rec.events.length >= 1, 'the event', 20_000, () => rec.events);
-    sameIds(rec.ids(), [answer.id]);
+    expect(answer.id).toBe(observer.ids()[1]);
+    expect(rec.opens.length).toBeGreaterThanOrEqual(2);
+    const marker = await publish(stack.outputs.PublishUrl, ch, { marker: true });
+    await until(() => rec.ids().includes(marker) && observer.ids().includes(marker), 'the marker on both clients', 20_000, () => [rec.events, observer.events]);
+    sameIds(rec.ids(), [first.id, answer.id, marker]);
+    sameIds(observer.ids(), [first.id, answer.id, marker]);
   });
 
   it('rejects publish on a client without the WebSocket transport', async () => {
@@ -239,7 +249,7 @@ describe('tickets', () => {
       await until(() => rec.client.state === 'open', 'open', 20_000, () => rec);
       expect(proxy.seen).toEqual([500, 429, 201]);
       expect(rec.errors).toEqual(['internal', 'rate_limited']);
-      expect(rec.states).toEqual(['reconnecting', 'open']);
+      expect(rec.states).toEqual(['connecting', 'reconnecting', 'open']);
     } finally {
       proxy.close();
     }
@@ -284,10 +294,15 @@ describe('server-side drops', () => {
     await until(() => rec.client.state === 'open', 'open');
     const pub = startPublisher(stack.outputs.PublishUrl, ch, 30, 20);
     await until(() => pub.ids.length >= 10, '10 published');
-    for (const id of stack.ws.connectionIds()) stack.ws.kill(id);
+    const ids = stack.ws.connectionIds();
+    expect(ids).toHaveLength(1);
+    stack.ws.kill(ids[0]);
     await pub.done;
     await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length }));
     sameIds(rec.ids(), pub.ids);
+    // It did reconnect: a second open, on a new connection.
+    expect(rec.opens).toEqual(['ws', 'ws']);
+    expect(stack.ws.connectionIds()).not.toContain(ids[0]);
   });
 
   it('SSE: the network drops the stream, then a dead stream (no heartbeat) is detected: resumes by lastEventId, nothing lost', async () => {
@@ -322,4 +337,74 @@ describe('server-side drops', () => {
     await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length }));
     sameIds(rec.ids(), pub.ids);
   });
+});
+
+describe('silent network cut on WebSocket (a relay that stops forwarding, closing nothing)', () => {
+  it.each([
+    ['API Gateway', 'WebSocketUrl'],
+    ['/live on the tasks', 'LiveUrl'],
+  ] as const)('%s: the client’s liveness deadline notices, it resumes with since, nothing lost', async (_name, key) => {
+    const ch = `chat:z-${uid()}`;
+    const target = stack.outputs[key];
+    const r = await relay(target);
+    const tickets = localTickets(stack.outputs.TicketUrl, 'pat', (t) => ({ ...t, wsUrl: `${r.via(target)}?ticket=${encodeURIComponent(t.ticket)}` }));
+    // Short deadlines stand in for the defaults (20 s + 10 s, asserted in client-unit): the stack's HEARTBEAT_MS is 1000.
+    const rec = track(record(nodeClient({ ticket: tickets, transports: ['ws'], pingMs: 1500, pongTimeoutMs: 1000 }), [ch]));
+    await until(() => rec.client.state === 'open', 'open');
+    const pub = startPublisher(stack.outputs.PublishUrl, ch, 40, 20);
+    await until(() => pub.ids.length >= 10, '10 published');
+    r.freeze();
+    await pub.done;
+    await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length, errors: rec.errors }));
+    sameIds(rec.ids(), pub.ids);
+    expect(rec.errors).toContain('dead');
+    expect(rec.opens).toEqual(['ws', 'ws']);
+  });
+});
+
+describe('long poll on one ticket', () => {
+  it('later polls ride the reconnect cookie of the first: one ticket for many answers; POST /revoke ends the session', async () => {
+    const ch = `chat:q-${uid()}`;
+    const tickets = localTickets(stack.outputs.TicketUrl, 'quinn');
+    let signedOut = false;
+    // After the revocation the app's sign-in is gone too: its ticket function refuses.
+    const ticket = async (req: TicketRequest) => {
+      if (signedOut) throw new RealtimeClientError('forbidden', 'signed out', 403);
+      return tickets(req);
+    };
+    const rec = track(record(nodeClient({ ticket, transports: ['poll'], pollUrl: stack.outputs.PollUrl }), [ch]));
+    await until(() => rec.client.state === 'open', 'open');
+    const ids: string[] = [];
+    // One event per answer: each publish waits for the one before to arrive.
+    for (let i = 0; i < 6; i++) {
+      ids.push(await publish(stack.outputs.PublishUrl, ch, { i }));
+      await until(() => rec.events.length === i + 1, `event ${i}`, 20_000, () => rec.events);
+    }
+    sameIds(rec.ids(), ids);
+    expect(tickets.calls).toHaveLength(1);
+    signedOut = true;
+    const revoked = await fetch(stack.outputs.TicketUrl.replace(/\/tickets$/, '/revoke'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'quinn' }) });
+    expect(revoked.status).toBe(202);
+    // The waiting poll is answered 401; the cookie no longer opens anything, so the client needs a new ticket, which is refused.
+    await until(() => rec.client.state === 'closed', 'closed', 20_000, () => rec);
+    expect(rec.errors).toEqual(['unauthorized', 'forbidden']);
+    expect(tickets.calls).toHaveLength(1);
+  });
+
+  it('a poll with no event to wait for is open at once (the first poll does not wait)', async () => {
+    const ch = `chat:o-${uid()}`;
+    const rec = track(record(nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'ola'), transports: ['poll'], pollUrl: stack.outputs.PollUrl }), [ch]));
+    await until(() => rec.client.state === 'open', 'open');
+    // Nothing was published: only the immediate first answer can have opened it.
+    expect(rec.events).toEqual([]);
+    const raw = await fetch(`${stack.outputs.PollUrl}?channels=${encodeURIComponent(`scores:${uid()}`)}&wait=0`);
+    expect(await raw.json()).toEqual({ events: [], cursor: expect.stringMatching(/^\d+$/), resets: [] });
+  });
+});
+
+describe('test kit', () => {
+  it('startPublisher gives up on a 4xx (a mistake in the test) instead of retrying forever', async () => {
+    const pub = startPublisher(stack.outputs.PublishUrl, 'no such channel!', 3, 0);
+    await expect(pub.done).rejects.toThrow(/publish answered 400/);
+  }, 10_000);
 });

@@ -74,7 +74,7 @@ describe('backoff', () => {
     expect(sleeps).toEqual([0, 1, 2, 3, 4, 5, 6, 7].map((n) => backoff(n, () => 0.5)));
     expect(sleeps).toEqual([750, 1000, 1500, 2500, 4500, 8500, 10500, 10500]);
     expect(calls).toBe(9);
-    expect(states).toEqual(['reconnecting']);
+    expect(states).toEqual(['connecting', 'reconnecting']);
   });
 
   it('Retry-After from the ticket call is a floor', async () => {
@@ -271,7 +271,7 @@ describe('deadlines', () => {
     expect(ws.readyState).toBe(3);
     const ws2 = await openWs();
     expect(ws2.sent[0]).toEqual({ action: 'subscribe', channel: 'chat:a', since: '300' });
-    expect(states).toEqual(['open']);
+    expect(states).toEqual(['connecting', 'open']);
   });
 
   it('SSE: a stream silent past deadAfterMs is dead (checked on wake); retry: is a floor; the next request carries lastEventId', async () => {
@@ -302,5 +302,135 @@ describe('deadlines', () => {
     expect(clock.pendingDelays()).toContain(3000);
     await clock.advance(3000);
     expect(urls[1]).toBe('http://sse/events?channels=chat%3Aa&ticket=t&lastEventId=11');
+  });
+});
+
+/** A fetch that answers polls like the server: a poll asking not to wait answers at once with the position; any other waits (here: until aborted). */
+const pollServer = () => {
+  const urls: string[] = [];
+  const f = (async (url: string, init?: RequestInit) => {
+    urls.push(url);
+    const u = new URL(url);
+    if (u.searchParams.get('wait') === '0') return new Response(`{"events":[],"cursor":"${u.searchParams.get('cursor') ?? '42'}","resets":[]}`, { status: 200 });
+    return new Promise<Response>((_, reject) => init?.signal?.addEventListener('abort', () => reject(new Error('aborted'))));
+  }) as unknown as typeof fetch;
+  return { urls, f };
+};
+
+describe('one start, one ticket', () => {
+  it('subscribes made in one tick share one ticket naming every channel', async () => {
+    const reqs: { transport: string; channels: string[] }[] = [];
+    make({ ticket: async (r) => (reqs.push(r), wsTicket()) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    client!.subscribe('user:alice', { onEvent: () => undefined });
+    await settle();
+    expect(reqs).toEqual([{ transport: 'ws', channels: ['chat:a', 'user:alice'] }]);
+    expect(FakeWebSocket.all).toHaveLength(1);
+  });
+});
+
+describe('state events', () => {
+  it.each(['ws', 'sse', 'poll'] as const)('%s: the first subscribe emits connecting, then open', async (transport) => {
+    const sse = (async () => new Response(new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode('id: 5\nevent: ready\ndata: {"cursor":"5"}\n\n')) }), { status: 200 })) as unknown as typeof fetch;
+    make({ transports: [transport], fetch: transport === 'poll' ? pollServer().f : sse, pollUrl: 'http://sse/poll', ticket: async () => ({ ticket: 't', wsUrl: 'ws://x/live?ticket=t', sseUrl: 'http://sse/events?ticket=t' }) });
+    const states: string[] = [];
+    client!.on('state', (s) => states.push(s));
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    expect(states).toEqual([]);
+    if (transport === 'ws') await openWs();
+    await settle();
+    expect(states).toEqual(['connecting', 'open']);
+  });
+});
+
+describe('long poll', () => {
+  it('is open as soon as the server took the first poll, not when the first event comes', async () => {
+    const server = pollServer();
+    make({ transports: ['poll'], fetch: server.f, pollUrl: 'http://sse/poll', ticket: async () => ({ ticket: 't' }) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    expect(client!.state).toBe('open');
+    expect(client!.transport).toBe('poll');
+    // The next poll waits, from the position the first one proved.
+    expect(new URL(server.urls[1]).searchParams.get('cursor')).toBe('42');
+    expect(new URL(server.urls[1]).searchParams.get('wait')).toBeNull();
+  });
+});
+
+describe('long poll without cookies', () => {
+  it('a poll whose cookie did not come back (401 ticket_invalid) takes a new ticket at once, and one per poll from then on', async () => {
+    const urls: string[] = [];
+    const redeemed = new Set<string>();
+    let answers = 0;
+    // The server as it is when the browser drops the cookie: a spent ticket without it is refused.
+    const f = (async (url: string, init?: RequestInit) => {
+      urls.push(url);
+      // After four answers the next poll waits (until aborted), as a quiet channel's does.
+      if (answers === 4) return new Promise<Response>((_, reject) => init?.signal?.addEventListener('abort', () => reject(new Error('aborted'))));
+      const t = new URL(url).searchParams.get('ticket')!;
+      if (redeemed.has(t)) return new Response('{"error":{"code":"ticket_invalid","message":"spent"}}', { status: 401 });
+      redeemed.add(t);
+      answers++;
+      return new Response(`{"events":[],"cursor":"${40 + answers}","resets":[]}`, { status: 200 });
+    }) as unknown as typeof fetch;
+    let n = 0;
+    make({ transports: ['poll'], fetch: f, pollUrl: 'http://sse/poll', ticket: async () => ({ ticket: `t${++n}` }) });
+    const errors: string[] = [];
+    client!.on('error', (e) => errors.push(e.code));
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    const tickets = urls.map((u) => new URL(u).searchParams.get('ticket'));
+    // t1 answered, t1 again refused, then a fresh ticket per poll, without a backoff in between.
+    expect(tickets).toEqual(['t1', 't1', 't2', 't3', 't4', 't5']);
+    expect(errors).toEqual([]);
+    expect(clock.pendingDelays().filter((d) => d < 20000)).toEqual([]);
+  });
+});
+
+describe('liveness (WebSocket)', () => {
+  it('a ping interval shorter than the pong timeout: the next ping follows the answer by pingMs, not by the pong timeout', async () => {
+    make({ pingMs: 500, pongTimeoutMs: 10_000 });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const ws = await openWs();
+    for (let i = 1; i <= 4; i++) {
+      await clock.advance(500);
+      expect(ws.actions().filter((a) => a === 'ping')).toHaveLength(i);
+      ws.receive({ type: 'pong' });
+    }
+  });
+
+  it('defaults: a silent dead path is noticed 30 s after the last frame heard (ping at 20 s, 10 s for the pong)', async () => {
+    const errors: string[] = [];
+    make();
+    client!.on('error', (e) => errors.push(e.code));
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const ws = await openWs();
+    await clock.advance(19_999);
+    expect(ws.actions()).not.toContain('ping');
+    await clock.advance(1);
+    expect(ws.actions().filter((a) => a === 'ping')).toHaveLength(1);
+    await clock.advance(9_999);
+    expect(client!.state).toBe('open');
+    await clock.advance(1);
+    expect(client!.state).toBe('reconnecting');
+    expect(errors).toEqual(['dead']);
+  });
+
+  it('no ping while frames keep coming (the /live heartbeat every 15 s, or events); one after 9 min without sending, inside API Gateway’s 10-min idle limit', async () => {
+    make();
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const ws = await openWs();
+    const pingsAt: number[] = [];
+    for (let t = 15_000; t <= 10 * 60_000; t += 15_000) {
+      await clock.advance(15_000);
+      ws.receive({ type: 'heartbeat' });
+      if (ws.actions().filter((a) => a === 'ping').length > pingsAt.length) {
+        pingsAt.push(t);
+        ws.receive({ type: 'pong' });
+      }
+    }
+    // The client sent nothing since its subscribe at 0: one ping at 9 min, none for liveness.
+    expect(pingsAt).toEqual([9 * 60_000]);
+    expect(client!.state).toBe('open');
   });
 });

@@ -144,6 +144,26 @@ describe('npm run dev', () => {
       expect(t.status).toBe(201);
       const r = await post(o.PublishUrl, '{"channel":"chat:lobby","type":"message","data":{"text":"hello"}}');
       expect(r.status).toBe(202);
+      // The printed round trips use the demo page's chat channel.
+      const demoChat = /params\.get\('chat'\) \|\| '([^']+)'/.exec(readFileSync(join(__dirname, '../../client/demo/app.js'), 'utf8'))![1];
+      expect(out).toContain(`"channels":["${demoChat}"]`);
+      expect(out).not.toContain('require("ws")');
+      // The printed WebSocket one-liner, run as printed in a directory outside the repo (no node_modules): it publishes and hears the answer.
+      const lines = out.split('\n');
+      const from = lines.findIndex((l) => l.startsWith('WebSocket ('));
+      const snippet = lines.slice(from + 2, lines.findIndex((l, i) => i > from && l.trim().startsWith('(the ticket')));
+      expect(snippet.join('\n')).toContain(demoChat);
+      // Its own process group, so the node it starts ends with it.
+      const sh = spawn('bash', ['-c', snippet.join('\n')], { cwd: dir, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      let wsOut = '';
+      sh.stdout.on('data', (c: Buffer) => (wsOut += c.toString()));
+      sh.stderr.on('data', (c: Buffer) => (wsOut += c.toString()));
+      try {
+        await eventually(() => wsOut.includes('"type":"published"'), 20_000, `the one-liner's published answer: ${wsOut}`);
+        expect(wsOut).toContain(`"channel":"${demoChat}"`);
+      } finally {
+        process.kill(-sh.pid!, 'SIGKILL');
+      }
     } finally {
       const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
       proc.kill('SIGINT');

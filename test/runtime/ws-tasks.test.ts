@@ -164,7 +164,7 @@ describe('admission', () => {
 });
 
 describe('heartbeats', () => {
-  test('a WebSocket ping every HEARTBEAT_MS; a client that stops answering pings is terminated', async () => {
+  test('a WebSocket ping and a heartbeat frame (visible to browsers and the client SDK) every HEARTBEAT_MS; a client that stops answering pings is terminated', async () => {
     const { url, service: svc } = await service({ HEARTBEAT_MS: '1000' });
     const answering = await socket(url, 'alice', [`chat:${uid()}`]);
     let pings = 0;
@@ -173,6 +173,8 @@ describe('heartbeats', () => {
     await eventually(() => silent.closeCode !== undefined, 10_000, 'the silent client terminated');
     expect(silent.closeCode).toBe(1006);
     expect(pings).toBeGreaterThanOrEqual(1);
+    await answering.until((c) => c.frames.some((f) => f.type === 'heartbeat'), 10_000, 'a heartbeat frame');
+    expect(answering.frames.filter((f) => f.type === 'heartbeat')[0]).toEqual({ type: 'heartbeat' });
     expect(answering.ws.readyState).toBe(WebSocket.OPEN);
     expect(svc.sockets).toBe(1);
   });

@@ -11,10 +11,11 @@ import { createClient, ticketFrom, type Client, type ClientOptions, type Envelop
 /**
  * A TCP relay in front of one server: `cut()` resets every connection and refuses new ones until
  * `restore()`; `freeze()` keeps the connections open but forwards nothing more on them (a sleeping
- * laptop, a dead NAT entry): only the client's own deadline can notice. New connections still pass.
+ * laptop, a dead NAT entry), nor that the server closed its side: only the client's own deadline can
+ * notice. New connections still pass.
  */
 export class Relay {
-  private readonly pairs = new Set<{ a: Socket; b: Socket; frozen: boolean }>();
+  private readonly pairs = new Set<{ a: Socket; b: Socket; frozen: boolean; deaf: boolean }>();
   private refusing = false;
   private server?: Server;
   port = 0;
@@ -25,7 +26,7 @@ export class Relay {
     this.server = createServer((a) => {
       if (this.refusing) return void a.destroy();
       const b = connect(this.targetPort, '127.0.0.1');
-      const p = { a, b, frozen: false };
+      const p = { a, b, frozen: false, deaf: false };
       this.pairs.add(p);
       const drop = () => {
         this.pairs.delete(p);
@@ -33,9 +34,11 @@ export class Relay {
         b.destroy();
       };
       a.on('error', drop).on('close', drop);
-      b.on('error', drop).on('close', drop);
+      // A frozen path carries nothing, not even the server's closing of its side: the client must notice by itself.
+      const upstreamGone = () => (p.frozen ? b.destroy() : drop());
+      b.on('error', upstreamGone).on('close', upstreamGone);
       a.on('data', (c: Buffer) => void (p.frozen || b.write(c)));
-      b.on('data', (c: Buffer) => void (p.frozen || a.write(c)));
+      b.on('data', (c: Buffer) => void (p.frozen || p.deaf || a.write(c)));
     });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     this.port = (this.server.address() as AddressInfo).port;
@@ -70,6 +73,11 @@ export class Relay {
     for (const p of this.pairs) p.frozen = true;
   }
 
+  /** The open connections still carry what the client sends, but nothing comes back (an answer lost on the way). */
+  deafen(): void {
+    for (const p of this.pairs) p.deaf = true;
+  }
+
   async close(): Promise<void> {
     this.cut();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
@@ -80,13 +88,14 @@ export class Relay {
 export async function publish(publishUrl: string, channel: string, data: unknown, type = 'update', idempotencyKey?: string): Promise<string> {
   const r = await fetch(publishUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ channel, type, data, idempotencyKey }) });
   const body = (await r.json()) as { id: string };
-  if (r.status !== 202) throw new Error(`publish answered ${r.status}: ${JSON.stringify(body)}`);
+  if (r.status !== 202) throw Object.assign(new Error(`publish answered ${r.status}: ${JSON.stringify(body)}`), { status: r.status });
   return body.id;
 }
 
 /**
  * Publishes `n` events one after the other, `gapMs` apart, for as long as the test runs its
- * failures; `ids` grows as the server accepts them. `stop()` ends early.
+ * failures; `ids` grows as the server accepts them. `stop()` ends early. Outages (no answer, 5xx,
+ * 429) are retried; any other 4xx is the test's own mistake and rejects `done` at once.
  */
 export function startPublisher(publishUrl: string, channel: string, n: number, gapMs: number): { ids: string[]; done: Promise<void>; stop(): void } {
   const ids: string[] = [];
@@ -100,7 +109,9 @@ export function startPublisher(publishUrl: string, channel: string, n: number, g
         try {
           ids.push(await publish(publishUrl, channel, { i }, 'update', key));
           break;
-        } catch {
+        } catch (e) {
+          const status = (e as { status?: number }).status;
+          if (status !== undefined && status >= 400 && status < 500 && status !== 429) throw e;
           await new Promise((r) => setTimeout(r, 100));
         }
       }
@@ -168,7 +179,7 @@ export function localTickets(ticketUrl: string, user: string, rewrite: (t: Ticke
 
 /** A client for Node: the `ws` package as WebSocket, no storage, no window events. */
 export function nodeClient(options: ClientOptions): Client {
-  return createClient({ WebSocket: NodeWebSocket as unknown as ClientOptions['WebSocket'], storage: null, events: null, ...options });
+  return createClient({ WebSocket: NodeWebSocket, storage: null, events: null, ...options });
 }
 
 /** Asserts `got` is exactly `want` (0 lost, 0 duplicates, in order) with a readable message. */
