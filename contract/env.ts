@@ -22,6 +22,8 @@ export const CORE_ENV = {
   replayMaxBytes: 'REPLAY_MAX_BYTES',
   userRetainedBytes: 'USER_RETAINED_BYTES',
   userTicketsPerMinute: 'USER_TICKETS_PER_MINUTE',
+  /** Per task on the tasks (service/quotas.ts); across the deployment on API Gateway (the connection registry). */
+  userConnections: 'USER_CONNECTIONS',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -62,7 +64,6 @@ export const SERVICE_ENV = {
   anonRequestsPerMinute: 'ANON_REQUESTS_PER_MINUTE',
   anonConnectionsPerIp: 'ANON_CONNECTIONS_PER_IP',
   anonChannelsPerIp: 'ANON_CHANNELS_PER_IP',
-  userConnections: 'USER_CONNECTIONS',
   headersTimeoutMs: 'HEADERS_TIMEOUT_MS',
   trustProxyHops: 'TRUST_PROXY_HOPS',
   replayMaxEvents: 'REPLAY_MAX_EVENTS',

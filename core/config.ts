@@ -104,6 +104,8 @@ export const DEFAULT_USER_RETAINED_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_REPLAY_MAX_BYTES = 1024 * 1024;
 /** Default of USER_TICKETS_PER_MINUTE: tickets one user may get per minute. */
 export const DEFAULT_USER_TICKETS_PER_MINUTE = 60;
+/** Default of USER_CONNECTIONS: connections one user may hold at once (per task on the tasks, per deployment on API Gateway). */
+export const DEFAULT_USER_CONNECTIONS = 32;
 
 /** A whole number from a variable (`z.coerce.number().int().min(min).max(max)`), `dflt` when unset. */
 export function envInt(min: number, max: number, dflt: number) {
@@ -126,6 +128,7 @@ export const CoreEnvSchema = z.object({
   [CORE_ENV.userRetainedBytes]: envInt(0, 1024 * 1024 * 1024, DEFAULT_USER_RETAINED_BYTES),
   [CORE_ENV.replayMaxBytes]: envInt(16_384, 16 * 1024 * 1024, DEFAULT_REPLAY_MAX_BYTES),
   [CORE_ENV.userTicketsPerMinute]: envInt(0, 1_000_000, DEFAULT_USER_TICKETS_PER_MINUTE),
+  [CORE_ENV.userConnections]: envInt(0, 1_000_000, DEFAULT_USER_CONNECTIONS),
 });
 
 export interface CoreConfig {
@@ -168,6 +171,12 @@ export interface CoreConfig {
    * for them: the user or a backend naming the user); 0 disables the limit. Defaults to 60.
    */
   readonly userTicketsPerMinute?: number;
+  /**
+   * Connections one user may hold at once; 0 disables the cap. On the tasks it is counted per task (streams, polls and
+   * `/live` sockets, service/quotas.ts); on API Gateway across the deployment, in the connection registry at `$connect`
+   * (a registration that expired without `$disconnect` no longer counts). Defaults to 32.
+   */
+  readonly userConnections?: number;
 }
 
 /** Seconds a channel's last id (and history horizon) outlive its history: 7 days. */
@@ -208,6 +217,7 @@ export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreCon
     userRetainedBytes: e[CORE_ENV.userRetainedBytes],
     replayMaxBytes: e[CORE_ENV.replayMaxBytes],
     userTicketsPerMinute: e[CORE_ENV.userTicketsPerMinute],
+    userConnections: e[CORE_ENV.userConnections],
   };
 }
 

@@ -1,5 +1,5 @@
 import type { ChannelGrant } from './channels';
-import type { CoreConfig } from './config';
+import { DEFAULT_USER_CONNECTIONS, type CoreConfig } from './config';
 import { RealtimeError } from './errors';
 import type { Identity } from './identity';
 import { Keys } from './keys';
@@ -33,6 +33,10 @@ export const CONNECTION_TTL_SECONDS = 3 * 3600;
 export interface ConnectionsRedis extends RedisLike {
   hgetall(key: string): Promise<Record<string, string>>;
   sscan(key: string, cursor: string, countToken: 'COUNT', count: number): Promise<[cursor: string, elements: string[]]>;
+  scard(key: string): Promise<number>;
+  smembers(key: string): Promise<string[]>;
+  exists(key: string): Promise<number>;
+  srem(key: string, ...members: string[]): Promise<number>;
 }
 
 export interface ConnectionDeps {
@@ -75,15 +79,18 @@ export function subscribersKey(keys: Keys, channel: string): string {
 const member = (connectionId: string, floor: string | number) => `${connectionId}|${floor}`;
 
 /**
- * KEYS: record, seq, user set, channel sets...   ARGV: connection id, sub, grant JSON, now, ttl, channels...
- * Returns the floor of the initial subscriptions.
+ * KEYS: record, seq, user set, channel sets...   ARGV: connection id, sub, grant JSON, now, ttl, max connections of
+ * the user (0: no cap), channels...
+ * Returns the floor of the initial subscriptions, or -1 (nothing written) when the user already holds the maximum.
  */
 const REGISTER = new Script(`
+local max = tonumber(ARGV[6])
+if max > 0 and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 and redis.call('SCARD', KEYS[3]) >= max then return -1 end
 local floor = redis.call('GET', KEYS[2]) or '0'
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 's', ARGV[2], 'g', ARGV[3], 'a', ARGV[4])
 for i = 4, #KEYS do
-  redis.call('HSET', KEYS[1], 'c:' .. ARGV[i + 2], floor)
+  redis.call('HSET', KEYS[1], 'c:' .. ARGV[i + 3], floor)
   redis.call('SADD', KEYS[i], ARGV[1] .. '|' .. floor)
   redis.call('EXPIRE', KEYS[i], ARGV[5])
 end
@@ -169,7 +176,9 @@ export function connectionGrant(conn: ConnectionRecord): ChannelGrant {
 
 /**
  * Registers a connection at `$connect` with its identity and grant, subscribed to `channels`
- * (already validated: the ticket's channels). Returns the floor of those subscriptions.
+ * (already validated: the ticket's channels). Returns the floor of those subscriptions. A user holds at
+ * most USER_CONNECTIONS registered connections (`rate_limited` past it, nothing written); members of
+ * the user's set whose registration expired without a `$disconnect` are dropped first, so they do not count.
  */
 export async function registerConnection(
   connectionId: string,
@@ -179,12 +188,26 @@ export async function registerConnection(
   const keys = new Keys(deps.config.keyPrefix);
   const now = (deps.now ?? Date.now)();
   const grant = input.grantedByBackend ? { c: input.grant, b: true } : input.grant;
+  const max = deps.config.userConnections ?? DEFAULT_USER_CONNECTIONS;
+  const userSet = keys.userConnections(input.sub);
+  if (max > 0 && (await deps.redis.scard(userSet)) >= max) await dropExpired(userSet, keys, deps.redis);
   const floor = await REGISTER.run(
     deps.redis,
-    [connectionKey(keys, connectionId), keys.seq, keys.userConnections(input.sub), ...input.channels.map((c) => subscribersKey(keys, c))],
-    [connectionId, input.sub, JSON.stringify(grant), now, CONNECTION_TTL_SECONDS, ...input.channels],
+    [connectionKey(keys, connectionId), keys.seq, userSet, ...input.channels.map((c) => subscribersKey(keys, c))],
+    [connectionId, input.sub, JSON.stringify(grant), now, CONNECTION_TTL_SECONDS, max, ...input.channels],
   );
+  if (floor === -1) {
+    throw new RealtimeError('rate_limited', `At most ${max} WebSocket connections per user at once; close one, or retry later.`);
+  }
   return Number(floor);
+}
+
+/** Removes from a user's set the connections whose registration is gone (expired: API Gateway sent no `$disconnect`). */
+async function dropExpired(userSet: string, keys: Keys, redis: ConnectionDeps['redis']): Promise<void> {
+  const ids = await redis.smembers(userSet);
+  const exists = await Promise.all(ids.map((id) => redis.exists(connectionKey(keys, id))));
+  const gone = ids.filter((_, i) => exists[i] === 0);
+  if (gone.length > 0) await redis.srem(userSet, ...gone);
 }
 
 /** The connection's identity, grant and subscriptions; null when unknown (disconnected or expired). */

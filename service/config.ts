@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CORE_ENV, SERVICE_ENV } from '../contract/env';
-import { ConfigError, CoreEnvSchema, coreConfigFromEnv, parseEnv, type CoreConfig } from '../core/config';
+import { ConfigError, CoreEnvSchema, coreConfigFromEnv, DEFAULT_USER_CONNECTIONS, parseEnv, type CoreConfig } from '../core/config';
 import { parseTargetGroupArn } from '../core/elb';
 import { MAX_SHARDS } from '../core/shard';
 
@@ -50,7 +50,6 @@ const ServiceEnvSchema = z.object({
   [SERVICE_ENV.trustProxyHops]: z.coerce.number().int().min(0).max(10).default(0),
   [SERVICE_ENV.anonConnectionsPerIp]: z.coerce.number().int().min(0).max(1_000_000).default(100),
   [SERVICE_ENV.anonChannelsPerIp]: z.coerce.number().int().min(0).max(1_000_000).default(200),
-  [SERVICE_ENV.userConnections]: z.coerce.number().int().min(0).max(1_000_000).default(32),
   [SERVICE_ENV.headersTimeoutMs]: z.coerce.number().int().min(1000).max(120_000).default(10_000),
   [SERVICE_ENV.replayMaxEvents]: z.coerce.number().int().min(1).max(100_000).default(1000),
   [SERVICE_ENV.maxChannelsPerTask]: z.coerce.number().int().min(1).max(10_000_000).default(50_000),
@@ -225,7 +224,7 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     anonRequestsPerMinute: e[SERVICE_ENV.anonRequestsPerMinute],
     anonConnectionsPerIp: e[SERVICE_ENV.anonConnectionsPerIp],
     anonChannelsPerIp: e[SERVICE_ENV.anonChannelsPerIp],
-    userConnections: e[SERVICE_ENV.userConnections],
+    userConnections: core.userConnections ?? DEFAULT_USER_CONNECTIONS,
     trustProxyHops: e[SERVICE_ENV.trustProxyHops],
     headersTimeoutMs: e[SERVICE_ENV.headersTimeoutMs],
     replayMaxEvents: e[SERVICE_ENV.replayMaxEvents],

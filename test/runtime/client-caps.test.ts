@@ -6,7 +6,10 @@
  * answered `200` + `retry:`, JSON paths `429` + `Retry-After`. The counts are exact: no clock involved.
  */
 import type Redis from 'ioredis';
+import pino from 'pino';
+import { Keys } from '../../core/keys';
 import { issueTicket } from '../../core/tickets';
+import { connectSession, disconnectSession } from '../../core/ws-session';
 import { errorResult } from '../../lambda/shared/http';
 import type { RealtimeServer } from '../../service/realtime-server';
 import { coreConfig, eventually, get, RawStream, startService, ticketFor, uid, useRedis } from '../support/harness';
@@ -119,5 +122,46 @@ describe('ticket holders, per user (USER_CONNECTIONS, USER_TICKETS_PER_MINUTE)',
     expect(Number(answer.headers?.['retry-after'])).toBeGreaterThan(0);
     expect((await redis.keys(`${prefix}tk:*`)).length).toBe(stored);
     await expect(issueTicket({ identity: { kind: 'user', sub: `bob-${uid()}` }, channels: ['chat:x'] }, { redis, config })).resolves.toMatchObject({ transport: 'sse' });
+  });
+
+  test('API Gateway connections ($connect) across the deployment: past a cap of 2 the third is 429 rate_limited and nothing is registered; a disconnect, or a registration that expired, frees its place; another user is not affected', async () => {
+    const prefix = `uc${uid()}:`;
+    const keys = new Keys(prefix);
+    const deps = { redis, config: coreConfig({ keyPrefix: prefix, userConnections: 2 }) };
+    const sub = `gw-${uid()}`;
+    const grant = (s: string) => ({ sub: s, channels: [`chat:${uid()}`], byBackend: false, epoch: 0 });
+    await connectSession('c1', grant(sub), deps);
+    await connectSession('c2', grant(sub), deps);
+    await expect(connectSession('c3', grant(sub), deps)).rejects.toMatchObject({ code: 'rate_limited', status: 429 });
+    expect(await redis.exists(keys.connection('c3'))).toBe(0);
+    expect((await redis.smembers(keys.userConnections(sub))).sort()).toEqual(['c1', 'c2']);
+    await expect(connectSession('o1', grant(`other-${uid()}`), deps)).resolves.toHaveLength(1);
+    await disconnectSession('c1', deps);
+    await connectSession('c3', grant(sub), deps);
+    // A connection whose registration expired (API Gateway never sent $disconnect) no longer counts.
+    await redis.del(keys.connection('c2'));
+    await connectSession('c4', grant(sub), deps);
+    expect((await redis.smembers(keys.userConnections(sub))).sort()).toEqual(['c3', 'c4']);
+  });
+
+  test('the API Gateway upgrade (local gateway, $connect handler) past USER_CONNECTIONS: 429; the user\'s open socket keeps working, another user connects', async () => {
+    const { startLocalStack } = await import('../../local/stack');
+    const stack = await startLocalStack({
+      logger: pino({ level: 'silent' }),
+      webSocketMode: 'both',
+      env: { KEY_PREFIX: `ug${uid()}:`, USER_CONNECTIONS: '1', LOG_LEVEL: 'silent', WS_GONE_GRACE_MS: '0' },
+    });
+    cleanup.push(() => stack.close());
+    const ticket = async (sub: string, ch: string) => {
+      const r = await fetch(stack.outputs.TicketUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-local-user': sub }, body: JSON.stringify({ channels: [ch], transport: 'ws' }) });
+      return ((await r.json()) as { ticket: string }).ticket;
+    };
+    const sub = `gw-${uid()}`;
+    const ch = `chat:${uid()}`;
+    const first = await connectWs(`${stack.outputs.WebSocketUrl}?ticket=${await ticket(sub, ch)}`);
+    cleanup.push(() => first.close());
+    expect(await upgradeStatus(`${stack.outputs.WebSocketUrl}?ticket=${await ticket(sub, ch)}`)).toBe(429);
+    expect(await first.request({ action: 'ping' }, 'pong')).toMatchObject({ type: 'pong' });
+    expect(await upgradeStatus(`${stack.outputs.WebSocketUrl}?ticket=${await ticket(`other-${uid()}`, ch)}`)).toBe(101);
   });
 });

@@ -97,6 +97,17 @@ describe('a presented ticket is spent on every presentation', () => {
     await spent(t);
   });
 
+  test.each(['9999999999999999', 'not-a-cursor'])('a native EventSource with a ticket and the cursor %s: the ticket is spent and the stream resets its channels (200, reset, ready)', async (cursor) => {
+    const ch = `chat:${uid()}`;
+    const t = await ticket('presenter', [ch]);
+    const s = new RawStream(`${stack.outputs.SseUrl}?channels=${ch}&ticket=${t}`, { 'last-event-id': cursor });
+    cleanup.push(() => s.close());
+    await s.until((x) => x.events().some((e) => e.event === 'ready'));
+    expect(s.status).toBe(200);
+    expect(s.events().filter((e) => e.event === 'reset').map((e) => JSON.parse(e.data).channel)).toEqual([ch]);
+    await spent(t);
+  });
+
   test('an upgrade on a wrong path', async () => {
     const t = await ticket('presenter', [`chat:${uid()}`], 'ws');
     expect(await upgradeStatus(`${stack.outputs.LiveUrl.replace(/\/live$/, '/nope')}?ticket=${t}`)).toBe(404);

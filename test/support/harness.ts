@@ -33,6 +33,7 @@ export function coreConfig(overrides: Partial<CoreConfig> = {}): CoreConfig {
     maxChannelsPerConnection: 16,
     // Suites share one Redis and user names: no per-user ticket rate unless a test sets one.
     userTicketsPerMinute: 0,
+    userConnections: 0,
     ...overrides,
   };
 }
