@@ -2,8 +2,8 @@ import type { ChannelGrant } from './channels';
 import type { CoreConfig } from './config';
 import { RealtimeError } from './errors';
 import type { Identity } from './identity';
-import { Keys } from './keys';
-import { Script, type RedisLike } from './redis';
+import { Keys } from './redis/keys';
+import { Script, type RedisLike } from './redis/client';
 
 /**
  * The registry of API Gateway WebSocket connections, in Redis.

@@ -5,8 +5,8 @@ import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from 
 import { RealtimeError } from './errors';
 import { assertDataDepth } from './json-depth';
 import { describeIdentity, type Identity } from './identity';
-import { Keys } from './keys';
-import { Script, type RedisLike } from './redis';
+import { Keys } from './redis/keys';
+import { Script, type RedisLike } from './redis/client';
 
 /** What every transport delivers: `{channel, id, type, data, ts}`. */
 export interface Envelope<T = unknown> {

@@ -3,7 +3,7 @@ import { subscriberPages, subscribersKey } from './connections';
 import { RealtimeError } from './errors';
 import { envelopeSeq, IDEMPOTENCY_TTL_SECONDS, replay } from './events';
 import { closeMissed, fanout, sendToConnection, type DeliveryDeps, type FanoutResult } from './fanout';
-import { Keys, sha256 } from './keys';
+import { Keys, sha256 } from './redis/keys';
 import { shardGroup, shardOf } from './shard';
 import { frames } from './ws-protocol';
 
@@ -57,7 +57,7 @@ export interface QueueMessage {
   readonly deduplicationId: string;
 }
 
-/** Where work items go: SQS FIFO (`core/sqs.ts`) or the local queue. */
+/** Where work items go: SQS FIFO (`core/aws/sqs.ts`) or the local queue. */
 export interface WorkQueue {
   /** Enqueues messages; resolves with the indexes of the messages the queue did not accept. */
   send(messages: readonly QueueMessage[]): Promise<{ readonly failed: readonly number[] }>;

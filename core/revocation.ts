@@ -1,8 +1,8 @@
 import type { CoreConfig } from './config';
 import { removeConnection, type ConnectionsRedis } from './connections';
 import { RealtimeError } from './errors';
-import { Keys } from './keys';
-import { Script, type RedisLike } from './redis';
+import { Keys } from './redis/keys';
+import { Script, type RedisLike } from './redis/client';
 
 /**
  * Per-user revocation. Each user has an epoch in `{prefix}rv:{sub}` (0 when never revoked). Tickets

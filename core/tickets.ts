@@ -4,8 +4,8 @@ import { DEFAULT_USER_TICKETS_PER_MINUTE, type CoreConfig } from './config';
 import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
 import { RealtimeError } from './errors';
 import { SUB_PATTERN, SUB_RULE, type Identity } from './identity';
-import { Keys, sha256 } from './keys';
-import { Script, type RedisLike } from './redis';
+import { Keys, sha256 } from './redis/keys';
+import { Script, type RedisLike } from './redis/client';
 import { assertNotRevoked, currentEpoch, parseEpoch } from './revocation';
 
 /** `sse` tickets open `/events` and `/poll` on the SSE service; `ws` tickets open the WebSocket API. */

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { maySubscribe, type ChannelGrant, type ParsedChannel } from '../core/channels';
 import { RealtimeError } from '../core/errors';
 import { ANONYMOUS, type Identity } from '../core/identity';
-import type { RedisLike } from '../core/redis';
+import type { RedisLike } from '../core/redis/client';
 import { assertNotRevoked, currentEpoch } from '../core/revocation';
 import { channelSetHash, decodeSession, isSessionCookieName, parseCookies, sessionCookieName, signSession, ticketTag, verifyLegacySession } from '../core/session';
 import { redeemTicket, type Grant } from '../core/tickets';

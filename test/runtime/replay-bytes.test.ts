@@ -11,7 +11,7 @@ import pino from 'pino';
 import { parseChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
 import { publish, replay, REPLAY_FRAME_BYTES } from '../../core/events';
-import { Keys } from '../../core/keys';
+import { Keys } from '../../core/redis/keys';
 import type { LocalStack } from '../../local/stack';
 import { LiveEvent } from '../../service/hub';
 import { PollTransport } from '../../service/poll-transport';

@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { DEFAULT_NAMESPACES, type CoreConfig, type Namespaces } from '../../core/config';
-import { createRedis, waitReady } from '../../core/redis';
+import { createRedis, waitReady } from '../../core/redis/client';
 import { issueTicket, type Transport } from '../../core/tickets';
 import { serviceConfigFromEnv } from '../../service/config';
 import { RealtimeServer, type RealtimeServerDeps } from '../../service/realtime-server';
