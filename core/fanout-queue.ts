@@ -1,7 +1,8 @@
 import { parseChannel } from './channels';
 import { subscriberPages, subscribersKey } from './connections';
 import { RealtimeError } from './errors';
-import { envelopeSeq, IDEMPOTENCY_TTL_SECONDS, replay } from './events';
+import { IDEMPOTENCY_TTL_SECONDS } from './broker';
+import { envelopeSeq, replay } from './events';
 import { closeMissed, fanout, sendToConnection, type DeliveryDeps, type FanoutResult } from './fanout';
 import { Keys, sha256 } from './redis/keys';
 import { shardGroup, shardOf } from './shard';
