@@ -29,7 +29,10 @@ export default tseslint.config(
     files: ['lib/**/*.ts', 'bin/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
-        patterns: [{ group: ['../core/*', '../lambda/*', '../service/*', '../local/*', '../client/*'], message: 'Infrastructure code points at runtime entry files by path; it never imports them.' }],
+        patterns: [
+          { group: ['../core/*', '../lambda/*', '../service/*', '../local/*', '../client/*'], message: 'Infrastructure code points at runtime entry files by path; it never imports them.' },
+          { group: ['../scripts/*', '../cost/*'], message: 'scripts/ and cost/ import lib/; lib/ importing them back closes a cycle (shared settings live in contract/).' },
+        ],
       }],
     },
   },
