@@ -8,9 +8,11 @@ import { Keys, sha256 } from './redis/keys';
 import { Script, type RedisLike } from './redis/client';
 import { assertNotRevoked, currentEpoch, parseEpoch } from './revocation';
 
-/** `sse` tickets open `/events` and `/poll` on the SSE service; `ws` tickets open the WebSocket API. */
-export type Transport = 'sse' | 'ws';
-export const TRANSPORTS: readonly Transport[] = ['sse', 'ws'];
+/**
+ * Which endpoint a ticket opens (its audience): `sse` tickets open `/events` and `/poll` on the SSE service; `ws`
+ * tickets open the WebSocket API. (Not the session seam's `Transport`, service/transport.ts.)
+ */
+export type TicketAudience = 'sse' | 'ws';
 
 export interface TicketDeps {
   readonly redis: RedisLike;
@@ -39,13 +41,13 @@ export interface IssuedTicket {
   readonly ticket: string;
   readonly expiresAt: string;
   readonly channels: string[];
-  readonly transport: Transport;
+  readonly transport: TicketAudience;
 }
 
 /** What a redeemed ticket grants. */
 export interface Grant extends ChannelGrant {
   readonly sub: string;
-  readonly transport: Transport;
+  readonly transport: TicketAudience;
   /** Epoch ms when the ticket was issued (sessions from it end SESSION_MAX_AGE_SECONDS later). */
   readonly issuedAt: number;
   /** The user's revocation epoch when the ticket was issued. */
@@ -66,7 +68,7 @@ interface TicketRecord {
   /** channels */
   c: string[];
   /** transport */
-  t: Transport;
+  t: TicketAudience;
   /** issued at, epoch ms */
   i: number;
   /** revocation epoch (absent in tickets issued before revocation existed: 0) */
@@ -181,7 +183,7 @@ return {raw, redis.call('GET', ARGV[1] .. rec.s), redis.call('GET', KEYS[2])}
  * revocation epoch and the sequence's position in the same round trip (one Lua script).
  * A ticket redeemed on the wrong transport, or after its user was revoked, is spent all the same.
  */
-export async function redeemTicket(ticket: unknown, transport: Transport, deps: Pick<TicketDeps, 'redis' | 'config' | 'now'>): Promise<Grant> {
+export async function redeemTicket(ticket: unknown, transport: TicketAudience, deps: Pick<TicketDeps, 'redis' | 'config' | 'now'>): Promise<Grant> {
   if (typeof ticket !== 'string' || !TICKET_PATTERN.test(ticket)) {
     throw new RealtimeError('ticket_invalid', 'The ticket is missing or malformed; get a new one from POST /tickets.');
   }

@@ -4,7 +4,7 @@ import type Redis from 'ioredis';
 import pino from 'pino';
 import { DEFAULT_NAMESPACES, type CoreConfig, type Namespaces } from '../../core/config';
 import { createRedis, waitReady } from '../../core/redis/client';
-import { issueTicket, type Transport } from '../../core/tickets';
+import { issueTicket, type TicketAudience } from '../../core/tickets';
 import { serviceConfigFromEnv } from '../../service/config';
 import { RealtimeServer, type RealtimeServerDeps } from '../../service/realtime-server';
 
@@ -61,7 +61,7 @@ export async function startService(env: Record<string, string> = {}, deps: Omit<
   return { service, base: `http://127.0.0.1:${port}` };
 }
 
-export async function ticketFor(redis: Redis, sub: string, channels: string[], transport: Transport = 'sse', config = coreConfig()): Promise<string> {
+export async function ticketFor(redis: Redis, sub: string, channels: string[], transport: TicketAudience = 'sse', config = coreConfig()): Promise<string> {
   return (await issueTicket({ identity: { kind: 'user', sub }, channels, transport }, { redis, config })).ticket;
 }
 
