@@ -21,6 +21,16 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', cdkImports] },
   },
   {
+    // The domain (core/*.ts) talks to AWS only through its ports (ManagementApi, WorkQueue): the signed calls are wired
+    // in by the Lambdas and the task, never imported here.
+    files: ['core/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [...cdkImports.patterns, { group: ['./aws/*', '@aws-sdk/*', '@smithy/*'], message: 'core/ domain code talks to AWS through its ports; the signed calls live in core/aws/ and are wired in by lambda/ and service/.' }],
+      }],
+    },
+  },
+  {
     // The contract between infrastructure and runtime (variable names): depends on nothing.
     files: ['contract/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['*'], message: 'contract/ depends on nothing: infrastructure and runtime both import it.' }] }] },
@@ -29,7 +39,10 @@ export default tseslint.config(
     files: ['lib/**/*.ts', 'bin/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
-        patterns: [{ group: ['../core/*', '../lambda/*', '../service/*', '../local/*', '../client/*'], message: 'Infrastructure code points at runtime entry files by path; it never imports them.' }],
+        patterns: [
+          { group: ['../core/*', '../lambda/*', '../service/*', '../local/*', '../client/*'], message: 'Infrastructure code points at runtime entry files by path; it never imports them.' },
+          { group: ['../scripts/*', '../cost/*'], message: 'scripts/ and cost/ import lib/; lib/ importing them back closes a cycle (shared settings live in contract/).' },
+        ],
       }],
     },
   },

@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { coreConfigFromEnv } from '../core/config';
 import { publish } from '../core/events';
-import { createRedis, waitReady } from '../core/redis';
+import { createRedis, waitReady } from '../core/redis/client';
 import { issueTicket } from '../core/tickets';
 import { freePort, RedisServer } from '../local/redis';
 

@@ -48,7 +48,7 @@ import { build } from 'esbuild';
 import type Redis from 'ioredis';
 import { coreConfigFromEnv } from '../core/config';
 import { publish } from '../core/events';
-import { createRedis, waitReady } from '../core/redis';
+import { createRedis, waitReady } from '../core/redis/client';
 import { issueTicket } from '../core/tickets';
 import { freePort, RedisServer } from '../local/redis';
 import { heapDiffMarkdown } from './heap-summary';

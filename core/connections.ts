@@ -2,8 +2,9 @@ import type { ChannelGrant } from './channels';
 import { DEFAULT_USER_CONNECTIONS, type CoreConfig } from './config';
 import { RealtimeError } from './errors';
 import type { Identity } from './identity';
-import { Keys } from './keys';
-import { Script, type RedisLike } from './redis';
+import { Keys } from './redis/keys';
+import type { RedisLike } from './redis/client';
+import { REGISTER, REMOVE, SUBSCRIBE, UNSUBSCRIBE } from './redis/scripts';
 
 /**
  * The registry of API Gateway WebSocket connections, in Redis.
@@ -77,78 +78,6 @@ export function subscribersKey(keys: Keys, channel: string): string {
   return keys.channelSubscribers(channel);
 }
 const member = (connectionId: string, floor: string | number) => `${connectionId}|${floor}`;
-
-/**
- * KEYS: record, seq, user set, channel sets...   ARGV: connection id, sub, grant JSON, now, ttl, max connections of
- * the user (0: no cap), channels...
- * Returns the floor of the initial subscriptions, or -1 (nothing written) when the user already holds the maximum.
- */
-const REGISTER = new Script(`
-local max = tonumber(ARGV[6])
-if max > 0 and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 and redis.call('SCARD', KEYS[3]) >= max then return -1 end
-local floor = redis.call('GET', KEYS[2]) or '0'
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 's', ARGV[2], 'g', ARGV[3], 'a', ARGV[4])
-for i = 4, #KEYS do
-  redis.call('HSET', KEYS[1], 'c:' .. ARGV[i + 3], floor)
-  redis.call('SADD', KEYS[i], ARGV[1] .. '|' .. floor)
-  redis.call('EXPIRE', KEYS[i], ARGV[5])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('EXPIRE', KEYS[3], ARGV[5])
-return floor
-`);
-
-/**
- * KEYS: record, seq, channel set   ARGV: connection id, channel, ttl, max subscriptions
- * Returns {status, floor}: status 0 subscribed, 1 already subscribed (its floor is kept), -1 unknown
- * connection, -2 too many subscriptions.
- */
-const SUBSCRIBE = new Script(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, '0'} end
-local field = 'c:' .. ARGV[2]
-local prev = redis.call('HGET', KEYS[1], field)
-if prev then
-  redis.call('SADD', KEYS[3], ARGV[1] .. '|' .. prev)
-  redis.call('EXPIRE', KEYS[3], ARGV[3])
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  return {1, prev}
-end
-if redis.call('HLEN', KEYS[1]) - 3 >= tonumber(ARGV[4]) then return {-2, '0'} end
-local floor = redis.call('GET', KEYS[2]) or '0'
-redis.call('HSET', KEYS[1], field, floor)
-redis.call('SADD', KEYS[3], ARGV[1] .. '|' .. floor)
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {0, floor}
-`);
-
-/** KEYS: record, channel set   ARGV: connection id, channel.  Returns 1 when it was subscribed. */
-const UNSUBSCRIBE = new Script(`
-local field = 'c:' .. ARGV[2]
-local prev = redis.call('HGET', KEYS[1], field)
-if not prev then return 0 end
-redis.call('SREM', KEYS[2], ARGV[1] .. '|' .. prev)
-redis.call('HDEL', KEYS[1], field)
-return 1
-`);
-
-/**
- * KEYS: record, user set, channel sets...   ARGV: registered-before (epoch ms, or -1 for always), connection id, members...
- * Removes the members, the user-set entry and the record, unless the record was registered at or
- * after ARGV[1] (a connection still inside its `$connect`). Returns 1 when removed.
- */
-const REMOVE = new Script(`
-if ARGV[1] ~= '-1' then
-  local at = redis.call('HGET', KEYS[1], 'a')
-  if at and tonumber(at) >= tonumber(ARGV[1]) then return 0 end
-end
-for i = 3, #KEYS do redis.call('SREM', KEYS[i], ARGV[i]) end
-redis.call('SREM', KEYS[2], ARGV[2])
-redis.call('DEL', KEYS[1])
-return 1
-`);
 
 function parseRecord(connectionId: string, h: Record<string, string>): ConnectionRecord | null {
   if (!h || typeof h.s !== 'string') return null;

@@ -1,9 +1,10 @@
 import { parseChannel } from './channels';
 import { subscriberPages, subscribersKey } from './connections';
 import { RealtimeError } from './errors';
-import { envelopeSeq, IDEMPOTENCY_TTL_SECONDS, replay } from './events';
+import { IDEMPOTENCY_TTL_SECONDS } from './broker';
+import { envelopeSeq, replay } from './events';
 import { closeMissed, fanout, sendToConnection, type DeliveryDeps, type FanoutResult } from './fanout';
-import { Keys, sha256 } from './keys';
+import { Keys, sha256 } from './redis/keys';
 import { shardGroup, shardOf } from './shard';
 import { frames } from './ws-protocol';
 
@@ -57,7 +58,7 @@ export interface QueueMessage {
   readonly deduplicationId: string;
 }
 
-/** Where work items go: SQS FIFO (`core/sqs.ts`) or the local queue. */
+/** Where work items go: SQS FIFO (`core/aws/sqs.ts`) or the local queue. */
 export interface WorkQueue {
   /** Enqueues messages; resolves with the indexes of the messages the queue did not accept. */
   send(messages: readonly QueueMessage[]): Promise<{ readonly failed: readonly number[] }>;
@@ -340,4 +341,47 @@ export async function settleDeadLetter(work: FanoutWork, deps: DispatchDeps): Pr
   if (closed < ids.size) throw new FanoutWorkError(`${ids.size - closed} of ${ids.size} connections that missed event ${seq} (shard ${work.shard}) could not be closed`);
   await deps.redis.del(retryKey);
   return { missed: ids.size, closed };
+}
+
+/** One item of a batch the queue delivered: its id (SQS `messageId`) and message group (absent: its own group). */
+export interface ReceivedItem {
+  readonly id: string;
+  readonly group?: string;
+}
+
+/**
+ * Runs a batch from the FIFO queue the way its order requires, and returns the ids to report as failed (SQS
+ * `batchItemFailures`). Items of one message group (one shard) run one after another, in queue order; groups run in
+ * parallel, so one slow shard does not hold the others. When an item fails, it and every later item of its group are
+ * reported without being run (a group's later items must not be delivered before the failed one; SQS FIFO redelivers
+ * them in order), and the other groups go on: what they finished is deleted. `onFailure` hears each item that threw.
+ *
+ * Powertools' `SqsFifoPartialProcessor` (with `skipGroupOnError`) applies the same per-group rule, but walks the batch
+ * as one sequence, each record after the last whatever its group: a batch of ten items over ten shards would post one
+ * shard after another. Hence this function.
+ */
+export async function runFifoBatch<T extends ReceivedItem>(items: readonly T[], run: (item: T) => Promise<void>, onFailure?: (item: T, error: unknown) => void): Promise<string[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const g = item.group ?? `\0${item.id}`;
+    const list = groups.get(g);
+    if (list) list.push(item);
+    else groups.set(g, [item]);
+  }
+  const failed = await Promise.all(
+    [...groups.values()].map(async (group) => {
+      for (let i = 0; i < group.length; i++) {
+        try {
+          await run(group[i]);
+        } catch (err) {
+          onFailure?.(group[i], err);
+          return group.slice(i).map((item) => item.id);
+        }
+      }
+      return [];
+    }),
+  );
+  const ids = new Set(failed.flat());
+  // Reported in batch order.
+  return items.filter((item) => ids.has(item.id)).map((item) => item.id);
 }

@@ -62,7 +62,7 @@ export async function publishAndFanout(input: PublishInput, identity: Identity, 
   const result = await publish(
     { channel: input.channel, type: input.type, data: input.data, idempotencyKey: input.idempotencyKey },
     identity,
-    { redis: deps.redis, config: deps.config },
+    { redis: deps.redis, config: deps.config, broker: deps.broker },
     grant,
   );
   await options.acknowledge?.(result);

@@ -1,8 +1,9 @@
 import type { CoreConfig } from './config';
 import { removeConnection, type ConnectionsRedis } from './connections';
 import { RealtimeError } from './errors';
-import { Keys } from './keys';
-import { Script, type RedisLike } from './redis';
+import { Keys } from './redis/keys';
+import type { RedisLike } from './redis/client';
+import { REVOKE } from './redis/scripts';
 
 /**
  * Per-user revocation. Each user has an epoch in `{prefix}rv:{sub}` (0 when never revoked). Tickets
@@ -26,25 +27,6 @@ export interface RevocationMessage {
   readonly sub: string;
   readonly epoch: number;
 }
-
-/**
- * KEYS: epoch   ARGV: sub, control channel, ttl.  Returns the new epoch.
- *
- * Flagged `allow-oom`: under `maxmemory` with `noeviction` Redis refuses every write command flagged
- * `denyoom` (SET too, even over an existing key of the same size), and a script without flags fails at
- * its SET. A revocation must not wait for memory: this script may write its one key (about 100 bytes,
- * at most one per revoked user per 30 days; only trusted backends revoke) past `maxmemory`. Its PUBLISH
- * needs no memory either way. Redis 7.0+ (ElastiCache Redis 7.x, Valkey 7.2+).
- */
-const REVOKE = new Script(`#!lua flags=allow-oom
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local prev = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local epoch = string.format('%d', math.max(prev + 1, now))
-redis.call('SET', KEYS[1], epoch, 'EX', ARGV[3])
-redis.call('PUBLISH', ARGV[2], '{"sub":' .. cjson.encode(ARGV[1]) .. ',"epoch":' .. epoch .. '}')
-return epoch
-`);
 
 /** The user's current epoch (0 when never revoked, or long ago). */
 export async function currentEpoch(sub: string, deps: { readonly redis: RedisLike; readonly config: CoreConfig }): Promise<number> {

@@ -4,13 +4,16 @@ import { DEFAULT_USER_TICKETS_PER_MINUTE, type CoreConfig } from './config';
 import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
 import { RealtimeError } from './errors';
 import { SUB_PATTERN, SUB_RULE, type Identity } from './identity';
-import { Keys, sha256 } from './keys';
-import { Script, type RedisLike } from './redis';
+import { Keys, sha256 } from './redis/keys';
+import type { RedisLike } from './redis/client';
 import { assertNotRevoked, currentEpoch, parseEpoch } from './revocation';
+import { ISSUE, REDEEM } from './redis/scripts';
 
-/** `sse` tickets open `/events` and `/poll` on the SSE service; `ws` tickets open the WebSocket API. */
-export type Transport = 'sse' | 'ws';
-export const TRANSPORTS: readonly Transport[] = ['sse', 'ws'];
+/**
+ * Which endpoint a ticket opens (its audience): `sse` tickets open `/events` and `/poll` on the SSE service; `ws`
+ * tickets open the WebSocket API. (Not the session seam's `Transport`, service/transport.ts.)
+ */
+export type TicketAudience = 'sse' | 'ws';
 
 export interface TicketDeps {
   readonly redis: RedisLike;
@@ -39,13 +42,13 @@ export interface IssuedTicket {
   readonly ticket: string;
   readonly expiresAt: string;
   readonly channels: string[];
-  readonly transport: Transport;
+  readonly transport: TicketAudience;
 }
 
 /** What a redeemed ticket grants. */
 export interface Grant extends ChannelGrant {
   readonly sub: string;
-  readonly transport: Transport;
+  readonly transport: TicketAudience;
   /** Epoch ms when the ticket was issued (sessions from it end SESSION_MAX_AGE_SECONDS later). */
   readonly issuedAt: number;
   /** The user's revocation epoch when the ticket was issued. */
@@ -66,7 +69,7 @@ interface TicketRecord {
   /** channels */
   c: string[];
   /** transport */
-  t: Transport;
+  t: TicketAudience;
   /** issued at, epoch ms */
   i: number;
   /** revocation epoch (absent in tickets issued before revocation existed: 0) */
@@ -79,27 +82,6 @@ interface TicketRecord {
 
 /** 32 random bytes, base64url: 256 bits of entropy. */
 const TICKET_PATTERN = new RegExp(`^[A-Za-z0-9_-]{${TICKET_LENGTH}}$`);
-
-/**
- * Stores a ticket record, counting it against its user's tickets of the current one-minute window
- * (from the first one). KEYS: ticket, the user's counter   ARGV: record, ticket TTL, tickets per minute
- * (0: no limit). Returns 0, or the seconds until the window ends when the user is over the limit
- * (nothing is written then).
- */
-const ISSUE = new Script(`
-local limit = tonumber(ARGV[3])
-if limit > 0 then
-  local n = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if n >= limit then
-    local ttl = redis.call('TTL', KEYS[2])
-    if ttl < 0 then redis.call('EXPIRE', KEYS[2], 60) ttl = 60 end
-    return math.max(ttl, 1)
-  end
-  if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], 60) end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 0
-`);
 
 /**
  * Issues a single-use ticket for `channels`, each checked against its namespace policy for `identity`.
@@ -162,26 +144,11 @@ export async function spendTicket(ticket: string | null | undefined, deps: Pick<
 }
 
 /**
- * GETDEL of a ticket and, in the same round trip, its user's current revocation epoch (the user is
- * in the record; ARGV[1] is the prefix of the epoch keys) and the event sequence's position (KEYS[2]).
- * The epoch key is not declared in KEYS: this relies on one Redis primary, as the event sequence
- * does. Replies [record, epoch or nil, position or nil]; [record] when Lua cannot read the user out
- * of it (the epoch is then read apart); nil when the ticket is unknown.
- */
-const REDEEM = new Script(`
-local raw = redis.call('GETDEL', KEYS[1])
-if not raw then return nil end
-local ok, rec = pcall(cjson.decode, raw)
-if not ok or type(rec) ~= 'table' or type(rec.s) ~= 'string' then return {raw} end
-return {raw, redis.call('GET', ARGV[1] .. rec.s), redis.call('GET', KEYS[2])}
-`);
-
-/**
  * Redeems a ticket once (GETDEL: of two concurrent redemptions exactly one wins), reading its user's
  * revocation epoch and the sequence's position in the same round trip (one Lua script).
  * A ticket redeemed on the wrong transport, or after its user was revoked, is spent all the same.
  */
-export async function redeemTicket(ticket: unknown, transport: Transport, deps: Pick<TicketDeps, 'redis' | 'config' | 'now'>): Promise<Grant> {
+export async function redeemTicket(ticket: unknown, transport: TicketAudience, deps: Pick<TicketDeps, 'redis' | 'config' | 'now'>): Promise<Grant> {
   if (typeof ticket !== 'string' || !TICKET_PATTERN.test(ticket)) {
     throw new RealtimeError('ticket_invalid', 'The ticket is missing or malformed; get a new one from POST /tickets.');
   }

@@ -12,10 +12,11 @@ import { DEFAULTS } from '../lib/defaults';
 import figuresFile from './figures.json';
 import pricesFile from './prices.json';
 
-export type Transport = 'sse' | 'ws-tasks' | 'ws-apigw' | 'poll-tasks' | 'poll-lambda' | 'appsync';
-export const TRANSPORTS: readonly Transport[] = ['sse', 'ws-tasks', 'ws-apigw', 'poll-tasks', 'poll-lambda', 'appsync'];
+/** The ways of delivering the planner prices (the blueprint's and the references'); not the session seam's `Transport`. */
+export type DeliveryOption = 'sse' | 'ws-tasks' | 'ws-apigw' | 'poll-tasks' | 'poll-lambda' | 'appsync';
+export const DELIVERY_OPTIONS: readonly DeliveryOption[] = ['sse', 'ws-tasks', 'ws-apigw', 'poll-tasks', 'poll-lambda', 'appsync'];
 
-export const TRANSPORT_NAMES: Record<Transport, string> = {
+export const DELIVERY_OPTION_NAMES: Record<DeliveryOption, string> = {
   sse: 'SSE on Fargate tasks',
   'ws-tasks': 'WebSocket on Fargate tasks',
   'ws-apigw': 'WebSocket on API Gateway',
@@ -104,7 +105,7 @@ export interface LineItem {
 }
 
 export interface TransportEstimate {
-  readonly transport: Transport;
+  readonly transport: DeliveryOption;
   readonly name: string;
   /** Monthly total, egress excluded. */
   readonly total: number;
@@ -395,7 +396,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       ...ticketItems(load, stage, transport),
       ...publishItems(publishesPerSecond, stage),
     ];
-    return { transport, name: TRANSPORT_NAMES[transport], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...t.notes, ...plan.notes, ...redisNote] };
+    return { transport, name: DELIVERY_OPTION_NAMES[transport], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...t.notes, ...plan.notes, ...redisNote] };
   };
 
   // SSE on the tasks: one frame per delivery, a 6-byte heartbeat, reconnects when the cookie-bound stream recycles.
@@ -450,7 +451,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       ...ticketItems(load, stage, 'ws-apigw'),
       ...publishItems(publishesPerSecond, stage),
     ];
-    out.push({ transport: 'ws-apigw', name: TRANSPORT_NAMES['ws-apigw'], total: total(items), items, notes: redisNote });
+    out.push({ transport: 'ws-apigw', name: DELIVERY_OPTION_NAMES['ws-apigw'], total: total(items), items, notes: redisNote });
   }
 
   // Long poll on the tasks: one request per delivery (a poll answers when an event arrives), or one per POLL_TIMEOUT when quiet.
@@ -466,7 +467,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       ...ticketItems(load, stage, 'poll-tasks'),
       ...publishItems(publishesPerSecond, stage),
     ];
-    out.push({ transport: 'poll-tasks', name: TRANSPORT_NAMES['poll-tasks'], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...plan.notes, ...redisNote] });
+    out.push({ transport: 'poll-tasks', name: DELIVERY_OPTION_NAMES['poll-tasks'], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...plan.notes, ...redisNote] });
   }
 
   // Short poll through the HTTP API and a Lambda: one request per connection per message interval (at least every 25 s).
@@ -479,7 +480,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       ...sharedItems(stage, redisType, { alb: false }),
       ...publishItems(publishesPerSecond, stage),
     ];
-    out.push({ transport: 'poll-lambda', name: TRANSPORT_NAMES['poll-lambda'], total: total(items), items, notes: ['a reference: the blueprint does not deploy it (polls go to the tasks)', ...redisNote] });
+    out.push({ transport: 'poll-lambda', name: DELIVERY_OPTION_NAMES['poll-lambda'], total: total(items), items, notes: ['a reference: the blueprint does not deploy it (polls go to the tasks)', ...redisNote] });
   }
 
   // AppSync Events: each publish and each delivery is an operation, plus connection-minutes; nothing of ours to run.
@@ -490,7 +491,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       { item: 'AppSync Events operations', monthly: (ops / 1e6) * PRICES.appSyncEventsOperations.price, basis: `${fmt(ops)} operations (deliveries + publishes)` },
       { item: 'AppSync Events connection-minutes', monthly: (connMinutes / 1e6) * PRICES.appSyncEventsConnectionMinutes.price, basis: `${fmt(connMinutes)} connection-minutes` },
     ];
-    out.push({ transport: 'appsync', name: TRANSPORT_NAMES.appsync, total: total(items), items, notes: ['a managed reference: no Redis, tasks or NAT of ours'] });
+    out.push({ transport: 'appsync', name: DELIVERY_OPTION_NAMES.appsync, total: total(items), items, notes: ['a managed reference: no Redis, tasks or NAT of ours'] });
   }
 
   const gb = (deliveries * load.size) / 1e9;
@@ -510,8 +511,8 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
  * The audience size below which `a` (API Gateway WebSockets) costs less than `b` (SSE on the tasks), for one broadcast
  * channel at this rate and size, found by bisection; undefined when one is cheaper at every size up to 10 M.
  */
-export function crossover(load: { readonly rate: number; readonly size: number }, stage: StageSettings, a: Transport = 'ws-apigw', b: Transport = 'sse', figures = committedFigures()): number | undefined {
-  const cost = (n: number, t: Transport) => estimate({ ...load, connections: n, fanout: Math.max(1, n) }, stage, figures).transports.find((x) => x.transport === t)!.total;
+export function crossover(load: { readonly rate: number; readonly size: number }, stage: StageSettings, a: DeliveryOption = 'ws-apigw', b: DeliveryOption = 'sse', figures = committedFigures()): number | undefined {
+  const cost = (n: number, t: DeliveryOption) => estimate({ ...load, connections: n, fanout: Math.max(1, n) }, stage, figures).transports.find((x) => x.transport === t)!.total;
   let lo = 1;
   let hi = 10_000_000;
   if (cost(lo, a) >= cost(lo, b)) return undefined;

@@ -1,10 +1,10 @@
-import { estimate, idleCost, type Transport } from './model';
+import { estimate, idleCost, type DeliveryOption } from './model';
 import { loadStage } from './stage';
 
 const usd = (n: number) => `$${n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(n >= 10 ? 0 : 2)}`;
 
 /** The transports the README compares, in its column order. */
-const COLUMNS: readonly Transport[] = ['sse', 'ws-tasks', 'ws-apigw', 'poll-tasks', 'appsync'];
+const COLUMNS: readonly DeliveryOption[] = ['sse', 'ws-tasks', 'ws-apigw', 'poll-tasks', 'appsync'];
 
 /** README "What it costs": 1k/10k/100k connections at 0.1 and 1 msg/s of 1 KB, one broadcast channel, on a stage. */
 export function readmeTable(stageName = 'prod'): string {
@@ -13,7 +13,7 @@ export function readmeTable(stageName = 'prod'): string {
   for (const connections of [1000, 10_000, 100_000]) {
     for (const rate of [0.1, 1]) {
       const e = estimate({ connections, rate, size: 1024, fanout: connections }, stage);
-      const by = (t: Transport) => e.transports.find((x) => x.transport === t)!;
+      const by = (t: DeliveryOption) => e.transports.find((x) => x.transport === t)!;
       rows.push(`| ${connections.toLocaleString('en-US')} × ${rate} | ${COLUMNS.map((t) => usd(by(t).total)).join(' | ')} | ${by('sse').tasks} |`);
     }
   }

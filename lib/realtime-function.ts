@@ -7,7 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { CORE_ENV } from '../contract/env';
-import { ESBUILD_OPTIONS } from '../scripts/esbuild-options';
+import { ESBUILD_OPTIONS } from '../contract/bundling';
 import { Construct } from 'constructs';
 import { acknowledgeManagedPolicy, acknowledgeWildcardResource } from './acknowledge';
 import { DEFAULTS } from './defaults';
@@ -17,7 +17,7 @@ import { checkRange, invalid } from './errors';
 export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
 
 /**
- * The bundling options of every Lambda: `scripts/esbuild-options.ts` (shared with `npm run build` and the SSE image)
+ * The bundling options of every Lambda: `contract/bundling.ts` (shared with `npm run build` and the SSE image)
  * in `NodejsFunction` terms. The AWS SDK v3 is bundled on purpose (`bundleAwsSDK`, no external modules): pinned by
  * package-lock and tree-shaken, no surprise from the runtime's copy.
  */
@@ -139,7 +139,7 @@ export interface RealtimeFunctionProps {
 /**
  * The one bundling wrapper for every Lambda of the blueprint.
  *
- * Mandated: Node.js 24 on ARM64; the esbuild settings of `scripts/esbuild-options.ts` ({@link LAMBDA_BUNDLING}: minified,
+ * Mandated: Node.js 24 on ARM64; the esbuild settings of `contract/bundling.ts` ({@link LAMBDA_BUNDLING}: minified,
  * with source maps that `--enable-source-maps` applies to stack traces, the AWS SDK v3 clients bundled so the deployed
  * code runs exactly the versions the tests ran); a log group with retention; Powertools logger settings.
  * The caller's settings come next and defaults last.

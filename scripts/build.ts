@@ -1,11 +1,11 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { build, type BuildOptions } from 'esbuild';
-import { ESBUILD_OPTIONS, SERVICE_BUNDLE, SERVICE_ESBUILD_OPTIONS } from './esbuild-options';
+import { ESBUILD_OPTIONS, SERVICE_BUNDLE, SERVICE_ESBUILD_OPTIONS } from '../contract/bundling';
 
 /**
  * `npm run build`: one esbuild bundle per Lambda entry (lambda/*.ts → dist/lambda/NAME/index.js) and the SSE service
- * (dist/service/main.js), with the settings of `scripts/esbuild-options.ts`, the same the CDK bundling wrapper and the
+ * (dist/service/main.js), with the settings of `contract/bundling.ts`, the same the CDK bundling wrapper and the
  * SSE image use. `npm run build -- service` builds the service only (the Dockerfile does; lambda/ is not in its
  * context), `npm run build -- lambda` the Lambdas only.
  */

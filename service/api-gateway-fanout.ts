@@ -4,7 +4,7 @@ import { subscribersKey } from '../core/connections';
 import { RealtimeError } from '../core/errors';
 import type { ManagementApi } from '../core/fanout';
 import { dispatchFanout, resumeFanout, type WorkQueue } from '../core/fanout-queue';
-import { Keys } from '../core/keys';
+import { Keys } from '../core/redis/keys';
 import type { Fanout, ResumeFanout } from '../core/publishing';
 
 /**

@@ -2,9 +2,9 @@ import type { IncomingMessage } from 'node:http';
 import { maySubscribe, type ChannelGrant, type ParsedChannel } from '../core/channels';
 import { RealtimeError } from '../core/errors';
 import { ANONYMOUS, type Identity } from '../core/identity';
-import type { RedisLike } from '../core/redis';
+import type { RedisLike } from '../core/redis/client';
 import { assertNotRevoked, currentEpoch } from '../core/revocation';
-import { channelSetHash, decodeSession, isSessionCookieName, parseCookies, sessionCookieName, signSession, ticketTag, verifyLegacySession } from '../core/session';
+import { channelSetHash, decodeSession, isSessionCookieName, parseCookies, sessionCookieName, signSession, ticketTag, verifyLegacySession } from '../core/reconnect-cookie';
 import { redeemTicket, type Grant } from '../core/tickets';
 import type { ServiceConfig } from './config';
 
@@ -31,7 +31,8 @@ export interface Authorized {
   readonly position?: number;
 }
 
-interface Session {
+/** What a redeemed ticket or a valid reconnect cookie proves about the signed-in session (not the engine's `Session`). */
+interface SessionClaims {
   readonly sub: string;
   readonly grant: ChannelGrant;
   readonly maxExp: number;
@@ -68,7 +69,7 @@ export async function authorize(
   // The name is not signed; the channel set inside is.
   if (cookie && cookie.set !== channelSetHash(names)) cookie = null;
   const presented = ticket !== null && ticket !== '' ? ticket : undefined;
-  let session: Session;
+  let session: SessionClaims;
   let position: number | undefined;
   if (cookie && (presented === undefined || ticketTag(presented) === cookie.ticket)) {
     if (cookie.maxExp <= now) throw new RealtimeError('unauthorized', ENDED);

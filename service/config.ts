@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { CORE_ENV, SERVICE_ENV } from '../contract/env';
 import { ConfigError, CoreEnvSchema, coreConfigFromEnv, DEFAULT_USER_CONNECTIONS, parseEnv, type CoreConfig } from '../core/config';
-import { parseTargetGroupArn } from '../core/elb';
+import { parseTargetGroupArn } from '../core/aws/elb';
 import { MAX_SHARDS } from '../core/shard';
 
 const envBoolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');

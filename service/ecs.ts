@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { TargetHealth } from '../core/elb';
+import type { TargetHealth } from '../core/aws/elb';
 
 /**
  * What the task metadata endpoint v4 `/task` answers, as far as we read it. AWS documents the fields:

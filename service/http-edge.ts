@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
-import type { RedisLike } from '../core/redis';
+import type { RedisLike } from '../core/redis/client';
 import { spendTicket } from '../core/tickets';
 import { retryAfterMs, type Admission, type RequestContext } from './admission';
 import type { ServiceConfig } from './config';

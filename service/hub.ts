@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import { RealtimeError } from '../core/errors';
 import { envelopeSeq, envelopeType } from '../core/events';
-import type { Keys } from '../core/keys';
+import type { Keys } from '../core/redis/keys';
 
 /** Encodes a live event for one transport (e.g. the SSE frame); see {@link LiveEvent.encoded}. */
 export type EventEncoder = (event: LiveEvent) => Buffer;

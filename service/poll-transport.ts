@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { RealtimeError } from '../core/errors';
-import { DEFAULT_REPLAY_MAX_BYTES, REPLAY_FRAME_BYTES } from '../core/events';
+import { REPLAY_FRAME_BYTES } from '../core/broker';
+import { DEFAULT_REPLAY_MAX_BYTES } from '../core/events';
 import type { LiveEvent } from './hub';
 import type { Ending, Transport, TransportOwner } from './transport';
 

@@ -2,12 +2,12 @@ import type { Server } from 'node:http';
 import type Redis from 'ioredis';
 import type { Fanout, ResumeFanout } from '../core/publishing';
 import pino, { type Logger } from 'pino';
-import { runtimeCredentials, type CredentialProvider } from '../core/aws';
-import { TargetHealthClient } from '../core/elb';
+import { runtimeCredentials, type CredentialProvider } from '../core/aws/signer';
+import { TargetHealthClient } from '../core/aws/elb';
 import type { WorkQueue } from '../core/fanout-queue';
-import { Keys } from '../core/keys';
-import { SqsFifoQueue } from '../core/sqs';
-import { createRedis, waitReady } from '../core/redis';
+import { Keys } from '../core/redis/keys';
+import { SqsFifoQueue } from '../core/aws/sqs';
+import { createRedis, waitReady } from '../core/redis/client';
 import { parseRevocation } from '../core/revocation';
 import { Admission } from './admission';
 import type { ServiceConfig } from './config';
@@ -39,7 +39,7 @@ export interface RealtimeServerDeps {
   readonly fanoutQueue?: WorkQueue;
   /**
    * Credentials of the task's own AWS calls (SendMessageBatch, DescribeTargetHealth). Defaults to the environment's,
-   * else the ECS container credentials endpoint's (the task role), refreshed before they expire (`core/aws.ts`).
+   * else the ECS container credentials endpoint's (the task role), refreshed before they expire (`core/aws/signer.ts`).
    */
   readonly credentials?: CredentialProvider;
   /** Where AWS endpoint overrides are read (`AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2`). Defaults to `process.env`. */

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { parseChannelList, type ParsedChannel } from '../core/channels';
 import { toRealtimeError } from '../core/errors';
 import { backlog, currentCursor, isInvalidCursor, replay, type ReplayResult } from '../core/events';
-import { waitReady } from '../core/redis';
+import { waitReady } from '../core/redis/client';
 import type { Authorized } from './auth';
 import type { ServiceConfig } from './config';
 import type { Hub } from './hub';

@@ -1,14 +1,15 @@
-import { createManagementPoster, sendToConnection, type ManagementApi } from '../../core/fanout';
+import { createManagementPoster } from '../../core/aws/management-client';
+import { sendToConnection, type ManagementApi } from '../../core/fanout';
 import { deferReplay, dispatchFanout, resumeFanout, type DispatchDeps, type WorkQueue } from '../../core/fanout-queue';
-import { environmentCredentials } from '../../core/aws';
-import { SqsFifoQueue } from '../../core/sqs';
+import { environmentCredentials } from '../../core/aws/signer';
+import { SqsFifoQueue } from '../../core/aws/sqs';
 import type { WsSessionDeps } from '../../core/ws-session';
 import { LambdaRuntime, type Runtime } from './runtime';
 
 /**
  * The runtime of the handlers that post to WebSocket connections (publish, WebSocket frames, the
  * fan-out worker, revoke): a {@link LambdaRuntime} plus the management API (the lean SigV4 poster,
- * `core/management.ts`) and the fan-out queue (SQS FIFO, `core/sqs.ts`), both signed with the
+ * `core/aws/management.ts`) and the fan-out queue (SQS FIFO, `core/aws/sqs.ts`), both signed with the
  * Lambda role's credentials from the environment. The local stack runs every handler on one.
  */
 export class FanoutRuntime extends LambdaRuntime {

@@ -2,8 +2,8 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import type Redis from 'ioredis';
 import type { CoreConfig } from '../../core/config';
 import type { WorkQueue } from '../../core/fanout-queue';
-import { createRedis, waitReady } from '../../core/redis';
-import { secretPassword } from '../../core/secrets';
+import { createRedis, waitReady } from '../../core/redis/client';
+import { secretPassword } from '../../core/aws/secrets';
 import { lambdaConfigFromEnv, type LambdaConfig } from './config';
 
 /** The started clients of a runtime. */

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { apiGatewayPingsPerSecond, egressCost, estimate, lcus, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type Transport } from '../../cost/model';
+import { apiGatewayPingsPerSecond, egressCost, estimate, lcus, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type DeliveryOption } from '../../cost/model';
 import { loadStage, STAGE_DEFAULTS } from '../../cost/stage';
 import { idleTable, readmeTable } from '../../cost/tables';
 import { run } from '../../scripts/cost';
@@ -9,13 +9,13 @@ import { run } from '../../scripts/cost';
 const FIGURES: Figures = { sseDeliveryCpuUs: 5, sseIdleKbPerConnection: 12, processBaseMb: 70, sseConnectCpuUs: 350, apiGatewayPostCpuMs: 0.5, pollRequestCpuUs: 250, wsTasksCpuFactor: 1.1 };
 const dev = loadStage('dev');
 const load = (connections: number, rate: number, size = 1024): Load => ({ connections, rate, size, fanout: Math.max(1, connections) });
-const item = (t: Transport, name: string, l: Load, stage = dev) => {
+const item = (t: DeliveryOption, name: string, l: Load, stage = dev) => {
   const e = estimate(l, stage, FIGURES).transports.find((x) => x.transport === t)!;
   const i = e.items.find((x) => x.item.startsWith(name));
   if (!i) throw new Error(`no item ${name} in ${t}: ${e.items.map((x) => x.item).join(', ')}`);
   return i.monthly;
 };
-const total = (t: Transport, l: Load, stage = dev) => estimate(l, stage, FIGURES).transports.find((x) => x.transport === t)!.total;
+const total = (t: DeliveryOption, l: Load, stage = dev) => estimate(l, stage, FIGURES).transports.find((x) => x.transport === t)!.total;
 
 describe('unit boundaries', () => {
   test('API Gateway meters WebSocket messages in 32 KB steps', () => {

@@ -1,5 +1,5 @@
 /**
- * One set of esbuild settings (scripts/esbuild-options.ts) for the three builds: `npm run build` (scripts/build.ts),
+ * One set of esbuild settings (contract/bundling.ts) for the three builds: `npm run build` (scripts/build.ts),
  * the CDK bundling wrapper (RealtimeFunction) and the SSE image (service/Dockerfile).
  */
 import { execFileSync } from 'node:child_process';
@@ -12,7 +12,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LAMBDA_BUNDLING, LAMBDA_DIR, LAMBDA_RUNTIME, RealtimeFunction } from '../../lib/realtime-function';
 import { lambdaBuildOptions, parseTarget, serviceBuildOptions } from '../../scripts/build';
-import { ESBUILD_OPTIONS, NODE_MAJOR, SERVICE_BUNDLE, SERVICE_ESBUILD_OPTIONS } from '../../scripts/esbuild-options';
+import { ESBUILD_OPTIONS, NODE_MAJOR, SERVICE_BUNDLE, SERVICE_ESBUILD_OPTIONS } from '../../contract/bundling';
 import { newApp, REPO_ROOT } from './support';
 
 /** Props every NodejsFunction of a test receives (captured by a subclass standing in for the real one). */
@@ -28,9 +28,9 @@ jest.mock('aws-cdk-lib/aws-lambda-nodejs', () => {
   return { ...actual, NodejsFunction: CapturingNodejsFunction };
 });
 
-describe('scripts/esbuild-options.ts', () => {
+describe('contract/bundling.ts', () => {
   test('dependency-free: it imports nothing (the Docker build stage and lib/ load it alone)', () => {
-    const source = fs.readFileSync(path.join(REPO_ROOT, 'scripts', 'esbuild-options.ts'), 'utf8');
+    const source = fs.readFileSync(path.join(REPO_ROOT, 'contract', 'bundling.ts'), 'utf8');
     expect(source).not.toMatch(/^\s*import\s|require\(/m);
   });
 
@@ -130,7 +130,7 @@ describe('SSE image (service/Dockerfile)', () => {
     expect(instructions.filter((l) => /\besbuild\b(?!-options\.ts)/.test(l))).toEqual([]);
   });
 
-  test('base images: the Node.js major of scripts/esbuild-options.ts, for both stages', () => {
+  test('base images: the Node.js major of contract/bundling.ts, for both stages', () => {
     expect(instructions).toContain(`ARG NODE_MAJOR=${NODE_MAJOR}`);
     const froms = instructions.filter((l) => l.startsWith('FROM '));
     expect(froms).toHaveLength(2);
@@ -143,10 +143,10 @@ describe('SSE image (service/Dockerfile)', () => {
   });
 
   test('build context: .dockerignore lets in the build script, its settings and every tree the service imports', () => {
-    for (const entry of ['!scripts/build.ts', '!scripts/esbuild-options.ts', '!contract/**', '!core/**', '!service/**']) {
+    for (const entry of ['!scripts/build.ts', '!contract/**', '!core/**', '!service/**']) {
       expect(dockerignore).toContain(entry);
     }
-    for (const copied of ['scripts/esbuild-options.ts', 'scripts/build.ts', 'contract', 'core', 'service']) {
+    for (const copied of ['scripts/build.ts', 'contract', 'core', 'service']) {
       expect(instructions.some((l) => l.startsWith('COPY ') && l.split(/\s+/).includes(copied))).toBe(true);
     }
   });
@@ -154,7 +154,7 @@ describe('SSE image (service/Dockerfile)', () => {
   test('the build script needs nothing outside the image context when building the service', () => {
     // `npm run build -- service` must not read lambda/ (not in the context): run it in a copy holding only the context.
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'realtime-image-context-'));
-    for (const p of ['package.json', 'tsconfig.json', 'contract', 'core', 'service', 'scripts/build.ts', 'scripts/esbuild-options.ts']) {
+    for (const p of ['package.json', 'tsconfig.json', 'contract', 'core', 'service', 'scripts/build.ts']) {
       fs.cpSync(path.join(REPO_ROOT, p), path.join(dir, p), { recursive: true });
     }
     fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));

@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { publish } from '../../core/events';
-import { Keys } from '../../core/keys';
+import { Keys } from '../../core/redis/keys';
 import { serviceConfigFromEnv } from '../../service/config';
 import { RealtimeServer, type RealtimeServerDeps } from '../../service/realtime-server';
 import { coreConfig, eventually, get, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, ticketFor, uid, useRedis } from '../support/harness';

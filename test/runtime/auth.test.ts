@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import type Redis from 'ioredis';
 import pino from 'pino';
-import { Keys, sha256 } from '../../core/keys';
+import { Keys, sha256 } from '../../core/redis/keys';
 import { issueTicket } from '../../core/tickets';
 import type { HttpEvent } from '../../lambda/shared/http';
 import { serviceConfigFromEnv } from '../../service/config';

@@ -1,7 +1,7 @@
 import Redis from 'ioredis';
 import pino from 'pino';
 import { publish } from '../../core/events';
-import { createRedis, waitReady } from '../../core/redis';
+import { createRedis, waitReady } from '../../core/redis/client';
 import { serviceConfigFromEnv } from '../../service/config';
 import { RealtimeServer } from '../../service/realtime-server';
 import { coreConfig, eventually, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid, useRedis } from '../support/harness';

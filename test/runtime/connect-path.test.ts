@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import { currentCursor, publish } from '../../core/events';
-import { Keys } from '../../core/keys';
-import { createRedis, waitReady } from '../../core/redis';
+import { Keys } from '../../core/redis/keys';
+import { createRedis, waitReady } from '../../core/redis/client';
 import { redeemTicket } from '../../core/tickets';
 import { Hub, type LiveEvent } from '../../service/hub';
 import { connectRedis, coreConfig, eventually, RawStream, startService, ticketFor, uid } from '../support/harness';

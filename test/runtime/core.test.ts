@@ -3,7 +3,7 @@ import { maySubscribe, mayPublish, parseChannel, parseChannelList } from '../../
 import { ConfigError, DEFAULT_NAMESPACES, parseNamespaces } from '../../core/config';
 import { RealtimeError } from '../../core/errors';
 import { currentCursor, publish, replay } from '../../core/events';
-import { Keys, sha256 } from '../../core/keys';
+import { Keys, sha256 } from '../../core/redis/keys';
 import { issueTicket, redeemTicket } from '../../core/tickets';
 import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, uid } from '../support/harness';
 

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { parseChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
 import { claimCursor, currentCursor, publish, replay } from '../../core/events';
-import { Keys } from '../../core/keys';
+import { Keys } from '../../core/redis/keys';
 import type { LocalStack } from '../../local/stack';
 import { publish as publishOver } from '../support/client-kit';
 import { connectRedis, coreConfig, get, RawStream, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';

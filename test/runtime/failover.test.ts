@@ -3,8 +3,8 @@ import Redis from 'ioredis';
 import pino from 'pino';
 import { isRedisUnavailable, toRealtimeError } from '../../core/errors';
 import { publish } from '../../core/events';
-import { Keys } from '../../core/keys';
-import { createRedis, waitReady } from '../../core/redis';
+import { Keys } from '../../core/redis/keys';
+import { createRedis, waitReady } from '../../core/redis/client';
 import { RedisServer } from '../../local/redis';
 import { coreConfig, eventually, RawStream, TEST_NAMESPACES, uid } from '../support/harness';
 

@@ -3,10 +3,10 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { ManagementPoster } from '../../core/management';
-import { createRedis, waitReady } from '../../core/redis';
-import { getSecretString, secretPassword } from '../../core/secrets';
-import { signJsonPost, SqsFifoQueue } from '../../core/sqs';
+import { ManagementPoster } from '../../core/aws/management';
+import { createRedis, waitReady } from '../../core/redis/client';
+import { getSecretString, secretPassword } from '../../core/aws/secrets';
+import { signJsonPost, SqsFifoQueue } from '../../core/aws/sqs';
 import { LambdaRuntime } from '../../lambda/shared/runtime';
 import { RedisServer } from '../../local/redis';
 

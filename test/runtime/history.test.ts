@@ -3,7 +3,7 @@ import pino from 'pino';
 import { parseChannel } from '../../core/channels';
 import { LAST_ID_TAIL_SECONDS, type Namespaces } from '../../core/config';
 import { currentCursor, publish, replay } from '../../core/events';
-import { Keys } from '../../core/keys';
+import { Keys } from '../../core/redis/keys';
 import type { LocalStack } from '../../local/stack';
 import type { RealtimeServer } from '../../service/realtime-server';
 import { connectRedis, coreConfig, eventually, get, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';

@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import { ConfigError, coreConfigFromEnv } from '../../core/config';
 import { publish } from '../../core/events';
-import { Keys } from '../../core/keys';
+import { Keys } from '../../core/redis/keys';
 import { connectRedis, coreConfig, uid } from '../support/harness';
 
 const SERVER = { kind: 'server', principal: 'arn:aws:iam::1:role/backend' } as const;

@@ -8,7 +8,7 @@ import type Redis from 'ioredis';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import pino from 'pino';
 import { WebSocket } from 'ws';
-import { Keys } from '../../core/keys';
+import { Keys } from '../../core/redis/keys';
 import { RedisServer } from '../../local/redis';
 import type { LocalStack } from '../../local/stack';
 import { CHROMIUM_PATH, startPageServer } from '../support/browser';

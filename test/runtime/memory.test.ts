@@ -1,8 +1,8 @@
 import type Redis from 'ioredis';
 import { registerConnection, connectionKey, subscribersKey } from '../../core/connections';
 import { publish } from '../../core/events';
-import { Keys, sha256 } from '../../core/keys';
-import { envelopeBytes, estimateChannel, estimateConnection, estimateTicket, historyBytes, KEY_BOOKKEEPING_BYTES, stringKeyBytes, subscriberSetBytes } from '../../core/memory';
+import { Keys, sha256 } from '../../core/redis/keys';
+import { envelopeBytes, estimateChannel, estimateConnection, estimateTicket, historyBytes, KEY_BOOKKEEPING_BYTES, stringKeyBytes, subscriberSetBytes } from '../../core/redis/memory';
 import { issueTicket } from '../../core/tickets';
 import { connectRedis, coreConfig, TEST_NAMESPACES, uid } from '../support/harness';
 

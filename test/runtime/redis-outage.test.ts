@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { publish } from '../../core/events';
-import { createRedis, waitReady } from '../../core/redis';
+import { createRedis, waitReady } from '../../core/redis/client';
 import { RedisServer } from '../../local/redis';
 import { serviceConfigFromEnv } from '../../service/config';
 import { RealtimeServer } from '../../service/realtime-server';

@@ -2,7 +2,7 @@ import { EventSource } from 'eventsource';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { getConnection } from '../../core/connections';
-import { Keys } from '../../core/keys';
+import { Keys } from '../../core/redis/keys';
 import type { HttpEvent } from '../../lambda/shared/http';
 import type { LocalStack } from '../../local/stack';
 import { connectRedis, cookieFetch, coreConfig, eventually, get, RawStream, TEST_NAMESPACES, uid } from '../support/harness';

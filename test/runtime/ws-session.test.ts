@@ -2,7 +2,7 @@ import type Redis from 'ioredis';
 import { getConnection } from '../../core/connections';
 import { RealtimeError } from '../../core/errors';
 import { publish } from '../../core/events';
-import { Keys } from '../../core/keys';
+import { Keys } from '../../core/redis/keys';
 import { connectSession, handleFrame, subscribeFrom, type SendOutcome, type WsSessionDeps } from '../../core/ws-session';
 import { connectRedis, coreConfig, uid } from '../support/harness';
 

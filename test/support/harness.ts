@@ -3,8 +3,8 @@ import { request } from 'node:http';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { DEFAULT_NAMESPACES, type CoreConfig, type Namespaces } from '../../core/config';
-import { createRedis, waitReady } from '../../core/redis';
-import { issueTicket, type Transport } from '../../core/tickets';
+import { createRedis, waitReady } from '../../core/redis/client';
+import { issueTicket, type TicketAudience } from '../../core/tickets';
 import { serviceConfigFromEnv } from '../../service/config';
 import { RealtimeServer, type RealtimeServerDeps } from '../../service/realtime-server';
 
@@ -62,7 +62,7 @@ export async function startService(env: Record<string, string> = {}, deps: Omit<
   return { service, base: `http://127.0.0.1:${port}` };
 }
 
-export async function ticketFor(redis: Redis, sub: string, channels: string[], transport: Transport = 'sse', config = coreConfig()): Promise<string> {
+export async function ticketFor(redis: Redis, sub: string, channels: string[], transport: TicketAudience = 'sse', config = coreConfig()): Promise<string> {
   return (await issueTicket({ identity: { kind: 'user', sub }, channels, transport }, { redis, config })).ticket;
 }
 

@@ -1,9 +1,9 @@
 import { createHash, createHmac } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { CredentialProvider, Credentials } from './aws';
+import type { CredentialProvider, Credentials } from './signer';
 
-export type { CredentialProvider, Credentials } from './aws';
+export type { CredentialProvider, Credentials } from './signer';
 
 /**
  * A lean `PostToConnection` (and `DeleteConnection`, for revocations) for the fan-out: one signed HTTP request on a keep-alive socket, without

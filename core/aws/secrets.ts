@@ -1,4 +1,4 @@
-import { environmentCredentials, postText, signJsonPost, type CredentialProvider } from './aws';
+import { environmentCredentials, postText, signJsonPost, type CredentialProvider } from './signer';
 
 /**
  * Secrets Manager `GetSecretValue` as one signed request (AWS JSON 1.1, `X-Amz-Target: secretsmanager.GetSecretValue`),

@@ -1,7 +1,8 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { ApiGatewayManagementApiClient, DeleteConnectionCommand, PostToConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
-import { isLoopbackEndpoint, LOCAL_CREDENTIALS, managementRegion, type ManagementApi, type ManagementClientOptions } from './fanout';
+import type { ManagementApi } from '../fanout';
+import { isLoopbackEndpoint, LOCAL_CREDENTIALS, managementRegion, type ManagementClientOptions } from './management-client';
 
 /**
  * The AWS SDK's management API client, for tests and benchmarks that compare it with the lean poster or drive the

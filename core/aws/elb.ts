@@ -1,4 +1,4 @@
-import { postText, signFormPost, type CredentialProvider } from './aws';
+import { postText, signFormPost, type CredentialProvider } from './signer';
 
 /**
  * Elastic Load Balancing v2 `DescribeTargetHealth` for one target, without the SDK: the Query protocol (a

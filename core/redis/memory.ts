@@ -1,5 +1,5 @@
-import { CONNECTION_TTL_SECONDS } from './connections';
-import { IDEMPOTENCY_TTL_SECONDS } from './events';
+import { CONNECTION_TTL_SECONDS } from '../connections';
+import { IDEMPOTENCY_TTL_SECONDS } from '../broker';
 
 /**
  * Estimates of the Redis memory the runtime's keys take, in the bytes `MEMORY USAGE key SAMPLES 0`

@@ -1,7 +1,7 @@
 import { Agent } from 'node:https';
 import { Agent as HttpAgent } from 'node:http';
-import { postText, signJsonPost, type CredentialProvider } from './aws';
-import type { QueueMessage, WorkQueue } from './fanout-queue';
+import { postText, signJsonPost, type CredentialProvider } from './signer';
+import type { QueueMessage, WorkQueue } from '../fanout-queue';
 
 /**
  * The fan-out queue on AWS: `SendMessageBatch` to an SQS FIFO queue over SQS's JSON protocol

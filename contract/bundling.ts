@@ -1,5 +1,7 @@
 /**
- * The esbuild settings of every bundle the blueprint ships, in one dependency-free module, read by all three builds:
+ * The esbuild settings of every bundle the blueprint ships, in one dependency-free module, read by all three builds.
+ * It lives in `contract/` (what infrastructure and runtime agree on, importing nothing) because both `lib/` and
+ * `scripts/` read it: in `scripts/` it made `lib/` import `scripts/`, whose `cost.ts` imports `cost/`, which imports `lib/`.
  *
  * - `npm run build` (`scripts/build.ts`): the Lambda bundles and the SSE service into `dist/`;
  * - the CDK bundling wrapper (`lib/realtime-function.ts`), which maps them onto `NodejsFunction` bundling options;

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { sha256 } from './keys';
+import { sha256 } from './redis/keys';
 
 /**
  * The reconnect session: what the first redemption of a ticket leaves the browser so that native

@@ -1,0 +1,85 @@
+import type { ParsedChannel } from './channels';
+
+/**
+ * The broker: what the domain needs from the store that keeps a channel's history and carries its live events, and
+ * the one that orders them (a deployment-wide sequence of ids). `core/events.ts` (validation, cursors, envelopes),
+ * `core/publishing.ts` and the transports speak to it; Redis is its implementation (`core/redis/broker.ts`: Lua
+ * scripts over streams, a sequence key and pub/sub). A sharded broker (several Redis primaries, issue 5/9) is a second
+ * implementation of this interface, or a configuration of the Redis one, not a rewrite of its callers.
+ *
+ * Every call is one atomic step in the store: a publish is in the history and sent live together, and a replay reads
+ * the page and the sequence's position at the same instant.
+ */
+export interface Broker {
+  /** Appends the event to its channel's history and publishes it live, assigning its id and time. */
+  publish(request: BrokerPublish): Promise<BrokerPublishOutcome>;
+  /**
+   * One page of what `channels` received after `cursor`, merged in id order, or `invalid` (nothing written) for a
+   * cursor further ahead of the store's clock than {@link CLOCK_ALLOWANCE_US}.
+   */
+  replay(channels: readonly ParsedChannel[], cursor: number, budget: BrokerPageBudget): Promise<BrokerReplayPage | 'invalid'>;
+  /**
+   * For a reader resuming at `cursor` without a replay: true when its channels must be reset (the cursor predates a
+   * loss of data or is ahead of the sequence, which is moved past it), or `invalid` as for {@link replay}.
+   */
+  claimCursor(cursor: number): Promise<boolean | 'invalid'>;
+  /** The sequence's current value: a cursor meaning "from now on". */
+  currentCursor(): Promise<number>;
+}
+
+/** A validated event for {@link Broker.publish}: the envelope around the id and time the broker assigns. */
+export interface BrokerPublish {
+  readonly channel: ParsedChannel;
+  /** The envelope up to its id: `{"channel":…,"id":"`. */
+  readonly head: string;
+  /** The envelope from after its id up to its time: `","type":…,"data":…,"ts":`. */
+  readonly tail: string;
+  /** An idempotency key, scoped to the principal that sent it, with a hash of the event (channel, type, data). */
+  readonly idempotency?: { readonly principal: string; readonly key: string; readonly eventHash: string };
+  /** A user's limits (absent for a backend): events per minute, new channels per hour, retained bytes per history TTL; 0 is unlimited. */
+  readonly user?: { readonly sub: string; readonly publishesPerMinute: number; readonly newChannelsPerHour: number; readonly retainedBytes: number };
+}
+
+/** What a publish came to: published, an idempotent retry, or a refusal that wrote nothing. */
+export type BrokerPublishOutcome =
+  | { readonly kind: 'published'; readonly id: string; readonly envelope: string }
+  /** The idempotency key matched the same event: its first id, nothing published again. */
+  | { readonly kind: 'duplicate'; readonly id: string }
+  /** The idempotency key was used for a different event (its id). */
+  | { readonly kind: 'conflict'; readonly id: string }
+  | { readonly kind: 'rate_limited' | 'channel_quota_exceeded' | 'retained_bytes_exceeded'; readonly retryAfterSeconds: number };
+
+/** A replay page's bounds, resolved. */
+export interface BrokerPageBudget {
+  readonly maxEvents: number;
+  /** Each event counts its envelope plus {@link REPLAY_FRAME_BYTES}; the first event is taken whatever its size. */
+  readonly maxBytes: number;
+  /** The largest entry (envelope plus frame) the history can hold: sizes the chunks read per channel. */
+  readonly entryBytes: number;
+}
+
+/** One page of a replay, as the broker read it. */
+export interface BrokerReplayPage {
+  /** Envelopes after the cursor on every channel, in id order. */
+  readonly events: string[];
+  /** Per channel (in the order given), true when its history cannot be proven to reach back to the cursor. */
+  readonly resets: boolean[];
+  /** The sequence's value when the page was read. */
+  readonly now: number;
+  /** True when the page ended at its budget. */
+  readonly more: boolean;
+}
+
+/** How long an idempotency key remembers its first event id. */
+export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+
+/**
+ * How far ahead of Redis time a cursor may be and still be an id this deployment issued: ids are Redis time in
+ * microseconds (see PUBLISH), so a real id was issued at or before the moment its primary's clock read it; after a
+ * failover the new primary's clock may be behind the old one's by their skew (both synchronised by the Amazon Time
+ * Sync Service). One second is far above that skew and far below what a reader could do with it. A cursor further
+ * ahead cannot be real, however much asynchronous replication lost: it is refused, not treated as a roll-back.
+ */
+export const CLOCK_ALLOWANCE_US = 1_000_000;
+/** Bytes a replayed event costs beyond its envelope in a page's budget: the SSE lines around it (`id:`, `event:` with a type of up to 64 characters, `data:`), or a poll answer's comma. */
+export const REPLAY_FRAME_BYTES = 128;
