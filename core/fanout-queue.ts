@@ -2,7 +2,7 @@ import { parseChannel } from './channels';
 import { subscriberPages, subscribersKey } from './connections';
 import { RealtimeError } from './errors';
 import { envelopeSeq, IDEMPOTENCY_TTL_SECONDS, replay } from './events';
-import { closeMissed, fanout, sendToConnection, type DeliveryDeps, type FanoutResult } from './fanout';
+import { closeMissed, fanout, listSubscribers, sendToConnection, type DeliveryDeps, type FanoutResult } from './fanout';
 import { Keys, sha256 } from './keys';
 import { shardGroup, shardOf } from './shard';
 import { frames } from './ws-protocol';
@@ -96,6 +96,9 @@ export interface DispatchDeps extends DeliveryDeps {
   readonly dispatch?: Partial<DispatchSettings>;
 }
 
+/** Seconds an inline fan-out in progress keeps idempotent retries from posting again (beyond any Lambda timeout of the publish path). */
+const INLINE_CLAIM_SECONDS = 60;
+
 /** Counts of one dispatch, logged with the publish. */
 export type DispatchResult = Partial<FanoutResult> & {
   readonly subscribers?: number;
@@ -128,13 +131,15 @@ export async function dispatchFanout(channel: string, envelope: string, deps: Di
   const marker = keys.fanoutMarker(seq);
   const subscribers = await deps.redis.scard(subscribersKey(keys, channel));
   if (!deps.queue || subscribers < s.inlineMax) {
-    // Recorded only once every subscriber was tried: an attempt that Redis left halfway (or a Lambda
-    // cut off) is posted again by the retry. A retry that overlaps an attempt still running posts
-    // the event twice; clients keep it once (they drop ids they have). No claim holds the retry off:
-    // one could not be released by an attempt that failed because Redis was gone, and would turn
-    // the retry into a silent loss until it expired.
+    // The subscribers are listed before the claim: Redis gone while listing them (a restart) fails
+    // this attempt without a claim, so the publisher's retry (`unavailable`) posts the event; a claim
+    // left by an attempt that could not list them would make that retry a no-op: a silent loss.
+    const listed = await listSubscribers(channel, deps);
+    // A retry arriving while this runs must not post again; one arriving after a cut-off run (the
+    // Lambda timed out) finds the claim expired and does.
+    if (options.track) await deps.redis.set(`${marker}:claim`, '1', 'EX', INLINE_CLAIM_SECONDS);
     const failedIds: string[] = [];
-    const r = await fanout(channel, envelope, deps, { failedIds });
+    const r = await fanout(channel, envelope, deps, { failedIds, listed });
     // No queue redelivers an inline post: a connection that missed the event is closed, and its client resumes in order.
     const closed = failedIds.length ? await closeMissed(failedIds, seq, deps) : 0;
     if (options.track) {
@@ -176,14 +181,13 @@ export async function envelopeById(channel: string, id: string, deps: Pick<Dispa
 /**
  * Completes the fan-out of an event published earlier with the same idempotency key (the retry was
  * answered `duplicate`): enqueues the shards the first attempt did not, or posts inline again when
- * it is not recorded as finished (it failed, was cut off, or is still running). Nothing when it was
- * completely handed over. An event no longer in the history cannot be fanned out again (logged);
- * its subscribers resume with `since` and get `reset`.
+ * it never finished. Nothing when it was completely handed over. An event no longer in the history
+ * cannot be fanned out again (logged); its subscribers resume with `since` and get `reset`.
  */
 export async function resumeFanout(channel: string, id: string, deps: DispatchDeps): Promise<DispatchResult> {
   const keys = new Keys(deps.config.keyPrefix);
   const marker = await deps.redis.hgetall(keys.fanoutMarker(id));
-  if (marker.inline) return { queued: 0 };
+  if (marker.inline || (await deps.redis.get(`${keys.fanoutMarker(id)}:claim`)) !== null) return { queued: 0 };
   const count = Number(marker.n ?? 0);
   const done = new Set(Object.keys(marker).filter((f) => /^s\d+$/.test(f)).map((f) => Number(f.slice(1))));
   if (count > 0 && done.size >= count) return { queued: 0 };
