@@ -3,7 +3,7 @@ import { subscriberPages, subscribersKey } from './connections';
 import { RealtimeError } from './errors';
 import { IDEMPOTENCY_TTL_SECONDS } from './broker';
 import { envelopeSeq, replay } from './events';
-import { closeMissed, fanout, sendToConnection, type DeliveryDeps, type FanoutResult } from './fanout';
+import { closeMissed, fanout, listSubscribers, sendToConnection, type DeliveryDeps, type FanoutResult } from './fanout';
 import { Keys, sha256 } from './redis/keys';
 import { shardGroup, shardOf } from './shard';
 import { frames } from './ws-protocol';
@@ -132,11 +132,15 @@ export async function dispatchFanout(channel: string, envelope: string, deps: Di
   const marker = keys.fanoutMarker(seq);
   const subscribers = await deps.redis.scard(subscribersKey(keys, channel));
   if (!deps.queue || subscribers < s.inlineMax) {
+    // The subscribers are listed before the claim: Redis gone while listing them (a restart) fails
+    // this attempt without a claim, so the publisher's retry (`unavailable`) posts the event; a claim
+    // left by an attempt that could not list them would make that retry a no-op: a silent loss.
+    const listed = await listSubscribers(channel, deps);
     // A retry arriving while this runs must not post again; one arriving after a cut-off run (the
     // Lambda timed out) finds the claim expired and does.
     if (options.track) await deps.redis.set(`${marker}:claim`, '1', 'EX', INLINE_CLAIM_SECONDS);
     const failedIds: string[] = [];
-    const r = await fanout(channel, envelope, deps, { failedIds });
+    const r = await fanout(channel, envelope, deps, { failedIds, listed });
     // No queue redelivers an inline post: a connection that missed the event is closed, and its client resumes in order.
     const closed = failedIds.length ? await closeMissed(failedIds, seq, deps) : 0;
     if (options.track) {

@@ -209,6 +209,15 @@ export interface FanoutSelection {
   readonly only?: ReadonlySet<string>;
   /** Receives the ids of connections whose post failed after its retries. Defaults to none. */
   readonly failedIds?: string[];
+  /** The channel's subscribers, listed by the caller ({@link listSubscribers}). Defaults to reading them page by page here. */
+  readonly listed?: readonly Subscriber[];
+}
+
+/** Every subscriber of `channel` (all SSCAN pages), for a fan-out that must know them before it starts posting. */
+export async function listSubscribers(channel: string, deps: DeliveryDeps): Promise<Subscriber[]> {
+  const all: Subscriber[] = [];
+  for await (const page of subscriberPages(channel, deps, options(deps).pageSize)) all.push(...page);
+  return all;
 }
 
 export async function fanout(channel: string, envelope: string, deps: DeliveryDeps, select: FanoutSelection = {}): Promise<FanoutResult> {
@@ -223,6 +232,7 @@ export async function fanout(channel: string, envelope: string, deps: DeliveryDe
   let retries = 0;
 
   async function* subscribers(): AsyncGenerator<Subscriber> {
+    if (select.listed) return yield* select.listed;
     for await (const page of subscriberPages(channel, deps, o.pageSize)) yield* page;
   }
   const it = subscribers();

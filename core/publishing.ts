@@ -1,6 +1,6 @@
 import type { ChannelGrant } from './channels';
 import { publish, type EventDeps, type PublishInput, type PublishResult } from './events';
-import { RealtimeError } from './errors';
+import { toRealtimeError } from './errors';
 import type { Identity } from './identity';
 
 /**
@@ -54,9 +54,10 @@ export interface PublishAndFanoutOptions {
  * Publishes and fans out. An idempotent retry (`duplicate`) completes a fan-out the first attempt
  * did not hand over completely (`resumeFanout`), and does nothing more when it did. A failed
  * fan-out is logged, not thrown: the event is stored and SSE subscribers got it, so the publisher
- * is told it was published; except when the publish carried an idempotency key and the queue
- * refused work items (`unavailable`): then the publisher is told to retry, and its retry enqueues
- * what is missing. `grant` is the publishing connection's ticket grant (it opens `granted` namespaces).
+ * is told it was published; except when the publish carried an idempotency key and the fan-out
+ * failed `unavailable` (the queue refused work items, or Redis went away before the subscribers
+ * were listed or the hand-over recorded): then the publisher is told to retry, and its retry
+ * delivers what is missing. `grant` is the publishing connection's ticket grant (it opens `granted` namespaces).
  */
 export async function publishAndFanout(input: PublishInput, identity: Identity, deps: PublishAndFanoutDeps, grant?: ChannelGrant, options: PublishAndFanoutOptions = {}): Promise<PublishResult> {
   const result = await publish(
@@ -73,7 +74,10 @@ export async function publishAndFanout(input: PublishInput, identity: Identity, 
     else if (deps.resumeFanout && result.duplicate) stats = await deps.resumeFanout(result.channel, result.id);
   } catch (err) {
     deps.logger?.error('fan-out failed; SSE subscribers still received the event', { error: err as Error, channel: result.channel, id: result.id });
-    if (tracked && err instanceof RealtimeError && err.code === 'unavailable') throw err;
+    // Redis gone between the write and the fan-out (a restart, a failover) is `unavailable` too: the
+    // subscribers were never listed, so only the retry (`resumeFanout`) can still reach them.
+    const e = toRealtimeError(err);
+    if (tracked && e.code === 'unavailable') throw e;
   }
   deps.logger?.info('published', { channel: result.channel, id: result.id, duplicate: result.duplicate, ...options.logAttributes, ...(stats ?? {}) });
   return result;

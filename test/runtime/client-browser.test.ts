@@ -6,7 +6,7 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import pino from 'pino';
 import type { LocalStack } from '../../local/stack';
-import { Keys } from '../../core/keys';
+import { Keys } from '../../core/redis/keys';
 import { launchChromium } from '../support/browser';
 import { publish, Relay, until } from '../support/client-kit';
 import { uid } from '../support/harness';

@@ -7,7 +7,7 @@
  */
 import type Redis from 'ioredis';
 import pino from 'pino';
-import { Keys } from '../../core/keys';
+import { Keys } from '../../core/redis/keys';
 import { issueTicket } from '../../core/tickets';
 import { connectSession, disconnectSession } from '../../core/ws-session';
 import { errorResult } from '../../lambda/shared/http';

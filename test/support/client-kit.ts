@@ -95,12 +95,14 @@ export async function publish(publishUrl: string, channel: string, data: unknown
 /**
  * Publishes `n` events one after the other, `gapMs` apart, for as long as the test runs its
  * failures; `ids` grows as the server accepts them. `stop()` ends early. Outages (no answer, 5xx,
- * 429) are retried; any other 4xx is the test's own mistake and rejects `done` at once.
+ * 429) are retried; any other 4xx is the test's own mistake and rejects `done` at once. `attempts`
+ * counts the requests that ended (answered or failed), retries included.
  */
-export function startPublisher(publishUrl: string, channel: string, n: number, gapMs: number): { ids: string[]; done: Promise<void>; stop(): void } {
+export function startPublisher(publishUrl: string, channel: string, n: number, gapMs: number): { ids: string[]; attempts: number; done: Promise<void>; stop(): void } {
   const ids: string[] = [];
   let stopped = false;
-  const done = (async () => {
+  const p = { ids, attempts: 0, done: undefined as unknown as Promise<void>, stop: () => void (stopped = true) };
+  p.done = (async () => {
     for (let i = 0; i < n && !stopped; i++) {
       // A publish that meets an outage is retried under the same idempotency key (its answer may
       // have been lost after the write): the publisher runs throughout and publishes each item once.
@@ -108,8 +110,10 @@ export function startPublisher(publishUrl: string, channel: string, n: number, g
       for (;;) {
         try {
           ids.push(await publish(publishUrl, channel, { i }, 'update', key));
+          p.attempts++;
           break;
         } catch (e) {
+          p.attempts++;
           const status = (e as { status?: number }).status;
           if (status !== undefined && status >= 400 && status < 500 && status !== 429) throw e;
           await new Promise((r) => setTimeout(r, 100));
@@ -118,7 +122,7 @@ export function startPublisher(publishUrl: string, channel: string, n: number, g
       await new Promise((r) => setTimeout(r, gapMs));
     }
   })();
-  return { ids, done, stop: () => void (stopped = true) };
+  return p;
 }
 
 /** What a client delivered on its channels, and its state changes. */

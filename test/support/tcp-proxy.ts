@@ -17,6 +17,7 @@ export class TcpProxy {
   private refusing = false;
   private stalled = false;
   private server?: Server;
+  private traps: { match: (text: string) => boolean; hit: () => void }[] = [];
 
   constructor(private readonly targetPort: number) {}
 
@@ -37,6 +38,12 @@ export class TcpProxy {
       client.on('error', drop).on('close', drop);
       upstream.on('error', drop).on('close', drop);
       client.on('data', (c: Buffer) => {
+        const trap = this.traps.find((t) => t.match(c.toString('latin1')));
+        if (trap) {
+          this.traps.splice(this.traps.indexOf(trap), 1);
+          this.stalled = true;
+          trap.hit();
+        }
         if (this.stalled) pair.held.push(c);
         else upstream.write(c);
       });
@@ -44,6 +51,15 @@ export class TcpProxy {
     });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     return `redis://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  /**
+   * Resolves when a client sends a chunk whose text (RESP) satisfies `match`: from that chunk on
+   * nothing more reaches Redis (as `stall()`), so the command it carries never runs. Picks the
+   * step of a client's sequence of commands at which a test then fails Redis (`cut()`, a restart).
+   */
+  trap(match: (text: string) => boolean): Promise<void> {
+    return new Promise((resolve) => this.traps.push({ match, hit: resolve }));
   }
 
   cut(): void {
