@@ -1,4 +1,3 @@
-import { createHash, createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -9,6 +8,7 @@ import { getSecretString, secretPassword } from '../../core/aws/secrets';
 import { signJsonPost, SqsFifoQueue } from '../../core/aws/sqs';
 import { LambdaRuntime } from '../../lambda/shared/runtime';
 import { RedisServer } from '../../local/redis';
+import { Sha256 } from '../support/aws-stand-ins';
 
 /**
  * The runtime's own AWS calls, made without the SDK: the lean PostToConnection/DeleteConnection
@@ -18,21 +18,6 @@ import { RedisServer } from '../../local/redis';
  * protocol, with entry failures by count; GetSecretValue against a local stand-in of Secrets
  * Manager's JSON 1.1 protocol, which the SDK's own client reads alike.
  */
-
-class Sha256 {
-  private readonly h;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    const key = secret === undefined || typeof secret === 'string' ? secret : Buffer.from(ArrayBuffer.isView(secret) ? new Uint8Array(secret.buffer, secret.byteOffset, secret.byteLength) : new Uint8Array(secret));
-    this.h = key ? createHmac('sha256', key) : createHash('sha256');
-  }
-  update(d: string | ArrayBuffer | ArrayBufferView): void {
-    this.h.update(typeof d === 'string' ? d : ArrayBuffer.isView(d) ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : new Uint8Array(d));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.h.digest());
-  }
-  reset(): void {}
-}
 
 const NOW = new Date('2026-11-29T09:00:00.000Z');
 const CREDS = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', sessionToken: 'session-token' };
