@@ -2,7 +2,8 @@ import * as z from 'zod/mini';
 import { en } from 'zod/locales';
 import type { $ZodType, output } from 'zod/v4/core';
 import { CORE_ENV } from '../contract/env';
-import { DEFAULT_MAX_CHANNELS_PER_CONNECTION, MAX_HISTORY_BYTES_PER_CHANNEL, MAX_HISTORY_SIZE } from '../contract/limits';
+import { MAX_HISTORY_BYTES_PER_CHANNEL, MAX_HISTORY_SIZE } from '../contract/limits';
+import { CORE_SETTINGS, type Setting, type SettingsTable, type SettingsValues } from '../contract/settings';
 
 /*
  * zod/mini, not zod: the same checks and messages over tree-shakable functions, so a Lambda bundle carries about
@@ -94,87 +95,120 @@ export function parseNamespaces(json: string | undefined): Namespaces {
   return parsed.data;
 }
 
-/** Default of USER_PUBLISH_PER_MINUTE: events one user may publish per minute. */
-export const DEFAULT_USER_PUBLISH_PER_MINUTE = 300;
-/** Default of USER_NEW_CHANNELS_PER_HOUR: channels one user may start per hour. */
-export const DEFAULT_USER_NEW_CHANNELS_PER_HOUR = 50;
-/** Default of USER_RETAINED_BYTES: bytes of events one user may publish per namespace per history TTL (8 MiB). */
-export const DEFAULT_USER_RETAINED_BYTES = 8 * 1024 * 1024;
-/** Default of REPLAY_MAX_BYTES: bytes in one replay page (every replay: /poll, /events, /live, the API Gateway subscribe). */
-export const DEFAULT_REPLAY_MAX_BYTES = 1024 * 1024;
-/** Default of USER_TICKETS_PER_MINUTE: tickets one user may get per minute. */
-export const DEFAULT_USER_TICKETS_PER_MINUTE = 60;
-/** Default of USER_CONNECTIONS: connections one user may hold at once (per task on the tasks, per deployment on API Gateway). */
-export const DEFAULT_USER_CONNECTIONS = 32;
+/** An unset or empty variable takes the row's default. */
+const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
 
-/** A whole number from a variable (`z.coerce.number().int().min(min).max(max)`), `dflt` when unset. */
-export function envInt(min: number, max: number, dflt: number) {
-  return z._default(z.coerce.number().check(z.int(), z.minimum(min), z.maximum(max)), dflt);
+/** The zod/mini schema of one row of `contract/settings.ts`: its type, range or pattern, and default. */
+export function settingSchema(row: Setting): z.ZodMiniType {
+  let schema: z.ZodMiniType;
+  switch (row.kind) {
+    case 'int':
+      schema = z.coerce.number().check(z.int(), z.minimum(row.min), z.maximum(row.max));
+      break;
+    case 'boolean':
+      schema = z.pipe(z.enum(['true', 'false', '1', '0']), z.transform((v) => v === 'true' || v === '1'));
+      break;
+    case 'enum':
+      schema = z.enum(row.values);
+      break;
+    case 'string': {
+      const checks = [
+        ...(row.minLength !== undefined ? [z.minLength(row.minLength)] : []),
+        ...(row.maxLength !== undefined ? [z.maxLength(row.maxLength)] : []),
+        ...(row.pattern ? [z.regex(row.pattern, row.message)] : []),
+      ];
+      const base = row.required ? z.string({ error: row.required }) : z.string();
+      schema = checks.length ? base.check(...checks) : base;
+      break;
+    }
+  }
+  const given = row.default !== undefined ? z._default(schema, row.default) : row.kind === 'string' && row.required ? schema : z.optional(schema);
+  return z.pipe(z.transform(unsetIfEmpty), given);
 }
 
-/** Settings shared by every runtime (Lambdas, SSE service, local stack), read from the environment (names: `contract/env.ts`). */
-export const CoreEnvSchema = z.object({
-  [CORE_ENV.redisUrl]: z._default(z.string().check(z.regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')), 'redis://127.0.0.1:6379'),
-  /** Redis AUTH token; on AWS injected as a secret (ECS) or read from REDIS_SECRET_ARN (Lambda). */
-  [CORE_ENV.redisPassword]: z.optional(z.string().check(z.minLength(1))),
-  [CORE_ENV.redisSecretArn]: z.optional(z.string().check(z.startsWith('arn:'))),
-  [CORE_ENV.keyPrefix]: z._default(z.string().check(z.regex(/^[A-Za-z0-9:_-]{1,32}$/, 'letters, digits, ":", "_" or "-", up to 32 chars')), 'rt:'),
-  [CORE_ENV.namespacesJson]: z.optional(z.string()),
-  [CORE_ENV.ticketTtlSeconds]: envInt(5, 300, 30),
-  [CORE_ENV.maxPayloadBytes]: envInt(256, 32768, 32768),
-  [CORE_ENV.maxChannelsPerConnection]: envInt(1, 64, DEFAULT_MAX_CHANNELS_PER_CONNECTION),
-  [CORE_ENV.userPublishPerMinute]: envInt(0, 1_000_000, DEFAULT_USER_PUBLISH_PER_MINUTE),
-  [CORE_ENV.userNewChannelsPerHour]: envInt(0, 1_000_000, DEFAULT_USER_NEW_CHANNELS_PER_HOUR),
-  [CORE_ENV.userRetainedBytes]: envInt(0, 1024 * 1024 * 1024, DEFAULT_USER_RETAINED_BYTES),
-  [CORE_ENV.replayMaxBytes]: envInt(16_384, 16 * 1024 * 1024, DEFAULT_REPLAY_MAX_BYTES),
-  [CORE_ENV.userTicketsPerMinute]: envInt(0, 1_000_000, DEFAULT_USER_TICKETS_PER_MINUTE),
-  [CORE_ENV.userConnections]: envInt(0, 1_000_000, DEFAULT_USER_CONNECTIONS),
-});
+/** The schema of a table: one key per environment variable. */
+export function envSchema(table: SettingsTable) {
+  return z.object(Object.fromEntries(Object.values(table).map((row) => [row.env, settingSchema(row)])));
+}
 
+/**
+ * Reads a table from the environment (one style for every runtime: zod/mini over the rows of `contract/settings.ts`),
+ * by key; throws {@link ConfigError} with one line naming every bad variable.
+ */
+export function readSettings<T extends SettingsTable>(table: T, env: NodeJS.ProcessEnv): SettingsValues<T> {
+  const e = parseEnv(envSchema(table), env) as Record<string, unknown>;
+  return Object.fromEntries(Object.entries(table).map(([key, row]) => [key, e[row.env]])) as SettingsValues<T>;
+}
+
+/**
+ * Checks settings given as an object (the local stack, tests: no environment), by key, against the same rows; throws
+ * {@link ConfigError} naming the key. Numbers and booleans are checked as their environment strings would be.
+ */
+export function checkSettings<T extends SettingsTable>(table: T, values: Partial<Record<keyof T, unknown>>): SettingsValues<T> {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [key, row] of Object.entries(table)) {
+    const value = values[key as keyof T];
+    const parsed = z.safeParse(settingSchema(row), value === undefined ? undefined : String(value));
+    if (parsed.success) out[key] = parsed.data;
+    else problems.push(`${key}: ${row.kind === 'int' ? `a whole number from ${row.min} to ${row.max}` : parsed.error.issues.map((i) => i.message).join(', ')} (got ${String(value)})`);
+  }
+  if (problems.length) throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+  return out as SettingsValues<T>;
+}
+
+/** Settings shared by every runtime (Lambdas, SSE service, local stack), read from the environment (`CORE_SETTINGS`). */
+export const CoreEnvSchema = envSchema(CORE_SETTINGS);
+
+/**
+ * The core settings, parsed. Meaning, range and default of each field: its row in `CORE_SETTINGS`
+ * (contract/settings.ts). Fields a caller may leave out of a hand-built config (the local stack, tests) are optional
+ * here and take the row's default where they are read.
+ */
 export interface CoreConfig {
   readonly redisUrl: string;
   readonly redisPassword?: string;
   readonly redisSecretArn?: string;
   readonly keyPrefix: string;
   readonly namespaces: Namespaces;
-  /** Seconds a ticket stays redeemable. Defaults to 30. */
+  /** Seconds a ticket stays redeemable. */
   readonly ticketTtlSeconds: number;
-  /** Largest serialised event envelope in bytes. Defaults to 32768 (API Gateway's WebSocket frame size). */
+  /** Largest serialised event envelope in bytes. */
   readonly maxPayloadBytes: number;
-  /** Channels one ticket or connection may name. Defaults to 16. */
+  /** Channels one ticket or connection may name. */
   readonly maxChannelsPerConnection: number;
   /**
    * Events one user (a ticket holder, not a backend) may publish per one-minute window, counted from
-   * the first publish of the window; 0 disables the limit. Defaults to 300.
+   * the first publish of the window; 0 disables the limit.
    */
   readonly userPublishPerMinute?: number;
   /**
    * Channels one user may start (publish the first event of) per one-hour window; 0 disables the
    * limit. A channel counts as new when it has no event within its history TTL plus
-   * {@link LAST_ID_TAIL_SECONDS}. Defaults to 50.
+   * {@link LAST_ID_TAIL_SECONDS}.
    */
   readonly userNewChannelsPerHour?: number;
   /**
    * Bytes of events one user may publish to one namespace within one window of that namespace's history TTL (counted
    * from the window's first publish; envelopes as stored); 0 disables. Events leave history once older than the TTL
    * (at the channel's next publish, or with the stream), so what one user keeps in Redis per namespace is at most
-   * three windows' worth. Defaults to 8388608 (8 MiB).
+   * three windows' worth.
    */
   readonly userRetainedBytes?: number;
   /**
    * Bytes in one replay page: a page ends at this many bytes of envelopes (plus 128 per event for framing) or at its
-   * event count, whichever comes first; the first event of a page is taken whatever its size. Defaults to 1048576.
+   * event count, whichever comes first; the first event of a page is taken whatever its size.
    */
   readonly replayMaxBytes?: number;
   /**
    * Tickets one user may get per one-minute window (counted from the first of the window, whoever asks
-   * for them: the user or a backend naming the user); 0 disables the limit. Defaults to 60.
+   * for them: the user or a backend naming the user); 0 disables the limit.
    */
   readonly userTicketsPerMinute?: number;
   /**
    * Connections one user may hold at once; 0 disables the cap. On the tasks it is counted per task (streams, polls and
    * `/live` sockets, service/quotas.ts); on API Gateway across the deployment, in the connection registry at `$connect`
-   * (a registration that expired without `$disconnect` no longer counts). Defaults to 32.
+   * (a registration that expired without `$disconnect` no longer counts).
    */
   readonly userConnections?: number;
 }
@@ -201,23 +235,8 @@ export function checkHistoryBytes(namespaces: Namespaces, maxPayloadBytes: numbe
 }
 
 export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreConfig {
-  const e = parseEnv(CoreEnvSchema, env);
-  checkHistoryBytes(parseNamespaces(e[CORE_ENV.namespacesJson]), e[CORE_ENV.maxPayloadBytes]);
-  return {
-    redisUrl: e[CORE_ENV.redisUrl],
-    redisPassword: e[CORE_ENV.redisPassword],
-    redisSecretArn: e[CORE_ENV.redisSecretArn],
-    keyPrefix: e[CORE_ENV.keyPrefix],
-    namespaces: parseNamespaces(e[CORE_ENV.namespacesJson]),
-    ticketTtlSeconds: e[CORE_ENV.ticketTtlSeconds],
-    maxPayloadBytes: e[CORE_ENV.maxPayloadBytes],
-    maxChannelsPerConnection: e[CORE_ENV.maxChannelsPerConnection],
-    userPublishPerMinute: e[CORE_ENV.userPublishPerMinute],
-    userNewChannelsPerHour: e[CORE_ENV.userNewChannelsPerHour],
-    userRetainedBytes: e[CORE_ENV.userRetainedBytes],
-    replayMaxBytes: e[CORE_ENV.replayMaxBytes],
-    userTicketsPerMinute: e[CORE_ENV.userTicketsPerMinute],
-    userConnections: e[CORE_ENV.userConnections],
-  };
+  const { namespacesJson, logLevel: _logLevel, ...settings } = readSettings(CORE_SETTINGS, env);
+  const namespaces = parseNamespaces(namespacesJson);
+  checkHistoryBytes(namespaces, settings.maxPayloadBytes);
+  return { ...settings, namespaces };
 }
-

@@ -1,5 +1,6 @@
 import type { ChannelGrant } from './channels';
-import { DEFAULT_USER_CONNECTIONS, type CoreConfig } from './config';
+import { CORE_SETTINGS } from '../contract/settings';
+import { type CoreConfig } from './config';
 import { RealtimeError } from './errors';
 import type { Identity } from './identity';
 import { Keys } from './redis/keys';
@@ -117,7 +118,7 @@ export async function registerConnection(
   const keys = new Keys(deps.config.keyPrefix);
   const now = (deps.now ?? Date.now)();
   const grant = input.grantedByBackend ? { c: input.grant, b: true } : input.grant;
-  const max = deps.config.userConnections ?? DEFAULT_USER_CONNECTIONS;
+  const max = deps.config.userConnections ?? CORE_SETTINGS.userConnections.default;
   const userSet = keys.userConnections(input.sub);
   if (max > 0 && (await deps.redis.scard(userSet)) >= max) await dropExpired(userSet, keys, deps.redis);
   const floor = await REGISTER.run(

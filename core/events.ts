@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
+import { CORE_SETTINGS } from '../contract/settings';
 import { MAX_CURSOR_DIGITS } from '../contract/limits';
-import { DEFAULT_REPLAY_MAX_BYTES, DEFAULT_USER_NEW_CHANNELS_PER_HOUR, DEFAULT_USER_PUBLISH_PER_MINUTE, DEFAULT_USER_RETAINED_BYTES, type CoreConfig } from './config';
+import { type CoreConfig } from './config';
 import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from './channels';
 import { RealtimeError } from './errors';
 import { assertDataDepth } from './json-depth';
@@ -28,7 +29,6 @@ const CURSOR_PATTERN = new RegExp(`^\\d{1,${MAX_CURSOR_DIGITS}}$`);
 
 /** Default of REPLAY_MAX_EVENTS: events in one replay page. */
 export const DEFAULT_REPLAY_MAX_EVENTS = 1000;
-export { DEFAULT_REPLAY_MAX_BYTES };
 
 export interface PublishInput {
   readonly channel: unknown;
@@ -96,9 +96,9 @@ export function preparePublish(input: PublishInput, identity: Identity, config: 
 export async function publish(input: PublishInput, identity: Identity, deps: EventDeps, grant?: ChannelGrant): Promise<PublishResult> {
   const { ch, head, tail, idempotencyKey } = preparePublish(input, identity, deps.config, grant);
   const user = identity.kind === 'user' ? identity.sub : undefined;
-  const rate = user === undefined ? 0 : (deps.config.userPublishPerMinute ?? DEFAULT_USER_PUBLISH_PER_MINUTE);
-  const quota = user === undefined ? 0 : (deps.config.userNewChannelsPerHour ?? DEFAULT_USER_NEW_CHANNELS_PER_HOUR);
-  const retained = user === undefined ? 0 : (deps.config.userRetainedBytes ?? DEFAULT_USER_RETAINED_BYTES);
+  const rate = user === undefined ? 0 : (deps.config.userPublishPerMinute ?? CORE_SETTINGS.userPublishPerMinute.default);
+  const quota = user === undefined ? 0 : (deps.config.userNewChannelsPerHour ?? CORE_SETTINGS.userNewChannelsPerHour.default);
+  const retained = user === undefined ? 0 : (deps.config.userRetainedBytes ?? CORE_SETTINGS.userRetainedBytes.default);
   const r = await brokerOf(deps).publish({
     channel: ch,
     head,
@@ -192,7 +192,7 @@ export interface ReplayResult {
 export interface PageBudget {
   /** Defaults to {@link DEFAULT_REPLAY_MAX_EVENTS}. */
   readonly maxEvents?: number;
-  /** Defaults to the config's `replayMaxBytes`, or {@link DEFAULT_REPLAY_MAX_BYTES}. */
+  /** Defaults to the config's `replayMaxBytes`, or `CORE_SETTINGS.replayMaxBytes.default`. */
   readonly maxBytes?: number;
 }
 
@@ -206,7 +206,7 @@ export async function replay(channels: readonly ParsedChannel[], cursor: number,
   if (cursorCannotBeReal(cursor)) throw impossibleCursor();
   const budget = typeof limit === 'number' ? { maxEvents: limit } : limit;
   const maxEvents = Math.max(1, budget.maxEvents ?? DEFAULT_REPLAY_MAX_EVENTS);
-  const maxBytes = Math.max(1, budget.maxBytes ?? deps.config.replayMaxBytes ?? DEFAULT_REPLAY_MAX_BYTES);
+  const maxBytes = Math.max(1, budget.maxBytes ?? deps.config.replayMaxBytes ?? CORE_SETTINGS.replayMaxBytes.default);
   const page = await brokerOf(deps).replay(channels, cursor, { maxEvents, maxBytes, entryBytes: deps.config.maxPayloadBytes + REPLAY_FRAME_BYTES });
   if (page === 'invalid') throw impossibleCursor();
   const { events, more, now } = page;

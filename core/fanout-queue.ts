@@ -1,3 +1,4 @@
+import { LAMBDA_SETTINGS } from '../contract/settings';
 import { parseChannel } from './channels';
 import { subscriberPages, subscribersKey } from './connections';
 import { RealtimeError } from './errors';
@@ -75,20 +76,25 @@ export interface QueueRedis {
 }
 
 export interface DispatchSettings {
-  /** Shards (message groups, parallel workers) of the stage. Defaults to 1. */
+  /** Shards (message groups, parallel workers) of the stage (`WS_FANOUT_SHARDS`). */
   readonly shards: number;
   /**
    * Channels with fewer WebSocket subscribers than this are posted inline by the publisher, more
-   * through the queue. Defaults to 200: below it the inline fan-out ends within about one
+   * through the queue. Defaults to `WS_FANOUT_INLINE_MAX`'s (200): below it the inline fan-out ends within about one
    * management-API round trip per `concurrency` posts (200 / 32 ≈ 7 round trips, tens of ms on AWS),
    * faster than a queue hop (an SQS send plus the event source's poll, typically 20-100 ms).
    */
   readonly inlineMax: number;
-  /** `since` replays longer than this many events are finished by a worker. Defaults to 100. */
+  /** `since` replays longer than this many events are finished by a worker (`WS_REPLAY_INLINE_MAX`). */
   readonly replayInlineMax: number;
 }
 
-export const DEFAULT_DISPATCH: DispatchSettings = { shards: 1, inlineMax: 200, replayInlineMax: 100 };
+/** The rows' defaults (`LAMBDA_SETTINGS` in contract/settings.ts: `WS_FANOUT_SHARDS`, `WS_FANOUT_INLINE_MAX`, `WS_REPLAY_INLINE_MAX`). */
+export const DEFAULT_DISPATCH: DispatchSettings = {
+  shards: LAMBDA_SETTINGS.wsFanoutShards.default,
+  inlineMax: LAMBDA_SETTINGS.wsFanoutInlineMax.default,
+  replayInlineMax: LAMBDA_SETTINGS.wsReplayInlineMax.default,
+};
 
 export interface DispatchDeps extends DeliveryDeps {
   readonly redis: DeliveryDeps['redis'] & QueueRedis;

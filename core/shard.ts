@@ -8,9 +8,10 @@
  * Changing the count of a stage reassigns connections; items already queued under the old count
  * carry that count and are still delivered by it (see `FanoutWork.shards`).
  */
+import { LAMBDA_SETTINGS } from '../contract/settings';
 
-/** Shards a stage may have: the FIFO queue's message groups bound the parallel workers. */
-export const MAX_SHARDS = 256;
+/** Shards a stage may have (`WS_FANOUT_SHARDS`' range): the FIFO queue's message groups bound the parallel workers. */
+export const MAX_SHARDS = LAMBDA_SETTINGS.wsFanoutShards.max;
 
 /** FNV-1a (32 bit) of the id, modulo `count`: stable, cheap, and even over API Gateway's random ids. */
 export function shardOf(connectionId: string, count: number): number {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { CORE_SETTINGS } from '../contract/settings';
 import { TICKET_BYTES, TICKET_LENGTH } from '../contract/limits';
-import { DEFAULT_USER_TICKETS_PER_MINUTE, type CoreConfig } from './config';
+import { type CoreConfig } from './config';
 import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
 import { RealtimeError } from './errors';
 import { SUB_PATTERN, SUB_RULE, type Identity } from './identity';
@@ -126,7 +127,7 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   if (byBackend) rec.b = 1;
   if (notAfter !== undefined) rec.x = notAfter;
   const keys = new Keys(deps.config.keyPrefix);
-  const rate = deps.config.userTicketsPerMinute ?? DEFAULT_USER_TICKETS_PER_MINUTE;
+  const rate = deps.config.userTicketsPerMinute ?? CORE_SETTINGS.userTicketsPerMinute.default;
   const wait = Number(await ISSUE.run(deps.redis, [keys.ticket(sha256(ticket)), keys.userTickets(identity.sub)], [JSON.stringify(rec), ttl, rate]));
   if (wait > 0) throw new RealtimeError('rate_limited', `At most ${rate} tickets per minute per user; retry in ${wait} s.`, { retryAfterSeconds: wait });
   return { ticket, expiresAt: new Date(now + ttl * 1000).toISOString(), channels: names, transport };

@@ -1,3 +1,4 @@
+import { LAMBDA_SETTINGS } from '../contract/settings';
 import { maySubscribe, parseChannel, type ChannelGrant, type ParsedChannel } from './channels';
 import type { Namespaces } from './config';
 import { addSubscription, connectionGrant, getConnection, registerConnection, removeConnection, removeSubscription, type ConnectionDeps, type ConnectionRecord } from './connections';
@@ -34,7 +35,7 @@ export interface WsSessionDeps extends ConnectionDeps {
    * none: the whole replay is sent by the caller.
    */
   readonly deferReplay?: (connectionId: string, channel: string, after: number, floor: number) => Promise<void>;
-  /** Events of a `since` replay sent by the caller before the rest is deferred. Defaults to 100. */
+  /** Events of a `since` replay sent by the caller before the rest is deferred. Defaults to `WS_REPLAY_INLINE_MAX`'s. */
   readonly replayInlineMax?: number;
   readonly logger?: UseCaseLogger;
 }
@@ -258,7 +259,7 @@ export async function handleFrame(connectionId: string, body: string | undefined
       await deps.send(connectionId, frames.pong());
       return;
     case 'subscribe': {
-      const plan = await planSubscribe(connectionId, frame.channel, frame.since, deps, deps.deferReplay ? (deps.replayInlineMax ?? 100) : undefined);
+      const plan = await planSubscribe(connectionId, frame.channel, frame.since, deps, deps.deferReplay ? (deps.replayInlineMax ?? LAMBDA_SETTINGS.wsReplayInlineMax.default) : undefined);
       let outcome = await sendAll(connectionId, plan.frames, deps.send);
       if (!plan.rest || outcome === 'gone') return;
       // The rest goes through the connection's shard of the fan-out queue, after what was just sent; without a

@@ -7,7 +7,8 @@
  * task does, from this project's own benchmark). Egress to the internet is the same for every
  * transport that delivers the same bytes, so it is shown apart and left out of the totals.
  */
-import { DEFAULT_NAMESPACES, DEFAULT_USER_PUBLISH_PER_MINUTE, DEFAULT_USER_RETAINED_BYTES, type Namespaces } from '../core/config';
+import { DEFAULT_NAMESPACES, type Namespaces } from '../core/config';
+import { CORE_SETTINGS } from '../contract/settings';
 import { DEFAULTS } from '../lib/defaults';
 import figuresFile from './figures.json';
 import pricesFile from './prices.json';
@@ -85,8 +86,8 @@ export interface RetainedPerUser {
  */
 export function retainedPerUser(stage: StageSettings): RetainedPerUser[] {
   const namespaces = stage.namespaces ?? DEFAULT_NAMESPACES;
-  const budget = stage.limits?.userRetainedBytes ?? DEFAULT_USER_RETAINED_BYTES;
-  const rate = stage.limits?.userPublishPerMinute ?? DEFAULT_USER_PUBLISH_PER_MINUTE;
+  const budget = stage.limits?.userRetainedBytes ?? CORE_SETTINGS.userRetainedBytes.default;
+  const rate = stage.limits?.userPublishPerMinute ?? CORE_SETTINGS.userPublishPerMinute.default;
   const payload = stage.maxPayloadBytes ?? DEFAULTS.maxPayloadBytes;
   return Object.entries(namespaces)
     .filter(([, p]) => p.publish === 'authenticated' && p.historySize > 0)

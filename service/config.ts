@@ -1,95 +1,46 @@
-import { z } from 'zod';
-import { CORE_ENV, SERVICE_ENV } from '../contract/env';
-import { ConfigError, CoreEnvSchema, coreConfigFromEnv, DEFAULT_USER_CONNECTIONS, parseEnv, type CoreConfig } from '../core/config';
-import { parseTargetGroupArn } from '../core/aws/elb';
-import { MAX_SHARDS } from '../core/shard';
+import { SERVICE_ENV } from '../contract/env';
+import { CORE_SETTINGS, SERVICE_SETTINGS } from '../contract/settings';
+import { ConfigError, coreConfigFromEnv, readSettings, type CoreConfig } from '../core/config';
 
-const envBoolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+/** What the service reads: the core rows, `LOG_LEVEL` included, and its own (contract/settings.ts). */
+const SERVICE_TABLE = { ...CORE_SETTINGS, ...SERVICE_SETTINGS };
 
 /**
- * The service's variables (names from contract/env.ts), on top of the core ones. The core's schemas are zod/mini
- * (`core/config.ts`, kept small for the Lambdas); a full zod object takes them as they are, with the same messages.
+ * The service's configuration. Meaning, range and default of each field read from a variable: its row in
+ * `SERVICE_SETTINGS` (contract/settings.ts); the notes here say what the row's one line cannot.
  */
-const ServiceEnvSchema = z.object({
-  ...CoreEnvSchema.shape,
-  [SERVICE_ENV.port]: z.coerce.number().int().min(0).max(65535).default(8080),
-  [SERVICE_ENV.host]: z.string().default('0.0.0.0'),
-  /** Comma-separated HMAC secrets for the reconnect cookie; the first signs, all verify (rotation). */
-  [SERVICE_ENV.sessionSecret]: z
-    .string({ error: 'is required (32+ random characters; on AWS it comes from Secrets Manager)' })
-    .refine((v) => v.split(',').every((s) => s.length >= 32), 'each secret must be at least 32 characters'),
-  [SERVICE_ENV.sessionTtlSeconds]: z.coerce.number().int().min(60).max(86400).default(900),
-  [SERVICE_ENV.sessionMaxAgeSeconds]: z.coerce.number().int().min(60).max(7 * 86400).default(43200),
-  [SERVICE_ENV.heartbeatMs]: z.coerce.number().int().min(1000).max(300_000).default(15_000),
-  [SERVICE_ENV.retryMs]: z.coerce.number().int().min(100).max(60_000).default(3000),
-  [SERVICE_ENV.pollTimeoutMs]: z.coerce.number().int().min(1000).max(120_000).default(25_000),
-  [SERVICE_ENV.allowedOrigins]: z.string().default(''),
-  [SERVICE_ENV.cookieSecure]: envBoolean.default(true),
-  [SERVICE_ENV.cookieSameSite]: z.enum(['None', 'Lax', 'Strict']).optional(),
-  [SERVICE_ENV.streamFraming]: z.enum(['close', 'chunked']).default('close'),
-  [SERVICE_ENV.writeDelayMs]: z.coerce.number().int().min(0).max(1000).default(0),
-  [SERVICE_ENV.maxWriteDelayMs]: z.coerce.number().int().min(0).max(1000).default(100),
-  [SERVICE_ENV.maxQueuedBytes]: z.coerce.number().int().min(16_384).max(64 * 1024 * 1024).default(1024 * 1024),
-  [SERVICE_ENV.maxConnections]: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
-  [SERVICE_ENV.drainTimeoutMs]: z.coerce.number().int().min(0).max(3_600_000).default(20_000),
-  [SERVICE_ENV.metricsIntervalMs]: z.coerce.number().int().min(0).max(3_600_000).default(60_000),
-  [SERVICE_ENV.metricsNamespace]: z.string().min(1).max(255).default('RealtimeBlueprint'),
-  [CORE_ENV.logLevel]: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** Set by ECS on Fargate (task metadata endpoint v4); polled to learn the task is being stopped. */
-  [SERVICE_ENV.ecsMetadataUri]: z.url({ protocol: /^https?$/, error: 'must be an http:// URL (ECS sets it)' }).optional(),
-  [SERVICE_ENV.stopPollMs]: z.coerce.number().int().min(50).max(60_000).default(2000),
-  [SERVICE_ENV.targetHealthPollMs]: z.coerce.number().int().min(50).max(3_600_000).default(10_000),
-  /** Set by the stack: the task polls its own target's health there to learn it is being drained. */
-  [SERVICE_ENV.targetGroupArn]: z
-    .string()
-    .refine((v) => parseTargetGroupArn(v) !== undefined, 'must be a target group ARN (arn:aws:elasticloadbalancing:<region>:<account>:targetgroup/<name>/<id>)')
-    .optional(),
-  [SERVICE_ENV.wsFanoutQueueUrl]: z.string().regex(/^https?:\/\/[^\s]+\.fifo$/, 'must be the http(s) URL of a FIFO queue (ending in .fifo)').optional(),
-  [SERVICE_ENV.wsFanoutShards]: z.coerce.number().int().min(1).max(MAX_SHARDS).default(1),
-  [SERVICE_ENV.anonRequestsPerMinute]: z.coerce.number().int().min(0).max(1_000_000).default(120),
-  [SERVICE_ENV.trustProxyHops]: z.coerce.number().int().min(0).max(10).default(0),
-  [SERVICE_ENV.anonConnectionsPerIp]: z.coerce.number().int().min(0).max(1_000_000).default(100),
-  [SERVICE_ENV.anonChannelsPerIp]: z.coerce.number().int().min(0).max(1_000_000).default(200),
-  [SERVICE_ENV.headersTimeoutMs]: z.coerce.number().int().min(1000).max(120_000).default(10_000),
-  [SERVICE_ENV.replayMaxEvents]: z.coerce.number().int().min(1).max(100_000).default(1000),
-  [SERVICE_ENV.maxChannelsPerTask]: z.coerce.number().int().min(1).max(10_000_000).default(50_000),
-  [SERVICE_ENV.catchupConcurrency]: z.coerce.number().int().min(1).max(1024).default(16),
-  [SERVICE_ENV.maxHeldEvents]: z.coerce.number().int().min(1).max(1_000_000).default(1000),
-});
-
 export interface ServiceConfig {
   readonly core: CoreConfig;
   readonly port: number;
   readonly host: string;
   readonly sessionSecrets: readonly string[];
-  /** Lifetime of the reconnect cookie in seconds; streams are recycled before it ends. Defaults to 900. */
+  /** Lifetime of the reconnect cookie in seconds; streams are recycled before it ends. */
   readonly sessionTtlSeconds: number;
   /**
    * Absolute lifetime of a session in seconds, counted from the ticket's issue time (or up to the
    * caller's JWT `exp` when sooner): renewals never pass it; then the client needs a new ticket.
-   * At most 604800 (7 days). Defaults to 43200 (12 h).
+   * At most 604800 (7 days).
    */
   readonly sessionMaxAgeSeconds: number;
-  /** Heartbeat comment interval in milliseconds. Defaults to 15000 (the ALB idle timeout defaults to 60 s). */
+  /** Heartbeat comment interval in milliseconds. */
   readonly heartbeatMs: number;
-  /** Reconnect delay sent as `retry:` in milliseconds. Defaults to 3000. */
+  /** Reconnect delay sent as `retry:` in milliseconds. */
   readonly retryMs: number;
-  /** Longest wait of a long-poll request in milliseconds. Defaults to 25000. */
+  /** Longest wait of a long-poll request in milliseconds. */
   readonly pollTimeoutMs: number;
   /** Origins allowed to read streams (CORS with credentials). Empty: same-origin and non-browser clients only. `*`: any (local development). */
   readonly allowedOrigins: readonly string[];
   readonly cookieSecure: boolean;
-  /** Defaults to `None` when ALLOWED_ORIGINS lists origins (cross-site pages) and the cookie is Secure, `Lax` otherwise. */
   readonly cookieSameSite: 'None' | 'Lax' | 'Strict';
   /**
    * How an HTTP/1.1 stream body is delimited: `close` (the connection's end; no per-write chunk
-   * framing, frames written straight to the socket) or `chunked` (Node's default). Defaults to `close`.
+   * framing, frames written straight to the socket) or `chunked` (Node's default).
    */
   readonly streamFraming: 'close' | 'chunked';
   /**
    * Fixed batching window for socket writes in milliseconds (a manual override of the adaptive
    * window): every window waits this long after its first event. 0 leaves it to the adaptive window
-   * (MAX_WRITE_DELAY_MS). Defaults to 0.
+   * (MAX_WRITE_DELAY_MS).
    */
   readonly writeDelayMs: number;
   /**
@@ -97,17 +48,17 @@ export interface ServiceConfig {
    * time the service writes at the end of the current event-loop turn; once a flush of all streams
    * takes `d` ms and events queue behind it, the next window waits min(d, this) after its first event,
    * so each stream writes what arrived meanwhile at once. 0 turns adaptation off (always the end of
-   * the turn). Ignored when WRITE_DELAY_MS > 0. Defaults to 100.
+   * the turn). Ignored when WRITE_DELAY_MS > 0.
    */
   readonly maxWriteDelayMs: number;
-  /** Bytes a stream may have waiting for a slow reader before it is closed. Defaults to 1048576. */
+  /** Bytes a stream may have waiting for a slow reader before it is closed. */
   readonly maxQueuedBytes: number;
-  /** Open streams plus waiting long polls per task; beyond it new ones are turned away. Defaults to 20000. */
+  /** Open streams plus waiting long polls per task; beyond it new ones are turned away. */
   readonly maxConnections: number;
   /**
    * Time to move every stream elsewhere once the task is stopping (ECS task metadata says
    * `DesiredStatus: STOPPED`, or SIGTERM), in milliseconds. Must end before the ALB deregistration
-   * delay does (the ALB cuts what is left at its end). Defaults to 20000.
+   * delay does (the ALB cuts what is left at its end).
    */
   readonly drainTimeoutMs: number;
   /**
@@ -115,12 +66,12 @@ export interface ServiceConfig {
    * to start the drain when the task is being stopped, before SIGTERM. Unset: SIGTERM alone drains.
    */
   readonly ecsMetadataUri?: string;
-  /** Interval of that poll in milliseconds. Defaults to 2000. */
+  /** Interval of that poll in milliseconds. */
   readonly stopPollMs: number;
   /**
    * Interval of the `DescribeTargetHealth` poll in milliseconds (`TARGET_HEALTH_POLL_MS`): set by the stack from
    * `maxTasks` so the fleet stays within its share of the account's ELB API rate (`lib/drain-timing.ts`); the first
-   * call is jittered over one interval and throttled answers back off beyond it. Defaults to 10000 (10 tasks at 1/s).
+   * call is jittered over one interval and throttled answers back off beyond it.
    */
   readonly targetHealthPollMs: number;
   /**
@@ -135,49 +86,49 @@ export interface ServiceConfig {
    * `/live` publishes reach SSE, long polls and `/live` only.
    */
   readonly wsFanoutQueueUrl?: string;
-  /** Shards of that queue (`WS_FANOUT_SHARDS`, the worker's). Defaults to 1. */
+  /** Shards of that queue (`WS_FANOUT_SHARDS`, the worker's). */
   readonly wsFanoutShards: number;
   /**
    * Requests per minute per client IP that need no ticket or cookie (only public channels), on
-   * `/events` and `/poll` together; past it 429 (an EventSource: 200 + `retry:`). 0 disables. Defaults to 120.
+   * `/events` and `/poll` together; past it 429 (an EventSource: 200 + `retry:`). 0 disables.
    */
   readonly anonRequestsPerMinute: number;
   /**
    * Streams and polls without a ticket (public channels only) one client IP may hold at once on a task;
-   * past it 429 + Retry-After (an EventSource: 200 + `retry:`). 0 disables. Defaults to 100.
+   * past it 429 + Retry-After (an EventSource: 200 + `retry:`). 0 disables.
    */
   readonly anonConnectionsPerIp: number;
   /**
    * Distinct channels the streams and polls without a ticket of one client IP may subscribe to at once on
-   * a task (each costs the task a Redis subscription); past it answered as above. 0 disables. Defaults to 200.
+   * a task (each costs the task a Redis subscription); past it answered as above. 0 disables.
    */
   readonly anonChannelsPerIp: number;
   /**
    * Streams, polls and `/live` sockets one user (ticket or reconnect cookie) may hold at once on a task;
-   * past it answered as above (an EventSource keeps its reconnect cookie). 0 disables. Defaults to 32.
+   * past it answered as above (an EventSource keeps its reconnect cookie). 0 disables.
    */
   readonly userConnections: number;
   /**
    * Proxies in front of the task that append to X-Forwarded-For: 0 takes the socket's address,
-   * 1 (behind the ALB) the right-most X-Forwarded-For entry, n the n-th from the right. Defaults to 0.
+   * 1 (behind the ALB) the right-most X-Forwarded-For entry, n the n-th from the right.
    */
   readonly trustProxyHops: number;
   /**
    * Time a client has to send a request's headers (and the whole request: every route is a GET), in
    * milliseconds, on every path including WebSocket upgrades; past it node:http answers 408 and closes
    * the socket, which otherwise holds a file descriptor outside MAX_CONNECTIONS. Admitted streams are no
-   * longer subject to it. Defaults to 10000.
+   * longer subject to it.
    */
   readonly headersTimeoutMs: number;
-  /** Most events in one long-poll answer (then `"more": true`) or one write of a stream's replay. Defaults to 1000. */
+  /** Most events in one long-poll answer (then `"more": true`) or one write of a stream's replay. */
   readonly replayMaxEvents: number;
-  /** Distinct channels this task subscribes to in Redis; a request needing more gets 503 (EventSource: 200 + `retry:`). Defaults to 50000. */
+  /** Distinct channels this task subscribes to in Redis; a request needing more gets 503 (EventSource: 200 + `retry:`). */
   readonly maxChannelsPerTask: number;
-  /** Streams caught up at once after the Redis subscriber reconnects. Defaults to 16. */
+  /** Streams caught up at once after the Redis subscriber reconnects. */
   readonly catchupConcurrency: number;
-  /** Live events a stream may hold while its replay runs; past it the stream is closed with `retry:` and resumes by id. Defaults to 1000. */
+  /** Live events a stream may hold while its replay runs; past it the stream is closed with `retry:` and resumes by id. */
   readonly maxHeldEvents: number;
-  /** Interval of the embedded-metric-format lines in milliseconds; 0 disables. Defaults to 60000. */
+  /** Interval of the embedded-metric-format lines in milliseconds; 0 disables. */
   readonly metricsIntervalMs: number;
   readonly metricsNamespace: string;
   readonly logLevel: string;
@@ -185,51 +136,26 @@ export interface ServiceConfig {
 
 /** Reads and validates the service configuration; throws ConfigError with one line naming the bad keys. */
 export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ServiceConfig {
-  const e = parseEnv(ServiceEnvSchema, env);
-  const secure = e[SERVICE_ENV.cookieSecure];
-  const allowedOrigins = e[SERVICE_ENV.allowedOrigins].split(',').map((s) => s.trim()).filter(Boolean);
+  const e = readSettings(SERVICE_TABLE, env);
+  const allowedOrigins = e.allowedOrigins.split(',').map((s) => s.trim()).filter(Boolean);
   // Lax unless pages of other origins read the streams (a cross-site page sends only SameSite=None cookies).
-  const sameSite = e[SERVICE_ENV.cookieSameSite] ?? (secure && allowedOrigins.length > 0 ? 'None' : 'Lax');
-  if (sameSite === 'None' && !secure) throw new ConfigError(`Invalid configuration: ${SERVICE_ENV.cookieSameSite}: None requires ${SERVICE_ENV.cookieSecure}=true`);
+  const sameSite = e.cookieSameSite ?? (e.cookieSecure && allowedOrigins.length > 0 ? 'None' : 'Lax');
+  if (sameSite === 'None' && !e.cookieSecure) throw new ConfigError(`Invalid configuration: ${SERVICE_ENV.cookieSameSite}: None requires ${SERVICE_ENV.cookieSecure}=true`);
   const core = coreConfigFromEnv(env);
+  const { sessionSecret, ...service } = pick(e, SERVICE_SETTINGS);
   return {
+    ...service,
     // A replay page is written at once: it never passes what a stream may hold for its reader (MAX_QUEUED_BYTES).
-    core: { ...core, replayMaxBytes: Math.min(core.replayMaxBytes ?? e[SERVICE_ENV.maxQueuedBytes], e[SERVICE_ENV.maxQueuedBytes]) },
-    port: e[SERVICE_ENV.port],
-    host: e[SERVICE_ENV.host],
-    sessionSecrets: e[SERVICE_ENV.sessionSecret].split(','),
-    sessionTtlSeconds: e[SERVICE_ENV.sessionTtlSeconds],
-    sessionMaxAgeSeconds: e[SERVICE_ENV.sessionMaxAgeSeconds],
-    heartbeatMs: e[SERVICE_ENV.heartbeatMs],
-    retryMs: e[SERVICE_ENV.retryMs],
-    pollTimeoutMs: e[SERVICE_ENV.pollTimeoutMs],
+    core: { ...core, replayMaxBytes: Math.min(core.replayMaxBytes ?? e.maxQueuedBytes, e.maxQueuedBytes) },
+    sessionSecrets: sessionSecret.split(','),
     allowedOrigins,
-    cookieSecure: secure,
     cookieSameSite: sameSite,
-    streamFraming: e[SERVICE_ENV.streamFraming],
-    writeDelayMs: e[SERVICE_ENV.writeDelayMs],
-    maxWriteDelayMs: e[SERVICE_ENV.maxWriteDelayMs],
-    maxQueuedBytes: e[SERVICE_ENV.maxQueuedBytes],
-    maxConnections: e[SERVICE_ENV.maxConnections],
-    drainTimeoutMs: e[SERVICE_ENV.drainTimeoutMs],
-    metricsIntervalMs: e[SERVICE_ENV.metricsIntervalMs],
-    metricsNamespace: e[SERVICE_ENV.metricsNamespace],
-    logLevel: e[CORE_ENV.logLevel],
-    ecsMetadataUri: e[SERVICE_ENV.ecsMetadataUri],
-    stopPollMs: e[SERVICE_ENV.stopPollMs],
-    targetHealthPollMs: e[SERVICE_ENV.targetHealthPollMs],
-    targetGroupArn: e[SERVICE_ENV.targetGroupArn],
-    wsFanoutQueueUrl: e[SERVICE_ENV.wsFanoutQueueUrl],
-    wsFanoutShards: e[SERVICE_ENV.wsFanoutShards],
-    anonRequestsPerMinute: e[SERVICE_ENV.anonRequestsPerMinute],
-    anonConnectionsPerIp: e[SERVICE_ENV.anonConnectionsPerIp],
-    anonChannelsPerIp: e[SERVICE_ENV.anonChannelsPerIp],
-    userConnections: core.userConnections ?? DEFAULT_USER_CONNECTIONS,
-    trustProxyHops: e[SERVICE_ENV.trustProxyHops],
-    headersTimeoutMs: e[SERVICE_ENV.headersTimeoutMs],
-    replayMaxEvents: e[SERVICE_ENV.replayMaxEvents],
-    maxChannelsPerTask: e[SERVICE_ENV.maxChannelsPerTask],
-    catchupConcurrency: e[SERVICE_ENV.catchupConcurrency],
-    maxHeldEvents: e[SERVICE_ENV.maxHeldEvents],
+    userConnections: e.userConnections,
+    logLevel: e.logLevel,
   };
+}
+
+/** The fields of `values` that are keys of `table`. */
+function pick<V extends object, T extends object>(values: V, table: T): Pick<V, Extract<keyof T, keyof V>> {
+  return Object.fromEntries(Object.keys(table).map((k) => [k, values[k as keyof V]])) as Pick<V, Extract<keyof T, keyof V>>;
 }

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
+import { CORE_SETTINGS } from '../contract/settings';
 import { RealtimeError } from '../core/errors';
 import { REPLAY_FRAME_BYTES } from '../core/broker';
-import { DEFAULT_REPLAY_MAX_BYTES } from '../core/events';
 import type { LiveEvent } from './hub';
 import type { Ending, Transport, TransportOwner } from './transport';
 
@@ -45,7 +45,7 @@ export class PollTransport implements Transport {
     /** Longest wait for a live event, in milliseconds (POLL_TIMEOUT_MS). */
     private readonly timeoutMs: number,
     /** Most bytes of live events in one answer (REPLAY_MAX_BYTES). Defaults to 1 MiB. */
-    private readonly maxBytes: number = DEFAULT_REPLAY_MAX_BYTES,
+    private readonly maxBytes: number = CORE_SETTINGS.replayMaxBytes.default,
   ) {
     this.answered = new Promise<void>((resolve, reject) => {
       this.resolve = resolve;

@@ -1,0 +1,170 @@
+/**
+ * Every runtime setting, once: its environment variable, type, range, default and one-line doc, in one dependency-free
+ * table (STYLE 9e). Everything else reads it:
+ *
+ * - the runtime parsers (`core/config.ts` builds one zod/mini schema per table: {@link CORE_SETTINGS} for every runtime,
+ *   {@link LAMBDA_SETTINGS} for the handlers, {@link SERVICE_SETTINGS} for the SSE service);
+ * - the constructs (`lib/defaults.ts` takes the defaults of the settings a stage may set from here, `checkSetting` in
+ *   `lib/errors.ts` the ranges, and the functions' and task's environment uses the names, through `contract/env.ts`);
+ * - the cost planner (`cost/stage.ts`, through the stage schema and `lib/defaults.ts`);
+ * - the docs: README's configuration table and docs/DEPLOY.md's are tested against it (`test/infra/settings.test.ts`).
+ *
+ * To add a setting: add a row to the table of who reads it (a `kind`, the `env` name, `min`/`max` for whole numbers,
+ * a `default` unless unset means something, and a one-line `doc`), read it from the parsed config, add its README row,
+ * and, if a stage may set it, a `DEFAULTS` key in `lib/defaults.ts` that takes the row's default. docs/DESIGN.md,
+ * "Settings", says the same.
+ */
+
+interface Row {
+  /** The environment variable. */
+  readonly env: string;
+  /** One line: what it sets, with its unit. */
+  readonly doc: string;
+}
+/** A whole number from `min` to `max` (both inclusive). */
+export interface IntSetting extends Row {
+  readonly kind: 'int';
+  readonly min: number;
+  readonly max: number;
+  readonly default?: number;
+}
+/** A string; `pattern` (with `message`, said when it does not match) and lengths when set. */
+export interface StringSetting extends Row {
+  readonly kind: 'string';
+  readonly pattern?: RegExp;
+  readonly message?: string;
+  readonly minLength?: number;
+  readonly maxLength?: number;
+  readonly default?: string;
+  /** Unset is an error, with this message. */
+  readonly required?: string;
+}
+/** One of `values`. */
+export interface EnumSetting extends Row {
+  readonly kind: 'enum';
+  readonly values: readonly [string, ...string[]];
+  readonly default?: string;
+}
+/** `true`/`false`/`1`/`0`. */
+export interface BooleanSetting extends Row {
+  readonly kind: 'boolean';
+  readonly default?: boolean;
+}
+export type Setting = IntSetting | StringSetting | EnumSetting | BooleanSetting;
+/** A table of settings: key (the config field it becomes) → row. */
+export type SettingsTable = Readonly<Record<string, Setting>>;
+
+/** The value a row parses to. */
+export type SettingValue<S extends Setting> = S extends IntSetting ? number : S extends BooleanSetting ? boolean : S extends EnumSetting ? S['values'][number] : string;
+type Given<S> = S extends { readonly default: unknown } ? true : S extends { readonly required: string } ? true : false;
+/** What a table parses to: one field per row, optional when the row has no default and is not required. */
+export type SettingsValues<T extends SettingsTable> = { readonly [K in keyof T as Given<T[K]> extends true ? K : never]: SettingValue<T[K]> } & {
+  readonly [K in keyof T as Given<T[K]> extends true ? never : K]?: SettingValue<T[K]>;
+};
+
+const HTTP_URL = /^https?:\/\/[^\s]+$/;
+const FIFO_QUEUE_URL = /^https?:\/\/[^\s]+\.fifo$/;
+
+/** Read by every runtime (Lambdas, SSE service, local stack). */
+export const CORE_SETTINGS = {
+  redisUrl: { kind: 'string', env: 'REDIS_URL', pattern: /^rediss?:\/\//, message: 'must start with redis:// or rediss://', default: 'redis://127.0.0.1:6379', doc: 'Redis to connect to; rediss:// for TLS (ElastiCache in-transit encryption).' },
+  redisPassword: { kind: 'string', env: 'REDIS_PASSWORD', minLength: 1, doc: 'Redis AUTH token; on AWS an ECS secret (tasks).' },
+  redisSecretArn: { kind: 'string', env: 'REDIS_SECRET_ARN', pattern: /^arn:/, message: 'must be an ARN (arn:...)', doc: 'Secrets Manager secret holding the AUTH token, read at cold start (Lambdas).' },
+  keyPrefix: { kind: 'string', env: 'KEY_PREFIX', pattern: /^[A-Za-z0-9:_-]{1,32}$/, message: 'letters, digits, ":", "_" or "-", up to 32 chars', default: 'rt:', doc: 'Prefix of every Redis key and pub/sub channel.' },
+  namespacesJson: { kind: 'string', env: 'NAMESPACES_JSON', doc: 'Channel namespace policies as JSON; unset: the runtime\'s (scores, chat, user).' },
+  ticketTtlSeconds: { kind: 'int', env: 'TICKET_TTL_SECONDS', min: 5, max: 300, default: 30, doc: 'Seconds a ticket stays redeemable.' },
+  maxPayloadBytes: { kind: 'int', env: 'MAX_PAYLOAD_BYTES', min: 256, max: 32_768, default: 32_768, doc: 'Largest serialised event envelope in bytes (32 KB is API Gateway\'s WebSocket frame size).' },
+  maxChannelsPerConnection: { kind: 'int', env: 'MAX_CHANNELS_PER_CONNECTION', min: 1, max: 64, default: 16, doc: 'Channels one ticket or connection may name.' },
+  userPublishPerMinute: { kind: 'int', env: 'USER_PUBLISH_PER_MINUTE', min: 0, max: 1_000_000, default: 300, doc: 'Events one user may publish per one-minute window; 0 = no limit.' },
+  userNewChannelsPerHour: { kind: 'int', env: 'USER_NEW_CHANNELS_PER_HOUR', min: 0, max: 1_000_000, default: 50, doc: 'Channels one user may start per one-hour window; 0 = no limit.' },
+  replayMaxBytes: { kind: 'int', env: 'REPLAY_MAX_BYTES', min: 16_384, max: 16 * 1024 * 1024, default: 1024 * 1024, doc: 'Bytes in one replay page (every replay: /poll, /events, /live, API Gateway subscribe).' },
+  userRetainedBytes: { kind: 'int', env: 'USER_RETAINED_BYTES', min: 0, max: 1024 * 1024 * 1024, default: 8 * 1024 * 1024, doc: 'Bytes one user may publish per namespace per history TTL window; 0 = no limit.' },
+  userTicketsPerMinute: { kind: 'int', env: 'USER_TICKETS_PER_MINUTE', min: 0, max: 1_000_000, default: 60, doc: 'Tickets one user may get per one-minute window; 0 = no limit.' },
+  /** Per task on the tasks (service/quotas.ts); across the deployment on API Gateway (the connection registry). */
+  userConnections: { kind: 'int', env: 'USER_CONNECTIONS', min: 0, max: 1_000_000, default: 32, doc: 'Connections one user may hold at once (per task on the tasks, per deployment on API Gateway); 0 = no cap.' },
+  logLevel: { kind: 'enum', env: 'LOG_LEVEL', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', doc: 'pino / Powertools log level.' },
+} as const satisfies SettingsTable;
+
+/** Read by the Lambda handlers (HTTP and WebSocket APIs). */
+export const LAMBDA_SETTINGS = {
+  sseUrl: { kind: 'string', env: 'SSE_URL', pattern: HTTP_URL, message: 'must be a http(s) URL', doc: 'The SSE endpoint a `sse` ticket\'s sseUrl names; unset: null.' },
+  wsUrl: { kind: 'string', env: 'WS_URL', pattern: /^wss?:\/\/[^\s]+$/, message: 'must be a ws(s) URL', doc: 'The WebSocket URL a `ws` ticket\'s wsUrl names; unset: null.' },
+  wsManagementEndpoint: { kind: 'string', env: 'WS_MANAGEMENT_ENDPOINT', pattern: HTTP_URL, message: 'must be a http(s) URL', doc: 'The API Gateway management endpoint; unset: no fan-out to API Gateway WebSockets.' },
+  wsFanoutConcurrency: { kind: 'int', env: 'WS_FANOUT_CONCURRENCY', min: 1, max: 1000, default: 32, doc: 'PostToConnection calls in flight per fan-out.' },
+  wsGoneGraceMs: { kind: 'int', env: 'WS_GONE_GRACE_MS', min: 0, max: 600_000, default: 10_000, doc: 'Milliseconds after registration during which a 410 keeps a connection.' },
+  /** The SQS FIFO queue of fan-out work items (publishers send, the fan-out worker receives). */
+  wsFanoutQueueUrl: { kind: 'string', env: 'WS_FANOUT_QUEUE_URL', pattern: FIFO_QUEUE_URL, message: 'must be the http(s) URL of a FIFO queue (ending in .fifo)', doc: 'The fan-out queue; unset: every fan-out is inline.' },
+  wsFanoutShards: { kind: 'int', env: 'WS_FANOUT_SHARDS', min: 1, max: 256, default: 1, doc: 'Shards (FIFO message groups, parallel workers) of the fan-out.' },
+  wsFanoutInlineMax: { kind: 'int', env: 'WS_FANOUT_INLINE_MAX', min: 0, max: 1_000_000, default: 200, doc: 'Channels with fewer API Gateway subscribers than this are posted inline; 0 queues everything.' },
+  wsReplayInlineMax: { kind: 'int', env: 'WS_REPLAY_INLINE_MAX', min: 1, max: 10_000, default: 100, doc: 'Events of a `since` replay the message handler sends before the worker takes over.' },
+  trustedPrincipals: { kind: 'string', env: 'TRUSTED_PRINCIPALS', doc: 'Comma-separated IAM role/user ARNs trusted as backends; unset: none.' },
+} as const satisfies SettingsTable;
+
+/** Read by the SSE service (Fargate task), on top of {@link CORE_SETTINGS}. */
+export const SERVICE_SETTINGS = {
+  port: { kind: 'int', env: 'PORT', min: 0, max: 65_535, default: 8080, doc: 'Listen port.' },
+  host: { kind: 'string', env: 'HOST', default: '0.0.0.0', doc: 'Listen address.' },
+  sessionSecret: {
+    kind: 'string',
+    env: 'SESSION_SECRET',
+    pattern: /^[^,]{32,}(,[^,]{32,})*$/,
+    message: 'each secret must be at least 32 characters',
+    required: 'is required (32+ random characters; on AWS it comes from Secrets Manager)',
+    doc: 'Comma-separated HMAC secrets of the reconnect cookie; the first signs, all verify.',
+  },
+  sessionTtlSeconds: { kind: 'int', env: 'SESSION_TTL_SECONDS', min: 60, max: 86_400, default: 900, doc: 'Lifetime of the reconnect cookie in seconds.' },
+  sessionMaxAgeSeconds: { kind: 'int', env: 'SESSION_MAX_AGE_SECONDS', min: 60, max: 7 * 86_400, default: 43_200, doc: 'Absolute lifetime of a session in seconds, from the ticket\'s issue time.' },
+  heartbeatMs: { kind: 'int', env: 'HEARTBEAT_MS', min: 1000, max: 300_000, default: 15_000, doc: 'Heartbeat interval in milliseconds (SSE comments, /live heartbeats).' },
+  retryMs: { kind: 'int', env: 'RETRY_MS', min: 100, max: 60_000, default: 3000, doc: 'Reconnect delay sent as `retry:`, in milliseconds.' },
+  pollTimeoutMs: { kind: 'int', env: 'POLL_TIMEOUT_MS', min: 1000, max: 120_000, default: 25_000, doc: 'Longest wait of a long poll in milliseconds.' },
+  allowedOrigins: { kind: 'string', env: 'ALLOWED_ORIGINS', default: '', doc: 'Comma-separated origins allowed to read streams (CORS); empty: same-origin only; `*`: any.' },
+  cookieSecure: { kind: 'boolean', env: 'COOKIE_SECURE', default: true, doc: '`Secure` reconnect cookie.' },
+  cookieSameSite: { kind: 'enum', env: 'COOKIE_SAMESITE', values: ['None', 'Lax', 'Strict'], doc: 'SameSite of the reconnect cookie; unset: None with ALLOWED_ORIGINS and Secure, else Lax.' },
+  streamFraming: { kind: 'enum', env: 'STREAM_FRAMING', values: ['close', 'chunked'], default: 'close', doc: 'How an HTTP/1.1 stream body is delimited.' },
+  writeDelayMs: { kind: 'int', env: 'WRITE_DELAY_MS', min: 0, max: 1000, default: 0, doc: 'Fixed write batching window in milliseconds; 0: the adaptive window.' },
+  maxWriteDelayMs: { kind: 'int', env: 'MAX_WRITE_DELAY_MS', min: 0, max: 1000, default: 100, doc: 'Latency budget of the adaptive write window in milliseconds.' },
+  maxQueuedBytes: { kind: 'int', env: 'MAX_QUEUED_BYTES', min: 16_384, max: 64 * 1024 * 1024, default: 1024 * 1024, doc: 'Bytes a connection may have waiting for a slow reader before it is closed.' },
+  maxConnections: { kind: 'int', env: 'MAX_CONNECTIONS', min: 1, max: 1_000_000, default: 20_000, doc: 'Open streams plus waiting long polls per task.' },
+  maxChannelsPerTask: { kind: 'int', env: 'MAX_CHANNELS_PER_TASK', min: 1, max: 10_000_000, default: 50_000, doc: 'Distinct Redis channel subscriptions per task.' },
+  anonRequestsPerMinute: { kind: 'int', env: 'ANON_REQUESTS_PER_MINUTE', min: 0, max: 1_000_000, default: 120, doc: 'Requests per minute per client IP naming only public channels; 0 = no limit.' },
+  anonConnectionsPerIp: { kind: 'int', env: 'ANON_CONNECTIONS_PER_IP', min: 0, max: 1_000_000, default: 100, doc: 'Ticketless streams and polls one client IP may hold at once on a task; 0 = no cap.' },
+  anonChannelsPerIp: { kind: 'int', env: 'ANON_CHANNELS_PER_IP', min: 0, max: 1_000_000, default: 200, doc: 'Distinct channels those of one client IP may subscribe to on a task; 0 = no cap.' },
+  headersTimeoutMs: { kind: 'int', env: 'HEADERS_TIMEOUT_MS', min: 1000, max: 120_000, default: 10_000, doc: 'Time a client has to send a whole request, in milliseconds.' },
+  trustProxyHops: { kind: 'int', env: 'TRUST_PROXY_HOPS', min: 0, max: 10, default: 0, doc: 'Proxies in front that append to X-Forwarded-For.' },
+  replayMaxEvents: { kind: 'int', env: 'REPLAY_MAX_EVENTS', min: 1, max: 100_000, default: 1000, doc: 'Events per replay page (one long-poll answer, one page of a replay).' },
+  catchupConcurrency: { kind: 'int', env: 'CATCHUP_CONCURRENCY', min: 1, max: 1024, default: 16, doc: 'Streams caught up at once after the Redis subscriber reconnects.' },
+  maxHeldEvents: { kind: 'int', env: 'MAX_HELD_EVENTS', min: 1, max: 1_000_000, default: 1000, doc: 'Live events a connection may hold while its replay runs.' },
+  drainTimeoutMs: { kind: 'int', env: 'DRAIN_TIMEOUT_MS', min: 0, max: 3_600_000, default: 20_000, doc: 'Time to move every connection elsewhere once the task stops, in milliseconds.' },
+  stopPollMs: { kind: 'int', env: 'STOP_POLL_MS', min: 50, max: 60_000, default: 2000, doc: 'Interval of the task metadata poll in milliseconds.' },
+  /** The `DescribeTargetHealth` poll interval: computed by the stack from `maxTasks` and the ELB API budget. */
+  targetHealthPollMs: { kind: 'int', env: 'TARGET_HEALTH_POLL_MS', min: 50, max: 3_600_000, default: 10_000, doc: 'Interval of the DescribeTargetHealth poll in milliseconds.' },
+  /** Set by ECS itself on every task; never by the stack. */
+  ecsMetadataUri: { kind: 'string', env: 'ECS_CONTAINER_METADATA_URI_V4', pattern: /^https?:\/\/\S+$/, message: 'must be an http:// URL (ECS sets it)', doc: 'ECS task metadata endpoint v4 (set by ECS); unset: SIGTERM alone drains.' },
+  /** The ALB target group the tasks register in: each task polls its own target's health there (drain signal). */
+  targetGroupArn: {
+    kind: 'string',
+    env: 'TARGET_GROUP_ARN',
+    pattern: /^arn:(aws[a-z-]*):elasticloadbalancing:([a-z0-9-]+):\d{12}:targetgroup\/[^/]+\/[0-9a-f]+$/,
+    message: 'must be a target group ARN (arn:aws:elasticloadbalancing:<region>:<account>:targetgroup/<name>/<id>)',
+    doc: 'The task\'s target group (set by the stack); unset: the metadata alone.',
+  },
+  /**
+   * `webSocket.mode` `both` only: the fan-out queue and its shard count, the same rows the publishers read, so a
+   * publish on `/live` reaches the connections still on API Gateway (through the fan-out worker).
+   */
+  wsFanoutQueueUrl: LAMBDA_SETTINGS.wsFanoutQueueUrl,
+  wsFanoutShards: LAMBDA_SETTINGS.wsFanoutShards,
+  metricsIntervalMs: { kind: 'int', env: 'METRICS_INTERVAL_MS', min: 0, max: 3_600_000, default: 60_000, doc: 'Interval of the embedded-metric-format lines in milliseconds; 0 disables.' },
+  metricsNamespace: { kind: 'string', env: 'METRICS_NAMESPACE', minLength: 1, maxLength: 255, default: 'RealtimeBlueprint', doc: 'CloudWatch namespace of those metrics.' },
+} as const satisfies SettingsTable;
+
+/** The environment names of a table, by key. */
+export type EnvNames<T extends SettingsTable> = { readonly [K in keyof T]: T[K]['env'] };
+export function envNames<T extends SettingsTable>(table: T): EnvNames<T> {
+  return Object.fromEntries(Object.entries(table).map(([key, row]) => [key, row.env])) as EnvNames<T>;
+}
+
+/** The range of a whole-number row as text: `5–300`. */
+export function rangeText(row: IntSetting): string {
+  return `${row.min}–${row.max}`;
+}
