@@ -38,7 +38,7 @@ import { createManagementClient } from '../core/aws/management-sdk';
 import { dispatchFanout, type DispatchDeps } from '../core/fanout-queue';
 import { registerConnection } from '../core/connections';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { CORE_ENV, LAMBDA_ENV } from '../contract/env';
+import { CORE_ENV, LAMBDA_ENV } from '../contract/settings';
 import { lambdaConfigFromEnv } from '../lambda/shared/config';
 import { FanoutRuntime } from '../lambda/shared/fanout-runtime';
 import { LocalFifoQueue } from '../local/queue';

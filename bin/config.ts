@@ -1,16 +1,10 @@
 import type { Node } from 'constructs';
-import { type RealtimeStageConfig, StageConfigSchema } from '../lib/stage-config';
+import { parseStageConfig, type RealtimeStageConfig, StageConfigError } from '../lib/stage-config';
 
 /** The stage built when `-c stage=...` is not given. */
 export const DEFAULT_STAGE = 'dev';
 
-/** A stage config that cannot be used; the message is one line naming the bad key. */
-export class StageConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'StageConfigError';
-  }
-}
+export { StageConfigError };
 
 /** A parsed stage. */
 export interface StageSelection {
@@ -33,16 +27,5 @@ export function readStageConfig(node: Node): StageSelection {
     const known = Object.keys(stages).join(', ') || '(none)';
     throw new StageConfigError(`Unknown stage "${stageName}": cdk.json context "stages" defines ${known}. Pass -c stage=<one of those>, or add "${stageName}" to "stages".`);
   }
-  const parsed = StageConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const [first, ...rest] = parsed.error.issues;
-    const path = ['stages', stageName, ...first.path.map(String)];
-    // An unknown key is named itself, not its parent: it is usually a typo of a known one.
-    const unknown = first.code === 'unrecognized_keys' ? first.keys : [];
-    const key = [...path, ...unknown.slice(0, 1)].join('.');
-    const message = unknown.length > 0 ? 'unknown key (a typo? see docs/DEPLOY.md for the keys)' : first.message;
-    const more = rest.length + Math.max(0, unknown.length - 1);
-    throw new StageConfigError(`Invalid stage config ${key}: ${message}${more > 0 ? ` (and ${more} more)` : ''}`);
-  }
-  return { stageName, config: parsed.data };
+  return { stageName, config: parseStageConfig(stageName, raw) };
 }

@@ -1,11 +1,10 @@
 /**
- * Limits that the infrastructure and the runtime must agree on, in one dependency-free module (like contract/env.ts):
- * request limits that `core/` enforces (channel grammar, ticket and cursor patterns, channels per connection) and
+ * Limits that the infrastructure and the runtime must agree on, in one dependency-free module (like contract/settings.ts):
+ * request limits that `core/` enforces (channel grammar, ticket and cursor patterns) and
  * `lib/` sizes what sits in front of the tasks by (AWS WAF's query string bound on the streaming paths,
  * `lib/load-balancer-waf.ts`), and bounds that the infrastructure checks at synth and the runtime at start, so a stage
  * that synthesises also starts.
  */
-import { CORE_SETTINGS } from './settings';
 
 /** Longest namespace of a channel name (`namespace:name`): lowercase letters, digits and `-`, starting with a letter. */
 export const CHANNEL_NAMESPACE_MAX_LENGTH = 32;
@@ -13,8 +12,6 @@ export const CHANNEL_NAMESPACE_MAX_LENGTH = 32;
 export const CHANNEL_NAME_MAX_LENGTH = 128;
 /** Longest channel name: namespace, `:`, name. */
 export const MAX_CHANNEL_LENGTH = CHANNEL_NAMESPACE_MAX_LENGTH + 1 + CHANNEL_NAME_MAX_LENGTH;
-/** Channels one ticket or connection may name unless `MAX_CHANNELS_PER_CONNECTION` says otherwise (its row's default). */
-export const DEFAULT_MAX_CHANNELS_PER_CONNECTION = CORE_SETTINGS.maxChannelsPerConnection.default;
 /** Random bytes of a ticket; it travels as their base64url, {@link TICKET_LENGTH} characters. */
 export const TICKET_BYTES = 32;
 /** Characters of a ticket (`?ticket=`): base64url of {@link TICKET_BYTES} bytes, unpadded. */

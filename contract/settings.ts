@@ -5,7 +5,7 @@
  * - the runtime parsers (`core/config.ts` builds one zod/mini schema per table: {@link CORE_SETTINGS} for every runtime,
  *   {@link LAMBDA_SETTINGS} for the handlers, {@link SERVICE_SETTINGS} for the SSE service);
  * - the constructs (`lib/defaults.ts` takes the defaults of the settings a stage may set from here, `checkSetting` in
- *   `lib/errors.ts` the ranges, and the functions' and task's environment uses the names, through `contract/env.ts`);
+ *   `lib/errors.ts` the ranges, and the functions' and task's environment uses the names, `CORE_ENV`, `LAMBDA_ENV` and `SERVICE_ENV` below);
  * - the cost planner (`cost/stage.ts`, through the stage schema and `lib/defaults.ts`);
  * - the docs: README's configuration table and docs/DEPLOY.md's are tested against it (`test/infra/settings.test.ts`).
  *
@@ -164,7 +164,17 @@ export function envNames<T extends SettingsTable>(table: T): EnvNames<T> {
   return Object.fromEntries(Object.entries(table).map(([key, row]) => [key, row.env])) as EnvNames<T>;
 }
 
-/** The range of a whole-number row as text: `5–300`. */
-export function rangeText(row: IntSetting): string {
-  return `${row.min}–${row.max}`;
-}
+/** The environment names of {@link CORE_SETTINGS}, by key: what `lib/` sets and messages name (never a string literal). */
+export const CORE_ENV = envNames(CORE_SETTINGS);
+
+/** The environment names of {@link LAMBDA_SETTINGS}. */
+export const LAMBDA_ENV = envNames(LAMBDA_SETTINGS);
+
+/** The environment names of {@link SERVICE_SETTINGS}. */
+export const SERVICE_ENV = envNames(SERVICE_SETTINGS);
+
+export type CoreEnvName = (typeof CORE_ENV)[keyof typeof CORE_ENV];
+export type LambdaEnvName = (typeof LAMBDA_ENV)[keyof typeof LAMBDA_ENV];
+export type ServiceEnvName = (typeof SERVICE_ENV)[keyof typeof SERVICE_ENV];
+/** Every variable the runtime reads. */
+export type RuntimeEnvName = CoreEnvName | LambdaEnvName | ServiceEnvName;

@@ -1,14 +1,14 @@
 import * as z from 'zod/mini';
 import { en } from 'zod/locales';
 import type { $ZodType, output } from 'zod/v4/core';
-import { CORE_ENV } from '../contract/env';
+import { CORE_ENV, CORE_SETTINGS, type Setting, type SettingsTable, type SettingsValues } from '../contract/settings';
 import { MAX_HISTORY_BYTES_PER_CHANNEL, MAX_HISTORY_SIZE } from '../contract/limits';
-import { CORE_SETTINGS, type Setting, type SettingsTable, type SettingsValues } from '../contract/settings';
 
 /*
  * zod/mini, not zod: the same checks and messages over tree-shakable functions, so a Lambda bundle carries about
  * 25 KB of validator instead of 450 KB (docs/BENCHMARKS.md, "Lambda bundles and cold start"). zod/mini loads no
- * locale by itself: English is set here, the messages of full zod (which the SSE service also loads).
+ * locale by itself: English is set here, the messages of full zod. Every runtime parser uses it (one style: the
+ * Lambdas, the SSE service and the local stack read `contract/settings.ts` through {@link readSettings}).
  */
 z.config(en());
 
@@ -157,9 +157,6 @@ export function checkSettings<T extends SettingsTable>(table: T, values: Partial
   return out as SettingsValues<T>;
 }
 
-/** Settings shared by every runtime (Lambdas, SSE service, local stack), read from the environment (`CORE_SETTINGS`). */
-export const CoreEnvSchema = envSchema(CORE_SETTINGS);
-
 /**
  * The core settings, parsed. Meaning, range and default of each field: its row in `CORE_SETTINGS`
  * (contract/settings.ts). Fields a caller may leave out of a hand-built config (the local stack, tests) are optional
@@ -234,8 +231,11 @@ export function checkHistoryBytes(namespaces: Namespaces, maxPayloadBytes: numbe
   );
 }
 
+/** The core rows this parser reads: all but `LOG_LEVEL`, which each runtime reads in its logger's vocabulary. */
+const { logLevel: _logLevel, ...CORE_PARSED } = CORE_SETTINGS;
+
 export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreConfig {
-  const { namespacesJson, logLevel: _logLevel, ...settings } = readSettings(CORE_SETTINGS, env);
+  const { namespacesJson, ...settings } = readSettings(CORE_PARSED, env);
   const namespaces = parseNamespaces(namespacesJson);
   checkHistoryBytes(namespaces, settings.maxPayloadBytes);
   return { ...settings, namespaces };

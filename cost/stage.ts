@@ -1,13 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SERVICE_SETTINGS } from '../contract/settings';
+import { parseNamespaces } from '../core/config';
 import { DEFAULTS } from '../lib/defaults';
+import { parseStageConfig } from '../lib/stage-config';
 import type { StageSettings } from './model';
 
 /**
- * The settings of a stage that drive its cost: `cdk.json` `stages.<name>` over the constructs' own
- * defaults (`lib/defaults.ts`, the table docs/DEPLOY.md is checked against). Three are not stage keys:
- * the reconnect cookie's life (the runtime's SESSION_TTL_SECONDS default), the Lambda memory size and
- * the alarm count (what the constructs create).
+ * The settings of a stage that drive its cost: `cdk.json` `stages.<name>`, parsed by the stage schema `cdk synth` uses
+ * (lib/stage-config.ts: the same keys, types and one-line errors), over the constructs' own defaults (`lib/defaults.ts`,
+ * the table docs/DEPLOY.md is checked against). Three are not stage keys: the reconnect cookie's life (the runtime's
+ * SESSION_TTL_SECONDS default, contract/settings.ts), the Lambda memory size and the alarm count (what the constructs
+ * create).
  */
 export const STAGE_DEFAULTS: Omit<StageSettings, 'name'> = {
   taskCpu: DEFAULTS.sse.cpu,
@@ -17,7 +21,7 @@ export const STAGE_DEFAULTS: Omit<StageSettings, 'name'> = {
   targetConnectionsPerTask: DEFAULTS.sse.targetConnectionsPerTask,
   targetCpuPercent: DEFAULTS.sse.targetCpuPercent,
   heartbeatMs: DEFAULTS.sse.heartbeatMs,
-  sessionTtlSeconds: 900,
+  sessionTtlSeconds: SERVICE_SETTINGS.sessionTtlSeconds.default,
   redisEngine: DEFAULTS.redis.engine,
   redisNodeType: DEFAULTS.redis.nodeType,
   redisNodes: DEFAULTS.redis.nodes,
@@ -30,23 +34,14 @@ export const STAGE_DEFAULTS: Omit<StageSettings, 'name'> = {
 /** Thrown for a stage that does not exist; the message is one line. */
 export class UnknownStageError extends Error {}
 
-interface RawStage {
-  network?: { natGateways?: number; maxAzs?: number };
-  redis?: { engine?: 'valkey' | 'redis'; nodeType?: string; nodes?: number };
-  sse?: { cpu?: number; memoryMiB?: number; minTasks?: number; maxTasks?: number; targetConnectionsPerTask?: number; targetCpuPercent?: number; heartbeatMs?: number };
-  namespaces?: StageSettings['namespaces'];
-  limits?: StageSettings['limits'];
-  maxPayloadBytes?: number;
-}
-
-/** Reads a stage from cdk.json (`root` is the repository). */
+/** Reads a stage from cdk.json (`root` is the repository); a stage the schema refuses throws its `StageConfigError`. */
 export function loadStage(name: string, root = join(__dirname, '..')): StageSettings {
-  const cdk = JSON.parse(readFileSync(join(root, 'cdk.json'), 'utf8')) as { context?: { stages?: Record<string, RawStage> } };
+  const cdk = JSON.parse(readFileSync(join(root, 'cdk.json'), 'utf8')) as { context?: { stages?: Record<string, unknown> } };
   const stages = cdk.context?.stages ?? {};
   if (!Object.prototype.hasOwnProperty.call(stages, name)) {
     throw new UnknownStageError(`unknown stage "${name}": cdk.json defines ${Object.keys(stages).join(', ') || 'no stages'}`);
   }
-  const s = stages[name];
+  const s = parseStageConfig(name, stages[name]);
   const d = STAGE_DEFAULTS;
   return {
     ...d,
@@ -63,7 +58,8 @@ export function loadStage(name: string, root = join(__dirname, '..')): StageSett
     redisNodes: s.redis?.nodes ?? d.redisNodes,
     natGateways: s.network?.natGateways ?? d.natGateways,
     maxAzs: s.network?.maxAzs ?? d.maxAzs,
-    namespaces: s.namespaces,
+    // The runtime's parser: its defaults (historySize, historyTtlSeconds) and checks, as NAMESPACES_JSON would be read.
+    namespaces: s.namespaces === undefined ? undefined : parseNamespaces(JSON.stringify(s.namespaces)),
     limits: s.limits,
     maxPayloadBytes: s.maxPayloadBytes,
   };

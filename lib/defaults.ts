@@ -4,10 +4,14 @@
  * `test/infra/stage-config.test.ts` checks the configuration table of docs/DEPLOY.md against it, key by key. A stage key
  * that is absent here is unset by default (the construct or the runtime then decides, as the docs say).
  *
+ * A key that becomes a runtime variable (`sse.heartbeatMs` → `HEARTBEAT_MS`, `ticketTtlSeconds` → `TICKET_TTL_SECONDS`)
+ * takes its row's default from contract/settings.ts, written nowhere else; `STAGE_SETTINGS` below names those rows.
+ *
  * Keys follow the construct props; where the prop takes a CDK type, the stage key names the unit or the reference:
  * `<prop>Seconds` for a `Duration` (`idleTimeoutSeconds` → `idleTimeout`), `<prop>Days` for a log retention,
  * `<prop>Arn` for an imported resource (`certificateArn` → `certificate`).
  */
+import { CORE_SETTINGS, LAMBDA_SETTINGS, SERVICE_SETTINGS, type Setting } from '../contract/settings';
 
 /** Engine version by engine, when `redis.engineVersion` is unset. */
 export const REDIS_ENGINE_VERSION_DEFAULTS = { valkey: '8.0', redis: '7.1' } as const;
@@ -24,7 +28,7 @@ export const DEFAULTS = {
     nodeType: 'cache.t4g.micro',
     nodes: 2,
     port: 6379,
-    keyPrefix: 'rt:',
+    keyPrefix: CORE_SETTINGS.keyPrefix.default,
     snapshotRetentionDays: 1,
     removalPolicy: 'snapshot',
   },
@@ -35,10 +39,10 @@ export const DEFAULTS = {
     maxTasks: 10,
     targetConnectionsPerTask: 10_000,
     targetCpuPercent: 60,
-    heartbeatMs: 15_000,
-    pollTimeoutMs: 25_000,
-    maxWriteDelayMs: 100,
-    writeDelayMs: 0,
+    heartbeatMs: SERVICE_SETTINGS.heartbeatMs.default,
+    pollTimeoutMs: SERVICE_SETTINGS.pollTimeoutMs.default,
+    maxWriteDelayMs: SERVICE_SETTINGS.maxWriteDelayMs.default,
+    writeDelayMs: SERVICE_SETTINGS.writeDelayMs.default,
     idleTimeoutSeconds: 60,
     deregistrationDelaySeconds: 30,
     stickinessDurationSeconds: 3600,
@@ -54,9 +58,10 @@ export const DEFAULTS = {
     accessLogs: false,
   },
   webSocketFanout: {
+    /** The stack's own choice: the runtime's default (`WS_FANOUT_SHARDS` unset) is 1, no sharding. */
     shards: 4,
-    inlineMax: 200,
-    replayInlineMax: 100,
+    inlineMax: LAMBDA_SETTINGS.wsFanoutInlineMax.default,
+    replayInlineMax: LAMBDA_SETTINGS.wsReplayInlineMax.default,
     maxReceiveCount: 5,
     batchSize: 10,
   },
@@ -77,8 +82,29 @@ export const DEFAULTS = {
   },
   trustedPrincipals: [],
   allowedOrigins: [],
-  ticketTtlSeconds: 30,
-  maxPayloadBytes: 32_768,
-  logLevel: 'info',
+  ticketTtlSeconds: CORE_SETTINGS.ticketTtlSeconds.default,
+  maxPayloadBytes: CORE_SETTINGS.maxPayloadBytes.default,
+  logLevel: CORE_SETTINGS.logLevel.default,
   logRetentionDays: 30,
 } as const;
+
+/**
+ * The stage keys that become a runtime variable, with the row that variable is: the construct passes the key's value
+ * (or its `DEFAULTS` entry, the row's default) as that variable. `test/infra/settings.test.ts` checks that the default
+ * in docs/DEPLOY.md, the variable in the synthesised template and the runtime's parsed default are the row's.
+ */
+export const STAGE_SETTINGS: Readonly<Record<string, Setting>> = {
+  'redis.keyPrefix': CORE_SETTINGS.keyPrefix,
+  'sse.heartbeatMs': SERVICE_SETTINGS.heartbeatMs,
+  'sse.pollTimeoutMs': SERVICE_SETTINGS.pollTimeoutMs,
+  'sse.maxWriteDelayMs': SERVICE_SETTINGS.maxWriteDelayMs,
+  'sse.writeDelayMs': SERVICE_SETTINGS.writeDelayMs,
+  'webSocketFanout.inlineMax': LAMBDA_SETTINGS.wsFanoutInlineMax,
+  'webSocketFanout.replayInlineMax': LAMBDA_SETTINGS.wsReplayInlineMax,
+  ticketTtlSeconds: CORE_SETTINGS.ticketTtlSeconds,
+  maxPayloadBytes: CORE_SETTINGS.maxPayloadBytes,
+  'limits.userPublishPerMinute': CORE_SETTINGS.userPublishPerMinute,
+  'limits.userNewChannelsPerHour': CORE_SETTINGS.userNewChannelsPerHour,
+  'limits.userRetainedBytes': CORE_SETTINGS.userRetainedBytes,
+  logLevel: CORE_SETTINGS.logLevel,
+};

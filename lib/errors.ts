@@ -1,6 +1,6 @@
 import { Token } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
-import { LAMBDA_ENV } from '../contract/env';
+import { LAMBDA_ENV, type IntSetting } from '../contract/settings';
 
 /** The one error class of the infrastructure code: a construct prop or stage setting that cannot work. */
 export class BlueprintValidationError extends Error {
@@ -35,6 +35,11 @@ export function checkRange(scope: IConstruct, name: string, value: number | unde
   if (!Number.isInteger(value) || value < min || value > max) {
     invalid(scope, `${name} (${value}) must be an integer from ${min} to ${max}${unit}`, `Set ${name} within that range`);
   }
+}
+
+/** {@link checkRange} with the range of a setting's row (contract/settings.ts): a stage that synthesises also starts. */
+export function checkSetting(scope: IConstruct, name: string, value: number | undefined, row: IntSetting, unit = ''): void {
+  checkRange(scope, name, value, row.min, row.max, unit);
 }
 
 /** A browser origin: `scheme://host[:port]`, no wildcard, path or trailing slash. */

@@ -2,7 +2,8 @@ import { Token } from 'aws-cdk-lib';
 import type * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
-import { DEFAULT_MAX_CHANNELS_PER_CONNECTION, MAX_CHANNEL_LENGTH, MAX_CURSOR_DIGITS, TICKET_LENGTH } from '../contract/limits';
+import { MAX_CHANNEL_LENGTH, MAX_CURSOR_DIGITS, TICKET_LENGTH } from '../contract/limits';
+import { CORE_SETTINGS } from '../contract/settings';
 import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
 
@@ -11,13 +12,13 @@ export const STREAMING_PATHS = ['/events', '/poll', '/live'] as const;
 
 /**
  * The longest query string a valid request to a streaming path can have, in bytes: every query parameter the runtime
- * reads there (`channels` with DEFAULT_MAX_CHANNELS_PER_CONNECTION names of MAX_CHANNEL_LENGTH characters and their
+ * reads there (`channels` with CORE_SETTINGS.maxChannelsPerConnection.default names of MAX_CHANNEL_LENGTH characters and their
  * commas, `ticket`, `lastEventId`, `cursor`), each character percent-encoded (3 bytes, the longest form a client may
  * send), plus {@link STREAM_QUERY_HEADROOM_BYTES} for parameters the runtime ignores (cache busters, trace ids).
  * AWS WAF blocks longer query strings on those paths; the common rule set's 2,048-byte limit does not apply there.
  */
 export const STREAM_QUERY_HEADROOM_BYTES = 1024;
-export const STREAM_QUERY_MAX_BYTES = streamQueryMaxBytes(DEFAULT_MAX_CHANNELS_PER_CONNECTION);
+export const STREAM_QUERY_MAX_BYTES = streamQueryMaxBytes(CORE_SETTINGS.maxChannelsPerConnection.default);
 
 function streamQueryMaxBytes(maxChannels: number): number {
   const encoded = (chars: number) => 3 * chars;

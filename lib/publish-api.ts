@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { Duration, Stack } from 'aws-cdk-lib';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { LAMBDA_ENV } from '../contract/env';
+import { LAMBDA_ENV } from '../contract/settings';
 import { Construct } from 'constructs';
 import { DEFAULTS } from './defaults';
 import { checkTrustedPrincipals } from './errors';

@@ -1,3 +1,4 @@
+import { CORE_SETTINGS, CORE_ENV } from '../contract/settings';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CfnOutput } from 'aws-cdk-lib';
@@ -9,10 +10,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
-import { CORE_ENV } from '../contract/env';
 import { MAX_HISTORY_BYTES_PER_CHANNEL, MAX_HISTORY_SIZE } from '../contract/limits';
 import { DEFAULTS } from './defaults';
-import { checkRange, invalid } from './errors';
+import { checkRange, checkSetting, invalid } from './errors';
 import { LoadBalancerWaf, type LoadBalancerWafProps } from './load-balancer-waf';
 import { Network, type NetworkProps } from './network';
 import { Observability } from './observability';
@@ -92,7 +92,8 @@ export interface RealtimeWafOptions extends Omit<LoadBalancerWafProps, 'loadBala
 /** Per-user limits of the runtime on publishing. */
 export interface RealtimeLimits {
   /**
-   * Events one user may publish per minute (`USER_PUBLISH_PER_MINUTE`, 0 to 1000000, 0 = no limit).
+   * Events one user may publish per minute (`USER_PUBLISH_PER_MINUTE`, 0 = no limit; range and default: its row in
+   * contract/settings.ts).
    * @default - the runtime's default, 300
    */
   readonly userPublishPerMinute?: number;
@@ -260,12 +261,12 @@ export class RealtimeApi extends Construct {
     if (props.logRetention !== undefined && !RETENTION_DAYS.has(props.logRetention)) {
       invalid(this, `logRetention (${props.logRetention}) is not a CloudWatch Logs retention`, `Use one of ${[...RETENTION_DAYS].join(', ')}`);
     }
-    checkRange(this, 'ticketTtlSeconds', props.ticketTtlSeconds, 5, 300, ' seconds');
-    checkRange(this, 'maxPayloadBytes', props.maxPayloadBytes, 256, 32768, ' bytes');
+    checkSetting(this, 'ticketTtlSeconds', props.ticketTtlSeconds, CORE_SETTINGS.ticketTtlSeconds, ' seconds');
+    checkSetting(this, 'maxPayloadBytes', props.maxPayloadBytes, CORE_SETTINGS.maxPayloadBytes, ' bytes');
     // The runtime's range: 0 turns a limit off.
-    checkRange(this, 'limits.userPublishPerMinute', props.limits?.userPublishPerMinute, 0, 1_000_000);
-    checkRange(this, 'limits.userNewChannelsPerHour', props.limits?.userNewChannelsPerHour, 0, 1_000_000);
-    checkRange(this, 'limits.userRetainedBytes', props.limits?.userRetainedBytes, 0, 1024 * 1024 * 1024, ' bytes');
+    checkSetting(this, 'limits.userPublishPerMinute', props.limits?.userPublishPerMinute, CORE_SETTINGS.userPublishPerMinute);
+    checkSetting(this, 'limits.userNewChannelsPerHour', props.limits?.userNewChannelsPerHour, CORE_SETTINGS.userNewChannelsPerHour);
+    checkSetting(this, 'limits.userRetainedBytes', props.limits?.userRetainedBytes, CORE_SETTINGS.userRetainedBytes, ' bytes');
     if (props.domain && (props.sse?.certificate || props.sse?.domainName)) {
       invalid(this, 'domain is set together with sse.certificate or sse.domainName', 'Drop sse.certificate and sse.domainName: domain gives the load balancer its certificate and host');
     }

@@ -6,7 +6,7 @@ import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { CORE_ENV } from '../contract/env';
+import { CORE_ENV } from '../contract/settings';
 import { ESBUILD_OPTIONS } from '../contract/bundling';
 import { Construct } from 'constructs';
 import { acknowledgeManagedPolicy, acknowledgeWildcardResource } from './acknowledge';
@@ -38,7 +38,7 @@ export const LAMBDA_ARCHITECTURE = lambda.Architecture.ARM_64;
 
 /**
  * Variables read by the Lambda platform and its libraries (Node.js itself, Powertools), not by the blueprint's runtime
- * parsers: so they are not part of `contract/env.ts`, but they are still spelled once, here.
+ * parsers: so they are not part of `contract/settings.ts`, but they are still spelled once, here.
  */
 export const PLATFORM_ENV = {
   nodeOptions: 'NODE_OPTIONS',

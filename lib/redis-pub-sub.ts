@@ -1,3 +1,4 @@
+import { CORE_SETTINGS, CORE_ENV } from '../contract/settings';
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -6,7 +7,6 @@ import { Secret as EcsSecret } from 'aws-cdk-lib/aws-ecs';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { CORE_ENV } from '../contract/env';
 import { Construct } from 'constructs';
 import { DEFAULTS, REDIS_ENGINE_VERSION_DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
@@ -86,7 +86,7 @@ export function parameterGroupFamily(engine: RedisEngine, engineVersion: string)
   return `${engine}${engineVersion.split('.')[0]}`;
 }
 
-const KEY_PREFIX = /^[A-Za-z0-9:_-]{1,32}$/;
+const KEY_PREFIX = CORE_SETTINGS.keyPrefix.pattern;
 const NODE_TYPE = /^cache\.[a-z0-9]+\.[a-z0-9]+$/;
 
 /**

@@ -1,3 +1,4 @@
+import { SERVICE_SETTINGS, CORE_ENV, SERVICE_ENV } from '../contract/settings';
 import * as path from 'node:path';
 import { Duration, IgnoreMode, Names, Token, Validations } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
@@ -8,11 +9,10 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
-import { CORE_ENV, SERVICE_ENV } from '../contract/env';
 import { acknowledgeWildcardResource } from './acknowledge';
 import { DEFAULTS } from './defaults';
 import { drainTiming, maxTasksForDelay, minDeregistrationDelaySeconds, TARGET_HEALTH_BUDGET_PER_SECOND, targetHealthPollMs } from './drain-timing';
-import { checkOrigins, checkRange, invalid } from './errors';
+import { checkOrigins, checkRange, checkSetting, invalid } from './errors';
 import type { RuntimeLogLevel } from './realtime-function';
 import type { RedisPubSub } from './redis-pub-sub';
 import { SSE_CONTAINER_PORT, SSE_PROXY_HOPS, SseLoadBalancerBase, type SseLoadBalancerProps } from './sse-load-balancer';
@@ -195,10 +195,10 @@ export class SseService extends SseLoadBalancerBase {
     const deregistrationDelay = this.deregistrationDelay;
 
     checkFargateSize(this, props.cpu ?? d.cpu, props.memoryMiB ?? d.memoryMiB);
-    checkRange(this, 'heartbeatMs', heartbeatMs, 1000, 300_000, ' ms');
-    checkRange(this, 'pollTimeoutMs', pollTimeoutMs, 1000, 120_000, ' ms');
-    checkRange(this, 'maxWriteDelayMs', maxWriteDelayMs, 0, 1000, ' ms');
-    checkRange(this, 'writeDelayMs', writeDelayMs, 0, 1000, ' ms');
+    checkSetting(this, 'heartbeatMs', heartbeatMs, SERVICE_SETTINGS.heartbeatMs, ' ms');
+    checkSetting(this, 'pollTimeoutMs', pollTimeoutMs, SERVICE_SETTINGS.pollTimeoutMs, ' ms');
+    checkSetting(this, 'maxWriteDelayMs', maxWriteDelayMs, SERVICE_SETTINGS.maxWriteDelayMs, ' ms');
+    checkSetting(this, 'writeDelayMs', writeDelayMs, SERVICE_SETTINGS.writeDelayMs, ' ms');
     checkRange(this, 'nofileLimit', nofile, 65536, 1_048_576);
     checkRange(this, 'minTasks', minTasks, 1, 1000);
     checkRange(this, 'maxTasks', this.maxTasks, minTasks, 1000);

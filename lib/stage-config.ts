@@ -185,6 +185,32 @@ export const StageConfigSchema = z
     }
   });
 
+/** A stage config that cannot be used; the message is one line naming the bad key. */
+export class StageConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StageConfigError';
+  }
+}
+
+/**
+ * Parses `stages.<stageName>` (a stage known to exist) with {@link StageConfigSchema}: what `cdk synth` (bin/config.ts)
+ * and the cost planner (cost/stage.ts) read, so both see the same keys, types and errors. Throws
+ * {@link StageConfigError} with one line naming the first bad key and counting the rest.
+ */
+export function parseStageConfig(stageName: string, raw: unknown): RealtimeStageConfig {
+  const parsed = StageConfigSchema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const [first, ...rest] = parsed.error.issues;
+  const path = ['stages', stageName, ...first.path.map(String)];
+  // An unknown key is named itself, not its parent: it is usually a typo of a known one.
+  const unknown = first.code === 'unrecognized_keys' ? first.keys : [];
+  const key = [...path, ...unknown.slice(0, 1)].join('.');
+  const message = unknown.length > 0 ? 'unknown key (a typo? see docs/DEPLOY.md for the keys)' : first.message;
+  const more = rest.length + Math.max(0, unknown.length - 1);
+  throw new StageConfigError(`Invalid stage config ${key}: ${message}${more > 0 ? ` (and ${more} more)` : ''}`);
+}
+
 /**
  * Everything a stage (dev, prod, ...) may set, as written under `stages.<name>` in cdk.json context, inferred from
  * {@link StageConfigSchema}. Every field is optional; a missing field takes its `DEFAULTS` entry, or stays unset.

@@ -3,7 +3,7 @@ import { Stack, Token } from 'aws-cdk-lib';
 import type * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer, HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { LAMBDA_ENV } from '../contract/env';
+import { LAMBDA_ENV } from '../contract/settings';
 import { Construct } from 'constructs';
 import { checkTrustedPrincipals, invalid } from './errors';
 import { HttpEndpoint } from './http-endpoint';

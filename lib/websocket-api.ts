@@ -5,7 +5,7 @@ import { WebSocketLambdaAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authoriz
 import { WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { LAMBDA_ENV } from '../contract/env';
+import { LAMBDA_ENV } from '../contract/settings';
 import { Construct, type IConstruct } from 'constructs';
 import { acknowledgeWildcardResource } from './acknowledge';
 import { DEFAULTS } from './defaults';

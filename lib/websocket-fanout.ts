@@ -1,3 +1,4 @@
+import { LAMBDA_SETTINGS, LAMBDA_ENV, SERVICE_ENV } from '../contract/settings';
 import * as path from 'node:path';
 import { Duration, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -6,9 +7,8 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import type * as iam from 'aws-cdk-lib/aws-iam';
-import { LAMBDA_ENV, SERVICE_ENV } from '../contract/env';
 import { DEFAULTS } from './defaults';
-import { checkRange } from './errors';
+import { checkRange, checkSetting } from './errors';
 import { LAMBDA_DIR, RealtimeFunction } from './realtime-function';
 import type { RuntimeApiProps } from './runtime-api-props';
 import type { RealtimeWebSocketApi } from './websocket-api';
@@ -94,9 +94,9 @@ export class WebSocketFanout extends Construct {
     const replayInlineMax = props.replayInlineMax ?? d.replayInlineMax;
     const maxReceiveCount = props.maxReceiveCount ?? d.maxReceiveCount;
     const batchSize = props.batchSize ?? d.batchSize;
-    checkRange(this, 'shards', shards, 1, 256);
-    checkRange(this, 'inlineMax', inlineMax, 0, 1_000_000);
-    checkRange(this, 'replayInlineMax', replayInlineMax, 1, 10_000);
+    checkSetting(this, 'shards', shards, LAMBDA_SETTINGS.wsFanoutShards);
+    checkSetting(this, 'inlineMax', inlineMax, LAMBDA_SETTINGS.wsFanoutInlineMax);
+    checkSetting(this, 'replayInlineMax', replayInlineMax, LAMBDA_SETTINGS.wsReplayInlineMax);
     checkRange(this, 'maxReceiveCount', maxReceiveCount, 1, 1000);
     checkRange(this, 'batchSize', batchSize, 1, 10);
     const timeout = props.workerTimeout ?? Duration.seconds(60);

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import pino from 'pino';
-import { CORE_ENV } from '../contract/env';
+import { CORE_ENV } from '../contract/settings';
 import { parseOrigin } from './guard';
 import { LOCAL_USER_HEADER } from './http-api';
 import { LOCAL_STACK_NAME, startLocalStack } from './stack';

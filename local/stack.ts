@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import { CORE_ENV, LAMBDA_ENV } from '../contract/env';
+import { CORE_ENV, LAMBDA_ENV } from '../contract/settings';
 import { WS_ACTIONS } from '../contract/ws';
 import type { CoreConfig } from '../core/config';
 import { lambdaConfigFromEnv, type LambdaConfig, type LambdaSettings } from '../lambda/shared/config';
@@ -54,7 +54,7 @@ export interface LocalStackOptions {
   /** Redis to use. Defaults to the REDIS_URL environment variable, else a private redis-server on a free port. */
   readonly redisUrl?: string;
   /**
-   * Settings in the environment's vocabulary (names from `contract/env.ts`, e.g. HEARTBEAT_MS,
+   * Settings in the environment's vocabulary (names from `contract/settings.ts`, e.g. HEARTBEAT_MS,
    * NAMESPACES_JSON, TRUSTED_PRINCIPALS), over the process environment. They are parsed into this
    * stack's config objects, like a deployment's environment at cold start; `process.env` is never
    * written, so stacks with different settings run side by side. Defaults to none.

@@ -1,5 +1,4 @@
-import { SERVICE_ENV } from '../contract/env';
-import { CORE_SETTINGS, SERVICE_SETTINGS } from '../contract/settings';
+import { SERVICE_ENV, CORE_SETTINGS, SERVICE_SETTINGS } from '../contract/settings';
 import { ConfigError, coreConfigFromEnv, readSettings, type CoreConfig } from '../core/config';
 
 /** What the service reads: the core rows, `LOG_LEVEL` included, and its own (contract/settings.ts). */

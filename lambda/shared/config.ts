@@ -1,13 +1,12 @@
 import * as z from 'zod/mini';
-import { CORE_ENV } from '../../contract/env';
-import { LAMBDA_SETTINGS } from '../../contract/settings';
+import { CORE_ENV, LAMBDA_SETTINGS } from '../../contract/settings';
 import { checkSettings, ConfigError, coreConfigFromEnv, readSettings, type CoreConfig } from '../../core/config';
 import { parseTrustedPrincipals, type TrustedPrincipals } from '../../core/principals';
 
 /**
  * The Lambda handlers' configuration: the core settings plus the few only the handlers read, parsed
  * once from the environment at cold start ({@link lambdaConfigFromEnv}, names from
- * `contract/env.ts`) or given as an object (the local stack, tests).
+ * `contract/settings.ts`) or given as an object (the local stack, tests).
  */
 
 /** Powertools log levels; LOG_LEVEL also takes pino's names (`fatal` is Powertools' `CRITICAL`). */

@@ -61,7 +61,7 @@ export class LambdaRuntime {
   }
 
   /**
-   * Parses the environment (names from `contract/env.ts`); throws one ConfigError line naming every
+   * Parses the environment (names from `contract/settings.ts`); throws one ConfigError line naming every
    * bad key. Builds the class it is called on (`FanoutRuntime.fromEnv` builds a FanoutRuntime).
    */
   static fromEnv<R extends LambdaRuntime>(this: RuntimeClass<R>, env: NodeJS.ProcessEnv = process.env): R {

@@ -1,5 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SERVICE_SETTINGS } from '../../contract/settings';
 import { apiGatewayPingsPerSecond, egressCost, estimate, lcus, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type DeliveryOption } from '../../cost/model';
 import { loadStage, STAGE_DEFAULTS } from '../../cost/stage';
 import { idleTable, readmeTable } from '../../cost/tables';
@@ -215,5 +217,30 @@ describe('retained bytes per user (issue 20, item 6)', () => {
   });
   test('npm run cost prints the worst case per user', () => {
     expect(run(['--connections', '1000', '--rate', '1']).stdout).toContain('Retained bytes per user, worst case, namespace chat: 24 MiB (3 windows of USER_RETAINED_BYTES 8.0 MiB per 3600 s');
+  });
+});
+
+describe('the cost planner reads a stage through the stage schema (lib/stage-config.ts), as cdk synth does', () => {
+  const withStages = (stages: unknown) => {
+    const root = mkdtempSync(join(tmpdir(), 'cost-stage-'));
+    writeFileSync(join(root, 'cdk.json'), JSON.stringify({ context: { stages } }));
+    return root;
+  };
+
+  test.each<[string, unknown, RegExp]>([
+    ['a typo of a key', { sse: { minTask: 4 } }, /^Invalid stage config stages\.x\.sse\.minTask: unknown key/],
+    ['a string where a number goes', { sse: { cpu: 'big' } }, /^Invalid stage config stages\.x\.sse\.cpu: .*expected number, received string$/],
+    ['a namespace the runtime refuses', { namespaces: { feed: { subscribe: 'everyone' } } }, /NAMESPACES_JSON\.feed\.subscribe/],
+  ])('%s: refused with the one line cdk synth prints, not priced', (_name, stage, message) => {
+    expect(() => loadStage('x', withStages({ x: stage }))).toThrow(message);
+  });
+
+  test('namespaces get the runtime\'s defaults (historySize, historyTtlSeconds), as NAMESPACES_JSON would', () => {
+    const stage = loadStage('x', withStages({ x: { namespaces: { feed: { subscribe: 'authenticated', publish: 'authenticated' } } } }));
+    expect(stage.namespaces).toEqual({ feed: { subscribe: 'authenticated', publish: 'authenticated', historySize: 1000, historyTtlSeconds: 86400 } });
+  });
+
+  test('the reconnect cookie\'s life is SESSION_TTL_SECONDS\' row default', () => {
+    expect(STAGE_DEFAULTS.sessionTtlSeconds).toBe(SERVICE_SETTINGS.sessionTtlSeconds.default);
   });
 });

@@ -6,7 +6,8 @@ import { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { randomBytes } from 'node:crypto';
-import { CHANNEL_NAMESPACE_MAX_LENGTH, DEFAULT_MAX_CHANNELS_PER_CONNECTION, MAX_CURSOR_DIGITS, TICKET_BYTES, TICKET_LENGTH } from '../../contract/limits';
+import { CHANNEL_NAMESPACE_MAX_LENGTH, MAX_CURSOR_DIGITS, TICKET_BYTES, TICKET_LENGTH } from '../../contract/limits';
+import { CORE_SETTINGS } from '../../contract/settings';
 import { MAX_CHANNEL_LENGTH, parseChannelList } from '../../core/channels';
 import { DEFAULTS } from '../../lib/defaults';
 import { LoadBalancerWaf, type LoadBalancerWafProps, STREAM_QUERY_MAX_BYTES } from '../../lib/load-balancer-waf';
@@ -122,22 +123,22 @@ describe('LoadBalancerWaf', () => {
 
 /**
  * The largest requests the runtime accepts on its streaming paths, built from its own limits (contract/limits.ts and
- * core's channel grammar): DEFAULT_MAX_CHANNELS_PER_CONNECTION distinct channels of MAX_CHANNEL_LENGTH characters whose
+ * core's channel grammar): CORE_SETTINGS.maxChannelsPerConnection.default distinct channels of MAX_CHANNEL_LENGTH characters whose
  * names are all `|`, `@` and `=` (3 bytes each once percent-encoded), a ticket, and the longest cursor.
  */
 function largestStreamingRequests() {
   const namespace = `n${'s'.repeat(CHANNEL_NAMESPACE_MAX_LENGTH - 1)}`;
   const namespaces = { [namespace]: { subscribe: 'public', publish: 'authenticated', historySize: 10, historyTtlSeconds: 60 } } as never;
   const marks = ['|', '@', '='];
-  const channels = Array.from({ length: DEFAULT_MAX_CHANNELS_PER_CONNECTION }, (_, i) => {
+  const channels = Array.from({ length: CORE_SETTINGS.maxChannelsPerConnection.default }, (_, i) => {
     const tail = [Math.floor(i / 9) % 3, Math.floor(i / 3) % 3, i % 3].map((d) => marks[d]).join('');
     return `${namespace}:${'|'.repeat(MAX_CHANNEL_LENGTH - namespace.length - 1 - tail.length)}${tail}`;
   });
   // The runtime takes exactly these, and nothing longer or more.
-  expect(parseChannelList(channels, namespaces, DEFAULT_MAX_CHANNELS_PER_CONNECTION)).toHaveLength(DEFAULT_MAX_CHANNELS_PER_CONNECTION);
+  expect(parseChannelList(channels, namespaces, CORE_SETTINGS.maxChannelsPerConnection.default)).toHaveLength(CORE_SETTINGS.maxChannelsPerConnection.default);
   expect(channels.every((c) => c.length === MAX_CHANNEL_LENGTH)).toBe(true);
-  expect(() => parseChannelList([`${channels[0]}|`], namespaces, DEFAULT_MAX_CHANNELS_PER_CONNECTION)).toThrow(/is not "namespace:name"/);
-  expect(() => parseChannelList([...channels, `${namespace}:x`], namespaces, DEFAULT_MAX_CHANNELS_PER_CONNECTION)).toThrow(/At most 16 channels/);
+  expect(() => parseChannelList([`${channels[0]}|`], namespaces, CORE_SETTINGS.maxChannelsPerConnection.default)).toThrow(/is not "namespace:name"/);
+  expect(() => parseChannelList([...channels, `${namespace}:x`], namespaces, CORE_SETTINGS.maxChannelsPerConnection.default)).toThrow(/At most 16 channels/);
   const ticket = randomBytes(TICKET_BYTES).toString('base64url');
   expect(ticket).toHaveLength(TICKET_LENGTH);
   const cursor = '9'.repeat(MAX_CURSOR_DIGITS);

@@ -8,11 +8,15 @@ import * as path from 'node:path';
 import { Match } from 'aws-cdk-lib/assertions';
 import ts from 'typescript';
 import { z } from 'zod';
-import { DEFAULTS, REDIS_ENGINE_VERSION_DEFAULTS } from '../../lib/defaults';
+import { CORE_SETTINGS, LAMBDA_SETTINGS, SERVICE_SETTINGS, type Setting } from '../../contract/settings';
+import { coreConfigFromEnv } from '../../core/config';
+import { lambdaConfigFromEnv } from '../../lambda/shared/config';
+import { serviceConfigFromEnv } from '../../service/config';
+import { DEFAULTS, REDIS_ENGINE_VERSION_DEFAULTS, STAGE_SETTINGS } from '../../lib/defaults';
 import { StageConfigSchema } from '../../lib/stage-config';
 import { App } from 'aws-cdk-lib';
 import { readStageConfig, StageConfigError } from '../../bin/config';
-import { buildStack, CDK_CONTEXT, REPO_ROOT, STAGES, templateOf, WITH_API_GATEWAY_WEBSOCKETS } from './support';
+import { buildStack, CDK_CONTEXT, containerEnv, REPO_ROOT, STAGES, templateOf, WITH_API_GATEWAY_WEBSOCKETS } from './support';
 
 /** Every key a stage may set, as a dotted path: top-level keys, and the keys of each section (one level down). */
 function schemaKeys(): string[] {
@@ -133,6 +137,76 @@ describe('one vocabulary: schema, DEFAULTS and docs/DEPLOY.md', () => {
       'sse.insights: not a stage key',
       'sse.cpu: documented "`512`", DEFAULTS says 256',
       'sse.nofileLimit: documented "unset", DEFAULTS says 65536',
+    ]);
+  });
+});
+
+/** The runtime's parsed default of a row: what the parser of its table gives for an environment without it. */
+function runtimeDefault(row: Setting): unknown {
+  const find = (table: Record<string, Setting>) => Object.keys(table).find((k) => table[k] === row);
+  const service = serviceConfigFromEnv({ [SERVICE_SETTINGS.sessionSecret.env]: 'x'.repeat(32) }) as unknown as Record<string, unknown>;
+  const core = find(CORE_SETTINGS);
+  if (core === 'logLevel') return service.logLevel;
+  if (core) return (coreConfigFromEnv({}) as unknown as Record<string, unknown>)[core];
+  const lambda = find(LAMBDA_SETTINGS);
+  if (lambda) return (lambdaConfigFromEnv({}) as unknown as Record<string, unknown>)[lambda];
+  return service[find(SERVICE_SETTINGS) as string];
+}
+
+/** Every variable the synthesised template sets, across the functions and the task: name → the distinct values. */
+function templateVariables(template: ReturnType<typeof templateOf>): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  const add = (name: string, value: unknown) => out.set(name, (out.get(name) ?? new Set()).add(typeof value === 'string' ? value : JSON.stringify(value)));
+  for (const fn of Object.values(template.findResources('AWS::Lambda::Function'))) {
+    for (const [name, value] of Object.entries((fn.Properties.Environment?.Variables ?? {}) as Record<string, unknown>)) add(name, value);
+  }
+  for (const [name, value] of Object.entries(containerEnv(template))) add(name, value);
+  return out;
+}
+
+/**
+ * For each stage key that becomes a runtime variable: the default docs/DEPLOY.md documents, the value the template sets
+ * when the stage leaves the key out (or nothing, when the runtime's own default applies) and the runtime's parsed default,
+ * each against the row of contract/settings.ts. One line per disagreement.
+ */
+function settingProblems(markdown: string, variables: Map<string, Set<string>>): string[] {
+  const table = deployTable(markdown);
+  const problems: string[] = [];
+  for (const [key, row] of Object.entries(STAGE_SETTINGS)) {
+    const cell = table.get(key) ?? '';
+    const documented = cell.startsWith('`') ? documentedValues(cell)[0] : Number(/^unset \(the runtime's default, (\d+)\)$/.exec(cell)?.[1]);
+    if (documented !== row.default) problems.push(`${key}: docs/DEPLOY.md says ${JSON.stringify(documented)}, ${row.env}'s row ${JSON.stringify(row.default)}`);
+    const set = variables.get(row.env);
+    if (!defaultsByKey().has(key) ? set !== undefined : [...(set ?? [])].join() !== String(row.default)) {
+      problems.push(`${key}: the template sets ${row.env} to ${set ? [...set].join(', ') : 'nothing'}, the row's default is ${JSON.stringify(row.default)}`);
+    }
+    if (runtimeDefault(row) !== row.default) problems.push(`${key}: the runtime reads ${JSON.stringify(runtimeDefault(row))} for an unset ${row.env}, the row says ${JSON.stringify(row.default)}`);
+  }
+  return problems;
+}
+
+describe('each setting once: docs/DEPLOY.md, the template\'s environment and the runtime\'s default are the row of contract/settings.ts', () => {
+  const variables = templateVariables(templateOf(buildStack(WITH_API_GATEWAY_WEBSOCKETS)));
+
+  test('no disagreement for any stage key that becomes a runtime variable', () => {
+    expect(Object.keys(STAGE_SETTINGS).length).toBeGreaterThanOrEqual(10);
+    expect(settingProblems(DEPLOY_MD, variables)).toEqual([]);
+  });
+
+  test.each(Object.entries(STAGE_SETTINGS))('%s: DEFAULTS takes the row\'s default and the stage key is a schema key', (key, row) => {
+    expect(schemaKeys()).toContain(key);
+    expect([key, defaultsByKey().get(key) ?? 'unset (the runtime applies it)']).toEqual([key, key.startsWith('limits.') ? 'unset (the runtime applies it)' : row.default]);
+  });
+
+  test('the check bites: a documented default, a template value and a runtime default that drifted are reported', () => {
+    const doctored = DEPLOY_MD.replace(/^\| `sse.heartbeatMs` \| `15000` \|/m, '| `sse.heartbeatMs` | `20000` |')
+      .replace(/^(\| `limits.userPublishPerMinute` \| unset \(the runtime's default, )300\)/m, '$1600)');
+    const drifted = new Map(variables).set(SERVICE_SETTINGS.pollTimeoutMs.env, new Set(['30000'])).set(CORE_SETTINGS.userPublishPerMinute.env, new Set(['600']));
+    expect(settingProblems(doctored, drifted)).toEqual([
+      'sse.heartbeatMs: docs/DEPLOY.md says 20000, HEARTBEAT_MS\'s row 15000',
+      'sse.pollTimeoutMs: the template sets POLL_TIMEOUT_MS to 30000, the row\'s default is 25000',
+      'limits.userPublishPerMinute: docs/DEPLOY.md says 600, USER_PUBLISH_PER_MINUTE\'s row 300',
+      'limits.userPublishPerMinute: the template sets USER_PUBLISH_PER_MINUTE to 600, the row\'s default is 300',
     ]);
   });
 });

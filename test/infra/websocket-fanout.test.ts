@@ -4,7 +4,7 @@
  * publishers' SendMessage and variables, and the checks on its props.
  */
 import { Match, type Template } from 'aws-cdk-lib/assertions';
-import { LAMBDA_ENV, SERVICE_ENV } from '../../contract/env';
+import { LAMBDA_ENV, SERVICE_ENV } from '../../contract/settings';
 import type { RealtimeStack } from '../../lib/realtime-stack';
 import { RealtimeWebSocketApi } from '../../lib/websocket-api';
 import { WebSocketFanout, type WebSocketFanoutProps } from '../../lib/websocket-fanout';

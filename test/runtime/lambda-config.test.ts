@@ -40,6 +40,12 @@ describe('Lambda configuration from the environment (parsed once at cold start)'
     for (const key of ['WS_FANOUT_CONCURRENCY', 'WS_GONE_GRACE_MS', 'SSE_URL', 'TRUSTED_PRINCIPALS', 'REDIS_URL', 'LOG_LEVEL']) expect(msg).toContain(key);
   });
 
+  test('LOG_LEVEL in Powertools\' spelling (CRITICAL, upper case) is the handlers\' to read: the core settings do not refuse it', () => {
+    expect(lambdaConfigFromEnv({ LOG_LEVEL: 'CRITICAL' }).logLevel).toBe('CRITICAL');
+    expect(lambdaConfigFromEnv({ LOG_LEVEL: 'Info' }).logLevel).toBe('INFO');
+    expect(() => lambdaConfigFromEnv({ LOG_LEVEL: 'loud' })).toThrow(/^Invalid configuration: LOG_LEVEL: [^;]*$/);
+  });
+
   test('WS_FANOUT_CONCURRENCY of 0 is refused (it used to mean the default)', () => {
     expect(() => lambdaConfigFromEnv({ WS_FANOUT_CONCURRENCY: '0' })).toThrow(/WS_FANOUT_CONCURRENCY/);
   });
