@@ -165,13 +165,13 @@ export function envNames<T extends SettingsTable>(table: T): EnvNames<T> {
 }
 
 /** The environment names of {@link CORE_SETTINGS}, by key: what `lib/` sets and messages name (never a string literal). */
-export const CORE_ENV = envNames(CORE_SETTINGS);
+export const CORE_ENV = /* @__PURE__ */ envNames(CORE_SETTINGS);
 
 /** The environment names of {@link LAMBDA_SETTINGS}. */
-export const LAMBDA_ENV = envNames(LAMBDA_SETTINGS);
+export const LAMBDA_ENV = /* @__PURE__ */ envNames(LAMBDA_SETTINGS);
 
 /** The environment names of {@link SERVICE_SETTINGS}. */
-export const SERVICE_ENV = envNames(SERVICE_SETTINGS);
+export const SERVICE_ENV = /* @__PURE__ */ envNames(SERVICE_SETTINGS);
 
 export type CoreEnvName = (typeof CORE_ENV)[keyof typeof CORE_ENV];
 export type LambdaEnvName = (typeof LAMBDA_ENV)[keyof typeof LAMBDA_ENV];

@@ -1,3 +1,4 @@
+import { LAMBDA_SETTINGS } from '../contract/settings';
 import { removeConnection, subscriberPages, type ConnectionDeps, type Subscriber } from './connections';
 import { envelopeSeq } from './events';
 import { shardOf } from './shard';
@@ -27,7 +28,7 @@ export interface ManagementApi {
 }
 
 export interface FanoutOptions {
-  /** Posts in flight at once. Defaults to 32. */
+  /** Posts in flight at once. Defaults to `WS_FANOUT_CONCURRENCY`'s (contract/settings.ts). */
   readonly concurrency?: number;
   /** SSCAN COUNT hint: subscribers read per page. Defaults to 500. */
   readonly pageSize?: number;
@@ -40,7 +41,7 @@ export interface FanoutOptions {
   /**
    * Milliseconds after registration during which a 410 does not unregister a connection: API
    * Gateway answers 410 while a connection is still inside `$connect`, and the entry written there
-   * must survive. Defaults to 10000.
+   * must survive. Defaults to `WS_GONE_GRACE_MS`'s (contract/settings.ts).
    */
   readonly goneGraceMs?: number;
   /**
@@ -114,12 +115,12 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 function options(deps: DeliveryDeps) {
   const o = deps.options ?? {};
   return {
-    concurrency: Math.max(1, o.concurrency ?? 32),
+    concurrency: Math.max(1, o.concurrency ?? LAMBDA_SETTINGS.wsFanoutConcurrency.default),
     pageSize: Math.max(1, o.pageSize ?? 500),
     maxAttempts: Math.max(1, o.maxAttempts ?? 6),
     baseDelayMs: o.baseDelayMs ?? 50,
     maxDelayMs: o.maxDelayMs ?? 2000,
-    goneGraceMs: o.goneGraceMs ?? 10_000,
+    goneGraceMs: o.goneGraceMs ?? LAMBDA_SETTINGS.wsGoneGraceMs.default,
     shard: o.shard && o.shard.count > 1 ? o.shard : undefined,
   };
 }
