@@ -65,6 +65,11 @@ export type SettingsValues<T extends SettingsTable> = { readonly [K in keyof T a
 const HTTP_URL = /^https?:\/\/[^\s]+$/;
 const FIFO_QUEUE_URL = /^https?:\/\/[^\s]+\.fifo$/;
 
+/** Rows two tables share (the publishers and, in `webSocket.mode` `both`, the tasks), as plain constants: a table that
+ * read them from the other (`LAMBDA_SETTINGS.x`) could not be dropped from a bundle that uses only the other. */
+const WS_FANOUT_QUEUE_URL = { kind: 'string', env: 'WS_FANOUT_QUEUE_URL', pattern: FIFO_QUEUE_URL, message: 'must be the http(s) URL of a FIFO queue (ending in .fifo)', doc: 'The fan-out queue; unset: every fan-out is inline.' } as const;
+const WS_FANOUT_SHARDS = { kind: 'int', env: 'WS_FANOUT_SHARDS', min: 1, max: 256, default: 1, doc: 'Shards (FIFO message groups, parallel workers) of the fan-out.' } as const;
+
 /** Read by every runtime (Lambdas, SSE service, local stack). */
 export const CORE_SETTINGS = {
   redisUrl: { kind: 'string', env: 'REDIS_URL', pattern: /^rediss?:\/\//, message: 'must start with redis:// or rediss://', default: 'redis://127.0.0.1:6379', doc: 'Redis to connect to; rediss:// for TLS (ElastiCache in-transit encryption).' },
@@ -77,8 +82,8 @@ export const CORE_SETTINGS = {
   maxChannelsPerConnection: { kind: 'int', env: 'MAX_CHANNELS_PER_CONNECTION', min: 1, max: 64, default: 16, doc: 'Channels one ticket or connection may name.' },
   userPublishPerMinute: { kind: 'int', env: 'USER_PUBLISH_PER_MINUTE', min: 0, max: 1_000_000, default: 300, doc: 'Events one user may publish per one-minute window; 0 = no limit.' },
   userNewChannelsPerHour: { kind: 'int', env: 'USER_NEW_CHANNELS_PER_HOUR', min: 0, max: 1_000_000, default: 50, doc: 'Channels one user may start per one-hour window; 0 = no limit.' },
-  replayMaxBytes: { kind: 'int', env: 'REPLAY_MAX_BYTES', min: 16_384, max: 16 * 1024 * 1024, default: 1024 * 1024, doc: 'Bytes in one replay page (every replay: /poll, /events, /live, API Gateway subscribe).' },
-  userRetainedBytes: { kind: 'int', env: 'USER_RETAINED_BYTES', min: 0, max: 1024 * 1024 * 1024, default: 8 * 1024 * 1024, doc: 'Bytes one user may publish per namespace per history TTL window; 0 = no limit.' },
+  replayMaxBytes: { kind: 'int', env: 'REPLAY_MAX_BYTES', min: 16_384, max: 16_777_216 /* 16 MiB */, default: 1_048_576 /* 1 MiB */, doc: 'Bytes in one replay page (every replay: /poll, /events, /live, API Gateway subscribe).' },
+  userRetainedBytes: { kind: 'int', env: 'USER_RETAINED_BYTES', min: 0, max: 1_073_741_824 /* 1 GiB */, default: 8_388_608 /* 8 MiB */, doc: 'Bytes one user may publish per namespace per history TTL window; 0 = no limit.' },
   userTicketsPerMinute: { kind: 'int', env: 'USER_TICKETS_PER_MINUTE', min: 0, max: 1_000_000, default: 60, doc: 'Tickets one user may get per one-minute window; 0 = no limit.' },
   /** Per task on the tasks (service/quotas.ts); across the deployment on API Gateway (the connection registry). */
   userConnections: { kind: 'int', env: 'USER_CONNECTIONS', min: 0, max: 1_000_000, default: 32, doc: 'Connections one user may hold at once (per task on the tasks, per deployment on API Gateway); 0 = no cap.' },
@@ -93,8 +98,8 @@ export const LAMBDA_SETTINGS = {
   wsFanoutConcurrency: { kind: 'int', env: 'WS_FANOUT_CONCURRENCY', min: 1, max: 1000, default: 32, doc: 'PostToConnection calls in flight per fan-out.' },
   wsGoneGraceMs: { kind: 'int', env: 'WS_GONE_GRACE_MS', min: 0, max: 600_000, default: 10_000, doc: 'Milliseconds after registration during which a 410 keeps a connection.' },
   /** The SQS FIFO queue of fan-out work items (publishers send, the fan-out worker receives). */
-  wsFanoutQueueUrl: { kind: 'string', env: 'WS_FANOUT_QUEUE_URL', pattern: FIFO_QUEUE_URL, message: 'must be the http(s) URL of a FIFO queue (ending in .fifo)', doc: 'The fan-out queue; unset: every fan-out is inline.' },
-  wsFanoutShards: { kind: 'int', env: 'WS_FANOUT_SHARDS', min: 1, max: 256, default: 1, doc: 'Shards (FIFO message groups, parallel workers) of the fan-out.' },
+  wsFanoutQueueUrl: WS_FANOUT_QUEUE_URL,
+  wsFanoutShards: WS_FANOUT_SHARDS,
   wsFanoutInlineMax: { kind: 'int', env: 'WS_FANOUT_INLINE_MAX', min: 0, max: 1_000_000, default: 200, doc: 'Channels with fewer API Gateway subscribers than this are posted inline; 0 queues everything.' },
   wsReplayInlineMax: { kind: 'int', env: 'WS_REPLAY_INLINE_MAX', min: 1, max: 10_000, default: 100, doc: 'Events of a `since` replay the message handler sends before the worker takes over.' },
   trustedPrincipals: { kind: 'string', env: 'TRUSTED_PRINCIPALS', doc: 'Comma-separated IAM role/user ARNs trusted as backends; unset: none.' },
@@ -113,7 +118,7 @@ export const SERVICE_SETTINGS = {
     doc: 'Comma-separated HMAC secrets of the reconnect cookie; the first signs, all verify.',
   },
   sessionTtlSeconds: { kind: 'int', env: 'SESSION_TTL_SECONDS', min: 60, max: 86_400, default: 900, doc: 'Lifetime of the reconnect cookie in seconds.' },
-  sessionMaxAgeSeconds: { kind: 'int', env: 'SESSION_MAX_AGE_SECONDS', min: 60, max: 7 * 86_400, default: 43_200, doc: 'Absolute lifetime of a session in seconds, from the ticket\'s issue time.' },
+  sessionMaxAgeSeconds: { kind: 'int', env: 'SESSION_MAX_AGE_SECONDS', min: 60, max: 604_800 /* 7 days */, default: 43_200, doc: 'Absolute lifetime of a session in seconds, from the ticket\'s issue time.' },
   heartbeatMs: { kind: 'int', env: 'HEARTBEAT_MS', min: 1000, max: 300_000, default: 15_000, doc: 'Heartbeat interval in milliseconds (SSE comments, /live heartbeats).' },
   retryMs: { kind: 'int', env: 'RETRY_MS', min: 100, max: 60_000, default: 3000, doc: 'Reconnect delay sent as `retry:`, in milliseconds.' },
   pollTimeoutMs: { kind: 'int', env: 'POLL_TIMEOUT_MS', min: 1000, max: 120_000, default: 25_000, doc: 'Longest wait of a long poll in milliseconds.' },
@@ -123,7 +128,7 @@ export const SERVICE_SETTINGS = {
   streamFraming: { kind: 'enum', env: 'STREAM_FRAMING', values: ['close', 'chunked'], default: 'close', doc: 'How an HTTP/1.1 stream body is delimited.' },
   writeDelayMs: { kind: 'int', env: 'WRITE_DELAY_MS', min: 0, max: 1000, default: 0, doc: 'Fixed write batching window in milliseconds; 0: the adaptive window.' },
   maxWriteDelayMs: { kind: 'int', env: 'MAX_WRITE_DELAY_MS', min: 0, max: 1000, default: 100, doc: 'Latency budget of the adaptive write window in milliseconds.' },
-  maxQueuedBytes: { kind: 'int', env: 'MAX_QUEUED_BYTES', min: 16_384, max: 64 * 1024 * 1024, default: 1024 * 1024, doc: 'Bytes a connection may have waiting for a slow reader before it is closed.' },
+  maxQueuedBytes: { kind: 'int', env: 'MAX_QUEUED_BYTES', min: 16_384, max: 67_108_864 /* 64 MiB */, default: 1_048_576 /* 1 MiB */, doc: 'Bytes a connection may have waiting for a slow reader before it is closed.' },
   maxConnections: { kind: 'int', env: 'MAX_CONNECTIONS', min: 1, max: 1_000_000, default: 20_000, doc: 'Open streams plus waiting long polls per task.' },
   maxChannelsPerTask: { kind: 'int', env: 'MAX_CHANNELS_PER_TASK', min: 1, max: 10_000_000, default: 50_000, doc: 'Distinct Redis channel subscriptions per task.' },
   anonRequestsPerMinute: { kind: 'int', env: 'ANON_REQUESTS_PER_MINUTE', min: 0, max: 1_000_000, default: 120, doc: 'Requests per minute per client IP naming only public channels; 0 = no limit.' },
@@ -152,11 +157,13 @@ export const SERVICE_SETTINGS = {
    * `webSocket.mode` `both` only: the fan-out queue and its shard count, the same rows the publishers read, so a
    * publish on `/live` reaches the connections still on API Gateway (through the fan-out worker).
    */
-  wsFanoutQueueUrl: LAMBDA_SETTINGS.wsFanoutQueueUrl,
-  wsFanoutShards: LAMBDA_SETTINGS.wsFanoutShards,
+  wsFanoutQueueUrl: WS_FANOUT_QUEUE_URL,
+  wsFanoutShards: WS_FANOUT_SHARDS,
   metricsIntervalMs: { kind: 'int', env: 'METRICS_INTERVAL_MS', min: 0, max: 3_600_000, default: 60_000, doc: 'Interval of the embedded-metric-format lines in milliseconds; 0 disables.' },
   metricsNamespace: { kind: 'string', env: 'METRICS_NAMESPACE', minLength: 1, maxLength: 255, default: 'RealtimeBlueprint', doc: 'CloudWatch namespace of those metrics.' },
 } as const satisfies SettingsTable;
+// Numbers in the tables are literals, not products: esbuild keeps an unused table whose values need computing, so a
+// Lambda bundle would carry SERVICE_SETTINGS.
 
 /** The environment names of a table, by key. */
 export type EnvNames<T extends SettingsTable> = { readonly [K in keyof T]: T[K]['env'] };
