@@ -5,14 +5,16 @@
  * - the runtime parsers (`core/config.ts` builds one zod/mini schema per table: {@link CORE_SETTINGS} for every runtime,
  *   {@link LAMBDA_SETTINGS} for the handlers, {@link SERVICE_SETTINGS} for the SSE service);
  * - the constructs (`lib/defaults.ts` takes the defaults of the settings a stage may set from here, `checkSetting` in
- *   `lib/errors.ts` the ranges, and the functions' and task's environment uses the names, `CORE_ENV`, `LAMBDA_ENV` and `SERVICE_ENV` below);
+ *   `lib/errors.ts` the ranges, and the functions' and task's environment the names: `CORE_ENV`, `LAMBDA_ENV` and
+ *   `SERVICE_ENV` below);
  * - the cost planner (`cost/stage.ts`, through the stage schema and `lib/defaults.ts`);
- * - the docs: README's configuration table and docs/DEPLOY.md's are tested against it (`test/infra/settings.test.ts`).
+ * - the docs: README's configuration table (`test/infra/env-contract.test.ts`) and docs/DEPLOY.md's defaults
+ *   (`test/infra/stage-config.test.ts`, with the template's values and the runtime's parsed defaults) are tested against it.
  *
  * To add a setting: add a row to the table of who reads it (a `kind`, the `env` name, `min`/`max` for whole numbers,
  * a `default` unless unset means something, and a one-line `doc`), read it from the parsed config, add its README row,
- * and, if a stage may set it, a `DEFAULTS` key in `lib/defaults.ts` that takes the row's default. docs/DESIGN.md,
- * "Settings", says the same.
+ * and, if a stage may set it, a `DEFAULTS` key in `lib/defaults.ts` that takes the row's default and its pair in
+ * `STAGE_SETTINGS`. docs/DESIGN.md, "Each setting once", says the same.
  */
 
 interface Row {

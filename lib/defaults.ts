@@ -90,7 +90,7 @@ export const DEFAULTS = {
 
 /**
  * The stage keys that become a runtime variable, with the row that variable is: the construct passes the key's value
- * (or its `DEFAULTS` entry, the row's default) as that variable. `test/infra/settings.test.ts` checks that the default
+ * (or its `DEFAULTS` entry, the row's default) as that variable. `test/infra/stage-config.test.ts` checks that the default
  * in docs/DEPLOY.md, the variable in the synthesised template and the runtime's parsed default are the row's.
  */
 export const STAGE_SETTINGS: Readonly<Record<string, Setting>> = {
