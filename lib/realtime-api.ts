@@ -98,7 +98,7 @@ export interface RealtimeLimits {
    */
   readonly userPublishPerMinute?: number;
   /**
-   * Channels one user may bring into existence per hour (`USER_NEW_CHANNELS_PER_HOUR`, 0 to 1000000, 0 = no limit).
+   * Channels one user may bring into existence per hour (`USER_NEW_CHANNELS_PER_HOUR`, 0 = no limit; range: its row in contract/settings.ts).
    * @default - the runtime's default, 50
    */
   readonly userNewChannelsPerHour?: number;

@@ -35,7 +35,7 @@ export interface WebSocketFanoutProps extends Omit<RuntimeApiProps, 'throttleRat
   readonly shards?: number;
   /**
    * Channels with fewer WebSocket subscribers than this are posted inline by the publisher (lower latency), larger
-   * ones through the queue (0 to 1000000; 0 queues every publish).
+   * ones through the queue (0 queues every publish; range: `WS_FANOUT_INLINE_MAX`'s row in contract/settings.ts).
    * @default 200
    */
   readonly inlineMax?: number;

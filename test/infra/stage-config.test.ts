@@ -1,7 +1,8 @@
 /**
  * The stage config (lib/stage-config.ts, read by bin/config.ts): one vocabulary. The zod schema is the only definition
- * of the keys, DEFAULTS (lib/defaults.ts) the only table of defaults, and docs/DEPLOY.md's configuration table is
- * checked against both, key by key.
+ * of the keys, DEFAULTS (lib/defaults.ts) the only table of defaults (taking a runtime variable's from its row in
+ * contract/settings.ts), and docs/DEPLOY.md's configuration table is checked against both, key by key; for the keys that
+ * become runtime variables, DEPLOY's default, the template's value and the runtime's parsed default against the row.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -187,6 +188,7 @@ function settingProblems(markdown: string, variables: Map<string, Set<string>>):
 
 describe('each setting once: docs/DEPLOY.md, the template\'s environment and the runtime\'s default are the row of contract/settings.ts', () => {
   const variables = templateVariables(templateOf(buildStack(WITH_API_GATEWAY_WEBSOCKETS)));
+  const docs = propDefaults();
 
   test('no disagreement for any stage key that becomes a runtime variable', () => {
     expect(Object.keys(STAGE_SETTINGS).length).toBeGreaterThanOrEqual(10);
@@ -196,6 +198,19 @@ describe('each setting once: docs/DEPLOY.md, the template\'s environment and the
   test.each(Object.entries(STAGE_SETTINGS))('%s: DEFAULTS takes the row\'s default and the stage key is a schema key', (key, row) => {
     expect(schemaKeys()).toContain(key);
     expect([key, defaultsByKey().get(key) ?? 'unset (the runtime applies it)']).toEqual([key, key.startsWith('limits.') ? 'unset (the runtime applies it)' : row.default]);
+  });
+
+  test.each([
+    ['limits.userPublishPerMinute', 'RealtimeLimits.userPublishPerMinute'],
+    ['limits.userNewChannelsPerHour', 'RealtimeLimits.userNewChannelsPerHour'],
+    ['limits.userRetainedBytes', 'RealtimeLimits.userRetainedBytes'],
+    ['ticketTtlSeconds', 'RealtimeApiProps.ticketTtlSeconds'],
+    ['maxPayloadBytes', 'RealtimeApiProps.maxPayloadBytes'],
+    ['logLevel', 'RealtimeApiProps.logLevel'],
+  ])('%s: the @default of %s is the row\'s default', (key, prop) => {
+    const text = docs.get(prop) ?? '';
+    const value = text.startsWith('- ') ? Number(/the runtime's default, (\d+)/.exec(text)?.[1]) : parseDocValue(text);
+    expect([prop, value]).toEqual([prop, STAGE_SETTINGS[key].default]);
   });
 
   test('the check bites: a documented default, a template value and a runtime default that drifted are reported', () => {
