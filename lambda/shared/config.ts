@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { CORE_ENV, LAMBDA_SETTINGS } from '../../contract/settings';
+import { CORE_ENV, LAMBDA_SETTINGS, type SettingsValues } from '../../contract/settings';
 import { checkSettings, ConfigError, coreConfigFromEnv, readSettings, type CoreConfig } from '../../core/config';
 import { parseTrustedPrincipals, type TrustedPrincipals } from '../../core/principals';
 
@@ -81,22 +81,16 @@ export function lambdaConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Lambd
   return { core, ...handler, trustedPrincipals, logLevel: level.data === undefined ? undefined : LOG_LEVELS[level.data] };
 }
 
-/** The settings a {@link LambdaConfig} is built from, with the same defaults as the environment. */
-export interface LambdaSettings {
+/**
+ * The settings a {@link LambdaConfig} is built from, with the same defaults and ranges as the environment: the handler
+ * rows of `LAMBDA_SETTINGS` by key (all optional), the core config, and the trusted principals as IAM role or user ARNs
+ * (see `core/principals.ts`).
+ */
+export type LambdaSettings = Partial<SettingsValues<typeof HANDLER_SETTINGS>> & {
   readonly core: CoreConfig;
-  readonly sseUrl?: string;
-  readonly wsUrl?: string;
-  readonly wsManagementEndpoint?: string;
-  readonly wsFanoutConcurrency?: number;
-  readonly wsGoneGraceMs?: number;
-  readonly wsFanoutQueueUrl?: string;
-  readonly wsFanoutShards?: number;
-  readonly wsFanoutInlineMax?: number;
-  readonly wsReplayInlineMax?: number;
-  /** IAM role or user ARNs (see `core/principals.ts`). Defaults to none. */
   readonly trustedPrincipals?: readonly string[];
   readonly logLevel?: LambdaLogLevel;
-}
+};
 
 /** A config object from settings (for callers that do not read an environment: the local stack, tests). */
 export function lambdaConfig(settings: LambdaSettings): LambdaConfig {
