@@ -47,6 +47,7 @@ class BufferSink implements Sink {
 
 /** A transport that records what its session hands it, in order, instead of encoding it. */
 class RecordingTransport implements Transport {
+  readonly unidirectional = true;
   closed = false;
   owner?: TransportOwner;
   readonly calls: string[] = [];
