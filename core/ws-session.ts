@@ -160,15 +160,8 @@ export async function catchUpPage(
 }
 
 /** {@link catchUpPage} as WebSocket frames, in order. */
-export async function catchUpFrames(
-  ch: ParsedChannel,
-  cursor: number | undefined,
-  floor: number,
-  added: boolean,
-  deps: EventDeps,
-  limit?: number | PageBudget,
-): Promise<{ frames: string[]; rest?: SubscribePlan['rest'] }> {
-  const { rest, ...page } = await catchUpPage(ch, cursor, floor, added, deps, limit);
+export async function catchUpFrames(...args: Parameters<typeof catchUpPage>): Promise<{ frames: string[]; rest?: SubscribePlan['rest'] }> {
+  const { rest, ...page } = await catchUpPage(...args);
   return { frames: pageFrames(page), rest };
 }
 

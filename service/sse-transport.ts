@@ -4,7 +4,7 @@ import { envelopeSeq, envelopeType } from '../core/events';
 import type { FlushWindow } from './flush-window';
 import type { LiveEvent } from './hub';
 import * as sse from './sse-encoding';
-import { QueuedTransport, type EndReason, type Ending, type Sink, type Transport } from './transport';
+import { QueuedTransport, SocketSink, type EndReason, type Ending, type Sink, type Transport } from './transport';
 
 export type { Sink } from './transport';
 
@@ -94,42 +94,6 @@ function peerEnded(this: Socket): void {
 
 /** A reset or a write to a closed peer: the socket is destroyed and 'close' follows. */
 function ignoreError(): void {}
-
-/**
- * Frames straight to the socket (a close-delimited body). `head`, when given, is the response head,
- * sent with the first write.
- */
-class SocketSink implements Sink {
-  readonly takenOver: boolean;
-  constructor(
-    private readonly socket: Socket,
-    private head?: Buffer,
-  ) {
-    this.takenOver = head !== undefined;
-  }
-  write(chunk: Buffer): void {
-    const head = this.head;
-    if (head) {
-      this.head = undefined;
-      chunk = Buffer.concat([head, chunk], head.length + chunk.length);
-    }
-    this.socket.write(chunk);
-  }
-  end(): void {
-    if (this.head) this.write(Buffer.alloc(0));
-    this.socket.end();
-  }
-  destroy(): void {
-    this.socket.destroy();
-  }
-  queuedBytes(): number {
-    return this.socket.writableLength;
-  }
-  onDrain(cb: () => void): void {
-    if (this.socket.writableNeedDrain) this.socket.once('drain', cb);
-    else cb();
-  }
-}
 
 /** Frames through the Node response (its own framing: chunked on HTTP/1.1). */
 class ResponseSink implements Sink {

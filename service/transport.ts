@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import type { FlushWindow, Flushable } from './flush-window';
 import type { LiveEvent } from './hub';
 
@@ -98,6 +99,42 @@ export interface Sink {
   onDrain(cb: () => void): void;
   /** True when the stream took its socket over from node:http (service/sse-transport.ts `takeOver`). */
   readonly takenOver?: boolean;
+}
+
+/**
+ * Frames straight to a socket: a close-delimited SSE body (`head`, when given, is the response head,
+ * sent with the first write) or a WebSocket's frames (built by service/ws-transport.ts).
+ */
+export class SocketSink implements Sink {
+  readonly takenOver: boolean;
+  constructor(
+    private readonly socket: Duplex,
+    private head?: Buffer,
+  ) {
+    this.takenOver = head !== undefined;
+  }
+  write(chunk: Buffer): void {
+    const head = this.head;
+    if (head) {
+      this.head = undefined;
+      chunk = Buffer.concat([head, chunk], head.length + chunk.length);
+    }
+    this.socket.write(chunk);
+  }
+  end(): void {
+    if (this.head) this.write(Buffer.alloc(0));
+    this.socket.end();
+  }
+  destroy(): void {
+    this.socket.destroy();
+  }
+  queuedBytes(): number {
+    return this.socket.writableLength;
+  }
+  onDrain(cb: () => void): void {
+    if (this.socket.writableNeedDrain) this.socket.once('drain', cb);
+    else cb();
+  }
 }
 
 /**

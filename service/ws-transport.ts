@@ -3,7 +3,7 @@ import type { WebSocket } from 'ws';
 import { frames } from '../core/ws-protocol';
 import type { FlushWindow } from './flush-window';
 import type { LiveEvent } from './hub';
-import { QueuedTransport, type EndReason, type Ending, type Sink, type Transport } from './transport';
+import { QueuedTransport, SocketSink, type EndReason, type Ending, type Transport } from './transport';
 
 /** Close codes the tasks use (RFC 6455 §7.4.1). */
 export const WS_CLOSE = {
@@ -55,27 +55,6 @@ export function textFrame(payload: Buffer): Buffer {
 export const wsEventFrame = (e: LiveEvent): Buffer => textFrame(Buffer.from(e.envelope));
 
 const HEARTBEAT_FRAME = textFrame(Buffer.from(frames.heartbeat()));
-
-/** The socket of a WebSocket as a {@link Sink}: frames built here are written to it directly, the `ws` library only reads and closes. */
-class SocketSink implements Sink {
-  constructor(private readonly socket: Duplex) {}
-  write(chunk: Buffer): void {
-    this.socket.write(chunk);
-  }
-  end(): void {
-    this.socket.end();
-  }
-  destroy(): void {
-    this.socket.destroy();
-  }
-  queuedBytes(): number {
-    return this.socket.writableLength;
-  }
-  onDrain(cb: () => void): void {
-    if (this.socket.writableNeedDrain) this.socket.once('drain', cb);
-    else cb();
-  }
-}
 
 /**
  * A `/live` WebSocket as a transport (the API Gateway protocol's frames, core/ws-protocol.ts): replay
