@@ -92,7 +92,7 @@ export class Admission {
    * parsing: the `ws` ticket redeemed ({@link authorizeSocket}), the origin, {@link checkRoom} for the
    * ticket's channels that the namespace policies still allow, then the user's USER_CONNECTIONS cap.
    */
-  async admitSocket(req: IncomingMessage, ticket: string | null): Promise<Admitted> {
+  async admitSocket(req: IncomingMessage, ticket: string | null): Promise<Admitted & { readonly auth: Awaited<ReturnType<typeof authorizeSocket>> }> {
     const { config } = this.deps;
     const now = this.deps.now();
     const auth = await authorizeSocket(ticket, { redis: this.deps.redis, config, now });
@@ -101,7 +101,7 @@ export class Admission {
     const names = connectChannels({ sub, ...auth.grant }, config.core.namespaces);
     this.checkRoom(names);
     const lease = this.quotas.user(sub);
-    return { channels: names.map((c) => parseChannel(c, config.core.namespaces)), names, auth, now, lease, grant: auth.grant };
+    return { channels: names.map((c) => parseChannel(c, config.core.namespaces)), names, auth, now, lease };
   }
 
   /**

@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import type { Logger } from 'pino';
-import { parseChannelList, type ChannelGrant, type ParsedChannel } from '../core/channels';
+import { parseChannelList, type ParsedChannel } from '../core/channels';
 import { RealtimeError, toRealtimeError } from '../core/errors';
 import { backlog, currentCursor, isInvalidCursor, replay, type ReplayResult } from '../core/events';
 import { waitReady } from '../core/redis/client';
@@ -28,8 +28,6 @@ export interface Admitted {
   readonly resetAll?: boolean;
   /** Gives back the client's place under its caps (service/quotas.ts); called when the session is released. */
   readonly lease?: () => void;
-  /** What the ticket grants beyond its channels (a WebSocket's later subscriptions are checked against it). */
-  readonly grant?: ChannelGrant;
 }
 
 export interface SessionEngineDeps {

@@ -94,7 +94,7 @@ export class WsEdge {
     const ws = await new Promise<WebSocket>((resolve) => this.wss.handleUpgrade(req, socket, head, resolve));
     ws.on('error', () => undefined);
     ws.on('close', () => engine.release(session));
-    const peer: Peer = { session, transport, identity: admitted.auth.identity, grant: admitted.grant! };
+    const peer: Peer = { session, transport, identity: admitted.auth.identity, grant: admitted.auth.grant };
     let queue = Promise.resolve();
     ws.on('message', (data, isBinary) => {
       const text = isBinary ? undefined : String(data);
