@@ -197,11 +197,12 @@ export class RealtimeServer {
   /**
    * Graceful stop. Started by the ECS task metadata (`DesiredStatus: STOPPED`, while the ALB still
    * holds the streams during its deregistration delay) or by SIGTERM, whichever comes first; a
-   * second call returns the same promise. New streams and polls are turned away (an EventSource
-   * with 200 + `retry:`), waiting polls answer at once, and every stream is told to reconnect
-   * (jittered `retry:`) and closed, spread over the first half of `deadlineMs` so the other tasks are
-   * not hit by one wave. Clients resume elsewhere from their `Last-Event-ID`. Resolves when all
-   * streams are gone or `deadlineMs` passed; the server keeps answering `/healthz` until `close()`.
+   * second call returns the same promise. New streams, polls and upgrades are turned away (an
+   * EventSource with 200 + `retry:`), waiting polls answer at once, and every stream and socket is
+   * told to reconnect (jittered `retry:`, or 1001 with `retryMs`) and closed, spread over the first
+   * half of `deadlineMs` so the other tasks are not hit by one wave. Clients resume elsewhere from
+   * their `Last-Event-ID` (sockets: `since`). Resolves when all of them are gone or `deadlineMs`
+   * passed; the server keeps answering `/healthz` until `close()`.
    */
   drain(deadlineMs = this.config.drainTimeoutMs): Promise<void> {
     this.drained ??= this.runDrain(deadlineMs);
@@ -230,9 +231,9 @@ export class RealtimeServer {
   }
 
   /**
-   * Ends the streams and polls of `sub` whose session predates revocation `epoch`. Streams end without
-   * a new `retry:` hint; their reconnect is refused (401), which ends a native EventSource for good.
-   * Polls answer 401.
+   * Ends the streams, polls and sockets of `sub` whose session predates revocation `epoch`. Streams
+   * end without a new `retry:` hint; their reconnect is refused (401), which ends a native EventSource
+   * for good. Polls answer 401; sockets close with 1008.
    */
   closeUser(sub: string, epoch: number): number {
     return this.engine.revocations.revoke(sub, epoch);
