@@ -75,9 +75,9 @@ export class Hub {
   ) {
     // A subscriber handed over already connected has had its first 'ready': the next one is a reconnect.
     this.wasReady = sub.status === 'ready';
-    const prefix = keys.livePrefix;
     sub.on('message', (liveChannel: string, message: string) => {
-      const channel = liveChannel.slice(prefix.length);
+      const channel = keys.channelOfLive(liveChannel);
+      if (channel === undefined) return;
       const set = this.listeners.get(channel);
       if (!set || set.size === 0) return;
       const event = new LiveEvent(channel, message);
