@@ -250,7 +250,13 @@ export class RedisCluster {
         const v = views[0];
         const agreed = views.every((x) => x.key === v.key);
         const shaped = v.shards.length === this.shape.primaries && v.shards.every((x) => Number(x.split(':')[1]) >= replicas);
-        if (states.every((s) => s === 'ok') && agreed && shaped && v.slots === 16384) return;
+        // A replica that never finished its first sync is not promoted when its primary fails (its data is too old).
+        const synced = running.every((s) => {
+          const info = this.cli(s.port, 'INFO', 'replication');
+          return !/role:slave/.test(info) || /master_link_status:up/.test(info);
+        });
+        if (!synced) last += '; a replica is not in sync';
+        if (states.every((s) => s === 'ok') && agreed && shaped && synced && v.slots === 16384) return;
       } catch (err) {
         last = String(err);
       }
