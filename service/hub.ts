@@ -56,6 +56,8 @@ export class Hub {
   private readonly subscribing = new Map<string, Promise<unknown>>();
   /** Called after the subscriber reconnected and resubscribed (events may have been missed meanwhile). */
   onResubscribed?: () => void;
+  /** Told when channels get their first local listener and lose their last (deployment-wide occupancy, service/occupancy.ts). */
+  occupancy?: { held(channels: readonly string[]): void; left(channels: readonly string[]): void };
   private wasReady: boolean;
   /** Events handed to local listeners since the counter was last reset (for metrics). */
   deliveries = 0;
@@ -133,6 +135,7 @@ export class Hub {
       set.add(listener);
     }
     if (fresh.length) {
+      this.occupancy?.held(fresh);
       const p = this.sub.subscribe(...fresh.map((c) => this.keys.live(c)));
       for (const c of fresh) this.subscribing.set(c, p);
       p.finally(() => {
@@ -183,6 +186,7 @@ export class Hub {
       }
     }
     if (empty.length) this.generation++;
+    if (empty.length) this.occupancy?.left(empty);
     if (empty.length) this.sub.unsubscribe(...empty.map((c) => this.keys.live(c))).catch(() => undefined);
   }
 }
