@@ -13,8 +13,8 @@ import { acquire, dropHolder, release, sweep } from '../core/occupancy';
  * - every {@link RELAY_TICK_MS} it relays the outbox to the bus, when the stage has one.
  *
  * A killed task's channels are therefore vacated at most lease + tick (the next sweep after its lease ended, on any
- * live task) + debounce + tick (the sweep that emits) + relay tick after its last renewal: 30 + 10 + 5 + 10 + 1 = 56 s
- * with the defaults.
+ * live task) + the debounce rounded up to whole ticks (the sweep that emits) + relay tick after its last renewal:
+ * 30 + 10 + 10 + 1 = 51 s with the defaults.
  */
 
 /** Milliseconds a task's lease lasts past its last renewal. */
