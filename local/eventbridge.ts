@@ -51,6 +51,8 @@ export class LocalEventBridge {
   private entryFaults: string[] = [];
   private listeners: (() => void)[] = [];
   readonly region: string;
+  /** Told about each accepted event (`npm run dev` prints them). */
+  onEvent?: (event: DeliveredEvent) => void;
 
   private constructor(
     private readonly server: Server,
@@ -160,7 +162,9 @@ export class LocalEventBridge {
       else {
         const id = randomUUID();
         results.push({ EventId: id });
-        this.events.push({ version: '0', id, source: e.Source, 'detail-type': e.DetailType, time: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'), region: this.region, resources: e.Resources ?? [], detail: detail as Record<string, unknown>, bus: e.EventBusName ?? 'default' });
+        const event: DeliveredEvent = { version: '0', id, source: e.Source, 'detail-type': e.DetailType, time: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'), region: this.region, resources: e.Resources ?? [], detail: detail as Record<string, unknown>, bus: e.EventBusName ?? 'default' };
+        this.events.push(event);
+        this.onEvent?.(event);
         continue;
       }
       failed++;
