@@ -179,7 +179,7 @@ export async function addSubscription(connectionId: string, channel: string, dep
 export async function removeSubscription(connectionId: string, channel: string, deps: Pick<ConnectionDeps, 'redis' | 'config'>): Promise<boolean> {
   const keys = new Keys(deps.config.keyPrefix);
   const n = await UNSUBSCRIBE.run(deps.redis, [connectionKey(keys, connectionId), subscribersKey(keys, channel)], [connectionId, channel]);
-  await release(gatewayHolder(connectionId), [channel], deps, Date.now());
+  if (Number(n) === 1) await release(gatewayHolder(connectionId), [channel], deps, Date.now());
   return Number(n) === 1;
 }
 

@@ -124,6 +124,28 @@ describe('channel.occupied / channel.vacated across two tasks', () => {
     expect(of(eb, 'channel.vacated', ch)).toHaveLength(1);
   });
 
+  test('a paused task whose lease ended: swept by the other task, it takes its channels back at its next renewal, and nothing is said', async () => {
+    const eb = await startEventBridge();
+    const clock = { now: Date.now() };
+    const { a, b, baseA } = await twoTasks(eb, `e${uid()}:`, clock);
+    const ch = `scores:${uid()}`;
+    await openStream(baseA, ch);
+    await a.events!.flush();
+    await a.events!.relayOnce();
+    expect(of(eb, 'channel.occupied', ch)).toHaveLength(1);
+    // A does not renew (paused) past its lease: B's sweep releases A's channel.
+    clock.now += OCCUPANCY_LEASE_MS + 1;
+    await b.events!.tick();
+    // A wakes within the debounce: its renewal finds the lease new and acquires the channel again.
+    await a.events!.tick();
+    clock.now += DEBOUNCE * 2;
+    await b.events!.tick();
+    await a.events!.tick();
+    await b.events!.relayOnce();
+    expect(of(eb, 'channel.vacated', ch)).toHaveLength(0);
+    expect(of(eb, 'channel.occupied', ch)).toHaveLength(1);
+  });
+
   test('a killed task (SIGKILL, no release): its channel is vacated once its lease ended and the sweep ran, within lease + 2 ticks + debounce', async () => {
     const eb = await startEventBridge();
     const prefix = `e${uid()}:`;
@@ -260,6 +282,16 @@ describe('on the local stack (API Gateway stand-in, handlers, relay)', () => {
     await ws.opened;
     await stack.sse.events!.relayOnce();
     expect(of(eb, 'channel.occupied', ch)).toHaveLength(1);
+    // A subscribe frame occupies another channel; an unsubscribe frame vacates it (no debounce here).
+    const other = `scores:${uid()}`; // public: no grant needed
+    await ws.request({ action: 'subscribe', channel: other }, 'subscribed');
+    await stack.sse.events!.relayOnce();
+    expect(of(eb, 'channel.occupied', other)).toHaveLength(1);
+    await ws.request({ action: 'unsubscribe', channel: other }, 'unsubscribed');
+    await stack.sse.events!.tick();
+    await stack.sse.events!.relayOnce();
+    expect(of(eb, 'channel.vacated', other)).toHaveLength(1);
+    expect(of(eb, 'channel.vacated', ch)).toHaveLength(0);
     ws.close();
     await ws.closed;
     // $disconnect runs after the close: wait for its release (the channel pending in the debounce set).
