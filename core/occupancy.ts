@@ -38,6 +38,16 @@ const OCCUPIED = `local function occupied(c, at)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 't', 'channel.occupied', 'd', '{"channel":' .. cjson.encode(c) .. ',"at":' .. at .. '}')
 end`;
 
+/** Lua: ends holder `h`'s lease; its channels move to `sw:{h}` for the sweeps (KEYS[lease], KEYS[sweeping] by index). */
+const drop = (leases: number, sweeping: number) => `local function drop(P, h)
+  redis.call('ZREM', KEYS[${leases}], h)
+  if redis.call('EXISTS', P .. 'ot:' .. h) == 1 then
+    redis.call('SUNIONSTORE', P .. 'sw:' .. h, P .. 'sw:' .. h, P .. 'ot:' .. h)
+    redis.call('DEL', P .. 'ot:' .. h)
+    redis.call('SADD', KEYS[${sweeping}], h)
+  end
+end`;
+
 /**
  * KEYS: leases, vacating, outbox   ARGV: prefix, outbox max, holder, lease end ('' = keep), now, channels...
  * Returns {occupied events appended, 1 when the holder had no lease before}.
@@ -76,14 +86,8 @@ return n
 `);
 
 /** KEYS: leases, sweeping   ARGV: prefix, holder   Ends the holder's lease now; its channels are released by sweeps. */
-const DROP = new Script(`
-local P, h = ARGV[1], ARGV[2]
-redis.call('ZREM', KEYS[1], h)
-if redis.call('EXISTS', P .. 'ot:' .. h) == 1 then
-  redis.call('SUNIONSTORE', P .. 'sw:' .. h, P .. 'sw:' .. h, P .. 'ot:' .. h)
-  redis.call('DEL', P .. 'ot:' .. h)
-  redis.call('SADD', KEYS[2], h)
-end
+const DROP = new Script(`${drop(1, 2)}
+drop(ARGV[1], ARGV[2])
 return 1
 `);
 
@@ -94,21 +98,14 @@ return 1
  * (a channel the holder acquired again since is kept); channels vacant since `now - debounce` get `channel.vacated`.
  * Returns 1 when work is left for another round.
  */
-const SWEEP = new Script(`
+const SWEEP = new Script(`${drop(1, 4)}
 local P, now, batch = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[5])
 local more = 0
 local holders
 if ARGV[6] == '' then
   local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, batch)
   if #dead == batch then more = 1 end
-  for _, h in ipairs(dead) do
-    redis.call('ZREM', KEYS[1], h)
-    if redis.call('EXISTS', P .. 'ot:' .. h) == 1 then
-      redis.call('SUNIONSTORE', P .. 'sw:' .. h, P .. 'sw:' .. h, P .. 'ot:' .. h)
-      redis.call('DEL', P .. 'ot:' .. h)
-      redis.call('SADD', KEYS[4], h)
-    end
-  end
+  for _, h in ipairs(dead) do drop(P, h) end
   holders = redis.call('SRANDMEMBER', KEYS[4], 16)
 else
   holders = {ARGV[6]}

@@ -156,11 +156,4 @@ export class TaskEvents {
     await this.flushing?.catch(() => undefined);
     await dropHolder(this.holder, this.o, this.o.now());
   }
-
-  /** Stops everything without telling Redis: what a killed task leaves behind (tests). */
-  abandon(): void {
-    this.closed = true;
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
-  }
 }

@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { EventBridgeBus, PUT_EVENTS_MAX_BYTES } from '../../core/aws/eventbridge';
 import type { BackendEvent } from '../../core/backend-events';
 import { LocalEventBridge, type DeliveredEvent } from '../../local/eventbridge';
 import { startLocalStack, type LocalStack } from '../../local/stack';
 import { OCCUPANCY_LEASE_MS, OCCUPANCY_TICK_MS } from '../../service/occupancy';
 import type { RealtimeServer } from '../../service/realtime-server';
-import { eventually, RawStream, redisUrl, SESSION_SECRET, startService, TEST_NAMESPACES, uid, useRedis } from '../support/harness';
+import { eventually, RawStream, spawnTask, startService, TEST_NAMESPACES, uid, useRedis } from '../support/harness';
 import { WsClient } from './ws-support';
 
 /**
@@ -46,6 +45,20 @@ async function twoTasks(eb: LocalEventBridge, prefix: string, clock: { now: numb
   return { a: started[0].service, b: started[1].service, baseA: started[0].base, baseB: started[1].base };
 }
 
+/** The EventBridge stand-in, a virtual clock, two tasks and a fresh public channel. */
+async function twoTasksOnOneChannel() {
+  const eb = await startEventBridge();
+  const clock = { now: Date.now() };
+  return { eb, clock, ...(await twoTasks(eb, `e${uid()}:`, clock)), ch: `scores:${uid()}` };
+}
+
+/** One round of every task (lease renewal and sweep), then their relays: the counts of the channel's events on the bus. */
+async function round(eb: LocalEventBridge, ch: string, ...tasks: RealtimeServer[]): Promise<{ occupied: number; vacated: number }> {
+  for (const t of tasks) await t.events!.tick();
+  for (const t of tasks) await t.events!.relayOnce();
+  return { occupied: of(eb, 'channel.occupied', ch).length, vacated: of(eb, 'channel.vacated', ch).length };
+}
+
 async function openStream(base: string, channel: string): Promise<RawStream> {
   const s = new RawStream(`${base}/events?channels=${channel}`);
   cleanup.push(() => s.close());
@@ -63,10 +76,7 @@ async function closeStream(s: RawStream, task: RealtimeServer): Promise<void> {
 
 describe('channel.occupied / channel.vacated across two tasks', () => {
   test('first subscriber anywhere: one occupied; last one gone: one vacated after the debounce, not before', async () => {
-    const eb = await startEventBridge();
-    const clock = { now: Date.now() };
-    const { a, b, baseA, baseB } = await twoTasks(eb, `e${uid()}:`, clock);
-    const ch = `scores:${uid()}`;
+    const { eb, clock, a, b, baseA, baseB, ch } = await twoTasksOnOneChannel();
 
     const s1 = await openStream(baseA, ch);
     await a.events!.flush();
@@ -78,33 +88,20 @@ describe('channel.occupied / channel.vacated across two tasks', () => {
     const s2 = await openStream(baseB, ch);
     await b.events!.flush();
     await closeStream(s1, a);
-    await a.events!.tick();
-    await b.events!.tick();
-    await a.events!.relayOnce();
-    expect(of(eb, 'channel.occupied', ch)).toHaveLength(1);
-    expect(of(eb, 'channel.vacated', ch)).toHaveLength(0);
+    expect(await round(eb, ch, a, b)).toEqual({ occupied: 1, vacated: 0 });
 
     // The last one leaves: nothing within the debounce, one vacated after it.
     await closeStream(s2, b);
     clock.now += DEBOUNCE - 1;
-    await a.events!.tick();
-    await a.events!.relayOnce();
-    expect(of(eb, 'channel.vacated', ch)).toHaveLength(0);
+    expect(await round(eb, ch, a)).toEqual({ occupied: 1, vacated: 0 });
     clock.now += 1;
-    await b.events!.tick();
-    await a.events!.tick();
-    await a.events!.relayOnce();
-    await b.events!.relayOnce();
-    expect(of(eb, 'channel.vacated', ch)).toHaveLength(1);
+    expect(await round(eb, ch, b, a)).toEqual({ occupied: 1, vacated: 1 });
     expect(of(eb, 'channel.vacated', ch)[0].detail).toMatchObject({ type: 'channel.vacated', channel: ch });
     expect(of(eb, 'channel.vacated', ch)[0].detail.id).not.toBe(of(eb, 'channel.occupied', ch)[0].detail.id);
   });
 
   test('debounce: a channel left and taken again within the window (on another task) says nothing', async () => {
-    const eb = await startEventBridge();
-    const clock = { now: Date.now() };
-    const { a, b, baseA, baseB } = await twoTasks(eb, `e${uid()}:`, clock);
-    const ch = `scores:${uid()}`;
+    const { eb, clock, a, b, baseA, baseB, ch } = await twoTasksOnOneChannel();
     const s1 = await openStream(baseA, ch);
     await a.events!.flush();
     await closeStream(s1, a);
@@ -112,23 +109,14 @@ describe('channel.occupied / channel.vacated across two tasks', () => {
     const s2 = await openStream(baseB, ch);
     await b.events!.flush();
     clock.now += DEBOUNCE * 3;
-    await a.events!.tick();
-    await b.events!.tick();
-    await a.events!.relayOnce();
-    expect(of(eb, 'channel.occupied', ch)).toHaveLength(1);
-    expect(of(eb, 'channel.vacated', ch)).toHaveLength(0);
+    expect(await round(eb, ch, a, b)).toEqual({ occupied: 1, vacated: 0 });
     await closeStream(s2, b);
     clock.now += DEBOUNCE;
-    await a.events!.tick();
-    await a.events!.relayOnce();
-    expect(of(eb, 'channel.vacated', ch)).toHaveLength(1);
+    expect(await round(eb, ch, a)).toEqual({ occupied: 1, vacated: 1 });
   });
 
   test('a paused task whose lease ended: swept by the other task, it takes its channels back at its next renewal, and nothing is said', async () => {
-    const eb = await startEventBridge();
-    const clock = { now: Date.now() };
-    const { a, b, baseA } = await twoTasks(eb, `e${uid()}:`, clock);
-    const ch = `scores:${uid()}`;
+    const { eb, clock, a, b, baseA, ch } = await twoTasksOnOneChannel();
     await openStream(baseA, ch);
     await a.events!.flush();
     await a.events!.relayOnce();
@@ -139,11 +127,7 @@ describe('channel.occupied / channel.vacated across two tasks', () => {
     // A wakes within the debounce: its renewal finds the lease new and acquires the channel again.
     await a.events!.tick();
     clock.now += DEBOUNCE * 2;
-    await b.events!.tick();
-    await a.events!.tick();
-    await b.events!.relayOnce();
-    expect(of(eb, 'channel.vacated', ch)).toHaveLength(0);
-    expect(of(eb, 'channel.occupied', ch)).toHaveLength(1);
+    expect(await round(eb, ch, b, a)).toEqual({ occupied: 1, vacated: 0 });
   });
 
   test('a killed task (SIGKILL, no release): its channel is vacated once its lease ended and the sweep ran, within lease + 2 ticks + debounce', async () => {
@@ -156,23 +140,10 @@ describe('channel.occupied / channel.vacated across two tasks', () => {
       await b.close();
       bus.destroy();
     });
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'service/main.ts'], {
-      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', REDIS_URL: redisUrl(), SESSION_SECRET, LOG_LEVEL: 'info', METRICS_INTERVAL_MS: '0', KEY_PREFIX: prefix, BACKEND_EVENTS: 'true', NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    cleanup.push(() => {
-      proc.kill('SIGKILL');
-      proc.stdout.destroy();
-      proc.stderr.destroy();
-    });
-    let out = '';
-    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    await eventually(() => /"port":\d+/.test(out), 30_000, 'the child task listening');
-    const base = `http://127.0.0.1:${/"port":(\d+)/.exec(out)![1]}`;
+    // The child has no bus: this task relays what the child appends.
+    const { proc, base } = await spawnTask({ METRICS_INTERVAL_MS: '0', KEY_PREFIX: prefix, BACKEND_EVENTS: 'true', NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES) }, cleanup);
     const ch = `scores:${uid()}`;
     const s = await openStream(base, ch);
-    // The child has no bus: this task relays what the child appended.
     await eventually(async () => (await b.events!.relayOnce(), of(eb, 'channel.occupied', ch).length === 1), 10_000, 'occupied from the child task');
 
     const exited = new Promise((resolve) => proc.once('exit', resolve));
@@ -180,18 +151,13 @@ describe('channel.occupied / channel.vacated across two tasks', () => {
     await exited;
     s.close();
     // Its lease still runs: a sweep now leaves the channel occupied.
-    await b.events!.tick();
-    await b.events!.relayOnce();
-    expect(of(eb, 'channel.vacated', ch)).toHaveLength(0);
+    expect(await round(eb, ch, b)).toEqual({ occupied: 1, vacated: 0 });
     // The child renewed its lease at most at the kill (its own clock: `Date.now()` then, at or before `clock.now`).
     clock.now = Date.now() + OCCUPANCY_LEASE_MS + 1;
-    await b.events!.tick(); // drops the dead holder; the channel starts its debounce
-    await b.events!.relayOnce();
-    expect(of(eb, 'channel.vacated', ch)).toHaveLength(0);
+    // This sweep drops the dead holder; the channel starts its debounce.
+    expect(await round(eb, ch, b)).toEqual({ occupied: 1, vacated: 0 });
     clock.now += Math.max(DEBOUNCE, OCCUPANCY_TICK_MS);
-    await b.events!.tick();
-    await b.events!.relayOnce();
-    expect(of(eb, 'channel.vacated', ch)).toHaveLength(1);
+    expect(await round(eb, ch, b)).toEqual({ occupied: 1, vacated: 1 });
   }, 60_000);
 });
 
