@@ -45,6 +45,8 @@ const MAX_BYTES = 256 * 1024;
 export class LocalEventBridge {
   /** Every event accepted, in order (duplicates included: at least once). */
   readonly events: DeliveredEvent[] = [];
+  /** Every request as received (method, path, headers, body), for signature checks. */
+  readonly requests: { readonly method: string; readonly path: string; readonly headers: IncomingMessage['headers']; readonly body: string }[] = [];
   /** PutEvents calls received (entries per call and the answer's status), in order. */
   readonly calls: { readonly entries: number; readonly status: number; readonly failedEntries: number }[] = [];
   private callFaults: CallFault[] = [];
@@ -117,6 +119,7 @@ export class LocalEventBridge {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
+    this.requests.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: text });
     if (req.method !== 'POST' || req.headers['x-amz-target'] !== 'AWSEvents.PutEvents' || req.headers['content-type'] !== 'application/x-amz-json-1.1') {
       this.error(res, 400, 'UnknownOperationException', 'Only AWSEvents.PutEvents (AWS JSON 1.1) is served here.');
       return;

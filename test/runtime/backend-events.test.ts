@@ -5,6 +5,7 @@ import { startLocalStack, type LocalStack } from '../../local/stack';
 import { OCCUPANCY_LEASE_MS, OCCUPANCY_TICK_MS } from '../../service/occupancy';
 import type { RealtimeServer } from '../../service/realtime-server';
 import { eventually, RawStream, spawnTask, startService, TEST_NAMESPACES, uid, useRedis } from '../support/harness';
+import { sdkAuthorization } from '../support/aws-stand-ins';
 import { WsClient } from './ws-support';
 
 /**
@@ -164,6 +165,19 @@ describe('channel.occupied / channel.vacated across two tasks', () => {
 describe('PutEvents: batches, retries of failed entries only, at least once', () => {
   const events = (n: number, bytes = 10): BackendEvent[] =>
     Array.from({ length: n }, (_, i) => ({ type: 'client.publish', id: `id-${i}`, detail: JSON.stringify({ id: `id-${i}`, pad: 'x'.repeat(bytes) }) }));
+
+  test('signed as the AWS SDK signs it: SigV4 for service events, AWS JSON 1.1, X-Amz-Target AWSEvents.PutEvents, session token signed', async () => {
+    const eb = await startEventBridge();
+    const session = { accessKeyId: 'ASIATEST', secretAccessKey: 'session-secret', sessionToken: 'token/with+chars=' };
+    const bus = new EventBridgeBus({ eventBusName: 'test-bus', endpoint: eb.url, region: eb.region, credentials: async () => session });
+    cleanup.push(() => bus.destroy());
+    expect(await bus.put(events(2))).toEqual({ failed: [] });
+    const [seen] = eb.requests;
+    expect(seen.headers).toMatchObject({ 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'AWSEvents.PutEvents', 'x-amz-security-token': session.sessionToken });
+    expect(seen.headers.authorization).toMatch(new RegExp(`/${eb.region}/events/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target,`));
+    expect(seen.headers.authorization).toBe(await sdkAuthorization('events', eb.region, seen, session));
+    expect(JSON.parse(seen.body)).toEqual({ Entries: events(2).map((e) => ({ Source: 'realtime', DetailType: e.type, Detail: e.detail, EventBusName: 'test-bus' })) });
+  });
 
   test('at most 10 entries per call; under 256 KB of entries per call', async () => {
     const eb = await startEventBridge();
