@@ -175,8 +175,13 @@ export class EventRelay {
 
   private async read(from: string, count: number): Promise<StreamEntry[]> {
     const res = (await this.o.redis.call('XREADGROUP', 'GROUP', RELAY_GROUP, this.o.consumer, 'COUNT', count, 'STREAMS', this.keys.eventsOutbox, from)) as [string, StreamEntry[]][] | null;
-    // Entries deleted while pending come back with null fields.
-    return (res?.[0]?.[1] ?? []).filter((e) => Array.isArray(e[1]));
+    const entries = res?.[0]?.[1] ?? [];
+    // Entries trimmed away while pending (the outbox's MAXLEN) come back with null fields: acknowledged, so they never
+    // take the places of real pending entries in later reads (redis-server 7.0 drops them from the pending list once
+    // it returned them; acknowledging does not depend on that).
+    const gone = entries.filter((e) => !Array.isArray(e[1])).map((e) => e[0]);
+    if (gone.length) await this.o.redis.call('XACK', this.keys.eventsOutbox, RELAY_GROUP, ...gone);
+    return entries.filter((e) => Array.isArray(e[1]));
   }
 
   private async deliver(entries: StreamEntry[]): Promise<number> {

@@ -130,9 +130,10 @@ export class BackendEvents extends Construct {
     }
   }
 
-  /** The tasks relay the outbox to the bus: the bus's name and the debounce in their environment, `events:PutEvents` on this bus only. */
+  /** The tasks relay the outbox to the bus: the bus's ARN and the debounce in their environment, `events:PutEvents` on this bus only. */
   public connectTasks(container: ecs.ContainerDefinition, taskRole: iam.IGrantable): void {
-    container.addEnvironment(SERVICE_ENV.eventBusName, this.bus.eventBusName);
+    // The ARN: PutEvents takes it as EventBusName, and its region is the signing region.
+    container.addEnvironment(SERVICE_ENV.eventBusName, this.bus.eventBusArn);
     container.addEnvironment(SERVICE_ENV.occupancyDebounceMs, String(this.debounceMs));
     this.bus.grantPutEventsTo(taskRole);
   }

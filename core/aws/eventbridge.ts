@@ -20,11 +20,11 @@ import { EVENT_SOURCE, type BackendEvent, type EventBus, type PutOutcome } from 
  */
 
 export interface EventBridgeOptions {
-  /** The bus's name or ARN (EVENT_BUS_NAME). Required. */
+  /** The bus's ARN (EVENT_BUS_NAME: the stack sets the ARN, whose region is the signing region) or name. Required. */
   readonly eventBusName: string;
   /** Where the credentials come from (the task role). Required. */
   readonly credentials: CredentialProvider;
-  /** Region. Defaults to AWS_REGION, else us-east-1. */
+  /** Region. Defaults to the bus ARN's, else AWS_REGION, else us-east-1. */
   readonly region?: string;
   /** The endpoint. Defaults to AWS_ENDPOINT_URL_EVENTBRIDGE, else AWS_ENDPOINT_URL, else `https://events.{region}.amazonaws.com`. */
   readonly endpoint?: string;
@@ -76,7 +76,7 @@ export class EventBridgeBus implements EventBus {
 
   constructor(private readonly options: EventBridgeOptions) {
     const env = options.env ?? process.env;
-    this.region = options.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1';
+    this.region = options.region ?? /^arn:aws[a-z-]*:events:([a-z0-9-]+):/.exec(options.eventBusName)?.[1] ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1';
     this.endpoint = options.endpoint ? new URL(options.endpoint) : eventBridgeEndpoint(this.region, env);
     this.agent = this.endpoint.protocol === 'https:' ? new Agent({ keepAlive: true, maxSockets: 4 }) : new HttpAgent({ keepAlive: true, maxSockets: 4 });
   }

@@ -31,9 +31,9 @@ describe('dev stage (cdk.json) with webSocket.mode both', () => {
     expect(found[0].roles).toEqual([{ Ref: logicalIdOf(stack.sse.taskDefinition.taskRole) }]);
   });
 
-  test('runtime: the tasks get the bus name, the debounce and BACKEND_EVENTS; every Lambda gets BACKEND_EVENTS', () => {
+  test('runtime: the tasks get the bus ARN, the debounce and BACKEND_EVENTS; every Lambda gets BACKEND_EVENTS', () => {
     expect(containerEnv(template)).toMatchObject({
-      [SERVICE_ENV.eventBusName]: stack.resolve(stack.api.backendEvents!.bus.eventBusName),
+      [SERVICE_ENV.eventBusName]: stack.resolve(stack.api.backendEvents!.bus.eventBusArn),
       [SERVICE_ENV.occupancyDebounceMs]: '5000',
       [CORE_ENV.backendEvents]: 'true',
     });
