@@ -24,6 +24,7 @@ import { listen, shutdown } from './net';
 import { SessionEngine } from './session-engine';
 import { TaskEvents } from './occupancy';
 import { WsEdge } from './ws-edge';
+import { RedisSubscriber } from '../core/redis/subscriber';
 
 export interface RealtimeServerDeps {
   /** Command connection (tickets, history). Defaults to a new fail-fast client for config.core.redisUrl. */
@@ -112,7 +113,7 @@ export class RealtimeServer {
     const queued = fanoutQueue ? apiGatewayDelivery({ redis: this.redis, config: config.core, queue: fanoutQueue, shards: config.wsFanoutShards }) : undefined;
     const fanout = deps.fanout ?? queued?.fanout;
     const resumeFanout: ResumeFanout | undefined = deps.fanout ? undefined : queued?.resumeFanout;
-    this.hub = new Hub(this.subscriber, this.keys, config.maxChannelsPerTask);
+    this.hub = new Hub(new RedisSubscriber(this.subscriber, this.keys), config.maxChannelsPerTask);
     this.eventTimers = deps.eventTimers ?? true;
     if (config.core.backendEvents) {
       if (!deps.eventBus && config.eventBusName) this.ownBus = new EventBridgeBus({ eventBusName: config.eventBusName, credentials: () => this.credentials()(), env: this.env });
