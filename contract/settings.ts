@@ -46,6 +46,8 @@ export interface EnumSetting extends Row {
   readonly kind: 'enum';
   readonly values: readonly [string, ...string[]];
   readonly default?: string;
+  /** Said when the value is not one of `values`. */
+  readonly message?: string;
 }
 /** `true`/`false`/`1`/`0`. */
 export interface BooleanSetting extends Row {
@@ -77,6 +79,18 @@ export const CORE_SETTINGS = {
   redisUrl: { kind: 'string', env: 'REDIS_URL', pattern: /^rediss?:\/\//, message: 'must start with redis:// or rediss://', default: 'redis://127.0.0.1:6379', doc: 'Redis to connect to; rediss:// for TLS (ElastiCache in-transit encryption).' },
   redisPassword: { kind: 'string', env: 'REDIS_PASSWORD', minLength: 1, doc: 'Redis AUTH token; on AWS an ECS secret (tasks).' },
   redisSecretArn: { kind: 'string', env: 'REDIS_SECRET_ARN', pattern: /^arn:/, message: 'must be an ARN (arn:...)', doc: 'Secrets Manager secret holding the AUTH token, read at cold start (Lambdas).' },
+  /**
+   * `single` (one primary). `cluster` (ElastiCache cluster mode, set by the construct for redis.shards >= 2) is refused
+   * by this runtime until publishes and replays run single-slot (positions per channel, issue 23): it fails at start.
+   */
+  redisMode: {
+    kind: 'enum',
+    env: 'REDIS_MODE',
+    values: ['single'],
+    message: 'only "single" runs today: a Redis Cluster (redis.shards >= 2) needs positions per channel (issue 23); deploy with redis.shards = 1',
+    default: 'single',
+    doc: '`single` (one primary); `cluster` (set for redis.shards >= 2) is refused at start until publishes run single-slot.',
+  },
   keyPrefix: { kind: 'string', env: 'KEY_PREFIX', pattern: /^[A-Za-z0-9:_-]{1,32}$/, message: 'letters, digits, ":", "_" or "-", up to 32 chars', default: 'rt:', doc: 'Prefix of every Redis key and pub/sub channel.' },
   namespacesJson: { kind: 'string', env: 'NAMESPACES_JSON', doc: 'Channel namespace policies as JSON; unset: the runtime\'s (scores, chat, user).' },
   ticketTtlSeconds: { kind: 'int', env: 'TICKET_TTL_SECONDS', min: 5, max: 300, default: 30, doc: 'Seconds a ticket stays redeemable.' },
@@ -89,6 +103,7 @@ export const CORE_SETTINGS = {
   userTicketsPerMinute: { kind: 'int', env: 'USER_TICKETS_PER_MINUTE', min: 0, max: 1_000_000, default: 60, doc: 'Tickets one user may get per one-minute window; 0 = no limit.' },
   /** Per task on the tasks (service/quotas.ts); across the deployment on API Gateway (the connection registry). */
   userConnections: { kind: 'int', env: 'USER_CONNECTIONS', min: 0, max: 1_000_000, default: 32, doc: 'Connections one user may hold at once (per task on the tasks, per deployment on API Gateway); 0 = no cap.' },
+  backendEvents: { kind: 'boolean', env: 'BACKEND_EVENTS', default: false, doc: 'Write backend events to the outbox the tasks relay to EventBridge (core/backend-events.ts).' },
   logLevel: { kind: 'enum', env: 'LOG_LEVEL', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', doc: 'pino / Powertools log level.' },
 } as const satisfies SettingsTable;
 
@@ -161,6 +176,8 @@ export const SERVICE_SETTINGS = {
    */
   wsFanoutQueueUrl: WS_FANOUT_QUEUE_URL,
   wsFanoutShards: WS_FANOUT_SHARDS,
+  eventBusName: { kind: 'string', env: 'EVENT_BUS_NAME', minLength: 1, maxLength: 1600, doc: 'The stage\'s EventBridge bus (ARN): the task relays the backend events\' outbox to it; unset: no relay.' },
+  occupancyDebounceMs: { kind: 'int', env: 'OCCUPANCY_DEBOUNCE_MS', min: 0, max: 600_000, default: 5000, doc: 'Milliseconds a channel stays empty before `channel.vacated`.' },
   metricsIntervalMs: { kind: 'int', env: 'METRICS_INTERVAL_MS', min: 0, max: 3_600_000, default: 60_000, doc: 'Interval of the embedded-metric-format lines in milliseconds; 0 disables.' },
   metricsNamespace: { kind: 'string', env: 'METRICS_NAMESPACE', minLength: 1, maxLength: 255, default: 'RealtimeBlueprint', doc: 'CloudWatch namespace of those metrics.' },
 } as const satisfies SettingsTable;

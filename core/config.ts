@@ -35,6 +35,11 @@ export const NamespacePolicySchema = z.strictObject({
    * whole history this long after the channel's last event. Defaults to 86400.
    */
   historyTtlSeconds: z._default(z.number().check(z.int(), z.minimum(1), z.maximum(30 * 86400)), 86400),
+  /**
+   * Emit a `client.publish` backend event (EventBridge) for every event a client (a ticket holder, not a backend)
+   * publishes here; needs BACKEND_EVENTS. Defaults to false.
+   */
+  clientEvents: z.optional(z.boolean()),
 });
 
 export type NamespacePolicy = z.infer<typeof NamespacePolicySchema>;
@@ -109,7 +114,7 @@ export function settingSchema(row: Setting): z.ZodMiniType {
       schema = z.pipe(z.enum(['true', 'false', '1', '0']), z.transform((v) => v === 'true' || v === '1'));
       break;
     case 'enum':
-      schema = z.enum(row.values);
+      schema = row.message ? z.enum(row.values, { error: row.message }) : z.enum(row.values);
       break;
     case 'string': {
       const checks = [
@@ -164,6 +169,8 @@ export function checkSettings<T extends SettingsTable>(table: T, values: Partial
  */
 export interface CoreConfig {
   readonly redisUrl: string;
+  /** REDIS_MODE: `single` (one primary). Optional for configs built in code; absent means `single`. */
+  readonly redisMode?: 'single';
   readonly redisPassword?: string;
   readonly redisSecretArn?: string;
   readonly keyPrefix: string;
@@ -208,6 +215,11 @@ export interface CoreConfig {
    * (a registration that expired without `$disconnect` no longer counts).
    */
   readonly userConnections?: number;
+  /**
+   * Write backend events (channel occupancy, `user.revoked`, `client.publish`) to the outbox the tasks relay to the
+   * stage's EventBridge bus (`core/backend-events.ts`). Defaults to false.
+   */
+  readonly backendEvents?: boolean;
 }
 
 /** Seconds a channel's last id (and history horizon) outlive its history: 7 days. */

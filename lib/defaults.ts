@@ -27,6 +27,7 @@ export const DEFAULTS = {
     engine: 'valkey',
     nodeType: 'cache.t4g.micro',
     nodes: 2,
+    shards: 1,
     port: 6379,
     keyPrefix: CORE_SETTINGS.keyPrefix.default,
     snapshotRetentionDays: 1,
@@ -74,6 +75,11 @@ export const DEFAULTS = {
     throttleRateLimit: 200,
     throttleBurstLimit: 400,
   },
+  backendEvents: {
+    enabled: true,
+    debounceMs: SERVICE_SETTINGS.occupancyDebounceMs.default,
+    exampleQueue: true,
+  },
   waf: {
     enabled: true,
     rateLimit: 1000,
@@ -107,4 +113,5 @@ export const STAGE_SETTINGS: Readonly<Record<string, Setting>> = {
   'limits.userNewChannelsPerHour': CORE_SETTINGS.userNewChannelsPerHour,
   'limits.userRetainedBytes': CORE_SETTINGS.userRetainedBytes,
   logLevel: CORE_SETTINGS.logLevel,
+  'backendEvents.debounceMs': SERVICE_SETTINGS.occupancyDebounceMs,
 };

@@ -131,6 +131,10 @@ export interface ServiceConfig {
   readonly metricsIntervalMs: number;
   readonly metricsNamespace: string;
   readonly logLevel: string;
+  /** The stage's EventBridge bus (name or ARN): the task relays the backend events' outbox to it. Defaults to none (no relay). */
+  readonly eventBusName?: string;
+  /** Milliseconds a channel stays without subscribers before `channel.vacated`. Defaults to 5000. */
+  readonly occupancyDebounceMs: number;
 }
 
 /** Reads and validates the service configuration; throws ConfigError with one line naming the bad keys. */
