@@ -357,7 +357,7 @@ export class RealtimeApi extends Construct {
       redis: this.redis,
       webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
-      functions: [...(webSocket?.functions ?? []), this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, ...(fanout ? [fanout.worker, fanout.deadLetterConsumer] : [])],
+      functions: [...(webSocket?.functions ?? []), this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, this.publishApi.historyHandler, ...(fanout ? [fanout.worker, fanout.deadLetterConsumer] : [])],
       alarmTopic: props.alarmTopic,
     });
     // The fan-out's own alarms (dead letters, waiting work) notify the same topic and are listed with the others.
@@ -414,6 +414,11 @@ export class RealtimeApi extends Construct {
   /** Lets a backend principal call `POST /publish`; list it in `trustedPrincipals` too. */
   public grantPublish(grantee: Parameters<PublishApi['grantPublish']>[0]) {
     return this.publishApi.grantPublish(grantee);
+  }
+
+  /** Lets a backend principal call `GET /history`; list it in `trustedPrincipals` too. */
+  public grantHistory(grantee: Parameters<PublishApi['grantHistory']>[0]) {
+    return this.publishApi.grantHistory(grantee);
   }
 }
 

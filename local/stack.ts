@@ -7,6 +7,7 @@ import type { CoreConfig } from '../core/config';
 import { lambdaConfigFromEnv, type LambdaConfig, type LambdaSettings } from '../lambda/shared/config';
 import { createPublishHandler } from '../lambda/handlers/publish';
 import { createRevokeHandler } from '../lambda/handlers/revoke';
+import { createHistoryHandler } from '../lambda/handlers/history';
 import { createTicketIssuer } from '../lambda/handlers/ticket-issuer';
 import { createWsAuthorizer } from '../lambda/handlers/ws-authorizer';
 import { createWsConnect } from '../lambda/handlers/ws-connect';
@@ -126,6 +127,7 @@ export interface LocalHandlers {
   readonly tickets: HttpHandler;
   readonly publish: HttpHandler;
   readonly revoke: HttpHandler;
+  readonly history: HttpHandler;
   readonly wsAuthorizer: AuthorizerHandler;
   readonly wsConnect: WsHandler;
   readonly wsDisconnect: WsHandler;
@@ -172,6 +174,7 @@ export function createHandlers(runtime: FanoutRuntime): LocalHandlers {
     tickets: createTicketIssuer(runtime),
     publish: createPublishHandler(runtime),
     revoke: createRevokeHandler(runtime),
+    history: createHistoryHandler(runtime),
     wsAuthorizer: createWsAuthorizer(runtime),
     wsConnect: createWsConnect(runtime),
     wsDisconnect: createWsDisconnect(runtime),
@@ -267,13 +270,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     late.handlers = handlers;
     queue?.start(options.fanoutConsumer ?? handlers.fanoutWorker);
     deadLetterQueue?.start(handlers.fanoutDeadLetters);
-    const { tickets, publish: publishHandler, revoke: revokeHandler } = handlers;
+    const { tickets, publish: publishHandler, revoke: revokeHandler, history: historyHandler } = handlers;
     api = createHttpApi([
       { method: 'POST', path: '/tickets', auth: 'jwt', handler: tickets },
       // Backends (IAM) mint tickets naming the user, e.g. for `granted` namespaces, beside the users' JWT route.
       { method: 'POST', path: '/backend/tickets', auth: 'iam', handler: tickets },
       { method: 'POST', path: '/publish', auth: 'iam', handler: publishHandler },
       { method: 'POST', path: '/revoke', auth: 'iam', handler: revokeHandler },
+      { method: 'GET', path: '/history', auth: 'iam', handler: historyHandler },
     ], guard, demoPages(), { signatures: options.verifySignatures, faults: options.faults }); // the demo page at the API's root (client/demo)
     const apiServer = api;
     const apiPort = await listen(apiServer, options.apiPort ?? 0, host);
