@@ -8,6 +8,8 @@ import { lambdaConfigFromEnv, type LambdaConfig, type LambdaSettings } from '../
 import { createPublishHandler } from '../lambda/handlers/publish';
 import { createRevokeHandler } from '../lambda/handlers/revoke';
 import { createHistoryHandler } from '../lambda/handlers/history';
+import { LambdaInvoker } from '../core/aws/lambda-invoke';
+import { LocalLambda, type LocalFunction } from './lambda-invoke';
 import { createTicketIssuer } from '../lambda/handlers/ticket-issuer';
 import { createWsAuthorizer } from '../lambda/handlers/ws-authorizer';
 import { createWsConnect } from '../lambda/handlers/ws-connect';
@@ -102,7 +104,18 @@ export interface LocalStackOptions {
   readonly verifySignatures?: LocalSignatureOptions;
   /** Deterministic fault answers on the HTTP API (`local/faults.ts`), for tests. Defaults to none. */
   readonly faults?: LocalFaults;
+  /**
+   * The functions the namespaces' hooks name (`hooks` in NAMESPACES_JSON): a local function, or the URL of an HTTP
+   * endpoint that takes the payload. The stack serves them on a stand-in of Lambda's Invoke API (`local/lambda-invoke.ts`)
+   * and the ticket issuer, message handler and tasks call it with the signed `Invoke` they use on AWS. Defaults to none
+   * (a hook naming an unknown function fails, and its failure policy decides).
+   */
+  readonly functions?: Readonly<Record<string, LocalFunction | string>>;
 }
+
+/** The local credentials the hooks' invoker signs with, and the Invoke stand-in checks. */
+const LOCAL_LAMBDA_CREDENTIALS = { accessKeyId: 'AKIDLOCALLAMBDA', secretAccessKey: 'local-lambda-secret' };
+const LOCAL_REGION = 'us-east-1';
 
 /** Where WebSockets terminate (lib/stage-config.ts `webSocket.mode`). */
 export type WebSocketMode = 'apigateway' | 'tasks' | 'both';
@@ -154,6 +167,8 @@ export interface LocalStack {
   readonly redisUrl: string;
   /** The private redis-server, when the stack started one. */
   readonly redisServer?: RedisServer;
+  /** The Invoke API stand-in serving the hooks' functions (its `invocations`, `register`). */
+  readonly lambdaInvoke: LocalLambda;
   close(): Promise<void>;
 }
 
@@ -212,7 +227,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   // The DLQ has no redrive of its own (as on AWS): its consumer gets a record until it settles it.
   const deadLetterQueue = withQueue ? new LocalFifoQueue({ maxReceiveCount: Number.MAX_SAFE_INTEGER, workers: 1 }) : undefined;
   const queue = withQueue ? new LocalFifoQueue({ ...options.fanoutQueue, deadLetterQueue }) : undefined;
+  let lambdaInvoke: LocalLambda | undefined;
+  let invoker: LambdaInvoker | undefined;
   try {
+    lambdaInvoke = await LocalLambda.start({ functions: options.functions, credentials: LOCAL_LAMBDA_CREDENTIALS, region: LOCAL_REGION });
+    // The same signed Invoke as on AWS, pointed at the stand-in; one per stack, shared by the handlers and the tasks.
+    invoker = new LambdaInvoker({ credentials: async () => LOCAL_LAMBDA_CREDENTIALS, region: LOCAL_REGION, endpoint: new URL(lambdaInvoke.url) });
     const baseEnv: Record<string, string> = {
       [CORE_ENV.redisUrl]: redisUrl,
       SESSION_SECRET: randomBytes(32).toString('base64url'),
@@ -226,7 +246,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     sse = new RealtimeServer(
       { ...serviceConfig, core: { ...serviceConfig.core, ...options.core }, wsFanoutShards: options.lambda?.wsFanoutShards ?? serviceConfig.wsFanoutShards },
       // Mode `both`: a `/live` publish reaches the API Gateway stand-in's connections through the queue and its worker.
-      { logger: options.logger, fanoutQueue: mode === 'both' ? queue : undefined },
+      { logger: options.logger, fanoutQueue: mode === 'both' ? queue : undefined, hooks: invoker },
     );
     guardServer(sse.server, guard);
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
@@ -265,7 +285,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       core: { ...fromEnv.core, ...options.core },
       trustedPrincipals: options.lambda?.trustedPrincipals ? parseTrustedPrincipals(options.lambda.trustedPrincipals.join(',')) : fromEnv.trustedPrincipals,
     };
-    runtime = new FanoutRuntime(lambdaConfig, { queue });
+    runtime = new FanoutRuntime(lambdaConfig, { queue, hooks: invoker });
     const handlers = createHandlers(runtime);
     late.handlers = handlers;
     queue?.start(options.fanoutConsumer ?? handlers.fanoutWorker);
@@ -295,6 +315,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const service = sse;
     const gateway = ws;
     const lambda = runtime;
+    const hookInvoker = invoker;
+    const hookFunctions = lambdaInvoke;
     // The stack's own origins (its servers on 127.0.0.1, localhost and [::1]), then the configured ones.
     const own = guard.allowedOrigins.filter((o) => !configured.has(o));
     return {
@@ -308,6 +330,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       deadLetterQueue,
       redisUrl,
       redisServer,
+      lambdaInvoke,
       close: async () => {
         await shutdown(apiServer);
         await gateway.close();
@@ -316,6 +339,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         await deadLetterQueue?.stop();
         // The handlers' clients, as if their Lambda containers were shut down.
         await lambda.close();
+        hookInvoker.destroy();
+        await hookFunctions.close();
         await redisServer?.destroy();
       },
     };
@@ -326,6 +351,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await queue?.stop();
     await deadLetterQueue?.stop();
     await runtime?.close();
+    invoker?.destroy();
+    await lambdaInvoke?.close();
     await redisServer?.destroy();
     throw err;
   }

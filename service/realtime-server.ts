@@ -7,6 +7,8 @@ import { TargetHealthClient } from '../core/aws/elb';
 import type { WorkQueue } from '../core/fanout-queue';
 import { Keys } from '../core/redis/keys';
 import { SqsFifoQueue } from '../core/aws/sqs';
+import { LambdaInvoker, lambdaEndpoint } from '../core/aws/lambda-invoke';
+import { hasHooks, type HookInvoker } from '../core/hooks';
 import { createRedis, waitReady } from '../core/redis/client';
 import { parseRevocation } from '../core/revocation';
 import { Admission } from './admission';
@@ -44,6 +46,11 @@ export interface RealtimeServerDeps {
   readonly credentials?: CredentialProvider;
   /** Where AWS endpoint overrides are read (`AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2`). Defaults to `process.env`. */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Where the namespaces' publish hooks are asked for `/live` publishes. Defaults to Lambda's Invoke API (signed with
+   * `credentials`, `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA`) when a namespace has hooks, else none.
+   */
+  readonly hooks?: HookInvoker;
   /** Batches socket writes (SSE and `/live`). Defaults to one built from WRITE_DELAY_MS and MAX_WRITE_DELAY_MS. */
   readonly window?: FlushWindow;
 }
@@ -79,6 +86,7 @@ export class RealtimeServer {
   private readonly env: NodeJS.ProcessEnv;
   /** The SQS queue this server created (closed with it). */
   private ownQueue?: SqsFifoQueue;
+  private ownInvoker?: LambdaInvoker;
 
   constructor(
     readonly config: ServiceConfig,
@@ -142,12 +150,20 @@ export class RealtimeServer {
       userLease: (sub) => admission.quotas.user(sub),
       fanout,
       resumeFanout,
+      hooks: deps.hooks ?? (hasHooks(config.core.namespaces) ? this.lambdaInvoker() : undefined),
     });
     const caughtUp = this.hub.onResubscribed;
     this.hub.onResubscribed = () => {
       caughtUp?.();
       this.ws.resubscribed();
     };
+  }
+
+  /** The hooks' invoker of this task (Lambda's Invoke API with the task role), closed with the server. */
+  private lambdaInvoker(): LambdaInvoker {
+    const region = this.env.AWS_REGION ?? this.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+    this.ownInvoker = new LambdaInvoker({ credentials: () => this.credentials()(), region, endpoint: lambdaEndpoint(region, this.env) });
+    return this.ownInvoker;
   }
 
   /** Number of open WebSockets on `/live`. */
@@ -244,6 +260,7 @@ export class RealtimeServer {
     this.ws.closeAll();
     await shutdown(this.server);
     this.ownQueue?.destroy();
+    this.ownInvoker?.destroy();
     if (this.ownsRedis) {
       this.redis.disconnect();
       this.subscriber.disconnect();

@@ -4,6 +4,7 @@ import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
+import type { HookInvoker } from '../core/hooks';
 import type { Fanout, ResumeFanout } from '../core/publishing';
 import { redeemTicket, spendTicket } from '../core/tickets';
 import { connectChannels } from '../core/ws-session';
@@ -50,6 +51,8 @@ export interface WsEdgeDeps {
   readonly fanout?: Fanout;
   /** Completes that delivery on an idempotent retry (`duplicate`). Defaults to none. */
   readonly resumeFanout?: ResumeFanout;
+  /** Where the namespaces' publish hooks are asked (core/hooks.ts). Defaults to none. */
+  readonly hooks?: HookInvoker;
   /** Takes a place under the user's USER_CONNECTIONS cap (service/quotas.ts) or throws the refusal; returns its release. */
   readonly userLease: (sub: string) => () => void;
 }
@@ -118,6 +121,7 @@ export class WsEdge {
       window: this.deps.window,
       fanout: this.deps.fanout,
       resumeFanout: this.deps.resumeFanout,
+      hooks: this.deps.hooks,
       slow: (x) => this.slow(x),
     });
     // The ticket's subscriptions exist before the 101, as API Gateway's $connect runs before its own.

@@ -5,6 +5,7 @@ import { parseChannel, type ChannelGrant, type ParsedChannel } from '../core/cha
 import { RealtimeError } from '../core/errors';
 import { currentCursor, parseCursor, type EventDeps } from '../core/events';
 import type { Identity } from '../core/identity';
+import type { HookInvoker } from '../core/hooks';
 import { publishAndFanout, type Fanout, type ResumeFanout } from '../core/publishing';
 import { assertMaySubscribe, catchUpFrames, replayPages } from '../core/ws-session';
 import { frames, parseClientFrame } from '../core/ws-protocol';
@@ -40,6 +41,8 @@ export interface WsSocketDeps {
   readonly fanout?: Fanout;
   /** Completes that delivery on an idempotent retry (`duplicate`) when the first attempt did not hand it over. Defaults to none. */
   readonly resumeFanout?: ResumeFanout;
+  /** Where the namespaces' publish hooks are asked (core/hooks.ts, called from core/publishing.ts). Defaults to none. */
+  readonly hooks?: HookInvoker;
   /** The socket's reader fell behind past MAX_QUEUED_BYTES. */
   slow(socket: WsSocket): void;
 }
@@ -301,7 +304,7 @@ export class WsSocket implements Listener, Flushable {
       await publishAndFanout(
         frame,
         this.identity,
-        { redis: this.deps.redis, config: this.deps.config.core, fanout: this.deps.fanout, resumeFanout: this.deps.resumeFanout },
+        { redis: this.deps.redis, config: this.deps.config.core, fanout: this.deps.fanout, resumeFanout: this.deps.resumeFanout, hooks: this.deps.hooks },
         this.grant,
         {
           acknowledge: async (r) => this.sendText(frames.published(r.id, r.channel)),
