@@ -51,7 +51,10 @@ export const NamespacePolicySchema = z.strictObject({
    * replace `data`). Defaults to none.
    */
   hooks: z.optional(z.strictObject({ subscribe: z.optional(HookSchema), publish: z.optional(HookSchema) })),
-});
+}).check(
+  // Public channels open without a ticket: a subscribe hook there would never be asked.
+  z.refine((ns) => !(ns.subscribe === 'public' && ns.hooks?.subscribe), { message: 'a subscribe hook needs tickets: it cannot be set on a "public" namespace (no ticket is asked for)', path: ['hooks', 'subscribe'] }),
+);
 
 export type NamespacePolicy = z.infer<typeof NamespacePolicySchema>;
 export type Namespaces = Readonly<Record<string, NamespacePolicy>>;

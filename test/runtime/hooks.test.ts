@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { LambdaInvoker } from '../../core/aws/lambda-invoke';
-import { DEFAULT_NAMESPACES } from '../../core/config';
+import { coreConfigFromEnv, DEFAULT_NAMESPACES } from '../../core/config';
 import { startLocalStack, type LocalStack } from '../../local/stack';
 import { RealtimeClientError, type Client, type TicketAnswer } from '../../client/src/index';
 import { localTickets, nodeClient, publish, until } from '../support/client-kit';
@@ -206,4 +206,16 @@ test('the Invoke stand-in refuses a request signed with other credentials (403),
   } finally {
     wrong.destroy();
   }
+});
+
+describe('hook settings (NAMESPACES_JSON)', () => {
+  const parse = (policy: unknown) => coreConfigFromEnv({ REDIS_URL: 'redis://127.0.0.1:6379', NAMESPACES_JSON: JSON.stringify({ ns: policy }) }).namespaces.ns;
+  test('defaults: timeoutMs 1000, onError deny', () => {
+    expect(parse({ subscribe: 'authenticated', hooks: { publish: { function: 'moderate' } } }).hooks).toEqual({ publish: { function: 'moderate', timeoutMs: 1000, onError: 'deny' } });
+  });
+  test('refused with one line: a subscribe hook on a public namespace, a timeout out of range, a function that is no name or ARN', () => {
+    expect(() => parse({ subscribe: 'public', hooks: { subscribe: { function: 'rooms' } } })).toThrow(/NAMESPACES_JSON\.ns\.hooks\.subscribe: a subscribe hook needs tickets/);
+    expect(() => parse({ subscribe: 'authenticated', hooks: { publish: { function: 'm', timeoutMs: 20_000 } } })).toThrow(/NAMESPACES_JSON\.ns\.hooks\.publish\.timeoutMs/);
+    expect(() => parse({ subscribe: 'authenticated', hooks: { publish: { function: 'a b' } } })).toThrow(/a Lambda function name or ARN/);
+  });
 });
