@@ -7,7 +7,7 @@ import { Construct } from 'constructs';
 import { DEFAULTS } from './defaults';
 import { checkTrustedPrincipals } from './errors';
 import { HttpEndpoint } from './http-endpoint';
-import { LAMBDA_DIR, RealtimeFunction, reservation } from './realtime-function';
+import { LAMBDA_DIR, RealtimeFunction, reservation, type RealtimeFunctionProps } from './realtime-function';
 import type { TrustedCallerApiProps } from './runtime-api-props';
 
 /** Properties of a {@link PublishApi}. Grant callers with {@link PublishApi.grantPublish}, {@link PublishApi.grantRevoke} and {@link PublishApi.grantHistory}, and list them in `trustedPrincipals`. */
@@ -60,40 +60,21 @@ export class PublishApi extends Construct {
     super(scope, id);
     const trusted = props.trustedPrincipals ?? DEFAULTS.trustedPrincipals;
     checkTrustedPrincipals(this, 'trustedPrincipals', trusted);
-    this.handler = new RealtimeFunction(this, 'Publisher', {
-      entry: props.entry ?? path.join(LAMBDA_DIR, 'publish.ts'),
-      description: 'POST /publish: validates, appends to history, publishes and fans out',
-      vpc: props.vpc,
-      environment: props.environment,
-      logLevel: props.logLevel,
-      logRetention: props.logRetention,
+    // Each function of this API: its entry, the shared runtime settings (VPC, environment, logs), Redis.
+    const fn = (fid: string, entry: string, description: string, extra: Partial<RealtimeFunctionProps> = {}) => {
+      const f = new RealtimeFunction(this, fid, { entry, description, vpc: props.vpc, environment: props.environment, logLevel: props.logLevel, logRetention: props.logRetention, ...extra });
+      props.redis.connect(f);
+      return f;
+    };
+    this.handler = fn('Publisher', props.entry ?? path.join(LAMBDA_DIR, 'publish.ts'), 'POST /publish: validates, appends to history, publishes and fans out', {
       // Fan-out to many WebSocket connections takes longer than a ticket; HTTP APIs wait at most 30 s.
       memorySize: 512,
       timeout: Duration.seconds(25),
       reservedConcurrentExecutions: reservation(this, 'reservedConcurrency', props.reservedConcurrency),
     });
-    props.redis.connect(this.handler);
-
-    this.revokeHandler = new RealtimeFunction(this, 'Revoker', {
-      entry: props.revokeEntry ?? path.join(LAMBDA_DIR, 'revoke.ts'),
-      description: 'POST /revoke: revokes a user\'s tickets and sessions and closes their WebSocket connections',
-      vpc: props.vpc,
-      environment: props.environment,
-      logLevel: props.logLevel,
-      logRetention: props.logRetention,
-    });
-    props.redis.connect(this.revokeHandler);
-
+    this.revokeHandler = fn('Revoker', props.revokeEntry ?? path.join(LAMBDA_DIR, 'revoke.ts'), 'POST /revoke: revokes a user\'s tickets and sessions and closes their WebSocket connections');
     // Reads Redis only: no management API, queue or invoke permission.
-    this.historyHandler = new RealtimeFunction(this, 'HistoryReader', {
-      entry: props.historyEntry ?? path.join(LAMBDA_DIR, 'history.ts'),
-      description: 'GET /history: pages of a channel\'s retained events for backends',
-      vpc: props.vpc,
-      environment: props.environment,
-      logLevel: props.logLevel,
-      logRetention: props.logRetention,
-    });
-    props.redis.connect(this.historyHandler);
+    this.historyHandler = fn('HistoryReader', props.historyEntry ?? path.join(LAMBDA_DIR, 'history.ts'), 'GET /history: pages of a channel\'s retained events for backends');
     // mandated after the caller's environment: who may publish, revoke and read history ('' trusts no IAM caller)
     for (const fn of [this.handler, this.revokeHandler, this.historyHandler]) fn.addEnvironment(LAMBDA_ENV.trustedPrincipals, trusted.join(','));
 
