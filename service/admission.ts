@@ -1,11 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import type Redis from 'ioredis';
-import { parseChannelList } from '../core/channels';
+import { parseChannel, parseChannelList } from '../core/channels';
 import { RealtimeError } from '../core/errors';
 import { cursorCannotBeReal, impossibleCursor, parseCursor } from '../core/events';
 import { parseHistoryQuery, type HistoryQuery } from '../core/history';
 import { spendTicket } from '../core/tickets';
-import { authorize } from './auth';
+import { connectChannels } from '../core/ws-session';
+import { authorize, authorizeSocket } from './auth';
 import type { ServiceConfig } from './config';
 import type { Cors } from './cors';
 import type { Hub } from './hub';
@@ -108,6 +109,23 @@ export class Admission {
     this.deps.cors.check(req);
     if (!this.deps.redisUp()) throw new RealtimeError('unavailable', 'Redis is unreachable.');
     return { query, setCookie: auth.setCookie };
+  }
+
+  /**
+   * Admits a `/live` upgrade or throws the refusal, with the same checks as a stream's after its
+   * parsing: the `ws` ticket redeemed ({@link authorizeSocket}), the origin, {@link checkRoom} for the
+   * ticket's channels that the namespace policies still allow, then the user's USER_CONNECTIONS cap.
+   */
+  async admitSocket(req: IncomingMessage, ticket: string | null): Promise<Admitted & { readonly auth: Awaited<ReturnType<typeof authorizeSocket>> }> {
+    const { config } = this.deps;
+    const now = this.deps.now();
+    const auth = await authorizeSocket(ticket, { redis: this.deps.redis, config, now });
+    this.deps.cors.check(req);
+    const sub = auth.identity.sub;
+    const names = connectChannels({ sub, ...auth.grant }, config.core.namespaces);
+    this.checkRoom(names);
+    const lease = this.quotas.user(sub);
+    return { channels: names.map((c) => parseChannel(c, config.core.namespaces)), names, auth, now, lease };
   }
 
   /**

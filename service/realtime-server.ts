@@ -23,6 +23,7 @@ import { ServiceMetrics } from './metrics';
 import { listen, shutdown } from './net';
 import { SessionEngine } from './session-engine';
 import { WsEdge } from './ws-edge';
+import { RedisSubscriber } from '../core/redis/subscriber';
 
 export interface RealtimeServerDeps {
   /** Command connection (tickets, history). Defaults to a new fail-fast client for config.core.redisUrl. */
@@ -60,10 +61,11 @@ export interface RealtimeServerDeps {
  * `GET /events` (SSE streams), `GET /poll` (long-poll fallback), `GET /live` (WebSocket upgrades), `GET /healthz`. It composes the
  * parts and owns their life cycle (listen, drain, close); each part has one role:
  * - {@link HttpEdge} (http-edge.ts): routes, JSON errors; with cors.ts, health.ts and admission.ts;
- * - {@link SessionEngine} (session-engine.ts): sessions, catch-up, heartbeats, recycling, revocation, drain;
+ * - {@link SessionEngine} (session-engine.ts): sessions of every transport, their subscriptions, catch-up,
+ *   heartbeats, recycling, slow readers, revocation, drain;
  * - {@link Hub} (hub.ts): this process's listeners and its one Redis subscription per channel;
- * - transports (sse-transport.ts, poll-transport.ts) behind transport.ts; the SSE format in sse-encoding.ts;
- * - {@link WsEdge} (ws-edge.ts, ws-socket.ts): WebSockets at `/live`, the API Gateway protocol fed by the hub.
+ * - transports (sse-transport.ts, poll-transport.ts, ws-transport.ts) behind transport.ts; the SSE format in sse-encoding.ts;
+ * - {@link WsEdge} (ws-edge.ts): the `/live` upgrade and the client's frames (the API Gateway protocol).
  * History in Redis makes any instance able to serve any reconnect.
  */
 export class RealtimeServer {
@@ -108,11 +110,11 @@ export class RealtimeServer {
     const queued = fanoutQueue ? apiGatewayDelivery({ redis: this.redis, config: config.core, queue: fanoutQueue, shards: config.wsFanoutShards }) : undefined;
     const fanout = deps.fanout ?? queued?.fanout;
     const resumeFanout: ResumeFanout | undefined = deps.fanout ? undefined : queued?.resumeFanout;
-    this.hub = new Hub(this.subscriber, this.keys, config.maxChannelsPerTask);
+    this.hub = new Hub(new RedisSubscriber(this.subscriber, this.keys), config.maxChannelsPerTask);
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
       this.hub.deliveries = 0;
-      return { open: this.engine.streams.size + this.ws.size, deliveries };
+      return { open: this.engine.streams.size + this.engine.sockets.size, deliveries };
     });
     this.engine = new SessionEngine({ config, redis: this.redis, hub: this.hub, metrics: this.metrics, log: this.log, now });
     // Revocations reach every instance on the control channel (ioredis resubscribes it after a reconnect).
@@ -126,7 +128,7 @@ export class RealtimeServer {
       draining: () => this.draining,
       redisUp: () => this.redisUp,
     };
-    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size + this.ws.size, ...state });
+    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, ...state });
     const health = {
       ...state,
       ping: () => this.redis.ping().then(() => true, () => false),
@@ -137,26 +139,7 @@ export class RealtimeServer {
     const window = deps.window ?? new FlushWindow({ writeDelayMs: config.writeDelayMs, maxWriteDelayMs: config.maxWriteDelayMs });
     const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window, health, log: this.log, redis: this.redis });
     this.server = edge.server;
-    this.ws = new WsEdge(this.server, {
-      config,
-      redis: this.redis,
-      hub: this.hub,
-      cors,
-      window,
-      metrics: this.metrics,
-      revocations: this.engine.revocations,
-      log: this.log,
-      room: (channels) => admission.checkRoom(channels),
-      userLease: (sub) => admission.quotas.user(sub),
-      fanout,
-      resumeFanout,
-      hooks: deps.hooks ?? (hasHooks(config.core.namespaces) ? this.lambdaInvoker() : undefined),
-    });
-    const caughtUp = this.hub.onResubscribed;
-    this.hub.onResubscribed = () => {
-      caughtUp?.();
-      this.ws.resubscribed();
-    };
+    this.ws = new WsEdge(this.server, { config, redis: this.redis, admission, engine: this.engine, window, log: this.log, fanout, resumeFanout, hooks: deps.hooks ?? (hasHooks(config.core.namespaces) ? this.lambdaInvoker() : undefined) });
   }
 
   /** The hooks' invoker of this task (Lambda's Invoke API with the task role), closed with the server. */
@@ -168,7 +151,7 @@ export class RealtimeServer {
 
   /** Number of open WebSockets on `/live`. */
   get sockets(): number {
-    return this.ws.size;
+    return this.engine.sockets.size;
   }
 
   /** Number of open SSE streams. */
@@ -195,10 +178,7 @@ export class RealtimeServer {
     const control = this.subscriber.subscribe(this.keys.revokeControl).catch(() => undefined);
     if (this.subscriber.status === 'ready') await control;
     const bound = await listen(this.server, port, host);
-    this.heartbeat = setInterval(() => {
-      this.engine.beat();
-      this.ws.beat();
-    }, this.config.heartbeatMs);
+    this.heartbeat = setInterval(() => this.engine.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
     this.metrics.start(this.config.metricsIntervalMs);
     if (this.config.ecsMetadataUri) {
@@ -233,11 +213,12 @@ export class RealtimeServer {
   /**
    * Graceful stop. Started by the ECS task metadata (`DesiredStatus: STOPPED`, while the ALB still
    * holds the streams during its deregistration delay) or by SIGTERM, whichever comes first; a
-   * second call returns the same promise. New streams and polls are turned away (an EventSource
-   * with 200 + `retry:`), waiting polls answer at once, and every stream is told to reconnect
-   * (jittered `retry:`) and closed, spread over the first half of `deadlineMs` so the other tasks are
-   * not hit by one wave. Clients resume elsewhere from their `Last-Event-ID`. Resolves when all
-   * streams are gone or `deadlineMs` passed; the server keeps answering `/healthz` until `close()`.
+   * second call returns the same promise. New streams, polls and upgrades are turned away (an
+   * EventSource with 200 + `retry:`), waiting polls answer at once, and every stream and socket is
+   * told to reconnect (jittered `retry:`, or 1001 with `retryMs`) and closed, spread over the first
+   * half of `deadlineMs` so the other tasks are not hit by one wave. Clients resume elsewhere from
+   * their `Last-Event-ID` (sockets: `since`). Resolves when all of them are gone or `deadlineMs`
+   * passed; the server keeps answering `/healthz` until `close()`.
    */
   drain(deadlineMs = this.config.drainTimeoutMs): Promise<void> {
     this.drained ??= this.runDrain(deadlineMs);
@@ -247,7 +228,7 @@ export class RealtimeServer {
   private async runDrain(deadlineMs: number): Promise<void> {
     this.draining = true;
     this.stopWatch?.();
-    await Promise.all([this.engine.drain(deadlineMs), this.ws.drain(deadlineMs)]);
+    await this.engine.drain(deadlineMs);
   }
 
   /** Closes every stream and poll, the server and (when owned) the Redis connections. */
@@ -257,7 +238,6 @@ export class RealtimeServer {
     clearInterval(this.heartbeat);
     this.metrics.stop();
     this.engine.endAll();
-    this.ws.closeAll();
     await shutdown(this.server);
     this.ownQueue?.destroy();
     this.ownInvoker?.destroy();
@@ -268,9 +248,9 @@ export class RealtimeServer {
   }
 
   /**
-   * Ends the streams and polls of `sub` whose session predates revocation `epoch`. Streams end without
-   * a new `retry:` hint; their reconnect is refused (401), which ends a native EventSource for good.
-   * Polls answer 401.
+   * Ends the streams, polls and sockets of `sub` whose session predates revocation `epoch`. Streams
+   * end without a new `retry:` hint; their reconnect is refused (401), which ends a native EventSource
+   * for good. Polls answer 401; sockets close with 1008.
    */
   closeUser(sub: string, epoch: number): number {
     return this.engine.revocations.revoke(sub, epoch);
