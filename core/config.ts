@@ -46,6 +46,11 @@ export const NamespacePolicySchema = z.strictObject({
    */
   historyTtlSeconds: z._default(z.number().check(z.int(), z.minimum(1), z.maximum(30 * 86400)), 86400),
   /**
+   * Emit a `client.publish` backend event (EventBridge) for every event a client (a ticket holder, not a backend)
+   * publishes here; needs BACKEND_EVENTS. Defaults to false.
+   */
+  clientEvents: z.optional(z.boolean()),
+  /**
    * Hooks (core/hooks.ts): `subscribe`, asked when a ticket names the namespace's channels (allow, deny, or narrow the
    * channels); `publish`, asked for each client publish (WebSocket `publish` frames: accept, reject with a code, or
    * replace `data`). Defaults to none.
@@ -158,6 +163,7 @@ export const CoreEnvSchema = z.object({
   [CORE_ENV.replayMaxBytes]: envInt(16_384, 16 * 1024 * 1024, DEFAULT_REPLAY_MAX_BYTES),
   [CORE_ENV.userTicketsPerMinute]: envInt(0, 1_000_000, DEFAULT_USER_TICKETS_PER_MINUTE),
   [CORE_ENV.userConnections]: envInt(0, 1_000_000, DEFAULT_USER_CONNECTIONS),
+  [CORE_ENV.backendEvents]: z._default(z.enum(['true', 'false']), 'false'),
 });
 
 export interface CoreConfig {
@@ -208,6 +214,11 @@ export interface CoreConfig {
    * (a registration that expired without `$disconnect` no longer counts). Defaults to 32.
    */
   readonly userConnections?: number;
+  /**
+   * Write backend events (channel occupancy, `user.revoked`, `client.publish`) to the outbox the tasks relay to the
+   * stage's EventBridge bus (`core/backend-events.ts`). Defaults to false.
+   */
+  readonly backendEvents?: boolean;
 }
 
 /** Seconds a channel's last id (and history horizon) outlive its history: 7 days. */
@@ -250,6 +261,7 @@ export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreCon
     replayMaxBytes: e[CORE_ENV.replayMaxBytes],
     userTicketsPerMinute: e[CORE_ENV.userTicketsPerMinute],
     userConnections: e[CORE_ENV.userConnections],
+    backendEvents: e[CORE_ENV.backendEvents] === 'true',
   };
 }
 

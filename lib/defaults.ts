@@ -70,6 +70,11 @@ export const DEFAULTS = {
     throttleRateLimit: 200,
     throttleBurstLimit: 400,
   },
+  backendEvents: {
+    enabled: true,
+    debounceMs: 5000,
+    exampleQueue: true,
+  },
   waf: {
     enabled: true,
     rateLimit: 1000,

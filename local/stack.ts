@@ -30,6 +30,8 @@ import type { LocalFaults } from './faults';
 import { createHttpApi, LOCAL_IAM_ARN, type HttpHandler } from './http-api';
 import type { LocalSignatureOptions } from './sigv4';
 import { RedisServer } from './redis';
+import { LocalEventBridge } from './eventbridge';
+import { EventBridgeBus } from '../core/aws/eventbridge';
 import type { WsEvent, WsResult } from '../lambda/shared/ws';
 import { startWsGateway, type AuthorizerHandler, type WsGateway, type WsGatewayHandlers, type WsGatewayOptions } from './ws-gateway';
 
@@ -111,6 +113,12 @@ export interface LocalStackOptions {
    * (a hook naming an unknown function fails, and its failure policy decides).
    */
   readonly functions?: Readonly<Record<string, LocalFunction | string>>;
+  /**
+   * Backend events (BACKEND_EVENTS=true): an EventBridge stand-in (`local/eventbridge.ts`, `stack.eventBridge`) the
+   * service relays the outbox to, as a task does to the stage's bus. `timers: false` leaves the occupancy ticks and the
+   * relay to the caller (`stack.sse.events`). Defaults to none.
+   */
+  readonly backendEvents?: { readonly timers?: boolean };
 }
 
 /** The local credentials the hooks' invoker signs with, and the Invoke stand-in checks. */
@@ -169,6 +177,8 @@ export interface LocalStack {
   readonly redisServer?: RedisServer;
   /** The Invoke API stand-in serving the hooks' functions (its `invocations`, `register`). */
   readonly lambdaInvoke: LocalLambda;
+  /** The EventBridge stand-in, with `backendEvents`. */
+  readonly eventBridge?: LocalEventBridge;
   close(): Promise<void>;
 }
 
@@ -220,6 +230,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let api: Server | undefined;
   let ws: WsGateway | undefined;
   let runtime: FanoutRuntime | undefined;
+  let eventBridge: LocalEventBridge | undefined;
+  let bus: EventBridgeBus | undefined;
   const mode = options.webSocketMode ?? 'apigateway';
   // Mode `both` always has the fan-out queue, as the deployed stack does: the tasks hand `/live` publishes to it for the
   // connections still on API Gateway.
@@ -239,14 +251,20 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       // The guard in front of the service decides which origins reach it; those get CORS.
       ALLOWED_ORIGINS: '*',
       COOKIE_SECURE: 'false',
+      ...(options.backendEvents ? { [CORE_ENV.backendEvents]: 'true' } : {}),
       ...options.env,
     };
+    if (options.backendEvents) {
+      eventBridge = await LocalEventBridge.start({ host });
+      const creds = { accessKeyId: 'LOCAL', secretAccessKey: 'local-secret' };
+      bus = new EventBridgeBus({ eventBusName: 'realtime-local', endpoint: eventBridge.url, region: eventBridge.region, credentials: async () => creds, backoffMs: 1 });
+    }
     const env = { ...process.env, ...baseEnv };
     const serviceConfig = serviceConfigFromEnv(env);
     sse = new RealtimeServer(
       { ...serviceConfig, core: { ...serviceConfig.core, ...options.core }, wsFanoutShards: options.lambda?.wsFanoutShards ?? serviceConfig.wsFanoutShards },
       // Mode `both`: a `/live` publish reaches the API Gateway stand-in's connections through the queue and its worker.
-      { logger: options.logger, fanoutQueue: mode === 'both' ? queue : undefined, hooks: invoker },
+      { logger: options.logger, fanoutQueue: mode === 'both' ? queue : undefined, hooks: invoker, eventBus: bus, eventTimers: options.backendEvents?.timers },
     );
     guardServer(sse.server, guard);
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
@@ -277,6 +295,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       [LAMBDA_ENV.wsManagementEndpoint]: ws.managementEndpoint,
       // The local IAM caller is the one trusted backend (as a stage's trustedPrincipals lists its backends).
       [LAMBDA_ENV.trustedPrincipals]: LOCAL_IAM_ARN,
+      ...(options.backendEvents ? { [CORE_ENV.backendEvents]: 'true' } : {}),
       ...options.env,
     });
     const lambdaConfig: LambdaConfig = {
@@ -331,6 +350,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       redisUrl,
       redisServer,
       lambdaInvoke,
+      eventBridge,
       close: async () => {
         await shutdown(apiServer);
         await gateway.close();
@@ -341,6 +361,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         await lambda.close();
         hookInvoker.destroy();
         await hookFunctions.close();
+        bus?.destroy();
+        await eventBridge?.close();
         await redisServer?.destroy();
       },
     };
@@ -353,6 +375,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await runtime?.close();
     invoker?.destroy();
     await lambdaInvoke?.close();
+    bus?.destroy();
+    await eventBridge?.close();
     await redisServer?.destroy();
     throw err;
   }

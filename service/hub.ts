@@ -59,6 +59,8 @@ export class Hub {
    * names them when only some were (one shard's on a cluster), absent when all were.
    */
   onResubscribed?: (channels?: readonly string[]) => void;
+  /** Told when channels get their first local listener and lose their last (deployment-wide occupancy, service/occupancy.ts). */
+  occupancy?: { held(channels: readonly string[]): void; left(channels: readonly string[]): void };
   /** Events handed to local listeners since the counter was last reset (for metrics). */
   deliveries = 0;
   /**
@@ -127,6 +129,7 @@ export class Hub {
       set.add(listener);
     }
     if (fresh.length) {
+      this.occupancy?.held(fresh);
       const p = this.sub.subscribe(fresh);
       for (const c of fresh) this.subscribing.set(c, p);
       p.finally(() => {
@@ -177,6 +180,7 @@ export class Hub {
       }
     }
     if (empty.length) this.generation++;
+    if (empty.length) this.occupancy?.left(empty);
     if (empty.length) this.sub.unsubscribe(empty).catch(() => undefined);
   }
 }

@@ -9,6 +9,8 @@ import { Keys } from '../core/redis/keys';
 import { SqsFifoQueue } from '../core/aws/sqs';
 import { LambdaInvoker, lambdaEndpoint } from '../core/aws/lambda-invoke';
 import { hasHooks, type HookInvoker } from '../core/hooks';
+import { EventBridgeBus } from '../core/aws/eventbridge';
+import type { EventBus } from '../core/backend-events';
 import { createRedis, waitReady } from '../core/redis/client';
 import { parseRevocation } from '../core/revocation';
 import { Admission } from './admission';
@@ -22,6 +24,7 @@ import { Hub } from './hub';
 import { ServiceMetrics } from './metrics';
 import { listen, shutdown } from './net';
 import { SessionEngine } from './session-engine';
+import { TaskEvents } from './occupancy';
 import { WsEdge } from './ws-edge';
 import { RedisSubscriber } from '../core/redis/subscriber';
 
@@ -54,6 +57,10 @@ export interface RealtimeServerDeps {
   readonly hooks?: HookInvoker;
   /** Batches socket writes (SSE and `/live`). Defaults to one built from WRITE_DELAY_MS and MAX_WRITE_DELAY_MS. */
   readonly window?: FlushWindow;
+  /** The backend events' bus. Defaults to EventBridge `PutEvents` on EVENT_BUS_NAME when set (signed with `credentials`), else none. */
+  readonly eventBus?: EventBus;
+  /** Run the occupancy and relay timers. Defaults to true; tests drive `events.tick()` and `events.relayOnce()` themselves. */
+  readonly eventTimers?: boolean;
 }
 
 /**
@@ -89,6 +96,10 @@ export class RealtimeServer {
   /** The SQS queue this server created (closed with it). */
   private ownQueue?: SqsFifoQueue;
   private ownInvoker?: LambdaInvoker;
+  /** Backend events (BACKEND_EVENTS): this task's channel occupancy, the sweeps and the relay to the bus. */
+  readonly events?: TaskEvents;
+  private ownBus?: EventBridgeBus;
+  private readonly eventTimers: boolean;
 
   constructor(
     readonly config: ServiceConfig,
@@ -111,6 +122,12 @@ export class RealtimeServer {
     const fanout = deps.fanout ?? queued?.fanout;
     const resumeFanout: ResumeFanout | undefined = deps.fanout ? undefined : queued?.resumeFanout;
     this.hub = new Hub(new RedisSubscriber(this.subscriber, this.keys), config.maxChannelsPerTask);
+    this.eventTimers = deps.eventTimers ?? true;
+    if (config.core.backendEvents) {
+      if (!deps.eventBus && config.eventBusName) this.ownBus = new EventBridgeBus({ eventBusName: config.eventBusName, credentials: () => this.credentials()(), env: this.env });
+      this.events = new TaskEvents({ redis: this.redis, config: config.core, debounceMs: config.occupancyDebounceMs, bus: deps.eventBus ?? this.ownBus, now, log: this.log });
+      this.hub.occupancy = this.events;
+    }
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
       this.hub.deliveries = 0;
@@ -181,6 +198,7 @@ export class RealtimeServer {
     this.heartbeat = setInterval(() => this.engine.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
     this.metrics.start(this.config.metricsIntervalMs);
+    if (this.eventTimers) this.events?.start();
     if (this.config.ecsMetadataUri) {
       const arn = this.config.targetGroupArn;
       const client = arn ? new TargetHealthClient({ targetGroupArn: arn, credentials: this.credentials(), env: this.env }) : undefined;
@@ -239,8 +257,10 @@ export class RealtimeServer {
     this.metrics.stop();
     this.engine.endAll();
     await shutdown(this.server);
+    await this.events?.close().catch((err: Error) => this.log.warn({ err: err.message }, 'occupancy: could not give the channels up; the sweep will'));
     this.ownQueue?.destroy();
     this.ownInvoker?.destroy();
+    this.ownBus?.destroy();
     if (this.ownsRedis) {
       this.redis.disconnect();
       this.subscriber.disconnect();

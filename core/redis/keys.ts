@@ -128,6 +128,29 @@ export class Keys {
   userNewChannels(sub: string): string {
     return `${this.prefix}uc:{u:${sub}}`;
   }
+  /**
+   * The prefix of the backend events' keys (`core/backend-events.ts`, `core/occupancy.ts`): one hash tag, so the outbox
+   * and the occupancy sets stay in one slot and the scripts that touch several of them may name them.
+   */
+  get eventsPrefix(): string {
+    return `${this.prefix}{be}`;
+  }
+  /** The backend events' outbox: a stream the tasks relay to EventBridge (consumer group `relay`). */
+  get eventsOutbox(): string {
+    return `${this.eventsPrefix}out`;
+  }
+  /** Sorted set of occupancy holders (a task, an API Gateway connection) scored by the end of their lease (epoch ms). */
+  get occupancyLeases(): string {
+    return `${this.eventsPrefix}oh`;
+  }
+  /** Sorted set of channels that lost their last holder, scored by when (epoch ms): `channel.vacated` once debounced. */
+  get occupancyVacating(): string {
+    return `${this.eventsPrefix}ov`;
+  }
+  /** Set of holders whose channels a sweep is releasing (their channels: `sw:{holder}`). */
+  get sweepingHolders(): string {
+    return `${this.eventsPrefix}osw`;
+  }
 }
 
 /** `crypto.hash` (Node 20.12+, 21.7+): a one-shot digest without a Hash object; absent on older Node. */

@@ -1,4 +1,6 @@
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { request } from 'node:http';
 import type Redis from 'ioredis';
 import pino from 'pino';
@@ -162,6 +164,36 @@ export class RawStream {
   close(): void {
     this.req.destroy();
   }
+}
+
+/** A task in a child process (`service/main.ts`, as the container runs it): one that can really be killed. */
+export interface SpawnedTask {
+  readonly proc: ChildProcessByStdio<null, Readable, Readable>;
+  /** `http://127.0.0.1:{port}`. */
+  readonly base: string;
+  /** Everything it wrote to stdout and stderr so far (its JSON log lines). */
+  output(): string;
+}
+
+/**
+ * Starts `service/main.ts` on a free port against the test Redis with `env` over the usual test settings, and resolves
+ * once it listens; `cleanup` gets its SIGKILL.
+ */
+export async function spawnTask(env: Record<string, string>, cleanup: (() => unknown)[]): Promise<SpawnedTask> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'service/main.ts'], {
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', REDIS_URL: redisUrl(), SESSION_SECRET, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  cleanup.push(() => {
+    proc.kill('SIGKILL');
+    proc.stdout.destroy();
+    proc.stderr.destroy();
+  });
+  let out = '';
+  proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  await eventually(() => /"port":\d+/.test(out), 30_000, 'the task listening');
+  return { proc, base: `http://127.0.0.1:${/"port":(\d+)/.exec(out)![1]}`, output: () => out };
 }
 
 /** Polls `pred` until it holds (for state that changes without an event to wait on). */
