@@ -219,3 +219,23 @@ describe('hook settings (NAMESPACES_JSON)', () => {
     expect(() => parse({ subscribe: 'authenticated', hooks: { publish: { function: 'a b' } } })).toThrow(/a Lambda function name or ARN/);
   });
 });
+
+test('client.publish backend events carry the data the publish hook replaced (what was published)', async () => {
+  const namespaces = {
+    ...DEFAULT_NAMESPACES,
+    modev: { subscribe: 'authenticated', publish: 'authenticated', historySize: 10, historyTtlSeconds: 600, clientEvents: true, hooks: { publish: { function: 'moderate', timeoutMs: 1000, onError: 'deny' } } },
+  } as const;
+  const own = await startLocalStack({ logger: pino({ level: 'silent' }), backendEvents: { timers: false }, core: { keyPrefix: `h${uid()}:`, namespaces }, env: { LOG_LEVEL: 'silent' }, functions: { moderate } });
+  const c = nodeClient({ ticket: localTickets(own.outputs.TicketUrl, 'alice'), transports: ['ws'] });
+  try {
+    const ch = `modev:${uid()}`;
+    c.subscribe(ch, { onEvent: () => undefined });
+    await until(() => c.state === 'open', 'open');
+    const r = await c.publish(ch, 'msg', { text: 'oh darn' });
+    await own.sse.events!.relayOnce();
+    expect(own.eventBridge!.ofType('client.publish').map((e) => [e.detail.eventId, e.detail.data])).toEqual([[r.id, { text: 'oh ****', moderated: true }]]);
+  } finally {
+    c.close();
+    await own.close();
+  }
+});
