@@ -17,7 +17,7 @@ export interface Broker {
    * One page of what `channels` received after `cursor`, merged in id order, or `invalid` (nothing written) for a
    * cursor further ahead of the store's clock than {@link CLOCK_ALLOWANCE_US}.
    */
-  replay(channels: readonly ParsedChannel[], cursor: number, budget: BrokerPageBudget): Promise<BrokerReplayPage | 'invalid'>;
+  replay(channels: readonly ParsedChannel[], cursor: number, budget: BrokerPageBudget, order?: BrokerReplayOptions): Promise<BrokerReplayPage | 'invalid'>;
   /**
    * For a reader resuming at `cursor` without a replay: true when its channels must be reset (the cursor predates a
    * loss of data or is ahead of the sequence, which is moved past it), or `invalid` as for {@link replay}.
@@ -80,9 +80,22 @@ export interface BrokerPageBudget {
   readonly entryBytes: number;
 }
 
+/**
+ * A replay's order and scope. Forward (the default, every transport's catch-up): oldest first after the cursor. Reverse (the
+ * history API): newest first, from below `before` (the newest when absent) down to the cursor, with the same coverage
+ * rule and budget.
+ */
+export interface BrokerReplayOptions {
+  readonly reverse: boolean;
+  /** Reverse only: read ids below this one (exclusive). */
+  readonly before?: number;
+  /** Read what each history holds even when it was trimmed past the cursor (its reset is still reported). */
+  readonly held?: boolean;
+}
+
 /** One page of a replay, as the broker read it. */
 export interface BrokerReplayPage {
-  /** Envelopes after the cursor on every channel, in id order. */
+  /** Envelopes after the cursor on every channel, in id order (descending in reverse). */
   readonly events: string[];
   /** Per channel (in the order given), true when its history cannot be proven to reach back to the cursor. */
   readonly resets: boolean[];

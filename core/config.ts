@@ -17,6 +17,17 @@ export const SubscribePolicy = z.enum(['public', 'authenticated', 'owner', 'gran
 /** Who may publish to the channels of a namespace (`server` = IAM-signed backends only). */
 export const PublishPolicy = z.enum(['server', 'authenticated']);
 
+/** A Lambda function (name, partial or full ARN, optionally qualified) asked synchronously about one namespace's subscribes or publishes. */
+export const HookSchema = z.strictObject({
+  /** The function: `name`, `name:alias`, `123456789012:function:name` or its ARN (Lambda's `FunctionName`). */
+  function: z.string().check(z.regex(/^(arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_:-]{1,140}$/, 'a Lambda function name or ARN')),
+  /** Milliseconds to wait for the answer before the failure policy applies (50 to 10000). Defaults to 1000. */
+  timeoutMs: z._default(z.number().check(z.int(), z.minimum(50), z.maximum(10_000)), 1000),
+  /** When the hook fails, times out or answers nonsense: `deny` (fail closed: the subscribe or publish is refused with 503) or `allow`. Defaults to `deny`. */
+  onError: z._default(z.enum(['deny', 'allow']), 'deny'),
+});
+export type Hook = z.infer<typeof HookSchema>;
+
 export const NamespacePolicySchema = z.strictObject({
   /**
    * `public`: anyone, no ticket needed; `authenticated`: any ticket holder; `owner`: channel `ns:{sub}`
@@ -40,7 +51,16 @@ export const NamespacePolicySchema = z.strictObject({
    * publishes here; needs BACKEND_EVENTS. Defaults to false.
    */
   clientEvents: z.optional(z.boolean()),
-});
+  /**
+   * Hooks (core/hooks.ts): `subscribe`, asked when a ticket names the namespace's channels (allow, deny, or narrow the
+   * channels); `publish`, asked for each client publish (WebSocket `publish` frames: accept, reject with a code, or
+   * replace `data`). Defaults to none.
+   */
+  hooks: z.optional(z.strictObject({ subscribe: z.optional(HookSchema), publish: z.optional(HookSchema) })),
+}).check(
+  // Public channels open without a ticket: a subscribe hook there would never be asked.
+  z.refine((ns) => !(ns.subscribe === 'public' && ns.hooks?.subscribe), { message: 'a subscribe hook needs tickets: it cannot be set on a "public" namespace (no ticket is asked for)', path: ['hooks', 'subscribe'] }),
+);
 
 export type NamespacePolicy = z.infer<typeof NamespacePolicySchema>;
 export type Namespaces = Readonly<Record<string, NamespacePolicy>>;

@@ -10,6 +10,7 @@ export const ERROR_STATUS = {
   ticket_invalid: 401,
   forbidden: 403,
   channel_not_granted: 403,
+  publish_rejected: 403,
   origin_not_allowed: 403,
   not_found: 404,
   method_not_allowed: 405,
@@ -31,17 +32,20 @@ export class RealtimeError extends Error {
   readonly status: number;
   /** Seconds until a retry can succeed, for refusals that know it (the 429s of a window): the HTTP answer's `Retry-After`. */
   readonly retryAfterSeconds?: number;
+  /** The app's own code for a refusal it decided (a publish hook's `reject`), beside ours. */
+  readonly reason?: string;
 
-  constructor(code: ErrorCode, message: string, options: { retryAfterSeconds?: number } = {}) {
+  constructor(code: ErrorCode, message: string, options: { retryAfterSeconds?: number; reason?: string } = {}) {
     super(message);
     this.name = 'RealtimeError';
     this.code = code;
     this.status = ERROR_STATUS[code];
     if (options.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
+    if (options.reason !== undefined) this.reason = options.reason;
   }
 
-  toJSON(): { error: { code: ErrorCode; message: string } } {
-    return { error: { code: this.code, message: this.message } };
+  toJSON(): { error: { code: ErrorCode; message: string; reason?: string } } {
+    return { error: this.reason === undefined ? { code: this.code, message: this.message } : { code: this.code, message: this.message, reason: this.reason } };
   }
 }
 

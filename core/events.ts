@@ -54,7 +54,7 @@ export interface EventDeps {
 }
 
 /** The deps' broker, else Redis's over the deps' client (the one implementation so far). */
-function brokerOf(deps: EventDeps): Broker {
+export function brokerOf(deps: EventDeps): Broker {
   return deps.broker ?? new RedisBroker(deps.redis, deps.config);
 }
 

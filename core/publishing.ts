@@ -1,5 +1,6 @@
 import type { ChannelGrant } from './channels';
-import { publish, type EventDeps, type PublishInput, type PublishResult } from './events';
+import { preparePublish, publish, type EventDeps, type PublishInput, type PublishResult } from './events';
+import { askPublishHook, type HookInvoker } from './hooks';
 import { toRealtimeError } from './errors';
 import { appendEvent, emitsClientPublish, eventId } from './backend-events';
 import type { Identity } from './identity';
@@ -38,6 +39,11 @@ export interface PublishAndFanoutDeps extends EventDeps {
   readonly fanout?: Fanout;
   /** Completion of an interrupted delivery on an idempotent retry. Defaults to none (a retry is not fanned out again). */
   readonly resumeFanout?: ResumeFanout;
+  /**
+   * Where the namespaces' publish hooks are asked (core/hooks.ts), for users' publishes (WebSocket `publish` frames;
+   * backends are never asked). Defaults to none: no hook is asked.
+   */
+  readonly hooks?: HookInvoker;
   readonly logger?: UseCaseLogger;
 }
 
@@ -61,8 +67,14 @@ export interface PublishAndFanoutOptions {
  * delivers what is missing. `grant` is the publishing connection's ticket grant (it opens `granted` namespaces).
  */
 export async function publishAndFanout(input: PublishInput, identity: Identity, deps: PublishAndFanoutDeps, grant?: ChannelGrant, options: PublishAndFanoutOptions = {}): Promise<PublishResult> {
+  let data = input.data;
+  if (deps.hooks && identity.kind === 'user') {
+    // Validated first (policy, type, size): the hook is asked only about an event that could be published.
+    const { ch } = preparePublish(input, identity, deps.config, grant);
+    data = await askPublishHook(ch, input.type as string, input.data, identity.sub, deps.hooks);
+  }
   const result = await publish(
-    { channel: input.channel, type: input.type, data: input.data, idempotencyKey: input.idempotencyKey },
+    { channel: input.channel, type: input.type, data, idempotencyKey: input.idempotencyKey },
     identity,
     { redis: deps.redis, config: deps.config, broker: deps.broker },
     grant,
@@ -72,7 +84,7 @@ export async function publishAndFanout(input: PublishInput, identity: Identity, 
   if (identity.kind === 'user' && emitsClientPublish(result.channel, deps.config)) {
     await appendEvent(
       'client.publish',
-      { channel: result.channel, eventId: result.id, eventType: input.type, sub: identity.sub, data: input.data },
+      { channel: result.channel, eventId: result.id, eventType: input.type, sub: identity.sub, data },
       eventId('client.publish', result.channel, result.id),
       deps,
     );

@@ -5,6 +5,7 @@ import { type CoreConfig } from './config';
 import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
 import { RealtimeError } from './errors';
 import { SUB_PATTERN, SUB_RULE, type Identity } from './identity';
+import { askSubscribeHooks, type HookInvoker } from './hooks';
 import { Keys, sha256 } from './redis/keys';
 import type { RedisLike } from './redis/client';
 import { assertNotRevoked, currentEpoch } from './revocation';
@@ -19,6 +20,8 @@ export type TicketAudience = 'sse' | 'ws';
 export interface TicketDeps {
   readonly redis: RedisLike;
   readonly config: CoreConfig;
+  /** Where the namespaces' subscribe hooks are asked (core/hooks.ts). Defaults to none: no hook is asked. */
+  readonly hooks?: HookInvoker;
   /** Milliseconds since the epoch. Defaults to Date.now. */
   readonly now?: () => number;
 }
@@ -99,10 +102,10 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   if (transport !== 'sse' && transport !== 'ws') {
     throw new RealtimeError('bad_request', '`transport` must be "sse" or "ws".');
   }
-  const channels = parseChannelList(input.channels, deps.config.namespaces, deps.config.maxChannelsPerConnection);
-  const names = channels.map((c) => c.channel);
+  const asked = parseChannelList(input.channels, deps.config.namespaces, deps.config.maxChannelsPerConnection);
+  const names = asked.map((c) => c.channel);
   const byBackend = input.byBackend === true;
-  const denied = channels.filter((c) => !maySubscribe(identity, c, { channels: names, byBackend }));
+  const denied = asked.filter((c) => !maySubscribe(identity, c, { channels: names, byBackend }));
   if (denied.length) {
     const needBackend = denied.filter((c) => c.policy.subscribe === 'granted').map((c) => c.channel);
     const others = denied.filter((c) => c.policy.subscribe !== 'granted').map((c) => c.channel);
@@ -115,6 +118,8 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
     }
     throw new RealtimeError('channel_not_granted', parts.join(' '));
   }
+  // Last of the checks: the app's own (a hook may deny, or narrow the channels the ticket grants).
+  const granted = deps.hooks ? (await askSubscribeHooks(asked, { sub: identity.sub, byBackend, transport }, deps.hooks)).map((c) => c.channel) : names;
   const notAfter = input.notAfter;
   if (notAfter !== undefined && !Number.isFinite(notAfter)) throw new RealtimeError('bad_request', '`notAfter` must be a time in epoch milliseconds.');
 
@@ -123,7 +128,7 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   if (notAfter !== undefined && notAfter <= now) throw new RealtimeError('unauthorized', 'The credentials have expired; sign in again.');
   const ttl = deps.config.ticketTtlSeconds;
   const epoch = await currentEpoch(identity.sub, deps);
-  const rec: TicketRecord = { s: identity.sub, c: names, t: transport, i: now, v: epoch };
+  const rec: TicketRecord = { s: identity.sub, c: granted, t: transport, i: now, v: epoch };
   if (byBackend) rec.b = 1;
   if (notAfter !== undefined) rec.x = notAfter;
   const keys = new Keys(deps.config.keyPrefix);
@@ -132,7 +137,7 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   const wait = rate > 0 ? Number(await TICKET_RATE.run(deps.redis, [keys.userTickets(identity.sub)], [rate])) : 0;
   if (wait > 0) throw new RealtimeError('rate_limited', `At most ${rate} tickets per minute per user; retry in ${wait} s.`, { retryAfterSeconds: wait });
   await deps.redis.set(keys.ticket(sha256(ticket)), JSON.stringify(rec), 'EX', ttl);
-  return { ticket, expiresAt: new Date(now + ttl * 1000).toISOString(), channels: names, transport };
+  return { ticket, expiresAt: new Date(now + ttl * 1000).toISOString(), channels: granted, transport };
 }
 
 /**

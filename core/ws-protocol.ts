@@ -65,6 +65,6 @@ export const frames = {
   /** An error frame; unknown errors are reported as `internal` without their message. */
   error: (err: unknown): string => {
     const e = toRealtimeError(err);
-    return JSON.stringify({ type: 'error', error: { code: e.code, message: e.message } });
+    return JSON.stringify({ type: 'error', error: e.toJSON().error });
   },
 };

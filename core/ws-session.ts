@@ -5,6 +5,7 @@ import { addSubscription, connectionGrant, getConnection, registerConnection, re
 import { RealtimeError } from './errors';
 import { claimCursor, cursorCannotBeReal, envelopeSeq, isInvalidCursor, parseCursor, replay, type EventDeps, type PageBudget, type PublishResult } from './events';
 import type { Identity } from './identity';
+import type { HookInvoker } from './hooks';
 import { publishAndFanout, type Fanout, type ResumeFanout, type UseCaseLogger } from './publishing';
 import { assertNotRevoked, currentEpoch } from './revocation';
 import { frames, parseClientFrame, type ClientFrame } from './ws-protocol';
@@ -38,6 +39,8 @@ export interface WsSessionDeps extends ConnectionDeps {
   readonly deferReplay?: (connectionId: string, channel: string, after: number, floor: number) => Promise<void>;
   /** Events of a `since` replay sent by the caller before the rest is deferred. Defaults to `WS_REPLAY_INLINE_MAX`'s. */
   readonly replayInlineMax?: number;
+  /** Where the namespaces' publish hooks are asked for the connections' publishes (core/hooks.ts). Defaults to none. */
+  readonly hooks?: HookInvoker;
   readonly logger?: UseCaseLogger;
 }
 

@@ -28,7 +28,7 @@ export const STAGE_DEFAULTS: Omit<StageSettings, 'name'> = {
   natGateways: DEFAULTS.network.natGateways,
   maxAzs: DEFAULTS.network.maxAzs,
   lambdaMemoryMiB: 256,
-  alarms: 13,
+  alarms: 14,
 };
 
 /** Thrown for a stage that does not exist; the message is one line. */

@@ -104,12 +104,21 @@ export class HttpEndpoint extends Construct {
    * `path` is one or more literal segments, like `/revoke` or `/backend/tickets`.
    */
   public addPostRoute(id: string, path: string, handler: RealtimeFunction, authorizer: apigwv2.IHttpRouteAuthorizer = this.authorizer): apigwv2.HttpRoute {
+    return this.addRoute(id, apigwv2.HttpMethod.POST, path, handler, authorizer);
+  }
+
+  /** Adds `GET {path}` to `handler`, as {@link addPostRoute} does for `POST` (the history API's read). */
+  public addGetRoute(id: string, path: string, handler: RealtimeFunction, authorizer: apigwv2.IHttpRouteAuthorizer = this.authorizer): apigwv2.HttpRoute {
+    return this.addRoute(id, apigwv2.HttpMethod.GET, path, handler, authorizer);
+  }
+
+  private addRoute(id: string, method: apigwv2.HttpMethod, path: string, handler: RealtimeFunction, authorizer: apigwv2.IHttpRouteAuthorizer): apigwv2.HttpRoute {
     if (!/^(\/[A-Za-z0-9._-]+)+$/.test(path)) {
       invalid(this, `path "${path}" is not literal path segments`, 'Use a path like /revoke or /backend/tickets');
     }
     const [route] = this.api.addRoutes({
       path,
-      methods: [apigwv2.HttpMethod.POST],
+      methods: [method],
       integration: new HttpLambdaIntegration(id, handler.function),
       authorizer,
     });

@@ -1,11 +1,12 @@
 import { CORE_SETTINGS, CORE_ENV } from '../contract/settings';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CfnOutput } from 'aws-cdk-lib';
+import { ArnFormat, CfnOutput, Stack } from 'aws-cdk-lib';
 import type * as cognito from 'aws-cdk-lib/aws-cognito';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
@@ -378,13 +379,22 @@ export class RealtimeApi extends Construct {
     }
     // WebSocket clients on the tasks publish there too (`/live`): the same limits.
     if (onTasks) for (const [key, value] of Object.entries(publishLimitsEnvironment(props.limits))) this.sse.container.addEnvironment(key, value);
+    // Hooks: lambda:InvokeFunction on the named functions only, for the callers only: the ticket issuer asks the
+    // subscribe hooks; the message handler (API Gateway) and the tasks (`/live`) ask the publish hooks.
+    const hooks = hookFunctionArns(this, props.namespaces);
+    const invoke = (grantee: iam.IGrantable, arns: string[]) => {
+      if (arns.length) grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: arns }));
+    };
+    invoke(this.ticketApi.handler.function, hooks.subscribe);
+    if (webSocket) invoke(webSocket.messageFunction.function, hooks.publish);
+    if (onTasks) invoke(this.sse.taskDefinition.taskRole, hooks.publish);
 
     this.observability = new Observability(this, 'Observability', {
       sse: this.sse,
       redis: this.redis,
       webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
-      functions: [...(webSocket?.functions ?? []), this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, ...(fanout ? [fanout.worker, fanout.deadLetterConsumer] : [])],
+      functions: [...(webSocket?.functions ?? []), this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, this.publishApi.historyHandler, ...(fanout ? [fanout.worker, fanout.deadLetterConsumer] : [])],
       alarmTopic: props.alarmTopic,
     });
     // The fan-out's own alarms (dead letters, waiting work) notify the same topic and are listed with the others.
@@ -442,6 +452,36 @@ export class RealtimeApi extends Construct {
   public grantPublish(grantee: Parameters<PublishApi['grantPublish']>[0]) {
     return this.publishApi.grantPublish(grantee);
   }
+
+  /** Lets a backend principal call `GET /history`; list it in `trustedPrincipals` too. */
+  public grantHistory(grantee: Parameters<PublishApi['grantHistory']>[0]) {
+    return this.publishApi.grantHistory(grantee);
+  }
+}
+
+/**
+ * The ARNs of the functions the namespaces' hooks name (core/hooks.ts), by kind: a name (`fn`, `fn:alias`) or a partial
+ * ARN (`123456789012:function:fn`) in this stack's partition, region and account; a full ARN as given. Lambda's Invoke
+ * takes all three ("Invoke", https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html).
+ */
+function hookFunctionArns(scope: Construct, namespaces: Record<string, unknown> | undefined): { subscribe: string[]; publish: string[] } {
+  const out = { subscribe: new Set<string>(), publish: new Set<string>() };
+  const stack = Stack.of(scope);
+  for (const policy of Object.values(namespaces ?? {})) {
+    const hooks = (policy as { hooks?: Record<string, { function?: unknown } | undefined> } | null)?.hooks;
+    for (const kind of ['subscribe', 'publish'] as const) {
+      const fn = hooks?.[kind]?.function;
+      if (typeof fn !== 'string') continue;
+      const partial = /^(\d{12}):function:(.+)$/.exec(fn);
+      const arn = fn.startsWith('arn:')
+        ? fn
+        : partial
+          ? stack.formatArn({ service: 'lambda', account: partial[1], resource: 'function', resourceName: partial[2], arnFormat: ArnFormat.COLON_RESOURCE_NAME })
+          : stack.formatArn({ service: 'lambda', resource: 'function', resourceName: fn, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+      out[kind].add(arn);
+    }
+  }
+  return { subscribe: [...out.subscribe], publish: [...out.publish] };
 }
 
 function ticketAuth(auth: RealtimeTicketAuth | undefined): TicketAuth | undefined {

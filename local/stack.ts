@@ -7,6 +7,9 @@ import type { CoreConfig } from '../core/config';
 import { lambdaConfigFromEnv, type LambdaConfig, type LambdaSettings } from '../lambda/shared/config';
 import { createPublishHandler } from '../lambda/handlers/publish';
 import { createRevokeHandler } from '../lambda/handlers/revoke';
+import { createHistoryHandler } from '../lambda/handlers/history';
+import { LambdaInvoker } from '../core/aws/lambda-invoke';
+import { LocalLambda, type LocalFunction } from './lambda-invoke';
 import { createTicketIssuer } from '../lambda/handlers/ticket-issuer';
 import { createWsAuthorizer } from '../lambda/handlers/ws-authorizer';
 import { createWsConnect } from '../lambda/handlers/ws-connect';
@@ -104,12 +107,23 @@ export interface LocalStackOptions {
   /** Deterministic fault answers on the HTTP API (`local/faults.ts`), for tests. Defaults to none. */
   readonly faults?: LocalFaults;
   /**
+   * The functions the namespaces' hooks name (`hooks` in NAMESPACES_JSON): a local function, or the URL of an HTTP
+   * endpoint that takes the payload. The stack serves them on a stand-in of Lambda's Invoke API (`local/lambda-invoke.ts`)
+   * and the ticket issuer, message handler and tasks call it with the signed `Invoke` they use on AWS. Defaults to none
+   * (a hook naming an unknown function fails, and its failure policy decides).
+   */
+  readonly functions?: Readonly<Record<string, LocalFunction | string>>;
+  /**
    * Backend events (BACKEND_EVENTS=true): an EventBridge stand-in (`local/eventbridge.ts`, `stack.eventBridge`) the
    * service relays the outbox to, as a task does to the stage's bus. `timers: false` leaves the occupancy ticks and the
    * relay to the caller (`stack.sse.events`). Defaults to none.
    */
   readonly backendEvents?: { readonly timers?: boolean };
 }
+
+/** The local credentials the hooks' invoker signs with, and the Invoke stand-in checks. */
+const LOCAL_LAMBDA_CREDENTIALS = { accessKeyId: 'AKIDLOCALLAMBDA', secretAccessKey: 'local-lambda-secret' };
+const LOCAL_REGION = 'us-east-1';
 
 /** Where WebSockets terminate (lib/stage-config.ts `webSocket.mode`). */
 export type WebSocketMode = 'apigateway' | 'tasks' | 'both';
@@ -134,6 +148,7 @@ export interface LocalHandlers {
   readonly tickets: HttpHandler;
   readonly publish: HttpHandler;
   readonly revoke: HttpHandler;
+  readonly history: HttpHandler;
   readonly wsAuthorizer: AuthorizerHandler;
   readonly wsConnect: WsHandler;
   readonly wsDisconnect: WsHandler;
@@ -160,6 +175,8 @@ export interface LocalStack {
   readonly redisUrl: string;
   /** The private redis-server, when the stack started one. */
   readonly redisServer?: RedisServer;
+  /** The Invoke API stand-in serving the hooks' functions (its `invocations`, `register`). */
+  readonly lambdaInvoke: LocalLambda;
   /** The EventBridge stand-in, with `backendEvents`. */
   readonly eventBridge?: LocalEventBridge;
   close(): Promise<void>;
@@ -182,6 +199,7 @@ export function createHandlers(runtime: FanoutRuntime): LocalHandlers {
     tickets: createTicketIssuer(runtime),
     publish: createPublishHandler(runtime),
     revoke: createRevokeHandler(runtime),
+    history: createHistoryHandler(runtime),
     wsAuthorizer: createWsAuthorizer(runtime),
     wsConnect: createWsConnect(runtime),
     wsDisconnect: createWsDisconnect(runtime),
@@ -221,7 +239,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   // The DLQ has no redrive of its own (as on AWS): its consumer gets a record until it settles it.
   const deadLetterQueue = withQueue ? new LocalFifoQueue({ maxReceiveCount: Number.MAX_SAFE_INTEGER, workers: 1 }) : undefined;
   const queue = withQueue ? new LocalFifoQueue({ ...options.fanoutQueue, deadLetterQueue }) : undefined;
+  let lambdaInvoke: LocalLambda | undefined;
+  let invoker: LambdaInvoker | undefined;
   try {
+    lambdaInvoke = await LocalLambda.start({ functions: options.functions, credentials: LOCAL_LAMBDA_CREDENTIALS, region: LOCAL_REGION });
+    // The same signed Invoke as on AWS, pointed at the stand-in; one per stack, shared by the handlers and the tasks.
+    invoker = new LambdaInvoker({ credentials: async () => LOCAL_LAMBDA_CREDENTIALS, region: LOCAL_REGION, endpoint: new URL(lambdaInvoke.url) });
     const baseEnv: Record<string, string> = {
       [CORE_ENV.redisUrl]: redisUrl,
       SESSION_SECRET: randomBytes(32).toString('base64url'),
@@ -241,7 +264,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     sse = new RealtimeServer(
       { ...serviceConfig, core: { ...serviceConfig.core, ...options.core }, wsFanoutShards: options.lambda?.wsFanoutShards ?? serviceConfig.wsFanoutShards },
       // Mode `both`: a `/live` publish reaches the API Gateway stand-in's connections through the queue and its worker.
-      { logger: options.logger, fanoutQueue: mode === 'both' ? queue : undefined, eventBus: bus, eventTimers: options.backendEvents?.timers },
+      { logger: options.logger, fanoutQueue: mode === 'both' ? queue : undefined, hooks: invoker, eventBus: bus, eventTimers: options.backendEvents?.timers },
     );
     guardServer(sse.server, guard);
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
@@ -281,18 +304,19 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       core: { ...fromEnv.core, ...options.core },
       trustedPrincipals: options.lambda?.trustedPrincipals ? parseTrustedPrincipals(options.lambda.trustedPrincipals.join(',')) : fromEnv.trustedPrincipals,
     };
-    runtime = new FanoutRuntime(lambdaConfig, { queue });
+    runtime = new FanoutRuntime(lambdaConfig, { queue, hooks: invoker });
     const handlers = createHandlers(runtime);
     late.handlers = handlers;
     queue?.start(options.fanoutConsumer ?? handlers.fanoutWorker);
     deadLetterQueue?.start(handlers.fanoutDeadLetters);
-    const { tickets, publish: publishHandler, revoke: revokeHandler } = handlers;
+    const { tickets, publish: publishHandler, revoke: revokeHandler, history: historyHandler } = handlers;
     api = createHttpApi([
       { method: 'POST', path: '/tickets', auth: 'jwt', handler: tickets },
       // Backends (IAM) mint tickets naming the user, e.g. for `granted` namespaces, beside the users' JWT route.
       { method: 'POST', path: '/backend/tickets', auth: 'iam', handler: tickets },
       { method: 'POST', path: '/publish', auth: 'iam', handler: publishHandler },
       { method: 'POST', path: '/revoke', auth: 'iam', handler: revokeHandler },
+      { method: 'GET', path: '/history', auth: 'iam', handler: historyHandler },
     ], guard, demoPages(), { signatures: options.verifySignatures, faults: options.faults }); // the demo page at the API's root (client/demo)
     const apiServer = api;
     const apiPort = await listen(apiServer, options.apiPort ?? 0, host);
@@ -310,6 +334,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const service = sse;
     const gateway = ws;
     const lambda = runtime;
+    const hookInvoker = invoker;
+    const hookFunctions = lambdaInvoke;
     // The stack's own origins (its servers on 127.0.0.1, localhost and [::1]), then the configured ones.
     const own = guard.allowedOrigins.filter((o) => !configured.has(o));
     return {
@@ -323,6 +349,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       deadLetterQueue,
       redisUrl,
       redisServer,
+      lambdaInvoke,
       eventBridge,
       close: async () => {
         await shutdown(apiServer);
@@ -332,6 +359,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         await deadLetterQueue?.stop();
         // The handlers' clients, as if their Lambda containers were shut down.
         await lambda.close();
+        hookInvoker.destroy();
+        await hookFunctions.close();
         bus?.destroy();
         await eventBridge?.close();
         await redisServer?.destroy();
@@ -344,6 +373,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await queue?.stop();
     await deadLetterQueue?.stop();
     await runtime?.close();
+    invoker?.destroy();
+    await lambdaInvoke?.close();
     bus?.destroy();
     await eventBridge?.close();
     await redisServer?.destroy();

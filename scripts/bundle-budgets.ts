@@ -19,6 +19,8 @@ export const LAMBDA_BUNDLE_BUDGETS: Readonly<Record<string, number>> = {
   'ws-connect': 250 * KB,
   'ws-disconnect': 250 * KB,
   revoke: 350 * KB,
+  // Reads Redis only, like the ticket issuer.
+  history: 250 * KB,
   publish: 350 * KB,
   'ws-message': 350 * KB,
   'fanout-worker': 350 * KB,

@@ -3,6 +3,7 @@ import type Redis from 'ioredis';
 import { parseChannel, parseChannelList } from '../core/channels';
 import { RealtimeError } from '../core/errors';
 import { cursorCannotBeReal, impossibleCursor, parseCursor } from '../core/events';
+import { parseHistoryQuery, type HistoryQuery } from '../core/history';
 import { spendTicket } from '../core/tickets';
 import { connectChannels } from '../core/ws-session';
 import { authorize, authorizeSocket } from './auth';
@@ -88,6 +89,29 @@ export class Admission {
   }
 
   /**
+   * Admits a `GET /history` read or throws the refusal: the query parses; the reader may subscribe to the channel (a
+   * public one: anyone, within ANON_REQUESTS_PER_MINUTE per client IP; otherwise a ticket or the reconnect cookie of
+   * this one-channel set, with the subscribe grant rules); the origin is allowed; Redis is up. A ticket holder is held
+   * to the same ANON_REQUESTS_PER_MINUTE per user (the cookie lets it page without a ticket per request). Takes no
+   * connection slot: the answer is one page.
+   */
+  async admitHistory(req: IncomingMessage, url: URL, ctx: RequestContext): Promise<{ query: HistoryQuery; setCookie?: string[] }> {
+    const { config } = this.deps;
+    const query = parseHistoryQuery((name) => url.searchParams.get(name), config.core.namespaces, config.replayMaxEvents);
+    const channels = [query.channel];
+    if (query.channel.policy.subscribe === 'public') this.limitAnonymous(req);
+    const ticket = url.searchParams.get('ticket');
+    ctx.ticketSettled = true;
+    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now: this.deps.now() });
+    if (auth.identity.kind === 'anonymous') await spendTicket(ticket, { redis: this.deps.redis, config: config.core });
+    else this.limitRequests(`user\0${auth.identity.kind === 'user' ? auth.identity.sub : ''}`);
+    ctx.setCookie = auth.setCookie;
+    this.deps.cors.check(req);
+    if (!this.deps.redisUp()) throw new RealtimeError('unavailable', 'Redis is unreachable.');
+    return { query, setCookie: auth.setCookie };
+  }
+
+  /**
    * Admits a `/live` upgrade or throws the refusal, with the same checks as a stream's after its
    * parsing: the `ws` ticket redeemed ({@link authorizeSocket}), the origin, {@link checkRoom} for the
    * ticket's channels that the namespace policies still allow, then the user's USER_CONNECTIONS cap.
@@ -147,11 +171,16 @@ export class Admission {
 
   /** Requests that need no ticket or cookie: at most ANON_REQUESTS_PER_MINUTE per client IP. */
   private limitAnonymous(req: IncomingMessage): void {
+    this.limitRequests(clientIp(req, this.deps.config.trustProxyHops), 'without a ticket');
+  }
+
+  /** At most ANON_REQUESTS_PER_MINUTE requests of `key` (a client IP, or a user of the history API). */
+  private limitRequests(key: string, what = 'of history per user'): void {
     const config = this.deps.config;
     if (config.anonRequestsPerMinute === 0) return;
-    const wait = this.anonLimiter.take(clientIp(req, config.trustProxyHops));
+    const wait = this.anonLimiter.take(key);
     if (wait === 0) return;
-    const e = new RealtimeError('rate_limited', `At most ${config.anonRequestsPerMinute} requests per minute without a ticket; retry after the Retry-After seconds.`);
+    const e = new RealtimeError('rate_limited', `At most ${config.anonRequestsPerMinute} requests per minute ${what}; retry after the Retry-After seconds.`);
     retryAfterMs.set(e, wait);
     throw e;
   }

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
+import { historyBody, readHistory } from '../core/history';
 import type { RedisLike } from '../core/redis/client';
 import { spendTicket } from '../core/tickets';
 import { retryAfterMs, type Admission, type RequestContext } from './admission';
@@ -78,9 +79,10 @@ export class HttpEdge {
     const handle = async () => {
       if (req.method === 'OPTIONS') return this.deps.cors.preflight(req, res);
       if (url.pathname === '/healthz') return this.health.answer(req, res, url);
-      if (url.pathname !== '/events' && url.pathname !== '/poll') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll or /healthz.`);
+      if (url.pathname !== '/events' && url.pathname !== '/poll' && url.pathname !== '/history') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll, /history or /healthz.`);
       if (req.method !== 'GET') throw new RealtimeError('method_not_allowed', `${url.pathname} accepts GET only.`);
       if (url.pathname === '/events') return this.events(req, res, url, ctx);
+      if (url.pathname === '/history') return this.history(req, res, url, ctx);
       return this.poll(req, res, url, ctx);
     };
     handle().catch(async (err) => {
@@ -130,6 +132,16 @@ export class HttpEdge {
     } finally {
       engine.release(session);
     }
+  }
+
+  /** `GET /history`: one page of a channel's retained events (core/history.ts), for whoever may subscribe to it. */
+  private async history(req: IncomingMessage, res: ServerResponse, url: URL, ctx: RequestContext): Promise<void> {
+    const { query, setCookie } = await this.deps.admission.admitHistory(req, url, ctx);
+    const page = await readHistory(query, { redis: this.deps.redis, config: this.deps.config.core });
+    const headers: Record<string, string | string[]> = { ...this.deps.cors.headers(req), 'content-type': 'application/json', 'cache-control': 'no-store' };
+    if (setCookie) headers['set-cookie'] = setCookie;
+    res.writeHead(200, headers);
+    res.end(historyBody(page));
   }
 
   private streamHeaders(req: IncomingMessage): Record<string, string> {

@@ -7,6 +7,8 @@ import { TargetHealthClient } from '../core/aws/elb';
 import type { WorkQueue } from '../core/fanout-queue';
 import { Keys } from '../core/redis/keys';
 import { SqsFifoQueue } from '../core/aws/sqs';
+import { LambdaInvoker, lambdaEndpoint } from '../core/aws/lambda-invoke';
+import { hasHooks, type HookInvoker } from '../core/hooks';
 import { EventBridgeBus } from '../core/aws/eventbridge';
 import type { EventBus } from '../core/backend-events';
 import { createRedis, waitReady } from '../core/redis/client';
@@ -48,6 +50,11 @@ export interface RealtimeServerDeps {
   readonly credentials?: CredentialProvider;
   /** Where AWS endpoint overrides are read (`AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2`). Defaults to `process.env`. */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Where the namespaces' publish hooks are asked for `/live` publishes. Defaults to Lambda's Invoke API (signed with
+   * `credentials`, `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA`) when a namespace has hooks, else none.
+   */
+  readonly hooks?: HookInvoker;
   /** Batches socket writes (SSE and `/live`). Defaults to one built from WRITE_DELAY_MS and MAX_WRITE_DELAY_MS. */
   readonly window?: FlushWindow;
   /** The backend events' bus. Defaults to EventBridge `PutEvents` on EVENT_BUS_NAME when set (signed with `credentials`), else none. */
@@ -88,6 +95,7 @@ export class RealtimeServer {
   private readonly env: NodeJS.ProcessEnv;
   /** The SQS queue this server created (closed with it). */
   private ownQueue?: SqsFifoQueue;
+  private ownInvoker?: LambdaInvoker;
   /** Backend events (BACKEND_EVENTS): this task's channel occupancy, the sweeps and the relay to the bus. */
   readonly events?: TaskEvents;
   private ownBus?: EventBridgeBus;
@@ -148,7 +156,14 @@ export class RealtimeServer {
     const window = deps.window ?? new FlushWindow({ writeDelayMs: config.writeDelayMs, maxWriteDelayMs: config.maxWriteDelayMs });
     const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window, health, log: this.log, redis: this.redis });
     this.server = edge.server;
-    this.ws = new WsEdge(this.server, { config, redis: this.redis, admission, engine: this.engine, window, log: this.log, fanout, resumeFanout });
+    this.ws = new WsEdge(this.server, { config, redis: this.redis, admission, engine: this.engine, window, log: this.log, fanout, resumeFanout, hooks: deps.hooks ?? (hasHooks(config.core.namespaces) ? this.lambdaInvoker() : undefined) });
+  }
+
+  /** The hooks' invoker of this task (Lambda's Invoke API with the task role), closed with the server. */
+  private lambdaInvoker(): LambdaInvoker {
+    const region = this.env.AWS_REGION ?? this.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+    this.ownInvoker = new LambdaInvoker({ credentials: () => this.credentials()(), region, endpoint: lambdaEndpoint(region, this.env) });
+    return this.ownInvoker;
   }
 
   /** Number of open WebSockets on `/live`. */
@@ -244,6 +259,7 @@ export class RealtimeServer {
     await shutdown(this.server);
     await this.events?.close().catch((err: Error) => this.log.warn({ err: err.message }, 'occupancy: could not give the channels up; the sweep will'));
     this.ownQueue?.destroy();
+    this.ownInvoker?.destroy();
     this.ownBus?.destroy();
     if (this.ownsRedis) {
       this.redis.disconnect();

@@ -7,6 +7,7 @@ import { parseChannel, type ChannelGrant } from '../core/channels';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
 import { parseCursor } from '../core/events';
 import type { Identity } from '../core/identity';
+import type { HookInvoker } from '../core/hooks';
 import { publishAndFanout, type Fanout, type ResumeFanout } from '../core/publishing';
 import { spendTicket } from '../core/tickets';
 import { assertMaySubscribe } from '../core/ws-session';
@@ -35,6 +36,8 @@ export interface WsEdgeDeps {
   readonly fanout?: Fanout;
   /** Completes that delivery on an idempotent retry (`duplicate`). Defaults to none. */
   readonly resumeFanout?: ResumeFanout;
+  /** Where the namespaces' publish hooks are asked (core/hooks.ts, from core/publishing.ts). Defaults to none. */
+  readonly hooks?: HookInvoker;
 }
 
 /** Who a socket is and what its ticket grants, for its later frames. */
@@ -156,9 +159,9 @@ export class WsEdge {
   private async publish(peer: Peer, frame: Extract<ClientFrame, { action: 'publish' }>): Promise<void> {
     const own = typeof frame.channel === 'string' ? frame.channel : undefined;
     const holding = own !== undefined && peer.session.hold(own);
-    const { redis, config, fanout, resumeFanout } = this.deps;
+    const { redis, config, fanout, resumeFanout, hooks } = this.deps;
     try {
-      await publishAndFanout(frame, peer.identity, { redis, config: config.core, fanout, resumeFanout }, peer.grant, {
+      await publishAndFanout(frame, peer.identity, { redis, config: config.core, fanout, resumeFanout, hooks }, peer.grant, {
         acknowledge: async (r) => peer.transport.reply(frames.published(r.id, r.channel)),
       });
     } finally {

@@ -63,6 +63,8 @@ export interface ClientOptions {
   sseUrl?: string;
   wsUrl?: string;
   pollUrl?: string;
+  /** `GET /history` on the tasks. Default: `sseUrl` (the ticket's or this option) with `/events` replaced by `/history`. */
+  historyUrl?: string;
   fetch?: typeof fetch;
   WebSocket?: new (url: string) => WebSocketLike;
   /** A transport that does not open within this is given up for the next one. Default 4000. */
@@ -101,6 +103,29 @@ export interface SubscribeOptions<M extends EventMap> {
   onReset?(channel: string): void;
   /** Deliver events after this id (an id this app already has). */
   since?: string;
+}
+
+/** What {@link Client.history} reads: at most `limit` events (the server caps a page at REPLAY_MAX_EVENTS and REPLAY_MAX_BYTES). */
+export interface HistoryOptions {
+  /** Events after this id. Default: whatever the history holds. */
+  since?: string;
+  /** Newest first. Default false. */
+  reverse?: boolean;
+  /** Reverse only: events before this id (the previous page's `next`). */
+  before?: string;
+  limit?: number;
+}
+/** One page of a channel's history, as `GET /history` answers it. */
+export interface HistoryPage<E = Envelope> {
+  channel: string;
+  events: E[];
+  /** The history no longer reaches back to `since`: events after it were lost; reload the state without `since`. */
+  reset: boolean;
+  /** The page ended at its bound: ask again with `since: next` (or `before: next` in reverse). */
+  more: boolean;
+  next?: string;
+  /** The sequence when the page was read. */
+  position: string;
 }
 
 /** An error of the client: `code` is the server's error code (or `disconnected`, `closed`, `not_websocket`, `network`). */
@@ -191,7 +216,7 @@ export class Client<M extends EventMap = EventMap> {
   private told?: State;
   /** The transport of the open connection. */
   transport?: Transport;
-  private readonly o: Required<Omit<ClientOptions, 'sseUrl' | 'wsUrl' | 'pollUrl' | 'WebSocket' | 'storage' | 'events'>> & ClientOptions;
+  private readonly o: Required<Omit<ClientOptions, 'sseUrl' | 'wsUrl' | 'pollUrl' | 'historyUrl' | 'WebSocket' | 'storage' | 'events'>> & ClientOptions;
   private readonly subs = new Map<string, Sub>();
   private readonly listeners: { [k: string]: Set<(v: never) => void> } = { state: new Set(), error: new Set() };
   private readonly queue: Pending[] = [];
@@ -270,6 +295,23 @@ export class Client<M extends EventMap = EventMap> {
     if (this.closed) return Promise.reject(new RealtimeClientError('closed', 'The client is closed.'));
     if (!this.o.transports.includes('ws') || (this.state === 'open' && this.transport !== 'ws')) return Promise.reject(new RealtimeClientError('not_websocket', 'Publishing needs the WebSocket transport.'));
     return this.request({ action: 'publish', channel, type, data, idempotencyKey }, true) as Promise<{ id: string; channel: string }>;
+  }
+
+  /**
+   * One page of `channel`'s retained events (`GET /history` on the tasks, with a ticket for that channel): oldest first
+   * after `since`, or newest first with `reverse` (the next page: `before: page.next`). `reset` says the history no
+   * longer reaches back to `since`. On `onReset`, rebuild from `history(channel, { reverse: true, limit })` and merge by
+   * id with what arrives live (README, "Rebuilding a channel on reset").
+   */
+  async history(channel: string, opts: HistoryOptions = {}): Promise<HistoryPage<EventOf<M>>> {
+    const tk = await this.o.ticket({ transport: 'sse', channels: [channel] });
+    const url = this.o.historyUrl ?? (tk.sseUrl?.split('?')[0] ?? this.o.sseUrl)?.replace(/\/events$/, '/history');
+    if (!url) throw new RealtimeClientError('bad_request', 'Set historyUrl (or sseUrl) to read history.');
+    const p: Record<string, string | undefined> = { channel, since: opts.since, before: opts.before, limit: opts.limit?.toString(), reverse: opts.reverse ? 'true' : undefined, ticket: tk.ticket };
+    const qs = Object.entries(p).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${encodeURIComponent(v)}`]));
+    const r = await this.o.fetch(`${url}?${qs.join('&')}`, { cache: 'no-store' });
+    if (r.status !== 200) throw await httpError(r);
+    return r.json() as Promise<HistoryPage<EventOf<M>>>;
   }
 
   /** Ends the connection for good. */

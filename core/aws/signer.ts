@@ -185,14 +185,25 @@ export function signFormPost(host: string, body: string, region: string, service
   return signPost(host, { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' }, body, region, service, creds, now);
 }
 
-/** SigV4 of a POST to `/` with `headers` (lower-case names) signed beside host, x-amz-date and the session token. */
-function signPost(host: string, extra: Record<string, string>, body: string, region: string, service: string, creds: Credentials, now: Date): Record<string, string> {
+/**
+ * SigV4 headers of a POST of a JSON body to `path` (a REST-JSON API: Lambda's `Invoke` at
+ * `/2015-03-31/functions/{name}/invocations`). `path` is as sent, its segments already URI-encoded once; the canonical
+ * URI encodes each segment again, as SigV4 wants for every service but S3. Signs content-type, host, x-amz-date and,
+ * with a session token, x-amz-security-token.
+ */
+export function signRestJsonPost(host: string, path: string, body: string, region: string, service: string, creds: Credentials, now: Date): Record<string, string> {
+  return signPost(host, { 'content-type': 'application/json' }, body, region, service, creds, now, path);
+}
+
+/** SigV4 of a POST to `path` (default `/`) with `headers` (lower-case names) signed beside host, x-amz-date and the session token. */
+function signPost(host: string, extra: Record<string, string>, body: string, region: string, service: string, creds: Credentials, now: Date, path = '/'): Record<string, string> {
   const amzDate = now.toISOString().replace(/[:-]|\.\d{3}/g, '');
   const date = amzDate.slice(0, 8);
   const headers: Record<string, string> = { ...extra, host, 'x-amz-date': amzDate };
   if (creds.sessionToken) headers['x-amz-security-token'] = creds.sessionToken;
   const names = Object.keys(headers).sort();
-  const canonical = ['POST', '/', '', ...names.map((n) => `${n}:${headers[n]}`), '', names.join(';'), createHash('sha256').update(body).digest('hex')].join('\n');
+  const uri = path.split('/').map(encodeURIComponent).join('/');
+  const canonical = ['POST', uri, '', ...names.map((n) => `${n}:${headers[n]}`), '', names.join(';'), createHash('sha256').update(body).digest('hex')].join('\n');
   const scope = `${date}/${region}/${service}/aws4_request`;
   const toSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope}\n${createHash('sha256').update(canonical).digest('hex')}`;
   const key = hmac(hmac(hmac(hmac(`AWS4${creds.secretAccessKey}`, date), region), service), 'aws4_request');

@@ -1,6 +1,6 @@
 import type { ParsedChannel } from '../channels';
 import { LAST_ID_TAIL_SECONDS, type CoreConfig } from '../config';
-import { CLOCK_ALLOWANCE_US, IDEMPOTENCY_TTL_SECONDS, REPLAY_FRAME_BYTES, type Broker, type BrokerPageBudget, type BrokerPublish, type BrokerPublishOutcome, type BrokerReplayPage } from '../broker';
+import { CLOCK_ALLOWANCE_US, IDEMPOTENCY_TTL_SECONDS, REPLAY_FRAME_BYTES, type Broker, type BrokerPageBudget, type BrokerPublish, type BrokerPublishOutcome, type BrokerReplayOptions, type BrokerReplayPage } from '../broker';
 import { Script, type RedisLike } from './client';
 import { Keys } from './keys';
 
@@ -291,12 +291,21 @@ return all
  * (`entry bytes`), at least one entry; a channel is read again only once its chunk was taken. What
  * is read beyond the page is then at most one budget or one entry per channel, whichever is larger.
  *
+ * In reverse (the history API's `reverse`), each stream is read newest first, from below `before` (when given) down to
+ * the cursor, and the merge takes the highest id: the same coverage rule, budget and chunks, the other way. With
+ * `held` (the history API without `since`) a trimmed stream is read all the same: the reader asked for what is held.
+ *
  * KEYS: seq base, seq, lost ranges, history streams..., horizons..., gaps..., last ids...
- * ARGV: cursor, max events, max bytes, entry bytes (the largest envelope plus its frame)
+ * ARGV: cursor, max events, max bytes, entry bytes (the largest envelope plus its frame), reverse ('1' or ''),
+ *       before ('' for none: the newest), held ('1': read trimmed streams too)
  * Returns `invalid` (see CURSOR), or {all-reset, seq now, more, {reset per channel}, {envelope...}}
  */
 const REPLAY = new Script(`${CURSOR}
 local n = (#KEYS - 3) / 4
+local rev = ARGV[5] == '1'
+local held = ARGV[7] == '1'
+local upper = '+'
+if ARGV[6] ~= '' then upper = '(' .. ARGV[6] .. '-0' end
 local resets = {}
 local src = {}
 for i = 1, n do
@@ -304,7 +313,7 @@ for i = 1, n do
   local horizon = redis.call('GET', KEYS[3 + n + i])
   local reset = all
   local replay = true
-  if horizon and tonumber(horizon) > cursor then
+  if horizon and tonumber(horizon) > cursor and not held then
     reset = 1
     replay = false
   else
@@ -318,7 +327,7 @@ for i = 1, n do
     end
   end
   resets[i] = reset
-  if replay then src[#src + 1] = {key = stream, after = from, buf = {}, k = 1, done = false} end
+  if replay then src[#src + 1] = {key = stream, after = from, upper = upper, buf = {}, k = 1, done = false} end
 end
 local maxN, maxB, unit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local events, count, bytes, more = {}, 0, 0, 0
@@ -328,7 +337,11 @@ local function head(s)
     local chunk = math.floor((maxB - bytes) / (unit * #src))
     if chunk > maxN - count then chunk = maxN - count end
     if chunk < 1 then chunk = 1 end
-    s.buf = redis.call('XRANGE', s.key, '(' .. s.after .. '-0', '+', 'COUNT', chunk)
+    if rev then
+      s.buf = redis.call('XREVRANGE', s.key, s.upper, '(' .. s.after .. '-0', 'COUNT', chunk)
+    else
+      s.buf = redis.call('XRANGE', s.key, '(' .. s.after .. '-0', s.upper, 'COUNT', chunk)
+    end
     s.k = 1
     if #s.buf < chunk then s.done = true end
   end
@@ -340,7 +353,7 @@ while true do
     local e = head(s)
     if e then
       local id = tonumber(string.match(e[1], '^(%d+)'))
-      if not best or id < bestId then
+      if not best or (rev and id > bestId) or (not rev and id < bestId) then
         best = s
         bestId = id
       end
@@ -356,11 +369,13 @@ while true do
   count = count + 1
   bytes = bytes + size
   events[count] = e[2][2]
-  best.after = string.match(e[1], '^(%d+)')
+  if rev then best.upper = '(' .. e[1] else best.after = string.match(e[1], '^(%d+)') end
   best.k = best.k + 1
 end
 return {all, now, more, resets, events}
 `);
+
+const FORWARD: BrokerReplayOptions = { reverse: false };
 
 /** Every script of the broker, by name (for the cluster-slot audit in test/runtime/script-slots.test.ts). */
 export const BROKER_SCRIPTS = { PUBLISH, USER_RESERVE, USER_SETTLE, CLAIM_CURSOR, REPLAY } as const;
@@ -440,7 +455,7 @@ export class RedisBroker implements Broker {
     }
   }
 
-  async replay(channels: readonly ParsedChannel[], cursor: number, budget: BrokerPageBudget): Promise<BrokerReplayPage | 'invalid'> {
+  async replay(channels: readonly ParsedChannel[], cursor: number, budget: BrokerPageBudget, order: BrokerReplayOptions = FORWARD): Promise<BrokerReplayPage | 'invalid'> {
     const keys = this.keys;
     const res = (await REPLAY.run(
       this.redis,
@@ -453,7 +468,7 @@ export class RedisBroker implements Broker {
         ...channels.map((c) => keys.gap(c.channel)),
         ...channels.map((c) => keys.lastId(c.channel)),
       ],
-      [String(cursor), budget.maxEvents, budget.maxBytes, budget.entryBytes],
+      [String(cursor), budget.maxEvents, budget.maxBytes, budget.entryBytes, order.reverse ? '1' : '', order.before === undefined ? '' : String(order.before), order.held ? '1' : ''],
     )) as 'invalid' | [number, string, number, number[], string[]];
     if (res === 'invalid') return 'invalid';
     const [, now, more, flags, events] = res;

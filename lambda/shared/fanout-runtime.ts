@@ -66,6 +66,7 @@ export class FanoutRuntime extends LambdaRuntime {
       resumeFanout: delivery ? (channel, id) => resumeFanout(channel, id, delivery) : undefined,
       deferReplay: delivery?.queue ? (connectionId, channel, after, floor) => deferReplay(connectionId, channel, after, floor, delivery) : undefined,
       replayInlineMax: this.config.wsReplayInlineMax,
+      hooks: this.hooks,
     };
   }
 

@@ -4,6 +4,9 @@ import type { CoreConfig } from '../../core/config';
 import type { WorkQueue } from '../../core/fanout-queue';
 import { createRedis, waitReady } from '../../core/redis/client';
 import { secretPassword } from '../../core/aws/secrets';
+import { LambdaInvoker, lambdaEndpoint } from '../../core/aws/lambda-invoke';
+import { runtimeCredentials } from '../../core/aws/signer';
+import { hasHooks, type HookInvoker } from '../../core/hooks';
 import { lambdaConfigFromEnv, type LambdaConfig } from './config';
 
 /** The started clients of a runtime. */
@@ -27,6 +30,11 @@ export interface LambdaRuntimeOptions {
    * `AWS_REGION` and endpoint overrides (`AWS_ENDPOINT_URL_SECRETS_MANAGER`). Defaults to `process.env`.
    */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Where the namespaces' hooks are asked. Defaults to Lambda's Invoke API (signed with the function's role, in
+   * `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA` to override) when a namespace has hooks, else none.
+   */
+  readonly hooks?: HookInvoker;
 }
 
 /**
@@ -49,6 +57,7 @@ export class LambdaRuntime {
   protected started?: Runtime;
   protected readonly env: NodeJS.ProcessEnv;
   protected queue?: WorkQueue & { destroy?(): void };
+  private invoker?: HookInvoker;
 
   constructor(
     readonly config: LambdaConfig,
@@ -56,6 +65,7 @@ export class LambdaRuntime {
   ) {
     this.name = options.name ?? 'lambda-local';
     this.queue = options.queue;
+    this.invoker = options.hooks;
     this.env = options.env ?? process.env;
     this.logger = options.logger ?? new Logger({ serviceName: 'realtime', ...(config.logLevel ? { logLevel: config.logLevel } : {}) });
   }
@@ -66,6 +76,15 @@ export class LambdaRuntime {
    */
   static fromEnv<R extends LambdaRuntime>(this: RuntimeClass<R>, env: NodeJS.ProcessEnv = process.env): R {
     return runtimeFromEnv(this, env);
+  }
+
+  /** The hooks' invoker (core/hooks.ts), built on first use; none when no namespace has a hook. */
+  get hooks(): HookInvoker | undefined {
+    if (!this.invoker && hasHooks(this.config.core.namespaces)) {
+      const region = this.env.AWS_REGION ?? this.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+      this.invoker = new LambdaInvoker({ credentials: runtimeCredentials(this.env), region, endpoint: lambdaEndpoint(region, this.env) });
+    }
+    return this.invoker;
   }
 
   /** The core configuration. */

@@ -1,6 +1,6 @@
 /**
  * `@realtime-blueprint/server`: the backend SDK of the Realtime Blueprint. Publishes events, mints tickets for
- * users and revokes them over the stack's IAM routes, SigV4-signed with the AWS SDK's credential chain; retries
+ * users, revokes them and reads history over the stack's IAM routes, SigV4-signed with the AWS SDK's credential chain; retries
  * 429 and 5xx gateway answers (honouring `Retry-After`) under one idempotency key per publish; one error class.
  * Node >= 20.
  */
@@ -42,8 +42,21 @@ export interface RetryInfo {
   readonly idempotencyKey?: string;
 }
 
+/** One page of `GET /history`: envelopes `{channel,id,type,data,ts}`, oldest first (newest first in reverse). */
+export interface HistoryAnswer {
+  readonly channel: string;
+  readonly events: { channel: string; id: string; type: string; data: unknown; ts: number }[];
+  /** The history no longer reaches back to `since`: events after it were lost. */
+  readonly reset: boolean;
+  /** The page ended at its bound: ask again with `since: next` (or `before: next` in reverse). */
+  readonly more: boolean;
+  readonly next?: string;
+  /** The sequence when the page was read. */
+  readonly position: string;
+}
+
 export interface ServerClientOptions {
-  /** The stack's `PublishUrl` output (`https://…/publish`); `POST /revoke` is its sibling on the same API. */
+  /** The stack's `PublishUrl` output (`https://…/publish`); `POST /revoke` and `GET /history` are its siblings on the same API. */
   readonly publishUrl: string;
   /**
    * Where backends mint tickets: the `TicketUrl` output's `/backend/tickets` when the ticket API uses JWT (the
@@ -142,16 +155,29 @@ export class ServerClient<S extends ChannelSchema = ChannelSchema> {
     return this.call(new URL('revoke', this.o.publishUrl).toString(), { sub });
   }
 
-  // history(channel, { since }): reading a channel's retained events comes with issue 25 (a history API on the stack).
+  /**
+   * One page of a channel's retained events (`GET /history`, a sibling of `POST /publish`): oldest first after
+   * `since`, or newest first with `reverse` (next page: `before: page.next`); at most `limit` events, and the stack's
+   * page bounds (REPLAY_MAX_EVENTS, REPLAY_MAX_BYTES). `reset` says the history no longer reaches back to `since`.
+   */
+  async history<C extends ChannelOf<S>>(channel: C, opts: { since?: string; before?: string; limit?: number; reverse?: boolean } = {}): Promise<HistoryAnswer> {
+    const url = new URL('history', this.o.publishUrl);
+    url.searchParams.set('channel', channel);
+    if (opts.since !== undefined) url.searchParams.set('since', opts.since);
+    if (opts.before !== undefined) url.searchParams.set('before', opts.before);
+    if (opts.limit !== undefined) url.searchParams.set('limit', String(opts.limit));
+    if (opts.reverse) url.searchParams.set('reverse', 'true');
+    return this.call<HistoryAnswer>(url.toString(), undefined, undefined, 'GET');
+  }
 
-  /** POSTs JSON, signed afresh on every attempt; retries what may succeed later. */
-  private async call<T>(url: string, body: unknown, idempotencyKey?: string): Promise<T> {
+  /** Sends JSON (POST) or reads (GET), signed afresh on every attempt; retries what may succeed later. */
+  private async call<T>(url: string, body: unknown, idempotencyKey?: string, method: 'POST' | 'GET' = 'POST'): Promise<T> {
     const target = new URL(url);
-    const payload = JSON.stringify(body);
+    const payload = method === 'GET' ? '' : JSON.stringify(body);
     const region = this.o.region ?? regionOfHost(target.hostname) ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
     if (!region) throw new RealtimeServerError('bad_config', `Cannot tell the region of ${target.host} for SigV4: pass region (or set AWS_REGION).`, 0);
     for (let attempt = 1; ; attempt++) {
-      const outcome = await this.attempt<T>(target, payload, region, attempt, idempotencyKey);
+      const outcome = await this.attempt<T>(target, method, payload, region, attempt, idempotencyKey);
       if (!(outcome instanceof RealtimeServerError)) return outcome.value;
       const error = outcome;
       const retryable = RETRY_STATUS.has(error.status) || error.code === 'network' || error.code === 'timeout';
@@ -162,17 +188,17 @@ export class ServerClient<S extends ChannelSchema = ChannelSchema> {
     }
   }
 
-  private async attempt<T>(url: URL, payload: string, region: string, attempt: number, idempotencyKey?: string): Promise<{ value: T } | RealtimeServerError> {
+  private async attempt<T>(url: URL, method: 'POST' | 'GET', payload: string, region: string, attempt: number, idempotencyKey?: string): Promise<{ value: T } | RealtimeServerError> {
     const fail = (code: string, message: string, status: number, retryAfter?: number) => new RealtimeServerError(code, message, status, retryAfter, attempt, idempotencyKey);
     let headers: Record<string, string>;
     try {
-      headers = await signRequest(jsonRequest('POST', url, payload), region, this.credentials);
+      headers = await signRequest(jsonRequest(method, url, payload), region, this.credentials);
     } catch (err) {
       throw fail('credentials', `No AWS credentials to sign with (${err instanceof Error ? err.message : String(err)}): configure the AWS SDK's credential chain (AWS_PROFILE, a role, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).`, 0);
     }
     let res: Response;
     try {
-      res = await (this.o.fetch ?? fetch)(url, { method: 'POST', headers, body: payload, signal: AbortSignal.timeout(this.o.timeoutMs) });
+      res = await (this.o.fetch ?? fetch)(url, { method, headers, body: method === 'GET' ? undefined : payload, signal: AbortSignal.timeout(this.o.timeoutMs) });
     } catch (err) {
       // A DOMException (AbortSignal.timeout), which need not be an `Error` of this realm.
       const name = (err as { name?: string } | undefined)?.name;

@@ -48,7 +48,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
     expect(has(/UnHealthyHostCount/)).toBe(1);
     expect(has(/"MetricName":"HealthyHostCount"/)).toBe(1);
     expect(has(/ActiveConnectionCount/)).toBe(1);
-    expect(has(/"MetricName":"Errors"/)).toBe(9);
+    expect(has(/"MetricName":"Errors"/)).toBe(10);
     // The fan-out's dead letters (received by their consumer) and waiting work items.
     expect(has(/NumberOfMessagesReceived/)).toBe(1);
     expect(has(/ApproximateAgeOfOldestMessage/)).toBe(1);

@@ -72,11 +72,11 @@ describe('npm pack', () => {
 describe('examples/basic synthesised from the packed package', () => {
   test('functions: every one deploys a prebuilt bundle (index.handler from an asset of dist/lambda/NAME), none bundled at synth', () => {
     const fns = ofType('AWS::Lambda::Function').filter((f) => (f.Properties.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables?.NODE_OPTIONS);
-    // webSocket.mode tasks (the default): ticket issuer, publisher, revoker; the WebSocket Lambdas exist with apigateway or both.
-    expect(fns).toHaveLength(3);
+    // webSocket.mode tasks (the default): ticket issuer, publisher, revoker, history reader; the WebSocket Lambdas exist with apigateway or both.
+    expect(fns).toHaveLength(4);
     for (const fn of fns) expect([fn.Properties.Handler, fn.Properties.Runtime, fn.Properties.Architectures]).toEqual(['index.handler', 'nodejs24.x', ['arm64']]);
     const bundles = Object.values(assets.files).map((a) => path.join(appDir, 'cdk.out', a.source.path)).filter((p) => fs.existsSync(path.join(p, 'index.js')));
-    expect(bundles).toHaveLength(3);
+    expect(bundles).toHaveLength(4);
     for (const dir of bundles) expect(fs.readdirSync(dir).sort()).toEqual(['index.js', 'index.js.map']);
   });
 

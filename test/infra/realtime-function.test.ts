@@ -15,9 +15,9 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
   let template: Template;
   useStageTemplate('dev', (s, t) => ((stack = s), (template = t)), WITH_API_GATEWAY_WEBSOCKETS);
 
-  test('Lambdas: nine (with the fan-out worker and its dead-letter consumer), all Node.js 24 on ARM64, bundled with source maps enabled, traced, in the VPC', () => {
+  test('Lambdas: ten (with the history reader, the fan-out worker and its dead-letter consumer), all Node.js 24 on ARM64, bundled with source maps enabled, traced, in the VPC', () => {
     const fns = Object.values(blueprintFunctions(template));
-    expect(fns).toHaveLength(9);
+    expect(fns).toHaveLength(10);
     for (const fn of fns) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs24.x',

@@ -18,6 +18,7 @@ function functionsOf(stack: RealtimeStack, template: Template): Resources {
     stack.ticketApi.handler,
     stack.publishApi.handler,
     stack.publishApi.revokeHandler,
+    stack.publishApi.historyHandler,
     ...(stack.webSocket ? [stack.webSocket.authorizerFunction, stack.webSocket.connectFunction, stack.webSocket.disconnectFunction, stack.webSocket.messageFunction] : []),
     ...(stack.webSocketFanout ? [stack.webSocketFanout.worker, stack.webSocketFanout.deadLetterConsumer] : []),
   ].map((f) => logicalIdOf(f.function));
@@ -51,11 +52,11 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
     }
   });
 
-  test('TRUSTED_PRINCIPALS: on the ticket issuer, publish and revoke functions only; dev trusts no IAM caller (explicit [] in cdk.json)', () => {
+  test('TRUSTED_PRINCIPALS: on the ticket issuer, publish, revoke and history functions only; dev trusts no IAM caller (explicit [] in cdk.json)', () => {
     const withVar = Object.entries(functionsOf(stack, template))
       .filter(([, fn]) => 'TRUSTED_PRINCIPALS' in (fn.Properties.Environment as { Variables: object }).Variables)
       .map(([id, fn]) => [id, (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables.TRUSTED_PRINCIPALS]);
-    const expected = [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler].map((f) => [logicalIdOf(f.function), '']);
+    const expected = [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler, stack.publishApi.historyHandler].map((f) => [logicalIdOf(f.function), '']);
     expect(withVar.sort()).toEqual(expected.sort());
   });
 

@@ -53,7 +53,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
     const redisSg = stack.resolve(stack.redis.securityGroup.securityGroupId);
     const allowed = [
       stack.resolve(stack.sse.service.connections.securityGroups[0].securityGroupId),
-      ...[...stack.webSocket!.functions, stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler, stack.webSocketFanout!.worker, stack.webSocketFanout!.deadLetterConsumer].map((f) => stack.resolve(f.connections.securityGroups[0].securityGroupId)),
+      ...[...stack.webSocket!.functions, stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler, stack.publishApi.historyHandler, stack.webSocketFanout!.worker, stack.webSocketFanout!.deadLetterConsumer].map((f) => stack.resolve(f.connections.securityGroups[0].securityGroupId)),
     ];
     const ingress = Object.values(template.findResources('AWS::EC2::SecurityGroupIngress', { Properties: { GroupId: redisSg } })) as Resources[string][];
     expect(ingress.map((r) => r.Properties.SourceSecurityGroupId)).toEqual(expect.arrayContaining(allowed));
