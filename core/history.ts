@@ -1,5 +1,5 @@
 import { maySubscribe, parseChannel, type ChannelGrant, type ParsedChannel } from './channels';
-import { DEFAULT_REPLAY_MAX_BYTES } from './config';
+import { CORE_SETTINGS } from '../contract/settings';
 import { RealtimeError } from './errors';
 import { brokerOf, cursorCannotBeReal, envelopeSeq, impossibleCursor, parseCursor, type EventDeps } from './events';
 import type { Identity } from './identity';
@@ -89,7 +89,7 @@ export function assertMayReadHistory(identity: Identity, ch: ParsedChannel, gran
  * the replay's frame), through the broker's replay.
  */
 export async function readHistory(q: HistoryQuery, deps: EventDeps): Promise<HistoryPage> {
-  const maxBytes = Math.max(1, deps.config.replayMaxBytes ?? DEFAULT_REPLAY_MAX_BYTES);
+  const maxBytes = Math.max(1, deps.config.replayMaxBytes ?? CORE_SETTINGS.replayMaxBytes.default);
   const page = await brokerOf(deps).replay([q.channel], q.since ?? 0, { maxEvents: q.limit, maxBytes, entryBytes: deps.config.maxPayloadBytes + REPLAY_FRAME_BYTES }, {
     reverse: q.reverse,
     before: q.before,
