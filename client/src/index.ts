@@ -103,6 +103,41 @@ export interface SubscribeOptions<M extends EventMap> {
   since?: string;
 }
 
+/** Upper bounds in ms of the latency histogram's buckets ({@link ChannelStats.latency}); a latency above the last counts in the last. */
+export const LATENCY_BUCKETS = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000];
+
+/**
+ * What one channel's deliveries looked like since it was first subscribed on this client (see
+ * {@link Client.stats}). Counts only grow; a reporter sends differences.
+ */
+export interface ChannelStats {
+  /** Events delivered to `onEvent`. */
+  received: number;
+  /** Events at or below the channel's position (a duplicate, or one that came out of order): dropped, not delivered. */
+  duplicates: number;
+  /** `reset` signals: history could not cover the channel's cursor, so events between were lost to this client. */
+  resets: number;
+  /** Connections that opened carrying this channel after its first one. */
+  reconnects: number;
+  /** Of those, the ones on another transport than the connection before. */
+  switches: number;
+  /** The transport of the last connection that opened, if any did. */
+  transport?: Transport;
+  /** Publish → receive latency (this clock at delivery − the envelope's `ts`; below 0 counts as 0): counts per bucket of {@link LATENCY_BUCKETS}. */
+  latency: number[];
+  /** Median and 99th percentile of `latency`, as the upper bound of their bucket in ms (undefined before the first event). */
+  p50?: number;
+  p99?: number;
+}
+
+/** The upper bound of the bucket holding quantile `q` of histogram `h`. */
+export function quantile(h: number[], q: number): number | undefined {
+  const n = h.reduce((a, b) => a + b, 0);
+  let c = 0;
+  for (let i = 0; i < h.length; i++) if (n && (c += h[i]) >= q * n) return LATENCY_BUCKETS[i];
+  return undefined;
+}
+
 /** An error of the client: `code` is the server's error code (or `disconnected`, `closed`, `not_websocket`, `network`). */
 export class RealtimeClientError extends Error {
   constructor(
@@ -193,6 +228,8 @@ export class Client<M extends EventMap = EventMap> {
   transport?: Transport;
   private readonly o: Required<Omit<ClientOptions, 'sseUrl' | 'wsUrl' | 'pollUrl' | 'WebSocket' | 'storage' | 'events'>> & ClientOptions;
   private readonly subs = new Map<string, Sub>();
+  /** Delivery counts per channel, kept after an unsubscribe. */
+  private readonly st = new Map<string, ChannelStats>();
   private readonly listeners: { [k: string]: Set<(v: never) => void> } = { state: new Set(), error: new Set() };
   private readonly queue: Pending[] = [];
   private inflight?: Pending;
@@ -272,6 +309,19 @@ export class Client<M extends EventMap = EventMap> {
     return this.request({ action: 'publish', channel, type, data, idempotencyKey }, true) as Promise<{ id: string; channel: string }>;
   }
 
+  /** Delivery counts of every channel subscribed since the client was created (copies). */
+  stats(): Record<string, ChannelStats> {
+    const r: Record<string, ChannelStats> = {};
+    for (const [c, x] of this.st) r[c] = { ...x, latency: [...x.latency], p50: quantile(x.latency, 0.5), p99: quantile(x.latency, 0.99) };
+    return r;
+  }
+
+  private stat(channel: string): ChannelStats {
+    let x = this.st.get(channel);
+    if (!x) this.st.set(channel, (x = { received: 0, duplicates: 0, resets: 0, reconnects: 0, switches: 0, latency: LATENCY_BUCKETS.map(() => 0) }));
+    return x;
+  }
+
   /** Ends the connection for good. */
   close(): void {
     if (this.closed) return;
@@ -338,8 +388,16 @@ export class Client<M extends EventMap = EventMap> {
   private deliver(e: Envelope): void {
     const s = this.subs.get(e.channel);
     if (!s) return;
+    const x = this.stat(e.channel);
     if (s.held) s.held.push(e);
-    else if (s.cursor === undefined || cmp(e.id, s.cursor) > 0) {
+    else if (s.cursor !== undefined && cmp(e.id, s.cursor) <= 0) x.duplicates++;
+    else {
+      x.received++;
+      const ms = this.o.timers.now() - Number(e.ts);
+      let i = 0;
+      while (i < LATENCY_BUCKETS.length - 1 && ms > LATENCY_BUCKETS[i]) i++;
+      // A `ts` that is not a number of milliseconds counts nowhere.
+      if (ms === ms) x.latency[i]++;
       s.cursor = e.id;
       this.pos = maxId(this.pos, e.id);
       s.h.onEvent(e);
@@ -356,7 +414,10 @@ export class Client<M extends EventMap = EventMap> {
   }
 
   private reset(channel: string): void {
-    this.subs.get(channel)?.h.onReset?.(channel);
+    const s = this.subs.get(channel);
+    if (!s) return;
+    this.stat(channel).resets++;
+    s.h.onReset?.(channel);
   }
 
   /** Keeps the `set-cookie`s of an answer where they are readable (Node's fetch); `Max-Age=0` removes. */
@@ -493,6 +554,12 @@ export class Client<M extends EventMap = EventMap> {
     const open = () => {
       opened = T.now();
       this.transport = kind;
+      for (const c of channels) {
+        const x = this.stat(c);
+        if (x.transport) x.reconnects++;
+        if (x.transport && x.transport !== kind) x.switches++;
+        x.transport = kind;
+      }
       this.remember(kind);
       this.setState('open');
       // Publishes waited for a connection; only a WebSocket can carry them.
