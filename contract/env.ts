@@ -85,6 +85,9 @@ export const SERVICE_ENV = {
   wsFanoutShards: LAMBDA_ENV.wsFanoutShards,
   metricsIntervalMs: 'METRICS_INTERVAL_MS',
   metricsNamespace: 'METRICS_NAMESPACE',
+  /** `POST /client-metrics`: reports per minute per user or client IP (0 turns the route off), and the body's bytes. */
+  clientMetricsPerMinute: 'CLIENT_METRICS_PER_MINUTE',
+  clientMetricsMaxBytes: 'CLIENT_METRICS_MAX_BYTES',
 } as const;
 
 export type CoreEnvName = (typeof CORE_ENV)[keyof typeof CORE_ENV];

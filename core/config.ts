@@ -34,6 +34,11 @@ export const NamespacePolicySchema = z.strictObject({
    * whole history this long after the channel's last event. Defaults to 86400.
    */
   historyTtlSeconds: z._default(z.number().check(z.int(), z.minimum(1), z.maximum(30 * 86400)), 86400),
+  /**
+   * Who may post the client SDK's delivery stats of this namespace to `POST /client-metrics`: `anonymous` anyone,
+   * `authenticated` a ticket holder granted a channel of it, `off` nobody. Unset: `authenticated`.
+   */
+  clientMetrics: z.optional(z.enum(['off', 'authenticated', 'anonymous'])),
 });
 
 export type NamespacePolicy = z.infer<typeof NamespacePolicySchema>;

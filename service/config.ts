@@ -55,6 +55,8 @@ const ServiceEnvSchema = z.object({
   [SERVICE_ENV.maxChannelsPerTask]: z.coerce.number().int().min(1).max(10_000_000).default(50_000),
   [SERVICE_ENV.catchupConcurrency]: z.coerce.number().int().min(1).max(1024).default(16),
   [SERVICE_ENV.maxHeldEvents]: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  [SERVICE_ENV.clientMetricsPerMinute]: z.coerce.number().int().min(0).max(600).default(6),
+  [SERVICE_ENV.clientMetricsMaxBytes]: z.coerce.number().int().min(512).max(65_536).default(8192),
 });
 
 export interface ServiceConfig {
@@ -177,6 +179,10 @@ export interface ServiceConfig {
   readonly catchupConcurrency: number;
   /** Live events a stream may hold while its replay runs; past it the stream is closed with `retry:` and resumes by id. Defaults to 1000. */
   readonly maxHeldEvents: number;
+  /** `POST /client-metrics`: reports per minute per user (with a ticket) or client IP (anonymous); 0 turns the route off (404). Defaults to 6. */
+  readonly clientMetricsPerMinute: number;
+  /** `POST /client-metrics`: largest body in bytes (413 past it). Defaults to 8192. */
+  readonly clientMetricsMaxBytes: number;
   /** Interval of the embedded-metric-format lines in milliseconds; 0 disables. Defaults to 60000. */
   readonly metricsIntervalMs: number;
   readonly metricsNamespace: string;
@@ -231,5 +237,7 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     maxChannelsPerTask: e[SERVICE_ENV.maxChannelsPerTask],
     catchupConcurrency: e[SERVICE_ENV.catchupConcurrency],
     maxHeldEvents: e[SERVICE_ENV.maxHeldEvents],
+    clientMetricsPerMinute: e[SERVICE_ENV.clientMetricsPerMinute],
+    clientMetricsMaxBytes: e[SERVICE_ENV.clientMetricsMaxBytes],
   };
 }

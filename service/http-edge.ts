@@ -8,6 +8,7 @@ import { retryAfterMs, type Admission, type RequestContext } from './admission';
 import type { ServiceConfig } from './config';
 import type { Cors } from './cors';
 import type { FlushWindow } from './flush-window';
+import type { ClientMetricsEndpoint } from './client-metrics';
 import { Health, type HealthState } from './health';
 import { PollTransport } from './poll-transport';
 import type { SessionEngine } from './session-engine';
@@ -32,6 +33,8 @@ export interface HttpEdgeDeps {
   readonly log: Logger;
   /** Spends tickets presented to refused requests. */
   readonly redis: RedisLike;
+  /** `POST /client-metrics`. */
+  readonly clientMetrics: ClientMetricsEndpoint;
 }
 
 /**
@@ -78,7 +81,8 @@ export class HttpEdge {
     const handle = async () => {
       if (req.method === 'OPTIONS') return this.deps.cors.preflight(req, res);
       if (url.pathname === '/healthz') return this.health.answer(req, res, url);
-      if (url.pathname !== '/events' && url.pathname !== '/poll') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll or /healthz.`);
+      if (url.pathname === '/client-metrics') return this.clientMetrics(req, res, url);
+      if (url.pathname !== '/events' && url.pathname !== '/poll') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll, /client-metrics or /healthz.`);
       if (req.method !== 'GET') throw new RealtimeError('method_not_allowed', `${url.pathname} accepts GET only.`);
       if (url.pathname === '/events') return this.events(req, res, url, ctx);
       return this.poll(req, res, url, ctx);
@@ -130,6 +134,15 @@ export class HttpEdge {
     } finally {
       engine.release(session);
     }
+  }
+
+  /** `POST /client-metrics`: a client's delivery stats (service/client-metrics.ts); 204 when taken. */
+  private async clientMetrics(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    if (req.method !== 'POST') throw new RealtimeError('method_not_allowed', '/client-metrics accepts POST only.');
+    this.deps.cors.check(req);
+    await this.deps.clientMetrics.handle(req, url);
+    res.writeHead(204, { ...this.deps.cors.headers(req), 'cache-control': 'no-store' });
+    res.end();
   }
 
   private streamHeaders(req: IncomingMessage): Record<string, string> {

@@ -93,6 +93,15 @@ export interface ClientOptions {
   events?: { addEventListener(t: string, f: () => void): void; removeEventListener(t: string, f: () => void): void } | null;
   timers?: Timers;
   random?: () => number;
+  /**
+   * Off unless set: every `intervalMs` (default 60000) the client posts what {@link Client.stats} counted since its
+   * last report, summed per channel namespace, to `url` (the stack's ClientMetricsUrl, `POST /client-metrics` on
+   * the tasks): `{"transport","namespaces":{"<ns>":{received,duplicates,resets,reconnects,switches,latency}}}`.
+   * No channel names, ids, user or event data. Unless `anonymous` (the namespaces allow anonymous reports), each
+   * report spends a ticket for the subscribed channels, passed as `?ticket=`. A report refused with 400/401/403/404
+   * ends reporting; one that fails otherwise is added to the next.
+   */
+  report?: { url: string; intervalMs?: number; anonymous?: boolean };
 }
 
 export interface SubscribeOptions<M extends EventMap> {
@@ -243,6 +252,9 @@ export class Client<M extends EventMap = EventMap> {
   private readonly jar = new Map<string, string>();
   /** Long poll: cookies do not come back (blocked), so every poll takes a new ticket. */
   private perPoll = false;
+  /** What the last report that was taken counted, per channel. */
+  private sent = new Map<string, ChannelStats>();
+  private reportTimer?: unknown;
   private readonly onWake = () => this.check(false);
   private readonly onOnline = () => this.check(true);
 
@@ -274,6 +286,38 @@ export class Client<M extends EventMap = EventMap> {
     if (this.o.events === undefined) this.o.events = typeof g?.addEventListener === 'function' ? g : null;
     this.o.events?.addEventListener('visibilitychange', this.onWake);
     this.o.events?.addEventListener('online', this.onOnline);
+    if (this.o.report) this.scheduleReport();
+  }
+
+  private scheduleReport(): void {
+    this.reportTimer = this.o.timers.set(() => void this.sendReport().then((go) => go && !this.closed && this.scheduleReport()), this.o.report!.intervalMs ?? 60000);
+  }
+
+  /** Posts the stats since the last report; false when the server refused reports for good. */
+  private async sendReport(): Promise<boolean> {
+    const now = this.stats();
+    const t = this.transport ?? Object.values(now).find((x) => x.transport)?.transport;
+    const ns: Record<string, Omit<ChannelStats, 'transport' | 'p50' | 'p99'>> = {};
+    for (const [c, x] of Object.entries(now)) {
+      const p = this.sent.get(c);
+      const n = c.slice(0, c.indexOf(':'));
+      const d = (ns[n] ??= { received: 0, duplicates: 0, resets: 0, reconnects: 0, switches: 0, latency: LATENCY_BUCKETS.map(() => 0) });
+      for (const k of ['received', 'duplicates', 'resets', 'reconnects', 'switches'] as const) d[k] += x[k] - (p?.[k] ?? 0);
+      x.latency.forEach((v, i) => (d.latency[i] += v - (p?.latency[i] ?? 0)));
+    }
+    // Only namespaces with something new are named.
+    for (const n in ns) if (!(ns[n].received + ns[n].duplicates + ns[n].resets + ns[n].reconnects + ns[n].switches)) delete ns[n];
+    if (!Object.keys(ns).length || !t) return true;
+    const r = this.o.report!;
+    try {
+      let url = r.url;
+      if (!r.anonymous) url += '?ticket=' + encodeURIComponent((await this.o.ticket({ transport: 'sse', channels: [...this.subs.keys()] })).ticket);
+      const res = await this.o.fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ transport: t, namespaces: ns }), keepalive: true });
+      if (res.status < 300) this.sent = new Map(Object.entries(now));
+      return ![400, 401, 403, 404].includes(res.status);
+    } catch {
+      return true;
+    }
   }
 
   /** Listens to `state` changes or `error`s; returns the function that stops listening. */
@@ -326,6 +370,7 @@ export class Client<M extends EventMap = EventMap> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.o.timers.clear(this.reportTimer);
     this.o.events?.removeEventListener('visibilitychange', this.onWake);
     this.o.events?.removeEventListener('online', this.onOnline);
     this.conn?.stop();
