@@ -90,8 +90,23 @@ export const SERVICE_ENV = {
   clientMetricsMaxBytes: 'CLIENT_METRICS_MAX_BYTES',
 } as const;
 
+/** Read by the canary Lambda (lambda/canary.ts). */
+export const CANARY_ENV = {
+  /** The stack outputs it probes, as JSON: `{"TicketUrl","SseUrl","PollUrl","PublishUrl","LiveUrl"?,"WebSocketUrl"?}`. */
+  endpoints: 'CANARY_ENDPOINTS',
+  /** Where it mints tickets as a trusted backend (`/tickets` with IAM auth, `/backend/tickets` with JWT auth). */
+  ticketUrl: 'CANARY_TICKET_URL',
+  /** The `sub` its tickets name. */
+  sub: 'CANARY_SUB',
+  namespace: 'CANARY_NAMESPACE',
+  burst: 'CANARY_BURST',
+  timeoutMs: 'CANARY_TIMEOUT_MS',
+  metricsNamespace: SERVICE_ENV.metricsNamespace,
+} as const;
+
 export type CoreEnvName = (typeof CORE_ENV)[keyof typeof CORE_ENV];
 export type LambdaEnvName = (typeof LAMBDA_ENV)[keyof typeof LAMBDA_ENV];
 export type ServiceEnvName = (typeof SERVICE_ENV)[keyof typeof SERVICE_ENV];
+export type CanaryEnvName = (typeof CANARY_ENV)[keyof typeof CANARY_ENV];
 /** Every variable the runtime reads. */
-export type RuntimeEnvName = CoreEnvName | LambdaEnvName | ServiceEnvName;
+export type RuntimeEnvName = CoreEnvName | LambdaEnvName | ServiceEnvName | CanaryEnvName;
