@@ -37,6 +37,7 @@ interface RawStage {
   namespaces?: StageSettings['namespaces'];
   limits?: StageSettings['limits'];
   maxPayloadBytes?: number;
+  canary?: { enabled?: boolean };
 }
 
 /** Reads a stage from cdk.json (`root` is the repository). */
@@ -66,5 +67,7 @@ export function loadStage(name: string, root = join(__dirname, '..')): StageSett
     namespaces: s.namespaces,
     limits: s.limits,
     maxPayloadBytes: s.maxPayloadBytes,
+    // The canary's loss and latency alarms (lib/canary.ts).
+    alarms: d.alarms + ((s.canary?.enabled ?? DEFAULTS.canary.enabled) ? 2 : 0),
   };
 }

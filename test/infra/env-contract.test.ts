@@ -6,12 +6,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import ts from 'typescript';
-import { CORE_ENV, LAMBDA_ENV, SERVICE_ENV } from '../../contract/env';
+import { CANARY_ENV, CORE_ENV, LAMBDA_ENV, SERVICE_ENV } from '../../contract/env';
 import { PLATFORM_ENV } from '../../lib/realtime-function';
 import { REPO_ROOT } from './support';
 
 const LIB = path.join(REPO_ROOT, 'lib');
-const NAMES = [...Object.values(CORE_ENV), ...Object.values(LAMBDA_ENV), ...Object.values(SERVICE_ENV), ...Object.values(PLATFORM_ENV)];
+const NAMES = [...new Set([...Object.values(CORE_ENV), ...Object.values(LAMBDA_ENV), ...Object.values(SERVICE_ENV), ...Object.values(CANARY_ENV), ...Object.values(PLATFORM_ENV)])];
 
 /**
  * The text of every string literal, template literal part and object literal key of a source file: where a variable
