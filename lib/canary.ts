@@ -6,6 +6,7 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import { Construct } from 'constructs';
+import type { CanaryEndpoints } from '../contract/canary';
 import { CANARY_ENV } from '../contract/env';
 import { acknowledgeWildcardResource } from './acknowledge';
 import { DEFAULTS } from './defaults';
@@ -13,16 +14,6 @@ import { checkRange, invalid } from './errors';
 import type { PublishApi } from './publish-api';
 import { LAMBDA_DIR, RealtimeFunction, type RuntimeLogLevel } from './realtime-function';
 import type { TicketApi } from './ticket-api';
-
-/** The endpoints the canary probes (the stack outputs of the same names). */
-export interface CanaryEndpoints {
-  readonly TicketUrl: string;
-  readonly SseUrl: string;
-  readonly PollUrl: string;
-  readonly PublishUrl: string;
-  readonly LiveUrl?: string;
-  readonly WebSocketUrl?: string;
-}
 
 /** Properties of a {@link RealtimeCanary}. */
 export interface RealtimeCanaryProps {

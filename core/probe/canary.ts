@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import type { CanaryEndpoints } from '../../contract/canary';
+
+export type { CanaryEndpoints };
 import { postPublish, postTicket, request, SseReader, WsClient, type ProbeAuth, type ProbeSigner } from './clients';
 
 /**
@@ -10,17 +13,6 @@ import { postPublish, postTicket, request, SseReader, WsClient, type ProbeAuth, 
  */
 
 export type CanaryTransport = 'sse' | 'live' | 'apigateway' | 'poll';
-
-export interface CanaryEndpoints {
-  readonly TicketUrl: string;
-  readonly SseUrl: string;
-  readonly PollUrl: string;
-  readonly PublishUrl: string;
-  /** The tasks' WebSocket endpoint (`webSocket.mode` tasks or both). */
-  readonly LiveUrl?: string;
-  /** The API Gateway WebSocket endpoint (`webSocket.mode` apigateway or both). */
-  readonly WebSocketUrl?: string;
-}
 
 export interface CanaryOptions {
   readonly endpoints: CanaryEndpoints;
