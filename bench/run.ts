@@ -24,6 +24,7 @@
  *          `git archive COMMIT core service contract` in a temporary directory, run in the same
  *          alternation as `ours` (which is still chosen by --service): a same-run before/after
  *          comparison, e.g. `--service worktree --servers ours,ours@main`.
+ *          `ours-ws@COMMIT` likewise for `/live` (with --ws).
  *
  * SSE fan-out benchmark, our service against two peers in the same run:
  * - ours:  the SSE service bundle (dist/service/main.js by default), every feature on: a ticket per
@@ -133,7 +134,7 @@ const caseNames = (args.cases ?? (quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const servers = (args.servers ?? (soak ? 'ours' : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
-for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || (kindOf(s) === 'ref' && s.includes('+')) || (kindOf(s) !== 'ours' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
+for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || (kindOf(s) === 'ref' && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
 const heapSnapshots = args['heap-snapshot'];
 const fullGc = args.gc || heapSnapshots;
 /** Node flags for a server whose memory is read after full GCs (--gc). */

@@ -10,7 +10,8 @@ import { frames, parseClientFrame, type ClientFrame } from './ws-protocol';
 
 /**
  * What a WebSocket connection can do, independent of who holds the socket: API Gateway (the Lambda
- * handlers, which deliver through the management API) today, the Fargate tasks next. The transport
+ * handlers, which deliver through the management API); the Fargate tasks' `/live` shares its rules
+ * (channels, grants, `since` replay pages) through the session engine. The transport
  * gives two things: `send(connectionId, frame)` (one frame to one connection) and, for publishes,
  * `fanout(channel, envelope)`. Errors are thrown as `RealtimeError`s; the transport's adapter turns
  * them into `error` frames (`frames.error`).
@@ -80,8 +81,8 @@ export async function connectSession(connectionId: string, grant: ConnectGrant, 
 }
 
 /**
- * The rules both WebSocket paths share (API Gateway's registry here, the tasks' hub in
- * service/ws-socket.ts): which channels a connection starts with, who may subscribe to what, and
+ * The rules both WebSocket paths share (API Gateway's registry here, the tasks' session engine in
+ * service/session-engine.ts): which channels a connection starts with, who may subscribe to what, and
  * what a `since` subscribe replays below its floor.
  */
 
@@ -104,25 +105,33 @@ export function assertMaySubscribe(identity: Identity, ch: ParsedChannel, grant:
   if (!granted) throw new RealtimeError('channel_not_granted', `The ticket does not grant "${ch.channel}"; get a ticket that names it.`);
 }
 
+/** One page of a channel's replay: `reset` when the history cannot cover it, then envelopes, oldest first. */
+export interface ChannelPage {
+  readonly resets: readonly string[];
+  readonly envelopes: readonly string[];
+}
+
 /**
- * What a subscription whose live delivery starts after `floor` sends first for a `since` cursor:
+ * What a subscription whose live delivery starts after `floor` is sent first for a `since` cursor:
  * `reset` when the history cannot cover it, then the first page of the missed envelopes up to the
  * floor, in order (`subscribed` is the caller's to send). `added`: the subscription is new (not kept
  * from before). The page ends at its budget (`limit`: events, or events and bytes; the config's
  * REPLAY_MAX_BYTES and 1000 events by default); `rest` then says what is left (send it with
- * {@link replayPages}). A cursor that cannot be real gets `reset` and nothing is written.
+ * {@link replayChannelPages}). A cursor that cannot be real gets `reset` and nothing is written.
+ * Both WebSocket paths read it: the Lambda's (as frames, {@link catchUpFrames}) and the tasks' session engine.
  */
-export async function catchUpFrames(
+export async function catchUpPage(
   ch: ParsedChannel,
   cursor: number | undefined,
   floor: number,
   added: boolean,
   deps: EventDeps,
   limit?: number | PageBudget,
-): Promise<{ frames: string[]; rest?: SubscribePlan['rest'] }> {
-  const out: string[] = [];
+): Promise<ChannelPage & { rest?: SubscribePlan['rest'] }> {
+  const resets: string[] = [];
+  const envelopes: string[] = [];
   if (cursor !== undefined && cursorCannotBeReal(cursor)) {
-    out.push(frames.reset(ch.channel));
+    resets.push(ch.channel);
   } else if (cursor !== undefined && cursor > floor) {
     // A cursor above the floor of a new subscription is ahead of the sequence: a failover lost
     // writes and ids the client has seen may be issued again. claimCursor moves the sequence past
@@ -132,40 +141,57 @@ export async function catchUpFrames(
       if (isInvalidCursor(err)) return true;
       throw err;
     });
-    if (reset || added) out.push(frames.reset(ch.channel));
+    if (reset || added) resets.push(ch.channel);
   } else if (cursor !== undefined && cursor < floor) {
     const r = await replay([ch], cursor, deps, limit);
-    if (r.resets.includes(ch.channel)) out.push(frames.reset(ch.channel));
+    if (r.resets.includes(ch.channel)) resets.push(ch.channel);
     let last = cursor;
     for (const envelope of r.events) {
       const seq = envelopeSeq(envelope);
       if (seq > cursor && seq <= floor) {
-        out.push(envelope);
+        envelopes.push(envelope);
         last = seq;
       }
     }
     // Cut at the page's budget: the rest (after the last one sent, up to the floor) is for a worker, or the next pages.
-    if (r.more && r.position < floor) return { frames: out, rest: { channel: ch.channel, after: Math.max(last, r.position), floor } };
+    if (r.more && r.position < floor) return { resets, envelopes, rest: { channel: ch.channel, after: Math.max(last, r.position), floor } };
   }
-  return { frames: out };
+  return { resets, envelopes };
+}
+
+/** {@link catchUpPage} as WebSocket frames, in order. */
+export async function catchUpFrames(...args: Parameters<typeof catchUpPage>): Promise<{ frames: string[]; rest?: SubscribePlan['rest'] }> {
+  const { rest, ...page } = await catchUpPage(...args);
+  return { frames: pageFrames(page), rest };
 }
 
 /**
- * The rest of a `since` replay cut by its page budget: pages of frames (a `reset` if the history was trimmed
- * meanwhile, then envelopes after `after` up to `floor`), each read once the caller took the last.
+ * The rest of a `since` replay cut by its page budget: pages (a `reset` if the history was trimmed meanwhile, then
+ * envelopes after `after` up to `floor`), each read once the caller took the last.
  */
-export async function* replayPages(ch: ParsedChannel, after: number, floor: number, deps: EventDeps, limit?: number | PageBudget): AsyncGenerator<string[]> {
+export async function* replayChannelPages(ch: ParsedChannel, after: number, floor: number, deps: EventDeps, limit?: number | PageBudget): AsyncGenerator<ChannelPage> {
   for (;;) {
     const r = await replay([ch], after, deps, limit);
-    const page: string[] = r.resets.includes(ch.channel) ? [frames.reset(ch.channel)] : [];
+    const resets = r.resets.includes(ch.channel) ? [ch.channel] : [];
+    const envelopes: string[] = [];
     for (const envelope of r.events) {
       const seq = envelopeSeq(envelope);
-      if (seq > after && seq <= floor) page.push(envelope);
+      if (seq > after && seq <= floor) envelopes.push(envelope);
     }
-    if (page.length) yield page;
+    if (resets.length || envelopes.length) yield { resets, envelopes };
     if (!r.more || r.position >= floor) return;
     after = Math.max(after, r.position);
   }
+}
+
+/** {@link replayChannelPages} as pages of WebSocket frames. */
+export async function* replayPages(ch: ParsedChannel, after: number, floor: number, deps: EventDeps, limit?: number | PageBudget): AsyncGenerator<string[]> {
+  for await (const page of replayChannelPages(ch, after, floor, deps, limit)) yield pageFrames(page);
+}
+
+/** A page as WebSocket frames: its `reset` frames, then its envelopes. */
+function pageFrames(page: ChannelPage): string[] {
+  return [...page.resets.map((c) => frames.reset(c)), ...page.envelopes];
 }
 
 /** Unregisters a connection from every channel (the transport saw it close). */

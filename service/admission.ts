@@ -1,10 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import type Redis from 'ioredis';
-import { parseChannelList } from '../core/channels';
+import { parseChannel, parseChannelList } from '../core/channels';
 import { RealtimeError } from '../core/errors';
 import { cursorCannotBeReal, impossibleCursor, parseCursor } from '../core/events';
 import { spendTicket } from '../core/tickets';
-import { authorize } from './auth';
+import { connectChannels } from '../core/ws-session';
+import { authorize, authorizeSocket } from './auth';
 import type { ServiceConfig } from './config';
 import type { Cors } from './cors';
 import type { Hub } from './hub';
@@ -84,6 +85,23 @@ export class Admission {
     const id = auth.identity;
     const lease: Lease = id.kind === 'user' ? this.quotas.user(id.sub) : this.quotas.anonymous(clientIp(req, config.trustProxyHops), names);
     return { channels, cursor, names, auth, now, mark, resetAll, lease };
+  }
+
+  /**
+   * Admits a `/live` upgrade or throws the refusal, with the same checks as a stream's after its
+   * parsing: the `ws` ticket redeemed ({@link authorizeSocket}), the origin, {@link checkRoom} for the
+   * ticket's channels that the namespace policies still allow, then the user's USER_CONNECTIONS cap.
+   */
+  async admitSocket(req: IncomingMessage, ticket: string | null): Promise<Admitted & { readonly auth: Awaited<ReturnType<typeof authorizeSocket>> }> {
+    const { config } = this.deps;
+    const now = this.deps.now();
+    const auth = await authorizeSocket(ticket, { redis: this.deps.redis, config, now });
+    this.deps.cors.check(req);
+    const sub = auth.identity.sub;
+    const names = connectChannels({ sub, ...auth.grant }, config.core.namespaces);
+    this.checkRoom(names);
+    const lease = this.quotas.user(sub);
+    return { channels: names.map((c) => parseChannel(c, config.core.namespaces)), names, auth, now, lease };
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { maySubscribe, type ChannelGrant, type ParsedChannel } from '../core/channels';
-import { RealtimeError } from '../core/errors';
+import { RealtimeError, toRealtimeError } from '../core/errors';
 import { ANONYMOUS, type Identity } from '../core/identity';
 import type { RedisLike } from '../core/redis/client';
 import { assertNotRevoked, currentEpoch } from '../core/revocation';
@@ -29,6 +29,8 @@ export interface Authorized {
   readonly epoch?: number;
   /** The event sequence's position read with the ticket's redemption (none when no ticket was redeemed). */
   readonly position?: number;
+  /** The ticket's grant (a WebSocket's: its later subscriptions are checked against it). */
+  readonly grant?: ChannelGrant;
 }
 
 /** What a redeemed ticket or a valid reconnect cookie proves about the signed-in session (not the engine's `Session`). */
@@ -115,6 +117,23 @@ export async function authorize(
   const maxAge = Math.max(1, Math.floor((exp - now) / 1000));
   const setCookie = [cookieHeader(config, cookieName, value, maxAge), ...evictions(config, cookies, cookieName)];
   return { identity, setCookie, sessionExp: exp, sessionFinal: exp === session.maxExp, epoch: session.epoch, position };
+}
+
+/**
+ * Decides who opens a `/live` WebSocket: the `ws` ticket, redeemed once (the socket's channels are
+ * the ticket's). As API Gateway's authorizer answers: no ticket is 401, and every refusal of a
+ * presented one (unknown, spent, expired, revoked, another transport's) is a Deny, 403.
+ */
+export async function authorizeSocket(ticket: string | null, deps: { redis: RedisLike; config: ServiceConfig; now: number }): Promise<Authorized & { readonly identity: Extract<Identity, { kind: 'user' }>; readonly grant: ChannelGrant }> {
+  if (!ticket) throw new RealtimeError('unauthorized', 'Connect with /live?ticket= (a "ws" ticket from POST /tickets).');
+  let grant: Grant;
+  try {
+    grant = await redeemTicket(ticket, 'ws', { redis: deps.redis, config: deps.config.core, now: () => deps.now });
+  } catch (err) {
+    const e = toRealtimeError(err);
+    throw e.status === 401 ? new RealtimeError('forbidden', e.message) : e;
+  }
+  return { identity: { kind: 'user', sub: grant.sub }, epoch: grant.epoch, position: grant.position, grant: { channels: grant.channels, byBackend: grant.byBackend } };
 }
 
 function cookieHeader(config: ServiceConfig, name: string, value: string, maxAge: number): string {

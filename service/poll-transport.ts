@@ -19,6 +19,7 @@ export function encodePollAnswer(envelopes: readonly string[], cursor: number, r
  * the error to answer instead (401 on revocation).
  */
 export class PollTransport implements Transport {
+  readonly unidirectional = true;
   closed = false;
   owner?: TransportOwner;
   readonly answered: Promise<void>;

@@ -54,10 +54,11 @@ export interface RealtimeServerDeps {
  * `GET /events` (SSE streams), `GET /poll` (long-poll fallback), `GET /live` (WebSocket upgrades), `GET /healthz`. It composes the
  * parts and owns their life cycle (listen, drain, close); each part has one role:
  * - {@link HttpEdge} (http-edge.ts): routes, JSON errors; with cors.ts, health.ts and admission.ts;
- * - {@link SessionEngine} (session-engine.ts): sessions, catch-up, heartbeats, recycling, revocation, drain;
+ * - {@link SessionEngine} (session-engine.ts): sessions of every transport, their subscriptions, catch-up,
+ *   heartbeats, recycling, slow readers, revocation, drain;
  * - {@link Hub} (hub.ts): this process's listeners and its one Redis subscription per channel;
- * - transports (sse-transport.ts, poll-transport.ts) behind transport.ts; the SSE format in sse-encoding.ts;
- * - {@link WsEdge} (ws-edge.ts, ws-socket.ts): WebSockets at `/live`, the API Gateway protocol fed by the hub.
+ * - transports (sse-transport.ts, poll-transport.ts, ws-transport.ts) behind transport.ts; the SSE format in sse-encoding.ts;
+ * - {@link WsEdge} (ws-edge.ts): the `/live` upgrade and the client's frames (the API Gateway protocol).
  * History in Redis makes any instance able to serve any reconnect.
  */
 export class RealtimeServer {
@@ -105,7 +106,7 @@ export class RealtimeServer {
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
       this.hub.deliveries = 0;
-      return { open: this.engine.streams.size + this.ws.size, deliveries };
+      return { open: this.engine.streams.size + this.engine.sockets.size, deliveries };
     });
     this.engine = new SessionEngine({ config, redis: this.redis, hub: this.hub, metrics: this.metrics, log: this.log, now });
     // Revocations reach every instance on the control channel (ioredis resubscribes it after a reconnect).
@@ -119,7 +120,7 @@ export class RealtimeServer {
       draining: () => this.draining,
       redisUp: () => this.redisUp,
     };
-    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size + this.ws.size, ...state });
+    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, ...state });
     const health = {
       ...state,
       ping: () => this.redis.ping().then(() => true, () => false),
@@ -131,30 +132,12 @@ export class RealtimeServer {
     const clientMetrics = new ClientMetricsEndpoint({ config, redis: this.redis, reports: this.metrics.clients, now });
     const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window, health, log: this.log, redis: this.redis, clientMetrics });
     this.server = edge.server;
-    this.ws = new WsEdge(this.server, {
-      config,
-      redis: this.redis,
-      hub: this.hub,
-      cors,
-      window,
-      metrics: this.metrics,
-      revocations: this.engine.revocations,
-      log: this.log,
-      room: (channels) => admission.checkRoom(channels),
-      userLease: (sub) => admission.quotas.user(sub),
-      fanout,
-      resumeFanout,
-    });
-    const caughtUp = this.hub.onResubscribed;
-    this.hub.onResubscribed = () => {
-      caughtUp?.();
-      this.ws.resubscribed();
-    };
+    this.ws = new WsEdge(this.server, { config, redis: this.redis, admission, engine: this.engine, window, log: this.log, fanout, resumeFanout });
   }
 
   /** Number of open WebSockets on `/live`. */
   get sockets(): number {
-    return this.ws.size;
+    return this.engine.sockets.size;
   }
 
   /** Number of open SSE streams. */
@@ -181,10 +164,7 @@ export class RealtimeServer {
     const control = this.subscriber.subscribe(this.keys.revokeControl).catch(() => undefined);
     if (this.subscriber.status === 'ready') await control;
     const bound = await listen(this.server, port, host);
-    this.heartbeat = setInterval(() => {
-      this.engine.beat();
-      this.ws.beat();
-    }, this.config.heartbeatMs);
+    this.heartbeat = setInterval(() => this.engine.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
     this.metrics.start(this.config.metricsIntervalMs);
     if (this.config.ecsMetadataUri) {
@@ -219,11 +199,12 @@ export class RealtimeServer {
   /**
    * Graceful stop. Started by the ECS task metadata (`DesiredStatus: STOPPED`, while the ALB still
    * holds the streams during its deregistration delay) or by SIGTERM, whichever comes first; a
-   * second call returns the same promise. New streams and polls are turned away (an EventSource
-   * with 200 + `retry:`), waiting polls answer at once, and every stream is told to reconnect
-   * (jittered `retry:`) and closed, spread over the first half of `deadlineMs` so the other tasks are
-   * not hit by one wave. Clients resume elsewhere from their `Last-Event-ID`. Resolves when all
-   * streams are gone or `deadlineMs` passed; the server keeps answering `/healthz` until `close()`.
+   * second call returns the same promise. New streams, polls and upgrades are turned away (an
+   * EventSource with 200 + `retry:`), waiting polls answer at once, and every stream and socket is
+   * told to reconnect (jittered `retry:`, or 1001 with `retryMs`) and closed, spread over the first
+   * half of `deadlineMs` so the other tasks are not hit by one wave. Clients resume elsewhere from
+   * their `Last-Event-ID` (sockets: `since`). Resolves when all of them are gone or `deadlineMs`
+   * passed; the server keeps answering `/healthz` until `close()`.
    */
   drain(deadlineMs = this.config.drainTimeoutMs): Promise<void> {
     this.drained ??= this.runDrain(deadlineMs);
@@ -233,7 +214,7 @@ export class RealtimeServer {
   private async runDrain(deadlineMs: number): Promise<void> {
     this.draining = true;
     this.stopWatch?.();
-    await Promise.all([this.engine.drain(deadlineMs), this.ws.drain(deadlineMs)]);
+    await this.engine.drain(deadlineMs);
   }
 
   /** Closes every stream and poll, the server and (when owned) the Redis connections. */
@@ -243,7 +224,6 @@ export class RealtimeServer {
     clearInterval(this.heartbeat);
     this.metrics.stop();
     this.engine.endAll();
-    this.ws.closeAll();
     await shutdown(this.server);
     this.ownQueue?.destroy();
     if (this.ownsRedis) {
@@ -253,9 +233,9 @@ export class RealtimeServer {
   }
 
   /**
-   * Ends the streams and polls of `sub` whose session predates revocation `epoch`. Streams end without
-   * a new `retry:` hint; their reconnect is refused (401), which ends a native EventSource for good.
-   * Polls answer 401.
+   * Ends the streams, polls and sockets of `sub` whose session predates revocation `epoch`. Streams
+   * end without a new `retry:` hint; their reconnect is refused (401), which ends a native EventSource
+   * for good. Polls answer 401; sockets close with 1008.
    */
   closeUser(sub: string, epoch: number): number {
     return this.engine.revocations.revoke(sub, epoch);

@@ -1,9 +1,10 @@
 import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 import { parseChannelList, type ParsedChannel } from '../core/channels';
-import { toRealtimeError } from '../core/errors';
+import { RealtimeError, toRealtimeError } from '../core/errors';
 import { backlog, currentCursor, isInvalidCursor, replay, type ReplayResult } from '../core/events';
 import { waitReady } from '../core/redis/client';
+import { catchUpPage, replayChannelPages } from '../core/ws-session';
 import type { Authorized } from './auth';
 import type { ServiceConfig } from './config';
 import type { Hub } from './hub';
@@ -40,16 +41,21 @@ export interface SessionEngineDeps {
 }
 
 /**
- * Every session of this process, whatever its transport: opening one (hub subscription, catch-up
- * replay in pages, then live), catching streams up after the Redis subscriber reconnects,
- * heartbeats and recycling before the reconnect cookie expires, revocation, and ending them all
- * when the task drains or closes. The wire is the transports' business (service/transport.ts).
+ * Every session of this process, whatever its transport (an SSE stream, a long poll, a `/live`
+ * WebSocket): opening one (hub subscription, catch-up replay in pages, then live), a WebSocket's
+ * later subscriptions (each with its floor, its `since` replay and its held events), catching
+ * streams up after the Redis subscriber reconnects, heartbeats and recycling before the reconnect
+ * cookie expires, slow readers, revocation, and ending them all when the task drains or closes. The
+ * wire is the transports' business (service/transport.ts). (Model: centrifuge `client.go`, one
+ * client over every transport.)
  */
 export class SessionEngine {
-  /** Long-lived streams (they count as connections, get heartbeats, are caught up and drained in a spread). */
+  /** SSE streams (they count as connections, get heartbeats, are caught up and drained in a spread). */
   readonly streams = new Set<Session>();
   /** Long polls admitted and not answered yet (they count toward MAX_CONNECTIONS with the streams). */
   readonly polls = new Set<Session>();
+  /** `/live` WebSockets (long-lived like streams; told to reconnect after a Redis reconnect). */
+  readonly sockets = new Set<Session>();
   readonly revocations = new Revocations();
   private readonly config: ServiceConfig;
   private readonly policies: Record<SessionKind, SessionPolicy>;
@@ -57,16 +63,22 @@ export class SessionEngine {
   constructor(private readonly deps: SessionEngineDeps) {
     this.config = deps.config;
     const slow = (s: Session) => this.dropSlow(s);
+    const held = { maxHeld: deps.config.maxHeldEvents, heldOverflow: (s: Session) => this.dropHeld(s), slow };
     this.policies = {
-      stream: { maxHeld: deps.config.maxHeldEvents, heldOverflow: (s) => this.dropHeld(s), slow },
+      stream: held,
+      socket: held,
       poll: { maxHeld: Number.POSITIVE_INFINITY, heldOverflow: () => undefined, slow },
     };
     deps.hub.onResubscribed = () => this.catchUpAfterReconnect();
   }
 
-  /** Streams and polls open now. */
+  /** Streams, polls and sockets open now. */
   get size(): number {
-    return this.streams.size + this.polls.size;
+    return this.streams.size + this.polls.size + this.sockets.size;
+  }
+
+  private setOf(kind: SessionKind): Set<Session> {
+    return kind === 'stream' ? this.streams : kind === 'poll' ? this.polls : this.sockets;
   }
 
   /**
@@ -83,7 +95,7 @@ export class SessionEngine {
       const life = a.auth.sessionExp - a.now;
       session.closeAt = a.auth.sessionFinal ? a.auth.sessionExp : a.now + Math.round(life * recyclePoint());
     }
-    (stream ? this.streams : this.polls).add(session);
+    this.setOf(kind).add(session);
     session.lease = a.lease;
     const id = a.auth.identity;
     if (id.kind === 'user') session.untrack = this.revocations.track(id.sub, a.auth.epoch ?? 0, () => session.end({ reason: 'revoked' }));
@@ -106,6 +118,63 @@ export class SessionEngine {
     await this.catchUp(session, channels, cursor, admitted?.resetAll);
   }
 
+  /**
+   * A client's subscription to `ch` on a bidirectional session (a WebSocket `subscribe`), resuming
+   * after `cursor` when given. A new subscription holds its live events while the hub subscribes,
+   * its floor is read and what the client missed up to it is replayed; then `subscribed`, then what
+   * arrived meanwhile above the floor: no gap, no duplicate. An existing subscription keeps its floor
+   * (what is above it was delivered live). Throws `too_many_channels` past
+   * MAX_CHANNELS_PER_CONNECTION, `unavailable` past MAX_CHANNELS_PER_TASK.
+   */
+  async subscribe(session: Session, ch: ParsedChannel, cursor: number | undefined): Promise<void> {
+    const core = this.config.core;
+    const existing = session.floor(ch.channel);
+    if (existing !== undefined) {
+      await this.replaySince(session, ch, cursor, existing, false);
+      if (!session.closed) session.transport.subscribed?.(ch.channel, existing);
+      return;
+    }
+    if (session.size >= core.maxChannelsPerConnection) {
+      throw new RealtimeError('too_many_channels', `At most ${core.maxChannelsPerConnection} channels per connection; unsubscribe from one first.`);
+    }
+    session.add(ch.channel);
+    let floor: number;
+    try {
+      await this.deps.hub.add([ch.channel], session);
+      floor = await currentCursor({ redis: this.deps.redis, config: core });
+      session.setFloor(ch.channel, floor);
+      await this.replaySince(session, ch, cursor, floor, true);
+    } catch (err) {
+      this.unsubscribe(session, ch.channel);
+      throw err;
+    }
+    if (!session.closed) session.transport.subscribed?.(ch.channel, floor);
+    session.release(ch.channel);
+  }
+
+  /** Ends a client's subscription to `channel` (none is fine). */
+  unsubscribe(session: Session, channel: string): void {
+    if (session.remove(channel)) this.deps.hub.remove([channel], session);
+  }
+
+  /**
+   * What a `since` subscribe missed up to `floor`, a page at a time (REPLAY_MAX_EVENTS, REPLAY_MAX_BYTES): each page is
+   * read once the transport took what was written before (an earlier subscribe's pages too), so it never holds more
+   * than a page for its reader and a replay holds one page in memory.
+   */
+  private async replaySince(session: Session, ch: ParsedChannel, cursor: number | undefined, floor: number, added: boolean): Promise<void> {
+    if (cursor === undefined || !(await session.transport.nextPage())) return;
+    const deps = { redis: this.deps.redis, config: this.config.core };
+    const budget = { maxEvents: this.config.replayMaxEvents };
+    const first = await catchUpPage(ch, cursor, floor, added, deps, budget);
+    session.page(first.resets, first.envelopes);
+    if (!first.rest) return;
+    for await (const page of replayChannelPages(ch, first.rest.after, first.rest.floor, deps, budget)) {
+      if (!(await session.transport.nextPage())) return;
+      session.page(page.resets, page.envelopes);
+    }
+  }
+
   /** A stream whose setup failed: tell it to come back later. */
   failed(session: Session, err: unknown): void {
     const e = toRealtimeError(err);
@@ -118,8 +187,7 @@ export class SessionEngine {
     if (session.released) return;
     session.released = true;
     session.gone();
-    this.streams.delete(session);
-    this.polls.delete(session);
+    this.setOf(session.kind).delete(session);
     this.deps.hub.remove(session.channels, session);
     session.untrack?.();
     session.lease?.();
@@ -173,7 +241,8 @@ export class SessionEngine {
   /**
    * After the subscriber reconnects, replay to each live stream what was published while it was
    * away: CATCHUP_CONCURRENCY streams at a time; live events are held meanwhile, at most
-   * MAX_HELD_EVENTS per stream (past it the stream is closed and resumes by id).
+   * MAX_HELD_EVENTS per stream (past it the stream is closed and resumes by id). Waiting polls answer
+   * now; sockets are told to reconnect (jittered) and resubscribe with `since` per channel.
    */
   private catchUpAfterReconnect(): void {
     const { log, metrics } = this.deps;
@@ -182,6 +251,7 @@ export class SessionEngine {
     const namespaces = this.config.core.namespaces;
     // Waiting long polls missed what was published while the subscriber was away: answer them now.
     for (const p of [...this.polls]) p.end({ reason: 'resync' });
+    for (const w of [...this.sockets]) w.end({ reason: 'resync', retryMs: jitter(this.config.retryMs) });
     const streams = [...this.streams].filter((s) => !s.closed);
     // Hold live events from now on, so nothing is written out of order while the replay runs.
     for (const s of streams) s.hold();
@@ -204,9 +274,10 @@ export class SessionEngine {
     });
   }
 
-  /** Heartbeat tick: a keep-alive to every stream, or its recycling once due. */
+  /** Heartbeat tick: a keep-alive to every stream and socket, or its recycling once due. */
   beat(): void {
     const now = this.deps.now();
+    for (const s of this.sockets) s.heartbeat();
     for (const s of this.streams) {
       if (s.closeAt && now >= s.closeAt) {
         // Recycle before the reconnect cookie expires: the browser reconnects with it and gets a fresh one.
@@ -218,15 +289,15 @@ export class SessionEngine {
   }
 
   /**
-   * Moves every session away: polls answer at once; streams are told to reconnect (jittered
-   * `retry:`) and closed, spread over the first half of `deadlineMs` so the other tasks are not hit
-   * by one wave. Resolves when all streams are gone or `deadlineMs` passed.
+   * Moves every session away: polls answer at once; streams and sockets are told to reconnect
+   * (jittered) and closed, spread over the first half of `deadlineMs` so the other tasks are not hit
+   * by one wave. Resolves when all of them are gone or `deadlineMs` passed.
    */
   async drain(deadlineMs: number): Promise<void> {
     const log = this.deps.log;
-    log.info({ streams: this.streams.size, deadlineMs }, 'draining');
+    log.info({ streams: this.streams.size, sockets: this.sockets.size, deadlineMs }, 'draining');
     for (const p of this.polls) p.end({ reason: 'drain' });
-    const streams = [...this.streams];
+    const streams = [...this.streams, ...this.sockets];
     const spread = deadlineMs / 2;
     const start = Date.now();
     for (let i = 0; i < streams.length; i++) {
@@ -236,13 +307,13 @@ export class SessionEngine {
       streams[i].end({ reason: 'drain', retryMs: jitter(this.config.retryMs) });
     }
     const deadline = start + deadlineMs;
-    while (this.streams.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    log.info({ left: this.streams.size }, 'drained');
+    while (this.streams.size + this.sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    log.info({ left: this.streams.size + this.sockets.size }, 'drained');
   }
 
   /** Ends every session at once (the service is closing). */
   endAll(): void {
-    for (const s of this.streams) s.end({ reason: 'shutdown', retryMs: this.config.retryMs });
+    for (const s of [...this.streams, ...this.sockets]) s.end({ reason: 'shutdown', retryMs: this.config.retryMs });
     for (const p of this.polls) p.end({ reason: 'shutdown' });
   }
 

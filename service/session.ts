@@ -11,18 +11,34 @@ export interface SessionPolicy {
   slow(session: Session): void;
 }
 
-/** A long-lived SSE stream or a long poll that answers once (`/live` WebSockets do not run as sessions: service/ws-socket.ts). */
-export type SessionKind = 'stream' | 'poll';
+/**
+ * A long-lived SSE stream, a long poll that answers once, or a `/live` WebSocket (a stream whose
+ * client subscribes and unsubscribes).
+ */
+export type SessionKind = 'stream' | 'poll' | 'socket';
+
+/** One channel of a session. */
+interface Subscription {
+  /** Where its live delivery started: events up to it came (or come) from a replay. */
+  floor: number;
+  /** The last id delivered on it. */
+  last: number;
+  /** Its live events are held (a replay, or a publish acknowledgement, is under way). */
+  holding: boolean;
+}
 
 /**
- * One client connection's delivery state, whatever its transport: the channels, the cursor already
- * delivered (`lastSeq`), the live events held while a replay runs, and when to recycle it. Every
- * event id comes from one sequence, so `lastSeq` alone removes duplicates between replay and live
- * delivery on every channel of the session. The session decides what to deliver; its transport
- * (service/transport.ts) encodes and writes it.
+ * One client connection's delivery state, whatever its transport: a set of channel subscriptions,
+ * each with its floor and the last id delivered on it, and the live events held while a replay runs
+ * (in the order they arrived, whatever their channel). SSE streams and polls are the fixed-set case:
+ * every channel is subscribed at open and goes live at once ({@link goLive}); a WebSocket's client
+ * adds and removes channels, each going live on its own ({@link add}, {@link release}). Every event
+ * id comes from one sequence, so the last id per channel removes duplicates between replay and live
+ * delivery. The session decides what to deliver; its transport (service/transport.ts) encodes and
+ * writes it.
  */
 export class Session implements Listener, TransportOwner {
-  /** The last event id delivered (or the replay's position once it finished). */
+  /** The last event id delivered on any channel (or the replay's position once it finished): a stream's cursor. */
   lastSeq = 0;
   /** Epoch milliseconds after which the session is recycled (cookie rotation); 0 for never. */
   closeAt = 0;
@@ -32,25 +48,46 @@ export class Session implements Listener, TransportOwner {
   untrack?: () => void;
   /** Gives back the client's place under its caps (service/quotas.ts). */
   lease?: () => void;
-  private held: LiveEvent[] | null = [];
+  private readonly subs = new Map<string, Subscription>();
+  /** Live events of holding subscriptions, in arrival order. */
+  private held: LiveEvent[] = [];
 
   constructor(
     readonly kind: SessionKind,
     readonly transport: Transport,
-    readonly channels: readonly string[],
+    /** The channels it opens with, all holding until {@link goLive}. */
+    channels: readonly string[],
     /** Shared by every session of a kind (no closures per connection). */
     private readonly policy: SessionPolicy,
   ) {
     transport.owner = this;
+    for (const c of channels) this.subs.set(c, { floor: 0, last: 0, holding: true });
   }
 
   get closed(): boolean {
     return this.transport.closed;
   }
 
+  /** The channels subscribed now. */
+  get channels(): string[] {
+    return [...this.subs.keys()];
+  }
+
+  /** How many channels are subscribed. */
+  get size(): number {
+    return this.subs.size;
+  }
+
+  /** The floor of the subscription to `channel`; undefined when there is none. */
+  floor(channel: string): number | undefined {
+    return this.subs.get(channel)?.floor;
+  }
+
   onEvent(event: LiveEvent): void {
     if (this.transport.closed) return;
-    if (this.held) {
+    const sub = this.subs.get(event.channel);
+    if (!sub) return;
+    if (sub.holding) {
       if (this.held.length >= this.policy.maxHeld) {
         this.held = [];
         this.policy.heldOverflow(this);
@@ -59,8 +96,9 @@ export class Session implements Listener, TransportOwner {
       this.held.push(event);
       return;
     }
-    if (event.seq <= this.lastSeq) return;
-    this.lastSeq = event.seq;
+    if (event.seq <= sub.last) return;
+    sub.last = event.seq;
+    if (event.seq > this.lastSeq) this.lastSeq = event.seq;
     this.transport.event(event);
   }
 
@@ -69,9 +107,37 @@ export class Session implements Listener, TransportOwner {
     this.policy.slow(this);
   }
 
-  /** Holds live events back again (a catch-up replay is about to run). */
-  hold(): void {
-    this.held ??= [];
+  /**
+   * Holds the live events of `channel` (every channel when none is named: a catch-up replay is about
+   * to run). Returns false when there is no such subscription or it holds already.
+   */
+  hold(channel?: string): boolean {
+    if (channel === undefined) {
+      for (const sub of this.subs.values()) sub.holding = true;
+      return true;
+    }
+    const sub = this.subs.get(channel);
+    if (!sub || sub.holding) return false;
+    sub.holding = true;
+    return true;
+  }
+
+  /** Adds a subscription to `channel`, holding its live events until its floor is known ({@link setFloor}) and it is {@link release}d. */
+  add(channel: string): void {
+    this.subs.set(channel, { floor: Number.MAX_SAFE_INTEGER, last: Number.MAX_SAFE_INTEGER, holding: true });
+  }
+
+  /** Live delivery on `channel` starts above `floor`. */
+  setFloor(channel: string, floor: number): void {
+    const sub = this.subs.get(channel);
+    if (sub) sub.floor = sub.last = floor;
+  }
+
+  /** Ends the subscription to `channel` (and drops what it held); false when there was none. */
+  remove(channel: string): boolean {
+    if (!this.subs.delete(channel)) return false;
+    if (this.held.length) this.held = this.held.filter((e) => e.channel !== channel);
+    return true;
   }
 
   /** Hands one replay page to the transport. */
@@ -80,14 +146,25 @@ export class Session implements Listener, TransportOwner {
   }
 
   /**
-   * The replay reached `position`: tells the transport, then delivers what arrived meanwhile (after
-   * `position`) and switches to live delivery.
+   * The replay of every channel reached `position`: tells the transport, then delivers what arrived
+   * meanwhile (after `position`) and switches to live delivery.
    */
   goLive(position: number, more = false): void {
     this.lastSeq = position;
+    for (const sub of this.subs.values()) sub.floor = sub.last = position;
     if (!this.transport.closed) this.transport.ready(position, this.channels, more);
-    const held = this.held ?? [];
-    this.held = null;
+    this.release();
+  }
+
+  /**
+   * Delivers what `channel` held (every channel's when none is named), in order, and goes live on it;
+   * what other channels still hold stays held.
+   */
+  release(channel?: string): void {
+    for (const [c, sub] of this.subs) if (channel === undefined || c === channel) sub.holding = false;
+    if (this.held.length === 0) return;
+    const held = this.held;
+    this.held = [];
     for (const e of held) this.onEvent(e);
   }
 
@@ -98,13 +175,13 @@ export class Session implements Listener, TransportOwner {
   /** Ends the session: the transport says why on the wire (at most once). */
   end(ending: Ending): void {
     if (this.transport.closed) return;
-    this.held = null;
+    this.held = [];
     this.transport.end(ending);
   }
 
   /** The peer went away. */
   gone(): void {
-    this.held = null;
+    this.held = [];
     this.transport.gone();
   }
 }

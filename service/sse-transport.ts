@@ -1,27 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { envelopeSeq, envelopeType } from '../core/events';
-import type { FlushWindow, Flushable } from './flush-window';
+import type { FlushWindow } from './flush-window';
 import type { LiveEvent } from './hub';
 import * as sse from './sse-encoding';
-import type { EndReason, Ending, Transport, TransportOwner } from './transport';
+import { QueuedTransport, SocketSink, type EndReason, type Ending, type Sink, type Transport } from './transport';
 
-/**
- * Where a stream's bytes go: a Node response, its bare socket, or a test buffer. The transport does
- * not care which (model: better-sse `src/adapters/Connection.ts`).
- */
-export interface Sink {
-  write(chunk: Buffer): void;
-  end(): void;
-  /** Frees the connection at once, whatever the peer does. */
-  destroy(): void;
-  /** Bytes accepted but not yet handed to the kernel (the backlog of a slow reader). */
-  queuedBytes(): number;
-  /** Calls `cb` once the backlog has been handed to the kernel: at the next 'drain', or at once when none is pending. */
-  onDrain(cb: () => void): void;
-  /** True when the stream took its socket over from node:http ({@link takeOver}). */
-  readonly takenOver?: boolean;
-}
+export type { Sink } from './transport';
 
 /**
  * Opens the stream's response with `headers` and returns its sink. With `framing` `close` on
@@ -110,42 +95,6 @@ function peerEnded(this: Socket): void {
 /** A reset or a write to a closed peer: the socket is destroyed and 'close' follows. */
 function ignoreError(): void {}
 
-/**
- * Frames straight to the socket (a close-delimited body). `head`, when given, is the response head,
- * sent with the first write.
- */
-class SocketSink implements Sink {
-  readonly takenOver: boolean;
-  constructor(
-    private readonly socket: Socket,
-    private head?: Buffer,
-  ) {
-    this.takenOver = head !== undefined;
-  }
-  write(chunk: Buffer): void {
-    const head = this.head;
-    if (head) {
-      this.head = undefined;
-      chunk = Buffer.concat([head, chunk], head.length + chunk.length);
-    }
-    this.socket.write(chunk);
-  }
-  end(): void {
-    if (this.head) this.write(Buffer.alloc(0));
-    this.socket.end();
-  }
-  destroy(): void {
-    this.socket.destroy();
-  }
-  queuedBytes(): number {
-    return this.socket.writableLength;
-  }
-  onDrain(cb: () => void): void {
-    if (this.socket.writableNeedDrain) this.socket.once('drain', cb);
-    else cb();
-  }
-}
-
 /** Frames through the Node response (its own framing: chunked on HTTP/1.1). */
 class ResponseSink implements Sink {
   constructor(
@@ -187,23 +136,21 @@ const END_COMMENTS: Record<EndReason, ((detail?: string) => string | undefined) 
 };
 
 /**
- * An SSE stream over a {@link Sink}. Frames are queued and written in one chunk per flush window,
- * so a burst of events costs one socket write per stream. The first frame is the `retry:` hint.
+ * An SSE stream over a {@link Sink} (queued and flushed per window: {@link QueuedTransport}). The
+ * first frame is the `retry:` hint; the last, why the stream ends.
  */
-export class SseTransport implements Transport, Flushable {
-  closed = false;
-  owner?: TransportOwner;
-  private pending: Buffer[] = [];
-  private drainWaiters: (() => void)[] = [];
+export class SseTransport extends QueuedTransport implements Transport {
+  readonly unidirectional = true;
 
   constructor(
-    readonly sink: Sink,
-    private readonly window: FlushWindow,
+    sink: Sink,
+    window: FlushWindow,
     /** Bytes the sink may hold for a slow reader after a flush before its owner is told it is slow (MAX_QUEUED_BYTES). */
-    private readonly maxQueuedBytes: number,
+    maxQueuedBytes: number,
     /** The reconnect delay sent first, in milliseconds (RETRY_MS). */
     retryMs: number,
   ) {
+    super(sink, window, maxQueuedBytes);
     this.write(sse.retry(retryMs));
   }
 
@@ -212,21 +159,6 @@ export class SseTransport implements Transport, Flushable {
     for (const ch of resets) out += sse.reset(ch);
     for (const env of envelopes) out += sse.event(envelopeSeq(env), envelopeType(env), env);
     this.write(out);
-  }
-
-  /**
-   * Writes what is queued now and resolves once the sink has handed it to the kernel (or the stream
-   * closed): a replay writes its next page only when the reader kept up with the last one.
-   */
-  async nextPage(): Promise<boolean> {
-    this.flush();
-    if (!this.closed && this.sink.queuedBytes() > 0) {
-      await new Promise<void>((resolve) => {
-        this.drainWaiters.push(resolve);
-        this.sink.onDrain(() => this.wake());
-      });
-    }
-    return !this.closed;
   }
 
   ready(cursor: number, channels: readonly string[]): void {
@@ -241,53 +173,15 @@ export class SseTransport implements Transport, Flushable {
     this.write(sse.HEARTBEAT);
   }
 
-  /** Flushes, writes why the stream ends and ends the response. A slow reader's socket is freed a second later, whatever it does. */
-  end(ending: Ending): void {
-    if (this.closed) return;
+  /** A `retry:` hint and a comment that says why. */
+  protected lastWords(ending: Ending): string {
     const text = END_COMMENTS[ending.reason]?.(ending.detail);
     let last = ending.retryMs !== undefined ? sse.retry(ending.retryMs) : '';
     if (text) last += sse.comment(text);
-    if (last) this.pending.push(Buffer.from(last));
-    const pending = this.pending;
-    this.pending = [];
-    if (pending.length) this.sink.write(pending.length === 1 ? pending[0] : Buffer.concat(pending));
-    this.closed = true;
+    return last;
+  }
+
+  protected finish(): void {
     this.sink.end();
-    this.wake();
-    if (ending.reason === 'slow') setTimeout(() => this.sink.destroy(), 1000).unref();
-  }
-
-  gone(): void {
-    this.closed = true;
-    this.wake();
-  }
-
-  /** Bytes waiting for the reader. */
-  queuedBytes(): number {
-    return this.sink.queuedBytes();
-  }
-
-  /** Writes everything queued in one chunk. */
-  flush(): void {
-    if (this.pending.length === 0 || this.closed) return;
-    const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
-    this.pending.length = 0;
-    this.sink.write(chunk);
-    if (this.sink.queuedBytes() > this.maxQueuedBytes) this.owner?.slow();
-  }
-
-  /** Queues a chunk (pass a shared Buffer for chunks many streams send, like heartbeats). */
-  private write(chunk: string | Buffer): void {
-    if (!this.closed && chunk.length) this.enqueue(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  }
-
-  private enqueue(chunk: Buffer): void {
-    if (this.closed) return;
-    if (this.pending.length === 0) this.window.mark(this);
-    this.pending.push(chunk);
-  }
-
-  private wake(): void {
-    for (const w of this.drainWaiters.splice(0)) w();
   }
 }

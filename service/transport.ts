@@ -1,3 +1,5 @@
+import type { Duplex } from 'node:stream';
+import type { FlushWindow, Flushable } from './flush-window';
 import type { LiveEvent } from './hub';
 
 /**
@@ -43,11 +45,18 @@ export interface TransportOwner {
 /**
  * The seam between a session (what to deliver, service/session.ts) and the wire (how to encode and
  * write it). A session hands its transport, in this order: replay pages, then `ready`, then live
- * events and heartbeats, and finally `end`; or the peer goes away (`gone`). Implementations: the SSE
- * stream (service/sse-transport.ts) and the long poll (service/poll-transport.ts); a WebSocket
- * transport on the tasks would be a third.
+ * events and heartbeats, and finally `end`; or the peer goes away (`gone`). A bidirectional
+ * transport's client may also subscribe later: each new subscription's replay pages, then
+ * `subscribed`, then its live events. Implementations: the SSE stream (service/sse-transport.ts),
+ * the long poll (service/poll-transport.ts) and the `/live` WebSocket (service/ws-transport.ts).
+ * (Model: centrifuge `transport.go`, one interface for WebSocket, SSE and HTTP streaming.)
  */
 export interface Transport {
+  /**
+   * True when the client cannot send frames (SSE, long poll): the session's channels are the ones it
+   * was opened with. False for the WebSocket, whose client subscribes and unsubscribes.
+   */
+  readonly unidirectional: boolean;
   /** True once the transport ended or its peer went away: nothing more is written. */
   readonly closed: boolean;
   /** Set by the session that drives it; told when the peer stopped reading and its backlog passed the cap. */
@@ -56,12 +65,14 @@ export interface Transport {
   page(resets: readonly string[], envelopes: readonly string[]): void;
   /**
    * Resolves true when the transport can take the next replay page (the reader took the last one),
-   * false when it takes no more pages (a long poll answers one and says `more`).
+   * false when it takes no more pages (a long poll answers one and says `more`, or the transport closed).
    */
   nextPage(): Promise<boolean>;
   /** The replay reached `cursor` (`more`: only one page of it was taken); live events follow. */
   ready(cursor: number, channels: readonly string[], more: boolean): void;
-  /** A live event, in order and above everything sent before (the session removed duplicates). */
+  /** A subscription the client asked for (bidirectional transports) is live above `floor`; its replay pages came before. */
+  subscribed?(channel: string, floor: number): void;
+  /** A live event, in order and above everything sent before on its channel (the session removed duplicates). */
   event(event: LiveEvent): void;
   /** Bytes accepted but not yet handed to the kernel (what a slow reader left behind). */
   queuedBytes(): number;
@@ -71,6 +82,163 @@ export interface Transport {
   end(ending: Ending): void;
   /** The peer went away: release anything waiting on it. */
   gone(): void;
+}
+
+/**
+ * Where a stream's bytes go: a Node response, its bare socket, a WebSocket's socket, or a test
+ * buffer. The transport does not care which (model: better-sse `src/adapters/Connection.ts`).
+ */
+export interface Sink {
+  write(chunk: Buffer): void;
+  end(): void;
+  /** Frees the connection at once, whatever the peer does. */
+  destroy(): void;
+  /** Bytes accepted but not yet handed to the kernel (the backlog of a slow reader). */
+  queuedBytes(): number;
+  /** Calls `cb` once the backlog has been handed to the kernel: at the next 'drain', or at once when none is pending. */
+  onDrain(cb: () => void): void;
+  /** True when the stream took its socket over from node:http (service/sse-transport.ts `takeOver`). */
+  readonly takenOver?: boolean;
+}
+
+/**
+ * Frames straight to a socket: a close-delimited SSE body (`head`, when given, is the response head,
+ * sent with the first write) or a WebSocket's frames (built by service/ws-transport.ts).
+ */
+export class SocketSink implements Sink {
+  readonly takenOver: boolean;
+  constructor(
+    private readonly socket: Duplex,
+    private head?: Buffer,
+  ) {
+    this.takenOver = head !== undefined;
+  }
+  write(chunk: Buffer): void {
+    const head = this.head;
+    if (head) {
+      this.head = undefined;
+      chunk = Buffer.concat([head, chunk], head.length + chunk.length);
+    }
+    this.socket.write(chunk);
+  }
+  end(): void {
+    if (this.head) this.write(Buffer.alloc(0));
+    this.socket.end();
+  }
+  destroy(): void {
+    this.socket.destroy();
+  }
+  queuedBytes(): number {
+    return this.socket.writableLength;
+  }
+  onDrain(cb: () => void): void {
+    if (this.socket.writableNeedDrain) this.socket.once('drain', cb);
+    else cb();
+  }
+}
+
+/**
+ * What the long-lived transports (an SSE stream, a WebSocket) share: frames are queued and written
+ * to the sink in one chunk per flush window (service/flush-window.ts), so a burst of events costs one
+ * socket write per connection; a reader whose backlog passes `maxQueuedBytes` after a flush is
+ * reported slow; a replay's next page waits until the sink handed the last one to the kernel. A
+ * subclass encodes (pages, events, heartbeats) and says how the connection ends ({@link finish}).
+ */
+export abstract class QueuedTransport implements Flushable {
+  closed = false;
+  owner?: TransportOwner;
+  private pending: Buffer[] = [];
+  private drainWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly sink: Sink,
+    private readonly window: FlushWindow,
+    /** Bytes the sink may hold for a slow reader after a flush before its owner is told it is slow (MAX_QUEUED_BYTES). */
+    private readonly maxQueuedBytes: number,
+  ) {}
+
+  /**
+   * Writes what is queued now and resolves once the sink has handed it to the kernel (or the
+   * transport closed): a replay writes its next page only when the reader kept up with the last one.
+   */
+  async nextPage(): Promise<boolean> {
+    this.flush();
+    if (!this.closed && this.sink.queuedBytes() > 0) {
+      await new Promise<void>((resolve) => {
+        this.drainWaiters.push(resolve);
+        this.sink.onDrain(() => this.wake());
+      });
+    }
+    return !this.closed;
+  }
+
+  /** Bytes waiting for the reader. */
+  queuedBytes(): number {
+    return this.sink.queuedBytes();
+  }
+
+  /** Writes everything queued in one chunk. */
+  flush(): void {
+    if (this.pending.length === 0 || this.closed || !this.writable()) return;
+    const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
+    this.pending.length = 0;
+    this.sink.write(chunk);
+    if (this.sink.queuedBytes() > this.maxQueuedBytes) this.owner?.slow();
+  }
+
+  /**
+   * Writes what is queued and `last` (why it ends, in the transport's encoding), then ends the
+   * connection ({@link finish}). A slow reader's connection is freed a second later, whatever it does.
+   */
+  end(ending: Ending): void {
+    if (this.closed) return;
+    const last = this.lastWords(ending);
+    if (last?.length) this.pending.push(typeof last === 'string' ? Buffer.from(last) : last);
+    const pending = this.pending;
+    this.pending = [];
+    if (pending.length && this.writable()) this.sink.write(pending.length === 1 ? pending[0] : Buffer.concat(pending));
+    this.closed = true;
+    this.finish(ending);
+    this.wake();
+    if (ending.reason === 'slow') setTimeout(() => this.sink.destroy(), 1000).unref();
+  }
+
+  gone(): void {
+    this.closed = true;
+    this.pending = [];
+    this.wake();
+  }
+
+  /** What is written last when the transport ends for `ending` (none: nothing). */
+  protected abstract lastWords(ending: Ending): string | Buffer | undefined;
+
+  /** Ends the connection, after the last words were written. */
+  protected abstract finish(ending: Ending): void;
+
+  /** False while nothing may be written yet (a WebSocket before its 101): the queue waits. */
+  protected writable(): boolean {
+    return true;
+  }
+
+  /** Queues a chunk (pass a shared Buffer for chunks many connections send, like heartbeats). */
+  protected write(chunk: string | Buffer): void {
+    if (!this.closed && chunk.length) this.enqueue(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  }
+
+  protected enqueue(chunk: Buffer): void {
+    if (this.closed) return;
+    if (this.pending.length === 0) this.window.mark(this);
+    this.pending.push(chunk);
+  }
+
+  /** Marks the queue for the next window (it waited for {@link writable}). */
+  protected schedule(): void {
+    if (this.pending.length) this.window.mark(this);
+  }
+
+  private wake(): void {
+    for (const w of this.drainWaiters.splice(0)) w();
+  }
 }
 
 /** A reconnect delay around `retryMs` (50 % to 150 %), so clients told together do not come back together. */

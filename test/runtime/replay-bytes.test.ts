@@ -158,7 +158,9 @@ test('API Gateway subscribe with since on 16 channels: every event once, in orde
  */
 describe('a reader that pauses during its replay (12 MB of 32 KB events on 16 channels)', () => {
   const PAUSED_PER_CHANNEL = 24;
-  const streamsOf = () => (stack.sse as unknown as { engine: { streams: Set<Session> } }).engine.streams;
+  const engineOf = () => (stack.sse as unknown as { engine: { streams: Set<Session>; sockets: Set<Session> } }).engine;
+  const streamsOf = () => engineOf().streams;
+  const socketsOf = () => engineOf().sockets;
 
   test('/events: the server waits with at most a page queued; nothing is cut as slow, and every event arrives once, in order', async () => {
     const { channels, ids, before } = await largest('big', PAUSED_PER_CHANNEL);
@@ -191,9 +193,9 @@ describe('a reader that pauses during its replay (12 MB of 32 KB events on 16 ch
     open.push(c);
     c.ws.pause();
     for (const channel of channels) c.send({ action: 'subscribe', channel, since: String(before) });
-    await eventually(() => stack.sse.metrics.slowConsumerDrops > drops || [...stack.sse.ws.sockets].some((s) => s.queuedBytes() > 0), 20_000, 'the server to block on the paused reader');
+    await eventually(() => stack.sse.metrics.slowConsumerDrops > drops || [...socketsOf()].some((s) => s.transport.queuedBytes() > 0), 20_000, 'the server to block on the paused reader');
     expect(stack.sse.metrics.slowConsumerDrops).toBe(drops);
-    for (const s of stack.sse.ws.sockets) expect(s.queuedBytes()).toBeLessThanOrEqual(MiB + 64 * 1024);
+    for (const s of socketsOf()) expect(s.transport.queuedBytes()).toBeLessThanOrEqual(MiB + 64 * 1024);
     c.ws.resume();
     await c.until((x) => x.signals('subscribed').length === channels.length || x.closeCode !== undefined, 30_000, 'every subscribed frame');
     expect(c.closeCode).toBeUndefined();

@@ -47,6 +47,7 @@ class BufferSink implements Sink {
 
 /** A transport that records what its session hands it, in order, instead of encoding it. */
 class RecordingTransport implements Transport {
+  readonly unidirectional: boolean = true;
   closed = false;
   owner?: TransportOwner;
   readonly calls: string[] = [];
@@ -74,6 +75,21 @@ class RecordingTransport implements Transport {
   }
   gone(): void {
     this.closed = true;
+  }
+}
+
+/** A transport whose client subscribes later (a WebSocket's case); `beforePage` runs each time the engine asks for the next replay page. */
+class BidirectionalRecordingTransport extends RecordingTransport {
+  override readonly unidirectional = false;
+  constructor(private readonly beforePage: () => Promise<void>) {
+    super();
+  }
+  override async nextPage(): Promise<boolean> {
+    await this.beforePage();
+    return !this.closed;
+  }
+  subscribed(channel: string, floor: number): void {
+    this.calls.push(`subscribed ${channel} ${floor}`);
   }
 }
 
@@ -134,6 +150,39 @@ describe('session engine over a transport of its own', () => {
     engine.release(session);
     expect(engine.size).toBe(0);
     expect(hub.channelCount).toBe(0);
+  });
+
+  test('a bidirectional transport: a subscribe with since gets its replay page, `subscribed` at its floor, then the live event held during the replay, once; unsubscribe leaves the hub; drain ends it', async () => {
+    const ch = parseChannel(`scores:${uid()}`, TEST_NAMESPACES);
+    const deps = { redis, config: config.core };
+    const first = await publish({ channel: ch.channel, type: 'score', data: 1 }, SERVER, deps);
+    await publish({ channel: ch.channel, type: 'score', data: 2 }, SERVER, deps);
+    let published = false;
+    // Before the replay's first page: an event published now reaches the hub (it is above the floor) and must wait for `subscribed`.
+    const t = new BidirectionalRecordingTransport(async () => {
+      if (published) return;
+      published = true;
+      const delivered = hub.deliveries;
+      await publish({ channel: ch.channel, type: 'score', data: 3 }, SERVER, deps);
+      await eventually(() => hub.deliveries > delivered, 5000, 'the live event at the hub');
+    });
+    const admitted = { channels: [], names: [], auth: { identity: { kind: 'user', sub: 'alice' } as const }, now: Date.now() };
+    const session = engine.open('socket', t, admitted);
+    await engine.start(session, admitted.channels, undefined, admitted);
+    expect(t.calls).toEqual([expect.stringMatching(/^ready \d+$/)]);
+    await engine.subscribe(session, ch, Number(first.id) - 1);
+    expect(t.calls.slice(1)).toEqual(['page 0 resets 1,2', expect.stringMatching(new RegExp(`^subscribed ${ch.channel} \\d+$`)), 'event 3']);
+    const floor = Number(t.calls[2].split(' ')[2]);
+    // Subscribing again keeps the floor; nothing is replayed twice.
+    await engine.subscribe(session, ch, undefined);
+    expect(t.calls.slice(4)).toEqual([`subscribed ${ch.channel} ${floor}`]);
+    engine.unsubscribe(session, ch.channel);
+    expect(session.channels).toEqual([]);
+    expect(hub.channelCount).toBe(0);
+    await engine.drain(0);
+    expect(t.calls.slice(5)).toEqual(['end drain']);
+    engine.release(session);
+    expect(engine.size).toBe(0);
   });
 });
 

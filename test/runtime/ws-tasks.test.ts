@@ -4,9 +4,10 @@ import type Redis from 'ioredis';
 import pino from 'pino';
 import { WebSocket, type ClientOptions } from 'ws';
 import { publish } from '../../core/events';
+import { issueTicket } from '../../core/tickets';
 import type { LocalStack } from '../../local/stack';
 import type { RealtimeServer } from '../../service/realtime-server';
-import { connectRedis, coreConfig, eventually, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
+import { connectRedis, coreConfig, eventually, get, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { connectWs, upgradeStatus, WsClient } from './ws-support';
 
 /**
@@ -147,6 +148,16 @@ describe('admission', () => {
     expect(ok.ws.readyState).toBe(WebSocket.OPEN);
     const refused = new WsClient(`${url}?ticket=${await ticketFor(redis, 'alice', [ch], 'ws')}`, { origin: 'http://evil.example' });
     await expect(refused.opened).rejects.toThrow('403');
+  });
+
+  test("the upgrade redeems its ticket as a stream does, on the service's clock: a ticket whose sign-in ended by then is refused (403), as on /events (401)", async () => {
+    // The service's clock runs two minutes ahead; the tickets' sign-in ends in one (by the machine's clock).
+    const s = await startService({}, { now: () => Date.now() + 120_000 });
+    services.push(s.service);
+    const ch = `chat:${uid()}`;
+    const ticket = async (transport: 'ws' | 'sse') => (await issueTicket({ identity: { kind: 'user', sub: 'alice' }, channels: [ch], transport, notAfter: Date.now() + 60_000 }, { redis, config })).ticket;
+    expect(await upgradeStatus(`${live(s.base)}?ticket=${await ticket('ws')}`)).toBe(403);
+    expect((await get(`${s.base}/events?channels=${ch}&ticket=${await ticket('sse')}`, { accept: 'application/json' })).status).toBe(401);
   });
 
   test('MAX_CONNECTIONS counts streams, polls and sockets together: past it an upgrade gets 503', async () => {
