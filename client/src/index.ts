@@ -140,7 +140,7 @@ export interface ChannelStats {
 }
 
 /** The upper bound of the bucket holding quantile `q` of histogram `h`. */
-export function quantile(h: number[], q: number): number | undefined {
+function quantile(h: number[], q: number): number | undefined {
   const n = h.reduce((a, b) => a + b, 0);
   let c = 0;
   for (let i = 0; i < h.length; i++) if (n && (c += h[i]) >= q * n) return LATENCY_BUCKETS[i];
