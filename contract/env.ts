@@ -12,6 +12,8 @@ export const CORE_ENV = {
   redisUrl: 'REDIS_URL',
   redisPassword: 'REDIS_PASSWORD',
   redisSecretArn: 'REDIS_SECRET_ARN',
+  /** `cluster` when REDIS_URL is a cluster-mode configuration endpoint (set by the construct for redis.shards >= 2). */
+  redisMode: 'REDIS_MODE',
   keyPrefix: 'KEY_PREFIX',
   namespacesJson: 'NAMESPACES_JSON',
   ticketTtlSeconds: 'TICKET_TTL_SECONDS',

@@ -123,6 +123,15 @@ export const CoreEnvSchema = z.object({
   /** Redis AUTH token; on AWS injected as a secret (ECS) or read from REDIS_SECRET_ARN (Lambda). */
   [CORE_ENV.redisPassword]: z.optional(z.string().check(z.minLength(1))),
   [CORE_ENV.redisSecretArn]: z.optional(z.string().check(z.startsWith('arn:'))),
+  /**
+   * `single` (one primary; the default). `cluster` (ElastiCache cluster mode, set by the construct for redis.shards >= 2)
+   * is refused by this runtime until publishes and replays run single-slot (positions per channel, issue 23): it fails
+   * at start with this line rather than on the first publish.
+   */
+  [CORE_ENV.redisMode]: z._default(
+    z.enum(['single'], { error: 'only "single" runs today: a Redis Cluster (redis.shards >= 2) needs positions per channel (issue 23); deploy with redis.shards = 1' }),
+    'single',
+  ),
   [CORE_ENV.keyPrefix]: z._default(z.string().check(z.regex(/^[A-Za-z0-9:_-]{1,32}$/, 'letters, digits, ":", "_" or "-", up to 32 chars')), 'rt:'),
   [CORE_ENV.namespacesJson]: z.optional(z.string()),
   [CORE_ENV.ticketTtlSeconds]: envInt(5, 300, 30),
@@ -138,6 +147,8 @@ export const CoreEnvSchema = z.object({
 
 export interface CoreConfig {
   readonly redisUrl: string;
+  /** REDIS_MODE: `single` (one primary). Optional for configs built in code; absent means `single`. */
+  readonly redisMode?: 'single';
   readonly redisPassword?: string;
   readonly redisSecretArn?: string;
   readonly keyPrefix: string;
@@ -210,6 +221,7 @@ export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreCon
   checkHistoryBytes(parseNamespaces(e[CORE_ENV.namespacesJson]), e[CORE_ENV.maxPayloadBytes]);
   return {
     redisUrl: e[CORE_ENV.redisUrl],
+    redisMode: e[CORE_ENV.redisMode],
     redisPassword: e[CORE_ENV.redisPassword],
     redisSecretArn: e[CORE_ENV.redisSecretArn],
     keyPrefix: e[CORE_ENV.keyPrefix],

@@ -23,6 +23,7 @@ export const DEFAULTS = {
     engine: 'valkey',
     nodeType: 'cache.t4g.micro',
     nodes: 2,
+    shards: 1,
     port: 6379,
     keyPrefix: 'rt:',
     snapshotRetentionDays: 1,

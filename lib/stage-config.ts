@@ -76,6 +76,7 @@ const RedisSection = z.strictObject({
   engineVersion: z.string().optional(),
   nodeType: z.string().optional(),
   nodes: int().optional(),
+  shards: int().optional(),
   port: int().optional(),
   keyPrefix: z.string().optional(),
   snapshotRetentionDays: int().optional(),

@@ -22,6 +22,7 @@ import { ServiceMetrics } from './metrics';
 import { listen, shutdown } from './net';
 import { SessionEngine } from './session-engine';
 import { WsEdge } from './ws-edge';
+import { RedisSubscriber } from '../core/redis/subscriber';
 
 export interface RealtimeServerDeps {
   /** Command connection (tickets, history). Defaults to a new fail-fast client for config.core.redisUrl. */
@@ -102,7 +103,7 @@ export class RealtimeServer {
     const queued = fanoutQueue ? apiGatewayDelivery({ redis: this.redis, config: config.core, queue: fanoutQueue, shards: config.wsFanoutShards }) : undefined;
     const fanout = deps.fanout ?? queued?.fanout;
     const resumeFanout: ResumeFanout | undefined = deps.fanout ? undefined : queued?.resumeFanout;
-    this.hub = new Hub(this.subscriber, this.keys, config.maxChannelsPerTask);
+    this.hub = new Hub(new RedisSubscriber(this.subscriber, this.keys), config.maxChannelsPerTask);
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
       this.hub.deliveries = 0;

@@ -5,6 +5,7 @@ import pino from 'pino';
 import { DEFAULT_NAMESPACES, type CoreConfig, type Namespaces } from '../../core/config';
 import { createRedis, waitReady } from '../../core/redis/client';
 import { issueTicket, type TicketAudience } from '../../core/tickets';
+import { RedisCluster, type RedisClusterOptions } from '../../local/redis';
 import { serviceConfigFromEnv } from '../../service/config';
 import { RealtimeServer, type RealtimeServerDeps } from '../../service/realtime-server';
 
@@ -208,4 +209,24 @@ export function useRedis(onReady: (redis: Redis) => void): (() => unknown)[] {
   });
   afterAll(() => redis?.disconnect());
   return cleanup;
+}
+
+/**
+ * A local Redis Cluster (three primaries, one replica each) for the file, started in `beforeAll` and stopped in
+ * `afterAll`: only the suites that call this pay for it. Needs `redis-server` and `redis-cli` (Debian `redis-tools`).
+ */
+export function useRedisCluster(options: RedisClusterOptions = {}): { readonly cluster: RedisCluster } {
+  const holder: { cluster?: RedisCluster } = {};
+  beforeAll(async () => {
+    holder.cluster = await RedisCluster.start(options);
+  }, 90_000);
+  afterAll(async () => {
+    await holder.cluster?.destroy();
+  }, 30_000);
+  return {
+    get cluster(): RedisCluster {
+      if (!holder.cluster) throw new Error('the Redis Cluster is not started yet (use it inside a test or beforeAll)');
+      return holder.cluster;
+    },
+  };
 }
