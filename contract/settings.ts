@@ -178,8 +178,20 @@ export const SERVICE_SETTINGS = {
   wsFanoutShards: WS_FANOUT_SHARDS,
   eventBusName: { kind: 'string', env: 'EVENT_BUS_NAME', minLength: 1, maxLength: 1600, doc: 'The stage\'s EventBridge bus (ARN): the task relays the backend events\' outbox to it; unset: no relay.' },
   occupancyDebounceMs: { kind: 'int', env: 'OCCUPANCY_DEBOUNCE_MS', min: 0, max: 600_000, default: 5000, doc: 'Milliseconds a channel stays empty before `channel.vacated`.' },
+  clientMetricsPerMinute: { kind: 'int', env: 'CLIENT_METRICS_PER_MINUTE', min: 0, max: 600, default: 6, doc: '`POST /client-metrics` reports per minute per user (with a ticket) or client IP (anonymous); 0 turns the route off (404).' },
+  clientMetricsMaxBytes: { kind: 'int', env: 'CLIENT_METRICS_MAX_BYTES', min: 512, max: 65_536, default: 8192, doc: 'Largest `POST /client-metrics` body in bytes (413 past it).' },
   metricsIntervalMs: { kind: 'int', env: 'METRICS_INTERVAL_MS', min: 0, max: 3_600_000, default: 60_000, doc: 'Interval of the embedded-metric-format lines in milliseconds; 0 disables.' },
   metricsNamespace: { kind: 'string', env: 'METRICS_NAMESPACE', minLength: 1, maxLength: 255, default: 'RealtimeBlueprint', doc: 'CloudWatch namespace of those metrics.' },
+} as const satisfies SettingsTable;
+/** Read by the canary Lambda (lambda/canary.ts). */
+export const CANARY_SETTINGS = {
+  endpoints: { kind: 'string', env: 'CANARY_ENDPOINTS', required: 'is required: the stack outputs it probes, as JSON', doc: 'The stack outputs it probes, as JSON: `{"TicketUrl","SseUrl","PollUrl","PublishUrl","LiveUrl"?,"WebSocketUrl"?}`.' },
+  ticketUrl: { kind: 'string', env: 'CANARY_TICKET_URL', pattern: /^https?:\/\/\S+$/, message: 'must be an http(s) URL', doc: 'Where it mints tickets as a trusted backend (`/tickets` with IAM auth, `/backend/tickets` with JWT auth).' },
+  sub: { kind: 'string', env: 'CANARY_SUB', minLength: 1, maxLength: 128, default: 'realtime-canary', doc: 'The `sub` its tickets name.' },
+  namespace: { kind: 'string', env: 'CANARY_NAMESPACE', pattern: /^[a-z][a-z0-9-]{0,31}$/, message: 'must be a namespace name', default: 'chat', doc: 'Namespace of its channels: one a ticket holder subscribes to.' },
+  burst: { kind: 'int', env: 'CANARY_BURST', min: 1, max: 100, default: 10, doc: 'Events published per run.' },
+  timeoutMs: { kind: 'int', env: 'CANARY_TIMEOUT_MS', min: 500, max: 30_000, default: 10_000, doc: 'Longest wait for an answer, and for the burst after its last publish, in milliseconds.' },
+  metricsNamespace: { kind: 'string', env: 'METRICS_NAMESPACE', minLength: 1, maxLength: 255, default: 'RealtimeBlueprint', doc: 'CloudWatch namespace of its metrics.' },
 } as const satisfies SettingsTable;
 // Numbers in the tables are literals, not products: esbuild keeps an unused table whose values need computing, so a
 // Lambda bundle would carry SERVICE_SETTINGS.
@@ -199,8 +211,12 @@ export const LAMBDA_ENV = /* @__PURE__ */ envNames(LAMBDA_SETTINGS);
 /** The environment names of {@link SERVICE_SETTINGS}. */
 export const SERVICE_ENV = /* @__PURE__ */ envNames(SERVICE_SETTINGS);
 
+/** The environment names of {@link CANARY_SETTINGS}. */
+export const CANARY_ENV = /* @__PURE__ */ envNames(CANARY_SETTINGS);
+
 export type CoreEnvName = (typeof CORE_ENV)[keyof typeof CORE_ENV];
 export type LambdaEnvName = (typeof LAMBDA_ENV)[keyof typeof LAMBDA_ENV];
 export type ServiceEnvName = (typeof SERVICE_ENV)[keyof typeof SERVICE_ENV];
+export type CanaryEnvName = (typeof CANARY_ENV)[keyof typeof CANARY_ENV];
 /** Every variable the runtime reads. */
-export type RuntimeEnvName = CoreEnvName | LambdaEnvName | ServiceEnvName;
+export type RuntimeEnvName = CoreEnvName | LambdaEnvName | ServiceEnvName | CanaryEnvName;

@@ -57,6 +57,11 @@ export const NamespacePolicySchema = z.strictObject({
    * replace `data`). Defaults to none.
    */
   hooks: z.optional(z.strictObject({ subscribe: z.optional(HookSchema), publish: z.optional(HookSchema) })),
+  /**
+   * Who may post the client SDK's delivery stats of this namespace to `POST /client-metrics`: `anonymous` anyone,
+   * `authenticated` a ticket holder granted a channel of it, `off` nobody. Unset: `authenticated`.
+   */
+  clientMetrics: z.optional(z.enum(['off', 'authenticated', 'anonymous'])),
 }).check(
   // Public channels open without a ticket: a subscribe hook there would never be asked.
   z.refine((ns) => !(ns.subscribe === 'public' && ns.hooks?.subscribe), { message: 'a subscribe hook needs tickets: it cannot be set on a "public" namespace (no ticket is asked for)', path: ['hooks', 'subscribe'] }),

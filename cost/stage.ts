@@ -62,5 +62,7 @@ export function loadStage(name: string, root = join(__dirname, '..')): StageSett
     namespaces: s.namespaces === undefined ? undefined : parseNamespaces(JSON.stringify(s.namespaces)),
     limits: s.limits,
     maxPayloadBytes: s.maxPayloadBytes,
+    // The canary's loss and latency alarms (lib/canary.ts).
+    alarms: d.alarms + ((s.canary?.enabled ?? DEFAULTS.canary.enabled) ? 2 : 0),
   };
 }

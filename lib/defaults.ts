@@ -86,6 +86,13 @@ export const DEFAULTS = {
     rateLimitWindowSeconds: 300,
     healthCheckRateLimit: 100,
   },
+  canary: {
+    enabled: false,
+    intervalMinutes: 1,
+    burst: 10,
+    latencyThresholdMs: 1000,
+    namespace: 'chat',
+  },
   trustedPrincipals: [],
   allowedOrigins: [],
   ticketTtlSeconds: CORE_SETTINGS.ticketTtlSeconds.default,

@@ -1,4 +1,5 @@
 export * from './backend-events';
+export * from './canary';
 export * from './defaults';
 export * from './drain-timing';
 export * from './errors';

@@ -5,6 +5,7 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct, type IConstruct } from 'constructs';
 import { checkRange } from './errors';
+import type { RealtimeCanary } from './canary';
 import type { HttpEndpoint } from './http-endpoint';
 import type { RealtimeFunction } from './realtime-function';
 import type { RedisPubSub } from './redis-pub-sub';
@@ -29,6 +30,11 @@ export interface ObservabilityProps {
    * @default - alarms without actions: watch them on the dashboard or attach actions later via `alarms`
    */
   readonly alarmTopic?: sns.ITopic;
+  /**
+   * The delivery canary: its alarms join these, and its graphs come first on the dashboard (what users feel).
+   * @default - none
+   */
+  readonly canary?: RealtimeCanary;
   /**
    * Connection alarm: ALB active connections above this percent of the fleet's ceiling (maxTasks x targetConnectionsPerTask).
    * @default 80
@@ -130,6 +136,9 @@ export class Observability extends Construct {
     }
 
 
+    const canary = props.canary;
+    if (canary) this.alarms.push(...canary.alarms);
+
     if (props.alarmTopic) {
       const action = new actions.SnsAction(props.alarmTopic);
       for (const alarm of this.alarms) {
@@ -141,6 +150,17 @@ export class Observability extends Construct {
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { defaultInterval: Duration.hours(3) });
     const graph = (title: string, left: cloudwatch.IMetric[], right: cloudwatch.IMetric[] = []) =>
       new cloudwatch.GraphWidget({ title, left, right, width: 8, height: 6 });
+    if (canary) {
+      // First: what users feel, measured through the public endpoints every run.
+      const transports = ['sse', 'live', 'apigateway', 'poll'];
+      this.dashboard.addWidgets(
+        new cloudwatch.TextWidget({ markdown: '## Delivery (canary through the public endpoints)', width: 24, height: 1 }),
+        new cloudwatch.AlarmStatusWidget({ title: 'Canary alarms', alarms: canary.alarms, width: 6, height: 6 }),
+        new cloudwatch.GraphWidget({ title: 'Lost, duplicated, out of order per run', left: [canary.lost, canary.metric('CanaryDuplicated', 'all', 'Sum'), canary.metric('CanaryOutOfOrder', 'all', 'Sum')], right: [canary.metric('CanaryFailed', 'all', 'Sum')], width: 6, height: 6 }),
+        new cloudwatch.GraphWidget({ title: 'Publish → receive p99 by transport (ms)', left: transports.map((t) => canary.metric('CanaryLatencyP99', t)), leftAnnotations: [{ value: canary.latencyThresholdMs, label: 'alarm' }], width: 6, height: 6 }),
+        new cloudwatch.GraphWidget({ title: 'Connect time by transport (ms)', left: transports.map((t) => canary.metric('CanaryConnectTime', t)), width: 6, height: 6 }),
+      );
+    }
     this.dashboard.addWidgets(
       new cloudwatch.TextWidget({ markdown: '## SSE (Fargate behind the ALB)', width: 24, height: 1 }),
       graph('Connections', [connections], [healthy, unhealthy]),

@@ -1,4 +1,4 @@
-import { CORE_SETTINGS, CORE_ENV } from '../contract/settings';
+import { CORE_SETTINGS, CORE_ENV, LAMBDA_ENV } from '../contract/settings';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArnFormat, CfnOutput, Stack } from 'aws-cdk-lib';
@@ -14,6 +14,7 @@ import { Construct } from 'constructs';
 import { MAX_HISTORY_BYTES_PER_CHANNEL, MAX_HISTORY_SIZE } from '../contract/limits';
 import { DEFAULTS } from './defaults';
 import { checkRange, checkSetting, invalid } from './errors';
+import { RealtimeCanary, type RealtimeCanaryProps } from './canary';
 import { LoadBalancerWaf, type LoadBalancerWafProps } from './load-balancer-waf';
 import { Network, type NetworkProps } from './network';
 import { Observability } from './observability';
@@ -232,6 +233,13 @@ export interface RealtimeApiProps {
    */
   readonly backendEvents?: RealtimeBackendEventsOptions;
   /**
+   * The delivery canary: a Lambda outside the VPC, run by EventBridge Scheduler, that connects over every transport
+   * through the public endpoints, publishes a numbered burst and reports loss and latency per transport (alarms on any
+   * loss and on p99, first on the dashboard). Its role is added to the trusted principals of tickets and publish.
+   * @default - off (`enabled` false); cdk.json turns it on in prod
+   */
+  readonly canary?: RealtimeCanaryOptions;
+  /**
    * Whether to add the endpoints as stack outputs (`TicketUrl`, `SseUrl`, `PollUrl`, `LiveUrl` and/or `WebSocketUrl` by
    * `webSocket.mode`, `PublishUrl`, `RedisEndpoint`), which `cdk deploy --outputs-file` writes and `npm run smoke` reads.
    * @default true
@@ -273,6 +281,8 @@ export class RealtimeApi extends Construct {
   public readonly waf?: LoadBalancerWaf;
   /** Backend events (the bus, the example queue, the webhook), unless `backendEvents.enabled` is false. */
   public readonly backendEvents?: BackendEvents;
+  /** The delivery canary, when `canary.enabled`. */
+  public readonly canary?: RealtimeCanary;
   /** Endpoint values by output name. */
   public readonly endpoints: Readonly<Partial<Record<OutputName, string>>>;
 
@@ -389,28 +399,6 @@ export class RealtimeApi extends Construct {
     if (webSocket) invoke(webSocket.messageFunction.function, hooks.publish);
     if (onTasks) invoke(this.sse.taskDefinition.taskRole, hooks.publish);
 
-    this.observability = new Observability(this, 'Observability', {
-      sse: this.sse,
-      redis: this.redis,
-      webSocket,
-      httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
-      functions: [...(webSocket?.functions ?? []), this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, this.publishApi.historyHandler, ...(fanout ? [fanout.worker, fanout.deadLetterConsumer] : [])],
-      alarmTopic: props.alarmTopic,
-    });
-    // The fan-out's own alarms (dead letters, waiting work) notify the same topic and are listed with the others.
-    for (const alarm of fanout?.alarms ?? []) {
-      if (props.alarmTopic) {
-        alarm.addAlarmAction(new SnsAction(props.alarmTopic));
-        alarm.addOkAction(new SnsAction(props.alarmTopic));
-      }
-      this.observability.alarms.push(alarm);
-    }
-
-    if (props.waf?.enabled ?? DEFAULTS.waf.enabled) {
-      const { enabled: _enabled, ...wafProps } = props.waf ?? {};
-      this.waf = new LoadBalancerWaf(this, 'Waf', { ...wafProps, loadBalancer: this.sse.loadBalancer });
-    }
-
     let ticketUrl = this.ticketApi.url;
     let publishUrl = this.publishApi.url;
     if (domain) {
@@ -427,6 +415,48 @@ export class RealtimeApi extends Construct {
       PublishUrl: publishUrl,
       RedisEndpoint: `${this.redis.endpointAddress}:${this.redis.endpointPort}`,
     };
+    if (props.canary?.enabled ?? DEFAULTS.canary.enabled) {
+      const { enabled: _enabled, ...canaryProps } = props.canary ?? {};
+      if (props.namespaces !== undefined && !Object.prototype.hasOwnProperty.call(props.namespaces, canaryProps.namespace ?? DEFAULTS.canary.namespace)) {
+        invalid(this, `canary.namespace "${canaryProps.namespace ?? DEFAULTS.canary.namespace}" is not one of namespaces`, 'Set canary.namespace to a namespace a ticket holder may subscribe to');
+      }
+      const { RedisEndpoint: _redis, ...endpoints } = this.endpoints;
+      this.canary = new RealtimeCanary(this, 'Canary', {
+        ...canaryProps,
+        endpoints: endpoints as RealtimeCanaryProps['endpoints'],
+        ticketApi: this.ticketApi,
+        publishApi: this.publishApi,
+        logLevel,
+        logRetention,
+      });
+      // It mints tickets and publishes as a trusted backend: its role joins the stage's trusted principals.
+      const trusted = [...trustedPrincipals, this.canary.function.function.role!.roleArn].join(',');
+      for (const fn of [this.ticketApi.handler, this.publishApi.handler]) fn.addEnvironment(LAMBDA_ENV.trustedPrincipals, trusted);
+    }
+
+    this.observability = new Observability(this, 'Observability', {
+      sse: this.sse,
+      redis: this.redis,
+      webSocket,
+      httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
+      functions: [...(webSocket?.functions ?? []), this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, this.publishApi.historyHandler, ...(fanout ? [fanout.worker, fanout.deadLetterConsumer] : [])],
+      alarmTopic: props.alarmTopic,
+      canary: this.canary,
+    });
+    // The fan-out's own alarms (dead letters, waiting work) notify the same topic and are listed with the others.
+    for (const alarm of fanout?.alarms ?? []) {
+      if (props.alarmTopic) {
+        alarm.addAlarmAction(new SnsAction(props.alarmTopic));
+        alarm.addOkAction(new SnsAction(props.alarmTopic));
+      }
+      this.observability.alarms.push(alarm);
+    }
+
+    if (props.waf?.enabled ?? DEFAULTS.waf.enabled) {
+      const { enabled: _enabled, ...wafProps } = props.waf ?? {};
+      this.waf = new LoadBalancerWaf(this, 'Waf', { ...wafProps, loadBalancer: this.sse.loadBalancer });
+    }
+
     for (const name of OUTPUT_NAMES) {
       const value = this.endpoints[name];
       if (value === undefined) continue;
@@ -487,6 +517,12 @@ function hookFunctionArns(scope: Construct, namespaces: Record<string, unknown> 
 function ticketAuth(auth: RealtimeTicketAuth | undefined): TicketAuth | undefined {
   if (auth?.type !== 'cognito') return auth;
   return { type: 'jwt', issuer: `https://${auth.userPool.userPoolProviderName}`, audience: auth.userPoolClients.map((c) => c.userPoolClientId) };
+}
+
+/** `canary` of {@link RealtimeApiProps}: the canary's settings and whether it is deployed. */
+export interface RealtimeCanaryOptions extends Omit<RealtimeCanaryProps, 'endpoints' | 'ticketApi' | 'publishApi' | 'logLevel' | 'logRetention'> {
+  /** @default false */
+  readonly enabled?: boolean;
 }
 
 /** `USER_PUBLISH_PER_MINUTE`, `USER_NEW_CHANNELS_PER_HOUR` and `USER_RETAINED_BYTES`, only those that are set. */

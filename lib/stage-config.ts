@@ -7,6 +7,7 @@ import type { Construct } from 'constructs';
 import { z } from 'zod';
 import { DEFAULTS } from './defaults';
 import { IAM_PRINCIPAL_ARN_PATTERN, invalid, ORIGIN_PATTERN, trustedPrincipalFix } from './errors';
+import type { RealtimeCanaryProps } from './canary';
 import type { LoadBalancerWafProps } from './load-balancer-waf';
 import type { NetworkProps } from './network';
 import type { PublishApiProps } from './publish-api';
@@ -162,6 +163,9 @@ const BackendEventsSection = z.strictObject({
 /** `limits`: per-user limits of the runtime on publishing (`USER_PUBLISH_PER_MINUTE`, `USER_NEW_CHANNELS_PER_HOUR`, `USER_RETAINED_BYTES`); unset keys leave the runtime's defaults. */
 const LimitsSection = z.strictObject({ userPublishPerMinute: int().optional(), userNewChannelsPerHour: int().optional(), userRetainedBytes: int().optional() });
 
+/** `canary`: the delivery canary (`canary` of RealtimeApi, {@link RealtimeCanaryProps} and `enabled`); on in prod in cdk.json. */
+const CanarySection = z.strictObject({ enabled: z.boolean().optional(), intervalMinutes: int().optional(), burst: int().optional(), latencyThresholdMs: int().optional(), namespace: z.string().optional() });
+
 /** Schema of one `stages.<name>` entry in cdk.json context. Unknown keys are errors (they are usually typos). */
 export const StageConfigSchema = z
   .strictObject({
@@ -178,6 +182,7 @@ export const StageConfigSchema = z
     limits: LimitsSection.optional(),
     waf: WafSection.optional(),
     backendEvents: BackendEventsSection.optional(),
+    canary: CanarySection.optional(),
     /** IAM role or user ARNs trusted by the IAM-authorised routes: `trustedPrincipals` of TicketApi and PublishApi. */
     trustedPrincipals: z.array(trustedPrincipal).optional(),
     /** Browser origins: `allowedOrigins` of TicketApi and SseService. */
@@ -242,6 +247,7 @@ export type TicketApiConfig = z.infer<typeof TicketApiSection>;
 export type PublishApiConfig = z.infer<typeof PublishApiSection>;
 export type LimitsConfig = z.infer<typeof LimitsSection>;
 export type WafConfig = z.infer<typeof WafSection>;
+export type CanaryConfig = z.infer<typeof CanarySection>;
 
 /** Keys converted at the boundary (JSON cannot hold a `Duration` or a construct). */
 type SseConverted = 'idleTimeoutSeconds' | 'deregistrationDelaySeconds' | 'stickinessDurationSeconds' | 'certificateArn';
@@ -335,4 +341,5 @@ export type StageSectionsMatchProps = [
   Check<PassesThrough<TicketApiConfig, TicketApiProps>>,
   Check<PassesThrough<PublishApiConfig, PublishApiProps>>,
   Check<PassesThrough<Omit<WafConfig, 'enabled'>, LoadBalancerWafProps>>,
+  Check<PassesThrough<Omit<CanaryConfig, 'enabled'>, RealtimeCanaryProps>>,
 ];

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import WebSocket from 'ws';
+import { postPublish, postTicket, request, SseReader, WsClient, type JsonAnswer, type ProbeAuth } from '../core/probe/clients';
 import { jsonRequest, regionOfHost, signRequest } from '../server-sdk/src/sigv4';
 
 /**
@@ -54,10 +54,7 @@ const ENDPOINT_NAMES = ['TicketUrl', 'SseUrl', 'PollUrl', 'PublishUrl'] as const
 const WS_ENDPOINT_NAMES = ['WebSocketUrl', 'LiveUrl'] as const;
 
 /** How the smoke test authenticates. */
-export type SmokeAuth =
-  | { readonly kind: 'local'; readonly sub: string }
-  | { readonly kind: 'jwt'; readonly token: string }
-  | { readonly kind: 'iam'; readonly sub: string };
+export type SmokeAuth = ProbeAuth;
 
 export interface SmokeOptions {
   readonly endpoints: SmokeEndpoints;
@@ -137,192 +134,6 @@ export async function signedHeaders(method: string, url: URL, body: string, regi
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Small clients: JSON over fetch, an SSE reader, a WebSocket that collects frames.
-
-interface JsonAnswer {
-  readonly status: number;
-  // Answers are read field by field; `any` keeps those reads short.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  readonly body: any;
-  readonly text: string;
-}
-
-async function request(url: string, init: RequestInit, timeoutMs: number): Promise<JsonAnswer> {
-  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
-  const text = await r.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  return { status: r.status, body, text };
-}
-
-interface SseEvent {
-  readonly event: string;
-  readonly id?: string;
-  readonly data: string;
-}
-
-/** One SSE connection read with fetch: events as they come, and a wait for one that matches. */
-class SseReader {
-  readonly events: SseEvent[] = [];
-  status = 0;
-  contentType = '';
-  private readonly abort = new AbortController();
-  private waiters: (() => void)[] = [];
-  private ended = false;
-
-  constructor(url: string, headers: Record<string, string>) {
-    void this.read(url, headers).catch(() => undefined);
-  }
-
-  private async read(url: string, headers: Record<string, string>): Promise<void> {
-    try {
-      const r = await fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal: this.abort.signal });
-      this.status = r.status;
-      this.contentType = r.headers.get('content-type') ?? '';
-      if (!r.body) return;
-      const decoder = new TextDecoder();
-      let buffer = '';
-      for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) {
-        buffer += decoder.decode(chunk, { stream: true });
-        let end: number;
-        while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, '');
-          this.parse(block);
-        }
-      }
-    } finally {
-      this.ended = true;
-      this.wake();
-    }
-  }
-
-  private parse(block: string): void {
-    let event = 'message';
-    let id: string | undefined;
-    const data: string[] = [];
-    for (const line of block.split(/\r?\n/)) {
-      if (line.startsWith(':')) continue;
-      const i = line.indexOf(':');
-      const field = i < 0 ? line : line.slice(0, i);
-      const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
-      if (field === 'event') event = value;
-      else if (field === 'id') id = value;
-      else if (field === 'data') data.push(value);
-    }
-    if (data.length === 0 && id === undefined) return;
-    this.events.push({ event, id, data: data.join('\n') });
-    this.wake();
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  /** Waits for an event matching `pred`; rejects with what was seen when the stream ends or time runs out. */
-  async waitFor(pred: (e: SseEvent) => boolean, what: string, timeoutMs: number): Promise<SseEvent> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.events.find(pred);
-      if (hit) return hit;
-      if (this.ended) throw new Error(`stream ended (HTTP ${this.status || 'no answer'}) before ${what}; got ${this.seen()}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms (HTTP ${this.status}, ${this.contentType || 'no content type'}); got ${this.seen()}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  private seen(): string {
-    return this.events.length ? this.events.map((e) => e.event).join(', ') : 'no events';
-  }
-
-  close(): void {
-    this.abort.abort();
-  }
-}
-
-/** A WebSocket client that keeps every frame (parsed JSON) and waits for one that matches. */
-class WsClient {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  readonly frames: any[] = [];
-  private readonly socket: WebSocket;
-  private waiters: (() => void)[] = [];
-  private closed = false;
-
-  private constructor(socket: WebSocket) {
-    this.socket = socket;
-    socket.on('message', (m) => {
-      try {
-        this.frames.push(JSON.parse(String(m)));
-      } catch {
-        this.frames.push({ unparsed: String(m) });
-      }
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-  }
-
-  static open(url: string, timeoutMs: number): Promise<WsClient> {
-    return new Promise((resolve, reject) => {
-      const socket = new WebSocket(url, { handshakeTimeout: timeoutMs });
-      const client = new WsClient(socket);
-      socket.once('open', () => resolve(client));
-      socket.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused with HTTP ${res.statusCode}`)));
-      socket.once('error', reject);
-    });
-  }
-
-  send(frame: unknown): void {
-    this.socket.send(JSON.stringify(frame));
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  async waitFor(pred: (f: any) => boolean, what: string, timeoutMs: number, from = 0): Promise<any> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.frames.slice(from).find(pred);
-      if (hit) return hit;
-      const seen = this.frames.slice(from).map((f) => f.type ?? 'envelope').join(', ') || 'no frames';
-      if (this.closed) throw new Error(`connection closed before ${what}; got ${seen}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms; got ${seen}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  close(): void {
-    this.socket.close();
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // The checks.
 
 const isErrorBody = (b: unknown, code?: string): boolean => {
@@ -360,18 +171,9 @@ export async function runSmoke(options: SmokeOptions, report: (r: SmokeResult) =
     if (!ok) throw new Error(message);
   };
 
+  const sign = (method: string, url: URL, body: string) => signedHeaders(method, url, body, options.region);
   async function ticket(transport: 'sse' | 'ws', body: string = JSON.stringify({ channels: [channel], transport })): Promise<JsonAnswer> {
-    const url = new URL(ticketUrl);
-    let headers: Record<string, string> = { 'content-type': 'application/json' };
-    let payload = body;
-    if (auth.kind === 'local') headers['x-local-user'] = auth.sub;
-    else if (auth.kind === 'jwt') headers.authorization = `Bearer ${auth.token}`;
-    else {
-      const parsed = safeJson(body);
-      payload = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? JSON.stringify({ sub: auth.sub, ...parsed }) : body;
-      headers = await signedHeaders('POST', url, payload, options.region);
-    }
-    return request(url.toString(), { method: 'POST', headers, body: payload }, timeout);
+    return postTicket(ticketUrl, auth, body, sign, timeout);
   }
   async function mint(transport: 'sse' | 'ws'): Promise<{ ticket: string; url: string }> {
     const r = await ticket(transport);
@@ -474,11 +276,8 @@ export async function runSmoke(options: SmokeOptions, report: (r: SmokeResult) =
       const signed = auth.kind === 'iam' || !!options.signPublish;
       if (auth.kind !== 'local' && !signed) return { skip: 'POST /publish needs SigV4: pass --iam-user, or --sign-publish with AWS credentials of a trusted principal' };
       need(state.ws, 'no WebSocket to receive it (ws subscribe failed)');
-      const body = JSON.stringify({ channel, type: 'smoke', data: { n: 3 } });
-      const url = new URL(e.PublishUrl);
-      const headers = signed ? await signedHeaders('POST', url, body, options.region) : { 'content-type': 'application/json' };
       const from = state.ws!.frames.length;
-      const r = await request(url.toString(), { method: 'POST', headers, body }, timeout);
+      const r = await postPublish(e.PublishUrl, { channel, type: 'smoke', data: { n: 3 } }, signed ? sign : undefined, timeout);
       need(r.status === 202 && typeof r.body?.id === 'string', `POST ${e.PublishUrl}: expected 202 {"id"}, got ${show(r)}`);
       await state.ws!.waitFor((m) => m.id === r.body.id, `envelope ${r.body.id} on the WebSocket`, timeout, from);
       return `202 id ${r.body.id}, delivered to the WebSocket`;
@@ -506,14 +305,6 @@ export async function runSmoke(options: SmokeOptions, report: (r: SmokeResult) =
     state.ws?.close();
   }
   return results;
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 /** One line per result, aligned: `PASS  ticket  201, ... (12 ms)`. */

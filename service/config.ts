@@ -127,7 +127,11 @@ export interface ServiceConfig {
   readonly catchupConcurrency: number;
   /** Live events a stream may hold while its replay runs; past it the stream is closed with `retry:` and resumes by id. */
   readonly maxHeldEvents: number;
-  /** Interval of the embedded-metric-format lines in milliseconds; 0 disables. */
+  /** `POST /client-metrics`: reports per minute per user (with a ticket) or client IP (anonymous); 0 turns the route off (404). Defaults to 6. */
+  readonly clientMetricsPerMinute: number;
+  /** `POST /client-metrics`: largest body in bytes (413 past it). Defaults to 8192. */
+  readonly clientMetricsMaxBytes: number;
+  /** Interval of the embedded-metric-format lines in milliseconds; 0 disables. Defaults to 60000. */
   readonly metricsIntervalMs: number;
   readonly metricsNamespace: string;
   readonly logLevel: string;

@@ -9,6 +9,7 @@ import { retryAfterMs, type Admission, type RequestContext } from './admission';
 import type { ServiceConfig } from './config';
 import type { Cors } from './cors';
 import type { FlushWindow } from './flush-window';
+import type { ClientMetricsEndpoint } from './client-metrics';
 import { Health, type HealthState } from './health';
 import { PollTransport } from './poll-transport';
 import type { SessionEngine } from './session-engine';
@@ -33,6 +34,8 @@ export interface HttpEdgeDeps {
   readonly log: Logger;
   /** Spends tickets presented to refused requests. */
   readonly redis: RedisLike;
+  /** `POST /client-metrics`. */
+  readonly clientMetrics: ClientMetricsEndpoint;
 }
 
 /**
@@ -79,7 +82,8 @@ export class HttpEdge {
     const handle = async () => {
       if (req.method === 'OPTIONS') return this.deps.cors.preflight(req, res);
       if (url.pathname === '/healthz') return this.health.answer(req, res, url);
-      if (url.pathname !== '/events' && url.pathname !== '/poll' && url.pathname !== '/history') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll, /history or /healthz.`);
+      if (url.pathname === '/client-metrics') return this.clientMetrics(req, res, url);
+      if (url.pathname !== '/events' && url.pathname !== '/poll' && url.pathname !== '/history') throw new RealtimeError('not_found', `No route ${url.pathname}; try /events, /poll, /history, /client-metrics or /healthz.`);
       if (req.method !== 'GET') throw new RealtimeError('method_not_allowed', `${url.pathname} accepts GET only.`);
       if (url.pathname === '/events') return this.events(req, res, url, ctx);
       if (url.pathname === '/history') return this.history(req, res, url, ctx);
@@ -142,6 +146,15 @@ export class HttpEdge {
     if (setCookie) headers['set-cookie'] = setCookie;
     res.writeHead(200, headers);
     res.end(historyBody(page));
+  }
+
+  /** `POST /client-metrics`: a client's delivery stats (service/client-metrics.ts); 204 when taken. */
+  private async clientMetrics(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    if (req.method !== 'POST') throw new RealtimeError('method_not_allowed', '/client-metrics accepts POST only.');
+    this.deps.cors.check(req);
+    await this.deps.clientMetrics.handle(req, url);
+    res.writeHead(204, { ...this.deps.cors.headers(req), 'cache-control': 'no-store' });
+    res.end();
   }
 
   private streamHeaders(req: IncomingMessage): Record<string, string> {

@@ -1,4 +1,5 @@
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { ClientReports } from './client-metrics';
 
 /** Counters of one SSE task, published as CloudWatch embedded-metric-format lines on stdout. */
 export class ServiceMetrics {
@@ -9,6 +10,8 @@ export class ServiceMetrics {
   rejectedConnections = 0;
   /** Streams closed because too many live events waited for their replay (MAX_HELD_EVENTS). */
   heldOverflows = 0;
+  /** What clients posted to `POST /client-metrics` since the last flush, by namespace and transport. */
+  readonly clients: ClientReports;
   private readonly metrics: Metrics;
   private timer?: NodeJS.Timeout;
 
@@ -18,6 +21,7 @@ export class ServiceMetrics {
     private readonly sample: () => { open: number; deliveries: number },
   ) {
     this.metrics = new Metrics({ namespace, serviceName: 'sse' });
+    this.clients = new ClientReports(namespace);
   }
 
   /** Publishes every `intervalMs` (0 disables). */
@@ -44,6 +48,7 @@ export class ServiceMetrics {
     m.addMetric('RejectedConnections', MetricUnit.Count, this.rejectedConnections);
     m.addMetric('HeldOverflows', MetricUnit.Count, this.heldOverflows);
     m.publishStoredMetrics();
+    for (const doc of this.clients.drain()) process.stdout.write(JSON.stringify(doc) + '\n');
     this.slowConsumerDrops = this.replays = this.resets = this.redisReconnects = this.rejectedConnections = this.heldOverflows = 0;
   }
 }

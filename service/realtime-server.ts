@@ -19,6 +19,7 @@ import { Cors } from './cors';
 import { apiGatewayDelivery } from './api-gateway-fanout';
 import { watchTaskStop } from './ecs';
 import { FlushWindow } from './flush-window';
+import { ClientMetricsEndpoint } from './client-metrics';
 import { HttpEdge } from './http-edge';
 import { Hub } from './hub';
 import { ServiceMetrics } from './metrics';
@@ -154,7 +155,8 @@ export class RealtimeServer {
       now,
     };
     const window = deps.window ?? new FlushWindow({ writeDelayMs: config.writeDelayMs, maxWriteDelayMs: config.maxWriteDelayMs });
-    const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window, health, log: this.log, redis: this.redis });
+    const clientMetrics = new ClientMetricsEndpoint({ config, redis: this.redis, reports: this.metrics.clients, now });
+    const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window, health, log: this.log, redis: this.redis, clientMetrics });
     this.server = edge.server;
     this.ws = new WsEdge(this.server, { config, redis: this.redis, admission, engine: this.engine, window, log: this.log, fanout, resumeFanout, hooks: deps.hooks ?? (hasHooks(config.core.namespaces) ? this.lambdaInvoker() : undefined) });
   }

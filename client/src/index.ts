@@ -95,6 +95,15 @@ export interface ClientOptions {
   events?: { addEventListener(t: string, f: () => void): void; removeEventListener(t: string, f: () => void): void } | null;
   timers?: Timers;
   random?: () => number;
+  /**
+   * Off unless set: every `intervalMs` (default 60000) the client posts what {@link Client.stats} counted since its
+   * last report, summed per channel namespace, to `url` (the stack's ClientMetricsUrl, `POST /client-metrics` on
+   * the tasks): `{"transport","namespaces":{"<ns>":{received,duplicates,resets,reconnects,switches,latency}}}`.
+   * No channel names, ids, user or event data. Unless `anonymous` (the namespaces allow anonymous reports), each
+   * report spends a ticket for the subscribed channels, passed as `?ticket=`. A report refused with 400/401/403/404
+   * ends reporting; one that fails otherwise is added to the next.
+   */
+  report?: { url: string; intervalMs?: number; anonymous?: boolean };
 }
 
 export interface SubscribeOptions<M extends EventMap> {
@@ -126,6 +135,41 @@ export interface HistoryPage<E = Envelope> {
   next?: string;
   /** The sequence when the page was read. */
   position: string;
+}
+
+/** Upper bounds in ms of the latency histogram's buckets ({@link ChannelStats.latency}); a latency above the last counts in the last. */
+export const LATENCY_BUCKETS = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000];
+
+/**
+ * What one channel's deliveries looked like since it was first subscribed on this client (see
+ * {@link Client.stats}). Counts only grow; a reporter sends differences.
+ */
+export interface ChannelStats {
+  /** Events delivered to `onEvent`. */
+  received: number;
+  /** Events at or below the channel's position (a duplicate, or one that came out of order): dropped, not delivered. */
+  duplicates: number;
+  /** `reset` signals: history could not cover the channel's cursor, so events between were lost to this client. */
+  resets: number;
+  /** Connections that opened carrying this channel after its first one. */
+  reconnects: number;
+  /** Of those, the ones on another transport than the connection before. */
+  switches: number;
+  /** The transport of the last connection that opened, if any did. */
+  transport?: Transport;
+  /** Publish → receive latency (this clock at delivery − the envelope's `ts`; below 0 counts as 0): counts per bucket of {@link LATENCY_BUCKETS}. */
+  latency: number[];
+  /** Median and 99th percentile of `latency`, as the upper bound of their bucket in ms (undefined before the first event). */
+  p50?: number;
+  p99?: number;
+}
+
+/** The upper bound of the bucket holding quantile `q` of histogram `h`. */
+function quantile(h: number[], q: number): number | undefined {
+  const n = h.reduce((a, b) => a + b, 0);
+  let c = 0;
+  for (let i = 0; i < h.length; i++) if (n && (c += h[i]) >= q * n) return LATENCY_BUCKETS[i];
+  return undefined;
 }
 
 /** An error of the client: `code` is the server's error code (or `disconnected`, `closed`, `not_websocket`, `network`). */
@@ -218,6 +262,8 @@ export class Client<M extends EventMap = EventMap> {
   transport?: Transport;
   private readonly o: Required<Omit<ClientOptions, 'sseUrl' | 'wsUrl' | 'pollUrl' | 'historyUrl' | 'WebSocket' | 'storage' | 'events'>> & ClientOptions;
   private readonly subs = new Map<string, Sub>();
+  /** Delivery counts per channel, kept after an unsubscribe. */
+  private readonly st = new Map<string, ChannelStats>();
   private readonly listeners: { [k: string]: Set<(v: never) => void> } = { state: new Set(), error: new Set() };
   private readonly queue: Pending[] = [];
   private inflight?: Pending;
@@ -231,6 +277,9 @@ export class Client<M extends EventMap = EventMap> {
   private readonly jar = new Map<string, string>();
   /** Long poll: cookies do not come back (blocked), so every poll takes a new ticket. */
   private perPoll = false;
+  /** What the last report that was taken counted, per channel. */
+  private sent = new Map<string, ChannelStats>();
+  private reportTimer?: unknown;
   private readonly onWake = () => this.check(false);
   private readonly onOnline = () => this.check(true);
 
@@ -262,6 +311,38 @@ export class Client<M extends EventMap = EventMap> {
     if (this.o.events === undefined) this.o.events = typeof g?.addEventListener === 'function' ? g : null;
     this.o.events?.addEventListener('visibilitychange', this.onWake);
     this.o.events?.addEventListener('online', this.onOnline);
+    if (this.o.report) this.scheduleReport();
+  }
+
+  private scheduleReport(): void {
+    this.reportTimer = this.o.timers.set(() => void this.sendReport().then((go) => go && !this.closed && this.scheduleReport()), this.o.report!.intervalMs ?? 60000);
+  }
+
+  /** Posts the stats since the last report; false when the server refused reports for good. */
+  private async sendReport(): Promise<boolean> {
+    const now = this.stats();
+    const t = this.transport ?? Object.values(now).find((x) => x.transport)?.transport;
+    const ns: Record<string, Omit<ChannelStats, 'transport' | 'p50' | 'p99'>> = {};
+    for (const [c, x] of Object.entries(now)) {
+      const p = this.sent.get(c);
+      const n = c.slice(0, c.indexOf(':'));
+      const d = (ns[n] ??= { received: 0, duplicates: 0, resets: 0, reconnects: 0, switches: 0, latency: LATENCY_BUCKETS.map(() => 0) });
+      for (const k of ['received', 'duplicates', 'resets', 'reconnects', 'switches'] as const) d[k] += x[k] - (p?.[k] ?? 0);
+      x.latency.forEach((v, i) => (d.latency[i] += v - (p?.latency[i] ?? 0)));
+    }
+    // Only namespaces with something new are named.
+    for (const n in ns) if (!(ns[n].received + ns[n].duplicates + ns[n].resets + ns[n].reconnects + ns[n].switches)) delete ns[n];
+    if (!Object.keys(ns).length || !t) return true;
+    const r = this.o.report!;
+    try {
+      let url = r.url;
+      if (!r.anonymous) url += '?ticket=' + encodeURIComponent((await this.o.ticket({ transport: 'sse', channels: [...this.subs.keys()] })).ticket);
+      const res = await this.o.fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ transport: t, namespaces: ns }), keepalive: true });
+      if (res.status < 300) this.sent = new Map(Object.entries(now));
+      return ![400, 401, 403, 404].includes(res.status);
+    } catch {
+      return true;
+    }
   }
 
   /** Listens to `state` changes or `error`s; returns the function that stops listening. */
@@ -314,10 +395,24 @@ export class Client<M extends EventMap = EventMap> {
     return r.json() as Promise<HistoryPage<EventOf<M>>>;
   }
 
+  /** Delivery counts of every channel subscribed since the client was created (copies). */
+  stats(): Record<string, ChannelStats> {
+    const r: Record<string, ChannelStats> = {};
+    for (const [c, x] of this.st) r[c] = { ...x, latency: [...x.latency], p50: quantile(x.latency, 0.5), p99: quantile(x.latency, 0.99) };
+    return r;
+  }
+
+  private stat(channel: string): ChannelStats {
+    let x = this.st.get(channel);
+    if (!x) this.st.set(channel, (x = { received: 0, duplicates: 0, resets: 0, reconnects: 0, switches: 0, latency: LATENCY_BUCKETS.map(() => 0) }));
+    return x;
+  }
+
   /** Ends the connection for good. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.o.timers.clear(this.reportTimer);
     this.o.events?.removeEventListener('visibilitychange', this.onWake);
     this.o.events?.removeEventListener('online', this.onOnline);
     this.conn?.stop();
@@ -380,8 +475,16 @@ export class Client<M extends EventMap = EventMap> {
   private deliver(e: Envelope): void {
     const s = this.subs.get(e.channel);
     if (!s) return;
+    const x = this.stat(e.channel);
     if (s.held) s.held.push(e);
-    else if (s.cursor === undefined || cmp(e.id, s.cursor) > 0) {
+    else if (s.cursor !== undefined && cmp(e.id, s.cursor) <= 0) x.duplicates++;
+    else {
+      x.received++;
+      const ms = this.o.timers.now() - Number(e.ts);
+      let i = 0;
+      while (i < LATENCY_BUCKETS.length - 1 && ms > LATENCY_BUCKETS[i]) i++;
+      // A `ts` that is not a number of milliseconds counts nowhere.
+      if (ms === ms) x.latency[i]++;
       s.cursor = e.id;
       this.pos = maxId(this.pos, e.id);
       s.h.onEvent(e);
@@ -398,7 +501,10 @@ export class Client<M extends EventMap = EventMap> {
   }
 
   private reset(channel: string): void {
-    this.subs.get(channel)?.h.onReset?.(channel);
+    const s = this.subs.get(channel);
+    if (!s) return;
+    this.stat(channel).resets++;
+    s.h.onReset?.(channel);
   }
 
   /** Keeps the `set-cookie`s of an answer where they are readable (Node's fetch); `Max-Age=0` removes. */
@@ -535,6 +641,12 @@ export class Client<M extends EventMap = EventMap> {
     const open = () => {
       opened = T.now();
       this.transport = kind;
+      for (const c of channels) {
+        const x = this.stat(c);
+        if (x.transport) x.reconnects++;
+        if (x.transport && x.transport !== kind) x.switches++;
+        x.transport = kind;
+      }
       this.remember(kind);
       this.setState('open');
       // Publishes waited for a connection; only a WebSocket can carry them.

@@ -6,12 +6,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import ts from 'typescript';
-import { CORE_ENV, LAMBDA_ENV, SERVICE_ENV, CORE_SETTINGS, LAMBDA_SETTINGS, SERVICE_SETTINGS, type Setting } from '../../contract/settings';
+import { CANARY_ENV, CORE_ENV, LAMBDA_ENV, SERVICE_ENV, CANARY_SETTINGS, CORE_SETTINGS, LAMBDA_SETTINGS, SERVICE_SETTINGS, type Setting } from '../../contract/settings';
 import { PLATFORM_ENV } from '../../lib/realtime-function';
 import { REPO_ROOT } from './support';
 
 const LIB = path.join(REPO_ROOT, 'lib');
-const NAMES = [...Object.values(CORE_ENV), ...Object.values(LAMBDA_ENV), ...Object.values(SERVICE_ENV), ...Object.values(PLATFORM_ENV)];
+const NAMES = [...new Set([...Object.values(CORE_ENV), ...Object.values(LAMBDA_ENV), ...Object.values(SERVICE_ENV), ...Object.values(CANARY_ENV), ...Object.values(PLATFORM_ENV)])];
 
 /**
  * The text of every string literal, template literal part and object literal key of a source file: where a variable
@@ -77,7 +77,7 @@ function readmeTable(markdown: string): Map<string, { default: string; range: st
 /** Every disagreement between README's configuration table and the rows of contract/settings.ts, one line each. */
 function readmeProblems(markdown: string): string[] {
   const table = readmeTable(markdown);
-  const rows = new Map<string, Setting>([...Object.values(CORE_SETTINGS), ...Object.values(LAMBDA_SETTINGS), ...Object.values(SERVICE_SETTINGS)].map((r) => [r.env, r]));
+  const rows = new Map<string, Setting>([...Object.values(CORE_SETTINGS), ...Object.values(LAMBDA_SETTINGS), ...Object.values(SERVICE_SETTINGS), ...Object.values(CANARY_SETTINGS)].map((r) => [r.env, r]));
   const problems = [
     ...[...rows.keys()].filter((env) => !table.has(env)).map((env) => `${env}: no row in README`),
     ...[...table.keys()].filter((env) => !rows.has(env)).map((env) => `${env}: in README, but no row in contract/settings.ts`),

@@ -4,13 +4,13 @@
  */
 import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import { Observability } from '../../lib/observability';
-import { STAGE_DEFAULTS } from '../../cost/stage';
+import { loadStage } from '../../cost/stage';
 import { buildStack, buildStageApp, templateOf, useStageTemplate, WITH_API_GATEWAY_WEBSOCKETS } from './support';
 
 describe('the stages of cdk.json as they are (webSocket.mode tasks)', () => {
-  test.each(['dev', 'prod'])('%s: as many alarms as the cost planner prices (cost/stage.ts STAGE_DEFAULTS.alarms)', (stage) => {
+  test.each(['dev', 'prod'])('%s: as many alarms as the cost planner prices (cost/stage.ts loadStage(stage).alarms)', (stage) => {
     const alarms = Object.keys(templateOf(buildStageApp(stage).stack).findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(STAGE_DEFAULTS.alarms);
+    expect(alarms).toHaveLength(loadStage(stage).alarms);
   });
 });
 

@@ -132,13 +132,14 @@ describe('prod stage (cdk.json: HTTPS, JWT tickets, two Redis nodes, pinned env)
     template.hasOutput('SseLoadBalancerDnsName', { Value: stack.resolve(stack.sse.loadBalancer.loadBalancerDnsName) });
   });
 
-  test('TRUSTED_PRINCIPALS: the stage\'s trustedPrincipals on the ticket issuer, publish and revoke functions', () => {
+  test('TRUSTED_PRINCIPALS: the stage\'s trustedPrincipals on the ticket issuer, publish and revoke functions; the canary\'s role (on in prod) beside them on tickets and publish', () => {
     const trusted = (prod.trustedPrincipals as unknown as string[]).join(',');
     expect(trusted).toMatch(/^arn:aws:iam::\d{12}:role\//);
-    for (const fn of [stack.ticketApi.handler, stack.publishApi.handler, stack.publishApi.revokeHandler]) {
-      const vars = (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
-      expect(vars.TRUSTED_PRINCIPALS).toBe(trusted);
-    }
+    const vars = (fn: { function: import('aws-cdk-lib/aws-lambda').Function }) =>
+      (template.toJSON().Resources[logicalIdOf(fn.function)].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const canaryRole = logicalIdOf(stack.api.canary!.function.function.role!);
+    for (const fn of [stack.ticketApi.handler, stack.publishApi.handler]) expect(vars(fn).TRUSTED_PRINCIPALS).toEqual({ 'Fn::Join': ['', [`${trusted},`, { 'Fn::GetAtt': [canaryRole, 'Arn'] }]] });
+    expect(vars(stack.publishApi.revokeHandler).TRUSTED_PRINCIPALS).toBe(trusted);
   });
 
   test('SSM parameters: under /realtime/prod/', () => {

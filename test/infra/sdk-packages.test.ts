@@ -92,7 +92,7 @@ describe('npm pack: @realtime-blueprint/client', () => {
     fs.symlinkSync(path.join(REPO_ROOT, 'node_modules', 'react'), path.join(dir, 'node_modules', 'react'), 'dir');
     const out = run(process.execPath, ['--input-type=module', '-e', "const c = await import('@realtime-blueprint/client'); const r = await import('@realtime-blueprint/client/react'); console.log(JSON.stringify([Object.keys(c).sort(), Object.keys(r).sort()]))"], dir);
     expect(JSON.parse(out)).toEqual([
-      ['Client', 'RealtimeClientError', 'backoff', 'createClient', 'createTypedClient', 'ticketFrom', 'typed'],
+      ['Client', 'LATENCY_BUCKETS', 'RealtimeClientError', 'backoff', 'createClient', 'createTypedClient', 'ticketFrom', 'typed'],
       ['RealtimeProvider', 'createRealtimeHooks', 'useChannel', 'useConnectionState', 'useRealtimeClient'],
     ]);
   }, 120_000);

@@ -7,7 +7,7 @@ import pino from 'pino';
 import { RedisServer } from '../../local/redis';
 import type { LocalStack } from '../../local/stack';
 import type { RealtimeServer } from '../../service/realtime-server';
-import { localTickets, nodeClient, publish, record, sameIds, startPublisher, until, type Recorder } from '../support/client-kit';
+import { localTickets, nodeClient, publish, record, sameIds, startPublisher, statsTruth, until, type Recorder } from '../support/client-kit';
 import { startService, uid } from '../support/harness';
 import { TcpProxy } from '../support/tcp-proxy';
 
@@ -83,6 +83,8 @@ describe('API Gateway limits', () => {
     await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length }));
     sameIds(rec.ids(), pub.ids);
     expect(rec.states).toEqual(['connecting', 'open']);
+    // No state change, but the client counts each proactive reconnect (one ticket per connection).
+    expect(rec.client.stats()[ch]).toMatchObject({ received: pub.ids.length, resets: 0, reconnects: tickets.calls.length - 1, switches: 0 });
   });
 });
 
@@ -104,6 +106,7 @@ describe('Redis restart', () => {
     // A reset may come (the server could not prove its history covered a cursor across the restart:
     // seen on long polls now and then); it never replaces an event: every one still arrived once.
     expect(rec.resets.filter((c) => c !== ch)).toEqual([]);
+    expect(rec.client.stats()[ch]).toMatchObject({ ...statsTruth(rec, ch), received: pub.ids.length });
   }, 60_000);
 });
 
@@ -178,5 +181,6 @@ describe('SSE task drain', () => {
     await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length }));
     sameIds(rec.ids(), pub.ids);
     expect(rec.opens.length).toBeGreaterThanOrEqual(2);
+    expect(rec.client.stats()[ch]).toMatchObject({ ...statsTruth(rec, ch), received: pub.ids.length });
   });
 });

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import type { LocalStack } from '../../local/stack';
 import { RealtimeClientError, type TicketAnswer, type TicketRequest } from '../../client/src/index';
-import { localTickets, nodeClient, publish, record, Relay, sameIds, startPublisher, until, type Recorder } from '../support/client-kit';
+import { localTickets, nodeClient, publish, record, Relay, sameIds, startPublisher, statsTruth, until, type Recorder } from '../support/client-kit';
 import { uid } from '../support/harness';
 
 process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
@@ -210,6 +210,9 @@ describe('resume', () => {
     await until(() => rec.events.length >= pub.ids.length, 'every event', 30_000, () => ({ got: rec.events.length, want: pub.ids.length }));
     sameIds(rec.ids(), pub.ids);
     expect(rec.opens.slice(0, 3)).toEqual(['ws', 'sse', 'poll']);
+    // The client's own counts: every event, and each reconnect and switch the recorder saw.
+    expect(rec.client.stats()[ch]).toMatchObject({ ...statsTruth(rec, ch), received: pub.ids.length });
+    expect(rec.client.stats()[ch].switches).toBeGreaterThanOrEqual(2);
     // Every connection attempt took its own ticket.
     expect(new Set(tickets.calls.map((c) => c.ticket)).size).toBe(tickets.calls.length);
   });
@@ -303,6 +306,7 @@ describe('server-side drops', () => {
     // It did reconnect: a second open, on a new connection.
     expect(rec.opens).toEqual(['ws', 'ws']);
     expect(stack.ws.connectionIds()).not.toContain(ids[0]);
+    expect(rec.client.stats()[ch]).toMatchObject({ received: pub.ids.length, resets: 0, reconnects: 1, switches: 0, transport: 'ws' });
   });
 
   it('SSE: the network drops the stream, then a dead stream (no heartbeat) is detected: resumes by lastEventId, nothing lost', async () => {

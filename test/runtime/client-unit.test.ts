@@ -3,7 +3,7 @@
  * it; the wall clock can jump without them, like a background tab or a sleeping laptop), a WebSocket
  * and a fetch the test drives. No real time passes and nothing depends on machine load.
  */
-import { backoff, createClient, RealtimeClientError, type Client, type ClientOptions, type Envelope, type TicketAnswer } from '../../client/src/index';
+import { backoff, createClient, LATENCY_BUCKETS, RealtimeClientError, type Client, type ClientOptions, type Envelope, type TicketAnswer } from '../../client/src/index';
 import { FakeClock, FakeWebSocket, FakeWindow, settle } from '../support/client-fakes';
 
 let clock: FakeClock;
@@ -192,6 +192,57 @@ describe('resume and dedupe (WebSocket)', () => {
     expect(resent).toEqual([{ action: 'publish', channel: 'chat:a', type: 'm', data: { n: 2 }, idempotencyKey: 'k2' }]);
     ws2.receive({ type: 'error', error: { code: 'rate_limited', message: 'slow down' } });
     await expect(p2).rejects.toMatchObject({ code: 'rate_limited' });
+  });
+});
+
+describe('stats()', () => {
+  it('per channel: received, duplicates and late events dropped by position, resets, reconnects, latency from ts', async () => {
+    make();
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    client!.subscribe('chat:b', { onEvent: () => undefined });
+    let ws = await openWs('100');
+    // One subscribe in flight at a time: answer the second.
+    ws.ackSubscribes('100');
+    // Ground truth: 3 new events on a (latencies 5, 120, 700 ms), one of them again, one older than the position; 1 on b; a reset on b.
+    ws.receive(env({ id: '101', ts: clock.now() - 5 }));
+    ws.receive(env({ id: '102', ts: clock.now() - 120 }));
+    ws.receive(env({ id: '102', ts: clock.now() - 120 }));
+    ws.receive(env({ id: '99', ts: clock.now() - 700 }));
+    ws.receive(env({ id: '103', ts: clock.now() - 700 }));
+    ws.receive(env({ channel: 'chat:b', id: '104', ts: clock.now() + 50 }));
+    ws.receive({ type: 'reset', channel: 'chat:b', reason: 'history_unavailable' });
+    // Two drops, two reconnects on the same transport.
+    for (let i = 0; i < 2; i++) {
+      ws.close();
+      await settle();
+      await clock.advance(20000);
+      ws = await openWs('104');
+    }
+    const bucket = (ms: number) => LATENCY_BUCKETS.findIndex((b) => ms <= b);
+    const hist = (...ms: number[]) => LATENCY_BUCKETS.map((_, i) => ms.filter((m) => bucket(m) === i).length);
+    const st = client!.stats();
+    expect(st['chat:a']).toEqual({ received: 3, duplicates: 2, resets: 0, reconnects: 2, switches: 0, transport: 'ws', latency: hist(5, 120, 700), p50: 250, p99: 1000 });
+    // A clock behind the server's: the negative latency counts as 0.
+    expect(st['chat:b']).toEqual({ received: 1, duplicates: 0, resets: 1, reconnects: 2, switches: 0, transport: 'ws', latency: hist(0), p50: 10, p99: 10 });
+    // A copy: the caller cannot change the client's counts.
+    st['chat:a'].latency[0] = 99;
+    expect(client!.stats()['chat:a'].latency[0]).toBe(1);
+  });
+
+  it('a transport switch is counted on the channels of the connection that opened on the other transport', async () => {
+    const fetchFake = (async () => new Response(new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode('id: 5\nevent: ready\ndata: {"cursor":"5"}\n\n')) }), { status: 200 })) as unknown as typeof fetch;
+    make({ transports: ['ws', 'sse'], fetch: fetchFake, ticket: async (r) => ({ ticket: 't', wsUrl: 'ws://test/live?ticket=t', sseUrl: r.transport === 'sse' ? 'http://sse/events?ticket=t' : undefined }) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    const ws = await openWs();
+    ws.close();
+    await settle();
+    await clock.advance(500);
+    // The WebSocket does not open this time: after the open timeout SSE does.
+    await settle();
+    await clock.advance(4000);
+    await settle();
+    expect(client!.transport).toBe('sse');
+    expect(client!.stats()['chat:a']).toMatchObject({ reconnects: 1, switches: 1, transport: 'sse' });
   });
 });
 

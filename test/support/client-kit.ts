@@ -186,6 +186,21 @@ export function nodeClient(options: ClientOptions): Client {
   return createClient({ WebSocket: NodeWebSocket, storage: null, events: null, ...options });
 }
 
+/**
+ * What `client.stats()` must say of `channel`, from what the recorder saw: each event delivered, each
+ * reset, each open after the first (a reconnect) and each open on another transport than the one before.
+ * Only opens that changed the state are seen here (a planned reconnect does not).
+ */
+export function statsTruth(rec: Recorder, channel: string): { received: number; resets: number; reconnects: number; switches: number; transport?: Transport } {
+  return {
+    received: rec.ids(channel).length,
+    resets: rec.resets.filter((c) => c === channel).length,
+    reconnects: Math.max(0, rec.opens.length - 1),
+    switches: rec.opens.filter((t, i) => i > 0 && t !== rec.opens[i - 1]).length,
+    transport: rec.opens[rec.opens.length - 1],
+  };
+}
+
 /** Asserts `got` is exactly `want` (0 lost, 0 duplicates, in order) with a readable message. */
 export function sameIds(got: string[], want: string[]): void {
   const lost = want.filter((id) => !got.includes(id));
