@@ -28,6 +28,52 @@ export interface Broker {
 }
 
 /**
+ * The broker on positions per channel (docs/DESIGN.md, "Positions per channel"): each channel orders its own events
+ * (ids are Redis time in microseconds, above the channel's base, its epoch) and every call touches one channel's slot
+ * per script, so it runs on a Redis Cluster. It replaces {@link Broker} once the engine and transports read
+ * per-channel positions (issue 23, item 3); until then the transports run on the sequence.
+ */
+export interface PositionBroker {
+  /** Appends the event to its channel's history and publishes it live, assigning its id (the channel's next offset). */
+  publish(request: BrokerPublish): Promise<BrokerPublishOutcome>;
+  /**
+   * One page of what each channel received after its own cursor, merged in id order, or `invalid` when a cursor is
+   * further ahead of the store's clock than {@link CLOCK_ALLOWANCE_US} (that channel's script wrote nothing).
+   */
+  replay(reads: readonly ChannelCursor[], budget: BrokerPageBudget, order?: BrokerReplayOptions): Promise<PositionPage | 'invalid'>;
+  /** For a reader resuming one channel at its cursor without a replay: whether it must reset, and the channel's position. */
+  claim(read: ChannelCursor): Promise<{ readonly reset: boolean; readonly position: number } | 'invalid'>;
+  /** Each channel's position (a cursor meaning "from now on" on it), its base written when it had none. */
+  positions(channels: readonly ParsedChannel[]): Promise<number[]>;
+}
+
+/** A reader's cursor on one channel. */
+export interface ChannelCursor {
+  readonly channel: ParsedChannel;
+  readonly cursor: number;
+  /**
+   * True for one number standing for several channels (a plain decimal cursor from before positions were per
+   * channel): above the channel's position it is not taken for a roll-back, so it resets nothing by itself.
+   */
+  readonly shared?: boolean;
+}
+
+/** One page of a replay on positions per channel. */
+export interface PositionPage {
+  /** Envelopes after each channel's cursor, in id order (descending in reverse). */
+  readonly events: string[];
+  /** Per channel (in the order given), true when its history cannot be proven to reach back to its cursor. */
+  readonly resets: boolean[];
+  /**
+   * Per channel, where its reader continues from: its position when the page read it whole, else the id of its last
+   * event in the page (or its cursor, moved up to its base when below it, when the page holds none of it).
+   */
+  readonly positions: number[];
+  /** True when the page ended at its budget: read again from `positions` for the rest. */
+  readonly more: boolean;
+}
+
+/**
  * Live delivery from the broker to this process (the hub's side, `service/hub.ts`): subscriptions per channel and the
  * messages that arrive on them. On Redis it is one subscriber connection (`SUBSCRIBE`), or on a Redis Cluster one per
  * shard (`SSUBSCRIBE`, sharded pub/sub), each reconnected on its own (`core/redis/subscriber.ts`).

@@ -19,7 +19,7 @@ export const LOST_RANGES_KEPT = 64;
  * them), so ids issued between two losses stay valid. The newest {@link LOST_RANGES_KEPT} are kept.
  * `isLost(key, cursor)` tells whether a cursor lies in a recorded range.
  */
-const MARK_LOST = `
+export const MARK_LOST = `
 local function markLost(key, from, to)
   local f, t = tonumber(from), tonumber(to)
   local near = redis.call('ZRANGEBYSCORE', key, string.format('%.0f', f - 1), '+inf')
@@ -44,6 +44,76 @@ local function isLost(key, c)
 end
 local function clockUs(t)
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end`;
+
+/**
+ * Lua shared by the publish scripts (the sequence's PUBLISH here and `CHANNEL_PUBLISH` in `channel-broker.ts`), over
+ * the ARGV they share (see {@link publishArgs}: ARGV[1] live channel, 2-3 envelope head and tail, 4 history size, 5
+ * history TTL, 6 idempotency TTL, 7 use idempotency, 8 event hash, 9 markers' TTL, 14 the publish command).
+ * `idempotent(key)`: the reply for an idempotency key already used ({id, 1} the same event, {id, 2} another), or nil.
+ * `admit(idem, last id, history, horizon)`: that reply, or the user's refusal (ARGV[10], its seconds ARGV[11]), or the
+ * channel quota's ({'', 4, seconds} for a new channel when ARGV[12] is '0'), else 1 for a new channel, 0 for another.
+ * `envelope(t, id)`: the envelope around the id and the time of `TIME` reply `t`, in milliseconds.
+ * `append(history, horizon, gap, last, id, env, clock)`: appends the envelope to the history, trimming by count and
+ * age and recording the horizon, or the gap when the stream was created again after it expired (`last`: the channel's
+ * last id as a string, or nil). `finish(lastKey, idemKey, id, env)`: the last id, live delivery, the idempotency key.
+ */
+export const PUBLISH_STEPS = `
+local function idempotent(key)
+  if ARGV[7] ~= '1' then return nil end
+  local prev = redis.call('GET', key)
+  if not prev then return nil end
+  local sp = string.find(prev, ' ', 1, true)
+  if not sp then return {prev, 1} end
+  local pid = string.sub(prev, 1, sp - 1)
+  if string.sub(prev, sp + 1) == ARGV[8] then return {pid, 1} end
+  return {pid, 2}
+end
+local function admit(kIdem, kLast, kHist, kHorizon)
+  local dup = idempotent(kIdem)
+  if dup then return dup end
+  if ARGV[10] ~= '0' then return {'', tonumber(ARGV[10]), tonumber(ARGV[11])} end
+  if redis.call('EXISTS', kLast, kHist, kHorizon) == 0 then
+    if ARGV[12] == '0' then return {'', 4, tonumber(ARGV[13])} end
+    return 1
+  end
+  return 0
+end
+local function envelope(t, id)
+  return ARGV[2] .. id .. ARGV[3] .. t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)) .. '}'
+end
+local function append(kHist, kHorizon, kGap, last, id, env, clock)
+  local size = tonumber(ARGV[4])
+  local keep = ARGV[9]
+  if size <= 0 then return end
+  local len = redis.call('XLEN', kHist)
+  if len == 0 and last then
+    redis.call('SET', kGap, last, 'EX', keep)
+    redis.call('DEL', kHorizon)
+  else
+    local horizon
+    if len >= size then
+      local gone = redis.call('XRANGE', kHist, '-', '+', 'COUNT', len - size + 1)
+      horizon = tonumber(string.match(gone[#gone][1], '^(%d+)'))
+    end
+    local minid = string.format('%.0f', clock - tonumber(ARGV[5]) * 1000000)
+    local aged = redis.call('XREVRANGE', kHist, '(' .. minid .. '-0', '-', 'COUNT', 1)
+    if aged[1] then
+      local a = tonumber(string.match(aged[1][1], '^(%d+)'))
+      if not horizon or a > horizon then horizon = a end
+      redis.call('XTRIM', kHist, 'MINID', minid .. '-0')
+    end
+    if horizon then redis.call('SET', kHorizon, string.format('%.0f', horizon), 'EX', keep) end
+  end
+  redis.call('XADD', kHist, 'MAXLEN', '=', size, id .. '-0', 'e', env)
+  redis.call('EXPIRE', kHist, ARGV[5])
+  redis.call('EXPIRE', kHorizon, keep)
+  redis.call('EXPIRE', kGap, keep)
+end
+local function finish(kLast, kIdem, id, env)
+  redis.call('SET', kLast, id, 'EX', ARGV[9])
+  redis.call(ARGV[14], ARGV[1], env)
+  if ARGV[7] == '1' then redis.call('SET', kIdem, id .. ' ' .. ARGV[8], 'EX', ARGV[6]) end
 end`;
 
 /**
@@ -95,23 +165,9 @@ end`;
  * {'', 3, seconds} rate limited, {'', 4, seconds} channel quota exceeded,
  * {'', 5, seconds} retained bytes exceeded.
  */
-const PUBLISH = new Script(`${MARK_LOST}
-if ARGV[7] == '1' then
-  local prev = redis.call('GET', KEYS[4])
-  if prev then
-    local sp = string.find(prev, ' ', 1, true)
-    if not sp then return {prev, 1} end
-    local pid = string.sub(prev, 1, sp - 1)
-    if string.sub(prev, sp + 1) == ARGV[8] then return {pid, 1} end
-    return {pid, 2}
-  end
-end
-if ARGV[10] ~= '0' then return {'', tonumber(ARGV[10]), tonumber(ARGV[11])} end
-local fresh = 0
-if redis.call('EXISTS', KEYS[7], KEYS[1], KEYS[5]) == 0 then
-  if ARGV[12] == '0' then return {'', 4, tonumber(ARGV[13])} end
-  fresh = 1
-end
+const PUBLISH = new Script(`${MARK_LOST}${PUBLISH_STEPS}
+local fresh = admit(KEYS[4], KEYS[7], KEYS[1], KEYS[5])
+if type(fresh) == 'table' then return fresh end
 local t = redis.call('TIME')
 local clock = clockUs(t)
 local cur = tonumber(redis.call('GET', KEYS[2]) or '')
@@ -132,38 +188,9 @@ local n = cur + 1
 if n < clock then n = clock end
 local id = string.format('%.0f', n)
 redis.call('SET', KEYS[2], id)
-local ts = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-local env = ARGV[2] .. id .. ARGV[3] .. ts .. '}'
-local size = tonumber(ARGV[4])
-local keep = ARGV[9]
-if size > 0 then
-  local len = redis.call('XLEN', KEYS[1])
-  if len == 0 and last then
-    redis.call('SET', KEYS[6], last, 'EX', keep)
-    redis.call('DEL', KEYS[5])
-  else
-    local horizon
-    if len >= size then
-      local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - size + 1)
-      horizon = tonumber(string.match(gone[#gone][1], '^(%d+)'))
-    end
-    local minid = string.format('%.0f', clock - tonumber(ARGV[5]) * 1000000)
-    local aged = redis.call('XREVRANGE', KEYS[1], '(' .. minid .. '-0', '-', 'COUNT', 1)
-    if aged[1] then
-      local a = tonumber(string.match(aged[1][1], '^(%d+)'))
-      if not horizon or a > horizon then horizon = a end
-      redis.call('XTRIM', KEYS[1], 'MINID', minid .. '-0')
-    end
-    if horizon then redis.call('SET', KEYS[5], string.format('%.0f', horizon), 'EX', keep) end
-  end
-  redis.call('XADD', KEYS[1], 'MAXLEN', '=', size, id .. '-0', 'e', env)
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
-  redis.call('EXPIRE', KEYS[5], keep)
-  redis.call('EXPIRE', KEYS[6], keep)
-end
-redis.call('SET', KEYS[7], id, 'EX', keep)
-redis.call(ARGV[14], ARGV[1], env)
-if ARGV[7] == '1' then redis.call('SET', KEYS[4], id .. ' ' .. ARGV[8], 'EX', ARGV[6]) end
+local env = envelope(t, id)
+append(KEYS[1], KEYS[5], KEYS[6], last, id, env, clock)
+finish(KEYS[7], KEYS[4], id, env)
 return {id, 0, env, fresh}
 `);
 
@@ -382,6 +409,56 @@ export const BROKER_SCRIPTS = { PUBLISH, USER_RESERVE, USER_SETTLE, CLAIM_CURSOR
 
 const PUBLISH_OUTCOME = { 3: 'rate_limited', 4: 'channel_quota_exceeded', 5: 'retained_bytes_exceeded' } as const;
 
+/**
+ * The ARGV a publish script takes after the live channel and before the user verdict: envelope head and tail, history
+ * size, history TTL, idempotency TTL, use idempotency, event hash, last-id TTL.
+ */
+export function publishArgs(p: BrokerPublish): (string | number)[] {
+  const policy = p.channel.policy;
+  return [p.head, p.tail, policy.historySize, policy.historyTtlSeconds, IDEMPOTENCY_TTL_SECONDS, p.idempotency ? '1' : '0', p.idempotency?.eventHash ?? '', policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS];
+}
+
+/**
+ * A publish with a user's limits around it: USER_RESERVE in the user's slot first (when the user has limits), then
+ * `run` (the channel's publish script, handed the verdict: refusal, its seconds, whether a new channel may be started
+ * and the seconds until it may), then USER_SETTLE. The script's reply is `{id, status, extra, fresh}` (see PUBLISH).
+ */
+export async function publishWithUserLimits(
+  redis: RedisLike,
+  keys: Keys,
+  p: BrokerPublish,
+  run: (verdict: readonly [number, number, number, number]) => Promise<unknown>,
+): Promise<BrokerPublishOutcome> {
+  const ch = p.channel;
+  const user = p.user;
+  const userKeys = user && [keys.userPublishes(user.sub), keys.userNewChannels(user.sub), keys.userRetained(ch.namespace, user.sub)];
+  const bytes = Buffer.byteLength(p.head) + Buffer.byteLength(p.tail) + 30;
+  const limited = user !== undefined && userKeys !== undefined && (user.publishesPerMinute > 0 || user.newChannelsPerHour > 0 || user.retainedBytes > 0);
+  let verdict: [number, number, number, number] = [0, 0, 1, 0];
+  if (limited) {
+    verdict = (await USER_RESERVE.run(redis, userKeys, [user.publishesPerMinute, user.newChannelsPerHour, user.retainedBytes, bytes, ch.policy.historyTtlSeconds])) as typeof verdict;
+  }
+  // A failure here leaves the reservation counted (Redis may have run the script): the safe side of a limit.
+  const [id, status, extra, fresh] = (await run(verdict)) as [string, number, string | number | undefined, number?];
+  if (limited && verdict[0] === 0) {
+    const giveBack = status !== 0;
+    const settle = [giveBack && user.publishesPerMinute > 0 ? 1 : 0, giveBack && user.retainedBytes > 0 ? bytes : 0, !giveBack && fresh === 1 && user.newChannelsPerHour > 0 ? 1 : 0];
+    if (settle.some((x) => x !== 0)) await USER_SETTLE.run(redis, userKeys, settle);
+  }
+  switch (status) {
+    case 1:
+      return { kind: 'duplicate', id: String(id) };
+    case 2:
+      return { kind: 'conflict', id: String(id) };
+    case 3:
+    case 4:
+    case 5:
+      return { kind: PUBLISH_OUTCOME[status], retryAfterSeconds: Number(extra) };
+    default:
+      return { kind: 'published', id: String(id), envelope: extra as string };
+  }
+}
+
 export interface RedisBrokerOptions {
   /**
    * Publish live events with `SPUBLISH` (sharded pub/sub, Redis 7+: the message stays on the shard that owns the live
@@ -390,69 +467,33 @@ export interface RedisBrokerOptions {
   readonly sharded?: boolean;
 }
 
-export class RedisBroker implements Broker {
-  private readonly keys: Keys;
-  private readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
+/** What both Redis brokers (the sequence's here, positions per channel in `channel-broker.ts`) hold: client, keys, publish command. */
+export abstract class RedisBrokerBase {
+  protected readonly keys: Keys;
+  protected readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
   constructor(
-    private readonly redis: RedisLike,
+    protected readonly redis: RedisLike,
     config: Pick<CoreConfig, 'keyPrefix'>,
     options: RedisBrokerOptions = {},
   ) {
     this.keys = new Keys(config.keyPrefix);
     this.publishCommand = options.sharded ? 'SPUBLISH' : 'PUBLISH';
   }
+}
 
-  async publish(p: BrokerPublish): Promise<BrokerPublishOutcome> {
+export class RedisBroker extends RedisBrokerBase implements Broker {
+
+  publish(p: BrokerPublish): Promise<BrokerPublishOutcome> {
     const keys = this.keys;
     const ch = p.channel;
-    const user = p.user;
-    const userKeys = user && [keys.userPublishes(user.sub), keys.userNewChannels(user.sub), keys.userRetained(ch.namespace, user.sub)];
-    const bytes = Buffer.byteLength(p.head) + Buffer.byteLength(p.tail) + 30;
-    const limited = user !== undefined && userKeys !== undefined && (user.publishesPerMinute > 0 || user.newChannelsPerHour > 0 || user.retainedBytes > 0);
-    let verdict: [number, number, number, number] = [0, 0, 1, 0];
-    if (limited) {
-      verdict = (await USER_RESERVE.run(this.redis, userKeys, [user.publishesPerMinute, user.newChannelsPerHour, user.retainedBytes, bytes, ch.policy.historyTtlSeconds])) as typeof verdict;
-    }
     const history = keys.history(ch.channel);
-    // A failure here leaves the reservation counted (Redis may have run the script): the safe side of a limit.
-    const reply = (await PUBLISH.run(
-      this.redis,
+    return publishWithUserLimits(this.redis, keys, p, (verdict) =>
+      PUBLISH.run(
+        this.redis,
         [history, keys.seq, keys.seqBase, p.idempotency ? keys.idempotency(ch.channel, p.idempotency.principal, p.idempotency.key) : history, keys.horizon(ch.channel), keys.gap(ch.channel), keys.lastId(ch.channel), keys.seqLost],
-        [
-          keys.live(ch.channel),
-          p.head,
-          p.tail,
-          ch.policy.historySize,
-          ch.policy.historyTtlSeconds,
-          IDEMPOTENCY_TTL_SECONDS,
-          p.idempotency ? '1' : '0',
-          p.idempotency?.eventHash ?? '',
-          ch.policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS,
-          verdict[0],
-          verdict[1],
-          verdict[2],
-          verdict[3],
-          this.publishCommand,
-        ],
-    )) as [string, number, string | number | undefined, number?];
-    const [id, status, extra, fresh] = reply;
-    if (limited && verdict[0] === 0) {
-      const giveBack = status !== 0;
-      const settle = [giveBack && user.publishesPerMinute > 0 ? 1 : 0, giveBack && user.retainedBytes > 0 ? bytes : 0, !giveBack && fresh === 1 && user.newChannelsPerHour > 0 ? 1 : 0];
-      if (settle.some((x) => x !== 0)) await USER_SETTLE.run(this.redis, userKeys, settle);
-    }
-    switch (status) {
-      case 1:
-        return { kind: 'duplicate', id: String(id) };
-      case 2:
-        return { kind: 'conflict', id: String(id) };
-      case 3:
-      case 4:
-      case 5:
-        return { kind: PUBLISH_OUTCOME[status], retryAfterSeconds: Number(extra) };
-      default:
-        return { kind: 'published', id: String(id), envelope: extra as string };
-    }
+        [keys.live(ch.channel), ...publishArgs(p), ...verdict, this.publishCommand],
+      ),
+    );
   }
 
   async replay(channels: readonly ParsedChannel[], cursor: number, budget: BrokerPageBudget, order: BrokerReplayOptions = FORWARD): Promise<BrokerReplayPage | 'invalid'> {

@@ -32,6 +32,21 @@ export class Keys {
   lastId(channel: string): string {
     return `${this.prefix}hl:{${channel}}`;
   }
+  /**
+   * A channel's base (its epoch, see DESIGN "Positions per channel"): the Redis time (µs) at which its position space
+   * began, or 0 for a channel that had history before positions were per channel. Its ids are above it; a cursor below
+   * it belongs to an earlier epoch (the history was lost).
+   */
+  base(channel: string): string {
+    return `${this.prefix}hb:{${channel}}`;
+  }
+  /**
+   * A channel's lost ranges: sorted set of `from to` (scored by `to`): its ids in (from, to] were issued, then lost when
+   * a failover rolled the channel back (the per-channel form of {@link seqLost}).
+   */
+  lostRanges(channel: string): string {
+    return `${this.prefix}hr:{${channel}}`;
+  }
   /** Pub/sub channel for live delivery. */
   live(channel: string): string {
     return `${this.prefix}ev:{${channel}}`;

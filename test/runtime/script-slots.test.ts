@@ -1,9 +1,10 @@
 import Redis, { Cluster } from 'ioredis';
 import { parseChannel } from '../../core/channels';
 import { addSubscription, registerConnection, removeConnection, removeSubscription } from '../../core/connections';
-import { claimCursor, publish, replay } from '../../core/events';
+import { claimCursor, preparePublish, publish, replay } from '../../core/events';
 import { revokeUser } from '../../core/revocation';
 import { BROKER_SCRIPTS } from '../../core/redis/broker';
+import { CHANNEL_SCRIPTS, RedisChannelBroker } from '../../core/redis/channel-broker';
 import type { Script } from '../../core/redis/client';
 import { Keys } from '../../core/redis/keys';
 import * as registryScripts from '../../core/redis/scripts';
@@ -14,7 +15,9 @@ import { connectRedis, coreConfig, TEST_NAMESPACES, uid, useRedisCluster } from 
  * Issue 23, item 1: every Lua script touches keys of one hash slot, so it runs on a Redis Cluster, and declares every
  * key it touches. The one exception is documented in DESIGN ("Redis Cluster: what runs single-slot today"): the
  * deployment-wide sequence, which a publish and a replay (and the connection registry's floors) read beside the
- * channels' keys until positions per channel replace it (issue 23, item 2).
+ * channels' keys until positions per channel replace it (issue 23, item 2). The scripts on positions per channel
+ * (`CHANNEL_*`, core/redis/channel-broker.ts) are held to one slot like the rest, and run on the cluster below; the
+ * transports still use the sequence's until they read per-channel positions (item 3).
  *
  * Part 1 runs every operation that uses a script against the one-node Redis, records each script call's keys and
  * asks the local cluster for their slots (CLUSTER KEYSLOT). Part 2 runs the single-slot operations on the cluster
@@ -23,7 +26,7 @@ import { connectRedis, coreConfig, TEST_NAMESPACES, uid, useRedisCluster } from 
  */
 const local = useRedisCluster();
 
-const SCRIPTS = Object.entries({ ...registryScripts, ...BROKER_SCRIPTS }).filter((e): e is [string, Script] => typeof (e[1] as Script).sha === 'string');
+const SCRIPTS = Object.entries({ ...registryScripts, ...BROKER_SCRIPTS, ...CHANNEL_SCRIPTS }).filter((e): e is [string, Script] => typeof (e[1] as Script).sha === 'string');
 /** Every script by SHA-1 (EVALSHA) and by source (EVAL, after NOSCRIPT). */
 const ALL = new Map(SCRIPTS.map(([name, s]) => [s.sha, name]));
 const SOURCES = new Map(SCRIPTS.map(([name, s]) => [s.source, name]));
@@ -61,6 +64,13 @@ async function everyOperation(redis: Redis, sub: string, a: string, b: string): 
   await publish({ channel: b, type: 't', data: 2 }, user, deps, { channels: [b], byBackend: false });
   await replay([parseChannel(a, TEST_NAMESPACES), parseChannel(b, TEST_NAMESPACES)], 1, deps);
   await claimCursor(1, deps);
+  // The broker on positions per channel (issue 23, item 2): one channel's slot per script.
+  const positions = new RedisChannelBroker(redis, config);
+  const [pa, pb] = [parseChannel(a, TEST_NAMESPACES), parseChannel(b, TEST_NAMESPACES)];
+  const [ca, cb] = await positions.positions([pa, pb]);
+  await positions.publish({ channel: pa, head: `{"channel":"${a}","id":"`, tail: '","type":"t","data":1,"ts":', idempotency: { principal: 'test', key: `k-${uid()}`, eventHash: 'h' } });
+  await positions.replay([{ channel: pa, cursor: ca }, { channel: pb, cursor: cb }], { maxEvents: 10, maxBytes: 100_000, entryBytes: 1000 });
+  await positions.claim({ channel: pa, cursor: ca });
   const { ticket } = await issueTicket({ identity: user, channels: [a], transport: 'sse' }, deps);
   await redeemTicket(ticket, 'sse', deps);
   const conn = `c-${uid()}`;
@@ -151,6 +161,26 @@ describe('on the cluster', () => {
       await expect(issueTicket({ identity: { kind: 'user', sub }, channels: [`chat:${uid()}`], transport: 'sse' }, deps).then((t) => redeemTicket(t.ticket, 'sse', deps))).resolves.toMatchObject({ sub });
     }
     await expect(claimCursor(1, deps)).resolves.toBe(true);
+  });
+
+  test('positions per channel: publish, replay, claim and positions run on the cluster, every script in one channel\'s slot', async () => {
+    const config = coreConfig({ userPublishPerMinute: 100, userNewChannelsPerHour: 100, userRetainedBytes: 1_000_000 });
+    const broker = new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true });
+    const sub = `u-${uid()}`;
+    // Several channels: their slots fall on different shards, so a cross-slot or undeclared key would be refused.
+    const channels = Array.from({ length: 6 }, () => parseChannel(`chat:${uid()}`, TEST_NAMESPACES));
+    const start = await broker.positions(channels);
+    const ids: string[] = [];
+    for (const c of channels) {
+      const { head, tail } = preparePublish({ channel: c.channel, type: 't', data: 1 }, { kind: 'user', sub }, config, { channels: [c.channel], byBackend: false });
+      const r = await broker.publish({ channel: c, head, tail, user: { sub, publishesPerMinute: 100, newChannelsPerHour: 100, retainedBytes: 1_000_000 } });
+      if (r.kind !== 'published') throw new Error(r.kind);
+      ids.push(r.id);
+    }
+    const page = await broker.replay(channels.map((channel, i) => ({ channel, cursor: start[i] })), { maxEvents: 100, maxBytes: 1_000_000, entryBytes: 33_000 });
+    expect(page).toMatchObject({ resets: channels.map(() => false), positions: ids.map(Number), more: false });
+    await expect(broker.claim({ channel: channels[0], cursor: Number(ids[0]) })).resolves.toEqual({ reset: false, position: Number(ids[0]) });
+    expect(await cluster.get(new Keys('rt:').userPublishes(sub))).toBe('6');
   });
 
   test('a publish by a user checks and counts the user limits on the user slot (the sequence keeps the publish itself off the cluster for now)', async () => {

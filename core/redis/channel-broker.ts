@@ -1,0 +1,286 @@
+import type { ParsedChannel } from '../channels';
+import { LAST_ID_TAIL_SECONDS } from '../config';
+import { CLOCK_ALLOWANCE_US, REPLAY_FRAME_BYTES, type BrokerPageBudget, type BrokerPublish, type BrokerPublishOutcome, type BrokerReplayOptions, type ChannelCursor, type PositionBroker, type PositionPage } from '../broker';
+import { MARK_LOST, PUBLISH_STEPS, publishArgs, publishWithUserLimits, RedisBrokerBase } from './broker';
+import { Script } from './client';
+
+/**
+ * The {@link PositionBroker} on Redis: positions per channel (docs/DESIGN.md, "Positions per channel"). Every script
+ * here touches the keys of one channel only, all tagged `{channel}`, so each runs on the shard that owns the channel's
+ * slot; a call over several channels is one script per channel, sent together.
+ *
+ * A channel's keys: its history stream (`h:`), horizon (`hx:`), gap (`hg:`), last id (`hl:`), base (`hb:`, its epoch)
+ * and lost ranges (`hr:`); the first four keep their names and meaning from the sequence, so history written before
+ * stays readable.
+ */
+
+/**
+ * Lua shared by every script here, after MARK_LOST (for `clockUs`, `markLost`, `isLost`). `channelState(history,
+ * horizon, gap, last id, base, lost ranges, ttl)` returns the channel's last id (its `hl:`, else its newest entry),
+ * its base and its position: the last id (else the base), or one past the top of its lost ranges when that is not
+ * below it (ids up to it, and that one, are never issued: a reader reset there continues outside the range). A channel without a base gets one: 0 when it has history or markers (its epoch began before
+ * positions were per channel: no cursor is reset by the upgrade), else Redis time now (a new epoch: a cursor below it
+ * was issued before the channel's history was lost).
+ */
+const CHANNEL_STATE = `${MARK_LOST}
+local t = redis.call('TIME')
+local clock = clockUs(t)
+local function num(v)
+  return string.format('%.0f', v)
+end
+local function channelState(kHist, kHorizon, kGap, kLast, kBase, kLost, ttl)
+  local last = tonumber(redis.call('GET', kLast) or '')
+  if not last then
+    local top = redis.call('XREVRANGE', kHist, '+', '-', 'COUNT', 1)
+    if top[1] then last = tonumber(string.match(top[1][1], '^(%d+)')) end
+  end
+  local base = tonumber(redis.call('GET', kBase) or '')
+  if not base then
+    if last or redis.call('EXISTS', kHorizon, kGap) > 0 then base = 0 else base = clock end
+    redis.call('SET', kBase, num(base), 'EX', ttl)
+  end
+  local pos = last or base
+  local lost = redis.call('ZRANGE', kLost, -1, -1, 'WITHSCORES')
+  if lost[2] and tonumber(lost[2]) >= pos then pos = tonumber(lost[2]) + 1 end
+  return last, base, pos
+end`;
+
+/**
+ * Lua shared by the scripts that take a reader's cursor on one channel. KEYS: history, horizon, gap, last id, base,
+ * lost ranges. ARGV[1] cursor, ARGV[2] '1' for a shared cursor (see `ChannelCursor.shared`), ARGV[3] the markers' TTL.
+ * A cursor further ahead of Redis time than {@link CLOCK_ALLOWANCE_US} returns `invalid` before anything is written.
+ * Otherwise it sets `reset` (1: the reader must reset this channel), `from` (where to read after) and `pos` (the
+ * channel's position):
+ * - below the base: an earlier epoch (history lost): reset, read from the base;
+ * - above the position (a failover lost the channel's last writes, or, for a shared cursor, an id of another channel):
+ *   (position, cursor] is recorded as lost, so no id the reader holds is issued again on this channel, and the reader
+ *   is reset and continues one past the cursor; a shared cursor is not reset for it, and writes only when it is ahead of Redis time (an id of a primary
+ *   whose clock was ahead), since ids issued from now on are above it anyway;
+ * - inside a lost range: reset.
+ */
+const CHANNEL_CURSOR = `${CHANNEL_STATE}
+local cursor = tonumber(ARGV[1])
+if cursor > clock + ${CLOCK_ALLOWANCE_US} then return 'invalid' end
+local shared = ARGV[2] == '1'
+local last, base, pos = channelState(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[3])
+local reset = 0
+local from = cursor
+if cursor < base then
+  reset = 1
+  from = base
+end
+if cursor > pos then
+  if not shared or cursor > clock then
+    markLost(KEYS[6], num(pos), ARGV[1])
+    redis.call('EXPIRE', KEYS[6], ARGV[3])
+  end
+  if not shared then
+    reset = 1
+    pos = cursor + 1
+  else
+    pos = cursor
+    if cursor > clock then pos = cursor + 1 end
+  end
+elseif isLost(KEYS[6], cursor) then
+  reset = 1
+end`;
+
+/**
+ * Publish on one channel: the sequence's PUBLISH (`core/redis/broker.ts`: idempotency, the user's verdict, trimming by
+ * count and age with the horizon, the gap, the last id, live delivery of the same bytes) with the id taken from the
+ * channel: Redis time in microseconds, or one more than the channel's position when that is not below it (so ids only
+ * grow on a channel, stay above its base and above every id recorded lost on it).
+ *
+ * KEYS: history stream, idempotency key (an unused one repeats the history's), horizon, gap, last id, base, lost ranges
+ * ARGV: live channel, envelope head, envelope tail, history size, history TTL, idempotency TTL, use idempotency, event
+ *       hash, markers' TTL, the user's refusal (0 none, 3 rate, 5 retained bytes), its seconds, 1 when a new channel
+ *       may be started, the seconds until it may, the publish command (PUBLISH or SPUBLISH)
+ * Returns as PUBLISH: {id, 0, envelope, new channel 1|0}, {id, 1} duplicate, {id, 2} conflict, {'', 3|4|5, seconds}.
+ */
+const CHANNEL_PUBLISH = new Script(`${CHANNEL_STATE}${PUBLISH_STEPS}
+local fresh = admit(KEYS[2], KEYS[5], KEYS[1], KEYS[3])
+if type(fresh) == 'table' then return fresh end
+local keep = ARGV[9]
+local last, base, pos = channelState(KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], keep)
+local n = clock
+if n <= pos then n = pos + 1 end
+local id = num(n)
+local env = envelope(t, id)
+append(KEYS[1], KEYS[3], KEYS[4], last and num(last), id, env, clock)
+redis.call('EXPIRE', KEYS[6], keep)
+redis.call('EXPIRE', KEYS[7], keep)
+finish(KEYS[5], KEYS[2], id, env)
+return {id, 0, env, fresh}
+`);
+
+/**
+ * One page of what one channel received after the reader's cursor (see CHANNEL_CURSOR for reset, `from` and the
+ * position), with the coverage rule of the sequence's REPLAY, per channel: trimmed (horizon above `from`, unless
+ * `held`): reset, nothing replayed; created again after it expired (gap above `from`): reset, and what the stream holds
+ * is replayed; expired with a last id above `from`: reset. Read in chunks of the budget left (at least one entry): the
+ * page ends at `max events` or `max bytes` (each event its envelope plus {@link REPLAY_FRAME_BYTES}; the first is taken
+ * whatever its size). In reverse, newest first from below `before` down to `from`.
+ *
+ * KEYS: as CHANNEL_CURSOR   ARGV: cursor, shared, markers' TTL, max events, max bytes, entry bytes (the largest
+ * envelope plus its frame), reverse ('1' or ''), before ('' for none), held ('1': read a trimmed stream too)
+ * Returns `invalid`, or {reset, position, more, from, {id, envelope, id, envelope...}}.
+ */
+const CHANNEL_REPLAY = new Script(`${CHANNEL_CURSOR}
+local replay = true
+local horizon = redis.call('GET', KEYS[2])
+if horizon and tonumber(horizon) > from and ARGV[9] ~= '1' then
+  reset = 1
+  replay = false
+else
+  local gap = redis.call('GET', KEYS[3])
+  if gap and tonumber(gap) > from then
+    reset = 1
+  elseif redis.call('EXISTS', KEYS[1]) == 0 then
+    if last and last > from then reset = 1 end
+    replay = false
+  end
+end
+-- Nothing to replay: the reader continues from the channel's position.
+if not replay then from = pos end
+local rev = ARGV[7] == '1'
+local after = num(from)
+local upper = '+'
+if ARGV[8] ~= '' then upper = '(' .. ARGV[8] .. '-0' end
+local maxN, maxB, unit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local out, count, bytes, more = {}, 0, 0, 0
+while replay do
+  local chunk = math.floor((maxB - bytes) / unit)
+  if chunk > maxN - count then chunk = maxN - count end
+  if chunk < 1 then chunk = 1 end
+  local buf
+  if rev then
+    buf = redis.call('XREVRANGE', KEYS[1], upper, '(' .. after .. '-0', 'COUNT', chunk)
+  else
+    buf = redis.call('XRANGE', KEYS[1], '(' .. after .. '-0', upper, 'COUNT', chunk)
+  end
+  for _, e in ipairs(buf) do
+    local size = #e[2][2] + ${REPLAY_FRAME_BYTES}
+    if count >= maxN or (count > 0 and bytes + size > maxB) then
+      more = 1
+      break
+    end
+    count = count + 1
+    bytes = bytes + size
+    local id = string.match(e[1], '^(%d+)')
+    out[#out + 1] = id
+    out[#out + 1] = e[2][2]
+    if rev then upper = '(' .. e[1] else after = id end
+  end
+  if more == 1 or #buf < chunk then break end
+end
+return {reset, num(pos), more, num(from), out}
+`);
+
+/** KEYS: as CHANNEL_CURSOR   ARGV: cursor, shared, markers' TTL.  Returns `invalid` or {reset, position}. */
+const CHANNEL_CLAIM = new Script(`${CHANNEL_CURSOR}
+return {reset, num(pos)}
+`);
+
+/** KEYS: as CHANNEL_CURSOR   ARGV: markers' TTL.  Returns the channel's position (see CHANNEL_STATE). */
+const CHANNEL_POSITION = new Script(`${CHANNEL_STATE}
+local last, base, pos = channelState(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1])
+return num(pos)
+`);
+
+/** Every script on positions per channel, by name (for the cluster-slot audit in test/runtime/script-slots.test.ts). */
+export const CHANNEL_SCRIPTS = { CHANNEL_PUBLISH, CHANNEL_REPLAY, CHANNEL_CLAIM, CHANNEL_POSITION } as const;
+
+const FORWARD: BrokerReplayOptions = { reverse: false };
+
+type ChannelPage = [number, string, number, string, string[]];
+
+export class RedisChannelBroker extends RedisBrokerBase implements PositionBroker {
+
+  /** The channel's keys in the order CHANNEL_CURSOR names them. */
+  private channelKeys(channel: string): string[] {
+    const k = this.keys;
+    return [k.history(channel), k.horizon(channel), k.gap(channel), k.lastId(channel), k.base(channel), k.lostRanges(channel)];
+  }
+
+  publish(p: BrokerPublish): Promise<BrokerPublishOutcome> {
+    const k = this.keys;
+    const c = p.channel.channel;
+    const [history, horizon, gap, lastId, base, lost] = this.channelKeys(c);
+    const idempotency = p.idempotency ? k.idempotency(c, p.idempotency.principal, p.idempotency.key) : history;
+    return publishWithUserLimits(this.redis, k, p, (verdict) =>
+      CHANNEL_PUBLISH.run(this.redis, [history, idempotency, horizon, gap, lastId, base, lost], [k.live(c), ...publishArgs(p), ...verdict, this.publishCommand]),
+    );
+  }
+
+  /**
+   * One script per channel, sent together; each reads at most the page's budget shared among the channels (at least
+   * one event). The pages are merged in id order up to the budget and, so that a reader continuing from one number
+   * per channel (or one for all) misses nothing, up to the lowest last id read of a channel that had more (the highest
+   * in reverse): a channel's events beyond it are read again by the next page.
+   */
+  async replay(reads: readonly ChannelCursor[], budget: BrokerPageBudget, order: BrokerReplayOptions = FORWARD): Promise<PositionPage | 'invalid'> {
+    const n = Math.max(1, reads.length);
+    const share = [Math.max(1, Math.ceil(budget.maxEvents / n)), Math.max(1, Math.floor(budget.maxBytes / n)), budget.entryBytes];
+    const pages = (await Promise.all(
+      reads.map((r) =>
+        CHANNEL_REPLAY.run(this.redis, this.channelKeys(r.channel.channel), [
+          String(r.cursor),
+          r.shared ? '1' : '',
+          r.channel.policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS,
+          ...share,
+          order.reverse ? '1' : '',
+          order.before === undefined ? '' : String(order.before),
+          order.held ? '1' : '',
+        ]),
+      ),
+    )) as ('invalid' | ChannelPage)[];
+    if (pages.some((p) => p === 'invalid')) return 'invalid';
+    const got = pages as ChannelPage[];
+    const rev = order.reverse;
+    const beyond = (id: number, bound: number) => (rev ? id < bound : id > bound);
+    // The bound: where the shortest channel that had more stopped.
+    let bound: number | undefined;
+    for (const [, , more, , flat] of got) {
+      if (more !== 1 || flat.length === 0) continue;
+      const lastRead = Number(flat[flat.length - 2]);
+      if (bound === undefined || beyond(bound, lastRead)) bound = lastRead;
+    }
+    const merged: { id: number; env: string; i: number }[] = [];
+    got.forEach(([, , , , flat], i) => {
+      for (let j = 0; j < flat.length; j += 2) merged.push({ id: Number(flat[j]), env: flat[j + 1], i });
+    });
+    merged.sort((a, b) => (rev ? b.id - a.id : a.id - b.id) || a.i - b.i);
+    const events: string[] = [];
+    const lastOf = new Map<number, number>();
+    let bytes = 0;
+    let more = bound !== undefined;
+    for (const e of merged) {
+      if (bound !== undefined && beyond(e.id, bound)) break;
+      const size = Buffer.byteLength(e.env) + REPLAY_FRAME_BYTES;
+      if (events.length >= budget.maxEvents || (events.length > 0 && bytes + size > budget.maxBytes)) {
+        more = true;
+        break;
+      }
+      events.push(e.env);
+      bytes += size;
+      lastOf.set(e.i, e.id);
+    }
+    const positions = got.map(([, pos, , from], i) => (more ? (lastOf.get(i) ?? Number(from)) : Math.max(Number(pos), lastOf.get(i) ?? 0)));
+    return { events, resets: got.map(([reset]) => reset === 1), positions, more };
+  }
+
+  async claim(read: ChannelCursor): Promise<{ reset: boolean; position: number } | 'invalid'> {
+    const r = (await CHANNEL_CLAIM.run(this.redis, this.channelKeys(read.channel.channel), [
+      String(read.cursor),
+      read.shared ? '1' : '',
+      read.channel.policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS,
+    ])) as 'invalid' | [number, string];
+    return r === 'invalid' ? 'invalid' : { reset: r[0] === 1, position: Number(r[1]) };
+  }
+
+  positions(channels: readonly ParsedChannel[]): Promise<number[]> {
+    return Promise.all(
+      channels.map(async (c) => Number(await CHANNEL_POSITION.run(this.redis, this.channelKeys(c.channel), [c.policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS]))),
+    );
+  }
+}

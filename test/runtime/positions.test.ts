@@ -1,0 +1,293 @@
+import Redis, { Cluster } from 'ioredis';
+import type { BrokerPageBudget, ChannelCursor, PositionBroker } from '../../core/broker';
+import { parseChannel, type ParsedChannel } from '../../core/channels';
+import type { Namespaces } from '../../core/config';
+import { preparePublish } from '../../core/events';
+import { RedisBroker } from '../../core/redis/broker';
+import { RedisChannelBroker } from '../../core/redis/channel-broker';
+import { Keys } from '../../core/redis/keys';
+import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
+
+/**
+ * Issue 23, item 2: positions per channel (docs/DESIGN.md, "Positions per channel"). The broker's scripts on one
+ * channel's slot each: ids per channel above the channel's base (its epoch), and the reset, horizon, gap and roll-back
+ * rules per channel. On one node, then on the local three-primary cluster, where the sequence's publish is refused.
+ */
+const NAMESPACES: Namespaces = {
+  ...TEST_NAMESPACES,
+  brief: { subscribe: 'public', publish: 'server', historySize: 10, historyTtlSeconds: 60 },
+  flash: { subscribe: 'public', publish: 'server', historySize: 0, historyTtlSeconds: 60 },
+};
+const SERVER = { kind: 'server', principal: 'arn:aws:iam::1:role/backend' } as const;
+const BUDGET: BrokerPageBudget = { maxEvents: 1000, maxBytes: 1_000_000, entryBytes: 32 * 1024 + 128 };
+const ch = (name: string): ParsedChannel => parseChannel(name, NAMESPACES);
+const idOf = (env: string) => Number((JSON.parse(env) as { id: string }).id);
+const dataOf = (env: string) => (JSON.parse(env) as { data: unknown }).data;
+
+async function publish(broker: PositionBroker, channel: ParsedChannel, data: unknown): Promise<number> {
+  const config = coreConfig({ namespaces: NAMESPACES });
+  const { head, tail } = preparePublish({ channel: channel.channel, type: 't', data }, SERVER, config);
+  const r = await broker.publish({ channel, head, tail });
+  if (r.kind !== 'published') throw new Error(`not published: ${r.kind}`);
+  return Number(r.id);
+}
+
+async function replayOk(broker: PositionBroker, reads: readonly ChannelCursor[], budget = BUDGET) {
+  const page = await broker.replay(reads, budget);
+  if (page === 'invalid') throw new Error('invalid cursor');
+  return page;
+}
+
+describe('positions per channel on one node', () => {
+  let redis: Redis;
+  beforeAll(async () => {
+    redis = await connectRedis();
+  });
+  afterAll(() => redis.disconnect());
+  function isolated() {
+    const keys = new Keys(`p${uid()}:`);
+    return { keys, broker: new RedisChannelBroker(redis, { keyPrefix: keys.prefix }) };
+  }
+
+  test('ids grow per channel above its base; the sequence keys are neither read nor written', async () => {
+    const { keys, broker } = isolated();
+    const a = ch(`brief:${uid()}`);
+    const [from] = await broker.positions([a]);
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push(await publish(broker, a, i));
+    expect(ids[0]).toBeGreaterThan(from);
+    for (let i = 1; i < ids.length; i++) expect(ids[i]).toBeGreaterThan(ids[i - 1]);
+    expect(Number(await redis.get(keys.base(a.channel)))).toBe(from);
+    expect(await broker.positions([a])).toEqual([ids[4]]);
+    expect(await redis.exists(keys.seq, keys.seqBase, keys.seqLost)).toBe(0);
+  });
+
+  test('a reader of an empty channel is not reset by its first publish (the base is written on the read)', async () => {
+    const { broker } = isolated();
+    const a = ch(`brief:${uid()}`);
+    const [p] = await broker.positions([a]);
+    const id = await publish(broker, a, 'first');
+    const page = await replayOk(broker, [{ channel: a, cursor: p }]);
+    expect(page.resets).toEqual([false]);
+    expect(page.events.map(idOf)).toEqual([id]);
+    expect(page.positions).toEqual([id]);
+  });
+
+  test('channels resume from their own cursors, merged in id order; paging loses and repeats nothing', async () => {
+    const { broker } = isolated();
+    const channels = [ch(`chat:${uid()}`), ch(`chat:${uid()}`), ch(`chat:${uid()}`)];
+    const start = await broker.positions(channels);
+    const sent: number[] = [];
+    for (let i = 0; i < 30; i++) sent.push(await publish(broker, channels[i % 3], i));
+    let reads: ChannelCursor[] = channels.map((c, i) => ({ channel: c, cursor: start[i] }));
+    const got: number[] = [];
+    for (let pages = 0; pages < 40; pages++) {
+      const page = await replayOk(broker, reads, { ...BUDGET, maxEvents: 4 });
+      expect(page.resets).toEqual([false, false, false]);
+      got.push(...page.events.map(idOf));
+      reads = channels.map((c, i) => ({ channel: c, cursor: page.positions[i] }));
+      if (!page.more) break;
+    }
+    expect(got).toEqual(sent);
+    // Caught up: nothing more, each channel at its last id.
+    const end = await replayOk(broker, reads);
+    expect(end.events).toEqual([]);
+    expect(end.positions).toEqual(channels.map((_, i) => sent[27 + i]));
+  });
+
+  test('trimmed: a cursor below the horizon resets that channel only', async () => {
+    const { broker } = isolated();
+    const a = ch(`brief:${uid()}`);
+    const b = ch(`brief:${uid()}`);
+    const [pa, pb] = await broker.positions([a, b]);
+    for (let i = 0; i < 12; i++) await publish(broker, a, i);
+    const onB = await publish(broker, b, 'b');
+    const page = await replayOk(broker, [
+      { channel: a, cursor: pa },
+      { channel: b, cursor: pb },
+    ]);
+    expect(page.resets).toEqual([true, false]);
+    expect(page.events.map(idOf)).toEqual([onB]);
+  });
+
+  test('lost epoch: every key of the channel gone (Redis lost its data), a cursor from before is reset; a new reader is not', async () => {
+    const { keys, broker } = isolated();
+    const a = ch(`brief:${uid()}`);
+    const seen = await publish(broker, a, 'before');
+    await redis.del(...(await redis.keys(`${keys.prefix}*`)));
+    const page = await replayOk(broker, [{ channel: a, cursor: seen }]);
+    expect(page.resets).toEqual([true]);
+    const after = await publish(broker, a, 'after');
+    expect(after).toBeGreaterThan(seen);
+    // Another reader from the old epoch, after the new events: reset, and given what the new epoch holds.
+    const old = await replayOk(broker, [{ channel: a, cursor: seen - 1 }]);
+    expect(old.resets).toEqual([true]);
+    expect(old.events.map(dataOf)).toEqual(['after']);
+    expect((await replayOk(broker, [{ channel: a, cursor: old.positions[0] }])).resets).toEqual([false]);
+  });
+
+  test('roll-back on one channel (a failover lost its last writes): that reader is reset, the next id passes its cursor, readers in the lost range reset, earlier readers not', async () => {
+    const { keys, broker } = isolated();
+    const a = ch(`brief:${uid()}`);
+    const b = ch(`brief:${uid()}`);
+    const kept = await publish(broker, a, 'replicated');
+    const onB = await publish(broker, b, 'b');
+    const lost1 = await publish(broker, a, 'lost');
+    const seen = await publish(broker, a, 'lost too');
+    // The new primary has a's state as it was after `kept`.
+    await redis.xtrim(keys.history(a.channel), 'MAXLEN', 1);
+    await redis.set(keys.lastId(a.channel), String(kept));
+    const page = await replayOk(broker, [
+      { channel: a, cursor: seen },
+      { channel: b, cursor: onB },
+    ]);
+    expect(page.resets).toEqual([true, false]);
+    expect(page.positions[0]).toBeGreaterThan(seen);
+    const next = await publish(broker, a, 'after');
+    expect(next).toBeGreaterThan(seen);
+    expect(await replayOk(broker, [{ channel: a, cursor: page.positions[0] }])).toMatchObject({ resets: [false], positions: [next] });
+    expect((await broker.claim({ channel: a, cursor: lost1 })) as object).toMatchObject({ reset: true });
+    expect((await replayOk(broker, [{ channel: a, cursor: kept }])).resets).toEqual([false]);
+  });
+
+  test('a shared cursor (one number for every channel, as before the upgrade) above a quiet channel resets nothing', async () => {
+    const { broker } = isolated();
+    const quiet = ch(`brief:${uid()}`);
+    const busy = ch(`brief:${uid()}`);
+    await publish(broker, quiet, 'old');
+    const cursor = await publish(broker, busy, 'seen');
+    const next = await publish(broker, busy, 'missed');
+    const page = await replayOk(broker, [
+      { channel: quiet, cursor, shared: true },
+      { channel: busy, cursor, shared: true },
+    ]);
+    expect(page.resets).toEqual([false, false]);
+    expect(page.events.map(idOf)).toEqual([next]);
+    // The same number as the quiet channel's own cursor is a roll-back.
+    expect((await broker.claim({ channel: quiet, cursor })) as object).toMatchObject({ reset: true });
+  });
+
+  test('upgrade: a channel with history but no base (written by the sequence) gets base 0; its cursors keep working', async () => {
+    const { keys, broker } = isolated();
+    const a = ch(`brief:${uid()}`);
+    const sequence = new RedisBroker(redis, { keyPrefix: keys.prefix });
+    const config = coreConfig({ namespaces: NAMESPACES });
+    const one = preparePublish({ channel: a.channel, type: 't', data: 1 }, SERVER, config);
+    const first = await sequence.publish({ channel: a, head: one.head, tail: one.tail });
+    await sequence.publish({ channel: a, head: one.head, tail: one.tail });
+    if (first.kind !== 'published') throw new Error(first.kind);
+    const page = await replayOk(broker, [{ channel: a, cursor: Number(first.id), shared: true }]);
+    expect(page.resets).toEqual([false]);
+    expect(page.events).toHaveLength(1);
+    expect(await redis.get(keys.base(a.channel))).toBe('0');
+  });
+
+  test('expired and created again: a cursor before the gap is reset and given what the stream holds now', async () => {
+    const { keys, broker } = isolated();
+    const a = ch(`brief:${uid()}`);
+    const before = await publish(broker, a, 'seen');
+    await publish(broker, a, 'missed');
+    expect(await redis.pexpire(keys.history(a.channel), 1)).toBe(1);
+    await eventually(async () => (await redis.exists(keys.history(a.channel))) === 0, 5000, 'the history to expire');
+    const late = await publish(broker, a, 'late');
+    const page = await replayOk(broker, [{ channel: a, cursor: before }]);
+    expect(page.resets).toEqual([true]);
+    expect(page.events.map(idOf)).toEqual([late]);
+    expect((await replayOk(broker, [{ channel: a, cursor: late }])).resets).toEqual([false]);
+  });
+
+  test('an idempotent retry on a channel is a duplicate with the first id (the publish path shared with the sequence broker)', async () => {
+    const { broker } = isolated();
+    const a = ch(`brief:${uid()}`);
+    const config = coreConfig({ namespaces: NAMESPACES });
+    const { head, tail } = preparePublish({ channel: a.channel, type: 't', data: 1 }, SERVER, config);
+    const idempotency = { principal: 'p', key: 'k', eventHash: 'h' };
+    const first = await broker.publish({ channel: a, head, tail, idempotency });
+    expect(first.kind).toBe('published');
+    expect(await broker.publish({ channel: a, head, tail, idempotency })).toEqual({ kind: 'duplicate', id: (first as { id: string }).id });
+  });
+
+  test('a cursor more than 1 s ahead of Redis time is invalid and writes nothing', async () => {
+    const { keys, broker } = isolated();
+    const a = ch(`brief:${uid()}`);
+    const [sec] = (await redis.time()) as unknown as [string, string];
+    const ahead = (Number(sec) + 10) * 1_000_000;
+    expect(await broker.replay([{ channel: a, cursor: ahead }], BUDGET)).toBe('invalid');
+    expect(await broker.claim({ channel: a, cursor: ahead })).toBe('invalid');
+    expect(await redis.keys(`${keys.prefix}*`)).toEqual([]);
+  });
+
+  test('history disabled (size 0): a cursor below the last id is reset, the last id is not', async () => {
+    const { broker } = isolated();
+    const a = ch(`flash:${uid()}`);
+    const [p] = await broker.positions([a]);
+    const id = await publish(broker, a, 'x');
+    expect((await replayOk(broker, [{ channel: a, cursor: p }])).resets).toEqual([true]);
+    expect(await replayOk(broker, [{ channel: a, cursor: id }])).toMatchObject({ resets: [false], positions: [id] });
+  });
+});
+
+describe('positions per channel on a three-primary Redis Cluster', () => {
+  const local = useRedisCluster();
+  let cluster: Cluster;
+  beforeAll(() => {
+    cluster = new Cluster(local.cluster.nodes.slice(0, 1), { redisOptions: { maxRetriesPerRequest: 1 } });
+  });
+  afterAll(() => cluster.disconnect());
+
+  /** Channels of namespace `chat` until they cover every primary. */
+  async function channelsOnEveryShard(): Promise<ParsedChannel[]> {
+    const keys = new Keys('rt:');
+    const byShard = new Map<number, ParsedChannel>();
+    for (let i = 0; byShard.size < 3 && i < 200; i++) {
+      const c = ch(`chat:${uid()}`);
+      const owner = local.cluster.primaryOf(Number(await cluster.cluster('KEYSLOT', keys.history(c.channel)))).port;
+      if (!byShard.has(owner)) byShard.set(owner, c);
+    }
+    expect(byShard.size).toBe(3);
+    return [...byShard.values()];
+  }
+
+  test('publish and replay across channels on every shard (the sequence broker is refused with CROSSSLOT)', async () => {
+    const config = coreConfig({ namespaces: NAMESPACES });
+    const channels = await channelsOnEveryShard();
+    const sequence = new RedisBroker(cluster as unknown as Redis, config, { sharded: true });
+    const one = preparePublish({ channel: channels[0].channel, type: 't', data: 0 }, SERVER, config);
+    await expect(sequence.publish({ channel: channels[0], head: one.head, tail: one.tail })).rejects.toThrow(/CROSSSLOT/);
+
+    const broker = new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true });
+    const start = await broker.positions(channels);
+    const sent: number[][] = channels.map(() => []);
+    for (let i = 0; i < 12; i++) sent[i % 3].push(await publish(broker, channels[i % 3], i));
+    let reads: ChannelCursor[] = channels.map((c, i) => ({ channel: c, cursor: start[i] }));
+    const got: number[][] = channels.map(() => []);
+    for (let pages = 0; pages < 20; pages++) {
+      const page = await replayOk(broker, reads, { ...BUDGET, maxEvents: 5 });
+      expect(page.resets).toEqual([false, false, false]);
+      for (const env of page.events) got[channels.findIndex((c) => c.channel === (JSON.parse(env) as { channel: string }).channel)].push(idOf(env));
+      reads = channels.map((c, i) => ({ channel: c, cursor: page.positions[i] }));
+      if (!page.more) break;
+    }
+    // Per channel: every event once, in order.
+    expect(got).toEqual(sent);
+    expect(await broker.claim(reads[1])).toEqual({ reset: false, position: sent[1][3] });
+  });
+
+  test('a publish is delivered live by SPUBLISH on the shard of its channel', async () => {
+    const config = coreConfig({ namespaces: NAMESPACES });
+    const [c] = await channelsOnEveryShard();
+    const keys = new Keys(config.keyPrefix);
+    const owner = local.cluster.primaryOf(Number(await cluster.cluster('KEYSLOT', keys.live(c.channel))));
+    const sub = new Redis(owner.port, '127.0.0.1');
+    const received: string[] = [];
+    try {
+      sub.on('smessage', (_ch: string, msg: string) => received.push(msg));
+      await sub.ssubscribe(keys.live(c.channel));
+      const id = await publish(new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true }), c, 'live');
+      await eventually(() => received.length === 1, 10_000, 'the live event');
+      expect(idOf(received[0])).toBe(id);
+    } finally {
+      sub.disconnect();
+    }
+  });
+});
