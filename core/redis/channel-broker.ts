@@ -19,8 +19,11 @@ import { Script } from './client';
  * horizon, gap, last id, base, lost ranges, ttl)` returns the channel's last id (its `hl:`, else its newest entry),
  * its base and its position: the last id (else the base), or one past the top of its lost ranges when that is not
  * below it (ids up to it, and that one, are never issued: a reader reset there continues outside the range). A channel without a base gets one: 0 when it has history or markers (its epoch began before
- * positions were per channel: no cursor is reset by the upgrade), else Redis time now (a new epoch: a cursor below it
- * was issued before the channel's history was lost).
+ * positions were per channel: no cursor is reset by the upgrade), else `seed` or Redis time now (a new epoch: a cursor
+ * below it was issued before the channel's history was lost). A shared cursor seeds a channel without any key at
+ * itself: a plain decimal from before the upgrade on a channel that never had events is not reset (what is given up:
+ * such a cursor on a channel whose every key was lost is not reset either; it is read once per reader, at its first
+ * reconnect after the upgrade).
  */
 const CHANNEL_STATE = `${MARK_LOST}
 local t = redis.call('TIME')
@@ -28,7 +31,7 @@ local clock = clockUs(t)
 local function num(v)
   return string.format('%.0f', v)
 end
-local function channelState(kHist, kHorizon, kGap, kLast, kBase, kLost, ttl)
+local function channelState(kHist, kHorizon, kGap, kLast, kBase, kLost, ttl, seed)
   local last = tonumber(redis.call('GET', kLast) or '')
   if not last then
     local top = redis.call('XREVRANGE', kHist, '+', '-', 'COUNT', 1)
@@ -36,7 +39,7 @@ local function channelState(kHist, kHorizon, kGap, kLast, kBase, kLost, ttl)
   end
   local base = tonumber(redis.call('GET', kBase) or '')
   if not base then
-    if last or redis.call('EXISTS', kHorizon, kGap) > 0 then base = 0 else base = clock end
+    if last or redis.call('EXISTS', kHorizon, kGap) > 0 then base = 0 else base = seed or clock end
     redis.call('SET', kBase, num(base), 'EX', ttl)
   end
   local pos = last or base
@@ -62,7 +65,9 @@ const CHANNEL_CURSOR = `${CHANNEL_STATE}
 local cursor = tonumber(ARGV[1])
 if cursor > clock + ${CLOCK_ALLOWANCE_US} then return 'invalid' end
 local shared = ARGV[2] == '1'
-local last, base, pos = channelState(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[3])
+local seed
+if shared and cursor < clock then seed = cursor end
+local last, base, pos = channelState(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[3], seed)
 local reset = 0
 local from = cursor
 if cursor < base then

@@ -167,6 +167,18 @@ describe('positions per channel on one node', () => {
     expect((await broker.claim({ channel: quiet, cursor })) as object).toMatchObject({ reset: true });
   });
 
+  test('upgrade: a shared cursor on a channel that never had events is not reset; a channel\'s own cursor there is (a lost epoch)', async () => {
+    const { broker } = isolated();
+    const [sec] = (await redis.time()) as unknown as [string, string];
+    const before = (Number(sec) - 60) * 1_000_000;
+    const never = ch(`brief:${uid()}`);
+    expect((await replayOk(broker, [{ channel: never, cursor: before, shared: true }])).resets).toEqual([false]);
+    const id = await publish(broker, never, 'first');
+    expect(await replayOk(broker, [{ channel: never, cursor: before, shared: true }])).toMatchObject({ resets: [false], positions: [id] });
+    const lost = ch(`brief:${uid()}`);
+    expect((await replayOk(broker, [{ channel: lost, cursor: before }])).resets).toEqual([true]);
+  });
+
   test('upgrade: a channel with history but no base (written by the sequence) gets base 0; its cursors keep working', async () => {
     const { keys, broker } = isolated();
     const a = ch(`brief:${uid()}`);
