@@ -196,6 +196,8 @@ return num(pos)
 export const CHANNEL_SCRIPTS = { CHANNEL_PUBLISH, CHANNEL_REPLAY, CHANNEL_CLAIM, CHANNEL_POSITION } as const;
 
 const FORWARD: BrokerReplayOptions = { reverse: false };
+/** Most reads of a replay page: the first of every channel, then of those that had more while the page has room. */
+export const READ_ROUNDS = 3;
 
 type ChannelPage = [number, string, number, string, string[]];
 
@@ -219,59 +221,76 @@ export class RedisChannelBroker extends RedisBrokerBase implements PositionBroke
 
   /**
    * One script per channel, sent together; each reads at most the page's budget shared among the channels (at least
-   * one event). The pages are merged in id order up to the budget and, so that a reader continuing from one number
-   * per channel (or one for all) misses nothing, up to the lowest last id read of a channel that had more (the highest
-   * in reverse): a channel's events beyond it are read again by the next page.
+   * one event). While the page has room and some channels had more, those are read again (up to {@link READ_ROUNDS}
+   * rounds) with the room left shared among them, so one busy channel among idle ones still fills the page. The reads
+   * are merged in id order up to the budget and, so that a reader continuing from one number per channel (or one for
+   * all) misses nothing, up to the lowest last id read of a channel that had more (the highest in reverse): a
+   * channel's events beyond it are read again by the next page.
    */
   async replay(reads: readonly ChannelCursor[], budget: BrokerPageBudget, order: BrokerReplayOptions = FORWARD): Promise<PositionPage | 'invalid'> {
-    const n = Math.max(1, reads.length);
-    const share = [Math.max(1, Math.ceil(budget.maxEvents / n)), Math.max(1, Math.floor(budget.maxBytes / n)), budget.entryBytes];
-    const pages = (await Promise.all(
-      reads.map((r) =>
-        CHANNEL_REPLAY.run(this.redis, this.channelKeys(r.channel.channel), [
-          String(r.cursor),
-          r.shared ? '1' : '',
-          r.channel.policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS,
-          ...share,
-          order.reverse ? '1' : '',
-          order.before === undefined ? '' : String(order.before),
-          order.held ? '1' : '',
-        ]),
-      ),
-    )) as ('invalid' | ChannelPage)[];
-    if (pages.some((p) => p === 'invalid')) return 'invalid';
-    const got = pages as ChannelPage[];
     const rev = order.reverse;
+    const state = reads.map((read) => ({ read, read1: false, reset: false, pos: 0, from: 0, more: true, last: 0, got: [] as { id: number; env: string }[] }));
+    let count = 0;
+    let bytes = 0;
+    for (let round = 0; round < READ_ROUNDS; round++) {
+      const pending = state.filter((c) => c.more);
+      if (pending.length === 0 || count >= budget.maxEvents || bytes >= budget.maxBytes) break;
+      const share = [Math.max(1, Math.ceil((budget.maxEvents - count) / pending.length)), Math.max(1, Math.floor((budget.maxBytes - bytes) / pending.length)), budget.entryBytes];
+      const pages = (await Promise.all(
+        pending.map((c) => {
+          // A later round reads on from the last id read: forward after it, in reverse below it.
+          const cursor = c.read1 && !rev ? c.last : c.read.cursor;
+          const before = c.read1 && rev ? c.last : order.before;
+          return CHANNEL_REPLAY.run(this.redis, this.channelKeys(c.read.channel.channel), [
+            String(cursor),
+            c.read1 || c.read.shared ? '1' : '',
+            c.read.channel.policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS,
+            ...share,
+            rev ? '1' : '',
+            before === undefined ? '' : String(before),
+            order.held ? '1' : '',
+          ]);
+        }),
+      )) as ('invalid' | ChannelPage)[];
+      if (pages.some((p) => p === 'invalid')) return 'invalid';
+      (pages as ChannelPage[]).forEach(([reset, pos, more, from, flat], k) => {
+        const c = pending[k];
+        if (!c.read1) c.from = Number(from);
+        c.read1 = true;
+        c.reset ||= reset === 1;
+        c.pos = Number(pos);
+        c.more = more === 1;
+        for (let j = 0; j < flat.length; j += 2) {
+          c.got.push({ id: Number(flat[j]), env: flat[j + 1] });
+          count++;
+          bytes += Buffer.byteLength(flat[j + 1]) + REPLAY_FRAME_BYTES;
+        }
+        if (c.got.length) c.last = c.got[c.got.length - 1].id;
+      });
+    }
     const beyond = (id: number, bound: number) => (rev ? id < bound : id > bound);
     // The bound: where the shortest channel that had more stopped.
     let bound: number | undefined;
-    for (const [, , more, , flat] of got) {
-      if (more !== 1 || flat.length === 0) continue;
-      const lastRead = Number(flat[flat.length - 2]);
-      if (bound === undefined || beyond(bound, lastRead)) bound = lastRead;
-    }
-    const merged: { id: number; env: string; i: number }[] = [];
-    got.forEach(([, , , , flat], i) => {
-      for (let j = 0; j < flat.length; j += 2) merged.push({ id: Number(flat[j]), env: flat[j + 1], i });
-    });
+    for (const c of state) if (c.more && c.got.length && (bound === undefined || beyond(bound, c.last))) bound = c.last;
+    const merged = state.flatMap((c, i) => c.got.map((e) => ({ ...e, i })));
     merged.sort((a, b) => (rev ? b.id - a.id : a.id - b.id) || a.i - b.i);
     const events: string[] = [];
     const lastOf = new Map<number, number>();
-    let bytes = 0;
+    let taken = 0;
     let more = bound !== undefined;
     for (const e of merged) {
       if (bound !== undefined && beyond(e.id, bound)) break;
       const size = Buffer.byteLength(e.env) + REPLAY_FRAME_BYTES;
-      if (events.length >= budget.maxEvents || (events.length > 0 && bytes + size > budget.maxBytes)) {
+      if (events.length >= budget.maxEvents || (events.length > 0 && taken + size > budget.maxBytes)) {
         more = true;
         break;
       }
       events.push(e.env);
-      bytes += size;
+      taken += size;
       lastOf.set(e.i, e.id);
     }
-    const positions = got.map(([, pos, , from], i) => (more ? (lastOf.get(i) ?? Number(from)) : Math.max(Number(pos), lastOf.get(i) ?? 0)));
-    return { events, resets: got.map(([reset]) => reset === 1), positions, more };
+    const positions = state.map((c, i) => (more ? (lastOf.get(i) ?? c.from) : Math.max(c.pos, lastOf.get(i) ?? 0)));
+    return { events, resets: state.map((c) => c.reset), positions, more };
   }
 
   async claim(read: ChannelCursor): Promise<{ reset: boolean; position: number } | 'invalid'> {

@@ -95,6 +95,19 @@ describe('positions per channel on one node', () => {
     expect(end.positions).toEqual(channels.map((_, i) => sent[27 + i]));
   });
 
+  test('one busy channel among idle ones fills the page (a later read round takes the idle channels\' share)', async () => {
+    const { broker } = isolated();
+    const channels = Array.from({ length: 8 }, () => ch(`chat:${uid()}`));
+    const start = await broker.positions(channels);
+    const sent: number[] = [];
+    for (let i = 0; i < 40; i++) sent.push(await publish(broker, channels[5], i));
+    const page = await replayOk(broker, channels.map((channel, i) => ({ channel, cursor: start[i] })), { ...BUDGET, maxEvents: 20 });
+    expect(page.events.map(idOf)).toEqual(sent.slice(0, 20));
+    expect(page.more).toBe(true);
+    expect(page.positions[5]).toBe(sent[19]);
+    expect(page.positions.filter((_, i) => i !== 5)).toEqual(start.filter((_, i) => i !== 5));
+  });
+
   test('trimmed: a cursor below the horizon resets that channel only', async () => {
     const { broker } = isolated();
     const a = ch(`brief:${uid()}`);
