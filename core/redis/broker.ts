@@ -241,6 +241,26 @@ return 1
 `);
 
 /**
+ * Lua of a replay page's budget, shared by the replay scripts (the sequence's REPLAY here and `CHANNEL_REPLAY`):
+ * `maxN`, `maxB`, `unit` from ARGV[first], ARGV[first + 1], ARGV[first + 2] (max events, max bytes, entry bytes), the
+ * page's `count`, `bytes` and `more`, and `fits(e)`, which counts stream entry `e` into the page when it fits (each
+ * entry its envelope plus {@link REPLAY_FRAME_BYTES}; the first always fits) and otherwise sets `more`.
+ */
+export const pageBudget = (first: number): string => `
+local maxN, maxB, unit = tonumber(ARGV[${first}]), tonumber(ARGV[${first + 1}]), tonumber(ARGV[${first + 2}])
+local count, bytes, more = 0, 0, 0
+local function fits(e)
+  local size = #e[2][2] + ${REPLAY_FRAME_BYTES}
+  if count >= maxN or (count > 0 and bytes + size > maxB) then
+    more = 1
+    return false
+  end
+  count = count + 1
+  bytes = bytes + size
+  return true
+end`;
+
+/**
  * Lua shared by the scripts that take a reader's cursor (KEYS[1] seq base, KEYS[2] seq, KEYS[3]
  * lost ranges, ARGV[1] cursor). A cursor further ahead of Redis time than {@link CLOCK_ALLOWANCE_US}
  * cannot be an id this deployment issued: the script returns `invalid` and writes nothing. Otherwise
@@ -356,8 +376,8 @@ for i = 1, n do
   resets[i] = reset
   if replay then src[#src + 1] = {key = stream, after = from, upper = upper, buf = {}, k = 1, done = false} end
 end
-local maxN, maxB, unit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local events, count, bytes, more = {}, 0, 0, 0
+${pageBudget(2)}
+local events = {}
 local function head(s)
   if s.k > #s.buf then
     if s.done then return nil end
@@ -388,13 +408,7 @@ while true do
   end
   if not best then break end
   local e = best.buf[best.k]
-  local size = #e[2][2] + ${REPLAY_FRAME_BYTES}
-  if count >= maxN or (count > 0 and bytes + size > maxB) then
-    more = 1
-    break
-  end
-  count = count + 1
-  bytes = bytes + size
+  if not fits(e) then break end
   events[count] = e[2][2]
   if rev then best.upper = '(' .. e[1] else best.after = string.match(e[1], '^(%d+)') end
   best.k = best.k + 1

@@ -1,7 +1,7 @@
 import type { ParsedChannel } from '../channels';
 import { LAST_ID_TAIL_SECONDS } from '../config';
 import { CLOCK_ALLOWANCE_US, REPLAY_FRAME_BYTES, type BrokerPageBudget, type BrokerPublish, type BrokerPublishOutcome, type BrokerReplayOptions, type ChannelCursor, type PositionBroker, type PositionPage } from '../broker';
-import { MARK_LOST, PUBLISH_STEPS, publishArgs, publishWithUserLimits, RedisBrokerBase } from './broker';
+import { MARK_LOST, pageBudget, PUBLISH_STEPS, publishArgs, publishWithUserLimits, RedisBrokerBase } from './broker';
 import { Script } from './client';
 
 /**
@@ -151,8 +151,8 @@ local rev = ARGV[7] == '1'
 local after = num(from)
 local upper = '+'
 if ARGV[8] ~= '' then upper = '(' .. ARGV[8] .. '-0' end
-local maxN, maxB, unit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local out, count, bytes, more = {}, 0, 0, 0
+${pageBudget(4)}
+local out = {}
 while replay do
   local chunk = math.floor((maxB - bytes) / unit)
   if chunk > maxN - count then chunk = maxN - count end
@@ -164,13 +164,7 @@ while replay do
     buf = redis.call('XRANGE', KEYS[1], '(' .. after .. '-0', upper, 'COUNT', chunk)
   end
   for _, e in ipairs(buf) do
-    local size = #e[2][2] + ${REPLAY_FRAME_BYTES}
-    if count >= maxN or (count > 0 and bytes + size > maxB) then
-      more = 1
-      break
-    end
-    count = count + 1
-    bytes = bytes + size
+    if not fits(e) then break end
     local id = string.match(e[1], '^(%d+)')
     out[#out + 1] = id
     out[#out + 1] = e[2][2]
