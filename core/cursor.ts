@@ -25,11 +25,61 @@ export interface ConnectionCursor {
   readonly shared: boolean;
 }
 
+/** One channel's field: its offset from the anchor in base 36, empty when 0. */
+const field = (position: number, anchor: number): string => (position === anchor ? '' : (position - anchor).toString(36));
+
 /** Encodes one position per channel (in the connection's channel order), anchored at `anchor` (at or below each). */
 export function encodeCursor(positions: readonly number[], anchor = Math.min(...positions)): string {
   let out = `${VERSION}.${anchor.toString(36)}`;
-  for (const p of positions) out += p === anchor ? '.' : `.${(p - anchor).toString(36)}`;
+  for (const p of positions) out += `.${field(p, anchor)}`;
   return out;
+}
+
+/**
+ * A connection's positions with its cursor kept encoded: the anchor is fixed when it opens (its lowest position), so an
+ * event re-encodes only its own channel's field, and the cursor string is rebuilt only when asked for after a change.
+ * Positions only move up (a channel's ids grow), so they stay at or above the anchor.
+ */
+export class ConnectionPositions {
+  private readonly order = new Map<string, number>();
+  private readonly fields: string[];
+  private readonly at: number[];
+  private readonly head: string;
+  private readonly anchor: number;
+  private encoded: string | undefined;
+
+  /** `channels` in the connection's channel order (sorted, deduplicated), with their positions. */
+  constructor(channels: readonly string[], positions: readonly number[]) {
+    const anchor = positions.length ? Math.min(...positions) : 0;
+    channels.forEach((c, i) => this.order.set(c, i));
+    this.at = [...positions];
+    this.fields = positions.map((p) => field(p, anchor));
+    this.head = `${VERSION}.${anchor.toString(36)}`;
+    this.anchor = anchor;
+  }
+
+  /** Moves `channel` up to `position` (a lower one is ignored); false when it is not a channel of the connection. */
+  set(channel: string, position: number): boolean {
+    const i = this.order.get(channel);
+    if (i === undefined) return false;
+    if (position <= this.at[i]) return true;
+    this.at[i] = position;
+    this.fields[i] = field(position, this.anchor);
+    this.encoded = undefined;
+    return true;
+  }
+
+  /** The position of `channel`, undefined for another channel. */
+  get(channel: string): number | undefined {
+    const i = this.order.get(channel);
+    return i === undefined ? undefined : this.at[i];
+  }
+
+  /** The cursor over every channel (see {@link decodeCursor}). */
+  get cursor(): string {
+    this.encoded ??= `${this.head}.${this.fields.join('.')}`;
+    return this.encoded;
+  }
 }
 
 function invalid(): RealtimeError {

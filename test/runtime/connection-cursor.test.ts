@@ -1,4 +1,4 @@
-import { decodeCursor, encodeCursor, MAX_CURSOR_LENGTH } from '../../core/cursor';
+import { ConnectionPositions, decodeCursor, encodeCursor, MAX_CURSOR_LENGTH } from '../../core/cursor';
 import { CORE_SETTINGS } from '../../contract/settings';
 
 /**
@@ -52,4 +52,22 @@ test('anything else is invalid_cursor: wrong field count, bad digits, a version 
   ]) {
     expect(() => decodeCursor(bad, 2)).toThrow(expect.objectContaining({ code: 'invalid_cursor' }));
   }
+});
+
+test('a connection keeps its cursor encoded: each event moves its own channel, the cursor decodes to every position', () => {
+  const channels = ['a:1', 'b:2', 'c:3'];
+  const start = [NOW - 10, NOW - 3_600_000_000, NOW];
+  const conn = new ConnectionPositions(channels, start);
+  expect(decodeCursor(conn.cursor, 3).positions).toEqual(start);
+  const expected = [...start];
+  for (let k = 0; k < 50; k++) {
+    const i = (k * 7) % 3;
+    expected[i] += 1 + k * 1000;
+    expect(conn.set(channels[i], expected[i])).toBe(true);
+    expect(decodeCursor(conn.cursor, 3).positions).toEqual(expected);
+  }
+  // A lower position (a duplicate) does not move it back; another channel is not one of the connection's.
+  expect(conn.set('a:1', NOW - 20)).toBe(true);
+  expect(conn.get('a:1')).toBe(expected[0]);
+  expect(conn.set('z:9', NOW)).toBe(false);
 });
