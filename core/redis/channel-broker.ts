@@ -16,14 +16,14 @@ import { Script } from './client';
 
 /**
  * Lua shared by every script here, after MARK_LOST (for `clockUs`, `markLost`, `isLost`). `channelState(history,
- * horizon, gap, last id, base, lost ranges, ttl)` returns the channel's last id (its `hl:`, else its newest entry),
- * its base and its position: the last id (else the base), or one past the top of its lost ranges when that is not
- * below it (ids up to it, and that one, are never issued: a reader reset there continues outside the range). A channel without a base gets one: 0 when it has history or markers (its epoch began before
- * positions were per channel: no cursor is reset by the upgrade), else `seed` or Redis time now (a new epoch: a cursor
- * below it was issued before the channel's history was lost). A shared cursor seeds a channel without any key at
- * itself: a plain decimal from before the upgrade on a channel that never had events is not reset (what is given up:
- * such a cursor on a channel whose every key was lost is not reset either; it is read once per reader, at its first
- * reconnect after the upgrade).
+ * horizon, gap, last id, base, lost ranges)` writes nothing and returns:
+ * - `last`: the channel's last id (its `hl:`, else its newest entry), or nil;
+ * - `base`: its base, 0 when it has none but has history or markers (its epoch began before positions were per
+ *   channel), nil when it has no key at all (no event was kept, or everything was lost or expired);
+ * - `pos`: its position: the last id, else the base, else 0 ("nothing yet"), or one past the top of its lost ranges
+ *   when that is not below it (ids up to it, and that one, are never issued: a reader reset there continues outside).
+ * Only a publish writes a base (readers write nothing here: see DESIGN's abuse rules): Redis time when the channel has
+ * no key, else 0.
  */
 const CHANNEL_STATE = `${MARK_LOST}
 local t = redis.call('TIME')
@@ -31,18 +31,15 @@ local clock = clockUs(t)
 local function num(v)
   return string.format('%.0f', v)
 end
-local function channelState(kHist, kHorizon, kGap, kLast, kBase, kLost, ttl, seed)
+local function channelState(kHist, kHorizon, kGap, kLast, kBase, kLost)
   local last = tonumber(redis.call('GET', kLast) or '')
   if not last then
     local top = redis.call('XREVRANGE', kHist, '+', '-', 'COUNT', 1)
     if top[1] then last = tonumber(string.match(top[1][1], '^(%d+)')) end
   end
   local base = tonumber(redis.call('GET', kBase) or '')
-  if not base then
-    if last or redis.call('EXISTS', kHorizon, kGap) > 0 then base = 0 else base = seed or clock end
-    redis.call('SET', kBase, num(base), 'EX', ttl)
-  end
-  local pos = last or base
+  if not base and (last or redis.call('EXISTS', kHorizon, kGap) > 0) then base = 0 end
+  local pos = last or base or 0
   local lost = redis.call('ZRANGE', kLost, -1, -1, 'WITHSCORES')
   if lost[2] and tonumber(lost[2]) >= pos then pos = tonumber(lost[2]) + 1 end
   return last, base, pos
@@ -52,29 +49,38 @@ end`;
  * Lua shared by the scripts that take a reader's cursor on one channel. KEYS: history, horizon, gap, last id, base,
  * lost ranges. ARGV[1] cursor, ARGV[2] '1' for a shared cursor (see `ChannelCursor.shared`), ARGV[3] the markers' TTL.
  * A cursor further ahead of Redis time than {@link CLOCK_ALLOWANCE_US} returns `invalid` before anything is written.
- * Otherwise it sets `reset` (1: the reader must reset this channel), `from` (where to read after) and `pos` (the
- * channel's position):
- * - below the base: an earlier epoch (history lost): reset, read from the base;
+ * Otherwise it sets `reset` (1: the reader must reset this channel), `from` (where to read after) and `pos` (where the
+ * reader continues):
+ * - 0 means nothing seen: the reader is given the channel's epoch from its start (reset only when that is not held);
+ * - a channel without any key: a cursor above 0 of its own saw events that are all gone: reset, continue from 0; a
+ *   shared cursor (maybe another channel's id) is not reset and continues where it is; nothing is written;
+ * - below the base: an earlier epoch (history lost): reset, read from the base (a shared cursor is not held to the base:
+ *   it stands for everything up to it, and the epoch's events are above it);
  * - above the position (a failover lost the channel's last writes, or, for a shared cursor, an id of another channel):
- *   (position, cursor] is recorded as lost, so no id the reader holds is issued again on this channel, and the reader
- *   is reset and continues one past the cursor; a shared cursor is not reset for it, and writes only when it is ahead of Redis time (an id of a primary
- *   whose clock was ahead), since ids issued from now on are above it anyway;
+ *   (position, cursor] is recorded as lost in the channel's lost ranges, so no id the reader holds is issued again on
+ *   this channel, and the reader is reset and continues one past the cursor. A shared cursor is not reset for it, and
+ *   writes only when it is ahead of Redis time (an id of a primary whose clock was ahead), since ids issued from now on
+ *   are above it anyway. This is the one write a reader can cause: on a channel that has keys, bounded as the
+ *   sequence's was (a cursor within 1 s of Redis time, ranges merged, the newest 64 kept);
  * - inside a lost range: reset.
  */
 const CHANNEL_CURSOR = `${CHANNEL_STATE}
 local cursor = tonumber(ARGV[1])
 if cursor > clock + ${CLOCK_ALLOWANCE_US} then return 'invalid' end
 local shared = ARGV[2] == '1'
-local seed
-if shared and cursor < clock then seed = cursor end
-local last, base, pos = channelState(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[3], seed)
+local last, base, pos = channelState(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 local reset = 0
 local from = cursor
-if cursor < base then
+if not base then
+  if cursor > 0 and not shared then
+    reset = 1
+    from = 0
+  end
+  pos = from
+elseif cursor > 0 and cursor < base and not shared then
   reset = 1
   from = base
-end
-if cursor > pos then
+elseif cursor > pos then
   if not shared or cursor > clock then
     markLost(KEYS[6], num(pos), ARGV[1])
     redis.call('EXPIRE', KEYS[6], ARGV[3])
@@ -106,13 +112,17 @@ const CHANNEL_PUBLISH = new Script(`${CHANNEL_STATE}${PUBLISH_STEPS}
 local fresh = admit(KEYS[2], KEYS[5], KEYS[1], KEYS[3])
 if type(fresh) == 'table' then return fresh end
 local keep = ARGV[9]
-local last, base, pos = channelState(KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], keep)
+local last, base, pos = channelState(KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+if not base then
+  base = clock
+  pos = clock
+end
+redis.call('SET', KEYS[6], num(base), 'EX', keep)
 local n = clock
 if n <= pos then n = pos + 1 end
 local id = num(n)
 local env = envelope(t, id)
 append(KEYS[1], KEYS[3], KEYS[4], last and num(last), id, env, clock)
-redis.call('EXPIRE', KEYS[6], keep)
 redis.call('EXPIRE', KEYS[7], keep)
 finish(KEYS[5], KEYS[2], id, env)
 return {id, 0, env, fresh}
@@ -180,9 +190,9 @@ const CHANNEL_CLAIM = new Script(`${CHANNEL_CURSOR}
 return {reset, num(pos)}
 `);
 
-/** KEYS: as CHANNEL_CURSOR   ARGV: markers' TTL.  Returns the channel's position (see CHANNEL_STATE). */
+/** KEYS: as CHANNEL_CURSOR.  Returns the channel's position (see CHANNEL_STATE); writes nothing. */
 const CHANNEL_POSITION = new Script(`${CHANNEL_STATE}
-local last, base, pos = channelState(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1])
+local last, base, pos = channelState(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return num(pos)
 `);
 
@@ -298,7 +308,7 @@ export class RedisChannelBroker extends RedisBrokerBase implements PositionBroke
 
   positions(channels: readonly ParsedChannel[]): Promise<number[]> {
     return Promise.all(
-      channels.map(async (c) => Number(await CHANNEL_POSITION.run(this.redis, this.channelKeys(c.channel), [c.policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS]))),
+      channels.map(async (c) => Number(await CHANNEL_POSITION.run(this.redis, this.channelKeys(c.channel), []))),
     );
   }
 }

@@ -8,7 +8,7 @@ import { CORE_SETTINGS } from '../../contract/settings';
 const NOW = 1_796_557_526_405_903;
 
 test('round trip: one position per channel, in order, whatever their spread', () => {
-  const cases = [[NOW], [NOW, NOW], [NOW, NOW - 1, NOW - 3_600_000_000, NOW - 7 * 86_400_000_000, 0], [0], [Number.MAX_SAFE_INTEGER, 1]];
+  const cases = [[NOW], [NOW, NOW], [NOW, NOW - 1, NOW - 3_600_000_000, NOW - 7 * 86_400_000_000, 0], [0], [0, 0], [Number.MAX_SAFE_INTEGER, 1]];
   for (const positions of cases) expect(decodeCursor(encodeCursor(positions), positions.length)).toEqual({ positions, shared: false });
   // Any anchor at or below the positions (a transport keeps one per connection): the same positions.
   expect(decodeCursor(encodeCursor([NOW, NOW - 5], NOW - 3_600_000_000), 2).positions).toEqual([NOW, NOW - 5]);
@@ -21,6 +21,11 @@ test('compact: a field per channel of at most 4 characters for a second behind, 
   // 16 channels, each silent for a week: about 160 bytes.
   const week = Array.from({ length: 16 }, (_, i) => NOW - 7 * 86_400_000_000 - i);
   expect(encodeCursor([NOW, ...week]).length).toBeLessThan(170);
+});
+
+test('a channel with no event yet (position 0) costs one character, whatever the others\' positions', () => {
+  expect(encodeCursor([NOW, 0, NOW - 1])).toBe(`p1.${(NOW - 1).toString(36)}.1._.`);
+  expect(decodeCursor(`p1.${(NOW - 1).toString(36)}.1._.`, 3).positions).toEqual([NOW, 0, NOW - 1]);
 });
 
 test('the longest cursor the most channels can have fits MAX_CURSOR_LENGTH', () => {
@@ -66,6 +71,13 @@ test('a connection keeps its cursor encoded: each event moves its own channel, t
     expect(conn.set(channels[i], expected[i])).toBe(true);
     expect(decodeCursor(conn.cursor, 3).positions).toEqual(expected);
   }
+  // A connection that opened on channels without events: anchored at the first event, moved by an older one.
+  const fresh = new ConnectionPositions(channels, [0, 0, 0]);
+  expect(fresh.cursor).toBe('p1.0...');
+  fresh.set('b:2', NOW);
+  fresh.set('c:3', NOW - 9);
+  expect(decodeCursor(fresh.cursor, 3).positions).toEqual([0, NOW, NOW - 9]);
+  expect(fresh.cursor.length).toBeLessThan(20);
   // A lower position (a duplicate) does not move it back; another channel is not one of the connection's.
   expect(conn.set('a:1', NOW - 20)).toBe(true);
   expect(conn.get('a:1')).toBe(expected[0]);

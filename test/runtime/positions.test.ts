@@ -53,19 +53,25 @@ describe('positions per channel on one node', () => {
     const { keys, broker } = isolated();
     const a = ch(`brief:${uid()}`);
     const [from] = await broker.positions([a]);
+    expect(from).toBe(0);
     const ids = [];
     for (let i = 0; i < 5; i++) ids.push(await publish(broker, a, i));
-    expect(ids[0]).toBeGreaterThan(from);
     for (let i = 1; i < ids.length; i++) expect(ids[i]).toBeGreaterThan(ids[i - 1]);
-    expect(Number(await redis.get(keys.base(a.channel)))).toBe(from);
+    // The first publish wrote the base (Redis time then): every id of the epoch is above it.
+    const base = Number(await redis.get(keys.base(a.channel)));
+    expect(base).toBeGreaterThan(0);
+    expect(ids[0]).toBeGreaterThan(base);
     expect(await broker.positions([a])).toEqual([ids[4]]);
     expect(await redis.exists(keys.seq, keys.seqBase, keys.seqLost)).toBe(0);
   });
 
-  test('a reader of an empty channel is not reset by its first publish (the base is written on the read)', async () => {
-    const { broker } = isolated();
+  test('a reader of an empty channel is at 0 and writes nothing; the first publish does not reset it', async () => {
+    const { keys, broker } = isolated();
     const a = ch(`brief:${uid()}`);
     const [p] = await broker.positions([a]);
+    expect(p).toBe(0);
+    expect((await replayOk(broker, [{ channel: a, cursor: 0 }])).resets).toEqual([false]);
+    expect(await redis.keys(`${keys.prefix}*`)).toEqual([]);
     const id = await publish(broker, a, 'first');
     const page = await replayOk(broker, [{ channel: a, cursor: p }]);
     expect(page.resets).toEqual([false]);
@@ -180,8 +186,8 @@ describe('positions per channel on one node', () => {
     expect((await broker.claim({ channel: quiet, cursor })) as object).toMatchObject({ reset: true });
   });
 
-  test('upgrade: a shared cursor on a channel that never had events is not reset; a channel\'s own cursor there is (a lost epoch)', async () => {
-    const { broker } = isolated();
+  test('upgrade: a shared cursor on a channel that never had events is not reset, nor after its first events; a channel\'s own cursor there is (a lost epoch)', async () => {
+    const { keys, broker } = isolated();
     const [sec] = (await redis.time()) as unknown as [string, string];
     const before = (Number(sec) - 60) * 1_000_000;
     const never = ch(`brief:${uid()}`);
@@ -189,10 +195,12 @@ describe('positions per channel on one node', () => {
     const id = await publish(broker, never, 'first');
     expect(await replayOk(broker, [{ channel: never, cursor: before, shared: true }])).toMatchObject({ resets: [false], positions: [id] });
     const lost = ch(`brief:${uid()}`);
-    expect((await replayOk(broker, [{ channel: lost, cursor: before }])).resets).toEqual([true]);
+    expect(await replayOk(broker, [{ channel: lost, cursor: before }])).toMatchObject({ resets: [true], positions: [0] });
+    // Readers of channels without keys wrote none.
+    expect((await redis.keys(`${keys.prefix}*`)).filter((k) => !k.includes(never.channel))).toEqual([]);
   });
 
-  test('upgrade: a channel with history but no base (written by the sequence) gets base 0; its cursors keep working', async () => {
+  test('upgrade: a channel with history but no base (written by the sequence) counts as base 0; its cursors keep working', async () => {
     const { keys, broker } = isolated();
     const a = ch(`brief:${uid()}`);
     const sequence = new RedisBroker(redis, { keyPrefix: keys.prefix });
@@ -204,7 +212,11 @@ describe('positions per channel on one node', () => {
     const page = await replayOk(broker, [{ channel: a, cursor: Number(first.id), shared: true }]);
     expect(page.resets).toEqual([false]);
     expect(page.events).toHaveLength(1);
+    // The read wrote nothing; the first publish on positions per channel writes base 0 (the epoch began before).
+    expect(await redis.get(keys.base(a.channel))).toBeNull();
+    await publish(broker, a, 2);
     expect(await redis.get(keys.base(a.channel))).toBe('0');
+    expect((await replayOk(broker, [{ channel: a, cursor: Number(first.id) }])).resets).toEqual([false]);
   });
 
   test('expired and created again: a cursor before the gap is reset and given what the stream holds now', async () => {
