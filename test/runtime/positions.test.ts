@@ -310,6 +310,65 @@ describe('positions per channel on a three-primary Redis Cluster', () => {
     expect(await broker.claim(reads[1])).toEqual({ reset: false, position: sent[1][3] });
   });
 
+  test('a shard primary killed under a running publisher: per channel, ids keep growing and a reader either resumes whole or is reset', async () => {
+    // History large enough that nothing of this test is trimmed.
+    const config = coreConfig({ namespaces: { ...NAMESPACES, chat: { ...NAMESPACES.chat, historySize: 1000, historyTtlSeconds: 600 } } });
+    const channels = await channelsOnEveryShard();
+    const keys = new Keys(config.keyPrefix);
+    const broker = new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true });
+    const acked: number[][] = channels.map(() => []);
+    // Each channel is published to until it has this many acknowledged events; raised for the failover.
+    const limit = [10, 10, 10];
+    let failures = 0;
+    let running = true;
+    const publisher = (async () => {
+      for (let k = 0; running; k++) {
+        const i = k % 3;
+        if (acked[i].length >= limit[i]) {
+          await new Promise((r) => setImmediate(r));
+          continue;
+        }
+        try {
+          const { head, tail } = preparePublish({ channel: channels[i].channel, type: 't', data: k }, SERVER, config);
+          const r = await broker.publish({ channel: channels[i], head, tail });
+          if (r.kind === 'published') acked[i].push(Number(r.id));
+        } catch {
+          failures++;
+          await new Promise((r) => setImmediate(r));
+        }
+      }
+    })();
+    try {
+      await eventually(() => acked.every((a, i) => a.length >= limit[i]), 20_000, 'publishes on every shard');
+      const victim = local.cluster.primaryOf(Number(await cluster.cluster('KEYSLOT', keys.history(channels[0].channel)))).port;
+      const seen = acked.map((a) => a[a.length - 1]);
+      for (let i = 0; i < 3; i++) limit[i] += 20;
+      await local.cluster.killPrimary(victim);
+      await eventually(() => acked.every((a, i) => a.length >= limit[i]), 60_000, `publishes after the failover (failures so far ${failures})`);
+      // The killed node comes back as a replica of the promoted one (the cluster whole again for the next test).
+      await local.cluster.server(victim).restart();
+      await local.cluster.waitHealthy();
+      running = false;
+      await publisher;
+      for (let i = 0; i < 3; i++) for (let j = 1; j < acked[i].length; j++) expect(acked[i][j]).toBeGreaterThan(acked[i][j - 1]);
+      // Each reader that held the last id acknowledged before the kill: on the failed shard's channel, either what it
+      // saw survived and it gets every later acknowledged event, once, in order, or it is reset; never a silent gap.
+      const page = await replayOk(broker, channels.map((channel, i) => ({ channel, cursor: seen[i] })));
+      expect(page.more).toBe(false);
+      const got = (i: number) => page.events.map((e) => JSON.parse(e) as { channel: string; id: string }).filter((e) => e.channel === channels[i].channel).map((e) => Number(e.id));
+      if (!page.resets[0]) {
+        expect((await cluster.xrange(keys.history(channels[0].channel), `${seen[0]}-0`, `${seen[0]}-0`)).length).toBe(1);
+        expect(got(0).filter((id) => acked[0].includes(id))).toEqual(acked[0].filter((id) => id > seen[0]));
+      }
+      // The other shards' channels were not touched: no reset, every acknowledged event after the cursor.
+      expect(page.resets.slice(1)).toEqual([false, false]);
+      for (const i of [1, 2]) expect(got(i)).toEqual(acked[i].filter((id) => id > seen[i]));
+    } finally {
+      running = false;
+      await publisher;
+    }
+  }, 120_000);
+
   test('a publish is delivered live by SPUBLISH on the shard of its channel', async () => {
     const config = coreConfig({ namespaces: NAMESPACES });
     const [c] = await channelsOnEveryShard();
