@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--cases 1k,5k,10k,10k50,burst,idle] [--runs 3] [--servers ours,ref,nchan,ours+WRITE_DELAY_MS=20,ours@COMMIT]
+ * `npm run bench [-- --quick] [--cases 1k,5k,10k,10k50,burst,idle] [--runs 3] [--servers probe,ours,ref,nchan,ours+WRITE_DELAY_MS=20,ours@COMMIT]
  *                [--service dist|head|worktree|PATH] [--soak] [--cpu-prof] [--out DIR]`
  *   --soak [--soak-minutes 10] [--soak-rate 5] [--soak-connections 10000]: hold the connections,
  *          publish at the rate, report server memory, latency and CPU every 30 s (ours by default).
@@ -26,7 +26,11 @@
  *          comparison, e.g. `--service worktree --servers ours,ours@main`.
  *          `ours-ws@COMMIT` likewise for `/live` (with --ws).
  *
- * SSE fan-out benchmark, our service against two peers in the same run:
+ * SSE fan-out benchmark, our service against three peers in the same run:
+ * - probe: bench/probe-server.js, the floor (issue 27): node:net, one Redis SUBSCRIBE, each event framed
+ *          once and that Buffer written to each socket once; no HTTP library, no features. The
+ *          results end with ours (and the others) as ratios to it, and the load generator's own CPU
+ *          is in every table; runs where it used 90 % of a core or more are flagged.
  * - ours:  the SSE service bundle (dist/service/main.js by default), every feature on: a ticket per
  *          connection (issued with core issueTicket, redeemed by the service), history, cursors,
  *          heartbeats; events published with core publish() (what the publish Lambda calls).
@@ -113,15 +117,15 @@ const CASE_TITLES: Record<string, string> = {
   idle: '10,000 idle connections (memory)',
 };
 
-type ServerKind = 'ours' | 'ref' | 'nchan' | 'ours-ws' | 'socketio' | 'ws-ref';
+type ServerKind = 'ours' | 'probe' | 'ref' | 'nchan' | 'ours-ws' | 'socketio' | 'ws-ref';
 /**
  * A server as named on the command line: a kind, optionally with settings: environment variables
  * for `ours` (`ours+WRITE_DELAY_MS=20`), nginx directives for the server block of `nchan`
  * (`nchan+nchan_message_buffer_length=1000`).
  */
 type ServerName = string;
-const ALL_SERVERS: ServerKind[] = ['ours', 'ref', 'nchan', 'ours-ws', 'socketio', 'ws-ref'];
-const SSE_SERVERS = 'ours,ref,nchan';
+const ALL_SERVERS: ServerKind[] = ['ours', 'probe', 'ref', 'nchan', 'ours-ws', 'socketio', 'ws-ref'];
+const SSE_SERVERS = 'probe,ours,ref,nchan';
 const WS_SERVERS = 'ours,ours-ws,socketio,ws-ref';
 const kindOf = (s: ServerName) => s.split('+')[0].split('@')[0] as ServerKind;
 /** The git revision of `ours@REV[+…]`; undefined for plain `ours` (built as --service says). */
@@ -134,7 +138,7 @@ const caseNames = (args.cases ?? (quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const servers = (args.servers ?? (soak ? 'ours' : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
-for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || (kindOf(s) === 'ref' && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
+for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || ((kindOf(s) === 'ref' || kindOf(s) === 'probe') && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
 const heapSnapshots = args['heap-snapshot'];
 const fullGc = args.gc || heapSnapshots;
 /** Node flags for a server whose memory is read after full GCs (--gc). */
@@ -364,8 +368,12 @@ class Ours implements Server {
   }
 }
 
+/**
+ * bench/ref-server.js (`ref`), or bench/probe-server.js (`probe`, the floor: pre-framed events
+ * written to each socket directly, no HTTP library). Both take their events from one Redis SUBSCRIBE.
+ */
 class Ref implements Server {
-  readonly name = 'ref' as const;
+  constructor(readonly name: 'ref' | 'probe' = 'ref') {}
   readonly needReady = false;
   readonly multiProcess = false;
   private proc?: ChildProcess;
@@ -375,10 +383,10 @@ class Ref implements Server {
   async start(ctx: RunCtx): Promise<void> {
     this.ctx = ctx;
     const port = await freePort();
-    this.channel = `refbench-${ctx.id}`;
+    this.channel = `${this.name}bench-${ctx.id}`;
     this.port = port;
     const env = { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: ctx.redisUrl, CHANNEL: this.channel };
-    this.proc = track(spawn(process.execPath, [...gcArgv(), join(__dirname, 'ref-server.js')], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
+    this.proc = track(spawn(process.execPath, [...gcArgv(), join(__dirname, `${this.name}-server.js`)], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
     await waitHealthy(port, '/healthz', 20_000, this.proc);
   }
   port = 0;
@@ -682,7 +690,7 @@ function heapDir(id: number): string {
 
 /** With --gc: full GCs in the server (and, with --heap-snapshot, its snapshot `n` written) before memory is read. */
 async function collect(server: Server, ctx: RunCtx, n: number): Promise<string | undefined> {
-  if (!fullGc || (kindOf(server.name) !== 'ours' && kindOf(server.name) !== 'ref')) return undefined;
+  if (!fullGc || (kindOf(server.name) !== 'ours' && kindOf(server.name) !== 'ref' && kindOf(server.name) !== 'probe')) return undefined;
   for (const pid of server.pids()) process.kill(pid, 'SIGUSR2');
   const file = heapSnapshots && kindOf(server.name) === 'ours' ? join(heapDir(ctx.id), `${server.pids()[0]}-${n}.heapsnapshot`) : undefined;
   if (!file) {
@@ -1053,7 +1061,38 @@ function summaryTable(results: RunResult[]): string {
   row(`${big}: deliveries/s`, `${(CASES[big].n * (CASES[big].rate ?? 0)).toLocaleString('en-US')} offered`, (s) => med(s, big, (r) => r.deliveriesPerSec), fmtInt);
   if (caseNames.includes('idle')) row('idle: KB / connection', '≤ 8', (s) => med(s, 'idle', (r) => r.memPerConnKB), fmt1, (v) => v <= TARGETS.idleKB);
   if (caseNames.includes('burst')) row('burst 200 → 1k: p99 ms', '', (s) => med(s, 'burst', (r) => r.p99), fmt1);
+  row(`${big}: load generator CPU, % of one core`, `< ${LOADGEN_SATURATED_PCT}`, (s) => med(s, big, (r) => r.loadgenCpuPct), fmtInt, (v) => v < LOADGEN_SATURATED_PCT);
   rows.push(`| auth per connection | | ${cols.map((s) => (kindOf(s) === 'ours' || kindOf(s) === 'ours-ws' ? 'ticket, redeemed' : 'none (skipped)')).join(' | ')} |`);
+  return rows.join('\n');
+}
+
+/** Issue 27's targets, as ratios to the floor probe in the same run (hold on any machine). */
+const PROBE_TARGETS = { p99: 1.25, cpuUs: 0.65 };
+
+/**
+ * Each loaded case, each server: its median p99 and CPU per delivery over the probe's, and whether the
+ * load generator was the bottleneck in any of the runs compared (then the ratio says little).
+ */
+function probeRatioTable(results: RunResult[]): string {
+  const cols = servers.filter((s) => s !== 'probe');
+  const med = (s: ServerName, c: string, get: (r: RunResult) => number | undefined | null) =>
+    median(results.filter((r) => r.server === s && r.case === c && !r.error).map((r) => get(r) ?? undefined) as number[]);
+  const rows = [`| case | ratio | target | ${cols.join(' | ')} |`, `| --- | --- | ---: | ${cols.map(() => '---:').join(' | ')} |`];
+  for (const c of caseNames.filter((x) => !CASES[x].idle)) {
+    const lgBound = (s: ServerName) => results.some((r) => r.case === c && (r.server === s || r.server === 'probe') && (r.loadgenCpuPct ?? 0) >= LOADGEN_SATURATED_PCT);
+    const ratio = (label: string, target: number, get: (r: RunResult) => number | undefined | null) => {
+      const base = med('probe', c, get);
+      const cells = cols.map((s) => {
+        const v = med(s, c, get);
+        if (v === undefined || !base) return '–';
+        const x = v / base;
+        return `${x.toFixed(2)}×${x <= target ? ' ✅' : ' ❌'}${lgBound(s) ? ' (load generator bound)' : ''}`;
+      });
+      rows.push(`| ${c} | ${label} | ≤ ${target}× | ${cells.join(' | ')} |`);
+    };
+    ratio('p99 / probe p99', PROBE_TARGETS.p99, (r) => r.p99);
+    ratio('CPU per delivery / probe', PROBE_TARGETS.cpuUs, (r) => r.serverCpuUsPerDelivery);
+  }
   return rows.join('\n');
 }
 
@@ -1103,7 +1142,8 @@ async function main(): Promise<void> {
       case 'ours-ws':
         return new Ours(ourPath(s), s);
       case 'ref':
-        return new Ref();
+      case 'probe':
+        return new Ref(kindOf(s) as 'ref' | 'probe');
       case 'ws-ref':
         return new WsRef();
       case 'socketio':
@@ -1150,6 +1190,7 @@ async function main(): Promise<void> {
     for (const [rev, b] of revBundles) md += `ours@${rev}: ${b.source}.\n`;
     for (const cn of caseNames) md += `\n${caseTable(cn, results)}\n`;
     md += `\nSummary (medians; targets from issue 5):\n\n${summaryTable(results)}\n`;
+    if (servers.includes('probe')) md += `\nRatios to the probe (medians of each server ÷ medians of \`probe\` in the same run; targets from issue 27):\n\n${probeRatioTable(results)}\n`;
     for (const r of results) if (r.heapSummary) md += `\nHeap, ${r.server} run ${r.run}:\n\n${r.heapSummary}\n`;
     if (cpuProfDir && existsSync(cpuProfDir)) {
       for (const f of readdirSync(cpuProfDir).filter((x) => x.endsWith('.cpuprofile'))) {
