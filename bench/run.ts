@@ -16,6 +16,9 @@
  *          same service), socketio (Socket.IO 4 + @socket.io/redis-adapter, bench/socketio-server.js)
  *          and ws-ref (bench/ws-ref-server.js, `ws` + ioredis), cases 1k,5k,10k; the WebSocket
  *          clients are raw sockets in bench/loadgen.js (`proto` ws / socketio).
+ *   --curve: the CPU–latency curve of the write window (issue 27): cases 1k,10k,20k,10k50 (20k: 20,000 × 20 msg/s)
+ *          and servers probe, ours+MAX_WRITE_DELAY_MS=0, ours+LATENCY_BUDGET_MS=50, ours (100), ours+LATENCY_BUDGET_MS=200
+ *          unless --cases/--servers say otherwise; ends with one table, a row per setting.
  *   Write windows of ours: `ours` (adaptive, the default), `ours+MAX_WRITE_DELAY_MS=0` (fixed 0: every
  *          write at the end of its event-loop turn), `ours+WRITE_DELAY_MS=50` (fixed 50 ms); the
  *          CPU-latency curve: --cases 1k,5k,10k,10k50 --servers ours+MAX_WRITE_DELAY_MS=0,ours+WRITE_DELAY_MS=50,ours
@@ -87,6 +90,7 @@ const { values: args } = parseArgs({
     ws: { type: 'boolean', default: false },
     gc: { type: 'boolean', default: false },
     'heap-snapshot': { type: 'boolean', default: false },
+    curve: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -105,6 +109,7 @@ const CASES: Record<string, Case> = {
   '5k': { name: '5k', n: 5000, rate: 20, seconds: 10 },
   '10k': { name: '10k', n: 10000, rate: 20, seconds: 10 },
   '10k50': { name: '10k50', n: 10000, rate: 50, seconds: 10 },
+  '20k': { name: '20k', n: 20000, rate: 20, seconds: 10 },
   burst: { name: 'burst', n: 1000, burst: 200 },
   idle: { name: 'idle', n: 10000, idle: true },
 };
@@ -113,6 +118,7 @@ const CASE_TITLES: Record<string, string> = {
   '5k': '5,000 connections × 20 msg/s for 10 s',
   '10k': '10,000 connections × 20 msg/s for 10 s',
   '10k50': '10,000 connections × 50 msg/s for 10 s',
+  '20k': '20,000 connections × 20 msg/s for 10 s',
   burst: 'burst: 200 messages at once to 1,000 connections',
   idle: '10,000 idle connections (memory)',
 };
@@ -134,10 +140,13 @@ const envOf = (s: ServerName) => Object.fromEntries(s.split('+').slice(1).map((k
 
 const quick = args.quick;
 const soak = args.soak;
-const caseNames = (args.cases ?? (quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
+/** --curve: the CPU–latency curve of the write window (issue 27): these cases and settings unless given. */
+const CURVE_CASES = '1k,10k,20k,10k50';
+const CURVE_SERVERS = 'probe,ours+MAX_WRITE_DELAY_MS=0,ours+LATENCY_BUDGET_MS=50,ours,ours+LATENCY_BUDGET_MS=200';
+const caseNames = (args.cases ?? (args.curve ? CURVE_CASES : quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
-const servers = (args.servers ?? (soak ? 'ours' : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
+const servers = (args.servers ?? (soak ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
 for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || ((kindOf(s) === 'ref' || kindOf(s) === 'probe') && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
 const heapSnapshots = args['heap-snapshot'];
 const fullGc = args.gc || heapSnapshots;
@@ -1066,6 +1075,27 @@ function summaryTable(results: RunResult[]): string {
   return rows.join('\n');
 }
 
+/**
+ * --curve: one row per server (write-window setting), one column per loaded case, each cell the median
+ * CPU per delivery, p50 and p99: where each setting sits on the CPU–latency curve at each load.
+ */
+function curveTable(results: RunResult[]): string {
+  const loaded = caseNames.filter((c) => !CASES[c].idle && !CASES[c].burst);
+  const med = (s: ServerName, c: string, get: (r: RunResult) => number | undefined | null) =>
+    median(results.filter((r) => r.server === s && r.case === c && !r.error).map((r) => get(r) ?? undefined) as number[]);
+  const rows = [`| setting | ${loaded.map((c) => CASE_TITLES[c].replace(/ for 10 s$/, '')).join(' | ')} |`, `| --- | ${loaded.map(() => '---:').join(' | ')} |`];
+  for (const s of servers) {
+    const cells = loaded.map((c) => {
+      const cpu = med(s, c, (r) => r.serverCpuUsPerDelivery);
+      if (cpu === undefined) return '–';
+      const lg = results.some((r) => r.server === s && r.case === c && (r.loadgenCpuPct ?? 0) >= LOADGEN_SATURATED_PCT);
+      return `${fmt2(cpu)} / ${fmt1(med(s, c, (r) => r.p50) ?? NaN)} / ${fmt1(med(s, c, (r) => r.p99) ?? NaN)}${lg ? ' (load generator bound)' : ''}`;
+    });
+    rows.push(`| ${s} | ${cells.join(' | ')} |`);
+  }
+  return rows.join('\n');
+}
+
 /** Issue 27's targets, as ratios to the floor probe in the same run (hold on any machine). */
 const PROBE_TARGETS = { p99: 1.25, cpuUs: 0.65 };
 
@@ -1190,6 +1220,7 @@ async function main(): Promise<void> {
     for (const [rev, b] of revBundles) md += `ours@${rev}: ${b.source}.\n`;
     for (const cn of caseNames) md += `\n${caseTable(cn, results)}\n`;
     md += `\nSummary (medians; targets from issue 5):\n\n${summaryTable(results)}\n`;
+    if (args.curve) md += `\nCPU–latency curve (medians; each cell: server CPU µs per delivery / p50 ms / p99 ms):\n\n${curveTable(results)}\n`;
     if (servers.includes('probe')) md += `\nRatios to the probe (medians of each server ÷ medians of \`probe\` in the same run; targets from issue 27):\n\n${probeRatioTable(results)}\n`;
     for (const r of results) if (r.heapSummary) md += `\nHeap, ${r.server} run ${r.run}:\n\n${r.heapSummary}\n`;
     if (cpuProfDir && existsSync(cpuProfDir)) {

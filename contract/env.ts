@@ -58,6 +58,7 @@ export const SERVICE_ENV = {
   streamFraming: 'STREAM_FRAMING',
   writeDelayMs: 'WRITE_DELAY_MS',
   maxWriteDelayMs: 'MAX_WRITE_DELAY_MS',
+  latencyBudgetMs: 'LATENCY_BUDGET_MS',
   maxQueuedBytes: 'MAX_QUEUED_BYTES',
   maxConnections: 'MAX_CONNECTIONS',
   maxChannelsPerTask: 'MAX_CHANNELS_PER_TASK',

@@ -38,6 +38,7 @@ export const DEFAULTS = {
     heartbeatMs: 15_000,
     pollTimeoutMs: 25_000,
     maxWriteDelayMs: 100,
+    latencyBudgetMs: 100,
     writeDelayMs: 0,
     idleTimeoutSeconds: 60,
     deregistrationDelaySeconds: 30,

@@ -29,6 +29,7 @@ const ServiceEnvSchema = z.object({
   [SERVICE_ENV.streamFraming]: z.enum(['close', 'chunked']).default('close'),
   [SERVICE_ENV.writeDelayMs]: z.coerce.number().int().min(0).max(1000).default(0),
   [SERVICE_ENV.maxWriteDelayMs]: z.coerce.number().int().min(0).max(1000).default(100),
+  [SERVICE_ENV.latencyBudgetMs]: z.coerce.number().int().min(1).max(5000).default(100),
   [SERVICE_ENV.maxQueuedBytes]: z.coerce.number().int().min(16_384).max(64 * 1024 * 1024).default(1024 * 1024),
   [SERVICE_ENV.maxConnections]: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
   [SERVICE_ENV.drainTimeoutMs]: z.coerce.number().int().min(0).max(3_600_000).default(20_000),
@@ -93,13 +94,18 @@ export interface ServiceConfig {
    */
   readonly writeDelayMs: number;
   /**
-   * Latency budget of the adaptive write window in milliseconds (service/flush-window.ts): with spare
-   * time the service writes at the end of the current event-loop turn; once a flush of all streams
-   * takes `d` ms and events queue behind it, the next window waits min(d, this) after its first event,
-   * so each stream writes what arrived meanwhile at once. 0 turns adaptation off (always the end of
-   * the turn). Ignored when WRITE_DELAY_MS > 0. Defaults to 100.
+   * Longest wait of the adaptive write window in milliseconds (service/flush-window.ts): with spare
+   * time the service writes at the end of the current event-loop turn; under load a window waits
+   * what LATENCY_BUDGET_MS leaves, at most this. 0 turns adaptation off (always the end of the turn).
+   * Ignored when WRITE_DELAY_MS > 0. Defaults to 100.
    */
   readonly maxWriteDelayMs: number;
+  /**
+   * Queueing delay in milliseconds the adaptive write window keeps each event under, from its own
+   * measurement (first event of a window to the end of its flush: the wait, the event loop's lag and
+   * the flush). Defaults to 100.
+   */
+  readonly latencyBudgetMs: number;
   /** Bytes a stream may have waiting for a slow reader before it is closed. Defaults to 1048576. */
   readonly maxQueuedBytes: number;
   /** Open streams plus waiting long polls per task; beyond it new ones are turned away. Defaults to 20000. */
@@ -209,6 +215,7 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     streamFraming: e[SERVICE_ENV.streamFraming],
     writeDelayMs: e[SERVICE_ENV.writeDelayMs],
     maxWriteDelayMs: e[SERVICE_ENV.maxWriteDelayMs],
+    latencyBudgetMs: e[SERVICE_ENV.latencyBudgetMs],
     maxQueuedBytes: e[SERVICE_ENV.maxQueuedBytes],
     maxConnections: e[SERVICE_ENV.maxConnections],
     drainTimeoutMs: e[SERVICE_ENV.drainTimeoutMs],

@@ -44,7 +44,7 @@ export interface RealtimeServerDeps {
   readonly credentials?: CredentialProvider;
   /** Where AWS endpoint overrides are read (`AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2`). Defaults to `process.env`. */
   readonly env?: NodeJS.ProcessEnv;
-  /** Batches socket writes (SSE and `/live`). Defaults to one built from WRITE_DELAY_MS and MAX_WRITE_DELAY_MS. */
+  /** Batches socket writes (SSE and `/live`). Defaults to one built from WRITE_DELAY_MS, MAX_WRITE_DELAY_MS and LATENCY_BUDGET_MS. */
   readonly window?: FlushWindow;
 }
 
@@ -127,7 +127,7 @@ export class RealtimeServer {
       polls: () => this.engine.polls.size,
       now,
     };
-    const window = deps.window ?? new FlushWindow({ writeDelayMs: config.writeDelayMs, maxWriteDelayMs: config.maxWriteDelayMs });
+    const window = deps.window ?? new FlushWindow({ writeDelayMs: config.writeDelayMs, maxWriteDelayMs: config.maxWriteDelayMs, latencyBudgetMs: config.latencyBudgetMs });
     const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window, health, log: this.log, redis: this.redis });
     this.server = edge.server;
     this.ws = new WsEdge(this.server, { config, redis: this.redis, admission, engine: this.engine, window, log: this.log, fanout, resumeFanout });
