@@ -91,6 +91,10 @@ const { values: args } = parseArgs({
     gc: { type: 'boolean', default: false },
     'heap-snapshot': { type: 'boolean', default: false },
     curve: { type: 'boolean', default: false },
+    storm: { type: 'boolean', default: false },
+    'storm-n': { type: 'string', default: '10000' },
+    'storm-missed': { type: 'string', default: '50' },
+    'storm-window': { type: 'string', default: '5000-10000' },
   },
   strict: true,
 });
@@ -146,7 +150,7 @@ const CURVE_SERVERS = 'probe,ours+MAX_WRITE_DELAY_MS=0,ours+LATENCY_BUDGET_MS=50
 const caseNames = (args.cases ?? (args.curve ? CURVE_CASES : quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
-const servers = (args.servers ?? (soak ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
+const servers = (args.servers ?? (soak || args.storm ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
 for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || ((kindOf(s) === 'ref' || kindOf(s) === 'probe') && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
 const heapSnapshots = args['heap-snapshot'];
 const fullGc = args.gc || heapSnapshots;
@@ -909,6 +913,112 @@ async function runSoak(server: Server, redisUrl: string, redis: Redis) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The reconnect storm (issue 27): a task's clients come back at once, each with its own ticket
+
+interface StormPhase {
+  phase: string;
+  missed: number;
+  connected: number;
+  failed: number;
+  ticketFailed: number;
+  firstErr?: string;
+  /** From the drop to the last client ready, ms. */
+  lastReadyMs: number;
+  ticketMsMean: number;
+  /** Server CPU from the first reconnect to the last client caught up, per client, µs. */
+  serverCpuUsPerConnect: number;
+  serverCpuPct: number;
+  caughtUp?: number;
+  expected?: number;
+}
+
+/**
+ * `--storm`: ours holds N streams, they all drop (RST), and come back within the storm window
+ * (uniform jitter, seeded), each POSTing its own ticket request to the local stack's ticket API
+ * (local/stack.ts, the Lambda handler that runs on AWS, in this process: its CPU is not the
+ * server's) and resuming with `Last-Event-ID`. Twice: once with nothing missed (the connect cost
+ * alone), once with `--storm-missed` events published while they were away (connect + catch-up).
+ */
+async function runStorm(bundlePath: string, redisUrl: string, redis: Redis, cpuProfDir?: string) {
+  const n = Number(args['storm-n']);
+  const missed = Number(args['storm-missed']);
+  const [minDelayMs, maxDelayMs] = args['storm-window']!.split('-').map(Number);
+  if (!(n > 0) || !(missed >= 0) || !(minDelayMs >= 0) || !(maxDelayMs >= minDelayMs)) fail('--storm-n N --storm-missed K --storm-window MIN-MAX (ms)');
+  const { startLocalStack } = await import('../local/stack');
+  const stack = await startLocalStack({ redisUrl, env: { LOG_LEVEL: 'SILENT' } });
+  const server = new Ours(bundlePath, 'ours');
+  const ctx: RunCtx = { id: ++runCounter, redisUrl, redis, cpuProfDir };
+  const lg = new LoadGen();
+  const phases: StormPhase[] = [];
+  try {
+    await server.start(ctx);
+    const channel = `chat:bench-${ctx.id}`;
+    const { paths } = await server.paths(n);
+    const port = server.portNo;
+    const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: true, proto: 'sse', timeoutMs: 60_000 }, 'connected', 300_000);
+    console.log(`storm: ${conn.ok}/${n} connected first (${Math.round(conn.ms)} ms)`);
+    for (const k of [0, missed]) {
+      // The last event they saw, then the drop, then k events while they are away.
+      const seen = await server.publish(-1);
+      const lastEventId = (seen as { id: string }).id;
+      await lg.ask({ cmd: 'close' }, 'closed', 30_000);
+      await sleep(2000);
+      for (let i = 0; i < k; i++) await server.publish(i);
+      const cpu0 = cpuTicks(server);
+      const t0 = hrMs();
+      const st = (await lg.ask(
+        { cmd: 'storm', n, messages: k, host: '127.0.0.1', port, ticketUrl: stack.outputs.TicketUrl, channel, lastEventId, minDelayMs, maxDelayMs, seed: 27, needReady: true, proto: 'sse', timeoutMs: 60_000 },
+        'stormed',
+        300_000,
+      )) as unknown as { ok: number; failed: number; ticketFailed: number; firstErr?: string; lastReadyMs: number; ticketMsMean: number };
+      let caughtUp: number | undefined;
+      if (k > 0) {
+        let last = -1;
+        let lastProgress = hrMs();
+        for (;;) {
+          const s = await lg.ask({ cmd: 'status' }, 'status');
+          caughtUp = s.received;
+          if (s.received >= st.ok * k) break;
+          if (s.received !== last) [last, lastProgress] = [s.received, hrMs()];
+          if (hrMs() - lastProgress > 5000) break;
+          await sleep(100);
+        }
+      }
+      const cpuUs = ((cpuTicks(server) - cpu0) * 1e6) / CLK_TCK;
+      const wallMs = hrMs() - t0;
+      const p: StormPhase = {
+        phase: k ? `resume, ${k} missed` : 'resume, none missed',
+        missed: k,
+        connected: st.ok,
+        failed: st.failed,
+        ticketFailed: st.ticketFailed,
+        firstErr: st.firstErr,
+        lastReadyMs: Math.round(st.lastReadyMs),
+        ticketMsMean: +st.ticketMsMean.toFixed(1),
+        serverCpuUsPerConnect: +(cpuUs / Math.max(1, st.ok)).toFixed(1),
+        serverCpuPct: Math.round((cpuUs / 1000 / wallMs) * 100),
+        caughtUp,
+        expected: k ? st.ok * k : undefined,
+      };
+      phases.push(p);
+      console.log(`storm: ${JSON.stringify(p)}`);
+    }
+  } finally {
+    await lg.stop();
+    await server.stop();
+    await stack.close();
+  }
+  const [a, b] = phases;
+  const catchUpUs = b && a && b.missed ? +((b.serverCpuUsPerConnect - a.serverCpuUsPerConnect) / b.missed).toFixed(2) : undefined;
+  let md = `\n#### Reconnect storm: ${n.toLocaleString('en-US')} clients back within ${minDelayMs / 1000}–${maxDelayMs / 1000} s, own ticket each, \`Last-Event-ID\`\n\n`;
+  md += '| phase | connected | failed (of which ticket) | last ready after, ms | ticket round trip mean, ms | server CPU µs / connect | server CPU % of a core | caught up / expected |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+  for (const p of phases) md += `| ${p.phase} | ${p.connected} | ${p.failed} (${p.ticketFailed}) | ${p.lastReadyMs} | ${p.ticketMsMean} | ${p.serverCpuUsPerConnect} | ${p.serverCpuPct} | ${p.expected ? `${p.caughtUp} / ${p.expected}` : '–'} |\n`;
+  if (catchUpUs !== undefined) md += `\nCatch-up: ${catchUpUs} µs of server CPU per missed event per client (the difference of the two phases over ${b.missed} events). Connect: ${a.serverCpuUsPerConnect} µs per stream (target ≤ 200).\n`;
+  if (phases.some((p) => p.firstErr)) md += `\nFirst errors: ${phases.filter((p) => p.firstErr).map((p) => `${p.phase}: ${p.firstErr}`).join('; ')}\n`;
+  return { n, missed, minDelayMs, maxDelayMs, phases, catchUpUs, md };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Our bundle, machine facts
 
 async function ourBundle(): Promise<{ path: string; source: string; serviceCommit?: string }> {
@@ -1184,6 +1294,18 @@ async function main(): Promise<void> {
   };
 
   try {
+    if (args.storm) {
+      const cpuProfDir = args['cpu-prof'] ? join(outDir, 'cpuprofile') : undefined;
+      const out = await runStorm(bundle!.path, redisServer.url, redis, cpuProfDir);
+      let md = `Command: \`${command}\`  \nMachine: ${facts.nproc} × ${facts.cpu}, Node ${facts.node}. Ours: ${bundle!.source}.\n${out.md}`;
+      if (cpuProfDir && existsSync(cpuProfDir)) {
+        for (const f of readdirSync(cpuProfDir).filter((x) => x.endsWith('.cpuprofile'))) md += `\nProfile ${f} (the whole process: start, first connect, both storms):\n\n${profileMarkdown(join(cpuProfDir, f), 25)}\n`;
+      }
+      writeFileSync(join(outDir, 'storm.json'), JSON.stringify({ facts, command, bundle, ...out, md: undefined }, null, 2));
+      writeFileSync(join(outDir, 'storm.md'), md);
+      console.log(md);
+      return;
+    }
     if (soak) {
       const out = [];
       for (const s of servers) out.push(await runSoak(make(s), redisServer.url, redis));
