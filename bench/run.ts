@@ -95,6 +95,11 @@ const { values: args } = parseArgs({
     'storm-n': { type: 'string', default: '10000' },
     'storm-missed': { type: 'string', default: '50' },
     'storm-window': { type: 'string', default: '5000-10000' },
+    capacity: { type: 'boolean', default: false },
+    'capacity-n': { type: 'string', default: 'sse:20000,sse:50000,live:50000' },
+    'capacity-hold-s': { type: 'string', default: '30' },
+    'capacity-broadcast-s': { type: 'string', default: '30' },
+    'per-loadgen': { type: 'string', default: '20000' },
   },
   strict: true,
 });
@@ -150,7 +155,7 @@ const CURVE_SERVERS = 'probe,ours+MAX_WRITE_DELAY_MS=0,ours+LATENCY_BUDGET_MS=50
 const caseNames = (args.cases ?? (args.curve ? CURVE_CASES : quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
-const servers = (args.servers ?? (soak || args.storm ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
+const servers = (args.servers ?? (soak || args.storm || args.capacity ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
 for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || ((kindOf(s) === 'ref' || kindOf(s) === 'probe') && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
 const heapSnapshots = args['heap-snapshot'];
 const fullGc = args.gc || heapSnapshots;
@@ -1019,6 +1024,131 @@ async function runStorm(bundlePath: string, redisUrl: string, redis: Redis, cpuP
 }
 
 // ---------------------------------------------------------------------------------------------
+// Connections per task (issue 27): one task process holding N idle streams or /live sockets
+
+interface CapacityRow {
+  target: string;
+  connections: number;
+  connected: number;
+  failed: number;
+  firstErr?: string;
+  loadgens: number;
+  baseMB: number;
+  heldMB: number;
+  kbPerConnection: number;
+  /** Server CPU while holding them idle (heartbeats only), % of one core. */
+  idleCpuPct: number;
+  /** The same, per connection per heartbeat interval... as µs per connection per second. */
+  idleCpuUsPerConnSec: number;
+  broadcastCpuPct?: number;
+  delivered?: number;
+  expected?: number;
+  p99?: number | null;
+  loadgenCpuPctMax: number;
+}
+
+/**
+ * `--capacity`: for each `sse:N` / `live:N` in --capacity-n, a fresh `ours` (MAX_CONNECTIONS raised to
+ * N), N streams (tickets issued as in the fan-out cases) opened by ceil(N / --per-loadgen) load
+ * generator processes, each from its own loopback source addresses (127.0.0.2…, ~28k ephemeral ports
+ * each), so one port range does not cap the count. Held idle with heartbeats on (HEARTBEAT_MS as the
+ * service defaults) for --capacity-hold-s: memory per connection and the heartbeats' CPU; then a
+ * 1 msg/s broadcast for --capacity-broadcast-s: CPU, delivery and p99.
+ */
+async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): Promise<{ rows: CapacityRow[]; md: string }> {
+  const specs = args['capacity-n']!.split(',').map((s) => {
+    const [kind, num] = s.trim().split(':');
+    const n = Number(num);
+    if ((kind !== 'sse' && kind !== 'live') || !(n > 0)) fail(`--capacity-n: "${s}" is not sse:N or live:N`);
+    return { kind, n };
+  });
+  const perLg = Number(args['per-loadgen']);
+  const holdMs = Number(args['capacity-hold-s']) * 1000;
+  const broadcastS = Number(args['capacity-broadcast-s']);
+  const rows: CapacityRow[] = [];
+  for (const { kind, n } of specs) {
+    const name = `${kind === 'live' ? 'ours-ws' : 'ours'}+MAX_CONNECTIONS=${n + 1000}`;
+    const server = new Ours(bundlePath, name);
+    const ctx: RunCtx = { id: ++runCounter, redisUrl, redis };
+    const k = Math.max(1, Math.ceil(n / perLg));
+    const lgs = Array.from({ length: k }, () => new LoadGen());
+    const row: CapacityRow = { target: `${kind === 'live' ? '/live' : 'SSE'} ${n.toLocaleString('en-US')}`, connections: n, connected: 0, failed: 0, loadgens: k, baseMB: 0, heldMB: 0, kbPerConnection: 0, idleCpuPct: 0, idleCpuUsPerConnSec: 0, loadgenCpuPctMax: 0 };
+    try {
+      await server.start(ctx);
+      await sleep(1000);
+      const base = memKB(server);
+      const { paths } = await server.paths(n);
+      const port = server.portNo;
+      const results = await Promise.all(
+        lgs.map((lg, i) => {
+          const slice = paths.slice(Math.floor((i * n) / k), Math.floor(((i + 1) * n) / k));
+          // Two source addresses per load generator: 127.0.0.(2+2i) and (3+2i).
+          const localAddresses = [`127.0.0.${2 + 2 * i}`, `127.0.0.${3 + 2 * i}`];
+          return lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths: slice, concurrency: 200, needReady: true, proto: server.proto, timeoutMs: 60_000, localAddresses }, 'connected', 600_000);
+        }),
+      );
+      row.connected = results.reduce((a, r) => a + r.ok, 0);
+      row.failed = results.reduce((a, r) => a + r.failed, 0);
+      row.firstErr = results.find((r) => r.firstErr)?.firstErr;
+      await sleep(3000);
+      const held = memKB(server);
+      row.baseMB = +(base / 1024).toFixed(1);
+      row.heldMB = +(held / 1024).toFixed(1);
+      row.kbPerConnection = row.connected ? +((held - base) / row.connected).toFixed(2) : 0;
+      const lgTicks = () => lgs.map((lg) => procCpuTicks(lg.pid));
+      // Idle with heartbeats: the server's CPU over the hold.
+      let c0 = cpuTicks(server);
+      let l0 = lgTicks();
+      let t0 = hrMs();
+      await sleep(holdMs);
+      let us = ((cpuTicks(server) - c0) * 1e6) / CLK_TCK;
+      let ms = hrMs() - t0;
+      row.idleCpuPct = +((us / 1000 / ms) * 100).toFixed(1);
+      row.idleCpuUsPerConnSec = row.connected ? +(us / (ms / 1000) / row.connected).toFixed(3) : 0;
+      const lgPct = (before: number[], wall: number) => Math.max(...lgTicks().map((t, i) => (((t - before[i]) * 1000) / CLK_TCK / wall) * 100));
+      row.loadgenCpuPctMax = Math.round(lgPct(l0, ms));
+      // Then 1 msg/s to all of them.
+      if (broadcastS > 0) {
+        const armed = await Promise.all(lgs.map((lg) => lg.ask({ cmd: 'arm', messages: broadcastS }, 'armed')));
+        row.expected = armed.reduce((a, r) => a + r.open, 0) * broadcastS;
+        c0 = cpuTicks(server);
+        l0 = lgTicks();
+        t0 = hrMs();
+        for (let i = 0; i < broadcastS; i++) {
+          const wait = t0 + i * 1000 - hrMs();
+          if (wait > 0) await sleep(wait);
+          await server.publish(i);
+        }
+        await sleep(2000);
+        us = ((cpuTicks(server) - c0) * 1e6) / CLK_TCK;
+        ms = hrMs() - t0;
+        row.broadcastCpuPct = +((us / 1000 / ms) * 100).toFixed(1);
+        row.loadgenCpuPctMax = Math.max(row.loadgenCpuPctMax, Math.round(lgPct(l0, ms)));
+        const reps = await Promise.all(lgs.map((lg) => lg.ask({ cmd: 'report' }, 'report')));
+        row.delivered = reps.reduce((a, r) => a + r.received, 0);
+        // The worst load generator's p99 (each keeps its own histogram).
+        row.p99 = Math.max(...reps.map((r) => r.p99 ?? 0));
+      }
+    } catch (err) {
+      row.firstErr = err instanceof Error ? err.message : String(err);
+    } finally {
+      await Promise.all(lgs.map((lg) => lg.stop()));
+      await server.stop();
+    }
+    rows.push(row);
+    console.log(`capacity: ${JSON.stringify(row)}`);
+  }
+  let md = `\n#### Connections per task: one \`ours\` process, heartbeats on (service default), idle ${holdMs / 1000} s then 1 msg/s for ${broadcastS} s\n\n`;
+  md += '| held | connected (failed) | load generators | memory before → held, MB | KB / connection | idle CPU, % of a core | idle CPU µs / connection / s | 1 msg/s CPU, % of a core | delivered / expected | p99 ms (worst load generator) | load generator CPU max, % |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+  for (const r of rows) {
+    md += `| ${r.target} | ${r.connected} (${r.failed}) | ${r.loadgens} | ${r.baseMB} → ${r.heldMB} | ${r.kbPerConnection} | ${r.idleCpuPct} | ${r.idleCpuUsPerConnSec} | ${r.broadcastCpuPct ?? '–'} | ${r.delivered ?? '–'} / ${r.expected ?? '–'} | ${r.p99 ?? '–'} | ${r.loadgenCpuPctMax}${r.loadgenCpuPctMax >= LOADGEN_SATURATED_PCT ? ' (bottleneck)' : ''} |\n`;
+  }
+  const errs = rows.filter((r) => r.firstErr);
+  if (errs.length) md += `\nFirst errors: ${errs.map((r) => `${r.target}: ${r.firstErr}`).join('; ')}\n`;
+  return { rows, md };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Our bundle, machine facts
 
 async function ourBundle(): Promise<{ path: string; source: string; serviceCommit?: string }> {
@@ -1294,6 +1424,14 @@ async function main(): Promise<void> {
   };
 
   try {
+    if (args.capacity) {
+      const out = await runCapacity(bundle!.path, redisServer.url, redis);
+      const md = `Command: \`${command}\`  \nMachine: ${facts.nproc} × ${facts.cpu}, ${facts.memGB} GiB, Node ${facts.node}, ports ${facts.portRange}. Ours: ${bundle!.source}.\n${out.md}`;
+      writeFileSync(join(outDir, 'capacity.json'), JSON.stringify({ facts, command, bundle, rows: out.rows }, null, 2));
+      writeFileSync(join(outDir, 'capacity.md'), md);
+      console.log(md);
+      return;
+    }
     if (args.storm) {
       const cpuProfDir = args['cpu-prof'] ? join(outDir, 'cpuprofile') : undefined;
       const out = await runStorm(bundle!.path, redisServer.url, redis, cpuProfDir);
