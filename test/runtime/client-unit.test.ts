@@ -5,6 +5,7 @@
  */
 import { backoff, createClient, RealtimeClientError, type Client, type ClientOptions, type Envelope, type TicketAnswer } from '../../client/src/index';
 import { FakeClock, FakeWebSocket, FakeWindow, settle } from '../support/client-fakes';
+import { prng } from '../support/prng';
 
 let clock: FakeClock;
 let win: FakeWindow;
@@ -124,20 +125,9 @@ describe('backoff', () => {
   });
 });
 
-/** A deterministic pseudo-random sequence (mulberry32): the same "random" storm on every run. */
-function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('a reconnect storm, as the SDK spreads it (client/README.md "Reconnect")', () => {
   it('first retries after drops of a stable connection are uniform over 1 s: no 100-ms slice gets more than 1.3x its share', async () => {
-    make({ random: seeded(27) });
+    make({ random: prng(27) });
     client!.subscribe('chat:a', { onEvent: () => undefined });
     let ws = await openWs();
     const delays: number[] = [];
@@ -163,7 +153,7 @@ describe('a reconnect storm, as the SDK spreads it (client/README.md "Reconnect"
   });
 
   it('when the storm is refused (503), the retries of each attempt spread over [0.5 s, 0.5 s + 0.5 s·2^n]', () => {
-    const rnd = seeded(7);
+    const rnd = prng(7);
     for (let n = 0; n < 6; n++) {
       const hi = Math.min(20000, 500 * 2 ** n);
       const xs = Array.from({ length: 2000 }, () => backoff(n, rnd));

@@ -1,6 +1,7 @@
 import { ADAPTIVE_MIN_FLUSH_MS, FlushWindow, type Flushable, type FlushScheduler } from '../../service/flush-window';
 import { LiveEvent } from '../../service/hub';
 import { SseTransport, type Sink } from '../../service/sse-transport';
+import { prng } from '../support/prng';
 
 /**
  * The write window (service/flush-window.ts) on virtual time: an injected clock and scheduler, so
@@ -121,17 +122,6 @@ class CostSink implements Sink {
 }
 
 const envelope = (seq: number, channel: string) => JSON.stringify({ channel, id: String(seq), type: 'score', data: { n: seq }, ts: 1 });
-
-/** A deterministic pseudo-random sequence (mulberry32), so a "random" load is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const adaptive = (loop: VirtualLoop, maxWriteDelayMs = 100, latencyBudgetMs = 100) => new FlushWindow({ maxWriteDelayMs, latencyBudgetMs, now: loop.now, scheduler: loop });
 
