@@ -950,7 +950,7 @@ async function runStorm(bundlePath: string, redisUrl: string, redis: Redis, cpuP
   const [minDelayMs, maxDelayMs] = args['storm-window']!.split('-').map(Number);
   if (!(n > 0) || !(missed >= 0) || !(minDelayMs >= 0) || !(maxDelayMs >= minDelayMs)) fail('--storm-n N --storm-missed K --storm-window MIN-MAX (ms)');
   const { startLocalStack } = await import('../local/stack');
-  const stack = await startLocalStack({ redisUrl, env: { LOG_LEVEL: 'SILENT' } });
+  const stack = await startLocalStack({ redisUrl, env: { LOG_LEVEL: 'silent' } });
   const server = new Ours(bundlePath, 'ours');
   const ctx: RunCtx = { id: ++runCounter, redisUrl, redis, cpuProfDir };
   const lg = new LoadGen();
@@ -1018,7 +1018,7 @@ async function runStorm(bundlePath: string, redisUrl: string, redis: Redis, cpuP
   let md = `\n#### Reconnect storm: ${n.toLocaleString('en-US')} clients back within ${minDelayMs / 1000}–${maxDelayMs / 1000} s, own ticket each, \`Last-Event-ID\`\n\n`;
   md += '| phase | connected | failed (of which ticket) | last ready after, ms | ticket round trip mean, ms | server CPU µs / connect | server CPU % of a core | caught up / expected |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
   for (const p of phases) md += `| ${p.phase} | ${p.connected} | ${p.failed} (${p.ticketFailed}) | ${p.lastReadyMs} | ${p.ticketMsMean} | ${p.serverCpuUsPerConnect} | ${p.serverCpuPct} | ${p.expected ? `${p.caughtUp} / ${p.expected}` : '–'} |\n`;
-  if (catchUpUs !== undefined) md += `\nCatch-up: ${catchUpUs} µs of server CPU per missed event per client (the difference of the two phases over ${b.missed} events). Connect: ${a.serverCpuUsPerConnect} µs per stream (target ≤ 200).\n`;
+  if (catchUpUs !== undefined) md += `\nCatch-up: ${catchUpUs} µs of server CPU per missed event per client (the difference of the two phases over ${b.missed} events${catchUpUs < 0 ? '; negative: the phases differ by less than this machine\'s noise, rerun with more --storm-missed or on a quiet machine' : ''}). Connect: ${a.serverCpuUsPerConnect} µs per stream (target ≤ 200).\n`;
   if (phases.some((p) => p.firstErr)) md += `\nFirst errors: ${phases.filter((p) => p.firstErr).map((p) => `${p.phase}: ${p.firstErr}`).join('; ')}\n`;
   return { n, missed, minDelayMs, maxDelayMs, phases, catchUpUs, md };
 }
