@@ -12,6 +12,8 @@ export const CORE_ENV = {
   redisUrl: 'REDIS_URL',
   redisPassword: 'REDIS_PASSWORD',
   redisSecretArn: 'REDIS_SECRET_ARN',
+  /** `cluster` when REDIS_URL is a cluster-mode configuration endpoint (set by the construct for redis.shards >= 2). */
+  redisMode: 'REDIS_MODE',
   keyPrefix: 'KEY_PREFIX',
   namespacesJson: 'NAMESPACES_JSON',
   ticketTtlSeconds: 'TICKET_TTL_SECONDS',
@@ -24,6 +26,8 @@ export const CORE_ENV = {
   userTicketsPerMinute: 'USER_TICKETS_PER_MINUTE',
   /** Per task on the tasks (service/quotas.ts); across the deployment on API Gateway (the connection registry). */
   userConnections: 'USER_CONNECTIONS',
+  /** `true`: write backend events to the outbox the tasks relay to EventBridge (core/backend-events.ts). */
+  backendEvents: 'BACKEND_EVENTS',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -86,6 +90,10 @@ export const SERVICE_ENV = {
   wsFanoutShards: LAMBDA_ENV.wsFanoutShards,
   metricsIntervalMs: 'METRICS_INTERVAL_MS',
   metricsNamespace: 'METRICS_NAMESPACE',
+  /** The stage's EventBridge bus: the task relays the backend events' outbox to it (none: no relay). */
+  eventBusName: 'EVENT_BUS_NAME',
+  /** Milliseconds a channel stays empty before `channel.vacated`. */
+  occupancyDebounceMs: 'OCCUPANCY_DEBOUNCE_MS',
 } as const;
 
 export type CoreEnvName = (typeof CORE_ENV)[keyof typeof CORE_ENV];

@@ -27,6 +27,28 @@ export interface Broker {
   currentCursor(): Promise<number>;
 }
 
+/**
+ * Live delivery from the broker to this process (the hub's side, `service/hub.ts`): subscriptions per channel and the
+ * messages that arrive on them. On Redis it is one subscriber connection (`SUBSCRIBE`), or on a Redis Cluster one per
+ * shard (`SSUBSCRIBE`, sharded pub/sub), each reconnected on its own (`core/redis/subscriber.ts`).
+ */
+export interface BrokerSubscriber {
+  /** Subscribes `channels` (channel names, not store keys); resolves once the store confirmed every one. */
+  subscribe(channels: readonly string[]): Promise<void>;
+  /** Ends the subscriptions of `channels`. */
+  unsubscribe(channels: readonly string[]): Promise<void>;
+  /** Sets the handler of live events: the channel name and the envelope as published. */
+  onMessage(handler: (channel: string, envelope: string) => void): void;
+  /**
+   * Sets the handler of subscription lapses: `lapsed` when a connection carrying subscriptions was lost (events may
+   * be missed from then on), `restored` once its subscriptions are confirmed again. `channels` names the channels
+   * concerned when only some were (one shard's), and is absent when all were.
+   */
+  onState(handler: (state: 'lapsed' | 'restored', channels?: readonly string[]) => void): void;
+  /** True while every subscription this process holds is live. */
+  readonly ready: boolean;
+}
+
 /** A validated event for {@link Broker.publish}: the envelope around the id and time the broker assigns. */
 export interface BrokerPublish {
   readonly channel: ParsedChannel;

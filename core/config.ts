@@ -34,6 +34,11 @@ export const NamespacePolicySchema = z.strictObject({
    * whole history this long after the channel's last event. Defaults to 86400.
    */
   historyTtlSeconds: z._default(z.number().check(z.int(), z.minimum(1), z.maximum(30 * 86400)), 86400),
+  /**
+   * Emit a `client.publish` backend event (EventBridge) for every event a client (a ticket holder, not a backend)
+   * publishes here; needs BACKEND_EVENTS. Defaults to false.
+   */
+  clientEvents: z.optional(z.boolean()),
 });
 
 export type NamespacePolicy = z.infer<typeof NamespacePolicySchema>;
@@ -118,6 +123,15 @@ export const CoreEnvSchema = z.object({
   /** Redis AUTH token; on AWS injected as a secret (ECS) or read from REDIS_SECRET_ARN (Lambda). */
   [CORE_ENV.redisPassword]: z.optional(z.string().check(z.minLength(1))),
   [CORE_ENV.redisSecretArn]: z.optional(z.string().check(z.startsWith('arn:'))),
+  /**
+   * `single` (one primary; the default). `cluster` (ElastiCache cluster mode, set by the construct for redis.shards >= 2)
+   * is refused by this runtime until publishes and replays run single-slot (positions per channel, issue 23): it fails
+   * at start with this line rather than on the first publish.
+   */
+  [CORE_ENV.redisMode]: z._default(
+    z.enum(['single'], { error: 'only "single" runs today: a Redis Cluster (redis.shards >= 2) needs positions per channel (issue 23); deploy with redis.shards = 1' }),
+    'single',
+  ),
   [CORE_ENV.keyPrefix]: z._default(z.string().check(z.regex(/^[A-Za-z0-9:_-]{1,32}$/, 'letters, digits, ":", "_" or "-", up to 32 chars')), 'rt:'),
   [CORE_ENV.namespacesJson]: z.optional(z.string()),
   [CORE_ENV.ticketTtlSeconds]: envInt(5, 300, 30),
@@ -129,10 +143,13 @@ export const CoreEnvSchema = z.object({
   [CORE_ENV.replayMaxBytes]: envInt(16_384, 16 * 1024 * 1024, DEFAULT_REPLAY_MAX_BYTES),
   [CORE_ENV.userTicketsPerMinute]: envInt(0, 1_000_000, DEFAULT_USER_TICKETS_PER_MINUTE),
   [CORE_ENV.userConnections]: envInt(0, 1_000_000, DEFAULT_USER_CONNECTIONS),
+  [CORE_ENV.backendEvents]: z._default(z.enum(['true', 'false']), 'false'),
 });
 
 export interface CoreConfig {
   readonly redisUrl: string;
+  /** REDIS_MODE: `single` (one primary). Optional for configs built in code; absent means `single`. */
+  readonly redisMode?: 'single';
   readonly redisPassword?: string;
   readonly redisSecretArn?: string;
   readonly keyPrefix: string;
@@ -177,6 +194,11 @@ export interface CoreConfig {
    * (a registration that expired without `$disconnect` no longer counts). Defaults to 32.
    */
   readonly userConnections?: number;
+  /**
+   * Write backend events (channel occupancy, `user.revoked`, `client.publish`) to the outbox the tasks relay to the
+   * stage's EventBridge bus (`core/backend-events.ts`). Defaults to false.
+   */
+  readonly backendEvents?: boolean;
 }
 
 /** Seconds a channel's last id (and history horizon) outlive its history: 7 days. */
@@ -205,6 +227,7 @@ export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreCon
   checkHistoryBytes(parseNamespaces(e[CORE_ENV.namespacesJson]), e[CORE_ENV.maxPayloadBytes]);
   return {
     redisUrl: e[CORE_ENV.redisUrl],
+    redisMode: e[CORE_ENV.redisMode],
     redisPassword: e[CORE_ENV.redisPassword],
     redisSecretArn: e[CORE_ENV.redisSecretArn],
     keyPrefix: e[CORE_ENV.keyPrefix],
@@ -218,6 +241,7 @@ export function coreConfigFromEnv(env: NodeJS.ProcessEnv = process.env): CoreCon
     replayMaxBytes: e[CORE_ENV.replayMaxBytes],
     userTicketsPerMinute: e[CORE_ENV.userTicketsPerMinute],
     userConnections: e[CORE_ENV.userConnections],
+    backendEvents: e[CORE_ENV.backendEvents] === 'true',
   };
 }
 

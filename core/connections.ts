@@ -5,6 +5,7 @@ import type { Identity } from './identity';
 import { Keys } from './redis/keys';
 import type { RedisLike } from './redis/client';
 import { REGISTER, REMOVE, SUBSCRIBE, UNSUBSCRIBE } from './redis/scripts';
+import { acquire, dropHolder, gatewayHolder, GATEWAY_LEASE_MS, release } from './occupancy';
 
 /**
  * The registry of API Gateway WebSocket connections, in Redis.
@@ -128,6 +129,8 @@ export async function registerConnection(
   if (floor === -1) {
     throw new RealtimeError('rate_limited', `At most ${max} WebSocket connections per user at once; close one, or retry later.`);
   }
+  // Occupancy (backend events): the connection holds its channels until `$disconnect`, at most API Gateway's 2 hours.
+  await acquire(gatewayHolder(connectionId), input.channels, deps, now, now + GATEWAY_LEASE_MS);
   return Number(floor);
 }
 
@@ -168,6 +171,7 @@ export async function addSubscription(connectionId: string, channel: string, dep
   if (status === -2) {
     throw new RealtimeError('too_many_channels', `At most ${deps.config.maxChannelsPerConnection} channels per connection; unsubscribe from one first.`);
   }
+  if (status === 0) await acquire(gatewayHolder(connectionId), [channel], deps, (deps.now ?? Date.now)());
   return { floor: Number(floor), added: status === 0 };
 }
 
@@ -175,6 +179,7 @@ export async function addSubscription(connectionId: string, channel: string, dep
 export async function removeSubscription(connectionId: string, channel: string, deps: Pick<ConnectionDeps, 'redis' | 'config'>): Promise<boolean> {
   const keys = new Keys(deps.config.keyPrefix);
   const n = await UNSUBSCRIBE.run(deps.redis, [connectionKey(keys, connectionId), subscribersKey(keys, channel)], [connectionId, channel]);
+  if (Number(n) === 1) await release(gatewayHolder(connectionId), [channel], deps, Date.now());
   return Number(n) === 1;
 }
 
@@ -206,6 +211,7 @@ export async function removeConnection(connectionId: string, deps: Pick<Connecti
     [connectionKey(keys, connectionId), userSet, ...entries.map((e) => e[0])],
     [options.registeredBefore === undefined ? -1 : options.registeredBefore, connectionId, ...entries.map((e) => e[1])],
   );
+  if (Number(n) === 1) await dropHolder(gatewayHolder(connectionId), deps, Date.now());
   return Number(n) === 1;
 }
 

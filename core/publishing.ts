@@ -1,6 +1,7 @@
 import type { ChannelGrant } from './channels';
 import { publish, type EventDeps, type PublishInput, type PublishResult } from './events';
 import { toRealtimeError } from './errors';
+import { appendEvent, emitsClientPublish, eventId } from './backend-events';
 import type { Identity } from './identity';
 
 /**
@@ -66,6 +67,16 @@ export async function publishAndFanout(input: PublishInput, identity: Identity, 
     { redis: deps.redis, config: deps.config, broker: deps.broker },
     grant,
   );
+  // `client.publish` before the publisher hears `published`: if this fails the publisher retries (with its idempotency
+  // key: the duplicate appends the same event id again), so the backend event is never lost for an acknowledged publish.
+  if (identity.kind === 'user' && emitsClientPublish(result.channel, deps.config)) {
+    await appendEvent(
+      'client.publish',
+      { channel: result.channel, eventId: result.id, eventType: input.type, sub: identity.sub, data: input.data },
+      eventId('client.publish', result.channel, result.id),
+      deps,
+    );
+  }
   await options.acknowledge?.(result);
   let stats: FanoutStats | void = undefined;
   const tracked = input.idempotencyKey !== undefined && input.idempotencyKey !== null;

@@ -4,6 +4,7 @@ import { RealtimeError } from './errors';
 import { Keys } from './redis/keys';
 import type { RedisLike } from './redis/client';
 import { REVOKE } from './redis/scripts';
+import { userRevoked } from './backend-events';
 
 /**
  * Per-user revocation. Each user has an epoch in `{prefix}rv:{sub}` (0 when never revoked). Tickets
@@ -82,6 +83,8 @@ export interface RevokeResult {
 export async function revokeUser(sub: string, deps: RevokeDeps): Promise<RevokeResult> {
   const keys = new Keys(deps.config.keyPrefix);
   const epoch = Number(await REVOKE.run(deps.redis, [keys.revocation(sub)], [sub, keys.revokeControl, REVOCATION_TTL_SECONDS]));
+  // Before the caller hears 202: a failure here fails the call, and the backend's retry revokes (and tells) again.
+  await userRevoked(sub, epoch, deps);
   const ids = await deps.redis.smembers(keys.userConnections(sub));
   await Promise.all(
     ids.map(async (id) => {

@@ -6,8 +6,8 @@ import { RealtimeError } from './errors';
 import { SUB_PATTERN, SUB_RULE, type Identity } from './identity';
 import { Keys, sha256 } from './redis/keys';
 import type { RedisLike } from './redis/client';
-import { assertNotRevoked, currentEpoch, parseEpoch } from './revocation';
-import { ISSUE, REDEEM } from './redis/scripts';
+import { assertNotRevoked, currentEpoch } from './revocation';
+import { TICKET_RATE } from './redis/scripts';
 
 /**
  * Which endpoint a ticket opens (its audience): `sse` tickets open `/events` and `/poll` on the SSE service; `ws`
@@ -127,8 +127,10 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   if (notAfter !== undefined) rec.x = notAfter;
   const keys = new Keys(deps.config.keyPrefix);
   const rate = deps.config.userTicketsPerMinute ?? DEFAULT_USER_TICKETS_PER_MINUTE;
-  const wait = Number(await ISSUE.run(deps.redis, [keys.ticket(sha256(ticket)), keys.userTickets(identity.sub)], [JSON.stringify(rec), ttl, rate]));
+  // Two slots on a cluster (the user's counter, the ticket): counted first, so a refusal writes no ticket.
+  const wait = rate > 0 ? Number(await TICKET_RATE.run(deps.redis, [keys.userTickets(identity.sub)], [rate])) : 0;
   if (wait > 0) throw new RealtimeError('rate_limited', `At most ${rate} tickets per minute per user; retry in ${wait} s.`, { retryAfterSeconds: wait });
+  await deps.redis.set(keys.ticket(sha256(ticket)), JSON.stringify(rec), 'EX', ttl);
   return { ticket, expiresAt: new Date(now + ttl * 1000).toISOString(), channels: names, transport };
 }
 
@@ -144,8 +146,10 @@ export async function spendTicket(ticket: string | null | undefined, deps: Pick<
 }
 
 /**
- * Redeems a ticket once (GETDEL: of two concurrent redemptions exactly one wins), reading its user's
- * revocation epoch and the sequence's position in the same round trip (one Lua script).
+ * Redeems a ticket once (GETDEL: of two concurrent redemptions exactly one wins), then reads its user's revocation
+ * epoch and the sequence's position (one round trip, two commands: the three keys are in three slots on a cluster, and
+ * a script may only touch keys it declares, while the user is known only once the ticket is read). An epoch read after
+ * the GETDEL is at least as new as one read with it: a revocation in between refuses the ticket, as it should.
  * A ticket redeemed on the wrong transport, or after its user was revoked, is spent all the same.
  */
 export async function redeemTicket(ticket: unknown, transport: TicketAudience, deps: Pick<TicketDeps, 'redis' | 'config' | 'now'>): Promise<Grant> {
@@ -153,16 +157,16 @@ export async function redeemTicket(ticket: unknown, transport: TicketAudience, d
     throw new RealtimeError('ticket_invalid', 'The ticket is missing or malformed; get a new one from POST /tickets.');
   }
   const keys = new Keys(deps.config.keyPrefix);
-  const reply = (await REDEEM.run(deps.redis, [keys.ticket(sha256(ticket)), keys.seq], [keys.revocation('')])) as [string, (string | null)?, (string | null)?] | null;
-  if (reply === null) throw new RealtimeError('ticket_invalid', 'The ticket is unknown, expired or already used; get a new one from POST /tickets.');
-  const raw = reply[0];
+  const raw = await deps.redis.getdel(keys.ticket(sha256(ticket)));
+  if (raw === null) throw new RealtimeError('ticket_invalid', 'The ticket is unknown, expired or already used; get a new one from POST /tickets.');
   const rec = JSON.parse(raw) as TicketRecord;
   if (rec.t !== transport) throw new RealtimeError('ticket_invalid', `This ticket was issued for ${rec.t}, not ${transport}.`);
   if (rec.x !== undefined && rec.x <= (deps.now ?? Date.now)()) {
     throw new RealtimeError('ticket_invalid', 'The sign-in this ticket came from has expired; sign in again and get a new ticket.');
   }
   const epoch = rec.v ?? 0;
-  assertNotRevoked(epoch, reply.length > 1 ? parseEpoch(reply[1]) : await currentEpoch(rec.s, deps));
-  const position = reply.length > 2 ? Number(reply[2] ?? 0) : undefined;
+  const [current, seq] = await Promise.all([currentEpoch(rec.s, deps), deps.redis.get(keys.seq)]);
+  assertNotRevoked(epoch, current);
+  const position = Number(seq ?? 0);
   return { sub: rec.s, channels: rec.c, transport: rec.t, byBackend: rec.b === 1, issuedAt: rec.i, epoch, notAfter: rec.x, position };
 }

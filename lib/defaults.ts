@@ -23,6 +23,7 @@ export const DEFAULTS = {
     engine: 'valkey',
     nodeType: 'cache.t4g.micro',
     nodes: 2,
+    shards: 1,
     port: 6379,
     keyPrefix: 'rt:',
     snapshotRetentionDays: 1,
@@ -69,6 +70,11 @@ export const DEFAULTS = {
   publishApi: {
     throttleRateLimit: 200,
     throttleBurstLimit: 400,
+  },
+  backendEvents: {
+    enabled: true,
+    debounceMs: 5000,
+    exampleQueue: true,
   },
   waf: {
     enabled: true,

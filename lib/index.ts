@@ -1,3 +1,4 @@
+export * from './backend-events';
 export * from './defaults';
 export * from './drain-timing';
 export * from './errors';

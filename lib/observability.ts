@@ -105,19 +105,30 @@ export class Observability extends Construct {
     const redisCpu = redis.metricMax('EngineCPUUtilization', 'Redis engine CPU % (max over nodes)');
     const redisMemory = redis.metricMax('DatabaseMemoryUsagePercentage', 'Redis memory % (max over nodes)');
     const redisConnections = redis.metricMax('CurrConnections', 'Redis client connections (max over nodes)');
-    this.alarm('RedisEngineCpu', redisCpu, props.redisCpuPercent ?? 80, 'Redis engine CPU high: pub/sub fan-out is single-threaded', {
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 5,
-    });
-    // maxmemory-policy is noeviction: at 100% every write (publish, ticket, connect) fails, so warn well before.
-    this.alarm('RedisMemory', redisMemory, props.redisMemoryPercent ?? 80, 'Redis memory high: at 100% writes fail (noeviction); history streams or subscriber buffers growing', {
-      evaluationPeriods: 3,
-    });
-    // Any eviction means keys were lost (tickets, connection registry, history): noeviction should make this impossible.
     const redisEvictions = redis.metricMax('Evictions', 'Redis evictions (max over nodes)');
-    this.alarm('RedisEvictions', redisEvictions, 0, 'Redis evicted keys: the maxmemory-policy is not noeviction (parameter group changed?); tickets, connections or history were lost', {
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-    });
+    // Cluster mode: CPU, memory and eviction alarms per shard (a hot shard is the one that fails its channels' writes;
+    // and an alarm's metric math takes at most 10 metrics, one shard's nodes).
+    const shards: (number | undefined)[] = redis.shards > 1 ? Array.from({ length: redis.shards }, (_, i) => i + 1) : [undefined];
+    for (const shard of shards) {
+      const id = shard === undefined ? '' : `Shard${shard}`;
+      const on = shard === undefined ? '' : ` (shard ${String(shard).padStart(4, '0')})`;
+      const cpu = shard === undefined ? redisCpu : redis.metricMax('EngineCPUUtilization', `Redis engine CPU %${on}`, shard);
+      const memory = shard === undefined ? redisMemory : redis.metricMax('DatabaseMemoryUsagePercentage', `Redis memory %${on}`, shard);
+      this.alarm(`RedisEngineCpu${id}`, cpu, props.redisCpuPercent ?? 80, `Redis engine CPU high${on}: pub/sub fan-out is single-threaded`, {
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 5,
+      });
+      // maxmemory-policy is noeviction: at 100% every write (publish, ticket, connect) fails, so warn well before.
+      this.alarm(`RedisMemory${id}`, memory, props.redisMemoryPercent ?? 80, `Redis memory high${on}: at 100% writes fail (noeviction); history streams or subscriber buffers growing`, {
+        evaluationPeriods: 3,
+      });
+      // Any eviction means keys were lost (tickets, connection registry, history): noeviction should make this impossible.
+      const evictions = shard === undefined ? redisEvictions : redis.metricMax('Evictions', `Redis evictions${on}`, shard);
+      this.alarm(`RedisEvictions${id}`, evictions, 0, `Redis evicted keys${on}: the maxmemory-policy is not noeviction (parameter group changed?); tickets, connections or history were lost`, {
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      });
+    }
+
 
     if (props.alarmTopic) {
       const action = new actions.SnsAction(props.alarmTopic);

@@ -24,6 +24,7 @@ import { SseService, type SseServiceProps } from './sse-service';
 import { TicketApi, type TicketApiProps, type TicketAuth } from './ticket-api';
 import { RealtimeWebSocketApi, type RealtimeWebSocketApiProps } from './websocket-api';
 import { WebSocketFanout, type WebSocketFanoutProps } from './websocket-fanout';
+import { BackendEvents, type BackendEventsProps } from './backend-events';
 import { webSocketSetup, type WebSocketMode } from './stage-config';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 
@@ -84,6 +85,16 @@ export type RealtimePublishApiOptions = Omit<PublishApiProps, Shared | 'trustedP
 export interface RealtimeWafOptions extends Omit<LoadBalancerWafProps, 'loadBalancer'> {
   /**
    * Whether AWS WAF protects the SSE load balancer (a web ACL costs a monthly fee per ACL and rule, and per request).
+   * @default true
+   */
+  readonly enabled?: boolean;
+}
+
+/** `backendEvents` of {@link RealtimeApiProps}: {@link BackendEventsProps} and whether to emit them at all. */
+export interface RealtimeBackendEventsOptions extends BackendEventsProps {
+  /**
+   * Whether the deployment emits backend events (channel occupancy, `user.revoked`, `client.publish`) on its own
+   * EventBridge bus (BACKEND_EVENTS).
    * @default true
    */
   readonly enabled?: boolean;
@@ -213,6 +224,12 @@ export interface RealtimeApiProps {
    */
   readonly waf?: RealtimeWafOptions;
   /**
+   * Backend events on the stage's EventBridge bus: `channel.occupied` / `channel.vacated`, `user.revoked`, `client.publish`
+   * (namespaces with `clientEvents: true`), with an example rule to an SQS queue and an optional webhook.
+   * @default - on, 5 s debounce, the example queue, no webhook
+   */
+  readonly backendEvents?: RealtimeBackendEventsOptions;
+  /**
    * Whether to add the endpoints as stack outputs (`TicketUrl`, `SseUrl`, `PollUrl`, `LiveUrl` and/or `WebSocketUrl` by
    * `webSocket.mode`, `PublishUrl`, `RedisEndpoint`), which `cdk deploy --outputs-file` writes and `npm run smoke` reads.
    * @default true
@@ -252,6 +269,8 @@ export class RealtimeApi extends Construct {
   public readonly domain?: RealtimeDomain;
   /** AWS WAF on the load balancer, unless `waf.enabled` is false. */
   public readonly waf?: LoadBalancerWaf;
+  /** Backend events (the bus, the example queue, the webhook), unless `backendEvents.enabled` is false. */
+  public readonly backendEvents?: BackendEvents;
   /** Endpoint values by output name. */
   public readonly endpoints: Readonly<Partial<Record<OutputName, string>>>;
 
@@ -281,6 +300,9 @@ export class RealtimeApi extends Construct {
       [CORE_ENV.ticketTtlSeconds]: String(props.ticketTtlSeconds ?? DEFAULTS.ticketTtlSeconds),
       [CORE_ENV.maxPayloadBytes]: String(props.maxPayloadBytes ?? DEFAULTS.maxPayloadBytes),
     };
+    const { enabled: eventsEnabled = DEFAULTS.backendEvents.enabled, ...eventsProps } = props.backendEvents ?? {};
+    // Every runtime writes its backend events to the outbox in Redis; the tasks relay it to the bus.
+    if (eventsEnabled) runtimeEnv[CORE_ENV.backendEvents] = 'true';
     if (props.namespaces !== undefined) {
       const json = JSON.stringify(props.namespaces);
       // Lambda allows 4 KB of environment in total; leave room for the rest.
@@ -318,6 +340,10 @@ export class RealtimeApi extends Construct {
     this.domain = domain;
     const sseDomain = domain ? { certificate: domain.certificate, domainName: domain.sseHost } : {};
     this.sse = new SseService(this, 'Sse', { image: prebuiltServiceImage(), ...runtime, ...props.sse, ...sseDomain, allowedOrigins });
+    if (eventsEnabled) {
+      this.backendEvents = new BackendEvents(this, 'BackendEvents', eventsProps);
+      this.backendEvents.connectTasks(this.sse.container, this.sse.taskDefinition.taskRole);
+    }
     const apiGatewayUrl = webSocket ? (domain ? domain.mapWebSocketApi(webSocket.api, webSocket.stage) : webSocket.url) : undefined;
     const webSocketUrl = onTasks ? this.sse.liveUrl : apiGatewayUrl!;
 

@@ -40,10 +40,20 @@ export interface RedisPubSubProps {
    */
   readonly nodeType?: string;
   /**
-   * Nodes (1 primary + replicas, 1 to 6). With more than one, Multi-AZ automatic failover is on.
+   * Nodes per shard (1 primary + replicas, 1 to 6). With more than one, Multi-AZ automatic failover is on.
    * @default 2
    */
   readonly nodes?: number;
+  /**
+   * Shards (node groups), 1 to 90. 1 is a cluster-mode-disabled replication group (one primary: the runtime's
+   * `REDIS_URL` is its primary endpoint). 2 or more is cluster mode enabled (`NumNodeGroups`, `nodes - 1` replicas per
+   * shard, a parameter group with `cluster-enabled yes`): the runtime reaches it through the configuration endpoint with
+   * `REDIS_MODE=cluster`, and alarms watch each shard. Changing between 1 and 2+ creates a new replication group (its
+   * data does not move; every client resets once). The runtime refuses `REDIS_MODE=cluster` until publishes run on
+   * positions per channel (issue 23; docs/DESIGN.md, "Redis Cluster").
+   * @default 1
+   */
+  readonly shards?: number;
   /**
    * TCP port.
    * @default 6379
@@ -103,14 +113,19 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
   public readonly replicationGroup: elasticache.CfnReplicationGroup;
   /** Parameter group of the replication group: `maxmemory-policy` {@link MAXMEMORY_POLICY}. */
   public readonly parameterGroup: elasticache.CfnParameterGroup;
-  /** Primary endpoint host name. */
+  /** Primary endpoint host name (cluster mode: the configuration endpoint's). */
   public readonly endpointAddress: string;
-  /** Primary endpoint port. */
+  /** Primary endpoint port (cluster mode: the configuration endpoint's). */
   public readonly endpointPort: string;
   /** `rediss://host:port` (TLS), as the runtime expects in `REDIS_URL`. */
   public readonly url: string;
   public readonly keyPrefix: string;
+  /** Nodes per shard. */
   public readonly nodes: number;
+  /** Shards (node groups); more than one is cluster mode enabled. */
+  public readonly shards: number;
+  /** `cluster` with more than one shard (the runtime's `REDIS_MODE`), else `single`. */
+  public readonly mode: 'single' | 'cluster';
 
   constructor(scope: Construct, id: string, props: RedisPubSubProps) {
     super(scope, id);
@@ -119,6 +134,8 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
     const nodeType = props.nodeType ?? DEFAULTS.redis.nodeType;
     const port = props.port ?? DEFAULTS.redis.port;
     this.nodes = props.nodes ?? DEFAULTS.redis.nodes;
+    this.shards = props.shards ?? DEFAULTS.redis.shards;
+    this.mode = this.shards > 1 ? 'cluster' : 'single';
     this.keyPrefix = props.keyPrefix ?? DEFAULTS.redis.keyPrefix;
 
     if (engine !== 'valkey' && engine !== 'redis') {
@@ -132,6 +149,13 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
       invalid(this, `nodeType "${nodeType}" is not an ElastiCache node type`, 'Use a name like cache.t4g.micro or cache.r7g.large');
     }
     checkRange(this, 'nodes', this.nodes, 1, 6);
+    checkRange(this, 'shards', this.shards, 1, 90);
+    if (this.shards * this.nodes > 90) {
+      invalid(this, `shards ${this.shards} × nodes ${this.nodes} is more than the 90 nodes ElastiCache allows a cluster by default`, 'Use fewer shards or nodes (or raise the quota with AWS first and keep this check in step)');
+    }
+    if (this.shards > 1 && this.nodes < 2) {
+      invalid(this, `shards ${this.shards} with nodes ${this.nodes}: a shard without a replica loses its slots on a node failure`, 'Use nodes >= 2 (a primary and a replica per shard) with cluster mode');
+    }
     checkRange(this, 'port', port, 1024, 65535);
     checkRange(this, 'snapshotRetentionDays', props.snapshotRetentionDays, 0, 35, ' days');
     const removalPolicy = props.removalPolicy ?? DEFAULTS.redis.removalPolicy;
@@ -165,19 +189,24 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
       subnetIds: props.vpc.selectSubnets(props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }).subnetIds,
     });
 
-    this.parameterGroup = new elasticache.CfnParameterGroup(this, 'Parameters', {
+    const cluster = this.mode === 'cluster';
+    // A parameter group's cluster-enabled cannot change while a group uses it: cluster mode has its own (and its own
+    // replication group, so moving between 1 and 2+ shards creates the new one before deleting the old).
+    this.parameterGroup = new elasticache.CfnParameterGroup(this, cluster ? 'ClusterParameters' : 'Parameters', {
       cacheParameterGroupFamily: parameterGroupFamily(engine, engineVersion),
-      description: 'Realtime pub/sub: noeviction (writes fail at maxmemory instead of evicting tickets, connections or history)',
-      properties: { 'maxmemory-policy': MAXMEMORY_POLICY },
+      description: cluster
+        ? 'Realtime pub/sub, cluster mode: cluster-enabled, noeviction (writes fail at maxmemory instead of evicting tickets, connections or history)'
+        : 'Realtime pub/sub: noeviction (writes fail at maxmemory instead of evicting tickets, connections or history)',
+      properties: cluster ? { 'cluster-enabled': 'yes', 'maxmemory-policy': MAXMEMORY_POLICY } : { 'maxmemory-policy': MAXMEMORY_POLICY },
     });
 
     const multiAz = this.nodes > 1;
-    this.replicationGroup = new elasticache.CfnReplicationGroup(this, 'ReplicationGroup', {
-      replicationGroupDescription: 'Realtime pub/sub and channel history',
+    this.replicationGroup = new elasticache.CfnReplicationGroup(this, cluster ? 'ClusterGroup' : 'ReplicationGroup', {
+      replicationGroupDescription: cluster ? `Realtime pub/sub and channel history, ${this.shards} shards` : 'Realtime pub/sub and channel history',
       engine,
       engineVersion,
       cacheNodeType: nodeType,
-      numCacheClusters: this.nodes,
+      ...(cluster ? { numNodeGroups: this.shards, replicasPerNodeGroup: this.nodes - 1 } : { numCacheClusters: this.nodes }),
       automaticFailoverEnabled: multiAz,
       multiAzEnabled: multiAz,
       port,
@@ -207,8 +236,9 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
       });
     }
 
-    this.endpointAddress = this.replicationGroup.attrPrimaryEndPointAddress;
-    this.endpointPort = this.replicationGroup.attrPrimaryEndPointPort;
+    // Cluster mode: the configuration endpoint, from which clients learn every shard (CLUSTER SLOTS).
+    this.endpointAddress = cluster ? this.replicationGroup.attrConfigurationEndPointAddress : this.replicationGroup.attrPrimaryEndPointAddress;
+    this.endpointPort = cluster ? this.replicationGroup.attrConfigurationEndPointPort : this.replicationGroup.attrPrimaryEndPointPort;
     this.url = `rediss://${this.endpointAddress}:${this.endpointPort}`;
   }
 
@@ -219,7 +249,7 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
 
   /**
    * Lets a Lambda use Redis: security group ingress, read access to the AUTH token, and the environment the runtime
-   * reads at cold start (`REDIS_URL`, `REDIS_SECRET_ARN`, `KEY_PREFIX`).
+   * reads at cold start (`REDIS_URL`, `REDIS_SECRET_ARN`, `KEY_PREFIX`, and `REDIS_MODE` in cluster mode).
    */
   public connect(fn: RealtimeFunction): void {
     this.connections.allowDefaultPortFrom(fn, `from ${fn.node.id}`);
@@ -227,6 +257,7 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
     fn.addEnvironment(CORE_ENV.redisUrl, this.url);
     fn.addEnvironment(CORE_ENV.redisSecretArn, this.authToken.secretArn);
     fn.addEnvironment(CORE_ENV.keyPrefix, this.keyPrefix);
+    if (this.mode === 'cluster') fn.addEnvironment(CORE_ENV.redisMode, this.mode);
   }
 
   /**
@@ -237,18 +268,28 @@ export class RedisPubSub extends Construct implements ec2.IConnectable {
     this.connections.allowDefaultPortFrom(peer, `from ${container.node.id}`);
     container.addEnvironment(CORE_ENV.redisUrl, this.url);
     container.addEnvironment(CORE_ENV.keyPrefix, this.keyPrefix);
+    if (this.mode === 'cluster') container.addEnvironment(CORE_ENV.redisMode, this.mode);
     container.addSecret(CORE_ENV.redisPassword, EcsSecret.fromSecretsManager(this.authToken));
   }
 
-  /** Member cluster ids: ElastiCache names them `{replicationGroupId}-001`, `-002`, ... */
-  private memberIds(): string[] {
-    return Array.from({ length: this.nodes }, (_, i) => `${this.replicationGroup.ref}-${String(i + 1).padStart(3, '0')}`);
+  /**
+   * Member cluster ids: ElastiCache names them `{replicationGroupId}-001`, `-002`, ...; in cluster mode
+   * `{replicationGroupId}-0001-001` (shard, then node). `shard` (1-based) picks one shard's nodes.
+   */
+  private memberIds(shard?: number): string[] {
+    const nodes = (prefix: string) => Array.from({ length: this.nodes }, (_, i) => `${prefix}-${String(i + 1).padStart(3, '0')}`);
+    if (this.mode === 'single') return nodes(this.replicationGroup.ref);
+    const shards = shard === undefined ? Array.from({ length: this.shards }, (_, i) => i + 1) : [shard];
+    return shards.flatMap((s) => nodes(`${this.replicationGroup.ref}-${String(s).padStart(4, '0')}`));
   }
 
-  /** Highest value of an ElastiCache node metric across the members (primary and replicas swap on failover). */
-  public metricMax(metricName: string, label: string): cloudwatch.IMetric {
+  /**
+   * Highest value of an ElastiCache node metric across the members (primary and replicas swap on failover), or across
+   * one shard's members (`shard`, 1-based, cluster mode).
+   */
+  public metricMax(metricName: string, label: string, shard?: number): cloudwatch.IMetric {
     const usingMetrics: Record<string, cloudwatch.IMetric> = {};
-    this.memberIds().forEach((cacheClusterId, i) => {
+    this.memberIds(shard).forEach((cacheClusterId, i) => {
       usingMetrics[`m${i}`] = new cloudwatch.Metric({
         namespace: 'AWS/ElastiCache',
         metricName,

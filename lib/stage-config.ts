@@ -75,6 +75,7 @@ const RedisSection = z.strictObject({
   engineVersion: z.string().optional(),
   nodeType: z.string().optional(),
   nodes: int().optional(),
+  shards: int().optional(),
   port: int().optional(),
   keyPrefix: z.string().optional(),
   snapshotRetentionDays: int().optional(),
@@ -144,6 +145,21 @@ const TicketApiSection = z.strictObject({ auth: z.discriminatedUnion('type', [Jw
 const PublishApiSection = z.strictObject({ reservedConcurrency: int().optional(), ...throttle });
 /** `waf`: AWS WAF on the SSE load balancer, `waf` of RealtimeApi ({@link LoadBalancerWafProps} and `enabled`). */
 const WafSection = z.strictObject({ enabled: z.boolean().optional(), rateLimit: int().optional(), rateLimitWindowSeconds: int().optional(), healthCheckRateLimit: int().optional() });
+/** `backendEvents`: `backendEvents` of RealtimeApi (lib/backend-events.ts `BackendEventsProps` and `enabled`). */
+const BackendEventsSection = z.strictObject({
+  enabled: z.boolean().optional(),
+  debounceMs: int().optional(),
+  exampleQueue: z.boolean().optional(),
+  webhook: z
+    .strictObject({
+      url: z.string(),
+      apiKeySecretArn: z.string(),
+      apiKeyHeader: z.string().optional(),
+      rateLimitPerSecond: int().optional(),
+      eventTypes: z.array(z.enum(['channel.occupied', 'channel.vacated', 'user.revoked', 'client.publish'])).optional(),
+    })
+    .optional(),
+});
 /** `limits`: per-user limits of the runtime on publishing (`USER_PUBLISH_PER_MINUTE`, `USER_NEW_CHANNELS_PER_HOUR`, `USER_RETAINED_BYTES`); unset keys leave the runtime's defaults. */
 const LimitsSection = z.strictObject({ userPublishPerMinute: int().optional(), userNewChannelsPerHour: int().optional(), userRetainedBytes: int().optional() });
 
@@ -162,6 +178,7 @@ export const StageConfigSchema = z
     publishApi: PublishApiSection.optional(),
     limits: LimitsSection.optional(),
     waf: WafSection.optional(),
+    backendEvents: BackendEventsSection.optional(),
     /** IAM role or user ARNs trusted by the IAM-authorised routes: `trustedPrincipals` of TicketApi and PublishApi. */
     trustedPrincipals: z.array(trustedPrincipal).optional(),
     /** Browser origins: `allowedOrigins` of TicketApi and SseService. */

@@ -64,7 +64,9 @@ async function main(): Promise<void> {
       throw new Error(`--verify-signatures needs AWS credentials to verify against (the AWS SDK's chain found none: ${err instanceof Error ? err.message : String(err)}); set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY`);
     }
   }
-  const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger, allowedOrigins: extra, webSocketMode: mode, verifySignatures });
+  const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger, allowedOrigins: extra, webSocketMode: mode, verifySignatures, backendEvents: {} });
+  // Backend events reach the EventBridge stand-in; each is printed, as a rule's target would receive it.
+  if (stack.eventBridge) stack.eventBridge.onEvent = (e) => console.log(`backend event ${e['detail-type']} ${JSON.stringify(e.detail)}`);
   const o = stack.outputs;
   if (values['outputs-file']) writeFileSync(values['outputs-file'], `${JSON.stringify({ [LOCAL_STACK_NAME]: o }, null, 2)}\n`);
   console.log(`
@@ -78,6 +80,7 @@ Realtime Blueprint local stack is up (Ctrl-C stops it).
   PublishUrl     ${o.PublishUrl}
   Demo page      ${new URL(o.TicketUrl).origin}/   (chat over WebSocket, scoreboard over SSE, built client)
   RedisEndpoint  ${o.RedisEndpoint}${stack.redisServer ? ' (private redis-server)' : ''}
+  EventBridge    ${stack.eventBridge?.url ?? 'off'}   (PutEvents stand-in: backend events are printed here)
 
 Browser pages allowed: the stack's own origins${extra.length ? ` and ${extra.join(', ')}` : ' only (add yours with --allow-origin ORIGIN)'};
 any other page gets 403 origin_not_allowed.

@@ -27,6 +27,8 @@ import type { LocalFaults } from './faults';
 import { createHttpApi, LOCAL_IAM_ARN, type HttpHandler } from './http-api';
 import type { LocalSignatureOptions } from './sigv4';
 import { RedisServer } from './redis';
+import { LocalEventBridge } from './eventbridge';
+import { EventBridgeBus } from '../core/aws/eventbridge';
 import type { WsEvent, WsResult } from '../lambda/shared/ws';
 import { startWsGateway, type AuthorizerHandler, type WsGateway, type WsGatewayHandlers, type WsGatewayOptions } from './ws-gateway';
 
@@ -101,6 +103,12 @@ export interface LocalStackOptions {
   readonly verifySignatures?: LocalSignatureOptions;
   /** Deterministic fault answers on the HTTP API (`local/faults.ts`), for tests. Defaults to none. */
   readonly faults?: LocalFaults;
+  /**
+   * Backend events (BACKEND_EVENTS=true): an EventBridge stand-in (`local/eventbridge.ts`, `stack.eventBridge`) the
+   * service relays the outbox to, as a task does to the stage's bus. `timers: false` leaves the occupancy ticks and the
+   * relay to the caller (`stack.sse.events`). Defaults to none.
+   */
+  readonly backendEvents?: { readonly timers?: boolean };
 }
 
 /** Where WebSockets terminate (lib/stage-config.ts `webSocket.mode`). */
@@ -152,6 +160,8 @@ export interface LocalStack {
   readonly redisUrl: string;
   /** The private redis-server, when the stack started one. */
   readonly redisServer?: RedisServer;
+  /** The EventBridge stand-in, with `backendEvents`. */
+  readonly eventBridge?: LocalEventBridge;
   close(): Promise<void>;
 }
 
@@ -202,6 +212,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let api: Server | undefined;
   let ws: WsGateway | undefined;
   let runtime: FanoutRuntime | undefined;
+  let eventBridge: LocalEventBridge | undefined;
+  let bus: EventBridgeBus | undefined;
   const mode = options.webSocketMode ?? 'apigateway';
   // Mode `both` always has the fan-out queue, as the deployed stack does: the tasks hand `/live` publishes to it for the
   // connections still on API Gateway.
@@ -216,14 +228,20 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       // The guard in front of the service decides which origins reach it; those get CORS.
       ALLOWED_ORIGINS: '*',
       COOKIE_SECURE: 'false',
+      ...(options.backendEvents ? { [CORE_ENV.backendEvents]: 'true' } : {}),
       ...options.env,
     };
+    if (options.backendEvents) {
+      eventBridge = await LocalEventBridge.start({ host });
+      const creds = { accessKeyId: 'LOCAL', secretAccessKey: 'local-secret' };
+      bus = new EventBridgeBus({ eventBusName: 'realtime-local', endpoint: eventBridge.url, region: eventBridge.region, credentials: async () => creds, backoffMs: 1 });
+    }
     const env = { ...process.env, ...baseEnv };
     const serviceConfig = serviceConfigFromEnv(env);
     sse = new RealtimeServer(
       { ...serviceConfig, core: { ...serviceConfig.core, ...options.core }, wsFanoutShards: options.lambda?.wsFanoutShards ?? serviceConfig.wsFanoutShards },
       // Mode `both`: a `/live` publish reaches the API Gateway stand-in's connections through the queue and its worker.
-      { logger: options.logger, fanoutQueue: mode === 'both' ? queue : undefined },
+      { logger: options.logger, fanoutQueue: mode === 'both' ? queue : undefined, eventBus: bus, eventTimers: options.backendEvents?.timers },
     );
     guardServer(sse.server, guard);
     const ssePort = await sse.listen(options.ssePort ?? 0, host);
@@ -254,6 +272,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       [LAMBDA_ENV.wsManagementEndpoint]: ws.managementEndpoint,
       // The local IAM caller is the one trusted backend (as a stage's trustedPrincipals lists its backends).
       [LAMBDA_ENV.trustedPrincipals]: LOCAL_IAM_ARN,
+      ...(options.backendEvents ? { [CORE_ENV.backendEvents]: 'true' } : {}),
       ...options.env,
     });
     const lambdaConfig: LambdaConfig = {
@@ -304,6 +323,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       deadLetterQueue,
       redisUrl,
       redisServer,
+      eventBridge,
       close: async () => {
         await shutdown(apiServer);
         await gateway.close();
@@ -312,6 +332,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         await deadLetterQueue?.stop();
         // The handlers' clients, as if their Lambda containers were shut down.
         await lambda.close();
+        bus?.destroy();
+        await eventBridge?.close();
         await redisServer?.destroy();
       },
     };
@@ -322,6 +344,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await queue?.stop();
     await deadLetterQueue?.stop();
     await runtime?.close();
+    bus?.destroy();
+    await eventBridge?.close();
     await redisServer?.destroy();
     throw err;
   }

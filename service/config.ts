@@ -56,6 +56,8 @@ const ServiceEnvSchema = z.object({
   [SERVICE_ENV.maxChannelsPerTask]: z.coerce.number().int().min(1).max(10_000_000).default(50_000),
   [SERVICE_ENV.catchupConcurrency]: z.coerce.number().int().min(1).max(1024).default(16),
   [SERVICE_ENV.maxHeldEvents]: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  [SERVICE_ENV.eventBusName]: z.string().min(1).max(1600).optional(),
+  [SERVICE_ENV.occupancyDebounceMs]: z.coerce.number().int().min(0).max(600_000).default(5000),
 });
 
 export interface ServiceConfig {
@@ -187,6 +189,10 @@ export interface ServiceConfig {
   readonly metricsIntervalMs: number;
   readonly metricsNamespace: string;
   readonly logLevel: string;
+  /** The stage's EventBridge bus (name or ARN): the task relays the backend events' outbox to it. Defaults to none (no relay). */
+  readonly eventBusName?: string;
+  /** Milliseconds a channel stays without subscribers before `channel.vacated`. Defaults to 5000. */
+  readonly occupancyDebounceMs: number;
 }
 
 /** Reads and validates the service configuration; throws ConfigError with one line naming the bad keys. */
@@ -221,6 +227,8 @@ export function serviceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Serv
     drainTimeoutMs: e[SERVICE_ENV.drainTimeoutMs],
     metricsIntervalMs: e[SERVICE_ENV.metricsIntervalMs],
     metricsNamespace: e[SERVICE_ENV.metricsNamespace],
+    eventBusName: e[SERVICE_ENV.eventBusName],
+    occupancyDebounceMs: e[SERVICE_ENV.occupancyDebounceMs],
     logLevel: e[CORE_ENV.logLevel],
     ecsMetadataUri: e[SERVICE_ENV.ecsMetadataUri],
     stopPollMs: e[SERVICE_ENV.stopPollMs],

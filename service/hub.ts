@@ -1,7 +1,6 @@
-import type Redis from 'ioredis';
+import type { BrokerSubscriber } from '../core/broker';
 import { RealtimeError } from '../core/errors';
 import { envelopeSeq, envelopeType } from '../core/events';
-import type { Keys } from '../core/redis/keys';
 
 /** Encodes a live event for one transport (e.g. the SSE frame); see {@link LiveEvent.encoded}. */
 export type EventEncoder = (event: LiveEvent) => Buffer;
@@ -48,15 +47,20 @@ export interface Listener {
 }
 
 /**
- * This process's registry of live listeners, fed by its one Redis subscriber connection: one
- * SUBSCRIBE per channel when the first local listener wants it, UNSUBSCRIBE when the last one leaves.
+ * This process's registry of live listeners, fed by the broker's subscriber (`core/broker.ts` `BrokerSubscriber`; on
+ * Redis one connection, on a Redis Cluster one per shard): one subscription per channel when the first local listener
+ * wants it, ended when the last one leaves.
  */
 export class Hub {
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly subscribing = new Map<string, Promise<unknown>>();
-  /** Called after the subscriber reconnected and resubscribed (events may have been missed meanwhile). */
-  onResubscribed?: () => void;
-  private wasReady: boolean;
+  /**
+   * Called after subscriptions lapsed and were confirmed again (events may have been missed meanwhile): `channels`
+   * names them when only some were (one shard's on a cluster), absent when all were.
+   */
+  onResubscribed?: (channels?: readonly string[]) => void;
+  /** Told when channels get their first local listener and lose their last (deployment-wide occupancy, service/occupancy.ts). */
+  occupancy?: { held(channels: readonly string[]): void; left(channels: readonly string[]): void };
   /** Events handed to local listeners since the counter was last reset (for metrics). */
   deliveries = 0;
   /**
@@ -68,16 +72,11 @@ export class Hub {
   private readonly lastSeq = new Map<string, number>();
 
   constructor(
-    private readonly sub: Redis,
-    private readonly keys: Keys,
+    private readonly sub: BrokerSubscriber,
     /** Distinct channels subscribed at once (MAX_CHANNELS_PER_TASK). Defaults to unbounded. */
     readonly maxChannels = Number.POSITIVE_INFINITY,
   ) {
-    // A subscriber handed over already connected has had its first 'ready': the next one is a reconnect.
-    this.wasReady = sub.status === 'ready';
-    const prefix = keys.livePrefix;
-    sub.on('message', (liveChannel: string, message: string) => {
-      const channel = liveChannel.slice(prefix.length);
+    sub.onMessage((channel, message) => {
       const set = this.listeners.get(channel);
       if (!set || set.size === 0) return;
       const event = new LiveEvent(channel, message);
@@ -85,13 +84,10 @@ export class Hub {
       this.deliveries += set.size;
       for (const l of set) l.onEvent(event);
     });
-    sub.on('ready', () => {
+    sub.onState((state, channels) => {
       this.generation++;
-      // ioredis resubscribes every channel on reconnect before 'ready'.
-      if (this.wasReady) this.onResubscribed?.();
-      this.wasReady = true;
+      if (state === 'restored') this.onResubscribed?.(channels);
     });
-    sub.on('close', () => this.generation++);
   }
 
   /** Channels with at least one local listener. */
@@ -100,7 +96,7 @@ export class Hub {
   }
 
   get ready(): boolean {
-    return this.sub.status === 'ready';
+    return this.sub.ready;
   }
 
   /** True when subscribing `channels` keeps this process within `maxChannels` subscriptions. */
@@ -133,7 +129,8 @@ export class Hub {
       set.add(listener);
     }
     if (fresh.length) {
-      const p = this.sub.subscribe(...fresh.map((c) => this.keys.live(c)));
+      this.occupancy?.held(fresh);
+      const p = this.sub.subscribe(fresh);
       for (const c of fresh) this.subscribing.set(c, p);
       p.finally(() => {
         for (const c of fresh) if (this.subscribing.get(c) === p) this.subscribing.delete(c);
@@ -149,7 +146,7 @@ export class Hub {
    * the SUBSCRIBE), undefined otherwise.
    */
   mark(channels: readonly string[]): number | undefined {
-    if (this.sub.status !== 'ready') return undefined;
+    if (!this.sub.ready) return undefined;
     for (const c of channels) if (!this.listeners.has(c) || this.subscribing.has(c)) return undefined;
     return this.generation;
   }
@@ -161,7 +158,7 @@ export class Hub {
    * Returns false, adding nothing, otherwise: then {@link add} and read the position again.
    */
   addAt(channels: readonly string[], listener: Listener, mark: number, position: number): boolean {
-    if (mark !== this.generation || this.sub.status !== 'ready') return false;
+    if (mark !== this.generation || !this.sub.ready) return false;
     for (const c of channels) {
       if (!this.listeners.has(c) || this.subscribing.has(c) || (this.lastSeq.get(c) ?? 0) > position) return false;
     }
@@ -183,6 +180,7 @@ export class Hub {
       }
     }
     if (empty.length) this.generation++;
-    if (empty.length) this.sub.unsubscribe(...empty.map((c) => this.keys.live(c))).catch(() => undefined);
+    if (empty.length) this.occupancy?.left(empty);
+    if (empty.length) this.sub.unsubscribe(empty).catch(() => undefined);
   }
 }

@@ -7,6 +7,8 @@ import { TargetHealthClient } from '../core/aws/elb';
 import type { WorkQueue } from '../core/fanout-queue';
 import { Keys } from '../core/redis/keys';
 import { SqsFifoQueue } from '../core/aws/sqs';
+import { EventBridgeBus } from '../core/aws/eventbridge';
+import type { EventBus } from '../core/backend-events';
 import { createRedis, waitReady } from '../core/redis/client';
 import { parseRevocation } from '../core/revocation';
 import { Admission } from './admission';
@@ -20,7 +22,9 @@ import { Hub } from './hub';
 import { ServiceMetrics } from './metrics';
 import { listen, shutdown } from './net';
 import { SessionEngine } from './session-engine';
+import { TaskEvents } from './occupancy';
 import { WsEdge } from './ws-edge';
+import { RedisSubscriber } from '../core/redis/subscriber';
 
 export interface RealtimeServerDeps {
   /** Command connection (tickets, history). Defaults to a new fail-fast client for config.core.redisUrl. */
@@ -46,6 +50,10 @@ export interface RealtimeServerDeps {
   readonly env?: NodeJS.ProcessEnv;
   /** Batches socket writes (SSE and `/live`). Defaults to one built from WRITE_DELAY_MS, MAX_WRITE_DELAY_MS and LATENCY_BUDGET_MS. */
   readonly window?: FlushWindow;
+  /** The backend events' bus. Defaults to EventBridge `PutEvents` on EVENT_BUS_NAME when set (signed with `credentials`), else none. */
+  readonly eventBus?: EventBus;
+  /** Run the occupancy and relay timers. Defaults to true; tests drive `events.tick()` and `events.relayOnce()` themselves. */
+  readonly eventTimers?: boolean;
 }
 
 /**
@@ -80,6 +88,10 @@ export class RealtimeServer {
   private readonly env: NodeJS.ProcessEnv;
   /** The SQS queue this server created (closed with it). */
   private ownQueue?: SqsFifoQueue;
+  /** Backend events (BACKEND_EVENTS): this task's channel occupancy, the sweeps and the relay to the bus. */
+  readonly events?: TaskEvents;
+  private ownBus?: EventBridgeBus;
+  private readonly eventTimers: boolean;
 
   constructor(
     readonly config: ServiceConfig,
@@ -101,7 +113,13 @@ export class RealtimeServer {
     const queued = fanoutQueue ? apiGatewayDelivery({ redis: this.redis, config: config.core, queue: fanoutQueue, shards: config.wsFanoutShards }) : undefined;
     const fanout = deps.fanout ?? queued?.fanout;
     const resumeFanout: ResumeFanout | undefined = deps.fanout ? undefined : queued?.resumeFanout;
-    this.hub = new Hub(this.subscriber, this.keys, config.maxChannelsPerTask);
+    this.hub = new Hub(new RedisSubscriber(this.subscriber, this.keys), config.maxChannelsPerTask);
+    this.eventTimers = deps.eventTimers ?? true;
+    if (config.core.backendEvents) {
+      if (!deps.eventBus && config.eventBusName) this.ownBus = new EventBridgeBus({ eventBusName: config.eventBusName, credentials: () => this.credentials()(), env: this.env });
+      this.events = new TaskEvents({ redis: this.redis, config: config.core, debounceMs: config.occupancyDebounceMs, bus: deps.eventBus ?? this.ownBus, now, log: this.log });
+      this.hub.occupancy = this.events;
+    }
     this.metrics = new ServiceMetrics(config.metricsNamespace, () => {
       const deliveries = this.hub.deliveries;
       this.hub.deliveries = 0;
@@ -165,6 +183,7 @@ export class RealtimeServer {
     this.heartbeat = setInterval(() => this.engine.beat(), this.config.heartbeatMs);
     this.heartbeat.unref();
     this.metrics.start(this.config.metricsIntervalMs);
+    if (this.eventTimers) this.events?.start();
     if (this.config.ecsMetadataUri) {
       const arn = this.config.targetGroupArn;
       const client = arn ? new TargetHealthClient({ targetGroupArn: arn, credentials: this.credentials(), env: this.env }) : undefined;
@@ -223,7 +242,9 @@ export class RealtimeServer {
     this.metrics.stop();
     this.engine.endAll();
     await shutdown(this.server);
+    await this.events?.close().catch((err: Error) => this.log.warn({ err: err.message }, 'occupancy: could not give the channels up; the sweep will'));
     this.ownQueue?.destroy();
+    this.ownBus?.destroy();
     if (this.ownsRedis) {
       this.redis.disconnect();
       this.subscriber.disconnect();

@@ -72,19 +72,26 @@ end`;
  * event for a TTL, not the channel's whole history (the stream's own TTL still ends it all a TTL
  * after its last event). The horizon is the newest event trimmed either way.
  *
- * Users (not backends) are limited before anything is written: events per one-minute window, new
- * channels (no last id, stream or horizon) per one-hour window, and bytes per namespace per window
- * of one history TTL (what the user can keep in Redis); a refusal writes nothing.
+ * Users (not backends) are limited: events per one-minute window, new channels (no last id, stream or horizon) per
+ * one-hour window, and bytes per namespace per window of one history TTL (what the user can keep in Redis). Their
+ * counters live in the user's slot, apart from the channel's, so USER_RESERVE checks them (and reserves the event and
+ * its bytes) before this script and hands it the verdict: a refusal (after the idempotency check, so a retry of an
+ * event already published is still a duplicate) or whether the user may start a new channel. USER_SETTLE then counts
+ * a new channel, or gives the reservation back when nothing was published.
  *
- * An idempotency key belongs to its principal and remembers the first id with a hash of the event
- * (channel, type, data): the same event again is a duplicate, a different one a conflict.
+ * An idempotency key belongs to its principal and its channel and remembers the first id with a hash of the event
+ * (type, data): the same event again is a duplicate, a different one a conflict.
  *
- * KEYS: history stream, seq, seq base, idempotency key, horizon, gap, last id, user publish counter,
- *       user new-channel counter, lost ranges, user retained-bytes counter (unused keys repeat seq)
+ * Slots: every key but the sequence's (seq, seq base, lost ranges) carries the channel's hash tag; the sequence is the
+ * one deployment-wide key (see DESIGN, "Redis Cluster"), so on a cluster this script needs positions per channel first.
+ *
+ * KEYS: history stream, seq, seq base, idempotency key, horizon, gap, last id, lost ranges (an unused idempotency key
+ *       repeats the history's)
  * ARGV: live channel, envelope head, envelope tail, history size, history TTL, idempotency TTL,
- *       use idempotency, event hash, last-id TTL, publishes per minute (0: unlimited),
- *       new channels per hour (0: unlimited), retained bytes per history TTL (0: unlimited)
- * Returns {id, 0, envelope} published, {id, 1} duplicate, {id, 2} idempotency conflict,
+ *       use idempotency, event hash, last-id TTL, the user's refusal (0 none, 3 rate, 5 retained bytes), its seconds,
+ *       1 when a new channel may be started (else 0), the seconds until it may, the publish command (PUBLISH or
+ *       SPUBLISH)
+ * Returns {id, 0, envelope, new channel 1|0} published, {id, 1} duplicate, {id, 2} idempotency conflict,
  * {'', 3, seconds} rate limited, {'', 4, seconds} channel quota exceeded,
  * {'', 5, seconds} retained bytes exceeded.
  */
@@ -99,22 +106,12 @@ if ARGV[7] == '1' then
     return {pid, 2}
   end
 end
-local function wait(key)
-  local s = redis.call('TTL', key)
-  if s < 1 then s = 1 end
-  return s
+if ARGV[10] ~= '0' then return {'', tonumber(ARGV[10]), tonumber(ARGV[11])} end
+local fresh = 0
+if redis.call('EXISTS', KEYS[7], KEYS[1], KEYS[5]) == 0 then
+  if ARGV[12] == '0' then return {'', 4, tonumber(ARGV[13])} end
+  fresh = 1
 end
-local rate = tonumber(ARGV[10])
-if rate > 0 and tonumber(redis.call('GET', KEYS[8]) or '0') >= rate then return {'', 3, wait(KEYS[8])} end
-local quota = tonumber(ARGV[11])
-local fresh = false
-if quota > 0 and redis.call('EXISTS', KEYS[7], KEYS[1], KEYS[5]) == 0 then
-  if tonumber(redis.call('GET', KEYS[9]) or '0') >= quota then return {'', 4, wait(KEYS[9])} end
-  fresh = true
-end
-local budget = tonumber(ARGV[12])
-local bytes = #ARGV[2] + #ARGV[3] + 30
-if budget > 0 and tonumber(redis.call('GET', KEYS[11]) or '0') + bytes > budget then return {'', 5, wait(KEYS[11])} end
 local t = redis.call('TIME')
 local clock = clockUs(t)
 local cur = tonumber(redis.call('GET', KEYS[2]) or '')
@@ -128,7 +125,7 @@ if not last then
   if top[1] then last = string.match(top[1][1], '^(%d+)') end
 end
 if last and cur < tonumber(last) then
-  markLost(KEYS[10], string.format('%.0f', cur), last)
+  markLost(KEYS[8], string.format('%.0f', cur), last)
   cur = tonumber(last)
 end
 local n = cur + 1
@@ -165,12 +162,55 @@ if size > 0 then
   redis.call('EXPIRE', KEYS[6], keep)
 end
 redis.call('SET', KEYS[7], id, 'EX', keep)
-redis.call('PUBLISH', ARGV[1], env)
+redis.call(ARGV[14], ARGV[1], env)
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], id .. ' ' .. ARGV[8], 'EX', ARGV[6]) end
-if rate > 0 and redis.call('INCR', KEYS[8]) == 1 then redis.call('EXPIRE', KEYS[8], 60) end
-if fresh and redis.call('INCR', KEYS[9]) == 1 then redis.call('EXPIRE', KEYS[9], 3600) end
-if budget > 0 and redis.call('INCRBY', KEYS[11], bytes) == bytes then redis.call('EXPIRE', KEYS[11], ARGV[5]) end
-return {id, 0, env}
+return {id, 0, env, fresh}
+`);
+
+/**
+ * A user's publish limits, checked in the user's slot before PUBLISH: events per one-minute window, and bytes per
+ * namespace per window of one history TTL. Under both, the event and its bytes are counted at once (reserved: a
+ * concurrent publish of the same user sees them) and 0 is returned with whether the user may start a new channel (its
+ * counter is below the quota) and the seconds until it may; over either, nothing is written and the refusal (3 rate,
+ * 5 bytes) is returned with its seconds.
+ *
+ * KEYS: user publish counter, user new-channel counter, user retained-bytes counter (one slot: tagged with the user)
+ * ARGV: publishes per minute (0: unlimited), new channels per hour (0: unlimited), retained bytes (0: unlimited),
+ *       the event's bytes, the retained-bytes window (the history TTL)
+ * Returns {refusal, seconds, may start a channel 1|0, seconds until it may}.
+ */
+const USER_RESERVE = new Script(`
+local function wait(key)
+  local s = redis.call('TTL', key)
+  if s < 1 then s = 1 end
+  return s
+end
+local rate, quota, budget, bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if rate > 0 and tonumber(redis.call('GET', KEYS[1]) or '0') >= rate then return {3, wait(KEYS[1]), 0, 0} end
+if budget > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') + bytes > budget then return {5, wait(KEYS[3]), 0, 0} end
+local room, later = 1, 0
+if quota > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= quota then
+  room = 0
+  later = wait(KEYS[2])
+end
+if rate > 0 and redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], 60) end
+if budget > 0 and redis.call('INCRBY', KEYS[3], bytes) == bytes then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
+return {0, 0, room, later}
+`);
+
+/**
+ * After PUBLISH, in the user's slot: counts the new channel it started, or gives back what USER_RESERVE reserved when
+ * nothing was published (a duplicate, a conflict, the channel quota). A counter given back to zero is deleted, so a
+ * refusal leaves the keys as they were.
+ *
+ * KEYS: as USER_RESERVE   ARGV: 1 to give back one event (else 0), bytes to give back (0: none), 1 to count a new channel
+ */
+const USER_SETTLE = new Script(`
+if ARGV[1] == '1' and redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+local b = tonumber(ARGV[2])
+if b > 0 and redis.call('DECRBY', KEYS[3], b) <= 0 then redis.call('DEL', KEYS[3]) end
+if ARGV[3] == '1' and redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], 3600) end
+return 1
 `);
 
 /**
@@ -322,52 +362,70 @@ end
 return {all, now, more, resets, events}
 `);
 
+/** Every script of the broker, by name (for the cluster-slot audit in test/runtime/script-slots.test.ts). */
+export const BROKER_SCRIPTS = { PUBLISH, USER_RESERVE, USER_SETTLE, CLAIM_CURSOR, REPLAY } as const;
+
 const PUBLISH_OUTCOME = { 3: 'rate_limited', 4: 'channel_quota_exceeded', 5: 'retained_bytes_exceeded' } as const;
+
+export interface RedisBrokerOptions {
+  /**
+   * Publish live events with `SPUBLISH` (sharded pub/sub, Redis 7+: the message stays on the shard that owns the live
+   * channel's slot) instead of `PUBLISH` (which a cluster broadcasts to every node). Defaults to false: one node.
+   */
+  readonly sharded?: boolean;
+}
 
 export class RedisBroker implements Broker {
   private readonly keys: Keys;
+  private readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
   constructor(
     private readonly redis: RedisLike,
     config: Pick<CoreConfig, 'keyPrefix'>,
+    options: RedisBrokerOptions = {},
   ) {
     this.keys = new Keys(config.keyPrefix);
+    this.publishCommand = options.sharded ? 'SPUBLISH' : 'PUBLISH';
   }
 
   async publish(p: BrokerPublish): Promise<BrokerPublishOutcome> {
     const keys = this.keys;
     const ch = p.channel;
     const user = p.user;
-    const unused = keys.seq;
-    const [id, status, extra] = (await PUBLISH.run(
+    const userKeys = user && [keys.userPublishes(user.sub), keys.userNewChannels(user.sub), keys.userRetained(ch.namespace, user.sub)];
+    const bytes = Buffer.byteLength(p.head) + Buffer.byteLength(p.tail) + 30;
+    const limited = user !== undefined && userKeys !== undefined && (user.publishesPerMinute > 0 || user.newChannelsPerHour > 0 || user.retainedBytes > 0);
+    let verdict: [number, number, number, number] = [0, 0, 1, 0];
+    if (limited) {
+      verdict = (await USER_RESERVE.run(this.redis, userKeys, [user.publishesPerMinute, user.newChannelsPerHour, user.retainedBytes, bytes, ch.policy.historyTtlSeconds])) as typeof verdict;
+    }
+    const history = keys.history(ch.channel);
+    // A failure here leaves the reservation counted (Redis may have run the script): the safe side of a limit.
+    const reply = (await PUBLISH.run(
       this.redis,
-      [
-        keys.history(ch.channel),
-        keys.seq,
-        keys.seqBase,
-        p.idempotency ? keys.idempotency(p.idempotency.principal, p.idempotency.key) : unused,
-        keys.horizon(ch.channel),
-        keys.gap(ch.channel),
-        keys.lastId(ch.channel),
-        user === undefined ? unused : keys.userPublishes(user.sub),
-        user === undefined ? unused : keys.userNewChannels(user.sub),
-        keys.seqLost,
-        user === undefined ? unused : keys.userRetained(ch.namespace, user.sub),
-      ],
-      [
-        keys.live(ch.channel),
-        p.head,
-        p.tail,
-        ch.policy.historySize,
-        ch.policy.historyTtlSeconds,
-        IDEMPOTENCY_TTL_SECONDS,
-        p.idempotency ? '1' : '0',
-        p.idempotency?.eventHash ?? '',
-        ch.policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS,
-        user?.publishesPerMinute ?? 0,
-        user?.newChannelsPerHour ?? 0,
-        user?.retainedBytes ?? 0,
-      ],
-    )) as [string, number, string | number | undefined];
+        [history, keys.seq, keys.seqBase, p.idempotency ? keys.idempotency(ch.channel, p.idempotency.principal, p.idempotency.key) : history, keys.horizon(ch.channel), keys.gap(ch.channel), keys.lastId(ch.channel), keys.seqLost],
+        [
+          keys.live(ch.channel),
+          p.head,
+          p.tail,
+          ch.policy.historySize,
+          ch.policy.historyTtlSeconds,
+          IDEMPOTENCY_TTL_SECONDS,
+          p.idempotency ? '1' : '0',
+          p.idempotency?.eventHash ?? '',
+          ch.policy.historyTtlSeconds + LAST_ID_TAIL_SECONDS,
+          verdict[0],
+          verdict[1],
+          verdict[2],
+          verdict[3],
+          this.publishCommand,
+        ],
+    )) as [string, number, string | number | undefined, number?];
+    const [id, status, extra, fresh] = reply;
+    if (limited && verdict[0] === 0) {
+      const giveBack = status !== 0;
+      const settle = [giveBack && user.publishesPerMinute > 0 ? 1 : 0, giveBack && user.retainedBytes > 0 ? bytes : 0, !giveBack && fresh === 1 && user.newChannelsPerHour > 0 ? 1 : 0];
+      if (settle.some((x) => x !== 0)) await USER_SETTLE.run(this.redis, userKeys, settle);
+    }
     switch (status) {
       case 1:
         return { kind: 'duplicate', id: String(id) };

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import Redis, { type RedisOptions } from 'ioredis';
+import Redis, { Cluster, type ClusterOptions, type RedisOptions } from 'ioredis';
 
 /**
  * The narrow slice of a Redis client the core needs. ioredis satisfies it;
@@ -83,8 +83,49 @@ export function createRedis(opts: RedisConnectOptions): Redis {
   return client;
 }
 
+export interface RedisClusterConnectOptions extends RedisConnectOptions {
+  /**
+   * The client subscribes (sharded pub/sub): one subscriber connection per shard primary (ioredis
+   * `shardedSubscribers`). Defaults to false.
+   */
+  readonly subscriber?: boolean;
+}
+
+/**
+ * Creates an ioredis `Cluster` client for a Redis Cluster (ElastiCache cluster mode enabled): `url` is the
+ * configuration endpoint (or any node), from which the client learns the shards with `CLUSTER SLOTS` and follows
+ * `MOVED`/`ASK` redirections during a failover or an online resharding. TLS for `rediss://`; the node addresses the
+ * cluster reports are used as given, and TLS checks the configuration endpoint's name (ElastiCache's certificate covers
+ * its nodes' names). Commands fail fast while a shard is unreachable, as {@link createRedis}.
+ */
+export function createRedisCluster(opts: RedisClusterConnectOptions): Cluster {
+  const u = new URL(opts.url);
+  const tls = u.protocol === 'rediss:';
+  const failFast = opts.failFast ?? true;
+  const redisOptions: RedisOptions = {
+    connectionName: opts.name,
+    connectTimeout: 5000,
+    commandTimeout: failFast ? 5000 : undefined,
+    maxRetriesPerRequest: failFast ? 1 : null,
+    ...(opts.password ? { password: opts.password } : {}),
+    ...(tls ? { tls: { servername: u.hostname } } : {}),
+  };
+  const options: ClusterOptions = {
+    redisOptions,
+    enableOfflineQueue: !failFast,
+    shardedSubscribers: opts.subscriber === true,
+    clusterRetryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    // ElastiCache with TLS: connect to the names the cluster reports, not addresses resolved here (ioredis README).
+    dnsLookup: (address, callback) => callback(null, address),
+    slotsRefreshTimeout: 2000,
+  };
+  const client = new Cluster([{ host: u.hostname, port: Number(u.port || 6379) }], options);
+  client.on('error', () => undefined);
+  return client;
+}
+
 /** Resolves when the client is ready, or rejects after `timeoutMs`. */
-export function waitReady(client: Redis, timeoutMs = 10_000): Promise<void> {
+export function waitReady(client: Redis | Cluster, timeoutMs = 10_000): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {

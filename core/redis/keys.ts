@@ -1,50 +1,60 @@
 import * as crypto from 'node:crypto';
 
-/** Redis key and pub/sub channel names, all under one configurable prefix. */
+/**
+ * Redis key and pub/sub channel names, all under one configurable prefix.
+ *
+ * Hash tags (`{…}`, see the Redis Cluster specification): in a cluster only the tag is hashed to choose a key's slot,
+ * so keys that one Lua script touches together carry the same tag and live on one shard. A channel's keys (history,
+ * horizon, gap, last id, live pub/sub channel, idempotency keys) are tagged with the channel;
+ * the sequence's keys with `seq`; a user's publish limits with `u:{sub}`. Tickets, revocation epochs, connection
+ * records and the other per-user counters are single keys, each in its own slot. Channel names and the prefix cannot
+ * hold braces (`CHANNEL_PATTERN`, KEY_PREFIX's rule), so the tag is exactly the channel.
+ */
 export class Keys {
   constructor(readonly prefix: string) {}
 
   /** Stream holding a channel's bounded history. */
   history(channel: string): string {
-    return `${this.prefix}h:${channel}`;
+    return `${this.prefix}h:{${channel}}`;
   }
   /** The id of the newest event trimmed from a channel's history (history starts after it). */
   horizon(channel: string): string {
-    return `${this.prefix}hx:${channel}`;
+    return `${this.prefix}hx:{${channel}}`;
   }
   /**
    * The id of the last event before a channel's history expired or was evicted, written when the
    * stream is created again: what remains starts after it.
    */
   gap(channel: string): string {
-    return `${this.prefix}hg:${channel}`;
+    return `${this.prefix}hg:{${channel}}`;
   }
   /** The id of a channel's last event; outlives the history so an expired history is still known. */
   lastId(channel: string): string {
-    return `${this.prefix}hl:${channel}`;
+    return `${this.prefix}hl:{${channel}}`;
   }
   /** Pub/sub channel for live delivery. */
   live(channel: string): string {
-    return `${this.prefix}ev:${channel}`;
+    return `${this.prefix}ev:{${channel}}`;
   }
-  /** Prefix of every live pub/sub channel (to map a message back to its channel). */
-  get livePrefix(): string {
-    return `${this.prefix}ev:`;
+  /** The channel a live pub/sub channel carries (see {@link live}), or undefined for another name. */
+  channelOfLive(liveChannel: string): string | undefined {
+    const head = `${this.prefix}ev:{`;
+    return liveChannel.startsWith(head) && liveChannel.endsWith('}') ? liveChannel.slice(head.length, -1) : undefined;
   }
   /** The deployment-wide event sequence (the cursor space). */
   get seq(): string {
-    return `${this.prefix}seq`;
+    return `${this.prefix}{seq}`;
   }
   /** The value the sequence was (re)seeded with: cursors below it predate a loss of Redis data. */
   get seqBase(): string {
-    return `${this.prefix}seq:base`;
+    return `${this.prefix}{seq}:base`;
   }
   /**
    * Sorted set of ranges `from to` (scored by `to`): ids in (from, to] were issued, then lost when a failover rolled the
    * sequence back. (`seq:lost`, one merged range as a string, was its form before: it is no longer read.)
    */
   get seqLost(): string {
-    return `${this.prefix}seq:lost-ranges`;
+    return `${this.prefix}{seq}:lost-ranges`;
   }
   ticket(ticketHash: string): string {
     return `${this.prefix}tk:${ticketHash}`;
@@ -68,7 +78,11 @@ export class Keys {
   connection(connectionId: string): string {
     return `${this.prefix}wc:${connectionId}`;
   }
-  /** Set of a channel's WebSocket subscribers, members `{connectionId}|{floor}`. */
+  /**
+   * Set of a channel's WebSocket subscribers, members `{connectionId}|{floor}`. Not hash-tagged yet: the registry's
+   * scripts span slots until floors are per channel (issue 23, item 2), and renaming it would leave the connections
+   * open during an upgrade out of every fan-out; that step tags it and re-registers them.
+   */
   channelSubscribers(channel: string): string {
     return `${this.prefix}wsub:${channel}`;
   }
@@ -88,20 +102,23 @@ export class Keys {
   replayProgress(connectionId: string, channel: string, floor: number): string {
     return `${this.prefix}rp:${connectionId}:${floor}:${channel}`;
   }
-  /** An idempotency key, scoped to the principal that sent it (see `describeIdentity`). */
-  idempotency(principal: string, key: string): string {
-    return `${this.prefix}idem:${sha256(`${principal}\n${key}`)}`;
+  /**
+   * An idempotency key, scoped to the principal that sent it (see `describeIdentity`) and to the channel: it lives in
+   * the channel's slot, so the publish script checks it atomically on a cluster too.
+   */
+  idempotency(channel: string, principal: string, key: string): string {
+    return `${this.prefix}idem:{${channel}}:${sha256(`${principal}\n${key}`)}`;
   }
-  /** Events a user published in the current one-minute window. */
+  /** Events a user published in the current one-minute window (tagged with the user, as the other publish limits). */
   userPublishes(sub: string): string {
-    return `${this.prefix}ur:${sub}`;
+    return `${this.prefix}ur:{u:${sub}}`;
   }
   /**
    * Bytes of events a user published to a namespace in the current window (one history TTL of that namespace): what
    * USER_RETAINED_BYTES bounds.
    */
   userRetained(namespace: string, sub: string): string {
-    return `${this.prefix}ub:${namespace}:${sub}`;
+    return `${this.prefix}ub:{u:${sub}}:${namespace}`;
   }
   /** Tickets a user was issued in the current one-minute window. */
   userTickets(sub: string): string {
@@ -109,7 +126,30 @@ export class Keys {
   }
   /** Channels a user started in the current one-hour window. */
   userNewChannels(sub: string): string {
-    return `${this.prefix}uc:${sub}`;
+    return `${this.prefix}uc:{u:${sub}}`;
+  }
+  /**
+   * The prefix of the backend events' keys (`core/backend-events.ts`, `core/occupancy.ts`): one hash tag, so the outbox
+   * and the occupancy sets stay in one slot and the scripts that touch several of them may name them.
+   */
+  get eventsPrefix(): string {
+    return `${this.prefix}{be}`;
+  }
+  /** The backend events' outbox: a stream the tasks relay to EventBridge (consumer group `relay`). */
+  get eventsOutbox(): string {
+    return `${this.eventsPrefix}out`;
+  }
+  /** Sorted set of occupancy holders (a task, an API Gateway connection) scored by the end of their lease (epoch ms). */
+  get occupancyLeases(): string {
+    return `${this.eventsPrefix}oh`;
+  }
+  /** Sorted set of channels that lost their last holder, scored by when (epoch ms): `channel.vacated` once debounced. */
+  get occupancyVacating(): string {
+    return `${this.eventsPrefix}ov`;
+  }
+  /** Set of holders whose channels a sweep is releasing (their channels: `sw:{holder}`). */
+  get sweepingHolders(): string {
+    return `${this.eventsPrefix}osw`;
   }
 }
 

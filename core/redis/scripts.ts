@@ -84,39 +84,20 @@ return 1
 // tickets (core/tickets.ts)
 
 /**
- * Stores a ticket record, counting it against its user's tickets of the current one-minute window
- * (from the first one). KEYS: ticket, the user's counter   ARGV: record, ticket TTL, tickets per minute
- * (0: no limit). Returns 0, or the seconds until the window ends when the user is over the limit
- * (nothing is written then).
+ * Counts a ticket against its user's tickets of the current one-minute window (from the first one). KEYS: the user's
+ * counter   ARGV: tickets per minute. Returns 0 (counted), or the seconds until the window ends when the user is over
+ * the limit (nothing is written then). The ticket itself is one SET in its own slot, after this.
  */
-export const ISSUE = new Script(`
-local limit = tonumber(ARGV[3])
-if limit > 0 then
-  local n = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if n >= limit then
-    local ttl = redis.call('TTL', KEYS[2])
-    if ttl < 0 then redis.call('EXPIRE', KEYS[2], 60) ttl = 60 end
-    return math.max(ttl, 1)
-  end
-  if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], 60) end
+export const TICKET_RATE = new Script(`
+local limit = tonumber(ARGV[1])
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= limit then
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl < 0 then redis.call('EXPIRE', KEYS[1], 60) ttl = 60 end
+  return math.max(ttl, 1)
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], 60) end
 return 0
-`);
-
-/**
- * GETDEL of a ticket and, in the same round trip, its user's current revocation epoch (the user is
- * in the record; ARGV[1] is the prefix of the epoch keys) and the event sequence's position (KEYS[2]).
- * The epoch key is not declared in KEYS: this relies on one Redis primary, as the event sequence
- * does. Replies [record, epoch or nil, position or nil]; [record] when Lua cannot read the user out
- * of it (the epoch is then read apart); nil when the ticket is unknown.
- */
-export const REDEEM = new Script(`
-local raw = redis.call('GETDEL', KEYS[1])
-if not raw then return nil end
-local ok, rec = pcall(cjson.decode, raw)
-if not ok or type(rec) ~= 'table' or type(rec.s) ~= 'string' then return {raw} end
-return {raw, redis.call('GET', ARGV[1] .. rec.s), redis.call('GET', KEYS[2])}
 `);
 
 // revocation (core/revocation.ts)

@@ -42,6 +42,7 @@ describe.each<[string, RealtimeStageConfig]>([
   ['webSocket.mode apigateway', { webSocket: { mode: 'apigateway' } }],
   ['webSocket.mode both with accessLogs', { webSocket: { mode: 'both', accessLogs: true } }],
   ['network.interfaceEndpoints', { network: { interfaceEndpoints: true } }],
+  ['redis.shards 3 (cluster mode)', { redis: { shards: 3, nodes: 2 } }],
 ])('%s (dev stage): cdk-nag and the CloudFormation validator', (_name, override) => {
   test('synthesis: no unacknowledged finding of any plugin', () => {
     const { app } = buildStageApp('dev', { context: { stages: stagesWith('dev', override) } });

@@ -114,6 +114,74 @@ describe('configs that switch behaviour', () => {
   });
 });
 
+describe('redis.shards', () => {
+  test('redis.shards 1 (default): a cluster-mode-disabled group on its primary endpoint, no REDIS_MODE', () => {
+    const stack = buildStack();
+    const template = templateOf(stack);
+    template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', { NumCacheClusters: 2, NumNodeGroups: Match.absent(), ReplicasPerNodeGroup: Match.absent() });
+    template.hasResourceProperties('AWS::ElastiCache::ParameterGroup', { Properties: { 'maxmemory-policy': 'noeviction', 'cluster-enabled': Match.absent() } });
+    expect(stack.resolve(stack.redis.endpointAddress)).toEqual({ 'Fn::GetAtt': [stack.resolve(stack.redis.replicationGroup.logicalId), 'PrimaryEndPoint.Address'] });
+    for (const fn of Object.values(template.findResources('AWS::Lambda::Function'))) expect(fn.Properties.Environment?.Variables?.REDIS_MODE).toBeUndefined();
+  });
+
+  describe('redis.shards 3, nodes 2: cluster mode enabled', () => {
+    let stack: RealtimeStack;
+    let template: Template;
+    beforeAll(() => {
+      stack = buildStack({ redis: { shards: 3, nodes: 2 } });
+      template = templateOf(stack);
+    });
+
+    test('NumNodeGroups 3 with one replica per shard, automatic failover and Multi-AZ, no NumCacheClusters', () => {
+      template.resourceCountIs('AWS::ElastiCache::ReplicationGroup', 1);
+      template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {
+        NumNodeGroups: 3,
+        ReplicasPerNodeGroup: 1,
+        NumCacheClusters: Match.absent(),
+        AutomaticFailoverEnabled: true,
+        MultiAZEnabled: true,
+        TransitEncryptionEnabled: true,
+        AtRestEncryptionEnabled: true,
+      });
+    });
+
+    test('a cluster-on parameter group (cluster-enabled yes, noeviction) of the engine family, used by the group', () => {
+      template.resourceCountIs('AWS::ElastiCache::ParameterGroup', 1);
+      template.hasResourceProperties('AWS::ElastiCache::ParameterGroup', { CacheParameterGroupFamily: 'valkey8', Properties: { 'cluster-enabled': 'yes', 'maxmemory-policy': 'noeviction' } });
+      template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', { CacheParameterGroupName: { Ref: onlyLogicalId(template, 'AWS::ElastiCache::ParameterGroup') } });
+    });
+
+    test('tasks and Lambdas on the configuration endpoint (rediss://) with REDIS_MODE=cluster', () => {
+      const id = stack.resolve(stack.redis.replicationGroup.logicalId);
+      const url = { 'Fn::Join': ['', ['rediss://', { 'Fn::GetAtt': [id, 'ConfigurationEndPoint.Address'] }, ':', { 'Fn::GetAtt': [id, 'ConfigurationEndPoint.Port'] }]] };
+      const fns = Object.values(template.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Environment?.Variables?.REDIS_URL);
+      expect(fns.length).toBeGreaterThan(0);
+      for (const fn of fns) expect(fn.Properties.Environment.Variables).toMatchObject({ REDIS_URL: url, REDIS_MODE: 'cluster' });
+      template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+        ContainerDefinitions: Match.arrayWith([
+          Match.objectLike({ Environment: Match.arrayWith([{ Name: 'REDIS_URL', Value: url }, { Name: 'REDIS_MODE', Value: 'cluster' }]) }),
+        ]),
+      });
+    });
+
+    test('alarms per shard: engine CPU, memory and evictions of each shard\'s nodes ({group}-000N-00M)', () => {
+      const id = stack.resolve(stack.redis.replicationGroup.logicalId);
+      for (const metric of ['EngineCPUUtilization', 'DatabaseMemoryUsagePercentage', 'Evictions']) {
+        const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).filter((a) =>
+          (a.Properties.Metrics ?? []).some((m: { MetricStat?: { Metric?: { MetricName?: string } } }) => m.MetricStat?.Metric?.MetricName === metric),
+        );
+        expect(alarms).toHaveLength(3);
+        const members = alarms.map((a) =>
+          a.Properties.Metrics.filter((m: { MetricStat?: unknown }) => m.MetricStat).map((m: { MetricStat: { Metric: { Dimensions: { Value: unknown }[] } } }) => JSON.stringify(m.MetricStat.Metric.Dimensions[0].Value)),
+        );
+        for (const [i, shard] of members.entries()) {
+          expect(shard).toEqual([1, 2].map((n) => JSON.stringify({ 'Fn::Join': ['', [{ Ref: id }, `-000${i + 1}-00${n}`]] })));
+        }
+      }
+    });
+  });
+});
+
 describe('RedisPubSub validation', () => {
   const make = (props: Partial<RedisPubSubProps>) => () => {
     const stack = new Stack(newApp(), 'Fixture');
@@ -130,6 +198,9 @@ describe('RedisPubSub validation', () => {
     ['privileged port', { port: 80 }, /port \(80\) must be an integer from 1024 to 65535/],
     ['key prefix with a space', { keyPrefix: 'my app:' }, /keyPrefix "my app:" is not valid\. Use 1 to 32 letters, digits, ":", "_" or "-"/],
     ['snapshots kept too long', { snapshotRetentionDays: 36 }, /snapshotRetentionDays \(36\) must be an integer from 0 to 35 days/],
+    ['no shards', { shards: 0 }, /shards \(0\) must be an integer from 1 to 90/],
+    ['cluster mode without replicas', { shards: 3, nodes: 1 }, /^Fixture\/Redis: shards 3 with nodes 1: a shard without a replica loses its slots on a node failure\. Use nodes >= 2/],
+    ['more than 90 nodes in a cluster', { shards: 46, nodes: 2 }, /shards 46 × nodes 2 is more than the 90 nodes ElastiCache allows a cluster by default/],
     ['removal policy retain', { removalPolicy: 'retain' as never }, /^Fixture\/Redis: removalPolicy "retain" is not supported\. Use "snapshot" \(a final snapshot before deletion\) or "destroy"$/],
   ])('%s: fails', (_name, props, message) => {
     expect(make(props)).toThrow(message);

@@ -28,9 +28,11 @@ describe('dev stage (cdk.json) with webSocket.mode both', () => {
       RedrivePolicy: { deadLetterTargetArn: stack.resolve(stack.webSocketFanout!.deadLetterQueue.queueArn), maxReceiveCount: 5 },
     });
     template.hasResourceProperties('AWS::SQS::Queue', { FifoQueue: true, MessageRetentionPeriod: 14 * 24 * 3600, SqsManagedSseEnabled: true });
-    template.resourceCountIs('AWS::SQS::Queue', 2);
+    // The fan-out's two (the backend events' example queue and its DLQ are standard queues, lib/backend-events.ts).
+    expect(Object.keys(template.findResources('AWS::SQS::Queue', { Properties: { FifoQueue: true } }))).toHaveLength(2);
     // enforceSSL: both queues deny non-TLS access.
-    const denies = Object.values(template.findResources('AWS::SQS::QueuePolicy')).filter((p) => JSON.stringify(p).includes('"aws:SecureTransport":"false"'));
+    const fanoutQueues = [stack.webSocketFanout!.queue, stack.webSocketFanout!.deadLetterQueue].map((q) => JSON.stringify([stack.resolve(q.queueUrl)]));
+    const denies = Object.values(template.findResources('AWS::SQS::QueuePolicy')).filter((p) => fanoutQueues.includes(JSON.stringify(p.Properties.Queues)) && JSON.stringify(p).includes('"aws:SecureTransport":"false"'));
     expect(denies).toHaveLength(2);
   });
 

@@ -3,7 +3,7 @@
  * events, and the demo page of `npm run dev` end to end. Pages load from the local API's root (the
  * demo page's origin, one of the stack's own), and import the built client from /demo/client.js.
  */
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Route } from 'playwright-core';
 import pino from 'pino';
 import type { LocalStack } from '../../local/stack';
 import { Keys } from '../../core/redis/keys';
@@ -282,7 +282,15 @@ describe('the demo page rebuilds its state from history', () => {
     // A reset: while the page is away a goal is published, then the board's history is evicted and
     // another goal published; the resume from the board's last id cannot be covered (goal 6 is gone).
     // The board starts over from what is retained: goal 7.
-    await context.setOffline(true);
+    // The page is kept away by holding its reconnect's ticket request until the history is gone, not by
+    // context.setOffline: a request made offline fails with net::ERR_INTERNET_DISCONNECTED, which
+    // Chromium logs as a console error, and whether the reconnect (200 ms to 1 s after the drop) falls
+    // inside the offline window depends on the machine's load. Held, the reconnect always happens
+    // during the absence and fails nothing, so `failed` stays strict.
+    const held: Route[] = [];
+    let away = true;
+    const isTicket = (u: URL) => u.pathname === '/tickets';
+    await context.route(isTicket, (route) => void (away ? held.push(route) : route.continue()));
     stack.sse.server.closeAllConnections();
     await demoUntil(page, (x) => x.states.score.includes('reconnecting'), 'the drop');
     await publish(stack.outputs.PublishUrl, scores, { n: 6, team: 'away' }, 'goal');
@@ -290,7 +298,10 @@ describe('the demo page rebuilds its state from history', () => {
     await redis.del(new Keys(config.keyPrefix).history(scores));
     await publish(stack.outputs.PublishUrl, scores, { n: 7, team: 'home' }, 'goal');
     const resetsBefore = d.resets;
-    await context.setOffline(false);
+    await until(() => held.length > 0, 'the reconnect’s ticket request (held)');
+    away = false;
+    for (const route of held) await route.continue();
+    await context.unroute(isTicket);
     d = await demoUntil(page, (x) => x.resets > resetsBefore && x.rebuilds === 3 && x.scores.length === 1, 'the rebuild after the reset');
     expect(d.scores).toEqual([{ n: 7, team: 'home' }]);
     expect(await page.locator('#home').textContent()).toBe('1');

@@ -48,6 +48,13 @@ describe('runtime configuration from the environment', () => {
     expect(coreConfigFromEnv({ NAMESPACES_JSON: ns(4000), MAX_PAYLOAD_BYTES: '16384' }).namespaces.feed.historySize).toBe(4000);
   });
 
+  test('REDIS_MODE=cluster (set by the construct for redis.shards >= 2) is refused with one line until publishes run single-slot (issue 23)', () => {
+    expect(() => coreConfigFromEnv({ REDIS_MODE: 'cluster' })).toThrow(
+      'Invalid configuration: REDIS_MODE: only "single" runs today: a Redis Cluster (redis.shards >= 2) needs positions per channel (issue 23); deploy with redis.shards = 1',
+    );
+    expect(coreConfigFromEnv({}).redisMode).toBe('single');
+  });
+
   test('missing SESSION_SECRET and SameSite=None without Secure are refused', () => {
     expect(() => serviceConfigFromEnv({})).toThrow(/SESSION_SECRET: is required/);
     expect(() => serviceConfigFromEnv({ SESSION_SECRET: SECRET, COOKIE_SECURE: 'false', COOKIE_SAMESITE: 'None' })).toThrow(/COOKIE_SAMESITE: None requires COOKIE_SECURE=true/);

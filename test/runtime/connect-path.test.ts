@@ -5,6 +5,7 @@ import { createRedis, waitReady } from '../../core/redis/client';
 import { redeemTicket } from '../../core/tickets';
 import { Hub, type LiveEvent } from '../../service/hub';
 import { connectRedis, coreConfig, eventually, RawStream, startService, ticketFor, uid } from '../support/harness';
+import { RedisSubscriber } from '../../core/redis/subscriber';
 
 /**
  * The connect path's round trips: a ticket's redemption reads the user's revocation epoch and the
@@ -49,7 +50,7 @@ describe('hub: mark and addAt', () => {
     redis = await connectRedis();
     subscriber = createRedis({ url: config.redisUrl, name: 'test-sub', failFast: false });
     await waitReady(subscriber);
-    hub = new Hub(subscriber, new Keys(config.keyPrefix));
+    hub = new Hub(new RedisSubscriber(subscriber, new Keys(config.keyPrefix)));
   });
   afterAll(() => {
     subscriber.disconnect();

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
@@ -6,7 +5,7 @@ import { containerCredentials, refreshingCredentials } from '../../core/aws/sign
 import { TargetHealthClient } from '../../core/aws/elb';
 import { watchTaskStop, type StopSignal } from '../../service/ecs';
 import { ContainerCredentialsEndpoint, ElbEndpoint, TaskMetadataEndpoint } from '../support/aws-stand-ins';
-import { eventually, get, RawStream, redisUrl, SESSION_SECRET, uid } from '../support/harness';
+import { eventually, get, RawStream, spawnTask, uid } from '../support/harness';
 
 /**
  * A stand-in for the ECS task metadata endpoint v4: `GET /task` answers what the test sets.
@@ -53,37 +52,13 @@ describe('drain order on ECS: the task drains when its metadata says STOPPED, be
     emulator.answer = 'garbage';
     const metadataUri = await emulator.start();
     cleanup.push(() => emulator.close());
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'service/main.ts'], {
-      env: {
-        ...process.env,
-        PORT: '0',
-        HOST: '127.0.0.1',
-        REDIS_URL: redisUrl(),
-        SESSION_SECRET,
-        LOG_LEVEL: 'info',
-        METRICS_INTERVAL_MS: '0',
-        DRAIN_TIMEOUT_MS: '1000',
-        STOP_POLL_MS: '50',
-        ECS_CONTAINER_METADATA_URI_V4: metadataUri,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const { proc, base, output } = await spawnTask({ METRICS_INTERVAL_MS: '0', DRAIN_TIMEOUT_MS: '1000', STOP_POLL_MS: '50', ECS_CONTAINER_METADATA_URI_V4: metadataUri }, cleanup);
     let signalled = false;
-    cleanup.push(() => {
-      proc.kill('SIGKILL');
-      proc.stdout.destroy();
-      proc.stderr.destroy();
-    });
-    let out = '';
-    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
     const exited = new Promise<{ code: number | null; signalled: boolean }>((resolve) => proc.on('exit', (code) => resolve({ code, signalled })));
-    await eventually(() => /"port":\d+/.test(out), 20_000, 'service listening');
-    const base = `http://127.0.0.1:${/"port":(\d+)/.exec(out)![1]}`;
 
     // A malformed endpoint: logged once, polled on, never fatal.
-    await eventually(() => emulator.polls >= 4 && out.includes('ecs task metadata unreadable'), 10_000, 'polls of the malformed endpoint');
-    expect(out.match(/ecs task metadata unreadable/g)).toHaveLength(1);
+    await eventually(() => emulator.polls >= 4 && output().includes('ecs task metadata unreadable'), 10_000, 'polls of the malformed endpoint');
+    expect(output().match(/ecs task metadata unreadable/g)).toHaveLength(1);
     emulator.answer = 'json';
     const seen = emulator.polls;
     await eventually(() => emulator.polls >= seen + 2, 10_000, 'polls while RUNNING');
@@ -143,14 +118,8 @@ describe('drain order on ECS: the target\'s own health (draining) is a second si
       await s.start();
       cleanup.push(() => s.close());
     }
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'service/main.ts'], {
-      env: {
-        ...process.env,
-        PORT: '0',
-        HOST: '127.0.0.1',
-        REDIS_URL: redisUrl(),
-        SESSION_SECRET,
-        LOG_LEVEL: 'info',
+    const { proc, base, output } = await spawnTask(
+      {
         METRICS_INTERVAL_MS: '0',
         DRAIN_TIMEOUT_MS: '1000',
         STOP_POLL_MS: '50',
@@ -164,20 +133,15 @@ describe('drain order on ECS: the target\'s own health (draining) is a second si
         AWS_SECRET_ACCESS_KEY: '',
         AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2: elb.base,
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    cleanup.push(() => {
-      proc.kill('SIGKILL');
-      proc.stdout.destroy();
-      proc.stderr.destroy();
-    });
-    const log = { text: '' };
-    proc.stdout.on('data', (c: Buffer) => (log.text += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (log.text += c.toString()));
+      cleanup,
+    );
+    const log = {
+      get text() {
+        return output();
+      },
+    };
     const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-    await eventually(() => /"port":\d+/.test(log.text), 20_000, 'service listening');
-    const port = Number(/"port":(\d+)/.exec(log.text)![1]);
-    return { metadata, creds, elb, proc, log, exited, port, base: `http://127.0.0.1:${port}` };
+    return { metadata, creds, elb, proc, log, exited, port: Number(new URL(base).port), base };
   }
 
   test.each(['target-health', 'metadata'] as const)('%s first: the streams drain before any signal; the target is the task IP on the container port; every ELB call signed with the task role', async (first) => {

@@ -154,7 +154,7 @@ describe('idempotency keys belong to their principal', () => {
     await expect(publish({ channel, type: 't', data: 'squat', idempotencyKey: 'order-42' }, user(), deps)).resolves.toMatchObject({ duplicate: false });
   });
 
-  test('same key, different event (data, type or channel): idempotency_conflict 409, nothing published', async () => {
+  test('same key, different event (data or type) on the channel: idempotency_conflict 409, nothing published', async () => {
     const { prefix, keys, deps } = isolated();
     const channel = `chat:${uid()}`;
     const first = await publish({ channel, type: 't', data: { n: 1 }, idempotencyKey: 'k' }, SERVER, deps);
@@ -163,7 +163,6 @@ describe('idempotency keys belong to their principal', () => {
     for (const other of [
       { channel, type: 't', data: { n: 2 } },
       { channel, type: 'u', data: { n: 1 } },
-      { channel: `chat:${uid()}`, type: 't', data: { n: 1 } },
     ]) {
       await expect(publish({ ...other, idempotencyKey: 'k' }, SERVER, deps)).rejects.toMatchObject({
         code: 'idempotency_conflict',
@@ -174,6 +173,17 @@ describe('idempotency keys belong to their principal', () => {
     expect(await redis.get(keys.seq)).toBe(seq);
     expect(await keysUnder(prefix)).toEqual(before);
     await expect(publish({ channel, type: 't', data: { n: 1 }, idempotencyKey: 'k' }, SERVER, deps)).resolves.toEqual({ id: first.id, channel, duplicate: true });
+  });
+
+  test('a key is scoped to its channel (it lives in the channel\'s hash slot): the same key on another channel is another event', async () => {
+    const { deps } = isolated();
+    const channel = `chat:${uid()}`;
+    const first = await publish({ channel, type: 't', data: 1, idempotencyKey: 'k' }, SERVER, deps);
+    const other = `chat:${uid()}`;
+    const second = await publish({ channel: other, type: 't', data: 1, idempotencyKey: 'k' }, SERVER, deps);
+    expect(second).toMatchObject({ channel: other, duplicate: false });
+    expect(second.id).not.toBe(first.id);
+    await expect(publish({ channel: other, type: 't', data: 1, idempotencyKey: 'k' }, SERVER, deps)).resolves.toEqual({ id: second.id, channel: other, duplicate: true });
   });
 });
 

@@ -4,6 +4,10 @@ import { publish } from '../../core/events';
 import { issueTicket, redeemTicket } from '../../core/tickets';
 import { RedisServer } from '../../local/redis';
 import { connectRedis, coreConfig, eventually, uid } from '../support/harness';
+import { Keys } from '../../core/redis/keys';
+
+/** The default prefix's key names (hash-tagged: see core/redis/keys.ts). */
+const K = new Keys('rt:');
 
 /**
  * ElastiCache runs with `maxmemory-policy noeviction` (lib/redis-pub-sub.ts): when memory is full,
@@ -35,7 +39,7 @@ test('a full Redis with noeviction: publish and ticket issue answer 503 unavaila
   await redis.config('SET', 'maxmemory', String(used - 64 * 1024));
   await expect(redis.set('fill', 'x')).rejects.toThrow(/^OOM/);
 
-  const seqBefore = await redis.get('rt:seq');
+  const seqBefore = await redis.get(K.seq);
   // What every edge (HTTP handlers, WebSocket frames, the SSE service) answers: toRealtimeError of the failure.
   const wire = (p: Promise<unknown>) => p.then(() => 'resolved', (err: unknown) => toRealtimeError(err));
   expect(await wire(publish({ channel: ch, type: 'message', data: 'refused' }, { kind: 'server', principal: 'test' }, deps))).toMatchObject({
@@ -43,14 +47,14 @@ test('a full Redis with noeviction: publish and ticket issue answer 503 unavaila
     status: 503,
     message: expect.stringContaining('out of memory'),
   });
-  expect(await redis.get('rt:seq')).toBe(seqBefore);
-  expect(await redis.xlen(`rt:h:${ch}`)).toBe(1);
+  expect(await redis.get(K.seq)).toBe(seqBefore);
+  expect(await redis.xlen(K.history(ch))).toBe(1);
 
   expect(await wire(issueTicket({ identity: { kind: 'user', sub: 'bob' }, channels: [ch] }, deps))).toMatchObject({ code: 'unavailable' });
 
   // Nothing was evicted: the ticket issued before still redeems (GETDEL frees memory, it is allowed when full).
   await expect(redeemTicket(early.ticket, 'sse', deps)).resolves.toMatchObject({ sub: 'alice' });
-  expect((await redis.xrange(`rt:h:${ch}`, '-', '+')).map((e) => e[0])).toEqual([`${before.id}-0`]);
+  expect((await redis.xrange(K.history(ch), '-', '+')).map((e) => e[0])).toEqual([`${before.id}-0`]);
 });
 
 describe('revoke while Redis is full (noeviction OOM)', () => {

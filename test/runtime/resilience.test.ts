@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { EventSource } from 'eventsource';
 import type Redis from 'ioredis';
 import { publish } from '../../core/events';
 import { FlushWindow, type Flushable } from '../../service/flush-window';
 import type { RealtimeServer, RealtimeServerDeps } from '../../service/realtime-server';
-import { cookieFetch, coreConfig, eventually, get, RawStream, redisUrl, SESSION_SECRET, startService, ticketFor, uid, useRedis } from '../support/harness';
+import { cookieFetch, coreConfig, eventually, get, RawStream, spawnTask, startService, ticketFor, uid, useRedis } from '../support/harness';
 import { WsClient } from './ws-support';
 
 const SERVER = { kind: 'server', principal: 'test-backend' } as const;
@@ -203,23 +202,11 @@ describe('graceful drain', () => {
   });
 
   test('SIGTERM on the real process: streams are told to reconnect, exit code 0; metrics lines are EMF', async () => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'service/main.ts'], {
-      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', REDIS_URL: redisUrl(), SESSION_SECRET, LOG_LEVEL: 'info', DRAIN_TIMEOUT_MS: '1000', METRICS_INTERVAL_MS: '300' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    cleanup.push(() => {
-      proc.kill('SIGKILL');
-      proc.stdout.destroy();
-      proc.stderr.destroy();
-    });
-    let out = '';
-    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    await eventually(() => /"port":\d+/.test(out), 20_000, 'service listening');
-    const port = Number(/"port":(\d+)/.exec(out)![1]);
-    const s = stream(`http://127.0.0.1:${port}/events?channels=scores:${uid()}`);
+    const { proc, base, output } = await spawnTask({ DRAIN_TIMEOUT_MS: '1000', METRICS_INTERVAL_MS: '300' }, cleanup);
+    const s = stream(`${base}/events?channels=scores:${uid()}`);
     await s.until(ready);
-    await eventually(() => out.includes('"OpenConnections"'), 5000, 'an EMF line');
-    const emf = out.split('\n').filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l));
+    await eventually(() => output().includes('"OpenConnections"'), 5000, 'an EMF line');
+    const emf = output().split('\n').filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l));
     expect(emf.at(-1)._aws.CloudWatchMetrics[0]).toMatchObject({ Namespace: 'RealtimeBlueprint' });
     expect(emf.at(-1)._aws.CloudWatchMetrics[0].Metrics.map((m: { Name: string }) => m.Name)).toEqual(
       expect.arrayContaining(['OpenConnections', 'Deliveries', 'SlowConsumerDrops', 'Replays', 'Resets', 'RedisReconnects']),

@@ -15,6 +15,10 @@ import { SIGV4_REFUSALS } from '../../local/sigv4';
 import { startLocalStack, type LocalStack } from '../../local/stack';
 import { connectRedis, get, uid } from '../support/harness';
 import { nodeClient, record, until } from '../support/client-kit';
+import { Keys } from '../../core/redis/keys';
+
+/** The default prefix's key names (hash-tagged: see core/redis/keys.ts). */
+const K = new Keys('rt:');
 
 const CREDENTIALS = { accessKeyId: 'AKIDLOCALEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' };
 const REGION = 'eu-west-1';
@@ -92,7 +96,7 @@ describe('the stack verifies signatures (403 like API Gateway, nothing reaches a
     const headers = await signRequest(jsonRequest('POST', url, JSON.stringify({ channel: ch, type: 'm', data: 1 })), REGION, CREDENTIALS);
     const r = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ channel: ch, type: 'm', data: 666 }) });
     expect([r.status, await r.json()]).toEqual([403, { message: SIGV4_REFUSALS.mismatch }]);
-    expect(await redis.exists(`rt:h:${ch}`, `rt:hl:${ch}`)).toBe(0);
+    expect(await redis.exists(K.history(ch), K.lastId(ch))).toBe(0);
   });
 
   test('the wrong secret, an unknown key, the wrong region: typed errors (forbidden, 403), not retried', async () => {
@@ -169,7 +173,7 @@ describe('retries: 429 and 503 with Retry-After, one idempotency key on every at
     expect(faults.seen.slice(from).map((s) => s.status)).toEqual([503, 202]);
     expect(keysOf('/publish', from)).toEqual([p.idempotencyKey, p.idempotencyKey]);
     expect(p.duplicate).toBe(true);
-    expect(await redis.xlen(`rt:h:${ch}`)).toBe(1);
+    expect(await redis.xlen(K.history(ch))).toBe(1);
   });
 
   test('a real 503: Redis full under noeviction answers unavailable + Retry-After; freed before the retry, the publish lands', async () => {
@@ -190,7 +194,7 @@ describe('retries: 429 and 503 with Retry-After, one idempotency key on every at
       expect(p.duplicate).toBe(false);
       expect(faults.seen.slice(from).map((s) => s.status)).toEqual([503, 202]);
       expect(keysOf('/publish', from)).toEqual([p.idempotencyKey, p.idempotencyKey]);
-      expect(await redis.xlen(`rt:h:${ch}`)).toBe(1);
+      expect(await redis.xlen(K.history(ch))).toBe(1);
     } finally {
       await redis.config('SET', 'maxmemory', '0');
     }

@@ -4,6 +4,10 @@ import { publish } from '../../core/events';
 import { issueTicket } from '../../core/tickets';
 import type { RealtimeServer } from '../../service/realtime-server';
 import { connectRedis, cookieFetch, coreConfig, eventually, get, RawStream, startService, ticketFor, uid } from '../support/harness';
+import { Keys } from '../../core/redis/keys';
+
+/** The default prefix's key names (hash-tagged: see core/redis/keys.ts). */
+const K = new Keys('rt:');
 
 const SERVER = { kind: 'server', principal: 'test-backend' } as const;
 const config = coreConfig();
@@ -277,7 +281,7 @@ describe('two service instances', () => {
 describe('subscriptions', () => {
   test('one Redis subscription per channel per process, dropped when the last stream leaves', async () => {
     const ch = `scores:${uid()}`;
-    const live = `rt:ev:${ch}`;
+    const live = K.live(ch);
     const numsub = async () => ((await redis.pubsub('NUMSUB', live)) as [string, number])[1];
     const streams = Array.from({ length: 5 }, () => stream(`${base}/events?channels=${ch}`));
     await Promise.all(streams.map((s) => s.until(ready)));

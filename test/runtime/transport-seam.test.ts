@@ -14,6 +14,7 @@ import * as sse from '../../service/sse-encoding';
 import { SseTransport, type Sink } from '../../service/sse-transport';
 import type { Ending, Transport, TransportOwner } from '../../service/transport';
 import { connectRedis, eventually, RawStream, redisUrl, SESSION_SECRET, startService, TEST_NAMESPACES, uid } from '../support/harness';
+import { RedisSubscriber } from '../../core/redis/subscriber';
 
 /**
  * The seam between sessions and transports (service/transport.ts): the session engine drives any
@@ -123,7 +124,7 @@ describe('session engine over a transport of its own', () => {
     redis = await connectRedis();
     subscriber = createRedis({ url: redisUrl(), name: 'test-sub', failFast: false });
     await waitReady(subscriber);
-    hub = new Hub(subscriber, new Keys(config.core.keyPrefix));
+    hub = new Hub(new RedisSubscriber(subscriber, new Keys(config.core.keyPrefix)));
     const metrics = new ServiceMetrics('test', () => ({ open: 0, deliveries: 0 }));
     engine = new SessionEngine({ config, redis, hub, metrics, log: pino({ level: 'silent' }), now: Date.now });
   });

@@ -1,6 +1,10 @@
 import { LOCAL_IAM_ARN } from '../../local/http-api';
 import { startLocalStack, type LocalStack } from '../../local/stack';
 import { connectRedis, uid } from '../support/harness';
+import { Keys } from '../../core/redis/keys';
+
+/** The default prefix's key names (hash-tagged: see core/redis/keys.ts). */
+const K = new Keys('rt:');
 
 /**
  * An IAM-signed caller acts for any user, and HTTP APIs have no resource policies, so the handlers
@@ -27,7 +31,7 @@ test('an IAM caller outside TRUSTED_PRINCIPALS cannot publish, mint tickets for 
     expect(pub.status).toBe(403);
     expect(pub.body.error).toEqual({ code: 'forbidden', message: expect.stringContaining(`${LOCAL_IAM_ARN} is not a trusted backend`) });
     expect(pub.body.error?.message).toContain('trustedPrincipals');
-    expect(await redis.exists(`rt:hl:${ch}`, `rt:h:${ch}`)).toBe(0);
+    expect(await redis.exists(K.lastId(ch), K.history(ch))).toBe(0);
 
     const ticket = await post(`${base}/backend/tickets`, { sub: 'alice', channels: [ch] });
     expect(ticket.status).toBe(403);

@@ -5,6 +5,10 @@ import { LOCAL_IAM_ARN } from '../../local/http-api';
 import type { LocalStack } from '../../local/stack';
 import { connectRedis, uid } from '../support/harness';
 import { connectWs, upgradeStatus, type WsClient } from './ws-support';
+import { Keys } from '../../core/redis/keys';
+
+/** The default prefix's key names (hash-tagged: see core/redis/keys.ts). */
+const K = new Keys('rt:');
 
 /**
  * Two local stacks in one process, one Redis, different settings: each answers by its own config.
@@ -83,8 +87,8 @@ test('namespaces and key prefixes: each stack knows only its own namespace and w
 
   const pub = await post(b.outputs.PublishUrl, { channel: beta, type: 'm', data: 'b' });
   expect(pub.status).toBe(202);
-  expect(await redis.exists(`${prefixB}hl:${beta}`)).toBe(1);
-  expect(await redis.exists(`${prefixA}hl:${beta}`, `rt:hl:${beta}`)).toBe(0);
+  expect(await redis.exists(new Keys(prefixB).lastId(beta))).toBe(1);
+  expect(await redis.exists(new Keys(prefixA).lastId(beta), K.lastId(beta))).toBe(0);
 });
 
 test('WebSockets: each ticket points at its own gateway, and each stack fans out through its own management API', async () => {

@@ -1,10 +1,13 @@
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { request } from 'node:http';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { DEFAULT_NAMESPACES, type CoreConfig, type Namespaces } from '../../core/config';
 import { createRedis, waitReady } from '../../core/redis/client';
 import { issueTicket, type TicketAudience } from '../../core/tickets';
+import { RedisCluster, type RedisClusterOptions } from '../../local/redis';
 import { serviceConfigFromEnv } from '../../service/config';
 import { RealtimeServer, type RealtimeServerDeps } from '../../service/realtime-server';
 
@@ -163,6 +166,36 @@ export class RawStream {
   }
 }
 
+/** A task in a child process (`service/main.ts`, as the container runs it): one that can really be killed. */
+export interface SpawnedTask {
+  readonly proc: ChildProcessByStdio<null, Readable, Readable>;
+  /** `http://127.0.0.1:{port}`. */
+  readonly base: string;
+  /** Everything it wrote to stdout and stderr so far (its JSON log lines). */
+  output(): string;
+}
+
+/**
+ * Starts `service/main.ts` on a free port against the test Redis with `env` over the usual test settings, and resolves
+ * once it listens; `cleanup` gets its SIGKILL.
+ */
+export async function spawnTask(env: Record<string, string>, cleanup: (() => unknown)[]): Promise<SpawnedTask> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'service/main.ts'], {
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', REDIS_URL: redisUrl(), SESSION_SECRET, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  cleanup.push(() => {
+    proc.kill('SIGKILL');
+    proc.stdout.destroy();
+    proc.stderr.destroy();
+  });
+  let out = '';
+  proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  await eventually(() => /"port":\d+/.test(out), 30_000, 'the task listening');
+  return { proc, base: `http://127.0.0.1:${/"port":(\d+)/.exec(out)![1]}`, output: () => out };
+}
+
 /** Polls `pred` until it holds (for state that changes without an event to wait on). */
 export async function eventually(pred: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -208,4 +241,24 @@ export function useRedis(onReady: (redis: Redis) => void): (() => unknown)[] {
   });
   afterAll(() => redis?.disconnect());
   return cleanup;
+}
+
+/**
+ * A local Redis Cluster (three primaries, one replica each) for the file, started in `beforeAll` and stopped in
+ * `afterAll`: only the suites that call this pay for it. Needs `redis-server` and `redis-cli` (Debian `redis-tools`).
+ */
+export function useRedisCluster(options: RedisClusterOptions = {}): { readonly cluster: RedisCluster } {
+  const holder: { cluster?: RedisCluster } = {};
+  beforeAll(async () => {
+    holder.cluster = await RedisCluster.start(options);
+  }, 90_000);
+  afterAll(async () => {
+    await holder.cluster?.destroy();
+  }, 30_000);
+  return {
+    get cluster(): RedisCluster {
+      if (!holder.cluster) throw new Error('the Redis Cluster is not started yet (use it inside a test or beforeAll)');
+      return holder.cluster;
+    },
+  };
 }
