@@ -326,11 +326,19 @@ class Ours implements Server {
   private port = 0;
   private channel = '';
   private ctx!: RunCtx;
+  /** publish() and issueTicket() of the server's own revision (`ours@REV`), else this checkout's. */
+  private readonly drive: { publish: typeof publish; issueTicket: typeof issueTicket; core: typeof ourCore };
   constructor(
     private readonly bundle: string,
     readonly name: ServerName = 'ours',
+    driver?: string,
   ) {
     this.proto = kindOf(name) === 'ours-ws' ? 'ws' : 'sse';
+    if (driver) {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const d = require(driver) as { publish: typeof publish; issueTicket: typeof issueTicket; coreConfigFromEnv: (env: NodeJS.ProcessEnv) => typeof ourCore };
+      this.drive = { publish: d.publish, issueTicket: d.issueTicket, core: d.coreConfigFromEnv({ REDIS_URL: 'redis://127.0.0.1:1', TICKET_TTL_SECONDS: '300' }) };
+    } else this.drive = { publish, issueTicket, core: ourCore };
   }
 
   async start(ctx: RunCtx): Promise<void> {
@@ -360,13 +368,13 @@ class Ours implements Server {
     return this.proc?.pid ? [this.proc.pid] : [];
   }
   async paths(n: number) {
-    const config = { ...ourCore, redisUrl: this.ctx.redisUrl };
+    const config = { ...this.drive.core, redisUrl: this.ctx.redisUrl };
     const started = hrMs();
     const out: string[] = [];
     for (let i = 0; i < n; i += 500) {
       const batch = await Promise.all(
         Array.from({ length: Math.min(500, n - i) }, (_, k) =>
-          issueTicket({ identity: { kind: 'user', sub: `u${i + k}` }, channels: [this.channel], transport: this.proto }, { redis: this.ctx.redis, config }),
+          this.drive.issueTicket({ identity: { kind: 'user', sub: `u${i + k}` }, channels: [this.channel], transport: this.proto }, { redis: this.ctx.redis, config }),
         ),
       );
       for (const t of batch) out.push(this.proto === 'ws' ? `/live?ticket=${t.ticket}` : `/events?channels=${this.channel}&ticket=${t.ticket}`);
@@ -374,9 +382,9 @@ class Ours implements Server {
     return { paths: out, ticketMs: hrMs() - started };
   }
   publish(n: number) {
-    const config = { ...ourCore, redisUrl: this.ctx.redisUrl };
+    const config = { ...this.drive.core, redisUrl: this.ctx.redisUrl };
     const { data } = payload(n);
-    return publish({ channel: this.channel, type: 'bench', data }, { kind: 'server', principal: 'bench' }, { redis: this.ctx.redis, config });
+    return this.drive.publish({ channel: this.channel, type: 'bench', data }, { kind: 'server', principal: 'bench' }, { redis: this.ctx.redis, config });
   }
   async stop(): Promise<void> {
     await stopProcess(this.proc, 'SIGTERM', 15_000);
@@ -1185,7 +1193,7 @@ async function ourBundle(): Promise<{ path: string; source: string; serviceCommi
  * revision has it) extracted with `git archive` into a temporary directory beside the output, with
  * this checkout's node_modules, and bundled like `--service head`.
  */
-async function revisionBundle(rev: string): Promise<{ path: string; source: string; serviceCommit: string }> {
+async function revisionBundle(rev: string): Promise<{ path: string; driver: string; source: string; serviceCommit: string }> {
   const commit = sh(`git -C '${ROOT}' rev-parse --verify --quiet '${rev}^{commit}'`);
   if (!/^[0-9a-f]{40}$/.test(commit)) fail(`ours@${rev}: not a commit of this repository`);
   const short = commit.slice(0, 7);
@@ -1198,8 +1206,14 @@ async function revisionBundle(rev: string): Promise<{ path: string; source: stri
   if (!existsSync(join(src, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
   const out = join(outDir, `ours-${short}.js`);
   await build({ bundle: true, platform: 'node', target: 'node22', format: 'cjs', minify: false, sourcemap: false, logLevel: 'warning', entryPoints: [join(src, 'service/main.ts')], outfile: out });
+  // The bench's publisher and ticket issuer from the same revision: key names and scripts change between revisions,
+  // so a revision's server must be fed by that revision's publish() and issueTicket().
+  const driverEntry = join(src, 'bench-driver.ts');
+  writeFileSync(driverEntry, "export { publish } from './core/events';\nexport { issueTicket } from './core/tickets';\nexport { coreConfigFromEnv } from './core/config';\n");
+  const driver = join(outDir, `ours-${short}-driver.js`);
+  await build({ bundle: true, platform: 'node', target: 'node22', format: 'cjs', minify: false, sourcemap: false, logLevel: 'warning', entryPoints: [driverEntry], outfile: driver });
   const serviceCommit = sh(`git -C '${ROOT}' log -1 --format=%h ${commit} -- service`);
-  return { path: out, source: `service/ at ${serviceCommit} (${rev} = ${short}, git archive), bundled by the bench`, serviceCommit };
+  return { path: out, driver, source: `service/ at ${serviceCommit} (${rev} = ${short}, git archive; publish and tickets from the same revision), bundled by the bench`, serviceCommit };
 }
 
 function sh(cmd: string): string {
@@ -1389,7 +1403,7 @@ async function main(): Promise<void> {
   }
   const isOurs = (s: ServerName) => kindOf(s) === 'ours' || kindOf(s) === 'ours-ws';
   const bundle = servers.some((s) => isOurs(s) && !revOf(s)) ? await ourBundle() : undefined;
-  const revBundles = new Map<string, { path: string; source: string; serviceCommit: string }>();
+  const revBundles = new Map<string, { path: string; driver: string; source: string; serviceCommit: string }>();
   for (const s of servers) {
     const rev = revOf(s);
     if (rev && !revBundles.has(rev)) revBundles.set(rev, await revisionBundle(rev));
@@ -1410,7 +1424,7 @@ async function main(): Promise<void> {
     switch (kindOf(s)) {
       case 'ours':
       case 'ours-ws':
-        return new Ours(ourPath(s), s);
+        return new Ours(ourPath(s), s, revOf(s) ? revBundles.get(revOf(s)!)!.driver : undefined);
       case 'ref':
       case 'probe':
         return new Ref(kindOf(s) as 'ref' | 'probe');
