@@ -300,12 +300,15 @@ function openOne(c, opts) {
     const sock = net.connect({
       host: opts.host,
       port: opts.port,
+      // Several loopback source addresses (127.0.0.x) get past one address's ~28k ephemeral ports.
+      ...(opts.localAddresses && opts.localAddresses.length ? { localAddress: opts.localAddresses[c.i % opts.localAddresses.length] } : {}),
       onread: { buffer: shared, callback: (n, buf) => onData(c, n, buf) },
     });
     c.sock = sock;
     sock.setNoDelay(true);
     sock.on('connect', () => {
-      if (c.proto === 'sse') sock.write(`GET ${opts.paths[c.i]} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`);
+      const resume = opts.lastEventId ? `Last-Event-ID: ${opts.lastEventId}\r\n` : '';
+      if (c.proto === 'sse') sock.write(`GET ${opts.paths[c.i]} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n${resume}\r\n`);
       else {
         const key = Buffer.from(`loadgen-key-${String(c.i).padStart(4, '0')}`).subarray(0, 16).toString('base64');
         sock.write(`GET ${opts.paths[c.i]} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
@@ -342,6 +345,75 @@ async function connectAll(opts) {
   return { ok: n - failed, failed, ms: nowMs() - started, firstErr };
 }
 
+/** A deterministic pseudo-random sequence (mulberry32): the same storm for the same seed. */
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * The reconnect storm: `n` clients come back, each `minDelayMs + jitter` after the call (uniform up to
+ * `maxDelayMs`, seeded), each first POSTing its own ticket request to `ticketUrl` (the local stack's
+ * ticket API, user `u<i>` in `x-local-user`) and then opening its stream with `Last-Event-ID`. With
+ * `messages` > 0 the window is armed first, so the catch-up events the server replays are counted.
+ */
+async function storm(opts) {
+  const n = opts.n;
+  const rnd = prng(opts.seed || 1);
+  armed = false;
+  resetWindow(opts.messages || 0);
+  conns = [];
+  const paths = new Array(n);
+  const started = nowMs();
+  let failed = 0;
+  let ticketFailed = 0;
+  let firstErr;
+  let ticketMsTotal = 0;
+  let lastReady = 0;
+  const one = async (i) => {
+    const t0 = nowMs();
+    let ticket;
+    try {
+      const r = await fetch(opts.ticketUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-local-user': `u${i}` },
+        body: JSON.stringify({ channels: [opts.channel] }),
+      });
+      const body = await r.json();
+      if (r.status !== 201) throw new Error(`ticket HTTP ${r.status}: ${JSON.stringify(body).slice(0, 200)}`);
+      ticket = body.ticket;
+    } catch (e) {
+      ticketFailed++;
+      failed++;
+      if (!firstErr) firstErr = String(e && e.message ? e.message : e);
+      return;
+    }
+    ticketMsTotal += nowMs() - t0;
+    paths[i] = `/events?channels=${encodeURIComponent(opts.channel)}&ticket=${ticket}`;
+    const c = new Conn(i);
+    c.seen = opts.messages ? new Uint8Array(opts.messages) : null;
+    conns.push(c);
+    const r = await openOne(c, { ...opts, paths });
+    if (!r.ok) {
+      failed++;
+      if (!firstErr) firstErr = r.err;
+    } else lastReady = nowMs();
+  };
+  const all = [];
+  for (let i = 0; i < n; i++) {
+    const delay = opts.minDelayMs + rnd() * (opts.maxDelayMs - opts.minDelayMs);
+    all.push(new Promise((res) => setTimeout(() => one(i).then(res, res), delay)));
+  }
+  armed = (opts.messages || 0) > 0;
+  await Promise.all(all);
+  return { ok: n - failed, failed, ticketFailed, firstErr, ms: nowMs() - started, lastReadyMs: lastReady - started, ticketMsMean: ticketMsTotal / Math.max(1, n - ticketFailed) };
+}
+
 function resetWindow(m) {
   messages = m;
   received = 0;
@@ -369,6 +441,11 @@ process.on('message', async (msg) => {
       case 'connect': {
         const r = await connectAll(msg);
         process.send({ cmd: 'connected', ...r });
+        break;
+      }
+      case 'storm': {
+        const r = await storm(msg);
+        process.send({ cmd: 'stormed', ...r });
         break;
       }
       case 'arm':

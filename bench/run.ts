@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--cases 1k,5k,10k,10k50,burst,idle] [--runs 3] [--servers ours,ref,nchan,ours+WRITE_DELAY_MS=20,ours@COMMIT]
+ * `npm run bench [-- --quick] [--cases 1k,5k,10k,10k50,burst,idle] [--runs 3] [--servers probe,ours,ref,nchan,ours+WRITE_DELAY_MS=20,ours@COMMIT]
  *                [--service dist|head|worktree|PATH] [--soak] [--cpu-prof] [--out DIR]`
  *   --soak [--soak-minutes 10] [--soak-rate 5] [--soak-connections 10000]: hold the connections,
  *          publish at the rate, report server memory, latency and CPU every 30 s (ours by default).
@@ -16,6 +16,9 @@
  *          same service), socketio (Socket.IO 4 + @socket.io/redis-adapter, bench/socketio-server.js)
  *          and ws-ref (bench/ws-ref-server.js, `ws` + ioredis), cases 1k,5k,10k; the WebSocket
  *          clients are raw sockets in bench/loadgen.js (`proto` ws / socketio).
+ *   --curve: the CPU–latency curve of the write window (issue 27): cases 1k,10k,20k,10k50 (20k: 20,000 × 20 msg/s)
+ *          and servers probe, ours+MAX_WRITE_DELAY_MS=0, ours+LATENCY_BUDGET_MS=50, ours (100), ours+LATENCY_BUDGET_MS=200
+ *          unless --cases/--servers say otherwise; ends with one table, a row per setting.
  *   Write windows of ours: `ours` (adaptive, the default), `ours+MAX_WRITE_DELAY_MS=0` (fixed 0: every
  *          write at the end of its event-loop turn), `ours+WRITE_DELAY_MS=50` (fixed 50 ms); the
  *          CPU-latency curve: --cases 1k,5k,10k,10k50 --servers ours+MAX_WRITE_DELAY_MS=0,ours+WRITE_DELAY_MS=50,ours
@@ -26,7 +29,11 @@
  *          comparison, e.g. `--service worktree --servers ours,ours@main`.
  *          `ours-ws@COMMIT` likewise for `/live` (with --ws).
  *
- * SSE fan-out benchmark, our service against two peers in the same run:
+ * SSE fan-out benchmark, our service against three peers in the same run:
+ * - probe: bench/probe-server.js, the floor (issue 27): node:net, one Redis SUBSCRIBE, each event framed
+ *          once and that Buffer written to each socket once; no HTTP library, no features. The
+ *          results end with ours (and the others) as ratios to it, and the load generator's own CPU
+ *          is in every table; runs where it used 90 % of a core or more are flagged.
  * - ours:  the SSE service bundle (dist/service/main.js by default), every feature on: a ticket per
  *          connection (issued with core issueTicket, redeemed by the service), history, cursors,
  *          heartbeats; events published with core publish() (what the publish Lambda calls).
@@ -83,6 +90,16 @@ const { values: args } = parseArgs({
     ws: { type: 'boolean', default: false },
     gc: { type: 'boolean', default: false },
     'heap-snapshot': { type: 'boolean', default: false },
+    curve: { type: 'boolean', default: false },
+    storm: { type: 'boolean', default: false },
+    'storm-n': { type: 'string', default: '10000' },
+    'storm-missed': { type: 'string', default: '50' },
+    'storm-window': { type: 'string', default: '5000-10000' },
+    capacity: { type: 'boolean', default: false },
+    'capacity-n': { type: 'string', default: 'sse:20000,sse:50000,live:50000' },
+    'capacity-hold-s': { type: 'string', default: '30' },
+    'capacity-broadcast-s': { type: 'string', default: '30' },
+    'per-loadgen': { type: 'string', default: '20000' },
   },
   strict: true,
 });
@@ -101,6 +118,7 @@ const CASES: Record<string, Case> = {
   '5k': { name: '5k', n: 5000, rate: 20, seconds: 10 },
   '10k': { name: '10k', n: 10000, rate: 20, seconds: 10 },
   '10k50': { name: '10k50', n: 10000, rate: 50, seconds: 10 },
+  '20k': { name: '20k', n: 20000, rate: 20, seconds: 10 },
   burst: { name: 'burst', n: 1000, burst: 200 },
   idle: { name: 'idle', n: 10000, idle: true },
 };
@@ -109,19 +127,20 @@ const CASE_TITLES: Record<string, string> = {
   '5k': '5,000 connections × 20 msg/s for 10 s',
   '10k': '10,000 connections × 20 msg/s for 10 s',
   '10k50': '10,000 connections × 50 msg/s for 10 s',
+  '20k': '20,000 connections × 20 msg/s for 10 s',
   burst: 'burst: 200 messages at once to 1,000 connections',
   idle: '10,000 idle connections (memory)',
 };
 
-type ServerKind = 'ours' | 'ref' | 'nchan' | 'ours-ws' | 'socketio' | 'ws-ref';
+type ServerKind = 'ours' | 'probe' | 'ref' | 'nchan' | 'ours-ws' | 'socketio' | 'ws-ref';
 /**
  * A server as named on the command line: a kind, optionally with settings: environment variables
  * for `ours` (`ours+WRITE_DELAY_MS=20`), nginx directives for the server block of `nchan`
  * (`nchan+nchan_message_buffer_length=1000`).
  */
 type ServerName = string;
-const ALL_SERVERS: ServerKind[] = ['ours', 'ref', 'nchan', 'ours-ws', 'socketio', 'ws-ref'];
-const SSE_SERVERS = 'ours,ref,nchan';
+const ALL_SERVERS: ServerKind[] = ['ours', 'probe', 'ref', 'nchan', 'ours-ws', 'socketio', 'ws-ref'];
+const SSE_SERVERS = 'probe,ours,ref,nchan';
 const WS_SERVERS = 'ours,ours-ws,socketio,ws-ref';
 const kindOf = (s: ServerName) => s.split('+')[0].split('@')[0] as ServerKind;
 /** The git revision of `ours@REV[+…]`; undefined for plain `ours` (built as --service says). */
@@ -130,11 +149,14 @@ const envOf = (s: ServerName) => Object.fromEntries(s.split('+').slice(1).map((k
 
 const quick = args.quick;
 const soak = args.soak;
-const caseNames = (args.cases ?? (quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
+/** --curve: the CPU–latency curve of the write window (issue 27): these cases and settings unless given. */
+const CURVE_CASES = '1k,10k,20k,10k50';
+const CURVE_SERVERS = 'probe,ours+MAX_WRITE_DELAY_MS=0,ours+LATENCY_BUDGET_MS=50,ours,ours+LATENCY_BUDGET_MS=200';
+const caseNames = (args.cases ?? (args.curve ? CURVE_CASES : quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
-const servers = (args.servers ?? (soak ? 'ours' : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
-for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || (kindOf(s) === 'ref' && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
+const servers = (args.servers ?? (soak || args.storm || args.capacity ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
+for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || ((kindOf(s) === 'ref' || kindOf(s) === 'probe') && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
 const heapSnapshots = args['heap-snapshot'];
 const fullGc = args.gc || heapSnapshots;
 /** Node flags for a server whose memory is read after full GCs (--gc). */
@@ -304,11 +326,19 @@ class Ours implements Server {
   private port = 0;
   private channel = '';
   private ctx!: RunCtx;
+  /** publish() and issueTicket() of the server's own revision (`ours@REV`), else this checkout's. */
+  private readonly drive: { publish: typeof publish; issueTicket: typeof issueTicket; core: typeof ourCore };
   constructor(
     private readonly bundle: string,
     readonly name: ServerName = 'ours',
+    driver?: string,
   ) {
     this.proto = kindOf(name) === 'ours-ws' ? 'ws' : 'sse';
+    if (driver) {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const d = require(driver) as { publish: typeof publish; issueTicket: typeof issueTicket; coreConfigFromEnv: (env: NodeJS.ProcessEnv) => typeof ourCore };
+      this.drive = { publish: d.publish, issueTicket: d.issueTicket, core: d.coreConfigFromEnv({ REDIS_URL: 'redis://127.0.0.1:1', TICKET_TTL_SECONDS: '300' }) };
+    } else this.drive = { publish, issueTicket, core: ourCore };
   }
 
   async start(ctx: RunCtx): Promise<void> {
@@ -338,13 +368,13 @@ class Ours implements Server {
     return this.proc?.pid ? [this.proc.pid] : [];
   }
   async paths(n: number) {
-    const config = { ...ourCore, redisUrl: this.ctx.redisUrl };
+    const config = { ...this.drive.core, redisUrl: this.ctx.redisUrl };
     const started = hrMs();
     const out: string[] = [];
     for (let i = 0; i < n; i += 500) {
       const batch = await Promise.all(
         Array.from({ length: Math.min(500, n - i) }, (_, k) =>
-          issueTicket({ identity: { kind: 'user', sub: `u${i + k}` }, channels: [this.channel], transport: this.proto }, { redis: this.ctx.redis, config }),
+          this.drive.issueTicket({ identity: { kind: 'user', sub: `u${i + k}` }, channels: [this.channel], transport: this.proto }, { redis: this.ctx.redis, config }),
         ),
       );
       for (const t of batch) out.push(this.proto === 'ws' ? `/live?ticket=${t.ticket}` : `/events?channels=${this.channel}&ticket=${t.ticket}`);
@@ -352,9 +382,9 @@ class Ours implements Server {
     return { paths: out, ticketMs: hrMs() - started };
   }
   publish(n: number) {
-    const config = { ...ourCore, redisUrl: this.ctx.redisUrl };
+    const config = { ...this.drive.core, redisUrl: this.ctx.redisUrl };
     const { data } = payload(n);
-    return publish({ channel: this.channel, type: 'bench', data }, { kind: 'server', principal: 'bench' }, { redis: this.ctx.redis, config });
+    return this.drive.publish({ channel: this.channel, type: 'bench', data }, { kind: 'server', principal: 'bench' }, { redis: this.ctx.redis, config });
   }
   async stop(): Promise<void> {
     await stopProcess(this.proc, 'SIGTERM', 15_000);
@@ -364,8 +394,12 @@ class Ours implements Server {
   }
 }
 
+/**
+ * bench/ref-server.js (`ref`), or bench/probe-server.js (`probe`, the floor: pre-framed events
+ * written to each socket directly, no HTTP library). Both take their events from one Redis SUBSCRIBE.
+ */
 class Ref implements Server {
-  readonly name = 'ref' as const;
+  constructor(readonly name: 'ref' | 'probe' = 'ref') {}
   readonly needReady = false;
   readonly multiProcess = false;
   private proc?: ChildProcess;
@@ -375,10 +409,10 @@ class Ref implements Server {
   async start(ctx: RunCtx): Promise<void> {
     this.ctx = ctx;
     const port = await freePort();
-    this.channel = `refbench-${ctx.id}`;
+    this.channel = `${this.name}bench-${ctx.id}`;
     this.port = port;
     const env = { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: ctx.redisUrl, CHANNEL: this.channel };
-    this.proc = track(spawn(process.execPath, [...gcArgv(), join(__dirname, 'ref-server.js')], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
+    this.proc = track(spawn(process.execPath, [...gcArgv(), join(__dirname, `${this.name}-server.js`)], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
     await waitHealthy(port, '/healthz', 20_000, this.proc);
   }
   port = 0;
@@ -682,7 +716,7 @@ function heapDir(id: number): string {
 
 /** With --gc: full GCs in the server (and, with --heap-snapshot, its snapshot `n` written) before memory is read. */
 async function collect(server: Server, ctx: RunCtx, n: number): Promise<string | undefined> {
-  if (!fullGc || (kindOf(server.name) !== 'ours' && kindOf(server.name) !== 'ref')) return undefined;
+  if (!fullGc || (kindOf(server.name) !== 'ours' && kindOf(server.name) !== 'ref' && kindOf(server.name) !== 'probe')) return undefined;
   for (const pid of server.pids()) process.kill(pid, 'SIGUSR2');
   const file = heapSnapshots && kindOf(server.name) === 'ours' ? join(heapDir(ctx.id), `${server.pids()[0]}-${n}.heapsnapshot`) : undefined;
   if (!file) {
@@ -892,6 +926,237 @@ async function runSoak(server: Server, redisUrl: string, redis: Redis) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The reconnect storm (issue 27): a task's clients come back at once, each with its own ticket
+
+interface StormPhase {
+  phase: string;
+  missed: number;
+  connected: number;
+  failed: number;
+  ticketFailed: number;
+  firstErr?: string;
+  /** From the drop to the last client ready, ms. */
+  lastReadyMs: number;
+  ticketMsMean: number;
+  /** Server CPU from the first reconnect to the last client caught up, per client, µs. */
+  serverCpuUsPerConnect: number;
+  serverCpuPct: number;
+  caughtUp?: number;
+  expected?: number;
+}
+
+/**
+ * `--storm`: ours holds N streams, they all drop (RST), and come back within the storm window
+ * (uniform jitter, seeded), each POSTing its own ticket request to the local stack's ticket API
+ * (local/stack.ts, the Lambda handler that runs on AWS, in this process: its CPU is not the
+ * server's) and resuming with `Last-Event-ID`. Twice: once with nothing missed (the connect cost
+ * alone), once with `--storm-missed` events published while they were away (connect + catch-up).
+ */
+async function runStorm(bundlePath: string, redisUrl: string, redis: Redis, cpuProfDir?: string) {
+  const n = Number(args['storm-n']);
+  const missed = Number(args['storm-missed']);
+  const [minDelayMs, maxDelayMs] = args['storm-window']!.split('-').map(Number);
+  if (!(n > 0) || !(missed >= 0) || !(minDelayMs >= 0) || !(maxDelayMs >= minDelayMs)) fail('--storm-n N --storm-missed K --storm-window MIN-MAX (ms)');
+  const { startLocalStack } = await import('../local/stack');
+  const stack = await startLocalStack({ redisUrl, env: { LOG_LEVEL: 'silent' } });
+  const server = new Ours(bundlePath, 'ours');
+  const ctx: RunCtx = { id: ++runCounter, redisUrl, redis, cpuProfDir };
+  const lg = new LoadGen();
+  const phases: StormPhase[] = [];
+  try {
+    await server.start(ctx);
+    const channel = `chat:bench-${ctx.id}`;
+    const { paths } = await server.paths(n);
+    const port = server.portNo;
+    const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: true, proto: 'sse', timeoutMs: 60_000 }, 'connected', 300_000);
+    console.log(`storm: ${conn.ok}/${n} connected first (${Math.round(conn.ms)} ms)`);
+    for (const k of [0, missed]) {
+      // The last event they saw, then the drop, then k events while they are away.
+      const seen = await server.publish(-1);
+      const lastEventId = (seen as { id: string }).id;
+      await lg.ask({ cmd: 'close' }, 'closed', 30_000);
+      await sleep(2000);
+      for (let i = 0; i < k; i++) await server.publish(i);
+      const cpu0 = cpuTicks(server);
+      const t0 = hrMs();
+      const st = (await lg.ask(
+        { cmd: 'storm', n, messages: k, host: '127.0.0.1', port, ticketUrl: stack.outputs.TicketUrl, channel, lastEventId, minDelayMs, maxDelayMs, seed: 27, needReady: true, proto: 'sse', timeoutMs: 60_000 },
+        'stormed',
+        300_000,
+      )) as unknown as { ok: number; failed: number; ticketFailed: number; firstErr?: string; lastReadyMs: number; ticketMsMean: number };
+      let caughtUp: number | undefined;
+      if (k > 0) {
+        let last = -1;
+        let lastProgress = hrMs();
+        for (;;) {
+          const s = await lg.ask({ cmd: 'status' }, 'status');
+          caughtUp = s.received;
+          if (s.received >= st.ok * k) break;
+          if (s.received !== last) [last, lastProgress] = [s.received, hrMs()];
+          if (hrMs() - lastProgress > 5000) break;
+          await sleep(100);
+        }
+      }
+      const cpuUs = ((cpuTicks(server) - cpu0) * 1e6) / CLK_TCK;
+      const wallMs = hrMs() - t0;
+      const p: StormPhase = {
+        phase: k ? `resume, ${k} missed` : 'resume, none missed',
+        missed: k,
+        connected: st.ok,
+        failed: st.failed,
+        ticketFailed: st.ticketFailed,
+        firstErr: st.firstErr,
+        lastReadyMs: Math.round(st.lastReadyMs),
+        ticketMsMean: +st.ticketMsMean.toFixed(1),
+        serverCpuUsPerConnect: +(cpuUs / Math.max(1, st.ok)).toFixed(1),
+        serverCpuPct: Math.round((cpuUs / 1000 / wallMs) * 100),
+        caughtUp,
+        expected: k ? st.ok * k : undefined,
+      };
+      phases.push(p);
+      console.log(`storm: ${JSON.stringify(p)}`);
+    }
+  } finally {
+    await lg.stop();
+    await server.stop();
+    await stack.close();
+  }
+  const [a, b] = phases;
+  const catchUpUs = b && a && b.missed ? +((b.serverCpuUsPerConnect - a.serverCpuUsPerConnect) / b.missed).toFixed(2) : undefined;
+  let md = `\n#### Reconnect storm: ${n.toLocaleString('en-US')} clients back within ${minDelayMs / 1000}–${maxDelayMs / 1000} s, own ticket each, \`Last-Event-ID\`\n\n`;
+  md += '| phase | connected | failed (of which ticket) | last ready after, ms | ticket round trip mean, ms | server CPU µs / connect | server CPU % of a core | caught up / expected |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+  for (const p of phases) md += `| ${p.phase} | ${p.connected} | ${p.failed} (${p.ticketFailed}) | ${p.lastReadyMs} | ${p.ticketMsMean} | ${p.serverCpuUsPerConnect} | ${p.serverCpuPct} | ${p.expected ? `${p.caughtUp} / ${p.expected}` : '–'} |\n`;
+  if (catchUpUs !== undefined) md += `\nCatch-up: ${catchUpUs} µs of server CPU per missed event per client (the difference of the two phases over ${b.missed} events${catchUpUs < 0 ? '; negative: the phases differ by less than this machine\'s noise, rerun with more --storm-missed or on a quiet machine' : ''}). Connect: ${a.serverCpuUsPerConnect} µs per stream (target ≤ 200).\n`;
+  if (phases.some((p) => p.firstErr)) md += `\nFirst errors: ${phases.filter((p) => p.firstErr).map((p) => `${p.phase}: ${p.firstErr}`).join('; ')}\n`;
+  return { n, missed, minDelayMs, maxDelayMs, phases, catchUpUs, md };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections per task (issue 27): one task process holding N idle streams or /live sockets
+
+interface CapacityRow {
+  target: string;
+  connections: number;
+  connected: number;
+  failed: number;
+  firstErr?: string;
+  loadgens: number;
+  baseMB: number;
+  heldMB: number;
+  kbPerConnection: number;
+  /** Server CPU while holding them idle (heartbeats only), % of one core. */
+  idleCpuPct: number;
+  /** The same, per connection per heartbeat interval... as µs per connection per second. */
+  idleCpuUsPerConnSec: number;
+  broadcastCpuPct?: number;
+  delivered?: number;
+  expected?: number;
+  p99?: number | null;
+  loadgenCpuPctMax: number;
+}
+
+/**
+ * `--capacity`: for each `sse:N` / `live:N` in --capacity-n, a fresh `ours` (MAX_CONNECTIONS raised to
+ * N), N streams (tickets issued as in the fan-out cases) opened by ceil(N / --per-loadgen) load
+ * generator processes, each from its own loopback source addresses (127.0.0.2…, ~28k ephemeral ports
+ * each), so one port range does not cap the count. Held idle with heartbeats on (HEARTBEAT_MS as the
+ * service defaults) for --capacity-hold-s: memory per connection and the heartbeats' CPU; then a
+ * 1 msg/s broadcast for --capacity-broadcast-s: CPU, delivery and p99.
+ */
+async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): Promise<{ rows: CapacityRow[]; md: string }> {
+  const specs = args['capacity-n']!.split(',').map((s) => {
+    const [kind, num] = s.trim().split(':');
+    const n = Number(num);
+    if ((kind !== 'sse' && kind !== 'live') || !(n > 0)) fail(`--capacity-n: "${s}" is not sse:N or live:N`);
+    return { kind, n };
+  });
+  const perLg = Number(args['per-loadgen']);
+  const holdMs = Number(args['capacity-hold-s']) * 1000;
+  const broadcastS = Number(args['capacity-broadcast-s']);
+  const rows: CapacityRow[] = [];
+  for (const { kind, n } of specs) {
+    const name = `${kind === 'live' ? 'ours-ws' : 'ours'}+MAX_CONNECTIONS=${n + 1000}`;
+    const server = new Ours(bundlePath, name);
+    const ctx: RunCtx = { id: ++runCounter, redisUrl, redis };
+    const k = Math.max(1, Math.ceil(n / perLg));
+    const lgs = Array.from({ length: k }, () => new LoadGen());
+    const row: CapacityRow = { target: `${kind === 'live' ? '/live' : 'SSE'} ${n.toLocaleString('en-US')}`, connections: n, connected: 0, failed: 0, loadgens: k, baseMB: 0, heldMB: 0, kbPerConnection: 0, idleCpuPct: 0, idleCpuUsPerConnSec: 0, loadgenCpuPctMax: 0 };
+    try {
+      await server.start(ctx);
+      await sleep(1000);
+      const base = memKB(server);
+      const { paths } = await server.paths(n);
+      const port = server.portNo;
+      const results = await Promise.all(
+        lgs.map((lg, i) => {
+          const slice = paths.slice(Math.floor((i * n) / k), Math.floor(((i + 1) * n) / k));
+          // Two source addresses per load generator: 127.0.0.(2+2i) and (3+2i).
+          const localAddresses = [`127.0.0.${2 + 2 * i}`, `127.0.0.${3 + 2 * i}`];
+          return lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths: slice, concurrency: 200, needReady: true, proto: server.proto, timeoutMs: 60_000, localAddresses }, 'connected', 600_000);
+        }),
+      );
+      row.connected = results.reduce((a, r) => a + r.ok, 0);
+      row.failed = results.reduce((a, r) => a + r.failed, 0);
+      row.firstErr = results.find((r) => r.firstErr)?.firstErr;
+      await sleep(3000);
+      const held = memKB(server);
+      row.baseMB = +(base / 1024).toFixed(1);
+      row.heldMB = +(held / 1024).toFixed(1);
+      row.kbPerConnection = row.connected ? +((held - base) / row.connected).toFixed(2) : 0;
+      const lgTicks = () => lgs.map((lg) => procCpuTicks(lg.pid));
+      // Idle with heartbeats: the server's CPU over the hold.
+      let c0 = cpuTicks(server);
+      let l0 = lgTicks();
+      let t0 = hrMs();
+      await sleep(holdMs);
+      let us = ((cpuTicks(server) - c0) * 1e6) / CLK_TCK;
+      let ms = hrMs() - t0;
+      row.idleCpuPct = +((us / 1000 / ms) * 100).toFixed(1);
+      row.idleCpuUsPerConnSec = row.connected ? +(us / (ms / 1000) / row.connected).toFixed(3) : 0;
+      const lgPct = (before: number[], wall: number) => Math.max(...lgTicks().map((t, i) => (((t - before[i]) * 1000) / CLK_TCK / wall) * 100));
+      row.loadgenCpuPctMax = Math.round(lgPct(l0, ms));
+      // Then 1 msg/s to all of them.
+      if (broadcastS > 0) {
+        const armed = await Promise.all(lgs.map((lg) => lg.ask({ cmd: 'arm', messages: broadcastS }, 'armed')));
+        row.expected = armed.reduce((a, r) => a + r.open, 0) * broadcastS;
+        c0 = cpuTicks(server);
+        l0 = lgTicks();
+        t0 = hrMs();
+        for (let i = 0; i < broadcastS; i++) {
+          const wait = t0 + i * 1000 - hrMs();
+          if (wait > 0) await sleep(wait);
+          await server.publish(i);
+        }
+        await sleep(2000);
+        us = ((cpuTicks(server) - c0) * 1e6) / CLK_TCK;
+        ms = hrMs() - t0;
+        row.broadcastCpuPct = +((us / 1000 / ms) * 100).toFixed(1);
+        row.loadgenCpuPctMax = Math.max(row.loadgenCpuPctMax, Math.round(lgPct(l0, ms)));
+        const reps = await Promise.all(lgs.map((lg) => lg.ask({ cmd: 'report' }, 'report')));
+        row.delivered = reps.reduce((a, r) => a + r.received, 0);
+        // The worst load generator's p99 (each keeps its own histogram).
+        row.p99 = Math.max(...reps.map((r) => r.p99 ?? 0));
+      }
+    } catch (err) {
+      row.firstErr = err instanceof Error ? err.message : String(err);
+    } finally {
+      await Promise.all(lgs.map((lg) => lg.stop()));
+      await server.stop();
+    }
+    rows.push(row);
+    console.log(`capacity: ${JSON.stringify(row)}`);
+  }
+  let md = `\n#### Connections per task: one \`ours\` process, heartbeats on (service default), idle ${holdMs / 1000} s then 1 msg/s for ${broadcastS} s\n\n`;
+  md += '| held | connected (failed) | load generators | memory before → held, MB | KB / connection | idle CPU, % of a core | idle CPU µs / connection / s | 1 msg/s CPU, % of a core | delivered / expected | p99 ms (worst load generator) | load generator CPU max, % |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+  for (const r of rows) {
+    md += `| ${r.target} | ${r.connected} (${r.failed}) | ${r.loadgens} | ${r.baseMB} → ${r.heldMB} | ${r.kbPerConnection} | ${r.idleCpuPct} | ${r.idleCpuUsPerConnSec} | ${r.broadcastCpuPct ?? '–'} | ${r.delivered ?? '–'} / ${r.expected ?? '–'} | ${r.p99 ?? '–'} | ${r.loadgenCpuPctMax}${r.loadgenCpuPctMax >= LOADGEN_SATURATED_PCT ? ' (bottleneck)' : ''} |\n`;
+  }
+  const errs = rows.filter((r) => r.firstErr);
+  if (errs.length) md += `\nFirst errors: ${errs.map((r) => `${r.target}: ${r.firstErr}`).join('; ')}\n`;
+  return { rows, md };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Our bundle, machine facts
 
 async function ourBundle(): Promise<{ path: string; source: string; serviceCommit?: string }> {
@@ -928,7 +1193,7 @@ async function ourBundle(): Promise<{ path: string; source: string; serviceCommi
  * revision has it) extracted with `git archive` into a temporary directory beside the output, with
  * this checkout's node_modules, and bundled like `--service head`.
  */
-async function revisionBundle(rev: string): Promise<{ path: string; source: string; serviceCommit: string }> {
+async function revisionBundle(rev: string): Promise<{ path: string; driver: string; source: string; serviceCommit: string }> {
   const commit = sh(`git -C '${ROOT}' rev-parse --verify --quiet '${rev}^{commit}'`);
   if (!/^[0-9a-f]{40}$/.test(commit)) fail(`ours@${rev}: not a commit of this repository`);
   const short = commit.slice(0, 7);
@@ -941,8 +1206,14 @@ async function revisionBundle(rev: string): Promise<{ path: string; source: stri
   if (!existsSync(join(src, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
   const out = join(outDir, `ours-${short}.js`);
   await build({ bundle: true, platform: 'node', target: 'node22', format: 'cjs', minify: false, sourcemap: false, logLevel: 'warning', entryPoints: [join(src, 'service/main.ts')], outfile: out });
+  // The bench's publisher and ticket issuer from the same revision: key names and scripts change between revisions,
+  // so a revision's server must be fed by that revision's publish() and issueTicket().
+  const driverEntry = join(src, 'bench-driver.ts');
+  writeFileSync(driverEntry, "export { publish } from './core/events';\nexport { issueTicket } from './core/tickets';\nexport { coreConfigFromEnv } from './core/config';\n");
+  const driver = join(outDir, `ours-${short}-driver.js`);
+  await build({ bundle: true, platform: 'node', target: 'node22', format: 'cjs', minify: false, sourcemap: false, logLevel: 'warning', entryPoints: [driverEntry], outfile: driver });
   const serviceCommit = sh(`git -C '${ROOT}' log -1 --format=%h ${commit} -- service`);
-  return { path: out, source: `service/ at ${serviceCommit} (${rev} = ${short}, git archive), bundled by the bench`, serviceCommit };
+  return { path: out, driver, source: `service/ at ${serviceCommit} (${rev} = ${short}, git archive; publish and tickets from the same revision), bundled by the bench`, serviceCommit };
 }
 
 function sh(cmd: string): string {
@@ -1053,7 +1324,59 @@ function summaryTable(results: RunResult[]): string {
   row(`${big}: deliveries/s`, `${(CASES[big].n * (CASES[big].rate ?? 0)).toLocaleString('en-US')} offered`, (s) => med(s, big, (r) => r.deliveriesPerSec), fmtInt);
   if (caseNames.includes('idle')) row('idle: KB / connection', '≤ 8', (s) => med(s, 'idle', (r) => r.memPerConnKB), fmt1, (v) => v <= TARGETS.idleKB);
   if (caseNames.includes('burst')) row('burst 200 → 1k: p99 ms', '', (s) => med(s, 'burst', (r) => r.p99), fmt1);
+  row(`${big}: load generator CPU, % of one core`, `< ${LOADGEN_SATURATED_PCT}`, (s) => med(s, big, (r) => r.loadgenCpuPct), fmtInt, (v) => v < LOADGEN_SATURATED_PCT);
   rows.push(`| auth per connection | | ${cols.map((s) => (kindOf(s) === 'ours' || kindOf(s) === 'ours-ws' ? 'ticket, redeemed' : 'none (skipped)')).join(' | ')} |`);
+  return rows.join('\n');
+}
+
+/**
+ * --curve: one row per server (write-window setting), one column per loaded case, each cell the median
+ * CPU per delivery, p50 and p99: where each setting sits on the CPU–latency curve at each load.
+ */
+function curveTable(results: RunResult[]): string {
+  const loaded = caseNames.filter((c) => !CASES[c].idle && !CASES[c].burst);
+  const med = (s: ServerName, c: string, get: (r: RunResult) => number | undefined | null) =>
+    median(results.filter((r) => r.server === s && r.case === c && !r.error).map((r) => get(r) ?? undefined) as number[]);
+  const rows = [`| setting | ${loaded.map((c) => CASE_TITLES[c].replace(/ for 10 s$/, '')).join(' | ')} |`, `| --- | ${loaded.map(() => '---:').join(' | ')} |`];
+  for (const s of servers) {
+    const cells = loaded.map((c) => {
+      const cpu = med(s, c, (r) => r.serverCpuUsPerDelivery);
+      if (cpu === undefined) return '–';
+      const lg = results.some((r) => r.server === s && r.case === c && (r.loadgenCpuPct ?? 0) >= LOADGEN_SATURATED_PCT);
+      return `${fmt2(cpu)} / ${fmt1(med(s, c, (r) => r.p50) ?? NaN)} / ${fmt1(med(s, c, (r) => r.p99) ?? NaN)}${lg ? ' (load generator bound)' : ''}`;
+    });
+    rows.push(`| ${s} | ${cells.join(' | ')} |`);
+  }
+  return rows.join('\n');
+}
+
+/** Issue 27's targets, as ratios to the floor probe in the same run (hold on any machine). */
+const PROBE_TARGETS = { p99: 1.25, cpuUs: 0.65 };
+
+/**
+ * Each loaded case, each server: its median p99 and CPU per delivery over the probe's, and whether the
+ * load generator was the bottleneck in any of the runs compared (then the ratio says little).
+ */
+function probeRatioTable(results: RunResult[]): string {
+  const cols = servers.filter((s) => s !== 'probe');
+  const med = (s: ServerName, c: string, get: (r: RunResult) => number | undefined | null) =>
+    median(results.filter((r) => r.server === s && r.case === c && !r.error).map((r) => get(r) ?? undefined) as number[]);
+  const rows = [`| case | ratio | target | ${cols.join(' | ')} |`, `| --- | --- | ---: | ${cols.map(() => '---:').join(' | ')} |`];
+  for (const c of caseNames.filter((x) => !CASES[x].idle)) {
+    const lgBound = (s: ServerName) => results.some((r) => r.case === c && (r.server === s || r.server === 'probe') && (r.loadgenCpuPct ?? 0) >= LOADGEN_SATURATED_PCT);
+    const ratio = (label: string, target: number, get: (r: RunResult) => number | undefined | null) => {
+      const base = med('probe', c, get);
+      const cells = cols.map((s) => {
+        const v = med(s, c, get);
+        if (v === undefined || !base) return '–';
+        const x = v / base;
+        return `${x.toFixed(2)}×${x <= target ? ' ✅' : ' ❌'}${lgBound(s) ? ' (load generator bound)' : ''}`;
+      });
+      rows.push(`| ${c} | ${label} | ≤ ${target}× | ${cells.join(' | ')} |`);
+    };
+    ratio('p99 / probe p99', PROBE_TARGETS.p99, (r) => r.p99);
+    ratio('CPU per delivery / probe', PROBE_TARGETS.cpuUs, (r) => r.serverCpuUsPerDelivery);
+  }
   return rows.join('\n');
 }
 
@@ -1080,7 +1403,7 @@ async function main(): Promise<void> {
   }
   const isOurs = (s: ServerName) => kindOf(s) === 'ours' || kindOf(s) === 'ours-ws';
   const bundle = servers.some((s) => isOurs(s) && !revOf(s)) ? await ourBundle() : undefined;
-  const revBundles = new Map<string, { path: string; source: string; serviceCommit: string }>();
+  const revBundles = new Map<string, { path: string; driver: string; source: string; serviceCommit: string }>();
   for (const s of servers) {
     const rev = revOf(s);
     if (rev && !revBundles.has(rev)) revBundles.set(rev, await revisionBundle(rev));
@@ -1101,9 +1424,10 @@ async function main(): Promise<void> {
     switch (kindOf(s)) {
       case 'ours':
       case 'ours-ws':
-        return new Ours(ourPath(s), s);
+        return new Ours(ourPath(s), s, revOf(s) ? revBundles.get(revOf(s)!)!.driver : undefined);
       case 'ref':
-        return new Ref();
+      case 'probe':
+        return new Ref(kindOf(s) as 'ref' | 'probe');
       case 'ws-ref':
         return new WsRef();
       case 'socketio':
@@ -1114,6 +1438,26 @@ async function main(): Promise<void> {
   };
 
   try {
+    if (args.capacity) {
+      const out = await runCapacity(bundle!.path, redisServer.url, redis);
+      const md = `Command: \`${command}\`  \nMachine: ${facts.nproc} × ${facts.cpu}, ${facts.memGB} GiB, Node ${facts.node}, ports ${facts.portRange}. Ours: ${bundle!.source}.\n${out.md}`;
+      writeFileSync(join(outDir, 'capacity.json'), JSON.stringify({ facts, command, bundle, rows: out.rows }, null, 2));
+      writeFileSync(join(outDir, 'capacity.md'), md);
+      console.log(md);
+      return;
+    }
+    if (args.storm) {
+      const cpuProfDir = args['cpu-prof'] ? join(outDir, 'cpuprofile') : undefined;
+      const out = await runStorm(bundle!.path, redisServer.url, redis, cpuProfDir);
+      let md = `Command: \`${command}\`  \nMachine: ${facts.nproc} × ${facts.cpu}, Node ${facts.node}. Ours: ${bundle!.source}.\n${out.md}`;
+      if (cpuProfDir && existsSync(cpuProfDir)) {
+        for (const f of readdirSync(cpuProfDir).filter((x) => x.endsWith('.cpuprofile'))) md += `\nProfile ${f} (the whole process: start, first connect, both storms):\n\n${profileMarkdown(join(cpuProfDir, f), 25)}\n`;
+      }
+      writeFileSync(join(outDir, 'storm.json'), JSON.stringify({ facts, command, bundle, ...out, md: undefined }, null, 2));
+      writeFileSync(join(outDir, 'storm.md'), md);
+      console.log(md);
+      return;
+    }
     if (soak) {
       const out = [];
       for (const s of servers) out.push(await runSoak(make(s), redisServer.url, redis));
@@ -1150,6 +1494,8 @@ async function main(): Promise<void> {
     for (const [rev, b] of revBundles) md += `ours@${rev}: ${b.source}.\n`;
     for (const cn of caseNames) md += `\n${caseTable(cn, results)}\n`;
     md += `\nSummary (medians; targets from issue 5):\n\n${summaryTable(results)}\n`;
+    if (args.curve) md += `\nCPU–latency curve (medians; each cell: server CPU µs per delivery / p50 ms / p99 ms):\n\n${curveTable(results)}\n`;
+    if (servers.includes('probe')) md += `\nRatios to the probe (medians of each server ÷ medians of \`probe\` in the same run; targets from issue 27):\n\n${probeRatioTable(results)}\n`;
     for (const r of results) if (r.heapSummary) md += `\nHeap, ${r.server} run ${r.run}:\n\n${r.heapSummary}\n`;
     if (cpuProfDir && existsSync(cpuProfDir)) {
       for (const f of readdirSync(cpuProfDir).filter((x) => x.endsWith('.cpuprofile'))) {

@@ -113,13 +113,19 @@ export interface SseServiceProps extends SseLoadBalancerProps {
    */
   readonly heartbeatMs?: number;
   /**
-   * Latency budget of the adaptive write window in milliseconds (`MAX_WRITE_DELAY_MS`, 0 to 1000): with spare time a
+   * Longest wait of the adaptive write window in milliseconds (`MAX_WRITE_DELAY_MS`, 0 to 1000): with spare time a
    * task writes each event at once; once flushing every stream takes long enough that events queue, it lets a stream's
-   * next events gather into one write for at most this long. Higher spends less CPU per delivery under load, lower keeps
-   * latency down; 0 writes every event at once (docs/BENCHMARKS.md has the curve).
+   * next events gather into one write for what `latencyBudgetMs` leaves, at most this long. 0 writes every event at once.
    * @default 100
    */
   readonly maxWriteDelayMs?: number;
+  /**
+   * Queueing delay each event is kept under by the adaptive write window, in milliseconds (`LATENCY_BUDGET_MS`, 1 to
+   * 5000): the task measures what a window costs besides its wait (event-loop lag, the flush) and waits only what is
+   * left. Higher spends less CPU per delivery under load, lower keeps latency down (docs/BENCHMARKS.md has the curve).
+   * @default 100
+   */
+  readonly latencyBudgetMs?: number;
   /**
    * A fixed write window in milliseconds (`WRITE_DELAY_MS`, 0 to 1000), the manual override of the adaptive one: every
    * window waits this long, at any load. 0 leaves the window adaptive.
@@ -184,6 +190,7 @@ export class SseService extends SseLoadBalancerBase {
     const heartbeatMs = props.heartbeatMs ?? d.heartbeatMs;
     const pollTimeoutMs = props.pollTimeoutMs ?? d.pollTimeoutMs;
     const maxWriteDelayMs = props.maxWriteDelayMs ?? d.maxWriteDelayMs;
+    const latencyBudgetMs = props.latencyBudgetMs ?? d.latencyBudgetMs;
     const writeDelayMs = props.writeDelayMs ?? d.writeDelayMs;
     const nofile = props.nofileLimit ?? d.nofileLimit;
     const minTasks = props.minTasks ?? d.minTasks;
@@ -198,6 +205,7 @@ export class SseService extends SseLoadBalancerBase {
     checkSetting(this, 'heartbeatMs', heartbeatMs, SERVICE_SETTINGS.heartbeatMs, ' ms');
     checkSetting(this, 'pollTimeoutMs', pollTimeoutMs, SERVICE_SETTINGS.pollTimeoutMs, ' ms');
     checkSetting(this, 'maxWriteDelayMs', maxWriteDelayMs, SERVICE_SETTINGS.maxWriteDelayMs, ' ms');
+    checkSetting(this, 'latencyBudgetMs', latencyBudgetMs, SERVICE_SETTINGS.latencyBudgetMs, ' ms');
     checkSetting(this, 'writeDelayMs', writeDelayMs, SERVICE_SETTINGS.writeDelayMs, ' ms');
     checkRange(this, 'nofileLimit', nofile, 65536, 1_048_576);
     checkRange(this, 'minTasks', minTasks, 1, 1000);
@@ -284,6 +292,7 @@ export class SseService extends SseLoadBalancerBase {
         [SERVICE_ENV.heartbeatMs]: String(heartbeatMs),
         [SERVICE_ENV.pollTimeoutMs]: String(pollTimeoutMs),
         [SERVICE_ENV.maxWriteDelayMs]: String(maxWriteDelayMs),
+        [SERVICE_ENV.latencyBudgetMs]: String(latencyBudgetMs),
         [SERVICE_ENV.writeDelayMs]: String(writeDelayMs),
         // Drain when the task metadata says STOPPED (polled every STOP_POLL_MS, a local endpoint) or the target is
         // draining in its target group (DescribeTargetHealth every TARGET_HEALTH_POLL_MS: the fleet at maxTasks within

@@ -94,6 +94,7 @@ const SseSection = z.strictObject({
   heartbeatMs: int().optional(),
   pollTimeoutMs: int().optional(),
   maxWriteDelayMs: int().optional(),
+  latencyBudgetMs: int().optional(),
   writeDelayMs: int().optional(),
   idleTimeoutSeconds: int().optional(),
   deregistrationDelaySeconds: int().optional(),

@@ -43,13 +43,18 @@ export interface ServiceConfig {
    */
   readonly writeDelayMs: number;
   /**
-   * Latency budget of the adaptive write window in milliseconds (service/flush-window.ts): with spare
-   * time the service writes at the end of the current event-loop turn; once a flush of all streams
-   * takes `d` ms and events queue behind it, the next window waits min(d, this) after its first event,
-   * so each stream writes what arrived meanwhile at once. 0 turns adaptation off (always the end of
-   * the turn). Ignored when WRITE_DELAY_MS > 0.
+   * Longest wait of the adaptive write window in milliseconds (service/flush-window.ts): with spare
+   * time the service writes at the end of the current event-loop turn; under load a window waits
+   * what LATENCY_BUDGET_MS leaves, at most this. 0 turns adaptation off (always the end of the turn).
+   * Ignored when WRITE_DELAY_MS > 0.
    */
   readonly maxWriteDelayMs: number;
+  /**
+   * Queueing delay in milliseconds the adaptive write window keeps each event under, from its own
+   * measurement (first event of a window to the end of its flush: the wait, the event loop's lag and
+   * the flush).
+   */
+  readonly latencyBudgetMs: number;
   /** Bytes a stream may have waiting for a slow reader before it is closed. */
   readonly maxQueuedBytes: number;
   /** Open streams plus waiting long polls per task; beyond it new ones are turned away. */

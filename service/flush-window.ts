@@ -30,11 +30,17 @@ export interface FlushWindowOptions {
    */
   readonly writeDelayMs?: number;
   /**
-   * Latency budget of the adaptive window in milliseconds (MAX_WRITE_DELAY_MS): no transport waits
-   * longer than this from its first mark to the start of its flush. 0 turns adaptation off (every
-   * window flushes at the end of the turn). Defaults to 0.
+   * Longest wait of an adaptive window in milliseconds (MAX_WRITE_DELAY_MS), from its first mark to
+   * the start of its flush. 0 turns adaptation off (every window flushes at the end of the turn).
+   * Defaults to 0.
    */
   readonly maxWriteDelayMs?: number;
+  /**
+   * Queueing delay the adaptive window keeps each event under, in milliseconds (LATENCY_BUDGET_MS,
+   * stage `sse.latencyBudgetMs`): from the first mark of a window to the end of its flush, the wait
+   * plus what the window measured the rest to cost. Defaults to 100.
+   */
+  readonly latencyBudgetMs?: number;
   /** A monotonic clock in milliseconds. Defaults to performance.now. */
   readonly now?: () => number;
   /** Defaults to Node's setImmediate and setTimeout. */
@@ -45,16 +51,21 @@ export interface FlushWindowOptions {
  * Collects the transports with bytes to write and flushes them together: one socket write per
  * transport per window, however many events arrived in it.
  *
- * Adaptive (the default, WRITE_DELAY_MS=0 and MAX_WRITE_DELAY_MS > 0): each flush of all dirty
- * transports is timed (`d` ms, the last one). A window opens at its first mark and flushes
+ * Adaptive (the default, WRITE_DELAY_MS=0 and MAX_WRITE_DELAY_MS > 0), with a latency budget `B`
+ * (LATENCY_BUDGET_MS). The window measures the queueing delay of each of its windows itself: from its
+ * first mark (the oldest event waiting) to the end of its flush (the last transport written), which
+ * is the wait it chose plus an overhead `o` it does not choose: the event loop's lag before the flush
+ * ran and the flush's own duration. It keeps an estimate of that overhead that rises at once and
+ * falls by a quarter of the gap per window (a p99 budget, not a mean one). A window opens at its first
+ * mark and flushes
  * - at the end of the current turn when the loop has spare time: the last flush was short
- *   (`d` < {@link ADAPTIVE_MIN_FLUSH_MS}), or the loop went at least `d` ms after it without
- *   anything to write (the first mark came `d` ms or more after the last flush ended);
- * - otherwise `min(d, MAX_WRITE_DELAY_MS)` ms after the first mark: events that arrive meanwhile join
- *   their transport's queue, and each transport writes them in one chunk.
- * So a transport waits at most MAX_WRITE_DELAY_MS from its first mark to the start of its flush
- * (plus whatever else holds the event loop), and under saturation the loop spends about as long
- * waiting as flushing: the longer a flush of everything takes, the more events each write carries.
+ *   (< {@link ADAPTIVE_MIN_FLUSH_MS}), or the loop went at least that flush's duration after it
+ *   without anything to write; or when the estimated overhead leaves less than 1 ms of the budget;
+ * - otherwise `min(B - o, MAX_WRITE_DELAY_MS)` ms after the first mark: events that arrive meanwhile
+ *   join their transport's queue, and each transport writes them in one chunk.
+ * So a window batches as much as the budget allows once the overhead is paid, and no more: the
+ * longer the flush of everything takes, the less the window waits, rather than more (the rule
+ * before issue 27 waited as long as the last flush took, and its events' delay was twice that).
  * Nothing here is allocated per event or per transport: a mark is a push onto a reused array.
  */
 export class FlushWindow {
@@ -64,18 +75,27 @@ export class FlushWindow {
   private scheduled = false;
   private readonly writeDelayMs: number;
   private readonly maxWriteDelayMs: number;
+  private readonly latencyBudgetMs: number;
   private readonly now: () => number;
   private readonly scheduler: FlushScheduler;
   /** How long the last flush of all dirty transports took, in ms. */
   lastFlushMs = 0;
   /** When the last flush ended (clock ms); -Infinity before the first. */
   private lastFlushEnd = Number.NEGATIVE_INFINITY;
+  /** When the window now open had its first mark, and the wait it chose. */
+  private openedAt = 0;
+  private openWait = 0;
+  /** The estimated overhead of a window (loop lag + flush), in ms: what the budget pays before any wait. */
+  overheadMs = 0;
+  /** The last window's queueing delay, first mark to the end of its flush, in ms. */
+  lastQueueDelayMs = 0;
   /** Windows that waited (adaptive) since the counter was last reset. */
   waits = 0;
 
   constructor(options: FlushWindowOptions = {}) {
     this.writeDelayMs = options.writeDelayMs ?? 0;
     this.maxWriteDelayMs = options.maxWriteDelayMs ?? 0;
+    this.latencyBudgetMs = options.latencyBudgetMs ?? 100;
     this.now = options.now ?? performance.now.bind(performance);
     this.scheduler = options.scheduler ?? NODE_SCHEDULER;
   }
@@ -85,8 +105,12 @@ export class FlushWindow {
     this.dirty.push(t);
     if (this.scheduled) return;
     this.scheduled = true;
-    if (this.writeDelayMs > 0) return this.scheduler.timeout(this.flushAll, this.writeDelayMs);
-    const wait = this.adaptiveWait();
+    this.openedAt = this.now();
+    if (this.writeDelayMs > 0) {
+      this.openWait = this.writeDelayMs;
+      return this.scheduler.timeout(this.flushAll, this.writeDelayMs);
+    }
+    const wait = (this.openWait = this.adaptiveWait());
     if (wait > 0) {
       this.waits++;
       this.scheduler.timeout(this.flushAll, wait);
@@ -97,9 +121,10 @@ export class FlushWindow {
   private adaptiveWait(): number {
     const d = this.lastFlushMs;
     if (this.maxWriteDelayMs === 0 || d < ADAPTIVE_MIN_FLUSH_MS) return 0;
-    if (this.now() - this.lastFlushEnd >= d) return 0;
+    if (this.openedAt - this.lastFlushEnd >= d) return 0;
     // Whole milliseconds, rounded down: never past the budget.
-    return Math.max(1, Math.floor(Math.min(d, this.maxWriteDelayMs)));
+    const wait = Math.floor(Math.min(this.latencyBudgetMs - this.overheadMs, this.maxWriteDelayMs));
+    return wait >= 1 ? wait : 0;
   }
 
   private readonly flushAll = (): void => {
@@ -115,6 +140,10 @@ export class FlushWindow {
       const end = this.now();
       this.lastFlushMs = end - start;
       this.lastFlushEnd = end;
+      // This window's queueing delay, and the part of it the wait did not choose.
+      this.lastQueueDelayMs = end - this.openedAt;
+      const o = Math.max(0, this.lastQueueDelayMs - this.openWait);
+      this.overheadMs = o >= this.overheadMs ? o : this.overheadMs + (o - this.overheadMs) / 4;
     }
   };
 }

@@ -56,7 +56,7 @@ export interface RealtimeServerDeps {
    * `credentials`, `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA`) when a namespace has hooks, else none.
    */
   readonly hooks?: HookInvoker;
-  /** Batches socket writes (SSE and `/live`). Defaults to one built from WRITE_DELAY_MS and MAX_WRITE_DELAY_MS. */
+  /** Batches socket writes (SSE and `/live`). Defaults to one built from WRITE_DELAY_MS, MAX_WRITE_DELAY_MS and LATENCY_BUDGET_MS. */
   readonly window?: FlushWindow;
   /** The backend events' bus. Defaults to EventBridge `PutEvents` on EVENT_BUS_NAME when set (signed with `credentials`), else none. */
   readonly eventBus?: EventBus;
@@ -154,7 +154,7 @@ export class RealtimeServer {
       polls: () => this.engine.polls.size,
       now,
     };
-    const window = deps.window ?? new FlushWindow({ writeDelayMs: config.writeDelayMs, maxWriteDelayMs: config.maxWriteDelayMs });
+    const window = deps.window ?? new FlushWindow({ writeDelayMs: config.writeDelayMs, maxWriteDelayMs: config.maxWriteDelayMs, latencyBudgetMs: config.latencyBudgetMs });
     const clientMetrics = new ClientMetricsEndpoint({ config, redis: this.redis, reports: this.metrics.clients, now });
     const edge = new HttpEdge({ config, admission, engine: this.engine, cors, window, health, log: this.log, redis: this.redis, clientMetrics });
     this.server = edge.server;

@@ -1,6 +1,6 @@
 import { Agent } from 'node:https';
 import { Agent as HttpAgent } from 'node:http';
-import { postText, signJsonPost, type CredentialProvider } from './signer';
+import { postText, signJsonPost, type CredentialProvider, serviceEndpoint } from './signer';
 import { EVENT_SOURCE, type BackendEvent, type EventBus, type PutOutcome } from '../backend-events';
 
 /**
@@ -64,9 +64,7 @@ export function entrySize(e: Pick<Entry, 'Source' | 'DetailType' | 'Detail'>): n
 
 /** The endpoint the SDK would call (`AWS_ENDPOINT_URL_EVENTBRIDGE`, `AWS_ENDPOINT_URL`, else the regional one). */
 export function eventBridgeEndpoint(region: string, env: NodeJS.ProcessEnv = process.env): URL {
-  const override = env.AWS_ENDPOINT_URL_EVENTBRIDGE || env.AWS_ENDPOINT_URL;
-  if (override) return new URL(override);
-  return new URL(`https://events.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}/`);
+  return serviceEndpoint('events', 'AWS_ENDPOINT_URL_EVENTBRIDGE', region, env);
 }
 
 export class EventBridgeBus implements EventBus {

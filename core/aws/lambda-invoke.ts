@@ -1,7 +1,7 @@
 import { Agent } from 'node:https';
 import { Agent as HttpAgent } from 'node:http';
 import type { HookInvoker } from '../hooks';
-import { postText, signRestJsonPost, type CredentialProvider } from './signer';
+import { postText, signRestJsonPost, type CredentialProvider, serviceEndpoint } from './signer';
 
 /**
  * The hooks' invoker on AWS: Lambda's `Invoke` (`POST /2015-03-31/functions/{FunctionName}/invocations`, the
@@ -21,9 +21,7 @@ export interface LambdaInvokerOptions {
 
 /** The endpoint the SDK would call for the region (`AWS_ENDPOINT_URL_LAMBDA`, `AWS_ENDPOINT_URL`, else the regional one). */
 export function lambdaEndpoint(region: string, env: NodeJS.ProcessEnv = process.env): URL {
-  const override = env.AWS_ENDPOINT_URL_LAMBDA || env.AWS_ENDPOINT_URL;
-  if (override) return new URL(override);
-  return new URL(`https://lambda.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}/`);
+  return serviceEndpoint('lambda', 'AWS_ENDPOINT_URL_LAMBDA', region, env);
 }
 
 export class LambdaInvoker implements HookInvoker {

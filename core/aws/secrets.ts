@@ -1,4 +1,4 @@
-import { environmentCredentials, postText, signJsonPost, type CredentialProvider } from './signer';
+import { environmentCredentials, postText, signJsonPost, type CredentialProvider, serviceEndpoint } from './signer';
 
 /**
  * Secrets Manager `GetSecretValue` as one signed request (AWS JSON 1.1, `X-Amz-Target: secretsmanager.GetSecretValue`),
@@ -34,9 +34,7 @@ const RETRYABLE_TYPES = new Set(['ThrottlingException', 'TooManyRequestsExceptio
 
 /** The endpoint the SDK would call for the region (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_ENDPOINT_URL`, else the regional one). */
 export function secretsManagerEndpoint(region: string, env: NodeJS.ProcessEnv = process.env): URL {
-  const override = env.AWS_ENDPOINT_URL_SECRETS_MANAGER || env.AWS_ENDPOINT_URL;
-  if (override) return new URL(override);
-  return new URL(`https://secretsmanager.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}/`);
+  return serviceEndpoint('secretsmanager', 'AWS_ENDPOINT_URL_SECRETS_MANAGER', region, env);
 }
 
 type Attempt = { readonly value: string } | { readonly error: SecretsManagerError; readonly retry: boolean };

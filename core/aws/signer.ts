@@ -227,3 +227,14 @@ export function postText(url: URL, headers: Record<string, string>, body: string
     req.end(body);
   });
 }
+
+/**
+ * The endpoint the AWS SDK would call for a service (`hostPrefix`: `events`, `lambda`, `secretsmanager`):
+ * `AWS_ENDPOINT_URL_<SERVICE_ID>` (e.g. `AWS_ENDPOINT_URL_EVENTBRIDGE`), else `AWS_ENDPOINT_URL`, else the regional one
+ * (`.amazonaws.com.cn` in the China regions).
+ */
+export function serviceEndpoint(hostPrefix: string, serviceIdVariable: string, region: string, env: NodeJS.ProcessEnv): URL {
+  const override = env[serviceIdVariable] || env.AWS_ENDPOINT_URL;
+  if (override) return new URL(override);
+  return new URL(`https://${hostPrefix}.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}/`);
+}

@@ -24,7 +24,7 @@ interface Packed {
 }
 
 /** Size budgets: tarball bytes (source maps included), and the shipped entry points min+gz. */
-const BUDGET = { clientTarball: 40 * 1024, serverTarball: 24 * 1024, clientGz: 6 * 1024, reactGz: 1024, serverGz: 4 * 1024 };
+const BUDGET = { clientTarball: 44 * 1024, serverTarball: 24 * 1024, clientGz: 6 * 1024, reactGz: 1024, serverGz: 4 * 1024 };
 const KEYS = { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLEAPP', AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', AWS_REGION: 'eu-west-1' };
 
 const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env) => {

@@ -209,6 +209,7 @@ describe('SseService validation', () => {
     ['heartbeat below 1 s', { heartbeatMs: 500 }, /heartbeatMs \(500\) must be an integer from 1000 to 300000 ms/],
     ['write budget above 1 s', { maxWriteDelayMs: 1500 }, /maxWriteDelayMs \(1500\) must be an integer from 0 to 1000 ms/],
     ['negative fixed write window', { writeDelayMs: -1 }, /writeDelayMs \(-1\) must be an integer from 0 to 1000 ms/],
+    ['zero latency budget', { latencyBudgetMs: 0 }, /latencyBudgetMs \(0\) must be an integer from 1 to 5000 ms/],
     ['wildcard origin', { allowedOrigins: ['*'] }, /^Fixture\/Sse: allowedOrigins entry "\*" is not an origin/],
   ])('%s: fails', (_name, props, message) => {
     expect(make(props)).toThrow(message);

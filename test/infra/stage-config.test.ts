@@ -350,6 +350,7 @@ describe('the constructs apply DEFAULTS (empty stage config, but webSocket.mode 
         Match.objectLike({
           Environment: Match.arrayWith([
             { Name: 'MAX_WRITE_DELAY_MS', Value: String(d.maxWriteDelayMs) },
+            { Name: 'LATENCY_BUDGET_MS', Value: String(d.latencyBudgetMs) },
             { Name: 'WRITE_DELAY_MS', Value: String(d.writeDelayMs) },
           ]),
         }),

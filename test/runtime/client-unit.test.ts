@@ -5,6 +5,7 @@
  */
 import { backoff, createClient, LATENCY_BUCKETS, RealtimeClientError, type Client, type ClientOptions, type Envelope, type TicketAnswer } from '../../client/src/index';
 import { FakeClock, FakeWebSocket, FakeWindow, settle } from '../support/client-fakes';
+import { prng } from '../support/prng';
 
 let clock: FakeClock;
 let win: FakeWindow;
@@ -121,6 +122,48 @@ describe('backoff', () => {
     ws.close();
     await settle();
     expect(sleep()).toEqual([500]);
+  });
+});
+
+describe('a reconnect storm, as the SDK spreads it (client/README.md "Reconnect")', () => {
+  it('first retries after drops of a stable connection are uniform over 1 s: no 100-ms slice gets more than 1.3x its share', async () => {
+    make({ random: prng(27) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    let ws = await openWs();
+    const delays: number[] = [];
+    for (let i = 0; i < 1000; i++) {
+      await clock.advance(6000); // stable: the backoff restarts
+      ws.close();
+      await settle();
+      const pending = clock.pendingDelays().filter((d) => d < 20000);
+      expect(pending).toHaveLength(1);
+      delays.push(pending[0]);
+      await clock.advance(pending[0]);
+      ws = await openWs();
+    }
+    expect(Math.min(...delays)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...delays)).toBeLessThan(1000);
+    const slices = Array(10).fill(0) as number[];
+    for (const d of delays) slices[Math.floor(d / 100)]++;
+    // 1,000 clients dropped together reconnect at about 100 per 100 ms, never in one spike (±3 standard deviations).
+    for (const n of slices) {
+      expect(n).toBeGreaterThanOrEqual(70);
+      expect(n).toBeLessThanOrEqual(130);
+    }
+  });
+
+  it('when the storm is refused (503), the retries of each attempt spread over [0.5 s, 0.5 s + 0.5 s·2^n]', () => {
+    const rnd = prng(7);
+    for (let n = 0; n < 6; n++) {
+      const hi = Math.min(20000, 500 * 2 ** n);
+      const xs = Array.from({ length: 2000 }, () => backoff(n, rnd));
+      expect(Math.min(...xs)).toBeGreaterThanOrEqual(500);
+      expect(Math.max(...xs)).toBeLessThanOrEqual(500 + hi);
+      // Full jitter: the mean sits in the middle of the range, not at an edge.
+      const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+      expect(mean).toBeGreaterThan(500 + hi * 0.45);
+      expect(mean).toBeLessThan(500 + hi * 0.55);
+    }
   });
 });
 

@@ -19,6 +19,7 @@ describe('runtime configuration from the environment', () => {
       streamFraming: 'close',
       writeDelayMs: 0,
       maxWriteDelayMs: 100,
+      latencyBudgetMs: 100,
       maxQueuedBytes: 1048576,
       maxConnections: 20000,
       drainTimeoutMs: 20000,

@@ -1,6 +1,7 @@
 import { ADAPTIVE_MIN_FLUSH_MS, FlushWindow, type Flushable, type FlushScheduler } from '../../service/flush-window';
 import { LiveEvent } from '../../service/hub';
 import { SseTransport, type Sink } from '../../service/sse-transport';
+import { prng } from '../support/prng';
 
 /**
  * The write window (service/flush-window.ts) on virtual time: an injected clock and scheduler, so
@@ -72,6 +73,8 @@ class Probe implements Flushable {
   markedAt?: number;
   /** First mark to the start of the flush that wrote it, per window. */
   readonly delays: number[] = [];
+  /** First mark to the end of its own write, per window: the queueing delay the latency budget bounds. */
+  readonly queued: number[] = [];
   flushes = 0;
   constructor(
     private readonly loop: VirtualLoop,
@@ -87,9 +90,10 @@ class Probe implements Flushable {
   flush(): void {
     if (this.markedAt === undefined) return;
     this.delays.push(this.loop.flushStart! - this.markedAt);
-    this.markedAt = undefined;
     this.flushes++;
     this.loop.t += this.costMs;
+    this.queued.push(this.loop.t - this.markedAt);
+    this.markedAt = undefined;
   }
 }
 
@@ -119,18 +123,7 @@ class CostSink implements Sink {
 
 const envelope = (seq: number, channel: string) => JSON.stringify({ channel, id: String(seq), type: 'score', data: { n: seq }, ts: 1 });
 
-/** A deterministic pseudo-random sequence (mulberry32), so a "random" load is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const adaptive = (loop: VirtualLoop, maxWriteDelayMs = 100) => new FlushWindow({ maxWriteDelayMs, now: loop.now, scheduler: loop });
+const adaptive = (loop: VirtualLoop, maxWriteDelayMs = 100, latencyBudgetMs = 100) => new FlushWindow({ maxWriteDelayMs, latencyBudgetMs, now: loop.now, scheduler: loop });
 
 describe('adaptive write window (virtual time)', () => {
   test('at zero load nothing waits: a mark flushes at the end of the current turn', () => {
@@ -158,30 +151,57 @@ describe('adaptive write window (virtual time)', () => {
     expect(probes[0].delays).toEqual([0, 0]);
   });
 
-  test('after a slow flush d, a window opened before the loop had d ms to spare waits min(d, MAX_WRITE_DELAY_MS)', () => {
+  test('each event waits at most latencyBudgetMs from its mark to the end of its write, the flush itself included', () => {
     const loop = new VirtualLoop();
-    const window = adaptive(loop, 100);
+    const window = adaptive(loop, 100, 60);
+    // A flush of all 160 takes 40 ms; events to all of them every 5 ms, faster than the loop flushes.
     const probes = Array.from({ length: 160 }, () => new Probe(loop, window, 0.25));
-    loop.at(0, () => probes.forEach((p) => p.dirty()));
-    // Arrives during the 40-ms flush: handled at its end, the window waits 40 ms.
-    loop.at(10, () => probes[0].dirty());
-    loop.runUntil(10);
-    expect(loop.t).toBe(40);
-    expect(loop.waits).toEqual([40]);
-    loop.runUntil(79);
-    expect(probes[0].delays).toEqual([0]);
-    loop.runUntil(81);
-    expect(probes[0].delays).toEqual([0, 40]);
+    for (let i = 0; i < 100; i++) loop.at(i * 5, () => probes.forEach((p) => p.dirty()));
+    loop.runUntil(2000);
+    // The first window measured 40 ms of flush: the next ones wait what is left of the 60, not 40.
+    expect(loop.waits[0]).toBe(20);
+    expect(window.overheadMs).toBe(40);
+    const queued = probes.flatMap((p) => p.queued);
+    expect(Math.max(...queued)).toBeLessThanOrEqual(60);
+    expect(probes.every((p) => p.markedAt === undefined)).toBe(true);
+  });
 
-    // A flush of 250 ms: the next window is capped at the budget.
-    const many = Array.from({ length: 500 }, () => new Probe(loop, window, 0.5));
-    loop.at(200, () => many.forEach((p) => p.dirty()));
-    loop.at(300, () => probes[1].dirty());
-    loop.runUntil(300);
+  test('a short flush under load lets the window batch what the budget leaves, not only as long as the flush took', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100, 100);
+    // A flush of all 20 takes 5 ms; events to all every 2 ms for 1 s.
+    const probes = Array.from({ length: 20 }, () => new Probe(loop, window, 0.25));
+    for (let i = 0; i < 500; i++) loop.at(i * 2, () => probes.forEach((p) => p.dirty()));
+    loop.runUntil(3000);
+    expect(loop.waits[0]).toBe(95);
+    // About one write per stream per 100 ms (the rule that followed the flush wrote every 10 ms).
+    for (const p of probes) expect(p.flushes).toBeLessThanOrEqual(12);
+    expect(Math.max(...probes.flatMap((p) => p.queued))).toBeLessThanOrEqual(100);
+  });
+
+  test('when the measured overhead alone fills the budget, no window waits', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100, 100);
+    // A flush of all 500 takes 250 ms, more than the whole budget: waiting would only add to it.
+    const probes = Array.from({ length: 500 }, () => new Probe(loop, window, 0.5));
+    for (let i = 0; i < 10; i++) loop.at(i * 10, () => probes.forEach((p) => p.dirty()));
+    loop.runUntil(10_000);
     expect(window.lastFlushMs).toBe(250);
-    expect(loop.waits).toEqual([40, 100]);
-    loop.runUntil(1000);
-    expect(probes[1].delays).toEqual([0, 100]);
+    expect(loop.waits).toEqual([]);
+    expect(window.waits).toBe(0);
+  });
+
+  test('the overhead estimate rises at once and falls by a quarter of the gap per window', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100, 100);
+    const many = Array.from({ length: 160 }, () => new Probe(loop, window, 0.25));
+    loop.at(0, () => many.forEach((p) => p.dirty()));
+    loop.runUntil(1);
+    expect(window.overheadMs).toBe(40);
+    // A lone event, long after: written at once, its window's overhead 0.25 ms.
+    loop.at(1000, () => many[0].dirty());
+    loop.runUntil(1001);
+    expect(window.overheadMs).toBeCloseTo(40 + (0.25 - 40) / 4, 9);
   });
 
   test('flushes shorter than the threshold never make a window wait', () => {

@@ -84,7 +84,7 @@ describe('limits', () => {
   });
 });
 
-describe('adaptive write window (the default: MAX_WRITE_DELAY_MS=100)', () => {
+describe('adaptive write window (the default: LATENCY_BUDGET_MS=100, MAX_WRITE_DELAY_MS=100)', () => {
   /**
    * Streams on two channels and sockets on `/live`, a publisher firing batches of events: each
    * connection gets every event of its channel once, in order.
@@ -126,16 +126,17 @@ describe('adaptive write window (the default: MAX_WRITE_DELAY_MS=100)', () => {
     await orderAndNoLoss(base);
   });
 
-  test('with every window made to wait (flushes that look slow): every event once, in order, per connection', async () => {
-    // A clock that a ballast transport moves 1 s ahead on each flush: every flush looks 1 s long, and
-    // the ballast marks itself again, so each window opens at once and waits MAX_WRITE_DELAY_MS (10 ms).
+  test('with every window made to wait (flushes that look 50 ms long): every event once, in order, per connection', async () => {
+    // A clock that a ballast transport moves 50 ms ahead on each flush: every flush looks 50 ms long
+    // (well inside the 100-ms latency budget), and the ballast marks itself again, so each window opens
+    // at once and waits what the budget leaves, capped at MAX_WRITE_DELAY_MS (10 ms).
     let skew = 0;
     let active = true;
-    const window = new FlushWindow({ maxWriteDelayMs: 10, now: () => performance.now() + skew });
+    const window = new FlushWindow({ maxWriteDelayMs: 10, latencyBudgetMs: 100, now: () => performance.now() + skew });
     const ballast: Flushable = {
       flush() {
         if (active) window.mark(ballast);
-        skew += 1000;
+        skew += 50;
       },
     };
     cleanup.push(() => {
