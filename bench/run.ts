@@ -49,7 +49,7 @@
 import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { cpus, release, tmpdir } from 'node:os';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
@@ -345,7 +345,9 @@ class Ours implements Server {
     this.ctx = ctx;
     this.port = await freePort();
     this.channel = `chat:bench-${ctx.id}`;
-    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gcArgv(), ...(args['node-arg'] ?? [])];
+    // --capacity reads the heap after full GCs too (gc-preload writes process.memoryUsage() to BENCH_MEM_FILE).
+    const gc = fullGc || args.capacity ? ['--expose-gc', '--require', join(__dirname, 'gc-preload.js')] : [];
+    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gc, ...(args['node-arg'] ?? [])];
     // With extra node flags (e.g. --trace-gc) keep the server's stdout, one file per run.
     const stdout = args['node-arg']?.length ? openSync(join(outDir, `ours-${ctx.id}.stdout.log`), 'w') : 'ignore';
     const env = {
@@ -358,6 +360,7 @@ class Ours implements Server {
       LOG_LEVEL: 'silent',
       TICKET_TTL_SECONDS: '300',
       ...(heapSnapshots && this.proto === 'sse' ? { BENCH_HEAP_DIR: heapDir(ctx.id) } : {}),
+      ...(args.capacity ? { BENCH_MEM_FILE: join(outDir, `mem-${ctx.id}.json`) } : {}),
       ...extraEnv,
       ...envOf(this.name),
     };
@@ -1044,6 +1047,18 @@ interface CapacityRow {
   baseMB: number;
   heldMB: number;
   kbPerConnection: number;
+  /** RSS growth per connection after full GCs (both readings after `gc()` twice). */
+  kbPerConnectionGc?: number;
+  /** V8 heap used, growth per connection, after full GCs. */
+  heapKbPerConnection?: number;
+  /** Off-heap (`external`, Buffers included), growth per connection, after full GCs. */
+  externalKbPerConnection?: number;
+  heapBaseMB?: number;
+  heapHeldMB?: number;
+  /** RSS at the end of the broadcast, MB. */
+  broadcastMB?: number;
+  /** 1-minute load average at the start of the row and at its end (the machine is shared). */
+  loadAvg?: [number, number];
   /** Server CPU while holding them idle (heartbeats only), % of one core. */
   idleCpuPct: number;
   /** The same, per connection per heartbeat interval... as µs per connection per second. */
@@ -1053,6 +1068,26 @@ interface CapacityRow {
   expected?: number;
   p99?: number | null;
   loadgenCpuPctMax: number;
+}
+
+/**
+ * Full GCs in `ours` (gc-preload, SIGUSR2) and its `process.memoryUsage()` afterwards: the `n`th
+ * reading, waited for; undefined when it does not come (a server without the preload).
+ */
+async function gcMemory(server: Server, ctx: RunCtx, n: number): Promise<NodeJS.MemoryUsage | undefined> {
+  const file = join(outDir, `mem-${ctx.id}.json`);
+  for (const pid of server.pids()) process.kill(pid, 'SIGUSR2');
+  const deadline = hrMs() + 30_000;
+  while (hrMs() < deadline) {
+    try {
+      const m = JSON.parse(readFileSync(file, 'utf8')) as NodeJS.MemoryUsage & { n: number };
+      if (m.n >= n) return m;
+    } catch {
+      /* not written yet */
+    }
+    await sleep(200);
+  }
+  return undefined;
 }
 
 /**
@@ -1082,8 +1117,10 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
     const lgs = Array.from({ length: k }, () => new LoadGen());
     const row: CapacityRow = { target: `${kind === 'live' ? '/live' : 'SSE'} ${n.toLocaleString('en-US')}`, connections: n, connected: 0, failed: 0, loadgens: k, baseMB: 0, heldMB: 0, kbPerConnection: 0, idleCpuPct: 0, idleCpuUsPerConnSec: 0, loadgenCpuPctMax: 0 };
     try {
+      row.loadAvg = [loadavg()[0], 0];
       await server.start(ctx);
       await sleep(1000);
+      const gc0 = await gcMemory(server, ctx, 1);
       const base = memKB(server);
       const { paths } = await server.paths(n);
       const port = server.portNo;
@@ -1103,6 +1140,14 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
       row.baseMB = +(base / 1024).toFixed(1);
       row.heldMB = +(held / 1024).toFixed(1);
       row.kbPerConnection = row.connected ? +((held - base) / row.connected).toFixed(2) : 0;
+      const gc1 = await gcMemory(server, ctx, 2);
+      if (gc0 && gc1 && row.connected) {
+        row.kbPerConnectionGc = +((memKB(server) - base) / row.connected).toFixed(2);
+        row.heapKbPerConnection = +((gc1.heapUsed - gc0.heapUsed) / 1024 / row.connected).toFixed(2);
+        row.externalKbPerConnection = +((gc1.external - gc0.external) / 1024 / row.connected).toFixed(2);
+        row.heapBaseMB = +(gc0.heapUsed / 1048576).toFixed(1);
+        row.heapHeldMB = +(gc1.heapUsed / 1048576).toFixed(1);
+      }
       const lgTicks = () => lgs.map((lg) => procCpuTicks(lg.pid));
       // Idle with heartbeats: the server's CPU over the hold.
       let c0 = cpuTicks(server);
@@ -1131,6 +1176,7 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
         us = ((cpuTicks(server) - c0) * 1e6) / CLK_TCK;
         ms = hrMs() - t0;
         row.broadcastCpuPct = +((us / 1000 / ms) * 100).toFixed(1);
+        row.broadcastMB = +(memKB(server) / 1024).toFixed(1);
         row.loadgenCpuPctMax = Math.max(row.loadgenCpuPctMax, Math.round(lgPct(l0, ms)));
         const reps = await Promise.all(lgs.map((lg) => lg.ask({ cmd: 'report' }, 'report')));
         row.delivered = reps.reduce((a, r) => a + r.received, 0);
@@ -1140,6 +1186,7 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
     } catch (err) {
       row.firstErr = err instanceof Error ? err.message : String(err);
     } finally {
+      if (row.loadAvg) row.loadAvg[1] = loadavg()[0];
       await Promise.all(lgs.map((lg) => lg.stop()));
       await server.stop();
     }
@@ -1147,9 +1194,9 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
     console.log(`capacity: ${JSON.stringify(row)}`);
   }
   let md = `\n#### Connections per task: one \`ours\` process, heartbeats on (service default), idle ${holdMs / 1000} s then 1 msg/s for ${broadcastS} s\n\n`;
-  md += '| held | connected (failed) | load generators | memory before → held, MB | KB / connection | idle CPU, % of a core | idle CPU µs / connection / s | 1 msg/s CPU, % of a core | delivered / expected | p99 ms (worst load generator) | load generator CPU max, % |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+  md += '| held | connected (failed) | load generators | RSS before → held → after broadcast, MB | RSS KB / connection (after full GC) | heap KB / connection (external) | idle CPU, % of a core | idle CPU µs / connection / s | 1 msg/s CPU, % of a core | delivered / expected | p99 ms (worst load generator) | load generator CPU max, % | load average start / end |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
   for (const r of rows) {
-    md += `| ${r.target} | ${r.connected} (${r.failed}) | ${r.loadgens} | ${r.baseMB} → ${r.heldMB} | ${r.kbPerConnection} | ${r.idleCpuPct} | ${r.idleCpuUsPerConnSec} | ${r.broadcastCpuPct ?? '–'} | ${r.delivered ?? '–'} / ${r.expected ?? '–'} | ${r.p99 ?? '–'} | ${r.loadgenCpuPctMax}${r.loadgenCpuPctMax >= LOADGEN_SATURATED_PCT ? ' (bottleneck)' : ''} |\n`;
+    md += `| ${r.target} | ${r.connected} (${r.failed}) | ${r.loadgens} | ${r.baseMB} → ${r.heldMB} → ${r.broadcastMB ?? '–'} | ${r.kbPerConnection} (${r.kbPerConnectionGc ?? '–'}) | ${r.heapKbPerConnection ?? '–'} (${r.externalKbPerConnection ?? '–'}) | ${r.idleCpuPct} | ${r.idleCpuUsPerConnSec} | ${r.broadcastCpuPct ?? '–'} | ${r.delivered ?? '–'} / ${r.expected ?? '–'} | ${r.p99 ?? '–'} | ${r.loadgenCpuPctMax}${r.loadgenCpuPctMax >= LOADGEN_SATURATED_PCT ? ' (bottleneck)' : ''} | ${r.loadAvg?.map((x) => x.toFixed(1)).join(' / ') ?? '–'} |\n`;
   }
   const errs = rows.filter((r) => r.firstErr);
   if (errs.length) md += `\nFirst errors: ${errs.map((r) => `${r.target}: ${r.firstErr}`).join('; ')}\n`;
