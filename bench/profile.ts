@@ -1,7 +1,7 @@
 /**
  * Summarises a V8 `.cpuprofile` (from `node --cpu-prof`): self time per function, top first.
  *
- *   npx tsx bench/profile.ts PROFILE.cpuprofile [--top 25]
+ *   npx tsx bench/profile.ts PROFILE.cpuprofile [--top 25] [--inclusive [SUBSTRING]]
  */
 import { readFileSync } from 'node:fs';
 
@@ -60,6 +60,44 @@ export function summariseProfile(file: string, top = 25): { totalMs: number; bus
   return { totalMs: +(total / 1000).toFixed(1), busyMs: +busyMs.toFixed(1), rows };
 }
 
+/**
+ * Total time per function, its callees included (each function counted once per sample however often it
+ * recurs on the stack): what a cut of that function and everything under it could save.
+ */
+export function inclusiveProfile(file: string, top = 25, match = ''): { totalMs: number; rows: { fn: string; where: string; totalMs: number; busyPct: number }[] } {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const keyOf = (n: ProfileNode) => `${n.callFrame.functionName || '(anonymous)'}@${n.callFrame.url.replace(/^file:\/\//, '').split('/').slice(-2).join('/')}:${n.callFrame.lineNumber + 1}`;
+  const incl = new Map<string, number>();
+  let total = 0;
+  let idle = 0;
+  for (let i = 0; i < p.samples.length; i++) {
+    const dt = p.timeDeltas[i] ?? 0;
+    total += dt;
+    const leaf = byId.get(p.samples[i]);
+    if (!leaf || leaf.callFrame.functionName === '(idle)') {
+      idle += dt;
+      continue;
+    }
+    const seen = new Set<string>();
+    for (let id: number | undefined = leaf.id; id !== undefined; id = parent.get(id)) {
+      const k = keyOf(byId.get(id)!);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      incl.set(k, (incl.get(k) ?? 0) + dt);
+    }
+  }
+  const busy = total - idle;
+  const rows = [...incl]
+    .filter(([k]) => k.includes(match) && !k.startsWith('(root)') && !k.startsWith('(program)'))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([k, us]) => ({ fn: k.slice(0, k.indexOf('@')), where: k.slice(k.indexOf('@') + 1), totalMs: +(us / 1000).toFixed(1), busyPct: +((us * 100) / busy).toFixed(1) }));
+  return { totalMs: +(total / 1000).toFixed(1), rows };
+}
+
 export function profileMarkdown(file: string, top = 25): string {
   const { totalMs, busyMs, rows } = summariseProfile(file, top);
   const lines = [`Sampled ${totalMs} ms in total, ${busyMs} ms of it not idle.`, '', '| self ms | % of all | % of busy | function | where |', '| ---: | ---: | ---: | --- | --- |'];
@@ -74,5 +112,13 @@ if (require.main === module) {
     process.exit(64);
   }
   const i = process.argv.indexOf('--top');
-  console.log(profileMarkdown(file, i > 0 ? Number(process.argv[i + 1]) : 25));
+  const top = i > 0 ? Number(process.argv[i + 1]) : 25;
+  const j = process.argv.indexOf('--inclusive');
+  if (j > 0) {
+    // --inclusive [SUBSTRING]: total time per function with its callees, optionally only names/paths containing SUBSTRING.
+    const match = process.argv[j + 1] && !process.argv[j + 1].startsWith('--') ? process.argv[j + 1] : '';
+    const r = inclusiveProfile(file, top, match);
+    console.log(`Sampled ${r.totalMs} ms.\n\n| total ms | % of busy | function | where |\n| ---: | ---: | --- | --- |`);
+    for (const x of r.rows) console.log(`| ${x.totalMs} | ${x.busyPct} | \`${x.fn}\` | ${x.where} |`);
+  } else console.log(profileMarkdown(file, top));
 }

@@ -99,7 +99,7 @@ const { values: args } = parseArgs({
     'capacity-n': { type: 'string', default: 'sse:20000,sse:50000,live:50000' },
     'capacity-hold-s': { type: 'string', default: '30' },
     'capacity-broadcast-s': { type: 'string', default: '30' },
-    'per-loadgen': { type: 'string', default: '20000' },
+    'per-loadgen': { type: 'string', default: '10000' },
   },
   strict: true,
 });
@@ -1070,6 +1070,14 @@ interface CapacityRow {
   loadgenCpuPctMax: number;
 }
 
+/** File descriptors a process needs besides its connections (Redis, the listener, node's own). */
+const FD_MARGIN = 200;
+/** This process's RLIMIT_NOFILE (soft), which the servers and load generators inherit. */
+function openFilesLimit(): number {
+  const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return m ? Number(m[1]) : Infinity;
+}
+
 /**
  * Full GCs in `ours` (gc-preload, SIGUSR2) and its `process.memoryUsage()` afterwards: the `n`th
  * reading, waited for; undefined when it does not come (a server without the preload).
@@ -1106,6 +1114,10 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
     return { kind, n };
   });
   const perLg = Number(args['per-loadgen']);
+  // Every socket is a file descriptor in the server and in a load generator: a process cannot hold more than its
+  // RLIMIT_NOFILE, which main() tried to raise (raising the hard limit needs CAP_SYS_RESOURCE).
+  const nofile = openFilesLimit();
+  if (perLg + FD_MARGIN > nofile) fail(`--per-loadgen ${perLg}: a load generator may open ${nofile} files here (ulimit -n); use at most ${nofile - FD_MARGIN}`);
   const holdMs = Number(args['capacity-hold-s']) * 1000;
   const broadcastS = Number(args['capacity-broadcast-s']);
   const rows: CapacityRow[] = [];
@@ -1117,6 +1129,7 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
     const lgs = Array.from({ length: k }, () => new LoadGen());
     const row: CapacityRow = { target: `${kind === 'live' ? '/live' : 'SSE'} ${n.toLocaleString('en-US')}`, connections: n, connected: 0, failed: 0, loadgens: k, baseMB: 0, heldMB: 0, kbPerConnection: 0, idleCpuPct: 0, idleCpuUsPerConnSec: 0, loadgenCpuPctMax: 0 };
     try {
+      if (n + FD_MARGIN > nofile) throw new Error(`one process may open ${nofile} files here (RLIMIT_NOFILE; raising it needs CAP_SYS_RESOURCE, which this machine does not give): ${n.toLocaleString('en-US')} connections do not fit in one task process`);
       row.loadAvg = [loadavg()[0], 0];
       await server.start(ctx);
       await sleep(1000);
@@ -1438,8 +1451,13 @@ async function main(): Promise<void> {
   }, limitMin * 60_000);
   hard.unref();
 
-  // File descriptors: children inherit the limit (10k sockets per side, plus nginx workers).
-  spawnSync('prlimit', ['--pid', String(process.pid), '--nofile=262144:262144']);
+  // File descriptors: children inherit the limit (10k sockets per side, plus nginx workers). Without
+  // CAP_SYS_RESOURCE only the soft limit can rise, up to the hard one.
+  if (spawnSync('prlimit', ['--pid', String(process.pid), '--nofile=262144:262144']).status !== 0) {
+    const hard = /^Max open files\s+\d+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
+    if (hard) spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${hard}:${hard}`]);
+    console.error(`bench: could not raise the open-files limit to 262144; it is ${openFilesLimit()} (ulimit -n)`);
+  }
 
   if (servers.some((s) => kindOf(s) === 'nchan')) {
     const why = Nchan.ensureInstalled();
