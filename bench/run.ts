@@ -16,6 +16,13 @@
  *          same service), socketio (Socket.IO 4 + @socket.io/redis-adapter, bench/socketio-server.js)
  *          and ws-ref (bench/ws-ref-server.js, `ws` + ioredis), cases 1k,5k,10k; the WebSocket
  *          clients are raw sockets in bench/loadgen.js (`proto` ws / socketio).
+ *   --storm [--storm-n 10000] [--storm-window 5000-10000] [--storm-missed 50] [--servers ours@REV,ours] [--runs N] [--cpu-prof]:
+ *          the reconnect storm (issue 27): N clients drop and come back within the window, each with its own ticket from
+ *          the local ticket API and Last-Event-ID; server CPU, write/read system calls and Redis commands per connect.
+ *   --capacity [--capacity-n sse:20000,sse:50000,live:50000] [--per-loadgen 10000] [--capacity-hold-s 30]
+ *          [--capacity-broadcast-s 30] [--write-figures]: connections per task (issue 27): one process holding N idle
+ *          streams or /live sockets from several load generators and loopback source addresses; RSS and heap per
+ *          connection, heartbeat CPU, then 1 msg/s; --write-figures writes the planner's per-connection figures.
  *   --capacity-report: issue 27's headline in one command: 10k × 20 msg/s, servers probe and ours, medians of 3, our service
  *          bundled from this checkout (unless --service), then the p99 and CPU-per-delivery ratios to the probe against
  *          their targets (≤ 1.25×, ≤ 0.65×), the load generator's own CPU with a bottleneck flag, and the load average.
