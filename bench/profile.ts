@@ -2,6 +2,7 @@
  * Summarises a V8 `.cpuprofile` (from `node --cpu-prof`): self time per function, top first.
  *
  *   npx tsx bench/profile.ts PROFILE.cpuprofile [--top 25] [--inclusive [SUBSTRING]]
+ *   npx tsx bench/profile.ts PROFILE.heapprofile --alloc [--top 25]   (bench --alloc-prof: bytes allocated per function)
  */
 import { readFileSync } from 'node:fs';
 
@@ -98,6 +99,42 @@ export function inclusiveProfile(file: string, top = 25, match = ''): { totalMs:
   return { totalMs: +(total / 1000).toFixed(1), rows };
 }
 
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children?: HeapNode[];
+}
+
+/**
+ * A sampling heap profile (`.heapprofile`, bench/alloc-preload.js): bytes allocated per function, by itself and
+ * with its callees (each function once per sample however often it recurs on the stack).
+ */
+export function allocationProfile(file: string, top = 25): string {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode };
+  const self = new Map<string, number>();
+  const incl = new Map<string, number>();
+  let total = 0;
+  const keyOf = (n: HeapNode) => `${n.callFrame.functionName || '(anonymous)'}@${n.callFrame.url.replace(/^file:\/\//, '').split('/').slice(-2).join('/')}:${n.callFrame.lineNumber + 1}`;
+  const walk = (n: HeapNode, stack: Set<string>) => {
+    const k = keyOf(n);
+    const inner = new Set(stack).add(k);
+    self.set(k, (self.get(k) ?? 0) + n.selfSize);
+    total += n.selfSize;
+    for (const s of inner) incl.set(s, (incl.get(s) ?? 0) + n.selfSize);
+    for (const c of n.children ?? []) walk(c, inner);
+  };
+  walk(p.head, new Set());
+  const table = (m: Map<string, number>) =>
+    [...m]
+      .filter(([k]) => !k.startsWith('(root)'))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([k, v]) => `| ${(v / 1e6).toFixed(2)} | ${((v * 100) / total).toFixed(1)} | \`${k.slice(0, k.indexOf('@'))}\` | ${k.slice(k.indexOf('@') + 1)} |`)
+      .join('\n');
+  const head = '| MB | % | function | where |\n| ---: | ---: | --- | --- |\n';
+  return `Sampled ${(total / 1e6).toFixed(1)} MB allocated.\n\nBy itself:\n\n${head}${table(self)}\n\nWith its callees:\n\n${head}${table(incl)}`;
+}
+
 export function profileMarkdown(file: string, top = 25): string {
   const { totalMs, busyMs, rows } = summariseProfile(file, top);
   const lines = [`Sampled ${totalMs} ms in total, ${busyMs} ms of it not idle.`, '', '| self ms | % of all | % of busy | function | where |', '| ---: | ---: | ---: | --- | --- |'];
@@ -114,7 +151,8 @@ if (require.main === module) {
   const i = process.argv.indexOf('--top');
   const top = i > 0 ? Number(process.argv[i + 1]) : 25;
   const j = process.argv.indexOf('--inclusive');
-  if (j > 0) {
+  if (process.argv.includes('--alloc')) console.log(allocationProfile(file, top));
+  else if (j > 0) {
     // --inclusive [SUBSTRING]: total time per function with its callees, optionally only names/paths containing SUBSTRING.
     const match = process.argv[j + 1] && !process.argv[j + 1].startsWith('--') ? process.argv[j + 1] : '';
     const r = inclusiveProfile(file, top, match);

@@ -23,6 +23,8 @@
  *          [--capacity-broadcast-s 30] [--write-figures]: connections per task (issue 27): one process holding N idle
  *          streams or /live sockets from several load generators and loopback source addresses; RSS and heap per
  *          connection, heartbeat CPU, then 1 msg/s; --write-figures writes the planner's per-connection figures.
+ *   --alloc-prof: ours samples its allocations, garbage included (bench/alloc-preload.js), into DIR/alloc/PID.heapprofile;
+ *          `npx tsx bench/profile.ts FILE --alloc` summarises it.
  *   --capacity-report: issue 27's headline in one command: 10k × 20 msg/s, servers probe and ours, medians of 3, our service
  *          bundled from this checkout (unless --service), then the p99 and CPU-per-delivery ratios to the probe against
  *          their targets (≤ 1.25×, ≤ 0.65×), the load generator's own CPU with a bottleneck flag, and the load average.
@@ -89,6 +91,7 @@ const { values: args } = parseArgs({
     servers: { type: 'string' },
     service: { type: 'string' },
     'capacity-report': { type: 'boolean', default: false },
+    'alloc-prof': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
     'soak-minutes': { type: 'string', default: '10' },
     'soak-rate': { type: 'string', default: '5' },
@@ -376,7 +379,10 @@ class Ours implements Server {
     this.channel = `chat:bench-${ctx.id}`;
     // --capacity reads the heap after full GCs too (gc-preload writes process.memoryUsage() to BENCH_MEM_FILE).
     const gc = fullGc || args.capacity ? ['--expose-gc', '--require', join(__dirname, 'gc-preload.js')] : [];
-    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gc, ...(args['node-arg'] ?? [])];
+    // --alloc-prof: who allocates, garbage included (bench/alloc-preload.js), written to DIR/alloc when the server exits.
+    const alloc = args['alloc-prof'] ? ['--require', join(__dirname, 'alloc-preload.js')] : [];
+    if (args['alloc-prof']) mkdirSync(join(outDir, 'alloc'), { recursive: true });
+    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gc, ...alloc, ...(args['node-arg'] ?? [])];
     // With extra node flags (e.g. --trace-gc) keep the server's stdout, one file per run.
     const stdout = args['node-arg']?.length ? openSync(join(outDir, `ours-${ctx.id}.stdout.log`), 'w') : 'ignore';
     const env = {
@@ -390,6 +396,7 @@ class Ours implements Server {
       TICKET_TTL_SECONDS: '300',
       ...(heapSnapshots && this.proto === 'sse' ? { BENCH_HEAP_DIR: heapDir(ctx.id) } : {}),
       ...(args.capacity ? { BENCH_MEM_FILE: join(outDir, `mem-${ctx.id}.json`) } : {}),
+      ...(args['alloc-prof'] ? { BENCH_ALLOC_DIR: join(outDir, 'alloc') } : {}),
       ...extraEnv,
       ...envOf(this.name),
     };
