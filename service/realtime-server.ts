@@ -109,7 +109,7 @@ export class RealtimeServer {
     const url = config.core.redisUrl;
     const password = config.core.redisPassword;
     this.ownsRedis = !deps.redis;
-    this.redis = deps.redis ?? createRedis({ url, password, name: 'sse-commands', autoPipelining: true });
+    this.redis = deps.redis ?? createRedis({ url, password, name: 'sse-commands' });
     this.subscriber = deps.subscriber ?? createRedis({ url, password, name: 'sse-subscriber', failFast: false });
     this.log = deps.logger ?? pino({ level: config.logLevel });
     const now = deps.now ?? Date.now;

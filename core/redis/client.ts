@@ -40,12 +40,6 @@ export interface RedisConnectOptions {
   readonly name?: string;
   /** Fail commands at once while disconnected instead of queueing them. Defaults to true. */
   readonly failFast?: boolean;
-  /**
-   * Commands issued in one event-loop turn go out in one write (ioredis `enableAutoPipelining`): a
-   * process that serves many requests at once (the SSE service's command connection during a reconnect
-   * storm) pays one write syscall per turn instead of one per command. Defaults to false.
-   */
-  readonly autoPipelining?: boolean;
 }
 
 /**
@@ -81,7 +75,6 @@ export function createRedis(opts: RedisConnectOptions): Redis {
     // 1: reconnect and reject the command; 2: reconnect and resend it (through the offline queue).
     reconnectOnError: (err) => (isReadOnlyError(err) ? (failFast ? 1 : 2) : false),
     lazyConnect: false,
-    enableAutoPipelining: opts.autoPipelining ?? false,
   };
   if (opts.password) options.password = opts.password;
   const client = new Redis(opts.url, options);
