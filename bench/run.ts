@@ -16,6 +16,18 @@
  *          same service), socketio (Socket.IO 4 + @socket.io/redis-adapter, bench/socketio-server.js)
  *          and ws-ref (bench/ws-ref-server.js, `ws` + ioredis), cases 1k,5k,10k; the WebSocket
  *          clients are raw sockets in bench/loadgen.js (`proto` ws / socketio).
+ *   --storm [--storm-n 10000] [--storm-window 5000-10000] [--storm-missed 50] [--servers ours@REV,ours] [--runs N] [--cpu-prof]:
+ *          the reconnect storm (issue 27): N clients drop and come back within the window, each with its own ticket from
+ *          the local ticket API and Last-Event-ID; server CPU, write/read system calls and Redis commands per connect.
+ *   --capacity [--capacity-n sse:20000,sse:50000,live:50000] [--per-loadgen 10000] [--capacity-hold-s 30]
+ *          [--capacity-broadcast-s 30] [--write-figures]: connections per task (issue 27): one process holding N idle
+ *          streams or /live sockets from several load generators and loopback source addresses; RSS and heap per
+ *          connection, heartbeat CPU, then 1 msg/s; --write-figures writes the planner's per-connection figures.
+ *   --alloc-prof: ours samples its allocations, garbage included (bench/alloc-preload.js), into DIR/alloc/PID.heapprofile;
+ *          `npx tsx bench/profile.ts FILE --alloc` summarises it.
+ *   --capacity-report: issue 27's headline in one command: 10k × 20 msg/s, servers probe and ours, medians of 3, our service
+ *          bundled from this checkout (unless --service), then the p99 and CPU-per-delivery ratios to the probe against
+ *          their targets (≤ 1.25×, ≤ 0.65×), the load generator's own CPU with a bottleneck flag, and the load average.
  *   --curve: the CPU–latency curve of the write window (issue 27): cases 1k,10k,20k,10k50 (20k: 20,000 × 20 msg/s)
  *          and servers probe, ours+MAX_WRITE_DELAY_MS=0, ours+LATENCY_BUDGET_MS=50, ours (100), ours+LATENCY_BUDGET_MS=200
  *          unless --cases/--servers say otherwise; ends with one table, a row per setting.
@@ -49,7 +61,7 @@
 import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { cpus, release, tmpdir } from 'node:os';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
@@ -77,7 +89,9 @@ const { values: args } = parseArgs({
     cases: { type: 'string' },
     runs: { type: 'string' },
     servers: { type: 'string' },
-    service: { type: 'string', default: 'dist' },
+    service: { type: 'string' },
+    'capacity-report': { type: 'boolean', default: false },
+    'alloc-prof': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
     'soak-minutes': { type: 'string', default: '10' },
     'soak-rate': { type: 'string', default: '5' },
@@ -99,7 +113,7 @@ const { values: args } = parseArgs({
     'capacity-n': { type: 'string', default: 'sse:20000,sse:50000,live:50000' },
     'capacity-hold-s': { type: 'string', default: '30' },
     'capacity-broadcast-s': { type: 'string', default: '30' },
-    'per-loadgen': { type: 'string', default: '20000' },
+    'per-loadgen': { type: 'string', default: '10000' },
   },
   strict: true,
 });
@@ -152,10 +166,12 @@ const soak = args.soak;
 /** --curve: the CPU–latency curve of the write window (issue 27): these cases and settings unless given. */
 const CURVE_CASES = '1k,10k,20k,10k50';
 const CURVE_SERVERS = 'probe,ours+MAX_WRITE_DELAY_MS=0,ours+LATENCY_BUDGET_MS=50,ours,ours+LATENCY_BUDGET_MS=200';
-const caseNames = (args.cases ?? (args.curve ? CURVE_CASES : quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
+/** --capacity-report: issue 27's headline, 10k × 20 msg/s, probe and ours, medians of 3, then the ratios against their targets. */
+const report = args['capacity-report'];
+const caseNames = (args.cases ?? (report ? '10k' : args.curve ? CURVE_CASES : quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
-const servers = (args.servers ?? (soak || args.storm || args.capacity ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
+const servers = (args.servers ?? (report ? 'probe,ours' : soak || args.storm || args.capacity ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
 for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || ((kindOf(s) === 'ref' || kindOf(s) === 'probe') && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
 const heapSnapshots = args['heap-snapshot'];
 const fullGc = args.gc || heapSnapshots;
@@ -223,6 +239,22 @@ function procMemKB(pid: number, field: 'VmRSS' | 'Pss'): number {
   } catch {
     return 0;
   }
+}
+/** Read and write system calls a process made so far (/proc/PID/io `syscr`, `syscw`): a count machine load does not move. */
+function procSyscalls(pid: number): { r: number; w: number } {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    return { r: Number(/^syscr:\s+(\d+)/m.exec(io)?.[1] ?? 0), w: Number(/^syscw:\s+(\d+)/m.exec(io)?.[1] ?? 0) };
+  } catch {
+    return { r: 0, w: 0 };
+  }
+}
+/** Commands the bench's redis-server executed so far (INFO commandstats, all commands). */
+async function redisCalls(redis: Redis): Promise<number> {
+  const info = await redis.info('commandstats');
+  let n = 0;
+  for (const m of info.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)) n += Number(m[1]);
+  return n;
 }
 function childPids(ppid: number): number[] {
   const out: number[] = [];
@@ -345,7 +377,12 @@ class Ours implements Server {
     this.ctx = ctx;
     this.port = await freePort();
     this.channel = `chat:bench-${ctx.id}`;
-    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gcArgv(), ...(args['node-arg'] ?? [])];
+    // --capacity reads the heap after full GCs too (gc-preload writes process.memoryUsage() to BENCH_MEM_FILE).
+    const gc = fullGc || args.capacity ? ['--expose-gc', '--require', join(__dirname, 'gc-preload.js')] : [];
+    // --alloc-prof: who allocates, garbage included (bench/alloc-preload.js), written to DIR/alloc when the server exits.
+    const alloc = args['alloc-prof'] ? ['--require', join(__dirname, 'alloc-preload.js')] : [];
+    if (args['alloc-prof']) mkdirSync(join(outDir, 'alloc'), { recursive: true });
+    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gc, ...alloc, ...(args['node-arg'] ?? [])];
     // With extra node flags (e.g. --trace-gc) keep the server's stdout, one file per run.
     const stdout = args['node-arg']?.length ? openSync(join(outDir, `ours-${ctx.id}.stdout.log`), 'w') : 'ignore';
     const env = {
@@ -358,6 +395,8 @@ class Ours implements Server {
       LOG_LEVEL: 'silent',
       TICKET_TTL_SECONDS: '300',
       ...(heapSnapshots && this.proto === 'sse' ? { BENCH_HEAP_DIR: heapDir(ctx.id) } : {}),
+      ...(args.capacity ? { BENCH_MEM_FILE: join(outDir, `mem-${ctx.id}.json`) } : {}),
+      ...(args['alloc-prof'] ? { BENCH_ALLOC_DIR: join(outDir, 'alloc') } : {}),
       ...extraEnv,
       ...envOf(this.name),
     };
@@ -929,6 +968,8 @@ async function runSoak(server: Server, redisUrl: string, redis: Redis) {
 // The reconnect storm (issue 27): a task's clients come back at once, each with its own ticket
 
 interface StormPhase {
+  server: ServerName;
+  run: number;
   phase: string;
   missed: number;
   connected: number;
@@ -941,94 +982,143 @@ interface StormPhase {
   /** Server CPU from the first reconnect to the last client caught up, per client, µs. */
   serverCpuUsPerConnect: number;
   serverCpuPct: number;
+  /** The load generator's CPU and this process's (the ticket API runs here), % of one core over the phase. */
+  loadgenCpuPct: number;
+  ticketApiCpuPct: number;
+  /** The server's write and read system calls per client (sockets to clients and to Redis): independent of machine load. */
+  serverWritesPerConnect: number;
+  serverReadsPerConnect: number;
+  /** Redis commands per client over the phase (the ticket API's included: issuing a ticket is two). */
+  redisCallsPerConnect: number;
   caughtUp?: number;
   expected?: number;
 }
 
 /**
- * `--storm`: ours holds N streams, they all drop (RST), and come back within the storm window
- * (uniform jitter, seeded), each POSTing its own ticket request to the local stack's ticket API
- * (local/stack.ts, the Lambda handler that runs on AWS, in this process: its CPU is not the
- * server's) and resuming with `Last-Event-ID`. Twice: once with nothing missed (the connect cost
- * alone), once with `--storm-missed` events published while they were away (connect + catch-up).
+ * `--storm`: each server of --servers (ours by default; `ours@REV` for a same-run before/after) holds N
+ * streams, they all drop (RST), and come back within the storm window (uniform jitter, seeded), each
+ * POSTing its own ticket request to the local stack's ticket API (local/stack.ts, the Lambda handler
+ * that runs on AWS, in this process: its CPU is not the server's) and resuming with `Last-Event-ID`.
+ * Twice per server: once with nothing missed (the connect cost alone), once with `--storm-missed`
+ * events published while they were away (connect + catch-up). --runs times, servers alternating.
  */
-async function runStorm(bundlePath: string, redisUrl: string, redis: Redis, cpuProfDir?: string) {
+async function runStorm(make: (s: ServerName) => Server, redisUrl: string, redis: Redis, cpuProfDir?: string) {
   const n = Number(args['storm-n']);
   const missed = Number(args['storm-missed']);
+  const stormRuns = Number(args.runs ?? 1);
   const [minDelayMs, maxDelayMs] = args['storm-window']!.split('-').map(Number);
   if (!(n > 0) || !(missed >= 0) || !(minDelayMs >= 0) || !(maxDelayMs >= minDelayMs)) fail('--storm-n N --storm-missed K --storm-window MIN-MAX (ms)');
+  if (servers.some((s) => kindOf(s) !== 'ours')) fail('--storm: servers are ours, ours+ENV=…, ours@REV (SSE with tickets)');
   const { startLocalStack } = await import('../local/stack');
   const stack = await startLocalStack({ redisUrl, env: { LOG_LEVEL: 'silent' } });
-  const server = new Ours(bundlePath, 'ours');
-  const ctx: RunCtx = { id: ++runCounter, redisUrl, redis, cpuProfDir };
-  const lg = new LoadGen();
   const phases: StormPhase[] = [];
+  const selfTicks = () => procCpuTicks(process.pid);
   try {
-    await server.start(ctx);
-    const channel = `chat:bench-${ctx.id}`;
-    const { paths } = await server.paths(n);
-    const port = server.portNo;
-    const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: true, proto: 'sse', timeoutMs: 60_000 }, 'connected', 300_000);
-    console.log(`storm: ${conn.ok}/${n} connected first (${Math.round(conn.ms)} ms)`);
-    for (const k of [0, missed]) {
-      // The last event they saw, then the drop, then k events while they are away.
-      const seen = await server.publish(-1);
-      const lastEventId = (seen as { id: string }).id;
-      await lg.ask({ cmd: 'close' }, 'closed', 30_000);
-      await sleep(2000);
-      for (let i = 0; i < k; i++) await server.publish(i);
-      const cpu0 = cpuTicks(server);
-      const t0 = hrMs();
-      const st = (await lg.ask(
-        { cmd: 'storm', n, messages: k, host: '127.0.0.1', port, ticketUrl: stack.outputs.TicketUrl, channel, lastEventId, minDelayMs, maxDelayMs, seed: 27, needReady: true, proto: 'sse', timeoutMs: 60_000 },
-        'stormed',
-        300_000,
-      )) as unknown as { ok: number; failed: number; ticketFailed: number; firstErr?: string; lastReadyMs: number; ticketMsMean: number };
-      let caughtUp: number | undefined;
-      if (k > 0) {
-        let last = -1;
-        let lastProgress = hrMs();
-        for (;;) {
-          const s = await lg.ask({ cmd: 'status' }, 'status');
-          caughtUp = s.received;
-          if (s.received >= st.ok * k) break;
-          if (s.received !== last) [last, lastProgress] = [s.received, hrMs()];
-          if (hrMs() - lastProgress > 5000) break;
-          await sleep(100);
+    for (let run = 1; run <= stormRuns; run++) {
+      for (const name of servers) {
+        const server = make(name) as Ours;
+        const ctx: RunCtx = { id: ++runCounter, redisUrl, redis, cpuProfDir };
+        const lg = new LoadGen();
+        try {
+          await server.start(ctx);
+          const channel = `chat:bench-${ctx.id}`;
+          const { paths } = await server.paths(n);
+          const port = server.portNo;
+          const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: true, proto: 'sse', timeoutMs: 60_000 }, 'connected', 300_000);
+          console.log(`storm: ${name} run ${run}: ${conn.ok}/${n} connected first (${Math.round(conn.ms)} ms)`);
+          for (const k of [0, missed]) {
+            // The last event they saw, then the drop, then k events while they are away.
+            const seen = await server.publish(-1);
+            const lastEventId = (seen as { id: string }).id;
+            await lg.ask({ cmd: 'close' }, 'closed', 30_000);
+            await sleep(2000);
+            for (let i = 0; i < k; i++) await server.publish(i);
+            const [cpu0, lg0, me0, io0, rc0] = [cpuTicks(server), procCpuTicks(lg.pid), selfTicks(), procSyscalls(server.pids()[0]), await redisCalls(redis)];
+            const t0 = hrMs();
+            const st = (await lg.ask(
+              { cmd: 'storm', n, messages: k, host: '127.0.0.1', port, ticketUrl: stack.outputs.TicketUrl, channel, lastEventId, minDelayMs, maxDelayMs, seed: 27, needReady: true, proto: 'sse', timeoutMs: 60_000 },
+              'stormed',
+              300_000,
+            )) as unknown as { ok: number; failed: number; ticketFailed: number; firstErr?: string; lastReadyMs: number; ticketMsMean: number };
+            let caughtUp: number | undefined;
+            if (k > 0) {
+              let last = -1;
+              let lastProgress = hrMs();
+              for (;;) {
+                const s = await lg.ask({ cmd: 'status' }, 'status');
+                caughtUp = s.received;
+                if (s.received >= st.ok * k) break;
+                if (s.received !== last) [last, lastProgress] = [s.received, hrMs()];
+                if (hrMs() - lastProgress > 5000) break;
+                await sleep(100);
+              }
+            }
+            const cpuUs = ((cpuTicks(server) - cpu0) * 1e6) / CLK_TCK;
+            const io1 = procSyscalls(server.pids()[0]);
+            const rc1 = await redisCalls(redis);
+            const wallMs = hrMs() - t0;
+            const per = (x: number) => +(x / Math.max(1, st.ok)).toFixed(2);
+            const pct = (ticks: number) => Math.round((((ticks * 1000) / CLK_TCK) / wallMs) * 100);
+            const p: StormPhase = {
+              server: name,
+              run,
+              phase: k ? `resume, ${k} missed` : 'resume, none missed',
+              missed: k,
+              connected: st.ok,
+              failed: st.failed,
+              ticketFailed: st.ticketFailed,
+              firstErr: st.firstErr,
+              lastReadyMs: Math.round(st.lastReadyMs),
+              ticketMsMean: +st.ticketMsMean.toFixed(1),
+              serverCpuUsPerConnect: +(cpuUs / Math.max(1, st.ok)).toFixed(1),
+              serverCpuPct: Math.round((cpuUs / 1000 / wallMs) * 100),
+              loadgenCpuPct: pct(procCpuTicks(lg.pid) - lg0),
+              ticketApiCpuPct: pct(selfTicks() - me0),
+              serverWritesPerConnect: per(io1.w - io0.w),
+              serverReadsPerConnect: per(io1.r - io0.r),
+              redisCallsPerConnect: per(rc1 - rc0 - 1),
+              caughtUp,
+              expected: k ? st.ok * k : undefined,
+            };
+            phases.push(p);
+            console.log(`storm: ${JSON.stringify(p)}`);
+            if (p.loadgenCpuPct >= LOADGEN_SATURATED_PCT || p.ticketApiCpuPct >= LOADGEN_SATURATED_PCT) {
+              console.error(`bench: warning: ${name} run ${run} ${p.phase}: the load generator (${p.loadgenCpuPct} %) or the ticket API (${p.ticketApiCpuPct} %) used most of a core: the storm arrived slower than its window`);
+            }
+          }
+        } finally {
+          await lg.stop();
+          await server.stop();
         }
       }
-      const cpuUs = ((cpuTicks(server) - cpu0) * 1e6) / CLK_TCK;
-      const wallMs = hrMs() - t0;
-      const p: StormPhase = {
-        phase: k ? `resume, ${k} missed` : 'resume, none missed',
-        missed: k,
-        connected: st.ok,
-        failed: st.failed,
-        ticketFailed: st.ticketFailed,
-        firstErr: st.firstErr,
-        lastReadyMs: Math.round(st.lastReadyMs),
-        ticketMsMean: +st.ticketMsMean.toFixed(1),
-        serverCpuUsPerConnect: +(cpuUs / Math.max(1, st.ok)).toFixed(1),
-        serverCpuPct: Math.round((cpuUs / 1000 / wallMs) * 100),
-        caughtUp,
-        expected: k ? st.ok * k : undefined,
-      };
-      phases.push(p);
-      console.log(`storm: ${JSON.stringify(p)}`);
     }
   } finally {
-    await lg.stop();
-    await server.stop();
     await stack.close();
   }
-  const [a, b] = phases;
-  const catchUpUs = b && a && b.missed ? +((b.serverCpuUsPerConnect - a.serverCpuUsPerConnect) / b.missed).toFixed(2) : undefined;
+  const perConnect = (s: ServerName, k: number) => median(phases.filter((p) => p.server === s && p.missed === k).map((p) => p.serverCpuUsPerConnect));
+  const catchUp = (s: ServerName) => {
+    const a = perConnect(s, 0);
+    const b = perConnect(s, missed);
+    return a !== undefined && b !== undefined && missed ? +((b - a) / missed).toFixed(2) : undefined;
+  };
   let md = `\n#### Reconnect storm: ${n.toLocaleString('en-US')} clients back within ${minDelayMs / 1000}–${maxDelayMs / 1000} s, own ticket each, \`Last-Event-ID\`\n\n`;
-  md += '| phase | connected | failed (of which ticket) | last ready after, ms | ticket round trip mean, ms | server CPU µs / connect | server CPU % of a core | caught up / expected |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
-  for (const p of phases) md += `| ${p.phase} | ${p.connected} | ${p.failed} (${p.ticketFailed}) | ${p.lastReadyMs} | ${p.ticketMsMean} | ${p.serverCpuUsPerConnect} | ${p.serverCpuPct} | ${p.expected ? `${p.caughtUp} / ${p.expected}` : '–'} |\n`;
-  if (catchUpUs !== undefined) md += `\nCatch-up: ${catchUpUs} µs of server CPU per missed event per client (the difference of the two phases over ${b.missed} events${catchUpUs < 0 ? '; negative: the phases differ by less than this machine\'s noise, rerun with more --storm-missed or on a quiet machine' : ''}). Connect: ${a.serverCpuUsPerConnect} µs per stream (target ≤ 200).\n`;
-  if (phases.some((p) => p.firstErr)) md += `\nFirst errors: ${phases.filter((p) => p.firstErr).map((p) => `${p.phase}: ${p.firstErr}`).join('; ')}\n`;
-  return { n, missed, minDelayMs, maxDelayMs, phases, catchUpUs, md };
+  md += '| server | run | phase | connected | failed (of which ticket) | last ready after, ms | ticket round trip mean, ms | server CPU µs / connect | server writes / reads per connect | Redis commands per connect | server CPU % of a core | load generator / ticket API CPU, % of a core | caught up / expected |\n| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+  for (const p of phases) {
+    const flag = p.loadgenCpuPct >= LOADGEN_SATURATED_PCT || p.ticketApiCpuPct >= LOADGEN_SATURATED_PCT ? ' (bottleneck)' : '';
+    md += `| ${p.server} | ${p.run} | ${p.phase} | ${p.connected} | ${p.failed} (${p.ticketFailed}) | ${p.lastReadyMs} | ${p.ticketMsMean} | ${p.serverCpuUsPerConnect} | ${p.serverWritesPerConnect} / ${p.serverReadsPerConnect} | ${p.redisCallsPerConnect} | ${p.serverCpuPct} | ${p.loadgenCpuPct} / ${p.ticketApiCpuPct}${flag} | ${p.expected ? `${p.caughtUp} / ${p.expected}` : '–'} |\n`;
+  }
+  md += `\nMedians over ${stormRuns} run(s): server CPU µs per connect with nothing missed (target ≤ 200), its write system calls and Redis commands per connect, and the catch-up cost (the difference of the two phases over ${missed} missed events, per event per client):\n\n| server | µs / connect | writes / connect | Redis commands / connect | µs / missed event / client |\n| --- | ---: | ---: | ---: | ---: |\n`;
+  for (const s of servers) {
+    const c = catchUp(s);
+    const med = (get: (p: StormPhase) => number) => median(phases.filter((p) => p.server === s && p.missed === 0).map(get)) ?? '–';
+    md += `| ${s} | ${perConnect(s, 0) ?? '–'} | ${med((p) => p.serverWritesPerConnect)} | ${med((p) => p.redisCallsPerConnect)} | ${c ?? '–'}${c !== undefined && c < 0 ? ' (negative: below this machine\'s noise)' : ''} |\n`;
+  }
+  const late = phases.filter((p) => p.lastReadyMs > maxDelayMs * 1.5);
+  if (late.length) {
+    md += `\nStretched: in ${late.length} of ${phases.length} phases the last client was ready more than 1.5× the window after the drop (${late.map((p) => `${(p.lastReadyMs / 1000).toFixed(1)} s`).join(', ')}): the clients came back slower than the storm asks (ticket round trips queued on a busy machine), so the server saw a milder storm; rerun on a quiet machine.\n`;
+  }
+  if (phases.some((p) => p.firstErr)) md += `\nFirst errors: ${phases.filter((p) => p.firstErr).map((p) => `${p.server} run ${p.run} ${p.phase}: ${p.firstErr}`).join('; ')}\n`;
+  return { n, missed, minDelayMs, maxDelayMs, phases, md };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1044,6 +1134,18 @@ interface CapacityRow {
   baseMB: number;
   heldMB: number;
   kbPerConnection: number;
+  /** RSS growth per connection after full GCs (both readings after `gc()` twice). */
+  kbPerConnectionGc?: number;
+  /** V8 heap used, growth per connection, after full GCs. */
+  heapKbPerConnection?: number;
+  /** Off-heap (`external`, Buffers included), growth per connection, after full GCs. */
+  externalKbPerConnection?: number;
+  heapBaseMB?: number;
+  heapHeldMB?: number;
+  /** RSS at the end of the broadcast, MB. */
+  broadcastMB?: number;
+  /** 1-minute load average at the start of the row and at its end (the machine is shared). */
+  loadAvg?: [number, number];
   /** Server CPU while holding them idle (heartbeats only), % of one core. */
   idleCpuPct: number;
   /** The same, per connection per heartbeat interval... as µs per connection per second. */
@@ -1053,6 +1155,34 @@ interface CapacityRow {
   expected?: number;
   p99?: number | null;
   loadgenCpuPctMax: number;
+}
+
+/** File descriptors a process needs besides its connections (Redis, the listener, node's own). */
+const FD_MARGIN = 200;
+/** This process's RLIMIT_NOFILE (soft), which the servers and load generators inherit. */
+function openFilesLimit(): number {
+  const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return m ? Number(m[1]) : Infinity;
+}
+
+/**
+ * Full GCs in `ours` (gc-preload, SIGUSR2) and its `process.memoryUsage()` afterwards: the `n`th
+ * reading, waited for; undefined when it does not come (a server without the preload).
+ */
+async function gcMemory(server: Server, ctx: RunCtx, n: number): Promise<NodeJS.MemoryUsage | undefined> {
+  const file = join(outDir, `mem-${ctx.id}.json`);
+  for (const pid of server.pids()) process.kill(pid, 'SIGUSR2');
+  const deadline = hrMs() + 30_000;
+  while (hrMs() < deadline) {
+    try {
+      const m = JSON.parse(readFileSync(file, 'utf8')) as NodeJS.MemoryUsage & { n: number };
+      if (m.n >= n) return m;
+    } catch {
+      /* not written yet */
+    }
+    await sleep(200);
+  }
+  return undefined;
 }
 
 /**
@@ -1071,6 +1201,10 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
     return { kind, n };
   });
   const perLg = Number(args['per-loadgen']);
+  // Every socket is a file descriptor in the server and in a load generator: a process cannot hold more than its
+  // RLIMIT_NOFILE, which main() tried to raise (raising the hard limit needs CAP_SYS_RESOURCE).
+  const nofile = openFilesLimit();
+  if (perLg + FD_MARGIN > nofile) fail(`--per-loadgen ${perLg}: a load generator may open ${nofile} files here (ulimit -n); use at most ${nofile - FD_MARGIN}`);
   const holdMs = Number(args['capacity-hold-s']) * 1000;
   const broadcastS = Number(args['capacity-broadcast-s']);
   const rows: CapacityRow[] = [];
@@ -1082,8 +1216,11 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
     const lgs = Array.from({ length: k }, () => new LoadGen());
     const row: CapacityRow = { target: `${kind === 'live' ? '/live' : 'SSE'} ${n.toLocaleString('en-US')}`, connections: n, connected: 0, failed: 0, loadgens: k, baseMB: 0, heldMB: 0, kbPerConnection: 0, idleCpuPct: 0, idleCpuUsPerConnSec: 0, loadgenCpuPctMax: 0 };
     try {
+      if (n + FD_MARGIN > nofile) throw new Error(`one process may open ${nofile} files here (RLIMIT_NOFILE; raising it needs CAP_SYS_RESOURCE, which this machine does not give): ${n.toLocaleString('en-US')} connections do not fit in one task process`);
+      row.loadAvg = [loadavg()[0], 0];
       await server.start(ctx);
       await sleep(1000);
+      const gc0 = await gcMemory(server, ctx, 1);
       const base = memKB(server);
       const { paths } = await server.paths(n);
       const port = server.portNo;
@@ -1103,6 +1240,14 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
       row.baseMB = +(base / 1024).toFixed(1);
       row.heldMB = +(held / 1024).toFixed(1);
       row.kbPerConnection = row.connected ? +((held - base) / row.connected).toFixed(2) : 0;
+      const gc1 = await gcMemory(server, ctx, 2);
+      if (gc0 && gc1 && row.connected) {
+        row.kbPerConnectionGc = +((memKB(server) - base) / row.connected).toFixed(2);
+        row.heapKbPerConnection = +((gc1.heapUsed - gc0.heapUsed) / 1024 / row.connected).toFixed(2);
+        row.externalKbPerConnection = +((gc1.external - gc0.external) / 1024 / row.connected).toFixed(2);
+        row.heapBaseMB = +(gc0.heapUsed / 1048576).toFixed(1);
+        row.heapHeldMB = +(gc1.heapUsed / 1048576).toFixed(1);
+      }
       const lgTicks = () => lgs.map((lg) => procCpuTicks(lg.pid));
       // Idle with heartbeats: the server's CPU over the hold.
       let c0 = cpuTicks(server);
@@ -1131,6 +1276,7 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
         us = ((cpuTicks(server) - c0) * 1e6) / CLK_TCK;
         ms = hrMs() - t0;
         row.broadcastCpuPct = +((us / 1000 / ms) * 100).toFixed(1);
+        row.broadcastMB = +(memKB(server) / 1024).toFixed(1);
         row.loadgenCpuPctMax = Math.max(row.loadgenCpuPctMax, Math.round(lgPct(l0, ms)));
         const reps = await Promise.all(lgs.map((lg) => lg.ask({ cmd: 'report' }, 'report')));
         row.delivered = reps.reduce((a, r) => a + r.received, 0);
@@ -1140,6 +1286,7 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
     } catch (err) {
       row.firstErr = err instanceof Error ? err.message : String(err);
     } finally {
+      if (row.loadAvg) row.loadAvg[1] = loadavg()[0];
       await Promise.all(lgs.map((lg) => lg.stop()));
       await server.stop();
     }
@@ -1147,9 +1294,9 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
     console.log(`capacity: ${JSON.stringify(row)}`);
   }
   let md = `\n#### Connections per task: one \`ours\` process, heartbeats on (service default), idle ${holdMs / 1000} s then 1 msg/s for ${broadcastS} s\n\n`;
-  md += '| held | connected (failed) | load generators | memory before → held, MB | KB / connection | idle CPU, % of a core | idle CPU µs / connection / s | 1 msg/s CPU, % of a core | delivered / expected | p99 ms (worst load generator) | load generator CPU max, % |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+  md += '| held | connected (failed) | load generators | RSS before → held → after broadcast, MB | RSS KB / connection (after full GC) | heap KB / connection (external) | idle CPU, % of a core | idle CPU µs / connection / s | 1 msg/s CPU, % of a core | delivered / expected | p99 ms (worst load generator) | load generator CPU max, % | load average start / end |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
   for (const r of rows) {
-    md += `| ${r.target} | ${r.connected} (${r.failed}) | ${r.loadgens} | ${r.baseMB} → ${r.heldMB} | ${r.kbPerConnection} | ${r.idleCpuPct} | ${r.idleCpuUsPerConnSec} | ${r.broadcastCpuPct ?? '–'} | ${r.delivered ?? '–'} / ${r.expected ?? '–'} | ${r.p99 ?? '–'} | ${r.loadgenCpuPctMax}${r.loadgenCpuPctMax >= LOADGEN_SATURATED_PCT ? ' (bottleneck)' : ''} |\n`;
+    md += `| ${r.target} | ${r.connected} (${r.failed}) | ${r.loadgens} | ${r.baseMB} → ${r.heldMB} → ${r.broadcastMB ?? '–'} | ${r.kbPerConnection} (${r.kbPerConnectionGc ?? '–'}) | ${r.heapKbPerConnection ?? '–'} (${r.externalKbPerConnection ?? '–'}) | ${r.idleCpuPct} | ${r.idleCpuUsPerConnSec} | ${r.broadcastCpuPct ?? '–'} | ${r.delivered ?? '–'} / ${r.expected ?? '–'} | ${r.p99 ?? '–'} | ${r.loadgenCpuPctMax}${r.loadgenCpuPctMax >= LOADGEN_SATURATED_PCT ? ' (bottleneck)' : ''} | ${r.loadAvg?.map((x) => x.toFixed(1)).join(' / ') ?? '–'} |\n`;
   }
   const errs = rows.filter((r) => r.firstErr);
   if (errs.length) md += `\nFirst errors: ${errs.map((r) => `${r.target}: ${r.firstErr}`).join('; ')}\n`;
@@ -1160,7 +1307,8 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
 // Our bundle, machine facts
 
 async function ourBundle(): Promise<{ path: string; source: string; serviceCommit?: string }> {
-  const how = args.service!;
+  // --capacity-report measures the checkout it runs in; otherwise the built bundle unless told.
+  const how = args.service ?? (args['capacity-report'] ? 'worktree' : 'dist');
   const common = { bundle: true, platform: 'node' as const, target: 'node22', format: 'cjs' as const, minify: false, sourcemap: false, logLevel: 'warning' as const };
   if (how === 'dist') {
     const p = join(ROOT, 'dist/service/main.js');
@@ -1357,6 +1505,31 @@ const PROBE_TARGETS = { p99: 1.25, cpuUs: 0.65 };
  * Each loaded case, each server: its median p99 and CPU per delivery over the probe's, and whether the
  * load generator was the bottleneck in any of the runs compared (then the ratio says little).
  */
+/**
+ * --capacity-report's verdict: ours against the probe at the first loaded case (10k), p99 and CPU per delivery as
+ * ratios of medians against issue 27's targets, the load generator's own CPU with a bottleneck flag, and the load
+ * average (a busy machine moves the ratios too: run it alone).
+ */
+function headline(results: RunResult[], loadStart: number): string {
+  const c = caseNames.find((x) => !CASES[x].idle && !CASES[x].burst) ?? '10k';
+  const of = (s: ServerName) => results.filter((r) => r.server === s && r.case === c && !r.error);
+  const med = (s: ServerName, get: (r: RunResult) => number | undefined | null) => median(of(s).map((r) => get(r) ?? undefined) as number[]);
+  const lines = [`Issue 27 headline: ${CASE_TITLES[c]}, medians of ${runs} (${of('ours').length} ours, ${of('probe').length} probe runs without errors)`, ''];
+  const ratio = (label: string, unit: string, target: number, get: (r: RunResult) => number | undefined | null) => {
+    const [o, p] = [med('ours', get), med('probe', get)];
+    if (o === undefined || !p) return lines.push(`- ${label}: not measured (ours ${o ?? '–'}, probe ${p ?? '–'})`);
+    const x = o / p;
+    return lines.push(`- ${label}: ours ${o} ${unit} / probe ${p} ${unit} = ${x.toFixed(2)}× (target ≤ ${target}×): ${x <= target ? 'MET' : 'NOT MET'}`);
+  };
+  ratio('p99 latency', 'ms', PROBE_TARGETS.p99, (r) => r.p99);
+  ratio('server CPU per delivery', 'µs', PROBE_TARGETS.cpuUs, (r) => r.serverCpuUsPerDelivery);
+  const lg = results.filter((r) => r.case === c && !r.error).map((r) => r.loadgenCpuPct ?? 0);
+  const lgMax = lg.length ? Math.max(...lg) : 0;
+  lines.push(`- load generator CPU: at most ${lgMax} % of one core over the runs${lgMax >= LOADGEN_SATURATED_PCT ? ' — BOTTLENECK: the load generator, not the servers, set the latencies; the ratios are not valid' : ' (not the bottleneck)'}`);
+  lines.push(`- load average: ${loadStart.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end on ${cpus().length} cores${loadStart > 1 ? ' — other work was running: the ratios need a quiet machine' : ''}`);
+  return lines.join('\n');
+}
+
 function probeRatioTable(results: RunResult[]): string {
   const cols = servers.filter((s) => s !== 'probe');
   const med = (s: ServerName, c: string, get: (r: RunResult) => number | undefined | null) =>
@@ -1391,8 +1564,14 @@ async function main(): Promise<void> {
   }, limitMin * 60_000);
   hard.unref();
 
-  // File descriptors: children inherit the limit (10k sockets per side, plus nginx workers).
-  spawnSync('prlimit', ['--pid', String(process.pid), '--nofile=262144:262144']);
+  const loadStart = loadavg()[0];
+  // File descriptors: children inherit the limit (10k sockets per side, plus nginx workers). Without
+  // CAP_SYS_RESOURCE only the soft limit can rise, up to the hard one.
+  if (spawnSync('prlimit', ['--pid', String(process.pid), '--nofile=262144:262144']).status !== 0) {
+    const hard = /^Max open files\s+\d+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
+    if (hard) spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${hard}:${hard}`]);
+    console.error(`bench: could not raise the open-files limit to 262144; it is ${openFilesLimit()} (ulimit -n)`);
+  }
 
   if (servers.some((s) => kindOf(s) === 'nchan')) {
     const why = Nchan.ensureInstalled();
@@ -1444,14 +1623,17 @@ async function main(): Promise<void> {
       writeFileSync(join(outDir, 'capacity.json'), JSON.stringify({ facts, command, bundle, rows: out.rows }, null, 2));
       writeFileSync(join(outDir, 'capacity.md'), md);
       console.log(md);
+      if (args['write-figures']) writeCapacityFigures(out.rows, command, facts);
       return;
     }
     if (args.storm) {
       const cpuProfDir = args['cpu-prof'] ? join(outDir, 'cpuprofile') : undefined;
-      const out = await runStorm(bundle!.path, redisServer.url, redis, cpuProfDir);
-      let md = `Command: \`${command}\`  \nMachine: ${facts.nproc} × ${facts.cpu}, Node ${facts.node}. Ours: ${bundle!.source}.\n${out.md}`;
+      const out = await runStorm(make, redisServer.url, redis, cpuProfDir);
+      let md = `Command: \`${command}\`  \nMachine: ${facts.nproc} × ${facts.cpu}, Node ${facts.node}, load average ${loadavg().map((x) => x.toFixed(1)).join(' / ')} at the end. Ours: ${bundle?.source ?? '-'}.\n`;
+      for (const [rev, b] of revBundles) md += `ours@${rev}: ${b.source}.\n`;
+      md += out.md;
       if (cpuProfDir && existsSync(cpuProfDir)) {
-        for (const f of readdirSync(cpuProfDir).filter((x) => x.endsWith('.cpuprofile'))) md += `\nProfile ${f} (the whole process: start, first connect, both storms):\n\n${profileMarkdown(join(cpuProfDir, f), 25)}\n`;
+        for (const f of readdirSync(cpuProfDir).filter((x) => x.endsWith('.cpuprofile'))) md += `\nProfile ${f} (one server process's whole life: start, first connect, both storms):\n\n${profileMarkdown(join(cpuProfDir, f), 25)}\n`;
       }
       writeFileSync(join(outDir, 'storm.json'), JSON.stringify({ facts, command, bundle, ...out, md: undefined }, null, 2));
       writeFileSync(join(outDir, 'storm.md'), md);
@@ -1496,6 +1678,7 @@ async function main(): Promise<void> {
     md += `\nSummary (medians; targets from issue 5):\n\n${summaryTable(results)}\n`;
     if (args.curve) md += `\nCPU–latency curve (medians; each cell: server CPU µs per delivery / p50 ms / p99 ms):\n\n${curveTable(results)}\n`;
     if (servers.includes('probe')) md += `\nRatios to the probe (medians of each server ÷ medians of \`probe\` in the same run; targets from issue 27):\n\n${probeRatioTable(results)}\n`;
+    if (report) md += `\n${headline(results, loadStart)}\n`;
     for (const r of results) if (r.heapSummary) md += `\nHeap, ${r.server} run ${r.run}:\n\n${r.heapSummary}\n`;
     if (cpuProfDir && existsSync(cpuProfDir)) {
       for (const f of readdirSync(cpuProfDir).filter((x) => x.endsWith('.cpuprofile'))) {
@@ -1520,6 +1703,31 @@ main().then(
     process.exit(1);
   },
 );
+
+/**
+ * `--capacity --write-figures`: from the largest SSE and `/live` rows that connected everything, the RSS per held
+ * connection (heartbeats on, no forced GC), the process's base RSS and the heartbeats' CPU per connection per second,
+ * into cost/figures.json: what the planner sizes tasks by (cost/model.ts `planTasks`).
+ */
+function writeCapacityFigures(rows: CapacityRow[], command: string, facts: { nproc: number; cpu: string; memGB: number; head: string }): void {
+  const file = join(ROOT, 'cost/figures.json');
+  const figures = JSON.parse(readFileSync(file, 'utf8')) as { measured: Record<string, { value: number | null; from: string }> };
+  const largest = (kind: string) => rows.filter((r) => r.target.startsWith(kind) && r.connected === r.connections && r.connected > 0).sort((a, b) => b.connected - a.connected)[0];
+  const from = (r: CapacityRow, what: string) => `${command} at ${facts.head} on ${new Date().toISOString().slice(0, 10)}: ${what}, ${r.target} held by one process (load average ${r.loadAvg?.map((x) => x.toFixed(1)).join('-') ?? '?'})`;
+  const sseRow = largest('SSE');
+  const liveRow = largest('/live');
+  if (sseRow) {
+    figures.measured.sseIdleKbPerConnection = { value: sseRow.kbPerConnection, from: from(sseRow, 'RSS growth per held stream, heartbeats on') };
+    figures.measured.processBaseMb = { value: sseRow.baseMB, from: from(sseRow, 'RSS before the connections') };
+    figures.measured.sseHeldCpuUsPerConnectionSecond = { value: sseRow.idleCpuUsPerConnSec, from: from(sseRow, 'server CPU per held stream per second, heartbeats only') };
+  }
+  if (liveRow) {
+    figures.measured.liveIdleKbPerConnection = { value: liveRow.kbPerConnection, from: from(liveRow, 'RSS growth per held /live socket, heartbeats on') };
+    figures.measured.liveHeldCpuUsPerConnectionSecond = { value: liveRow.idleCpuUsPerConnSec, from: from(liveRow, 'server CPU per held /live socket per second, heartbeat frames and pings only') };
+  }
+  writeFileSync(file, `${JSON.stringify(figures, null, 2)}\n`);
+  console.log(`bench: wrote ${file}`);
+}
 
 /**
  * `--write-figures`: the medians of `ours` that the cost planner sizes tasks by (CPU per delivery at the

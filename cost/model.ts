@@ -141,7 +141,14 @@ export const MINUTES = HOURS * 60;
 
 export interface Figures {
   readonly sseDeliveryCpuUs: number;
+  /** RSS per held SSE stream, heartbeats on (`npm run bench -- --capacity`, the largest size one process held). */
   readonly sseIdleKbPerConnection: number;
+  /** RSS per held `/live` WebSocket, likewise. */
+  readonly liveIdleKbPerConnection: number;
+  /** Server CPU of one held SSE stream per second with no events (its heartbeats), µs. */
+  readonly sseHeldCpuUsPerConnectionSecond: number;
+  /** The same for a `/live` WebSocket (heartbeat frame and ping each interval). */
+  readonly liveHeldCpuUsPerConnectionSecond: number;
   readonly processBaseMb: number;
   readonly sseConnectCpuUs: number;
   readonly apiGatewayPostCpuMs: number;
@@ -161,6 +168,9 @@ export function committedFigures(): Figures {
   return {
     sseDeliveryCpuUs: get('sseDeliveryCpuUs'),
     sseIdleKbPerConnection: get('sseIdleKbPerConnection'),
+    liveIdleKbPerConnection: get('liveIdleKbPerConnection'),
+    sseHeldCpuUsPerConnectionSecond: get('sseHeldCpuUsPerConnectionSecond'),
+    liveHeldCpuUsPerConnectionSecond: get('liveHeldCpuUsPerConnectionSecond'),
     processBaseMb: get('processBaseMb'),
     sseConnectCpuUs: get('sseConnectCpuUs'),
     apiGatewayPostCpuMs: get('apiGatewayPostCpuMs'),
@@ -308,12 +318,16 @@ interface TaskPlan {
   readonly notes: string[];
 }
 
-/** Fargate tasks for `connections` held and `cpuUsPerSecond` of work, within the stage's task size and scaling targets. */
-export function planTasks(connections: number, cpuUsPerSecond: number, stage: StageSettings, figures: Figures): TaskPlan {
+/**
+ * Fargate tasks for `connections` held and `cpuUsPerSecond` of work, within the stage's task size and scaling targets.
+ * A task holds the fewest of: what 80 % of its memory holds at `kbPerConnection` (measured per transport by `npm run
+ * bench -- --capacity`) after the process's base, and the scaling policy's target.
+ */
+export function planTasks(connections: number, cpuUsPerSecond: number, stage: StageSettings, figures: Figures, kbPerConnection = figures.sseIdleKbPerConnection): TaskPlan {
   const vcpu = stage.taskCpu / 1024;
   const cpuPerTask = vcpu * 1e6 * (stage.targetCpuPercent / 100);
   const memoryKb = stage.taskMemoryMiB * 1024 * 0.8 - figures.processBaseMb * 1024;
-  const byMemory = Math.max(0, Math.floor(memoryKb / figures.sseIdleKbPerConnection));
+  const byMemory = Math.max(0, Math.floor(memoryKb / kbPerConnection));
   const connectionsPerTask = Math.max(1, Math.min(byMemory, stage.targetConnectionsPerTask));
   const forConnections = Math.ceil(connections / connectionsPerTask);
   const forCpu = Math.ceil(cpuUsPerSecond / cpuPerTask);
@@ -385,10 +399,11 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
   // A transport held by the Fargate tasks behind the ALB: task CPU for deliveries and connects, ALB connections and bytes.
   const onTasks = (
     transport: 'sse' | 'ws-tasks',
-    t: { connectsPerSecond: number; cpuFactor: number; frameOverhead: number; heartbeatBytes: number; notes: readonly string[] },
+    t: { connectsPerSecond: number; cpuFactor: number; frameOverhead: number; heartbeatBytes: number; kbPerConnection: number; heldCpuUs: number; notes: readonly string[] },
   ): TransportEstimate => {
-    const cpu = deliveriesPerSecond * figures.sseDeliveryCpuUs * t.cpuFactor + t.connectsPerSecond * figures.sseConnectCpuUs;
-    const plan = planTasks(n, cpu, stage, figures);
+    // Deliveries, connects, and the heartbeats of every held connection.
+    const cpu = deliveriesPerSecond * figures.sseDeliveryCpuUs * t.cpuFactor + t.connectsPerSecond * figures.sseConnectCpuUs + n * t.heldCpuUs;
+    const plan = planTasks(n, cpu, stage, figures, t.kbPerConnection);
     const bytesPerSecond = deliveriesPerSecond * (load.size + t.frameOverhead) + (n * t.heartbeatBytes) / (stage.heartbeatMs / 1000);
     const items = [
       fargateItem(plan, stage),
@@ -401,7 +416,17 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
   };
 
   // SSE on the tasks: one frame per delivery, a 6-byte heartbeat, reconnects when the cookie-bound stream recycles.
-  out.push(onTasks('sse', { connectsPerSecond: n / (stage.sessionTtlSeconds * 0.75), cpuFactor: 1, frameOverhead: SSE_FRAME_OVERHEAD, heartbeatBytes: 6, notes: [] }));
+  out.push(
+    onTasks('sse', {
+      connectsPerSecond: n / (stage.sessionTtlSeconds * 0.75),
+      cpuFactor: 1,
+      frameOverhead: SSE_FRAME_OVERHEAD,
+      heartbeatBytes: 6,
+      kbPerConnection: figures.sseIdleKbPerConnection,
+      heldCpuUs: figures.sseHeldCpuUsPerConnectionSecond,
+      notes: [],
+    }),
+  );
 
   // WebSocket on the tasks (`/live`): like SSE, at the measured ratio of its CPU per delivery to SSE's; a ping and its
   // pong per heartbeat; a reconnect about every 2 hours (the client SDK renews a connection before it is 2 hours old).
@@ -411,6 +436,8 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       cpuFactor: figures.wsTasksCpuFactor,
       frameOverhead: WS_FRAME_OVERHEAD,
       heartbeatBytes: 2 * 6,
+      kbPerConnection: figures.liveIdleKbPerConnection,
+      heldCpuUs: figures.liveHeldCpuUsPerConnectionSecond,
       notes: [`CPU per delivery ${figures.wsTasksCpuFactor}× SSE's (cost/figures.json)`],
     }),
   );

@@ -89,6 +89,13 @@ export interface ClientOptions {
   rememberMs?: number;
   /** Uptime after which a connection counts as stable (backoff restarts). Default 5000. */
   stableMs?: number;
+  /**
+   * The first retry after a stable connection ended, other than one this client found dead itself, waits
+   * U(0, reconnectSpreadMs): a task that restarts, crashes or closes its sockets (1001, 1012, 1013, an ended
+   * stream) drops all of its clients at once, and this spreads them over the window instead of one spike
+   * (10,000 clients: about 1,000 per second). `online` cuts the wait short. Default 10000.
+   */
+  reconnectSpreadMs?: number;
   /** Where the winning transport is remembered (default `localStorage` when present, else memory). */
   storage?: { getItem(k: string): string | null; setItem(k: string, v: string): void } | null;
   /** Source of `visibilitychange` and `online` events (default `globalThis` when it has addEventListener). */
@@ -295,6 +302,7 @@ export class Client<M extends EventMap = EventMap> {
       pollTimeoutMs: 35000,
       rememberMs: 1800000,
       stableMs: 5000,
+      reconnectSpreadMs: 10000,
       timers: realTimers,
       random: Math.random,
     } as Client<M>['o'];
@@ -584,7 +592,8 @@ export class Client<M extends EventMap = EventMap> {
       if (r.planned) continue;
       this.setState(this.subs.size ? 'reconnecting' : 'connecting');
       if (r.opened && r.uptime >= this.o.stableMs) n = 0;
-      const delay = r.opened && n === 0 ? this.o.random() * 1000 : backoff(n, this.o.random);
+      // A dead path this client noticed (no heartbeat, no pong) is its own: back within 1 s. Anything else may be the whole task's.
+      const delay = r.opened && n === 0 ? this.o.random() * (r.error?.code === 'dead' ? 1000 : this.o.reconnectSpreadMs) : backoff(n, this.o.random);
       n++;
       await this.sleep(Math.max(delay, r.floor));
     }

@@ -8,7 +8,18 @@ import { idleTable, readmeTable } from '../../cost/tables';
 import { run } from '../../scripts/cost';
 
 /** Fixed figures, so these cases do not move when a benchmark rewrites cost/figures.json. */
-const FIGURES: Figures = { sseDeliveryCpuUs: 5, sseIdleKbPerConnection: 12, processBaseMb: 70, sseConnectCpuUs: 350, apiGatewayPostCpuMs: 0.5, pollRequestCpuUs: 250, wsTasksCpuFactor: 1.1 };
+const FIGURES: Figures = {
+  sseDeliveryCpuUs: 5,
+  sseIdleKbPerConnection: 12,
+  liveIdleKbPerConnection: 12,
+  sseHeldCpuUsPerConnectionSecond: 0,
+  liveHeldCpuUsPerConnectionSecond: 0,
+  processBaseMb: 70,
+  sseConnectCpuUs: 350,
+  apiGatewayPostCpuMs: 0.5,
+  pollRequestCpuUs: 250,
+  wsTasksCpuFactor: 1.1,
+};
 const dev = loadStage('dev');
 const load = (connections: number, rate: number, size = 1024): Load => ({ connections, rate, size, fanout: Math.max(1, connections) });
 const item = (t: DeliveryOption, name: string, l: Load, stage = dev) => {
@@ -138,6 +149,28 @@ test('task count bound by connections per task: 100,000 idle-ish connections on 
   const e = estimate(load(100_000, 0.01), dev, FIGURES).transports.find((x) => x.transport === 'sse')!;
   expect(e.tasks).toBe(10);
   expect(e.tasksBoundBy).toBe('connections');
+});
+
+describe('connections per task from `npm run bench -- --capacity` (issue 27)', () => {
+  // A task whose memory, not the scaling target, bounds it: 256 MiB, target 100,000.
+  const small = { ...dev, taskMemoryMiB: 256, targetConnectionsPerTask: 100_000, maxTasks: 1000 };
+  const measured: Figures = { ...FIGURES, sseIdleKbPerConnection: 5.4, liveIdleKbPerConnection: 9.6, sseHeldCpuUsPerConnectionSecond: 0.55, liveHeldCpuUsPerConnectionSecond: 1.7 };
+  const plan = (t: DeliveryOption, l: Load, f = measured) => estimate(l, small, f).transports.find((x) => x.transport === t)!;
+
+  test('a /live socket is sized by its own measured memory, an SSE stream by its own', () => {
+    // (256 MiB × 0.8 − 70 MB) / KB per connection: 25,580 SSE streams or 14,384 /live sockets per task.
+    expect(plan('sse', load(1_000_000, 0)).tasks).toBe(Math.ceil(1_000_000 / Math.floor((256 * 1024 * 0.8 - 70 * 1024) / 5.4)));
+    expect(plan('ws-tasks', load(1_000_000, 0)).tasks).toBe(Math.ceil(1_000_000 / Math.floor((256 * 1024 * 0.8 - 70 * 1024) / 9.6)));
+    expect(plan('ws-tasks', load(1_000_000, 0)).tasksBoundBy).toBe('connections');
+  });
+
+  test('held connections cost their heartbeats\' CPU even with no traffic', () => {
+    // 1,000,000 /live sockets × 1.7 µs/s = 1.7 s of CPU per second: 12 tasks of 0.25 vCPU at 60 % (150 ms/s each).
+    const big = { ...small, taskMemoryMiB: 8192 };
+    const e = estimate(load(1_000_000, 0), big, measured).transports.find((x) => x.transport === 'ws-tasks')!;
+    expect(e.tasks).toBe(Math.ceil((1_000_000 * 1.7 + (1_000_000 / 7200) * 350) / 150_000));
+    expect(e.tasksBoundBy).toBe('cpu');
+  });
 });
 
 test('--stage prod prices that stage: two NAT gateways, two t4g.small nodes, 0.5 vCPU tasks', () => {

@@ -96,7 +96,7 @@ async function openClient(page: Page, channel: string, o: { transports: string[]
           clear: (h: number) => clearTimeout(h),
         }
       : undefined;
-    const client = m.createClient({ ticket, transports: a.transports, storage: null, timers, deadAfterMs: a.deadAfterMs });
+    const client = m.createClient({ ticket, transports: a.transports, storage: null, timers, deadAfterMs: a.deadAfterMs, reconnectSpreadMs: 1000 });
     client.on('state', (s: string) => {
       window.probe.states.push(s);
       window.probe.transport = client.transport;

@@ -181,9 +181,13 @@ export function localTickets(ticketUrl: string, user: string, rewrite: (t: Ticke
   return Object.assign(fn, { calls });
 }
 
-/** A client for Node: the `ws` package as WebSocket, no storage, no window events. */
+/**
+ * A client for Node: the `ws` package as WebSocket, no storage, no window events, and a 1-s reconnect
+ * spread (these tests drop connections to see them recover; the default 10-s storm spread has its own
+ * deterministic tests in client-unit.test.ts).
+ */
 export function nodeClient(options: ClientOptions): Client {
-  return createClient({ WebSocket: NodeWebSocket, storage: null, events: null, ...options });
+  return createClient({ WebSocket: NodeWebSocket, storage: null, events: null, reconnectSpreadMs: 1000, ...options });
 }
 
 /**
