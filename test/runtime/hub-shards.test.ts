@@ -321,6 +321,27 @@ describe('under a running publisher, readers resuming by position', () => {
     }
   }, 120_000);
 
+  test('a channel subscribed on a stale slot map (its slot moved since the client read it) is confirmed on the new primary: the SSUBSCRIBE that met MOVED is sent again', async () => {
+    const subscriber = new RedisSubscriber(sub, keys);
+    const got: string[] = [];
+    subscriber.onMessage((_c, env) => got.push(env));
+    // The subscriber client has read the slot map; a slot then moves (no keys in it) without it knowing.
+    const [c] = channelsByShard();
+    const slot = calculateSlot(keys.live(c.channel));
+    const src = local.cluster.primaryOf(slot);
+    const dst = local.cluster.topology().find((n) => n.role === 'primary' && n.id !== src.id)!;
+    local.cluster.cli(dst.port, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', src.id);
+    local.cluster.cli(src.port, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', dst.id);
+    for (const n of local.cluster.topology().filter((x) => x.role === 'primary')) local.cluster.cli(n.port, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', dst.id);
+    expect(sub.slots[slot][0]).toBe(`127.0.0.1:${src.port}`);
+    await subscriber.subscribe([c.channel]);
+    expect(local.cluster.cli(dst.port, 'PUBSUB', 'SHARDNUMSUB', keys.live(c.channel)).trim().split('\n')[1]).toBe('1');
+    const { head, tail } = preparePublish({ channel: c.channel, type: 't', data: 'after' }, SERVER, config);
+    const r = await broker.publish({ channel: c, head, tail });
+    await eventually(() => got.length === 1, 10_000, 'the live event');
+    expect(r.kind === 'published' && idOf(got[0]) === Number(r.id)).toBe(true);
+  }, 60_000);
+
   test("a shard primary killed under a running publisher: that shard's channel lapses and resumes whole or is reset; the other shards' readers take every event live, without a lapse", async () => {
     const channels = channelsByShard();
     const [victim] = channels;
