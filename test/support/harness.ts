@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { DEFAULT_NAMESPACES, type CoreConfig, type Namespaces } from '../../core/config';
-import { createRedis, waitReady } from '../../core/redis/client';
+import { createRedis, createRedisCluster, waitReady } from '../../core/redis/client';
 import { issueTicket, type TicketAudience } from '../../core/tickets';
 import { RedisCluster, type RedisClusterOptions } from '../../local/redis';
 import { serviceConfigFromEnv } from '../../service/config';
@@ -41,8 +41,15 @@ export function coreConfig(overrides: Partial<CoreConfig> = {}): CoreConfig {
   };
 }
 
+/** True when the suite runs on a local Redis Cluster (`REDIS_CLUSTER=1`, test/support/global-setup.ts). */
+export const onCluster = (): boolean => process.env.REDIS_MODE === 'cluster';
+
+/**
+ * A command connection to the test Redis: on a cluster (`REDIS_CLUSTER=1`) an ioredis `Cluster` for its nodes, typed as
+ * the suites use it (commands route by key; a multi-key command across slots is refused with CROSSSLOT).
+ */
 export async function connectRedis(url = redisUrl()): Promise<Redis> {
-  const r = createRedis({ url, name: 'test' });
+  const r = onCluster() && url === redisUrl() ? (createRedisCluster({ url, name: 'test' }) as unknown as Redis) : createRedis({ url, name: 'test' });
   await waitReady(r);
   return r;
 }
@@ -53,6 +60,7 @@ export const SESSION_SECRET = 'test-session-secret-0123456789abcdef';
 export async function startService(env: Record<string, string> = {}, deps: Omit<RealtimeServerDeps, 'logger'> = {}): Promise<{ service: RealtimeServer; base: string }> {
   const config = serviceConfigFromEnv({
     REDIS_URL: redisUrl(),
+    ...(onCluster() ? { REDIS_MODE: 'cluster' } : {}),
     SESSION_SECRET,
     NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES),
     COOKIE_SECURE: 'false',
