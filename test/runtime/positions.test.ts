@@ -6,7 +6,7 @@ import { preparePublish } from '../../core/events';
 import { RedisBroker } from '../../core/redis/broker';
 import { RedisChannelBroker } from '../../core/redis/channel-broker';
 import { Keys } from '../../core/redis/keys';
-import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
+import { allKeys, connectRedis, coreConfig, delKeys, eventually, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
 
 /**
  * Issue 23, item 2: positions per channel (docs/DESIGN.md, "Positions per channel"). The broker's scripts on one
@@ -71,7 +71,7 @@ describe('positions per channel on one node', () => {
     const [p] = await broker.positions([a]);
     expect(p).toBe(0);
     expect((await replayOk(broker, [{ channel: a, cursor: 0 }])).resets).toEqual([false]);
-    expect(await redis.keys(`${keys.prefix}*`)).toEqual([]);
+    expect(await allKeys(redis, `${keys.prefix}*`)).toEqual([]);
     const id = await publish(broker, a, 'first');
     const page = await replayOk(broker, [{ channel: a, cursor: p }]);
     expect(page.resets).toEqual([false]);
@@ -133,7 +133,7 @@ describe('positions per channel on one node', () => {
     const { keys, broker } = isolated();
     const a = ch(`brief:${uid()}`);
     const seen = await publish(broker, a, 'before');
-    await redis.del(...(await redis.keys(`${keys.prefix}*`)));
+    await delKeys(redis, await allKeys(redis, `${keys.prefix}*`));
     const page = await replayOk(broker, [{ channel: a, cursor: seen }]);
     expect(page.resets).toEqual([true]);
     const after = await publish(broker, a, 'after');
@@ -197,7 +197,7 @@ describe('positions per channel on one node', () => {
     const lost = ch(`brief:${uid()}`);
     expect(await replayOk(broker, [{ channel: lost, cursor: before }])).toMatchObject({ resets: [true], positions: [0] });
     // Readers of channels without keys wrote none.
-    expect((await redis.keys(`${keys.prefix}*`)).filter((k) => !k.includes(never.channel))).toEqual([]);
+    expect((await allKeys(redis, `${keys.prefix}*`)).filter((k) => !k.includes(never.channel))).toEqual([]);
   });
 
   test('upgrade: a channel with history but no base (written by the sequence) counts as base 0; its cursors keep working', async () => {
@@ -251,7 +251,7 @@ describe('positions per channel on one node', () => {
     const ahead = (Number(sec) + 10) * 1_000_000;
     expect(await broker.replay([{ channel: a, cursor: ahead }], BUDGET)).toBe('invalid');
     expect(await broker.claim({ channel: a, cursor: ahead })).toBe('invalid');
-    expect(await redis.keys(`${keys.prefix}*`)).toEqual([]);
+    expect(await allKeys(redis, `${keys.prefix}*`)).toEqual([]);
   });
 
   test('history disabled (size 0): a cursor below the last id is reset, the last id is not', async () => {

@@ -2,6 +2,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { request } from 'node:http';
+import type { Cluster } from 'ioredis';
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { DEFAULT_NAMESPACES, type CoreConfig, type Namespaces } from '../../core/config';
@@ -52,6 +53,21 @@ export async function connectRedis(url = redisUrl()): Promise<Redis> {
   const r = onCluster() && url === redisUrl() ? (createRedisCluster({ url, name: 'test' }) as unknown as Redis) : createRedis({ url, name: 'test' });
   await waitReady(r);
   return r;
+}
+
+/**
+ * The keys matching `pattern` on every primary (`KEYS` on a cluster client reaches one node only), sorted; for tests
+ * that check what a step wrote.
+ */
+export async function allKeys(redis: Redis, pattern: string): Promise<string[]> {
+  const cluster = redis as unknown as Cluster;
+  const nodes: Redis[] = cluster.isCluster === true ? cluster.nodes('master') : [redis];
+  return (await Promise.all(nodes.map((n) => n.keys(pattern)))).flat().sort();
+}
+
+/** Deletes `keys` one by one (a multi-key DEL across slots is refused on a cluster). */
+export async function delKeys(redis: Redis, keys: readonly string[]): Promise<void> {
+  await Promise.all(keys.map((k) => redis.del(k)));
 }
 
 export const SESSION_SECRET = 'test-session-secret-0123456789abcdef';
