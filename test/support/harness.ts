@@ -65,6 +65,17 @@ export async function allKeys(redis: Redis, pattern: string): Promise<string[]> 
   return (await Promise.all(nodes.map((n) => n.keys(pattern)))).flat().sort();
 }
 
+/**
+ * Subscriptions of a live channel Redis counts: `PUBSUB NUMSUB` on one node; on a cluster, where the service subscribes
+ * with SSUBSCRIBE on the channel's shard, `PUBSUB SHARDNUMSUB` summed over the primaries.
+ */
+export async function subscribersOf(redis: Redis, live: string): Promise<number> {
+  const cluster = redis as unknown as Cluster;
+  if (cluster.isCluster !== true) return Number(((await redis.pubsub('NUMSUB', live)) as [string, number])[1]);
+  const counts = await Promise.all(cluster.nodes('master').map(async (n) => Number(((await n.pubsub('SHARDNUMSUB', live)) as [string, number])[1])));
+  return counts.reduce((a, b) => a + b, 0);
+}
+
 /** Deletes `keys` one by one (a multi-key DEL across slots is refused on a cluster). */
 export async function delKeys(redis: Redis, keys: readonly string[]): Promise<void> {
   await Promise.all(keys.map((k) => redis.del(k)));
@@ -72,11 +83,24 @@ export async function delKeys(redis: Redis, keys: readonly string[]): Promise<vo
 
 export const SESSION_SECRET = 'test-session-secret-0123456789abcdef';
 
+/**
+ * On a cluster (`REDIS_CLUSTER=1`): the service's command and subscriber connections as ioredis `Cluster` clients
+ * (sharded subscribers), handed to it as its deps. The service's own configuration still refuses `REDIS_MODE=cluster`
+ * (contract/settings.ts) until the whole runtime runs single-slot, so the suites reach the cluster this way: the
+ * runtime code under test is the same, only who makes its clients differs.
+ */
+function clusterClients(): { redis: Redis; subscriber: Redis } {
+  const url = redisUrl();
+  return {
+    redis: createRedisCluster({ url, name: 'sse-commands' }) as unknown as Redis,
+    subscriber: createRedisCluster({ url, name: 'sse-subscriber', subscriber: true, failFast: false }) as unknown as Redis,
+  };
+}
+
 /** Starts a real SSE service on a free port against the test Redis (`deps`: parts to hand it, e.g. its write window). */
 export async function startService(env: Record<string, string> = {}, deps: Omit<RealtimeServerDeps, 'logger'> = {}): Promise<{ service: RealtimeServer; base: string }> {
   const config = serviceConfigFromEnv({
     REDIS_URL: redisUrl(),
-    ...(onCluster() ? { REDIS_MODE: 'cluster' } : {}),
     SESSION_SECRET,
     NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES),
     COOKIE_SECURE: 'false',
@@ -84,7 +108,16 @@ export async function startService(env: Record<string, string> = {}, deps: Omit<
     LOG_LEVEL: 'silent',
     ...env,
   });
-  const service = new RealtimeServer(config, { ...deps, logger: pino({ level: 'silent' }) });
+  const clustered = onCluster() && !deps.redis && !deps.subscriber && config.core.redisUrl === redisUrl() ? clusterClients() : undefined;
+  const service = new RealtimeServer(config, { ...deps, ...clustered, logger: pino({ level: 'silent' }) });
+  if (clustered) {
+    // The server closes only the clients it made: these go with it.
+    const close = service.close.bind(service);
+    service.close = async () => {
+      await close();
+      await Promise.all([clustered.redis.quit(), clustered.subscriber.quit()]).catch(() => undefined);
+    };
+  }
   const port = await service.listen(0, '127.0.0.1');
   return { service, base: `http://127.0.0.1:${port}` };
 }
