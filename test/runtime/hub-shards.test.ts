@@ -9,7 +9,7 @@ import { createRedisCluster, waitReady } from '../../core/redis/client';
 import { Keys } from '../../core/redis/keys';
 import { RedisSubscriber } from '../../core/redis/subscriber';
 import { Hub, type LiveEvent } from '../../service/hub';
-import { coreConfig, eventually, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
+import { coreConfig, eventually, get, startService, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
 
 /**
  * The hub on a Redis Cluster (issue 23, item 4): each channel is subscribed with SSUBSCRIBE on the shard that owns its
@@ -258,11 +258,11 @@ describe('under a running publisher, readers resuming by position', () => {
     await cmd?.quit().catch(() => undefined);
   });
 
-  /** One `chat` channel on each primary, the first on `port` when given. */
-  function channelsByShard(): ParsedChannel[] {
+  /** One channel of `namespace` on each primary. */
+  function channelsByShard(namespace = 'chat'): ParsedChannel[] {
     const byPrimary = new Map<number, ParsedChannel>();
     while (byPrimary.size < 3) {
-      const c = parseChannel(`chat:${uid()}`, config.namespaces);
+      const c = parseChannel(`${namespace}:${uid()}`, config.namespaces);
       byPrimary.set(local.cluster.primaryOf(calculateSlot(keys.history(c.channel))).port, c);
     }
     return [...byPrimary.values()];
@@ -341,6 +341,48 @@ describe('under a running publisher, readers resuming by position', () => {
     await eventually(() => got.length === 1, 10_000, 'the live event');
     expect(r.kind === 'published' && idOf(got[0]) === Number(r.id)).toBe(true);
   }, 60_000);
+
+  test("a shard primary killed under a service: only that shard's channels are caught up; a long poll waiting on another shard's channel is not answered early", async () => {
+    const url = `redis://127.0.0.1:${local.cluster.nodes[0].port}`;
+    const redis = createRedisCluster({ url, name: 'svc-cmd' });
+    await waitReady(redis);
+    const { service, base } = await startService({ POLL_TIMEOUT_MS: '60000' }, { redis: redis as unknown as Redis, subscriber: sub as unknown as Redis });
+    try {
+      const [a, b] = channelsByShard('scores');
+      const restored: (readonly string[] | undefined)[] = [];
+      const engine = service.hub.onResubscribed;
+      service.hub.onResubscribed = (chs) => {
+        restored.push(chs);
+        engine?.(chs);
+      };
+      const pub = async (c: ParsedChannel, data: string) => {
+        const { head, tail } = preparePublish({ channel: c.channel, type: 't', data }, SERVER, config);
+        const r = await broker.publish({ channel: c, head, tail });
+        if (r.kind !== 'published') throw new Error(r.kind);
+        return r.id;
+      };
+      const [ia, ib] = [await pub(a, 'a0'), await pub(b, 'b0')];
+      const pollA = get(`${base}/poll?channels=${a.channel}&cursor=${ia}`);
+      const pollB = get(`${base}/poll?channels=${b.channel}&cursor=${ib}`);
+      await eventually(() => service.hub.channelCount === 2 && service.hub.ready, 10_000, 'both polls waiting');
+      const primary = local.cluster.primaryOf(calculateSlot(keys.live(a.channel))).port;
+      await local.cluster.killPrimary(primary);
+      await eventually(() => restored.some((chs) => chs?.includes(a.channel)), 30_000, 'the failed shard restored');
+      // The failed shard's poll was answered (it may have missed events); the other shard's still waits for its event.
+      const answeredA = JSON.parse((await pollA).body) as { events: unknown[] };
+      expect(answeredA.events).toEqual([]);
+      expect(restored).toEqual([[a.channel]]);
+      await pub(b, 'b1');
+      const answeredB = JSON.parse((await pollB).body) as { events: { data: unknown }[] };
+      expect(answeredB.events.map((e) => e.data)).toEqual(['b1']);
+    } finally {
+      await service.close();
+      await redis.quit().catch(() => undefined);
+      // The killed node back, as a replica (the cluster whole for the next test).
+      for (const s of local.cluster.servers) await s.restart();
+      await local.cluster.waitHealthy(60_000);
+    }
+  }, 150_000);
 
   test("a shard primary killed under a running publisher: that shard's channel lapses and resumes whole or is reset; the other shards' readers take every event live, without a lapse", async () => {
     const channels = channelsByShard();
