@@ -10,6 +10,7 @@ import { Keys } from '../../core/redis/keys';
 import { RedisSubscriber } from '../../core/redis/subscriber';
 import { Hub, type LiveEvent } from '../../service/hub';
 import { coreConfig, eventually, get, startService, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
+import { runPublisher, type TestPublisher } from '../support/redis-publisher';
 
 /**
  * The hub on a Redis Cluster (issue 23, item 4): each channel is subscribed with SSUBSCRIBE on the shard that owns its
@@ -192,48 +193,6 @@ class Reader {
   }
 }
 
-/**
- * A publisher on the channels, round robin, through the per-channel broker: each channel until it has `limit[i]`
- * acknowledged events (a test raises the limits to step it). Failures (a shard without a primary) are counted and
- * retried.
- */
-function runPublisher(broker: PositionBroker, channels: readonly ParsedChannel[], limit: number[]) {
-  const acked: number[][] = channels.map(() => []);
-  const state = { running: true, failures: 0, lastError: '', acked };
-  const done = (async () => {
-    for (let k = 0; state.running; k++) {
-      const i = k % channels.length;
-      if (acked[i].length >= limit[i]) {
-        await new Promise((r) => setImmediate(r));
-        continue;
-      }
-      try {
-        const { head, tail } = preparePublish({ channel: channels[i].channel, type: 't', data: k }, SERVER, config);
-        const r = await broker.publish({ channel: channels[i], head, tail });
-        if (r.kind === 'published') acked[i].push(Number(r.id));
-      } catch (err) {
-        state.failures++;
-        state.lastError = String(err);
-        await new Promise((r) => setImmediate(r));
-      }
-    }
-  })();
-  return {
-    ...state,
-    get failures() {
-      return `${state.failures} (last: ${state.lastError})`;
-    },
-    get lastError() {
-      return state.lastError;
-    },
-    acked,
-    stop: async () => {
-      state.running = false;
-      await done;
-    },
-  };
-}
-
 describe('under a running publisher, readers resuming by position', () => {
   let cmd: Cluster;
   let sub: Cluster;
@@ -269,7 +228,7 @@ describe('under a running publisher, readers resuming by position', () => {
   }
 
   /** Every channel has its `limit` of acknowledged events, and the reader took them all. */
-  const settled = (reader: Reader, pub: ReturnType<typeof runPublisher>, channels: readonly ParsedChannel[], limit: readonly number[]) => () =>
+  const settled = (reader: Reader, pub: TestPublisher, channels: readonly ParsedChannel[], limit: readonly number[]) => () =>
     channels.every((c, i) => pub.acked[i].length >= limit[i] && reader.taken.get(c.channel)!.length === pub.acked[i].length);
 
   test('a slot moved to another primary (MIGRATING/IMPORTING, MIGRATE, SETSLOT NODE): its channel lapses and is restored there; every acknowledged event once, in order; the other channels never lapse', async () => {
@@ -279,7 +238,7 @@ describe('under a running publisher, readers resuming by position', () => {
     const reader = new Reader(new RedisSubscriber(sub, keys), broker, channels);
     await reader.start();
     const limit = [5, 5, 5];
-    const pub = runPublisher(broker, channels, limit);
+    const pub = runPublisher(broker, channels, limit, config);
     try {
       await eventually(settled(reader, pub, channels, limit), 20_000, `the first events live (failures ${pub.failures})`);
       const src = local.cluster.primaryOf(slot);
@@ -390,7 +349,7 @@ describe('under a running publisher, readers resuming by position', () => {
     const reader = new Reader(new RedisSubscriber(sub, keys), broker, channels);
     await reader.start();
     const limit = [10, 10, 10];
-    const pub = runPublisher(broker, channels, limit);
+    const pub = runPublisher(broker, channels, limit, config);
     try {
       await eventually(settled(reader, pub, channels, limit), 20_000, `the first events live (failures ${pub.failures})`);
       const primary = local.cluster.primaryOf(calculateSlot(keys.history(victim.channel))).port;
