@@ -56,6 +56,17 @@ export async function connectRedis(url = redisUrl()): Promise<Redis> {
 }
 
 /**
+ * A subscriber connection for a hub (`RedisSubscriber`): one node in subscriber mode, or on a cluster
+ * (`REDIS_CLUSTER=1`) an ioredis `Cluster` with sharded subscribers, as the service makes them.
+ */
+export async function connectSubscriber(name = 'test-sub'): Promise<Redis> {
+  const url = redisUrl();
+  const r = onCluster() ? (createRedisCluster({ url, name, subscriber: true, failFast: false }) as unknown as Redis) : createRedis({ url, name, failFast: false });
+  await waitReady(r);
+  return r;
+}
+
+/**
  * The keys matching `pattern` on every primary (`KEYS` on a cluster client reaches one node only), sorted; for tests
  * that check what a step wrote.
  */
