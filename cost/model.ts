@@ -52,7 +52,10 @@ export interface StageSettings {
   readonly sessionTtlSeconds: number;
   readonly redisEngine: 'valkey' | 'redis';
   readonly redisNodeType: string;
+  /** Nodes per shard (a primary and its replicas). */
   readonly redisNodes: number;
+  /** `redis.shards`: 1 is one replication group (cluster mode off); 2 or more, cluster mode with that many shards. */
+  readonly redisShards: number;
   readonly natGateways: number;
   readonly maxAzs: number;
   readonly lambdaMemoryMiB: number;
@@ -126,8 +129,8 @@ export interface Estimate {
   readonly transports: readonly TransportEstimate[];
   /** Egress to the internet, the same for every transport (excluded from the totals). */
   readonly egress: LineItem;
-  /** The Redis node the load needs (memory), and whether the stage's node is enough. */
-  readonly redis: { readonly nodeType: string; readonly neededMiB: number; readonly stageNodeEnough: boolean };
+  /** The Redis node the load needs (memory), whether the stage's node is enough, and the shards its publishes need. */
+  readonly redis: { readonly nodeType: string; readonly neededMiB: number; readonly stageNodeEnough: boolean } & RedisShards;
   /** What one (hostile) user can keep in Redis at worst, per namespace users publish to. */
   readonly retainedPerUser: readonly RetainedPerUser[];
 }
@@ -155,6 +158,8 @@ export interface Figures {
   readonly pollRequestCpuUs: number;
   /** Server CPU per delivery of a WebSocket on the tasks (`/live`), relative to an SSE stream's, same run. */
   readonly wsTasksCpuFactor: number;
+  /** Redis engine CPU (µs of the shard primary's command thread) per publish, positions per channel (`npm run bench:publish`). */
+  readonly redisPublishCpuUs: number;
 }
 
 /** The committed figures; a figure not measured yet is an error, not a silent guess. */
@@ -176,7 +181,36 @@ export function committedFigures(): Figures {
     apiGatewayPostCpuMs: get('apiGatewayPostCpuMs'),
     pollRequestCpuUs: get('pollRequestCpuUs'),
     wsTasksCpuFactor: get('wsTasksCpuFactor'),
+    redisPublishCpuUs: get('redisPublishCpuUs'),
   };
+}
+
+/**
+ * The share of one shard's engine (its one command thread: ElastiCache's `EngineCPUUtilization`) the planner lets
+ * publishes fill. Half, so a shard keeps room for replays, connects and the WebSocket registry, and so the cluster can
+ * still be resharded online (AWS asks for engine CPU under 80 % on multicore nodes, 50 % on single-core ones, while
+ * slots move: docs/DESIGN.md "Redis Cluster").
+ */
+export const REDIS_ENGINE_TARGET = 0.5;
+
+export interface RedisShards {
+  /** Shards priced: the stage's `redis.shards`, or more when the publishes need more. */
+  readonly shards: number;
+  /** Shards the publish rate needs at {@link REDIS_ENGINE_TARGET} of each engine. */
+  readonly shardsNeeded: number;
+  /** Each shard's engine CPU (%) the publishes take at the shards priced. */
+  readonly engineCpuPercent: number;
+}
+
+/**
+ * Shards for `publishesPerSecond`: each publish is one script on its channel's shard (positions per channel), so with
+ * channels spread over the slots each shard serves its share, at the measured Redis CPU per publish.
+ */
+export function redisShards(publishesPerSecond: number, stage: StageSettings, figures: Figures): RedisShards {
+  const cpuUsPerSecond = publishesPerSecond * figures.redisPublishCpuUs;
+  const shardsNeeded = Math.max(1, Math.ceil(cpuUsPerSecond / (1e6 * REDIS_ENGINE_TARGET)));
+  const shards = Math.max(stage.redisShards, shardsNeeded);
+  return { shards, shardsNeeded, engineCpuPercent: cpuUsPerSecond / shards / 1e4 };
 }
 
 /** Cost of `count` units priced per million in tiers (each tier's `upTo` is cumulative units). */
@@ -249,13 +283,14 @@ function redisNodeHour(stage: StageSettings, nodeType: string): number {
 }
 
 /** Items every deployment of the blueprint pays whatever the transport carries: network, Redis, secrets, alarms. */
-function sharedItems(stage: StageSettings, redisNodeType: string, opts: { alb: boolean }): LineItem[] {
+function sharedItems(stage: StageSettings, redisNodeType: string, opts: { alb: boolean }, shards = stage.redisShards): LineItem[] {
   const items: LineItem[] = [];
   items.push({ item: 'NAT gateways', monthly: stage.natGateways * PRICES.natGatewayHour.price * HOURS, basis: `${stage.natGateways} × ${money(PRICES.natGatewayHour.price)}/h` });
   const ips = stage.natGateways + (opts.alb ? stage.maxAzs : 0);
   items.push({ item: 'public IPv4 addresses', monthly: ips * PRICES.publicIpv4Hour.price * HOURS, basis: `${ips} (${stage.natGateways} NAT${opts.alb ? `, ${stage.maxAzs} ALB` : ''}) × ${money(PRICES.publicIpv4Hour.price)}/h` });
   const nodeHour = redisNodeHour(stage, redisNodeType);
-  items.push({ item: `ElastiCache ${stage.redisEngine} ${redisNodeType}`, monthly: stage.redisNodes * nodeHour * HOURS, basis: `${stage.redisNodes} node(s) × $${nodeHour.toFixed(4)}/h` });
+  const perShard = `${stage.redisNodes} node(s) × $${nodeHour.toFixed(4)}/h`;
+  items.push({ item: `ElastiCache ${stage.redisEngine} ${redisNodeType}`, monthly: shards * stage.redisNodes * nodeHour * HOURS, basis: shards === 1 ? perShard : `${shards} shards × ${perShard}` });
   items.push({ item: 'Secrets Manager', monthly: 2 * PRICES.secretsManagerSecretMonth.price, basis: '2 secrets (Redis AUTH, session)' });
   items.push({ item: 'CloudWatch alarms, dashboard', monthly: stage.alarms * PRICES.cloudWatchAlarmMonth.price + PRICES.cloudWatchDashboardMonth.price, basis: `${stage.alarms} alarms, 1 dashboard` });
   return items;
@@ -371,15 +406,18 @@ const FANOUT_INLINE_MAX = DEFAULTS.webSocketFanout.inlineMax;
 const FANOUT_SHARDS = DEFAULTS.webSocketFanout.shards;
 const FANOUT_WORKER_MIB = 1024;
 
-/** Redis memory the load needs: history of every channel, tickets in flight, the WebSocket registry on API Gateway. */
-export function redisNeeds(load: Load, stage: StageSettings, historySize = 200): { nodeType: string; neededMiB: number; stageNodeEnough: boolean } {
+/**
+ * Redis memory the load needs: history of every channel, tickets in flight, the WebSocket registry on API Gateway; the
+ * node type is chosen for one shard's part of it (`shards` sharing the channels evenly).
+ */
+export function redisNeeds(load: Load, stage: StageSettings, historySize = 200, shards = 1): { nodeType: string; neededMiB: number; stageNodeEnough: boolean } {
   const channels = load.connections === 0 ? 0 : Math.max(1, Math.ceil(load.connections / load.fanout));
   const historyBytes = channels * (5 * 1024 + historySize * (load.size + 60));
   const registryBytes = load.connections * 1200;
   const neededMiB = (historyBytes + registryBytes) / (1024 * 1024) + 5;
   const nodes = PRICES.elastiCacheNodeHour.nodes as Record<string, { price: number; memoryGiB: number }>;
   // ElastiCache reserves 25 % of a node's memory by default (reserved-memory-percent).
-  const fits = (type: string) => nodes[type].memoryGiB * 1024 * 0.75 >= neededMiB;
+  const fits = (type: string) => nodes[type].memoryGiB * 1024 * 0.75 >= neededMiB / shards;
   const byPrice = Object.keys(nodes).sort((a, b) => nodes[a].price - nodes[b].price);
   const nodeType = byPrice.find(fits) ?? byPrice[byPrice.length - 1];
   return { nodeType, neededMiB, stageNodeEnough: nodes[stage.redisNodeType] ? fits(stage.redisNodeType) : false };
@@ -391,9 +429,15 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
   const deliveriesPerSecond = n * load.rate;
   const deliveries = deliveriesPerSecond * SECONDS;
   const publishesPerSecond = n === 0 ? 0 : deliveriesPerSecond / load.fanout;
-  const redis = redisNeeds(load, stage);
+  const shards = redisShards(publishesPerSecond, stage, figures);
+  const redis = { ...redisNeeds(load, stage, 200, shards.shards), ...shards };
   const redisType = redis.stageNodeEnough ? stage.redisNodeType : redis.nodeType;
-  const redisNote = redis.stageNodeEnough ? [] : [`Redis needs ~${Math.ceil(redis.neededMiB)} MiB: priced as ${redis.nodeType} instead of the stage's ${stage.redisNodeType}`];
+  const redisNote = redis.stageNodeEnough ? [] : [`Redis needs ~${Math.ceil(redis.neededMiB)} MiB${shards.shards > 1 ? ` over ${shards.shards} shards` : ''}: priced as ${redis.nodeType} instead of the stage's ${stage.redisNodeType}`];
+  if (shards.shards > stage.redisShards) {
+    redisNote.push(
+      `${fmt(publishesPerSecond)} publishes/s at ${figures.redisPublishCpuUs} µs of Redis engine CPU each need ${shards.shards} shards (each engine at most ${REDIS_ENGINE_TARGET * 100} % busy): priced as ${shards.shards} shards instead of the stage's redis.shards (${stage.redisShards})`,
+    );
+  }
   const out: TransportEstimate[] = [];
 
   // A transport held by the Fargate tasks behind the ALB: task CPU for deliveries and connects, ALB connections and bytes.
@@ -408,7 +452,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
     const items = [
       fargateItem(plan, stage),
       albItem({ newConnectionsPerSecond: t.connectsPerSecond, activeConnections: n, processedGbPerHour: (bytesPerSecond * 3600) / 1e9, ruleEvaluationsPerSecond: 0 }),
-      ...sharedItems(stage, redisType, { alb: true }),
+      ...sharedItems(stage, redisType, { alb: true }, shards.shards),
       ...ticketItems(load, stage, transport),
       ...publishItems(publishesPerSecond, stage),
     ];
@@ -475,7 +519,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
         monthly: (connectInvocations / 1e6) * PRICES.lambdaRequests.price + connectInvocations * 0.02 * (stage.lambdaMemoryMiB / 1024) * PRICES.lambdaArmGbSecond.price,
         basis: `a reconnect every 2 h (API Gateway's limit): ${fmt(connectInvocations)} invocations`,
       },
-      ...sharedItems(stage, redisType, { alb: false }),
+      ...sharedItems(stage, redisType, { alb: false }, shards.shards),
       ...ticketItems(load, stage, 'ws-apigw'),
       ...publishItems(publishesPerSecond, stage),
     ];
@@ -491,7 +535,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
     const items = [
       fargateItem(plan, stage),
       albItem({ newConnectionsPerSecond: n / 60, activeConnections: n, processedGbPerHour: (bytesPerSecond * 3600) / 1e9, ruleEvaluationsPerSecond: 0 }),
-      ...sharedItems(stage, redisType, { alb: true }),
+      ...sharedItems(stage, redisType, { alb: true }, shards.shards),
       ...ticketItems(load, stage, 'poll-tasks'),
       ...publishItems(publishesPerSecond, stage),
     ];
@@ -505,7 +549,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
     const items = [
       { item: 'HTTP API requests', monthly: tieredPerMillion(requests, PRICES.httpApiRequests), basis: `${fmt(requests)} polls` },
       { item: 'Lambda (poll handler)', monthly: (requests / 1e6) * PRICES.lambdaRequests.price + gbs * PRICES.lambdaArmGbSecond.price, basis: `${fmt(requests)} invocations × 10 ms at ${stage.lambdaMemoryMiB} MB` },
-      ...sharedItems(stage, redisType, { alb: false }),
+      ...sharedItems(stage, redisType, { alb: false }, shards.shards),
       ...publishItems(publishesPerSecond, stage),
     ];
     out.push({ transport: 'poll-lambda', name: DELIVERY_OPTION_NAMES['poll-lambda'], total: total(items), items, notes: ['a reference: the blueprint does not deploy it (polls go to the tasks)', ...redisNote] });

@@ -25,6 +25,7 @@ export const STAGE_DEFAULTS: Omit<StageSettings, 'name'> = {
   redisEngine: DEFAULTS.redis.engine,
   redisNodeType: DEFAULTS.redis.nodeType,
   redisNodes: DEFAULTS.redis.nodes,
+  redisShards: DEFAULTS.redis.shards,
   natGateways: DEFAULTS.network.natGateways,
   maxAzs: DEFAULTS.network.maxAzs,
   lambdaMemoryMiB: 256,
@@ -56,6 +57,7 @@ export function loadStage(name: string, root = join(__dirname, '..')): StageSett
     redisEngine: s.redis?.engine ?? d.redisEngine,
     redisNodeType: s.redis?.nodeType ?? d.redisNodeType,
     redisNodes: s.redis?.nodes ?? d.redisNodes,
+    redisShards: s.redis?.shards ?? d.redisShards,
     natGateways: s.network?.natGateways ?? d.natGateways,
     maxAzs: s.network?.maxAzs ?? d.maxAzs,
     // The runtime's parser: its defaults (historySize, historyTtlSeconds) and checks, as NAMESPACES_JSON would be read.

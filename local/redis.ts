@@ -109,7 +109,7 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
 }
 
 export interface RedisClusterOptions {
-  /** Primaries (each owns an equal share of the 16384 slots). Defaults to 3. */
+  /** Primaries (each owns an equal share of the 16384 slots); 1 or 2 are joined without `redis-cli`. Defaults to 3. */
   readonly primaries?: number;
   /** Replicas per primary. Defaults to 1. */
   readonly replicasPerPrimary?: number;
@@ -161,20 +161,51 @@ export class RedisCluster {
       // The cluster bus listens on port + 10000: both must be free and distinct.
       if (p + 10000 < 65536 && !ports.includes(p) && !ports.includes(p + 10000) && !ports.some((q) => q + 10000 === p)) ports.push(p);
     }
-    const extraArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 2000)];
+    // A lone primary never learns its own address from a peer: announce it, or CLUSTER SLOTS names it ''.
+    const extraArgs = ['--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 2000)];
     const servers: RedisServer[] = [];
     const cluster = new RedisCluster(servers, { primaries, replicasPerPrimary: replicas });
     try {
       for (const port of ports) servers.push(await RedisServer.start({ port, extraArgs }));
-      const args = ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'];
-      const made = spawnSync('redis-cli', args, { encoding: 'utf8', timeout: 60_000 });
-      if (made.status !== 0) throw new Error(`redis-cli --cluster create failed: ${made.stderr || made.stdout}`);
+      if (primaries >= 3) {
+        const args = ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'];
+        const made = spawnSync('redis-cli', args, { encoding: 'utf8', timeout: 60_000 });
+        if (made.status !== 0) throw new Error(`redis-cli --cluster create failed: ${made.stderr || made.stdout}`);
+      } else {
+        await cluster.joinByHand(ports.slice(0, primaries), ports.slice(primaries));
+      }
       await cluster.waitHealthy(30_000);
     } catch (err) {
       await cluster.destroy();
       throw err;
     }
     return cluster;
+  }
+
+  /**
+   * `redis-cli --cluster create` refuses fewer than three primaries: one or two are joined here with the cluster
+   * commands themselves. Each primary takes an equal range of the 16384 slots (`CLUSTER ADDSLOTSRANGE`), every node
+   * meets the first, and the replicas, `replicasPerPrimary` per primary in order, follow theirs (`CLUSTER REPLICATE`)
+   * once they know it.
+   */
+  private async joinByHand(primaries: number[], replicas: number[]): Promise<void> {
+    const per = Math.ceil(16384 / primaries.length);
+    primaries.forEach((port, i) => this.cli(port, 'CLUSTER', 'ADDSLOTSRANGE', String(i * per), String(Math.min(16383, (i + 1) * per - 1))));
+    const [first, ...others] = [...primaries, ...replicas];
+    for (const port of others) this.cli(port, 'CLUSTER', 'MEET', '127.0.0.1', String(first));
+    if (replicas.length === 0) return;
+    const ids = primaries.map((port) => this.cli(port, 'CLUSTER', 'MYID').trim());
+    const each = replicas.length / primaries.length;
+    for (const [k, port] of replicas.entries()) {
+      const id = ids[Math.floor(k / each)];
+      const deadline = Date.now() + 30_000;
+      // A node can follow a primary only once the handshake told it of that primary.
+      while (!this.cli(port, 'CLUSTER', 'NODES').includes(id)) {
+        if (Date.now() > deadline) throw new Error(`node ${port} did not learn of primary ${id}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      this.cli(port, 'CLUSTER', 'REPLICATE', id);
+    }
   }
 
   /** Seed nodes for a cluster client (every node; a client needs only one). */

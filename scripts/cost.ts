@@ -77,7 +77,7 @@ const usd = (n: number) => `$${n >= 100 ? Math.round(n).toLocaleString('en-US') 
 export function render(e: Estimate, cross: number | undefined): string {
   const lines: string[] = [];
   const { load, stage } = e;
-  lines.push(`${load.connections.toLocaleString('en-US')} connections × ${load.rate} msg/s of ${load.size} B, fan-out ${load.fanout.toLocaleString('en-US')}; stage ${stage.name} (${stage.taskCpu / 1024} vCPU/${stage.taskMemoryMiB} MiB tasks, ${stage.redisNodes} × ${stage.redisNodeType}, ${stage.natGateways} NAT); ${e.region} list prices of ${e.pricesChecked}, per month, egress excluded`);
+  lines.push(`${load.connections.toLocaleString('en-US')} connections × ${load.rate} msg/s of ${load.size} B, fan-out ${load.fanout.toLocaleString('en-US')}; stage ${stage.name} (${stage.taskCpu / 1024} vCPU/${stage.taskMemoryMiB} MiB tasks, ${stage.redisShards > 1 ? `${stage.redisShards} shards × ` : ''}${stage.redisNodes} × ${stage.redisNodeType}, ${stage.natGateways} NAT); ${e.region} list prices of ${e.pricesChecked}, per month, egress excluded`);
   lines.push('');
   lines.push('| transport | per month | Fargate tasks |');
   lines.push('| --- | ---: | ---: |');
@@ -86,6 +86,7 @@ export function render(e: Estimate, cross: number | undefined): string {
   lines.push('');
   lines.push(`Data transfer out, the same for every transport: ${usd(e.egress.monthly)} (${e.egress.basis}).`);
   lines.push(`Redis: the load needs ~${Math.ceil(e.redis.neededMiB)} MiB: ${e.redis.stageNodeEnough ? `the stage's ${stage.redisNodeType} is enough` : `needs ${e.redis.nodeType}`}.`);
+  lines.push(`Redis shards: ${e.redis.shards} (the publishes need ${e.redis.shardsNeeded}; stage redis.shards ${stage.redisShards}), each engine ~${e.redis.engineCpuPercent.toFixed(e.redis.engineCpuPercent < 1 ? 2 : 0)} % busy with publishes.`);
   for (const r of e.retainedPerUser) {
     const budget = r.budgetBytes === 0 ? 'no USER_RETAINED_BYTES budget' : `3 windows of USER_RETAINED_BYTES ${mib(r.budgetBytes)} per ${r.windowSeconds} s`;
     lines.push(`Retained bytes per user, worst case, namespace ${r.namespace}: ${mib(r.worstBytes)} (${budget}; the publish rate alone would allow ${mib(r.rateBoundBytes)}).`);

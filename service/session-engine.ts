@@ -70,7 +70,7 @@ export class SessionEngine {
       socket: held,
       poll: { maxHeld: Number.POSITIVE_INFINITY, heldOverflow: () => undefined, slow },
     };
-    deps.hub.onResubscribed = () => this.catchUpAfterReconnect();
+    deps.hub.onResubscribed = (channels) => this.catchUpAfterReconnect(channels);
   }
 
   /** Streams, polls and sockets open now. */
@@ -257,17 +257,21 @@ export class SessionEngine {
    * After the subscriber reconnects, replay to each live stream what was published while it was
    * away: CATCHUP_CONCURRENCY streams at a time; live events are held meanwhile, at most
    * MAX_HELD_EVENTS per stream (past it the stream is closed and resumes by id). Waiting polls answer
-   * now; sockets are told to reconnect (jittered) and resubscribe with `since` per channel.
+   * now; sockets are told to reconnect (jittered) and resubscribe with `since` per channel. `lapsed` names the
+   * channels whose subscriptions lapsed when only some did (one shard's on a Redis Cluster): only the sessions holding
+   * one of them are concerned.
    */
-  private catchUpAfterReconnect(): void {
+  private catchUpAfterReconnect(lapsed?: readonly string[]): void {
     const { log, metrics } = this.deps;
-    log.warn({ streams: this.streams.size }, 'redis subscriber reconnected; catching streams up');
+    const hit = lapsed && new Set(lapsed);
+    const concerned = (s: Session) => !hit || s.channels.some((c) => hit.has(c));
+    log.warn({ streams: this.streams.size, channels: lapsed?.length ?? 'all' }, 'redis subscriber reconnected; catching streams up');
     metrics.redisReconnects++;
     const namespaces = this.config.core.namespaces;
     // Waiting long polls missed what was published while the subscriber was away: answer them now.
-    for (const p of [...this.polls]) p.end({ reason: 'resync' });
-    for (const w of [...this.sockets]) w.end({ reason: 'resync', retryMs: jitter(this.config.retryMs) });
-    const streams = [...this.streams].filter((s) => !s.closed);
+    for (const p of [...this.polls].filter(concerned)) p.end({ reason: 'resync' });
+    for (const w of [...this.sockets].filter(concerned)) w.end({ reason: 'resync', retryMs: jitter(this.config.retryMs) });
+    const streams = [...this.streams].filter((s) => !s.closed && concerned(s));
     // Hold live events from now on, so nothing is written out of order while the replay runs.
     for (const s of streams) s.hold();
     const retry = () => ({ reason: 'failed' as const, retryMs: jitter(this.config.retryMs) });

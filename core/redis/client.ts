@@ -91,6 +91,9 @@ export interface RedisClusterConnectOptions extends RedisConnectOptions {
   readonly subscriber?: boolean;
 }
 
+/** How often a cluster subscriber reads the slot map again without being told to (milliseconds). */
+export const SUBSCRIBER_SLOTS_REFRESH_MS = 5000;
+
 /**
  * Creates an ioredis `Cluster` client for a Redis Cluster (ElastiCache cluster mode enabled): `url` is the
  * configuration endpoint (or any node), from which the client learns the shards with `CLUSTER SLOTS` and follows
@@ -114,6 +117,10 @@ export function createRedisCluster(opts: RedisClusterConnectOptions): Cluster {
     redisOptions,
     enableOfflineQueue: !failFast,
     shardedSubscribers: opts.subscriber === true,
+    // A subscriber learns of a moved slot from an unsolicited SUNSUBSCRIBE (core/redis/subscriber.ts) and refreshes
+    // its slot map then; a refresh that read a node not yet told of the move is followed by this one. ioredis
+    // refreshes on no timer by default, whatever its type declarations say.
+    ...(opts.subscriber ? { slotsRefreshInterval: SUBSCRIBER_SLOTS_REFRESH_MS } : {}),
     clusterRetryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
     // ElastiCache with TLS: connect to the names the cluster reports, not addresses resolved here (ioredis README).
     dnsLookup: (address, callback) => callback(null, address),

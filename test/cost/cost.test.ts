@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SERVICE_SETTINGS } from '../../contract/settings';
-import { apiGatewayPingsPerSecond, egressCost, estimate, lcus, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type DeliveryOption } from '../../cost/model';
+import { apiGatewayPingsPerSecond, egressCost, estimate, lcus, redisShards, REDIS_ENGINE_TARGET, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type DeliveryOption } from '../../cost/model';
 import { loadStage, STAGE_DEFAULTS } from '../../cost/stage';
 import { idleTable, readmeTable } from '../../cost/tables';
 import { run } from '../../scripts/cost';
@@ -19,6 +19,7 @@ const FIGURES: Figures = {
   apiGatewayPostCpuMs: 0.5,
   pollRequestCpuUs: 250,
   wsTasksCpuFactor: 1.1,
+  redisPublishCpuUs: 20,
 };
 const dev = loadStage('dev');
 const load = (connections: number, rate: number, size = 1024): Load => ({ connections, rate, size, fanout: Math.max(1, connections) });
@@ -178,6 +179,39 @@ test('--stage prod prices that stage: two NAT gateways, two t4g.small nodes, 0.5
   expect(prod).toMatchObject({ natGateways: 2, redisNodes: 2, redisNodeType: 'cache.t4g.small', taskCpu: 512, taskMemoryMiB: 1024, minTasks: 2, maxTasks: 20 });
   expect(item('sse', 'NAT gateways', load(10, 1), prod)).toBeCloseTo(2 * 0.045 * HOURS, 6);
   expect(item('sse', 'ElastiCache', load(10, 1), prod)).toBeCloseTo(2 * 0.0256 * HOURS, 6);
+});
+
+describe('Redis shards priced from publishes/s (issue 23, item 7)', () => {
+  const nodeHour = (type: string) => (PRICES.elastiCacheNodeHour.nodes as Record<string, { price: number }>)[type].price;
+
+  test('one broadcast channel needs one shard; a stage with redis.shards 3 pays for three', () => {
+    const e = estimate(load(100_000, 1), dev, FIGURES);
+    expect(e.redis).toMatchObject({ shards: 1, shardsNeeded: 1 });
+    expect(item('sse', 'ElastiCache', load(100_000, 1))).toBeCloseTo(dev.redisNodes * nodeHour(dev.redisNodeType) * HOURS, 6);
+    const three = { ...dev, redisShards: 3 };
+    expect(estimate(load(100_000, 1), three, FIGURES).redis).toMatchObject({ shards: 3, shardsNeeded: 1 });
+    expect(item('sse', 'ElastiCache', load(100_000, 1), three)).toBeCloseTo(3 * dev.redisNodes * nodeHour(dev.redisNodeType) * HOURS, 6);
+  });
+
+  test('1M users, one personal channel each, one notification per second: 1M publishes/s at 20 µs each fill 40 engines at 50 %', () => {
+    const perUser: Load = { connections: 1_000_000, rate: 1, size: 1024, fanout: 1 };
+    const e = estimate(perUser, dev, FIGURES);
+    expect(REDIS_ENGINE_TARGET).toBe(0.5);
+    expect(e.redis).toMatchObject({ shards: 40, shardsNeeded: 40 });
+    expect(e.redis.engineCpuPercent).toBeCloseTo(50, 6);
+    const sse = e.transports.find((t) => t.transport === 'sse')!;
+    expect(sse.items.find((i) => i.item.startsWith('ElastiCache'))!.basis).toBe(`40 shards × ${dev.redisNodes} node(s) × $${nodeHour(e.redis.nodeType).toFixed(4)}/h`);
+    expect(sse.notes.join(' ')).toContain("priced as 40 shards instead of the stage's redis.shards (1)");
+    // Half the rate, half the shards (rounded up).
+    expect(redisShards(500_000, dev, FIGURES)).toMatchObject({ shards: 20 });
+    expect(redisShards(500_001, dev, FIGURES)).toMatchObject({ shards: 21 });
+  });
+
+  test('the CLI names the shards', () => {
+    const r = run(['--connections', '1000000', '--rate', '1', '--fanout', '1']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Redis shards: \d+ \(the publishes need \d+; stage redis.shards 1\)/);
+  });
 });
 
 describe('npm run cost', () => {

@@ -3,10 +3,9 @@ import { parseChannel } from '../../core/channels';
 import { decodeCursor } from '../../core/cursor';
 import { currentCursor, publish } from '../../core/events';
 import { Keys } from '../../core/redis/keys';
-import { createRedis, waitReady } from '../../core/redis/client';
 import { redeemTicket } from '../../core/tickets';
 import { Hub, type LiveEvent } from '../../service/hub';
-import { connectRedis, coreConfig, eventually, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
+import { connectRedis, connectSubscriber, coreConfig, eventually, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { RedisSubscriber } from '../../core/redis/subscriber';
 
 /**
@@ -55,8 +54,7 @@ describe('hub: mark and addAt', () => {
   let hub: Hub;
   beforeAll(async () => {
     redis = await connectRedis();
-    subscriber = createRedis({ url: config.redisUrl, name: 'test-sub', failFast: false });
-    await waitReady(subscriber);
+    subscriber = await connectSubscriber();
     hub = new Hub(new RedisSubscriber(subscriber, new Keys(config.keyPrefix)));
   });
   afterAll(() => {

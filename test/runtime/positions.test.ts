@@ -5,7 +5,8 @@ import type { Namespaces } from '../../core/config';
 import { preparePublish } from '../../core/events';
 import { RedisChannelBroker } from '../../core/redis/channel-broker';
 import { Keys } from '../../core/redis/keys';
-import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
+import { allKeys, connectRedis, coreConfig, delKeys, eventually, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
+import { runPublisher } from '../support/redis-publisher';
 
 /**
  * Issue 23, item 2: positions per channel (docs/DESIGN.md, "Positions per channel"). The broker's scripts on one
@@ -70,7 +71,7 @@ describe('positions per channel on one node', () => {
     const [p] = await broker.positions([a]);
     expect(p).toBe(0);
     expect((await replayOk(broker, [{ channel: a, cursor: 0 }])).resets).toEqual([false]);
-    expect(await redis.keys(`${keys.prefix}*`)).toEqual([]);
+    expect(await allKeys(redis, `${keys.prefix}*`)).toEqual([]);
     const id = await publish(broker, a, 'first');
     const page = await replayOk(broker, [{ channel: a, cursor: p }]);
     expect(page.resets).toEqual([false]);
@@ -132,7 +133,7 @@ describe('positions per channel on one node', () => {
     const { keys, broker } = isolated();
     const a = ch(`brief:${uid()}`);
     const seen = await publish(broker, a, 'before');
-    await redis.del(...(await redis.keys(`${keys.prefix}*`)));
+    await delKeys(redis, await allKeys(redis, `${keys.prefix}*`));
     const page = await replayOk(broker, [{ channel: a, cursor: seen }]);
     expect(page.resets).toEqual([true]);
     const after = await publish(broker, a, 'after');
@@ -206,7 +207,7 @@ describe('positions per channel on one node', () => {
     const lost = ch(`brief:${uid()}`);
     expect(await replayOk(broker, [{ channel: lost, cursor: before }])).toMatchObject({ resets: [true], positions: [0] });
     // Readers of channels without keys wrote none.
-    expect((await redis.keys(`${keys.prefix}*`)).filter((k) => !k.includes(never.channel))).toEqual([]);
+    expect((await allKeys(redis, `${keys.prefix}*`)).filter((k) => !k.includes(never.channel))).toEqual([]);
   });
 
   test('upgrade: a channel with history but no base (written by the sequence) counts as base 0; its cursors keep working', async () => {
@@ -260,7 +261,7 @@ describe('positions per channel on one node', () => {
     const ahead = (Number(sec) + 10) * 1_000_000;
     expect(await broker.replay([{ channel: a, cursor: ahead }], BUDGET)).toBe('invalid');
     expect(await broker.claim({ channel: a, cursor: ahead })).toBe('invalid');
-    expect(await redis.keys(`${keys.prefix}*`)).toEqual([]);
+    expect(await allKeys(redis, `${keys.prefix}*`)).toEqual([]);
   });
 
   test('history disabled (size 0): a cursor below the last id is reset, the last id is not', async () => {
@@ -321,40 +322,21 @@ describe('positions per channel on a three-primary Redis Cluster', () => {
     const channels = await channelsOnEveryShard();
     const keys = new Keys(config.keyPrefix);
     const broker = new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true });
-    const acked: number[][] = channels.map(() => []);
     // Each channel is published to until it has this many acknowledged events; raised for the failover.
     const limit = [10, 10, 10];
-    let failures = 0;
-    let running = true;
-    const publisher = (async () => {
-      for (let k = 0; running; k++) {
-        const i = k % 3;
-        if (acked[i].length >= limit[i]) {
-          await new Promise((r) => setImmediate(r));
-          continue;
-        }
-        try {
-          const { head, tail } = preparePublish({ channel: channels[i].channel, type: 't', data: k }, SERVER, config);
-          const r = await broker.publish({ channel: channels[i], head, tail });
-          if (r.kind === 'published') acked[i].push(Number(r.id));
-        } catch {
-          failures++;
-          await new Promise((r) => setImmediate(r));
-        }
-      }
-    })();
+    const publisher = runPublisher(broker, channels, limit, config);
+    const { acked } = publisher;
     try {
       await eventually(() => acked.every((a, i) => a.length >= limit[i]), 20_000, 'publishes on every shard');
       const victim = local.cluster.primaryOf(Number(await cluster.cluster('KEYSLOT', keys.history(channels[0].channel)))).port;
       const seen = acked.map((a) => a[a.length - 1]);
       for (let i = 0; i < 3; i++) limit[i] += 20;
       await local.cluster.killPrimary(victim);
-      await eventually(() => acked.every((a, i) => a.length >= limit[i]), 60_000, `publishes after the failover (failures so far ${failures})`);
+      await eventually(() => acked.every((a, i) => a.length >= limit[i]), 60_000, `publishes after the failover (failures so far ${publisher.failures})`);
       // The killed node comes back as a replica of the promoted one (the cluster whole again for the next test).
       await local.cluster.server(victim).restart();
       await local.cluster.waitHealthy();
-      running = false;
-      await publisher;
+      await publisher.stop();
       for (let i = 0; i < 3; i++) for (let j = 1; j < acked[i].length; j++) expect(acked[i][j]).toBeGreaterThan(acked[i][j - 1]);
       // Each reader that held the last id acknowledged before the kill: on the failed shard's channel, either what it
       // saw survived and it gets every later acknowledged event, once, in order, or it is reset; never a silent gap.
@@ -369,8 +351,7 @@ describe('positions per channel on a three-primary Redis Cluster', () => {
       expect(page.resets.slice(1)).toEqual([false, false]);
       for (const i of [1, 2]) expect(got(i)).toEqual(acked[i].filter((id) => id > seen[i]));
     } finally {
-      running = false;
-      await publisher;
+      await publisher.stop();
     }
   }, 120_000);
 

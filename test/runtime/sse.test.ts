@@ -4,7 +4,7 @@ import { decodeCursor, encodeCursor } from '../../core/cursor';
 import { publish } from '../../core/events';
 import { issueTicket } from '../../core/tickets';
 import type { RealtimeServer } from '../../service/realtime-server';
-import { channelsOnShards, connectRedis, cookieFetch, coreConfig, eventually, get, RawStream, startService, ticketFor, uid } from '../support/harness';
+import { channelsOnShards, connectRedis, cookieFetch, coreConfig, eventually, get, RawStream, startService, subscribersOf, ticketFor, uid } from '../support/harness';
 import { Keys } from '../../core/redis/keys';
 
 /** The default prefix's key names (hash-tagged: see core/redis/keys.ts). */
@@ -337,7 +337,7 @@ describe('subscriptions', () => {
   test('one Redis subscription per channel per process, dropped when the last stream leaves', async () => {
     const ch = `scores:${uid()}`;
     const live = K.live(ch);
-    const numsub = async () => ((await redis.pubsub('NUMSUB', live)) as [string, number])[1];
+    const numsub = () => subscribersOf(redis, live);
     const streams = Array.from({ length: 5 }, () => stream(`${base}/events?channels=${ch}`));
     await Promise.all(streams.map((s) => s.until(ready)));
     expect(await numsub()).toBe(1);

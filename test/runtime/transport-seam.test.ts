@@ -5,7 +5,6 @@ import { decodeCursor, encodeCursor } from '../../core/cursor';
 import { publish } from '../../core/events';
 import { ANONYMOUS } from '../../core/identity';
 import { Keys } from '../../core/redis/keys';
-import { createRedis, waitReady } from '../../core/redis/client';
 import { serviceConfigFromEnv } from '../../service/config';
 import { FlushWindow } from '../../service/flush-window';
 import { Hub, LiveEvent } from '../../service/hub';
@@ -14,7 +13,7 @@ import { SessionEngine } from '../../service/session-engine';
 import * as sse from '../../service/sse-encoding';
 import { SseTransport, type Sink } from '../../service/sse-transport';
 import type { Ending, Transport, TransportOwner } from '../../service/transport';
-import { connectRedis, eventually, RawStream, redisUrl, SESSION_SECRET, startService, TEST_NAMESPACES, uid } from '../support/harness';
+import { connectRedis, connectSubscriber, eventually, RawStream, redisUrl, SESSION_SECRET, startService, TEST_NAMESPACES, uid } from '../support/harness';
 import { RedisSubscriber } from '../../core/redis/subscriber';
 
 /**
@@ -142,8 +141,7 @@ describe('session engine over a transport of its own', () => {
 
   beforeAll(async () => {
     redis = await connectRedis();
-    subscriber = createRedis({ url: redisUrl(), name: 'test-sub', failFast: false });
-    await waitReady(subscriber);
+    subscriber = await connectSubscriber();
     hub = new Hub(new RedisSubscriber(subscriber, new Keys(config.core.keyPrefix)));
     const metrics = new ServiceMetrics('test', () => ({ open: 0, deliveries: 0 }));
     engine = new SessionEngine({ config, redis, hub, metrics, log: pino({ level: 'silent' }), now: Date.now });

@@ -1,5 +1,7 @@
-import type { RedisServer } from '../../local/redis';
+import type { RedisCluster, RedisServer } from '../../local/redis';
 
 export default async function globalTeardown(): Promise<void> {
-  await (globalThis as { __redisServer?: RedisServer }).__redisServer?.destroy();
+  const g = globalThis as { __redisServer?: RedisServer; __redisCluster?: RedisCluster };
+  await g.__redisServer?.destroy();
+  await g.__redisCluster?.destroy();
 }

@@ -2,11 +2,12 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { request } from 'node:http';
+import type { Cluster } from 'ioredis';
 import type Redis from 'ioredis';
 import calculateSlot from 'cluster-key-slot';
 import pino from 'pino';
 import { DEFAULT_NAMESPACES, type CoreConfig, type Namespaces } from '../../core/config';
-import { createRedis, waitReady } from '../../core/redis/client';
+import { createRedis, createRedisCluster, waitReady } from '../../core/redis/client';
 import { Keys } from '../../core/redis/keys';
 import { issueTicket, type TicketAudience } from '../../core/tickets';
 import { RedisCluster, type RedisClusterOptions } from '../../local/redis';
@@ -43,13 +44,71 @@ export function coreConfig(overrides: Partial<CoreConfig> = {}): CoreConfig {
   };
 }
 
+/** True when the suite runs on a local Redis Cluster (`REDIS_CLUSTER=1`, test/support/global-setup.ts). */
+export const onCluster = (): boolean => process.env.REDIS_MODE === 'cluster';
+
+/**
+ * A command connection to the test Redis: on a cluster (`REDIS_CLUSTER=1`) an ioredis `Cluster` for its nodes, typed as
+ * the suites use it (commands route by key; a multi-key command across slots is refused with CROSSSLOT).
+ */
 export async function connectRedis(url = redisUrl()): Promise<Redis> {
-  const r = createRedis({ url, name: 'test' });
+  const r = onCluster() && url === redisUrl() ? (createRedisCluster({ url, name: 'test' }) as unknown as Redis) : createRedis({ url, name: 'test' });
   await waitReady(r);
   return r;
 }
 
+/**
+ * A subscriber connection for a hub (`RedisSubscriber`): one node in subscriber mode, or on a cluster
+ * (`REDIS_CLUSTER=1`) an ioredis `Cluster` with sharded subscribers, as the service makes them.
+ */
+export async function connectSubscriber(name = 'test-sub'): Promise<Redis> {
+  const url = redisUrl();
+  const r = onCluster() ? (createRedisCluster({ url, name, subscriber: true, failFast: false }) as unknown as Redis) : createRedis({ url, name, failFast: false });
+  await waitReady(r);
+  return r;
+}
+
+/**
+ * The keys matching `pattern` on every primary (`KEYS` on a cluster client reaches one node only), sorted; for tests
+ * that check what a step wrote.
+ */
+export async function allKeys(redis: Redis, pattern: string): Promise<string[]> {
+  const cluster = redis as unknown as Cluster;
+  const nodes: Redis[] = cluster.isCluster === true ? cluster.nodes('master') : [redis];
+  return (await Promise.all(nodes.map((n) => n.keys(pattern)))).flat().sort();
+}
+
+/**
+ * Subscriptions of a live channel Redis counts: `PUBSUB NUMSUB` on one node; on a cluster, where the service subscribes
+ * with SSUBSCRIBE on the channel's shard, `PUBSUB SHARDNUMSUB` summed over the primaries.
+ */
+export async function subscribersOf(redis: Redis, live: string): Promise<number> {
+  const cluster = redis as unknown as Cluster;
+  if (cluster.isCluster !== true) return Number(((await redis.pubsub('NUMSUB', live)) as [string, number])[1]);
+  const counts = await Promise.all(cluster.nodes('master').map(async (n) => Number(((await n.pubsub('SHARDNUMSUB', live)) as [string, number])[1])));
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+/** Deletes `keys` one by one (a multi-key DEL across slots is refused on a cluster). */
+export async function delKeys(redis: Redis, keys: readonly string[]): Promise<void> {
+  await Promise.all(keys.map((k) => redis.del(k)));
+}
+
 export const SESSION_SECRET = 'test-session-secret-0123456789abcdef';
+
+/**
+ * On a cluster (`REDIS_CLUSTER=1`): the service's command and subscriber connections as ioredis `Cluster` clients
+ * (sharded subscribers), handed to it as its deps. The service's own configuration still refuses `REDIS_MODE=cluster`
+ * (contract/settings.ts) until the whole runtime runs single-slot, so the suites reach the cluster this way: the
+ * runtime code under test is the same, only who makes its clients differs.
+ */
+function clusterClients(): { redis: Redis; subscriber: Redis } {
+  const url = redisUrl();
+  return {
+    redis: createRedisCluster({ url, name: 'sse-commands' }) as unknown as Redis,
+    subscriber: createRedisCluster({ url, name: 'sse-subscriber', subscriber: true, failFast: false }) as unknown as Redis,
+  };
+}
 
 /** Starts a real SSE service on a free port against the test Redis (`deps`: parts to hand it, e.g. its write window). */
 export async function startService(env: Record<string, string> = {}, deps: Omit<RealtimeServerDeps, 'logger'> = {}): Promise<{ service: RealtimeServer; base: string }> {
@@ -62,7 +121,16 @@ export async function startService(env: Record<string, string> = {}, deps: Omit<
     LOG_LEVEL: 'silent',
     ...env,
   });
-  const service = new RealtimeServer(config, { ...deps, logger: pino({ level: 'silent' }) });
+  const clustered = onCluster() && !deps.redis && !deps.subscriber && config.core.redisUrl === redisUrl() ? clusterClients() : undefined;
+  const service = new RealtimeServer(config, { ...deps, ...clustered, logger: pino({ level: 'silent' }) });
+  if (clustered) {
+    // The server closes only the clients it made: these go with it.
+    const close = service.close.bind(service);
+    service.close = async () => {
+      await close();
+      await Promise.all([clustered.redis.quit(), clustered.subscriber.quit()]).catch(() => undefined);
+    };
+  }
   const port = await service.listen(0, '127.0.0.1');
   return { service, base: `http://127.0.0.1:${port}` };
 }
