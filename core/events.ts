@@ -6,7 +6,7 @@ import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from 
 import { RealtimeError } from './errors';
 import { assertDataDepth } from './json-depth';
 import { describeIdentity, type Identity } from './identity';
-import { REPLAY_FRAME_BYTES, type Broker } from './broker';
+import { ENVELOPE_ADDED_BYTES, REPLAY_FRAME_BYTES, type Broker } from './broker';
 import type { RedisLike } from './redis/client';
 import { RedisBroker } from './redis/broker';
 
@@ -80,8 +80,7 @@ export function preparePublish(input: PublishInput, identity: Identity, config: 
   }
   const head = `{"channel":${JSON.stringify(ch.channel)},"id":"`;
   const tail = `","type":${JSON.stringify(input.type)},"data":${JSON.stringify(input.data)},"ts":`;
-  // 16 digits of id, 13 of ts and the closing brace.
-  const size = Buffer.byteLength(head) + Buffer.byteLength(tail) + 30;
+  const size = Buffer.byteLength(head) + Buffer.byteLength(tail) + ENVELOPE_ADDED_BYTES;
   if (size > config.maxPayloadBytes) {
     throw new RealtimeError('payload_too_large', `The event would be ${size} bytes; the limit is ${config.maxPayloadBytes}. Send a reference to the data instead.`);
   }
