@@ -286,8 +286,12 @@ export class Client<M extends EventMap = EventMap> {
   private readonly queue: Pending[] = [];
   private inflight?: Pending;
   private conn?: Conn;
-  /** The last server spoke the sequence (a plain decimal cursor), or refused a `p1.` one: send plain decimals. */
-  private legacy = false;
+  /**
+   * Send plain decimal cursors: until a server has sent a `p1.` cursor (SSE `ready`, a poll answer), and after one sent
+   * a plain decimal or refused a `p1.` one. A server before positions per channel reads only decimals (a native-style
+   * stream resets every channel on anything else), and the WebSocket's `subscribed` does not tell the two apart.
+   */
+  private legacy = true;
   private closed = false;
   private running = false;
   private wakeup?: (now: boolean) => void;
@@ -711,8 +715,12 @@ export class Client<M extends EventMap = EventMap> {
       return s;
     };
     const base = (tk: TicketAnswer, url: string | undefined) => `${url}?channels=${encodeURIComponent(channels.join(','))}&ticket=${encodeURIComponent(tk.ticket)}`;
+    // The cursor this connection's last request sent.
+    let sent: string | undefined;
     const httpFail = async (r: Response) => {
       const err = await httpError(r);
+      // A server before positions per channel refuses a `p1.` cursor: from now on it is sent the plain decimal, at once.
+      if (err.code === 'invalid_cursor' && sent?.startsWith('p1.')) return end({ floor: 0, planned: (this.legacy = true) });
       end({ floor: err.retryAfterMs ?? 0, error: err, fatal: r.status === 400 || r.status === 403 });
     };
 
@@ -825,7 +833,7 @@ export class Client<M extends EventMap = EventMap> {
       // The stream is read in the background: `ended` settles when the connection ends, whether or not the body ever errors.
       void (async () => {
         try {
-          const r = await f(base(tk, tk.sseUrl?.split('?')[0] ?? this.o.sseUrl) + q({ lastEventId: this.cursor(channels) }), { headers: { accept: 'text/event-stream' }, cache: 'no-store', signal: ac.signal });
+          const r = await f(base(tk, tk.sseUrl?.split('?')[0] ?? this.o.sseUrl) + q({ lastEventId: (sent = this.cursor(channels)) }), { headers: { accept: 'text/event-stream' }, cache: 'no-store', signal: ac.signal });
           if (r.status !== 200) {
             await httpFail(r);
             return;
@@ -902,7 +910,7 @@ export class Client<M extends EventMap = EventMap> {
       try {
         const headers: Record<string, string> = {};
         if (this.jar.size) headers.cookie = [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ');
-        const url = base(t, this.o.pollUrl ?? t.sseUrl?.split('?')[0].replace(/\/events$/, '/poll') ?? this.o.sseUrl?.replace(/\/events$/, '/poll')) + q({ cursor: next ?? this.cursor(channels), wait: opened ? undefined : '0' });
+        const url = base(t, this.o.pollUrl ?? t.sseUrl?.split('?')[0].replace(/\/events$/, '/poll') ?? this.o.sseUrl?.replace(/\/events$/, '/poll')) + q({ cursor: (sent = next ?? this.cursor(channels)), wait: opened ? undefined : '0' });
         const r = await f(url, { cache: 'no-store', credentials: 'include', headers, signal: ac.signal });
         this.keepCookies(r);
         if (r.status === 401 && spent) {

@@ -600,7 +600,8 @@ describe('one cursor per connection (positions per channel)', () => {
     make({ transports: ['sse'], fetch: sse.f, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events?ticket=t' }) });
     client!.subscribe('chat:a', { onEvent: () => undefined, since: String(T) });
     await settle();
-    expect(sse.lastEventId(0)).toBe(serverEncode([T]));
+    // No server has sent this client a connection cursor yet: the plain decimal (every server reads it).
+    expect(sse.lastEventId(0)).toBe(String(T));
     const after = serverEncode([T + 900]);
     sse.send(`id: ${after}\nevent: reset\ndata: ${JSON.stringify({ channel: 'chat:a', cursor: after })}\n\nid: ${after}\nevent: ready\ndata: ${JSON.stringify({ cursor: after })}\n\n`);
     sse.send(ev({ channel: 'chat:a', id: String(T + 950), prev: String(T + 900) }));
@@ -642,21 +643,32 @@ describe('one cursor per connection (positions per channel)', () => {
     expect(client!.stats()['chat:a']).toMatchObject({ received: 1, gaps: 0 });
   });
 
-  it('WebSocket → SSE: the positions the socket gave (subscribed, events) become the SSE cursor', async () => {
+  it('SSE → WebSocket → SSE: the positions the socket gave (subscribed, events) become the next SSE cursor', async () => {
     const sse = sseServer();
-    make({ transports: ['ws', 'sse'], fetch: sse.f, ticket: async (r) => ({ ticket: 't', wsUrl: 'ws://test/live?ticket=t', sseUrl: r.transport === 'sse' ? 'http://sse/events?ticket=t' : undefined }) });
+    const f = (async (url: string) => (sse.urls.length === 1 ? (sse.urls.push(url), new Response('{"error":{"code":"unavailable","message":"draining"}}', { status: 503 })) : sse.f(url))) as unknown as typeof fetch;
+    make({ transports: ['sse', 'ws'], fetch: f, ticket: async (r) => ({ ticket: 't', wsUrl: 'ws://test/live?ticket=t', sseUrl: r.transport === 'sse' ? 'http://sse/events?ticket=t' : undefined }) });
     client!.subscribe('chat:b', { onEvent: () => undefined });
     client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    const ready = serverEncode([T + 5, T + 5]);
+    sse.send(`event: ready\ndata: ${JSON.stringify({ cursor: ready })}\n\n`);
+    await settle();
+    sse.streams[0].close();
+    await settle();
+    // The next stream is refused (503): the WebSocket opens instead, resuming each channel from its position.
+    await clock.advance(1000);
     const ws = await openWs(String(T + 5));
+    expect(ws.sent).toContainEqual({ action: 'subscribe', channel: 'chat:a', since: String(T + 5) });
     ws.ackSubscribes(String(T + 5));
     ws.receive(env({ channel: 'chat:b', id: String(T + 70), prev: String(T + 5) }));
     ws.close();
     await settle();
-    await clock.advance(500);
+    await clock.advance(1000);
     await settle();
     await clock.advance(4000); // the socket does not open again: SSE after the open timeout
     await settle();
-    expect(sse.lastEventId(0)).toBe(serverEncode([T + 5, T + 70]));
+    expect(sse.urls).toHaveLength(3);
+    expect(sse.lastEventId(2)).toBe(serverEncode([T + 5, T + 70]));
   });
 
   it('a channel without a position yet (subscribed while connected), or a server on the sequence: a plain decimal, the oldest position', async () => {
@@ -679,5 +691,26 @@ describe('one cursor per connection (positions per channel)', () => {
     await settle();
     // That server spoke the sequence: it is sent a plain decimal again.
     expect(sse.lastEventId(2)).toBe(String(T + 400));
+  });
+
+  it('a server before positions per channel refuses a p1 cursor (400 invalid_cursor, a rollback after one that sent p1): the client asks again at once with the plain decimal, no error, not closed', async () => {
+    const urls: string[] = [];
+    const f = (async (url: string, init?: RequestInit) => {
+      urls.push(url);
+      const c = new URL(url).searchParams.get('cursor');
+      if (urls.length === 1) return new Response(JSON.stringify({ events: [], cursor: serverEncode([T]), resets: [] }), { status: 200 });
+      if (c?.startsWith('p1.')) return new Response('{"error":{"code":"invalid_cursor","message":"A cursor is the decimal id of the last event received."}}', { status: 400 });
+      if (urls.length < 4) return new Response(JSON.stringify({ events: [], cursor: String(T), resets: [] }), { status: 200 });
+      return new Promise<Response>((_, reject) => init?.signal?.addEventListener('abort', () => reject(new Error('aborted'))));
+    }) as unknown as typeof fetch;
+    make({ transports: ['poll'], fetch: f, pollUrl: 'http://sse/poll', ticket: async () => ({ ticket: 't' }) });
+    const errors: string[] = [];
+    client!.on('error', (e) => errors.push(e.code));
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    const cursors = urls.map((u) => new URL(u).searchParams.get('cursor'));
+    expect(cursors).toEqual([null, serverEncode([T]), String(T), String(T)]);
+    expect(client!.state).toBe('open');
+    expect(errors).toEqual([]);
   });
 });
