@@ -79,16 +79,16 @@ interface Arrival {
 const cmp = (a: string, b: string): number => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 
 /**
- * Gaps a client detects by position in `arrivals` (in order) of a channel it followed from position `from`: an
- * arrival above the last one whose `prev` is not the last one's id; one at or below is dropped (a duplicate or late).
- * Arrivals without `prev` (a server before it) are not counted.
+ * Gaps a client detects by position in `arrivals` (in order) of one channel, followed from position `from` (undefined:
+ * from its first arrival, not compared): an arrival above the last one whose `prev` is not the last one's id; one at
+ * or below is dropped (a duplicate or late). Arrivals without `prev` (a server before it) are not counted.
  */
-export function gapsByPrev(arrivals: readonly { id?: string; prev?: string }[], from = '0'): number {
+export function gapsByPrev(arrivals: readonly { id?: unknown; prev?: unknown }[], from: string | undefined): number {
   let last = from;
   let gaps = 0;
   for (const a of arrivals) {
-    if (a.id === undefined || cmp(a.id, last) <= 0) continue;
-    if (a.prev !== undefined && a.prev !== last) gaps++;
+    if (typeof a.id !== 'string' || (last !== undefined && cmp(a.id, last) <= 0)) continue;
+    if (last !== undefined && typeof a.prev === 'string' && a.prev !== last) gaps++;
     last = a.id;
   }
   return gaps;
@@ -239,7 +239,7 @@ export async function runCanary(options: CanaryOptions): Promise<CanaryReport> {
     if (!('r' in c)) return { transport: c.t, received: 0, lost: sentAt.size, gaps: 0, duplicated: 0, outOfOrder: 0, latenciesMs: [], error: c.error };
     const arrivals = c.r.arrivals().filter((a) => sentAt.has(a.seq));
     // The channel is new: every receiver followed it from its start (position 0).
-    const gaps = gapsByPrev(c.r.arrivals());
+    const gaps = gapsByPrev(c.r.arrivals(), '0');
     const first = new Map<number, number>();
     let duplicated = 0;
     let outOfOrder = 0;
