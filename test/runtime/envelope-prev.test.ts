@@ -2,7 +2,6 @@ import Redis from 'ioredis';
 import { parseChannel, type ParsedChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
 import { preparePublish } from '../../core/events';
-import { RedisBroker } from '../../core/redis/broker';
 import { RedisChannelBroker } from '../../core/redis/channel-broker';
 import { Keys } from '../../core/redis/keys';
 import { envelopeBytes } from '../../core/redis/memory';
@@ -11,8 +10,8 @@ import { connectRedis, coreConfig, TEST_NAMESPACES, uid } from '../support/harne
 /**
  * Issue 26 item 2 (gaps by position): every envelope names its channel's previous event (`prev`), so a client can
  * count the events it missed between two it received. Ids are Redis time per channel, not a count: `prev` is what
- * tells one event from the next. Both publish scripts (the sequence's and the per-channel one) write it; history and
- * replay carry it because they hold the same bytes.
+ * tells one event from the next. The publish script writes it; history and replay carry it because they hold the same
+ * bytes.
  */
 const NAMESPACES: Namespaces = { ...TEST_NAMESPACES, brief: { subscribe: 'public', publish: 'server', historySize: 3, historyTtlSeconds: 60 } };
 const SERVER = { kind: 'server', principal: 'arn:aws:iam::1:role/backend' } as const;
@@ -25,13 +24,10 @@ beforeAll(async () => {
 });
 afterAll(() => redis.disconnect());
 
-describe.each([
-  ['per channel (RedisChannelBroker)', (prefix: string) => new RedisChannelBroker(redis, { keyPrefix: prefix })],
-  ['the sequence (RedisBroker)', (prefix: string) => new RedisBroker(redis, { keyPrefix: prefix })],
-])('prev on %s', (_name, make) => {
+describe('prev', () => {
   test("a channel's first event has prev \"0\"; each next one the id before it on the same channel, whatever other channels publish; an idempotent repeat adds nothing", async () => {
     const keys = new Keys(`e${uid()}:`);
-    const broker = make(keys.prefix);
+    const broker = new RedisChannelBroker(redis, { keyPrefix: keys.prefix });
     const config = coreConfig({ namespaces: NAMESPACES });
     const pub = async (c: ParsedChannel, data: unknown, idempotencyKey?: string): Promise<Env | string> => {
       const { head, tail } = preparePublish({ channel: c.channel, type: 't', data, idempotencyKey }, SERVER, config);
