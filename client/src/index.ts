@@ -844,6 +844,8 @@ export class Client<M extends EventMap = EventMap> {
           let buf = '';
           let data = '';
           let type = '';
+          // The block's `id:` line: the connection cursor (a `ready` or `reset` without one in its data).
+          let id = '';
           watch();
           for (;;) {
             const { done, value } = await reader.read();
@@ -859,18 +861,19 @@ export class Client<M extends EventMap = EventMap> {
                   const d = JSON.parse(data.slice(1));
                   if (type === 'ready') {
                     T.clear(openTimer);
-                    this.caughtUp(d.cursor, channels);
+                    this.caughtUp(d.cursor ?? id, channels);
                     if (!opened) open();
-                  } else if (type === 'reset') this.reset(d.channel, d.cursor, channels);
+                  } else if (type === 'reset') this.reset(d.channel, d.cursor ?? id, channels);
                   else this.deliver(d);
                 }
-                data = type = '';
+                data = type = id = '';
               } else if (line[0] !== ':') {
                 const c = line.indexOf(':');
                 const k = c < 0 ? line : line.slice(0, c);
                 const v = c < 0 ? '' : line.slice(line[c + 1] === ' ' ? c + 2 : c + 1);
                 if (k === 'data') data += '\n' + v;
                 else if (k === 'event') type = v;
+                else if (k === 'id') id = v;
                 else if (k === 'retry') floor = Number(v) || 0;
               }
             }

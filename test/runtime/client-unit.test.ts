@@ -595,6 +595,22 @@ describe('one cursor per connection (positions per channel)', () => {
     expect(serverDecode(sent, 2)).toEqual({ positions: [T + 250, T - 5000], shared: false });
   });
 
+  it('SSE: a ready or reset whose data has no cursor: the block\'s id: line is the connection cursor', async () => {
+    const sse = sseServer();
+    make({ transports: ['sse'], fetch: sse.f, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events?ticket=t' }) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    client!.subscribe('chat:b', { onEvent: () => undefined });
+    await settle();
+    sse.send(`id: ${serverEncode([T + 1, T + 2])}\nevent: ready\ndata: {"channels":["chat:a","chat:b"]}\n\n`);
+    sse.send(`id: ${serverEncode([T + 1, T + 9])}\nevent: reset\ndata: {"channel":"chat:b"}\n\n`);
+    await settle();
+    sse.streams[0].close();
+    await settle();
+    await clock.advance(1000);
+    await settle();
+    expect(sse.lastEventId(1)).toBe(serverEncode([T + 1, T + 9]));
+  });
+
   it('SSE: a reset moves the channel to the position its cursor gives (no gap is counted across it)', async () => {
     const sse = sseServer();
     make({ transports: ['sse'], fetch: sse.f, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events?ticket=t' }) });
