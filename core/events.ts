@@ -10,7 +10,7 @@ import type { ConnectionCursor } from './cursor';
 import type { RedisLike } from './redis/client';
 import { RedisChannelBroker } from './redis/channel-broker';
 
-/** What every transport delivers: `{channel, id, type, data, ts}`. */
+/** What every transport delivers: `{channel, id, type, data, ts, prev}`. */
 export interface Envelope<T = unknown> {
   readonly channel: string;
   /** The event's offset on its channel: a decimal integer (Redis time in microseconds, growing per channel). */
@@ -19,6 +19,8 @@ export interface Envelope<T = unknown> {
   readonly data: T;
   /** Milliseconds since the epoch, Redis server time at publish. */
   readonly ts: number;
+  /** The channel's previous event id ("0" for its first): a client holding another id missed events between. */
+  readonly prev: string;
 }
 
 export const TYPE_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;

@@ -105,3 +105,21 @@ describe.each(TRANSPORTS)('%s', (transport) => {
     expect(rec.client.stats()[c]).toMatchObject({ received: rec.ids(c).length, resets: 1, gaps: 0 });
   });
 });
+
+test('history() pages carry prev too (the history holds the envelopes as published): oldest first and newest first, each names the one before it', async () => {
+  const c = `chat:hist-${uid()}`;
+  const ids: string[] = [];
+  for (let seq = 1; seq <= 5; seq++) ids.push(await publish(stack.outputs.PublishUrl, c, { seq }));
+  const client = nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'gap-watcher'), transports: ['sse'], sseUrl: stack.outputs.SseUrl });
+  try {
+    const page = await client.history(c);
+    expect(page.events.map((e) => [e.prev, e.id])).toEqual(ids.map((id, i) => [i ? ids[i - 1] : '0', id]));
+    const back = await client.history(c, { reverse: true, limit: 2 });
+    expect(back.events.map((e) => [e.prev, e.id])).toEqual([
+      [ids[3], ids[4]],
+      [ids[2], ids[3]],
+    ]);
+  } finally {
+    client.close();
+  }
+});
