@@ -538,13 +538,19 @@ export class Client<M extends EventMap = EventMap> {
     });
   }
 
-  /** History could not cover the channel's cursor: its position is what the server says next, and no gap is counted across. */
+  /**
+   * History could not cover the channel's cursor: no gap is counted across it. A `p1.` cursor with it says where the
+   * channel continues (maybe below what was held); without one the position stays until the server gives another.
+   */
   private reset(channel: string, cursor?: unknown, channels?: string[]): void {
     const s = this.subs.get(channel);
     if (!s) return;
     this.stat(channel).resets++;
-    s.cursor = s.last = undefined;
-    if (channels) this.caughtUp(cursor, channels);
+    s.last = undefined;
+    if (channels && decodeCursor(cursor, channels.length)) {
+      s.cursor = undefined;
+      this.caughtUp(cursor, channels);
+    }
     s.h.onReset?.(channel);
   }
 
@@ -935,7 +941,7 @@ export class Client<M extends EventMap = EventMap> {
         if (stopped) break;
         spent = true;
         if (this.perPoll) t = undefined;
-        for (const c of b.resets) this.reset(c);
+        for (const c of b.resets) this.reset(c, b.cursor, channels);
         for (const e of b.events) this.deliver(e);
         this.caughtUp(b.cursor, channels);
         next = b.cursor;

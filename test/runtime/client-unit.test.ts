@@ -659,6 +659,26 @@ describe('one cursor per connection (positions per channel)', () => {
     expect(client!.stats()['chat:a']).toMatchObject({ received: 1, gaps: 0 });
   });
 
+  it('long poll: a reset with a cursor below the position held (the channel lost everything) moves the channel down to it', async () => {
+    const urls: string[] = [];
+    const f = (async (url: string, init?: RequestInit) => {
+      urls.push(url);
+      const i = urls.length - 1;
+      if (i === 0) return new Response(JSON.stringify({ events: [env({ channel: 'chat:a', id: String(T + 500), prev: '0' })], cursor: serverEncode([T + 500]), resets: [] }), { status: 200 });
+      if (i === 1) return new Response(JSON.stringify({ events: [], cursor: serverEncode([0]), resets: ['chat:a'] }), { status: 200 });
+      return new Promise<Response>((_, reject) => init?.signal?.addEventListener('abort', () => reject(new Error('aborted'))));
+    }) as unknown as typeof fetch;
+    make({ transports: ['poll'], fetch: f, pollUrl: 'http://sse/poll', ticket: async () => ({ ticket: 't' }) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    await clock.advance(35000);
+    await settle();
+    await clock.advance(1000);
+    await settle();
+    expect(new URL(urls[3]).searchParams.get('cursor')).toBe(serverEncode([0]));
+    expect(client!.stats()['chat:a']).toMatchObject({ received: 1, resets: 1, gaps: 0 });
+  });
+
   it('SSE → WebSocket → SSE: the positions the socket gave (subscribed, events) become the next SSE cursor', async () => {
     const sse = sseServer();
     const f = (async (url: string) => (sse.urls.length === 1 ? (sse.urls.push(url), new Response('{"error":{"code":"unavailable","message":"draining"}}', { status: 503 })) : sse.f(url))) as unknown as typeof fetch;
