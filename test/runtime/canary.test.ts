@@ -12,7 +12,7 @@ import type { CanaryReport, TransportReport } from '../../core/probe/canary';
 import { executeApiSigner } from '../../core/probe/signer';
 import { canaryConfigFromEnv, createCanaryHandler } from '../../lambda/handlers/canary';
 import type { LocalStack } from '../../local/stack';
-import { EventProxy } from '../support/event-proxy';
+import { proxyStack, type EventProxy, type StackProxies } from '../support/event-proxy';
 
 process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
 
@@ -23,6 +23,7 @@ const BURST = 8;
 let stack: LocalStack;
 let tasks: EventProxy;
 let gateway: EventProxy;
+let proxies: StackProxies;
 
 beforeAll(async () => {
   const { startLocalStack } = await import('../../local/stack');
@@ -31,16 +32,14 @@ beforeAll(async () => {
     verifySignatures: { credentials: { accessKeyId: KEYS.AWS_ACCESS_KEY_ID, secretAccessKey: KEYS.AWS_SECRET_ACCESS_KEY }, region: REGION },
     env: { LOG_LEVEL: 'silent', METRICS_INTERVAL_MS: '0' },
   });
-  tasks = await new EventProxy(new URL(stack.outputs.SseUrl).origin, 'live').start();
-  gateway = await new EventProxy(stack.outputs.WebSocketUrl.replace(/^ws/, 'http'), 'apigateway').start();
+  proxies = await proxyStack(stack.outputs);
+  ({ tasks, gateway } = proxies);
 });
 afterEach(() => {
-  tasks.faults.clear();
-  gateway.faults.clear();
+  proxies.clear();
 });
 afterAll(async () => {
-  await tasks?.close();
-  await gateway?.close();
+  await proxies?.close();
   await stack?.close();
 });
 

@@ -8,7 +8,7 @@ import pino from 'pino';
 import type { TicketAnswer } from '../../client/src/index';
 import type { LocalStack } from '../../local/stack';
 import { localTickets, nodeClient, publish, record, Relay, until, type Recorder } from '../support/client-kit';
-import { EventProxy, type ProxiedTransport } from '../support/event-proxy';
+import { proxyStack, type EventProxy, type ProxiedTransport, type StackProxies } from '../support/event-proxy';
 import { TEST_NAMESPACES, uid } from '../support/harness';
 
 process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
@@ -16,24 +16,23 @@ process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
 let stack: LocalStack;
 let tasks: EventProxy;
 let gateway: EventProxy;
+let proxies: StackProxies;
 const clients: Recorder[] = [];
 const relays: Relay[] = [];
 
 beforeAll(async () => {
   const { startLocalStack } = await import('../../local/stack');
   stack = await startLocalStack({ logger: pino({ level: 'silent' }), env: { NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES), LOG_LEVEL: 'silent', RETRY_MS: '200', POLL_TIMEOUT_MS: '2000' } });
-  tasks = await new EventProxy(new URL(stack.outputs.SseUrl).origin, 'live').start();
-  gateway = await new EventProxy(stack.outputs.WebSocketUrl.replace(/^ws/, 'http'), 'apigateway').start();
+  proxies = await proxyStack(stack.outputs);
+  ({ tasks, gateway } = proxies);
 });
 afterEach(async () => {
   for (const r of clients.splice(0)) r.client.close();
   for (const r of relays.splice(0)) await r.close();
-  tasks.faults.clear();
-  gateway.faults.clear();
+  proxies.clear();
 });
 afterAll(async () => {
-  await tasks?.close();
-  await gateway?.close();
+  await proxies?.close();
   await stack?.close();
 });
 
