@@ -129,5 +129,10 @@ export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
  * ahead cannot be real, however much asynchronous replication lost: it is refused, not treated as a roll-back.
  */
 export const CLOCK_ALLOWANCE_US = 1_000_000;
+/**
+ * Bytes of an envelope the publish script writes around its head and tail: 16 digits of id, 13 of `ts`, `,"prev":"`,
+ * 16 digits of the channel's previous id and `"`, and the closing brace.
+ */
+export const ENVELOPE_ADDED_BYTES = 56;
 /** Bytes a replayed event costs beyond its envelope in a page's budget: the SSE lines around it (`id:`, `event:` with a type of up to 64 characters, `data:`), or a poll answer's comma. */
 export const REPLAY_FRAME_BYTES = 128;

@@ -5,12 +5,12 @@ import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from 
 import { RealtimeError } from './errors';
 import { assertDataDepth } from './json-depth';
 import { describeIdentity, type Identity } from './identity';
-import { REPLAY_FRAME_BYTES, type ChannelCursor, type PositionBroker } from './broker';
+import { ENVELOPE_ADDED_BYTES, REPLAY_FRAME_BYTES, type ChannelCursor, type PositionBroker } from './broker';
 import type { ConnectionCursor } from './cursor';
 import type { RedisLike } from './redis/client';
 import { RedisChannelBroker } from './redis/channel-broker';
 
-/** What every transport delivers: `{channel, id, type, data, ts}`. */
+/** What every transport delivers: `{channel, id, type, data, ts, prev}`. */
 export interface Envelope<T = unknown> {
   readonly channel: string;
   /** The event's offset on its channel: a decimal integer (Redis time in microseconds, growing per channel). */
@@ -19,6 +19,8 @@ export interface Envelope<T = unknown> {
   readonly data: T;
   /** Milliseconds since the epoch, Redis server time at publish. */
   readonly ts: number;
+  /** The channel's previous event id ("0" for its first): a client holding another id missed events between. */
+  readonly prev: string;
 }
 
 export const TYPE_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
@@ -88,8 +90,7 @@ export function preparePublish(input: PublishInput, identity: Identity, config: 
   }
   const head = `{"channel":${JSON.stringify(ch.channel)},"id":"`;
   const tail = `","type":${JSON.stringify(input.type)},"data":${JSON.stringify(input.data)},"ts":`;
-  // 16 digits of id, 13 of ts and the closing brace.
-  const size = Buffer.byteLength(head) + Buffer.byteLength(tail) + 30;
+  const size = Buffer.byteLength(head) + Buffer.byteLength(tail) + ENVELOPE_ADDED_BYTES;
   if (size > config.maxPayloadBytes) {
     throw new RealtimeError('payload_too_large', `The event would be ${size} bytes; the limit is ${config.maxPayloadBytes}. Send a reference to the data instead.`);
   }

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import { postPublish, postTicket, request, SseReader, WsClient, type JsonAnswer, type ProbeAuth } from '../core/probe/clients';
+import { gapsByPrev } from '../core/probe/canary';
+import { postPublish, postTicket, request, SseReader, WsClient, type JsonAnswer, type ProbeAuth, type SseEvent } from '../core/probe/clients';
 import { jsonRequest, regionOfHost, signRequest } from '../server-sdk/src/sigv4';
 
 /**
@@ -153,7 +154,15 @@ export async function runSmoke(options: SmokeOptions, report: (r: SmokeResult) =
     throw new SmokeUsageError('--local-user only works against the local stack (every endpoint on 127.0.0.1, localhost or [::1]); on AWS use SMOKE_JWT or --iam-user');
   }
   const results: SmokeResult[] = [];
-  const state: { firstId?: string; secondId?: string; spentUrl?: string; stream?: SseReader; ws?: WsClient } = {};
+  const state: { firstId?: string; secondId?: string; lastEventId?: string; spentUrl?: string; stream?: SseReader; ws?: WsClient } = {};
+  /** The envelope id of an SSE event (its `id:` line is the connection's cursor, opaque). */
+  const envelopeId = (ev: SseEvent): string | undefined => {
+    try {
+      return (JSON.parse(ev.data) as { id?: string }).id;
+    } catch {
+      return undefined;
+    }
+  };
 
   async function check(name: string, fn: () => Promise<string | { skip: string }>): Promise<void> {
     const started = Date.now();
@@ -237,7 +246,8 @@ export async function runSmoke(options: SmokeOptions, report: (r: SmokeResult) =
       state.firstId = ack.id;
       await ws.waitFor((m) => m.id === ack.id && m.channel === channel && m.type === 'smoke', `envelope ${ack.id} on the WebSocket`, timeout, from);
       need(state.stream, 'published, but no SSE stream to receive it (stream failed)');
-      await state.stream!.waitFor((ev) => ev.id === ack.id, `event ${ack.id} on the SSE stream`, timeout);
+      // What a browser's EventSource would send back on its own reconnect: the `id:` line, as it came.
+      state.lastEventId = (await state.stream!.waitFor((ev) => ev.event === 'smoke' && envelopeId(ev) === ack.id, `event ${ack.id} on the SSE stream`, timeout)).id;
       return `published id ${ack.id}; delivered to the WebSocket and to the SSE stream`;
     });
 
@@ -250,15 +260,16 @@ export async function runSmoke(options: SmokeOptions, report: (r: SmokeResult) =
       need(ack.type === 'published', `second publish refused: ${JSON.stringify(ack)}`);
       state.secondId = ack.id;
       const t = await mint('sse');
-      const stream = new SseReader(t.url, { 'last-event-id': state.firstId! });
+      const last = state.lastEventId ?? state.firstId!;
+      const stream = new SseReader(t.url, { 'last-event-id': last });
       try {
         await stream.waitFor((ev) => ev.event === 'ready', 'event: ready', timeout);
-        const ids = stream.events.filter((ev) => ev.id !== undefined && ev.event !== 'ready').map((ev) => ev.id);
-        need(ids.includes(ack.id) && !ids.includes(state.firstId), `replay after ${state.firstId}: expected ${ack.id} before "ready" and not ${state.firstId}, got [${ids.join(', ')}]`);
+        const ids = stream.events.filter((ev) => ev.event === 'smoke').map(envelopeId);
+        need(ids.includes(ack.id) && !ids.includes(state.firstId), `replay after ${last}: expected ${ack.id} before "ready" and not ${state.firstId}, got [${ids.join(', ')}]`);
       } finally {
         stream.close();
       }
-      return `Last-Event-ID ${state.firstId}: replayed ${ack.id} before "ready", nothing twice`;
+      return `Last-Event-ID ${last} (the id line of ${state.firstId}): replayed ${ack.id} before "ready", nothing twice`;
     });
 
     await check('poll', async () => {
@@ -269,7 +280,14 @@ export async function runSmoke(options: SmokeOptions, report: (r: SmokeResult) =
       need(r.status === 200 && Array.isArray(r.body?.events), `GET /poll: expected 200 {"events"}, got ${show(r)}`);
       const ids = (r.body.events as { id: string }[]).map((ev) => ev.id);
       need(ids.includes(state.secondId!) && !ids.includes(state.firstId!), `poll from cursor ${state.firstId}: expected ${state.secondId}, got [${ids.join(', ')}]`);
-      return `200, events after cursor ${state.firstId}: [${ids.join(', ')}], cursor ${r.body.cursor}`;
+      // The answer's cursor goes back as it came (opaque): the next poll, without waiting, has nothing again.
+      need(typeof r.body.cursor === 'string', `GET /poll: no cursor in ${r.text}`);
+      const t2 = await mint('sse');
+      const again = await request(`${e.PollUrl}?channels=${encodeURIComponent(channel)}&cursor=${encodeURIComponent(r.body.cursor)}&ticket=${t2.ticket}&wait=0`, {}, timeout);
+      need(again.status === 200 && Array.isArray(again.body?.events), `GET /poll with the answer's cursor: expected 200 {"events"}, got ${show(again)}`);
+      const twice = (again.body.events as { id: string }[]).map((ev) => ev.id).filter((id) => ids.includes(id));
+      need(twice.length === 0, `GET /poll with the answer's cursor ${r.body.cursor}: delivered again [${twice.join(', ')}]`);
+      return `200, events after cursor ${state.firstId}: [${ids.join(', ')}]; its cursor ${r.body.cursor} polled again: nothing twice`;
     });
 
     await check('publish api', async () => {
@@ -281,6 +299,20 @@ export async function runSmoke(options: SmokeOptions, report: (r: SmokeResult) =
       need(r.status === 202 && typeof r.body?.id === 'string', `POST ${e.PublishUrl}: expected 202 {"id"}, got ${show(r)}`);
       await state.ws!.waitFor((m) => m.id === r.body.id, `envelope ${r.body.id} on the WebSocket`, timeout, from);
       return `202 id ${r.body.id}, delivered to the WebSocket`;
+    });
+
+    await check('gaps by prev', async () => {
+      need(state.ws, 'no WebSocket (ws subscribe failed)');
+      const got = state.ws!.frames.filter((m) => m.channel === channel && m.type === 'smoke');
+      need(got.length >= 2, `fewer than two events on the WebSocket: ${got.length}`);
+      need(
+        got.every((m) => typeof m.prev === 'string'),
+        `an envelope without prev: ${JSON.stringify(got.find((m) => typeof m.prev !== 'string'))}`,
+      );
+      // Between the events the WebSocket received: each names the one before it.
+      const gaps = gapsByPrev(got, undefined);
+      need(gaps === 0, `${gaps} gap(s) by prev in [${got.map((m) => `${m.prev}→${m.id}`).join(', ')}]`);
+      return `${got.length} events on the WebSocket, each naming the one before it: 0 gaps`;
     });
 
     await check('bad input: JSON errors', async () => {

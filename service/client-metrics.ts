@@ -19,6 +19,8 @@ const count = z.number().int().min(0).max(MAX_COUNT);
 const NamespaceStats = z.strictObject({
   received: count,
   duplicates: count,
+  // Events whose `prev` was not the last one the client received (SDKs before it was counted do not send it).
+  gaps: count.optional(),
   resets: count,
   reconnects: count,
   switches: count,
@@ -59,10 +61,11 @@ export class ClientReports {
     for (const [ns, s] of Object.entries(report.namespaces)) {
       const key = `${ns} ${report.transport}`;
       let g = this.groups.get(key);
-      if (!g) this.groups.set(key, (g = { reports: 0, received: 0, duplicates: 0, resets: 0, reconnects: 0, switches: 0, latency: LATENCY_BUCKETS_MS.map(() => 0) }));
+      if (!g) this.groups.set(key, (g = { reports: 0, received: 0, duplicates: 0, gaps: 0, resets: 0, reconnects: 0, switches: 0, latency: LATENCY_BUCKETS_MS.map(() => 0) }));
       g.reports++;
       g.received += s.received;
       g.duplicates += s.duplicates;
+      g.gaps = (g.gaps ?? 0) + (s.gaps ?? 0);
       g.resets += s.resets;
       g.reconnects += s.reconnects;
       g.switches += s.switches;
@@ -80,6 +83,7 @@ export class ClientReports {
       m.addMetric('ClientReports', MetricUnit.Count, g.reports);
       m.addMetric('ClientReceived', MetricUnit.Count, g.received);
       m.addMetric('ClientDuplicates', MetricUnit.Count, g.duplicates);
+      m.addMetric('ClientGaps', MetricUnit.Count, g.gaps ?? 0);
       m.addMetric('ClientResets', MetricUnit.Count, g.resets);
       m.addMetric('ClientReconnects', MetricUnit.Count, g.reconnects);
       m.addMetric('ClientTransportSwitches', MetricUnit.Count, g.switches);
@@ -157,7 +161,7 @@ function parseReport(body: string): ClientReport {
   try {
     raw = JSON.parse(body);
   } catch {
-    throw new RealtimeError('invalid_json', 'The body must be JSON: {"transport","namespaces":{"<namespace>":{received,duplicates,resets,reconnects,switches,latency}}}.');
+    throw new RealtimeError('invalid_json', 'The body must be JSON: {"transport","namespaces":{"<namespace>":{received,duplicates,gaps,resets,reconnects,switches,latency}}}.');
   }
   const r = ClientReportSchema.safeParse(raw);
   if (!r.success) throw new RealtimeError('bad_request', r.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '));

@@ -3,19 +3,25 @@
  * long poll, several channels on it, resume by event id across reconnects and transport switches.
  * Dependency-free; browsers and Node >= 20 (inject `WebSocket` there).
  */
+import { decodeCursor, encodeCursor } from './cursor';
 
 export type Transport = 'ws' | 'sse' | 'poll';
 export type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
 /** Event type → data type of the events an app expects. */
 export type EventMap = Record<string, unknown>;
 
-/** An event as every transport delivers it. `id` is the deployment-wide cursor (a decimal string). */
+/**
+ * An event as every transport delivers it. `id` is its position on its channel (a decimal string: Redis time in
+ * microseconds, growing per channel, not a count); `prev` the id of the channel's event before it ("0" for its first),
+ * so a missing event shows (see {@link ChannelStats.gaps}).
+ */
 export interface Envelope<D = unknown, T extends string = string> {
   channel: string;
   id: string;
   type: T;
   data: D;
   ts: number | string;
+  prev?: string;
 }
 export type EventOf<M extends EventMap> = { [K in keyof M & string]: Envelope<M[K], K> }[keyof M & string];
 
@@ -105,7 +111,7 @@ export interface ClientOptions {
   /**
    * Off unless set: every `intervalMs` (default 60000) the client posts what {@link Client.stats} counted since its
    * last report, summed per channel namespace, to `url` (the stack's ClientMetricsUrl, `POST /client-metrics` on
-   * the tasks): `{"transport","namespaces":{"<ns>":{received,duplicates,resets,reconnects,switches,latency}}}`.
+   * the tasks): `{"transport","namespaces":{"<ns>":{received,duplicates,gaps,resets,reconnects,switches,latency}}}`.
    * No channel names, ids, user or event data. Unless `anonymous` (the namespaces allow anonymous reports), each
    * report spends a ticket for the subscribed channels, passed as `?ticket=`. A report refused with 400/401/403/404
    * ends reporting; one that fails otherwise is added to the next.
@@ -140,7 +146,7 @@ export interface HistoryPage<E = Envelope> {
   /** The page ended at its bound: ask again with `since: next` (or `before: next` in reverse). */
   more: boolean;
   next?: string;
-  /** The sequence when the page was read. */
+  /** The channel's position when the page was read. */
   position: string;
 }
 
@@ -156,6 +162,12 @@ export interface ChannelStats {
   received: number;
   /** Events at or below the channel's position (a duplicate, or one that came out of order): dropped, not delivered. */
   duplicates: number;
+  /**
+   * Events that did not follow the last one received on the channel: their `prev` (the channel's event before them)
+   * was not that one, so at least one event between was lost to this client. Counted between two events received
+   * with no `reset` between (a reset says so itself); not before the first event of a subscription.
+   */
+  gaps: number;
   /** `reset` signals: history could not cover the channel's cursor, so events between were lost to this client. */
   resets: number;
   /** Connections that opened carrying this channel after its first one. */
@@ -194,6 +206,7 @@ export class RealtimeClientError extends Error {
 /** Reconnect delay after `n` failed attempts: full jitter, min(20 s, 0.5 s + U(0, min(20 s, 0.5 s·2^n))). */
 export const backoff = (n: number, random: () => number = Math.random): number => Math.min(20000, 500 + random() * Math.min(20000, 500 * 2 ** n));
 
+const COUNTS = ['received', 'duplicates', 'gaps', 'resets', 'reconnects', 'switches'] as const;
 /** Compares two decimal ids. */
 const cmp = (a: string, b: string): number => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 const maxId = (a: string | undefined, b: string | undefined): string | undefined => (a === undefined ? b : b === undefined || cmp(a, b) >= 0 ? a : b);
@@ -226,7 +239,12 @@ export function ticketFrom(url: string, init: { headers?: Record<string, string>
 }
 
 interface Sub {
+  /** The channel's position: its last event received, or what the server said it is at. */
   cursor?: string;
+  /** `cursor` came from a plain decimal, the deployment-wide sequence of a server before positions per channel. */
+  shared?: boolean;
+  /** The id of the last event received (for gaps; none after a reset). */
+  last?: string;
   h: SubscribeOptions<EventMap>;
   /** WebSocket: subscribe sent, `subscribed` not yet: events are held and released in id order. */
   held?: Envelope[];
@@ -275,7 +293,12 @@ export class Client<M extends EventMap = EventMap> {
   private readonly queue: Pending[] = [];
   private inflight?: Pending;
   private conn?: Conn;
-  private pos?: string;
+  /**
+   * Send plain decimal cursors: until a server has sent a `p1.` cursor (SSE `ready`, a poll answer), and after one sent
+   * a plain decimal or refused a `p1.` one. A server before positions per channel reads only decimals (a native-style
+   * stream resets every channel on anything else), and the WebSocket's `subscribed` does not tell the two apart.
+   */
+  private legacy = true;
   private closed = false;
   private running = false;
   private wakeup?: (now: boolean) => void;
@@ -334,12 +357,12 @@ export class Client<M extends EventMap = EventMap> {
     for (const [c, x] of Object.entries(now)) {
       const p = this.sent.get(c);
       const n = c.slice(0, c.indexOf(':'));
-      const d = (ns[n] ??= { received: 0, duplicates: 0, resets: 0, reconnects: 0, switches: 0, latency: LATENCY_BUCKETS.map(() => 0) });
-      for (const k of ['received', 'duplicates', 'resets', 'reconnects', 'switches'] as const) d[k] += x[k] - (p?.[k] ?? 0);
+      const d = (ns[n] ??= { received: 0, duplicates: 0, gaps: 0, resets: 0, reconnects: 0, switches: 0, latency: LATENCY_BUCKETS.map(() => 0) });
+      for (const k of COUNTS) d[k] += x[k] - (p?.[k] ?? 0);
       x.latency.forEach((v, i) => (d.latency[i] += v - (p?.latency[i] ?? 0)));
     }
     // Only namespaces with something new are named.
-    for (const n in ns) if (!(ns[n].received + ns[n].duplicates + ns[n].resets + ns[n].reconnects + ns[n].switches)) delete ns[n];
+    for (const n in ns) if (!COUNTS.some((k) => ns[n][k])) delete ns[n];
     if (!Object.keys(ns).length || !t) return true;
     const r = this.o.report!;
     try {
@@ -364,7 +387,10 @@ export class Client<M extends EventMap = EventMap> {
   /** Receives the events of `channel` (one handler set per channel; a second call replaces it). Returns its unsubscription. */
   subscribe(channel: string, h: SubscribeOptions<M>): () => void {
     const old = this.subs.get(channel);
-    this.subs.set(channel, { cursor: h.since ?? old?.cursor ?? this.pos, h: h as SubscribeOptions<EventMap> });
+    const s: Sub = { ...old, h: h as SubscribeOptions<EventMap> };
+    // An id the app has: the position to resume from, but not known to be the channel's event before the next.
+    if (h.since) Object.assign(s, { cursor: h.since, shared: false, last: undefined });
+    this.subs.set(channel, s);
     if (!old) {
       if (this.conn && !this.conn.channels.includes(channel)) this.conn.stop(true);
       void this.run();
@@ -412,7 +438,7 @@ export class Client<M extends EventMap = EventMap> {
 
   private stat(channel: string): ChannelStats {
     let x = this.st.get(channel);
-    if (!x) this.st.set(channel, (x = { received: 0, duplicates: 0, resets: 0, reconnects: 0, switches: 0, latency: LATENCY_BUCKETS.map(() => 0) }));
+    if (!x) this.st.set(channel, (x = { received: 0, duplicates: 0, gaps: 0, resets: 0, reconnects: 0, switches: 0, latency: LATENCY_BUCKETS.map(() => 0) }));
     return x;
   }
 
@@ -493,25 +519,46 @@ export class Client<M extends EventMap = EventMap> {
       while (i < LATENCY_BUCKETS.length - 1 && ms > LATENCY_BUCKETS[i]) i++;
       // A `ts` that is not a number of milliseconds counts nowhere.
       if (ms === ms) x.latency[i]++;
-      s.cursor = e.id;
-      this.pos = maxId(this.pos, e.id);
+      if (s.last !== undefined && e.prev !== undefined && e.prev !== s.last) x.gaps++;
+      s.cursor = s.last = e.id;
+      s.shared = false;
       s.h.onEvent(e);
     }
   }
 
-  /** Every channel of the connection is caught up to `id`. */
-  private caughtUp(id: string, channels: string[]): void {
-    this.pos = maxId(this.pos, id);
-    for (const c of channels) {
+  /**
+   * The server's cursor for `channels` (sorted): a `p1.` cursor gives each channel's position; a plain decimal (a
+   * server on the deployment-wide sequence) stands for every channel, unless `own` (a WebSocket `subscribed`: that
+   * channel's position). Anything else is opaque and changes nothing.
+   */
+  private caughtUp(cursor: unknown, channels: string[], own?: boolean): void {
+    const p = decodeCursor(cursor, channels.length);
+    const seq = !p && /^\d+$/.test(cursor as string);
+    if (!p && !seq) return;
+    if (!own) this.legacy = seq;
+    channels.forEach((c, i) => {
       const s = this.subs.get(c);
-      if (s) s.cursor = maxId(s.cursor, id);
-    }
+      const id = p ? String(p[i]) : (cursor as string);
+      if (s && ((s.shared && p) || maxId(s.cursor, id) !== s.cursor)) {
+        s.cursor = id;
+        s.shared = seq && !own;
+      }
+    });
   }
 
-  private reset(channel: string): void {
+  /**
+   * History could not cover the channel's cursor: no gap is counted across it. A `p1.` cursor with it says where the
+   * channel continues (maybe below what was held); without one the position stays until the server gives another.
+   */
+  private reset(channel: string, cursor?: unknown, channels?: string[]): void {
     const s = this.subs.get(channel);
     if (!s) return;
     this.stat(channel).resets++;
+    s.last = undefined;
+    if (channels && decodeCursor(cursor, channels.length)) {
+      s.cursor = undefined;
+      this.caughtUp(cursor, channels);
+    }
     s.h.onReset?.(channel);
   }
 
@@ -525,11 +572,16 @@ export class Client<M extends EventMap = EventMap> {
     }
   }
 
-  /** The cursor a new connection resumes from: the oldest of its channels'. */
-  private cursor(): string | undefined {
+  /**
+   * The cursor a new SSE or poll connection of `channels` (sorted) resumes from: the connection cursor of their
+   * positions. When one has none (subscribed since) or only the sequence's, or the server reads only the sequence: a
+   * plain decimal, the oldest position (read on every channel; what is above a channel's own is dropped as a duplicate).
+   */
+  private cursor(channels: string[]): string | undefined {
+    const subs = channels.map((c) => this.subs.get(c));
     let c: string | undefined;
-    for (const s of this.subs.values()) if (s.cursor !== undefined && (c === undefined || cmp(s.cursor, c) < 0)) c = s.cursor;
-    return c;
+    for (const s of subs) if (s?.cursor !== undefined && (c === undefined || cmp(s.cursor, c) < 0)) c = s.cursor;
+    return c !== undefined && !this.legacy && subs.every((s) => s?.cursor !== undefined && !s.shared) ? encodeCursor(subs.map((s) => Number(s!.cursor))) : c;
   }
 
   private order(): Transport[] {
@@ -604,7 +656,8 @@ export class Client<M extends EventMap = EventMap> {
   /** One connection attempt on `kind`: resolves when the connection ends (or never opened). */
   private async attempt(kind: Transport): Promise<Ended> {
     const T = this.o.timers;
-    const channels = [...this.subs.keys()];
+    // The connection's channel order: sorted, as the server orders a connection cursor.
+    const channels = [...this.subs.keys()].sort();
     let stopped = false;
     let planned = false;
     let opened = 0;
@@ -677,8 +730,12 @@ export class Client<M extends EventMap = EventMap> {
       return s;
     };
     const base = (tk: TicketAnswer, url: string | undefined) => `${url}?channels=${encodeURIComponent(channels.join(','))}&ticket=${encodeURIComponent(tk.ticket)}`;
+    // The cursor this connection's last request sent.
+    let sent: string | undefined;
     const httpFail = async (r: Response) => {
       const err = await httpError(r);
+      // A server before positions per channel refuses a `p1.` cursor: from now on it is sent the plain decimal, at once.
+      if (err.code === 'invalid_cursor' && sent?.startsWith('p1.')) return end({ floor: 0, planned: (this.legacy = true) });
       end({ floor: err.retryAfterMs ?? 0, error: err, fatal: r.status === 400 || r.status === 403 });
     };
 
@@ -768,7 +825,7 @@ export class Client<M extends EventMap = EventMap> {
             const held = s.held.sort((a, b) => cmp(a.id, b.id));
             s.held = undefined;
             for (const e of held) this.deliver(e);
-            this.caughtUp(m.cursor as string, [m.channel]);
+            this.caughtUp(m.cursor, [m.channel], true);
           }
           this.answer(undefined);
         } else if (t === 'reset') this.reset(m.channel);
@@ -791,7 +848,7 @@ export class Client<M extends EventMap = EventMap> {
       // The stream is read in the background: `ended` settles when the connection ends, whether or not the body ever errors.
       void (async () => {
         try {
-          const r = await f(base(tk, tk.sseUrl?.split('?')[0] ?? this.o.sseUrl) + q({ lastEventId: this.cursor() }), { headers: { accept: 'text/event-stream' }, cache: 'no-store', signal: ac.signal });
+          const r = await f(base(tk, tk.sseUrl?.split('?')[0] ?? this.o.sseUrl) + q({ lastEventId: (sent = this.cursor(channels)) }), { headers: { accept: 'text/event-stream' }, cache: 'no-store', signal: ac.signal });
           if (r.status !== 200) {
             await httpFail(r);
             return;
@@ -802,6 +859,8 @@ export class Client<M extends EventMap = EventMap> {
           let buf = '';
           let data = '';
           let type = '';
+          // The block's `id:` line: the connection cursor (a `ready` or `reset` without one in its data).
+          let id = '';
           watch();
           for (;;) {
             const { done, value } = await reader.read();
@@ -817,18 +876,19 @@ export class Client<M extends EventMap = EventMap> {
                   const d = JSON.parse(data.slice(1));
                   if (type === 'ready') {
                     T.clear(openTimer);
-                    this.caughtUp(d.cursor, channels);
+                    this.caughtUp(d.cursor ?? id, channels);
                     if (!opened) open();
-                  } else if (type === 'reset') this.reset(d.channel);
+                  } else if (type === 'reset') this.reset(d.channel, d.cursor ?? id, channels);
                   else this.deliver(d);
                 }
-                data = type = '';
+                data = type = id = '';
               } else if (line[0] !== ':') {
                 const c = line.indexOf(':');
                 const k = c < 0 ? line : line.slice(0, c);
                 const v = c < 0 ? '' : line.slice(line[c + 1] === ' ' ? c + 2 : c + 1);
                 if (k === 'data') data += '\n' + v;
                 else if (k === 'event') type = v;
+                else if (k === 'id') id = v;
                 else if (k === 'retry') floor = Number(v) || 0;
               }
             }
@@ -857,6 +917,8 @@ export class Client<M extends EventMap = EventMap> {
     T.clear(openTimer);
     let t: TicketAnswer | undefined = tk;
     let spent = false;
+    // The next poll of this connection sends the last answer's cursor as it came (opaque).
+    let next: string | undefined;
     while (!stopped) {
       t ??= await ticket();
       if (!t || stopped) break;
@@ -866,7 +928,7 @@ export class Client<M extends EventMap = EventMap> {
       try {
         const headers: Record<string, string> = {};
         if (this.jar.size) headers.cookie = [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ');
-        const url = base(t, this.o.pollUrl ?? t.sseUrl?.split('?')[0].replace(/\/events$/, '/poll') ?? this.o.sseUrl?.replace(/\/events$/, '/poll')) + q({ cursor: this.cursor(), wait: opened ? undefined : '0' });
+        const url = base(t, this.o.pollUrl ?? t.sseUrl?.split('?')[0].replace(/\/events$/, '/poll') ?? this.o.sseUrl?.replace(/\/events$/, '/poll')) + q({ cursor: (sent = next ?? this.cursor(channels)), wait: opened ? undefined : '0' });
         const r = await f(url, { cache: 'no-store', credentials: 'include', headers, signal: ac.signal });
         this.keepCookies(r);
         if (r.status === 401 && spent) {
@@ -888,9 +950,10 @@ export class Client<M extends EventMap = EventMap> {
         if (stopped) break;
         spent = true;
         if (this.perPoll) t = undefined;
-        for (const c of b.resets) this.reset(c);
+        for (const c of b.resets) this.reset(c, b.cursor, channels);
         for (const e of b.events) this.deliver(e);
         this.caughtUp(b.cursor, channels);
+        next = b.cursor;
         if (!opened) open();
       } catch {
         end({ floor: 0, error: new RealtimeClientError('network', 'poll failed') });

@@ -36,6 +36,12 @@ export interface TransportReport {
   readonly received: number;
   /** Burst events that never arrived on this transport (all of them when it did not connect). */
   readonly lost: number;
+  /**
+   * What a client would detect by position: events whose `prev` (the channel's event before them) was not the last
+   * one that arrived (a run of missing events is one gap; one missing at the end of the burst is not seen; an event
+   * overtaken by a later one is a gap, and the late one dropped, as the SDK does). See `gapsByPrev`.
+   */
+  readonly gaps: number;
   readonly duplicated: number;
   /** Events that arrived after one published later than them. */
   readonly outOfOrder: number;
@@ -61,11 +67,40 @@ export function percentile(sorted: readonly number[], q: number): number | undef
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
-/** One arrival of a burst event on a transport. */
+/** One arrival of a burst event on a transport: its burst number, when, and its envelope's `id` and `prev`. */
 interface Arrival {
   readonly seq: number;
   readonly at: number;
+  readonly id?: string;
+  readonly prev?: string;
 }
+
+/** Compares two decimal ids. */
+const cmp = (a: string, b: string): number => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * Gaps a client detects by position in `arrivals` (in order) of one channel, followed from position `from` (undefined:
+ * from its first arrival, not compared): an arrival above the last one whose `prev` is not the last one's id; one at
+ * or below is dropped (a duplicate or late). Arrivals without `prev` (a server before it) are not counted.
+ */
+export function gapsByPrev(arrivals: readonly { id?: unknown; prev?: unknown }[], from: string | undefined): number {
+  let last = from;
+  let gaps = 0;
+  for (const a of arrivals) {
+    if (typeof a.id !== 'string' || (last !== undefined && cmp(a.id, last) <= 0)) continue;
+    if (last !== undefined && typeof a.prev === 'string' && a.prev !== last) gaps++;
+    last = a.id;
+  }
+  return gaps;
+}
+
+/** An arrival of the envelope `e` (of a `canary` event) at `at`. */
+const arrival = (e: { id?: unknown; prev?: unknown; data?: unknown }, at: number): Arrival => ({
+  seq: seqOf(e.data) ?? -1,
+  at,
+  id: typeof e.id === 'string' ? e.id : undefined,
+  prev: typeof e.prev === 'string' ? e.prev : undefined,
+});
 
 /** A connected transport: its arrivals so far (of `canary` events carrying `seq`), and how to end it. */
 interface Receiver {
@@ -104,7 +139,7 @@ export async function runCanary(options: CanaryOptions): Promise<CanaryReport> {
       return {
         transport: 'sse',
         connectMs: ready.at - start,
-        arrivals: () => reader.events.flatMap((ev) => (ev.event === 'canary' ? [{ seq: seqOf(JSON.parse(ev.data).data) ?? -1, at: ev.at }] : [])),
+        arrivals: () => reader.events.flatMap((ev) => (ev.event === 'canary' ? [arrival(JSON.parse(ev.data), ev.at)] : [])),
         close: () => reader.close(),
       };
     } catch (err) {
@@ -124,7 +159,7 @@ export async function runCanary(options: CanaryOptions): Promise<CanaryReport> {
       return {
         transport,
         connectMs,
-        arrivals: () => client.frames.flatMap((m, i) => (m.type === 'canary' && m.channel === channel ? [{ seq: seqOf(m.data) ?? -1, at: client.arrivals[i] }] : [])),
+        arrivals: () => client.frames.flatMap((m, i) => (m.type === 'canary' && m.channel === channel ? [arrival(m, client.arrivals[i])] : [])),
         close: () => client.close(),
       };
     } catch (err) {
@@ -152,10 +187,11 @@ export async function runCanary(options: CanaryOptions): Promise<CanaryReport> {
     void (async () => {
       while (!stopped) {
         try {
-          const r = await request(`${e.PollUrl}?${q}&ticket=${encodeURIComponent(ticket)}&cursor=${cursor}`, { headers: { cookie }, signal: abort.signal }, timeout * 4);
+          // The answer's cursor goes back as it came: opaque (a decimal, or a connection cursor `p1.…`).
+          const r = await request(`${e.PollUrl}?${q}&ticket=${encodeURIComponent(ticket)}&cursor=${encodeURIComponent(cursor)}`, { headers: { cookie }, signal: abort.signal }, timeout * 4);
           const at = performance.now();
           if (r.status !== 200) break;
-          for (const ev of r.body.events as { type: string; data: unknown }[]) if (ev.type === 'canary') got.push({ seq: seqOf(ev.data) ?? -1, at });
+          for (const ev of r.body.events as { type: string; data: unknown }[]) if (ev.type === 'canary') got.push(arrival(ev, at));
           cursor = r.body.cursor;
         } catch {
           break;
@@ -200,8 +236,10 @@ export async function runCanary(options: CanaryOptions): Promise<CanaryReport> {
   for (const r of receivers) r.close();
 
   const transports = connected.map((c): TransportReport => {
-    if (!('r' in c)) return { transport: c.t, received: 0, lost: sentAt.size, duplicated: 0, outOfOrder: 0, latenciesMs: [], error: c.error };
+    if (!('r' in c)) return { transport: c.t, received: 0, lost: sentAt.size, gaps: 0, duplicated: 0, outOfOrder: 0, latenciesMs: [], error: c.error };
     const arrivals = c.r.arrivals().filter((a) => sentAt.has(a.seq));
+    // The channel is new: every receiver followed it from its start (position 0).
+    const gaps = gapsByPrev(c.r.arrivals(), '0');
     const first = new Map<number, number>();
     let duplicated = 0;
     let outOfOrder = 0;
@@ -221,6 +259,7 @@ export async function runCanary(options: CanaryOptions): Promise<CanaryReport> {
       connectMs: c.r.connectMs,
       received: first.size,
       lost: sentAt.size - first.size,
+      gaps,
       duplicated,
       outOfOrder,
       latenciesMs,

@@ -1,5 +1,5 @@
 import { LAST_ID_TAIL_SECONDS, type CoreConfig } from '../config';
-import { IDEMPOTENCY_TTL_SECONDS, REPLAY_FRAME_BYTES, type BrokerPublish, type BrokerPublishOutcome } from '../broker';
+import { ENVELOPE_ADDED_BYTES, IDEMPOTENCY_TTL_SECONDS, REPLAY_FRAME_BYTES, type BrokerPublish, type BrokerPublishOutcome } from '../broker';
 import { Script, type RedisLike } from './client';
 import { Keys } from './keys';
 
@@ -63,7 +63,9 @@ end`;
  * `idempotent(key)`: the reply for an idempotency key already used ({id, 1} the same event, {id, 2} another), or nil.
  * `admit(idem, last id, history, horizon)`: that reply, or the user's refusal (ARGV[10], its seconds ARGV[11]), or the
  * channel quota's ({'', 4, seconds} for a new channel when ARGV[12] is '0'), else 1 for a new channel, 0 for another.
- * `envelope(t, id)`: the envelope around the id and the time of `TIME` reply `t`, in milliseconds.
+ * `envelope(t, id, prev)`: the envelope around the id and the time of `TIME` reply `t`, in milliseconds, ending with
+ * `prev`: the channel's previous event id (its last id before this one, '0' when it has none), so a client can count
+ * the events it missed between two it received (ids are Redis time per channel, not a count).
  * `append(history, horizon, gap, last, id, env, clock)`: appends the envelope to the history, trimming by count and
  * age and recording the horizon, or the gap when the stream was created again after it expired (`last`: the channel's
  * last id as a string, or nil). `finish(lastKey, idemKey, id, env)`: the last id, live delivery, the idempotency key.
@@ -89,8 +91,8 @@ local function admit(kIdem, kLast, kHist, kHorizon)
   end
   return 0
 end
-local function envelope(t, id)
-  return ARGV[2] .. id .. ARGV[3] .. t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)) .. '}'
+local function envelope(t, id, prev)
+  return ARGV[2] .. id .. ARGV[3] .. t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)) .. ',"prev":"' .. (prev or '0') .. '"}'
 end
 local function append(kHist, kHorizon, kGap, last, id, env, clock)
   local size = tonumber(ARGV[4])
@@ -220,7 +222,7 @@ export async function publishWithUserLimits(
   const ch = p.channel;
   const user = p.user;
   const userKeys = user && [keys.userPublishes(user.sub), keys.userNewChannels(user.sub), keys.userRetained(ch.namespace, user.sub)];
-  const bytes = Buffer.byteLength(p.head) + Buffer.byteLength(p.tail) + 30;
+  const bytes = Buffer.byteLength(p.head) + Buffer.byteLength(p.tail) + ENVELOPE_ADDED_BYTES;
   const limited = user !== undefined && userKeys !== undefined && (user.publishesPerMinute > 0 || user.newChannelsPerHour > 0 || user.retainedBytes > 0);
   let verdict: [number, number, number, number] = [0, 0, 1, 0];
   if (limited) {

@@ -122,7 +122,7 @@ redis.call('SET', KEYS[6], num(base), 'EX', keep)
 local n = clock
 if n <= pos then n = pos + 1 end
 local id = num(n)
-local env = envelope(t, id)
+local env = envelope(t, id, last and num(last))
 append(KEYS[1], KEYS[3], KEYS[4], last and num(last), id, env, clock)
 redis.call('EXPIRE', KEYS[7], keep)
 finish(KEYS[5], KEYS[2], id, env)

@@ -109,8 +109,8 @@ export function historyBytes(keyLength: number, events: number, envelopeBytes: n
 
 /** The length of an envelope for `dataJsonBytes` of JSON data (ids and times as the publish script writes them). */
 export function envelopeBytes(channelLength: number, typeLength: number, dataJsonBytes: number): number {
-  // {"channel":"…","id":"<16>","type":"…","data":…,"ts":<13>}
-  return 12 + channelLength + 8 + 16 + 10 + typeLength + 9 + dataJsonBytes + 6 + 13 + 1;
+  // {"channel":"…","id":"<16>","type":"…","data":…,"ts":<13>,"prev":"<16>"}
+  return 12 + channelLength + 8 + 16 + 10 + typeLength + 9 + dataJsonBytes + 6 + 13 + 9 + 16 + 1 + 1;
 }
 
 export interface ChannelEstimate {

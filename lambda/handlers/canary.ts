@@ -45,9 +45,10 @@ export function canaryConfigFromEnv(env: NodeJS.ProcessEnv): CanaryConfig {
 export function canaryMetrics(report: CanaryReport, namespace: string): object[] {
   const m = new Metrics({ namespace, serviceName: 'canary' });
   const docs: object[] = [];
-  const doc = (transport: string, v: { lost: number; duplicated: number; outOfOrder: number; failed: number; received: number; p50?: number; p99?: number; connectMs?: number }) => {
+  const doc = (transport: string, v: { lost: number; gaps: number; duplicated: number; outOfOrder: number; failed: number; received: number; p50?: number; p99?: number; connectMs?: number }) => {
     m.addDimensions({ Transport: transport });
     m.addMetric('CanaryLost', MetricUnit.Count, v.lost);
+    m.addMetric('CanaryGaps', MetricUnit.Count, v.gaps);
     m.addMetric('CanaryDuplicated', MetricUnit.Count, v.duplicated);
     m.addMetric('CanaryOutOfOrder', MetricUnit.Count, v.outOfOrder);
     m.addMetric('CanaryReceived', MetricUnit.Count, v.received);
@@ -65,6 +66,7 @@ export function canaryMetrics(report: CanaryReport, namespace: string): object[]
   doc('all', {
     // A burst that could not be published is lost for every reader.
     lost: all.reduce((a, t) => a + t.lost, 0) + report.publishErrors * all.length,
+    gaps: all.reduce((a, t) => a + t.gaps, 0),
     duplicated: all.reduce((a, t) => a + t.duplicated, 0),
     outOfOrder: all.reduce((a, t) => a + t.outOfOrder, 0),
     received: all.reduce((a, t) => a + t.received, 0),

@@ -42,10 +42,11 @@ export interface RetryInfo {
   readonly idempotencyKey?: string;
 }
 
-/** One page of `GET /history`: envelopes `{channel,id,type,data,ts}`, oldest first (newest first in reverse). */
+/** One page of `GET /history`: envelopes `{channel,id,type,data,ts,prev}`, oldest first (newest first in reverse). */
 export interface HistoryAnswer {
   readonly channel: string;
-  readonly events: { channel: string; id: string; type: string; data: unknown; ts: number }[];
+  /** `prev`: the channel's previous event id ("0" for its first; absent from a stack before it). */
+  readonly events: { channel: string; id: string; type: string; data: unknown; ts: number; prev?: string }[];
   /** The history no longer reaches back to `since`: events after it were lost. */
   readonly reset: boolean;
   /** The page ended at its bound: ask again with `since: next` (or `before: next` in reverse). */

@@ -95,7 +95,7 @@ describe('native EventSource in Chromium, page on its own origin', () => {
     let s = await state('a');
     expect(s.withCredentials).toBe(true);
     expect(updateIds(s)).toEqual(before);
-    expect(events(s, 'update').map((e) => e.data)).toEqual(before.map((id, i) => ({ channel: ch, id, type: 'update', data: i + 1, ts: expect.any(Number) })));
+    expect(events(s, 'update').map((e) => e.data)).toEqual(before.map((id, i) => ({ channel: ch, id, type: 'update', data: i + 1, ts: expect.any(Number), prev: i ? before[i - 1] : '0' })));
     // Each event's id is the connection's cursor (one channel: its position), as is ready's.
     expect(events(s, 'update').map((e) => decodeCursor(e.lastEventId, 1).positions)).toEqual(before.map((id) => [Number(id)]));
     expect(events(s, 'ready')[0].data).toEqual({ cursor: expect.stringMatching(/^p1\./), channels: [ch] });
@@ -301,7 +301,7 @@ describe('native WebSocket in Chromium', () => {
 
     const frames = (await page.evaluate((nm) => window.rt.ws(nm), 'w')).log.flatMap((e) => (e.kind === 'frame' ? [e.frame] : []));
     expect(frames.find((f) => f.type === 'subscribed')).toEqual({ type: 'subscribed', channel: ch, cursor: expect.stringMatching(/^\d+$/) });
-    expect(frames.filter((f) => f.type === 'message')).toEqual([{ channel: ch, id, type: 'message', data: { text: 'hi' }, ts: expect.any(Number) }]);
+    expect(frames.filter((f) => f.type === 'message')).toEqual([{ channel: ch, id, type: 'message', data: { text: 'hi' }, ts: expect.any(Number), prev: expect.stringMatching(/^\d+$/) }]);
     expect(frames.filter((f) => f.type === 'pong')).toEqual([{ type: 'pong' }]);
     expect(frames.filter((f) => f.type === 'error')).toEqual([]);
 
@@ -312,7 +312,7 @@ describe('native WebSocket in Chromium', () => {
     await waitForCount(page, 'w', 'frame', 'published', 1);
     await waitForCount(page, 's', 'event', 'update', 1);
     const published = (await page.evaluate((nm) => window.rt.ws(nm), 'w')).log.flatMap((e) => (e.kind === 'frame' && e.frame.type === 'published' ? [e.frame] : []));
-    expect(events(await state('s'), 'update').map((e) => e.data)).toEqual([{ channel: ch, id: published[0].id, type: 'update', data: 'from-ws', ts: expect.any(Number) }]);
+    expect(events(await state('s'), 'update').map((e) => e.data)).toEqual([{ channel: ch, id: published[0].id, type: 'update', data: 'from-ws', ts: expect.any(Number), prev: expect.stringMatching(/^\d+$/) }]);
   });
 
   test('the tasks\' endpoint (LiveUrl) from the page\'s origin: subscribe, a backend publish arrives, ping answers pong, a browser publish is acknowledged then delivered', async () => {
@@ -330,7 +330,7 @@ describe('native WebSocket in Chromium', () => {
     await page.evaluate(([nm, c]) => window.rt.sendWs(nm, { action: 'publish', channel: c, type: 'update', data: 'from-live' }), ['l', ch] as const);
     await waitForCount(page, 'l', 'frame', 'update', 1);
     const frames = (await page.evaluate((nm) => window.rt.ws(nm), 'l')).log.flatMap((e) => (e.kind === 'frame' ? [e.frame] : []));
-    expect(frames.filter((f) => f.type === 'message')).toEqual([{ channel: ch, id, type: 'message', data: { text: 'hi' }, ts: expect.any(Number) }]);
+    expect(frames.filter((f) => f.type === 'message')).toEqual([{ channel: ch, id, type: 'message', data: { text: 'hi' }, ts: expect.any(Number), prev: expect.stringMatching(/^\d+$/) }]);
     const ack = frames.findIndex((f) => f.type === 'published');
     expect(ack).toBeGreaterThanOrEqual(0);
     expect(frames.findIndex((f) => f.type === 'update')).toBeGreaterThan(ack);

@@ -16,7 +16,7 @@ process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
 
 const NAMESPACES = { ...TEST_NAMESPACES, scores: { ...TEST_NAMESPACES.scores, clientMetrics: 'anonymous' }, user: { ...TEST_NAMESPACES.user, clientMetrics: 'off' } };
 const zeros = () => LATENCY_BUCKETS_MS.map(() => 0);
-const stats = (o: Partial<Record<'received' | 'duplicates' | 'resets' | 'reconnects' | 'switches', number>> & { latency?: number[] } = {}) => ({ received: 0, duplicates: 0, resets: 0, reconnects: 0, switches: 0, latency: zeros(), ...o });
+const stats = (o: Partial<Record<'received' | 'duplicates' | 'gaps' | 'resets' | 'reconnects' | 'switches', number>> & { latency?: number[] } = {}) => ({ received: 0, duplicates: 0, gaps: 0, resets: 0, reconnects: 0, switches: 0, latency: zeros(), ...o });
 
 interface Emf {
   _aws: { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string; Unit: string }[] }[] };
@@ -54,14 +54,16 @@ describe('POST /client-metrics', () => {
     const lat = zeros();
     lat[3] = 4; // 4 events at <= 100 ms
     lat[6] = 1; // 1 at <= 1000 ms
-    expect((await post({ transport: 'ws', namespaces: { scores: stats({ received: 5, duplicates: 1, reconnects: 1, latency: lat }) } })).status).toBe(204);
-    expect((await post({ transport: 'ws', namespaces: { scores: stats({ received: 2, resets: 1, switches: 1, latency: [2, ...zeros().slice(1)] }) } })).status).toBe(204);
+    expect((await post({ transport: 'ws', namespaces: { scores: stats({ received: 5, duplicates: 1, gaps: 2, reconnects: 1, latency: lat }) } })).status).toBe(204);
+    // A report of an SDK before gaps were counted: no `gaps` field, still taken.
+    const { gaps: _none, ...older } = stats({ received: 2, resets: 1, switches: 1, latency: [2, ...zeros().slice(1)] });
+    expect((await post({ transport: 'ws', namespaces: { scores: older } })).status).toBe(204);
     expect((await post({ transport: 'sse', namespaces: { scores: stats({ received: 1 }) } })).status).toBe(204);
     const docs = service.metrics.clients.drain() as Emf[];
     expect(docs).toHaveLength(2);
     const ws = docs.find((d) => d.Transport === 'ws')!;
     expect(ws._aws.CloudWatchMetrics[0]).toMatchObject({ Namespace: 'RealtimeBlueprint', Dimensions: [expect.arrayContaining(['Namespace', 'Transport'])] });
-    expect(ws).toMatchObject({ Namespace: 'scores', Transport: 'ws', ClientReports: 2, ClientReceived: 7, ClientDuplicates: 1, ClientResets: 1, ClientReconnects: 1, ClientTransportSwitches: 1, ClientLatencyP50: 100, ClientLatencyP99: 1000 });
+    expect(ws).toMatchObject({ Namespace: 'scores', Transport: 'ws', ClientReports: 2, ClientReceived: 7, ClientDuplicates: 1, ClientGaps: 2, ClientResets: 1, ClientReconnects: 1, ClientTransportSwitches: 1, ClientLatencyP50: 100, ClientLatencyP99: 1000 });
     expect(docs.find((d) => d.Transport === 'sse')).toMatchObject({ Namespace: 'scores', ClientReports: 1, ClientReceived: 1 });
     // Drained: the next flush starts from nothing.
     expect(service.metrics.clients.drain()).toEqual([]);
@@ -160,9 +162,10 @@ describe('the SDK reporter against the local stack', () => {
     expect(docs.every((d) => (d as unknown as Record<string, string>).Namespace === 'scores' && (d as unknown as Record<string, string>).Transport === transport)).toBe(true);
     expect(docs.reduce((a, d) => a + d.ClientReceived, 0)).toBe(rec.client.stats()[ch].received);
     expect(docs.reduce((a, d) => a + d.ClientDuplicates, 0)).toBe(rec.client.stats()[ch].duplicates);
+    expect(docs.reduce((a, d) => a + d.ClientGaps, 0)).toBe(rec.client.stats()[ch].gaps);
     // What is sent: counts by namespace, no channel name, id or data.
     expect(posts.join()).not.toContain(ch);
     for (const id of ids) expect(posts.join()).not.toContain(id);
-    expect(JSON.parse(posts[0])).toEqual({ transport, namespaces: { scores: expect.objectContaining({ latency: expect.any(Array) }) } });
+    expect(JSON.parse(posts[0])).toEqual({ transport, namespaces: { scores: expect.objectContaining({ gaps: 0, latency: expect.any(Array) }) } });
   });
 });

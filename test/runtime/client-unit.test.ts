@@ -4,6 +4,7 @@
  * and a fetch the test drives. No real time passes and nothing depends on machine load.
  */
 import { backoff, createClient, LATENCY_BUCKETS, RealtimeClientError, type Client, type ClientOptions, type Envelope, type TicketAnswer } from '../../client/src/index';
+import { decodeCursor as serverDecode, encodeCursor as serverEncode } from '../../core/cursor';
 import { FakeClock, FakeWebSocket, FakeWindow, settle } from '../support/client-fakes';
 import { prng } from '../support/prng';
 
@@ -316,12 +317,39 @@ describe('stats()', () => {
     const bucket = (ms: number) => LATENCY_BUCKETS.findIndex((b) => ms <= b);
     const hist = (...ms: number[]) => LATENCY_BUCKETS.map((_, i) => ms.filter((m) => bucket(m) === i).length);
     const st = client!.stats();
-    expect(st['chat:a']).toEqual({ received: 3, duplicates: 2, resets: 0, reconnects: 2, switches: 0, transport: 'ws', latency: hist(5, 120, 700), p50: 250, p99: 1000 });
+    expect(st['chat:a']).toEqual({ received: 3, duplicates: 2, gaps: 0, resets: 0, reconnects: 2, switches: 0, transport: 'ws', latency: hist(5, 120, 700), p50: 250, p99: 1000 });
     // A clock behind the server's: the negative latency counts as 0.
-    expect(st['chat:b']).toEqual({ received: 1, duplicates: 0, resets: 1, reconnects: 2, switches: 0, transport: 'ws', latency: hist(0), p50: 10, p99: 10 });
+    expect(st['chat:b']).toEqual({ received: 1, duplicates: 0, gaps: 0, resets: 1, reconnects: 2, switches: 0, transport: 'ws', latency: hist(0), p50: 10, p99: 10 });
     // A copy: the caller cannot change the client's counts.
     st['chat:a'].latency[0] = 99;
     expect(client!.stats()['chat:a'].latency[0]).toBe(1);
+  });
+
+  it('gaps: an event whose prev is not the last event received on its channel; not across a reset, not before the first event, not without prev', async () => {
+    make();
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    client!.subscribe('chat:b', { onEvent: () => undefined });
+    const ws = await openWs('100');
+    ws.ackSubscribes('100');
+    const a = (id: string, prev?: string) => ws.receive(env({ id, prev }));
+    // Ground truth on a: 104 and 107 are missing (2 gaps); 110 follows a reset (the reset says it); 130 has no prev.
+    a('101', '95'); // the first event of the subscription: nothing to compare with
+    a('102', '101');
+    a('103', '102');
+    a('103', '102'); // a duplicate is dropped, not compared
+    a('105', '104'); // gap 1
+    a('106', '105');
+    a('108', '107'); // gap 2
+    ws.receive({ type: 'reset', channel: 'chat:a', reason: 'history_unavailable' });
+    a('110', '109'); // after the reset: not a gap
+    a('111', '110');
+    a('130'); // a server that does not send prev
+    a('131', '130');
+    // b: an unbroken chain from its first event ("0": the channel's first).
+    ws.receive(env({ channel: 'chat:b', id: '200', prev: '0' }));
+    ws.receive(env({ channel: 'chat:b', id: '201', prev: '200' }));
+    expect(client!.stats()['chat:a']).toMatchObject({ received: 10, duplicates: 1, gaps: 2, resets: 1 });
+    expect(client!.stats()['chat:b']).toMatchObject({ received: 2, gaps: 0 });
   });
 
   it('a transport switch is counted on the channels of the connection that opened on the other transport', async () => {
@@ -572,5 +600,199 @@ describe('liveness (WebSocket)', () => {
     // The client sent nothing since its subscribe at 0: one ping at 9 min, none for liveness.
     expect(pingsAt).toEqual([9 * 60_000]);
     expect(client!.state).toBe('open');
+  });
+});
+
+/** An SSE server the test drives: each request gets a stream the test writes to. */
+const sseServer = () => {
+  const urls: string[] = [];
+  const streams: ReadableStreamDefaultController<Uint8Array>[] = [];
+  const enc = new TextEncoder();
+  const f = (async (url: string) => {
+    urls.push(url);
+    return new Response(new ReadableStream<Uint8Array>({ start: (c) => void streams.push(c) }), { status: 200 });
+  }) as unknown as typeof fetch;
+  const send = (text: string) => streams[streams.length - 1].enqueue(enc.encode(text));
+  return { urls, streams, f, send, lastEventId: (i: number) => new URL(urls[i]).searchParams.get('lastEventId') };
+};
+const ev = (e: Partial<Envelope> & { id: string; channel: string }) => `event: m\ndata: ${JSON.stringify(env(e))}\n\n`;
+const T = 1_796_000_000_000_000;
+
+describe('one cursor per connection (positions per channel)', () => {
+  it('SSE: lastEventId is the connection cursor of every channel (sorted): its last event, else where ready put it; it decodes on the server to those positions', async () => {
+    const sse = sseServer();
+    make({ transports: ['sse'], fetch: sse.f, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events?ticket=t' }) });
+    client!.subscribe('user:zoe', { onEvent: () => undefined });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    expect(sse.lastEventId(0)).toBeNull();
+    // ready: chat:a at T+100, user:zoe quiet since T-5000 (the server's order: sorted).
+    const ready = serverEncode([T + 100, T - 5000]);
+    sse.send(`id: ${ready}\nevent: ready\ndata: ${JSON.stringify({ cursor: ready, channels: ['chat:a', 'user:zoe'] })}\n\n`);
+    sse.send(ev({ channel: 'chat:a', id: String(T + 250), prev: String(T + 100) }));
+    await settle();
+    expect(client!.state).toBe('open');
+    sse.streams[0].close();
+    await settle();
+    await clock.advance(1000);
+    await settle();
+    const sent = sse.lastEventId(1);
+    expect(sent).toBe(serverEncode([T + 250, T - 5000]));
+    expect(serverDecode(sent, 2)).toEqual({ positions: [T + 250, T - 5000], shared: false });
+  });
+
+  it('SSE: a ready or reset whose data has no cursor: the block\'s id: line is the connection cursor', async () => {
+    const sse = sseServer();
+    make({ transports: ['sse'], fetch: sse.f, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events?ticket=t' }) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    client!.subscribe('chat:b', { onEvent: () => undefined });
+    await settle();
+    sse.send(`id: ${serverEncode([T + 1, T + 2])}\nevent: ready\ndata: {"channels":["chat:a","chat:b"]}\n\n`);
+    sse.send(`id: ${serverEncode([T + 1, T + 9])}\nevent: reset\ndata: {"channel":"chat:b"}\n\n`);
+    await settle();
+    sse.streams[0].close();
+    await settle();
+    await clock.advance(1000);
+    await settle();
+    expect(sse.lastEventId(1)).toBe(serverEncode([T + 1, T + 9]));
+  });
+
+  it('SSE: a reset moves the channel to the position its cursor gives (no gap is counted across it)', async () => {
+    const sse = sseServer();
+    make({ transports: ['sse'], fetch: sse.f, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events?ticket=t' }) });
+    client!.subscribe('chat:a', { onEvent: () => undefined, since: String(T) });
+    await settle();
+    // No server has sent this client a connection cursor yet: the plain decimal (every server reads it).
+    expect(sse.lastEventId(0)).toBe(String(T));
+    const after = serverEncode([T + 900]);
+    sse.send(`id: ${after}\nevent: reset\ndata: ${JSON.stringify({ channel: 'chat:a', cursor: after })}\n\nid: ${after}\nevent: ready\ndata: ${JSON.stringify({ cursor: after })}\n\n`);
+    sse.send(ev({ channel: 'chat:a', id: String(T + 950), prev: String(T + 900) }));
+    await settle();
+    sse.streams[0].close();
+    await settle();
+    await clock.advance(1000);
+    await settle();
+    expect(sse.lastEventId(1)).toBe(serverEncode([T + 950]));
+    expect(client!.stats()['chat:a']).toMatchObject({ received: 1, resets: 1, gaps: 0 });
+  });
+
+  it('long poll: the next poll of a connection sends the answer\'s cursor as it came (opaque); a new connection sends its own, of the same positions', async () => {
+    const urls: string[] = [];
+    // The server keeps its own anchor (below every position): a cursor the client would not write itself.
+    const answers = [serverEncode([T + 10, T + 20], T), serverEncode([T + 30, T + 20], T)];
+    const f = (async (url: string, init?: RequestInit) => {
+      urls.push(url);
+      const i = urls.length - 1;
+      if (i === 0) return new Response(JSON.stringify({ events: [], cursor: answers[0], resets: [] }), { status: 200 });
+      if (i === 1) return new Response(JSON.stringify({ events: [env({ channel: 'chat:a', id: String(T + 30), prev: String(T + 10) })], cursor: answers[1], resets: [] }), { status: 200 });
+      return new Promise<Response>((_, reject) => init?.signal?.addEventListener('abort', () => reject(new Error('aborted'))));
+    }) as unknown as typeof fetch;
+    make({ transports: ['poll'], fetch: f, pollUrl: 'http://sse/poll', ticket: async () => ({ ticket: 't' }) });
+    client!.subscribe('chat:b', { onEvent: () => undefined });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    const cursorOf = (i: number) => new URL(urls[i]).searchParams.get('cursor');
+    expect(cursorOf(0)).toBeNull();
+    expect(cursorOf(1)).toBe(answers[0]);
+    expect(cursorOf(2)).toBe(answers[1]);
+    expect(answers[1]).not.toBe(serverEncode([T + 30, T + 20]));
+    // The waiting poll times out: a new connection, whose first poll encodes the positions itself.
+    await clock.advance(35000);
+    await settle();
+    await clock.advance(1000);
+    await settle();
+    expect(cursorOf(3)).toBe(serverEncode([T + 30, T + 20]));
+    expect(client!.stats()['chat:a']).toMatchObject({ received: 1, gaps: 0 });
+  });
+
+  it('long poll: a reset with a cursor below the position held (the channel lost everything) moves the channel down to it', async () => {
+    const urls: string[] = [];
+    const f = (async (url: string, init?: RequestInit) => {
+      urls.push(url);
+      const i = urls.length - 1;
+      if (i === 0) return new Response(JSON.stringify({ events: [env({ channel: 'chat:a', id: String(T + 500), prev: '0' })], cursor: serverEncode([T + 500]), resets: [] }), { status: 200 });
+      if (i === 1) return new Response(JSON.stringify({ events: [], cursor: serverEncode([0]), resets: ['chat:a'] }), { status: 200 });
+      return new Promise<Response>((_, reject) => init?.signal?.addEventListener('abort', () => reject(new Error('aborted'))));
+    }) as unknown as typeof fetch;
+    make({ transports: ['poll'], fetch: f, pollUrl: 'http://sse/poll', ticket: async () => ({ ticket: 't' }) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    await clock.advance(35000);
+    await settle();
+    await clock.advance(1000);
+    await settle();
+    expect(new URL(urls[3]).searchParams.get('cursor')).toBe(serverEncode([0]));
+    expect(client!.stats()['chat:a']).toMatchObject({ received: 1, resets: 1, gaps: 0 });
+  });
+
+  it('SSE → WebSocket → SSE: the positions the socket gave (subscribed, events) become the next SSE cursor', async () => {
+    const sse = sseServer();
+    const f = (async (url: string) => (sse.urls.length === 1 ? (sse.urls.push(url), new Response('{"error":{"code":"unavailable","message":"draining"}}', { status: 503 })) : sse.f(url))) as unknown as typeof fetch;
+    make({ transports: ['sse', 'ws'], fetch: f, ticket: async (r) => ({ ticket: 't', wsUrl: 'ws://test/live?ticket=t', sseUrl: r.transport === 'sse' ? 'http://sse/events?ticket=t' : undefined }) });
+    client!.subscribe('chat:b', { onEvent: () => undefined });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    const ready = serverEncode([T + 5, T + 5]);
+    sse.send(`event: ready\ndata: ${JSON.stringify({ cursor: ready })}\n\n`);
+    await settle();
+    sse.streams[0].close();
+    await settle();
+    // The next stream is refused (503): the WebSocket opens instead, resuming each channel from its position.
+    await clock.advance(1000);
+    const ws = await openWs(String(T + 5));
+    expect(ws.sent).toContainEqual({ action: 'subscribe', channel: 'chat:a', since: String(T + 5) });
+    ws.ackSubscribes(String(T + 5));
+    ws.receive(env({ channel: 'chat:b', id: String(T + 70), prev: String(T + 5) }));
+    ws.close();
+    await settle();
+    await clock.advance(1000);
+    await settle();
+    await clock.advance(4000); // the socket does not open again: SSE after the open timeout
+    await settle();
+    expect(sse.urls).toHaveLength(3);
+    expect(sse.lastEventId(2)).toBe(serverEncode([T + 5, T + 70]));
+  });
+
+  it('a channel without a position yet (subscribed while connected), or a server on the sequence: a plain decimal, the oldest position', async () => {
+    const sse = sseServer();
+    make({ transports: ['sse'], fetch: sse.f, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events?ticket=t' }) });
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    const ready = serverEncode([T + 100]);
+    sse.send(`event: ready\ndata: ${JSON.stringify({ cursor: ready })}\n\n`);
+    await settle();
+    client!.subscribe('chat:b', { onEvent: () => undefined });
+    await settle();
+    // A new connection for both: chat:b has no position, so every channel reads from chat:a's (duplicates are dropped).
+    expect(sse.lastEventId(1)).toBe(String(T + 100));
+    sse.send(`event: ready\ndata: ${JSON.stringify({ cursor: String(T + 400) })}\n\n`);
+    await settle();
+    sse.streams[1].close();
+    await settle();
+    await clock.advance(1000);
+    await settle();
+    // That server spoke the sequence: it is sent a plain decimal again.
+    expect(sse.lastEventId(2)).toBe(String(T + 400));
+  });
+
+  it('a server before positions per channel refuses a p1 cursor (400 invalid_cursor, a rollback after one that sent p1): the client asks again at once with the plain decimal, no error, not closed', async () => {
+    const urls: string[] = [];
+    const f = (async (url: string, init?: RequestInit) => {
+      urls.push(url);
+      const c = new URL(url).searchParams.get('cursor');
+      if (urls.length === 1) return new Response(JSON.stringify({ events: [], cursor: serverEncode([T]), resets: [] }), { status: 200 });
+      if (c?.startsWith('p1.')) return new Response('{"error":{"code":"invalid_cursor","message":"A cursor is the decimal id of the last event received."}}', { status: 400 });
+      if (urls.length < 4) return new Response(JSON.stringify({ events: [], cursor: String(T), resets: [] }), { status: 200 });
+      return new Promise<Response>((_, reject) => init?.signal?.addEventListener('abort', () => reject(new Error('aborted'))));
+    }) as unknown as typeof fetch;
+    make({ transports: ['poll'], fetch: f, pollUrl: 'http://sse/poll', ticket: async () => ({ ticket: 't' }) });
+    const errors: string[] = [];
+    client!.on('error', (e) => errors.push(e.code));
+    client!.subscribe('chat:a', { onEvent: () => undefined });
+    await settle();
+    const cursors = urls.map((u) => new URL(u).searchParams.get('cursor'));
+    expect(cursors).toEqual([null, serverEncode([T]), String(T), String(T)]);
+    expect(client!.state).toBe('open');
+    expect(errors).toEqual([]);
   });
 });

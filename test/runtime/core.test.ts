@@ -148,7 +148,7 @@ describe('publish and replay', () => {
     const hist = await redis.xrange(new Keys('rt:').history(channel), '-', '+');
     expect(hist).toHaveLength(1);
     const env = JSON.parse(hist[0][1][1]);
-    expect(env).toEqual({ channel, id: r.id, type: 'message', data: { text: 'hi', n: 1 }, ts: expect.any(Number) });
+    expect(env).toEqual({ channel, id: r.id, type: 'message', data: { text: 'hi', n: 1 }, ts: expect.any(Number), prev: '0' });
     expect(Math.abs(env.ts - Date.now())).toBeLessThan(5000);
     // Exactly one PUBLISH, proved by order rather than by waiting: Redis delivers a channel's messages in order,
     // so once a marker published after it arrives, everything the publish sent has arrived before it.

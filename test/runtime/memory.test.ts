@@ -50,6 +50,7 @@ describe('memory estimates against MEMORY USAGE of the keys a real publish, regi
     const base = (Number(sec) + 2 * 3600) * 1_000_000;
     let n = 0;
     const publishNext = async () => {
+      // Ids per channel: one more than the channel's last id when that is ahead of Redis time (two hours ahead here).
       await redis.set(keys.lastId(channel), String(base + n++ * gap - 1));
       return publish({ channel, type: 'message', data }, SERVER, deps);
     };
@@ -60,6 +61,7 @@ describe('memory estimates against MEMORY USAGE of the keys a real publish, regi
       for (let i = 0; i < published; i++) await publishNext();
     }
     const env = envelopeBytes(channel.length, 'message'.length, dataBytes + 2);
+    // Every envelope here names a 16-digit predecessor (the channel's last id is set before each publish).
     expect((await redis.xrange(keys.history(channel), '-', '+', 'COUNT', 1))[0][1][1]).toHaveLength(env);
     const kept = Math.min(historySize, published);
     close(historyBytes(keys.history(channel).length, kept, env, published, gap), await usage(keys.history(channel)));

@@ -68,8 +68,8 @@ async function largest(ns: string, perChannel = PER_CHANNEL): Promise<{ channels
   let envelopeBytes = 0;
   for (let i = 0; i < perChannel; i++) {
     for (const channel of channels) {
-      // An envelope of just under MAX_PAYLOAD_BYTES (32768): channel, id, type, ts and quotes take about 100 bytes.
-      const r = await publish({ channel, type: 't', data: 'x'.repeat(config.maxPayloadBytes - 120) }, SERVER, deps());
+      // An envelope of just under MAX_PAYLOAD_BYTES (32768): channel, id, type, ts, prev and quotes take about 125 bytes.
+      const r = await publish({ channel, type: 't', data: 'x'.repeat(config.maxPayloadBytes - 150) }, SERVER, deps());
       ids.push(r.id);
       envelopeBytes = Math.max(envelopeBytes, Buffer.byteLength(r.envelope!));
     }

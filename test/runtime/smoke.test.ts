@@ -16,7 +16,7 @@ const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
 /** The local stack's credentials (what `--verify-signatures` resolves from the environment) and the smoke tool's. */
 const KEYS = { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' };
 const REGION = 'eu-west-1';
-const CHECKS = ['ticket', 'stream', 'ticket single use', 'ws subscribe', 'ws ping', 'ws publish', 'resume with Last-Event-ID', 'poll', 'publish api', 'bad input: JSON errors'];
+const CHECKS = ['ticket', 'stream', 'ticket single use', 'ws subscribe', 'ws ping', 'ws publish', 'resume with Last-Event-ID', 'poll', 'publish api', 'gaps by prev', 'bad input: JSON errors'];
 
 let dev: ChildProcess;
 let dir: string;

@@ -53,7 +53,7 @@ describe('GET /events', () => {
     await s.until((x) => ids(x).length === 1);
     const ev = s.events().find((e) => e.event === 'update')!;
     expect(ev.id).toBe(p.id);
-    expect(JSON.parse(ev.data)).toEqual({ channel: ch, id: p.id, type: 'update', data: { score: 1 }, ts: expect.any(Number) });
+    expect(JSON.parse(ev.data)).toEqual({ channel: ch, id: p.id, type: 'update', data: { score: 1 }, ts: expect.any(Number), prev: '0' });
     await s.until((x) => x.text.includes('\n: hb\n\n') || x.text.startsWith(': hb'), 5000);
   });
 

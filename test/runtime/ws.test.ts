@@ -90,7 +90,7 @@ describe.each(TARGETS)('%s', (target) => {
       const c = await client('alice', [ch]);
       const { body } = await postPublish({ channel: ch, type: 'message', data: { text: 'hi' } });
       await c.until((x) => x.events().length === 1);
-      expect(c.raw[0]).toBe(JSON.stringify({ channel: ch, id: body.id, type: 'message', data: { text: 'hi' }, ts: c.events()[0].ts }));
+      expect(c.raw[0]).toBe(JSON.stringify({ channel: ch, id: body.id, type: 'message', data: { text: 'hi' }, ts: c.events()[0].ts, prev: '0' }));
     });
 
     test('no ticket: 401 (the identity source is missing; the authorizer is not called)', async () => {
@@ -245,7 +245,7 @@ describe.each(TARGETS)('%s', (target) => {
       const ack = await sender.request({ action: 'publish', channel: ch, type: 'message', data: { text: 'from ws' } }, 'published');
       expect(ack).toEqual({ type: 'published', id: expect.stringMatching(/^\d+$/), channel: ch });
       await other.until((x) => x.events(ch).length === 1);
-      expect(other.events(ch)[0]).toEqual({ channel: ch, id: ack.id, type: 'message', data: { text: 'from ws' }, ts: expect.any(Number) });
+      expect(other.events(ch)[0]).toEqual({ channel: ch, id: ack.id, type: 'message', data: { text: 'from ws' }, ts: expect.any(Number), prev: expect.stringMatching(/^\d+$/) });
       await sender.until((x) => x.events(ch).length === 1);
       await s.until((x) => x.events().some((e) => e.id === ack.id));
     });

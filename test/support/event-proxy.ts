@@ -172,3 +172,30 @@ export class EventProxy {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 }
+
+/** The two proxies a local stack's clients pass: one in front of the tasks (SSE, poll, `/live`), one in front of the API Gateway stand-in. */
+export interface StackProxies {
+  readonly tasks: EventProxy;
+  readonly gateway: EventProxy;
+  /** Forgets every fault (after each test). */
+  clear(): void;
+  close(): Promise<void>;
+}
+
+/** Starts the proxies in front of a local stack's `SseUrl` origin and `WebSocketUrl`. */
+export async function proxyStack(outputs: { readonly SseUrl: string; readonly WebSocketUrl: string }): Promise<StackProxies> {
+  const tasks = await new EventProxy(new URL(outputs.SseUrl).origin, 'live').start();
+  const gateway = await new EventProxy(outputs.WebSocketUrl.replace(/^ws/, 'http'), 'apigateway').start();
+  return {
+    tasks,
+    gateway,
+    clear: () => {
+      tasks.faults.clear();
+      gateway.faults.clear();
+    },
+    close: async () => {
+      await tasks.close();
+      await gateway.close();
+    },
+  };
+}
