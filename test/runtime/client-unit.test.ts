@@ -38,18 +38,6 @@ function make(o: Partial<ClientOptions> = {}): Client {
   return client;
 }
 
-/** A fetch that answers every request with an SSE stream the test writes to (`controllers[i]` for the i-th request). */
-function sseServer() {
-  const urls: string[] = [];
-  const controllers: ReadableStreamDefaultController<Uint8Array>[] = [];
-  const fetchFake = (async (url: string) => {
-    urls.push(url);
-    const body = new ReadableStream<Uint8Array>({ start: (c) => void controllers.push(c) });
-    return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
-  }) as unknown as typeof fetch;
-  return { urls, controllers, fetchFake };
-}
-
 /** Opens the current fake socket and answers its subscribes. */
 async function openWs(cursor = '100'): Promise<FakeWebSocket> {
   await settle();
@@ -159,7 +147,7 @@ describe('a reconnect storm, as the SDK spreads it (client/README.md "Reconnect"
   });
 
   it('SSE: a stream the server ended (no `retry:`) waits U(0, 10 s) before the next request', async () => {
-    const { urls, controllers, fetchFake } = sseServer();
+    const { urls, streams: controllers, f: fetchFake } = sseServer();
     make({ reconnectSpreadMs: undefined, random: () => 0.25, transports: ['sse'], fetch: fetchFake, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events?channels=chat%3Aa&ticket=t' }) });
     client!.subscribe('chat:a', { onEvent: () => undefined });
     await settle();
@@ -449,7 +437,7 @@ describe('deadlines', () => {
   });
 
   it('SSE: a stream silent past deadAfterMs is dead (checked on wake); retry: is a floor; the next request carries lastEventId', async () => {
-    const { urls, controllers, fetchFake } = sseServer();
+    const { urls, streams: controllers, f: fetchFake } = sseServer();
     make({ transports: ['sse'], fetch: fetchFake, deadAfterMs: 25000, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events?channels=chat%3Aa&ticket=t' }) });
     const got: string[] = [];
     client!.subscribe('chat:a', { onEvent: (e) => got.push(e.id) });
@@ -603,7 +591,7 @@ describe('liveness (WebSocket)', () => {
   });
 });
 
-/** An SSE server the test drives: each request gets a stream the test writes to. */
+/** An SSE server the test drives: each request gets a stream the test writes to (`streams[i]` for the i-th request). */
 const sseServer = () => {
   const urls: string[] = [];
   const streams: ReadableStreamDefaultController<Uint8Array>[] = [];
