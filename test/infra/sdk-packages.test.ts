@@ -23,8 +23,11 @@ interface Packed {
   readonly files: { path: string }[];
 }
 
-/** Size budgets: tarball bytes (source maps included), and the shipped entry points min+gz. */
-const BUDGET = { clientTarball: 44 * 1024, serverTarball: 24 * 1024, clientGz: 6 * 1024, reactGz: 1024, serverGz: 4 * 1024 };
+/**
+ * Size budgets: tarball bytes (source maps included), and the shipped entry points min+gz. The client tarball went from 44
+ * to 48 KiB with the connection cursor's codec (dist/cursor.d.ts), gaps by prev and the reconnect spread (47,165 B).
+ */
+const BUDGET = { clientTarball: 48 * 1024, serverTarball: 24 * 1024, clientGz: 6 * 1024, reactGz: 1024, serverGz: 4 * 1024 };
 const KEYS = { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLEAPP', AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', AWS_REGION: 'eu-west-1' };
 
 const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env) => {
@@ -69,7 +72,7 @@ beforeAll(() => {
 describe('npm pack: @realtime-blueprint/client', () => {
   test('tarball: ESM and declarations for "." and "./react", the README; no sources', () => {
     expect(client.filename).toBe('realtime-blueprint-client-0.1.0.tgz');
-    expect(client.files.map((f) => f.path).sort()).toEqual(['README.md', 'dist/channels.d.ts', 'dist/index.d.ts', 'dist/index.js', 'dist/index.js.map', 'dist/react.d.ts', 'dist/react.js', 'dist/react.js.map', 'dist/schema.d.ts', 'package.json']);
+    expect(client.files.map((f) => f.path).sort()).toEqual(['README.md', 'dist/channels.d.ts', 'dist/cursor.d.ts', 'dist/index.d.ts', 'dist/index.js', 'dist/index.js.map', 'dist/react.d.ts', 'dist/react.js', 'dist/react.js.map', 'dist/schema.d.ts', 'package.json']);
   });
 
   test('package.json: an ESM package whose exports map names types and code per entry; React an optional peer', () => {
