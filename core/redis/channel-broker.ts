@@ -25,7 +25,7 @@ import { Script } from './client';
  * Only a publish writes a base (readers write nothing here: see DESIGN's abuse rules): Redis time when the channel has
  * no key, else 0.
  */
-const CHANNEL_STATE = `${MARK_LOST}
+export const CHANNEL_STATE = `${MARK_LOST}
 local t = redis.call('TIME')
 local clock = clockUs(t)
 local function num(v)
@@ -97,6 +97,33 @@ elseif isLost(KEYS[6], cursor) then
 end`;
 
 /**
+ * Lua shared by the scripts that append an event to a channel (CHANNEL_PUBLISH here, the presence scripts of
+ * `core/redis/presence.ts`): CHANNEL_STATE, PUBLISH_STEPS, and `channelAppend(history, idempotency, horizon, gap, last
+ * id, base, lost ranges)`, which appends the envelope of ARGV (as PUBLISH_STEPS reads it: ARGV[1] live channel, 2-3
+ * head and tail, 4-9, 14) under the channel's next id (Redis time in microseconds, or one more than the channel's
+ * position when that is not below it), writes the base when the channel has none, and returns the id and envelope.
+ * Called several times in one script, each call takes the next id.
+ */
+export const CHANNEL_APPEND = `${CHANNEL_STATE}${PUBLISH_STEPS}
+local function channelAppend(kHist, kIdem, kHorizon, kGap, kLast, kBase, kLost)
+  local keep = ARGV[9]
+  local last, base, pos = channelState(kHist, kHorizon, kGap, kLast, kBase, kLost)
+  if not base then
+    base = clock
+    pos = clock
+  end
+  redis.call('SET', kBase, num(base), 'EX', keep)
+  local n = clock
+  if n <= pos then n = pos + 1 end
+  local id = num(n)
+  local env = envelope(t, id)
+  append(kHist, kHorizon, kGap, last and num(last), id, env, clock)
+  redis.call('EXPIRE', kLost, keep)
+  finish(kLast, kIdem, id, env)
+  return id, env
+end`;
+
+/**
  * Publish on one channel: the sequence's PUBLISH (`core/redis/broker.ts`: idempotency, the user's verdict, trimming by
  * count and age with the horizon, the gap, the last id, live delivery of the same bytes) with the id taken from the
  * channel: Redis time in microseconds, or one more than the channel's position when that is not below it (so ids only
@@ -108,23 +135,10 @@ end`;
  *       may be started, the seconds until it may, the publish command (PUBLISH or SPUBLISH)
  * Returns as PUBLISH: {id, 0, envelope, new channel 1|0}, {id, 1} duplicate, {id, 2} conflict, {'', 3|4|5, seconds}.
  */
-const CHANNEL_PUBLISH = new Script(`${CHANNEL_STATE}${PUBLISH_STEPS}
+const CHANNEL_PUBLISH = new Script(`${CHANNEL_APPEND}
 local fresh = admit(KEYS[2], KEYS[5], KEYS[1], KEYS[3])
 if type(fresh) == 'table' then return fresh end
-local keep = ARGV[9]
-local last, base, pos = channelState(KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
-if not base then
-  base = clock
-  pos = clock
-end
-redis.call('SET', KEYS[6], num(base), 'EX', keep)
-local n = clock
-if n <= pos then n = pos + 1 end
-local id = num(n)
-local env = envelope(t, id)
-append(KEYS[1], KEYS[3], KEYS[4], last and num(last), id, env, clock)
-redis.call('EXPIRE', KEYS[7], keep)
-finish(KEYS[5], KEYS[2], id, env)
+local id, env = channelAppend(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 return {id, 0, env, fresh}
 `);
 
