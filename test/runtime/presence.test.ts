@@ -7,6 +7,7 @@ import { Keys } from '../../core/redis/keys';
 import { RedisPresence } from '../../core/redis/presence';
 import type { RedisLike } from '../../core/redis/client';
 import { connectRedis, eventually, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
+import { prng } from '../support/prng';
 
 /**
  * Issue 24, item 1: presence in the channel's slot (docs/DESIGN.md, "Presence"). A join or leave changes the member set
@@ -44,25 +45,13 @@ async function rebuilt(broker: RedisChannelBroker, c: ParsedChannel, snap: Prese
   return m;
 }
 
-/** A small seeded generator (mulberry32), so a failing case can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Random joins, leaves, ordinary publishes, grace periods, settles and dead holders on `channels`, with a model of the
  * membership beside it (the ground truth). Every snapshot taken on the way must equal the model at that moment, and at
  * the end must, with the events after its position, equal the final membership.
  */
 async function randomRun(redis: RedisLike, broker: RedisChannelBroker, presence: RedisPresence, channels: ParsedChannel[], seed: number): Promise<void> {
-  const r = rng(seed);
+  const r = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
   const holders = ['task:a', 'task:b', 'gw:c1'];
   const subs = ['ann', 'bob', 'cat', 'dan'];

@@ -1,0 +1,109 @@
+import type Redis from 'ioredis';
+import { parseChannel } from '../../core/channels';
+import type { Namespaces } from '../../core/config';
+import { Keys } from '../../core/redis/keys';
+import { RedisPresence } from '../../core/redis/presence';
+import { PRESENCE_GRACE_MS } from '../../core/presence';
+import { OCCUPANCY_LEASE_MS } from '../../service/occupancy';
+import { coreConfig, eventually, RawStream, spawnTask, startService, TEST_NAMESPACES, ticketFor, uid, useRedis } from '../support/harness';
+
+/**
+ * Issue 24, items 2 (joins from the sessions of a task) and 3 (leaves within a bound): the sessions of a task join the
+ * presence of their channels and leave it when they end; a task killed with SIGKILL stops renewing its lease, and a
+ * live task's sweep takes its members out within lease + tick + grace. Sweeps are driven by the test on a virtual
+ * clock (`presence.tick()`), so nothing here waits for a timer.
+ */
+const NAMESPACES: Namespaces = {
+  ...TEST_NAMESPACES,
+  room: { subscribe: 'authenticated', publish: 'authenticated', historySize: 100, historyTtlSeconds: 600, presence: 'members' },
+};
+let redis: Redis;
+const cleanup = useRedis((r) => (redis = r));
+const ready = (s: RawStream) => s.events().some((e) => e.event === 'ready');
+
+function env(prefix: string): Record<string, string> {
+  return { KEY_PREFIX: prefix, NAMESPACES_JSON: JSON.stringify(NAMESPACES), METRICS_INTERVAL_MS: '0' };
+}
+
+async function openStream(base: string, prefix: string, sub: string, channel: string, path = 'events'): Promise<RawStream> {
+  const ticket = await ticketFor(redis, sub, [channel], 'sse', coreConfig({ keyPrefix: prefix, namespaces: NAMESPACES }));
+  const s = new RawStream(`${base}/${path}?channels=${channel}&ticket=${ticket}`);
+  cleanup.push(() => s.close());
+  if (path === 'events') await s.until(ready);
+  return s;
+}
+
+function members(presence: RedisPresence, channel: string): Promise<[string, number][]> {
+  return presence.snapshot(parseChannel(channel, NAMESPACES)).then((s) => s.members.map((m) => [m.sub, m.connections] as [string, number]));
+}
+
+test("a task's SSE streams join the channel's presence (one member per user), and leave it after the grace when they close", async () => {
+  const prefix = `pt${uid()}:`;
+  const clock = { now: Date.now() };
+  const { service, base } = await startService(env(prefix), { eventTimers: false, now: () => clock.now });
+  cleanup.push(() => service.close());
+  const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
+  const room = `room:${uid()}`;
+  const chat = `chat:${uid()}`;
+  const a1 = await openStream(base, prefix, 'ann', room);
+  const a2 = await openStream(base, prefix, 'ann', room);
+  const b = await openStream(base, prefix, 'bob', room);
+  await openStream(base, prefix, 'cat', chat);
+  await eventually(async () => JSON.stringify(await members(presence, room)) === JSON.stringify([['ann', 2], ['bob', 1]]), 10_000, 'ann (two streams) and bob present');
+  // A namespace without presence keeps nothing.
+  expect(await members(presence, chat)).toEqual([]);
+  expect(await redis.keys(`${prefix}pc:{${chat}}`)).toEqual([]);
+  // bob hears ann and himself join, in the channel's stream.
+  await b.until(() => b.text.includes('"sub":"bob"'));
+  a1.close();
+  await eventually(async () => JSON.stringify(await members(presence, room)) === JSON.stringify([['ann', 1], ['bob', 1]]), 10_000, 'one of ann’s streams gone');
+  a2.close();
+  await eventually(async () => JSON.stringify(await members(presence, room)) === JSON.stringify([['ann', 0], ['bob', 1]]), 10_000, 'ann in grace');
+  expect(b.text).not.toContain('presence.leave');
+  clock.now += PRESENCE_GRACE_MS;
+  await service.presence!.tick();
+  expect(await members(presence, room)).toEqual([['bob', 1]]);
+  await b.until(() => b.text.includes('presence.leave'));
+  expect(b.text).toMatch(/"type":"presence.leave","data":\{"sub":"ann"\}/);
+}, 30_000);
+
+test('a task killed with SIGKILL: its members leave within lease + tick + grace of its last renewal; members it shared with a live task stay', async () => {
+  const prefix = `pt${uid()}:`;
+  const keys = new Keys(prefix);
+  const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
+  const clock = { now: Date.now() };
+  const { service: live, base: liveBase } = await startService(env(prefix), { eventTimers: false, now: () => clock.now });
+  cleanup.push(() => live.close());
+  const { proc, base } = await spawnTask(env(prefix), cleanup);
+  const room = `room:${uid()}`;
+  await openStream(base, prefix, 'ann', room);
+  await openStream(base, prefix, 'bob', room);
+  const watcher = await openStream(liveBase, prefix, 'bob', room);
+  await eventually(async () => JSON.stringify(await members(presence, room)) === JSON.stringify([['ann', 1], ['bob', 2]]), 10_000, 'ann and bob present');
+  const [child] = (await redis.zrange(keys.presenceLeases, 0, -1)).filter((h) => h !== live.presence!.holder);
+  expect(child).toMatch(/^task:[0-9a-f]{12}~1$/);
+
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  proc.kill('SIGKILL');
+  const killedAt = Date.now();
+  await exited;
+  // The child's lease ends at most one lease after the kill (it renewed at the latest then, by its own clock).
+  const leaseEnd = Number(await redis.zscore(keys.presenceLeases, child));
+  expect(leaseEnd).toBeLessThanOrEqual(killedAt + OCCUPANCY_LEASE_MS);
+  // A sweep while the lease runs changes nothing.
+  clock.now = leaseEnd;
+  await live.presence!.tick();
+  expect(await members(presence, room)).toEqual([['ann', 1], ['bob', 2]]);
+  // The first sweep after it (the next tick on any live task): the dead task's connections go; ann waits out the grace,
+  // bob stays (the live task holds him).
+  clock.now = leaseEnd + 1;
+  await live.presence!.tick();
+  expect(await members(presence, room)).toEqual([['ann', 0], ['bob', 1]]);
+  // The sweep after the grace: ann leaves, and the live task's reader hears it.
+  clock.now = leaseEnd + 1 + PRESENCE_GRACE_MS;
+  await live.presence!.tick();
+  expect(await members(presence, room)).toEqual([['bob', 1]]);
+  await watcher.until(() => watcher.text.includes('presence.leave'));
+  expect(watcher.text).toMatch(/"type":"presence.leave","data":\{"sub":"ann"\}/);
+  expect(await redis.zscore(keys.presenceLeases, child)).toBeNull();
+}, 60_000);
