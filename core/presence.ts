@@ -40,6 +40,20 @@ export interface PresenceEventData {
   readonly info?: unknown;
 }
 
+/**
+ * A snapshot as the transports send it (SSE `event: presence` data; `/live` and API Gateway frame `type: "presence"`):
+ * `{channel, members, position}`, the position a decimal string like an envelope's id.
+ */
+export function presenceJson(channel: string, snapshot: PresenceSnapshot): string {
+  return JSON.stringify({ channel, members: snapshot.members, position: String(snapshot.position) });
+}
+
+/** Who may see a channel's presence is who may subscribe to it: a connection subscribed to it, in a namespace with presence on. */
+export function assertMaySeePresence(channel: ParsedChannel, subscribed: boolean): void {
+  if (!subscribed) throw new RealtimeError('channel_not_granted', `Not subscribed to ${channel.channel}: subscribe first, then ask for its presence.`);
+  if (presenceMode(channel) === 'off') throw new RealtimeError('forbidden', `Namespace ${channel.namespace} keeps no presence ("presence" is off).`);
+}
+
 export function presenceMode(channel: ParsedChannel): PresenceMode {
   return channel.policy.presence ?? 'off';
 }

@@ -6,6 +6,8 @@ import { RealtimeError } from './errors';
 import { claimCursor, cursorCannotBeReal, envelopeSeq, isInvalidCursor, parseCursor, replay, type EventDeps, type PageBudget, type PublishResult } from './events';
 import type { Identity } from './identity';
 import type { HookInvoker } from './hooks';
+import { assertMaySeePresence, presenceJson } from './presence';
+import { RedisPresence } from './redis/presence';
 import { publishAndFanout, type Fanout, type ResumeFanout, type UseCaseLogger } from './publishing';
 import { assertNotRevoked, currentEpoch } from './revocation';
 import { frames, parseClientFrame, type ClientFrame } from './ws-protocol';
@@ -309,5 +311,16 @@ export async function handleFrame(connectionId: string, body: string | undefined
     case 'publish':
       await publishFrom(connectionId, frame, deps);
       return;
+    case 'presence':
+      await deps.send(connectionId, frames.presence(await presenceOf(connectionId, frame.channel, deps)));
+      return;
   }
+}
+
+/** A channel's presence snapshot for a connection subscribed to it (who may subscribe may see it), as `presenceJson`. */
+async function presenceOf(connectionId: string, channel: unknown, deps: WsSessionDeps): Promise<string> {
+  const ch = parseChannel(channel, deps.config.namespaces);
+  const conn = await registered(connectionId, deps);
+  assertMaySeePresence(ch, conn.subscriptions.has(ch.channel));
+  return presenceJson(ch.channel, await new RedisPresence(deps.redis, deps.config).snapshot(ch));
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ParsedChannel } from '../core/channels';
-import { PRESENCE_GRACE_MS, presenceMode } from '../core/presence';
+import { PRESENCE_GRACE_MS, presenceMode, type PresenceSnapshot } from '../core/presence';
 import { PresenceLeaseLost, type RedisPresence } from '../core/redis/presence';
 import { OCCUPANCY_LEASE_MS, OCCUPANCY_TICK_MS } from './occupancy';
 
@@ -132,6 +132,11 @@ export class TaskPresence {
     this.o.log.warn({ holder: this.holder }, 'presence: the lease had ended (a long pause?); joining again under a new generation');
     await this.ensureLease();
     for (const list of this.joined.values()) for (const j of list) if (!j.gone && j.holder && j.holder !== this.holder) await this.joinOne(j);
+  }
+
+  /** The channel's members and position, read in one step. */
+  snapshot(channel: ParsedChannel): Promise<PresenceSnapshot> {
+    return this.o.presence.snapshot(channel);
   }
 
   /** Renews the lease (a new generation when it was lost), then sweeps. */

@@ -10,6 +10,7 @@ import type { ServiceConfig } from './config';
 import type { Hub } from './hub';
 import type { ServiceMetrics } from './metrics';
 import type { TaskPresence } from './presence';
+import { assertMaySeePresence, presenceJson, presenceMode, type PresenceSnapshot } from '../core/presence';
 import { Revocations } from './revocations';
 import { Session, type SessionKind, type SessionPolicy } from './session';
 import { jitter, type Transport } from './transport';
@@ -111,6 +112,27 @@ export class SessionEngine {
     return session;
   }
 
+  /**
+   * A stream's presence snapshots (its channels with presence `members`), once it is live: the client applies the
+   * `presence.*` events above each snapshot's position (the ones before it, or delivered before it, it ignores).
+   */
+  private sendPresence(session: Session, channels: readonly ParsedChannel[]): void {
+    if (!this.deps.presence || session.kind !== 'stream') return;
+    void (async () => {
+      for (const ch of channels) {
+        if (presenceMode(ch) !== 'members' || session.closed) continue;
+        session.transport.presence?.(presenceJson(ch.channel, await this.presenceSnapshot(session, ch)));
+      }
+    })().catch((err: Error) => this.deps.log.warn({ err: err.message }, 'presence: snapshot failed'));
+  }
+
+  /** The members of `ch` for `session` (a `/live` `presence` action): only on a channel it is subscribed to, with presence on. */
+  async presenceSnapshot(session: Session, ch: ParsedChannel): Promise<PresenceSnapshot> {
+    assertMaySeePresence(ch, session.floor(ch.channel) !== undefined || session.channels.includes(ch.channel));
+    if (!this.deps.presence) throw new RealtimeError('forbidden', `Namespace ${ch.namespace} keeps no presence ("presence" is off).`);
+    return this.deps.presence.snapshot(ch);
+  }
+
   /** The session's user joins the presence of `channels` (those with presence on); a failure is logged, the session goes on. */
   private presenceJoin(session: Session, channels: readonly ParsedChannel[]): void {
     const sub = this.presenceSubs.get(session);
@@ -136,11 +158,13 @@ export class SessionEngine {
       this.deps.hub.addAt(session.channels, session, admitted.mark, positions as number[])
     ) {
       session.goLive(positions as number[]);
+      this.sendPresence(session, channels);
       return;
     }
     await this.deps.hub.add(session.channels, session);
     // A plain decimal stands for every channel (the cursor of every client before positions were per channel).
     await this.catchUp(session, channels, cursor === undefined ? undefined : { positions: channels.map(() => cursor), shared: true }, admitted?.resetAll);
+    this.sendPresence(session, channels);
   }
 
   /**

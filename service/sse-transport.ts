@@ -165,6 +165,11 @@ export class SseTransport extends QueuedTransport implements Transport {
     this.write(sse.ready(cursor, channels));
   }
 
+  /** `event: presence` (no `id:`: it moves no cursor). */
+  presence(json: string): void {
+    this.write(`event: presence\ndata: ${json}\n\n`);
+  }
+
   event(event: LiveEvent): void {
     this.enqueue(event.encoded(sseFrame));
   }

@@ -72,6 +72,8 @@ export interface Transport {
   ready(cursor: number, channels: readonly string[], more: boolean): void;
   /** A subscription the client asked for (bidirectional transports) is live above `floor`; its replay pages came before. */
   subscribed?(channel: string, floor: number): void;
+  /** A channel's presence snapshot (`presenceJson`: `{channel, members, position}`); transports without it skip it. */
+  presence?(json: string): void;
   /** A live event, in order and above everything sent before on its channel (the session removed duplicates). */
   event(event: LiveEvent): void;
   /** Bytes accepted but not yet handed to the kernel (what a slow reader left behind). */

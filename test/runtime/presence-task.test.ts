@@ -5,6 +5,7 @@ import { Keys } from '../../core/redis/keys';
 import { RedisPresence } from '../../core/redis/presence';
 import { PRESENCE_GRACE_MS } from '../../core/presence';
 import { OCCUPANCY_LEASE_MS } from '../../service/occupancy';
+import { WsClient } from './ws-support';
 import { coreConfig, eventually, RawStream, spawnTask, startService, TEST_NAMESPACES, ticketFor, uid, useRedis } from '../support/harness';
 
 /**
@@ -107,3 +108,53 @@ test('a task killed with SIGKILL: its members leave within lease + tick + grace 
   expect(watcher.text).toMatch(/"type":"presence.leave","data":\{"sub":"ann"\}/);
   expect(await redis.zscore(keys.presenceLeases, child)).toBeNull();
 }, 60_000);
+
+/** Snapshot + the `presence.*` events above its position, from an SSE stream's text (the client's rule). */
+function membershipOf(s: RawStream, channel: string): string[] | undefined {
+  const evs = s.events();
+  const at = evs.findIndex((e) => e.event === 'presence' && (JSON.parse(e.data) as { channel: string }).channel === channel);
+  if (at < 0) return undefined;
+  const snap = JSON.parse(evs[at].data) as { members: { sub: string }[]; position: string };
+  const m = new Set(snap.members.map((x) => x.sub));
+  for (const e of evs) {
+    if (!e.event?.startsWith('presence.') || Number(JSON.parse(e.data).id) <= Number(snap.position)) continue;
+    const sub = (JSON.parse(e.data) as { data: { sub: string } }).data.sub;
+    if (e.event === 'presence.join') m.add(sub);
+    else m.delete(sub);
+  }
+  return [...m].sort();
+}
+
+test('SSE: a stream of a presence channel starts with its snapshot (`event: presence`), and snapshot + the events above its position is the membership; /live answers a `presence` action for a subscribed channel', async () => {
+  const prefix = `pt${uid()}:`;
+  const clock = { now: Date.now() };
+  const { service, base } = await startService(env(prefix), { eventTimers: false, now: () => clock.now });
+  cleanup.push(() => service.close());
+  const room = `room:${uid()}`;
+  const ann = await openStream(base, prefix, 'ann', room);
+  const bob = await openStream(base, prefix, 'bob', room);
+  await eventually(() => JSON.stringify(membershipOf(bob, room)) === JSON.stringify(['ann', 'bob']), 10_000, "bob's view: ann and bob");
+  await eventually(() => JSON.stringify(membershipOf(ann, room)) === JSON.stringify(['ann', 'bob']), 10_000, "ann's view: ann and bob");
+  ann.close();
+  const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
+  await eventually(async () => JSON.stringify(await members(presence, room)) === JSON.stringify([['ann', 0], ['bob', 1]]), 10_000, 'ann in grace');
+  clock.now += PRESENCE_GRACE_MS;
+  await service.presence!.tick();
+  await eventually(() => JSON.stringify(membershipOf(bob, room)) === JSON.stringify(['bob']), 10_000, "bob's view after ann left");
+
+  const ticket = await ticketFor(redis, 'cat', [room], 'ws', coreConfig({ keyPrefix: prefix, namespaces: NAMESPACES }));
+  const ws = new WsClient(`${base.replace(/^http/, 'ws')}/live?ticket=${ticket}`);
+  cleanup.push(() => ws.ws.terminate());
+  await ws.opened;
+  const other = `room:${uid()}`;
+  ws.ws.send(JSON.stringify({ action: 'presence', channel: other }));
+  await ws.until((c) => c.frames.some((f) => f.type === 'error'));
+  expect(ws.frames.find((f) => f.type === 'error')).toMatchObject({ error: { code: 'channel_not_granted' } });
+  await eventually(async () => {
+    ws.ws.send(JSON.stringify({ action: 'presence', channel: room }));
+    await ws.until((c) => c.frames.some((f) => f.type === 'presence'));
+    const f = ws.frames.filter((x) => x.type === 'presence').pop() as { members: { sub: string }[] };
+    ws.frames.length = 0;
+    return JSON.stringify(f.members.map((m) => m.sub)) === JSON.stringify(['bob', 'cat']);
+  }, 10_000, 'the /live snapshot: bob and cat');
+}, 30_000);
