@@ -42,10 +42,13 @@ export interface PresenceEventData {
 
 /**
  * A snapshot as the transports send it (SSE `event: presence` data; `/live` and API Gateway frame `type: "presence"`):
- * `{channel, members, position}`, the position a decimal string like an envelope's id.
+ * `{channel, members, position}`, the position a decimal string like an envelope's id; in count mode
+ * `{channel, count, position}` (then `presence.count` events follow).
  */
-export function presenceJson(channel: string, snapshot: PresenceSnapshot): string {
-  return JSON.stringify({ channel, members: snapshot.members, position: String(snapshot.position) });
+export function presenceJson(channel: ParsedChannel, snapshot: PresenceSnapshot): string {
+  const position = String(snapshot.position);
+  if (presenceMode(channel) === 'count') return JSON.stringify({ channel: channel.channel, count: snapshot.members.length, position });
+  return JSON.stringify({ channel: channel.channel, members: snapshot.members, position });
 }
 
 /** Who may see a channel's presence is who may subscribe to it: a connection subscribed to it, in a namespace with presence on. */

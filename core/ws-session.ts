@@ -322,5 +322,5 @@ async function presenceOf(connectionId: string, channel: unknown, deps: WsSessio
   const ch = parseChannel(channel, deps.config.namespaces);
   const conn = await registered(connectionId, deps);
   assertMaySeePresence(ch, conn.subscriptions.has(ch.channel));
-  return presenceJson(ch.channel, await new RedisPresence(deps.redis, deps.config).snapshot(ch));
+  return presenceJson(ch, await new RedisPresence(deps.redis, deps.config).snapshot(ch));
 }

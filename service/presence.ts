@@ -19,6 +19,9 @@ import { OCCUPANCY_LEASE_MS, OCCUPANCY_TICK_MS } from './occupancy';
  *
  * Changes are applied in order, one at a time (a queue), so a session that ends while it joins leaves after its join.
  */
+/** Milliseconds between settles (grace periods that ended, counts that changed). */
+export const PRESENCE_SETTLE_MS = 1_000;
+
 export interface TaskPresenceOptions {
   readonly presence: RedisPresence;
   readonly now: () => number;
@@ -48,7 +51,7 @@ export class TaskPresence {
   /** Each member key (an opaque owner, e.g. a session) → what it joined. */
   private readonly joined = new Map<object, Joined[]>();
   private queue: Promise<unknown> = Promise.resolve();
-  private timer?: NodeJS.Timeout;
+  private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
   readonly leaseMs: number;
   readonly graceMs: number;
@@ -148,23 +151,33 @@ export class TaskPresence {
     });
   }
 
-  /** Starts the tick timer. */
-  start(tickMs = OCCUPANCY_TICK_MS): void {
-    let running = false;
-    this.timer = setInterval(() => {
-      if (running) return;
-      running = true;
-      this.tick()
-        .catch((err: Error) => this.o.log.warn({ err: err.message }, 'presence tick failed; retried at the next tick'))
-        .finally(() => (running = false));
-    }, tickMs);
-    this.timer.unref();
+  /** Grace periods that ended and counts that changed (any task may; cheap when nothing is due). */
+  settle(): Promise<void> {
+    return this.o.presence.settle(this.o.now());
+  }
+
+  /** Starts the timers: the lease and sweep every `tickMs`, settles every `settleMs`. */
+  start(tickMs = OCCUPANCY_TICK_MS, settleMs = PRESENCE_SETTLE_MS): void {
+    const every = (ms: number, what: string, f: () => Promise<unknown>) => {
+      let running = false;
+      const t = setInterval(() => {
+        if (running) return;
+        running = true;
+        f()
+          .catch((err: Error) => this.o.log.warn({ err: err.message }, `${what} failed; retried at the next tick`))
+          .finally(() => (running = false));
+      }, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(tickMs, 'presence tick', () => this.tick());
+    every(settleMs, 'presence settle', () => this.settle());
   }
 
   /** The task closes: its lease ends and its connections leave (after the grace: their users may reconnect elsewhere). */
   close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
+    for (const t of this.timers) clearInterval(t);
     return this.run(async () => {
       if (this.leased) await this.o.presence.endHolder(this.holder, this.o.now(), this.graceMs);
       this.joined.clear();

@@ -120,8 +120,8 @@ export class SessionEngine {
     if (!this.deps.presence || session.kind !== 'stream') return;
     void (async () => {
       for (const ch of channels) {
-        if (presenceMode(ch) !== 'members' || session.closed) continue;
-        session.transport.presence?.(presenceJson(ch.channel, await this.presenceSnapshot(session, ch)));
+        if (presenceMode(ch) === 'off' || session.closed) continue;
+        session.transport.presence?.(presenceJson(ch, await this.presenceSnapshot(session, ch)));
       }
     })().catch((err: Error) => this.deps.log.warn({ err: err.message }, 'presence: snapshot failed'));
   }

@@ -148,7 +148,7 @@ export class WsEdge {
           return;
         case 'presence': {
           const ch = parseChannel(frame.channel, namespaces);
-          peer.transport.presence(presenceJson(ch.channel, await engine.presenceSnapshot(peer.session, ch)));
+          peer.transport.presence(presenceJson(ch, await engine.presenceSnapshot(peer.session, ch)));
           return;
         }
       }

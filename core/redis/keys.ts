@@ -213,6 +213,17 @@ export class Keys {
   get presenceDueVersions(): string {
     return `${this.presencePrefix}dv`;
   }
+  /** Count mode: channels whose count changed, scored by when (epoch ms), and their versions. */
+  get presenceCountDue(): string {
+    return `${this.presencePrefix}n`;
+  }
+  get presenceCountDueVersions(): string {
+    return `${this.presencePrefix}nv`;
+  }
+  /** Count mode: the count a channel last announced and when (a hash: `count`, `at`). */
+  presenceCount(channel: string): string {
+    return `${this.prefix}pn:{${channel}}`;
+  }
 }
 
 /** `crypto.hash` (Node 20.12+, 21.7+): a one-shot digest without a Hash object; absent on older Node. */

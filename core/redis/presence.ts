@@ -28,7 +28,10 @@ import { Keys } from './keys';
  */
 const PRESENCE_STEPS = `${CHANNEL_APPEND}
 local emitting = ARGV[15] == 'members'
+-- Whether the member set changed (count mode: the caller marks the channel's count due).
+local changed = 0
 local function emit(kind, sub, info)
+  changed = 1
   if not emitting then return end
   local d = '{"sub":' .. cjson.encode(sub)
   if info then d = d .. ',"info":' .. info end
@@ -71,30 +74,51 @@ if redis.call('HINCRBY', KEYS[8], ARGV[17], 1) == 1 and redis.call('ZREM', KEYS[
   end
   emit('join', ARGV[17], info)
 end
-return 1
+return changed
 `);
 
-/** ARGV[16] connection, 17 grace end (epoch ms; 0: the member leaves at once). Returns 1 when its member went into grace. */
+/**
+ * ARGV[16] connection, 17 grace end (epoch ms; 0: the member leaves at once). Returns {1 when its member went into
+ * grace, 1 when the member set changed}.
+ */
 const LEAVE = new Script(`${PRESENCE_STEPS}
 redis.call('SREM', KEYS[12], ARGV[16])
-return dropConnection(ARGV[16], tonumber(ARGV[17]))
+return {dropConnection(ARGV[16], tonumber(ARGV[17])), changed}
 `);
 
-/** ARGV[16] grace end. Every connection of the holder on the channel, as LEAVE. Returns how many members went into grace. */
+/** ARGV[16] grace end. Every connection of the holder on the channel, as LEAVE. Returns {members that went into grace, changed}. */
 const DROP = new Script(`${PRESENCE_STEPS}
 local n = 0
 for _, conn in ipairs(redis.call('SMEMBERS', KEYS[12])) do n = n + dropConnection(conn, tonumber(ARGV[16])) end
 redis.call('DEL', KEYS[12])
-return n
+return {n, changed}
 `);
 
-/** ARGV[16] now. Members whose grace ended by then (and still without a connection) leave. Returns the next grace end or ''. */
+/** ARGV[16] now. Members whose grace ended by then (and still without a connection) leave. Returns {the next grace end or '', changed}. */
 const SETTLE = new Script(`${PRESENCE_STEPS}
 for _, sub in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', ARGV[16])) do
   if tonumber(redis.call('HGET', KEYS[8], sub) or '1') <= 0 then leaveMember(sub) else redis.call('ZREM', KEYS[11], sub) end
 end
 local nxt = redis.call('ZRANGE', KEYS[11], 0, 0, 'WITHSCORES')
-return nxt[2] or ''
+return {nxt[2] or '', changed}
+`);
+
+/**
+ * Count mode. KEYS 1-8 as above, 9 the channel's announced count (`pn:`)   ARGV 1-14 as above, 15 now, 16 interval.
+ * Appends `presence.count` {count} when the member count differs from the one last announced and the interval since
+ * that passed. Returns '' (nothing left to do) or when to try again (epoch ms).
+ */
+const COUNT = new Script(`${CHANNEL_APPEND}
+local n = redis.call('HLEN', KEYS[8])
+local last = redis.call('HMGET', KEYS[9], 'count', 'at')
+if last[1] and tonumber(last[1]) == n then return '' end
+local now, at = tonumber(ARGV[15]), tonumber(last[2] or '0')
+if now < at + tonumber(ARGV[16]) then return num(at + tonumber(ARGV[16])) end
+ARGV[3] = '","type":"presence.count","data":{"count":' .. n .. '},"ts":'
+channelAppend(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+redis.call('HSET', KEYS[9], 'count', n, 'at', ARGV[15])
+redis.call('EXPIRE', KEYS[9], ARGV[9])
+return ''
 `);
 
 /** KEYS 1-9 as above. Returns {position, members flat (sub, count...), infos flat (sub, info...)}; writes nothing. */
@@ -203,8 +227,10 @@ return 1
 const SRANDMEMBER = new Script(`return redis.call('SRANDMEMBER', KEYS[1], tonumber(ARGV[1]))`);
 
 /** Every presence script, by name (for the cluster-slot audit). */
-export const PRESENCE_SCRIPTS = { JOIN, LEAVE, DROP, SETTLE, SNAPSHOT, LEASE, REGISTER, DEAD, END, SWEPT, DUE, CLAIM, UNDUE, SRANDMEMBER } as const;
+export const PRESENCE_SCRIPTS = { JOIN, LEAVE, DROP, SETTLE, COUNT, SNAPSHOT, LEASE, REGISTER, DEAD, END, SWEPT, DUE, CLAIM, UNDUE, SRANDMEMBER } as const;
 
+/** Count mode: at most one `presence.count` per channel per this many milliseconds. */
+export const PRESENCE_COUNT_INTERVAL_MS = 2_000;
 /** Holders, channels and due channels handled per script call of a sweep. */
 export const PRESENCE_SWEEP_BATCH = 200;
 /** A join needs its holder's lease to run at least this much longer (see REGISTER). */
@@ -274,7 +300,8 @@ export class RedisPresence {
     const k = this.keys;
     const ok = await REGISTER.run(this.redis, [k.presenceLeases, k.presenceHolderChannels(j.holder)], [j.holder, c.channel, now + PRESENCE_REGISTER_MARGIN_MS]);
     if (Number(ok) !== 1) throw new PresenceLeaseLost(j.holder);
-    await JOIN.run(this.redis, this.channelKeys(c.channel, j.holder), [...this.channelArgs(c), j.connection, j.sub, info]);
+    const changed = Number(await JOIN.run(this.redis, this.channelKeys(c.channel, j.holder), [...this.channelArgs(c), j.connection, j.sub, info]));
+    await this.counted(c, changed, now);
   }
 
   /** The connection leaves; its member leaves with its last connection, after `graceMs` (0: at once). */
@@ -283,8 +310,9 @@ export class RedisPresence {
     // Due before the script (a crash after it leaves a settle with nothing to do, never a member stuck in grace), and
     // again after it when it put a member in grace (a sweep that settled the channel in between sees the new version).
     if (end) await this.due(c.channel, end);
-    const graced = Number(await LEAVE.run(this.redis, this.channelKeys(c.channel, l.holder), [...this.channelArgs(c), l.connection, end]));
+    const [graced, changed] = (await LEAVE.run(this.redis, this.channelKeys(c.channel, l.holder), [...this.channelArgs(c), l.connection, end])) as [number, number];
     if (graced > 0) await this.due(c.channel, end);
+    await this.counted(c, changed, now);
   }
 
   /** The members of the channel and its position, read in one step. */
@@ -307,6 +335,12 @@ export class RedisPresence {
    * ended before `now` go (their members into grace for `graceMs`), then members whose grace ended leave.
    */
   async sweep(now: number, graceMs: number): Promise<void> {
+    await this.sweepHolders(now, graceMs);
+    await this.settle(now);
+  }
+
+  /** The connections of holders whose lease ended before `now` go (their members into grace for `graceMs`). */
+  async sweepHolders(now: number, graceMs: number): Promise<void> {
     const k = this.keys;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const [more] = (await DEAD.run(this.redis, [k.presenceLeases, k.presenceSweeping], [k.presencePrefix, now, PRESENCE_SWEEP_BATCH])) as [number];
@@ -317,15 +351,42 @@ export class RedisPresence {
       if (!sweeping.length) break;
       for (const holder of sweeping) await this.dropHolderChannels(holder, now, graceMs);
     }
+  }
+
+  /**
+   * Members whose grace ended by `now` leave, and channels in count mode whose count changed announce it (at most once
+   * per {@link PRESENCE_COUNT_INTERVAL_MS}). Cheap when nothing is due: one script per kind.
+   */
+  async settle(now: number): Promise<void> {
+    const k = this.keys;
+    await this.dueRounds([k.presenceDue, k.presenceDueVersions], now, async (c) => {
+      const [next, changed] = (await SETTLE.run(this.redis, this.channelKeys(c.channel), [...this.channelArgs(c), now])) as [string, number];
+      await this.counted(c, changed, now);
+      return next;
+    });
+    await this.dueRounds([k.presenceCountDue, k.presenceCountDueVersions], now, async (c) => {
+      const keys = this.channelKeys(c.channel).slice(0, 8);
+      keys.push(k.presenceCount(c.channel));
+      return (await COUNT.run(this.redis, keys, [...this.channelArgs(c).slice(0, 14), now, PRESENCE_COUNT_INTERVAL_MS])) as string;
+    });
+  }
+
+  /** Claims the channels due by `now` in `dueKeys` (a due set and its versions), runs `work` on each, and marks each due again at what it returns ('' for never). */
+  private async dueRounds(dueKeys: string[], now: number, work: (c: ParsedChannel) => Promise<string>): Promise<void> {
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const due = (await CLAIM.run(this.redis, [k.presenceDue, k.presenceDueVersions], [now, PRESENCE_SWEEP_BATCH])) as string[];
+      const due = (await CLAIM.run(this.redis, dueKeys, [now, PRESENCE_SWEEP_BATCH])) as string[];
       for (let i = 0; i < due.length; i += 2) {
-        const c = this.channelOf(due[i]);
-        const next = (await SETTLE.run(this.redis, this.channelKeys(c.channel), [...this.channelArgs(c), now])) as string;
-        await UNDUE.run(this.redis, [k.presenceDue, k.presenceDueVersions], [c.channel, due[i + 1], next]);
+        const next = await work(this.channelOf(due[i]));
+        await UNDUE.run(this.redis, dueKeys, [due[i], due[i + 1], next]);
       }
       if (due.length < 2 * PRESENCE_SWEEP_BATCH) break;
     }
+  }
+
+  /** Count mode: a change of the member set makes the channel's count due now. */
+  private async counted(c: ParsedChannel, changed: number, now: number): Promise<void> {
+    if (changed !== 1 || presenceMode(c) !== 'count') return;
+    await DUE.run(this.redis, [this.keys.presenceCountDue, this.keys.presenceCountDueVersions], [c.channel, now]);
   }
 
   /** Ends the holder now (a task closing, an API Gateway connection gone): its connections leave, after `graceMs`. */
@@ -348,8 +409,9 @@ export class RedisPresence {
       for (const name of channels) {
         const c = this.channelOf(name);
         if (end) await this.due(c.channel, end);
-        const graced = Number(await DROP.run(this.redis, this.channelKeys(c.channel, holder), [...this.channelArgs(c), end]));
+        const [graced, changed] = (await DROP.run(this.redis, this.channelKeys(c.channel, holder), [...this.channelArgs(c), end])) as [number, number];
         if (graced > 0) await this.due(c.channel, end);
+        await this.counted(c, changed, now);
       }
       await SWEPT.run(this.redis, [k.presenceSweeping, zKey], [holder, ...channels]);
     }

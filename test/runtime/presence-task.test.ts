@@ -17,6 +17,7 @@ import { coreConfig, eventually, RawStream, spawnTask, startService, TEST_NAMESP
 const NAMESPACES: Namespaces = {
   ...TEST_NAMESPACES,
   room: { subscribe: 'authenticated', publish: 'authenticated', historySize: 100, historyTtlSeconds: 600, presence: 'members' },
+  crowd: { subscribe: 'authenticated', publish: 'authenticated', historySize: 100, historyTtlSeconds: 600, presence: 'count' },
 };
 let redis: Redis;
 const cleanup = useRedis((r) => (redis = r));
@@ -157,4 +158,24 @@ test('SSE: a stream of a presence channel starts with its snapshot (`event: pres
     ws.frames.length = 0;
     return JSON.stringify(f.members.map((m) => m.sub)) === JSON.stringify(['bob', 'cat']);
   }, 10_000, 'the /live snapshot: bob and cat');
+}, 30_000);
+
+test('count mode on SSE: the snapshot is a count, then coalesced `presence.count` events (no join or leave events)', async () => {
+  const prefix = `pt${uid()}:`;
+  const clock = { now: Date.now() };
+  const { service, base } = await startService(env(prefix), { eventTimers: false, now: () => clock.now });
+  cleanup.push(() => service.close());
+  const crowd = `crowd:${uid()}`;
+  const first = await openStream(base, prefix, 'u0', crowd);
+  await first.until(() => first.events().some((e) => e.event === 'presence'));
+  for (let i = 1; i < 6; i++) await openStream(base, prefix, `u${i}`, crowd);
+  const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
+  await eventually(async () => (await members(presence, crowd)).length === 6, 10_000, 'six members');
+  await service.presence!.settle();
+  await first.until(() => first.events().some((e) => e.event === 'presence.count'));
+  const counts = first.events().filter((e) => e.event === 'presence.count').map((e) => (JSON.parse(e.data) as { data: { count: number } }).data.count);
+  expect(counts).toEqual([6]);
+  expect(first.text).not.toContain('presence.join');
+  const snap = JSON.parse(first.events().find((e) => e.event === 'presence')!.data) as Record<string, unknown>;
+  expect(Object.keys(snap).sort()).toEqual(['channel', 'count', 'position']);
 }, 30_000);

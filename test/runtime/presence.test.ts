@@ -4,7 +4,7 @@ import type { Namespaces } from '../../core/config';
 import { applyPresenceEvent, membersOf, type PresenceSnapshot } from '../../core/presence';
 import { RedisChannelBroker } from '../../core/redis/channel-broker';
 import { Keys } from '../../core/redis/keys';
-import { RedisPresence } from '../../core/redis/presence';
+import { PRESENCE_COUNT_INTERVAL_MS, RedisPresence } from '../../core/redis/presence';
 import type { RedisLike } from '../../core/redis/client';
 import { connectRedis, eventually, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
 import { prng } from '../support/prng';
@@ -18,6 +18,7 @@ import { prng } from '../support/prng';
 const NAMESPACES: Namespaces = {
   ...TEST_NAMESPACES,
   room: { subscribe: 'authenticated', publish: 'authenticated', historySize: 1000, historyTtlSeconds: 600, presence: 'members' },
+  crowd: { subscribe: 'authenticated', publish: 'authenticated', historySize: 1000, historyTtlSeconds: 600, presence: 'count' },
 };
 const ch = (name: string): ParsedChannel => parseChannel(name, NAMESPACES);
 const T0 = 1_800_000_000_000;
@@ -247,6 +248,31 @@ describe('presence on one node', () => {
     const before = await redis.keys(`${keys.prefix}*`);
     await expect(presence.join(c, { holder: 'task:a', connection: 'task:a/1', sub: 'ann', info: { name: 'x'.repeat(2000) } }, T0)).rejects.toMatchObject({ code: 'payload_too_large' });
     expect((await redis.keys(`${keys.prefix}*`)).sort()).toEqual(before.sort());
+  });
+
+  test('count mode: joins and leaves append no event; a settle appends one presence.count per interval per channel when the count changed, whatever the number of joins', async () => {
+    const { broker, presence } = isolated();
+    const c = ch(`crowd:${uid()}`);
+    await presence.lease('task:a', T0 + LEASE);
+    for (let i = 0; i < 50; i++) await presence.join(c, { holder: 'task:a', connection: `task:a/${i}`, sub: `u${i % 40}` }, T0);
+    const count = async (from: number) => (await broker.replay([{ channel: c, cursor: from }], { maxEvents: 1000, maxBytes: 1e7, entryBytes: 33_000 }) as { events: string[] }).events.map((e) => JSON.parse(e) as Env);
+    expect(await count(0)).toEqual([]);
+    await presence.sweep(T0, GRACE);
+    const first = await count(0);
+    expect(first.map((e) => [e.type, e.data])).toEqual([['presence.count', { count: 40 }]]);
+    // More joins and leaves within the interval: nothing until it passed, then one event with the count then.
+    for (let i = 50; i < 60; i++) await presence.join(c, { holder: 'task:a', connection: `task:a/${i}`, sub: `v${i}` }, T0 + 10);
+    await presence.leave(c, { holder: 'task:a', connection: 'task:a/0' }, T0 + 10, 0);
+    await presence.sweep(T0 + PRESENCE_COUNT_INTERVAL_MS - 1, GRACE);
+    expect(await count(Number(first[0].id))).toEqual([]);
+    await presence.sweep(T0 + PRESENCE_COUNT_INTERVAL_MS, GRACE);
+    const second = await count(Number(first[0].id));
+    expect(second.map((e) => [e.type, e.data])).toEqual([['presence.count', { count: 50 }]]);
+    // Unchanged count: no event.
+    await presence.join(c, { holder: 'task:a', connection: 'task:a/99' , sub: 'u1' }, T0 + 20);
+    await presence.sweep(T0 + 3 * PRESENCE_COUNT_INTERVAL_MS, GRACE);
+    expect(await count(Number(second[0].id))).toEqual([]);
+    expect((await presence.snapshot(c)).members.length).toBe(50);
   });
 
   test.each([1, 2, 3, 4, 5, 6, 7, 8])('random joins, leaves, graces and dead holders: every snapshot is the membership, and snapshot + later events the final one (seed %i)', async (seed) => {
