@@ -7,6 +7,7 @@ import { claimCursor, cursorCannotBeReal, envelopeSeq, isInvalidCursor, parseCur
 import type { Identity } from './identity';
 import type { HookInvoker } from './hooks';
 import { assertMaySeePresence, presenceJson } from './presence';
+import { gatewayEnd, gatewayJoin, gatewayLeave } from './presence-gateway';
 import { RedisPresence } from './redis/presence';
 import { publishAndFanout, type Fanout, type ResumeFanout, type UseCaseLogger } from './publishing';
 import { assertNotRevoked, currentEpoch } from './revocation';
@@ -83,6 +84,7 @@ export async function connectSession(connectionId: string, grant: ConnectGrant, 
     await removeConnection(connectionId, deps);
     throw err;
   }
+  await gatewayJoin(connectionId, grant.sub, allowed, deps);
   return allowed;
 }
 
@@ -206,6 +208,7 @@ function pageFrames(page: ChannelPage): string[] {
 /** Unregisters a connection from every channel (the transport saw it close). */
 export async function disconnectSession(connectionId: string, deps: ConnectionDeps): Promise<void> {
   await removeConnection(connectionId, deps);
+  await gatewayEnd(connectionId, deps);
 }
 
 async function registered(connectionId: string, deps: ConnectionDeps): Promise<ConnectionRecord> {
@@ -255,6 +258,7 @@ export async function planSubscribe(connectionId: string, channel: unknown, sinc
   const conn = await registered(connectionId, deps);
   assertMaySubscribe(conn.identity, ch, connectionGrant(conn));
   const { floor, added } = await addSubscription(connectionId, ch.channel, deps);
+  if (added) await gatewayJoin(connectionId, conn.identity.sub, [ch.channel], deps);
   const { frames: out, rest } = await catchUpFrames(ch, cursor, floor, added, deps, limit);
   if (rest) return { frames: out, rest };
   out.push(frames.subscribed(ch.channel, floor));
@@ -264,7 +268,7 @@ export async function planSubscribe(connectionId: string, channel: unknown, sinc
 /** Ends a connection's subscription to `channel` (none is fine); returns the frames to send. */
 export async function unsubscribeFrom(connectionId: string, channel: unknown, deps: ConnectionDeps): Promise<string[]> {
   const ch = parseChannel(channel, deps.config.namespaces);
-  await removeSubscription(connectionId, ch.channel, deps);
+  if (await removeSubscription(connectionId, ch.channel, deps)) await gatewayLeave(connectionId, ch.channel, deps);
   return [frames.unsubscribed(ch.channel)];
 }
 
