@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ParsedChannel } from '../core/channels';
 import { PRESENCE_GRACE_MS, presenceMode, type PresenceSnapshot } from '../core/presence';
 import { PresenceLeaseLost, type RedisPresence } from '../core/redis/presence';
-import { OCCUPANCY_LEASE_MS, OCCUPANCY_TICK_MS } from './occupancy';
+import { every, OCCUPANCY_LEASE_MS, OCCUPANCY_TICK_MS } from './occupancy';
 
 /**
  * The task's part in presence (docs/DESIGN.md, "Presence"): the task is one holder, with the lease and tick of
@@ -158,20 +158,7 @@ export class TaskPresence {
 
   /** Starts the timers: the lease and sweep every `tickMs`, settles every `settleMs`. */
   start(tickMs = OCCUPANCY_TICK_MS, settleMs = PRESENCE_SETTLE_MS): void {
-    const every = (ms: number, what: string, f: () => Promise<unknown>) => {
-      let running = false;
-      const t = setInterval(() => {
-        if (running) return;
-        running = true;
-        f()
-          .catch((err: Error) => this.o.log.warn({ err: err.message }, `${what} failed; retried at the next tick`))
-          .finally(() => (running = false));
-      }, ms);
-      t.unref();
-      this.timers.push(t);
-    };
-    every(tickMs, 'presence tick', () => this.tick());
-    every(settleMs, 'presence settle', () => this.settle());
+    this.timers.push(every(tickMs, 'presence tick', () => this.tick(), this.o.log), every(settleMs, 'presence settle', () => this.settle(), this.o.log));
   }
 
   /** The task closes: its lease ends and its connections leave (after the grace: their users may reconnect elsewhere). */

@@ -35,15 +35,21 @@ async function openStream(base: string, prefix: string, sub: string, channel: st
   return s;
 }
 
+/** A task in this process on a fresh key prefix, its timers off and its clock the returned one (tests drive the ticks). */
+async function startTask() {
+  const prefix = `pt${uid()}:`;
+  const clock = { now: Date.now() };
+  const { service, base } = await startService(env(prefix), { eventTimers: false, now: () => clock.now });
+  cleanup.push(() => service.close());
+  return { prefix, clock, service, base };
+}
+
 function members(presence: RedisPresence, channel: string): Promise<[string, number][]> {
   return presence.snapshot(parseChannel(channel, NAMESPACES)).then((s) => s.members.map((m) => [m.sub, m.connections] as [string, number]));
 }
 
 test("a task's SSE streams join the channel's presence (one member per user), and leave it after the grace when they close", async () => {
-  const prefix = `pt${uid()}:`;
-  const clock = { now: Date.now() };
-  const { service, base } = await startService(env(prefix), { eventTimers: false, now: () => clock.now });
-  cleanup.push(() => service.close());
+  const { prefix, clock, service, base } = await startTask();
   const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
   const room = `room:${uid()}`;
   const chat = `chat:${uid()}`;
@@ -127,10 +133,7 @@ function membershipOf(s: RawStream, channel: string): string[] | undefined {
 }
 
 test('SSE: a stream of a presence channel starts with its snapshot (`event: presence`), and snapshot + the events above its position is the membership; /live answers a `presence` action for a subscribed channel', async () => {
-  const prefix = `pt${uid()}:`;
-  const clock = { now: Date.now() };
-  const { service, base } = await startService(env(prefix), { eventTimers: false, now: () => clock.now });
-  cleanup.push(() => service.close());
+  const { prefix, clock, service, base } = await startTask();
   const room = `room:${uid()}`;
   const ann = await openStream(base, prefix, 'ann', room);
   const bob = await openStream(base, prefix, 'bob', room);
@@ -161,10 +164,7 @@ test('SSE: a stream of a presence channel starts with its snapshot (`event: pres
 }, 30_000);
 
 test('count mode on SSE: the snapshot is a count, then coalesced `presence.count` events (no join or leave events)', async () => {
-  const prefix = `pt${uid()}:`;
-  const clock = { now: Date.now() };
-  const { service, base } = await startService(env(prefix), { eventTimers: false, now: () => clock.now });
-  cleanup.push(() => service.close());
+  const { prefix, service, base } = await startTask();
   const crowd = `crowd:${uid()}`;
   const first = await openStream(base, prefix, 'u0', crowd);
   await first.until(() => first.events().some((e) => e.event === 'presence'));
