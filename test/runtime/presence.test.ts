@@ -2,11 +2,12 @@ import Redis, { Cluster } from 'ioredis';
 import { parseChannel, type ParsedChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
 import { applyPresenceEvent, membersOf, type PresenceSnapshot } from '../../core/presence';
+import { preparePublish } from '../../core/events';
 import { RedisChannelBroker } from '../../core/redis/channel-broker';
 import { Keys } from '../../core/redis/keys';
 import { PRESENCE_COUNT_INTERVAL_MS, RedisPresence } from '../../core/redis/presence';
 import type { RedisLike } from '../../core/redis/client';
-import { connectRedis, eventually, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
+import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
 import { prng } from '../support/prng';
 
 /**
@@ -131,6 +132,17 @@ async function randomRun(redis: RedisLike, broker: RedisChannelBroker, presence:
   }
   void redis;
 }
+
+test('in a namespace with presence on, nobody may publish a presence.* type (the member set would disagree with its events); elsewhere it is an ordinary type', () => {
+  const config = coreConfig({ namespaces: NAMESPACES });
+  const server = { kind: 'server', principal: 'arn:aws:iam::1:role/backend' } as const;
+  for (const type of ['presence.join', 'presence.leave', 'presence.count', 'presence.x']) {
+    expect(() => preparePublish({ channel: 'room:a', type, data: { sub: 'eve' } }, server, config)).toThrow(expect.objectContaining({ code: 'invalid_type' }));
+    expect(() => preparePublish({ channel: 'crowd:a', type, data: 1 }, server, config)).toThrow(expect.objectContaining({ code: 'invalid_type' }));
+    expect(preparePublish({ channel: 'chat:a', type, data: 1 }, server, config).ch.channel).toBe('chat:a');
+  }
+  expect(preparePublish({ channel: 'room:a', type: 'presenceful', data: 1 }, server, config).ch.channel).toBe('room:a');
+});
 
 describe('presence on one node', () => {
   let redis: Redis;
