@@ -3,7 +3,6 @@ import { CORE_SETTINGS } from '../contract/settings';
 import { TICKET_BYTES, TICKET_LENGTH } from '../contract/limits';
 import { type CoreConfig } from './config';
 import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
-import { encodePresenceInfo } from './presence';
 import { RealtimeError } from './errors';
 import { currentCursor } from './events';
 import { SUB_PATTERN, SUB_RULE, type Identity } from './identity';
@@ -42,11 +41,6 @@ export interface IssueTicketInput {
    * known). Reconnect cookies never outlive it. Defaults to none.
    */
   readonly notAfter?: number;
-  /**
-   * The user's presence `info` (e.g. a display name; core/presence.ts), at most PRESENCE_INFO_MAX_BYTES of JSON: only a
-   * trusted backend may attach it (a user cannot name themselves). Defaults to none.
-   */
-  readonly presenceInfo?: unknown;
 }
 
 export interface IssuedTicket {
@@ -72,8 +66,6 @@ export interface Grant extends ChannelGrant {
    * (service/hub.ts `mark`). Absent for a WebSocket ticket, or when the channels no longer parse.
    */
   readonly positions?: ReadonlyMap<string, number>;
-  /** The presence `info` a backend attached to the ticket. */
-  readonly presenceInfo?: unknown;
 }
 
 /** The ticket record in Redis (short keys: it is written for every connection). */
@@ -92,8 +84,6 @@ interface TicketRecord {
   b?: 1;
   /** not after, epoch ms */
   x?: number;
-  /** presence info (JSON) */
-  p?: string;
 }
 
 /** 32 random bytes, base64url: 256 bits of entropy. */
@@ -114,8 +104,6 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   if (transport !== 'sse' && transport !== 'ws') {
     throw new RealtimeError('bad_request', '`transport` must be "sse" or "ws".');
   }
-  if (input.presenceInfo !== undefined && !input.byBackend) throw new RealtimeError('bad_request', '`info` (presence) may only be attached by a trusted backend asking for the ticket.');
-  const info = encodePresenceInfo(input.presenceInfo);
   const asked = parseChannelList(input.channels, deps.config.namespaces, deps.config.maxChannelsPerConnection);
   const names = asked.map((c) => c.channel);
   const byBackend = input.byBackend === true;
@@ -145,7 +133,6 @@ export async function issueTicket(input: IssueTicketInput, deps: TicketDeps): Pr
   const rec: TicketRecord = { s: identity.sub, c: granted, t: transport, i: now, v: epoch };
   if (byBackend) rec.b = 1;
   if (notAfter !== undefined) rec.x = notAfter;
-  if (info) rec.p = info;
   const keys = new Keys(deps.config.keyPrefix);
   const rate = deps.config.userTicketsPerMinute ?? CORE_SETTINGS.userTicketsPerMinute.default;
   // Two slots on a cluster (the user's counter, the ticket): counted first, so a refusal writes no ticket.
@@ -189,7 +176,7 @@ export async function redeemTicket(ticket: unknown, transport: TicketAudience, d
   const epoch = rec.v ?? 0;
   const [current, positions] = await Promise.all([currentEpoch(rec.s, deps), rec.t === 'sse' ? channelPositions(rec.c, deps) : undefined]);
   assertNotRevoked(epoch, current);
-  return { sub: rec.s, channels: rec.c, transport: rec.t, byBackend: rec.b === 1, issuedAt: rec.i, epoch, notAfter: rec.x, positions, presenceInfo: rec.p === undefined ? undefined : (JSON.parse(rec.p) as unknown) };
+  return { sub: rec.s, channels: rec.c, transport: rec.t, byBackend: rec.b === 1, issuedAt: rec.i, epoch, notAfter: rec.x, positions };
 }
 
 /** The positions of `channels` by name, or undefined when they no longer parse (a namespace removed since the ticket). */

@@ -27,7 +27,7 @@ export function createTicketIssuer(runtime: LambdaRuntime): (event: HttpEvent) =
     }
     const { config, redis } = await runtime.clients();
     const notAfter = byBackend ? undefined : callerNotAfter(event);
-    const t = await issueTicket({ identity, channels: body.channels, transport: body.transport, byBackend, notAfter, presenceInfo: body.info }, { redis, config, hooks: runtime.hooks });
+    const t = await issueTicket({ identity, channels: body.channels, transport: body.transport, byBackend, notAfter }, { redis, config, hooks: runtime.hooks });
     const query = `channels=${encodeURIComponent(t.channels.join(','))}&ticket=${t.ticket}`;
     runtime.logger.info('ticket issued', { sub: identity.sub, channels: t.channels.length, transport: t.transport, byBackend });
     return json(201, {
