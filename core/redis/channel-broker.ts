@@ -106,22 +106,18 @@ end`;
  * Called several times in one script, each call takes the next id.
  */
 export const CHANNEL_APPEND = `${CHANNEL_STATE}${PUBLISH_STEPS}
-local function channelAppend(kHist, kIdem, kHorizon, kGap, kLast, kBase, kLost)
-  local keep = ARGV[9]
-  local last, base, pos = channelState(kHist, kHorizon, kGap, kLast, kBase, kLost)
-  if not base then
-    base = clock
-    pos = clock
-  end
-  redis.call('SET', kBase, num(base), 'EX', keep)
-  local n = clock
-  if n <= pos then n = pos + 1 end
-  local id = num(n)
-  local env = envelope(t, id)
-  append(kHist, kHorizon, kGap, last and num(last), id, env, clock)
-  redis.call('EXPIRE', kLost, keep)
-  finish(kLast, kIdem, id, env)
-  return id, env
+local function channelAppend(kH, kI, kX, kG, kL, kB, kR)
+local last, base, pos = channelState(kH, kX, kG, kL, kB, kR)
+if not base then base = clock pos = clock end
+redis.call('SET', kB, num(base), 'EX', ARGV[9])
+local n = clock
+if n <= pos then n = pos + 1 end
+local id = num(n)
+local env = envelope(t, id)
+append(kH, kX, kG, last and num(last), id, env, clock)
+redis.call('EXPIRE', kR, ARGV[9])
+finish(kL, kI, id, env)
+return id, env
 end`;
 
 /**
@@ -139,7 +135,7 @@ end`;
 const CHANNEL_PUBLISH = new Script(`${CHANNEL_APPEND}
 local fresh = admit(KEYS[2], KEYS[5], KEYS[1], KEYS[3])
 if type(fresh) == 'table' then return fresh end
-local id, env = channelAppend(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+local id, env = channelAppend(unpack(KEYS, 1, 7))
 if KEYS[8] then
   local floor = tonumber(redis.call('GET', KEYS[8]) or '0')
   if tonumber(id) > floor then redis.call('SET', KEYS[8], id) end

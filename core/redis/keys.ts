@@ -166,64 +166,6 @@ export class Keys {
   get sweepingHolders(): string {
     return `${this.eventsPrefix}osw`;
   }
-  /** Presence (core/redis/presence.ts): a channel's members, hash `sub` → live connections (0 in grace). */
-  presenceMembers(channel: string): string {
-    return `${this.prefix}pc:{${channel}}`;
-  }
-  /** Presence: a channel's members' `info`, hash `sub` → JSON. */
-  presenceInfos(channel: string): string {
-    return `${this.prefix}pi:{${channel}}`;
-  }
-  /** Presence: a channel's connections, hash connection → `sub`. */
-  presenceConnections(channel: string): string {
-    return `${this.prefix}pk:{${channel}}`;
-  }
-  /** Presence: one holder's connections on a channel (a set; in the channel's slot). */
-  presenceHolderConnections(channel: string, holder: string): string {
-    return `${this.prefix}po:{${channel}}:${holder}`;
-  }
-  /** Presence: a channel's members in their grace period, scored by its end (epoch ms). */
-  presenceGrace(channel: string): string {
-    return `${this.prefix}pg:{${channel}}`;
-  }
-  /** The prefix of presence's deployment-wide keys: one hash tag (leases, holders' channels, sweeps, due channels). */
-  get presencePrefix(): string {
-    return `${this.prefix}{pr}`;
-  }
-  /** Presence holders (tasks, API Gateway connections) scored by the end of their lease (epoch ms). */
-  get presenceLeases(): string {
-    return `${this.presencePrefix}l`;
-  }
-  /** The channels where a presence holder has connections (written before each join). */
-  presenceHolderChannels(holder: string): string {
-    return `${this.presencePrefix}c:${holder}`;
-  }
-  /** Presence holders whose lease ended, being swept (their channels: {@link presenceSweepChannels}). */
-  get presenceSweeping(): string {
-    return `${this.presencePrefix}s`;
-  }
-  /** The channels of a swept presence holder still to be dropped. */
-  presenceSweepChannels(holder: string): string {
-    return `${this.presencePrefix}z:${holder}`;
-  }
-  /** Channels with members in grace, scored by the earliest grace end (epoch ms), and their versions (a hash). */
-  get presenceDue(): string {
-    return `${this.presencePrefix}d`;
-  }
-  get presenceDueVersions(): string {
-    return `${this.presencePrefix}dv`;
-  }
-  /** Count mode: channels whose count changed, scored by when (epoch ms), and their versions. */
-  get presenceCountDue(): string {
-    return `${this.presencePrefix}n`;
-  }
-  get presenceCountDueVersions(): string {
-    return `${this.presencePrefix}nv`;
-  }
-  /** Count mode: the count a channel last announced and when (a hash: `count`, `at`). */
-  presenceCount(channel: string): string {
-    return `${this.prefix}pn:{${channel}}`;
-  }
 }
 
 /** `crypto.hash` (Node 20.12+, 21.7+): a one-shot digest without a Hash object; absent on older Node. */

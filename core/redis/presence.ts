@@ -8,6 +8,73 @@ import { Script, type RedisLike } from './client';
 import { Keys } from './keys';
 
 /**
+ * Presence's key names (docs/DESIGN.md, "Presence"), beside the rest of `Keys` but apart from it, so the bundles that do
+ * not use presence do not carry them. A channel's are tagged `{channel}` (its slot); the deployment-wide ones `{pr}`.
+ */
+export class PresenceKeys {
+  constructor(readonly prefix: string) {}
+
+  /** Presence (core/redis/presence.ts): a channel's members, hash `sub` → live connections (0 in grace). */
+  presenceMembers(channel: string): string {
+    return `${this.prefix}pc:{${channel}}`;
+  }
+  /** Presence: a channel's members' `info`, hash `sub` → JSON. */
+  presenceInfos(channel: string): string {
+    return `${this.prefix}pi:{${channel}}`;
+  }
+  /** Presence: a channel's connections, hash connection → `sub`. */
+  presenceConnections(channel: string): string {
+    return `${this.prefix}pk:{${channel}}`;
+  }
+  /** Presence: one holder's connections on a channel (a set; in the channel's slot). */
+  presenceHolderConnections(channel: string, holder: string): string {
+    return `${this.prefix}po:{${channel}}:${holder}`;
+  }
+  /** Presence: a channel's members in their grace period, scored by its end (epoch ms). */
+  presenceGrace(channel: string): string {
+    return `${this.prefix}pg:{${channel}}`;
+  }
+  /** The prefix of presence's deployment-wide keys: one hash tag (leases, holders' channels, sweeps, due channels). */
+  get presencePrefix(): string {
+    return `${this.prefix}{pr}`;
+  }
+  /** Presence holders (tasks, API Gateway connections) scored by the end of their lease (epoch ms). */
+  get presenceLeases(): string {
+    return `${this.presencePrefix}l`;
+  }
+  /** The channels where a presence holder has connections (written before each join). */
+  presenceHolderChannels(holder: string): string {
+    return `${this.presencePrefix}c:${holder}`;
+  }
+  /** Presence holders whose lease ended, being swept (their channels: {@link presenceSweepChannels}). */
+  get presenceSweeping(): string {
+    return `${this.presencePrefix}s`;
+  }
+  /** The channels of a swept presence holder still to be dropped. */
+  presenceSweepChannels(holder: string): string {
+    return `${this.presencePrefix}z:${holder}`;
+  }
+  /** Channels with members in grace, scored by the earliest grace end (epoch ms), and their versions (a hash). */
+  get presenceDue(): string {
+    return `${this.presencePrefix}d`;
+  }
+  get presenceDueVersions(): string {
+    return `${this.presencePrefix}dv`;
+  }
+  /** Count mode: channels whose count changed, scored by when (epoch ms), and their versions. */
+  get presenceCountDue(): string {
+    return `${this.presencePrefix}n`;
+  }
+  get presenceCountDueVersions(): string {
+    return `${this.presencePrefix}nv`;
+  }
+  /** Count mode: the count a channel last announced and when (a hash: `count`, `at`). */
+  presenceCount(channel: string): string {
+    return `${this.prefix}pn:{${channel}}`;
+  }
+}
+
+/**
  * Presence on Redis (docs/DESIGN.md, "Presence"). A channel's members live beside its stream, in its slot (`{channel}`):
  * `pc:` (sub → live connections, 0 in grace: its fields are the member set), `pi:` (sub → info), `pk:` (connection →
  * sub), `po:…:holder` (a holder's connections on the channel), `pg:` (members in grace → its end). Each change of the
@@ -259,6 +326,7 @@ export interface PresenceJoin extends PresenceConnection {
 
 export class RedisPresence {
   private readonly keys: Keys;
+  private readonly pk: PresenceKeys;
   private readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
 
   constructor(
@@ -267,14 +335,16 @@ export class RedisPresence {
     options: RedisBrokerOptions = {},
   ) {
     this.keys = new Keys(config.keyPrefix);
+    this.pk = new PresenceKeys(config.keyPrefix);
     this.publishCommand = options.sharded ? 'SPUBLISH' : 'PUBLISH';
   }
 
   private channelKeys(channel: string, holder?: string): string[] {
     const k = this.keys;
+    const p = this.pk;
     const history = k.history(channel);
-    const keys = [history, history, k.horizon(channel), k.gap(channel), k.lastId(channel), k.base(channel), k.lostRanges(channel), k.presenceMembers(channel), k.presenceInfos(channel), k.presenceConnections(channel), k.presenceGrace(channel)];
-    if (holder !== undefined) keys.push(k.presenceHolderConnections(channel, holder));
+    const keys = [history, history, k.horizon(channel), k.gap(channel), k.lastId(channel), k.base(channel), k.lostRanges(channel), p.presenceMembers(channel), p.presenceInfos(channel), p.presenceConnections(channel), p.presenceGrace(channel)];
+    if (holder !== undefined) keys.push(p.presenceHolderConnections(channel, holder));
     return keys;
   }
 
@@ -286,19 +356,19 @@ export class RedisPresence {
 
   /** Takes (or extends) the holder's lease to `until`. Resolves true when the holder had none. */
   async lease(holder: string, until: number): Promise<boolean> {
-    return Number(await LEASE.run(this.redis, [this.keys.presenceLeases], [holder, until, ''])) === 1;
+    return Number(await LEASE.run(this.redis, [this.pk.presenceLeases], [holder, until, ''])) === 1;
   }
 
   /** Extends the holder's lease to `until`; false when it has none (it was swept): the holder needs a new name. */
   async renew(holder: string, until: number): Promise<boolean> {
-    return Number(await LEASE.run(this.redis, [this.keys.presenceLeases], [holder, until, 'renew'])) === 1;
+    return Number(await LEASE.run(this.redis, [this.pk.presenceLeases], [holder, until, 'renew'])) === 1;
   }
 
   /** The connection joins the channel's presence (its user's member joins with its first connection). */
   async join(c: ParsedChannel, j: PresenceJoin, now: number): Promise<void> {
     const info = encodePresenceInfo(j.info);
-    const k = this.keys;
-    const ok = await REGISTER.run(this.redis, [k.presenceLeases, k.presenceHolderChannels(j.holder)], [j.holder, c.channel, now + PRESENCE_REGISTER_MARGIN_MS]);
+    const p = this.pk;
+    const ok = await REGISTER.run(this.redis, [p.presenceLeases, p.presenceHolderChannels(j.holder)], [j.holder, c.channel, now + PRESENCE_REGISTER_MARGIN_MS]);
     if (Number(ok) !== 1) throw new PresenceLeaseLost(j.holder);
     const changed = Number(await JOIN.run(this.redis, this.channelKeys(c.channel, j.holder), [...this.channelArgs(c), j.connection, j.sub, info]));
     await this.counted(c, changed, now);
@@ -341,13 +411,13 @@ export class RedisPresence {
 
   /** The connections of holders whose lease ended before `now` go (their members into grace for `graceMs`). */
   async sweepHolders(now: number, graceMs: number): Promise<void> {
-    const k = this.keys;
+    const p = this.pk;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const [more] = (await DEAD.run(this.redis, [k.presenceLeases, k.presenceSweeping], [k.presencePrefix, now, PRESENCE_SWEEP_BATCH])) as [number];
+      const [more] = (await DEAD.run(this.redis, [p.presenceLeases, p.presenceSweeping], [p.presencePrefix, now, PRESENCE_SWEEP_BATCH])) as [number];
       if (more !== 1) break;
     }
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const sweeping = (await SRANDMEMBER.run(this.redis, [k.presenceSweeping], [16])) as string[];
+      const sweeping = (await SRANDMEMBER.run(this.redis, [p.presenceSweeping], [16])) as string[];
       if (!sweeping.length) break;
       for (const holder of sweeping) await this.dropHolderChannels(holder, now, graceMs);
     }
@@ -358,15 +428,15 @@ export class RedisPresence {
    * per {@link PRESENCE_COUNT_INTERVAL_MS}). Cheap when nothing is due: one script per kind.
    */
   async settle(now: number): Promise<void> {
-    const k = this.keys;
-    await this.dueRounds([k.presenceDue, k.presenceDueVersions], now, async (c) => {
+    const p = this.pk;
+    await this.dueRounds([p.presenceDue, p.presenceDueVersions], now, async (c) => {
       const [next, changed] = (await SETTLE.run(this.redis, this.channelKeys(c.channel), [...this.channelArgs(c), now])) as [string, number];
       await this.counted(c, changed, now);
       return next;
     });
-    await this.dueRounds([k.presenceCountDue, k.presenceCountDueVersions], now, async (c) => {
+    await this.dueRounds([p.presenceCountDue, p.presenceCountDueVersions], now, async (c) => {
       const keys = this.channelKeys(c.channel).slice(0, 8);
-      keys.push(k.presenceCount(c.channel));
+      keys.push(p.presenceCount(c.channel));
       return (await COUNT.run(this.redis, keys, [...this.channelArgs(c).slice(0, 14), now, PRESENCE_COUNT_INTERVAL_MS])) as string;
     });
   }
@@ -386,24 +456,24 @@ export class RedisPresence {
   /** Count mode: a change of the member set makes the channel's count due now. */
   private async counted(c: ParsedChannel, changed: number, now: number): Promise<void> {
     if (changed !== 1 || presenceMode(c) !== 'count') return;
-    await DUE.run(this.redis, [this.keys.presenceCountDue, this.keys.presenceCountDueVersions], [c.channel, now]);
+    await DUE.run(this.redis, [this.pk.presenceCountDue, this.pk.presenceCountDueVersions], [c.channel, now]);
   }
 
   /** Ends the holder now (a task closing, an API Gateway connection gone): its connections leave, after `graceMs`. */
   async endHolder(holder: string, now: number, graceMs: number): Promise<void> {
-    const k = this.keys;
-    await END.run(this.redis, [k.presenceLeases, k.presenceSweeping, k.presenceHolderChannels(holder), k.presenceSweepChannels(holder)], [holder]);
+    const p = this.pk;
+    await END.run(this.redis, [p.presenceLeases, p.presenceSweeping, p.presenceHolderChannels(holder), p.presenceSweepChannels(holder)], [holder]);
     await this.dropHolderChannels(holder, now, graceMs);
   }
 
   private async dropHolderChannels(holder: string, now: number, graceMs: number): Promise<void> {
-    const k = this.keys;
+    const p = this.pk;
     const end = graceMs > 0 ? now + graceMs : 0;
-    const zKey = k.presenceSweepChannels(holder);
+    const zKey = p.presenceSweepChannels(holder);
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const channels = (await SRANDMEMBER.run(this.redis, [zKey], [PRESENCE_SWEEP_BATCH])) as string[];
       if (!channels.length) {
-        await SWEPT.run(this.redis, [k.presenceSweeping, zKey], [holder]);
+        await SWEPT.run(this.redis, [p.presenceSweeping, zKey], [holder]);
         return;
       }
       for (const name of channels) {
@@ -413,12 +483,12 @@ export class RedisPresence {
         if (graced > 0) await this.due(c.channel, end);
         await this.counted(c, changed, now);
       }
-      await SWEPT.run(this.redis, [k.presenceSweeping, zKey], [holder, ...channels]);
+      await SWEPT.run(this.redis, [p.presenceSweeping, zKey], [holder, ...channels]);
     }
   }
 
   private due(channel: string, at: number): Promise<unknown> {
-    return DUE.run(this.redis, [this.keys.presenceDue, this.keys.presenceDueVersions], [channel, at]);
+    return DUE.run(this.redis, [this.pk.presenceDue, this.pk.presenceDueVersions], [channel, at]);
   }
 
   /** The channel, or (its namespace gone from the config) one whose presence is off: cleaned up, nothing appended. */

@@ -1,8 +1,7 @@
 import type Redis from 'ioredis';
 import { parseChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
-import { Keys } from '../../core/redis/keys';
-import { RedisPresence } from '../../core/redis/presence';
+import { PresenceKeys, RedisPresence } from '../../core/redis/presence';
 import { PRESENCE_GRACE_MS } from '../../core/presence';
 import { OCCUPANCY_LEASE_MS } from '../../service/occupancy';
 import { WsClient } from './ws-support';
@@ -77,7 +76,7 @@ test("a task's SSE streams join the channel's presence (one member per user), an
 
 test('a task killed with SIGKILL: its members leave within lease + tick + grace of its last renewal; members it shared with a live task stay', async () => {
   const prefix = `pt${uid()}:`;
-  const keys = new Keys(prefix);
+  const keys = new PresenceKeys(prefix);
   const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
   const clock = { now: Date.now() };
   const { service: live, base: liveBase } = await startService(env(prefix), { eventTimers: false, now: () => clock.now });
