@@ -5,6 +5,6 @@
  * route per action, the local gateway emulator does the same, and the runtime (`core/ws-protocol.ts`)
  * parses exactly these. Anything else reaches `$default` and is answered with an `error` frame.
  */
-export const WS_ACTIONS = ['subscribe', 'unsubscribe', 'publish', 'ping'] as const;
+export const WS_ACTIONS = ['subscribe', 'unsubscribe', 'publish', 'ping', 'presence'] as const;
 
 export type WsAction = (typeof WS_ACTIONS)[number];

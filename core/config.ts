@@ -62,6 +62,12 @@ export const NamespacePolicySchema = z.strictObject({
    * `authenticated` a ticket holder granted a channel of it, `off` nobody. Unset: `authenticated`.
    */
   clientMetrics: z.optional(z.enum(['off', 'authenticated', 'anonymous'])),
+  /**
+   * Presence (core/presence.ts, docs/DESIGN.md "Presence"): `members` keeps who is on each channel (a snapshot and
+   * `presence.join` / `presence.leave` events in the channel's stream), `count` how many (coalesced counts), `off`
+   * nothing. Unset: `off`.
+   */
+  presence: z.optional(z.enum(['off', 'members', 'count'])),
 }).check(
   // Public channels open without a ticket: a subscribe hook there would never be asked.
   z.refine((ns) => !(ns.subscribe === 'public' && ns.hooks?.subscribe), { message: 'a subscribe hook needs tickets: it cannot be set on a "public" namespace (no ticket is asked for)', path: ['hooks', 'subscribe'] }),

@@ -5,6 +5,7 @@ import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from 
 import { RealtimeError } from './errors';
 import { assertDataDepth } from './json-depth';
 import { describeIdentity, type Identity } from './identity';
+import { PRESENCE_TYPE_PREFIX, presenceMode } from './presence';
 import { ENVELOPE_ADDED_BYTES, REPLAY_FRAME_BYTES, type ChannelCursor, type PositionBroker } from './broker';
 import type { ConnectionCursor } from './cursor';
 import type { RedisLike } from './redis/client';
@@ -79,6 +80,9 @@ export function preparePublish(input: PublishInput, identity: Identity, config: 
     throw new RealtimeError('invalid_type', '`type` must be 1-64 chars of A-Z a-z 0-9 _ . : -, starting with a letter.');
   }
   if (RESERVED_TYPES.has(input.type)) throw new RealtimeError('invalid_type', `\`type\` "${input.type}" is reserved for protocol signals; choose another.`);
+  if (input.type.startsWith(PRESENCE_TYPE_PREFIX) && presenceMode(ch) !== 'off') {
+    throw new RealtimeError('invalid_type', `\`type\` "${input.type}" is reserved: namespace "${ch.namespace}" has presence on, and only the service appends presence.* events.`);
+  }
   if (input.data === undefined) throw new RealtimeError('bad_request', '`data` is required (any JSON value; null is fine).');
   assertDataDepth(input.data);
   const key = input.idempotencyKey;

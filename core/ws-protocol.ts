@@ -18,7 +18,9 @@ export type ClientFrame =
   | { readonly action: 'subscribe'; readonly channel: unknown; readonly since?: unknown }
   | { readonly action: 'unsubscribe'; readonly channel: unknown }
   | { readonly action: 'publish'; readonly channel: unknown; readonly type: unknown; readonly data: unknown; readonly idempotencyKey?: unknown }
-  | { readonly action: 'ping' };
+  | { readonly action: 'ping' }
+  /** A channel's presence snapshot (issue 24), for a channel the connection is subscribed to. */
+  | { readonly action: 'presence'; readonly channel: unknown };
 
 /**
  * Parses one client frame. Field values are left for the core to validate (channel grammar,
@@ -46,6 +48,8 @@ export function parseClientFrame(body: string | undefined): ClientFrame {
       return { action: 'publish', channel: f.channel, type: f.type, data: f.data, idempotencyKey: f.idempotencyKey };
     case 'ping':
       return { action: 'ping' };
+    case 'presence':
+      return { action: 'presence', channel: f.channel };
     default: {
       const shown = typeof f.action === 'string' ? JSON.stringify(f.action.slice(0, 32)) : 'missing';
       throw new RealtimeError('bad_request', `Unknown action (${shown}); use one of: ${WS_ACTIONS.join(', ')}.`);
@@ -60,6 +64,8 @@ export const frames = {
   reset: (channel: string): string => JSON.stringify({ type: 'reset', channel, reason: 'history_unavailable' }),
   published: (id: string, channel: string): string => JSON.stringify({ type: 'published', id, channel }),
   pong: (): string => '{"type":"pong"}',
+  /** A presence snapshot (`presenceJson` of core/presence.ts: `{channel, members, position}`) as a frame. */
+  presence: (json: string): string => `{"type":"presence",${json.slice(1)}`,
   /** The `/live` endpoint's heartbeat, a data frame every HEARTBEAT_MS: a browser cannot see WebSocket pings, clients tell a quiet socket from a dead one by it. */
   heartbeat: (): string => '{"type":"heartbeat"}',
   /** An error frame; unknown errors are reported as `internal` without their message. */

@@ -6,6 +6,9 @@ import { RealtimeError } from './errors';
 import { claimCursor, cursorCannotBeReal, envelopeSeq, isInvalidCursor, parseCursor, replay, type EventDeps, type PageBudget, type PublishResult } from './events';
 import type { Identity } from './identity';
 import type { HookInvoker } from './hooks';
+import { assertMaySeePresence, presenceJson } from './presence';
+import { gatewayEnd, gatewayJoin, gatewayLeave } from './presence-gateway';
+import { RedisPresence } from './redis/presence';
 import { publishAndFanout, type Fanout, type ResumeFanout, type UseCaseLogger } from './publishing';
 import { assertNotRevoked, currentEpoch } from './revocation';
 import { frames, parseClientFrame, type ClientFrame } from './ws-protocol';
@@ -81,6 +84,7 @@ export async function connectSession(connectionId: string, grant: ConnectGrant, 
     await removeConnection(connectionId, deps);
     throw err;
   }
+  await gatewayJoin(connectionId, grant.sub, allowed, deps);
   return allowed;
 }
 
@@ -204,6 +208,7 @@ function pageFrames(page: ChannelPage): string[] {
 /** Unregisters a connection from every channel (the transport saw it close). */
 export async function disconnectSession(connectionId: string, deps: ConnectionDeps): Promise<void> {
   await removeConnection(connectionId, deps);
+  await gatewayEnd(connectionId, deps);
 }
 
 async function registered(connectionId: string, deps: ConnectionDeps): Promise<ConnectionRecord> {
@@ -253,6 +258,7 @@ export async function planSubscribe(connectionId: string, channel: unknown, sinc
   const conn = await registered(connectionId, deps);
   assertMaySubscribe(conn.identity, ch, connectionGrant(conn));
   const { floor, added } = await addSubscription(connectionId, ch.channel, deps);
+  if (added) await gatewayJoin(connectionId, conn.identity.sub, [ch.channel], deps);
   const { frames: out, rest } = await catchUpFrames(ch, cursor, floor, added, deps, limit);
   if (rest) return { frames: out, rest };
   out.push(frames.subscribed(ch.channel, floor));
@@ -262,7 +268,7 @@ export async function planSubscribe(connectionId: string, channel: unknown, sinc
 /** Ends a connection's subscription to `channel` (none is fine); returns the frames to send. */
 export async function unsubscribeFrom(connectionId: string, channel: unknown, deps: ConnectionDeps): Promise<string[]> {
   const ch = parseChannel(channel, deps.config.namespaces);
-  await removeSubscription(connectionId, ch.channel, deps);
+  if (await removeSubscription(connectionId, ch.channel, deps)) await gatewayLeave(connectionId, ch.channel, deps);
   return [frames.unsubscribed(ch.channel)];
 }
 
@@ -309,5 +315,16 @@ export async function handleFrame(connectionId: string, body: string | undefined
     case 'publish':
       await publishFrom(connectionId, frame, deps);
       return;
+    case 'presence':
+      await deps.send(connectionId, frames.presence(await presenceOf(connectionId, frame.channel, deps)));
+      return;
   }
+}
+
+/** A channel's presence snapshot for a connection subscribed to it (who may subscribe may see it), as `presenceJson`. */
+async function presenceOf(connectionId: string, channel: unknown, deps: WsSessionDeps): Promise<string> {
+  const ch = parseChannel(channel, deps.config.namespaces);
+  const conn = await registered(connectionId, deps);
+  assertMaySeePresence(ch, conn.subscriptions.has(ch.channel));
+  return presenceJson(ch, await new RedisPresence(deps.redis, deps.config).snapshot(ch));
 }

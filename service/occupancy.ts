@@ -24,6 +24,23 @@ export const OCCUPANCY_TICK_MS = 10_000;
 /** Milliseconds between relay rounds (outbox → EventBridge). */
 export const RELAY_TICK_MS = 1_000;
 
+/**
+ * Runs `f` every `ms` (unref'd), skipping a round while the last one runs; a failure is logged as `what` and retried
+ * at the next round. Returns the timer.
+ */
+export function every(ms: number, what: string, f: () => Promise<unknown>, log: Logger): NodeJS.Timeout {
+  let running = false;
+  const t = setInterval(() => {
+    if (running) return;
+    running = true;
+    f()
+      .catch((err: Error) => log.warn({ err: err.message }, `${what} failed; retried at the next tick`))
+      .finally(() => (running = false));
+  }, ms);
+  t.unref();
+  return t;
+}
+
 export interface TaskEventsOptions {
   readonly redis: RelayRedis;
   readonly config: EventsConfig;
@@ -132,20 +149,8 @@ export class TaskEvents {
 
   /** Starts the timers (lease and sweep; relay). */
   start(tickMs = OCCUPANCY_TICK_MS, relayMs = RELAY_TICK_MS): void {
-    const every = (ms: number, what: string, f: () => Promise<unknown>) => {
-      let running = false;
-      const t = setInterval(() => {
-        if (running) return;
-        running = true;
-        f()
-          .catch((err: Error) => this.o.log.warn({ err: err.message }, `${what} failed; retried at the next tick`))
-          .finally(() => (running = false));
-      }, ms);
-      t.unref();
-      this.timers.push(t);
-    };
-    every(tickMs, 'occupancy tick', () => this.tick());
-    if (this.relay) every(relayMs, 'backend events relay', () => this.relayOnce());
+    this.timers.push(every(tickMs, 'occupancy tick', () => this.tick(), this.o.log));
+    if (this.relay) this.timers.push(every(relayMs, 'backend events relay', () => this.relayOnce(), this.o.log));
   }
 
   /** Stops the timers and gives the task's channels up (a clean stop; a killed task is swept instead). */

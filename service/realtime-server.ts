@@ -26,6 +26,8 @@ import { ServiceMetrics } from './metrics';
 import { listen, shutdown } from './net';
 import { SessionEngine } from './session-engine';
 import { TaskEvents } from './occupancy';
+import { TaskPresence } from './presence';
+import { RedisPresence } from '../core/redis/presence';
 import { WsEdge } from './ws-edge';
 import { RedisSubscriber } from '../core/redis/subscriber';
 
@@ -100,6 +102,8 @@ export class RealtimeServer {
   /** Backend events (BACKEND_EVENTS): this task's channel occupancy, the sweeps and the relay to the bus. */
   readonly events?: TaskEvents;
   private ownBus?: EventBridgeBus;
+  /** Presence (a namespace with `presence` on): this task's holder, its lease and the sweeps. */
+  readonly presence?: TaskPresence;
   private readonly eventTimers: boolean;
 
   constructor(
@@ -134,7 +138,10 @@ export class RealtimeServer {
       this.hub.deliveries = 0;
       return { open: this.engine.streams.size + this.engine.sockets.size, deliveries };
     });
-    this.engine = new SessionEngine({ config, redis: this.redis, hub: this.hub, metrics: this.metrics, log: this.log, now });
+    if (Object.values(config.core.namespaces).some((ns) => (ns.presence ?? 'off') !== 'off')) {
+      this.presence = new TaskPresence({ presence: new RedisPresence(this.redis, config.core), now, log: this.log });
+    }
+    this.engine = new SessionEngine({ config, redis: this.redis, hub: this.hub, metrics: this.metrics, log: this.log, now, presence: this.presence });
     // Revocations reach every instance on the control channel (ioredis resubscribes it after a reconnect).
     this.subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.keys.revokeControl) return;
@@ -201,6 +208,7 @@ export class RealtimeServer {
     this.heartbeat.unref();
     this.metrics.start(this.config.metricsIntervalMs);
     if (this.eventTimers) this.events?.start();
+    if (this.eventTimers) this.presence?.start();
     if (this.config.ecsMetadataUri) {
       const arn = this.config.targetGroupArn;
       const client = arn ? new TargetHealthClient({ targetGroupArn: arn, credentials: this.credentials(), env: this.env }) : undefined;
@@ -260,6 +268,7 @@ export class RealtimeServer {
     this.engine.endAll();
     await shutdown(this.server);
     await this.events?.close().catch((err: Error) => this.log.warn({ err: err.message }, 'occupancy: could not give the channels up; the sweep will'));
+    await this.presence?.close().catch((err: Error) => this.log.warn({ err: err.message }, 'presence: could not end the lease; the sweep will'));
     this.ownQueue?.destroy();
     this.ownInvoker?.destroy();
     this.ownBus?.destroy();

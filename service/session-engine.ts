@@ -10,6 +10,8 @@ import type { Authorized } from './auth';
 import type { ServiceConfig } from './config';
 import type { Hub } from './hub';
 import type { ServiceMetrics } from './metrics';
+import type { TaskPresence } from './presence';
+import { assertMaySeePresence, presenceJson, presenceMode, type PresenceSnapshot } from '../core/presence';
 import { Revocations } from './revocations';
 import { Session, type SessionKind, type SessionPolicy } from './session';
 import { jitter, type Transport } from './transport';
@@ -39,6 +41,8 @@ export interface SessionEngineDeps {
   readonly log: Logger;
   /** Milliseconds since the epoch. */
   readonly now: () => number;
+  /** Presence (service/presence.ts): a user's sessions join the channels whose namespace has it on. None: off everywhere. */
+  readonly presence?: TaskPresence;
 }
 
 /**
@@ -60,6 +64,8 @@ export class SessionEngine {
   readonly revocations = new Revocations();
   private readonly config: ServiceConfig;
   private readonly policies: Record<SessionKind, SessionPolicy>;
+  /** The user of each session that joins presence. */
+  private readonly presenceSubs = new WeakMap<Session, string>();
 
   constructor(private readonly deps: SessionEngineDeps) {
     this.config = deps.config;
@@ -100,7 +106,39 @@ export class SessionEngine {
     session.lease = a.lease;
     const id = a.auth.identity;
     if (id.kind === 'user') session.untrack = this.revocations.track(id.sub, a.auth.epoch ?? 0, () => session.end({ reason: 'revoked' }));
+    if (id.kind === 'user' && this.deps.presence) {
+      this.presenceSubs.set(session, id.sub);
+      this.presenceJoin(session, a.channels);
+    }
     return session;
+  }
+
+  /**
+   * A stream's presence snapshots (its channels with presence `members`), once it is live: the client applies the
+   * `presence.*` events above each snapshot's position (the ones before it, or delivered before it, it ignores).
+   */
+  private sendPresence(session: Session, channels: readonly ParsedChannel[]): void {
+    if (!this.deps.presence || session.kind !== 'stream') return;
+    void (async () => {
+      for (const ch of channels) {
+        if (presenceMode(ch) === 'off' || session.closed) continue;
+        session.transport.presence?.(presenceJson(ch, await this.presenceSnapshot(session, ch)));
+      }
+    })().catch((err: Error) => this.deps.log.warn({ err: err.message }, 'presence: snapshot failed'));
+  }
+
+  /** The members of `ch` for `session` (a `/live` `presence` action): only on a channel it is subscribed to, with presence on. */
+  async presenceSnapshot(session: Session, ch: ParsedChannel): Promise<PresenceSnapshot> {
+    assertMaySeePresence(ch, session.floor(ch.channel) !== undefined || session.channels.includes(ch.channel));
+    if (!this.deps.presence) throw new RealtimeError('forbidden', `Namespace ${ch.namespace} keeps no presence ("presence" is off).`);
+    return this.deps.presence.snapshot(ch);
+  }
+
+  /** The session's user joins the presence of `channels` (those with presence on); a failure is logged, the session goes on. */
+  private presenceJoin(session: Session, channels: readonly ParsedChannel[]): void {
+    const sub = this.presenceSubs.get(session);
+    if (sub === undefined || !this.deps.presence) return;
+    this.deps.presence.join(session, channels, sub).catch((err: Error) => this.deps.log.warn({ err: err.message }, 'presence: join failed'));
   }
 
   /**
@@ -121,10 +159,12 @@ export class SessionEngine {
       this.deps.hub.addAt(session.channels, session, admitted.mark, positions as number[])
     ) {
       session.goLive(positions as number[]);
+      this.sendPresence(session, channels);
       return;
     }
     await this.deps.hub.add(session.channels, session);
     await this.catchUp(session, channels, cursor, admitted?.resetAll);
+    this.sendPresence(session, channels);
   }
 
   /**
@@ -159,11 +199,14 @@ export class SessionEngine {
     }
     if (!session.closed) session.transport.subscribed?.(ch.channel, floor);
     session.release(ch.channel);
+    this.presenceJoin(session, [ch]);
   }
 
   /** Ends a client's subscription to `channel` (none is fine). */
   unsubscribe(session: Session, channel: string): void {
-    if (session.remove(channel)) this.deps.hub.remove([channel], session);
+    if (!session.remove(channel)) return;
+    this.deps.hub.remove([channel], session);
+    this.deps.presence?.leave(session, [channel]).catch((err: Error) => this.deps.log.warn({ err: err.message }, 'presence: leave failed'));
   }
 
   /**
@@ -200,6 +243,7 @@ export class SessionEngine {
     this.deps.hub.remove(session.channels, session);
     session.untrack?.();
     session.lease?.();
+    this.deps.presence?.leave(session).catch((err: Error) => this.deps.log.warn({ err: err.message }, 'presence: leave failed'));
   }
 
   /** A revocation arrived (control channel): ends the sessions of `sub` that predate `epoch`. */

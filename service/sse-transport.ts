@@ -174,6 +174,11 @@ export class SseTransport extends QueuedTransport implements Transport {
     this.write(sse.ready(cursor, channels));
   }
 
+  /** `event: presence` (no `id:`: it moves no cursor). */
+  presence(json: string): void {
+    this.write(`event: presence\ndata: ${json}\n\n`);
+  }
+
   /**
    * The connection's `id:` line, then the event's frame. A one-channel connection's cursor is the event's own
    * (`soloCursor`): the whole event is one buffer shared by every such stream, as before the cursor. A connection of

@@ -84,6 +84,8 @@ export interface Transport {
   ready(cursor: string, channels: readonly string[], more: boolean): void;
   /** A subscription the client asked for (bidirectional transports) is live above `floor`; its replay pages came before. */
   subscribed?(channel: string, floor: number): void;
+  /** A channel's presence snapshot (`presenceJson`: `{channel, members, position}`); transports without it skip it. */
+  presence?(json: string): void;
   /**
    * A live event, in order and above everything sent before on its channel (the session removed duplicates), with the
    * connection's cursor after it (unidirectional sessions).

@@ -6,6 +6,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { parseChannel, type ChannelGrant } from '../core/channels';
 import { RealtimeError, errorBody, toRealtimeError } from '../core/errors';
 import { parseCursor } from '../core/events';
+import { presenceJson } from '../core/presence';
 import type { Identity } from '../core/identity';
 import type { HookInvoker } from '../core/hooks';
 import { publishAndFanout, type Fanout, type ResumeFanout } from '../core/publishing';
@@ -145,6 +146,11 @@ export class WsEdge {
         case 'publish':
           await this.publish(peer, frame);
           return;
+        case 'presence': {
+          const ch = parseChannel(frame.channel, namespaces);
+          peer.transport.presence(presenceJson(ch, await engine.presenceSnapshot(peer.session, ch)));
+          return;
+        }
       }
     } catch (err) {
       peer.transport.reply(frames.error(err));

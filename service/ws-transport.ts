@@ -101,6 +101,11 @@ export class WsTransport extends QueuedTransport implements Transport {
     this.reply(frames.subscribed(channel, floor));
   }
 
+  /** `{"type":"presence","channel","members","position"}`. */
+  presence(json: string): void {
+    this.reply(frames.presence(json));
+  }
+
   event(event: LiveEvent): void {
     this.enqueue(event.encoded(wsEventFrame));
   }

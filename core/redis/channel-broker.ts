@@ -25,7 +25,7 @@ import { Script, type RedisLike } from './client';
  * Only a publish writes a base (readers write nothing here: see DESIGN's abuse rules): Redis time when the channel has
  * no key, else 0.
  */
-const CHANNEL_STATE = `${MARK_LOST}
+export const CHANNEL_STATE = `${MARK_LOST}
 local t = redis.call('TIME')
 local clock = clockUs(t)
 local function num(v)
@@ -98,6 +98,29 @@ elseif isLost(KEYS[6], cursor) then
 end`;
 
 /**
+ * Lua shared by the scripts that append an event to a channel (CHANNEL_PUBLISH here, the presence scripts of
+ * `core/redis/presence.ts`): CHANNEL_STATE, PUBLISH_STEPS, and `channelAppend(history, idempotency, horizon, gap, last
+ * id, base, lost ranges)`, which appends the envelope of ARGV (as PUBLISH_STEPS reads it: ARGV[1] live channel, 2-3
+ * head and tail, 4-9, 14) under the channel's next id (Redis time in microseconds, or one more than the channel's
+ * position when that is not below it), writes the base when the channel has none, and returns the id and envelope.
+ * Called several times in one script, each call takes the next id.
+ */
+export const CHANNEL_APPEND = `${CHANNEL_STATE}${PUBLISH_STEPS}
+local function channelAppend(kH, kI, kX, kG, kL, kB, kR)
+local last, base, pos = channelState(kH, kX, kG, kL, kB, kR)
+if not base then base = clock pos = clock end
+redis.call('SET', kB, num(base), 'EX', ARGV[9])
+local n = clock
+if n <= pos then n = pos + 1 end
+local id = num(n)
+local env = envelope(t, id, last and num(last))
+append(kH, kX, kG, last and num(last), id, env, clock)
+redis.call('EXPIRE', kR, ARGV[9])
+finish(kL, kI, id, env)
+return id, env
+end`;
+
+/**
  * Publish on one channel (PUBLISH_STEPS in `core/redis/broker.ts`: idempotency, the user's verdict, trimming by count
  * and age with the horizon, the gap, the last id, live delivery of the same bytes), the id taken from the channel: Redis time in microseconds, or one more than the channel's position when that is not below it (so ids only
  * grow on a channel, stay above its base and above every id recorded lost on it).
@@ -109,26 +132,13 @@ end`;
  *       may be started, the seconds until it may, the publish command (PUBLISH or SPUBLISH)
  * Returns as PUBLISH: {id, 0, envelope, new channel 1|0}, {id, 1} duplicate, {id, 2} conflict, {'', 3|4|5, seconds}.
  */
-const CHANNEL_PUBLISH = new Script(`${CHANNEL_STATE}${PUBLISH_STEPS}
+const CHANNEL_PUBLISH = new Script(`${CHANNEL_APPEND}
 local fresh = admit(KEYS[2], KEYS[5], KEYS[1], KEYS[3])
 if type(fresh) == 'table' then return fresh end
-local keep = ARGV[9]
-local last, base, pos = channelState(KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
-if not base then
-  base = clock
-  pos = clock
-end
-redis.call('SET', KEYS[6], num(base), 'EX', keep)
-local n = clock
-if n <= pos then n = pos + 1 end
-local id = num(n)
-local env = envelope(t, id, last and num(last))
-append(KEYS[1], KEYS[3], KEYS[4], last and num(last), id, env, clock)
-redis.call('EXPIRE', KEYS[7], keep)
-finish(KEYS[5], KEYS[2], id, env)
+local id, env = channelAppend(unpack(KEYS, 1, 7))
 if KEYS[8] then
   local floor = tonumber(redis.call('GET', KEYS[8]) or '0')
-  if n > floor then redis.call('SET', KEYS[8], id) end
+  if tonumber(id) > floor then redis.call('SET', KEYS[8], id) end
 end
 return {id, 0, env, fresh}
 `);
