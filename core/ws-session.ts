@@ -249,7 +249,7 @@ export async function planSubscribe(connectionId: string, channel: unknown, sinc
   const cursor = since === undefined || since === null ? undefined : parseCursor(since);
   const conn = await registered(connectionId, deps);
   assertMaySubscribe(conn.identity, ch, connectionGrant(conn));
-  const { floor, added } = await addSubscription(connectionId, ch.channel, deps);
+  const { floor, added } = await addSubscription(connectionId, ch.channel, deps, conn);
   const { frames: out, rest } = await catchUpFrames(ch, cursor, floor, added, deps, limit);
   if (rest) return { frames: out, rest };
   out.push(frames.subscribed(ch.channel, floor));

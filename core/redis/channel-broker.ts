@@ -25,7 +25,7 @@ import { Script } from './client';
  * Only a publish writes a base (readers write nothing here: see DESIGN's abuse rules): Redis time when the channel has
  * no key, else 0.
  */
-const CHANNEL_STATE = `${MARK_LOST}
+export const CHANNEL_STATE = `${MARK_LOST}
 local t = redis.call('TIME')
 local clock = clockUs(t)
 local function num(v)

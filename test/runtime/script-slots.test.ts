@@ -55,6 +55,16 @@ function recording(redis: Redis): { redis: Redis; calls: Call[] } {
   return { redis: proxy, calls };
 }
 
+/** The primary (host:port) serving each slot, from CLUSTER SLOTS. */
+async function primaryBySlot(cluster: Cluster): Promise<(slot: number) => string> {
+  const ranges = await cluster.cluster('SLOTS');
+  return (slot) => {
+    const r = ranges.find(([from, to]) => slot >= from && slot <= to);
+    if (!r) throw new Error(`slot ${slot} is not served`);
+    return `${r[2][0]}:${r[2][1]}`;
+  };
+}
+
 /** Every operation that runs a script, once, on channels `a` and `b` for user `sub`. */
 async function everyOperation(redis: Redis, sub: string, a: string, b: string): Promise<void> {
   const config = coreConfig({ userTicketsPerMinute: 100, userConnections: 10, userPublishPerMinute: 100, userNewChannelsPerHour: 100, userRetainedBytes: 1_000_000 });
@@ -85,13 +95,7 @@ async function everyOperation(redis: Redis, sub: string, a: string, b: string): 
  * Scripts that read the deployment-wide sequence (`{seq}`) beside per-channel keys: multi-slot until item 2. Each key
  * group named here must still be single-slot on its own: a channel's keys together, the sequence's keys together.
  */
-const SEQUENCE_BOUND = new Set(['PUBLISH', 'REPLAY', 'REGISTER', 'SUBSCRIBE']);
-/**
- * The WebSocket connection registry's record and the channels' subscriber sets change together (the floors the fan-out
- * filters by): a connection is registered once per connection, a channel's set is shared by every connection on it.
- * These become one script per slot with the per-channel floors of item 2.
- */
-const REGISTRY_BOUND = new Set(['UNSUBSCRIBE', 'REMOVE']);
+const SEQUENCE_BOUND = new Set(['PUBLISH', 'REPLAY']);
 
 describe('key slots of every script', () => {
   let redis: Redis;
@@ -106,7 +110,7 @@ describe('key slots of every script', () => {
   });
   const slot = async (key: string) => Number(await admin.cluster('KEYSLOT', key));
 
-  test('each script keeps its keys in one slot (the sequence-bound and registry scripts: one slot per key group)', async () => {
+  test('each script keeps its keys in one slot (the sequence-bound scripts: one slot per key group)', async () => {
     const rec = recording(redis);
     await everyOperation(rec.redis, `u-${uid()}`, `chat:${uid()}`, `chat:${uid()}`);
     const seen = new Set(rec.calls.map((c) => c.script));
@@ -117,7 +121,6 @@ describe('key slots of every script', () => {
     for (const call of rec.calls) {
       const slots = new Set(await Promise.all(call.keys.map(slot)));
       if (slots.size <= 1) continue;
-      if (REGISTRY_BOUND.has(call.script)) continue;
       if (SEQUENCE_BOUND.has(call.script)) {
         // Without the sequence's keys, what remains is one slot per channel (its keys together).
         const seqSlots = new Set(await Promise.all(call.keys.filter((k) => sequence.has(k)).map(slot)));
@@ -143,6 +146,7 @@ describe('key slots of every script', () => {
 
 describe('on the cluster', () => {
   let cluster: Cluster;
+  const slotOf = async (key: string) => Number(await cluster.cluster('KEYSLOT', key));
   beforeAll(() => {
     cluster = new Cluster(local.cluster.nodes.slice(0, 1), { redisOptions: { maxRetriesPerRequest: 1 } });
   });
@@ -181,6 +185,48 @@ describe('on the cluster', () => {
     expect(page).toMatchObject({ resets: channels.map(() => false), positions: ids.map(Number), more: false });
     await expect(broker.claim({ channel: channels[0], cursor: Number(ids[0]) })).resolves.toEqual({ reset: false, position: Number(ids[0]) });
     expect(await cluster.get(new Keys('rt:').userPublishes(sub))).toBe('6');
+  });
+
+  test('the WebSocket registry runs on the cluster: register, subscribe, unsubscribe and remove over channels on every shard, each floor the channel\'s own position', async () => {
+    const config = coreConfig({ userConnections: 4, maxChannelsPerConnection: 8 });
+    const deps = { redis: cluster as unknown as Redis, config };
+    const keys = new Keys('rt:');
+    const broker = new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true });
+    // Channels on each of the three shards (by their slot's owner).
+    const owners = await primaryBySlot(cluster);
+    const channels: string[] = [];
+    const shardsSeen = new Set<string>();
+    while (shardsSeen.size < 3 || channels.length < 4) {
+      const c = `chat:${uid()}`;
+      const owner = owners(await slotOf(keys.channelSubscribers(c)));
+      if (shardsSeen.has(owner) && channels.length >= 3) continue;
+      shardsSeen.add(owner);
+      channels.push(c);
+    }
+    const parsed = channels.map((c) => parseChannel(c, TEST_NAMESPACES));
+    // Each channel gets events of its own, so the positions differ per channel.
+    for (const p of parsed) {
+      const { head, tail } = preparePublish({ channel: p.channel, type: 't', data: 1 }, { kind: 'server', principal: 'test' }, config);
+      await broker.publish({ channel: p, head, tail });
+    }
+    const positions = await broker.positions(parsed);
+    const sub = `u-${uid()}`;
+    const conn = `c-${uid()}`;
+    const [first, ...later] = channels;
+    const floors = await registerConnection(conn, { sub, grant: channels, channels: [first] }, deps);
+    expect([...floors]).toEqual([[first, positions[0]]]);
+    for (const [i, c] of later.entries()) {
+      await expect(addSubscription(conn, c, deps)).resolves.toEqual({ floor: positions[i + 1], added: true });
+      // Again: kept, with its floor.
+      await expect(addSubscription(conn, c, deps)).resolves.toEqual({ floor: positions[i + 1], added: false });
+    }
+    for (const [i, c] of channels.entries()) expect(await cluster.smembers(keys.channelSubscribers(c))).toEqual([`${conn}|${positions[i]}`]);
+    expect(await cluster.smembers(keys.userConnections(sub))).toEqual([conn]);
+    await expect(removeSubscription(conn, later[0], deps)).resolves.toBe(true);
+    expect(await cluster.exists(keys.channelSubscribers(later[0]))).toBe(0);
+    await expect(removeConnection(conn, deps)).resolves.toBe(true);
+    for (const c of channels) expect(await cluster.exists(keys.channelSubscribers(c))).toBe(0);
+    expect([await cluster.exists(keys.userConnections(sub)), await cluster.exists(keys.connection(conn))]).toEqual([0, 0]);
   });
 
   test('a publish by a user checks and counts the user limits on the user slot (the sequence keeps the publish itself off the cluster for now)', async () => {
