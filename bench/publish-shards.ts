@@ -1,6 +1,6 @@
 /**
  * `npm run bench:publish [-- --seconds 5] [--channels 256] [--concurrency 64]`: publish throughput of the real publish
- * path (`core/events.ts` `publish` → `RedisBroker`, the PUBLISH script) on one Redis node and on a local three-primary
+ * path (`core/events.ts` `publish` → `RedisChannelBroker`, the CHANNEL_PUBLISH script) on one Redis node and on a local three-primary
  * Redis Cluster (issue 23, item 7). Reports publishes/s, Redis CPU per publish (INFO's used_cpu_sys+user of each
  * primary), the share of the load per shard, and this process's own CPU (the publisher).
  *
@@ -13,7 +13,6 @@ import { parseArgs } from 'node:util';
 import Redis, { type Cluster } from 'ioredis';
 import { publish } from '../core/events';
 import { createRedisCluster, waitReady } from '../core/redis/client';
-import { RedisBroker } from '../core/redis/broker';
 import { RedisCluster, RedisServer } from '../local/redis';
 import { DEFAULT_NAMESPACES, type CoreConfig } from '../core/config';
 
@@ -52,7 +51,8 @@ interface Row {
 }
 
 async function run(setup: string, redis: Redis | Cluster, ports: number[]): Promise<Row> {
-  const deps = { redis: redis as unknown as Redis, config, broker: new RedisBroker(redis as unknown as Redis, config) };
+  // The default broker (`brokerOf`): positions per channel, SPUBLISH on a cluster.
+  const deps = { redis: redis as unknown as Redis, config };
   const before = await Promise.all(ports.map(redisCpu));
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();

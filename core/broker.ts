@@ -1,37 +1,15 @@
 import type { ParsedChannel } from './channels';
 
 /**
- * The broker: what the domain needs from the store that keeps a channel's history and carries its live events, and
- * the one that orders them (a deployment-wide sequence of ids). `core/events.ts` (validation, cursors, envelopes),
- * `core/publishing.ts` and the transports speak to it; Redis is its implementation (`core/redis/broker.ts`: Lua
- * scripts over streams, a sequence key and pub/sub). A sharded broker (several Redis primaries, issue 5/9) is a second
- * implementation of this interface, or a configuration of the Redis one, not a rewrite of its callers.
+ * The broker: what the domain needs from the store that keeps a channel's history and carries its live events.
+ * `core/events.ts` (validation, cursors, envelopes), `core/publishing.ts`, `core/history.ts` and the transports speak
+ * to it; Redis is its implementation (`core/redis/channel-broker.ts`: Lua scripts over streams and pub/sub).
+ * Positions are per channel (docs/DESIGN.md, "Positions per channel"): each channel orders its own events (ids are
+ * Redis time in microseconds, above the channel's base, its epoch) and every call touches one channel's slot per
+ * script, so it runs on one node and on a Redis Cluster alike.
  *
- * Every call is one atomic step in the store: a publish is in the history and sent live together, and a replay reads
- * the page and the sequence's position at the same instant.
- */
-export interface Broker {
-  /** Appends the event to its channel's history and publishes it live, assigning its id and time. */
-  publish(request: BrokerPublish): Promise<BrokerPublishOutcome>;
-  /**
-   * One page of what `channels` received after `cursor`, merged in id order, or `invalid` (nothing written) for a
-   * cursor further ahead of the store's clock than {@link CLOCK_ALLOWANCE_US}.
-   */
-  replay(channels: readonly ParsedChannel[], cursor: number, budget: BrokerPageBudget, order?: BrokerReplayOptions): Promise<BrokerReplayPage | 'invalid'>;
-  /**
-   * For a reader resuming at `cursor` without a replay: true when its channels must be reset (the cursor predates a
-   * loss of data or is ahead of the sequence, which is moved past it), or `invalid` as for {@link replay}.
-   */
-  claimCursor(cursor: number): Promise<boolean | 'invalid'>;
-  /** The sequence's current value: a cursor meaning "from now on". */
-  currentCursor(): Promise<number>;
-}
-
-/**
- * The broker on positions per channel (docs/DESIGN.md, "Positions per channel"): each channel orders its own events
- * (ids are Redis time in microseconds, above the channel's base, its epoch) and every call touches one channel's slot
- * per script, so it runs on a Redis Cluster. It replaces {@link Broker} once the engine and transports read
- * per-channel positions (issue 23, item 3); until then the transports run on the sequence.
+ * Every call is one atomic step per channel in the store: a publish is in the history and sent live together, and a
+ * replay reads a channel's page and its position at the same instant.
  */
 export interface PositionBroker {
   /** Appends the event to its channel's history and publishes it live, assigning its id (the channel's next offset). */
@@ -43,7 +21,7 @@ export interface PositionBroker {
   replay(reads: readonly ChannelCursor[], budget: BrokerPageBudget, order?: BrokerReplayOptions): Promise<PositionPage | 'invalid'>;
   /** For a reader resuming one channel at its cursor without a replay: whether it must reset, and the channel's position. */
   claim(read: ChannelCursor): Promise<{ readonly reset: boolean; readonly position: number } | 'invalid'>;
-  /** Each channel's position (a cursor meaning "from now on" on it), its base written when it had none. */
+  /** Each channel's position (a cursor meaning "from now on" on it); writes nothing. */
   positions(channels: readonly ParsedChannel[]): Promise<number[]>;
 }
 
@@ -95,7 +73,7 @@ export interface BrokerSubscriber {
   readonly ready: boolean;
 }
 
-/** A validated event for {@link Broker.publish}: the envelope around the id and time the broker assigns. */
+/** A validated event for {@link PositionBroker.publish}: the envelope around the id and time the broker assigns. */
 export interface BrokerPublish {
   readonly channel: ParsedChannel;
   /** The envelope up to its id: `{"channel":…,"id":"`. */
@@ -137,18 +115,6 @@ export interface BrokerReplayOptions {
   readonly before?: number;
   /** Read what each history holds even when it was trimmed past the cursor (its reset is still reported). */
   readonly held?: boolean;
-}
-
-/** One page of a replay, as the broker read it. */
-export interface BrokerReplayPage {
-  /** Envelopes after the cursor on every channel, in id order (descending in reverse). */
-  readonly events: string[];
-  /** Per channel (in the order given), true when its history cannot be proven to reach back to the cursor. */
-  readonly resets: boolean[];
-  /** The sequence's value when the page was read. */
-  readonly now: number;
-  /** True when the page ended at its budget. */
-  readonly more: boolean;
 }
 
 /** How long an idempotency key remembers its first event id. */

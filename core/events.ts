@@ -1,19 +1,19 @@
 import { createHash } from 'node:crypto';
 import { CORE_SETTINGS } from '../contract/settings';
-import { MAX_CURSOR_DIGITS } from '../contract/limits';
 import { type CoreConfig } from './config';
 import { mayPublish, parseChannel, type ChannelGrant, type ParsedChannel } from './channels';
 import { RealtimeError } from './errors';
 import { assertDataDepth } from './json-depth';
 import { describeIdentity, type Identity } from './identity';
-import { REPLAY_FRAME_BYTES, type Broker } from './broker';
+import { REPLAY_FRAME_BYTES, type ChannelCursor, type PositionBroker } from './broker';
+import type { ConnectionCursor } from './cursor';
 import type { RedisLike } from './redis/client';
-import { RedisBroker } from './redis/broker';
+import { RedisChannelBroker } from './redis/channel-broker';
 
 /** What every transport delivers: `{channel, id, type, data, ts}`. */
 export interface Envelope<T = unknown> {
   readonly channel: string;
-  /** The event's cursor: a decimal integer from the deployment-wide sequence. */
+  /** The event's offset on its channel: a decimal integer (Redis time in microseconds, growing per channel). */
   readonly id: string;
   readonly type: string;
   readonly data: T;
@@ -25,7 +25,9 @@ export const TYPE_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
 /** Event types the transports use for their own signals. */
 export const RESERVED_TYPES = new Set(['ready', 'reset', 'error', 'pong', 'subscribed', 'unsubscribed']);
 const IDEMPOTENCY_PATTERN = /^[\x21-\x7e]{1,128}$/;
-const CURSOR_PATTERN = new RegExp(`^\\d{1,${MAX_CURSOR_DIGITS}}$`);
+/** Digits of one channel's event id (a WebSocket `since`, the history API's `since`): below 2^53. */
+const MAX_ID_DIGITS = 16;
+const CURSOR_PATTERN = new RegExp(`^\\d{1,${MAX_ID_DIGITS}}$`);
 
 /** Default of REPLAY_MAX_EVENTS: events in one replay page. */
 export const DEFAULT_REPLAY_MAX_EVENTS = 1000;
@@ -49,13 +51,18 @@ export interface PublishResult {
 export interface EventDeps {
   readonly redis: RedisLike;
   readonly config: CoreConfig;
-  /** Where events are kept and carried. Defaults to the {@link RedisBroker} over `redis`. */
-  readonly broker?: Broker;
+  /** Where events are kept and carried. Defaults to the {@link RedisChannelBroker} over `redis`. */
+  readonly broker?: PositionBroker;
 }
 
-/** The deps' broker, else Redis's over the deps' client (the one implementation so far). */
-export function brokerOf(deps: EventDeps): Broker {
-  return deps.broker ?? new RedisBroker(deps.redis, deps.config);
+/**
+ * The deps' broker, else Redis's over the deps' client (positions per channel; live events with `SPUBLISH` on a Redis
+ * Cluster, `PUBLISH` on one node).
+ */
+export function brokerOf(deps: EventDeps): PositionBroker {
+  if (deps.broker) return deps.broker;
+  const cluster = (deps.redis as { isCluster?: boolean }).isCluster === true;
+  return new RedisChannelBroker(deps.redis, deps.config, { sharded: cluster });
 }
 
 /**
@@ -138,7 +145,11 @@ function eventHash(head: string, tail: string): string {
   return createHash('sha256').update(head).update('\0').update(tail).digest('base64url');
 }
 
-/** Parses a cursor (`Last-Event-ID`, `lastEventId`, `since`, `cursor`): 1 to 16 decimal digits. See also {@link cursorCannotBeReal}. */
+/**
+ * Parses one channel's cursor (a WebSocket `since`, the history API's `since`/`before`): an event id, 1 to 16 decimal
+ * digits. A connection's cursor over several channels (SSE, long poll) is `core/cursor.ts`' `decodeCursor`. See also
+ * {@link cursorCannotBeReal}.
+ */
 export function parseCursor(value: unknown): number {
   if (typeof value !== 'string' || !CURSOR_PATTERN.test(value)) {
     throw new RealtimeError('invalid_cursor', 'A cursor is the decimal id of the last event received.');
@@ -175,17 +186,34 @@ export function isInvalidCursor(err: unknown): boolean {
 }
 
 export interface ReplayResult {
-  /** Envelopes after the cursor on every channel, in id order, as serialised at publish. */
+  /** Envelopes after each channel's cursor, in id order (merged across channels), as serialised at publish. */
   readonly events: string[];
-  /** Channels whose history no longer reaches back to the cursor: the client must reload their state. */
+  /** Channels whose history no longer reaches back to their cursor: the client must reload their state. */
   readonly resets: string[];
   /**
-   * Where the reader continues from: the sequence when the replay ran (every event up to it was returned or reset),
-   * or, when `more` is true, the id of the last event returned.
+   * Per channel, in the order given: where its reader continues from. Its position when the page read it whole (every
+   * event up to it was returned or reset), else, when `more` is true, the id of its last event returned (or its cursor).
    */
-  readonly position: number;
-  /** True when the page ended at its count or byte budget: read again from `position` for the rest. */
+  readonly positions: number[];
+  /** True when the page ended at its count or byte budget: read again from `positions` for the rest. */
   readonly more: boolean;
+}
+
+/**
+ * A reader's place on its channels: one position per channel (in the order of the channels it goes with), or a decoded
+ * connection cursor (`core/cursor.ts`: `shared` for a plain decimal from before positions were per channel).
+ */
+export type Cursors = readonly number[] | ConnectionCursor;
+
+/** The reads of `channels` at `cursor` (one position per channel), refusing a position that cannot be real. */
+export function channelCursors(channels: readonly ParsedChannel[], cursor: Cursors): ChannelCursor[] {
+  const positions = 'positions' in cursor ? cursor.positions : cursor;
+  const shared = 'shared' in cursor && cursor.shared;
+  if (positions.length !== channels.length) throw new RealtimeError('invalid_cursor', `The cursor has ${positions.length} positions for ${channels.length} channels.`);
+  return channels.map((channel, i) => {
+    if (cursorCannotBeReal(positions[i])) throw impossibleCursor();
+    return shared ? { channel, cursor: positions[i], shared } : { channel, cursor: positions[i] };
+  });
 }
 
 /** A replay page's budget: events and bytes (each event counts its envelope plus {@link REPLAY_FRAME_BYTES}). */
@@ -197,50 +225,50 @@ export interface PageBudget {
 }
 
 /**
- * Reads one page of what `channels` received after `cursor`, or which of them cannot be replayed: the oldest events
- * first, until `limit` events or the byte budget (REPLAY_MAX_BYTES), so one request never reads a whole history into
- * memory, and Redis reads little more than the page (see REPLAY in `core/redis/broker.ts`). Throws `invalid_cursor`, writing nothing, for a
- * cursor that cannot be real (see CURSOR in `core/redis/broker.ts`).
+ * Reads one page of what each of `channels` received after its own position in `cursor`, or which of them cannot be
+ * replayed: the oldest events first, until `limit` events or the byte budget (REPLAY_MAX_BYTES), so one request never
+ * reads a whole history into memory, and Redis reads little more than the page (see `RedisChannelBroker.replay`: one
+ * single-slot script per channel). The rules are per channel (docs/DESIGN.md, "Positions per channel"): one channel's
+ * reset never resets another. Throws `invalid_cursor`, writing nothing, for a position that cannot be real (see
+ * {@link cursorCannotBeReal}, then Redis's clock).
  */
-export async function replay(channels: readonly ParsedChannel[], cursor: number, deps: EventDeps, limit: number | PageBudget = {}): Promise<ReplayResult> {
-  if (cursorCannotBeReal(cursor)) throw impossibleCursor();
+export async function replay(channels: readonly ParsedChannel[], cursor: Cursors, deps: EventDeps, limit: number | PageBudget = {}): Promise<ReplayResult> {
+  const reads = channelCursors(channels, cursor);
   const budget = typeof limit === 'number' ? { maxEvents: limit } : limit;
   const maxEvents = Math.max(1, budget.maxEvents ?? DEFAULT_REPLAY_MAX_EVENTS);
   const maxBytes = Math.max(1, budget.maxBytes ?? deps.config.replayMaxBytes ?? CORE_SETTINGS.replayMaxBytes.default);
-  const page = await brokerOf(deps).replay(channels, cursor, { maxEvents, maxBytes, entryBytes: deps.config.maxPayloadBytes + REPLAY_FRAME_BYTES });
+  const page = await brokerOf(deps).replay(reads, { maxEvents, maxBytes, entryBytes: deps.config.maxPayloadBytes + REPLAY_FRAME_BYTES });
   if (page === 'invalid') throw impossibleCursor();
-  const { events, more, now } = page;
   const resets = channels.filter((_, i) => page.resets[i]).map((c) => c.channel);
-  const last = events.length ? envelopeSeq(events[events.length - 1]) : cursor;
-  return { events, resets, position: more ? last : Math.max(now, last, cursor), more };
+  return { events: page.events, resets, positions: page.positions, more: page.more };
 }
 
 /**
- * What a reader starting at `cursor` must be sent before going live: the replay after it, or, with
- * no cursor, nothing and the current position ("from now on").
+ * What a reader starting at `cursor` must be sent before going live: the replay after it, or, with no cursor, nothing
+ * and the channels' current positions ("from now on").
  */
-export async function backlog(channels: readonly ParsedChannel[], cursor: number | undefined, deps: EventDeps, limit?: number | PageBudget): Promise<ReplayResult> {
-  if (cursor === undefined) return { events: [], resets: [], position: await currentCursor(deps), more: false };
+export async function backlog(channels: readonly ParsedChannel[], cursor: Cursors | undefined, deps: EventDeps, limit?: number | PageBudget): Promise<ReplayResult> {
+  if (cursor === undefined) return { events: [], resets: [], positions: await currentCursor(channels, deps), more: false };
   return replay(channels, cursor, deps, limit);
 }
 
 /**
- * For a reader that resumes from `cursor` without a replay (a WebSocket subscription whose floor is
- * below the cursor): true when the cursor is ahead of the sequence, or predates a loss of Redis
- * data, so the reader must reset its channels. The sequence is moved past the cursor in the same
- * step, so ids the reader has seen are never issued again. Throws `invalid_cursor` (nothing written)
- * for a cursor that cannot be real (see CURSOR in `core/redis/broker.ts`).
+ * For a reader that resumes `channel` from `cursor` without a replay (a WebSocket subscription whose floor is below the
+ * cursor): `reset` when the cursor is ahead of the channel's position (a failover lost its last writes: the range is
+ * recorded as lost in the channel's slot, so ids the reader has seen are never issued again on it), in a range lost
+ * before, or from an earlier epoch of the channel; `position` is where the reader continues. Throws `invalid_cursor`
+ * (nothing written) for a cursor that cannot be real.
  */
-export async function claimCursor(cursor: number, deps: EventDeps): Promise<boolean> {
+export async function claimCursor(channel: ParsedChannel, cursor: number, deps: EventDeps): Promise<{ reset: boolean; position: number }> {
   if (cursorCannotBeReal(cursor)) throw impossibleCursor();
-  const r = await brokerOf(deps).claimCursor(cursor);
+  const r = await brokerOf(deps).claim({ channel, cursor });
   if (r === 'invalid') throw impossibleCursor();
   return r;
 }
 
-/** The current position of the sequence: a cursor that means "from now on". */
-export function currentCursor(deps: EventDeps): Promise<number> {
-  return brokerOf(deps).currentCursor();
+/** The current position of each of `channels` (in order): a cursor that means "from now on". Writes nothing. */
+export function currentCursor(channels: readonly ParsedChannel[], deps: EventDeps): Promise<number[]> {
+  return brokerOf(deps).positions(channels);
 }
 
 const ID_IN_ENVELOPE = /"id":"(\d+)"/;

@@ -269,7 +269,7 @@ async function runReplay(work: Extract<FanoutWork, { kind: 'replay' }>, deps: Di
   let after = Math.max(work.after, Number((await deps.redis.get(progressKey)) ?? 0));
   let delivered = 0;
   for (;;) {
-    const page = await replay([ch], after, deps, REPLAY_PAGE);
+    const page = await replay([ch], [after], deps, REPLAY_PAGE);
     // The history was trimmed past `after` since the replay began (or since the last page): the client must be
     // told, as on the first page, or it would take what follows for a complete catch-up.
     if (page.resets.includes(work.channel)) {
@@ -293,8 +293,8 @@ async function runReplay(work: Extract<FanoutWork, { kind: 'replay' }>, deps: Di
       after = seq;
       delivered++;
     }
-    if (!page.more || page.position >= work.floor) break;
-    after = Math.max(after, page.position);
+    if (!page.more || page.positions[0] >= work.floor) break;
+    after = Math.max(after, page.positions[0]);
   }
   const outcome = await sendToConnection(work.connectionId, frames.subscribed(work.channel, work.floor), deps);
   if (outcome === 'failed') {

@@ -39,7 +39,7 @@ export interface HistoryPage {
   readonly more: boolean;
   /** With `more`: the `since` (forward) or `before` (reverse) of the next page. */
   readonly next?: string;
-  /** The sequence when the page was read: subscribe from here to miss nothing after a read that reached the newest event. */
+  /** The channel's position when the page was read: subscribe from here to miss nothing after a read that reached the newest event. */
   readonly position: string;
 }
 
@@ -90,7 +90,7 @@ export function assertMayReadHistory(identity: Identity, ch: ParsedChannel, gran
  */
 export async function readHistory(q: HistoryQuery, deps: EventDeps): Promise<HistoryPage> {
   const maxBytes = Math.max(1, deps.config.replayMaxBytes ?? CORE_SETTINGS.replayMaxBytes.default);
-  const page = await brokerOf(deps).replay([q.channel], q.since ?? 0, { maxEvents: q.limit, maxBytes, entryBytes: deps.config.maxPayloadBytes + REPLAY_FRAME_BYTES }, {
+  const page = await brokerOf(deps).replay([{ channel: q.channel, cursor: q.since ?? 0 }], { maxEvents: q.limit, maxBytes, entryBytes: deps.config.maxPayloadBytes + REPLAY_FRAME_BYTES }, {
     reverse: q.reverse,
     before: q.before,
     held: q.since === undefined,
@@ -103,7 +103,7 @@ export async function readHistory(q: HistoryQuery, deps: EventDeps): Promise<His
     reset: q.since !== undefined && page.resets[0],
     more: page.more,
     next: page.more && last !== undefined ? String(last) : undefined,
-    position: String(Math.max(page.now, last ?? 0, q.since ?? 0)),
+    position: String(Math.max(page.positions[0], last ?? 0, q.since ?? 0)),
   };
 }
 

@@ -4,6 +4,7 @@ import { TICKET_BYTES, TICKET_LENGTH } from '../contract/limits';
 import { type CoreConfig } from './config';
 import { maySubscribe, parseChannelList, type ChannelGrant } from './channels';
 import { RealtimeError } from './errors';
+import { currentCursor } from './events';
 import { SUB_PATTERN, SUB_RULE, type Identity } from './identity';
 import { askSubscribeHooks, type HookInvoker } from './hooks';
 import { Keys, sha256 } from './redis/keys';
@@ -60,10 +61,11 @@ export interface Grant extends ChannelGrant {
   /** Epoch ms after which no session may come from it (the caller's JWT `exp`), when known. */
   readonly notAfter?: number;
   /**
-   * The event sequence's position when the ticket was redeemed, read in the same step: a cursor
-   * meaning "from now on" for a reader already subscribed then (service/hub.ts `mark`).
+   * The positions of the ticket's channels when it was redeemed (an SSE ticket's: read in the same round trip, one
+   * single-slot read per channel): a cursor per channel meaning "from now on" for a reader already subscribed then
+   * (service/hub.ts `mark`). Absent for a WebSocket ticket, or when the channels no longer parse.
    */
-  readonly position?: number;
+  readonly positions?: ReadonlyMap<string, number>;
 }
 
 /** The ticket record in Redis (short keys: it is written for every connection). */
@@ -153,8 +155,9 @@ export async function spendTicket(ticket: string | null | undefined, deps: Pick<
 
 /**
  * Redeems a ticket once (GETDEL: of two concurrent redemptions exactly one wins), then reads its user's revocation
- * epoch and the sequence's position (one round trip, two commands: the three keys are in three slots on a cluster, and
- * a script may only touch keys it declares, while the user is known only once the ticket is read). An epoch read after
+ * epoch and, for an SSE ticket, its channels' positions (one round trip: `GET` of the epoch and one single-slot
+ * `CHANNEL_POSITION` per channel, sent together; the keys are in different slots on a cluster, and a script may only
+ * touch keys it declares, while the user and channels are known only once the ticket is read). An epoch read after
  * the GETDEL is at least as new as one read with it: a revocation in between refuses the ticket, as it should.
  * A ticket redeemed on the wrong transport, or after its user was revoked, is spent all the same.
  */
@@ -171,8 +174,19 @@ export async function redeemTicket(ticket: unknown, transport: TicketAudience, d
     throw new RealtimeError('ticket_invalid', 'The sign-in this ticket came from has expired; sign in again and get a new ticket.');
   }
   const epoch = rec.v ?? 0;
-  const [current, seq] = await Promise.all([currentEpoch(rec.s, deps), deps.redis.get(keys.seq)]);
+  const [current, positions] = await Promise.all([currentEpoch(rec.s, deps), rec.t === 'sse' ? channelPositions(rec.c, deps) : undefined]);
   assertNotRevoked(epoch, current);
-  const position = Number(seq ?? 0);
-  return { sub: rec.s, channels: rec.c, transport: rec.t, byBackend: rec.b === 1, issuedAt: rec.i, epoch, notAfter: rec.x, position };
+  return { sub: rec.s, channels: rec.c, transport: rec.t, byBackend: rec.b === 1, issuedAt: rec.i, epoch, notAfter: rec.x, positions };
+}
+
+/** The positions of `channels` by name, or undefined when they no longer parse (a namespace removed since the ticket). */
+async function channelPositions(channels: readonly string[], deps: Pick<TicketDeps, 'redis' | 'config'>): Promise<ReadonlyMap<string, number> | undefined> {
+  let parsed;
+  try {
+    parsed = parseChannelList(channels, deps.config.namespaces, Number.MAX_SAFE_INTEGER);
+  } catch {
+    return undefined;
+  }
+  const at = await currentCursor(parsed, deps);
+  return new Map(parsed.map((c, i) => [c.channel, at[i]]));
 }

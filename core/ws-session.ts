@@ -137,17 +137,20 @@ export async function catchUpPage(
   if (cursor !== undefined && cursorCannotBeReal(cursor)) {
     resets.push(ch.channel);
   } else if (cursor !== undefined && cursor > floor) {
-    // A cursor above the floor of a new subscription is ahead of the sequence: a failover lost
-    // writes and ids the client has seen may be issued again. claimCursor moves the sequence past
-    // it (and detects the same on an older subscription, whose floor can legitimately be lower).
+    // A cursor above the floor of a new subscription is ahead of the channel's position: a failover lost
+    // writes and ids the client has seen may be issued again. claimCursor records the range as lost on the
+    // channel (and detects the same on an older subscription, whose floor can legitimately be lower).
     // One that cannot be real (Redis's clock decides) is reset without moving anything.
-    const reset = await claimCursor(cursor, deps).catch((err: unknown) => {
-      if (isInvalidCursor(err)) return true;
-      throw err;
-    });
+    const reset = await claimCursor(ch, cursor, deps).then(
+      (c) => c.reset,
+      (err: unknown) => {
+        if (isInvalidCursor(err)) return true;
+        throw err;
+      },
+    );
     if (reset || added) resets.push(ch.channel);
   } else if (cursor !== undefined && cursor < floor) {
-    const r = await replay([ch], cursor, deps, limit);
+    const r = await replay([ch], [cursor], deps, limit);
     if (r.resets.includes(ch.channel)) resets.push(ch.channel);
     let last = cursor;
     for (const envelope of r.events) {
@@ -158,7 +161,7 @@ export async function catchUpPage(
       }
     }
     // Cut at the page's budget: the rest (after the last one sent, up to the floor) is for a worker, or the next pages.
-    if (r.more && r.position < floor) return { resets, envelopes, rest: { channel: ch.channel, after: Math.max(last, r.position), floor } };
+    if (r.more && r.positions[0] < floor) return { resets, envelopes, rest: { channel: ch.channel, after: Math.max(last, r.positions[0]), floor } };
   }
   return { resets, envelopes };
 }
@@ -175,7 +178,7 @@ export async function catchUpFrames(...args: Parameters<typeof catchUpPage>): Pr
  */
 export async function* replayChannelPages(ch: ParsedChannel, after: number, floor: number, deps: EventDeps, limit?: number | PageBudget): AsyncGenerator<ChannelPage> {
   for (;;) {
-    const r = await replay([ch], after, deps, limit);
+    const r = await replay([ch], [after], deps, limit);
     const resets = r.resets.includes(ch.channel) ? [ch.channel] : [];
     const envelopes: string[] = [];
     for (const envelope of r.events) {
@@ -183,8 +186,8 @@ export async function* replayChannelPages(ch: ParsedChannel, after: number, floo
       if (seq > after && seq <= floor) envelopes.push(envelope);
     }
     if (resets.length || envelopes.length) yield { resets, envelopes };
-    if (!r.more || r.position >= floor) return;
-    after = Math.max(after, r.position);
+    if (!r.more || r.positions[0] >= floor) return;
+    after = Math.max(after, r.positions[0]);
   }
 }
 

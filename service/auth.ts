@@ -27,8 +27,8 @@ export interface Authorized {
   readonly sessionFinal?: boolean;
   /** The user's revocation epoch the session carries. */
   readonly epoch?: number;
-  /** The event sequence's position read with the ticket's redemption (none when no ticket was redeemed). */
-  readonly position?: number;
+  /** The positions of the ticket's channels read with its redemption (none when no ticket was redeemed). */
+  readonly positions?: ReadonlyMap<string, number>;
   /** The ticket's grant (a WebSocket's: its later subscriptions are checked against it). */
   readonly grant?: ChannelGrant;
 }
@@ -72,7 +72,7 @@ export async function authorize(
   if (cookie && cookie.set !== channelSetHash(names)) cookie = null;
   const presented = ticket !== null && ticket !== '' ? ticket : undefined;
   let session: SessionClaims;
-  let position: number | undefined;
+  let positions: ReadonlyMap<string, number> | undefined;
   if (cookie && (presented === undefined || ticketTag(presented) === cookie.ticket)) {
     if (cookie.maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
     if (cookie.exp <= now) throw new RealtimeError('unauthorized', 'The reconnect cookie expired; get a new ticket from POST /tickets.');
@@ -95,7 +95,7 @@ export async function authorize(
       const maxExp = Math.min(grant.issuedAt + config.sessionMaxAgeSeconds * 1000, grant.notAfter ?? Infinity);
       if (maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
       session = { sub: grant.sub, grant, maxExp, epoch: grant.epoch, ticketTag: ticketTag(presented!) };
-      position = grant.position;
+      positions = grant.positions;
     } else {
       // Its session is taken to have started when the cookie was last renewed; it predates revocation epochs.
       assertNotRevoked(0, await currentEpoch(legacy!.sub, { redis: deps.redis, config: core }));
@@ -116,7 +116,7 @@ export async function authorize(
   // Whole seconds, rounded down: the browser drops the cookie no later than the server stops accepting it.
   const maxAge = Math.max(1, Math.floor((exp - now) / 1000));
   const setCookie = [cookieHeader(config, cookieName, value, maxAge), ...evictions(config, cookies, cookieName)];
-  return { identity, setCookie, sessionExp: exp, sessionFinal: exp === session.maxExp, epoch: session.epoch, position };
+  return { identity, setCookie, sessionExp: exp, sessionFinal: exp === session.maxExp, epoch: session.epoch, positions };
 }
 
 /**
@@ -133,7 +133,7 @@ export async function authorizeSocket(ticket: string | null, deps: { redis: Redi
     const e = toRealtimeError(err);
     throw e.status === 401 ? new RealtimeError('forbidden', e.message) : e;
   }
-  return { identity: { kind: 'user', sub: grant.sub }, epoch: grant.epoch, position: grant.position, grant: { channels: grant.channels, byBackend: grant.byBackend } };
+  return { identity: { kind: 'user', sub: grant.sub }, epoch: grant.epoch, grant: { channels: grant.channels, byBackend: grant.byBackend } };
 }
 
 function cookieHeader(config: ServiceConfig, name: string, value: string, maxAge: number): string {

@@ -141,7 +141,7 @@ export class Hub {
   }
 
   /**
-   * A mark for {@link addAt}, taken before a Redis command that reads the sequence's position: set
+   * A mark for {@link addAt}, taken before a Redis command that reads the channels' positions: set
    * when every one of `channels` is subscribed now (confirmed by Redis, so that command runs after
    * the SUBSCRIBE), undefined otherwise.
    */
@@ -152,15 +152,16 @@ export class Hub {
   }
 
   /**
-   * Adds `listener` to `channels` without a Redis round trip, when it misses nothing by starting at
-   * `position` (the sequence read after `mark` was taken): every channel stayed subscribed since the
-   * mark, and no event above `position` has arrived on them (one that arrives later is delivered).
-   * Returns false, adding nothing, otherwise: then {@link add} and read the position again.
+   * Adds `listener` to `channels` without a Redis round trip, when it misses nothing by starting each channel at its
+   * position in `positions` (read after `mark` was taken, in the order of `channels`): every channel stayed subscribed
+   * since the mark, and no event above its position has arrived on it (one that arrives later is delivered).
+   * Returns false, adding nothing, otherwise: then {@link add} and read the positions again.
    */
-  addAt(channels: readonly string[], listener: Listener, mark: number, position: number): boolean {
+  addAt(channels: readonly string[], listener: Listener, mark: number, positions: readonly number[]): boolean {
     if (mark !== this.generation || !this.sub.ready) return false;
-    for (const c of channels) {
-      if (!this.listeners.has(c) || this.subscribing.has(c) || (this.lastSeq.get(c) ?? 0) > position) return false;
+    for (let i = 0; i < channels.length; i++) {
+      const c = channels[i];
+      if (!this.listeners.has(c) || this.subscribing.has(c) || (this.lastSeq.get(c) ?? 0) > positions[i]) return false;
     }
     for (const c of channels) this.listeners.get(c)!.add(listener);
     return true;

@@ -2,7 +2,7 @@ import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 import { parseChannelList, type ParsedChannel } from '../core/channels';
 import { RealtimeError, toRealtimeError } from '../core/errors';
-import { backlog, currentCursor, isInvalidCursor, replay, type ReplayResult } from '../core/events';
+import { backlog, currentCursor, isInvalidCursor, replay, type Cursors, type ReplayResult } from '../core/events';
 import { waitReady } from '../core/redis/client';
 import { catchUpPage, replayChannelPages } from '../core/ws-session';
 import type { Authorized } from './auth';
@@ -109,13 +109,22 @@ export class SessionEngine {
    * when the hub confirms nothing above it arrived meanwhile: no further round trip to Redis.
    */
   async start(session: Session, channels: readonly ParsedChannel[], cursor: number | undefined, admitted?: Admitted): Promise<void> {
-    const position = admitted?.auth.position;
-    if (cursor === undefined && !admitted?.resetAll && admitted?.mark !== undefined && position !== undefined && this.deps.hub.addAt(session.channels, session, admitted.mark, position)) {
-      session.goLive(position);
+    const known = admitted?.auth.positions;
+    const positions = known && session.channels.map((c) => known.get(c));
+    if (
+      cursor === undefined &&
+      !admitted?.resetAll &&
+      admitted?.mark !== undefined &&
+      positions !== undefined &&
+      positions.every((p) => p !== undefined) &&
+      this.deps.hub.addAt(session.channels, session, admitted.mark, positions as number[])
+    ) {
+      session.goLive(positions as number[]);
       return;
     }
     await this.deps.hub.add(session.channels, session);
-    await this.catchUp(session, channels, cursor, admitted?.resetAll);
+    // A plain decimal stands for every channel (the cursor of every client before positions were per channel).
+    await this.catchUp(session, channels, cursor === undefined ? undefined : { positions: channels.map(() => cursor), shared: true }, admitted?.resetAll);
   }
 
   /**
@@ -141,7 +150,7 @@ export class SessionEngine {
     let floor: number;
     try {
       await this.deps.hub.add([ch.channel], session);
-      floor = await currentCursor({ redis: this.deps.redis, config: core });
+      [floor] = await currentCursor([ch], { redis: this.deps.redis, config: core });
       session.setFloor(ch.channel, floor);
       await this.replaySince(session, ch, cursor, floor, true);
     } catch (err) {
@@ -204,12 +213,12 @@ export class SessionEngine {
    * one (a stream: once its reader kept up; a reader that falls behind is closed by the slow-consumer
    * cap and resumes by id); a long poll takes one page and answers `more`.
    */
-  private async catchUp(session: Session, channels: readonly ParsedChannel[], cursor: number | undefined, resetAll = false): Promise<void> {
+  private async catchUp(session: Session, channels: readonly ParsedChannel[], cursor: Cursors | undefined, resetAll = false): Promise<void> {
     const deps = { redis: this.deps.redis, config: this.config.core };
     const limit = this.config.replayMaxEvents;
     // A cursor that cannot be real (found by Redis, whose clock decides): a long poll is refused (400); a stream,
     // whose head is out, starts from now with every channel reset. Nothing shared was written either way.
-    const fromNow = async (): Promise<ReplayResult> => ({ events: [], resets: [...session.channels], position: await currentCursor(deps), more: false });
+    const fromNow = async (): Promise<ReplayResult> => ({ events: [], resets: [...session.channels], positions: await currentCursor(channels, deps), more: false });
     let r: ReplayResult;
     try {
       r = resetAll ? await fromNow() : await backlog(channels, cursor, deps, limit);
@@ -233,9 +242,9 @@ export class SessionEngine {
         more = true;
         break;
       }
-      r = await replay(channels, r.position, deps, limit);
+      r = await replay(channels, r.positions, deps, limit);
     }
-    session.goLive(r.position, more);
+    session.goLive(r.positions, more);
   }
 
   /**
@@ -262,7 +271,7 @@ export class SessionEngine {
         const s = streams[next++];
         if (s.closed) continue;
         const channels = parseChannelList(s.channels as string[], namespaces, Number.MAX_SAFE_INTEGER);
-        await this.catchUp(s, channels, s.lastSeq).catch(() => s.end(retry()));
+        await this.catchUp(s, channels, s.positions).catch(() => s.end(retry()));
       }
     };
     const run = async () => {

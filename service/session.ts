@@ -73,6 +73,11 @@ export class Session implements Listener, TransportOwner {
     return [...this.subs.keys()];
   }
 
+  /** The last id delivered on each channel (or its replay's position), in the order of {@link channels}. */
+  get positions(): number[] {
+    return [...this.subs.values()].map((s) => s.last);
+  }
+
   /** How many channels are subscribed. */
   get size(): number {
     return this.subs.size;
@@ -146,13 +151,19 @@ export class Session implements Listener, TransportOwner {
   }
 
   /**
-   * The replay of every channel reached `position`: tells the transport, then delivers what arrived
-   * meanwhile (after `position`) and switches to live delivery.
+   * The replay reached `positions` (one per channel, in the order of {@link channels}): tells the transport, then
+   * delivers what arrived meanwhile (after each channel's position) and switches to live delivery.
    */
-  goLive(position: number, more = false): void {
-    this.lastSeq = position;
-    for (const sub of this.subs.values()) sub.floor = sub.last = position;
-    if (!this.transport.closed) this.transport.ready(position, this.channels, more);
+  goLive(positions: readonly number[], more = false): void {
+    let i = 0;
+    let top = 0;
+    for (const sub of this.subs.values()) {
+      const p = positions[i++] ?? 0;
+      sub.floor = sub.last = p;
+      if (p > top) top = p;
+    }
+    this.lastSeq = top;
+    if (!this.transport.closed) this.transport.ready(top, this.channels, more);
     this.release();
   }
 

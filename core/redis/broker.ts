@@ -1,12 +1,22 @@
-import type { ParsedChannel } from '../channels';
 import { LAST_ID_TAIL_SECONDS, type CoreConfig } from '../config';
-import { CLOCK_ALLOWANCE_US, IDEMPOTENCY_TTL_SECONDS, REPLAY_FRAME_BYTES, type Broker, type BrokerPageBudget, type BrokerPublish, type BrokerPublishOutcome, type BrokerReplayOptions, type BrokerReplayPage } from '../broker';
+import { IDEMPOTENCY_TTL_SECONDS, REPLAY_FRAME_BYTES, type BrokerPublish, type BrokerPublishOutcome } from '../broker';
 import { Script, type RedisLike } from './client';
 import { Keys } from './keys';
 
 /**
- * The {@link Broker} on one Redis primary: a channel's history is a stream, its live events a pub/sub channel, the
- * deployment-wide sequence one key, and each operation one Lua script, so history and live delivery never disagree.
+ * What the Redis broker (`channel-broker.ts`, positions per channel) builds on: a channel's history is a stream, its
+ * live events a pub/sub channel, and each operation one Lua script, so history and live delivery never disagree. Here:
+ * the Lua shared by its scripts (lost ranges, the publish steps, a page's budget) and a user's publish limits, which
+ * live in the user's slot and run as their own scripts around a channel's publish.
+ *
+ * What a replay needs to prove a cursor is covered, kept beside the stream:
+ * - the channel's last id (`hl:`), which outlives the history by {@link LAST_ID_TAIL_SECONDS}, so a history that
+ *   expired or was evicted is still known to have existed;
+ * - when the history is full, the id of the newest event trimmed from it (the horizon, `hx:`);
+ * - when the stream is created again after it expired or was evicted, the last id before that (the gap, `hg:`): what
+ *   the stream holds now starts after it.
+ * Horizon and gap are refreshed with the last id, so they live exactly as long as it does. An event leaves the history
+ * once it is older than the history TTL: each publish trims by id (`MINID`, ids being Redis time) as well as by count.
  */
 
 /** Lost ranges remembered (the newest); a reader in an older one resumes without a reset. */
@@ -14,7 +24,7 @@ export const LOST_RANGES_KEPT = 64;
 
 /**
  * Lua: `markLost(key, from, to)` records that ids in (from, to] may have been issued and then lost (a failover rolled
- * the sequence back): a reader whose cursor lies in that range must reset. Ranges live in a sorted set (member
+ * a channel back): a reader whose cursor lies in that range must reset. Ranges live in a sorted set (member
  * `from to`, score `to`); a new range is merged only with ranges it overlaps or touches (no id was issued between
  * them), so ids issued between two losses stay valid. The newest {@link LOST_RANGES_KEPT} are kept.
  * `isLost(key, cursor)` tells whether a cursor lies in a recorded range.
@@ -47,7 +57,7 @@ local function clockUs(t)
 end`;
 
 /**
- * Lua shared by the publish scripts (the sequence's PUBLISH here and `CHANNEL_PUBLISH` in `channel-broker.ts`), over
+ * Lua of the publish script (`CHANNEL_PUBLISH` in `channel-broker.ts`), over
  * the ARGV they share (see {@link publishArgs}: ARGV[1] live channel, 2-3 envelope head and tail, 4 history size, 5
  * history TTL, 6 idempotency TTL, 7 use idempotency, 8 event hash, 9 markers' TTL, 14 the publish command).
  * `idempotent(key)`: the reply for an idempotency key already used ({id, 1} the same event, {id, 2} another), or nil.
@@ -117,85 +127,7 @@ local function finish(kLast, kIdem, id, env)
 end`;
 
 /**
- * One script appends to the channel's stream and publishes, so history and live delivery never
- * disagree. The id comes from one deployment-wide sequence: Redis time in microseconds, or one more
- * than the last id when that is not below it (two publishes in one microsecond, a clock that went
- * back), so ids only grow, one number is a cursor over every channel, and no real id is ever ahead of
- * Redis time (by more than the skew between two primaries' clocks): what bounds a reader's cursor
- * (see CURSOR). The sequence's seed (when it is missing: first use, or data lost) is Redis time too.
- * The envelope is serialised once (in Node, around the id and time Redis assigns).
- *
- * What a replay needs to prove a cursor is covered, kept beside the stream:
- * - the channel's last id (`hl:`), which outlives the history by {@link LAST_ID_TAIL_SECONDS}, so a
- *   history that expired or was evicted is still known to have existed;
- * - when the history is full, the id of the newest event trimmed from it (the horizon, `hx:`);
- * - when the stream is created again after it expired or was evicted, the last id before that (the
- *   gap, `hg:`): what the stream holds now starts after it.
- * Horizon and gap are refreshed with the last id, so they live exactly as long as it does.
- *
- * If the sequence is below the channel's last id (or, without one, its newest entry) because a
- * failover lost writes and rolled it back, it is moved past that id first, so an id is never issued
- * twice on a channel, and the ids in between are recorded as lost (see MARK_LOST).
- *
- * An event leaves the history once it is older than the history TTL: each publish trims by id
- * (`MINID`, ids being Redis time) as well as by count, so publishing to a channel keeps its own
- * event for a TTL, not the channel's whole history (the stream's own TTL still ends it all a TTL
- * after its last event). The horizon is the newest event trimmed either way.
- *
- * Users (not backends) are limited: events per one-minute window, new channels (no last id, stream or horizon) per
- * one-hour window, and bytes per namespace per window of one history TTL (what the user can keep in Redis). Their
- * counters live in the user's slot, apart from the channel's, so USER_RESERVE checks them (and reserves the event and
- * its bytes) before this script and hands it the verdict: a refusal (after the idempotency check, so a retry of an
- * event already published is still a duplicate) or whether the user may start a new channel. USER_SETTLE then counts
- * a new channel, or gives the reservation back when nothing was published.
- *
- * An idempotency key belongs to its principal and its channel and remembers the first id with a hash of the event
- * (type, data): the same event again is a duplicate, a different one a conflict.
- *
- * Slots: every key but the sequence's (seq, seq base, lost ranges) carries the channel's hash tag; the sequence is the
- * one deployment-wide key (see DESIGN, "Redis Cluster"), so on a cluster this script needs positions per channel first.
- *
- * KEYS: history stream, seq, seq base, idempotency key, horizon, gap, last id, lost ranges (an unused idempotency key
- *       repeats the history's)
- * ARGV: live channel, envelope head, envelope tail, history size, history TTL, idempotency TTL,
- *       use idempotency, event hash, last-id TTL, the user's refusal (0 none, 3 rate, 5 retained bytes), its seconds,
- *       1 when a new channel may be started (else 0), the seconds until it may, the publish command (PUBLISH or
- *       SPUBLISH)
- * Returns {id, 0, envelope, new channel 1|0} published, {id, 1} duplicate, {id, 2} idempotency conflict,
- * {'', 3, seconds} rate limited, {'', 4, seconds} channel quota exceeded,
- * {'', 5, seconds} retained bytes exceeded.
- */
-const PUBLISH = new Script(`${MARK_LOST}${PUBLISH_STEPS}
-local fresh = admit(KEYS[4], KEYS[7], KEYS[1], KEYS[5])
-if type(fresh) == 'table' then return fresh end
-local t = redis.call('TIME')
-local clock = clockUs(t)
-local cur = tonumber(redis.call('GET', KEYS[2]) or '')
-if not cur then
-  cur = clock
-  redis.call('SET', KEYS[3], string.format('%.0f', cur))
-end
-local last = redis.call('GET', KEYS[7])
-if not last then
-  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-  if top[1] then last = string.match(top[1][1], '^(%d+)') end
-end
-if last and cur < tonumber(last) then
-  markLost(KEYS[8], string.format('%.0f', cur), last)
-  cur = tonumber(last)
-end
-local n = cur + 1
-if n < clock then n = clock end
-local id = string.format('%.0f', n)
-redis.call('SET', KEYS[2], id)
-local env = envelope(t, id)
-append(KEYS[1], KEYS[5], KEYS[6], last, id, env, clock)
-finish(KEYS[7], KEYS[4], id, env)
-return {id, 0, env, fresh}
-`);
-
-/**
- * A user's publish limits, checked in the user's slot before PUBLISH: events per one-minute window, and bytes per
+ * A user's publish limits, checked in the user's slot before CHANNEL_PUBLISH: events per one-minute window, and bytes per
  * namespace per window of one history TTL. Under both, the event and its bytes are counted at once (reserved: a
  * concurrent publish of the same user sees them) and 0 is returned with whether the user may start a new channel (its
  * counter is below the quota) and the seconds until it may; over either, nothing is written and the refusal (3 rate,
@@ -226,7 +158,7 @@ return {0, 0, room, later}
 `);
 
 /**
- * After PUBLISH, in the user's slot: counts the new channel it started, or gives back what USER_RESERVE reserved when
+ * After CHANNEL_PUBLISH, in the user's slot: counts the new channel it started, or gives back what USER_RESERVE reserved when
  * nothing was published (a duplicate, a conflict, the channel quota). A counter given back to zero is deleted, so a
  * refusal leaves the keys as they were.
  *
@@ -241,7 +173,7 @@ return 1
 `);
 
 /**
- * Lua of a replay page's budget, shared by the replay scripts (the sequence's REPLAY here and `CHANNEL_REPLAY`):
+ * Lua of a replay page's budget (`CHANNEL_REPLAY`):
  * `maxN`, `maxB`, `unit` from ARGV[first], ARGV[first + 1], ARGV[first + 2] (max events, max bytes, entry bytes), the
  * page's `count`, `bytes` and `more`, and `fits(e)`, which counts stream entry `e` into the page when it fits (each
  * entry its envelope plus {@link REPLAY_FRAME_BYTES}; the first always fits) and otherwise sets `more`.
@@ -260,166 +192,8 @@ local function fits(e)
   return true
 end`;
 
-/**
- * Lua shared by the scripts that take a reader's cursor (KEYS[1] seq base, KEYS[2] seq, KEYS[3]
- * lost ranges, ARGV[1] cursor). A cursor further ahead of Redis time than {@link CLOCK_ALLOWANCE_US}
- * cannot be an id this deployment issued: the script returns `invalid` and writes nothing. Otherwise
- * it sets `cursor`/`from` (where to read after), `now` (the sequence) and `all` (1 when every channel
- * must be reset):
- * - the sequence is missing (Redis lost its data, nothing published since): seeded as a publish
- *   would, at least up to the cursor;
- * - the cursor is below the seed: history lost, read from the seed;
- * - the cursor is ahead of the sequence (a failover lost writes and rolled it back): the sequence
- *   is moved up to the cursor and one past it (the reader continues from there), so no id the
- *   reader has seen is issued again, and (sequence, cursor] is recorded as lost. This is the one
- *   write a reader can cause, and it is bounded: ids are Redis time, so a cursor within the
- *   allowance is one a failover at this moment could have lost, and it moves the sequence no
- *   further than a publish now would (plus the allowance);
- * - the cursor lies in a range recorded as lost: the reader saw, or missed, events that are gone.
- */
-const CURSOR = `${MARK_LOST}
-local cursor = tonumber(ARGV[1])
-local t = redis.call('TIME')
-local clock = clockUs(t)
-if cursor > clock + ${CLOCK_ALLOWANCE_US} then return 'invalid' end
-local from = ARGV[1]
-local all = 0
-local base = redis.call('GET', KEYS[1])
-local now = redis.call('GET', KEYS[2])
-if not now and cursor > 0 then
-  local seed = string.format('%.0f', clock)
-  if clock < cursor then seed = ARGV[1] end
-  redis.call('SET', KEYS[2], seed)
-  redis.call('SET', KEYS[1], seed)
-  base = seed
-  now = seed
-  all = 1
-end
-now = now or '0'
-if base and cursor < tonumber(base) then
-  all = 1
-  cursor = tonumber(base)
-  from = base
-end
-if cursor > tonumber(now) then
-  markLost(KEYS[3], now, ARGV[1])
-  redis.call('SET', KEYS[2], ARGV[1])
-  now = string.format('%.0f', redis.call('INCR', KEYS[2]))
-  all = 1
-elseif isLost(KEYS[3], cursor) then
-  all = 1
-end`;
-
-/**
- * KEYS: seq base, seq, lost range   ARGV: cursor.  Returns 1 when the cursor cannot be trusted (see CURSOR):
- * every channel of the reader must be reset.
- */
-const CLAIM_CURSOR = new Script(`${CURSOR}
-return all
-`);
-
-/**
- * Reads one page of what the channels received after the cursor, merged in id order, with the
- * sequence's current value in the same atomic step (the position to continue from). A channel whose
- * history cannot be proven to reach back to the cursor is reported as reset instead of being
- * replayed with a gap:
- * - trimmed (horizon above the cursor): reset, nothing replayed (the client reloads its state);
- * - expired or evicted and created again (gap above the cursor): reset, and what the stream holds
- *   now (all of it after the gap) is replayed;
- * - expired or evicted, or never kept (history size 0), with a last id above the cursor: reset.
- * A cursor older than the sequence's seed means Redis lost its data: every channel is reset and
- * what was published since the seed is replayed. A cursor ahead of the sequence, or in a range of
- * ids lost that way before, means a failover lost writes: every channel is reset (see CURSOR).
- *
- * The page ends at `max events` or `max bytes` (each event costs its envelope plus
- * {@link REPLAY_FRAME_BYTES}; the first event is taken whatever its size, so a page always moves
- * on). The merge runs here, reading each stream in chunks sized so that what the page cannot take
- * stays small: a chunk is the budget left shared among the channels, counted in the largest entry
- * (`entry bytes`), at least one entry; a channel is read again only once its chunk was taken. What
- * is read beyond the page is then at most one budget or one entry per channel, whichever is larger.
- *
- * In reverse (the history API's `reverse`), each stream is read newest first, from below `before` (when given) down to
- * the cursor, and the merge takes the highest id: the same coverage rule, budget and chunks, the other way. With
- * `held` (the history API without `since`) a trimmed stream is read all the same: the reader asked for what is held.
- *
- * KEYS: seq base, seq, lost ranges, history streams..., horizons..., gaps..., last ids...
- * ARGV: cursor, max events, max bytes, entry bytes (the largest envelope plus its frame), reverse ('1' or ''),
- *       before ('' for none: the newest), held ('1': read trimmed streams too)
- * Returns `invalid` (see CURSOR), or {all-reset, seq now, more, {reset per channel}, {envelope...}}
- */
-const REPLAY = new Script(`${CURSOR}
-local n = (#KEYS - 3) / 4
-local rev = ARGV[5] == '1'
-local held = ARGV[7] == '1'
-local upper = '+'
-if ARGV[6] ~= '' then upper = '(' .. ARGV[6] .. '-0' end
-local resets = {}
-local src = {}
-for i = 1, n do
-  local stream = KEYS[3 + i]
-  local horizon = redis.call('GET', KEYS[3 + n + i])
-  local reset = all
-  local replay = true
-  if horizon and tonumber(horizon) > cursor and not held then
-    reset = 1
-    replay = false
-  else
-    local gap = redis.call('GET', KEYS[3 + 2 * n + i])
-    if gap and tonumber(gap) > cursor then
-      reset = 1
-    elseif redis.call('EXISTS', stream) == 0 then
-      local last = redis.call('GET', KEYS[3 + 3 * n + i])
-      if last and tonumber(last) > cursor then reset = 1 end
-      replay = false
-    end
-  end
-  resets[i] = reset
-  if replay then src[#src + 1] = {key = stream, after = from, upper = upper, buf = {}, k = 1, done = false} end
-end
-${pageBudget(2)}
-local events = {}
-local function head(s)
-  if s.k > #s.buf then
-    if s.done then return nil end
-    local chunk = math.floor((maxB - bytes) / (unit * #src))
-    if chunk > maxN - count then chunk = maxN - count end
-    if chunk < 1 then chunk = 1 end
-    if rev then
-      s.buf = redis.call('XREVRANGE', s.key, s.upper, '(' .. s.after .. '-0', 'COUNT', chunk)
-    else
-      s.buf = redis.call('XRANGE', s.key, '(' .. s.after .. '-0', s.upper, 'COUNT', chunk)
-    end
-    s.k = 1
-    if #s.buf < chunk then s.done = true end
-  end
-  return s.buf[s.k]
-end
-while true do
-  local best, bestId
-  for _, s in ipairs(src) do
-    local e = head(s)
-    if e then
-      local id = tonumber(string.match(e[1], '^(%d+)'))
-      if not best or (rev and id > bestId) or (not rev and id < bestId) then
-        best = s
-        bestId = id
-      end
-    end
-  end
-  if not best then break end
-  local e = best.buf[best.k]
-  if not fits(e) then break end
-  events[count] = e[2][2]
-  if rev then best.upper = '(' .. e[1] else best.after = string.match(e[1], '^(%d+)') end
-  best.k = best.k + 1
-end
-return {all, now, more, resets, events}
-`);
-
-const FORWARD: BrokerReplayOptions = { reverse: false };
-
 /** Every script of the broker, by name (for the cluster-slot audit in test/runtime/script-slots.test.ts). */
-export const BROKER_SCRIPTS = { PUBLISH, USER_RESERVE, USER_SETTLE, CLAIM_CURSOR, REPLAY } as const;
+export const BROKER_SCRIPTS = { USER_RESERVE, USER_SETTLE } as const;
 
 const PUBLISH_OUTCOME = { 3: 'rate_limited', 4: 'channel_quota_exceeded', 5: 'retained_bytes_exceeded' } as const;
 
@@ -435,7 +209,7 @@ export function publishArgs(p: BrokerPublish): (string | number)[] {
 /**
  * A publish with a user's limits around it: USER_RESERVE in the user's slot first (when the user has limits), then
  * `run` (the channel's publish script, handed the verdict: refusal, its seconds, whether a new channel may be started
- * and the seconds until it may), then USER_SETTLE. The script's reply is `{id, status, extra, fresh}` (see PUBLISH).
+ * and the seconds until it may), then USER_SETTLE. The script's reply is `{id, status, extra, fresh}` (see CHANNEL_PUBLISH).
  */
 export async function publishWithUserLimits(
   redis: RedisLike,
@@ -481,7 +255,7 @@ export interface RedisBrokerOptions {
   readonly sharded?: boolean;
 }
 
-/** What both Redis brokers (the sequence's here, positions per channel in `channel-broker.ts`) hold: client, keys, publish command. */
+/** What a Redis broker holds: client, keys, publish command. */
 export abstract class RedisBrokerBase {
   protected readonly keys: Keys;
   protected readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
@@ -492,52 +266,5 @@ export abstract class RedisBrokerBase {
   ) {
     this.keys = new Keys(config.keyPrefix);
     this.publishCommand = options.sharded ? 'SPUBLISH' : 'PUBLISH';
-  }
-}
-
-export class RedisBroker extends RedisBrokerBase implements Broker {
-
-  publish(p: BrokerPublish): Promise<BrokerPublishOutcome> {
-    const keys = this.keys;
-    const ch = p.channel;
-    const history = keys.history(ch.channel);
-    return publishWithUserLimits(this.redis, keys, p, (verdict) =>
-      PUBLISH.run(
-        this.redis,
-        [history, keys.seq, keys.seqBase, p.idempotency ? keys.idempotency(ch.channel, p.idempotency.principal, p.idempotency.key) : history, keys.horizon(ch.channel), keys.gap(ch.channel), keys.lastId(ch.channel), keys.seqLost],
-        [keys.live(ch.channel), ...publishArgs(p), ...verdict, this.publishCommand],
-      ),
-    );
-  }
-
-  async replay(channels: readonly ParsedChannel[], cursor: number, budget: BrokerPageBudget, order: BrokerReplayOptions = FORWARD): Promise<BrokerReplayPage | 'invalid'> {
-    const keys = this.keys;
-    const res = (await REPLAY.run(
-      this.redis,
-      [
-        keys.seqBase,
-        keys.seq,
-        keys.seqLost,
-        ...channels.map((c) => keys.history(c.channel)),
-        ...channels.map((c) => keys.horizon(c.channel)),
-        ...channels.map((c) => keys.gap(c.channel)),
-        ...channels.map((c) => keys.lastId(c.channel)),
-      ],
-      [String(cursor), budget.maxEvents, budget.maxBytes, budget.entryBytes, order.reverse ? '1' : '', order.before === undefined ? '' : String(order.before), order.held ? '1' : ''],
-    )) as 'invalid' | [number, string, number, number[], string[]];
-    if (res === 'invalid') return 'invalid';
-    const [, now, more, flags, events] = res;
-    return { events, resets: channels.map((_, i) => flags[i] === 1), now: Number(now), more: more === 1 };
-  }
-
-  async claimCursor(cursor: number): Promise<boolean | 'invalid'> {
-    const keys = this.keys;
-    const r = await CLAIM_CURSOR.run(this.redis, [keys.seqBase, keys.seq, keys.seqLost], [String(cursor)]);
-    return r === 'invalid' ? 'invalid' : Number(r) === 1;
-  }
-
-  async currentCursor(): Promise<number> {
-    const v = await this.redis.get(this.keys.seq);
-    return v === null ? 0 : Number(v);
   }
 }

@@ -97,9 +97,8 @@ elseif isLost(KEYS[6], cursor) then
 end`;
 
 /**
- * Publish on one channel: the sequence's PUBLISH (`core/redis/broker.ts`: idempotency, the user's verdict, trimming by
- * count and age with the horizon, the gap, the last id, live delivery of the same bytes) with the id taken from the
- * channel: Redis time in microseconds, or one more than the channel's position when that is not below it (so ids only
+ * Publish on one channel (PUBLISH_STEPS in `core/redis/broker.ts`: idempotency, the user's verdict, trimming by count
+ * and age with the horizon, the gap, the last id, live delivery of the same bytes), the id taken from the channel: Redis time in microseconds, or one more than the channel's position when that is not below it (so ids only
  * grow on a channel, stay above its base and above every id recorded lost on it).
  *
  * KEYS: history stream, idempotency key (an unused one repeats the history's), horizon, gap, last id, base, lost ranges
@@ -130,7 +129,7 @@ return {id, 0, env, fresh}
 
 /**
  * One page of what one channel received after the reader's cursor (see CHANNEL_CURSOR for reset, `from` and the
- * position), with the coverage rule of the sequence's REPLAY, per channel: trimmed (horizon above `from`, unless
+ * position), with the coverage rule per channel: trimmed (horizon above `from`, unless
  * `held`): reset, nothing replayed; created again after it expired (gap above `from`): reset, and what the stream holds
  * is replayed; expired with a last id above `from`: reset. Read in chunks of the budget left (at least one entry): the
  * page ends at `max events` or `max bytes` (each event its envelope plus {@link REPLAY_FRAME_BYTES}; the first is taken
@@ -206,7 +205,6 @@ export const READ_ROUNDS = 3;
 type ChannelPage = [number, string, number, string, string[]];
 
 export class RedisChannelBroker extends RedisBrokerBase implements PositionBroker {
-
   /** The channel's keys in the order CHANNEL_CURSOR names them. */
   private channelKeys(channel: string): string[] {
     const k = this.keys;

@@ -1,9 +1,9 @@
 import type Redis from 'ioredis';
-import type { Broker, BrokerPageBudget, BrokerPublish } from '../../core/broker';
+import type { BrokerPageBudget, BrokerPublish, ChannelCursor, PositionBroker } from '../../core/broker';
 import { parseChannel, type ParsedChannel } from '../../core/channels';
 import { claimCursor, currentCursor, publish, replay } from '../../core/events';
 import { publishAndFanout } from '../../core/publishing';
-import { RedisBroker } from '../../core/redis/broker';
+import { RedisChannelBroker } from '../../core/redis/channel-broker';
 import { connectRedis, coreConfig, TEST_NAMESPACES, uid } from '../support/harness';
 
 /**
@@ -20,31 +20,31 @@ afterAll(() => redis.disconnect());
 
 const SERVER = { kind: 'server', principal: 'test' } as const;
 
-class Counting implements Broker {
+class Counting implements PositionBroker {
   readonly calls: string[] = [];
-  constructor(private readonly inner: Broker) {}
+  constructor(private readonly inner: PositionBroker) {}
   publish(p: BrokerPublish) {
     this.calls.push('publish');
     return this.inner.publish(p);
   }
-  replay(channels: readonly ParsedChannel[], cursor: number, budget: BrokerPageBudget) {
+  replay(reads: readonly ChannelCursor[], budget: BrokerPageBudget) {
     this.calls.push('replay');
-    return this.inner.replay(channels, cursor, budget);
+    return this.inner.replay(reads, budget);
   }
-  claimCursor(cursor: number) {
-    this.calls.push('claimCursor');
-    return this.inner.claimCursor(cursor);
+  claim(read: ChannelCursor) {
+    this.calls.push('claim');
+    return this.inner.claim(read);
   }
-  currentCursor() {
-    this.calls.push('currentCursor');
-    return this.inner.currentCursor();
+  positions(channels: readonly ParsedChannel[]) {
+    this.calls.push('positions');
+    return this.inner.positions(channels);
   }
 }
 
 test('events and publishing use the broker the deps name: its keys, not the config prefix, hold the event', async () => {
   const own = coreConfig({ keyPrefix: `own-${uid()}:` });
   const other = coreConfig({ keyPrefix: `other-${uid()}:` });
-  const broker = new Counting(new RedisBroker(redis, other));
+  const broker = new Counting(new RedisChannelBroker(redis, other));
   const deps = { redis, config: own, broker };
   const ch = parseChannel(`chat:${uid()}`, TEST_NAMESPACES);
 
@@ -53,21 +53,21 @@ test('events and publishing use the broker the deps name: its keys, not the conf
   expect(Number(second.id)).toBeGreaterThan(Number(first.id));
 
   // Through the broker: both events, and the position it keeps.
-  const page = await replay([ch], Number(first.id) - 1, deps);
+  const page = await replay([ch], [0], deps);
   expect(page.events.map((e) => JSON.parse(e).data)).toEqual([1, 2]);
-  expect(await currentCursor(deps)).toBe(Number(second.id));
-  expect(await claimCursor(Number(second.id), deps)).toBe(false);
-  expect(broker.calls).toEqual(['publish', 'publish', 'replay', 'currentCursor', 'claimCursor']);
+  expect(await currentCursor([ch], deps)).toEqual([Number(second.id)]);
+  expect(await claimCursor(ch, Number(second.id), deps)).toEqual({ reset: false, position: Number(second.id) });
+  expect(broker.calls).toEqual(['publish', 'publish', 'replay', 'positions', 'claim']);
 
   // The same Redis under the broker's prefix has them; under the config's own prefix nothing was written.
-  expect((await replay([ch], Number(first.id) - 1, { redis, config: other })).events).toHaveLength(2);
-  expect(await currentCursor({ redis, config: own })).toBe(0);
-  expect(await redis.exists(`${own.keyPrefix}h:${ch.channel}`, `${own.keyPrefix}seq`)).toBe(0);
+  expect((await replay([ch], [0], { redis, config: other })).events).toHaveLength(2);
+  expect(await currentCursor([ch], { redis, config: own })).toEqual([0]);
+  expect(await redis.keys(`${own.keyPrefix}*`)).toEqual([]);
 });
 
 test('a refusal from the broker is the same error whichever broker gave it (idempotency conflict)', async () => {
   const config = coreConfig({ keyPrefix: `conf-${uid()}:` });
-  const deps = { redis, config, broker: new RedisBroker(redis, config) };
+  const deps = { redis, config, broker: new RedisChannelBroker(redis, config) };
   const ch = `chat:${uid()}`;
   const a = await publish({ channel: ch, type: 't', data: 1, idempotencyKey: 'k1' }, SERVER, deps);
   expect(await publish({ channel: ch, type: 't', data: 1, idempotencyKey: 'k1' }, SERVER, deps)).toEqual({ id: a.id, channel: ch, duplicate: true });

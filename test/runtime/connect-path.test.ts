@@ -1,16 +1,17 @@
 import type Redis from 'ioredis';
+import { parseChannel } from '../../core/channels';
 import { currentCursor, publish } from '../../core/events';
 import { Keys } from '../../core/redis/keys';
 import { createRedis, waitReady } from '../../core/redis/client';
 import { redeemTicket } from '../../core/tickets';
 import { Hub, type LiveEvent } from '../../service/hub';
-import { connectRedis, coreConfig, eventually, RawStream, startService, ticketFor, uid } from '../support/harness';
+import { connectRedis, coreConfig, eventually, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { RedisSubscriber } from '../../core/redis/subscriber';
 
 /**
- * The connect path's round trips: a ticket's redemption reads the user's revocation epoch and the
- * sequence's position in the same Lua script, and a stream without a cursor on channels the task is
- * already subscribed to goes live at that position (service/hub.ts `mark`/`addAt`) with no further
+ * The connect path's round trips: a ticket's redemption reads the user's revocation epoch and its
+ * channels' positions in the same round trip, and a stream without a cursor on channels the task is
+ * already subscribed to goes live at those positions (service/hub.ts `mark`/`addAt`) with no further
  * round trip, unless anything could have been missed since the mark.
  */
 
@@ -31,14 +32,19 @@ describe('redemption reads the position in the same step', () => {
   });
   afterAll(() => redis.disconnect());
 
-  test('the grant carries the sequence position at redemption', async () => {
-    const ch = `chat:${uid()}`;
-    await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config });
-    const t = await ticketFor(redis, 'pos', [ch]);
-    const before = await currentCursor({ redis, config });
-    const grant = await redeemTicket(t, 'sse', { redis, config });
-    expect(grant.position).toBeGreaterThanOrEqual(before);
-    expect(grant.position).toBeLessThanOrEqual(await currentCursor({ redis, config }));
+  test('an SSE grant carries the position of each of its channels at redemption (its own last id; 0 for one without events)', async () => {
+    const a = `chat:${uid()}`;
+    const b = `chat:${uid()}`;
+    const quiet = `chat:${uid()}`;
+    const pa = await publish({ channel: a, type: 'x', data: 1 }, SERVER, { redis, config });
+    const pb = await publish({ channel: b, type: 'x', data: 1 }, SERVER, { redis, config });
+    // a's position is below b's: one number for both would be wrong for one of them.
+    expect(Number(pa.id)).toBeLessThan(Number(pb.id));
+    const grant = await redeemTicket(await ticketFor(redis, 'pos', [b, quiet, a]), 'sse', { redis, config });
+    expect(grant.positions).toEqual(new Map([[a, Number(pa.id)], [b, Number(pb.id)], [quiet, 0]]));
+    // A WebSocket ticket's redemption reads no positions (its subscriptions read their own floors).
+    const ws = await redeemTicket(await ticketFor(redis, 'pos', [a], 'ws'), 'ws', { redis, config });
+    expect(ws.positions).toBeUndefined();
   });
 });
 
@@ -67,7 +73,7 @@ describe('hub: mark and addAt', () => {
     await hub.add([ch], first);
     const mark = hub.mark([ch])!;
     expect(mark).toBeDefined();
-    const position = await currentCursor({ redis, config });
+    const position = await currentCursor([parseChannel(ch, TEST_NAMESPACES)], { redis, config });
     const second = new Recorder();
     expect(hub.addAt([ch], second, mark, position)).toBe(true);
     const p = await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config });
@@ -82,7 +88,7 @@ describe('hub: mark and addAt', () => {
     const first = new Recorder();
     await hub.add([ch], first);
     const mark = hub.mark([ch])!;
-    const position = await currentCursor({ redis, config });
+    const position = await currentCursor([parseChannel(ch, TEST_NAMESPACES)], { redis, config });
     await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config });
     await eventually(() => first.seqs.length === 1, 5000, 'the event at the hub');
     const second = new Recorder();
@@ -96,7 +102,7 @@ describe('hub: mark and addAt', () => {
     const first = new Recorder();
     await hub.add([ch, other], first);
     const mark = hub.mark([ch])!;
-    const position = await currentCursor({ redis, config });
+    const position = await currentCursor([parseChannel(ch, TEST_NAMESPACES)], { redis, config });
     hub.remove([other], first);
     expect(hub.addAt([ch], new Recorder(), mark, position)).toBe(false);
     hub.remove([ch], first);

@@ -86,7 +86,6 @@ describe('tickets', () => {
       byBackend: false,
       issuedAt: expect.any(Number),
       epoch: expect.any(Number),
-      position: expect.any(Number),
     });
     await expect(redeemTicket(t.ticket, 'ws', deps)).rejects.toMatchObject({ code: 'ticket_invalid', status: 401 });
   });
@@ -133,16 +132,19 @@ describe('publish and replay', () => {
     deps.redis = redis;
   });
 
-  test('publish: appends to history and PUBLISHes the same envelope, id from the sequence', async () => {
+  test('publish: appends to history and PUBLISHes the same envelope, id from Redis time', async () => {
     const channel = `chat:${uid()}`;
     const sub = await connectRedis();
     const got: string[] = [];
     const live = new Keys('rt:').live(channel);
     await sub.subscribe(live);
     sub.on('message', (_c, m) => got.push(m));
-    const before = await currentCursor(deps);
+    const [sec, us] = await redis.time();
+    const before = Number(sec) * 1_000_000 + Number(us);
+    expect(await currentCursor([parseChannel(channel, TEST_NAMESPACES)], deps)).toEqual([0]);
     const r = await publish({ channel, type: 'message', data: { text: 'hi', n: 1 } }, SERVER, deps);
     expect(Number(r.id)).toBeGreaterThan(before);
+    expect(await currentCursor([parseChannel(channel, TEST_NAMESPACES)], deps)).toEqual([Number(r.id)]);
     const hist = await redis.xrange(new Keys('rt:').history(channel), '-', '+');
     expect(hist).toHaveLength(1);
     const env = JSON.parse(hist[0][1][1]);
@@ -191,16 +193,17 @@ describe('publish and replay', () => {
     expect(await redis.xlen(new Keys('rt:').history(channel))).toBe(1);
   });
 
-  test('replay: every channel after the cursor, merged in id order', async () => {
+  test('replay: every channel after its own cursor, merged in id order', async () => {
     const a = parseChannel(`chat:${uid()}`, TEST_NAMESPACES);
     const b = parseChannel(`chat:${uid()}`, TEST_NAMESPACES);
     const ids: string[] = [];
     for (let i = 0; i < 6; i++) ids.push((await publish({ channel: i % 2 ? b.channel : a.channel, type: 't', data: i }, SERVER, deps)).id);
-    const r = await replay([a, b], Number(ids[1]), deps);
+    const r = await replay([a, b], [Number(ids[0]), Number(ids[1])], deps);
     expect(r.resets).toEqual([]);
     expect(r.events.map((e) => JSON.parse(e).id)).toEqual(ids.slice(2));
     expect(r.events.map((e) => JSON.parse(e).data)).toEqual([2, 3, 4, 5]);
-    expect((await replay([a, b], Number(ids[5]), deps)).events).toEqual([]);
+    expect(r.positions).toEqual([Number(ids[4]), Number(ids[5])]);
+    expect((await replay([a, b], r.positions, deps)).events).toEqual([]);
   });
 
   test('replay past trimmed history: reset for that channel only, never a silent gap', async () => {
@@ -209,25 +212,26 @@ describe('publish and replay', () => {
     const first = await publish({ channel: tiny.channel, type: 't', data: 0 }, SERVER, deps);
     const c1 = await publish({ channel: chat.channel, type: 't', data: 'c' }, SERVER, deps);
     for (let i = 1; i <= 4; i++) await publish({ channel: tiny.channel, type: 't', data: i }, SERVER, deps);
-    const r = await replay([chat, tiny], Number(first.id), deps);
+    // chat at 0: nothing seen on it yet.
+    const r = await replay([chat, tiny], [0, Number(first.id)], deps);
     expect(r.resets).toEqual([tiny.channel]);
     expect(r.events.map((e) => JSON.parse(e).id)).toEqual([c1.id]);
     // A cursor still inside the retained history replays without reset.
     const hist = await redis.xrange(new Keys('rt:').history(tiny.channel), '-', '+');
-    const r2 = await replay([tiny], Number(hist[0][0].split('-')[0]), deps);
+    const r2 = await replay([tiny], [Number(hist[0][0].split('-')[0])], deps);
     expect(r2.resets).toEqual([]);
     expect(r2.events).toHaveLength(2);
   });
 
   test('history disabled (size 0): a resume that missed events gets reset, one that missed none does not', async () => {
     const ch = parseChannel(`nohist:${uid()}`, TEST_NAMESPACES);
-    const before = await currentCursor(deps);
+    const before = await currentCursor([ch], deps);
     const e = await publish({ channel: ch.channel, type: 't', data: 1 }, SERVER, deps);
     expect((await replay([ch], before, deps)).resets).toEqual([ch.channel]);
-    expect((await replay([ch], Number(e.id), deps)).resets).toEqual([]);
+    expect((await replay([ch], [Number(e.id)], deps)).resets).toEqual([]);
   });
 
-  test('a cursor from before Redis lost its data (sequence reseeded): reset', async () => {
+  test('a cursor from before Redis lost its data (the channel\'s epoch began again): reset', async () => {
     const prefix = `t${uid()}:`;
     const d = { redis, config: coreConfig({ keyPrefix: prefix }) };
     const ch = parseChannel(`chat:${uid()}`, TEST_NAMESPACES);
@@ -236,10 +240,10 @@ describe('publish and replay', () => {
     await redis.del(...keys);
     const fresh = await publish({ channel: ch.channel, type: 't', data: 2 }, SERVER, d);
     expect(Number(fresh.id)).toBeGreaterThan(Number(old.id));
-    const r = await replay([ch], Number(old.id) - 1, d);
+    const r = await replay([ch], [Number(old.id) - 1], d);
     expect(r.resets).toEqual([ch.channel]);
     // What was published after the loss is still delivered.
     expect(r.events.map((e) => JSON.parse(e).id)).toEqual([fresh.id]);
-    expect(r.position).toBe(Number(fresh.id));
+    expect(r.positions).toEqual([Number(fresh.id)]);
   });
 });

@@ -1,8 +1,9 @@
 /**
  * No reader writes shared state beyond what a failover can explain (issue 20, item 1). A cursor that cannot be an
  * id this deployment issued (ahead of Redis time, past 2^53) is refused (`400 invalid_cursor`) on JSON paths and
- * answered with a `reset` on a native SSE stream and a WebSocket subscribe; the sequence and the lost ranges stay as
- * they were. A plausible cursor ahead of the sequence (a real failover) still moves it, and marks only its own range.
+ * answered with a `reset` on a native SSE stream and a WebSocket subscribe; every key stays as it was (positions per
+ * channel: the channels' bases and lost ranges). A plausible cursor ahead of a channel's position (a real failover)
+ * still marks its range as lost on that channel, and only that range.
  */
 import type Redis from 'ioredis';
 import pino from 'pino';
@@ -30,12 +31,17 @@ beforeAll(async () => {
 });
 afterAll(() => redis.disconnect());
 
-/** Everything a reader could have written: the sequence, its seed and the lost ranges (whatever their key). */
+/** Everything a reader could have written, whatever its key: strings (bases, last ids, markers), sorted sets (lost ranges), streams. */
 async function sharedState(keys: Keys): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const k of (await redis.keys(`${keys.prefix}seq*`)).sort()) {
+  // A channel's keys (history, horizon, gap, last id, base, lost ranges) and the registry's floor; not a connection's own records.
+  const channelKey = /^[^:]*:(?:h|hx|hg|hl|hb|hr):\{|\{seq\}/;
+  for (const k of (await redis.keys(`${keys.prefix}*`)).filter((key) => channelKey.test(key)).sort()) {
     const type = await redis.type(k);
-    out[k] = type === 'string' ? String(await redis.get(k)) : JSON.stringify(await redis.zrange(k, 0, -1, 'WITHSCORES'));
+    if (type === 'string') out[k] = String(await redis.get(k));
+    else if (type === 'zset') out[k] = JSON.stringify(await redis.zrange(k, 0, -1, 'WITHSCORES'));
+    else if (type === 'stream') out[k] = `stream of ${await redis.xlen(k)}`;
+    else out[k] = type;
   }
   return out;
 }
@@ -47,13 +53,13 @@ describe('core: replay and claimCursor', () => {
   };
   const ch = (name: string) => parseChannel(name, NAMESPACES);
 
-  test.each([FAR, PAST_2_53])('cursor %s: invalid_cursor, and the sequence, its seed and the lost ranges are untouched', async (cursor) => {
+  test.each([FAR, PAST_2_53])('cursor %s: invalid_cursor, and the channel\'s base, last id and lost ranges are untouched', async (cursor) => {
     const { keys, deps } = isolated();
     const a = ch(`brief:${uid()}`);
     await publish({ channel: a.channel, type: 't', data: 1 }, SERVER, deps);
     const before = await sharedState(keys);
-    await expect(replay([a], Number(cursor), deps)).rejects.toMatchObject({ code: 'invalid_cursor' });
-    await expect(claimCursor(Number(cursor), deps)).rejects.toMatchObject({ code: 'invalid_cursor' });
+    await expect(replay([a], [Number(cursor)], deps)).rejects.toMatchObject({ code: 'invalid_cursor' });
+    await expect(claimCursor(a, Number(cursor), deps)).rejects.toMatchObject({ code: 'invalid_cursor' });
     expect(await sharedState(keys)).toEqual(before);
     // Publishing goes on with ids of 16 digits below 2^53.
     const next = await publish({ channel: a.channel, type: 't', data: 2 }, SERVER, deps);
@@ -63,28 +69,37 @@ describe('core: replay and claimCursor', () => {
 
   test('a cursor a little ahead of Redis time, beyond the clock allowance, is refused in Redis too (not only by the caller\'s clock)', async () => {
     const { keys, deps } = isolated();
+    const a = ch(`brief:${uid()}`);
+    await publish({ channel: a.channel, type: 't', data: 1 }, SERVER, deps);
     const [s, us] = (await redis.time()) as [number | string, number | string];
     const redisNow = Number(s) * 1_000_000 + Number(us);
     const before = await sharedState(keys);
     // Two seconds ahead of Redis: more than the clock allowance (1 s), well within 16 digits.
-    await expect(claimCursor(redisNow + 2_000_000, deps)).rejects.toMatchObject({ code: 'invalid_cursor' });
+    await expect(claimCursor(a, redisNow + 2_000_000, deps)).rejects.toMatchObject({ code: 'invalid_cursor' });
+    await expect(replay([a], [redisNow + 2_000_000], deps)).rejects.toMatchObject({ code: 'invalid_cursor' });
     expect(await sharedState(keys)).toEqual(before);
   });
 
-  test('two small jumps ahead of the sequence record two ranges: a reader holding a real id between them is not reset', async () => {
-    const { deps } = isolated();
+  test('two small jumps ahead of a channel\'s position record two ranges on it: a reader holding a real id between them is not reset', async () => {
+    const { keys, deps } = isolated();
     const a = ch(`brief:${uid()}`);
+    const other = ch(`brief:${uid()}`);
     await publish({ channel: a.channel, type: 't', data: 0 }, SERVER, deps);
-    const jump1 = (await currentCursor(deps)) + 10;
-    expect(await claimCursor(jump1, deps)).toBe(true);
+    const o = await publish({ channel: other.channel, type: 't', data: 0 }, SERVER, deps);
+    const [p1] = await currentCursor([a], deps);
+    const jump1 = p1 + 10;
+    expect(await claimCursor(a, jump1, deps)).toEqual({ reset: true, position: jump1 + 1 });
     const real = await publish({ channel: a.channel, type: 't', data: 'held by a client' }, SERVER, deps);
     expect(Number(real.id)).toBeGreaterThan(jump1);
-    const jump2 = (await currentCursor(deps)) + 10;
-    expect(await claimCursor(jump2, deps)).toBe(true);
+    const jump2 = (await currentCursor([a], deps))[0] + 10;
+    expect((await claimCursor(a, jump2, deps)).reset).toBe(true);
     // The client holding `real` resumes without a reset, and readers inside either jumped range are reset.
-    expect((await replay([a], Number(real.id), deps)).resets).toEqual([]);
-    expect((await replay([a], jump1 - 1, deps)).resets).toEqual([a.channel]);
-    expect((await replay([a], jump2 - 1, deps)).resets).toEqual([a.channel]);
+    expect((await replay([a], [Number(real.id)], deps)).resets).toEqual([]);
+    expect((await replay([a], [jump1 - 1], deps)).resets).toEqual([a.channel]);
+    expect((await replay([a], [jump2 - 1], deps)).resets).toEqual([a.channel]);
+    // The other channel was not touched: its reader resumes, and no lost range was written on it.
+    expect((await replay([other], [Number(o.id)], deps)).resets).toEqual([]);
+    expect(await redis.exists(keys.lostRanges(other.channel))).toBe(0);
   });
 });
 

@@ -25,7 +25,7 @@ beforeAll(async () => {
 });
 afterAll(() => redis.disconnect());
 
-/** A prefix of its own per test: these tests move the sequence, which must not disturb others. */
+/** A prefix of its own per test: these tests roll channels back and delete keys, which must not disturb others. */
 function isolated() {
   const prefix = `h${uid()}:`;
   const deps = { redis, config: coreConfig({ keyPrefix: prefix, namespaces: NAMESPACES }) };
@@ -47,11 +47,11 @@ describe('history that expired or was evicted (item: no silent loss)', () => {
     const first = await publish({ channel: a.channel, type: 't', data: 1 }, SERVER, deps);
     const last = await publish({ channel: a.channel, type: 't', data: 2 }, SERVER, deps);
     await expireNow(keys.history(a.channel));
-    const r = await replay([a], Number(first.id), deps);
+    const r = await replay([a], [Number(first.id)], deps);
     expect(r.resets).toEqual([a.channel]);
     expect(r.events).toEqual([]);
     // A reader that had seen the last event missed nothing.
-    expect((await replay([a], Number(last.id), deps)).resets).toEqual([]);
+    expect((await replay([a], [Number(last.id)], deps)).resets).toEqual([]);
   });
 
   test('stream evicted, then new events: a resume from before the gap gets reset and the new events', async () => {
@@ -64,12 +64,13 @@ describe('history that expired or was evicted (item: no silent loss)', () => {
     await redis.del(keys.history(a.channel)); // what eviction (or expiry) leaves behind
     const n1 = await publish({ channel: a.channel, type: 't', data: 'new-1' }, SERVER, deps);
     const n2 = await publish({ channel: a.channel, type: 't', data: 'new-2' }, SERVER, deps);
-    const r = await replay([a, other], Number(before.id), deps);
+    // The reader saw `before` on a and nothing yet on the other channel.
+    const r = await replay([a, other], [Number(before.id), 0], deps);
     expect(r.resets).toEqual([a.channel]);
     expect(ids(r.events)).toEqual([o.id, n1.id, n2.id]);
-    expect(r.position).toBe(Number(n2.id));
+    expect(r.positions).toEqual([Number(n2.id), Number(o.id)]);
     // A cursor after the gap replays normally.
-    const after = await replay([a], Number(n1.id), deps);
+    const after = await replay([a], [Number(n1.id)], deps);
     expect(after.resets).toEqual([]);
     expect(ids(after.events)).toEqual([n2.id]);
   });
@@ -95,59 +96,61 @@ describe('history that expired or was evicted (item: no silent loss)', () => {
     const a = ch(`brief:${uid()}`);
     const e1 = await publish({ channel: a.channel, type: 't', data: 1 }, SERVER, deps);
     const e2 = await publish({ channel: a.channel, type: 't', data: 2 }, SERVER, deps);
-    // Much later, other channels moved the sequence on.
+    // Much later, other channels published.
     for (let i = 0; i < 5; i++) await publish({ channel: `brief:${uid()}`, type: 't', data: i }, SERVER, deps);
-    expect(await replay([a], Number(e2.id), deps)).toMatchObject({ resets: [], events: [] });
-    const r = await replay([a], Number(e1.id), deps);
+    expect(await replay([a], [Number(e2.id)], deps)).toMatchObject({ resets: [], events: [] });
+    const r = await replay([a], [Number(e1.id)], deps);
     expect(r.resets).toEqual([]);
     expect(ids(r.events)).toEqual([e2.id]);
   });
 
-  test('a channel that never had events: no spurious reset', async () => {
+  test('a channel that never had events: no spurious reset, at its own position (0) or under a shared cursor', async () => {
     const { deps } = isolated();
-    await publish({ channel: `brief:${uid()}`, type: 't', data: 'elsewhere' }, SERVER, deps);
-    const cursor = await currentCursor(deps);
-    const r = await replay([ch(`brief:${uid()}`), ch(`flash:${uid()}`)], cursor - 1, deps);
-    expect(r).toMatchObject({ resets: [], events: [] });
+    const e = await publish({ channel: `brief:${uid()}`, type: 't', data: 'elsewhere' }, SERVER, deps);
+    const never = [ch(`brief:${uid()}`), ch(`flash:${uid()}`)];
+    const cursor = await currentCursor(never, deps);
+    expect(cursor).toEqual([0, 0]);
+    expect(await replay(never, cursor, deps)).toMatchObject({ resets: [], events: [], positions: [0, 0] });
+    // One number for every channel (a cursor from before positions were per channel): not a loss on a channel without events.
+    expect(await replay(never, { positions: [Number(e.id), Number(e.id)], shared: true }, deps)).toMatchObject({ resets: [], events: [] });
   });
 
   test('history disabled (size 0) once the horizon would have expired: a resume that missed events still gets reset', async () => {
     const { keys, deps } = isolated();
     const a = ch(`flash:${uid()}`);
-    await publish({ channel: `brief:${uid()}`, type: 't', data: 'elsewhere' }, SERVER, deps);
-    const before = await currentCursor(deps);
+    const before = await currentCursor([a], deps);
     const e = await publish({ channel: a.channel, type: 't', data: 1 }, SERVER, deps);
     await redis.del(keys.horizon(a.channel));
     expect((await replay([a], before, deps)).resets).toEqual([a.channel]);
-    expect((await replay([a], Number(e.id), deps)).resets).toEqual([]);
+    expect((await replay([a], [Number(e.id)], deps)).resets).toEqual([]);
   });
 });
 
-describe('a cursor ahead of the sequence (failover lost writes)', () => {
-  test('resume with the higher cursor: reset for every channel, and the next id is above the cursor', async () => {
+describe('a cursor ahead of a channel\'s position (failover lost its last writes)', () => {
+  test('resume with the higher cursor: reset for that channel only, and its next id is above the cursor', async () => {
     const { keys, deps } = isolated();
     const a = ch(`brief:${uid()}`);
     const b = ch(`brief:${uid()}`);
     const kept = await publish({ channel: a.channel, type: 't', data: 'replicated' }, SERVER, deps);
-    await publish({ channel: b.channel, type: 't', data: 'lost' }, SERVER, deps);
-    const seen = await publish({ channel: a.channel, type: 't', data: 'lost too' }, SERVER, deps);
-    // The new primary lost the last writes: the sequence is back where it was after `kept`.
-    await redis.set(keys.seq, kept.id);
+    const onB = await publish({ channel: b.channel, type: 't', data: 'on another shard' }, SERVER, deps);
+    const seen = await publish({ channel: a.channel, type: 't', data: 'lost' }, SERVER, deps);
+    // The new primary of a's shard lost the last write: a is back where it was after `kept`; b is untouched.
     await redis.xtrim(keys.history(a.channel), 'MAXLEN', 1);
     await redis.set(keys.lastId(a.channel), kept.id);
-    await redis.del(keys.history(b.channel), keys.lastId(b.channel));
-    const r = await replay([a, b], Number(seen.id), deps);
-    expect(r.resets).toEqual([a.channel, b.channel]);
+    const r = await replay([a, b], [Number(seen.id), Number(onB.id)], deps);
+    expect(r.resets).toEqual([a.channel]);
     expect(r.events).toEqual([]);
-    expect(r.position).toBeGreaterThan(Number(seen.id));
-    const next = await publish({ channel: b.channel, type: 't', data: 'after' }, SERVER, deps);
+    expect(r.positions).toEqual([Number(seen.id) + 1, Number(onB.id)]);
+    const next = await publish({ channel: a.channel, type: 't', data: 'after' }, SERVER, deps);
     expect(Number(next.id)).toBeGreaterThan(Number(seen.id));
-    // The reader continues from its position and gets the new event, without another reset.
-    expect(await replay([a, b], r.position, deps)).toMatchObject({ resets: [], events: [expect.stringContaining(`"id":"${next.id}"`)] });
-    // Another reader holding an id from the lost range is reset too, although the sequence has moved on.
-    expect((await replay([a], Number(seen.id) - 1, deps)).resets).toEqual([a.channel]);
+    // The reader continues from its positions and gets the new event, without another reset.
+    expect(await replay([a, b], r.positions, deps)).toMatchObject({ resets: [], events: [expect.stringContaining(`"id":"${next.id}"`)] });
+    // Another reader holding an id from the lost range is reset too, although the channel has moved on.
+    expect((await replay([a], [Number(seen.id) - 1], deps)).resets).toEqual([a.channel]);
     // A reader from before the loss is not.
-    expect((await replay([a], Number(kept.id), deps)).resets).toEqual([]);
+    expect((await replay([a], [Number(kept.id)], deps)).resets).toEqual([]);
+    // b's state was neither read for a nor written.
+    expect(await redis.exists(keys.lostRanges(b.channel))).toBe(0);
   });
 
   test('publish after a roll-back never returns an id at or below the channel\'s last id', async () => {
@@ -155,33 +158,31 @@ describe('a cursor ahead of the sequence (failover lost writes)', () => {
     const a = ch(`brief:${uid()}`);
     const first = await publish({ channel: a.channel, type: 't', data: 1 }, SERVER, deps);
     const last = await publish({ channel: a.channel, type: 't', data: 2 }, SERVER, deps);
-    // Only the sequence went back (the channel's last id survived).
-    await redis.set(keys.seq, String(Number(first.id) - 1));
+    // A last id issued by a primary whose clock was ahead (half a second, within the allowance).
+    const ahead = Number(last.id) + 500_000;
+    await redis.set(keys.lastId(a.channel), String(ahead));
     const next = await publish({ channel: a.channel, type: 't', data: 3 }, SERVER, deps);
-    expect(Number(next.id)).toBeGreaterThan(Number(last.id));
+    expect(Number(next.id)).toBeGreaterThan(ahead);
     const hist = await redis.xrange(keys.history(a.channel), '-', '+');
     expect(hist.map((e) => e[0])).toEqual([`${first.id}-0`, `${last.id}-0`, `${next.id}-0`]);
-    // Ids issued before the roll-back may have reached readers on other channels: those readers reset.
-    const other = ch(`brief:${uid()}`);
-    expect((await replay([other], Number(last.id), deps)).resets).toEqual([other.channel]);
-    expect((await replay([other], Number(next.id), deps)).resets).toEqual([]);
-    // Without its last id (evicted), the channel's newest entry bounds the sequence instead.
+    // Without its last id (evicted), the channel's newest entry bounds the next id instead.
     await redis.del(keys.lastId(a.channel));
-    await redis.set(keys.seq, String(Number(first.id) - 1));
     const after = await publish({ channel: a.channel, type: 't', data: 4 }, SERVER, deps);
     expect(Number(after.id)).toBeGreaterThan(Number(next.id));
   });
 
-  test('Redis lost everything and nothing was published since: a cursor gets reset, the sequence is seeded past it', async () => {
+  test('Redis lost everything and nothing was published since: a cursor gets reset, the channel\'s new epoch begins past it', async () => {
     const { keys, deps } = isolated();
     const a = ch(`brief:${uid()}`);
     const e = await publish({ channel: a.channel, type: 't', data: 1 }, SERVER, deps);
     await redis.del(...(await redis.keys(`${keys.prefix}*`)));
-    const r = await replay([a], Number(e.id), deps);
+    const r = await replay([a], [Number(e.id)], deps);
     expect(r.resets).toEqual([a.channel]);
+    // The reader wrote nothing.
+    expect(await redis.keys(`${keys.prefix}*`)).toEqual([]);
     const next = await publish({ channel: a.channel, type: 't', data: 2 }, SERVER, deps);
     expect(Number(next.id)).toBeGreaterThan(Number(e.id));
-    expect((await replay([a], Number(e.id) - 1, deps)).resets).toEqual([a.channel]);
+    expect((await replay([a], [Number(e.id) - 1], deps)).resets).toEqual([a.channel]);
   });
 });
 
@@ -268,20 +269,26 @@ describe('on the wire: WebSocket subscribe with since', () => {
     expect(c.signals('reset')).toEqual([{ type: 'reset', channel: a, reason: 'history_unavailable' }]);
   });
 
-  test('since ahead of a rolled-back sequence: reset on a new subscription and on one made at $connect; the next id is above it', async () => {
+  test('since ahead of a rolled-back channel: reset on a new subscription and on one made at $connect; the next id is above it', async () => {
     const a = `chat:${uid()}`;
     const b = `chat:${uid()}`;
-    const kept = await publish({ channel: a, type: 't', data: 0 }, SERVER, deps());
+    const keptA = await publish({ channel: a, type: 't', data: 0 }, SERVER, deps());
+    const keptB = await publish({ channel: b, type: 't', data: 0 }, SERVER, deps());
     const c = await client('alice', [a, b]);
     await c.request({ action: 'unsubscribe', channel: b }, 'unsubscribed');
-    const seen = await publish({ channel: a, type: 't', data: 'lost' }, SERVER, deps());
-    await redis.set(keys.seq, kept.id);
+    const seenB = await publish({ channel: b, type: 't', data: 'lost' }, SERVER, deps());
+    const seenA = await publish({ channel: a, type: 't', data: 'lost' }, SERVER, deps());
+    // A failover lost the last write of each channel.
+    for (const [ch, kept] of [[a, keptA], [b, keptB]] as const) {
+      await redis.xtrim(keys.history(ch), 'MAXLEN', 1);
+      await redis.set(keys.lastId(ch), kept.id);
+    }
     // b: a new subscription; a: subscribed at $connect, with a floor below the cursor.
-    await c.request({ action: 'subscribe', channel: b, since: seen.id }, 'subscribed', (f) => f.channel === b);
-    await c.request({ action: 'subscribe', channel: a, since: seen.id }, 'subscribed', (f) => f.channel === a);
+    await c.request({ action: 'subscribe', channel: b, since: seenB.id }, 'subscribed', (f) => f.channel === b);
+    await c.request({ action: 'subscribe', channel: a, since: seenA.id }, 'subscribed', (f) => f.channel === a);
     expect(c.signals('reset').map((f) => f.channel)).toEqual([b, a]);
     const next = await publish({ channel: a, type: 't', data: 'next' }, SERVER, deps());
-    expect(Number(next.id)).toBeGreaterThan(Number(seen.id));
+    expect(Number(next.id)).toBeGreaterThan(Number(seenA.id));
   });
 
   test('since above the floor of a subscription made at $connect, no loss: no reset', async () => {

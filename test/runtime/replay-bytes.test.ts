@@ -11,7 +11,7 @@ import pino from 'pino';
 import { parseChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
 import { REPLAY_FRAME_BYTES } from '../../core/broker';
-import { publish, replay } from '../../core/events';
+import { publish, replay, type Cursors } from '../../core/events';
 import { Keys } from '../../core/redis/keys';
 import type { LocalStack } from '../../local/stack';
 import { LiveEvent } from '../../service/hub';
@@ -83,7 +83,9 @@ test('core replay: pages of at most 1 MiB (envelopes and framing), resumed from 
   const { channels, ids, before } = await largest('big');
   const parsed = channels.map((c) => parseChannel(c, NAMESPACES));
   const got: string[] = [];
-  let cursor = before;
+  // One number for every channel (the plain decimal a client held before positions were per channel), then the
+  // positions per channel each page answers.
+  let cursor: Cursors = { positions: parsed.map(() => before), shared: true };
   for (let pages = 1; ; pages++) {
     const r = await replay(parsed, cursor, deps());
     const bytes = r.events.reduce((n, e) => n + Buffer.byteLength(e) + REPLAY_FRAME_BYTES, 0);
@@ -91,7 +93,7 @@ test('core replay: pages of at most 1 MiB (envelopes and framing), resumed from 
     expect(r.events.length).toBeGreaterThan(0);
     got.push(...r.events.map(idOf));
     if (!r.more) break;
-    cursor = r.position;
+    cursor = r.positions;
     expect(pages).toBeLessThan(TOTAL);
   }
   expect(got).toEqual(ids);

@@ -13,11 +13,10 @@ import { connectRedis, coreConfig, TEST_NAMESPACES, uid, useRedisCluster } from 
 
 /**
  * Issue 23, item 1: every Lua script touches keys of one hash slot, so it runs on a Redis Cluster, and declares every
- * key it touches. The one exception is documented in DESIGN ("Redis Cluster: what runs single-slot today"): the
- * deployment-wide sequence, which a publish and a replay (and the connection registry's floors) read beside the
- * channels' keys until positions per channel replace it (issue 23, item 2). The scripts on positions per channel
- * (`CHANNEL_*`, core/redis/channel-broker.ts) are held to one slot like the rest, and run on the cluster below; the
- * transports still use the sequence's until they read per-channel positions (item 3).
+ * key it touches. Publish, replay and claim run on positions per channel (`CHANNEL_*`, core/redis/channel-broker.ts,
+ * issue 23 item 2): one channel's slot per script; the WebSocket connection registry's floors are the channels'
+ * positions, read beside each channel's subscriber set (`CHANNEL_JOIN`), and its record and user set are changed by
+ * scripts of their own (DESIGN "Redis Cluster: what runs single-slot today"). No exception is left.
  *
  * Part 1 runs every operation that uses a script against the one-node Redis, records each script call's keys and
  * asks the local cluster for their slots (CLUSTER KEYSLOT). Part 2 runs the single-slot operations on the cluster
@@ -72,8 +71,8 @@ async function everyOperation(redis: Redis, sub: string, a: string, b: string): 
   const user = { kind: 'user', sub } as const;
   await publish({ channel: a, type: 't', data: 1, idempotencyKey: `k-${uid()}` }, { kind: 'server', principal: 'test' }, deps);
   await publish({ channel: b, type: 't', data: 2 }, user, deps, { channels: [b], byBackend: false });
-  await replay([parseChannel(a, TEST_NAMESPACES), parseChannel(b, TEST_NAMESPACES)], 1, deps);
-  await claimCursor(1, deps);
+  await replay([parseChannel(a, TEST_NAMESPACES), parseChannel(b, TEST_NAMESPACES)], [1, 1], deps);
+  await claimCursor(parseChannel(a, TEST_NAMESPACES), 1, deps);
   // The broker on positions per channel (issue 23, item 2): one channel's slot per script.
   const positions = new RedisChannelBroker(redis, config);
   const [pa, pb] = [parseChannel(a, TEST_NAMESPACES), parseChannel(b, TEST_NAMESPACES)];
@@ -91,12 +90,6 @@ async function everyOperation(redis: Redis, sub: string, a: string, b: string): 
   await revokeUser(sub, deps);
 }
 
-/**
- * Scripts that read the deployment-wide sequence (`{seq}`) beside per-channel keys: multi-slot until item 2. Each key
- * group named here must still be single-slot on its own: a channel's keys together, the sequence's keys together.
- */
-const SEQUENCE_BOUND = new Set(['PUBLISH', 'REPLAY']);
-
 describe('key slots of every script', () => {
   let redis: Redis;
   let admin: Redis;
@@ -110,33 +103,15 @@ describe('key slots of every script', () => {
   });
   const slot = async (key: string) => Number(await admin.cluster('KEYSLOT', key));
 
-  test('each script keeps its keys in one slot (the sequence-bound scripts: one slot per key group)', async () => {
+  test('each script keeps its keys in one slot', async () => {
     const rec = recording(redis);
     await everyOperation(rec.redis, `u-${uid()}`, `chat:${uid()}`, `chat:${uid()}`);
     const seen = new Set(rec.calls.map((c) => c.script));
     expect([...seen].filter((s) => s.startsWith('unknown'))).toEqual([]);
-    const keys = new Keys('rt:');
-    const sequence = new Set([keys.seq, keys.seqBase, keys.seqLost]);
     const spans: string[] = [];
     for (const call of rec.calls) {
       const slots = new Set(await Promise.all(call.keys.map(slot)));
-      if (slots.size <= 1) continue;
-      if (SEQUENCE_BOUND.has(call.script)) {
-        // Without the sequence's keys, what remains is one slot per channel (its keys together).
-        const seqSlots = new Set(await Promise.all(call.keys.filter((k) => sequence.has(k)).map(slot)));
-        const rest = call.keys.filter((k) => !sequence.has(k));
-        const byChannel = new Map<string, Set<number>>();
-        for (const k of rest) {
-          const tag = /\{([^}]*)\}/.exec(k)?.[1] ?? k;
-          byChannel.set(tag, (byChannel.get(tag) ?? new Set()).add(await slot(k)));
-        }
-        const split = [...byChannel].filter(([, s]) => s.size > 1).map(([t]) => t);
-        // A publish: besides the sequence, only its channel's keys (the idempotency key included).
-        if (seqSlots.size <= 1 && split.length === 0 && (call.script !== 'PUBLISH' || byChannel.size === 1)) continue;
-        spans.push(`${call.script}: sequence keys in ${seqSlots.size} slots; groups split over slots: ${split.join(', ') || 'none'}; groups ${[...byChannel.keys()].join(', ')}`);
-        continue;
-      }
-      spans.push(`${call.script}: ${call.keys.join(' ')} in ${slots.size} slots`);
+      if (slots.size > 1) spans.push(`${call.script}: ${call.keys.join(' ')} in ${slots.size} slots`);
     }
     expect(spans).toEqual([]);
     // Every script was exercised, so a new one cannot slip past this test.
@@ -164,7 +139,8 @@ describe('on the cluster', () => {
       await revokeUser(sub, deps);
       await expect(issueTicket({ identity: { kind: 'user', sub }, channels: [`chat:${uid()}`], transport: 'sse' }, deps).then((t) => redeemTicket(t.ticket, 'sse', deps))).resolves.toMatchObject({ sub });
     }
-    await expect(claimCursor(1, deps)).resolves.toBe(true);
+    // A cursor of a channel without any key (its events are gone): reset, continue from 0, in the channel's slot.
+    await expect(claimCursor(parseChannel(`chat:${uid()}`, TEST_NAMESPACES), 1, deps)).resolves.toEqual({ reset: true, position: 0 });
   });
 
   test('positions per channel: publish, replay, claim and positions run on the cluster, every script in one channel\'s slot', async () => {
@@ -229,18 +205,20 @@ describe('on the cluster', () => {
     expect([await cluster.exists(keys.userConnections(sub)), await cluster.exists(keys.connection(conn))]).toEqual([0, 0]);
   });
 
-  test('a publish by a user checks and counts the user limits on the user slot (the sequence keeps the publish itself off the cluster for now)', async () => {
+  test('a publish by a user through core/events.ts runs on the cluster: user limits on the user slot, the event on its channel\'s, replayed from there', async () => {
     const config = coreConfig({ userPublishPerMinute: 100, userNewChannelsPerHour: 100, userRetainedBytes: 1_000_000 });
     const deps = { redis: cluster as unknown as Redis, config };
     const ch = `chat:${uid()}`;
     const sub = `u-${uid()}`;
-    // The documented exception: the sequence's slot beside the channel's. When positions per channel land, this
-    // publish succeeds and this expectation is replaced by a delivery check.
-    await expect(publish({ channel: ch, type: 't', data: 1 }, { kind: 'user', sub }, deps, { channels: [ch], byBackend: false })).rejects.toThrow(/CROSSSLOT/);
-    // USER_RESERVE ran on the cluster (its three keys in the user's slot) and counted the event before PUBLISH was
-    // refused (a failed publish leaves its reservation counted: the safe side of a limit).
+    const r = await publish({ channel: ch, type: 't', data: 1 }, { kind: 'user', sub }, deps, { channels: [ch], byBackend: false });
+    expect(r.duplicate).toBe(false);
+    // USER_RESERVE ran on the cluster (its three keys in the user's slot) and counted the event and the new channel.
     const keys = new Keys('rt:');
     expect(await cluster.get(keys.userPublishes(sub))).toBe('1');
+    expect(await cluster.get(keys.userNewChannels(sub))).toBe('1');
     expect(Number(await cluster.get(keys.userRetained('chat', sub)))).toBeGreaterThan(0);
+    const page = await replay([parseChannel(ch, TEST_NAMESPACES)], [0], deps);
+    expect(page.events.map((e) => JSON.parse(e).id)).toEqual([r.id]);
+    expect(page.positions).toEqual([Number(r.id)]);
   });
 });
