@@ -30,8 +30,8 @@ function isolated(historySize: number) {
 
 describe('memory estimates against MEMORY USAGE of the keys a real publish, registration and ticket create', () => {
   // Ids are Redis time in µs, so an entry's size depends on the time since its node's first entry. The test sets the
-  // sequence before each publish (far ahead of Redis time, where a publish takes sequence + 1) so that ids are exactly
-  // `gap` apart: the estimate is then checked against a known gap, however fast or loaded the machine is.
+  // channel's last id before each publish (far ahead of Redis time, where a publish takes last id + 1) so that ids are
+  // exactly `gap` apart: the estimate is then checked against a known gap, however fast or loaded the machine is.
   test.each([
     [200, 1, 10, 1],
     [200, 300, 100, 1],
@@ -50,7 +50,7 @@ describe('memory estimates against MEMORY USAGE of the keys a real publish, regi
     const base = (Number(sec) + 2 * 3600) * 1_000_000;
     let n = 0;
     const publishNext = async () => {
-      await redis.set(keys.seq, String(base + n++ * gap - 1));
+      await redis.set(keys.lastId(channel), String(base + n++ * gap - 1));
       return publish({ channel, type: 'message', data }, SERVER, deps);
     };
     for (let i = 0; i < published; i++) expect((await publishNext()).id).toBe(String(base + (n - 1) * gap));
