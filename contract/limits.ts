@@ -16,8 +16,18 @@ export const MAX_CHANNEL_LENGTH = CHANNEL_NAMESPACE_MAX_LENGTH + 1 + CHANNEL_NAM
 export const TICKET_BYTES = 32;
 /** Characters of a ticket (`?ticket=`): base64url of {@link TICKET_BYTES} bytes, unpadded. */
 export const TICKET_LENGTH = Math.ceil((TICKET_BYTES * 4) / 3);
-/** Digits of a cursor (`Last-Event-ID`, `lastEventId`, `since`, `cursor`): a decimal event id. */
-export const MAX_CURSOR_DIGITS = 16;
+/** Most channels one ticket or connection may name: the upper bound of MAX_CHANNELS_PER_CONNECTION (`CORE_SETTINGS.maxChannelsPerConnection.max`; connection-cursor.test holds them equal). */
+export const MAX_CHANNELS_PER_CONNECTION = 64;
+/** Base-36 digits of the largest safe integer (2^53 − 1): the longest field of a connection cursor. */
+const MAX_CURSOR_FIELD = 11;
+/**
+ * Longest connection cursor over `channels` channels (`Last-Event-ID`, `lastEventId`, the long poll's `cursor`;
+ * `core/cursor.ts`): `p1.`, an anchor, and one field per channel. A plain decimal (an event id, or a WebSocket
+ * `since`) is 16 digits at most, shorter than any.
+ */
+export const cursorMaxLength = (channels: number): number => 'p1'.length + 1 + MAX_CURSOR_FIELD + channels * (1 + MAX_CURSOR_FIELD);
+/** Longest connection cursor at {@link MAX_CHANNELS_PER_CONNECTION} channels: 782 characters. */
+export const MAX_CURSOR_LENGTH = cursorMaxLength(MAX_CHANNELS_PER_CONNECTION);
 
 /**
  * Most events a namespace may keep per channel (`historySize`): a full resume is then at most ten replay pages of the

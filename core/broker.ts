@@ -44,7 +44,8 @@ export interface PositionPage {
   readonly resets: boolean[];
   /**
    * Per channel, where its reader continues from: its position when the page read it whole, else the id of its last
-   * event in the page (or its cursor, moved up to its base when below it, when the page holds none of it).
+   * event in the page (or, when the page holds none of it, its cursor, moved up to its base when below it, or down to
+   * the channel's position when above it). A reader continues with these as its own cursors (not `shared`).
    */
   readonly positions: number[];
   /** True when the page ended at its budget: read again from `positions` for the rest. */

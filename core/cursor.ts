@@ -1,4 +1,4 @@
-import { CORE_SETTINGS } from '../contract/settings';
+import { cursorMaxLength, MAX_CURSOR_LENGTH } from '../contract/limits';
 import { RealtimeError } from './errors';
 
 /**
@@ -18,7 +18,7 @@ const FIELD = new RegExp(`^(?:[0-9a-z]{0,${MAX_FIELD}}|_)$`);
 const LEGACY = /^\d{1,16}$/;
 
 /** Longest connection cursor: the version, `A`, and one field per channel at the most channels a connection may name. */
-export const MAX_CURSOR_LENGTH = VERSION.length + 1 + MAX_FIELD + CORE_SETTINGS.maxChannelsPerConnection.max * (1 + MAX_FIELD);
+export { MAX_CURSOR_LENGTH };
 
 /** A decoded connection cursor: one position per channel, `shared` for a plain decimal. */
 export interface ConnectionCursor {
@@ -109,7 +109,7 @@ function invalid(): RealtimeError {
  * malformed value, another number of fields than channels, a position above 2^53.
  */
 export function decodeCursor(value: unknown, channels: number): ConnectionCursor {
-  if (typeof value !== 'string' || value.length > MAX_CURSOR_LENGTH) throw invalid();
+  if (typeof value !== 'string' || value.length > cursorMaxLength(channels)) throw invalid();
   if (LEGACY.test(value)) {
     const n = Number(value);
     if (!Number.isSafeInteger(n)) throw invalid();

@@ -280,6 +280,11 @@ export function envelopeSeq(envelope: string): number {
   return m ? Number(m[1]) : 0;
 }
 
+/** Reads the channel out of a serialised envelope (it comes first; its grammar has no quotes). */
+export function envelopeChannel(envelope: string): string {
+  return envelope.slice(12, envelope.indexOf('"', 12));
+}
+
 /** Reads the type out of a serialised envelope (it follows the id; its grammar has no quotes). */
 export function envelopeType(envelope: string): string {
   const i = envelope.indexOf('","type":"');

@@ -2,7 +2,7 @@ import { Token } from 'aws-cdk-lib';
 import type * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
-import { MAX_CHANNEL_LENGTH, MAX_CURSOR_DIGITS, TICKET_LENGTH } from '../contract/limits';
+import { cursorMaxLength, MAX_CHANNEL_LENGTH, TICKET_LENGTH } from '../contract/limits';
 import { CORE_SETTINGS } from '../contract/settings';
 import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
@@ -13,7 +13,7 @@ export const STREAMING_PATHS = ['/events', '/poll', '/live'] as const;
 /**
  * The longest query string a valid request to a streaming path can have, in bytes: every query parameter the runtime
  * reads there (`channels` with CORE_SETTINGS.maxChannelsPerConnection.default names of MAX_CHANNEL_LENGTH characters and their
- * commas, `ticket`, `lastEventId`, `cursor`), each character percent-encoded (3 bytes, the longest form a client may
+ * commas, `ticket`, `lastEventId` and `cursor`: a connection cursor over that many channels, `cursorMaxLength`), each character percent-encoded (3 bytes, the longest form a client may
  * send), plus {@link STREAM_QUERY_HEADROOM_BYTES} for parameters the runtime ignores (cache busters, trace ids).
  * AWS WAF blocks longer query strings on those paths; the common rule set's 2,048-byte limit does not apply there.
  */
@@ -24,7 +24,7 @@ function streamQueryMaxBytes(maxChannels: number): number {
   const encoded = (chars: number) => 3 * chars;
   const channels = 'channels='.length + encoded(maxChannels * MAX_CHANNEL_LENGTH + (maxChannels - 1));
   const ticket = '&ticket='.length + encoded(TICKET_LENGTH);
-  const cursors = '&lastEventId='.length + '&cursor='.length + 2 * encoded(MAX_CURSOR_DIGITS);
+  const cursors = '&lastEventId='.length + '&cursor='.length + 2 * encoded(cursorMaxLength(maxChannels));
   return channels + ticket + cursors + STREAM_QUERY_HEADROOM_BYTES;
 }
 

@@ -2,7 +2,8 @@ import type { IncomingMessage } from 'node:http';
 import type Redis from 'ioredis';
 import { parseChannel, parseChannelList } from '../core/channels';
 import { RealtimeError } from '../core/errors';
-import { cursorCannotBeReal, impossibleCursor, parseCursor } from '../core/events';
+import { decodeCursor } from '../core/cursor';
+import { cursorCannotBeReal, impossibleCursor } from '../core/events';
 import { parseHistoryQuery, type HistoryQuery } from '../core/history';
 import { spendTicket } from '../core/tickets';
 import { connectChannels } from '../core/ws-session';
@@ -71,7 +72,7 @@ export class Admission {
     const { channels, cursor, resetAll } = this.parseRequest(req, url, cursorParams, resetBadCursor);
     if (channels.every((c) => c.policy.subscribe === 'public')) this.limitAnonymous(req);
     const names = channels.map((c) => c.channel);
-    // Taken before the ticket's redemption reads the sequence's position (service/hub.ts `addAt`).
+    // Taken before the ticket's redemption reads the channels' positions (service/hub.ts `addAt`).
     const mark = cursor === undefined ? this.deps.hub.mark(names) : undefined;
     const now = this.deps.now();
     const ticket = url.searchParams.get('ticket');
@@ -160,8 +161,10 @@ export class Admission {
     }
     if (raw === undefined) return { channels, cursor: undefined };
     try {
-      const cursor = parseCursor(raw);
-      if (cursorCannotBeReal(cursor, this.deps.now())) throw impossibleCursor();
+      // The connection's cursor over its channels (sorted, deduplicated: the order a native reconnect repeats), or a
+      // plain decimal from before positions were per channel (that number on every channel).
+      const cursor = decodeCursor(raw, channels.length);
+      if (cursor.positions.some((p) => cursorCannotBeReal(p, this.deps.now()))) throw impossibleCursor();
       return { channels, cursor };
     } catch (err) {
       if (!resetBadCursor) throw err;

@@ -6,8 +6,8 @@ import type { LiveEvent } from './hub';
 import type { Ending, Transport, TransportOwner } from './transport';
 
 /** The long-poll answer: `{"events":[…],"cursor":"…","resets":[…],"more"?:true}` (envelopes are already JSON). */
-export function encodePollAnswer(envelopes: readonly string[], cursor: number, resets: readonly string[], more: boolean): string {
-  return `{"events":[${envelopes.join(',')}],"cursor":"${cursor}","resets":${JSON.stringify(resets)}${more ? ',"more":true' : ''}}`;
+export function encodePollAnswer(envelopes: readonly string[], cursor: string, resets: readonly string[], more: boolean): string {
+  return `{"events":[${envelopes.join(',')}],"cursor":${JSON.stringify(cursor)},"resets":${JSON.stringify(resets)}${more ? ',"more":true' : ''}}`;
 }
 
 /**
@@ -27,7 +27,8 @@ export class PollTransport implements Transport {
   private reject!: (err: RealtimeError) => void;
   private readonly envelopes: string[] = [];
   private readonly resets: string[] = [];
-  private cursor = 0;
+  /** The connection's cursor over its channels (`core/cursor.ts`) after what the answer holds. */
+  private cursor = '';
   private more = false;
   private liveBytes = 0;
   /** The replay is done: live events are collected. */
@@ -66,7 +67,7 @@ export class PollTransport implements Transport {
     return Promise.resolve(false);
   }
 
-  ready(cursor: number, _channels: readonly string[], more: boolean): void {
+  ready(cursor: string, _channels: readonly string[], more: boolean): void {
     this.cursor = cursor;
     this.more = more;
     if (this.envelopes.length || this.resets.length || this.hurry) return this.answer();
@@ -74,7 +75,7 @@ export class PollTransport implements Transport {
     this.timer = setTimeout(() => this.answer(), this.timeoutMs);
   }
 
-  event(event: LiveEvent): void {
+  event(event: LiveEvent, cursor = ''): void {
     if (this.closed || !this.live) return;
     const size = Buffer.byteLength(event.envelope) + REPLAY_FRAME_BYTES;
     // The same budget as a replay page: events and bytes (the first event always fits).
@@ -84,7 +85,7 @@ export class PollTransport implements Transport {
     }
     this.liveBytes += size;
     this.envelopes.push(event.envelope);
-    this.cursor = event.seq;
+    this.cursor = cursor;
     // Let events published in the same burst join this answer.
     this.soon ??= setImmediate(() => this.answer());
   }

@@ -2,6 +2,7 @@ import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 import { parseChannelList, type ParsedChannel } from '../core/channels';
 import { RealtimeError, toRealtimeError } from '../core/errors';
+import type { ConnectionCursor } from '../core/cursor';
 import { backlog, currentCursor, isInvalidCursor, replay, type Cursors, type ReplayResult } from '../core/events';
 import { waitReady } from '../core/redis/client';
 import { catchUpPage, replayChannelPages } from '../core/ws-session';
@@ -16,8 +17,8 @@ import { jitter, type Transport } from './transport';
 /** What admission established about a request (service/admission.ts). */
 export interface Admitted {
   readonly channels: readonly ParsedChannel[];
-  /** The client's cursor; none: start at the current position. */
-  readonly cursor?: number;
+  /** The client's cursor over the channels (`core/cursor.ts`); none: start at the channels' current positions. */
+  readonly cursor?: ConnectionCursor;
   readonly names: readonly string[];
   readonly auth: Authorized;
   /** When it was admitted, epoch milliseconds. */
@@ -104,11 +105,11 @@ export class SessionEngine {
 
   /**
    * Subscribes the session's channels, replays what it missed after `cursor` and goes live. A session
-   * without a cursor whose ticket's redemption read the sequence's position while its channels were
-   * subscribed (`admitted`: the hub's mark and that position) goes live at that position at once,
-   * when the hub confirms nothing above it arrived meanwhile: no further round trip to Redis.
+   * without a cursor whose ticket's redemption read its channels' positions while they were subscribed
+   * (`admitted`: the hub's mark and those positions) goes live at those positions at once, when the hub
+   * confirms nothing above them arrived meanwhile: no further round trip to Redis.
    */
-  async start(session: Session, channels: readonly ParsedChannel[], cursor: number | undefined, admitted?: Admitted): Promise<void> {
+  async start(session: Session, channels: readonly ParsedChannel[], cursor: ConnectionCursor | undefined, admitted?: Admitted): Promise<void> {
     const known = admitted?.auth.positions;
     const positions = known && session.channels.map((c) => known.get(c));
     if (
@@ -123,8 +124,7 @@ export class SessionEngine {
       return;
     }
     await this.deps.hub.add(session.channels, session);
-    // A plain decimal stands for every channel (the cursor of every client before positions were per channel).
-    await this.catchUp(session, channels, cursor === undefined ? undefined : { positions: channels.map(() => cursor), shared: true }, admitted?.resetAll);
+    await this.catchUp(session, channels, cursor, admitted?.resetAll);
   }
 
   /**
@@ -220,16 +220,22 @@ export class SessionEngine {
     // whose head is out, starts from now with every channel reset. Nothing shared was written either way.
     const fromNow = async (): Promise<ReplayResult> => ({ events: [], resets: [...session.channels], positions: await currentCursor(channels, deps), more: false });
     let r: ReplayResult;
+    let fresh = resetAll;
     try {
       r = resetAll ? await fromNow() : await backlog(channels, cursor, deps, limit);
     } catch (err) {
       if (session.kind !== 'stream' || !isInvalidCursor(err)) throw err;
+      fresh = true;
       r = await fromNow();
     }
     if (cursor !== undefined && session.kind === 'stream') {
       this.deps.metrics.replays++;
       this.deps.metrics.resets += r.resets.length;
     }
+    // The connection's cursor starts where the client was, or lower where the replay put a channel lower (a shared
+    // cursor above a quiet channel, a channel whose events are all gone); without a cursor, where the replay put it.
+    const from = cursor === undefined ? undefined : 'positions' in cursor ? cursor.positions : cursor;
+    session.startAt(from && !fresh ? r.positions.map((p, i) => Math.min(p, from[i])) : r.positions);
     let more = false;
     for (;;) {
       // A later page may find history gone meanwhile (trimmed or expired while the reader was slow): its resets come first.

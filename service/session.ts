@@ -1,3 +1,5 @@
+import { ConnectionPositions } from '../core/cursor';
+import { envelopeChannel, envelopeSeq } from '../core/events';
 import type { LiveEvent, Listener } from './hub';
 import type { Ending, Transport, TransportOwner } from './transport';
 
@@ -32,14 +34,14 @@ interface Subscription {
  * each with its floor and the last id delivered on it, and the live events held while a replay runs
  * (in the order they arrived, whatever their channel). SSE streams and polls are the fixed-set case:
  * every channel is subscribed at open and goes live at once ({@link goLive}); a WebSocket's client
- * adds and removes channels, each going live on its own ({@link add}, {@link release}). Every event
- * id comes from one sequence, so the last id per channel removes duplicates between replay and live
- * delivery. The session decides what to deliver; its transport (service/transport.ts) encodes and
- * writes it.
+ * adds and removes channels, each going live on its own ({@link add}, {@link release}). Ids grow per
+ * channel, so the last id per channel removes duplicates between replay and live delivery. A
+ * unidirectional session (SSE, long poll) also keeps the connection's cursor over all its channels
+ * (`core/cursor.ts` `ConnectionPositions`): the SSE `id:` of every event, `ready` and `reset`, and the
+ * poll's `cursor`. The session decides what to deliver; its transport (service/transport.ts) encodes
+ * and writes it.
  */
 export class Session implements Listener, TransportOwner {
-  /** The last event id delivered on any channel (or the replay's position once it finished): a stream's cursor. */
-  lastSeq = 0;
   /** Epoch milliseconds after which the session is recycled (cookie rotation); 0 for never. */
   closeAt = 0;
   /** True once the engine stopped tracking it (its peer left or it was answered). */
@@ -51,6 +53,8 @@ export class Session implements Listener, TransportOwner {
   private readonly subs = new Map<string, Subscription>();
   /** Live events of holding subscriptions, in arrival order. */
   private held: LiveEvent[] = [];
+  /** A unidirectional session's cursor over its channels (in the order of {@link channels}); none for a WebSocket. */
+  private at?: ConnectionPositions;
 
   constructor(
     readonly kind: SessionKind,
@@ -103,8 +107,9 @@ export class Session implements Listener, TransportOwner {
     }
     if (event.seq <= sub.last) return;
     sub.last = event.seq;
-    if (event.seq > this.lastSeq) this.lastSeq = event.seq;
-    this.transport.event(event);
+    const at = this.at;
+    if (at) at.set(event.channel, event.seq);
+    this.transport.event(event, at?.cursor);
   }
 
   /** The transport's reader fell behind past its cap. */
@@ -145,9 +150,25 @@ export class Session implements Listener, TransportOwner {
     return true;
   }
 
-  /** Hands one replay page to the transport. */
+  /**
+   * A unidirectional session's replay starts from `positions` (one per channel, in the order of {@link channels}):
+   * the client's cursor, or the channels' positions when it had none.
+   */
+  startAt(positions: readonly number[]): void {
+    if (this.transport.unidirectional) this.at = new ConnectionPositions(this.channels, positions);
+  }
+
+  /** Hands one replay page to the transport (with the connection's cursor before the resets and after each event). */
   page(resets: readonly string[], envelopes: readonly string[]): void {
-    if (!this.transport.closed && (resets.length || envelopes.length)) this.transport.page(resets, envelopes);
+    if (this.transport.closed || (!resets.length && !envelopes.length)) return;
+    const at = this.at;
+    if (!at) return this.transport.page(resets, envelopes);
+    const before = at.cursor;
+    const after = envelopes.map((env) => {
+      at.set(envelopeChannel(env), envelopeSeq(env));
+      return at.cursor;
+    });
+    this.transport.page(resets, envelopes, { resets: before, events: after });
   }
 
   /**
@@ -156,14 +177,10 @@ export class Session implements Listener, TransportOwner {
    */
   goLive(positions: readonly number[], more = false): void {
     let i = 0;
-    let top = 0;
-    for (const sub of this.subs.values()) {
-      const p = positions[i++] ?? 0;
-      sub.floor = sub.last = p;
-      if (p > top) top = p;
-    }
-    this.lastSeq = top;
-    if (!this.transport.closed) this.transport.ready(top, this.channels, more);
+    for (const sub of this.subs.values()) sub.floor = sub.last = positions[i++] ?? 0;
+    const at = this.transport.unidirectional ? new ConnectionPositions(this.channels, positions) : undefined;
+    this.at = at;
+    if (!this.transport.closed) this.transport.ready(at?.cursor ?? '', this.channels, more);
     this.release();
   }
 

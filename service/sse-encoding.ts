@@ -12,15 +12,29 @@ export const retry = (ms: number): string => `retry: ${ms}\n\n`;
 /** A comment line: ignored by EventSource, used for heartbeats and for why a stream ends. */
 export const comment = (text: string): string => `: ${text}\n\n`;
 
-/** An event: `id:` is its cursor (the deployment-wide sequence), `event:` its type, `data:` the envelope. */
-export const event = (seq: number, type: string, envelope: string): string => `id: ${seq}\nevent: ${type}\ndata: ${envelope}\n\n`;
+/**
+ * An event's `id:` line: the connection's cursor over all its channels after the event (`core/cursor.ts`), what a
+ * native `EventSource` sends back as `Last-Event-ID`. Per connection, so it is written before the event's frame,
+ * which is shared: every event carries it (the `eventsource` package ignores a block with an `id:` and no `data:`).
+ */
+export const id = (cursor: string): string => `id: ${cursor}\n`;
+
+/** An event's frame after its `id:` line: `event:` its type, `data:` the envelope. Encoded once per event. */
+export const frame = (type: string, envelope: string): string => `event: ${type}\ndata: ${envelope}\n\n`;
+
+/** A whole event: its `id:` line and its frame. */
+export const event = (cursor: string, type: string, envelope: string): string => id(cursor) + frame(type, envelope);
 
 /** `event: ready` after a replay: caught up, live from `cursor` (and a `Last-Event-ID` for the browser). */
-export const ready = (cursor: number, channels: readonly string[]): string =>
-  `id: ${cursor}\nevent: ready\ndata: ${JSON.stringify({ cursor: String(cursor), channels })}\n\n`;
+export const ready = (cursor: string, channels: readonly string[]): string =>
+  `${id(cursor)}event: ready\ndata: ${JSON.stringify({ cursor, channels })}\n\n`;
 
-/** `event: reset`: the channel's history cannot cover the cursor; the client reloads its state. */
-export const reset = (channel: string): string => `event: reset\ndata: ${JSON.stringify({ channel, reason: 'history_unavailable' })}\n\n`;
+/**
+ * `event: reset`: the channel's history cannot cover the cursor; the client reloads its state. With the connection's
+ * cursor (`id:`), so a browser that reconnects after it resumes from there.
+ */
+export const reset = (channel: string, cursor?: string): string =>
+  `${cursor === undefined ? '' : id(cursor)}event: reset\ndata: ${JSON.stringify({ channel, reason: 'history_unavailable' })}\n\n`;
 
 /** The heartbeat comment, one Buffer shared by every stream. */
 export const HEARTBEAT: Buffer = Buffer.from(comment('hb'));

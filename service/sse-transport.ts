@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { envelopeSeq, envelopeType } from '../core/events';
+import { envelopeType } from '../core/events';
 import type { FlushWindow } from './flush-window';
 import type { LiveEvent } from './hub';
 import * as sse from './sse-encoding';
-import { QueuedTransport, SocketSink, type EndReason, type Ending, type Sink, type Transport } from './transport';
+import { QueuedTransport, SocketSink, type EndReason, type Ending, type PageIds, type Sink, type Transport } from './transport';
 
 export type { Sink } from './transport';
 
@@ -105,6 +105,12 @@ class ResponseSink implements Sink {
   write(chunk: Buffer): void {
     this.res.write(chunk);
   }
+  writeAll(chunks: readonly Buffer[]): void {
+    const res = this.res;
+    res.cork();
+    for (const c of chunks) res.write(c);
+    res.uncork();
+  }
   end(): void {
     this.res.end();
   }
@@ -120,8 +126,11 @@ class ResponseSink implements Sink {
   }
 }
 
-/** The SSE frame of a live event (one per event, shared by every stream through {@link LiveEvent.encoded}). */
-const sseFrame = (e: LiveEvent): Buffer => Buffer.from(sse.event(e.seq, e.type, e.envelope));
+/**
+ * The SSE frame of a live event after its `id:` line (one per event, shared by every stream through
+ * {@link LiveEvent.encoded}).
+ */
+const sseFrame = (e: LiveEvent): Buffer => Buffer.from(sse.frame(e.type, e.envelope));
 
 /** The comment that says why a stream ends (none: the `retry:` hint says it all). */
 const END_COMMENTS: Record<EndReason, ((detail?: string) => string | undefined) | undefined> = {
@@ -154,18 +163,20 @@ export class SseTransport extends QueuedTransport implements Transport {
     this.write(sse.retry(retryMs));
   }
 
-  page(resets: readonly string[], envelopes: readonly string[]): void {
+  page(resets: readonly string[], envelopes: readonly string[], ids?: PageIds): void {
     let out = '';
-    for (const ch of resets) out += sse.reset(ch);
-    for (const env of envelopes) out += sse.event(envelopeSeq(env), envelopeType(env), env);
+    for (const ch of resets) out += sse.reset(ch, ids?.resets);
+    envelopes.forEach((env, i) => (out += sse.event(ids?.events[i] ?? '', envelopeType(env), env)));
     this.write(out);
   }
 
-  ready(cursor: number, channels: readonly string[]): void {
+  ready(cursor: string, channels: readonly string[]): void {
     this.write(sse.ready(cursor, channels));
   }
 
-  event(event: LiveEvent): void {
+  /** The connection's `id:` line, then the event's shared frame: two buffers, written together (see `Sink.writeAll`). */
+  event(event: LiveEvent, cursor = ''): void {
+    this.enqueue(Buffer.from(sse.id(cursor), 'latin1'));
     this.enqueue(event.encoded(sseFrame));
   }
 

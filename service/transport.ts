@@ -36,6 +36,12 @@ export interface Ending {
   readonly detail?: string;
 }
 
+/** The connection's cursor around a replay page (`Transport.page`): before its resets, and after each of its events. */
+export interface PageIds {
+  readonly resets: string;
+  readonly events: readonly string[];
+}
+
 /** What a transport reports back to its session. */
 export interface TransportOwner {
   /** The peer stopped reading: its backlog passed the transport's cap. */
@@ -61,19 +67,28 @@ export interface Transport {
   readonly closed: boolean;
   /** Set by the session that drives it; told when the peer stopped reading and its backlog passed the cap. */
   owner?: TransportOwner;
-  /** One page of a replay: channels whose history cannot cover the cursor, then the envelopes after it, oldest first. */
-  page(resets: readonly string[], envelopes: readonly string[]): void;
+  /**
+   * One page of a replay: channels whose history cannot cover the cursor, then the envelopes after it, oldest first.
+   * `ids` (unidirectional sessions): the connection's cursor before the resets and after each envelope.
+   */
+  page(resets: readonly string[], envelopes: readonly string[], ids?: PageIds): void;
   /**
    * Resolves true when the transport can take the next replay page (the reader took the last one),
    * false when it takes no more pages (a long poll answers one and says `more`, or the transport closed).
    */
   nextPage(): Promise<boolean>;
-  /** The replay reached `cursor` (`more`: only one page of it was taken); live events follow. */
-  ready(cursor: number, channels: readonly string[], more: boolean): void;
+  /**
+   * The replay reached `cursor` (`more`: only one page of it was taken); live events follow. `cursor` is the
+   * connection's cursor over its channels (`core/cursor.ts`; empty for a WebSocket, whose subscriptions have floors).
+   */
+  ready(cursor: string, channels: readonly string[], more: boolean): void;
   /** A subscription the client asked for (bidirectional transports) is live above `floor`; its replay pages came before. */
   subscribed?(channel: string, floor: number): void;
-  /** A live event, in order and above everything sent before on its channel (the session removed duplicates). */
-  event(event: LiveEvent): void;
+  /**
+   * A live event, in order and above everything sent before on its channel (the session removed duplicates), with the
+   * connection's cursor after it (unidirectional sessions).
+   */
+  event(event: LiveEvent, cursor?: string): void;
   /** Bytes accepted but not yet handed to the kernel (what a slow reader left behind). */
   queuedBytes(): number;
   /** The periodic keep-alive. */
@@ -90,6 +105,8 @@ export interface Transport {
  */
 export interface Sink {
   write(chunk: Buffer): void;
+  /** Writes `chunks` in order as one write to the kernel where the sink can (a corked socket): no copy into one buffer. */
+  writeAll?(chunks: readonly Buffer[]): void;
   end(): void;
   /** Frees the connection at once, whatever the peer does. */
   destroy(): void;
@@ -120,6 +137,12 @@ export class SocketSink implements Sink {
       chunk = Buffer.concat([head, chunk], head.length + chunk.length);
     }
     this.socket.write(chunk);
+  }
+  writeAll(chunks: readonly Buffer[]): void {
+    const socket = this.socket;
+    socket.cork();
+    for (const c of chunks) this.write(c);
+    socket.uncork();
   }
   end(): void {
     if (this.head) this.write(Buffer.alloc(0));
@@ -180,9 +203,11 @@ export abstract class QueuedTransport implements Flushable {
   /** Writes everything queued in one chunk. */
   flush(): void {
     if (this.pending.length === 0 || this.closed || !this.writable()) return;
-    const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
-    this.pending.length = 0;
-    this.sink.write(chunk);
+    const pending = this.pending;
+    if (pending.length === 1) this.sink.write(pending[0]);
+    else if (this.sink.writeAll) this.sink.writeAll(pending);
+    else this.sink.write(Buffer.concat(pending));
+    pending.length = 0;
     if (this.sink.queuedBytes() > this.maxQueuedBytes) this.owner?.slow();
   }
 

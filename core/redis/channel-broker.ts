@@ -53,14 +53,16 @@ end`;
  * reader continues):
  * - 0 means nothing seen: the reader is given the channel's epoch from its start (reset only when that is not held);
  * - a channel without any key: a cursor above 0 of its own saw events that are all gone: reset, continue from 0; a
- *   shared cursor (maybe another channel's id) is not reset and continues where it is; nothing is written;
+ *   shared cursor (maybe another channel's id) is not reset and continues from 0 too (nothing of the channel is
+ *   above it or below it); nothing is written;
  * - below the base: an earlier epoch (history lost): reset, read from the base (a shared cursor is not held to the base:
  *   it stands for everything up to it, and the epoch's events are above it);
  * - above the position (a failover lost the channel's last writes, or, for a shared cursor, an id of another channel):
  *   (position, cursor] is recorded as lost in the channel's lost ranges, so no id the reader holds is issued again on
  *   this channel, and the reader is reset and continues one past the cursor. A shared cursor is not reset for it, and
  *   writes only when it is ahead of Redis time (an id of a primary whose clock was ahead), since ids issued from now on
- *   are above it anyway. This is the one write a reader can cause: on a channel that has keys, bounded as the
+ *   are above it anyway; it continues from the channel's own position (nothing of the channel lies between it and the
+ *   cursor), so that its position, now the reader's own cursor on this channel, is not taken for a roll-back later. This is the one write a reader can cause: on a channel that has keys, bounded as the
  *   sequence's was (a cursor within 1 s of Redis time, ranges merged, the newest 64 kept);
  * - inside a lost range: reset.
  */
@@ -76,7 +78,7 @@ if not base then
     reset = 1
     from = 0
   end
-  pos = from
+  pos = 0
 elseif cursor > 0 and cursor < base and not shared then
   reset = 1
   from = base
@@ -88,9 +90,8 @@ elseif cursor > pos then
   if not shared then
     reset = 1
     pos = cursor + 1
-  else
-    pos = cursor
-    if cursor > clock then pos = cursor + 1 end
+  elseif cursor > clock then
+    pos = cursor + 1
   end
 elseif isLost(KEYS[6], cursor) then
   reset = 1
@@ -291,7 +292,9 @@ export class RedisChannelBroker extends RedisBrokerBase implements PositionBroke
       taken += size;
       lastOf.set(e.i, e.id);
     }
-    const positions = state.map((c, i) => (more ? (lastOf.get(i) ?? c.from) : Math.max(c.pos, lastOf.get(i) ?? 0)));
+    // Cut by the budget, a channel continues after its last event in the page, else from where it was read (or its
+    // position, when that is lower: a shared cursor above a quiet channel, with nothing of the channel in between).
+    const positions = state.map((c, i) => (more ? (lastOf.get(i) ?? Math.min(c.from, c.pos)) : Math.max(c.pos, lastOf.get(i) ?? 0)));
     return { events, resets: state.map((c) => c.reset), positions, more };
   }
 

@@ -6,7 +6,8 @@ import { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { randomBytes } from 'node:crypto';
-import { CHANNEL_NAMESPACE_MAX_LENGTH, MAX_CURSOR_DIGITS, TICKET_BYTES, TICKET_LENGTH } from '../../contract/limits';
+import { CHANNEL_NAMESPACE_MAX_LENGTH, cursorMaxLength, TICKET_BYTES, TICKET_LENGTH } from '../../contract/limits';
+import { decodeCursor } from '../../core/cursor';
 import { CORE_SETTINGS } from '../../contract/settings';
 import { MAX_CHANNEL_LENGTH, parseChannelList } from '../../core/channels';
 import { DEFAULTS } from '../../lib/defaults';
@@ -141,7 +142,11 @@ function largestStreamingRequests() {
   expect(() => parseChannelList([...channels, `${namespace}:x`], namespaces, CORE_SETTINGS.maxChannelsPerConnection.default)).toThrow(/At most 16 channels/);
   const ticket = randomBytes(TICKET_BYTES).toString('base64url');
   expect(ticket).toHaveLength(TICKET_LENGTH);
-  const cursor = '9'.repeat(MAX_CURSOR_DIGITS);
+  // The longest connection cursor the runtime takes for that many channels: anchor 0, every field the largest safe integer.
+  const n = CORE_SETTINGS.maxChannelsPerConnection.default;
+  const cursor = `p1.0${`.${Number.MAX_SAFE_INTEGER.toString(36)}`.repeat(n)}`;
+  expect(decodeCursor(cursor, n).positions).toEqual(new Array(n).fill(Number.MAX_SAFE_INTEGER));
+  expect(cursor.length).toBeLessThanOrEqual(cursorMaxLength(n));
   // As the client SDK encodes them (encodeURIComponent), and with every byte percent-encoded (valid, and the longest form).
   const sdk = encodeURIComponent;
   const every = (v: string) => [...Buffer.from(v)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');

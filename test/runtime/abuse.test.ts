@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
 import pino from 'pino';
+import { decodeCursor } from '../../core/cursor';
 import { publish } from '../../core/events';
 import { Keys } from '../../core/redis/keys';
 import { serviceConfigFromEnv } from '../../service/config';
@@ -118,7 +119,7 @@ describe('replays are bounded', () => {
       const body = JSON.parse(r.body) as { events: { id: string }[]; cursor: string; more?: boolean };
       got.push(...body.events.map((e) => e.id));
       pages.push(body.more === true);
-      if (body.events.length) expect(body.cursor).toBe(body.events[body.events.length - 1].id);
+      if (body.events.length) expect(decodeCursor(body.cursor, 2).positions).toContain(Number(body.events[body.events.length - 1].id));
       cursor = body.cursor;
     }
     expect(pages).toEqual([true, true, false]);

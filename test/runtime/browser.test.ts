@@ -8,7 +8,8 @@ import pino from 'pino';
 import type { LocalStack } from '../../local/stack';
 import type { RealtimeServer } from '../../service/realtime-server';
 import { launchChromium, recordRequests, startPageServer, waitForCount, type SeenRequest, type SseState } from '../support/browser';
-import { get, RawStream, startService, uid } from '../support/harness';
+import { decodeCursor } from '../../core/cursor';
+import { channelsOnShards, get, RawStream, startService, uid } from '../support/harness';
 
 process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
 
@@ -95,8 +96,9 @@ describe('native EventSource in Chromium, page on its own origin', () => {
     expect(s.withCredentials).toBe(true);
     expect(updateIds(s)).toEqual(before);
     expect(events(s, 'update').map((e) => e.data)).toEqual(before.map((id, i) => ({ channel: ch, id, type: 'update', data: i + 1, ts: expect.any(Number) })));
-    expect(events(s, 'update').map((e) => e.lastEventId)).toEqual(before);
-    expect(events(s, 'ready')[0].data).toEqual({ cursor: expect.stringMatching(/^\d+$/), channels: [ch] });
+    // Each event's id is the connection's cursor (one channel: its position), as is ready's.
+    expect(events(s, 'update').map((e) => decodeCursor(e.lastEventId, 1).positions)).toEqual(before.map((id) => [Number(id)]));
+    expect(events(s, 'ready')[0].data).toEqual({ cursor: expect.stringMatching(/^p1\./), channels: [ch] });
 
     // The first redemption left an HttpOnly reconnect cookie that page script cannot read.
     const cookies = await rtCookies();
@@ -125,17 +127,54 @@ describe('native EventSource in Chromium, page on its own origin', () => {
     expect(events(s, 'reset')).toEqual([]);
     // Exactly what was missed, once each, in order, then live again.
     expect(updateIds(s)).toEqual([...before, ...missed, live]);
-    expect(events(s, 'ready')[1].data.cursor).toBe(missed[2]);
+    expect(decodeCursor(events(s, 'ready')[1].data.cursor, 1).positions).toEqual([Number(missed[2])]);
 
     // The reconnect: same URL (spent ticket), authorised by the cookie, resumed by Last-Event-ID.
     const reqs = requestsFor(sseUrl);
     expect(reqs).toHaveLength(2);
-    expect(reqs[1]).toMatchObject({ method: 'GET', origin: pageServer.origin, lastEventId: before[2] });
+    expect(reqs[1]).toMatchObject({ method: 'GET', origin: pageServer.origin, lastEventId: events(s, 'update')[2].lastEventId });
+    expect(decodeCursor(reqs[1].lastEventId, 1).positions).toEqual([Number(before[2])]);
     expect(reqs[1].cookie).toContain(`${cookies[0].name}=`);
     expect(reqs[1].status()).toBe(200);
     // The ticket alone would no longer open anything.
     const spent = await get(sseUrl, { accept: 'text/event-stream' });
     expect({ status: spent.status, code: JSON.parse(spent.body).error.code }).toEqual({ status: 401, code: 'ticket_invalid' });
+  });
+
+  test('a stream over channels on different shards (issue 23, item 3): every event\'s id is the connection\'s cursor; Chromium resends the last and misses nothing, twice nothing', async () => {
+    const channels = channelsOnShards('chat');
+    const sseUrl = await openTicketedStream('m', 'alice', channels);
+    await waitForCount(page, 'm', 'event', 'ready', 1);
+    const sent: { channel: string; id: string }[] = [];
+    const send = async (n: number) => {
+      // Uneven: the channels' positions move apart.
+      for (let i = 0; i < n; i++) {
+        const channel = channels[i % 5 === 0 ? 2 : i % 2];
+        sent.push({ channel, id: await publish(channel, i) });
+      }
+    };
+    await send(9);
+    await waitForCount(page, 'm', 'event', 'update', 9);
+    let s = await state('m');
+    const lastBefore = events(s, 'update').at(-1)!.lastEventId;
+    const positions = decodeCursor(lastBefore, channels.length).positions;
+    expect(positions).toEqual(channels.map((c) => Number(sent.filter((x) => x.channel === c).at(-1)?.id ?? 0)));
+
+    await dropAll(['m']);
+    await send(12);
+    await waitForCount(page, 'm', 'event', 'ready', 2);
+    await send(4);
+    await waitForCount(page, 'm', 'event', 'update', sent.length);
+    s = await state('m');
+    expect(events(s, 'reset')).toEqual([]);
+    expect(events(s, 'update').map((e) => ({ channel: e.data.channel, id: e.data.id }))).toEqual(sent);
+    // Chromium's reconnect sent the last id it saw: the cursor over every channel.
+    const reqs = requestsFor(sseUrl);
+    expect(reqs).toHaveLength(2);
+    expect(reqs[1].lastEventId).toBe(lastBefore);
+    expect(decodeCursor(events(s, 'ready')[1].data.cursor, channels.length).positions).toEqual(
+      channels.map((c) => Number(sent.filter((x, i) => i < 21 && x.channel === c).at(-1)?.id ?? 0)),
+    );
   });
 
   test('control: without the reconnect cookie the native reconnect (spent ticket) is refused and the browser gives up', async () => {

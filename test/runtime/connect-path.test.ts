@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
 import { parseChannel } from '../../core/channels';
+import { decodeCursor } from '../../core/cursor';
 import { currentCursor, publish } from '../../core/events';
 import { Keys } from '../../core/redis/keys';
 import { createRedis, waitReady } from '../../core/redis/client';
@@ -129,9 +130,9 @@ describe('a stream joining a subscribed channel', () => {
       publishing = false;
       await loop;
       const last = ids[ids.length - 1];
-      await b.until((x) => x.text.includes(`id: ${last}\n`));
+      await b.until((x) => x.events().some((e) => e.id === String(last)));
       const evs = b.events();
-      const cursor = Number(evs.find((e) => e.event === 'ready')!.id);
+      const [cursor] = decodeCursor(evs.find((e) => e.event === 'ready')!.cursor, 1).positions;
       const got = evs.filter((e) => e.event === 'x').map((e) => Number(e.id));
       expect(got).toEqual(ids.filter((id) => id > cursor));
       a.close();

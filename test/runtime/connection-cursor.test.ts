@@ -1,5 +1,6 @@
 import { ConnectionPositions, decodeCursor, encodeCursor, MAX_CURSOR_LENGTH } from '../../core/cursor';
 import { CORE_SETTINGS } from '../../contract/settings';
+import { cursorMaxLength, MAX_CHANNELS_PER_CONNECTION } from '../../contract/limits';
 
 /**
  * Issue 23, item 3: the connection's cursor over all its channels, carried by every SSE event's `id:` line and the long
@@ -34,6 +35,9 @@ test('the longest cursor the most channels can have fits MAX_CURSOR_LENGTH', () 
   const s = encodeCursor(worst);
   expect(s.length).toBeLessThanOrEqual(MAX_CURSOR_LENGTH);
   expect(decodeCursor(s, n).positions).toEqual(worst);
+  // contract/limits.ts sizes the cursor (and the WAF's query bound) for the same most channels.
+  expect(MAX_CHANNELS_PER_CONNECTION).toBe(n);
+  expect(MAX_CURSOR_LENGTH).toBe(cursorMaxLength(n));
 });
 
 test('a plain decimal (a cursor from before positions were per channel) is that number on every channel, shared', () => {

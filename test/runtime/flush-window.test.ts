@@ -117,7 +117,8 @@ class CostSink implements Sink {
     cb();
   }
   ids(): number[] {
-    return [...Buffer.concat(this.writes).toString().matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+    // The events' own ids, from their envelopes (the `id:` line is the connection's cursor).
+    return [...Buffer.concat(this.writes).toString().matchAll(/^data: \{"channel":"[^"]*","id":"(\d+)"/gm)].map((m) => Number(m[1]));
   }
 }
 

@@ -86,7 +86,7 @@ describe('revoke while Redis is full (noeviction OOM)', () => {
       closers.push(() => s.close());
       await s.until((x) => x.events().some((e) => e.event === 'ready'));
       const cookie = String((s.headers['set-cookie'] as string[])[0]).split(';')[0];
-      const cursor = s.events()[0].id!;
+      const cursor = s.events()[0].cursor!;
       const poll = get(`${stack.outputs.PollUrl}?channels=${ch}&cursor=${cursor}&ticket=${await ticket(sub, [ch])}`);
       const gw = await connectWs(`${stack.outputs.WebSocketUrl}?ticket=${await ticket(sub, [ch], 'ws')}`);
       closers.push(() => gw.close());

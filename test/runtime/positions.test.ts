@@ -172,15 +172,25 @@ describe('positions per channel on one node', () => {
     const { broker } = isolated();
     const quiet = ch(`brief:${uid()}`);
     const busy = ch(`brief:${uid()}`);
-    await publish(broker, quiet, 'old');
+    const old = await publish(broker, quiet, 'old');
     const cursor = await publish(broker, busy, 'seen');
     const next = await publish(broker, busy, 'missed');
-    const page = await replayOk(broker, [
+    const later = await publish(broker, busy, 'missed too');
+    const shared = [
       { channel: quiet, cursor, shared: true },
       { channel: busy, cursor, shared: true },
-    ]);
+    ];
+    const page = await replayOk(broker, shared);
     expect(page.resets).toEqual([false, false]);
-    expect(page.events.map(idOf)).toEqual([next]);
+    expect(page.events.map(idOf)).toEqual([next, later]);
+    // Each channel continues from its own position (the quiet one's is its last id, not the shared number), so the
+    // positions, now per channel, resume without a reset, on a whole page and on one cut by its budget.
+    expect(page.positions).toEqual([old, later]);
+    expect(await replayOk(broker, [{ channel: quiet, cursor: page.positions[0] }, { channel: busy, cursor: page.positions[1] }])).toMatchObject({ resets: [false, false], events: [] });
+    const cut = await replayOk(broker, shared, { ...BUDGET, maxEvents: 1 });
+    expect(cut).toMatchObject({ more: true, positions: [old, next] });
+    const never = ch(`brief:${uid()}`);
+    expect(await replayOk(broker, [{ channel: never, cursor, shared: true }])).toMatchObject({ resets: [false], positions: [0] });
     // The same number as the quiet channel's own cursor is a roll-back.
     expect((await broker.claim({ channel: quiet, cursor })) as object).toMatchObject({ reset: true });
   });

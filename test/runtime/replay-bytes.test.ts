@@ -11,6 +11,7 @@ import pino from 'pino';
 import { parseChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
 import { REPLAY_FRAME_BYTES } from '../../core/broker';
+import { encodeCursor } from '../../core/cursor';
 import { publish, replay, type Cursors } from '../../core/events';
 import { Keys } from '../../core/redis/keys';
 import type { LocalStack } from '../../local/stack';
@@ -181,7 +182,7 @@ describe('a reader that pauses during its replay (12 MB of 32 KB events on 16 ch
       sock.on('data', (c: string) => (text += c));
       sock.resume();
       await eventually(() => text.includes('event: ready'), 30_000, 'the whole replay and ready');
-      expect([...text.matchAll(/^id: (\d+)\nevent: t\n/gm)].map((m) => m[1])).toEqual(ids);
+      expect([...text.matchAll(/^event: t\ndata: \{"channel":"[^"]*","id":"(\d+)"/gm)].map((m) => m[1])).toEqual(ids);
       expect(stack.sse.metrics.slowConsumerDrops).toBe(drops);
     } finally {
       sock.destroy();
@@ -210,16 +211,16 @@ test('a long poll collecting live events stops at the byte budget too: a burst o
   const server = createServer((_req, res) => {
     // REPLAY_MAX_EVENTS 1000, POLL_TIMEOUT_MS 5000, REPLAY_MAX_BYTES 100000: three of these events fit.
     const t = new PollTransport(res, { 'content-type': 'application/json' }, 1000, 5000, 100_000);
-    t.ready(1, ['big:x'], false);
-    // Ten events in one burst (one turn of the event loop: they would all join one answer).
-    for (let i = 2; i <= 11; i++) t.event(new LiveEvent('big:x', envelope(i)));
+    t.ready(encodeCursor([1]), ['big:x'], false);
+    // Ten events in one burst (one turn of the event loop: they would all join one answer), each with the cursor after it.
+    for (let i = 2; i <= 11; i++) t.event(new LiveEvent('big:x', envelope(i)), encodeCursor([i]));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   try {
     const res = await get(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
     const body = JSON.parse(res.body) as { events: { id: string }[]; cursor: string; more?: boolean };
     expect(body.events.map((e) => e.id)).toEqual(['2', '3', '4']);
-    expect(body).toMatchObject({ cursor: '4', more: true });
+    expect(body).toMatchObject({ cursor: encodeCursor([4]), more: true });
     expect(Buffer.byteLength(res.body)).toBeLessThanOrEqual(100_000);
   } finally {
     server.close();

@@ -80,7 +80,7 @@ describe('POST /revoke', () => {
     const s = stream(`${stack.outputs.SseUrl}?channels=${ch}&ticket=${sseTicket}`);
     await s.until(ready);
     const cookie = String((s.headers['set-cookie'] as string[])[0]).split(';')[0];
-    const cursor = s.events()[0].id!;
+    const cursor = s.events()[0].cursor!;
     const poll = get(`${stack.outputs.PollUrl}?channels=${ch}&cursor=${cursor}&ticket=${await ticket(dave, [ch])}`);
     const ws = await connectWs(`${stack.outputs.WebSocketUrl}?ticket=${await ticket(dave, [ch], 'ws')}`);
     open.push(ws);

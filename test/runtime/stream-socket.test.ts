@@ -70,7 +70,7 @@ describe('a close-delimited stream owns its socket after the head', () => {
       expect({ req: req.deref() === undefined, res: res.deref() === undefined }).toEqual({ req: true, res: true });
       // Still a stream: an event arrives.
       const p = await publish({ channel: ch, type: 'update', data: 1 }, SERVER, { redis, config: service.config.core });
-      await s.until((x) => x.text.includes(`id: ${p.id}\n`));
+      await s.until((x) => x.events().some((e) => e.id === p.id));
     } finally {
       s.close();
     }

@@ -1,6 +1,7 @@
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { parseChannel } from '../../core/channels';
+import { decodeCursor, encodeCursor } from '../../core/cursor';
 import { publish } from '../../core/events';
 import { ANONYMOUS } from '../../core/identity';
 import { Keys } from '../../core/redis/keys';
@@ -58,7 +59,7 @@ class RecordingTransport implements Transport {
   nextPage(): Promise<boolean> {
     return Promise.resolve(true);
   }
-  ready(cursor: number): void {
+  ready(cursor: string): void {
     this.calls.push(`ready ${cursor}`);
   }
   event(event: LiveEvent): void {
@@ -97,20 +98,28 @@ class BidirectionalRecordingTransport extends RecordingTransport {
 const SERVER = { kind: 'server', principal: 'test' } as const;
 const envelope = (seq: number, channel: string) => JSON.stringify({ channel, id: String(seq), type: 'score', data: { n: seq }, ts: 1 });
 
-test('SSE encoding: a replayed event and the same event delivered live are the same bytes', () => {
+test('SSE encoding: a replayed event and the same event delivered live are the same bytes: the connection\'s id line, then the shared frame', () => {
   const window = new FlushWindow();
   const replayed = new BufferSink();
   const live = new BufferSink();
+  const other = new BufferSink();
   const a = new SseTransport(replayed, window, 1 << 20, 3000);
   const b = new SseTransport(live, window, 1 << 20, 3000);
+  const c = new SseTransport(other, window, 1 << 20, 3000);
   const env = envelope(42, 'scores:1');
-  a.page([], [env]);
-  b.event(new LiveEvent('scores:1', env));
+  const cursor = encodeCursor([42, 7]);
+  a.page([], [env], { resets: encodeCursor([41, 7]), events: [cursor] });
+  const event = new LiveEvent('scores:1', env);
+  b.event(event, cursor);
+  c.event(event, encodeCursor([42]));
   a.flush();
   b.flush();
-  expect(replayed.text()).toBe(`retry: 3000\n\n${sse.event(42, 'score', env)}`);
+  c.flush();
+  expect(replayed.text()).toBe(`retry: 3000\n\n${sse.event(cursor, 'score', env)}`);
   expect(live.text()).toBe(replayed.text());
-  expect(sse.event(42, 'score', env)).toBe(`id: 42\nevent: score\ndata: ${env}\n\n`);
+  expect(sse.event(cursor, 'score', env)).toBe(`id: ${cursor}\nevent: score\ndata: ${env}\n\n`);
+  // Another connection: its own id line, the same frame buffer (encoded once for the event).
+  expect(other.text()).toBe(`retry: 3000\n\nid: ${encodeCursor([42])}\n${sse.frame('score', env)}`);
 });
 
 describe('session engine over a transport of its own', () => {
@@ -139,10 +148,10 @@ describe('session engine over a transport of its own', () => {
     const first = await publish({ channel: ch.channel, type: 'score', data: 1 }, SERVER, deps);
     const second = await publish({ channel: ch.channel, type: 'score', data: 2 }, SERVER, deps);
     const t = new RecordingTransport();
-    const admitted = { channels: [ch], cursor: Number(first.id) - 1, names: [ch.channel], auth: { identity: ANONYMOUS }, now: Date.now() };
+    const admitted = { channels: [ch], cursor: decodeCursor(encodeCursor([Number(first.id) - 1]), 1), names: [ch.channel], auth: { identity: ANONYMOUS }, now: Date.now() };
     const session = engine.open('stream', t, admitted);
     await engine.start(session, admitted.channels, admitted.cursor);
-    expect(t.calls).toEqual(['page 0 resets 1,2', `ready ${second.id}`]);
+    expect(t.calls).toEqual(['page 0 resets 1,2', `ready ${encodeCursor([Number(second.id)])}`]);
     await publish({ channel: ch.channel, type: 'score', data: 3 }, SERVER, deps);
     await eventually(() => t.calls.length === 3, 5000, 'live event');
     engine.beat();
@@ -170,7 +179,7 @@ describe('session engine over a transport of its own', () => {
     const admitted = { channels: [], names: [], auth: { identity: { kind: 'user', sub: 'alice' } as const }, now: Date.now() };
     const session = engine.open('socket', t, admitted);
     await engine.start(session, admitted.channels, undefined, admitted);
-    expect(t.calls).toEqual([expect.stringMatching(/^ready \d+$/)]);
+    expect(t.calls).toEqual(['ready ']);
     await engine.subscribe(session, ch, Number(first.id) - 1);
     expect(t.calls.slice(1)).toEqual(['page 0 resets 1,2', expect.stringMatching(new RegExp(`^subscribed ${ch.channel} \\d+$`)), 'event 3']);
     const floor = Number(t.calls[2].split(' ')[2]);
@@ -203,10 +212,11 @@ describe('both sinks: close-delimited socket writes (default) and chunked respon
         await s.until((x) => x.events().some((e) => e.event === 'ready'));
         expect(s.headers['transfer-encoding']).toBe(framing === 'chunked' ? 'chunked' : undefined);
         const p = await publish({ channel: ch, type: 'score', data: 1 }, SERVER, { redis, config: service.config.core });
-        await s.until((x) => x.text.includes(`id: ${p.id}\n`));
+        const cursor = encodeCursor([Number(p.id)]);
+        await s.until((x) => x.text.includes(`id: ${cursor}\n`));
         const env = s.events().find((e) => e.event === 'score')!.data;
-        expect(s.text).toMatch(/^retry: 3000\n\nid: \d+\nevent: ready\n/);
-        expect(s.text.endsWith(sse.event(Number(p.id), 'score', env))).toBe(true);
+        expect(s.text).toMatch(/^retry: 3000\n\nid: p1\.[0-9a-z]*\.[0-9a-z_]*\nevent: ready\n/);
+        expect(s.text.endsWith(sse.event(cursor, 'score', env))).toBe(true);
       } finally {
         s.close();
       }

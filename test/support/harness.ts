@@ -3,9 +3,11 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { request } from 'node:http';
 import type Redis from 'ioredis';
+import calculateSlot from 'cluster-key-slot';
 import pino from 'pino';
 import { DEFAULT_NAMESPACES, type CoreConfig, type Namespaces } from '../../core/config';
 import { createRedis, waitReady } from '../../core/redis/client';
+import { Keys } from '../../core/redis/keys';
 import { issueTicket, type TicketAudience } from '../../core/tickets';
 import { RedisCluster, type RedisClusterOptions } from '../../local/redis';
 import { serviceConfigFromEnv } from '../../service/config';
@@ -142,28 +144,56 @@ export class RawStream {
     }
   }
 
-  /** Parsed events (blocks with a data line), in order. */
-  events(): { id?: string; event?: string; data: string }[] {
-    const out: { id?: string; event?: string; data: string }[] = [];
+  /**
+   * Parsed events (blocks with a data line), in order. `cursor` is the block's `id:` line (the connection's cursor,
+   * what an EventSource resends as `Last-Event-ID`); `id` is the event's own id, from its envelope (none for `ready`
+   * and `reset`).
+   */
+  events(): { id?: string; cursor?: string; event?: string; data: string }[] {
+    const out: { id?: string; cursor?: string; event?: string; data: string }[] = [];
     for (const block of this.text.split('\n\n')) {
-      const ev: { id?: string; event?: string; data?: string } = {};
+      const ev: { id?: string; cursor?: string; event?: string; data?: string } = {};
       for (const line of block.split('\n')) {
         const i = line.indexOf(': ');
         if (line.startsWith(':') || i < 0) continue;
         const k = line.slice(0, i);
         const v = line.slice(i + 2);
-        if (k === 'id') ev.id = v;
+        if (k === 'id') ev.cursor = v;
         else if (k === 'event') ev.event = v;
         else if (k === 'data') ev.data = ev.data === undefined ? v : `${ev.data}\n${v}`;
       }
-      if (ev.data !== undefined) out.push(ev as { id?: string; event?: string; data: string });
+      if (ev.data === undefined) continue;
+      const id = /^\{"channel":"[^"]*","id":"(\d+)"/.exec(ev.data)?.[1];
+      if (id !== undefined) ev.id = id;
+      out.push(ev as { id?: string; cursor?: string; event?: string; data: string });
     }
     return out;
+  }
+
+  /** The last `id:` line received: what a native EventSource would send back as `Last-Event-ID`. */
+  lastCursor(): string | undefined {
+    return this.events().filter((e) => e.cursor !== undefined).at(-1)?.cursor;
   }
 
   close(): void {
     this.req.destroy();
   }
+}
+
+/**
+ * `n` channels of `namespace` (at most 3) whose keys hash to slots of `n` different primaries of a three-primary Redis
+ * Cluster as `redis-cli --cluster create` splits the slots (0-5460, 5461-10922, 10923-16383), sorted as a connection
+ * orders them: a multi-channel stream whose positions live on different shards.
+ */
+export function channelsOnShards(namespace: string, n = 3): string[] {
+  const keys = new Keys('');
+  const out = new Map<number, string>();
+  while (out.size < n) {
+    const ch = `${namespace}:${uid()}`;
+    const shard = Math.min(2, Math.floor(calculateSlot(keys.history(ch)) / 5461));
+    if (shard < n && !out.has(shard)) out.set(shard, ch);
+  }
+  return [...out.values()].sort();
 }
 
 /** A task in a child process (`service/main.ts`, as the container runs it): one that can really be killed. */
