@@ -469,6 +469,15 @@ export class RealtimeApi extends Construct {
         });
       }
     }
+    if (this.backendEvents) {
+      // Not an endpoint of the wire contract: the bus backends attach their own rules to (another stack imports it by ARN).
+      const description = 'ARN of the EventBridge bus of the backend events (source realtime): add your own rules to it';
+      const value = this.backendEvents.bus.eventBusArn;
+      if (props.outputs ?? true) new CfnOutput(this, 'EventBusArn', { value, description });
+      if (props.parameterPath !== undefined) {
+        new ssm.StringParameter(this, 'EventBusArnParameter', { parameterName: `${props.parameterPath}/EventBusArn`, stringValue: value, description });
+      }
+    }
     if (props.sse?.domainName && (props.outputs ?? true)) {
       // With a custom domain, the load balancer's own name is what the DNS record must point at.
       new CfnOutput(this, 'SseLoadBalancerDnsName', {

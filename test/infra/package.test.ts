@@ -99,8 +99,8 @@ describe('examples/basic synthesised from the packed package', () => {
     expect(JSON.stringify(jwt.Properties.JwtConfiguration)).toContain('/eu-west-1_EXAMPLE');
   });
 
-  test('outputs: the six endpoints under the construct\'s prefix (npm run smoke finds them by name)', () => {
+  test('outputs: the six endpoints and the events bus under the construct\'s prefix (npm run smoke finds them by name)', () => {
     const names = Object.keys(template.Outputs).map((k) => k.replace(/^Realtime/, '').replace(/[0-9A-F]{8}$/, ''));
-    expect(names.sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl']);
+    expect(names.sort()).toEqual(['EventBusArn', 'LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl']);
   });
 });

@@ -47,9 +47,11 @@ describe('defaults: new RealtimeApi(stack, id) in any stack', () => {
     t.resourceCountIs('AWS::WAFv2::WebACLAssociation', 1);
   });
 
-  test('outputs: the six endpoints, named with the construct\'s prefix; no SSM parameters without parameterPath', () => {
+  test('outputs: the six endpoints and the backend events bus, named with the construct\'s prefix; no SSM parameters without parameterPath', () => {
     const names = Object.keys(built.template.findOutputs('*')).map((k) => k.replace(/^Realtime/, '').replace(/[0-9A-F]{8}$/, ''));
-    expect(names.sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl']);
+    expect(names.sort()).toEqual(['EventBusArn', 'LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl']);
+    const [bus] = Object.entries(built.template.findOutputs('*')).filter(([k]) => k.includes('EventBusArn')).map(([, v]) => v);
+    expect(bus.Value).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/BackendEventsBus/), 'Arn'] });
     built.template.resourceCountIs('AWS::SSM::Parameter', 0);
   });
 
@@ -64,9 +66,14 @@ describe('defaults: new RealtimeApi(stack, id) in any stack', () => {
   test('outputs: false adds none; parameterPath writes one parameter per endpoint under it', () => {
     const { template } = build(() => ({ outputs: false, parameterPath: '/realtime/shop' }));
     expect(template.findOutputs('*')).toEqual({});
-    for (const name of ['TicketUrl', 'SseUrl', 'PollUrl', 'LiveUrl', 'PublishUrl', 'RedisEndpoint']) {
+    for (const name of ['TicketUrl', 'SseUrl', 'PollUrl', 'LiveUrl', 'PublishUrl', 'RedisEndpoint', 'EventBusArn']) {
       template.hasResourceProperties('AWS::SSM::Parameter', { Name: `/realtime/shop/${name}` });
     }
+  });
+
+  test('backendEvents.enabled false: no bus, so no EventBusArn output', () => {
+    const { template } = build(() => ({ backendEvents: { enabled: false } }));
+    expect(Object.keys(template.findOutputs('*')).some((k) => k.includes('EventBusArn'))).toBe(false);
   });
 });
 

@@ -66,9 +66,9 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
     for (const [id, fn] of fns) expect([id, fn.Properties.ReservedConcurrentExecutions]).toEqual([id, undefined]);
   });
 
-  test('outputs (webSocket.mode both): TicketUrl, SseUrl, PollUrl, WebSocketUrl, LiveUrl, PublishUrl, RedisEndpoint', () => {
+  test('outputs (webSocket.mode both): TicketUrl, SseUrl, PollUrl, WebSocketUrl, LiveUrl, PublishUrl, RedisEndpoint, EventBusArn', () => {
     const outputs = template.findOutputs('*');
-    expect(Object.keys(outputs).sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
+    expect(Object.keys(outputs).sort()).toEqual(['EventBusArn', 'LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
     template.hasOutput('LiveUrl', { Value: stack.resolve(stack.sse.liveUrl) });
     template.hasOutput('TicketUrl', { Value: stack.resolve(stack.ticketApi.url) });
     template.hasOutput('PublishUrl', { Value: stack.resolve(stack.publishApi.url) });
@@ -78,7 +78,7 @@ describe('dev stage (cdk.json, IAM tickets, HTTP listener, single Redis node) wi
 
   test('SSM parameters: the same values under /realtime/dev/{OutputName}', () => {
     const outputs = template.findOutputs('*');
-    expect(Object.keys(outputs)).toHaveLength(7);
+    expect(Object.keys(outputs)).toHaveLength(8);
     for (const [name, output] of Object.entries(outputs)) {
       template.hasResourceProperties('AWS::SSM::Parameter', { Name: `/realtime/dev/${name}`, Type: 'String', Value: output.Value });
     }
@@ -300,11 +300,11 @@ describe('webSocket.mode: where WebSockets terminate', () => {
 
     test('mode tasks: outputs and SSM parameters name LiveUrl (ws://…/live on the ALB), no WebSocketUrl', () => {
       const outputs = template.findOutputs('*');
-      expect(Object.keys(outputs).sort()).toEqual(['LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl']);
+      expect(Object.keys(outputs).sort()).toEqual(['EventBusArn', 'LiveUrl', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl']);
       template.hasOutput('LiveUrl', { Value: stack.resolve(stack.sse.liveUrl) });
       expect(JSON.stringify(stack.resolve(stack.sse.liveUrl))).toMatch(/"ws:\/\/".*"\/live"/);
       template.hasResourceProperties('AWS::SSM::Parameter', { Name: '/realtime/test/LiveUrl', Value: stack.resolve(stack.sse.liveUrl) });
-      template.resourceCountIs('AWS::SSM::Parameter', 6);
+      template.resourceCountIs('AWS::SSM::Parameter', 7);
     });
 
     test('mode tasks: the ticket issuer hands out the tasks\' URL', () => {
@@ -338,7 +338,7 @@ describe('webSocket.mode: where WebSockets terminate', () => {
 
     test('mode apigateway: the WebSocket API, WebSocketUrl only, and the ticket issuer hands out its URL', () => {
       expect(wsApis(template)).toHaveLength(1);
-      expect(Object.keys(template.findOutputs('*')).sort()).toEqual(['PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
+      expect(Object.keys(template.findOutputs('*')).sort()).toEqual(['EventBusArn', 'PollUrl', 'PublishUrl', 'RedisEndpoint', 'SseUrl', 'TicketUrl', 'WebSocketUrl']);
       expect(issuerWsUrl(template)).toEqual([stack.resolve(stack.webSocket!.url)]);
     });
   });
