@@ -1,3 +1,4 @@
+import calculateSlot from 'cluster-key-slot';
 import Redis, { Cluster } from 'ioredis';
 import { parseChannel } from '../../core/channels';
 import { addSubscription, registerConnection, removeConnection, removeSubscription } from '../../core/connections';
@@ -52,16 +53,6 @@ function recording(redis: Redis): { redis: Redis; calls: Call[] } {
     },
   });
   return { redis: proxy, calls };
-}
-
-/** The primary (host:port) serving each slot, from CLUSTER SLOTS. */
-async function primaryBySlot(cluster: Cluster): Promise<(slot: number) => string> {
-  const ranges = await cluster.cluster('SLOTS');
-  return (slot) => {
-    const r = ranges.find(([from, to]) => slot >= from && slot <= to);
-    if (!r) throw new Error(`slot ${slot} is not served`);
-    return `${r[2][0]}:${r[2][1]}`;
-  };
 }
 
 /** Every operation that runs a script, once, on channels `a` and `b` for user `sub`. */
@@ -121,7 +112,6 @@ describe('key slots of every script', () => {
 
 describe('on the cluster', () => {
   let cluster: Cluster;
-  const slotOf = async (key: string) => Number(await cluster.cluster('KEYSLOT', key));
   beforeAll(() => {
     cluster = new Cluster(local.cluster.nodes.slice(0, 1), { redisOptions: { maxRetriesPerRequest: 1 } });
   });
@@ -168,17 +158,14 @@ describe('on the cluster', () => {
     const deps = { redis: cluster as unknown as Redis, config };
     const keys = new Keys('rt:');
     const broker = new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true });
-    // Channels on each of the three shards (by their slot's owner).
-    const owners = await primaryBySlot(cluster);
-    const channels: string[] = [];
-    const shardsSeen = new Set<string>();
-    while (shardsSeen.size < 3 || channels.length < 4) {
+    // A channel on each of the three shards (by the primary that owns its slot), and one more.
+    const byPrimary = new Map<number, string>();
+    while (byPrimary.size < 3) {
       const c = `chat:${uid()}`;
-      const owner = owners(await slotOf(keys.channelSubscribers(c)));
-      if (shardsSeen.has(owner) && channels.length >= 3) continue;
-      shardsSeen.add(owner);
-      channels.push(c);
+      const port = local.cluster.primaryOf(calculateSlot(keys.channelSubscribers(c))).port;
+      if (!byPrimary.has(port)) byPrimary.set(port, c);
     }
+    const channels = [...byPrimary.values(), `chat:${uid()}`];
     const parsed = channels.map((c) => parseChannel(c, TEST_NAMESPACES));
     // Each channel gets events of its own, so the positions differ per channel.
     for (const p of parsed) {
