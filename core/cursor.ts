@@ -72,13 +72,17 @@ export class ConnectionPositions {
     this.encoded = undefined;
   }
 
-  /** Moves `channel` up to `position` (a lower one is ignored); false when it is not a channel of the connection. */
+  /**
+   * Moves `channel` up to `position` (a lower one is ignored); false when it is not a channel of the connection. A
+   * connection of one channel is anchored at its position, so its cursor is {@link encodeCursor}'s of that position:
+   * the same for every such connection after an event (the SSE transport shares that event's bytes among them).
+   */
   set(channel: string, position: number): boolean {
     const i = this.order.get(channel);
     if (i === undefined) return false;
     if (position <= this.at[i]) return true;
     this.at[i] = position;
-    if (this.anchor === 0 || position < this.anchor) {
+    if (this.anchor === 0 || position < this.anchor || this.at.length === 1) {
       this.anchorAt(position);
       return true;
     }

@@ -1,5 +1,6 @@
 import type { BrokerSubscriber } from '../core/broker';
 import { RealtimeError } from '../core/errors';
+import { encodeCursor } from '../core/cursor';
 import { envelopeSeq, envelopeType } from '../core/events';
 
 /** Encodes a live event for one transport (e.g. the SSE frame); see {@link LiveEvent.encoded}. */
@@ -11,6 +12,7 @@ export type EventEncoder = (event: LiveEvent) => Buffer;
  */
 export class LiveEvent {
   readonly seq: number;
+  private solo?: string;
   private encoder?: EventEncoder;
   private bytes?: Buffer;
   private others?: Map<EventEncoder, Buffer>;
@@ -19,6 +21,14 @@ export class LiveEvent {
     readonly envelope: string,
   ) {
     this.seq = envelopeSeq(envelope);
+  }
+
+  /**
+   * The cursor of a connection of this event's channel alone, after the event (`core/cursor.ts`: anchored at its
+   * position, `p1.<id in base 36>.`): the same for every such connection, so their SSE frame is shared.
+   */
+  get soloCursor(): string {
+    return (this.solo ??= encodeCursor([this.seq]));
   }
 
   /** The event's type, read from the envelope. */

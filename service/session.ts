@@ -108,8 +108,12 @@ export class Session implements Listener, TransportOwner {
     if (event.seq <= sub.last) return;
     sub.last = event.seq;
     const at = this.at;
-    if (at) at.set(event.channel, event.seq);
-    this.transport.event(event, at?.cursor);
+    if (!at) return this.transport.event(event);
+    // One channel: the cursor is the event's own (computed once per event, shared by every such stream); `at` is
+    // rebuilt from the subscriptions' last ids before it is read again (startAt, goLive).
+    if (this.subs.size === 1) return this.transport.event(event, event.soloCursor);
+    at.set(event.channel, event.seq);
+    this.transport.event(event, at.cursor);
   }
 
   /** The transport's reader fell behind past its cap. */

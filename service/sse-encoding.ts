@@ -19,6 +19,20 @@ export const comment = (text: string): string => `: ${text}\n\n`;
  */
 export const id = (cursor: string): string => `id: ${cursor}\n`;
 
+/**
+ * `id: <cursor>\n` and then `frame` (an encoded {@link frame}), in one buffer: one allocation and one copy of the shared
+ * frame per connection. A cursor is ASCII (`core/cursor.ts`).
+ */
+export function withId(cursor: string, frame: Buffer): Buffer {
+  const head = 4 + cursor.length + 1;
+  const out = Buffer.allocUnsafe(head + frame.length);
+  out.write('id: ', 0, 'latin1');
+  out.write(cursor, 4, 'latin1');
+  out[head - 1] = 0x0a;
+  frame.copy(out, head);
+  return out;
+}
+
 /** An event's frame after its `id:` line: `event:` its type, `data:` the envelope. Encoded once per event. */
 export const frame = (type: string, envelope: string): string => `event: ${type}\ndata: ${envelope}\n\n`;
 

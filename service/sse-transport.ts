@@ -105,12 +105,6 @@ class ResponseSink implements Sink {
   write(chunk: Buffer): void {
     this.res.write(chunk);
   }
-  writeAll(chunks: readonly Buffer[]): void {
-    const res = this.res;
-    res.cork();
-    for (const c of chunks) res.write(c);
-    res.uncork();
-  }
   end(): void {
     this.res.end();
   }
@@ -131,6 +125,12 @@ class ResponseSink implements Sink {
  * {@link LiveEvent.encoded}).
  */
 const sseFrame = (e: LiveEvent): Buffer => Buffer.from(sse.frame(e.type, e.envelope));
+/**
+ * The whole SSE event with the cursor of a one-channel connection (`LiveEvent.soloCursor`: the same for every such
+ * connection on the channel), encoded once per event and shared like {@link sseFrame}.
+ */
+const sseSoloEvent = (e: LiveEvent): Buffer => Buffer.from(sse.event(e.soloCursor, e.type, e.envelope));
+
 
 /** The comment that says why a stream ends (none: the `retry:` hint says it all). */
 const END_COMMENTS: Record<EndReason, ((detail?: string) => string | undefined) | undefined> = {
@@ -174,10 +174,15 @@ export class SseTransport extends QueuedTransport implements Transport {
     this.write(sse.ready(cursor, channels));
   }
 
-  /** The connection's `id:` line, then the event's shared frame: two buffers, written together (see `Sink.writeAll`). */
+  /**
+   * The connection's `id:` line, then the event's frame. A one-channel connection's cursor is the event's own
+   * (`soloCursor`): the whole event is one buffer shared by every such stream, as before the cursor. A connection of
+   * several channels has a cursor of its own: its line and the shared frame are copied into one buffer (measured
+   * cheaper than writing the two on a corked socket, `npm run bench`: docs/DESIGN.md, "Switching over", step 3).
+   */
   event(event: LiveEvent, cursor = ''): void {
-    this.enqueue(Buffer.from(sse.id(cursor), 'latin1'));
-    this.enqueue(event.encoded(sseFrame));
+    if (cursor === event.soloCursor) this.enqueue(event.encoded(sseSoloEvent));
+    else this.enqueue(sse.withId(cursor, event.encoded(sseFrame)));
   }
 
   heartbeat(): void {

@@ -105,8 +105,6 @@ export interface Transport {
  */
 export interface Sink {
   write(chunk: Buffer): void;
-  /** Writes `chunks` in order as one write to the kernel where the sink can (a corked socket): no copy into one buffer. */
-  writeAll?(chunks: readonly Buffer[]): void;
   end(): void;
   /** Frees the connection at once, whatever the peer does. */
   destroy(): void;
@@ -137,12 +135,6 @@ export class SocketSink implements Sink {
       chunk = Buffer.concat([head, chunk], head.length + chunk.length);
     }
     this.socket.write(chunk);
-  }
-  writeAll(chunks: readonly Buffer[]): void {
-    const socket = this.socket;
-    socket.cork();
-    for (const c of chunks) this.write(c);
-    socket.uncork();
   }
   end(): void {
     if (this.head) this.write(Buffer.alloc(0));
@@ -203,11 +195,9 @@ export abstract class QueuedTransport implements Flushable {
   /** Writes everything queued in one chunk. */
   flush(): void {
     if (this.pending.length === 0 || this.closed || !this.writable()) return;
-    const pending = this.pending;
-    if (pending.length === 1) this.sink.write(pending[0]);
-    else if (this.sink.writeAll) this.sink.writeAll(pending);
-    else this.sink.write(Buffer.concat(pending));
-    pending.length = 0;
+    const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
+    this.pending.length = 0;
+    this.sink.write(chunk);
     if (this.sink.queuedBytes() > this.maxQueuedBytes) this.owner?.slow();
   }
 

@@ -2,6 +2,7 @@ import Redis from 'ioredis';
 import pino from 'pino';
 import { publish } from '../../core/events';
 import { createRedis, waitReady } from '../../core/redis/client';
+import { Keys } from '../../core/redis/keys';
 import { serviceConfigFromEnv } from '../../service/config';
 import { RealtimeServer } from '../../service/realtime-server';
 import { coreConfig, eventually, RawStream, redisUrl, SESSION_SECRET, TEST_NAMESPACES, uid, useRedis } from '../support/harness';
@@ -91,6 +92,29 @@ describe('catch-up after a Redis reconnect', () => {
       expect(s.ended).toBe(false);
     }
     expect(svc.metrics.heldOverflows).toBe(0);
+  });
+
+  test('a stream of two channels whose positions are far apart is caught up per channel: events of the lower one published meanwhile are not skipped', async () => {
+    const { svc, base, subProxy, cmdProxy } = await service({});
+    const [ahead, quiet] = [`scores:${uid()}`, `scores:${uid()}`];
+    // ahead's last id was issued by a primary whose clock ran half a second ahead (within the clock allowance): its
+    // next id is above every id quiet gets for the next half second.
+    const [sec, us] = await redis.time();
+    await redis.set(new Keys(config.keyPrefix).lastId(ahead), String(Number(sec) * 1_000_000 + Number(us) + 500_000));
+    const s = stream(`${base}/events?channels=${[ahead, quiet].sort().join(',')}`);
+    await s.until(ready);
+    const sent = [await pub(ahead, 'ahead'), await pub(quiet, 'before')];
+    expect(Number(sent[0])).toBeGreaterThan(Number(sent[1]));
+    await s.until((x) => ids(x).length === 2);
+    await reconnectWithStalledCommands(svc, subProxy, cmdProxy, async () => {
+      sent.push(await pub(quiet, 'missed'));
+    });
+    cmdProxy.resume();
+    // One number for the stream (its highest id, as before positions were per channel) would skip quiet's missed event.
+    expect(Number(sent[2])).toBeLessThan(Number(sent[0]));
+    await s.until((x) => ids(x).length === 3, 15_000);
+    expect(ids(s)).toEqual(sent);
+    expect(s.events().filter((e) => e.event === 'reset')).toEqual([]);
   });
 
   test('a stream holding more than MAX_HELD_EVENTS during its catch-up is closed with retry:, and a resume from its Last-Event-ID gets everything', async () => {

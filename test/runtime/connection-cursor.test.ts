@@ -40,6 +40,16 @@ test('the longest cursor the most channels can have fits MAX_CURSOR_LENGTH', () 
   expect(MAX_CURSOR_LENGTH).toBe(cursorMaxLength(n));
 });
 
+test('one channel: the cursor after each event is encodeCursor of its position, whatever the connection\'s start', () => {
+  for (const start of [0, NOW - 86_400_000_000, NOW]) {
+    const c = new ConnectionPositions(['chat:a'], [start]);
+    for (const p of [NOW, NOW + 1, NOW + 5_000_000]) {
+      c.set('chat:a', p);
+      expect(c.cursor).toBe(encodeCursor([p]));
+    }
+  }
+});
+
 test('a plain decimal (a cursor from before positions were per channel) is that number on every channel, shared', () => {
   expect(decodeCursor(String(NOW), 3)).toEqual({ positions: [NOW, NOW, NOW], shared: true });
 });

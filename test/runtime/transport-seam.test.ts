@@ -118,8 +118,19 @@ test('SSE encoding: a replayed event and the same event delivered live are the s
   expect(replayed.text()).toBe(`retry: 3000\n\n${sse.event(cursor, 'score', env)}`);
   expect(live.text()).toBe(replayed.text());
   expect(sse.event(cursor, 'score', env)).toBe(`id: ${cursor}\nevent: score\ndata: ${env}\n\n`);
-  // Another connection: its own id line, the same frame buffer (encoded once for the event).
-  expect(other.text()).toBe(`retry: 3000\n\nid: ${encodeCursor([42])}\n${sse.frame('score', env)}`);
+  // A one-channel connection: the event's own cursor, the same bytes for every such connection.
+  expect(other.text()).toBe(`retry: 3000\n\n${sse.event(encodeCursor([42]), 'score', env)}`);
+  // ... the very same buffer, not a copy per connection.
+  const [s1, s2] = [new BufferSink(), new BufferSink()];
+  const [t1, t2] = [new SseTransport(s1, window, 1 << 20, 3000), new SseTransport(s2, window, 1 << 20, 3000)];
+  t1.flush();
+  t2.flush();
+  t1.event(event, encodeCursor([42]));
+  t2.event(event, encodeCursor([42]));
+  t1.flush();
+  t2.flush();
+  expect(s1.chunks[1]).toBe(s2.chunks[1]);
+  expect(sse.withId(cursor, Buffer.from(sse.frame('score', env))).toString()).toBe(sse.event(cursor, 'score', env));
 });
 
 describe('session engine over a transport of its own', () => {
