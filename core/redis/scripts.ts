@@ -14,7 +14,7 @@ import { Script } from './client';
  * KEYS: the user's connection set   ARGV: connection id, max connections of the user (0: no cap), ttl
  * Adds the connection to its user's set. Returns 0, or -1 (nothing written) when the user already holds the maximum.
  */
-export const USER_ADMIT = new Script(`
+export const USER_ADMIT = /* @__PURE__ */ new Script(`
 local max = tonumber(ARGV[2])
 if max > 0 and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 and redis.call('SCARD', KEYS[1]) >= max then return -1 end
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -23,7 +23,7 @@ return 0
 `);
 
 /** KEYS: record   ARGV: sub, grant JSON, now, ttl.  Writes a new connection's record, without subscriptions. */
-export const RECORD_OPEN = new Script(`
+export const RECORD_OPEN = /* @__PURE__ */ new Script(`
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 's', ARGV[1], 'g', ARGV[2], 'a', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -37,7 +37,7 @@ return 1
  * read in the same atomic step as the SADD: every event of the channel with a higher id is published after the member
  * exists, so the fan-out finds it. Returns the floor.
  */
-export const CHANNEL_JOIN = new Script(`${CHANNEL_STATE}
+export const CHANNEL_JOIN = /* @__PURE__ */ new Script(`${CHANNEL_STATE}
 local floor = ARGV[2]
 if floor == '' then
   local last, base, pos = channelState(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
@@ -53,7 +53,7 @@ return floor
  * channel and floor. Returns -1 (nothing written) for an unknown connection, else per pair a status and the floor
  * recorded: 0 added, 1 already subscribed (the recorded floor is kept and returned), -2 refused (too many).
  */
-export const RECORD_SUBSCRIBE = new Script(`
+export const RECORD_SUBSCRIBE = /* @__PURE__ */ new Script(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local max = tonumber(ARGV[2])
 local out = {}
@@ -77,7 +77,7 @@ return out
 `);
 
 /** KEYS: record   ARGV: channel, floor.  Removes the subscription if its floor is still that one; returns 1 when removed. */
-export const RECORD_UNSUBSCRIBE = new Script(`
+export const RECORD_UNSUBSCRIBE = /* @__PURE__ */ new Script(`
 local field = 'c:' .. ARGV[1]
 if redis.call('HGET', KEYS[1], field) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], field)
@@ -90,7 +90,7 @@ return 1
  * caller removes from the channels' sets), {1} when there was none, or {0} (nothing written) when it was registered at
  * or after ARGV[1] (a connection still inside its `$connect`).
  */
-export const RECORD_CLOSE = new Script(`
+export const RECORD_CLOSE = /* @__PURE__ */ new Script(`
 local h = redis.call('HGETALL', KEYS[1])
 local out = {1}
 for i = 1, #h, 2 do
@@ -118,7 +118,7 @@ return out
  * counter   ARGV: tickets per minute. Returns 0 (counted), or the seconds until the window ends when the user is over
  * the limit (nothing is written then). The ticket itself is one SET in its own slot, after this.
  */
-export const TICKET_RATE = new Script(`
+export const TICKET_RATE = /* @__PURE__ */ new Script(`
 local limit = tonumber(ARGV[1])
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
 if n >= limit then
@@ -141,7 +141,7 @@ return 0
  * at most one per revoked user per 30 days; only trusted backends revoke) past `maxmemory`. Its PUBLISH
  * needs no memory either way. Redis 7.0+ (ElastiCache Redis 7.x, Valkey 7.2+).
  */
-export const REVOKE = new Script(`#!lua flags=allow-oom
+export const REVOKE = /* @__PURE__ */ new Script(`#!lua flags=allow-oom
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prev = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
