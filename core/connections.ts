@@ -5,7 +5,7 @@ import { RealtimeError } from './errors';
 import type { Identity } from './identity';
 import { Keys } from './redis/keys';
 import type { RedisLike } from './redis/client';
-import { REGISTER, REMOVE, SUBSCRIBE, UNSUBSCRIBE } from './redis/scripts';
+import { CHANNEL_JOIN, RECORD_CLOSE, RECORD_OPEN, RECORD_SUBSCRIBE, RECORD_UNSUBSCRIBE, USER_ADMIT } from './redis/scripts';
 import { acquire, dropHolder, gatewayHolder, GATEWAY_LEASE_MS, release } from './occupancy';
 
 /**
@@ -15,20 +15,26 @@ import { acquire, dropHolder, gatewayHolder, GATEWAY_LEASE_MS, release } from '.
  *   ticket's channels, or `{"c": [...], "b": true}` when a backend asked for the ticket), the
  *   registration time (`a`, epoch ms) and one field `c:{channel}` per subscription whose value is
  *   the subscription's floor.
- * - `{prefix}wsub:{channel}`: a set of members `{connectionId}|{floor}`, read in pages by the fan-out.
+ * - `{prefix}wsub:{{channel}}`: a set of members `{connectionId}|{floor}`, read in pages by the fan-out, tagged with
+ *   the channel (it lives in the channel's slot).
  * - `{prefix}wu:{sub}`: a set of the user's connection ids, to close them when the user is revoked.
  *
- * The floor is the event sequence at the moment of subscribing, taken in the same atomic step as
- * the SADD: every event with a higher id was published after the subscription existed, so the
- * fan-out delivers it; every event up to the floor is skipped by the fan-out and delivered by the
- * replay of a `since` subscribe instead. That is what makes `since` free of both gaps and
- * duplicates when a publish races a subscribe.
+ * The floor is the channel's position (its last id, see DESIGN "Positions per channel") at the moment of subscribing,
+ * taken in the same atomic step as the SADD, in the channel's slot (`CHANNEL_JOIN`): every event of the channel with a
+ * higher id was published after the subscription existed, so the fan-out delivers it; every event up to the floor is
+ * skipped by the fan-out and delivered by the replay of a `since` subscribe instead. That is what makes `since` free of
+ * both gaps and duplicates when a publish races a subscribe.
  *
- * Everything expires {@link CONNECTION_TTL_SECONDS} after its last change, beyond API Gateway's
- * two-hour connection limit, so entries whose `$disconnect` never came (API Gateway does not
- * guarantee it) disappear even if no fan-out ever meets them.
- */
-
+ * Every script touches one slot (the user's set, the record, or one channel's keys), so the registry runs on a Redis
+ * Cluster; a change that spans them is a few steps in an order that leaves nothing wrong behind when it stops half-way:
+ * - register: the user's set (the cap), the record (with its registration time, which keeps a fan-out's 410 from
+ *   removing a connection still inside `$connect`), each channel's set, then the floors in the record;
+ * - subscribe: the channel's set, then the record (a refused or concurrent one removes its member again);
+ * - unsubscribe: the channel's set, then the record's field (a subscribe in between finds the field and adds the
+ *   member back);
+ * - remove: the record (read and deleted at once), then the channels' sets and the user's set. A member left behind
+ *   by a step that did not run is met by a fan-out, answered 410, and removed then (`RemoveOptions.seen`).
+ *
 /** Seconds a connection's entries outlive their last change: API Gateway's 2 h limit plus an hour. */
 export const CONNECTION_TTL_SECONDS = 3 * 3600;
 
@@ -40,6 +46,7 @@ export interface ConnectionsRedis extends RedisLike {
   smembers(key: string): Promise<string[]>;
   exists(key: string): Promise<number>;
   srem(key: string, ...members: string[]): Promise<number>;
+  hget(key: string, field: string): Promise<string | null>;
 }
 
 export interface ConnectionDeps {
@@ -115,24 +122,43 @@ export async function registerConnection(
   connectionId: string,
   input: { readonly sub: string; readonly grant: readonly string[]; readonly grantedByBackend?: boolean; readonly channels: readonly string[] },
   deps: ConnectionDeps,
-): Promise<number> {
+): Promise<ReadonlyMap<string, number>> {
   const keys = new Keys(deps.config.keyPrefix);
   const now = (deps.now ?? Date.now)();
   const grant = input.grantedByBackend ? { c: input.grant, b: true } : input.grant;
   const max = deps.config.userConnections ?? CORE_SETTINGS.userConnections.default;
   const userSet = keys.userConnections(input.sub);
   if (max > 0 && (await deps.redis.scard(userSet)) >= max) await dropExpired(userSet, keys, deps.redis);
-  const floor = await REGISTER.run(
-    deps.redis,
-    [connectionKey(keys, connectionId), keys.seq, userSet, ...input.channels.map((c) => subscribersKey(keys, c))],
-    [connectionId, input.sub, JSON.stringify(grant), now, CONNECTION_TTL_SECONDS, max, ...input.channels],
-  );
-  if (floor === -1) {
+  if (Number(await USER_ADMIT.run(deps.redis, [userSet], [connectionId, max, CONNECTION_TTL_SECONDS])) === -1) {
     throw new RealtimeError('rate_limited', `At most ${max} WebSocket connections per user at once; close one, or retry later.`);
+  }
+  const record = connectionKey(keys, connectionId);
+  await RECORD_OPEN.run(deps.redis, [record], [input.sub, JSON.stringify(grant), now, CONNECTION_TTL_SECONDS]);
+  const floors = new Map<string, number>();
+  try {
+    const joined = await Promise.all(input.channels.map((c) => joinChannel(connectionId, c, '', keys, deps.redis)));
+    input.channels.forEach((c, i) => floors.set(c, joined[i]));
+    if (input.channels.length) {
+      await RECORD_SUBSCRIBE.run(deps.redis, [record], [CONNECTION_TTL_SECONDS, 0, ...input.channels.flatMap((c) => [c, String(floors.get(c))])]);
+    }
+  } catch (err) {
+    // Half-registered: take back what was written (best effort; what stays expires, or is removed by a fan-out's 410).
+    await removeConnection(connectionId, deps, { seenMembers: [...floors].map(([channel, floor]) => ({ channel, member: member(connectionId, floor) })) }).catch(() => undefined);
+    throw err;
   }
   // Occupancy (backend events): the connection holds its channels until `$disconnect`, at most API Gateway's 2 hours.
   await acquire(gatewayHolder(connectionId), input.channels, deps, now, now + GATEWAY_LEASE_MS);
-  return Number(floor);
+  return floors;
+}
+
+/** The keys `CHANNEL_JOIN` reads a channel's position from (as CHANNEL_POSITION names them). */
+function positionKeys(keys: Keys, channel: string): string[] {
+  return [keys.history(channel), keys.horizon(channel), keys.gap(channel), keys.lastId(channel), keys.base(channel), keys.lostRanges(channel)];
+}
+
+/** Adds the connection to the channel's set with `floor`, or with the channel's position when `floor` is ''; returns the floor. */
+async function joinChannel(connectionId: string, channel: string, floor: string, keys: Keys, redis: RedisLike): Promise<number> {
+  return Number(await CHANNEL_JOIN.run(redis, [subscribersKey(keys, channel), ...positionKeys(keys, channel)], [connectionId, floor, CONNECTION_TTL_SECONDS]));
 }
 
 /** Removes from a user's set the connections whose registration is gone (expired: API Gateway sent no `$disconnect`). */
@@ -159,27 +185,39 @@ export interface SubscribeOutcome {
 /**
  * Adds a subscription, or keeps an existing one with its floor (events after that floor are already
  * on their way through the fan-out, so a `since` replay stops at the floor either way). The caller
- * checks the grant first.
+ * checks the grant first. `known`: the connection's record as the caller just read it (saves a read).
  */
-export async function addSubscription(connectionId: string, channel: string, deps: ConnectionDeps): Promise<SubscribeOutcome> {
+export async function addSubscription(connectionId: string, channel: string, deps: ConnectionDeps, known?: ConnectionRecord | null): Promise<SubscribeOutcome> {
   const keys = new Keys(deps.config.keyPrefix);
-  const [status, floor] = (await SUBSCRIBE.run(
-    deps.redis,
-    [connectionKey(keys, connectionId), keys.seq, subscribersKey(keys, channel)],
-    [connectionId, channel, CONNECTION_TTL_SECONDS, deps.config.maxChannelsPerConnection],
-  )) as [number, string];
-  if (status === -1) throw new RealtimeError('unauthorized', 'This connection is no longer registered; reconnect with a new ticket.');
-  if (status === -2) {
-    throw new RealtimeError('too_many_channels', `At most ${deps.config.maxChannelsPerConnection} channels per connection; unsubscribe from one first.`);
-  }
+  const max = deps.config.maxChannelsPerConnection;
+  const conn = known === undefined ? await getConnection(connectionId, deps) : known;
+  const unknown = () => new RealtimeError('unauthorized', 'This connection is no longer registered; reconnect with a new ticket.');
+  const tooMany = () => new RealtimeError('too_many_channels', `At most ${max} channels per connection; unsubscribe from one first.`);
+  if (!conn) throw unknown();
+  const kept = conn.subscriptions.get(channel);
+  if (kept === undefined && conn.subscriptions.size >= max) throw tooMany();
+  // The channel's set first: the subscription is live (its floor taken with the member) before the record says so.
+  const floor = await joinChannel(connectionId, channel, kept === undefined ? '' : String(kept), keys, deps.redis);
+  const r = (await RECORD_SUBSCRIBE.run(deps.redis, [connectionKey(keys, connectionId)], [CONNECTION_TTL_SECONDS, max, channel, String(floor)])) as -1 | [number, string];
+  const status = r === -1 ? -1 : Number(r[0]);
+  const recorded = r === -1 ? floor : Number(r[1]);
+  // Unknown meanwhile, refused, or a concurrent subscribe recorded another floor: this member goes again.
+  if (recorded !== floor || status < 0) await deps.redis.srem(subscribersKey(keys, channel), member(connectionId, floor));
+  if (status === -1) throw unknown();
+  if (status === -2) throw tooMany();
   if (status === 0) await acquire(gatewayHolder(connectionId), [channel], deps, (deps.now ?? Date.now)());
-  return { floor: Number(floor), added: status === 0 };
+  return { floor: recorded, added: status === 0 };
 }
 
 /** Removes a subscription; false when there was none. */
 export async function removeSubscription(connectionId: string, channel: string, deps: Pick<ConnectionDeps, 'redis' | 'config'>): Promise<boolean> {
   const keys = new Keys(deps.config.keyPrefix);
-  const n = await UNSUBSCRIBE.run(deps.redis, [connectionKey(keys, connectionId), subscribersKey(keys, channel)], [connectionId, channel]);
+  const record = connectionKey(keys, connectionId);
+  const floor = await deps.redis.hget(record, `c:${channel}`);
+  if (floor === null) return false;
+  // The member first: a subscribe meanwhile finds the field and adds it back, so the set never lacks a recorded one.
+  await Promise.all([subscribersKey(keys, channel), keys.legacyChannelSubscribers(channel)].map((k) => deps.redis.srem(k, member(connectionId, floor))));
+  const n = await RECORD_UNSUBSCRIBE.run(deps.redis, [record], [channel, floor]);
   if (Number(n) === 1) await release(gatewayHolder(connectionId), [channel], deps, Date.now());
   return Number(n) === 1;
 }
@@ -193,6 +231,8 @@ export interface RemoveOptions {
   readonly registeredBefore?: number;
   /** A set member seen by a fan-out, removed even when the record is already gone. */
   readonly seen?: { readonly channel: string; readonly member: string };
+  /** More such members (a registration taken back half-way). */
+  readonly seenMembers?: readonly { readonly channel: string; readonly member: string }[];
 }
 
 /**
@@ -201,19 +241,19 @@ export interface RemoveOptions {
  */
 export async function removeConnection(connectionId: string, deps: Pick<ConnectionDeps, 'redis' | 'config'>, options: RemoveOptions = {}): Promise<boolean> {
   const keys = new Keys(deps.config.keyPrefix);
-  const record = await getConnection(connectionId, deps);
-  const entries: [string, string][] = [];
-  for (const [channel, floor] of record?.subscriptions ?? []) entries.push([subscribersKey(keys, channel), member(connectionId, floor)]);
-  if (options.seen) entries.push([subscribersKey(keys, options.seen.channel), options.seen.member]);
-  // Without a record the user is unknown: `{prefix}wu:` names no set, so its SREM does nothing.
-  const userSet = keys.userConnections(record?.identity.sub ?? '');
-  const n = await REMOVE.run(
-    deps.redis,
-    [connectionKey(keys, connectionId), userSet, ...entries.map((e) => e[0])],
-    [options.registeredBefore === undefined ? -1 : options.registeredBefore, connectionId, ...entries.map((e) => e[1])],
-  );
-  if (Number(n) === 1) await dropHolder(gatewayHolder(connectionId), deps, Date.now());
-  return Number(n) === 1;
+  const r = (await RECORD_CLOSE.run(deps.redis, [connectionKey(keys, connectionId)], [options.registeredBefore === undefined ? -1 : options.registeredBefore])) as (number | string)[];
+  if (Number(r[0]) !== 1) return false;
+  const members = new Map<string, Set<string>>();
+  const add = (channel: string, m: string) => members.set(channel, (members.get(channel) ?? new Set()).add(m));
+  for (let i = 2; i + 1 < r.length; i += 2) add(String(r[i]), member(connectionId, String(r[i + 1])));
+  for (const s of [...(options.seen ? [options.seen] : []), ...(options.seenMembers ?? [])]) add(s.channel, s.member);
+  // One single-key SREM per channel (each in its channel's slot), and the user's set (unknown without a record).
+  await Promise.all([
+    ...[...members].flatMap(([channel, ms]) => [deps.redis.srem(subscribersKey(keys, channel), ...ms), deps.redis.srem(keys.legacyChannelSubscribers(channel), ...ms)]),
+    ...(r[1] === undefined ? [] : [deps.redis.srem(keys.userConnections(String(r[1])), connectionId)]),
+  ]);
+  await dropHolder(gatewayHolder(connectionId), deps, Date.now());
+  return true;
 }
 
 /** Parses a set member `{connectionId}|{floor}`; null for anything else. */
@@ -226,15 +266,30 @@ export function parseMember(raw: string): Subscriber | null {
 }
 
 /**
- * The channel's subscribers, one SSCAN page at a time (`pageSize` is a COUNT hint). The next page
+ * How many connections a channel's subscriber sets hold: the tagged one and the untagged one of before the upgrade
+ * (`Keys.legacyChannelSubscribers`), read together.
+ */
+export async function countSubscribers(channel: string, deps: Pick<ConnectionDeps, 'redis' | 'config'>): Promise<number> {
+  const keys = new Keys(deps.config.keyPrefix);
+  const [n, legacy] = await Promise.all([deps.redis.scard(subscribersKey(keys, channel)), deps.redis.scard(keys.legacyChannelSubscribers(channel))]);
+  return n + legacy;
+}
+
+/**
+ * The channel's subscribers, one SSCAN page at a time (`pageSize` is a COUNT hint), from its tagged set and then from
+ * the untagged set of before the upgrade (connections registered then; empty once they are gone). The next page
  * is requested while the caller works on the current one. SSCAN may return a member twice when the
  * set is resized during the scan; callers that must deliver once deduplicate by connection id.
  */
 export async function* subscriberPages(channel: string, deps: Pick<ConnectionDeps, 'redis' | 'config'>, pageSize = 500): AsyncGenerator<Subscriber[]> {
-  const key = subscribersKey(new Keys(deps.config.keyPrefix), channel);
+  const keys = new Keys(deps.config.keyPrefix);
+  for (const key of [subscribersKey(keys, channel), keys.legacyChannelSubscribers(channel)]) yield* setPages(key, deps.redis, pageSize);
+}
+
+async function* setPages(key: string, redis: ConnectionsRedis, pageSize: number): AsyncGenerator<Subscriber[]> {
   // A prefetched page may be abandoned when the caller stops early: never leave its rejection unhandled.
   const scan = (cursor: string) => {
-    const p = deps.redis.sscan(key, cursor, 'COUNT', pageSize);
+    const p = redis.sscan(key, cursor, 'COUNT', pageSize);
     p.catch(() => undefined);
     return p;
   };

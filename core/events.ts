@@ -60,13 +60,12 @@ export interface EventDeps {
 
 /**
  * The deps' broker, else Redis's over the deps' client (positions per channel; live events with `SPUBLISH` on a Redis
- * Cluster, `PUBLISH` on one node, where it also keeps the WebSocket registry's floor: `registryFloor`, a shim until
- * the registry reads per-channel positions).
+ * Cluster, `PUBLISH` on one node).
  */
 export function brokerOf(deps: EventDeps): PositionBroker {
   if (deps.broker) return deps.broker;
   const cluster = (deps.redis as { isCluster?: boolean }).isCluster === true;
-  return new RedisChannelBroker(deps.redis, deps.config, { sharded: cluster, registryFloor: !cluster });
+  return new RedisChannelBroker(deps.redis, deps.config, { sharded: cluster });
 }
 
 /**

@@ -1,6 +1,6 @@
 import { LAMBDA_SETTINGS } from '../contract/settings';
 import { parseChannel } from './channels';
-import { subscriberPages, subscribersKey } from './connections';
+import { countSubscribers, subscriberPages } from './connections';
 import { RealtimeError } from './errors';
 import { IDEMPOTENCY_TTL_SECONDS } from './broker';
 import { envelopeSeq, replay } from './events';
@@ -135,8 +135,8 @@ export async function dispatchFanout(channel: string, envelope: string, deps: Di
   const s = settings(deps);
   const keys = new Keys(deps.config.keyPrefix);
   const seq = envelopeSeq(envelope);
-  const marker = keys.fanoutMarker(seq);
-  const subscribers = await deps.redis.scard(subscribersKey(keys, channel));
+  const marker = keys.fanoutMarker(channel, seq);
+  const subscribers = await countSubscribers(channel, deps);
   if (!deps.queue || subscribers < s.inlineMax) {
     // The subscribers are listed before the claim: Redis gone while listing them (a restart) fails
     // this attempt without a claim, so the publisher's retry (`unavailable`) posts the event; a claim
@@ -160,7 +160,7 @@ export async function dispatchFanout(channel: string, envelope: string, deps: Di
   const messages: QueueMessage[] = shards.map((shard) => ({
     body: JSON.stringify({ v: 1, kind: 'fanout', channel, envelope, shard, shards: s.shards } satisfies FanoutWork),
     groupId: shardGroup(shard),
-    deduplicationId: `${seq}-${shard}`,
+    deduplicationId: fanoutDeduplicationId(channel, seq, shard),
   }));
   const { failed } = messages.length ? await deps.queue.send(messages) : { failed: [] as number[] };
   const refused = new Set(failed);
@@ -173,6 +173,14 @@ export async function dispatchFanout(channel: string, envelope: string, deps: Di
     throw new RealtimeError('unavailable', `The fan-out queue refused ${refused.size} of ${messages.length} work items of event ${seq}; retry the publish with the same idempotencyKey to enqueue them.`);
   }
   return { subscribers, queued: accepted.length };
+}
+
+/**
+ * The FIFO deduplication id of an event's work item for one shard: the channel (hashed: SQS takes at most 128
+ * characters) with the id, since ids are issued per channel and two channels may issue the same one.
+ */
+export function fanoutDeduplicationId(channel: string, seq: number, shard: number): string {
+  return `f-${sha256(channel).slice(0, 32)}-${seq}-${shard}`;
 }
 
 /** The envelope of event `id` from the channel's history; null when trimmed or expired. */
@@ -193,8 +201,8 @@ export async function envelopeById(channel: string, id: string, deps: Pick<Dispa
  */
 export async function resumeFanout(channel: string, id: string, deps: DispatchDeps): Promise<DispatchResult> {
   const keys = new Keys(deps.config.keyPrefix);
-  const marker = await deps.redis.hgetall(keys.fanoutMarker(id));
-  if (marker.inline || (await deps.redis.get(`${keys.fanoutMarker(id)}:claim`)) !== null) return { queued: 0 };
+  const marker = await deps.redis.hgetall(keys.fanoutMarker(channel, id));
+  if (marker.inline || (await deps.redis.get(`${keys.fanoutMarker(channel, id)}:claim`)) !== null) return { queued: 0 };
   const count = Number(marker.n ?? 0);
   const done = new Set(Object.keys(marker).filter((f) => /^s\d+$/.test(f)).map((f) => Number(f.slice(1))));
   if (count > 0 && done.size >= count) return { queued: 0 };
@@ -240,7 +248,7 @@ export async function runWork(work: FanoutWork, deps: DispatchDeps): Promise<Dis
   const keys = new Keys(deps.config.keyPrefix);
   if (work.kind === 'replay') return runReplay(work, deps, keys);
   const seq = envelopeSeq(work.envelope);
-  const retryKey = keys.fanoutRetry(seq, work.shard);
+  const retryKey = keys.fanoutRetry(work.channel, seq, work.shard);
   const previous = await deps.redis.get(retryKey);
   const only = previous ? new Set(JSON.parse(previous) as string[]) : undefined;
   const failedIds: string[] = [];
@@ -338,7 +346,7 @@ export async function settleDeadLetter(work: FanoutWork, deps: DispatchDeps): Pr
     return { missed: 1, closed };
   }
   const seq = envelopeSeq(work.envelope);
-  const retryKey = keys.fanoutRetry(seq, work.shard);
+  const retryKey = keys.fanoutRetry(work.channel, seq, work.shard);
   const recorded = await deps.redis.get(retryKey);
   const ids = new Set<string>();
   if (recorded) for (const id of JSON.parse(recorded) as string[]) ids.add(id);

@@ -257,7 +257,7 @@ export async function planSubscribe(connectionId: string, channel: unknown, sinc
   const cursor = since === undefined || since === null ? undefined : parseCursor(since);
   const conn = await registered(connectionId, deps);
   assertMaySubscribe(conn.identity, ch, connectionGrant(conn));
-  const { floor, added } = await addSubscription(connectionId, ch.channel, deps);
+  const { floor, added } = await addSubscription(connectionId, ch.channel, deps, conn);
   if (added) await gatewayJoin(connectionId, conn.identity.sub, [ch.channel], deps);
   const { frames: out, rest } = await catchUpFrames(ch, cursor, floor, added, deps, limit);
   if (rest) return { frames: out, rest };

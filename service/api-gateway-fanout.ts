@@ -1,10 +1,9 @@
 import type Redis from 'ioredis';
 import type { CoreConfig } from '../core/config';
-import { subscribersKey } from '../core/connections';
+import { countSubscribers } from '../core/connections';
 import { RealtimeError } from '../core/errors';
 import type { ManagementApi } from '../core/fanout';
 import { dispatchFanout, resumeFanout, type WorkQueue } from '../core/fanout-queue';
-import { Keys } from '../core/redis/keys';
 import type { Fanout, ResumeFanout } from '../core/publishing';
 
 /**
@@ -38,7 +37,6 @@ export interface ApiGatewayFanoutDeps {
  * completes it on an idempotent retry (`duplicate`) when the queue refused items the first time.
  */
 export function apiGatewayDelivery(deps: ApiGatewayFanoutDeps): { readonly fanout: Fanout; readonly resumeFanout: ResumeFanout } {
-  const keys = new Keys(deps.config.keyPrefix);
   const delivery = {
     redis: deps.redis,
     config: deps.config,
@@ -49,7 +47,7 @@ export function apiGatewayDelivery(deps: ApiGatewayFanoutDeps): { readonly fanou
   };
   return {
     fanout: async (channel, envelope, options) => {
-      if ((await deps.redis.scard(subscribersKey(keys, channel))) === 0) return { subscribers: 0 };
+      if ((await countSubscribers(channel, deps)) === 0) return { subscribers: 0 };
       return dispatchFanout(channel, envelope, delivery, { track: options?.track });
     },
     resumeFanout: (channel, id) => resumeFanout(channel, id, delivery),

@@ -1,8 +1,8 @@
 import type { ParsedChannel } from '../channels';
-import { LAST_ID_TAIL_SECONDS, type CoreConfig } from '../config';
+import { LAST_ID_TAIL_SECONDS } from '../config';
 import { CLOCK_ALLOWANCE_US, REPLAY_FRAME_BYTES, type BrokerPageBudget, type BrokerPublish, type BrokerPublishOutcome, type BrokerReplayOptions, type ChannelCursor, type PositionBroker, type PositionPage } from '../broker';
-import { MARK_LOST, pageBudget, PUBLISH_STEPS, publishArgs, publishWithUserLimits, RedisBrokerBase, type RedisBrokerOptions } from './broker';
-import { Script, type RedisLike } from './client';
+import { MARK_LOST, pageBudget, PUBLISH_STEPS, publishArgs, publishWithUserLimits, RedisBrokerBase } from './broker';
+import { Script } from './client';
 
 /**
  * The {@link PositionBroker} on Redis: positions per channel (docs/DESIGN.md, "Positions per channel"). Every script
@@ -125,8 +125,7 @@ end`;
  * and age with the horizon, the gap, the last id, live delivery of the same bytes), the id taken from the channel: Redis time in microseconds, or one more than the channel's position when that is not below it (so ids only
  * grow on a channel, stay above its base and above every id recorded lost on it).
  *
- * KEYS: history stream, idempotency key (an unused one repeats the history's), horizon, gap, last id, base, lost ranges,
- *       and with `registryFloor` (one node only) the WebSocket registry's floor key (`{seq}`, see {@link RedisChannelBrokerOptions})
+ * KEYS: history stream, idempotency key (an unused one repeats the history's), horizon, gap, last id, base, lost ranges
  * ARGV: live channel, envelope head, envelope tail, history size, history TTL, idempotency TTL, use idempotency, event
  *       hash, markers' TTL, the user's refusal (0 none, 3 rate, 5 retained bytes), its seconds, 1 when a new channel
  *       may be started, the seconds until it may, the publish command (PUBLISH or SPUBLISH)
@@ -136,10 +135,6 @@ const CHANNEL_PUBLISH = new Script(`${CHANNEL_APPEND}
 local fresh = admit(KEYS[2], KEYS[5], KEYS[1], KEYS[3])
 if type(fresh) == 'table' then return fresh end
 local id, env = channelAppend(unpack(KEYS, 1, 7))
-if KEYS[8] then
-  local floor = tonumber(redis.call('GET', KEYS[8]) or '0')
-  if tonumber(id) > floor then redis.call('SET', KEYS[8], id) end
-end
 return {id, 0, env, fresh}
 `);
 
@@ -220,26 +215,7 @@ export const READ_ROUNDS = 3;
 
 type ChannelPage = [number, string, number, string, string[]];
 
-export interface RedisChannelBrokerOptions extends RedisBrokerOptions {
-  /**
-   * SHIM until the WebSocket connection registry reads per-channel positions (DESIGN "Switching over", step 5): its
-   * `REGISTER`/`SUBSCRIBE` scripts (`core/redis/scripts.ts`) still take a subscription's floor from `{seq}`, which no
-   * publish moves any more. On one node (the default when not `sharded`) the publish script keeps `{seq}` at the
-   * highest id issued, in the same atomic step, so the registry's floors stay exact; on a cluster it cannot (another
-   * slot) and does not. Defaults to false; `core/events.ts` `brokerOf` sets it on one node. Remove with the registry's
-   * switch.
-   */
-  readonly registryFloor?: boolean;
-}
-
 export class RedisChannelBroker extends RedisBrokerBase implements PositionBroker {
-  private readonly registryFloor: boolean;
-
-  constructor(redis: RedisLike, config: Pick<CoreConfig, 'keyPrefix'>, options: RedisChannelBrokerOptions = {}) {
-    super(redis, config, options);
-    this.registryFloor = options.registryFloor === true && !options.sharded;
-  }
-
   /** The channel's keys in the order CHANNEL_CURSOR names them. */
   private channelKeys(channel: string): string[] {
     const k = this.keys;
@@ -252,7 +228,7 @@ export class RedisChannelBroker extends RedisBrokerBase implements PositionBroke
     const [history, horizon, gap, lastId, base, lost] = this.channelKeys(c);
     const idempotency = p.idempotency ? k.idempotency(c, p.idempotency.principal, p.idempotency.key) : history;
     return publishWithUserLimits(this.redis, k, p, (verdict) =>
-      CHANNEL_PUBLISH.run(this.redis, [history, idempotency, horizon, gap, lastId, base, lost, ...(this.registryFloor ? [k.seq] : [])], [k.live(c), ...publishArgs(p), ...verdict, this.publishCommand]),
+      CHANNEL_PUBLISH.run(this.redis, [history, idempotency, horizon, gap, lastId, base, lost], [k.live(c), ...publishArgs(p), ...verdict, this.publishCommand]),
     );
   }
 

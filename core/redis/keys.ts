@@ -94,24 +94,31 @@ export class Keys {
     return `${this.prefix}wc:${connectionId}`;
   }
   /**
-   * Set of a channel's WebSocket subscribers, members `{connectionId}|{floor}`. Not hash-tagged yet: the registry's
-   * scripts span slots until floors are per channel (issue 23, item 2), and renaming it would leave the connections
-   * open during an upgrade out of every fan-out; that step tags it and re-registers them.
+   * Set of a channel's WebSocket subscribers, members `{connectionId}|{floor}`, tagged with the channel: the floor is the
+   * channel's position, read in the same script (`CHANNEL_JOIN`, core/redis/scripts.ts) from the channel's keys.
    */
   channelSubscribers(channel: string): string {
+    return `${this.prefix}wsub:{${channel}}`;
+  }
+  /**
+   * The untagged subscriber set of before positions per channel (`wsub:channel`): connections registered before the
+   * upgrade are still in it, so the fan-out reads it too until they are gone (at most {@link channelSubscribers}' TTL).
+   */
+  legacyChannelSubscribers(channel: string): string {
     return `${this.prefix}wsub:${channel}`;
   }
   /**
    * Which parts of an event's WebSocket fan-out were handed over (a hash: one field per shard whose
    * work item was enqueued, or `inline` once an inline fan-out finished): an idempotent retry of the
-   * publish completes what is missing (see `core/fanout-queue.ts`).
+   * publish completes what is missing (see `core/fanout-queue.ts`). Keyed by channel and id: ids are issued per
+   * channel, so two channels may issue the same one.
    */
-  fanoutMarker(eventId: string | number): string {
-    return `${this.prefix}fo:${eventId}`;
+  fanoutMarker(channel: string, eventId: string | number): string {
+    return `${this.prefix}fo:{${channel}}:${eventId}`;
   }
   /** Connection ids a fan-out work item could not post to: its redelivery posts only to these. */
-  fanoutRetry(eventId: string | number, shard: number): string {
-    return `${this.prefix}fr:${eventId}:${shard}`;
+  fanoutRetry(channel: string, eventId: string | number, shard: number): string {
+    return `${this.prefix}fr:{${channel}}:${eventId}:${shard}`;
   }
   /** The last event id a queued `since` replay posted to a connection (its redelivery resumes after it). */
   replayProgress(connectionId: string, channel: string, floor: number): string {

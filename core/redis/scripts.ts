@@ -1,3 +1,4 @@
+import { CHANNEL_STATE } from './channel-broker';
 import { Script } from './client';
 
 /**
@@ -7,78 +8,107 @@ import { Script } from './client';
  * broker's (`core/redis/broker.ts`).
  */
 
-// connections (core/connections.ts)
+// connections (core/connections.ts): one slot per script (the user's set, the connection's record, one channel's keys)
 
 /**
- * KEYS: record, seq, user set, channel sets...   ARGV: connection id, sub, grant JSON, now, ttl, max connections of
- * the user (0: no cap), channels...
- * Returns the floor of the initial subscriptions, or -1 (nothing written) when the user already holds the maximum.
+ * KEYS: the user's connection set   ARGV: connection id, max connections of the user (0: no cap), ttl
+ * Adds the connection to its user's set. Returns 0, or -1 (nothing written) when the user already holds the maximum.
  */
-export const REGISTER = new Script(`
-local max = tonumber(ARGV[6])
-if max > 0 and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 and redis.call('SCARD', KEYS[3]) >= max then return -1 end
-local floor = redis.call('GET', KEYS[2]) or '0'
+export const USER_ADMIT = /* @__PURE__ */ new Script(`
+local max = tonumber(ARGV[2])
+if max > 0 and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 and redis.call('SCARD', KEYS[1]) >= max then return -1 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 0
+`);
+
+/** KEYS: record   ARGV: sub, grant JSON, now, ttl.  Writes a new connection's record, without subscriptions. */
+export const RECORD_OPEN = /* @__PURE__ */ new Script(`
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 's', ARGV[2], 'g', ARGV[3], 'a', ARGV[4])
-for i = 4, #KEYS do
-  redis.call('HSET', KEYS[1], 'c:' .. ARGV[i + 3], floor)
-  redis.call('SADD', KEYS[i], ARGV[1] .. '|' .. floor)
-  redis.call('EXPIRE', KEYS[i], ARGV[5])
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'g', ARGV[2], 'a', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+`);
+
+/**
+ * Joins one channel's subscriber set, in the channel's slot. KEYS: subscriber set, then the channel's history, horizon,
+ * gap, last id, base and lost ranges (as CHANNEL_POSITION)   ARGV: connection id, floor to keep ('' for a new
+ * subscription), ttl. A new subscription's floor is the channel's position (CHANNEL_STATE, core/redis/channel-broker.ts),
+ * read in the same atomic step as the SADD: every event of the channel with a higher id is published after the member
+ * exists, so the fan-out finds it. Returns the floor.
+ */
+export const CHANNEL_JOIN = /* @__PURE__ */ new Script(`${CHANNEL_STATE}
+local floor = ARGV[2]
+if floor == '' then
+  local last, base, pos = channelState(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+  floor = num(pos)
 end
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('EXPIRE', KEYS[3], ARGV[5])
+redis.call('SADD', KEYS[1], ARGV[1] .. '|' .. floor)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return floor
 `);
 
 /**
- * KEYS: record, seq, channel set   ARGV: connection id, channel, ttl, max subscriptions
- * Returns {status, floor}: status 0 subscribed, 1 already subscribed (its floor is kept), -1 unknown
- * connection, -2 too many subscriptions.
+ * Records subscriptions in a connection's record. KEYS: record   ARGV: ttl, max subscriptions (0: no cap), then pairs of
+ * channel and floor. Returns -1 (nothing written) for an unknown connection, else per pair a status and the floor
+ * recorded: 0 added, 1 already subscribed (the recorded floor is kept and returned), -2 refused (too many).
  */
-export const SUBSCRIBE = new Script(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, '0'} end
-local field = 'c:' .. ARGV[2]
-local prev = redis.call('HGET', KEYS[1], field)
-if prev then
-  redis.call('SADD', KEYS[3], ARGV[1] .. '|' .. prev)
-  redis.call('EXPIRE', KEYS[3], ARGV[3])
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  return {1, prev}
+export const RECORD_SUBSCRIBE = /* @__PURE__ */ new Script(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local max = tonumber(ARGV[2])
+local out = {}
+for i = 3, #ARGV, 2 do
+  local field = 'c:' .. ARGV[i]
+  local prev = redis.call('HGET', KEYS[1], field)
+  if prev then
+    out[#out + 1] = 1
+    out[#out + 1] = prev
+  elseif max > 0 and redis.call('HLEN', KEYS[1]) - 3 >= max then
+    out[#out + 1] = -2
+    out[#out + 1] = '0'
+  else
+    redis.call('HSET', KEYS[1], field, ARGV[i + 1])
+    out[#out + 1] = 0
+    out[#out + 1] = ARGV[i + 1]
+  end
 end
-if redis.call('HLEN', KEYS[1]) - 3 >= tonumber(ARGV[4]) then return {-2, '0'} end
-local floor = redis.call('GET', KEYS[2]) or '0'
-redis.call('HSET', KEYS[1], field, floor)
-redis.call('SADD', KEYS[3], ARGV[1] .. '|' .. floor)
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {0, floor}
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return out
 `);
 
-/** KEYS: record, channel set   ARGV: connection id, channel.  Returns 1 when it was subscribed. */
-export const UNSUBSCRIBE = new Script(`
-local field = 'c:' .. ARGV[2]
-local prev = redis.call('HGET', KEYS[1], field)
-if not prev then return 0 end
-redis.call('SREM', KEYS[2], ARGV[1] .. '|' .. prev)
+/** KEYS: record   ARGV: channel, floor.  Removes the subscription if its floor is still that one; returns 1 when removed. */
+export const RECORD_UNSUBSCRIBE = /* @__PURE__ */ new Script(`
+local field = 'c:' .. ARGV[1]
+if redis.call('HGET', KEYS[1], field) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], field)
 return 1
 `);
 
 /**
- * KEYS: record, user set, channel sets...   ARGV: registered-before (epoch ms, or -1 for always), connection id, members...
- * Removes the members, the user-set entry and the record, unless the record was registered at or
- * after ARGV[1] (a connection still inside its `$connect`). Returns 1 when removed.
+ * KEYS: record   ARGV: registered-before (epoch ms, or -1 for always)
+ * Deletes the record and returns {1, sub, channel, floor, channel, floor...} (its subscriptions, whose members the
+ * caller removes from the channels' sets), {1} when there was none, or {0} (nothing written) when it was registered at
+ * or after ARGV[1] (a connection still inside its `$connect`).
  */
-export const REMOVE = new Script(`
-if ARGV[1] ~= '-1' then
-  local at = redis.call('HGET', KEYS[1], 'a')
-  if at and tonumber(at) >= tonumber(ARGV[1]) then return 0 end
+export const RECORD_CLOSE = /* @__PURE__ */ new Script(`
+local h = redis.call('HGETALL', KEYS[1])
+local out = {1}
+for i = 1, #h, 2 do
+  if h[i] == 'a' and ARGV[1] ~= '-1' and tonumber(h[i + 1]) >= tonumber(ARGV[1]) then return {0} end
 end
-for i = 3, #KEYS do redis.call('SREM', KEYS[i], ARGV[i]) end
-redis.call('SREM', KEYS[2], ARGV[2])
+for i = 1, #h, 2 do
+  if h[i] == 's' then out[2] = h[i + 1] end
+end
+if out[2] then
+  for i = 1, #h, 2 do
+    if string.sub(h[i], 1, 2) == 'c:' then
+      out[#out + 1] = string.sub(h[i], 3)
+      out[#out + 1] = h[i + 1]
+    end
+  end
+end
 redis.call('DEL', KEYS[1])
-return 1
+return out
 `);
 
 // tickets (core/tickets.ts)
@@ -88,7 +118,7 @@ return 1
  * counter   ARGV: tickets per minute. Returns 0 (counted), or the seconds until the window ends when the user is over
  * the limit (nothing is written then). The ticket itself is one SET in its own slot, after this.
  */
-export const TICKET_RATE = new Script(`
+export const TICKET_RATE = /* @__PURE__ */ new Script(`
 local limit = tonumber(ARGV[1])
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
 if n >= limit then
@@ -111,7 +141,7 @@ return 0
  * at most one per revoked user per 30 days; only trusted backends revoke) past `maxmemory`. Its PUBLISH
  * needs no memory either way. Redis 7.0+ (ElastiCache Redis 7.x, Valkey 7.2+).
  */
-export const REVOKE = new Script(`#!lua flags=allow-oom
+export const REVOKE = /* @__PURE__ */ new Script(`#!lua flags=allow-oom
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prev = tonumber(redis.call('GET', KEYS[1]) or '0') or 0

@@ -35,6 +35,11 @@ export interface LambdaRuntimeOptions {
    * `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA` to override) when a namespace has hooks, else none.
    */
   readonly hooks?: HookInvoker;
+  /**
+   * A started Redis client to use instead of creating one from the config (a test's or a local stack's client, e.g. an
+   * ioredis `Cluster` for a Redis Cluster). The runtime does not close it. Defaults to a client for `redisUrl`.
+   */
+  readonly redis?: Redis;
 }
 
 /**
@@ -58,6 +63,7 @@ export class LambdaRuntime {
   protected readonly env: NodeJS.ProcessEnv;
   protected queue?: WorkQueue & { destroy?(): void };
   private invoker?: HookInvoker;
+  private readonly given?: Redis;
 
   constructor(
     readonly config: LambdaConfig,
@@ -66,6 +72,7 @@ export class LambdaRuntime {
     this.name = options.name ?? 'lambda-local';
     this.queue = options.queue;
     this.invoker = options.hooks;
+    this.given = options.redis;
     this.env = options.env ?? process.env;
     this.logger = options.logger ?? new Logger({ serviceName: 'realtime', ...(config.logLevel ? { logLevel: config.logLevel } : {}) });
   }
@@ -98,6 +105,7 @@ export class LambdaRuntime {
   clients(): Promise<Runtime> {
     this.starting ??= (async () => {
       const config = this.config.core;
+      if (this.given) return (this.started = { config, redis: this.given });
       const password = config.redisPassword ?? (config.redisSecretArn ? await secretPassword(config.redisSecretArn, { env: this.env }) : undefined);
       const redis = createRedis({ url: config.redisUrl, password, name: this.name });
       try {
@@ -121,7 +129,7 @@ export class LambdaRuntime {
     this.starting = undefined;
     this.started = undefined;
     const rt = await current?.catch(() => undefined);
-    rt?.redis.disconnect();
+    if (rt?.redis !== this.given) rt?.redis.disconnect();
   }
 }
 

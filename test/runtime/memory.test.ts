@@ -87,8 +87,8 @@ describe('memory estimates against MEMORY USAGE of the keys a real publish, regi
     const { keys, deps } = isolated(10);
     const sub = `auth0|${uid()}${uid()}`;
     const channels = Array.from({ length: n }, () => `room:${uid()}`);
-    // Floors are then 16-digit ids, as in a deployment that has published.
-    await publish({ channel: `room:${uid()}`, type: 'message', data: 1 }, SERVER, deps);
+    // Floors are then 16-digit ids (each channel's position), as on channels that have events.
+    for (const channel of channels) await publish({ channel, type: 'message', data: 1 }, SERVER, deps);
     const ids = Array.from({ length: 20 }, () => `${uid()}${uid()}`.slice(0, 15) + '='); // API Gateway ids are 16 chars
     for (const id of ids) await registerConnection(id, { sub, grant: channels, channels }, deps);
     const est = estimateConnection({ prefixLength: keys.prefix.length, subLength: sub.length, channelLengths: channels.map((c) => c.length) });

@@ -1,3 +1,4 @@
+import calculateSlot from 'cluster-key-slot';
 import Redis, { Cluster } from 'ioredis';
 import { parseChannel } from '../../core/channels';
 import { addSubscription, registerConnection, removeConnection, removeSubscription } from '../../core/connections';
@@ -14,9 +15,9 @@ import { connectRedis, coreConfig, TEST_NAMESPACES, uid, useRedisCluster } from 
 /**
  * Issue 23, item 1: every Lua script touches keys of one hash slot, so it runs on a Redis Cluster, and declares every
  * key it touches. Publish, replay and claim run on positions per channel (`CHANNEL_*`, core/redis/channel-broker.ts,
- * issue 23 item 2): one channel's slot per script. The one exception left is documented in DESIGN ("Redis Cluster:
- * what runs single-slot today"): the WebSocket connection registry's floors still read the deployment-wide sequence
- * beside the channels' keys until the registry reads per-channel positions.
+ * issue 23 item 2): one channel's slot per script; the WebSocket connection registry's floors are the channels'
+ * positions, read beside each channel's subscriber set (`CHANNEL_JOIN`), and its record and user set are changed by
+ * scripts of their own (DESIGN "Redis Cluster: what runs single-slot today"). No exception is left.
  *
  * Part 1 runs every operation that uses a script against the one-node Redis, records each script call's keys and
  * asks the local cluster for their slots (CLUSTER KEYSLOT). Part 2 runs the single-slot operations on the cluster
@@ -80,20 +81,6 @@ async function everyOperation(redis: Redis, sub: string, a: string, b: string): 
   await revokeUser(sub, deps);
 }
 
-/**
- * The registry's scripts that still read the deployment-wide sequence (`{seq}`, the floors) beside per-channel keys,
- * and on one node the publish that keeps it (`registryFloor`, a shim; on the cluster the publish runs without it, in
- * its channel's slot, below): multi-slot until the registry reads per-channel positions. Each key group named here must still be single-slot on
- * its own: a channel's keys together, the sequence's keys together.
- */
-const SEQUENCE_BOUND = new Set(['REGISTER', 'SUBSCRIBE', 'CHANNEL_PUBLISH']);
-/**
- * The WebSocket connection registry's record and the channels' subscriber sets change together (the floors the fan-out
- * filters by): a connection is registered once per connection, a channel's set is shared by every connection on it.
- * These become one script per slot with the per-channel floors of item 2.
- */
-const REGISTRY_BOUND = new Set(['UNSUBSCRIBE', 'REMOVE']);
-
 describe('key slots of every script', () => {
   let redis: Redis;
   let admin: Redis;
@@ -107,33 +94,15 @@ describe('key slots of every script', () => {
   });
   const slot = async (key: string) => Number(await admin.cluster('KEYSLOT', key));
 
-  test('each script keeps its keys in one slot (the sequence-bound and registry scripts: one slot per key group)', async () => {
+  test('each script keeps its keys in one slot', async () => {
     const rec = recording(redis);
     await everyOperation(rec.redis, `u-${uid()}`, `chat:${uid()}`, `chat:${uid()}`);
     const seen = new Set(rec.calls.map((c) => c.script));
     expect([...seen].filter((s) => s.startsWith('unknown'))).toEqual([]);
-    const keys = new Keys('rt:');
-    const sequence = new Set([keys.seq, keys.seqBase, keys.seqLost]);
     const spans: string[] = [];
     for (const call of rec.calls) {
       const slots = new Set(await Promise.all(call.keys.map(slot)));
-      if (slots.size <= 1) continue;
-      if (REGISTRY_BOUND.has(call.script)) continue;
-      if (SEQUENCE_BOUND.has(call.script)) {
-        // Without the sequence's keys, what remains is one slot per channel (its keys together).
-        const seqSlots = new Set(await Promise.all(call.keys.filter((k) => sequence.has(k)).map(slot)));
-        const rest = call.keys.filter((k) => !sequence.has(k));
-        const byChannel = new Map<string, Set<number>>();
-        for (const k of rest) {
-          const tag = /\{([^}]*)\}/.exec(k)?.[1] ?? k;
-          byChannel.set(tag, (byChannel.get(tag) ?? new Set()).add(await slot(k)));
-        }
-        const split = [...byChannel].filter(([, s]) => s.size > 1).map(([t]) => t);
-        if (seqSlots.size <= 1 && split.length === 0) continue;
-        spans.push(`${call.script}: sequence keys in ${seqSlots.size} slots; groups split over slots: ${split.join(', ') || 'none'}; groups ${[...byChannel.keys()].join(', ')}`);
-        continue;
-      }
-      spans.push(`${call.script}: ${call.keys.join(' ')} in ${slots.size} slots`);
+      if (slots.size > 1) spans.push(`${call.script}: ${call.keys.join(' ')} in ${slots.size} slots`);
     }
     expect(spans).toEqual([]);
     // Every script was exercised, so a new one cannot slip past this test.
@@ -182,6 +151,45 @@ describe('on the cluster', () => {
     expect(page).toMatchObject({ resets: channels.map(() => false), positions: ids.map(Number), more: false });
     await expect(broker.claim({ channel: channels[0], cursor: Number(ids[0]) })).resolves.toEqual({ reset: false, position: Number(ids[0]) });
     expect(await cluster.get(new Keys('rt:').userPublishes(sub))).toBe('6');
+  });
+
+  test('the WebSocket registry runs on the cluster: register, subscribe, unsubscribe and remove over channels on every shard, each floor the channel\'s own position', async () => {
+    const config = coreConfig({ userConnections: 4, maxChannelsPerConnection: 8 });
+    const deps = { redis: cluster as unknown as Redis, config };
+    const keys = new Keys('rt:');
+    const broker = new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true });
+    // A channel on each of the three shards (by the primary that owns its slot), and one more.
+    const byPrimary = new Map<number, string>();
+    while (byPrimary.size < 3) {
+      const c = `chat:${uid()}`;
+      const port = local.cluster.primaryOf(calculateSlot(keys.channelSubscribers(c))).port;
+      if (!byPrimary.has(port)) byPrimary.set(port, c);
+    }
+    const channels = [...byPrimary.values(), `chat:${uid()}`];
+    const parsed = channels.map((c) => parseChannel(c, TEST_NAMESPACES));
+    // Each channel gets events of its own, so the positions differ per channel.
+    for (const p of parsed) {
+      const { head, tail } = preparePublish({ channel: p.channel, type: 't', data: 1 }, { kind: 'server', principal: 'test' }, config);
+      await broker.publish({ channel: p, head, tail });
+    }
+    const positions = await broker.positions(parsed);
+    const sub = `u-${uid()}`;
+    const conn = `c-${uid()}`;
+    const [first, ...later] = channels;
+    const floors = await registerConnection(conn, { sub, grant: channels, channels: [first] }, deps);
+    expect([...floors]).toEqual([[first, positions[0]]]);
+    for (const [i, c] of later.entries()) {
+      await expect(addSubscription(conn, c, deps)).resolves.toEqual({ floor: positions[i + 1], added: true });
+      // Again: kept, with its floor.
+      await expect(addSubscription(conn, c, deps)).resolves.toEqual({ floor: positions[i + 1], added: false });
+    }
+    for (const [i, c] of channels.entries()) expect(await cluster.smembers(keys.channelSubscribers(c))).toEqual([`${conn}|${positions[i]}`]);
+    expect(await cluster.smembers(keys.userConnections(sub))).toEqual([conn]);
+    await expect(removeSubscription(conn, later[0], deps)).resolves.toBe(true);
+    expect(await cluster.exists(keys.channelSubscribers(later[0]))).toBe(0);
+    await expect(removeConnection(conn, deps)).resolves.toBe(true);
+    for (const c of channels) expect(await cluster.exists(keys.channelSubscribers(c))).toBe(0);
+    expect([await cluster.exists(keys.userConnections(sub)), await cluster.exists(keys.connection(conn))]).toEqual([0, 0]);
   });
 
   test('a publish by a user through core/events.ts runs on the cluster: user limits on the user slot, the event on its channel\'s, replayed from there', async () => {

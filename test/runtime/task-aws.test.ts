@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type Redis from 'ioredis';
 import { containerCredentials, refreshingCredentials, runtimeCredentials } from '../../core/aws/signer';
 import { registerConnection } from '../../core/connections';
+import { fanoutDeduplicationId } from '../../core/fanout-queue';
 import { ElbApiError, TargetHealthClient } from '../../core/aws/elb';
 import type { RealtimeServer } from '../../service/realtime-server';
 import { ContainerCredentialsEndpoint, ElbEndpoint, sdkAuthorization, SqsEndpoint } from '../support/aws-stand-ins';
@@ -196,8 +197,8 @@ describe('mode both on ECS: a /live publish is handed to the fan-out queue (SQS)
       await eventually(() => sqs.batches.length === 1, 10_000, 'SendMessageBatch');
       const entries = sqs.batches[0].Entries;
       expect(entries.map((e) => [e.MessageGroupId, e.MessageDeduplicationId])).toEqual([
-        ['shard-0', `${String(r.id)}-0`],
-        ['shard-1', `${String(r.id)}-1`],
+        ['shard-0', fanoutDeduplicationId(ch, Number(r.id), 0)],
+        ['shard-1', fanoutDeduplicationId(ch, Number(r.id), 1)],
       ]);
       for (const [i, e] of entries.entries()) {
         const work = JSON.parse(e.MessageBody) as { kind: string; channel: string; envelope: string; shard: number; shards: number };

@@ -67,13 +67,18 @@ describe('subscribeFrom: what to send, in order', () => {
     await expect(subscribeFrom(id, ch, 'not-a-cursor', { redis, config })).rejects.toMatchObject({ code: 'invalid_cursor' });
   });
 
-  test('a cursor ahead of the sequence on a new subscription: reset, then subscribed', async () => {
+  test('a since ahead of the channel\'s position on a new subscription (a failover lost ids the client saw): reset, then subscribed at the channel\'s position; the channel\'s next id is above the since', async () => {
     const id = `c-${uid()}`;
     await connect(id, 'alice', []);
-    const ahead = String(Number((await redis.get(keys.seq)) ?? '0') + 1000);
-    // Public channels need no grant; a `since` far ahead means a failover lost ids the client saw.
-    const out = (await subscribeFrom(id, `scores:${uid()}`, ahead, { redis, config })).map((f) => JSON.parse(f) as { type: string });
-    expect(out.map((f) => f.type)).toEqual(['reset', 'subscribed']);
+    // Public channels need no grant.
+    const ch = `scores:${uid()}`;
+    const last = (await publish({ channel: ch, type: 'm', data: 1 }, SERVER, { redis, config })).id;
+    const ahead = String(Number(last) + 1000);
+    const out = (await subscribeFrom(id, ch, ahead, { redis, config })).map((f) => JSON.parse(f) as { type: string; cursor?: string });
+    expect(out).toEqual([{ type: 'reset', channel: ch, reason: 'history_unavailable' }, { type: 'subscribed', channel: ch, cursor: last }]);
+    // The ids the client holds are never issued again on the channel (recorded lost in its slot).
+    expect(Number((await publish({ channel: ch, type: 'm', data: 2 }, SERVER, { redis, config })).id)).toBeGreaterThan(Number(ahead));
+    expect(await redis.exists(keys.lostRanges(ch))).toBe(1);
   });
 });
 

@@ -1,7 +1,10 @@
 import type Redis from 'ioredis';
 import pino from 'pino';
 import { publish } from '../../core/events';
-import { parseWork } from '../../core/fanout-queue';
+import { preparePublish } from '../../core/events';
+import { dispatchFanout, parseWork, resumeFanout } from '../../core/fanout-queue';
+import { RedisChannelBroker } from '../../core/redis/channel-broker';
+import { Keys } from '../../core/redis/keys';
 import { shardOf } from '../../core/shard';
 import type { LocalStack } from '../../local/stack';
 import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
@@ -327,6 +330,67 @@ describe('sharded fan-out', () => {
     expect(reset).toBeGreaterThan(lastInline);
     expect(subscribed).toBeGreaterThan(reset);
   }, 60_000);
+});
+
+/**
+ * Positions per channel (DESIGN "Positions per channel"): ids are issued per channel, so two channels may issue the same
+ * one. Forced here the way it happens: both channels' last id is the same value ahead of Redis time (a primary whose
+ * clock ran ahead), so each channel's next publish takes one more than it, the same id on both.
+ */
+async function sameIdOnTwoChannels(a: string, b: string): Promise<[string, string]> {
+  const keys = new Keys(config.keyPrefix);
+  const ahead = String((Date.now() + 60_000) * 1000);
+  await Promise.all([redis.set(keys.lastId(a), ahead), redis.set(keys.lastId(b), ahead)]);
+  const broker = new RedisChannelBroker(redis, config);
+  const envelopes = await Promise.all(
+    [a, b].map(async (channel) => {
+      const { ch, head, tail } = preparePublish({ channel, type: 'update', data: channel }, SERVER, config);
+      const r = await broker.publish({ channel: ch, head, tail });
+      if (r.kind !== 'published') throw new Error(r.kind);
+      return r.envelope;
+    }),
+  );
+  expect(JSON.parse(envelopes[0]).id).toBe(JSON.parse(envelopes[1]).id);
+  return envelopes as [string, string];
+}
+
+describe('fan-out of two channels that issued the same id', () => {
+  const delivery = async () => stack.lambda.delivery(await stack.lambda.clients(), stack.lambda.postClient()!);
+
+  test('through the queue: each channel\'s work items are enqueued (the FIFO deduplication id names the channel) and every subscriber gets its channel\'s event once', async () => {
+    const a = `chat:${uid()}`;
+    const b = `chat:${uid()}`;
+    const [ca, cb] = [await connectMany(stack, a, 12), await connectMany(stack, b, 12)];
+    const [ea, eb] = await sameIdOnTwoChannels(a, b);
+    const deps = await delivery();
+    const { sent, deduplicated } = stack.queue!.stats;
+    await dispatchFanout(a, ea, deps, { track: true });
+    await dispatchFanout(b, eb, deps, { track: true });
+    expect(stack.queue!.stats.deduplicated - deduplicated).toBe(0);
+    expect(stack.queue!.stats.sent - sent).toBe(2 * SHARDS);
+    await stack.queue!.idle();
+    await Promise.all([...ca.clients, ...cb.clients].map((c) => c.until((x) => x.events().length === 1, 20_000, 'its channel\'s event')));
+    for (const c of ca.clients) expect(c.raw).toEqual([ea]);
+    for (const c of cb.clients) expect(c.raw).toEqual([eb]);
+  }, 60_000);
+
+  test('inline: a retry of one channel\'s publish is not answered by the other channel\'s marker (markers are keyed by channel and id), and a retry after the marker was written delivers nothing twice', async () => {
+    const a = `chat:${uid()}`;
+    const b = `chat:${uid()}`;
+    const [ca, cb] = [await connectMany(stack, a, 3), await connectMany(stack, b, 3)];
+    const [ea, eb] = await sameIdOnTwoChannels(a, b);
+    const id = JSON.parse(ea).id as string;
+    const deps = await delivery();
+    // a's fan-out finished and was recorded; b's first attempt was cut off before its fan-out (the publisher retries).
+    await dispatchFanout(a, ea, deps, { track: true });
+    await resumeFanout(b, id, deps);
+    for (const c of cb.clients) expect(c.raw).toEqual([eb]);
+    // Retried again, after each marker was written: nothing is posted twice.
+    await resumeFanout(a, id, deps);
+    await resumeFanout(b, id, deps);
+    for (const c of ca.clients) expect(c.raw).toEqual([ea]);
+    for (const c of cb.clients) expect(c.raw).toEqual([eb]);
+  });
 });
 
 describe('sharded fan-out: one shard, one post at a time', () => {

@@ -301,6 +301,23 @@ describe.each(TARGETS)('%s', (target) => {
 });
 
 describe('API Gateway only: the connection registry', () => {
+  test('upgrade: a connection registered before the subscriber sets were tagged (in the untagged wsub:channel) still gets the fan-out, and its $disconnect removes it there', async () => {
+    const ch = `chat:${uid()}`;
+    const before = stack.ws.connectionIds();
+    const c = await client('alice', [ch]);
+    const id = newestConnectionId(before);
+    // What the registration before the upgrade left: the same member, in the untagged set.
+    const [m] = await redis.smembers(subscribersKey(keys, ch));
+    expect(m).toMatch(new RegExp(`^${id}\\|`));
+    await redis.srem(subscribersKey(keys, ch), m);
+    await redis.sadd(`${keys.prefix}wsub:${ch}`, m);
+    const { id: eventId } = await pub(ch, 'after the upgrade');
+    await c.until((x) => x.events(ch).some((e) => e.id === eventId), 5000, 'the event');
+    c.close();
+    await eventually(async () => (await redis.exists(connectionKey(keys, id))) === 0, 5000, 'record removed');
+    expect(await redis.exists(`${keys.prefix}wsub:${ch}`)).toBe(0);
+  });
+
   test('registry: identity, grant and subscriptions stored with an expiry beyond 2 h; removed on $disconnect', async () => {
     const ch = `chat:${uid()}`;
     const before = stack.ws.connectionIds();
