@@ -80,16 +80,16 @@ export const CORE_SETTINGS = {
   redisPassword: { kind: 'string', env: 'REDIS_PASSWORD', minLength: 1, doc: 'Redis AUTH token; on AWS an ECS secret (tasks).' },
   redisSecretArn: { kind: 'string', env: 'REDIS_SECRET_ARN', pattern: /^arn:/, message: 'must be an ARN (arn:...)', doc: 'Secrets Manager secret holding the AUTH token, read at cold start (Lambdas).' },
   /**
-   * `single` (one primary). `cluster` (ElastiCache cluster mode, set by the construct for redis.shards >= 2) is refused
-   * by this runtime until publishes and replays run single-slot (positions per channel, issue 23): it fails at start.
+   * `single` (one primary, the primary endpoint). `cluster` (ElastiCache cluster mode enabled, set by the construct for
+   * redis.shards >= 2): REDIS_URL is the configuration endpoint, every script runs in one channel's slot and live events
+   * go by sharded pub/sub (SPUBLISH/SSUBSCRIBE).
    */
   redisMode: {
     kind: 'enum',
     env: 'REDIS_MODE',
-    values: ['single'],
-    message: 'only "single" runs today: a Redis Cluster (redis.shards >= 2) needs positions per channel (issue 23); deploy with redis.shards = 1',
+    values: ['single', 'cluster'],
     default: 'single',
-    doc: '`single` (one primary); `cluster` (set for redis.shards >= 2) is refused at start until publishes run single-slot.',
+    doc: '`single` (one primary); `cluster` (ElastiCache cluster mode, set for redis.shards >= 2: REDIS_URL is the configuration endpoint, sharded pub/sub).',
   },
   keyPrefix: { kind: 'string', env: 'KEY_PREFIX', pattern: /^[A-Za-z0-9:_-]{1,32}$/, message: 'letters, digits, ":", "_" or "-", up to 32 chars', default: 'rt:', doc: 'Prefix of every Redis key and pub/sub channel.' },
   namespacesJson: { kind: 'string', env: 'NAMESPACES_JSON', doc: 'Channel namespace policies as JSON; unset: the runtime\'s (scores, chat, user).' },

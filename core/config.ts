@@ -200,8 +200,8 @@ export function checkSettings<T extends SettingsTable>(table: T, values: Partial
  */
 export interface CoreConfig {
   readonly redisUrl: string;
-  /** REDIS_MODE: `single` (one primary). Optional for configs built in code; absent means `single`. */
-  readonly redisMode?: 'single';
+  /** REDIS_MODE: `single` (one primary) or `cluster` (a Redis Cluster). Optional for configs built in code; absent means `single`. */
+  readonly redisMode?: 'single' | 'cluster';
   readonly redisPassword?: string;
   readonly redisSecretArn?: string;
   readonly keyPrefix: string;

@@ -131,6 +131,18 @@ export function createRedisCluster(opts: RedisClusterConnectOptions): Cluster {
   return client;
 }
 
+/**
+ * The client a runtime makes for its configuration: {@link createRedis} for `single`, {@link createRedisCluster} for
+ * `cluster` (REDIS_URL the configuration endpoint). A `Cluster` routes each command and script by its keys' slot and
+ * answers the commands the runtime sends (every script single-slot, test/runtime/script-slots.test.ts), so the runtime
+ * holds it as a `Redis`: the one place that type is widened.
+ */
+export function createRedisFor(mode: 'single' | 'cluster' | undefined, opts: RedisClusterConnectOptions): Redis {
+  if (mode === 'cluster') return createRedisCluster(opts) as unknown as Redis;
+  const { subscriber: _subscriber, ...single } = opts;
+  return createRedis(single);
+}
+
 /** Resolves when the client is ready, or rejects after `timeoutMs`. */
 export function waitReady(client: Redis | Cluster, timeoutMs = 10_000): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();

@@ -2,7 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import type Redis from 'ioredis';
 import type { CoreConfig } from '../../core/config';
 import type { WorkQueue } from '../../core/fanout-queue';
-import { createRedis, waitReady } from '../../core/redis/client';
+import { createRedisFor, waitReady } from '../../core/redis/client';
 import { secretPassword } from '../../core/aws/secrets';
 import { LambdaInvoker, lambdaEndpoint } from '../../core/aws/lambda-invoke';
 import { runtimeCredentials } from '../../core/aws/signer';
@@ -107,7 +107,7 @@ export class LambdaRuntime {
       const config = this.config.core;
       if (this.given) return (this.started = { config, redis: this.given });
       const password = config.redisPassword ?? (config.redisSecretArn ? await secretPassword(config.redisSecretArn, { env: this.env }) : undefined);
-      const redis = createRedis({ url: config.redisUrl, password, name: this.name });
+      const redis = createRedisFor(config.redisMode, { url: config.redisUrl, password, name: this.name });
       try {
         await waitReady(redis, 5000);
       } catch (err) {

@@ -48,11 +48,10 @@ describe('runtime configuration from the environment', () => {
     expect(coreConfigFromEnv({ NAMESPACES_JSON: ns(4000), MAX_PAYLOAD_BYTES: '16384' }).namespaces.feed.historySize).toBe(4000);
   });
 
-  test('REDIS_MODE=cluster (set by the construct for redis.shards >= 2) is refused with one line until publishes run single-slot (issue 23)', () => {
-    expect(() => coreConfigFromEnv({ REDIS_MODE: 'cluster' })).toThrow(
-      'Invalid configuration: REDIS_MODE: only "single" runs today: a Redis Cluster (redis.shards >= 2) needs positions per channel (issue 23); deploy with redis.shards = 1',
-    );
+  test('REDIS_MODE: single (the default) or cluster (set by the construct for redis.shards >= 2); anything else is refused with one line', () => {
+    expect(coreConfigFromEnv({ REDIS_MODE: 'cluster' }).redisMode).toBe('cluster');
     expect(coreConfigFromEnv({}).redisMode).toBe('single');
+    expect(() => coreConfigFromEnv({ REDIS_MODE: 'sentinel' })).toThrow(/^Invalid configuration: REDIS_MODE: /);
   });
 
   test('missing SESSION_SECRET and SameSite=None without Secure are refused', () => {

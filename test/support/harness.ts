@@ -96,20 +96,6 @@ export async function delKeys(redis: Redis, keys: readonly string[]): Promise<vo
 
 export const SESSION_SECRET = 'test-session-secret-0123456789abcdef';
 
-/**
- * On a cluster (`REDIS_CLUSTER=1`): the service's command and subscriber connections as ioredis `Cluster` clients
- * (sharded subscribers), handed to it as its deps. The service's own configuration still refuses `REDIS_MODE=cluster`
- * (contract/settings.ts) until the whole runtime runs single-slot, so the suites reach the cluster this way: the
- * runtime code under test is the same, only who makes its clients differs.
- */
-function clusterClients(): { redis: Redis; subscriber: Redis } {
-  const url = redisUrl();
-  return {
-    redis: createRedisCluster({ url, name: 'sse-commands' }) as unknown as Redis,
-    subscriber: createRedisCluster({ url, name: 'sse-subscriber', subscriber: true, failFast: false }) as unknown as Redis,
-  };
-}
-
 /** Starts a real SSE service on a free port against the test Redis (`deps`: parts to hand it, e.g. its write window). */
 export async function startService(env: Record<string, string> = {}, deps: Omit<RealtimeServerDeps, 'logger'> = {}): Promise<{ service: RealtimeServer; base: string }> {
   const config = serviceConfigFromEnv({
@@ -119,18 +105,12 @@ export async function startService(env: Record<string, string> = {}, deps: Omit<
     COOKIE_SECURE: 'false',
     ALLOWED_ORIGINS: 'http://allowed.example',
     LOG_LEVEL: 'silent',
+    ...(onCluster() && (env.REDIS_URL ?? redisUrl()) === redisUrl() ? { REDIS_MODE: 'cluster' } : {}),
     ...env,
   });
-  const clustered = onCluster() && !deps.redis && !deps.subscriber && config.core.redisUrl === redisUrl() ? clusterClients() : undefined;
-  const service = new RealtimeServer(config, { ...deps, ...clustered, logger: pino({ level: 'silent' }) });
-  if (clustered) {
-    // The server closes only the clients it made: these go with it.
-    const close = service.close.bind(service);
-    service.close = async () => {
-      await close();
-      await Promise.all([clustered.redis.quit(), clustered.subscriber.quit()]).catch(() => undefined);
-    };
-  }
+  // On a cluster (REDIS_CLUSTER=1) the global setup set REDIS_MODE=cluster: the service makes its own Cluster clients
+  // from its configuration, as a task does on AWS.
+  const service = new RealtimeServer(config, { ...deps, logger: pino({ level: 'silent' }) });
   const port = await service.listen(0, '127.0.0.1');
   return { service, base: `http://127.0.0.1:${port}` };
 }
