@@ -7,7 +7,7 @@ import { currentCursor, publish, replay } from '../../core/events';
 import { Keys } from '../../core/redis/keys';
 import type { LocalStack } from '../../local/stack';
 import type { RealtimeServer } from '../../service/realtime-server';
-import { connectRedis, coreConfig, eventually, get, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
+import { allKeys, connectRedis, coreConfig, delKeys, eventually, get, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { connectWs, type WsClient } from './ws-support';
 
 process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
@@ -176,11 +176,13 @@ describe('a cursor ahead of a channel\'s position (failover lost its last writes
     const { keys, deps } = isolated();
     const a = ch(`brief:${uid()}`);
     const e = await publish({ channel: a.channel, type: 't', data: 1 }, SERVER, deps);
-    await redis.del(...(await redis.keys(`${keys.prefix}*`)));
+    // Every shard's keys of this test's prefix, one DEL each (KEYS on a cluster client asks one node; a DEL of keys in
+    // several slots is refused).
+    await delKeys(redis, await allKeys(redis, `${keys.prefix}*`));
     const r = await replay([a], [Number(e.id)], deps);
     expect(r.resets).toEqual([a.channel]);
     // The reader wrote nothing.
-    expect(await redis.keys(`${keys.prefix}*`)).toEqual([]);
+    expect(await allKeys(redis, `${keys.prefix}*`)).toEqual([]);
     const next = await publish({ channel: a.channel, type: 't', data: 2 }, SERVER, deps);
     expect(Number(next.id)).toBeGreaterThan(Number(e.id));
     expect((await replay([a], [Number(e.id) - 1], deps)).resets).toEqual([a.channel]);

@@ -308,7 +308,8 @@ describe('API Gateway only: the connection registry', () => {
     const id = newestConnectionId(before);
     // What the registration before the upgrade left: the same member, in the untagged set.
     const [m] = await redis.smembers(subscribersKey(keys, ch));
-    expect(m).toMatch(new RegExp(`^${id}\\|`));
+    // A connection id may hold regex characters ('+', '/'): compared as text.
+    expect(m.startsWith(`${id}|`)).toBe(true);
     await redis.srem(subscribersKey(keys, ch), m);
     await redis.sadd(`${keys.prefix}wsub:${ch}`, m);
     const { id: eventId } = await pub(ch, 'after the upgrade');
