@@ -143,6 +143,11 @@ export function createRedisFor(mode: 'single' | 'cluster' | undefined, opts: Red
   return createRedis(single);
 }
 
+/** Whether a client is an ioredis `Cluster` (made by {@link createRedisCluster} or {@link createRedisFor}). */
+export function isCluster(conn: unknown): conn is Cluster {
+  return (conn as Partial<Cluster>).isCluster === true;
+}
+
 /** Resolves when the client is ready, or rejects after `timeoutMs`. */
 export function waitReady(client: Redis | Cluster, timeoutMs = 10_000): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();

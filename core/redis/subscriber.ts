@@ -2,6 +2,7 @@ import calculateSlot from 'cluster-key-slot';
 import type { Cluster } from 'ioredis';
 import type Redis from 'ioredis';
 import type { BrokerSubscriber } from '../broker';
+import { isCluster } from './client';
 import type { Keys } from './keys';
 
 /**
@@ -235,8 +236,4 @@ class ShardChannel {
     this.done?.(err);
     this.done = undefined;
   }
-}
-
-function isCluster(conn: Redis | Cluster): conn is Cluster {
-  return (conn as Cluster).isCluster === true;
 }
