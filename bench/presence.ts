@@ -45,7 +45,6 @@ export interface PresenceFrames {
 export interface PresenceBenchDeps {
   readonly redis: Redis;
   readonly redisUrl: string;
-  readonly outDir: string;
   /** Starts `ours` with extra environment; resolves with its port and pid. */
   startOurs(env: Record<string, string>): Promise<{ port: number; pid: number; stop(): Promise<void> }>;
   /** A fresh load generator (bench/loadgen.js). */
@@ -171,7 +170,7 @@ export async function runPresence(deps: PresenceBenchDeps, o: PresenceBenchOptio
           }
           // The quiet tail is not the phase's: end it at the last frame (its idle CPU, heartbeats, is kept: small).
           const wallMs = lastChange - t0;
-          const r1 = await redisScripts(deps.redis);
+          const after = await redisScripts(deps.redis);
           const p: PresencePhase = {
             run,
             mode,
@@ -182,9 +181,9 @@ export async function runPresence(deps: PresenceBenchDeps, o: PresenceBenchOptio
             wallMs: Math.round(wallMs),
             serverCpuMs: Math.round(((deps.cpuTicks(server.pid) - cpu0) * 1000) / deps.clkTck),
             frames: framesDelta(f0, f1),
-            redisScriptCalls: r1.calls - r0.calls,
-            redisScriptUsec: r1.usec - r0.usec,
-            redisCpuMs: Math.round((r1.cpuS - r0.cpuS) * 1000),
+            redisScriptCalls: after.calls - r0.calls,
+            redisScriptUsec: after.usec - r0.usec,
+            redisCpuMs: Math.round((after.cpuS - r0.cpuS) * 1000),
             loadgenCpuPct: Math.round(((((deps.cpuTicks(lg.pid) - lg0) * 1000) / deps.clkTck) / Math.max(1, nowMs() - t0)) * 100),
             loadAvg: +loadavg()[0].toFixed(1),
           };
@@ -226,7 +225,7 @@ export async function runPresence(deps: PresenceBenchDeps, o: PresenceBenchOptio
             count = snap.members.length;
           }
           const cpu = process.cpuUsage(cpu0);
-          const r1 = await redisScripts(deps.redis);
+          const after = await redisScripts(deps.redis);
           walls.sort((a, b) => a - b);
           const s: SnapshotRead = {
             run,
@@ -235,7 +234,7 @@ export async function runPresence(deps: PresenceBenchDeps, o: PresenceBenchOptio
             bytes,
             wallMsMedian: +walls[Math.floor(walls.length / 2)].toFixed(2),
             cpuUsPerRead: Math.round((cpu.user + cpu.system) / SNAPSHOT_READS),
-            redisUsPerRead: Math.round((r1.usec - r0.usec) / SNAPSHOT_READS),
+            redisUsPerRead: Math.round((after.usec - r0.usec) / SNAPSHOT_READS),
           };
           snapshots.push(s);
           console.log(`presence: ${JSON.stringify(s)}`);
@@ -283,6 +282,8 @@ const r2 = (x: number | undefined) => (x === undefined ? '–' : (Math.round(x *
 /** Presence deliveries (events and snapshots) of a phase. */
 const deliveries = (p: PresencePhase) => p.frames.join + p.frames.leave + p.frames.count;
 
+const CPU_PER_JOIN = "server CPU µs per join, members (its event delivered to every member) / count (the counts, and the held streams' heartbeats over the phase)";
+
 function report(phases: PresencePhase[], snapshots: SnapshotRead[], o: PresenceBenchOptions): { md: string; figures: Record<string, { value: number; what: string }> } {
   const of = (mode: Mode, phase: PresencePhase['phase']) => phases.filter((p) => p.mode === mode && p.phase === phase);
   const med = (mode: Mode, phase: PresencePhase['phase'], get: (p: PresencePhase) => number) => median(of(mode, phase).map(get));
@@ -301,7 +302,6 @@ function report(phases: PresencePhase[], snapshots: SnapshotRead[], o: PresenceB
   for (const s of snapshots) md += `| ${s.run} | ${s.mode} | ${s.members} | ${s.bytes.toLocaleString('en-US')} | ${s.wallMsMedian} | ${s.cpuUsPerRead} | ${s.redisUsPerRead} |\n`;
 
   const roomDelivery = perDelivery('room');
-  const crowdDelivery = perDelivery('crowd');
   const summary: [string, number | undefined][] = [
     ['server CPU µs per connect, presence off', plainUs],
     ['server CPU µs per connect, members (with the fan-out of the joins it caused)', med('room', 'connect', connectUs)],
@@ -315,13 +315,18 @@ function report(phases: PresencePhase[], snapshots: SnapshotRead[], o: PresenceB
     ['Redis script calls per join, members / count', undefined],
     [`join events delivered for ${o.room} joins, members`, med('room', 'join', (p) => p.frames.join)],
     [`count events delivered for ${o.room} joins, count (to ${o.room} streams)`, med('crowd', 'join', (p) => p.frames.count)],
-    ['server CPU µs per count event delivered', crowdDelivery],
+    [CPU_PER_JOIN, undefined],
     ['snapshot of the big channel, bytes (members)', median(snapshots.filter((s) => s.mode === 'room').map((s) => s.bytes))],
     ['snapshot of the big channel, Redis script µs (members / count: both read every member)', median(snapshots.filter((s) => s.mode === 'room').map((s) => s.redisUsPerRead))],
   ];
-  const callsPerJoin = `${r2(med('room', 'join', (p) => p.redisScriptCalls / p.ops))} / ${r2(med('crowd', 'join', (p) => p.redisScriptCalls / p.ops))}`;
+  // Rows whose value is two figures, members / count.
+  const pair = (get: (p: PresencePhase) => number) => `${r1(med('room', 'join', get))} / ${r1(med('crowd', 'join', get))}`;
+  const pairs: Record<string, string> = {
+    'Redis script calls per join, members / count': pair((p) => p.redisScriptCalls / p.ops),
+    [CPU_PER_JOIN]: pair((p) => (p.serverCpuMs * 1000) / p.ops),
+  };
   md += `\nMedians over ${o.runs} run(s):\n\n| what | value |\n| --- | ---: |\n`;
-  for (const [what, v] of summary) md += `| ${what} | ${what.startsWith('Redis script calls') ? callsPerJoin : r1(v)} |\n`;
+  for (const [what, v] of summary) md += `| ${what} | ${pairs[what] ?? r1(v)} |\n`;
   const crowdJoin = of('crowd', 'join');
   if (crowdJoin.length) {
     const perStream = median(crowdJoin.map((p) => p.frames.count / o.room));

@@ -1639,12 +1639,10 @@ async function main(): Promise<void> {
     }
     if (args.presence) {
       const { runPresence, writePresenceFigures } = await import('./presence');
-      const loadStart = loadavg()[0].toFixed(1);
       const out = await runPresence(
         {
           redis,
           redisUrl: redisServer.url,
-          outDir,
           startOurs: async (env) => {
             const server = new Ours(bundle!.path, `ours${Object.entries(env).map(([k, v]) => `+${k}=${v}`).join('')}`);
             await server.start({ id: ++runCounter, redisUrl: redisServer.url, redis });
@@ -1656,7 +1654,7 @@ async function main(): Promise<void> {
         },
         { n: Number(args['presence-n']), room: Number(args['presence-room']), churnSeconds: Number(args['presence-churn-s']), runs: Number(args.runs ?? 2) },
       );
-      const load = `${loadStart} at the start, ${loadavg()[0].toFixed(1)} at the end`;
+      const load = `${loadStart.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end`;
       const md = `Command: \`${command}\`  \nMachine: ${facts.nproc} × ${facts.cpu}, Node ${facts.node}, Redis ${facts.redis}, load average ${load} (2 cores). Ours: ${bundle!.source}.\n${out.md}`;
       writeFileSync(join(outDir, 'presence.json'), JSON.stringify({ facts, command, bundle, phases: out.phases, snapshots: out.snapshots, figures: out.figures }, null, 2));
       writeFileSync(join(outDir, 'presence.md'), md);
