@@ -267,7 +267,7 @@ export async function runPresence(deps: PresenceBenchDeps, o: PresenceBenchOptio
       }
     }
   }
-  return { phases, snapshots, ...report(phases, snapshots, o) };
+  return { phases, snapshots, ...presenceReport(phases, snapshots, o) };
 }
 
 const median = (xs: number[]): number | undefined => {
@@ -284,7 +284,8 @@ const deliveries = (p: PresencePhase) => p.frames.join + p.frames.leave + p.fram
 
 const CPU_PER_JOIN = "server CPU µs per join, members (its event delivered to every member) / count (the counts, and the held streams' heartbeats over the phase)";
 
-function report(phases: PresencePhase[], snapshots: SnapshotRead[], o: PresenceBenchOptions): { md: string; figures: Record<string, { value: number; what: string }> } {
+/** The tables and the planner's figures from a run's phases and snapshot reads (also from a saved presence.json). */
+export function presenceReport(phases: PresencePhase[], snapshots: SnapshotRead[], o: PresenceBenchOptions): { md: string; figures: Record<string, { value: number; what: string }> } {
   const of = (mode: Mode, phase: PresencePhase['phase']) => phases.filter((p) => p.mode === mode && p.phase === phase);
   const med = (mode: Mode, phase: PresencePhase['phase'], get: (p: PresencePhase) => number) => median(of(mode, phase).map(get));
   // Server CPU per presence event delivered, from the churn phases (the task only fans out there).
@@ -346,6 +347,8 @@ function report(phases: PresencePhase[], snapshots: SnapshotRead[], o: PresenceB
   const snapRoom = snapshots.filter((s) => s.mode === 'room' && s.members > 0);
   put('presenceSnapshotRedisUsPerMember', median(snapRoom.map((s) => s.redisUsPerRead / s.members)), `Redis script µs per member of a snapshot (SNAPSHOT of a ${o.room}-member channel)`);
   put('presenceSnapshotCpuUsPerMember', median(snapRoom.map((s) => s.cpuUsPerRead / s.members)), `reader CPU µs per member of a snapshot (RedisPresence.snapshot + presenceJson of a ${o.room}-member channel, as the task does)`);
+  const snapCount = snapshots.filter((s) => s.mode === 'crowd' && s.members > 0);
+  put('presenceCountSnapshotCpuUsPerMember', median(snapCount.map((s) => s.cpuUsPerRead / s.members)), `reader CPU µs per member of a count-mode snapshot (it reads every member to send their number; a ${o.room}-member channel)`);
   put('presenceSnapshotBytesPerMember', median(snapRoom.map((s) => s.bytes / s.members)), 'bytes of a snapshot per member (subs of 8-9 characters, no info)');
   return { md, figures };
 }

@@ -184,6 +184,8 @@ export interface Figures {
   readonly presenceSnapshotRedisUsPerMember: number;
   readonly presenceSnapshotCpuUsPerMember: number;
   readonly presenceSnapshotBytesPerMember: number;
+  /** The task's CPU per member of a count-mode snapshot (the store reads every member; the task sends their number). */
+  readonly presenceCountSnapshotCpuUsPerMember: number;
 }
 
 /** The committed figures; a figure not measured yet is an error, not a silent guess. */
@@ -213,6 +215,7 @@ export function committedFigures(): Figures {
     presenceSnapshotRedisUsPerMember: get('presenceSnapshotRedisUsPerMember'),
     presenceSnapshotCpuUsPerMember: get('presenceSnapshotCpuUsPerMember'),
     presenceSnapshotBytesPerMember: get('presenceSnapshotBytesPerMember'),
+    presenceCountSnapshotCpuUsPerMember: get('presenceCountSnapshotCpuUsPerMember'),
   };
 }
 
@@ -258,7 +261,7 @@ export function presenceEstimate(load: Load, stage: StageSettings, figures: Figu
   const connectsPerSecond = joinsPerSecond + n / (stage.sessionTtlSeconds * 0.75);
   const snapshotsPerSecond = connectsPerSecond;
   const snapshotRedis = snapshotsPerSecond * r * figures.presenceSnapshotRedisUsPerMember;
-  const snapshotCpu = snapshotsPerSecond * r * figures.presenceSnapshotCpuUsPerMember;
+  const snapshotCpu = snapshotsPerSecond * r * (p.mode === 'members' ? figures.presenceSnapshotCpuUsPerMember : figures.presenceCountSnapshotCpuUsPerMember);
   const churnConnectsCpu = joinsPerSecond * figures.sseConnectCpuUs;
   if (p.mode === 'members') {
     const eventDeliveriesPerSecond = 2 * joinsPerSecond * r;

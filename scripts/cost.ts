@@ -104,7 +104,7 @@ export function render(e: Estimate, cross: number | undefined): string {
   lines.push('');
   lines.push(`Data transfer out, the same for every transport: ${usd(e.egress.monthly)} (${e.egress.basis}).`);
   lines.push(`Redis: the load needs ~${Math.ceil(e.redis.neededMiB)} MiB: ${e.redis.stageNodeEnough ? `the stage's ${stage.redisNodeType} is enough` : `needs ${e.redis.nodeType}`}.`);
-  lines.push(`Redis shards: ${e.redis.shards} (the publishes need ${e.redis.shardsNeeded}; stage redis.shards ${stage.redisShards}), each engine ~${e.redis.engineCpuPercent.toFixed(e.redis.engineCpuPercent < 1 ? 2 : 0)} % busy with publishes.`);
+  lines.push(`Redis shards: ${e.redis.shards} (the publishes need ${e.redis.shardsNeeded}; stage redis.shards ${stage.redisShards}), each engine ~${e.redis.engineCpuPercent.toFixed(e.redis.engineCpuPercent < 1 ? 2 : 0)} % busy with publishes${e.presence ? ' and presence' : ''}.`);
   for (const r of e.retainedPerUser) {
     const budget = r.budgetBytes === 0 ? 'no USER_RETAINED_BYTES budget' : `3 windows of USER_RETAINED_BYTES ${mib(r.budgetBytes)} per ${r.windowSeconds} s`;
     lines.push(`Retained bytes per user, worst case, namespace ${r.namespace}: ${mib(r.worstBytes)} (${budget}; the publish rate alone would allow ${mib(r.rateBoundBytes)}).`);
