@@ -263,30 +263,20 @@ export function presenceEstimate(load: Load, stage: StageSettings, figures: Figu
   const snapshotRedis = snapshotsPerSecond * r * figures.presenceSnapshotRedisUsPerMember;
   const snapshotCpu = snapshotsPerSecond * r * (p.mode === 'members' ? figures.presenceSnapshotCpuUsPerMember : figures.presenceCountSnapshotCpuUsPerMember);
   const churnConnectsCpu = joinsPerSecond * figures.sseConnectCpuUs;
-  if (p.mode === 'members') {
-    const eventDeliveriesPerSecond = 2 * joinsPerSecond * r;
-    return {
-      ...p,
-      joinsPerSecond,
-      eventDeliveriesPerSecond,
-      connectsPerSecond,
-      snapshotsPerSecond,
-      redisUsPerSecond: joinsPerSecond * (figures.presenceJoinRedisUs + figures.presenceLeaveRedisUs) + snapshotRedis,
-      taskCpuUsPerSecond: eventDeliveriesPerSecond * figures.presenceEventCpuUs + snapshotCpu + churnConnectsCpu,
-      bytesPerSecond: eventDeliveriesPerSecond * PRESENCE_EVENT_BYTES + snapshotsPerSecond * r * figures.presenceSnapshotBytesPerMember,
-    };
-  }
+  const members = p.mode === 'members';
+  // Members: every join and leave to every member of its room. Count: each room's count at most every 2 s.
   const countsPerRoom = Math.min(PRESENCE_COUNT_EVENTS_PER_SECOND, (2 * r * p.churnPerHour) / 3600);
-  const eventDeliveriesPerSecond = n * countsPerRoom;
+  const eventDeliveriesPerSecond = members ? 2 * joinsPerSecond * r : n * countsPerRoom;
+  const changesRedis = members ? joinsPerSecond * (figures.presenceJoinRedisUs + figures.presenceLeaveRedisUs) : 2 * joinsPerSecond * figures.presenceCountChangeRedisUs + rooms * countsPerRoom * figures.redisPublishCpuUs;
   return {
     ...p,
     joinsPerSecond,
     eventDeliveriesPerSecond,
     connectsPerSecond,
     snapshotsPerSecond,
-    redisUsPerSecond: 2 * joinsPerSecond * figures.presenceCountChangeRedisUs + rooms * countsPerRoom * figures.redisPublishCpuUs + snapshotRedis,
+    redisUsPerSecond: changesRedis + snapshotRedis,
     taskCpuUsPerSecond: eventDeliveriesPerSecond * figures.presenceEventCpuUs + snapshotCpu + churnConnectsCpu,
-    bytesPerSecond: eventDeliveriesPerSecond * PRESENCE_COUNT_BYTES + snapshotsPerSecond * 60,
+    bytesPerSecond: members ? eventDeliveriesPerSecond * PRESENCE_EVENT_BYTES + snapshotsPerSecond * r * figures.presenceSnapshotBytesPerMember : eventDeliveriesPerSecond * PRESENCE_COUNT_BYTES + snapshotsPerSecond * 60,
   };
 }
 

@@ -275,6 +275,10 @@ describe('on the cluster', () => {
     expect(page.events.map((e) => JSON.parse(e).id)).toEqual([r.id]);
     expect(page.positions).toEqual([Number(r.id)]);
   });
+
+  test('presence: leases, joins in both modes, snapshots, leaves, settles, sweeps and an ended holder run on the cluster, over channels on every shard', async () => {
+    await everyPresenceOperation(cluster as unknown as Redis, presenceConfig(), 6);
+  });
 });
 
 describe('every key a script touches is declared (MONITOR on a private redis-server)', () => {
@@ -324,17 +328,5 @@ describe('every key a script touches is declared (MONITOR on a private redis-ser
     // Every presence script ran here, so a new one cannot slip past.
     const seen = new Set(rec.calls.map((c) => c.script));
     expect(Object.keys(PRESENCE).filter((n) => !seen.has(n))).toEqual([]);
-  });
-});
-
-describe('presence on the cluster', () => {
-  let cluster: Cluster;
-  beforeAll(() => {
-    cluster = new Cluster(local.cluster.nodes.slice(0, 1), { redisOptions: { maxRetriesPerRequest: 1 } });
-  });
-  afterAll(() => cluster.disconnect());
-
-  test('leases, joins in both modes, snapshots, leaves, settles, sweeps and an ended holder run on the cluster, over channels on every shard', async () => {
-    await everyPresenceOperation(cluster as unknown as Redis, presenceConfig(), 6);
   });
 });
