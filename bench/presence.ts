@@ -61,6 +61,15 @@ export interface PresenceBenchOptions {
   readonly runs: number;
 }
 
+/** What is wrong with the options, in the words of the command line; undefined when nothing is. */
+export function presenceOptionsError(o: PresenceBenchOptions): string | undefined {
+  if (!(Number.isInteger(o.room) && o.room > 0)) return `--presence-room must be a whole number above 0, got ${o.room}`;
+  if (!(Number.isInteger(o.n) && o.n > o.room && (o.n - o.room) % SMALL_ROOM === 0)) return `--presence-n must exceed --presence-room (${o.room}) by a multiple of ${SMALL_ROOM}, got ${o.n}`;
+  if (!(o.churnSeconds > 0)) return `--presence-churn-s must be above 0, got ${o.churnSeconds}`;
+  if (!(Number.isInteger(o.runs) && o.runs > 0)) return `--runs must be a whole number above 0, got ${o.runs}`;
+  return undefined;
+}
+
 type Mode = 'plain' | 'room' | 'crowd';
 const MODES: readonly Mode[] = ['plain', 'room', 'crowd'];
 const MODE_TITLES: Record<Mode, string> = { plain: 'presence off', room: 'members', crowd: 'count' };
@@ -129,7 +138,8 @@ function framesDelta(a: PresenceFrames | undefined, b: PresenceFrames | undefine
 const framesTotal = (f: PresenceFrames) => f.join + f.leave + f.count + f.snapshots;
 
 export async function runPresence(deps: PresenceBenchDeps, o: PresenceBenchOptions): Promise<{ phases: PresencePhase[]; snapshots: SnapshotRead[]; md: string; figures: Record<string, { value: number; what: string }> }> {
-  if (!(o.n > o.room && o.room > 0 && (o.n - o.room) % SMALL_ROOM === 0)) throw new Error(`--presence-n must exceed --presence-room, the rest a multiple of ${SMALL_ROOM}`);
+  const bad = presenceOptionsError(o);
+  if (bad) throw new Error(bad);
   const config: CoreConfig = { ...coreConfigFromEnv({ REDIS_URL: deps.redisUrl, TICKET_TTL_SECONDS: '300', NAMESPACES_JSON: NAMESPACES }), redisUrl: deps.redisUrl };
   const phases: PresencePhase[] = [];
   const snapshots: SnapshotRead[] = [];

@@ -76,7 +76,7 @@ import { createRedis, waitReady } from '../core/redis/client';
 import { issueTicket } from '../core/tickets';
 import { freePort, RedisServer } from '../local/redis';
 import { heapDiffMarkdown } from './heap-summary';
-import type { PresenceFrames } from './presence';
+import { presenceOptionsError, runPresence, writePresenceFigures, type PresenceFrames } from './presence';
 import { profileMarkdown } from './profile';
 
 const ROOT = resolve(__dirname, '..');
@@ -182,6 +182,9 @@ for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Ob
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const servers = (args.servers ?? (report ? 'probe,ours' : soak || args.storm || args.capacity || args.presence ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
 for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || ((kindOf(s) === 'ref' || kindOf(s) === 'probe') && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
+/** --presence (bench/presence.ts): its sizes, checked before anything starts. */
+const presenceOptions = { n: Number(args['presence-n']), room: Number(args['presence-room']), churnSeconds: Number(args['presence-churn-s']), runs: Number(args.runs ?? 2) };
+if (args.presence && presenceOptionsError(presenceOptions)) fail(presenceOptionsError(presenceOptions)!);
 const heapSnapshots = args['heap-snapshot'];
 const fullGc = args.gc || heapSnapshots;
 /** Node flags for a server whose memory is read after full GCs (--gc). */
@@ -1638,7 +1641,6 @@ async function main(): Promise<void> {
       return;
     }
     if (args.presence) {
-      const { runPresence, writePresenceFigures } = await import('./presence');
       const out = await runPresence(
         {
           redis,
@@ -1652,7 +1654,7 @@ async function main(): Promise<void> {
           cpuTicks: procCpuTicks,
           clkTck: CLK_TCK,
         },
-        { n: Number(args['presence-n']), room: Number(args['presence-room']), churnSeconds: Number(args['presence-churn-s']), runs: Number(args.runs ?? 2) },
+        presenceOptions,
       );
       const load = `${loadStart.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end`;
       const md = `Command: \`${command}\`  \nMachine: ${facts.nproc} × ${facts.cpu}, Node ${facts.node}, Redis ${facts.redis}, load average ${load} (2 cores). Ours: ${bundle!.source}.\n${out.md}`;
