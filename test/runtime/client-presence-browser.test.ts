@@ -21,7 +21,8 @@ beforeAll(async () => {
   const { startLocalStack } = await import('../../local/stack');
   [browser, stack] = await Promise.all([
     launchChromium(),
-    startLocalStack({ logger: pino({ level: 'silent' }), env: { NAMESPACES_JSON: JSON.stringify(DEMO_NAMESPACES), RETRY_MS: '200', HEARTBEAT_MS: '1000', LOG_LEVEL: 'silent' } }),
+    // As `npm run dev` starts it: WebSocket tickets name /live on the tasks (--ws-mode both).
+    startLocalStack({ logger: pino({ level: 'silent' }), webSocketMode: 'both', env: { NAMESPACES_JSON: JSON.stringify(DEMO_NAMESPACES), RETRY_MS: '200', HEARTBEAT_MS: '1000', LOG_LEVEL: 'silent' } }),
   ]);
   origin = new URL(stack.outputs.TicketUrl).origin;
 }, 60_000);
