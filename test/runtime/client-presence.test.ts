@@ -2,7 +2,7 @@ import type Redis from 'ioredis';
 import type { Namespaces } from '../../core/config';
 import { PRESENCE_GRACE_MS } from '../../core/presence';
 import { createClient, type Client, type ClientOptions, type Presence, type TicketAnswer, type TicketRequest, type Transport } from '../../client/src/index';
-import { FakeClock, FakeWebSocket, FakeWindow, settle } from '../support/client-fakes';
+import { FakeClock, fakeClientOptions, FakeWebSocket, FakeWindow, openWs as open, settle } from '../support/client-fakes';
 import { nodeClient, Relay, until } from '../support/client-kit';
 import { coreConfig, eventually, RawStream, startService, TEST_NAMESPACES, ticketFor, uid, useRedis } from '../support/harness';
 
@@ -23,37 +23,21 @@ describe('the snapshot/position rule (a WebSocket the test drives)', () => {
   });
   afterEach(() => client?.close());
 
-  const make = (o: Partial<ClientOptions> = {}) =>
-    (client = createClient({
-      ticket: async (): Promise<TicketAnswer> => ({ ticket: 't', wsUrl: 'ws://test/live?ticket=t' }),
-      transports: ['ws'],
-      WebSocket: FakeWebSocket,
-      timers: clock,
-      random: () => 0.5,
-      reconnectSpreadMs: 1000,
-      storage: null,
-      events: new FakeWindow(),
-      ...o,
-    }));
+  const make = () => (client = createClient(fakeClientOptions(clock, new FakeWindow())));
   const ev = (id: string, type: string, data: unknown) => ({ channel: 'room:a', id, type, data, ts: 0 });
   const subs = (p: Presence) => p.members().map((m) => m.sub);
-  /** Opens the socket, answers its subscribes at `cursor`; returns it. */
-  async function open(cursor = '100'): Promise<FakeWebSocket> {
-    await settle();
-    const ws = FakeWebSocket.last;
-    ws.open();
-    await settle();
-    ws.ackSubscribes(cursor);
-    await settle();
-    return ws;
-  }
+  /** The joins (+sub) and leaves (-sub) `p` tells, in order. */
+  const told = (p: Presence) => {
+    const seen: string[] = [];
+    p.onJoin((m) => seen.push(`+${m.sub}`));
+    p.onLeave((m) => seen.push(`-${m.sub}`));
+    return seen;
+  };
 
   it('events before the snapshot are kept; those above its position apply, those at or below do not; later events apply; joins and leaves are told', async () => {
     const c = make();
-    const seen: string[] = [];
     const p = c.presence('room:a');
-    p.onJoin((m) => seen.push(`+${m.sub}`));
-    p.onLeave((m) => seen.push(`-${m.sub}`));
+    const seen = told(p);
     const ws = await open();
     // The channel is subscribed first, then its snapshot asked for.
     expect(ws.actions()).toEqual(['subscribe', 'presence']);
@@ -81,10 +65,8 @@ describe('the snapshot/position rule (a WebSocket the test drives)', () => {
 
   it('a reset of the channel takes a new snapshot: asked again, the members replaced, the difference told as joins and leaves', async () => {
     const c = make();
-    const seen: string[] = [];
     const p = c.presence('room:a');
-    p.onJoin((m) => seen.push(`+${m.sub}`));
-    p.onLeave((m) => seen.push(`-${m.sub}`));
+    const seen = told(p);
     const ws = await open();
     ws.receive({ type: 'presence', channel: 'room:a', position: '100', members: [{ sub: 'ann', connections: 1 }, { sub: 'bob', connections: 1 }] });
     await settle();
