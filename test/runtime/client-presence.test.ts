@@ -237,6 +237,27 @@ describe('presence against a real task and Redis', () => {
     expect(left).toEqual(['bob']);
   }, 60_000);
 
+  test('count mode over a long poll: the snapshot is a count, then the coalesced presence.count events; no members', async () => {
+    const { config, service, base } = await startTask();
+    const crowd = `crowd:${uid()}`;
+    const ann = sdk(base, config, 'ann', ['poll']);
+    const p = ann.presence(crowd);
+    const counts: number[] = [];
+    p.onCount((n) => counts.push(n));
+    await until(() => p.synced, 'the snapshot');
+    for (const sub of ['bob', 'cat']) {
+      const s = new RawStream(`${base}/events?channels=${crowd}&ticket=${await ticketFor(redis, sub, [crowd], 'sse', config)}`);
+      cleanup.push(() => s.close());
+      await s.until(() => s.events().some((e) => e.event === 'presence'));
+    }
+    await eventually(async () => (await redis.hlen(`${config.keyPrefix}pc:{${crowd}}`)) === 3, 10_000, 'three members');
+    // The settle a running task does every second: one presence.count for the three.
+    await service.presence!.settle();
+    await until(() => p.count() === 3, 'the count of three', 20_000, () => counts);
+    expect(p.members()).toEqual([]);
+    expect(counts[counts.length - 1]).toBe(3);
+  }, 30_000);
+
   test('a resume whose history is gone (reset) across a switch SSE → long poll: the poll takes a new snapshot, and the members are right', async () => {
     const { config, base, graceOver } = await startTask();
     const room = `tiny:${uid()}`;
