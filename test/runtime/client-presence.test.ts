@@ -43,8 +43,10 @@ describe('the snapshot/position rule (a WebSocket the test drives)', () => {
     expect(ws.actions()).toEqual(['subscribe', 'presence']);
     expect(ws.sent[1]).toEqual({ action: 'presence', channel: 'room:a' });
     expect(p.synced).toBe(false);
-    // Two events reach the client before the snapshot: bob's join is in it (150 <= 200), cat's is not (250).
+    // Events reach the client before the snapshot: bob's join and ann's leave are in it (150, 180 <= 200: ann came back
+    // since), cat's join is not (250).
     ws.receive(ev('150', 'presence.join', { sub: 'bob' }));
+    ws.receive(ev('180', 'presence.leave', { sub: 'ann' }));
     ws.receive(ev('250', 'presence.join', { sub: 'cat', info: { name: 'Cat' } }));
     expect(subs(p)).toEqual([]);
     ws.receive({ type: 'presence', channel: 'room:a', position: '200', members: [{ sub: 'ann', connections: 2 }, { sub: 'bob', connections: 0 }] });
