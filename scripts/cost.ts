@@ -1,5 +1,7 @@
 /**
  * `npm run cost -- --connections N --rate R [--size B] [--fanout F] [--stage NAME] [--region us-east-1] [--json]`
+ *                  `[--presence members|count --room-size N [--churn J]]` (every connection a member of a channel of N,
+ *                  joining J times an hour, each join followed by a leave)
  *
  * What each transport costs per month for this load, with the breakdown per AWS item, the Fargate
  * tasks and Redis node it implies, and where API Gateway WebSockets stop being cheaper than SSE on
