@@ -31,6 +31,8 @@ export interface Authorized {
   readonly positions?: ReadonlyMap<string, number>;
   /** The ticket's grant (a WebSocket's: its later subscriptions are checked against it). */
   readonly grant?: ChannelGrant;
+  /** The presence `info` of the redeemed ticket (a backend's; a reconnect cookie does not carry it). */
+  readonly info?: object;
 }
 
 /** What a redeemed ticket or a valid reconnect cookie proves about the signed-in session (not the engine's `Session`). */
@@ -73,6 +75,7 @@ export async function authorize(
   const presented = ticket !== null && ticket !== '' ? ticket : undefined;
   let session: SessionClaims;
   let positions: ReadonlyMap<string, number> | undefined;
+  let info: object | undefined;
   if (cookie && (presented === undefined || ticketTag(presented) === cookie.ticket)) {
     if (cookie.maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
     if (cookie.exp <= now) throw new RealtimeError('unauthorized', 'The reconnect cookie expired; get a new ticket from POST /tickets.');
@@ -96,6 +99,7 @@ export async function authorize(
       if (maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
       session = { sub: grant.sub, grant, maxExp, epoch: grant.epoch, ticketTag: ticketTag(presented!) };
       positions = grant.positions;
+      info = grant.info;
     } else {
       // Its session is taken to have started when the cookie was last renewed; it predates revocation epochs.
       assertNotRevoked(0, await currentEpoch(legacy!.sub, { redis: deps.redis, config: core }));
@@ -116,7 +120,7 @@ export async function authorize(
   // Whole seconds, rounded down: the browser drops the cookie no later than the server stops accepting it.
   const maxAge = Math.max(1, Math.floor((exp - now) / 1000));
   const setCookie = [cookieHeader(config, cookieName, value, maxAge), ...evictions(config, cookies, cookieName)];
-  return { identity, setCookie, sessionExp: exp, sessionFinal: exp === session.maxExp, epoch: session.epoch, positions };
+  return { identity, setCookie, sessionExp: exp, sessionFinal: exp === session.maxExp, epoch: session.epoch, positions, info };
 }
 
 /**
@@ -133,7 +137,7 @@ export async function authorizeSocket(ticket: string | null, deps: { redis: Redi
     const e = toRealtimeError(err);
     throw e.status === 401 ? new RealtimeError('forbidden', e.message) : e;
   }
-  return { identity: { kind: 'user', sub: grant.sub }, epoch: grant.epoch, grant: { channels: grant.channels, byBackend: grant.byBackend } };
+  return { identity: { kind: 'user', sub: grant.sub }, epoch: grant.epoch, grant: { channels: grant.channels, byBackend: grant.byBackend }, info: grant.info };
 }
 
 function cookieHeader(config: ServiceConfig, name: string, value: string, maxAge: number): string {
