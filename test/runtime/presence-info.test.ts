@@ -101,6 +101,30 @@ test("/live and API Gateway: the backend's `info` is the member's, in the `prese
   expect(await memberOf(lobby, 'eve')).toEqual({ sub: 'eve', info: { name: 'Eve' }, connections: 1 });
 }, 30_000);
 
+test("a session opened by the reconnect cookie (every long poll after the first, a native EventSource reconnect) joins with the ticket's info", async () => {
+  const room = `room:${uid()}`;
+  const t = await ticket('gus', [room], 'sse', { name: 'Gus' });
+  // The first poll redeems the ticket and sets the cookie.
+  const first = await fetch(`${stack.outputs.PollUrl}?channels=${room}&ticket=${t}&wait=0`);
+  expect(first.status).toBe(200);
+  const cookie = first.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  const { cursor } = (await first.json()) as { cursor: string };
+  // Whatever that poll left (a member in grace, or nothing if it ended before its join ran), the grace ends: gus is gone.
+  await eventually(async () => {
+    await new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES }).settle(Date.now() + 60_000);
+    return (await memberOf(room, 'gus')) === undefined;
+  }, 10_000, 'gus gone');
+  // The next poll comes on the cookie (with the spent ticket, as the SDK sends it): gus joins again, with his info.
+  const abort = new AbortController();
+  cleanup.push(() => abort.abort());
+  const next = fetch(`${stack.outputs.PollUrl}?channels=${room}&ticket=${t}&cursor=${encodeURIComponent(cursor)}`, { headers: { cookie }, signal: abort.signal });
+  await eventually(async () => (await memberOf(room, 'gus')) !== undefined, 10_000, 'gus back');
+  // (Its poll answers with its own join, so it may be between two polls, in grace, by now: connections 0 or 1.)
+  expect(await memberOf(room, 'gus')).toMatchObject({ sub: 'gus', info: { name: 'Gus' } });
+  const answer = (await (await next).json()) as { events: { type: string; data: { sub: string; info?: unknown } }[] };
+  expect(answer.events.find((e) => e.type === 'presence.join')?.data).toEqual({ sub: 'gus', info: { name: 'Gus' } });
+}, 30_000);
+
 describe('refusals: a clear JSON error, no ticket minted', () => {
   const room = () => `room:${uid()}`;
   test.each([
