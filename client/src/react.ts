@@ -8,7 +8,7 @@
  * per channel); the channel is unsubscribed when the last of them unmounts (after the current task, so a
  * StrictMode remount or a move in the tree does not reconnect).
  */
-import { createContext, createElement, useContext, useEffect, useLayoutEffect, useRef, useState, useSyncExternalStore, type ReactElement, type ReactNode } from 'react';
+import { createContext, createElement, useCallback, useContext, useEffect, useLayoutEffect, useRef, useState, useSyncExternalStore, type ReactElement, type ReactNode } from 'react';
 import type { ChannelEvent, ChannelOf, ChannelSchema, TypedChannels, TypedClient } from './channels';
 import type { Client, EventMap, EventOf, Presence, PresenceMember, State } from './index';
 
@@ -131,8 +131,10 @@ export function usePresence(channel: string | null | undefined): PresenceState {
       setTimeout(() => counts.get(channel) || (counts.delete(channel), q.close()), 0);
     };
   }, [client, channel]);
+  // One subscription per presence object, not one per render.
+  const subscribe = useCallback((changed: () => void) => p?.onChange(changed) ?? (() => undefined), [p]);
   const members = useSyncExternalStore(
-    (changed) => p?.onChange(changed) ?? (() => undefined),
+    subscribe,
     () => p?.members() ?? NONE,
     () => NONE,
   );

@@ -2,7 +2,7 @@ import type Redis from 'ioredis';
 import type { Namespaces } from '../../core/config';
 import { PRESENCE_GRACE_MS } from '../../core/presence';
 import { createClient, type Client, type ClientOptions, type Presence, type TicketAnswer, type TicketRequest, type Transport } from '../../client/src/index';
-import { FakeClock, fakeClientOptions, FakeWebSocket, FakeWindow, openWs as open, settle } from '../support/client-fakes';
+import { FakeClock, fakeClientOptions, FakeWebSocket, FakeWindow, openWs as open, settle, sseServer } from '../support/client-fakes';
 import { nodeClient, Relay, until } from '../support/client-kit';
 import { coreConfig, eventually, RawStream, startService, TEST_NAMESPACES, ticketFor, uid, useRedis } from '../support/harness';
 
@@ -43,8 +43,10 @@ describe('the snapshot/position rule (a WebSocket the test drives)', () => {
     expect(ws.actions()).toEqual(['subscribe', 'presence']);
     expect(ws.sent[1]).toEqual({ action: 'presence', channel: 'room:a' });
     expect(p.synced).toBe(false);
-    // Two events reach the client before the snapshot: bob's join is in it (150 <= 200), cat's is not (250).
+    // Events reach the client before the snapshot: bob's join and ann's leave are in it (150, 180 <= 200: ann came back
+    // since), cat's join is not (250).
     ws.receive(ev('150', 'presence.join', { sub: 'bob' }));
+    ws.receive(ev('180', 'presence.leave', { sub: 'ann' }));
     ws.receive(ev('250', 'presence.join', { sub: 'cat', info: { name: 'Cat' } }));
     expect(subs(p)).toEqual([]);
     ws.receive({ type: 'presence', channel: 'room:a', position: '200', members: [{ sub: 'ann', connections: 2 }, { sub: 'bob', connections: 0 }] });
@@ -101,6 +103,31 @@ describe('the snapshot/position rule (a WebSocket the test drives)', () => {
     ws.receive(ev('130', 'presence.leave', { sub: 'ann' }));
     ws.receive({ type: 'presence', channel: 'room:a', position: '50', members: [] });
     expect(subs(p)).toEqual(['bob']);
+  });
+
+  it('SSE: the stream\'s snapshot applies; a reset after the stream went live reconnects it (a new stream sends a new snapshot), a reset in a new stream\'s replay waits for its snapshot', async () => {
+    const sse = sseServer();
+    const c = (client = createClient({ ...fakeClientOptions(clock, new FakeWindow()), transports: ['sse'], fetch: sse.f, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events' }) }));
+    const p = c.presence('room:a');
+    const seen = told(p);
+    await settle();
+    const snapshot = (position: string, ...subs: string[]) => `event: presence\ndata: ${JSON.stringify({ channel: 'room:a', members: subs.map((sub) => ({ sub, connections: 1 })), position })}\n\n`;
+    sse.send('id: 100\nevent: ready\ndata: {"cursor":"100"}\n\n');
+    sse.send(snapshot('100', 'ann'));
+    await settle();
+    expect(subs(p)).toEqual(['ann']);
+    sse.send('event: reset\ndata: {"channel":"room:a"}\n\n');
+    await settle();
+    expect(sse.urls).toHaveLength(2);
+    expect(p.synced).toBe(false);
+    // The new stream: its replay resets the channel again (before `ready`): no third stream, the snapshot comes.
+    sse.send('event: reset\ndata: {"channel":"room:a"}\n\n');
+    sse.send('id: 300\nevent: ready\ndata: {"cursor":"300"}\n\n');
+    sse.send(snapshot('300', 'bob'));
+    await settle();
+    expect(sse.urls).toHaveLength(2);
+    expect(subs(p)).toEqual(['bob']);
+    expect(seen).toEqual(['+ann', '+bob', '-ann']);
   });
 
   it('count mode: the snapshot is a count, then presence.count events set it', async () => {

@@ -5,7 +5,7 @@
  */
 import { backoff, createClient, LATENCY_BUCKETS, RealtimeClientError, type Client, type ClientOptions, type Envelope, type TicketAnswer } from '../../client/src/index';
 import { decodeCursor as serverDecode, encodeCursor as serverEncode } from '../../core/cursor';
-import { FakeClock, fakeClientOptions, FakeWebSocket, FakeWindow, openWs, settle } from '../support/client-fakes';
+import { FakeClock, fakeClientOptions, FakeWebSocket, FakeWindow, openWs, settle, sseServer } from '../support/client-fakes';
 import { prng } from '../support/prng';
 
 let clock: FakeClock;
@@ -569,18 +569,6 @@ describe('liveness (WebSocket)', () => {
   });
 });
 
-/** An SSE server the test drives: each request gets a stream the test writes to (`streams[i]` for the i-th request). */
-const sseServer = () => {
-  const urls: string[] = [];
-  const streams: ReadableStreamDefaultController<Uint8Array>[] = [];
-  const enc = new TextEncoder();
-  const f = (async (url: string) => {
-    urls.push(url);
-    return new Response(new ReadableStream<Uint8Array>({ start: (c) => void streams.push(c) }), { status: 200 });
-  }) as unknown as typeof fetch;
-  const send = (text: string) => streams[streams.length - 1].enqueue(enc.encode(text));
-  return { urls, streams, f, send, lastEventId: (i: number) => new URL(urls[i]).searchParams.get('lastEventId') };
-};
 const ev = (e: Partial<Envelope> & { id: string; channel: string }) => `event: m\ndata: ${JSON.stringify(env(e))}\n\n`;
 const T = 1_796_000_000_000_000;
 

@@ -120,6 +120,19 @@ export async function openWs(cursor = '100'): Promise<FakeWebSocket> {
   return ws;
 }
 
+/** An SSE server the test drives: each request gets a stream the test writes to (`streams[i]` for the i-th request). */
+export const sseServer = () => {
+  const urls: string[] = [];
+  const streams: ReadableStreamDefaultController<Uint8Array>[] = [];
+  const enc = new TextEncoder();
+  const f = (async (url: string) => {
+    urls.push(url);
+    return new Response(new ReadableStream<Uint8Array>({ start: (c) => void streams.push(c) }), { status: 200 });
+  }) as unknown as typeof fetch;
+  const send = (text: string) => streams[streams.length - 1].enqueue(enc.encode(text));
+  return { urls, streams, f, send, lastEventId: (i: number) => new URL(urls[i]).searchParams.get('lastEventId') };
+};
+
 /** An event target for `visibilitychange` and `online`. */
 export class FakeWindow {
   private readonly l = new Map<string, Set<() => void>>();
