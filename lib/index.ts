@@ -7,6 +7,7 @@ export * from './http-endpoint';
 export * from './load-balancer-waf';
 export * from './network';
 export * from './observability';
+export * from './presence-sweeper';
 export * from './publish-api';
 export * from './realtime-api';
 export * from './realtime-domain';
