@@ -1,6 +1,9 @@
 import Redis from 'ioredis';
 import { parseChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
+import { GetConnectionCommand } from '@aws-sdk/client-apigatewaymanagementapi';
+import { createManagementPoster } from '../../core/aws/management-client';
+import { createManagementClient } from '../../core/aws/management-sdk';
 import { getConnection } from '../../core/connections';
 import { PRESENCE_GRACE_MS } from '../../core/presence';
 import { GATEWAY_PRESENCE_LEASE_MS } from '../../core/presence-gateway';
@@ -174,4 +177,38 @@ test('API Gateway: a dropped $disconnect: the member leaves within lease + sweep
   await watcher.until((c) => c.events(room).some((e) => e.type === 'presence.leave'));
   expect(watcher.events(room).filter((e) => e.type === 'presence.leave').map((e) => e.data)).toEqual([{ sub: 'cat' }]);
   await closeAll(watcher);
+});
+
+test('the emulator answers GetConnection as API Gateway does: the SDK parses it, the lean poster reads it; 410 once the connection is gone', async () => {
+  const room = `room:${uid()}`;
+  const before = new Set(stack.ws.connectionIds());
+  const fay = await connect('fay', [room]);
+  const id = await newConnection(before);
+  const sdk = createManagementClient(stack.ws.managementEndpoint);
+  const lean = createManagementPoster(stack.ws.managementEndpoint);
+  try {
+    const first = await sdk.send(new GetConnectionCommand({ ConnectionId: id }));
+    expect(first.ConnectedAt).toBeInstanceOf(Date);
+    expect(first.LastActiveAt).toBeInstanceOf(Date);
+    expect(first.Identity?.SourceIp).toBe('127.0.0.1');
+    // The wire shape (the API model's JSON names, ISO 8601), as the sweeper reads it; a client frame moves lastActiveAt.
+    const info = await lean.getConnection(id);
+    expect(Object.keys(info).sort()).toEqual(['connectedAt', 'identity', 'lastActiveAt']);
+    expect(new Date(info.connectedAt).toISOString()).toBe(info.connectedAt);
+    await eventually(async () => {
+      fay.send({ action: 'ping' });
+      await fay.until((c) => c.signals('pong').length > 0);
+      return Date.parse((await lean.getConnection(id)).lastActiveAt) > Date.parse(info.lastActiveAt);
+    }, 10_000, 'lastActiveAt moving with a frame');
+    stack.ws.kill(id);
+    await fay.closed;
+    await expect(lean.getConnection(id)).rejects.toMatchObject({ name: 'GoneException', $metadata: { httpStatusCode: 410 } });
+    await expect(sdk.send(new GetConnectionCommand({ ConnectionId: id }))).rejects.toMatchObject({ name: 'GoneException' });
+  } finally {
+    sdk.destroy();
+    lean.destroy();
+  }
+  // Its lease is ended by the sweeper (410), as for any lost $disconnect.
+  await sweepAt((await leaseEnd(id)) + 1);
+  expect(await redis.zcard(new PresenceKeys(prefix).presenceGatewayLeases)).toBe(0);
 });
