@@ -15,6 +15,7 @@ export * from './realtime-function';
 export * from './realtime-stack';
 export * from './redis-pub-sub';
 export * from './runtime-api-props';
+export * from './scheduled-invoke';
 export * from './sse-load-balancer';
 export * from './sse-service';
 export * from './stage-config';

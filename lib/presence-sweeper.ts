@@ -1,12 +1,10 @@
 import * as path from 'node:path';
-import { Duration, Stack } from 'aws-cdk-lib';
-import * as iam from 'aws-cdk-lib/aws-iam';
-import * as scheduler from 'aws-cdk-lib/aws-scheduler';
-import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
+import { Duration } from 'aws-cdk-lib';
+import type * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { Construct } from 'constructs';
-import { acknowledgeWildcardResource } from './acknowledge';
 import { LAMBDA_DIR, RealtimeFunction } from './realtime-function';
 import type { RuntimeApiProps } from './runtime-api-props';
+import { scheduleInvoke } from './scheduled-invoke';
 import type { RealtimeWebSocketApi } from './websocket-api';
 
 /** Properties of a {@link PresenceSweeper}. */
@@ -49,21 +47,11 @@ export class PresenceSweeper extends Construct {
     props.redis.connect(this.function);
     props.webSocket.grantGetConnections(this.function);
 
-    // The schedule's own role: it may invoke this function only, and only for schedules of this account.
-    const role = new iam.Role(this, 'ScheduleRole', {
-      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } } }),
-      description: 'EventBridge Scheduler: invokes the presence sweeper',
-    });
     // No retries: a late run is no better than the next one, a minute later.
-    this.schedule = new scheduler.Schedule(this, 'Schedule', {
-      schedule: scheduler.ScheduleExpression.rate(PRESENCE_SWEEP_RATE),
+    this.schedule = scheduleInvoke(this, this.function, {
+      rate: PRESENCE_SWEEP_RATE,
       description: 'Runs the presence sweeper of API Gateway connections',
-      target: new targets.LambdaInvoke(this.function.function, { role, retryAttempts: 0, maxEventAge: Duration.minutes(1) }),
+      roleDescription: 'EventBridge Scheduler: invokes the presence sweeper',
     });
-    acknowledgeWildcardResource(
-      role,
-      `${this.function.function.functionArn}:*`,
-      "Lambda's grantInvoke names the function and its qualifiers (versions, aliases) of this one function; the schedule invokes the unqualified ARN",
-    );
   }
 }

@@ -61,6 +61,12 @@ const newConnection = async (before: Set<string>) => {
   await eventually(() => stack.ws.connectionIds().some((c) => !before.has(c)), 10_000, 'the new connection');
   return stack.ws.connectionIds().find((c) => !before.has(c))!;
 };
+/** Connects `sub` to `channels` and tells the emulator's id of its connection. */
+async function connectWithId(sub: string, channels: string[]): Promise<{ client: WsClient; id: string }> {
+  const before = new Set(stack.ws.connectionIds());
+  const client = await connect(sub, channels);
+  return { client, id: await newConnection(before) };
+}
 const leaseEnd = async (connectionId: string) => Number(await redis.zscore(new PresenceKeys(prefix).presenceGatewayLeases, `gw:${connectionId}`));
 const sweepAt = (t: number) => createPresenceSweeper(stack.lambda, { now: () => t })({});
 /** Closes the clients and waits for their `$disconnect`s to end their leases (so a later sweep sees only its own test's). */
@@ -125,9 +131,7 @@ test('API Gateway: a connection subscribed to a members channel gets the joins o
 
 test('API Gateway: frames renew the presence lease; an open connection whose lease ended is asked about (GetConnection) and keeps its member', async () => {
   const room = `room:${uid()}`;
-  const before = new Set(stack.ws.connectionIds());
-  const dan = await connect('dan', [room]);
-  const id = await newConnection(before);
+  const { client: dan, id } = await connectWithId('dan', [room]);
   await eventually(async () => (await leaseEnd(id)) > 0, 10_000, 'dan’s lease');
   const first = await leaseEnd(id);
   await eventually(async () => {
@@ -149,9 +153,7 @@ test('API Gateway: frames renew the presence lease; an open connection whose lea
 
 test('API Gateway: a dropped $disconnect: the member leaves within lease + sweeper gap + grace + settle of the connection’s last frame', async () => {
   const room = `room:${uid()}`;
-  const before = new Set(stack.ws.connectionIds());
-  const cat = await connect('cat', [room]);
-  const id = await newConnection(before);
+  const { client: cat, id } = await connectWithId('cat', [room]);
   // eve watches, connected after cat: her lease ends after his.
   const watcher = await connect('eve', [room]);
   await eventually(async () => JSON.stringify(await members(room)) === JSON.stringify([['cat', 1], ['eve', 1]]), 10_000, 'cat present');
@@ -181,9 +183,7 @@ test('API Gateway: a dropped $disconnect: the member leaves within lease + sweep
 
 test('the emulator answers GetConnection as API Gateway does: the SDK parses it, the lean poster reads it; 410 once the connection is gone', async () => {
   const room = `room:${uid()}`;
-  const before = new Set(stack.ws.connectionIds());
-  const fay = await connect('fay', [room]);
-  const id = await newConnection(before);
+  const { client: fay, id } = await connectWithId('fay', [room]);
   const sdk = createManagementClient(stack.ws.managementEndpoint);
   const lean = createManagementPoster(stack.ws.managementEndpoint);
   try {
