@@ -542,10 +542,9 @@ export class Client<M extends EventMap = EventMap> {
     // An id the app has: the position to resume from, but not known to be the channel's event before the next.
     if (h.since) Object.assign(s, { cursor: h.since, shared: false, last: undefined });
     this.subs.set(channel, s);
-    if (!old) {
-      if (this.conn && !this.conn.channels.includes(channel)) this.conn.stop(true);
-      void this.run();
-    }
+    // A channel the connection does not carry, or a replay asked for: reconnect with it, from its cursor.
+    if (this.conn && (h.since || (!old && !this.conn.channels.includes(channel)))) this.conn.stop(true);
+    if (!old) void this.run();
     return () => this.unsubscribe(channel);
   }
 
@@ -553,7 +552,11 @@ export class Client<M extends EventMap = EventMap> {
     if (!this.subs.delete(channel)) return;
     // Its presence follows the subscription: a new snapshot when it is subscribed again.
     this.pres.get(channel)?.r();
-    if (this.conn?.kind === 'ws') this.request({ action: 'unsubscribe', channel }).catch(() => undefined);
+    if (this.conn?.kind === 'ws') {
+      // The server stops sending it: a later subscribe must reconnect with it, not take it for carried.
+      this.conn.channels = this.conn.channels.filter((c) => c !== channel);
+      this.request({ action: 'unsubscribe', channel }).catch(() => undefined);
+    }
     if (!this.subs.size) this.conn?.stop(true);
   }
 
