@@ -43,19 +43,20 @@ const tracked = (channels: readonly string[], deps: ConnectionDeps): ParsedChann
 
 const store = (deps: GatewayDeps) => new RedisPresence(deps.redis, deps.config, { fanout: deps.fanout, logger: deps.logger });
 const nowOf = (deps: ConnectionDeps) => (deps.now ?? Date.now)();
+const graceOf = (deps: ConnectionDeps) => deps.config.presenceGraceMs ?? PRESENCE_GRACE_MS;
 
 /** True when some namespace keeps presence: otherwise the gateway path reads and writes nothing for it. */
 export const presenceOn = (namespaces: Namespaces): boolean => Object.values(namespaces).some((ns) => (ns.presence ?? 'off') !== 'off');
 
-/** The connection of `sub` joins the presence of `channels` (those with presence on). */
-export async function gatewayJoin(connectionId: string, sub: string, channels: readonly string[], deps: GatewayDeps): Promise<void> {
+/** The connection of `sub` joins the presence of `channels` (those with presence on), with the ticket's `info`. */
+export async function gatewayJoin(connectionId: string, sub: string, channels: readonly string[], deps: GatewayDeps, info?: object): Promise<void> {
   const list = tracked(channels, deps);
   if (!list.length) return;
   const presence = store(deps);
   const holder = gatewayHolder(connectionId);
   const now = nowOf(deps);
   await presence.lease(holder, now + GATEWAY_PRESENCE_LEASE_MS);
-  for (const c of list) await presence.join(c, { holder, connection: holder, sub }, now);
+  for (const c of list) await presence.join(c, { holder, connection: holder, sub, info }, now);
 }
 
 /** The connection leaves the presence of `channel` (an `unsubscribe`), after the grace. */
@@ -63,7 +64,7 @@ export async function gatewayLeave(connectionId: string, channel: string, deps: 
   const [c] = tracked([channel], deps);
   if (!c) return;
   const holder = gatewayHolder(connectionId);
-  await store(deps).leave(c, { holder, connection: holder }, nowOf(deps), PRESENCE_GRACE_MS);
+  await store(deps).leave(c, { holder, connection: holder }, nowOf(deps), graceOf(deps));
 }
 
 /** A frame of the connection arrived: its lease, if it has one, runs {@link GATEWAY_PRESENCE_LEASE_MS} from now. */
@@ -75,7 +76,7 @@ export async function gatewayRenew(connectionId: string, deps: ConnectionDeps): 
 /** The connection is gone (`$disconnect`, or GetConnection answered 410): it leaves every channel's presence, after the grace. */
 export async function gatewayEnd(connectionId: string, deps: GatewayDeps): Promise<void> {
   if (!presenceOn(deps.config.namespaces)) return;
-  await store(deps).endHolder(gatewayHolder(connectionId), nowOf(deps), PRESENCE_GRACE_MS);
+  await store(deps).endHolder(gatewayHolder(connectionId), nowOf(deps), graceOf(deps));
 }
 
 /** What API Gateway says of a connection (GetConnection): open (200), or gone (410). Anything else is thrown. */

@@ -143,7 +143,7 @@ export class RealtimeServer {
     if (presenceOn(config.core.namespaces)) {
       // Presence events reach the API Gateway connections through the same delivery as a `/live` publish (the queue).
       const logger = { warn: (message: string, attributes: Record<string, unknown>) => this.log.warn(attributes, message) };
-      this.presence = new TaskPresence({ presence: new RedisPresence(this.redis, config.core, { fanout, logger }), now, log: this.log });
+      this.presence = new TaskPresence({ presence: new RedisPresence(this.redis, config.core, { fanout, logger }), now, log: this.log, graceMs: config.core.presenceGraceMs });
     }
     this.engine = new SessionEngine({ config, redis: this.redis, hub: this.hub, metrics: this.metrics, log: this.log, now, presence: this.presence });
     // Revocations reach every instance on the control channel (ioredis resubscribes it after a reconnect).
