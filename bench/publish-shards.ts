@@ -96,7 +96,7 @@ interface Row {
 }
 
 async function run(setup: string, redis: Redis | Cluster, sub: Redis | Cluster, ports: number[], owner: (slot: number) => number): Promise<Row> {
-  const broker = new RedisChannelBroker(redis as unknown as Redis, config, { sharded: ports.length > 0 && setup !== 'one node' });
+  const broker = new RedisChannelBroker(redis as unknown as Redis, config);
   const channels = channelsFor(owner, ports);
   const shardOf = channels.map((c) => ports.indexOf(owner(calculateSlot(keys.history(c.channel)))));
   const subscriber = new RedisSubscriber(sub, keys);

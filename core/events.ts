@@ -8,7 +8,7 @@ import { describeIdentity, type Identity } from './identity';
 import { PRESENCE_TYPE_PREFIX, presenceMode } from './presence';
 import { ENVELOPE_ADDED_BYTES, REPLAY_FRAME_BYTES, type ChannelCursor, type PositionBroker } from './broker';
 import type { ConnectionCursor } from './cursor';
-import { isCluster, type RedisLike } from './redis/client';
+import type { RedisLike } from './redis/client';
 import { RedisChannelBroker } from './redis/channel-broker';
 
 /** What every transport delivers: `{channel, id, type, data, ts, prev}`. */
@@ -64,7 +64,7 @@ export interface EventDeps {
  */
 export function brokerOf(deps: EventDeps): PositionBroker {
   if (deps.broker) return deps.broker;
-  return new RedisChannelBroker(deps.redis, deps.config, { sharded: isCluster(deps.redis) });
+  return new RedisChannelBroker(deps.redis, deps.config);
 }
 
 /**

@@ -175,6 +175,41 @@ export async function dispatchFanout(channel: string, envelope: string, deps: Di
   return { subscribers, queued: accepted.length };
 }
 
+/** The management API of a delivery that never posts: every call is a bug (see {@link queuedDelivery}). */
+const NO_MANAGEMENT: DeliveryDeps['management'] = {
+  postToConnection: () => Promise.reject(new RealtimeError('internal', 'this delivery only enqueues; the fan-out worker posts to API Gateway connections')),
+  deleteConnection: () => Promise.reject(new RealtimeError('internal', 'this delivery does not close API Gateway connections')),
+};
+
+/** What {@link queuedDelivery} needs. */
+export interface QueuedDeliveryDeps {
+  readonly redis: DispatchDeps['redis'];
+  readonly config: DispatchDeps['config'];
+  /** The fan-out queue (SQS FIFO on AWS, the local queue in the local stack). */
+  readonly queue: WorkQueue;
+  /** Shards of the queue's items: the worker's `WS_FANOUT_SHARDS`. */
+  readonly shards: number;
+}
+
+/**
+ * A WebSocket delivery that only enqueues, whatever the audience (one work item per shard, the items a large publish
+ * enqueues; the fan-out worker posts them, in the channel's order per shard): for who has no management API (the
+ * tasks in mode `both`, service/api-gateway-fanout.ts) or must not wait for posts (`$connect`, whose client waits for
+ * it: its presence events). A channel without API Gateway subscribers (one SCARD) enqueues nothing. `resumeFanout`
+ * completes a fan-out on an idempotent retry when the queue refused items the first time.
+ */
+export function queuedDelivery(deps: QueuedDeliveryDeps): { readonly fanout: (channel: string, envelope: string, options?: { readonly track?: boolean }) => Promise<DispatchResult>; readonly resumeFanout: (channel: string, id: string) => Promise<DispatchResult> } {
+  // inlineMax 0: never inline.
+  const delivery: DispatchDeps = { redis: deps.redis, config: deps.config, management: NO_MANAGEMENT, queue: deps.queue, dispatch: { shards: deps.shards, inlineMax: 0 } };
+  return {
+    fanout: async (channel, envelope, options) => {
+      if ((await countSubscribers(channel, deps)) === 0) return { subscribers: 0 };
+      return dispatchFanout(channel, envelope, delivery, { track: options?.track });
+    },
+    resumeFanout: (channel, id) => resumeFanout(channel, id, delivery),
+  };
+}
+
 /**
  * The FIFO deduplication id of an event's work item for one shard: the channel (hashed: SQS takes at most 128
  * characters) with the id, since ids are issued per channel and two channels may issue the same one.

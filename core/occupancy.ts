@@ -31,8 +31,11 @@ import { Script, type RedisLike } from './redis/client';
 /** API Gateway closes a WebSocket connection after 2 hours; a lost `$disconnect` holds its channels that long, plus 5 minutes. */
 export const GATEWAY_LEASE_MS = 2 * 3600_000 + 5 * 60_000;
 
+/** What the holder name of an API Gateway connection starts with. */
+export const GATEWAY_HOLDER_PREFIX = 'gw:';
+
 /** The holder name of an API Gateway connection. */
-export const gatewayHolder = (connectionId: string): string => `gw:${connectionId}`;
+export const gatewayHolder = (connectionId: string): string => `${GATEWAY_HOLDER_PREFIX}${connectionId}`;
 
 const OCCUPIED = `local function occupied(c, at)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 't', 'channel.occupied', 'd', '{"channel":' .. cjson.encode(c) .. ',"at":' .. at .. '}')

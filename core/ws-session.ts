@@ -7,7 +7,7 @@ import { claimCursor, cursorCannotBeReal, envelopeSeq, isInvalidCursor, parseCur
 import type { Identity } from './identity';
 import type { HookInvoker } from './hooks';
 import { assertMaySeePresence, presenceJson } from './presence';
-import { gatewayEnd, gatewayJoin, gatewayLeave } from './presence-gateway';
+import { gatewayEnd, gatewayJoin, gatewayLeave, gatewayRenew, type PresenceDelivery } from './presence-gateway';
 import { RedisPresence } from './redis/presence';
 import { publishAndFanout, type Fanout, type ResumeFanout, type UseCaseLogger } from './publishing';
 import { assertNotRevoked, currentEpoch } from './revocation';
@@ -75,9 +75,10 @@ export interface ConnectGrant {
  * revocation that ran between the ticket's redemption and this registration did not see the
  * connection, so the epoch is checked again once it is registered (a later revocation finds it in
  * the user's set): a revoked connection is unregistered and refused with `unauthorized`.
- * Returns the channels subscribed.
+ * Returns the channels subscribed. The connection joins the presence of those channels (namespaces with presence on);
+ * the `presence.join` events go to the channel's API Gateway connections through `deps.fanout`.
  */
-export async function connectSession(connectionId: string, grant: ConnectGrant, deps: ConnectionDeps): Promise<string[]> {
+export async function connectSession(connectionId: string, grant: ConnectGrant, deps: ConnectionDeps & PresenceDelivery): Promise<string[]> {
   const allowed = connectChannels(grant, deps.config.namespaces);
   await registerConnection(connectionId, { sub: grant.sub, grant: grant.channels, grantedByBackend: grant.byBackend, channels: allowed, info: grant.info }, deps);
   try {
@@ -207,8 +208,8 @@ function pageFrames(page: ChannelPage): string[] {
   return [...page.resets.map((c) => frames.reset(c)), ...page.envelopes];
 }
 
-/** Unregisters a connection from every channel (the transport saw it close). */
-export async function disconnectSession(connectionId: string, deps: ConnectionDeps): Promise<void> {
+/** Unregisters a connection from every channel (the transport saw it close, or GetConnection answered 410). */
+export async function disconnectSession(connectionId: string, deps: ConnectionDeps & PresenceDelivery): Promise<void> {
   await removeConnection(connectionId, deps);
   await gatewayEnd(connectionId, deps);
 }
@@ -228,7 +229,7 @@ async function registered(connectionId: string, deps: ConnectionDeps): Promise<C
  * events up to it from this replay, so nothing is lost or sent twice. An existing subscription (the
  * ticket's channels, subscribed at connect) keeps its floor.
  */
-export async function subscribeFrom(connectionId: string, channel: unknown, since: unknown, deps: ConnectionDeps): Promise<string[]> {
+export async function subscribeFrom(connectionId: string, channel: unknown, since: unknown, deps: ConnectionDeps & PresenceDelivery): Promise<string[]> {
   const plan = await planSubscribe(connectionId, channel, since, deps);
   if (!plan.rest) return plan.frames;
   const out = [...plan.frames];
@@ -254,7 +255,7 @@ export interface SubscribePlan {
  * and REPLAY_MAX_BYTES): when more remain, `frames` holds the first ones (without `subscribed`) and `rest` says what
  * must be sent after them (by a worker, or page by page).
  */
-export async function planSubscribe(connectionId: string, channel: unknown, since: unknown, deps: ConnectionDeps, limit?: number | PageBudget): Promise<SubscribePlan> {
+export async function planSubscribe(connectionId: string, channel: unknown, since: unknown, deps: ConnectionDeps & PresenceDelivery, limit?: number | PageBudget): Promise<SubscribePlan> {
   const ch = parseChannel(channel, deps.config.namespaces);
   const cursor = since === undefined || since === null ? undefined : parseCursor(since);
   const conn = await registered(connectionId, deps);
@@ -268,7 +269,7 @@ export async function planSubscribe(connectionId: string, channel: unknown, sinc
 }
 
 /** Ends a connection's subscription to `channel` (none is fine); returns the frames to send. */
-export async function unsubscribeFrom(connectionId: string, channel: unknown, deps: ConnectionDeps): Promise<string[]> {
+export async function unsubscribeFrom(connectionId: string, channel: unknown, deps: ConnectionDeps & PresenceDelivery): Promise<string[]> {
   const ch = parseChannel(channel, deps.config.namespaces);
   if (await removeSubscription(connectionId, ch.channel, deps)) await gatewayLeave(connectionId, ch.channel, deps);
   return [frames.unsubscribed(ch.channel)];
@@ -290,9 +291,19 @@ export async function publishFrom(connectionId: string, frame: Extract<ClientFra
 /**
  * Handles one client frame (the raw text of a WebSocket message): parses it, runs the action and
  * sends the answers through `deps.send`. Throws a `RealtimeError` for anything the client must be
- * told (send it as `frames.error(err)`); the connection stays usable.
+ * told (send it as `frames.error(err)`); the connection stays usable. Every frame renews the connection's presence
+ * lease (when it has one), beside the action: a renewal that fails is left to the presence sweeper (GetConnection).
  */
 export async function handleFrame(connectionId: string, body: string | undefined, deps: WsSessionDeps): Promise<void> {
+  const renewed = gatewayRenew(connectionId, deps).catch((err: unknown) => deps.logger?.warn('presence: could not renew the connection lease; the sweeper asks API Gateway instead', { connectionId, error: err as Error }));
+  try {
+    await frameAction(connectionId, body, deps);
+  } finally {
+    await renewed;
+  }
+}
+
+async function frameAction(connectionId: string, body: string | undefined, deps: WsSessionDeps): Promise<void> {
   const frame = parseClientFrame(body);
   switch (frame.action) {
     case 'ping':

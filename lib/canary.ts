@@ -1,18 +1,16 @@
 import * as path from 'node:path';
 import { Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
-import * as scheduler from 'aws-cdk-lib/aws-scheduler';
-import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
+import type * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { Construct } from 'constructs';
 import type { CanaryEndpoints } from '../contract/canary';
 import { CANARY_ENV } from '../contract/settings';
-import { acknowledgeWildcardResource } from './acknowledge';
 import { DEFAULTS } from './defaults';
 import { checkRange, invalid } from './errors';
 import type { PublishApi } from './publish-api';
 import { LAMBDA_DIR, RealtimeFunction, type RuntimeLogLevel } from './realtime-function';
+import { scheduleInvoke } from './scheduled-invoke';
 import type { TicketApi } from './ticket-api';
 
 /** Properties of a {@link RealtimeCanary}. */
@@ -110,22 +108,8 @@ export class RealtimeCanary extends Construct {
     props.ticketApi.grantBackendTickets(this.function);
     props.publishApi.grantPublish(this.function);
 
-    // The schedule's own role: it may invoke this function only, and only for schedules of this account.
-    const role = new iam.Role(this, 'ScheduleRole', {
-      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } } }),
-      description: 'EventBridge Scheduler: invokes the realtime canary',
-    });
     // No retries: a run that starts late measures nothing useful, the next one comes within the interval.
-    this.schedule = new scheduler.Schedule(this, 'Schedule', {
-      schedule: scheduler.ScheduleExpression.rate(Duration.minutes(interval)),
-      description: 'Runs the realtime canary',
-      target: new targets.LambdaInvoke(this.function.function, { role, retryAttempts: 0, maxEventAge: Duration.minutes(1) }),
-    });
-    acknowledgeWildcardResource(
-      role,
-      `${this.function.function.functionArn}:*`,
-      "Lambda's grantInvoke names the function and its qualifiers (versions, aliases) of this one function; the schedule invokes the unqualified ARN",
-    );
+    this.schedule = scheduleInvoke(this, this.function, { rate: Duration.minutes(interval), description: 'Runs the realtime canary', roleDescription: 'EventBridge Scheduler: invokes the realtime canary' });
 
     const period = Duration.minutes(interval);
     this.metric = (name, transport, statistic = 'Maximum') =>

@@ -23,6 +23,7 @@ import { PACKAGE_ROOT, type RuntimeLogLevel } from './realtime-function';
 import { RealtimeDomain, type RealtimeDomainProps } from './realtime-domain';
 import { RedisPubSub, type RedisPubSubProps } from './redis-pub-sub';
 import { SseService, type SseServiceProps } from './sse-service';
+import { PresenceSweeper } from './presence-sweeper';
 import { TicketApi, type TicketApiProps, type TicketAuth } from './ticket-api';
 import { RealtimeWebSocketApi, type RealtimeWebSocketApiProps } from './websocket-api';
 import { WebSocketFanout, type WebSocketFanoutProps } from './websocket-fanout';
@@ -275,6 +276,8 @@ export class RealtimeApi extends Construct {
   public readonly observability: Observability;
   /** The sharded WebSocket fan-out: queue, dead-letter queue, worker, dead-letter consumer. */
   public readonly webSocketFanout?: WebSocketFanout;
+  /** The presence sweeper of API Gateway connections, when a namespace has presence on and the WebSocket API exists. */
+  public readonly presenceSweeper?: PresenceSweeper;
   /** The custom domain, when `domain` is set. */
   public readonly domain?: RealtimeDomain;
   /** AWS WAF on the load balancer, unless `waf.enabled` is false. */
@@ -382,7 +385,14 @@ export class RealtimeApi extends Construct {
     const publishers = webSocket ? [this.publishApi.handler, webSocket.messageFunction] : [this.publishApi.handler];
     if (fanout) for (const publisher of publishers) fanout.connectPublisher(publisher);
     // Mode both: a publish on the tasks' /live reaches the connections still on API Gateway through the same queue.
-    if (fanout && ws.mode === 'both') fanout.connectTasks(this.sse.container, this.sse.taskDefinition.taskRole);
+    // Presence: the tasks' presence events (joins, settles) reach them the same way, in any mode with API Gateway, and
+    // $connect enqueues its joins there; the presence sweeper ends the connections whose $disconnect was lost.
+    const presence = Object.values(props.namespaces ?? {}).some((ns) => ((ns as { presence?: unknown } | null)?.presence ?? 'off') !== 'off');
+    if (fanout && (ws.mode === 'both' || presence)) fanout.connectTasks(this.sse.container, this.sse.taskDefinition.taskRole);
+    if (fanout && webSocket && presence) {
+      fanout.connectPublisher(webSocket.connectFunction);
+      this.presenceSweeper = new PresenceSweeper(this, 'PresenceSweeper', { ...runtime, webSocket });
+    }
     // The functions that publish get the per-user publish limits; unset keys leave the runtime's defaults.
     for (const publisher of publishers) {
       for (const [key, value] of Object.entries(publishLimitsEnvironment(props.limits))) publisher.addEnvironment(key, value);
@@ -439,7 +449,15 @@ export class RealtimeApi extends Construct {
       redis: this.redis,
       webSocket,
       httpEndpoints: [this.ticketApi.endpoint, this.publishApi.endpoint],
-      functions: [...(webSocket?.functions ?? []), this.ticketApi.handler, this.publishApi.handler, this.publishApi.revokeHandler, this.publishApi.historyHandler, ...(fanout ? [fanout.worker, fanout.deadLetterConsumer] : [])],
+      functions: [
+        ...(webSocket?.functions ?? []),
+        this.ticketApi.handler,
+        this.publishApi.handler,
+        this.publishApi.revokeHandler,
+        this.publishApi.historyHandler,
+        ...(fanout ? [fanout.worker, fanout.deadLetterConsumer] : []),
+        ...(this.presenceSweeper ? [this.presenceSweeper.function] : []),
+      ],
       alarmTopic: props.alarmTopic,
       canary: this.canary,
     });

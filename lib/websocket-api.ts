@@ -197,7 +197,15 @@ export class RealtimeWebSocketApi extends Construct {
     return this.grantConnectionsMethod(fn, 'DELETE');
   }
 
-  private grantConnectionsMethod(fn: RealtimeFunction, method: 'POST' | 'DELETE'): iam.Grant {
+  /**
+   * Lets a function read this stage's connections (GetConnection), and nothing else: `execute-api:ManageConnections` on
+   * `{api}/{stage}/GET/@connections/*` only (the presence sweeper). Sets `WS_MANAGEMENT_ENDPOINT`.
+   */
+  public grantGetConnections(fn: RealtimeFunction): iam.Grant {
+    return this.grantConnectionsMethod(fn, 'GET');
+  }
+
+  private grantConnectionsMethod(fn: RealtimeFunction, method: 'POST' | 'DELETE' | 'GET'): iam.Grant {
     fn.addEnvironment(LAMBDA_ENV.wsManagementEndpoint, this.managementEndpoint);
     const arn = Stack.of(this).formatArn({
       service: 'execute-api',

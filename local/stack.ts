@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { CORE_ENV, LAMBDA_ENV } from '../contract/settings';
 import { WS_ACTIONS } from '../contract/ws';
-import type { CoreConfig } from '../core/config';
+import { parseNamespaces, type CoreConfig } from '../core/config';
 import { lambdaConfigFromEnv, type LambdaConfig, type LambdaSettings } from '../lambda/shared/config';
 import { createPublishHandler } from '../lambda/handlers/publish';
 import { createRevokeHandler } from '../lambda/handlers/revoke';
@@ -15,6 +15,8 @@ import { createWsAuthorizer } from '../lambda/handlers/ws-authorizer';
 import { createWsConnect } from '../lambda/handlers/ws-connect';
 import { createWsDisconnect } from '../lambda/handlers/ws-disconnect';
 import { createWsMessage } from '../lambda/handlers/ws-message';
+import { createPresenceSweeper, type SweeperContext } from '../lambda/handlers/presence-sweeper';
+import { presenceOn, type GatewaySweepResult } from '../core/presence-gateway';
 import { createFanoutDeadLetterHandler } from '../lambda/handlers/fanout-dead-letters';
 import { createFanoutWorker } from '../lambda/handlers/fanout-worker';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
@@ -80,7 +82,8 @@ export interface LocalStackOptions {
    * Run the sharded fan-out: an in-process FIFO queue (`local/queue.ts`) consumed by the fan-out
    * worker handler, as SQS FIFO and its event source do on AWS. Shards and thresholds come from
    * `lambda` (or `env`). Defaults to none (every fan-out is inline), except with `webSocketMode`
-   * `both`, which always has one (with these options): the tasks hand `/live` publishes to it.
+   * `both` or a namespace with presence on, which always have one (with these options): the tasks hand `/live`
+   * publishes and their presence events to it, as on AWS.
    */
   readonly fanoutQueue?: LocalQueueOptions;
   /**
@@ -155,6 +158,8 @@ export interface LocalHandlers {
   readonly wsMessage: WsHandler;
   readonly fanoutWorker: (event: SQSEvent) => Promise<SQSBatchResponse>;
   readonly fanoutDeadLetters: (event: SQSEvent) => Promise<SQSBatchResponse>;
+  /** The presence sweeper (run by the schedule on AWS; here by whoever calls it). */
+  readonly presenceSweeper: (event: unknown, context?: SweeperContext) => Promise<GatewaySweepResult>;
 }
 
 export interface LocalStack {
@@ -206,6 +211,7 @@ export function createHandlers(runtime: FanoutRuntime): LocalHandlers {
     wsMessage: createWsMessage(runtime),
     fanoutWorker: createFanoutWorker(runtime),
     fanoutDeadLetters: createFanoutDeadLetterHandler(runtime),
+    presenceSweeper: createPresenceSweeper(runtime),
   };
 }
 
@@ -234,8 +240,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let bus: EventBridgeBus | undefined;
   const mode = options.webSocketMode ?? 'apigateway';
   // Mode `both` always has the fan-out queue, as the deployed stack does: the tasks hand `/live` publishes to it for the
-  // connections still on API Gateway.
-  const withQueue = options.fanoutQueue !== undefined || mode === 'both';
+  // connections still on API Gateway. So does a stack with presence: the tasks hand it their presence events.
+  const presence = presenceOn(options.core?.namespaces ?? parseNamespaces(options.env?.[CORE_ENV.namespacesJson] ?? process.env[CORE_ENV.namespacesJson]));
+  const tasksQueue = mode === 'both' || presence;
+  const withQueue = options.fanoutQueue !== undefined || tasksQueue;
   // The DLQ has no redrive of its own (as on AWS): its consumer gets a record until it settles it.
   const deadLetterQueue = withQueue ? new LocalFifoQueue({ maxReceiveCount: Number.MAX_SAFE_INTEGER, workers: 1 }) : undefined;
   const queue = withQueue ? new LocalFifoQueue({ ...options.fanoutQueue, deadLetterQueue }) : undefined;
@@ -263,8 +271,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const serviceConfig = serviceConfigFromEnv(env);
     sse = new RealtimeServer(
       { ...serviceConfig, core: { ...serviceConfig.core, ...options.core }, wsFanoutShards: options.lambda?.wsFanoutShards ?? serviceConfig.wsFanoutShards },
-      // Mode `both`: a `/live` publish reaches the API Gateway stand-in's connections through the queue and its worker.
-      { logger: options.logger, fanoutQueue: mode === 'both' ? queue : undefined, hooks: invoker, eventBus: bus, eventTimers: options.backendEvents?.timers },
+      // Mode `both`: a `/live` publish reaches the API Gateway stand-in's connections through the queue and its worker; so
+      // do the tasks' presence events.
+      { logger: options.logger, fanoutQueue: tasksQueue ? queue : undefined, hooks: invoker, eventBus: bus, eventTimers: options.backendEvents?.timers },
     );
     guardServer(sse.server, guard);
     const ssePort = await sse.listen(options.ssePort ?? 0, host);

@@ -28,6 +28,7 @@ import { SessionEngine } from './session-engine';
 import { TaskEvents } from './occupancy';
 import { TaskPresence } from './presence';
 import { RedisPresence } from '../core/redis/presence';
+import { presenceOn } from '../core/presence-gateway';
 import { WsEdge } from './ws-edge';
 import { RedisSubscriber } from '../core/redis/subscriber';
 
@@ -139,8 +140,10 @@ export class RealtimeServer {
       this.hub.deliveries = 0;
       return { open: this.engine.streams.size + this.engine.sockets.size, deliveries };
     });
-    if (Object.values(config.core.namespaces).some((ns) => (ns.presence ?? 'off') !== 'off')) {
-      this.presence = new TaskPresence({ presence: new RedisPresence(this.redis, config.core), now, log: this.log, graceMs: config.core.presenceGraceMs });
+    if (presenceOn(config.core.namespaces)) {
+      // Presence events reach the API Gateway connections through the same delivery as a `/live` publish (the queue).
+      const logger = { warn: (message: string, attributes: Record<string, unknown>) => this.log.warn(attributes, message) };
+      this.presence = new TaskPresence({ presence: new RedisPresence(this.redis, config.core, { fanout, logger }), now, log: this.log, graceMs: config.core.presenceGraceMs });
     }
     this.engine = new SessionEngine({ config, redis: this.redis, hub: this.hub, metrics: this.metrics, log: this.log, now, presence: this.presence });
     // Revocations reach every instance on the control channel (ioredis resubscribes it after a reconnect).

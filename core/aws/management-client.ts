@@ -1,5 +1,5 @@
 import type { ManagementApi } from '../fanout';
-import { ManagementPoster } from './management';
+import { ManagementPoster, type ConnectionInfo } from './management';
 import { environmentCredentials, type CredentialProvider } from './signer';
 
 /**
@@ -42,9 +42,10 @@ export const LOCAL_CREDENTIALS = { accessKeyId: 'LOCALACCESSKEY', secretAccessKe
  * The fan-out's client for a stage's callback URL (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`): the
  * lean {@link ManagementPoster} (one signed request per post on keep-alive sockets, about a third of the SDK's CPU per
  * call, see docs/BENCHMARKS.md), with credentials from the environment (the Lambda role), or dummy ones for a loopback
- * endpoint. It also closes connections (`deleteConnection`, for revocations).
+ * endpoint. It also closes connections (`deleteConnection`, for revocations) and reads one (`getConnection`, for the
+ * presence sweeper).
  */
-export function createManagementPoster(endpoint: string, options: ManagementClientOptions = {}): ManagementApi & { destroy(): void } {
+export function createManagementPoster(endpoint: string, options: ManagementClientOptions = {}): ManagementApi & { getConnection(connectionId: string): Promise<ConnectionInfo>; destroy(): void } {
   const local = isLoopbackEndpoint(endpoint);
   const poster = new ManagementPoster(endpoint, {
     region: managementRegion(endpoint, options),
@@ -55,6 +56,7 @@ export function createManagementPoster(endpoint: string, options: ManagementClie
   return {
     postToConnection: (connectionId, data) => poster.postToConnection(connectionId, data),
     deleteConnection: (connectionId) => poster.deleteConnection(connectionId),
+    getConnection: (connectionId) => poster.getConnection(connectionId),
     destroy: () => poster.destroy(),
   };
 }

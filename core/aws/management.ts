@@ -6,7 +6,7 @@ import type { CredentialProvider, Credentials } from './signer';
 export type { CredentialProvider, Credentials } from './signer';
 
 /**
- * A lean `PostToConnection` (and `DeleteConnection`, for revocations) for the fan-out: one signed HTTP request on a keep-alive socket, without
+ * A lean `PostToConnection` (and `DeleteConnection`, for revocations, and `GetConnection`, for the presence sweeper) for the fan-out: one signed HTTP request on a keep-alive socket, without
  * the SDK's middleware stack, endpoint rules and retry machinery. `npm run bench:ws` measured the SDK
  * client at about 0.35 ms of CPU per post on this project's 2-vCPU machine, almost all of it outside
  * the network: middleware, endpoint resolution and a full SigV4 pass per request. Here the SigV4
@@ -30,6 +30,17 @@ export interface ManagementPosterOptions {
   readonly requestTimeoutMs?: number;
   /** The signing clock. Defaults to the system clock (tests pin it to compare signatures). */
   readonly now?: () => Date;
+}
+
+/**
+ * GetConnection's answer (`GET @connections/{id}`: "Use @connections commands in your backend service",
+ * https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-how-to-call-websocket-api-connections.html),
+ * with the API model's JSON names (`connectedAt`, `identity`, `lastActiveAt`; timestamps ISO 8601).
+ */
+export interface ConnectionInfo {
+  readonly connectedAt: string;
+  readonly lastActiveAt: string;
+  readonly identity: { readonly sourceIp: string; readonly userAgent?: string };
 }
 
 /** What an error of the management API looks like to the fan-out's classifiers. */
@@ -122,17 +133,26 @@ export class ManagementPoster {
   }
 
   /** Posts `data` to one connection; resolves on 2xx, rejects with a {@link ManagementApiError} otherwise. */
-  postToConnection(connectionId: string, data: Uint8Array): Promise<void> {
-    return this.call('POST', connectionId, data);
+  async postToConnection(connectionId: string, data: Uint8Array): Promise<void> {
+    await this.call('POST', connectionId, data);
   }
 
   /** Closes one connection (`DELETE @connections/{id}`); resolves on 2xx, rejects with a {@link ManagementApiError} otherwise. */
-  deleteConnection(connectionId: string): Promise<void> {
-    return this.call('DELETE', connectionId, EMPTY);
+  async deleteConnection(connectionId: string): Promise<void> {
+    await this.call('DELETE', connectionId, EMPTY);
   }
 
-  private async call(method: 'POST' | 'DELETE', connectionId: string, data: Uint8Array): Promise<void> {
-    const action = method === 'POST' ? 'PostToConnection' : 'DeleteConnection';
+  /**
+   * What API Gateway knows of one connection (`GET @connections/{id}`, GetConnection): its JSON answer on 200; a closed
+   * or unknown connection rejects with `GoneException` (410), like the other calls.
+   */
+  async getConnection(connectionId: string): Promise<ConnectionInfo> {
+    const body = await this.call('GET', connectionId, EMPTY);
+    return JSON.parse(body) as ConnectionInfo;
+  }
+
+  private async call(method: 'POST' | 'DELETE' | 'GET', connectionId: string, data: Uint8Array): Promise<string> {
+    const action = method === 'POST' ? 'PostToConnection' : method === 'GET' ? 'GetConnection' : 'DeleteConnection';
     const creds = this.creds && (!this.creds.expiration || this.creds.expiration.getTime() - Date.now() > 300_000) ? this.creds : await this.credentials();
     const path = `${this.basePath}/@connections/${encodeSegment(connectionId)}`;
     const amzDate = this.amzDate();
@@ -154,14 +174,20 @@ export class ManagementPoster {
       authorization: `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`,
     };
     if (creds.sessionToken) headers['x-amz-security-token'] = creds.sessionToken;
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<string>((resolve, reject) => {
       const req = this.request(
         { protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port || undefined, method, path, headers, agent: this.agent, timeout: this.timeoutMs },
         (res: IncomingMessage) => {
           const status = res.statusCode ?? 0;
           if (status >= 200 && status < 300) {
-            res.resume();
-            res.once('end', resolve);
+            if (method !== 'GET') {
+              res.resume();
+              res.once('end', () => resolve(''));
+            } else {
+              const body: Buffer[] = [];
+              res.on('data', (c: Buffer) => body.push(c));
+              res.once('end', () => resolve(Buffer.concat(body).toString('utf8')));
+            }
             res.once('error', reject);
             return;
           }

@@ -1,6 +1,6 @@
 import { LAST_ID_TAIL_SECONDS, type CoreConfig } from '../config';
 import { ENVELOPE_ADDED_BYTES, IDEMPOTENCY_TTL_SECONDS, REPLAY_FRAME_BYTES, type BrokerPublish, type BrokerPublishOutcome } from '../broker';
-import { Script, type RedisLike } from './client';
+import { isCluster, Script, type RedisLike } from './client';
 import { Keys } from './keys';
 
 /**
@@ -249,12 +249,14 @@ export async function publishWithUserLimits(
   }
 }
 
-export interface RedisBrokerOptions {
-  /**
-   * Publish live events with `SPUBLISH` (sharded pub/sub, Redis 7+: the message stays on the shard that owns the live
-   * channel's slot) instead of `PUBLISH` (which a cluster broadcasts to every node). Defaults to false: one node.
-   */
-  readonly sharded?: boolean;
+/**
+ * The command that sends a channel's live events on this client: `SPUBLISH` on a Redis Cluster (sharded pub/sub, Redis
+ * 7+: the message stays on the shard that owns the live channel's slot, where the subscribers `SSUBSCRIBE`,
+ * core/redis/subscriber.ts), `PUBLISH` on one node. Derived from the client, so no caller can pair a cluster with
+ * `PUBLISH` (which a subscriber on `SSUBSCRIBE` never receives).
+ */
+export function publishCommandOf(redis: RedisLike): 'PUBLISH' | 'SPUBLISH' {
+  return isCluster(redis) ? 'SPUBLISH' : 'PUBLISH';
 }
 
 /** What a Redis broker holds: client, keys, publish command. */
@@ -264,9 +266,8 @@ export abstract class RedisBrokerBase {
   constructor(
     protected readonly redis: RedisLike,
     config: Pick<CoreConfig, 'keyPrefix'>,
-    options: RedisBrokerOptions = {},
   ) {
     this.keys = new Keys(config.keyPrefix);
-    this.publishCommand = options.sharded ? 'SPUBLISH' : 'PUBLISH';
+    this.publishCommand = publishCommandOf(redis);
   }
 }

@@ -2,10 +2,12 @@ import { parseChannel, type ParsedChannel } from '../channels';
 import type { CoreConfig } from '../config';
 import { RealtimeError } from '../errors';
 import { encodePresenceInfo, presenceMode, type PresenceMember, type PresenceSnapshot } from '../presence';
-import { publishArgs, type RedisBrokerOptions } from './broker';
+import { publishArgs, publishCommandOf } from './broker';
 import { CHANNEL_APPEND, CHANNEL_STATE } from './channel-broker';
 import { Script, type RedisLike } from './client';
 import { Keys } from './keys';
+import { GATEWAY_HOLDER_PREFIX } from '../occupancy';
+import type { Fanout, UseCaseLogger } from '../publishing';
 
 /**
  * Presence's key names (docs/DESIGN.md, "Presence"), beside the rest of `Keys` but apart from it, so the bundles that do
@@ -38,9 +40,16 @@ export class PresenceKeys {
   get presencePrefix(): string {
     return `${this.prefix}{pr}`;
   }
-  /** Presence holders (tasks, API Gateway connections) scored by the end of their lease (epoch ms). */
+  /** Presence holders of the tasks scored by the end of their lease (epoch ms): swept by any task once it ended. */
   get presenceLeases(): string {
     return `${this.presencePrefix}l`;
+  }
+  /**
+   * API Gateway connections (`gw:{id}`) scored by the end of their lease (epoch ms): apart from the tasks', since only
+   * the gateway sweeper may end one (after GetConnection answered 410), never a task's sweep.
+   */
+  get presenceGatewayLeases(): string {
+    return `${this.presencePrefix}g`;
   }
   /** The channels where a presence holder has connections (written before each join). */
   presenceHolderChannels(holder: string): string {
@@ -97,13 +106,16 @@ const PRESENCE_STEPS = `${CHANNEL_APPEND}
 local emitting = ARGV[15] == 'members'
 -- Whether the member set changed (count mode: the caller marks the channel's count due).
 local changed = 0
+-- The envelopes appended, in order (the caller hands them to the WebSocket fan-out).
+local emitted = {}
 local function emit(kind, sub, info)
   changed = 1
   if not emitting then return end
   local d = '{"sub":' .. cjson.encode(sub)
   if info then d = d .. ',"info":' .. info end
   ARGV[3] = '","type":"presence.' .. kind .. '","data":' .. d .. '},"ts":'
-  channelAppend(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+  local _, env = channelAppend(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+  emitted[#emitted + 1] = env
 end
 local function leaveMember(sub)
   redis.call('HDEL', KEYS[8], sub)
@@ -128,10 +140,11 @@ end`;
 
 /**
  * ARGV[16] connection, 17 sub, 18 info ('' none). The connection's member joins with its first connection, unless it
- * is in its grace period (it takes it back, silently). A connection already joined changes nothing.
+ * is in its grace period (it takes it back, silently). A connection already joined changes nothing. Returns {1 when the
+ * member set changed, the envelopes appended}.
  */
 const JOIN = new Script(`${PRESENCE_STEPS}
-if redis.call('HSETNX', KEYS[10], ARGV[16], ARGV[17]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[10], ARGV[16], ARGV[17]) == 0 then return {0, emitted} end
 redis.call('SADD', KEYS[12], ARGV[16])
 if redis.call('HINCRBY', KEYS[8], ARGV[17], 1) == 1 and redis.call('ZREM', KEYS[11], ARGV[17]) == 0 then
   local info = nil
@@ -141,51 +154,52 @@ if redis.call('HINCRBY', KEYS[8], ARGV[17], 1) == 1 and redis.call('ZREM', KEYS[
   end
   emit('join', ARGV[17], info)
 end
-return changed
+return {changed, emitted}
 `);
 
 /**
  * ARGV[16] connection, 17 grace end (epoch ms; 0: the member leaves at once). Returns {1 when its member went into
- * grace, 1 when the member set changed}.
+ * grace, 1 when the member set changed, the envelopes appended}.
  */
 const LEAVE = new Script(`${PRESENCE_STEPS}
 redis.call('SREM', KEYS[12], ARGV[16])
-return {dropConnection(ARGV[16], tonumber(ARGV[17])), changed}
+local graced = dropConnection(ARGV[16], tonumber(ARGV[17]))
+return {graced, changed, emitted}
 `);
 
-/** ARGV[16] grace end. Every connection of the holder on the channel, as LEAVE. Returns {members that went into grace, changed}. */
+/** ARGV[16] grace end. Every connection of the holder on the channel, as LEAVE. Returns {members that went into grace, changed, envelopes}. */
 const DROP = new Script(`${PRESENCE_STEPS}
 local n = 0
 for _, conn in ipairs(redis.call('SMEMBERS', KEYS[12])) do n = n + dropConnection(conn, tonumber(ARGV[16])) end
 redis.call('DEL', KEYS[12])
-return {n, changed}
+return {n, changed, emitted}
 `);
 
-/** ARGV[16] now. Members whose grace ended by then (and still without a connection) leave. Returns {the next grace end or '', changed}. */
+/** ARGV[16] now. Members whose grace ended by then (and still without a connection) leave. Returns {the next grace end or '', changed, envelopes}. */
 const SETTLE = new Script(`${PRESENCE_STEPS}
 for _, sub in ipairs(redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', ARGV[16])) do
   if tonumber(redis.call('HGET', KEYS[8], sub) or '1') <= 0 then leaveMember(sub) else redis.call('ZREM', KEYS[11], sub) end
 end
 local nxt = redis.call('ZRANGE', KEYS[11], 0, 0, 'WITHSCORES')
-return {nxt[2] or '', changed}
+return {nxt[2] or '', changed, emitted}
 `);
 
 /**
  * Count mode. KEYS 1-8 as above, 9 the channel's announced count (`pn:`)   ARGV 1-14 as above, 15 now, 16 interval.
  * Appends `presence.count` {count} when the member count differs from the one last announced and the interval since
- * that passed. Returns '' (nothing left to do) or when to try again (epoch ms).
+ * that passed. Returns {'' (nothing left to do) or when to try again (epoch ms), the envelope appended or ''}.
  */
 const COUNT = new Script(`${CHANNEL_APPEND}
 local n = redis.call('HLEN', KEYS[8])
 local last = redis.call('HMGET', KEYS[9], 'count', 'at')
-if last[1] and tonumber(last[1]) == n then return '' end
+if last[1] and tonumber(last[1]) == n then return {'', ''} end
 local now, at = tonumber(ARGV[15]), tonumber(last[2] or '0')
-if now < at + tonumber(ARGV[16]) then return num(at + tonumber(ARGV[16])) end
+if now < at + tonumber(ARGV[16]) then return {num(at + tonumber(ARGV[16])), ''} end
 ARGV[3] = '","type":"presence.count","data":{"count":' .. n .. '},"ts":'
-channelAppend(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+local _, env = channelAppend(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 redis.call('HSET', KEYS[9], 'count', n, 'at', ARGV[15])
 redis.call('EXPIRE', KEYS[9], ARGV[9])
-return ''
+return {'', env}
 `);
 
 /** KEYS 1-9 as above. Returns {position, members flat (sub, count...), infos flat (sub, info...)}; writes nothing. */
@@ -287,8 +301,11 @@ return 1
 /** KEYS: a set   ARGV: count. Up to count members (RedisLike has no SRANDMEMBER; a script keeps the port small). */
 const SRANDMEMBER = new Script(`return redis.call('SRANDMEMBER', KEYS[1], tonumber(ARGV[1]))`);
 
+/** KEYS: leases   ARGV: before (epoch ms), offset, count. Holders whose lease ended before then, oldest first; writes nothing. */
+const ENDED = new Script(`return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', tonumber(ARGV[2]), tonumber(ARGV[3]))`);
+
 /** Every presence script, by name (for the cluster-slot audit). */
-export const PRESENCE_SCRIPTS = { JOIN, LEAVE, DROP, SETTLE, COUNT, SNAPSHOT, LEASE, REGISTER, DEAD, END, SWEPT, DUE, CLAIM, UNDUE, SRANDMEMBER } as const;
+export const PRESENCE_SCRIPTS = { JOIN, LEAVE, DROP, SETTLE, COUNT, SNAPSHOT, LEASE, REGISTER, DEAD, END, SWEPT, DUE, CLAIM, UNDUE, SRANDMEMBER, ENDED } as const;
 
 /** Count mode: at most one `presence.count` per channel per this many milliseconds. */
 export const PRESENCE_COUNT_INTERVAL_MS = 2_000;
@@ -313,6 +330,22 @@ export interface PresenceConnection {
   readonly connection: string;
 }
 
+/** What a store does with the presence events its scripts appended, besides their live delivery in Redis. */
+export interface RedisPresenceOptions {
+  /**
+   * Hands each appended `presence.*` envelope, in the channel's order, to the WebSocket delivery of API Gateway
+   * connections: the publish path's fan-out (core/fanout-queue.ts `dispatchFanout`, inline or through the fan-out
+   * queue). A failure is logged, not thrown: the event is in the channel's history. Defaults to none (a deployment
+   * without API Gateway connections: the tasks' hubs get the events through Redis).
+   */
+  readonly fanout?: Fanout;
+  /** Where a failed fan-out is logged. Defaults to none. */
+  readonly logger?: Pick<UseCaseLogger, 'warn'>;
+}
+
+/** An API Gateway connection's holder name (`gw:{connectionId}`, occupancy's), whose lease the gateway sweeper keeps. */
+export const isGatewayHolder = (holder: string): boolean => holder.startsWith(GATEWAY_HOLDER_PREFIX);
+
 export interface PresenceJoin extends PresenceConnection {
   readonly sub: string;
   readonly info?: unknown;
@@ -326,11 +359,11 @@ export class RedisPresence {
   constructor(
     private readonly redis: RedisLike,
     private readonly config: Pick<CoreConfig, 'keyPrefix' | 'namespaces'>,
-    options: RedisBrokerOptions = {},
+    private readonly options: RedisPresenceOptions = {},
   ) {
     this.keys = new Keys(config.keyPrefix);
     this.pk = new PresenceKeys(config.keyPrefix);
-    this.publishCommand = options.sharded ? 'SPUBLISH' : 'PUBLISH';
+    this.publishCommand = publishCommandOf(redis);
   }
 
   private channelKeys(channel: string, holder?: string): string[] {
@@ -348,24 +381,51 @@ export class RedisPresence {
     return [this.keys.live(c.channel), ...publishArgs({ channel: c, head, tail: '' }), 0, 0, 1, 0, this.publishCommand, presenceMode(c)];
   }
 
+  /** The lease set of a holder: the gateway's for an API Gateway connection, the tasks' otherwise. */
+  private leasesOf(holder: string): string {
+    return isGatewayHolder(holder) ? this.pk.presenceGatewayLeases : this.pk.presenceLeases;
+  }
+
   /** Takes (or extends) the holder's lease to `until`. Resolves true when the holder had none. */
   async lease(holder: string, until: number): Promise<boolean> {
-    return Number(await LEASE.run(this.redis, [this.pk.presenceLeases], [holder, until, ''])) === 1;
+    return Number(await LEASE.run(this.redis, [this.leasesOf(holder)], [holder, until, ''])) === 1;
   }
 
   /** Extends the holder's lease to `until`; false when it has none (it was swept): the holder needs a new name. */
   async renew(holder: string, until: number): Promise<boolean> {
-    return Number(await LEASE.run(this.redis, [this.pk.presenceLeases], [holder, until, 'renew'])) === 1;
+    return Number(await LEASE.run(this.redis, [this.leasesOf(holder)], [holder, until, 'renew'])) === 1;
+  }
+
+  /**
+   * API Gateway holders whose lease ended before `now`, oldest first, skipping the first `offset` (those a sweep could
+   * not decide on); at most `count`. Writes nothing: the gateway sweeper renews or ends each.
+   */
+  async gatewayLeasesEnded(now: number, offset: number, count: number): Promise<string[]> {
+    return (await ENDED.run(this.redis, [this.pk.presenceGatewayLeases], [now, offset, count])) as string[];
+  }
+
+  /** Hands the envelopes a script appended to the WebSocket delivery, in order (see {@link RedisPresenceOptions.fanout}). */
+  private async deliver(channel: string, envelopes: readonly string[] | undefined): Promise<void> {
+    const fanout = this.options.fanout;
+    if (!fanout || !envelopes?.length) return;
+    for (const envelope of envelopes) {
+      try {
+        await fanout(channel, envelope);
+      } catch (err) {
+        this.options.logger?.warn('presence: the fan-out of an event to API Gateway connections failed; it is in the channel history', { channel, error: err as Error });
+      }
+    }
   }
 
   /** The connection joins the channel's presence (its user's member joins with its first connection). */
   async join(c: ParsedChannel, j: PresenceJoin, now: number): Promise<void> {
     const info = encodePresenceInfo(j.info);
     const p = this.pk;
-    const ok = await REGISTER.run(this.redis, [p.presenceLeases, p.presenceHolderChannels(j.holder)], [j.holder, c.channel, now + PRESENCE_REGISTER_MARGIN_MS]);
+    const ok = await REGISTER.run(this.redis, [this.leasesOf(j.holder), p.presenceHolderChannels(j.holder)], [j.holder, c.channel, now + PRESENCE_REGISTER_MARGIN_MS]);
     if (Number(ok) !== 1) throw new PresenceLeaseLost(j.holder);
-    const changed = Number(await JOIN.run(this.redis, this.channelKeys(c.channel, j.holder), [...this.channelArgs(c), j.connection, j.sub, info]));
+    const [changed, emitted] = (await JOIN.run(this.redis, this.channelKeys(c.channel, j.holder), [...this.channelArgs(c), j.connection, j.sub, info])) as [number, string[]];
     await this.counted(c, changed, now);
+    await this.deliver(c.channel, emitted);
   }
 
   /** The connection leaves; its member leaves with its last connection, after `graceMs` (0: at once). */
@@ -374,9 +434,10 @@ export class RedisPresence {
     // Due before the script (a crash after it leaves a settle with nothing to do, never a member stuck in grace), and
     // again after it when it put a member in grace (a sweep that settled the channel in between sees the new version).
     if (end) await this.due(c.channel, end);
-    const [graced, changed] = (await LEAVE.run(this.redis, this.channelKeys(c.channel, l.holder), [...this.channelArgs(c), l.connection, end])) as [number, number];
+    const [graced, changed, emitted] = (await LEAVE.run(this.redis, this.channelKeys(c.channel, l.holder), [...this.channelArgs(c), l.connection, end])) as [number, number, string[]];
     if (graced > 0) await this.due(c.channel, end);
     await this.counted(c, changed, now);
+    await this.deliver(c.channel, emitted);
   }
 
   /** The members of the channel and its position, read in one step. */
@@ -408,7 +469,8 @@ export class RedisPresence {
     const p = this.pk;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const dead = (await DEAD.run(this.redis, [p.presenceLeases], [now, PRESENCE_SWEEP_BATCH])) as string[];
-      for (const holder of dead) await END.run(this.redis, this.endKeys(holder), [holder, now]);
+      // The tasks' lease set (a gateway holder from before the gateway's own set is ended from here too).
+      for (const holder of dead) await END.run(this.redis, this.endKeys(holder, p.presenceLeases), [holder, now]);
       if (dead.length < PRESENCE_SWEEP_BATCH) break;
     }
     for (let round = 0; round < MAX_ROUNDS; round++) {
@@ -425,14 +487,17 @@ export class RedisPresence {
   async settle(now: number): Promise<void> {
     const p = this.pk;
     await this.dueRounds([p.presenceDue, p.presenceDueVersions], now, async (c) => {
-      const [next, changed] = (await SETTLE.run(this.redis, this.channelKeys(c.channel), [...this.channelArgs(c), now])) as [string, number];
+      const [next, changed, emitted] = (await SETTLE.run(this.redis, this.channelKeys(c.channel), [...this.channelArgs(c), now])) as [string, number, string[]];
       await this.counted(c, changed, now);
+      await this.deliver(c.channel, emitted);
       return next;
     });
     await this.dueRounds([p.presenceCountDue, p.presenceCountDueVersions], now, async (c) => {
       const keys = this.channelKeys(c.channel).slice(0, 8);
       keys.push(p.presenceCount(c.channel));
-      return (await COUNT.run(this.redis, keys, [...this.channelArgs(c).slice(0, 14), now, PRESENCE_COUNT_INTERVAL_MS])) as string;
+      const [next, envelope] = (await COUNT.run(this.redis, keys, [...this.channelArgs(c).slice(0, 14), now, PRESENCE_COUNT_INTERVAL_MS])) as [string, string];
+      if (envelope) await this.deliver(c.channel, [envelope]);
+      return next;
     });
   }
 
@@ -460,10 +525,10 @@ export class RedisPresence {
     await this.dropHolderChannels(holder, now, graceMs);
   }
 
-  /** END's keys for `holder`. */
-  private endKeys(holder: string): string[] {
+  /** END's keys for `holder`, whose lease is in `leases` (its own set, or the set a sweep listed it from). */
+  private endKeys(holder: string, leases = this.leasesOf(holder)): string[] {
     const p = this.pk;
-    return [p.presenceLeases, p.presenceSweeping, p.presenceHolderChannels(holder), p.presenceSweepChannels(holder)];
+    return [leases, p.presenceSweeping, p.presenceHolderChannels(holder), p.presenceSweepChannels(holder)];
   }
 
   private async dropHolderChannels(holder: string, now: number, graceMs: number): Promise<void> {
@@ -479,9 +544,10 @@ export class RedisPresence {
       for (const name of channels) {
         const c = this.channelOf(name);
         if (end) await this.due(c.channel, end);
-        const [graced, changed] = (await DROP.run(this.redis, this.channelKeys(c.channel, holder), [...this.channelArgs(c), end])) as [number, number];
+        const [graced, changed, emitted] = (await DROP.run(this.redis, this.channelKeys(c.channel, holder), [...this.channelArgs(c), end])) as [number, number, string[]];
         if (graced > 0) await this.due(c.channel, end);
         await this.counted(c, changed, now);
+        await this.deliver(c.channel, emitted);
       }
       await SWEPT.run(this.redis, [p.presenceSweeping, zKey], [holder, ...channels]);
     }

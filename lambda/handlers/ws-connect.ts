@@ -1,7 +1,7 @@
 import { RealtimeError } from '../../core/errors';
 import { connectSession } from '../../core/ws-session';
 import { wsConnectHandler } from '../shared/handler';
-import type { LambdaRuntime } from '../shared/runtime';
+import type { FanoutRuntime } from '../shared/fanout-runtime';
 import type { WsEvent, WsResult } from '../shared/ws';
 
 /** The presence info the authorizer passed (JSON text of an object), or none. */
@@ -19,14 +19,17 @@ function infoOf(text: string | undefined): object | undefined {
  * `$connect` (after the ticket authorizer allowed it): registers the connection with its identity
  * and grant, subscribed to the ticket's channels. Any non-200 answer rejects the upgrade. Nothing
  * can be posted to the connection yet (API Gateway answers 410 until `$connect` returns), so the
- * client learns the cursor of these subscriptions from its own `subscribe` frames if it needs one.
+ * client learns the cursor of these subscriptions from its own `subscribe` frames if it needs one. The connection
+ * joins the presence of those channels (namespaces with presence on); the joins go to the channels' other API Gateway
+ * connections through the fan-out queue ({@link FanoutRuntime.connectFanout}).
  */
-export function createWsConnect(runtime: LambdaRuntime): (event: WsEvent) => Promise<WsResult> {
+export function createWsConnect(runtime: FanoutRuntime): (event: WsEvent) => Promise<WsResult> {
   return wsConnectHandler(runtime, 'connect', async (event) => {
     const ctx = event.requestContext;
     const sub = ctx.authorizer?.sub;
     if (typeof sub !== 'string' || sub === '') throw new RealtimeError('unauthorized', 'Connect with ?ticket= from POST /tickets.');
-    const { config, redis } = await runtime.clients();
+    const rt = await runtime.clients();
+    const { config, redis } = rt;
     const epoch = Number(ctx.authorizer?.epoch ?? 0);
     const channels = await connectSession(
       ctx.connectionId,
@@ -37,7 +40,7 @@ export function createWsConnect(runtime: LambdaRuntime): (event: WsEvent) => Pro
         epoch: Number.isFinite(epoch) ? epoch : 0,
         info: infoOf(ctx.authorizer?.info),
       },
-      { redis, config },
+      { redis, config, fanout: runtime.connectFanout(rt), logger: runtime.logger },
     );
     runtime.logger.info('connected', { connectionId: ctx.connectionId, sub, channels: channels.length });
     return { statusCode: 200 };

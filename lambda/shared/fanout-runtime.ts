@@ -1,8 +1,9 @@
 import { createManagementPoster } from '../../core/aws/management-client';
 import { sendToConnection, type ManagementApi } from '../../core/fanout';
-import { deferReplay, dispatchFanout, resumeFanout, type DispatchDeps, type WorkQueue } from '../../core/fanout-queue';
+import { deferReplay, dispatchFanout, queuedDelivery, resumeFanout, type DispatchDeps, type WorkQueue } from '../../core/fanout-queue';
 import { environmentCredentials } from '../../core/aws/signer';
 import { SqsFifoQueue } from '../../core/aws/sqs';
+import type { Fanout } from '../../core/publishing';
 import type { WsSessionDeps } from '../../core/ws-session';
 import { LambdaRuntime, type Runtime } from './runtime';
 
@@ -13,13 +14,14 @@ import { LambdaRuntime, type Runtime } from './runtime';
  * Lambda role's credentials from the environment. The local stack runs every handler on one.
  */
 export class FanoutRuntime extends LambdaRuntime {
-  private poster?: ManagementApi & { destroy(): void };
+  private poster?: ReturnType<typeof createManagementPoster>;
 
   /**
    * The management API client: one per container, the lean SigV4 poster on keep-alive sockets (as
-   * many as posts in flight), for posts and revocations' DeleteConnection. Undefined without an endpoint.
+   * many as posts in flight), for posts, revocations' DeleteConnection and the presence sweeper's GetConnection.
+   * Undefined without an endpoint.
    */
-  postClient(): ManagementApi | undefined {
+  postClient(): ReturnType<typeof createManagementPoster> | undefined {
     const endpoint = this.config.wsManagementEndpoint;
     if (!endpoint) return undefined;
     this.poster ??= createManagementPoster(endpoint, { maxSockets: this.config.wsFanoutConcurrency, env: this.env });
@@ -68,6 +70,17 @@ export class FanoutRuntime extends LambdaRuntime {
       replayInlineMax: this.config.wsReplayInlineMax,
       hooks: this.hooks,
     };
+  }
+
+  /**
+   * Where `$connect` hands the `presence.join` events of its connection: the fan-out queue when there is one (one
+   * SendMessage per shard whatever the audience: the connecting client waits for `$connect`, so it posts nothing
+   * itself), else inline like a publish ({@link sessionDeps}). Undefined without either.
+   */
+  connectFanout(rt: Runtime): Fanout | undefined {
+    const queue = this.fanoutQueue();
+    if (queue) return queuedDelivery({ redis: rt.redis, config: rt.config, queue, shards: this.config.wsFanoutShards }).fanout;
+    return this.sessionDeps(rt).fanout;
   }
 
   /**

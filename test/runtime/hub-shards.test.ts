@@ -207,7 +207,7 @@ describe('under a running publisher, readers resuming by position', () => {
     await local.cluster.waitHealthy(60_000);
     cmd = createRedisCluster({ url, name: 'test-cmd', failFast: false });
     await waitReady(cmd);
-    broker = new RedisChannelBroker(cmd as unknown as Redis, config, { sharded: true });
+    broker = new RedisChannelBroker(cmd as unknown as Redis, config);
   }, 90_000);
   beforeEach(async () => {
     sub = createRedisCluster({ url: `redis://127.0.0.1:${local.cluster.nodes[0].port}`, name: 'test-sub2', subscriber: true, failFast: false });

@@ -298,7 +298,7 @@ describe('positions per channel on a three-primary Redis Cluster', () => {
   test('publish and replay across channels on every shard', async () => {
     const config = coreConfig({ namespaces: NAMESPACES });
     const channels = await channelsOnEveryShard();
-    const broker = new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true });
+    const broker = new RedisChannelBroker(cluster as unknown as Redis, config);
     const start = await broker.positions(channels);
     const sent: number[][] = channels.map(() => []);
     for (let i = 0; i < 12; i++) sent[i % 3].push(await publish(broker, channels[i % 3], i));
@@ -321,7 +321,7 @@ describe('positions per channel on a three-primary Redis Cluster', () => {
     const config = coreConfig({ namespaces: { ...NAMESPACES, chat: { ...NAMESPACES.chat, historySize: 1000, historyTtlSeconds: 600 } } });
     const channels = await channelsOnEveryShard();
     const keys = new Keys(config.keyPrefix);
-    const broker = new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true });
+    const broker = new RedisChannelBroker(cluster as unknown as Redis, config);
     // Each channel is published to until it has this many acknowledged events; raised for the failover.
     const limit = [10, 10, 10];
     const publisher = runPublisher(broker, channels, limit, config);
@@ -365,7 +365,7 @@ describe('positions per channel on a three-primary Redis Cluster', () => {
     try {
       sub.on('smessage', (_ch: string, msg: string) => received.push(msg));
       await sub.ssubscribe(keys.live(c.channel));
-      const id = await publish(new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true }), c, 'live');
+      const id = await publish(new RedisChannelBroker(cluster as unknown as Redis, config), c, 'live');
       await eventually(() => received.length === 1, 10_000, 'the live event');
       expect(idOf(received[0])).toBe(id);
     } finally {

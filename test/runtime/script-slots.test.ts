@@ -202,7 +202,7 @@ describe('on the cluster', () => {
 
   test('positions per channel: publish, replay, claim and positions run on the cluster, every script in one channel\'s slot', async () => {
     const config = coreConfig({ userPublishPerMinute: 100, userNewChannelsPerHour: 100, userRetainedBytes: 1_000_000 });
-    const broker = new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true });
+    const broker = new RedisChannelBroker(cluster as unknown as Redis, config);
     const sub = `u-${uid()}`;
     // Several channels: their slots fall on different shards, so a cross-slot or undeclared key would be refused.
     const channels = Array.from({ length: 6 }, () => parseChannel(`chat:${uid()}`, TEST_NAMESPACES));
@@ -224,7 +224,7 @@ describe('on the cluster', () => {
     const config = coreConfig({ userConnections: 4, maxChannelsPerConnection: 8 });
     const deps = { redis: cluster as unknown as Redis, config };
     const keys = new Keys('rt:');
-    const broker = new RedisChannelBroker(cluster as unknown as Redis, config, { sharded: true });
+    const broker = new RedisChannelBroker(cluster as unknown as Redis, config);
     // A channel on each of the three shards (by the primary that owns its slot), and one more.
     const byPrimary = new Map<number, string>();
     while (byPrimary.size < 3) {
