@@ -7,7 +7,7 @@ import { claimCursor, preparePublish, publish, replay } from '../../core/events'
 import { revokeUser } from '../../core/revocation';
 import { BROKER_SCRIPTS } from '../../core/redis/broker';
 import { CHANNEL_SCRIPTS, RedisChannelBroker } from '../../core/redis/channel-broker';
-import { isCluster, type Script } from '../../core/redis/client';
+import type { Script } from '../../core/redis/client';
 import { Keys } from '../../core/redis/keys';
 import { PRESENCE_COUNT_INTERVAL_MS, PRESENCE_SCRIPTS, RedisPresence } from '../../core/redis/presence';
 import * as registryScripts from '../../core/redis/scripts';
@@ -120,7 +120,7 @@ const presenceConfig = (): CoreConfig => coreConfig({ keyPrefix: `ss${uid()}:`, 
  * lease ended (their channels dropped) and a holder ended at once.
  */
 async function everyPresenceOperation(redis: Redis, config: CoreConfig, channels = 2): Promise<void> {
-  const presence = new RedisPresence(redis, config, { sharded: isCluster(redis) });
+  const presence = new RedisPresence(redis, config);
   const rooms = Array.from({ length: channels }, () => parseChannel(`room:${uid()}`, PRESENCE_NAMESPACES));
   const crowds = Array.from({ length: channels }, () => parseChannel(`crowd:${uid()}`, PRESENCE_NAMESPACES));
   const t0 = Date.now();
@@ -143,6 +143,9 @@ async function everyPresenceOperation(redis: Redis, config: CoreConfig, channels
   for (const ch of [...rooms, ...crowds]) expect((await presence.snapshot(ch)).members).toEqual([]);
   await presence.lease(c, t0 + 10 * lease);
   await presence.join(rooms[0], { holder: c, connection: `${c}/0`, sub: 'cat' }, t0);
+  // The gateway sweeper's question: which gateway leases ended (c's has not yet; it has after).
+  expect(await presence.gatewayLeasesEnded(t0, 0, 10)).toEqual([]);
+  expect(await presence.gatewayLeasesEnded(t0 + 10 * lease + 1, 0, 10)).toEqual([c]);
   await presence.endHolder(c, t0, 0);
   expect((await presence.snapshot(rooms[0])).members).toEqual([]);
 }
