@@ -32,10 +32,18 @@ test('a task started with REDIS_MODE=cluster streams channels of three shards an
   const channels = channelsOnShards('chat');
   const ticket = async () => (await issueTicket({ identity: { kind: 'user', sub: 'kim' }, channels, transport: 'sse' }, deps)).ticket;
   const sent: string[] = [];
+  const sentTo: string[] = [];
   const send = async (n: number) => {
-    for (let i = 0; i < n; i++) sent.push((await publish({ channel: channels[(sent.length * 7) % 3 === 0 ? 2 : sent.length % 2], type: 'update', data: sent.length }, { kind: 'server', principal: 'test' }, deps)).id);
+    for (let i = 0; i < n; i++) {
+      const channel = channels[(sent.length * 7) % 3 === 0 ? 2 : sent.length % 2];
+      sentTo.push(channel);
+      sent.push((await publish({ channel, type: 'update', data: sent.length }, { kind: 'server', principal: 'test' }, deps)).id);
+    }
   };
   const ids = (s: RawStream) => s.events().filter((e) => e.event === 'update').map((e) => e.id);
+  const channelOf = (s: RawStream) => s.events().filter((e) => e.event === 'update').map((e) => (JSON.parse(e.data) as { channel: string }).channel);
+  /** Each channel's ids in the order they came: order holds per channel, not across shards (each shard's pub/sub is its own connection). */
+  const perChannel = (idList: (string | undefined)[], of: string[]) => Object.fromEntries(channels.map((c) => [c, idList.filter((_, i) => of[i] === c)]));
 
   const first = new RawStream(`${task.base}/events?channels=${channels.join(',')}&ticket=${await ticket()}`);
   await first.until((s) => s.events().some((e) => e.event === 'ready'), 20_000);
@@ -51,7 +59,7 @@ test('a task started with REDIS_MODE=cluster streams channels of three shards an
   await send(3);
   await second.until((s) => ids(s).length === 9, 20_000);
   second.close();
-  expect([...ids(first), ...ids(second)]).toEqual(sent);
+  expect(perChannel([...ids(first), ...ids(second)], [...channelOf(first), ...channelOf(second)])).toEqual(perChannel(sent, sentTo));
   expect(second.events().filter((e) => e.event === 'reset')).toEqual([]);
   expect(task.output()).not.toMatch(/CROSSSLOT|refused|Invalid configuration/);
 }, 90_000);
