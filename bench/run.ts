@@ -1350,7 +1350,7 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
 // Our bundle, machine facts
 
 async function ourBundle(): Promise<{ path: string; source: string; serviceCommit?: string }> {
-  // --capacity-report measures the checkout it runs in; otherwise the built bundle unless told.
+  // --capacity-report and --sse-cluster measure the checkout they run in; otherwise the built bundle unless told.
   const how = args.service ?? (args['capacity-report'] || sseCluster ? 'worktree' : 'dist');
   const common = { bundle: true, platform: 'node' as const, target: 'node22', format: 'cjs' as const, minify: false, sourcemap: false, logLevel: 'warning' as const };
   if (how === 'dist') {
