@@ -91,7 +91,7 @@ function variantOf(spec: string): Variant {
   if (!existsSync(join(src, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
   const entry = join(src, 'bench-entry.ts');
   writeFileSync(entry, `export { ${sequence ? 'RedisBroker as Broker' : 'RedisChannelBroker as Broker'} } from './core/redis/${sequence ? 'broker' : 'channel-broker'}';\nexport { preparePublish } from './core/events';\n`);
-  const out = join(dir, 'variant.js');
+  const out = join(src, 'variant.js');
   buildSync({ bundle: true, platform: 'node', target: 'node22', format: 'cjs', logLevel: 'warning', entryPoints: [entry], outfile: out, external: ['ioredis'] });
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const m = require(out) as { Broker: typeof RedisChannelBroker; preparePublish: typeof preparePublish };
@@ -130,6 +130,20 @@ async function commandStats(port: number, reset = false): Promise<Map<string, { 
   return out;
 }
 
+/**
+ * The median time of the publish script on a node (INFO latencystats, Redis 7: a histogram per command since the last
+ * RESETSTAT). Like usec_per_call it is wall-clock time inside the command, but a median is not moved by the few calls
+ * during which the scheduler took the core away (a time slice is milliseconds, a call tens of microseconds), which
+ * inflate the mean on a shared machine.
+ */
+async function scriptMedianUs(port: number): Promise<number> {
+  const r = new Redis(port, '127.0.0.1');
+  const info = await r.info('latencystats');
+  r.disconnect();
+  const m = /^latency_percentiles_usec_(?:evalsha|eval|fcall):p50=([\d.]+)/m.exec(info);
+  return m ? Number(m[1]) : NaN;
+}
+
 /** Involuntary context switches of a node's process (/proc/PID/status): how often the scheduler took its core away. */
 async function preempted(port: number): Promise<number> {
   const r = new Redis(port, '127.0.0.1');
@@ -165,7 +179,7 @@ interface Row {
   readonly failed: number;
   readonly firstError?: string;
   /** Per primary: publishes that went to it, and its Redis CPU per publish it served (µs). */
-  readonly perShard: { publishes: number; cpuUs: number; cpuUsPerPublish: number; scriptUsPerCall: number; preemptedPerKPublish: number }[];
+  readonly perShard: { publishes: number; cpuUs: number; cpuUsPerPublish: number; scriptUsPerCall: number; scriptP50Us: number; preemptedPerKPublish: number }[];
   /** The script's time per call over all shards (commandstats), and every command's calls and µs per publish. */
   readonly scriptUsPerCall: number;
   readonly commands: { name: string; perPublish: number; usPerPublish: number }[];
@@ -218,6 +232,7 @@ async function run(setup: string, v: Variant, redis: Redis | Cluster, sub: Redis
   const after = await Promise.all(ports.map(redisCpu));
   const switches1 = await Promise.all(ports.map(preempted));
   const stats = await Promise.all(ports.map((p) => commandStats(p)));
+  const p50 = await Promise.all(ports.map(scriptMedianUs));
   await subscriber.unsubscribe(channels.map((c) => c.channel));
   const cpuUs = ports.map((_, k) => (after[k] - before[k]) * 1e6);
   const script = stats.map((m) => SCRIPT_CALLS.reduce((a, c) => ({ calls: a.calls + (m.get(c)?.calls ?? 0), usec: a.usec + (m.get(c)?.usec ?? 0) }), { calls: 0, usec: 0 }));
@@ -242,6 +257,7 @@ async function run(setup: string, v: Variant, redis: Redis | Cluster, sub: Redis
       cpuUs: cpuUs[k],
       cpuUsPerPublish: cpuUs[k] / Math.max(counts[k], 1),
       scriptUsPerCall: script[k].usec / Math.max(script[k].calls, 1),
+      scriptP50Us: p50[k],
       preemptedPerKPublish: ((switches1[k] - switches0[k]) * 1000) / Math.max(counts[k], 1),
     })),
     scriptUsPerCall: all.usec / Math.max(all.calls, 1),
@@ -314,6 +330,7 @@ async function main(): Promise<void> {
       script: med(rs.map((r) => r.scriptUsPerCall)),
       shardCpu: shardMed((s) => s.cpuUsPerPublish),
       shardScript: shardMed((s) => s.scriptUsPerCall),
+      shardP50: shardMed((s) => s.scriptP50Us),
       shardPreempted: shardMed((s) => s.preemptedPerKPublish),
       spreadPublishes: med(rs.map((r) => spread(r.perShard.map((s) => s.publishes)))),
       spreadCpu: med(rs.map((r) => spread(r.perShard.map((s) => s.cpuUs)))),
@@ -331,14 +348,14 @@ async function main(): Promise<void> {
   console.log(`publish throughput (RedisChannelBroker): ${seconds} s per run, ${rounds} round${rounds > 1 ? 's' : ''} (medians), ${channelCount} channels spread evenly over the shards, ${concurrency} publishes in flight from one process, ${payload.length}-byte data, one subscriber connection per shard; Node ${process.version}, load average ${load.toFixed(1)} at start, ${loadEnd.toFixed(1)} at the end`);
   console.log(`broker variants: ${variants.map((v) => v.label).join(', ')}`);
   console.log('');
-  console.log('Process CPU: INFO used_cpu_sys + used_cpu_user of each primary per publish it served (everything the node did). Script: commandstats usec_per_call of EVALSHA/EVAL/FCALL (time inside the publish script). Outside = process − script (requests, replies, delivery, event loop). Preempted: involuntary context switches of the node per 1,000 publishes.');
+  console.log('Process CPU: INFO used_cpu_sys + used_cpu_user of each primary per publish it served (everything the node did). Script mean: commandstats usec_per_call of EVALSHA/EVAL/FCALL; script p50: INFO latencystats median (both wall-clock time inside the publish script; the median is not moved by the calls the scheduler interrupted). Outside = process CPU − script p50 (requests, replies, delivery, event loop). Preempted: involuntary context switches of the node per 1,000 publishes.');
   console.log('');
-  console.log('| setup | broker | publishes/s | process CPU µs / publish (vs one node) | per shard: process µs | script µs / call (vs one node) | per shard: script µs | outside the script µs | preempted / 1k publishes per shard | spread of publishes / CPU from even | publisher CPU % | failed | delivered per publish |');
-  console.log('|---|---|---:|---:|---|---:|---|---:|---|---:|---:|---:|---:|');
+  console.log('| setup | broker | publishes/s | process CPU µs / publish (vs one node) | per shard: process µs | per shard: script p50 µs (highest vs one node) | per shard: script mean µs | outside the script µs | preempted / 1k publishes per shard | spread of publishes / CPU from even | publisher CPU % | failed | delivered per publish |');
+  console.log('|---|---|---:|---:|---|---|---|---:|---|---:|---:|---:|---:|');
   for (const g of groups) {
     const one = oneNode(g.variant);
     console.log(
-      `| ${g.setup} | ${g.variant} | ${g.perSecond.toFixed(0)} | ${g.cpu.toFixed(1)} (${pct(g.cpu, one.cpu)}) | ${list(g.shardCpu)} | ${g.script.toFixed(1)} (${pct(g.script, one.script)}) | ${list(g.shardScript)} | ${(g.cpu - g.script).toFixed(1)} | ${g.shardPreempted.map((x) => x.toFixed(0)).join(' / ')} | ±${g.spreadPublishes.toFixed(0)} % / ±${g.spreadCpu.toFixed(0)} % | ${g.publisher.toFixed(0)} | ${g.failed}${g.firstError ? ` (${g.firstError})` : ''} | ${g.delivered.toFixed(2)} |`,
+      `| ${g.setup} | ${g.variant} | ${g.perSecond.toFixed(0)} | ${g.cpu.toFixed(1)} (${pct(g.cpu, one.cpu)}) | ${list(g.shardCpu)} | ${list(g.shardP50)} (${pct(Math.max(...g.shardP50), one.shardP50[0])}) | ${list(g.shardScript)} | ${(g.cpu - med(g.shardP50)).toFixed(1)} | ${g.shardPreempted.map((x) => x.toFixed(0)).join(' / ')} | ±${g.spreadPublishes.toFixed(0)} % / ±${g.spreadCpu.toFixed(0)} % | ${g.publisher.toFixed(0)} | ${g.failed}${g.firstError ? ` (${g.firstError})` : ''} | ${g.delivered.toFixed(2)} |`,
     );
   }
   for (const v of variants) {
