@@ -111,9 +111,9 @@ end`;
  * the id and envelope. Called several times in one script, each call takes the next id. Its first write is the last
  * id's `SET`, which Redis refuses when it is out of memory (`maxmemory` with `noeviction`): a script is refused only at
  * its first write, later ones cannot be (Redis 7 runs the rest once it has written), so with any other first write a
- * publish to a full Redis would go through, or half of it (test/runtime/memory-full.test.ts). `appendAt(the same keys,
- * last, base, pos, lost)` does the same from a `channelState(..., true)` the caller took (CHANNEL_PUBLISH, which needs the last
- * id before it admits the event).
+ * publish to a full Redis would go through, or half of it (test/runtime/memory-full.test.ts). `appendAt(the same
+ * keys, last, base, pos, lost)` does the same from a `channelState(..., true)` the caller took (CHANNEL_PUBLISH, which
+ * needs the last id before it admits the event).
  */
 export const CHANNEL_APPEND = `${CHANNEL_STATE}${PUBLISH_STEPS}
 local function appendAt(kH, kI, kX, kG, kL, kB, kR, last, base, pos, lost)
