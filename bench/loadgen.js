@@ -35,8 +35,12 @@ let unknown = 0; // deliveries with n outside the window
 let lastRecvMs = 0;
 let firstRecvMs = 0;
 let closedUnexpectedly = 0;
+// Presence frames (bench/presence.ts): events by type, and `event: presence` snapshots with their bytes.
+const presence = { join: 0, leave: 0, count: 0, snapshots: 0, snapshotBytes: 0 };
 let cpuStart = process.cpuUsage();
 let armed = false;
+/** Set by `connect` with `presence: true`: SSE frames are also searched for presence frames. */
+let countingPresence = false;
 
 const nowMs = () => {
   const t = process.hrtime();
@@ -82,6 +86,21 @@ function scan(c, text, end, t) {
     const sent = +text.slice(q, stop);
     record(c, seq, t - sent, t);
     p = text.indexOf('"n":', stop);
+  }
+}
+
+/** Counts the presence frames of the complete SSE frames in `text` before `end`. */
+function countPresence(text, end) {
+  for (let p = text.indexOf('"type":"presence.'); p >= 0 && p < end; p = text.indexOf('"type":"presence.', p + 17)) {
+    const k = text.charCodeAt(p + 17);
+    if (k === 0x6a /* j */) presence.join++;
+    else if (k === 0x6c /* l */) presence.leave++;
+    else if (k === 0x63 /* c */) presence.count++;
+  }
+  for (let p = text.indexOf('event: presence\n'); p >= 0 && p < end; p = text.indexOf('event: presence\n', p + 16)) {
+    const e = text.indexOf('\n\n', p);
+    presence.snapshots++;
+    presence.snapshotBytes += e - p + 2;
   }
 }
 
@@ -235,6 +254,7 @@ function onData(c, n, buf) {
     const r = text.indexOf('event: ready');
     if (r >= 0 && r < end) c.markReady();
   }
+  if (countingPresence) countPresence(text, end);
   scan(c, text, end, t);
 }
 
@@ -439,6 +459,7 @@ process.on('message', async (msg) => {
   try {
     switch (msg.cmd) {
       case 'connect': {
+        if (msg.presence) countingPresence = true;
         const r = await connectAll(msg);
         process.send({ cmd: 'connected', ...r });
         break;
@@ -462,6 +483,7 @@ process.on('message', async (msg) => {
           open: conns.filter((c) => c.ready && !c.done).length,
           closedUnexpectedly,
           cpuMs: cpuMs(),
+          presence,
           interval: { n, p50: percentile(histInterval, n, 0.5), p99: percentile(histInterval, n, 0.99), max: +maxInterval.toFixed(1) },
         };
         if (msg.resetInterval) {

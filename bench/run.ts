@@ -23,6 +23,10 @@
  *          [--capacity-broadcast-s 30] [--write-figures]: connections per task (issue 27): one process holding N idle
  *          streams or /live sockets from several load generators and loopback source addresses; RSS and heap per
  *          connection, heartbeat CPU, then 1 msg/s; --write-figures writes the planner's per-connection figures.
+ *   --presence [--presence-n 10000] [--presence-room 1000] [--presence-churn-s 10] [--runs 2] [--write-figures]: presence
+ *          (issue 24, bench/presence.ts): one task per namespace (presence off, members, count), N streams with distinct
+ *          subs, one channel of the room's size; CPU per connect, Redis script time per join and leave, CPU per presence
+ *          event delivered, snapshot size and time; --write-figures writes the planner's presence figures.
  *   --alloc-prof: ours samples its allocations, garbage included (bench/alloc-preload.js), into DIR/alloc/PID.heapprofile;
  *          `npx tsx bench/profile.ts FILE --alloc` summarises it.
  *   --capacity-report: issue 27's headline in one command: 10k × 20 msg/s, servers probe and ours, medians of 3, our service
@@ -80,6 +84,7 @@ import { Keys } from '../core/redis/keys';
 import { issueTicket } from '../core/tickets';
 import { freePort, RedisCluster, RedisServer } from '../local/redis';
 import { heapDiffMarkdown } from './heap-summary';
+import { presenceOptionsError, runPresence, writePresenceFigures, type PresenceFrames } from './presence';
 import { profileMarkdown } from './profile';
 
 const ROOT = resolve(__dirname, '..');
@@ -124,6 +129,10 @@ const { values: args } = parseArgs({
     'per-loadgen': { type: 'string', default: '10000' },
     'sse-cluster': { type: 'boolean', default: false },
     'bench-channels': { type: 'string' },
+    presence: { type: 'boolean', default: false },
+    'presence-n': { type: 'string', default: '10000' },
+    'presence-room': { type: 'string', default: '1000' },
+    'presence-churn-s': { type: 'string', default: '10' },
   },
   strict: true,
 });
@@ -186,8 +195,11 @@ const onCluster = (s: string) => envOf(s).REDIS_MODE === 'cluster';
 const caseNames = (args.cases ?? (sseCluster ? '1k' : report ? '10k' : args.curve ? CURVE_CASES : quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
-const servers = (args.servers ?? (sseCluster ? 'ours,ours+REDIS_MODE=cluster' : report ? 'probe,ours' : soak || args.storm || args.capacity ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
+const servers = (args.servers ?? (sseCluster ? 'ours,ours+REDIS_MODE=cluster' : report ? 'probe,ours' : soak || args.storm || args.capacity || args.presence ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
 for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || ((kindOf(s) === 'ref' || kindOf(s) === 'probe') && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
+/** --presence (bench/presence.ts): its sizes, checked before anything starts. */
+const presenceOptions = { n: Number(args['presence-n']), room: Number(args['presence-room']), churnSeconds: Number(args['presence-churn-s']), runs: Number(args.runs ?? 2) };
+if (args.presence && presenceOptionsError(presenceOptions)) fail(presenceOptionsError(presenceOptions)!);
 const heapSnapshots = args['heap-snapshot'];
 const fullGc = args.gc || heapSnapshots;
 /** Node flags for a server whose memory is read after full GCs (--gc). */
@@ -708,6 +720,8 @@ interface LoadGenReply {
   p99: number | null;
   max: number;
   cpuMs: number;
+  /** With `presence: true` at connect (bench/presence.ts): presence frames received so far. */
+  presence?: PresenceFrames;
 }
 
 class LoadGen {
@@ -1705,6 +1719,30 @@ async function main(): Promise<void> {
       writeFileSync(join(outDir, 'capacity.md'), md);
       console.log(md);
       if (args['write-figures']) writeCapacityFigures(out.rows, command, facts);
+      return;
+    }
+    if (args.presence) {
+      const out = await runPresence(
+        {
+          redis,
+          redisUrl: redisServer.url,
+          startOurs: async (env) => {
+            const server = new Ours(bundle!.path, `ours${Object.entries(env).map(([k, v]) => `+${k}=${v}`).join('')}`);
+            await server.start({ id: ++runCounter, redisUrl: redisServer.url, redis });
+            return { port: server.portNo, pid: server.pids()[0], stop: () => server.stop() };
+          },
+          loadGen: () => new LoadGen(),
+          cpuTicks: procCpuTicks,
+          clkTck: CLK_TCK,
+        },
+        presenceOptions,
+      );
+      const load = `${loadStart.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end`;
+      const md = `Command: \`${command}\`  \nMachine: ${facts.nproc} × ${facts.cpu}, Node ${facts.node}, Redis ${facts.redis}, load average ${load} (2 cores). Ours: ${bundle!.source}.\n${out.md}`;
+      writeFileSync(join(outDir, 'presence.json'), JSON.stringify({ facts, command, bundle, phases: out.phases, snapshots: out.snapshots, figures: out.figures }, null, 2));
+      writeFileSync(join(outDir, 'presence.md'), md);
+      console.log(md);
+      if (args['write-figures']) writePresenceFigures(ROOT, out.figures, command, facts.head, load);
       return;
     }
     if (args.storm) {

@@ -103,6 +103,7 @@ export const CORE_SETTINGS = {
   userTicketsPerMinute: { kind: 'int', env: 'USER_TICKETS_PER_MINUTE', min: 0, max: 1_000_000, default: 60, doc: 'Tickets one user may get per one-minute window; 0 = no limit.' },
   /** Per task on the tasks (service/quotas.ts); across the deployment on API Gateway (the connection registry). */
   userConnections: { kind: 'int', env: 'USER_CONNECTIONS', min: 0, max: 1_000_000, default: 32, doc: 'Connections one user may hold at once (per task on the tasks, per deployment on API Gateway); 0 = no cap.' },
+  presenceGraceMs: { kind: 'int', env: 'PRESENCE_GRACE_MS', min: 0, max: 600_000, default: 5_000, doc: 'Milliseconds a presence member whose last connection closed stays a member (a reconnect within it makes no leave and join); 0 = leave at once.' },
   backendEvents: { kind: 'boolean', env: 'BACKEND_EVENTS', default: false, doc: 'Write backend events to the outbox the tasks relay to EventBridge (core/backend-events.ts).' },
   logLevel: { kind: 'enum', env: 'LOG_LEVEL', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', doc: 'pino / Powertools log level.' },
 } as const satisfies SettingsTable;

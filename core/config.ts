@@ -246,6 +246,8 @@ export interface CoreConfig {
    * (a registration that expired without `$disconnect` no longer counts).
    */
   readonly userConnections?: number;
+  /** Milliseconds a presence member whose last connection closed stays a member (core/presence.ts). */
+  readonly presenceGraceMs?: number;
   /**
    * Write backend events (channel occupancy, `user.revoked`, `client.publish`) to the outbox the tasks relay to the
    * stage's EventBridge bus (`core/backend-events.ts`). Defaults to false.

@@ -67,6 +67,8 @@ export interface ConnectionRecord {
   readonly registeredAt: number;
   /** Subscribed channels and their floors. */
   readonly subscriptions: ReadonlyMap<string, number>;
+  /** The presence `info` of the ticket (a backend's), kept for the channels it subscribes to later. */
+  readonly info?: object;
 }
 
 /** One subscriber as listed for a fan-out. */
@@ -94,17 +96,20 @@ function parseRecord(connectionId: string, h: Record<string, string>): Connectio
   for (const [k, v] of Object.entries(h)) if (k.startsWith('c:')) subscriptions.set(k.slice(2), Number(v));
   let grant: string[] = [];
   let byBackend = false;
+  let info: object | undefined;
   try {
     let g = JSON.parse(h.g ?? '[]') as unknown;
     if (g !== null && typeof g === 'object' && !Array.isArray(g)) {
       byBackend = (g as { b?: unknown }).b === true;
+      const i = (g as { i?: unknown }).i;
+      if (i !== null && typeof i === 'object') info = i;
       g = (g as { c?: unknown }).c;
     }
     if (Array.isArray(g)) grant = g.filter((c): c is string => typeof c === 'string');
   } catch {
     // an unreadable grant grants nothing beyond public channels
   }
-  return { connectionId, identity: { kind: 'user', sub: h.s }, grant, grantedByBackend: byBackend, registeredAt: Number(h.a ?? 0), subscriptions };
+  return { connectionId, identity: { kind: 'user', sub: h.s }, grant, grantedByBackend: byBackend, registeredAt: Number(h.a ?? 0), subscriptions, info };
 }
 
 /** The grant of a registered connection, as the channel policies take it. */
@@ -120,12 +125,13 @@ export function connectionGrant(conn: ConnectionRecord): ChannelGrant {
  */
 export async function registerConnection(
   connectionId: string,
-  input: { readonly sub: string; readonly grant: readonly string[]; readonly grantedByBackend?: boolean; readonly channels: readonly string[] },
+  input: { readonly sub: string; readonly grant: readonly string[]; readonly grantedByBackend?: boolean; readonly channels: readonly string[]; readonly info?: object },
   deps: ConnectionDeps,
 ): Promise<ReadonlyMap<string, number>> {
   const keys = new Keys(deps.config.keyPrefix);
   const now = (deps.now ?? Date.now)();
-  const grant = input.grantedByBackend ? { c: input.grant, b: true } : input.grant;
+  // The grant's object form also carries the ticket's presence info (`i`).
+  const grant = input.grantedByBackend || input.info ? { c: input.grant, ...(input.grantedByBackend ? { b: true } : {}), ...(input.info ? { i: input.info } : {}) } : input.grant;
   const max = deps.config.userConnections ?? CORE_SETTINGS.userConnections.default;
   const userSet = keys.userConnections(input.sub);
   if (max > 0 && (await deps.redis.scard(userSet)) >= max) await dropExpired(userSet, keys, deps.redis);

@@ -5,6 +5,7 @@ export const ERROR_STATUS = {
   invalid_channel: 400,
   invalid_type: 400,
   invalid_cursor: 400,
+  invalid_info: 400,
   too_many_channels: 400,
   unauthorized: 401,
   ticket_invalid: 401,

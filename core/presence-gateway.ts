@@ -18,16 +18,17 @@ const tracked = (channels: readonly string[], deps: ConnectionDeps): ParsedChann
 
 const store = (deps: ConnectionDeps) => new RedisPresence(deps.redis, deps.config);
 const nowOf = (deps: ConnectionDeps) => (deps.now ?? Date.now)();
+const graceOf = (deps: ConnectionDeps) => deps.config.presenceGraceMs ?? PRESENCE_GRACE_MS;
 
-/** The connection of `sub` joins the presence of `channels` (those with presence on). */
-export async function gatewayJoin(connectionId: string, sub: string, channels: readonly string[], deps: ConnectionDeps): Promise<void> {
+/** The connection of `sub` joins the presence of `channels` (those with presence on), with the ticket's `info`. */
+export async function gatewayJoin(connectionId: string, sub: string, channels: readonly string[], deps: ConnectionDeps, info?: object): Promise<void> {
   const list = tracked(channels, deps);
   if (!list.length) return;
   const presence = store(deps);
   const holder = gatewayHolder(connectionId);
   const now = nowOf(deps);
   await presence.lease(holder, now + GATEWAY_LEASE_MS);
-  for (const c of list) await presence.join(c, { holder, connection: holder, sub }, now);
+  for (const c of list) await presence.join(c, { holder, connection: holder, sub, info }, now);
 }
 
 /** The connection leaves the presence of `channel` (an `unsubscribe`), after the grace. */
@@ -35,11 +36,11 @@ export async function gatewayLeave(connectionId: string, channel: string, deps: 
   const [c] = tracked([channel], deps);
   if (!c) return;
   const holder = gatewayHolder(connectionId);
-  await store(deps).leave(c, { holder, connection: holder }, nowOf(deps), PRESENCE_GRACE_MS);
+  await store(deps).leave(c, { holder, connection: holder }, nowOf(deps), graceOf(deps));
 }
 
 /** The connection is gone (`$disconnect`): it leaves every channel's presence, after the grace. */
 export async function gatewayEnd(connectionId: string, deps: ConnectionDeps): Promise<void> {
   if (!Object.values(deps.config.namespaces).some((ns) => (ns.presence ?? 'off') !== 'off')) return;
-  await store(deps).endHolder(gatewayHolder(connectionId), nowOf(deps), PRESENCE_GRACE_MS);
+  await store(deps).endHolder(gatewayHolder(connectionId), nowOf(deps), graceOf(deps));
 }

@@ -1,5 +1,6 @@
+import { CORE_SETTINGS } from '../contract/settings';
 import type { ParsedChannel } from './channels';
-import { RealtimeError } from './errors';
+import { RealtimeError, type ErrorCode } from './errors';
 
 /**
  * Presence (issue 24; docs/DESIGN.md, "Presence"): who is on a channel. The store is `core/redis/presence.ts`; this
@@ -18,8 +19,8 @@ export const PRESENCE_TYPE_PREFIX = 'presence.';
 /** Largest `info` of a member (its JSON, UTF-8), e.g. a display name and an avatar URL. */
 export const PRESENCE_INFO_MAX_BYTES = 512;
 
-/** Milliseconds a member whose last connection closed stays a member (a reconnect within it makes no event). */
-export const PRESENCE_GRACE_MS = 5_000;
+/** Milliseconds a member whose last connection closed stays a member (a reconnect within it makes no event), by default (`PRESENCE_GRACE_MS`). */
+export const PRESENCE_GRACE_MS = CORE_SETTINGS.presenceGraceMs.default;
 
 /** One member: a user (`sub`) with one or more connections (0 while in its grace period). */
 export interface PresenceMember {
@@ -61,8 +62,11 @@ export function presenceMode(channel: ParsedChannel): PresenceMode {
   return channel.policy.presence ?? 'off';
 }
 
-/** `info` as stored: its JSON, or '' for none. Refused past {@link PRESENCE_INFO_MAX_BYTES} or when not JSON. */
-export function encodePresenceInfo(info: unknown): string {
+/**
+ * `info` as stored: its JSON, or '' for none. Refused past {@link PRESENCE_INFO_MAX_BYTES} or when not JSON, with
+ * `tooLarge` for the first (the store's default, `payload_too_large`; a ticket's `info` is `invalid_info`, 400).
+ */
+export function encodePresenceInfo(info: unknown, tooLarge: ErrorCode = 'payload_too_large'): string {
   if (info === undefined || info === null) return '';
   let json: string | undefined;
   try {
@@ -72,7 +76,7 @@ export function encodePresenceInfo(info: unknown): string {
   }
   if (json === undefined) throw new RealtimeError('bad_request', 'Presence info must be a JSON value.');
   const bytes = Buffer.byteLength(json);
-  if (bytes > PRESENCE_INFO_MAX_BYTES) throw new RealtimeError('payload_too_large', `Presence info is ${bytes} bytes of JSON; at most ${PRESENCE_INFO_MAX_BYTES}.`);
+  if (bytes > PRESENCE_INFO_MAX_BYTES) throw new RealtimeError(tooLarge, `Presence info is ${bytes} bytes of JSON; at most ${PRESENCE_INFO_MAX_BYTES}.`);
   return json;
 }
 

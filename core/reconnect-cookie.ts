@@ -27,6 +27,8 @@ export interface SessionGrant {
   readonly epoch: number;
   /** True when a trusted backend asked for the ticket (it opens `granted` namespaces). */
   readonly byBackend: boolean;
+  /** The ticket's presence `info` (a JSON object of at most 512 bytes of JSON), so sessions from the cookie join with it. */
+  readonly info?: object;
 }
 
 const VERSION = 'v2';
@@ -58,8 +60,9 @@ function mac(secret: string, payload: string): Buffer {
 
 /** Signs a grant with the first secret. */
 export function signSession(grant: SessionGrant, secrets: readonly string[]): string {
-  const body: Record<string, string | number> = { s: grant.sub, h: grant.set, t: grant.ticket, e: grant.exp, m: grant.maxExp, v: grant.epoch };
+  const body: Record<string, string | number | object> = { s: grant.sub, h: grant.set, t: grant.ticket, e: grant.exp, m: grant.maxExp, v: grant.epoch };
   if (grant.byBackend) body.b = 1;
+  if (grant.info) body.i = grant.info;
   const payload = `${VERSION}.${Buffer.from(JSON.stringify(body)).toString('base64url')}`;
   return `${payload}.${mac(secrets[0], payload).toString('base64url')}`;
 }
@@ -92,7 +95,8 @@ export function decodeSession(value: string | undefined, secrets: readonly strin
   const { s, h, t, e, m, v } = b;
   if (typeof s !== 'string' || typeof h !== 'string' || typeof t !== 'string') return null;
   if (typeof e !== 'number' || typeof m !== 'number' || typeof v !== 'number') return null;
-  return { sub: s, set: h, ticket: t, exp: e, maxExp: m, epoch: v, byBackend: b.b === 1 };
+  const info = b.i !== null && typeof b.i === 'object' && !Array.isArray(b.i) ? b.i : undefined;
+  return { sub: s, set: h, ticket: t, exp: e, maxExp: m, epoch: v, byBackend: b.b === 1, ...(info ? { info } : {}) };
 }
 
 /** A cookie of the first format (`v1`: user, channel list, expiry), issued before sessions had an absolute end. */

@@ -1,8 +1,6 @@
 import type { CoreConfig } from './config';
 import { removeConnection, type ConnectionsRedis } from './connections';
-import { RealtimeError } from './errors';
 import { Keys } from './redis/keys';
-import type { RedisLike } from './redis/client';
 import { REVOKE } from './redis/scripts';
 import { userRevoked } from './backend-events';
 
@@ -29,23 +27,7 @@ export interface RevocationMessage {
   readonly epoch: number;
 }
 
-/** The user's current epoch (0 when never revoked, or long ago). */
-export async function currentEpoch(sub: string, deps: { readonly redis: RedisLike; readonly config: CoreConfig }): Promise<number> {
-  return parseEpoch(await deps.redis.get(new Keys(deps.config.keyPrefix).revocation(sub)));
-}
-
-/** The epoch stored in a revocation key (0 when none or unreadable). */
-export function parseEpoch(raw: string | null | undefined): number {
-  const n = raw === null || raw === undefined ? 0 : Number(raw);
-  return Number.isFinite(n) ? n : 0;
-}
-
-/** Throws 401 when `epoch` (from a ticket or cookie) predates the user's latest revocation. */
-export function assertNotRevoked(epoch: number, current: number): void {
-  if (epoch < current) {
-    throw new RealtimeError('unauthorized', "This user's sessions were revoked; get a new ticket from POST /tickets.");
-  }
-}
+export { assertNotRevoked, currentEpoch, parseEpoch } from './revocation-epoch';
 
 /** Parses a control-channel message; null for anything else. */
 export function parseRevocation(message: string): RevocationMessage | null {

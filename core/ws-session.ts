@@ -65,6 +65,8 @@ export interface ConnectGrant {
   readonly byBackend: boolean;
   /** The user's revocation epoch the ticket carried. */
   readonly epoch: number;
+  /** The presence `info` the ticket carried (a backend's). */
+  readonly info?: object;
 }
 
 /**
@@ -77,14 +79,14 @@ export interface ConnectGrant {
  */
 export async function connectSession(connectionId: string, grant: ConnectGrant, deps: ConnectionDeps): Promise<string[]> {
   const allowed = connectChannels(grant, deps.config.namespaces);
-  await registerConnection(connectionId, { sub: grant.sub, grant: grant.channels, grantedByBackend: grant.byBackend, channels: allowed }, deps);
+  await registerConnection(connectionId, { sub: grant.sub, grant: grant.channels, grantedByBackend: grant.byBackend, channels: allowed, info: grant.info }, deps);
   try {
     assertNotRevoked(Number.isFinite(grant.epoch) ? grant.epoch : 0, await currentEpoch(grant.sub, deps));
   } catch (err) {
     await removeConnection(connectionId, deps);
     throw err;
   }
-  await gatewayJoin(connectionId, grant.sub, allowed, deps);
+  await gatewayJoin(connectionId, grant.sub, allowed, deps, grant.info);
   return allowed;
 }
 
@@ -258,7 +260,7 @@ export async function planSubscribe(connectionId: string, channel: unknown, sinc
   const conn = await registered(connectionId, deps);
   assertMaySubscribe(conn.identity, ch, connectionGrant(conn));
   const { floor, added } = await addSubscription(connectionId, ch.channel, deps, conn);
-  if (added) await gatewayJoin(connectionId, conn.identity.sub, [ch.channel], deps);
+  if (added) await gatewayJoin(connectionId, conn.identity.sub, [ch.channel], deps, conn.info);
   const { frames: out, rest } = await catchUpFrames(ch, cursor, floor, added, deps, limit);
   if (rest) return { frames: out, rest };
   out.push(frames.subscribed(ch.channel, floor));

@@ -36,6 +36,17 @@ export interface Load {
   readonly size: number;
   /** Connections one published message reaches (publishes/s = connections × rate / fanout). Defaults to all connections. */
   readonly fanout: number;
+  /** Presence (issue 24): every connection a member of one channel of `roomSize`. Unset: presence off. */
+  readonly presence?: PresenceLoad;
+}
+
+/** Presence as the planner prices it: a namespace's mode, its channels' size, and how often members come and go. */
+export interface PresenceLoad {
+  readonly mode: 'members' | 'count';
+  /** Members per channel (one connection per member). */
+  readonly roomSize: number;
+  /** Joins per member per hour, each followed by a leave (a user coming back later is a new join). */
+  readonly churnPerHour: number;
 }
 
 /** What the stage deploys (cdk.json `stages.<name>` with the constructs' defaults). */
@@ -133,6 +144,8 @@ export interface Estimate {
   readonly redis: { readonly nodeType: string; readonly neededMiB: number; readonly stageNodeEnough: boolean } & RedisShards;
   /** What one (hostile) user can keep in Redis at worst, per namespace users publish to. */
   readonly retainedPerUser: readonly RetainedPerUser[];
+  /** What presence adds (when the load has it). */
+  readonly presence?: PresenceEstimate;
 }
 
 type Tiered = { readonly tiers: readonly { readonly upTo?: number; readonly price: number }[] };
@@ -160,6 +173,19 @@ export interface Figures {
   readonly wsTasksCpuFactor: number;
   /** Redis engine CPU (µs of the shard primary's command thread) per publish, positions per channel (`npm run bench:publish`). */
   readonly redisPublishCpuUs: number;
+  /** Presence, from `npm run bench -- --presence`: Redis script µs per join and per leave in members mode (with its event). */
+  readonly presenceJoinRedisUs: number;
+  readonly presenceLeaveRedisUs: number;
+  /** Redis script µs per join or leave in count mode (no event; the channel marked due). */
+  readonly presenceCountChangeRedisUs: number;
+  /** Task CPU per presence event delivered to a stream. */
+  readonly presenceEventCpuUs: number;
+  /** A snapshot, per member it lists: Redis script µs, the task's CPU, bytes sent. */
+  readonly presenceSnapshotRedisUsPerMember: number;
+  readonly presenceSnapshotCpuUsPerMember: number;
+  readonly presenceSnapshotBytesPerMember: number;
+  /** The task's CPU per member of a count-mode snapshot (the store reads every member; the task sends their number). */
+  readonly presenceCountSnapshotCpuUsPerMember: number;
 }
 
 /** The committed figures; a figure not measured yet is an error, not a silent guess. */
@@ -182,6 +208,75 @@ export function committedFigures(): Figures {
     pollRequestCpuUs: get('pollRequestCpuUs'),
     wsTasksCpuFactor: get('wsTasksCpuFactor'),
     redisPublishCpuUs: get('redisPublishCpuUs'),
+    presenceJoinRedisUs: get('presenceJoinRedisUs'),
+    presenceLeaveRedisUs: get('presenceLeaveRedisUs'),
+    presenceCountChangeRedisUs: get('presenceCountChangeRedisUs'),
+    presenceEventCpuUs: get('presenceEventCpuUs'),
+    presenceSnapshotRedisUsPerMember: get('presenceSnapshotRedisUsPerMember'),
+    presenceSnapshotCpuUsPerMember: get('presenceSnapshotCpuUsPerMember'),
+    presenceSnapshotBytesPerMember: get('presenceSnapshotBytesPerMember'),
+    presenceCountSnapshotCpuUsPerMember: get('presenceCountSnapshotCpuUsPerMember'),
+  };
+}
+
+/** Count mode announces a channel's count at most once per PRESENCE_COUNT_INTERVAL_MS (2 s, core/redis/presence.ts). */
+export const PRESENCE_COUNT_EVENTS_PER_SECOND = 0.5;
+/** Bytes of a `presence.join` / `presence.leave` envelope as delivered (a sub of about 10 characters, no info), and of a `presence.count`. */
+const PRESENCE_EVENT_BYTES = 130;
+const PRESENCE_COUNT_BYTES = 110;
+/** Redis memory per member: its entries in the members, connections and holder's hashes and sets. */
+const PRESENCE_REDIS_BYTES_PER_MEMBER = 300;
+
+/** What presence adds to a load, per second (the same for every transport that carries it). */
+export interface PresenceEstimate extends PresenceLoad {
+  readonly joinsPerSecond: number;
+  /** Presence events delivered (members: every join and leave to every member of its room; count: the coalesced counts). */
+  readonly eventDeliveriesPerSecond: number;
+  /** Streams that start on a presence channel (the churn's joins and the reconnect cookie's recycling), each taking a snapshot. */
+  readonly connectsPerSecond: number;
+  readonly snapshotsPerSecond: number;
+  /** Redis engine µs per second: joins, leaves, counts, snapshots. */
+  readonly redisUsPerSecond: number;
+  /** Task CPU µs per second: deliveries, snapshots, the churn's connects. */
+  readonly taskCpuUsPerSecond: number;
+  /** Bytes per second to the clients: events and snapshots. */
+  readonly bytesPerSecond: number;
+}
+
+/**
+ * Presence's cost (docs/DESIGN.md "Presence"). Members mode: each join and leave is one script (its event appended and
+ * published) and one event delivered to every member of the room, so a room of R members churning c times per member
+ * per hour delivers 2·R·c/3600 events per member per second: per room R² (quadratic). Count mode: the same scripts
+ * without events; a room announces its count at most every 2 s, so at most 0.5 deliveries per member per second,
+ * whatever R. Both read a snapshot for each stream that starts (Redis reads every member of the room even in count mode:
+ * the SNAPSHOT script returns the member set, the task sends its length).
+ */
+export function presenceEstimate(load: Load, stage: StageSettings, figures: Figures): PresenceEstimate | undefined {
+  const p = load.presence;
+  if (!p || load.connections === 0) return undefined;
+  const n = load.connections;
+  const r = Math.min(p.roomSize, n);
+  const rooms = n / r;
+  const joinsPerSecond = (n * p.churnPerHour) / 3600;
+  const connectsPerSecond = joinsPerSecond + n / (stage.sessionTtlSeconds * 0.75);
+  const snapshotsPerSecond = connectsPerSecond;
+  const snapshotRedis = snapshotsPerSecond * r * figures.presenceSnapshotRedisUsPerMember;
+  const snapshotCpu = snapshotsPerSecond * r * (p.mode === 'members' ? figures.presenceSnapshotCpuUsPerMember : figures.presenceCountSnapshotCpuUsPerMember);
+  const churnConnectsCpu = joinsPerSecond * figures.sseConnectCpuUs;
+  const members = p.mode === 'members';
+  // Members: every join and leave to every member of its room. Count: each room's count at most every 2 s.
+  const countsPerRoom = Math.min(PRESENCE_COUNT_EVENTS_PER_SECOND, (2 * r * p.churnPerHour) / 3600);
+  const eventDeliveriesPerSecond = members ? 2 * joinsPerSecond * r : n * countsPerRoom;
+  const changesRedis = members ? joinsPerSecond * (figures.presenceJoinRedisUs + figures.presenceLeaveRedisUs) : 2 * joinsPerSecond * figures.presenceCountChangeRedisUs + rooms * countsPerRoom * figures.redisPublishCpuUs;
+  return {
+    ...p,
+    joinsPerSecond,
+    eventDeliveriesPerSecond,
+    connectsPerSecond,
+    snapshotsPerSecond,
+    redisUsPerSecond: changesRedis + snapshotRedis,
+    taskCpuUsPerSecond: eventDeliveriesPerSecond * figures.presenceEventCpuUs + snapshotCpu + churnConnectsCpu,
+    bytesPerSecond: members ? eventDeliveriesPerSecond * PRESENCE_EVENT_BYTES + snapshotsPerSecond * r * figures.presenceSnapshotBytesPerMember : eventDeliveriesPerSecond * PRESENCE_COUNT_BYTES + snapshotsPerSecond * 60,
   };
 }
 
@@ -206,8 +301,8 @@ export interface RedisShards {
  * Shards for `publishesPerSecond`: each publish is one script on its channel's shard (positions per channel), so with
  * channels spread over the slots each shard serves its share, at the measured Redis CPU per publish.
  */
-export function redisShards(publishesPerSecond: number, stage: StageSettings, figures: Figures): RedisShards {
-  const cpuUsPerSecond = publishesPerSecond * figures.redisPublishCpuUs;
+export function redisShards(publishesPerSecond: number, stage: StageSettings, figures: Figures, otherUsPerSecond = 0): RedisShards {
+  const cpuUsPerSecond = publishesPerSecond * figures.redisPublishCpuUs + otherUsPerSecond;
   const shardsNeeded = Math.max(1, Math.ceil(cpuUsPerSecond / (1e6 * REDIS_ENGINE_TARGET)));
   const shards = Math.max(stage.redisShards, shardsNeeded);
   return { shards, shardsNeeded, engineCpuPercent: cpuUsPerSecond / shards / 1e4 };
@@ -273,7 +368,8 @@ export function lcus(x: LcuInput): { lcu: number; dimension: keyof LcuInput } {
 
 /** A unit price as written on the price page: up to 5 decimals, trailing zeros dropped. */
 const money = (n: number) => `$${Number(n.toFixed(5))}`;
-const fmt = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} B` : n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : `${Math.round(n * 100) / 100}`);
+/** A count as the planner prints it (1.23 M, 4.5 k, 12.34). */
+export const fmt = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} B` : n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : `${Math.round(n * 100) / 100}`);
 
 function redisNodeHour(stage: StageSettings, nodeType: string): number {
   const nodes = PRICES.elastiCacheNodeHour.nodes as Record<string, { price: number }>;
@@ -414,7 +510,8 @@ export function redisNeeds(load: Load, stage: StageSettings, historySize = 200, 
   const channels = load.connections === 0 ? 0 : Math.max(1, Math.ceil(load.connections / load.fanout));
   const historyBytes = channels * (5 * 1024 + historySize * (load.size + 60));
   const registryBytes = load.connections * 1200;
-  const neededMiB = (historyBytes + registryBytes) / (1024 * 1024) + 5;
+  const presenceBytes = load.presence ? load.connections * PRESENCE_REDIS_BYTES_PER_MEMBER : 0;
+  const neededMiB = (historyBytes + registryBytes + presenceBytes) / (1024 * 1024) + 5;
   const nodes = PRICES.elastiCacheNodeHour.nodes as Record<string, { price: number; memoryGiB: number }>;
   // ElastiCache reserves 25 % of a node's memory by default (reserved-memory-percent).
   const fits = (type: string) => nodes[type].memoryGiB * 1024 * 0.75 >= neededMiB / shards;
@@ -429,15 +526,19 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
   const deliveriesPerSecond = n * load.rate;
   const deliveries = deliveriesPerSecond * SECONDS;
   const publishesPerSecond = n === 0 ? 0 : deliveriesPerSecond / load.fanout;
-  const shards = redisShards(publishesPerSecond, stage, figures);
+  const presence = presenceEstimate(load, stage, figures);
+  const shards = redisShards(publishesPerSecond, stage, figures, presence?.redisUsPerSecond);
   const redis = { ...redisNeeds(load, stage, 200, shards.shards), ...shards };
   const redisType = redis.stageNodeEnough ? stage.redisNodeType : redis.nodeType;
   const redisNote = redis.stageNodeEnough ? [] : [`Redis needs ~${Math.ceil(redis.neededMiB)} MiB${shards.shards > 1 ? ` over ${shards.shards} shards` : ''}: priced as ${redis.nodeType} instead of the stage's ${stage.redisNodeType}`];
   if (shards.shards > stage.redisShards) {
     redisNote.push(
-      `${fmt(publishesPerSecond)} publishes/s at ${figures.redisPublishCpuUs} µs of Redis engine CPU each need ${shards.shards} shards (each engine at most ${REDIS_ENGINE_TARGET * 100} % busy): priced as ${shards.shards} shards instead of the stage's redis.shards (${stage.redisShards})`,
+      `${fmt(publishesPerSecond)} publishes/s at ${figures.redisPublishCpuUs} µs of Redis engine CPU each${presence ? ` and presence's ${fmt(presence.redisUsPerSecond / 1e6)} s of engine time per second` : ''} need ${shards.shards} shards (each engine at most ${REDIS_ENGINE_TARGET * 100} % busy): priced as ${shards.shards} shards instead of the stage's redis.shards (${stage.redisShards})`,
     );
   }
+  const presenceNote = presence
+    ? [`presence (${presence.mode}, rooms of ${presence.roomSize.toLocaleString('en-US')}): ${fmt(presence.eventDeliveriesPerSecond)} events delivered/s and ${fmt(presence.snapshotsPerSecond)} snapshots/s priced in the tasks' CPU and bytes`]
+    : [];
   const out: TransportEstimate[] = [];
 
   // A transport held by the Fargate tasks behind the ALB: task CPU for deliveries and connects, ALB connections and bytes.
@@ -445,10 +546,10 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
     transport: 'sse' | 'ws-tasks',
     t: { connectsPerSecond: number; cpuFactor: number; frameOverhead: number; heartbeatBytes: number; kbPerConnection: number; heldCpuUs: number; notes: readonly string[] },
   ): TransportEstimate => {
-    // Deliveries, connects, and the heartbeats of every held connection.
-    const cpu = deliveriesPerSecond * figures.sseDeliveryCpuUs * t.cpuFactor + t.connectsPerSecond * figures.sseConnectCpuUs + n * t.heldCpuUs;
+    // Deliveries, connects, the heartbeats of every held connection, and presence's deliveries, snapshots and churn.
+    const cpu = deliveriesPerSecond * figures.sseDeliveryCpuUs * t.cpuFactor + t.connectsPerSecond * figures.sseConnectCpuUs + n * t.heldCpuUs + (presence?.taskCpuUsPerSecond ?? 0) * t.cpuFactor;
     const plan = planTasks(n, cpu, stage, figures, t.kbPerConnection);
-    const bytesPerSecond = deliveriesPerSecond * (load.size + t.frameOverhead) + (n * t.heartbeatBytes) / (stage.heartbeatMs / 1000);
+    const bytesPerSecond = deliveriesPerSecond * (load.size + t.frameOverhead) + (n * t.heartbeatBytes) / (stage.heartbeatMs / 1000) + (presence?.bytesPerSecond ?? 0);
     const items = [
       fargateItem(plan, stage),
       albItem({ newConnectionsPerSecond: t.connectsPerSecond, activeConnections: n, processedGbPerHour: (bytesPerSecond * 3600) / 1e9, ruleEvaluationsPerSecond: 0 }),
@@ -456,7 +557,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       ...ticketItems(load, stage, transport),
       ...publishItems(publishesPerSecond, stage),
     ];
-    return { transport, name: DELIVERY_OPTION_NAMES[transport], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...t.notes, ...plan.notes, ...redisNote] };
+    return { transport, name: DELIVERY_OPTION_NAMES[transport], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...t.notes, ...plan.notes, ...redisNote, ...presenceNote] };
   };
 
   // SSE on the tasks: one frame per delivery, a 6-byte heartbeat, reconnects when the cookie-bound stream recycles.
@@ -490,14 +591,17 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
   // the client SDK's liveness pings (each a message each way and a ws-message invocation): one per 20 s without an event, at least one per 9 min.
   {
     const pings = n * apiGatewayPingsPerSecond(load.rate) * SECONDS;
-    const messages = deliveries * meteredMessages(load.size) + pings * 2;
+    // Presence: each event delivered is a message posted by the fan-out; each snapshot a `presence` action and its answer.
+    const presenceDeliveries = (presence?.eventDeliveriesPerSecond ?? 0) * SECONDS;
+    const presenceSnapshots = presence ? presence.snapshotsPerSecond * SECONDS * (1 + meteredMessages(Math.min(presence.roomSize, n) * figures.presenceSnapshotBytesPerMember)) : 0;
+    const messages = deliveries * meteredMessages(load.size) + pings * 2 + presenceDeliveries + presenceSnapshots;
     const connMinutes = n * MINUTES;
-    const fanoutGbs = deliveries * (figures.apiGatewayPostCpuMs / 1000) * (FANOUT_WORKER_MIB / 1024);
+    const fanoutGbs = (deliveries + presenceDeliveries) * (figures.apiGatewayPostCpuMs / 1000) * (FANOUT_WORKER_MIB / 1024);
     const queueRequests = load.fanout >= FANOUT_INLINE_MAX ? publishesPerSecond * SECONDS * FANOUT_SHARDS : 0;
     const reconnects = n * (HOURS / 2);
     const connectInvocations = reconnects * 3;
     const items = [
-      { item: 'API Gateway WebSocket messages', monthly: tieredPerMillion(messages, PRICES.apiGatewayWebSocketMessages), basis: `${fmt(messages)} messages (${fmt(deliveries)} deliveries × ${meteredMessages(load.size)}, ${fmt(pings)} pings each way)` },
+      { item: 'API Gateway WebSocket messages', monthly: tieredPerMillion(messages, PRICES.apiGatewayWebSocketMessages), basis: `${fmt(messages)} messages (${fmt(deliveries)} deliveries × ${meteredMessages(load.size)}, ${fmt(pings)} pings each way${presence ? `, ${fmt(presenceDeliveries + presenceSnapshots)} of presence` : ''})` },
       {
         item: 'Lambda ws-message (pings)',
         monthly: (pings / 1e6) * PRICES.lambdaRequests.price + pings * 0.01 * (stage.lambdaMemoryMiB / 1024) * PRICES.lambdaArmGbSecond.price,
@@ -523,13 +627,16 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       ...ticketItems(load, stage, 'ws-apigw'),
       ...publishItems(publishesPerSecond, stage),
     ];
-    out.push({ transport: 'ws-apigw', name: DELIVERY_OPTION_NAMES['ws-apigw'], total: total(items), items, notes: redisNote });
+    const gatewayPresence = presence ? [`${presenceNote[0]}; on API Gateway each presence event is a message and a post (their live fan-out to API Gateway connections is being built: docs/DESIGN.md "Presence")`] : [];
+    out.push({ transport: 'ws-apigw', name: DELIVERY_OPTION_NAMES['ws-apigw'], total: total(items), items, notes: [...redisNote, ...gatewayPresence] });
   }
 
   // Long poll on the tasks: one request per delivery (a poll answers when an event arrives), or one per POLL_TIMEOUT when quiet.
   {
-    const requestsPerSecond = n * Math.max(load.rate, 1 / 25);
-    const cpu = requestsPerSecond * figures.pollRequestCpuUs;
+    // Presence events answer polls like any event; snapshots and churn cost the tasks as on SSE.
+    const presencePerMember = presence ? presence.eventDeliveriesPerSecond / n : 0;
+    const requestsPerSecond = n * Math.max(load.rate + presencePerMember, 1 / 25);
+    const cpu = requestsPerSecond * figures.pollRequestCpuUs + (presence ? presence.taskCpuUsPerSecond - presence.eventDeliveriesPerSecond * figures.presenceEventCpuUs : 0);
     const plan = planTasks(n, cpu, stage, figures);
     const bytesPerSecond = requestsPerSecond * (POLL_HTTP_OVERHEAD + load.size * Math.min(1, load.rate * 25));
     const items = [
@@ -539,7 +646,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       ...ticketItems(load, stage, 'poll-tasks'),
       ...publishItems(publishesPerSecond, stage),
     ];
-    out.push({ transport: 'poll-tasks', name: DELIVERY_OPTION_NAMES['poll-tasks'], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...plan.notes, ...redisNote] });
+    out.push({ transport: 'poll-tasks', name: DELIVERY_OPTION_NAMES['poll-tasks'], total: total(items), items, tasks: plan.tasks, tasksBoundBy: plan.boundBy, notes: [...plan.notes, ...redisNote, ...presenceNote] });
   }
 
   // Short poll through the HTTP API and a Lambda: one request per connection per message interval (at least every 25 s).
@@ -552,7 +659,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       ...sharedItems(stage, redisType, { alb: false }, shards.shards),
       ...publishItems(publishesPerSecond, stage),
     ];
-    out.push({ transport: 'poll-lambda', name: DELIVERY_OPTION_NAMES['poll-lambda'], total: total(items), items, notes: ['a reference: the blueprint does not deploy it (polls go to the tasks)', ...redisNote] });
+    out.push({ transport: 'poll-lambda', name: DELIVERY_OPTION_NAMES['poll-lambda'], total: total(items), items, notes: ['a reference: the blueprint does not deploy it (polls go to the tasks)', ...redisNote, ...(presence ? ['presence not priced here (a reference without it)'] : [])] });
   }
 
   // AppSync Events: each publish and each delivery is an operation, plus connection-minutes; nothing of ours to run.
@@ -563,10 +670,10 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
       { item: 'AppSync Events operations', monthly: (ops / 1e6) * PRICES.appSyncEventsOperations.price, basis: `${fmt(ops)} operations (deliveries + publishes)` },
       { item: 'AppSync Events connection-minutes', monthly: (connMinutes / 1e6) * PRICES.appSyncEventsConnectionMinutes.price, basis: `${fmt(connMinutes)} connection-minutes` },
     ];
-    out.push({ transport: 'appsync', name: DELIVERY_OPTION_NAMES.appsync, total: total(items), items, notes: ['a managed reference: no Redis, tasks or NAT of ours'] });
+    out.push({ transport: 'appsync', name: DELIVERY_OPTION_NAMES.appsync, total: total(items), items, notes: ['a managed reference: no Redis, tasks or NAT of ours', ...(presence ? ['AppSync Events has no presence: not priced'] : [])] });
   }
 
-  const gb = (deliveries * load.size) / 1e9;
+  const gb = (deliveries * load.size + (presence?.bytesPerSecond ?? 0) * SECONDS) / 1e9;
   return {
     load,
     stage,
@@ -576,6 +683,7 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
     egress: { item: 'data transfer out (every transport)', monthly: egressCost(gb), basis: `${gb.toFixed(0)} GB of messages to the internet, first 100 GB free` },
     redis,
     retainedPerUser: retainedPerUser(stage),
+    ...(presence ? { presence } : {}),
   };
 }
 

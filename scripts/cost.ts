@@ -1,5 +1,7 @@
 /**
  * `npm run cost -- --connections N --rate R [--size B] [--fanout F] [--stage NAME] [--region us-east-1] [--json]`
+ *                  `[--presence members|count --room-size N [--churn J]]` (every connection a member of a channel of N,
+ *                  joining J times an hour, each join followed by a leave)
  *
  * What each transport costs per month for this load, with the breakdown per AWS item, the Fargate
  * tasks and Redis node it implies, and where API Gateway WebSockets stop being cheaper than SSE on
@@ -7,14 +9,14 @@
  * Bad input: one line on stderr, exit code 2.
  */
 import { parseArgs } from 'node:util';
-import { crossover, estimate, type Estimate, type Load } from '../cost/model';
+import { crossover, estimate, fmt, type Estimate, type Load, type PresenceLoad } from '../cost/model';
 import pricesFile from '../cost/prices.json';
 import { loadStage } from '../cost/stage';
 import { idleTable, readmeTable } from '../cost/tables';
 
 export class UsageError extends Error {}
 
-const USAGE = 'usage: npm run cost -- --connections N --rate R [--size BYTES] [--fanout F] [--stage NAME] [--region us-east-1] [--json]';
+const USAGE = 'usage: npm run cost -- --connections N --rate R [--size BYTES] [--fanout F] [--presence members|count --room-size N [--churn JOINS_PER_MEMBER_HOUR]] [--stage NAME] [--region us-east-1] [--json]';
 
 function number(name: string, raw: string | undefined, opts: { min: number; integer?: boolean; fallback?: number }): number {
   if (raw === undefined) {
@@ -54,6 +56,9 @@ export function parseCostArgs(argv: readonly string[]): CostArgs {
         stage: { type: 'string' },
         region: { type: 'string' },
         json: { type: 'boolean', default: false },
+        presence: { type: 'string' },
+        'room-size': { type: 'string' },
+        churn: { type: 'string' },
       },
     }));
   } catch (err) {
@@ -67,7 +72,22 @@ export function parseCostArgs(argv: readonly string[]): CostArgs {
   if (size > 131072) throw new UsageError(`--size must be at most 131072 (API Gateway's 128 KB message limit), got ${size}`);
   const fanout = number('fanout', values.fanout as string | undefined, { min: 1, integer: true, fallback: Math.max(1, connections) });
   if (connections > 0 && fanout > connections) throw new UsageError(`--fanout (${fanout}) cannot exceed --connections (${connections})`);
-  return { load: { connections, rate, size, fanout }, stage: (values.stage as string | undefined) ?? 'dev', json: values.json === true };
+  const presence = parsePresence(values, connections);
+  return { load: { connections, rate, size, fanout, ...(presence ? { presence } : {}) }, stage: (values.stage as string | undefined) ?? 'dev', json: values.json === true };
+}
+
+/** `--presence members|count --room-size N [--churn J]` (joins per member per hour, default 1). */
+function parsePresence(values: Record<string, string | boolean | undefined>, connections: number): PresenceLoad | undefined {
+  const mode = values.presence as string | undefined;
+  if (mode === undefined) {
+    if (values['room-size'] !== undefined || values.churn !== undefined) throw new UsageError(`--room-size and --churn need --presence (${USAGE})`);
+    return undefined;
+  }
+  if (mode !== 'members' && mode !== 'count') throw new UsageError(`--presence must be "members" or "count", got "${mode}"`);
+  const roomSize = number('room-size', values['room-size'] as string | undefined, { min: 1, integer: true });
+  if (connections > 0 && roomSize > connections) throw new UsageError(`--room-size (${roomSize}) cannot exceed --connections (${connections})`);
+  const churnPerHour = number('churn', values.churn as string | undefined, { min: 0, fallback: 1 });
+  return { mode, roomSize, churnPerHour };
 }
 
 const mib = (n: number) => (Number.isFinite(n) ? `${(n / (1024 * 1024)).toFixed(n < 10 * 1024 * 1024 ? 1 : 0)} MiB` : 'unbounded');
@@ -86,10 +106,17 @@ export function render(e: Estimate, cross: number | undefined): string {
   lines.push('');
   lines.push(`Data transfer out, the same for every transport: ${usd(e.egress.monthly)} (${e.egress.basis}).`);
   lines.push(`Redis: the load needs ~${Math.ceil(e.redis.neededMiB)} MiB: ${e.redis.stageNodeEnough ? `the stage's ${stage.redisNodeType} is enough` : `needs ${e.redis.nodeType}`}.`);
-  lines.push(`Redis shards: ${e.redis.shards} (the publishes need ${e.redis.shardsNeeded}; stage redis.shards ${stage.redisShards}), each engine ~${e.redis.engineCpuPercent.toFixed(e.redis.engineCpuPercent < 1 ? 2 : 0)} % busy with publishes.`);
+  lines.push(`Redis shards: ${e.redis.shards} (the publishes need ${e.redis.shardsNeeded}; stage redis.shards ${stage.redisShards}), each engine ~${e.redis.engineCpuPercent.toFixed(e.redis.engineCpuPercent < 1 ? 2 : 0)} % busy with publishes${e.presence ? ' and presence' : ''}.`);
   for (const r of e.retainedPerUser) {
     const budget = r.budgetBytes === 0 ? 'no USER_RETAINED_BYTES budget' : `3 windows of USER_RETAINED_BYTES ${mib(r.budgetBytes)} per ${r.windowSeconds} s`;
     lines.push(`Retained bytes per user, worst case, namespace ${r.namespace}: ${mib(r.worstBytes)} (${budget}; the publish rate alone would allow ${mib(r.rateBoundBytes)}).`);
+  }
+  const p = e.presence;
+  if (p) {
+    const what = p.mode === 'members' ? 'join/leave events delivered per second (2 × joins × room size: a room\'s grows as the square of its size)' : 'count events delivered per second (at most one per 2 s per room: flat in the room\'s size)';
+    lines.push(
+      `Presence (${p.mode}, rooms of ${p.roomSize.toLocaleString('en-US')}, ${p.churnPerHour} joins per member per hour): ${fmt(p.eventDeliveriesPerSecond)} ${what}; ${fmt(p.snapshotsPerSecond)} snapshots/s; Redis ${fmt(p.redisUsPerSecond / 1000)} ms of engine time per second; tasks ${fmt(p.taskCpuUsPerSecond / 1e6)} vCPU (priced in the totals).`,
+    );
   }
   lines.push(cross === undefined ? 'Crossover: API Gateway WebSockets are not cheaper than SSE on the tasks at this rate and size for any audience up to 10 M.' : `Crossover: below ~${cross.toLocaleString('en-US')} connections (same rate and size, one broadcast channel) API Gateway WebSockets cost less than SSE on the tasks.`);
   for (const t of sorted) {

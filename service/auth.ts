@@ -31,6 +31,8 @@ export interface Authorized {
   readonly positions?: ReadonlyMap<string, number>;
   /** The ticket's grant (a WebSocket's: its later subscriptions are checked against it). */
   readonly grant?: ChannelGrant;
+  /** The presence `info` of the ticket (a backend's), redeemed or carried on by the reconnect cookie. */
+  readonly info?: object;
 }
 
 /** What a redeemed ticket or a valid reconnect cookie proves about the signed-in session (not the engine's `Session`). */
@@ -40,6 +42,7 @@ interface SessionClaims {
   readonly maxExp: number;
   readonly epoch: number;
   readonly ticketTag: string;
+  readonly info?: object;
 }
 
 const ENDED = 'The session reached its end (SESSION_MAX_AGE_SECONDS after its ticket was issued, or the sign-in expired); get a new ticket from POST /tickets.';
@@ -77,7 +80,7 @@ export async function authorize(
     if (cookie.maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
     if (cookie.exp <= now) throw new RealtimeError('unauthorized', 'The reconnect cookie expired; get a new ticket from POST /tickets.');
     assertNotRevoked(cookie.epoch, await currentEpoch(cookie.sub, { redis: deps.redis, config: core }));
-    session = { sub: cookie.sub, grant: { channels: names, byBackend: cookie.byBackend }, maxExp: cookie.maxExp, epoch: cookie.epoch, ticketTag: cookie.ticket };
+    session = { sub: cookie.sub, grant: { channels: names, byBackend: cookie.byBackend }, maxExp: cookie.maxExp, epoch: cookie.epoch, ticketTag: cookie.ticket, info: cookie.info };
   } else {
     // A cookie of the first format (issued before an upgrade): used only when no valid ticket is presented.
     const legacy = cookie ? null : verifyLegacySession(cookies.get(cookieName), config.sessionSecrets, now);
@@ -94,7 +97,7 @@ export async function authorize(
     if (grant) {
       const maxExp = Math.min(grant.issuedAt + config.sessionMaxAgeSeconds * 1000, grant.notAfter ?? Infinity);
       if (maxExp <= now) throw new RealtimeError('unauthorized', ENDED);
-      session = { sub: grant.sub, grant, maxExp, epoch: grant.epoch, ticketTag: ticketTag(presented!) };
+      session = { sub: grant.sub, grant, maxExp, epoch: grant.epoch, ticketTag: ticketTag(presented!), info: grant.info };
       positions = grant.positions;
     } else {
       // Its session is taken to have started when the cookie was last renewed; it predates revocation epochs.
@@ -110,13 +113,13 @@ export async function authorize(
 
   const exp = Math.min(now + config.sessionTtlSeconds * 1000, session.maxExp);
   const value = signSession(
-    { sub: session.sub, set: channelSetHash(names), ticket: session.ticketTag, exp, maxExp: session.maxExp, epoch: session.epoch, byBackend: session.grant.byBackend },
+    { sub: session.sub, set: channelSetHash(names), ticket: session.ticketTag, exp, maxExp: session.maxExp, epoch: session.epoch, byBackend: session.grant.byBackend, info: session.info },
     config.sessionSecrets,
   );
   // Whole seconds, rounded down: the browser drops the cookie no later than the server stops accepting it.
   const maxAge = Math.max(1, Math.floor((exp - now) / 1000));
   const setCookie = [cookieHeader(config, cookieName, value, maxAge), ...evictions(config, cookies, cookieName)];
-  return { identity, setCookie, sessionExp: exp, sessionFinal: exp === session.maxExp, epoch: session.epoch, positions };
+  return { identity, setCookie, sessionExp: exp, sessionFinal: exp === session.maxExp, epoch: session.epoch, positions, info: session.info };
 }
 
 /**
@@ -133,7 +136,7 @@ export async function authorizeSocket(ticket: string | null, deps: { redis: Redi
     const e = toRealtimeError(err);
     throw e.status === 401 ? new RealtimeError('forbidden', e.message) : e;
   }
-  return { identity: { kind: 'user', sub: grant.sub }, epoch: grant.epoch, grant: { channels: grant.channels, byBackend: grant.byBackend } };
+  return { identity: { kind: 'user', sub: grant.sub }, epoch: grant.epoch, grant: { channels: grant.channels, byBackend: grant.byBackend }, info: grant.info };
 }
 
 function cookieHeader(config: ServiceConfig, name: string, value: string, maxAge: number): string {

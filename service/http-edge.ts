@@ -111,10 +111,13 @@ export class HttpEdge {
     const transport = new SseTransport(sink, this.deps.window, config.maxQueuedBytes, config.retryMs);
     const session = engine.open('stream', transport, admitted);
     // 'close' comes once: `on` spares the once-wrapper per stream.
-    socket.on('close', () => {
+    const gone = () => {
       this.taken.delete(socket);
       engine.release(session);
-    });
+    };
+    socket.on('close', gone);
+    // A client that left while it was admitted closed the socket before anyone listened: its session ends now.
+    if (socket.destroyed) return gone();
     await engine.start(session, admitted.channels, admitted.cursor, admitted).catch((err) => engine.failed(session, err));
   }
 
@@ -132,6 +135,8 @@ export class HttpEdge {
     // Counted from admission to answer: waiting polls hold a socket and subscriptions like streams.
     const session = engine.open('poll', transport, admitted);
     res.on('close', () => engine.release(session));
+    // A client that left while it was admitted: nobody will answer or hear it.
+    if (req.socket.destroyed) return engine.release(session);
     try {
       await engine.start(session, admitted.channels, admitted.cursor);
       await transport.answered;

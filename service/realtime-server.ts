@@ -140,7 +140,7 @@ export class RealtimeServer {
       return { open: this.engine.streams.size + this.engine.sockets.size, deliveries };
     });
     if (Object.values(config.core.namespaces).some((ns) => (ns.presence ?? 'off') !== 'off')) {
-      this.presence = new TaskPresence({ presence: new RedisPresence(this.redis, config.core), now, log: this.log });
+      this.presence = new TaskPresence({ presence: new RedisPresence(this.redis, config.core), now, log: this.log, graceMs: config.core.presenceGraceMs });
     }
     this.engine = new SessionEngine({ config, redis: this.redis, hub: this.hub, metrics: this.metrics, log: this.log, now, presence: this.presence });
     // Revocations reach every instance on the control channel (ioredis resubscribes it after a reconnect).

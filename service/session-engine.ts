@@ -64,8 +64,8 @@ export class SessionEngine {
   readonly revocations = new Revocations();
   private readonly config: ServiceConfig;
   private readonly policies: Record<SessionKind, SessionPolicy>;
-  /** The user of each session that joins presence. */
-  private readonly presenceSubs = new WeakMap<Session, string>();
+  /** The user (and the ticket's presence `info`) of each session that joins presence. */
+  private readonly presenceSubs = new WeakMap<Session, { readonly sub: string; readonly info?: object }>();
 
   constructor(private readonly deps: SessionEngineDeps) {
     this.config = deps.config;
@@ -107,7 +107,7 @@ export class SessionEngine {
     const id = a.auth.identity;
     if (id.kind === 'user') session.untrack = this.revocations.track(id.sub, a.auth.epoch ?? 0, () => session.end({ reason: 'revoked' }));
     if (id.kind === 'user' && this.deps.presence) {
-      this.presenceSubs.set(session, id.sub);
+      this.presenceSubs.set(session, { sub: id.sub, info: a.auth.info });
       this.presenceJoin(session, a.channels);
     }
     return session;
@@ -140,9 +140,9 @@ export class SessionEngine {
 
   /** The session's user joins the presence of `channels` (those with presence on); a failure is logged, the session goes on. */
   private presenceJoin(session: Session, channels: readonly ParsedChannel[]): void {
-    const sub = this.presenceSubs.get(session);
-    if (sub === undefined || !this.deps.presence) return;
-    this.deps.presence.join(session, channels, sub).catch((err: Error) => this.deps.log.warn({ err: err.message }, 'presence: join failed'));
+    const member = this.presenceSubs.get(session);
+    if (member === undefined || !this.deps.presence) return;
+    this.deps.presence.join(session, channels, member.sub, member.info).catch((err: Error) => this.deps.log.warn({ err: err.message }, 'presence: join failed'));
   }
 
   /**

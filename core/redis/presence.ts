@@ -217,27 +217,21 @@ return 1
 `);
 
 /**
- * KEYS: leases, sweeping   ARGV: prefix of the {pr} keys, now, batch. Holders whose lease ended before now lose it; their channels
- * move to the sweep (`z:holder`). Returns {1 when more may be dead, holders being swept (up to 16)}.
+ * KEYS: leases   ARGV: now, batch. Holders whose lease ended before now (up to batch); each is ended by END with `now`,
+ * which declares its keys (a script here could not: it finds the holders, so their keys would be undeclared).
  */
-const DEAD = new Script(`
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, h in ipairs(dead) do
-  redis.call('ZREM', KEYS[1], h)
-  local c, z = ARGV[1] .. 'c:' .. h, ARGV[1] .. 'z:' .. h
-  if redis.call('EXISTS', c) == 1 then
-    redis.call('SUNIONSTORE', z, z, c)
-    redis.call('DEL', c)
-    redis.call('SADD', KEYS[2], h)
-  end
-end
-local more = 0
-if #dead == tonumber(ARGV[3]) then more = 1 end
-return {more, redis.call('SRANDMEMBER', KEYS[2], 16)}
-`);
+const DEAD = new Script(`return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))`);
 
-/** KEYS: leases, sweeping, the holder's channels, its channels to sweep   ARGV: holder. Ends the lease now: the channels move to the sweep. */
+/**
+ * KEYS: leases, sweeping, the holder's channels, its channels to sweep   ARGV: holder, [before]. Ends the lease now (given
+ * `before`: only a lease that ended before it, so a holder that renewed since DEAD read it keeps its lease): the channels
+ * move to the sweep. Returns 1 when it ended it.
+ */
 const END = new Script(`
+if ARGV[2] then
+  local ends = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if not ends or tonumber(ends) >= tonumber(ARGV[2]) then return 0 end
+end
 redis.call('ZREM', KEYS[1], ARGV[1])
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('SUNIONSTORE', KEYS[4], KEYS[4], KEYS[3])
@@ -413,8 +407,9 @@ export class RedisPresence {
   async sweepHolders(now: number, graceMs: number): Promise<void> {
     const p = this.pk;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const [more] = (await DEAD.run(this.redis, [p.presenceLeases, p.presenceSweeping], [p.presencePrefix, now, PRESENCE_SWEEP_BATCH])) as [number];
-      if (more !== 1) break;
+      const dead = (await DEAD.run(this.redis, [p.presenceLeases], [now, PRESENCE_SWEEP_BATCH])) as string[];
+      for (const holder of dead) await END.run(this.redis, this.endKeys(holder), [holder, now]);
+      if (dead.length < PRESENCE_SWEEP_BATCH) break;
     }
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const sweeping = (await SRANDMEMBER.run(this.redis, [p.presenceSweeping], [16])) as string[];
@@ -461,9 +456,14 @@ export class RedisPresence {
 
   /** Ends the holder now (a task closing, an API Gateway connection gone): its connections leave, after `graceMs`. */
   async endHolder(holder: string, now: number, graceMs: number): Promise<void> {
-    const p = this.pk;
-    await END.run(this.redis, [p.presenceLeases, p.presenceSweeping, p.presenceHolderChannels(holder), p.presenceSweepChannels(holder)], [holder]);
+    await END.run(this.redis, this.endKeys(holder), [holder]);
     await this.dropHolderChannels(holder, now, graceMs);
+  }
+
+  /** END's keys for `holder`. */
+  private endKeys(holder: string): string[] {
+    const p = this.pk;
+    return [p.presenceLeases, p.presenceSweeping, p.presenceHolderChannels(holder), p.presenceSweepChannels(holder)];
   }
 
   private async dropHolderChannels(holder: string, now: number, graceMs: number): Promise<void> {

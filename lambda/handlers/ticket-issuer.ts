@@ -1,15 +1,15 @@
 import { RealtimeError } from '../../core/errors';
 import { SUB_PATTERN, SUB_RULE, type Identity } from '../../core/identity';
-import { issueTicket } from '../../core/tickets';
+import { issueTicket } from '../../core/ticket-issue';
 import { httpHandler } from '../shared/handler';
 import { callerIdentity, callerNotAfter, json, jsonBody, type HttpEvent, type HttpResult } from '../shared/http';
 import type { LambdaRuntime } from '../shared/runtime';
 
 /**
- * `POST /tickets` `{"channels": [...], "transport"?: "sse"|"ws"}` → `201 {ticket, expiresAt, sseUrl, wsUrl}`.
+ * `POST /tickets` `{"channels": [...], "transport"?: "sse"|"ws", "info"?: {...}}` → `201 {ticket, expiresAt, sseUrl, wsUrl}`.
  * The user is the JWT `sub` (sessions from the ticket end no later than the JWT's `exp`); a trusted
  * backend (IAM) names the user in `"sub"`, and only its tickets may name channels of `granted`
- * namespaces (it checked membership first).
+ * namespaces (it checked membership first) and attach the user's presence `info` (e.g. `{"name":"Ann"}`).
  */
 export function createTicketIssuer(runtime: LambdaRuntime): (event: HttpEvent) => Promise<HttpResult> {
   const { sseUrl, wsUrl, trustedPrincipals } = runtime.config;
@@ -27,7 +27,7 @@ export function createTicketIssuer(runtime: LambdaRuntime): (event: HttpEvent) =
     }
     const { config, redis } = await runtime.clients();
     const notAfter = byBackend ? undefined : callerNotAfter(event);
-    const t = await issueTicket({ identity, channels: body.channels, transport: body.transport, byBackend, notAfter }, { redis, config, hooks: runtime.hooks });
+    const t = await issueTicket({ identity, channels: body.channels, transport: body.transport, byBackend, notAfter, info: body.info }, { redis, config, hooks: runtime.hooks });
     const query = `channels=${encodeURIComponent(t.channels.join(','))}&ticket=${t.ticket}`;
     runtime.logger.info('ticket issued', { sub: identity.sub, channels: t.channels.length, transport: t.transport, byBackend });
     return json(201, {

@@ -14,6 +14,8 @@ export function createWsAuthorizer(runtime: LambdaRuntime): (event: WsAuthorizer
   return wsAuthorizerHandler(runtime, 'authorizer', async (event) => {
     const { config, redis } = await runtime.clients();
     const grant = await redeemTicket(event.queryStringParameters?.ticket, 'ws', { redis, config });
-    return policy(grant.sub, 'Allow', event.methodArn, { sub: grant.sub, channels: grant.channels.join(','), byBackend: grant.byBackend, epoch: grant.epoch });
+    const context = { sub: grant.sub, channels: grant.channels.join(','), byBackend: grant.byBackend, epoch: grant.epoch };
+    // Context values are strings, numbers or booleans: the presence info goes as its JSON text.
+    return policy(grant.sub, 'Allow', event.methodArn, grant.info ? { ...context, info: JSON.stringify(grant.info) } : context);
   });
 }

@@ -4,6 +4,17 @@ import { wsConnectHandler } from '../shared/handler';
 import type { LambdaRuntime } from '../shared/runtime';
 import type { WsEvent, WsResult } from '../shared/ws';
 
+/** The presence info the authorizer passed (JSON text of an object), or none. */
+function infoOf(text: string | undefined): object | undefined {
+  if (!text) return undefined;
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * `$connect` (after the ticket authorizer allowed it): registers the connection with its identity
  * and grant, subscribed to the ticket's channels. Any non-200 answer rejects the upgrade. Nothing
@@ -24,6 +35,7 @@ export function createWsConnect(runtime: LambdaRuntime): (event: WsEvent) => Pro
         channels: (ctx.authorizer?.channels ?? '').split(',').filter((c) => c.length > 0),
         byBackend: ctx.authorizer?.byBackend === true || ctx.authorizer?.byBackend === 'true',
         epoch: Number.isFinite(epoch) ? epoch : 0,
+        info: infoOf(ctx.authorizer?.info),
       },
       { redis, config },
     );

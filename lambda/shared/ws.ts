@@ -10,6 +10,8 @@ export interface WsAuthorizerContext {
   readonly byBackend: boolean | string;
   /** The user's revocation epoch the ticket carried (possibly as a numeric string). */
   readonly epoch: number | string;
+  /** The presence `info` a backend attached to the ticket, as JSON text (absent without). */
+  readonly info?: string;
 }
 
 export interface WsRequestContext {

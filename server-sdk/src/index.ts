@@ -145,8 +145,11 @@ export class ServerClient<S extends ChannelSchema = ChannelSchema> {
     return { id: r.id, duplicate: r.duplicate, idempotencyKey };
   }
 
-  /** Mints a ticket for user `sub` (a backend may name channels of `granted` namespaces, after checking membership). */
-  async ticket(request: { sub: string; channels: ChannelOf<S>[]; transport?: 'sse' | 'ws' }): Promise<TicketAnswer> {
+  /**
+   * Mints a ticket for user `sub` (a backend may name channels of `granted` namespaces, after checking membership), with
+   * the user's presence `info` if given (a JSON object of at most 512 bytes, e.g. `{ name: 'Ann' }`: what the member shows).
+   */
+  async ticket(request: { sub: string; channels: ChannelOf<S>[]; transport?: 'sse' | 'ws'; info?: Record<string, unknown> }): Promise<TicketAnswer> {
     if (!this.o.ticketUrl) throw new RealtimeServerError('bad_config', 'No ticketUrl: pass the TicketUrl output with /backend/tickets (ticket API with JWT) or TicketUrl (with IAM).', 0);
     return this.call<TicketAnswer>(this.o.ticketUrl, request);
   }

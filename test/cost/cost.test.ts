@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SERVICE_SETTINGS } from '../../contract/settings';
-import { apiGatewayPingsPerSecond, egressCost, estimate, lcus, redisShards, REDIS_ENGINE_TARGET, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type DeliveryOption } from '../../cost/model';
+import { apiGatewayPingsPerSecond, committedFigures, egressCost, estimate, PRESENCE_COUNT_EVENTS_PER_SECOND, lcus, redisShards, REDIS_ENGINE_TARGET, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type DeliveryOption } from '../../cost/model';
 import { loadStage, STAGE_DEFAULTS } from '../../cost/stage';
 import { idleTable, readmeTable } from '../../cost/tables';
 import { run } from '../../scripts/cost';
@@ -20,6 +20,14 @@ const FIGURES: Figures = {
   pollRequestCpuUs: 250,
   wsTasksCpuFactor: 1.1,
   redisPublishCpuUs: 20,
+  presenceJoinRedisUs: 100,
+  presenceLeaveRedisUs: 80,
+  presenceCountChangeRedisUs: 40,
+  presenceEventCpuUs: 2,
+  presenceSnapshotRedisUsPerMember: 0.5,
+  presenceSnapshotCpuUsPerMember: 1,
+  presenceSnapshotBytesPerMember: 40,
+  presenceCountSnapshotCpuUsPerMember: 0.25,
 };
 const dev = loadStage('dev');
 const load = (connections: number, rate: number, size = 1024): Load => ({ connections, rate, size, fanout: Math.max(1, connections) });
@@ -309,5 +317,83 @@ describe('the cost planner reads a stage through the stage schema (lib/stage-con
 
   test('the reconnect cookie\'s life is SESSION_TTL_SECONDS\' row default', () => {
     expect(STAGE_DEFAULTS.sessionTtlSeconds).toBe(SERVICE_SETTINGS.sessionTtlSeconds.default);
+  });
+});
+
+describe('presence priced (issue 24, item 4): members mode grows with the room, count mode stays flat', () => {
+  /** 100,000 members in rooms of `roomSize`, each joining (and later leaving) `churn` times an hour, no other traffic. */
+  const withPresence = (mode: 'members' | 'count', roomSize: number, churn = 6, connections = 100_000): Load => ({ connections, rate: 0, size: 1024, fanout: connections, presence: { mode, roomSize, churnPerHour: churn } });
+  const p = (l: Load) => estimate(l, dev, FIGURES).presence!;
+  const joins = (100_000 * 6) / 3600;
+
+  test('members: every join and leave is delivered to every member of its room (2 × joins/s × room size), so per room it grows as the square of the room', () => {
+    expect(p(withPresence('members', 100)).eventDeliveriesPerSecond).toBeCloseTo(2 * joins * 100, 6);
+    expect(p(withPresence('members', 1000)).eventDeliveriesPerSecond).toBeCloseTo(2 * joins * 1000, 6);
+    // One room of 1,000 members against one of 100 (the same churn per member): 100 times the deliveries.
+    const room = (size: number) => p(withPresence('members', size, 6, size)).eventDeliveriesPerSecond;
+    expect(room(1000) / room(100)).toBeCloseTo(100, 6);
+  });
+
+  test('members: Redis pays each join and leave, and each snapshot reads every member; the tasks pay each delivery and each snapshot', () => {
+    const e = p(withPresence('members', 1000));
+    // A stream starts for each join, and for each recycled reconnect cookie.
+    const snapshots = joins + 100_000 / (dev.sessionTtlSeconds * 0.75);
+    expect(e.connectsPerSecond).toBeCloseTo(snapshots, 6);
+    expect(e.snapshotsPerSecond).toBeCloseTo(snapshots, 6);
+    expect(e.redisUsPerSecond).toBeCloseTo(joins * (100 + 80) + snapshots * 1000 * 0.5, 6);
+    expect(e.taskCpuUsPerSecond).toBeCloseTo(2 * joins * 1000 * 2 + snapshots * 1000 * 1 + joins * FIGURES.sseConnectCpuUs, 6);
+  });
+
+  test('count: at most one count per 2 s per room, delivered to its members: flat per member once a room churns faster than that', () => {
+    expect(PRESENCE_COUNT_EVENTS_PER_SECOND).toBe(0.5);
+    const small = p(withPresence('count', 1000));
+    const big = p(withPresence('count', 100_000));
+    expect(small.eventDeliveriesPerSecond).toBeCloseTo(100_000 * 0.5, 6);
+    expect(big.eventDeliveriesPerSecond).toBeCloseTo(100_000 * 0.5, 6);
+    // A quiet room announces each change: 10 members joining and leaving once an hour make 20 changes an hour, under 0.5/s.
+    const quiet = p(withPresence('count', 10, 1, 10));
+    expect(quiet.eventDeliveriesPerSecond).toBeCloseTo(10 * ((2 * 10 * 1) / 3600), 9);
+    // Redis: each change, and each announced count (a publish).
+    expect(small.redisUsPerSecond).toBeCloseTo(2 * joins * 40 + 100 * 0.5 * 20 + small.snapshotsPerSecond * 1000 * 0.5, 6);
+  });
+
+  test('a big members room makes the SSE tasks CPU-bound and fills Redis; count mode pays its few events and its snapshots, which read every member', () => {
+    const none = estimate({ connections: 100_000, rate: 0, size: 1024, fanout: 100_000 }, dev, FIGURES);
+    const members = estimate(withPresence('members', 10_000), dev, FIGURES);
+    const count = estimate(withPresence('count', 10_000), dev, FIGURES);
+    const sse = (e: typeof none) => e.transports.find((t) => t.transport === 'sse')!;
+    expect(sse(members).tasksBoundBy).toBe('cpu');
+    expect(sse(members).tasks!).toBeGreaterThan(3 * sse(none).tasks!);
+    const c = p(withPresence('count', 10_000));
+    expect(c.taskCpuUsPerSecond).toBeCloseTo(100_000 * 0.5 * 2 + c.snapshotsPerSecond * 10_000 * 0.25 + joins * FIGURES.sseConnectCpuUs, 6);
+    expect(sse(count).tasks!).toBeLessThan(sse(members).tasks!);
+    expect(members.redis.engineCpuPercent).toBeGreaterThan(count.redis.engineCpuPercent);
+    expect(sse(members).total).toBeGreaterThan(sse(count).total);
+    expect(sse(members).notes.join(' ')).toMatch(/presence \(members, rooms of 10,000\)/);
+  });
+
+  test('npm run cost --presence prints what presence adds', () => {
+    const r = run(['--connections', '10000', '--rate', '0.1', '--presence', 'members', '--room-size', '1000', '--churn', '2']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Presence \(members, rooms of 1,000, 2 joins per member per hour\): [\d.]+ k? ?join\/leave events delivered per second/m);
+    const j = JSON.parse(run(['--connections', '10000', '--rate', '0.1', '--presence', 'count', '--room-size', '1000', '--json']).stdout);
+    expect(j.load.presence).toEqual({ mode: 'count', roomSize: 1000, churnPerHour: 1 });
+  });
+
+  test.each([
+    [['--connections', '10', '--rate', '1', '--presence', 'everyone'], /--presence must be "members" or "count", got "everyone"/],
+    [['--connections', '10', '--rate', '1', '--presence', 'members', '--room-size', '0'], /--room-size must be at least 1, got 0/],
+    [['--connections', '10', '--rate', '1', '--presence', 'members', '--room-size', '20'], /--room-size \(20\) cannot exceed --connections \(10\)/],
+    [['--connections', '10', '--rate', '1', '--room-size', '5'], /--room-size and --churn need --presence/],
+    [['--connections', '10', '--rate', '1', '--presence', 'count', '--room-size', '5', '--churn', '-1'], /--churn must be at least 0, got -1/],
+  ])('bad presence input %j: one line on stderr, exit code 2', (argv, message) => {
+    const r = run(argv);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+
+  test('the committed figures hold the presence figures npm run bench -- --presence measured', () => {
+    const f = committedFigures();
+    for (const k of ['presenceJoinRedisUs', 'presenceLeaveRedisUs', 'presenceCountChangeRedisUs', 'presenceEventCpuUs', 'presenceSnapshotRedisUsPerMember', 'presenceSnapshotCpuUsPerMember', 'presenceSnapshotBytesPerMember', 'presenceCountSnapshotCpuUsPerMember'] as const) expect(f[k]).toBeGreaterThan(0);
   });
 });

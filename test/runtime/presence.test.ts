@@ -5,7 +5,7 @@ import { applyPresenceEvent, membersOf, type PresenceSnapshot } from '../../core
 import { preparePublish } from '../../core/events';
 import { RedisChannelBroker } from '../../core/redis/channel-broker';
 import { Keys } from '../../core/redis/keys';
-import { PRESENCE_COUNT_INTERVAL_MS, RedisPresence } from '../../core/redis/presence';
+import { PRESENCE_COUNT_INTERVAL_MS, PRESENCE_SCRIPTS, RedisPresence } from '../../core/redis/presence';
 import type { RedisLike } from '../../core/redis/client';
 import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
 import { prng } from '../support/prng';
@@ -251,6 +251,36 @@ describe('presence on one node', () => {
     // The dead holder's bookkeeping is gone; a renewal now says the lease was lost (the holder starts a new generation).
     expect(await presence.renew('task:dead', T0 + 2 * LEASE)).toBe(false);
     expect(await redis.keys(`${keys.prefix}*task:dead*`)).toEqual([]);
+  });
+
+  test('a holder that renews after the sweep listed its ended lease, before the sweep ends it, keeps its lease and its members', async () => {
+    const keys = new Keys(`pr${uid()}:`);
+    const config = { keyPrefix: keys.prefix, namespaces: NAMESPACES };
+    const c = ch(`room:${uid()}`);
+    // The renewal lands between DEAD (which lists the holder) and END (which would end it): injected when END is sent.
+    let renewed = false;
+    const racing = new Proxy(redis, {
+      get(target, prop, receiver) {
+        if (prop === 'evalsha') {
+          return async (sha: string, ...rest: (string | number)[]) => {
+            if (sha === PRESENCE_SCRIPTS.END.sha && !renewed) {
+              renewed = true;
+              expect(await new RedisPresence(redis, config).renew('task:slow', T0 + 2 * LEASE)).toBe(true);
+            }
+            return target.evalsha(sha, ...(rest as [number, ...string[]]));
+          };
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const presence = new RedisPresence(racing, config);
+    await presence.lease('task:slow', T0 + LEASE);
+    await presence.join(c, { holder: 'task:slow', connection: 'task:slow/1', sub: 'ann' }, T0);
+    await presence.sweep(T0 + LEASE + 1, GRACE);
+    expect(renewed).toBe(true);
+    expect((await presence.snapshot(c)).members).toEqual([{ sub: 'ann', connections: 1 }]);
+    expect(await presence.renew('task:slow', T0 + 3 * LEASE)).toBe(true);
   });
 
   test('info is size-limited: a larger info is refused with a clear error and nothing is written', async () => {

@@ -1,15 +1,18 @@
 import calculateSlot from 'cluster-key-slot';
 import Redis, { Cluster } from 'ioredis';
 import { parseChannel } from '../../core/channels';
+import type { CoreConfig, Namespaces } from '../../core/config';
 import { addSubscription, registerConnection, removeConnection, removeSubscription } from '../../core/connections';
 import { claimCursor, preparePublish, publish, replay } from '../../core/events';
 import { revokeUser } from '../../core/revocation';
 import { BROKER_SCRIPTS } from '../../core/redis/broker';
 import { CHANNEL_SCRIPTS, RedisChannelBroker } from '../../core/redis/channel-broker';
-import type { Script } from '../../core/redis/client';
+import { isCluster, type Script } from '../../core/redis/client';
 import { Keys } from '../../core/redis/keys';
+import { PRESENCE_COUNT_INTERVAL_MS, PRESENCE_SCRIPTS, RedisPresence } from '../../core/redis/presence';
 import * as registryScripts from '../../core/redis/scripts';
 import { issueTicket, redeemTicket } from '../../core/tickets';
+import { RedisServer } from '../../local/redis';
 import { connectRedis, coreConfig, TEST_NAMESPACES, uid, useRedisCluster } from '../support/harness';
 
 /**
@@ -22,11 +25,15 @@ import { connectRedis, coreConfig, TEST_NAMESPACES, uid, useRedisCluster } from 
  * Part 1 runs every operation that uses a script against the one-node Redis, records each script call's keys and
  * asks the local cluster for their slots (CLUSTER KEYSLOT). Part 2 runs the single-slot operations on the cluster
  * itself, which refuses a script that declares keys of two slots (CROSSSLOT) or reaches an undeclared key of another
- * slot.
+ * slot. Part 3 (issue 24: presence, whose deployment-wide keys share one slot, so the cluster would not refuse an
+ * undeclared one) watches a private redis-server with MONITOR and checks that every key each script call touches is
+ * one it declared.
  */
 const local = useRedisCluster();
 
-const SCRIPTS = Object.entries({ ...registryScripts, ...BROKER_SCRIPTS, ...CHANNEL_SCRIPTS }).filter((e): e is [string, Script] => typeof (e[1] as Script).sha === 'string');
+/** Presence's scripts, named `PRESENCE_…` here (their own names, e.g. `JOIN`, say little beside the others). */
+const PRESENCE = Object.fromEntries(Object.entries(PRESENCE_SCRIPTS).map(([name, s]) => [`PRESENCE_${name}`, s]));
+const SCRIPTS = Object.entries({ ...registryScripts, ...BROKER_SCRIPTS, ...CHANNEL_SCRIPTS, ...PRESENCE }).filter((e): e is [string, Script] => typeof (e[1] as Script).sha === 'string');
 /** Every script by SHA-1 (EVALSHA) and by source (EVAL, after NOSCRIPT). */
 const ALL = new Map(SCRIPTS.map(([name, s]) => [s.sha, name]));
 const SOURCES = new Map(SCRIPTS.map(([name, s]) => [s.source, name]));
@@ -36,16 +43,33 @@ interface Call {
   readonly keys: string[];
 }
 
-/** A real connection whose script calls are recorded (name and KEYS), everything else passed through. */
-function recording(redis: Redis): { redis: Redis; calls: Call[] } {
+/**
+ * A real connection whose script calls are recorded (name and KEYS), everything else passed through. With `mark`, each
+ * call is bracketed by `ECHO audit:begin:N` and `ECHO audit:end:N` on that connection (awaited), so MONITOR shows which
+ * commands each call ran.
+ */
+function recording(redis: Redis, mark?: Redis): { redis: Redis; calls: Call[] } {
   const calls: Call[] = [];
+  // Marked calls run one at a time (an operation may run several scripts at once), so their markers do not interleave.
+  let queue: Promise<unknown> = Promise.resolve();
   const proxy = new Proxy(redis, {
     get(target, prop, receiver) {
       if (prop === 'evalsha' || prop === 'eval') {
         return (first: string, numKeys: number, ...rest: (string | number)[]) => {
           const name = prop === 'eval' ? SOURCES.get(first) : ALL.get(first);
-          calls.push({ script: name ?? `unknown script ${String(first).slice(0, 40)}`, keys: rest.slice(0, numKeys).map(String) });
-          return (target[prop] as (...a: unknown[]) => unknown).call(target, first, numKeys, ...rest);
+          const call = () => (target[prop] as (...a: unknown[]) => Promise<unknown>).call(target, first, numKeys, ...rest);
+          const n = calls.push({ script: name ?? `unknown script ${String(first).slice(0, 40)}`, keys: rest.slice(0, numKeys).map(String) }) - 1;
+          if (!mark) return call();
+          const marked = queue.then(async () => {
+            await mark.echo(`audit:begin:${n}`);
+            try {
+              return await call();
+            } finally {
+              await mark.echo(`audit:end:${n}`);
+            }
+          });
+          queue = marked.catch(() => undefined);
+          return marked;
         };
       }
       const v = Reflect.get(target, prop, receiver) as unknown;
@@ -81,6 +105,48 @@ async function everyOperation(redis: Redis, sub: string, a: string, b: string): 
   await revokeUser(sub, deps);
 }
 
+/** Presence's namespaces (issue 24) beside the others: a members channel and a count channel. */
+const PRESENCE_NAMESPACES: Namespaces = {
+  ...TEST_NAMESPACES,
+  room: { subscribe: 'authenticated', publish: 'authenticated', historySize: 100, historyTtlSeconds: 600, presence: 'members' },
+  crowd: { subscribe: 'authenticated', publish: 'authenticated', historySize: 100, historyTtlSeconds: 600, presence: 'count' },
+};
+/** A config of its own key prefix: a sweep here must not take the holders of other suites sharing the Redis. */
+const presenceConfig = (): CoreConfig => coreConfig({ keyPrefix: `ss${uid()}:`, namespaces: PRESENCE_NAMESPACES });
+
+/**
+ * Every presence operation (core/redis/presence.ts), on a clock of its own: leases taken and renewed, joins in both
+ * modes, a snapshot, a leave into grace, the settle that ends it and announces a count, the sweep of two holders whose
+ * lease ended (their channels dropped) and a holder ended at once.
+ */
+async function everyPresenceOperation(redis: Redis, config: CoreConfig, channels = 2): Promise<void> {
+  const presence = new RedisPresence(redis, config, { sharded: isCluster(redis) });
+  const rooms = Array.from({ length: channels }, () => parseChannel(`room:${uid()}`, PRESENCE_NAMESPACES));
+  const crowds = Array.from({ length: channels }, () => parseChannel(`crowd:${uid()}`, PRESENCE_NAMESPACES));
+  const t0 = Date.now();
+  const lease = 30_000;
+  const grace = 5_000;
+  const [a, b, c] = [`task:${uid()}~1`, `task:${uid()}~1`, `gw:${uid()}`];
+  expect(await presence.lease(a, t0 + lease)).toBe(true);
+  expect(await presence.renew(a, t0 + lease)).toBe(true);
+  await presence.lease(b, t0 + lease);
+  for (const [i, ch] of [...rooms, ...crowds].entries()) {
+    await presence.join(ch, { holder: a, connection: `${a}/${i}`, sub: 'ann', info: { name: 'Ann' } }, t0);
+    await presence.join(ch, { holder: b, connection: `${b}/${i}`, sub: `bob${i}` }, t0);
+  }
+  expect((await presence.snapshot(rooms[0])).members.map((m) => m.sub)).toEqual(['ann', 'bob0']);
+  await presence.leave(rooms[0], { holder: a, connection: `${a}/0` }, t0, grace);
+  await presence.settle(t0 + grace + PRESENCE_COUNT_INTERVAL_MS);
+  expect((await presence.snapshot(rooms[0])).members.map((m) => m.sub)).toEqual(['bob0']);
+  await presence.sweep(t0 + lease + 1, grace);
+  await presence.settle(t0 + lease + grace + PRESENCE_COUNT_INTERVAL_MS + 2);
+  for (const ch of [...rooms, ...crowds]) expect((await presence.snapshot(ch)).members).toEqual([]);
+  await presence.lease(c, t0 + 10 * lease);
+  await presence.join(rooms[0], { holder: c, connection: `${c}/0`, sub: 'cat' }, t0);
+  await presence.endHolder(c, t0, 0);
+  expect((await presence.snapshot(rooms[0])).members).toEqual([]);
+}
+
 describe('key slots of every script', () => {
   let redis: Redis;
   let admin: Redis;
@@ -97,6 +163,7 @@ describe('key slots of every script', () => {
   test('each script keeps its keys in one slot', async () => {
     const rec = recording(redis);
     await everyOperation(rec.redis, `u-${uid()}`, `chat:${uid()}`, `chat:${uid()}`);
+    await everyPresenceOperation(rec.redis, presenceConfig());
     const seen = new Set(rec.calls.map((c) => c.script));
     expect([...seen].filter((s) => s.startsWith('unknown'))).toEqual([]);
     const spans: string[] = [];
@@ -207,5 +274,59 @@ describe('on the cluster', () => {
     const page = await replay([parseChannel(ch, TEST_NAMESPACES)], [0], deps);
     expect(page.events.map((e) => JSON.parse(e).id)).toEqual([r.id]);
     expect(page.positions).toEqual([Number(r.id)]);
+  });
+
+  test('presence: leases, joins in both modes, snapshots, leaves, settles, sweeps and an ended holder run on the cluster, over channels on every shard', async () => {
+    await everyPresenceOperation(cluster as unknown as Redis, presenceConfig(), 6);
+  });
+});
+
+describe('every key a script touches is declared (MONITOR on a private redis-server)', () => {
+  let server: RedisServer;
+  let redis: Redis;
+  let mark: Redis;
+  let watcher: Redis;
+  let monitor: Redis;
+  const log: { args: string[]; source: string }[] = [];
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    [redis, mark] = [new Redis(server.url), new Redis(server.url)];
+    watcher = new Redis(server.url);
+    monitor = await watcher.monitor();
+    monitor.on('monitor', (_time: string, args: string[], source: string) => log.push({ args, source }));
+  });
+  afterAll(async () => {
+    for (const c of [redis, mark, watcher, monitor]) c?.disconnect();
+    await server?.destroy();
+  });
+
+  test('each script call reaches only the keys it declared: every operation, presence included', async () => {
+    const rec = recording(redis, mark);
+    await everyOperation(rec.redis, `u-${uid()}`, `chat:${uid()}`, `chat:${uid()}`);
+    await everyPresenceOperation(rec.redis, presenceConfig());
+    await mark.echo('audit:done');
+    for (let i = 0; i < 100 && !log.some((l) => l.args[1] === 'audit:done'); i++) await new Promise((r) => setTimeout(r, 50));
+    // The commands the scripts ran (MONITOR shows them with source `lua`), by call, between the call's two markers.
+    const inner = new Map<number, string[][]>();
+    let current = -1;
+    for (const l of log) {
+      const m = l.args[0]?.toLowerCase() === 'echo' ? /^audit:(begin|end):(\d+)$/.exec(l.args[1] ?? '') : null;
+      if (m) current = m[1] === 'begin' ? Number(m[2]) : -1;
+      else if (l.source === 'lua' && current >= 0) inner.set(current, [...(inner.get(current) ?? []), l.args]);
+    }
+    expect(inner.size).toBeGreaterThan(0);
+    const undeclared = new Set<string>();
+    for (const [n, commands] of inner) {
+      const declared = new Set(rec.calls[n].keys);
+      for (const args of commands) {
+        // PUBLISH names a channel, not a key: COMMAND GETKEYS has none for it.
+        const keys = (await redis.call('COMMAND', 'GETKEYS', ...args).catch(() => [])) as string[];
+        for (const k of keys) if (!declared.has(k)) undeclared.add(`${rec.calls[n].script}: ${args[0]} ${k}`);
+      }
+    }
+    expect([...undeclared]).toEqual([]);
+    // Every presence script ran here, so a new one cannot slip past.
+    const seen = new Set(rec.calls.map((c) => c.script));
+    expect(Object.keys(PRESENCE).filter((n) => !seen.has(n))).toEqual([]);
   });
 });

@@ -1,0 +1,54 @@
+import type Redis from 'ioredis';
+import { parseChannel } from '../../core/channels';
+import type { Namespaces } from '../../core/config';
+import { Keys, sha256 } from '../../core/redis/keys';
+import { RedisPresence } from '../../core/redis/presence';
+import { coreConfig, eventually, RawStream, redisUrl, startService, TEST_NAMESPACES, ticketFor, uid, useRedis } from '../support/harness';
+import { TcpProxy } from '../support/tcp-proxy';
+
+/**
+ * A client that goes away while its request is being admitted (its ticket redeemed in Redis): the task opened its
+ * session after the socket had closed, and listened for the close only then, so the session held its connection (and its
+ * presence member) until the poll's timeout, or for a stream until a write failed. Found by presence-random.test.ts (a
+ * long poll closed right after it started stayed a member). The ticket's redemption is held at a TCP proxy in front of
+ * Redis while the client aborts, so the order is certain.
+ */
+const NAMESPACES: Namespaces = {
+  ...TEST_NAMESPACES,
+  room: { subscribe: 'authenticated', publish: 'authenticated', historySize: 100, historyTtlSeconds: 600, presence: 'members' },
+};
+let redis: Redis;
+const cleanup = useRedis((r) => (redis = r));
+
+test.each([['poll'], ['events']])('/%s: a request aborted during its admission holds no session (its member goes into grace at once)', async (path) => {
+  const proxy = new TcpProxy(Number(new URL(redisUrl()).port));
+  const proxyUrl = await proxy.start();
+  cleanup.push(() => proxy.close());
+  const prefix = `aa${uid()}:`;
+  // A long poll timeout: without the fix the poll would hold its member this long.
+  const { service, base } = await startService({ REDIS_URL: proxyUrl, KEY_PREFIX: prefix, NAMESPACES_JSON: JSON.stringify(NAMESPACES), POLL_TIMEOUT_MS: '120000', HEARTBEAT_MS: '300000' }, { eventTimers: false });
+  cleanup.push(() => service.close());
+  const room = `room:${uid()}`;
+  const config = coreConfig({ keyPrefix: prefix, namespaces: NAMESPACES });
+  const ticket = await ticketFor(redis, 'ann', [room], 'sse', config);
+  const held = proxy.trap((text) => /getdel/i.test(text));
+  const abort = new AbortController();
+  const request = fetch(`${base}/${path}?channels=${room}&ticket=${ticket}`, { signal: abort.signal, headers: path === 'events' ? { accept: 'text/event-stream' } : {} }).catch(() => undefined);
+  await held;
+  abort.abort();
+  await request;
+  // The task saw the socket close (it has no connection left) before the redemption goes on.
+  await eventually(() => new Promise<boolean>((resolve) => service.server.getConnections((_e, n) => resolve(n === 0))), 10_000, 'the task to see the socket close');
+  proxy.resume();
+  // Its redemption ran (the ticket is spent); the rest of its admission was sent on the task's Redis connection then,
+  // so a request that starts now is admitted after it, and its join queued after any join of the aborted one.
+  await eventually(async () => (await redis.exists(new Keys(prefix).ticket(sha256(ticket)))) === 0, 10_000, 'the ticket spent');
+  const bob = new RawStream(`${base}/events?channels=${room}&ticket=${await ticketFor(redis, 'bob', [room], 'sse', config)}`);
+  cleanup.push(() => bob.close());
+  const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
+  const members = async () => (await presence.snapshot(parseChannel(room, NAMESPACES))).members.map((m) => [m.sub, m.connections]);
+  await eventually(async () => (await members()).some(([sub]) => sub === 'bob'), 10_000, 'bob a member');
+  // ann's session holds no connection: it never joined, or left at once (in grace now).
+  expect((await members()).filter(([sub, n]) => sub !== 'ann' || n !== 0)).toEqual([['bob', 1]]);
+  expect(service.connections + service.polls).toBe(1);
+}, 30_000);
