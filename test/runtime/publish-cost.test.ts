@@ -1,11 +1,10 @@
-import type Redis from 'ioredis';
 import { parseChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
 import { preparePublish } from '../../core/events';
 import { RedisChannelBroker } from '../../core/redis/channel-broker';
 import { Keys } from '../../core/redis/keys';
-import { RedisServer } from '../../local/redis';
-import { connectRedis, coreConfig, TEST_NAMESPACES, uid } from '../support/harness';
+import { coreConfig, TEST_NAMESPACES, uid } from '../support/harness';
+import { usePrivateRedis } from '../support/private-redis';
 
 /**
  * What one publish asks of Redis, counted (INFO commandstats of a private redis-server, so no other suite's commands
@@ -17,24 +16,16 @@ import { connectRedis, coreConfig, TEST_NAMESPACES, uid } from '../support/harne
 const NAMESPACES: Namespaces = { ...TEST_NAMESPACES, brief: { subscribe: 'public', publish: 'server', historySize: 10, historyTtlSeconds: 60 } };
 const SERVER = { kind: 'server', principal: 'test' } as const;
 
-let server: RedisServer;
-let redis: Redis;
-beforeAll(async () => {
-  server = await RedisServer.start();
-  redis = await connectRedis(server.url);
-});
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+const local = usePrivateRedis();
 
 async function commandCalls(): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  for (const m of (await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1], Number(m[2]));
+  for (const m of (await local.redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1], Number(m[2]));
   return out;
 }
 
 test('a publish to a full history with nothing aged: 12 commands, no backwards scan of the stream', async () => {
+  const { redis, server } = local;
   const config = coreConfig({ redisUrl: server.url, namespaces: NAMESPACES });
   const broker = new RedisChannelBroker(redis, config);
   const channel = parseChannel(`brief:${uid()}`, NAMESPACES);
