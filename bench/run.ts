@@ -39,6 +39,12 @@
  *          write at the end of its event-loop turn), `ours+WRITE_DELAY_MS=50` (fixed 50 ms); the
  *          CPU-latency curve: --cases 1k,5k,10k,10k50 --servers ours+MAX_WRITE_DELAY_MS=0,ours+WRITE_DELAY_MS=50,ours
  *          (10k50: 10,000 connections × 50 msg/s, not in the default set).
+ *   --sse-cluster [--bench-channels 12]: SSE CPU per delivery on a Redis Cluster against one node (issue 23): servers
+ *          `ours` (one redis-server) and `ours+REDIS_MODE=cluster` (a local three-primary cluster, the service on its
+ *          configuration path), case 1k unless --cases, medians of 3, alternating; the connections spread over
+ *          --bench-channels channels, an equal number in each third of the slots (one per primary of the cluster), every
+ *          channel published at the case's rate. Ends with the cluster's CPU per delivery and p99 as ratios to one node's.
+ *          Any server named `…+REDIS_MODE=cluster` runs on that cluster.
  *   ours@COMMIT (in --servers): our service as of COMMIT (any git revision), bundled by the bench from
  *          `git archive COMMIT core service contract` in a temporary directory, run in the same
  *          alternation as `ours` (which is still chosen by --service): a same-run before/after
@@ -69,12 +75,14 @@ import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
-import type Redis from 'ioredis';
+import type { Cluster, default as Redis } from 'ioredis';
+import calculateSlot from 'cluster-key-slot';
 import { coreConfigFromEnv } from '../core/config';
 import { publish } from '../core/events';
-import { createRedis, waitReady } from '../core/redis/client';
+import { createRedis, createRedisCluster, isCluster, waitReady } from '../core/redis/client';
+import { Keys } from '../core/redis/keys';
 import { issueTicket } from '../core/tickets';
-import { freePort, RedisServer } from '../local/redis';
+import { freePort, RedisCluster, RedisServer } from '../local/redis';
 import { heapDiffMarkdown } from './heap-summary';
 import { presenceOptionsError, runPresence, writePresenceFigures, type PresenceFrames } from './presence';
 import { profileMarkdown } from './profile';
@@ -119,6 +127,8 @@ const { values: args } = parseArgs({
     'capacity-hold-s': { type: 'string', default: '30' },
     'capacity-broadcast-s': { type: 'string', default: '30' },
     'per-loadgen': { type: 'string', default: '10000' },
+    'sse-cluster': { type: 'boolean', default: false },
+    'bench-channels': { type: 'string' },
     presence: { type: 'boolean', default: false },
     'presence-n': { type: 'string', default: '10000' },
     'presence-room': { type: 'string', default: '1000' },
@@ -177,10 +187,15 @@ const CURVE_CASES = '1k,10k,20k,10k50';
 const CURVE_SERVERS = 'probe,ours+MAX_WRITE_DELAY_MS=0,ours+LATENCY_BUDGET_MS=50,ours,ours+LATENCY_BUDGET_MS=200';
 /** --capacity-report: issue 27's headline, 10k × 20 msg/s, probe and ours, medians of 3, then the ratios against their targets. */
 const report = args['capacity-report'];
-const caseNames = (args.cases ?? (report ? '10k' : args.curve ? CURVE_CASES : quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
+const sseCluster = args['sse-cluster'];
+/** Channels `ours` spreads its connections over (each published at the case's rate). */
+const benchChannels = Number(args['bench-channels'] ?? (sseCluster ? 12 : 1));
+/** A server that runs on the local Redis Cluster (`ours+REDIS_MODE=cluster`). */
+const onCluster = (s: string) => envOf(s).REDIS_MODE === 'cluster';
+const caseNames = (args.cases ?? (sseCluster ? '1k' : report ? '10k' : args.curve ? CURVE_CASES : quick ? '1k' : args.ws ? '1k,5k,10k' : '1k,5k,10k,burst,idle')).split(',').map((s) => s.trim()).filter(Boolean);
 for (const c of caseNames) if (!CASES[c]) fail(`unknown case "${c}"; known: ${Object.keys(CASES).join(', ')}`);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
-const servers = (args.servers ?? (report ? 'probe,ours' : soak || args.storm || args.capacity || args.presence ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
+const servers = (args.servers ?? (sseCluster ? 'ours,ours+REDIS_MODE=cluster' : report ? 'probe,ours' : soak || args.storm || args.capacity || args.presence ? 'ours' : args.curve ? CURVE_SERVERS : args.ws ? WS_SERVERS : SSE_SERVERS)).split(',').map((s) => s.trim()) as ServerName[];
 for (const s of servers) if (!ALL_SERVERS.includes(kindOf(s)) || ((kindOf(s) === 'ref' || kindOf(s) === 'probe') && s.includes('+')) || (kindOf(s) !== 'ours' && kindOf(s) !== 'ours-ws' && s.split('+')[0].includes('@'))) fail(`unknown server "${s}"; known: ${ALL_SERVERS.join(', ')}`);
 /** --presence (bench/presence.ts): its sizes, checked before anything starts. */
 const presenceOptions = { n: Number(args['presence-n']), room: Number(args['presence-room']), churnSeconds: Number(args['presence-churn-s']), runs: Number(args.runs ?? 2) };
@@ -284,6 +299,11 @@ function childPids(ppid: number): number[] {
 }
 
 async function redisCpuSeconds(redis: Redis): Promise<number> {
+  // A cluster: every primary's.
+  if (isCluster(redis as unknown)) {
+    const nodes = (redis as unknown as Cluster).nodes('master');
+    return (await Promise.all(nodes.map((n) => redisCpuSeconds(n)))).reduce((a, b) => a + b, 0);
+  }
   const info = await redis.info('cpu');
   const get = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
   return get('used_cpu_sys') + get('used_cpu_user');
@@ -361,6 +381,23 @@ interface Server {
 
 const ourCore = coreConfigFromEnv({ REDIS_URL: 'redis://127.0.0.1:1', TICKET_TTL_SECONDS: '300' });
 
+/**
+ * `n` channels for run `id`, as many in each third of the hash slots as the others (so on a local three-primary cluster,
+ * which `redis-cli --cluster create` splits 0-5460, 5461-10922, 10923-16383, each primary owns an equal share), in turn.
+ */
+function benchChannelNames(id: number, n: number): string[] {
+  if (n === 1) return [`chat:bench-${id}`];
+  const keys = new Keys(ourCore.keyPrefix);
+  const thirds: string[][] = [[], [], []];
+  for (let i = 0; thirds.some((t) => t.length < Math.ceil(n / 3)); i++) {
+    const name = `chat:bench-${id}-${i}`;
+    const slot = calculateSlot(keys.history(name));
+    const third = thirds[slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2];
+    if (third.length < Math.ceil(n / 3)) third.push(name);
+  }
+  return Array.from({ length: n }, (_, k) => thirds[k % 3][Math.floor(k / 3)]);
+}
+
 class Ours implements Server {
   readonly needReady = true;
   readonly multiProcess = false;
@@ -368,7 +405,8 @@ class Ours implements Server {
   readonly proto: 'sse' | 'ws';
   private proc?: ChildProcess;
   private port = 0;
-  private channel = '';
+  /** The channels of the run; connection i subscribes to channels[i % length], every channel gets every message. */
+  private channels: string[] = [];
   private ctx!: RunCtx;
   /** publish() and issueTicket() of the server's own revision (`ours@REV`), else this checkout's. */
   private readonly drive: { publish: typeof publish; issueTicket: typeof issueTicket; core: typeof ourCore };
@@ -388,7 +426,7 @@ class Ours implements Server {
   async start(ctx: RunCtx): Promise<void> {
     this.ctx = ctx;
     this.port = await freePort();
-    this.channel = `chat:bench-${ctx.id}`;
+    this.channels = benchChannelNames(ctx.id, benchChannels);
     // --capacity reads the heap after full GCs too (gc-preload writes process.memoryUsage() to BENCH_MEM_FILE).
     const gc = fullGc || args.capacity ? ['--expose-gc', '--require', join(__dirname, 'gc-preload.js')] : [];
     // --alloc-prof: who allocates, garbage included (bench/alloc-preload.js), written to DIR/alloc when the server exits.
@@ -425,17 +463,22 @@ class Ours implements Server {
     for (let i = 0; i < n; i += 500) {
       const batch = await Promise.all(
         Array.from({ length: Math.min(500, n - i) }, (_, k) =>
-          this.drive.issueTicket({ identity: { kind: 'user', sub: `u${i + k}` }, channels: [this.channel], transport: this.proto }, { redis: this.ctx.redis, config }),
+          this.drive.issueTicket({ identity: { kind: 'user', sub: `u${i + k}` }, channels: [this.channelOf(i + k)], transport: this.proto }, { redis: this.ctx.redis, config }),
         ),
       );
-      for (const t of batch) out.push(this.proto === 'ws' ? `/live?ticket=${t.ticket}` : `/events?channels=${this.channel}&ticket=${t.ticket}`);
+      for (const [k, t] of batch.entries()) out.push(this.proto === 'ws' ? `/live?ticket=${t.ticket}` : `/events?channels=${this.channelOf(i + k)}&ticket=${t.ticket}`);
     }
     return { paths: out, ticketMs: hrMs() - started };
+  }
+  private channelOf(connection: number): string {
+    return this.channels[connection % this.channels.length];
   }
   publish(n: number) {
     const config = { ...this.drive.core, redisUrl: this.ctx.redisUrl };
     const { data } = payload(n);
-    return this.drive.publish({ channel: this.channel, type: 'bench', data }, { kind: 'server', principal: 'bench' }, { redis: this.ctx.redis, config });
+    const one = (channel: string) => this.drive.publish({ channel, type: 'bench', data }, { kind: 'server', principal: 'bench' }, { redis: this.ctx.redis, config });
+    // One channel (every case but --sse-cluster): its publish's result, which the storm reads the id from.
+    return this.channels.length === 1 ? one(this.channels[0]) : Promise.all(this.channels.map(one));
   }
   async stop(): Promise<void> {
     await stopProcess(this.proc, 'SIGTERM', 15_000);
@@ -1321,8 +1364,8 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
 // Our bundle, machine facts
 
 async function ourBundle(): Promise<{ path: string; source: string; serviceCommit?: string }> {
-  // --capacity-report measures the checkout it runs in; otherwise the built bundle unless told.
-  const how = args.service ?? (args['capacity-report'] ? 'worktree' : 'dist');
+  // --capacity-report and --sse-cluster measure the checkout they run in; otherwise the built bundle unless told.
+  const how = args.service ?? (args['capacity-report'] || sseCluster ? 'worktree' : 'dist');
   const common = { bundle: true, platform: 'node' as const, target: 'node22', format: 'cjs' as const, minify: false, sourcemap: false, logLevel: 'warning' as const };
   if (how === 'dist') {
     const p = join(ROOT, 'dist/service/main.js');
@@ -1461,6 +1504,36 @@ function caseTable(c: string, results: RunResult[]): string {
   if (saturated.length) out += `\n\nThe load generator used ${LOADGEN_SATURATED_PCT} % or more of a core in ${saturated.map((r) => `${r.server} run ${r.run}`).join(', ')}: there, latencies include its own queueing.`;
   if (errs.length) out += `\n\nFailed runs: ${errs.map((e) => `${e.server} run ${e.run}: ${e.error}`).join('; ')}`;
   return out;
+}
+
+/** --sse-cluster: the issue's criterion for SSE on a cluster (issue 23: CPU per delivery within 10 % of one node's). */
+const CLUSTER_CPU_TARGET_PCT = 10;
+
+/**
+ * Each server on the cluster against the same server on one node (`ours+REDIS_MODE=cluster` against `ours`), per loaded
+ * case: medians of CPU per delivery and p99, and their ratio, with the load average.
+ */
+function clusterTable(results: RunResult[], loadStart: number): string {
+  const med = (s: ServerName, c: string, get: (r: RunResult) => number | undefined | null) =>
+    median(results.filter((r) => r.server === s && r.case === c && !r.error).map((r) => get(r) ?? undefined) as number[]);
+  const rows = [
+    `SSE on the Redis Cluster (three primaries) against one node, ${benchChannels} channel${benchChannels > 1 ? 's' : ''} spread over the slots; medians; load average ${loadStart.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at the end:`,
+    '',
+    '| case | one node | cluster | CPU µs / delivery: one node / cluster (Δ; target: at most +10 %) | p99 ms: one node / cluster | delivered %: one node / cluster | Redis CPU in window, ms |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: |',
+  ];
+  for (const c of caseNames.filter((x) => !CASES[x].idle)) {
+    for (const s of servers.filter(onCluster)) {
+      const one = s.replace(/\+REDIS_MODE=cluster/, '');
+      const [a, b] = [med(one, c, (r) => r.serverCpuUsPerDelivery), med(s, c, (r) => r.serverCpuUsPerDelivery)];
+      if (a === undefined || b === undefined) continue;
+      const d = ((b - a) / a) * 100;
+      rows.push(
+        `| ${CASE_TITLES[c]} | ${one} | ${s} | ${fmt2(a)} / ${fmt2(b)} (${d >= 0 ? '+' : ''}${d.toFixed(0)} %${d <= CLUSTER_CPU_TARGET_PCT ? ' ✅' : ' ❌'}) | ${fmt1(med(one, c, (r) => r.p99) ?? NaN)} / ${fmt1(med(s, c, (r) => r.p99) ?? NaN)} | ${fmt2(med(one, c, (r) => r.deliveredPct) ?? NaN)} / ${fmt2(med(s, c, (r) => r.deliveredPct) ?? NaN)} | ${fmtInt(med(one, c, (r) => r.redisCpuMs) ?? NaN)} / ${fmtInt(med(s, c, (r) => r.redisCpuMs) ?? NaN)} |`,
+      );
+    }
+  }
+  return rows.join('\n');
 }
 
 /** Load generator CPU (% of one core) from which its own queueing shows in the latencies: flagged in the output. */
@@ -1606,6 +1679,14 @@ async function main(): Promise<void> {
   children.add((redisServer as unknown as { proc: ChildProcess }).proc);
   const redis = createRedis({ url: redisServer.url, name: 'bench', failFast: false });
   await waitReady(redis);
+  // Servers named `…+REDIS_MODE=cluster` run on a local three-primary Redis Cluster (no replicas), fed through a Cluster client.
+  const cluster = servers.some(onCluster) ? await RedisCluster.start({ primaries: 3, replicasPerPrimary: 0 }) : undefined;
+  for (const s of cluster?.servers ?? []) children.add((s as unknown as { proc: ChildProcess }).proc);
+  const clusterUrl = cluster && `redis://127.0.0.1:${cluster.nodes[0].port}`;
+  const clusterRedis = clusterUrl ? (createRedisCluster({ url: clusterUrl, name: 'bench', failFast: false }) as unknown as Redis) : undefined;
+  if (clusterRedis) await waitReady(clusterRedis);
+  /** The Redis a server runs on: its URL and the bench's client for it. */
+  const redisOf = (s: ServerName): [string, Redis] => (onCluster(s) ? [clusterUrl!, clusterRedis!] : [redisServer.url, redis]);
   const facts = await machineFacts(redis);
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
   console.log(`bench: ${JSON.stringify(facts)}`);
@@ -1699,7 +1780,7 @@ async function main(): Promise<void> {
     for (const cn of caseNames) {
       for (let r = 1; r <= runs; r++) {
         for (const s of servers) {
-          const res = await runOne(make(s), CASES[cn], r, redisServer.url, redis, kindOf(s) === 'ours' ? cpuProfDir : undefined);
+          const res = await runOne(make(s), CASES[cn], r, ...redisOf(s), kindOf(s) === 'ours' ? cpuProfDir : undefined);
           results.push(res);
           console.log(`bench: ${JSON.stringify(res)}`);
           if ((res.loadgenCpuPct ?? 0) >= LOADGEN_SATURATED_PCT) console.error(`bench: warning: the load generator used ${res.loadgenCpuPct} % of a core in ${s} ${cn} run ${r}: latencies include its own queueing`);
@@ -1717,6 +1798,7 @@ async function main(): Promise<void> {
     if (args.curve) md += `\nCPU–latency curve (medians; each cell: server CPU µs per delivery / p50 ms / p99 ms):\n\n${curveTable(results)}\n`;
     if (servers.includes('probe')) md += `\nRatios to the probe (medians of each server ÷ medians of \`probe\` in the same run; targets from issue 27):\n\n${probeRatioTable(results)}\n`;
     if (report) md += `\n${headline(results, loadStart)}\n`;
+    if (servers.some(onCluster)) md += `\n${clusterTable(results, loadStart)}\n`;
     for (const r of results) if (r.heapSummary) md += `\nHeap, ${r.server} run ${r.run}:\n\n${r.heapSummary}\n`;
     if (cpuProfDir && existsSync(cpuProfDir)) {
       for (const f of readdirSync(cpuProfDir).filter((x) => x.endsWith('.cpuprofile'))) {
@@ -1728,7 +1810,9 @@ async function main(): Promise<void> {
     if (args['write-figures']) writeFigures(results, command, facts);
   } finally {
     redis.disconnect();
+    clusterRedis?.disconnect();
     await redisServer.destroy();
+    await cluster?.destroy();
     clearTimeout(hard);
   }
 }

@@ -61,14 +61,17 @@ end`;
  * the ARGV they share (see {@link publishArgs}: ARGV[1] live channel, 2-3 envelope head and tail, 4 history size, 5
  * history TTL, 6 idempotency TTL, 7 use idempotency, 8 event hash, 9 markers' TTL, 14 the publish command).
  * `idempotent(key)`: the reply for an idempotency key already used ({id, 1} the same event, {id, 2} another), or nil.
- * `admit(idem, last id, history, horizon)`: that reply, or the user's refusal (ARGV[10], its seconds ARGV[11]), or the
- * channel quota's ({'', 4, seconds} for a new channel when ARGV[12] is '0'), else 1 for a new channel, 0 for another.
+ * `admit(idem, last id, history, horizon, last)`: that reply, or the user's refusal (ARGV[10], its seconds ARGV[11]), or
+ * the channel quota's ({'', 4, seconds} for a new channel when ARGV[12] is '0'), else 1 for a new channel, 0 for another
+ * (`last`: the channel's last id when the caller read it, so a channel that has one is not looked up again).
  * `envelope(t, id, prev)`: the envelope around the id and the time of `TIME` reply `t`, in milliseconds, ending with
  * `prev`: the channel's previous event id (its last id before this one, '0' when it has none), so a client can count
  * the events it missed between two it received (ids are Redis time per channel, not a count).
  * `append(history, horizon, gap, last, id, env, clock)`: appends the envelope to the history, trimming by count and
  * age and recording the horizon, or the gap when the stream was created again after it expired (`last`: the channel's
- * last id as a string, or nil). `finish(lastKey, idemKey, id, env)`: the last id, live delivery, the idempotency key.
+ * last id as a string, or nil). It reads the oldest entries once: those the count trims (the newest of them is the
+ * horizon), else the oldest, whose age tells whether any entry is past the history TTL before that is looked up.
+ * `finish(idemKey, id, env)`: live delivery, the idempotency key.
  */
 export const PUBLISH_STEPS = `
 local function idempotent(key)
@@ -81,11 +84,11 @@ local function idempotent(key)
   if string.sub(prev, sp + 1) == ARGV[8] then return {pid, 1} end
   return {pid, 2}
 end
-local function admit(kIdem, kLast, kHist, kHorizon)
+local function admit(kIdem, kLast, kHist, kHorizon, last)
   local dup = idempotent(kIdem)
   if dup then return dup end
   if ARGV[10] ~= '0' then return {'', tonumber(ARGV[10]), tonumber(ARGV[11])} end
-  if redis.call('EXISTS', kLast, kHist, kHorizon) == 0 then
+  if not last and redis.call('EXISTS', kLast, kHist, kHorizon) == 0 then
     if ARGV[12] == '0' then return {'', 4, tonumber(ARGV[13])} end
     return 1
   end
@@ -99,31 +102,30 @@ local function append(kHist, kHorizon, kGap, last, id, env, clock)
   local keep = ARGV[9]
   if size <= 0 then return end
   local len = redis.call('XLEN', kHist)
+  local horizon
   if len == 0 and last then
     redis.call('SET', kGap, last, 'EX', keep)
     redis.call('DEL', kHorizon)
-  else
-    local horizon
-    if len >= size then
-      local gone = redis.call('XRANGE', kHist, '-', '+', 'COUNT', len - size + 1)
-      horizon = tonumber(string.match(gone[#gone][1], '^(%d+)'))
-    end
-    local minid = string.format('%.0f', clock - tonumber(ARGV[5]) * 1000000)
-    local aged = redis.call('XREVRANGE', kHist, '(' .. minid .. '-0', '-', 'COUNT', 1)
-    if aged[1] then
+  elseif len > 0 then
+    local drop = len - size + 1
+    local oldest = redis.call('XRANGE', kHist, '-', '+', 'COUNT', math.max(drop, 1))
+    if drop >= 1 then horizon = tonumber(string.match(oldest[#oldest][1], '^(%d+)')) end
+    local minid = clock - tonumber(ARGV[5]) * 1000000
+    if tonumber(string.match(oldest[1][1], '^(%d+)')) < minid then
+      local m = string.format('%.0f', minid)
+      local aged = redis.call('XREVRANGE', kHist, '(' .. m .. '-0', '-', 'COUNT', 1)
       local a = tonumber(string.match(aged[1][1], '^(%d+)'))
       if not horizon or a > horizon then horizon = a end
-      redis.call('XTRIM', kHist, 'MINID', minid .. '-0')
+      redis.call('XTRIM', kHist, 'MINID', m .. '-0')
     end
     if horizon then redis.call('SET', kHorizon, string.format('%.0f', horizon), 'EX', keep) end
   end
   redis.call('XADD', kHist, 'MAXLEN', '=', size, id .. '-0', 'e', env)
   redis.call('EXPIRE', kHist, ARGV[5])
-  redis.call('EXPIRE', kHorizon, keep)
+  if not horizon then redis.call('EXPIRE', kHorizon, keep) end
   redis.call('EXPIRE', kGap, keep)
 end
-local function finish(kLast, kIdem, id, env)
-  redis.call('SET', kLast, id, 'EX', ARGV[9])
+local function finish(kIdem, id, env)
   redis.call(ARGV[14], ARGV[1], env)
   if ARGV[7] == '1' then redis.call('SET', kIdem, id .. ' ' .. ARGV[8], 'EX', ARGV[6]) end
 end`;

@@ -16,12 +16,14 @@ import { Script } from './client';
 
 /**
  * Lua shared by every script here, after MARK_LOST (for `clockUs`, `markLost`, `isLost`). `channelState(history,
- * horizon, gap, last id, base, lost ranges)` writes nothing and returns:
+ * horizon, gap, last id, base, lost ranges[, appending])` writes nothing and returns:
  * - `last`: the channel's last id (its `hl:`, else its newest entry), or nil;
  * - `base`: its base, 0 when it has none but has history or markers (its epoch began before positions were per
- *   channel), nil when it has no key at all (no event was kept, or everything was lost or expired);
+ *   channel), nil when it has no key at all (no event was kept, or everything was lost or expired); with `appending`
+ *   and a last id, not read (nil): an append needs the base only to start a channel that has no last id;
  * - `pos`: its position: the last id, else the base, else 0 ("nothing yet"), or one past the top of its lost ranges
- *   when that is not below it (ids up to it, and that one, are never issued: a reader reset there continues outside).
+ *   when that is not below it (ids up to it, and that one, are never issued: a reader reset there continues outside);
+ * - `lost`: true when it has lost ranges.
  * Only a publish writes a base (readers write nothing here: see DESIGN's abuse rules): Redis time when the channel has
  * no key, else 0.
  */
@@ -31,18 +33,21 @@ local clock = clockUs(t)
 local function num(v)
   return string.format('%.0f', v)
 end
-local function channelState(kHist, kHorizon, kGap, kLast, kBase, kLost)
+local function channelState(kHist, kHorizon, kGap, kLast, kBase, kLost, appending)
   local last = tonumber(redis.call('GET', kLast) or '')
   if not last then
     local top = redis.call('XREVRANGE', kHist, '+', '-', 'COUNT', 1)
     if top[1] then last = tonumber(string.match(top[1][1], '^(%d+)')) end
   end
-  local base = tonumber(redis.call('GET', kBase) or '')
-  if not base and (last or redis.call('EXISTS', kHorizon, kGap) > 0) then base = 0 end
+  local base
+  if not (appending and last) then
+    base = tonumber(redis.call('GET', kBase) or '')
+    if not base and (last or redis.call('EXISTS', kHorizon, kGap) > 0) then base = 0 end
+  end
   local pos = last or base or 0
   local lost = redis.call('ZRANGE', kLost, -1, -1, 'WITHSCORES')
   if lost[2] and tonumber(lost[2]) >= pos then pos = tonumber(lost[2]) + 1 end
-  return last, base, pos
+  return last, base, pos, lost[2] ~= nil
 end`;
 
 /**
@@ -102,22 +107,37 @@ end`;
  * `core/redis/presence.ts`): CHANNEL_STATE, PUBLISH_STEPS, and `channelAppend(history, idempotency, horizon, gap, last
  * id, base, lost ranges)`, which appends the envelope of ARGV (as PUBLISH_STEPS reads it: ARGV[1] live channel, 2-3
  * head and tail, 4-9, 14) under the channel's next id (Redis time in microseconds, or one more than the channel's
- * position when that is not below it), writes the base when the channel has none, and returns the id and envelope.
- * Called several times in one script, each call takes the next id.
+ * position when that is not below it), writes the base when the channel has none (refreshes it otherwise), and returns
+ * the id and envelope. Called several times in one script, each call takes the next id. Its first write is the last
+ * id's `SET`, which Redis refuses when it is out of memory (`maxmemory` with `noeviction`): a script is refused only at
+ * its first write, later ones cannot be (Redis 7 runs the rest once it has written), so with any other first write a
+ * publish to a full Redis would go through, or half of it (test/runtime/memory-full.test.ts). `appendAt(the same
+ * keys, last, base, pos, lost)` does the same from a `channelState(..., true)` the caller took (CHANNEL_PUBLISH, which
+ * needs the last id before it admits the event).
  */
 export const CHANNEL_APPEND = `${CHANNEL_STATE}${PUBLISH_STEPS}
-local function channelAppend(kH, kI, kX, kG, kL, kB, kR)
-local last, base, pos = channelState(kH, kX, kG, kL, kB, kR)
-if not base then base = clock pos = clock end
-redis.call('SET', kB, num(base), 'EX', ARGV[9])
+local function appendAt(kH, kI, kX, kG, kL, kB, kR, last, base, pos, lost)
+-- A channel without any key starts its epoch now: its first id is above the base.
+if not last and not base then base = clock pos = clock end
 local n = clock
 if n <= pos then n = pos + 1 end
 local id = num(n)
+redis.call('SET', kL, id, 'EX', ARGV[9])
+if last then
+  -- The base is only refreshed: 0 when the channel has none (its history predates positions per channel).
+  if redis.call('EXPIRE', kB, ARGV[9]) == 0 then redis.call('SET', kB, '0', 'EX', ARGV[9]) end
+else
+  redis.call('SET', kB, num(base), 'EX', ARGV[9])
+end
 local env = envelope(t, id, last and num(last))
 append(kH, kX, kG, last and num(last), id, env, clock)
-redis.call('EXPIRE', kR, ARGV[9])
-finish(kL, kI, id, env)
+if lost then redis.call('EXPIRE', kR, ARGV[9]) end
+finish(kI, id, env)
 return id, env
+end
+local function channelAppend(kH, kI, kX, kG, kL, kB, kR)
+local last, base, pos, lost = channelState(kH, kX, kG, kL, kB, kR, true)
+return appendAt(kH, kI, kX, kG, kL, kB, kR, last, base, pos, lost)
 end`;
 
 /**
@@ -132,9 +152,10 @@ end`;
  * Returns as PUBLISH: {id, 0, envelope, new channel 1|0}, {id, 1} duplicate, {id, 2} conflict, {'', 3|4|5, seconds}.
  */
 const CHANNEL_PUBLISH = new Script(`${CHANNEL_APPEND}
-local fresh = admit(KEYS[2], KEYS[5], KEYS[1], KEYS[3])
+local last, base, pos, lost = channelState(KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], true)
+local fresh = admit(KEYS[2], KEYS[5], KEYS[1], KEYS[3], last)
 if type(fresh) == 'table' then return fresh end
-local id, env = channelAppend(unpack(KEYS, 1, 7))
+local id, env = appendAt(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], last, base, pos, lost)
 return {id, 0, env, fresh}
 `);
 

@@ -5,8 +5,8 @@ import * as crypto from 'node:crypto';
  *
  * Hash tags (`{…}`, see the Redis Cluster specification): in a cluster only the tag is hashed to choose a key's slot,
  * so keys that one Lua script touches together carry the same tag and live on one shard. A channel's keys (history,
- * horizon, gap, last id, live pub/sub channel, idempotency keys) are tagged with the channel;
- * the sequence's keys with `seq`; a user's publish limits with `u:{sub}`. Tickets, revocation epochs, connection
+ * horizon, gap, last id, base, lost ranges, live pub/sub channel, idempotency keys) are tagged with the channel;
+ * a user's publish limits with `u:{sub}`. Tickets, revocation epochs, connection
  * records and the other per-user counters are single keys, each in its own slot. Channel names and the prefix cannot
  * hold braces (`CHANNEL_PATTERN`, KEY_PREFIX's rule), so the tag is exactly the channel.
  */
@@ -42,7 +42,7 @@ export class Keys {
   }
   /**
    * A channel's lost ranges: sorted set of `from to` (scored by `to`): its ids in (from, to] were issued, then lost when
-   * a failover rolled the channel back (the per-channel form of {@link seqLost}).
+   * a failover rolled the channel back (the per-channel form of the removed sequence's `{seq}:lost-ranges`).
    */
   lostRanges(channel: string): string {
     return `${this.prefix}hr:{${channel}}`;
@@ -55,21 +55,6 @@ export class Keys {
   channelOfLive(liveChannel: string): string | undefined {
     const head = `${this.prefix}ev:{`;
     return liveChannel.startsWith(head) && liveChannel.endsWith('}') ? liveChannel.slice(head.length, -1) : undefined;
-  }
-  /** The deployment-wide event sequence (the cursor space). */
-  get seq(): string {
-    return `${this.prefix}{seq}`;
-  }
-  /** The value the sequence was (re)seeded with: cursors below it predate a loss of Redis data. */
-  get seqBase(): string {
-    return `${this.prefix}{seq}:base`;
-  }
-  /**
-   * Sorted set of ranges `from to` (scored by `to`): ids in (from, to] were issued, then lost when a failover rolled the
-   * sequence back. (`seq:lost`, one merged range as a string, was its form before: it is no longer read.)
-   */
-  get seqLost(): string {
-    return `${this.prefix}{seq}:lost-ranges`;
   }
   ticket(ticketHash: string): string {
     return `${this.prefix}tk:${ticketHash}`;

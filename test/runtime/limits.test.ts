@@ -2,7 +2,8 @@ import type Redis from 'ioredis';
 import { ConfigError, coreConfigFromEnv } from '../../core/config';
 import { publish } from '../../core/events';
 import { Keys } from '../../core/redis/keys';
-import { connectRedis, coreConfig, uid } from '../support/harness';
+import { channelRecord, holdChannelTtls } from '../support/channel-keys';
+import { connectRedis, coreConfig, TEST_NAMESPACES, uid } from '../support/harness';
 
 const SERVER = { kind: 'server', principal: 'arn:aws:iam::1:role/backend' } as const;
 const user = () => ({ kind: 'user', sub: `u-${uid()}` }) as const;
@@ -13,7 +14,7 @@ beforeAll(async () => {
 });
 afterAll(() => redis.disconnect());
 
-/** Everything under a prefix of its own: counters and the sequence are not shared with other tests. */
+/** Everything under a prefix of its own: counters and channels are not shared with other tests. */
 function isolated(overrides: Parameters<typeof coreConfig>[0] = {}) {
   const prefix = `l${uid()}:`;
   return { prefix, keys: new Keys(prefix), deps: { redis, config: coreConfig({ keyPrefix: prefix, ...overrides }) } };
@@ -23,6 +24,15 @@ async function keysUnder(prefix: string): Promise<string[]> {
   return (await redis.keys(`${prefix}*`)).sort();
 }
 
+/**
+ * The channel as a refused publish must leave it (test/support/channel-keys.ts): position, base, horizon, gap, last id,
+ * lost ranges and history unchanged, no TTL refreshed. Call once before the refusal (it holds the TTLs) and compare.
+ */
+async function channelAsIs(prefix: string, channel: string) {
+  await holdChannelTtls(redis, prefix, channel);
+  return channelRecord(redis, prefix, TEST_NAMESPACES, channel);
+}
+
 describe('per-user publish rate (USER_PUBLISH_PER_MINUTE)', () => {
   test('a user past the limit: rate_limited 429, nothing written; the window is one minute', async () => {
     const { prefix, keys, deps } = isolated({ userPublishPerMinute: 3 });
@@ -30,11 +40,11 @@ describe('per-user publish rate (USER_PUBLISH_PER_MINUTE)', () => {
     const channel = `chat:${uid()}`;
     for (let i = 0; i < 3; i++) await publish({ channel, type: 't', data: i }, alice, deps);
     const before = await keysUnder(prefix);
-    const seq = await redis.get(keys.seq);
+    const state = await channelAsIs(prefix, channel);
     const refused = publish({ channel, type: 't', data: 'one too many', idempotencyKey: 'k1' }, alice, deps);
     await expect(refused).rejects.toMatchObject({ code: 'rate_limited', status: 429, message: expect.stringMatching(/At most 3 events per minute per user; retry in \d+ s\./) });
     expect(await redis.xlen(keys.history(channel))).toBe(3);
-    expect(await redis.get(keys.seq)).toBe(seq);
+    expect(await channelRecord(redis, prefix, TEST_NAMESPACES, channel)).toEqual(state);
     expect(await keysUnder(prefix)).toEqual(before);
     const ttl = await redis.ttl(keys.userPublishes(alice.sub));
     expect(ttl).toBeGreaterThan(0);
@@ -67,12 +77,15 @@ describe('per-user quota of new channels (USER_NEW_CHANNELS_PER_HOUR)', () => {
     await publish({ channel: a, type: 't', data: 2 }, alice, deps);
     await publish({ channel: b, type: 't', data: 1 }, alice, deps);
     const before = await keysUnder(prefix);
+    const state = await channelAsIs(prefix, c);
+    expect(state).toMatchObject({ position: 0, base: null, lastId: null, history: [] });
     await expect(publish({ channel: c, type: 't', data: 1 }, alice, deps)).rejects.toMatchObject({
       code: 'channel_quota_exceeded',
       status: 429,
       message: expect.stringMatching(/At most 2 new channels per hour per user; publish to a channel that already has events, or retry in \d+ s\./),
     });
     expect(await redis.exists(keys.history(c), keys.lastId(c))).toBe(0);
+    expect(await channelRecord(redis, prefix, TEST_NAMESPACES, c)).toEqual(state);
     expect(await keysUnder(prefix)).toEqual(before);
     const ttl = await redis.ttl(keys.userNewChannels(alice.sub));
     expect(ttl).toBeGreaterThan(60);
@@ -99,18 +112,18 @@ describe('retained bytes per user (USER_RETAINED_BYTES, issue 20 item 6)', () =>
 
   test('a user past the budget: retained_bytes_exceeded 429, nothing written; backends and other users unaffected', async () => {
     // 100 KB per user and namespace per history TTL: three events of about 32 KB fit, the fourth does not.
-    const { prefix, keys, deps } = isolated({ userRetainedBytes: 100_000 });
+    const { prefix, deps } = isolated({ userRetainedBytes: 100_000 });
     const alice = user();
     const channels = [`chat:${uid()}`, `chat:${uid()}`];
     for (let i = 0; i < 3; i++) await publish({ channel: channels[i % 2], type: 't', data: big(32_000) }, alice, deps);
     const before = await keysUnder(prefix);
-    const seq = await redis.get(keys.seq);
+    const state = await channelAsIs(prefix, channels[0]);
     await expect(publish({ channel: channels[0], type: 't', data: big(32_000) }, alice, deps)).rejects.toMatchObject({
       code: 'retained_bytes_exceeded',
       status: 429,
       message: expect.stringMatching(/keeps at most 100000 bytes of events per user in namespace "chat"/),
     });
-    expect(await redis.get(keys.seq)).toBe(seq);
+    expect(await channelRecord(redis, prefix, TEST_NAMESPACES, channels[0])).toEqual(state);
     expect(await keysUnder(prefix)).toEqual(before);
     // A small event still fits; another user and a backend have budgets of their own (backends: none).
     await expect(publish({ channel: channels[0], type: 't', data: 'short' }, alice, deps)).resolves.toMatchObject({ duplicate: false });
@@ -155,11 +168,11 @@ describe('idempotency keys belong to their principal', () => {
   });
 
   test('same key, different event (data or type) on the channel: idempotency_conflict 409, nothing published', async () => {
-    const { prefix, keys, deps } = isolated();
+    const { prefix, deps } = isolated();
     const channel = `chat:${uid()}`;
     const first = await publish({ channel, type: 't', data: { n: 1 }, idempotencyKey: 'k' }, SERVER, deps);
     const before = await keysUnder(prefix);
-    const seq = await redis.get(keys.seq);
+    const state = await channelAsIs(prefix, channel);
     for (const other of [
       { channel, type: 't', data: { n: 2 } },
       { channel, type: 'u', data: { n: 1 } },
@@ -170,7 +183,7 @@ describe('idempotency keys belong to their principal', () => {
         message: expect.stringContaining(`already used for a different event (id ${first.id})`),
       });
     }
-    expect(await redis.get(keys.seq)).toBe(seq);
+    expect(await channelRecord(redis, prefix, TEST_NAMESPACES, channel)).toEqual(state);
     expect(await keysUnder(prefix)).toEqual(before);
     await expect(publish({ channel, type: 't', data: { n: 1 }, idempotencyKey: 'k' }, SERVER, deps)).resolves.toEqual({ id: first.id, channel, duplicate: true });
   });

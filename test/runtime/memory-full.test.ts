@@ -3,7 +3,8 @@ import { toRealtimeError } from '../../core/errors';
 import { publish } from '../../core/events';
 import { issueTicket, redeemTicket } from '../../core/tickets';
 import { RedisServer } from '../../local/redis';
-import { connectRedis, coreConfig, eventually, uid } from '../support/harness';
+import { channelRecord, holdChannelTtls } from '../support/channel-keys';
+import { connectRedis, coreConfig, eventually, TEST_NAMESPACES, uid } from '../support/harness';
 import { Keys } from '../../core/redis/keys';
 
 /** The default prefix's key names (hash-tagged: see core/redis/keys.ts). */
@@ -32,6 +33,10 @@ test('a full Redis with noeviction: publish and ticket issue answer 503 unavaila
   const ch = `chat:${uid()}`;
   const before = await publish({ channel: ch, type: 'message', data: 'kept' }, { kind: 'server', principal: 'test' }, deps);
   const early = await issueTicket({ identity: { kind: 'user', sub: 'alice' }, channels: [ch] }, deps);
+  // The channel as the refused publish must leave it: position, base, horizon, last id, history, no TTL refreshed
+  // (a script's writes are not rolled back when a later command in it meets OOM).
+  await holdChannelTtls(redis, 'rt:', ch);
+  const state = await channelRecord(redis, 'rt:', TEST_NAMESPACES, ch);
 
   // Full: the limit below what is in use (noeviction keeps everything; writes that need memory fail).
   const used = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
@@ -39,7 +44,6 @@ test('a full Redis with noeviction: publish and ticket issue answer 503 unavaila
   await redis.config('SET', 'maxmemory', String(used - 64 * 1024));
   await expect(redis.set('fill', 'x')).rejects.toThrow(/^OOM/);
 
-  const seqBefore = await redis.get(K.seq);
   // What every edge (HTTP handlers, WebSocket frames, the SSE service) answers: toRealtimeError of the failure.
   const wire = (p: Promise<unknown>) => p.then(() => 'resolved', (err: unknown) => toRealtimeError(err));
   expect(await wire(publish({ channel: ch, type: 'message', data: 'refused' }, { kind: 'server', principal: 'test' }, deps))).toMatchObject({
@@ -47,7 +51,7 @@ test('a full Redis with noeviction: publish and ticket issue answer 503 unavaila
     status: 503,
     message: expect.stringContaining('out of memory'),
   });
-  expect(await redis.get(K.seq)).toBe(seqBefore);
+  expect(await channelRecord(redis, 'rt:', TEST_NAMESPACES, ch)).toEqual(state);
   expect(await redis.xlen(K.history(ch))).toBe(1);
 
   expect(await wire(issueTicket({ identity: { kind: 'user', sub: 'bob' }, channels: [ch] }, deps))).toMatchObject({ code: 'unavailable' });
