@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import pino from 'pino';
 import { CORE_ENV } from '../contract/settings';
+import { DEMO_NAMESPACES } from './demo/pages';
 import { parseOrigin } from './guard';
 import { LOCAL_USER_HEADER } from './http-api';
 import { LOCAL_STACK_NAME, startLocalStack } from './stack';
@@ -64,7 +65,9 @@ async function main(): Promise<void> {
       throw new Error(`--verify-signatures needs AWS credentials to verify against (the AWS SDK's chain found none: ${err instanceof Error ? err.message : String(err)}); set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY`);
     }
   }
-  const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger, allowedOrigins: extra, webSocketMode: mode, verifySignatures, backendEvents: {} });
+  // The demo's namespaces (with `room`, presence on) unless the environment names its own.
+  const env = process.env[CORE_ENV.namespacesJson] ? undefined : { [CORE_ENV.namespacesJson]: JSON.stringify(DEMO_NAMESPACES) };
+  const stack = await startLocalStack({ apiPort: port, ssePort, wsPort, logger, allowedOrigins: extra, webSocketMode: mode, verifySignatures, backendEvents: {}, env });
   // Backend events reach the EventBridge stand-in; each is printed, as a rule's target would receive it.
   if (stack.eventBridge) stack.eventBridge.onEvent = (e) => console.log(`backend event ${e['detail-type']} ${JSON.stringify(e.detail)}`);
   const o = stack.outputs;
@@ -78,7 +81,7 @@ Realtime Blueprint local stack is up (Ctrl-C stops it).
   WebSocketUrl   ${o.WebSocketUrl}   (API Gateway stand-in; management API: ${stack.ws.managementEndpoint})
   LiveUrl        ${o.LiveUrl}   (WebSockets on the service; tickets' wsUrl: ${mode === 'apigateway' ? 'WebSocketUrl' : 'LiveUrl'}, --ws-mode ${mode})
   PublishUrl     ${o.PublishUrl}
-  Demo page      ${new URL(o.TicketUrl).origin}/   (chat over WebSocket, scoreboard over SSE, built client)
+  Demo page      ${new URL(o.TicketUrl).origin}/   (chat over WebSocket with who is in it, scoreboard over SSE, built client)
   RedisEndpoint  ${o.RedisEndpoint}${stack.redisServer ? ' (private redis-server)' : ''}
   EventBridge    ${stack.eventBridge?.url ?? 'off'}   (PutEvents stand-in: backend events are printed here)
 
@@ -88,20 +91,20 @@ ${values['outputs-file'] ? `\n  outputs written to ${values['outputs-file']}\n` 
 Act as a user with the local-only header "${LOCAL_USER_HEADER}: <sub>" (the JWT authorizer on AWS).
 ${verifySignatures ? `IAM routes (/publish, /revoke, /backend/tickets) verify SigV4 (service execute-api, region ${region}) against access key ${verifySignatures.credentials.accessKeyId.slice(0, 4)}…: sign with @realtime-blueprint/server.` : '/publish acts as an IAM-signed backend (unsigned calls are accepted; --verify-signatures checks them).'}
 
-Round trip (two terminals; chat:demo is the demo page's chat):
+Round trip (two terminals; room:demo is the demo page's chat, with presence):
   T=$(curl -s -X POST ${o.TicketUrl} -H '${LOCAL_USER_HEADER}: alice' -H 'content-type: application/json' \\
-        -d '{"channels":["chat:demo"]}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).ticket')
-  curl -N "${o.SseUrl}?channels=chat:demo&ticket=$T"
+        -d '{"channels":["room:demo"]}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).ticket')
+  curl -N "${o.SseUrl}?channels=room:demo&ticket=$T"
 
   curl -s -X POST ${o.PublishUrl} -H 'content-type: application/json' \\
-        -d '{"channel":"chat:demo","type":"message","data":{"from":"curl","text":"hello"}}'
+        -d '{"channel":"room:demo","type":"message","data":{"from":"curl","text":"hello"}}'
 
 WebSocket (a "ws" ticket; the ticket's channels are subscribed on connect). Node's own WebSocket: built in
 from Node 22, behind --experimental-websocket on Node 20 and 21 (or: npx -y wscat -c "<url>?ticket=$T"):
   T=$(curl -s -X POST ${o.TicketUrl} -H '${LOCAL_USER_HEADER}: bob' -H 'content-type: application/json' \\
-        -d '{"channels":["chat:demo"],"transport":"ws"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).ticket')
+        -d '{"channels":["room:demo"],"transport":"ws"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).ticket')
   node ${wsFlag()}-e 'const ws = new WebSocket(process.argv[1]); ws.onmessage = (m) => console.log(String(m.data));
-    ws.onopen = () => ws.send(JSON.stringify({ action: "publish", channel: "chat:demo", type: "message", data: { from: "ws", text: "hi" } }))' \\
+    ws.onopen = () => ws.send(JSON.stringify({ action: "publish", channel: "room:demo", type: "message", data: { from: "ws", text: "hi" } }))' \\
     "${mode === 'apigateway' ? o.WebSocketUrl : o.LiveUrl}?ticket=$T"
   (the ticket's wsUrl; the other WebSocket endpoint takes the same frames)
 `);

@@ -126,7 +126,9 @@ export class HttpEdge {
     const headers: Record<string, string | string[]> = { ...this.deps.cors.headers(req), 'content-type': 'application/json', 'cache-control': 'no-store' };
     if (admitted.auth.setCookie) headers['set-cookie'] = admitted.auth.setCookie;
     // `wait=0`: answer at once with what there is (the first poll of a client: it learns the position and is open).
-    const transport = new PollTransport(res, headers, config.replayMaxEvents, url.searchParams.get('wait') === '0' ? 0 : config.pollTimeoutMs, config.core.replayMaxBytes);
+    // `presence=1`: the answer carries the presence snapshots of the channels that keep presence (read after its events).
+    const snapshots = url.searchParams.get('presence') === '1' ? () => engine.presenceJsons(session, admitted.channels) : undefined;
+    const transport = new PollTransport(res, headers, config.replayMaxEvents, url.searchParams.get('wait') === '0' ? 0 : config.pollTimeoutMs, config.core.replayMaxBytes, snapshots);
     // Counted from admission to answer: waiting polls hold a socket and subscriptions like streams.
     const session = engine.open('poll', transport, admitted);
     res.on('close', () => engine.release(session));

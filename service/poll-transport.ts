@@ -5,9 +5,12 @@ import { REPLAY_FRAME_BYTES } from '../core/broker';
 import type { LiveEvent } from './hub';
 import type { Ending, Transport, TransportOwner } from './transport';
 
-/** The long-poll answer: `{"events":[…],"cursor":"…","resets":[…],"more"?:true}` (envelopes are already JSON). */
-export function encodePollAnswer(envelopes: readonly string[], cursor: string, resets: readonly string[], more: boolean): string {
-  return `{"events":[${envelopes.join(',')}],"cursor":${JSON.stringify(cursor)},"resets":${JSON.stringify(resets)}${more ? ',"more":true' : ''}}`;
+/**
+ * The long-poll answer: `{"events":[…],"cursor":"…","resets":[…],"more"?:true,"presence"?:[…]}` (envelopes and
+ * presence snapshots are already JSON). `presence` only when the poll asked for it (`presence=1`).
+ */
+export function encodePollAnswer(envelopes: readonly string[], cursor: string, resets: readonly string[], more: boolean, presence?: readonly string[]): string {
+  return `{"events":[${envelopes.join(',')}],"cursor":${JSON.stringify(cursor)},"resets":${JSON.stringify(resets)}${more ? ',"more":true' : ''}${presence ? `,"presence":[${presence.join(',')}]` : ''}}`;
 }
 
 /**
@@ -17,6 +20,10 @@ export function encodePollAnswer(envelopes: readonly string[], cursor: string, r
  * `timeoutMs`, and answers with what it has. A drain or shutdown answers at once; a revocation
  * answers 401. `answered` settles when the answer was written or the client left; it rejects with
  * the error to answer instead (401 on revocation).
+ *
+ * A poll that asked for presence (`presence=1`) gets the snapshots of its channels that keep presence
+ * (`{channel, members|count, position}`), read once the answer's events are fixed: each position is at or above every
+ * event of the answer, and the client applies the `presence.*` events above it (docs/DESIGN.md, "Presence").
  */
 export class PollTransport implements Transport {
   readonly unidirectional = true;
@@ -48,6 +55,8 @@ export class PollTransport implements Transport {
     private readonly timeoutMs: number,
     /** Most bytes of live events in one answer (REPLAY_MAX_BYTES). Defaults to 1 MiB. */
     private readonly maxBytes: number = CORE_SETTINGS.replayMaxBytes.default,
+    /** Reads the presence snapshots to answer with (`presence=1`); none: the answer has no `presence`. */
+    private readonly snapshots?: () => Promise<string[]>,
   ) {
     this.answered = new Promise<void>((resolve, reject) => {
       this.resolve = resolve;
@@ -119,10 +128,19 @@ export class PollTransport implements Transport {
   private answer(): void {
     if (this.closed) return;
     this.settle();
+    if (!this.snapshots) return this.write();
+    // Read after the events were fixed (settle): a snapshot failure answers without `presence` (the client asks again).
+    this.snapshots().then(
+      (p) => this.write(p),
+      () => this.write(),
+    );
+  }
+
+  private write(presence?: readonly string[]): void {
     const res = this.res;
     if (!res.writableEnded && !res.destroyed) {
       res.writeHead(200, this.headers);
-      res.end(encodePollAnswer(this.envelopes, this.cursor, this.resets, this.more));
+      res.end(encodePollAnswer(this.envelopes, this.cursor, this.resets, this.more, presence));
     }
     this.resolve();
   }

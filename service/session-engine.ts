@@ -120,11 +120,15 @@ export class SessionEngine {
   private sendPresence(session: Session, channels: readonly ParsedChannel[]): void {
     if (!this.deps.presence || session.kind !== 'stream') return;
     void (async () => {
-      for (const ch of channels) {
-        if (presenceMode(ch) === 'off' || session.closed) continue;
-        session.transport.presence?.(presenceJson(ch, await this.presenceSnapshot(session, ch)));
-      }
+      for (const json of await this.presenceJsons(session, channels)) if (!session.closed) session.transport.presence?.(json);
     })().catch((err: Error) => this.deps.log.warn({ err: err.message }, 'presence: snapshot failed'));
+  }
+
+  /** The snapshots (`presenceJson`) of `channels` that keep presence, in order: a stream once live, a long poll's `presence=1`. */
+  async presenceJsons(session: Session, channels: readonly ParsedChannel[]): Promise<string[]> {
+    const out: string[] = [];
+    for (const ch of channels) if (presenceMode(ch) !== 'off') out.push(presenceJson(ch, await this.presenceSnapshot(session, ch)));
+    return out;
   }
 
   /** The members of `ch` for `session` (a `/live` `presence` action): only on a channel it is subscribed to, with presence on. */

@@ -12,11 +12,11 @@ $('user').addEventListener('change', () => {
 
 // The local stack stands in for a JWT with the x-local-user header; a real app sends its Authorization.
 const ticket = ticketFrom('/tickets', { headers: { 'x-local-user': user } });
-const CHAT = params.get('chat') || 'chat:demo';
+const CHAT = params.get('chat') || 'room:demo';
 const SCORES = params.get('scores') || 'scores:demo';
 
 /** What the page received, for a look in the console (and for the end-to-end test). */
-const demo = (window.demo = { chat: [], scores: [], states: { chat: [], score: [] }, resets: 0, rebuilds: 0 });
+const demo = (window.demo = { chat: [], scores: [], states: { chat: [], score: [] }, resets: 0, rebuilds: 0, who: [], joins: [], leaves: [] });
 
 /**
  * Keeps a view equal to the fold of `channel`'s retained history and its live events. On load (no
@@ -69,6 +69,8 @@ follow(chat, CHAT, {
     $('messages').replaceChildren();
   },
   apply: (e) => {
+    // The channel also carries its presence events (presence.join, presence.leave): the list above shows them.
+    if (e.type !== 'message') return;
     demo.chat.push(e.data);
     const li = document.createElement('li');
     const who = document.createElement('b');
@@ -78,6 +80,25 @@ follow(chat, CHAT, {
     $('messages').scrollTop = 1e9;
   },
 });
+// Who is in the chat: the channel's presence (a member per user, however many tabs; one whose last tab closed stays
+// for the grace period, greyed here, and leaves if it does not come back).
+const who = chat.presence(CHAT);
+who.onJoin((m) => demo.joins.push(m.sub));
+who.onLeave((m) => demo.leaves.push(m.sub));
+who.onChange(() => {
+  const members = [...who.members()].sort((a, b) => (a.sub < b.sub ? -1 : 1));
+  demo.who = members.map((m) => m.sub);
+  $('who-count').textContent = who.count();
+  $('who').replaceChildren(
+    ...members.map((m) => {
+      const el = document.createElement('span');
+      el.textContent = m.sub === user ? `${m.sub} (you)` : m.sub;
+      if (!m.connections) el.className = 'away';
+      return el;
+    }),
+  );
+});
+
 $('send').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const input = ev.target.elements.text;

@@ -150,6 +150,51 @@ export interface HistoryPage<E = Envelope> {
   position: string;
 }
 
+/** One member of a channel's presence: a user (`sub`), one however many connections (tabs, devices, transports) it has. */
+export interface PresenceMember {
+  sub: string;
+  /** What the ticket of the connection that made it join carried (e.g. a display name), if anything. */
+  info?: unknown;
+  /**
+   * Its connections as of the snapshot that listed it, or 1 when it joined later (no event tells its later ones). 0: in its
+   * grace period (its last connection closed a moment ago; still a member until the grace ends and it leaves).
+   */
+  connections: number;
+}
+
+/**
+ * Who is on a channel (`client.presence(channel)`, a namespace with `presence` on): the snapshot the server sends, plus the
+ * channel's `presence.*` events above its position. Exact at every event the client received; kept across reconnects and
+ * transport switches by the channel's position, and taken again after a `reset` of the channel (README, "Presence").
+ */
+export interface Presence {
+  readonly channel: string;
+  /** A snapshot was applied: `members()` and `count()` are the channel's (false until the first, and after a `reset` until the next). */
+  readonly synced: boolean;
+  /** The members (members mode; empty in count mode). The same array until something changes (`onChange`). */
+  members(): PresenceMember[];
+  /** How many members: the members' number, or count mode's count. */
+  count(): number;
+  /** A member joined (also for one a new snapshot lists that was not a member before). Returns the removal. */
+  onJoin(f: (m: PresenceMember) => void): () => void;
+  /** A member left (its grace ended), or a new snapshot no longer lists it. */
+  onLeave(f: (m: PresenceMember) => void): () => void;
+  /** `count()` changed. */
+  onCount(f: (n: number) => void): () => void;
+  /** Anything changed (a snapshot applied, an event). */
+  onChange(f: () => void): () => void;
+  /** Stops following the channel's presence (and unsubscribes the channel if only the presence had subscribed it). */
+  close(): void;
+}
+
+/** A snapshot as the transports send it: `{channel, members, position}`, or `{channel, count, position}` in count mode. */
+interface Snapshot {
+  channel: string;
+  members?: PresenceMember[];
+  count?: number;
+  position: string;
+}
+
 /** Upper bounds in ms of the latency histogram's buckets ({@link ChannelStats.latency}); a latency above the last counts in the last. */
 export const LATENCY_BUCKETS = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000];
 
@@ -238,6 +283,110 @@ export function ticketFrom(url: string, init: { headers?: Record<string, string>
   };
 }
 
+/** The subscription `presence()` makes for a channel the app did not subscribe. */
+const NOOP: SubscribeOptions<EventMap> = { onEvent: () => undefined };
+
+/**
+ * One channel's presence, by the snapshot/position rule: until a snapshot comes (`need`), the channel's `presence.*`
+ * events are kept; the snapshot replaces the members, then the kept events above its position apply, and from then on
+ * every event above it. A `reset` (or an unsubscribe) asks for a new snapshot.
+ */
+class Tracker implements Presence {
+  need = true;
+  /** Events kept while `need`. */
+  private b: Envelope[] = [];
+  /** The last snapshot's position: events at or below it are in it. */
+  private pos = '0';
+  private m = new Map<string, PresenceMember>();
+  /** Count mode: the count, and whether the snapshot said so. */
+  private n = 0;
+  private cm = false;
+  /** `members()` until the next change. */
+  private a?: PresenceMember[];
+  private readonly l: { [k: string]: Set<(v: never) => void> } = { join: new Set(), leave: new Set(), count: new Set(), change: new Set() };
+
+  constructor(
+    readonly channel: string,
+    readonly close: () => void,
+  ) {}
+
+  get synced(): boolean {
+    return !this.need;
+  }
+  members(): PresenceMember[] {
+    return (this.a ??= [...this.m.values()]);
+  }
+  count(): number {
+    return this.cm ? this.n : this.m.size;
+  }
+  onJoin(f: (m: PresenceMember) => void): () => void {
+    return this.on('join', f);
+  }
+  onLeave(f: (m: PresenceMember) => void): () => void {
+    return this.on('leave', f);
+  }
+  onCount(f: (n: number) => void): () => void {
+    return this.on('count', f);
+  }
+  onChange(f: () => void): () => void {
+    return this.on('change', f);
+  }
+  private on(k: string, f: (v: never) => void): () => void {
+    this.l[k].add(f);
+    return () => this.l[k].delete(f);
+  }
+  private emit(k: string, v?: unknown): void {
+    this.a = undefined;
+    for (const f of this.l[k]) (f as (v: unknown) => void)(v);
+  }
+
+  /** Needs a new snapshot (a reset, an unsubscribe): what was kept is dropped. */
+  r(): void {
+    this.need = true;
+    this.b = [];
+  }
+
+  /** An event of the channel, in order and above the channel's position (others are ignored). */
+  e(ev: Envelope): void {
+    if (!ev.type.startsWith('presence.')) return;
+    if (this.need) return void this.b.push(ev);
+    if (cmp(ev.id, this.pos) <= 0) return;
+    const d = ev.data as { sub: string; info?: unknown; count: number };
+    const c = this.count();
+    const had = this.m.get(d.sub);
+    if (ev.type === 'presence.join' && !had) {
+      const v = { sub: d.sub, info: d.info, connections: 1 };
+      this.m.set(d.sub, v);
+      this.emit('join', v);
+    } else if (ev.type === 'presence.leave' && had) {
+      this.m.delete(d.sub);
+      this.emit('leave', had);
+    } else if (ev.type === 'presence.count') this.n = d.count;
+    if (c !== this.count()) this.emit('count', this.count());
+    this.emit('change');
+  }
+
+  /** A snapshot (taken only when one is needed): the members at its position, then the events kept above it. */
+  s(j: Snapshot): void {
+    if (!this.need) return;
+    const old = this.m;
+    const c = this.count();
+    this.m = new Map((j.members ?? []).map((x) => [x.sub, x]));
+    this.cm = j.count !== undefined;
+    this.n = j.count ?? 0;
+    this.pos = j.position;
+    this.need = false;
+    this.a = undefined;
+    for (const [k, v] of this.m) if (!old.has(k)) this.emit('join', v);
+    for (const [k, v] of old) if (!this.m.has(k)) this.emit('leave', v);
+    if (c !== this.count()) this.emit('count', this.count());
+    const b = this.b;
+    this.b = [];
+    for (const e of b) this.e(e);
+    this.emit('change');
+  }
+}
+
 interface Sub {
   /** The channel's position: its last event received, or what the server said it is at. */
   cursor?: string;
@@ -287,6 +436,8 @@ export class Client<M extends EventMap = EventMap> {
   transport?: Transport;
   private readonly o: Required<Omit<ClientOptions, 'sseUrl' | 'wsUrl' | 'pollUrl' | 'historyUrl' | 'WebSocket' | 'storage' | 'events'>> & ClientOptions;
   private readonly subs = new Map<string, Sub>();
+  /** Presence trackers by channel (`presence()`). */
+  private readonly pres = new Map<string, Tracker>();
   /** Delivery counts per channel, kept after an unsubscribe. */
   private readonly st = new Map<string, ChannelStats>();
   private readonly listeners: { [k: string]: Set<(v: never) => void> } = { state: new Set(), error: new Set() };
@@ -391,17 +542,61 @@ export class Client<M extends EventMap = EventMap> {
     // An id the app has: the position to resume from, but not known to be the channel's event before the next.
     if (h.since) Object.assign(s, { cursor: h.since, shared: false, last: undefined });
     this.subs.set(channel, s);
-    if (!old) {
-      if (this.conn && !this.conn.channels.includes(channel)) this.conn.stop(true);
-      void this.run();
-    }
+    // A channel the connection does not carry, or a replay asked for: reconnect with it, from its cursor.
+    if (this.conn && (h.since || (!old && !this.conn.channels.includes(channel)))) this.conn.stop(true);
+    if (!old) void this.run();
     return () => this.unsubscribe(channel);
   }
 
   unsubscribe(channel: string): void {
     if (!this.subs.delete(channel)) return;
-    if (this.conn?.kind === 'ws') this.request({ action: 'unsubscribe', channel }).catch(() => undefined);
+    // Its presence follows the subscription: a new snapshot when it is subscribed again.
+    this.pres.get(channel)?.r();
+    if (this.conn?.kind === 'ws') {
+      // The server stops sending it: a later subscribe must reconnect with it, not take it for carried.
+      this.conn.channels = this.conn.channels.filter((c) => c !== channel);
+      this.request({ action: 'unsubscribe', channel }).catch(() => undefined);
+    }
     if (!this.subs.size) this.conn?.stop(true);
+  }
+
+  /**
+   * Who is on `channel` (its namespace has `presence` on: `members` or `count`): the members and their changes, by the
+   * snapshot the server sends (SSE at stream start, a long poll asking `presence=1`, a `presence` frame on WebSockets)
+   * and the channel's `presence.*` events above its position. Subscribes the channel when it is not (its events then go
+   * nowhere else). It follows the channel's subscription: an `unsubscribe` stops it until the channel is subscribed
+   * again. One per channel: a second call returns the same object.
+   */
+  presence(channel: string): Presence {
+    let p = this.pres.get(channel);
+    if (!p) {
+      this.pres.set(
+        channel,
+        (p = new Tracker(channel, () => {
+          this.pres.delete(channel);
+          if (this.subs.get(channel)?.h === NOOP) this.unsubscribe(channel);
+        })),
+      );
+      if (this.subs.has(channel)) this.ask(channel, true);
+      else this.subscribe(channel, NOOP as SubscribeOptions<M>);
+    }
+    return p;
+  }
+
+  /**
+   * A tracker needs `channel`'s snapshot. A WebSocket asks for it (`presence` action); an SSE stream sends one once live,
+   * so an open one reconnects; a long poll asks at its next poll (`presence=1`), or at once by reconnecting when the
+   * tracker is new (`fresh`: the poll waiting now did not ask).
+   */
+  private ask(channel: string, fresh?: boolean): void {
+    const k = this.conn?.channels.includes(channel) && this.transport;
+    if (k === 'ws') this.request({ action: 'presence', channel }).catch((e: RealtimeClientError) => !['disconnected', 'closed', 'not_websocket'].includes(e.code) && this.emit('error', e));
+    else if (k && (fresh || k === 'sse')) this.conn!.stop(true);
+  }
+
+  /** A snapshot from any transport, for its channel's tracker. */
+  private snap(j: Snapshot): void {
+    this.pres.get(j.channel)?.s(j);
   }
 
   /** Publishes over the WebSocket; resolves with the server's `published` answer, rejects with its error code. Resent after a reconnect under the same idempotency key. */
@@ -522,6 +717,7 @@ export class Client<M extends EventMap = EventMap> {
       if (s.last !== undefined && e.prev !== undefined && e.prev !== s.last) x.gaps++;
       s.cursor = s.last = e.id;
       s.shared = false;
+      this.pres.get(e.channel)?.e(e);
       s.h.onEvent(e);
     }
   }
@@ -555,6 +751,11 @@ export class Client<M extends EventMap = EventMap> {
     if (!s) return;
     this.stat(channel).resets++;
     s.last = undefined;
+    const p = this.pres.get(channel);
+    if (p) {
+      p.r();
+      this.ask(channel);
+    }
     if (channels && decodeCursor(cursor, channels.length)) {
       s.cursor = undefined;
       this.caughtUp(cursor, channels);
@@ -802,6 +1003,7 @@ export class Client<M extends EventMap = EventMap> {
         }
         heard = T.now();
         open();
+        for (const c of channels) if (this.pres.get(c)?.need) this.ask(c);
         watchdog();
         after(this.o.maxConnectionMs, () => conn.stop(true));
       };
@@ -829,6 +1031,10 @@ export class Client<M extends EventMap = EventMap> {
           }
           this.answer(undefined);
         } else if (t === 'reset') this.reset(m.channel);
+        else if (t === 'presence') {
+          this.snap(m as unknown as Snapshot);
+          this.answer(undefined);
+        }
         else if (t === 'error' || (t === undefined && m.message)) this.answer(new RealtimeClientError(m.error?.code ?? 'internal', m.error?.message ?? String(m.message)));
         else if (t === 'published' || t === 'unsubscribed') this.answer(undefined, t === 'published' ? { id: m.id, channel: m.channel } : undefined);
         else if (!SIGNALS.has(t) && m.id !== undefined) this.deliver(m as unknown as Envelope);
@@ -879,6 +1085,7 @@ export class Client<M extends EventMap = EventMap> {
                     this.caughtUp(d.cursor ?? id, channels);
                     if (!opened) open();
                   } else if (type === 'reset') this.reset(d.channel, d.cursor ?? id, channels);
+                  else if (type === 'presence') this.snap(d);
                   else this.deliver(d);
                 }
                 data = type = id = '';
@@ -928,7 +1135,7 @@ export class Client<M extends EventMap = EventMap> {
       try {
         const headers: Record<string, string> = {};
         if (this.jar.size) headers.cookie = [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ');
-        const url = base(t, this.o.pollUrl ?? t.sseUrl?.split('?')[0].replace(/\/events$/, '/poll') ?? this.o.sseUrl?.replace(/\/events$/, '/poll')) + q({ cursor: (sent = next ?? this.cursor(channels)), wait: opened ? undefined : '0' });
+        const url = base(t, this.o.pollUrl ?? t.sseUrl?.split('?')[0].replace(/\/events$/, '/poll') ?? this.o.sseUrl?.replace(/\/events$/, '/poll')) + q({ cursor: (sent = next ?? this.cursor(channels)), wait: opened ? undefined : '0', presence: channels.some((c) => this.pres.get(c)?.need) ? '1' : undefined });
         const r = await f(url, { cache: 'no-store', credentials: 'include', headers, signal: ac.signal });
         this.keepCookies(r);
         if (r.status === 401 && spent) {
@@ -946,12 +1153,14 @@ export class Client<M extends EventMap = EventMap> {
           await httpFail(r);
           break;
         }
-        const b = (await r.json()) as { events: Envelope[]; cursor: string; resets: string[] };
+        const b = (await r.json()) as { events: Envelope[]; cursor: string; resets: string[]; presence?: Snapshot[] };
         if (stopped) break;
         spent = true;
         if (this.perPoll) t = undefined;
         for (const c of b.resets) this.reset(c, b.cursor, channels);
         for (const e of b.events) this.deliver(e);
+        // After the answer's resets and events: each snapshot's position is at or above them.
+        for (const j of b.presence ?? []) this.snap(j);
         this.caughtUp(b.cursor, channels);
         next = b.cursor;
         if (!opened) open();

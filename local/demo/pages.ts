@@ -1,10 +1,18 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { DEFAULT_NAMESPACES, type Namespaces } from '../../core/config';
 
 /** The demo app's files (client/demo) and the client package's source (client/src). */
 const DEMO_DIR = join(__dirname, '../../client/demo');
 const CLIENT_ENTRY = join(__dirname, '../../client/src/index.ts');
+
+/**
+ * The namespaces of `npm run dev` (unless NAMESPACES_JSON is set): the runtime's, and `room`, chat rooms with presence on
+ * (`chat`'s policy and `"presence": "members"`), where the demo's chat is (`room:demo`), so it shows who is in it. The
+ * runtime's own namespaces keep presence `off` (its default), so `chat:` channels carry no presence events.
+ */
+export const DEMO_NAMESPACES: Namespaces = { ...DEFAULT_NAMESPACES, room: { ...DEFAULT_NAMESPACES.chat, presence: 'members' } };
 
 /**
  * The demo page of `npm run dev`, served at the local HTTP API's root: `/` (the page),

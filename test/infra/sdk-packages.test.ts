@@ -26,8 +26,10 @@ interface Packed {
 /**
  * Size budgets: tarball bytes (source maps included), and the shipped entry points min+gz. The client tarball went from 44
  * to 48 KiB with the connection cursor's codec (dist/cursor.d.ts), gaps by prev and the reconnect spread (47,165 B).
+ * With presence (issue 24) the client went from 6 to 7 KiB min+gz (test/runtime/client-size.test.ts says why) and the
+ * tarball from 48 to 56 KiB (47,165 to 54,756 B: its code, declarations and source map, and the README's section).
  */
-const BUDGET = { clientTarball: 48 * 1024, serverTarball: 24 * 1024, clientGz: 6 * 1024, reactGz: 1024, serverGz: 4 * 1024 };
+const BUDGET = { clientTarball: 56 * 1024, serverTarball: 24 * 1024, clientGz: 7 * 1024, reactGz: 1024, serverGz: 4 * 1024 };
 const KEYS = { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLEAPP', AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', AWS_REGION: 'eu-west-1' };
 
 const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env) => {
@@ -96,7 +98,7 @@ describe('npm pack: @realtime-blueprint/client', () => {
     const out = run(process.execPath, ['--input-type=module', '-e', "const c = await import('@realtime-blueprint/client'); const r = await import('@realtime-blueprint/client/react'); console.log(JSON.stringify([Object.keys(c).sort(), Object.keys(r).sort()]))"], dir);
     expect(JSON.parse(out)).toEqual([
       ['Client', 'LATENCY_BUCKETS', 'RealtimeClientError', 'backoff', 'createClient', 'createTypedClient', 'ticketFrom', 'typed'],
-      ['RealtimeProvider', 'createRealtimeHooks', 'useChannel', 'useConnectionState', 'useRealtimeClient'],
+      ['RealtimeProvider', 'createRealtimeHooks', 'useChannel', 'useConnectionState', 'usePresence', 'useRealtimeClient'],
     ]);
   }, 120_000);
 });

@@ -7,6 +7,7 @@ import type { Browser, BrowserContext, Page, Route } from 'playwright-core';
 import pino from 'pino';
 import type { LocalStack } from '../../local/stack';
 import { Keys } from '../../core/redis/keys';
+import { DEMO_NAMESPACES } from '../../local/demo/pages';
 import { launchChromium } from '../support/browser';
 import { publish, Relay, until } from '../support/client-kit';
 import { uid } from '../support/harness';
@@ -23,7 +24,8 @@ beforeAll(async () => {
   const { startLocalStack } = await import('../../local/stack');
   [browser, stack] = await Promise.all([
     launchChromium(),
-    startLocalStack({ logger: pino({ level: 'silent' }), env: { RETRY_MS: '200', HEARTBEAT_MS: '1000', POLL_TIMEOUT_MS: '2000', LOG_LEVEL: 'silent' } }),
+    // The namespaces of `npm run dev` (the demo's chat is room:demo, with presence).
+    startLocalStack({ logger: pino({ level: 'silent' }), env: { NAMESPACES_JSON: JSON.stringify(DEMO_NAMESPACES), RETRY_MS: '200', HEARTBEAT_MS: '1000', POLL_TIMEOUT_MS: '2000', LOG_LEVEL: 'silent' } }),
   ]);
   origin = new URL(stack.outputs.TicketUrl).origin;
 });

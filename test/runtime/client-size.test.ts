@@ -1,14 +1,16 @@
 /**
  * The size budget of the client: the whole package (every transport) bundled and minified by
- * esbuild, then gzip level 9, stays within 6 kB.
+ * esbuild, then gzip level 9, stays within 7 kB. It was 6 kB until presence (issue 24: `client.presence(channel)`,
+ * the snapshot/position rule on every transport), which took the client from 6,102 to 6,818 B; presence is part of the
+ * one entry point rather than a separate one (docs/DESIGN.md, "Presence", Size).
  */
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 
-const BUDGET = 6 * 1024;
+const BUDGET = 7 * 1024;
 
-it('the client is at most 6 kB min+gz', async () => {
+it('the client is at most 7 kB min+gz', async () => {
   const out = await build({
     entryPoints: [join(__dirname, '../../client/src/index.ts')],
     bundle: true,

@@ -90,6 +90,32 @@ describe('each transport', () => {
     await until(() => got[a].length === 3, 'a after unsubscribing b', 20_000, () => got);
     expect(got).toEqual({ [a]: [missed, y, z], [b]: [x] });
   });
+
+  it.each(['ws', 'sse', 'poll'] as const)('%s: a channel subscribed again after its unsubscribe (in the same tick, and later) delivers again, from its since', async (transport) => {
+    const a = `chat:a-${uid()}`;
+    const b = `chat:b-${uid()}`;
+    const client = nodeClient({ ticket: localTickets(stack.outputs.TicketUrl, 'bob'), transports: [transport] });
+    track(record(client, []));
+    const got: string[] = [];
+    const onEvent = (e: { id: string }) => void got.push(e.id);
+    client.subscribe(a, { onEvent: () => undefined });
+    client.subscribe(b, { onEvent });
+    await until(() => client.state === 'open', 'open');
+    const e1 = await publish(stack.outputs.PublishUrl, b, { n: 1 });
+    await until(() => got.length === 1, 'the first event', 20_000, () => got);
+    // In the same tick: the server must not be left with only the unsubscribe.
+    client.unsubscribe(b);
+    client.subscribe(b, { onEvent, since: e1 });
+    const e2 = await publish(stack.outputs.PublishUrl, b, { n: 2 });
+    await until(() => got.includes(e2), 'the event after subscribing again in the same tick', 20_000, () => got);
+    // Later, with an event published while away: since replays it.
+    client.unsubscribe(b);
+    const e3 = await publish(stack.outputs.PublishUrl, b, { n: 3 });
+    client.subscribe(b, { onEvent, since: e2 });
+    const e4 = await publish(stack.outputs.PublishUrl, b, { n: 4 });
+    await until(() => got.includes(e4), 'the event after subscribing again later', 20_000, () => got);
+    expect(got).toEqual([e1, e2, e3, e4]);
+  });
 });
 
 describe('publish over WebSocket', () => {

@@ -5,7 +5,7 @@
  */
 import { backoff, createClient, LATENCY_BUCKETS, RealtimeClientError, type Client, type ClientOptions, type Envelope, type TicketAnswer } from '../../client/src/index';
 import { decodeCursor as serverDecode, encodeCursor as serverEncode } from '../../core/cursor';
-import { FakeClock, FakeWebSocket, FakeWindow, settle } from '../support/client-fakes';
+import { FakeClock, fakeClientOptions, FakeWebSocket, FakeWindow, openWs, settle, sseServer } from '../support/client-fakes';
 import { prng } from '../support/prng';
 
 let clock: FakeClock;
@@ -23,30 +23,8 @@ const env = (e: Partial<Envelope> & { id: string }): Envelope => ({ channel: 'ch
 const wsTicket = async (): Promise<TicketAnswer> => ({ ticket: 't', wsUrl: 'ws://test/live?ticket=t' });
 
 function make(o: Partial<ClientOptions> = {}): Client {
-  client = createClient({
-    ticket: wsTicket,
-    transports: ['ws'],
-    WebSocket: FakeWebSocket,
-    timers: clock,
-    random: () => 0.5,
-    // The tests below that are not about the storm spread keep a 1-s spread (U(0, 1 s) = 500 ms at random 0.5).
-    reconnectSpreadMs: 1000,
-    storage: null,
-    events: win,
-    ...o,
-  });
+  client = createClient({ ...fakeClientOptions(clock, win), ...o });
   return client;
-}
-
-/** Opens the current fake socket and answers its subscribes. */
-async function openWs(cursor = '100'): Promise<FakeWebSocket> {
-  await settle();
-  const ws = FakeWebSocket.last;
-  ws.open();
-  await settle();
-  ws.ackSubscribes(cursor);
-  await settle();
-  return ws;
 }
 
 describe('backoff', () => {
@@ -591,18 +569,6 @@ describe('liveness (WebSocket)', () => {
   });
 });
 
-/** An SSE server the test drives: each request gets a stream the test writes to (`streams[i]` for the i-th request). */
-const sseServer = () => {
-  const urls: string[] = [];
-  const streams: ReadableStreamDefaultController<Uint8Array>[] = [];
-  const enc = new TextEncoder();
-  const f = (async (url: string) => {
-    urls.push(url);
-    return new Response(new ReadableStream<Uint8Array>({ start: (c) => void streams.push(c) }), { status: 200 });
-  }) as unknown as typeof fetch;
-  const send = (text: string) => streams[streams.length - 1].enqueue(enc.encode(text));
-  return { urls, streams, f, send, lastEventId: (i: number) => new URL(urls[i]).searchParams.get('lastEventId') };
-};
 const ev = (e: Partial<Envelope> & { id: string; channel: string }) => `event: m\ndata: ${JSON.stringify(env(e))}\n\n`;
 const T = 1_796_000_000_000_000;
 

@@ -10,7 +10,7 @@ import { createElement, StrictMode, useState, type ReactNode } from 'react';
 import { createRoot, type Root } from 'react-dom/client';
 import { flushSync } from 'react-dom';
 import { createClient, createTypedClient, ticketFrom, type Client, type Envelope, type TicketRequest, type Transport } from '../../client/src/index';
-import { createRealtimeHooks, RealtimeProvider, useChannel, useConnectionState } from '../../client/src/react';
+import { createRealtimeHooks, RealtimeProvider, useChannel, useConnectionState, usePresence } from '../../client/src/react';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -185,6 +185,29 @@ test('typed hooks: createRealtimeHooks<Schema>() with a typed client; a backend 
   await until(() => seen.includes('chat:what a goal'), 'the chat message');
   expect(seen).toEqual(['goal:away', 'chat:what a goal']);
 });
+
+test('usePresence: the channel\'s members as they join and leave (room: the namespace `npm run dev` adds, presence on); the last unmount closes it', async () => {
+  const room = `room:react-${process.pid}-${++n}`;
+  client = clientOn(['sse']);
+  function Who() {
+    const { members, count, synced } = usePresence(room);
+    return createElement('ul', { id: 'who', 'data-synced': String(synced), 'data-count': count }, ...members.map((m) => createElement('li', { key: m.sub }, `${m.sub}:${m.connections}`)));
+  }
+  render(createElement(RealtimeProvider, { client }, createElement(Who)));
+  await until(() => texts('who').join() === 'react-user:1', 'react-user present');
+  expect(document.getElementById('who')!.getAttribute('data-synced')).toBe('true');
+  // Another user on the WebSocket joins; then leaves, after the grace (5 s).
+  const inner = ticketFrom(stack.outputs.TicketUrl, { headers: { 'x-local-user': 'other-user' } });
+  const other = createClient({ ticket: inner, transports: ['ws'], storage: null, openTimeoutMs: 20_000 });
+  other.presence(room);
+  await until(() => texts('who').sort().join() === 'other-user:1,react-user:1', 'other-user joins');
+  other.close();
+  await until(() => texts('who').join() === 'react-user:1', 'other-user leaves', 20_000);
+  expect(document.getElementById('who')!.getAttribute('data-count')).toBe('1');
+  root!.unmount();
+  root = undefined;
+  await until(() => client!.transport === undefined, 'the channel unsubscribed after the last unmount');
+}, 40_000);
 
 test('a hook outside a RealtimeProvider: an error that says what to add', () => {
   const errors: unknown[] = [];

@@ -1,4 +1,4 @@
-import type { Timers, WebSocketLike } from '../../client/src/index';
+import type { ClientOptions, TicketAnswer, Timers, WebSocketLike } from '../../client/src/index';
 
 /**
  * Deterministic stand-ins for the client's unit tests: a clock whose timers run only when the test
@@ -91,6 +91,47 @@ export class FakeWebSocket implements WebSocketLike {
     return this.sent.map((f) => f.action as string);
   }
 }
+
+/**
+ * The client options of the unit tests: WebSocket only, on the fakes, `random` 0.5, a 1-s reconnect spread (the tests
+ * not about the storm spread: U(0, 1 s) = 500 ms), no storage.
+ */
+export function fakeClientOptions(clock: FakeClock, events: FakeWindow): ClientOptions {
+  return {
+    ticket: async (): Promise<TicketAnswer> => ({ ticket: 't', wsUrl: 'ws://test/live?ticket=t' }),
+    transports: ['ws'],
+    WebSocket: FakeWebSocket,
+    timers: clock,
+    random: () => 0.5,
+    reconnectSpreadMs: 1000,
+    storage: null,
+    events,
+  };
+}
+
+/** Opens the current fake socket and answers its subscribes at `cursor`. */
+export async function openWs(cursor = '100'): Promise<FakeWebSocket> {
+  await settle();
+  const ws = FakeWebSocket.last;
+  ws.open();
+  await settle();
+  ws.ackSubscribes(cursor);
+  await settle();
+  return ws;
+}
+
+/** An SSE server the test drives: each request gets a stream the test writes to (`streams[i]` for the i-th request). */
+export const sseServer = () => {
+  const urls: string[] = [];
+  const streams: ReadableStreamDefaultController<Uint8Array>[] = [];
+  const enc = new TextEncoder();
+  const f = (async (url: string) => {
+    urls.push(url);
+    return new Response(new ReadableStream<Uint8Array>({ start: (c) => void streams.push(c) }), { status: 200 });
+  }) as unknown as typeof fetch;
+  const send = (text: string) => streams[streams.length - 1].enqueue(enc.encode(text));
+  return { urls, streams, f, send, lastEventId: (i: number) => new URL(urls[i]).searchParams.get('lastEventId') };
+};
 
 /** An event target for `visibilitychange` and `online`. */
 export class FakeWindow {

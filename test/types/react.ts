@@ -2,7 +2,7 @@
  * Type test of the React bindings (see typed-channels.ts): typed hooks take only the schema's channel names and
  * give each channel's events; the untyped hooks take an event map.
  */
-import { createRealtimeHooks, useChannel, useConnectionState } from '../../client/src/react';
+import { createRealtimeHooks, useChannel, useConnectionState, usePresence } from '../../client/src/react';
 
 type Schema = { 'chat:*': { message: { text: string } }; 'scores:*': { goal: { team: 'home' | 'away' } } };
 const hooks = createRealtimeHooks<Schema>();
@@ -22,6 +22,11 @@ export function Typed(): string {
   // @ts-expect-error the wrong data for the type
   void hooks.useClient().publish('chat:lobby', 'message', { txt: 'hi' });
   const state: 'connecting' | 'open' | 'reconnecting' | 'closed' = hooks.useConnectionState();
+  const { members, count, synced } = hooks.usePresence('chat:lobby');
+  const subs: string[] = members.map((m) => m.sub);
+  void [subs, count + 1, synced && members[0]?.connections];
+  // @ts-expect-error presence of a channel the schema does not allow
+  hooks.usePresence('chta:lobby');
   return state;
 }
 
@@ -34,5 +39,7 @@ export function Untyped(): string {
   });
   // @ts-expect-error the handler is required
   useChannel('feed:1');
+  const here: number = usePresence(null).count;
+  void here;
   return useConnectionState();
 }
