@@ -381,6 +381,7 @@ function prng(seed) {
  * `maxDelayMs`, seeded), each first POSTing its own ticket request to `ticketUrl` (the local stack's
  * ticket API, user `u<i>` in `x-local-user`) and then opening its stream with `Last-Event-ID`. With
  * `messages` > 0 the window is armed first, so the catch-up events the server replays are counted.
+ * `channels` and `lastEventIds` (arrays by client), when given, replace `channel` and `lastEventId`.
  */
 async function storm(opts) {
   const n = opts.n;
@@ -402,7 +403,7 @@ async function storm(opts) {
       const r = await fetch(opts.ticketUrl, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-local-user': `u${i}` },
-        body: JSON.stringify({ channels: [opts.channel] }),
+        body: JSON.stringify({ channels: [opts.channels ? opts.channels[i] : opts.channel] }),
       });
       const body = await r.json();
       if (r.status !== 201) throw new Error(`ticket HTTP ${r.status}: ${JSON.stringify(body).slice(0, 200)}`);
@@ -414,11 +415,11 @@ async function storm(opts) {
       return;
     }
     ticketMsTotal += nowMs() - t0;
-    paths[i] = `/events?channels=${encodeURIComponent(opts.channel)}&ticket=${ticket}`;
+    paths[i] = `/events?channels=${encodeURIComponent(opts.channels ? opts.channels[i] : opts.channel)}&ticket=${ticket}`;
     const c = new Conn(i);
     c.seen = opts.messages ? new Uint8Array(opts.messages) : null;
     conns.push(c);
-    const r = await openOne(c, { ...opts, paths });
+    const r = await openOne(c, { ...opts, paths, lastEventId: opts.lastEventIds ? opts.lastEventIds[i] : opts.lastEventId });
     if (!r.ok) {
       failed++;
       if (!firstErr) firstErr = r.err;

@@ -16,7 +16,7 @@
  *          same service), socketio (Socket.IO 4 + @socket.io/redis-adapter, bench/socketio-server.js)
  *          and ws-ref (bench/ws-ref-server.js, `ws` + ioredis), cases 1k,5k,10k; the WebSocket
  *          clients are raw sockets in bench/loadgen.js (`proto` ws / socketio).
- *   --storm [--storm-n 10000] [--storm-window 5000-10000] [--storm-missed 50] [--servers ours@REV,ours] [--runs N] [--cpu-prof]:
+ *   --storm [--storm-n 10000] [--storm-window 5000-10000] [--storm-missed 50] [--storm-own-channels] [--servers ours@REV,ours] [--runs N] [--cpu-prof]:
  *          the reconnect storm (issue 27): N clients drop and come back within the window, each with its own ticket from
  *          the local ticket API and Last-Event-ID; server CPU, write/read system calls and Redis commands per connect.
  *   --capacity [--capacity-n sse:20000,sse:50000,live:50000] [--per-loadgen 10000] [--capacity-hold-s 30]
@@ -122,6 +122,7 @@ const { values: args } = parseArgs({
     'storm-n': { type: 'string', default: '10000' },
     'storm-missed': { type: 'string', default: '50' },
     'storm-window': { type: 'string', default: '5000-10000' },
+    'storm-own-channels': { type: 'boolean', default: false },
     capacity: { type: 'boolean', default: false },
     'capacity-n': { type: 'string', default: 'sse:20000,sse:50000,live:50000' },
     'capacity-hold-s': { type: 'string', default: '30' },
@@ -456,27 +457,27 @@ class Ours implements Server {
   pids(): number[] {
     return this.proc?.pid ? [this.proc.pid] : [];
   }
-  async paths(n: number) {
+  /** `channelOf(i)`: client i's channel (the storm's `--storm-own-channels`); defaults to the run's channels in turn. */
+  async paths(n: number, channelOf = (i: number) => this.channels[i % this.channels.length]) {
     const config = { ...this.drive.core, redisUrl: this.ctx.redisUrl };
     const started = hrMs();
     const out: string[] = [];
     for (let i = 0; i < n; i += 500) {
       const batch = await Promise.all(
         Array.from({ length: Math.min(500, n - i) }, (_, k) =>
-          this.drive.issueTicket({ identity: { kind: 'user', sub: `u${i + k}` }, channels: [this.channelOf(i + k)], transport: this.proto }, { redis: this.ctx.redis, config }),
+          this.drive.issueTicket({ identity: { kind: 'user', sub: `u${i + k}` }, channels: [channelOf(i + k)], transport: this.proto }, { redis: this.ctx.redis, config }),
         ),
       );
-      for (const [k, t] of batch.entries()) out.push(this.proto === 'ws' ? `/live?ticket=${t.ticket}` : `/events?channels=${this.channelOf(i + k)}&ticket=${t.ticket}`);
+      batch.forEach((t, k) => out.push(this.proto === 'ws' ? `/live?ticket=${t.ticket}` : `/events?channels=${channelOf(i + k)}&ticket=${t.ticket}`));
     }
     return { paths: out, ticketMs: hrMs() - started };
   }
-  private channelOf(connection: number): string {
-    return this.channels[connection % this.channels.length];
-  }
-  publish(n: number) {
+  /** Publishes event `n` to `channel` (the storm's own channels), or to each of the run's channels. */
+  publish(n: number, channel?: string) {
     const config = { ...this.drive.core, redisUrl: this.ctx.redisUrl };
     const { data } = payload(n);
-    const one = (channel: string) => this.drive.publish({ channel, type: 'bench', data }, { kind: 'server', principal: 'bench' }, { redis: this.ctx.redis, config });
+    const one = (c: string) => this.drive.publish({ channel: c, type: 'bench', data }, { kind: 'server', principal: 'bench' }, { redis: this.ctx.redis, config });
+    if (channel) return one(channel);
     // One channel (every case but --sse-cluster): its publish's result, which the storm reads the id from.
     return this.channels.length === 1 ? one(this.channels[0]) : Promise.all(this.channels.map(one));
   }
@@ -1061,7 +1062,9 @@ interface StormPhase {
  */
 async function runStorm(make: (s: ServerName) => Server, redisUrl: string, redis: Redis, cpuProfDir?: string) {
   const n = Number(args['storm-n']);
-  const missed = Number(args['storm-missed']);
+  // Each client on a channel of its own: no two share what the hub knows of a channel, so each resume replays.
+  const own = args['storm-own-channels'] === true;
+  const missed = own ? 0 : Number(args['storm-missed']);
   const stormRuns = Number(args.runs ?? 1);
   const [minDelayMs, maxDelayMs] = args['storm-window']!.split('-').map(Number);
   if (!(n > 0) || !(missed >= 0) || !(minDelayMs >= 0) || !(maxDelayMs >= minDelayMs)) fail('--storm-n N --storm-missed K --storm-window MIN-MAX (ms)');
@@ -1079,21 +1082,30 @@ async function runStorm(make: (s: ServerName) => Server, redisUrl: string, redis
         try {
           await server.start(ctx);
           const channel = `chat:bench-${ctx.id}`;
-          const { paths } = await server.paths(n);
+          const channels = own ? Array.from({ length: n }, (_, i) => `${channel}-${i}`) : undefined;
+          const { paths } = await server.paths(n, channels && ((i) => channels[i]));
           const port = server.portNo;
           const conn = await lg.ask({ cmd: 'connect', host: '127.0.0.1', port, paths, concurrency: 200, needReady: true, proto: 'sse', timeoutMs: 60_000 }, 'connected', 300_000);
           console.log(`storm: ${name} run ${run}: ${conn.ok}/${n} connected first (${Math.round(conn.ms)} ms)`);
-          for (const k of [0, missed]) {
+          for (const k of own ? [0] : [0, missed]) {
             // The last event they saw, then the drop, then k events while they are away.
             const seen = await server.publish(-1);
             const lastEventId = (seen as { id: string }).id;
+            let lastEventIds: string[] | undefined;
+            if (channels) {
+              lastEventIds = [];
+              for (let i = 0; i < n; i += 500) {
+                const ids = await Promise.all(channels.slice(i, i + 500).map(async (c) => ((await server.publish(-1, c)) as { id: string }).id));
+                lastEventIds.push(...ids);
+              }
+            }
             await lg.ask({ cmd: 'close' }, 'closed', 30_000);
             await sleep(2000);
             for (let i = 0; i < k; i++) await server.publish(i);
             const [cpu0, lg0, me0, io0, rc0] = [cpuTicks(server), procCpuTicks(lg.pid), selfTicks(), procSyscalls(server.pids()[0]), await redisCalls(redis)];
             const t0 = hrMs();
             const st = (await lg.ask(
-              { cmd: 'storm', n, messages: k, host: '127.0.0.1', port, ticketUrl: stack.outputs.TicketUrl, channel, lastEventId, minDelayMs, maxDelayMs, seed: 27, needReady: true, proto: 'sse', timeoutMs: 60_000 },
+              { cmd: 'storm', n, messages: k, host: '127.0.0.1', port, ticketUrl: stack.outputs.TicketUrl, channel, channels, lastEventId, lastEventIds, minDelayMs, maxDelayMs, seed: 27, needReady: true, proto: 'sse', timeoutMs: 60_000 },
               'stormed',
               300_000,
             )) as unknown as { ok: number; failed: number; ticketFailed: number; firstErr?: string; lastReadyMs: number; ticketMsMean: number };
@@ -1158,7 +1170,7 @@ async function runStorm(make: (s: ServerName) => Server, redisUrl: string, redis
     const b = perConnect(s, missed);
     return a !== undefined && b !== undefined && missed ? +((b - a) / missed).toFixed(2) : undefined;
   };
-  let md = `\n#### Reconnect storm: ${n.toLocaleString('en-US')} clients back within ${minDelayMs / 1000}–${maxDelayMs / 1000} s, own ticket each, \`Last-Event-ID\`\n\n`;
+  let md = `\n#### Reconnect storm: ${n.toLocaleString('en-US')} clients back within ${minDelayMs / 1000}–${maxDelayMs / 1000} s, own ticket each, \`Last-Event-ID\`${own ? ', each on a channel of its own' : ', one channel'}\n\n`;
   md += '| server | run | phase | connected | failed (of which ticket) | last ready after, ms | ticket round trip mean, ms | server CPU µs / connect | server writes / reads per connect | Redis commands per connect | server CPU % of a core | load generator / ticket API CPU, % of a core | caught up / expected |\n| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
   for (const p of phases) {
     const flag = p.loadgenCpuPct >= LOADGEN_SATURATED_PCT || p.ticketApiCpuPct >= LOADGEN_SATURATED_PCT ? ' (bottleneck)' : '';

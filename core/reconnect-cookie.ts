@@ -39,9 +39,9 @@ export function channelSetHash(channels: readonly string[]): string {
   return sha256(channels.join(',')).slice(0, 16);
 }
 
-/** Cookie name for a (sorted) channel set. */
-export function sessionCookieName(channels: readonly string[]): string {
-  return `rt_${channelSetHash(channels)}`;
+/** Cookie name for a (sorted) channel set (`set`: its {@link channelSetHash}, when the caller has it already). */
+export function sessionCookieName(channels: readonly string[], set = channelSetHash(channels)): string {
+  return `rt_${set}`;
 }
 
 /** True for the name of a reconnect cookie. */

@@ -85,11 +85,17 @@ export async function spendTicket(ticket: string | null | undefined, deps: Pick<
  * Redeems a ticket once (GETDEL: of two concurrent redemptions exactly one wins), then reads its user's revocation
  * epoch and, for an SSE ticket, its channels' positions (one round trip: `GET` of the epoch and one single-slot
  * `CHANNEL_POSITION` per channel, sent together; the keys are in different slots on a cluster, and a script may only
- * touch keys it declares, while the user and channels are known only once the ticket is read). An epoch read after
- * the GETDEL is at least as new as one read with it: a revocation in between refuses the ticket, as it should.
+ * touch keys it declares, while the user and channels are known only once the ticket is read). A caller that cannot
+ * use the positions (a stream resuming from a cursor, whose replay reads them: every connect of a reconnect storm)
+ * passes `deps.positions` false: none are read, the grant has none. An epoch read after the GETDEL is at least as new
+ * as one read with it: a revocation in between refuses the ticket, as it should.
  * A ticket redeemed on the wrong transport, or after its user was revoked, is spent all the same.
  */
-export async function redeemTicket(ticket: unknown, transport: TicketAudience, deps: Pick<TicketDeps, 'redis' | 'config' | 'now'>): Promise<Grant> {
+export async function redeemTicket(
+  ticket: unknown,
+  transport: TicketAudience,
+  deps: Pick<TicketDeps, 'redis' | 'config' | 'now'> & { readonly positions?: boolean },
+): Promise<Grant> {
   if (typeof ticket !== 'string' || !TICKET_PATTERN.test(ticket)) {
     throw new RealtimeError('ticket_invalid', 'The ticket is missing or malformed; get a new one from POST /tickets.');
   }
@@ -108,7 +114,8 @@ export async function redeemTicket(ticket: unknown, transport: TicketAudience, d
 }
 
 /** The positions of `channels` by name, or undefined when they no longer parse (a namespace removed since the ticket). */
-async function channelPositions(channels: readonly string[], deps: Pick<TicketDeps, 'redis' | 'config'>): Promise<ReadonlyMap<string, number> | undefined> {
+async function channelPositions(channels: readonly string[], deps: Pick<TicketDeps, 'redis' | 'config'> & { readonly positions?: boolean }): Promise<ReadonlyMap<string, number> | undefined> {
+  if (deps.positions === false) return undefined;
   let parsed;
   try {
     parsed = parseChannelList(channels, deps.config.namespaces, Number.MAX_SAFE_INTEGER);

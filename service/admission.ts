@@ -77,7 +77,8 @@ export class Admission {
     const now = this.deps.now();
     const ticket = url.searchParams.get('ticket');
     ctx.ticketSettled = true;
-    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now });
+    // The positions read with a ticket's redemption serve only a stream that goes live at them (a mark, no cursor).
+    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now, positions: mark !== undefined });
     // Public channels need no ticket; one presented all the same is spent, as on every other request.
     if (auth.identity.kind === 'anonymous') await spendTicket(ticket, { redis: this.deps.redis, config: config.core });
     ctx.setCookie = auth.setCookie;
@@ -103,7 +104,7 @@ export class Admission {
     if (query.channel.policy.subscribe === 'public') this.limitAnonymous(req);
     const ticket = url.searchParams.get('ticket');
     ctx.ticketSettled = true;
-    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now: this.deps.now() });
+    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now: this.deps.now(), positions: false });
     if (auth.identity.kind === 'anonymous') await spendTicket(ticket, { redis: this.deps.redis, config: config.core });
     else this.limitRequests(`user\0${auth.identity.kind === 'user' ? auth.identity.sub : ''}`);
     ctx.setCookie = auth.setCookie;

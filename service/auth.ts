@@ -54,13 +54,14 @@ const ENDED = 'The session reached its end (SESSION_MAX_AGE_SECONDS after its ti
  *    the very ticket the cookie came from (a native EventSource reconnect resends its URL) and the
  *    user was not revoked since;
  * 3. otherwise the `ticket`, redeemed once: a presented ticket always wins over a cookie and is spent.
- * Every non-public channel must be in the grant and still allowed by its namespace policy.
+ * Every non-public channel must be in the grant and still allowed by its namespace policy. `deps.positions` false: a
+ * redeemed ticket's channel positions are not read (the caller could not use them; see `redeemTicket`).
  */
 export async function authorize(
   req: IncomingMessage,
   ticket: string | null,
   channels: readonly ParsedChannel[],
-  deps: { redis: RedisLike; config: ServiceConfig; now: number },
+  deps: { redis: RedisLike; config: ServiceConfig; now: number; positions?: boolean },
 ): Promise<Authorized> {
   const { config, now } = deps;
   const core = config.core;
@@ -68,11 +69,12 @@ export async function authorize(
   if (restricted.length === 0) return { identity: ANONYMOUS };
 
   const names = channels.map((c) => c.channel);
-  const cookieName = sessionCookieName(names);
+  const set = channelSetHash(names);
+  const cookieName = sessionCookieName(names, set);
   const cookies = parseCookies(req.headers.cookie);
   let cookie = decodeSession(cookies.get(cookieName), config.sessionSecrets);
   // The name is not signed; the channel set inside is.
-  if (cookie && cookie.set !== channelSetHash(names)) cookie = null;
+  if (cookie && cookie.set !== set) cookie = null;
   const presented = ticket !== null && ticket !== '' ? ticket : undefined;
   let session: SessionClaims;
   let positions: ReadonlyMap<string, number> | undefined;
@@ -89,7 +91,7 @@ export async function authorize(
     let grant: Grant | undefined;
     if (presented) {
       try {
-        grant = await redeemTicket(presented, 'sse', { redis: deps.redis, config: core, now: () => now });
+        grant = await redeemTicket(presented, 'sse', { redis: deps.redis, config: core, now: () => now, positions: deps.positions });
       } catch (err) {
         if (!legacyOk || !(err instanceof RealtimeError) || err.code !== 'ticket_invalid') throw err;
       }
@@ -113,7 +115,7 @@ export async function authorize(
 
   const exp = Math.min(now + config.sessionTtlSeconds * 1000, session.maxExp);
   const value = signSession(
-    { sub: session.sub, set: channelSetHash(names), ticket: session.ticketTag, exp, maxExp: session.maxExp, epoch: session.epoch, byBackend: session.grant.byBackend, info: session.info },
+    { sub: session.sub, set, ticket: session.ticketTag, exp, maxExp: session.maxExp, epoch: session.epoch, byBackend: session.grant.byBackend, info: session.info },
     config.sessionSecrets,
   );
   // Whole seconds, rounded down: the browser drops the cookie no later than the server stops accepting it.

@@ -80,6 +80,11 @@ export class Hub {
   private generation = 0;
   /** Per subscribed channel, the id of the last event that arrived on it. */
   private readonly lastSeq = new Map<string, number>();
+  /**
+   * Per subscribed channel, its position as last read from Redis while its subscription stood ({@link learn}); dropped
+   * when the subscription may lapse. With the last event that arrived on it since, it is the channel's position now.
+   */
+  private readonly known = new Map<string, number>();
 
   constructor(
     private readonly sub: BrokerSubscriber,
@@ -96,6 +101,7 @@ export class Hub {
     });
     sub.onState((state, channels) => {
       this.generation++;
+      this.known.clear();
       if (state === 'restored') this.onResubscribed?.(channels);
     });
   }
@@ -177,6 +183,38 @@ export class Hub {
     return true;
   }
 
+  /**
+   * Records the positions of `channels` (in order) read from Redis by a command sent after `mark` was taken (see
+   * {@link mark}): kept while each subscription stands, for {@link addCaughtUp}. Ignored when a subscription may have
+   * lapsed since the mark.
+   */
+  learn(channels: readonly string[], mark: number | undefined, positions: readonly number[]): void {
+    if (mark === undefined || mark !== this.generation || !this.sub.ready) return;
+    for (let i = 0; i < channels.length; i++) {
+      const c = channels[i];
+      if (this.listeners.has(c) && !this.subscribing.has(c)) this.known.set(c, positions[i]);
+    }
+  }
+
+  /**
+   * Adds `listener` to `channels` without a Redis round trip when a reader at `cursor` (one position per channel, in
+   * the order of `channels`) has missed nothing: each channel is subscribed, its position was read since its
+   * subscription stands ({@link learn}), and the cursor is that position, or the id of the last event that arrived on
+   * it since, whichever is higher. Every event above it is then still to arrive here: the listener gets it live. (The
+   * reconnect storm of a task's clients on shared channels: after the first, none reads Redis to resume.) Returns false,
+   * adding nothing, otherwise: then {@link add} and replay.
+   */
+  addCaughtUp(channels: readonly string[], listener: Listener, cursor: readonly number[]): boolean {
+    if (!this.sub.ready || cursor.length !== channels.length) return false;
+    for (let i = 0; i < channels.length; i++) {
+      const c = channels[i];
+      const k = this.known.get(c);
+      if (k === undefined || this.subscribing.has(c) || Math.max(k, this.lastSeq.get(c) ?? 0) !== cursor[i]) return false;
+    }
+    for (const c of channels) this.listeners.get(c)!.add(listener);
+    return true;
+  }
+
   /** Removes `listener`; channels left without listeners are unsubscribed. */
   remove(channels: readonly string[], listener: Listener): void {
     const empty: string[] = [];
@@ -187,6 +225,7 @@ export class Hub {
       if (set.size === 0) {
         this.listeners.delete(c);
         this.lastSeq.delete(c);
+        this.known.delete(c);
         empty.push(c);
       }
     }

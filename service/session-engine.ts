@@ -146,12 +146,23 @@ export class SessionEngine {
   }
 
   /**
-   * Subscribes the session's channels, replays what it missed after `cursor` and goes live. A session
-   * without a cursor whose ticket's redemption read its channels' positions while they were subscribed
-   * (`admitted`: the hub's mark and those positions) goes live at those positions at once, when the hub
-   * confirms nothing above them arrived meanwhile: no further round trip to Redis.
+   * Subscribes the session's channels, replays what it missed after `cursor` and goes live. No round trip to Redis
+   * after the ticket's, when the hub shows nothing can have been missed:
+   * - a session without a cursor whose ticket's redemption read its channels' positions while they were subscribed
+   *   (`admitted`: the hub's mark and those positions) goes live at those positions, when nothing above them arrived
+   *   meanwhile;
+   * - a session resuming from a cursor that is each channel's position now as the hub knows it (`Hub.addCaughtUp`:
+   *   read since the subscription stands, or the last event that arrived since) goes live there: nothing above it was
+   *   published, or it would have arrived, so there is nothing to replay or reset.
    */
   async start(session: Session, channels: readonly ParsedChannel[], cursor: ConnectionCursor | undefined, admitted?: Admitted): Promise<void> {
+    const hub = this.deps.hub;
+    if (cursor !== undefined && !admitted?.resetAll && hub.addCaughtUp(session.channels, session, cursor.positions)) {
+      if (session.kind === 'stream') this.deps.metrics.replays++;
+      session.goLive(cursor.positions);
+      this.sendPresence(session, channels);
+      return;
+    }
     const known = admitted?.auth.positions;
     const positions = known && session.channels.map((c) => known.get(c));
     if (
@@ -160,13 +171,14 @@ export class SessionEngine {
       admitted?.mark !== undefined &&
       positions !== undefined &&
       positions.every((p) => p !== undefined) &&
-      this.deps.hub.addAt(session.channels, session, admitted.mark, positions as number[])
+      hub.addAt(session.channels, session, admitted.mark, positions as number[])
     ) {
+      hub.learn(session.channels, admitted.mark, positions as number[]);
       session.goLive(positions as number[]);
       this.sendPresence(session, channels);
       return;
     }
-    await this.deps.hub.add(session.channels, session);
+    await hub.add(session.channels, session);
     await this.catchUp(session, channels, cursor, admitted?.resetAll);
     this.sendPresence(session, channels);
   }
@@ -269,6 +281,8 @@ export class SessionEngine {
     const fromNow = async (): Promise<ReplayResult> => ({ events: [], resets: [...session.channels], positions: await currentCursor(channels, deps), more: false });
     let r: ReplayResult;
     let fresh = resetAll;
+    // Taken before the read: a whole first page ends at the channels' positions, which the hub keeps (Hub.learn).
+    const mark = this.deps.hub.mark(session.channels);
     try {
       r = resetAll ? await fromNow() : await backlog(channels, cursor, deps, limit);
     } catch (err) {
@@ -276,6 +290,7 @@ export class SessionEngine {
       fresh = true;
       r = await fromNow();
     }
+    if (!r.more) this.deps.hub.learn(session.channels, mark, r.positions);
     if (cursor !== undefined && session.kind === 'stream') {
       this.deps.metrics.replays++;
       this.deps.metrics.resets += r.resets.length;

@@ -131,6 +131,12 @@ const sseFrame = (e: LiveEvent): Buffer => Buffer.from(sse.frame(e.type, e.envel
  */
 const sseSoloEvent = (e: LiveEvent): Buffer => Buffer.from(sse.event(e.soloCursor, e.type, e.envelope));
 
+/** The `retry:` frame every stream opens with, one Buffer per RETRY_MS value (the last one asked for). */
+let lastRetry: { ms: number; frame: Buffer } | undefined;
+function retryFrame(ms: number): Buffer {
+  if (lastRetry?.ms !== ms) lastRetry = { ms, frame: Buffer.from(sse.retry(ms)) };
+  return lastRetry.frame;
+}
 
 /** The comment that says why a stream ends (none: the `retry:` hint says it all). */
 const END_COMMENTS: Record<EndReason, ((detail?: string) => string | undefined) | undefined> = {
@@ -160,7 +166,8 @@ export class SseTransport extends QueuedTransport implements Transport {
     retryMs: number,
   ) {
     super(sink, window, maxQueuedBytes);
-    this.write(sse.retry(retryMs));
+    // Sent with the first page or `ready` (and the head with it): one write per connect.
+    this.prelude(retryFrame(retryMs));
   }
 
   page(resets: readonly string[], envelopes: readonly string[], ids?: PageIds): void {

@@ -165,6 +165,8 @@ export abstract class QueuedTransport implements Flushable {
   closed = false;
   owner?: TransportOwner;
   private pending: Buffer[] = [];
+  /** True while `pending` holds only a {@link prelude}: the window is not marked yet. */
+  private unmarked = false;
   private drainWaiters: (() => void)[] = [];
 
   constructor(
@@ -244,8 +246,22 @@ export abstract class QueuedTransport implements Flushable {
 
   protected enqueue(chunk: Buffer): void {
     if (this.closed) return;
-    if (this.pending.length === 0) this.window.mark(this);
+    if (this.pending.length === 0 || this.unmarked) {
+      this.unmarked = false;
+      this.window.mark(this);
+    }
     this.pending.push(chunk);
+  }
+
+  /**
+   * Queues `chunk` (the first thing the connection sends) without marking the window: it goes out with whatever is
+   * written next (an SSE stream's `retry:` hint, and the response head with it, in one write with the first page or
+   * `ready`, a round trip later, instead of a write of its own).
+   */
+  protected prelude(chunk: Buffer): void {
+    if (this.closed || this.pending.length) return this.enqueue(chunk);
+    this.pending.push(chunk);
+    this.unmarked = true;
   }
 
   /** Marks the queue for the next window (it waited for {@link writable}). */

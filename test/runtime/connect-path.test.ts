@@ -1,12 +1,16 @@
+import { createHash } from 'node:crypto';
 import type Redis from 'ioredis';
+import type { Command } from 'ioredis';
 import { parseChannel } from '../../core/channels';
 import { decodeCursor } from '../../core/cursor';
 import { currentCursor, publish } from '../../core/events';
-import { Keys } from '../../core/redis/keys';
+import { CHANNEL_SCRIPTS } from '../../core/redis/channel-broker';
+import { Keys, sha256 } from '../../core/redis/keys';
 import { redeemTicket } from '../../core/tickets';
 import { Hub, type LiveEvent } from '../../service/hub';
 import { connectRedis, connectSubscriber, coreConfig, eventually, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { RedisSubscriber } from '../../core/redis/subscriber';
+import type { RealtimeServer } from '../../service/realtime-server';
 
 /**
  * The connect path's round trips: a ticket's redemption reads the user's revocation epoch and its
@@ -95,6 +99,49 @@ describe('hub: mark and addAt', () => {
     hub.remove([ch], first);
   });
 
+  test('addCaughtUp: a reader at the position learnt since the subscription stands, or at the last event that arrived since, is added at once; any other is refused', async () => {
+    const ch = `chat:${uid()}`;
+    await publish({ channel: ch, type: 'x', data: 0 }, SERVER, { redis, config });
+    const first = new Recorder();
+    await hub.add([ch], first);
+    const mark = hub.mark([ch])!;
+    const [position] = await currentCursor([parseChannel(ch, TEST_NAMESPACES)], { redis, config });
+    // Nothing learnt yet: the hub does not know where the channel is.
+    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBe(false);
+    hub.learn([ch], mark, [position]);
+    const atPosition = new Recorder();
+    expect(hub.addCaughtUp([ch], atPosition, [position])).toBe(true);
+    // A reader behind the position missed something: it replays.
+    expect(hub.addCaughtUp([ch], new Recorder(), [position - 1])).toBe(false);
+    const p = await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config });
+    await eventually(() => first.seqs.length === 1, 5000, 'the event at the hub');
+    // The event that arrived moved the position: a reader at the old one missed it, a reader that saw it did not.
+    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBe(false);
+    const sawIt = new Recorder();
+    expect(hub.addCaughtUp([ch], sawIt, [Number(p.id)])).toBe(true);
+    const p2 = await publish({ channel: ch, type: 'x', data: 2 }, SERVER, { redis, config });
+    await eventually(() => sawIt.seqs.length === 1 && atPosition.seqs.length === 2, 5000, 'the next event, live');
+    expect(sawIt.seqs).toEqual([Number(p2.id)]);
+    for (const l of [first, atPosition, sawIt]) hub.remove([ch], l);
+  });
+
+  test('learn: ignored when a subscription may have lapsed since the mark; forgotten when the channel is unsubscribed', async () => {
+    const ch = `chat:${uid()}`;
+    const other = `chat:${uid()}`;
+    const first = new Recorder();
+    await hub.add([ch, other], first);
+    const mark = hub.mark([ch])!;
+    const [position] = await currentCursor([parseChannel(ch, TEST_NAMESPACES)], { redis, config });
+    hub.remove([other], first);
+    hub.learn([ch], mark, [position]);
+    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBe(false);
+    hub.learn([ch], hub.mark([ch]), [position]);
+    hub.remove([ch], first);
+    await hub.add([ch], first);
+    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBe(false);
+    hub.remove([ch], first);
+  });
+
   test('a subscription lapsed since the mark (a channel unsubscribed): refused', async () => {
     const ch = `chat:${uid()}`;
     const other = `chat:${uid()}`;
@@ -139,5 +186,99 @@ describe('a stream joining a subscribed channel', () => {
       await service.close();
       redis.disconnect();
     }
+  });
+});
+
+/**
+ * Every command the service's command connection sends (its name; a script's, `script NAME`, by EVALSHA or, the first
+ * time on a server, EVAL after NOSCRIPT), with its arguments: the real client and Redis, only watched.
+ */
+function watchCommands(redis: Redis): { name: string; args: string[] }[] {
+  const seen: { name: string; args: string[] }[] = [];
+  const scripts = new Map(Object.entries(CHANNEL_SCRIPTS).map(([name, s]) => [s.sha, name]));
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = ((cmd: Command, stream?: unknown) => {
+    const args = cmd.args.map(String);
+    const sha = cmd.name === 'eval' ? createHash('sha1').update(args[0]).digest('hex') : args[0];
+    const name = cmd.name === 'evalsha' || cmd.name === 'eval' ? `script ${scripts.get(sha) ?? sha}` : cmd.name;
+    // An EVAL after its EVALSHA met NOSCRIPT is the same script's run.
+    if (!(cmd.name === 'eval' && seen.at(-1)?.name === name)) seen.push({ name, args });
+    return (send as (c: Command, s?: unknown) => unknown)(cmd, stream);
+  }) as typeof redis.sendCommand;
+  return seen;
+}
+
+describe('the commands of one connect', () => {
+  let redis: Redis;
+  let watched: Redis;
+  let seen: { name: string; args: string[] }[];
+  let service: RealtimeServer;
+  let base: string;
+  beforeAll(async () => {
+    redis = await connectRedis();
+    watched = await connectRedis();
+    seen = watchCommands(watched);
+    ({ service, base } = await startService({}, { redis: watched }));
+  });
+  afterAll(async () => {
+    await service.close();
+    watched.disconnect();
+    redis.disconnect();
+  });
+
+  /** What the connect of `sub` to `ch` sent: the commands naming its ticket, its user or its channel. */
+  async function connect(sub: string, ch: string, headers: Record<string, string> = {}): Promise<{ stream: RawStream; names: string[] }> {
+    const ticket = await ticketFor(redis, sub, [ch]);
+    const from = seen.length;
+    const stream = new RawStream(`${base}/events?channels=${ch}&ticket=${ticket}`, headers);
+    await stream.until((x) => x.events().some((e) => e.event === 'ready'));
+    const ticketKey = new Keys(config.keyPrefix).ticket(sha256(ticket));
+    const mine = seen.slice(from).filter((c) => c.args.some((a) => a === ticketKey || a.endsWith(`:${sub}`) || a.includes(`{${ch}}`)));
+    return { stream, names: mine.map((c) => c.name) };
+  }
+
+  test('a stream resuming from its cursor (a reconnect storm\'s every connect): the ticket, the epoch and the replay, no position read', async () => {
+    const sub = `u-${uid()}`;
+    const ch = `chat:${uid()}`;
+    await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config });
+    const first = await connect(sub, ch);
+    const cursor = first.stream.lastCursor()!;
+    first.stream.close();
+    await publish({ channel: ch, type: 'x', data: 2 }, SERVER, { redis, config });
+    const again = await connect(sub, ch, { 'last-event-id': cursor });
+    expect(again.names).toEqual(['getdel', 'get', 'script CHANNEL_REPLAY']);
+    expect(again.stream.events().filter((e) => e.event === 'x').map((e) => JSON.parse(e.data).data)).toEqual([2]);
+    again.stream.close();
+  });
+
+  test('a stream resuming at the position this task knows for its channel (a reconnect storm on a shared channel): the ticket and the epoch, nothing more', async () => {
+    const ch = `chat:${uid()}`;
+    const holder = await connect(`u-${uid()}`, ch);
+    const seen = await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config });
+    await holder.stream.until((x) => x.events().some((e) => e.id === seen.id));
+    // The cursor after the last event, as a client that saw it resumes.
+    const cursor = holder.stream.lastCursor()!;
+    const back = await connect(`u-${uid()}`, ch, { 'last-event-id': cursor });
+    expect(back.names).toEqual(['getdel', 'get']);
+    expect(back.stream.events().find((e) => e.event === 'ready')!.cursor).toBe(cursor);
+    // Live from there: the next event, and nothing replayed.
+    const next = await publish({ channel: ch, type: 'x', data: 2 }, SERVER, { redis, config });
+    await back.stream.until((x) => x.events().some((e) => e.id === next.id));
+    expect(back.stream.events().filter((e) => e.event === 'x').map((e) => e.id)).toEqual([next.id]);
+    // A client that missed the event resumes by the replay.
+    const behind = await connect(`u-${uid()}`, ch, { 'last-event-id': holder.stream.events().find((e) => e.event === 'ready')!.cursor! });
+    expect(behind.names).toEqual(['getdel', 'get', 'script CHANNEL_REPLAY']);
+    await behind.stream.until((x) => x.events().filter((e) => e.event === 'x').length === 2);
+    for (const s of [holder, back, behind]) s.stream.close();
+  });
+
+  test('a stream without a cursor on a channel this task holds: the ticket, the epoch and the position, read together, and nothing after', async () => {
+    const ch = `chat:${uid()}`;
+    const holder = await connect(`u-${uid()}`, ch);
+    const sub = `u-${uid()}`;
+    const joining = await connect(sub, ch);
+    expect(joining.names).toEqual(['getdel', 'get', 'script CHANNEL_POSITION']);
+    holder.stream.close();
+    joining.stream.close();
   });
 });

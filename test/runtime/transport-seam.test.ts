@@ -132,6 +132,29 @@ test('SSE encoding: a replayed event and the same event delivered live are the s
   expect(sse.withId(cursor, Buffer.from(sse.frame('score', env))).toString()).toBe(sse.event(cursor, 'score', env));
 });
 
+test('a stream\'s retry hint waits for its first page or ready: the head, the hint and ready go out in one write', () => {
+  const due: (() => void)[] = [];
+  const window = new FlushWindow({ scheduler: { immediate: (fn) => due.push(fn), timeout: (fn) => due.push(fn) } });
+  const sink = new BufferSink();
+  const t = new SseTransport(sink, window, 1 << 20, 3000);
+  // Nothing to write yet: no window opened for the hint alone.
+  expect(due).toHaveLength(0);
+  const cursor = encodeCursor([42]);
+  t.ready(cursor, ['scores:1']);
+  expect(due).toHaveLength(1);
+  due.shift()!();
+  expect(sink.chunks.map((c) => c.toString())).toEqual([`retry: 3000\n\n${sse.ready(cursor, ['scores:1'])}`]);
+  // Later writes open windows as before.
+  t.heartbeat();
+  expect(due).toHaveLength(1);
+  due.shift()!();
+  expect(sink.chunks).toHaveLength(2);
+  // A stream that ends before anything else was written still says retry first.
+  const early = new BufferSink();
+  new SseTransport(early, window, 1 << 20, 3000).end({ reason: 'drain', retryMs: 1000 });
+  expect(early.text()).toBe('retry: 3000\n\nretry: 1000\n\n: draining; reconnect\n\n');
+});
+
 describe('session engine over a transport of its own', () => {
   let redis: Redis;
   let subscriber: Redis;
