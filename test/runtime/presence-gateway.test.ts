@@ -129,6 +129,30 @@ test('API Gateway: a connection subscribed to a members channel gets the joins o
   await closeAll(ann, bob);
 });
 
+test('API Gateway: a subscribe with `since` replays the presence events the connection missed, by the channel’s position', async () => {
+  const room = `room:${uid()}`;
+  const ann = await connect('ann', [room]);
+  await eventually(async () => JSON.stringify(await members(room)) === JSON.stringify([['ann', 1]]), 10_000, 'ann present');
+  ann.send({ action: 'publish', channel: room, type: 'msg', data: 1 });
+  await ann.until((c) => c.events(room).some((e) => e.type === 'msg'));
+  const since = ann.events(room).find((e) => e.type === 'msg')!.id;
+  // ann leaves the channel; bob joins and leaves it while she is away.
+  ann.send({ action: 'unsubscribe', channel: room });
+  await ann.until((c) => c.frames.some((f) => f.type === 'unsubscribed'));
+  const bob = await connect('bob', [room]);
+  await eventually(async () => (await members(room)).some(([sub]) => sub === 'bob'), 10_000, 'bob present');
+  bob.ws.close();
+  await bob.closed;
+  await eventually(async () => JSON.stringify(await members(room)) === JSON.stringify([['ann', 0], ['bob', 0]]), 10_000, 'bob in grace after $disconnect');
+  await (await delivering()).settle(Date.now() + PRESENCE_GRACE_MS + 1);
+  expect(await members(room)).toEqual([]);
+  ann.send({ action: 'subscribe', channel: room, since });
+  await ann.until((c) => c.events(room).filter((e) => e.type === 'presence.leave' && (e.data as { sub: string }).sub === 'bob').length > 0, 10_000, 'the replayed leave');
+  const after = ann.events(room).filter((e) => Number(e.id) > Number(since) && (e.data as { sub?: string }).sub === 'bob').map((e) => e.type);
+  expect(after).toEqual(['presence.join', 'presence.leave']);
+  await closeAll(ann);
+});
+
 test('API Gateway: frames renew the presence lease; an open connection whose lease ended is asked about (GetConnection) and keeps its member', async () => {
   const room = `room:${uid()}`;
   const { client: dan, id } = await connectWithId('dan', [room]);
