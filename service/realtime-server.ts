@@ -90,7 +90,9 @@ export class RealtimeServer {
   readonly ws: WsEdge;
   private readonly log: Logger;
   private readonly keys: Keys;
+  /** The clients this server made (and so closes); a client passed in is its caller's. */
   private readonly ownsRedis: boolean;
+  private readonly ownsSubscriber: boolean;
   private heartbeat?: NodeJS.Timeout;
   private draining = false;
   private drained?: Promise<void>;
@@ -114,6 +116,7 @@ export class RealtimeServer {
     const url = config.core.redisUrl;
     const password = config.core.redisPassword;
     this.ownsRedis = !deps.redis;
+    this.ownsSubscriber = !deps.subscriber;
     const mode = config.core.redisMode;
     this.redis = deps.redis ?? createRedisFor(mode, { url, password, name: 'sse-commands' });
     this.subscriber = deps.subscriber ?? createRedisFor(mode, { url, password, name: 'sse-subscriber', failFast: false, subscriber: true });
@@ -276,10 +279,8 @@ export class RealtimeServer {
     this.ownQueue?.destroy();
     this.ownInvoker?.destroy();
     this.ownBus?.destroy();
-    if (this.ownsRedis) {
-      this.redis.disconnect();
-      this.subscriber.disconnect();
-    }
+    if (this.ownsRedis) this.redis.disconnect();
+    if (this.ownsSubscriber) this.subscriber.disconnect();
   }
 
   /**
