@@ -31,7 +31,10 @@ export interface PresenceMember {
 
 /** The members of a channel at `position` (the channel's position when they were read, in the same step). */
 export interface PresenceSnapshot {
+  /** Members mode: every member. Count mode: none (the store reads their number only). */
   readonly members: readonly PresenceMember[];
+  /** Count mode: the number of members (those in grace included), read without the members. */
+  readonly count?: number;
   readonly position: number;
 }
 
@@ -48,7 +51,7 @@ export interface PresenceEventData {
  */
 export function presenceJson(channel: ParsedChannel, snapshot: PresenceSnapshot): string {
   const position = String(snapshot.position);
-  if (presenceMode(channel) === 'count') return JSON.stringify({ channel: channel.channel, count: snapshot.members.length, position });
+  if (presenceMode(channel) === 'count') return JSON.stringify({ channel: channel.channel, count: snapshot.count ?? snapshot.members.length, position });
   return JSON.stringify({ channel: channel.channel, members: snapshot.members, position });
 }
 

@@ -184,8 +184,9 @@ export interface Figures {
   readonly presenceSnapshotRedisUsPerMember: number;
   readonly presenceSnapshotCpuUsPerMember: number;
   readonly presenceSnapshotBytesPerMember: number;
-  /** The task's CPU per member of a count-mode snapshot (the store reads every member; the task sends their number). */
-  readonly presenceCountSnapshotCpuUsPerMember: number;
+  /** A count-mode snapshot (one `HLEN`, whatever the room's size): Redis script µs, and the task's CPU. */
+  readonly presenceCountSnapshotRedisUs: number;
+  readonly presenceCountSnapshotCpuUs: number;
 }
 
 /** The committed figures; a figure not measured yet is an error, not a silent guess. */
@@ -215,7 +216,8 @@ export function committedFigures(): Figures {
     presenceSnapshotRedisUsPerMember: get('presenceSnapshotRedisUsPerMember'),
     presenceSnapshotCpuUsPerMember: get('presenceSnapshotCpuUsPerMember'),
     presenceSnapshotBytesPerMember: get('presenceSnapshotBytesPerMember'),
-    presenceCountSnapshotCpuUsPerMember: get('presenceCountSnapshotCpuUsPerMember'),
+    presenceCountSnapshotRedisUs: get('presenceCountSnapshotRedisUs'),
+    presenceCountSnapshotCpuUs: get('presenceCountSnapshotCpuUs'),
   };
 }
 
@@ -248,8 +250,8 @@ export interface PresenceEstimate extends PresenceLoad {
  * published) and one event delivered to every member of the room, so a room of R members churning c times per member
  * per hour delivers 2·R·c/3600 events per member per second: per room R² (quadratic). Count mode: the same scripts
  * without events; a room announces its count at most every 2 s, so at most 0.5 deliveries per member per second,
- * whatever R. Both read a snapshot for each stream that starts (Redis reads every member of the room even in count mode:
- * the SNAPSHOT script returns the member set, the task sends its length).
+ * whatever R. Both read a snapshot for each stream that starts: members mode every member of the room, count mode only
+ * their number (one `HLEN`: flat).
  */
 export function presenceEstimate(load: Load, stage: StageSettings, figures: Figures): PresenceEstimate | undefined {
   const p = load.presence;
@@ -260,8 +262,8 @@ export function presenceEstimate(load: Load, stage: StageSettings, figures: Figu
   const joinsPerSecond = (n * p.churnPerHour) / 3600;
   const connectsPerSecond = joinsPerSecond + n / (stage.sessionTtlSeconds * 0.75);
   const snapshotsPerSecond = connectsPerSecond;
-  const snapshotRedis = snapshotsPerSecond * r * figures.presenceSnapshotRedisUsPerMember;
-  const snapshotCpu = snapshotsPerSecond * r * (p.mode === 'members' ? figures.presenceSnapshotCpuUsPerMember : figures.presenceCountSnapshotCpuUsPerMember);
+  const snapshotRedis = snapshotsPerSecond * (p.mode === 'members' ? r * figures.presenceSnapshotRedisUsPerMember : figures.presenceCountSnapshotRedisUs);
+  const snapshotCpu = snapshotsPerSecond * (p.mode === 'members' ? r * figures.presenceSnapshotCpuUsPerMember : figures.presenceCountSnapshotCpuUs);
   const churnConnectsCpu = joinsPerSecond * figures.sseConnectCpuUs;
   const members = p.mode === 'members';
   // Members: every join and leave to every member of its room. Count: each room's count at most every 2 s.

@@ -202,9 +202,13 @@ redis.call('EXPIRE', KEYS[9], ARGV[9])
 return {'', env}
 `);
 
-/** KEYS 1-9 as above. Returns {position, members flat (sub, count...), infos flat (sub, info...)}; writes nothing. */
+/**
+ * KEYS 1-9 as above   ARGV: 'count' (count mode) or ''. Returns {position, members flat (sub, count...), infos flat (sub,
+ * info...)}, or in count mode {position, the number of members} (one `HLEN`: flat in the room's size); writes nothing.
+ */
 const SNAPSHOT = new Script(`${CHANNEL_STATE}
 local last, base, pos = channelState(KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+if ARGV[1] == 'count' then return {num(pos), redis.call('HLEN', KEYS[8])} end
 return {num(pos), redis.call('HGETALL', KEYS[8]), redis.call('HGETALL', KEYS[9])}
 `);
 
@@ -442,7 +446,11 @@ export class RedisPresence {
 
   /** The members of the channel and its position, read in one step. */
   async snapshot(c: ParsedChannel): Promise<PresenceSnapshot> {
-    const [pos, counts, infos] = (await SNAPSHOT.run(this.redis, this.channelKeys(c.channel), [])) as [string, string[], string[]];
+    if (presenceMode(c) === 'count') {
+      const [at, count] = (await SNAPSHOT.run(this.redis, this.channelKeys(c.channel), ['count'])) as [string, number];
+      return { members: [], count: Number(count), position: Number(at) };
+    }
+    const [pos, counts, infos] = (await SNAPSHOT.run(this.redis, this.channelKeys(c.channel), [''])) as [string, string[], string[]];
     const info = new Map<string, string>();
     for (let i = 0; i < infos.length; i += 2) info.set(infos[i], infos[i + 1]);
     const members: PresenceMember[] = [];

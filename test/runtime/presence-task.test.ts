@@ -169,7 +169,7 @@ test('count mode on SSE: the snapshot is a count, then coalesced `presence.count
   await first.until(() => first.events().some((e) => e.event === 'presence'));
   for (let i = 1; i < 6; i++) await openStream(base, prefix, `u${i}`, crowd);
   const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
-  await eventually(async () => (await members(presence, crowd)).length === 6, 10_000, 'six members');
+  await eventually(async () => (await presence.snapshot(parseChannel(crowd, NAMESPACES))).count === 6, 10_000, 'six members');
   await service.presence!.settle();
   await first.until(() => first.events().some((e) => e.event === 'presence.count'));
   const counts = first.events().filter((e) => e.event === 'presence.count').map((e) => (JSON.parse(e.data) as { data: { count: number } }).data.count);

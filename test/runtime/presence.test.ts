@@ -1,7 +1,7 @@
 import Redis, { Cluster } from 'ioredis';
 import { parseChannel, type ParsedChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
-import { applyPresenceEvent, membersOf, type PresenceSnapshot } from '../../core/presence';
+import { applyPresenceEvent, membersOf, presenceJson, type PresenceSnapshot } from '../../core/presence';
 import { preparePublish } from '../../core/events';
 import { RedisChannelBroker } from '../../core/redis/channel-broker';
 import { Keys } from '../../core/redis/keys';
@@ -319,7 +319,19 @@ describe('presence on one node', () => {
     await presence.join(c, { holder: 'task:a', connection: 'task:a/99' , sub: 'u1' }, T0 + 20);
     await presence.sweep(T0 + 3 * PRESENCE_COUNT_INTERVAL_MS, GRACE);
     expect(await count(Number(second[0].id))).toEqual([]);
-    expect((await presence.snapshot(c)).members.length).toBe(50);
+    expect((await presence.snapshot(c)).count).toBe(50);
+  });
+
+  test('count mode: a snapshot is the number of members and the position, read without the members (flat in the room’s size)', async () => {
+    const { presence } = isolated();
+    const c = ch(`crowd:${uid()}`);
+    await presence.lease('task:a', T0 + LEASE);
+    for (let i = 0; i < 1000; i++) await presence.join(c, { holder: 'task:a', connection: `task:a/${i}`, sub: `u${i}` }, T0);
+    await presence.leave(c, { holder: 'task:a', connection: 'task:a/0' }, T0, GRACE);
+    const snap = await presence.snapshot(c);
+    // The member in grace still counts, as in the presence.count events (HLEN of the member set).
+    expect(snap).toEqual({ members: [], count: 1000, position: snap.position });
+    expect(presenceJson(c, snap)).toBe(JSON.stringify({ channel: c.channel, count: 1000, position: String(snap.position) }));
   });
 
   test.each([1, 2, 3, 4, 5, 6, 7, 8])('random joins, leaves, graces and dead holders: every snapshot is the membership, and snapshot + later events the final one (seed %i)', async (seed) => {
