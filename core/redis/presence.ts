@@ -235,14 +235,8 @@ return 1
 `);
 
 /**
- * KEYS: leases   ARGV: now, batch. Holders whose lease ended before now (up to batch); each is ended by END with `now`,
- * which declares its keys (a script here could not: it finds the holders, so their keys would be undeclared).
- */
-const DEAD = new Script(`return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))`);
-
-/**
  * KEYS: leases, sweeping, the holder's channels, its channels to sweep   ARGV: holder, [before]. Ends the lease now (given
- * `before`: only a lease that ended before it, so a holder that renewed since DEAD read it keeps its lease): the channels
+ * `before`: only a lease that ended before it, so a holder that renewed since ENDED listed it keeps its lease): the channels
  * move to the sweep. Returns 1 when it ended it.
  */
 const END = new Script(`
@@ -305,11 +299,15 @@ return 1
 /** KEYS: a set   ARGV: count. Up to count members (RedisLike has no SRANDMEMBER; a script keeps the port small). */
 const SRANDMEMBER = new Script(`return redis.call('SRANDMEMBER', KEYS[1], tonumber(ARGV[1]))`);
 
-/** KEYS: leases   ARGV: before (epoch ms), offset, count. Holders whose lease ended before then, oldest first; writes nothing. */
+/**
+ * KEYS: leases   ARGV: before (epoch ms), offset, count. Holders whose lease ended before then, oldest first; writes
+ * nothing. The tasks' sweep ends each with END given the same time, which declares its keys (a script here could not:
+ * it finds the holders, so their keys would be undeclared); the gateway sweeper asks API Gateway about each first.
+ */
 const ENDED = new Script(`return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', tonumber(ARGV[2]), tonumber(ARGV[3]))`);
 
 /** Every presence script, by name (for the cluster-slot audit). */
-export const PRESENCE_SCRIPTS = { JOIN, LEAVE, DROP, SETTLE, COUNT, SNAPSHOT, LEASE, REGISTER, DEAD, END, SWEPT, DUE, CLAIM, UNDUE, SRANDMEMBER, ENDED } as const;
+export const PRESENCE_SCRIPTS = { JOIN, LEAVE, DROP, SETTLE, COUNT, SNAPSHOT, LEASE, REGISTER, ENDED, END, SWEPT, DUE, CLAIM, UNDUE, SRANDMEMBER } as const;
 
 /** Count mode: at most one `presence.count` per channel per this many milliseconds. */
 export const PRESENCE_COUNT_INTERVAL_MS = 2_000;
@@ -476,7 +474,7 @@ export class RedisPresence {
   async sweepHolders(now: number, graceMs: number): Promise<void> {
     const p = this.pk;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const dead = (await DEAD.run(this.redis, [p.presenceLeases], [now, PRESENCE_SWEEP_BATCH])) as string[];
+      const dead = (await ENDED.run(this.redis, [p.presenceLeases], [now, 0, PRESENCE_SWEEP_BATCH])) as string[];
       // The tasks' lease set (a gateway holder from before the gateway's own set is ended from here too).
       for (const holder of dead) await END.run(this.redis, this.endKeys(holder, p.presenceLeases), [holder, now]);
       if (dead.length < PRESENCE_SWEEP_BATCH) break;

@@ -262,7 +262,7 @@ describe('presence on one node', () => {
     const keys = new Keys(`pr${uid()}:`);
     const config = { keyPrefix: keys.prefix, namespaces: NAMESPACES };
     const c = ch(`room:${uid()}`);
-    // The renewal lands between DEAD (which lists the holder) and END (which would end it): injected when END is sent.
+    // The renewal lands between ENDED (which lists the holder) and END (which would end it): injected when END is sent.
     let renewed = false;
     const racing = new Proxy(redis, {
       get(target, prop, receiver) {
