@@ -85,8 +85,12 @@ const concurrency = Number(args.concurrency ?? 64);
 const shardCounts = (args.shards ?? '1,2,3').split(',').map(Number);
 const payload = 'x'.repeat(Number(args.size ?? 100));
 const ROOT = resolve(__dirname, '..');
-if (args['write-figures'] && !maxMode) throw new Error('--write-figures takes the planner figure from the --max method: add --max');
-if (![ratePerShard, channelsPerShard, burst, seconds, rounds].every((x) => x > 0)) throw new Error('--rate, --channels-per-shard, --burst, --seconds and --rounds must be positive');
+const usage = (message: string): never => {
+  console.error(`bench:publish: ${message}`);
+  process.exit(2);
+};
+if (args['write-figures'] && !maxMode) usage('--write-figures takes the planner figure from the --max method: add --max');
+if (![ratePerShard, channelsPerShard, burst, seconds, rounds].every((x) => x > 0)) usage('--rate, --channels-per-shard, --burst, --seconds and --rounds must be positive numbers');
 
 /** A publish path under test: the broker and the envelope of the working tree or of a git revision. */
 interface Variant {
