@@ -1,5 +1,5 @@
 /**
- * `npm run bench:publish [-- --seconds 5] [--rounds 3] [--rate 3000] [--channels-per-shard 80] [--burst 10] [--shards 1,2,3]
+ * `npm run bench:publish [-- --seconds 5] [--rounds 5] [--rate 3000] [--channels-per-shard 80] [--burst 10] [--shards 1,2,3]
  *   [--size 100] [--diagnose] [--max [--concurrency 64] [--channels 240]] [--brokers worktree,REV] [--write-figures]`:
  * publish throughput and Redis CPU per publish of the per-channel broker (`RedisChannelBroker`, each publish one
  * single-slot script on its channel's shard, live delivery by SPUBLISH there) on one Redis node and on local Redis
@@ -76,7 +76,7 @@ const { values: args } = parseArgs({
 });
 const seconds = Number(args.seconds ?? 5);
 const maxMode = args.max === true;
-const rounds = Number(args.rounds ?? (maxMode ? 1 : 3));
+const rounds = Number(args.rounds ?? (maxMode ? 1 : 5));
 const ratePerShard = Number(args.rate ?? 3000);
 const channelsPerShard = Number(args['channels-per-shard'] ?? 80);
 const burst = Number(args.burst ?? 10);
