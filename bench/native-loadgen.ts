@@ -1,0 +1,147 @@
+/**
+ * The native SSE load generator (bench/loadgen.c) for bench/run.ts: compiled at run time, checked, and driven over
+ * stdin/stdout lines with the same commands and answers as bench/loadgen.js over IPC (`connect`, `arm`, `status`,
+ * `report`, `close`), so run.ts reads both the same way.
+ *
+ * - `nativeLoadGen()`: `cc -O2` (or $CC; gcc when `cc` is missing) into the temp directory, cached by the source's
+ *   hash, then `loadgen --self-test` (the parser at every split of a fixed chunked SSE stream: counts, loss,
+ *   duplicates, unknown sequence numbers). Answers the binary's path, or why there is none: no C compiler, or a build
+ *   or self-test failure (then the bench says so and uses loadgen.js).
+ * - `NativeLoadGen`: one process per run. Before its first answer is trusted, its CLOCK_MONOTONIC reading at start
+ *   (`hello.monoMs`) must fall between this process's process.hrtime() before the spawn and at the hello: the
+ *   latencies compare its clock with the publisher's `t` (bench/run.ts `payload()`, process.hrtime() in ms).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const SOURCE = join(__dirname, 'loadgen.c');
+
+const hrMs = () => {
+  const [s, ns] = process.hrtime();
+  return s * 1e3 + ns / 1e6;
+};
+
+/** The first C compiler that answers `--version`: $CC, cc, gcc. */
+function compiler(): string | undefined {
+  for (const cc of [process.env.CC, 'cc', 'gcc'].filter((x): x is string => !!x)) {
+    if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).status === 0) return cc;
+  }
+  return undefined;
+}
+
+/** The compiled, self-tested native load generator: `{ path }`, or `{ why }` it cannot be used here. */
+export function nativeLoadGen(): { path: string; why?: undefined } | { path?: undefined; why: string } {
+  const cc = compiler();
+  if (!cc) return { why: 'no C compiler ($CC, cc or gcc) on PATH' };
+  const src = readFileSync(SOURCE);
+  const dir = join(tmpdir(), 'realtime-bench-loadgen');
+  mkdirSync(dir, { recursive: true });
+  const bin = join(dir, `loadgen-${createHash('sha256').update(src).digest('hex').slice(0, 16)}`);
+  if (!existsSync(bin)) {
+    const tmp = `${bin}.${process.pid}`;
+    const r = spawnSync(cc, ['-O2', '-o', tmp, SOURCE, '-lm'], { encoding: 'utf8' });
+    if (r.status !== 0) return { why: `${cc} -O2 bench/loadgen.c failed: ${(r.stderr || r.error?.message || '').trim().slice(0, 500)}` };
+    renameSync(tmp, bin);
+  }
+  const t = spawnSync(bin, ['--self-test'], { encoding: 'utf8', timeout: 30_000 });
+  if (t.status !== 0) return { why: `its self-test failed: ${`${t.stdout}${t.stderr}`.trim().slice(0, 1000)}` };
+  return { path: bin };
+}
+
+/** What `connect` may carry for the native load generator (SSE only, no presence counting, no resume or source addresses). */
+interface ConnectMsg {
+  cmd: 'connect';
+  host: string;
+  port: number;
+  paths: string[];
+  concurrency: number;
+  needReady: boolean;
+  timeoutMs: number;
+  proto?: string;
+  presence?: boolean;
+  lastEventId?: string;
+  localAddresses?: string[];
+}
+
+/** The native load generator process, with loadgen.js's `ask` interface (R: the answers' type in run.ts). */
+export class NativeLoadGen<R extends { cmd: string }> {
+  readonly proc: ChildProcess;
+  private waiting = new Map<string, (m: R) => void>();
+  private readonly hello: Promise<void>;
+  constructor(bin: string, track: (p: ChildProcess) => ChildProcess) {
+    const before = hrMs();
+    this.proc = track(spawn(bin, [], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    let helloed: (err?: Error) => void = () => undefined;
+    this.hello = new Promise((res, rej) => {
+      helloed = (err) => (err ? rej(err) : res());
+    });
+    this.hello.catch(() => undefined);
+    createInterface({ input: this.proc.stdout! }).on('line', (line) => {
+      const m = JSON.parse(line) as R & { monoMs?: number; message?: string };
+      if (m.cmd === 'hello') {
+        const after = hrMs();
+        // Both clocks are CLOCK_MONOTONIC: the reading lies between the two of this process (1 ms for rounding).
+        if (!(m.monoMs! >= before - 1 && m.monoMs! <= after + 1)) helloed(new Error(`native loadgen: its clock (${m.monoMs} ms) is not process.hrtime()'s (${before.toFixed(3)}–${after.toFixed(3)} ms): latencies would be wrong`));
+        else helloed();
+        return;
+      }
+      if (m.cmd === 'error') console.error(`loadgen (native): ${m.message}`);
+      const w = this.waiting.get(m.cmd);
+      if (w) {
+        this.waiting.delete(m.cmd);
+        w(m);
+      }
+    });
+    this.proc.once('exit', (code, sig) => helloed(new Error(`native loadgen exited (${code ?? sig}) before it answered`)));
+  }
+  /** The command as loadgen.js takes it over IPC; written as the native protocol's line(s). */
+  private line(msg: { cmd: string } & Record<string, unknown>): string {
+    switch (msg.cmd) {
+      case 'connect': {
+        const c = msg as unknown as ConnectMsg;
+        if ((c.proto ?? 'sse') !== 'sse' || c.presence || c.lastEventId || c.localAddresses?.length) throw new Error('native loadgen: SSE only, without presence counting, Last-Event-ID or source addresses (use --loadgen js)');
+        if (c.paths.some((p) => /\s/.test(p))) throw new Error('native loadgen: a request path with white space');
+        return `connect ${c.port} ${c.concurrency} ${c.needReady ? 1 : 0} ${c.timeoutMs} ${c.paths.length} ${c.host}\n${c.paths.map((p) => `${p}\n`).join('')}`;
+      }
+      case 'arm':
+        return `arm ${Number(msg.messages)}\n`;
+      case 'status':
+        return `status ${msg.resetInterval ? 1 : 0}\n`;
+      case 'report':
+      case 'close':
+      case 'exit':
+        return `${msg.cmd}\n`;
+      default:
+        throw new Error(`native loadgen: no command ${msg.cmd}`);
+    }
+  }
+  async ask(msg: { cmd: string } & Record<string, unknown>, reply: string, timeoutMs = 120_000): Promise<R> {
+    await this.hello;
+    const text = this.line(msg);
+    return new Promise((res, rej) => {
+      const t = setTimeout(() => rej(new Error(`native loadgen did not answer ${reply} within ${timeoutMs} ms`)), timeoutMs);
+      this.waiting.set(reply, (m) => {
+        clearTimeout(t);
+        res(m);
+      });
+      this.proc.stdin!.write(text);
+    });
+  }
+  get pid(): number {
+    return this.proc.pid!;
+  }
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    await this.ask({ cmd: 'close' }, 'closed', 30_000).catch(() => undefined);
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    const exited = new Promise<void>((res) => this.proc.once('exit', () => res()));
+    this.proc.stdin!.end('exit\n');
+    const kill = setTimeout(() => this.proc.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(kill);
+  }
+}
