@@ -64,8 +64,15 @@
  *          Installed with apt-get when missing.
  * The peers have no auth: for them the ticket step is skipped.
  *
- * Each run starts a fresh server process, and a fresh load generator (bench/loadgen.js) in its own
- * process; one private redis-server serves the whole bench. Runs alternate servers (A B C A B C) and
+ * Each run starts a fresh server process, and a fresh load generator in its own process; one private redis-server
+ * serves the whole bench.
+ *   --loadgen native|js|js,native: the load generator of the SSE fan-out cases and the soak. native (the default):
+ *          bench/loadgen.c, compiled here at start (`cc -O2`, cached in the temp directory by the source's hash,
+ *          then its --self-test) and driven over stdin/stdout lines by bench/native-loadgen.ts, which speaks
+ *          loadgen.js's commands and answers; without a C compiler the bench says so and uses js. js:
+ *          bench/loadgen.js (plain Node, forked with an IPC channel), which also serves WebSocket servers, the
+ *          storm, --capacity and --presence. `js,native` runs every server with each (columns `ours#js`,
+ *          `ours#native`; a server may also be named so in --servers), to compare them in one run. Runs alternate servers (A B C A B C) and
  * the tables show medians. Everything binds 127.0.0.1 and stops by itself (hard time limit).
  */
 import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
@@ -713,7 +720,7 @@ ${Object.entries(envOf(this.name)).map(([k, v]) => `    ${k} ${v};\n`).join('')}
 // ---------------------------------------------------------------------------------------------
 // Load generator process
 
-/** What bench/loadgen.js answers (each reply carries a subset). */
+/** What bench/loadgen.js (over IPC) and bench/loadgen.c (as JSON lines) answer (each reply carries a subset). */
 interface LoadGenReply {
   cmd: string;
   message?: string;
