@@ -615,16 +615,10 @@ static void command(char *line) {
   fflush(stdout);
 }
 
-static void on_stdin(void) {
-  char tmp[65536];
-  for (;;) {
-    ssize_t n = read(0, tmp, sizeof tmp);
-    if (n == 0) exit(0); /* the bench is gone */
-    if (n < 0) break;
-    append(&in_buf, &in_len, &in_cap, tmp, n);
-  }
+/* The complete lines read so far; while connections are being opened, the lines after `connect`'s paths wait. */
+static void run_lines(void) {
   size_t start = 0;
-  for (size_t i = 0; i < in_len; i++) {
+  for (size_t i = 0; i < in_len && !connecting; i++) {
     if (in_buf[i] != '\n') continue;
     in_buf[i] = 0;
     command(in_buf + start);
@@ -632,6 +626,20 @@ static void on_stdin(void) {
   }
   memmove(in_buf, in_buf + start, in_len - start);
   in_len -= start;
+}
+
+static void on_stdin(void) {
+  char tmp[65536];
+  for (;;) {
+    ssize_t n = read(0, tmp, sizeof tmp);
+    if (n == 0) { /* the bench is gone (or ended with `exit`) */
+      run_lines();
+      exit(0);
+    }
+    if (n < 0) break;
+    append(&in_buf, &in_len, &in_cap, tmp, n);
+  }
+  run_lines();
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -750,7 +758,10 @@ int main(int argc, char **argv) {
         if (r != READ_BUF || c->fd < 0) break;
       }
     }
-    if (connecting) connect_progress();
+    if (connecting) {
+      connect_progress();
+      if (!connecting && in_len) run_lines();
+    }
     if (input) on_stdin(); /* after the batch: `close` frees the connections the batch points into */
   }
 }
