@@ -17,9 +17,10 @@
  *                                              "lastRecvMs","closedUnexpectedly","incompleteConnections",
  *                                              "minPerConnection","p50","p90","p99","max","cpuMs"}
  *   close                                  -> {"cmd":"closed"} (every socket reset: RST, no TIME_WAIT)
+ *   time                                   -> {"cmd":"time","monoMs"}: its CLOCK_MONOTONIC now, in ms
  *   exit, or end of stdin                  -> exits
- * On start it answers {"cmd":"hello","pid","monoMs"}: monoMs is its CLOCK_MONOTONIC in ms, which the bench checks
- * against its own process.hrtime() (the same clock) before trusting latencies.
+ * On start it answers {"cmd":"hello","pid","monoMs"}. Before the first command the bench asks `time` and checks that
+ * the answer lies between its own process.hrtime() (the same clock) before the question and after the answer.
  * `loadgen --self-test` instead feeds a fixed chunked SSE stream through the parser at every split size from 1 to 64
  * bytes and at once, checks the counts, and prints {"selfTest":"ok"} (exit 0) or what differed (exit 1).
  *
@@ -605,6 +606,8 @@ static void command(char *line) {
     armed = 0;
     free_conns();
     puts("{\"cmd\":\"closed\"}");
+  } else if (strcmp(line, "time") == 0) {
+    printf("{\"cmd\":\"time\",\"monoMs\":%.4f}\n", now_ms());
   } else if (strcmp(line, "exit") == 0) {
     exit(0);
   } else {

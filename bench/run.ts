@@ -1660,6 +1660,12 @@ function headline(results: RunResult[], loadStart: number): string {
   const lg = results.filter((r) => r.case === c && !r.error).map((r) => r.loadgenCpuPct ?? 0);
   const lgMax = lg.length ? Math.max(...lg) : 0;
   lines.push(`- load generator CPU: at most ${lgMax} % of one core over the runs${lgMax >= LOADGEN_SATURATED_PCT ? ' — BOTTLENECK: the load generator, not the servers, set the latencies; the ratios are not valid' : ' (not the bottleneck)'}`);
+  // A server that delivered well under the offered rate fell behind: its latencies are the age of a growing backlog.
+  const offered = CASES[c].n * (CASES[c].rate ?? 0);
+  for (const s of ['probe', 'ours']) {
+    const d = med(s, (r) => r.deliveriesPerSec);
+    if (d !== undefined && d < 0.9 * offered) lines.push(`- ${s} delivered ${fmtInt(d)} of ${fmtInt(offered)} offered per second: SATURATED (one thread, or the machine, could not keep up; its p99 is the age of a backlog that grew through the run, and a ratio against it is not valid)`);
+  }
   lines.push(`- load average: ${loadStart.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end on ${cpus().length} cores${loadStart > 1 ? ' — other work was running: the ratios need a quiet machine' : ''}`);
   return lines.join('\n');
 }
