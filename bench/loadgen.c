@@ -1,14 +1,14 @@
 /*
- * Native SSE load generator for `npm run bench` (bench/run.ts, `--loadgen native`, the default for SSE cases).
+ * Native load generator for `npm run bench` (bench/run.ts, `--loadgen native`, the default for SSE and --ws cases).
  *
- * What bench/loadgen.js does for `proto` sse, in C with epoll and no library beyond libc, so that the load generator
+ * What bench/loadgen.js does for `proto` sse and ws, in C with epoll and no library beyond libc, so that the load generator
  * costs a fraction of a core where the JS one needed a whole one at 10k x 20 msg/s (issue 27). Compiled by the bench
  * at run time (bench/native-loadgen.ts: `cc -O2`, cached by the source's hash in the temp directory) and spawned
  * directly (its CPU is its own process's, as the JS one's is).
  *
  * Protocol: commands on stdin, one per line; every answer is one JSON line on stdout with the same `cmd` and fields
  * loadgen.js sends over IPC, so bench/run.ts reads both the same way.
- *   connect <port> <concurrency> <needReady 0|1> <timeoutMs> <n> <host>   then n lines, one request path each
+ *   connect <port> <concurrency> <needReady 0|1> <timeoutMs> <n> <host> [sse|ws]   then n lines, one path each
  *                                          -> {"cmd":"connected","ok","failed","ms","firstErr"}
  *   arm <messages>                         -> {"cmd":"armed","open"}
  *   status <resetInterval 0|1>             -> {"cmd":"status","received","duplicates","lastRecvMs","open",
@@ -21,8 +21,14 @@
  *   exit, or end of stdin                  -> exits
  * On start it answers {"cmd":"hello","pid","monoMs"}. Before the first command the bench asks `time` and checks that
  * the answer lies between its own process.hrtime() (the same clock) before the question and after the answer.
- * `loadgen --self-test` instead feeds a fixed chunked SSE stream through the parser at every split size from 1 to 64
- * bytes and at once, checks the counts, and prints {"selfTest":"ok"} (exit 0) or what differed (exit 1).
+ * `loadgen --self-test` instead feeds a fixed chunked SSE stream, the same plain, and the same messages as WebSocket
+ * frames through the parsers at every split size from 1 to 64 bytes and at once, checks the counts, and prints
+ * {"selfTest":"ok"} (exit 0) or what differed (exit 1).
+ *
+ * `proto` ws (our /live, the `ws` reference): the upgrade with loadgen.js's Sec-WebSocket-Key, 101 expected, unmasked
+ * server frames (7-, 16- and 64-bit lengths) parsed across reads, pings answered, client frames masked with the zero
+ * key; with needReady `{"action":"ping"}` is sent and the connection is ready at our `"pong"`; every text message is
+ * searched for `"n":<seq>,"t":<ms>` as SSE frames are.
  *
  * Sockets are edge-triggered in epoll and read with recv() into one shared buffer; nearly all the CPU left is the
  * kernel's (the read, and on loopback the ACK it sends, processed in the reader's context), which loadgen.js pays too.
@@ -69,6 +75,7 @@ typedef struct {
   char *carry; /* SSE text after the last complete frame */
   size_t clen, ccap;
   int ready, need_ready, done, settled, connected;
+  int ws; /* a WebSocket (`proto` ws: our /live, the `ws` reference) instead of an SSE stream */
   double deadline;
   uint8_t *seen;
 } Conn;
@@ -303,6 +310,67 @@ static void on_body(Conn *c, const char *s, size_t n, double t) {
   if (out > old) on_text(c, scratch, out, old, t);
 }
 
+/* A client frame, masked with the zero key (the payload goes as is), as loadgen.js clientFrame(). */
+static void ws_send(Conn *c, int opcode, const char *payload, size_t n) {
+  char f[256];
+  if (c->fd < 0 || n > 125) return;
+  f[0] = (char)(0x80 | opcode);
+  f[1] = (char)(0x80 | n);
+  memset(f + 2, 0, 4);
+  memcpy(f + 6, payload, n);
+  if (write(c->fd, f, n + 6) < 0) return;
+}
+
+/* One WebSocket message: a ping is answered; before ready (needReady) only our `pong` counts; then scanned. */
+static void on_ws_message(Conn *c, int opcode, const char *p, size_t n, double t) {
+  if (opcode == 9) {
+    ws_send(c, 10, p, n);
+    return;
+  }
+  if (opcode != 1) return;
+  if (!c->ready && c->need_ready) {
+    if (memmem(p, n, "\"pong\"", 6)) mark_ready(c);
+    return;
+  }
+  scan(c, p, n, n, t);
+}
+
+/* WebSocket bytes after the upgrade: whole unmasked server frames are handled, a partial one carried. */
+static void on_ws(Conn *c, const char *s, size_t n, double t) {
+  const char *buf = s;
+  size_t len = n;
+  if (c->clen) {
+    append(&c->carry, &c->clen, &c->ccap, s, n);
+    buf = c->carry;
+    len = c->clen;
+  }
+  size_t i = 0;
+  while (len - i >= 2) {
+    const unsigned char *h = (const unsigned char *)buf + i;
+    size_t hdr = 2;
+    uint64_t plen = h[1] & 0x7f;
+    if (plen == 126) {
+      if (len - i < 4) break;
+      hdr = 4;
+      plen = ((uint64_t)h[2] << 8) | h[3];
+    } else if (plen == 127) {
+      if (len - i < 10) break;
+      hdr = 10;
+      plen = 0;
+      for (int k = 2; k < 10; k++) plen = (plen << 8) | h[k];
+    }
+    if (len - i < hdr + plen) break;
+    on_ws_message(c, h[0] & 0x0f, buf + i + hdr, plen, t);
+    i += hdr + plen;
+  }
+  if (buf == c->carry) {
+    memmove(c->carry, c->carry + i, len - i);
+    c->clen = len - i;
+  } else if (i < len) {
+    append(&c->carry, &c->clen, &c->ccap, buf + i, len - i);
+  }
+}
+
 static void close_fd(Conn *c, int reset) {
   if (c->fd < 0) return;
   if (reset) {
@@ -334,13 +402,14 @@ static void on_data(Conn *c, const char *s, size_t n, double t) {
         if (v + 7 <= hl && strncasecmp(c->head + v, "chunked", 7) == 0) c->chunked = 1;
       }
     }
-    if (status != 200) {
+    if (status != (c->ws ? 101 : 200)) {
       char why[32];
       snprintf(why, sizeof why, "HTTP %d", status);
       fail_conn(c, why);
       return;
     }
-    if (!c->need_ready) mark_ready(c);
+    if (c->ws && c->need_ready) ws_send(c, 1, "{\"action\":\"ping\"}", 17);
+    else if (!c->need_ready) mark_ready(c);
     size_t body = c->hlen - (hl + 4);
     /* The body is copied out of the head buffer first: on_body may grow the carry, not the head. */
     if (body) {
@@ -349,7 +418,8 @@ static void on_data(Conn *c, const char *s, size_t n, double t) {
       free(c->head);
       c->head = NULL;
       c->hlen = c->hcap = 0;
-      on_body(c, tmp, body, t);
+      if (c->ws) on_ws(c, tmp, body, t);
+      else on_body(c, tmp, body, t);
       free(tmp);
     } else {
       free(c->head);
@@ -358,7 +428,8 @@ static void on_data(Conn *c, const char *s, size_t n, double t) {
     }
     return;
   }
-  on_body(c, s, n, t);
+  if (c->ws) on_ws(c, s, n, t);
+  else on_body(c, s, n, t);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -467,7 +538,24 @@ static void on_writable(Conn *c, size_t i) {
   }
   c->connected = 1;
   char req[8192];
-  int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n", paths[i], host, port);
+  int n;
+  if (c->ws) {
+    /* The key loadgen.js sends: base64 of the first 16 bytes of `loadgen-key-<i, 4 digits>`. */
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char raw[40], key[32];
+    snprintf(raw, sizeof raw, "loadgen-key-%04zu", i);
+    unsigned char *r = (unsigned char *)raw;
+    for (int k = 0, o = 0; k < 16; k += 3) {
+      uint32_t v = r[k] << 16 | (k + 1 < 16 ? r[k + 1] << 8 : 0) | (k + 2 < 16 ? r[k + 2] : 0);
+      key[o++] = b64[v >> 18 & 63];
+      key[o++] = b64[v >> 12 & 63];
+      key[o++] = k + 1 < 16 ? b64[v >> 6 & 63] : '=';
+      key[o++] = k + 2 < 16 ? b64[v & 63] : '=';
+      key[o] = 0;
+    }
+    n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", paths[i], host, port, key);
+  } else
+    n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n", paths[i], host, port);
   if (n <= 0 || n >= (int)sizeof req || write(c->fd, req, n) != n) {
     fail_conn(c, "request not written");
     return;
@@ -550,13 +638,15 @@ static void command(char *line) {
   }
   long n;
   int cc, nr;
-  if (sscanf(line, "connect %d %d %d %d %ld %255s", &port, &cc, &nr, &timeout_ms, &n, host) == 6) {
+  char proto[8] = "sse";
+  if (sscanf(line, "connect %d %d %d %d %ld %255s %7s", &port, &cc, &nr, &timeout_ms, &n, host, proto) >= 6) {
     free_conns();
     nconns = n;
     conns = calloc(n ? n : 1, sizeof(Conn));
     for (long i = 0; i < n; i++) {
       conns[i].fd = -1;
       conns[i].need_ready = nr;
+      conns[i].ws = strcmp(proto, "ws") == 0;
     }
     concurrency = cc > 0 ? cc : 1;
     inflight_idx = calloc(concurrency, sizeof(size_t));
@@ -674,10 +764,43 @@ static int self_test(void) {
   size_t pl = (size_t)sprintf(plain, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
   memcpy(plain + pl, body, bl);
   pl += bl;
+  /* The same messages as WebSocket text frames after a 101: a ping, our `pong` (ready), 7-bit, 16-bit and 64-bit
+     lengths (one message padded past 125 bytes, one past 65535), and a frame cut at the end. */
+  static char wsock[200000];
+  size_t wl = (size_t)sprintf(wsock, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+  static char msg[80000];
+  const char *pre[] = {"hb", "{\"type\":\"pong\"}"};
+  for (int k = 0; k < 2; k++) {
+    size_t m = strlen(pre[k]);
+    wsock[wl++] = (char)(0x80 | (k ? 1 : 9));
+    wsock[wl++] = (char)m;
+    memcpy(wsock + wl, pre[k], m);
+    wl += m;
+  }
+  for (size_t k = 0; k < sizeof seqs / sizeof *seqs; k++) {
+    size_t pad = k == 1 ? 200 : k == 3 ? 70000 : 0;
+    size_t m = (size_t)sprintf(msg, "{\"channel\":\"c\",\"data\":{\"n\":%d,\"t\":%.3f,\"p\":\"", seqs[k], sent);
+    memset(msg + m, 'x', pad);
+    m += pad;
+    m += (size_t)sprintf(msg + m, "\"}}");
+    wsock[wl++] = (char)0x81;
+    if (m < 126) wsock[wl++] = (char)m;
+    else if (m < 65536) {
+      wsock[wl++] = 126;
+      wsock[wl++] = (char)(m >> 8);
+      wsock[wl++] = (char)(m & 0xff);
+    } else {
+      wsock[wl++] = 127;
+      for (int b = 7; b >= 0; b--) wsock[wl++] = (char)((uint64_t)m >> (8 * b));
+    }
+    memcpy(wsock + wl, msg, m);
+    wl += m;
+  }
+  wl += (size_t)sprintf(wsock + wl, "\x81\x30{\"n\":4,");
   int bad = 0;
-  for (int variant = 0; variant < 2; variant++) {
-    const char *src = variant ? plain : stream;
-    size_t len = variant ? pl : sl;
+  for (int variant = 0; variant < 3; variant++) {
+    const char *src = variant == 2 ? wsock : variant ? plain : stream;
+    size_t len = variant == 2 ? wl : variant ? pl : sl;
     for (size_t split = 1; split <= 65; split++) {
       size_t step = split == 65 ? len : split;
       free_conns();
@@ -685,6 +808,7 @@ static int self_test(void) {
       conns = calloc(1, sizeof(Conn));
       conns[0].fd = -1;
       conns[0].need_ready = 1;
+      conns[0].ws = variant == 2;
       connecting = 0;
       armed = 0;
       reset_window(10);
@@ -696,11 +820,11 @@ static int self_test(void) {
       }
       long k = 0;
       for (int j = 0; j < 10; j++) k += c->seen ? c->seen[j] : 0;
-      int ok = c->ready && c->chunked == !variant && received == 9 && duplicates == 1 && unknown_n == 1 && k == 9 && !c->seen[4] && hist_n == 9 && max_lat >= 5.0 && max_lat < 5000 && c->clen > 0;
+      int ok = c->ready && c->chunked == (variant == 0) && received == 9 && duplicates == 1 && unknown_n == 1 && k == 9 && !c->seen[4] && hist_n == 9 && max_lat >= 5.0 && max_lat < 5000 && c->clen > 0;
       if (!ok) {
         bad++;
         fprintf(stderr, "loadgen self-test: %s split %zu: ready %d chunked %d received %lu duplicates %lu unknown %lu per-connection %ld histogram %lu max %.1f carry %zu\n",
-                variant ? "plain" : "chunked", step, c->ready, c->chunked, (unsigned long)received, (unsigned long)duplicates, (unsigned long)unknown_n, k, (unsigned long)hist_n, max_lat, c->clen);
+                variant == 2 ? "websocket" : variant ? "plain" : "chunked", step, c->ready, c->chunked, (unsigned long)received, (unsigned long)duplicates, (unsigned long)unknown_n, k, (unsigned long)hist_n, max_lat, c->clen);
       }
     }
   }
@@ -709,7 +833,7 @@ static int self_test(void) {
     printf("{\"selfTest\":\"failed\",\"cases\":%d}\n", bad);
     return 1;
   }
-  puts("{\"selfTest\":\"ok\",\"cases\":130}");
+  puts("{\"selfTest\":\"ok\",\"cases\":195}");
   return 0;
 }
 

@@ -1,12 +1,14 @@
 /**
- * The native SSE load generator (bench/loadgen.c) for bench/run.ts: compiled at run time, checked, and driven over
+ * The native load generator (bench/loadgen.c) for bench/run.ts: compiled at run time, checked, and driven over
  * stdin/stdout lines with the same commands and answers as bench/loadgen.js over IPC (`connect`, `arm`, `status`,
- * `report`, `close`), so run.ts reads both the same way.
+ * `report`, `close`), so run.ts reads both the same way. It speaks SSE and plain WebSockets (`proto` ws: our `/live`,
+ * the `ws` reference), not Socket.IO.
  *
  * - `nativeLoadGen()`: `cc -O2` (or $CC; gcc when `cc` is missing) into the temp directory, cached by the source's
- *   hash, then `loadgen --self-test` (the parser at every split of a fixed chunked SSE stream: counts, loss,
- *   duplicates, unknown sequence numbers). Answers the binary's path, or why there is none: no C compiler, or a build
- *   or self-test failure (then the bench says so and uses loadgen.js).
+ *   hash, then `loadgen --self-test` (the parsers at every split of a fixed chunked SSE stream, the same stream plain,
+ *   and the same messages as WebSocket frames: counts, loss, duplicates, unknown sequence numbers). Answers the
+ *   binary's path, or why there is none: no C compiler, or a build or self-test failure (then the bench says so and
+ *   uses loadgen.js).
  * - `NativeLoadGen`: one process per run. Before its first command, its CLOCK_MONOTONIC (a `time` question) must lie
  *   between this process's process.hrtime() before the question and after the answer, a window of a pipe round trip
  *   (the best of three): the latencies compare its clock with the publisher's `t` (bench/run.ts `payload()`,
@@ -53,7 +55,7 @@ export function nativeLoadGen(): { path: string; why?: undefined } | { path?: un
   return { path: bin };
 }
 
-/** What `connect` may carry for the native load generator (SSE only, no presence counting, no resume or source addresses). */
+/** What `connect` may carry for the native load generator (SSE or a WebSocket; no presence counting, resume or source addresses). */
 interface ConnectMsg {
   cmd: 'connect';
   host: string;
@@ -124,9 +126,10 @@ export class NativeLoadGen<R extends { cmd: string }> {
     switch (msg.cmd) {
       case 'connect': {
         const c = msg as unknown as ConnectMsg;
-        if ((c.proto ?? 'sse') !== 'sse' || c.presence || c.lastEventId || c.localAddresses?.length) throw new Error('native loadgen: SSE only, without presence counting, Last-Event-ID or source addresses (use --loadgen js)');
+        const proto = c.proto ?? 'sse';
+        if ((proto !== 'sse' && proto !== 'ws') || c.presence || c.lastEventId || c.localAddresses?.length) throw new Error('native loadgen: SSE or ws only, without presence counting, Last-Event-ID or source addresses (use --loadgen js)');
         if (c.paths.some((p) => /\s/.test(p))) throw new Error('native loadgen: a request path with white space');
-        return `connect ${c.port} ${c.concurrency} ${c.needReady ? 1 : 0} ${c.timeoutMs} ${c.paths.length} ${c.host}\n${c.paths.map((p) => `${p}\n`).join('')}`;
+        return `connect ${c.port} ${c.concurrency} ${c.needReady ? 1 : 0} ${c.timeoutMs} ${c.paths.length} ${c.host} ${proto}\n${c.paths.map((p) => `${p}\n`).join('')}`;
       }
       case 'arm':
         return `arm ${Number(msg.messages)}\n`;

@@ -15,7 +15,8 @@
  *   --ws: the WebSocket fan-out comparison instead: servers ours (SSE), ours-ws (our `/live` on the
  *          same service), socketio (Socket.IO 4 + @socket.io/redis-adapter, bench/socketio-server.js)
  *          and ws-ref (bench/ws-ref-server.js, `ws` + ioredis), cases 1k,5k,10k; the WebSocket
- *          clients are raw sockets in bench/loadgen.js (`proto` ws / socketio).
+ *          clients are raw sockets in bench/loadgen.c (`proto` ws; with --loadgen js in bench/loadgen.js) and
+ *          bench/loadgen.js (`proto` socketio).
  *   --storm [--storm-n 10000] [--storm-window 5000-10000] [--storm-missed 50] [--storm-own-channels] [--servers ours@REV,ours] [--runs N] [--cpu-prof]:
  *          the reconnect storm (issue 27): N clients drop and come back within the window, each with its own ticket from
  *          the local ticket API and Last-Event-ID; server CPU, write/read system calls and Redis commands per connect.
@@ -51,6 +52,15 @@
  *          comparison, e.g. `--service worktree --servers ours,ours@main`.
  *          `ours-ws@COMMIT` likewise for `/live` (with --ws).
  *
+ * Load generator (--loadgen native|js|js,native) of the fan-out cases (SSE, and --ws but Socket.IO) and the soak:
+ * - native (the default): bench/loadgen.c, compiled here at start (`cc -O2`, cached in the temp directory by the
+ *          source's hash, then its --self-test) and driven over stdin/stdout lines by bench/native-loadgen.ts, which
+ *          speaks loadgen.js's commands and answers; without a C compiler the bench says so and uses js.
+ * - js:    bench/loadgen.js (plain Node, forked with an IPC channel), which also serves Socket.IO, the storm,
+ *          --capacity and --presence.
+ * - js,native: every server runs with each (columns `ours#js`, `ours#native`; a server may also be named so in
+ *          --servers), to compare them in one run.
+ *
  * SSE fan-out benchmark, our service against three peers in the same run:
  * - probe: bench/probe-server.js, the floor (issue 27): node:net, one Redis SUBSCRIBE, each event framed
  *          once and that Buffer written to each socket once; no HTTP library, no features. The
@@ -65,14 +75,7 @@
  * The peers have no auth: for them the ticket step is skipped.
  *
  * Each run starts a fresh server process, and a fresh load generator in its own process; one private redis-server
- * serves the whole bench.
- *   --loadgen native|js|js,native: the load generator of the SSE fan-out cases and the soak. native (the default):
- *          bench/loadgen.c, compiled here at start (`cc -O2`, cached in the temp directory by the source's hash,
- *          then its --self-test) and driven over stdin/stdout lines by bench/native-loadgen.ts, which speaks
- *          loadgen.js's commands and answers; without a C compiler the bench says so and uses js. js:
- *          bench/loadgen.js (plain Node, forked with an IPC channel), which also serves WebSocket servers, the
- *          storm, --capacity and --presence. `js,native` runs every server with each (columns `ours#js`,
- *          `ours#native`; a server may also be named so in --servers), to compare them in one run. Runs alternate servers (A B C A B C) and
+ * serves the whole bench. Runs alternate servers (A B C A B C) and
  * the tables show medians. Everything binds 127.0.0.1 and stops by itself (hard time limit).
  */
 import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
@@ -780,12 +783,12 @@ class LoadGen {
 /** The compiled native load generator (bench/native-loadgen.ts), set in main() when a run may use it. */
 let nativeBin: string | undefined;
 /**
- * The load generator for server `name` speaking `proto`: native (bench/loadgen.c) for SSE unless `name#js` or
- * `--loadgen js` says otherwise or no C compiler was found (main() said so); loadgen.js for everything else.
+ * The load generator for server `name` speaking `proto`: native (bench/loadgen.c) for SSE and plain WebSockets unless
+ * `name#js` or `--loadgen js` says otherwise or no C compiler was found (main() said so); loadgen.js for Socket.IO.
  */
 function loadGenFor(name: ServerName, proto: string): LoadGen | NativeLoadGen<LoadGenReply> {
   const want = name.includes('#') ? name.split('#')[1] : loadgens[0];
-  return want === 'native' && proto === 'sse' && nativeBin ? new NativeLoadGen<LoadGenReply>(nativeBin, track) : new LoadGen();
+  return want === 'native' && (proto === 'sse' || proto === 'ws') && nativeBin ? new NativeLoadGen<LoadGenReply>(nativeBin, track) : new LoadGen();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1743,12 +1746,12 @@ async function main(): Promise<void> {
   /** The Redis a server runs on: its URL and the bench's client for it. */
   const redisOf = (s: ServerName): [string, Redis] => (onCluster(s) ? [clusterUrl!, clusterRedis!] : [redisServer.url, redis]);
   const facts = await machineFacts(redis);
-  // The native load generator for the SSE runs (fan-out cases and the soak; the storm, --capacity and --presence use loadgen.js).
+  // The native load generator for the fan-out cases and the soak (SSE and WebSockets; Socket.IO, the storm, --capacity and --presence use loadgen.js).
   let loadgenNote = 'bench/loadgen.js';
-  if (!args.capacity && !args.presence && !args.storm && loadgens.includes('native') && servers.some((s) => !['ours-ws', 'socketio', 'ws-ref'].includes(kindOf(s)))) {
+  if (!args.capacity && !args.presence && !args.storm && loadgens.includes('native') && servers.some((s) => kindOf(s) !== 'socketio')) {
     const n = nativeLoadGen();
     nativeBin = n.path;
-    if (n.path) loadgenNote = `${loadgens.length > 1 ? 'each server with bench/loadgen.js (#js) and ' : ''}native (bench/loadgen.c, self-test passed) for SSE${servers.some((s) => ['ours-ws', 'socketio', 'ws-ref'].includes(kindOf(s))) ? ', bench/loadgen.js for WebSockets' : ''}`;
+    if (n.path) loadgenNote = `${loadgens.length > 1 ? 'each server with bench/loadgen.js (#js) and ' : ''}native (bench/loadgen.c, self-test passed)${servers.some((s) => kindOf(s) === 'socketio') ? ', bench/loadgen.js for Socket.IO' : ''}`;
     else {
       loadgenNote = `bench/loadgen.js: the native one could not be used (${n.why})`;
       console.error(`bench: the native load generator (bench/loadgen.c) cannot be used: ${n.why}. Using bench/loadgen.js (plain Node) instead, which needs about one core at 10k × 20 msg/s: runs where it is the bottleneck are flagged.`);
