@@ -1652,23 +1652,22 @@ function headline(results: RunResult[], loadStart: number): string {
   const of = (s: ServerName) => results.filter((r) => r.server === s && r.case === c && !r.error);
   const med = (s: ServerName, get: (r: RunResult) => number | undefined | null) => median(of(s).map((r) => get(r) ?? undefined) as number[]);
   const lines = [`Issue 27 headline: ${CASE_TITLES[c]}, medians of ${runs} (${of('ours').length} ours, ${of('probe').length} probe runs without errors)`, ''];
+  // A server that delivered well under the offered rate fell behind: its latencies are the age of a growing backlog.
+  const offered = CASES[c].n * (CASES[c].rate ?? 0);
+  const saturated = ['probe', 'ours'].filter((s) => (med(s, (r) => r.deliveriesPerSec) ?? offered) < 0.9 * offered);
   const ratio = (label: string, unit: string, target: number, get: (r: RunResult) => number | undefined | null) => {
     const [o, p] = [med('ours', get), med('probe', get)];
     if (o === undefined || !p) return lines.push(`- ${label}: not measured (ours ${o ?? '–'}, probe ${p ?? '–'})`);
     const x = o / p;
-    return lines.push(`- ${label}: ours ${o} ${unit} / probe ${p} ${unit} = ${x.toFixed(2)}× (target ≤ ${target}×): ${x <= target ? 'MET' : 'NOT MET'}`);
+    const verdict = saturated.length ? `not valid (${saturated.join(' and ')} SATURATED, below)` : x <= target ? 'MET' : 'NOT MET';
+    return lines.push(`- ${label}: ours ${o} ${unit} / probe ${p} ${unit} = ${x.toFixed(2)}× (target ≤ ${target}×): ${verdict}`);
   };
   ratio('p99 latency', 'ms', PROBE_TARGETS.p99, (r) => r.p99);
   ratio('server CPU per delivery', 'µs', PROBE_TARGETS.cpuUs, (r) => r.serverCpuUsPerDelivery);
   const lg = results.filter((r) => r.case === c && !r.error).map((r) => r.loadgenCpuPct ?? 0);
   const lgMax = lg.length ? Math.max(...lg) : 0;
   lines.push(`- load generator CPU: at most ${lgMax} % of one core over the runs${lgMax >= LOADGEN_SATURATED_PCT ? ' — BOTTLENECK: the load generator, not the servers, set the latencies; the ratios are not valid' : ' (not the bottleneck)'}`);
-  // A server that delivered well under the offered rate fell behind: its latencies are the age of a growing backlog.
-  const offered = CASES[c].n * (CASES[c].rate ?? 0);
-  for (const s of ['probe', 'ours']) {
-    const d = med(s, (r) => r.deliveriesPerSec);
-    if (d !== undefined && d < 0.9 * offered) lines.push(`- ${s} delivered ${fmtInt(d)} of ${fmtInt(offered)} offered per second: SATURATED (one thread, or the machine, could not keep up; its p99 is the age of a backlog that grew through the run, and a ratio against it is not valid)`);
-  }
+  for (const s of saturated) lines.push(`- ${s} delivered ${fmtInt(med(s, (r) => r.deliveriesPerSec)!)} of ${fmtInt(offered)} offered per second: SATURATED (one thread, or the machine, could not keep up; its p99 is the age of a backlog that grew through the run, and a ratio against it is not valid)`);
   lines.push(`- load average: ${loadStart.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end on ${cpus().length} cores${loadStart > 1 ? ' — other work was running: the ratios need a quiet machine' : ''}`);
   return lines.join('\n');
 }
