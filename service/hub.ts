@@ -125,6 +125,8 @@ export class Hub {
     readonly maxChannels = Number.POSITIVE_INFINITY,
     /** What the tails may hold: events per channel (at most a replay page) and bytes in all. */
     private readonly tailLimits: TailLimits = DEFAULT_TAIL_LIMITS,
+    /** Milliseconds since the epoch (a tail's TTL). */
+    private readonly now: () => number = Date.now,
   ) {
     sub.onMessage((channel, message) => {
       const set = this.listeners.get(channel);
@@ -133,9 +135,11 @@ export class Hub {
       this.lastSeq.set(channel, event.seq);
       const tail = this.tails.get(channel);
       if (tail && event.seq > tail.to) {
+        // Quiet past the history's TTL: Redis may have let the events go, and a replay would not give them either.
+        if (tail.events.length && this.now() - tail.touched > tail.ttlMs) this.forget(tail, tail.events.length);
         tail.events.push(event);
         tail.to = event.seq;
-        tail.touched = Date.now();
+        tail.touched = this.now();
         this.tailBytes += eventBytes(event);
         this.trim(tail);
       }
@@ -255,7 +259,7 @@ export class Hub {
       if (old) this.dropTail(c);
       const events = history && from < position ? history.envelopes.map((e) => new LiveEvent(c, e)) : [];
       const max = history ? Math.min(history.keep, this.tailLimits.maxEvents) : 0;
-      const tail: Tail = { from, to: position, events, max, ttlMs: history?.ttlMs ?? 0, touched: Date.now() };
+      const tail: Tail = { from, to: position, events, max, ttlMs: history?.ttlMs ?? 0, touched: this.now() };
       for (const e of events) this.tailBytes += eventBytes(e);
       this.tails.set(c, tail);
       this.trim(tail);
@@ -283,7 +287,7 @@ export class Hub {
       if (tail === undefined || this.subscribing.has(c)) return undefined;
       const at = cursor[i];
       if (at !== tail.to) {
-        if (channels.length !== 1 || at < tail.from || at > tail.to || Date.now() - tail.touched > tail.ttlMs) return undefined;
+        if (channels.length !== 1 || at < tail.from || at > tail.to || this.now() - tail.touched > tail.ttlMs) return undefined;
         const start = tail.events.findIndex((e) => e.seq > at);
         if (start < 0 || tail.events.length - start > maxEvents) return undefined;
         events = tail.events.slice(start);
@@ -296,12 +300,18 @@ export class Hub {
 
   /** Keeps `tail` within the limits: its oldest events go first (its start moves up to the last one dropped). */
   private trim(tail: Tail): void {
-    const maxBytes = this.tailLimits.maxBytes;
-    while (tail.events.length > tail.max || (this.tailBytes > maxBytes && tail.events.length)) {
-      const e = tail.events.shift()!;
-      tail.from = e.seq;
-      this.tailBytes -= eventBytes(e);
-    }
+    let n = Math.max(0, tail.events.length - tail.max);
+    let bytes = this.tailBytes;
+    for (let i = 0; i < n; i++) bytes -= eventBytes(tail.events[i]);
+    while (n < tail.events.length && bytes > this.tailLimits.maxBytes) bytes -= eventBytes(tail.events[n++]);
+    if (n) this.forget(tail, n);
+  }
+
+  /** Drops the `n` oldest events of `tail`: it starts at the last of them. */
+  private forget(tail: Tail, n: number): void {
+    const gone = tail.events.splice(0, n);
+    for (const e of gone) this.tailBytes -= eventBytes(e);
+    tail.from = gone[gone.length - 1].seq;
   }
 
   private dropTail(channel: string): void {

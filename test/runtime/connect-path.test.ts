@@ -191,6 +191,44 @@ describe('hub: mark and addAt', () => {
     hub.remove([ch], first);
   });
 
+  test('a tail holds at most its bytes (the oldest go first) and is not used once the history TTL passed since its last event', async () => {
+    const subscriber2 = await connectSubscriber();
+    let t = 1_000_000;
+    // Room for two of these events (each counted twice its envelope's length).
+    const small = new Hub(new RedisSubscriber(subscriber2, new Keys(config.keyPrefix)), Number.POSITIVE_INFINITY, { maxEvents: 100, maxBytes: 2000 }, () => t);
+    try {
+      const ch = `chat:${uid()}`;
+      const ids: number[] = [];
+      for (let i = 0; i < 4; i++) ids.push(Number((await publish({ channel: ch, type: 'x', data: 'y'.repeat(300) }, SERVER, { redis, config })).id));
+      const first = new Recorder();
+      await small.add([ch], first);
+      const mark = small.mark([ch])!;
+      const r = await replay([parseChannel(ch, TEST_NAMESPACES)], [ids[0]], { redis, config }, 100);
+      expect(r.events.every((e) => e.length > 334 && e.length <= 500)).toBe(true);
+      small.learn([ch], mark, r.positions, { from: ids[0], envelopes: r.events, keep: 100, ttlMs: 1000 });
+      expect(small.addCaughtUp([ch], new Recorder(), [ids[0]], 10)).toBeUndefined();
+      const seqs = (reader: Recorder, at: number) => small.addCaughtUp([ch], reader, [at], 10)?.events.map((e) => e.seq);
+      const a = new Recorder();
+      expect(seqs(a, ids[1])).toEqual([ids[2], ids[3]]);
+      small.remove([ch], a);
+      // Quiet for longer than the history's TTL: a reader behind replays (Redis says what is left); one that missed
+      // nothing still goes live at once.
+      t += 1001;
+      expect(seqs(new Recorder(), ids[1])).toBeUndefined();
+      const b = new Recorder();
+      expect(small.addCaughtUp([ch], b, [ids[3]], 10)).toEqual({ events: [], positions: [ids[3]] });
+      // The next event starts the tail again from the last one before it.
+      const next = Number((await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config })).id);
+      await eventually(() => first.seqs.length === 1, 5000, 'the event at the hub');
+      expect(seqs(new Recorder(), ids[2])).toBeUndefined();
+      const c = new Recorder();
+      expect(seqs(c, ids[3])).toEqual([next]);
+      for (const l of [first, b, c]) small.remove([ch], l);
+    } finally {
+      subscriber2.disconnect();
+    }
+  });
+
   test('learn: ignored when a subscription may have lapsed since the mark; forgotten when the channel is unsubscribed', async () => {
     const ch = `chat:${uid()}`;
     const other = `chat:${uid()}`;
