@@ -278,6 +278,17 @@ export class Hub {
    * then {@link add} and replay.
    */
   addCaughtUp(channels: readonly string[], listener: Listener, cursor: readonly number[], maxEvents = 0): { events: LiveEvent[]; positions: number[] } | undefined {
+    const found = this.heldSince(channels, cursor, maxEvents);
+    if (found) for (const c of channels) this.listeners.get(c)!.add(listener);
+    return found;
+  }
+
+  /**
+   * What a reader at `cursor` on `channels` missed, when it is here ({@link addCaughtUp}'s rule), without adding a
+   * listener: for one that listens already and held its live events while the subscription lapsed (a catch-up after the
+   * subscriber came back).
+   */
+  heldSince(channels: readonly string[], cursor: readonly number[], maxEvents = 0): { events: LiveEvent[]; positions: number[] } | undefined {
     if (!this.sub.ready || cursor.length !== channels.length) return undefined;
     let events: LiveEvent[] = [];
     const positions: number[] = [];
@@ -294,7 +305,6 @@ export class Hub {
       }
       positions.push(tail.to);
     }
-    for (const c of channels) this.listeners.get(c)!.add(listener);
     return { events, positions };
   }
 

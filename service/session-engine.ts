@@ -356,6 +356,13 @@ export class SessionEngine {
       while (next < streams.length) {
         const s = streams[next++];
         if (s.closed) continue;
+        // A stream of one channel behind a position the hub holds the events above (an earlier stream's replay): from there.
+        const held = s.size === 1 ? this.deps.hub.heldSince(s.channels, s.positions, this.config.replayMaxEvents) : undefined;
+        if (held) {
+          metrics.replays++;
+          s.resume(held.events, held.positions);
+          continue;
+        }
         const channels = parseChannelList(s.channels as string[], namespaces, Number.MAX_SAFE_INTEGER);
         await this.catchUp(s, channels, s.positions).catch(() => s.end(retry()));
       }
