@@ -22,6 +22,17 @@ export const NODE_SCHEDULER: FlushScheduler = {
  */
 export const ADAPTIVE_MIN_FLUSH_MS = 2;
 
+/**
+ * The loop's flush duty (the share of its time, not counting the window's own waits, spent flushing) at or above
+ * which an adaptive window starts to wait; once waiting, it keeps waiting while the duty stays at or above
+ * {@link ADAPTIVE_DUTY_EXIT}.
+ */
+export const ADAPTIVE_DUTY_ENTER = 0.2;
+/** The duty below which a window that was waiting goes back to flushing at the end of the turn. */
+export const ADAPTIVE_DUTY_EXIT = 0.1;
+/** Time constant of the duty estimate in milliseconds: it weighs the last few hundred ms of flushing and idling. */
+export const ADAPTIVE_DUTY_TAU_MS = 100;
+
 export interface FlushWindowOptions {
   /**
    * Fixed window in milliseconds (WRITE_DELAY_MS, the manual override): every window waits this long
@@ -56,16 +67,31 @@ export interface FlushWindowOptions {
  * first mark (the oldest event waiting) to the end of its flush (the last transport written), which
  * is the wait it chose plus an overhead `o` it does not choose: the event loop's lag before the flush
  * ran and the flush's own duration. It keeps an estimate of that overhead that rises at once and
- * falls by a quarter of the gap per window (a p99 budget, not a mean one). A window opens at its first
- * mark and flushes
- * - at the end of the current turn when the loop has spare time: the last flush was short
- *   (< {@link ADAPTIVE_MIN_FLUSH_MS}), or the loop went at least that flush's duration after it
- *   without anything to write; or when the estimated overhead leaves less than 1 ms of the budget;
+ * falls by a quarter of the gap per window (a p99 budget, not a mean one). It also measures the loop's
+ * flush duty `u`: the share of its time spent flushing, over the time it was flushing or idle (nothing
+ * marked) and not over the waits it chose, weighed exponentially with a time constant of
+ * {@link ADAPTIVE_DUTY_TAU_MS} (100 ms), so a few hundred ms of idling bring it back to 0. A window opens at
+ * its first mark and flushes
+ * - at the end of the current turn when the loop is mostly idle: `u` < {@link ADAPTIVE_DUTY_ENTER} (0.2;
+ *   once windows wait, until `u` < {@link ADAPTIVE_DUTY_EXIT}, 0.1), or the last flush was short
+ *   (< {@link ADAPTIVE_MIN_FLUSH_MS}), or the estimated overhead leaves less than 1 ms of the budget;
  * - otherwise `min(B - o, MAX_WRITE_DELAY_MS)` ms after the first mark: events that arrive meanwhile
  *   join their transport's queue, and each transport writes them in one chunk.
+ * Why the duty and not the last gap: the rule before (flush at once when the loop had gone the last flush's
+ * duration without anything to write) never waited under a periodic broadcast whose flush took less than
+ * half its period (at 20 msg/s, a flush under 25 ms: 5k streams), however much of the loop the flushes
+ * used, and it made a lightly loaded loop wait whenever two events came close together. The duty says
+ * how much of the loop writes cost: at 0.2 or more the next events come within four flushes of the
+ * last one's end, so a window of the budget's span collects more than one event per transport when
+ * events come as often as once per budget. Leaving the waits out of it keeps it
+ * from dropping once windows batch (each batched flush is at least as long as an unbatched one and is
+ * followed by less idle time than the events' period), so batching does not switch itself off; the
+ * lower exit threshold keeps it from flapping at the edge; when the events thin out, the idle time after
+ * each flush grows and it does switch off. Not covered: a loop at 0.2 or more whose events come less
+ * often than once per budget (flushes of `B`/5 or more with fewer than 1000/`B` events a second): a window then
+ * waits up to `B - o` without collecting a second event, inside the budget but for nothing.
  * So a window batches as much as the budget allows once the overhead is paid, and no more: the
- * longer the flush of everything takes, the less the window waits, rather than more (the rule
- * before issue 27 waited as long as the last flush took, and its events' delay was twice that).
+ * longer the flush of everything takes, the less the window waits, rather than more.
  * Nothing here is allocated per event or per transport: a mark is a push onto a reused array.
  */
 export class FlushWindow {
@@ -91,6 +117,12 @@ export class FlushWindow {
   lastQueueDelayMs = 0;
   /** Windows that waited (adaptive) since the counter was last reset. */
   waits = 0;
+  /** The loop's flush duty (0–1), as of the last flush's end or the last window's opening. */
+  dutyCycle = 0;
+  /** True while adaptive windows wait (the duty reached the enter threshold and has not fallen below the exit one). */
+  private batching = false;
+  /** True while flushAll runs (a mark then opens a window with no idle time before it). */
+  private flushing = false;
 
   constructor(options: FlushWindowOptions = {}) {
     this.writeDelayMs = options.writeDelayMs ?? 0;
@@ -119,9 +151,12 @@ export class FlushWindow {
 
   /** Milliseconds the window opening now waits before it flushes (0: the end of this turn). */
   private adaptiveWait(): number {
-    const d = this.lastFlushMs;
-    if (this.maxWriteDelayMs === 0 || d < ADAPTIVE_MIN_FLUSH_MS) return 0;
-    if (this.openedAt - this.lastFlushEnd >= d) return 0;
+    // The loop was idle from the last flush's end to this first mark: the duty decays over that time.
+    const idle = this.flushing ? 0 : this.openedAt - this.lastFlushEnd;
+    if (idle > 0) this.dutyCycle *= Math.exp(-idle / ADAPTIVE_DUTY_TAU_MS);
+    if (this.maxWriteDelayMs === 0) return 0;
+    this.batching = this.dutyCycle >= (this.batching ? ADAPTIVE_DUTY_EXIT : ADAPTIVE_DUTY_ENTER);
+    if (!this.batching || this.lastFlushMs < ADAPTIVE_MIN_FLUSH_MS) return 0;
     // Whole milliseconds, rounded down: never past the budget.
     const wait = Math.floor(Math.min(this.latencyBudgetMs - this.overheadMs, this.maxWriteDelayMs));
     return wait >= 1 ? wait : 0;
@@ -132,14 +167,18 @@ export class FlushWindow {
     this.dirty = this.spare;
     this.scheduled = false;
     const start = this.now();
+    this.flushing = true;
     try {
       for (let i = 0; i < dirty.length; i++) dirty[i].flush();
     } finally {
+      this.flushing = false;
       dirty.length = 0;
       this.spare = dirty;
       const end = this.now();
       this.lastFlushMs = end - start;
       this.lastFlushEnd = end;
+      // The flush was busy time: the duty moves toward 1 over it.
+      this.dutyCycle = 1 - (1 - this.dutyCycle) * Math.exp(-this.lastFlushMs / ADAPTIVE_DUTY_TAU_MS);
       // This window's queueing delay, and the part of it the wait did not choose.
       this.lastQueueDelayMs = end - this.openedAt;
       const o = Math.max(0, this.lastQueueDelayMs - this.openWait);

@@ -175,8 +175,9 @@ describe('adaptive write window (virtual time)', () => {
     for (let i = 0; i < 500; i++) loop.at(i * 2, () => probes.forEach((p) => p.dirty()));
     loop.runUntil(3000);
     expect(loop.waits[0]).toBe(95);
-    // About one write per stream per 100 ms (the rule that followed the flush wrote every 10 ms).
-    for (const p of probes) expect(p.flushes).toBeLessThanOrEqual(12);
+    // About one write per stream per 100 ms once the duty estimate has risen (6 back-to-back flushes of 5 ms; the
+    // rule that followed the flush wrote every 10 ms).
+    for (const p of probes) expect(p.flushes).toBeLessThanOrEqual(17);
     expect(Math.max(...probes.flatMap((p) => p.queued))).toBeLessThanOrEqual(100);
   });
 
@@ -272,6 +273,99 @@ describe('adaptive write window (virtual time)', () => {
     }
     // Coalesced: fewer socket writes than frames (each stream got 40 events, 3 heartbeats and its retry hint).
     expect(writes).toBeLessThan(streams.length * 44);
+  });
+});
+
+describe('when a window waits: the loop\'s flush duty, not the last gap', () => {
+  /** A broadcast to all `probes` every `periodMs` for `events` events, on the window of `loop`. */
+  const broadcast = (loop: VirtualLoop, probes: Probe[], periodMs: number, events: number) => {
+    for (let i = 0; i < events; i++) loop.at(i * periodMs, () => probes.forEach((p) => p.dirty()));
+  };
+
+  test('a periodic broadcast whose flush takes 40 % of the period batches: a wait per window, about one write per two events', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100, 100);
+    // 80 streams at 0.25 ms a write: a flush of all is 20 ms, every 50 ms (20 msg/s). The loop is idle 30 ms after each
+    // flush, longer than the flush took: the rule that flushed whenever the loop had gone a flush's length without
+    // anything to write never waited here, and wrote every event to every stream on its own.
+    const probes = Array.from({ length: 80 }, () => new Probe(loop, window, 0.25));
+    broadcast(loop, probes, 50, 100);
+    loop.runUntil(10_000);
+    expect(loop.waits.length).toBeGreaterThan(0);
+    expect(loop.waits[0]).toBe(80); // the budget less the 20 ms of flush the window measured
+    // After a few immediate windows while the duty estimate rises, every window waits: two events per write.
+    expect(loop.immediates).toBeLessThanOrEqual(3);
+    for (const p of probes) expect(p.flushes).toBeLessThanOrEqual(53);
+    // And the budget holds: no event waited longer than 100 ms from its mark to the end of its write.
+    expect(Math.max(...probes.flatMap((p) => p.queued))).toBeLessThanOrEqual(100);
+    expect(probes.every((p) => p.markedAt === undefined)).toBe(true);
+  });
+
+  test('under a smaller budget the same broadcast waits only what the budget leaves after the measured flush', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100, 45);
+    const probes = Array.from({ length: 80 }, () => new Probe(loop, window, 0.25));
+    broadcast(loop, probes, 50, 100);
+    loop.runUntil(10_000);
+    expect(loop.waits.length).toBeGreaterThan(0);
+    expect(Math.max(...loop.waits)).toBeLessThanOrEqual(25);
+    expect(Math.max(...probes.flatMap((p) => p.queued))).toBeLessThanOrEqual(45);
+  });
+
+  test('a lightly loaded loop (a 5-ms flush every 50 ms) writes every event at the end of its turn', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100, 100);
+    const probes = Array.from({ length: 20 }, () => new Probe(loop, window, 0.25));
+    broadcast(loop, probes, 50, 100);
+    loop.runUntil(10_000);
+    expect(loop.waits).toEqual([]);
+    expect(loop.immediates).toBe(100);
+    for (const p of probes) expect(p.delays).toEqual(Array(100).fill(0));
+  });
+
+  test('an event that comes soon after a flush does not make a mostly idle loop wait', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100, 100);
+    // Once a second a pair of events 3 ms apart; each flush takes 5 ms. The second event of each pair arrives before
+    // the loop has gone a flush's length without writing (the rule before waited 95 ms for it), but the loop spends
+    // well under a tenth of its time flushing.
+    const probes = Array.from({ length: 20 }, () => new Probe(loop, window, 0.25));
+    for (let i = 0; i < 10; i++) {
+      loop.at(i * 1000, () => probes.forEach((p) => p.dirty()));
+      loop.at(i * 1000 + 8, () => probes.forEach((p) => p.dirty()));
+    }
+    loop.runUntil(20_000);
+    expect(loop.waits).toEqual([]);
+    for (const p of probes) expect(p.delays).toEqual(Array(20).fill(0));
+  });
+
+  test('once batching, the window keeps batching while events keep coming, though batched flushes use less of the wall time (its waits are not idle time)', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100, 100);
+    // 20 streams at 50 msg/s: a 5-ms flush every 20 ms (25 % of the loop) starts batching. Batched, a flush of five
+    // events per stream every 100 ms is 5 % of the wall time, under the exit threshold; but the window's own waits
+    // are not idle time (the next event comes as the flush ends), so it stays.
+    const probes = Array.from({ length: 20 }, () => new Probe(loop, window, 0.25));
+    broadcast(loop, probes, 20, 500);
+    loop.runUntil(20_000);
+    expect(loop.immediates).toBeLessThanOrEqual(12); // the duty estimate rising; the rule without the exception: 226
+    expect(loop.waits.length).toBeGreaterThanOrEqual(95);
+    for (const p of probes) expect(p.flushes).toBeLessThanOrEqual(110);
+  });
+
+  test('when the broadcast stops and events become rare, the window goes back to writing at once', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100, 100);
+    const probes = Array.from({ length: 80 }, () => new Probe(loop, window, 0.25));
+    broadcast(loop, probes, 50, 40); // 2 s of load: batching
+    loop.runUntil(3000);
+    expect(loop.waits.length).toBeGreaterThan(0);
+    const waitsBefore = loop.waits.length;
+    // Then one event a second.
+    for (let i = 0; i < 5; i++) loop.at(5000 + i * 1000, () => probes.forEach((p) => p.dirty()));
+    loop.runUntil(20_000);
+    expect(loop.waits.length).toBe(waitsBefore);
+    for (const p of probes) expect(p.delays.slice(-5)).toEqual([0, 0, 0, 0, 0]);
   });
 });
 
