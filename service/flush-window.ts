@@ -1,6 +1,7 @@
 /** Something with bytes queued for its socket. */
 export interface Flushable {
-  flush(): void;
+  /** Writes what is queued in one write; returns how many queued frames (events, heartbeats) that was, 0 for none. */
+  flush(): number;
 }
 
 /** How a window runs its flush later: Node's setImmediate and setTimeout, or a test's virtual time. */
@@ -23,15 +24,14 @@ export const NODE_SCHEDULER: FlushScheduler = {
 export const ADAPTIVE_MIN_FLUSH_MS = 2;
 
 /**
- * The loop's flush duty (the share of its time, not counting the window's own waits, spent flushing) at or above
- * which an adaptive window starts to wait; once waiting, it keeps waiting while the duty stays at or above
- * {@link ADAPTIVE_DUTY_EXIT}.
+ * The flush duty (see {@link FlushWindow}) at or above which adaptive windows start to wait; once they
+ * wait, they keep waiting while it stays at or above {@link ADAPTIVE_DUTY_EXIT}.
  */
 export const ADAPTIVE_DUTY_ENTER = 0.2;
-/** The duty below which a window that was waiting goes back to flushing at the end of the turn. */
-export const ADAPTIVE_DUTY_EXIT = 0.1;
-/** Time constant of the duty estimate in milliseconds: it weighs the last few hundred ms of flushing and idling. */
-export const ADAPTIVE_DUTY_TAU_MS = 100;
+/** The flush duty below which windows that were waiting go back to flushing at the end of the turn. */
+export const ADAPTIVE_DUTY_EXIT = 0.15;
+/** Time constant of the flush duty in milliseconds: it weighs about the last half second of wall time. */
+export const ADAPTIVE_DUTY_TAU_MS = 250;
 
 export interface FlushWindowOptions {
   /**
@@ -68,28 +68,27 @@ export interface FlushWindowOptions {
  * is the wait it chose plus an overhead `o` it does not choose: the event loop's lag before the flush
  * ran and the flush's own duration. It keeps an estimate of that overhead that rises at once and
  * falls by a quarter of the gap per window (a p99 budget, not a mean one). It also measures the loop's
- * flush duty `u`: the share of its time spent flushing, over the time it was flushing or idle (nothing
- * marked) and not over the waits it chose, weighed exponentially with a time constant of
- * {@link ADAPTIVE_DUTY_TAU_MS} (100 ms), so a few hundred ms of idling bring it back to 0. A window opens at
- * its first mark and flushes
+ * flush duty `u`: the share of wall time its flushes would take if every frame were written on its own
+ * (each flush's duration times the frames per write it wrote), an exponentially weighted average over
+ * wall time with a time constant of {@link ADAPTIVE_DUTY_TAU_MS} (250 ms), read at each first mark with the
+ * time since the last flush counted as idle (the window's own waits are idle time). A window opens at its first mark and flushes
  * - at the end of the current turn when the loop is mostly idle: `u` < {@link ADAPTIVE_DUTY_ENTER} (0.2;
- *   once windows wait, until `u` < {@link ADAPTIVE_DUTY_EXIT}, 0.1), or the last flush was short
+ *   once windows wait, until `u` < {@link ADAPTIVE_DUTY_EXIT}, 0.15), or the last flush was short
  *   (< {@link ADAPTIVE_MIN_FLUSH_MS}), or the estimated overhead leaves less than 1 ms of the budget;
  * - otherwise `min(B - o, MAX_WRITE_DELAY_MS)` ms after the first mark: events that arrive meanwhile
  *   join their transport's queue, and each transport writes them in one chunk.
  * Why the duty and not the last gap: the rule before (flush at once when the loop had gone the last flush's
  * duration without anything to write) never waited under a periodic broadcast whose flush took less than
  * half its period (at 20 msg/s, a flush under 25 ms: 5k streams), however much of the loop the flushes
- * used, and it made a lightly loaded loop wait whenever two events came close together. The duty says
- * how much of the loop writes cost: at 0.2 or more the next events come within four flushes of the
- * last one's end, so a window of the budget's span collects more than one event per transport when
- * events come as often as once per budget. Leaving the waits out of it keeps it
- * from dropping once windows batch (each batched flush is at least as long as an unbatched one and is
- * followed by less idle time than the events' period), so batching does not switch itself off; the
- * lower exit threshold keeps it from flapping at the edge; when the events thin out, the idle time after
- * each flush grows and it does switch off. Not covered: a loop at 0.2 or more whose events come less
- * often than once per budget (flushes of `B`/5 or more with fewer than 1000/`B` events a second): a window then
- * waits up to `B - o` without collecting a second event, inside the budget but for nothing.
+ * used, and it made a lightly loaded loop wait whenever two events came close together. At 0.2 or more
+ * the next events come within four flushes of the last one's end, so a window of the budget's span
+ * collects more than one frame per transport when events come at least once per budget. Scaling each
+ * flush by its frames per write keeps the duty where it was before batching (writes, not frames, are
+ * what a flush costs), so batching does not switch itself off; reading it after the idle time keeps a
+ * loop that went quiet from waiting; the gap between the thresholds keeps windows from flapping at the
+ * edge. Not covered: a loop at 0.2 or more whose events come less often than once per budget (flushes of
+ * `B`/5 or more with fewer than 1000/`B` events a second): a window then waits up to `B - o` without
+ * collecting a second frame, inside the budget but for nothing.
  * So a window batches as much as the budget allows once the overhead is paid, and no more: the
  * longer the flush of everything takes, the less the window waits, rather than more.
  * Nothing here is allocated per event or per transport: a mark is a push onto a reused array.
@@ -117,12 +116,10 @@ export class FlushWindow {
   lastQueueDelayMs = 0;
   /** Windows that waited (adaptive) since the counter was last reset. */
   waits = 0;
-  /** The loop's flush duty (0–1), as of the last flush's end or the last window's opening. */
+  /** The flush duty (0–1) as of the last flush's end (the loop idle before the first). */
   dutyCycle = 0;
   /** True while adaptive windows wait (the duty reached the enter threshold and has not fallen below the exit one). */
   private batching = false;
-  /** True while flushAll runs (a mark then opens a window with no idle time before it). */
-  private flushing = false;
 
   constructor(options: FlushWindowOptions = {}) {
     this.writeDelayMs = options.writeDelayMs ?? 0;
@@ -151,11 +148,10 @@ export class FlushWindow {
 
   /** Milliseconds the window opening now waits before it flushes (0: the end of this turn). */
   private adaptiveWait(): number {
-    // The loop was idle from the last flush's end to this first mark: the duty decays over that time.
-    const idle = this.flushing ? 0 : this.openedAt - this.lastFlushEnd;
-    if (idle > 0) this.dutyCycle *= Math.exp(-idle / ADAPTIVE_DUTY_TAU_MS);
     if (this.maxWriteDelayMs === 0) return 0;
-    this.batching = this.dutyCycle >= (this.batching ? ADAPTIVE_DUTY_EXIT : ADAPTIVE_DUTY_ENTER);
+    // The duty now: as of the last flush's end, decayed over the time since (no flush in it).
+    const u = this.dutyCycle * Math.exp(-Math.max(0, this.openedAt - this.lastFlushEnd) / ADAPTIVE_DUTY_TAU_MS);
+    this.batching = u >= (this.batching ? ADAPTIVE_DUTY_EXIT : ADAPTIVE_DUTY_ENTER);
     if (!this.batching || this.lastFlushMs < ADAPTIVE_MIN_FLUSH_MS) return 0;
     // Whole milliseconds, rounded down: never past the budget.
     const wait = Math.floor(Math.min(this.latencyBudgetMs - this.overheadMs, this.maxWriteDelayMs));
@@ -167,18 +163,25 @@ export class FlushWindow {
     this.dirty = this.spare;
     this.scheduled = false;
     const start = this.now();
-    this.flushing = true;
+    let frames = 0;
+    let writes = 0;
     try {
-      for (let i = 0; i < dirty.length; i++) dirty[i].flush();
+      for (let i = 0; i < dirty.length; i++) {
+        const n = dirty[i].flush();
+        frames += n;
+        if (n > 0) writes++;
+      }
     } finally {
-      this.flushing = false;
       dirty.length = 0;
       this.spare = dirty;
       const end = this.now();
       this.lastFlushMs = end - start;
+      // The duty over the time since the last flush ended: busy for the last `busy` ms of it (this flush as long as
+      // it would have been with a write per frame), idle before.
+      const span = end - this.lastFlushEnd;
+      const busy = Math.min(span, this.lastFlushMs * (writes > 0 ? frames / writes : 1));
+      this.dutyCycle = this.dutyCycle * Math.exp(-span / ADAPTIVE_DUTY_TAU_MS) + 1 - Math.exp(-busy / ADAPTIVE_DUTY_TAU_MS);
       this.lastFlushEnd = end;
-      // The flush was busy time: the duty moves toward 1 over it.
-      this.dutyCycle = 1 - (1 - this.dutyCycle) * Math.exp(-this.lastFlushMs / ADAPTIVE_DUTY_TAU_MS);
       // This window's queueing delay, and the part of it the wait did not choose.
       this.lastQueueDelayMs = end - this.openedAt;
       const o = Math.max(0, this.lastQueueDelayMs - this.openWait);
