@@ -27,9 +27,9 @@ export const ADAPTIVE_MIN_FLUSH_MS = 2;
  * The flush duty (see {@link FlushWindow}) at or above which adaptive windows start to wait; once they
  * wait, they keep waiting while it stays at or above {@link ADAPTIVE_DUTY_EXIT}.
  */
-export const ADAPTIVE_DUTY_ENTER = 0.2;
+export const ADAPTIVE_DUTY_ENTER = 0.3;
 /** The flush duty below which windows that were waiting go back to flushing at the end of the turn. */
-export const ADAPTIVE_DUTY_EXIT = 0.15;
+export const ADAPTIVE_DUTY_EXIT = 0.2;
 /** Time constant of the flush duty in milliseconds: it weighs about the last half second of wall time. */
 export const ADAPTIVE_DUTY_TAU_MS = 250;
 
@@ -72,22 +72,22 @@ export interface FlushWindowOptions {
  * (each flush's duration times the frames per write it wrote), an exponentially weighted average over
  * wall time with a time constant of {@link ADAPTIVE_DUTY_TAU_MS} (250 ms), read at each first mark with the
  * time since the last flush counted as idle (the window's own waits are idle time). A window opens at its first mark and flushes
- * - at the end of the current turn when the loop is mostly idle: `u` < {@link ADAPTIVE_DUTY_ENTER} (0.2;
- *   once windows wait, until `u` < {@link ADAPTIVE_DUTY_EXIT}, 0.15), or the last flush was short
+ * - at the end of the current turn when the loop is mostly idle: `u` < {@link ADAPTIVE_DUTY_ENTER} (0.3;
+ *   once windows wait, until `u` < {@link ADAPTIVE_DUTY_EXIT}, 0.2), or the last flush was short
  *   (< {@link ADAPTIVE_MIN_FLUSH_MS}), or the estimated overhead leaves less than 1 ms of the budget;
  * - otherwise `min(B - o, MAX_WRITE_DELAY_MS)` ms after the first mark: events that arrive meanwhile
  *   join their transport's queue, and each transport writes them in one chunk.
  * Why the duty and not the last gap: the rule before (flush at once when the loop had gone the last flush's
  * duration without anything to write) never waited under a periodic broadcast whose flush took less than
  * half its period (at 20 msg/s, a flush under 25 ms: 5k streams), however much of the loop the flushes
- * used, and it made a lightly loaded loop wait whenever two events came close together. At 0.2 or more
- * the next events come within four flushes of the last one's end, so a window of the budget's span
+ * used, and it made a lightly loaded loop wait whenever two events came close together. At 0.3 or more
+ * the next events come within two and a half flushes of the last one's end, so a window of the budget's span
  * collects more than one frame per transport when events come at least once per budget. Scaling each
  * flush by its frames per write keeps the duty where it was before batching (writes, not frames, are
  * what a flush costs), so batching does not switch itself off; reading it after the idle time keeps a
  * loop that went quiet from waiting; the gap between the thresholds keeps windows from flapping at the
- * edge. Not covered: a loop at 0.2 or more whose events come less often than once per budget (flushes of
- * `B`/5 or more with fewer than 1000/`B` events a second): a window then waits up to `B - o` without
+ * edge. Not covered: a loop at 0.3 or more whose events come less often than once per budget (flushes of
+ * 0.3 `B` or more with fewer than 1000/`B` events a second): a window then waits up to `B - o` without
  * collecting a second frame, inside the budget but for nothing.
  * So a window batches as much as the budget allows once the overhead is paid, and no more: the
  * longer the flush of everything takes, the less the window waits, rather than more.
