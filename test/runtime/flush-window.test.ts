@@ -20,6 +20,10 @@ class VirtualLoop implements FlushScheduler {
   immediatesAfterWait = 0;
   /** When the flush now running started (undefined outside a flush). */
   flushStart?: number;
+  /** This process's CPU time, and the share of a flush's wall time it gets (1: no other process on the cores). */
+  cpu = 0;
+  cpuShare = 1;
+  readonly cpuNow = (): number => this.cpu;
   private turnEnd: (() => void)[] = [];
   private tasks: { at: number; seq: number; fn: () => void }[] = [];
   private seq = 0;
@@ -98,6 +102,7 @@ class Probe implements Flushable {
     this.delays.push(this.loop.flushStart! - this.markedAt);
     this.flushes++;
     this.loop.t += this.costMs;
+    this.loop.cpu += this.costMs * this.loop.cpuShare;
     this.queued.push(this.loop.t - this.markedAt);
     this.markedAt = undefined;
     const n = this.queuedEvents;
@@ -320,6 +325,19 @@ describe('when a window waits: the loop\'s flush duty, not the last gap', () => 
     expect(loop.waits.length).toBeGreaterThan(0);
     expect(Math.max(...loop.waits)).toBeLessThanOrEqual(25);
     expect(Math.max(...probes.flatMap((p) => p.queued))).toBeLessThanOrEqual(45);
+  });
+
+  test('a flush that is long in wall time but short in CPU time (other processes on the cores) does not make the window wait', () => {
+    const loop = new VirtualLoop();
+    const window = new FlushWindow({ maxWriteDelayMs: 100, latencyBudgetMs: 100, now: loop.now, cpuNow: loop.cpuNow, scheduler: loop });
+    // The broadcast above (a 20-ms flush every 50 ms), but the task gets a quarter of the core while it flushes: 5 ms
+    // of its own work per 50 ms, a light task on a busy host. With the flush's wall time as busy time it batched.
+    loop.cpuShare = 0.25;
+    const probes = Array.from({ length: 80 }, () => new Probe(loop, window, 0.25));
+    broadcast(loop, probes, 50, 100);
+    loop.runUntil(10_000);
+    expect(loop.waits).toEqual([]);
+    expect(loop.immediates).toBe(100);
   });
 
   test('a lightly loaded loop (a 5-ms flush every 50 ms) writes every event at the end of its turn', () => {
