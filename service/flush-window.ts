@@ -81,8 +81,9 @@ export interface FlushWindowOptions {
  * falls by a quarter of the gap per window (a p99 budget, not a mean one). It also measures the loop's
  * flush duty `u`: the share of wall time its flushes would take if every frame were written on its own
  * (each flush's CPU time times the frames per write it wrote), an exponentially weighted average over
- * wall time with a time constant of {@link ADAPTIVE_DUTY_TAU_MS} (250 ms), read at each first mark with the
- * time since the last flush counted as idle (the window's own waits are idle time). A window opens at its first mark and flushes
+ * wall time with a time constant of {@link ADAPTIVE_DUTY_TAU_MS} (250 ms), read at each first mark with
+ * the time since the last flush counted as idle (the window's own waits are idle time). A window opens
+ * at its first mark and flushes
  * - at the end of the current turn when the loop is mostly idle: `u` < {@link ADAPTIVE_DUTY_ENTER} (0.3;
  *   once windows wait, until `u` < {@link ADAPTIVE_DUTY_EXIT}, 0.2), or the last flush was short
  *   (< {@link ADAPTIVE_MIN_FLUSH_MS}), or the estimated overhead leaves less than 1 ms of the budget;
@@ -91,17 +92,18 @@ export interface FlushWindowOptions {
  * Why the duty and not the last gap: the rule before (flush at once when the loop had gone the last flush's
  * duration without anything to write) never waited under a periodic broadcast whose flush took less than
  * half its period (at 20 msg/s, a flush under 25 ms: 5k streams), however much of the loop the flushes
- * used, and it made a lightly loaded loop wait whenever two events came close together. At 0.3 or more
- * the next events come within two and a half flushes of the last one's end, so a window of the budget's span
- * collects more than one frame per transport when events come at least once per budget. Scaling each
- * flush by its frames per write keeps the duty where it was before batching (writes, not frames, are
- * what a flush costs), so batching does not switch itself off; reading it after the idle time keeps a
- * loop that went quiet from waiting; the gap between the thresholds keeps windows from flapping at the
- * edge. CPU time, not the flush's wall time, because the duty is about the task's own work: on a host
- * where other processes take the cores, a flush of 1k streams took 10-15 ms of wall time (5 of CPU) and made
- * a light task batch; the wait itself is still bounded by the budget in wall time. Not covered: a loop at 0.3 or more whose events come less often than once per budget (flushes of
- * 0.3 `B` or more with fewer than 1000/`B` events a second): a window then waits up to `B - o` without
- * collecting a second frame, inside the budget but for nothing.
+ * used, and it made a lightly loaded loop wait whenever two events came close together. At 0.3 or
+ * more the next events come within two and a half flushes of the last one's end, so a window of the
+ * budget's span collects more than one frame per transport when events come at least once per budget.
+ * Scaling each flush by its frames per write keeps the duty where it was before batching (writes, not
+ * frames, are what a flush costs), so batching does not switch itself off; reading it after the idle
+ * time keeps a loop that went quiet from waiting; the gap between the thresholds keeps windows from
+ * flapping at the edge. CPU time, not the flush's wall time, because the duty is about the task's own
+ * work: on a host where other processes held the cores, a flush of 1k streams took 10-15 ms of wall
+ * time (about 5 of CPU) and made a light task batch; the wait itself is still bounded by the budget in
+ * wall time. Not covered: a loop at 0.3 or more whose events come less often than once per budget
+ * (flushes of 0.3 `B` or more with fewer than 1000/`B` events a second): a window then waits up to
+ * `B - o` without collecting a second frame, inside the budget but for nothing.
  * So a window batches as much as the budget allows once the overhead is paid, and no more: the
  * longer the flush of everything takes, the less the window waits, rather than more.
  * Nothing here is allocated per event or per transport: a mark is a push onto a reused array.
