@@ -1,6 +1,9 @@
 'use strict';
 /**
  * SSE load generator for `npm run bench` (plain JS, forked by bench/run.ts with an IPC channel).
+ * For SSE and plain WebSocket fan-out runs the bench uses bench/loadgen.c by default (`--loadgen
+ * native`): the same commands, parsing and figures at less CPU; this one serves `--loadgen js`,
+ * Socket.IO, the storm, --capacity and --presence, and any machine without a C compiler.
  *
  * Opens N raw TCP connections (no HTTP client library), sends one GET per connection, and parses
  * the responses with a minimal parser: HTTP/1.1 status and headers, chunked transfer decoding, and

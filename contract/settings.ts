@@ -145,7 +145,7 @@ export const SERVICE_SETTINGS = {
   cookieSameSite: { kind: 'enum', env: 'COOKIE_SAMESITE', values: ['None', 'Lax', 'Strict'], doc: 'SameSite of the reconnect cookie; unset: None with ALLOWED_ORIGINS and Secure, else Lax.' },
   streamFraming: { kind: 'enum', env: 'STREAM_FRAMING', values: ['close', 'chunked'], default: 'close', doc: 'How an HTTP/1.1 stream body is delimited.' },
   writeDelayMs: { kind: 'int', env: 'WRITE_DELAY_MS', min: 0, max: 1000, default: 0, doc: 'Fixed write batching window in milliseconds; 0: the adaptive window.' },
-  maxWriteDelayMs: { kind: 'int', env: 'MAX_WRITE_DELAY_MS', min: 0, max: 1000, default: 100, doc: 'Longest wait of the adaptive write window in milliseconds (under load it waits what LATENCY_BUDGET_MS leaves, at most this).' },
+  maxWriteDelayMs: { kind: 'int', env: 'MAX_WRITE_DELAY_MS', min: 0, max: 1000, default: 100, doc: 'Longest wait of the adaptive write window in milliseconds (once flushing takes 30 % of the event loop, it waits what LATENCY_BUDGET_MS leaves, at most this).' },
   latencyBudgetMs: { kind: 'int', env: 'LATENCY_BUDGET_MS', min: 1, max: 5000, default: 100, doc: 'Queueing delay in milliseconds the adaptive write window keeps each event under, from its own measurement.' },
   maxQueuedBytes: { kind: 'int', env: 'MAX_QUEUED_BYTES', min: 16_384, max: 67_108_864 /* 64 MiB */, default: 1_048_576 /* 1 MiB */, doc: 'Bytes a connection may have waiting for a slow reader before it is closed.' },
   maxConnections: { kind: 'int', env: 'MAX_CONNECTIONS', min: 1, max: 1_000_000, default: 20_000, doc: 'Open streams plus waiting long polls per task.' },

@@ -113,9 +113,9 @@ export interface SseServiceProps extends SseLoadBalancerProps {
    */
   readonly heartbeatMs?: number;
   /**
-   * Longest wait of the adaptive write window in milliseconds (`MAX_WRITE_DELAY_MS`, 0 to 1000): with spare time a
-   * task writes each event at once; once flushing every stream takes long enough that events queue, it lets a stream's
-   * next events gather into one write for what `latencyBudgetMs` leaves, at most this long. 0 writes every event at once.
+   * Longest wait of the adaptive write window in milliseconds (`MAX_WRITE_DELAY_MS`, 0 to 1000): while the event
+   * loop spends under 30 % of its time flushing (counted as a write per event), a task writes each event at once; above that it
+   * lets a stream's next events gather into one write for what `latencyBudgetMs` leaves, at most this long. 0 writes every event at once.
    * @default 100
    */
   readonly maxWriteDelayMs?: number;

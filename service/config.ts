@@ -43,9 +43,10 @@ export interface ServiceConfig {
    */
   readonly writeDelayMs: number;
   /**
-   * Longest wait of the adaptive write window in milliseconds (service/flush-window.ts): with spare
-   * time the service writes at the end of the current event-loop turn; under load a window waits
-   * what LATENCY_BUDGET_MS leaves, at most this. 0 turns adaptation off (always the end of the turn).
+   * Longest wait of the adaptive write window in milliseconds (service/flush-window.ts): while the
+   * event loop spends under 30 % of its time flushing, the service writes at the end of the current
+   * event-loop turn; above that a window waits what LATENCY_BUDGET_MS leaves, at most this. 0 turns
+   * adaptation off (always the end of the turn).
    * Ignored when WRITE_DELAY_MS > 0.
    */
   readonly maxWriteDelayMs: number;

@@ -1,6 +1,7 @@
 /** Something with bytes queued for its socket. */
 export interface Flushable {
-  flush(): void;
+  /** Writes what is queued in one write; returns how many queued frames (events, heartbeats) that was, 0 for none. */
+  flush(): number;
 }
 
 /** How a window runs its flush later: Node's setImmediate and setTimeout, or a test's virtual time. */
@@ -21,6 +22,22 @@ export const NODE_SCHEDULER: FlushScheduler = {
  * (timers have a 1 ms resolution) and would only add latency.
  */
 export const ADAPTIVE_MIN_FLUSH_MS = 2;
+
+/**
+ * The flush duty (see {@link FlushWindow}) at or above which adaptive windows start to wait; once they
+ * wait, they keep waiting while it stays at or above {@link ADAPTIVE_DUTY_EXIT}.
+ */
+export const ADAPTIVE_DUTY_ENTER = 0.3;
+/** The flush duty below which windows that were waiting go back to flushing at the end of the turn. */
+export const ADAPTIVE_DUTY_EXIT = 0.2;
+/** Time constant of the flush duty in milliseconds: it weighs about the last half second of wall time. */
+export const ADAPTIVE_DUTY_TAU_MS = 250;
+
+/** CPU time of this process (user plus system) in milliseconds. */
+function processCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
 
 export interface FlushWindowOptions {
   /**
@@ -43,6 +60,11 @@ export interface FlushWindowOptions {
   readonly latencyBudgetMs?: number;
   /** A monotonic clock in milliseconds. Defaults to performance.now. */
   readonly now?: () => number;
+  /**
+   * The process's CPU time in milliseconds (the flush duty's busy time). Defaults to process.cpuUsage (user plus
+   * system), or to `now` when `now` is given (a test's virtual time).
+   */
+  readonly cpuNow?: () => number;
   /** Defaults to Node's setImmediate and setTimeout. */
   readonly scheduler?: FlushScheduler;
 }
@@ -56,16 +78,34 @@ export interface FlushWindowOptions {
  * first mark (the oldest event waiting) to the end of its flush (the last transport written), which
  * is the wait it chose plus an overhead `o` it does not choose: the event loop's lag before the flush
  * ran and the flush's own duration. It keeps an estimate of that overhead that rises at once and
- * falls by a quarter of the gap per window (a p99 budget, not a mean one). A window opens at its first
- * mark and flushes
- * - at the end of the current turn when the loop has spare time: the last flush was short
- *   (< {@link ADAPTIVE_MIN_FLUSH_MS}), or the loop went at least that flush's duration after it
- *   without anything to write; or when the estimated overhead leaves less than 1 ms of the budget;
+ * falls by a quarter of the gap per window (a p99 budget, not a mean one). It also measures the loop's
+ * flush duty `u`: the share of wall time its flushes would take if every frame were written on its own
+ * (each flush's CPU time times the frames per write it wrote), an exponentially weighted average over
+ * wall time with a time constant of {@link ADAPTIVE_DUTY_TAU_MS} (250 ms), read at each first mark with
+ * the time since the last flush counted as idle (the window's own waits are idle time). A window opens
+ * at its first mark and flushes
+ * - at the end of the current turn when the loop is mostly idle: `u` < {@link ADAPTIVE_DUTY_ENTER} (0.3;
+ *   once windows wait, until `u` < {@link ADAPTIVE_DUTY_EXIT}, 0.2), or the last flush was short
+ *   (< {@link ADAPTIVE_MIN_FLUSH_MS}), or the estimated overhead leaves less than 1 ms of the budget;
  * - otherwise `min(B - o, MAX_WRITE_DELAY_MS)` ms after the first mark: events that arrive meanwhile
  *   join their transport's queue, and each transport writes them in one chunk.
+ * Why the duty and not the last gap: the rule before (flush at once when the loop had gone the last flush's
+ * duration without anything to write) never waited under a periodic broadcast whose flush took less than
+ * half its period (at 20 msg/s, a flush under 25 ms: 5k streams), however much of the loop the flushes
+ * used, and it made a lightly loaded loop wait whenever two events came close together. At 0.3 or
+ * more the next events come within two and a half flushes of the last one's end, so a window of the
+ * budget's span collects more than one frame per transport when events come at least once per budget.
+ * Scaling each flush by its frames per write keeps the duty where it was before batching (writes, not
+ * frames, are what a flush costs), so batching does not switch itself off; reading it after the idle
+ * time keeps a loop that went quiet from waiting; the gap between the thresholds keeps windows from
+ * flapping at the edge. CPU time, not the flush's wall time, because the duty is about the task's own
+ * work: on a host where other processes held the cores, a flush of 1k streams took 10-15 ms of wall
+ * time (about 5 of CPU) and made a light task batch; the wait itself is still bounded by the budget in
+ * wall time. Not covered: a loop at 0.3 or more whose events come less often than once per budget
+ * (flushes of 0.3 `B` or more with fewer than 1000/`B` events a second): a window then waits up to
+ * `B - o` without collecting a second frame, inside the budget but for nothing.
  * So a window batches as much as the budget allows once the overhead is paid, and no more: the
- * longer the flush of everything takes, the less the window waits, rather than more (the rule
- * before issue 27 waited as long as the last flush took, and its events' delay was twice that).
+ * longer the flush of everything takes, the less the window waits, rather than more.
  * Nothing here is allocated per event or per transport: a mark is a push onto a reused array.
  */
 export class FlushWindow {
@@ -77,6 +117,7 @@ export class FlushWindow {
   private readonly maxWriteDelayMs: number;
   private readonly latencyBudgetMs: number;
   private readonly now: () => number;
+  private readonly cpuNow: () => number;
   private readonly scheduler: FlushScheduler;
   /** How long the last flush of all dirty transports took, in ms. */
   lastFlushMs = 0;
@@ -91,12 +132,17 @@ export class FlushWindow {
   lastQueueDelayMs = 0;
   /** Windows that waited (adaptive) since the counter was last reset. */
   waits = 0;
+  /** The flush duty (0–1) as of the last flush's end (the loop idle before the first). */
+  dutyCycle = 0;
+  /** True while adaptive windows wait (the duty reached the enter threshold and has not fallen below the exit one). */
+  private batching = false;
 
   constructor(options: FlushWindowOptions = {}) {
     this.writeDelayMs = options.writeDelayMs ?? 0;
     this.maxWriteDelayMs = options.maxWriteDelayMs ?? 0;
     this.latencyBudgetMs = options.latencyBudgetMs ?? 100;
     this.now = options.now ?? performance.now.bind(performance);
+    this.cpuNow = options.cpuNow ?? options.now ?? processCpuMs;
     this.scheduler = options.scheduler ?? NODE_SCHEDULER;
   }
 
@@ -119,9 +165,11 @@ export class FlushWindow {
 
   /** Milliseconds the window opening now waits before it flushes (0: the end of this turn). */
   private adaptiveWait(): number {
-    const d = this.lastFlushMs;
-    if (this.maxWriteDelayMs === 0 || d < ADAPTIVE_MIN_FLUSH_MS) return 0;
-    if (this.openedAt - this.lastFlushEnd >= d) return 0;
+    if (this.maxWriteDelayMs === 0) return 0;
+    // The duty now: as of the last flush's end, decayed over the time since (no flush in it).
+    const u = this.dutyCycle * Math.exp(-Math.max(0, this.openedAt - this.lastFlushEnd) / ADAPTIVE_DUTY_TAU_MS);
+    this.batching = u >= (this.batching ? ADAPTIVE_DUTY_EXIT : ADAPTIVE_DUTY_ENTER);
+    if (!this.batching || this.lastFlushMs < ADAPTIVE_MIN_FLUSH_MS) return 0;
     // Whole milliseconds, rounded down: never past the budget.
     const wait = Math.floor(Math.min(this.latencyBudgetMs - this.overheadMs, this.maxWriteDelayMs));
     return wait >= 1 ? wait : 0;
@@ -132,13 +180,26 @@ export class FlushWindow {
     this.dirty = this.spare;
     this.scheduled = false;
     const start = this.now();
+    const cpuStart = this.cpuNow();
+    let frames = 0;
+    let writes = 0;
     try {
-      for (let i = 0; i < dirty.length; i++) dirty[i].flush();
+      for (let i = 0; i < dirty.length; i++) {
+        const n = dirty[i].flush();
+        frames += n;
+        if (n > 0) writes++;
+      }
     } finally {
       dirty.length = 0;
       this.spare = dirty;
       const end = this.now();
+      const cpuMs = this.cpuNow() - cpuStart;
       this.lastFlushMs = end - start;
+      // The duty over the time since the last flush ended: busy for the last `busy` ms of it (this flush's CPU time as
+      // it would have been with a write per frame), idle before.
+      const span = end - this.lastFlushEnd;
+      const busy = Math.min(span, cpuMs * (writes > 0 ? frames / writes : 1));
+      this.dutyCycle = this.dutyCycle * Math.exp(-span / ADAPTIVE_DUTY_TAU_MS) + 1 - Math.exp(-busy / ADAPTIVE_DUTY_TAU_MS);
       this.lastFlushEnd = end;
       // This window's queueing delay, and the part of it the wait did not choose.
       this.lastQueueDelayMs = end - this.openedAt;

@@ -21,7 +21,7 @@ import { watchTaskStop } from './ecs';
 import { FlushWindow } from './flush-window';
 import { ClientMetricsEndpoint } from './client-metrics';
 import { HttpEdge } from './http-edge';
-import { Hub } from './hub';
+import { DEFAULT_TAIL_LIMITS, Hub } from './hub';
 import { ServiceMetrics } from './metrics';
 import { listen, shutdown } from './net';
 import { SessionEngine } from './session-engine';
@@ -131,7 +131,10 @@ export class RealtimeServer {
     const queued = fanoutQueue ? apiGatewayDelivery({ redis: this.redis, config: config.core, queue: fanoutQueue, shards: config.wsFanoutShards }) : undefined;
     const fanout = deps.fanout ?? queued?.fanout;
     const resumeFanout: ResumeFanout | undefined = deps.fanout ? undefined : queued?.resumeFanout;
-    this.hub = new Hub(new RedisSubscriber(this.subscriber, this.keys), config.maxChannelsPerTask);
+    this.hub = new Hub(new RedisSubscriber(this.subscriber, this.keys), config.maxChannelsPerTask, {
+      ...DEFAULT_TAIL_LIMITS,
+      maxEvents: Math.min(DEFAULT_TAIL_LIMITS.maxEvents, config.replayMaxEvents),
+    });
     this.eventTimers = deps.eventTimers ?? true;
     if (config.core.backendEvents) {
       if (!deps.eventBus && config.eventBusName) this.ownBus = new EventBridgeBus({ eventBusName: config.eventBusName, credentials: () => this.credentials()(), env: this.env });

@@ -153,13 +153,18 @@ export class SessionEngine {
    *   meanwhile;
    * - a session resuming from a cursor that is each channel's position now as the hub knows it (`Hub.addCaughtUp`:
    *   read since the subscription stands, or the last event that arrived since) goes live there: nothing above it was
-   *   published, or it would have arrived, so there is nothing to replay or reset.
+   *   published, or it would have arrived, so there is nothing to replay or reset;
+   * - a stream of one channel resuming from a cursor within what the hub holds of the channel (`Hub.addCaughtUp`: the
+   *   events above an earlier replay's start, and those that arrived since) gets the events above its cursor from there,
+   *   each encoded once for every stream that gets it, and goes live after them.
    */
   async start(session: Session, channels: readonly ParsedChannel[], cursor: ConnectionCursor | undefined, admitted?: Admitted): Promise<void> {
     const hub = this.deps.hub;
-    if (cursor !== undefined && !admitted?.resetAll && hub.addCaughtUp(session.channels, session, cursor.positions)) {
+    // A stream may be caught up from the events the hub holds (one page at most); a long poll only when it missed nothing.
+    const caughtUp = cursor !== undefined && !admitted?.resetAll ? hub.addCaughtUp(session.channels, session, cursor.positions, session.kind === 'stream' ? this.config.replayMaxEvents : 0) : undefined;
+    if (caughtUp) {
       if (session.kind === 'stream') this.deps.metrics.replays++;
-      session.goLive(cursor.positions);
+      session.resume(caughtUp.events, caughtUp.positions);
       this.sendPresence(session, channels);
       return;
     }
@@ -290,14 +295,22 @@ export class SessionEngine {
       fresh = true;
       r = await fromNow();
     }
-    if (!r.more) this.deps.hub.learn(session.channels, mark, r.positions);
+    // The connection's cursor starts where the client was, or lower where the replay put a channel lower (a shared
+    // cursor above a quiet channel, a channel whose events are all gone); without a cursor, where the replay put it.
+    const from = cursor === undefined ? undefined : 'positions' in cursor ? cursor.positions : cursor;
+    if (!r.more) {
+      // A whole replay of one channel from a real cursor, with no reset: the hub keeps its events with the position.
+      let replayed: Parameters<Hub['learn']>[3];
+      if (from && !fresh && !r.resets.length && channels.length === 1 && session.channels.length === 1) {
+        const { historySize, historyTtlSeconds } = channels[0].policy;
+        replayed = { from: from[0], envelopes: r.events, keep: historySize, ttlMs: historyTtlSeconds * 1000 };
+      }
+      this.deps.hub.learn(session.channels, mark, r.positions, replayed);
+    }
     if (cursor !== undefined && session.kind === 'stream') {
       this.deps.metrics.replays++;
       this.deps.metrics.resets += r.resets.length;
     }
-    // The connection's cursor starts where the client was, or lower where the replay put a channel lower (a shared
-    // cursor above a quiet channel, a channel whose events are all gone); without a cursor, where the replay put it.
-    const from = cursor === undefined ? undefined : 'positions' in cursor ? cursor.positions : cursor;
     session.startAt(from && !fresh ? r.positions.map((p, i) => Math.min(p, from[i])) : r.positions);
     let more = false;
     for (;;) {
@@ -343,6 +356,13 @@ export class SessionEngine {
       while (next < streams.length) {
         const s = streams[next++];
         if (s.closed) continue;
+        // A stream of one channel behind a position the hub holds the events above (an earlier stream's replay): from there.
+        const held = s.size === 1 ? this.deps.hub.heldSince(s.channels, s.positions, this.config.replayMaxEvents) : undefined;
+        if (held) {
+          metrics.replays++;
+          s.resume(held.events, held.positions);
+          continue;
+        }
         const channels = parseChannelList(s.channels as string[], namespaces, Number.MAX_SAFE_INTEGER);
         await this.catchUp(s, channels, s.positions).catch(() => s.end(retry()));
       }

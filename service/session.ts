@@ -189,6 +189,16 @@ export class Session implements Listener, TransportOwner {
   }
 
   /**
+   * Resumes a stream of one channel from events this process holds (`Hub.addCaughtUp`, none when it missed nothing):
+   * each is written as a live event is (one channel: its bytes shared by every stream that gets it), then `ready` at
+   * `positions`, after the last of them, and live delivery.
+   */
+  resume(events: readonly LiveEvent[], positions: readonly number[]): void {
+    for (const e of events) if (!this.transport.closed) this.transport.event(e, e.soloCursor);
+    this.goLive(positions);
+  }
+
+  /**
    * Delivers what `channel` held (every channel's when none is named), in order, and goes live on it;
    * what other channels still hold stays held.
    */

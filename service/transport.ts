@@ -196,13 +196,15 @@ export abstract class QueuedTransport implements Flushable {
     return this.sink.queuedBytes();
   }
 
-  /** Writes everything queued in one chunk. */
-  flush(): void {
-    if (this.pending.length === 0 || this.closed || !this.writable()) return;
-    const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
+  /** Writes everything queued in one chunk; returns how many queued chunks that was (the window's frames per write). */
+  flush(): number {
+    const n = this.pending.length;
+    if (n === 0 || this.closed || !this.writable()) return 0;
+    const chunk = n === 1 ? this.pending[0] : Buffer.concat(this.pending);
     this.pending.length = 0;
     this.sink.write(chunk);
     if (this.sink.queuedBytes() > this.maxQueuedBytes) this.owner?.slow();
+    return n;
   }
 
   /**

@@ -46,7 +46,7 @@ async function service(env: Record<string, string>) {
     await subProxy.close();
     await cmdProxy.close();
   });
-  return { svc, base, subProxy, cmdProxy };
+  return { svc, base, subProxy, cmdProxy, commands };
 }
 function stream(url: string, headers: Record<string, string> = {}): RawStream {
   const s = new RawStream(url, headers);
@@ -92,6 +92,38 @@ describe('catch-up after a Redis reconnect', () => {
       expect(s.ended).toBe(false);
     }
     expect(svc.metrics.heldOverflows).toBe(0);
+  });
+
+  test('streams of one channel: the first replays from Redis, the others are caught up from what the hub holds after it; every event once and in order', async () => {
+    const { svc, base, subProxy, commands } = await service({ CATCHUP_CONCURRENCY: '1' });
+    const ch = `scores:${uid()}`;
+    const streams = Array.from({ length: 10 }, () => stream(`${base}/events?channels=${ch}`));
+    await Promise.all(streams.map((s) => s.until(ready)));
+    const sent: string[] = [];
+    for (let i = 0; i < 2; i++) sent.push(await pub(ch, i));
+    await Promise.all(streams.map((s) => s.until((x) => ids(x).length === sent.length)));
+    subProxy.cut();
+    await eventually(() => !svc.hub.ready, 10_000, 'subscriber down');
+    for (let i = 0; i < 3; i++) sent.push(await pub(ch, i));
+    // The scripts the command connection runs from now on (the catch-up's replays).
+    let scripts = 0;
+    const send = commands.sendCommand.bind(commands);
+    commands.sendCommand = ((cmd: { name: string }, ...rest: unknown[]) => {
+      if (cmd.name === 'evalsha' || cmd.name === 'eval') scripts++;
+      return (send as (...a: unknown[]) => unknown)(cmd, ...rest);
+    }) as typeof commands.sendCommand;
+    subProxy.restore();
+    await eventually(() => svc.metrics.redisReconnects === 1, 15_000, 'subscriber reconnected');
+    await Promise.all(streams.map((s) => s.until((x) => ids(x).length >= sent.length, 15_000)));
+    for (const s of streams) {
+      expect(ids(s)).toEqual(sent);
+      expect(s.ended).toBe(false);
+    }
+    expect(scripts).toBe(1);
+    // Live after it, once.
+    sent.push(await pub(ch, 'after'));
+    await Promise.all(streams.map((s) => s.until((x) => ids(x).length >= sent.length)));
+    for (const s of streams) expect(ids(s)).toEqual(sent);
   });
 
   test('a stream of two channels whose positions are far apart is caught up per channel: events of the lower one published meanwhile are not skipped', async () => {

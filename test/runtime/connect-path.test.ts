@@ -3,7 +3,7 @@ import type Redis from 'ioredis';
 import type { Command } from 'ioredis';
 import { parseChannel } from '../../core/channels';
 import { decodeCursor } from '../../core/cursor';
-import { currentCursor, publish } from '../../core/events';
+import { currentCursor, publish, replay } from '../../core/events';
 import { CHANNEL_SCRIPTS } from '../../core/redis/channel-broker';
 import { Keys, sha256 } from '../../core/redis/keys';
 import { redeemTicket } from '../../core/tickets';
@@ -107,22 +107,126 @@ describe('hub: mark and addAt', () => {
     const mark = hub.mark([ch])!;
     const [position] = await currentCursor([parseChannel(ch, TEST_NAMESPACES)], { redis, config });
     // Nothing learnt yet: the hub does not know where the channel is.
-    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBe(false);
+    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBeUndefined();
     hub.learn([ch], mark, [position]);
     const atPosition = new Recorder();
-    expect(hub.addCaughtUp([ch], atPosition, [position])).toBe(true);
+    expect(hub.addCaughtUp([ch], atPosition, [position])).toEqual({ events: [], positions: [position] });
     // A reader behind the position missed something: it replays.
-    expect(hub.addCaughtUp([ch], new Recorder(), [position - 1])).toBe(false);
+    expect(hub.addCaughtUp([ch], new Recorder(), [position - 1])).toBeUndefined();
     const p = await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config });
     await eventually(() => first.seqs.length === 1, 5000, 'the event at the hub');
     // The event that arrived moved the position: a reader at the old one missed it, a reader that saw it did not.
-    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBe(false);
+    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBeUndefined();
     const sawIt = new Recorder();
-    expect(hub.addCaughtUp([ch], sawIt, [Number(p.id)])).toBe(true);
+    expect(hub.addCaughtUp([ch], sawIt, [Number(p.id)])).toEqual({ events: [], positions: [Number(p.id)] });
     const p2 = await publish({ channel: ch, type: 'x', data: 2 }, SERVER, { redis, config });
     await eventually(() => sawIt.seqs.length === 1 && atPosition.seqs.length === 2, 5000, 'the next event, live');
     expect(sawIt.seqs).toEqual([Number(p2.id)]);
     for (const l of [first, atPosition, sawIt]) hub.remove([ch], l);
+  });
+
+  test('a tail learnt from a whole replay: a reader of the channel behind its position gets the events above its cursor (and those that arrived since) from it, in order, once; below its start, past the page, past the history size: refused', async () => {
+    const ch = `chat:${uid()}`;
+    const parsed = [parseChannel(ch, TEST_NAMESPACES)];
+    const ids: number[] = [];
+    for (let i = 0; i < 4; i++) ids.push(Number((await publish({ channel: ch, type: 'x', data: i }, SERVER, { redis, config })).id));
+    const first = new Recorder();
+    await hub.add([ch], first);
+    const mark = hub.mark([ch])!;
+    const r = await replay(parsed, [ids[0]], { redis, config }, 100);
+    expect(r.resets).toEqual([]);
+    hub.learn([ch], mark, r.positions, { from: ids[0], envelopes: r.events, keep: 100, ttlMs: 60_000 });
+    const seqs = (x: { events: LiveEvent[] } | undefined) => x?.events.map((e) => e.seq);
+    const reader = new Recorder();
+    const got = hub.addCaughtUp([ch], reader, [ids[1]], 10);
+    expect(seqs(got)).toEqual([ids[2], ids[3]]);
+    expect(got!.positions).toEqual([ids[3]]);
+    // Past the page a caller allows (a long poll allows none), below the replay's start: refused, the caller replays.
+    expect(hub.addCaughtUp([ch], new Recorder(), [ids[1]], 1)).toBeUndefined();
+    expect(hub.addCaughtUp([ch], new Recorder(), [ids[1]])).toBeUndefined();
+    expect(hub.addCaughtUp([ch], new Recorder(), [ids[0] - 1], 10)).toBeUndefined();
+    // An event that arrives joins the tail; the reader added above gets it live.
+    const next = Number((await publish({ channel: ch, type: 'x', data: 4 }, SERVER, { redis, config })).id);
+    await eventually(() => reader.seqs.length === 1, 5000, 'the event at the hub');
+    expect(reader.seqs).toEqual([next]);
+    expect(seqs(hub.addCaughtUp([ch], new Recorder(), [ids[0]], 10))).toEqual([ids[1], ids[2], ids[3], next]);
+    // A second replay from higher up does not shorten the tail.
+    hub.learn([ch], hub.mark([ch]), [next], { from: ids[3], envelopes: [], keep: 100, ttlMs: 60_000 });
+    expect(seqs(hub.addCaughtUp([ch], new Recorder(), [ids[0]], 10))).toEqual([ids[1], ids[2], ids[3], next]);
+    hub.remove([ch], first);
+    hub.remove([ch], reader);
+  });
+
+  test('a tail keeps at most the channel\'s history size, and none for several channels or after the subscription lapsed', async () => {
+    const ch = `chat:${uid()}`;
+    const other = `chat:${uid()}`;
+    const parsed = [parseChannel(ch, TEST_NAMESPACES)];
+    const ids: number[] = [];
+    for (let i = 0; i < 4; i++) ids.push(Number((await publish({ channel: ch, type: 'x', data: i }, SERVER, { redis, config })).id));
+    const first = new Recorder();
+    await hub.add([ch, other], first);
+    const r = await replay(parsed, [ids[0]], { redis, config }, 100);
+    hub.learn([ch], hub.mark([ch]), r.positions, { from: ids[0], envelopes: r.events, keep: 2, ttlMs: 60_000 });
+    // Two kept: a reader that missed three replays (its history may hold them, or say reset).
+    expect(hub.addCaughtUp([ch], new Recorder(), [ids[0]], 10)).toBeUndefined();
+    const reader = new Recorder();
+    expect(hub.addCaughtUp([ch], reader, [ids[1]], 10)?.events.map((e) => e.seq)).toEqual([ids[2], ids[3]]);
+    hub.remove([ch], reader);
+    // A reader of two channels resumes from the tail only when it missed nothing.
+    const [otherPosition] = await currentCursor([parseChannel(other, TEST_NAMESPACES)], { redis, config });
+    hub.learn([other], hub.mark([other]), [otherPosition]);
+    expect(hub.addCaughtUp([ch, other], new Recorder(), [ids[1], otherPosition], 10)).toBeUndefined();
+    const both = new Recorder();
+    expect(hub.addCaughtUp([ch, other], both, [ids[3], otherPosition], 10)).toEqual({ events: [], positions: [ids[3], otherPosition] });
+    hub.remove([ch, other], both);
+    // The subscription of another channel lapsed (the generation moved): nothing learnt from an older mark is kept.
+    const mark = hub.mark([ch])!;
+    hub.remove([other], first);
+    hub.learn([ch], mark, r.positions, { from: ids[0], envelopes: r.events, keep: 100, ttlMs: 60_000 });
+    expect(hub.addCaughtUp([ch], new Recorder(), [ids[0]], 10)).toBeUndefined();
+    hub.remove([ch], first);
+    // Unsubscribed: the tail is gone with it.
+    await hub.add([ch], first);
+    expect(hub.addCaughtUp([ch], new Recorder(), [ids[1]], 10)).toBeUndefined();
+    hub.remove([ch], first);
+  });
+
+  test('a tail holds at most its bytes (the oldest go first) and is not used once the history TTL passed since its last event', async () => {
+    const subscriber2 = await connectSubscriber();
+    let t = 1_000_000;
+    // Room for two of these events (each counted twice its envelope's length).
+    const small = new Hub(new RedisSubscriber(subscriber2, new Keys(config.keyPrefix)), Number.POSITIVE_INFINITY, { maxEvents: 100, maxBytes: 2000 }, () => t);
+    try {
+      const ch = `chat:${uid()}`;
+      const ids: number[] = [];
+      for (let i = 0; i < 4; i++) ids.push(Number((await publish({ channel: ch, type: 'x', data: 'y'.repeat(300) }, SERVER, { redis, config })).id));
+      const first = new Recorder();
+      await small.add([ch], first);
+      const mark = small.mark([ch])!;
+      const r = await replay([parseChannel(ch, TEST_NAMESPACES)], [ids[0]], { redis, config }, 100);
+      expect(r.events.every((e) => e.length > 334 && e.length <= 500)).toBe(true);
+      small.learn([ch], mark, r.positions, { from: ids[0], envelopes: r.events, keep: 100, ttlMs: 1000 });
+      expect(small.addCaughtUp([ch], new Recorder(), [ids[0]], 10)).toBeUndefined();
+      const seqs = (reader: Recorder, at: number) => small.addCaughtUp([ch], reader, [at], 10)?.events.map((e) => e.seq);
+      const a = new Recorder();
+      expect(seqs(a, ids[1])).toEqual([ids[2], ids[3]]);
+      small.remove([ch], a);
+      // Quiet for longer than the history's TTL: a reader behind replays (Redis says what is left); one that missed
+      // nothing still goes live at once.
+      t += 1001;
+      expect(seqs(new Recorder(), ids[1])).toBeUndefined();
+      const b = new Recorder();
+      expect(small.addCaughtUp([ch], b, [ids[3]], 10)).toEqual({ events: [], positions: [ids[3]] });
+      // The next event starts the tail again from the last one before it.
+      const next = Number((await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config })).id);
+      await eventually(() => first.seqs.length === 1, 5000, 'the event at the hub');
+      expect(seqs(new Recorder(), ids[2])).toBeUndefined();
+      const c = new Recorder();
+      expect(seqs(c, ids[3])).toEqual([next]);
+      for (const l of [first, b, c]) small.remove([ch], l);
+    } finally {
+      subscriber2.disconnect();
+    }
   });
 
   test('learn: ignored when a subscription may have lapsed since the mark; forgotten when the channel is unsubscribed', async () => {
@@ -134,11 +238,11 @@ describe('hub: mark and addAt', () => {
     const [position] = await currentCursor([parseChannel(ch, TEST_NAMESPACES)], { redis, config });
     hub.remove([other], first);
     hub.learn([ch], mark, [position]);
-    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBe(false);
+    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBeUndefined();
     hub.learn([ch], hub.mark([ch]), [position]);
     hub.remove([ch], first);
     await hub.add([ch], first);
-    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBe(false);
+    expect(hub.addCaughtUp([ch], new Recorder(), [position])).toBeUndefined();
     hub.remove([ch], first);
   });
 
@@ -183,6 +287,51 @@ describe('a stream joining a subscribed channel', () => {
       a.close();
       b.close();
     } finally {
+      await service.close();
+      redis.disconnect();
+    }
+  });
+});
+
+describe('streams resuming from what the task holds of their channel', () => {
+  test('while events are published: each gets every event above its cursor once, in order', async () => {
+    const redis = await connectRedis();
+    const { service, base } = await startService();
+    const cfg = { redis, config: service.config.core };
+    const open: RawStream[] = [];
+    try {
+      const ch = `chat:${uid()}`;
+      const holder = new RawStream(`${base}/events?channels=${ch}&ticket=${await ticketFor(redis, 'h', [ch])}`);
+      open.push(holder);
+      await holder.until((x) => x.events().some((e) => e.event === 'ready'));
+      const away = holder.lastCursor()!;
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) ids.push((await publish({ channel: ch, type: 'x', data: i }, SERVER, cfg)).id);
+      // The first resume replays from Redis; the hub keeps what it read.
+      const learner = new RawStream(`${base}/events?channels=${ch}&ticket=${await ticketFor(redis, 'l', [ch])}`, { 'last-event-id': away });
+      open.push(learner);
+      await learner.until((x) => x.events().some((e) => e.event === 'ready'));
+      let publishing = true;
+      const loop = (async () => {
+        while (publishing) ids.push((await publish({ channel: ch, type: 'x', data: ids.length }, SERVER, cfg)).id);
+      })();
+      const resumed = await Promise.all(
+        Array.from({ length: 6 }, async (_, i) => {
+          const s = new RawStream(`${base}/events?channels=${ch}&ticket=${await ticketFor(redis, `r${i}`, [ch])}`, { 'last-event-id': away });
+          open.push(s);
+          await s.until((x) => x.events().some((e) => e.event === 'ready'));
+          return s;
+        }),
+      );
+      publishing = false;
+      await loop;
+      const last = ids[ids.length - 1];
+      for (const s of [learner, ...resumed]) {
+        await s.until((x) => x.events().some((e) => e.id === last));
+        expect(s.events().filter((e) => e.event === 'x').map((e) => e.id)).toEqual(ids);
+      }
+    } finally {
+      for (const s of open) s.close();
       await service.close();
       redis.disconnect();
     }
@@ -270,6 +419,57 @@ describe('the commands of one connect', () => {
     expect(behind.names).toEqual(['getdel', 'get', 'script CHANNEL_REPLAY']);
     await behind.stream.until((x) => x.events().filter((e) => e.event === 'x').length === 2);
     for (const s of [holder, back, behind]) s.stream.close();
+  });
+
+  test('streams resuming behind the position after one of them replayed (a reconnect storm whose clients missed events): the ticket and the epoch; the missed events from this task, each once, in order, with the ids the replay gave', async () => {
+    const ch = `chat:${uid()}`;
+    const holder = await connect(`u-${uid()}`, ch);
+    const away = holder.stream.lastCursor()!;
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await publish({ channel: ch, type: 'x', data: i }, SERVER, { redis, config })).id);
+    await holder.stream.until((x) => x.events().some((e) => e.id === ids[2]));
+    const missed = (r: RawStream) => r.events().filter((e) => e.event === 'x' || e.event === 'ready' || e.event === 'reset').map((e) => `${e.event} ${e.id ?? ''} ${e.cursor}`);
+    // The first reads the replay; the next ones, at the same cursor or between, read nothing after the ticket.
+    const first = await connect(`u-${uid()}`, ch, { 'last-event-id': away });
+    expect(first.names).toEqual(['getdel', 'get', 'script CHANNEL_REPLAY']);
+    const second = await connect(`u-${uid()}`, ch, { 'last-event-id': away });
+    expect(second.names).toEqual(['getdel', 'get']);
+    expect(missed(second.stream)).toEqual(missed(first.stream));
+    expect(second.stream.events().filter((e) => e.event === 'x').map((e) => e.id)).toEqual(ids);
+    const afterFirst = first.stream.events().find((e) => e.id === ids[0])!.cursor!;
+    const third = await connect(`u-${uid()}`, ch, { 'last-event-id': afterFirst });
+    expect(third.names).toEqual(['getdel', 'get']);
+    expect(third.stream.events().filter((e) => e.event === 'x').map((e) => e.id)).toEqual(ids.slice(1));
+    // Then live, once: the next event reaches every one of them exactly once.
+    const next = await publish({ channel: ch, type: 'x', data: 3 }, SERVER, { redis, config });
+    for (const s of [first, second, third]) await s.stream.until((x) => x.events().some((e) => e.id === next.id));
+    expect(second.stream.events().filter((e) => e.event === 'x').map((e) => e.id)).toEqual([...ids, next.id]);
+    expect(third.stream.events().filter((e) => e.event === 'x').map((e) => e.id)).toEqual([...ids.slice(1), next.id]);
+    // One that missed that too resumes from the tail with it.
+    const fourth = await connect(`u-${uid()}`, ch, { 'last-event-id': away });
+    expect(fourth.names).toEqual(['getdel', 'get']);
+    expect(fourth.stream.events().filter((e) => e.event === 'x').map((e) => e.id)).toEqual([...ids, next.id]);
+    for (const s of [holder, first, second, third, fourth]) s.stream.close();
+  });
+
+  test('a channel whose history is gone below a cursor: the stream gets its reset from the replay, not a tail longer than the channel\'s history', async () => {
+    // tiny: a history of 3 events.
+    const ch = `tiny:${uid()}`;
+    const holder = await connect(`u-${uid()}`, ch);
+    const away = holder.stream.lastCursor()!;
+    const first = await publish({ channel: ch, type: 'x', data: 0 }, SERVER, { redis, config });
+    await holder.stream.until((x) => x.events().some((e) => e.id === first.id));
+    const learner = await connect(`u-${uid()}`, ch, { 'last-event-id': away });
+    expect(learner.names).toEqual(['getdel', 'get', 'script CHANNEL_REPLAY']);
+    const ids: string[] = [first.id];
+    for (let i = 1; i < 5; i++) ids.push((await publish({ channel: ch, type: 'x', data: i }, SERVER, { redis, config })).id);
+    await learner.stream.until((x) => x.events().some((e) => e.id === ids[4]));
+    const late = await connect(`u-${uid()}`, ch, { 'last-event-id': away });
+    expect(late.names).toEqual(['getdel', 'get', 'script CHANNEL_REPLAY']);
+    // The reset (the client reloads its state), then live from the channel's position: none of the tail's events.
+    expect(late.stream.events().map((e) => e.event)).toEqual(['reset', 'ready']);
+    expect(decodeCursor(late.stream.lastCursor()!, 1).positions).toEqual([Number(ids[4])]);
+    for (const s of [holder, learner, late]) s.stream.close();
   });
 
   test('a stream without a cursor on a channel this task holds: the ticket, the epoch and the position, read together, and nothing after', async () => {

@@ -137,6 +137,7 @@ describe('adaptive write window (the default: LATENCY_BUDGET_MS=100, MAX_WRITE_D
       flush() {
         if (active) window.mark(ballast);
         skew += 50;
+        return 1;
       },
     };
     cleanup.push(() => {
