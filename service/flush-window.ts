@@ -118,6 +118,8 @@ export class FlushWindow {
   private readonly latencyBudgetMs: number;
   private readonly now: () => number;
   private readonly cpuNow: () => number;
+  /** The window adapts (no fixed window, a wait allowed): only then is the flush duty measured and read. */
+  private readonly adaptive: boolean;
   private readonly scheduler: FlushScheduler;
   /** How long the last flush of all dirty transports took, in ms. */
   lastFlushMs = 0;
@@ -132,7 +134,7 @@ export class FlushWindow {
   lastQueueDelayMs = 0;
   /** Windows that waited (adaptive) since the counter was last reset. */
   waits = 0;
-  /** The flush duty (0–1) as of the last flush's end (the loop idle before the first). */
+  /** The flush duty (0–1) as of the last flush's end (the loop idle before the first); measured by adaptive windows only, 0 otherwise. */
   dutyCycle = 0;
   /** True while adaptive windows wait (the duty reached the enter threshold and has not fallen below the exit one). */
   private batching = false;
@@ -143,6 +145,7 @@ export class FlushWindow {
     this.latencyBudgetMs = options.latencyBudgetMs ?? 100;
     this.now = options.now ?? performance.now.bind(performance);
     this.cpuNow = options.cpuNow ?? options.now ?? processCpuMs;
+    this.adaptive = this.writeDelayMs === 0 && this.maxWriteDelayMs > 0;
     this.scheduler = options.scheduler ?? NODE_SCHEDULER;
   }
 
@@ -180,7 +183,8 @@ export class FlushWindow {
     this.dirty = this.spare;
     this.scheduled = false;
     const start = this.now();
-    const cpuStart = this.cpuNow();
+    // The process's CPU time is read (two system calls a window) only where the duty is used.
+    const cpuStart = this.adaptive ? this.cpuNow() : 0;
     let frames = 0;
     let writes = 0;
     try {
@@ -193,13 +197,14 @@ export class FlushWindow {
       dirty.length = 0;
       this.spare = dirty;
       const end = this.now();
-      const cpuMs = this.cpuNow() - cpuStart;
       this.lastFlushMs = end - start;
-      // The duty over the time since the last flush ended: busy for the last `busy` ms of it (this flush's CPU time as
-      // it would have been with a write per frame), idle before.
-      const span = end - this.lastFlushEnd;
-      const busy = Math.min(span, cpuMs * (writes > 0 ? frames / writes : 1));
-      this.dutyCycle = this.dutyCycle * Math.exp(-span / ADAPTIVE_DUTY_TAU_MS) + 1 - Math.exp(-busy / ADAPTIVE_DUTY_TAU_MS);
+      if (this.adaptive) {
+        // The duty over the time since the last flush ended: busy for the last `busy` ms of it (this flush's CPU time as
+        // it would have been with a write per frame), idle before.
+        const span = end - this.lastFlushEnd;
+        const busy = Math.min(span, (this.cpuNow() - cpuStart) * (writes > 0 ? frames / writes : 1));
+        this.dutyCycle = this.dutyCycle * Math.exp(-span / ADAPTIVE_DUTY_TAU_MS) + 1 - Math.exp(-busy / ADAPTIVE_DUTY_TAU_MS);
+      }
       this.lastFlushEnd = end;
       // This window's queueing delay, and the part of it the wait did not choose.
       this.lastQueueDelayMs = end - this.openedAt;

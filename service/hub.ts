@@ -135,11 +135,12 @@ export class Hub {
       this.lastSeq.set(channel, event.seq);
       const tail = this.tails.get(channel);
       if (tail && event.seq > tail.to) {
+        const now = this.now();
         // Quiet past the history's TTL: Redis may have let the events go, and a replay would not give them either.
-        if (tail.events.length && this.now() - tail.touched > tail.ttlMs) this.forget(tail, tail.events.length);
+        if (tail.events.length && now - tail.touched > tail.ttlMs) this.forget(tail, tail.events.length);
         tail.events.push(event);
         tail.to = event.seq;
-        tail.touched = this.now();
+        tail.touched = now;
         this.tailBytes += eventBytes(event);
         this.trim(tail);
       }
