@@ -28,6 +28,10 @@
  *          (issue 24, bench/presence.ts): one task per namespace (presence off, members, count), N streams with distinct
  *          subs, one channel of the room's size; CPU per connect, Redis script time per join and leave, CPU per presence
  *          event delivered, snapshot size and time; --write-figures writes the planner's presence figures.
+ *   --perf-record: ours and the probe run with --perf-basic-prof (JS frames named in perf) and each fan-out run's publish
+ *          window is recorded with `perf record -g -p PID` into DIR/perf/SERVER-RUN.data (read it with `perf report -i`).
+ *   Every fan-out run also reports, per delivery: the server's user and system CPU, socket writes (/proc/PID/io `syscw`)
+ *          and context switches (voluntary and not, /proc/PID/status), over the same window as its CPU per delivery.
  *   --alloc-prof: ours samples its allocations, garbage included (bench/alloc-preload.js), into DIR/alloc/PID.heapprofile;
  *          `npx tsx bench/profile.ts FILE --alloc` summarises it.
  *   --capacity-report: issue 27's headline in one command: 10k × 20 msg/s, servers probe and ours, medians of 3, our service
@@ -117,6 +121,7 @@ const { values: args } = parseArgs({
     'capacity-report': { type: 'boolean', default: false },
     'alloc-prof': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
+    'perf-record': { type: 'boolean', default: false },
     'soak-minutes': { type: 'string', default: '10' },
     'soak-rate': { type: 'string', default: '5' },
     'soak-connections': { type: 'string', default: '10000' },
@@ -229,6 +234,8 @@ const heapSnapshots = args['heap-snapshot'];
 const fullGc = args.gc || heapSnapshots;
 /** Node flags for a server whose memory is read after full GCs (--gc). */
 const gcArgv = (): string[] => (fullGc ? ['--expose-gc', '--require', join(__dirname, 'gc-preload.js')] : []);
+/** --perf-record: V8 writes /tmp/perf-PID.map, so perf names JS frames. */
+const perfArgv = (): string[] => (args['perf-record'] ? ['--perf-basic-prof'] : []);
 const extraEnv = Object.fromEntries((args.env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 const outDir = args.out ? resolve(args.out) : mkdtempSync(join(tmpdir(), 'sse-bench-'));
@@ -291,6 +298,53 @@ function procMemKB(pid: number, field: 'VmRSS' | 'Pss'): number {
   } catch {
     return 0;
   }
+}
+/** A process's user and system CPU so far, in clock ticks. */
+function procCpuSplit(pid: number): { user: number; sys: number } {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(rest[11]), sys: Number(rest[12]) };
+  } catch {
+    return { user: 0, sys: 0 };
+  }
+}
+/** The context switches of a process's main thread so far (/proc/PID/status: the event loop's thread). */
+function procCtxSwitches(pid: number): { vol: number; invol: number } {
+  try {
+    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return { vol: Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0), invol: Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0) };
+  } catch {
+    return { vol: 0, invol: 0 };
+  }
+}
+/** The same readings summed over a server's processes. */
+function serverCounters(server: Server) {
+  const out = { user: 0, sys: 0, w: 0, vol: 0, invol: 0 };
+  for (const pid of server.pids()) {
+    const c = procCpuSplit(pid);
+    const x = procCtxSwitches(pid);
+    out.user += c.user;
+    out.sys += c.sys;
+    out.w += procSyscalls(pid).w;
+    out.vol += x.vol;
+    out.invol += x.invol;
+  }
+  return out;
+}
+/** --perf-record: `perf record -g` on the server's (first) process until the returned function is called. */
+function perfRecord(server: Server, name: string, id: number): () => Promise<void> {
+  const pid = server.pids()[0];
+  if (!args['perf-record'] || !pid) return async () => undefined;
+  const dir = join(outDir, 'perf');
+  mkdirSync(dir, { recursive: true });
+  const proc = spawn('perf', ['record', '-g', '-q', '-p', String(pid), '-o', join(dir, `${name.replace(/[^\w@.+=-]/g, '_')}-${id}.data`)], { stdio: 'ignore' });
+  return () =>
+    new Promise<void>((done) => {
+      if (proc.exitCode !== null) return done();
+      proc.once('exit', () => done());
+      proc.kill('SIGINT');
+    });
 }
 /** Read and write system calls a process made so far (/proc/PID/io `syscr`, `syscw`): a count machine load does not move. */
 function procSyscalls(pid: number): { r: number; w: number } {
@@ -457,7 +511,7 @@ class Ours implements Server {
     // --alloc-prof: who allocates, garbage included (bench/alloc-preload.js), written to DIR/alloc when the server exits.
     const alloc = args['alloc-prof'] ? ['--require', join(__dirname, 'alloc-preload.js')] : [];
     if (args['alloc-prof']) mkdirSync(join(outDir, 'alloc'), { recursive: true });
-    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gc, ...alloc, ...(args['node-arg'] ?? [])];
+    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gc, ...alloc, ...perfArgv(), ...(args['node-arg'] ?? [])];
     // With extra node flags (e.g. --trace-gc) keep the server's stdout, one file per run.
     const stdout = args['node-arg']?.length ? openSync(join(outDir, `ours-${ctx.id}.stdout.log`), 'w') : 'ignore';
     const env = {
@@ -531,7 +585,7 @@ class Ref implements Server {
     this.channel = `${this.name}bench-${ctx.id}`;
     this.port = port;
     const env = { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: ctx.redisUrl, CHANNEL: this.channel };
-    this.proc = track(spawn(process.execPath, [...gcArgv(), join(__dirname, `${this.name}-server.js`)], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
+    this.proc = track(spawn(process.execPath, [...gcArgv(), ...perfArgv(), join(__dirname, `${this.name}-server.js`)], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }));
     await waitHealthy(port, '/healthz', 20_000, this.proc);
   }
   port = 0;
@@ -831,6 +885,15 @@ interface RunResult {
   /** Which load generator ran: `native` (bench/loadgen.c) or `js` (bench/loadgen.js). */
   loadgen?: 'native' | 'js';
   loadgenCpuUsPerDelivery?: number;
+  /** The server's user and system CPU per delivery over the window (µs); together serverCpuUsPerDelivery. */
+  serverUserUsPerDelivery?: number;
+  serverSysUsPerDelivery?: number;
+  /** Socket writes (/proc/PID/io `syscw`) per delivery, and the CPU per write (µs). */
+  writesPerDelivery?: number;
+  cpuUsPerWrite?: number;
+  /** The main thread's context switches per 1000 deliveries: voluntary (the loop slept in epoll) and not (preempted). */
+  voluntaryPerKDelivery?: number;
+  nonvoluntaryPerKDelivery?: number;
   windowMs?: number;
   closedDuringRun?: number;
   publishErrors?: number;
@@ -904,7 +967,9 @@ async function runOne(server: Server, c: Case, run: number, redisUrl: string, re
     const armed = await lg.ask({ cmd: 'arm', messages }, 'armed');
     res.expected = armed.open * messages;
     await sleep(200);
+    const stopPerf = perfRecord(server, name, ctx.id);
     const cpu0 = cpuTicks(server);
+    const k0 = serverCounters(server);
     const redis0 = await redisCpuSeconds(redis);
     const lgCpu0 = procCpuTicks(lg.pid);
     const t0 = hrMs();
@@ -943,9 +1008,12 @@ async function runOne(server: Server, c: Case, run: number, redisUrl: string, re
       await sleep(100);
     }
     const cpu1 = cpuTicks(server);
+    const k1 = serverCounters(server);
+    await stopPerf();
     const redis1 = await redisCpuSeconds(redis);
     const lgCpu1 = procCpuTicks(lg.pid);
     const rep = await lg.ask({ cmd: 'report' }, 'report');
+    const per = (d: number, scale = 1) => (rep.received ? +((d * scale) / rep.received).toFixed(3) : undefined);
     const windowMs = (rep.lastRecvMs || hrMs()) - t0;
     const cpuUs = ((cpu1 - cpu0) * 1e6) / CLK_TCK;
     Object.assign(res, {
@@ -959,6 +1027,12 @@ async function runOne(server: Server, c: Case, run: number, redisUrl: string, re
       deliveriesPerSec: Math.round(rep.received / (windowMs / 1000)),
       serverCpuUsPerDelivery: rep.received ? +(cpuUs / rep.received).toFixed(2) : undefined,
       serverCpuPct: Math.round((cpuUs / 1000 / windowMs) * 100),
+      serverUserUsPerDelivery: per(((k1.user - k0.user) * 1e6) / CLK_TCK),
+      serverSysUsPerDelivery: per(((k1.sys - k0.sys) * 1e6) / CLK_TCK),
+      writesPerDelivery: per(k1.w - k0.w),
+      cpuUsPerWrite: k1.w > k0.w ? +(cpuUs / (k1.w - k0.w)).toFixed(2) : undefined,
+      voluntaryPerKDelivery: per(k1.vol - k0.vol, 1000),
+      nonvoluntaryPerKDelivery: per(k1.invol - k0.invol, 1000),
       redisCpuMs: Math.round((redis1 - redis0) * 1000),
       loadgenCpuMs: Math.round(((lgCpu1 - lgCpu0) * 1000) / CLK_TCK),
       loadgenCpuPct: Math.round(((((lgCpu1 - lgCpu0) * 1000) / CLK_TCK) / windowMs) * 100),
@@ -1521,6 +1595,12 @@ const LOAD_METRICS: Metric[] = [
   { label: 'latency max, ms', get: (r) => r.max, fmt: fmt1 },
   { label: 'deliveries/s', get: (r) => r.deliveriesPerSec, fmt: fmtInt },
   { label: 'server CPU µs / delivery', get: (r) => r.serverCpuUsPerDelivery, fmt: fmt2 },
+  { label: '… of it user µs', get: (r) => r.serverUserUsPerDelivery, fmt: fmt2 },
+  { label: '… system µs', get: (r) => r.serverSysUsPerDelivery, fmt: fmt2 },
+  { label: 'socket writes / delivery', get: (r) => r.writesPerDelivery, fmt: (v) => v.toFixed(3) },
+  { label: 'server CPU µs / socket write', get: (r) => r.cpuUsPerWrite, fmt: fmt2 },
+  { label: 'loop ctx switches / 1k deliveries: voluntary', get: (r) => r.voluntaryPerKDelivery, fmt: fmt1 },
+  { label: '… preempted', get: (r) => r.nonvoluntaryPerKDelivery, fmt: fmt1 },
   { label: 'server CPU, % of one core', get: (r) => r.serverCpuPct, fmt: fmtInt },
   { label: 'Redis CPU in window, ms', get: (r) => r.redisCpuMs, fmt: fmtInt },
   { label: 'load generator CPU, % of one core', get: (r) => r.loadgenCpuPct, fmt: fmtInt },

@@ -132,6 +132,47 @@ test('SSE encoding: a replayed event and the same event delivered live are the s
   expect(sse.withId(cursor, Buffer.from(sse.frame('score', env))).toString()).toBe(sse.event(cursor, 'score', env));
 });
 
+test('streams flushed in a row with the same shared frames queued write one joined buffer; a stream with bytes of its own gets its own', () => {
+  const window = new FlushWindow();
+  const env1 = envelope(1, 'scores:1');
+  const env2 = envelope(2, 'scores:1');
+  const [e1, e2] = [new LiveEvent('scores:1', env1), new LiveEvent('scores:1', env2)];
+  const sinks = [new BufferSink(), new BufferSink(), new BufferSink(), new BufferSink()];
+  const ts = sinks.map((s) => new SseTransport(s, window, 1 << 20, 3000));
+  // The retry hint (shared too) goes out first, alone in its write.
+  for (const t of ts) t.heartbeat();
+  for (const t of ts) t.flush();
+  // Two events on one channel for the first two, the same two after a cursor of their own for the third, the first
+  // and a heartbeat for the fourth; the first two again after the others.
+  for (const t of ts.slice(0, 2)) {
+    t.event(e1, e1.soloCursor);
+    t.event(e2, e2.soloCursor);
+  }
+  const cursors = [encodeCursor([1, 5]), encodeCursor([2, 5])];
+  ts[2].event(e1, cursors[0]);
+  ts[2].event(e2, cursors[1]);
+  ts[3].event(e1, e1.soloCursor);
+  ts[3].heartbeat();
+  const again = new SseTransport(new BufferSink(), window, 1 << 20, 3000);
+  again.heartbeat();
+  again.flush();
+  again.event(e1, e1.soloCursor);
+  again.event(e2, e2.soloCursor);
+  for (const t of [...ts, again]) t.flush();
+  const solo = sse.event(e1.soloCursor, 'score', env1) + sse.event(e2.soloCursor, 'score', env2);
+  expect(sinks.map((s) => s.chunks[1].toString())).toEqual([
+    solo,
+    solo,
+    sse.event(cursors[0], 'score', env1) + sse.event(cursors[1], 'score', env2),
+    sse.event(e1.soloCursor, 'score', env1) + sse.HEARTBEAT.toString(),
+  ]);
+  // The first two wrote the very same buffer (not a copy each); the others theirs.
+  expect(sinks[1].chunks[1]).toBe(sinks[0].chunks[1]);
+  expect(sinks[2].chunks[1]).not.toBe(sinks[0].chunks[1]);
+  // A later stream with the same frames after others joined: the right bytes (the join of its own frames).
+  expect(((again as unknown as { sink: BufferSink }).sink).chunks[1].toString()).toBe(solo);
+});
+
 test('a stream\'s retry hint waits for its first page or ready: the head, the hint and ready go out in one write', () => {
   const due: (() => void)[] = [];
   const window = new FlushWindow({ scheduler: { immediate: (fn) => due.push(fn), timeout: (fn) => due.push(fn) } });
