@@ -210,12 +210,14 @@ export abstract class QueuedTransport implements Flushable {
   /**
    * Everything queued, in one chunk, and the queue emptied. The slots are cleared, not the array: setting an array's
    * length to 0 frees its storage and the next window's first push allocates it again (seen in `perf` at 8k streams).
+   * A queue that grew past {@link MAX_KEPT_SLOTS} (a burst) gets a new array, so an idle stream does not keep its storage.
    */
   private take(): Buffer {
     const pending = this.pending;
     const n = this.queued;
     const chunk = n === 1 ? pending[0] : joinShared(pending, n);
-    for (let i = 0; i < n; i++) pending[i] = EMPTY;
+    if (pending.length > MAX_KEPT_SLOTS) this.pending = [];
+    else for (let i = 0; i < n; i++) pending[i] = EMPTY;
     this.queued = 0;
     return chunk;
   }
@@ -291,6 +293,8 @@ export abstract class QueuedTransport implements Flushable {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Slots a stream's queue keeps between windows (a window's frames: events, a heartbeat); a longer one is let go. */
+const MAX_KEPT_SLOTS = 16;
 
 /** The chunks {@link joinShared} joined last (the first `lastCount` of `lastParts`), and their join. */
 let lastParts: Buffer[] = [];

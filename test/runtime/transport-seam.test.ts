@@ -171,6 +171,14 @@ test('streams flushed in a row with the same shared frames queued write one join
   expect(sinks[2].chunks[1]).not.toBe(sinks[0].chunks[1]);
   // A later stream with the same frames after others joined: the right bytes (the join of its own frames).
   expect(((again as unknown as { sink: BufferSink }).sink).chunks[1].toString()).toBe(solo);
+  // A burst longer than the queue keeps between windows, then two events: each window writes what it queued, in order.
+  const burst = Array.from({ length: 40 }, (_, i) => new LiveEvent('scores:1', envelope(10 + i, 'scores:1')));
+  for (const e of burst) ts[0].event(e, e.soloCursor);
+  ts[0].flush();
+  ts[0].event(e1, e1.soloCursor);
+  ts[0].event(e2, e2.soloCursor);
+  ts[0].flush();
+  expect(sinks[0].chunks.slice(2).map((c) => c.toString())).toEqual([burst.map((e) => sse.event(e.soloCursor, 'score', e.envelope)).join(''), solo]);
 });
 
 test('a stream\'s retry hint waits for its first page or ready: the head, the hint and ready go out in one write', () => {
