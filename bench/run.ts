@@ -282,13 +282,8 @@ const hrMs = () => {
 // /proc readings
 
 function procCpuTicks(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(rest[11]) + Number(rest[12]);
-  } catch {
-    return 0;
-  }
+  const c = procCpuSplit(pid);
+  return c.user + c.sys;
 }
 function procMemKB(pid: number, field: 'VmRSS' | 'Pss'): number {
   try {
@@ -311,12 +306,7 @@ function procCpuSplit(pid: number): { user: number; sys: number } {
 }
 /** The context switches of a process's main thread so far (/proc/PID/status: the event loop's thread). */
 function procCtxSwitches(pid: number): { vol: number; invol: number } {
-  try {
-    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return { vol: Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0), invol: Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0) };
-  } catch {
-    return { vol: 0, invol: 0 };
-  }
+  return procCounters(`/proc/${pid}/status`, { vol: 'voluntary_ctxt_switches', invol: 'nonvoluntary_ctxt_switches' });
 }
 /** The same readings summed over a server's processes. */
 function serverCounters(server: Server) {
@@ -348,12 +338,19 @@ function perfRecord(server: Server, name: string, id: number): () => Promise<voi
 }
 /** Read and write system calls a process made so far (/proc/PID/io `syscr`, `syscw`): a count machine load does not move. */
 function procSyscalls(pid: number): { r: number; w: number } {
+  return procCounters(`/proc/${pid}/io`, { r: 'syscr', w: 'syscw' });
+}
+/** The numeric `name: value` lines of a /proc file, by key (0 when missing or the process is gone). */
+function procCounters<K extends string>(file: string, names: Record<K, string>): Record<K, number> {
+  let text = '';
   try {
-    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
-    return { r: Number(/^syscr:\s+(\d+)/m.exec(io)?.[1] ?? 0), w: Number(/^syscw:\s+(\d+)/m.exec(io)?.[1] ?? 0) };
+    text = readFileSync(file, 'utf8');
   } catch {
-    return { r: 0, w: 0 };
+    /* exited */
   }
+  const out = {} as Record<K, number>;
+  for (const k of Object.keys(names) as K[]) out[k] = Number(new RegExp(`^${names[k]}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  return out;
 }
 /** Commands the bench's redis-server executed so far (INFO commandstats, all commands). */
 async function redisCalls(redis: Redis): Promise<number> {
