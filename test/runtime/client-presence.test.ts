@@ -1,4 +1,5 @@
 import type Redis from 'ioredis';
+import { parseChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
 import { PRESENCE_GRACE_MS } from '../../core/presence';
 import { createClient, type Client, type ClientOptions, type Presence, type TicketAnswer, type TicketRequest, type Transport } from '../../client/src/index';
@@ -192,7 +193,7 @@ describe('presence against a real task and Redis', () => {
       clock.now += PRESENCE_GRACE_MS + 1;
       await service.presence!.tick();
     };
-    return { prefix, config, service, base, graceOver };
+    return { prefix, config, service, base, clock, graceOver };
   }
 
   function sdk(base: string, config: ReturnType<typeof coreConfig>, sub: string, transports: Transport[], o: Partial<ClientOptions> = {}): Client {
@@ -263,6 +264,26 @@ describe('presence against a real task and Redis', () => {
     await until(() => subsOf(pa) === '["ann"]', 'ann sees bob leave', 20_000, () => pa.members());
     expect(left).toEqual(['bob']);
   }, 60_000);
+
+  test("a connection's grace counts from when it ended, not from when the task's presence queue gets to its leave", async () => {
+    const { config, service, clock } = await startTask();
+    const room = parseChannel(`room:${uid()}`, NAMESPACES);
+    const pc = `${config.keyPrefix}pc:{${room.channel}}`;
+    const presence = service.presence!;
+    const bob = {};
+    await presence.join(bob, [room], 'bob');
+    expect(await redis.hget(pc, 'bob')).toBe('1');
+    // bob's connection ends while the task's presence queue is busy (another connection joining: changes apply one at a
+    // time, in order), and the grace passes before the queue gets to his leave.
+    const busy = presence.join({}, [room], 'ann');
+    const left = presence.leave(bob);
+    clock.now += PRESENCE_GRACE_MS + 1;
+    await Promise.all([busy, left]);
+    expect(await redis.hget(pc, 'bob')).toBe('0');
+    // The next sweep: his grace ended a millisecond ago.
+    await presence.tick();
+    expect(await redis.hget(pc, 'bob')).toBeNull();
+  }, 30_000);
 
   test('count mode over a long poll: the snapshot is a count, then the coalesced presence.count events; no members', async () => {
     const { config, service, base } = await startTask();
