@@ -3,8 +3,10 @@ import type { Namespaces } from '../../core/config';
 import { PresenceKeys, RedisPresence } from '../../core/redis/presence';
 import { Keys } from '../../core/redis/keys';
 import { startLocalStack, type LocalStack } from '../../local/stack';
+import { queuedDelivery } from '../../core/fanout-queue';
 import { createClient, type Client, type Presence, type TicketAnswer, type TicketRequest } from '../../client/src/index';
 import { Relay } from '../support/client-kit';
+import { ContainerCredentialsEndpoint, SqsEndpoint } from '../support/aws-stand-ins';
 import { prng } from '../support/prng';
 import { WebSocket as NodeWebSocket } from 'ws';
 import { eventually, RawStream, redisUrl, spawnTask, TEST_NAMESPACES, uid, useRedis, type SpawnedTask } from '../support/harness';
@@ -18,7 +20,10 @@ import type Redis from 'ioredis';
  * channel's stream holds exactly the joins and leaves the schedule implies (no leave/join flicker on a reconnect or a
  * switch). Observers: raw protocol clients (their snapshot plus the `presence.*` events above its position, checked
  * snapshot by snapshot) and client SDK clients (`client.presence(channel).members()`, over `/live`, SSE and long poll,
- * reconnecting to the other task when a `blip` drops a task's SDK connections).
+ * reconnecting to the other task when a `blip` drops a task's SDK connections, and over the API Gateway emulator's
+ * WebSocket, reconnecting to it when a `blip` drops the gateway's SDK connections). The API Gateway connections get the
+ * presence events live through the fan-out queue, as on AWS: the two tasks send theirs to it over SQS's
+ * `SendMessageBatch` (a stand-in that hands them to the local stack's queue, consumed by the fan-out worker).
  *
  * The ground truth comes from the schedule alone: a user is a member of a channel while it has a live connection to it
  * or is in its grace period. The grace is set long (PRESENCE_GRACE_MS, 10 minutes: it never ends by itself during a run)
@@ -42,8 +47,8 @@ const NAMESPACES: Namespaces = {
 };
 const infoOf = (sub: string) => ({ name: sub.toUpperCase() });
 
-/** Raw protocol clients (`sse`, `poll`, `live`, `apigw`), and the client SDK over `/live` (`sdk-ws`), SSE and long poll. */
-type Transport = 'sse' | 'poll' | 'live' | 'apigw' | 'sdk-ws' | 'sdk-sse' | 'sdk-poll';
+/** Raw protocol clients (`sse`, `poll`, `live`, `apigw`), and the client SDK over `/live` (`sdk-ws`), SSE, long poll and API Gateway (`sdk-apigw`). */
+type Transport = 'sse' | 'poll' | 'live' | 'apigw' | 'sdk-ws' | 'sdk-sse' | 'sdk-poll' | 'sdk-apigw';
 type Members = Map<string, unknown>;
 interface Snap {
   readonly channel: string;
@@ -69,8 +74,6 @@ interface Conn {
   snapshots(): Snap[];
   /** Its membership of `channel` by the client's rule (latest snapshot + `presence.*` events above its position), or undefined before a snapshot. */
   membership(channel: string): Members | undefined;
-  /** Asks the server for a snapshot of every channel (the `presence` action) where the transport needs it to stay exact. */
-  refresh?(): Promise<void>;
   /** Errors the client saw that the schedule did not cause. */
   readonly errors: string[];
   close(): Promise<void>;
@@ -128,19 +131,16 @@ class SseConn implements Conn {
 }
 
 /**
- * `/live` on a task or the API Gateway emulator: the same frames; a snapshot by the `presence` action once open. On
- * `/live` the `presence.*` events follow live; API Gateway connections get no live presence events yet (DESIGN,
- * "Presence"), so there the membership is the snapshot asked for at each check.
+ * `/live` on a task or the API Gateway emulator: the same frames; a snapshot by the `presence` action once open, then the
+ * `presence.*` events live (on API Gateway through the fan-out: DESIGN, "Presence", "Live to API Gateway connections").
  */
 class WsConn implements Conn {
   readonly observes = true;
   readonly errors: string[] = [];
   private readonly ws: WsClient;
   private closing = false;
-  readonly refresh?: () => Promise<void>;
-  constructor(readonly name: string, readonly sub: string, readonly channels: readonly string[], url: string, liveEvents: boolean) {
+  constructor(readonly name: string, readonly sub: string, readonly channels: readonly string[], url: string) {
     this.ws = new WsClient(url);
-    if (!liveEvents) this.refresh = () => this.askSnapshots();
     void this.ws.closed.then(() => {
       if (!this.closing) this.errors.push(`closed by the server (${this.ws.closeCode})`);
     });
@@ -233,8 +233,9 @@ class PollConn implements Conn {
  * A client SDK client (`createClient`) following each channel with `client.presence(channel)`: its membership is the
  * SDK's `members()`. It reaches the tasks through a relay per task; a `blip` cuts every connection through a relay (a
  * task dropping its clients), and each connection attempt after that goes to the other task (the ticket function
- * routes them), so the SDK reconnects, on the other task, and resumes by id. API Gateway is left to the raw clients:
- * presence events are not pushed live to its connections yet (DESIGN, "Presence"), so an SDK there would wait for them.
+ * routes them), so the SDK reconnects, on the other task, and resumes by id. On API Gateway (`sdk-apigw`) it connects
+ * where the ticket answer's `wsUrl` says (the emulator, through a relay of its own), as an app does: a `blip` of the
+ * gateway drops those connections (the emulator runs `$disconnect`) and the SDK reconnects there and resumes by id.
  */
 class SdkConn implements Conn {
   readonly observes = true;
@@ -271,8 +272,8 @@ class SdkConn implements Conn {
 interface Stage {
   readonly stack: LocalStack;
   readonly tasks: Record<'A' | 'B', SpawnedTask>;
-  /** A relay in front of each task, for the SDK clients. */
-  readonly relays: Record<'A' | 'B', Relay>;
+  /** A relay in front of each task and of the API Gateway emulator, for the SDK clients. */
+  readonly relays: Record<'A' | 'B' | 'gw', Relay>;
   readonly prefix: string;
   readonly channels: readonly string[];
   /** A channel of the probes only (see `drain`). */
@@ -284,7 +285,9 @@ async function runSchedule(stage: Stage, seed: number): Promise<{ ops: number; j
   const { stack, tasks, relays, prefix, channels, probeChannel } = stage;
   const random = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
-  const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
+  // The schedule's settles play a task's: their leaves go to the API Gateway connections through the fan-out queue.
+  const fanout = queuedDelivery({ redis, config: stack.lambda.config.core, queue: stack.queue!, shards: stack.lambda.config.wsFanoutShards }).fanout;
+  const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES }, { fanout });
   const pkeys = new PresenceKeys(prefix);
   const parsed = new Map(channels.map((c) => [c, parseChannel(c, NAMESPACES)]));
   const log: string[] = [];
@@ -322,21 +325,34 @@ async function runSchedule(stage: Stage, seed: number): Promise<{ ops: number; j
     truth.get(channel)!.push({ position: snap!.position, members: new Map(want) });
   };
 
-  /** A ticket from the stack's ticket issuer, as the trusted backend, with the user's presence info. */
-  async function mint(sub: string, chans: readonly string[], transport: 'sse' | 'ws'): Promise<string> {
+  /** The stack's ticket issuer's answer, asked as the trusted backend, with the user's presence info. */
+  async function ticketAnswer(sub: string, chans: readonly string[], transport: 'sse' | 'ws'): Promise<TicketAnswer> {
     const res = await fetch(stack.outputs.TicketUrl.replace(/\/tickets$/, '/backend/tickets'), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ sub, channels: chans, transport, info: infoOf(sub) }),
     });
     if (res.status !== 201) throw new Error(`ticket: ${res.status} ${await res.text()}`);
-    return ((await res.json()) as { ticket: string }).ticket;
+    return (await res.json()) as TicketAnswer;
   }
+  const mint = async (sub: string, chans: readonly string[], transport: 'sse' | 'ws'): Promise<string> => (await ticketAnswer(sub, chans, transport)).ticket;
 
   async function connect(sub: string, transport: Transport, task: 'A' | 'B', chans: string[]): Promise<Conn> {
-    const name = `#${++n} ${sub} ${transport}${transport === 'apigw' ? '' : `@${task}`} [${chans.map((c) => channels.indexOf(c)).join(',')}]`;
+    const name = `#${++n} ${sub} ${transport}${transport.endsWith('apigw') ? '' : `@${task}`} [${chans.map((c) => channels.indexOf(c)).join(',')}]`;
     const base = tasks[task].base;
     let conn: Conn & { open(): Promise<void> };
+    if (transport === 'sdk-apigw') {
+      // The ticket answer names the stage's WebSocket endpoint (`wsUrl`, the emulator's with `?ticket=`), reached through its relay.
+      const ticketFn = async (req: TicketRequest): Promise<TicketAnswer> => {
+        const answer = await ticketAnswer(sub, req.channels, req.transport);
+        if (!answer.wsUrl?.startsWith(stack.outputs.WebSocketUrl)) throw new Error(`the ticket names ${answer.wsUrl}, not the API Gateway endpoint`);
+        return { ...answer, wsUrl: relays.gw.via(answer.wsUrl) };
+      };
+      conn = new SdkConn(name, sub, chans, 'ws', ticketFn);
+      cleanup.push(() => conn.close());
+      await conn.open();
+      return conn;
+    }
     if (transport.startsWith('sdk-')) {
       // Each connection attempt of the SDK goes to the task after the one before (through its relay).
       let next = task;
@@ -359,8 +375,8 @@ async function runSchedule(stage: Stage, seed: number): Promise<{ ops: number; j
         : transport === 'poll'
           ? new PollConn(name, sub, chans, base, ticket)
           : transport === 'live'
-            ? new WsConn(name, sub, chans, `${base.replace(/^http/, 'ws')}/live?ticket=${ticket}`, true)
-            : new WsConn(name, sub, chans, `${stack.outputs.WebSocketUrl}?ticket=${ticket}`, false);
+            ? new WsConn(name, sub, chans, `${base.replace(/^http/, 'ws')}/live?ticket=${ticket}`)
+            : new WsConn(name, sub, chans, `${stack.outputs.WebSocketUrl}?ticket=${ticket}`);
     cleanup.push(() => conn.close());
     await conn.open();
     return conn;
@@ -458,7 +474,6 @@ async function runSchedule(stage: Stage, seed: number): Promise<{ ops: number; j
 
   /** Every observer's membership equals the truth now (the events reach them asynchronously: waited for). */
   async function quiescent(what: string): Promise<void> {
-    for (const conn of open) if (conn.refresh) await conn.refresh();
     for (const conn of open.filter((x) => x.observes)) {
       for (const c of conn.channels) {
         await eventually(() => show(conn.membership(c)) === show(members.get(c)!), 15_000, `${what}: ${conn.name}'s membership of ${c} to be ${show(members.get(c)!)} (it is ${show(conn.membership(c))})`);
@@ -469,7 +484,7 @@ async function runSchedule(stage: Stage, seed: number): Promise<{ ops: number; j
   try {
     for (let op = 0; op < OPS; op++) {
       const r = random();
-      const transport = pick<Transport>(['sse', 'poll', 'live', 'apigw', 'sdk-ws', 'sdk-sse', 'sdk-poll']);
+      const transport = pick<Transport>(['sse', 'poll', 'live', 'apigw', 'sdk-ws', 'sdk-sse', 'sdk-poll', 'sdk-apigw']);
       const task = pick<'A' | 'B'>(['A', 'B']);
       const chans = random() < 0.3 ? [...channels] : [pick(channels)];
       if (open.length === 0 || (r < 0.4 && open.length < MAX_CONNECTIONS)) {
@@ -481,10 +496,12 @@ async function runSchedule(stage: Stage, seed: number): Promise<{ ops: number; j
         log.push(`close ${conn.name}`);
         await closeOp(conn);
       } else if (r < 0.65) {
-        // A task drops its SDK clients (through its relay): they reconnect, on the other task, and resume.
-        log.push(`blip ${task}`);
-        relays[task].cut();
-        relays[task].restore();
+        // A task drops its SDK clients (through its relay): they reconnect, on the other task, and resume. Or the API
+        // Gateway emulator drops its SDK clients: they reconnect to it and resume.
+        const target = random() < 1 / 3 ? 'gw' : task;
+        log.push(`blip ${target}`);
+        relays[target].cut();
+        relays[target].restore();
       } else if (r < 0.9) {
         // A reconnect or a transport switch: the same user and channels on another connection, opened before or after
         // the old one closes (within the grace either way: no event).
@@ -555,11 +572,31 @@ test('randomized: joins, leaves, reconnects and transport switches over two task
     USER_TICKETS_PER_MINUTE: '0',
     METRICS_INTERVAL_MS: '0',
   };
-  const [A, B, stack] = await Promise.all([spawnTask(env, cleanup), spawnTask(env, cleanup), startLocalStack({ redisUrl: redisUrl(), env: { ...env, LOG_LEVEL: 'warn' } })]);
+  const stack = await startLocalStack({ redisUrl: redisUrl(), env: { ...env, LOG_LEVEL: 'warn' } });
   cleanup.push(() => stack.close());
-  const relays = { A: new Relay(Number(new URL(A.base).port)), B: new Relay(Number(new URL(B.base).port)) };
-  await Promise.all([relays.A.start(), relays.B.start()]);
-  cleanup.push(() => Promise.all([relays.A.close(), relays.B.close()]));
+  // The tasks hand their presence events to the fan-out queue as on AWS (WS_FANOUT_QUEUE_URL, signed with the task
+  // role's credentials): SQS's SendMessageBatch, here a stand-in that passes each batch on to the stack's queue.
+  const creds = new ContainerCredentialsEndpoint();
+  const sqs = new SqsEndpoint('us-east-1', creds);
+  sqs.onBatch = async (batch) => {
+    const { failed } = await stack.queue!.send(batch.Entries.map((e) => ({ body: e.MessageBody, groupId: e.MessageGroupId, deduplicationId: e.MessageDeduplicationId })));
+    if (failed.length) throw new Error(`the local queue refused ${failed.length} messages`);
+  };
+  await Promise.all([creds.start(), sqs.start()]);
+  cleanup.push(() => Promise.all([creds.close(), sqs.close()]));
+  const taskEnv = {
+    ...env,
+    WS_FANOUT_QUEUE_URL: `${sqs.base}/000000000000/presence-random.fifo`,
+    WS_FANOUT_SHARDS: String(stack.lambda.config.wsFanoutShards),
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: '',
+    AWS_CONTAINER_CREDENTIALS_FULL_URI: `${creds.base}${creds.fullPath}`,
+    AWS_CONTAINER_AUTHORIZATION_TOKEN: creds.token,
+  };
+  const [A, B] = await Promise.all([spawnTask(taskEnv, cleanup), spawnTask(taskEnv, cleanup)]);
+  const relays = { A: new Relay(Number(new URL(A.base).port)), B: new Relay(Number(new URL(B.base).port)), gw: new Relay(Number(new URL(stack.outputs.WebSocketUrl).port)) };
+  await Promise.all([relays.A.start(), relays.B.start(), relays.gw.start()]);
+  cleanup.push(() => Promise.all([relays.A.close(), relays.B.close(), relays.gw.close()]));
   for (const seed of seeds) {
     const channels = [`room:${uid()}`, `room:${uid()}`];
     const outcome = await runSchedule({ stack, tasks: { A, B }, relays, prefix, channels, probeChannel: `room:${uid()}` }, seed);
@@ -569,4 +606,6 @@ test('randomized: joins, leaves, reconnects and transport switches over two task
     expect(outcome.leaves).toBeGreaterThan(0);
     expect(outcome.snapshots).toBeGreaterThan(0);
   }
+  // The tasks' presence events went to the API Gateway connections' fan-out queue (SQS, as on AWS).
+  expect(sqs.batches.length).toBeGreaterThan(0);
 }, 120_000);

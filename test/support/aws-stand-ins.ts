@@ -263,6 +263,8 @@ export class ElbEndpoint extends StandIn {
 /** SQS's `SendMessageBatch` (AWS JSON 1.0) for FIFO queues, signature checked; every entry accepted. */
 export class SqsEndpoint extends StandIn {
   readonly batches: { QueueUrl: string; Entries: { Id: string; MessageBody: string; MessageGroupId: string; MessageDeduplicationId: string }[] }[] = [];
+  /** Where each accepted batch also goes before the answer (e.g. a local FIFO queue that a worker consumes). Defaults to none. */
+  onBatch?: (batch: SqsEndpoint['batches'][number]) => Promise<void>;
 
   constructor(
     readonly region: string,
@@ -287,6 +289,7 @@ export class SqsEndpoint extends StandIn {
     }
     const batch = JSON.parse(seen.body) as SqsEndpoint['batches'][number];
     this.batches.push(batch);
+    await this.onBatch?.(batch);
     res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' });
     res.end(JSON.stringify({ Successful: batch.Entries.map((e) => ({ Id: e.Id, MessageId: randomBytes(8).toString('hex'), MD5OfMessageBody: createHash('md5').update(e.MessageBody).digest('hex') })) }));
   }
