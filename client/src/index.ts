@@ -287,15 +287,17 @@ export function ticketFrom(url: string, init: { headers?: Record<string, string>
 const NOOP: SubscribeOptions<EventMap> = { onEvent: () => undefined };
 
 /**
- * One channel's presence, by the snapshot/position rule: until a snapshot comes (`need`), the channel's `presence.*`
- * events are kept; the snapshot replaces the members, then the kept events above its position apply, and from then on
- * every event above it. A `reset` (or an unsubscribe) asks for a new snapshot.
+ * One channel's presence, by the snapshot/position rule: until a snapshot comes (`need`), the channel's events are
+ * kept; the snapshot replaces the members, then the kept events above its position apply, and from then on every event
+ * above it. A `reset` (or an unsubscribe) asks for a new snapshot, and so does an event whose `prev` (the channel's event
+ * before it) is above the position: that one was missed, e.g. on API Gateway, where two producers' posts (a task's
+ * through the fan-out queue, a `$connect`'s) may cross, and the later-posted lower id is dropped as a duplicate.
  */
 class Tracker implements Presence {
   need = true;
   /** Events kept while `need`. */
   private b: Envelope[] = [];
-  /** The last snapshot's position: events at or below it are in it. */
+  /** The last snapshot's position, then the last event applied: events at or below it are in the members. */
   private pos = '0';
   private m = new Map<string, PresenceMember>();
   /** Count mode: the count, and whether the snapshot said so. */
@@ -308,6 +310,8 @@ class Tracker implements Presence {
   constructor(
     readonly channel: string,
     readonly close: () => void,
+    /** Asks for a new snapshot (after {@link r}). */
+    private readonly again: () => void,
   ) {}
 
   get synced(): boolean {
@@ -348,9 +352,15 @@ class Tracker implements Presence {
 
   /** An event of the channel, in order and above the channel's position (others are ignored). */
   e(ev: Envelope): void {
-    if (!ev.type.startsWith('presence.')) return;
     if (this.need) return void this.b.push(ev);
     if (cmp(ev.id, this.pos) <= 0) return;
+    if (ev.prev !== undefined && cmp(ev.prev, this.pos) > 0) {
+      this.r();
+      this.b.push(ev);
+      return this.again();
+    }
+    this.pos = ev.id;
+    if (!ev.type.startsWith('presence.')) return;
     const d = ev.data as { sub: string; info?: unknown; count: number };
     const c = this.count();
     const had = this.m.get(d.sub);
@@ -572,10 +582,14 @@ export class Client<M extends EventMap = EventMap> {
     if (!p) {
       this.pres.set(
         channel,
-        (p = new Tracker(channel, () => {
-          this.pres.delete(channel);
-          if (this.subs.get(channel)?.h === NOOP) this.unsubscribe(channel);
-        })),
+        (p = new Tracker(
+          channel,
+          () => {
+            this.pres.delete(channel);
+            if (this.subs.get(channel)?.h === NOOP) this.unsubscribe(channel);
+          },
+          () => this.ask(channel),
+        )),
       );
       if (this.subs.has(channel)) this.ask(channel, true);
       else this.subscribe(channel, NOOP as SubscribeOptions<M>);

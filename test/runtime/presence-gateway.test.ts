@@ -14,6 +14,8 @@ import { startLocalStack, type LocalStack } from '../../local/stack';
 import { PRESENCE_SETTLE_MS } from '../../service/presence';
 import { eventually, RawStream, TEST_NAMESPACES, uid } from '../support/harness';
 import { WsClient } from './ws-support';
+import { createClient, ticketFrom } from '../../client/src/index';
+import { WebSocket as NodeWebSocket } from 'ws';
 
 /**
  * Issue 24, items 2 and 3: API Gateway connections through the local emulator and the real handlers. A connection is
@@ -235,4 +237,35 @@ test('the emulator answers GetConnection as API Gateway does: the SDK parses it,
   // Its lease is ended by the sweeper (410), as for any lost $disconnect.
   await sweepAt((await leaseEnd(id)) + 1);
   expect(await redis.zcard(new PresenceKeys(prefix).presenceGatewayLeases)).toBe(0);
+});
+
+test('the client SDK on API Gateway: a presence event posted after a later one (two producers: a task’s queue send is slow, a $connect’s is not) is not lost: the SDK sees the gap by `prev` and takes a new snapshot', async () => {
+  const room = `room:${uid()}`;
+  const client = createClient({ WebSocket: NodeWebSocket, storage: null, events: null, transports: ['ws'], ticket: ticketFrom(stack.outputs.TicketUrl, { headers: { 'x-local-user': 'ann' } }) });
+  const p = client.presence(room);
+  const subs = () => p.members().map((m) => m.sub).sort().join(',');
+  const holder = `task:${uid()}`;
+  // A task's store whose fan-out (its SQS send) is held until released: its event reaches API Gateway connections late.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const inline = stack.lambda.sessionDeps(await stack.lambda.clients()).fanout!;
+  const slow = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES }, { fanout: async (c, e) => (await gate, inline(c, e)) });
+  let cat: WsClient | undefined;
+  try {
+    await eventually(() => p.synced && subs() === 'ann', 10_000, 'ann’s SDK synced with herself');
+    await slow.lease(holder, Date.now() + 60_000);
+    const bobJoined = slow.join(parseChannel(room, NAMESPACES), { holder, connection: `${holder}/1`, sub: 'bob' }, Date.now());
+    await eventually(async () => (await members(room)).some(([sub]) => sub === 'bob'), 10_000, 'bob in the store');
+    // cat's $connect joins after bob (a later id) and its join is posted at once: ann gets it first.
+    cat = await connect('cat', [room]);
+    await eventually(() => p.members().some((m) => m.sub === 'cat'), 10_000, 'cat’s join at ann');
+    release();
+    await bobJoined;
+    await eventually(() => subs() === 'ann,bob,cat', 10_000, `ann’s SDK to show ann, bob and cat (it shows ${subs()})`);
+  } finally {
+    release();
+    client.close();
+    await slow.endHolder(holder, Date.now(), 0);
+    if (cat) await closeAll(cat);
+  }
 });
