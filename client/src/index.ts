@@ -287,18 +287,22 @@ export function ticketFrom(url: string, init: { headers?: Record<string, string>
 const NOOP: SubscribeOptions<EventMap> = { onEvent: () => undefined };
 
 /**
- * One channel's presence, by the snapshot/position rule: until a snapshot comes (`need`), the channel's events are
- * kept; the snapshot replaces the members, then the kept events above its position apply, and from then on every event
- * above it. A `reset` (or an unsubscribe) asks for a new snapshot, and so does an event whose `prev` (the channel's event
- * before it) is above the position: that one was missed, e.g. on API Gateway, where two producers' posts (a task's
- * through the fan-out queue, a `$connect`'s) may cross, and the later-posted lower id is dropped as a duplicate.
+ * One channel's presence, by the snapshot/position rule: until a snapshot comes (`need`), the channel's `presence.*`
+ * events are kept; the snapshot replaces the members, then the kept events above its position apply, and from then on
+ * every event above it. A `reset` (or an unsubscribe) asks for a new snapshot. So does an event whose `prev` (the
+ * channel's event before it) is not the last event given here, when that `prev` is above the position: it was missed,
+ * e.g. on API Gateway, where two producers' posts (a task's through the fan-out queue, a `$connect`'s) may cross and
+ * the later-posted lower id is dropped as a duplicate; a snapshot below such a `prev` is not taken (asked again).
  */
 class Tracker implements Presence {
   need = true;
   /** Events kept while `need`. */
   private b: Envelope[] = [];
-  /** The last snapshot's position, then the last event applied: events at or below it are in the members. */
+  /** The last snapshot's position: events at or below it are in it. */
   private pos = '0';
+  /** The id of the last event of the channel given here (any type), and the highest `prev` that was not it (missed). */
+  private last = '0';
+  private miss = '0';
   private m = new Map<string, PresenceMember>();
   /** Count mode: the count, and whether the snapshot said so. */
   private n = 0;
@@ -344,23 +348,29 @@ class Tracker implements Presence {
     for (const f of this.l[k]) (f as (v: unknown) => void)(v);
   }
 
-  /** Needs a new snapshot (a reset, an unsubscribe): what was kept is dropped. */
-  r(): void {
+  /** Needs a new snapshot: what was kept is dropped; after a reset or an unsubscribe (`anew`) the events seen too (ids may restart after a failover). */
+  r(anew?: boolean): void {
     this.need = true;
     this.b = [];
+    if (anew) this.last = this.miss = '0';
   }
 
   /** An event of the channel, in order and above the channel's position (others are ignored). */
   e(ev: Envelope): void {
+    if (ev.prev !== undefined && cmp(ev.prev, this.last) > 0) this.miss = maxId(this.miss, ev.prev)!;
+    this.last = maxId(this.last, ev.id)!;
+    if (!this.need && cmp(this.miss, this.pos) > 0) {
+      this.r();
+      this.again();
+    }
+    this.k(ev);
+  }
+
+  /** A `presence.*` event: kept while `need`, else applied when above the position. */
+  private k(ev: Envelope): void {
+    if (!ev.type.startsWith('presence.')) return;
     if (this.need) return void this.b.push(ev);
     if (cmp(ev.id, this.pos) <= 0) return;
-    if (ev.prev !== undefined && cmp(ev.prev, this.pos) > 0) {
-      this.r();
-      this.b.push(ev);
-      return this.again();
-    }
-    this.pos = ev.id;
-    if (!ev.type.startsWith('presence.')) return;
     const d = ev.data as { sub: string; info?: unknown; count: number };
     const c = this.count();
     const had = this.m.get(d.sub);
@@ -379,6 +389,8 @@ class Tracker implements Presence {
   /** A snapshot (taken only when one is needed): the members at its position, then the events kept above it. */
   s(j: Snapshot): void {
     if (!this.need) return;
+    // An event above it was missed: the members it would give are not the channel's.
+    if (cmp(this.miss, j.position) > 0) return this.again();
     const old = this.m;
     const c = this.count();
     this.m = new Map((j.members ?? []).map((x) => [x.sub, x]));
@@ -392,7 +404,7 @@ class Tracker implements Presence {
     if (c !== this.count()) this.emit('count', this.count());
     const b = this.b;
     this.b = [];
-    for (const e of b) this.e(e);
+    for (const e of b) this.k(e);
     this.emit('change');
   }
 }
@@ -561,7 +573,7 @@ export class Client<M extends EventMap = EventMap> {
   unsubscribe(channel: string): void {
     if (!this.subs.delete(channel)) return;
     // Its presence follows the subscription: a new snapshot when it is subscribed again.
-    this.pres.get(channel)?.r();
+    this.pres.get(channel)?.r(true);
     if (this.conn?.kind === 'ws') {
       // The server stops sending it: a later subscribe must reconnect with it, not take it for carried.
       this.conn.channels = this.conn.channels.filter((c) => c !== channel);
@@ -767,7 +779,7 @@ export class Client<M extends EventMap = EventMap> {
     s.last = undefined;
     const p = this.pres.get(channel);
     if (p) {
-      p.r();
+      p.r(true);
       this.ask(channel);
     }
     if (channels && decodeCursor(cursor, channels.length)) {
