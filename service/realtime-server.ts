@@ -118,7 +118,7 @@ export class RealtimeServer {
     this.ownsRedis = !deps.redis;
     this.ownsSubscriber = !deps.subscriber;
     const mode = config.core.redisMode;
-    this.redis = deps.redis ?? createRedisFor(mode, { url, password, name: 'sse-commands', autoPipelining: true });
+    this.redis = deps.redis ?? createRedisFor(mode, { url, password, name: 'sse-commands' });
     this.subscriber = deps.subscriber ?? createRedisFor(mode, { url, password, name: 'sse-subscriber', failFast: false, subscriber: true });
     this.log = deps.logger ?? pino({ level: config.logLevel });
     const now = deps.now ?? Date.now;

@@ -40,14 +40,6 @@ export interface RedisConnectOptions {
   readonly name?: string;
   /** Fail commands at once while disconnected instead of queueing them. Defaults to true. */
   readonly failFast?: boolean;
-  /**
-   * Commands issued while the event loop handles one round of I/O go to Redis in one write (ioredis
-   * `enableAutoPipelining`: sent at the next `setImmediate`, and while one such batch awaits its replies the next one
-   * gathers, one batch per node at a time). For a connection many requests share (a task's command connection, whose
-   * every connect of a reconnect storm redeems a ticket): writes, reads and their CPU then grow with the batches, not
-   * the commands. Each command's reply and error stay its own; the order of commands is kept. Defaults to false.
-   */
-  readonly autoPipelining?: boolean;
 }
 
 /**
@@ -83,7 +75,6 @@ export function createRedis(opts: RedisConnectOptions): Redis {
     // 1: reconnect and reject the command; 2: reconnect and resend it (through the offline queue).
     reconnectOnError: (err) => (isReadOnlyError(err) ? (failFast ? 1 : 2) : false),
     lazyConnect: false,
-    enableAutoPipelining: opts.autoPipelining === true,
   };
   if (opts.password) options.password = opts.password;
   const client = new Redis(opts.url, options);
@@ -125,7 +116,6 @@ export function createRedisCluster(opts: RedisClusterConnectOptions): Cluster {
   const options: ClusterOptions = {
     redisOptions,
     enableOfflineQueue: !failFast,
-    enableAutoPipelining: opts.autoPipelining === true,
     shardedSubscribers: opts.subscriber === true,
     // A subscriber learns of a moved slot from an unsolicited SUNSUBSCRIBE (core/redis/subscriber.ts) and refreshes
     // its slot map then; a refresh that read a node not yet told of the move is followed by this one. ioredis
