@@ -221,6 +221,12 @@ export function committedFigures(): Figures {
   };
 }
 
+/**
+ * Seconds of Lambda time the planner prices per run of the API Gateway presence sweeper (lib/presence-sweeper.ts: one run a
+ * minute). Not measured: a run that finds no ended lease is one Redis read; its timeout (50 s) bounds a run that finds many.
+ */
+export const PRESENCE_SWEEP_PRICED_SECONDS = 1;
+
 /** Count mode announces a channel's count at most once per PRESENCE_COUNT_INTERVAL_MS (2 s, core/redis/presence.ts). */
 export const PRESENCE_COUNT_EVENTS_PER_SECOND = 0.5;
 /** Bytes of a `presence.join` / `presence.leave` envelope as delivered (a sub of about 10 characters, no info), and of a `presence.count`. */
@@ -429,6 +435,21 @@ function ticketItems(load: Load, stage: StageSettings, transport: keyof typeof T
   ];
 }
 
+/**
+ * The API Gateway presence sweeper (lib/presence-sweeper.ts): EventBridge Scheduler runs it once a minute, whatever the load.
+ * Its invocations are inside Scheduler's monthly free invocations (14 million; then $1.00 per million:
+ * https://aws.amazon.com/eventbridge/pricing/, not re-read here), so only the Lambda is priced.
+ */
+function presenceSweeperItem(stage: StageSettings): LineItem {
+  const runs = MINUTES;
+  const gbs = runs * PRESENCE_SWEEP_PRICED_SECONDS * (stage.lambdaMemoryMiB / 1024);
+  return {
+    item: 'presence sweeper (Scheduler + Lambda)',
+    monthly: (runs / 1e6) * PRICES.lambdaRequests.price + gbs * PRICES.lambdaArmGbSecond.price,
+    basis: `${fmt(runs)} runs (one a minute, EventBridge Scheduler, inside its free invocations), priced at ${PRESENCE_SWEEP_PRICED_SECONDS} s each at ${stage.lambdaMemoryMiB} MB`,
+  };
+}
+
 /** Publishes through POST /publish (HTTP API + Lambda, 20 ms each). */
 function publishItems(publishesPerSecond: number, stage: StageSettings, postCost = 0): LineItem[] {
   const pubs = publishesPerSecond * SECONDS;
@@ -625,11 +646,12 @@ export function estimate(load: Load, stage: StageSettings, figures: Figures = co
         monthly: (connectInvocations / 1e6) * PRICES.lambdaRequests.price + connectInvocations * 0.02 * (stage.lambdaMemoryMiB / 1024) * PRICES.lambdaArmGbSecond.price,
         basis: `a reconnect every 2 h (API Gateway's limit): ${fmt(connectInvocations)} invocations`,
       },
+      ...(presence ? [presenceSweeperItem(stage)] : []),
       ...sharedItems(stage, redisType, { alb: false }, shards.shards),
       ...ticketItems(load, stage, 'ws-apigw'),
       ...publishItems(publishesPerSecond, stage),
     ];
-    const gatewayPresence = presence ? [`${presenceNote[0]}; on API Gateway each presence event is a message and a post (their live fan-out to API Gateway connections is being built: docs/DESIGN.md "Presence")`] : [];
+    const gatewayPresence = presence ? [`${presenceNote[0]}; on API Gateway each presence event is a message and a post`] : [];
     out.push({ transport: 'ws-apigw', name: DELIVERY_OPTION_NAMES['ws-apigw'], total: total(items), items, notes: [...redisNote, ...gatewayPresence] });
   }
 

@@ -91,10 +91,14 @@ export class TaskPresence {
     });
   }
 
-  /** `owner` leaves `channels` (all it joined when not given); its members leave after the grace. */
+  /**
+   * `owner` leaves `channels` (all it joined when not given); its members leave after the grace, counted from now (when
+   * the connection ended), however long the queue takes to get to it.
+   */
   leave(owner: object, channels?: readonly string[]): Promise<void> {
     const list = this.joined.get(owner);
     if (!list) return Promise.resolve();
+    const now = this.o.now();
     const names = channels && new Set(channels);
     const going = names ? list.filter((j) => names.has(j.channel.channel)) : list;
     for (const j of going) j.gone = true;
@@ -102,7 +106,6 @@ export class TaskPresence {
     if (staying.length) this.joined.set(owner, staying);
     else this.joined.delete(owner);
     return this.run(async () => {
-      const now = this.o.now();
       for (const j of going) if (j.holder) await this.o.presence.leave(j.channel, { holder: j.holder, connection: j.connection }, now, this.graceMs);
     });
   }

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SERVICE_SETTINGS } from '../../contract/settings';
-import { apiGatewayPingsPerSecond, committedFigures, egressCost, estimate, PRESENCE_COUNT_EVENTS_PER_SECOND, lcus, redisShards, REDIS_ENGINE_TARGET, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type DeliveryOption } from '../../cost/model';
+import { apiGatewayPingsPerSecond, committedFigures, egressCost, estimate, PRESENCE_COUNT_EVENTS_PER_SECOND, PRESENCE_SWEEP_PRICED_SECONDS, lcus, redisShards, REDIS_ENGINE_TARGET, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type DeliveryOption } from '../../cost/model';
 import { loadStage, STAGE_DEFAULTS } from '../../cost/stage';
 import { idleTable, readmeTable } from '../../cost/tables';
 import { run } from '../../scripts/cost';
@@ -373,6 +373,20 @@ describe('presence priced (issue 24, item 4): members mode grows with the room, 
     expect(members.redis.engineCpuPercent).toBeGreaterThan(count.redis.engineCpuPercent);
     expect(sse(members).total).toBeGreaterThan(sse(count).total);
     expect(sse(members).notes.join(' ')).toMatch(/presence \(members, rooms of 10,000\)/);
+  });
+
+  test('on API Gateway, presence adds the sweeper: a Lambda run a minute by EventBridge Scheduler (inside its free invocations)', () => {
+    const gw = (l: Load) => estimate(l, dev, FIGURES).transports.find((t) => t.transport === 'ws-apigw')!;
+    const sweeper = (l: Load) => gw(l).items.find((i) => i.item.startsWith('presence sweeper'));
+    expect(sweeper({ connections: 100_000, rate: 0, size: 1024, fanout: 100_000 })).toBeUndefined();
+    const item = sweeper(withPresence('members', 100))!;
+    const runs = MINUTES;
+    expect(item.monthly).toBeCloseTo((runs / 1e6) * PRICES.lambdaRequests.price + runs * PRESENCE_SWEEP_PRICED_SECONDS * (dev.lambdaMemoryMiB / 1024) * PRICES.lambdaArmGbSecond.price, 9);
+    expect(item.basis).toMatch(/43.8 k runs/);
+    expect(item.basis).toMatch(/Scheduler/);
+    // The same sweeper whatever the room: its cost does not grow with the load.
+    expect(sweeper(withPresence('count', 10_000))!.monthly).toBeCloseTo(item.monthly, 9);
+    expect(gw(withPresence('members', 100)).notes.join(' ')).not.toMatch(/being built/);
   });
 
   test('npm run cost --presence prints what presence adds', () => {

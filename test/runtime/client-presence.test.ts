@@ -1,6 +1,9 @@
 import type Redis from 'ioredis';
+import { parseChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
 import { PRESENCE_GRACE_MS } from '../../core/presence';
+import { RedisPresence } from '../../core/redis/presence';
+import { decodeCursor } from '../../client/src/cursor';
 import { createClient, type Client, type ClientOptions, type Presence, type TicketAnswer, type TicketRequest, type Transport } from '../../client/src/index';
 import { FakeClock, fakeClientOptions, FakeWebSocket, FakeWindow, openWs as open, settle, sseServer } from '../support/client-fakes';
 import { nodeClient, Relay, until } from '../support/client-kit';
@@ -192,7 +195,7 @@ describe('presence against a real task and Redis', () => {
       clock.now += PRESENCE_GRACE_MS + 1;
       await service.presence!.tick();
     };
-    return { prefix, config, service, base, graceOver };
+    return { prefix, config, service, base, clock, graceOver };
   }
 
   function sdk(base: string, config: ReturnType<typeof coreConfig>, sub: string, transports: Transport[], o: Partial<ClientOptions> = {}): Client {
@@ -238,11 +241,31 @@ describe('presence against a real task and Redis', () => {
     for (const e of roomEvents) expect(BigInt(e.id) <= BigInt(b.presence![0].position)).toBe(true);
   }, 30_000);
 
+  /**
+   * A client's long polls as its `fetch` sees them: the position (one channel) of the poll it waits on now, sent and not
+   * answered, if any (not a first poll, `wait=0`, which answers at once).
+   */
+  function pollWatch(): { fetch: typeof fetch; waitingAt(): number | undefined } {
+    let waiting: URL | undefined;
+    const f: typeof fetch = async (input, init) => {
+      const url = new URL(input instanceof Request ? input.url : String(input));
+      if (url.pathname !== '/poll') return fetch(input, init);
+      waiting = url;
+      try {
+        return await fetch(input, init);
+      } finally {
+        if (waiting === url) waiting = undefined;
+      }
+    };
+    return { fetch: f, waitingAt: () => (waiting && !waiting.searchParams.has('wait') ? decodeCursor(waiting.searchParams.get('cursor'), 1)?.[0] : undefined) };
+  }
+
   test.each([['ws'], ['sse'], ['poll']] as [Transport][])('SDK over %s: two users see each other join; one closes, and after its grace the other sees it leave', async (transport) => {
-    const { config, base, graceOver } = await startTask();
+    const { config, service, base, graceOver } = await startTask();
     const room = `room:${uid()}`;
-    const ann = sdk(base, config, 'ann', [transport]);
-    const bob = sdk(base, config, 'bob', [transport]);
+    const [annPolls, bobPolls] = [pollWatch(), pollWatch()];
+    const ann = sdk(base, config, 'ann', [transport], { fetch: annPolls.fetch });
+    const bob = sdk(base, config, 'bob', [transport], { fetch: bobPolls.fetch });
     const pa = ann.presence(room);
     const left: string[] = [];
     const joined: string[] = [];
@@ -253,16 +276,53 @@ describe('presence against a real task and Redis', () => {
     await until(() => subsOf(pa) === '["ann","bob"]' && subsOf(pb) === '["ann","bob"]', 'both see ann and bob', 20_000, () => [pa.members(), pb.members()]);
     expect(ann.transport).toBe(transport);
     expect(joined.sort()).toEqual(['ann', 'bob']);
-    bob.close();
-    // bob's connection is gone, his grace not yet: he stays (connections 0 once the task let go of him).
     const pc = `${config.keyPrefix}pc:{${room}}`;
-    // bob in grace, ann connected (a long poll: waiting, not between two polls, which is a grace of its own).
-    await eventually(async () => (await redis.hget(pc, 'bob')) === '0' && (await redis.hget(pc, 'ann')) === '1', 10_000, 'bob in grace, ann connected');
+    if (transport === 'poll') {
+      // Between two polls a user is in a grace of its own (its last connection ended), so `bob` at 0 in Redis may be
+      // that, with his next poll still to join and leave. Both polls wait at the channel's position (nothing answers
+      // them before the next event) and the task holds both: each client polls once at a time and the task lets go of a
+      // poll as it answers it, so these are ann's and bob's, and bob's is his only request (his client sends none after
+      // close()).
+      const ch = parseChannel(room, NAMESPACES);
+      const presence = new RedisPresence(redis, config);
+      await eventually(async () => {
+        const at = (await presence.snapshot(ch)).position;
+        return service.polls === 2 && annPolls.waitingAt() === at && bobPolls.waitingAt() === at;
+      }, 10_000, 'both polls waiting at the position');
+    }
+    bob.close();
+    // bob's connection is gone, his grace not yet: he stays (connections 0 once the task let go of him). The task's
+    // presence applies changes one at a time, in order, so after a tick (at this clock: nothing is due) every join and
+    // leave it queued before has been applied: bob's last leave, counted from this clock, and ann's waiting connection.
+    await eventually(async () => {
+      await service.presence!.tick();
+      return (await redis.hget(pc, 'bob')) === '0' && (await redis.hget(pc, 'ann')) === '1';
+    }, 10_000, 'bob in grace, ann connected');
     expect(subsOf(pa)).toBe('["ann","bob"]');
     await graceOver();
     await until(() => subsOf(pa) === '["ann"]', 'ann sees bob leave', 20_000, () => pa.members());
     expect(left).toEqual(['bob']);
   }, 60_000);
+
+  test("a connection's grace counts from when it ended, not from when the task's presence queue gets to its leave", async () => {
+    const { config, service, clock } = await startTask();
+    const room = parseChannel(`room:${uid()}`, NAMESPACES);
+    const pc = `${config.keyPrefix}pc:{${room.channel}}`;
+    const presence = service.presence!;
+    const bob = {};
+    await presence.join(bob, [room], 'bob');
+    expect(await redis.hget(pc, 'bob')).toBe('1');
+    // bob's connection ends while the task's presence queue is busy (another connection joining: changes apply one at a
+    // time, in order), and the grace passes before the queue gets to his leave.
+    const busy = presence.join({}, [room], 'ann');
+    const left = presence.leave(bob);
+    clock.now += PRESENCE_GRACE_MS + 1;
+    await Promise.all([busy, left]);
+    expect(await redis.hget(pc, 'bob')).toBe('0');
+    // The next sweep: his grace ended a millisecond ago.
+    await presence.tick();
+    expect(await redis.hget(pc, 'bob')).toBeNull();
+  }, 30_000);
 
   test('count mode over a long poll: the snapshot is a count, then the coalesced presence.count events; no members', async () => {
     const { config, service, base } = await startTask();
