@@ -91,6 +91,7 @@ import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import type { Cluster, default as Redis } from 'ioredis';
 import calculateSlot from 'cluster-key-slot';
+import { SERVICE_NODE_FLAGS } from '../contract/bundling';
 import { coreConfigFromEnv } from '../core/config';
 import { publish } from '../core/events';
 import { createRedis, createRedisCluster, isCluster, waitReady } from '../core/redis/client';
@@ -520,6 +521,8 @@ class Ours implements Server {
       COOKIE_SECURE: 'false',
       LOG_LEVEL: 'silent',
       TICKET_TTL_SECONDS: '300',
+      // The V8 flags the image runs the service with (`ours+NODE_OPTIONS=…` replaces them for one server).
+      NODE_OPTIONS: SERVICE_NODE_FLAGS.join(' '),
       ...(heapSnapshots && this.proto === 'sse' ? { BENCH_HEAP_DIR: heapDir(ctx.id) } : {}),
       ...(args.capacity ? { BENCH_MEM_FILE: join(outDir, `mem-${ctx.id}.json`) } : {}),
       ...(args['alloc-prof'] ? { BENCH_ALLOC_DIR: join(outDir, 'alloc') } : {}),

@@ -43,3 +43,17 @@ export const SERVICE_ESBUILD_OPTIONS = { ...ESBUILD_OPTIONS, minify: false } as 
 
 /** Entry and output of the SSE service bundle (the Dockerfile copies `dist/service` and runs `main.js`). */
 export const SERVICE_BUNDLE = { entry: 'service/main.ts', outfile: 'dist/service/main.js' } as const;
+
+/**
+ * V8 flags of the SSE service's process: the image's `CMD` (service/Dockerfile, service/Dockerfile.prebuilt; a test
+ * checks both) and `npm run bench`'s `ours`, so the bench measures the process as deployed.
+ *
+ * `--max-semi-space-size=16` (MiB): the young generation, where each connect's short-lived objects are born and die.
+ * Left to Node (20 and later), its size follows the memory limit: a 512 MiB task (the default size) gets 1 MiB of
+ * semi-space, so it scavenges about 16 times as often as the 16 MiB a large machine gets, and each scavenge copies the
+ * young connections' live objects again. 16 MiB is what every benchmark in docs/BENCHMARKS.md ran with (the bench
+ * machine's default), and what Node used on every 64-bit machine before 20; it costs at most 3 × 16 MiB of the task's
+ * memory (two semi-spaces and the young large-object space), taken only while allocation is heavy. Reconnect storm,
+ * same run: docs/BENCHMARKS.md, "The young generation".
+ */
+export const SERVICE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=16'];

@@ -108,14 +108,15 @@ export async function redeemTicket(
     throw new RealtimeError('ticket_invalid', 'The sign-in this ticket came from has expired; sign in again and get a new ticket.');
   }
   const epoch = rec.v ?? 0;
-  const [current, positions] = await Promise.all([currentEpoch(rec.s, deps), rec.t === 'sse' ? channelPositions(rec.c, deps) : undefined]);
+  // Without positions to read (a resume: every connect of a reconnect storm), the epoch alone, with no Promise.all.
+  const wantsPositions = rec.t === 'sse' && deps.positions !== false;
+  const [current, positions] = wantsPositions ? await Promise.all([currentEpoch(rec.s, deps), channelPositions(rec.c, deps)]) : [await currentEpoch(rec.s, deps), undefined];
   assertNotRevoked(epoch, current);
   return { sub: rec.s, channels: rec.c, transport: rec.t, byBackend: rec.b === 1, issuedAt: rec.i, epoch, notAfter: rec.x, positions, info: rec.p };
 }
 
 /** The positions of `channels` by name, or undefined when they no longer parse (a namespace removed since the ticket). */
-async function channelPositions(channels: readonly string[], deps: Pick<TicketDeps, 'redis' | 'config'> & { readonly positions?: boolean }): Promise<ReadonlyMap<string, number> | undefined> {
-  if (deps.positions === false) return undefined;
+async function channelPositions(channels: readonly string[], deps: Pick<TicketDeps, 'redis' | 'config'>): Promise<ReadonlyMap<string, number> | undefined> {
   let parsed;
   try {
     parsed = parseChannelList(channels, deps.config.namespaces, Number.MAX_SAFE_INTEGER);

@@ -12,7 +12,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LAMBDA_BUNDLING, LAMBDA_DIR, LAMBDA_RUNTIME, RealtimeFunction } from '../../lib/realtime-function';
 import { lambdaBuildOptions, parseTarget, serviceBuildOptions } from '../../scripts/build';
-import { ESBUILD_OPTIONS, NODE_MAJOR, SERVICE_BUNDLE, SERVICE_ESBUILD_OPTIONS } from '../../contract/bundling';
+import { ESBUILD_OPTIONS, NODE_MAJOR, SERVICE_BUNDLE, SERVICE_ESBUILD_OPTIONS, SERVICE_NODE_FLAGS } from '../../contract/bundling';
 import { newApp, REPO_ROOT } from './support';
 
 /** Props every NodejsFunction of a test receives (captured by a subclass standing in for the real one). */
@@ -137,9 +137,19 @@ describe('SSE image (service/Dockerfile)', () => {
     for (const from of froms) expect(from).toMatch(/ node:\$\{NODE_MAJOR\}-bookworm-slim AS \w+$/);
   });
 
-  test('runs the bundle the build script writes, with source maps applied', () => {
+  /** The image's `CMD`: source maps applied, then the service's V8 flags (contract/bundling.ts), then the bundle. */
+  const cmd = `CMD ${JSON.stringify(['node', '--enable-source-maps', ...SERVICE_NODE_FLAGS, SERVICE_BUNDLE.outfile]).replaceAll(',', ', ')}`;
+
+  test('runs the bundle the build script writes, with source maps applied and the service\'s V8 flags', () => {
     expect(instructions).toContain(`COPY --from=build --chown=node:node /src/${path.dirname(SERVICE_BUNDLE.outfile)} ./${path.dirname(SERVICE_BUNDLE.outfile)}`);
-    expect(instructions[instructions.length - 1]).toBe(`CMD ["node", "--enable-source-maps", "${SERVICE_BUNDLE.outfile}"]`);
+    expect(instructions[instructions.length - 1]).toBe(cmd);
+  });
+
+  test('the young generation is pinned (SERVICE_NODE_FLAGS): not left to Node, which sizes it from the task\'s memory (1 MiB of semi-space at 512 MiB)', () => {
+    expect(SERVICE_NODE_FLAGS).toContain('--max-semi-space-size=16');
+    // The prebuilt image (npm run build:lib, dist/service/Dockerfile) runs the same command.
+    const prebuilt = fs.readFileSync(path.join(REPO_ROOT, 'service', 'Dockerfile.prebuilt'), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+    expect(prebuilt[prebuilt.length - 1]).toBe(cmd);
   });
 
   test('build context: .dockerignore lets in the build script, its settings and every tree the service imports', () => {
