@@ -33,6 +33,14 @@ export const ADAPTIVE_DUTY_EXIT = 0.2;
 /** Time constant of the flush duty in milliseconds: it weighs about the last half second of wall time. */
 export const ADAPTIVE_DUTY_TAU_MS = 250;
 
+/**
+ * A flush of fewer transports than this counts its wall time as its CPU time: reading the process's CPU time (two
+ * system calls a window, a few µs each) would cost more than such a flush, and a reconnect storm's windows are mostly
+ * one or two streams being answered (the storm's profile: `process.cpuUsage` 2.8 % of the busy main thread). The duty's
+ * reason for CPU time, a long flush slowed by other processes, is a flush of many.
+ */
+export const CPU_TIME_MIN_STREAMS = 32;
+
 /** CPU time of this process (user plus system) in milliseconds. */
 function processCpuMs(): number {
   const u = process.cpuUsage();
@@ -101,7 +109,8 @@ export interface FlushWindowOptions {
  * flapping at the edge. CPU time, not the flush's wall time, because the duty is about the task's own
  * work: on a host where other processes held the cores, a flush of 1k streams took 10-15 ms of wall
  * time (about 5 of CPU) and made a light task batch; the wait itself is still bounded by the budget in
- * wall time. Not covered: a loop at 0.3 or more whose events come less often than once per budget
+ * wall time. A flush of fewer than {@link CPU_TIME_MIN_STREAMS} transports counts its wall time (reading CPU time would
+ * cost more than it). Not covered: a loop at 0.3 or more whose events come less often than once per budget
  * (flushes of 0.3 `B` or more with fewer than 1000/`B` events a second): a window then waits up to
  * `B - o` without collecting a second frame, inside the budget but for nothing.
  * So a window batches as much as the budget allows once the overhead is paid, and no more: the
@@ -183,8 +192,9 @@ export class FlushWindow {
     this.dirty = this.spare;
     this.scheduled = false;
     const start = this.now();
-    // The process's CPU time is read (two system calls a window) only where the duty is used.
-    const cpuStart = this.adaptive ? this.cpuNow() : 0;
+    // The process's CPU time is read (two system calls a window) only where the duty is used, and for a flush of many.
+    const cpuTimed = this.adaptive && dirty.length >= CPU_TIME_MIN_STREAMS;
+    const cpuStart = cpuTimed ? this.cpuNow() : 0;
     let frames = 0;
     let writes = 0;
     try {
@@ -202,7 +212,8 @@ export class FlushWindow {
         // The duty over the time since the last flush ended: busy for the last `busy` ms of it (this flush's CPU time as
         // it would have been with a write per frame), idle before.
         const span = end - this.lastFlushEnd;
-        const busy = Math.min(span, (this.cpuNow() - cpuStart) * (writes > 0 ? frames / writes : 1));
+        const cpuMs = cpuTimed ? this.cpuNow() - cpuStart : this.lastFlushMs;
+        const busy = Math.min(span, cpuMs * (writes > 0 ? frames / writes : 1));
         this.dutyCycle = this.dutyCycle * Math.exp(-span / ADAPTIVE_DUTY_TAU_MS) + 1 - Math.exp(-busy / ADAPTIVE_DUTY_TAU_MS);
       }
       this.lastFlushEnd = end;

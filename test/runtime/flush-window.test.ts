@@ -1,4 +1,4 @@
-import { ADAPTIVE_MIN_FLUSH_MS, FlushWindow, type Flushable, type FlushScheduler } from '../../service/flush-window';
+import { ADAPTIVE_MIN_FLUSH_MS, CPU_TIME_MIN_STREAMS, FlushWindow, type Flushable, type FlushScheduler } from '../../service/flush-window';
 import { LiveEvent } from '../../service/hub';
 import { SseTransport, type Sink } from '../../service/sse-transport';
 import { prng } from '../support/prng';
@@ -338,6 +338,27 @@ describe('when a window waits: the loop\'s flush duty, not the last gap', () => 
     loop.runUntil(10_000);
     expect(loop.waits).toEqual([]);
     expect(loop.immediates).toBe(100);
+  });
+
+  test('a window of a few streams reads no CPU time (two system calls that would cost more than its flush); a window of many does', () => {
+    const loop = new VirtualLoop();
+    let reads = 0;
+    const cpuNow = () => {
+      reads++;
+      return loop.cpu;
+    };
+    const window = new FlushWindow({ maxWriteDelayMs: 100, latencyBudgetMs: 100, now: loop.now, cpuNow, scheduler: loop });
+    // A reconnect storm's windows: each a stream or two being answered (`ready`), one after another.
+    const few = Array.from({ length: CPU_TIME_MIN_STREAMS - 1 }, () => new Probe(loop, window, 0.01));
+    for (let i = 0; i < 50; i++) loop.at(i * 10, () => few.forEach((p) => p.dirty()));
+    loop.runUntil(1_000);
+    expect(loop.immediates).toBe(50);
+    expect(reads).toBe(0);
+    // A broadcast to many: the duty reads the CPU time around the flush, as before.
+    const many = Array.from({ length: CPU_TIME_MIN_STREAMS }, () => new Probe(loop, window, 0.01));
+    loop.at(2_000, () => many.forEach((p) => p.dirty()));
+    loop.runUntil(3_000);
+    expect(reads).toBe(2);
   });
 
   test('a lightly loaded loop (a 5-ms flush every 50 ms) writes every event at the end of its turn', () => {
