@@ -749,7 +749,8 @@ export class Client<M extends EventMap = EventMap> {
     const s = this.subs.get(e.channel);
     if (!s) return;
     if (s.held) return void s.held.push(e);
-    if ((s.cursor !== undefined && cmp(e.id, s.cursor) <= 0) || s.wait?.some((w) => w.id === e.id)) return void this.stat(e.channel).duplicates++;
+    // (A second copy of a waiting event waits too: delivered after the first, it counts as a duplicate then.)
+    if (s.cursor !== undefined && cmp(e.id, s.cursor) <= 0) return void this.stat(e.channel).duplicates++;
     if (s.wait || (!now && this.transport === 'ws' && e.prev !== undefined && s.cursor !== undefined && cmp(e.prev, s.cursor) > 0)) {
       if (!s.wait) {
         s.wait = [];
