@@ -346,36 +346,33 @@ describe('stats()', () => {
     const got: string[] = [];
     client!.subscribe('chat:a', { onEvent: (e) => got.push(e.id) });
     const ws = await openWs('100');
+    /** After `ms` more, the wait ends: the socket after `before` (the client opens it at once: planned), its replay of `ids`, `subscribed`. */
+    const resumed = async (before: FakeWebSocket, ms: number, ...ids: [string, string][]) => {
+      await clock.advance(ms);
+      await settle();
+      const next = FakeWebSocket.last;
+      expect(next).not.toBe(before);
+      next.open();
+      await settle();
+      const subscribe = next.sent.filter((f) => f.action === 'subscribe');
+      for (const [id, prev] of ids) next.receive(env({ id, prev }));
+      next.ackSubscribes(ids.at(-1)![0]);
+      await settle();
+      return { next, subscribe };
+    };
     ws.receive(env({ id: '101', prev: '100' }));
     ws.receive(env({ id: '103', prev: '102' }));
     await clock.advance(499);
     expect([got, FakeWebSocket.all.length]).toEqual([['101'], 1]);
-    await clock.advance(1);
-    await settle();
-    // At once (planned): a new connection resumes from 101; its replay brings 102 and 103, then 104 live.
-    const ws2 = FakeWebSocket.last;
-    expect(ws2).not.toBe(ws);
-    ws2.open();
-    await settle();
-    expect(ws2.sent.filter((f) => f.action === 'subscribe')).toEqual([{ action: 'subscribe', channel: 'chat:a', since: '101' }]);
-    ws2.receive(env({ id: '102', prev: '101' }));
-    ws2.receive(env({ id: '103', prev: '102' }));
-    ws2.ackSubscribes('103');
-    await settle();
+    // At 500 ms, at once (planned): a new connection resumes from 101; its replay brings 102 and 103, then 104 live.
+    const { next: ws2, subscribe } = await resumed(ws, 1, ['102', '101'], ['103', '102']);
+    expect(subscribe).toEqual([{ action: 'subscribe', channel: 'chat:a', since: '101' }]);
     ws2.receive(env({ id: '104', prev: '103' }));
     expect(got).toEqual(['101', '102', '103', '104']);
     expect(client!.stats()['chat:a']).toMatchObject({ received: 4, duplicates: 0, gaps: 0, reconnects: 1 });
     // 106 names 105, which never comes, and the replay does not have it either (lost): delivered after it, one gap.
     ws2.receive(env({ id: '106', prev: '105' }));
-    await clock.advance(500);
-    await settle();
-    const ws3 = FakeWebSocket.last;
-    expect(ws3).not.toBe(ws2);
-    ws3.open();
-    await settle();
-    ws3.receive(env({ id: '106', prev: '105' }));
-    ws3.ackSubscribes('106');
-    await settle();
+    const { next: ws3 } = await resumed(ws2, 500, ['106', '105']);
     expect(got).toEqual(['101', '102', '103', '104', '106']);
     expect(client!.stats()['chat:a']).toMatchObject({ received: 5, duplicates: 0, gaps: 1, reconnects: 2 });
     await clock.advance(10_000);
