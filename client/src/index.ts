@@ -211,7 +211,7 @@ export const LATENCY_BUCKETS = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 100
 export interface ChannelStats {
   /** Events delivered to `onEvent`. */
   received: number;
-  /** Events at or below the channel's position (a duplicate, or one that came out of order): dropped, not delivered. */
+  /** Events at or below the channel's position (a duplicate): dropped, not delivered. An event that came before an earlier one is not: on WebSocket the later one waits for it. */
   duplicates: number;
   /**
    * Events that did not follow the last one received on the channel: their `prev` (the channel's event before them)
@@ -296,9 +296,9 @@ const NOOP: SubscribeOptions<EventMap> = { onEvent: () => undefined };
  * One channel's presence, by the snapshot/position rule: until a snapshot comes (`need`), the channel's `presence.*`
  * events are kept; the snapshot replaces the members, then the kept events above its position apply, and from then on
  * every event above it. A `reset` (or an unsubscribe) asks for a new snapshot. So does an event whose `prev` (the
- * channel's event before it) is not the last event given here, when that `prev` is above the position: it was missed,
- * e.g. on API Gateway, where two producers' posts (a task's through the fan-out queue, a `$connect`'s) may cross and
- * the later-posted lower id is dropped as a duplicate; a snapshot below such a `prev` is not taken (asked again).
+ * channel's event before it) is not the last event given here, when that `prev` is above the position: it was missed
+ * (lost: on API Gateway crossing posts do not get here, the later event waits for the earlier one, see `deliver`); a
+ * snapshot below such a `prev` is not taken (asked again).
  */
 class Tracker implements Presence {
   need = true;

@@ -249,7 +249,8 @@ test('the client SDK on API Gateway: a presence event posted after a later one (
       this.on('message', (d) => frames.push(String(d)));
     }
   }
-  const client = createClient({ WebSocket: Spy, storage: null, events: null, transports: ['ws'], ticket: ticketFrom(stack.outputs.TicketUrl, { headers: { 'x-local-user': 'ann' } }) });
+  // gapWaitMs past the test: only bob's join can end the wait (no resume, whatever the load).
+  const client = createClient({ WebSocket: Spy, storage: null, events: null, transports: ['ws'], gapWaitMs: 600_000, ticket: ticketFrom(stack.outputs.TicketUrl, { headers: { 'x-local-user': 'ann' } }) });
   const p = client.presence(room);
   const subs = () => p.members().map((m) => m.sub).sort().join(',');
   const joined = (sub: string) => frames.some((f) => f.includes('"presence.join"') && f.includes(`"sub":"${sub}"`));
