@@ -175,6 +175,7 @@ export class WsGateway {
   private readonly holds: { match: (frame: string, connectionId: string) => boolean; arrived: () => void; gate: Promise<void> }[] = [];
   private port = 0;
   private closing = false;
+  private closePhase = 'open';
 
   constructor(private readonly options: WsGatewayOptions) {
     this.stage = options.stage ?? 'live';
@@ -295,13 +296,22 @@ export class WsGateway {
   /** Closes every socket (running `$disconnect` for each) and stops listening. */
   async close(): Promise<void> {
     this.closing = true;
+    this.closePhase = 'closing sockets';
     for (const c of this.connections.values()) c.ws.close(1001, 'Going away');
     const deadline = Date.now() + 2000;
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const c of this.connections.values()) c.ws.terminate();
+    this.closePhase = 'waiting for $disconnect';
     await Promise.allSettled([...this.pendingDisconnects]);
     this.wss.close();
+    this.closePhase = 'closing the server';
     await shutdown(this.server);
+    this.closePhase = 'closed';
+  }
+
+  /** Where `close()` is and what the gateway still holds: for a test that names a close that does not finish. */
+  diagnostics(): { closePhase: string; connections: number; pendingDisconnects: number; listening: boolean } {
+    return { closePhase: this.closePhase, connections: this.connections.size, pendingDisconnects: this.pendingDisconnects.size, listening: this.server.listening };
   }
 
   private context(routeKey: string, eventType: WsRequestContext['eventType'], connectionId: string, connectedAt: number, sourceIp: string, userAgent: string): WsRequestContext {
