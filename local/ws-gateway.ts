@@ -172,6 +172,7 @@ export class WsGateway {
   private throttled = 0;
   private connectionCalls = 0;
   private calls: ManagementCall[] = [];
+  private readonly holds: { match: (frame: string, connectionId: string) => boolean; arrived: () => void; gate: Promise<void> }[] = [];
   private port = 0;
   private closing = false;
   private closePhase = 'open';
@@ -258,6 +259,25 @@ export class WsGateway {
   /** The management API calls since a throttle rule was last set, in arrival order (none are kept without a rule). */
   get managementCalls(): readonly ManagementCall[] {
     return this.calls;
+  }
+
+  /**
+   * Holds every PostToConnection whose frame `match`es until `release()` (tests only): such a post is not answered
+   * and its frame not sent meanwhile, as a slow producer's post (its retries too), so two producers' posts cross
+   * exactly, without timing. `held` resolves once a post is held. A post released after its connection closed answers 410.
+   */
+  holdPost(match: (frame: string, connectionId: string) => boolean): { held: Promise<void>; release(): void } {
+    let arrived!: () => void;
+    let open!: () => void;
+    const held = new Promise<void>((r) => (arrived = r));
+    const h = { match, arrived, gate: new Promise<void>((r) => (open = r)) };
+    this.holds.push(h);
+    const release = () => {
+      const i = this.holds.indexOf(h);
+      if (i >= 0) this.holds.splice(i, 1);
+      open();
+    };
+    return { held, release };
   }
 
   /**
@@ -513,7 +533,15 @@ export class WsGateway {
     switch (req.method) {
       case 'POST': {
         if (size > this.o.maxPostBytes) return reply(413, 'PayloadTooLargeException', `{"message":"Message too long. Max size is ${this.o.maxPostBytes} bytes"}`);
-        conn.ws.send(Buffer.concat(chunks), { binary: false });
+        const frame = Buffer.concat(chunks);
+        const id = connectionId;
+        const h = this.holds.find((x) => x.match(frame.toString('utf8'), id));
+        if (h) {
+          h.arrived();
+          await h.gate;
+          if (conn.ws.readyState !== WebSocket.OPEN) return reply(410, 'GoneException', '{"message":"GoneException"}');
+        }
+        conn.ws.send(frame, { binary: false });
         return reply(200, undefined);
       }
       case 'GET':
