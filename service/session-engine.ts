@@ -66,6 +66,8 @@ export class SessionEngine {
   private readonly policies: Record<SessionKind, SessionPolicy>;
   /** The user (and the ticket's presence `info`) of each session that joins presence. */
   private readonly presenceSubs = new WeakMap<Session, { readonly sub: string; readonly info?: object }>();
+  /** Per session, the end of its setup and the catch-ups queued after it ({@link serially}). */
+  private readonly syncs = new WeakMap<Session, Promise<void>>();
 
   constructor(private readonly deps: SessionEngineDeps) {
     this.config = deps.config;
@@ -158,7 +160,27 @@ export class SessionEngine {
    *   events above an earlier replay's start, and those that arrived since) gets the events above its cursor from there,
    *   each encoded once for every stream that gets it, and goes live after them.
    */
-  async start(session: Session, channels: readonly ParsedChannel[], cursor: ConnectionCursor | undefined, admitted?: Admitted): Promise<void> {
+  start(session: Session, channels: readonly ParsedChannel[], cursor: ConnectionCursor | undefined, admitted?: Admitted): Promise<void> {
+    return this.serially(session, () => this.setUp(session, channels, cursor, admitted));
+  }
+
+  /**
+   * Runs `step` (the session's setup, or a catch-up after a lapse) once the session's earlier ones ended: each reads
+   * from the positions the last one left, and one that ran beside another would read positions the other then moves
+   * past (its replay sending again what was sent, its `goLive` moving the cursor back below events delivered; the
+   * failure model in docs/DESIGN.md).
+   */
+  private serially(session: Session, step: () => Promise<void>): Promise<void> {
+    const before = this.syncs.get(session);
+    const run = before ? before.then(step) : step();
+    this.syncs.set(
+      session,
+      run.catch(() => undefined),
+    );
+    return run;
+  }
+
+  private async setUp(session: Session, channels: readonly ParsedChannel[], cursor: ConnectionCursor | undefined, admitted?: Admitted): Promise<void> {
     const hub = this.deps.hub;
     // A stream may be caught up from the events the hub holds (one page at most); a long poll only when it missed nothing.
     const caughtUp = cursor !== undefined && !admitted?.resetAll ? hub.addCaughtUp(session.channels, session, cursor.positions, session.kind === 'stream' ? this.config.replayMaxEvents : 0) : undefined;
@@ -355,16 +377,20 @@ export class SessionEngine {
     const worker = async () => {
       while (next < streams.length) {
         const s = streams[next++];
-        if (s.closed) continue;
-        // A stream of one channel behind a position the hub holds the events above (an earlier stream's replay): from there.
-        const held = s.size === 1 ? this.deps.hub.heldSince(s.channels, s.positions, this.config.replayMaxEvents) : undefined;
-        if (held) {
-          metrics.replays++;
-          s.resume(held.events, held.positions);
-          continue;
-        }
-        const channels = parseChannelList(s.channels as string[], namespaces, Number.MAX_SAFE_INTEGER);
-        await this.catchUp(s, channels, s.positions).catch(() => s.end(retry()));
+        // After the stream's setup (or an earlier catch-up) ended: from the positions it left.
+        await this.serially(s, async () => {
+          if (s.closed) return;
+          s.resyncing();
+          // A stream of one channel behind a position the hub holds the events above (an earlier stream's replay): from there.
+          const held = s.size === 1 ? this.deps.hub.heldSince(s.channels, s.positions, this.config.replayMaxEvents) : undefined;
+          if (held) {
+            metrics.replays++;
+            s.resume(held.events, held.positions);
+            return;
+          }
+          const channels = parseChannelList(s.channels as string[], namespaces, Number.MAX_SAFE_INTEGER);
+          await this.catchUp(s, channels, s.positions).catch(() => s.end(retry()));
+        });
       }
     };
     const run = async () => {

@@ -55,6 +55,12 @@ export class Session implements Listener, TransportOwner {
   private held: LiveEvent[] = [];
   /** A unidirectional session's cursor over its channels (in the order of {@link channels}); none for a WebSocket. */
   private at?: ConnectionPositions;
+  /**
+   * A catch-up after a lapse was asked for ({@link hold} of every channel) and has not begun to read ({@link resyncing}):
+   * a replay that began before it (the session's setup, an earlier catch-up) goes live at its positions without
+   * releasing what is held, which is the later catch-up's to deliver after its own replay.
+   */
+  private resyncDue = false;
 
   constructor(
     readonly kind: SessionKind,
@@ -128,12 +134,18 @@ export class Session implements Listener, TransportOwner {
   hold(channel?: string): boolean {
     if (channel === undefined) {
       for (const sub of this.subs.values()) sub.holding = true;
+      this.resyncDue = true;
       return true;
     }
     const sub = this.subs.get(channel);
     if (!sub || sub.holding) return false;
     sub.holding = true;
     return true;
+  }
+
+  /** The catch-up asked for by {@link hold} begins to read from {@link positions}: its {@link goLive} releases what is held. */
+  resyncing(): void {
+    this.resyncDue = false;
   }
 
   /** Adds a subscription to `channel`, holding its live events until its floor is known ({@link setFloor}) and it is {@link release}d. */
@@ -177,7 +189,8 @@ export class Session implements Listener, TransportOwner {
 
   /**
    * The replay reached `positions` (one per channel, in the order of {@link channels}): tells the transport, then
-   * delivers what arrived meanwhile (after each channel's position) and switches to live delivery.
+   * delivers what arrived meanwhile (after each channel's position) and switches to live delivery; unless a catch-up
+   * after a lapse is due ({@link hold}), which reads on from `positions` and releases after its own replay.
    */
   goLive(positions: readonly number[], more = false): void {
     let i = 0;
@@ -185,7 +198,7 @@ export class Session implements Listener, TransportOwner {
     const at = this.transport.unidirectional ? new ConnectionPositions(this.channels, positions) : undefined;
     this.at = at;
     if (!this.transport.closed) this.transport.ready(at?.cursor ?? '', this.channels, more);
-    this.release();
+    if (!this.resyncDue) this.release();
   }
 
   /**
