@@ -1164,6 +1164,10 @@ interface StormPhase {
   redisCallsPerConnect: number;
   caughtUp?: number;
   expected?: number;
+  /** Server CPU over the drop before it (the clients' resets and 2 s after), per stream dropped, µs. */
+  dropCpuUsPerStream: number;
+  /** The phase's measured span on the monotonic clock, ms (the clock of `--cpu-prof`'s sample times, to read the profile of the phase alone). */
+  monoMs: [number, number];
 }
 
 /**
@@ -1213,8 +1217,11 @@ async function runStorm(make: (s: ServerName) => Server, redisUrl: string, redis
                 lastEventIds.push(...ids);
               }
             }
+            // The drop itself (each stream reset by its client: the server reads the RST, or writes into it) costs too.
+            const drop0 = cpuTicks(server);
             await lg.ask({ cmd: 'close' }, 'closed', 30_000);
             await sleep(2000);
+            const dropUs = ((cpuTicks(server) - drop0) * 1e6) / CLK_TCK;
             for (let i = 0; i < k; i++) await server.publish(i);
             const [cpu0, lg0, me0, io0, rc0] = [cpuTicks(server), procCpuTicks(lg.pid), selfTicks(), procSyscalls(server.pids()[0]), await redisCalls(redis)];
             const t0 = hrMs();
@@ -1262,6 +1269,8 @@ async function runStorm(make: (s: ServerName) => Server, redisUrl: string, redis
               redisCallsPerConnect: per(rc1 - rc0 - 1),
               caughtUp,
               expected: k ? st.ok * k : undefined,
+              dropCpuUsPerStream: +(dropUs / n).toFixed(1),
+              monoMs: [Math.round(t0), Math.round(t0 + wallMs)],
             };
             phases.push(p);
             console.log(`storm: ${JSON.stringify(p)}`);
