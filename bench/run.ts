@@ -509,7 +509,11 @@ class Ours implements Server {
     // --alloc-prof: who allocates, garbage included (bench/alloc-preload.js), written to DIR/alloc when the server exits.
     const alloc = args['alloc-prof'] ? ['--require', join(__dirname, 'alloc-preload.js')] : [];
     if (args['alloc-prof']) mkdirSync(join(outDir, 'alloc'), { recursive: true });
-    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gc, ...alloc, ...perfArgv(), ...(args['node-arg'] ?? [])];
+    // The node flags the image's CMD runs the service with, on the command line as there (`ours+NODE_FLAGS=a b` replaces
+    // them for one server, V8 flags that NODE_OPTIONS refuses included; `ours+NODE_OPTIONS=…` still replaces them too).
+    const own = envOf(this.name);
+    const nodeFlags = own.NODE_FLAGS !== undefined ? own.NODE_FLAGS.split(' ').filter(Boolean) : own.NODE_OPTIONS !== undefined ? [] : SERVICE_NODE_FLAGS;
+    const execArgv = [...nodeFlags, ...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gc, ...alloc, ...perfArgv(), ...(args['node-arg'] ?? [])];
     // With extra node flags (e.g. --trace-gc) keep the server's stdout, one file per run.
     const stdout = args['node-arg']?.length ? openSync(join(outDir, `ours-${ctx.id}.stdout.log`), 'w') : 'ignore';
     const env = {
@@ -521,8 +525,6 @@ class Ours implements Server {
       COOKIE_SECURE: 'false',
       LOG_LEVEL: 'silent',
       TICKET_TTL_SECONDS: '300',
-      // The V8 flags the image runs the service with (`ours+NODE_OPTIONS=…` replaces them for one server).
-      NODE_OPTIONS: SERVICE_NODE_FLAGS.join(' '),
       ...(heapSnapshots && this.proto === 'sse' ? { BENCH_HEAP_DIR: heapDir(ctx.id) } : {}),
       ...(args.capacity ? { BENCH_MEM_FILE: join(outDir, `mem-${ctx.id}.json`) } : {}),
       ...(args['alloc-prof'] ? { BENCH_ALLOC_DIR: join(outDir, 'alloc') } : {}),
