@@ -1503,7 +1503,8 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
 async function ourBundle(): Promise<{ path: string; source: string; serviceCommit?: string }> {
   // --capacity-report and --sse-cluster measure the checkout they run in; otherwise the built bundle unless told.
   const how = args.service ?? (args['capacity-report'] || sseCluster ? 'worktree' : 'dist');
-  const common = { bundle: true, platform: 'node' as const, target: 'node22', format: 'cjs' as const, minify: false, sourcemap: false, logLevel: 'warning' as const };
+  // A linked .map next to the bundle, as the image ships it: a server run with --enable-source-maps reads it as there.
+  const common = { bundle: true, platform: 'node' as const, target: 'node22', format: 'cjs' as const, minify: false, sourcemap: true, sourcesContent: false, logLevel: 'warning' as const };
   if (how === 'dist') {
     const p = join(ROOT, 'dist/service/main.js');
     if (!existsSync(p)) fail('dist/service/main.js is missing: run `npm run build` (or pass --service head|worktree)');
@@ -1547,7 +1548,7 @@ async function revisionBundle(rev: string): Promise<{ path: string; driver: stri
   if (archive.status !== 0) fail(`git archive ${rev} failed`);
   if (!existsSync(join(src, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
   const out = join(outDir, `ours-${short}.js`);
-  await build({ bundle: true, platform: 'node', target: 'node22', format: 'cjs', minify: false, sourcemap: false, logLevel: 'warning', entryPoints: [join(src, 'service/main.ts')], outfile: out });
+  await build({ bundle: true, platform: 'node', target: 'node22', format: 'cjs', minify: false, sourcemap: true, sourcesContent: false, logLevel: 'warning', entryPoints: [join(src, 'service/main.ts')], outfile: out });
   // The bench's publisher and ticket issuer from the same revision: key names and scripts change between revisions,
   // so a revision's server must be fed by that revision's publish() and issueTicket().
   const driverEntry = join(src, 'bench-driver.ts');
