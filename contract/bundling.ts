@@ -56,10 +56,10 @@ export const SERVICE_BUNDLE = { entry: 'service/main.ts', outfile: 'dist/service
  * memory (two semi-spaces and the young large-object space), taken only while allocation is heavy. Reconnect storm,
  * same run: docs/BENCHMARKS.md, "The young generation".
  *
- * No `--enable-source-maps` (the Lambdas keep it, lib/realtime-function.ts): Node formats the stack of every socket error
- * (a write into a reset stream reads `err.stack`), and with source maps on that formatting looks each frame up in the
- * maps. A reconnect storm's drop resets every stream: 127.5 µs of server CPU per dropped stream with the flag, 67.5
- * without, same run (docs/BENCHMARKS.md, "Source maps and the connect path"). The service bundle is not minified, so a stack without them
- * still names every function; its `.map` ships next to it for reading a logged position offline.
+ * No `--enable-source-maps` (the Lambdas keep it, lib/realtime-function.ts): Node formats the stack of every socket
+ * error (a write into a reset stream reads `err.stack`), and with source maps on that formatting looks each frame up in
+ * the maps. A reconnect storm's drop resets every stream: 127.5 µs of server CPU per dropped stream with the flag, 67.5
+ * without, same run (docs/BENCHMARKS.md, "Source maps and the connect path"). The service bundle is not minified, so a
+ * stack without them still names every function; its `.map` ships next to it for reading a logged position offline.
  */
 export const SERVICE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=16'];
