@@ -181,6 +181,44 @@ test('streams flushed in a row with the same shared frames queued write one join
   expect(sinks[0].chunks.slice(2).map((c) => c.toString())).toEqual([burst.map((e) => sse.event(e.soloCursor, 'score', e.envelope)).join(''), solo]);
 });
 
+test('windows of one, two, three and more frames in any order: each write is its window\'s frames in order, shared across streams with the same frames', () => {
+  const window = new FlushWindow();
+  const events = Array.from({ length: 5 }, (_, i) => new LiveEvent('scores:1', envelope(100 + i, 'scores:1')));
+  const bytes = (es: LiveEvent[]) => es.map((e) => sse.event(e.soloCursor, 'score', e.envelope)).join('');
+  const sinks = [new BufferSink(), new BufferSink(), new BufferSink()];
+  const ts = sinks.map((s) => new SseTransport(s, window, 1 << 20, 3000));
+  for (const t of ts) t.heartbeat();
+  for (const t of ts) t.flush();
+  // Window sizes in turn, the same for every stream except the last, which gets a heartbeat after its events.
+  const windows = [3, 1, 2, 4, 2, 3, 1];
+  const expected: string[][] = [[], [], []];
+  let at = 0;
+  for (const n of windows) {
+    const es = Array.from({ length: n }, () => events[at++ % events.length]);
+    ts.forEach((t, i) => {
+      for (const e of es) t.event(e, e.soloCursor);
+      if (i === 2) t.heartbeat();
+      expected[i].push(bytes(es) + (i === 2 ? sse.HEARTBEAT.toString() : ''));
+    });
+    for (const t of ts) expect(t.flush()).toBe(n + (t === ts[2] ? 1 : 0));
+    // The first two wrote the same buffer; the third, with a frame of its own kind after them, its own join.
+    expect(sinks[1].chunks.at(-1)).toBe(sinks[0].chunks.at(-1));
+    if (n > 1) expect(sinks[2].chunks.at(-1)).not.toBe(sinks[0].chunks.at(-1));
+  }
+  expect(sinks.map((s) => s.chunks.slice(1).map((c) => c.toString()))).toEqual(expected);
+  // Nothing is left queued: a flush now writes nothing, and an ending writes only its last words.
+  for (const t of ts) expect(t.flush()).toBe(0);
+  ts[0].event(events[0], events[0].soloCursor);
+  ts[0].event(events[1], events[1].soloCursor);
+  ts[0].event(events[2], events[2].soloCursor);
+  ts[0].end({ reason: 'drain', retryMs: 1000 });
+  expect(sinks[0].chunks.at(-1)!.toString()).toBe(bytes(events.slice(0, 3)) + 'retry: 1000\n\n: draining; reconnect\n\n');
+  // A stream whose peer left drops what it queued.
+  ts[1].event(events[0], events[0].soloCursor);
+  ts[1].gone();
+  expect(ts[1].flush()).toBe(0);
+});
+
 test('a stream\'s retry hint waits for its first page or ready: the head, the hint and ready go out in one write', () => {
   const due: (() => void)[] = [];
   const window = new FlushWindow({ scheduler: { immediate: (fn) => due.push(fn), timeout: (fn) => due.push(fn) } });
