@@ -9,6 +9,7 @@ import { serviceConfigFromEnv } from '../../service/config';
 import { FlushWindow } from '../../service/flush-window';
 import { Hub, LiveEvent } from '../../service/hub';
 import { ServiceMetrics } from '../../service/metrics';
+import { Session, type SessionPolicy } from '../../service/session';
 import { SessionEngine } from '../../service/session-engine';
 import * as sse from '../../service/sse-encoding';
 import { SseTransport, type Sink } from '../../service/sse-transport';
@@ -217,6 +218,35 @@ test('windows of one, two, three and more frames in any order: each write is its
   ts[1].event(events[0], events[0].soloCursor);
   ts[1].gone();
   expect(ts[1].flush()).toBe(0);
+});
+
+test('a session delivers each live event by its channel\'s subscription as it is now: none after a remove, the new one (holding) after an add', () => {
+  const t = new BidirectionalRecordingTransport(async () => undefined);
+  const policy: SessionPolicy = { maxHeld: 100, heldOverflow: () => undefined, slow: () => undefined };
+  const s = new Session('socket', t, [], policy);
+  const live = (seq: number, channel: string) => s.onEvent(new LiveEvent(channel, JSON.stringify({ channel, id: String(seq), type: 'score', data: seq, ts: 1 })));
+  s.add('scores:a');
+  s.setFloor('scores:a', 0);
+  s.release('scores:a');
+  live(1, 'scores:a');
+  live(2, 'scores:b');
+  live(2, 'scores:a');
+  live(2, 'scores:a');
+  // Subscribed again while subscribed: the new subscription holds until released, and starts at its new floor.
+  s.add('scores:a');
+  live(3, 'scores:a');
+  s.setFloor('scores:a', 3);
+  s.release('scores:a');
+  live(4, 'scores:a');
+  // Removed: nothing more on it.
+  s.remove('scores:a');
+  live(5, 'scores:a');
+  s.add('scores:b');
+  s.setFloor('scores:b', 0);
+  s.release('scores:b');
+  live(6, 'scores:b');
+  live(7, 'scores:a');
+  expect(t.calls).toEqual(['event 1', 'event 2', 'event 4', 'event 6']);
 });
 
 test('a stream\'s retry hint waits for its first page or ready: the head, the hint and ready go out in one write', () => {
