@@ -217,7 +217,7 @@ export abstract class QueuedTransport implements Flushable {
   /** Everything queued, in one chunk, and the queue emptied. */
   private take(): Buffer {
     const n = this.queued;
-    const chunk = n === 1 ? this.q0 : n === 2 ? joinTwo(this.q0, this.q1) : joinShared([this.q0, this.q1, ...this.more!], n);
+    const chunk = n === 1 ? this.q0 : n === 2 ? joinTwo(this.q0, this.q1) : joinShared(this.q0, this.q1, this.more!);
     this.q0 = this.q1 = EMPTY;
     this.more = undefined;
     this.queued = 0;
@@ -338,15 +338,16 @@ function joinTwo(a: Buffer, b: Buffer): Buffer {
 let lastParts: Buffer[] = [];
 let lastJoined: Buffer = EMPTY;
 
-/** {@link joinTwo} for three chunks or more (`parts`, `n` of them), shared with the last call of the same chunks. */
-function joinShared(parts: Buffer[], n: number): Buffer {
-  if (n === lastParts.length) {
-    let i = 0;
-    while (i < n && parts[i] === lastParts[i]) i++;
+/** {@link joinTwo} for three chunks or more (`a`, `b`, then `more`), shared with the last call of the same chunks. */
+function joinShared(a: Buffer, b: Buffer, more: Buffer[]): Buffer {
+  const n = more.length + 2;
+  if (n === lastParts.length && a === lastParts[0] && b === lastParts[1]) {
+    let i = 2;
+    while (i < n && more[i - 2] === lastParts[i]) i++;
     if (i === n) return lastJoined;
   }
-  lastParts = parts;
-  lastJoined = Buffer.concat(parts);
+  lastParts = [a, b, ...more];
+  lastJoined = Buffer.concat(lastParts);
   return lastJoined;
 }
 

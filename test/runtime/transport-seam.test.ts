@@ -207,6 +207,18 @@ test('windows of one, two, three and more frames in any order: each write is its
     if (n > 1) expect(sinks[2].chunks.at(-1)).not.toBe(sinks[0].chunks.at(-1));
   }
   expect(sinks.map((s) => s.chunks.slice(1).map((c) => c.toString()))).toEqual(expected);
+  // The same first frames and as many, but a different last one: its own join, not the last stream's.
+  const [e0, e1, e2] = events;
+  ts[0].event(e0, e0.soloCursor);
+  ts[0].event(e1, e1.soloCursor);
+  ts[0].event(e2, e2.soloCursor);
+  ts[1].event(e0, e0.soloCursor);
+  ts[1].event(e1, e1.soloCursor);
+  ts[1].heartbeat();
+  ts[0].flush();
+  ts[1].flush();
+  expect(sinks[0].chunks.at(-1)!.toString()).toBe(bytes([e0, e1, e2]));
+  expect(sinks[1].chunks.at(-1)!.toString()).toBe(bytes([e0, e1]) + sse.HEARTBEAT.toString());
   // Nothing is left queued: a flush now writes nothing, and an ending writes only its last words.
   for (const t of ts) expect(t.flush()).toBe(0);
   ts[0].event(events[0], events[0].soloCursor);
