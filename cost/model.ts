@@ -78,6 +78,19 @@ export interface StageSettings {
   readonly limits?: { readonly userPublishPerMinute?: number; readonly userRetainedBytes?: number };
   /** Largest envelope in bytes (`maxPayloadBytes`). Defaults to 32768. */
   readonly maxPayloadBytes?: number;
+  /** The delivery canary (`canary` in cdk.json) when it is on: how often it runs, its burst, the transports it probes. */
+  readonly canary?: CanarySettings;
+}
+
+/** What the delivery canary (lib/canary.ts) does each run, for its price. */
+export interface CanarySettings {
+  readonly intervalMinutes: number;
+  /** Events published per run (`canary.burst`). */
+  readonly burst: number;
+  /** Transports it probes: SSE, long poll, and `/live` and/or the API Gateway WebSocket as `webSocket.mode` deploys them. */
+  readonly transports: number;
+  /** Whether one of them is the API Gateway WebSocket (`webSocket.mode` `apigateway` or `both`). */
+  readonly apiGateway: boolean;
 }
 
 /** The worst case one user can keep in Redis in one namespace that users publish to. */
@@ -318,13 +331,18 @@ export function redisShards(publishesPerSecond: number, stage: StageSettings, fi
 
 /** Cost of `count` units priced per million in tiers (each tier's `upTo` is cumulative units). */
 export function tieredPerMillion(count: number, t: Tiered): number {
+  return tiered(count, t, 1e6);
+}
+
+/** Cost of `count` units priced per `per` units in tiers (each tier's `upTo` is cumulative units). */
+function tiered(count: number, t: Tiered, per: number): number {
   let left = count;
   let prev = 0;
   let total = 0;
   for (const tier of t.tiers) {
     const cap = tier.upTo === undefined ? Infinity : tier.upTo - prev;
     const n = Math.min(left, cap);
-    total += (n / 1e6) * tier.price;
+    total += (n / per) * tier.price;
     left -= n;
     if (tier.upTo !== undefined) prev = tier.upTo;
     if (left <= 0) break;
@@ -397,7 +415,70 @@ function sharedItems(stage: StageSettings, redisNodeType: string, opts: { alb: b
   items.push({ item: `ElastiCache ${stage.redisEngine} ${redisNodeType}`, monthly: shards * stage.redisNodes * nodeHour * HOURS, basis: shards === 1 ? perShard : `${shards} shards × ${perShard}` });
   items.push({ item: 'Secrets Manager', monthly: 2 * PRICES.secretsManagerSecretMonth.price, basis: '2 secrets (Redis AUTH, session)' });
   items.push({ item: 'CloudWatch alarms, dashboard', monthly: stage.alarms * PRICES.cloudWatchAlarmMonth.price + PRICES.cloudWatchDashboardMonth.price, basis: `${stage.alarms} alarms, 1 dashboard` });
+  items.push(metricsItem(stage, opts));
+  if (stage.canary) items.push(canaryItem(stage, stage.canary));
   return items;
+}
+
+/** The tasks' EMF metrics (service/metrics.ts: one document a minute, dimension `service` only, so one series per name). */
+export const TASK_METRICS = 8;
+/** The canary's EMF metrics (lambda/handlers/canary.ts): nine per transport, seven over all of them (`Transport=all`). */
+export const CANARY_METRICS_PER_TRANSPORT = 9;
+export const CANARY_METRICS_ALL = 7;
+
+/**
+ * Custom metrics the stack writes whatever the load (EMF lines are custom metrics, billed per name and dimension set):
+ * the tasks' (where tasks run) and the canary's. Apps' client reports (`ClientReports` by namespace and transport,
+ * nine per pair) come on top when the SDK's reporter is on; it is off by default and not priced here.
+ */
+function metricsItem(stage: StageSettings, opts: { alb: boolean }): LineItem {
+  const task = opts.alb ? TASK_METRICS : 0;
+  const canary = stage.canary ? stage.canary.transports * CANARY_METRICS_PER_TRANSPORT + CANARY_METRICS_ALL : 0;
+  const parts = [task ? `${task} of the tasks` : '', canary ? `${canary} of the canary (${stage.canary!.transports} transports × ${CANARY_METRICS_PER_TRANSPORT} + ${CANARY_METRICS_ALL} over all)` : ''].filter(Boolean);
+  return {
+    item: 'CloudWatch custom metrics (EMF)',
+    monthly: tiered(task + canary, PRICES.cloudWatchMetricMonth, 1),
+    basis: `${task + canary} metrics${parts.length ? ` (${parts.join(', ')})` : ''} × ${money(PRICES.cloudWatchMetricMonth.tiers[0].price)}/month`,
+  };
+}
+
+/**
+ * Seconds of Lambda time the planner prices per canary run (lib/canary.ts, 256 MB). Not measured on AWS: a run connects
+ * its transports at once, publishes its burst one call after another and ends when every transport has it; a run that
+ * misses an event waits up to 10 s more, and the function's timeout (50 s) bounds it.
+ */
+export const CANARY_PRICED_SECONDS = 3;
+const CANARY_MEMORY_MIB = 256;
+
+/**
+ * The delivery canary (lib/canary.ts), on when `canary.enabled`: EventBridge Scheduler runs it every `intervalMinutes`
+ * (inside Scheduler's free invocations, as for the presence sweeper), and each run takes a ticket per transport, publishes
+ * its burst through `POST /publish` and, with the API Gateway WebSocket, holds one connection for about a minute and
+ * receives the burst on it. Its custom metrics are in the metrics item.
+ */
+function canaryItem(stage: StageSettings, c: CanarySettings): LineItem {
+  const runs = MINUTES / c.intervalMinutes;
+  const tickets = runs * c.transports;
+  const publishes = runs * c.burst;
+  const calls = tickets + publishes;
+  const gbs = runs * CANARY_PRICED_SECONDS * (CANARY_MEMORY_MIB / 1024) + (tickets * 0.01 + publishes * 0.02) * (stage.lambdaMemoryMiB / 1024);
+  // The subscribe frame and its answer, then the burst.
+  const wsMessages = c.apiGateway ? runs * (c.burst + 2) : 0;
+  const wsMinutes = c.apiGateway ? runs : 0;
+  const monthly =
+    ((runs + calls) / 1e6) * PRICES.lambdaRequests.price +
+    gbs * PRICES.lambdaArmGbSecond.price +
+    tieredPerMillion(calls, PRICES.httpApiRequests) +
+    tieredPerMillion(wsMessages, PRICES.apiGatewayWebSocketMessages) +
+    (wsMinutes / 1e6) * PRICES.apiGatewayWebSocketConnectionMinutes.price;
+  return {
+    item: 'delivery canary (Scheduler + Lambda + its calls)',
+    monthly,
+    basis:
+      `${fmt(runs)} runs (every ${c.intervalMinutes} min) priced at ${CANARY_PRICED_SECONDS} s each at ${CANARY_MEMORY_MIB} MB; ` +
+      `${fmt(tickets)} tickets and ${fmt(publishes)} publishes (${c.burst} a run) through the HTTP APIs` +
+      (c.apiGateway ? `; ${fmt(wsMessages)} WebSocket messages and ${fmt(wsMinutes)} connection-minutes on API Gateway` : ''),
+  };
 }
 
 /**

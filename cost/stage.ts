@@ -44,6 +44,8 @@ export function loadStage(name: string, root = join(__dirname, '..')): StageSett
   }
   const s = parseStageConfig(name, stages[name]);
   const d = STAGE_DEFAULTS;
+  const canaryOn = s.canary?.enabled ?? DEFAULTS.canary.enabled;
+  const wsMode = s.webSocket?.mode ?? DEFAULTS.webSocket.mode;
   return {
     ...d,
     name,
@@ -65,6 +67,15 @@ export function loadStage(name: string, root = join(__dirname, '..')): StageSett
     limits: s.limits,
     maxPayloadBytes: s.maxPayloadBytes,
     // The canary's loss and latency alarms (lib/canary.ts).
-    alarms: d.alarms + ((s.canary?.enabled ?? DEFAULTS.canary.enabled) ? 2 : 0),
+    alarms: d.alarms + (canaryOn ? 2 : 0),
+    canary: canaryOn
+      ? {
+          intervalMinutes: s.canary?.intervalMinutes ?? DEFAULTS.canary.intervalMinutes,
+          burst: s.canary?.burst ?? DEFAULTS.canary.burst,
+          // SSE and long poll always; `/live` unless the mode is `apigateway`; the API Gateway WebSocket unless it is `tasks`.
+          transports: 2 + (wsMode === 'both' ? 2 : 1),
+          apiGateway: wsMode !== 'tasks',
+        }
+      : undefined,
   };
 }

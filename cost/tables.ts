@@ -25,7 +25,15 @@ export function idleTable(): string {
   const dev = idleCost(loadStage('dev'));
   const prod = idleCost(loadStage('prod'));
   const rows = ['| piece | dev | prod (example) | basis (dev; prod) |', '| --- | ---: | ---: | --- |'];
-  dev.forEach((d, i) => rows.push(`| ${d.item.replace(/ (valkey|redis) cache\..*/, ' (Valkey)')} | ${usd(d.monthly)} | ${usd(prod[i].monthly)} | ${d.basis}; ${prod[i].basis} |`));
+  // Every piece of either stage (the canary, say, runs only in one), in the order the planner lists them; one row per
+  // piece whatever its node type.
+  const piece = (item: string) => item.replace(/ (valkey|redis) cache\..*/, ' (Valkey)');
+  const names = [...new Set([...prod, ...dev].map((x) => piece(x.item)))];
+  for (const name of names) {
+    const d = dev.find((x) => piece(x.item) === name);
+    const p = prod.find((x) => piece(x.item) === name);
+    rows.push(`| ${name} | ${d ? usd(d.monthly) : '—'} | ${p ? usd(p.monthly) : '—'} | ${d?.basis ?? 'none'}; ${p?.basis ?? 'none'} |`);
+  }
   const sum = (xs: typeof dev) => xs.reduce((a, x) => a + x.monthly, 0);
   rows.push(`| **total per month** | **${usd(sum(dev))}** | **${usd(sum(prod))}** | |`);
   return rows.join('\n');

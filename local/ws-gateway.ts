@@ -172,8 +172,10 @@ export class WsGateway {
   private throttled = 0;
   private connectionCalls = 0;
   private calls: ManagementCall[] = [];
+  private readonly holds: { match: (frame: string, connectionId: string) => boolean; arrived: () => void; gate: Promise<void> }[] = [];
   private port = 0;
   private closing = false;
+  private closePhase = 'open';
 
   constructor(private readonly options: WsGatewayOptions) {
     this.stage = options.stage ?? 'live';
@@ -260,6 +262,25 @@ export class WsGateway {
   }
 
   /**
+   * Holds every PostToConnection whose frame `match`es until `release()` (tests only): such a post is not answered
+   * and its frame not sent meanwhile, as a slow producer's post (its retries too), so two producers' posts cross
+   * exactly, without timing. `held` resolves once a post is held. A post released after its connection closed answers 410.
+   */
+  holdPost(match: (frame: string, connectionId: string) => boolean): { held: Promise<void>; release(): void } {
+    let arrived!: () => void;
+    let open!: () => void;
+    const held = new Promise<void>((r) => (arrived = r));
+    const h = { match, arrived, gate: new Promise<void>((r) => (open = r)) };
+    this.holds.push(h);
+    const release = () => {
+      const i = this.holds.indexOf(h);
+      if (i >= 0) this.holds.splice(i, 1);
+      open();
+    };
+    return { held, release };
+  }
+
+  /**
    * Drops a connection's TCP socket without a close frame and without running `$disconnect`, the
    * way a lost client looks when API Gateway never delivers the event: only a 410 reveals it.
    */
@@ -275,13 +296,22 @@ export class WsGateway {
   /** Closes every socket (running `$disconnect` for each) and stops listening. */
   async close(): Promise<void> {
     this.closing = true;
+    this.closePhase = 'closing sockets';
     for (const c of this.connections.values()) c.ws.close(1001, 'Going away');
     const deadline = Date.now() + 2000;
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const c of this.connections.values()) c.ws.terminate();
+    this.closePhase = 'waiting for $disconnect';
     await Promise.allSettled([...this.pendingDisconnects]);
     this.wss.close();
+    this.closePhase = 'closing the server';
     await shutdown(this.server);
+    this.closePhase = 'closed';
+  }
+
+  /** Where `close()` is and what the gateway still holds: for a test that names a close that does not finish. */
+  diagnostics(): { closePhase: string; connections: number; pendingDisconnects: number; listening: boolean } {
+    return { closePhase: this.closePhase, connections: this.connections.size, pendingDisconnects: this.pendingDisconnects.size, listening: this.server.listening };
   }
 
   private context(routeKey: string, eventType: WsRequestContext['eventType'], connectionId: string, connectedAt: number, sourceIp: string, userAgent: string): WsRequestContext {
@@ -503,7 +533,15 @@ export class WsGateway {
     switch (req.method) {
       case 'POST': {
         if (size > this.o.maxPostBytes) return reply(413, 'PayloadTooLargeException', `{"message":"Message too long. Max size is ${this.o.maxPostBytes} bytes"}`);
-        conn.ws.send(Buffer.concat(chunks), { binary: false });
+        const frame = Buffer.concat(chunks);
+        const id = connectionId;
+        const h = this.holds.find((x) => x.match(frame.toString('utf8'), id));
+        if (h) {
+          h.arrived();
+          await h.gate;
+          if (conn.ws.readyState !== WebSocket.OPEN) return reply(410, 'GoneException', '{"message":"GoneException"}');
+        }
+        conn.ws.send(frame, { binary: false });
         return reply(200, undefined);
       }
       case 'GET':

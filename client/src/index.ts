@@ -89,6 +89,12 @@ export interface ClientOptions {
   pongTimeoutMs?: number;
   /** WebSocket: reconnect (resuming) after this long, before API Gateway's 2-hour cap. Default 7020000 (1 h 57 min). */
   maxConnectionMs?: number;
+  /**
+   * WebSocket: an event whose `prev` (its channel's event before it) is above the last one delivered waits, with the
+   * events after it, for the missing ones at most this long (on API Gateway two producers' posts of a channel may
+   * cross); then the client reconnects and resumes from the last event it delivered. Default 2000.
+   */
+  gapWaitMs?: number;
   /** Long poll: abort a poll that has not answered for this long. Default 35000. */
   pollTimeoutMs?: number;
   /** How long the transport that last opened is tried first. Default 1800000 (30 min). */
@@ -205,7 +211,7 @@ export const LATENCY_BUCKETS = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 100
 export interface ChannelStats {
   /** Events delivered to `onEvent`. */
   received: number;
-  /** Events at or below the channel's position (a duplicate, or one that came out of order): dropped, not delivered. */
+  /** Events at or below the channel's position (a duplicate): dropped, not delivered. An event that came before an earlier one is not: on WebSocket the later one waits for it. */
   duplicates: number;
   /**
    * Events that did not follow the last one received on the channel: their `prev` (the channel's event before them)
@@ -290,9 +296,9 @@ const NOOP: SubscribeOptions<EventMap> = { onEvent: () => undefined };
  * One channel's presence, by the snapshot/position rule: until a snapshot comes (`need`), the channel's `presence.*`
  * events are kept; the snapshot replaces the members, then the kept events above its position apply, and from then on
  * every event above it. A `reset` (or an unsubscribe) asks for a new snapshot. So does an event whose `prev` (the
- * channel's event before it) is not the last event given here, when that `prev` is above the position: it was missed,
- * e.g. on API Gateway, where two producers' posts (a task's through the fan-out queue, a `$connect`'s) may cross and
- * the later-posted lower id is dropped as a duplicate; a snapshot below such a `prev` is not taken (asked again).
+ * channel's event before it) is not the last event given here, when that `prev` is above the position: it was missed
+ * (lost: on API Gateway crossing posts do not get here, the later event waits for the earlier one, see `deliver`); a
+ * snapshot below such a `prev` is not taken (asked again).
  */
 class Tracker implements Presence {
   need = true;
@@ -419,6 +425,9 @@ interface Sub {
   h: SubscribeOptions<EventMap>;
   /** WebSocket: subscribe sent, `subscribed` not yet: events are held and released in id order. */
   held?: Envelope[];
+  /** WebSocket: events waiting for a missing one (`prev` above `cursor`), and the timer that gives up waiting. */
+  wait?: Envelope[];
+  wt?: unknown;
 }
 interface Conn {
   kind: Transport;
@@ -496,6 +505,7 @@ export class Client<M extends EventMap = EventMap> {
       pongTimeoutMs: 10000,
       maxConnectionMs: 7020000,
       pollTimeoutMs: 35000,
+      gapWaitMs: 2000,
       rememberMs: 1800000,
       stableMs: 5000,
       reconnectSpreadMs: 10000,
@@ -571,7 +581,10 @@ export class Client<M extends EventMap = EventMap> {
   }
 
   unsubscribe(channel: string): void {
-    if (!this.subs.delete(channel)) return;
+    const s = this.subs.get(channel);
+    if (!s) return;
+    this.unwait(s);
+    this.subs.delete(channel);
     // Its presence follows the subscription: a new snapshot when it is subscribed again.
     this.pres.get(channel)?.r(true);
     if (this.conn?.kind === 'ws') {
@@ -727,25 +740,53 @@ export class Client<M extends EventMap = EventMap> {
     this.pump();
   }
 
-  private deliver(e: Envelope): void {
+  /**
+   * An event of a subscribed channel: held while its WebSocket subscribe is answered; dropped at or below the channel's
+   * position (a duplicate); on WebSocket, unless `now` (a replay's), kept waiting while an event before it is missing
+   * (its `prev` above the position: posts that crossed) until that one comes or `gapWaitMs` ends (reconnect, resume).
+   */
+  private deliver(e: Envelope, now?: boolean): void {
     const s = this.subs.get(e.channel);
     if (!s) return;
-    const x = this.stat(e.channel);
-    if (s.held) s.held.push(e);
-    else if (s.cursor !== undefined && cmp(e.id, s.cursor) <= 0) x.duplicates++;
-    else {
-      x.received++;
-      const ms = this.o.timers.now() - Number(e.ts);
-      let i = 0;
-      while (i < LATENCY_BUCKETS.length - 1 && ms > LATENCY_BUCKETS[i]) i++;
-      // A `ts` that is not a number of milliseconds counts nowhere.
-      if (ms === ms) x.latency[i]++;
-      if (s.last !== undefined && e.prev !== undefined && e.prev !== s.last) x.gaps++;
-      s.cursor = s.last = e.id;
-      s.shared = false;
-      this.pres.get(e.channel)?.e(e);
-      s.h.onEvent(e);
+    if (s.held) return void s.held.push(e);
+    // (A second copy of a waiting event waits too: delivered after the first, it counts as a duplicate then.)
+    if (s.cursor !== undefined && cmp(e.id, s.cursor) <= 0) return void this.stat(e.channel).duplicates++;
+    if (s.wait || (!now && this.transport === 'ws' && e.prev !== undefined && s.cursor !== undefined && cmp(e.prev, s.cursor) > 0)) {
+      if (!s.wait) {
+        s.wait = [];
+        s.wt = this.o.timers.set(() => this.conn?.stop(true), this.o.gapWaitMs);
+      }
+      s.wait.push(e);
+      return this.drain(s);
     }
+    const x = this.stat(e.channel);
+    x.received++;
+    const ms = this.o.timers.now() - Number(e.ts);
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length - 1 && ms > LATENCY_BUCKETS[i]) i++;
+    // A `ts` that is not a number of milliseconds counts nowhere.
+    if (ms === ms) x.latency[i]++;
+    if (s.last !== undefined && e.prev !== undefined && e.prev !== s.last) x.gaps++;
+    s.cursor = s.last = e.id;
+    s.shared = false;
+    this.pres.get(e.channel)?.e(e);
+    s.h.onEvent(e);
+  }
+
+  /** Delivers the waiting events, in id order, for as long as each follows the channel's position. */
+  private drain(s: Sub): void {
+    const w = s.wait?.sort((a, b) => cmp(a.id, b.id));
+    if (!w) return;
+    s.wait = undefined;
+    while (w.length && (w[0].prev === undefined || s.cursor === undefined || cmp(w[0].prev, s.cursor) <= 0)) this.deliver(w.shift()!, true);
+    if (w.length) s.wait = w;
+    else this.unwait(s);
+  }
+
+  /** Stops waiting (the events waiting are dropped: a new connection replays them). */
+  private unwait(s: Sub): void {
+    this.o.timers.clear(s.wt);
+    s.wait = s.wt = undefined;
   }
 
   /**
@@ -913,7 +954,11 @@ export class Client<M extends EventMap = EventMap> {
       if (this.conn === conn) {
         this.conn = undefined;
         this.transport = undefined;
-        for (const s of this.subs.values()) s.held = undefined;
+        // Events held or waiting are replayed to the next connection (it resumes from the last one delivered).
+        for (const s of this.subs.values()) {
+          s.held = undefined;
+          this.unwait(s);
+        }
         this.failAll(new RealtimeClientError('disconnected', 'The connection ended before the answer.'), false);
       }
     };
@@ -1052,8 +1097,10 @@ export class Client<M extends EventMap = EventMap> {
           if (s?.held) {
             const held = s.held.sort((a, b) => cmp(a.id, b.id));
             s.held = undefined;
-            for (const e of held) this.deliver(e);
+            // The replay (up to the subscription's floor) is the server's word: what it lacks is lost, not late.
+            for (const e of held) this.deliver(e, cmp(e.id, String(m.cursor)) <= 0);
             this.caughtUp(m.cursor, [m.channel], true);
+            this.drain(s);
           }
           this.answer(undefined);
         } else if (t === 'reset') this.reset(m.channel);

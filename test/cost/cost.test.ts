@@ -316,6 +316,39 @@ describe('the cost planner reads a stage through the stage schema (lib/stage-con
     expect(stage.namespaces).toEqual({ feed: { subscribe: 'authenticated', publish: 'authenticated', historySize: 1000, historyTtlSeconds: 86400 } });
   });
 
+  test('the canary (canary.enabled, on in prod) is priced: its runs, tickets and publishes, and its custom metrics; a stage without it pays neither', () => {
+    const load: Load = { connections: 1000, rate: 1, size: 256, fanout: 1000 };
+    const items = (stage: ReturnType<typeof loadStage>) => estimate(load, stage, FIGURES).transports.find((t) => t.transport === 'sse')!.items;
+    const canary = (stage: ReturnType<typeof loadStage>) => items(stage).find((i) => i.item.startsWith('delivery canary'));
+    const metrics = (stage: ReturnType<typeof loadStage>) => items(stage).find((i) => i.item.startsWith('CloudWatch custom metrics'))!;
+    const metricPrice = PRICES.cloudWatchMetricMonth.tiers[0].price;
+
+    expect(dev.canary).toBeUndefined();
+    expect(canary(dev)).toBeUndefined();
+    // The tasks' eight EMF metrics (service/metrics.ts), whatever the stage.
+    expect(metrics(dev).monthly).toBeCloseTo(8 * metricPrice, 9);
+
+    // prod: every minute, a burst of 10, over SSE, /live and long poll (webSocket.mode tasks: no API Gateway).
+    const prod = loadStage('prod');
+    expect(prod.canary).toEqual({ intervalMinutes: 1, burst: 10, transports: 3, apiGateway: false });
+    const runs = MINUTES;
+    const tickets = runs * 3;
+    const publishes = runs * 10;
+    const gbs = runs * 3 * 0.25 + (tickets * 0.01 + publishes * 0.02) * (prod.lambdaMemoryMiB / 1024);
+    expect(canary(prod)!.monthly).toBeCloseTo(((runs + tickets + publishes) / 1e6) * PRICES.lambdaRequests.price + gbs * PRICES.lambdaArmGbSecond.price + tieredPerMillion(tickets + publishes, PRICES.httpApiRequests), 9);
+    expect(canary(prod)!.basis).not.toMatch(/WebSocket/);
+    // Nine metrics per transport and seven over all (lambda/handlers/canary.ts), beside the tasks' eight.
+    expect(metrics(prod).monthly).toBeCloseTo((8 + 3 * 9 + 7) * metricPrice, 9);
+    // The idle bill carries both: a canary runs whether or not anyone is connected.
+    expect(idleTable()).toMatch(/\| delivery canary \(Scheduler \+ Lambda \+ its calls\) \| — \| \$1\.\d\d \|/);
+
+    // webSocket.mode both, every 5 minutes, bursts of 20: four transports, one of them on API Gateway.
+    const both = loadStage('x', withStages({ x: { webSocket: { mode: 'both' }, canary: { enabled: true, intervalMinutes: 5, burst: 20 } } }));
+    expect(both.canary).toEqual({ intervalMinutes: 5, burst: 20, transports: 4, apiGateway: true });
+    expect(canary(both)!.basis).toMatch(/^8\.8 k runs \(every 5 min\).*35\.0 k tickets and 175\.2 k publishes \(20 a run\).*192\.7 k WebSocket messages and 8\.8 k connection-minutes on API Gateway$/);
+    expect(metrics(both).monthly).toBeCloseTo((8 + 4 * 9 + 7) * metricPrice, 9);
+  });
+
   test('the reconnect cookie\'s life is SESSION_TTL_SECONDS\' row default', () => {
     expect(STAGE_DEFAULTS.sessionTtlSeconds).toBe(SERVICE_SETTINGS.sessionTtlSeconds.default);
   });

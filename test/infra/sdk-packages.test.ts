@@ -28,8 +28,10 @@ interface Packed {
  * to 48 KiB with the connection cursor's codec (dist/cursor.d.ts), gaps by prev and the reconnect spread (47,165 B).
  * With presence (issue 24) the client went from 6 to 7 KiB min+gz (test/runtime/client-size.test.ts says why) and the
  * tarball from 48 to 56 KiB (47,165 to 54,756 B: its code, declarations and source map, and the README's section).
+ * Events waiting for a missing `prev` on WebSocket (API Gateway's crossing posts: the option, its code, comments in the
+ * source map and the README's "Order") took it from 56,316 to 58,187 B: 58 KiB.
  */
-const BUDGET = { clientTarball: 56 * 1024, serverTarball: 24 * 1024, clientGz: 7 * 1024, reactGz: 1024, serverGz: 4 * 1024 };
+const BUDGET = { clientTarball: 58 * 1024, serverTarball: 24 * 1024, clientGz: 7 * 1024, reactGz: 1024, serverGz: 4 * 1024 };
 const KEYS = { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLEAPP', AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', AWS_REGION: 'eu-west-1' };
 
 const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env) => {

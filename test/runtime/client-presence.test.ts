@@ -133,31 +133,51 @@ describe('the snapshot/position rule (a WebSocket the test drives)', () => {
     expect(seen).toEqual(['+ann', '+bob', '-ann']);
   });
 
-  it('an event whose `prev` is above what the members are known at (one was missed: on API Gateway two producers’ posts may cross) takes a new snapshot; events in order take none', async () => {
+  it('WebSocket: an event whose `prev` is above the last one delivered (on API Gateway two producers’ posts may cross) waits for the missing one: both apply in the channel’s order, no new snapshot', async () => {
     const c = make();
     const p = c.presence('room:a');
     const ws = await open();
     const at = (id: string, prev: string, type: string, data: unknown) => ({ ...ev(id, type, data), prev });
     ws.receive({ type: 'presence', channel: 'room:a', position: '100', members: [{ sub: 'ann', connections: 1 }] });
     await settle();
-    // In order (a message, then a join, each naming the one before): applied, no snapshot asked.
     ws.receive(at('110', '100', 'message', { text: 'hi' }));
     ws.receive(at('120', '110', 'presence.join', { sub: 'bob' }));
-    await settle();
-    expect([subs(p).sort(), ws.sent.filter((f) => f.action === 'presence').length]).toEqual([['ann', 'bob'], 1]);
-    // cat's join (140) names 130, which never came (it will, later, and be dropped as a duplicate): a new snapshot.
+    // cat's join (140) names 130, posted later by another producer: it waits.
     ws.receive(at('140', '130', 'presence.join', { sub: 'cat' }));
     await settle();
-    expect(ws.sent.filter((f) => f.action === 'presence')).toHaveLength(2);
-    expect(p.synced).toBe(false);
+    expect(subs(p).sort()).toEqual(['ann', 'bob']);
     ws.receive(at('130', '120', 'presence.leave', { sub: 'bob' }));
-    // A snapshot below the missed event (read before it) is not taken: asked again.
-    ws.receive({ type: 'presence', channel: 'room:a', position: '125', members: [{ sub: 'ann', connections: 1 }, { sub: 'bob', connections: 1 }] });
     await settle();
-    expect([p.synced, ws.sent.filter((f) => f.action === 'presence').length]).toEqual([false, 3]);
-    ws.receive({ type: 'presence', channel: 'room:a', position: '140', members: [{ sub: 'ann', connections: 1 }, { sub: 'cat', connections: 1 }] });
+    expect([subs(p).sort(), p.synced, ws.sent.filter((f) => f.action === 'presence').length]).toEqual([['ann', 'cat'], true, 1]);
+  });
+
+  it('SSE: an event whose `prev` is above what the members are known at (one was missed) takes a new snapshot; a snapshot below the missed event is asked again; events in order take none', async () => {
+    const sse = sseServer();
+    const c = (client = createClient({ ...fakeClientOptions(clock, new FakeWindow()), transports: ['sse'], fetch: sse.f, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events' }) }));
+    const p = c.presence('room:a');
     await settle();
-    expect(subs(p).sort()).toEqual(['ann', 'cat']);
+    const at = (id: string, prev: string, type: string, data: unknown) => `event: m\ndata: ${JSON.stringify({ ...ev(id, type, data), prev })}\n\n`;
+    const snapshot = (position: string, ...subs: string[]) => `event: presence\ndata: ${JSON.stringify({ channel: 'room:a', members: subs.map((sub) => ({ sub, connections: 1 })), position })}\n\n`;
+    sse.send('id: 100\nevent: ready\ndata: {"cursor":"100"}\n\n');
+    sse.send(snapshot('100', 'ann'));
+    // In order (a message, then a join, each naming the one before): applied, no snapshot asked.
+    sse.send(at('110', '100', 'message', { text: 'hi' }));
+    sse.send(at('120', '110', 'presence.join', { sub: 'bob' }));
+    await settle();
+    expect([subs(p).sort(), sse.urls.length]).toEqual([['ann', 'bob'], 1]);
+    // cat's join (140) names 130, which never came: a new snapshot (an SSE stream sends one when it starts: a new stream).
+    sse.send(at('140', '130', 'presence.join', { sub: 'cat' }));
+    await settle();
+    expect([p.synced, sse.urls.length]).toEqual([false, 2]);
+    // The new stream's snapshot is below the missed event (read before it): asked again.
+    sse.send('id: 140\nevent: ready\ndata: {"cursor":"140"}\n\n');
+    sse.send(snapshot('125', 'ann', 'bob'));
+    await settle();
+    expect([p.synced, sse.urls.length]).toEqual([false, 3]);
+    sse.send('id: 140\nevent: ready\ndata: {"cursor":"140"}\n\n');
+    sse.send(snapshot('140', 'ann', 'cat'));
+    await settle();
+    expect([p.synced, subs(p).sort()]).toEqual([true, ['ann', 'cat']]);
   });
 
   it('count mode: the snapshot is a count, then presence.count events set it', async () => {

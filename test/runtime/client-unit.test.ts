@@ -291,13 +291,14 @@ describe('stats()', () => {
     expect(client!.stats()['chat:a'].latency[0]).toBe(1);
   });
 
-  it('gaps: an event whose prev is not the last event received on its channel; not across a reset, not before the first event, not without prev', async () => {
-    make();
+  it('gaps (SSE: one producer per connection, so an event out of the chain is lost, not late): an event whose prev is not the last event received on its channel; not across a reset, not before the first event, not without prev', async () => {
+    const sse = sseServer();
+    make({ transports: ['sse'], fetch: sse.f, ticket: async () => ({ ticket: 't', sseUrl: 'http://sse/events?ticket=t' }) });
     client!.subscribe('chat:a', { onEvent: () => undefined });
     client!.subscribe('chat:b', { onEvent: () => undefined });
-    const ws = await openWs('100');
-    ws.ackSubscribes('100');
-    const a = (id: string, prev?: string) => ws.receive(env({ id, prev }));
+    await settle();
+    sse.send('id: 100\nevent: ready\ndata: {"cursor":"100"}\n\n');
+    const a = (id: string, prev?: string) => sse.send(`event: m\ndata: ${JSON.stringify(env({ id, prev }))}\n\n`);
     // Ground truth on a: 104 and 107 are missing (2 gaps); 110 follows a reset (the reset says it); 130 has no prev.
     a('101', '95'); // the first event of the subscription: nothing to compare with
     a('102', '101');
@@ -306,17 +307,78 @@ describe('stats()', () => {
     a('105', '104'); // gap 1
     a('106', '105');
     a('108', '107'); // gap 2
-    ws.receive({ type: 'reset', channel: 'chat:a', reason: 'history_unavailable' });
+    sse.send('event: reset\ndata: {"channel":"chat:a"}\n\n');
     a('110', '109'); // after the reset: not a gap
     a('111', '110');
     a('130'); // a server that does not send prev
     a('131', '130');
     // b: an unbroken chain from its first event ("0": the channel's first).
-    ws.receive(env({ channel: 'chat:b', id: '200', prev: '0' }));
-    ws.receive(env({ channel: 'chat:b', id: '201', prev: '200' }));
+    sse.send(`event: m\ndata: ${JSON.stringify(env({ channel: 'chat:b', id: '200', prev: '0' }))}\n\n`);
+    sse.send(`event: m\ndata: ${JSON.stringify(env({ channel: 'chat:b', id: '201', prev: '200' }))}\n\n`);
+    await settle();
     expect(client!.stats()['chat:a']).toMatchObject({ received: 10, duplicates: 1, gaps: 2, resets: 1 });
     expect(client!.stats()['chat:b']).toMatchObject({ received: 2, gaps: 0 });
   });
+
+  it('WebSocket (API Gateway: two producers’ posts may cross): an event whose prev is above the last one delivered waits for it; the events come out once each, in id order, and no gap is counted', async () => {
+    make();
+    const got: string[] = [];
+    client!.subscribe('chat:a', { onEvent: (e) => got.push(e.id) });
+    const ws = await openWs('100');
+    const a = (id: string, prev?: string) => ws.receive(env({ id, prev }));
+    a('101', '100');
+    a('103', '102'); // 102 was posted later by another producer: 103 waits
+    a('103', '102'); // a second copy of a waiting event: a duplicate
+    a('104', '103');
+    expect(got).toEqual(['101']);
+    a('102', '101'); // the crossed post: 102, 103, 104 in order
+    expect(got).toEqual(['101', '102', '103', '104']);
+    a('102', '101');
+    expect(client!.stats()['chat:a']).toMatchObject({ received: 4, duplicates: 2, gaps: 0, reconnects: 0 });
+    expect(FakeWebSocket.all).toHaveLength(1);
+    // Waiting ended by the missing event, its timer too: the clock moving on does not reconnect.
+    await clock.advance(10_000);
+    expect(FakeWebSocket.all).toHaveLength(1);
+  });
+
+  it('WebSocket: a missing event that does not come within gapWaitMs: the client reconnects from the last event delivered; the replay fills the gap, in order; a replay that lacks it (lost) is delivered with the gap counted, and waits no more', async () => {
+    make({ gapWaitMs: 500 });
+    const got: string[] = [];
+    client!.subscribe('chat:a', { onEvent: (e) => got.push(e.id) });
+    const ws = await openWs('100');
+    /** After `ms` more, the wait ends: the socket after `before` (the client opens it at once: planned), its replay of `ids`, `subscribed`. */
+    const resumed = async (before: FakeWebSocket, ms: number, ...ids: [string, string][]) => {
+      await clock.advance(ms);
+      await settle();
+      const next = FakeWebSocket.last;
+      expect(next).not.toBe(before);
+      next.open();
+      await settle();
+      const subscribe = next.sent.filter((f) => f.action === 'subscribe');
+      for (const [id, prev] of ids) next.receive(env({ id, prev }));
+      next.ackSubscribes(ids.at(-1)![0]);
+      await settle();
+      return { next, subscribe };
+    };
+    ws.receive(env({ id: '101', prev: '100' }));
+    ws.receive(env({ id: '103', prev: '102' }));
+    await clock.advance(499);
+    expect([got, FakeWebSocket.all.length]).toEqual([['101'], 1]);
+    // At 500 ms, at once (planned): a new connection resumes from 101; its replay brings 102 and 103, then 104 live.
+    const { next: ws2, subscribe } = await resumed(ws, 1, ['102', '101'], ['103', '102']);
+    expect(subscribe).toEqual([{ action: 'subscribe', channel: 'chat:a', since: '101' }]);
+    ws2.receive(env({ id: '104', prev: '103' }));
+    expect(got).toEqual(['101', '102', '103', '104']);
+    expect(client!.stats()['chat:a']).toMatchObject({ received: 4, duplicates: 0, gaps: 0, reconnects: 1 });
+    // 106 names 105, which never comes, and the replay does not have it either (lost): delivered after it, one gap.
+    ws2.receive(env({ id: '106', prev: '105' }));
+    const { next: ws3 } = await resumed(ws2, 500, ['106', '105']);
+    expect(got).toEqual(['101', '102', '103', '104', '106']);
+    expect(client!.stats()['chat:a']).toMatchObject({ received: 5, duplicates: 0, gaps: 1, reconnects: 2 });
+    await clock.advance(10_000);
+    expect(FakeWebSocket.all.at(-1)).toBe(ws3);
+  });
+
 
   it('a transport switch is counted on the channels of the connection that opened on the other transport', async () => {
     const fetchFake = (async () => new Response(new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode('id: 5\nevent: ready\ndata: {"cursor":"5"}\n\n')) }), { status: 200 })) as unknown as typeof fetch;

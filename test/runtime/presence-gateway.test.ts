@@ -239,11 +239,21 @@ test('the emulator answers GetConnection as API Gateway does: the SDK parses it,
   expect(await redis.zcard(new PresenceKeys(prefix).presenceGatewayLeases)).toBe(0);
 });
 
-test('the client SDK on API Gateway: a presence event posted after a later one (two producers: a task’s queue send is slow, a $connect’s is not) is not lost: the SDK sees the gap by `prev` and takes a new snapshot', async () => {
+test('the client SDK on API Gateway: a presence event posted after a later one (two producers: a task’s queue send is slow, a $connect’s is not) is not lost: the SDK sees by `prev` that one is missing and holds the later one until it comes, then applies both in order', async () => {
   const room = `room:${uid()}`;
-  const client = createClient({ WebSocket: NodeWebSocket, storage: null, events: null, transports: ['ws'], ticket: ticketFrom(stack.outputs.TicketUrl, { headers: { 'x-local-user': 'ann' } }) });
+  // The frames the SDK's socket received, to know that cat's join came before bob's.
+  const frames: string[] = [];
+  class Spy extends NodeWebSocket {
+    constructor(url: string) {
+      super(url);
+      this.on('message', (d) => frames.push(String(d)));
+    }
+  }
+  // gapWaitMs past the test: only bob's join can end the wait (no resume, whatever the load).
+  const client = createClient({ WebSocket: Spy, storage: null, events: null, transports: ['ws'], gapWaitMs: 600_000, ticket: ticketFrom(stack.outputs.TicketUrl, { headers: { 'x-local-user': 'ann' } }) });
   const p = client.presence(room);
   const subs = () => p.members().map((m) => m.sub).sort().join(',');
+  const joined = (sub: string) => frames.some((f) => f.includes('"presence.join"') && f.includes(`"sub":"${sub}"`));
   const holder = `task:${uid()}`;
   // A task's store whose fan-out (its SQS send) is held until released: its event reaches API Gateway connections late.
   let release!: () => void;
@@ -256,12 +266,15 @@ test('the client SDK on API Gateway: a presence event posted after a later one (
     await slow.lease(holder, Date.now() + 60_000);
     const bobJoined = slow.join(parseChannel(room, NAMESPACES), { holder, connection: `${holder}/1`, sub: 'bob' }, Date.now());
     await eventually(async () => (await members(room)).some(([sub]) => sub === 'bob'), 10_000, 'bob in the store');
-    // cat's $connect joins after bob (a later id) and its join is posted at once: ann gets it first.
+    // cat's $connect joins after bob (a later id) and its join is posted at once: ann's socket gets it first.
     cat = await connect('cat', [room]);
-    await eventually(() => p.members().some((m) => m.sub === 'cat'), 10_000, 'cat’s join at ann');
+    await eventually(() => joined('cat'), 10_000, 'cat’s join at ann’s socket');
+    expect([joined('bob'), subs()]).toEqual([false, 'ann']);
     release();
     await bobJoined;
     await eventually(() => subs() === 'ann,bob,cat', 10_000, `ann’s SDK to show ann, bob and cat (it shows ${subs()})`);
+    // Put in order on the connection, not by a resume.
+    expect(client.stats()[room].reconnects).toBe(0);
   } finally {
     release();
     client.close();

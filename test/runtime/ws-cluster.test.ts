@@ -71,23 +71,43 @@ afterEach(async () => {
 /**
  * Closes each part in turn, each within 15 s. In two CI runs of `npm run test:cluster` this hook hung past 60 s after
  * every test had passed (the task's metrics kept printing, so `service.close()` never ran), and it could not be made to
- * hang here (1 run in 6). A step that does not finish is named on stderr and the next still runs, so the parts are
- * closed and the hang is located the next time, instead of failing a suite whose tests passed.
+ * hang here (1 run in 6). A step that does not finish is named on stderr with what it still holds, and the next still
+ * runs, so the parts are closed and the hang is located the next time. A step that fails fails the hook, after every
+ * part has been closed.
  */
+// The two hangs were preceded by a MaxListenersExceededWarning (11 close listeners on a Socket): its stack names who adds them.
+const traceWarning = (w: Error) => {
+  if (w.name === 'MaxListenersExceededWarning') process.stderr.write(`ws-cluster.test: ${w.stack ?? w.message}\n`);
+};
+process.on('warning', traceWarning);
+
 afterAll(async () => {
-  const step = async (name: string, run: () => Promise<unknown> | undefined) => {
+  process.off('warning', traceWarning);
+  const failures: unknown[] = [];
+  const step = async (name: string, run: () => Promise<unknown> | undefined, holds?: () => unknown) => {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), 15_000)));
-    const done = await Promise.race([Promise.resolve(run()).then(() => 'done' as const, () => 'done' as const), late]);
+    const settled = Promise.resolve()
+      .then(run)
+      .then(
+        () => 'done' as const,
+        (err: unknown) => {
+          failures.push(err);
+          return 'failed' as const;
+        },
+      );
+    const outcome = await Promise.race([settled, late]);
     clearTimeout(timer);
-    if (done === 'late') process.stderr.write(`ws-cluster.test: ${name} did not finish within 15 s; going on\n`);
+    if (outcome === 'late') process.stderr.write(`ws-cluster.test: ${name} did not finish within 15 s; going on (${JSON.stringify(holds?.() ?? {})})\n`);
   };
-  await step('gateway.close()', () => gateway?.close());
+  await step('gateway.close()', () => gateway?.close(), () => gateway?.diagnostics());
   await step('service.close()', () => service?.close());
   await step('runtime.close()', () => runtime?.close());
-  await step('quit', () => Promise.all([redis?.quit(), subscriber?.quit()]));
+  await step('quit', () => Promise.all([redis?.quit(), subscriber?.quit()]), () => ({ redis: redis?.status, subscriber: subscriber?.status }));
   redis?.disconnect();
   subscriber?.disconnect();
+  if (failures.length === 1) throw failures[0];
+  if (failures.length > 1) throw new AggregateError(failures, `ws-cluster.test: ${failures.length} parts failed to close`);
 }, 90_000);
 
 /** One channel on each of the three shards (by the primary that owns its slot). */
