@@ -43,7 +43,11 @@ const open: WsClient[] = [];
 
 beforeAll(async () => {
   const url = `redis://127.0.0.1:${local.cluster.nodes[0].port}`;
-  redis = createRedisCluster({ url, name: 'ws-cluster-test', failFast: false });
+  // The command client as the tasks and the Lambdas run it (failFast: commands time out after 5 s, no offline queue);
+  // the subscriber, as the tasks run theirs, queues while it reconnects. With an offline queue and no timeout here, a
+  // `$disconnect` whose Redis command never got an answer (1 run in 9 of the CI order here, 2 CI runs) held the
+  // gateway's close for good; now it fails after 5 s, as it would on Lambda.
+  redis = createRedisCluster({ url, name: 'ws-cluster-test' });
   subscriber = createRedisCluster({ url, name: 'ws-cluster-sub', subscriber: true, failFast: false });
   await Promise.all([waitReady(redis), waitReady(subscriber)]);
   const env = { ...process.env, REDIS_URL: url, NAMESPACES_JSON: JSON.stringify(TEST_NAMESPACES) };
