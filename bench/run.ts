@@ -311,13 +311,15 @@ function procCtxSwitches(pid: number): { vol: number; invol: number } {
 }
 /** The same readings summed over a server's processes. */
 function serverCounters(server: Server) {
-  const out = { user: 0, sys: 0, w: 0, vol: 0, invol: 0 };
+  const out = { user: 0, sys: 0, w: 0, wchar: 0, vol: 0, invol: 0 };
   for (const pid of server.pids()) {
     const c = procCpuSplit(pid);
     const x = procCtxSwitches(pid);
+    const io = procSyscalls(pid);
     out.user += c.user;
     out.sys += c.sys;
-    out.w += procSyscalls(pid).w;
+    out.w += io.w;
+    out.wchar += io.wchar;
     out.vol += x.vol;
     out.invol += x.invol;
   }
@@ -337,9 +339,12 @@ function perfRecord(server: Server, name: string, id: number): () => Promise<voi
       proc.kill('SIGINT');
     });
 }
-/** Read and write system calls a process made so far (/proc/PID/io `syscr`, `syscw`): a count machine load does not move. */
-function procSyscalls(pid: number): { r: number; w: number } {
-  return procCounters(`/proc/${pid}/io`, { r: 'syscr', w: 'syscw' });
+/**
+ * Read and write system calls a process made so far (/proc/PID/io `syscr`, `syscw`): a count machine load does not move;
+ * and the bytes it wrote by them (`wchar`).
+ */
+function procSyscalls(pid: number): { r: number; w: number; wchar: number } {
+  return procCounters(`/proc/${pid}/io`, { r: 'syscr', w: 'syscw', wchar: 'wchar' });
 }
 /** The numeric `name: value` lines of a /proc file, by key (0 when missing or the process is gone). */
 function procCounters<K extends string>(file: string, names: Record<K, string>): Record<K, number> {
@@ -893,6 +898,12 @@ interface RunResult {
   /** Socket writes (/proc/PID/io `syscw`) per delivery, and the CPU per write (µs). */
   writesPerDelivery?: number;
   cpuUsPerWrite?: number;
+  /**
+   * Per socket write: the system CPU (µs) and the bytes written (/proc/PID/io `wchar`). On loopback a write's system time
+   * includes the receiving socket's work (queueing, waking the reader), so it grows with the bytes a write carries.
+   */
+  sysUsPerWrite?: number;
+  bytesPerWrite?: number;
   /** The main thread's context switches per 1000 deliveries: voluntary (the loop slept in epoll) and not (preempted). */
   voluntaryPerKDelivery?: number;
   nonvoluntaryPerKDelivery?: number;
@@ -1033,6 +1044,8 @@ async function runOne(server: Server, c: Case, run: number, redisUrl: string, re
       serverSysUsPerDelivery: per(((k1.sys - k0.sys) * 1e6) / CLK_TCK),
       writesPerDelivery: per(k1.w - k0.w),
       cpuUsPerWrite: k1.w > k0.w ? +(cpuUs / (k1.w - k0.w)).toFixed(2) : undefined,
+      sysUsPerWrite: k1.w > k0.w ? +(((k1.sys - k0.sys) * 1e6) / CLK_TCK / (k1.w - k0.w)).toFixed(2) : undefined,
+      bytesPerWrite: k1.w > k0.w ? Math.round((k1.wchar - k0.wchar) / (k1.w - k0.w)) : undefined,
       voluntaryPerKDelivery: per(k1.vol - k0.vol, 1000),
       nonvoluntaryPerKDelivery: per(k1.invol - k0.invol, 1000),
       redisCpuMs: Math.round((redis1 - redis0) * 1000),
@@ -1611,6 +1624,8 @@ const LOAD_METRICS: Metric[] = [
   { label: '… system µs', get: (r) => r.serverSysUsPerDelivery, fmt: fmt2 },
   { label: 'socket writes / delivery', get: (r) => r.writesPerDelivery, fmt: (v) => v.toFixed(3) },
   { label: 'server CPU µs / socket write', get: (r) => r.cpuUsPerWrite, fmt: fmt2 },
+  { label: '… system µs', get: (r) => r.sysUsPerWrite, fmt: fmt2 },
+  { label: 'bytes / socket write', get: (r) => r.bytesPerWrite, fmt: fmtInt },
   { label: 'loop ctx switches / 1k deliveries: voluntary', get: (r) => r.voluntaryPerKDelivery, fmt: fmt1 },
   { label: '… preempted', get: (r) => r.nonvoluntaryPerKDelivery, fmt: fmt1 },
   { label: 'server CPU, % of one core', get: (r) => r.serverCpuPct, fmt: fmtInt },
