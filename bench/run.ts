@@ -311,13 +311,15 @@ function procCtxSwitches(pid: number): { vol: number; invol: number } {
 }
 /** The same readings summed over a server's processes. */
 function serverCounters(server: Server) {
-  const out = { user: 0, sys: 0, w: 0, vol: 0, invol: 0 };
+  const out = { user: 0, sys: 0, w: 0, wchar: 0, vol: 0, invol: 0 };
   for (const pid of server.pids()) {
     const c = procCpuSplit(pid);
     const x = procCtxSwitches(pid);
+    const io = procSyscalls(pid);
     out.user += c.user;
     out.sys += c.sys;
-    out.w += procSyscalls(pid).w;
+    out.w += io.w;
+    out.wchar += io.wchar;
     out.vol += x.vol;
     out.invol += x.invol;
   }
@@ -337,9 +339,12 @@ function perfRecord(server: Server, name: string, id: number): () => Promise<voi
       proc.kill('SIGINT');
     });
 }
-/** Read and write system calls a process made so far (/proc/PID/io `syscr`, `syscw`): a count machine load does not move. */
-function procSyscalls(pid: number): { r: number; w: number } {
-  return procCounters(`/proc/${pid}/io`, { r: 'syscr', w: 'syscw' });
+/**
+ * Read and write system calls a process made so far (/proc/PID/io `syscr`, `syscw`): a count machine load does not move;
+ * and the bytes it wrote by them (`wchar`).
+ */
+function procSyscalls(pid: number): { r: number; w: number; wchar: number } {
+  return procCounters(`/proc/${pid}/io`, { r: 'syscr', w: 'syscw', wchar: 'wchar' });
 }
 /** The numeric `name: value` lines of a /proc file, by key (0 when missing or the process is gone). */
 function procCounters<K extends string>(file: string, names: Record<K, string>): Record<K, number> {
@@ -509,7 +514,11 @@ class Ours implements Server {
     // --alloc-prof: who allocates, garbage included (bench/alloc-preload.js), written to DIR/alloc when the server exits.
     const alloc = args['alloc-prof'] ? ['--require', join(__dirname, 'alloc-preload.js')] : [];
     if (args['alloc-prof']) mkdirSync(join(outDir, 'alloc'), { recursive: true });
-    const execArgv = [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gc, ...alloc, ...perfArgv(), ...(args['node-arg'] ?? [])];
+    // The node flags the image's CMD runs the service with, on the command line as there (`ours+NODE_FLAGS=a b` replaces
+    // them for one server, V8 flags that NODE_OPTIONS refuses included; `ours+NODE_OPTIONS=…` still replaces them too).
+    const own = envOf(this.name);
+    const nodeFlags = own.NODE_FLAGS !== undefined ? own.NODE_FLAGS.split(' ').filter(Boolean) : own.NODE_OPTIONS !== undefined ? [] : SERVICE_NODE_FLAGS;
+    const execArgv = [...nodeFlags, ...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), ...gc, ...alloc, ...perfArgv(), ...(args['node-arg'] ?? [])];
     // With extra node flags (e.g. --trace-gc) keep the server's stdout, one file per run.
     const stdout = args['node-arg']?.length ? openSync(join(outDir, `ours-${ctx.id}.stdout.log`), 'w') : 'ignore';
     const env = {
@@ -521,8 +530,6 @@ class Ours implements Server {
       COOKIE_SECURE: 'false',
       LOG_LEVEL: 'silent',
       TICKET_TTL_SECONDS: '300',
-      // The V8 flags the image runs the service with (`ours+NODE_OPTIONS=…` replaces them for one server).
-      NODE_OPTIONS: SERVICE_NODE_FLAGS.join(' '),
       ...(heapSnapshots && this.proto === 'sse' ? { BENCH_HEAP_DIR: heapDir(ctx.id) } : {}),
       ...(args.capacity ? { BENCH_MEM_FILE: join(outDir, `mem-${ctx.id}.json`) } : {}),
       ...(args['alloc-prof'] ? { BENCH_ALLOC_DIR: join(outDir, 'alloc') } : {}),
@@ -891,6 +898,12 @@ interface RunResult {
   /** Socket writes (/proc/PID/io `syscw`) per delivery, and the CPU per write (µs). */
   writesPerDelivery?: number;
   cpuUsPerWrite?: number;
+  /**
+   * Per socket write: the system CPU (µs) and the bytes written (/proc/PID/io `wchar`). On loopback a write's system time
+   * includes the receiving socket's work (queueing, waking the reader), so it grows with the bytes a write carries.
+   */
+  sysUsPerWrite?: number;
+  bytesPerWrite?: number;
   /** The main thread's context switches per 1000 deliveries: voluntary (the loop slept in epoll) and not (preempted). */
   voluntaryPerKDelivery?: number;
   nonvoluntaryPerKDelivery?: number;
@@ -1031,6 +1044,8 @@ async function runOne(server: Server, c: Case, run: number, redisUrl: string, re
       serverSysUsPerDelivery: per(((k1.sys - k0.sys) * 1e6) / CLK_TCK),
       writesPerDelivery: per(k1.w - k0.w),
       cpuUsPerWrite: k1.w > k0.w ? +(cpuUs / (k1.w - k0.w)).toFixed(2) : undefined,
+      sysUsPerWrite: k1.w > k0.w ? +(((k1.sys - k0.sys) * 1e6) / CLK_TCK / (k1.w - k0.w)).toFixed(2) : undefined,
+      bytesPerWrite: k1.w > k0.w ? Math.round((k1.wchar - k0.wchar) / (k1.w - k0.w)) : undefined,
       voluntaryPerKDelivery: per(k1.vol - k0.vol, 1000),
       nonvoluntaryPerKDelivery: per(k1.invol - k0.invol, 1000),
       redisCpuMs: Math.round((redis1 - redis0) * 1000),
@@ -1164,6 +1179,10 @@ interface StormPhase {
   redisCallsPerConnect: number;
   caughtUp?: number;
   expected?: number;
+  /** Server CPU over the drop before it (the clients' resets and 2 s after), per stream dropped, µs. */
+  dropCpuUsPerStream: number;
+  /** The phase's measured span on the monotonic clock, ms (the clock of `--cpu-prof`'s sample times, to read the profile of the phase alone). */
+  monoMs: [number, number];
 }
 
 /**
@@ -1213,8 +1232,11 @@ async function runStorm(make: (s: ServerName) => Server, redisUrl: string, redis
                 lastEventIds.push(...ids);
               }
             }
+            // The drop itself (each stream reset by its client: the server reads the RST, or writes into it) costs too.
+            const drop0 = cpuTicks(server);
             await lg.ask({ cmd: 'close' }, 'closed', 30_000);
             await sleep(2000);
+            const dropUs = ((cpuTicks(server) - drop0) * 1e6) / CLK_TCK;
             for (let i = 0; i < k; i++) await server.publish(i);
             const [cpu0, lg0, me0, io0, rc0] = [cpuTicks(server), procCpuTicks(lg.pid), selfTicks(), procSyscalls(server.pids()[0]), await redisCalls(redis)];
             const t0 = hrMs();
@@ -1262,6 +1284,8 @@ async function runStorm(make: (s: ServerName) => Server, redisUrl: string, redis
               redisCallsPerConnect: per(rc1 - rc0 - 1),
               caughtUp,
               expected: k ? st.ok * k : undefined,
+              dropCpuUsPerStream: +(dropUs / n).toFixed(1),
+              monoMs: [Math.round(t0), Math.round(t0 + wallMs)],
             };
             phases.push(p);
             console.log(`storm: ${JSON.stringify(p)}`);
@@ -1492,7 +1516,8 @@ async function runCapacity(bundlePath: string, redisUrl: string, redis: Redis): 
 async function ourBundle(): Promise<{ path: string; source: string; serviceCommit?: string }> {
   // --capacity-report and --sse-cluster measure the checkout they run in; otherwise the built bundle unless told.
   const how = args.service ?? (args['capacity-report'] || sseCluster ? 'worktree' : 'dist');
-  const common = { bundle: true, platform: 'node' as const, target: 'node22', format: 'cjs' as const, minify: false, sourcemap: false, logLevel: 'warning' as const };
+  // A linked .map next to the bundle, as the image ships it: a server run with --enable-source-maps reads it as there.
+  const common = { bundle: true, platform: 'node' as const, target: 'node22', format: 'cjs' as const, minify: false, sourcemap: true, sourcesContent: false, logLevel: 'warning' as const };
   if (how === 'dist') {
     const p = join(ROOT, 'dist/service/main.js');
     if (!existsSync(p)) fail('dist/service/main.js is missing: run `npm run build` (or pass --service head|worktree)');
@@ -1536,7 +1561,7 @@ async function revisionBundle(rev: string): Promise<{ path: string; driver: stri
   if (archive.status !== 0) fail(`git archive ${rev} failed`);
   if (!existsSync(join(src, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
   const out = join(outDir, `ours-${short}.js`);
-  await build({ bundle: true, platform: 'node', target: 'node22', format: 'cjs', minify: false, sourcemap: false, logLevel: 'warning', entryPoints: [join(src, 'service/main.ts')], outfile: out });
+  await build({ bundle: true, platform: 'node', target: 'node22', format: 'cjs', minify: false, sourcemap: true, sourcesContent: false, logLevel: 'warning', entryPoints: [join(src, 'service/main.ts')], outfile: out });
   // The bench's publisher and ticket issuer from the same revision: key names and scripts change between revisions,
   // so a revision's server must be fed by that revision's publish() and issueTicket().
   const driverEntry = join(src, 'bench-driver.ts');
@@ -1599,6 +1624,8 @@ const LOAD_METRICS: Metric[] = [
   { label: '… system µs', get: (r) => r.serverSysUsPerDelivery, fmt: fmt2 },
   { label: 'socket writes / delivery', get: (r) => r.writesPerDelivery, fmt: (v) => v.toFixed(3) },
   { label: 'server CPU µs / socket write', get: (r) => r.cpuUsPerWrite, fmt: fmt2 },
+  { label: '… system µs', get: (r) => r.sysUsPerWrite, fmt: fmt2 },
+  { label: 'bytes / socket write', get: (r) => r.bytesPerWrite, fmt: fmtInt },
   { label: 'loop ctx switches / 1k deliveries: voluntary', get: (r) => r.voluntaryPerKDelivery, fmt: fmt1 },
   { label: '… preempted', get: (r) => r.nonvoluntaryPerKDelivery, fmt: fmt1 },
   { label: 'server CPU, % of one core', get: (r) => r.serverCpuPct, fmt: fmtInt },

@@ -23,7 +23,7 @@ export const ESBUILD_OPTIONS = {
   /** CommonJS: what the Lambda `index.handler` loader and `node dist/service/main.js` both take without a package.json. */
   format: 'cjs',
   minify: true,
-  /** A linked `.map` next to each bundle; `node --enable-source-maps` applies it to stack traces. */
+  /** A linked `.map` next to each bundle; `node --enable-source-maps` applies it to stack traces (the Lambdas'; not the service's). */
   sourcemap: true,
   /** The map carries positions, not a second copy of the sources. */
   sourcesContent: false,
@@ -55,5 +55,11 @@ export const SERVICE_BUNDLE = { entry: 'service/main.ts', outfile: 'dist/service
  * machine's default), and what Node used on every 64-bit machine before 20; it costs at most 3 × 16 MiB of the task's
  * memory (two semi-spaces and the young large-object space), taken only while allocation is heavy. Reconnect storm,
  * same run: docs/BENCHMARKS.md, "The young generation".
+ *
+ * No `--enable-source-maps` (the Lambdas keep it, lib/realtime-function.ts): Node formats the stack of every socket
+ * error (a write into a reset stream reads `err.stack`), and with source maps on that formatting looks each frame up in
+ * the maps. A reconnect storm's drop resets every stream: 127.5 µs of server CPU per dropped stream with the flag, 67.5
+ * without, same run (docs/BENCHMARKS.md, "Source maps and the connect path"). The service bundle is not minified, so a
+ * stack without them still names every function; its `.map` ships next to it for reading a logged position offline.
  */
 export const SERVICE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=16'];

@@ -117,10 +117,13 @@ export function verifyLegacySession(value: string | undefined, secrets: readonly
   return { sub: b.s, channels, exp: b.e };
 }
 
+/** The cookies of a request without a Cookie header (a reconnect storm's SDK clients): one map for all of them. */
+const NO_COOKIES: ReadonlyMap<string, string> = new Map();
+
 /** Parses a Cookie header into a map (first occurrence wins). */
-export function parseCookies(header: string | undefined): Map<string, string> {
+export function parseCookies(header: string | undefined): ReadonlyMap<string, string> {
+  if (!header) return NO_COOKIES;
   const out = new Map<string, string>();
-  if (!header) return out;
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
     if (eq < 0) continue;

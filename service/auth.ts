@@ -120,7 +120,9 @@ export async function authorize(
   );
   // Whole seconds, rounded down: the browser drops the cookie no later than the server stops accepting it.
   const maxAge = Math.max(1, Math.floor((exp - now) / 1000));
-  const setCookie = [cookieHeader(config, cookieName, value, maxAge), ...evictions(config, cookies, cookieName)];
+  const setCookie = [cookieHeader(config, cookieName, value, maxAge)];
+  // Fewer cookies than the cap (every request of a client with one stream): nothing to expire, nothing to copy.
+  if (cookies.size >= MAX_SESSION_COOKIES) setCookie.push(...evictions(config, cookies, cookieName));
   return { identity, setCookie, sessionExp: exp, sessionFinal: exp === session.maxExp, epoch: session.epoch, positions, info: session.info };
 }
 
@@ -142,9 +144,7 @@ export async function authorizeSocket(ticket: string | null, deps: { redis: Redi
 }
 
 function cookieHeader(config: ServiceConfig, name: string, value: string, maxAge: number): string {
-  const attrs = [`${name}=${value}`, 'Path=/', `Max-Age=${maxAge}`, 'HttpOnly', `SameSite=${config.cookieSameSite}`];
-  if (config.cookieSecure) attrs.push('Secure');
-  return attrs.join('; ');
+  return `${name}=${value}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=${config.cookieSameSite}${config.cookieSecure ? '; Secure' : ''}`;
 }
 
 /**

@@ -72,6 +72,32 @@ describe('many channel sets from one cookie jar', () => {
    */
   const BOUND = 2048;
 
+  test("a redemption's Set-Cookie: the cookie with its attributes in order, and expiries only from the cap on", async () => {
+    const channel = `chat:${uid()}`;
+    const name = (await open(channel, '')).find((c) => c.startsWith('rt_'))!.split('=')[0];
+    const others = (n: number) => Array.from({ length: n }, (_, i) => `rt_${i.toString(16).padStart(16, '0')}=x`).join('; ');
+    // With no cookie, and with one fewer than the cap besides this set's: the fresh cookie alone.
+    for (const cookie of ['', others(MAX_SESSION_COOKIES - 1)]) {
+      const set = await open(channel, cookie);
+      expect(set).toHaveLength(1);
+      expect(set[0]).toMatch(new RegExp(`^${name}=v2\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+; Path=/; Max-Age=\\d+; HttpOnly; SameSite=Lax$`));
+    }
+    // At the cap (unreadable ones rank first): one expired, so the client keeps MAX_SESSION_COOKIES.
+    const set = await open(channel, others(MAX_SESSION_COOKIES));
+    expect(set).toHaveLength(2);
+    expect(set[1]).toMatch(/^rt_0{16}=; Path=\/; Max-Age=0; HttpOnly; SameSite=Lax$/);
+  });
+
+  /** Opens `/events` on `channel` with a fresh ticket and `cookie`, and returns the answer's Set-Cookie values. */
+  async function open(channel: string, cookie: string): Promise<string[]> {
+    const ticket = await ticketFor(redis, 'alice', [channel]);
+    const controller = new AbortController();
+    const res = await fetch(`${base}/events?channels=${channel}&ticket=${ticket}`, { headers: cookie ? { cookie } : {}, signal: controller.signal });
+    expect(res.status).toBe(200);
+    controller.abort();
+    return res.headers.getSetCookie();
+  }
+
   test('the Cookie header stays under the bound, nothing gets 431, and the newest streams still reconnect natively', async () => {
     const jar = jarFetch();
     const SETS = 30;

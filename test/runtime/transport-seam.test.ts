@@ -9,6 +9,7 @@ import { serviceConfigFromEnv } from '../../service/config';
 import { FlushWindow } from '../../service/flush-window';
 import { Hub, LiveEvent } from '../../service/hub';
 import { ServiceMetrics } from '../../service/metrics';
+import { Session, type SessionPolicy } from '../../service/session';
 import { SessionEngine } from '../../service/session-engine';
 import * as sse from '../../service/sse-encoding';
 import { SseTransport, type Sink } from '../../service/sse-transport';
@@ -179,6 +180,85 @@ test('streams flushed in a row with the same shared frames queued write one join
   ts[0].event(e2, e2.soloCursor);
   ts[0].flush();
   expect(sinks[0].chunks.slice(2).map((c) => c.toString())).toEqual([burst.map((e) => sse.event(e.soloCursor, 'score', e.envelope)).join(''), solo]);
+});
+
+test('windows of one, two, three and more frames in any order: each write is its window\'s frames in order, shared across streams with the same frames', () => {
+  const window = new FlushWindow();
+  const events = Array.from({ length: 5 }, (_, i) => new LiveEvent('scores:1', envelope(100 + i, 'scores:1')));
+  const bytes = (es: LiveEvent[]) => es.map((e) => sse.event(e.soloCursor, 'score', e.envelope)).join('');
+  const sinks = [new BufferSink(), new BufferSink(), new BufferSink()];
+  const ts = sinks.map((s) => new SseTransport(s, window, 1 << 20, 3000));
+  for (const t of ts) t.heartbeat();
+  for (const t of ts) t.flush();
+  // Window sizes in turn, the same for every stream except the last, which gets a heartbeat after its events.
+  const windows = [3, 1, 2, 4, 2, 3, 1];
+  const expected: string[][] = [[], [], []];
+  let at = 0;
+  for (const n of windows) {
+    const es = Array.from({ length: n }, () => events[at++ % events.length]);
+    ts.forEach((t, i) => {
+      for (const e of es) t.event(e, e.soloCursor);
+      if (i === 2) t.heartbeat();
+      expected[i].push(bytes(es) + (i === 2 ? sse.HEARTBEAT.toString() : ''));
+    });
+    for (const t of ts) expect(t.flush()).toBe(n + (t === ts[2] ? 1 : 0));
+    // The first two wrote the same buffer; the third, with a frame of its own kind after them, its own join.
+    expect(sinks[1].chunks.at(-1)).toBe(sinks[0].chunks.at(-1));
+    if (n > 1) expect(sinks[2].chunks.at(-1)).not.toBe(sinks[0].chunks.at(-1));
+  }
+  expect(sinks.map((s) => s.chunks.slice(1).map((c) => c.toString()))).toEqual(expected);
+  // The same first frames and as many, but a different last one: its own join, not the last stream's.
+  const [e0, e1, e2] = events;
+  ts[0].event(e0, e0.soloCursor);
+  ts[0].event(e1, e1.soloCursor);
+  ts[0].event(e2, e2.soloCursor);
+  ts[1].event(e0, e0.soloCursor);
+  ts[1].event(e1, e1.soloCursor);
+  ts[1].heartbeat();
+  ts[0].flush();
+  ts[1].flush();
+  expect(sinks[0].chunks.at(-1)!.toString()).toBe(bytes([e0, e1, e2]));
+  expect(sinks[1].chunks.at(-1)!.toString()).toBe(bytes([e0, e1]) + sse.HEARTBEAT.toString());
+  // Nothing is left queued: a flush now writes nothing, and an ending writes only its last words.
+  for (const t of ts) expect(t.flush()).toBe(0);
+  ts[0].event(events[0], events[0].soloCursor);
+  ts[0].event(events[1], events[1].soloCursor);
+  ts[0].event(events[2], events[2].soloCursor);
+  ts[0].end({ reason: 'drain', retryMs: 1000 });
+  expect(sinks[0].chunks.at(-1)!.toString()).toBe(bytes(events.slice(0, 3)) + 'retry: 1000\n\n: draining; reconnect\n\n');
+  // A stream whose peer left drops what it queued.
+  ts[1].event(events[0], events[0].soloCursor);
+  ts[1].gone();
+  expect(ts[1].flush()).toBe(0);
+});
+
+test('a session delivers each live event by its channel\'s subscription as it is now: none after a remove, the new one (holding) after an add', () => {
+  const t = new BidirectionalRecordingTransport(async () => undefined);
+  const policy: SessionPolicy = { maxHeld: 100, heldOverflow: () => undefined, slow: () => undefined };
+  const s = new Session('socket', t, [], policy);
+  const live = (seq: number, channel: string) => s.onEvent(new LiveEvent(channel, JSON.stringify({ channel, id: String(seq), type: 'score', data: seq, ts: 1 })));
+  s.add('scores:a');
+  s.setFloor('scores:a', 0);
+  s.release('scores:a');
+  live(1, 'scores:a');
+  live(2, 'scores:b');
+  live(2, 'scores:a');
+  live(2, 'scores:a');
+  // Subscribed again while subscribed: the new subscription holds until released, and starts at its new floor.
+  s.add('scores:a');
+  live(3, 'scores:a');
+  s.setFloor('scores:a', 3);
+  s.release('scores:a');
+  live(4, 'scores:a');
+  // Removed: nothing more on it.
+  s.remove('scores:a');
+  live(5, 'scores:a');
+  s.add('scores:b');
+  s.setFloor('scores:b', 0);
+  s.release('scores:b');
+  live(6, 'scores:b');
+  live(7, 'scores:a');
+  expect(t.calls).toEqual(['event 1', 'event 2', 'event 4', 'event 6']);
 });
 
 test('a stream\'s retry hint waits for its first page or ready: the head, the hint and ready go out in one write', () => {

@@ -79,14 +79,7 @@ afterEach(async () => {
  * runs, so the parts are closed and the hang is located the next time. A step that fails fails the hook, after every
  * part has been closed.
  */
-// The two hangs were preceded by a MaxListenersExceededWarning (11 close listeners on a Socket): its stack names who adds them.
-const traceWarning = (w: Error) => {
-  if (w.name === 'MaxListenersExceededWarning') process.stderr.write(`ws-cluster.test: ${w.stack ?? w.message}\n`);
-};
-process.on('warning', traceWarning);
-
 afterAll(async () => {
-  process.off('warning', traceWarning);
   const failures: unknown[] = [];
   const step = async (name: string, run: () => Promise<unknown> | undefined, holds?: () => unknown) => {
     let timer: NodeJS.Timeout | undefined;
