@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SERVICE_SETTINGS } from '../../contract/settings';
-import { apiGatewayPingsPerSecond, committedFigures, egressCost, estimate, PRESENCE_COUNT_EVENTS_PER_SECOND, PRESENCE_SWEEP_PRICED_SECONDS, lcus, redisShards, REDIS_ENGINE_TARGET, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type DeliveryOption } from '../../cost/model';
+import { canaryMetrics } from '../../lambda/handlers/canary';
+import { apiGatewayPingsPerSecond, CANARY_METRICS_ALL, CANARY_METRICS_PER_TRANSPORT, committedFigures, egressCost, estimate, PRESENCE_COUNT_EVENTS_PER_SECOND, PRESENCE_SWEEP_PRICED_SECONDS, lcus, redisShards, REDIS_ENGINE_TARGET, meteredMessages, PRICES, retainedPerUser, SECONDS, MINUTES, HOURS, TICKETS_PER_CONNECTION_HOUR, tieredPerMillion, type Figures, type Load, type DeliveryOption } from '../../cost/model';
 import { loadStage, STAGE_DEFAULTS } from '../../cost/stage';
 import { idleTable, readmeTable } from '../../cost/tables';
 import { run } from '../../scripts/cost';
@@ -339,6 +340,11 @@ describe('the cost planner reads a stage through the stage schema (lib/stage-con
     expect(canary(prod)!.basis).not.toMatch(/WebSocket/);
     // Nine metrics per transport and seven over all (lambda/handlers/canary.ts), beside the tasks' eight.
     expect(metrics(prod).monthly).toBeCloseTo((8 + 3 * 9 + 7) * metricPrice, 9);
+    // The count is what the canary's handler writes: its EMF documents for a run over three transports.
+    const transport = (t: 'sse' | 'live' | 'poll') => ({ transport: t, connectMs: 40, received: 10, lost: 0, gaps: 0, duplicated: 0, outOfOrder: 0, latenciesMs: [12], p50Ms: 12, p99Ms: 12 });
+    const docs = canaryMetrics({ channel: 'chat:canary-x', published: 10, publishErrors: 0, transports: [transport('sse'), transport('live'), transport('poll')] }, 'RealtimeBlueprint') as { _aws: { CloudWatchMetrics: { Metrics: unknown[] }[] } }[];
+    const written = docs.reduce((n, d) => n + d._aws.CloudWatchMetrics.reduce((m, c) => m + c.Metrics.length, 0), 0);
+    expect(written).toBe(3 * CANARY_METRICS_PER_TRANSPORT + CANARY_METRICS_ALL);
     // The idle bill carries both: a canary runs whether or not anyone is connected.
     expect(idleTable()).toMatch(/\| delivery canary \(Scheduler \+ Lambda \+ its calls\) \| — \| \$1\.\d\d \|/);
 
