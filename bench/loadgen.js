@@ -21,6 +21,7 @@
  * process on the machine shares. Kept as a histogram of 0.1 ms buckets (exact to 0.1 ms, bounded
  * memory for the soak); per connection a byte per message detects loss and duplicates.
  */
+const http = require('node:http');
 const net = require('node:net');
 
 const BUCKET_MS = 0.1;
@@ -368,6 +369,33 @@ async function connectAll(opts) {
   return { ok: n - failed, failed, ms: nowMs() - started, firstErr };
 }
 
+/**
+ * POSTs `body` (JSON) to `url` through node:http on a keep-alive agent and resolves with the status and the parsed
+ * answer. Not `fetch`: with undici's fetch the load generator used 60–72 % of a core over a 10k storm and the ticket
+ * round trips queued (mean 0.4–2.4 s), so the clients reached the server in bunches and late; with this, 27–35 % and
+ * 5–140 ms, and the last client is back at the window's end (docs/BENCHMARKS.md, "The storm's arrivals").
+ */
+function postJson(url, headers, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent: ticketAgent, headers: { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (text += d));
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode, body: JSON.parse(text) });
+        } catch (e) {
+          reject(new Error(`ticket HTTP ${res.statusCode}: ${text.slice(0, 200)}`));
+        }
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+const ticketAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
 /** A deterministic pseudo-random sequence (mulberry32): the same storm for the same seed. */
 function prng(seed) {
   let a = seed >>> 0;
@@ -403,14 +431,9 @@ async function storm(opts) {
     const t0 = nowMs();
     let ticket;
     try {
-      const r = await fetch(opts.ticketUrl, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-local-user': `u${i}` },
-        body: JSON.stringify({ channels: [opts.channels ? opts.channels[i] : opts.channel] }),
-      });
-      const body = await r.json();
-      if (r.status !== 201) throw new Error(`ticket HTTP ${r.status}: ${JSON.stringify(body).slice(0, 200)}`);
-      ticket = body.ticket;
+      const r = await postJson(opts.ticketUrl, { 'x-local-user': `u${i}` }, JSON.stringify({ channels: [opts.channels ? opts.channels[i] : opts.channel] }));
+      if (r.status !== 201) throw new Error(`ticket HTTP ${r.status}: ${JSON.stringify(r.body).slice(0, 200)}`);
+      ticket = r.body.ticket;
     } catch (e) {
       ticketFailed++;
       failed++;

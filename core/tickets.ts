@@ -87,14 +87,23 @@ export async function spendTicket(ticket: string | null | undefined, deps: Pick<
  * `CHANNEL_POSITION` per channel, sent together; the keys are in different slots on a cluster, and a script may only
  * touch keys it declares, while the user and channels are known only once the ticket is read). A caller that cannot
  * use the positions (a stream resuming from a cursor, whose replay reads them: every connect of a reconnect storm)
- * passes `deps.positions` false: none are read, the grant has none. An epoch read after the GETDEL is at least as new
+ * passes `deps.positions` false: none are read, the grant has none. A caller that can vouch for the user's epoch
+ * (`deps.knownEpoch`) spares its read. An epoch read after the GETDEL is at least as new
  * as one read with it: a revocation in between refuses the ticket, as it should.
  * A ticket redeemed on the wrong transport, or after its user was revoked, is spent all the same.
  */
 export async function redeemTicket(
   ticket: unknown,
   transport: TicketAudience,
-  deps: Pick<TicketDeps, 'redis' | 'config' | 'now'> & { readonly positions?: boolean },
+  deps: Pick<TicketDeps, 'redis' | 'config' | 'now'> & {
+    readonly positions?: boolean;
+    /**
+     * The user's current revocation epoch when the caller can vouch for it without Redis (an SSE task that heard every
+     * revocation since the ticket was issued: service/revocations.ts `epochFor`), given the ticket's user and issue
+     * time; undefined to read it.
+     */
+    readonly knownEpoch?: (sub: string, issuedAt: number) => number | undefined;
+  },
 ): Promise<Grant> {
   if (typeof ticket !== 'string' || !TICKET_PATTERN.test(ticket)) {
     throw new RealtimeError('ticket_invalid', 'The ticket is missing or malformed; get a new one from POST /tickets.');
@@ -108,9 +117,14 @@ export async function redeemTicket(
     throw new RealtimeError('ticket_invalid', 'The sign-in this ticket came from has expired; sign in again and get a new ticket.');
   }
   const epoch = rec.v ?? 0;
-  // Without positions to read (a resume: every connect of a reconnect storm), the epoch alone, with no Promise.all.
+  // Without positions to read (a resume: every connect of a reconnect storm), the epoch alone, with no Promise.all;
+  // an epoch the caller vouches for is not read (such a resume then costs the GETDEL alone).
   const wantsPositions = rec.t === 'sse' && deps.positions !== false;
-  const [current, positions] = wantsPositions ? await Promise.all([currentEpoch(rec.s, deps), channelPositions(rec.c, deps)]) : [await currentEpoch(rec.s, deps), undefined];
+  const known = deps.knownEpoch?.(rec.s, rec.i);
+  let current: number;
+  let positions: ReadonlyMap<string, number> | undefined;
+  if (wantsPositions) [current, positions] = await Promise.all([known ?? currentEpoch(rec.s, deps), channelPositions(rec.c, deps)]);
+  else current = known ?? (await currentEpoch(rec.s, deps));
   assertNotRevoked(epoch, current);
   return { sub: rec.s, channels: rec.c, transport: rec.t, byBackend: rec.b === 1, issuedAt: rec.i, epoch, notAfter: rec.x, positions, info: rec.p };
 }

@@ -39,6 +39,8 @@ export interface AdmissionDeps {
   readonly open: () => number;
   readonly draining: () => boolean;
   readonly redisUp: () => boolean;
+  /** The user's revocation epoch when this task can vouch for it for a ticket issued then (service/revocations.ts `epochFor`). */
+  readonly knownEpoch?: (sub: string, issuedAt: number) => number | undefined;
 }
 
 /**
@@ -78,7 +80,7 @@ export class Admission {
     const ticket = url.searchParams.get('ticket');
     ctx.ticketSettled = true;
     // The positions read with a ticket's redemption serve only a stream that goes live at them (a mark, no cursor).
-    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now, positions: mark !== undefined });
+    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now, positions: mark !== undefined, knownEpoch: this.deps.knownEpoch });
     // Public channels need no ticket; one presented all the same is spent, as on every other request.
     if (auth.identity.kind === 'anonymous') await spendTicket(ticket, { redis: this.deps.redis, config: config.core });
     ctx.setCookie = auth.setCookie;
@@ -104,7 +106,7 @@ export class Admission {
     if (query.channel.policy.subscribe === 'public') this.limitAnonymous(req);
     const ticket = url.searchParams.get('ticket');
     ctx.ticketSettled = true;
-    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now: this.deps.now(), positions: false });
+    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now: this.deps.now(), positions: false, knownEpoch: this.deps.knownEpoch });
     if (auth.identity.kind === 'anonymous') await spendTicket(ticket, { redis: this.deps.redis, config: config.core });
     else this.limitRequests(`user\0${auth.identity.kind === 'user' ? auth.identity.sub : ''}`);
     ctx.setCookie = auth.setCookie;
@@ -121,7 +123,7 @@ export class Admission {
   async admitSocket(req: IncomingMessage, ticket: string | null): Promise<Admitted & { readonly auth: Awaited<ReturnType<typeof authorizeSocket>> }> {
     const { config } = this.deps;
     const now = this.deps.now();
-    const auth = await authorizeSocket(ticket, { redis: this.deps.redis, config, now });
+    const auth = await authorizeSocket(ticket, { redis: this.deps.redis, config, now, knownEpoch: this.deps.knownEpoch });
     this.deps.cors.check(req);
     const sub = auth.identity.sub;
     const names = connectChannels({ sub, ...auth.grant }, config.core.namespaces);

@@ -61,7 +61,7 @@ export async function authorize(
   req: IncomingMessage,
   ticket: string | null,
   channels: readonly ParsedChannel[],
-  deps: { redis: RedisLike; config: ServiceConfig; now: number; positions?: boolean },
+  deps: { redis: RedisLike; config: ServiceConfig; now: number; positions?: boolean; knownEpoch?: (sub: string, issuedAt: number) => number | undefined },
 ): Promise<Authorized> {
   const { config, now } = deps;
   const core = config.core;
@@ -91,7 +91,7 @@ export async function authorize(
     let grant: Grant | undefined;
     if (presented) {
       try {
-        grant = await redeemTicket(presented, 'sse', { redis: deps.redis, config: core, now: () => now, positions: deps.positions });
+        grant = await redeemTicket(presented, 'sse', { redis: deps.redis, config: core, now: () => now, positions: deps.positions, knownEpoch: deps.knownEpoch });
       } catch (err) {
         if (!legacyOk || !(err instanceof RealtimeError) || err.code !== 'ticket_invalid') throw err;
       }
@@ -131,11 +131,14 @@ export async function authorize(
  * the ticket's). As API Gateway's authorizer answers: no ticket is 401, and every refusal of a
  * presented one (unknown, spent, expired, revoked, another transport's) is a Deny, 403.
  */
-export async function authorizeSocket(ticket: string | null, deps: { redis: RedisLike; config: ServiceConfig; now: number }): Promise<Authorized & { readonly identity: Extract<Identity, { kind: 'user' }>; readonly grant: ChannelGrant }> {
+export async function authorizeSocket(
+  ticket: string | null,
+  deps: { redis: RedisLike; config: ServiceConfig; now: number; knownEpoch?: (sub: string, issuedAt: number) => number | undefined },
+): Promise<Authorized & { readonly identity: Extract<Identity, { kind: 'user' }>; readonly grant: ChannelGrant }> {
   if (!ticket) throw new RealtimeError('unauthorized', 'Connect with /live?ticket= (a "ws" ticket from POST /tickets).');
   let grant: Grant;
   try {
-    grant = await redeemTicket(ticket, 'ws', { redis: deps.redis, config: deps.config.core, now: () => deps.now });
+    grant = await redeemTicket(ticket, 'ws', { redis: deps.redis, config: deps.config.core, now: () => deps.now, knownEpoch: deps.knownEpoch });
   } catch (err) {
     const e = toRealtimeError(err);
     throw e.status === 401 ? new RealtimeError('forbidden', e.message) : e;

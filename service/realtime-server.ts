@@ -163,7 +163,12 @@ export class RealtimeServer {
       draining: () => this.draining,
       redisUp: () => this.redisUp,
     };
-    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, ...state });
+    // On one Redis node (not a cluster, where PUBLISH crosses the cluster bus out of this task's sight) the task vouches
+    // for a user's epoch when it has heard every revocation since the ticket was issued (service/revocations.ts).
+    const vouches = mode !== 'cluster';
+    if (vouches) this.watchControl(now);
+    const knownEpoch = vouches ? (sub: string, issuedAt: number) => this.engine.revocations.epochFor(sub, issuedAt) : undefined;
+    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, knownEpoch, ...state });
     const health = {
       ...state,
       ping: () => this.redis.ping().then(() => true, () => false),
@@ -179,6 +184,36 @@ export class RealtimeServer {
   }
 
   /** The hooks' invoker of this task (Lambda's Invoke API with the task role), closed with the server. */
+  /** Bumped whenever the subscriber's connection closes: a SUBSCRIBE answered after that vouches for nothing sent before. */
+  private controlBreaks = 0;
+  /** Set by {@link watchControl}: the clock that dates the control channel's confirmed subscription, when it is watched. */
+  private controlClock?: () => number;
+
+  /**
+   * Keeps `engine.revocations` told whether the control channel (`ctl:revoke`) has been subscribed without a break:
+   * down at every close of the subscriber's connection, up again when a SUBSCRIBE sent after the reconnect is answered
+   * (ioredis resubscribes by itself; the answer to this one dates it).
+   */
+  private watchControl(now: () => number): void {
+    this.controlClock = now;
+    this.subscriber.on('close', () => {
+      this.controlBreaks++;
+      this.engine.revocations.controlDown();
+    });
+    this.subscriber.on('ready', () => void this.subscribeControl());
+  }
+
+  /** SUBSCRIBEs the control channel; once answered with no break since it was sent, the watched subscription is up. */
+  private subscribeControl(): Promise<void> {
+    const breaks = this.controlBreaks;
+    return this.subscriber.subscribe(this.keys.revokeControl).then(
+      () => {
+        if (this.controlClock && breaks === this.controlBreaks) this.engine.revocations.controlUp(this.controlClock());
+      },
+      () => undefined,
+    );
+  }
+
   private lambdaInvoker(): LambdaInvoker {
     const region = this.env.AWS_REGION ?? this.env.AWS_DEFAULT_REGION ?? 'us-east-1';
     this.ownInvoker = new LambdaInvoker({ credentials: () => this.credentials()(), region, endpoint: lambdaEndpoint(region, this.env) });
@@ -211,7 +246,7 @@ export class RealtimeServer {
     });
     // Revocations reach every instance on the control channel; ioredis resubscribes it after a reconnect
     // and queues it while Redis is away (the service listens without Redis).
-    const control = this.subscriber.subscribe(this.keys.revokeControl).catch(() => undefined);
+    const control = this.subscribeControl();
     if (this.subscriber.status === 'ready') await control;
     const bound = await listen(this.server, port, host);
     this.heartbeat = setInterval(() => this.engine.beat(), this.config.heartbeatMs);

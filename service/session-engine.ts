@@ -61,7 +61,7 @@ export class SessionEngine {
   readonly polls = new Set<Session>();
   /** `/live` WebSockets (long-lived like streams; told to reconnect after a Redis reconnect). */
   readonly sockets = new Set<Session>();
-  readonly revocations = new Revocations();
+  readonly revocations: Revocations;
   private readonly config: ServiceConfig;
   private readonly policies: Record<SessionKind, SessionPolicy>;
   /** The user (and the ticket's presence `info`) of each session that joins presence. */
@@ -71,6 +71,7 @@ export class SessionEngine {
 
   constructor(private readonly deps: SessionEngineDeps) {
     this.config = deps.config;
+    this.revocations = new Revocations(deps.now);
     const slow = (s: Session) => this.dropSlow(s);
     const held = { maxHeld: deps.config.maxHeldEvents, heldOverflow: (s: Session) => this.dropHeld(s), slow };
     this.policies = {

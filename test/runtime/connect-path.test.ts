@@ -6,11 +6,14 @@ import { decodeCursor } from '../../core/cursor';
 import { currentCursor, publish, replay } from '../../core/events';
 import { CHANNEL_SCRIPTS } from '../../core/redis/channel-broker';
 import { Keys, sha256 } from '../../core/redis/keys';
-import { redeemTicket } from '../../core/tickets';
+import { issueTicket, redeemTicket } from '../../core/tickets';
+import { revokeUser } from '../../core/revocation';
+import { REVOKE } from '../../core/redis/scripts';
 import { Hub, type LiveEvent } from '../../service/hub';
-import { connectRedis, connectSubscriber, coreConfig, eventually, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
+import { connectRedis, connectSubscriber, coreConfig, eventually, get, onCluster, RawStream, startService, TEST_NAMESPACES, ticketFor, uid } from '../support/harness';
 import { RedisSubscriber } from '../../core/redis/subscriber';
 import type { RealtimeServer } from '../../service/realtime-server';
+import { Revocations, VOUCH_MARGIN_MS } from '../../service/revocations';
 
 /**
  * The connect path's round trips: a ticket's redemption reads the user's revocation epoch and its
@@ -483,4 +486,164 @@ describe('the commands of one connect', () => {
     holder.stream.close();
     joining.stream.close();
   });
+});
+
+/**
+ * A task that heard every revocation since a ticket was issued vouches for its user's epoch (service/revocations.ts
+ * `epochFor`): the ticket's redemption is its GETDEL alone. On one Redis node only: on a cluster the revocation's
+ * PUBLISH crosses the cluster bus, out of the task's sight, and the epoch is read as before. The clock is the
+ * service's and the issuer's (the ticket's `issuedAt`), moved forward by hand so that a ticket is issued past the
+ * vouching margin after the control channel's subscription was confirmed; nothing here waits for time to pass.
+ */
+describe('Revocations.epochFor: when a task vouches for a user\'s epoch', () => {
+  test('only for a ticket issued past the margin after an unbroken subscription, and young enough to be remembered; the epoch is the last one heard', () => {
+    let t = 1_000_000;
+    const r = new Revocations(() => t);
+    expect(r.epochFor('a', t)).toBeUndefined(); // never subscribed
+    r.controlUp(t);
+    expect(r.epochFor('a', t + VOUCH_MARGIN_MS - 1)).toBeUndefined(); // issued too soon after the subscription
+    t += 20_000;
+    expect(r.epochFor('a', t - 1000)).toBe(0); // nothing heard of the user
+    r.heard('a', 42);
+    expect(r.epochFor('a', t - 1000)).toBe(42);
+    expect(r.epochFor('b', t - 1000)).toBe(0);
+    t += 60_000 - VOUCH_MARGIN_MS;
+    expect(r.epochFor('a', t - (60_000 - VOUCH_MARGIN_MS))).toBe(42); // as old as may be
+    expect(r.epochFor('a', t - (60_000 - VOUCH_MARGIN_MS) - 1)).toBeUndefined(); // older than what is remembered
+    r.controlDown();
+    expect(r.epochFor('a', t)).toBeUndefined();
+    r.controlUp(t);
+    expect(r.epochFor('a', t + 1000)).toBeUndefined(); // the break: the margin again
+  });
+});
+
+describe('a ticket on a task that heard every revocation since it was issued', () => {
+  let redis: Redis;
+  let watched: Redis;
+  let subscriber: Redis;
+  let subscriberId: number;
+  let seen: { name: string; args: string[] }[];
+  let service: RealtimeServer;
+  let base: string;
+  let ahead = 0;
+  const now = () => Date.now() + ahead;
+  const keys = new Keys(config.keyPrefix);
+
+  beforeAll(async () => {
+    redis = await connectRedis();
+    watched = await connectRedis();
+    subscriber = await connectSubscriber('vouch-sub');
+    subscriberId = onCluster() ? 0 : Number(await subscriber.client('ID'));
+    seen = watchCommands(watched);
+    ({ service, base } = await startService({}, { redis: watched, subscriber, now }));
+    // Past the vouching margin (5 s) since the subscription was confirmed.
+    ahead += 10_000;
+  });
+  afterAll(async () => {
+    await service.close();
+    subscriber.disconnect();
+    watched.disconnect();
+    redis.disconnect();
+  });
+
+  const issue = async (sub: string, ch: string) => (await issueTicket({ identity: { kind: 'user', sub }, channels: [ch], transport: 'sse' }, { redis, config, now })).ticket;
+  /** The commands the service sent naming `ticket`'s key or `sub`'s keys since `from`. */
+  const namesOf = (from: number, ticket: string, sub: string) => {
+    const ticketKey = keys.ticket(sha256(ticket));
+    return seen
+      .slice(from)
+      .filter((c) => c.args.some((a) => a === ticketKey || a.endsWith(`:${sub}`)))
+      .map((c) => c.name);
+  };
+  /** A stream of `sub` on `ch` from `cursor` (resuming: no position read), ready. */
+  async function resume(sub: string, ch: string, cursor: string, ticket?: string): Promise<{ stream: RawStream; names: string[] }> {
+    const t = ticket ?? (await issue(sub, ch));
+    const from = seen.length;
+    const stream = new RawStream(`${base}/events?channels=${ch}&ticket=${t}`, { 'last-event-id': cursor });
+    await stream.until((x) => x.events().some((e) => e.event === 'ready'));
+    return { stream, names: namesOf(from, t, sub) };
+  }
+  /** A channel held by this task (a stream on it) and the cursor after its one event. */
+  async function held(): Promise<{ ch: string; cursor: string; holder: RawStream }> {
+    const ch = `chat:${uid()}`;
+    const holder = new RawStream(`${base}/events?channels=${ch}&ticket=${await issue(`h-${uid()}`, ch)}`);
+    await holder.until((x) => x.events().some((e) => e.event === 'ready'));
+    const e = await publish({ channel: ch, type: 'x', data: 1 }, SERVER, { redis, config });
+    await holder.until((x) => x.events().some((v) => v.id === e.id));
+    return { ch, cursor: holder.lastCursor()!, holder };
+  }
+  const endedRevoked = (s: RawStream) => s.ended && /: revoked: get a new ticket\n\n$/.test(s.text);
+
+  test('a resume costs the GETDEL alone (on a cluster: the GETDEL and the epoch, as before)', async () => {
+    const { ch, cursor, holder } = await held();
+    const back = await resume(`u-${uid()}`, ch, cursor);
+    expect(back.names).toEqual(onCluster() ? ['getdel', 'get'] : ['getdel']);
+    back.stream.close();
+    holder.close();
+  });
+
+  test('a ticket issued before a revocation this task heard is refused (401), with no epoch read', async () => {
+    const { ch, cursor, holder } = await held();
+    const sub = `u-${uid()}`;
+    const open = await resume(sub, ch, cursor);
+    const ticket = await issue(sub, ch);
+    await revokeUser(sub, { redis, config } as never);
+    // Heard: the open stream of the user ended as revoked.
+    await open.stream.until(endedRevoked);
+    const from = seen.length;
+    const r = await get(`${base}/events?channels=${ch}&ticket=${ticket}`, { 'last-event-id': cursor });
+    expect({ status: r.status, code: (JSON.parse(r.body) as { error: { code: string } }).error.code }).toEqual({ status: 401, code: 'unauthorized' });
+    expect(namesOf(from, ticket, sub)).toEqual(onCluster() ? ['getdel', 'get'] : ['getdel']);
+    holder.close();
+  });
+
+  // On one node only (the cluster reads the epoch: the first test): the subscriber's socket is paused, or its
+  // connection killed in the same MULTI as the revocation, which a cluster cannot do across slots.
+  if (!onCluster()) {
+    test('a revocation on its way when the ticket is redeemed ends the session when it arrives', async () => {
+      const { ch, cursor, holder } = await held();
+      const sub = `u-${uid()}`;
+      const ticket = await issue(sub, ch);
+      // The revocation is published while the task's subscriber reads nothing: it waits in the socket.
+      const socket = (subscriber as unknown as { stream: { pause(): void; resume(): void } }).stream;
+      socket.pause();
+      try {
+        await revokeUser(sub, { redis, config } as never);
+        const late = await resume(sub, ch, cursor, ticket);
+        expect(late.names).toEqual(['getdel']);
+        expect(late.stream.ended).toBe(false);
+        socket.resume();
+        await late.stream.until(endedRevoked);
+      } finally {
+        socket.resume();
+      }
+      // Only that user's: the holder's stream is open.
+      expect(holder.ended).toBe(false);
+      holder.close();
+    });
+
+    test('after a break in the subscription (the revocation published into it is lost), the epoch is read again until the subscription is past the margin', async () => {
+      const { ch, cursor, holder } = await held();
+      const sub = `u-${uid()}`;
+      const ticket = await issue(sub, ch);
+      // The subscriber's connection killed and the revocation published in one MULTI: the task never hears it.
+      const [kill] = (await redis.multi().client('KILL', 'ID', String(subscriberId)).eval(REVOKE.source, 1, keys.revocation(sub), sub, keys.revokeControl, 60).exec())!;
+      expect(kill[1]).toBe(1);
+      const from = seen.length;
+      const r = await get(`${base}/events?channels=${ch}&ticket=${ticket}`, { 'last-event-id': cursor });
+      expect({ status: r.status, code: (JSON.parse(r.body) as { error: { code: string } }).error.code }).toEqual({ status: 401, code: 'unauthorized' });
+      expect(namesOf(from, ticket, sub)).toEqual(['getdel', 'get']);
+      // Once resubscribed, and the margin past since (the clock moved on at each try, not waited for): vouched again.
+      await eventually(() => subscriber.status === 'ready' && service.redisUp, 10_000, 'the subscriber reconnected');
+      await eventually(
+        async () => {
+          ahead += 10_000;
+          return (await resume(`u-${uid()}`, ch, cursor)).names.length === 1;
+        },
+        10_000,
+        'a resume with the GETDEL alone',
+      );
+      holder.close();
+    });
+  }
 });
