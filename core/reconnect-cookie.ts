@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { sha256 } from './redis/keys';
 
 /**
@@ -54,8 +54,17 @@ export function ticketTag(ticket: string): string {
   return sha256(`session:${ticket}`).slice(0, 16);
 }
 
+/** Each secret's key, made once: an HMAC from a `KeyObject` skips the key's conversion that a string costs every time. */
+const secretKeys = new Map<string, KeyObject>();
+
 function mac(secret: string, payload: string): Buffer {
-  return createHmac('sha256', secret).update(payload).digest();
+  let key = secretKeys.get(secret);
+  if (key === undefined) {
+    // A handful of secrets per process (SESSION_SECRETS); bounded all the same.
+    if (secretKeys.size >= 16) secretKeys.clear();
+    secretKeys.set(secret, (key = createSecretKey(Buffer.from(secret, 'utf8'))));
+  }
+  return createHmac('sha256', key).update(payload).digest();
 }
 
 /** Signs a grant with the first secret. */

@@ -172,6 +172,9 @@ export class HttpEdge {
   private fail(req: IncomingMessage, res: ServerResponse, url: URL, err: unknown, ctx: RequestContext = {}): void {
     const e = toRealtimeError(err);
     if (e.status >= 500) this.deps.log.warn({ path: url.pathname, code: e.code, err: e.code === 'internal' ? String(err) : undefined }, 'request failed');
+    // The socket taken over by a stream (its response detached, the head its own: service/sse-transport.ts `takeOver`):
+    // the stream's session answers from here on.
+    if (res.socket === null) return;
     if (res.headersSent) {
       res.end();
       return;

@@ -20,17 +20,55 @@ export function openSink(req: IncomingMessage, res: ServerResponse, headers: Rec
   const socket = req.socket;
   socket.setNoDelay(true);
   if (framing === 'close' && req.httpVersion === '1.1') {
+    // The head, as node:http would write it (streamHead), is sent by the sink with the first frames.
+    const head = res.sendDate ? streamHead(headers) : undefined;
+    if (head !== undefined && takeOver(req, res, socket)) return new SocketSink(socket, head);
+    // A header value node:http would refuse, or internals takeOver does not know: Node builds, checks and writes the head.
     res.useChunkedEncodingByDefault = false;
-    // Node builds (and checks) the head; it is sent by the sink, with the first frames.
     res.writeHead(200, { ...headers, connection: 'close' });
-    const head = (res as { _header?: unknown })._header;
-    if (typeof head === 'string' && takeOver(req, res, socket)) return new SocketSink(socket, Buffer.from(head, 'latin1'));
-    // node:http's internals are not the ones takeOver knows: Node writes the head and keeps its objects.
+    const built = (res as { _header?: unknown })._header;
+    if (typeof built === 'string' && takeOver(req, res, socket)) return new SocketSink(socket, built);
     res.flushHeaders();
     return new SocketSink(socket);
   }
   res.writeHead(200, headers);
   return new ResponseSink(res, socket);
+}
+
+/** What node:http refuses in a header value (lib/_http_common.js `checkInvalidHeaderChar`). */
+const INVALID_HEADER_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
+/** node:http's `Date` header value, read once a second (as node:http caches it). */
+let dateSecond = -1;
+let dateValue = '';
+
+/**
+ * The `200` head of a close-delimited stream with `headers` (lower-case names, ours), byte for byte what node:http's
+ * `writeHead(200, { ...headers, connection: 'close' })` writes with `useChunkedEncodingByDefault` off: the header lines
+ * in order (an array as one line per value), `connection: close`, then `Date`. Built here because node:http's own
+ * building (the spread, `_storeHeader`'s checks, the latin1 copy) was a tenth of a connect's JavaScript in the storm's
+ * profile; test/runtime/stream-socket.test.ts compares the two. Undefined when a value holds a character node:http would
+ * refuse (it then builds the head and throws as before).
+ */
+export function streamHead(headers: Record<string, string | string[]>): string | undefined {
+  let out = 'HTTP/1.1 200 OK\r\n';
+  for (const name in headers) {
+    const v = headers[name];
+    if (typeof v === 'string') {
+      if (INVALID_HEADER_CHAR.test(v)) return undefined;
+      out += `${name}: ${v}\r\n`;
+    } else {
+      for (const one of v) {
+        if (INVALID_HEADER_CHAR.test(one)) return undefined;
+        out += `${name}: ${one}\r\n`;
+      }
+    }
+  }
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateValue = new Date(second * 1000).toUTCString();
+  }
+  return `${out}connection: close\r\nDate: ${dateValue}\r\n\r\n`;
 }
 
 /** node:http's per-connection internals that {@link takeOver} reads (undocumented; checked before use). */

@@ -126,20 +126,24 @@ export class SocketSink implements Sink {
   readonly takenOver: boolean;
   constructor(
     private readonly socket: Duplex,
-    private head?: Buffer,
+    /** The HTTP head (latin1: node:http's header bytes), sent with the first write. */
+    private head?: string,
   ) {
     this.takenOver = head !== undefined;
   }
   write(chunk: Buffer): void {
     const head = this.head;
-    if (head) {
+    if (head !== undefined) {
       this.head = undefined;
-      chunk = Buffer.concat([head, chunk], head.length + chunk.length);
+      const joined = Buffer.allocUnsafe(head.length + chunk.length);
+      joined.write(head, 0, 'latin1');
+      chunk.copy(joined, head.length);
+      chunk = joined;
     }
     this.socket.write(chunk);
   }
   end(): void {
-    if (this.head) this.write(Buffer.alloc(0));
+    if (this.head !== undefined) this.write(Buffer.alloc(0));
     this.socket.end();
   }
   destroy(): void {

@@ -1,10 +1,12 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, get as httpGet, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type Redis from 'ioredis';
 import { publish } from '../../core/events';
 import type { RealtimeServer } from '../../service/realtime-server';
+import { streamHead } from '../../service/sse-transport';
 import { connectRedis, eventually, RawStream, startService, ticketFor, uid } from '../support/harness';
 
 /**
@@ -137,6 +139,98 @@ describe('a close-delimited stream owns its socket after the head', () => {
       }
     } finally {
       await svc.close();
+    }
+  });
+});
+
+describe('the head of a taken-over stream (streamHead)', () => {
+  /** What node:http's writeHead(200, { ...headers, connection: 'close' }) builds, chunked encoding off. */
+  async function nodeHead(headers: Record<string, string | string[]>): Promise<{ head?: string; error?: string }> {
+    const server = createServer((_req, res) => {
+      res.useChunkedEncodingByDefault = false;
+      try {
+        res.writeHead(200, { ...headers, connection: 'close' });
+        done({ head: (res as unknown as { _header: string })._header });
+      } catch (err) {
+        done({ error: (err as { code?: string }).code });
+      }
+      res.destroy();
+    });
+    let done!: (r: { head?: string; error?: string }) => void;
+    const result = new Promise<{ head?: string; error?: string }>((r) => (done = r));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    httpGet(`http://127.0.0.1:${(server.address() as { port: number }).port}/`).on('error', () => undefined);
+    const out = await result;
+    server.close();
+    return out;
+  }
+
+  test("is node:http's head byte for byte: header lines in order, an array one line per value, connection, Date", async () => {
+    const headers = {
+      'access-control-allow-origin': 'https://app.example',
+      'access-control-allow-credentials': 'true',
+      vary: 'Origin',
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+      'set-cookie': ['rt_0123456789abcdef=v2.x.y; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax', 'rt_fedcba9876543210=; Path=/; Max-Age=0'],
+    };
+    // Both within one second (their Date lines equal), else again.
+    for (let i = 0; ; i++) {
+      const ours = streamHead(headers);
+      const node = await nodeHead(headers);
+      if (ours?.slice(-31) === node.head?.slice(-31) || i === 2) {
+        expect(ours).toBe(node.head);
+        break;
+      }
+    }
+  });
+
+  test('a value node:http refuses (a control character) gets no head here: node:http builds it and throws, as before', async () => {
+    const headers = { 'content-type': 'text/event-stream', 'set-cookie': ['a=1', 'b=\u0001'] };
+    expect(streamHead(headers)).toBeUndefined();
+    expect(await nodeHead(headers)).toEqual({ error: 'ERR_INVALID_CHAR' });
+    expect(streamHead({ 'x-a': 'caf\u00e9' })).toBeDefined();
+    expect((await nodeHead({ 'x-a': 'caf\u00e9' })).head).toBe(streamHead({ 'x-a': 'caf\u00e9' }));
+  });
+
+  test('a stream sends it with its first frames, on the wire as node:http would have', async () => {
+    const redis = await connectRedis();
+    const { service, base } = await startService();
+    try {
+      const ch = `chat:${uid()}`;
+      const ticket = await ticketFor(redis, 'dee', [ch]);
+      const port = Number(new URL(base).port);
+      const raw = await new Promise<string>((resolve, reject) => {
+        const sock = connect(port, '127.0.0.1', () => sock.write(`GET /events?channels=${ch}&ticket=${ticket} HTTP/1.1\r\nHost: x\r\nOrigin: http://allowed.example\r\nAccept: text/event-stream\r\n\r\n`));
+        let text = '';
+        sock.setEncoding('latin1');
+        sock.on('data', (d: string) => {
+          text += d;
+          if (text.includes('event: ready')) {
+            sock.destroy();
+            resolve(text);
+          }
+        });
+        sock.on('error', reject);
+      });
+      const head = raw.slice(0, raw.indexOf('\r\n\r\n') + 4);
+      const cookies = [...head.matchAll(/^set-cookie: (.*)\r$/gm)].map((m) => m[1]);
+      const again = streamHead({
+        'access-control-allow-origin': 'http://allowed.example',
+        'access-control-allow-credentials': 'true',
+        vary: 'Origin',
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        'x-accel-buffering': 'no',
+        'set-cookie': cookies,
+      })!;
+      expect(cookies).toHaveLength(1);
+      expect(head.replace(/Date: .*\r\n/, '')).toBe(again.replace(/Date: .*\r\n/, ''));
+      expect(raw.slice(head.length)).toMatch(/^retry: \d+\n\n/);
+    } finally {
+      await service.close();
+      redis.disconnect();
     }
   });
 });
