@@ -22,7 +22,11 @@ export function openSink(req: IncomingMessage, res: ServerResponse, headers: Rec
   if (framing === 'close' && req.httpVersion === '1.1') {
     // The head, as node:http would write it (streamHead), is sent by the sink with the first frames.
     const head = res.sendDate ? streamHead(headers) : undefined;
-    if (head !== undefined && takeOver(req, res, socket)) return new SocketSink(socket, head);
+    if (head !== undefined && takeOver(req, res, socket)) {
+      // The response reads as answered (`headersSent`, `statusCode`) to whoever holds it, as after writeHead.
+      (res as { _header?: unknown })._header = head;
+      return new SocketSink(socket, head);
+    }
     // A header value node:http would refuse, or internals takeOver does not know: Node builds, checks and writes the head.
     res.useChunkedEncodingByDefault = false;
     res.writeHead(200, { ...headers, connection: 'close' });

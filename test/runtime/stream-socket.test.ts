@@ -62,6 +62,8 @@ describe('a close-delimited stream owns its socket after the head', () => {
       const [{ socket, req, res }] = seen;
       expect(socket.parser).toBeNull();
       expect(socket._httpMessage).toBeNull();
+      // Answered, to whoever holds the response (the head is the stream's own: streamHead).
+      expect({ headersSent: res.deref()?.headersSent, statusCode: res.deref()?.statusCode }).toEqual({ headersSent: true, statusCode: 200 });
       expect(socket.listeners('data')).toEqual([]);
       expect(socket.listeners('close').map((f) => f.name)).not.toContain('bound socketOnClose');
       // WeakRefs hold their target until the end of the job that created or read them: GC in a later one.
