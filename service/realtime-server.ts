@@ -183,7 +183,6 @@ export class RealtimeServer {
     this.ws = new WsEdge(this.server, { config, redis: this.redis, admission, engine: this.engine, window, log: this.log, fanout, resumeFanout, hooks: deps.hooks ?? (hasHooks(config.core.namespaces) ? this.lambdaInvoker() : undefined) });
   }
 
-  /** The hooks' invoker of this task (Lambda's Invoke API with the task role), closed with the server. */
   /** Bumped whenever the subscriber's connection closes: a SUBSCRIBE answered after that vouches for nothing sent before. */
   private controlBreaks = 0;
   /** Set by {@link watchControl}: the clock that dates the control channel's confirmed subscription, when it is watched. */
@@ -214,6 +213,7 @@ export class RealtimeServer {
     );
   }
 
+  /** The hooks' invoker of this task (Lambda's Invoke API with the task role), closed with the server. */
   private lambdaInvoker(): LambdaInvoker {
     const region = this.env.AWS_REGION ?? this.env.AWS_DEFAULT_REGION ?? 'us-east-1';
     this.ownInvoker = new LambdaInvoker({ credentials: () => this.credentials()(), region, endpoint: lambdaEndpoint(region, this.env) });

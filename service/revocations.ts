@@ -8,6 +8,13 @@ const RECENT_MS = 60_000;
  */
 export const VOUCH_MARGIN_MS = 5_000;
 
+/**
+ * Which open sessions belong to which user, with the revocation epoch each was authorised under,
+ * so a revocation (POST /revoke, heard on the control channel) ends exactly the sessions that
+ * predate it. Revocations of the last minute are remembered: a session authorised just before one,
+ * but registered after it arrived, still ends. And whether this task heard every revocation since a
+ * given time ({@link epochFor}).
+ */
 export class Revocations {
   private readonly byUser = new Map<string, Map<() => void, number>>();
   private readonly recent = new Map<string, { epoch: number; at: number }>();
