@@ -71,6 +71,13 @@ export interface TicketRecord {
 const TICKET_PATTERN = new RegExp(`^[A-Za-z0-9_-]{${TICKET_LENGTH}}$`);
 
 /**
+ * The user's current revocation epoch when the caller can vouch for it without Redis (an SSE task that heard every
+ * revocation since the ticket was issued: service/revocations.ts `epochFor`), given the ticket's user and issue time;
+ * undefined to read it.
+ */
+export type KnownEpoch = (sub: string, issuedAt: number) => number | undefined;
+
+/**
  * Spends a presented ticket without redeeming it, for a request refused before its redemption (a bad
  * cursor or channel list, a wrong path) or one that needs no ticket (public channels only): a ticket
  * is single-use whatever the request was, so one seen in a log or a refused URL is spent. GETDEL frees
@@ -97,12 +104,7 @@ export async function redeemTicket(
   transport: TicketAudience,
   deps: Pick<TicketDeps, 'redis' | 'config' | 'now'> & {
     readonly positions?: boolean;
-    /**
-     * The user's current revocation epoch when the caller can vouch for it without Redis (an SSE task that heard every
-     * revocation since the ticket was issued: service/revocations.ts `epochFor`), given the ticket's user and issue
-     * time; undefined to read it.
-     */
-    readonly knownEpoch?: (sub: string, issuedAt: number) => number | undefined;
+    readonly knownEpoch?: KnownEpoch;
   },
 ): Promise<Grant> {
   if (typeof ticket !== 'string' || !TICKET_PATTERN.test(ticket)) {

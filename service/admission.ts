@@ -5,7 +5,7 @@ import { RealtimeError } from '../core/errors';
 import { decodeCursor } from '../core/cursor';
 import { cursorCannotBeReal, impossibleCursor } from '../core/events';
 import { parseHistoryQuery, type HistoryQuery } from '../core/history';
-import { spendTicket } from '../core/tickets';
+import { spendTicket, type KnownEpoch } from '../core/tickets';
 import { connectChannels } from '../core/ws-session';
 import { authorize, authorizeSocket } from './auth';
 import type { ServiceConfig } from './config';
@@ -40,7 +40,7 @@ export interface AdmissionDeps {
   readonly draining: () => boolean;
   readonly redisUp: () => boolean;
   /** The user's revocation epoch when this task can vouch for it for a ticket issued then (service/revocations.ts `epochFor`). */
-  readonly knownEpoch?: (sub: string, issuedAt: number) => number | undefined;
+  readonly knownEpoch?: KnownEpoch;
 }
 
 /**

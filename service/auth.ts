@@ -5,7 +5,7 @@ import { ANONYMOUS, type Identity } from '../core/identity';
 import type { RedisLike } from '../core/redis/client';
 import { assertNotRevoked, currentEpoch } from '../core/revocation';
 import { channelSetHash, decodeSession, isSessionCookieName, parseCookies, sessionCookieName, signSession, ticketTag, verifyLegacySession } from '../core/reconnect-cookie';
-import { redeemTicket, type Grant } from '../core/tickets';
+import { redeemTicket, type Grant, type KnownEpoch } from '../core/tickets';
 import type { ServiceConfig } from './config';
 
 /**
@@ -61,7 +61,7 @@ export async function authorize(
   req: IncomingMessage,
   ticket: string | null,
   channels: readonly ParsedChannel[],
-  deps: { redis: RedisLike; config: ServiceConfig; now: number; positions?: boolean; knownEpoch?: (sub: string, issuedAt: number) => number | undefined },
+  deps: { redis: RedisLike; config: ServiceConfig; now: number; positions?: boolean; knownEpoch?: KnownEpoch },
 ): Promise<Authorized> {
   const { config, now } = deps;
   const core = config.core;
@@ -133,7 +133,7 @@ export async function authorize(
  */
 export async function authorizeSocket(
   ticket: string | null,
-  deps: { redis: RedisLike; config: ServiceConfig; now: number; knownEpoch?: (sub: string, issuedAt: number) => number | undefined },
+  deps: { redis: RedisLike; config: ServiceConfig; now: number; knownEpoch?: KnownEpoch },
 ): Promise<Authorized & { readonly identity: Extract<Identity, { kind: 'user' }>; readonly grant: ChannelGrant }> {
   if (!ticket) throw new RealtimeError('unauthorized', 'Connect with /live?ticket= (a "ws" ticket from POST /tickets).');
   let grant: Grant;

@@ -11,6 +11,7 @@ import { LambdaInvoker, lambdaEndpoint } from '../core/aws/lambda-invoke';
 import { hasHooks, type HookInvoker } from '../core/hooks';
 import { EventBridgeBus } from '../core/aws/eventbridge';
 import type { EventBus } from '../core/backend-events';
+import type { KnownEpoch } from '../core/tickets';
 import { createRedisFor, waitReady } from '../core/redis/client';
 import { parseRevocation } from '../core/revocation';
 import { Admission } from './admission';
@@ -167,7 +168,7 @@ export class RealtimeServer {
     // for a user's epoch when it has heard every revocation since the ticket was issued (service/revocations.ts).
     const vouches = mode !== 'cluster';
     if (vouches) this.watchControl(now);
-    const knownEpoch = vouches ? (sub: string, issuedAt: number) => this.engine.revocations.epochFor(sub, issuedAt) : undefined;
+    const knownEpoch: KnownEpoch | undefined = vouches ? (sub, issuedAt) => this.engine.revocations.epochFor(sub, issuedAt) : undefined;
     const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, knownEpoch, ...state });
     const health = {
       ...state,
