@@ -372,8 +372,8 @@ async function connectAll(opts) {
 /**
  * POSTs `body` (JSON) to `url` through node:http on a keep-alive agent and resolves with the status and the parsed
  * answer. Not `fetch`: with undici's fetch the load generator used 60–72 % of a core over a 10k storm and the ticket
- * round trips queued (mean 0.4–2.4 s), so the clients reached the server in bunches and late; with this, 27–35 % and
- * 5–140 ms, and the last client is back at the window's end (docs/BENCHMARKS.md, "The storm's arrivals").
+ * round trips queued (mean 0.11–2.4 s), so the clients reached the server in bunches and late; with this, 27–35 % and
+ * 3–166 ms, and the last client is back at the window's end (docs/BENCHMARKS.md, "The storm's arrivals").
  */
 function postJson(url, headers, body) {
   return new Promise((resolve, reject) => {

@@ -167,7 +167,7 @@ export class RealtimeServer {
     // On one Redis node (not a cluster, where PUBLISH crosses the cluster bus out of this task's sight) the task vouches
     // for a user's epoch when it has heard every revocation since the ticket was issued (service/revocations.ts).
     const vouches = mode !== 'cluster';
-    if (vouches) this.watchControl(now);
+    if (vouches) this.watchControl();
     const knownEpoch: KnownEpoch | undefined = vouches ? (sub, issuedAt) => this.engine.revocations.epochFor(sub, issuedAt) : undefined;
     const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, knownEpoch, ...state });
     const health = {
@@ -186,16 +186,16 @@ export class RealtimeServer {
 
   /** Bumped whenever the subscriber's connection closes: a SUBSCRIBE answered after that vouches for nothing sent before. */
   private controlBreaks = 0;
-  /** Set by {@link watchControl}: the clock that dates the control channel's confirmed subscription, when it is watched. */
-  private controlClock?: () => number;
+  /** Set by {@link watchControl}: the control channel's subscription is watched (one Redis node). */
+  private watchingControl = false;
 
   /**
    * Keeps `engine.revocations` told whether the control channel (`ctl:revoke`) has been subscribed without a break:
    * down at every close of the subscriber's connection, up again when a SUBSCRIBE sent after the reconnect is answered
    * (ioredis resubscribes by itself; the answer to this one dates it).
    */
-  private watchControl(now: () => number): void {
-    this.controlClock = now;
+  private watchControl(): void {
+    this.watchingControl = true;
     this.subscriber.on('close', () => {
       this.controlBreaks++;
       this.engine.revocations.controlDown();
@@ -208,7 +208,7 @@ export class RealtimeServer {
     const breaks = this.controlBreaks;
     return this.subscriber.subscribe(this.keys.revokeControl).then(
       () => {
-        if (this.controlClock && breaks === this.controlBreaks) this.engine.revocations.controlUp(this.controlClock());
+        if (this.watchingControl && breaks === this.controlBreaks) this.engine.revocations.controlUp();
       },
       () => undefined,
     );

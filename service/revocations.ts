@@ -23,9 +23,9 @@ export class Revocations {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  /** The control channel's subscription was confirmed (SUBSCRIBE answered) at `at`, and has not broken since. */
-  controlUp(at: number): void {
-    this.controlSince = at;
+  /** The control channel's subscription was confirmed just now (SUBSCRIBE answered), and has not broken since. */
+  controlUp(): void {
+    this.controlSince = this.now();
   }
 
   /** The subscriber's connection closed: revocations published from now on may not reach this task until it resubscribes. */

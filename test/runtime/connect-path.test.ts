@@ -500,7 +500,7 @@ describe('Revocations.epochFor: when a task vouches for a user\'s epoch', () => 
     let t = 1_000_000;
     const r = new Revocations(() => t);
     expect(r.epochFor('a', t)).toBeUndefined(); // never subscribed
-    r.controlUp(t);
+    r.controlUp();
     expect(r.epochFor('a', t + VOUCH_MARGIN_MS - 1)).toBeUndefined(); // issued too soon after the subscription
     t += 20_000;
     expect(r.epochFor('a', t - 1000)).toBe(0); // nothing heard of the user
@@ -512,7 +512,7 @@ describe('Revocations.epochFor: when a task vouches for a user\'s epoch', () => 
     expect(r.epochFor('a', t - (60_000 - VOUCH_MARGIN_MS) - 1)).toBeUndefined(); // older than what is remembered
     r.controlDown();
     expect(r.epochFor('a', t)).toBeUndefined();
-    r.controlUp(t);
+    r.controlUp();
     expect(r.epochFor('a', t + 1000)).toBeUndefined(); // the break: the margin again
   });
 });
