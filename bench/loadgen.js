@@ -396,6 +396,39 @@ function postJson(url, headers, body) {
 }
 const ticketAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
+/** Client i's ticket from the ticket API (user `u<i>`, its channel). */
+async function fetchTicket(opts, i) {
+  const r = await postJson(opts.ticketUrl, { 'x-local-user': `u${i}` }, JSON.stringify({ channels: [opts.channels ? opts.channels[i] : opts.channel] }));
+  if (r.status !== 201) throw new Error(`ticket HTTP ${r.status}: ${JSON.stringify(r.body).slice(0, 200)}`);
+  return r.body.ticket;
+}
+
+/** Tickets fetched by `stormTickets`, by client, for a storm with `heldTickets`. */
+let heldTickets = [];
+
+/**
+ * `stormTickets`: each of `n` clients fetches its own ticket from `ticketUrl` now (64 at a time, the agent's sockets),
+ * and holds it for the next storm with `heldTickets`: that storm's arrivals are then its connects alone.
+ */
+async function stormTickets(opts) {
+  const started = nowMs();
+  heldTickets = new Array(opts.n);
+  let failed = 0;
+  let firstErr;
+  await Promise.all(
+    Array.from({ length: opts.n }, (_, i) =>
+      fetchTicket(opts, i).then(
+        (t) => (heldTickets[i] = t),
+        (e) => {
+          failed++;
+          if (!firstErr) firstErr = String(e && e.message ? e.message : e);
+        },
+      ),
+    ),
+  );
+  return { ok: opts.n - failed, failed, firstErr, ms: nowMs() - started };
+}
+
 /** A deterministic pseudo-random sequence (mulberry32): the same storm for the same seed. */
 function prng(seed) {
   let a = seed >>> 0;
@@ -412,7 +445,8 @@ function prng(seed) {
  * `maxDelayMs`, seeded), each first POSTing its own ticket request to `ticketUrl` (the local stack's
  * ticket API, user `u<i>` in `x-local-user`) and then opening its stream with `Last-Event-ID`. With
  * `messages` > 0 the window is armed first, so the catch-up events the server replays are counted.
- * `channels` and `lastEventIds` (arrays by client), when given, replace `channel` and `lastEventId`.
+ * `channels` and `lastEventIds` (arrays by client), when given, replace `channel` and `lastEventId`. `plainPath`, when
+ * given, is every client's request path (a peer without tickets; the ticket is still fetched, for the same arrivals).
  */
 async function storm(opts) {
   const n = opts.n;
@@ -427,13 +461,15 @@ async function storm(opts) {
   let firstErr;
   let ticketMsTotal = 0;
   let lastReady = 0;
+  const held = opts.heldTickets ? heldTickets : null;
   const one = async (i) => {
     const t0 = nowMs();
     let ticket;
     try {
-      const r = await postJson(opts.ticketUrl, { 'x-local-user': `u${i}` }, JSON.stringify({ channels: [opts.channels ? opts.channels[i] : opts.channel] }));
-      if (r.status !== 201) throw new Error(`ticket HTTP ${r.status}: ${JSON.stringify(r.body).slice(0, 200)}`);
-      ticket = r.body.ticket;
+      if (held) {
+        if (!held[i]) throw new Error('no ticket held for this client (stormTickets failed for it)');
+        ticket = held[i];
+      } else ticket = await fetchTicket(opts, i);
     } catch (e) {
       ticketFailed++;
       failed++;
@@ -441,7 +477,9 @@ async function storm(opts) {
       return;
     }
     ticketMsTotal += nowMs() - t0;
-    paths[i] = `/events?channels=${encodeURIComponent(opts.channels ? opts.channels[i] : opts.channel)}&ticket=${ticket}`;
+    // A peer without auth (`plainPath`, the probe's or ref's `/events`) gets the same ticket round trip first, so its
+    // clients arrive as ours do, and ignores it.
+    paths[i] = opts.plainPath || `/events?channels=${encodeURIComponent(opts.channels ? opts.channels[i] : opts.channel)}&ticket=${ticket}`;
     const c = new Conn(i);
     c.seen = opts.messages ? new Uint8Array(opts.messages) : null;
     conns.push(c);
@@ -489,6 +527,11 @@ process.on('message', async (msg) => {
         if (msg.presence) countingPresence = true;
         const r = await connectAll(msg);
         process.send({ cmd: 'connected', ...r });
+        break;
+      }
+      case 'stormTickets': {
+        const r = await stormTickets(msg);
+        process.send({ cmd: 'stormTicketsHeld', ...r });
         break;
       }
       case 'storm': {

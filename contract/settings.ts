@@ -154,6 +154,7 @@ export const SERVICE_SETTINGS = {
   anonConnectionsPerIp: { kind: 'int', env: 'ANON_CONNECTIONS_PER_IP', min: 0, max: 1_000_000, default: 100, doc: 'Ticketless streams and polls one client IP may hold at once on a task; 0 = no cap.' },
   anonChannelsPerIp: { kind: 'int', env: 'ANON_CHANNELS_PER_IP', min: 0, max: 1_000_000, default: 200, doc: 'Distinct channels those of one client IP may subscribe to on a task; 0 = no cap.' },
   headersTimeoutMs: { kind: 'int', env: 'HEADERS_TIMEOUT_MS', min: 1000, max: 120_000, default: 10_000, doc: 'Time a client has to send a whole request, in milliseconds.' },
+  ticketBatchMs: { kind: 'int', env: 'TICKET_BATCH_MS', min: 0, max: 50, default: 5, doc: 'Tickets redeemed within this many milliseconds of the last redemption are redeemed together in one script run; 0 = each alone.' },
   trustProxyHops: { kind: 'int', env: 'TRUST_PROXY_HOPS', min: 0, max: 10, default: 0, doc: 'Proxies in front that append to X-Forwarded-For.' },
   replayMaxEvents: { kind: 'int', env: 'REPLAY_MAX_EVENTS', min: 1, max: 100_000, default: 1000, doc: 'Events per replay page (one long-poll answer, one page of a replay).' },
   catchupConcurrency: { kind: 'int', env: 'CATCHUP_CONCURRENCY', min: 1, max: 1024, default: 16, doc: 'Streams caught up at once after the Redis subscriber reconnects.' },

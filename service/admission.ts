@@ -1,5 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type Redis from 'ioredis';
+import type { RedisLike } from '../core/redis/client';
+import { GetdelBatch } from './ticket-batch';
 import { parseChannel, parseChannelList } from '../core/channels';
 import { RealtimeError } from '../core/errors';
 import { decodeCursor } from '../core/cursor';
@@ -41,6 +43,8 @@ export interface AdmissionDeps {
   readonly redisUp: () => boolean;
   /** The user's revocation epoch when this task can vouch for it for a ticket issued then (service/revocations.ts `epochFor`). */
   readonly knownEpoch?: KnownEpoch;
+  /** True on one Redis node: a burst's redemptions may share a script run (service/ticket-batch.ts). */
+  readonly batchTickets?: boolean;
 }
 
 /**
@@ -58,7 +62,12 @@ export class Admission {
   /** What each client IP (anonymous) and user holds on this task: ANON_CONNECTIONS_PER_IP, ANON_CHANNELS_PER_IP, USER_CONNECTIONS. */
   readonly quotas: ClientQuotas;
 
+  /** The command client tickets are redeemed through: its GETDELs batched (TICKET_BATCH_MS) on one Redis node. */
+  private readonly ticketRedis: RedisLike;
+
   constructor(private readonly deps: AdmissionDeps) {
+    const w = deps.config.ticketBatchMs;
+    this.ticketRedis = w > 0 && deps.batchTickets ? new GetdelBatch(deps.redis, w, deps.now).client() : deps.redis;
     this.anonLimiter = new FixedWindowLimiter(deps.config.anonRequestsPerMinute, 60_000, deps.now);
     this.quotas = new ClientQuotas(deps.config);
   }
@@ -80,7 +89,7 @@ export class Admission {
     const ticket = url.searchParams.get('ticket');
     ctx.ticketSettled = true;
     // The positions read with a ticket's redemption serve only a stream that goes live at them (a mark, no cursor).
-    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now, positions: mark !== undefined, knownEpoch: this.deps.knownEpoch });
+    const auth = await authorize(req, ticket, channels, { redis: this.ticketRedis, config, now, positions: mark !== undefined, knownEpoch: this.deps.knownEpoch });
     // Public channels need no ticket; one presented all the same is spent, as on every other request.
     if (auth.identity.kind === 'anonymous') await spendTicket(ticket, { redis: this.deps.redis, config: config.core });
     ctx.setCookie = auth.setCookie;
@@ -106,7 +115,7 @@ export class Admission {
     if (query.channel.policy.subscribe === 'public') this.limitAnonymous(req);
     const ticket = url.searchParams.get('ticket');
     ctx.ticketSettled = true;
-    const auth = await authorize(req, ticket, channels, { redis: this.deps.redis, config, now: this.deps.now(), positions: false, knownEpoch: this.deps.knownEpoch });
+    const auth = await authorize(req, ticket, channels, { redis: this.ticketRedis, config, now: this.deps.now(), positions: false, knownEpoch: this.deps.knownEpoch });
     if (auth.identity.kind === 'anonymous') await spendTicket(ticket, { redis: this.deps.redis, config: config.core });
     else this.limitRequests(`user\0${auth.identity.kind === 'user' ? auth.identity.sub : ''}`);
     ctx.setCookie = auth.setCookie;
@@ -123,7 +132,7 @@ export class Admission {
   async admitSocket(req: IncomingMessage, ticket: string | null): Promise<Admitted & { readonly auth: Awaited<ReturnType<typeof authorizeSocket>> }> {
     const { config } = this.deps;
     const now = this.deps.now();
-    const auth = await authorizeSocket(ticket, { redis: this.deps.redis, config, now, knownEpoch: this.deps.knownEpoch });
+    const auth = await authorizeSocket(ticket, { redis: this.ticketRedis, config, now, knownEpoch: this.deps.knownEpoch });
     this.deps.cors.check(req);
     const sub = auth.identity.sub;
     const names = connectChannels({ sub, ...auth.grant }, config.core.namespaces);

@@ -125,6 +125,12 @@ export interface ServiceConfig {
    * longer subject to it.
    */
   readonly headersTimeoutMs: number;
+  /**
+   * A burst's ticket redemptions in one write (service/ticket-batch.ts): a redemption within this many milliseconds of
+   * the last GETDEL waits for the window's end and goes with the others in one script run; the first after a quiet
+   * window goes at once. 0 = each alone. One Redis node only (a cluster's tickets live in different slots).
+   */
+  readonly ticketBatchMs: number;
   /** Most events in one long-poll answer (then `"more": true`) or one write of a stream's replay. */
   readonly replayMaxEvents: number;
   /** Distinct channels this task subscribes to in Redis; a request needing more gets 503 (EventSource: 200 + `retry:`). */

@@ -169,7 +169,7 @@ export class RealtimeServer {
     const vouches = mode !== 'cluster';
     if (vouches) this.watchControl();
     const knownEpoch: KnownEpoch | undefined = vouches ? (sub, issuedAt) => this.engine.revocations.epochFor(sub, issuedAt) : undefined;
-    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, knownEpoch, ...state });
+    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, knownEpoch, batchTickets: mode !== 'cluster', ...state });
     const health = {
       ...state,
       ping: () => this.redis.ping().then(() => true, () => false),
