@@ -94,8 +94,19 @@ export class WsEdge {
       throw err;
     }
     socket.off('close', early);
-    if (gone || !socket.writable || session.closed) return void engine.release(session);
-    const ws = await new Promise<WebSocket>((resolve) => this.wss.handleUpgrade(req, socket, head, resolve));
+    // A client that half-closed its socket meanwhile (its FIN read: an SDK giving up on a slow open) is gone too: `ws`
+    // would drop that socket without calling back, and the session would be held for good.
+    if (gone || !socket.writable || !socket.readable) {
+      socket.destroy();
+      return void engine.release(session);
+    }
+    if (session.closed) return void engine.release(session);
+    let upgraded: WebSocket | undefined;
+    // Synchronous (no verifyClient): the callback has run when handleUpgrade returns, or never will (ws dropped a
+    // socket it could not use, or answered a bad handshake itself).
+    this.wss.handleUpgrade(req, socket, head, (w) => (upgraded = w));
+    if (!upgraded) return void engine.release(session);
+    const ws: WebSocket = upgraded;
     ws.on('error', () => undefined);
     ws.on('close', () => engine.release(session));
     const peer: Peer = { session, transport, identity: admitted.auth.identity, grant: admitted.auth.grant };

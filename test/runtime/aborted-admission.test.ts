@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type Redis from 'ioredis';
 import { parseChannel } from '../../core/channels';
 import type { Namespaces } from '../../core/config';
@@ -51,4 +54,47 @@ test.each([['poll'], ['events']])('/%s: a request aborted during its admission h
   // ann's session holds no connection: it never joined, or left at once (in grace now).
   expect((await members()).filter(([sub, n]) => sub !== 'ann' || n !== 0)).toEqual([['bob', 1]]);
   expect(service.connections + service.polls).toBe(1);
+}, 30_000);
+
+test('/live: an upgrade whose client half-closed its socket during the admission holds no session (its member goes into grace at once)', async () => {
+  // The client's FIN read before the 101: its socket is still writable, not readable; `ws` drops such a socket without
+  // calling back, so the session opened by the admission was held for good (found by presence-random.test.ts: an SDK
+  // giving up on a slow open). The ticket's redemption is held at the proxy while the client half-closes.
+  const proxy = new TcpProxy(Number(new URL(redisUrl()).port));
+  const proxyUrl = await proxy.start();
+  cleanup.push(() => proxy.close());
+  const prefix = `aa${uid()}:`;
+  const { service, base } = await startService({ REDIS_URL: proxyUrl, KEY_PREFIX: prefix, NAMESPACES_JSON: JSON.stringify(NAMESPACES), HEARTBEAT_MS: '300000' }, { eventTimers: false });
+  cleanup.push(() => service.close());
+  const room = `room:${uid()}`;
+  const config = coreConfig({ keyPrefix: prefix, namespaces: NAMESPACES });
+  const ticket = await ticketFor(redis, 'ann', [room], 'ws', config);
+  const theirs = new Promise<Duplex>((r) => service.server.prependOnceListener('upgrade', (_req, socket: Duplex) => r(socket)));
+  const held = proxy.trap((text) => /getdel/i.test(text));
+  const u = new URL(base);
+  const client = connect(Number(u.port), u.hostname);
+  client.on('error', () => undefined);
+  cleanup.push(() => client.destroy());
+  await once(client, 'connect');
+  client.write(`GET /live?ticket=${ticket} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  await held;
+  const socket = await theirs;
+  const seen = new Promise<void>((r) => {
+    if (socket.readableEnded || socket.destroyed) return r();
+    socket.once('end', () => r());
+    socket.once('close', () => r());
+  });
+  client.end();
+  await seen;
+  proxy.resume();
+  await eventually(async () => (await redis.exists(new Keys(prefix).ticket(sha256(ticket)))) === 0, 10_000, 'the ticket spent');
+  // A stream that starts now is admitted, and joins, after the upgrade's admission and join.
+  const bob = new RawStream(`${base}/events?channels=${room}&ticket=${await ticketFor(redis, 'bob', [room], 'sse', config)}`);
+  cleanup.push(() => bob.close());
+  const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
+  const members = async () => (await presence.snapshot(parseChannel(room, NAMESPACES))).members.map((m) => [m.sub, m.connections]);
+  await eventually(async () => (await members()).some(([sub]) => sub === 'bob'), 10_000, 'bob a member');
+  await eventually(() => service.sockets === 0, 10_000, 'no socket session held');
+  expect((await members()).filter(([sub, n]) => sub !== 'ann' || n !== 0)).toEqual([['bob', 1]]);
+  expect(service.connections + service.polls + service.sockets).toBe(1);
 }, 30_000);
