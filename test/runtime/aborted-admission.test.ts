@@ -8,6 +8,7 @@ import { Keys, sha256 } from '../../core/redis/keys';
 import { RedisPresence } from '../../core/redis/presence';
 import { coreConfig, eventually, RawStream, redisUrl, startService, TEST_NAMESPACES, ticketFor, uid, useRedis } from '../support/harness';
 import { TcpProxy } from '../support/tcp-proxy';
+import type { RealtimeServer } from '../../service/realtime-server';
 
 /**
  * A client that goes away while its request is being admitted (its ticket redeemed in Redis): the task opened its
@@ -43,18 +44,26 @@ test.each([['poll'], ['events']])('/%s: a request aborted during its admission h
   // The task saw the socket close (it has no connection left) before the redemption goes on.
   await eventually(() => new Promise<boolean>((resolve) => service.server.getConnections((_e, n) => resolve(n === 0))), 10_000, 'the task to see the socket close');
   proxy.resume();
-  // Its redemption ran (the ticket is spent); the rest of its admission was sent on the task's Redis connection then,
-  // so a request that starts now is admitted after it, and its join queued after any join of the aborted one.
+  await heldNothing({ service, base, prefix, ticket, room, config });
+}, 30_000);
+
+/**
+ * After the held redemption of ann's `ticket` went on: it ran (the ticket is spent), and the rest of its admission was
+ * sent on the task's Redis connection then, so a stream of bob's that starts now is admitted after it, its join queued
+ * after any join of ann's. Then ann's session holds nothing: it never joined, or left at once (in grace now).
+ */
+async function heldNothing(a: { service: RealtimeServer; base: string; prefix: string; ticket: string; room: string; config: ReturnType<typeof coreConfig> }): Promise<void> {
+  const { service, base, prefix, ticket, room, config } = a;
   await eventually(async () => (await redis.exists(new Keys(prefix).ticket(sha256(ticket)))) === 0, 10_000, 'the ticket spent');
   const bob = new RawStream(`${base}/events?channels=${room}&ticket=${await ticketFor(redis, 'bob', [room], 'sse', config)}`);
   cleanup.push(() => bob.close());
   const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
   const members = async () => (await presence.snapshot(parseChannel(room, NAMESPACES))).members.map((m) => [m.sub, m.connections]);
   await eventually(async () => (await members()).some(([sub]) => sub === 'bob'), 10_000, 'bob a member');
-  // ann's session holds no connection: it never joined, or left at once (in grace now).
+  await eventually(() => service.sockets === 0, 10_000, 'no socket session held');
   expect((await members()).filter(([sub, n]) => sub !== 'ann' || n !== 0)).toEqual([['bob', 1]]);
-  expect(service.connections + service.polls).toBe(1);
-}, 30_000);
+  expect(service.connections + service.polls + service.sockets).toBe(1);
+}
 
 test('/live: an upgrade whose client half-closed its socket during the admission holds no session (its member goes into grace at once)', async () => {
   // The client's FIN read before the 101: its socket is still writable, not readable; `ws` drops such a socket without
@@ -87,14 +96,5 @@ test('/live: an upgrade whose client half-closed its socket during the admission
   client.end();
   await seen;
   proxy.resume();
-  await eventually(async () => (await redis.exists(new Keys(prefix).ticket(sha256(ticket)))) === 0, 10_000, 'the ticket spent');
-  // A stream that starts now is admitted, and joins, after the upgrade's admission and join.
-  const bob = new RawStream(`${base}/events?channels=${room}&ticket=${await ticketFor(redis, 'bob', [room], 'sse', config)}`);
-  cleanup.push(() => bob.close());
-  const presence = new RedisPresence(redis, { keyPrefix: prefix, namespaces: NAMESPACES });
-  const members = async () => (await presence.snapshot(parseChannel(room, NAMESPACES))).members.map((m) => [m.sub, m.connections]);
-  await eventually(async () => (await members()).some(([sub]) => sub === 'bob'), 10_000, 'bob a member');
-  await eventually(() => service.sockets === 0, 10_000, 'no socket session held');
-  expect((await members()).filter(([sub, n]) => sub !== 'ann' || n !== 0)).toEqual([['bob', 1]]);
-  expect(service.connections + service.polls + service.sockets).toBe(1);
+  await heldNothing({ service, base, prefix, ticket, room, config });
 }, 30_000);
