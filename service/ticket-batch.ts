@@ -16,7 +16,8 @@ interface Pending {
  * within `windowMs` of the last one sent waits for that window's end and goes with the others asked for meanwhile, in
  * one run of {@link GETDEL_ALL}; the first after a quiet window goes at once, alone. So a task that redeems a ticket now
  * and then pays no wait, and one in a storm sends Redis one command per window instead of one per connect: in the
- * storm case 2.0 → 1.1 writes and 1.6 → 1.1 reads per connect (docs/BENCHMARKS.md, "Ticket redemptions together").
+ * storm case 2.0 → 1.1 writes and 1.6 → 1.1 reads per connect (docs/BENCHMARKS.md, "The storm with peers, and a
+ * burst's redemptions in one run").
  *
  * Each key is still GETDEL'd once, by Redis, in order: of two redemptions of one ticket in the same run the first gets
  * the record and the second nil, as with two GETDELs. A failed run fails every redemption in it with its error (each
