@@ -166,10 +166,12 @@ export class RealtimeServer {
     };
     // On one Redis node (not a cluster, where PUBLISH crosses the cluster bus out of this task's sight) the task vouches
     // for a user's epoch when it has heard every revocation since the ticket was issued (service/revocations.ts).
-    const vouches = mode !== 'cluster';
-    if (vouches) this.watchControl();
-    const knownEpoch: KnownEpoch | undefined = vouches ? (sub, issuedAt) => this.engine.revocations.epochFor(sub, issuedAt) : undefined;
-    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, knownEpoch, batchTickets: mode !== 'cluster', ...state });
+    // The same condition lets a burst's ticket redemptions share a script run (service/ticket-batch.ts): on a cluster
+    // their keys hash to any slot.
+    const oneNode = mode !== 'cluster';
+    if (oneNode) this.watchControl();
+    const knownEpoch: KnownEpoch | undefined = oneNode ? (sub, issuedAt) => this.engine.revocations.epochFor(sub, issuedAt) : undefined;
+    const admission = new Admission({ config, redis: this.redis, hub: this.hub, cors, metrics: this.metrics, now, open: () => this.engine.size, knownEpoch, batchTickets: oneNode, ...state });
     const health = {
       ...state,
       ping: () => this.redis.ping().then(() => true, () => false),
