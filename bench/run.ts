@@ -1767,7 +1767,11 @@ function curveTable(results: RunResult[]): string {
       const cpu = med(s, c, (r) => r.serverCpuUsPerDelivery);
       if (cpu === undefined) return '–';
       const lg = results.some((r) => r.server === s && r.case === c && (r.loadgenCpuPct ?? 0) >= LOADGEN_SATURATED_PCT);
-      return `${fmt2(cpu)} / ${fmt1(med(s, c, (r) => r.p50) ?? NaN)} / ${fmt1(med(s, c, (r) => r.p99) ?? NaN)}${lg ? ' (load generator bound)' : ''}`;
+      // A server that delivered well under the offered rate fell behind: its p50/p99 are the age of a growing backlog.
+      const offered = CASES[c].n * (CASES[c].rate ?? 0);
+      const rate = med(s, c, (r) => r.deliveriesPerSec);
+      const behind = offered > 0 && rate !== undefined && rate < 0.9 * offered ? ` (SATURATED: ${Math.round((100 * rate) / offered)} % of the offered rate delivered)` : '';
+      return `${fmt2(cpu)} / ${fmt1(med(s, c, (r) => r.p50) ?? NaN)} / ${fmt1(med(s, c, (r) => r.p99) ?? NaN)}${lg ? ' (load generator bound)' : ''}${behind}`;
     });
     rows.push(`| ${s} | ${cells.join(' | ')} |`);
   }

@@ -34,6 +34,18 @@ export const ADAPTIVE_DUTY_EXIT = 0.2;
 export const ADAPTIVE_DUTY_TAU_MS = 250;
 
 /**
+ * A window that waited and wrote fewer frames per write than this collected (almost) no second frame for its transports:
+ * the wait was for nothing (events come less often than the wait). About one write in ten carrying a second frame.
+ */
+export const WASTED_WAIT_FRAMES_PER_WRITE = 1.1;
+/**
+ * After a wasted wait, windows flush at the end of their turn for this long (ms); each further wasted wait in a row
+ * doubles it, up to {@link WASTED_WAIT_HOLD_MAX_MS}, and a wait that collected resets it.
+ */
+export const WASTED_WAIT_HOLD_MS = 1000;
+export const WASTED_WAIT_HOLD_MAX_MS = 8000;
+
+/**
  * A flush of fewer transports than this counts its wall time as its CPU time: reading the process's CPU time (two
  * system calls a window, a few µs each) would cost more than such a flush, and a reconnect storm's windows are mostly
  * one or two streams being answered (the storm's profile: `process.cpuUsage` 2.8 % of the busy main thread). The duty's
@@ -110,9 +122,15 @@ export interface FlushWindowOptions {
  * work: on a host where other processes held the cores, a flush of 1k streams took 10-15 ms of wall
  * time (about 5 of CPU) and made a light task batch; the wait itself is still bounded by the budget in
  * wall time. A flush of fewer than {@link CPU_TIME_MIN_STREAMS} transports counts its wall time (reading CPU time would
- * cost more than it). Not covered: a loop at 0.3 or more whose events come less often than once per budget
- * (flushes of 0.3 `B` or more with fewer than 1000/`B` events a second): a window then waits up to
- * `B - o` without collecting a second frame, inside the budget but for nothing.
+ * cost more than it).
+ * A wait for nothing: a loop at 0.3 or more whose events come less often than the window can wait (flushes of 0.3 `B`
+ * or more with fewer than 1000/`B` events a second per transport, as a 50-ms budget under a 20-msg/s broadcast) would
+ * wait up to `B - o` without collecting a second frame, inside the budget but for nothing (measured: p50 11 → 41 ms at
+ * no saving, docs/BENCHMARKS.md). A window that waited and wrote under {@link WASTED_WAIT_FRAMES_PER_WRITE} frames per
+ * write therefore holds the waits off: the windows of the next {@link WASTED_WAIT_HOLD_MS} flush at the end of their
+ * turn, then one waits again to see; each wasted wait in a row doubles the hold (up to {@link WASTED_WAIT_HOLD_MAX_MS}),
+ * so under such a load fewer than one event in a hundred waits, and a wait that collected resets it. The duty is left
+ * as it is (leaving batching on that alone would only re-enter it a window later).
  * So a window batches as much as the budget allows once the overhead is paid, and no more: the
  * longer the flush of everything takes, the less the window waits, rather than more.
  * Nothing here is allocated per event or per transport: a mark is a push onto a reused array.
@@ -147,6 +165,12 @@ export class FlushWindow {
   dutyCycle = 0;
   /** True while adaptive windows wait (the duty reached the enter threshold and has not fallen below the exit one). */
   private batching = false;
+  /** Waits that collected no second frame (see {@link WASTED_WAIT_FRAMES_PER_WRITE}) since the counter was last reset. */
+  wastedWaits = 0;
+  /** Windows opening before this time (clock ms) do not wait: the last wait was for nothing. */
+  private holdUntil = Number.NEGATIVE_INFINITY;
+  /** The hold after the last wasted wait, ms; 0 once a wait collected. */
+  private holdMs = 0;
 
   constructor(options: FlushWindowOptions = {}) {
     this.writeDelayMs = options.writeDelayMs ?? 0;
@@ -181,7 +205,7 @@ export class FlushWindow {
     // The duty now: as of the last flush's end, decayed over the time since (no flush in it).
     const u = this.dutyCycle * Math.exp(-Math.max(0, this.openedAt - this.lastFlushEnd) / ADAPTIVE_DUTY_TAU_MS);
     this.batching = u >= (this.batching ? ADAPTIVE_DUTY_EXIT : ADAPTIVE_DUTY_ENTER);
-    if (!this.batching || this.lastFlushMs < ADAPTIVE_MIN_FLUSH_MS) return 0;
+    if (!this.batching || this.lastFlushMs < ADAPTIVE_MIN_FLUSH_MS || this.openedAt < this.holdUntil) return 0;
     // Whole milliseconds, rounded down: never past the budget.
     const wait = Math.floor(Math.min(this.latencyBudgetMs - this.overheadMs, this.maxWriteDelayMs));
     return wait >= 1 ? wait : 0;
@@ -215,6 +239,14 @@ export class FlushWindow {
         const cpuMs = cpuTimed ? this.cpuNow() - cpuStart : this.lastFlushMs;
         const busy = Math.min(span, cpuMs * (writes > 0 ? frames / writes : 1));
         this.dutyCycle = this.dutyCycle * Math.exp(-span / ADAPTIVE_DUTY_TAU_MS) + 1 - Math.exp(-busy / ADAPTIVE_DUTY_TAU_MS);
+        // A window that waited: did the wait collect? If not, the next windows do not wait for a while (longer each time).
+        if (this.openWait > 0 && writes > 0) {
+          if (frames < WASTED_WAIT_FRAMES_PER_WRITE * writes) {
+            this.wastedWaits++;
+            this.holdMs = this.holdMs === 0 ? WASTED_WAIT_HOLD_MS : Math.min(2 * this.holdMs, WASTED_WAIT_HOLD_MAX_MS);
+            this.holdUntil = end + this.holdMs;
+          } else this.holdMs = 0;
+        }
       }
       this.lastFlushEnd = end;
       // This window's queueing delay, and the part of it the wait did not choose.

@@ -327,6 +327,35 @@ describe('when a window waits: the loop\'s flush duty, not the last gap', () => 
     expect(Math.max(...probes.flatMap((p) => p.queued))).toBeLessThanOrEqual(45);
   });
 
+  test('a wait that collects no second frame (events come less often than the budget lets a window wait) is held off: under 1 % of events wait, and a wait that collects ends the hold', () => {
+    const loop = new VirtualLoop();
+    const window = adaptive(loop, 100, 45);
+    // The broadcast above (a 20-ms flush every 50 ms: duty 0.4) under a 45-ms budget: a window may wait 25 ms, half the
+    // period, so no wait ever collects a second event. Before the hold every window waited 25 ms for nothing.
+    const probes = Array.from({ length: 80 }, () => new Probe(loop, window, 0.25));
+    broadcast(loop, probes, 50, 1200);
+    loop.runUntil(60_000);
+    const delays = probes.flatMap((p) => p.delays);
+    expect(delays.length).toBe(80 * 1200);
+    // Waits at about 0.4 s, then 1, 2, 4 and every 8 s after: each wasted, each one window's events.
+    expect(loop.waits.length).toBeGreaterThanOrEqual(5);
+    expect(loop.waits.length).toBeLessThanOrEqual(12);
+    expect(window.wastedWaits).toBe(loop.waits.length);
+    expect(delays.filter((d) => d > 0).length / delays.length).toBeLessThan(0.01);
+    expect(Math.max(...probes.flatMap((p) => p.queued))).toBeLessThanOrEqual(45);
+    // Then the events come every 20 ms (a 20-ms flush, the loop fully busy): the next wait collects, and every window waits again.
+    const waitsBefore = loop.waits.length;
+    for (let i = 0; i < 1000; i++) loop.at(60_000 + i * 20, () => probes.forEach((p) => p.dirty()));
+    loop.runUntil(80_000);
+    const flushesBefore = probes[0].flushes;
+    expect(loop.waits.length - waitsBefore).toBeGreaterThan(100);
+    expect(window.wastedWaits).toBeLessThanOrEqual(waitsBefore + 1);
+    // The last 10 s: at most one write per two events per stream.
+    for (let i = 0; i < 500; i++) loop.at(80_000 + i * 20, () => probes.forEach((p) => p.dirty()));
+    loop.runUntil(90_100);
+    for (const p of probes) expect(p.flushes - flushesBefore).toBeLessThanOrEqual(260);
+  });
+
   test('a flush that is long in wall time but short in CPU time (other processes on the cores) does not make the window wait', () => {
     const loop = new VirtualLoop();
     const window = new FlushWindow({ maxWriteDelayMs: 100, latencyBudgetMs: 100, now: loop.now, cpuNow: loop.cpuNow, scheduler: loop });
