@@ -134,7 +134,7 @@ export interface FlushWindowOptions {
  * {@link WASTED_WAIT_FRAMES_PER_WRITE} it holds the waits off: the windows of the next {@link WASTED_WAIT_HOLD_MS} flush
  * at the end of their turn, then one waits again to see; each wasted wait in a row doubles the hold (up to
  * {@link WASTED_WAIT_HOLD_MAX_MS}), so under such a load fewer than one event in a hundred waits, and waits that
- * collect again reset it. An average, not each window alone: a task whose flush takes longer than the events' period
+ * collect again reset it. An average, not each window alone: a task whose flush takes a good part of the events' period
  * collects through the wait's lengthening of the cycle, its waiting windows alternating one frame and a backlog's two or
  * three (5k × 20 msg/s at 15 µs a write: 0.53 writes per delivery waiting, 0.77 with each one-frame wait held off). The
  * duty is left as it is (leaving batching on this alone would only re-enter it a window later).
@@ -176,7 +176,7 @@ export class FlushWindow {
   waitYield = 2;
   /** Waits after which the average was under {@link WASTED_WAIT_FRAMES_PER_WRITE} (each set a hold) since the counter was last reset. */
   wastedWaits = 0;
-  /** Windows opening before this time (clock ms) do not wait: the last wait was for nothing. */
+  /** Windows opening before this time (clock ms) do not wait: the waits were judged wasted. */
   private holdUntil = Number.NEGATIVE_INFINITY;
   /** The hold after the last wasted wait, ms; 0 once a wait collected. */
   private holdMs = 0;
