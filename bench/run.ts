@@ -1728,6 +1728,14 @@ function clusterTable(results: RunResult[], loadStart: number): string {
 /** Load generator CPU (% of one core) from which its own queueing shows in the latencies: flagged in the output. */
 const LOADGEN_SATURATED_PCT = 90;
 
+/** Deliveries per second case `c` offers: its connections times its rate. */
+const offeredRate = (c: string): number => CASES[c].n * (CASES[c].rate ?? 0);
+/**
+ * A server that delivered under 90 % of case `c`'s offered rate fell behind: its latencies are the age of a backlog
+ * that grew through the run (flagged SATURATED in the curve and the headline).
+ */
+const fellBehind = (rate: number, c: string): boolean => rate < 0.9 * offeredRate(c);
+
 const TARGETS = { deliveredPct: 100, p99: 250, cpuUs: 3, idleKB: 8 };
 
 function summaryTable(results: RunResult[]): string {
@@ -1745,7 +1753,7 @@ function summaryTable(results: RunResult[]): string {
   row(`${big}: delivered %`, '100', (s) => med(s, big, (r) => r.deliveredPct), (v) => v.toFixed(2), (v) => v >= TARGETS.deliveredPct);
   row(`${big}: p99 ms`, '≤ 250', (s) => med(s, big, (r) => r.p99), fmt1, (v) => v <= TARGETS.p99);
   row(`${big}: server CPU µs / delivery`, '≤ 3', (s) => med(s, big, (r) => r.serverCpuUsPerDelivery), fmt2, (v) => v <= TARGETS.cpuUs);
-  row(`${big}: deliveries/s`, `${(CASES[big].n * (CASES[big].rate ?? 0)).toLocaleString('en-US')} offered`, (s) => med(s, big, (r) => r.deliveriesPerSec), fmtInt);
+  row(`${big}: deliveries/s`, `${offeredRate(big).toLocaleString('en-US')} offered`, (s) => med(s, big, (r) => r.deliveriesPerSec), fmtInt);
   if (caseNames.includes('idle')) row('idle: KB / connection', '≤ 8', (s) => med(s, 'idle', (r) => r.memPerConnKB), fmt1, (v) => v <= TARGETS.idleKB);
   if (caseNames.includes('burst')) row('burst 200 → 1k: p99 ms', '', (s) => med(s, 'burst', (r) => r.p99), fmt1);
   row(`${big}: load generator CPU, % of one core`, `< ${LOADGEN_SATURATED_PCT}`, (s) => med(s, big, (r) => r.loadgenCpuPct), fmtInt, (v) => v < LOADGEN_SATURATED_PCT);
@@ -1767,10 +1775,8 @@ function curveTable(results: RunResult[]): string {
       const cpu = med(s, c, (r) => r.serverCpuUsPerDelivery);
       if (cpu === undefined) return '–';
       const lg = results.some((r) => r.server === s && r.case === c && (r.loadgenCpuPct ?? 0) >= LOADGEN_SATURATED_PCT);
-      // A server that delivered well under the offered rate fell behind: its p50/p99 are the age of a growing backlog.
-      const offered = CASES[c].n * (CASES[c].rate ?? 0);
       const rate = med(s, c, (r) => r.deliveriesPerSec);
-      const behind = offered > 0 && rate !== undefined && rate < 0.9 * offered ? ` (SATURATED: ${Math.round((100 * rate) / offered)} % of the offered rate delivered)` : '';
+      const behind = rate !== undefined && fellBehind(rate, c) ? ` (SATURATED: ${Math.round((100 * rate) / offeredRate(c))} % of the offered rate delivered)` : '';
       return `${fmt2(cpu)} / ${fmt1(med(s, c, (r) => r.p50) ?? NaN)} / ${fmt1(med(s, c, (r) => r.p99) ?? NaN)}${lg ? ' (load generator bound)' : ''}${behind}`;
     });
     rows.push(`| ${s} | ${cells.join(' | ')} |`);
@@ -1795,9 +1801,8 @@ function headline(results: RunResult[], loadStart: number): string {
   const of = (s: ServerName) => results.filter((r) => r.server === s && r.case === c && !r.error);
   const med = (s: ServerName, get: (r: RunResult) => number | undefined | null) => median(of(s).map((r) => get(r) ?? undefined) as number[]);
   const lines = [`Issue 27 headline: ${CASE_TITLES[c]}, medians of ${runs} (${of('ours').length} ours, ${of('probe').length} probe runs without errors)`, ''];
-  // A server that delivered well under the offered rate fell behind: its latencies are the age of a growing backlog.
-  const offered = CASES[c].n * (CASES[c].rate ?? 0);
-  const saturated = ['probe', 'ours'].filter((s) => (med(s, (r) => r.deliveriesPerSec) ?? offered) < 0.9 * offered);
+  const offered = offeredRate(c);
+  const saturated = ['probe', 'ours'].filter((s) => fellBehind(med(s, (r) => r.deliveriesPerSec) ?? offered, c));
   const ratio = (label: string, unit: string, target: number, get: (r: RunResult) => number | undefined | null) => {
     const [o, p] = [med('ours', get), med('probe', get)];
     if (o === undefined || !p) return lines.push(`- ${label}: not measured (ours ${o ?? '–'}, probe ${p ?? '–'})`);

@@ -394,20 +394,18 @@ export class WsGateway {
     if (status < 200 || status > 299) {
       return rejectUpgrade(socket, status, result?.body ?? '{"message":"Forbidden"}');
     }
-    // The client left during $connect (a closed socket, or a half-closed one: its FIN read, as from a client that gave up
-    // on a slow open): $connect answered 200, so the connection existed and API Gateway still reports its disconnect.
+    // The client left during $connect: $connect answered 200, so the connection existed and API Gateway still reports
+    // its disconnect.
     const left = () => this.track(this.callDisconnect(connectionId, connectedAt, sourceIp, userAgent, authorizer, headers, 1006, 'Client left during connect'));
-    if (socket.destroyed || this.closing || !socket.readable || !socket.writable) {
-      socket.destroy();
-      return left();
-    }
+    if (socket.destroyed || this.closing) return left();
     let accepted = false;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       accepted = true;
       this.accept(ws, { id: connectionId, connectedAt, sourceIp, userAgent, authorizer, headers });
     });
-    // ws calls back synchronously (no verifyClient) or not at all: it drops a socket it cannot use (unreadable or
-    // unwritable) or answers a bad handshake itself, without a connection. That connection's $disconnect is still due.
+    // ws calls back synchronously (no verifyClient) or not at all: it drops a socket it cannot use (a half-closed one,
+    // its FIN read, as from a client that gave up on a slow open) or answers a bad handshake itself, without a
+    // connection. That connection's $disconnect is still due.
     if (!accepted) left();
   }
 

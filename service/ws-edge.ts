@@ -94,16 +94,11 @@ export class WsEdge {
       throw err;
     }
     socket.off('close', early);
-    // A client that half-closed its socket meanwhile (its FIN read: an SDK giving up on a slow open) is gone too: `ws`
-    // would drop that socket without calling back, and the session would be held for good.
-    if (gone || !socket.writable || !socket.readable) {
-      socket.destroy();
-      return void engine.release(session);
-    }
-    if (session.closed) return void engine.release(session);
+    if (gone || !socket.writable || session.closed) return void engine.release(session);
     let upgraded: WebSocket | undefined;
-    // Synchronous (no verifyClient): the callback has run when handleUpgrade returns, or never will (ws dropped a
-    // socket it could not use, or answered a bad handshake itself).
+    // Synchronous (no verifyClient): the callback has run when handleUpgrade returns, or never will: ws dropped a socket
+    // it could not use (a client that half-closed meanwhile, its FIN read: an SDK giving up on a slow open) or answered
+    // a bad handshake itself. The client is gone either way; a session kept for it would be held for good.
     this.wss.handleUpgrade(req, socket, head, (w) => (upgraded = w));
     if (!upgraded) return void engine.release(session);
     const ws: WebSocket = upgraded;
